@@ -1,0 +1,271 @@
+"""Pydantic models of every message on the wire (schema version 1).
+
+Validation is strict on purpose: a string never becomes a number, floats must be
+finite, timestamps must carry a timezone (stored as UTC), lists and strings are
+bounded, unknown fields are refused. A message that passes here is safe to act on.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Final, Literal, Self
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from protocols.topics import ID_PATTERN
+
+__all__ = [
+    "MAX_BATCH_SAMPLES",
+    "SCHEMA_VERSION",
+    "Ack",
+    "AckStatus",
+    "AssetFlex",
+    "AssetId",
+    "Command",
+    "CommandKind",
+    "DRRequest",
+    "Event",
+    "FlexEnvelope",
+    "FlexInterval",
+    "Message",
+    "Quality",
+    "Sample",
+    "SiteId",
+    "SiteState",
+    "Stored",
+    "TelemetryBatch",
+    "new_msg_id",
+    "utc_now",
+]
+
+SCHEMA_VERSION: Final = 1
+MAX_BATCH_SAMPLES = 2_000
+MAX_TEXT = 512
+MAX_FLEX_INTERVALS = 192  # 48 h of 15-min intervals
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+SiteId = Annotated[str, Field(pattern=f"^{ID_PATTERN}$")]
+AssetId = Annotated[str, Field(pattern=f"^{ID_PATTERN}$")]
+PointName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+MsgId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
+ShortText = Annotated[str, Field(max_length=64)]
+
+Quality = Literal["good", "stale", "bad"]
+AckStatus = Literal["applied", "clamped", "rejected", "expired", "failed"]
+CommandKind = Literal["p_limit_kw", "p_setpoint_kw", "soc_target_pct", "t_setpoint_c", "mode"]
+Mode = Literal["auto", "self_consumption", "hold", "fallback"]
+AssetKind = Literal["battery", "pv", "ev", "hp", "thermal_storage", "hvac", "meter", "load", "other"]
+
+
+def new_msg_id() -> str:
+    """A fresh message id (uuid4 hex)."""
+    return uuid.uuid4().hex
+
+
+def utc_now() -> datetime:
+    """Convenience for callers without a clock; components use their injected `Clock`."""
+    return datetime.now(UTC)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class _Envelope(_Strict):
+    """Fields every message carries."""
+
+    v: Literal[1] = 1
+    site: SiteId
+    ts: UtcDatetime
+    msg_id: MsgId = Field(default_factory=new_msg_id)
+
+
+class SiteState(_Envelope):
+    """Retained on `state`; the agent's last will publishes `offline`."""
+
+    status: Literal["online", "offline", "fallback"]
+    agent_version: ShortText = ""
+    config_hash: ShortText = ""
+    reason: Text | None = None
+
+
+class Sample(_Strict):
+    """One measured value. `seq` is the site's monotonically increasing sample number."""
+
+    seq: int = Field(ge=0, le=2**63 - 1)
+    asset: AssetId
+    point: PointName
+    value: Finite | None
+    unit: ShortText
+    ts: UtcDatetime
+    quality: Quality = "good"
+    reason: Text | None = None
+
+    @model_validator(mode="after")
+    def _value_unless_bad(self) -> Self:
+        if self.value is None and self.quality == "good":
+            raise ValueError("a sample of quality 'good' needs a value")
+        return self
+
+
+class TelemetryBatch(_Envelope):
+    """A batch of samples with strictly increasing `seq` (the cloud dedupes by (site, seq))."""
+
+    samples: list[Sample] = Field(min_length=1, max_length=MAX_BATCH_SAMPLES)
+
+    @model_validator(mode="after")
+    def _seq_increasing(self) -> Self:
+        previous = -1
+        for sample in self.samples:
+            if sample.seq <= previous:
+                raise ValueError(
+                    f"sample seq must strictly increase within a batch (got {sample.seq} after {previous})"
+                )
+            previous = sample.seq
+        return self
+
+    @property
+    def first_seq(self) -> int:
+        return self.samples[0].seq
+
+    @property
+    def last_seq(self) -> int:
+        return self.samples[-1].seq
+
+
+class FlexInterval(_Strict):
+    """Feasible power range of one asset over [start, end)."""
+
+    start: UtcDatetime
+    end: UtcDatetime
+    p_min_kw: Finite
+    p_max_kw: Finite
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.end <= self.start:
+            raise ValueError("interval end must be after start")
+        if self.p_min_kw > self.p_max_kw:
+            raise ValueError(f"p_min_kw {self.p_min_kw} > p_max_kw {self.p_max_kw}")
+        return self
+
+
+class AssetFlex(_Strict):
+    """One asset's flexibility: power bounds over a horizon, energy bounds, comfort limits."""
+
+    asset: AssetId
+    kind: AssetKind
+    intervals: list[FlexInterval] = Field(default_factory=list, max_length=MAX_FLEX_INTERVALS)
+    p_now_kw: Finite | None = None
+    e_now_kwh: Finite | None = None
+    e_min_kwh: Finite | None = None
+    e_max_kwh: Finite | None = None
+    soc_pct: Annotated[float, Field(ge=0, le=100)] | None = None
+    t_min_c: Finite | None = None
+    t_max_c: Finite | None = None
+    p_guaranteed_min_kw: Finite | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Self:
+        if self.e_min_kwh is not None and self.e_max_kwh is not None and self.e_min_kwh > self.e_max_kwh:
+            raise ValueError("e_min_kwh > e_max_kwh")
+        if self.t_min_c is not None and self.t_max_c is not None and self.t_min_c > self.t_max_c:
+            raise ValueError("t_min_c > t_max_c")
+        return self
+
+
+class FlexEnvelope(_Envelope):
+    """Retained on `flex`: what every asset of the site can do over the next hours."""
+
+    assets: list[AssetFlex] = Field(max_length=256)
+
+
+class Command(_Envelope):
+    """A setpoint for one asset, valid in [valid_from, valid_until); `sig` is an optional HMAC."""
+
+    cmd_id: MsgId
+    asset: AssetId
+    kind: CommandKind
+    value: Finite | Mode
+    valid_from: UtcDatetime
+    valid_until: UtcDatetime
+    priority: Annotated[int, Field(ge=1, le=16)] | None = None
+    sig: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.valid_until <= self.valid_from:
+            raise ValueError("valid_until must be after valid_from")
+        if self.kind == "mode":
+            if not isinstance(self.value, str):
+                raise ValueError("a 'mode' command needs a mode name as value")
+        elif isinstance(self.value, str):
+            raise ValueError(f"a {self.kind!r} command needs a number as value")
+        return self
+
+
+class Ack(_Envelope):
+    """The edge's answer to one command."""
+
+    cmd_id: MsgId
+    asset: AssetId
+    status: AckStatus
+    requested: Finite | Mode | None = None
+    applied_value: Finite | Mode | None = None
+    read_back: Finite | None = None
+    reason: Text | None = None
+
+
+class Event(_Envelope):
+    """Alarms and state changes: fallback entered/left, driver faults, queue drops, rejected input."""
+
+    kind: ShortText
+    severity: Literal["info", "warning", "error", "critical"] = "info"
+    asset: AssetId | None = None
+    message: Text = ""
+    details: dict[ShortText, Finite | int | bool | ShortText | None] = Field(
+        default_factory=dict, max_length=32
+    )
+
+
+class Stored(_Envelope):
+    """Retained on `stored`: the highest contiguous telemetry seq the cloud has durably stored."""
+
+    seq: int = Field(ge=-1, le=2**63 - 1)
+
+
+class DRRequest(_Strict):
+    """A demand-response request of a program (seed 003), retained on `dr/{program}/request`.
+
+    It is addressed to a program, not a site, so it carries `program` (and optional
+    target `sites`) where the site messages carry `site`.
+    """
+
+    v: Literal[1] = 1
+    program: SiteId
+    ts: UtcDatetime
+    msg_id: MsgId = Field(default_factory=new_msg_id)
+    request_id: MsgId
+    start: UtcDatetime
+    end: UtcDatetime
+    direction: Literal["reduce", "increase"]
+    p_kw: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    price_eur_per_kwh: Finite | None = None
+    sites: list[SiteId] = Field(default_factory=list, max_length=10_000)
+
+    @model_validator(mode="after")
+    def _window(self) -> Self:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+Message = SiteState | TelemetryBatch | FlexEnvelope | Command | Ack | Event | Stored | DRRequest

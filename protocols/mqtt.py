@@ -20,6 +20,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -61,6 +62,7 @@ class MqttConfig(BaseModel):
     client_id: str = Field(default="", max_length=128)
     username: str | None = None
     password: SecretStr | None = None
+    protocol: Literal["5", "3.1.1"] = "5"
     tls: bool = False
     ca_file: Path | None = None
     keepalive_s: int = Field(default=30, ge=5, le=3600)
@@ -111,8 +113,6 @@ class MqttSession:
 
     def _make_client(self) -> aiomqtt.Client:
         cfg = self.config
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = cfg.session_expiry_s
         will = None
         if self.will is not None:
             will = aiomqtt.Will(
@@ -121,21 +121,30 @@ class MqttSession:
         tls_context = None
         if cfg.tls:
             tls_context = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
+        session_args: dict[str, Any]
+        if cfg.protocol == "5":
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = cfg.session_expiry_s
+            session_args = {
+                "protocol": aiomqtt.ProtocolVersion.V5,
+                "clean_start": cfg.clean_start,
+                "properties": properties,
+            }
+        else:  # 3.1.1 (the in-process amqtt demo broker speaks nothing newer)
+            session_args = {"protocol": aiomqtt.ProtocolVersion.V311, "clean_session": cfg.clean_start}
         return aiomqtt.Client(
             cfg.host,
             cfg.port,
             identifier=cfg.client_id or None,
             username=cfg.username,
             password=cfg.password.get_secret_value() if cfg.password else None,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            clean_start=cfg.clean_start,
-            properties=properties,
             will=will,
             keepalive=cfg.keepalive_s,
             timeout=cfg.connect_timeout_s,
             tls_context=tls_context,
             max_inflight_messages=cfg.max_inflight,
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            **session_args,
         )
 
     async def run(self, handler: MessageHandler | None = None) -> None:

@@ -1,10 +1,98 @@
-"""Commands that belong to no single package: schema, broker, bench."""
+"""Commands that belong to no single package: schema, broker, bench contract."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import signal
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+class BrokerBackend(StrEnum):
+    auto = "auto"
+    mosquitto = "mosquitto"
+    amqtt = "amqtt"
+
+
+def schema(
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory to write <Message>.schema.json files into.")
+    ] = Path("schemas"),
+) -> None:
+    """Write the JSON Schema of every message of the MQTT contract."""
+    from protocols.codec import MODEL_BY_KIND
+
+    out.mkdir(parents=True, exist_ok=True)
+    for kind, model in MODEL_BY_KIND.items():
+        path = out / f"{model.__name__}.schema.json"
+        schema_doc = model.model_json_schema(mode="serialization")
+        schema_doc["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        schema_doc["x-gridflex-topic-kind"] = kind.value
+        path.write_text(json.dumps(schema_doc, indent=2, sort_keys=True) + "\n")
+        console.print(f"wrote {path}")
+
+
+def broker(
+    port: Annotated[int, typer.Option(help="TCP port on the host address.")] = 1883,
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
+    backend: Annotated[
+        BrokerBackend, typer.Option(help="mosquitto (child process), amqtt (in-process), or auto.")
+    ] = BrokerBackend.auto,
+) -> None:
+    """Run an MQTT broker for local use until Ctrl-C (mosquitto when installed, else amqtt)."""
+    import shutil
+
+    from gridflex.broker import AmqttBroker, MosquittoBroker
+
+    chosen = backend
+    if backend is BrokerBackend.auto:
+        chosen = (
+            BrokerBackend.mosquitto
+            if shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()
+            else BrokerBackend.amqtt
+        )
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if chosen is BrokerBackend.mosquitto:
+            mosq = MosquittoBroker(host=host, port=port, verbose=True).start()
+            console.print(f"mosquitto (pid {mosq.pid}) listening on {host}:{port}; Ctrl-C to stop")
+            try:
+                while not stop.is_set() and mosq.running:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=1.0)
+                if not mosq.running and not stop.is_set():
+                    console.print(f"[red]mosquitto exited[/]: {mosq.log_tail()}")
+                    raise typer.Exit(1)
+            finally:
+                mosq.close()
+        else:
+            console.print(
+                "[yellow]amqtt in-process broker[/] (MQTT 3.1.1, no $share, ~2k QoS 1 msg/s: demo use, <= ~100 sites)"
+            )
+            async with AmqttBroker(host=host, port=port):
+                console.print(f"amqtt listening on {host}:{port}; Ctrl-C to stop")
+                await stop.wait()
+        console.print("broker stopped")
+
+    asyncio.run(serve())
 
 
 def register(app: typer.Typer) -> None:
     """Add the core commands to the `gridflex` app."""
-    del app
+    from gridflex.bench import bench_app
+
+    app.command("schema")(schema)
+    app.command("broker")(broker)
+    app.add_typer(bench_app, name="bench")

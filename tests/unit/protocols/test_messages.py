@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -35,7 +36,14 @@ def test_json_schema_is_valid_and_accepts_the_example(model) -> None:
 
 
 def _telemetry(**sample_overrides: object) -> dict[str, object]:
-    sample = {"seq": 1, "asset": "pv1", "point": "p_kw", "value": -1.5, "unit": "kW", "ts": "2030-01-01T00:00:00Z"}
+    sample = {
+        "seq": 1,
+        "asset": "pv1",
+        "point": "p_kw",
+        "value": -1.5,
+        "unit": "kW",
+        "ts": "2030-01-01T00:00:00Z",
+    }
     sample.update(sample_overrides)
     return {"v": 1, "site": "b001", "ts": "2030-01-01T00:00:00Z", "msg_id": "m", "samples": [sample]}
 
@@ -55,7 +63,16 @@ TOPIC = site_topic("b001", "telemetry")
         ({"value": None}, "needs a value"),
         ({"extra": 1}, "Extra inputs"),
     ],
-    ids=["string-number", "bool-number", "naive-ts", "negative-seq", "bad-asset", "bad-quality", "good-without-value", "extra-field"],
+    ids=[
+        "string-number",
+        "bool-number",
+        "naive-ts",
+        "negative-seq",
+        "bad-asset",
+        "bad-quality",
+        "good-without-value",
+        "extra-field",
+    ],
 )
 def test_strict_validation_refuses_with_a_readable_reason(override, reason) -> None:
     with pytest.raises(ContractError, match=reason):
@@ -112,10 +129,20 @@ def test_batch_size_is_bounded() -> None:
 
 def test_command_consistency() -> None:
     ts = datetime(2030, 1, 1, tzinfo=UTC)
-    base = {"site": "s", "ts": ts, "cmd_id": "c1", "asset": "bat1", "valid_from": ts}
+    base: dict[str, Any] = {"site": "s", "ts": ts, "cmd_id": "c1", "asset": "bat1", "valid_from": ts}
     with pytest.raises(ValueError, match="valid_until must be after"):
         Command(**base, kind="p_setpoint_kw", value=1.0, valid_until=ts)
     with pytest.raises(ValueError, match="needs a number"):
         Command(**base, kind="p_limit_kw", value="auto", valid_until=ts + timedelta(minutes=1))
     with pytest.raises(ValueError, match="mode name"):
         Command(**base, kind="mode", value=1.0, valid_until=ts + timedelta(minutes=1))
+
+
+def test_contract_doc_shows_the_current_examples() -> None:
+    """docs/contract.md must not drift from the models: every example payload appears verbatim."""
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[3] / "docs" / "contract.md").read_text()
+    for topic, msg in EXAMPLES:
+        assert f"`{topic}`" in doc
+        assert json.dumps(json.loads(msg.model_dump_json()), indent=2) in doc, type(msg).__name__

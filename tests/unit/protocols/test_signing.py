@@ -44,7 +44,13 @@ def test_unsigned_command_does_not_verify() -> None:
 
 @pytest.mark.parametrize(
     "update",
-    [{"value": 4.0}, {"asset": "bat2"}, {"site": "b"}, {"valid_until": T0 + timedelta(hours=5)}, {"kind": "p_limit_kw"}],
+    [
+        {"value": 4.0},
+        {"asset": "bat2"},
+        {"site": "b"},
+        {"valid_until": T0 + timedelta(hours=5)},
+        {"kind": "p_limit_kw"},
+    ],
     ids=["value", "asset", "site", "valid_until", "kind"],
 )
 def test_tampered_field_breaks_signature(update: dict[str, object]) -> None:
@@ -83,5 +89,7 @@ def test_guard_forgets_ids_after_their_window() -> None:
     for i in range(100):
         guard.check(_cmd(f"c{i}"), T0)
     assert len(guard) == 100
-    guard.check(_cmd("later").model_copy(update={"valid_until": T0 + timedelta(hours=1)}), T0 + timedelta(minutes=16))
+    guard.check(
+        _cmd("later").model_copy(update={"valid_until": T0 + timedelta(hours=1)}), T0 + timedelta(minutes=16)
+    )
     assert len(guard) == 1

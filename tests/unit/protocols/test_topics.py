@@ -29,7 +29,20 @@ def test_dr_topic_round_trips(program: str) -> None:
 @pytest.mark.parametrize(
     "bad",
     ["", "A", "a/b", "+", "#", "a+", "-a", "_a", "a" * 65, "a b", "ä", "a\x00"],
-    ids=["empty", "upper", "slash", "plus", "hash", "plus-inside", "dash-first", "underscore-first", "too-long", "space", "umlaut", "nul"],
+    ids=[
+        "empty",
+        "upper",
+        "slash",
+        "plus",
+        "hash",
+        "plus-inside",
+        "dash-first",
+        "underscore-first",
+        "too-long",
+        "space",
+        "umlaut",
+        "nul",
+    ],
 )
 def test_bad_ids_are_refused_with_a_reason(bad: str) -> None:
     with pytest.raises(ValueError, match="invalid site id"):

@@ -1,0 +1,63 @@
+# GridFlex: `make test` and `make demo` do their own set-up on a fresh Debian/Ubuntu machine:
+# system packages (apt-get, when missing), uv, the locked virtualenv in .venv/.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages the tests talk to for real: an MQTT broker and its command-line clients.
+APT_PACKAGES := mosquitto mosquitto-clients
+APT_BINARIES := /usr/sbin/mosquitto /usr/bin/mosquitto_sub
+
+.PHONY: help setup system-deps venv lint typecheck test test-all bench demo clean
+
+help:
+	@echo "make test   - set up everything, then ruff, mypy and the test suite (unit + integration)"
+	@echo "make demo   - set up everything, then run the demo on embedded defaults"
+	@echo "make bench  - benchmarks that print figures (see docs/benchmarks.md)"
+	@echo "make test-all - also the slow tests"
+
+system-deps:
+	@missing=""; for f in $(APT_BINARIES); do [ -x "$$f" ] || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing $(APT_PACKAGES) with apt-get"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES); \
+	fi
+
+$(UV):
+	python3 -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --python python3
+	@touch $@
+
+venv: $(VENV)/.synced
+
+setup: system-deps venv
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+test: setup lint typecheck
+	$(VENV)/bin/pytest
+
+test-all: setup
+	$(VENV)/bin/pytest -m "not bench"
+
+bench: setup
+	$(VENV)/bin/gridflex bench contract
+
+demo: setup
+	$(VENV)/bin/gridflex --help
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,5 @@
+"""`python -m gridflex` runs the console script."""
+
+from gridflex.cli import app
+
+app()

@@ -1,0 +1,76 @@
+"""The dependency rules of ARCHITECTURE §2, enforced on the source (imports read with `ast`).
+
+- `protocols` is the contract: it imports none of the other packages, and of third-party
+  code only pydantic and aiomqtt (with paho, aiomqtt's engine).
+- `edge_agent` and `cloud_controller` never import each other.
+- `simulators` are equipment: they import neither the agent nor the controller.
+- Only the offline study may reuse the simulators' pure profile generators.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[2]
+PACKAGES = ("protocols", "edge_agent", "cloud_controller", "simulators", "gridflex")
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def _files(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+FORBIDDEN = {
+    "protocols": {"edge_agent", "cloud_controller", "simulators", "gridflex"},
+    "edge_agent": {"cloud_controller", "simulators", "gridflex"},
+    "cloud_controller": {"edge_agent", "gridflex"},
+    "simulators": {"edge_agent", "cloud_controller", "gridflex"},
+}
+
+
+@pytest.mark.parametrize("package", list(FORBIDDEN))
+def test_package_imports_point_inward(package: str) -> None:
+    violations = []
+    for path in _files(package):
+        rel = path.relative_to(ROOT)
+        for name in _imports(path):
+            top = name.split(".")[0]
+            if top in FORBIDDEN[package]:
+                violations.append(f"{rel}: imports {name}")
+            if package == "cloud_controller" and top == "simulators":
+                study = rel.parts[:2] == ("cloud_controller", "study")
+                if not (study and name.startswith("simulators.profiles")):
+                    violations.append(
+                        f"{rel}: imports {name} (only cloud_controller.study may use simulators.profiles)"
+                    )
+    assert not violations, "\n".join(violations)
+
+
+def test_protocols_depends_on_pydantic_and_aiomqtt_only() -> None:
+    allowed = {"pydantic", "aiomqtt", "paho", "protocols", "__future__", *sys.stdlib_module_names}
+    violations = [
+        f"{path.relative_to(ROOT)}: imports {name}"
+        for path in _files("protocols")
+        for name in _imports(path)
+        if name.split(".")[0] not in allowed
+    ]
+    assert not violations, "\n".join(violations)
+
+
+def test_every_package_exists() -> None:
+    for package in PACKAGES:
+        assert (ROOT / package / "__init__.py").is_file(), package

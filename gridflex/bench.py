@@ -14,7 +14,7 @@ import socket
 import statistics
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -111,7 +111,9 @@ def _publisher(port: int, n: int, qos: int, rate_per_s: float | None, ready: obj
     client.disconnect()
 
 
-async def _ingest(port: int, n: int, qos: int, rate_per_s: float | None) -> dict[str, float]:
+async def _ingest(
+    port: int, n: int, qos: int, rate_per_s: float | None, protocol: Literal["5", "3.1.1"] = "5"
+) -> dict[str, float]:
     """Subscribe with our MqttSession, decode every message, time the lot."""
     from protocols.mqtt import MqttConfig, MqttSession
 
@@ -133,7 +135,8 @@ async def _ingest(port: int, n: int, qos: int, rate_per_s: float | None) -> dict
             done.set()
 
     session = MqttSession(
-        MqttConfig(port=port, client_id=f"bench-sub-{qos}", clean_start=True), subscriptions=[(TOPIC, qos)]
+        MqttConfig(port=port, client_id=f"bench-sub-{qos}", clean_start=True, protocol=protocol),
+        subscriptions=[(TOPIC, qos)],
     )
     task = asyncio.create_task(session.run(handler))
     await session.wait_connected(10)
@@ -161,9 +164,10 @@ async def _ingest(port: int, n: int, qos: int, rate_per_s: float | None) -> dict
 def bench_contract(
     n_messages: Annotated[int, typer.Option(help="Messages per MQTT throughput run.")] = 50_000,
     skip_mqtt: Annotated[bool, typer.Option(help="Only the in-process codec figures.")] = False,
+    protocol: Annotated[str, typer.Option(help="MQTT protocol of the subscriber: 5 or 3.1.1.")] = "5",
 ) -> None:
     """Codec µs per message, and ingest msg/s + latency through a real Mosquitto on loopback."""
-    table = Table(title="gridflex bench contract")
+    table = Table(title=f"gridflex bench contract (subscriber MQTT {protocol})")
     table.add_column("figure")
     table.add_column("value", justify="right")
     table.add_column("target", justify="right")
@@ -181,7 +185,9 @@ def bench_contract(
                 ("QoS 1 at 1,000 msg/s", 1, 5_000, 1000.0, "p99 < 5 ms"),
             ]
             for label, qos, n, rate, target in runs:
-                result = asyncio.run(_ingest(broker.port, n, qos, rate))
+                result = asyncio.run(
+                    _ingest(broker.port, n, qos, rate, "3.1.1" if protocol == "3.1.1" else "5")
+                )
                 table.add_row(
                     f"{label}: msgs/s (received {result['received']:,.0f}/{result['sent']:,.0f})",
                     f"{result['msgs/s']:,.0f}",

@@ -75,3 +75,26 @@ def test_sign_convention() -> None:
     assert to_grid_sign(4.0, is_generation=True) == -4.0
     assert to_grid_sign(-4.0, is_generation=False) == 4.0
     assert energy_kwh(4.0, 900) == pytest.approx(1.0)
+
+
+def test_fast_paho_properties_decode_like_paho() -> None:
+    """The receive-path speed-up must decode MQTT 5 properties exactly as paho does."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from protocols._paho_speedup import FastProperties
+
+    sent = Properties(PacketTypes.PUBLISH)
+    sent.MessageExpiryInterval = 30
+    sent.ContentType = "application/json"
+    sent.UserProperty = ("k", "v")
+    raw = sent.pack()
+    theirs, ours = Properties(PacketTypes.PUBLISH), FastProperties(PacketTypes.PUBLISH)
+    assert theirs.unpack(raw)[1] == ours.unpack(raw)[1]
+    assert ours.json() == theirs.json() == {
+        "MessageExpiryInterval": 30,
+        "ContentType": "application/json",
+        "UserProperty": [("k", "v")],
+    }
+    ours.clear()
+    assert ours.isEmpty()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import select
 import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -24,7 +23,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import aiomqtt
-import paho.mqtt.client as paho_mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -88,41 +86,6 @@ class Will:
     payload: bytes
     qos: int = 1
     retain: bool = True
-
-
-class _BatchReadClient(aiomqtt.Client):
-    """aiomqtt client that drains every complete packet per socket wake-up.
-
-    aiomqtt calls paho's `loop_read()` once per readiness event, and paho reads one
-    packet per call when nothing is in flight (all QoS 0 traffic), so each message
-    costs a full event-loop iteration. Measured on this 2-core machine: ~9.7k msg/s.
-    Reading until the socket is empty (bounded per wake-up so other tasks still run)
-    removes that cost. Uses only paho's public `loop_read()` plus a zero-timeout select.
-    """
-
-    MAX_PACKETS_PER_WAKEUP = 512
-
-    def _on_socket_open(self, client: paho_mqtt.Client, userdata: Any, sock: Any) -> None:
-        def callback() -> None:
-            try:
-                for _ in range(self.MAX_PACKETS_PER_WAKEUP):
-                    client.loop_read()
-                    raw = client.socket()
-                    if raw is None:
-                        break
-                    if hasattr(raw, "pending") and raw.pending() > 0:
-                        continue
-                    if not select.select([raw], [], [], 0)[0]:
-                        break
-            except Exception as exc:
-                if not self._disconnected.done():
-                    self._disconnected.set_exception(exc)
-
-        def create_misc_task() -> None:
-            self._misc_task = self._loop.create_task(self._misc_loop())
-
-        self._loop.call_soon_threadsafe(self._loop.add_reader, sock.fileno(), callback)
-        self._loop.call_soon_threadsafe(create_misc_task)
 
 
 async def _drain(client: aiomqtt.Client) -> AsyncIterator[aiomqtt.Message]:
@@ -189,7 +152,7 @@ class MqttSession:
             }
         else:  # 3.1.1 (the in-process amqtt demo broker speaks nothing newer)
             session_args = {"protocol": aiomqtt.ProtocolVersion.V311, "clean_session": cfg.clean_start}
-        return _BatchReadClient(
+        return aiomqtt.Client(
             cfg.host,
             cfg.port,
             identifier=cfg.client_id or None,

@@ -45,6 +45,8 @@ class Schedule:
 
     p_site_kw: FloatArray
     p_bat_kw: FloatArray
+    p_bat_ch_kw: FloatArray
+    p_bat_dis_kw: FloatArray
     e_bat_kwh: FloatArray
     p_hp_kw: FloatArray
     q_ts_kw: FloatArray  # thermal store net charge (kW thermal), per heat pump
@@ -143,8 +145,11 @@ class DispatchEngine:
         self.n_rows = len(lp.row_names_)
         w = p.weights
         self._base_imp_cost = np.full((T, p.n_sites), w.c_import * p.dt_h)
-        self._base_dis_cost = np.full((T, p.n_bat), w.bat_w_discharge / p.bat_eta_d * p.dt_h)
-        self._base_qdis_cost = np.full((T, len(hs)), w.ts_w_discharge * p.dt_h)
+        self._thr = w.c_throughput
+        self._base_dis_cost = np.full(
+            (T, p.n_bat), (w.bat_w_discharge / p.bat_eta_d + w.c_throughput) * p.dt_h
+        )
+        self._base_qdis_cost = np.full((T, len(hs)), (w.ts_w_discharge + w.c_throughput) * p.dt_h)
 
     # -- per-call updates -------------------------------------------------------------
     def _rows_eq(self, idx: IntArray, vals: FloatArray) -> None:
@@ -204,7 +209,8 @@ class DispatchEngine:
                 self._base_dis_cost
                 if x.bat_w_discharge is None
                 else np.broadcast_to(
-                    np.asarray(x.bat_w_discharge, float).reshape(T, -1) / p.bat_eta_d * dt, (T, p.n_bat)
+                    (np.asarray(x.bat_w_discharge, float).reshape(T, -1) / p.bat_eta_d + self._thr) * dt,
+                    (T, p.n_bat),
                 )
             )
             self._cols_cost(self.c_dis, dis)
@@ -212,7 +218,7 @@ class DispatchEngine:
             qd = self._base_qdis_cost
             if x.ts_w_discharge is not None:
                 arr = np.broadcast_to(np.asarray(x.ts_w_discharge, float).reshape(T, -1), (T, p.n_hp))
-                qd = arr[:, self._hs] * dt
+                qd = (arr[:, self._hs] + self._thr) * dt
             self._cols_cost(self.c_qdis, qd)
         lim = (
             np.full(T, INF)
@@ -280,6 +286,8 @@ class DispatchEngine:
         return Schedule(
             p_site_kw=get(self.c_imp) - get(self.c_exp),
             p_bat_kw=get(self.c_ch) - get(self.c_dis),
+            p_bat_ch_kw=get(self.c_ch),
+            p_bat_dis_kw=get(self.c_dis),
             e_bat_kwh=get(self.c_ebat),
             p_hp_kw=get(self.c_hp),
             q_ts_kw=q_ts,

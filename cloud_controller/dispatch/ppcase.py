@@ -22,8 +22,7 @@ def problem_from_pandapower(net: Any) -> tuple[Problem, StepInputs]:
     costs: dict[tuple[str, int], PwlCost] = {}
     for _, row in net.pwl_cost.iterrows():
         costs[(str(row.et), int(row.element))] = PwlCost.from_points(
-            [tuple(map(float, s)) for s in row.points],
-            kw_per_unit=KW_PER_MW,  # type: ignore[misc]
+            [(float(s[0]), float(s[1]), float(s[2])) for s in row.points], kw_per_unit=KW_PER_MW
         )
     if len(net.poly_cost):
         raise ConfigError("polynomial costs are not mirrored; use pwl costs", key="poly_cost")

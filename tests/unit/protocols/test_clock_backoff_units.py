@@ -1,3 +1,4 @@
+# mypy: disable-error-code="no-untyped-call"
 """SimClock stepping, backoff bounds and the sign convention."""
 
 from __future__ import annotations
@@ -91,10 +92,14 @@ def test_fast_paho_properties_decode_like_paho() -> None:
     raw = sent.pack()
     theirs, ours = Properties(PacketTypes.PUBLISH), FastProperties(PacketTypes.PUBLISH)
     assert theirs.unpack(raw)[1] == ours.unpack(raw)[1]
-    assert ours.json() == theirs.json() == {
-        "MessageExpiryInterval": 30,
-        "ContentType": "application/json",
-        "UserProperty": [("k", "v")],
-    }
+    assert (
+        ours.json()
+        == theirs.json()
+        == {
+            "MessageExpiryInterval": 30,
+            "ContentType": "application/json",
+            "UserProperty": [("k", "v")],
+        }
+    )
     ours.clear()
     assert ours.isEmpty()

@@ -113,6 +113,7 @@ class MosquittoBroker:
         max_queued_messages: int = 100_000,
         executable: str | None = None,
         verbose: bool = False,
+        config_text: str | None = None,
     ) -> None:
         exe = (
             executable
@@ -129,6 +130,7 @@ class MosquittoBroker:
         self.persistence = persistence
         self.max_queued_messages = max_queued_messages
         self.verbose = verbose
+        self.config_text = config_text  # a complete mosquitto.conf to run instead of ours
         self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="gridflex-mosquitto-"))
         self._proc: subprocess.Popen[bytes] | None = None
@@ -147,6 +149,10 @@ class MosquittoBroker:
 
     def _write_config(self) -> Path:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.config_text is not None:
+            conf = self.workdir / "mosquitto.conf"
+            conf.write_text(self.config_text)
+            return conf
         lines = [
             f"listener {self.port} {self.host}",
             "set_tcp_nodelay true",

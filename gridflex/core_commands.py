@@ -89,10 +89,26 @@ def broker(
     asyncio.run(serve())
 
 
+def deploy_config(
+    out: Annotated[Path, typer.Option("--out", help="Directory for mosquitto/, secrets/ and sites.txt.")],
+    sites: Annotated[
+        int, typer.Option("--sites", min=1, max=100_000, help="Number of sites b001..bNNN.")
+    ] = 10,
+    rotate: Annotated[bool, typer.Option(help="Generate new passwords even where some exist.")] = False,
+) -> None:
+    """Write a deployment's Mosquitto config, per-site passwords and ACL (see deploy/README.md)."""
+    from gridflex.deploy_config import site_ids, write_deployment
+
+    ids = site_ids(sites)
+    write_deployment(out, ids, rotate=rotate)
+    console.print(f"wrote broker config and credentials for {len(ids)} sites + cloud to {out}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the core commands to the `gridflex` app."""
     from gridflex.bench import bench_app
 
     app.command("schema")(schema)
     app.command("broker")(broker)
+    app.command("deploy-config")(deploy_config)
     app.add_typer(bench_app, name="bench")

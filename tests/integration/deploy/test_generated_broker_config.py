@@ -7,6 +7,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
 
 from gridflex.broker import MosquittoBroker, free_port
 from gridflex.deploy_config import site_ids, write_deployment
@@ -26,12 +28,10 @@ def test_generated_broker_config_accepts_site_passwords_and_enforces_the_acl(tmp
         conf += "user root\n"
     with MosquittoBroker(port=port, workdir=tmp_path / "run", config_text=conf).start():
 
-        def connect(user: str, password: str) -> mqtt.ReasonCode:
-            client = mqtt.Client(
-                mqtt.CallbackAPIVersion.VERSION2, client_id=f"t-{user}", protocol=mqtt.MQTTv5
-            )
+        def connect(user: str, password: str) -> ReasonCode:
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"t-{user}", protocol=mqtt.MQTTv5)
             client.username_pw_set(user, password)
-            result: list[mqtt.ReasonCode] = []
+            result: list[ReasonCode] = []
             client.on_connect = lambda _c, _u, _f, rc, _p: result.append(rc)
             client.connect("127.0.0.1", port)
             deadline = 50

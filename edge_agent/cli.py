@@ -1,10 +1,72 @@
-"""Commands of `edge_agent` for the `gridflex` console script."""
+"""`gridflex edge --config site.yaml` (run the agent) and `gridflex edge check-config site.yaml`."""
 
 from __future__ import annotations
 
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from protocols.errors import ConfigError
+
+EXIT_CONFIG = 2
+
+
+def _load(path: Path):  # type: ignore[no-untyped-def]  # returns SiteConfig; imported lazily
+    from edge_agent.config import load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        typer.echo(f"config error: {exc}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+
+
+def _configure_logging(json_logs: bool, level: str) -> None:
+    from edge_agent.health import JsonFormatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    if json_logs:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this package's commands to the `gridflex` app (none yet)."""
-    del app
+    """Add the `edge` command group to the `gridflex` app."""
+    edge = typer.Typer(help="Site gateway agent: drivers, store-and-forward telemetry, commands, fallback.")
+
+    @edge.callback(invoke_without_command=True)
+    def run(
+        ctx: typer.Context,
+        config: Annotated[Path | None, typer.Option("--config", "-c", help="site YAML")] = None,
+        log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
+        log_json: Annotated[bool, typer.Option("--log-json", help="JSON log lines")] = False,
+    ) -> None:
+        """Run the edge agent on CONFIG until SIGTERM/SIGINT (exit 0)."""
+        if ctx.invoked_subcommand is not None:
+            return
+        if config is None:
+            typer.echo(ctx.get_help())
+            raise typer.Exit(EXIT_CONFIG)
+        cfg = _load(config)
+        _configure_logging(log_json or cfg.health.log_json, log_level)
+        from edge_agent.agent import run_until_signal
+
+        run_until_signal(cfg)
+
+    @edge.command("check-config")
+    def check_config(file: Annotated[Path, typer.Argument(help="site YAML")]) -> None:
+        """Validate FILE and print the resolved config (secrets masked), or the error (exit 2)."""
+        cfg = _load(file)
+        data = cfg.model_dump(mode="json")
+        data["broker"]["password"] = "**********" if cfg.broker.password is not None else None
+        data["signing"]["key"] = "**********" if cfg.signing.key is not None else None
+        data["config_hash"] = cfg.config_hash
+        typer.echo(json.dumps(data, indent=2))
+
+    app.add_typer(edge, name="edge")

@@ -1,0 +1,482 @@
+"""The site YAML (docs/site-config.md) as frozen pydantic models, and `load_config`.
+
+Validation happens once, at start: unknown keys, a point on a missing device, a
+control on a read-only point or a safe state below the §14a minimum all fail here
+with the dotted key that is wrong, instead of at 3 a.m. when fallback runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from protocols.errors import ConfigError
+from protocols.messages import AssetKind, CommandKind
+from protocols.topics import ID_PATTERN
+
+__all__ = [
+    "DEFAULT_GUARANTEED_MIN_KW",
+    "AssetConfig",
+    "AssetModel",
+    "BacnetClientConfig",
+    "BacnetDevice",
+    "BrokerConfig",
+    "BufferConfig",
+    "CloudConfig",
+    "ControlConfig",
+    "DeviceConfig",
+    "EnableWrite",
+    "FallbackConfig",
+    "HealthConfig",
+    "LimitsConfig",
+    "ModbusDevice",
+    "PointConfig",
+    "PollConfig",
+    "SafeAction",
+    "SigningConfig",
+    "SiteConfig",
+    "TlsConfig",
+    "load_config",
+]
+
+#: German §14a EnWG: a controllable EV charger / heat pump may be limited, never below this.
+DEFAULT_GUARANTEED_MIN_KW: Final = 4.2
+GUARANTEED_KINDS: Final = frozenset({"ev", "hp"})
+
+Id = Annotated[str, Field(pattern=f"^{ID_PATTERN}$")]
+PointName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+PositiveS = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class TlsConfig(_Model):
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+class BrokerConfig(_Model):
+    """MQTT broker; the password comes from a file or an env variable, never from the YAML."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password_file: Path | None = None
+    password_env: str | None = None
+    tls: TlsConfig | None = None
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    #: Resolved by `load_config` from password_file / password_env (not a YAML key).
+    password: SecretStr | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _one_secret_source(self) -> Self:
+        if self.password_file is not None and self.password_env is not None:
+            raise ValueError("set password_file or password_env, not both")
+        return self
+
+
+class CloudConfig(_Model):
+    #: False = edge-only install: a broker PUBACK frees queue rows (see docs/edge-agent.md).
+    watermark: bool = True
+
+
+class SigningConfig(_Model):
+    key_file: Path | None = None
+    #: Resolved by `load_config` from key_file (hex); not a YAML key.
+    key: SecretStr | None = Field(default=None, exclude=True)
+
+    def key_bytes(self) -> bytes | None:
+        return bytes.fromhex(self.key.get_secret_value()) if self.key is not None else None
+
+
+class BufferConfig(_Model):
+    path: Path = Path("state/edge.sqlite")
+    max_rows: int = Field(default=1_000_000, ge=10)
+    max_age_s: float = Field(default=604_800.0, gt=0)
+    batch_max: int = Field(default=500, ge=1, le=2_000)
+
+
+class FallbackConfig(_Model):
+    after_s: PositiveS = 300.0
+
+
+class HealthConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int | None = Field(default=9101, ge=0, le=65535)
+    log_json: bool = False
+
+
+class PollConfig(_Model):
+    interval_s: PositiveS = 1.0
+    max_age_s: PositiveS = 60.0
+
+
+class BacnetClientConfig(_Model):
+    """The agent's own BACnet/IP endpoint (one for all BACnet devices of the site)."""
+
+    ip: str = "127.0.0.1/8"  # interface address/prefix BAC0 binds to
+    port: int | None = Field(default=None, ge=1, le=65535)  # None = a free UDP port
+    device_id: int = Field(default=3_999_001, ge=0, le=4_194_302)
+
+
+class ModbusDevice(_Model):
+    id: Id
+    driver: Literal["modbus"]
+    host: str
+    port: int = Field(default=502, ge=1, le=65535)
+    unit_id: int = Field(default=1, ge=0, le=255)
+    timeout_s: PositiveS = 1.0
+    max_gap: int = Field(default=8, ge=0, le=100)  # coalesce reads across gaps up to this many registers
+
+
+class BacnetDevice(_Model):
+    id: Id
+    driver: Literal["bacnet"]
+    address: str = Field(pattern=r"^[^\s]+$")
+    device_id: int = Field(ge=0, le=4_194_302)
+    timeout_s: PositiveS = 2.0
+
+
+DeviceConfig = Annotated[ModbusDevice | BacnetDevice, Field(discriminator="driver")]
+
+
+class PointConfig(_Model):
+    """One measured or written value; Modbus fields or a BACnet `object`, checked per device."""
+
+    name: PointName
+    device: Id
+    # Modbus
+    table: Literal["holding", "input", "coil", "discrete"] | None = None
+    address: int | None = Field(default=None, ge=0, le=65535)
+    type: Literal["int16", "uint16", "int32", "uint32", "float32", "bool"] | None = None
+    word_order: Literal["big", "little"] = "big"
+    byte_order: Literal["big", "little"] = "big"
+    sf_address: int | None = Field(default=None, ge=0, le=65535)
+    # BACnet
+    object: str | None = Field(default=None, pattern=r"^[A-Za-z]+:\d+$")
+    bacnet_property: str = Field(default="presentValue", alias="property", pattern=r"^[A-Za-z]+$")
+    priority: int | None = Field(default=None, ge=1, le=16)
+    # Both
+    scale: float = 1.0
+    offset: float = 0.0
+    sign: float = 1.0
+    unit: str = Field(default="", max_length=64)
+    interval_s: PositiveS | None = None
+    deadband: float = Field(default=0.0, ge=0)
+    max_age_s: PositiveS | None = None
+    writable: bool = False
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> Self:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} > max {self.max}")
+        if self.scale == 0 or self.sign == 0:
+            raise ValueError("scale and sign must not be 0")
+        return self
+
+    @property
+    def register_count(self) -> int:
+        return 2 if self.type in ("int32", "uint32", "float32") else 1
+
+
+class EnableWrite(_Model):
+    point: PointName
+    value: float
+
+
+class ControlConfig(_Model):
+    """How a command kind is applied: written value = command value * factor + offset."""
+
+    point: PointName
+    factor: float = 1.0
+    offset: float = 0.0
+    read_back: PointName | None = None
+    enable: EnableWrite | None = None
+
+    @model_validator(mode="after")
+    def _factor(self) -> Self:
+        if self.factor == 0:
+            raise ValueError("factor must not be 0")
+        return self
+
+
+class LimitsConfig(_Model):
+    p_min_kw: float | None = None
+    p_max_kw: float | None = None
+    ramp_kw_per_s: float | None = Field(default=None, gt=0)
+    p_guaranteed_min_kw: float | None = Field(default=None, ge=0)
+
+
+class SafeAction(_Model):
+    point: PointName
+    write: float | None = None
+    relinquish: bool = False
+
+    @model_validator(mode="after")
+    def _one(self) -> Self:
+        if (self.write is None) == (not self.relinquish):
+            raise ValueError("a safe_state step needs exactly one of `write: <value>` or `relinquish: true`")
+        return self
+
+
+class AssetModel(_Model):
+    capacity_kwh: float | None = Field(default=None, gt=0)
+    soc_min_pct: float | None = Field(default=None, ge=0, le=100)
+    soc_max_pct: float | None = Field(default=None, ge=0, le=100)
+    eta_charge: float | None = Field(default=None, gt=0, le=1)
+    eta_discharge: float | None = Field(default=None, gt=0, le=1)
+    tank_kwh: float | None = Field(default=None, gt=0)
+    cop: float | None = Field(default=None, gt=0)
+    p_max_kw: float | None = Field(default=None, ge=0)
+    t_min_c: float | None = None
+    t_max_c: float | None = None
+
+
+class AssetConfig(_Model):
+    id: Id
+    kind: AssetKind
+    p_nominal_kw: float | None = Field(default=None, ge=0)
+    points: list[PointConfig] = Field(default_factory=list)
+    controls: dict[CommandKind, ControlConfig] = Field(default_factory=dict)
+    limits: LimitsConfig = LimitsConfig()
+    safe_state: list[SafeAction] = Field(default_factory=list)
+    model: AssetModel = AssetModel()
+
+    @property
+    def guaranteed_min_kw(self) -> float | None:
+        """§14a floor for `p_limit_kw` (EV/HP default 4.2 kW), None for other kinds unless set."""
+        if self.limits.p_guaranteed_min_kw is not None:
+            return self.limits.p_guaranteed_min_kw
+        return DEFAULT_GUARANTEED_MIN_KW if self.kind in GUARANTEED_KINDS else None
+
+    def point(self, name: str) -> PointConfig:
+        for p in self.points:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+
+class SiteConfig(_Model):
+    site: Id
+    broker: BrokerConfig = BrokerConfig()
+    cloud: CloudConfig = CloudConfig()
+    signing: SigningConfig = SigningConfig()
+    buffer: BufferConfig = BufferConfig()
+    fallback: FallbackConfig = FallbackConfig()
+    health: HealthConfig = HealthConfig()
+    poll: PollConfig = PollConfig()
+    bacnet: BacnetClientConfig = BacnetClientConfig()
+    devices: list[DeviceConfig] = Field(default_factory=list)
+    assets: list[AssetConfig] = Field(default_factory=list)
+    #: sha256 prefix of the file's bytes (published on `state`); set by `load_config`.
+    config_hash: str = Field(default="", exclude=True)
+
+    def device(self, device_id: str) -> ModbusDevice | BacnetDevice:
+        for d in self.devices:
+            if d.id == device_id:
+                return d
+        raise KeyError(device_id)
+
+    def asset(self, asset_id: str) -> AssetConfig:
+        for a in self.assets:
+            if a.id == asset_id:
+                return a
+        raise KeyError(asset_id)
+
+
+def _key(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("modbus", "bacnet") and out.endswith("]"):
+            continue  # discriminator tag pydantic puts into the location
+        elif part == "[key]":
+            continue  # the key itself of a mapping is wrong
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _resolve(base: Path, path: Path | None) -> Path | None:
+    if path is None:
+        return None
+    return path if path.is_absolute() else (base / path)
+
+
+def _read_secret(path: Path, *, file: str, key: str) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read secret file {path}: {exc.strerror}", file=file, key=key) from None
+
+
+def _writable(names: dict[str, PointConfig], asset_id: str, name: str, key: str, file: str) -> PointConfig:
+    pt = names.get(name)
+    if pt is None:
+        raise ConfigError(f"no point {name!r} in asset {asset_id!r}", file=file, key=key)
+    if not pt.writable:
+        raise ConfigError(f"point {name!r} is not `writable: true`", file=file, key=key)
+    return pt
+
+
+def _cross_check(cfg: SiteConfig, file: str) -> None:
+    """The rules of docs/site-config.md that span several keys."""
+
+    def fail(reason: str, key: str) -> None:
+        raise ConfigError(reason, file=file, key=key)
+
+    devices: dict[str, ModbusDevice | BacnetDevice] = {}
+    for i, dev in enumerate(cfg.devices):
+        if dev.id in devices:
+            fail(f"duplicate device id {dev.id!r}", f"devices[{i}].id")
+        devices[dev.id] = dev
+    asset_ids: set[str] = set()
+    for a, asset in enumerate(cfg.assets):
+        where = f"assets[{a}]"
+        if asset.id in asset_ids:
+            fail(f"duplicate asset id {asset.id!r}", f"{where}.id")
+        asset_ids.add(asset.id)
+        names: dict[str, PointConfig] = {}
+        for p, point in enumerate(asset.points):
+            pk = f"{where}.points[{p}]"
+            if point.name in names:
+                fail(f"duplicate point name {point.name!r} in asset {asset.id!r}", f"{pk}.name")
+            names[point.name] = point
+            found = devices.get(point.device)
+            if found is None:
+                fail(f"unknown device {point.device!r} (devices: {sorted(devices)})", f"{pk}.device")
+            elif found.driver == "modbus":
+                for field in ("table", "address", "type"):
+                    if getattr(point, field) is None:
+                        fail(f"a Modbus point needs `{field}`", f"{pk}.{field}")
+                if point.object is not None:
+                    fail("`object` is for BACnet points; this device is Modbus", f"{pk}.object")
+                if point.table in ("coil", "discrete") and point.type != "bool":
+                    fail(f"a {point.table} point has type bool", f"{pk}.type")
+                if point.table in ("holding", "input") and point.type == "bool":
+                    fail("type bool lives in a coil or discrete table", f"{pk}.type")
+                if point.writable and point.table in ("input", "discrete"):
+                    fail(f"a {point.table} point cannot be writable", f"{pk}.writable")
+            else:
+                if point.object is None:
+                    fail("a BACnet point needs `object` (type:instance)", f"{pk}.object")
+                if point.table is not None or point.address is not None:
+                    fail("`table`/`address` are for Modbus points; this device is BACnet", f"{pk}.table")
+
+        for kind, control in asset.controls.items():
+            ck = f"{where}.controls.{kind}"
+            _writable(names, asset.id, control.point, f"{ck}.point", file)
+            if control.read_back is not None and control.read_back not in names:
+                fail(f"no point {control.read_back!r} in asset {asset.id!r}", f"{ck}.read_back")
+            if control.enable is not None:
+                _writable(names, asset.id, control.enable.point, f"{ck}.enable.point", file)
+        floor_kw = asset.guaranteed_min_kw
+        limit_ctl = asset.controls.get("p_limit_kw")
+        for s, step in enumerate(asset.safe_state):
+            sk = f"{where}.safe_state[{s}]"
+            pt = _writable(names, asset.id, step.point, f"{sk}.point", file)
+            if step.relinquish and devices[pt.device].driver != "bacnet":
+                fail("relinquish is a BACnet operation; write a value to a Modbus point", f"{sk}.relinquish")
+            if (
+                step.write is not None
+                and floor_kw is not None
+                and limit_ctl is not None
+                and step.point == limit_ctl.point
+                and (step.write - limit_ctl.offset) / limit_ctl.factor < floor_kw - 1e-9
+            ):
+                fail(
+                    f"safe state limits {asset.id!r} below its guaranteed minimum of {floor_kw} kW",
+                    f"{sk}.write",
+                )
+
+
+def load_config(path: str | Path) -> SiteConfig:
+    """Read, validate and resolve a site YAML; raise `ConfigError(reason, file=, key=)`."""
+    path = Path(path)
+    file = str(path)
+    try:
+        raw_bytes = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=file) from None
+    try:
+        raw: Any = yaml.safe_load(raw_bytes)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"invalid YAML{where}: {getattr(exc, 'problem', exc)}", file=file) from None
+    if not isinstance(raw, dict):
+        raise ConfigError("the top level must be a mapping", file=file)
+    for secret_key in (("broker", "password"), ("signing", "key")):
+        section = raw.get(secret_key[0])
+        if isinstance(section, dict) and secret_key[1] in section:
+            raise ConfigError(
+                "secrets do not go into the YAML; use password_file/password_env or key_file",
+                file=file,
+                key=".".join(secret_key),
+            )
+    try:
+        cfg = SiteConfig.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False, include_input=False)[0]
+        raise ConfigError(err["msg"], file=file, key=_key(err["loc"]) or None) from None
+    base = path.parent
+    broker = cfg.broker
+    password: SecretStr | None = None
+    if broker.password_file is not None:
+        password = SecretStr(
+            _read_secret(_resolve(base, broker.password_file), file=file, key="broker.password_file")  # type: ignore[arg-type]
+        )
+    elif broker.password_env is not None:
+        value = os.environ.get(broker.password_env)
+        if value is None:
+            raise ConfigError(
+                f"environment variable {broker.password_env} is not set", file=file, key="broker.password_env"
+            )
+        password = SecretStr(value)
+    tls = broker.tls
+    if tls is not None:
+        tls = tls.model_copy(
+            update={
+                "ca_file": _resolve(base, tls.ca_file),
+                "cert_file": _resolve(base, tls.cert_file),
+                "key_file": _resolve(base, tls.key_file),
+            }
+        )
+    broker = broker.model_copy(
+        update={"password": password, "tls": tls, "password_file": _resolve(base, broker.password_file)}
+    )
+    signing = cfg.signing
+    if signing.key_file is not None:
+        key_path = _resolve(base, signing.key_file)
+        assert key_path is not None
+        key_hex = _read_secret(key_path, file=file, key="signing.key_file")
+        try:
+            if not bytes.fromhex(key_hex):
+                raise ValueError
+        except ValueError:
+            raise ConfigError(
+                "key file must hold a non-empty hex key", file=file, key="signing.key_file"
+            ) from None
+        signing = signing.model_copy(update={"key_file": key_path, "key": SecretStr(key_hex)})
+    buffer = cfg.buffer.model_copy(update={"path": _resolve(base, cfg.buffer.path)})
+    cfg = cfg.model_copy(
+        update={
+            "broker": broker,
+            "signing": signing,
+            "buffer": buffer,
+            "config_hash": hashlib.sha256(raw_bytes).hexdigest()[:16],
+        }
+    )
+    _cross_check(cfg, file)
+    return cfg

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from cloud_controller.grid import Region
 from protocols.errors import ConfigError
@@ -104,6 +105,8 @@ def congestion_threshold_kw(no_control_root_kw: Sequence[float], *, overload_kw:
     return peak - overload_kw
 
 
-def count_overloads(root_kw: Sequence[float], limit_kw: float, *, tolerance_kw: float = 0.0) -> int:
+def count_overloads(
+    root_kw: Sequence[float] | npt.NDArray[np.float64], limit_kw: float, *, tolerance_kw: float = 0.0
+) -> int:
     """Intervals whose import exceeds the threshold (by more than `tolerance_kw`)."""
     return int(np.sum(np.asarray(root_kw, dtype=float) > limit_kw + tolerance_kw))

@@ -102,6 +102,8 @@ class BufferConfig(_Model):
     max_rows: int = Field(default=1_000_000, ge=10)
     max_age_s: float = Field(default=604_800.0, gt=0)
     batch_max: int = Field(default=500, ge=1, le=2_000)
+    #: SQLite fsync policy: normal = survives an agent crash; full = survives a power cut too.
+    synchronous: Literal["normal", "full"] = "normal"
 
 
 class FallbackConfig(_Model):

@@ -50,7 +50,7 @@ def test_drop_oldest_by_rows_and_age(tmp_path: Path) -> None:
 def test_read_in_order_and_release(tmp_path: Path) -> None:
     buf = SampleBuffer(tmp_path / "q.sqlite", max_rows=1000, max_age_s=3600)
     buf.append(_samples(25))
-    seen = []
+    seen: list[int] = []
     after = -1
     while (batch := buf.read(after, 10)) is not None:
         seen.extend(range(batch.first_seq, batch.last_seq + 1))

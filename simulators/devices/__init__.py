@@ -1,0 +1,12 @@
+"""Pure device physics (no I/O): battery, PV inverter, EV charger, heat pump + tank, BMS zone, meter."""
+
+from __future__ import annotations
+
+from simulators.devices.battery import Battery
+from simulators.devices.ev import EvCharger
+from simulators.devices.heatpump import HeatPump
+from simulators.devices.meter import Meter
+from simulators.devices.pv import PvInverter
+from simulators.devices.zone import Zone
+
+__all__ = ["Battery", "EvCharger", "HeatPump", "Meter", "PvInverter", "Zone"]

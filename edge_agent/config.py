@@ -204,6 +204,8 @@ class ControlConfig(_Model):
     offset: float = 0.0
     read_back: PointName | None = None
     enable: EnableWrite | None = None
+    #: `mode` commands: mode name -> value written (e.g. {self_consumption: 0, hold: 2}).
+    values: dict[str, float] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _factor(self) -> Self:

@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-__all__ = ["JsonFormatter"]
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+__all__ = ["AgentStats", "HealthServer", "JsonFormatter"]
+
+
+@dataclass
+class AgentStats:
+    """What the agent reports: counters for metrics, the demo and tests."""
+
+    state: str = "starting"  # starting | online | fallback | stopped
+    connected: bool = False
+    published: int = 0
+    dropped: int = 0
+    queue_depth: int = 0
+    device_faults: int = 0
+    commands: dict[str, int] = field(default_factory=dict)
+    last_broker_ack: datetime | None = None
+    stored_seq: int = -1
 
 
 class JsonFormatter(logging.Formatter):
@@ -22,3 +43,88 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out)
+
+
+class _StatsCollector:
+    """Reads the agent's stats at scrape time (no second copy of the counters to keep in sync)."""
+
+    def __init__(self, stats: Callable[[], AgentStats]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._stats()
+        yield GaugeMetricFamily(
+            "gridflex_edge_queue_depth", "Samples stored, not yet released", value=s.queue_depth
+        )
+        yield CounterMetricFamily(
+            "gridflex_edge_samples_published", "Samples published (PUBACKed)", value=s.published
+        )
+        yield CounterMetricFamily(
+            "gridflex_edge_samples_dropped", "Samples dropped by the queue bounds", value=s.dropped
+        )
+        yield CounterMetricFamily(
+            "gridflex_edge_device_faults", "Device fault episodes", value=s.device_faults
+        )
+        yield GaugeMetricFamily(
+            "gridflex_edge_last_broker_ack_timestamp_seconds",
+            "Unix time of the last PUBACK",
+            value=s.last_broker_ack.timestamp() if s.last_broker_ack else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "gridflex_edge_broker_connected", "1 when connected", value=1.0 if s.connected else 0.0
+        )
+        yield GaugeMetricFamily(
+            "gridflex_edge_fallback", "1 while in fallback", value=1.0 if s.state == "fallback" else 0.0
+        )
+        commands = CounterMetricFamily("gridflex_edge_commands", "Commands by ack status", labels=["status"])
+        for status in ("applied", "clamped", "rejected", "expired", "failed"):
+            commands.add_metric([status], s.commands.get(status, 0))
+        yield commands
+
+
+class HealthServer:
+    """`GET /healthz` (200 while running, JSON stats) and `GET /metrics` (Prometheus text)."""
+
+    def __init__(self, host: str, port: int, stats: Callable[[], AgentStats]) -> None:
+        self.host = host
+        self.port = port
+        self._stats = stats
+        self.registry = CollectorRegistry()
+        self.registry.register(_StatsCollector(stats))
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(5):
+                request = await reader.readline()
+                while (await reader.readline()).strip():
+                    pass
+            parts = request.decode("latin-1").split()
+            path = parts[1] if len(parts) >= 2 else ""
+            if path == "/healthz":
+                s = self._stats()
+                body = json.dumps(
+                    {"status": "ok", "state": s.state, "connected": s.connected, "queue_depth": s.queue_depth}
+                ).encode()
+                status, ctype = "200 OK", "application/json"
+            elif path == "/metrics":
+                body, status, ctype = generate_latest(self.registry), "200 OK", CONTENT_TYPE_LATEST
+            else:
+                body, status, ctype = b"not found\n", "404 Not Found", "text/plain"
+            head = f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            writer.write(head.encode() + body)
+            await writer.drain()
+        except (TimeoutError, OSError):
+            pass
+        finally:
+            writer.close()

@@ -1,0 +1,259 @@
+"""Commands: the pure decision (verify, clamp, translate) and the shell that writes and acks.
+
+Order matters for safety: the signature is checked before the replay guard (a forged
+command must not burn a real `cmd_id`), and every refusal happens before any I/O, so
+nothing rejected or expired can reach a device.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from edge_agent.config import AssetConfig, ControlConfig, PointConfig, SiteConfig
+from edge_agent.drivers.base import DeviceError, Driver, PointRef
+from edge_agent.poller import Latest
+from protocols.clock import Clock
+from protocols.codec import decode
+from protocols.errors import ContractError
+from protocols.messages import Ack, AckStatus, Command
+from protocols.signing import ExpiredCommandError, ReplayGuard, verify
+
+__all__ = ["CommandExecutor", "Decision", "decide", "recover_ids"]
+
+log = logging.getLogger(__name__)
+
+_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_MSG_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to do with a command: write `write_value` (point units) or answer `status` right away."""
+
+    status: AckStatus
+    reason: str | None = None
+    value: float | str | None = None  # command units after clamping
+    write_value: float | None = None  # engineering units of the control point
+    control: ControlConfig | None = None
+    asset: AssetConfig | None = None
+
+
+@dataclass
+class RampState:
+    value: float
+    mono: float
+
+
+def recover_ids(payload: bytes) -> tuple[str, str] | None:
+    """(cmd_id, asset) of an undecodable command when both are readable, so it can be acked."""
+    try:
+        raw = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(raw, dict):
+        return None
+    cmd_id, asset = raw.get("cmd_id"), raw.get("asset")
+    if isinstance(cmd_id, str) and isinstance(asset, str) and _MSG_ID.match(cmd_id) and _ID.match(asset):
+        return cmd_id, asset
+    return None
+
+
+def _bounds(asset: AssetConfig, cmd: Command) -> tuple[float, float]:
+    lo, hi = -math.inf, math.inf
+    lim = asset.limits
+    if cmd.kind in ("p_limit_kw", "p_setpoint_kw"):
+        if lim.p_min_kw is not None:
+            lo = lim.p_min_kw
+        if lim.p_max_kw is not None:
+            hi = lim.p_max_kw
+    if cmd.kind == "p_limit_kw":
+        lo = max(lo, 0.0)  # a limit on magnitude
+        floor = asset.guaranteed_min_kw
+        if floor is not None:
+            lo = max(lo, floor)  # §14a: never limit an EV/HP below its guaranteed minimum
+        hi = max(hi, lo)
+    if cmd.kind == "soc_target_pct":
+        lo, hi = max(lo, 0.0), min(hi, 100.0)
+    return lo, hi
+
+
+def decide(
+    cmd: Command,
+    *,
+    config: SiteConfig,
+    key: bytes | None,
+    guard: ReplayGuard,
+    now: datetime,
+    ramp: RampState | None,
+    now_mono: float,
+) -> Decision:
+    """Verify and clamp one decoded command; pure apart from the replay guard's memory."""
+    if key is not None and not verify(cmd, key):
+        return Decision("rejected", "missing or invalid signature")
+    try:
+        guard.check(cmd, now)
+    except ExpiredCommandError as exc:
+        return Decision("expired", exc.reason)
+    except ContractError as exc:
+        return Decision("rejected", exc.reason)
+    try:
+        asset = config.asset(cmd.asset)
+    except KeyError:
+        return Decision("rejected", f"unknown asset {cmd.asset!r}")
+    control = asset.controls.get(cmd.kind)
+    if control is None:
+        return Decision("rejected", f"asset {asset.id!r} does not accept {cmd.kind!r}")
+    point = asset.point(control.point)
+    if isinstance(cmd.value, str):
+        if cmd.value not in control.values:
+            return Decision("rejected", f"mode {cmd.value!r} not configured for {asset.id!r}")
+        write = control.values[cmd.value]
+        return Decision("applied", None, cmd.value, write, control, asset)
+    requested = float(cmd.value)
+    value = requested
+    lo, hi = _bounds(asset, cmd)
+    value = min(max(value, lo), hi)
+    notes = []
+    if value != requested:
+        notes.append(f"asset limits [{lo:g}, {hi:g}]")
+    rate = asset.limits.ramp_kw_per_s
+    if rate is not None and ramp is not None and cmd.kind in ("p_limit_kw", "p_setpoint_kw"):
+        step = rate * max(0.0, now_mono - ramp.mono)
+        ramped = min(max(value, ramp.value - step), ramp.value + step)
+        ramped = min(max(ramped, lo), hi)  # never ramp through the guaranteed minimum
+        if ramped != value:
+            notes.append(f"ramp {rate:g} kW/s")
+            value = ramped
+    write = value * control.factor + control.offset
+    p_lo = point.min if point.min is not None else -math.inf
+    p_hi = point.max if point.max is not None else math.inf
+    if not p_lo <= write <= p_hi:
+        write = min(max(write, p_lo), p_hi)
+        value = (write - control.offset) / control.factor
+        notes.append(f"point range [{p_lo:g}, {p_hi:g}]")
+    if abs(value - requested) > 1e-9:
+        return Decision("clamped", "clamped to " + ", ".join(notes), value, write, control, asset)
+    return Decision("applied", None, value, write, control, asset)
+
+
+Publish = Callable[[Ack], Awaitable[None]]
+Notify = Callable[[str, str, str, str | None], None]
+
+
+@dataclass
+class CommandExecutor:
+    """Decode, decide, write, read back and ack; keeps the replay guard and ramp memory."""
+
+    config: SiteConfig
+    clock: Clock
+    drivers: dict[str, Driver]
+    latest: dict[str, Latest]
+    publish_ack: Publish
+    events: Notify
+    guard: ReplayGuard = field(default_factory=ReplayGuard)
+    ramps: dict[tuple[str, str], RampState] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    on_valid: Callable[[Command], None] | None = None
+
+    def _ack(self, cmd_id: str, asset: str, status: AckStatus, **kw: float | str | None) -> Ack:
+        self.counts[status] = self.counts.get(status, 0) + 1
+        body = {
+            "site": self.config.site,
+            "ts": self.clock.now(),
+            "cmd_id": cmd_id,
+            "asset": asset,
+            "status": status,
+        }
+        return Ack.model_validate(body | kw)
+
+    async def handle(self, topic: str, payload: bytes) -> Ack | None:
+        """Process one message from the `cmd` topic; publish and return its ack (None if unackable)."""
+        try:
+            msg = decode(topic, payload)
+            if not isinstance(msg, Command):
+                raise ContractError(f"expected a command, got {type(msg).__name__}", topic=topic)
+        except ContractError as exc:
+            ids = recover_ids(payload)
+            if ids is None:
+                self.counts["rejected"] = self.counts.get("rejected", 0) + 1
+                self.events("command_rejected", "warning", f"undecodable command: {exc.reason}"[:500], None)
+                return None
+            ack = self._ack(ids[0], ids[1], "rejected", reason=exc.reason[:500])
+            await self.publish_ack(ack)
+            return ack
+        ack = await self.execute(msg)
+        await self.publish_ack(ack)
+        return ack
+
+    async def execute(self, cmd: Command) -> Ack:
+        ramp = self.ramps.get((cmd.asset, cmd.kind))
+        if ramp is None:
+            ramp = self._ramp_from_measurement(cmd)
+        d = decide(
+            cmd,
+            config=self.config,
+            key=self.config.signing.key_bytes(),
+            guard=self.guard,
+            now=self.clock.now(),
+            ramp=ramp,
+            now_mono=self.clock.monotonic(),
+        )
+        requested = cmd.value
+        if d.status in ("rejected", "expired"):
+            log.info("command %s %s: %s", cmd.cmd_id, d.status, d.reason)
+            return self._ack(cmd.cmd_id, cmd.asset, d.status, requested=requested, reason=d.reason)
+        assert d.asset is not None and d.control is not None and d.write_value is not None
+        asset, control = d.asset, d.control
+        point = asset.point(control.point)
+        driver = self.drivers[point.device]
+        try:
+            if control.enable is not None:
+                await driver.write(
+                    asset.point(control.enable.point), control.enable.value, priority=cmd.priority
+                )
+            await driver.write(point, d.write_value, priority=cmd.priority or point.priority)
+            rb_point = asset.point(control.read_back or control.point)
+            got = await driver.read([PointRef(asset.id, rb_point)])
+            rb = got[f"{asset.id}.{rb_point.name}"].value
+        except DeviceError as exc:
+            log.warning("command %s failed: %s", cmd.cmd_id, exc)
+            return self._ack(cmd.cmd_id, cmd.asset, "failed", requested=requested, reason=str(exc)[:500])
+        read_back = None if rb is None else (rb - control.offset) / control.factor
+        if isinstance(d.value, float):
+            self.ramps[(cmd.asset, cmd.kind)] = RampState(d.value, self.clock.monotonic())
+        if self.on_valid is not None:
+            self.on_valid(cmd)
+        return self._ack(
+            cmd.cmd_id,
+            cmd.asset,
+            d.status,
+            requested=requested,
+            applied_value=d.value,
+            read_back=read_back,
+            reason=d.reason,
+        )
+
+    def _ramp_from_measurement(self, cmd: Command) -> RampState | None:
+        try:
+            asset = self.config.asset(cmd.asset)
+        except KeyError:
+            return None
+        control = asset.controls.get(cmd.kind)
+        if control is None:
+            return None
+        last = self.latest.get(f"{asset.id}.{control.point}")
+        if last is None or last.value is None:
+            return None
+        return RampState((last.value - control.offset) / control.factor, last.mono)
+
+
+def control_point(asset: AssetConfig, kind: Literal["p_limit_kw"]) -> PointConfig | None:
+    control = asset.controls.get(kind)
+    return asset.point(control.point) if control is not None else None

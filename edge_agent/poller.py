@@ -64,7 +64,9 @@ class SampleFilter:
 
     def accept(self, ref: PointRef, reading: Reading, mono: float) -> bool:
         last = self._last.get(ref.key)
-        max_age_s = ref.point.max_age_s or self.poll.max_age_s
+        # A quarter interval of slack: a fixed-rate poll lands a hair early as often as late.
+        interval_s = ref.point.interval_s or self.poll.interval_s
+        max_age_s = (ref.point.max_age_s or self.poll.max_age_s) - 0.25 * interval_s
         publish = (
             last is None
             or last.quality != reading.quality

@@ -94,6 +94,7 @@ class EdgeAgent:
         )
         self._sent_upto = self._buffer.min_seq - 1
         self.stats.queue_depth = self._buffer.depth
+        self.stats.next_seq = self._buffer.next_seq
         broker = cfg.broker
         mqtt = MqttConfig(
             host=broker.host,
@@ -199,6 +200,7 @@ class EdgeAgent:
         assert self._buffer is not None
         _, dropped = self._buffer.append(samples)
         self.stats.queue_depth = self._buffer.depth
+        self.stats.next_seq = self._buffer.next_seq
         if dropped:
             self.stats.dropped += dropped
             self.event("queue_dropped", "warning", f"queue full: dropped {dropped} oldest samples", None)

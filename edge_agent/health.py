@@ -27,7 +27,8 @@ class AgentStats:
     device_faults: int = 0
     commands: dict[str, int] = field(default_factory=dict)
     last_broker_ack: datetime | None = None
-    stored_seq: int = -1
+    stored_seq: int = -1  # the cloud's retained watermark
+    next_seq: int = 0  # seq the next stored sample gets
 
 
 class JsonFormatter(logging.Formatter):

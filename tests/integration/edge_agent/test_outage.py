@@ -37,7 +37,7 @@ async def test_broker_outage_loses_nothing_and_keeps_order(
             await asyncio.to_thread(mosquitto.kill)  # SIGKILL by PID: in-flight messages are lost
             await asyncio.sleep(outage_s)
             queued = agent.stats.queue_depth
-            seq_at_restart = agent._buffer.next_seq if agent._buffer else 0  # noqa: SLF001
+            seq_at_restart = agent.stats.next_seq
             assert not agent.stats.connected
             await asyncio.to_thread(mosquitto.start)
             await cloud.wait_for(lambda: cloud.stored_seq >= seq_at_restart + 20, timeout_s=30)

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _MSG_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_INTEGER_TYPES = frozenset({"int16", "uint16", "int32", "uint32"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +139,20 @@ def decide(
         write = min(max(write, p_lo), p_hi)
         value = (write - control.offset) / control.factor
         notes.append(f"point range [{p_lo:g}, {p_hi:g}]")
-    if abs(value - requested) > 1e-9:
+    if point.type in _INTEGER_TYPES and point.scale == 1 and point.sf_address is None:
+        # The register holds whole units: round, then step back inside the command bounds
+        # (an EV at 6.09 A must not be written 6 A = 4.14 kW under a 4.2 kW guarantee).
+        write = float(round(write))
+        step_w = math.copysign(1.0, control.factor)
+        if (write - control.offset) / control.factor < lo - 1e-9:
+            write += step_w
+        elif (write - control.offset) / control.factor > hi + 1e-9:
+            write -= step_w
+        rounded = (write - control.offset) / control.factor
+        if abs(rounded - value) > 1e-6:
+            notes.append("register resolution")
+        value = rounded
+    if abs(value - requested) > 1e-6:
         return Decision("clamped", "clamped to " + ", ".join(notes), value, write, control, asset)
     return Decision("applied", None, value, write, control, asset)
 

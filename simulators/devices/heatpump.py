@@ -29,7 +29,8 @@ class HeatPump:
     t_max_c: float = 55.0  # tank full
     t_on_c: float = 48.0  # thermostat switches on below this
     supply_t_c: float = 45.0  # for the COP
-    p_limit_kw: float | None = None  # electric power limit; None = unlimited
+    p_limit_kw: float | None = None  # electric power limit (Modbus); None = unlimited
+    p_limit_bms_kw: float | None = None  # limit commanded through the BMS (BACnet); the lower one rules
     t_tank_c: float = 50.0
     running: bool = False
     p_kw: float = 0.0
@@ -54,7 +55,10 @@ class HeatPump:
     @property
     def p_cap_kw(self) -> float:
         """Electric power the heat pump may draw now (its rating under the limit)."""
-        cap = self.p_max_kw if self.p_limit_kw is None else min(self.p_max_kw, max(0.0, self.p_limit_kw))
+        cap = self.p_max_kw
+        for limit in (self.p_limit_kw, self.p_limit_bms_kw):
+            if limit is not None:
+                cap = min(cap, max(0.0, limit))
         return cap
 
     def step(self, dt_s: float, *, t_amb_c: float, q_demand_kw: float) -> float:

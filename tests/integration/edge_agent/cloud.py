@@ -24,6 +24,7 @@ class Cloud:
         self.watermark = watermark
         self.samples: dict[int, Sample] = {}
         self.arrivals: list[int] = []  # every seq as received, duplicates included
+        self.received_at: dict[int, datetime] = {}  # wall time of each seq's first arrival
         self.batches = 0
         self.acks: list[Ack] = []
         self.events: list[Event] = []
@@ -41,10 +42,12 @@ class Cloud:
         assert isinstance(payload, bytes | bytearray)
         msg = decode(str(message.topic), bytes(payload))
         if isinstance(msg, TelemetryBatch):
+            now = datetime.now(UTC)
             self.batches += 1
             for s in msg.samples:
                 self.arrivals.append(s.seq)
                 self.samples.setdefault(s.seq, s)
+                self.received_at.setdefault(s.seq, now)
             contiguous = self.stored_seq
             while contiguous + 1 in self.samples:
                 contiguous += 1

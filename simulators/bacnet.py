@@ -45,12 +45,14 @@ def free_udp_port(host: str = "127.0.0.1") -> int:
 
 
 def quiet_bac0() -> None:
-    """BAC0 logs every start at INFO with its own handlers; keep it to errors."""
-    for name in ("BAC0_Root", "bacpypes3", "BAC0"):
-        lg = logging.getLogger(name)
-        lg.setLevel(logging.ERROR)
+    """BAC0 gives every class its own logger with INFO handlers on stdout; keep them to errors."""
+    import BAC0
+    import BAC0.core.devices.local.factory  # noqa: F401
+    from BAC0.core.utils.notes import LogList
+
+    for lg in list(LogList.LOGGERS):
         for h in lg.handlers:
-            h.setLevel(logging.ERROR)
+            h.setLevel(max(h.level, logging.ERROR))
 
 
 def _is_active(value: Any) -> bool:

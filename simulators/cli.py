@@ -1,10 +1,175 @@
-"""Commands of `simulators` for the `gridflex` console script."""
+"""`gridflex sim`: run N simulated buildings (Modbus TCP + BACnet/IP on loopback) until stopped."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+__all__ = ["register"]
+
+EXIT_USAGE = 2
+
+
+def _parse_start(text: str) -> datetime:
+    try:
+        start = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"not an ISO 8601 time: {text!r}") from None
+    return start.replace(tzinfo=UTC) if start.tzinfo is None else start.astimezone(UTC)
+
+
+def _status(bed: object) -> str:
+    from simulators.testbed import TestBed
+
+    assert isinstance(bed, TestBed)
+    now = bed.clock.now().strftime("%Y-%m-%d %H:%M:%S")
+    faults = sum(s.fault != "none" for servers in bed.modbus.values() for s in servers.values())
+    return (
+        f"{now} UTC | steps {bed.steps} | sites {len(bed.buildings)} | Σp_net {bed.p_net_kw:8.1f} kW | "
+        f"modbus reads {bed.modbus_reads} writes {bed.modbus_writes} | faults {faults}"
+    )
+
+
+async def _main(
+    *,
+    sites: int,
+    speed: float,
+    seed: int,
+    duration: float | None,
+    start: datetime,
+    step_s: float | None,
+    out: Path,
+    bacnet: bool,
+    broker_host: str,
+    broker_port: int,
+) -> None:
+    from rich.console import Console
+    from rich.live import Live
+
+    from protocols.clock import SimClock
+    from simulators.testbed import TestBed, TestBedConfig
+
+    console = Console(stderr=False)
+    # Physics at ~10 Hz of wall time whatever the speed: 1 s steps in real time, 90 s at 900x.
+    step = step_s if step_s is not None else max(1.0, speed * 0.1)
+    cfg = TestBedConfig(
+        n_sites=sites,
+        seed=seed,
+        start=start,
+        step_s=step,
+        broker_host=broker_host,
+        broker_port=broker_port,
+        bacnet=bacnet,
+    )
+    clock = SimClock(start)  # stands still while the servers start ...
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    console.print(f"sim: starting {sites} buildings (seed {seed}, speed {speed:g}x, step {step:g} s) ...")
+    t0 = time.monotonic()
+    async with TestBed(cfg, clock, out) as bed:
+        n_modbus = sum(len(s) for s in bed.modbus.values())
+        console.print(
+            f"sim: {sites} buildings up in {time.monotonic() - t0:.1f} s: {n_modbus} Modbus servers, "
+            f"{len(bed.bms)} BACnet devices; manifest {bed.out_dir / 'manifest.json'}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        bed.clock = SimClock(start, speed=speed)  # ... and runs from `start` once they serve
+        runner = asyncio.create_task(bed.run(), name="testbed")
+        deadline = None if duration is None else time.monotonic() + duration
+        try:
+            if console.is_terminal:
+                with Live(_status(bed), console=console, refresh_per_second=4, transient=False) as live:
+                    while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stop.wait(), 0.25)
+                        live.update(_status(bed))
+                        if runner.done():
+                            break
+            else:
+                last = 0.0
+                while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), 0.25)
+                    if time.monotonic() - last >= 2.0:
+                        last = time.monotonic()
+                        print(_status(bed), flush=True)
+                    if runner.done():
+                        break
+        finally:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+        if runner.done() and not runner.cancelled() and runner.exception() is not None:
+            raise runner.exception()  # type: ignore[misc]
+        console.print(f"sim: stopping ({_status(bed)})", highlight=False, soft_wrap=True)
+    console.print("sim: stopped, ports released")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this package's commands to the `gridflex` app (none yet)."""
-    del app
+    """Add `gridflex sim` to the `gridflex` app."""
+
+    @app.command("sim")
+    def sim(  # noqa: PLR0917 (typer options are parameters)
+        out: Annotated[Path, typer.Option("--out", help="directory for manifest.json, sites/*.yaml, state/")],
+        sites: Annotated[int, typer.Option("--sites", min=1, max=999, help="number of buildings")] = 3,
+        speed: Annotated[
+            float, typer.Option("--speed", min=0.001, help="simulated seconds per wall second")
+        ] = 1.0,
+        seed: Annotated[int, typer.Option("--seed", help="seed of asset mix and profiles")] = 1,
+        duration: Annotated[
+            float | None, typer.Option("--duration", min=0.0, help="stop after this many wall seconds")
+        ] = None,
+        start: Annotated[
+            str, typer.Option("--start", help="simulated start, ISO 8601 (UTC)")
+        ] = "2030-01-15T16:00:00",
+        step: Annotated[
+            float | None,
+            typer.Option("--step", min=0.001, help="physics step, simulated s (default max(1, speed/10))"),
+        ] = None,
+        bacnet: Annotated[
+            bool, typer.Option("--bacnet/--no-bacnet", help="one BACnet BMS per building")
+        ] = True,
+        broker_host: Annotated[
+            str, typer.Option(help="MQTT broker written into the site configs")
+        ] = "127.0.0.1",
+        broker_port: Annotated[int, typer.Option(help="MQTT broker port for the site configs")] = 1883,
+        log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "WARNING",
+    ) -> None:
+        """Run simulated buildings speaking Modbus TCP and BACnet/IP on loopback until Ctrl-C/SIGTERM.
+
+        Writes OUT/manifest.json and one edge-agent config per building (OUT/sites/<site>.yaml).
+        """
+        logging.basicConfig(
+            level=log_level.upper(),
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            force=True,
+        )
+        for noisy in ("pymodbus", "pymodbus.logging"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+        asyncio.run(
+            _main(
+                sites=sites,
+                speed=speed,
+                seed=seed,
+                duration=duration,
+                start=_parse_start(start),
+                step_s=step,
+                out=out,
+                bacnet=bacnet,
+                broker_host=broker_host,
+                broker_port=broker_port,
+            )
+        )

@@ -73,7 +73,11 @@ class TestBedConfig:
 
 
 class TestBed:
-    """The simulated fleet and its servers. Not thread-safe: drive it from one event loop."""
+    """The simulated fleet and its servers. Not thread-safe: drive it from one event loop.
+
+    `clock` is read at every step; a caller may swap it between `__aenter__` and `run()`
+    (the CLI starts on a still clock, then runs an accelerated one from the start time).
+    """
 
     __test__ = False
 

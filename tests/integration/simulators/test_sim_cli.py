@@ -56,6 +56,16 @@ async def _read_suns(host: str, port: int) -> list[int]:
         client.close()
 
 
+async def _read_bacnet(address: str, obj: str) -> float:
+    import BAC0
+
+    from simulators.bacnet import free_udp_port, quiet_bac0
+
+    quiet_bac0()
+    async with asyncio.timeout(20), BAC0.start(ip="127.0.0.1/8", port=free_udp_port(), deviceId=4998) as c:
+        return float(await c.read(f"{address} {obj} presentValue"))
+
+
 def _ports(m: Manifest) -> list[tuple[str, int]]:
     out = [("tcp", e.port) for s in m.sites for e in s.modbus]
     out += [("udp", int(s.bacnet.address.rsplit(":", 1)[1])) for s in m.sites if s.bacnet]
@@ -75,6 +85,10 @@ async def test_sim_runs_for_its_duration_serves_and_exits_cleanly(tmp_path: Path
         assert all(s.config.exists() for s in manifest.sites)
         meter = manifest.sites[0].endpoint("meter")
         assert await _read_suns(meter.host, meter.port) == [0x5375, 0x6E53]
+        bms = manifest.sites[0].bacnet
+        assert bms is not None
+        assert -30.0 < await _read_bacnet(bms.address, "analogInput 3") < 40.0  # outdoor °C, another process
+        assert await _read_bacnet(bms.address, "analogValue 1") == 21.0
         stdout, stderr = await asyncio.to_thread(proc.communicate, timeout=60)
     finally:
         if proc.poll() is None:

@@ -21,6 +21,7 @@ from edge_agent.buffer import SampleBuffer, batch_payload
 from edge_agent.commands import CommandExecutor
 from edge_agent.config import AssetConfig, SiteConfig
 from edge_agent.drivers import BacnetStack, DeviceError, Driver, PointRef, make_driver
+from edge_agent.fallback import FallbackPolicy
 from edge_agent.flex import asset_flex, flex_signature
 from edge_agent.health import AgentStats, HealthServer
 from edge_agent.poller import DevicePoller, Latest, PendingSample
@@ -64,10 +65,13 @@ class EdgeAgent:
         self._buffer: SampleBuffer | None = None
         self._session: MqttSession | None = None
         self._sent_upto = -1
-        self._last_valid_mono = clock.monotonic()
-        self._broker_down_since: float | None = clock.monotonic()
-        self._valid_until: dict[str, Command] = {}
+        self.fallback = FallbackPolicy(
+            config.fallback.after_s, last_valid_mono=clock.monotonic(), broker_down_since=clock.monotonic()
+        )
         self._pollers: list[DevicePoller] = []
+        # Python 3.11's asyncio.wait_for (inside aiomqtt, pymodbus) can swallow a cancellation
+        # that races a completing future; every loop also checks this flag, so stop never hangs.
+        self._stopping = False
         self._flex_sig: tuple[object, ...] | None = None
         self._flex_mono = -1e18
         self._commands = CommandExecutor(
@@ -154,6 +158,9 @@ class EdgeAgent:
                 try:
                     await asyncio.Future()  # until cancelled
                 except asyncio.CancelledError:
+                    self._stopping = True
+                    for poller in self._pollers:
+                        poller.stopping = True
                     await self._say_goodbye()
                     raise
         finally:
@@ -186,7 +193,7 @@ class EdgeAgent:
             pass
 
     async def _supervised(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await loop()
                 return
@@ -209,16 +216,13 @@ class EdgeAgent:
     async def _publish_loop(self) -> None:
         assert self._buffer is not None and self._session is not None
         session, buf, topic = self._session, self._buffer, self._topics["telemetry"]
-        while True:
-            await session.connected.wait()
+        while not self._stopping:
+            if not await _wait(session.connected, 1.0):
+                continue
             batch = buf.read(self._sent_upto, self.config.buffer.batch_max)
             if batch is None:
                 self._data_wake.clear()
-                try:
-                    async with asyncio.timeout(1.0):
-                        await self._data_wake.wait()
-                except TimeoutError:
-                    pass
+                await _wait(self._data_wake, 1.0)
                 continue
             payload = batch_payload(self.config.site, self.clock.now(), new_msg_id(), batch)
             try:
@@ -249,7 +253,7 @@ class EdgeAgent:
     async def _on_connect(self, session: MqttSession) -> None:
         assert self._buffer is not None
         self.stats.connected = True
-        self._broker_down_since = None
+        self.fallback.on_broker(True, self.clock.monotonic())
         # Whatever was sent but not confirmed by the cloud goes again (the cloud dedupes by seq).
         self._sent_upto = max(self._buffer.min_seq - 1, min(self.stats.stored_seq, self._buffer.next_seq - 1))
         self._flex_sig = None
@@ -319,24 +323,20 @@ class EdgeAgent:
 
     async def _event_loop(self) -> None:
         assert self._session is not None
-        while True:
-            await self._session.connected.wait()
+        while not self._stopping:
+            if not await _wait(self._session.connected, 1.0):
+                continue
             while self._events:
                 if not await self._publish("event", self._events[0]):
                     break
                 self._events.popleft()
             self._event_wake.clear()
-            try:
-                async with asyncio.timeout(1.0):
-                    await self._event_wake.wait()
-            except TimeoutError:
-                pass
+            await _wait(self._event_wake, 1.0)
 
     # ---- fallback, validity, flex ------------------------------------------------------------
 
     def _on_valid_command(self, cmd: Command) -> None:
-        self._last_valid_mono = self.clock.monotonic()
-        self._valid_until[cmd.asset] = cmd
+        self.fallback.on_valid(cmd, self.clock.monotonic())
         if self.stats.state == "fallback":
             self.stats.state = "online"
             log.info("valid command %s: leaving fallback", cmd.cmd_id)
@@ -350,7 +350,7 @@ class EdgeAgent:
         assert self._session is not None
         if self.stats.state == "starting":
             self.stats.state = "online"
-        while True:
+        while not self._stopping:
             await self.supervise_once()
             await self.clock.sleep(self.tick_s())
 
@@ -361,32 +361,20 @@ class EdgeAgent:
         connected = self._session.connected.is_set()
         self.stats.connected = connected
         self.stats.device_faults = sum(p.fault_count for p in self._pollers)
-        if connected:
-            self._broker_down_since = None
-        elif self._broker_down_since is None:
-            self._broker_down_since = now
-        after_s = self.config.fallback.after_s
+        self.fallback.on_broker(connected, now)
         if self.stats.state != "fallback":
-            reason = None
-            if now - self._last_valid_mono >= after_s:
-                reason = f"no valid command for {after_s:g} s"
-            elif self._broker_down_since is not None and now - self._broker_down_since >= after_s:
-                reason = f"no broker connection for {after_s:g} s"
+            reason = self.fallback.reason(now)
             if reason is not None:
                 await self.enter_fallback(reason)
-        wall = self.clock.now()
-        for asset_id, cmd in list(self._valid_until.items()):
-            if wall >= cmd.valid_until:
-                del self._valid_until[asset_id]
-                if self.stats.state != "fallback":
-                    asset = self.config.asset(asset_id)
-                    self.event(
-                        "command_expired",
-                        "warning",
-                        f"command {cmd.cmd_id} ended without a successor: safe state",
-                        asset_id,
-                    )
-                    await self.apply_safe_state(asset)
+        for cmd in self.fallback.pop_expired(self.clock.now()):
+            if self.stats.state != "fallback":
+                self.event(
+                    "command_expired",
+                    "warning",
+                    f"command {cmd.cmd_id} ended without a successor: safe state",
+                    cmd.asset,
+                )
+                await self.apply_safe_state(self.config.asset(cmd.asset))
         if connected:
             await self._maybe_publish_flex(now)
 
@@ -394,7 +382,7 @@ class EdgeAgent:
         """Every asset to its safe state, `state: fallback` (retained) and an event."""
         log.warning("entering fallback: %s", reason)
         self.stats.state = "fallback"
-        self._valid_until.clear()
+        self.fallback.active.clear()
         for asset in self.config.assets:
             await self.apply_safe_state(asset)
         self.event("fallback_entered", "warning", reason, None)
@@ -424,6 +412,18 @@ class EdgeAgent:
             "flex", FlexEnvelope(site=self.config.site, ts=wall, assets=flex), retain=True
         ):
             self._flex_sig, self._flex_mono = sig, now
+
+
+async def _wait(event: asyncio.Event, timeout_s: float) -> bool:
+    """Wait for `event` at most `timeout_s`; True if it is set."""
+    if event.is_set():
+        return True
+    try:
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
 
 
 def run_until_signal(config: SiteConfig) -> None:

@@ -120,17 +120,18 @@ class DevicePoller:
         self.fault_count = 0
         self.reads = 0
         self._bad_points: set[str] = set()
+        self.stopping = False  # set by the agent on stop; see EdgeAgent._stopping
 
     def interval_s(self, ref: PointRef) -> float:
         return ref.point.interval_s or self.poll.interval_s
 
     async def run(self) -> None:
         due = dict.fromkeys((r.key for r in self.points), self.clock.monotonic())
-        while True:
+        while not self.stopping:
             now = self.clock.monotonic()
             wanted = [r for r in self.points if due[r.key] <= now + 1e-9]
             if not wanted:
-                await self.clock.sleep(max(0.0, min(due.values()) - now))
+                await self.clock.sleep(min(1.0, max(0.0, min(due.values()) - now)))
                 continue
             ok = await self.poll_once(wanted)
             for ref in wanted:

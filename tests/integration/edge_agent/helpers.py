@@ -186,6 +186,10 @@ async def running_agent(config: SiteConfig, clock: Clock | None = None) -> Async
         yield agent
     finally:
         task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=15)
+        if not done:  # a stop that hangs is a bug: show where, then fail
+            for other in asyncio.all_tasks():
+                other.print_stack()
+            raise AssertionError("the agent did not stop within 15 s of cancellation")
         with contextlib.suppress(asyncio.CancelledError):
-            async with asyncio.timeout(15):
-                await task
+            await task

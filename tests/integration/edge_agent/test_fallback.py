@@ -91,6 +91,7 @@ async def test_fallback_safe_state_guaranteed_minimum_and_resume(
             # 1. Nothing from the cloud: fallback after AFTER_S, within one poll interval.
             await cloud.wait_for(lambda: agent.stats.state == "fallback", timeout_s=AFTER_S + 5)
             await cloud.wait_for(lambda: any(s.status == "fallback" for s in cloud.states))
+            await cloud.wait_for(lambda: any(e.kind == "fallback_entered" for e in cloud.events))
             entered = next(e for e in cloud.events if e.kind == "fallback_entered")
             online_ts = cloud.states[0].ts
             assert (entered.ts - online_ts).total_seconds() <= AFTER_S + INTERVAL_S + 0.3
@@ -102,7 +103,7 @@ async def test_fallback_safe_state_guaranteed_minimum_and_resume(
             assert cloud.acks[0].status == "clamped" and cloud.acks[0].applied_value == 4.2
             assert bms.present_value("av3") == pytest.approx(4.2)
             await cloud.wait_for(lambda: cloud.states[-1].status == "online")
-            assert any(e.kind == "fallback_left" for e in cloud.events)
+            await cloud.wait_for(lambda: any(e.kind == "fallback_left" for e in cloud.events))
             # 3. A command whose validity ends without a successor: that asset goes safe.
             await cloud.send(_cmd("e1", "ev1", 7 * 0.69, ttl_s=0.4))
             await cloud.wait_for(lambda: len(cloud.acks) == 2)

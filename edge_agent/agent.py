@@ -243,6 +243,17 @@ class EdgeAgent:
     def _on_stored(self, stored: Stored) -> None:
         assert self._buffer is not None
         self.stats.stored_seq = max(self.stats.stored_seq, stored.seq)
+        if stored.seq >= self._buffer.next_seq:
+            shift = self._buffer.renumber_after(stored.seq)
+            self._sent_upto = self._buffer.min_seq - 1
+            self.stats.next_seq = self._buffer.next_seq
+            self.event(
+                "seq_jump",
+                "warning",
+                f"cloud has seq {stored.seq} >= our next seq: queue file lost? seqs moved up by {shift}",
+                None,
+            )
+            return
         if self.config.cloud.watermark:
             self._buffer.release_upto(stored.seq)
             self.stats.queue_depth = self._buffer.depth

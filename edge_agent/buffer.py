@@ -135,8 +135,41 @@ class SampleBuffer:
         self.min_seq = floor
         return freed
 
+    def renumber_after(self, stored_seq: int) -> int:
+        """Move every queued seq (and next_seq) above `stored_seq`; return the shift.
+
+        For a cloud watermark at or beyond our next seq: the gateway lost its queue file
+        (replaced SD card, new install under the same site id). Without the shift the
+        cloud would drop every new sample as a duplicate of one it already has.
+        """
+        shift = stored_seq + 1 - self.min_seq
+        if stored_seq < self.next_seq or shift <= 0:
+            return 0
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            rows = db.execute("SELECT seq, ts, body FROM sample ORDER BY seq").fetchall()
+            db.execute("DELETE FROM sample")
+            db.executemany(
+                "INSERT INTO sample VALUES (?, ?, ?)",
+                [(seq + shift, ts, _with_seq(bytes(body), seq + shift)) for seq, ts, body in rows],
+            )
+            db.execute("UPDATE meta SET value=? WHERE key='next_seq'", (self.next_seq + shift,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self.min_seq += shift
+        self.next_seq += shift
+        return shift
+
     def close(self) -> None:
         self._db.close()
+
+
+def _with_seq(body: bytes, seq: int) -> bytes:
+    """Stored sample JSON starts with its seq (`{"seq":N,`, the model's first field)."""
+    return b'{"seq":%d,' % seq + body[body.index(b",") + 1 :]
 
 
 def batch_payload(site: str, ts: datetime, msg_id: str, batch: Batch) -> bytes:

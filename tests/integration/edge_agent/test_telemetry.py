@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from edge_agent.drivers.registers import encode
 from gridflex.broker import MosquittoBroker
+from protocols import codec
+from protocols.messages import Stored
+from protocols.topics import site_topic
 
 from .cloud import Cloud
 from .helpers import make_config, running_agent
@@ -45,5 +49,26 @@ async def test_telemetry_arrives_in_seq_order_scaled_and_signed(
             await cloud.wait_for(lambda: agent.stats.queue_depth == 0)  # watermark released the rows
             assert agent.stats.published >= len(cloud.arrivals)
             assert cloud.states and cloud.states[0].status == "online"
+    finally:
+        await server.stop()
+
+
+async def test_lost_queue_file_does_not_make_new_samples_duplicates(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """The cloud already stored seqs up to 999 of this site (old gateway): new samples start at 1000."""
+    server = await ModbusServer().start()
+    try:
+        cfg = make_config(tmp_path, broker_port=mosquitto.port, modbus_port=server.port)
+        cloud = Cloud("t1", mosquitto.port)
+        cloud.stored_seq = 999
+        async with cloud.running():
+            old = Stored(site="t1", ts=datetime.now(UTC), seq=999)
+            await cloud.session.publish(site_topic("t1", "stored"), codec.encode(old), qos=1, retain=True)
+            async with running_agent(cfg) as agent:
+                await cloud.wait_for(lambda: cloud.stored_seq >= 1005)
+                assert min(cloud.samples) == 1000
+                assert agent.stats.next_seq > 1005
+                await cloud.wait_for(lambda: any(e.kind == "seq_jump" for e in cloud.events))
     finally:
         await server.stop()

@@ -75,3 +75,16 @@ def test_batch_payload_is_byte_identical_to_the_model(tmp_path: Path) -> None:
     assert [s.seq for s in msg.samples] == [0, 1, 2, 3]
     assert msg.samples[3].quality == "bad" and msg.samples[3].reason == 'timeout "x"'
     assert encode(msg) == payload
+
+
+def test_renumber_after_a_lost_queue_file(tmp_path: Path) -> None:
+    buf = SampleBuffer(tmp_path / "q.sqlite", max_rows=1000, max_age_s=3600)
+    buf.append(_samples(3))  # seqs 0..2, but the cloud already stored up to 41 (old install)
+    assert buf.renumber_after(1) == 0  # an ordinary watermark: nothing to do
+    assert buf.renumber_after(41) == 42
+    batch = buf.read(-1, 10)
+    assert batch is not None and (batch.first_seq, batch.last_seq) == (42, 44)
+    assert TelemetryBatch.model_validate_json(batch_payload("b001", T0, "x", batch)).samples[0].seq == 42
+    assert buf.append(_samples(1)) == (45, 0)
+    buf.close()
+    assert SampleBuffer(tmp_path / "q.sqlite", max_rows=1000, max_age_s=3600).next_seq == 46

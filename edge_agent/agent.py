@@ -41,17 +41,28 @@ FLEX_HEARTBEAT_S = 900.0
 
 
 class EdgeAgent:
-    """One site gateway. `stats` is live; `latest` holds the newest reading of every point."""
+    """One site gateway. `stats` is live; `latest` holds the newest reading of every point.
+
+    `drivers` replaces the configured driver of a device id (tests, other transports);
+    `bacnet_stack` lets several agents in one process share one BAC0 application.
+    """
 
     def __init__(
-        self, config: SiteConfig, *, clock: Clock, drivers: Mapping[str, Driver] | None = None
+        self,
+        config: SiteConfig,
+        *,
+        clock: Clock,
+        drivers: Mapping[str, Driver] | None = None,
+        bacnet_stack: BacnetStack | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
         self.stats = AgentStats()
         self.latest: dict[str, Latest] = {}
         self.health_port: int | None = None
-        self._stack = BacnetStack(config.bacnet)
+        # Many agents in one process (a demo) may share one BACnet stack; we close only our own.
+        self._own_stack = bacnet_stack is None
+        self._stack = bacnet_stack or BacnetStack(config.bacnet)
         self.drivers: dict[str, Driver] = dict(drivers) if drivers else {}
         for dev in config.devices:
             self.drivers.setdefault(dev.id, make_driver(dev, self._stack))
@@ -171,7 +182,8 @@ class EdgeAgent:
             for driver in self.drivers.values():
                 with contextlib.suppress(GridflexError):
                     await driver.close()
-            await self._stack.close()
+            if self._own_stack:
+                await self._stack.close()
             self._buffer.close()
 
     async def _say_goodbye(self) -> None:

@@ -179,8 +179,10 @@ def make_config(tmp_path: Path, **kw: Any) -> SiteConfig:
 
 
 @contextlib.asynccontextmanager
-async def running_agent(config: SiteConfig, clock: Clock | None = None) -> AsyncIterator[EdgeAgent]:
-    agent = EdgeAgent(config, clock=clock or RealClock())
+async def running_agent(
+    config: SiteConfig, clock: Clock | None = None, **kw: Any
+) -> AsyncIterator[EdgeAgent]:
+    agent = EdgeAgent(config, clock=clock or RealClock(), **kw)
     task = asyncio.create_task(agent.run(), name="edge-agent")
     try:
         yield agent

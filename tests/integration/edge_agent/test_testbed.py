@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.config import load_config
+from edge_agent.drivers import BacnetStack
 from gridflex.broker import MosquittoBroker
 from protocols.clock import RealClock
 from protocols.messages import Command
@@ -48,7 +49,14 @@ async def test_simulated_building_telemetry_and_commands(mosquitto: MosquittoBro
         assert {"meter", "pv", "battery", "ev", "hvac"} <= kinds
         bed.step(1.0)  # registers now hold one consistent physics state
         truth = bed.buildings[site]
-        async with Cloud(site, mosquitto.port).running() as cloud, running_agent(cfg) as agent:
+        other = next(c for c in configs if c.site != site)
+        stack = BacnetStack(cfg.bacnet)  # two agents in one process share one BACnet stack
+        async with (
+            Cloud(site, mosquitto.port).running() as cloud,
+            Cloud(other.site, mosquitto.port).running() as other_cloud,
+            running_agent(cfg, bacnet_stack=stack) as agent,
+            running_agent(other, bacnet_stack=stack),
+        ):
             await cloud.wait_for(
                 lambda: (
                     cloud.values("meter", "p_kw")
@@ -80,3 +88,5 @@ async def test_simulated_building_telemetry_and_commands(mosquitto: MosquittoBro
             bed.step(1.0)
             assert truth.pv.p_kw >= -2.0 - 1e-6  # the inverter follows the limit
             assert agent.stats.commands == {"applied": 1, "clamped": 1}
+            await other_cloud.wait_for(lambda: other_cloud.values("zone1", "zone_t_c"), timeout_s=20)
+        await stack.close()

@@ -12,23 +12,23 @@ import collections
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Literal
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any, Literal
 
 import aiomqtt
 
-from edge_agent.buffer import SampleBuffer, batch_payload
 from edge_agent.commands import CommandExecutor
 from edge_agent.config import AssetConfig, SiteConfig
 from edge_agent.drivers import BacnetStack, DeviceError, Driver, PointRef, make_driver
 from edge_agent.fallback import FallbackPolicy
 from edge_agent.flex import asset_flex, flex_signature
 from edge_agent.health import AgentStats, HealthServer
-from edge_agent.poller import DevicePoller, Latest, PendingSample
+from edge_agent.poller import DevicePoller, Latest
+from edge_agent.telemetry import TelemetryPipe, wait_event
 from protocols.clock import Clock, RealClock
 from protocols.codec import decode, encode
 from protocols.errors import ContractError, GridflexError
-from protocols.messages import Ack, Command, Event, FlexEnvelope, Message, SiteState, Stored, new_msg_id
+from protocols.messages import Ack, Command, Event, FlexEnvelope, Message, SiteState, Stored
 from protocols.mqtt import MqttConfig, MqttSession, NotConnectedError, PublishError, Will
 from protocols.topics import site_topic
 
@@ -72,10 +72,8 @@ class EdgeAgent:
         }
         self._events: collections.deque[Event] = collections.deque(maxlen=1000)
         self._event_wake = asyncio.Event()
-        self._data_wake = asyncio.Event()
-        self._buffer: SampleBuffer | None = None
+        self._pipe: TelemetryPipe | None = None
         self._session: MqttSession | None = None
-        self._sent_upto = -1
         self.fallback = FallbackPolicy(
             config.fallback.after_s, last_valid_mono=clock.monotonic(), broker_down_since=clock.monotonic()
         )
@@ -101,15 +99,7 @@ class EdgeAgent:
     async def run(self) -> None:
         """Run until cancelled; cancellation publishes `offline`, closes MQTT, drivers and SQLite."""
         cfg = self.config
-        self._buffer = SampleBuffer(
-            cfg.buffer.path,
-            max_rows=cfg.buffer.max_rows,
-            max_age_s=cfg.buffer.max_age_s,
-            synchronous=cfg.buffer.synchronous,
-        )
-        self._sent_upto = self._buffer.min_seq - 1
-        self.stats.queue_depth = self._buffer.depth
-        self.stats.next_seq = self._buffer.next_seq
+        pipe = self._pipe = TelemetryPipe(cfg, self.clock, self.stats, self.event)
         broker = cfg.broker
         mqtt = MqttConfig(
             host=broker.host,
@@ -143,7 +133,12 @@ class EdgeAgent:
                 await health.start()
                 self.health_port = health.port
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._session.run(self._on_message), name="mqtt")
+                children: list[asyncio.Task[None]] = []
+
+                def spawn(coro: Coroutine[Any, Any, None], name: str) -> None:
+                    children.append(tg.create_task(coro, name=name))
+
+                spawn(self._session.run(self._on_message), "mqtt")
                 by_device: dict[str, list[PointRef]] = {}
                 for asset in cfg.assets:
                     for point in asset.points:
@@ -155,24 +150,27 @@ class EdgeAgent:
                         refs,
                         poll=cfg.poll,
                         clock=self.clock,
-                        sink=self._store,
+                        sink=pipe.store,
                         events=self.event,
                         latest=self.latest,
                     )
                     self._pollers.append(poller)
-                    tg.create_task(
-                        self._supervised(f"poll-{device_id}", poller.run), name=f"poll-{device_id}"
-                    )
-                tg.create_task(self._supervised("publisher", self._publish_loop), name="publisher")
-                tg.create_task(self._supervised("events", self._event_loop), name="events")
-                tg.create_task(self._supervised("supervisor", self._supervise_loop), name="supervisor")
+                    spawn(self._supervised(f"poll-{device_id}", poller.run), f"poll-{device_id}")
+                spawn(self._supervised("publisher", self._publish_telemetry), "publisher")
+                spawn(self._supervised("events", self._event_loop), "events")
+                spawn(self._supervised("supervisor", self._supervise_loop), "supervisor")
                 try:
                     await asyncio.Future()  # until cancelled
                 except asyncio.CancelledError:
                     self._stopping = True
+                    pipe.stopping = True
                     for poller in self._pollers:
                         poller.stopping = True
                     await self._say_goodbye()
+                    # Cancel each child until it is done: a swallowed cancellation (see
+                    # _stopping) must not leave the TaskGroup waiting forever.
+                    for child in children:
+                        await _cancel_until_done(child)
                     raise
         finally:
             self.stats.state = "stopped"
@@ -184,7 +182,7 @@ class EdgeAgent:
                     await driver.close()
             if self._own_stack:
                 await self._stack.close()
-            self._buffer.close()
+            pipe.close()
 
     async def _say_goodbye(self) -> None:
         """A clean stop sends no will, so publish `offline` ourselves (best effort, bounded)."""
@@ -204,6 +202,10 @@ class EdgeAgent:
         except (TimeoutError, GridflexError):
             pass
 
+    async def _publish_telemetry(self) -> None:
+        assert self._pipe is not None and self._session is not None
+        await self._pipe.run(self._session)
+
     async def _supervised(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
         while not self._stopping:
             try:
@@ -213,75 +215,15 @@ class EdgeAgent:
                 log.exception("edge loop %s crashed; restarting in 1 s", name)
                 await asyncio.sleep(1.0)
 
-    # ---- telemetry ------------------------------------------------------------------------
-
-    def _store(self, samples: Sequence[PendingSample]) -> None:
-        assert self._buffer is not None
-        _, dropped = self._buffer.append(samples)
-        self.stats.queue_depth = self._buffer.depth
-        self.stats.next_seq = self._buffer.next_seq
-        if dropped:
-            self.stats.dropped += dropped
-            self.event("queue_dropped", "warning", f"queue full: dropped {dropped} oldest samples", None)
-        self._data_wake.set()
-
-    async def _publish_loop(self) -> None:
-        assert self._buffer is not None and self._session is not None
-        session, buf, topic = self._session, self._buffer, self._topics["telemetry"]
-        while not self._stopping:
-            if not await _wait(session.connected, 1.0):
-                continue
-            batch = buf.read(self._sent_upto, self.config.buffer.batch_max)
-            if batch is None:
-                self._data_wake.clear()
-                await _wait(self._data_wake, 1.0)
-                continue
-            payload = batch_payload(self.config.site, self.clock.now(), new_msg_id(), batch)
-            try:
-                await session.publish(topic, payload, qos=1)
-            except (NotConnectedError, PublishError) as exc:
-                log.info(
-                    "telemetry publish interrupted (%s); will resend from seq %d", exc, self._sent_upto + 1
-                )
-                await asyncio.sleep(0.05)
-                continue
-            self._sent_upto = batch.last_seq
-            self.stats.published += len(batch.samples_json)
-            self.stats.last_broker_ack = self.clock.now()
-            if not self.config.cloud.watermark:
-                buf.release_upto(batch.last_seq)  # edge-only install: PUBACK is all we get
-                self.stats.queue_depth = buf.depth
-
-    def _on_stored(self, stored: Stored) -> None:
-        assert self._buffer is not None
-        self.stats.stored_seq = max(self.stats.stored_seq, stored.seq)
-        if stored.seq >= self._buffer.next_seq:
-            shift = self._buffer.renumber_after(stored.seq)
-            self._sent_upto = self._buffer.min_seq - 1
-            self.stats.next_seq = self._buffer.next_seq
-            self.event(
-                "seq_jump",
-                "warning",
-                f"cloud has seq {stored.seq} >= our next seq: queue file lost? seqs moved up by {shift}",
-                None,
-            )
-            return
-        if self.config.cloud.watermark:
-            self._buffer.release_upto(stored.seq)
-            self.stats.queue_depth = self._buffer.depth
-            self._sent_upto = max(self._sent_upto, min(stored.seq, self._buffer.next_seq - 1))
-
     # ---- MQTT -----------------------------------------------------------------------------
 
     async def _on_connect(self, session: MqttSession) -> None:
-        assert self._buffer is not None
         self.stats.connected = True
         self.fallback.on_broker(True, self.clock.monotonic())
-        # Whatever was sent but not confirmed by the cloud goes again (the cloud dedupes by seq).
-        self._sent_upto = max(self._buffer.min_seq - 1, min(self.stats.stored_seq, self._buffer.next_seq - 1))
+        assert self._pipe is not None
+        self._pipe.on_connect()
         self._flex_sig = None
         await self._publish_state()
-        self._data_wake.set()
         self._event_wake.set()
 
     async def _on_message(self, message: aiomqtt.Message) -> None:
@@ -299,8 +241,8 @@ class EdgeAgent:
         except ContractError as exc:
             self.event("bad_message", "warning", f"{topic}: {exc.reason}"[:500], None)
             return
-        if isinstance(msg, Stored):
-            self._on_stored(msg)
+        if isinstance(msg, Stored) and self._pipe is not None:
+            self._pipe.on_stored(msg)
 
     async def _publish(self, kind: str, msg: Message, *, retain: bool = False) -> bool:
         session = self._session
@@ -328,7 +270,9 @@ class EdgeAgent:
         )
         await self._publish("state", state, retain=True)
 
-    def event(self, kind: str, severity: str, message: str, asset: str | None) -> None:
+    def event(
+        self, kind: str, severity: str, message: str, asset: str | None, details: dict[str, int] | None = None
+    ) -> None:
         """Queue an `Event` for the `event` topic (kept in memory, newest 1,000)."""
         self._events.append(
             Event.model_validate(
@@ -339,6 +283,7 @@ class EdgeAgent:
                     "severity": severity,
                     "message": message[:500],
                     "asset": asset,
+                    "details": details or {},
                 }
             )
         )
@@ -347,14 +292,14 @@ class EdgeAgent:
     async def _event_loop(self) -> None:
         assert self._session is not None
         while not self._stopping:
-            if not await _wait(self._session.connected, 1.0):
+            if not await wait_event(self._session.connected, 1.0):
                 continue
             while self._events:
                 if not await self._publish("event", self._events[0]):
                     break
                 self._events.popleft()
             self._event_wake.clear()
-            await _wait(self._event_wake, 1.0)
+            await wait_event(self._event_wake, 1.0)
 
     # ---- fallback, validity, flex ------------------------------------------------------------
 
@@ -379,7 +324,7 @@ class EdgeAgent:
 
     async def supervise_once(self) -> None:
         """One tick: broker watch, fallback entry, expired commands, flex refresh, stats."""
-        assert self._session is not None and self._buffer is not None
+        assert self._session is not None
         now = self.clock.monotonic()
         connected = self._session.connected.is_set()
         self.stats.connected = connected
@@ -437,16 +382,13 @@ class EdgeAgent:
             self._flex_sig, self._flex_mono = sig, now
 
 
-async def _wait(event: asyncio.Event, timeout_s: float) -> bool:
-    """Wait for `event` at most `timeout_s`; True if it is set."""
-    if event.is_set():
-        return True
-    try:
-        async with asyncio.timeout(timeout_s):
-            await event.wait()
-    except TimeoutError:
-        return False
-    return True
+async def _cancel_until_done(task: asyncio.Task[None], attempts: int = 50) -> None:
+    for _ in range(attempts):
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=0.2)
+        if done:
+            return
+    log.error("task %s ignores cancellation", task.get_name())
 
 
 def run_until_signal(config: SiteConfig) -> None:

@@ -86,6 +86,9 @@ class BrokerConfig(_Model):
 class CloudConfig(_Model):
     #: False = edge-only install: a broker PUBACK frees queue rows (see docs/edge-agent.md).
     watermark: bool = True
+    #: Watermark stuck below what we sent for this long -> resend from the watermark
+    #: (doubling on each resend without progress, up to 600 s).
+    resend_after_s: float = Field(default=10.0, gt=0)
 
 
 class SigningConfig(_Model):

@@ -31,6 +31,7 @@ class Cloud:
         self.states: list[SiteState] = []
         self.flex: list[FlexEnvelope] = []
         self.stored_seq = -1
+        self.floor = 0  # from the edge's queue_dropped / queue_floor events
         self.session = MqttSession(
             MqttConfig(port=port, client_id=f"test-cloud-{site}", reconnect_max_s=0.5),
             subscriptions=[(site_topic(site, k), 1) for k in ("telemetry", "ack", "event", "state", "flex")],
@@ -48,24 +49,30 @@ class Cloud:
                 self.arrivals.append(s.seq)
                 self.samples.setdefault(s.seq, s)
                 self.received_at.setdefault(s.seq, now)
-            contiguous = self.stored_seq
-            while contiguous + 1 in self.samples:
-                contiguous += 1
-            if self.watermark and contiguous > self.stored_seq:
-                self.stored_seq = contiguous
-                stored = Stored(site=self.site, ts=datetime.now(UTC), seq=contiguous)
-                await self.session.publish(
-                    site_topic(self.site, "stored"), encode(stored), qos=1, retain=True
-                )
+            await self._advance()
         elif isinstance(msg, Ack):
             self.acks.append(msg)
         elif isinstance(msg, Event):
             self.events.append(msg)
+            floor = msg.details.get("min_seq")
+            if msg.kind in ("queue_dropped", "queue_floor") and isinstance(floor, int):
+                self.floor = max(self.floor, floor)  # the edge will never send below this again
+                await self._advance()
         elif isinstance(msg, SiteState):
             self.states.append(msg)
         elif isinstance(msg, FlexEnvelope):
             self.flex.append(msg)
         self.changed.set()
+
+    async def _advance(self) -> None:
+        """Highest contiguous seq stored, counting announced drops (below the floor) as settled."""
+        contiguous = max(self.stored_seq, self.floor - 1)
+        while contiguous + 1 in self.samples:
+            contiguous += 1
+        if self.watermark and contiguous > self.stored_seq:
+            self.stored_seq = contiguous
+            stored = Stored(site=self.site, ts=datetime.now(UTC), seq=contiguous)
+            await self.session.publish(site_topic(self.site, "stored"), encode(stored), qos=1, retain=True)
 
     async def send(self, cmd: Command | bytes) -> None:
         payload = cmd if isinstance(cmd, bytes) else encode(cmd)
@@ -89,6 +96,11 @@ class Cloud:
             await self.session.wait_connected(10)
             yield self
         finally:
-            task.cancel()
+            # Python 3.11's wait_for inside aiomqtt can swallow one cancellation: repeat.
+            for _ in range(50):
+                task.cancel()
+                done, _ = await asyncio.wait({task}, timeout=0.2)
+                if done:
+                    break
             with contextlib.suppress(asyncio.CancelledError):
                 await task

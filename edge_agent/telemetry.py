@@ -1,0 +1,185 @@
+"""Telemetry path: poller samples -> SQLite queue -> `TelemetryBatch`es on MQTT, released by the cloud.
+
+The cursor `sent_upto` lives in memory only: after a restart or a reconnect everything
+not yet confirmed by the cloud's `stored` watermark is sent again (the cloud drops
+duplicates by `(site, seq)`), which is what makes a crash of the broker or the agent
+lose nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from edge_agent.buffer import SampleBuffer, batch_payload
+from edge_agent.config import SiteConfig
+from edge_agent.health import AgentStats
+from edge_agent.poller import PendingSample
+from protocols.clock import Clock
+from protocols.messages import Stored, new_msg_id
+from protocols.mqtt import MqttSession, NotConnectedError, PublishError
+from protocols.topics import site_topic
+
+__all__ = ["RESEND_MAX_S", "TelemetryPipe", "wait_event"]
+
+RESEND_MAX_S = 600.0
+
+log = logging.getLogger(__name__)
+
+EventSink = Callable[..., None]  # EdgeAgent.event(kind, severity, message, asset, details=)
+DROP_EVENT_EVERY_S = 5.0
+
+
+async def wait_event(event: asyncio.Event, timeout_s: float) -> bool:
+    """Wait for `event` at most `timeout_s`; True if it is set."""
+    if event.is_set():
+        return True
+    try:
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
+class TelemetryPipe:
+    """Owns the queue: `store()` from pollers, `run()` publishes, `on_stored()` releases."""
+
+    def __init__(self, config: SiteConfig, clock: Clock, stats: AgentStats, events: EventSink) -> None:
+        self.config = config
+        self.clock = clock
+        self.stats = stats
+        self.events = events
+        self.topic = site_topic(config.site, "telemetry")
+        self.buffer = SampleBuffer(
+            config.buffer.path,
+            max_rows=config.buffer.max_rows,
+            max_age_s=config.buffer.max_age_s,
+            synchronous=config.buffer.synchronous,
+        )
+        self.sent_upto = self.buffer.min_seq - 1
+        self.wake = asyncio.Event()
+        self.stopping = False
+        # Resend timer (host time: it is about the network, not the simulated site).
+        self._progress_at = time.monotonic()
+        self._resend_after_s = config.cloud.resend_after_s
+        self._dropped_unreported = 0
+        self._drop_event_at = -1e18
+        self._sync_stats()
+
+    def _sync_stats(self) -> None:
+        self.stats.queue_depth = self.buffer.depth
+        self.stats.next_seq = self.buffer.next_seq
+
+    def store(self, samples: Sequence[PendingSample]) -> None:
+        """Commit samples to the queue (durable when this returns) and wake the publisher."""
+        _, dropped = self.buffer.append(samples)
+        self._sync_stats()
+        if dropped:
+            self.stats.dropped += dropped
+            self._dropped_unreported += dropped
+            now = time.monotonic()
+            if now - self._drop_event_at >= DROP_EVENT_EVERY_S:
+                self._drop_event_at = now
+                self._announce_floor(
+                    "queue_dropped", f"queue full: dropped {self._dropped_unreported} oldest samples"
+                )
+                self._dropped_unreported = 0
+        self.wake.set()
+
+    def _announce_floor(self, kind: str, message: str) -> None:
+        """Tell the cloud that no seq below `min_seq` will ever be sent again.
+
+        Rows leave the queue only when stored (watermark) or dropped, so the cloud may
+        raise its contiguous watermark to `min_seq - 1`; without this, a dropped run
+        would hold the watermark below the gap for ever and the queue would never drain.
+        """
+        self.events(
+            kind,
+            "warning",
+            message,
+            None,
+            details={"min_seq": self.buffer.min_seq, "dropped": self._dropped_unreported},
+        )
+
+    def on_connect(self) -> None:
+        """Resend whatever the cloud has not confirmed; restate the queue floor if it matters."""
+        self.sent_upto = max(self.buffer.min_seq - 1, min(self.stats.stored_seq, self.buffer.next_seq - 1))
+        if self.config.cloud.watermark and self.buffer.min_seq - 1 > self.stats.stored_seq:
+            self._announce_floor("queue_floor", f"seqs below {self.buffer.min_seq} were dropped")
+        self.wake.set()
+
+    def on_stored(self, stored: Stored) -> None:
+        """The cloud's watermark: release rows (watermark mode) and never resend below it."""
+        if stored.seq > self.stats.stored_seq:
+            self._progress_at = time.monotonic()
+            self._resend_after_s = self.config.cloud.resend_after_s
+        self.stats.stored_seq = max(self.stats.stored_seq, stored.seq)
+        buf = self.buffer
+        if stored.seq >= buf.next_seq:
+            shift = buf.renumber_after(stored.seq)
+            self.sent_upto = buf.min_seq - 1
+            self._sync_stats()
+            self.events(
+                "seq_jump",
+                "warning",
+                f"cloud has seq {stored.seq} >= our next seq: queue file lost? seqs moved up by {shift}",
+                None,
+            )
+            return
+        if self.config.cloud.watermark:
+            buf.release_upto(stored.seq)
+            self._sync_stats()
+            self.sent_upto = max(self.sent_upto, min(stored.seq, buf.next_seq - 1))
+
+    def _maybe_rewind(self) -> None:
+        """Sent but not stored for too long: the cloud missed batches (e.g. it was offline
+        while the broker was up, and the broker had no session to queue them). Resend."""
+        if not self.config.cloud.watermark or self.sent_upto <= self.stats.stored_seq:
+            self._progress_at = time.monotonic()
+            return
+        if time.monotonic() - self._progress_at < self._resend_after_s:
+            return
+        rewind_to = max(self.buffer.min_seq - 1, self.stats.stored_seq)
+        log.warning(
+            "cloud watermark stuck at %d for %.0f s (sent up to %d): resending",
+            self.stats.stored_seq,
+            self._resend_after_s,
+            self.sent_upto,
+        )
+        self.sent_upto = rewind_to
+        self._progress_at = time.monotonic()
+        self._resend_after_s = min(2 * self._resend_after_s, RESEND_MAX_S)
+
+    async def run(self, session: MqttSession) -> None:
+        """Publish queued samples in seq order, one QoS 1 batch at a time, until stopped."""
+        buf = self.buffer
+        while not self.stopping:
+            if not await wait_event(session.connected, 1.0):
+                continue
+            self._maybe_rewind()
+            batch = buf.read(self.sent_upto, self.config.buffer.batch_max)
+            if batch is None:
+                self.wake.clear()
+                await wait_event(self.wake, 1.0)
+                continue
+            payload = batch_payload(self.config.site, self.clock.now(), new_msg_id(), batch)
+            try:
+                await session.publish(self.topic, payload, qos=1)
+            except (NotConnectedError, PublishError) as exc:
+                log.info(
+                    "telemetry publish interrupted (%s); will resend from seq %d", exc, self.sent_upto + 1
+                )
+                await asyncio.sleep(0.05)
+                continue
+            self.sent_upto = batch.last_seq
+            self.stats.published += len(batch.samples_json)
+            self.stats.last_broker_ack = self.clock.now()
+            if not self.config.cloud.watermark:
+                buf.release_upto(batch.last_seq)  # edge-only install: PUBACK is all we get
+                self._sync_stats()
+
+    def close(self) -> None:
+        self.buffer.close()

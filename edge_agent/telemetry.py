@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 EventSink = Callable[..., None]  # EdgeAgent.event(kind, severity, message, asset, details=)
 DROP_EVENT_EVERY_S = 5.0
+WATERMARK_WAIT_S = 2.0
 
 
 async def wait_event(event: asyncio.Event, timeout_s: float) -> bool:
@@ -66,6 +67,10 @@ class TelemetryPipe:
         self._progress_at = time.monotonic()
         self._resend_after_s = config.cloud.resend_after_s
         self._dropped_unreported = 0
+        # Set by the first `stored`: the retained watermark arrives right after the first
+        # SUBACK, and a first batch sent before it could carry seqs the cloud already has
+        # (a gateway whose queue file was lost). Waited for once per process, at most 2 s.
+        self._watermark_seen = asyncio.Event()
         self._drop_event_at = -1e18
         self._sync_stats()
 
@@ -113,6 +118,7 @@ class TelemetryPipe:
 
     def on_stored(self, stored: Stored) -> None:
         """The cloud's watermark: release rows (watermark mode) and never resend below it."""
+        self._watermark_seen.set()
         if stored.seq > self.stats.stored_seq:
             self._progress_at = time.monotonic()
             self._resend_after_s = self.config.cloud.resend_after_s
@@ -159,6 +165,11 @@ class TelemetryPipe:
         while not self.stopping:
             if not await wait_event(session.connected, 1.0):
                 continue
+            if self.config.cloud.watermark and not self._watermark_seen.is_set():
+                # A fresh cloud has no retained watermark yet: go on after a short wait.
+                # (Later reconnects need no wait: the seq counter is known to be ahead.)
+                await wait_event(self._watermark_seen, WATERMARK_WAIT_S)
+                self._watermark_seen.set()
             self._maybe_rewind()
             batch = buf.read(self.sent_upto, self.config.buffer.batch_max)
             if batch is None:

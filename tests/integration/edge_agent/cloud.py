@@ -94,6 +94,11 @@ class Cloud:
         task = asyncio.create_task(self.session.run(self._handle))
         try:
             await self.session.wait_connected(10)
+            if self.watermark:  # a cloud that knows the site publishes its watermark at once
+                stored = Stored(site=self.site, ts=datetime.now(UTC), seq=self.stored_seq)
+                await self.session.publish(
+                    site_topic(self.site, "stored"), encode(stored), qos=1, retain=True
+                )
             yield self
         finally:
             # Python 3.11's wait_for inside aiomqtt can swallow one cancellation: repeat.

@@ -104,7 +104,7 @@ async def test_cloud_offline_while_broker_up_is_healed_by_resend(
             tmp_path, broker_port=mosquitto.port, modbus_port=server.port, overrides=quick_resend
         )
         async with running_agent(cfg) as agent:
-            await asyncio.sleep(1.5)  # publishing into the void: nobody subscribed yet
+            await asyncio.sleep(3.5)  # 2 s waiting for a first watermark, then publishing into the void
             assert agent.stats.published > 50 and agent.stats.queue_depth == agent.stats.next_seq
             async with Cloud("t1", mosquitto.port).running() as cloud:
                 target = agent.stats.next_seq + 10

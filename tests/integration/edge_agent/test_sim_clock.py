@@ -40,6 +40,7 @@ async def test_default_fallback_on_an_accelerated_clock(mosquitto: MosquittoBrok
             await cloud.wait_for(lambda: any(e.kind == "fallback_entered" for e in cloud.events))
             assert await server.get_holding(400) == [16]
             # samples carry simulated time
+            await cloud.wait_for(lambda: cloud.samples)
             first = min(cloud.samples.values(), key=lambda s: s.seq)
             assert first.ts >= datetime(2030, 1, 15, 6, tzinfo=UTC)
     finally:

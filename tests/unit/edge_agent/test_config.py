@@ -181,3 +181,7 @@ def test_check_config_cli_exit_codes(tmp_path: Path) -> None:
     assert bad.returncode == 2
     assert "assets[0].controls.p_limit_kw.point" in bad.stderr
     assert "writable" in bad.stderr
+    run = subprocess.run(
+        [gridflex, "edge", "--config", tmp_path / "site.yaml"], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 2 and "assets[0].controls.p_limit_kw.point" in run.stderr

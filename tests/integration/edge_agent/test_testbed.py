@@ -12,6 +12,7 @@ from edge_agent.drivers import BacnetStack
 from gridflex.broker import MosquittoBroker
 from protocols.clock import RealClock
 from protocols.messages import Command
+from simulators.modbus.server import FaultKind
 from simulators.testbed import TestBed, TestBedConfig
 
 from .cloud import Cloud
@@ -89,4 +90,30 @@ async def test_simulated_building_telemetry_and_commands(mosquitto: MosquittoBro
             assert truth.pv.p_kw >= -2.0 - 1e-6  # the inverter follows the limit
             assert agent.stats.commands == {"applied": 1, "clamped": 1}
             await other_cloud.wait_for(lambda: other_cloud.values("zone1", "zone_t_c"), timeout_s=20)
+
+            # The simulators' own faults: exception codes, then a silent device; both recover.
+            faults: tuple[tuple[FaultKind, str], ...] = (
+                ("exception", "point_bad"),
+                ("silent", "device_fault"),
+            )
+            for kind, event in faults:
+                n = len(cloud.samples)
+                bed.fault(site, "pv", kind)
+                await cloud.wait_for(
+                    lambda n=n: any(s.quality == "bad" for s in cloud.values("pv1", "p_kw") if s.seq >= n),
+                    timeout_s=15,
+                )
+                await cloud.wait_for(lambda event=event: any(e.kind == event for e in cloud.events))
+                read_at = agent.latest["meter.p_kw"].ts  # the meter keeps being read meanwhile
+                await cloud.wait_for(
+                    lambda r=read_at: (
+                        agent.latest["meter.p_kw"].ts > r and agent.latest["meter.p_kw"].quality == "good"
+                    )
+                )
+                n = len(cloud.samples)
+                bed.fault(site, "pv", "none")
+                await cloud.wait_for(
+                    lambda n=n: any(s.quality == "good" for s in cloud.values("pv1", "p_kw") if s.seq >= n),
+                    timeout_s=20,
+                )
         await stack.close()

@@ -81,6 +81,7 @@ class EdgeAgent:
         # Python 3.11's asyncio.wait_for (inside aiomqtt, pymodbus) can swallow a cancellation
         # that races a completing future; every loop also checks this flag, so stop never hangs.
         self._stopping = False
+        self._background: set[asyncio.Task[None]] = set()
         self._flex_sig: tuple[object, ...] | None = None
         self._flex_mono = -1e18
         self._commands = CommandExecutor(
@@ -309,7 +310,9 @@ class EdgeAgent:
             self.stats.state = "online"
             log.info("valid command %s: leaving fallback", cmd.cmd_id)
             self.event("fallback_left", "info", f"valid command {cmd.cmd_id} received", None)
-            asyncio.get_running_loop().create_task(self._publish_state())
+            task = asyncio.get_running_loop().create_task(self._publish_state())
+            self._background.add(task)  # keep a reference until done (the loop holds weak ones)
+            task.add_done_callback(self._background.discard)
 
     def tick_s(self) -> float:
         return min(self.config.poll.interval_s, self.config.fallback.after_s / 10, 1.0)

@@ -29,6 +29,9 @@ from edge_agent.drivers.registers import (
 
 __all__ = ["ModbusDriver"]
 
+#: SunSpec "not implemented" sentinels (for points with a scale factor, i.e. SunSpec models).
+_SUNSPEC_NOT_IMPLEMENTED = {"int16": -32768.0, "uint16": 65535.0, "int32": -(2.0**31), "uint32": 2.0**32 - 1}
+
 log = logging.getLogger(__name__)
 
 
@@ -139,6 +142,9 @@ class ModbusDriver:
                     regs = [int(values[(p.table, p.address + i)]) for i in range(p.register_count)]
                     raw = decode(regs, p.type, p.word_order, p.byte_order)
                 sf = 0
+                if p.sf_address is not None and raw == _SUNSPEC_NOT_IMPLEMENTED.get(p.type):
+                    out[ref.key] = Reading(None, "bad", "SunSpec value not implemented")
+                    continue
                 if p.sf_address is not None:
                     sf = int(decode([int(values[(p.table, p.sf_address)])], "int16"))
                     if sf == -32768:  # SunSpec "not implemented"

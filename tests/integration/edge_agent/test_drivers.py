@@ -77,6 +77,13 @@ async def test_modbus_types_orders_scale_sign_and_sunspec_sf(modbus: ModbusServe
         await drv.close()
 
 
+async def test_modbus_sunspec_not_implemented_is_bad(modbus: ModbusServer) -> None:
+    await modbus.set_holding(100, [0x8000, 0])  # int16 "not implemented"
+    point = PointRef("pv", _pt("var", table="holding", address=100, type="int16", sf_address=101))
+    got = await _driver(modbus).read([point])
+    assert got["pv.var"].quality == "bad" and "not implemented" in (got["pv.var"].reason or "")
+
+
 async def test_modbus_write_scales_back_and_respects_sf(modbus: ModbusServer) -> None:
     await modbus.set_holding(161, [0xFFFF & -1])  # WMaxLimPct_SF = -1
     point = _pt("lim", table="holding", address=152, type="uint16", sf_address=161, writable=True)

@@ -32,6 +32,13 @@ def check_rules(cfg: SiteConfig, file: str) -> None:
     def fail(reason: str, key: str) -> None:
         raise ConfigError(reason, file=file, key=key)
 
+    tls = cfg.broker.tls
+    if tls is not None and (tls.cert_file is not None or tls.key_file is not None):
+        # Refuse rather than connect without the client certificate the operator asked for.
+        fail(
+            "client certificates are not supported yet (protocols.mqtt has no cert/key)",
+            "broker.tls.cert_file",
+        )
     devices: dict[str, ModbusDevice | BacnetDevice] = {}
     for i, dev in enumerate(cfg.devices):
         if dev.id in devices:

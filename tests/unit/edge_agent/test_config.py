@@ -113,6 +113,12 @@ BAD = [
     ("min_above_max", "assets[0].points[1].min", 200.0, "assets[0].points[1]"),
     ("batch_too_big", "buffer.batch_max", 5000, "buffer.batch_max"),
     ("secret_in_yaml", "broker.password", "hunter2", "broker.password"),
+    (
+        "tls_client_cert_unsupported",
+        "broker.tls",
+        {"cert_file": "c.pem", "key_file": "k.pem"},
+        "broker.tls.cert_file",
+    ),
 ]
 
 

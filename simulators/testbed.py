@@ -25,7 +25,7 @@ import yaml
 from protocols.clock import Clock
 from simulators.bacnet import BmsDevice
 from simulators.building import Building, build
-from simulators.fleet import AssetMix, draw_specs, fleet_profiles
+from simulators.fleet import AssetMix, SiteSpec, draw_specs, fleet_profiles
 from simulators.manifest import AssetInfo, BacnetEndpoint, Manifest, ModbusEndpoint, SiteManifest
 from simulators.modbus import (
     FaultKind,
@@ -62,8 +62,12 @@ class TestBedConfig:
     asset_mix: AssetMix = field(default_factory=AssetMix)
     host: str = "127.0.0.1"
     profile_days: float = 14.0
+    #: Explicit buildings (site ids, assets, consumption) instead of the seeded mix; len == n_sites.
+    specs: tuple[SiteSpec, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.specs and len(self.specs) != self.n_sites:
+            raise ValueError(f"{len(self.specs)} specs for n_sites={self.n_sites}")
         if self.n_sites < 1 or self.n_sites > 999:
             raise ValueError("n_sites must be in 1..999 (site ids b001..b999)")
         if self.step_s <= 0:
@@ -115,7 +119,7 @@ class TestBed:
 
     async def _start(self) -> None:
         cfg = self.config
-        specs = draw_specs(cfg.n_sites, seed=cfg.seed, mix=cfg.asset_mix)
+        specs = list(cfg.specs) or draw_specs(cfg.n_sites, seed=cfg.seed, mix=cfg.asset_mix)
         profiles = await asyncio.to_thread(
             fleet_profiles, specs, start=cfg.start, seed=cfg.seed, days=cfg.profile_days
         )

@@ -14,6 +14,7 @@ import yaml
 from pymodbus.client import AsyncModbusTcpClient
 
 from protocols.clock import SimClock
+from simulators.fleet import SiteSpec
 from simulators.manifest import Manifest
 from simulators.testbed import TestBed, TestBedConfig
 
@@ -217,3 +218,29 @@ async def test_ports_are_free_after_exit(tmp_path: Path) -> None:
             kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
             with socket.socket(socket.AF_INET, kind) as s:
                 s.bind(("127.0.0.1", port))  # would raise if still held
+
+
+async def test_explicit_specs_give_exactly_those_buildings(tmp_path: Path) -> None:
+    specs = (
+        SiteSpec(
+            site="pvbat",
+            index=0,
+            annual_kwh=3000.0,
+            heat_annual_kwh=9000.0,
+            pv_kwp=10.0,
+            battery_kwh=10.0,
+            battery_kw=4.0,
+        ),
+        SiteSpec(site="plain", index=1, annual_kwh=2500.0, heat_annual_kwh=8000.0),
+    )
+    cfg = TestBedConfig(n_sites=2, specs=specs, start=START, bacnet=False)
+    async with asyncio.timeout(30), TestBed(cfg, SimClock(START), tmp_path) as tb:
+        assert list(tb.buildings) == ["pvbat", "plain"]
+        assert sorted(tb.modbus["pvbat"]) == ["battery", "meter", "pv"]
+        assert sorted(tb.modbus["plain"]) == ["meter"]
+        doc = yaml.safe_load(tb.manifest.site("pvbat").config.read_text())
+        pv = next(a for a in doc["assets"] if a["kind"] == "pv")
+        assert pv["p_nominal_kw"] == 10.0 and pv["controls"]["p_limit_kw"]["factor"] == 10.0
+        assert tb.buildings["pvbat"].battery.capacity_kwh == 10.0  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="specs"):
+        TestBedConfig(n_sites=3, specs=specs)

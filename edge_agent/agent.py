@@ -315,7 +315,12 @@ class EdgeAgent:
             task.add_done_callback(self._background.discard)
 
     def tick_s(self) -> float:
-        return min(self.config.poll.interval_s, self.config.fallback.after_s / 10, 1.0)
+        """Supervisor period: the poll interval (bounded by a tenth of the fallback delay).
+
+        Not capped at 1 s: on an accelerated clock (a demo at 240x) a 1 s tick would be
+        240 wake-ups per wall second per agent, which is where a 20-agent demo spent its CPU.
+        """
+        return min(self.config.poll.interval_s, self.config.fallback.after_s / 10)
 
     async def _supervise_loop(self) -> None:
         assert self._session is not None

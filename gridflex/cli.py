@@ -11,7 +11,7 @@ import typer
 import cloud_controller.cli
 import edge_agent.cli
 import simulators.cli
-from gridflex import core_commands
+from gridflex import core_commands, testbed_cmd
 
 app = typer.Typer(
     name="gridflex",
@@ -25,6 +25,7 @@ core_commands.register(app)
 simulators.cli.register(app)
 edge_agent.cli.register(app)
 cloud_controller.cli.register(app)
+testbed_cmd.register(app)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -59,7 +59,10 @@ class BacnetStack:
             if self._app is None:
                 import BAC0  # heavy import, only for sites with BACnet devices
 
+                from edge_agent.drivers.bac0_logging import make_bac0_logging_cheap
+
                 BAC0.log_level("silence")
+                make_bac0_logging_cheap()
                 ip = self.config.ip
                 port = self.config.port or _free_udp_port(ip.split("/")[0])
                 try:

@@ -1,0 +1,157 @@
+"""Simulated buildings plus one edge agent each, in one process: the demo's and compose's test bed.
+
+The `TestBed` serves every building over real Modbus TCP / BACnet/IP sockets and writes a
+site YAML per building; each `EdgeAgent` loads that YAML (after the overrides below are
+written back into it, so the file on disk is what runs) and talks to its building over
+those sockets and to the broker over MQTT, exactly as on a gateway.
+
+Overrides exist because a demo runs on an accelerated clock: a 1 s poll at 240x would be
+a 4 ms wall-clock loop per point, and a 300 s fallback would trip between two 15-minute
+control periods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import yaml
+
+from edge_agent import EdgeAgent, SiteConfig, load_config
+from edge_agent.drivers import BacnetStack
+from protocols.clock import Clock
+from simulators.testbed import TestBed, TestBedConfig
+
+__all__ = ["Fleet", "FleetOptions"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FleetOptions:
+    """Agent settings the site YAMLs get before the agents start (simulated seconds unless noted)."""
+
+    poll_interval_s: float = 60.0
+    poll_max_age_s: float = 900.0
+    fallback_after_s: float = 2400.0
+    resend_after_s: float = 30.0  # wall seconds (the agent measures resend stalls on the host clock)
+    secrets_dir: Path | None = None  # broker password per site: <secrets_dir>/<site>.pw, user = site id
+    batch_max: int = 500
+
+
+def _override(doc: dict[str, Any], site: str, opts: FleetOptions) -> dict[str, Any]:
+    doc = dict(doc)
+    doc["poll"] = {"interval_s": opts.poll_interval_s, "max_age_s": opts.poll_max_age_s}
+    doc["fallback"] = {"after_s": opts.fallback_after_s}
+    doc["cloud"] = {**doc.get("cloud", {}), "resend_after_s": opts.resend_after_s}
+    doc["buffer"] = {**doc.get("buffer", {}), "batch_max": opts.batch_max}
+    # Per-point intervals written by the simulators assume real time; the fleet interval rules.
+    for asset in doc.get("assets", []):
+        for point in asset.get("points", []):
+            point.pop("interval_s", None)
+            point.pop("max_age_s", None)
+    if opts.secrets_dir is not None:
+        doc["broker"] = {
+            **doc.get("broker", {}),
+            "username": site,
+            "password_file": str(opts.secrets_dir / f"{site}.pw"),
+        }
+    return doc
+
+
+class Fleet:
+    """`async with Fleet(...) as fleet:` buildings served and agents running until the block ends.
+
+    `bed_clock` drives nothing while the servers start (pass a manual `SimClock` at the
+    start time); `clock` is the running clock given to the physics and the agents.
+    """
+
+    def __init__(
+        self,
+        bed_config: TestBedConfig,
+        *,
+        bed_clock: Clock,
+        clock: Clock | None = None,
+        out_dir: Path,
+        options: FleetOptions | None = None,
+    ) -> None:
+        self.bed = TestBed(bed_config, bed_clock, out_dir)
+        self.clock = clock
+        self.options = options or FleetOptions()
+        self.agents: dict[str, EdgeAgent] = {}
+        self.configs: dict[str, SiteConfig] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._bed_task: asyncio.Task[None] | None = None
+        self._stack: BacnetStack | None = None
+
+    async def __aenter__(self) -> Fleet:
+        await self.bed.__aenter__()
+        try:
+            for entry in self.bed.manifest.sites:
+                doc = yaml.safe_load(entry.config.read_text())
+                entry.config.write_text(
+                    yaml.safe_dump(_override(doc, entry.site, self.options), sort_keys=False)
+                )
+                self.configs[entry.site] = load_config(entry.config)
+        except BaseException:
+            await self.bed.__aexit__(None, None, None)
+            raise
+        return self
+
+    def start(self, clock: Clock) -> None:
+        """Start the physics and every agent on `clock` (call once, inside the `async with`)."""
+        if self._bed_task is not None:
+            raise RuntimeError("fleet already started")
+        self.clock = clock
+        self.bed.clock = clock
+        self._bed_task = asyncio.create_task(self.bed.run(), name="testbed")
+        for site in self.configs:
+            self.start_agent(site)
+
+    def start_agent(self, site: str) -> None:
+        """(Re)start one site's agent, e.g. after `stop_agent` to bring a site back online."""
+        if self.clock is None:
+            raise RuntimeError("fleet not started")
+        config = self.configs[site]
+        if config.bacnet is not None and any(d.driver == "bacnet" for d in config.devices):
+            if self._stack is None:
+                self._stack = BacnetStack(config.bacnet)
+            agent = EdgeAgent(config, clock=self.clock, bacnet_stack=self._stack)
+        else:
+            agent = EdgeAgent(config, clock=self.clock)
+        self.agents[site] = agent
+        self._tasks[site] = asyncio.create_task(agent.run(), name=f"agent-{site}")
+
+    async def stop_agent(self, site: str) -> None:
+        """Stop one agent cleanly (it publishes `offline`), as when a gateway is switched off."""
+        task = self._tasks.pop(site, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def failed(self) -> dict[str, BaseException]:
+        """Agents (and the physics) whose task ended with an error: a demo must not hide them."""
+        out: dict[str, BaseException] = {}
+        for name, task in [*self._tasks.items(), ("testbed", self._bed_task)]:
+            if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
+                out[name] = task.exception()  # type: ignore[assignment]
+        return out
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for site in list(self._tasks):
+            await self.stop_agent(site)
+        if self._bed_task is not None:
+            self._bed_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._bed_task
+        if self._stack is not None:
+            await self._stack.close()
+        await self.bed.__aexit__(exc_type, exc, tb)

@@ -1,10 +1,104 @@
-"""Commands of `cloud_controller` for the `gridflex` console script."""
+"""Commands of `cloud_controller` for the `gridflex` console script: `cloud`, `cloud check-config`."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from protocols.errors import ConfigError
+
+__all__ = ["register"]
+
+EXIT_CONFIG = 2
+
+
+def _load(config: Path, registry_path: Path | None) -> tuple[object, object]:
+    from cloud_controller.config import load_cloud_config
+    from cloud_controller.registry import load_registry
+
+    cfg = load_cloud_config(config)
+    path = registry_path or cfg.registry
+    if path is None:
+        raise ConfigError(
+            "no registry: set `registry:` (a registry YAML or manifest.json)",
+            file=str(config),
+            key="registry",
+        )
+    return cfg, load_registry(path)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this package's commands to the `gridflex` app (none yet)."""
-    del app
+    """Add `gridflex cloud` (the controller service) to the `gridflex` app."""
+    cloud_app = typer.Typer(
+        help="The cloud controller: ingest, store, forecast, dispatch, commands, HTTP API.",
+        invoke_without_command=True,
+        no_args_is_help=False,
+    )
+
+    @cloud_app.callback()
+    def cloud(
+        ctx: typer.Context,
+        config: Annotated[Path | None, typer.Option("--config", help="cloud.yaml")] = None,
+        registry: Annotated[Path | None, typer.Option("--registry", help="overrides `registry:`")] = None,
+        role: Annotated[str, typer.Option("--role", help="all | ingest | dispatch")] = "all",
+        log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
+    ) -> None:
+        """Run the controller service until SIGTERM/Ctrl-C (exit 2 on a bad config)."""
+        if ctx.invoked_subcommand is not None:
+            return
+        if config is None:
+            typer.echo("gridflex cloud: --config FILE is required", err=True)
+            raise typer.Exit(EXIT_CONFIG)
+        if role not in ("all", "ingest", "dispatch"):
+            typer.echo(f"gridflex cloud: --role must be all, ingest or dispatch, not {role!r}", err=True)
+            raise typer.Exit(EXIT_CONFIG)
+        logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        try:
+            cfg, reg = _load(config, registry)
+        except ConfigError as exc:
+            typer.echo(f"gridflex cloud: {exc}", err=True)
+            raise typer.Exit(EXIT_CONFIG) from None
+
+        async def main() -> None:
+            from cloud_controller.config import CloudConfig
+            from cloud_controller.registry import Registry
+            from cloud_controller.service import CloudController
+            from protocols.clock import RealClock
+
+            assert isinstance(cfg, CloudConfig) and isinstance(reg, Registry)
+            controller = CloudController(cfg, reg, clock=RealClock(), role=role)  # type: ignore[arg-type]
+            task = asyncio.create_task(controller.run())
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, task.cancel)
+            try:
+                await task
+            except asyncio.CancelledError:
+                logging.getLogger("cloud_controller").info("controller stopped")
+
+        asyncio.run(main())
+
+    @cloud_app.command("check-config")
+    def check_config(
+        config: Annotated[Path, typer.Argument(help="cloud.yaml")],
+        registry: Annotated[Path | None, typer.Option("--registry")] = None,
+    ) -> None:
+        """Validate cloud.yaml (and its registry); print the resolved config or exit 2 with the reason."""
+        try:
+            cfg, reg = _load(config, registry)
+        except ConfigError as exc:
+            typer.echo(f"gridflex cloud check-config: {exc}", err=True)
+            raise typer.Exit(EXIT_CONFIG) from None
+        from cloud_controller.config import CloudConfig
+        from cloud_controller.registry import Registry
+
+        assert isinstance(cfg, CloudConfig) and isinstance(reg, Registry)
+        typer.echo(cfg.model_dump_json(indent=2))
+        typer.echo(f"registry: {len(reg.sites)} sites")
+
+    app.add_typer(cloud_app, name="cloud")

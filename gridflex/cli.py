@@ -11,7 +11,7 @@ import typer
 import cloud_controller.cli
 import edge_agent.cli
 import simulators.cli
-from gridflex import core_commands, testbed_cmd
+from gridflex import core_commands, demo, testbed_cmd
 
 app = typer.Typer(
     name="gridflex",
@@ -26,6 +26,7 @@ simulators.cli.register(app)
 edge_agent.cli.register(app)
 cloud_controller.cli.register(app)
 testbed_cmd.register(app)
+demo.register(app)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -25,8 +25,8 @@ FloatArray = npt.NDArray[np.float64]
 def demo_specs(n_sites: int, *, seed: int) -> tuple[SiteSpec, ...]:
     """A winter-evening-congestion fleet: most sites have a heat pump or an EV, many a battery.
 
-    Shares (seeded per site): heat pump 60 %, EV 50 %, PV 50 %, battery on 80 % of PV
-    sites plus 20 % of the others (retrofit storage), sized 10 kWh / 5 kW. Household
+    Shares (seeded per site): heat pump 60 %, EV 50 %, PV 50 %, battery on 90 % of PV
+    sites plus 50 % of the others (retrofit storage), sized 13.5 kWh / 5 kW. Household
     consumption 3,000–6,000 kWh/a. Site ids `b001`, `b002`, ...
     """
     if n_sites < 1:
@@ -36,7 +36,7 @@ def demo_specs(n_sites: int, *, seed: int) -> tuple[SiteSpec, ...]:
     for i in range(n_sites):
         u = rng.random(5)
         has_pv = u[0] < 0.5
-        has_bat = u[1] < (0.8 if has_pv else 0.2)
+        has_bat = u[1] < (0.9 if has_pv else 0.5)
         specs.append(
             SiteSpec(
                 site=site_id(i),
@@ -44,7 +44,7 @@ def demo_specs(n_sites: int, *, seed: int) -> tuple[SiteSpec, ...]:
                 annual_kwh=float(rng.uniform(3000.0, 6000.0)),
                 heat_annual_kwh=float(rng.uniform(8000.0, 14000.0)),
                 pv_kwp=8.0 if has_pv else None,
-                battery_kwh=10.0 if has_bat else None,
+                battery_kwh=13.5 if has_bat else None,
                 battery_kw=5.0 if has_bat else None,
                 ev_kw=11.0 if u[2] < 0.5 else None,
                 hp_kw=6.0 if u[3] < 0.6 else None,
@@ -81,7 +81,7 @@ def initialise(buildings: list[Building], *, seed: int) -> None:
     """
     rng = np.random.default_rng(seed + 104_729)
     for b in buildings:
-        t_tank_c, soc_pct = rng.uniform(47.0, 55.0), rng.uniform(20.0, 60.0)
+        t_tank_c, soc_pct = rng.uniform(47.0, 55.0), rng.uniform(30.0, 70.0)
         if b.hp is not None:
             b.hp.t_tank_c = float(t_tank_c)
         if b.battery is not None:

@@ -1,0 +1,152 @@
+"""HTTP API (FastAPI, OpenAPI at /docs): read-only views of the controller; writes need a token."""
+
+from __future__ import annotations
+
+import hmac
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Response
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
+from protocols.messages import DRRequest
+
+if TYPE_CHECKING:
+    from cloud_controller.service import CloudController
+
+__all__ = ["create_app"]
+
+
+def _metrics(controller: CloudController) -> bytes:
+    reg = CollectorRegistry()
+    st, ing = controller.stats, controller.ingest.stats
+
+    def gauge(name: str, doc: str, value: float, **labels: str) -> None:
+        g = Gauge(name, doc, list(labels), registry=reg)
+        (g.labels(**labels) if labels else g).set(value)
+
+    gauge("gridflex_samples_stored_total", "Samples stored (distinct site, seq)", ing.samples_stored)
+    gauge("gridflex_duplicates_total", "Duplicate samples dropped", ing.duplicates)
+    gauge("gridflex_gaps_total", "Batches that arrived after a gap", ing.gaps)
+    gauge("gridflex_invalid_messages_total", "Messages refused by the contract", ing.invalid)
+    gauge("gridflex_dispatch_total", "Control periods planned", st.dispatch_count)
+    gauge("gridflex_dispatch_solve_ms", "Solve time of the last plan", st.last_solve_ms)
+    g = Gauge("gridflex_commands_total", "Commands by status", ["status"], registry=reg)
+    for status, n in controller.tracker.counts.items():
+        g.labels(status=status).set(n)
+    g.labels(status="missing").set(controller.tracker.missing)
+    m = Gauge("gridflex_sites", "Sites by mode", ["mode"], registry=reg)
+    for mode in ("online", "offline", "fallback", "unknown"):
+        m.labels(mode=mode).set(sum(1 for s in controller.snapshots.values() if s.mode == mode))
+    return generate_latest(reg)
+
+
+def _site(controller: CloudController, site: str) -> dict[str, Any]:
+    snap = controller.snapshots[site]
+    plan = controller.last_plan
+    return {
+        "site": site,
+        "mode": snap.mode,
+        "p_net_kw": snap.p_net_kw,
+        "uncontrollable": snap.uncontrollable,
+        "excluded": bool(plan and site in plan.excluded_sites),
+        "points": snap.points,
+        "watermark": controller.store.highest_contiguous_seq(site),
+        "last_seen": snap.last_seen,
+        "setpoints": plan.site_setpoints.get(site, {}) if plan else {},
+    }
+
+
+def create_app(controller: CloudController) -> FastAPI:
+    app = FastAPI(title="GridFlex cloud controller", version="1")
+
+    def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
+        token = controller.api_token
+        if token is None:
+            raise HTTPException(403, "writes are disabled: no api.token_file configured")
+        given = (authorization or "").removeprefix("Bearer ").strip()
+        if not authorization or not hmac.compare_digest(given.encode(), token.encode()):
+            raise HTTPException(401, "missing or wrong Bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "mqtt_connected": controller.session.connected.is_set(),
+            "role": controller.role,
+            "last_plan_at": controller.stats.last_plan_at,
+        }
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(_metrics(controller), media_type="text/plain; version=0.0.4")
+
+    @app.get("/sites")
+    def sites() -> list[dict[str, Any]]:
+        return [_site(controller, s) for s in controller.snapshots]
+
+    @app.get("/sites/{site}")
+    def site(site: str) -> dict[str, Any]:
+        if site not in controller.snapshots:
+            raise HTTPException(404, f"unknown site {site!r}")
+        return _site(controller, site)
+
+    @app.get("/grid/loading")
+    def grid_loading() -> dict[str, Any]:
+        plan = controller.last_plan
+        if plan is None:
+            return {"at": None, "intervals": []}
+        return {
+            "at": plan.at,
+            "period_s": plan.period_s,
+            "limit_kw": plan.station_limit_kw,
+            "baseline_kw": plan.root_baseline_kw,
+            "planned_kw": plan.root_planned_kw,
+        }
+
+    @app.get("/forecast/congestion")
+    def congestion() -> list[dict[str, Any]]:
+        plan = controller.last_plan
+        return [] if plan is None else [c.__dict__ for c in plan.congestion]
+
+    @app.get("/schedule")
+    def schedule() -> dict[str, Any]:
+        plan = controller.last_plan
+        if plan is None:
+            return {"at": None, "sites": {}, "excluded": []}
+        return {
+            "at": plan.at,
+            "solve_ms": plan.solve_ms,
+            "sites": plan.site_setpoints,
+            "excluded": plan.excluded_sites,
+        }
+
+    @app.get("/commands")
+    def commands(limit: int = 200) -> dict[str, Any]:
+        t = controller.tracker
+        return {
+            "counts": {**t.counts, "missing": t.missing},
+            "recent": [
+                {
+                    "cmd_id": x.command.cmd_id,
+                    "site": x.command.site,
+                    "asset": x.command.asset,
+                    "kind": x.command.kind,
+                    "value": x.command.value,
+                    "valid_until": x.command.valid_until,
+                    "status": x.status,
+                    "reason": x.ack.reason if x.ack else None,
+                }
+                for x in t.recent(max(1, min(limit, 5000)))
+            ],
+        }
+
+    @app.get("/dr/requests")
+    def dr_requests() -> list[DRRequest]:
+        return controller.dr_requests
+
+    @app.post("/dr/requests", status_code=201, dependencies=[Depends(require_token)])
+    def post_dr_request(request: DRRequest) -> DRRequest:
+        controller.dr_requests.append(request)
+        return request
+
+    return app

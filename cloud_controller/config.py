@@ -1,0 +1,132 @@
+"""`cloud.yaml`: the controller's configuration (pydantic, strict), loaded with file/key/reason errors.
+
+Every field has a default so `CloudConfig()` is a working local set-up (broker on
+127.0.0.1:1883, SQLite store in ./state, API on 127.0.0.1:8080, 15-minute control).
+Secrets are never in the YAML: broker password, InfluxDB token and API token come from
+files named in it (the deployment's secret mounts).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from protocols.errors import ConfigError
+
+__all__ = [
+    "ApiConfig",
+    "BrokerSettings",
+    "CloudConfig",
+    "ControlConfig",
+    "RegionConfig",
+    "StoreConfig",
+    "load_cloud_config",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BrokerSettings(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password_file: Path | None = None
+    client_id: str = Field(default="gridflex-cloud", pattern=r"^[A-Za-z0-9_-]{1,100}$")
+
+
+class StoreConfig(_Model):
+    kind: Literal["sqlite", "influxdb"] = "sqlite"
+    path: Path = Path("state/cloud.sqlite")  # SQLite store, or the watermark side file for InfluxDB
+    url: str = "http://127.0.0.1:8086"
+    org: str = "gridflex"
+    bucket: str = "telemetry"
+    token_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _influx_needs_token(self) -> StoreConfig:
+        if self.kind == "influxdb" and self.token_file is None:
+            raise ValueError("store.kind influxdb needs token_file")
+        return self
+
+
+class RegionConfig(_Model):
+    #: "schutterwald" (bundled, seed 001's three stations) or a pandapower JSON file.
+    network: str = "schutterwald"
+    hvmv_trafo_name: str | None = None
+
+
+class ControlConfig(_Model):
+    period_s: float = Field(default=900.0, ge=60.0, le=3600.0)
+    horizon_steps: int = Field(default=96, ge=1, le=672)
+    margin_s: float = Field(default=120.0, ge=0.0)
+    #: HV/MV limit of the registered sites' load (kW); None = no congestion management.
+    station_limit_kw: float | None = Field(default=None, gt=0)
+    dispatch: bool = True
+
+
+class ApiConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)  # 0 = any free port
+    enabled: bool = True
+    token_file: Path | None = None  # Bearer token for write endpoints; none = writes refused
+
+
+class CloudConfig(_Model):
+    broker: BrokerSettings = BrokerSettings()
+    store: StoreConfig = StoreConfig()
+    registry: Path | None = None  # registry YAML or a test bed's manifest.json
+    region: RegionConfig = RegionConfig()
+    control: ControlConfig = ControlConfig()
+    signing_keys_dir: Path | None = None  # <site>.key files (hex) to sign commands
+    api: ApiConfig = ApiConfig()
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def load_cloud_config(path: Path) -> CloudConfig:
+    """Read and validate `path`; relative paths in it are taken relative to the file."""
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError("file not found", file=str(path)) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", file=str(path)) from None
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise ConfigError("the top level must be a mapping", file=str(path))
+    try:
+        cfg = CloudConfig.model_validate(doc)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigError(err["msg"], file=str(path), key=_dotted(tuple(err["loc"]))) from None
+    base = path.parent
+
+    def rel(p: Path | None) -> Path | None:
+        return None if p is None or p.is_absolute() else base / p
+
+    updates = {
+        "registry": rel(cfg.registry) or cfg.registry,
+        "signing_keys_dir": rel(cfg.signing_keys_dir) or cfg.signing_keys_dir,
+        "store": cfg.store.model_copy(
+            update={
+                "path": rel(cfg.store.path) or cfg.store.path,
+                "token_file": rel(cfg.store.token_file) or cfg.store.token_file,
+            }
+        ),
+        "broker": cfg.broker.model_copy(
+            update={"password_file": rel(cfg.broker.password_file) or cfg.broker.password_file}
+        ),
+        "api": cfg.api.model_copy(update={"token_file": rel(cfg.api.token_file) or cfg.api.token_file}),
+    }
+    return cfg.model_copy(update=updates)

@@ -1,0 +1,1 @@
+"""Live control: the per-period planner (MPC over forecasts) and its data types."""

@@ -1,0 +1,270 @@
+"""The live planner: every control period, forecasts + measured state → MPC → per-site commands.
+
+One `DispatchEngine` is built per planner (the LP structure is fixed by the registry) and
+re-solved warm every period with new forecasts, storage state and limits, so a period
+costs milliseconds. The LP schedules the batteries over the horizon under the HV/MV
+limit (pre-charging before a forecast peak, discharging in it).
+
+Heat pumps and EV chargers are not LP variables here: what a utility can do to them is
+cap their power (§14a EnWG: never below 4.2 kW), and a real heat pump's thermostat, not
+the controller, decides when it runs. So after the solve, if the first period is still
+above the limit by the forecast *or by the latest measurement* (feedback against
+forecast error), the running EV chargers and heat pumps with the largest possible
+reduction are capped at their guaranteed minimum until the excess is covered (seed
+001's CurA/CurB as a real-time rule); the energy they did not get is drawn later by
+their own logic. Otherwise their limits are released to nominal.
+
+Sites that are offline (or unknown, or ignored their last commands) are "excluded":
+their forecast stays in the grid balance, their batteries are pinned to zero in the LP
+and they get no commands. Sites in fallback are commanded: a valid command is what
+ends an agent's fallback after a controller outage.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from cloud_controller.dispatch import DispatchEngine, SiteAssets, StepInputs, StorageState, build_problem
+from cloud_controller.forecast.baseline import Baseline, seasonal_naive_smoothing
+from cloud_controller.grid import Region
+from cloud_controller.live.commands import CommandBuilder
+from cloud_controller.live.types import CongestionInterval, History, Plan, SiteRef, SiteSnapshot
+
+__all__ = ["MpcPlanner", "build_planner"]
+
+Z_80 = 2.5631  # p90 − p10 of a normal distribution, in standard deviations
+Z_90 = 1.2816  # p90 of a standard normal
+EARLY_IMPORT_PREFERENCE = 0.01  # relative import-cost rise over the horizon
+MEASUREMENT_FADE_H = 1.0
+BAT_SOC_MIN = 0.05
+
+
+@dataclass(frozen=True)
+class _Forecast:
+    base_kw: np.ndarray  # (T, n) meter − battery: household + EV + heat pump − PV
+    #: (T,) standard deviation of the fleet total, from the sites' p10–p90 spreads (independent
+    #: sites, normal approximation): the congestion forecast's probability of exceeding the limit.
+    sigma_kw: np.ndarray
+
+
+def _period_start(now: datetime, period_s: float) -> datetime:
+    ts = now.timestamp()
+    return datetime.fromtimestamp(ts - ts % period_s, tz=now.tzinfo)
+
+
+class MpcPlanner:
+    """`Planner` (see `types.py`) over one region and a fixed list of registered sites."""
+
+    def __init__(
+        self,
+        region: Region,
+        sites: Sequence[SiteRef],
+        *,
+        period_s: float = 900.0,
+        horizon_steps: int = 48,
+        margin_s: float = 120.0,
+        station_limit_kw: float | None = None,
+        signing_keys: Mapping[str, bytes] | None = None,
+    ) -> None:
+        if not sites:
+            raise ValueError("no sites to plan for")
+        self.region = region
+        self.sites = list(sites)
+        self.period_s = period_s
+        self.horizon = horizon_steps
+        self.limit_kw = float(station_limit_kw) if station_limit_kw is not None else float("inf")
+        self.commands = CommandBuilder(period_s=period_s, margin_s=margin_s, signing_keys=signing_keys)
+        n = len(self.sites)
+
+        def rating(kind: str, attr: str) -> np.ndarray:
+            out = np.zeros(n)
+            for i, s in enumerate(self.sites):
+                a = s.asset_of(kind)
+                if a is not None:
+                    out[i] = float(getattr(a, attr) or 0.0)
+            return out
+
+        self.bat_e_kwh = rating("battery", "capacity_kwh")
+        self.bat_p_kw = np.where(self.bat_e_kwh > 0, rating("battery", "p_nominal_kw"), 0.0)
+        self.hp_p_kw = rating("hp", "p_nominal_kw")  # not LP variables (see the module docstring)
+        site_bus = region.site_bus[[s.region_site for s in self.sites]]
+        problem = build_problem(
+            region.grid,
+            site_bus,
+            SiteAssets(self.bat_e_kwh, self.bat_p_kw, np.zeros(n), np.zeros(n)),
+            horizon=horizon_steps,
+            dt_h=period_s / 3600.0,
+            bat_soc_min=BAT_SOC_MIN,
+            enforce_voltage=False,
+        )
+        self.problem = problem
+        self.engine = DispatchEngine(problem)
+        self.bat_index = {int(s): k for k, s in enumerate(problem.bat_site)}
+
+    # -- inputs ----------------------------------------------------------------------
+
+    def _baseline(
+        self, history: History, site: str, asset: str, point: str, *, start: datetime, now: datetime
+    ) -> Baseline:
+        rows = history.read_series(site, asset, point, now - timedelta(days=2), now)
+        return seasonal_naive_smoothing(rows, now=start, period_s=self.period_s, horizon=self.horizon)
+
+    def forecast(self, now: datetime, history: History) -> _Forecast:
+        """Per-site forecasts: net load without the battery (household + EV + heat pump − PV)."""
+        T, n = self.horizon, len(self.sites)
+        start = _period_start(now, self.period_s)
+        base = np.zeros((T, n))
+        var = np.zeros(T)
+        for i, s in enumerate(self.sites):
+            meter = self._baseline(history, s.site, "meter", "p_kw", start=start, now=now)
+            base[:, i] = meter.p50
+            if self.bat_e_kwh[i]:
+                base[:, i] -= self._baseline(history, s.site, "bat1", "p_kw", start=start, now=now).p50
+            var += ((meter.p90 - meter.p10) / Z_80) ** 2
+        return _Forecast(base, np.sqrt(var))
+
+    def _with_measurements(self, fc: _Forecast, sites: Mapping[str, SiteSnapshot]) -> _Forecast:
+        """Blend the latest measurement into the forecast: it rules the first period and fades
+        out over MEASUREMENT_FADE_H (a household's next quarter hour looks like its last one
+        far more than like yesterday's)."""
+        base = fc.base_kw.copy()
+        k = np.arange(self.horizon)
+        weight = np.exp(-k * self.period_s / (MEASUREMENT_FADE_H * 3600.0))
+        for i, s in enumerate(self.sites):
+            snap = sites.get(s.site)
+            if snap is None or snap.p_net_kw is None:
+                continue
+            now_kw = snap.p_net_kw - (snap.points.get("bat1/p_kw", 0.0) if self.bat_e_kwh[i] else 0.0)
+            base[:, i] += weight * (now_kw - base[0, i])
+        return _Forecast(base, fc.sigma_kw)
+
+    def _state(self, snapshots: Mapping[str, SiteSnapshot]) -> StorageState:
+        p = self.problem
+        e_bat = np.zeros(p.n_bat)
+        for site_i, k in self.bat_index.items():
+            snap = snapshots.get(self.sites[site_i].site)
+            soc = snap.points.get("bat1/soc_pct") if snap else None
+            cap = p.bat_e_max_kwh[k]
+            e_bat[k] = np.clip((soc if soc is not None else 50.0) / 100.0 * cap, p.bat_e_min_kwh[k], cap)
+        e_ts = np.zeros(p.n_hp)
+        return StorageState(e_bat_kwh=e_bat, e_ts_kwh=e_ts)
+
+    def _pin_excluded(self, excluded: set[int]) -> None:
+        """Excluded sites' batteries and heat pumps follow their owners, not the plan."""
+        e = self.engine
+        T = self.horizon
+        for site_i, k in self.bat_index.items():
+            hi = 0.0 if site_i in excluded else float(self.problem.bat_p_max_kw[k])
+            e._cols_bounds(e.c_ch[:, k], np.zeros(T), np.full(T, hi))
+            e._cols_bounds(e.c_dis[:, k], np.zeros(T), np.full(T, hi))
+
+    # -- plan ------------------------------------------------------------------------
+
+    def plan(self, now: datetime, sites: Mapping[str, SiteSnapshot], history: History) -> Plan:
+        t0 = time.perf_counter()
+        excluded = {
+            i
+            for i, s in enumerate(self.sites)
+            if (snap := sites.get(s.site)) is None
+            or snap.mode in ("offline", "unknown")
+            or snap.uncontrollable
+        }
+        fc = self._with_measurements(self.forecast(now, history), sites)
+        base_total = fc.base_kw.sum(axis=1)
+        self._pin_excluded(excluded)
+        # Chance constraint: plan against the fleet's p90, not its median (forecast error is
+        # what breaks a plan); never tighter than half the limit.
+        limit_t = np.maximum(self.limit_kw - Z_90 * fc.sigma_kw, 0.5 * self.limit_kw)
+        # A slight preference for earlier imports makes the LP charge as soon as headroom
+        # allows instead of "just in time" (ties are otherwise broken arbitrarily), and hold
+        # energy for later: pre-charging, seed 001's ProA, without a separate rule.
+        c_import = 1.0 + EARLY_IMPORT_PREFERENCE * np.arange(self.horizon) / self.horizon
+        schedule = self.engine.solve(
+            StepInputs(base_kw=fc.base_kw, station_limit_kw=limit_t, c_import=c_import),
+            self._state(sites),
+        )
+        planned = schedule.p_site_kw.sum(axis=1)
+        measured = [v.p_net_kw for v in sites.values() if v.p_net_kw is not None]
+        over_kw = float(planned[0] - self.limit_kw)
+        if len(measured) == len(self.sites):
+            over_kw = max(over_kw, float(sum(measured)) - self.limit_kw)
+        caps = self._caps(sites, excluded, over_kw)
+        commands, setpoints = self.commands.build(now, self.sites, excluded, schedule, self.bat_index, caps)
+        z = (self.limit_kw - base_total) / np.maximum(fc.sigma_kw, 1e-6)
+        p_exceed = 0.5 * np.vectorize(math.erfc)(z / math.sqrt(2.0))
+        congestion = [
+            CongestionInterval(
+                start=_period_start(now, self.period_s) + timedelta(seconds=k * self.period_s),
+                element="hvmv",
+                loading_pct=float(100.0 * base_total[k] / self.limit_kw)
+                if np.isfinite(self.limit_kw)
+                else 0.0,
+                p_exceed=float(p_exceed[k]) if np.isfinite(self.limit_kw) else 0.0,
+            )
+            for k in range(self.horizon)
+        ]
+        return Plan(
+            at=now,
+            period_s=self.period_s,
+            commands=commands,
+            root_baseline_kw=[float(v) for v in base_total],
+            root_planned_kw=[float(v) for v in planned],
+            station_limit_kw=self.limit_kw,
+            congestion=congestion,
+            site_setpoints=setpoints,
+            solve_ms=(time.perf_counter() - t0) * 1000.0,
+            excluded_sites=sorted(self.sites[i].site for i in excluded),
+        )
+
+    def _caps(
+        self, sites: Mapping[str, SiteSnapshot], excluded: set[int], over_kw: float
+    ) -> set[tuple[str, str]]:
+        """(site, asset) of EV chargers / heat pumps to cap at their guaranteed minimum this period."""
+        if over_kw <= 0:
+            return set()
+        candidates: list[tuple[float, str, str]] = []
+        for i, s in enumerate(self.sites):
+            snap = sites.get(s.site)
+            if i in excluded or snap is None:
+                continue
+            for a in s.assets:
+                if a.kind in ("ev", "hp"):
+                    p_now = snap.points.get(f"{a.asset}/p_kw", 0.0)
+                    saving = p_now - a.p_guaranteed_min_kw
+                    if saving > 0.1:
+                        candidates.append((saving, s.site, a.asset))
+        caps: set[tuple[str, str]] = set()
+        for saving, site, asset in sorted(candidates, reverse=True):
+            caps.add((site, asset))
+            over_kw -= saving
+            if over_kw <= 0:
+                break
+        return caps
+
+
+def build_planner(
+    region: Region,
+    sites: Sequence[SiteRef],
+    *,
+    period_s: float,
+    horizon_steps: int,
+    margin_s: float,
+    station_limit_kw: float | None,
+    signing_keys: Mapping[str, bytes] | None = None,
+) -> MpcPlanner:
+    """The default planner of the cloud service (see `MpcPlanner`)."""
+    return MpcPlanner(
+        region,
+        sites,
+        period_s=period_s,
+        horizon_steps=horizon_steps,
+        margin_s=margin_s,
+        station_limit_kw=station_limit_kw,
+        signing_keys=signing_keys,
+    )

@@ -1,0 +1,93 @@
+"""Data the live controller passes between ingest, forecast, planner and API (no I/O here)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol
+
+from protocols.messages import Command, FlexEnvelope
+
+__all__ = [
+    "AssetKindName",
+    "AssetRef",
+    "CongestionInterval",
+    "History",
+    "Plan",
+    "Planner",
+    "SiteMode",
+    "SiteRef",
+    "SiteSnapshot",
+]
+
+SiteMode = Literal["online", "offline", "fallback", "unknown"]
+AssetKindName = Literal["meter", "pv", "battery", "ev", "hp", "hvac"]
+
+
+@dataclass(frozen=True)
+class AssetRef:
+    """One asset of a registered site, with the ratings the planner needs."""
+
+    asset: str  # asset id as in the site YAML: "meter", "pv1", "bat1", "ev1", "hp1", "zone1"
+    kind: AssetKindName
+    p_nominal_kw: float | None = None  # pv inverter kW, battery charge kW, ev max kW, hp max electric kW
+    capacity_kwh: float | None = None  # battery kWh, hp thermal tank kWh
+    p_guaranteed_min_kw: float = 0.0  # §14a EnWG floor for ev/hp (4.2 kW); never command below it
+
+
+@dataclass(frozen=True)
+class SiteRef:
+    site: str
+    region_site: int  # index into Region.site_names: the household (bus) this site stands for
+    assets: tuple[AssetRef, ...]
+
+    def asset_of(self, kind: str) -> AssetRef | None:
+        return next((a for a in self.assets if a.kind == kind), None)
+
+
+@dataclass
+class SiteSnapshot:
+    """What the service knows about one site now (maintained by ingest)."""
+
+    site: str
+    mode: SiteMode
+    p_net_kw: float | None = None  # latest meter p_kw (load-positive)
+    points: dict[str, float] = field(default_factory=dict)  # latest good value per "asset/point"
+    flex: FlexEnvelope | None = None
+    uncontrollable: bool = False  # failed/missing acks last period -> fixed at forecast
+    last_seen: datetime | None = None
+
+
+class History(Protocol):
+    """Read access to stored telemetry (the store implements it)."""
+
+    def read_series(
+        self, site: str, asset: str, point: str, start: datetime, end: datetime
+    ) -> list[tuple[datetime, float]]: ...
+
+
+@dataclass(frozen=True)
+class CongestionInterval:
+    start: datetime
+    element: str  # "hvmv" or a station name
+    loading_pct: float  # expected (deterministic) loading, % of the limit
+    p_exceed: float  # probability of exceeding the limit (0..1) from sampled scenarios
+
+
+@dataclass
+class Plan:
+    at: datetime
+    period_s: float
+    commands: list[Command]
+    root_baseline_kw: list[float]  # forecast load at the constrained element without control
+    root_planned_kw: list[float]  # the same with the plan
+    station_limit_kw: float
+    congestion: list[CongestionInterval]
+    site_setpoints: dict[str, dict[str, float]]  # site -> asset -> planned kW for the first period
+    solve_ms: float
+    excluded_sites: list[str]  # offline / fallback / uncontrollable: fixed at forecast
+
+
+class Planner(Protocol):
+    def plan(self, now: datetime, sites: Mapping[str, SiteSnapshot], history: History) -> Plan: ...

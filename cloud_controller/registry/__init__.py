@@ -1,0 +1,162 @@
+"""Registered sites, their assets and the household (bus) of the region each connects to.
+
+Two sources: a registry YAML (`sites: [{site, region_site, assets: [...]}]`) or a test
+bed's `manifest.json` (read as plain JSON: the controller never imports the simulators),
+whose sites get households assigned deterministically (seeded, spread over the region).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, get_args
+
+import numpy as np
+import yaml
+
+from cloud_controller.live.types import AssetKindName, AssetRef, SiteRef
+from protocols.errors import ConfigError
+from protocols.topics import validate_id
+
+__all__ = ["Registry", "load_registry", "registry_from_manifest"]
+
+GUARANTEED_MIN_KW = 4.2  # §14a EnWG for controllable consumers (EV chargers, heat pumps)
+KINDS = set(get_args(AssetKindName))
+
+
+@dataclass(frozen=True)
+class Registry:
+    sites: tuple[SiteRef, ...]
+
+    def __post_init__(self) -> None:
+        ids = [s.site for s in self.sites]
+        if len(set(ids)) != len(ids):
+            raise ConfigError("duplicate site ids", key="sites")
+        buses = [s.region_site for s in self.sites]
+        if len(set(buses)) != len(buses):
+            raise ConfigError("two sites on one household of the region", key="sites")
+
+    def site(self, site_id: str) -> SiteRef:
+        for s in self.sites:
+            if s.site == site_id:
+                return s
+        raise KeyError(site_id)
+
+    @property
+    def ids(self) -> list[str]:
+        return [s.site for s in self.sites]
+
+
+def _asset(doc: Any, where: str, file: str) -> AssetRef:
+    if not isinstance(doc, dict):
+        raise ConfigError("an asset must be a mapping", file=file, key=where)
+    unknown = set(doc) - {"asset", "kind", "p_nominal_kw", "capacity_kwh", "p_guaranteed_min_kw"}
+    if unknown:
+        raise ConfigError(f"unknown keys {sorted(unknown)}", file=file, key=where)
+    try:
+        asset = validate_id(str(doc["asset"]), what="asset id")
+        kind = doc["kind"]
+    except KeyError as exc:
+        raise ConfigError(f"missing {exc.args[0]!r}", file=file, key=where) from None
+    except ValueError as exc:
+        raise ConfigError(str(exc), file=file, key=f"{where}.asset") from None
+    if kind not in KINDS:
+        raise ConfigError(
+            f"kind must be one of {sorted(KINDS)}, got {kind!r}", file=file, key=f"{where}.kind"
+        )
+    values: dict[str, float | None] = {}
+    for key in ("p_nominal_kw", "capacity_kwh", "p_guaranteed_min_kw"):
+        v = doc.get(key)
+        if v is not None and (
+            isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v) or v < 0
+        ):
+            raise ConfigError(f"must be a finite number >= 0, got {v!r}", file=file, key=f"{where}.{key}")
+        values[key] = None if v is None else float(v)
+    floor = values["p_guaranteed_min_kw"]
+    if floor is None:
+        floor = GUARANTEED_MIN_KW if kind in ("ev", "hp") else 0.0
+    return AssetRef(
+        asset=asset,
+        kind=kind,
+        p_nominal_kw=values["p_nominal_kw"],
+        capacity_kwh=values["capacity_kwh"],
+        p_guaranteed_min_kw=floor,
+    )
+
+
+def load_registry(path: Path, *, n_region_sites: int | None = None) -> Registry:
+    """A registry YAML, or a manifest.json (then `n_region_sites` places the sites)."""
+    if path.suffix == ".json":
+        return registry_from_manifest(path, n_region_sites or 319)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError("file not found", file=str(path)) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", file=str(path)) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("sites"), list):
+        raise ConfigError("expected a mapping with a list `sites`", file=str(path), key="sites")
+    sites: list[SiteRef] = []
+    for i, s in enumerate(doc["sites"]):
+        where = f"sites[{i}]"
+        if not isinstance(s, dict):
+            raise ConfigError("a site must be a mapping", file=str(path), key=where)
+        try:
+            site = validate_id(str(s["site"]), what="site id")
+            region_site = s["region_site"]
+        except KeyError as exc:
+            raise ConfigError(f"missing {exc.args[0]!r}", file=str(path), key=where) from None
+        except ValueError as exc:
+            raise ConfigError(str(exc), file=str(path), key=f"{where}.site") from None
+        if isinstance(region_site, bool) or not isinstance(region_site, int) or region_site < 0:
+            raise ConfigError("must be a household index >= 0", file=str(path), key=f"{where}.region_site")
+        if n_region_sites is not None and region_site >= n_region_sites:
+            raise ConfigError(
+                f"household {region_site} not in the region ({n_region_sites} households)",
+                file=str(path),
+                key=f"{where}.region_site",
+            )
+        assets = tuple(
+            _asset(a, f"{where}.assets[{j}]", str(path)) for j, a in enumerate(s.get("assets", []))
+        )
+        sites.append(SiteRef(site=site, region_site=region_site, assets=assets))
+    return Registry(sites=tuple(sites))
+
+
+def registry_from_manifest(path: Path, n_region_sites: int, *, seed: int = 0) -> Registry:
+    """Sites of a test bed's manifest.json on distinct households chosen with `seed`."""
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError("file not found", file=str(path)) from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"not valid JSON: {exc}", file=str(path)) from None
+    entries = doc.get("sites") if isinstance(doc, dict) else None
+    if not isinstance(entries, list):
+        raise ConfigError("expected `sites` (a test bed manifest)", file=str(path), key="sites")
+    if len(entries) > n_region_sites:
+        raise ConfigError(
+            f"{len(entries)} sites but the region has {n_region_sites} households", file=str(path)
+        )
+    rng = np.random.default_rng(seed)
+    households = sorted(int(h) for h in rng.choice(n_region_sites, size=len(entries), replace=False))
+    sites = []
+    for i, (entry, household) in enumerate(zip(entries, households, strict=True)):
+        assets = tuple(
+            _asset(
+                {
+                    "asset": a["id"],
+                    "kind": a["kind"],
+                    "p_nominal_kw": a.get("p_nominal_kw"),
+                    "capacity_kwh": a.get("capacity_kwh"),
+                },
+                f"sites[{i}].assets[{j}]",
+                str(path),
+            )
+            for j, a in enumerate(entry.get("assets", []))
+        )
+        sites.append(
+            SiteRef(site=validate_id(entry["site"], what="site id"), region_site=household, assets=assets)
+        )
+    return Registry(sites=tuple(sites))

@@ -1,0 +1,269 @@
+"""The cloud controller service: ingest, watermarks, the control loop, commands, the HTTP API.
+
+Roles (for scale-out): `ingest` takes telemetry and events from the shared subscription
+`$share/gridflex-ingest/...` (several workers split the sites' messages) and publishes
+watermarks; `dispatch` follows state, flex envelopes and acks, plans every period and
+publishes commands; `all` (default) does both in one process.
+
+Restart: the store holds the watermarks and the samples; retained `state` and `flex`
+messages rebuild the site snapshots on subscribe; the MQTT session is persistent, so
+QoS 1 messages that arrived while the controller was down are delivered on reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from cloud_controller.commands import CommandTracker
+from cloud_controller.config import CloudConfig
+from cloud_controller.ingest import Ingest
+from cloud_controller.live.types import Plan, Planner, SiteSnapshot
+from cloud_controller.registry import Registry
+from cloud_controller.store import SqliteStore
+from protocols.clock import Clock
+from protocols.codec import encode
+from protocols.errors import ConfigError, GridflexError
+from protocols.messages import DRRequest, Stored
+from protocols.mqtt import MqttConfig, MqttSession, NotConnectedError, PublishError
+from protocols.topics import shared, site_topic, site_wildcard
+
+__all__ = ["CloudController", "ControllerStats", "Role"]
+
+log = logging.getLogger(__name__)
+
+Role = Literal["all", "ingest", "dispatch"]
+INGEST_GROUP = "gridflex-ingest"
+WATERMARK_EVERY_S = 0.2  # wall seconds between watermark publications (coalesced per site)
+
+
+@dataclass
+class ControllerStats:
+    """Counters the API and the demo read (ingest figures live in `ingest.stats`)."""
+
+    dispatch_count: int = 0
+    dispatch_errors: int = 0
+    last_plan_at: datetime | None = None
+    last_solve_ms: float = 0.0
+    watermarks_published: int = 0
+    commands_publish_failed: int = 0
+
+
+def _read_secret(path: Path | None, what: str) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what}: {exc.strerror}", file=str(path)) from None
+
+
+def _signing_keys(config: CloudConfig, registry: Registry) -> dict[str, bytes]:
+    keys: dict[str, bytes] = {}
+    if config.signing_keys_dir is None:
+        return keys
+    for site in registry.ids:
+        path = config.signing_keys_dir / f"{site}.key"
+        if path.exists():
+            try:
+                keys[site] = bytes.fromhex(path.read_text().strip())
+            except ValueError:
+                raise ConfigError("not a hex key", file=str(path)) from None
+    return keys
+
+
+class CloudController:
+    def __init__(
+        self,
+        config: CloudConfig,
+        registry: Registry,
+        *,
+        clock: Clock,
+        planner: Planner | None = None,
+        role: Role = "all",
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.clock = clock
+        self.role = role
+        self.store = SqliteStore(config.store.path)
+        self.snapshots: dict[str, SiteSnapshot] = {
+            s: SiteSnapshot(site=s, mode="unknown") for s in registry.ids
+        }
+        self.tracker = CommandTracker()
+        self.ingest = Ingest(self.store, self.snapshots, self.tracker)
+        self.stats = ControllerStats()
+        self.last_plan: Plan | None = None
+        self.dr_requests: list[DRRequest] = []
+        self.api_port: int | None = None
+        self.api_token = _read_secret(config.api.token_file, "API token")
+        self._planner = planner
+        self._signing_keys = _signing_keys(config, registry)
+        password = _read_secret(config.broker.password_file, "broker password")
+        subs: list[tuple[str, int]] = []
+        if role in ("all", "ingest"):
+            subs += [(shared(INGEST_GROUP, site_wildcard(k)), 1) for k in ("telemetry", "event")]
+        if role in ("all", "dispatch"):
+            subs += [(site_wildcard(k), 1) for k in ("state", "flex", "ack")]
+        self.session = MqttSession(
+            MqttConfig(
+                host=config.broker.host,
+                port=config.broker.port,
+                client_id=f"{config.broker.client_id}-{role}",
+                username=config.broker.username,
+                password=password,
+                clean_start=False,
+            ),
+            subscriptions=subs,
+            on_connect=self._on_connect,
+        )
+        if role in ("all", "ingest"):
+            self.ingest.dirty.update(self.store.watermarks())  # republish what the store holds
+
+    # -- planner ---------------------------------------------------------------------
+
+    def planner(self) -> Planner:
+        if self._planner is None:
+            from cloud_controller.grid import build_schutterwald_region, region_from_json
+            from cloud_controller.live.planner import build_planner
+
+            rc = self.config.region
+            region = (
+                build_schutterwald_region()
+                if rc.network == "schutterwald"
+                else region_from_json(rc.network, hvmv_trafo_name=rc.hvmv_trafo_name)
+            )
+            c = self.config.control
+            self._planner = build_planner(
+                region,
+                self.registry.sites,
+                period_s=c.period_s,
+                horizon_steps=c.horizon_steps,
+                margin_s=c.margin_s,
+                station_limit_kw=c.station_limit_kw,
+                signing_keys=self._signing_keys,
+            )
+        return self._planner
+
+    # -- running ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until cancelled; the store is closed on the way out."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.session.run(self._on_message), name="mqtt")
+                if self.role in ("all", "ingest"):
+                    tg.create_task(self._watermark_loop(), name="watermarks")
+                if self.role in ("all", "dispatch") and self.config.control.dispatch:
+                    tg.create_task(self._dispatch_loop(), name="dispatch")
+                if self.role in ("all", "dispatch") and self.config.api.enabled:
+                    tg.create_task(self._serve_api(), name="api")
+        finally:
+            self.store.close()
+
+    async def _on_connect(self, session: MqttSession) -> None:
+        self.ingest.dirty.update(self.store.watermarks())
+
+    async def _on_message(self, message: Any) -> None:
+        await self.ingest.handle(str(message.topic), bytes(message.payload))
+
+    async def _watermark_loop(self) -> None:
+        while True:
+            await asyncio.sleep(WATERMARK_EVERY_S)
+            if not self.ingest.dirty or not self.session.connected.is_set():
+                continue
+            dirty, self.ingest.dirty = self.ingest.dirty, set()
+            for site in sorted(dirty):
+                msg = Stored(site=site, ts=self.clock.now(), seq=self.store.highest_contiguous_seq(site))
+                try:
+                    await self.session.publish(site_topic(site, "stored"), encode(msg), retain=True)
+                    self.stats.watermarks_published += 1
+                except (NotConnectedError, PublishError):
+                    self.ingest.dirty.add(site)  # publish again after reconnecting
+
+    def _period_start(self, now: datetime) -> datetime:
+        period = self.config.control.period_s
+        ts = now.timestamp()
+        return datetime.fromtimestamp(ts - ts % period, tz=UTC)
+
+    async def _dispatch_loop(self) -> None:
+        await asyncio.to_thread(self.planner)  # build the LP before the first period
+        await self.session.wait_connected(timeout_s=3600)
+        await self.clock.sleep(min(60.0, self.config.control.period_s / 10))  # retained states arrive
+        while True:
+            await self.dispatch_once()
+            now = self.clock.now()
+            boundary = self._period_start(now) + timedelta(seconds=self.config.control.period_s)
+            await self.clock.sleep(max(0.0, (boundary - now).total_seconds()))
+
+    async def dispatch_once(self) -> Plan | None:
+        """Plan and publish commands now (called every period; also usable from tests)."""
+        now = self.clock.now()
+        for t in self.tracker.expire(now):
+            log.warning("no ack for %s (%s/%s)", t.command.cmd_id, t.command.site, t.command.asset)
+        for site, snap in self.snapshots.items():
+            snap.uncontrollable = site in self.tracker.uncontrollable
+        snapshots: Mapping[str, SiteSnapshot] = {
+            s: SiteSnapshot(
+                site=v.site,
+                mode=v.mode,
+                p_net_kw=v.p_net_kw,
+                points=dict(v.points),
+                flex=v.flex,
+                uncontrollable=v.uncontrollable,
+            )
+            for s, v in self.snapshots.items()
+        }
+        try:
+            plan = await asyncio.to_thread(self.planner().plan, now, snapshots, self.store)
+        except GridflexError as exc:
+            self.stats.dispatch_errors += 1
+            log.error("dispatch at %s failed: %s", now, exc)
+            return None
+        self.last_plan = plan
+        self.stats.dispatch_count += 1
+        self.stats.last_plan_at = now
+        self.stats.last_solve_ms = plan.solve_ms
+        for cmd in plan.commands:
+            try:
+                await self.session.publish(site_topic(cmd.site, "cmd"), encode(cmd))
+                self.tracker.on_sent(cmd)
+            except (NotConnectedError, PublishError) as exc:
+                self.stats.commands_publish_failed += 1
+                log.warning("command %s not published: %s", cmd.cmd_id, exc)
+        return plan
+
+    async def _serve_api(self) -> None:
+        import uvicorn
+
+        from cloud_controller.api import create_app
+
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(self),
+                host=self.config.api.host,
+                port=self.config.api.port,
+                log_level="warning",
+                lifespan="off",
+            )
+        )
+        # `_serve`, not `serve`: `serve` swaps the process's SIGINT/SIGTERM handlers, which
+        # belong to whoever runs the controller (the CLI cancels on SIGTERM).
+        task = asyncio.create_task(server._serve())
+        try:
+            while not server.started and not task.done():  # noqa: ASYNC110 (uvicorn exposes a flag only)
+                await asyncio.sleep(0.05)
+            if server.started:
+                self.api_port = int(server.servers[0].sockets[0].getsockname()[1])
+                log.info("API on http://%s:%d/docs", self.config.api.host, self.api_port)
+            await task
+        finally:
+            server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(task), 5)

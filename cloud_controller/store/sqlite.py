@@ -1,0 +1,161 @@
+"""Embedded store: one SQLite file (WAL) for samples, events, acks and each site's watermark.
+
+The watermark (highest contiguous `seq` stored per site) is what the controller publishes
+as retained `stored`, and what lets agents delete queued samples; it is therefore only
+advanced inside the same transaction that made the samples durable, and rebuilt from
+the file on restart. Samples are keyed by (site, seq): a resent sample is a no-op.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from protocols.messages import Ack, Event, Sample
+
+__all__ = ["SqliteStore", "WriteResult"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS samples (
+    site TEXT NOT NULL, seq INTEGER NOT NULL, asset TEXT NOT NULL, point TEXT NOT NULL,
+    ts REAL NOT NULL, value REAL, unit TEXT NOT NULL, quality TEXT NOT NULL,
+    PRIMARY KEY (site, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS samples_series ON samples (site, asset, point, ts);
+CREATE TABLE IF NOT EXISTS watermark (site TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    site TEXT NOT NULL, ts REAL NOT NULL, kind TEXT NOT NULL, severity TEXT NOT NULL, json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS acks (
+    site TEXT NOT NULL, cmd_id TEXT NOT NULL, ts REAL NOT NULL, status TEXT NOT NULL, json TEXT NOT NULL,
+    PRIMARY KEY (site, cmd_id)
+);
+"""
+
+
+class WriteResult:
+    """What one batch did: new rows, duplicates, and the site's watermark afterwards."""
+
+    __slots__ = ("duplicates", "inserted", "watermark")
+
+    def __init__(self, inserted: int, duplicates: int, watermark: int) -> None:
+        self.inserted = inserted
+        self.duplicates = duplicates
+        self.watermark = watermark
+
+
+class SqliteStore:
+    """Thread-safe (one lock): the service calls it from a worker thread to keep the loop free."""
+
+    def __init__(self, path: Path, *, synchronous: str = "NORMAL") -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._db.executescript(SCHEMA)
+        self._watermark: dict[str, int] = dict(self._db.execute("SELECT site, seq FROM watermark").fetchall())
+
+    # -- telemetry -------------------------------------------------------------------
+
+    def _advance(self, site: str) -> int:
+        wm = self._watermark.get(site, -1)
+        rows = self._db.execute(
+            "SELECT seq FROM samples WHERE site = ? AND seq > ? ORDER BY seq LIMIT 100000", (site, wm)
+        ).fetchall()
+        for (seq,) in rows:
+            if seq != wm + 1:
+                break
+            wm = seq
+        return wm
+
+    def write_samples(self, site: str, samples: Sequence[Sample]) -> WriteResult:
+        """Insert (idempotent), then advance and persist the watermark in the same transaction."""
+        rows = [
+            (site, s.seq, s.asset, s.point, s.ts.timestamp(), s.value, s.unit, s.quality) for s in samples
+        ]
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                before = self._db.total_changes
+                self._db.executemany("INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                inserted = self._db.total_changes - before
+                wm = self._advance(site)
+                if wm != self._watermark.get(site, -1):
+                    self._db.execute("INSERT OR REPLACE INTO watermark VALUES (?, ?)", (site, wm))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._watermark[site] = wm
+        return WriteResult(inserted, len(rows) - inserted, wm)
+
+    def raise_floor(self, site: str, seq: int) -> int:
+        """The agent dropped everything below `seq` (queue_floor): the watermark is at least seq − 1."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                wm = max(self._watermark.get(site, -1), seq - 1)
+                self._watermark[site] = wm
+                wm = self._advance(site)
+                self._db.execute("INSERT OR REPLACE INTO watermark VALUES (?, ?)", (site, wm))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._watermark[site] = wm
+            return wm
+
+    def highest_contiguous_seq(self, site: str) -> int:
+        return self._watermark.get(site, -1)
+
+    def watermarks(self) -> dict[str, int]:
+        return dict(self._watermark)
+
+    def count_samples(self, site: str | None = None) -> int:
+        with self._lock:
+            if site is None:
+                return int(self._db.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
+            return int(self._db.execute("SELECT COUNT(*) FROM samples WHERE site = ?", (site,)).fetchone()[0])
+
+    def read_series(
+        self, site: str, asset: str, point: str, start: datetime, end: datetime
+    ) -> list[tuple[datetime, float]]:
+        """Good, non-null values of one point in [start, end), oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT ts, value FROM samples WHERE site = ? AND asset = ? AND point = ? AND ts >= ? AND ts < ? "
+                "AND value IS NOT NULL AND quality = 'good' ORDER BY ts",
+                (site, asset, point, start.timestamp(), end.timestamp()),
+            ).fetchall()
+        return [(datetime.fromtimestamp(ts, UTC), float(v)) for ts, v in rows]
+
+    # -- events and acks -------------------------------------------------------------
+
+    def write_event(self, event: Event) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO events VALUES (?, ?, ?, ?, ?)",
+                (event.site, event.ts.timestamp(), event.kind, event.severity, event.model_dump_json()),
+            )
+
+    def write_ack(self, ack: Ack) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO acks VALUES (?, ?, ?, ?, ?)",
+                (ack.site, ack.cmd_id, ack.ts.timestamp(), ack.status, ack.model_dump_json()),
+            )
+
+    def count_events(self, kind: str | None = None) -> int:
+        with self._lock:
+            if kind is None:
+                return int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+            return int(self._db.execute("SELECT COUNT(*) FROM events WHERE kind = ?", (kind,)).fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,300 @@
+"""The closed loop on one machine: buildings → agents → Mosquitto → controller → setpoints → equipment.
+
+Everything runs for real except the calendar: the simulated buildings serve Modbus TCP
+and BACnet/IP on loopback, each edge agent polls them and talks MQTT to a Mosquitto child
+process, the cloud controller ingests, forecasts, plans and commands, and the agents
+write the setpoints back over Modbus/BACnet. One `SimClock` at `settings.speed` drives the
+physics, the agents and the controller.
+
+The grid truth is measured from the physics, not from telemetry: each building's meter
+energy at every control-period boundary gives its mean power over the interval, and a
+pandapower AC power flow turns those into transformer loadings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+
+from cloud_controller.config import CloudConfig
+from cloud_controller.live.planner import build_planner
+from cloud_controller.live.types import AssetRef, SiteRef, SiteSnapshot
+from cloud_controller.registry import Registry
+from cloud_controller.service import CloudController
+from gridflex.broker import MosquittoBroker
+from gridflex.demo_report import CommandFigures, TelemetryFigures
+from gridflex.fleet import Fleet, FleetOptions
+from gridflex.prior_history import PlannerWithPrior, prior_from_reference
+from gridflex.reference_run import initialise
+from gridflex.scenario import LoopScenario
+from protocols.clock import SimClock
+from simulators.testbed import TestBedConfig
+
+__all__ = ["ClosedLoop", "LoopResult"]
+
+log = logging.getLogger(__name__)
+
+GUARANTEED_MIN_KW = 4.2  # §14a EnWG: controllable consumers keep at least this much
+
+
+@dataclass
+class LoopResult:
+    """What the loop measured: per-interval site powers from the physics, commands, telemetry."""
+
+    interval_starts: list[datetime] = field(default_factory=list)
+    site_p_kw: dict[str, list[float]] = field(default_factory=dict)
+    commands: CommandFigures = field(default_factory=CommandFigures)
+    telemetry: TelemetryFigures = field(default_factory=lambda: TelemetryFigures(0, 0))
+    failures: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+class _NoHistory:
+    def read_series(
+        self, site: str, asset: str, point: str, start: datetime, end: datetime
+    ) -> list[tuple[datetime, float]]:
+        return []
+
+
+def _registry(scenario: LoopScenario, fleet: Fleet) -> Registry:
+    sites: list[SiteRef] = []
+    for entry in fleet.bed.manifest.sites:
+        assets = tuple(
+            AssetRef(
+                asset=a.id,
+                kind=a.kind,
+                p_nominal_kw=a.p_nominal_kw,
+                capacity_kwh=a.capacity_kwh,
+                p_guaranteed_min_kw=GUARANTEED_MIN_KW if a.kind in ("ev", "hp") else 0.0,
+            )
+            for a in entry.assets
+        )
+        sites.append(
+            SiteRef(site=entry.site, region_site=scenario.household_of_site[entry.site], assets=assets)
+        )
+    return Registry(sites=tuple(sites))
+
+
+class ClosedLoop:
+    """`async with ClosedLoop(scenario, out_dir) as loop: await loop.run_until(t)`."""
+
+    def __init__(self, scenario: LoopScenario, out_dir: Path) -> None:
+        self.scenario = scenario
+        self.settings = scenario.settings
+        self.out_dir = out_dir
+        self.broker = MosquittoBroker(workdir=out_dir / "mosquitto")
+        self.clock = SimClock(self.settings.start, speed=self.settings.speed)
+        self.fleet: Fleet | None = None
+        self.controller: CloudController | None = None
+        self._controller_task: asyncio.Task[None] | None = None
+        self.planner: PlannerWithPrior | None = None
+        self.result = LoopResult()
+        self._energy_at: dict[str, float] = {}
+        self._boundary: datetime = self.settings.start
+        self._boundary_at: datetime = self.settings.start
+        self._wall0 = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def __aenter__(self) -> ClosedLoop:
+        self._wall0 = time.monotonic()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(self.broker.start)
+        s = self.settings
+        bed = TestBedConfig(
+            n_sites=s.n_sites,
+            seed=s.seed,
+            start=s.profile_start,
+            step_s=s.physics_step_s,
+            broker_port=self.broker.port,
+            bacnet=s.bacnet,
+            specs=self.scenario.specs,
+            profile_days=s.profile_days,
+        )
+        options = FleetOptions(
+            poll_interval_s=s.poll_s,
+            poll_max_age_s=s.period_s,
+            fallback_after_s=3 * s.period_s,
+        )
+        self.fleet = Fleet(
+            bed, bed_clock=SimClock(s.start), out_dir=self.out_dir / "testbed", options=options
+        )
+        try:
+            await self.fleet.__aenter__()
+            initialise(list(self.fleet.bed.buildings.values()), seed=s.seed)
+            self.registry = _registry(self.scenario, self.fleet)
+            # The LP is built and solved once before time runs: building it takes seconds of
+            # CPU that would otherwise stall the accelerated physics and agents.
+            self.planner = await asyncio.to_thread(self._build_planner)
+            self.clock = SimClock(s.start, speed=s.speed)  # time runs from here
+            self.fleet.start(self.clock)
+            self._mark_energy()
+            await self.start_controller()
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop_controller()
+        if self.fleet is not None:
+            await self.fleet.__aexit__(exc_type, exc, tb)
+        await asyncio.to_thread(self.broker.close)
+
+    def _build_planner(self) -> PlannerWithPrior:
+        s = self.settings
+        planner = build_planner(
+            self.scenario.region,
+            self.registry.sites,
+            period_s=s.period_s,
+            horizon_steps=s.horizon_steps,
+            margin_s=s.margin_s,
+            station_limit_kw=self.scenario.controller_limit_kw,
+        )
+        wrapped = PlannerWithPrior(planner, prior_from_reference(self.scenario.yesterday))
+        snapshots = {site.site: SiteSnapshot(site=site.site, mode="unknown") for site in self.registry.sites}
+        wrapped.plan(s.start, snapshots, _NoHistory())  # warm-up: the first HiGHS solve is the slow one
+        return wrapped
+
+    def cloud_config(self) -> CloudConfig:
+        s = self.settings
+        return CloudConfig.model_validate(
+            {
+                "broker": {"host": "127.0.0.1", "port": self.broker.port},
+                "store": {"kind": "sqlite", "path": str(self.out_dir / "cloud" / "store.sqlite")},
+                "control": {
+                    "period_s": s.period_s,
+                    "horizon_steps": s.horizon_steps,
+                    "margin_s": s.margin_s,
+                    "station_limit_kw": self.scenario.controller_limit_kw,
+                },
+                "api": {"host": "127.0.0.1", "port": 0},
+            }
+        )
+
+    async def start_controller(self) -> None:
+        """Start (or restart) the controller; a restart reads the same store file."""
+        if self._controller_task is not None:
+            raise RuntimeError("controller already running")
+        (self.out_dir / "cloud").mkdir(parents=True, exist_ok=True)
+        self.controller = CloudController(
+            self.cloud_config(), self.registry, clock=self.clock, planner=self.planner
+        )
+        self._controller_task = asyncio.create_task(self.controller.run(), name="controller")
+
+    async def stop_controller(self) -> None:
+        """Stop the controller task (as a crash would, its sessions end without a goodbye)."""
+        task, self._controller_task = self._controller_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            self._absorb_controller_stats()
+
+    # -- running ---------------------------------------------------------------------
+
+    def _meter_energy(self) -> dict[str, float]:
+        assert self.fleet is not None
+        return {
+            site: b.meter.e_import_kwh - b.meter.e_export_kwh for site, b in self.fleet.bed.buildings.items()
+        }
+
+    def _mark_energy(self) -> None:
+        self._energy_at = self._meter_energy()
+        self._boundary_at = self.clock.now()
+
+    def _sample_interval(self) -> None:
+        """At a control-period boundary: each site's mean power over the interval just ended."""
+        now = self.clock.now()
+        dt_h = (now - self._boundary_at).total_seconds() / 3600.0
+        energy = self._meter_energy()
+        self.result.interval_starts.append(self._boundary)
+        for site, e_kwh in energy.items():
+            p_kw = (e_kwh - self._energy_at[site]) / dt_h if dt_h > 0 else 0.0
+            self.result.site_p_kw.setdefault(site, []).append(p_kw)
+        self._energy_at, self._boundary_at = energy, now
+        self._boundary += timedelta(seconds=self.settings.period_s)
+
+    def check(self) -> None:
+        """Raise if a part died: the demo must not report figures of a loop that broke."""
+        assert self.fleet is not None
+        failed = dict(self.fleet.failed())
+        task = self._controller_task
+        if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
+            failed["controller"] = task.exception()  # type: ignore[assignment]
+        if failed:
+            names = ", ".join(f"{k}: {v!r}" for k, v in failed.items())
+            raise RuntimeError(f"closed loop broke: {names}")
+
+    async def run_until(self, t_end: datetime, *, progress: Callable[[datetime], None] | None = None) -> None:
+        """Let simulated time run to `t_end`, sampling the grid truth at every period boundary."""
+        period = timedelta(seconds=self.settings.period_s)
+        while self.clock.now() < t_end:
+            await asyncio.sleep(0.02)
+            self.check()
+            if self.clock.now() >= self._boundary + period:
+                self._sample_interval()
+            if progress is not None:
+                progress(self.clock.now())
+
+    async def drain(self, timeout_s: float = 30.0) -> dict[str, int]:
+        """Wait (wall time) until the controller stored every sample the agents had queued at the
+        end of the run, and for the last acks; returns that per-site count of samples."""
+        assert self.fleet is not None and self.controller is not None
+        deadline = time.monotonic() + timeout_s
+        produced = {s: a.stats.next_seq for s, a in self.fleet.agents.items()}
+        while time.monotonic() < deadline:
+            stored = {s: self.controller.store.highest_contiguous_seq(s) + 1 for s in produced}
+            if all(stored[s] >= produced[s] for s in produced):
+                break
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(min(2.0, max(0.0, deadline - time.monotonic())))  # last acks
+        return produced
+
+    # -- figures ---------------------------------------------------------------------
+
+    def _absorb_controller_stats(self) -> None:
+        """Add a controller incarnation's command counts (a restart starts new counters)."""
+        if self.controller is None:
+            return
+        tracker = self.controller.tracker
+        by = dict(tracker.counts)
+        c = self.result.commands
+        self.result.commands = CommandFigures(
+            sent=c.sent + by.get("sent", 0),
+            applied=c.applied + by.get("applied", 0),
+            clamped=c.clamped + by.get("clamped", 0),
+            rejected=c.rejected + by.get("rejected", 0),
+            expired=c.expired + by.get("expired", 0),
+            failed=c.failed + by.get("failed", 0),
+            missing=c.missing + tracker.missing + sum(1 for t in tracker.sent.values() if t.status is None),
+        )
+
+    def telemetry(self, produced_by_site: dict[str, int]) -> TelemetryFigures:
+        """Samples queued by the agents up to the end of the run vs. those stored contiguously."""
+        assert self.controller is not None
+        produced = sum(produced_by_site.values())
+        delivered = sum(
+            min(n, self.controller.store.highest_contiguous_seq(s) + 1) for s, n in produced_by_site.items()
+        )
+        st = self.controller.ingest.stats
+        return TelemetryFigures(
+            produced=produced, delivered=delivered, duplicates=st.duplicates, gaps=st.gaps
+        )
+
+    async def finish(self) -> LoopResult:
+        """Drain, collect the figures, stop the controller; the fleet stops on `__aexit__`."""
+        produced = await self.drain()
+        self.result.telemetry = self.telemetry(produced)
+        await self.stop_controller()
+        self.result.wall_s = time.monotonic() - self._wall0
+        return self.result

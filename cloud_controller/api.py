@@ -5,8 +5,9 @@ from __future__ import annotations
 import hmac
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Response
+from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from pydantic import ValidationError
 
 from protocols.messages import DRRequest
 
@@ -145,8 +146,14 @@ def create_app(controller: CloudController) -> FastAPI:
         return controller.dr_requests
 
     @app.post("/dr/requests", status_code=201, dependencies=[Depends(require_token)])
-    def post_dr_request(request: DRRequest) -> DRRequest:
-        controller.dr_requests.append(request)
-        return request
+    async def post_dr_request(request: Request) -> DRRequest:
+        """Validated as JSON by the contract's strict model (timestamps as ISO 8601 strings)."""
+        body = await request.body()
+        try:
+            dr = DRRequest.model_validate_json(body)
+        except ValidationError as exc:
+            raise HTTPException(422, exc.errors(include_url=False, include_context=False)) from None
+        controller.dr_requests.append(dr)
+        return dr
 
     return app

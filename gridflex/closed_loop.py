@@ -192,9 +192,12 @@ class ClosedLoop:
         self._controller_task = asyncio.create_task(self.controller.run(), name="controller")
 
     async def stop_controller(self) -> None:
-        """Stop the controller task (as a crash would, its sessions end without a goodbye)."""
+        """Stop the controller between two periods: in-flight acks are awaited (≤ 2 s wall),
+        then the task is cancelled (no state is saved beyond what the store already holds)."""
         task, self._controller_task = self._controller_task, None
         if task is not None:
+            if not task.done():
+                await self._wait_acks(2.0)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -257,27 +260,50 @@ class ClosedLoop:
             if all(stored[s] >= produced[s] for s in produced):
                 break
             await asyncio.sleep(0.2)
-        await asyncio.sleep(min(2.0, max(0.0, deadline - time.monotonic())))  # last acks
+        await self._wait_acks(max(1.0, deadline - time.monotonic()))
         return produced
 
     # -- figures ---------------------------------------------------------------------
 
     def _absorb_controller_stats(self) -> None:
-        """Add a controller incarnation's command counts (a restart starts new counters)."""
+        """Add a controller incarnation's commands (a restart starts a new tracker).
+
+        Only commands issued before the end of the run count: the clock keeps running
+        while the loop drains, and a command sent in that tail has no time to be answered.
+        """
         if self.controller is None:
             return
-        tracker = self.controller.tracker
-        by = dict(tracker.counts)
+        end = self.settings.end
+        tracked = [t for t in self.controller.tracker.sent.values() if t.command.valid_from <= end]
+        by: dict[str, int] = {}
+        for t in tracked:
+            status = t.status or "missing"
+            by[status] = by.get(status, 0) + 1
         c = self.result.commands
         self.result.commands = CommandFigures(
-            sent=c.sent + by.get("sent", 0),
+            sent=c.sent + len(tracked),
             applied=c.applied + by.get("applied", 0),
             clamped=c.clamped + by.get("clamped", 0),
             rejected=c.rejected + by.get("rejected", 0),
             expired=c.expired + by.get("expired", 0),
             failed=c.failed + by.get("failed", 0),
-            missing=c.missing + tracker.missing + sum(1 for t in tracker.sent.values() if t.status is None),
+            missing=c.missing + by.get("missing", 0),
         )
+
+    async def _wait_acks(self, timeout_s: float) -> None:
+        """Until every command issued before the end of the run is answered (or the timeout)."""
+        assert self.controller is not None
+        end = self.settings.end
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            pending = [
+                t
+                for t in self.controller.tracker.sent.values()
+                if t.status is None and t.command.valid_from <= end
+            ]
+            if not pending:
+                return
+            await asyncio.sleep(0.1)
 
     def telemetry(self, produced_by_site: dict[str, int]) -> TelemetryFigures:
         """Samples queued by the agents up to the end of the run vs. those stored contiguously."""

@@ -1,0 +1,70 @@
+"""cloud.yaml and registry errors name file, key and reason; a manifest becomes a registry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cloud_controller.config import CloudConfig, load_cloud_config
+from cloud_controller.registry import load_registry, registry_from_manifest
+from protocols.errors import ConfigError
+
+
+def test_defaults_and_relative_paths(tmp_path: Path) -> None:
+    (tmp_path / "cloud.yaml").write_text("control: {period_s: 300}\nstore: {path: data/s.sqlite}\n")
+    cfg = load_cloud_config(tmp_path / "cloud.yaml")
+    assert cfg.control.period_s == 300 and cfg.store.path == tmp_path / "data/s.sqlite"
+    assert CloudConfig().control.period_s == 900
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "reason"),
+    [
+        ("control: {period_s: 30}\n", "control.period_s", "greater than or equal to 60"),
+        ("brokr: {}\n", "brokr", "Extra inputs"),
+        ("store: {kind: influxdb}\n", "store", "token_file"),
+    ],
+)
+def test_bad_config_names_key(tmp_path: Path, text: str, key: str, reason: str) -> None:
+    path = tmp_path / "cloud.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_cloud_config(path)
+    assert err.value.key == key and reason in str(err.value) and str(path) in str(err.value)
+
+
+def test_registry_yaml_and_errors(tmp_path: Path) -> None:
+    path = tmp_path / "reg.yaml"
+    path.write_text(
+        "sites:\n  - {site: b001, region_site: 3, assets: [{asset: ev1, kind: ev, p_nominal_kw: 11}]}\n"
+    )
+    reg = load_registry(path)
+    assert reg.site("b001").asset_of("ev") is not None
+    assert reg.site("b001").assets[0].p_guaranteed_min_kw == 4.2  # §14a default for EV/HP
+    path.write_text("sites:\n  - {site: b001, region_site: 3, assets: [{asset: ev1, kind: car}]}\n")
+    with pytest.raises(ConfigError) as err:
+        load_registry(path)
+    assert err.value.key == "sites[0].assets[0].kind"
+    path.write_text("sites:\n  - {site: B!, region_site: 3}\n")
+    with pytest.raises(ConfigError, match="invalid site id"):
+        load_registry(path)
+
+
+def test_manifest_registry_is_deterministic(tmp_path: Path) -> None:
+    doc = {
+        "sites": [
+            {
+                "site": f"b00{i}",
+                "assets": [{"id": "bat1", "kind": "battery", "p_nominal_kw": 5, "capacity_kwh": 10}],
+            }
+            for i in range(1, 4)
+        ]
+    }
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(doc))
+    a, b = registry_from_manifest(path, 319, seed=1), registry_from_manifest(path, 319, seed=1)
+    assert [s.region_site for s in a.sites] == [s.region_site for s in b.sites]
+    assert len({s.region_site for s in a.sites}) == 3
+    assert a.site("b002").asset_of("battery").capacity_kwh == 10.0  # type: ignore[union-attr]

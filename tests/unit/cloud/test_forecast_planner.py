@@ -1,0 +1,149 @@
+"""Forecast numbers and the planner on a constructed evening peak (pure: no sockets)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from cloud_controller.forecast.baseline import resample_mean, seasonal_naive_smoothing
+from cloud_controller.grid import build_schutterwald_region
+from cloud_controller.grid.region import Region
+from cloud_controller.live.planner import build_planner
+from cloud_controller.live.types import AssetRef, SiteRef, SiteSnapshot
+from protocols.signing import verify
+
+NOW = datetime(2030, 1, 15, 12, tzinfo=UTC)
+PERIOD_S = 900.0
+
+
+def _rows(
+    fn: Callable[[datetime], float], start: datetime, end: datetime, step_s: float = 300.0
+) -> list[tuple[datetime, float]]:
+    out, t = [], start
+    while t < end:
+        out.append((t, fn(t)))
+        t += timedelta(seconds=step_s)
+    return out
+
+
+def _daily(t: datetime) -> float:
+    h = t.hour + t.minute / 60
+    return float(2.0 + 1.5 * np.sin(2 * np.pi * h / 24))
+
+
+def test_resample_holds_values_reported_on_change() -> None:
+    rows = [(NOW, 1.0), (NOW + timedelta(minutes=40), 3.0)]
+    out = resample_mean(rows, NOW, PERIOD_S, 4)
+    assert out.tolist() == [1.0, 1.0, 3.0, 3.0]
+
+
+def test_seasonal_naive_repeats_a_repeated_day_exactly() -> None:
+    rows = _rows(_daily, NOW - timedelta(days=2), NOW)
+    fc = seasonal_naive_smoothing(rows, now=NOW, period_s=PERIOD_S, horizon=96)
+    truth = resample_mean(_rows(_daily, NOW, NOW + timedelta(days=1)), NOW, PERIOD_S, 96)
+    assert fc.method == "seasonal+smoothing"
+    assert np.max(np.abs(fc.p50 - truth)) < 1e-9
+    assert np.all(fc.p10 <= fc.p50) and np.all(fc.p90 >= fc.p50)
+
+
+def test_noise_quantiles_cover_about_80_percent() -> None:
+    rng = np.random.default_rng(3)
+    noisy = [
+        (t, v + rng.normal(0, 0.5))
+        for t, v in _rows(_daily, NOW - timedelta(days=2), NOW + timedelta(days=1), 900.0)
+    ]
+    hist = [r for r in noisy if r[0] < NOW]
+    fut = resample_mean([r for r in noisy if r[0] >= NOW], NOW, PERIOD_S, 96)
+    fc = seasonal_naive_smoothing(hist, now=NOW, period_s=PERIOD_S, horizon=96)
+    inside = np.mean((fut >= fc.p10) & (fut <= fc.p90))
+    assert 0.6 <= inside <= 0.95
+
+
+def test_no_history_is_flagged() -> None:
+    assert seasonal_naive_smoothing([], now=NOW, period_s=PERIOD_S, horizon=4).method == "zero"
+
+
+@pytest.fixture(scope="module")
+def region() -> Region:
+    return build_schutterwald_region()
+
+
+class _History:
+    """Yesterday: flat 2 kW per site, 8 kW per site from 17:00 to 19:00 (the evening peak)."""
+
+    def read_series(
+        self, site: str, asset: str, point: str, start: datetime, end: datetime
+    ) -> list[tuple[datetime, float]]:
+        if (asset, point) != ("meter", "p_kw"):
+            return []
+
+        def p(t: datetime) -> float:
+            return 8.0 if 17 <= t.hour < 19 else 2.0
+
+        return _rows(p, start, end)
+
+
+def _sites(n: int) -> list[SiteRef]:
+    return [
+        SiteRef(
+            site=f"b{i:03d}",
+            region_site=10 * i,
+            assets=(
+                AssetRef("meter", "meter"),
+                AssetRef("bat1", "battery", p_nominal_kw=5.0, capacity_kwh=13.5),
+                AssetRef("ev1", "ev", p_nominal_kw=11.0, p_guaranteed_min_kw=4.2),
+            ),
+        )
+        for i in range(1, n + 1)
+    ]
+
+
+def test_planner_shaves_a_forecast_evening_peak(region: Region) -> None:
+    sites = _sites(6)
+    keys = {"b001": bytes(32)}
+    planner = build_planner(
+        region,
+        sites,
+        period_s=PERIOD_S,
+        horizon_steps=48,
+        margin_s=120,
+        station_limit_kw=30.0,
+        signing_keys=keys,
+    )
+    snaps = {s.site: SiteSnapshot(site=s.site, mode="online", points={"bat1/soc_pct": 30.0}) for s in sites}
+    snaps["b006"].mode = "offline"
+    plan = planner.plan(NOW, snaps, _History())
+    base, planned = np.array(plan.root_baseline_kw), np.array(plan.root_planned_kw)
+    peak = slice(20, 28)  # 17:00-19:00 from a 12:00 start
+    assert base[peak].max() == pytest.approx(48.0, abs=0.5)  # 6 sites x 8 kW
+    assert planned[peak].max() <= 30.0 + 0.5 or planned[peak].max() < base[peak].max() - 15.0
+    assert planned[:20].sum() > base[:20].sum()  # batteries pre-charge before the peak
+    assert plan.excluded_sites == ["b006"]
+    assert {c.site for c in plan.commands} == {f"b00{i}" for i in range(1, 6)}
+    assert all(verify(c, keys["b001"]) for c in plan.commands if c.site == "b001")
+    for c in plan.commands:
+        assert c.valid_until - c.valid_from == timedelta(seconds=PERIOD_S + 120)
+        if c.asset == "bat1":
+            assert -5.0 <= float(c.value) <= 5.0
+        if c.asset == "ev1":
+            assert float(c.value) >= 4.2
+    assert len(plan.congestion) == 48 and plan.congestion[22].p_exceed > 0.5 > plan.congestion[0].p_exceed
+
+
+def test_measured_overload_caps_running_ev_at_guaranteed_minimum(region: Region) -> None:
+    sites = _sites(3)
+    planner = build_planner(
+        region, sites, period_s=PERIOD_S, horizon_steps=8, margin_s=0, station_limit_kw=10.0
+    )
+    snaps = {
+        s.site: SiteSnapshot(
+            site=s.site, mode="online", p_net_kw=12.0, points={"bat1/soc_pct": 5.0, "ev1/p_kw": 11.0}
+        )
+        for s in sites
+    }
+    plan = planner.plan(NOW, snaps, _History())
+    ev = {c.site: float(c.value) for c in plan.commands if c.asset == "ev1"}
+    assert sorted(ev.values())[0] == pytest.approx(4.2)

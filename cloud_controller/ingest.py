@@ -15,6 +15,7 @@ from datetime import datetime
 from cloud_controller.commands import CommandTracker
 from cloud_controller.live.types import SiteSnapshot
 from cloud_controller.store import SqliteStore
+from cloud_controller.store.influx import InfluxSink
 from protocols.codec import decode
 from protocols.errors import ContractError
 from protocols.messages import Ack, Event, FlexEnvelope, SiteState, TelemetryBatch
@@ -52,6 +53,7 @@ class Ingest:
         self.tracker = tracker
         self.stats = IngestStats()
         self.dirty: set[str] = set()  # sites whose watermark must be (re)published
+        self.sink: InfluxSink | None = None  # production copy of every stored sample
         self._latest_ts: dict[tuple[str, str], datetime] = {}
 
     async def handle(self, topic: str, payload: bytes) -> None:
@@ -94,6 +96,8 @@ class Ingest:
         result = await asyncio.to_thread(self.store.write_samples, site, batch.samples)
         self.stats.batches += 1
         self.stats.samples_stored += result.inserted
+        if self.sink is not None and result.inserted:
+            self.sink.enqueue(site, batch.samples)
         self.stats.duplicates += result.duplicates
         if min(s.seq for s in batch.samples) > before + 1 and result.watermark == before:
             self.stats.gaps += 1

@@ -125,6 +125,13 @@ class CloudController:
         )
         if role in ("all", "ingest"):
             self.ingest.dirty.update(self.store.watermarks())  # republish what the store holds
+        if config.store.kind == "influxdb" and role in ("all", "ingest"):
+            from cloud_controller.store.influx import InfluxSink
+
+            token = _read_secret(config.store.token_file, "InfluxDB token") or ""
+            self.ingest.sink = InfluxSink(
+                config.store.url, org=config.store.org, bucket=config.store.bucket, token=token
+            )
 
     # -- planner ---------------------------------------------------------------------
 
@@ -160,9 +167,11 @@ class CloudController:
                 tg.create_task(self.session.run(self._on_message), name="mqtt")
                 if self.role in ("all", "ingest"):
                     tg.create_task(self._watermark_loop(), name="watermarks")
+                if self.ingest.sink is not None:
+                    tg.create_task(self.ingest.sink.run(), name="influxdb")
                 if self.role in ("all", "dispatch") and self.config.control.dispatch:
                     tg.create_task(self._dispatch_loop(), name="dispatch")
-                if self.role in ("all", "dispatch") and self.config.api.enabled:
+                if self.config.api.enabled:  # every role answers /healthz (probes)
                     tg.create_task(self._serve_api(), name="api")
         finally:
             self.store.close()

@@ -58,7 +58,7 @@ bench: setup
 	$(VENV)/bin/gridflex bench contract
 
 demo: setup
-	$(VENV)/bin/gridflex --help
+	$(VENV)/bin/gridflex demo
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .hypothesis

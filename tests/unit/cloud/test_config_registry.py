@@ -68,3 +68,13 @@ def test_manifest_registry_is_deterministic(tmp_path: Path) -> None:
     assert [s.region_site for s in a.sites] == [s.region_site for s in b.sites]
     assert len({s.region_site for s in a.sites}) == 3
     assert a.site("b002").asset_of("battery").capacity_kwh == 10.0  # type: ignore[union-attr]
+
+
+def test_shipped_examples_validate() -> None:
+    root = Path(__file__).resolve().parents[3]
+    cfg = load_cloud_config(root / "examples" / "cloud.yaml")
+    assert cfg.registry is not None
+    reg = load_registry(cfg.registry, n_region_sites=319)
+    assert reg.ids == ["b001", "b002"]
+    deploy = load_cloud_config(root / "deploy" / "cloud.yaml")
+    assert deploy.store.kind == "influxdb" and deploy.broker.password_file is not None

@@ -77,7 +77,8 @@ class Building:
         p_kw += self.zone.p_fan_kw
         if self.battery is not None:
             if not self.battery.remote:
-                self.battery.setpoint_kw = -p_kw  # self-consumption: soak up surplus, cover deficit
+                # local control: hold the site at its grid target (0 = self-consumption)
+                self.battery.setpoint_kw = self.battery.grid_target_kw - p_kw
             p_kw += self.battery.step(dt_s)
         self.p_net_kw = p_kw
         self.meter.step(dt_s, p_kw=p_kw)

@@ -16,6 +16,7 @@ from simulators.modbus import RegisterMap
 __all__ = ["GUARANTEED_MIN_KW", "site_config"]
 
 GUARANTEED_MIN_KW = 4.2  # §14a EnWG
+GRID_TARGET_RANGE_KW = 100.0  # a house connection's range for the inverter's grid target
 
 
 def _point(
@@ -105,17 +106,38 @@ def site_config(
         )
     assets: list[dict[str, Any]] = []
     m = maps["meter"]
-    assets.append(
-        {
-            "id": "meter",
-            "kind": "meter",
-            "points": [
-                _point(m, "W", "p_kw", "meter", unit="kW", scale=0.001, deadband=0.01),
-                _point(m, "TotWhImp", "e_import_kwh", "meter", unit="kWh", scale=0.001),
-                _point(m, "TotWhExp", "e_export_kwh", "meter", unit="kWh", scale=0.001),
-            ],
+    meter: dict[str, Any] = {
+        "id": "meter",
+        "kind": "meter",
+        "points": [
+            _point(m, "W", "p_kw", "meter", unit="kW", scale=0.001, deadband=0.01),
+            _point(m, "TotWhImp", "e_import_kwh", "meter", unit="kWh", scale=0.001),
+            _point(m, "TotWhExp", "e_export_kwh", "meter", unit="kWh", scale=0.001),
+        ],
+    }
+    if b.battery is not None:
+        # The site's grid power, held by the battery inverter's own loop (mode 0): a
+        # `p_setpoint_kw` command on the meter sets the target the inverter tracks.
+        mb = maps["battery"]
+        meter["points"] += [
+            _point(
+                mb,
+                "grid_target_w",
+                "grid_target_kw",
+                "battery",
+                unit="kW",
+                scale=0.001,
+                writable=True,
+                lo=-GRID_TARGET_RANGE_KW,
+                hi=GRID_TARGET_RANGE_KW,
+            ),
+            _point(mb, "mode", "battery_mode", "battery", unit="", writable=True, lo=0.0, hi=1.0),
+        ]
+        meter["controls"] = {
+            "p_setpoint_kw": {"point": "grid_target_kw", "enable": {"point": "battery_mode", "value": 0}}
         }
-    )
+        meter["safe_state"] = [{"point": "grid_target_kw", "write": 0}]
+    assets.append(meter)
     if b.pv is not None:
         m = maps["pv"]
         kw = b.pv.inverter_kw

@@ -27,7 +27,11 @@ class Battery:
     self_discharge_pct_per_day: float = 0.1
     soc_pct: float = 50.0
     setpoint_kw: float = 0.0  # requested power, same sign as p_kw
-    remote: bool = False  # False: self-consumption (the owner's default); True: follow setpoint_kw
+    remote: bool = False  # False: hold the site's grid power at grid_target_kw; True: follow setpoint_kw
+    #: Grid-power target of the local control (load-positive kW at the site's meter); 0 is plain
+    #: self-consumption, the owner's default. A controller sets it to make the inverter's own
+    #: fast loop track a site power plan instead of a fixed battery power.
+    grid_target_kw: float = 0.0
     p_kw: float = 0.0  # power actually exchanged with the grid in the last step
     e_charged_kwh: float = 0.0  # AC energy in, cumulative
     e_discharged_kwh: float = 0.0  # AC energy out, cumulative

@@ -13,7 +13,8 @@ __all__ = ["battery_map", "ev_map", "hp_map"]
 
 
 def battery_map(bat: Battery) -> RegisterMap:
-    """Battery inverter. `mode` 0 = self-consumption, 1 = remote (follow `p_setpoint_w`)."""
+    """Battery inverter. `mode` 0 = local control: hold the site's grid power at `grid_target_w`
+    (0 W = self-consumption, the default); 1 = remote (follow `p_setpoint_w`)."""
 
     def status() -> float:
         return 2.0 if bat.p_kw > 1e-6 else (3.0 if bat.p_kw < -1e-6 else 1.0)
@@ -23,6 +24,9 @@ def battery_map(bat: Battery) -> RegisterMap:
 
     def set_p(v: float) -> None:
         bat.setpoint_kw = v / 1000.0
+
+    def set_target(v: float) -> None:
+        bat.grid_target_kw = v / 1000.0
 
     return RegisterMap(
         [
@@ -60,7 +64,7 @@ def battery_map(bat: Battery) -> RegisterMap:
                 access="RW",
                 min=0,
                 max=1,
-                doc="0 self-consumption, 1 remote setpoint",
+                doc="0 local grid-target control (self-consumption at target 0), 1 remote setpoint",
                 get=lambda: float(bat.remote),
                 set=set_mode,
             ),
@@ -115,6 +119,18 @@ def battery_map(bat: Battery) -> RegisterMap:
                 scale=0.001,
                 doc="discharge efficiency",
                 get=lambda: bat.eta_discharge,
+            ),
+            Field(
+                "grid_target_w",
+                18,
+                "int32",
+                "W",
+                access="RW",
+                min=-100_000.0,
+                max=100_000.0,
+                doc="site grid power held in mode 0, import positive (0 = self-consumption)",
+                get=lambda: bat.grid_target_kw * 1000.0,
+                set=set_target,
             ),
         ]
     )

@@ -89,3 +89,25 @@ def test_self_consumption_battery_absorbs_pv_surplus() -> None:
     b.battery.setpoint_kw = 0.0
     b.step(now + timedelta(minutes=1), 60.0)
     assert b.battery.p_kw == 0.0 and b.p_net_kw < -0.5
+
+
+def test_grid_target_mode_holds_the_site_power_within_battery_limits() -> None:
+    specs = [s for s in draw_specs(40, seed=4) if s.battery_kwh][:1]
+    prof = fleet_profiles(specs, start=START, seed=4, days=1)
+    b = build(specs[0], prof[0])
+    assert b.battery is not None
+    b.battery.soc_pct = 60.0
+    now = START + timedelta(hours=18)
+    b.step(now, 60.0)  # self-consumption: target 0
+    assert abs(b.p_net_kw) < 0.05
+    b.battery.grid_target_kw = 1.5  # the site may draw 1.5 kW: the battery covers the rest
+    b.step(now + timedelta(minutes=1), 60.0)
+    load_kw = b.p_net_kw - b.battery.p_kw
+    if load_kw > 1.5:
+        assert b.p_net_kw == pytest.approx(1.5, abs=1e-6)
+    target_kw = load_kw + 3.0  # above the load: the battery charges the difference
+    b.battery.grid_target_kw = target_kw
+    b.step(now + timedelta(minutes=2), 60.0)
+    assert b.battery.p_kw > 0
+    saturated = b.battery.p_kw == pytest.approx(b.battery.p_charge_max_kw)
+    assert saturated or b.p_net_kw == pytest.approx(target_kw, abs=1e-6)

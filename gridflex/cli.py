@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 import cloud_controller.cli
+import cloud_controller.study.cli
 import edge_agent.cli
 import simulators.cli
 from gridflex import core_commands, demo, testbed_cmd
@@ -25,6 +26,7 @@ core_commands.register(app)
 simulators.cli.register(app)
 edge_agent.cli.register(app)
 cloud_controller.cli.register(app)
+cloud_controller.study.cli.register(app)
 testbed_cmd.register(app)
 demo.register(app)
 

@@ -169,10 +169,14 @@ def build_model(problem: Problem) -> Any:
         obj += sum(w.c_import * dt * m.p_imp[s, t] - w.c_export * dt * m.p_exp[s, t] for s in S)
         obj += sum(w.c_curtail * dt * m.curt[s, t] + w.pen_shed * dt * m.shed[s, t] for s in S)
         obj += sum(
-            -w.bat_w_charge * eta_c * dt * m.ch[b, t] + w.bat_w_discharge / eta_d * dt * m.dis[b, t]
+            -w.bat_w_charge * eta_c * dt * m.ch[b, t]
+            + (w.bat_w_discharge / eta_d + w.c_throughput) * dt * m.dis[b, t]
             for b in B
         )
-        obj += sum(-w.ts_w_charge * dt * m.q_ch[h, t] + w.ts_w_discharge * dt * m.q_dis[h, t] for h in HS)
+        obj += sum(
+            -w.ts_w_charge * dt * m.q_ch[h, t] + (w.ts_w_discharge + w.c_throughput) * dt * m.q_dis[h, t]
+            for h in HS
+        )
         obj += sum(w.pen_heat_unmet * dt * m.unmet[h, t] for h in H)
         obj += sum(w.pen_branch * dt * (m.s_up[k, t] + m.s_dn[k, t]) for k in KL)
         obj += sum(w.pen_voltage_per_pu * (m.sv_up[n, t] + m.sv_dn[n, t]) for n in N)

@@ -25,8 +25,8 @@ class Weights:
     worth `bat_w_*` / `ts_w_*` per kWh stored. Battery before thermal store when charging
     needs bat_w_charge * eta_c > ts_w_charge * COP_max; thermal before battery when
     discharging needs c_import - ts_w_discharge * COP_max > c_import - bat_w_discharge / eta_d.
-    `*_w_discharge >= *_w_charge` plus a small throughput cost on every kW charged or
-    discharged makes charging and discharging at once cost more than curtailing PV, so
+    `*_w_discharge >= *_w_charge` plus a small throughput cost on every kW discharged
+    makes charging and discharging at once cost more than curtailing PV, so
     the LP never burns surplus through storage losses.
     Soft-limit penalties give the relaxation order (cheapest relaxed first): PV curtailment,
     HV/MV congestion threshold, branch thermal limit, voltage band, unmet heat, shed load.

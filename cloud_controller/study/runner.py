@@ -1,0 +1,255 @@
+"""One scenario at one stress level: profiles + policy → rolling-horizon OPF over every step.
+
+The per-step OPF is `cloud_controller.dispatch.DispatchEngine` with horizon 1 (seed 001's
+rolling horizon): built once per run, then only bounds and costs change per step.
+Scenarios without storage need no optimisation: their HV/MV load is the sum of the
+households' net loads (lossless, as the DC OPF sees it); the AC power flow in `validate`
+adds the losses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from cloud_controller.dispatch import DispatchEngine, SiteAssets, StepInputs, StorageState, build_problem
+from cloud_controller.grid.region import Region
+from cloud_controller.study import policies
+from cloud_controller.study.config import STRESS_LEVELS, StudyConfig
+from cloud_controller.study.population import Population
+from cloud_controller.study.profiles import Profiles
+
+FloatArray = npt.NDArray[np.float64]
+Progress = Callable[[int], None]
+
+STRESS_FREE = ("status_quo", "no_control", "stor")
+
+
+@dataclass(frozen=True)
+class StudyInputs:
+    cfg: StudyConfig
+    region: Region
+    pop: Population
+    prof: Profiles
+
+    @property
+    def steps_per_day(self) -> int:
+        return round(24.0 / self.prof.dt_h)
+
+    def pv_kw(self, year: int) -> FloatArray:
+        """(T, H) PV output of the 2024 or 2030 roofs."""
+        s = self.cfg.sizes
+        kwp = (
+            np.where(self.pop.pv_2024, s.pv_2024_kwp, 0.0)
+            if year == 2024
+            else np.where(self.pop.pv_2030, s.pv_2030_kwp, 0.0)
+        )
+        return self.prof.pv_kw_per_kwp[:, None] * kwp[None, :]
+
+    def ev_by_site(self, ev_kw: FloatArray) -> FloatArray:
+        out = np.zeros((self.prof.n_steps, self.pop.n))
+        np.add.at(out.T, self.prof.ev_site, ev_kw.T)
+        return out
+
+    def hp_direct_kw(self, heat_kw: FloatArray) -> FloatArray:
+        """(T, H) heat-pump electric load when heat is made as it is needed (no thermal store)."""
+        out = np.zeros((self.prof.n_steps, self.pop.n))
+        np.add.at(out.T, self.prof.hp_site, (heat_kw / self.prof.cop[:, None]).T)
+        return out
+
+    def status_quo_site_kw(self) -> FloatArray:
+        return self.prof.load_kw - self.pv_kw(2024)
+
+    def no_control_site_kw(self) -> FloatArray:
+        return (
+            self.prof.load_kw
+            + self.ev_by_site(self.prof.ev_kw)
+            + self.hp_direct_kw(self.prof.heat_kw)
+            - self.pv_kw(2030)
+        )
+
+    def limit_kw(self, stress: str) -> float:
+        """The status-quo peak HV/MV load is `stress` × the limit (seed 001 §3.1)."""
+        peak = float(self.status_quo_site_kw().sum(axis=1).max())
+        return peak / STRESS_LEVELS[stress]
+
+
+@dataclass
+class ScenarioRun:
+    scenario: str
+    stress: str | None  # None: the run does not depend on the stress level
+    p_site_kw: npt.NDArray[np.float32]  # (T, H) household grid exchange, load positive
+    p_root_kw: FloatArray  # (T,) HV/MV load as the OPF's lossless model sees it
+    extras: dict[str, FloatArray] = field(default_factory=dict)  # per-step aggregates
+    energy_kwh: dict[str, float] = field(default_factory=dict)
+    solve_s: float = 0.0
+    ac: dict[str, Any] | None = None  # AC power-flow check (study.validate), when run
+
+
+def _assets(inp: StudyInputs) -> SiteAssets:
+    s = inp.cfg.sizes
+    n = inp.pop.n
+    hp = np.zeros(n)
+    hp[inp.prof.hp_site] = inp.prof.hp_p_max_kw
+    ts = np.where(inp.pop.thermal_store & inp.pop.hp, s.thermal_store_kwh, 0.0)
+    return SiteAssets(
+        bat_e_kwh=np.where(inp.pop.battery, s.battery_kwh, 0.0),
+        bat_p_kw=np.where(inp.pop.battery, s.battery_kw, 0.0),
+        hp_p_max_kw=hp,
+        ts_e_kwh=ts,
+    )
+
+
+def run_fixed(inp: StudyInputs, scenario: str) -> ScenarioRun:
+    """Status quo or 2030 without control: no storage, no optimisation."""
+    site = inp.status_quo_site_kw() if scenario == "status_quo" else inp.no_control_site_kw()
+    return ScenarioRun(scenario, None, site.astype(np.float32), site.sum(axis=1))
+
+
+def run_opf(
+    inp: StudyInputs, scenario: str, stress: str | None, *, progress: Progress | None = None
+) -> ScenarioRun:
+    """Storage scenarios: the rolling-horizon OPF, step by step, carrying storage state."""
+    import time
+
+    cfg = inp.cfg
+    prof = inp.prof
+    dt = prof.dt_h
+    spd = inp.steps_per_day
+    limit = inp.limit_kw(stress) if stress else float("inf")
+    forecast = inp.no_control_site_kw().sum(axis=1)  # seed 001's pseudo-forecast
+    onsets = policies.congestion_onsets(forecast, limit, spd)
+    ev = prof.ev_kw
+    heat = prof.heat_kw
+    hp_cap = np.ones_like(heat)
+    # "grid_opf" (beyond the paper) = ProA + ProB with the HV/MV limit in every step's OPF.
+    parts = {"proa", "prob"} if scenario == "grid_opf" else set(scenario.split("_")[1:])
+    if "cura" in parts:
+        ev = policies.cur_a(
+            ev, onsets, spd, cap_kw=cfg.cura.ev_cap_kw, p_max_kw=cfg.sizes.ev_p_max_kw, dt_h=dt
+        )
+    if "curb" in parts:
+        cb = policies.cur_b(
+            heat,
+            prof.cop,
+            prof.hp_p_max_kw,
+            onsets,
+            share=cfg.curb.hp_share,
+            duration_steps=round(cfg.curb.duration_h / dt),
+            recovery_steps=round(cfg.curb.recovery_h / dt),
+            dt_h=dt,
+        )
+        heat, hp_cap = cb.heat_kw, cb.hp_cap_frac
+    assets = _assets(inp)
+    eta_c, eta_d = cfg.sizes.battery_eta_charge, cfg.sizes.battery_eta_discharge
+    ts_loss = 1.0 - (1.0 - cfg.sizes.thermal_store_loss_per_day) ** (dt / 24.0)
+    problem = build_problem(
+        inp.region.grid,
+        inp.region.site_bus,
+        assets,
+        horizon=1,
+        dt_h=dt,
+        eta_c=eta_c,
+        eta_d=eta_d,
+        ts_loss_per_step=ts_loss,
+        enforce_voltage=cfg.enforce_lv_limits,
+    )
+    w = problem.weights
+    pro = policies.pro_ab(
+        forecast,
+        onsets,
+        pro_a="proa" in parts,
+        pro_b="prob" in parts,
+        window_steps=round(cfg.proa.window_h / dt),
+        search_steps=round(cfg.proa.search_h / dt),
+        c_import_base=w.c_import,
+        c_import_low=cfg.proa.c_import_low,
+        bat_w_discharge_base=w.bat_w_discharge,
+        ts_w_discharge_base=w.ts_w_discharge,
+        w_discharge_hold=cfg.prob.w_discharge_hold,
+    )
+    grid_aware = scenario == "grid_opf"
+    engine = DispatchEngine(problem, cop_rtol=cfg.cop_rtol)
+    pv = inp.pv_kw(2030)
+    base = prof.load_kw + inp.ev_by_site(ev) - pv
+    n_t = prof.n_steps
+    state = StorageState(
+        e_bat_kwh=0.5 * problem.bat_e_max_kwh,
+        e_ts_kwh=0.5 * problem.ts_e_max_kwh,
+    )
+    p_site = np.zeros((n_t, inp.pop.n), dtype=np.float32)
+    root = np.zeros(n_t)
+    e_bat = np.zeros(n_t)
+    e_ts = np.zeros(n_t)
+    p_bat = np.zeros(n_t)
+    p_hp = np.zeros(n_t)
+    curt = np.zeros(n_t)
+    unmet = 0.0
+    throughput = 0.0
+    # Seed 001's OPF optimises self-consumption; the HV/MV limit binds only while ProA
+    # pre-charges (so charging fills the headroom, not more) and in the grid-aware mode.
+    st_lim = np.where(pro.precharge, cfg.proa.headroom * limit, np.inf)
+    if grid_aware:
+        st_lim = np.full(n_t, limit)
+    st_feed = np.full(n_t, limit if grid_aware else np.inf)
+    t_solve = time.perf_counter()
+    for t in range(n_t):
+        sl = slice(t, t + 1)
+        x = StepInputs(
+            base_kw=base[sl],
+            pv_kw=pv[sl],
+            heat_kw=heat[sl],
+            cop=prof.cop[sl],
+            c_import=pro.c_import[sl],
+            bat_w_discharge=pro.bat_w_discharge[sl],
+            ts_w_discharge=pro.ts_w_discharge[sl],
+            hp_cap_frac=hp_cap[sl],
+            station_limit_kw=st_lim[sl],
+            station_feed_limit_kw=st_feed[sl],
+        )
+        sch = engine.solve(x, state)
+        state = StorageState(e_bat_kwh=sch.e_bat_kwh[0].copy(), e_ts_kwh=sch.e_ts_kwh[0].copy())
+        p_site[t] = sch.p_site_kw[0]
+        root[t] = sch.p_root_kw[0]
+        e_bat[t] = sch.e_bat_kwh[0].sum()
+        e_ts[t] = sch.e_ts_kwh[0].sum()
+        p_bat[t] = sch.p_bat_kw[0].sum()
+        p_hp[t] = sch.p_hp_kw[0].sum()
+        curt[t] = sch.curtail_kw[0].sum()
+        throughput += float(sch.p_bat_dis_kw[0].sum()) * dt
+        unmet += sum(v.amount for v in sch.violations if v.kind == "heat_unmet") * dt
+        if progress is not None and (t + 1) % 96 == 0:
+            progress(96)
+    solve_s = time.perf_counter() - t_solve
+    if progress is not None:
+        progress(n_t % 96)
+    return ScenarioRun(
+        scenario,
+        stress if scenario not in STRESS_FREE else None,
+        p_site,
+        root,
+        extras={"e_bat_kwh": e_bat, "e_ts_kwh": e_ts, "p_bat_kw": p_bat, "p_hp_kw": p_hp, "curtail_kw": curt},
+        energy_kwh={
+            "battery_discharged": throughput,
+            "pv_curtailed": float(curt.sum() * dt),
+            "heat_unmet": unmet,
+            "ev_shifted": float(np.abs(ev - prof.ev_kw).sum() * dt / 2.0),
+            "heat_deferred": float(np.abs(heat - prof.heat_kw).sum() * dt / 2.0),
+        },
+        solve_s=solve_s,
+    )
+
+
+def run_scenario(
+    inp: StudyInputs, scenario: str, stress: str | None, *, progress: Progress | None = None
+) -> ScenarioRun:
+    if scenario in ("status_quo", "no_control"):
+        run = run_fixed(inp, scenario)
+        if progress is not None:
+            progress(inp.prof.n_steps)
+        return run
+    return run_opf(inp, scenario, stress, progress=progress)

@@ -1,0 +1,235 @@
+"""`gridflex study`: every scenario × stress level over the year, in parallel, then outputs.
+
+Stress-free runs (status quo, 2030 without control, Stor) are computed once and counted
+against each stress level's limit; policy runs depend on the limit (it decides the
+congestion onsets) and run once per level. `--jobs N` forks N workers that share the
+profiles copy-on-write (the second core helps only across scenarios, not within one).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cloud_controller.study.config import BEYOND, SCENARIOS, STRESS_LEVELS, StudyConfig
+from cloud_controller.study.runner import STRESS_FREE, ScenarioRun, StudyInputs, run_scenario
+
+TOL_KW = 0.1  # a step violates the limit only if it exceeds it by more than this
+
+Job = tuple[str, str | None]
+_INPUTS: StudyInputs | None = None  # set in the parent before forking workers
+
+
+@dataclass
+class StudyResult:
+    inputs: StudyInputs
+    runs: dict[Job, ScenarioRun]
+    limits_kw: dict[str, float]
+    quick: bool
+    wall_s: float
+
+    def run_for(self, scenario: str, stress: str) -> ScenarioRun | None:
+        key: Job = (scenario, None) if scenario in STRESS_FREE else (scenario, stress)
+        return self.runs.get(key)
+
+    def has(self, scenario: str, stress: str) -> bool:
+        return self.run_for(scenario, stress) is not None
+
+
+def load_inputs(cfg: StudyConfig, *, quick: bool) -> StudyInputs:
+    from cloud_controller.grid.region import build_schutterwald_region, region_from_json
+    from cloud_controller.study.population import draw_population
+    from cloud_controller.study.profiles import build_profiles
+
+    if cfg.network_json:
+        region = region_from_json(cfg.network_json)
+    else:
+        region = build_schutterwald_region(cfg.stations, hvmv_sn_mva=cfg.hvmv_sn_mva)
+    pop = draw_population(cfg, region.site_station)
+    prof = build_profiles(cfg, pop, quick=quick)
+    return StudyInputs(cfg, region, pop, prof)
+
+
+def plan_jobs(
+    scenarios: tuple[str, ...], stresses: tuple[str, ...], *, mpc_all_stress: bool = True
+) -> list[Job]:
+    """Stress-free runs once, the others per stress level; the slowest (LP) runs first.
+
+    With `mpc_all_stress` off (--quick), MPC runs only at the most severe level asked for.
+    """
+    jobs: list[Job] = []
+    severe = max(stresses, key=lambda st: STRESS_LEVELS[st])
+    for sc in scenarios:
+        if sc in STRESS_FREE:
+            jobs.append((sc, None))
+        elif sc == "mpc" and not mpc_all_stress:
+            jobs.append((sc, severe))
+        else:
+            jobs.extend((sc, st) for st in stresses)
+    order = {"status_quo": 9, "no_control": 9}
+    return sorted(jobs, key=lambda j: order.get(j[0], 0))
+
+
+def _execute(inp: StudyInputs, job: Job, *, validate: bool) -> ScenarioRun:
+    """One run plus its AC check; the (T, H) site powers are dropped afterwards to save memory."""
+    if job[0] == "mpc":
+        from cloud_controller.study.mpc import run_mpc
+
+        assert job[1] is not None
+        run = run_mpc(inp, job[1], horizon_h=inp.cfg.mpc.horizon_h, replan_h=inp.cfg.mpc.replan_h)
+    else:
+        run = run_scenario(inp, job[0], job[1])
+    if validate:
+        from cloud_controller.study.validate import validate_run
+
+        run.ac = validate_run(inp, run)
+    run.p_site_kw = np.zeros((0, 0), dtype=np.float32)
+    return run
+
+
+def _worker(args: tuple[Job, bool]) -> ScenarioRun:
+    assert _INPUTS is not None
+    return _execute(_INPUTS, args[0], validate=args[1])
+
+
+def run_study(
+    cfg: StudyConfig,
+    *,
+    quick: bool = False,
+    jobs: int = 1,
+    scenarios: tuple[str, ...] | None = None,
+    stresses: tuple[str, ...] | None = None,
+    inputs: StudyInputs | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
+    validate: bool = True,
+) -> StudyResult:
+    """Run the study; `on_progress(label, done, total)` is called after each finished run."""
+    global _INPUTS
+    t0 = time.perf_counter()
+    scen = scenarios or cfg.scenarios
+    # Counting violations needs the status quo (the limit) and the no-control reference.
+    scen = tuple(dict.fromkeys(("status_quo", "no_control", *scen)))
+    stress = stresses or cfg.stress
+    inp = inputs or load_inputs(cfg, quick=quick)
+    plan = plan_jobs(scen, stress, mpc_all_stress=not quick)
+    runs: dict[Job, ScenarioRun] = {}
+    total = len(plan)
+    if jobs > 1 and total > 1:
+        _INPUTS = inp
+        ctx = mp.get_context("fork")
+        with ctx.Pool(processes=min(jobs, total)) as pool:
+            work = [(job, validate) for job in plan]
+            for done, run in enumerate(pool.imap_unordered(_worker, work), start=1):
+                runs[(run.scenario, run.stress)] = run
+                if on_progress:
+                    on_progress(_label((run.scenario, run.stress)), done, total)
+        _INPUTS = None
+    else:
+        for done, job in enumerate(plan, start=1):
+            runs[job] = _execute(inp, job, validate=validate)
+            if on_progress:
+                on_progress(_label(job), done, total)
+    limits = {st: inp.limit_kw(st) for st in stress}
+    return StudyResult(inp, runs, limits, quick, time.perf_counter() - t0)
+
+
+def _label(job: Job) -> str:
+    return job[0] if job[1] is None else f"{job[0]} @ {job[1]}"
+
+
+def summarise(res: StudyResult) -> dict[str, Any]:
+    """Per scenario × stress: violation counts at the HV/MV station, energies, max loading."""
+    inp = res.inputs
+    dt = inp.prof.dt_h
+    out: dict[str, Any] = {
+        "quick": res.quick,
+        "steps": inp.prof.n_steps,
+        "period": [str(inp.prof.index[0]), str(inp.prof.index[-1])],
+        "households": inp.pop.counts(),
+        "limits_kw": {k: round(v, 1) for k, v in res.limits_kw.items()},
+        "status_quo_peak_kw": round(float(res.runs[("status_quo", None)].p_root_kw.max()), 1),
+        "wall_s": round(res.wall_s, 1),
+        "results": {},
+    }
+    scenarios = [s for s in (*SCENARIOS, *BEYOND) if any(k[0] == s for k in res.runs)]
+    sq_ac = res.runs[("status_quo", None)].ac
+    out["limits_ac_kw"] = {}
+    for st, limit in res.limits_kw.items():
+        # The AC counts use the same definition on the AC station load: status-quo AC peak = s × limit.
+        limit_ac = float(np.nanmax(sq_ac["p_root_kw"])) / STRESS_LEVELS[st] if sq_ac else limit
+        out["limits_ac_kw"][st] = round(limit_ac, 1)
+        table: dict[str, Any] = {}
+        for sc in scenarios:
+            run = res.run_for(sc, st)
+            if run is None:
+                continue
+            p = run.p_root_kw
+            row: dict[str, Any] = {
+                "load_violations": int((p > limit + TOL_KW).sum()),
+                "feed_in_violations": int((p < -limit - TOL_KW).sum()),
+                "max_load_pct": round(float(p.max() / limit * 100.0), 1),
+                "max_feed_in_pct": round(float(max(0.0, -p.min()) / limit * 100.0), 1),
+                "energy_over_limit_kwh": round(float(np.clip(p - limit, 0, None).sum() * dt), 1),
+                "energy_kwh": {k: round(v, 1) for k, v in run.energy_kwh.items()},
+                "solve_s": round(run.solve_s, 1),
+            }
+            ac = run.ac
+            if ac is not None:
+                row["ac_load_violations"] = int((ac["p_root_kw"] > limit_ac + TOL_KW).sum())
+                row["ac_feed_in_violations"] = int((ac["p_root_kw"] < -limit_ac - TOL_KW).sum())
+                row["ac_dc_max_rel_diff_pct"] = round(ac["ac_dc_max_rel_pct"], 2)
+                row["ac_dc_mean_rel_diff_pct"] = round(ac["ac_dc_mean_rel_pct"], 2)
+                row["mvlv_max_loading_pct"] = {
+                    k: round(v, 1) for k, v in ac["station_max_loading_pct"].items()
+                }
+                row["v_min_pu"] = round(ac["v_min_pu"], 4)
+                row["v_max_pu"] = round(ac["v_max_pu"], 4)
+                row["line_max_loading_pct"] = round(ac["line_max_loading_pct"], 1)
+            table[sc] = row
+        base = table["no_control"]["load_violations"]
+        base_ac = table["no_control"].get("ac_load_violations")
+        stor = table.get("stor", {}).get("load_violations")
+        for row in table.values():
+            row["load_violations_resolved_pct"] = (
+                round(100.0 * (base - row["load_violations"]) / base, 1) if base else None
+            )
+            if base_ac:
+                row["ac_load_violations_resolved_pct"] = round(
+                    100.0 * (base_ac - row["ac_load_violations"]) / base_ac, 1
+                )
+            if stor:
+                row["of_stor_remaining_resolved_pct"] = round(
+                    100.0 * (stor - row["load_violations"]) / stor, 1
+                )
+        out["results"][st] = table
+    return out
+
+
+def write_steps(res: StudyResult, path: Path) -> None:
+    """Per-step results, long format: one row per (run, step)."""
+    import pandas as pd
+
+    frames = []
+    idx = res.inputs.prof.index
+    for (sc, st), run in res.runs.items():
+        cols: dict[str, Any] = {"ts": idx, "scenario": sc, "stress": st or "any", "p_root_kw": run.p_root_kw}
+        ac = run.ac
+        if ac is not None:
+            cols["p_root_ac_kw"] = ac["p_root_kw"]
+        for k, v in run.extras.items():
+            cols[k] = v
+        frames.append(pd.DataFrame(cols))
+    df = pd.concat(frames, ignore_index=True)
+    for k in ("scenario", "stress"):
+        df[k] = df[k].astype("category")
+    df.to_parquet(path, index=False)
+
+
+def stress_names() -> tuple[str, ...]:
+    return tuple(STRESS_LEVELS)

@@ -1,0 +1,84 @@
+"""The dispatch bench runs end to end at a tiny size: figures present, engine and rundcopp agree.
+
+Timings are not asserted (the bench prints figures); what is asserted is that every figure
+was measured, that the sizes ran through the spawned-child path the full bench uses, and
+that our engine reaches pandapower's optimum on every compared step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from cloud_controller.dispatch.bench import (
+    DispatchBenchResult,
+    format_result,
+    replicate_radial,
+    replicated_sites,
+    run_dispatch_bench,
+)
+from tests.unit.dispatch.helpers import feeder
+
+
+@pytest.fixture(scope="module")
+def result() -> DispatchBenchResult:
+    return run_dispatch_bench(steps=3, sizes=(12, 30), mpc_sites=8, mpc_steps=4, progress=False)
+
+
+def test_engine_and_rundcopp_agree(result: DispatchBenchResult) -> None:
+    c = result.comparison
+    assert c.n_sites == 319
+    assert c.steps == 3
+    assert c.rundcopp_failures == 0
+    assert c.max_rel_obj_diff <= 1e-4
+    assert c.station_limit_binding_steps == 3  # the network constraint is exercised
+    for v in (c.engine_first_ms, c.engine_warm_ms, c.rundcopp_ms, c.ratio):
+        assert math.isfinite(v) and v > 0
+
+
+def test_sizes_and_mpc_have_every_figure(result: DispatchBenchResult) -> None:
+    assert [s.n_sites for s in result.sizes] == [12, 30]
+    for s in result.sizes:
+        assert s.skipped is None
+        assert s.n_bat == math.ceil(s.n_sites / 2) and s.n_hp == math.ceil(s.n_sites / 3)
+        assert s.n_cols > 0 and s.n_rows > 0 and s.warm_steps == 3
+        assert s.build_ms is not None and s.first_solve_ms is not None and s.cold_ms is not None
+        assert s.cold_ms == pytest.approx(s.build_ms + s.first_solve_ms)
+        assert s.warm_ms is not None and s.warm_max_ms is not None and s.warm_ms <= s.warm_max_ms
+        assert s.warm_cop_ms is not None and s.warm_cop_max_ms is not None
+    m = result.mpc
+    assert m.skipped is None and (m.n_sites, m.horizon) == (8, 4)
+    assert m.build_s is not None and m.solve_s is not None and m.resolve_s is not None
+    assert m.cold_s == pytest.approx(m.build_s + m.solve_s)
+    assert m.n_cols > result.sizes[0].n_cols
+
+
+def test_format_result_prints_figures_and_targets(result: DispatchBenchResult) -> None:
+    text = format_result(result)
+    for needle in ("rundcopp", "max objective difference", "12 buildings", "30 buildings", "MPC 8"):
+        assert needle in text
+    assert "skipped" not in text
+
+
+def test_replicated_grid_is_copies_under_one_root() -> None:
+    g = feeder(4)
+    big = replicate_radial(g, 3)
+    assert (big.n_bus, big.n_branch) == (10, 9)
+    assert sorted(int(c) for c, p in zip(big.child, big.parent, strict=True) if p == 0) == [1, 4, 7]
+    load = np.zeros(big.n_bus)
+    load[[3, 6, 9]] = [1.0, 2.0, 3.0]  # the end of each copy's chain
+    flows = big.branch_flows_kw(load)
+    assert list(flows[[0, 3, 6]]) == [1.0, 2.0, 3.0]
+    grid, site_bus = replicated_sites(g, np.array([2, 3]), 5)
+    assert grid.n_bus == 10 and list(site_bus) == [2, 3, 5, 6, 8]
+
+
+def test_a_case_over_the_time_limit_is_recorded_as_skipped() -> None:
+    from cloud_controller.dispatch.bench import _run_limited
+
+    g = feeder(3)
+    figs, reason = _run_limited("size", g, np.array([1, 2]), n=2, seed=0, time_limit_s=0.0)
+    assert reason is not None and "limit" in reason
+    assert figs == {}

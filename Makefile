@@ -56,6 +56,8 @@ test-all: setup
 
 bench: setup
 	$(VENV)/bin/gridflex bench contract
+	$(VENV)/bin/gridflex bench dispatch
+	$(VENV)/bin/gridflex bench study
 
 demo: setup
 	$(VENV)/bin/gridflex demo

@@ -199,3 +199,69 @@ def bench_contract(
                     target if rate else "",
                 )
     console.print(table)
+
+
+@bench_app.command("dispatch")
+def bench_dispatch(
+    steps: Annotated[int, typer.Option(help="rundcopp comparison steps and warm re-solves per size.")] = 20,
+    sizes: Annotated[str, typer.Option(help="Comma-separated building counts.")] = "100,1000,10000",
+    mpc_sites: Annotated[int, typer.Option(help="Buildings in the multi-period MPC case.")] = 1000,
+    mpc_steps: Annotated[int, typer.Option(help="Periods of the MPC case (15 min each).")] = 96,
+    time_limit_s: Annotated[float, typer.Option(help="Give up on a size after this long.")] = 120.0,
+) -> None:
+    """Engine vs pandapower rundcopp (ms/step, ratio), single-step dispatch at scale, MPC."""
+    from cloud_controller.dispatch.bench import format_result, run_dispatch_bench
+
+    result = run_dispatch_bench(
+        steps=steps,
+        sizes=tuple(int(s) for s in sizes.split(",") if s.strip()),
+        mpc_sites=mpc_sites,
+        mpc_steps=mpc_steps,
+        time_limit_s=time_limit_s,
+    )
+    print(format_result(result))
+
+
+@bench_app.command("study")
+def bench_study(
+    scenario: Annotated[str, typer.Option(help="Scenario to time over the whole year.")] = "stor",
+    stress: Annotated[str, typer.Option(help="Stress level for policy scenarios.")] = "critical",
+) -> None:
+    """One scenario-year (35,040 steps) of the seed-001 study: solve time, AC check time, RSS."""
+    import resource
+
+    from cloud_controller.study.config import StudyConfig
+    from cloud_controller.study.runner import run_scenario
+    from cloud_controller.study.study import load_inputs
+    from cloud_controller.study.validate import validate_run
+
+    t0 = time.perf_counter()
+    inputs = load_inputs(StudyConfig(), quick=False)
+    t_inputs = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    run = run_scenario(inputs, scenario, None if scenario == "stor" else stress)
+    t_run = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    ac = validate_run(inputs, run)
+    t_pf = time.perf_counter() - t2
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    steps = inputs.prof.n_steps
+    table = Table(
+        title=f"gridflex bench study: {scenario}, one year ({steps:,} steps, {inputs.pop.n} households)"
+    )
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("target", justify="right")
+    table.add_row("region + households + year profiles (s)", f"{t_inputs:.1f}", "")
+    table.add_row("per-step OPF over the year, incl. engine build (s)", f"{t_run:.1f}", "<= 15")
+    table.add_row("  of which HiGHS solves + updates (s)", f"{run.solve_s:.1f}", "")
+    table.add_row("  ms per step", f"{run.solve_s / steps * 1e3:.2f}", "")
+    table.add_row("AC check, power-grid-model batch (s)", f"{t_pf:.1f}", "")
+    table.add_row("OPF + AC check (s)", f"{t_run + t_pf:.1f}", "<= 30")
+    table.add_row(
+        "AC vs DC at the HV/MV station, mean / max (%)",
+        f"{ac['ac_dc_mean_rel_pct']:.2f} / {ac['ac_dc_max_rel_pct']:.2f}",
+        "< 5 (seed 001)",
+    )
+    table.add_row("peak RSS (MB)", f"{rss_mb:,.0f}", "< 4,096")
+    Console().print(table)

@@ -140,7 +140,12 @@ class StudyConfig(_Strict):
     prob: ProBSettings = ProBSettings()
     mpc: MpcSettings = MpcSettings()
     cop_rtol: Annotated[float, Field(ge=0.0, le=0.1)] = 0.01  # see DispatchEngine
-    enforce_lv_limits: bool = True  # MV/LV trafo, line and voltage limits in the per-step OPF
+    # Network in the per-step OPF: "station" keeps the HV/MV and MV/LV transformer limits with
+    # households on their station's bus (LP of ~1.5k columns); "full" adds every LV line limit
+    # and the voltage band (LinDistFlow, ~5.7k columns, ~3x slower per step). The AC power flow
+    # checks lines and voltages either way (docs/study.md compares the two).
+    opf_network: Literal["station", "full"] = "station"
+    enforce_lv_limits: bool = True  # with opf_network "full": voltage band in the OPF
     scenarios: tuple[str, ...] = (*SCENARIOS, "grid_opf")
     stress: tuple[Literal["safe", "near_critical", "critical"], ...] = ("safe", "near_critical", "critical")
     quick_weeks: tuple[str, ...] = ("01-13", "07-08")  # start (MM-DD) of the --quick weeks

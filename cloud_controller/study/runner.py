@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cloud_controller.dispatch import DispatchEngine, SiteAssets, StepInputs, StorageState, build_problem
+from cloud_controller.grid.radial import RadialGrid
 from cloud_controller.grid.region import Region
 from cloud_controller.study import policies
 from cloud_controller.study.config import STRESS_LEVELS, StudyConfig
@@ -104,6 +105,37 @@ def _assets(inp: StudyInputs) -> SiteAssets:
     )
 
 
+def station_grid(region: Region) -> tuple[RadialGrid, np.ndarray]:
+    """Root → MV bus → one bus per MV/LV station; returns the grid and each site's bus."""
+    g = region.grid
+    stations = list(region.station_branch)
+    n_bus = 2 + len(stations)
+    hv = region.hvmv_branch
+    rating = [float(g.rating_kw[hv]) if hv is not None else np.inf]
+    r_pu = [float(g.r_pu_per_kw[hv]) if hv is not None else 0.0]
+    names = [g.branch_names[hv] if hv is not None else "root"]
+    for st in stations:
+        k = region.station_branch[st]
+        rating.append(float(g.rating_kw[k]))
+        r_pu.append(float(g.r_pu_per_kw[k]))
+        names.append(g.branch_names[k])
+    grid = RadialGrid(
+        bus_ids=np.arange(n_bus, dtype=np.int64),
+        root=0,
+        parent=np.asarray([0] + [1] * len(stations), dtype=np.int64),
+        child=np.arange(1, n_bus, dtype=np.int64),
+        rating_kw=np.asarray(rating),
+        r_pu_per_kw=np.asarray(r_pu),
+        branch_names=tuple(names),
+        v_root_pu=g.v_root_pu,
+        v_min_pu=np.full(n_bus, 0.9),
+        v_max_pu=np.full(n_bus, 1.1),
+    )
+    pos = {st: 2 + i for i, st in enumerate(stations)}
+    site_bus = np.asarray([pos.get(st, 1) for st in region.site_station], dtype=np.int64)
+    return grid, site_bus
+
+
 def run_fixed(inp: StudyInputs, scenario: str) -> ScenarioRun:
     """Status quo or 2030 without control: no storage, no optimisation."""
     site = inp.status_quo_site_kw() if scenario == "status_quo" else inp.no_control_site_kw()
@@ -147,16 +179,20 @@ def run_opf(
     assets = _assets(inp)
     eta_c, eta_d = cfg.sizes.battery_eta_charge, cfg.sizes.battery_eta_discharge
     ts_loss = 1.0 - (1.0 - cfg.sizes.thermal_store_loss_per_day) ** (dt / 24.0)
+    if cfg.opf_network == "station":
+        grid, site_bus = station_grid(inp.region)
+    else:
+        grid, site_bus = inp.region.grid, inp.region.site_bus
     problem = build_problem(
-        inp.region.grid,
-        inp.region.site_bus,
+        grid,
+        site_bus,
         assets,
         horizon=1,
         dt_h=dt,
         eta_c=eta_c,
         eta_d=eta_d,
         ts_loss_per_step=ts_loss,
-        enforce_voltage=cfg.enforce_lv_limits,
+        enforce_voltage=cfg.enforce_lv_limits and cfg.opf_network == "full",
     )
     w = problem.weights
     pro = policies.pro_ab(

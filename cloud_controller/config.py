@@ -67,6 +67,11 @@ class ControlConfig(_Model):
     #: HV/MV limit of the registered sites' load (kW); None = no congestion management.
     station_limit_kw: float | None = Field(default=None, gt=0)
     dispatch: bool = True
+    #: "setpoint": battery power per period; "grid_target": the site's grid exchange per
+    #: period, held by the battery inverter's own fast loop (meter `p_setpoint_kw`).
+    battery_control: Literal["setpoint", "grid_target"] = "setpoint"
+    #: Plan against the fleet's forecast this many standard deviations above the median.
+    forecast_z: float = Field(default=1.2816, ge=0.0, le=4.0)
 
 
 class ApiConfig(_Model):

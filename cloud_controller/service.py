@@ -155,6 +155,8 @@ class CloudController:
                 margin_s=c.margin_s,
                 station_limit_kw=c.station_limit_kw,
                 signing_keys=self._signing_keys,
+                battery_control=c.battery_control,
+                forecast_z=c.forecast_z,
             )
         return self._planner
 

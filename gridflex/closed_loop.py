@@ -159,6 +159,8 @@ class ClosedLoop:
             horizon_steps=s.horizon_steps,
             margin_s=s.margin_s,
             station_limit_kw=self.scenario.controller_limit_kw,
+            battery_control=s.battery_control,
+            forecast_z=s.forecast_z,
         )
         wrapped = PlannerWithPrior(planner, prior_from_reference(self.scenario.yesterday))
         snapshots = {site.site: SiteSnapshot(site=site.site, mode="unknown") for site in self.registry.sites}
@@ -176,6 +178,8 @@ class ClosedLoop:
                     "horizon_steps": s.horizon_steps,
                     "margin_s": s.margin_s,
                     "station_limit_kw": self.scenario.controller_limit_kw,
+                    "battery_control": s.battery_control,
+                    "forecast_z": s.forecast_z,
                 },
                 "api": {"host": "127.0.0.1", "port": 0},
             }

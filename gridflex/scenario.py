@@ -37,6 +37,10 @@ class LoopSettings:
     overload_share: float = 0.2
     #: The controller aims this much below the threshold (forecast error, 15-min setpoints).
     safety_pct: float = 8.0
+    #: How the controller commands batteries (see cloud_controller.live.planner.MpcPlanner).
+    battery_control: str = "setpoint"
+    #: Standard deviations of the fleet forecast the controller plans above the median.
+    forecast_z: float = 1.2816
     poll_s: float = 120.0
     physics_step_s: float = 30.0
     bacnet: bool = True

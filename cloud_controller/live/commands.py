@@ -21,8 +21,14 @@ __all__ = ["CommandBuilder"]
 
 class CommandBuilder:
     def __init__(
-        self, *, period_s: float, margin_s: float, signing_keys: Mapping[str, bytes] | None = None
+        self,
+        *,
+        period_s: float,
+        margin_s: float,
+        signing_keys: Mapping[str, bytes] | None = None,
+        battery_control: str = "setpoint",
     ) -> None:
+        self.battery_control = battery_control
         self.period_s = period_s
         self.margin_s = margin_s
         self.keys = dict(signing_keys or {})
@@ -71,7 +77,14 @@ class CommandBuilder:
                 rating = float(bat.p_nominal_kw or abs(p_kw))
                 p_kw = max(-rating, min(rating, p_kw))
                 plan[bat.asset] = p_kw
-                out.append(self._command(now, s.site, bat.asset, "p_setpoint_kw", p_kw))
+                meter = s.asset_of("meter")
+                if self.battery_control == "grid_target" and meter is not None:
+                    # the site's planned grid exchange; the inverter holds it against deviations
+                    target = float(schedule.p_site_kw[0, i])
+                    plan[meter.asset] = target
+                    out.append(self._command(now, s.site, meter.asset, "p_setpoint_kw", target))
+                else:
+                    out.append(self._command(now, s.site, bat.asset, "p_setpoint_kw", p_kw))
             for a in s.assets:
                 if a.kind not in ("ev", "hp") or not a.p_nominal_kw:
                     continue

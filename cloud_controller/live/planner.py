@@ -71,7 +71,18 @@ class MpcPlanner:
         margin_s: float = 120.0,
         station_limit_kw: float | None = None,
         signing_keys: Mapping[str, bytes] | None = None,
+        battery_control: str = "setpoint",
+        forecast_z: float = Z_90,
     ) -> None:
+        """`battery_control`: "setpoint" commands the battery's power for the period;
+        "grid_target" commands the site's grid exchange (the meter's `p_setpoint_kw`), which
+        the battery inverter holds on its own at its control rate, so the household's
+        deviations from the forecast are absorbed locally within the period (sites without
+        a meter control fall back to "setpoint"). `forecast_z`: the limit is planned against
+        the fleet's forecast at this many standard deviations above the median."""
+        if battery_control not in ("setpoint", "grid_target"):
+            raise ValueError(f"battery_control must be setpoint or grid_target, got {battery_control!r}")
+        self.forecast_z = forecast_z
         if not sites:
             raise ValueError("no sites to plan for")
         self.region = region
@@ -79,7 +90,9 @@ class MpcPlanner:
         self.period_s = period_s
         self.horizon = horizon_steps
         self.limit_kw = float(station_limit_kw) if station_limit_kw is not None else float("inf")
-        self.commands = CommandBuilder(period_s=period_s, margin_s=margin_s, signing_keys=signing_keys)
+        self.commands = CommandBuilder(
+            period_s=period_s, margin_s=margin_s, signing_keys=signing_keys, battery_control=battery_control
+        )
         n = len(self.sites)
 
         def rating(kind: str, attr: str) -> np.ndarray:
@@ -180,7 +193,7 @@ class MpcPlanner:
         self._pin_excluded(excluded)
         # Chance constraint: plan against the fleet's p90, not its median (forecast error is
         # what breaks a plan); never tighter than half the limit.
-        limit_t = np.maximum(self.limit_kw - Z_90 * fc.sigma_kw, 0.5 * self.limit_kw)
+        limit_t = np.maximum(self.limit_kw - self.forecast_z * fc.sigma_kw, 0.5 * self.limit_kw)
         # A slight preference for earlier imports makes the LP charge as soon as headroom
         # allows instead of "just in time" (ties are otherwise broken arbitrarily), and hold
         # energy for later: pre-charging, seed 001's ProA, without a separate rule.
@@ -257,6 +270,8 @@ def build_planner(
     margin_s: float,
     station_limit_kw: float | None,
     signing_keys: Mapping[str, bytes] | None = None,
+    battery_control: str = "setpoint",
+    forecast_z: float = Z_90,
 ) -> MpcPlanner:
     """The default planner of the cloud service (see `MpcPlanner`)."""
     return MpcPlanner(
@@ -267,4 +282,6 @@ def build_planner(
         margin_s=margin_s,
         station_limit_kw=station_limit_kw,
         signing_keys=signing_keys,
+        battery_control=battery_control,
+        forecast_z=forecast_z,
     )

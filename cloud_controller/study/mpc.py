@@ -34,7 +34,7 @@ def run_mpc(
     dt = prof.dt_h
     horizon = round(horizon_h / dt)
     replan = round(replan_h / dt)
-    limit = inp.limit_kw(stress)
+    limit = inp.limit_kw(stress) * (1.0 - cfg.grid_aware.margin)
     grid, site_bus = station_grid(inp.region)
     problem = build_problem(
         grid,

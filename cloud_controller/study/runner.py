@@ -230,8 +230,8 @@ def run_opf(
     # pre-charges (so charging fills the headroom, not more) and in the grid-aware mode.
     st_lim = np.where(pro.precharge, cfg.proa.headroom * limit, np.inf)
     if grid_aware:
-        st_lim = np.full(n_t, limit)
-    st_feed = np.full(n_t, limit if grid_aware else np.inf)
+        st_lim = np.full(n_t, limit * (1.0 - cfg.grid_aware.margin))
+    st_feed = np.full(n_t, limit * (1.0 - cfg.grid_aware.margin) if grid_aware else np.inf)
     t_solve = time.perf_counter()
     for t in range(n_t):
         sl = slice(t, t + 1)

@@ -147,3 +147,24 @@ def test_measured_overload_caps_running_ev_at_guaranteed_minimum(region: Region)
     plan = planner.plan(NOW, snaps, _History())
     ev = {c.site: float(c.value) for c in plan.commands if c.asset == "ev1"}
     assert sorted(ev.values())[0] == pytest.approx(4.2)
+
+
+def test_grid_target_mode_commands_the_site_exchange_on_the_meter(region: Region) -> None:
+    sites = _sites(4)
+    common = {"period_s": PERIOD_S, "horizon_steps": 48, "margin_s": 120, "station_limit_kw": 20.0}
+    snaps = {s.site: SiteSnapshot(site=s.site, mode="online", points={"bat1/soc_pct": 60.0}) for s in sites}
+    by_power = build_planner(region, sites, **common).plan(NOW, snaps, _History())  # type: ignore[arg-type]
+    by_target = build_planner(region, sites, battery_control="grid_target", **common).plan(  # type: ignore[arg-type]
+        NOW, snaps, _History()
+    )
+    assert {c.asset for c in by_power.commands} == {"bat1", "ev1"}
+    assert {c.asset for c in by_target.commands} == {"meter", "ev1"}
+    for c in by_target.commands:
+        if c.asset == "meter":
+            assert c.kind == "p_setpoint_kw"
+            # the planned site exchange = forecast net load + the battery's planned power
+            assert float(c.value) == pytest.approx(by_target.site_setpoints[c.site]["meter"], abs=1e-3)
+    # the same plan either way: only the way the battery is told differs
+    np.testing.assert_allclose(by_power.root_planned_kw, by_target.root_planned_kw, atol=1e-6)
+    with pytest.raises(ValueError, match="battery_control"):
+        build_planner(region, sites, battery_control="magic", **common)  # type: ignore[arg-type]

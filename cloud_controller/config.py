@@ -9,7 +9,7 @@ files named in it (the deployment's secret mounts).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -98,10 +98,10 @@ def _dotted(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def load_cloud_config(path: Path) -> CloudConfig:
-    """Read and validate `path`; relative paths in it are taken relative to the file."""
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping (empty file = {}); anything else is a ConfigError."""
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError("file not found", file=str(path)) from None
     except yaml.YAMLError as exc:
@@ -110,6 +110,12 @@ def load_cloud_config(path: Path) -> CloudConfig:
         doc = {}
     if not isinstance(doc, dict):
         raise ConfigError("the top level must be a mapping", file=str(path))
+    return doc
+
+
+def load_cloud_config(path: Path) -> CloudConfig:
+    """Read and validate `path`; relative paths in it are taken relative to the file."""
+    doc = read_yaml_mapping(path)
     try:
         cfg = CloudConfig.model_validate(doc)
     except ValidationError as exc:

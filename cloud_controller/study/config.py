@@ -13,9 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cloud_controller.config import read_yaml_mapping
 from protocols.errors import ConfigError
 
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -186,16 +186,7 @@ def _loc(err: dict[str, object]) -> str:
 def load_study_config(path: str | Path) -> StudyConfig:
     """Read and validate the YAML; every problem becomes a ConfigError naming file and key."""
     p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("file not found", file=str(p)) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", file=str(p)) from None
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError("top level must be a mapping", file=str(p))
+    raw = read_yaml_mapping(p)
     for key in ("stations", "scenarios", "stress", "quick_weeks"):
         if isinstance(raw.get(key), list):
             raw[key] = tuple(raw[key])

@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from cloud_controller.dispatch import DispatchEngine, StepInputs, StorageState, build_problem
-from cloud_controller.study.runner import ScenarioRun, StudyInputs, _assets, station_grid
+from cloud_controller.study.runner import Recorder, ScenarioRun, StudyInputs, _assets, station_grid
 
 
 def run_mpc(
@@ -53,15 +53,7 @@ def run_mpc(
     heat_real = prof.heat_kw
     n_t = prof.n_steps
     state = StorageState(0.5 * problem.bat_e_max_kwh, 0.5 * problem.ts_e_max_kwh)
-    p_site = np.zeros((n_t, inp.pop.n), dtype=np.float32)
-    root = np.zeros(n_t)
-    e_bat = np.zeros(n_t)
-    e_ts = np.zeros(n_t)
-    p_bat = np.zeros(n_t)
-    p_hp = np.zeros(n_t)
-    curt = np.zeros(n_t)
-    discharged = 0.0
-    unmet = 0.0
+    rec = Recorder(n_t, inp.pop.n, dt)
     t_solve = time.perf_counter()
 
     def window(arr: np.ndarray, t: int) -> np.ndarray:
@@ -87,30 +79,7 @@ def run_mpc(
             np.add.at(bat, problem.bat_site, sch.p_bat_kw[k])
             hp = np.zeros(inp.pop.n)
             np.add.at(hp, problem.hp_site, sch.p_hp_kw[k])
-            site = base_real[s] + bat + hp + sch.curtail_kw[k]
-            p_site[s] = site
-            root[s] = site.sum()
-            e_bat[s] = sch.e_bat_kwh[k].sum()
-            e_ts[s] = sch.e_ts_kwh[k].sum()
-            p_bat[s] = sch.p_bat_kw[k].sum()
-            p_hp[s] = sch.p_hp_kw[k].sum()
-            curt[s] = sch.curtail_kw[k].sum()
-            discharged += float(sch.p_bat_dis_kw[k].sum()) * dt
-        unmet += sum(v.amount for v in sch.violations if v.kind == "heat_unmet" and v.t < n_apply) * dt
+            rec.record(s, sch, k, base_real[s] + bat + hp + sch.curtail_kw[k])
         last = n_apply - 1
         state = StorageState(sch.e_bat_kwh[last].copy(), sch.e_ts_kwh[last].copy())
-    return ScenarioRun(
-        "mpc",
-        stress,
-        p_site,
-        root,
-        extras={"e_bat_kwh": e_bat, "e_ts_kwh": e_ts, "p_bat_kw": p_bat, "p_hp_kw": p_hp, "curtail_kw": curt},
-        energy_kwh={
-            "battery_discharged": discharged,
-            "pv_curtailed": float(curt.sum() * dt),
-            "heat_unmet": unmet,
-            "ev_shifted": 0.0,
-            "heat_deferred": 0.0,
-        },
-        solve_s=time.perf_counter() - t_solve,
-    )
+    return rec.run("mpc", stress, time.perf_counter() - t_solve, ev_shifted=0.0, heat_deferred=0.0)

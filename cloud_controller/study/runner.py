@@ -16,7 +16,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from cloud_controller.dispatch import DispatchEngine, SiteAssets, StepInputs, StorageState, build_problem
+from cloud_controller.dispatch import (
+    DispatchEngine,
+    Schedule,
+    SiteAssets,
+    StepInputs,
+    StorageState,
+    build_problem,
+)
 from cloud_controller.grid.radial import RadialGrid
 from cloud_controller.grid.region import Region
 from cloud_controller.study import policies
@@ -89,6 +96,50 @@ class ScenarioRun:
     energy_kwh: dict[str, float] = field(default_factory=dict)
     solve_s: float = 0.0
     ac: dict[str, Any] | None = None  # AC power-flow check (study.validate), when run
+
+
+class Recorder:
+    """Per-step bookkeeping shared by the rolling-horizon OPF and the MPC: one row per applied step."""
+
+    def __init__(self, n_steps: int, n_sites: int, dt_h: float) -> None:
+        self.dt_h = dt_h
+        self.p_site = np.zeros((n_steps, n_sites), dtype=np.float32)
+        self.root = np.zeros(n_steps)
+        self.extras = {
+            k: np.zeros(n_steps) for k in ("e_bat_kwh", "e_ts_kwh", "p_bat_kw", "p_hp_kw", "curtail_kw")
+        }
+        self.discharged_kwh = 0.0
+        self.unmet_kwh = 0.0
+
+    def record(self, t: int, sch: Schedule, k: int, p_site_kw: FloatArray) -> None:
+        """Step t of the study is period k of the schedule; `p_site_kw` is what the sites drew."""
+        self.p_site[t] = p_site_kw
+        self.root[t] = float(p_site_kw.sum())
+        self.extras["e_bat_kwh"][t] = sch.e_bat_kwh[k].sum()
+        self.extras["e_ts_kwh"][t] = sch.e_ts_kwh[k].sum()
+        self.extras["p_bat_kw"][t] = sch.p_bat_kw[k].sum()
+        self.extras["p_hp_kw"][t] = sch.p_hp_kw[k].sum()
+        self.extras["curtail_kw"][t] = sch.curtail_kw[k].sum()
+        self.discharged_kwh += float(sch.p_bat_dis_kw[k].sum()) * self.dt_h
+        self.unmet_kwh += (
+            sum(v.amount for v in sch.violations if v.kind == "heat_unmet" and v.t == k) * self.dt_h
+        )
+
+    def run(self, scenario: str, stress: str | None, solve_s: float, **energy_kwh: float) -> ScenarioRun:
+        return ScenarioRun(
+            scenario,
+            stress,
+            self.p_site,
+            self.root,
+            extras=self.extras,
+            energy_kwh={
+                "battery_discharged": self.discharged_kwh,
+                "pv_curtailed": float(self.extras["curtail_kw"].sum() * self.dt_h),
+                "heat_unmet": self.unmet_kwh,
+                **energy_kwh,
+            },
+            solve_s=solve_s,
+        )
 
 
 def _assets(inp: StudyInputs) -> SiteAssets:
@@ -213,19 +264,8 @@ def run_opf(
     pv = inp.pv_kw(2030)
     base = prof.load_kw + inp.ev_by_site(ev) - pv
     n_t = prof.n_steps
-    state = StorageState(
-        e_bat_kwh=0.5 * problem.bat_e_max_kwh,
-        e_ts_kwh=0.5 * problem.ts_e_max_kwh,
-    )
-    p_site = np.zeros((n_t, inp.pop.n), dtype=np.float32)
-    root = np.zeros(n_t)
-    e_bat = np.zeros(n_t)
-    e_ts = np.zeros(n_t)
-    p_bat = np.zeros(n_t)
-    p_hp = np.zeros(n_t)
-    curt = np.zeros(n_t)
-    unmet = 0.0
-    throughput = 0.0
+    state = StorageState(e_bat_kwh=0.5 * problem.bat_e_max_kwh, e_ts_kwh=0.5 * problem.ts_e_max_kwh)
+    rec = Recorder(n_t, inp.pop.n, dt)
     # Seed 001's OPF optimises self-consumption; the HV/MV limit binds only while ProA
     # pre-charges (so charging fills the headroom, not more) and in the grid-aware mode.
     st_lim = np.where(pro.precharge, cfg.proa.headroom * limit, np.inf)
@@ -249,34 +289,18 @@ def run_opf(
         )
         sch = engine.solve(x, state)
         state = StorageState(e_bat_kwh=sch.e_bat_kwh[0].copy(), e_ts_kwh=sch.e_ts_kwh[0].copy())
-        p_site[t] = sch.p_site_kw[0]
-        root[t] = sch.p_root_kw[0]
-        e_bat[t] = sch.e_bat_kwh[0].sum()
-        e_ts[t] = sch.e_ts_kwh[0].sum()
-        p_bat[t] = sch.p_bat_kw[0].sum()
-        p_hp[t] = sch.p_hp_kw[0].sum()
-        curt[t] = sch.curtail_kw[0].sum()
-        throughput += float(sch.p_bat_dis_kw[0].sum()) * dt
-        unmet += sum(v.amount for v in sch.violations if v.kind == "heat_unmet") * dt
+        rec.record(t, sch, 0, sch.p_site_kw[0])
         if progress is not None and (t + 1) % 96 == 0:
             progress(96)
     solve_s = time.perf_counter() - t_solve
     if progress is not None:
         progress(n_t % 96)
-    return ScenarioRun(
+    return rec.run(
         scenario,
         stress if scenario not in STRESS_FREE else None,
-        p_site,
-        root,
-        extras={"e_bat_kwh": e_bat, "e_ts_kwh": e_ts, "p_bat_kw": p_bat, "p_hp_kw": p_hp, "curtail_kw": curt},
-        energy_kwh={
-            "battery_discharged": throughput,
-            "pv_curtailed": float(curt.sum() * dt),
-            "heat_unmet": unmet,
-            "ev_shifted": float(np.abs(ev - prof.ev_kw).sum() * dt / 2.0),
-            "heat_deferred": float(np.abs(heat - prof.heat_kw).sum() * dt / 2.0),
-        },
-        solve_s=solve_s,
+        solve_s,
+        ev_shifted=float(np.abs(ev - prof.ev_kw).sum() * dt / 2.0),
+        heat_deferred=float(np.abs(heat - prof.heat_kw).sum() * dt / 2.0),
     )
 
 

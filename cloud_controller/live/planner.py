@@ -33,6 +33,7 @@ import numpy as np
 from cloud_controller.dispatch import DispatchEngine, SiteAssets, StepInputs, StorageState, build_problem
 from cloud_controller.forecast.baseline import Baseline, seasonal_naive_smoothing
 from cloud_controller.grid import Region
+from cloud_controller.grid.reduce import station_grid
 from cloud_controller.live.commands import CommandBuilder
 from cloud_controller.live.types import CongestionInterval, History, Plan, SiteRef, SiteSnapshot
 
@@ -106,9 +107,12 @@ class MpcPlanner:
         self.bat_e_kwh = rating("battery", "capacity_kwh")
         self.bat_p_kw = np.where(self.bat_e_kwh > 0, rating("battery", "p_nominal_kw"), 0.0)
         self.hp_p_kw = rating("hp", "p_nominal_kw")  # not LP variables (see the module docstring)
-        site_bus = region.site_bus[[s.region_site for s in self.sites]]
+        # The planner manages transformer limits: plan on the station-level network (see
+        # grid/reduce.py); the full LV network would triple the LP for limits it never sets.
+        grid, all_site_bus = station_grid(region)
+        site_bus = all_site_bus[[s.region_site for s in self.sites]]
         problem = build_problem(
-            region.grid,
+            grid,
             site_bus,
             SiteAssets(self.bat_e_kwh, self.bat_p_kw, np.zeros(n), np.zeros(n)),
             horizon=horizon_steps,

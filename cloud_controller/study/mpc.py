@@ -18,7 +18,8 @@ import time
 import numpy as np
 
 from cloud_controller.dispatch import DispatchEngine, StepInputs, StorageState, build_problem
-from cloud_controller.study.runner import Recorder, ScenarioRun, StudyInputs, _assets, station_grid
+from cloud_controller.grid.reduce import station_grid
+from cloud_controller.study.runner import Recorder, ScenarioRun, StudyInputs, _assets
 
 
 def run_mpc(

@@ -59,7 +59,7 @@ def load_inputs(cfg: StudyConfig, *, quick: bool) -> StudyInputs:
 def plan_jobs(
     scenarios: tuple[str, ...], stresses: tuple[str, ...], *, mpc_all_stress: bool = True
 ) -> list[Job]:
-    """Stress-free runs once, the others per stress level; the slowest (LP) runs first.
+    """Stress-free runs once, the others per stress level; the slowest runs first.
 
     With `mpc_all_stress` off (--quick), MPC runs only at the most severe level asked for.
     """
@@ -72,7 +72,8 @@ def plan_jobs(
             jobs.append((sc, severe))
         else:
             jobs.extend((sc, st) for st in stresses)
-    order = {"status_quo": 9, "no_control": 9}
+    # Longest first, so that with --jobs N the MPC overlaps the per-step runs.
+    order = {"mpc": -1, "status_quo": 9, "no_control": 9}
     return sorted(jobs, key=lambda j: order.get(j[0], 0))
 
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from protocols.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cloud_controller.study.config import StudyConfig
 
 console = Console(stderr=True)
 
@@ -65,14 +68,12 @@ def study(  # noqa: PLR0917 (typer options are parameters)
     _run(cfg, out, quick=quick, jobs=jobs, validate=validate)
 
 
-def _run(cfg: object, out: Path, *, quick: bool, jobs: int, validate: bool) -> None:
+def _run(cfg: StudyConfig, out: Path, *, quick: bool, jobs: int, validate: bool) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from cloud_controller.study import report
-    from cloud_controller.study.config import StudyConfig
     from cloud_controller.study.study import load_inputs, plan_jobs, run_study, summarise, write_steps
 
-    assert isinstance(cfg, StudyConfig)
     out.mkdir(parents=True, exist_ok=True)
     console.print("building region, households and profiles …")
     inputs = load_inputs(cfg, quick=quick)

@@ -54,18 +54,13 @@ class Profiles:
         return len(self.index)
 
 
-def study_index(cfg: StudyConfig, *, quick: bool) -> pd.DatetimeIndex:
-    """The whole year, or the quick weeks (each 7 days from its MM-DD start) joined."""
-    full = time_index(cfg.year)
-    if not quick:
-        return full
-    parts = []
+def quick_mask(cfg: StudyConfig, full: pd.DatetimeIndex) -> npt.NDArray[np.bool_]:
+    """Steps of `full` inside the quick weeks (each 7 days from its MM-DD start)."""
+    keep = np.zeros(len(full), dtype=bool)
     for mmdd in cfg.quick_weeks:
         start = pd.Timestamp(f"{cfg.year}-{mmdd}", tz="UTC")
-        parts.append(full[(full >= start) & (full < start + pd.Timedelta(days=7))])
-    return (
-        pd.DatetimeIndex(np.concatenate([p.to_numpy() for p in parts])).tz_localize(None).tz_localize("UTC")
-    )
+        keep |= (full >= start) & (full < start + pd.Timedelta(days=7))
+    return keep
 
 
 def build_profiles(cfg: StudyConfig, pop: Population, *, quick: bool = False) -> Profiles:
@@ -97,11 +92,8 @@ def build_profiles(cfg: StudyConfig, pop: Population, *, quick: bool = False) ->
     cop = hp_cop(ambient)
     need = heat / cop[:, None]
     hp_max = cfg.sizes.hp_sizing_factor * need.max(axis=0) if need.size else np.zeros(0)
-    keep = np.ones(len(full), dtype=bool)
-    index = full
-    if quick:
-        index = study_index(cfg, quick=True)
-        keep = full.isin(index)
+    keep = quick_mask(cfg, full) if quick else np.ones(len(full), dtype=bool)
+    index = full[keep]
     return Profiles(
         index=index,
         load_kw=np.ascontiguousarray(load[keep]),

@@ -9,8 +9,8 @@ adds the losses.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -32,7 +32,6 @@ from cloud_controller.study.population import Population
 from cloud_controller.study.profiles import Profiles
 
 FloatArray = npt.NDArray[np.float64]
-Progress = Callable[[int], None]
 
 STRESS_FREE = ("status_quo", "no_control", "stor")
 
@@ -80,10 +79,13 @@ class StudyInputs:
             - self.pv_kw(2030)
         )
 
+    @cached_property
+    def status_quo_peak_kw(self) -> float:
+        return float(self.status_quo_site_kw().sum(axis=1).max())
+
     def limit_kw(self, stress: str) -> float:
         """The status-quo peak HV/MV load is `stress` × the limit (seed 001 §3.1)."""
-        peak = float(self.status_quo_site_kw().sum(axis=1).max())
-        return peak / STRESS_LEVELS[stress]
+        return self.status_quo_peak_kw / STRESS_LEVELS[stress]
 
 
 @dataclass
@@ -162,9 +164,7 @@ def run_fixed(inp: StudyInputs, scenario: str) -> ScenarioRun:
     return ScenarioRun(scenario, None, site.astype(np.float32), site.sum(axis=1))
 
 
-def run_opf(
-    inp: StudyInputs, scenario: str, stress: str | None, *, progress: Progress | None = None
-) -> ScenarioRun:
+def run_opf(inp: StudyInputs, scenario: str, stress: str | None) -> ScenarioRun:
     """Storage scenarios: the rolling-horizon OPF, step by step, carrying storage state."""
     import time
 
@@ -259,11 +259,7 @@ def run_opf(
         sch = engine.solve(x, state)
         state = StorageState(e_bat_kwh=sch.e_bat_kwh[0].copy(), e_ts_kwh=sch.e_ts_kwh[0].copy())
         rec.record(t, sch, 0, sch.p_site_kw[0])
-        if progress is not None and (t + 1) % 96 == 0:
-            progress(96)
     solve_s = time.perf_counter() - t_solve
-    if progress is not None:
-        progress(n_t % 96)
     return rec.run(
         scenario,
         stress if scenario not in STRESS_FREE else None,
@@ -273,12 +269,7 @@ def run_opf(
     )
 
 
-def run_scenario(
-    inp: StudyInputs, scenario: str, stress: str | None, *, progress: Progress | None = None
-) -> ScenarioRun:
+def run_scenario(inp: StudyInputs, scenario: str, stress: str | None) -> ScenarioRun:
     if scenario in ("status_quo", "no_control"):
-        run = run_fixed(inp, scenario)
-        if progress is not None:
-            progress(inp.prof.n_steps)
-        return run
-    return run_opf(inp, scenario, stress, progress=progress)
+        return run_fixed(inp, scenario)
+    return run_opf(inp, scenario, stress)

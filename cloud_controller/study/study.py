@@ -230,7 +230,3 @@ def write_steps(res: StudyResult, path: Path) -> None:
     for k in ("scenario", "stress"):
         df[k] = df[k].astype("category")
     df.to_parquet(path, index=False)
-
-
-def stress_names() -> tuple[str, ...]:
-    return tuple(STRESS_LEVELS)

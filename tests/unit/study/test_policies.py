@@ -62,16 +62,13 @@ def test_curb_30_percent_for_two_hours_and_heat_recovered_within_six() -> None:
     assert np.all(res.heat_kw[76:100] <= (p_max * 3.0)[None, :] + 1e-9)
 
 
-def test_proa_window_is_the_lowest_forecast_before_onset_and_prob_holds_until_onset() -> None:
-    f = np.full(SPD, 100.0)
-    f[20:36] = 40.0  # a quiet night/morning stretch
-    f[70:80] = 300.0
-    on = policies.congestion_onsets(f, 250.0, SPD)
-    res = policies.pro_ab(
+def _pro(f: np.ndarray, on: np.ndarray, *, pro_b: bool) -> policies.ProResult:
+    """ProA (and ProB if asked) with the costs the engine uses by default."""
+    return policies.pro_ab(
         f,
         on,
         pro_a=True,
-        pro_b=True,
+        pro_b=pro_b,
         window_steps=16,
         search_steps=64,
         c_import_base=1.0,
@@ -80,6 +77,14 @@ def test_proa_window_is_the_lowest_forecast_before_onset_and_prob_holds_until_on
         ts_w_discharge_base=0.05,
         w_discharge_hold=2.0,
     )
+
+
+def test_proa_window_is_the_lowest_forecast_before_onset_and_prob_holds_until_onset() -> None:
+    f = np.full(SPD, 100.0)
+    f[20:36] = 40.0  # a quiet night/morning stretch
+    f[70:80] = 300.0
+    on = policies.congestion_onsets(f, 250.0, SPD)
+    res = _pro(f, on, pro_b=True)
     assert res.window_start.tolist() == [20]
     assert (
         np.all(res.c_import[20:36] == 0.3)
@@ -89,17 +94,5 @@ def test_proa_window_is_the_lowest_forecast_before_onset_and_prob_holds_until_on
     assert res.precharge.sum() == 16
     assert np.all(res.bat_w_discharge[20:70] == 2.0)
     assert np.all(res.bat_w_discharge[70:] == 0.6) and np.all(res.bat_w_discharge[:20] == 0.6)
-    only_a = policies.pro_ab(
-        f,
-        on,
-        pro_a=True,
-        pro_b=False,
-        window_steps=16,
-        search_steps=64,
-        c_import_base=1.0,
-        c_import_low=0.3,
-        bat_w_discharge_base=0.6,
-        ts_w_discharge_base=0.05,
-        w_discharge_hold=2.0,
-    )
+    only_a = _pro(f, on, pro_b=False)
     assert np.all(only_a.bat_w_discharge == 0.6)

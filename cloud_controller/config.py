@@ -72,6 +72,9 @@ class ControlConfig(_Model):
     battery_control: Literal["setpoint", "grid_target"] = "setpoint"
     #: Plan against the fleet's forecast this many standard deviations above the median.
     forecast_z: float = Field(default=1.2816, ge=0.0, le=4.0)
+    #: Seconds between fleet-guard steps (measurement-based corrections between plans, see
+    #: cloud_controller/live/guard.py); 0 = off. Match it to the agents' telemetry interval.
+    guard_period_s: float = Field(default=60.0, ge=0.0, le=900.0)
 
 
 class ApiConfig(_Model):

@@ -115,4 +115,6 @@ class Ingest:
             snap.points[key] = float(s.value)
             if key == "meter/p_kw":
                 snap.p_net_kw = float(s.value)
+            if snap.measured_at is None or s.ts > snap.measured_at:
+                snap.measured_at = s.ts
         snap.last_seen = batch.ts

@@ -30,7 +30,7 @@ from cloud_controller.store import SqliteStore
 from protocols.clock import Clock
 from protocols.codec import encode
 from protocols.errors import ConfigError, GridflexError
-from protocols.messages import DRRequest, Stored
+from protocols.messages import Command, DRRequest, Stored
 from protocols.mqtt import MqttConfig, MqttSession, NotConnectedError, PublishError
 from protocols.topics import shared, site_topic, site_wildcard
 
@@ -53,6 +53,8 @@ class ControllerStats:
     last_solve_ms: float = 0.0
     watermarks_published: int = 0
     commands_publish_failed: int = 0
+    guard_steps: int = 0
+    guard_commands: int = 0
 
 
 def _read_secret(path: Path | None, what: str) -> str | None:
@@ -104,6 +106,7 @@ class CloudController:
         self.api_port: int | None = None
         self.api_token = _read_secret(config.api.token_file, "API token")
         self._planner = planner
+        self._plan_lock = asyncio.Lock()  # plan and guard share the planner's state
         self._signing_keys = _signing_keys(config, registry)
         password = _read_secret(config.broker.password_file, "broker password")
         subs: list[tuple[str, int]] = []
@@ -173,6 +176,8 @@ class CloudController:
                     tg.create_task(self.ingest.sink.run(), name="influxdb")
                 if self.role in ("all", "dispatch") and self.config.control.dispatch:
                     tg.create_task(self._dispatch_loop(), name="dispatch")
+                    if self.config.control.guard_period_s > 0:
+                        tg.create_task(self._guard_loop(), name="guard")
                 if self.config.api.enabled:  # every role answers /healthz (probes)
                     tg.create_task(self._serve_api(), name="api")
         finally:
@@ -213,14 +218,28 @@ class CloudController:
             boundary = self._period_start(now) + timedelta(seconds=self.config.control.period_s)
             await self.clock.sleep(max(0.0, (boundary - now).total_seconds()))
 
-    async def dispatch_once(self) -> Plan | None:
-        """Plan and publish commands now (called every period; also usable from tests)."""
-        now = self.clock.now()
-        for t in self.tracker.expire(now):
-            log.warning("no ack for %s (%s/%s)", t.command.cmd_id, t.command.site, t.command.asset)
-        for site, snap in self.snapshots.items():
-            snap.uncontrollable = site in self.tracker.uncontrollable
-        snapshots: Mapping[str, SiteSnapshot] = {
+    async def _guard_loop(self) -> None:
+        period = self.config.control.guard_period_s
+        while True:
+            await self.clock.sleep(period)
+            await self.guard_once()
+
+    async def guard_once(self) -> list[Command]:
+        """One step of the fleet guard between plans (see cloud_controller/live/guard.py)."""
+        if self.last_plan is None:
+            return []  # nothing planned yet: the guard corrects plans, it does not replace them
+        correct = getattr(self.planner(), "correct", None)
+        if correct is None:
+            return []
+        async with self._plan_lock:
+            commands: list[Command] = correct(self.clock.now(), self._snapshot_copies())
+        self.stats.guard_steps += 1
+        self.stats.guard_commands += len(commands)
+        await self._publish_commands(commands)
+        return commands
+
+    def _snapshot_copies(self) -> dict[str, SiteSnapshot]:
+        return {
             s: SiteSnapshot(
                 site=v.site,
                 mode=v.mode,
@@ -228,11 +247,32 @@ class CloudController:
                 points=dict(v.points),
                 flex=v.flex,
                 uncontrollable=v.uncontrollable,
+                last_seen=v.last_seen,
+                measured_at=v.measured_at,
             )
             for s, v in self.snapshots.items()
         }
+
+    async def _publish_commands(self, commands: list[Command]) -> None:
+        for cmd in commands:
+            try:
+                await self.session.publish(site_topic(cmd.site, "cmd"), encode(cmd))
+                self.tracker.on_sent(cmd)
+            except (NotConnectedError, PublishError) as exc:
+                self.stats.commands_publish_failed += 1
+                log.warning("command %s not published: %s", cmd.cmd_id, exc)
+
+    async def dispatch_once(self) -> Plan | None:
+        """Plan and publish commands now (called every period; also usable from tests)."""
+        now = self.clock.now()
+        for t in self.tracker.expire(now):
+            log.warning("no ack for %s (%s/%s)", t.command.cmd_id, t.command.site, t.command.asset)
+        for site, snap in self.snapshots.items():
+            snap.uncontrollable = site in self.tracker.uncontrollable
+        snapshots: Mapping[str, SiteSnapshot] = self._snapshot_copies()
         try:
-            plan = await asyncio.to_thread(self.planner().plan, now, snapshots, self.store)
+            async with self._plan_lock:
+                plan = await asyncio.to_thread(self.planner().plan, now, snapshots, self.store)
         except GridflexError as exc:
             self.stats.dispatch_errors += 1
             log.error("dispatch at %s failed: %s", now, exc)
@@ -241,13 +281,7 @@ class CloudController:
         self.stats.dispatch_count += 1
         self.stats.last_plan_at = now
         self.stats.last_solve_ms = plan.solve_ms
-        for cmd in plan.commands:
-            try:
-                await self.session.publish(site_topic(cmd.site, "cmd"), encode(cmd))
-                self.tracker.on_sent(cmd)
-            except (NotConnectedError, PublishError) as exc:
-                self.stats.commands_publish_failed += 1
-                log.warning("command %s not published: %s", cmd.cmd_id, exc)
+        await self._publish_commands(plan.commands)
         return plan
 
     async def _serve_api(self) -> None:

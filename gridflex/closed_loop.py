@@ -180,6 +180,8 @@ class ClosedLoop:
                     "station_limit_kw": self.scenario.controller_limit_kw,
                     "battery_control": s.battery_control,
                     "forecast_z": s.forecast_z,
+                    # the guard steps a few times per telemetry interval and acts on fresh data only
+                    "guard_period_s": s.poll_s / 4.0,
                 },
                 "api": {"host": "127.0.0.1", "port": 0},
             }

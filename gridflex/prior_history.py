@@ -14,6 +14,7 @@ from datetime import datetime
 
 from cloud_controller.live.types import History, Plan, Planner, SiteSnapshot
 from gridflex.reference_run import ReferenceRun
+from protocols.messages import Command
 
 __all__ = ["PlannerWithPrior", "PriorHistory", "prior_from_reference"]
 
@@ -58,3 +59,6 @@ class PlannerWithPrior:
 
     def plan(self, now: datetime, sites: Mapping[str, SiteSnapshot], history: History) -> Plan:
         return self.inner.plan(now, sites, PriorHistory(history, self.prior))
+
+    def correct(self, now: datetime, sites: Mapping[str, SiteSnapshot]) -> list[Command]:
+        return self.inner.correct(now, sites)

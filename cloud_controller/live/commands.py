@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from cloud_controller.dispatch.engine import Schedule
-from cloud_controller.live.types import SiteRef
+from cloud_controller.live.types import AssetRef, SiteRef
 from protocols.messages import Command
 from protocols.signing import sign
 
@@ -34,7 +34,51 @@ class CommandBuilder:
         self.keys = dict(signing_keys or {})
         self._seq = 0
 
-    def _command(self, now: datetime, site: str, asset: str, kind: str, value: float) -> Command:
+    def valid_until(self, now: datetime) -> datetime:
+        """End of the period after `now`'s plus the margin: what a plan's command is valid for."""
+        return now + timedelta(seconds=self.period_s + self.margin_s)
+
+    def one(  # noqa: PLR0917
+        self, now: datetime, site: str, asset: str, kind: str, value: float, valid_until: datetime
+    ) -> Command:
+        """One command (the fleet guard's corrections between plans)."""
+        return self._command(now, site, asset, kind, value, valid_until=valid_until)
+
+    def battery_values(
+        self, sites: Sequence[SiteRef], excluded: set[int], schedule: Schedule, bat_index: Mapping[int, int]
+    ) -> dict[str, float]:
+        """Per battery site the value the plan commands: battery kW ("setpoint") or the site's
+        planned grid exchange ("grid_target", where the site has a meter control)."""
+        out: dict[str, float] = {}
+        for i, s in enumerate(sites):
+            if i in excluded or i not in bat_index or (bat := s.asset_of("battery")) is None:
+                continue
+            if self.battery_control == "grid_target" and s.asset_of("meter") is not None:
+                out[s.site] = float(schedule.p_site_kw[0, i])
+            else:
+                p_kw = float(schedule.p_bat_kw[0, bat_index[i]])
+                rating = float(bat.p_nominal_kw or abs(p_kw))
+                out[s.site] = max(-rating, min(rating, p_kw))
+        return out
+
+    def battery_target(self, site: SiteRef) -> tuple[str, str]:
+        """(asset, kind) a battery value is sent to."""
+        meter, bat = site.asset_of("meter"), site.asset_of("battery")
+        if self.battery_control == "grid_target" and meter is not None:
+            return meter.asset, "p_setpoint_kw"
+        assert bat is not None
+        return bat.asset, "p_setpoint_kw"
+
+    def _command(
+        self,
+        now: datetime,
+        site: str,
+        asset: str,
+        kind: str,
+        value: float,
+        *,
+        valid_until: datetime | None = None,
+    ) -> Command:
         self._seq += 1
         cmd = Command.model_validate(
             {
@@ -45,7 +89,7 @@ class CommandBuilder:
                 "kind": kind,
                 "value": round(float(value), 3),
                 "valid_from": now,
-                "valid_until": now + timedelta(seconds=self.period_s + self.margin_s),
+                "valid_until": valid_until or self.valid_until(now),
             }
         )
         key = self.keys.get(site)
@@ -57,14 +101,14 @@ class CommandBuilder:
         sites: Sequence[SiteRef],
         excluded: set[int],
         schedule: Schedule,
-        bat_index: Mapping[int, int],
+        battery_kw: Mapping[str, float],
         caps: set[tuple[str, str]],
     ) -> tuple[list[Command], dict[str, dict[str, float]]]:
         """Commands for period 0 and the planned kW per site and asset (for the API).
 
-        Batteries get the LP's setpoint; EV chargers and heat pumps in `caps` their
-        guaranteed minimum, the others their nominal power (a release); PV a limit only
-        when the LP curtails.
+        Batteries get `battery_kw` (see `battery_values`); EV chargers and heat pumps in
+        `caps` their guaranteed minimum, the others their nominal power (a release); PV a
+        limit only when the LP curtails.
         """
         out: list[Command] = []
         setpoints: dict[str, dict[str, float]] = {}
@@ -72,26 +116,15 @@ class CommandBuilder:
             if i in excluded:
                 continue
             plan: dict[str, float] = {}
-            if i in bat_index and (bat := s.asset_of("battery")) is not None:
-                p_kw = float(schedule.p_bat_kw[0, bat_index[i]])
-                rating = float(bat.p_nominal_kw or abs(p_kw))
-                p_kw = max(-rating, min(rating, p_kw))
-                plan[bat.asset] = p_kw
-                meter = s.asset_of("meter")
-                if self.battery_control == "grid_target" and meter is not None:
-                    # the site's planned grid exchange; the inverter holds it against deviations
-                    target = float(schedule.p_site_kw[0, i])
-                    plan[meter.asset] = target
-                    out.append(self._command(now, s.site, meter.asset, "p_setpoint_kw", target))
-                else:
-                    out.append(self._command(now, s.site, bat.asset, "p_setpoint_kw", p_kw))
+            if s.site in battery_kw:
+                asset, kind = self.battery_target(s)
+                plan[asset] = battery_kw[s.site]
+                out.append(self._command(now, s.site, asset, kind, battery_kw[s.site]))
             for a in s.assets:
                 if a.kind not in ("ev", "hp") or not a.p_nominal_kw:
                     continue
-                nominal = float(a.p_nominal_kw)
-                limit = min(nominal, a.p_guaranteed_min_kw) if (s.site, a.asset) in caps else nominal
-                plan[a.asset] = limit
-                out.append(self._command(now, s.site, a.asset, "p_limit_kw", limit))
+                plan[a.asset] = self.cap_value(a, capped=(s.site, a.asset) in caps)
+                out.append(self._command(now, s.site, a.asset, "p_limit_kw", plan[a.asset]))
             if (pv := s.asset_of("pv")) is not None:
                 curtail = float(schedule.curtail_kw[0, i])
                 if curtail > 0.05 and pv.p_nominal_kw:
@@ -100,3 +133,9 @@ class CommandBuilder:
                     out.append(self._command(now, s.site, pv.asset, "p_limit_kw", limit))
             setpoints[s.site] = plan
         return out, setpoints
+
+    @staticmethod
+    def cap_value(asset: AssetRef, *, capped: bool) -> float:
+        """An EV charger's / heat pump's limit: its guaranteed minimum when capped, else nominal."""
+        nominal = float(asset.p_nominal_kw or 0.0)
+        return min(nominal, asset.p_guaranteed_min_kw) if capped else nominal

@@ -7,12 +7,10 @@ limit (pre-charging before a forecast peak, discharging in it).
 
 Heat pumps and EV chargers are not LP variables here: what a utility can do to them is
 cap their power (§14a EnWG: never below 4.2 kW), and a real heat pump's thermostat, not
-the controller, decides when it runs. So after the solve, if the first period is still
-above the limit by the forecast *or by the latest measurement* (feedback against
-forecast error), the running EV chargers and heat pumps with the largest possible
-reduction are capped at their guaranteed minimum until the excess is covered (seed
-001's CurA/CurB as a real-time rule); the energy they did not get is drawn later by
-their own logic. Otherwise their limits are released to nominal.
+the controller, decides when it runs. Caps, and corrections of the batteries between
+plans, belong to the fleet guard (guard.py): a fast loop on measurements that keeps
+each interval's mean under the limit; `correct` runs it between plans, and every plan
+runs it once on the plan's own estimate (seed 001's CurA/CurB as real-time rules).
 
 Sites that are offline (or unknown, or ignored their last commands) are "excluded":
 their forecast stays in the grid balance, their batteries are pinned to zero in the LP
@@ -35,7 +33,9 @@ from cloud_controller.forecast.baseline import Baseline, seasonal_naive_smoothin
 from cloud_controller.grid import Region
 from cloud_controller.grid.reduce import station_grid
 from cloud_controller.live.commands import CommandBuilder
+from cloud_controller.live.guard import FleetGuard
 from cloud_controller.live.types import CongestionInterval, History, Plan, SiteRef, SiteSnapshot
+from protocols.messages import Command
 
 __all__ = ["MpcPlanner", "build_planner"]
 
@@ -123,6 +123,11 @@ class MpcPlanner:
         self.problem = problem
         self.engine = DispatchEngine(problem)
         self.bat_index = {int(s): k for k, s in enumerate(problem.bat_site)}
+        self.guard = (
+            FleetGuard(self.sites, limit_kw=self.limit_kw, period_s=period_s, battery_control=battery_control)
+            if np.isfinite(self.limit_kw)
+            else None
+        )
 
     # -- inputs ----------------------------------------------------------------------
 
@@ -207,12 +212,14 @@ class MpcPlanner:
             self._state(sites),
         )
         planned = schedule.p_site_kw.sum(axis=1)
-        measured = [v.p_net_kw for v in sites.values() if v.p_net_kw is not None]
-        over_kw = float(planned[0] - self.limit_kw)
-        if len(measured) == len(self.sites):
-            over_kw = max(over_kw, float(sum(measured)) - self.limit_kw)
-        caps = self._caps(sites, excluded, over_kw)
-        commands, setpoints = self.commands.build(now, self.sites, excluded, schedule, self.bat_index, caps)
+        battery_kw = self.commands.battery_values(self.sites, excluded, schedule, self.bat_index)
+        caps: set[tuple[str, str]] = set()
+        if self.guard is not None:
+            self.guard.on_plan(now, battery_kw, {self.sites[i].site for i in excluded}, sites)
+            self.guard.step(now, sites, force=True)
+            battery_kw = {site: self.guard.battery_value(site) for site in battery_kw}
+            caps = set(self.guard.caps)
+        commands, setpoints = self.commands.build(now, self.sites, excluded, schedule, battery_kw, caps)
         z = (self.limit_kw - base_total) / np.maximum(fc.sigma_kw, 1e-6)
         p_exceed = 0.5 * np.vectorize(math.erfc)(z / math.sqrt(2.0))
         congestion = [
@@ -239,30 +246,25 @@ class MpcPlanner:
             excluded_sites=sorted(self.sites[i].site for i in excluded),
         )
 
-    def _caps(
-        self, sites: Mapping[str, SiteSnapshot], excluded: set[int], over_kw: float
-    ) -> set[tuple[str, str]]:
-        """(site, asset) of EV chargers / heat pumps to cap at their guaranteed minimum this period."""
-        if over_kw <= 0:
-            return set()
-        candidates: list[tuple[float, str, str]] = []
-        for i, s in enumerate(self.sites):
-            snap = sites.get(s.site)
-            if i in excluded or snap is None:
-                continue
-            for a in s.assets:
-                if a.kind in ("ev", "hp"):
-                    p_now = snap.points.get(f"{a.asset}/p_kw", 0.0)
-                    saving = p_now - a.p_guaranteed_min_kw
-                    if saving > 0.1:
-                        candidates.append((saving, s.site, a.asset))
-        caps: set[tuple[str, str]] = set()
-        for saving, site, asset in sorted(candidates, reverse=True):
-            caps.add((site, asset))
-            over_kw -= saving
-            if over_kw <= 0:
-                break
-        return caps
+    def correct(self, now: datetime, sites: Mapping[str, SiteSnapshot]) -> list[Command]:
+        """The fleet guard's step between plans (see guard.py): commands for what changed."""
+        if self.guard is None:
+            return []
+        changes = self.guard.step(now, sites)
+        if not changes:
+            return []
+        start = _period_start(now, self.period_s)
+        valid_until = self.commands.valid_until(start)
+        by_site = {s.site: s for s in self.sites}
+        out: list[Command] = []
+        for site, value in sorted(changes.battery_kw.items()):
+            asset, kind = self.commands.battery_target(by_site[site])
+            out.append(self.commands.one(now, site, asset, kind, value, valid_until))
+        for site, asset in sorted(changes.capped | changes.released):
+            ref = next(a for a in by_site[site].assets if a.asset == asset)
+            value = self.commands.cap_value(ref, capped=(site, asset) in self.guard.caps)
+            out.append(self.commands.one(now, site, asset, "p_limit_kw", value, valid_until))
+        return out
 
 
 def build_planner(

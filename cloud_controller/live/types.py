@@ -57,6 +57,9 @@ class SiteSnapshot:
     flex: FlexEnvelope | None = None
     uncontrollable: bool = False  # failed/missing acks last period -> fixed at forecast
     last_seen: datetime | None = None
+    #: Time of the newest telemetry sample (the poll it came from): what the fleet guard
+    #: compares its commands against (state and ack messages move `last_seen`, not this).
+    measured_at: datetime | None = None
 
 
 class History(Protocol):
@@ -91,3 +94,7 @@ class Plan:
 
 class Planner(Protocol):
     def plan(self, now: datetime, sites: Mapping[str, SiteSnapshot], history: History) -> Plan: ...
+
+    def correct(self, now: datetime, sites: Mapping[str, SiteSnapshot]) -> list[Command]:
+        """Corrections between plans from the latest measurements (may be none)."""
+        ...

@@ -52,6 +52,9 @@ class OneCommandPlanner:
         online = isinstance(sites, dict) and sites["b001"].mode == "online"
         return Plan(now, 60.0, [cmd] if online else [], [1.0], [1.0], np.inf, [], {}, 0.1, [])
 
+    def correct(self, now: datetime, sites: object) -> list[Command]:
+        return []
+
 
 def _config(port: int, tmp: Path) -> CloudConfig:
     return CloudConfig.model_validate(

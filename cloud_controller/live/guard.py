@@ -1,0 +1,290 @@
+"""The fleet guard: a fast, measurement-based loop that keeps each interval's mean under the limit.
+
+Why it exists: the congestion that counts is the 15-min mean import at the transformer,
+and what breaks a 15-min plan is what happens inside the interval: an EV plugs in at
+11 kW, a heat pump's thermostat switches on, a household cooks. The MPC cannot see
+those in advance; a guard that watches the fleet's measured power every few minutes
+can. Each step it projects the interval's mean from the energy already drawn and the
+power now, and when the projection exceeds the limit it removes the excess in an
+order that costs the owners least:
+
+1. batteries that are charging stop charging (the plan's pre-charge is deferred);
+2. EV chargers are capped at their guaranteed minimum (§14a EnWG, 4.2 kW), running
+   ones with the largest saving first; idle ones too while the headroom left would not
+   absorb a plug-in at full power (a plug-in would otherwise go unseen for a poll);
+3. heat pumps are capped at their guaranteed minimum (the tank rides through);
+4. batteries discharge beyond the plan, shared by the power they have left.
+
+When the projection has room again it undoes those steps in reverse order, one capped
+device per step and only if the room exceeds what that device would take back: the
+deferred EV energy comes back as the headroom allows, not as a rebound spike.
+
+Caps persist across periods (the MPC renews them with its commands); battery offsets
+are reset by every new plan, which re-optimises the batteries from the measured state.
+Pure: time comes in as arguments, commands go out as values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from cloud_controller.live.types import SiteRef, SiteSnapshot
+
+__all__ = ["FleetGuard", "GuardChanges"]
+
+RUNNING_KW = 0.1  # an EV or heat pump drawing more than this is running
+BATTERY_DEADBAND_KW = 0.1  # battery changes smaller than this are not sent
+MIN_SOC_PCT = 8.0  # batteries below this are not asked for extra discharge
+MIN_REMAINING_FRACTION = 1.0 / 3.0  # excess is spread over at least a third of the period
+
+
+@dataclass
+class GuardChanges:
+    """What a step decided: caps added/removed, and batteries with a new value."""
+
+    capped: set[tuple[str, str]] = field(default_factory=set)
+    released: set[tuple[str, str]] = field(default_factory=set)
+    battery_kw: dict[str, float] = field(default_factory=dict)  # site -> new setpoint or grid target
+
+    def __bool__(self) -> bool:
+        return bool(self.capped or self.released or self.battery_kw)
+
+
+@dataclass
+class _Flexible:
+    site: str
+    asset: str
+    kind: str  # "ev" or "hp"
+    nominal_kw: float
+    floor_kw: float
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.site, self.asset)
+
+
+class FleetGuard:
+    """State of the fast loop over one fleet. `limit_kw` is the limit of the sites' sum."""
+
+    def __init__(
+        self,
+        sites: Sequence[SiteRef],
+        *,
+        limit_kw: float,
+        period_s: float,
+        battery_control: str,
+        release_margin_kw: float = 1.0,
+        settle_s: float = 30.0,
+    ) -> None:
+        """`settle_s`: how long after a command a measurement may still show the old power
+        (the agent's write plus the device's response)."""
+        self.limit_kw = limit_kw
+        self.period_s = period_s
+        self.battery_control = battery_control
+        self.release_margin_kw = release_margin_kw
+        self.flexible: list[_Flexible] = []
+        self.battery_kw_max: dict[str, float] = {}
+        for s in sites:
+            for a in s.assets:
+                if a.kind in ("ev", "hp") and a.p_nominal_kw and a.p_nominal_kw > a.p_guaranteed_min_kw:
+                    self.flexible.append(
+                        _Flexible(s.site, a.asset, a.kind, float(a.p_nominal_kw), a.p_guaranteed_min_kw)
+                    )
+                if a.kind == "battery" and a.p_nominal_kw:
+                    self.battery_kw_max[s.site] = float(a.p_nominal_kw)
+        self.caps: set[tuple[str, str]] = set()
+        self.planned_battery_kw: dict[str, float] = {}  # the plan's setpoint / grid target
+        self.offset_kw: dict[str, float] = {}  # guard's change to it (<= 0)
+        self.excluded: set[str] = set()
+        self._interval_start: datetime | None = None
+        self._energy_kwh = 0.0
+        self._last: tuple[datetime, float] | None = None
+        self._newest: datetime | None = None  # newest measurement the last step saw
+        #: Effects of commands not yet visible in a site's measurements: site -> [(sent, what, kW)],
+        #: what = "site" (the site's power) or "bat" (its battery's power, also in the site's).
+        self._pending: dict[str, list[tuple[datetime, str, float]]] = {}
+        self.settle_s = settle_s
+        self._now = datetime.min
+        self._bat_kw: dict[str, float] = {}
+
+    # -- inputs ----------------------------------------------------------------------
+
+    def on_plan(
+        self,
+        now: datetime,
+        planned_battery_kw: Mapping[str, float],
+        excluded: set[str],
+        snapshots: Mapping[str, SiteSnapshot],
+    ) -> None:
+        """A new plan: battery values from the plan, guard offsets cleared, and the plan's
+        expected effect on each battery site pending until measured."""
+        self.planned_battery_kw = dict(planned_battery_kw)
+        self.offset_kw = {}
+        self.excluded = set(excluded)
+        self.caps = {k for k in self.caps if k[0] not in self.excluded}
+        self._pending = {}
+        for site, value in planned_battery_kw.items():
+            snap = snapshots.get(site)
+            if snap is None or snap.p_net_kw is None:
+                continue
+            p_bat = snap.points.get("bat1/p_kw", 0.0)
+            if self.battery_control == "setpoint":
+                delta = value - p_bat
+            else:  # the inverter moves the site to its target as far as its power allows
+                p_max = self.battery_kw_max.get(site, 0.0)
+                delta = min(max(value - snap.p_net_kw, -p_max - p_bat), p_max - p_bat)
+            self._expect(site, now, delta, battery=True)
+
+    def _expect(self, site: str, now: datetime, delta_kw: float, *, battery: bool = False) -> None:
+        self._pending.setdefault(site, []).append((now, "bat" if battery else "site", delta_kw))
+
+    def _view(self, snapshots: Mapping[str, SiteSnapshot]) -> tuple[float, dict[str, float]]:
+        """Fleet power and battery powers as measured plus what commands changed since."""
+        fleet_kw = 0.0
+        bat_kw: dict[str, float] = {}
+        for site, snap in snapshots.items():
+            seen = snap.measured_at
+            pending = [
+                e
+                for e in self._pending.get(site, [])
+                if seen is None or seen < e[0] + timedelta(seconds=self.settle_s)
+            ]
+            self._pending[site] = pending
+            if snap.p_net_kw is not None:
+                fleet_kw += snap.p_net_kw + sum(d for _, _, d in pending)
+            bat_kw[site] = snap.points.get("bat1/p_kw", 0.0) + sum(d for _, w, d in pending if w == "bat")
+        return fleet_kw, bat_kw
+
+    def _integrate(self, now: datetime, fleet_kw: float) -> None:
+        """Energy drawn since the interval began (held last value between measurements)."""
+        start = datetime.fromtimestamp(now.timestamp() - now.timestamp() % self.period_s, tz=now.tzinfo)
+        if self._interval_start != start:
+            self._interval_start, self._energy_kwh = start, 0.0
+            if self._last is not None:
+                self._last = (start, self._last[1])
+        if self._last is not None:
+            dt_h = max(0.0, (now - self._last[0]).total_seconds()) / 3600.0
+            self._energy_kwh += self._last[1] * dt_h
+        self._last = (now, fleet_kw)
+
+    # -- the step --------------------------------------------------------------------
+
+    def step(
+        self, now: datetime, snapshots: Mapping[str, SiteSnapshot], *, force: bool = False
+    ) -> GuardChanges:
+        """One guard step on the latest measurements (plus the pending effects of commands
+        sent since); returns what changed. Without a new measurement since the last step
+        nothing is decided unless `force` (at a plan)."""
+        measured_kw = sum(s.p_net_kw for s in snapshots.values() if s.p_net_kw is not None)
+        self._integrate(now, measured_kw)
+        newest = max((s.measured_at for s in snapshots.values() if s.measured_at is not None), default=None)
+        if not force and newest is not None and self._newest is not None and newest <= self._newest:
+            return GuardChanges()
+        self._newest = newest
+        self._now = now
+        fleet_kw, self._bat_kw = self._view(snapshots)
+        assert self._interval_start is not None
+        elapsed_s = (now - self._interval_start).total_seconds()
+        remaining_s = max(self.period_s - elapsed_s, MIN_REMAINING_FRACTION * self.period_s)
+        # Mean power still allowed for the rest of the interval, against the power now.
+        budget_kwh = self.limit_kw * self.period_s / 3600.0 - self._energy_kwh
+        allowed_kw = budget_kwh / (remaining_s / 3600.0)
+        need_kw = fleet_kw - allowed_kw
+        changes = GuardChanges()
+        if need_kw > 0:
+            self._reduce(need_kw, snapshots, changes)
+        else:
+            self._release(-need_kw, snapshots, changes)
+        return changes
+
+    def _point(self, snapshots: Mapping[str, SiteSnapshot], site: str, key: str) -> float:
+        snap = snapshots.get(site)
+        return snap.points.get(key, 0.0) if snap is not None else 0.0
+
+    def _set_offset(self, site: str, offset_kw: float, changes: GuardChanges) -> None:
+        delta = offset_kw - self.offset_kw.get(site, 0.0)
+        if abs(delta) < BATTERY_DEADBAND_KW:
+            return
+        self._expect(site, self._now, delta, battery=True)
+        self.offset_kw[site] = offset_kw
+        changes.battery_kw[site] = self.battery_value(site)
+
+    def battery_value(self, site: str) -> float:
+        """The battery command value now: the plan's value plus the guard's offset."""
+        value = self.planned_battery_kw.get(site, 0.0) + self.offset_kw.get(site, 0.0)
+        if self.battery_control == "setpoint":
+            p_max = self.battery_kw_max.get(site, 0.0)
+            value = min(max(value, -p_max), p_max)
+        return value
+
+    def _reduce(self, need_kw: float, snapshots: Mapping[str, SiteSnapshot], changes: GuardChanges) -> None:
+        active = [b for b in self.battery_kw_max if b in self.planned_battery_kw and b not in self.excluded]
+        # 1. stop charging
+        for site in active:
+            p_bat = self._bat_kw.get(site, 0.0)
+            if need_kw <= 0:
+                return
+            if p_bat > RUNNING_KW:
+                cut = min(p_bat, need_kw)
+                self._set_offset(site, self.offset_kw.get(site, 0.0) - cut, changes)
+                need_kw -= cut
+        # 2./3. caps: EVs before heat pumps, running ones by their saving
+        for kind in ("ev", "hp"):
+            running = []
+            for f in self.flexible:
+                if f.kind != kind or f.key in self.caps or f.site in self.excluded:
+                    continue
+                p_now = self._point(snapshots, f.site, f"{f.asset}/p_kw")
+                running.append((p_now - f.floor_kw, f))
+            for saving, f in sorted(running, key=lambda x: -x[0]):
+                if need_kw <= 0:
+                    break
+                if saving > RUNNING_KW:
+                    self.caps.add(f.key)
+                    changes.capped.add(f.key)
+                    self._expect(f.site, self._now, -saving)
+                    need_kw -= saving
+        if need_kw > 0:
+            # idle chargers too: a plug-in now would add its full power unseen for a poll
+            for f in self.flexible:
+                if f.kind == "ev" and f.key not in self.caps and f.site not in self.excluded:
+                    self.caps.add(f.key)
+                    changes.capped.add(f.key)
+        # 4. extra discharge, shared by what each battery has left
+        if need_kw <= 0:
+            return
+        room = {}
+        for site in active:
+            if self._point(snapshots, site, "bat1/soc_pct") < MIN_SOC_PCT:
+                continue
+            room[site] = max(0.0, self._bat_kw.get(site, 0.0) + self.battery_kw_max[site])
+        total = sum(room.values())
+        if total <= 0:
+            return
+        share = min(1.0, need_kw / total)
+        for site, r in room.items():
+            if r > 0:
+                self._set_offset(site, self.offset_kw.get(site, 0.0) - share * r, changes)
+
+    def _release(self, room_kw: float, snapshots: Mapping[str, SiteSnapshot], changes: GuardChanges) -> None:
+        room_kw -= self.release_margin_kw
+        if room_kw <= 0:
+            return
+        # 4./1. battery offsets back towards the plan
+        for site, off in sorted(self.offset_kw.items(), key=lambda x: x[1]):
+            if off < 0 and room_kw > 0:
+                back = min(-off, room_kw)
+                self._set_offset(site, off + back, changes)
+                room_kw -= back
+        # 3./2. one capped device per step, heat pumps first, if the room takes its full power
+        for kind in ("hp", "ev"):
+            for f in self.flexible:
+                take_kw = f.nominal_kw - f.floor_kw
+                if f.kind == kind and f.key in self.caps and take_kw + self.release_margin_kw <= room_kw:
+                    self.caps.discard(f.key)
+                    changes.released.add(f.key)
+                    if self._point(snapshots, f.site, f"{f.asset}/p_kw") >= f.floor_kw - RUNNING_KW:
+                        self._expect(f.site, self._now, take_kw)
+                    return

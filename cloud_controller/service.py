@@ -127,7 +127,8 @@ class CloudController:
             on_connect=self._on_connect,
         )
         if role in ("all", "ingest"):
-            self.ingest.dirty.update(self.store.watermarks())  # republish what the store holds
+            self.ingest.dirty.update(self.registry.ids)  # republish what the store holds (-1: nothing)
+            self.ingest.dirty.update(self.store.watermarks())
         if config.store.kind == "influxdb" and role in ("all", "ingest"):
             from cloud_controller.store.influx import InfluxSink
 
@@ -184,6 +185,9 @@ class CloudController:
             self.store.close()
 
     async def _on_connect(self, session: MqttSession) -> None:
+        # Every registered site gets its watermark, -1 where nothing is stored yet: an agent
+        # waits for it before sending (to know where to resume), so a fresh cloud says so.
+        self.ingest.dirty.update(self.registry.ids)
         self.ingest.dirty.update(self.store.watermarks())
 
     async def _on_message(self, message: Any) -> None:

@@ -265,3 +265,38 @@ def bench_study(
     )
     table.add_row("peak RSS (MB)", f"{rss_mb:,.0f}", "< 4,096")
     Console().print(table)
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    workers: Annotated[
+        list[int] | None, typer.Option("--workers", help="worker counts to run (repeat)")
+    ] = None,
+    sites: Annotated[int, typer.Option(help="sites publishing")] = 20,
+    batches: Annotated[int, typer.Option(help="batches per site")] = 20,
+    size: Annotated[int, typer.Option(help="samples per batch")] = 500,
+) -> None:
+    """Controller ingest samples/s through Mosquitto with 1 and 2 workers on `$share/gridflex-ingest`."""
+    import tempfile
+    from pathlib import Path
+
+    from gridflex.broker import MosquittoBroker
+    from gridflex.ingest_bench import bench_ingest_workers
+
+    counts = workers or [1, 2]
+    table = Table(title=f"gridflex bench ingest ({sites} sites x {batches} batches x {size} samples, QoS 1)")
+    for col in ("workers", "samples/s", "per worker (samples stored)", "watermarks right", "target"):
+        table.add_column(col, justify="right")
+    with tempfile.TemporaryDirectory() as tmp, MosquittoBroker(workdir=Path(tmp) / "mosquitto") as broker:
+        for n in counts:
+            fig = bench_ingest_workers(
+                n, port=broker.port, workdir=Path(tmp), n_sites=sites, n_batches=batches, size=size
+            )
+            table.add_row(
+                str(n),
+                f"{fig.samples_per_s:,.0f}",
+                " / ".join(f"{c:,}" for c in fig.per_worker),
+                "yes" if fig.watermarks_ok else "NO",
+                ">= 50,000 per worker" if n == 1 else "the split",
+            )
+    console.print(table)

@@ -12,7 +12,7 @@ import cloud_controller.cli
 import cloud_controller.study.cli
 import edge_agent.cli
 import simulators.cli
-from gridflex import core_commands, demo, testbed_cmd
+from gridflex import core_commands, demo, testbed_cmd, twin_cmd
 
 app = typer.Typer(
     name="gridflex",
@@ -29,6 +29,7 @@ cloud_controller.cli.register(app)
 cloud_controller.study.cli.register(app)
 testbed_cmd.register(app)
 demo.register(app)
+twin_cmd.register(app)
 
 
 if __name__ == "__main__":  # pragma: no cover

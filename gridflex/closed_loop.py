@@ -54,6 +54,8 @@ class LoopResult:
     telemetry: TelemetryFigures = field(default_factory=lambda: TelemetryFigures(0, 0))
     failures: list[str] = field(default_factory=list)
     wall_s: float = 0.0
+    #: Commands never answered, by site (a site that went away mid-period leaves some).
+    missing_by_site: dict[str, int] = field(default_factory=dict)
 
 
 class _NoHistory:
@@ -285,6 +287,9 @@ class ClosedLoop:
         for t in tracked:
             status = t.status or "missing"
             by[status] = by.get(status, 0) + 1
+            if status == "missing":
+                site = t.command.site
+                self.result.missing_by_site[site] = self.result.missing_by_site.get(site, 0) + 1
         c = self.result.commands
         self.result.commands = CommandFigures(
             sent=c.sent + len(tracked),

@@ -26,6 +26,7 @@ Pure: time comes in as arguments, commands go out as values.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,6 +34,8 @@ from datetime import datetime, timedelta
 from cloud_controller.live.types import SiteRef, SiteSnapshot
 
 __all__ = ["FleetGuard", "GuardChanges"]
+
+log = logging.getLogger(__name__)
 
 RUNNING_KW = 0.1  # an EV or heat pump drawing more than this is running
 BATTERY_DEADBAND_KW = 0.1  # battery changes smaller than this are not sent
@@ -76,7 +79,7 @@ class FleetGuard:
         period_s: float,
         battery_control: str,
         release_margin_kw: float = 1.0,
-        settle_s: float = 30.0,
+        settle_s: float = 10.0,
     ) -> None:
         """`settle_s`: how long after a command a measurement may still show the old power
         (the agent's write plus the device's response)."""
@@ -108,6 +111,7 @@ class FleetGuard:
         self.settle_s = settle_s
         self._now = datetime.min
         self._bat_kw: dict[str, float] = {}
+        self._skip: set[str] = set()
 
     # -- inputs ----------------------------------------------------------------------
 
@@ -184,6 +188,8 @@ class FleetGuard:
             return GuardChanges()
         self._newest = newest
         self._now = now
+        # sites gone since the plan get nothing until the next plan excludes them
+        self._skip = self.excluded | {s for s, v in snapshots.items() if v.mode in ("offline", "unknown")}
         fleet_kw, self._bat_kw = self._view(snapshots)
         assert self._interval_start is not None
         elapsed_s = (now - self._interval_start).total_seconds()
@@ -192,6 +198,15 @@ class FleetGuard:
         budget_kwh = self.limit_kw * self.period_s / 3600.0 - self._energy_kwh
         allowed_kw = budget_kwh / (remaining_s / 3600.0)
         need_kw = fleet_kw - allowed_kw
+        log.debug(
+            "guard %s: fleet %.1f kW (measured %.1f), allowed %.1f kW for %.0f s, energy %.2f kWh",
+            now.isoformat(timespec="seconds"),
+            fleet_kw,
+            measured_kw,
+            allowed_kw,
+            remaining_s,
+            self._energy_kwh,
+        )
         changes = GuardChanges()
         if need_kw > 0:
             self._reduce(need_kw, snapshots, changes)
@@ -220,7 +235,7 @@ class FleetGuard:
         return value
 
     def _reduce(self, need_kw: float, snapshots: Mapping[str, SiteSnapshot], changes: GuardChanges) -> None:
-        active = [b for b in self.battery_kw_max if b in self.planned_battery_kw and b not in self.excluded]
+        active = [b for b in self.battery_kw_max if b in self.planned_battery_kw and b not in self._skip]
         # 1. stop charging
         for site in active:
             p_bat = self._bat_kw.get(site, 0.0)
@@ -234,7 +249,7 @@ class FleetGuard:
         for kind in ("ev", "hp"):
             running = []
             for f in self.flexible:
-                if f.kind != kind or f.key in self.caps or f.site in self.excluded:
+                if f.kind != kind or f.key in self.caps or f.site in self._skip:
                     continue
                 p_now = self._point(snapshots, f.site, f"{f.asset}/p_kw")
                 running.append((p_now - f.floor_kw, f))
@@ -249,7 +264,7 @@ class FleetGuard:
         if need_kw > 0:
             # idle chargers too: a plug-in now would add its full power unseen for a poll
             for f in self.flexible:
-                if f.kind == "ev" and f.key not in self.caps and f.site not in self.excluded:
+                if f.kind == "ev" and f.key not in self.caps and f.site not in self._skip:
                     self.caps.add(f.key)
                     changes.capped.add(f.key)
         # 4. extra discharge, shared by what each battery has left
@@ -274,7 +289,7 @@ class FleetGuard:
             return
         # 4./1. battery offsets back towards the plan
         for site, off in sorted(self.offset_kw.items(), key=lambda x: x[1]):
-            if off < 0 and room_kw > 0:
+            if off < 0 and room_kw > 0 and site not in self._skip:
                 back = min(-off, room_kw)
                 self._set_offset(site, off + back, changes)
                 room_kw -= back
@@ -282,6 +297,8 @@ class FleetGuard:
         for kind in ("hp", "ev"):
             for f in self.flexible:
                 take_kw = f.nominal_kw - f.floor_kw
+                if f.site in self._skip:
+                    continue
                 if f.kind == kind and f.key in self.caps and take_kw + self.release_margin_kw <= room_kw:
                     self.caps.discard(f.key)
                     changes.released.add(f.key)

@@ -4,6 +4,11 @@ The watermark (highest contiguous `seq` stored per site) is what the controller 
 as retained `stored`, and what lets agents delete queued samples; it is therefore only
 advanced inside the same transaction that made the samples durable, and rebuilt from
 the file on restart. Samples are keyed by (site, seq): a resent sample is a no-op.
+
+Several ingest workers may share one file (MQTT `$share` splits a site's batches between
+them): each write takes SQLite's write lock (`BEGIN IMMEDIATE`) and advances the
+watermark from the value in the file, not from a per-process copy, so the workers
+agree on it.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ class SqliteStore:
         self.path = path
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA busy_timeout=10000")  # other workers on the same file
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.executescript(SCHEMA)
@@ -62,8 +68,12 @@ class SqliteStore:
 
     # -- telemetry -------------------------------------------------------------------
 
+    def _stored_watermark(self, site: str) -> int:
+        row = self._db.execute("SELECT seq FROM watermark WHERE site = ?", (site,)).fetchone()
+        return int(row[0]) if row is not None else -1
+
     def _advance(self, site: str) -> int:
-        wm = self._watermark.get(site, -1)
+        wm = max(self._watermark.get(site, -1), self._stored_watermark(site))
         rows = self._db.execute(
             "SELECT seq FROM samples WHERE site = ? AND seq > ? ORDER BY seq LIMIT 100000", (site, wm)
         ).fetchall()
@@ -79,13 +89,13 @@ class SqliteStore:
             (site, s.seq, s.asset, s.point, s.ts.timestamp(), s.value, s.unit, s.quality) for s in samples
         ]
         with self._lock:
-            self._db.execute("BEGIN")
+            self._db.execute("BEGIN IMMEDIATE")
             try:
                 before = self._db.total_changes
                 self._db.executemany("INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
                 inserted = self._db.total_changes - before
                 wm = self._advance(site)
-                if wm != self._watermark.get(site, -1):
+                if wm != self._stored_watermark(site):
                     self._db.execute("INSERT OR REPLACE INTO watermark VALUES (?, ?)", (site, wm))
                 self._db.execute("COMMIT")
             except BaseException:
@@ -97,9 +107,9 @@ class SqliteStore:
     def raise_floor(self, site: str, seq: int) -> int:
         """The agent dropped everything below `seq` (queue_floor): the watermark is at least seq − 1."""
         with self._lock:
-            self._db.execute("BEGIN")
+            self._db.execute("BEGIN IMMEDIATE")
             try:
-                wm = max(self._watermark.get(site, -1), seq - 1)
+                wm = max(self._watermark.get(site, -1), self._stored_watermark(site), seq - 1)
                 self._watermark[site] = wm
                 wm = self._advance(site)
                 self._db.execute("INSERT OR REPLACE INTO watermark VALUES (?, ?)", (site, wm))
@@ -111,10 +121,15 @@ class SqliteStore:
             return wm
 
     def highest_contiguous_seq(self, site: str) -> int:
-        return self._watermark.get(site, -1)
+        """From the file: another worker on it may have advanced it since our last write."""
+        with self._lock:
+            wm = max(self._watermark.get(site, -1), self._stored_watermark(site))
+            self._watermark[site] = wm
+            return wm
 
     def watermarks(self) -> dict[str, int]:
-        return dict(self._watermark)
+        with self._lock:
+            return dict(self._db.execute("SELECT site, seq FROM watermark").fetchall())
 
     def count_samples(self, site: str | None = None) -> int:
         with self._lock:

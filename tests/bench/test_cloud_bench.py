@@ -135,3 +135,18 @@ def test_plan_time_per_period(n_sites: int) -> None:
         f"\nplan, {n_sites} sites, 96 steps: build {build_s:.1f} s, first {times[0] * 1000:.0f} ms, "
         f"warm {np.median(times[1:]) * 1000:.0f} ms (solve {plan.solve_ms:.0f} ms incl. forecasts); peak RSS {rss_mb:.0f} MB"
     )
+
+
+def test_ingest_two_workers_on_share(mosquitto: MosquittoBroker, tmp_path: Path) -> None:
+    """Two ingest worker processes on `$share/gridflex-ingest`, one SQLite file: the split."""
+    from gridflex.ingest_bench import bench_ingest_workers
+
+    one = bench_ingest_workers(1, port=mosquitto.port, workdir=tmp_path)
+    two = bench_ingest_workers(2, port=mosquitto.port, workdir=tmp_path)
+    print(
+        f"\ningest, 1 worker: {one.samples_per_s:,.0f} samples/s; 2 workers on $share: "
+        f"{two.samples_per_s:,.0f} samples/s, split {' / '.join(f'{c:,}' for c in two.per_worker)}"
+    )
+    assert one.samples == two.samples == 200_000
+    assert all(c > 0 for c in two.per_worker) and sum(two.per_worker) == 200_000
+    assert one.watermarks_ok and two.watermarks_ok

@@ -148,3 +148,13 @@ def test_grid_target_mode_offsets_the_site_target() -> None:
     g.on_plan(T0, {"a": 3.0}, set(), {})  # the plan: hold the site at 3 kW import
     ch = g.step(T0, {"a": _snap("a", T0, 3.0, bat1__p_kw=0.0, bat1__soc_pct=50.0)}, force=True)
     assert ch.battery_kw["a"] == pytest.approx(2.0)  # the target moves down by the excess
+
+
+def test_a_site_that_went_offline_since_the_plan_gets_no_corrections() -> None:
+    g = _guard([_site("a", battery=True, ev=True)], limit_kw=1.0)
+    g.on_plan(T0, {"a": 0.0}, set(), {})
+    snap = _snap("a", T0, 15.0, bat1__p_kw=0.0, bat1__soc_pct=50.0, ev1__p_kw=11.0)
+    snap.mode = "offline"
+    assert not g.step(T0, {"a": snap}, force=True)
+    snap.mode = "online"
+    assert g.step(T0, {"a": snap}, force=True).capped == {("a", "ev1")}

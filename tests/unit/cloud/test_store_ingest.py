@@ -40,6 +40,21 @@ def test_watermark_is_contiguous_dedupes_and_survives_restart(tmp_path: Path) ->
     assert [v for _, v in rows] == [1.0, 2.0, 3.0]
 
 
+def test_two_workers_on_one_file_agree_on_the_watermark(tmp_path: Path) -> None:
+    """`$share` gives one site's batches to different ingest workers: each must advance the
+    watermark from what the file holds, not from what it wrote itself."""
+    a = SqliteStore(tmp_path / "s.sqlite")
+    b = SqliteStore(tmp_path / "s.sqlite")
+    assert a.write_samples("b001", _samples(list(range(0, 10)))).watermark == 9
+    assert b.write_samples("b001", _samples(list(range(20, 30)))).watermark == 9  # hole 10..19
+    assert a.write_samples("b001", _samples(list(range(10, 20)))).watermark == 29  # sees b's rows
+    assert b.highest_contiguous_seq("b001") == 29  # b never wrote 10..19 but reads the file
+    assert b.watermarks() == {"b001": 29}
+    assert b.write_samples("b001", _samples([29, 30])).watermark == 30  # one duplicate, advances
+    a.close()
+    b.close()
+
+
 def test_queue_floor_moves_the_watermark_past_dropped_samples(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "s.sqlite")
     store.write_samples("b001", _samples([0, 1]))

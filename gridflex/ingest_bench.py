@@ -1,0 +1,176 @@
+"""Ingest throughput with one or several controller workers on the `$share` subscription.
+
+Each worker is its own process (`CloudController(role="ingest")`, its own MQTT client
+id, the same SQLite file), as `deploy/k8s` runs them; a publisher process pushes
+batched telemetry of many sites through a real Mosquitto on loopback. Figures: samples/s
+from the first publish until every sample is stored, and how the broker split the
+batches between the workers (the watermark stays right because every worker advances it
+from the file; see cloud_controller/store/sqlite.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing as mp
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from multiprocessing.synchronize import Event as MpEvent
+from pathlib import Path
+from typing import Any
+
+__all__ = ["IngestFigures", "bench_ingest_workers"]
+
+T0 = datetime(2030, 1, 15, 12, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class IngestFigures:
+    workers: int
+    samples: int
+    seconds: float
+    per_worker: tuple[int, ...]  # samples each worker stored
+    watermarks_ok: bool
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.samples / self.seconds if self.seconds > 0 else 0.0
+
+
+def _sites(n: int) -> list[str]:
+    return [f"s{i:03d}" for i in range(n)]
+
+
+def _worker(  # noqa: PLR0917 (a spawn target takes positional args)
+    port: int, store: str, n_sites: int, index: int, ready: MpEvent, stop: MpEvent, out: Any
+) -> None:
+    """Spawn target: one ingest worker until `stop`; puts its stored-sample count on `out`."""
+    from cloud_controller.config import CloudConfig
+    from cloud_controller.live.types import AssetRef, SiteRef
+    from cloud_controller.registry import Registry
+    from cloud_controller.service import CloudController
+    from protocols.clock import RealClock
+
+    registry = Registry(
+        sites=tuple(SiteRef(s, i, (AssetRef("meter", "meter"),)) for i, s in enumerate(_sites(n_sites)))
+    )
+    cfg = CloudConfig.model_validate(
+        {
+            "broker": {"port": port, "client_id": f"bench-ingest-{index}"},
+            "store": {"path": store},
+            "control": {"dispatch": False},
+            "api": {"enabled": False},
+        }
+    )
+
+    async def run() -> int:
+        ctl = CloudController(cfg, registry, clock=RealClock(), role="ingest")
+        task = asyncio.create_task(ctl.run())
+        await ctl.session.wait_connected(20)
+        await asyncio.sleep(0.5)  # the subscription is in place before the publisher starts
+        ready.set()
+        await asyncio.to_thread(stop.wait)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return ctl.ingest.stats.samples_stored
+
+    out.put((index, asyncio.run(run())))
+
+
+def _publisher(port: int, n_sites: int, n_batches: int, size: int, go: MpEvent) -> None:
+    """Spawn target: every site's batches, QoS 1, as fast as the broker takes them."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from protocols.codec import encode
+    from protocols.messages import Sample, TelemetryBatch
+    from protocols.topics import site_topic
+
+    payloads: list[tuple[str, bytes]] = []
+    for b in range(n_batches):
+        for site in _sites(n_sites):
+            samples = [
+                Sample(
+                    seq=b * size + i,
+                    asset="meter",
+                    point="p_kw",
+                    value=float(i),
+                    unit="kW",
+                    ts=T0 + timedelta(seconds=b * size + i),
+                )
+                for i in range(size)
+            ]
+            payloads.append(
+                (site_topic(site, "telemetry"), encode(TelemetryBatch(site=site, ts=T0, samples=samples)))
+            )
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-pub", protocol=mqtt.MQTTv5)
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    go.wait(60)
+    infos = [client.publish(topic, payload, qos=1) for topic, payload in payloads]
+    for info in infos:
+        info.wait_for_publish(60)
+    client.loop_stop()
+    client.disconnect()
+
+
+def bench_ingest_workers(
+    workers: int, *, port: int, workdir: Path, n_sites: int = 20, n_batches: int = 20, size: int = 500
+) -> IngestFigures:
+    """Run `workers` ingest processes against the broker on `port`; time the whole load."""
+    from cloud_controller.store import SqliteStore
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    store_path = workdir / f"ingest-{workers}.sqlite"
+    ctx = mp.get_context("spawn")
+    stop, go = ctx.Event(), ctx.Event()
+    out = ctx.Queue()
+    readies = [ctx.Event() for _ in range(workers)]
+    procs = [
+        ctx.Process(target=_worker, args=(port, str(store_path), n_sites, k, readies[k], stop, out))
+        for k in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        for r in readies:
+            if not r.wait(60):
+                raise RuntimeError("an ingest worker did not connect within 60 s")
+        pub = ctx.Process(target=_publisher, args=(port, n_sites, n_batches, size, go))
+        pub.start()
+        time.sleep(1.0)  # the publisher builds its payloads before the clock starts
+        total = n_sites * n_batches * size
+        reader = SqliteStore(store_path)
+        t0 = time.perf_counter()
+        go.set()
+        deadline = t0 + 300
+        while reader.count_samples() < total and time.perf_counter() < deadline:
+            time.sleep(0.02)
+        seconds = time.perf_counter() - t0
+        stored = reader.count_samples()
+        expected_wm = n_batches * size - 1
+        watermarks_ok = all(reader.highest_contiguous_seq(s) == expected_wm for s in _sites(n_sites))
+        reader.close()
+        pub.join(60)
+    finally:
+        stop.set()
+        counts: dict[int, int] = {}
+        for _ in procs:
+            with contextlib.suppress(Exception):
+                k, n = out.get(timeout=30)
+                counts[k] = n
+        for p in procs:
+            p.join(30)
+            if p.is_alive():
+                p.terminate()
+    return IngestFigures(
+        workers=workers,
+        samples=stored,
+        seconds=seconds,
+        per_worker=tuple(counts.get(k, 0) for k in range(workers)),
+        watermarks_ok=watermarks_ok,
+    )

@@ -35,6 +35,11 @@ def _metrics(controller: CloudController) -> bytes:
     for status, n in controller.tracker.counts.items():
         g.labels(status=status).set(n)
     g.labels(status="missing").set(controller.tracker.missing)
+    gauge("gridflex_guard_commands_total", "Commands sent by the fleet guard", st.guard_commands)
+    lat = controller.tracker.ack_latencies_ms()
+    q = Gauge("gridflex_command_ack_latency_ms", "Plan decision to ack, host ms", ["quantile"], registry=reg)
+    for name, frac in (("0.5", 0.5), ("0.99", 0.99)):
+        q.labels(quantile=name).set(lat[int(frac * (len(lat) - 1))] if lat else float("nan"))
     m = Gauge("gridflex_sites", "Sites by mode", ["mode"], registry=reg)
     for mode in ("online", "offline", "fallback", "unknown"):
         m.labels(mode=mode).set(sum(1 for s in controller.snapshots.values() if s.mode == mode))

@@ -41,14 +41,26 @@ def register(app: typer.Typer) -> None:
     )
 
     @cloud_app.callback()
-    def cloud(
+    def cloud(  # noqa: PLR0917 (typer options are parameters)
         ctx: typer.Context,
         config: Annotated[Path | None, typer.Option("--config", help="cloud.yaml")] = None,
         registry: Annotated[Path | None, typer.Option("--registry", help="overrides `registry:`")] = None,
         role: Annotated[str, typer.Option("--role", help="all | ingest | dispatch")] = "all",
+        worker: Annotated[
+            str | None,
+            typer.Option(
+                "--worker", help="name of this worker among several of a role (MQTT client id suffix)"
+            ),
+        ] = None,
+        api_port: Annotated[
+            int | None, typer.Option("--api-port", min=0, max=65535, help="overrides `api.port`")
+        ] = None,
         log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
     ) -> None:
-        """Run the controller service until SIGTERM/Ctrl-C (exit 2 on a bad config)."""
+        """Run the controller service until SIGTERM/Ctrl-C (exit 2 on a bad config).
+
+        Scale-out: one `--role dispatch` worker and any number of `--role ingest` workers
+        (each with its own `--worker` name) sharing one store file."""
         if ctx.invoked_subcommand is not None:
             return
         if config is None:
@@ -63,6 +75,16 @@ def register(app: typer.Typer) -> None:
         except ConfigError as exc:
             typer.echo(f"gridflex cloud: {exc}", err=True)
             raise typer.Exit(EXIT_CONFIG) from None
+
+        if worker is not None or api_port is not None:
+            from cloud_controller.config import CloudConfig
+
+            assert isinstance(cfg, CloudConfig)
+            if worker is not None:
+                broker = cfg.broker.model_copy(update={"client_id": f"{cfg.broker.client_id}-{worker}"})
+                cfg = cfg.model_copy(update={"broker": broker})
+            if api_port is not None:
+                cfg = cfg.model_copy(update={"api": cfg.api.model_copy(update={"port": api_port})})
 
         async def main() -> None:
             from cloud_controller.config import CloudConfig

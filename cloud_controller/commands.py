@@ -7,6 +7,8 @@ forecast) until it acknowledges again.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -22,6 +24,17 @@ class Tracked:
     command: Command
     status: str | None = None  # None until acked
     ack: Ack | None = None
+    #: Host monotonic seconds when the plan decided it and when its ack arrived: the command
+    #: round trip a utility cares about (plan -> broker -> agent -> device -> ack), in wall time
+    #: even when the controller runs on a simulated clock.
+    decided_mono: float | None = None
+    acked_mono: float | None = None
+
+    @property
+    def ack_latency_ms(self) -> float | None:
+        if self.decided_mono is None or self.acked_mono is None:
+            return None
+        return (self.acked_mono - self.decided_mono) * 1000.0
 
 
 @dataclass
@@ -32,9 +45,11 @@ class CommandTracker:
     unknown_acks: int = 0
     uncontrollable: set[str] = field(default_factory=set)
     max_kept: int = 50_000
+    host_clock: Callable[[], float] = time.monotonic
 
-    def on_sent(self, cmd: Command) -> None:
-        self.sent[cmd.cmd_id] = Tracked(cmd)
+    def on_sent(self, cmd: Command, *, decided_mono: float | None = None) -> None:
+        """`decided_mono`: host time the plan decided it (default: now)."""
+        self.sent[cmd.cmd_id] = Tracked(cmd, decided_mono=decided_mono or self.host_clock())
         self.counts["sent"] = self.counts.get("sent", 0) + 1
         if len(self.sent) > self.max_kept:  # forget the oldest answered ones
             for cmd_id in [k for k, t in self.sent.items() if t.status is not None][: self.max_kept // 10]:
@@ -48,6 +63,7 @@ class CommandTracker:
             return False
         if tracked.status is None:
             self.counts[ack.status] = self.counts.get(ack.status, 0) + 1
+            tracked.acked_mono = self.host_clock()
         tracked.status, tracked.ack = ack.status, ack
         if ack.status in ("failed", "rejected"):
             self.uncontrollable.add(ack.site)
@@ -67,6 +83,10 @@ class CommandTracker:
             self.missing += 1
             self.uncontrollable.add(t.command.site)
         return late
+
+    def ack_latencies_ms(self) -> list[float]:
+        """Decision-to-ack times of the answered commands still kept, sorted."""
+        return sorted(v for t in self.sent.values() if (v := t.ack_latency_ms) is not None)
 
     def recent(self, limit: int = 200) -> list[Tracked]:
         return list(self.sent.values())[-limit:]

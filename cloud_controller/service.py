@@ -235,6 +235,8 @@ class CloudController:
         correct = getattr(self.planner(), "correct", None)
         if correct is None:
             return []
+        if self.role == "dispatch":
+            await asyncio.to_thread(self._refresh_from_store)
         async with self._plan_lock:
             commands: list[Command] = correct(self.clock.now(), self._snapshot_copies())
         self.stats.guard_steps += 1
@@ -258,16 +260,33 @@ class CloudController:
         }
 
     async def _publish_commands(self, commands: list[Command]) -> None:
+        decided = self.tracker.host_clock()
         for cmd in commands:
             try:
                 await self.session.publish(site_topic(cmd.site, "cmd"), encode(cmd))
-                self.tracker.on_sent(cmd)
+                self.tracker.on_sent(cmd, decided_mono=decided)
             except (NotConnectedError, PublishError) as exc:
                 self.stats.commands_publish_failed += 1
                 log.warning("command %s not published: %s", cmd.cmd_id, exc)
 
+    def _refresh_from_store(self) -> None:
+        """A dispatch-only worker does not ingest telemetry: it reads each site's newest values
+        from the store the ingest workers write (the `latest` table)."""
+        for site, points in self.store.latest().items():
+            snap = self.snapshots.get(site)
+            if snap is None:
+                continue
+            for key, (ts, value) in points.items():
+                snap.points[key] = value
+                if key == "meter/p_kw":
+                    snap.p_net_kw = value
+                if snap.measured_at is None or ts > snap.measured_at:
+                    snap.measured_at = ts
+
     async def dispatch_once(self) -> Plan | None:
         """Plan and publish commands now (called every period; also usable from tests)."""
+        if self.role == "dispatch":
+            await asyncio.to_thread(self._refresh_from_store)
         now = self.clock.now()
         for t in self.tracker.expire(now):
             log.warning("no ack for %s (%s/%s)", t.command.cmd_id, t.command.site, t.command.asset)

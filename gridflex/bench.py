@@ -300,3 +300,27 @@ def bench_ingest(
                 ">= 50,000 per worker" if n == 1 else "the split",
             )
     console.print(table)
+
+
+@bench_app.command("loop")
+def bench_loop(
+    sites: Annotated[int, typer.Option(min=1, max=319, help="simulated buildings, one agent each")] = 100,
+    minutes: Annotated[float, typer.Option(min=1.0, help="real minutes to run (one plan a minute)")] = 3.0,
+) -> None:
+    """Command round trip (plan decision to `applied` ack) p50/p99 in the real-time closed loop."""
+    from gridflex.loop_bench import bench_command_latency
+
+    fig = bench_command_latency(sites, minutes)
+    table = Table(title=f"gridflex bench loop ({sites} sites, {minutes:g} min real time, 60 s period)")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("target", justify="right")
+    table.add_row("commands sent / answered", f"{fig.commands:,} / {fig.answered:,}", "")
+    table.add_row(
+        "decision -> ack p50 / p99 / max (ms)",
+        f"{fig.p50_ms:.0f} / {fig.p99_ms:.0f} / {fig.max_ms:.0f}",
+        "p99 < 250",
+    )
+    table.add_row("plans, last solve (ms)", f"{fig.plans}, {fig.last_solve_ms:.0f}", "")
+    table.add_row("process peak RSS (buildings + agents + controller)", f"{fig.rss_mb:,.0f} MB", "")
+    console.print(table)

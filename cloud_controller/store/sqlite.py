@@ -4,6 +4,8 @@ The watermark (highest contiguous `seq` stored per site) is what the controller 
 as retained `stored`, and what lets agents delete queued samples; it is therefore only
 advanced inside the same transaction that made the samples durable, and rebuilt from
 the file on restart. Samples are keyed by (site, seq): a resent sample is a no-op.
+The newest good value of every point is kept in `latest` too, in the same transaction:
+a dispatch worker that does not ingest reads the fleet's state from there.
 
 Several ingest workers may share one file (MQTT `$share` splits a site's batches between
 them): each write takes SQLite's write lock (`BEGIN IMMEDIATE`) and advances the
@@ -31,6 +33,10 @@ CREATE TABLE IF NOT EXISTS samples (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS samples_series ON samples (site, asset, point, ts);
 CREATE TABLE IF NOT EXISTS watermark (site TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS latest (
+    site TEXT NOT NULL, asset TEXT NOT NULL, point TEXT NOT NULL, ts REAL NOT NULL, value REAL NOT NULL,
+    PRIMARY KEY (site, asset, point)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
     site TEXT NOT NULL, ts REAL NOT NULL, kind TEXT NOT NULL, severity TEXT NOT NULL, json TEXT NOT NULL
 );
@@ -88,12 +94,23 @@ class SqliteStore:
         rows = [
             (site, s.seq, s.asset, s.point, s.ts.timestamp(), s.value, s.unit, s.quality) for s in samples
         ]
+        newest: dict[tuple[str, str], tuple[float, float]] = {}
+        for s in samples:
+            if s.value is not None and s.quality == "good":
+                ts = s.ts.timestamp()
+                if (s.asset, s.point) not in newest or ts >= newest[s.asset, s.point][0]:
+                    newest[s.asset, s.point] = (ts, float(s.value))
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 before = self._db.total_changes
                 self._db.executemany("INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
                 inserted = self._db.total_changes - before
+                self._db.executemany(
+                    "INSERT INTO latest VALUES (?, ?, ?, ?, ?) ON CONFLICT (site, asset, point) DO UPDATE "
+                    "SET ts = excluded.ts, value = excluded.value WHERE excluded.ts >= latest.ts",
+                    [(site, a, p, ts, v) for (a, p), (ts, v) in newest.items()],
+                )
                 wm = self._advance(site)
                 if wm != self._stored_watermark(site):
                     self._db.execute("INSERT OR REPLACE INTO watermark VALUES (?, ?)", (site, wm))
@@ -126,6 +143,15 @@ class SqliteStore:
             wm = max(self._watermark.get(site, -1), self._stored_watermark(site))
             self._watermark[site] = wm
             return wm
+
+    def latest(self) -> dict[str, dict[str, tuple[datetime, float]]]:
+        """Newest good value of every point: site -> "asset/point" -> (ts, value)."""
+        with self._lock:
+            rows = self._db.execute("SELECT site, asset, point, ts, value FROM latest").fetchall()
+        out: dict[str, dict[str, tuple[datetime, float]]] = {}
+        for site, asset, point, ts, value in rows:
+            out.setdefault(site, {})[f"{asset}/{point}"] = (datetime.fromtimestamp(ts, tz=UTC), float(value))
+        return out
 
     def watermarks(self) -> dict[str, int]:
         with self._lock:

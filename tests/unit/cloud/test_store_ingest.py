@@ -111,3 +111,26 @@ def test_tracker_counts_acks_and_missing_and_marks_sites() -> None:
     assert tracker.counts == {"sent": 3, "applied": 1, "failed": 1}
     assert tracker.missing == 1 and tracker.unknown_acks == 1
     assert tracker.uncontrollable == {"b002", "b003"}
+
+
+def test_latest_values_for_a_dispatch_worker_that_does_not_ingest(tmp_path: Path) -> None:
+    from cloud_controller.config import CloudConfig
+    from cloud_controller.live.types import AssetRef, SiteRef
+    from cloud_controller.registry import Registry
+    from cloud_controller.service import CloudController
+    from protocols.clock import RealClock
+
+    ingest = SqliteStore(tmp_path / "s.sqlite")
+    ingest.write_samples("b001", _samples([0, 1, 2]))  # p_kw 1, 2, 3 at T0 + 0..2 s
+    ingest.write_samples("b001", _samples([3], value=-10.0))  # seq 3: -7 at T0 + 3 s
+    late = Sample(seq=4, asset="meter", point="p_kw", value=99.0, unit="kW", ts=T0)  # older than the newest
+    ingest.write_samples("b001", [late])
+    assert ingest.latest() == {"b001": {"meter/p_kw": (T0 + timedelta(seconds=3), -7.0)}}
+    cfg = CloudConfig.model_validate({"store": {"path": str(tmp_path / "s.sqlite")}, "api": {"enabled": False}})
+    registry = Registry(sites=(SiteRef("b001", 0, (AssetRef("meter", "meter"),)),))
+    dispatcher = CloudController(cfg, registry, clock=RealClock(), role="dispatch")
+    dispatcher._refresh_from_store()
+    snap = dispatcher.snapshots["b001"]
+    assert snap.p_net_kw == -7.0 and snap.measured_at == T0 + timedelta(seconds=3)
+    dispatcher.store.close()
+    ingest.close()

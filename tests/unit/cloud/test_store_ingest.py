@@ -126,7 +126,9 @@ def test_latest_values_for_a_dispatch_worker_that_does_not_ingest(tmp_path: Path
     late = Sample(seq=4, asset="meter", point="p_kw", value=99.0, unit="kW", ts=T0)  # older than the newest
     ingest.write_samples("b001", [late])
     assert ingest.latest() == {"b001": {"meter/p_kw": (T0 + timedelta(seconds=3), -7.0)}}
-    cfg = CloudConfig.model_validate({"store": {"path": str(tmp_path / "s.sqlite")}, "api": {"enabled": False}})
+    cfg = CloudConfig.model_validate(
+        {"store": {"path": str(tmp_path / "s.sqlite")}, "api": {"enabled": False}}
+    )
     registry = Registry(sites=(SiteRef("b001", 0, (AssetRef("meter", "meter"),)),))
     dispatcher = CloudController(cfg, registry, clock=RealClock(), role="dispatch")
     dispatcher._refresh_from_store()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hmac
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from pydantic import ValidationError
 
@@ -110,9 +111,32 @@ def create_app(controller: CloudController) -> FastAPI:
         }
 
     @app.get("/forecast/congestion")
-    def congestion() -> list[dict[str, Any]]:
+    def congestion(scenarios: Annotated[int, Query(ge=0, le=1000)] = 0) -> list[dict[str, Any]]:
+        """scenarios=0: the plan's HV/MV forecast (normal approximation, every period);
+        scenarios=N: AC power flows of the region over N sampled load scenarios, per
+        transformer and the most loaded line (seed 002; seconds of CPU, on demand)."""
         plan = controller.last_plan
-        return [] if plan is None else [c.__dict__ for c in plan.congestion]
+        if plan is None:
+            return []
+        if scenarios == 0:
+            return [c.__dict__ for c in plan.congestion]
+        forecast = getattr(controller.planner(), "congestion_forecast", None)
+        if forecast is None or plan.site_forecast_kw is None:
+            raise HTTPException(status_code=409, detail="this planner has no per-site forecast")
+        with controller.planner_lock:
+            f = forecast(plan, scenarios)
+        start = plan.at.timestamp() - plan.at.timestamp() % plan.period_s
+        return [
+            {
+                "start": datetime.fromtimestamp(start + k * plan.period_s, tz=UTC),
+                "element": element,
+                "loading_pct": round(float(f.loading_pct[k, e]), 2),
+                "p_exceed": round(float(f.p_exceed[k, e]), 4),
+                "scenarios": f.n_scenarios,
+            }
+            for k in range(f.loading_pct.shape[0])
+            for e, element in enumerate(f.elements)
+        ]
 
     @app.get("/schedule")
     def schedule() -> dict[str, Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -107,6 +108,7 @@ class CloudController:
         self.api_token = _read_secret(config.api.token_file, "API token")
         self._planner = planner
         self._plan_lock = asyncio.Lock()  # plan and guard share the planner's state
+        self.planner_lock = threading.Lock()  # on-demand forecasts from API threads
         self._signing_keys = _signing_keys(config, registry)
         password = _read_secret(config.broker.password_file, "broker password")
         subs: list[tuple[str, int]] = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from cloud_controller.live.types import History, Plan, Planner, SiteSnapshot
 from gridflex.reference_run import ReferenceRun
@@ -62,3 +63,7 @@ class PlannerWithPrior:
 
     def correct(self, now: datetime, sites: Mapping[str, SiteSnapshot]) -> list[Command]:
         return self.inner.correct(now, sites)
+
+    def __getattr__(self, name: str) -> Any:
+        """Everything else (e.g. `congestion_forecast`) is the inner planner's."""
+        return getattr(self.inner, name)

@@ -107,8 +107,8 @@ class CommandBuilder:
         """Commands for period 0 and the planned kW per site and asset (for the API).
 
         Batteries get `battery_kw` (see `battery_values`); EV chargers and heat pumps in
-        `caps` their guaranteed minimum, the others their nominal power (a release); PV a
-        limit only when the LP curtails.
+        `caps` their guaranteed minimum, the others their nominal power (a release); PV its
+        nominal power less what the LP curtails.
         """
         out: list[Command] = []
         setpoints: dict[str, dict[str, float]] = {}
@@ -125,12 +125,13 @@ class CommandBuilder:
                     continue
                 plan[a.asset] = self.cap_value(a, capped=(s.site, a.asset) in caps)
                 out.append(self._command(now, s.site, a.asset, "p_limit_kw", plan[a.asset]))
-            if (pv := s.asset_of("pv")) is not None:
+            if (pv := s.asset_of("pv")) is not None and pv.p_nominal_kw:
+                # every period, like the other assets (nominal = no curtailment): a PV-only site
+                # would otherwise fall back for lack of commands while the controller is alive
                 curtail = float(schedule.curtail_kw[0, i])
-                if curtail > 0.05 and pv.p_nominal_kw:
-                    limit = max(0.0, float(pv.p_nominal_kw) - curtail)
-                    plan[pv.asset] = -limit
-                    out.append(self._command(now, s.site, pv.asset, "p_limit_kw", limit))
+                limit = float(pv.p_nominal_kw) - (curtail if curtail > 0.05 else 0.0)
+                plan[pv.asset] = -max(0.0, limit)
+                out.append(self._command(now, s.site, pv.asset, "p_limit_kw", max(0.0, limit)))
             setpoints[s.site] = plan
         return out, setpoints
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from cloud_controller.dispatch import DispatchEngine, SiteAssets, StepInputs, StorageState, build_problem
 from cloud_controller.forecast.baseline import Baseline, seasonal_naive_smoothing
+from cloud_controller.forecast.congestion import CongestionForecast, ScenarioCongestion
 from cloud_controller.grid import Region
 from cloud_controller.grid.reduce import station_grid
 from cloud_controller.live.commands import CommandBuilder
@@ -52,6 +53,7 @@ class _Forecast:
     #: (T,) standard deviation of the fleet total, from the sites' p10–p90 spreads (independent
     #: sites, normal approximation): the congestion forecast's probability of exceeding the limit.
     sigma_kw: np.ndarray
+    site_sigma_kw: np.ndarray  # (T, n) each site's standard deviation
 
 
 def _period_start(now: datetime, period_s: float) -> datetime:
@@ -123,6 +125,7 @@ class MpcPlanner:
         self.problem = problem
         self.engine = DispatchEngine(problem)
         self.bat_index = {int(s): k for k, s in enumerate(problem.bat_site)}
+        self._congestion: ScenarioCongestion | None = None
         self.guard = (
             FleetGuard(self.sites, limit_kw=self.limit_kw, period_s=period_s, battery_control=battery_control)
             if np.isfinite(self.limit_kw)
@@ -142,14 +145,14 @@ class MpcPlanner:
         T, n = self.horizon, len(self.sites)
         start = _period_start(now, self.period_s)
         base = np.zeros((T, n))
-        var = np.zeros(T)
+        site_sigma = np.zeros((T, n))
         for i, s in enumerate(self.sites):
             meter = self._baseline(history, s.site, "meter", "p_kw", start=start, now=now)
             base[:, i] = meter.p50
             if self.bat_e_kwh[i]:
                 base[:, i] -= self._baseline(history, s.site, "bat1", "p_kw", start=start, now=now).p50
-            var += ((meter.p90 - meter.p10) / Z_80) ** 2
-        return _Forecast(base, np.sqrt(var))
+            site_sigma[:, i] = np.maximum(meter.p90 - meter.p10, 0.0) / Z_80
+        return _Forecast(base, np.sqrt((site_sigma**2).sum(axis=1)), site_sigma)
 
     def _with_measurements(self, fc: _Forecast, sites: Mapping[str, SiteSnapshot]) -> _Forecast:
         """Blend the latest measurement into the forecast: it rules the first period and fades
@@ -164,7 +167,7 @@ class MpcPlanner:
                 continue
             now_kw = snap.p_net_kw - (snap.points.get("bat1/p_kw", 0.0) if self.bat_e_kwh[i] else 0.0)
             base[:, i] += weight * (now_kw - base[0, i])
-        return _Forecast(base, fc.sigma_kw)
+        return _Forecast(base, fc.sigma_kw, fc.site_sigma_kw)
 
     def _state(self, snapshots: Mapping[str, SiteSnapshot]) -> StorageState:
         p = self.problem
@@ -244,7 +247,22 @@ class MpcPlanner:
             site_setpoints=setpoints,
             solve_ms=(time.perf_counter() - t0) * 1000.0,
             excluded_sites=sorted(self.sites[i].site for i in excluded),
+            site_forecast_kw=fc.base_kw,
+            site_sigma_kw=fc.site_sigma_kw,
         )
+
+    def congestion_forecast(self, plan: Plan, n_scenarios: int = 100) -> CongestionForecast:
+        """Seed 002's probabilistic congestion forecast for `plan`'s horizon (AC power flows of
+        the whole region over sampled scenarios; see forecast/congestion.py). Seconds of CPU:
+        called on demand (API), not every period."""
+        if plan.site_forecast_kw is None or plan.site_sigma_kw is None:
+            raise ValueError("the plan carries no per-site forecast")
+        if self._congestion is None or self._congestion.n_scenarios != n_scenarios:
+            self._congestion = ScenarioCongestion(
+                self.region, [s.region_site for s in self.sites], n_scenarios=n_scenarios
+            )
+        limit = self.limit_kw if np.isfinite(self.limit_kw) else None
+        return self._congestion.forecast(plan.site_forecast_kw, plan.site_sigma_kw, hvmv_limit_kw=limit)
 
     def correct(self, now: datetime, sites: Mapping[str, SiteSnapshot]) -> list[Command]:
         """The fleet guard's step between plans (see guard.py): commands for what changed."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from protocols.messages import Command, FlexEnvelope
 
@@ -90,6 +90,10 @@ class Plan:
     site_setpoints: dict[str, dict[str, float]]  # site -> asset -> planned kW for the first period
     solve_ms: float
     excluded_sites: list[str]  # offline / fallback / uncontrollable: fixed at forecast
+    #: (T, n_sites) per-site median forecast and its standard deviation, registry order (for the
+    #: probabilistic congestion forecast); None from planners that do not forecast per site.
+    site_forecast_kw: Any = None
+    site_sigma_kw: Any = None
 
 
 class Planner(Protocol):

@@ -8,9 +8,11 @@ safely meanwhile.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+import urllib.request
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -51,7 +53,16 @@ async def test_ten_sites_congestion_episode_relieved(tmp_path: Path) -> None:
     scenario = build_scenario(settings, build_schutterwald_region())
     async with ClosedLoop(scenario, tmp_path / "loop") as loop:
         await loop.run_until(settings.end)
+        assert loop.controller is not None and loop.controller.api_port
+        url = f"http://127.0.0.1:{loop.controller.api_port}/forecast/congestion?scenarios=20"
+        congestion = await asyncio.to_thread(
+            lambda: json.loads(urllib.request.urlopen(url, timeout=60).read())
+        )
         result = await loop.finish()
+    # seed 002's probabilistic forecast over the region, per element and interval
+    assert {c["element"] for c in congestion} == {"hvmv", "T_idx_118", "T_idx_77", "T_idx_80", "lines"}
+    assert len(congestion) == 5 * settings.horizon_steps and all(0 <= c["p_exceed"] <= 1 for c in congestion)
+    assert all(c["scenarios"] == 20 for c in congestion)
     without = [t.root_p_kw for t in scenario.no_control_truth]
     truth = scenario.truth.evaluate_series(result.site_p_kw)
     with_control = [t.root_p_kw for t in truth]

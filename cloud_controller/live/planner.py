@@ -28,7 +28,14 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from cloud_controller.dispatch import DispatchEngine, SiteAssets, StepInputs, StorageState, build_problem
+from cloud_controller.dispatch import (
+    DispatchEngine,
+    Schedule,
+    SiteAssets,
+    StepInputs,
+    StorageState,
+    build_problem,
+)
 from cloud_controller.forecast.baseline import Baseline, seasonal_naive_smoothing
 from cloud_controller.forecast.congestion import CongestionForecast, ScenarioCongestion
 from cloud_controller.grid import Region
@@ -36,7 +43,7 @@ from cloud_controller.grid.reduce import station_grid
 from cloud_controller.live.commands import CommandBuilder
 from cloud_controller.live.guard import FleetGuard
 from cloud_controller.live.types import CongestionInterval, History, Plan, SiteRef, SiteSnapshot
-from protocols.messages import Command
+from protocols.messages import AssetFlex, Command
 
 __all__ = ["MpcPlanner", "build_planner"]
 
@@ -126,6 +133,7 @@ class MpcPlanner:
         self.engine = DispatchEngine(problem)
         self.bat_index = {int(s): k for k, s in enumerate(problem.bat_site)}
         self._congestion: ScenarioCongestion | None = None
+        self.last_schedule: Schedule | None = None
         self.guard = (
             FleetGuard(self.sites, limit_kw=self.limit_kw, period_s=period_s, battery_control=battery_control)
             if np.isfinite(self.limit_kw)
@@ -169,25 +177,53 @@ class MpcPlanner:
             base[:, i] += weight * (now_kw - base[0, i])
         return _Forecast(base, fc.sigma_kw, fc.site_sigma_kw)
 
+    def _battery_flex(self, snapshots: Mapping[str, SiteSnapshot], site_i: int) -> AssetFlex | None:
+        snap = snapshots.get(self.sites[site_i].site)
+        if snap is None or snap.flex is None:
+            return None
+        bat = self.sites[site_i].asset_of("battery")
+        return next((a for a in snap.flex.assets if bat is not None and a.asset == bat.asset), None)
+
     def _state(self, snapshots: Mapping[str, SiteSnapshot]) -> StorageState:
+        """Battery energy now: the site's FlexEnvelope (`e_now_kwh`) if it sent one, else its
+        SOC telemetry, else half full."""
         p = self.problem
         e_bat = np.zeros(p.n_bat)
         for site_i, k in self.bat_index.items():
             snap = snapshots.get(self.sites[site_i].site)
-            soc = snap.points.get("bat1/soc_pct") if snap else None
             cap = p.bat_e_max_kwh[k]
-            e_bat[k] = np.clip((soc if soc is not None else 50.0) / 100.0 * cap, p.bat_e_min_kwh[k], cap)
+            flex = self._battery_flex(snapshots, site_i)
+            soc = snap.points.get("bat1/soc_pct") if snap else None
+            if flex is not None and flex.e_now_kwh is not None:
+                e_now = flex.e_now_kwh
+            else:
+                e_now = (soc if soc is not None else 50.0) / 100.0 * cap
+            e_bat[k] = np.clip(e_now, p.bat_e_min_kwh[k], cap)
         e_ts = np.zeros(p.n_hp)
         return StorageState(e_bat_kwh=e_bat, e_ts_kwh=e_ts)
 
-    def _pin_excluded(self, excluded: set[int]) -> None:
-        """Excluded sites' batteries and heat pumps follow their owners, not the plan."""
+    def _battery_bounds(
+        self, excluded: set[int], snapshots: Mapping[str, SiteSnapshot], state: StorageState
+    ) -> None:
+        """Per battery: power 0 when the site is excluded (it follows its owner), else its
+        rating; energy within the window its FlexEnvelope states (`e_min_kwh`/`e_max_kwh`:
+        the owner's reserve and the agent's SOC limits), never above what it holds now if it
+        is already below the reserve (the plan may not start infeasible)."""
         e = self.engine
+        p = self.problem
         T = self.horizon
         for site_i, k in self.bat_index.items():
-            hi = 0.0 if site_i in excluded else float(self.problem.bat_p_max_kw[k])
+            hi = 0.0 if site_i in excluded else float(p.bat_p_max_kw[k])
             e._cols_bounds(e.c_ch[:, k], np.zeros(T), np.full(T, hi))
             e._cols_bounds(e.c_dis[:, k], np.zeros(T), np.full(T, hi))
+            lo_e, hi_e = float(p.bat_e_min_kwh[k]), float(p.bat_e_max_kwh[k])
+            flex = self._battery_flex(snapshots, site_i)
+            if flex is not None:
+                if flex.e_min_kwh is not None:
+                    lo_e = max(lo_e, min(flex.e_min_kwh, float(state.e_bat_kwh[k])))
+                if flex.e_max_kwh is not None:
+                    hi_e = max(lo_e, min(hi_e, max(flex.e_max_kwh, float(state.e_bat_kwh[k]))))
+            e._cols_bounds(e.c_ebat[:, k], np.full(T, lo_e), np.full(T, hi_e))
 
     # -- plan ------------------------------------------------------------------------
 
@@ -202,7 +238,8 @@ class MpcPlanner:
         }
         fc = self._with_measurements(self.forecast(now, history), sites)
         base_total = fc.base_kw.sum(axis=1)
-        self._pin_excluded(excluded)
+        state = self._state(sites)
+        self._battery_bounds(excluded, sites, state)
         # Chance constraint: plan against the fleet's p90, not its median (forecast error is
         # what breaks a plan); never tighter than half the limit.
         limit_t = np.maximum(self.limit_kw - self.forecast_z * fc.sigma_kw, 0.5 * self.limit_kw)
@@ -212,8 +249,9 @@ class MpcPlanner:
         c_import = 1.0 + EARLY_IMPORT_PREFERENCE * np.arange(self.horizon) / self.horizon
         schedule = self.engine.solve(
             StepInputs(base_kw=fc.base_kw, station_limit_kw=limit_t, c_import=c_import),
-            self._state(sites),
+            state,
         )
+        self.last_schedule = schedule
         planned = schedule.p_site_kw.sum(axis=1)
         battery_kw = self.commands.battery_values(self.sites, excluded, schedule, self.bat_index)
         caps: set[tuple[str, str]] = set()

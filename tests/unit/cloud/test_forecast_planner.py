@@ -168,3 +168,29 @@ def test_grid_target_mode_commands_the_site_exchange_on_the_meter(region: Region
     np.testing.assert_allclose(by_power.root_planned_kw, by_target.root_planned_kw, atol=1e-6)
     with pytest.raises(ValueError, match="battery_control"):
         build_planner(region, sites, battery_control="magic", **common)  # type: ignore[arg-type]
+
+
+def test_the_flex_envelope_sets_battery_state_and_reserve(region: Region) -> None:
+    """An agent that reports its battery at 12 kWh with an owner's reserve of 10 kWh: the plan
+    starts from 12 kWh and never draws it below 10, however large the evening peak."""
+    from protocols.messages import AssetFlex, FlexEnvelope
+
+    sites = _sites(2)
+    planner = build_planner(
+        region, sites, period_s=PERIOD_S, horizon_steps=48, margin_s=120, station_limit_kw=5.0
+    )
+    snaps = {s.site: SiteSnapshot(site=s.site, mode="online", points={"bat1/soc_pct": 90.0}) for s in sites}
+    snaps["b001"].flex = FlexEnvelope(
+        site="b001",
+        ts=NOW,
+        assets=[AssetFlex(asset="bat1", kind="battery", e_now_kwh=12.0, e_min_kwh=10.0, e_max_kwh=13.0)],
+    )
+    planner.plan(NOW, snaps, _History())
+    schedule = planner.last_schedule
+    assert schedule is not None
+    k1, k2 = planner.bat_index[0], planner.bat_index[1]
+    assert schedule.e_bat_kwh[:, k1].min() >= 10.0 - 1e-6
+    assert schedule.e_bat_kwh[:, k1].max() <= 13.0 + 1e-6
+    # the peak makes both discharge; the site without an envelope goes down to its SOC floor
+    assert schedule.e_bat_kwh[:, k2].min() < 5.0
+    assert schedule.e_bat_kwh[:, k1].min() == pytest.approx(10.0, abs=0.05)

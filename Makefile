@@ -58,6 +58,8 @@ bench: setup
 	$(VENV)/bin/gridflex bench contract
 	$(VENV)/bin/gridflex bench dispatch
 	$(VENV)/bin/gridflex bench study
+	$(VENV)/bin/gridflex bench ingest
+	$(VENV)/bin/gridflex bench loop --sites 100 --minutes 3
 
 demo: setup
 	$(VENV)/bin/gridflex demo

@@ -25,7 +25,7 @@ from types import TracebackType
 
 from cloud_controller.config import CloudConfig
 from cloud_controller.live.planner import build_planner
-from cloud_controller.live.types import AssetRef, SiteRef, SiteSnapshot
+from cloud_controller.live.types import SiteSnapshot
 from cloud_controller.registry import Registry
 from cloud_controller.service import CloudController
 from gridflex.broker import MosquittoBroker
@@ -34,14 +34,13 @@ from gridflex.fleet import Fleet, FleetOptions
 from gridflex.prior_history import PlannerWithPrior, prior_from_reference
 from gridflex.reference_run import initialise
 from gridflex.scenario import LoopScenario
+from gridflex.twin_loop import site_refs
 from protocols.clock import SimClock
 from simulators.testbed import TestBedConfig
 
 __all__ = ["ClosedLoop", "LoopResult"]
 
 log = logging.getLogger(__name__)
-
-GUARANTEED_MIN_KW = 4.2  # §14a EnWG: controllable consumers keep at least this much
 
 
 @dataclass
@@ -66,22 +65,10 @@ class _NoHistory:
 
 
 def _registry(scenario: LoopScenario, fleet: Fleet) -> Registry:
-    sites: list[SiteRef] = []
-    for entry in fleet.bed.manifest.sites:
-        assets = tuple(
-            AssetRef(
-                asset=a.id,
-                kind=a.kind,
-                p_nominal_kw=a.p_nominal_kw,
-                capacity_kwh=a.capacity_kwh,
-                p_guaranteed_min_kw=GUARANTEED_MIN_KW if a.kind in ("ev", "hp") else 0.0,
-            )
-            for a in entry.assets
-        )
-        sites.append(
-            SiteRef(site=entry.site, region_site=scenario.household_of_site[entry.site], assets=assets)
-        )
-    return Registry(sites=tuple(sites))
+    """The registry of the TestBed's buildings (the same view the offline twin plans with)."""
+    return Registry(
+        sites=site_refs(fleet.bed.buildings, scenario.household_of_site, bacnet=scenario.settings.bacnet)
+    )
 
 
 class ClosedLoop:

@@ -36,8 +36,11 @@ __all__ = ["GUARANTEED_MIN_KW", "TwinResult", "run_twin", "site_refs"]
 GUARANTEED_MIN_KW = 4.2  # §14a EnWG: controllable consumers keep at least this much
 
 
-def site_refs(buildings: Mapping[str, Building], household_of_site: Mapping[str, int]) -> tuple[SiteRef, ...]:
-    """The registry's view of simulated buildings: asset ids and ratings as the TestBed serves them."""
+def site_refs(
+    buildings: Mapping[str, Building], household_of_site: Mapping[str, int], *, bacnet: bool = False
+) -> tuple[SiteRef, ...]:
+    """The registry's view of simulated buildings: asset ids and ratings as the TestBed serves
+    them (with `bacnet`, each building's BMS zone too)."""
     refs: list[SiteRef] = []
     for site, b in buildings.items():
         assets = [AssetRef(asset="meter", kind="meter")]
@@ -68,6 +71,8 @@ def site_refs(buildings: Mapping[str, Building], household_of_site: Mapping[str,
                     p_guaranteed_min_kw=GUARANTEED_MIN_KW,
                 )
             )
+        if bacnet:
+            assets.append(AssetRef(asset="zone1", kind="hvac"))
         refs.append(SiteRef(site=site, region_site=household_of_site[site], assets=tuple(assets)))
     return tuple(refs)
 

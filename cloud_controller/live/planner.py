@@ -130,7 +130,7 @@ class MpcPlanner:
             enforce_voltage=False,
         )
         self.problem = problem
-        self.engine = DispatchEngine(problem)
+        self.engine = DispatchEngine(problem, presolve_first=True)  # cold start: minutes -> seconds at scale
         self.bat_index = {int(s): k for k, s in enumerate(problem.bat_site)}
         self._congestion: ScenarioCongestion | None = None
         self.last_schedule: Schedule | None = None

@@ -160,6 +160,15 @@ async def _ingest(
     }
 
 
+def _figures_table(title: str) -> Table:
+    """The figure / value / target table every benchmark prints."""
+    table = Table(title=title)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("target", justify="right")
+    return table
+
+
 @bench_app.command("contract")
 def bench_contract(
     n_messages: Annotated[int, typer.Option(help="Messages per MQTT throughput run.")] = 50_000,
@@ -167,10 +176,7 @@ def bench_contract(
     protocol: Annotated[str, typer.Option(help="MQTT protocol of the subscriber: 5 or 3.1.1.")] = "5",
 ) -> None:
     """Codec µs per message, and ingest msg/s + latency through a real Mosquitto on loopback."""
-    table = Table(title=f"gridflex bench contract (subscriber MQTT {protocol})")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    table.add_column("target", justify="right")
+    table = _figures_table(f"gridflex bench contract (subscriber MQTT {protocol})")
     codec = codec_figures()
     targets = {"decode x1 msgs/s (one core)": ">= 100,000"}
     for name, value in codec.items():
@@ -246,12 +252,9 @@ def bench_study(
     t_pf = time.perf_counter() - t2
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     steps = inputs.prof.n_steps
-    table = Table(
-        title=f"gridflex bench study: {scenario}, one year ({steps:,} steps, {inputs.pop.n} households)"
+    table = _figures_table(
+        f"gridflex bench study: {scenario}, one year ({steps:,} steps, {inputs.pop.n} households)"
     )
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    table.add_column("target", justify="right")
     table.add_row("region + households + year profiles (s)", f"{t_inputs:.1f}", "")
     table.add_row("per-step OPF over the year, incl. engine build (s)", f"{t_run:.1f}", "<= 15")
     table.add_row("  of which HiGHS solves + updates (s)", f"{run.solve_s:.1f}", "")
@@ -311,10 +314,7 @@ def bench_loop(
     from gridflex.loop_bench import bench_command_latency
 
     fig = bench_command_latency(sites, minutes)
-    table = Table(title=f"gridflex bench loop ({sites} sites, {minutes:g} min real time, 60 s period)")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    table.add_column("target", justify="right")
+    table = _figures_table(f"gridflex bench loop ({sites} sites, {minutes:g} min real time, 60 s period)")
     table.add_row("commands sent / answered", f"{fig.commands:,} / {fig.answered:,}", "")
     table.add_row(
         "decision -> ack p50 / p99 / max (ms)",

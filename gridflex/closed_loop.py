@@ -24,17 +24,16 @@ from pathlib import Path
 from types import TracebackType
 
 from cloud_controller.config import CloudConfig
-from cloud_controller.live.planner import build_planner
 from cloud_controller.live.types import SiteSnapshot
 from cloud_controller.registry import Registry
 from cloud_controller.service import CloudController
 from gridflex.broker import MosquittoBroker
 from gridflex.demo_report import CommandFigures, TelemetryFigures
 from gridflex.fleet import Fleet, FleetOptions
-from gridflex.prior_history import PlannerWithPrior, prior_from_reference
+from gridflex.prior_history import PlannerWithPrior
 from gridflex.reference_run import initialise
 from gridflex.scenario import LoopScenario
-from gridflex.twin_loop import site_refs
+from gridflex.twin_loop import scenario_planner, site_refs
 from protocols.clock import SimClock
 from simulators.testbed import TestBedConfig
 
@@ -141,17 +140,7 @@ class ClosedLoop:
 
     def _build_planner(self) -> PlannerWithPrior:
         s = self.settings
-        planner = build_planner(
-            self.scenario.region,
-            self.registry.sites,
-            period_s=s.period_s,
-            horizon_steps=s.horizon_steps,
-            margin_s=s.margin_s,
-            station_limit_kw=self.scenario.controller_limit_kw,
-            battery_control=s.battery_control,
-            forecast_z=s.forecast_z,
-        )
-        wrapped = PlannerWithPrior(planner, prior_from_reference(self.scenario.yesterday))
+        wrapped = scenario_planner(self.scenario, self.registry.sites)
         snapshots = {site.site: SiteSnapshot(site=site.site, mode="unknown") for site in self.registry.sites}
         wrapped.plan(s.start, snapshots, _NoHistory())  # warm-up: the first HiGHS solve is the slow one
         return wrapped

@@ -20,7 +20,7 @@ from multiprocessing.synchronize import Event as MpEvent
 from pathlib import Path
 from typing import Any
 
-__all__ = ["IngestFigures", "bench_ingest_workers"]
+__all__ = ["IngestFigures", "bench_ingest_workers", "telemetry_payloads"]
 
 T0 = datetime(2030, 1, 15, 12, tzinfo=UTC)
 
@@ -79,18 +79,16 @@ def _worker(  # noqa: PLR0917 (a spawn target takes positional args)
     out.put((index, asyncio.run(run())))
 
 
-def _publisher(port: int, n_sites: int, n_batches: int, size: int, go: MpEvent) -> None:
-    """Spawn target: every site's batches, QoS 1, as fast as the broker takes them."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
+def telemetry_payloads(sites: list[str], n_batches: int, size: int) -> list[tuple[str, bytes]]:
+    """(topic, encoded batch) for every site's `n_batches` batches of `size` meter samples,
+    seq 0.. contiguous per site, batch by batch across the sites."""
     from protocols.codec import encode
     from protocols.messages import Sample, TelemetryBatch
     from protocols.topics import site_topic
 
-    payloads: list[tuple[str, bytes]] = []
+    out: list[tuple[str, bytes]] = []
     for b in range(n_batches):
-        for site in _sites(n_sites):
+        for site in sites:
             samples = [
                 Sample(
                     seq=b * size + i,
@@ -102,9 +100,18 @@ def _publisher(port: int, n_sites: int, n_batches: int, size: int, go: MpEvent) 
                 )
                 for i in range(size)
             ]
-            payloads.append(
+            out.append(
                 (site_topic(site, "telemetry"), encode(TelemetryBatch(site=site, ts=T0, samples=samples)))
             )
+    return out
+
+
+def _publisher(port: int, n_sites: int, n_batches: int, size: int, go: MpEvent) -> None:
+    """Spawn target: every site's batches, QoS 1, as fast as the broker takes them."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    payloads = telemetry_payloads(_sites(n_sites), n_batches, size)
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-pub", protocol=mqtt.MQTTv5)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)

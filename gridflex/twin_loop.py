@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from cloud_controller.live.planner import build_planner
-from cloud_controller.live.types import AssetRef, Plan, Planner, SiteRef, SiteSnapshot
+from cloud_controller.live.types import AssetRef, Plan, SiteRef, SiteSnapshot
 from gridflex.grid_truth import count_overloads
 from gridflex.prior_history import PlannerWithPrior, prior_from_reference
 from gridflex.reference_run import initialise
@@ -31,7 +31,7 @@ from simulators.building import Building, build
 from simulators.fleet import fleet_profiles
 from simulators.siteconfig import GRID_TARGET_RANGE_KW
 
-__all__ = ["GUARANTEED_MIN_KW", "TwinResult", "run_twin", "site_refs"]
+__all__ = ["GUARANTEED_MIN_KW", "TwinResult", "run_twin", "scenario_planner", "site_refs"]
 
 GUARANTEED_MIN_KW = 4.2  # §14a EnWG: controllable consumers keep at least this much
 
@@ -170,7 +170,9 @@ class TwinResult:
         return count_overloads(self.root_kw, threshold_kw)
 
 
-def _planner(scenario: LoopScenario, refs: tuple[SiteRef, ...]) -> Planner:
+def scenario_planner(scenario: LoopScenario, refs: tuple[SiteRef, ...]) -> PlannerWithPrior:
+    """The controller's planner for a loop scenario, with yesterday's physics as imported
+    history (used by the live loop and the twin alike)."""
     s = scenario.settings
     inner = build_planner(
         scenario.region,
@@ -197,7 +199,7 @@ def run_twin(
         b.step(s.start, 0.0)
     initialise(list(buildings.values()), seed=s.seed)
     refs = site_refs(buildings, scenario.household_of_site)
-    planner = _planner(scenario, refs)
+    planner = scenario_planner(scenario, refs)
     history = _MemoryHistory()
     snapshots: dict[str, SiteSnapshot] = {}
     active: dict[tuple[str, str], Command] = {}

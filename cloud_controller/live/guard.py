@@ -89,6 +89,7 @@ class FleetGuard:
         self.release_margin_kw = release_margin_kw
         self.flexible: list[_Flexible] = []
         self.battery_kw_max: dict[str, float] = {}
+        self.battery_asset: dict[str, str] = {}  # site -> the battery's asset id (its points' prefix)
         for s in sites:
             for a in s.assets:
                 if a.kind in ("ev", "hp") and a.p_nominal_kw and a.p_nominal_kw > a.p_guaranteed_min_kw:
@@ -97,6 +98,7 @@ class FleetGuard:
                     )
                 if a.kind == "battery" and a.p_nominal_kw:
                     self.battery_kw_max[s.site] = float(a.p_nominal_kw)
+                    self.battery_asset[s.site] = a.asset
         self.caps: set[tuple[str, str]] = set()
         self.planned_battery_kw: dict[str, float] = {}  # the plan's setpoint / grid target
         self.offset_kw: dict[str, float] = {}  # guard's change to it (<= 0)
@@ -133,7 +135,7 @@ class FleetGuard:
             snap = snapshots.get(site)
             if snap is None or snap.p_net_kw is None:
                 continue
-            p_bat = snap.points.get("bat1/p_kw", 0.0)
+            p_bat = snap.points.get(f"{self.battery_asset.get(site)}/p_kw", 0.0)
             if self.battery_control == "setpoint":
                 delta = value - p_bat
             else:  # the inverter moves the site to its target as far as its power allows
@@ -158,7 +160,8 @@ class FleetGuard:
             self._pending[site] = pending
             if snap.p_net_kw is not None:
                 fleet_kw += snap.p_net_kw + sum(d for _, _, d in pending)
-            bat_kw[site] = snap.points.get("bat1/p_kw", 0.0) + sum(d for _, w, d in pending if w == "bat")
+            p_bat = snap.points.get(f"{self.battery_asset.get(site)}/p_kw", 0.0)
+            bat_kw[site] = p_bat + sum(d for _, w, d in pending if w == "bat")
         return fleet_kw, bat_kw
 
     def _integrate(self, now: datetime, fleet_kw: float) -> None:
@@ -272,7 +275,7 @@ class FleetGuard:
             return
         room = {}
         for site in active:
-            if self._point(snapshots, site, "bat1/soc_pct") < MIN_SOC_PCT:
+            if self._point(snapshots, site, f"{self.battery_asset[site]}/soc_pct") < MIN_SOC_PCT:
                 continue
             room[site] = max(0.0, self._bat_kw.get(site, 0.0) + self.battery_kw_max[site])
         total = sum(room.values())

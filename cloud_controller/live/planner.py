@@ -10,7 +10,8 @@ cap their power (§14a EnWG: never below 4.2 kW), and a real heat pump's thermos
 the controller, decides when it runs. Caps, and corrections of the batteries between
 plans, belong to the fleet guard (guard.py): a fast loop on measurements that keeps
 each interval's mean under the limit; `correct` runs it between plans, and every plan
-runs it once on the plan's own estimate (seed 001's CurA/CurB as real-time rules).
+runs it once with the plan's battery values counted as pending (seed 001's CurA/CurB as
+real-time rules).
 
 Sites that are offline (or unknown, or ignored their last commands) are "excluded":
 their forecast stays in the grid balance, their batteries are pinned to zero in the LP
@@ -158,7 +159,9 @@ class MpcPlanner:
             meter = self._baseline(history, s.site, "meter", "p_kw", start=start, now=now)
             base[:, i] = meter.p50
             if self.bat_e_kwh[i]:
-                base[:, i] -= self._baseline(history, s.site, "bat1", "p_kw", start=start, now=now).p50
+                base[:, i] -= self._baseline(
+                    history, s.site, self._bat_asset(i), "p_kw", start=start, now=now
+                ).p50
             site_sigma[:, i] = np.maximum(meter.p90 - meter.p10, 0.0) / Z_80
         return _Forecast(base, np.sqrt((site_sigma**2).sum(axis=1)), site_sigma)
 
@@ -173,9 +176,15 @@ class MpcPlanner:
             snap = sites.get(s.site)
             if snap is None or snap.p_net_kw is None:
                 continue
-            now_kw = snap.p_net_kw - (snap.points.get("bat1/p_kw", 0.0) if self.bat_e_kwh[i] else 0.0)
+            p_bat = snap.points.get(f"{self._bat_asset(i)}/p_kw", 0.0) if self.bat_e_kwh[i] else 0.0
+            now_kw = snap.p_net_kw - p_bat
             base[:, i] += weight * (now_kw - base[0, i])
         return _Forecast(base, fc.sigma_kw, fc.site_sigma_kw)
+
+    def _bat_asset(self, site_i: int) -> str:
+        """The asset id of site `site_i`'s battery (its telemetry points are "<id>/p_kw", ...)."""
+        bat = self.sites[site_i].asset_of("battery")
+        return bat.asset if bat is not None else "bat1"
 
     def _battery_flex(self, snapshots: Mapping[str, SiteSnapshot], site_i: int) -> AssetFlex | None:
         snap = snapshots.get(self.sites[site_i].site)
@@ -193,7 +202,7 @@ class MpcPlanner:
             snap = snapshots.get(self.sites[site_i].site)
             cap = p.bat_e_max_kwh[k]
             flex = self._battery_flex(snapshots, site_i)
-            soc = snap.points.get("bat1/soc_pct") if snap else None
+            soc = snap.points.get(f"{self._bat_asset(site_i)}/soc_pct") if snap else None
             if flex is not None and flex.e_now_kwh is not None:
                 e_now = flex.e_now_kwh
             else:

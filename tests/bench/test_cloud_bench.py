@@ -23,32 +23,12 @@ from cloud_controller.live.types import AssetRef, SiteRef, SiteSnapshot
 from cloud_controller.registry import Registry
 from cloud_controller.service import CloudController
 from gridflex.broker import MosquittoBroker
+from gridflex.ingest_bench import telemetry_payloads
 from protocols.clock import RealClock
-from protocols.codec import encode
-from protocols.messages import Sample, TelemetryBatch
-from protocols.topics import site_topic
 
 pytestmark = pytest.mark.bench
 
 T0 = datetime(2030, 1, 15, 12, tzinfo=UTC)
-
-
-def _batches(site: str, n_batches: int, size: int) -> list[bytes]:
-    out = []
-    for b in range(n_batches):
-        samples = [
-            Sample(
-                seq=b * size + i,
-                asset="meter",
-                point="p_kw",
-                value=1.0 + i,
-                unit="kW",
-                ts=T0 + timedelta(seconds=b * size + i),
-            )
-            for i in range(size)
-        ]
-        out.append(encode(TelemetryBatch(site=site, ts=T0, samples=samples)))
-    return out
 
 
 async def test_ingest_samples_per_second(mosquitto: MosquittoBroker, tmp_path: Path) -> None:
@@ -67,14 +47,14 @@ async def test_ingest_samples_per_second(mosquitto: MosquittoBroker, tmp_path: P
     )
     ctl = CloudController(cfg, registry, clock=RealClock())
     task = asyncio.create_task(ctl.run())
-    payloads = [(s, p) for s in sites for p in _batches(s, n_batches, size)]
+    payloads = telemetry_payloads(sites, n_batches, size)
     total = n_sites * n_batches * size
     try:
         await ctl.session.wait_connected(10)
         async with aiomqtt.Client("127.0.0.1", mosquitto.port, max_queued_outgoing_messages=0) as pub:
             t0 = time.perf_counter()
-            for site, payload in payloads:
-                await pub.publish(site_topic(site, "telemetry"), payload, qos=1)
+            for topic, payload in payloads:
+                await pub.publish(topic, payload, qos=1)
             async with asyncio.timeout(120):
                 while ctl.ingest.stats.samples_stored < total:
                     await asyncio.sleep(0.01)

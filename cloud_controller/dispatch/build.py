@@ -38,6 +38,7 @@ def build_problem(
     eta_d: float = 0.95,
     ts_loss_per_step: float = 0.0,
     enforce_voltage: bool = True,
+    site_pv: np.ndarray | None = None,
 ) -> Problem:
     """One battery per site with bat_e_kwh > 0, one heat pump per site with hp_p_max_kw > 0."""
     bat = np.flatnonzero(assets.bat_e_kwh > 0)
@@ -61,4 +62,5 @@ def build_problem(
         ts_loss_per_step=ts_loss_per_step,
         enforce_voltage=enforce_voltage,
         weights=w,
+        site_pv=None if site_pv is None else np.asarray(site_pv, dtype=bool),
     )

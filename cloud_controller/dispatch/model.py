@@ -26,6 +26,8 @@ def build_model(problem: Problem) -> Any:
     m = pyo.ConcreteModel(name="gridflex_dispatch")
     T = range(p.horizon)
     S = range(p.n_sites)
+    SPV = [int(s) for s in p.pv_sites]
+    SSH = list(S) if p.has_shed else []
     B = range(p.n_bat)
     H = range(p.n_hp)
     HS = [h for h in H if p.ts_e_max_kwh[h] > 0]
@@ -38,8 +40,8 @@ def build_model(problem: Problem) -> Any:
 
     m.p_imp = pyo.Var(S, T, bounds=(0, None))
     m.p_exp = pyo.Var(S, T, bounds=(0, None))
-    m.curt = pyo.Var(S, T, bounds=(0, 0))
-    m.shed = pyo.Var(S, T, bounds=(0, None))
+    m.curt = pyo.Var(SPV, T, bounds=(0, 0))
+    m.shed = pyo.Var(SSH, T, bounds=(0, None))
     m.ch = pyo.Var(B, T, bounds=lambda _m, b, t: (0, float(p.bat_p_max_kw[b])))
     m.dis = pyo.Var(B, T, bounds=lambda _m, b, t: (0, float(p.bat_p_max_kw[b])))
     m.e_bat = pyo.Var(B, T, bounds=lambda _m, b, t: (float(p.bat_e_min_kwh[b]), float(p.bat_e_max_kwh[b])))
@@ -70,9 +72,15 @@ def build_model(problem: Problem) -> Any:
     for h in H:
         hps_at.setdefault(int(p.hp_site[h]), []).append(h)
 
+    pv_set = set(SPV)
+
     def site_balance(_m: Any, s: int, t: int) -> Any:
         # p_imp - p_exp = base + ch - dis + hp + curt - shed ; base is the RHS
-        expr = m.p_imp[s, t] - m.p_exp[s, t] - m.curt[s, t] + m.shed[s, t]
+        expr = m.p_imp[s, t] - m.p_exp[s, t]
+        if s in pv_set:
+            expr = expr - m.curt[s, t]
+        if p.has_shed:
+            expr = expr + m.shed[s, t]
         for b in bats_at.get(s, []):
             expr = expr - m.ch[b, t] + m.dis[b, t]
         for h in hps_at.get(s, []):
@@ -167,7 +175,8 @@ def build_model(problem: Problem) -> Any:
     obj = 0.0
     for t in T:
         obj += sum(w.c_import * dt * m.p_imp[s, t] - w.c_export * dt * m.p_exp[s, t] for s in S)
-        obj += sum(w.c_curtail * dt * m.curt[s, t] + w.pen_shed * dt * m.shed[s, t] for s in S)
+        obj += sum(w.c_curtail * dt * m.curt[s, t] for s in SPV)
+        obj += sum(w.pen_shed * dt * m.shed[s, t] for s in SSH)
         obj += sum(
             -w.bat_w_charge * eta_c * dt * m.ch[b, t]
             + (w.bat_w_discharge / eta_d + w.c_throughput) * dt * m.dis[b, t]

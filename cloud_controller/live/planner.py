@@ -218,21 +218,20 @@ class MpcPlanner:
         rating; energy within the window its FlexEnvelope states (`e_min_kwh`/`e_max_kwh`:
         the owner's reserve and the agent's SOC limits), never above what it holds now if it
         is already below the reserve (the plan may not start infeasible)."""
-        e = self.engine
         p = self.problem
-        T = self.horizon
+        p_max = p.bat_p_max_kw.astype(float).copy()
+        e_lo = p.bat_e_min_kwh.astype(float).copy()
+        e_hi = p.bat_e_max_kwh.astype(float).copy()
         for site_i, k in self.bat_index.items():
-            hi = 0.0 if site_i in excluded else float(p.bat_p_max_kw[k])
-            e._cols_bounds(e.c_ch[:, k], np.zeros(T), np.full(T, hi))
-            e._cols_bounds(e.c_dis[:, k], np.zeros(T), np.full(T, hi))
-            lo_e, hi_e = float(p.bat_e_min_kwh[k]), float(p.bat_e_max_kwh[k])
+            if site_i in excluded:
+                p_max[k] = 0.0
             flex = self._battery_flex(snapshots, site_i)
             if flex is not None:
                 if flex.e_min_kwh is not None:
-                    lo_e = max(lo_e, min(flex.e_min_kwh, float(state.e_bat_kwh[k])))
+                    e_lo[k] = max(e_lo[k], min(flex.e_min_kwh, float(state.e_bat_kwh[k])))
                 if flex.e_max_kwh is not None:
-                    hi_e = max(lo_e, min(hi_e, max(flex.e_max_kwh, float(state.e_bat_kwh[k]))))
-            e._cols_bounds(e.c_ebat[:, k], np.full(T, lo_e), np.full(T, hi_e))
+                    e_hi[k] = max(e_lo[k], min(e_hi[k], max(flex.e_max_kwh, float(state.e_bat_kwh[k]))))
+        self.engine.set_battery_limits(p_max, e_lo, e_hi)
 
     # -- plan ------------------------------------------------------------------------
 

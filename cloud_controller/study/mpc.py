@@ -47,6 +47,7 @@ def run_mpc(
         eta_d=cfg.sizes.battery_eta_discharge,
         ts_loss_per_step=1.0 - (1.0 - cfg.sizes.thermal_store_loss_per_day) ** (dt / 24.0),
         enforce_voltage=False,
+        site_pv=inp.pop.pv_2030,
     )
     engine = DispatchEngine(problem, cop_rtol=cfg.cop_rtol)
     pv = inp.pv_kw(2030)

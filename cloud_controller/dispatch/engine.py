@@ -16,6 +16,7 @@ from typing import Any, Literal
 import highspy
 import numpy as np
 
+from cloud_controller.dispatch.crash import basis_for, set_basis
 from cloud_controller.dispatch.lp import LpIndex, build_lp
 from cloud_controller.dispatch.model import build_model
 from cloud_controller.dispatch.problem import FloatArray, IntArray, Problem, StepInputs, StorageState
@@ -161,6 +162,7 @@ class DispatchEngine:
         cop_rtol: float = 0.0,
         presolve_first: bool = False,
         builder: Literal["numpy", "pyomo"] = "numpy",
+        crash: bool = True,
     ) -> None:
         """`cop_rtol` > 0 keeps a heat pump's COP coefficient until the new COP differs by more
         than that share: changing a matrix coefficient makes HiGHS refactor the basis
@@ -183,6 +185,18 @@ class DispatchEngine:
         else:
             raise ValueError(f"builder must be 'numpy' or 'pyomo', not {builder!r}")
         self.ix = ix
+        # A start basis from the first inputs (crash.py) instead of the all-slack one;
+        # needs the numpy builder's full index and is pointless when presolve runs first.
+        # Single-period problems only: that is where the cold time is the whole answer
+        # (an MPC's first solve is dominated by the planning itself; the planner presolves).
+        self._crash = crash and ix.r_vdrop is not None and not presolve_first and problem.horizon == 1
+        self.crash_used = False
+        if self._crash:
+            # Devex pricing: with an advanced start basis, HiGHS's default (dual steepest
+            # edge) first computes exact weights, one BTRAN per row: measured at 1,000
+            # buildings, first solve 147 ms (DSE) vs 67 ms (Devex); warm re-solves equal
+            # (9.7 ms both). Switching back later would recompute the weights, so it stays.
+            self.h.setOptionValue("simplex_dual_edge_weight_strategy", 1)
         p = problem
         T = p.horizon
         g = p.grid
@@ -358,6 +372,10 @@ class DispatchEngine:
     def solve(self, inputs: StepInputs, state: StorageState) -> Schedule:
         """Apply the inputs, re-solve from the previous basis, and read the schedule."""
         self._apply(inputs, state)
+        if self._crash:
+            self._crash = False
+            col, row = basis_for(self.problem, self.ix, inputs, state)
+            self.crash_used = set_basis(self.h, col, row)
         self.h.run()
         if self._presolve_first:
             self._presolve_first = False

@@ -63,6 +63,16 @@ class LpIndex:
     hs: IntArray  # heat pumps with a thermal store (positions in 0..n_hp-1)
     n_cols: int = 0
     n_rows: int = 0
+    # The rest is known only to the numpy builder (what `crash.py` needs for a start basis).
+    r_vdrop: IntArray | None = None  # (T, K)
+    r_branch_up: IntArray | None = None  # (T, K), -1 for unlimited branches
+    r_branch_dn: IntArray | None = None
+    r_v_up: IntArray | None = None  # (T, N)
+    r_v_dn: IntArray | None = None
+    c_zu: IntArray | None = None  # (T, U)
+    r_unit_epi: IntArray | None = None  # (T, U, segments), -1 where a unit has fewer
+    c_zroot: IntArray | None = None  # (T,)
+    r_root_epi: IntArray | None = None  # (T, segments); with no root cost one equality row
 
 
 @dataclass
@@ -235,6 +245,7 @@ def build_lp(problem: Problem, h: highspy.Highs) -> LpIndex:
 
     # -- piecewise-linear unit and root costs (epigraph rows, as model.py) -----------------
     nseg = max([len(c.slopes) for c in p.unit_cost] + [1])
+    r_uepi = np.full((T, nU, nseg), -1, dtype=np.int64)
     for k in range(nseg):
         units = [u for u in range(nU) if k < len(p.unit_cost[u].slopes)]
         if not units:
@@ -243,17 +254,25 @@ def build_lp(problem: Problem, h: highspy.Highs) -> LpIndex:
         off = np.asarray([p.unit_cost[u].offsets[k] for u in units])
         slope = np.asarray([p.unit_cost[u].slopes[k] * float(p.unit_sign[u]) for u in units])
         r = b.rows((T, len(units)), off[None, :], INF)
+        r_uepi[:, ua, k] = r
         b.coef(r, c_zu[:, ua], 1.0)
         b.coef(r, c_u[:, ua], -slope[None, :])
     rc = p.root_cost
     if rc is not None:
+        r_repi = np.zeros((T, len(rc.slopes)), dtype=np.int64)
         for k in range(len(rc.slopes)):
             r = b.rows((T,), rc.offsets[k], INF)
+            r_repi[:, k] = r
             b.coef(r, c_zroot, 1.0)
             b.coef(r, c_root, -rc.slopes[k])
     else:
         r = b.rows((T,), 0.0, 0.0)
+        r_repi = r[:, None]
         b.coef(r, c_zroot, 1.0)
+    bup = np.full((T, K), -1, dtype=np.int64)
+    bdn = np.full((T, K), -1, dtype=np.int64)
+    bup[:, kl] = r_bup
+    bdn[:, kl] = r_bdn
 
     curt_all = np.full((T, nS), -1, dtype=np.int64)
     curt_all[:, pv] = c_curt
@@ -316,4 +335,13 @@ def build_lp(problem: Problem, h: highspy.Highs) -> LpIndex:
         hs=hs,
         n_cols=b.n_cols,
         n_rows=b.n_rows,
+        r_vdrop=r_vd,
+        r_branch_up=bup,
+        r_branch_dn=bdn,
+        r_v_up=r_vup,
+        r_v_dn=r_vdn,
+        c_zu=c_zu,
+        r_unit_epi=r_uepi,
+        c_zroot=c_zroot,
+        r_root_epi=r_repi,
     )

@@ -97,16 +97,23 @@ def test_numpy_and_pyomo_build_the_same_lp(horizon: int, units: bool) -> None:
         if not name.startswith("c_"):
             continue
         ia, ib = getattr(fast.ix, name), getattr(ref.ix, name)
+        if ib is None:  # known only to the numpy builder (for the crash basis)
+            continue
         assert ia.shape == ib.shape, name
         assert np.array_equal(ia >= 0, ib >= 0), name
         ok = ia >= 0
         for key in ("col_lower", "col_upper", "cost"):
             np.testing.assert_allclose(a[key][ia[ok]], b[key][ib[ok]], rtol=1e-12, err_msg=f"{name} {key}")
     # every row family: same bounds and the same coefficients on the same families' columns
-    col_a = {int(c): (name, i) for name in LpIndex.__dataclass_fields__ if name.startswith("c_")
-             for i, c in enumerate(getattr(fast.ix, name).ravel()) if c >= 0}  # fmt: skip
-    col_b = {int(c): (name, i) for name in LpIndex.__dataclass_fields__ if name.startswith("c_")
-             for i, c in enumerate(getattr(ref.ix, name).ravel()) if c >= 0}  # fmt: skip
+    shared = [
+        n for n in LpIndex.__dataclass_fields__ if n.startswith("c_") and getattr(ref.ix, n) is not None
+    ]
+    col_a = {
+        int(c): (name, i) for name in shared for i, c in enumerate(getattr(fast.ix, name).ravel()) if c >= 0
+    }
+    col_b = {
+        int(c): (name, i) for name in shared for i, c in enumerate(getattr(ref.ix, name).ravel()) if c >= 0
+    }
     for name in ("r_site", "r_heat", "r_bat", "r_ts", "r_bus", "r_st", "r_stf"):
         ra, rb = getattr(fast.ix, name).ravel(), getattr(ref.ix, name).ravel()
         assert len(ra) == len(rb), name

@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -92,6 +92,37 @@ class PowerFlowResult:
         """Network losses (lines and transformers, incl. iron losses): root power minus loads."""
         return np.asarray(self.p_root_kw - self.p_load_kw, dtype=float)
 
+    def with_steps(self, rows: IntArray, sub: PowerFlowResult) -> PowerFlowResult:
+        """A copy where steps `rows` are replaced by `sub`'s results (sub has len(rows) steps).
+
+        Why: a study run that takes most steps over from another run needs the power flow
+        only for the steps it solved itself. Per-bus voltages are not merged (dropped).
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        if sub.n_steps != len(rows) or sub.trafo_names != self.trafo_names:
+            raise ValueError("sub-result does not match the rows or the transformers")
+
+        def put(base: FloatArray, part: FloatArray) -> FloatArray:
+            out = np.array(base, copy=True)
+            out[rows] = part
+            return out
+
+        keep = ~np.isin(self.failed_steps, rows)
+        return PowerFlowResult(
+            p_root_kw=put(self.p_root_kw, sub.p_root_kw),
+            q_root_kvar=put(self.q_root_kvar, sub.q_root_kvar),
+            p_load_kw=put(self.p_load_kw, sub.p_load_kw),
+            trafo_loading=put(self.trafo_loading, sub.trafo_loading),
+            trafo_names=self.trafo_names,
+            line_loading_max=put(self.line_loading_max, sub.line_loading_max),
+            v_min_pu=put(self.v_min_pu, sub.v_min_pu),
+            v_max_pu=put(self.v_max_pu, sub.v_max_pu),
+            failed_steps=np.sort(np.concatenate([self.failed_steps[keep], rows[sub.failed_steps]])),
+            trafo_p_lv_kw=None
+            if self.trafo_p_lv_kw is None or sub.trafo_p_lv_kw is None
+            else put(self.trafo_p_lv_kw, sub.trafo_p_lv_kw),
+        )
+
     def trafo_loading_of(self, name: str) -> FloatArray:
         """Loading series (T,) of one transformer, by its branch name such as "trafo:12"."""
         if name not in self.trafo_names:
@@ -138,9 +169,20 @@ class BatchPowerFlow:
     Other in-service loads stay at their pandapower p_mw x scaling / q_mvar x scaling.
     """
 
-    def __init__(self, net: Any, load_idx: Sequence[int] | IntArray | None = None) -> None:
+    def __init__(
+        self,
+        net: Any,
+        load_idx: Sequence[int] | IntArray | None = None,
+        *,
+        method: Literal["iterative_current", "newton_raphson"] = "iterative_current",
+    ) -> None:
+        """`method`: PGM's iterative current method (default) or Newton-Raphson. Measured on a
+        year of the 319-load region, sequential: 6.4 s vs 17.4 s, results equal to 3e-6 kW and
+        5e-10 pu; iterative current is PGM's method for distribution grids and keeps one
+        factorisation for the whole batch."""
         from power_grid_model import PowerGridModel
 
+        self._method = method
         self._check_supported(net)
         self._f_hz = _finite(getattr(net, "f_hz", 50.0), 50.0)
         self._ids = 0
@@ -465,9 +507,12 @@ class BatchPowerFlow:
         }
         # columnar output of only the needed attributes: a year of full row-based output
         # for this region would be several GB
+        from power_grid_model import CalculationMethod
+
         out = self._model.calculate_power_flow(
             update_data=update,
             threading=threading,
+            calculation_method=CalculationMethod[self._method],
             continue_on_batch_error=True,
             output_component_types={
                 ComponentType.source: ["p", "q"],

@@ -37,6 +37,8 @@ from cloud_controller.study.profiles import Profiles
 FloatArray = npt.NDArray[np.float64]
 
 STRESS_FREE = ("status_quo", "no_control", "stor")
+TOL_SAME_KW = 1e-6  # Stor's HV/MV power within a policy's limit: its step is the policy's
+TOL_SAME_KWH = 1e-6  # storage states this close are the same state
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,12 @@ class ScenarioRun:
     energy_kwh: dict[str, float] = field(default_factory=dict)
     solve_s: float = 0.0
     ac: dict[str, Any] | None = None  # AC power-flow check (study.validate), when run
+    # Steps taken over from the Stor run instead of solved (see `StorReference`); None: all solved.
+    reused: npt.NDArray[np.bool_] | None = None
+    # What a later run needs to reuse this one (kept for Stor only): the storage state at the
+    # start of each step and the per-step AC results.
+    state_kwh: tuple[FloatArray, FloatArray] | None = None
+    ac_steps: Any = None
 
 
 @contextmanager
@@ -128,10 +136,17 @@ class Recorder:
         self.p_site = np.zeros((n_steps, n_sites), dtype=np.float32)
         self.root = np.zeros(n_steps)
         self.extras = {
-            k: np.zeros(n_steps) for k in ("e_bat_kwh", "e_ts_kwh", "p_bat_kw", "p_hp_kw", "curtail_kw")
+            k: np.zeros(n_steps)
+            for k in (
+                "e_bat_kwh",
+                "e_ts_kwh",
+                "p_bat_kw",
+                "p_hp_kw",
+                "curtail_kw",
+                "bat_discharged_kwh",  # energy per step
+                "heat_unmet_kwh",
+            )
         }
-        self.discharged_kwh = 0.0
-        self.unmet_kwh = 0.0
 
     def record(self, t: int, sch: Schedule, k: int, p_site_kw: FloatArray) -> None:
         """Step t of the study is period k of the schedule; `p_site_kw` is what the sites drew."""
@@ -142,10 +157,17 @@ class Recorder:
         self.extras["p_bat_kw"][t] = sch.p_bat_kw[k].sum()
         self.extras["p_hp_kw"][t] = sch.p_hp_kw[k].sum()
         self.extras["curtail_kw"][t] = sch.curtail_kw[k].sum()
-        self.discharged_kwh += float(sch.p_bat_dis_kw[k].sum()) * self.dt_h
-        self.unmet_kwh += (
+        self.extras["bat_discharged_kwh"][t] = float(sch.p_bat_dis_kw[k].sum()) * self.dt_h
+        self.extras["heat_unmet_kwh"][t] = (
             sum(v.amount for v in sch.violations if v.kind == "heat_unmet" and v.t == k) * self.dt_h
         )
+
+    def copy_steps(self, other: ScenarioRun, steps: npt.NDArray[np.bool_]) -> None:
+        """Take `steps` over from another run of the same sites and year."""
+        self.p_site[steps] = other.p_site_kw[steps]
+        self.root[steps] = other.p_root_kw[steps]
+        for k, v in self.extras.items():
+            v[steps] = other.extras[k][steps]
 
     def run(self, scenario: str, stress: str | None, solve_s: float, **energy_kwh: float) -> ScenarioRun:
         return ScenarioRun(
@@ -155,9 +177,9 @@ class Recorder:
             self.root,
             extras=self.extras,
             energy_kwh={
-                "battery_discharged": self.discharged_kwh,
+                "battery_discharged": float(self.extras["bat_discharged_kwh"].sum()),
                 "pv_curtailed": float(self.extras["curtail_kw"].sum() * self.dt_h),
-                "heat_unmet": self.unmet_kwh,
+                "heat_unmet": float(self.extras["heat_unmet_kwh"].sum()),
                 **energy_kwh,
             },
             solve_s=solve_s,
@@ -184,8 +206,25 @@ def run_fixed(inp: StudyInputs, scenario: str) -> ScenarioRun:
     return ScenarioRun(scenario, None, site.astype(np.float32), site.sum(axis=1))
 
 
-def run_opf(inp: StudyInputs, scenario: str, stress: str | None) -> ScenarioRun:
-    """Storage scenarios: the rolling-horizon OPF, step by step, carrying storage state."""
+def _differs(a: FloatArray, b: object, n_t: int) -> npt.NDArray[np.bool_]:
+    """Per step: does array `a` (T, ...) differ from `b` (same shape or broadcastable)?"""
+    diff = np.asarray(a) != np.broadcast_to(np.asarray(b), np.shape(a))
+    out: npt.NDArray[np.bool_] = diff.reshape(n_t, -1).any(axis=1)
+    return out
+
+
+def run_opf(
+    inp: StudyInputs, scenario: str, stress: str | None, reference: ScenarioRun | None = None
+) -> ScenarioRun:
+    """Storage scenarios: the rolling-horizon OPF, step by step, carrying storage state.
+
+    With `reference` (the Stor run of the same inputs, with its state history), a step is
+    taken over from Stor instead of solved when this run's LP at that step is Stor's LP:
+    the same inputs (the policy is idle there), Stor's solution within this run's station
+    limits (so adding them changes nothing: a constraint the optimum already satisfies),
+    and the same storage state at the start of the step (to 1e-6 kWh). Policies act around
+    congestion only, so most of a year is taken over; `ScenarioRun.reused` says which steps.
+    """
     import time
 
     cfg = inp.cfg
@@ -262,9 +301,39 @@ def run_opf(inp: StudyInputs, scenario: str, stress: str | None) -> ScenarioRun:
     if grid_aware:
         st_lim = np.full(n_t, limit * (1.0 - cfg.grid_aware.margin))
     st_feed = np.full(n_t, limit * (1.0 - cfg.grid_aware.margin) if grid_aware else np.inf)
+    same = np.zeros(n_t, dtype=bool)
+    ref_bat = ref_ts = np.zeros((n_t + 1, 0))
+    if reference is not None and reference.state_kwh is not None:
+        ref_bat, ref_ts = reference.state_kwh
+        same = ~(
+            _differs(ev, prof.ev_kw, n_t)
+            | _differs(heat, prof.heat_kw, n_t)
+            | _differs(hp_cap, 1.0, n_t)
+            | _differs(pro.c_import, w.c_import, n_t)
+            | _differs(pro.bat_w_discharge, w.bat_w_discharge, n_t)
+            | _differs(pro.ts_w_discharge, w.ts_w_discharge, n_t)
+        )
+        same &= (reference.p_root_kw <= st_lim + TOL_SAME_KW) & (
+            -reference.p_root_kw <= st_feed + TOL_SAME_KW
+        )
+    keep_state = scenario == "stor"
+    hist_bat = np.zeros((n_t + 1, problem.n_bat)) if keep_state else None
+    hist_ts = np.zeros((n_t + 1, problem.n_hp)) if keep_state else None
+    reused = np.zeros(n_t, dtype=bool)
     t_solve = time.perf_counter()
     with gc_paused():
         for t in range(n_t):
+            if hist_bat is not None and hist_ts is not None:
+                hist_bat[t] = state.e_bat_kwh
+                hist_ts[t] = state.e_ts_kwh
+            if (
+                same[t]
+                and np.abs(state.e_bat_kwh - ref_bat[t]).max(initial=0.0) <= TOL_SAME_KWH
+                and np.abs(state.e_ts_kwh - ref_ts[t]).max(initial=0.0) <= TOL_SAME_KWH
+            ):
+                reused[t] = True
+                state = StorageState(e_bat_kwh=ref_bat[t + 1], e_ts_kwh=ref_ts[t + 1])
+                continue
             sl = slice(t, t + 1)
             x = StepInputs(
                 base_kw=base[sl],
@@ -281,17 +350,29 @@ def run_opf(inp: StudyInputs, scenario: str, stress: str | None) -> ScenarioRun:
             sch = engine.solve(x, state)
             state = StorageState(e_bat_kwh=sch.e_bat_kwh[0].copy(), e_ts_kwh=sch.e_ts_kwh[0].copy())
             rec.record(t, sch, 0, sch.p_site_kw[0])
+    if reference is not None and reused.any():
+        rec.copy_steps(reference, reused)
     solve_s = time.perf_counter() - t_solve
-    return rec.run(
+    out = rec.run(
         scenario,
         stress if scenario not in STRESS_FREE else None,
         solve_s,
         ev_shifted=float(np.abs(ev - prof.ev_kw).sum() * dt / 2.0),
         heat_deferred=float(np.abs(heat - prof.heat_kw).sum() * dt / 2.0),
     )
+    if reference is not None:
+        out.reused = reused
+    if hist_bat is not None and hist_ts is not None:
+        hist_bat[n_t] = state.e_bat_kwh
+        hist_ts[n_t] = state.e_ts_kwh
+        out.state_kwh = (hist_bat, hist_ts)
+    return out
 
 
-def run_scenario(inp: StudyInputs, scenario: str, stress: str | None) -> ScenarioRun:
+def run_scenario(
+    inp: StudyInputs, scenario: str, stress: str | None, reference: ScenarioRun | None = None
+) -> ScenarioRun:
+    """One run; `reference` (the Stor run, see `run_opf`) lets policy runs skip Stor's steps."""
     if scenario in ("status_quo", "no_control"):
         return run_fixed(inp, scenario)
-    return run_opf(inp, scenario, stress)
+    return run_opf(inp, scenario, stress, None if scenario == "stor" else reference)

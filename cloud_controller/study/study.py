@@ -24,6 +24,8 @@ TOL_KW = 0.1  # a step violates the limit only if it exceeds it by more than thi
 
 Job = tuple[str, str | None]
 _INPUTS: StudyInputs | None = None  # set in the parent before forking workers
+_REFERENCE: ScenarioRun | None = None  # the Stor run, for the workers of the second phase
+REFERENCE = "stor"
 
 
 @dataclass
@@ -77,26 +79,40 @@ def plan_jobs(
     return sorted(jobs, key=lambda j: order.get(j[0], 0))
 
 
-def _execute(inp: StudyInputs, job: Job, *, validate: bool) -> ScenarioRun:
-    """One run plus its AC check; the (T, H) site powers are dropped afterwards to save memory."""
+def _execute(
+    inp: StudyInputs, job: Job, *, validate: bool, reference: ScenarioRun | None = None
+) -> ScenarioRun:
+    """One run plus its AC check; the (T, H) site powers are dropped afterwards to save memory,
+    except Stor's, which later runs take steps over from (`runner.run_opf`)."""
     if job[0] == "mpc":
         from cloud_controller.study.mpc import run_mpc
 
         assert job[1] is not None
         run = run_mpc(inp, job[1], horizon_h=inp.cfg.mpc.horizon_h, replan_h=inp.cfg.mpc.replan_h)
     else:
-        run = run_scenario(inp, job[0], job[1])
+        run = run_scenario(inp, job[0], job[1], reference)
+    is_reference = job[0] == REFERENCE
     if validate:
         from cloud_controller.study.validate import validate_run
 
-        run.ac = validate_run(inp, run)
-    run.p_site_kw = np.zeros((0, 0), dtype=np.float32)
+        run.ac = validate_run(inp, run, reference, keep_steps=is_reference)
+    if not is_reference:
+        run.p_site_kw = np.zeros((0, 0), dtype=np.float32)
     return run
 
 
 def _worker(args: tuple[Job, bool]) -> ScenarioRun:
     assert _INPUTS is not None
-    return _execute(_INPUTS, args[0], validate=args[1])
+    return _execute(_INPUTS, args[0], validate=args[1], reference=_REFERENCE)
+
+
+def _phases(plan: list[Job], reuse: bool) -> list[list[Job]]:
+    """Stor first (with the runs that do not need it), then the policy runs that reuse it."""
+    if not reuse or (REFERENCE, None) not in plan:
+        return [plan]
+    needs = [j for j in plan if j[0] not in (*STRESS_FREE, "mpc")]
+    first = [j for j in plan if j not in needs]
+    return [first, needs] if needs else [first]
 
 
 def run_study(
@@ -109,9 +125,14 @@ def run_study(
     inputs: StudyInputs | None = None,
     on_progress: Callable[[str, int, int], None] | None = None,
     validate: bool = True,
+    reuse: bool = True,
 ) -> StudyResult:
-    """Run the study; `on_progress(label, done, total)` is called after each finished run."""
-    global _INPUTS
+    """Run the study; `on_progress(label, done, total)` is called after each finished run.
+
+    `reuse` (default): policy runs take over the steps where their LP is Stor's LP instead
+    of solving them again (`runner.run_opf`); `reuse=False` solves every step of every run.
+    """
+    global _INPUTS, _REFERENCE
     t0 = time.perf_counter()
     scen = scenarios or cfg.scenarios
     # Counting violations needs the status quo (the limit) and the no-control reference.
@@ -121,21 +142,32 @@ def run_study(
     plan = plan_jobs(scen, stress, mpc_all_stress=not quick)
     runs: dict[Job, ScenarioRun] = {}
     total = len(plan)
-    if jobs > 1 and total > 1:
-        _INPUTS = inp
-        ctx = mp.get_context("fork")
-        with ctx.Pool(processes=min(jobs, total)) as pool:
-            work = [(job, validate) for job in plan]
-            for done, run in enumerate(pool.imap_unordered(_worker, work), start=1):
-                runs[(run.scenario, run.stress)] = run
+    done = 0
+    reference: ScenarioRun | None = None
+    for phase in _phases(plan, reuse):
+        if jobs > 1 and len(phase) > 1:
+            _INPUTS, _REFERENCE = inp, reference
+            ctx = mp.get_context("fork")
+            with ctx.Pool(processes=min(jobs, len(phase))) as pool:
+                for run in pool.imap_unordered(_worker, [(job, validate) for job in phase]):
+                    runs[(run.scenario, run.stress)] = run
+                    done += 1
+                    if on_progress:
+                        on_progress(_label((run.scenario, run.stress)), done, total)
+            _INPUTS = _REFERENCE = None
+        else:
+            for job in phase:
+                runs[job] = _execute(inp, job, validate=validate, reference=reference)
+                done += 1
                 if on_progress:
-                    on_progress(_label((run.scenario, run.stress)), done, total)
-        _INPUTS = None
-    else:
-        for done, job in enumerate(plan, start=1):
-            runs[job] = _execute(inp, job, validate=validate)
-            if on_progress:
-                on_progress(_label(job), done, total)
+                    on_progress(_label(job), done, total)
+        if reuse:
+            reference = runs.get((REFERENCE, None))
+    ref = runs.get((REFERENCE, None))
+    if ref is not None:  # its per-step state and AC results were only for the other runs
+        ref.state_kwh = None
+        ref.ac_steps = None
+        ref.p_site_kw = np.zeros((0, 0), dtype=np.float32)
     limits = {st: inp.limit_kw(st) for st in stress}
     return StudyResult(inp, runs, limits, quick, time.perf_counter() - t0)
 
@@ -179,6 +211,8 @@ def summarise(res: StudyResult) -> dict[str, Any]:
                 "energy_over_limit_kwh": round(float(np.clip(p - limit, 0, None).sum() * dt), 1),
                 "energy_kwh": {k: round(v, 1) for k, v in run.energy_kwh.items()},
                 "solve_s": round(run.solve_s, 1),
+                # steps taken over from Stor (its LP was this run's LP there), not solved again
+                "steps_reused": int(run.reused.sum()) if run.reused is not None else 0,
             }
             ac = run.ac
             if ac is not None:

@@ -7,11 +7,11 @@ HV/MV station (seed 001 found < 5 %), the MV/LV transformer loadings and the vol
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
-from cloud_controller.grid.powerflow import BatchPowerFlow, dc_ac_discrepancy
+from cloud_controller.grid.powerflow import BatchPowerFlow, PowerFlowResult, dc_ac_discrepancy
 from cloud_controller.grid.region import Region
 from cloud_controller.study.runner import ScenarioRun, StudyInputs
 
@@ -26,10 +26,30 @@ def _flow(region: Region) -> BatchPowerFlow:
     return _FLOWS[key]
 
 
-def validate_run(inp: StudyInputs, run: ScenarioRun) -> dict[str, Any]:
-    """AC results of one run (a year takes ~18 s here; split in quarter-year batches for memory)."""
+def ac_steps(inp: StudyInputs, run: ScenarioRun, reference: ScenarioRun | None = None) -> PowerFlowResult:
+    """Per-step AC results of a run; steps it took over from `reference` (see
+    `runner.run_opf`) take the reference's results, so only its own steps are computed."""
+    flow = _flow(inp.region)
+    if run.reused is not None and reference is not None and reference.ac_steps is not None:
+        rows = np.flatnonzero(~run.reused)
+        if len(rows) == 0:
+            return cast(PowerFlowResult, reference.ac_steps)
+        sub = flow.run(run.p_site_kw[rows].astype(float), steps_per_batch=8_760)
+        return cast(PowerFlowResult, reference.ac_steps).with_steps(rows, sub)
+    return flow.run(run.p_site_kw.astype(float), steps_per_batch=8_760)
+
+
+def validate_run(
+    inp: StudyInputs, run: ScenarioRun, reference: ScenarioRun | None = None, *, keep_steps: bool = False
+) -> dict[str, Any]:
+    """AC results of one run (a year takes ~9 s here; split in quarter-year batches for memory).
+
+    `keep_steps` stores the per-step results in `run.ac_steps` (for runs that reuse this one).
+    """
     region = inp.region
-    res = _flow(region).run(run.p_site_kw.astype(float), steps_per_batch=8_760)
+    res = ac_steps(inp, run, reference)
+    if keep_steps:
+        run.ac_steps = res
     # The station's load is what leaves the HV/MV transformer into the MV bus: its own iron
     # losses (14 kW for a 25 MVA unit here feeding only three stations) are not load.
     p_station = res.p_root_kw

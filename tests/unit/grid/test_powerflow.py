@@ -231,3 +231,32 @@ def test_diverging_step_is_nan_not_fatal(bpf: BatchPowerFlow) -> None:
     assert np.isnan(res.p_root_kw[2]) and np.isnan(res.v_min_pu[2])
     assert np.all(np.isnan(res.trafo_loading[2]))
     assert np.all(np.isfinite(res.p_root_kw[[0, 1, 3]]))
+
+
+def test_iterative_current_equals_newton_raphson(
+    region: Region, bpf: BatchPowerFlow, random_loads: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """The default (iterative current, one factorisation per batch) against Newton-Raphson."""
+    p, q = random_loads
+    nr = BatchPowerFlow(region.net, region.site_load_idx, method="newton_raphson").run(p, q)
+    ic = bpf.run(p, q)
+    np.testing.assert_allclose(ic.p_root_kw, nr.p_root_kw, atol=1e-3)
+    np.testing.assert_allclose(ic.v_min_pu, nr.v_min_pu, atol=1e-6)
+    np.testing.assert_allclose(ic.trafo_loading, nr.trafo_loading, atol=1e-6)
+
+
+def test_with_steps_replaces_only_the_given_steps(bpf: BatchPowerFlow) -> None:
+    rng = np.random.default_rng(3)
+    p = rng.uniform(-2.0, 3.0, (6, bpf.n_loads))
+    whole = bpf.run(p)
+    p2 = p.copy()
+    p2[[1, 4]] += 1.0
+    sub = bpf.run(p2[[1, 4]])
+    merged = whole.with_steps(np.array([1, 4]), sub)
+    direct = bpf.run(p2)
+    np.testing.assert_allclose(merged.p_root_kw, direct.p_root_kw, rtol=1e-9)
+    np.testing.assert_allclose(merged.trafo_loading, direct.trafo_loading, rtol=1e-9)
+    np.testing.assert_allclose(merged.v_max_pu, direct.v_max_pu, rtol=1e-9)
+    assert not np.allclose(merged.p_root_kw, whole.p_root_kw)
+    with pytest.raises(ValueError):
+        whole.with_steps(np.array([1, 2, 3]), sub)

@@ -23,7 +23,7 @@ from cloud_controller.dispatch.problem import IntArray, Problem, StepInputs, Sto
 LOWER = int(highspy.HighsBasisStatus.kLower)
 BASIC = int(highspy.HighsBasisStatus.kBasic)
 UPPER = int(highspy.HighsBasisStatus.kUpper)
-_STATUS = [highspy.HighsBasisStatus(i) for i in range(5)]  # by value: kLower .. kNonbasic
+BASIS_STATUS = [highspy.HighsBasisStatus(i) for i in range(5)]  # by value: kLower .. kNonbasic
 
 
 def _top_down(grid_parent: IntArray, grid_child: IntArray, root: int) -> list[int]:
@@ -150,8 +150,8 @@ def set_basis(h: highspy.Highs, col: IntArray, row: IntArray) -> bool:
     if n_basic != len(row):
         return False
     basis = highspy.HighsBasis()
-    basis.col_status = [_STATUS[s] for s in col.tolist()]
-    basis.row_status = [_STATUS[s] for s in row.tolist()]
+    basis.col_status = [BASIS_STATUS[s] for s in col.tolist()]
+    basis.row_status = [BASIS_STATUS[s] for s in row.tolist()]
     basis.valid = True
     return bool(h.setBasis(basis) == highspy.HighsStatus.kOk)
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import highspy
 import numpy as np
 
-from cloud_controller.dispatch.crash import basis_for, set_basis
+from cloud_controller.dispatch.crash import BASIS_STATUS, basis_for, set_basis
 from cloud_controller.dispatch.lp import LpIndex, build_lp
 from cloud_controller.dispatch.model import build_model
 from cloud_controller.dispatch.problem import FloatArray, IntArray, Problem, StepInputs, StorageState
@@ -214,6 +214,7 @@ class DispatchEngine:
         self._cols_every = _i32(ix.c_curt.ravel()[self._curt_at], ix.c_hp)
         self._cost_cols = _i32(ix.c_imp, ix.c_dis, ix.c_qdis)
         self._last_bounds: tuple[FloatArray, FloatArray] | None = None
+        self._last_rows: tuple[FloatArray, FloatArray] | None = None
         self._last_cost: FloatArray | None = None
         self._zeros_curt = np.zeros(int(self._curt_at.sum()))
         self._zeros_hp = np.zeros(ix.c_hp.size)
@@ -281,15 +282,17 @@ class DispatchEngine:
         p = self.problem
         T = p.horizon
         cop = np.full(T, 3.0) if cop_in is None else np.asarray(cop_in, float)
-        if self.cop_rtol > 0:
-            held = np.where(np.isnan(self._cop), cop, self._cop)
-            drift = np.abs(cop - held) > self.cop_rtol * np.abs(held)
-            cop = np.where(drift | np.isnan(self._cop), cop, held)
+        if self.cop_rtol > 0 and not np.isnan(self._cop[0]):
+            # keep the held coefficient where the COP moved by less than cop_rtol
+            cop = np.where(np.abs(cop - self._cop) > self.cop_rtol * np.abs(self._cop), cop, self._cop)
         r_heat, c_hp = self.ix.r_heat, self.ix.c_hp
-        for t in np.flatnonzero(cop != self._cop):
+        changed = np.flatnonzero(cop != self._cop)  # all of them on the first call (NaN)
+        if len(changed) == 0:
+            return
+        for t in changed.tolist():
             value = float(cop[t])
-            for k in range(p.n_hp):
-                self.h.changeCoeff(int(r_heat[t, k]), int(c_hp[t, k]), value)
+            for r, c in zip(r_heat[t].tolist(), c_hp[t].tolist(), strict=True):
+                self.h.changeCoeff(r, c, value)
         self._cop = cop.copy()
 
     def _apply(self, x: StepInputs, state: StorageState) -> None:
@@ -317,7 +320,15 @@ class DispatchEngine:
         eq = np.concatenate((base, heat, e_bat, e_ts))
         lo = np.concatenate((eq, self._neg_inf_t, self._neg_inf_t))
         hi = np.concatenate((eq, np.asarray(lim, float).ravel(), np.asarray(flim, float).ravel()))
-        self.h.changeRowsBounds(len(self._rows_every), self._rows_every, lo, hi)
+        # Only the rows whose bounds moved: HiGHS updates its simplex data row by row, and
+        # most stores and many heat rows are unchanged from one step to the next.
+        if self._last_rows is None:
+            self.h.changeRowsBounds(len(self._rows_every), self._rows_every, lo, hi)
+        else:
+            moved = np.flatnonzero((lo != self._last_rows[0]) | (hi != self._last_rows[1]))
+            if len(moved):
+                self.h.changeRowsBounds(len(moved), self._rows_every[moved], lo[moved], hi[moved])
+        self._last_rows = (lo, hi)
         if x.bus_fixed_kw is not None:
             self._rows_eq(ix.r_bus, x.bus_fixed_kw)
             self._bus_fixed_set = True
@@ -369,6 +380,45 @@ class DispatchEngine:
             self.h.changeColsCost(len(self._cost_cols), self._cost_cols, cost)
             self._last_cost = cost
 
+    def shift_basis(self, k: int) -> bool:
+        """Before re-solving a window that starts `k` periods later, move the basis with it.
+
+        Why: the last optimal basis of a multi-period plan is indexed by period; the next
+        window's period t is the old window's period t + k, so its basis is what HiGHS
+        should start from (the new tail repeats the old last period). The count of basic
+        variables may change, so the basis goes in as "alien" and HiGHS completes it.
+        Returns False (nothing changed) when there is no basis to shift.
+        """
+        T = self.problem.horizon
+        if not 0 < k < T or self.ix.r_vdrop is None:
+            return False
+        basis = self.h.getBasis()
+        if not basis.valid:
+            return False
+        col = np.fromiter((int(v) for v in basis.col_status), dtype=np.int64, count=self.n_cols)
+        row = np.fromiter((int(v) for v in basis.row_status), dtype=np.int64, count=self.n_rows)
+        new_col, new_row = col.copy(), row.copy()
+        for name, value in vars(self.ix).items():
+            if not isinstance(value, np.ndarray) or value.ndim == 0 or value.shape[0] != T:
+                continue
+            if name.startswith("c_"):
+                src, dst = col, new_col
+            elif name.startswith("r_"):
+                src, dst = row, new_row
+            else:
+                continue
+            idx = value.reshape(T, -1)
+            ok = idx[0] >= 0  # the same entries exist in every period
+            later = idx[k:][:, ok]
+            dst[idx[: T - k][:, ok]] = src[later]
+            dst[idx[T - k :][:, ok]] = src[idx[T - 1][ok]][None, ...]
+        shifted = highspy.HighsBasis()
+        shifted.col_status = [BASIS_STATUS[v] for v in new_col.tolist()]
+        shifted.row_status = [BASIS_STATUS[v] for v in new_row.tolist()]
+        shifted.alien = True
+        shifted.valid = True
+        return bool(self.h.setBasis(shifted) == highspy.HighsStatus.kOk)
+
     def solve(self, inputs: StepInputs, state: StorageState) -> Schedule:
         """Apply the inputs, re-solve from the previous basis, and read the schedule."""
         self._apply(inputs, state)
@@ -384,7 +434,7 @@ class DispatchEngine:
         if status != highspy.HighsModelStatus.kOptimal:
             raise DispatchInfeasible(f"HiGHS status {self.h.modelStatusToString(status)}")
         x = np.asarray(self.h.getSolution().col_value)
-        return self._read(x, float(self.h.getInfo().objective_function_value))
+        return self._read(x, float(self.h.getObjectiveValue()))
 
     def _read(self, x: FloatArray, objective: float) -> Schedule:
         p = self.problem

@@ -72,6 +72,8 @@ def run_mpc(
             station_limit_kw=np.full(horizon, limit),
             station_feed_limit_kw=np.full(horizon, limit),
         )
+        if t:
+            engine.shift_basis(replan)  # the window moved `replan` periods: so does the basis
         sch = engine.solve(x, state)
         # Apply the first `replan` steps of the plan.
         n_apply = min(replan, n_t - t)

@@ -215,6 +215,7 @@ class DispatchEngine:
         self._cost_cols = _i32(ix.c_imp, ix.c_dis, ix.c_qdis)
         self._last_bounds: tuple[FloatArray, FloatArray] | None = None
         self._last_rows: tuple[FloatArray, FloatArray] | None = None
+        self._last_cost_key: tuple[bytes | None, ...] | None = None
         self._last_cost: FloatArray | None = None
         self._zeros_curt = np.zeros(int(self._curt_at.sum()))
         self._zeros_hp = np.zeros(ix.c_hp.size)
@@ -281,6 +282,11 @@ class DispatchEngine:
         """Heat-pump COP as matrix coefficients, changed only where it moved (see cop_rtol)."""
         p = self.problem
         T = p.horizon
+        if T == 1 and not np.isnan(self._cop[0]):  # the per-step loop: plain floats, no arrays
+            new = 3.0 if cop_in is None else float(np.asarray(cop_in, float).reshape(-1)[0])
+            held = float(self._cop[0])
+            if new == held or (self.cop_rtol > 0 and abs(new - held) <= self.cop_rtol * abs(held)):
+                return
         cop = np.full(T, 3.0) if cop_in is None else np.asarray(cop_in, float)
         if self.cop_rtol > 0 and not np.isnan(self._cop[0]):
             # keep the held coefficient where the COP moved by less than cop_rtol
@@ -357,7 +363,14 @@ class DispatchEngine:
                 p.unit_p_max_kw if x.unit_p_max_kw is None else x.unit_p_max_kw, (T, p.n_units)
             )
             self._cols_bounds(ix.c_u, u_lo, u_hi)
-        # -- costs (one call, only when changed) --
+        # -- costs (one call, only when changed; the study repeats the same values for hours) --
+        key = tuple(
+            None if v is None else np.asarray(v, float).tobytes()
+            for v in (x.c_import, x.bat_w_discharge, x.ts_w_discharge)
+        )
+        if key == self._last_cost_key:
+            return
+        self._last_cost_key = key
         imp = (
             self._base_imp_cost
             if x.c_import is None

@@ -5,23 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cloud_controller.dispatch import DispatchEngine, SiteAssets, StepInputs, StorageState, build_problem
+from cloud_controller.dispatch import DispatchEngine, StepInputs, StorageState, build_problem
 from cloud_controller.dispatch.crash import basis_for, count_check
 from cloud_controller.dispatch.problem import Problem
-from tests.unit.dispatch.helpers import feeder
+from tests.unit.dispatch.helpers import feeder, mixed_assets
 
 
 def _problem(n_sites: int, rng: np.random.Generator) -> Problem:
     grid = feeder(8, rating_kw=15.0, r_pu_per_kw=4e-3)
     sites = rng.integers(1, 8, n_sites)
-    has_bat = np.arange(n_sites) % 2 == 0
-    has_hp = np.arange(n_sites) % 3 == 0
-    assets = SiteAssets(
-        bat_e_kwh=np.where(has_bat, 10.0, 0.0),
-        bat_p_kw=np.where(has_bat, 5.0, 0.0),
-        hp_p_max_kw=np.where(has_hp, 3.0, 0.0),
-        ts_e_kwh=np.where(has_hp & has_bat, 11.6, 0.0),
-    )
+    assets = mixed_assets(n_sites, store_needs_battery=True)
     return build_problem(grid, sites, assets, horizon=1)
 
 

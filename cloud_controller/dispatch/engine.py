@@ -1,9 +1,10 @@
-"""Hot loop: the pyomo model is handed to HiGHS once; each call changes bounds/costs and re-solves warm.
+"""Hot loop: the LP is handed to HiGHS once; each call changes bounds/costs and re-solves warm.
 
-Measured on the 2-core machine (319 households): pyomo's persistent interface with mutable
-parameters costs ~7.5 ms/step in Python-side updates, while changing HiGHS column/row
-bounds and costs directly and keeping the basis costs ~2–3 ms/step for the same region
-with sites, batteries and heat pumps (docs/dispatch.md has this module's own figures).
+The LP is the one `model.py` states in pyomo, built by `lp.py` with numpy (or, with
+`builder="pyomo"`, through pyomo itself). Measured on the 2-core machine (319 households):
+pyomo's persistent interface with mutable parameters costs ~7.5 ms/step in Python-side
+updates, while changing HiGHS column/row bounds and costs directly and keeping the basis
+costs 0.6 ms/step in the study (docs/dispatch.md has this module's own figures).
 """
 
 from __future__ import annotations

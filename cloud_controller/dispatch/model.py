@@ -3,6 +3,8 @@
 Periods t = 0..T-1 (T = 1: seed 001's per-step rolling-horizon OPF; T > 1: MPC). Values
 that change between calls (loads, PV, heat, COP, SOC at t=0, costs, limits) are written
 with placeholder numbers; `engine.DispatchEngine` changes them directly in HiGHS.
+`lp.py` builds the same LP with numpy for speed; `tests/unit/dispatch/test_lp_builder.py`
+keeps the two equal, so a change here needs the same change there.
 """
 
 from __future__ import annotations

@@ -50,3 +50,19 @@ def test_shift_needs_a_basis_and_a_window() -> None:
     eng.solve(StepInputs(base_kw=np.ones((4, 2))), StorageState(np.zeros(0), np.zeros(0)))
     assert not eng.shift_basis(0) and not eng.shift_basis(4)
     assert eng.shift_basis(1)
+
+
+def test_interior_point_cold_start_then_warm_simplex() -> None:
+    n = 30
+    problem = build_problem(feeder(4, rating_kw=60.0), np.arange(n) % 3 + 1, mixed_assets(n), horizon=H)
+    ipm = DispatchEngine(problem, presolve_first=True, cold_solver="ipm")
+    simplex = DispatchEngine(problem)
+    state = StorageState(np.full(problem.n_bat, 5.0), np.full(problem.n_hp, 4.0))
+    x = _inputs(60, n, np.random.default_rng(0))
+    a, b = ipm.solve(x, state), simplex.solve(x, state)
+    assert a.objective == pytest.approx(b.objective, rel=1e-7, abs=1e-7)
+    assert ipm.h.getInfo().ipm_iteration_count > 0  # the first solve was interior point
+    assert ipm.h.getOptionValue("solver")[1] == "simplex" and ipm.h.getOptionValue("presolve")[1] == "off"
+    # the crossover left a basis: the same problem again needs no simplex iteration
+    ipm.solve(x, state)
+    assert ipm.h.getInfo().simplex_iteration_count == 0

@@ -182,7 +182,7 @@ class DispatchEngine:
         self.h.setOptionValue("presolve", "on" if presolve_first else "off")
         # `cold_solver="ipm"`: the first solve by interior point + crossover (which leaves the
         # basis the re-solves start from). Measured for the live planner, where the fleet
-        # cannot meet the limit all day: 100 sites 7.8 -> 2.4 s, 1,000 sites 666 -> 218 s;
+        # cannot meet the limit all day: 100 sites 7.8 -> 2.4 s, 1,000 sites 666 -> 221 s;
         # on an MPC whose limit never binds it is slower (1,000 x 96: 107 s vs 10.6 s).
         self._cold_solver = cold_solver
         if cold_solver == "ipm":

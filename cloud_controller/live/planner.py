@@ -131,7 +131,7 @@ class MpcPlanner:
             enforce_voltage=False,
         )
         self.problem = problem
-        # cold start: presolve and interior point for the first plan (1,000 sites: 666 -> 218 s),
+        # cold start: presolve and interior point for the first plan (1,000 sites: 666 -> 221 s),
         # then warm dual simplex from the basis the crossover leaves (~1 s per period)
         self.engine = DispatchEngine(problem, presolve_first=True, cold_solver="ipm")
         self.bat_index = {int(s): k for k, s in enumerate(problem.bat_site)}

@@ -9,8 +9,6 @@ costs 0.6 ms/step in the study (docs/dispatch.md has this module's own figures).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -18,8 +16,8 @@ import highspy
 import numpy as np
 
 from cloud_controller.dispatch.crash import BASIS_STATUS, basis_for, set_basis
-from cloud_controller.dispatch.lp import LpIndex, build_lp
-from cloud_controller.dispatch.model import build_model
+from cloud_controller.dispatch.lp import build_lp
+from cloud_controller.dispatch.model import pyomo_lp
 from cloud_controller.dispatch.problem import FloatArray, IntArray, Problem, StepInputs, StorageState
 from protocols.errors import GridflexError
 
@@ -65,82 +63,6 @@ class Schedule:
     def next_state(self) -> StorageState:
         """Storage state after the first period (what a rolling horizon carries forward)."""
         return StorageState(e_bat_kwh=self.e_bat_kwh[0].copy(), e_ts_kwh=self.e_ts_kwh[0].copy())
-
-
-def _index(smap: Any, comp: Any, shape: tuple[int, ...], keyfn: Any, names: dict[str, int]) -> IntArray:
-    out = np.full(shape, -1, dtype=np.int64)
-    for key in comp:
-        obj = comp[key]
-        label = smap.byObject.get(id(obj))
-        if label is None:
-            continue
-        pos = names.get(label)
-        if pos is not None:
-            out[keyfn(key)] = pos
-    return out
-
-
-def pyomo_lp(problem: Problem, h: Any) -> LpIndex:
-    """Write `model.py`'s pyomo model as an LP file with symbolic names, load it into `h`,
-    and map every family to its HiGHS columns/rows through pyomo's symbol map."""
-    model = build_model(problem)
-    fd, path = tempfile.mkstemp(suffix=".lp")
-    os.close(fd)
-    try:
-        _, sid = model.write(path, io_options={"symbolic_solver_labels": True})
-        h.readModel(path)
-    finally:
-        os.unlink(path)
-    smap = model.solutions.symbol_map[sid]
-    lp = h.getLp()
-    cols = {n: i for i, n in enumerate(lp.col_names_)}
-    rows = {n: i for i, n in enumerate(lp.row_names_)}
-    p = problem
-    T = p.horizon
-    g = p.grid
-    hs = [k for k in range(p.n_hp) if p.ts_e_max_kwh[k] > 0]
-    pos_hs = {k: i for i, k in enumerate(hs)}
-
-    def st(k: Any) -> tuple[int, int]:
-        return (int(k[1]), int(k[0]))
-
-    def hs_key(k: Any) -> tuple[int, int]:
-        return (int(k[1]), pos_hs[int(k[0])])
-
-    return LpIndex(
-        c_imp=_index(smap, model.p_imp, (T, p.n_sites), st, cols),
-        c_exp=_index(smap, model.p_exp, (T, p.n_sites), st, cols),
-        c_curt=_index(smap, model.curt, (T, p.n_sites), st, cols),
-        c_shed=_index(smap, model.shed, (T, p.n_sites), st, cols),
-        c_ch=_index(smap, model.ch, (T, p.n_bat), st, cols),
-        c_dis=_index(smap, model.dis, (T, p.n_bat), st, cols),
-        c_ebat=_index(smap, model.e_bat, (T, p.n_bat), st, cols),
-        c_hp=_index(smap, model.hp, (T, p.n_hp), st, cols),
-        c_unmet=_index(smap, model.unmet, (T, p.n_hp), st, cols),
-        c_qch=_index(smap, model.q_ch, (T, len(hs)), hs_key, cols),
-        c_qdis=_index(smap, model.q_dis, (T, len(hs)), hs_key, cols),
-        c_ets=_index(smap, model.e_ts, (T, len(hs)), hs_key, cols),
-        c_u=_index(smap, model.u, (T, p.n_units), st, cols),
-        c_root=_index(smap, model.p_root, (T,), int, cols),
-        c_f=_index(smap, model.f, (T, g.n_branch), st, cols),
-        c_v=_index(smap, model.v, (T, g.n_bus), st, cols),
-        c_sup=_index(smap, model.s_up, (T, g.n_branch), st, cols),
-        c_sdn=_index(smap, model.s_dn, (T, g.n_branch), st, cols),
-        c_svu=_index(smap, model.sv_up, (T, g.n_bus), st, cols),
-        c_svd=_index(smap, model.sv_dn, (T, g.n_bus), st, cols),
-        c_sst=_index(smap, model.s_st, (T,), int, cols),
-        c_sstf=_index(smap, model.s_st_feed, (T,), int, cols),
-        r_site=_index(smap, model.site_balance, (T, p.n_sites), st, rows),
-        r_heat=_index(smap, model.heat_balance, (T, p.n_hp), st, rows),
-        r_bat=_index(smap, model.bat_soc, (T, p.n_bat), st, rows),
-        r_ts=_index(smap, model.ts_soc, (T, len(hs)), hs_key, rows),
-        r_bus=_index(smap, model.bus_balance, (T, g.n_bus), st, rows),
-        r_st=_index(smap, model.station_up, (T,), int, rows),
-        r_stf=_index(smap, model.station_dn, (T,), int, rows),
-        hs=np.asarray(hs, dtype=np.int64),
-        n_cols=len(lp.col_names_),
-        n_rows=len(lp.row_names_),
-    )
 
 
 def _i32(*parts: IntArray) -> IntArray:
@@ -225,7 +147,6 @@ class DispatchEngine:
         self._last_bounds: tuple[FloatArray, FloatArray] | None = None
         self._last_rows: tuple[FloatArray, FloatArray] | None = None
         self._last_cost_key: tuple[bytes | None, ...] | None = None
-        self._last_cost: FloatArray | None = None
         self._zeros_curt = np.zeros(int(self._curt_at.sum()))
         self._zeros_hp = np.zeros(ix.c_hp.size)
         self._hp_max = np.broadcast_to(p.hp_p_max_kw[None, :], (T, p.n_hp))
@@ -398,9 +319,7 @@ class DispatchEngine:
             arr = np.broadcast_to(np.asarray(x.ts_w_discharge, float).reshape(T, -1), (T, p.n_hp))
             qd = (arr[:, self._hs] + self._thr) * dt
         cost = np.concatenate((imp.ravel(), dis.ravel(), qd.ravel()))
-        if self._last_cost is None or not np.array_equal(cost, self._last_cost):
-            self.h.changeColsCost(len(self._cost_cols), self._cost_cols, cost)
-            self._last_cost = cost
+        self.h.changeColsCost(len(self._cost_cols), self._cost_cols, cost)
 
     def shift_basis(self, k: int) -> bool:
         """Before re-solving a window that starts `k` periods later, move the basis with it.

@@ -21,8 +21,7 @@ import highspy
 import numpy as np
 import scipy.sparse as sp
 
-from cloud_controller.dispatch.model import BIG
-from cloud_controller.dispatch.problem import FloatArray, IntArray, Problem
+from cloud_controller.dispatch.problem import BIG, FloatArray, IntArray, Problem
 
 INF = highspy.kHighsInf
 

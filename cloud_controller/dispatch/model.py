@@ -9,14 +9,15 @@ keeps the two equal, so a change here needs the same change there.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import Any
 
 import numpy as np
 import pyomo.environ as pyo
 
-from cloud_controller.dispatch.problem import Problem
-
-BIG = 1e6  # stand-in for an unenforced finite limit in the written model
+from cloud_controller.dispatch.lp import LpIndex
+from cloud_controller.dispatch.problem import BIG, IntArray, Problem
 
 
 def build_model(problem: Problem) -> Any:
@@ -195,3 +196,79 @@ def build_model(problem: Problem) -> Any:
         obj += sum(m.z_u[u, t] for u in U) + m.z_root[t]
     m.obj = pyo.Objective(expr=obj, sense=pyo.minimize)
     return m
+
+
+def _index(smap: Any, comp: Any, shape: tuple[int, ...], keyfn: Any, names: dict[str, int]) -> IntArray:
+    out = np.full(shape, -1, dtype=np.int64)
+    for key in comp:
+        obj = comp[key]
+        label = smap.byObject.get(id(obj))
+        if label is None:
+            continue
+        pos = names.get(label)
+        if pos is not None:
+            out[keyfn(key)] = pos
+    return out
+
+
+def pyomo_lp(problem: Problem, h: Any) -> LpIndex:
+    """Write `model.py`'s pyomo model as an LP file with symbolic names, load it into `h`,
+    and map every family to its HiGHS columns/rows through pyomo's symbol map."""
+    model = build_model(problem)
+    fd, path = tempfile.mkstemp(suffix=".lp")
+    os.close(fd)
+    try:
+        _, sid = model.write(path, io_options={"symbolic_solver_labels": True})
+        h.readModel(path)
+    finally:
+        os.unlink(path)
+    smap = model.solutions.symbol_map[sid]
+    lp = h.getLp()
+    cols = {n: i for i, n in enumerate(lp.col_names_)}
+    rows = {n: i for i, n in enumerate(lp.row_names_)}
+    p = problem
+    T = p.horizon
+    g = p.grid
+    hs = [k for k in range(p.n_hp) if p.ts_e_max_kwh[k] > 0]
+    pos_hs = {k: i for i, k in enumerate(hs)}
+
+    def st(k: Any) -> tuple[int, int]:
+        return (int(k[1]), int(k[0]))
+
+    def hs_key(k: Any) -> tuple[int, int]:
+        return (int(k[1]), pos_hs[int(k[0])])
+
+    return LpIndex(
+        c_imp=_index(smap, model.p_imp, (T, p.n_sites), st, cols),
+        c_exp=_index(smap, model.p_exp, (T, p.n_sites), st, cols),
+        c_curt=_index(smap, model.curt, (T, p.n_sites), st, cols),
+        c_shed=_index(smap, model.shed, (T, p.n_sites), st, cols),
+        c_ch=_index(smap, model.ch, (T, p.n_bat), st, cols),
+        c_dis=_index(smap, model.dis, (T, p.n_bat), st, cols),
+        c_ebat=_index(smap, model.e_bat, (T, p.n_bat), st, cols),
+        c_hp=_index(smap, model.hp, (T, p.n_hp), st, cols),
+        c_unmet=_index(smap, model.unmet, (T, p.n_hp), st, cols),
+        c_qch=_index(smap, model.q_ch, (T, len(hs)), hs_key, cols),
+        c_qdis=_index(smap, model.q_dis, (T, len(hs)), hs_key, cols),
+        c_ets=_index(smap, model.e_ts, (T, len(hs)), hs_key, cols),
+        c_u=_index(smap, model.u, (T, p.n_units), st, cols),
+        c_root=_index(smap, model.p_root, (T,), int, cols),
+        c_f=_index(smap, model.f, (T, g.n_branch), st, cols),
+        c_v=_index(smap, model.v, (T, g.n_bus), st, cols),
+        c_sup=_index(smap, model.s_up, (T, g.n_branch), st, cols),
+        c_sdn=_index(smap, model.s_dn, (T, g.n_branch), st, cols),
+        c_svu=_index(smap, model.sv_up, (T, g.n_bus), st, cols),
+        c_svd=_index(smap, model.sv_dn, (T, g.n_bus), st, cols),
+        c_sst=_index(smap, model.s_st, (T,), int, cols),
+        c_sstf=_index(smap, model.s_st_feed, (T,), int, cols),
+        r_site=_index(smap, model.site_balance, (T, p.n_sites), st, rows),
+        r_heat=_index(smap, model.heat_balance, (T, p.n_hp), st, rows),
+        r_bat=_index(smap, model.bat_soc, (T, p.n_bat), st, rows),
+        r_ts=_index(smap, model.ts_soc, (T, len(hs)), hs_key, rows),
+        r_bus=_index(smap, model.bus_balance, (T, g.n_bus), st, rows),
+        r_st=_index(smap, model.station_up, (T,), int, rows),
+        r_stf=_index(smap, model.station_dn, (T,), int, rows),
+        hs=np.asarray(hs, dtype=np.int64),
+        n_cols=len(lp.col_names_),
+        n_rows=len(lp.row_names_),
+    )

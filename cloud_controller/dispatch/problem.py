@@ -13,6 +13,8 @@ import numpy.typing as npt
 from cloud_controller.grid.radial import RadialGrid
 from protocols.errors import ConfigError
 
+BIG = 1e6  # stand-in for an unenforced finite limit (a row bound the engine sets per call)
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 

@@ -122,6 +122,7 @@ class DispatchEngine:
         # (an MPC's first solve is dominated by the planning itself; the planner presolves).
         self._crash = crash and ix.r_vdrop is not None and not presolve_first and problem.horizon == 1
         self.crash_used = False
+        self.last_solution: Any = None
         if self._crash:
             # Devex pricing: with an advanced start basis, HiGHS's default (dual steepest
             # edge) first computes exact weights, one BTRAN per row: measured at 1,000
@@ -383,7 +384,9 @@ class DispatchEngine:
         status = self.h.getModelStatus()
         if status != highspy.HighsModelStatus.kOptimal:
             raise DispatchInfeasible(f"HiGHS status {self.h.modelStatusToString(status)}")
-        x = np.asarray(self.h.getSolution().col_value)
+        sol = self.h.getSolution()
+        self.last_solution = sol  # row duals for callers that certify the result (decompose.py)
+        x = np.asarray(sol.col_value)
         return self._read(x, float(self.h.getObjectiveValue()))
 
     def _read(self, x: FloatArray, objective: float) -> Schedule:

@@ -1,0 +1,552 @@
+"""Per-area decomposition of the dispatch LP, certified against the full LP.
+
+Why: the cost of a HiGHS solve grows faster than the LP (a cold solve of the 1,000-building
+single step factorises a 17,000-row basis; the 96-step MPC over 1,000 buildings is one
+600,000-column LP), while the LP is almost separable: buildings below different MV/LV
+stations interact only through what they share above the stations (the HV/MV transformer,
+the MV lines, the voltage at the stations' MV buses, the HV/MV congestion threshold).
+
+`split_areas` cuts the radial network into areas (the subtrees below the stations, or
+smaller), `DecomposedEngine` keeps one `DispatchEngine` per area. An area's LP is its own
+network and sites plus the *path* from the slack bus down to its station, where the other
+areas' load (from their last solution) sits as a fixed load, so its flows, voltages and the
+HV/MV limit are what the full LP would see.
+
+Exactness. Let R be the full LP without its coupling rows (voltage bands, limits of shared
+branches, HV/MV thresholds). R separates into one LP per area. If in every area's LP the
+coupling rows have zero duals, that area's solution is optimal for its part of R (the KKT
+conditions of R's part are those of the area's LP without the rows whose duals are zero),
+so the assembled solution is optimal for R. If it also meets every coupling row of the
+full LP with the *true* flows (checked here with the exact linear model, no slack used),
+it is feasible for the full LP, which R relaxes: it is then optimal for the full LP, with
+the same objective. `Schedule`s returned are certified that way; when the certificate
+fails (a coupling limit binds, e.g. the HV/MV threshold in a congested hour) the areas are
+solved once more with the true loads of the others, and if that fails too the full LP is
+solved (built on first need, warm after). `stats` counts each outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from cloud_controller.dispatch.engine import DispatchEngine, Schedule, Violation
+from cloud_controller.dispatch.problem import FloatArray, IntArray, Problem, StepInputs, StorageState
+from cloud_controller.grid.radial import RadialGrid
+
+DUAL_TOL = 1e-7  # a coupling row with a dual below this (per unit of its slack's penalty) is idle
+V_TOL_PU = 1e-6
+P_TOL_KW = 1e-4
+
+
+@dataclass(frozen=True)
+class Area:
+    """A subtree below `top_branch`, with the path of shared buses from the slack down to it."""
+
+    top_branch: int
+    buses: IntArray  # full-grid bus indices of the subtree (its top bus first)
+    branches: IntArray  # the top branch and every branch inside the subtree
+    path_buses: IntArray  # slack bus ... parent bus of the top branch
+    path_branches: IntArray  # branches along that path
+    sites: IntArray  # full-problem site indices in the subtree
+
+
+def _children(grid: RadialGrid) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for k, par in enumerate(grid.parent.tolist()):
+        out.setdefault(par, []).append(k)
+    return out
+
+
+def _subtree(grid: RadialGrid, out: dict[int, list[int]], top_branch: int) -> tuple[list[int], list[int]]:
+    buses: list[int] = []
+    branches: list[int] = []
+    stack = [top_branch]
+    while stack:
+        k = stack.pop()
+        branches.append(k)
+        b = int(grid.child[k])
+        buses.append(b)
+        stack.extend(out.get(b, []))
+    return buses, branches
+
+
+def split_areas(grid: RadialGrid, site_bus: IntArray, *, max_sites: int = 200) -> list[Area]:
+    """Cut the tree into areas of at most `max_sites` sites where the tree allows it.
+
+    Starting from the branches out of the slack bus, a subtree with more than `max_sites`
+    sites is replaced by the subtrees below its top bus (which becomes a shared bus), as
+    long as no site sits on that bus. Subtrees without sites are not areas: their fixed
+    loads are carried as fixed loads. Raises ValueError if a site sits on the slack bus.
+    """
+    site_bus = np.asarray(site_bus, dtype=np.int64)
+    if np.any(site_bus == grid.root):
+        raise ValueError("a site on the slack bus belongs to no area")
+    out = _children(grid)
+    n_at = np.bincount(site_bus, minlength=grid.n_bus)
+    parent_of = np.full(grid.n_bus, -1, dtype=np.int64)
+    parent_of[grid.child] = grid.parent
+    branch_of = np.full(grid.n_bus, -1, dtype=np.int64)
+    branch_of[grid.child] = np.arange(grid.n_branch)
+    areas: list[Area] = []
+    todo = list(reversed(out.get(grid.root, [])))
+    while todo:
+        k = todo.pop()
+        buses, branches = _subtree(grid, out, k)
+        n_sites = int(n_at[buses].sum())
+        if n_sites == 0:
+            continue
+        top = int(grid.child[k])
+        below = out.get(top, [])
+        if n_sites > max_sites and n_at[top] == 0 and len(below) > 0:
+            todo.extend(reversed(below))
+            continue
+        path: list[int] = []
+        b = int(grid.parent[k])
+        while b != -1:
+            path.append(b)
+            b = int(parent_of[b])
+        path.reverse()
+        path_br = [int(branch_of[b]) for b in path[1:]]
+        in_area = np.zeros(grid.n_bus, dtype=bool)
+        in_area[buses] = True
+        areas.append(
+            Area(
+                top_branch=k,
+                buses=np.asarray(buses, dtype=np.int64),
+                branches=np.asarray(branches, dtype=np.int64),
+                path_buses=np.asarray(path, dtype=np.int64),
+                path_branches=np.asarray(path_br, dtype=np.int64),
+                sites=np.flatnonzero(in_area[site_bus]).astype(np.int64),
+            )
+        )
+    return areas
+
+
+def decomposable(problem: Problem) -> str | None:
+    """Why `problem` cannot be decomposed by area (None if it can)."""
+    if problem.n_units:
+        return "generic units with their own costs couple through the slack-bus cost"
+    if problem.root_cost is not None:
+        return "a cost on the slack bus's power couples every area"
+    if problem.has_shed:
+        return "a bounded slack-bus power couples every area"
+    if np.any(problem.site_bus == problem.grid.root):
+        return "a site sits on the slack bus"
+    return None
+
+
+def subtree_matrix(grid: RadialGrid) -> sp.csr_matrix:
+    """(K, N) matrix D with D[k, n] = 1 if bus n is below branch k.
+
+    Branch flows are `loads @ D.T`; voltages are `v_root - (r * flows) @ D`, since the
+    branches above a bus are the branches it is below."""
+    parent_of = np.full(grid.n_bus, -1, dtype=np.int64)
+    parent_of[grid.child] = grid.parent
+    branch_of = np.full(grid.n_bus, -1, dtype=np.int64)
+    branch_of[grid.child] = np.arange(grid.n_branch)
+    rows: list[IntArray] = []
+    cols: list[IntArray] = []
+    bus = np.arange(grid.n_bus, dtype=np.int64)
+    cur = bus.copy()
+    live = cur != grid.root
+    while live.any():
+        rows.append(branch_of[cur[live]])
+        cols.append(bus[live])
+        cur = np.where(live, parent_of[np.maximum(cur, 0)], grid.root)
+        live = cur != grid.root
+    r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    c = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+    return sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(grid.n_branch, grid.n_bus))
+
+
+@dataclass
+class _Sub:
+    """One area's engine and the maps between its LP and the full problem."""
+
+    area: Area
+    engine: DispatchEngine
+    bats: IntArray  # full battery indices
+    hps: IntArray  # full heat-pump indices
+    fold: sp.csr_matrix  # (n_sub_bus, N): every full bus to its own or nearest path bus
+    coupling_rows: IntArray  # voltage bands, path-branch limits, HV/MV thresholds
+    coupling_scale: FloatArray  # the penalty of each coupling row's slack (dual tolerance scale)
+    n_path: int
+
+
+@dataclass
+class DecompositionStats:
+    """How each solve was answered."""
+
+    certified_first: int = 0  # areas solved once, certificate held
+    certified_second: int = 0  # needed a second round with the others' true loads
+    full_lp: int = 0  # the certificate failed twice: the full LP answered
+    full_lp_direct: int = 0  # straight to the full LP: it answered one of the last solves
+    failed_checks: dict[str, int] = field(default_factory=dict)
+
+
+def _sub_problem(problem: Problem, area: Area) -> tuple[Problem, IntArray, IntArray, IntArray]:
+    """The area's Problem (path + subtree), its buses in full indices, its batteries and heat pumps."""
+    g = problem.grid
+    buses = np.concatenate([area.path_buses, area.buses])
+    branches = np.concatenate([area.path_branches, area.branches])
+    local = np.full(g.n_bus, -1, dtype=np.int64)
+    local[buses] = np.arange(len(buses))
+    sub_grid = RadialGrid(
+        bus_ids=g.bus_ids[buses],
+        root=0,
+        parent=local[g.parent[branches]],
+        child=local[g.child[branches]],
+        rating_kw=g.rating_kw[branches],
+        r_pu_per_kw=g.r_pu_per_kw[branches],
+        branch_names=tuple(g.branch_names[k] for k in branches.tolist()),
+        v_root_pu=g.v_root_pu,
+        v_min_pu=g.v_min_pu[buses],
+        v_max_pu=g.v_max_pu[buses],
+    )
+    site_pos = np.full(problem.n_sites, -1, dtype=np.int64)
+    site_pos[area.sites] = np.arange(len(area.sites))
+    bats = np.flatnonzero(site_pos[problem.bat_site] >= 0).astype(np.int64)
+    hps = np.flatnonzero(site_pos[problem.hp_site] >= 0).astype(np.int64)
+    sub = replace(
+        problem,
+        grid=sub_grid,
+        site_bus=local[problem.site_bus[area.sites]],
+        bat_site=site_pos[problem.bat_site[bats]],
+        bat_e_max_kwh=problem.bat_e_max_kwh[bats],
+        bat_e_min_kwh=problem.bat_e_min_kwh[bats],
+        bat_p_max_kw=problem.bat_p_max_kw[bats],
+        hp_site=site_pos[problem.hp_site[hps]],
+        hp_p_max_kw=problem.hp_p_max_kw[hps],
+        ts_e_max_kwh=problem.ts_e_max_kwh[hps],
+        site_pv=None if problem.site_pv is None else problem.site_pv[area.sites],
+    )
+    return sub, buses, bats, hps
+
+
+def _fold_matrix(grid: RadialGrid, area: Area, sub_buses: IntArray, lift: IntArray) -> sp.csr_matrix:
+    """(n_sub, N): each full bus to itself if in the area's LP, else to its deepest path ancestor.
+
+    `lift` maps a bus of any area to that area's attach bus (a shared bus) and leaves
+    shared buses alone, so the walk up is only as long as the shared part is deep.
+    """
+    n_path = len(area.path_buses)
+    local = np.full(grid.n_bus, -1, dtype=np.int64)
+    local[sub_buses] = np.arange(len(sub_buses))
+    parent_of = np.full(grid.n_bus, -1, dtype=np.int64)
+    parent_of[grid.child] = grid.parent
+    target = local.copy()
+    cur = np.where(target >= 0, np.arange(grid.n_bus), lift)
+    todo = target < 0
+    while todo.any():
+        here = local[cur]
+        hit = todo & (here >= 0) & (here < n_path)
+        target[hit] = here[hit]
+        todo &= ~hit
+        cur = np.where(todo, parent_of[cur], cur)
+    return sp.csr_matrix(
+        (np.ones(grid.n_bus), (target, np.arange(grid.n_bus))), shape=(len(sub_buses), grid.n_bus)
+    )
+
+
+def _per(value: FloatArray | None, T: int, idx: IntArray) -> FloatArray | None:
+    """A (T,) or (T, n) input for the entries `idx` (per-period inputs pass through)."""
+    if value is None:
+        return None
+    arr = np.asarray(value, dtype=float)
+    if arr.ndim == 2 and arr.shape[1] > 1:
+        return arr[:, idx]
+    if arr.ndim == 1 and T == 1 and len(arr) > 1:
+        return arr[idx][None, :]
+    return arr
+
+
+class DecomposedEngine:
+    """Same interface as `DispatchEngine` (`solve`, `set_battery_limits`, `shift_basis`).
+
+    `threads` > 1 solves areas in a thread pool (HiGHS releases the GIL while it solves);
+    engine options (`presolve_first`, `cold_solver`, ...) apply to every area's engine and
+    to the full LP when it is needed.
+    """
+
+    def __init__(
+        self,
+        problem: Problem,
+        *,
+        max_sites: int = 200,
+        threads: int = 1,
+        retry_after: int = 8,
+        **engine_options: Any,
+    ) -> None:
+        """`retry_after`: once the full LP had to answer (a coupling limit binds, which in a
+        congested hour stays so for a while), the next `retry_after` solves go to the full
+        LP directly instead of paying for two decomposed rounds first."""
+        reason = decomposable(problem)
+        if reason:
+            raise ValueError(f"cannot decompose by area: {reason}")
+        self.problem = problem
+        self._options = engine_options
+        self.areas = split_areas(problem.grid, problem.site_bus, max_sites=max_sites)
+        g = problem.grid
+        self._d = subtree_matrix(g)
+        self._dt = self._d.T.tocsr()
+        self._shared_branch = np.ones(g.n_branch, dtype=bool)
+        self._subs: list[_Sub] = []
+        self._site_of_bus = sp.csr_matrix(
+            (np.ones(problem.n_sites), (problem.site_bus, np.arange(problem.n_sites))),
+            shape=(g.n_bus, problem.n_sites),
+        )
+        w = problem.weights
+        lift = np.arange(g.n_bus, dtype=np.int64)
+        for area in self.areas:
+            lift[area.buses] = area.path_buses[-1]
+        for area in self.areas:
+            self._shared_branch[area.branches] = False
+            sub, buses, bats, hps = _sub_problem(problem, area)
+            eng = DispatchEngine(sub, **engine_options)
+            ix = eng.ix
+            n_path = len(area.path_buses)
+            path_k = np.arange(len(area.path_branches))
+            assert ix.r_v_up is not None and ix.r_v_dn is not None
+            assert ix.r_branch_up is not None and ix.r_branch_dn is not None
+            v_rows = np.concatenate([ix.r_v_up.ravel(), ix.r_v_dn.ravel()])
+            b_rows = np.concatenate([ix.r_branch_up[:, path_k].ravel(), ix.r_branch_dn[:, path_k].ravel()])
+            b_rows = b_rows[b_rows >= 0]
+            st_rows = np.concatenate([ix.r_st.ravel(), ix.r_stf.ravel()])
+            rows = np.concatenate([v_rows, b_rows, st_rows])
+            scale = np.concatenate(
+                [
+                    np.full(len(v_rows), w.pen_voltage_per_pu),
+                    np.full(len(b_rows), w.pen_branch * problem.dt_h),
+                    np.full(len(st_rows), w.pen_station * problem.dt_h),
+                ]
+            )
+            self._subs.append(
+                _Sub(area, eng, bats, hps, _fold_matrix(g, area, buses, lift), rows, scale, n_path)
+            )
+        self._in_area = [np.zeros(problem.n_sites, dtype=bool) for _ in self._subs]
+        for mask, s in zip(self._in_area, self._subs, strict=True):
+            mask[s.area.sites] = True
+        self._pool = ThreadPoolExecutor(threads) if threads > 1 else None
+        self._last_p_site: FloatArray | None = None
+        self._full: DispatchEngine | None = None
+        self.stats = DecompositionStats()
+        self.last_by_area = False  # the last answer came from the areas (certified), not the full LP
+        self._battery_limits: tuple[FloatArray, FloatArray, FloatArray] | None = None
+        self._retry_after = retry_after
+        self._direct_left = 0
+
+    @property
+    def n_areas(self) -> int:
+        return len(self._subs)
+
+    def close(self) -> None:
+        """Stop the thread pool (if any)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def __enter__(self) -> DecomposedEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- control ------------------------------------------------------------------------
+    def set_battery_limits(self, p_max_kw: FloatArray, e_min_kwh: FloatArray, e_max_kwh: FloatArray) -> None:
+        for s in self._subs:
+            s.engine.set_battery_limits(
+                np.asarray(p_max_kw)[s.bats], np.asarray(e_min_kwh)[s.bats], np.asarray(e_max_kwh)[s.bats]
+            )
+        self._battery_limits = (p_max_kw, e_min_kwh, e_max_kwh)
+        if self._full is not None:
+            self._full.set_battery_limits(p_max_kw, e_min_kwh, e_max_kwh)
+
+    def shift_basis(self, k: int) -> bool:
+        done = [s.engine.shift_basis(k) for s in self._subs]
+        if self._full is not None:
+            self._full.shift_basis(k)
+        return all(done)
+
+    # -- solving ------------------------------------------------------------------------
+    def _bus_loads(self, inputs: StepInputs, p_site_kw: FloatArray) -> FloatArray:
+        """(T, N) bus loads for the sites' exchange `p_site_kw` plus the fixed bus loads."""
+        loads = np.asarray((self._site_of_bus @ p_site_kw.T).T)
+        if inputs.bus_fixed_kw is not None:
+            loads = loads + np.asarray(inputs.bus_fixed_kw, dtype=float)
+        return loads
+
+    def _sub_inputs(self, s: _Sub, inputs: StepInputs, others_kw: FloatArray) -> StepInputs:
+        T = self.problem.horizon
+        fixed = np.asarray((s.fold @ others_kw.T).T)
+        return StepInputs(
+            base_kw=np.asarray(inputs.base_kw, dtype=float).reshape(T, -1)[:, s.area.sites],
+            pv_kw=None if inputs.pv_kw is None else np.asarray(inputs.pv_kw).reshape(T, -1)[:, s.area.sites],
+            heat_kw=None if inputs.heat_kw is None else np.asarray(inputs.heat_kw).reshape(T, -1)[:, s.hps],
+            cop=inputs.cop,
+            bus_fixed_kw=fixed,
+            c_import=_per(inputs.c_import, T, s.area.sites),
+            bat_w_discharge=_per(inputs.bat_w_discharge, T, s.bats),
+            ts_w_discharge=_per(inputs.ts_w_discharge, T, s.hps),
+            hp_cap_frac=None if inputs.hp_cap_frac is None else np.asarray(inputs.hp_cap_frac)[:, s.hps],
+            station_limit_kw=inputs.station_limit_kw,
+            station_feed_limit_kw=inputs.station_feed_limit_kw,
+        )
+
+    def _round(self, inputs: StepInputs, state: StorageState, guess_kw: FloatArray) -> list[Schedule]:
+        """Solve every area with the other areas' site loads taken from `guess_kw` (T, n_sites)."""
+
+        def one(i: int) -> Schedule:
+            s = self._subs[i]
+            others = np.where(self._in_area[i][None, :], 0.0, guess_kw)
+            sub_state = StorageState(
+                e_bat_kwh=np.asarray(state.e_bat_kwh)[s.bats], e_ts_kwh=np.asarray(state.e_ts_kwh)[s.hps]
+            )
+            return s.engine.solve(self._sub_inputs(s, inputs, self._bus_loads(inputs, others)), sub_state)
+
+        run: Callable[[int], Schedule] = one
+        if self._pool is not None:
+            return list(self._pool.map(run, range(len(self._subs))))
+        return [run(i) for i in range(len(self._subs))]
+
+    def _coupling_idle(self) -> bool:
+        for s in self._subs:
+            sol = s.engine.last_solution
+            duals = np.asarray(sol.row_dual)[s.coupling_rows]
+            if np.any(np.abs(duals) > DUAL_TOL * s.coupling_scale):
+                return False
+        return True
+
+    def _check(
+        self, inputs: StepInputs, p_site_kw: FloatArray
+    ) -> tuple[str | None, FloatArray, FloatArray, FloatArray]:
+        """Which coupling row the assembled solution breaks (None if none); its flows,
+        voltages and slack-bus power (lossless: the sum of the bus loads)."""
+        p = self.problem
+        g = p.grid
+        T = p.horizon
+        loads = self._bus_loads(inputs, p_site_kw)
+        flows = np.asarray((self._d @ loads.T).T)
+        v = g.v_root_pu - np.asarray((self._dt @ (flows * g.r_pu_per_kw[None, :]).T).T)
+        root = loads.sum(axis=1)
+        if p.enforce_voltage and (
+            np.any(v > g.v_max_pu[None, :] + V_TOL_PU) or np.any(v < g.v_min_pu[None, :] - V_TOL_PU)
+        ):
+            return "voltage", flows, v, root
+        if p.enforce_branches:
+            shared = self._shared_branch & np.isfinite(g.rating_kw)
+            if np.any(np.abs(flows[:, shared]) > g.rating_kw[shared][None, :] + P_TOL_KW):
+                return "shared branch", flows, v, root
+        lim = (
+            np.full(T, np.inf)
+            if inputs.station_limit_kw is None
+            else np.asarray(inputs.station_limit_kw, float)
+        )
+        flim = (
+            np.full(T, np.inf)
+            if inputs.station_feed_limit_kw is None
+            else np.asarray(inputs.station_feed_limit_kw, float)
+        )
+        if np.any(root > lim + P_TOL_KW) or np.any(-root > flim + P_TOL_KW):
+            return "hv/mv threshold", flows, v, root
+        return None, flows, v, root
+
+    def solve(self, inputs: StepInputs, state: StorageState) -> Schedule:
+        """Solve by area; certify; solve again or fall back to the full LP if needed."""
+        T = self.problem.horizon
+        self.last_by_area = False
+        if self._direct_left > 0:
+            self._direct_left -= 1
+            self.stats.full_lp_direct += 1
+            return self._solve_full(inputs, state)
+        guess = self._last_p_site
+        if guess is None or guess.shape[0] != T:
+            guess = np.broadcast_to(np.asarray(inputs.base_kw, dtype=float), (T, self.problem.n_sites))
+        for attempt in (1, 2):
+            parts = self._round(inputs, state, guess)
+            p_site = self._gather_p_site(parts)
+            failed, flows, v, root = self._check(inputs, p_site)
+            if failed is None and not self._coupling_idle():
+                failed = "coupling row binding in an area"
+            if failed is None:
+                if attempt == 1:
+                    self.stats.certified_first += 1
+                else:
+                    self.stats.certified_second += 1
+                self._last_p_site = p_site
+                self.last_by_area = True
+                return self._assemble(parts, p_site, flows, v, root)
+            self.stats.failed_checks[failed] = self.stats.failed_checks.get(failed, 0) + 1
+            guess = p_site
+        self.stats.full_lp += 1
+        self._direct_left = self._retry_after
+        return self._solve_full(inputs, state)
+
+    def _solve_full(self, inputs: StepInputs, state: StorageState) -> Schedule:
+        if self._full is None:
+            self._full = DispatchEngine(self.problem, **self._options)
+            if self._battery_limits is not None:
+                self._full.set_battery_limits(*self._battery_limits)
+        sched = self._full.solve(inputs, state)
+        self._last_p_site = sched.p_site_kw
+        return sched
+
+    def _gather_p_site(self, parts: list[Schedule]) -> FloatArray:
+        T = self.problem.horizon
+        out = np.zeros((T, self.problem.n_sites))
+        for s, part in zip(self._subs, parts, strict=True):
+            out[:, s.area.sites] = part.p_site_kw
+        return out
+
+    def _assemble(
+        self, parts: list[Schedule], p_site: FloatArray, flows: FloatArray, v: FloatArray, root_kw: FloatArray
+    ) -> Schedule:
+        p = self.problem
+        T = p.horizon
+
+        def gather(name: str, n: int, idx: Callable[[_Sub], IntArray]) -> FloatArray:
+            out = np.zeros((T, n))
+            for s, part in zip(self._subs, parts, strict=True):
+                out[:, idx(s)] = getattr(part, name)
+            return out
+
+        def by_site(s: _Sub) -> IntArray:
+            return s.area.sites
+
+        def by_bat(s: _Sub) -> IntArray:
+            return s.bats
+
+        def by_hp(s: _Sub) -> IntArray:
+            return s.hps
+
+        violations: list[Violation] = []
+        for s, part in zip(self._subs, parts, strict=True):
+            for viol in part.violations:
+                kind, elem = viol.kind, viol.element
+                if kind == "heat_unmet":
+                    elem = f"hp:{int(s.hps[int(elem.split(':')[1])])}"
+                elif kind == "shed":
+                    elem = f"site:{int(s.area.sites[int(elem.split(':')[1])])}"
+                violations.append(Violation(kind, elem, viol.t, viol.amount))
+        return Schedule(
+            p_site_kw=p_site,
+            p_bat_kw=gather("p_bat_kw", p.n_bat, by_bat),
+            p_bat_ch_kw=gather("p_bat_ch_kw", p.n_bat, by_bat),
+            p_bat_dis_kw=gather("p_bat_dis_kw", p.n_bat, by_bat),
+            e_bat_kwh=gather("e_bat_kwh", p.n_bat, by_bat),
+            p_hp_kw=gather("p_hp_kw", p.n_hp, by_hp),
+            q_ts_kw=gather("q_ts_kw", p.n_hp, by_hp),
+            e_ts_kwh=gather("e_ts_kwh", p.n_hp, by_hp),
+            curtail_kw=gather("curtail_kw", p.n_sites, by_site),
+            p_unit_kw=np.zeros((T, 0)),
+            p_root_kw=root_kw,
+            branch_flow_kw=flows,
+            v_pu=v,
+            objective=float(sum(part.objective for part in parts)),
+            violations=violations,
+        )

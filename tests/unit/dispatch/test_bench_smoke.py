@@ -39,7 +39,12 @@ def test_engine_and_rundcopp_agree(result: DispatchBenchResult) -> None:
 
 
 def test_sizes_and_mpc_have_every_figure(result: DispatchBenchResult) -> None:
-    assert [s.n_sites for s in result.sizes] == [12, 30]
+    assert [(s.n_sites, s.network) for s in result.sizes] == [
+        (12, "full LV network"),
+        (30, "full LV network"),
+        (12, "station-level network"),
+        (30, "station-level network"),
+    ]
     for s in result.sizes:
         assert s.skipped is None
         assert s.n_bat == math.ceil(s.n_sites / 2) and s.n_hp == math.ceil(s.n_sites / 3)
@@ -48,18 +53,27 @@ def test_sizes_and_mpc_have_every_figure(result: DispatchBenchResult) -> None:
         assert s.cold_ms == pytest.approx(s.build_ms + s.first_solve_ms)
         assert s.warm_ms is not None and s.warm_max_ms is not None and s.warm_ms <= s.warm_max_ms
         assert s.warm_cop_ms is not None and s.warm_cop_max_ms is not None
-    assert [m.network for m in result.mpc] == ["station-level network", "full LV network"]
+        # the same steps by area: one area at this size, answered without the full LP
+        assert s.areas == 1 and s.by_area_full_lp == 0
+        assert s.by_area_cold_ms is not None and s.by_area_warm_ms is not None
+    assert [(m.network, m.solver) for m in result.mpc] == [
+        ("station-level network", "full LP"),
+        ("station-level network", "by area"),
+        ("full LV network", "full LP"),
+        ("full LV network", "by area"),
+    ]
     for m in result.mpc:
         assert m.skipped is None and (m.n_sites, m.horizon) == (8, 4)
         assert m.build_s is not None and m.solve_s is not None and m.resolve_s is not None
         assert m.cold_s == pytest.approx(m.build_s + m.solve_s)
-    station, full = result.mpc
+    station, station_by_area, full, full_by_area = result.mpc
     assert full.n_cols > station.n_cols and full.n_cols > result.sizes[0].n_cols
+    assert station_by_area.by_area_certified and full_by_area.by_area_certified
 
 
 def test_format_result_prints_figures_and_targets(result: DispatchBenchResult) -> None:
     text = format_result(result)
-    for needle in ("rundcopp", "max objective difference", "12 buildings", "30 buildings", "MPC 8"):
+    for needle in ("rundcopp", "max objective difference", "12 buildings", "30 buildings", "MPC 8", "by area"):
         assert needle in text
     assert "skipped" not in text
 

@@ -705,7 +705,7 @@ def _fmt(v: float | None, unit: str, digits: int = 1) -> str:
 def _verdict(measured: float | None, target: float | None) -> str:
     if target is None or measured is None:
         return ""
-    return "meets" if measured <= target else f"misses ({measured / target:,.0f}x)"
+    return "meets" if measured <= target else f"misses ({measured / target:,.1f}x)"
 
 
 def _mpc_rows(m: MpcResult) -> list[tuple[str, str, str, str, str]]:

@@ -73,7 +73,14 @@ def test_sizes_and_mpc_have_every_figure(result: DispatchBenchResult) -> None:
 
 def test_format_result_prints_figures_and_targets(result: DispatchBenchResult) -> None:
     text = format_result(result)
-    for needle in ("rundcopp", "max objective difference", "12 buildings", "30 buildings", "MPC 8", "by area"):
+    for needle in (
+        "rundcopp",
+        "max objective difference",
+        "12 buildings",
+        "30 buildings",
+        "MPC 8",
+        "by area",
+    ):
         assert needle in text
     assert "skipped" not in text
 

@@ -56,19 +56,25 @@ def test_sizes_and_mpc_have_every_figure(result: DispatchBenchResult) -> None:
         # the same steps by area: one area at this size, answered without the full LP
         assert s.areas == 1 and s.by_area_full_lp == 0
         assert s.by_area_cold_ms is not None and s.by_area_warm_ms is not None
-    assert [(m.network, m.solver) for m in result.mpc] == [
-        ("station-level network", "full LP"),
-        ("station-level network", "by area"),
-        ("full LV network", "full LP"),
-        ("full LV network", "by area"),
+    assert [(m.network, m.solver, m.binding) for m in result.mpc] == [
+        ("station-level network", "full LP", False),
+        ("station-level network", "by area", False),
+        ("full LV network", "full LP", False),
+        ("full LV network", "by area", False),
+        ("station-level network", "full LP", True),
+        ("station-level network", "by area", True),
     ]
     for m in result.mpc:
         assert m.skipped is None and (m.n_sites, m.horizon) == (8, 4)
         assert m.build_s is not None and m.solve_s is not None and m.resolve_s is not None
         assert m.cold_s == pytest.approx(m.build_s + m.solve_s)
-    station, station_by_area, full, full_by_area = result.mpc
+    station, station_by_area, full, full_by_area, bound, bound_by_area = result.mpc
     assert full.n_cols > station.n_cols and full.n_cols > result.sizes[0].n_cols
     assert station_by_area.by_area_certified and full_by_area.by_area_certified
+    # with the HV/MV threshold binding only the full LP is exact, and it answers
+    assert bound.binding_periods and bound.binding_periods >= 1
+    assert bound_by_area.binding_periods == bound.binding_periods
+    assert bound_by_area.by_area_certified is False
 
 
 def test_format_result_prints_figures_and_targets(result: DispatchBenchResult) -> None:

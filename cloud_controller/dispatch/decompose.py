@@ -9,8 +9,9 @@ the MV lines, the voltage at the stations' MV buses, the HV/MV congestion thresh
 `split_areas` cuts the radial network into areas (the subtrees below the stations, or
 smaller), `DecomposedEngine` keeps one `DispatchEngine` per area. An area's LP is its own
 network and sites plus the *path* from the slack bus down to its station, where the other
-areas' load (from their last solution) sits as a fixed load, so its flows, voltages and the
-HV/MV limit are what the full LP would see.
+areas' load (from their last solution) sits as a fixed load, so its flows and voltages are
+what the full LP would see. The HV/MV thresholds are left out of the areas' LPs and
+checked on the assembled answer.
 
 Exactness. Let R be the full LP without its coupling rows (voltage bands, limits of shared
 branches, HV/MV thresholds). R separates into one LP per area. If in every area's LP the
@@ -19,10 +20,12 @@ conditions of R's part are those of the area's LP without the rows whose duals a
 so the assembled solution is optimal for R. If it also meets every coupling row of the
 full LP with the *true* flows (checked here with the exact linear model, no slack used),
 it is feasible for the full LP, which R relaxes: it is then optimal for the full LP, with
-the same objective. `Schedule`s returned are certified that way; when the certificate
-fails (a coupling limit binds, e.g. the HV/MV threshold in a congested hour) the areas are
-solved once more with the true loads of the others, and if that fails too the full LP is
-solved (built on first need, warm after). `stats` counts each outcome.
+the same objective. `Schedule`s returned are certified that way. When the certificate
+fails on a voltage or a shared branch (which may come from a wrong guess of the others'
+load) the areas are solved once more with the others' true loads; when it fails on the
+HV/MV threshold (the relaxation's optimum breaks it, so it truly binds: a congested hour),
+or fails twice, the full LP answers (built on first need, warm after). `stats` counts
+each outcome.
 """
 
 from __future__ import annotations
@@ -39,7 +42,11 @@ from cloud_controller.dispatch.engine import DispatchEngine, Schedule, Violation
 from cloud_controller.dispatch.problem import FloatArray, IntArray, Problem, StepInputs, StorageState
 from cloud_controller.grid.radial import RadialGrid
 
-DUAL_TOL = 1e-7  # a coupling row with a dual below this (per unit of its slack's penalty) is idle
+# A coupling row whose dual is below DUAL_TOL times its slack's penalty counts as idle: a
+# binding voltage row's dual is the marginal cost over the voltage sensitivity (~1e3 per pu),
+# while HiGHS leaves round-off (~1e-12) on idle rows. Treating a row with a dual d as idle
+# can cost at most d times how far the full LP would move that row (e.g. 0.01 x 0.1 pu).
+DUAL_TOL = 1e-7
 V_TOL_PU = 1e-6
 P_TOL_KW = 1e-4
 
@@ -174,7 +181,7 @@ class _Sub:
     bats: IntArray  # full battery indices
     hps: IntArray  # full heat-pump indices
     fold: sp.csr_matrix  # (n_sub_bus, N): every full bus to its own or nearest path bus
-    coupling_rows: IntArray  # voltage bands, path-branch limits, HV/MV thresholds
+    coupling_rows: IntArray  # voltage bands and path-branch limits
     coupling_scale: FloatArray  # the penalty of each coupling row's slack (dual tolerance scale)
     n_path: int
 
@@ -317,13 +324,11 @@ class DecomposedEngine:
             v_rows = np.concatenate([ix.r_v_up.ravel(), ix.r_v_dn.ravel()])
             b_rows = np.concatenate([ix.r_branch_up[:, path_k].ravel(), ix.r_branch_dn[:, path_k].ravel()])
             b_rows = b_rows[b_rows >= 0]
-            st_rows = np.concatenate([ix.r_st.ravel(), ix.r_stf.ravel()])
-            rows = np.concatenate([v_rows, b_rows, st_rows])
+            rows = np.concatenate([v_rows, b_rows])
             scale = np.concatenate(
                 [
                     np.full(len(v_rows), w.pen_voltage_per_pu),
                     np.full(len(b_rows), w.pen_branch * problem.dt_h),
-                    np.full(len(st_rows), w.pen_station * problem.dt_h),
                 ]
             )
             self._subs.append(
@@ -394,8 +399,11 @@ class DecomposedEngine:
             bat_w_discharge=_per(inputs.bat_w_discharge, T, s.bats),
             ts_w_discharge=_per(inputs.ts_w_discharge, T, s.hps),
             hp_cap_frac=None if inputs.hp_cap_frac is None else np.asarray(inputs.hp_cap_frac)[:, s.hps],
-            station_limit_kw=inputs.station_limit_kw,
-            station_feed_limit_kw=inputs.station_feed_limit_kw,
+            # The HV/MV thresholds stay out of the areas' LPs: with the others' load fixed, each
+            # area would try to meet the whole threshold alone. They are checked on the
+            # assembled answer instead; where that breaks one, the threshold truly binds.
+            station_limit_kw=None,
+            station_feed_limit_kw=None,
         )
 
     def _round(self, inputs: StepInputs, state: StorageState, guess_kw: FloatArray) -> list[Schedule]:
@@ -482,6 +490,8 @@ class DecomposedEngine:
                 self.last_by_area = True
                 return self._assemble(parts, p_site, flows, v, root)
             self.stats.failed_checks[failed] = self.stats.failed_checks.get(failed, 0) + 1
+            if failed == "hv/mv threshold":
+                break  # the areas' optimum (of a relaxation) breaks it: only the full LP can help
             guess = p_site
         self.stats.full_lp += 1
         self._direct_left = self._retry_after

@@ -39,16 +39,19 @@ import numpy as np
 import scipy.sparse as sp
 
 from cloud_controller.dispatch.engine import DispatchEngine, Schedule, Violation
-from cloud_controller.dispatch.problem import FloatArray, IntArray, Problem, StepInputs, StorageState
+from cloud_controller.dispatch.problem import BIG, FloatArray, IntArray, Problem, StepInputs, StorageState
 from cloud_controller.grid.radial import RadialGrid
 
-# A coupling row whose dual is below DUAL_TOL times its slack's penalty counts as idle: a
-# binding voltage row's dual is the marginal cost over the voltage sensitivity (~1e3 per pu),
-# while HiGHS leaves round-off (~1e-12) on idle rows. Treating a row with a dual d as idle
-# can cost at most d times how far the full LP would move that row (e.g. 0.01 x 0.1 pu).
-DUAL_TOL = 1e-7
-V_TOL_PU = 1e-6
-P_TOL_KW = 1e-4
+# A coupling row is idle in an area's LP if it is off its bound (slack above ROW_SLACK_TOL)
+# or its dual is round-off (at most DUAL_TOL in objective units). Not relative to the row's
+# penalty: a binding row's dual is the marginal cost of relief over the row's sensitivity,
+# which can be small (cheap curtailment) and has nothing to do with the penalty.
+ROW_SLACK_TOL = 1e-7
+DUAL_TOL = 1e-9
+# The assembled answer may break a coupling row of the full LP only by round-off: what the
+# full LP would charge for it (penalty x violation) bounds the answer's distance from the
+# optimum, and must stay below GAP_TOL x max(1, |objective|).
+GAP_TOL = 1e-9
 
 
 @dataclass(frozen=True)
@@ -182,7 +185,7 @@ class _Sub:
     hps: IntArray  # full heat-pump indices
     fold: sp.csr_matrix  # (n_sub_bus, N): every full bus to its own or nearest path bus
     coupling_rows: IntArray  # voltage bands and path-branch limits
-    coupling_scale: FloatArray  # the penalty of each coupling row's slack (dual tolerance scale)
+    coupling_upper: FloatArray  # their upper bounds (all are <= rows)
     n_path: int
 
 
@@ -262,15 +265,19 @@ def _fold_matrix(grid: RadialGrid, area: Area, sub_buses: IntArray, lift: IntArr
 
 
 def _per(value: FloatArray | None, T: int, idx: IntArray) -> FloatArray | None:
-    """A (T,) or (T, n) input for the entries `idx` (per-period inputs pass through)."""
+    """A per-period or per-entry input (as the engine reads it: reshaped to (T, -1), one
+    column meaning one value per period) for the entries `idx`."""
     if value is None:
         return None
-    arr = np.asarray(value, dtype=float)
-    if arr.ndim == 2 and arr.shape[1] > 1:
-        return arr[:, idx]
-    if arr.ndim == 1 and T == 1 and len(arr) > 1:
-        return arr[idx][None, :]
-    return arr
+    arr = np.asarray(value, dtype=float).reshape(T, -1)
+    return arr if arr.shape[1] == 1 else arr[:, idx]
+
+
+def _cols(value: FloatArray | None, T: int, n: int, idx: IntArray) -> FloatArray | None:
+    """A (T, n) input, or anything that broadcasts to it as the engine broadcasts, for `idx`."""
+    if value is None:
+        return None
+    return np.broadcast_to(np.asarray(value, dtype=float), (T, n))[:, idx]
 
 
 class DecomposedEngine:
@@ -308,7 +315,6 @@ class DecomposedEngine:
             (np.ones(problem.n_sites), (problem.site_bus, np.arange(problem.n_sites))),
             shape=(g.n_bus, problem.n_sites),
         )
-        w = problem.weights
         lift = np.arange(g.n_bus, dtype=np.int64)
         for area in self.areas:
             lift[area.buses] = area.path_buses[-1]
@@ -325,14 +331,21 @@ class DecomposedEngine:
             b_rows = np.concatenate([ix.r_branch_up[:, path_k].ravel(), ix.r_branch_dn[:, path_k].ravel()])
             b_rows = b_rows[b_rows >= 0]
             rows = np.concatenate([v_rows, b_rows])
-            scale = np.concatenate(
+            sg = sub.grid
+            v_max = sg.v_max_pu if problem.enforce_voltage else np.full(sg.n_bus, BIG)
+            v_min = sg.v_min_pu if problem.enforce_voltage else np.full(sg.n_bus, -BIG)
+            limited = ix.r_branch_up[:, path_k] >= 0  # the same branches have both rows
+            b_upper = np.broadcast_to(sg.rating_kw[path_k][None, :], limited.shape)[limited]
+            upper = np.concatenate(
                 [
-                    np.full(len(v_rows), w.pen_voltage_per_pu),
-                    np.full(len(b_rows), w.pen_branch * problem.dt_h),
+                    np.broadcast_to(v_max[None, :], ix.r_v_up.shape).ravel(),
+                    np.broadcast_to(-v_min[None, :], ix.r_v_dn.shape).ravel(),
+                    b_upper,
+                    b_upper,
                 ]
             )
             self._subs.append(
-                _Sub(area, eng, bats, hps, _fold_matrix(g, area, buses, lift), rows, scale, n_path)
+                _Sub(area, eng, bats, hps, _fold_matrix(g, area, buses, lift), rows, upper, n_path)
             )
         self._in_area = [np.zeros(problem.n_sites, dtype=bool) for _ in self._subs]
         for mask, s in zip(self._in_area, self._subs, strict=True):
@@ -389,16 +402,19 @@ class DecomposedEngine:
     def _sub_inputs(self, s: _Sub, inputs: StepInputs, others_kw: FloatArray) -> StepInputs:
         T = self.problem.horizon
         fixed = np.asarray((s.fold @ others_kw.T).T)
+        p = self.problem
+        base = _cols(inputs.base_kw, T, p.n_sites, s.area.sites)
+        assert base is not None
         return StepInputs(
-            base_kw=np.asarray(inputs.base_kw, dtype=float).reshape(T, -1)[:, s.area.sites],
-            pv_kw=None if inputs.pv_kw is None else np.asarray(inputs.pv_kw).reshape(T, -1)[:, s.area.sites],
-            heat_kw=None if inputs.heat_kw is None else np.asarray(inputs.heat_kw).reshape(T, -1)[:, s.hps],
+            base_kw=base,
+            pv_kw=_cols(inputs.pv_kw, T, p.n_sites, s.area.sites),
+            heat_kw=_cols(inputs.heat_kw, T, p.n_hp, s.hps),
             cop=inputs.cop,
             bus_fixed_kw=fixed,
             c_import=_per(inputs.c_import, T, s.area.sites),
             bat_w_discharge=_per(inputs.bat_w_discharge, T, s.bats),
             ts_w_discharge=_per(inputs.ts_w_discharge, T, s.hps),
-            hp_cap_frac=None if inputs.hp_cap_frac is None else np.asarray(inputs.hp_cap_frac)[:, s.hps],
+            hp_cap_frac=_cols(inputs.hp_cap_frac, T, p.n_hp, s.hps),
             # The HV/MV thresholds stay out of the areas' LPs: with the others' load fixed, each
             # area would try to meet the whole threshold alone. They are checked on the
             # assembled answer instead; where that breaks one, the threshold truly binds.
@@ -423,33 +439,39 @@ class DecomposedEngine:
         return [run(i) for i in range(len(self._subs))]
 
     def _coupling_idle(self) -> bool:
+        """Every area's coupling rows off their bound or with a round-off dual."""
         for s in self._subs:
             sol = s.engine.last_solution
+            slack = s.coupling_upper - np.asarray(sol.row_value)[s.coupling_rows]
             duals = np.asarray(sol.row_dual)[s.coupling_rows]
-            if np.any(np.abs(duals) > DUAL_TOL * s.coupling_scale):
+            if np.any((slack <= ROW_SLACK_TOL) & (np.abs(duals) > DUAL_TOL)):
                 return False
         return True
 
     def _check(
-        self, inputs: StepInputs, p_site_kw: FloatArray
+        self, inputs: StepInputs, p_site_kw: FloatArray, objective: float
     ) -> tuple[str | None, FloatArray, FloatArray, FloatArray]:
-        """Which coupling row the assembled solution breaks (None if none); its flows,
-        voltages and slack-bus power (lossless: the sum of the bus loads)."""
+        """Which coupling family the assembled solution breaks beyond round-off (None if
+        none); its flows, voltages and slack-bus power (lossless: the sum of the bus loads).
+
+        "Beyond round-off": what the full LP would charge for the breaches (each soft limit's
+        penalty times the breach) exceeds GAP_TOL x max(1, |objective|)."""
         p = self.problem
         g = p.grid
+        w = p.weights
         T = p.horizon
         loads = self._bus_loads(inputs, p_site_kw)
         flows = np.asarray((self._d @ loads.T).T)
         v = g.v_root_pu - np.asarray((self._dt @ (flows * g.r_pu_per_kw[None, :]).T).T)
         root = loads.sum(axis=1)
-        if p.enforce_voltage and (
-            np.any(v > g.v_max_pu[None, :] + V_TOL_PU) or np.any(v < g.v_min_pu[None, :] - V_TOL_PU)
-        ):
-            return "voltage", flows, v, root
+        cost: dict[str, float] = {}
+        if p.enforce_voltage:
+            over = np.maximum(v - g.v_max_pu[None, :], 0.0) + np.maximum(g.v_min_pu[None, :] - v, 0.0)
+            cost["voltage"] = w.pen_voltage_per_pu * float(over.sum())
         if p.enforce_branches:
             shared = self._shared_branch & np.isfinite(g.rating_kw)
-            if np.any(np.abs(flows[:, shared]) > g.rating_kw[shared][None, :] + P_TOL_KW):
-                return "shared branch", flows, v, root
+            over_kw = np.maximum(np.abs(flows[:, shared]) - g.rating_kw[shared][None, :], 0.0)
+            cost["shared branch"] = w.pen_branch * p.dt_h * float(over_kw.sum())
         lim = (
             np.full(T, np.inf)
             if inputs.station_limit_kw is None
@@ -460,9 +482,11 @@ class DecomposedEngine:
             if inputs.station_feed_limit_kw is None
             else np.asarray(inputs.station_feed_limit_kw, float)
         )
-        if np.any(root > lim + P_TOL_KW) or np.any(-root > flim + P_TOL_KW):
-            return "hv/mv threshold", flows, v, root
-        return None, flows, v, root
+        over_st = np.maximum(root - lim, 0.0) + np.maximum(-root - flim, 0.0)
+        cost["hv/mv threshold"] = w.pen_station * p.dt_h * float(over_st.sum())
+        if sum(cost.values()) <= GAP_TOL * max(1.0, abs(objective)):
+            return None, flows, v, root
+        return max(cost, key=lambda k: cost[k]), flows, v, root
 
     def solve(self, inputs: StepInputs, state: StorageState) -> Schedule:
         """Solve by area; certify; solve again or fall back to the full LP if needed."""
@@ -478,7 +502,8 @@ class DecomposedEngine:
         for attempt in (1, 2):
             parts = self._round(inputs, state, guess)
             p_site = self._gather_p_site(parts)
-            failed, flows, v, root = self._check(inputs, p_site)
+            objective = float(sum(part.objective for part in parts))
+            failed, flows, v, root = self._check(inputs, p_site, objective)
             if failed is None and not self._coupling_idle():
                 failed = "coupling row binding in an area"
             if failed is None:

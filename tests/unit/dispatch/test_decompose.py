@@ -9,7 +9,7 @@ import pytest
 
 from cloud_controller.dispatch import DispatchEngine, StepInputs, StorageState, build_problem
 from cloud_controller.dispatch.decompose import DecomposedEngine, split_areas, subtree_matrix
-from cloud_controller.dispatch.problem import Problem, PwlCost
+from cloud_controller.dispatch.problem import Problem, PwlCost, Weights
 from cloud_controller.grid.radial import RadialGrid
 from tests.unit.dispatch.helpers import mixed_assets
 
@@ -191,3 +191,60 @@ def test_problems_that_couple_through_the_slack_are_refused() -> None:
         DecomposedEngine(dataclasses.replace(p, root_cost=PwlCost((1.0,), (0.0,))))
     with pytest.raises(ValueError, match="slack"):
         DecomposedEngine(dataclasses.replace(p, root_p_max_kw=100.0))
+
+
+def test_a_voltage_band_binding_with_a_small_dual_is_not_taken_for_idle() -> None:
+    """Cheap curtailment makes a binding band's dual small (3e-3 per pu here); a tolerance
+    scaled by the voltage penalty once let that through (found in review)."""
+    rng = np.random.default_rng(0)
+    g = stations_grid()
+    p = build_problem(g, rng.choice(_lv_buses(g), 36), mixed_assets(36), weights=Weights(c_curtail=1e-5))
+    full_stores = StorageState(p.bat_e_max_kwh.copy(), p.ts_e_max_kwh.copy())  # relief only by curtailing
+    x = _inputs(rng, p)
+    assert x.pv_kw is not None
+    x.pv_kw = x.pv_kw + 6.0
+    x.base_kw = x.base_kw - 6.0
+    v_max = float(DispatchEngine(p).solve(x, full_stores).v_pu.max()) - 3e-4
+    tight = dataclasses.replace(p, grid=dataclasses.replace(g, v_max_pu=np.full(g.n_bus, v_max)))
+    a = DispatchEngine(tight).solve(x, full_stores)
+    dec = DecomposedEngine(tight, max_sites=20)
+    b = dec.solve(x, full_stores)
+    assert not dec.last_by_area
+    assert b.objective == pytest.approx(a.objective, rel=1e-9)
+    assert b.curtail_kw.sum() == pytest.approx(a.curtail_kw.sum(), rel=1e-7)
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_a_breach_beyond_round_off_is_never_certified(seed: int) -> None:
+    """The band just inside the areas' answer: a breach of 1e-6 pu costs the full LP 0.1
+    (the voltage penalty), so it redispatches; the areas' answer must not be returned."""
+    rng = np.random.default_rng(seed)
+    p = _problem(rng)
+    state = _state(rng, p)
+    x = _inputs(np.random.default_rng(seed + 100), p)
+    v_low = float(DecomposedEngine(p, max_sites=20).solve(x, state).v_pu.min())
+    g = p.grid
+    tight = dataclasses.replace(p, grid=dataclasses.replace(g, v_min_pu=np.full(g.n_bus, v_low + 0.9e-6)))
+    a = DispatchEngine(tight).solve(x, state)
+    dec = DecomposedEngine(tight, max_sites=20)
+    b = dec.solve(x, state)
+    assert not dec.last_by_area
+    assert b.objective == pytest.approx(a.objective, rel=1e-9)
+
+
+def test_inputs_are_read_in_every_shape_the_engine_reads() -> None:
+    rng = np.random.default_rng(6)
+    p = _problem(rng, horizon=2)
+    state = _state(rng, p)
+    x = _inputs(rng, p)
+    x.base_kw = x.base_kw[0]  # one row for both periods (broadcast)
+    x.hp_cap_frac = np.full(p.n_hp, 0.5)  # per heat pump, every period
+    x.c_import = np.array([1.0, 0.5])  # per period
+    x.bat_w_discharge = np.tile(np.linspace(0.6, 0.8, p.n_bat), (2, 1))  # per battery and period
+    a = DispatchEngine(p).solve(x, state)
+    dec = DecomposedEngine(p, max_sites=20)
+    b = dec.solve(x, state)
+    assert dec.last_by_area
+    assert b.objective == pytest.approx(a.objective, rel=1e-9, abs=1e-9)
+    assert np.all(b.p_hp_kw <= 0.5 * p.hp_p_max_kw[None, :] + 1e-7)
+    assert np.any(b.p_hp_kw >= 0.5 * p.hp_p_max_kw[None, :] - 1e-7)  # the cap is what limits them

@@ -285,7 +285,10 @@ class DecomposedEngine:
 
     `threads` > 1 solves areas in a thread pool (HiGHS releases the GIL while it solves);
     engine options (`presolve_first`, `cold_solver`, ...) apply to every area's engine and
-    to the full LP when it is needed.
+    to the full LP when it is needed. With `cop_rtol` > 0 each engine holds the COP it saw
+    first, so a full LP built late may hold another COP than the areas did (within cop_rtol).
+    Where the LP has ties (e.g. which store moves first), the areas and the full LP may
+    return different optimal schedules with the same objective.
     """
 
     def __init__(

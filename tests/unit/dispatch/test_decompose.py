@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from cloud_controller.dispatch import DispatchEngine, StepInputs, StorageState, build_problem
+from cloud_controller.dispatch import DispatchEngine, Schedule, StepInputs, StorageState, build_problem
 from cloud_controller.dispatch.decompose import DecomposedEngine, split_areas, subtree_matrix
 from cloud_controller.dispatch.problem import Problem, PwlCost, Weights
 from cloud_controller.grid.radial import RadialGrid
@@ -164,6 +164,26 @@ def test_a_binding_hv_mv_threshold_goes_to_the_full_lp() -> None:
     assert dec.last_by_area
 
 
+def _full_lp_answers(
+    p: Problem, x: StepInputs, state: StorageState, *, v_min: float | None = None, v_max: float | None = None
+) -> tuple[Schedule, Schedule]:
+    """With the band set to v_min/v_max everywhere: the areas must not answer, and the
+    answer must be the full LP's. Returns (full LP, decomposed)."""
+    g = p.grid
+    grid = g
+    if v_min is not None:
+        grid = dataclasses.replace(grid, v_min_pu=np.full(g.n_bus, v_min))
+    if v_max is not None:
+        grid = dataclasses.replace(grid, v_max_pu=np.full(g.n_bus, v_max))
+    tight = dataclasses.replace(p, grid=grid)
+    a = DispatchEngine(tight).solve(x, state)
+    dec = DecomposedEngine(tight, max_sites=20)
+    b = dec.solve(x, state)
+    assert not dec.last_by_area
+    assert b.objective == pytest.approx(a.objective, rel=1e-9)
+    return a, b
+
+
 def test_a_binding_voltage_band_is_never_answered_by_area() -> None:
     """Every area's voltage depends on the others' flows through the HV/MV and MV path;
     where a band binds, only the full LP is exact."""
@@ -175,13 +195,7 @@ def test_a_binding_voltage_band_is_never_answered_by_area() -> None:
     x.pv_kw = np.zeros_like(x.base_kw)
     state = _state(rng, p)
     loose = DispatchEngine(p).solve(x, state)
-    v_low = float(loose.v_pu.min())
-    tight = dataclasses.replace(p, grid=dataclasses.replace(g, v_min_pu=np.full(g.n_bus, v_low + 2e-4)))
-    a = DispatchEngine(tight).solve(x, state)
-    dec = DecomposedEngine(tight, max_sites=20)
-    b = dec.solve(x, state)
-    assert not dec.last_by_area
-    assert b.objective == pytest.approx(a.objective, rel=1e-9)
+    _full_lp_answers(p, x, state, v_min=float(loose.v_pu.min()) + 2e-4)
 
 
 def test_problems_that_couple_through_the_slack_are_refused() -> None:
@@ -205,12 +219,7 @@ def test_a_voltage_band_binding_with_a_small_dual_is_not_taken_for_idle() -> Non
     x.pv_kw = x.pv_kw + 6.0
     x.base_kw = x.base_kw - 6.0
     v_max = float(DispatchEngine(p).solve(x, full_stores).v_pu.max()) - 3e-4
-    tight = dataclasses.replace(p, grid=dataclasses.replace(g, v_max_pu=np.full(g.n_bus, v_max)))
-    a = DispatchEngine(tight).solve(x, full_stores)
-    dec = DecomposedEngine(tight, max_sites=20)
-    b = dec.solve(x, full_stores)
-    assert not dec.last_by_area
-    assert b.objective == pytest.approx(a.objective, rel=1e-9)
+    a, b = _full_lp_answers(p, x, full_stores, v_max=v_max)
     assert b.curtail_kw.sum() == pytest.approx(a.curtail_kw.sum(), rel=1e-7)
 
 
@@ -223,13 +232,7 @@ def test_a_breach_beyond_round_off_is_never_certified(seed: int) -> None:
     state = _state(rng, p)
     x = _inputs(np.random.default_rng(seed + 100), p)
     v_low = float(DecomposedEngine(p, max_sites=20).solve(x, state).v_pu.min())
-    g = p.grid
-    tight = dataclasses.replace(p, grid=dataclasses.replace(g, v_min_pu=np.full(g.n_bus, v_low + 0.9e-6)))
-    a = DispatchEngine(tight).solve(x, state)
-    dec = DecomposedEngine(tight, max_sites=20)
-    b = dec.solve(x, state)
-    assert not dec.last_by_area
-    assert b.objective == pytest.approx(a.objective, rel=1e-9)
+    _full_lp_answers(p, x, state, v_min=v_low + 0.9e-6)
 
 
 def test_inputs_are_read_in_every_shape_the_engine_reads() -> None:

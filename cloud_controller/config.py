@@ -72,6 +72,11 @@ class ControlConfig(_Model):
     battery_control: Literal["setpoint", "grid_target"] = "setpoint"
     #: Plan against the fleet's forecast this many standard deviations above the median.
     forecast_z: float = Field(default=1.2816, ge=0.0, le=4.0)
+    #: Solve the plan as one LP per MV/LV station (cloud_controller/dispatch/decompose.py)
+    #: while the HV/MV threshold idles; the whole LP answers when it binds. Pays for large
+    #: fleets (1,000 sites x 96 periods: 2.9 s instead of 10.5 s); costs ~25 % more in the
+    #: periods where the threshold binds.
+    solve_by_area: bool = False
     #: Seconds between fleet-guard steps (measurement-based corrections between plans, see
     #: cloud_controller/live/guard.py); 0 = off. Match it to the agents' telemetry interval.
     guard_period_s: float = Field(default=60.0, ge=0.0, le=900.0)

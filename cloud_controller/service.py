@@ -163,6 +163,7 @@ class CloudController:
                 signing_keys=self._signing_keys,
                 battery_control=c.battery_control,
                 forecast_z=c.forecast_z,
+                by_area=c.solve_by_area,
             )
         return self._planner
 

@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from cloud_controller.dispatch import (
+    DecomposedEngine,
     DispatchEngine,
     Schedule,
     SiteAssets,
@@ -84,8 +85,11 @@ class MpcPlanner:
         signing_keys: Mapping[str, bytes] | None = None,
         battery_control: str = "setpoint",
         forecast_z: float = Z_90,
+        by_area: bool = False,
     ) -> None:
-        """`battery_control`: "setpoint" commands the battery's power for the period;
+        """`by_area`: solve one LP per MV/LV station while the HV/MV threshold idles (answers
+        certified optimal for the whole LP; `DecomposedEngine`), the whole LP when it binds.
+        `battery_control`: "setpoint" commands the battery's power for the period;
         "grid_target" commands the site's grid exchange (the meter's `p_setpoint_kw`), which
         the battery inverter holds on its own at its control rate, so the household's
         deviations from the forecast are absorbed locally within the period (sites without
@@ -133,7 +137,14 @@ class MpcPlanner:
         self.problem = problem
         # cold start: presolve and interior point for the first plan (1,000 sites: 666 -> 221 s),
         # then warm dual simplex from the basis the crossover leaves (~1 s per period)
-        self.engine = DispatchEngine(problem, presolve_first=True, cold_solver="ipm")
+        self.engine: DispatchEngine | DecomposedEngine
+        if by_area:
+            # max_sites=0: as fine as the tree allows, one area per station on this network
+            self.engine = DecomposedEngine(
+                problem, max_sites=0, threads=2, presolve_first=True, cold_solver="ipm"
+            )
+        else:
+            self.engine = DispatchEngine(problem, presolve_first=True, cold_solver="ipm")
         self.bat_index = {int(s): k for k, s in enumerate(problem.bat_site)}
         self._congestion: ScenarioCongestion | None = None
         self.last_schedule: Schedule | None = None
@@ -346,6 +357,7 @@ def build_planner(
     signing_keys: Mapping[str, bytes] | None = None,
     battery_control: str = "setpoint",
     forecast_z: float = Z_90,
+    by_area: bool = False,
 ) -> MpcPlanner:
     """The default planner of the cloud service (see `MpcPlanner`)."""
     return MpcPlanner(
@@ -358,4 +370,5 @@ def build_planner(
         signing_keys=signing_keys,
         battery_control=battery_control,
         forecast_z=forecast_z,
+        by_area=by_area,
     )

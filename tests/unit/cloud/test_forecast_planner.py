@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from cloud_controller.dispatch import DecomposedEngine
 from cloud_controller.forecast.baseline import resample_mean, seasonal_naive_smoothing
 from cloud_controller.grid import build_schutterwald_region
 from cloud_controller.grid.region import Region
@@ -194,3 +195,31 @@ def test_the_flex_envelope_sets_battery_state_and_reserve(region: Region) -> Non
     # the peak makes both discharge; the site without an envelope goes down to its SOC floor
     assert schedule.e_bat_kwh[:, k2].min() < 5.0
     assert schedule.e_bat_kwh[:, k1].min() == pytest.approx(10.0, abs=0.05)
+
+
+@pytest.mark.parametrize("limit_kw", [None, 30.0])
+def test_planning_by_area_gives_the_whole_lps_optimum(region: Region, limit_kw: float | None) -> None:
+    """One LP per station where the HV/MV threshold idles, the whole LP where it binds:
+    the same optimum either way (schedules may differ where batteries tie)."""
+    sites = _sites(12)  # region sites 10..120: spread over the three stations
+    snaps = {s.site: SiteSnapshot(site=s.site, mode="online", points={"bat1/soc_pct": 30.0}) for s in sites}
+    common = {
+        "period_s": PERIOD_S,
+        "horizon_steps": 48,
+        "margin_s": 120,
+        "station_limit_kw": limit_kw,
+    }
+    whole = build_planner(region, sites, **common)  # type: ignore[arg-type]
+    by_area = build_planner(region, sites, by_area=True, **common)  # type: ignore[arg-type]
+    plan_whole = whole.plan(NOW, snaps, _History())
+    plan_by_area = by_area.plan(NOW, snaps, _History())
+    assert whole.last_schedule is not None and by_area.last_schedule is not None
+    assert by_area.last_schedule.objective == pytest.approx(whole.last_schedule.objective, rel=1e-8)
+    engine = by_area.engine
+    assert isinstance(engine, DecomposedEngine) and engine.n_areas == len(
+        {region.site_station[s.region_site] for s in sites}
+    )
+    # without a threshold the areas answer; with the evening peak over 30 kW the whole LP does
+    assert engine.last_by_area == (limit_kw is None)
+    if limit_kw is not None:
+        assert max(plan_by_area.root_planned_kw[20:28]) <= max(plan_whole.root_planned_kw[20:28]) + 1e-6

@@ -86,12 +86,18 @@ def _subtree(grid: RadialGrid, out: dict[int, list[int]], top_branch: int) -> tu
     return buses, branches
 
 
-def split_areas(grid: RadialGrid, site_bus: IntArray, *, max_sites: int = 200) -> list[Area]:
-    """Cut the tree into areas of at most `max_sites` sites where the tree allows it.
+def split_areas(
+    grid: RadialGrid, site_bus: IntArray, *, max_sites: int = 200, max_buses: int = 300
+) -> list[Area]:
+    """Cut the tree into areas of at most `max_sites` sites and `max_buses` buses where the
+    tree allows it.
 
     Starting from the branches out of the slack bus, a subtree with more than `max_sites`
-    sites is replaced by the subtrees below its top bus (which becomes a shared bus), as
-    long as no site sits on that bus. Subtrees without sites are not areas: their fixed
+    sites or `max_buses` buses is replaced by the subtrees below its top bus (which becomes
+    a shared bus), as long as no site sits on that bus. (The bus count matters too: a
+    feeder with few sites but a whole LV network costs as much as a full one; measured,
+    1,000 buildings x 96 on the full LV network: an area of 43 sites and 630 buses took
+    3.6 s, one of 56 sites and ~200 buses 1 s.) Subtrees without sites are not areas: their fixed
     loads are carried as fixed loads. Raises ValueError if a site sits on the slack bus.
     """
     site_bus = np.asarray(site_bus, dtype=np.int64)
@@ -113,7 +119,8 @@ def split_areas(grid: RadialGrid, site_bus: IntArray, *, max_sites: int = 200) -
             continue
         top = int(grid.child[k])
         below = out.get(top, [])
-        if n_sites > max_sites and n_at[top] == 0 and len(below) > 0:
+        too_big = n_sites > max_sites or len(buses) > max_buses
+        if too_big and n_at[top] == 0 and len(below) > 0:
             todo.extend(reversed(below))
             continue
         path: list[int] = []
@@ -296,6 +303,7 @@ class DecomposedEngine:
         problem: Problem,
         *,
         max_sites: int = 200,
+        max_buses: int = 300,
         threads: int = 1,
         retry_after: int = 8,
         **engine_options: Any,
@@ -308,7 +316,7 @@ class DecomposedEngine:
             raise ValueError(f"cannot decompose by area: {reason}")
         self.problem = problem
         self._options = engine_options
-        self.areas = split_areas(problem.grid, problem.site_bus, max_sites=max_sites)
+        self.areas = split_areas(problem.grid, problem.site_bus, max_sites=max_sites, max_buses=max_buses)
         g = problem.grid
         self._d = subtree_matrix(g)
         self._dt = self._d.T.tocsr()
@@ -354,6 +362,7 @@ class DecomposedEngine:
         for mask, s in zip(self._in_area, self._subs, strict=True):
             mask[s.area.sites] = True
         self._pool = ThreadPoolExecutor(threads) if threads > 1 else None
+        self._by_size = sorted(range(len(self._subs)), key=lambda i: -self._subs[i].engine.n_cols)
         self._last_p_site: FloatArray | None = None
         self._full: DispatchEngine | None = None
         self.stats = DecompositionStats()
@@ -438,7 +447,9 @@ class DecomposedEngine:
 
         run: Callable[[int], Schedule] = one
         if self._pool is not None:
-            return list(self._pool.map(run, range(len(self._subs))))
+            # largest LPs first, so the last one to finish is a small one (longest first)
+            done = dict(zip(self._by_size, self._pool.map(run, self._by_size), strict=True))
+            return [done[i] for i in range(len(self._subs))]
         return [run(i) for i in range(len(self._subs))]
 
     def _coupling_idle(self) -> bool:

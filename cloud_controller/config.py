@@ -74,7 +74,7 @@ class ControlConfig(_Model):
     forecast_z: float = Field(default=1.2816, ge=0.0, le=4.0)
     #: Solve the plan as one LP per MV/LV station (cloud_controller/dispatch/decompose.py)
     #: while the HV/MV threshold idles; the whole LP answers when it binds. Pays for large
-    #: fleets (1,000 sites x 96 periods: 2.9 s instead of 10.5 s); costs ~25 % more in the
+    #: fleets (1,000 sites x 96 periods: 2.5 s instead of 11 s); costs ~25 % more in the
     #: periods where the threshold binds.
     solve_by_area: bool = False
     #: Seconds between fleet-guard steps (measurement-based corrections between plans, see

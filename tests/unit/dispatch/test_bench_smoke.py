@@ -53,9 +53,12 @@ def test_sizes_and_mpc_have_every_figure(result: DispatchBenchResult) -> None:
         assert s.cold_ms == pytest.approx(s.build_ms + s.first_solve_ms)
         assert s.warm_ms is not None and s.warm_max_ms is not None and s.warm_ms <= s.warm_max_ms
         assert s.warm_cop_ms is not None and s.warm_cop_max_ms is not None
-        # the same steps by area: one area at this size, answered without the full LP
-        assert s.areas == 1 and s.by_area_full_lp == 0
-        assert s.by_area_cold_ms is not None and s.by_area_warm_ms is not None
+        # the same steps by area, answered without the full LP
+        assert s.by_area_full_lp == 0 and s.by_area_cold_ms is not None and s.by_area_warm_ms is not None
+    # the full LV network (631 buses > 300) is cut below the MV bus: one area per station
+    # with sites (the first 12 households sit below one station, the first 30 below two);
+    # the station-level network (5 buses) stays whole
+    assert [s.areas for s in result.sizes] == [1, 2, 1, 1]
     assert [(m.network, m.solver, m.binding) for m in result.mpc] == [
         ("station-level network", "full LP", False),
         ("station-level network", "by area", False),

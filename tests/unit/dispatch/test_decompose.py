@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from cloud_controller.dispatch import DispatchEngine, Schedule, StepInputs, StorageState, build_problem
-from cloud_controller.dispatch.decompose import DecomposedEngine, split_areas, subtree_matrix
+from cloud_controller.dispatch.areas import split_areas, subtree_matrix
+from cloud_controller.dispatch.decompose import DecomposedEngine
 from cloud_controller.dispatch.problem import Problem, PwlCost, Weights
 from cloud_controller.grid.radial import RadialGrid
 from tests.unit.dispatch.helpers import mixed_assets

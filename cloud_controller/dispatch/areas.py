@@ -30,6 +30,15 @@ class Area:
     sites: IntArray  # full-problem site indices in the subtree
 
 
+def _up_maps(grid: RadialGrid) -> tuple[IntArray, IntArray]:
+    """Per bus: its parent bus and the branch feeding it (-1 at the slack bus)."""
+    parent_of = np.full(grid.n_bus, -1, dtype=np.int64)
+    parent_of[grid.child] = grid.parent
+    branch_of = np.full(grid.n_bus, -1, dtype=np.int64)
+    branch_of[grid.child] = np.arange(grid.n_branch)
+    return parent_of, branch_of
+
+
 def _children(grid: RadialGrid) -> dict[int, list[int]]:
     out: dict[int, list[int]] = {}
     for k, par in enumerate(grid.parent.tolist()):
@@ -69,10 +78,7 @@ def split_areas(
         raise ValueError("a site on the slack bus belongs to no area")
     out = _children(grid)
     n_at = np.bincount(site_bus, minlength=grid.n_bus)
-    parent_of = np.full(grid.n_bus, -1, dtype=np.int64)
-    parent_of[grid.child] = grid.parent
-    branch_of = np.full(grid.n_bus, -1, dtype=np.int64)
-    branch_of[grid.child] = np.arange(grid.n_branch)
+    parent_of, branch_of = _up_maps(grid)
     areas: list[Area] = []
     todo = list(reversed(out.get(grid.root, [])))
     while todo:
@@ -127,10 +133,7 @@ def subtree_matrix(grid: RadialGrid) -> sp.csr_matrix:
 
     Branch flows are `loads @ D.T`; voltages are `v_root - (r * flows) @ D`, since the
     branches above a bus are the branches it is below."""
-    parent_of = np.full(grid.n_bus, -1, dtype=np.int64)
-    parent_of[grid.child] = grid.parent
-    branch_of = np.full(grid.n_bus, -1, dtype=np.int64)
-    branch_of[grid.child] = np.arange(grid.n_branch)
+    parent_of, branch_of = _up_maps(grid)
     rows: list[IntArray] = []
     cols: list[IntArray] = []
     bus = np.arange(grid.n_bus, dtype=np.int64)
@@ -194,8 +197,7 @@ def fold_matrix(grid: RadialGrid, area: Area, sub_buses: IntArray, lift: IntArra
     n_path = len(area.path_buses)
     local = np.full(grid.n_bus, -1, dtype=np.int64)
     local[sub_buses] = np.arange(len(sub_buses))
-    parent_of = np.full(grid.n_bus, -1, dtype=np.int64)
-    parent_of[grid.child] = grid.parent
+    parent_of, _ = _up_maps(grid)
     target = local.copy()
     cur = np.where(target >= 0, np.arange(grid.n_bus), lift)
     todo = target < 0

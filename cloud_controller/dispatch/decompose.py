@@ -72,7 +72,6 @@ class _Sub:
     fold: sp.csr_matrix  # (n_sub_bus, N): every full bus to its own or nearest path bus
     coupling_rows: IntArray  # voltage bands and path-branch limits
     coupling_upper: FloatArray  # their upper bounds (all are <= rows)
-    n_path: int
 
 
 @dataclass
@@ -81,7 +80,7 @@ class DecompositionStats:
 
     certified_first: int = 0  # areas solved once, certificate held
     certified_second: int = 0  # needed a second round with the others' true loads
-    full_lp: int = 0  # the certificate failed twice: the full LP answered
+    full_lp: int = 0  # the certificate failed (twice, or once on the HV/MV threshold): the full LP answered
     full_lp_direct: int = 0  # straight to the full LP: it answered one of the last solves
     failed_checks: dict[str, int] = field(default_factory=dict)
 
@@ -149,7 +148,6 @@ class DecomposedEngine:
             sub, buses, bats, hps = sub_problem(problem, area)
             eng = DispatchEngine(sub, **engine_options)
             ix = eng.ix
-            n_path = len(area.path_buses)
             path_k = np.arange(len(area.path_branches))
             assert ix.r_v_up is not None and ix.r_v_dn is not None
             assert ix.r_branch_up is not None and ix.r_branch_dn is not None
@@ -170,9 +168,7 @@ class DecomposedEngine:
                     b_upper,
                 ]
             )
-            self._subs.append(
-                _Sub(area, eng, bats, hps, fold_matrix(g, area, buses, lift), rows, upper, n_path)
-            )
+            self._subs.append(_Sub(area, eng, bats, hps, fold_matrix(g, area, buses, lift), rows, upper))
         self._in_area = [np.zeros(problem.n_sites, dtype=bool) for _ in self._subs]
         for mask, s in zip(self._in_area, self._subs, strict=True):
             mask[s.area.sites] = True

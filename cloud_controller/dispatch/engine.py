@@ -19,6 +19,7 @@ from cloud_controller.dispatch.crash import BASIS_STATUS, basis_for, set_basis
 from cloud_controller.dispatch.lp import build_lp
 from cloud_controller.dispatch.model import pyomo_lp
 from cloud_controller.dispatch.problem import FloatArray, IntArray, Problem, StepInputs, StorageState
+from cloud_controller.dispatch.sites import SiteAnswer, SiteSolver, StepData
 from protocols.errors import GridflexError
 
 INF = highspy.kHighsInf
@@ -65,6 +66,14 @@ class Schedule:
         return StorageState(e_bat_kwh=self.e_bat_kwh[0].copy(), e_ts_kwh=self.e_ts_kwh[0].copy())
 
 
+def _limit(value: FloatArray | None) -> float:
+    """A single period's HV/MV threshold as a float (inf when off or not a number)."""
+    if value is None:
+        return float("inf")
+    v = float(np.asarray(value, float).reshape(-1)[0])
+    return v if not np.isnan(v) else float("inf")
+
+
 def _i32(*parts: IntArray) -> IntArray:
     return np.concatenate([np.asarray(a).ravel() for a in parts]).astype(np.int32)
 
@@ -87,11 +96,17 @@ class DispatchEngine:
         builder: Literal["numpy", "pyomo"] = "numpy",
         crash: bool = True,
         cold_solver: Literal["simplex", "ipm"] = "simplex",
+        by_site: bool = False,
     ) -> None:
         """`cop_rtol` > 0 keeps a heat pump's COP coefficient until the new COP differs by more
         than that share: changing a matrix coefficient makes HiGHS refactor the basis
         (measured: 2.7 → 17.6 ms/step on the 319-household region), while ambient
-        temperature, and so COP, drifts by well under 1 % per 15 min."""
+        temperature, and so COP, drifts by well under 1 % per 15 min.
+
+        `by_site=True` (single-period problems, `sites.SiteSolver.why_not`): each call is
+        first answered site by site without HiGHS, and only if that answer is certified
+        optimal (every site's KKT conditions, no grid limit touched) is it returned; HiGHS
+        answers the rest. The per-site answer uses the exact COP, not the held one."""
         self.problem = problem
         self.cop_rtol = cop_rtol
         self.h: Any = highspy.Highs()  # type: ignore[no-untyped-call]
@@ -116,6 +131,10 @@ class DispatchEngine:
         else:
             raise ValueError(f"builder must be 'numpy' or 'pyomo', not {builder!r}")
         self.ix = ix
+        self.sites: SiteSolver | None = None
+        if by_site and SiteSolver.why_not(problem) is None:
+            self.sites = SiteSolver(problem)
+        self._bat_limits = (problem.bat_p_max_kw, problem.bat_e_min_kwh, problem.bat_e_max_kwh)
         # A start basis from the first inputs (crash.py) instead of the all-slack one;
         # needs the numpy builder's full index and is pointless when presolve runs first.
         # Single-period problems only: that is where the cold time is the whole answer
@@ -133,6 +152,8 @@ class DispatchEngine:
         T = p.horizon
         g = p.grid
         self._hs = ix.hs
+        if self.sites is not None:
+            self._site_limits()
         self.n_cols = ix.n_cols
         self.n_rows = ix.n_rows
         self._cop = np.full(T, np.nan)
@@ -202,6 +223,13 @@ class DispatchEngine:
         """Per battery, for every period until changed again: power range and energy window."""
         ix = self.ix
         T = self.problem.horizon
+        self._bat_limits = (
+            np.asarray(p_max_kw, float).copy(),
+            np.asarray(e_min_kwh, float).copy(),
+            np.asarray(e_max_kwh, float).copy(),
+        )
+        if self.sites is not None:
+            self._site_limits()
         hi = np.broadcast_to(np.asarray(p_max_kw, float)[None, :], ix.c_ch.shape)
         self._cols_bounds(ix.c_ch, np.zeros(ix.c_ch.shape), hi)
         self._cols_bounds(ix.c_dis, np.zeros(ix.c_dis.shape), hi)
@@ -369,6 +397,11 @@ class DispatchEngine:
 
     def solve(self, inputs: StepInputs, state: StorageState) -> Schedule:
         """Apply the inputs, re-solve from the previous basis, and read the schedule."""
+        if self.sites is not None:
+            ans = self.sites.solve(self._step_data(inputs, state))
+            if ans is not None:
+                self.last_solution = None
+                return self._from_sites(ans)
         self._apply(inputs, state)
         if self._crash:
             self._crash = False
@@ -388,6 +421,117 @@ class DispatchEngine:
         self.last_solution = sol  # row duals for callers that certify the result (decompose.py)
         x = np.asarray(sol.col_value)
         return self._read(x, float(self.h.getObjectiveValue()))
+
+    def _site_limits(self) -> None:
+        """Per-site arrays of what stays until changed: battery limits, default costs and caps."""
+        p = self.problem
+        w = p.weights
+        S = p.n_sites
+        pm, emin, emax = (np.zeros(S) for _ in range(3))
+        pm[p.bat_site], emin[p.bat_site], emax[p.bat_site] = self._bat_limits
+        self._site_bat = (pm, emin, emax)
+        self._site_hp_cap = np.zeros(S)
+        self._site_hp_cap[p.hp_site] = p.hp_p_max_kw
+        self._site_defaults = (
+            np.full(S, w.c_import),
+            np.full(S, w.bat_w_discharge),
+            np.full(S, w.ts_w_discharge),
+        )
+        self._site_pv = np.zeros(S)
+        self._site_pv[p.pv_sites] = 1.0
+        self._site_ts = p.hp_site[self._hs]
+        self._ts_keep = 1.0 - p.ts_loss_per_step
+
+    def _step_data(self, x: StepInputs, state: StorageState) -> StepData:
+        """The period's inputs per site, for `sites.SiteSolver` (shapes as `_apply` reads them)."""
+        p = self.problem
+        S = p.n_sites
+        base = np.asarray(x.base_kw, float).reshape(-1)
+        if base.shape != (S,):
+            raise ValueError(f"base_kw has {base.size} values, the problem has {S} sites")
+        pv = (
+            np.zeros(S)
+            if x.pv_kw is None
+            else np.maximum(np.asarray(x.pv_kw, float).reshape(-1), 0.0) * self._site_pv
+        )
+        c_imp, bat_wd, ts_wd = self._site_defaults
+        if x.c_import is not None:
+            c_imp = np.broadcast_to(np.asarray(x.c_import, float).reshape(-1), (S,))
+        heat = np.zeros(S)
+        hp_cap = self._site_hp_cap
+        if p.n_hp:
+            if x.heat_kw is not None:
+                heat[p.hp_site] = np.asarray(x.heat_kw, float).reshape(-1)
+            if x.hp_cap_frac is not None:
+                hp_cap = np.zeros(S)
+                hp_cap[p.hp_site] = np.asarray(x.hp_cap_frac, float).reshape(-1) * p.hp_p_max_kw
+            if x.ts_w_discharge is not None:
+                ts_wd = ts_wd.copy()
+                ts_wd[p.hp_site] = np.asarray(x.ts_w_discharge, float).reshape(-1)
+        e_bat0 = np.zeros(S)
+        if p.n_bat:
+            e_bat0[p.bat_site] = state.e_bat_kwh
+            if x.bat_w_discharge is not None:
+                bat_wd = bat_wd.copy()
+                bat_wd[p.bat_site] = np.asarray(x.bat_w_discharge, float).reshape(-1)
+        e_ts0 = np.zeros(S)
+        if len(self._hs):
+            e_ts0[self._site_ts] = self._ts_keep * np.asarray(state.e_ts_kwh, float)[self._hs]
+        pm, emin, emax = self._site_bat
+        return StepData(
+            base_kw=base,
+            pv_max_kw=pv,
+            heat_kw=heat,
+            hp_cap_kw=hp_cap,
+            cop=3.0 if x.cop is None else float(np.asarray(x.cop, float).reshape(-1)[0]),
+            c_import=c_imp,
+            bat_w_discharge=bat_wd,
+            ts_w_discharge=ts_wd,
+            e_bat0_kwh=e_bat0,
+            e_ts0_kwh=e_ts0,
+            bat_p_max_kw=pm,
+            bat_e_min_kwh=emin,
+            bat_e_max_kwh=emax,
+            bus_fixed_kw=None if x.bus_fixed_kw is None else np.asarray(x.bus_fixed_kw, float).reshape(-1),
+            station_limit_kw=_limit(x.station_limit_kw),
+            station_feed_limit_kw=_limit(x.station_feed_limit_kw),
+        )
+
+    def _from_sites(self, a: SiteAnswer) -> Schedule:
+        """A certified per-site answer in the shape `_read` gives."""
+        p = self.problem
+        bs, hs_ = p.bat_site, p.hp_site
+        q_ts = np.zeros((1, p.n_hp))
+        e_ts = np.zeros((1, p.n_hp))
+        if len(self._hs):
+            at = hs_[self._hs]
+            q_ts[0, self._hs] = a.q_ch_kw[at] - a.q_dis_kw[at]
+            e_ts[0, self._hs] = a.e_ts_kwh[at]
+        ch = a.ch_kw[bs][None, :]
+        dis = a.dis_kw[bs][None, :]
+        return Schedule(
+            p_site_kw=(a.imp_kw - a.exp_kw)[None, :],
+            p_bat_kw=ch - dis,
+            p_bat_ch_kw=ch,
+            p_bat_dis_kw=dis,
+            e_bat_kwh=a.e_bat_kwh[bs][None, :],
+            p_hp_kw=a.hp_kw[hs_][None, :],
+            q_ts_kw=q_ts,
+            e_ts_kwh=e_ts,
+            curtail_kw=a.curt_kw[None, :],
+            p_unit_kw=np.zeros((1, 0)),
+            p_root_kw=np.array([a.root_kw]),
+            branch_flow_kw=a.flows_kw[None, :],
+            v_pu=a.v_pu[None, :],
+            objective=a.objective,
+            violations=[]
+            if a.unmet_kw.max(initial=0.0) <= 1e-6
+            else [
+                Violation("heat_unmet", f"hp:{k}", 0, float(u))
+                for k, u in enumerate(a.unmet_kw[hs_].tolist())
+                if u > 1e-6
+            ],
+        )
 
     def _read(self, x: FloatArray, objective: float) -> Schedule:
         p = self.problem

@@ -152,6 +152,9 @@ class StudyConfig(_Strict):
     mpc: MpcSettings = MpcSettings()
     grid_aware: GridAwareSettings = GridAwareSettings()
     cop_rtol: Annotated[float, Field(ge=0.0, le=0.1)] = 0.01  # see DispatchEngine
+    # Answer a step site by site, without HiGHS, where that answer is certified optimal
+    # (no grid limit touched; dispatch/sites.py); HiGHS answers the other steps.
+    opf_by_site: bool = True
     # Network in the per-step OPF: "station" keeps the HV/MV and MV/LV transformer limits with
     # households on their station's bus (LP of ~1.5k columns); "full" adds every LV line limit
     # and the voltage band (LinDistFlow, ~5.7k columns, ~3x slower per step). The AC power flow

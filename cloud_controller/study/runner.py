@@ -110,6 +110,7 @@ class ScenarioRun:
     # start of each step and the per-step AC results.
     state_kwh: tuple[FloatArray, FloatArray] | None = None
     ac_steps: Any = None
+    steps_by_site: int = 0  # steps answered site by site without HiGHS (dispatch/sites.py)
 
 
 @contextmanager
@@ -380,7 +381,7 @@ def run_opf(
         w_discharge_hold=cfg.prob.w_discharge_hold,
     )
     grid_aware = scenario == "grid_opf"
-    engine = DispatchEngine(problem, cop_rtol=cfg.cop_rtol)
+    engine = DispatchEngine(problem, cop_rtol=cfg.cop_rtol, by_site=cfg.opf_by_site)
     pv = inp.pv_kw(2030)
     base = prof.load_kw + inp.ev_by_site(ev) - pv
     n_t = prof.n_steps
@@ -394,7 +395,11 @@ def run_opf(
     st_feed = np.full(n_t, limit * (1.0 - cfg.grid_aware.margin) if grid_aware else np.inf)
     use_fixed = fixed_sites and cfg.opf_network == "station"
     fixed = FixedSites.of(problem, base, st_lim, st_feed) if use_fixed else None
-    small = None if fixed is None else DispatchEngine(fixed.problem, cop_rtol=cfg.cop_rtol)
+    small = (
+        None
+        if fixed is None
+        else DispatchEngine(fixed.problem, cop_rtol=cfg.cop_rtol, by_site=cfg.opf_by_site)
+    )
     same = np.zeros(n_t, dtype=bool)
     ref_bat = ref_ts = np.zeros((n_t + 1, 0))
     if reference is not None and reference.state_kwh is not None:
@@ -462,6 +467,9 @@ def run_opf(
     )
     if reference is not None:
         out.reused = reused
+    out.steps_by_site = sum(
+        e.sites.certified for e in (engine, small) if e is not None and e.sites is not None
+    )
     if hist_bat is not None and hist_ts is not None:
         hist_bat[n_t] = state.e_bat_kwh
         hist_ts[n_t] = state.e_ts_kwh

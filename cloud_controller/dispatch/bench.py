@@ -115,6 +115,12 @@ class SizeResult:
     by_area_cold_ms: float | None = None
     by_area_warm_ms: float | None = None
     by_area_full_lp: int | None = None  # solves the full LP had to answer (certificate failed)
+    by_site_cold_ms: float | None = None  # the same steps with `by_site=True` (dispatch/sites.py)
+    by_site_warm_ms: float | None = None
+    by_site_warm_max_ms: float | None = None
+    by_site_certified: int | None = None  # steps answered site by site (HiGHS answered the rest)
+    by_site_grid_binds: int = 0  # of the others: a grid limit binds (the rest: a site's check failed)
+    by_site_steps: int = 0
     skipped: str | None = None
 
 
@@ -339,6 +345,35 @@ def _run_size(grid: RadialGrid, site_bus: IntArray, steps: int, seed: int, repor
             }
             report(key, figs | {"warm_steps": len(times)})
     _run_size_by_area(problem, first, state, held, report)
+    _run_size_by_site(problem, first, state, held, report)
+
+
+def _run_size_by_site(
+    problem: Problem, first: StepInputs, state: StorageState, warm: list[StepInputs], report: Report
+) -> None:
+    """The same first step and warm series with `by_site=True`: site by site where that is
+    certified optimal, HiGHS where a grid limit binds. Cold includes building the HiGHS LP."""
+    t0 = time.perf_counter()
+    engine = DispatchEngine(problem, by_site=True)
+    sched = engine.solve(first, state)
+    cold = time.perf_counter() - t0
+    times: list[float] = []
+    for x in warm:
+        st = sched.next_state()
+        ta = time.perf_counter()
+        sched = engine.solve(x, st)
+        times.append(time.perf_counter() - ta)
+    report(
+        "by_site",
+        {
+            "by_site_cold_ms": _ms(cold),
+            "by_site_warm_ms": _ms(statistics.median(times)) if times else None,
+            "by_site_warm_max_ms": _ms(max(times)) if times else None,
+            "by_site_certified": 0 if engine.sites is None else engine.sites.certified,
+            "by_site_grid_binds": 0 if engine.sites is None else engine.sites.declined_by_grid,
+            "by_site_steps": 1 + len(warm),
+        },
+    )
 
 
 def _run_size_by_area(
@@ -875,6 +910,18 @@ def format_result(result: DispatchBenchResult) -> str:
                     case,
                     f"by area ({s.areas} LPs, {BY_AREA_THREADS} threads): cold / warm",
                     f"{_fmt(s.by_area_cold_ms, 'ms')} / {_fmt(s.by_area_warm_ms, 'ms', 2)}{fell_back}",
+                    "",
+                    "",
+                )
+            )
+        if s.by_site_certified is not None:
+            rows.append(
+                (
+                    case,
+                    f"by site ({s.by_site_certified} of {s.by_site_steps} steps certified; HiGHS the rest,"
+                    f" {s.by_site_grid_binds} with a grid limit binding): cold / warm median (max)",
+                    f"{_fmt(s.by_site_cold_ms, 'ms')} / {_fmt(s.by_site_warm_ms, 'ms', 2)}"
+                    f" ({_fmt(s.by_site_warm_max_ms, 'ms', 2)})",
                     "",
                     "",
                 )

@@ -24,10 +24,10 @@ no generic units, no cost or bound on the slack bus (`SiteSolver.why_not`).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 import scipy.sparse as sp
 
 from cloud_controller.dispatch.areas import subtree_matrix
@@ -35,6 +35,7 @@ from cloud_controller.dispatch.problem import FloatArray, Problem
 
 PRIMAL_TOL = 1e-9  # kW or kWh: rows and bounds
 DUAL_TOL = 1e-9  # cost units per kW: reduced-cost signs
+PRICE_STEP = 1e-9  # relative: "just below / above" a price (devices' prices differ by far more)
 GRID_TOL_KW = 1e-9  # a grid row may be missed by round-off only
 GRID_TOL_PU = 1e-12
 
@@ -98,22 +99,36 @@ class _Devices:
     t1: float  # those three prices in electricity terms (x COP)
     t2: FloatArray
     t3: float
+    cop: float
 
     def draws(self, lam: FloatArray) -> tuple[FloatArray, ...]:
         """Each device's least and most draw (kW) at prices `lam` (m, S): step functions of the
         price, with the whole step as the range at the device's own price. Battery: charges
         below its charge value, discharges above its discharge cost. Curtailment (costs
-        c_curt, draws what it curtails): only below -c_curt. Heat pump: the levels lv0-lv2."""
-        c, d = -self.a_ch, self.a_dis
-        b_hi = np.where(lam <= c, self.ch_max, np.where(lam <= d, 0.0, -self.dis_max))
-        b_lo = np.where(lam < c, self.ch_max, np.where(lam < d, 0.0, -self.dis_max))
-        c_hi = np.where(lam <= -self.c_curt, self.pv_max, 0.0)
-        c_lo = np.where(lam < -self.c_curt, self.pv_max, 0.0)
-        t1, t2, t3 = self.t1, self.t2, self.t3
-        l0, l1, l2 = self.lv0, self.lv1, self.lv2
-        h_hi = np.where(lam <= t1, l0, np.where(lam <= t2, l1, np.where(lam <= t3, l2, 0.0)))
-        h_lo = np.where(lam < t1, l0, np.where(lam < t2, l1, np.where(lam < t3, l2, 0.0)))
-        return b_lo, b_hi, c_lo, c_hi, h_lo, h_hi
+        c_curt, draws what it curtails): only below -c_curt. Heat pump: the levels lv0-lv2.
+
+        Most and least draw are the draws just below and just above the price (by PRICE_STEP,
+        far below any gap between two devices' prices and far above round-off): one pass
+        over both halves of a stacked array instead of two with different comparisons."""
+        m = lam.shape[0]
+        step = PRICE_STEP * (1.0 + np.abs(lam))
+        both = np.concatenate((lam - step, lam + step))
+        b = np.where(both < -self.a_ch, self.ch_max, np.where(both < self.a_dis, 0.0, -self.dis_max))
+        c = np.where(both < -self.c_curt, self.pv_max, 0.0)
+        h = np.where(
+            both < self.t1,
+            self.lv0,
+            np.where(both < self.t2, self.lv1, np.where(both < self.t3, self.lv2, 0.0)),
+        )
+        return b[m:], b[:m], c[m:], c[:m], h[m:], h[:m]
+
+    def at_price(self, p: float, a_dis: float, t2: float, zeros: FloatArray) -> tuple[FloatArray, ...]:
+        """Battery, curtailment and heat-pump draws at a price p that is none of theirs, when
+        every site has the same prices (a_dis, t2 as numbers): a choice of arrays, no arithmetic."""
+        b = self.ch_max if p < -self.a_ch else (zeros if p < a_dis else -self.dis_max)
+        c = self.pv_max if p < -self.c_curt else zeros
+        h = self.lv0 if p < self.t1 else self.lv1 if p < t2 else self.lv2 if p < self.t3 else zeros
+        return b, c, h
 
 
 class SiteSolver:
@@ -163,6 +178,7 @@ class SiteSolver:
         self.v_max = g.v_max_pu + GRID_TOL_PU if p.enforce_voltage else None
         self.v_min = g.v_min_pu - GRID_TOL_PU if p.enforce_voltage else g.v_min_pu
         self._cols = np.arange(S)
+        self._zeros = np.zeros(S)
         # bound templates of the 11 variables per site (rows set per step: PV, battery, HP):
         # imp, exp, curt, ch, dis, e_bat, hp, unmet, q_ch, q_dis, e_ts
         self._lo = np.zeros((11, S))
@@ -172,7 +188,8 @@ class SiteSolver:
         self._hi[8:10] = np.where(self.has_ts, np.inf, 0.0)
         self._hi[10] = ts_max
         self.certified = 0
-        self.declined = 0
+        self.declined_by_site = 0  # a site outside the markets' shapes or failing its KKT check
+        self.declined_by_grid = 0  # the sites' optimum would break a grid row (it binds)
 
     @staticmethod
     def why_not(problem: Problem) -> str | None:
@@ -193,13 +210,18 @@ class SiteSolver:
         """The period's optimum if every site's KKT check and every grid row pass, else None."""
         ans = self._sites(x)
         if ans is None:
-            self.declined += 1
+            self.declined_by_site += 1
             return None
         if not self._grid(x, ans):
-            self.declined += 1
+            self.declined_by_grid += 1
             return None
         self.certified += 1
         return ans
+
+    @property
+    def declined(self) -> int:
+        """Periods HiGHS had to answer: a site's check failed, or a grid row would break."""
+        return self.declined_by_site + self.declined_by_grid
 
     def _sites(self, x: StepData) -> SiteAnswer | None:
         dt, eta_c, eta_d = self.dt, self.eta_c, self.eta_d
@@ -238,34 +260,12 @@ class SiteSolver:
         lv1 = np.minimum(hp_cap, heat / cop)
         lv2 = np.minimum(hp_cap, np.maximum(heat - qdis_max, 0.0) / cop)
         t1, t2, t3 = -a_qch * cop, a_qdis * cop, pen * cop
-        # candidate prices (8, S): the grid's two and every device's own
-        cand = np.empty((8, self.n_sites))
-        cand[0] = ce
-        cand[1] = ci
-        cand[2] = -self.c_curt
-        cand[3] = -a_ch
-        cand[4] = a_dis
-        cand[5] = t1
-        cand[6] = t2
-        cand[7] = t3
-        dev = _Devices(a_ch, a_dis, ch_max, dis_max, self.c_curt, x.pv_max_kw, lv0, lv1, lv2, t1, t2, t3)
-        b_lo, b_hi, c_lo, c_hi, h_lo, h_hi = dev.draws(cand)
-        net_lo = x.base_kw + b_lo + c_lo + h_lo
-        net_hi = x.base_kw + b_hi + c_hi + h_hi
-        # the site's price: import price if it may import, export price if it may export,
-        # a device's own price if the draws can balance the site exactly there
-        can_import = net_hi >= -PRIMAL_TOL
-        can_export = net_lo <= PRIMAL_TOL
-        ok = can_import & can_export & (cand > ce) & (cand < ci)
-        ok[1] = can_import[1]
-        ok[0] = can_export[0]
-        found = ok.any(axis=0)
-        if not found.all():
+        dev = _Devices(a_ch, a_dis, ch_max, dis_max, self.c_curt, x.pv_max_kw, lv0, lv1, lv2, t1, t2, t3, cop)
+        same = self._same_prices(ci, a_dis, a_qdis)
+        picked = self._market_same(x.base_kw, dev, ce, same) if same else self._market(x, dev, ce, ci)
+        if picked is None:
             return None
-        j = ok.argmax(axis=0)
-        cols = self._cols
-        lam = cand[j, cols]
-        bl, bh, cl, chh, hl, hh = (a[j, cols] for a in (b_lo, b_hi, c_lo, c_hi, h_lo, h_hi))
+        lam, bl, bh, cl, chh, hl, hh = picked
         lo = bl + cl + hl
         # share what the balance needs above the devices' least draws: battery, heat pump,
         # curtailment, in that order (any share is optimal at this price)
@@ -275,18 +275,23 @@ class SiteSolver:
         hp = hl + np.minimum(rest, hh - hl)
         rest = np.maximum(rest - (hp - hl), 0.0)
         curt = cl + np.minimum(rest, chh - cl)
+        # the 11 variables as rows of one array (fresh each period: the answer keeps views)
+        xs = np.empty((11, self.n_sites))
+        imp, exp, xs_curt, ch, dis, e_bat, xs_hp, unmet, q_ch, q_dis, e_ts = xs
+        xs_curt[:] = curt
+        xs_hp[:] = hp
         net = x.base_kw + d_bat + hp + curt
-        imp = np.maximum(net, 0.0)
-        exp = np.maximum(-net, 0.0)
-        ch = np.maximum(d_bat, 0.0)
-        dis = np.maximum(-d_bat, 0.0)
-        e_bat = e0 + eta_c * dt * ch - dt / eta_d * dis
+        np.maximum(net, 0.0, out=imp)
+        np.maximum(-net, 0.0, out=exp)
+        np.maximum(d_bat, 0.0, out=ch)
+        np.maximum(-d_bat, 0.0, out=dis)
+        e_bat[:] = e0 + eta_c * dt * ch - dt / eta_d * dis
         resid = heat - cop * hp
-        q_ch = np.maximum(-resid, 0.0)
-        q_dis = np.minimum(np.maximum(resid, 0.0), qdis_max)
-        unmet = np.maximum(resid, 0.0) - q_dis
-        e_ts = t0 + dt * (q_ch - q_dis)
-        xs = np.vstack((imp, exp, curt, ch, dis, e_bat, hp, unmet, q_ch, q_dis, e_ts))
+        np.maximum(-resid, 0.0, out=q_ch)
+        surplus = np.maximum(resid, 0.0)
+        np.minimum(surplus, qdis_max, out=q_dis)
+        np.subtract(surplus, q_dis, out=unmet)
+        e_ts[:] = t0 + dt * (q_ch - q_dis)
         if not self._kkt(x, lam, ci, a_dis, a_qdis, xs):
             return None
         objective = float(
@@ -317,6 +322,92 @@ class SiteSolver:
             v_pu=np.zeros(0),
         )
 
+    def _same_prices(
+        self, ci: FloatArray, a_dis: FloatArray, a_qdis: FloatArray
+    ) -> tuple[float, float, float] | None:
+        """(import, battery discharge, store discharge) prices if every site has the same
+        (the usual case: costs change per period, not per site), else None."""
+        c0 = float(ci[0])
+        if ci.min() != c0 or ci.max() != c0:
+            return None
+        d = a_dis[self.has_bat]
+        q = a_qdis[self.has_ts]
+        d0 = float(d[0]) if len(d) else 0.0
+        q0 = float(q[0]) if len(q) else 0.0
+        if len(d) and (d.min() != d0 or d.max() != d0):
+            return None
+        if len(q) and (q.min() != q0 or q.max() != q0):
+            return None
+        return c0, d0, q0
+
+    def _market_same(
+        self, base: FloatArray, dev: _Devices, ce: float, same: tuple[float, float, float]
+    ) -> tuple[FloatArray, ...] | None:
+        """Each site's price and the devices' least/most draws there, when all sites share their
+        prices. The device prices between the export and import price cut the price axis into
+        plateaus on which every draw is constant; a site's net load falls from plateau to
+        plateau, and its price is the edge where it turns from import to export (or the
+        import/export price itself when it never does)."""
+        ci, a_dis, a_qdis = same
+        t2 = a_qdis * dev.cop
+        own = sorted({-self.c_curt, -dev.a_ch, a_dis, dev.t1, t2, dev.t3})
+        edges = [ce, *(p for p in own if ce < p < ci), ci]
+        below = max((p for p in own if p < ce), default=ce - 1.0)
+        above = min((p for p in own if p > ci), default=ci + 1.0)
+        mids = [
+            (below + ce) / 2,
+            *((a + b) / 2 for a, b in itertools.pairwise(edges)),
+            (ci + above) / 2,
+        ]
+        zeros = self._zeros
+        draws = [dev.at_price(p, a_dis, t2, zeros) for p in mids]
+        b_pl = np.array([d[0] for d in draws])
+        c_pl = np.array([d[1] for d in draws])
+        h_pl = np.array([d[2] for d in draws])
+        net = base + b_pl + c_pl + h_pl  # (plateaus, S), falling down the rows
+        k = len(edges)
+        n_pos = (net[1:k] > 0.0).sum(axis=0)  # inner plateaus where the site still imports
+        cols = self._cols
+        hi_row, lo_row = n_pos, n_pos + 1
+        lam = np.asarray(edges)[n_pos]
+        return (
+            lam,
+            b_pl[lo_row, cols],
+            b_pl[hi_row, cols],
+            c_pl[lo_row, cols],
+            c_pl[hi_row, cols],
+            h_pl[lo_row, cols],
+            h_pl[hi_row, cols],
+        )
+
+    def _market(self, x: StepData, dev: _Devices, ce: float, ci: FloatArray) -> tuple[FloatArray, ...] | None:
+        """The same as `_market_same` when sites have prices of their own: every site's draws at
+        each of eight candidate prices (the grid's two and every device's own)."""
+        cand = np.empty((8, self.n_sites))
+        cand[0] = ce
+        cand[1] = ci
+        cand[2] = -self.c_curt
+        cand[3] = -dev.a_ch
+        cand[4] = dev.a_dis
+        cand[5] = dev.t1
+        cand[6] = dev.t2
+        cand[7] = dev.t3
+        b_lo, b_hi, c_lo, c_hi, h_lo, h_hi = dev.draws(cand)
+        net_lo = x.base_kw + b_lo + c_lo + h_lo
+        net_hi = x.base_kw + b_hi + c_hi + h_hi
+        # the site's price: import price if it may import, export price if it may export,
+        # a device's own price if the draws can balance the site exactly there
+        can_import = net_hi >= -PRIMAL_TOL
+        can_export = net_lo <= PRIMAL_TOL
+        ok = can_import & can_export & (cand > ce) & (cand < ci)
+        ok[1] = can_import[1]
+        ok[0] = can_export[0]
+        if not ok.any(axis=0).all():
+            return None
+        j = ok.argmax(axis=0)
+        cols = self._cols
+        return (cand[j, cols], *(a[j, cols] for a in (b_lo, b_hi, c_lo, c_hi, h_lo, h_hi)))
+
     def _kkt(  # noqa: PLR0917 (the step's prices, each an array)
         self,
         x: StepData,
@@ -327,11 +418,15 @@ class SiteSolver:
         xs: FloatArray,
     ) -> bool:
         """Optimality of each site's LP for the variables `xs` (11, S) (imp, exp, curt, ch, dis,
-        e_bat, hp, unmet, q_ch, q_dis, e_ts): bounds met, and duals (lambda given; the storage rows' duals and the heat
-        price from short candidate lists) under which every reduced cost has the sign its
-        variable's position needs (>= 0 at the lower bound, <= 0 at the upper, 0 between)."""
+        e_bat, hp, unmet, q_ch, q_dis, e_ts): bounds met, and duals exist under which every
+        reduced cost rc has the sign its variable's position needs (rc <= 0 where it may move
+        down, rc >= 0 where it may move up, so 0 in between). lambda (the site row's dual) is
+        given; each condition on the others is a bound on one unknown, so existence is an
+        interval test: the battery row's dual mu_b; the heat price lam_h and s = lam_h + dt *
+        mu_t (mu_t the store row's dual), whose difference the store's position bounds."""
         dt, eta_c, eta_d, cop = self.dt, self.eta_c, self.eta_d, x.cop
-        tol = PRIMAL_TOL
+        tol, dtol = PRIMAL_TOL, DUAL_TOL
+        inf = np.inf
         # The four rows hold by construction (each row's last variable is set from the
         # others above: net exchange, e_bat, unmet heat, e_ts); tests check them.
         # -- bounds -----------------------------------------------------------------------
@@ -346,44 +441,48 @@ class SiteSolver:
         below = hi - xs
         if above.min() < -tol or below.min() < -tol:
             return False
-        up = above > tol  # may move down: reduced cost must not be positive
-        dn = below > tol  # may move up: reduced cost must not be negative
-
-        def bad(i: int | slice, rc: FloatArray) -> npt.NDArray[np.bool_]:
-            out: npt.NDArray[np.bool_] = (up[i] & (rc > DUAL_TOL)) | (dn[i] & (rc < -DUAL_TOL))
-            return out
-
+        up = above > tol  # may move down
+        dn = below > tol  # may move up
         # -- grid exchange and curtailment: lambda alone ------------------------------------
-        rc_e = np.vstack((ci - lam, lam - self.c_export, self.c_curt + lam))
-        if bad(slice(0, 3), rc_e).any():
+        rc = np.empty((3, self.n_sites))
+        np.subtract(ci, lam, out=rc[0])
+        np.subtract(lam, self.c_export, out=rc[1])
+        np.add(lam, self.c_curt, out=rc[2])
+        if ((up[:3] & (rc > dtol)) | (dn[:3] & (rc < -dtol))).any():
             return False
-        # -- battery: one of three duals for its energy row -------------------------------
-        a_ch = self.a_ch
-        mu_b = np.vstack((np.zeros_like(lam), -(a_ch + lam) / (eta_c * dt), (a_dis - lam) * eta_d / dt))
-        bat_bad = (
-            bad(3, a_ch + lam + eta_c * dt * mu_b) | bad(4, a_dis - lam - dt / eta_d * mu_b) | bad(5, -mu_b)
+        # -- battery: rc_ch = k_ch * mu_b - g_ch, rc_dis = g_dis - k_dis * mu_b, rc_e = -mu_b ----
+        k_ch, k_dis = eta_c * dt, dt / eta_d
+        g_ch = -(self.a_ch + lam)
+        g_dis = a_dis - lam
+        mu_hi = np.minimum(
+            np.minimum(
+                np.where(up[3], (g_ch + dtol) / k_ch, inf), np.where(dn[4], (g_dis + dtol) / k_dis, inf)
+            ),
+            np.where(dn[5], dtol, inf),
         )
-        if not (~bat_bad).any(axis=0).all():
+        mu_lo = np.maximum(
+            np.maximum(
+                np.where(dn[3], (g_ch - dtol) / k_ch, -inf), np.where(up[4], (g_dis - dtol) / k_dis, -inf)
+            ),
+            np.where(up[5], -dtol, -inf),
+        )
+        if (mu_lo > mu_hi).any():
             return False
-        # -- heat pump and store: heat price (4) x store dual (3) candidates ---------------
-        a_qch, pen = self.a_qch, self.pen_unmet
-        lam_h = np.empty((4, 1, self.n_sites))
-        lam_h[0] = pen
-        lam_h[1] = lam / cop
-        lam_h[2] = a_qdis
-        lam_h[3] = -a_qch
-        mu_t = np.empty((4, 3, self.n_sites))
-        mu_t[:, 0] = 0.0
-        mu_t[:, 1] = (a_qdis - lam_h[:, 0]) / dt
-        mu_t[:, 2] = -(a_qch + lam_h[:, 0]) / dt
-        heat_bad = (
-            bad(6, lam - cop * lam_h)
-            | bad(7, pen - lam_h)
-            | bad(8, a_qch + lam_h + dt * mu_t)
-            | bad(9, a_qdis - lam_h - dt * mu_t)
-            | bad(10, -mu_t)
+        # -- heat: rc_hp = lam - cop lam_h, rc_unmet = pen - lam_h, rc_qch = a_qch + s,
+        #    rc_qdis = a_qdis - s, rc_e_ts = (lam_h - s) / dt ------------------------------
+        pen = self.pen_unmet
+        h_lo = np.maximum(np.where(up[6], (lam - dtol) / cop, -inf), np.where(up[7], pen - dtol, -inf))
+        h_hi = np.minimum(np.where(dn[6], (lam + dtol) / cop, inf), np.where(dn[7], pen + dtol, inf))
+        s_lo = np.maximum(np.where(dn[8], -self.a_qch - dtol, -inf), np.where(up[9], a_qdis - dtol, -inf))
+        s_hi = np.minimum(np.where(up[8], -self.a_qch + dtol, inf), np.where(dn[9], a_qdis + dtol, inf))
+        d_lo = np.where(up[10], -dt * dtol, -inf)  # bounds on s - lam_h
+        d_hi = np.where(dn[10], dt * dtol, inf)
+        return not (
+            (h_lo > h_hi).any()
+            or (s_lo > s_hi).any()
+            or (s_lo - h_hi > d_hi).any()
+            or (s_hi - h_lo < d_lo).any()
         )
-        return bool((~heat_bad).reshape(12, -1).any(axis=0).all())
 
     def _grid(self, x: StepData, ans: SiteAnswer) -> bool:
         """Flows, voltages and slack power of the answer; True if no grid row is broken."""

@@ -196,3 +196,35 @@ def test_problems_the_sites_cannot_answer_are_named() -> None:
     assert SiteSolver.why_not(units) is not None
     assert DispatchEngine(units, by_site=True).sites is None
     assert SiteSolver.why_not(build_problem(g, sites, mixed_assets(4))) is None
+
+
+@pytest.mark.parametrize("rigged", ["batteries idle", "heat pumps off"])
+def test_the_check_rejects_a_wrong_answer_and_highs_answers_instead(
+    monkeypatch: pytest.MonkeyPatch, rigged: str
+) -> None:
+    """The certificate, not the construction, decides: with the market rigged to leave every
+    battery idle or every heat pump off (wrong wherever one should run), no step is taken
+    site by site."""
+    rng = np.random.default_rng(9)
+    p = _problem(rng, n_sites=30, grid=stations_grid(2, 4, station_kw=4000.0))
+    lp, fast = _pair(p)
+    true_market = SiteSolver._market_same
+
+    def rig(self: SiteSolver, *args: object) -> tuple[np.ndarray, ...] | None:
+        got = true_market(self, *args)  # type: ignore[arg-type]
+        if got is None:
+            return None
+        lam, bl, bh, cl, ch, hl, hh = got
+        zero = np.zeros_like(lam)
+        if rigged == "batteries idle":
+            return (lam, zero, zero, cl, ch, hl, hh)
+        return (lam, bl, bh, cl, ch, zero, zero)
+
+    monkeypatch.setattr(SiteSolver, "_market_same", rig)
+    for _ in range(10):
+        x, st = _inputs(rng, p), _state(rng, p)
+        a, b = lp.solve(x, st), fast.solve(x, st)
+        _same_optimum(a, b)
+        assert np.abs(a.p_bat_kw).max() > 0.1 and a.p_hp_kw.max() > 0.1  # both act at the optimum
+    assert fast.sites is not None
+    assert (fast.sites.certified, fast.sites.declined_by_site) == (0, 10)

@@ -267,6 +267,10 @@ class DecomposedEngine:
         """Every area's coupling rows off their bound or with a round-off dual."""
         for s in self._subs:
             sol = s.engine.last_solution
+            if sol is None:
+                # answered site by site (`by_site=True`): optimal without any of the area's
+                # grid rows, so every one of their duals can be taken as zero
+                continue
             slack = s.coupling_upper - np.asarray(sol.row_value)[s.coupling_rows]
             duals = np.asarray(sol.row_dual)[s.coupling_rows]
             if np.any((slack <= ROW_SLACK_TOL) & (np.abs(duals) > DUAL_TOL)):

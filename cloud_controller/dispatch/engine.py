@@ -16,7 +16,7 @@ import highspy
 import numpy as np
 
 from cloud_controller.dispatch.crash import BASIS_STATUS, basis_for, set_basis
-from cloud_controller.dispatch.lp import build_lp
+from cloud_controller.dispatch.lp import LpIndex, build_lp
 from cloud_controller.dispatch.model import pyomo_lp
 from cloud_controller.dispatch.problem import FloatArray, IntArray, Problem, StepInputs, StorageState
 from cloud_controller.dispatch.sites import SiteAnswer, SiteSolver, StepData
@@ -109,39 +109,83 @@ class DispatchEngine:
         answers the rest. The per-site answer uses the exact COP, not the held one."""
         self.problem = problem
         self.cop_rtol = cop_rtol
-        self.h: Any = highspy.Highs()  # type: ignore[no-untyped-call]
-        self.h.setOptionValue("output_flag", False)
-        self.h.setOptionValue("threads", threads)
+        if builder not in ("numpy", "pyomo"):
+            raise ValueError(f"builder must be 'numpy' or 'pyomo', not {builder!r}")
+        self._options = {
+            "threads": threads,
+            "presolve_first": presolve_first,
+            "builder": builder,
+            "crash": crash,
+            "cold_solver": cold_solver,
+        }
+        self.sites: SiteSolver | None = None
+        if by_site and SiteSolver.why_not(problem) is None:
+            self.sites = SiteSolver(problem)
+        self._bat_limits = (problem.bat_p_max_kw, problem.bat_e_min_kwh, problem.bat_e_max_kwh)
+        self._hs = np.flatnonzero(problem.ts_e_max_kwh > 0).astype(np.int64)  # HPs with a store
+        self.crash_used = False
+        self.last_solution: Any = None
+        self._h: Any = None
+        self._ix: LpIndex | None = None
+        if self.sites is not None:
+            # HiGHS gets the LP on first need: a period answered site by site never needs it
+            self._site_limits()
+        else:
+            self._build()
+
+    @property
+    def h(self) -> Any:
+        """The HiGHS instance holding the LP (built on first access)."""
+        if self._h is None:
+            self._build()
+        return self._h
+
+    @property
+    def ix(self) -> LpIndex:
+        """Where every variable and row family sits in the HiGHS LP (built on first access)."""
+        if self._ix is None:
+            self._build()
+        assert self._ix is not None
+        return self._ix
+
+    @property
+    def n_cols(self) -> int:
+        return self.ix.n_cols
+
+    @property
+    def n_rows(self) -> int:
+        return self.ix.n_rows
+
+    def _build(self) -> None:
+        """Hand the LP to HiGHS and prepare what every HiGHS solve reuses."""
+        problem = self.problem
+        opts = self._options
+        presolve_first = bool(opts["presolve_first"])
+        cold_solver = opts["cold_solver"]
+        self._h = highspy.Highs()  # type: ignore[no-untyped-call]
+        self._h.setOptionValue("output_flag", False)
+        self._h.setOptionValue("threads", opts["threads"])
         # Presolve would discard the previous basis: keep it off so every re-solve is warm.
         # `presolve_first`: the first (cold) solve presolves, the re-solves start from the
         # optimal basis it leaves (measured, 200 sites x 96 steps: first solve 60.5 -> 19.0 s).
         self._presolve_first = presolve_first
-        self.h.setOptionValue("presolve", "on" if presolve_first else "off")
+        self._h.setOptionValue("presolve", "on" if presolve_first else "off")
         # `cold_solver="ipm"`: the first solve by interior point + crossover (which leaves the
         # basis the re-solves start from). Measured for the live planner, where the fleet
         # cannot meet the limit all day: 100 sites 7.8 -> 2.4 s, 1,000 sites 666 -> 221 s;
         # on an MPC whose limit never binds it is slower (1,000 x 96: 107 s vs 10.6 s).
         self._cold_solver = cold_solver
         if cold_solver == "ipm":
-            self.h.setOptionValue("solver", "ipm")
-        if builder == "pyomo":
-            ix = pyomo_lp(problem, self.h)
-        elif builder == "numpy":
-            ix = build_lp(problem, self.h)
-        else:
-            raise ValueError(f"builder must be 'numpy' or 'pyomo', not {builder!r}")
-        self.ix = ix
-        self.sites: SiteSolver | None = None
-        if by_site and SiteSolver.why_not(problem) is None:
-            self.sites = SiteSolver(problem)
-        self._bat_limits = (problem.bat_p_max_kw, problem.bat_e_min_kwh, problem.bat_e_max_kwh)
+            self._h.setOptionValue("solver", "ipm")
+        ix = pyomo_lp(problem, self._h) if opts["builder"] == "pyomo" else build_lp(problem, self._h)
+        self._ix = ix
         # A start basis from the first inputs (crash.py) instead of the all-slack one;
         # needs the numpy builder's full index and is pointless when presolve runs first.
         # Single-period problems only: that is where the cold time is the whole answer
         # (an MPC's first solve is dominated by the planning itself; the planner presolves).
-        self._crash = crash and ix.r_vdrop is not None and not presolve_first and problem.horizon == 1
-        self.crash_used = False
-        self.last_solution: Any = None
+        self._crash = (
+            bool(opts["crash"]) and ix.r_vdrop is not None and not presolve_first and problem.horizon == 1
+        )
         if self._crash:
             # Devex pricing: with an advanced start basis, HiGHS's default (dual steepest
             # edge) first computes exact weights, one BTRAN per row: measured at 1,000
@@ -151,11 +195,6 @@ class DispatchEngine:
         p = problem
         T = p.horizon
         g = p.grid
-        self._hs = ix.hs
-        if self.sites is not None:
-            self._site_limits()
-        self.n_cols = ix.n_cols
-        self.n_rows = ix.n_rows
         self._cop = np.full(T, np.nan)
         self._bus_fixed_set = False
         w = p.weights
@@ -204,6 +243,8 @@ class DispatchEngine:
         self._slack_kind = kind_l
         self._slack_elem = elem_l
         self._slack_t = np.concatenate(t_l) if t_l else np.zeros(0, np.int64)
+        if self._bat_limits[0] is not problem.bat_p_max_kw:  # limits set before the LP existed
+            self._lp_battery_limits()
 
     # -- per-call updates -------------------------------------------------------------
     def _rows_eq(self, idx: IntArray, vals: FloatArray) -> None:
@@ -221,8 +262,6 @@ class DispatchEngine:
 
     def set_battery_limits(self, p_max_kw: FloatArray, e_min_kwh: FloatArray, e_max_kwh: FloatArray) -> None:
         """Per battery, for every period until changed again: power range and energy window."""
-        ix = self.ix
-        T = self.problem.horizon
         self._bat_limits = (
             np.asarray(p_max_kw, float).copy(),
             np.asarray(e_min_kwh, float).copy(),
@@ -230,11 +269,18 @@ class DispatchEngine:
         )
         if self.sites is not None:
             self._site_limits()
-        hi = np.broadcast_to(np.asarray(p_max_kw, float)[None, :], ix.c_ch.shape)
+        if self._ix is not None:
+            self._lp_battery_limits()
+
+    def _lp_battery_limits(self) -> None:
+        ix = self.ix
+        T = self.problem.horizon
+        p_max_kw, e_min_kwh, e_max_kwh = self._bat_limits
+        hi = np.broadcast_to(p_max_kw[None, :], ix.c_ch.shape)
         self._cols_bounds(ix.c_ch, np.zeros(ix.c_ch.shape), hi)
         self._cols_bounds(ix.c_dis, np.zeros(ix.c_dis.shape), hi)
-        lo_e = np.broadcast_to(np.asarray(e_min_kwh, float)[None, :], (T, len(e_min_kwh)))
-        hi_e = np.broadcast_to(np.asarray(e_max_kwh, float)[None, :], (T, len(e_max_kwh)))
+        lo_e = np.broadcast_to(e_min_kwh[None, :], (T, len(e_min_kwh)))
+        hi_e = np.broadcast_to(e_max_kwh[None, :], (T, len(e_max_kwh)))
         self._cols_bounds(ix.c_ebat, lo_e, hi_e)
 
     def _set_cop(self, cop_in: FloatArray | None) -> None:
@@ -366,7 +412,7 @@ class DispatchEngine:
         the few pivots a one-period shift saves.
         """
         T = self.problem.horizon
-        if not 0 < k < T or self.ix.r_vdrop is None:
+        if self._ix is None or not 0 < k < T or self.ix.r_vdrop is None:
             return False
         basis = self.h.getBasis()
         if not basis.valid:

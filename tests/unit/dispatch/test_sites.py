@@ -228,3 +228,22 @@ def test_the_check_rejects_a_wrong_answer_and_highs_answers_instead(
         assert np.abs(a.p_bat_kw).max() > 0.1 and a.p_hp_kw.max() > 0.1  # both act at the optimum
     assert fast.sites is not None
     assert (fast.sites.certified, fast.sites.declined_by_site) == (0, 10)
+
+
+def test_highs_gets_the_lp_only_when_a_period_needs_it_with_the_limits_set_before() -> None:
+    rng = np.random.default_rng(10)
+    p = _problem(rng, n_sites=24, grid=stations_grid(2, 3, station_kw=4000.0))
+    lp, fast = _pair(p)
+    x, st = _inputs(rng, p), _state(rng, p)
+    _same_optimum(lp.solve(x, st), fast.solve(x, st))
+    assert fast._h is None  # answered site by site: no LP was built
+    limits = (np.full(p.n_bat, 2.0), np.full(p.n_bat, 1.0), np.full(p.n_bat, 9.0))
+    for e in (lp, fast):
+        e.set_battery_limits(*limits)
+    st = StorageState(np.clip(st.e_bat_kwh, 1.0, 9.0), st.e_ts_kwh)
+    free = lp.solve(x, st)
+    x = dataclasses.replace(x, station_limit_kw=np.array([free.p_root_kw[0] - 10.0]))
+    a, b = lp.solve(x, st), fast.solve(x, st)
+    assert fast._h is not None  # the threshold binds: HiGHS answered, with the limits set above
+    _same_optimum(a, b)
+    assert np.all(b.p_bat_ch_kw <= 2.0 + 1e-9) and np.all(b.p_bat_dis_kw <= 2.0 + 1e-9)

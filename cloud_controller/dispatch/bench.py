@@ -115,6 +115,11 @@ class SizeResult:
     by_area_cold_ms: float | None = None
     by_area_warm_ms: float | None = None
     by_area_full_lp: int | None = None  # solves the full LP had to answer (certificate failed)
+    by_area_warm_max_ms: float | None = None
+    by_area_site_cold_ms: float | None = None  # by area, each area site by site where certified
+    by_area_site_warm_ms: float | None = None
+    by_area_site_warm_max_ms: float | None = None
+    by_area_site_full_lp: int | None = None
     by_site_cold_ms: float | None = None  # the same steps with `by_site=True` (dispatch/sites.py)
     by_site_warm_ms: float | None = None
     by_site_warm_max_ms: float | None = None
@@ -379,26 +384,30 @@ def _run_size_by_site(
 def _run_size_by_area(
     problem: Problem, first: StepInputs, state: StorageState, warm: list[StepInputs], report: Report
 ) -> None:
-    """The same first step and warm series by area (one LP per station, 2 threads)."""
-    t0 = time.perf_counter()
-    with DecomposedEngine(problem, threads=BY_AREA_THREADS) as engine:
-        sched = engine.solve(first, state)
-        cold = time.perf_counter() - t0
-        times: list[float] = []
-        for x in warm:
-            st = sched.next_state()
-            ta = time.perf_counter()
-            sched = engine.solve(x, st)
-            times.append(time.perf_counter() - ta)
-        report(
-            "by_area",
-            {
-                "areas": engine.n_areas,
-                "by_area_cold_ms": _ms(cold),
-                "by_area_warm_ms": _ms(statistics.median(times)) if times else None,
-                "by_area_full_lp": engine.stats.full_lp + engine.stats.full_lp_direct,
-            },
-        )
+    """The same first step and warm series by area (one LP per station, 2 threads), then the
+    same with every area answered site by site where that is certified (`by_site=True`)."""
+    for by_site in (False, True):
+        key = "by_area_site" if by_site else "by_area"
+        t0 = time.perf_counter()
+        with DecomposedEngine(problem, threads=BY_AREA_THREADS, by_site=by_site) as engine:
+            sched = engine.solve(first, state)
+            cold = time.perf_counter() - t0
+            times: list[float] = []
+            for x in warm:
+                st = sched.next_state()
+                ta = time.perf_counter()
+                sched = engine.solve(x, st)
+                times.append(time.perf_counter() - ta)
+            report(
+                key,
+                {
+                    "areas": engine.n_areas,
+                    f"{key}_cold_ms": _ms(cold),
+                    f"{key}_warm_ms": _ms(statistics.median(times)) if times else None,
+                    f"{key}_warm_max_ms": _ms(max(times)) if times else None,
+                    f"{key}_full_lp": engine.stats.full_lp + engine.stats.full_lp_direct,
+                },
+            )
 
 
 def _run_mpc(
@@ -910,6 +919,18 @@ def format_result(result: DispatchBenchResult) -> str:
                     case,
                     f"by area ({s.areas} LPs, {BY_AREA_THREADS} threads): cold / warm",
                     f"{_fmt(s.by_area_cold_ms, 'ms')} / {_fmt(s.by_area_warm_ms, 'ms', 2)}{fell_back}",
+                    "",
+                    "",
+                )
+            )
+        if s.by_area_site_cold_ms is not None:
+            fell_back = f", full LP answered {s.by_area_site_full_lp}x" if s.by_area_site_full_lp else ""
+            rows.append(
+                (
+                    case,
+                    "by area, each area site by site where certified: cold / warm median (max)",
+                    f"{_fmt(s.by_area_site_cold_ms, 'ms')} / {_fmt(s.by_area_site_warm_ms, 'ms', 2)}"
+                    f" ({_fmt(s.by_area_site_warm_max_ms, 'ms', 2)}){fell_back}",
                     "",
                     "",
                 )

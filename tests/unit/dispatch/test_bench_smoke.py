@@ -55,6 +55,10 @@ def test_sizes_and_mpc_have_every_figure(result: DispatchBenchResult) -> None:
         assert s.warm_cop_ms is not None and s.warm_cop_max_ms is not None
         # the same steps by area, answered without the full LP
         assert s.by_area_full_lp == 0 and s.by_area_cold_ms is not None and s.by_area_warm_ms is not None
+        assert s.by_area_site_full_lp == 0 and s.by_area_site_warm_ms is not None
+        # the same steps site by site: every one of the 4 certified here (no limit binds)
+        assert (s.by_site_certified, s.by_site_steps) == (4, 4)
+        assert s.by_site_cold_ms is not None and s.by_site_warm_ms is not None
     # the full LV network (631 buses > 300) is cut below the MV bus: one area per station
     # with sites (the first 12 households sit below one station, the first 30 below two);
     # the station-level network (5 buses) stays whole

@@ -105,8 +105,9 @@ class DispatchEngine:
 
         `by_site=True` (single-period problems, `sites.SiteSolver.why_not`): each call is
         first answered site by site without HiGHS, and only if that answer is certified
-        optimal (every site's KKT conditions, no grid limit touched) is it returned; HiGHS
-        answers the rest. The per-site answer uses the exact COP, not the held one."""
+        optimal (every site's KKT conditions, no grid limit broken) is it returned; HiGHS
+        answers the rest. The per-site answer is optimal for the LP with the step's exact
+        COP; with `cop_rtol` > 0 the periods HiGHS answers use the held COP."""
         self.problem = problem
         self.cop_rtol = cop_rtol
         if builder not in ("numpy", "pyomo"):

@@ -8,15 +8,16 @@ and each of those is a one-dimensional market: at an electricity price lambda ea
 draws a known amount (a step function of lambda with a range at its own price), and the
 site's price is where the draws plus the site's base load meet its import or export.
 
-Nothing here has to be trusted. For every site the answer comes with duals (lambda, the
-heat price, the storage rows' duals) from a short list of candidates, and the KKT
-conditions of the site's LP are checked: rows and bounds met, every reduced cost with the
-sign its variable's position requires. A site that fails makes the whole period go to
-HiGHS. If every site passes, the sites' answers solve R, the full LP without the grid's
-rows (branch limits, voltage band, HV/MV thresholds); if the flows and voltages they give
-(the exact linear network model) meet every one of those rows, the answer is feasible for
-the full LP, which R relaxes, and so optimal for it with the same objective
-(`decompose.py` uses the same argument per area).
+The construction is not trusted; a check decides. Each site's rows hold by construction
+(every row's last variable is set from the others). The check covers the rest of the KKT
+conditions of the site's LP: every value finite and within its bounds, and, with lambda as
+the site row's dual, duals for the storage rows and the heat row exist under which every
+reduced cost has the sign its variable's position requires (interval tests, `_kkt`). A
+site that fails makes the whole period go to HiGHS. If every site passes, the sites'
+answers solve R, the full LP without the grid's rows (branch limits, voltage band, HV/MV
+thresholds); if the flows and voltages they give (the exact linear network model) break
+none of those rows, the answer is feasible for the full LP, which R relaxes, and so
+optimal for it with the same objective (`decompose.py` uses the same argument per area).
 
 Applies to single-period problems with at most one battery and one heat pump per site,
 no generic units, no cost or bound on the slack bus (`SiteSolver.why_not`).
@@ -195,6 +196,8 @@ class SiteSolver:
     def why_not(problem: Problem) -> str | None:
         """Why the per-site path cannot answer `problem` (None if it can)."""
         p = problem
+        if p.n_sites == 0:
+            return "no sites"
         if p.horizon != 1:
             return "more than one period: storage couples the periods"
         if p.n_units:
@@ -292,7 +295,8 @@ class SiteSolver:
         np.minimum(surplus, qdis_max, out=q_dis)
         np.subtract(surplus, q_dis, out=unmet)
         e_ts[:] = t0 + dt * (q_ch - q_dis)
-        if not self._kkt(x, lam, ci, a_dis, a_qdis, xs):
+        # a NaN or infinite input would slip through the comparisons of the check
+        if not np.isfinite(xs).all() or not self._kkt(x, lam, ci, a_dis, a_qdis, xs):
             return None
         objective = float(
             ci @ imp
@@ -495,6 +499,8 @@ class SiteSolver:
         root = float(bus_kw.sum())
         v = self.v_root - self._d_t @ (self.r_pu_per_kw * flows)
         ans.root_kw, ans.flows_kw, ans.v_pu = root, flows, v
+        if not np.isfinite(root) or not np.isfinite(ans.objective):  # NaN or infinite inputs
+            return False
         if root > x.station_limit_kw + GRID_TOL_KW or -root > x.station_feed_limit_kw + GRID_TOL_KW:
             return False
         if (np.abs(flows) > self._rating).any():

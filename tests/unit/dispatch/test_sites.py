@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import numpy as np
@@ -247,3 +248,37 @@ def test_highs_gets_the_lp_only_when_a_period_needs_it_with_the_limits_set_befor
     assert fast._h is not None  # the threshold binds: HiGHS answered, with the limits set above
     _same_optimum(a, b)
     assert np.all(b.p_bat_ch_kw <= 2.0 + 1e-9) and np.all(b.p_bat_dis_kw <= 2.0 + 1e-9)
+
+
+@pytest.mark.parametrize(
+    "field", ["base_kw", "heat_kw", "hp_cap_frac", "bat_w_discharge", "bus_fixed_kw", "state"]
+)
+def test_a_nan_input_is_never_certified(field: str) -> None:
+    rng = np.random.default_rng(11)
+    p = _problem(rng, n_sites=12, grid=stations_grid(1, 3, station_kw=4000.0))
+    fast = DispatchEngine(p, by_site=True)
+    assert fast.sites is not None
+    x, st = _inputs(rng, p), _state(rng, p)
+    shapes = {"hp_cap_frac": (1, p.n_hp), "bat_w_discharge": (1,), "bus_fixed_kw": (1, p.grid.n_bus)}
+    if field == "state":
+        e = st.e_bat_kwh.copy()
+        e[0] = np.nan
+        st = StorageState(e, st.e_ts_kwh)
+    else:
+        value = np.asarray(getattr(x, field), float).copy() if field in ("base_kw", "heat_kw") else None
+        if value is None:
+            value = np.ones(shapes[field]) * (0.6 if field == "bat_w_discharge" else 1.0)
+            if field == "bus_fixed_kw":
+                value[:] = 0.0
+        value.reshape(-1)[-1] = np.nan
+        x = dataclasses.replace(x, **{field: value})
+    with contextlib.suppress(Exception):  # what HiGHS makes of a NaN is not the point here
+        fast.solve(x, st)
+    assert fast.sites.certified == 0
+
+
+def test_a_problem_without_sites_is_left_to_highs() -> None:
+    g = stations_grid(1, 2)
+    p = build_problem(g, np.zeros(0, dtype=np.int64), mixed_assets(0))
+    assert SiteSolver.why_not(p) == "no sites"
+    assert DispatchEngine(p, by_site=True).sites is None

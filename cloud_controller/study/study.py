@@ -270,6 +270,8 @@ def summarise(res: StudyResult) -> dict[str, Any]:
                 "solve_s": round(run.solve_s, 1),
                 # steps taken over from Stor (its LP was this run's LP there), not solved again
                 "steps_reused": int(run.reused.sum()) if run.reused is not None else 0,
+                # steps answered site by site, certified optimal, without HiGHS (dispatch/sites.py)
+                "steps_by_site": run.steps_by_site,
             }
             ac = run.ac
             if ac is not None:

@@ -24,7 +24,8 @@ def _summary(by_site: bool) -> dict[str, Any]:
     }
     cfg = StudyConfig(**options)
     result: dict[str, Any] = summarise(run_study(cfg, inputs=load_inputs(cfg, quick=True)))["results"]
-    return result["near_critical"]
+    week: dict[str, Any] = result["near_critical"]
+    return week
 
 
 def test_by_site_counts_like_highs_and_answers_most_steps() -> None:

@@ -353,13 +353,15 @@ def _run_size(grid: RadialGrid, site_bus: IntArray, steps: int, seed: int, repor
     _run_size_by_site(problem, first, state, held, report)
 
 
-def _run_size_by_site(
-    problem: Problem, first: StepInputs, state: StorageState, warm: list[StepInputs], report: Report
-) -> None:
-    """The same first step and warm series with `by_site=True`: site by site where that is
-    certified optimal, HiGHS where a grid limit binds. Cold includes building the HiGHS LP."""
-    t0 = time.perf_counter()
-    engine = DispatchEngine(problem, by_site=True)
+def _cold_and_warm(
+    engine: DispatchEngine | DecomposedEngine,
+    first: StepInputs,
+    state: StorageState,
+    warm: list[StepInputs],
+    t0: float,
+) -> tuple[float, list[float]]:
+    """Seconds from `t0` (before the engine was built) to the first answer, and of each
+    warm re-solve of the series, rolling the storage state forward."""
     sched = engine.solve(first, state)
     cold = time.perf_counter() - t0
     times: list[float] = []
@@ -368,6 +370,17 @@ def _run_size_by_site(
         ta = time.perf_counter()
         sched = engine.solve(x, st)
         times.append(time.perf_counter() - ta)
+    return cold, times
+
+
+def _run_size_by_site(
+    problem: Problem, first: StepInputs, state: StorageState, warm: list[StepInputs], report: Report
+) -> None:
+    """The same first step and warm series with `by_site=True`: site by site where that is
+    certified optimal, HiGHS where a grid limit binds. Cold includes building the HiGHS LP."""
+    t0 = time.perf_counter()
+    engine = DispatchEngine(problem, by_site=True)
+    cold, times = _cold_and_warm(engine, first, state, warm, t0)
     report(
         "by_site",
         {
@@ -390,14 +403,7 @@ def _run_size_by_area(
         key = "by_area_site" if by_site else "by_area"
         t0 = time.perf_counter()
         with DecomposedEngine(problem, threads=BY_AREA_THREADS, by_site=by_site) as engine:
-            sched = engine.solve(first, state)
-            cold = time.perf_counter() - t0
-            times: list[float] = []
-            for x in warm:
-                st = sched.next_state()
-                ta = time.perf_counter()
-                sched = engine.solve(x, st)
-                times.append(time.perf_counter() - ta)
+            cold, times = _cold_and_warm(engine, first, state, warm, t0)
             report(
                 key,
                 {

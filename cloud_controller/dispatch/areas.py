@@ -14,7 +14,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import scipy.sparse as sp
 
-from cloud_controller.dispatch.problem import IntArray, Problem
+from cloud_controller.dispatch.lp import LpIndex
+from cloud_controller.dispatch.problem import BIG, FloatArray, IntArray, Problem
 from cloud_controller.grid.radial import RadialGrid
 
 
@@ -59,6 +60,41 @@ def _subtree(grid: RadialGrid, out: dict[int, list[int]], top_branch: int) -> tu
     return buses, branches
 
 
+def _area(
+    grid: RadialGrid,
+    k: int,
+    subtree: tuple[list[int], list[int]],
+    site_bus: IntArray,
+    up: tuple[IntArray, IntArray],
+) -> Area:
+    """The area below branch k: its subtree (buses, branches) and the path above it."""
+    buses, branches = subtree
+    parent_of, branch_of = up
+    path: list[int] = []
+    b = int(grid.parent[k])
+    while b != -1:
+        path.append(b)
+        b = int(parent_of[b])
+    path.reverse()
+    path_br = [int(branch_of[b]) for b in path[1:]]
+    in_area = np.zeros(grid.n_bus, dtype=bool)
+    in_area[buses] = True
+    return Area(
+        top_branch=k,
+        buses=np.asarray(buses, dtype=np.int64),
+        branches=np.asarray(branches, dtype=np.int64),
+        path_buses=np.asarray(path, dtype=np.int64),
+        path_branches=np.asarray(path_br, dtype=np.int64),
+        sites=np.flatnonzero(in_area[site_bus]).astype(np.int64),
+    )
+
+
+def area_below(grid: RadialGrid, site_bus: IntArray, k: int) -> Area:
+    """The subtree below branch `k` as an area (with its path from the slack bus)."""
+    subtree = _subtree(grid, _children(grid), k)
+    return _area(grid, k, subtree, np.asarray(site_bus, dtype=np.int64), _up_maps(grid))
+
+
 def split_areas(
     grid: RadialGrid, site_bus: IntArray, *, max_sites: int = 200, max_buses: int = 300
 ) -> list[Area]:
@@ -93,25 +129,7 @@ def split_areas(
         if too_big and n_at[top] == 0 and len(below) > 0:
             todo.extend(reversed(below))
             continue
-        path: list[int] = []
-        b = int(grid.parent[k])
-        while b != -1:
-            path.append(b)
-            b = int(parent_of[b])
-        path.reverse()
-        path_br = [int(branch_of[b]) for b in path[1:]]
-        in_area = np.zeros(grid.n_bus, dtype=bool)
-        in_area[buses] = True
-        areas.append(
-            Area(
-                top_branch=k,
-                buses=np.asarray(buses, dtype=np.int64),
-                branches=np.asarray(branches, dtype=np.int64),
-                path_buses=np.asarray(path, dtype=np.int64),
-                path_branches=np.asarray(path_br, dtype=np.int64),
-                sites=np.flatnonzero(in_area[site_bus]).astype(np.int64),
-            )
-        )
+        areas.append(_area(grid, k, (buses, branches), site_bus, (parent_of, branch_of)))
     return areas
 
 
@@ -210,3 +228,47 @@ def fold_matrix(grid: RadialGrid, area: Area, sub_buses: IntArray, lift: IntArra
     return sp.csr_matrix(
         (np.ones(grid.n_bus), (target, np.arange(grid.n_bus))), shape=(len(sub_buses), grid.n_bus)
     )
+
+
+def per_entry(value: FloatArray | None, T: int, idx: IntArray) -> FloatArray | None:
+    """A per-period or per-entry input (as the engine reads it: reshaped to (T, -1), one
+    column meaning one value per period) for the entries `idx`."""
+    if value is None:
+        return None
+    arr = np.asarray(value, dtype=float).reshape(T, -1)
+    return arr if arr.shape[1] == 1 else arr[:, idx]
+
+
+def columns(value: FloatArray | None, T: int, n: int, idx: IntArray) -> FloatArray | None:
+    """A (T, n) input, or anything that broadcasts to it as the engine broadcasts, for `idx`."""
+    if value is None:
+        return None
+    return np.broadcast_to(np.asarray(value, dtype=float), (T, n))[:, idx]
+
+
+def coupling_rows(problem: Problem, sub: Problem, ix: LpIndex, area: Area) -> tuple[IntArray, FloatArray]:
+    """Rows of the area's LP that couple it to the rest (all `<=` rows): every voltage band
+    (path voltages carry the others' load) and the limits of the path branches; and their
+    upper bounds. An area's answer is optimal for its part of the whole only if each of them
+    is off its bound or has a round-off dual."""
+    path_k = np.arange(len(area.path_branches))
+    assert ix.r_v_up is not None and ix.r_v_dn is not None
+    assert ix.r_branch_up is not None and ix.r_branch_dn is not None
+    v_rows = np.concatenate([ix.r_v_up.ravel(), ix.r_v_dn.ravel()])
+    b_rows = np.concatenate([ix.r_branch_up[:, path_k].ravel(), ix.r_branch_dn[:, path_k].ravel()])
+    b_rows = b_rows[b_rows >= 0]
+    rows = np.concatenate([v_rows, b_rows])
+    sg = sub.grid
+    v_max = sg.v_max_pu if problem.enforce_voltage else np.full(sg.n_bus, BIG)
+    v_min = sg.v_min_pu if problem.enforce_voltage else np.full(sg.n_bus, -BIG)
+    limited = ix.r_branch_up[:, path_k] >= 0  # the same branches have both rows
+    b_upper = np.broadcast_to(sg.rating_kw[path_k][None, :], limited.shape)[limited]
+    upper = np.concatenate(
+        [
+            np.broadcast_to(v_max[None, :], ix.r_v_up.shape).ravel(),
+            np.broadcast_to(-v_min[None, :], ix.r_v_dn.shape).ravel(),
+            b_upper,
+            b_upper,
+        ]
+    )
+    return rows, upper

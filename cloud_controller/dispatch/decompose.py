@@ -40,14 +40,17 @@ import scipy.sparse as sp
 
 from cloud_controller.dispatch.areas import (
     Area,
+    columns,
+    coupling_rows,
     decomposable,
     fold_matrix,
+    per_entry,
     split_areas,
     sub_problem,
     subtree_matrix,
 )
 from cloud_controller.dispatch.engine import DispatchEngine, Schedule, Violation
-from cloud_controller.dispatch.problem import BIG, FloatArray, IntArray, Problem, StepInputs, StorageState
+from cloud_controller.dispatch.problem import FloatArray, IntArray, Problem, StepInputs, StorageState
 
 # A coupling row is idle in an area's LP if it is off its bound (slack above ROW_SLACK_TOL)
 # or its dual is round-off (at most DUAL_TOL in objective units). Not relative to the row's
@@ -83,22 +86,6 @@ class DecompositionStats:
     full_lp: int = 0  # the certificate failed (twice, or once on the HV/MV threshold): the full LP answered
     full_lp_direct: int = 0  # straight to the full LP: it answered one of the last solves
     failed_checks: dict[str, int] = field(default_factory=dict)
-
-
-def _per(value: FloatArray | None, T: int, idx: IntArray) -> FloatArray | None:
-    """A per-period or per-entry input (as the engine reads it: reshaped to (T, -1), one
-    column meaning one value per period) for the entries `idx`."""
-    if value is None:
-        return None
-    arr = np.asarray(value, dtype=float).reshape(T, -1)
-    return arr if arr.shape[1] == 1 else arr[:, idx]
-
-
-def _cols(value: FloatArray | None, T: int, n: int, idx: IntArray) -> FloatArray | None:
-    """A (T, n) input, or anything that broadcasts to it as the engine broadcasts, for `idx`."""
-    if value is None:
-        return None
-    return np.broadcast_to(np.asarray(value, dtype=float), (T, n))[:, idx]
 
 
 class DecomposedEngine:
@@ -147,27 +134,7 @@ class DecomposedEngine:
             self._shared_branch[area.branches] = False
             sub, buses, bats, hps = sub_problem(problem, area)
             eng = DispatchEngine(sub, **engine_options)
-            ix = eng.ix
-            path_k = np.arange(len(area.path_branches))
-            assert ix.r_v_up is not None and ix.r_v_dn is not None
-            assert ix.r_branch_up is not None and ix.r_branch_dn is not None
-            v_rows = np.concatenate([ix.r_v_up.ravel(), ix.r_v_dn.ravel()])
-            b_rows = np.concatenate([ix.r_branch_up[:, path_k].ravel(), ix.r_branch_dn[:, path_k].ravel()])
-            b_rows = b_rows[b_rows >= 0]
-            rows = np.concatenate([v_rows, b_rows])
-            sg = sub.grid
-            v_max = sg.v_max_pu if problem.enforce_voltage else np.full(sg.n_bus, BIG)
-            v_min = sg.v_min_pu if problem.enforce_voltage else np.full(sg.n_bus, -BIG)
-            limited = ix.r_branch_up[:, path_k] >= 0  # the same branches have both rows
-            b_upper = np.broadcast_to(sg.rating_kw[path_k][None, :], limited.shape)[limited]
-            upper = np.concatenate(
-                [
-                    np.broadcast_to(v_max[None, :], ix.r_v_up.shape).ravel(),
-                    np.broadcast_to(-v_min[None, :], ix.r_v_dn.shape).ravel(),
-                    b_upper,
-                    b_upper,
-                ]
-            )
+            rows, upper = coupling_rows(problem, sub, eng.ix, area)
             self._subs.append(_Sub(area, eng, bats, hps, fold_matrix(g, area, buses, lift), rows, upper))
         self._in_area = [np.zeros(problem.n_sites, dtype=bool) for _ in self._subs]
         for mask, s in zip(self._in_area, self._subs, strict=True):
@@ -226,18 +193,18 @@ class DecomposedEngine:
         T = self.problem.horizon
         fixed = np.asarray((s.fold @ others_kw.T).T)
         p = self.problem
-        base = _cols(inputs.base_kw, T, p.n_sites, s.area.sites)
+        base = columns(inputs.base_kw, T, p.n_sites, s.area.sites)
         assert base is not None
         return StepInputs(
             base_kw=base,
-            pv_kw=_cols(inputs.pv_kw, T, p.n_sites, s.area.sites),
-            heat_kw=_cols(inputs.heat_kw, T, p.n_hp, s.hps),
+            pv_kw=columns(inputs.pv_kw, T, p.n_sites, s.area.sites),
+            heat_kw=columns(inputs.heat_kw, T, p.n_hp, s.hps),
             cop=inputs.cop,
             bus_fixed_kw=fixed,
-            c_import=_per(inputs.c_import, T, s.area.sites),
-            bat_w_discharge=_per(inputs.bat_w_discharge, T, s.bats),
-            ts_w_discharge=_per(inputs.ts_w_discharge, T, s.hps),
-            hp_cap_frac=_cols(inputs.hp_cap_frac, T, p.n_hp, s.hps),
+            c_import=per_entry(inputs.c_import, T, s.area.sites),
+            bat_w_discharge=per_entry(inputs.bat_w_discharge, T, s.bats),
+            ts_w_discharge=per_entry(inputs.ts_w_discharge, T, s.hps),
+            hp_cap_frac=columns(inputs.hp_cap_frac, T, p.n_hp, s.hps),
             # The HV/MV thresholds stay out of the areas' LPs: with the others' load fixed, each
             # area would try to meet the whole threshold alone. They are checked on the
             # assembled answer instead; where that breaks one, the threshold truly binds.

@@ -19,6 +19,7 @@ from cloud_controller.dispatch.crash import BASIS_STATUS, basis_for, set_basis
 from cloud_controller.dispatch.lp import LpIndex, build_lp
 from cloud_controller.dispatch.model import pyomo_lp
 from cloud_controller.dispatch.problem import FloatArray, IntArray, Problem, StepInputs, StorageState
+from cloud_controller.dispatch.repair import SubtreeRepair
 from cloud_controller.dispatch.sites import SiteAnswer, SiteSolver, StepData
 from protocols.errors import GridflexError
 
@@ -112,7 +113,7 @@ class DispatchEngine:
         self.cop_rtol = cop_rtol
         if builder not in ("numpy", "pyomo"):
             raise ValueError(f"builder must be 'numpy' or 'pyomo', not {builder!r}")
-        self._options = {
+        self._options: dict[str, Any] = {
             "threads": threads,
             "presolve_first": presolve_first,
             "builder": builder,
@@ -122,6 +123,7 @@ class DispatchEngine:
         self.sites: SiteSolver | None = None
         if by_site and SiteSolver.why_not(problem) is None:
             self.sites = SiteSolver(problem)
+        self._repair: SubtreeRepair | None = None  # built when a per-site answer first overloads
         self._bat_limits = (problem.bat_p_max_kw, problem.bat_e_min_kwh, problem.bat_e_max_kwh)
         self._hs = np.flatnonzero(problem.ts_e_max_kwh > 0).astype(np.int64)  # HPs with a store
         self.crash_used = False
@@ -148,6 +150,11 @@ class DispatchEngine:
             self._build()
         assert self._ix is not None
         return self._ix
+
+    @property
+    def mended(self) -> int:
+        """Periods answered by re-solving only the subtrees below overloaded branches."""
+        return 0 if self._repair is None else self._repair.mended
 
     @property
     def n_cols(self) -> int:
@@ -445,7 +452,10 @@ class DispatchEngine:
     def solve(self, inputs: StepInputs, state: StorageState) -> Schedule:
         """Apply the inputs, re-solve from the previous basis, and read the schedule."""
         if self.sites is not None:
-            ans = self.sites.solve(self._step_data(inputs, state))
+            data = self._step_data(inputs, state)
+            ans = self.sites.solve(data)
+            if ans is None and self.sites.unchecked is not None:
+                ans = self._mend(inputs, state, data, self.sites.unchecked)
             if ans is not None:
                 self.last_solution = None
                 return self._from_sites(ans)
@@ -468,6 +478,29 @@ class DispatchEngine:
         self.last_solution = sol  # row duals for callers that certify the result (decompose.py)
         x = np.asarray(sol.col_value)
         return self._read(x, float(self.h.getObjectiveValue()))
+
+    def _mend(
+        self, inputs: StepInputs, state: StorageState, data: StepData, ans: SiteAnswer
+    ) -> SiteAnswer | None:
+        """The per-site answer with the subtrees below its overloaded branches re-solved
+        (`repair.py`), if that is certified; None otherwise."""
+        sv = self.sites
+        assert sv is not None
+        sv.unchecked = None
+        over = sv.overloaded(data, ans)
+        if over is None:
+            return None
+        if self._repair is None:
+            options = dict(self._options)
+            self._repair = SubtreeRepair(
+                self.problem, lambda sub: DispatchEngine(sub, cop_rtol=self.cop_rtol, **options)
+            )
+        mended = self._repair.mend(inputs, state, ans, over, self._bat_limits)
+        if mended is None or not sv.grid_ok(data, mended):
+            self._repair.refused += mended is not None
+            return None
+        self._repair.mended += 1
+        return mended
 
     def _site_limits(self) -> None:
         """Per-site arrays of what stays until changed: battery limits, default costs and caps."""

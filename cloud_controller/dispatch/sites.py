@@ -32,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from cloud_controller.dispatch.areas import subtree_matrix
-from cloud_controller.dispatch.problem import FloatArray, Problem
+from cloud_controller.dispatch.problem import FloatArray, IntArray, Problem
 
 PRIMAL_TOL = 1e-9  # kW or kWh: rows and bounds
 DUAL_TOL = 1e-9  # cost units per kW: reduced-cost signs
@@ -57,6 +57,7 @@ class SiteAnswer:
     q_dis_kw: FloatArray
     e_ts_kwh: FloatArray
     objective: float
+    site_cost: FloatArray  # each site's share of the objective
     root_kw: float
     flows_kw: FloatArray  # (K,)
     v_pu: FloatArray  # (N,)
@@ -191,6 +192,7 @@ class SiteSolver:
         self.certified = 0
         self.declined_by_site = 0  # a site outside the markets' shapes or failing its KKT check
         self.declined_by_grid = 0  # the sites' optimum would break a grid row (it binds)
+        self.unchecked: SiteAnswer | None = None  # the last answer that broke a grid row
 
     @staticmethod
     def why_not(problem: Problem) -> str | None:
@@ -215,11 +217,23 @@ class SiteSolver:
         if ans is None:
             self.declined_by_site += 1
             return None
-        if not self._grid(x, ans):
+        if not self.grid_ok(x, ans):
             self.declined_by_grid += 1
+            self.unchecked = ans
             return None
         self.certified += 1
         return ans
+
+    def overloaded(self, x: StepData, ans: SiteAnswer) -> IntArray | None:
+        """The branches `ans` overloads, if that is all it breaks (None if it also breaks an
+        HV/MV threshold or a voltage band, or nothing is overloaded)."""
+        root, v = ans.root_kw, ans.v_pu
+        if root > x.station_limit_kw + GRID_TOL_KW or -root > x.station_feed_limit_kw + GRID_TOL_KW:
+            return None
+        if self.v_max is not None and ((v > self.v_max).any() or (v < self.v_min).any()):
+            return None
+        over: IntArray = np.flatnonzero(np.abs(ans.flows_kw) > self._rating)
+        return over if len(over) else None
 
     @property
     def declined(self) -> int:
@@ -298,15 +312,15 @@ class SiteSolver:
         # a NaN or infinite input would slip through the comparisons of the check
         if not np.isfinite(xs).all() or not self._kkt(x, lam, ci, a_dis, a_qdis, xs):
             return None
-        objective = float(
-            ci @ imp
-            - ce * exp.sum()
-            + self.c_curt * curt.sum()
-            + a_ch * ch.sum()
-            + a_dis @ dis
-            + pen * unmet.sum()
-            + a_qch * q_ch.sum()
-            + a_qdis @ q_dis
+        site_cost = (
+            ci * imp
+            - ce * exp
+            + self.c_curt * curt
+            + a_ch * ch
+            + a_dis * dis
+            + pen * unmet
+            + a_qch * q_ch
+            + a_qdis * q_dis
         )
         return SiteAnswer(
             imp_kw=imp,
@@ -320,7 +334,8 @@ class SiteSolver:
             q_ch_kw=q_ch,
             q_dis_kw=q_dis,
             e_ts_kwh=e_ts,
-            objective=objective,
+            objective=float(site_cost.sum()),
+            site_cost=site_cost,
             root_kw=0.0,
             flows_kw=np.zeros(0),
             v_pu=np.zeros(0),
@@ -488,8 +503,9 @@ class SiteSolver:
             or (s_hi - h_lo < d_lo).any()
         )
 
-    def _grid(self, x: StepData, ans: SiteAnswer) -> bool:
-        """Flows, voltages and slack power of the answer; True if no grid row is broken."""
+    def grid_ok(self, x: StepData, ans: SiteAnswer) -> bool:
+        """Flows, voltages and slack power of the answer (stored in it); True if no grid row
+        of the full LP is broken beyond round-off."""
         bus_kw: FloatArray = np.bincount(  # type: ignore[assignment]
             self.site_bus, weights=ans.imp_kw - ans.exp_kw, minlength=self.n_bus
         )

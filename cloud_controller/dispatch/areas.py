@@ -95,6 +95,30 @@ def area_below(grid: RadialGrid, site_bus: IntArray, k: int) -> Area:
     return _area(grid, k, subtree, np.asarray(site_bus, dtype=np.int64), _up_maps(grid))
 
 
+def areas_joined(grid: RadialGrid, site_bus: IntArray, ks: list[int]) -> Area:
+    """The subtrees below branches `ks` (none below another) as one area, with the union of
+    their paths: one LP for all of them instead of one each. `top_branch` is the first."""
+    parts = [area_below(grid, site_bus, k) for k in ks]
+    if len(parts) == 1:
+        return parts[0]
+    path: list[int] = []
+    seen: set[int] = set()
+    for a in parts:  # root first, each bus after its parent
+        for b in a.path_buses.tolist():
+            if b not in seen:
+                seen.add(b)
+                path.append(b)
+    _, branch_of = _up_maps(grid)
+    return Area(
+        top_branch=ks[0],
+        buses=np.concatenate([a.buses for a in parts]),
+        branches=np.concatenate([a.branches for a in parts]),
+        path_buses=np.asarray(path, dtype=np.int64),
+        path_branches=np.asarray([int(branch_of[b]) for b in path[1:]], dtype=np.int64),
+        sites=np.sort(np.concatenate([a.sites for a in parts])),
+    )
+
+
 def split_areas(
     grid: RadialGrid, site_bus: IntArray, *, max_sites: int = 200, max_buses: int = 300
 ) -> list[Area]:

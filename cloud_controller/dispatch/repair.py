@@ -5,11 +5,11 @@ with the whole LP (1,000 buildings: ~3 ms on the station-level network, ~11 ms o
 LV network), although only the households below that branch have a reason to change.
 
 How: the per-site answer (`sites.py`, optimal without any grid row) overloads a set of
-branches. For each overloaded branch with no overloaded branch above it, the subtree below
-it gets an LP of its own (its sites, its branches, and the path from the slack bus down to
-it, where everyone else's load from the per-site answer sits as fixed load, as an area of
-`decompose.py`). HiGHS solves those small LPs (kept per branch and warm from one period to
-the next); everyone else keeps the per-site answer.
+branches. The subtrees below the overloaded branches that have no overloaded branch above
+them get one LP (their sites, their branches, and the paths from the slack bus down to
+them, where everyone else's load from the per-site answer sits as fixed load, as an area of
+`decompose.py`). HiGHS solves that small LP (kept per set of branches and warm from one
+period to the next); everyone else keeps the per-site answer.
 
 Exactness (the argument of `decompose.py`): the sites outside the patched subtrees solve
 their part of R (the LP without grid rows) with all grid duals zero; each patched subtree's
@@ -33,7 +33,7 @@ import scipy.sparse as sp
 
 from cloud_controller.dispatch.areas import (
     Area,
-    area_below,
+    areas_joined,
     columns,
     coupling_rows,
     fold_matrix,
@@ -45,7 +45,23 @@ from cloud_controller.dispatch.sites import SiteAnswer
 
 ROW_SLACK_TOL = 1e-7  # as decompose.py: a coupling row off its bound by more is idle
 DUAL_TOL = 1e-9  # ... and one on its bound must have a round-off dual
-MAX_SITES = 400  # a larger subtree costs about what the whole LP costs: leave it to HiGHS
+MAX_SITES = 400  # larger subtrees cost about what the whole LP costs: leave them to HiGHS
+MAX_PATCHES = 64  # subtree LPs kept (one per set of overloaded branches seen)
+
+
+_PER_SITE = (
+    "imp_kw",
+    "exp_kw",
+    "curt_kw",
+    "ch_kw",
+    "dis_kw",
+    "e_bat_kwh",
+    "hp_kw",
+    "unmet_kw",
+    "q_ch_kw",
+    "q_dis_kw",
+    "e_ts_kwh",
+)
 
 
 @dataclass
@@ -63,13 +79,13 @@ class _Patch:
 
 
 class SubtreeRepair:
-    """Per-branch subtree LPs, built on first need; `mend` patches a per-site answer."""
+    """Subtree LPs, built on first need; `mend` patches a per-site answer."""
 
     def __init__(self, problem: Problem, make_engine: Callable[[Problem], Any]) -> None:
         self.problem = problem
         self._make_engine = make_engine
         g = problem.grid
-        self._patches: dict[int, _Patch | None] = {}
+        self._patches: dict[tuple[int, ...], _Patch] = {}
         branch_of = np.full(g.n_bus, -1, dtype=np.int64)
         branch_of[g.child] = np.arange(g.n_branch)
         self._branch_above = branch_of[g.parent]  # per branch: the branch feeding its parent bus
@@ -77,19 +93,21 @@ class SubtreeRepair:
         self.mended = 0  # periods answered with patched subtrees, certified (counted by the engine)
         self.refused = 0  # periods where mending did not give a certified answer
 
-    def _patch(self, k: int) -> _Patch | None:
-        if k in self._patches:
-            return self._patches[k]
+    def _patch(self, ks: list[int]) -> _Patch | None:
+        """The LP of the subtrees below branches `ks`, built on first need and kept."""
+        key = tuple(sorted(ks))
+        if key in self._patches:
+            return self._patches[key]
         p = self.problem
-        area = area_below(p.grid, p.site_bus, k)
+        area = areas_joined(p.grid, p.site_bus, list(key))
         patch: _Patch | None = None
-        if 0 < len(area.sites) <= MAX_SITES:
+        if 0 < len(area.sites) <= MAX_SITES and len(self._patches) < MAX_PATCHES:
             sub, buses, bats, hps = sub_problem(p, area)
             engine = self._make_engine(sub)
             rows, upper = coupling_rows(p, sub, engine.ix, area)
             fold = fold_matrix(p.grid, area, buses, np.arange(p.grid.n_bus, dtype=np.int64))
             patch = _Patch(area, engine, bats, hps, fold, rows, upper)
-        self._patches[k] = patch
+            self._patches[key] = patch
         return patch
 
     def _topmost(self, broken: IntArray) -> list[int]:
@@ -112,54 +130,29 @@ class SubtreeRepair:
         broken: IntArray,
         bat_limits: tuple[FloatArray, FloatArray, FloatArray],
     ) -> SiteAnswer | None:
-        """`ans` with the subtrees below the topmost overloaded branches re-solved by their
-        own LPs, each certified on its coupling rows; None where that is not possible. The
-        caller still has to check the grid rows of the assembled answer."""
-        patches = [self._patch(k) for k in self._topmost(broken)]
-        if not patches or any(pt is None for pt in patches):
+        """`ans` with the subtrees below the topmost overloaded branches re-solved by one LP,
+        certified on its coupling rows; None where that is not possible. The caller still
+        has to check the grid rows of the assembled answer."""
+        pt = self._patch(self._topmost(broken))
+        if pt is None:
             self.refused += 1
             return None
-        p = self.problem
-        g = p.grid
-        site_kw = ans.imp_kw - ans.exp_kw
-        out = replace(
-            ans,
-            **{
-                f: getattr(ans, f).copy()
-                for f in (
-                    "imp_kw",
-                    "exp_kw",
-                    "curt_kw",
-                    "ch_kw",
-                    "dis_kw",
-                    "e_bat_kwh",
-                    "hp_kw",
-                    "unmet_kw",
-                    "q_ch_kw",
-                    "q_dis_kw",
-                    "e_ts_kwh",
-                    "site_cost",
-                )
-            },
-        )
-        objective = ans.objective
-        for pt in patches:
-            assert pt is not None
-            others = site_kw.copy()
-            others[pt.area.sites] = 0.0
-            bus_kw = np.bincount(self._site_bus, weights=others, minlength=g.n_bus)
-            if inputs.bus_fixed_kw is not None:
-                bus_kw = bus_kw + np.asarray(inputs.bus_fixed_kw, dtype=float).reshape(-1)
-            if pt.limits is not bat_limits:
-                pt.engine.set_battery_limits(*(np.asarray(a)[pt.bats] for a in bat_limits))
-                pt.limits = bat_limits
-            sch = pt.engine.solve(self._inputs(pt, inputs, pt.fold @ bus_kw), self._state(pt, state))
-            if not self._coupling_idle(pt):
-                self.refused += 1
-                return None
-            objective += sch.objective - float(out.site_cost[pt.area.sites].sum())
-            self._write(out, pt, sch)
-        out.objective = objective
+        n_bus = self.problem.grid.n_bus
+        others = ans.imp_kw - ans.exp_kw
+        others[pt.area.sites] = 0.0
+        bus_kw = np.bincount(self._site_bus, weights=others, minlength=n_bus)
+        if inputs.bus_fixed_kw is not None:
+            bus_kw = bus_kw + np.asarray(inputs.bus_fixed_kw, dtype=float).reshape(-1)
+        if pt.limits is not bat_limits:
+            pt.engine.set_battery_limits(*(np.asarray(a)[pt.bats] for a in bat_limits))
+            pt.limits = bat_limits
+        sch = pt.engine.solve(self._inputs(pt, inputs, pt.fold @ bus_kw), self._state(pt, state))
+        if not self._coupling_idle(pt):
+            self.refused += 1
+            return None
+        out = replace(ans, **{f: getattr(ans, f).copy() for f in _PER_SITE})
+        out.objective = ans.objective + sch.objective - float(ans.site_cost[pt.area.sites].sum())
+        self._write(out, pt, sch)
         return out
 
     def _inputs(self, pt: _Patch, x: StepInputs, fixed_kw: FloatArray) -> StepInputs:

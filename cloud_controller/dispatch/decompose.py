@@ -133,7 +133,9 @@ class DecomposedEngine:
         for area in self.areas:
             self._shared_branch[area.branches] = False
             sub, buses, bats, hps = sub_problem(problem, area)
-            eng = DispatchEngine(sub, **engine_options)
+            # no mending inside an area: a mended answer binds rows whose duals the
+            # certificate below needs (HiGHS answers the area's LP instead)
+            eng = DispatchEngine(sub, **(engine_options | {"mend": False}))
             rows, upper = coupling_rows(problem, sub, eng.ix, area)
             self._subs.append(_Sub(area, eng, bats, hps, fold_matrix(g, area, buses, lift), rows, upper))
         self._in_area = [np.zeros(problem.n_sites, dtype=bool) for _ in self._subs]
@@ -234,10 +236,12 @@ class DecomposedEngine:
         """Every area's coupling rows off their bound or with a round-off dual."""
         for s in self._subs:
             sol = s.engine.last_solution
-            if sol is None:
-                # answered site by site (`by_site=True`): optimal without any of the area's
-                # grid rows, so every one of their duals can be taken as zero
+            if s.engine.last_kind == "site":
+                # answered site by site (`by_site=True`) with no grid row broken: optimal
+                # without any of the area's grid rows, so every one of their duals is zero
                 continue
+            if sol is None:
+                return False  # an answer without duals that is not purely site by site
             slack = s.coupling_upper - np.asarray(sol.row_value)[s.coupling_rows]
             duals = np.asarray(sol.row_dual)[s.coupling_rows]
             if np.any((slack <= ROW_SLACK_TOL) & (np.abs(duals) > DUAL_TOL)):

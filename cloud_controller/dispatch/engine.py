@@ -98,6 +98,7 @@ class DispatchEngine:
         crash: bool = True,
         cold_solver: Literal["simplex", "ipm"] = "simplex",
         by_site: bool = False,
+        mend: bool = True,
     ) -> None:
         """`cop_rtol` > 0 keeps a heat pump's COP coefficient until the new COP differs by more
         than that share: changing a matrix coefficient makes HiGHS refactor the basis
@@ -108,7 +109,10 @@ class DispatchEngine:
         first answered site by site without HiGHS, and only if that answer is certified
         optimal (every site's KKT conditions, no grid limit broken) is it returned; HiGHS
         answers the rest. The per-site answer is optimal for the LP with the step's exact
-        COP; with `cop_rtol` > 0 the periods HiGHS answers use the held COP."""
+        COP; with `cop_rtol` > 0 the periods HiGHS answers use the held COP. `mend` (with
+        `by_site`): a per-site answer that overloads branches or breaks an HV/MV threshold
+        is mended where that can be certified (`_mend`); off for the areas of
+        `DecomposedEngine`, whose certificate needs every binding row's dual."""
         self.problem = problem
         self.cop_rtol = cop_rtol
         if builder not in ("numpy", "pyomo"):
@@ -124,6 +128,11 @@ class DispatchEngine:
         if by_site and SiteSolver.why_not(problem) is None:
             self.sites = SiteSolver(problem)
         self._repair: SubtreeRepair | None = None  # built when a per-site answer first overloads
+        self.priced = 0  # periods answered site by site with a price on an HV/MV threshold
+        self._mend_on = mend
+        # how the last call was answered: "site" (site by site, no grid row binds), "mended"
+        # (subtrees or a threshold price: some grid row binds), or "lp" (HiGHS, whole LP)
+        self.last_kind = "lp"
         self._bat_limits = (problem.bat_p_max_kw, problem.bat_e_min_kwh, problem.bat_e_max_kwh)
         self._hs = np.flatnonzero(problem.ts_e_max_kwh > 0).astype(np.int64)  # HPs with a store
         self.crash_used = False
@@ -454,11 +463,14 @@ class DispatchEngine:
         if self.sites is not None:
             data = self._step_data(inputs, state)
             ans = self.sites.solve(data)
-            if ans is None and self.sites.unchecked is not None:
+            self.last_kind = "site"
+            if ans is None and self.sites.unchecked is not None and self._mend_on:
                 ans = self._mend(inputs, state, data, self.sites.unchecked)
+                self.last_kind = "mended"
             if ans is not None:
                 self.last_solution = None
                 return self._from_sites(ans)
+        self.last_kind = "lp"
         self._apply(inputs, state)
         if self._crash:
             self._crash = False
@@ -482,19 +494,25 @@ class DispatchEngine:
     def _mend(
         self, inputs: StepInputs, state: StorageState, data: StepData, ans: SiteAnswer
     ) -> SiteAnswer | None:
-        """The per-site answer with the subtrees below its overloaded branches re-solved
-        (`repair.py`), if that is certified; None otherwise."""
+        """A per-site answer that broke a grid row, mended if that can be certified: the
+        subtrees below overloaded branches re-solved (`repair.py`), or a binding HV/MV load
+        threshold priced into every site's exchange (`SiteSolver.clear_threshold`).
+        None otherwise (HiGHS answers)."""
         sv = self.sites
         assert sv is not None
         sv.unchecked = None
         over = sv.overloaded(data, ans)
         if over is None:
-            return None
+            priced = sv.clear_threshold(data)
+            if priced is None or not sv.grid_ok(data, priced):
+                return None
+            self.priced += 1
+            return priced
         if self._repair is None:
-            options = dict(self._options)
-            self._repair = SubtreeRepair(
-                self.problem, lambda sub: DispatchEngine(sub, cop_rtol=self.cop_rtol, **options)
-            )
+            # the subtree LPs: numpy-built (their coupling rows need its index) and with the
+            # step's exact COP, as the per-site answer around them has
+            options = dict(self._options) | {"builder": "numpy"}
+            self._repair = SubtreeRepair(self.problem, lambda sub: DispatchEngine(sub, **options))
         mended = self._repair.mend(inputs, state, ans, over, self._bat_limits)
         if mended is None or not sv.grid_ok(data, mended):
             self._repair.refused += mended is not None

@@ -13,7 +13,8 @@ period to the next); everyone else keeps the per-site answer.
 
 Exactness (the argument of `decompose.py`): the sites outside the patched subtrees solve
 their part of R (the LP without grid rows) with all grid duals zero; each patched subtree's
-LP is optimal for its own sites with duals on its own branches (which only its sites load)
+LP is optimal for its own sites with duals on its own branches (which only its sites and
+the fixed loads on its buses load)
 and, checked here, round-off duals on its coupling rows (path branches and voltage bands,
 which others load too). If the assembled answer then breaks no grid row of the full LP
 (the caller checks, with the exact linear model), these duals satisfy the full LP's KKT
@@ -86,6 +87,7 @@ class SubtreeRepair:
         self._make_engine = make_engine
         g = problem.grid
         self._patches: dict[tuple[int, ...], _Patch] = {}
+        self._too_big: set[tuple[int, ...]] = set()  # sets of branches whose subtrees hold too many sites
         branch_of = np.full(g.n_bus, -1, dtype=np.int64)
         branch_of[g.child] = np.arange(g.n_branch)
         self._branch_above = branch_of[g.parent]  # per branch: the branch feeding its parent bus
@@ -98,10 +100,14 @@ class SubtreeRepair:
         key = tuple(sorted(ks))
         if key in self._patches:
             return self._patches[key]
+        if key in self._too_big:
+            return None
         p = self.problem
         area = areas_joined(p.grid, p.site_bus, list(key))
         patch: _Patch | None = None
-        if 0 < len(area.sites) <= MAX_SITES and len(self._patches) < MAX_PATCHES:
+        if not 0 < len(area.sites) <= MAX_SITES:
+            self._too_big.add(key)
+        elif len(self._patches) < MAX_PATCHES:
             sub, buses, bats, hps = sub_problem(p, area)
             engine = self._make_engine(sub)
             rows, upper = coupling_rows(p, sub, engine.ix, area)

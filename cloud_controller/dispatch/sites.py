@@ -133,6 +133,36 @@ class _Devices:
         return b, c, h
 
 
+@dataclass
+class _Picked:
+    """Each site's price and its devices' least/most draws there (one market pass)."""
+
+    shift: float  # added to the import and export price (the HV/MV threshold's price)
+    ci: FloatArray  # import cost per kW, unshifted
+    a_dis: FloatArray
+    a_qdis: FloatArray
+    qdis_max: FloatArray
+    same: bool  # every site has the same prices (the plateau pass was used)
+    dev: _Devices
+    lam: FloatArray
+    bl: FloatArray
+    bh: FloatArray
+    cl: FloatArray
+    chh: FloatArray
+    hl: FloatArray
+    hh: FloatArray
+
+    @property
+    def d_lo(self) -> FloatArray:
+        out: FloatArray = self.bl + self.cl + self.hl
+        return out
+
+    @property
+    def d_hi(self) -> FloatArray:
+        out: FloatArray = self.bh + self.chh + self.hh
+        return out
+
+
 class SiteSolver:
     """Static maps of one `Problem`; `solve` answers a period or returns None."""
 
@@ -180,6 +210,7 @@ class SiteSolver:
         self.v_max = g.v_max_pu + GRID_TOL_PU if p.enforce_voltage else None
         self.v_min = g.v_min_pu - GRID_TOL_PU if p.enforce_voltage else g.v_min_pu
         self._cols = np.arange(S)
+        self.pen_station = w.pen_station * dt  # the HV/MV threshold's price cannot exceed it
         self._zeros = np.zeros(S)
         # bound templates of the 11 variables per site (rows set per step: PV, battery, HP):
         # imp, exp, curt, ch, dis, e_bat, hp, unmet, q_ch, q_dis, e_ts
@@ -224,6 +255,77 @@ class SiteSolver:
         self.certified += 1
         return ans
 
+    def clear_threshold(self, x: StepData) -> SiteAnswer | None:
+        """The period's optimum when an HV/MV threshold binds and all sites share their
+        prices. The threshold's dual acts as a price added to every site's import and export
+        price (positive for the load threshold, negative for the feed-in one), so the whole
+        fleet is one market in that price. Between the device prices (shifted by the grid
+        prices) every site's exchange is constant; at each of them some sites' exchange has
+        a range. The price closest to zero (within the threshold's penalty) at which the
+        fleet's exchange can meet the threshold is the threshold's price; the sites' ranges
+        are then filled to meet it exactly. Certified like `solve`: every site's KKT test at
+        the shifted prices; a nonzero price only with the threshold met with equality; the
+        caller checks every grid row. None when any of that fails."""
+        m = self._prepare(x, 0.0)
+        if m is None or not m.same:
+            return None
+        fixed = 0.0 if x.bus_fixed_kw is None else float(np.sum(x.bus_fixed_kw))
+        lo_net, hi_net = self._exchange_range(x, m)
+        if lo_net.sum() + fixed > x.station_limit_kw + GRID_TOL_KW:
+            sign, target = 1.0, x.station_limit_kw - fixed  # total exchange <= target
+        elif hi_net.sum() + fixed < -x.station_feed_limit_kw - GRID_TOL_KW:
+            sign, target = -1.0, -x.station_feed_limit_kw - fixed  # total exchange >= target
+        else:
+            return None  # no threshold binds here (the answer broke something else)
+        dev = m.dev
+        ci0, ce0 = float(m.ci[0]), self.c_export
+        own = [-self.c_curt, -dev.a_ch, dev.t1, dev.t3]
+        if self.has_bat.any():
+            own.append(float(m.a_dis[self.has_bat][0]))
+        if self.has_ts.any():
+            own.append(float(m.a_qdis[self.has_ts][0]) * x.cop)
+        steps = sorted({sign * (p - ci0) for p in own} | {sign * (p - ce0) for p in own})
+        mu = 0.0
+        for mu in (sign * v for v in steps if 0.0 < v <= self.pen_station):
+            m_mu = self._prepare(x, mu)
+            if m_mu is None:
+                return None
+            m = m_mu
+            lo_net, hi_net = self._exchange_range(x, m)
+            if sign * (lo_net.sum() if sign > 0 else hi_net.sum()) <= sign * target + GRID_TOL_KW:
+                break
+        else:
+            return None
+        room = hi_net - lo_net
+        if sign > 0:  # fill up from the least exchange to the threshold
+            need = target - float(lo_net.sum())
+            fill = np.clip(need - (np.cumsum(room) - room), 0.0, room)
+            net = lo_net + fill
+        else:  # take down from the most exchange to the threshold
+            need = float(hi_net.sum()) - target
+            fill = np.clip(need - (np.cumsum(room) - room), 0.0, room)
+            net = hi_net - fill
+        if need > float(room.sum()) + GRID_TOL_KW:
+            return None
+        ans = self._assemble(x, m, net - x.base_kw)
+        if ans is None:
+            return None
+        exchange = float((ans.imp_kw - ans.exp_kw).sum())
+        if abs(exchange - target) > GRID_TOL_KW * (1.0 + abs(target)):
+            return None  # a nonzero price needs the threshold met with equality
+        return ans
+
+    def _exchange_range(self, x: StepData, m: _Picked) -> tuple[FloatArray, FloatArray]:
+        """Each site's least and most grid exchange (import positive) at its price: it imports
+        at the import price, exports at the export price, and balances exactly in between."""
+        lo = x.base_kw + m.d_lo
+        hi = x.base_kw + m.d_hi
+        at_import = m.lam >= m.ci + m.shift
+        at_export = m.lam <= self.c_export + m.shift
+        lo_net = np.where(at_import, np.maximum(lo, 0.0), np.where(at_export, lo, 0.0))
+        hi_net = np.where(at_import, hi, np.where(at_export, np.minimum(hi, 0.0), 0.0))
+        return lo_net, hi_net
+
     def overloaded(self, x: StepData, ans: SiteAnswer) -> IntArray | None:
         """The branches `ans` overloads, if that is all it breaks (None if it also breaks an
         HV/MV threshold or a voltage band, or nothing is overloaded)."""
@@ -237,10 +339,19 @@ class SiteSolver:
 
     @property
     def declined(self) -> int:
-        """Periods HiGHS had to answer: a site's check failed, or a grid row would break."""
+        """Periods the per-site answer alone could not answer: a site's check failed, or a
+        grid row would break (the engine may still mend those, see `DispatchEngine._mend`)."""
         return self.declined_by_site + self.declined_by_grid
 
     def _sites(self, x: StepData) -> SiteAnswer | None:
+        m = self._prepare(x, 0.0)
+        if m is None:
+            return None
+        return self._assemble(x, m, np.clip(-x.base_kw, m.d_lo, m.d_hi))
+
+    def _prepare(self, x: StepData, shift: float) -> _Picked | None:
+        """Each site's price and its devices' least/most draws there, with the grid's import
+        and export prices raised by `shift` (the HV/MV threshold's price, 0 without one)."""
         dt, eta_c, eta_d = self.dt, self.eta_c, self.eta_d
         cop = x.cop
         if not cop > 0:
@@ -279,14 +390,26 @@ class SiteSolver:
         t1, t2, t3 = -a_qch * cop, a_qdis * cop, pen * cop
         dev = _Devices(a_ch, a_dis, ch_max, dis_max, self.c_curt, x.pv_max_kw, lv0, lv1, lv2, t1, t2, t3, cop)
         same = self._same_prices(ci, a_dis, a_qdis)
-        picked = self._market_same(x.base_kw, dev, ce, same) if same else self._market(x, dev, ce, ci)
+        picked = (
+            self._market_same(x.base_kw, dev, ce + shift, (same[0] + shift, same[1], same[2]))
+            if same
+            else self._market(x, dev, ce + shift, ci + shift)
+        )
         if picked is None:
             return None
-        lam, bl, bh, cl, chh, hl, hh = picked
-        lo = bl + cl + hl
+        return _Picked(shift, ci, a_dis, a_qdis, qdis_max, same is not None, dev, *picked)
+
+    def _assemble(self, x: StepData, m: _Picked, d: FloatArray) -> SiteAnswer | None:
+        """The site answer for total device draws `d` (each within the draws at the site's
+        price), checked: None unless every site passes its KKT test at the shifted prices."""
+        dt, eta_c, eta_d, cop = self.dt, self.eta_c, self.eta_d, x.cop
+        ce, a_ch, a_qch, pen = self.c_export, self.a_ch, self.a_qch, self.pen_unmet
+        ci, a_dis, a_qdis, qdis_max = m.ci, m.a_dis, m.a_qdis, m.qdis_max
+        e0, t0, heat = x.e_bat0_kwh, x.e_ts0_kwh, x.heat_kw
+        lam, bl, bh, cl, chh, hl, hh = m.lam, m.bl, m.bh, m.cl, m.chh, m.hl, m.hh
         # share what the balance needs above the devices' least draws: battery, heat pump,
         # curtailment, in that order (any share is optimal at this price)
-        rest = np.clip(-x.base_kw, lo, bh + chh + hh) - lo
+        rest = d - m.d_lo
         d_bat = bl + np.minimum(rest, bh - bl)
         rest = np.maximum(rest - (d_bat - bl), 0.0)
         hp = hl + np.minimum(rest, hh - hl)
@@ -310,7 +433,7 @@ class SiteSolver:
         np.subtract(surplus, q_dis, out=unmet)
         e_ts[:] = t0 + dt * (q_ch - q_dis)
         # a NaN or infinite input would slip through the comparisons of the check
-        if not np.isfinite(xs).all() or not self._kkt(x, lam, ci, a_dis, a_qdis, xs):
+        if not np.isfinite(xs).all() or not self._kkt(x, lam, ci + m.shift, a_dis, a_qdis, xs, m.shift):
             return None
         site_cost = (
             ci * imp
@@ -435,6 +558,7 @@ class SiteSolver:
         a_dis: FloatArray,
         a_qdis: FloatArray,
         xs: FloatArray,
+        shift: float = 0.0,
     ) -> bool:
         """Optimality of each site's LP for the variables `xs` (11, S) (imp, exp, curt, ch, dis,
         e_bat, hp, unmet, q_ch, q_dis, e_ts): bounds met, and duals exist under which every
@@ -465,7 +589,7 @@ class SiteSolver:
         # -- grid exchange and curtailment: lambda alone ------------------------------------
         rc = np.empty((3, self.n_sites))
         np.subtract(ci, lam, out=rc[0])
-        np.subtract(lam, self.c_export, out=rc[1])
+        np.subtract(lam, self.c_export + shift, out=rc[1])
         np.add(lam, self.c_curt, out=rc[2])
         if ((up[:3] & (rc > dtol)) | (dn[:3] & (rc < -dtol))).any():
             return False

@@ -110,7 +110,7 @@ class ScenarioRun:
     # start of each step and the per-step AC results.
     state_kwh: tuple[FloatArray, FloatArray] | None = None
     ac_steps: Any = None
-    steps_by_site: int = 0  # steps answered site by site without HiGHS (dispatch/sites.py)
+    steps_by_site: int = 0  # steps answered without the whole LP (dispatch/sites.py, repair.py)
 
 
 @contextmanager
@@ -468,7 +468,9 @@ def run_opf(
     if reference is not None:
         out.reused = reused
     out.steps_by_site = sum(
-        e.sites.certified for e in (engine, small) if e is not None and e.sites is not None
+        e.sites.certified + e.priced + e.mended
+        for e in (engine, small)
+        if e is not None and e.sites is not None
     )
     if hist_bat is not None and hist_ts is not None:
         hist_bat[n_t] = state.e_bat_kwh

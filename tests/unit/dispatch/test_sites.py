@@ -243,9 +243,12 @@ def test_highs_gets_the_lp_only_when_a_period_needs_it_with_the_limits_set_befor
         e.set_battery_limits(*limits)
     st = StorageState(np.clip(st.e_bat_kwh, 1.0, 9.0), st.e_ts_kwh)
     free = lp.solve(x, st)
-    x = dataclasses.replace(x, station_limit_kw=np.array([free.p_root_kw[0] - 10.0]))
+    # a binding threshold with import prices of each site's own: neither the sites nor the
+    # threshold's price can answer, HiGHS does
+    own_prices = rng.uniform(0.5, 1.0, (1, p.n_sites))
+    x = dataclasses.replace(x, station_limit_kw=np.array([free.p_root_kw[0] - 10.0]), c_import=own_prices)
     a, b = lp.solve(x, st), fast.solve(x, st)
-    assert fast._h is not None  # the threshold binds: HiGHS answered, with the limits set above
+    assert fast._h is not None  # HiGHS answered, with the limits set above
     _same_optimum(a, b)
     assert np.all(b.p_bat_ch_kw <= 2.0 + 1e-9) and np.all(b.p_bat_dis_kw <= 2.0 + 1e-9)
 
@@ -282,3 +285,32 @@ def test_a_problem_without_sites_is_left_to_highs() -> None:
     p = build_problem(g, np.zeros(0, dtype=np.int64), mixed_assets(0))
     assert SiteSolver.why_not(p) == "no sites"
     assert DispatchEngine(p, by_site=True).sites is None
+
+
+@pytest.mark.parametrize("side", ["load", "feed-in"])
+def test_a_binding_hv_mv_threshold_is_priced_into_every_site(side: str) -> None:
+    """With the HV/MV threshold binding, its dual is a price on every site's exchange: the
+    fleet cleared at that price meets the threshold exactly, at the LP's optimum."""
+    rng = np.random.default_rng(12)
+    p = _problem(rng, n_sites=60, grid=stations_grid(3, 4, station_kw=4000.0))
+    lp, fast = _pair(p)
+    for i in range(40):
+        x, st = _varied(rng, p, i % 7)
+        if i % 7 == 5:  # prices of each site's own: left to HiGHS
+            continue
+        if side == "load":
+            free = lp.solve(x, st).p_root_kw[0]
+            limit = free - rng.uniform(1.0, 40.0)
+            x = dataclasses.replace(x, station_limit_kw=np.array([limit]))
+        else:
+            x = dataclasses.replace(x, base_kw=np.asarray(x.base_kw) - 6.0)
+            free = lp.solve(x, st).p_root_kw[0]
+            limit = -free - rng.uniform(1.0, 40.0)
+            x = dataclasses.replace(x, station_feed_limit_kw=np.array([limit]))
+        priced = fast.priced
+        a, b = lp.solve(x, st), fast.solve(x, st)
+        _same_optimum(a, b)
+        if fast.priced > priced:
+            bound = limit if side == "load" else -limit
+            assert b.p_root_kw[0] == pytest.approx(bound, abs=1e-6)
+    assert fast.sites is not None and fast.priced >= 30

@@ -9,6 +9,7 @@ costs 0.6 ms/step in the study (docs/dispatch.md has this module's own figures).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -65,6 +66,28 @@ class Schedule:
     def next_state(self) -> StorageState:
         """Storage state after the first period (what a rolling horizon carries forward)."""
         return StorageState(e_bat_kwh=self.e_bat_kwh[0].copy(), e_ts_kwh=self.e_ts_kwh[0].copy())
+
+
+_THREADS_IN_USE: list[int] = []  # HiGHS's thread count in this process, once an LP is built
+
+
+def _process_threads(wanted: int) -> int:
+    """The thread count to give HiGHS: the first engine's, for every engine of the process.
+
+    Why: HiGHS starts one global scheduler per process with the first instance's thread
+    count, and a later instance asking for another count fails to run ("Not Set"; found by
+    a review with a 1-thread and a 2-thread engine in one process). The count only changes
+    HiGHS's internal parallelism, so later engines take the first count and say so."""
+    if not _THREADS_IN_USE:
+        _THREADS_IN_USE.append(wanted)
+    elif wanted != _THREADS_IN_USE[0]:
+        warnings.warn(
+            f"HiGHS already runs with {_THREADS_IN_USE[0]} thread(s) in this process; "
+            f"this engine uses that instead of {wanted}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return _THREADS_IN_USE[0]
 
 
 def _limit(value: FloatArray | None) -> float:
@@ -181,7 +204,7 @@ class DispatchEngine:
         cold_solver = opts["cold_solver"]
         self._h = highspy.Highs()  # type: ignore[no-untyped-call]
         self._h.setOptionValue("output_flag", False)
-        self._h.setOptionValue("threads", opts["threads"])
+        self._h.setOptionValue("threads", _process_threads(int(opts["threads"])))
         # Presolve would discard the previous basis: keep it off so every re-solve is warm.
         # `presolve_first`: the first (cold) solve presolves, the re-solves start from the
         # optimal basis it leaves (measured, 200 sites x 96 steps: first solve 60.5 -> 19.0 s).

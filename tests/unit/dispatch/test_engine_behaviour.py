@@ -127,3 +127,23 @@ def test_impossible_limit_is_relaxed_and_reported() -> None:
     kinds = {v.kind: v.amount for v in r.violations}
     assert kinds["station_load"] == pytest.approx(15.0, abs=1e-6)
     assert r.p_root_kw[0] == pytest.approx(20.0, abs=1e-6)
+
+
+def test_engines_with_other_thread_counts_share_one_process() -> None:
+    """Review regression: HiGHS starts one scheduler per process; an engine asking for another
+    thread count than the first failed to run ("Not Set"). It now takes the first count."""
+    import warnings as _warnings
+
+    from cloud_controller.dispatch import engine as engine_module
+    from tests.unit.dispatch.test_decompose import _inputs, _problem, _state
+
+    rng = np.random.default_rng(3)
+    p = _problem(rng)
+    x, st = _inputs(rng, p), _state(rng, p)
+    with _warnings.catch_warnings(record=True) as caught:
+        _warnings.simplefilter("always")
+        one = DispatchEngine(p, threads=1).solve(x, st)
+        two = DispatchEngine(p, threads=2).solve(x, st)
+    assert two.objective == pytest.approx(one.objective, rel=1e-9)
+    assert engine_module._THREADS_IN_USE  # the process's count is fixed by the first engine
+    assert any("thread(s) in this process" in str(w.message) for w in caught)

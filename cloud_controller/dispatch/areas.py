@@ -10,6 +10,7 @@ folds onto that path as fixed load (`fold_matrix`).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -268,6 +269,23 @@ def columns(value: FloatArray | None, T: int, n: int, idx: IntArray) -> FloatArr
     if value is None:
         return None
     return np.broadcast_to(np.asarray(value, dtype=float), (T, n))[:, idx]
+
+
+# A coupling row is idle in an area's LP if it is off its bound (slack above ROW_SLACK_TOL)
+# or its dual is round-off (at most DUAL_TOL in objective units). Not relative to the row's
+# penalty: a binding row's dual is the marginal cost of relief over the row's sensitivity,
+# which can be small (cheap curtailment) and has nothing to do with the penalty.
+ROW_SLACK_TOL = 1e-7
+DUAL_TOL = 1e-9
+
+
+def rows_idle(sol: Any, rows: IntArray, upper: FloatArray) -> bool:
+    """The `<=` rows `rows` (upper bounds `upper`) of a HiGHS solution are each off their
+    bound or have a round-off dual: what an area's answer needs to be optimal for its part
+    of the whole (decompose.py, repair.py)."""
+    slack = upper - np.asarray(sol.row_value)[rows]
+    duals = np.asarray(sol.row_dual)[rows]
+    return not bool(np.any((slack <= ROW_SLACK_TOL) & (np.abs(duals) > DUAL_TOL)))
 
 
 def coupling_rows(problem: Problem, sub: Problem, ix: LpIndex, area: Area) -> tuple[IntArray, FloatArray]:

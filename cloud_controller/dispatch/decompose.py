@@ -45,6 +45,7 @@ from cloud_controller.dispatch.areas import (
     decomposable,
     fold_matrix,
     per_entry,
+    rows_idle,
     split_areas,
     sub_problem,
     subtree_matrix,
@@ -52,12 +53,6 @@ from cloud_controller.dispatch.areas import (
 from cloud_controller.dispatch.engine import DispatchEngine, Schedule, Violation
 from cloud_controller.dispatch.problem import FloatArray, IntArray, Problem, StepInputs, StorageState
 
-# A coupling row is idle in an area's LP if it is off its bound (slack above ROW_SLACK_TOL)
-# or its dual is round-off (at most DUAL_TOL in objective units). Not relative to the row's
-# penalty: a binding row's dual is the marginal cost of relief over the row's sensitivity,
-# which can be small (cheap curtailment) and has nothing to do with the penalty.
-ROW_SLACK_TOL = 1e-7
-DUAL_TOL = 1e-9
 # The assembled answer may break a coupling row of the full LP only by round-off: what the
 # full LP would charge for it (penalty x violation) bounds the answer's distance from the
 # optimum, and must stay below GAP_TOL x max(1, |objective|).
@@ -242,9 +237,7 @@ class DecomposedEngine:
                 continue
             if sol is None:
                 return False  # an answer without duals that is not purely site by site
-            slack = s.coupling_upper - np.asarray(sol.row_value)[s.coupling_rows]
-            duals = np.asarray(sol.row_dual)[s.coupling_rows]
-            if np.any((slack <= ROW_SLACK_TOL) & (np.abs(duals) > DUAL_TOL)):
+            if not rows_idle(sol, s.coupling_rows, s.coupling_upper):
                 return False
         return True
 

@@ -537,8 +537,10 @@ class DispatchEngine:
             options = dict(self._options) | {"builder": "numpy"}
             self._repair = SubtreeRepair(self.problem, lambda sub: DispatchEngine(sub, **options))
         mended = self._repair.mend(inputs, state, ans, over, self._bat_limits)
-        if mended is None or not sv.grid_ok(data, mended):
-            self._repair.refused += mended is not None
+        if mended is None:
+            return None  # SubtreeRepair counted the refusal
+        if not sv.grid_ok(data, mended):
+            self._repair.refused += 1
             return None
         self._repair.mended += 1
         return mended

@@ -39,13 +39,12 @@ from cloud_controller.dispatch.areas import (
     coupling_rows,
     fold_matrix,
     per_entry,
+    rows_idle,
     sub_problem,
 )
 from cloud_controller.dispatch.problem import FloatArray, IntArray, Problem, StepInputs, StorageState
 from cloud_controller.dispatch.sites import SiteAnswer
 
-ROW_SLACK_TOL = 1e-7  # as decompose.py: a coupling row off its bound by more is idle
-DUAL_TOL = 1e-9  # ... and one on its bound must have a round-off dual
 MAX_SITES = 400  # larger subtrees cost about what the whole LP costs: leave them to HiGHS
 MAX_PATCHES = 64  # subtree LPs kept (one per set of overloaded branches seen)
 
@@ -191,9 +190,7 @@ class SubtreeRepair:
         sol = pt.engine.last_solution
         if sol is None:
             return True
-        slack = pt.coupling_upper - np.asarray(sol.row_value)[pt.coupling_rows]
-        duals = np.asarray(sol.row_dual)[pt.coupling_rows]
-        return not bool(np.any((slack <= ROW_SLACK_TOL) & (np.abs(duals) > DUAL_TOL)))
+        return rows_idle(sol, pt.coupling_rows, pt.coupling_upper)
 
     def _write(self, out: SiteAnswer, pt: _Patch, sch: Any) -> None:
         """The subtree's schedule into the per-site arrays of `out`."""

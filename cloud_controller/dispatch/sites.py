@@ -57,7 +57,7 @@ class SiteAnswer:
     q_dis_kw: FloatArray
     e_ts_kwh: FloatArray
     objective: float
-    site_cost: FloatArray  # each site's share of the objective
+    site_cost: FloatArray  # each site's share of the objective (of the per-site answer; mending leaves it)
     root_kw: float
     flows_kw: FloatArray  # (K,)
     v_pu: FloatArray  # (N,)

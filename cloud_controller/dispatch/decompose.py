@@ -50,7 +50,10 @@ from cloud_controller.dispatch.areas import (
     sub_problem,
     subtree_matrix,
 )
+from cloud_controller.dispatch.crash import BASIC, LOWER
 from cloud_controller.dispatch.engine import DispatchEngine, Schedule, Violation
+from cloud_controller.dispatch.joined_basis import AreaBasis, joined_basis
+from cloud_controller.dispatch.lazy import V_UP
 from cloud_controller.dispatch.problem import FloatArray, IntArray, Problem, StepInputs, StorageState
 
 # The assembled answer may break a coupling row of the full LP only by round-off: what the
@@ -80,6 +83,7 @@ class DecompositionStats:
     certified_second: int = 0  # needed a second round with the others' true loads
     full_lp: int = 0  # the certificate failed (twice, or once on the HV/MV threshold): the full LP answered
     full_lp_direct: int = 0  # straight to the full LP: it answered one of the last solves
+    full_from_areas: int = 0  # of full_lp: first solve started from the areas' joined bases
     failed_checks: dict[str, int] = field(default_factory=dict)
 
 
@@ -131,7 +135,10 @@ class DecomposedEngine:
             # no mending inside an area: a mended answer binds rows whose duals the
             # certificate below needs (HiGHS answers the area's LP instead)
             eng = DispatchEngine(sub, **(engine_options | {"mend": False}))
-            rows, upper = coupling_rows(problem, sub, eng.ix, area)
+            if not eng.lazy_grid:
+                rows, upper = coupling_rows(problem, sub, eng.ix, area)
+            else:  # lazy_grid: the coupling rows are whichever grid rows get added (_coupling_idle)
+                rows, upper = np.zeros(0, dtype=np.int64), np.zeros(0)
             self._subs.append(_Sub(area, eng, bats, hps, fold_matrix(g, area, buses, lift), rows, upper))
         self._in_area = [np.zeros(problem.n_sites, dtype=bool) for _ in self._subs]
         for mask, s in zip(self._in_area, self._subs, strict=True):
@@ -237,7 +244,11 @@ class DecomposedEngine:
                 continue
             if sol is None:
                 return False  # an answer without duals that is not purely site by site
-            if not rows_idle(sol, s.coupling_rows, s.coupling_upper):
+            if s.engine.lazy_grid:
+                # path branches are the first of the area's LP (sub_problem's order)
+                if not s.engine.lazy_rows_idle(np.arange(len(s.area.path_branches))):
+                    return False
+            elif not rows_idle(sol, s.coupling_rows, s.coupling_upper):
                 return False
         return True
 
@@ -313,16 +324,68 @@ class DecomposedEngine:
             guess = p_site
         self.stats.full_lp += 1
         self._direct_left = self._retry_after
-        return self._solve_full(inputs, state)
+        return self._solve_full(inputs, state, from_areas=True)
 
-    def _solve_full(self, inputs: StepInputs, state: StorageState) -> Schedule:
+    def _solve_full(self, inputs: StepInputs, state: StorageState, *, from_areas: bool = False) -> Schedule:
+        """The whole LP answers. Its first solve after a round of the areas starts from their
+        joined bases where they map exactly (`lazy_grid`: every LP gridless), else cold."""
         if self._full is None:
             self._full = DispatchEngine(self.problem, **self._options)
             if self._battery_limits is not None:
                 self._full.set_battery_limits(*self._battery_limits)
+            if from_areas and self._full.lazy_grid and self._start_from_areas(self._full):
+                self.stats.full_from_areas += 1
         sched = self._full.solve(inputs, state)
         self._last_p_site = sched.p_site_kw
         return sched
+
+    def _start_from_areas(self, full: DispatchEngine) -> bool:
+        """Give the whole gridless LP the grid rows the areas added and the areas' joined
+        bases as its start (`joined_basis.py`). False if an area has no basis (answered
+        site by site) or HiGHS refuses the start."""
+        p = self.problem
+        hs_pos = np.full(p.n_hp, -1, dtype=np.int64)
+        hs_full = np.flatnonzero(p.ts_e_max_kwh > 0)
+        hs_pos[hs_full] = np.arange(len(hs_full))
+        parts: list[AreaBasis] = []
+        kinds, elems, ts, row_st, slack_st = [], [], [], [], []
+        for s in self._subs:
+            status = s.engine.basis_status()
+            if status is None or s.engine.lazy is None:
+                return False
+            sub_hs = np.flatnonzero(s.engine.problem.ts_e_max_kwh > 0)
+            parts.append(
+                AreaBasis(
+                    ix=s.engine.ix,
+                    col_status=status[0],
+                    row_status=status[1],
+                    sites=s.area.sites,
+                    batteries=s.bats,
+                    heat_pumps=s.hps,
+                    stores=hs_pos[s.hps[sub_hs]],
+                )
+            )
+            kind, elem, t, rows, slacks = s.engine.lazy.added_arrays()
+            # the area LP's branches and buses are its path's, then its own (sub_problem)
+            branch_of = np.concatenate([s.area.path_branches, s.area.branches])
+            bus_of = np.concatenate([s.area.path_buses, s.area.buses])
+            kinds.append(kind)
+            elems.append(np.where(kind < V_UP, branch_of[np.minimum(elem, len(branch_of) - 1)], bus_of[elem]))
+            ts.append(t)
+            row_st.append(status[1][rows])
+            slack_st.append(status[0][slacks])
+        kind, elem, t = np.concatenate(kinds), np.concatenate(elems), np.concatenate(ts)
+        # a path row two areas both added goes in once, with the first area's statuses
+        key = (kind * (p.horizon + 1) + t) * (p.grid.n_bus + p.grid.n_branch + 1) + elem
+        _, first = np.unique(key, return_index=True)
+        rows, slacks = full.add_grid_rows(kind[first], elem[first], t[first])
+        col, row = joined_basis(full.ix, parts)
+        n_col, n_row = full.ix.n_cols + len(slacks), full.ix.n_rows + len(rows)
+        col = np.concatenate([col, np.full(n_col - len(col), LOWER)])
+        row = np.concatenate([row, np.full(n_row - len(row), BASIC)])
+        col[slacks] = np.concatenate(slack_st)[first]
+        row[rows] = np.concatenate(row_st)[first]
+        return full.start_from(col, row)
 
     def _gather_p_site(self, parts: list[Schedule]) -> FloatArray:
         T = self.problem.horizon

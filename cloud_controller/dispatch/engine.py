@@ -9,6 +9,7 @@ costs 0.6 ms/step in the study (docs/dispatch.md has this module's own figures).
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -16,7 +17,9 @@ from typing import Any, Literal
 import highspy
 import numpy as np
 
-from cloud_controller.dispatch.crash import BASIS_STATUS, basis_for, set_basis
+from cloud_controller.dispatch.areas import rows_idle
+from cloud_controller.dispatch.crash import BASIC, BASIS_STATUS, LOWER, basis_for, set_basis
+from cloud_controller.dispatch.lazy import GAP_TOL, KIND_NAMES, V_UP, Breach, LazyGrid, gridless
 from cloud_controller.dispatch.lp import LpIndex, build_lp
 from cloud_controller.dispatch.model import pyomo_lp
 from cloud_controller.dispatch.problem import FloatArray, IntArray, Problem, StepInputs, StorageState
@@ -122,6 +125,7 @@ class DispatchEngine:
         cold_solver: Literal["simplex", "ipm"] = "simplex",
         by_site: bool = False,
         mend: bool = True,
+        lazy_grid: bool = False,
     ) -> None:
         """`cop_rtol` > 0 keeps a heat pump's COP coefficient until the new COP differs by more
         than that share: changing a matrix coefficient makes HiGHS refactor the basis
@@ -135,7 +139,12 @@ class DispatchEngine:
         COP; with `cop_rtol` > 0 the periods HiGHS answers use the held COP. `mend` (with
         `by_site`): a per-site answer that overloads branches or breaks an HV/MV threshold
         is mended where that can be certified (`_mend`); off for the areas of
-        `DecomposedEngine`, whose certificate needs every binding row's dual."""
+        `DecomposedEngine`, whose certificate needs every binding row's dual.
+
+        `lazy_grid=True`: HiGHS holds the LP without its grid rows and gets a branch limit or
+        voltage band only where an answer breaks it (`lazy.py`; the answer is optimal for
+        the whole LP). Pays where few grid rows bind in a large LP: the MPC on the full LV
+        network."""
         self.problem = problem
         self.cop_rtol = cop_rtol
         if builder not in ("numpy", "pyomo"):
@@ -147,6 +156,9 @@ class DispatchEngine:
             "crash": crash,
             "cold_solver": cold_solver,
         }
+        self._lazy_on = lazy_grid
+        self.lazy: LazyGrid | None = None  # the grid rows added on demand (lazy_grid=True)
+        self.lazy_rounds = 0  # re-solves after adding grid rows, over all calls
         self.sites: SiteSolver | None = None
         if by_site and SiteSolver.why_not(problem) is None:
             self.sites = SiteSolver(problem)
@@ -184,6 +196,11 @@ class DispatchEngine:
         return self._ix
 
     @property
+    def lazy_grid(self) -> bool:
+        """HiGHS holds the LP without its grid rows and adds them where broken (`lazy.py`)."""
+        return self._lazy_on
+
+    @property
     def mended(self) -> int:
         """Periods answered by re-solving only the subtrees below overloaded branches."""
         return 0 if self._repair is None else self._repair.mended
@@ -217,8 +234,12 @@ class DispatchEngine:
         self._cold_solver = cold_solver
         if cold_solver == "ipm":
             self._h.setOptionValue("solver", "ipm")
-        ix = pyomo_lp(problem, self._h) if opts["builder"] == "pyomo" else build_lp(problem, self._h)
+        # with lazy_grid the LP is the problem without its grid; rows come in `_solve_lazy`
+        lp_problem = gridless(problem) if self._lazy_on else problem
+        ix = pyomo_lp(lp_problem, self._h) if opts["builder"] == "pyomo" else build_lp(lp_problem, self._h)
         self._ix = ix
+        if self._lazy_on:
+            self.lazy = LazyGrid(problem, ix)
         # A start basis from the first inputs (crash.py) instead of the all-slack one;
         # needs the numpy builder's full index and is pointless when presolve runs first.
         # Single-period problems only: that is where the cold time is the whole answer
@@ -234,9 +255,10 @@ class DispatchEngine:
             self.h.setOptionValue("simplex_dual_edge_weight_strategy", 1)
         p = problem
         T = p.horizon
-        g = p.grid
+        g = lp_problem.grid  # the slacks' names: of the LP's own grid rows
         self._cop = np.full(T, np.nan)
         self._bus_fixed_set = False
+        self._fixed_kw: FloatArray | None = None  # this call's fixed bus loads (lazy_grid)
         w = p.weights
         # Rows set on every call, in one changeRowsBounds: site and heat balances, storage
         # at t = 0, HV/MV limits. Columns likewise (PV curtailment range, heat-pump cap) and
@@ -380,7 +402,9 @@ class DispatchEngine:
             if len(moved):
                 self.h.changeRowsBounds(len(moved), self._rows_every[moved], lo[moved], hi[moved])
         self._last_rows = (lo, hi)
-        if x.bus_fixed_kw is not None:
+        if self.lazy is not None:
+            self._apply_fixed_lazy(x.bus_fixed_kw)
+        elif x.bus_fixed_kw is not None:
             self._rows_eq(ix.r_bus, x.bus_fixed_kw)
             self._bus_fixed_set = True
         elif self._bus_fixed_set:
@@ -436,6 +460,153 @@ class DispatchEngine:
         cost = np.concatenate((imp.ravel(), dis.ravel(), qd.ravel()))
         self.h.changeColsCost(len(self._cost_cols), self._cost_cols, cost)
 
+    def _apply_fixed_lazy(self, fixed_kw: FloatArray | None) -> None:
+        """Fixed bus loads with `lazy_grid`: their sum on the slack bus's balance, and the
+        bounds of every grid row added so far moved with them."""
+        lz = self.lazy
+        assert lz is not None
+        T = self.problem.horizon
+        fixed = (
+            None
+            if fixed_kw is None
+            else np.broadcast_to(np.asarray(fixed_kw, float), (T, self.problem.grid.n_bus))
+        )
+        if fixed is not None or self._bus_fixed_set:
+            total = np.zeros((T, 1)) if fixed is None else fixed.sum(axis=1, keepdims=True)
+            self._rows_eq(self.ix.r_bus, total)
+            self._bus_fixed_set = fixed is not None
+            lz.set_fixed(fixed)
+            kind, elem, t, rows, _ = lz.added_arrays()
+            if len(rows):
+                up = lz.uppers(kind, elem, t)
+                self.h.changeRowsBounds(len(rows), rows.astype(np.int32), np.full(len(rows), -INF), up)
+        self._fixed_kw = fixed
+
+    def _solve_lazy(self) -> tuple[Any, FloatArray, FloatArray]:
+        """Re-solve, adding the grid rows the answer breaks, until it breaks none (beyond
+        GAP_TOL of the objective in penalty): then it is optimal for the whole LP (`lazy.py`).
+        Returns the HiGHS solution and the answer's flows and voltages."""
+        lz = self.lazy
+        assert lz is not None
+        max_rounds = 4 * self.problem.horizon * (self.problem.grid.n_bus + self.problem.grid.n_branch) + 1
+        for _ in range(max_rounds):  # bounded: every round adds at least one row never added before
+            sol = self.h.getSolution()
+            x = np.asarray(sol.col_value)
+            flows, v = lz.flows_and_voltages(lz.bus_loads(x, self._fixed_kw))
+            broken = lz.breaches(flows, v)
+            if len(broken) == 0 or lz.penalty(broken) <= GAP_TOL * max(1.0, abs(self.h.getObjectiveValue())):
+                return sol, flows, v
+            self._add_grid_rows(broken)
+            self.lazy_rounds += 1
+            self._run_checked()
+        raise DispatchInfeasible("lazy grid rows did not converge")  # pragma: no cover (see bound above)
+
+    def _add_grid_rows(self, b: Breach) -> tuple[IntArray, IntArray]:
+        """Grid rows (each with its slack column at the full LP's penalty) into HiGHS; their
+        row and slack-column positions."""
+        lz = self.lazy
+        assert lz is not None
+        n = len(b)
+        first_row = int(self.h.getNumRow())
+        first_col = int(self.h.getNumCol())
+        starts = np.zeros(n, dtype=np.int32)
+        idx: list[IntArray] = []
+        val: list[FloatArray] = []
+        nnz = 0
+        for i, (kind, elem, t) in enumerate(
+            zip(b.kind.tolist(), b.element.tolist(), b.t.tolist(), strict=True)
+        ):
+            starts[i] = nnz
+            c, v = lz.coefficients(kind, elem, t)
+            idx.append(c)
+            val.append(v)
+            nnz += len(c)
+        up = lz.uppers(b.kind, b.element, b.t)
+        self.h.addRows(
+            n, np.full(n, -INF), up, nnz, starts, np.concatenate(idx).astype(np.int32), np.concatenate(val)
+        )
+        rows = np.arange(first_row, first_row + n, dtype=np.int64)
+        self.h.addCols(
+            n,
+            lz.penalty_per_unit(b.kind),
+            np.zeros(n),
+            np.full(n, INF),
+            n,
+            np.arange(n, dtype=np.int32),
+            rows.astype(np.int32),
+            np.full(n, -1.0),
+        )
+        slacks = np.arange(first_col, first_col + n, dtype=np.int64)
+        lz.mark_added(b, rows, slacks)
+        return rows, slacks
+
+    def add_grid_rows(self, kind: IntArray, element: IntArray, t: IntArray) -> tuple[IntArray, IntArray]:
+        """With `lazy_grid`: add these grid rows now (kinds as in `lazy.py`; rows already in
+        the LP are skipped) before they are found broken; their row and slack-column
+        positions. `DecomposedEngine` passes the rows its areas needed to the whole LP."""
+        lz = self.lazy
+        assert lz is not None, "add_grid_rows needs lazy_grid=True"
+        new = ~lz.is_added(kind, element, t)
+        b = Breach(kind[new], element[new], t[new], np.zeros(int(new.sum())))
+        if len(b) == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return self._add_grid_rows(b)
+
+    def lazy_rows_idle(self, branches: IntArray) -> bool:
+        """With `lazy_grid`: every added voltage row and every added row of `branches` is off
+        its bound or has a round-off dual in the last solution (what `DecomposedEngine`'s
+        certificate asks of an area's coupling rows; rows never added have no dual)."""
+        lz = self.lazy
+        assert lz is not None and self.last_solution is not None
+        kind, elem, t, rows, _ = lz.added_arrays()
+        pick = (kind >= V_UP) | np.isin(elem, branches)
+        if not pick.any():
+            return True
+        return rows_idle(self.last_solution, rows[pick], lz.uppers(kind[pick], elem[pick], t[pick]))
+
+    def start_from(self, col_status: IntArray, row_status: IntArray) -> bool:
+        """Start the next HiGHS solve from these statuses instead of presolving or crashing.
+
+        They go in as an "alien" basis, which HiGHS completes where they are not square (used
+        by `DecomposedEngine` with the areas' joined bases, `joined_basis.py`). Columns and
+        rows beyond the statuses given (grid rows added lazily) start nonbasic and basic.
+        False (and nothing changed) if HiGHS refuses them."""
+        n_col, n_row = int(self.h.getNumCol()), int(self.h.getNumRow())
+        col = np.full(n_col, LOWER, dtype=np.int64)
+        row = np.full(n_row, BASIC, dtype=np.int64)
+        col[: len(col_status)] = col_status[:n_col]
+        row[: len(row_status)] = row_status[:n_row]
+        basis = highspy.HighsBasis()
+        basis.col_status = [BASIS_STATUS[v] for v in col.tolist()]
+        basis.row_status = [BASIS_STATUS[v] for v in row.tolist()]
+        basis.alien = True
+        basis.valid = True
+        if self.h.setBasis(basis) != highspy.HighsStatus.kOk:
+            return False
+        self._crash = False
+        if self._presolve_first:  # presolve would throw the basis away
+            self._presolve_first = False
+            self.h.setOptionValue("presolve", "off")
+        return True
+
+    def basis_status(self) -> tuple[IntArray, IntArray] | None:
+        """HiGHS's current column and row statuses (None before any HiGHS solve)."""
+        if self._h is None:
+            return None
+        basis = self._h.getBasis()
+        if not basis.valid:
+            return None
+        # `.value` rather than int(): 5x faster over the 600,000 columns of an MPC
+        col = np.fromiter((v.value for v in basis.col_status), dtype=np.int64, count=int(self._h.getNumCol()))
+        row = np.fromiter((v.value for v in basis.row_status), dtype=np.int64, count=int(self._h.getNumRow()))
+        return col, row
+
+    def _run_checked(self) -> None:
+        self.h.run()
+        status = self.h.getModelStatus()
+        if status != highspy.HighsModelStatus.kOptimal:
+            raise DispatchInfeasible(f"HiGHS status {self.h.modelStatusToString(status)}")
+
     def shift_basis(self, k: int) -> bool:
         """Before re-solving a window that starts `k` periods later, move the basis with it.
 
@@ -457,8 +628,10 @@ class DispatchEngine:
         basis = self.h.getBasis()
         if not basis.valid:
             return False
-        col = np.fromiter((int(v) for v in basis.col_status), dtype=np.int64, count=self.n_cols)
-        row = np.fromiter((int(v) for v in basis.row_status), dtype=np.int64, count=self.n_rows)
+        # every column and row HiGHS holds (with lazy_grid also the grid rows added since the
+        # build: they keep their status, the alien basis lets HiGHS complete the rest)
+        col = np.fromiter((v.value for v in basis.col_status), dtype=np.int64, count=int(self.h.getNumCol()))
+        row = np.fromiter((v.value for v in basis.row_status), dtype=np.int64, count=int(self.h.getNumRow()))
         new_col, new_row = col.copy(), row.copy()
         for name, value in vars(self.ix).items():
             if not isinstance(value, np.ndarray) or value.ndim == 0 or value.shape[0] != T:
@@ -497,7 +670,13 @@ class DispatchEngine:
         self._apply(inputs, state)
         if self._crash:
             self._crash = False
-            col, row = basis_for(self.problem, self.ix, inputs, state)
+            lp_problem, start_inputs = self.problem, inputs
+            if self.lazy is not None:  # the gridless LP: every fixed load on the slack bus
+                lp_problem = gridless(self.problem)
+                if inputs.bus_fixed_kw is not None:
+                    total = np.asarray(inputs.bus_fixed_kw, float).sum(axis=-1, keepdims=True)
+                    start_inputs = dataclasses.replace(inputs, bus_fixed_kw=total)
+            col, row = basis_for(lp_problem, self.ix, start_inputs, state)
             self.crash_used = set_basis(self.h, col, row)
         self.h.run()
         if self._presolve_first:
@@ -509,6 +688,10 @@ class DispatchEngine:
         status = self.h.getModelStatus()
         if status != highspy.HighsModelStatus.kOptimal:
             raise DispatchInfeasible(f"HiGHS status {self.h.modelStatusToString(status)}")
+        if self.lazy is not None:
+            sol, flows, v = self._solve_lazy()
+            self.last_solution = sol
+            return self._read_lazy(np.asarray(sol.col_value), float(self.h.getObjectiveValue()), flows, v)
         sol = self.h.getSolution()
         self.last_solution = sol  # row duals for callers that certify the result (decompose.py)
         x = np.asarray(sol.col_value)
@@ -655,6 +838,22 @@ class DispatchEngine:
                 if u > 1e-6
             ],
         )
+
+    def _read_lazy(self, x: FloatArray, objective: float, flows: FloatArray, v: FloatArray) -> Schedule:
+        """`_read` for the gridless LP: flows and voltages from the answer, and the grid
+        rows' slacks reported as the whole LP's would be."""
+        lz = self.lazy
+        assert lz is not None
+        sched = self._read(x[: self.ix.n_cols], objective)
+        sched.branch_flow_kw = flows
+        sched.v_pu = v
+        kind, elem, t, _, slack = lz.added_arrays()
+        g = self.problem.grid
+        for i in np.flatnonzero(x[slack] > 1e-6).tolist():
+            k = int(kind[i])
+            name = g.branch_names[elem[i]] if k < V_UP else str(g.bus_ids[elem[i]])
+            sched.violations.append(Violation(KIND_NAMES[k], name, int(t[i]), float(x[slack[i]])))
+        return sched
 
     def _read(self, x: FloatArray, objective: float) -> Schedule:
         p = self.problem

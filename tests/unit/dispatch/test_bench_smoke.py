@@ -66,22 +66,32 @@ def test_sizes_and_mpc_have_every_figure(result: DispatchBenchResult) -> None:
     assert [(m.network, m.solver, m.binding) for m in result.mpc] == [
         ("station-level network", "full LP", False),
         ("station-level network", "by area", False),
+        ("station-level network", "by area, grid rows lazily", False),
         ("full LV network", "full LP", False),
         ("full LV network", "by area", False),
+        ("full LV network", "by area, grid rows lazily", False),
         ("station-level network", "full LP", True),
         ("station-level network", "by area", True),
+        ("station-level network", "by area, grid rows lazily", True),
+        ("full LV network", "by area, grid rows lazily", True),
     ]
     for m in result.mpc:
         assert m.skipped is None and (m.n_sites, m.horizon) == (8, 4)
         assert m.build_s is not None and m.solve_s is not None and m.resolve_s is not None
         assert m.cold_s == pytest.approx(m.build_s + m.solve_s)
-    station, station_by_area, full, full_by_area, bound, bound_by_area = result.mpc
+    station, station_by_area, station_lazy, full, full_by_area, full_lazy = result.mpc[:6]
+    bound, bound_by_area, bound_lazy, bound_full_lv_lazy = result.mpc[6:]
     assert full.n_cols > station.n_cols and full.n_cols > result.sizes[0].n_cols
     assert station_by_area.by_area_certified and full_by_area.by_area_certified
-    # with the HV/MV threshold binding only the full LP is exact, and it answers
+    assert station_lazy.by_area_certified and full_lazy.by_area_certified
+    assert station_lazy.lazy_rows is not None and station_by_area.lazy_rows is None
+    # with the HV/MV threshold binding only the full LP is exact, and it answers; with lazy
+    # rows it starts from the areas' joined bases
     assert bound.binding_periods and bound.binding_periods >= 1
-    assert bound_by_area.binding_periods == bound.binding_periods
-    assert bound_by_area.by_area_certified is False
+    assert bound_by_area.binding_periods == bound.binding_periods == bound_lazy.binding_periods
+    assert bound_by_area.by_area_certified is False and bound_lazy.by_area_certified is False
+    assert bound_lazy.full_from_areas and not bound_by_area.full_from_areas
+    assert bound_full_lv_lazy.full_from_areas and bound_full_lv_lazy.binding_periods
 
 
 def test_format_result_prints_figures_and_targets(result: DispatchBenchResult) -> None:

@@ -501,7 +501,9 @@ def _run_mpc_by_area_binding(
     _run_mpc(grid, site_bus, horizon, seed, report, by_area=True, binding=True)
 
 
-def _run_mpc_by_area_lazy(grid: RadialGrid, site_bus: IntArray, horizon: int, seed: int, report: Report) -> None:
+def _run_mpc_by_area_lazy(
+    grid: RadialGrid, site_bus: IntArray, horizon: int, seed: int, report: Report
+) -> None:
     _run_mpc(grid, site_bus, horizon, seed, report, by_area=True, lazy=True)
 
 

@@ -60,6 +60,10 @@ from cloud_controller.dispatch.problem import FloatArray, IntArray, Problem, Ste
 # full LP would charge for it (penalty x violation) bounds the answer's distance from the
 # optimum, and must stay below GAP_TOL x max(1, |objective|).
 GAP_TOL = 1e-9
+# The whole LP starts from the areas' joined bases only where their answer breaks the HV/MV
+# threshold (by more than THRESHOLD_TOL_KW) in at most 1/JOINED_START_SHARE of the periods.
+JOINED_START_SHARE = 4
+THRESHOLD_TOL_KW = 1e-6
 
 
 @dataclass
@@ -152,6 +156,7 @@ class DecomposedEngine:
         self._battery_limits: tuple[FloatArray, FloatArray, FloatArray] | None = None
         self._retry_after = retry_after
         self._direct_left = 0
+        self._threshold_periods = 0  # periods where the last assembled answer broke the threshold
 
     @property
     def n_areas(self) -> int:
@@ -288,6 +293,7 @@ class DecomposedEngine:
         )
         over_st = np.maximum(root - lim, 0.0) + np.maximum(-root - flim, 0.0)
         cost["hv/mv threshold"] = w.pen_station * p.dt_h * float(over_st.sum())
+        self._threshold_periods = int((over_st > THRESHOLD_TOL_KW).sum())
         if sum(cost.values()) <= GAP_TOL * max(1.0, abs(objective)):
             return None, flows, v, root
         return max(cost, key=lambda k: cost[k]), flows, v, root
@@ -324,7 +330,13 @@ class DecomposedEngine:
             guess = p_site
         self.stats.full_lp += 1
         self._direct_left = self._retry_after
-        return self._solve_full(inputs, state, from_areas=True)
+        # The areas' bases are a good start where the threshold breaks in few periods (the
+        # dual simplex pulls those in); where it breaks in most (a fleet that cannot meet it
+        # all day) the engine's own cold start is better. Measured: 5 of 96 periods,
+        # 1,000 buildings: 6.6 s from the areas vs 17.7 s cold; 100 buildings under a
+        # threshold they cannot meet: 22 s from the areas vs 3.9 s cold (interior point).
+        from_areas = self._threshold_periods <= max(1, T // JOINED_START_SHARE)
+        return self._solve_full(inputs, state, from_areas=from_areas)
 
     def _solve_full(self, inputs: StepInputs, state: StorageState, *, from_areas: bool = False) -> Schedule:
         """The whole LP answers. Its first solve after a round of the areas starts from their

@@ -587,6 +587,9 @@ class DispatchEngine:
         if self._presolve_first:  # presolve would throw the basis away
             self._presolve_first = False
             self.h.setOptionValue("presolve", "off")
+        if self._cold_solver != "simplex":  # and so would interior point
+            self._cold_solver = "simplex"
+            self.h.setOptionValue("solver", "simplex")
         return True
 
     def basis_status(self) -> tuple[IntArray, IntArray] | None:

@@ -139,9 +139,11 @@ class MpcPlanner:
         # then warm dual simplex from the basis the crossover leaves (~1 s per period)
         self.engine: DispatchEngine | DecomposedEngine
         if by_area:
-            # max_sites=0: as fine as the tree allows, one area per station on this network
+            # max_sites=0: as fine as the tree allows, one area per station on this network;
+            # lazy grid rows: where the HV/MV threshold binds, the whole LP starts from the
+            # areas' joined bases instead of cold (dispatch/joined_basis.py)
             self.engine = DecomposedEngine(
-                problem, max_sites=0, threads=2, presolve_first=True, cold_solver="ipm"
+                problem, max_sites=0, threads=2, presolve_first=True, cold_solver="ipm", lazy_grid=True
             )
         else:
             self.engine = DispatchEngine(problem, presolve_first=True, cold_solver="ipm")

@@ -70,8 +70,9 @@ async def test_ingest_samples_per_second(mosquitto: MosquittoBroker, tmp_path: P
 
 
 @pytest.mark.timeout(1200)
+@pytest.mark.parametrize("by_area", [False, True], ids=["whole", "by_area"])
 @pytest.mark.parametrize("n_sites", [100, 1000])
-def test_plan_time_per_period(n_sites: int) -> None:
+def test_plan_time_per_period(n_sites: int, by_area: bool) -> None:
     region = build_schutterwald_region()
     rng = np.random.default_rng(0)
     households = rng.choice(region.n_sites, size=min(n_sites, region.n_sites), replace=False)
@@ -105,7 +106,13 @@ def test_plan_time_per_period(n_sites: int) -> None:
     planner = build_planner.__wrapped__ if hasattr(build_planner, "__wrapped__") else build_planner
     try:
         p = planner(
-            region, sites, period_s=900, horizon_steps=96, margin_s=120, station_limit_kw=0.4 * n_sites
+            region,
+            sites,
+            period_s=900,
+            horizon_steps=96,
+            margin_s=120,
+            station_limit_kw=0.4 * n_sites,
+            by_area=by_area,
         )
     except Exception as exc:  # a registry check refusing shared households is a finding, not a crash
         pytest.skip(f"{n_sites} sites: {exc}")
@@ -118,7 +125,7 @@ def test_plan_time_per_period(n_sites: int) -> None:
         times.append(time.perf_counter() - t)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
-        f"\nplan, {n_sites} sites, 96 steps: build {build_s:.1f} s, first {times[0] * 1000:.0f} ms, "
+        f"\nplan, {n_sites} sites, 96 steps{', by area' if by_area else ''}: build {build_s:.1f} s, first {times[0] * 1000:.0f} ms, "
         f"warm {np.median(times[1:]) * 1000:.0f} ms (solve {plan.solve_ms:.0f} ms incl. forecasts); peak RSS {rss_mb:.0f} MB"
     )
 

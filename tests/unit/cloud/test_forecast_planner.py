@@ -221,5 +221,7 @@ def test_planning_by_area_gives_the_whole_lps_optimum(region: Region, limit_kw: 
     )
     # without a threshold the areas answer; with the evening peak over 30 kW the whole LP does
     assert engine.last_by_area == (limit_kw is None)
+    # ... started from the areas' joined bases (lazy grid rows)
+    assert engine.stats.full_from_areas == (limit_kw is not None)
     if limit_kw is not None:
         assert max(plan_by_area.root_planned_kw[20:28]) <= max(plan_whole.root_planned_kw[20:28]) + 1e-6

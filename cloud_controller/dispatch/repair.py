@@ -109,7 +109,10 @@ class SubtreeRepair:
         elif len(self._patches) < MAX_PATCHES:
             sub, buses, bats, hps = sub_problem(p, area)
             engine = self._make_engine(sub)
-            rows, upper = coupling_rows(p, sub, engine.ix, area)
+            if engine.lazy_grid:  # coupling rows: whichever path and voltage rows get added
+                rows, upper = np.zeros(0, dtype=np.int64), np.zeros(0)
+            else:
+                rows, upper = coupling_rows(p, sub, engine.ix, area)
             fold = fold_matrix(p.grid, area, buses, np.arange(p.grid.n_bus, dtype=np.int64))
             patch = _Patch(area, engine, bats, hps, fold, rows, upper)
             self._patches[key] = patch
@@ -190,6 +193,8 @@ class SubtreeRepair:
         sol = pt.engine.last_solution
         if sol is None:
             return True
+        if pt.engine.lazy_grid:  # the path's branches come first in the subtree LP (sub_problem)
+            return bool(pt.engine.lazy_rows_idle(np.arange(len(pt.area.path_branches))))
         return rows_idle(sol, pt.coupling_rows, pt.coupling_upper)
 
     def _write(self, out: SiteAnswer, pt: _Patch, sch: Any) -> None:

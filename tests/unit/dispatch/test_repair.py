@@ -81,7 +81,7 @@ def test_a_coupling_row_on_its_bound_with_a_dual_refuses_the_patch() -> None:
 
     def patch(value: float, dual: float) -> repair_module._Patch:
         sol = SimpleNamespace(row_value=[0.0, value], row_dual=[5.0, dual])
-        engine = SimpleNamespace(last_solution=sol)
+        engine = SimpleNamespace(last_solution=sol, lazy_grid=False)
         none = np.zeros(0, dtype=np.int64)
         return repair_module._Patch(
             area=None,  # type: ignore[arg-type]
@@ -96,6 +96,22 @@ def test_a_coupling_row_on_its_bound_with_a_dual_refuses_the_patch() -> None:
     idle = repair_module.SubtreeRepair._coupling_idle
     assert not idle(patch(10.0, -0.3))
     assert idle(patch(9.0, -0.3)) and idle(patch(10.0, -1e-12))
+
+    # a lazy subtree LP (the default) is asked about its added rows of the path's branches
+    asked: list[list[int]] = []
+
+    def lazy_patch(answer: bool) -> repair_module._Patch:
+        def rows_idle(branches: np.ndarray) -> bool:
+            asked.append(branches.tolist())
+            return answer
+
+        pt = patch(9.0, 0.0)
+        pt.engine = SimpleNamespace(last_solution=object(), lazy_grid=True, lazy_rows_idle=rows_idle)
+        pt.area = SimpleNamespace(path_branches=np.array([7, 3]))  # type: ignore[assignment]
+        return pt
+
+    assert idle(lazy_patch(True)) and not idle(lazy_patch(False))
+    assert asked == [[0, 1], [0, 1]]  # the path's branches, in the subtree LP's numbering
 
 
 def test_areas_never_mend_so_a_shared_branch_binding_goes_to_the_full_lp() -> None:

@@ -279,12 +279,13 @@ ROW_SLACK_TOL = 1e-7
 DUAL_TOL = 1e-9
 
 
-def rows_idle(sol: Any, rows: IntArray, upper: FloatArray) -> bool:
+def rows_idle(sol: Any, rows: IntArray, upper: FloatArray, *, scale: FloatArray | float = 1.0) -> bool:
     """The `<=` rows `rows` (upper bounds `upper`) of a HiGHS solution are each off their
     bound or have a round-off dual: what an area's answer needs to be optimal for its part
-    of the whole (decompose.py, repair.py)."""
-    slack = upper - np.asarray(sol.row_value)[rows]
-    duals = np.asarray(sol.row_dual)[rows]
+    of the whole (decompose.py, repair.py). `scale`: what each row was multiplied by in
+    the LP (lazy.py's voltage rows), so the tolerances apply to the rows as stated."""
+    slack = (upper - np.asarray(sol.row_value)[rows]) / scale
+    duals = np.asarray(sol.row_dual)[rows] * scale
     return not bool(np.any((slack <= ROW_SLACK_TOL) & (np.abs(duals) > DUAL_TOL)))
 
 

@@ -112,6 +112,10 @@ class SizeResult:
     warm_cop_max_ms: float | None = None
     warm_steps: int = 0
     network: str = "full LV network"
+    lazy_cold_ms: float | None = None  # the same steps through HiGHS, grid rows added lazily
+    lazy_warm_ms: float | None = None
+    lazy_warm_max_ms: float | None = None
+    lazy_rows: int | None = None
     areas: int | None = None  # the same steps by area (DecomposedEngine, 2 threads)
     by_area_cold_ms: float | None = None
     by_area_warm_ms: float | None = None
@@ -308,14 +312,14 @@ def _run_size(grid: RadialGrid, site_bus: IntArray, steps: int, seed: int, repor
     t_start = 48  # noon: PV surplus at some sites, import at others, batteries both ways
     first = _inputs(fleet, t_start, 1, rng)
     t0 = time.perf_counter()
-    engine = DispatchEngine(problem)
+    engine = DispatchEngine(problem, lazy_grid=False)  # the whole LP; lazily: _run_size_lazy
     t1 = time.perf_counter()
     sched = engine.solve(first, state)
     t2 = time.perf_counter()
     pyomo_ms = None
     if n <= PYOMO_BUILD_MAX_SITES:
         tp = time.perf_counter()
-        DispatchEngine(problem, builder="pyomo")
+        DispatchEngine(problem, builder="pyomo", lazy_grid=False)
         pyomo_ms = _ms(time.perf_counter() - tp)
     report(
         "cold",
@@ -353,8 +357,28 @@ def _run_size(grid: RadialGrid, site_bus: IntArray, steps: int, seed: int, repor
                 f"{key}_max_ms": _ms(max(times)),
             }
             report(key, figs | {"warm_steps": len(times)})
+    _run_size_lazy(problem, first, state, held, report)
     _run_size_by_area(problem, first, state, held, report)
     _run_size_by_site(problem, first, state, held, report)
+
+
+def _run_size_lazy(
+    problem: Problem, first: StepInputs, state: StorageState, warm: list[StepInputs], report: Report
+) -> None:
+    """The same first step and warm series through HiGHS with the grid rows added lazily."""
+    t0 = time.perf_counter()
+    engine = DispatchEngine(problem, lazy_grid=True)
+    cold, times = _cold_and_warm(engine, first, state, warm, t0)
+    assert engine.lazy is not None
+    report(
+        "lazy",
+        {
+            "lazy_cold_ms": _ms(cold),
+            "lazy_warm_ms": _ms(statistics.median(times)) if times else None,
+            "lazy_warm_max_ms": _ms(max(times)) if times else None,
+            "lazy_rows": len(engine.lazy.rows.row),
+        },
+    )
 
 
 def _cold_and_warm(
@@ -383,7 +407,7 @@ def _run_size_by_site(
     """The same first step and warm series with `by_site=True`: site by site where that is
     certified optimal, HiGHS where a grid limit binds. Cold includes building the HiGHS LP."""
     t0 = time.perf_counter()
-    engine = DispatchEngine(problem, by_site=True)
+    engine = DispatchEngine(problem, by_site=True)  # HiGHS's LP lazily on an LV network (default)
     cold, times = _cold_and_warm(engine, first, state, warm, t0)
     report(
         "by_site",
@@ -407,7 +431,7 @@ def _run_size_by_area(
     for by_site in (False, True):
         key = "by_area_site" if by_site else "by_area"
         t0 = time.perf_counter()
-        with DecomposedEngine(problem, threads=BY_AREA_THREADS, by_site=by_site) as engine:
+        with DecomposedEngine(problem, threads=BY_AREA_THREADS, by_site=by_site, lazy_grid=False) as engine:
             cold, times = _cold_and_warm(engine, first, state, warm, t0)
             report(
                 key,
@@ -459,7 +483,7 @@ def _run_mpc(
         engine = DecomposedEngine(problem, threads=BY_AREA_THREADS, presolve_first=True, lazy_grid=lazy)
         size = {"areas": engine.n_areas, "n_cols": 0, "n_rows": 0}
     else:
-        engine = DispatchEngine(problem, presolve_first=True)
+        engine = DispatchEngine(problem, presolve_first=True, lazy_grid=False)
         size = {"n_cols": engine.n_cols, "n_rows": engine.n_rows}
     t1 = time.perf_counter()
     # reported before solving so a solve that runs past the limit still leaves the build time
@@ -655,7 +679,7 @@ def compare_with_rundcopp(
         raise AssertionError("fixed loads are not the only non-unit injections")  # the mirror changed
     no_storage = StorageState(np.zeros(0), np.zeros(0))
     tb = time.perf_counter()
-    engine = DispatchEngine(problem)
+    engine = DispatchEngine(problem, lazy_grid=False)  # the whole LP, as rundcopp solves it
     build_ms = _ms(time.perf_counter() - tb)
     eng_t: list[float] = []
     pp_t: list[float] = []
@@ -951,6 +975,17 @@ def format_result(result: DispatchBenchResult) -> str:
                     case,
                     "  same, COP changing every step",
                     f"{_fmt(s.warm_cop_ms, 'ms', 2)} ({_fmt(s.warm_cop_max_ms, 'ms', 2)})",
+                    "",
+                    "",
+                )
+            )
+        if s.lazy_cold_ms is not None:
+            rows.append(
+                (
+                    case,
+                    f"HiGHS, grid rows lazily ({s.lazy_rows} added): cold / warm median (max)",
+                    f"{_fmt(s.lazy_cold_ms, 'ms')} / {_fmt(s.lazy_warm_ms, 'ms', 2)}"
+                    f" ({_fmt(s.lazy_warm_max_ms, 'ms', 2)})",
                     "",
                     "",
                 )

@@ -359,11 +359,13 @@ class DecomposedEngine:
         hs_pos = np.full(p.n_hp, -1, dtype=np.int64)
         hs_full = np.flatnonzero(p.ts_e_max_kwh > 0)
         hs_pos[hs_full] = np.arange(len(hs_full))
+        if full.lazy is None or full.ix.r_v_up is None:  # builds the LP (by_site builds it late)
+            return False  # the joined basis needs the numpy builder's full index
         parts: list[AreaBasis] = []
         kinds, elems, ts, row_st, slack_st = [], [], [], [], []
         for s in self._subs:
             status = s.engine.basis_status()
-            if status is None or s.engine.lazy is None:
+            if status is None or s.engine.lazy is None or s.engine.ix.r_v_up is None:
                 return False
             sub_hs = np.flatnonzero(s.engine.problem.ts_e_max_kwh > 0)
             parts.append(

@@ -39,6 +39,13 @@ GAP_TOL = 1e-9
 # Kinds of grid row, in the `<=` form every row is added in: row(x) - slack <= upper.
 BRANCH_UP, BRANCH_DN, V_UP, V_DN = 0, 1, 2, 3
 KIND_NAMES = ("branch", "branch", "voltage_high", "voltage_low")
+# Voltage rows go into the LP in units of 1e-4 pu: in pu their coefficients are 1e-7..1e-3
+# per kW and their slack costs 1e5 per pu, which HiGHS solved badly (found by review:
+# "Unknown" status after a basis change, and rows broken by up to 1e-7 pu, the primal
+# tolerance, without their slack paying; both gone with this scale). Rows are in kW or
+# these units in HiGHS; `ROW_SCALE[kind]` converts back.
+V_SCALE = 1e4
+ROW_SCALE = np.array([1.0, 1.0, V_SCALE, V_SCALE])
 
 
 def gridless(problem: Problem) -> Problem:
@@ -115,7 +122,10 @@ class LazyGrid:
         w = p.weights
         self._pen = np.array(
             [w.pen_branch * p.dt_h, w.pen_branch * p.dt_h, w.pen_voltage_per_pu, w.pen_voltage_per_pu]
-        )
+        )  # per kW or per pu
+        self._not_root = np.ones(g.n_bus, dtype=bool)
+        # the slack bus's voltage is fixed; the gridless LP keeps its band row and slacks
+        self._not_root[g.root] = False
         T = p.horizon
         self._added = np.zeros((4, T, max(g.n_branch, g.n_bus)), dtype=bool)
         self.rows = _Rows()
@@ -151,7 +161,10 @@ class LazyGrid:
             np.where(self._limited[None, :], -flows - g.rating_kw[None, :], -np.inf),
         ]
         if p.enforce_voltage:
-            over += [v - g.v_max_pu[None, :], g.v_min_pu[None, :] - v]
+            over += [
+                np.where(self._not_root[None, :], v - g.v_max_pu[None, :], -np.inf),
+                np.where(self._not_root[None, :], g.v_min_pu[None, :] - v, -np.inf),
+            ]
         kinds, elems, ts, amounts = [], [], [], []
         for kind, o in enumerate(over):
             hit = o > 0
@@ -184,7 +197,8 @@ class LazyGrid:
         self._fixed_drop = g.v_root_pu - v
 
     def uppers(self, kind: IntArray, element: IntArray, t: IntArray) -> FloatArray:
-        """Upper bounds of rows (kind, element, t) for the fixed loads last set."""
+        """Upper bounds of rows (kind, element, t) for the fixed loads last set, as in the LP
+        (voltage rows scaled by V_SCALE)."""
         g = self.problem.grid
         out = np.empty(len(kind))
         for k, sign in ((BRANCH_UP, -1.0), (BRANCH_DN, 1.0)):
@@ -194,7 +208,8 @@ class LazyGrid:
         out[m] = g.v_max_pu[element[m]] - g.v_root_pu + self._fixed_drop[t[m], element[m]]
         m = kind == V_DN
         out[m] = g.v_root_pu - g.v_min_pu[element[m]] - self._fixed_drop[t[m], element[m]]
-        return out
+        scaled: FloatArray = out * ROW_SCALE[kind]
+        return scaled
 
     def _drop_per_kw(self, bus: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         """Voltage drop at `bus` per kW of each site's and unit's load: the resistance of
@@ -205,7 +220,8 @@ class LazyGrid:
         return (r_path @ self._branch_sites).tocsr(), (r_path @ self._branch_units).tocsr()
 
     def coefficients(self, kind: int, element: int, t: int) -> tuple[IntArray, FloatArray]:
-        """LP columns and coefficients of row (kind, element, t) in its `<=` form, slack aside."""
+        """LP columns and coefficients of row (kind, element, t) in its `<=` form, slack aside
+        (voltage rows scaled by V_SCALE)."""
         ix = self.ix
         if kind in (BRANCH_UP, BRANCH_DN):
             s_row = self._branch_sites[element]
@@ -217,7 +233,7 @@ class LazyGrid:
         sites, s_val = s_row.indices, s_row.data
         units, u_val = u_row.indices, u_row.data
         cols = np.concatenate([ix.c_imp[t, sites], ix.c_exp[t, sites], ix.c_u[t, units]])
-        vals = sign * np.concatenate([s_val, -s_val, u_val])
+        vals = sign * ROW_SCALE[kind] * np.concatenate([s_val, -s_val, u_val])
         keep = vals != 0.0
         return cols[keep].astype(np.int64), vals[keep]
 
@@ -234,8 +250,9 @@ class LazyGrid:
         self.rows.slack.extend(slacks.tolist())
 
     def penalty_per_unit(self, kind: IntArray) -> FloatArray:
-        """Slack cost per kW (branches) or per pu (voltages) of rows of these kinds."""
-        return self._pen[kind]
+        """Slack cost per unit of rows of these kinds as in the LP (per kW; per 1e-4 pu)."""
+        per_unit: FloatArray = self._pen[kind] / ROW_SCALE[kind]
+        return per_unit
 
     def added_arrays(self) -> tuple[IntArray, IntArray, IntArray, IntArray, IntArray]:
         """(kind, element, t, row, slack) of every added row."""

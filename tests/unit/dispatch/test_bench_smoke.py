@@ -53,6 +53,8 @@ def test_sizes_and_mpc_have_every_figure(result: DispatchBenchResult) -> None:
         assert s.cold_ms == pytest.approx(s.build_ms + s.first_solve_ms)
         assert s.warm_ms is not None and s.warm_max_ms is not None and s.warm_ms <= s.warm_max_ms
         assert s.warm_cop_ms is not None and s.warm_cop_max_ms is not None
+        # the same steps with the grid rows added lazily
+        assert s.lazy_cold_ms is not None and s.lazy_warm_ms is not None and s.lazy_rows is not None
         # the same steps by area, answered without the full LP
         assert s.by_area_full_lp == 0 and s.by_area_cold_ms is not None and s.by_area_warm_ms is not None
         assert s.by_area_site_full_lp == 0 and s.by_area_site_warm_ms is not None

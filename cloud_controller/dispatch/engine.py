@@ -584,12 +584,7 @@ class DispatchEngine:
         row = np.full(n_row, BASIC, dtype=np.int64)
         col[: len(col_status)] = col_status[:n_col]
         row[: len(row_status)] = row_status[:n_row]
-        basis = highspy.HighsBasis()
-        basis.col_status = [BASIS_STATUS[v] for v in col.tolist()]
-        basis.row_status = [BASIS_STATUS[v] for v in row.tolist()]
-        basis.alien = True
-        basis.valid = True
-        if self.h.setBasis(basis) != highspy.HighsStatus.kOk:
+        if not self._set_alien_basis(col, row):
             return False
         self._crash = False
         if self._presolve_first:  # presolve would throw the basis away
@@ -642,13 +637,12 @@ class DispatchEngine:
         T = self.problem.horizon
         if self._ix is None or not 0 < k < T or self.ix.r_vdrop is None:
             return False
-        basis = self.h.getBasis()
-        if not basis.valid:
-            return False
         # every column and row HiGHS holds (with lazy_grid also the grid rows added since the
         # build: they keep their status, the alien basis lets HiGHS complete the rest)
-        col = np.fromiter((v.value for v in basis.col_status), dtype=np.int64, count=int(self.h.getNumCol()))
-        row = np.fromiter((v.value for v in basis.row_status), dtype=np.int64, count=int(self.h.getNumRow()))
+        status = self.basis_status()
+        if status is None:
+            return False
+        col, row = status
         new_col, new_row = col.copy(), row.copy()
         for name, value in vars(self.ix).items():
             if not isinstance(value, np.ndarray) or value.ndim == 0 or value.shape[0] != T:
@@ -664,12 +658,16 @@ class DispatchEngine:
             later = idx[k:][:, ok]
             dst[idx[: T - k][:, ok]] = src[later]
             dst[idx[T - k :][:, ok]] = src[idx[T - 1][ok]][None, ...]
-        shifted = highspy.HighsBasis()
-        shifted.col_status = [BASIS_STATUS[v] for v in new_col.tolist()]
-        shifted.row_status = [BASIS_STATUS[v] for v in new_row.tolist()]
-        shifted.alien = True
-        shifted.valid = True
-        return bool(self.h.setBasis(shifted) == highspy.HighsStatus.kOk)
+        return self._set_alien_basis(new_col, new_row)
+
+    def _set_alien_basis(self, col: IntArray, row: IntArray) -> bool:
+        """Statuses to HiGHS as an "alien" basis (it completes them where they are not one)."""
+        basis = highspy.HighsBasis()
+        basis.col_status = [BASIS_STATUS[v] for v in col.tolist()]
+        basis.row_status = [BASIS_STATUS[v] for v in row.tolist()]
+        basis.alien = True
+        basis.valid = True
+        return bool(self.h.setBasis(basis) == highspy.HighsStatus.kOk)
 
     def solve(self, inputs: StepInputs, state: StorageState) -> Schedule:
         """Apply the inputs, re-solve from the previous basis, and read the schedule."""

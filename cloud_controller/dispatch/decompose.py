@@ -114,12 +114,18 @@ class DecomposedEngine:
     ) -> None:
         """`retry_after`: once the full LP had to answer (a coupling limit binds, which in a
         congested hour stays so for a while), the next `retry_after` solves go to the full
-        LP directly instead of paying for two decomposed rounds first."""
+        LP directly instead of paying for two decomposed rounds first.
+
+        Every LP holds its grid rows lazily unless `lazy_grid=False` is given (`lazy.py`):
+        measured on the 96-period MPC over 1,000 buildings, by area lazily is faster on both
+        networks (full LV 22.0 -> 4.2 s, station-level 4.4 -> 3.7 s) and, where the HV/MV
+        threshold binds in a few periods, lets the whole LP start from the areas' bases
+        (27.8 -> 7.9 s)."""
         reason = decomposable(problem)
         if reason:
             raise ValueError(f"cannot decompose by area: {reason}")
         self.problem = problem
-        self._options = engine_options
+        self._options = {"lazy_grid": True} | engine_options
         self.areas = split_areas(problem.grid, problem.site_bus, max_sites=max_sites, max_buses=max_buses)
         g = problem.grid
         self._d = subtree_matrix(g)
@@ -138,7 +144,7 @@ class DecomposedEngine:
             sub, buses, bats, hps = sub_problem(problem, area)
             # no mending inside an area: a mended answer binds rows whose duals the
             # certificate below needs (HiGHS answers the area's LP instead)
-            eng = DispatchEngine(sub, **(engine_options | {"mend": False}))
+            eng = DispatchEngine(sub, **(self._options | {"mend": False}))
             if not eng.lazy_grid:
                 rows, upper = coupling_rows(problem, sub, eng.ix, area)
             else:  # lazy_grid: the coupling rows are whichever grid rows get added (_coupling_idle)

@@ -112,13 +112,14 @@ def test_subtree_matrix_gives_the_radial_flows_and_voltages() -> None:
     np.testing.assert_allclose((d @ loads.T).T, g.branch_flows_kw(loads), atol=1e-12)
 
 
+@pytest.mark.parametrize("lazy", [False, True])
 @pytest.mark.parametrize("horizon", [1, 6])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_certified_answer_equals_the_full_lp(horizon: int, threads: int) -> None:
+def test_certified_answer_equals_the_full_lp(horizon: int, threads: int, lazy: bool) -> None:
     rng = np.random.default_rng(10 + horizon)
     p = _problem(rng, horizon=horizon)
     full = DispatchEngine(p)
-    dec = DecomposedEngine(p, max_sites=20, threads=threads)
+    dec = DecomposedEngine(p, max_sites=20, threads=threads, lazy_grid=lazy)
     assert dec.n_areas == 3
     state = _state(rng, p)
     for _ in range(4):
@@ -166,7 +167,13 @@ def test_a_binding_hv_mv_threshold_goes_to_the_full_lp() -> None:
 
 
 def _full_lp_answers(
-    p: Problem, x: StepInputs, state: StorageState, *, v_min: float | None = None, v_max: float | None = None
+    p: Problem,
+    x: StepInputs,
+    state: StorageState,
+    *,
+    v_min: float | None = None,
+    v_max: float | None = None,
+    lazy: bool = True,
 ) -> tuple[Schedule, Schedule]:
     """With the band set to v_min/v_max everywhere: the areas must not answer, and the
     answer must be the full LP's. Returns (full LP, decomposed)."""
@@ -178,7 +185,7 @@ def _full_lp_answers(
         grid = dataclasses.replace(grid, v_max_pu=np.full(g.n_bus, v_max))
     tight = dataclasses.replace(p, grid=grid)
     a = DispatchEngine(tight).solve(x, state)
-    dec = DecomposedEngine(tight, max_sites=20)
+    dec = DecomposedEngine(tight, max_sites=20, lazy_grid=lazy)
     b = dec.solve(x, state)
     assert not dec.last_by_area
     assert b.objective == pytest.approx(a.objective, rel=1e-9)
@@ -208,7 +215,8 @@ def test_problems_that_couple_through_the_slack_are_refused() -> None:
         DecomposedEngine(dataclasses.replace(p, root_p_max_kw=100.0))
 
 
-def test_a_voltage_band_binding_with_a_small_dual_is_not_taken_for_idle() -> None:
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_voltage_band_binding_with_a_small_dual_is_not_taken_for_idle(lazy: bool) -> None:
     """Cheap curtailment makes a binding band's dual small (3e-3 per pu here); a tolerance
     scaled by the voltage penalty once let that through (found in review)."""
     rng = np.random.default_rng(0)
@@ -220,12 +228,13 @@ def test_a_voltage_band_binding_with_a_small_dual_is_not_taken_for_idle() -> Non
     x.pv_kw = x.pv_kw + 6.0
     x.base_kw = x.base_kw - 6.0
     v_max = float(DispatchEngine(p).solve(x, full_stores).v_pu.max()) - 3e-4
-    a, b = _full_lp_answers(p, x, full_stores, v_max=v_max)
+    a, b = _full_lp_answers(p, x, full_stores, v_max=v_max, lazy=lazy)
     assert b.curtail_kw.sum() == pytest.approx(a.curtail_kw.sum(), rel=1e-7)
 
 
+@pytest.mark.parametrize("lazy", [False, True])
 @pytest.mark.parametrize("seed", [3, 4])
-def test_a_breach_beyond_round_off_is_never_certified(seed: int) -> None:
+def test_a_breach_beyond_round_off_is_never_certified(seed: int, lazy: bool) -> None:
     """The band just inside the areas' answer: a breach of 1e-6 pu costs the full LP 0.1
     (the voltage penalty), so it redispatches; the areas' answer must not be returned."""
     rng = np.random.default_rng(seed)
@@ -233,7 +242,7 @@ def test_a_breach_beyond_round_off_is_never_certified(seed: int) -> None:
     state = _state(rng, p)
     x = _inputs(np.random.default_rng(seed + 100), p)
     v_low = float(DecomposedEngine(p, max_sites=20).solve(x, state).v_pu.min())
-    _full_lp_answers(p, x, state, v_min=v_low + 0.9e-6)
+    _full_lp_answers(p, x, state, v_min=v_low + 0.9e-6, lazy=lazy)
 
 
 def test_inputs_are_read_in_every_shape_the_engine_reads() -> None:

@@ -852,6 +852,20 @@ def _verdict(measured: float | None, target: float | None) -> str:
     return "meets" if measured <= target else f"misses ({measured / target:,.1f}x)"
 
 
+def _targets(cold_ms: float | None, warm_ms: float | None) -> str:
+    """'≤ a / ≤ b ms' for a cold / warm pair of targets (either may be absent)."""
+    return " / ".join(f"≤ {t:g} ms" if t else "-" for t in (cold_ms, warm_ms)) if cold_ms or warm_ms else ""
+
+
+def _both_verdicts(
+    cold: float | None, cold_target: float | None, warm: float | None, warm_target: float | None
+) -> str:
+    """The verdicts of a cold / warm pair, joined ('meets / misses (1.2x)')."""
+    if cold_target is None and warm_target is None:
+        return ""
+    return " / ".join(_verdict(v, t) or "-" for v, t in ((cold, cold_target), (warm, warm_target)))
+
+
 def _mpc_rows(m: MpcResult) -> list[tuple[str, str, str, str, str]]:
     """Table rows of one MPC case."""
     rows: list[tuple[str, str, str, str, str]] = []
@@ -986,8 +1000,8 @@ def format_result(result: DispatchBenchResult) -> str:
                     f"HiGHS, grid rows lazily ({s.lazy_rows} added): cold / warm median (max)",
                     f"{_fmt(s.lazy_cold_ms, 'ms')} / {_fmt(s.lazy_warm_ms, 'ms', 2)}"
                     f" ({_fmt(s.lazy_warm_max_ms, 'ms', 2)})",
-                    "",
-                    "",
+                    _targets(tc, tw),
+                    _both_verdicts(s.lazy_cold_ms, tc, s.lazy_warm_ms, tw),
                 )
             )
         if s.areas is not None:
@@ -1022,8 +1036,8 @@ def format_result(result: DispatchBenchResult) -> str:
                     " by subtree LPs, HiGHS the rest): cold / warm median (max)",
                     f"{_fmt(s.by_site_cold_ms, 'ms')} / {_fmt(s.by_site_warm_ms, 'ms', 2)}"
                     f" ({_fmt(s.by_site_warm_max_ms, 'ms', 2)})",
-                    "",
-                    "",
+                    _targets(tc, tw),
+                    _both_verdicts(s.by_site_cold_ms, tc, s.by_site_warm_ms, tw),
                 )
             )
     for m in result.mpc:

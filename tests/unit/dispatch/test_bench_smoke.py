@@ -130,3 +130,14 @@ def test_a_case_over_the_time_limit_is_recorded_as_skipped() -> None:
     figs, reason = _run_limited("size", g, np.array([1, 2]), n=2, seed=0, time_limit_s=0.0)
     assert reason is not None and "limit" in reason
     assert figs == {}
+
+
+def test_cold_and_warm_verdicts_are_judged_each_against_its_target() -> None:
+    from cloud_controller.dispatch.bench import _both_verdicts, _targets
+
+    assert _targets(20.0, 2.0) == "≤ 20 ms / ≤ 2 ms" and _targets(250.0, None) == "≤ 250 ms / -"
+    assert _targets(None, None) == ""
+    assert _both_verdicts(4.5, 20.0, 1.0, 2.0) == "meets / meets"
+    assert _both_verdicts(30.0, 20.0, 2.4, 2.0) == "misses (1.5x) / misses (1.2x)"
+    assert _both_verdicts(28.0, 250.0, 27.0, None) == "meets / -"
+    assert _both_verdicts(1.0, None, 1.0, None) == ""

@@ -47,9 +47,13 @@ def test_demo_quick_runs_and_reports(tmp_path: Path) -> None:
 
 
 async def test_ten_sites_congestion_episode_relieved(tmp_path: Path) -> None:
-    """10 buildings, a winter afternoon and evening (12:00-24:00) at 480x: the intervals over
-    the constructed HV/MV threshold drop by >= 80 % against the no-control twin."""
-    settings = replace(LoopSettings(n_sites=10, seed=2, bacnet=False), speed=480.0)
+    """10 buildings, a winter afternoon and evening (12:00-24:00) at 240x: the intervals over
+    the constructed HV/MV threshold drop by >= 80 % against the no-control twin.
+
+    240x, not 480x: simulators, agents and controller share one event loop here, and on a
+    loaded 2-core machine (2026-12-01, 1.5-2x slower than usual) agents' Modbus connects
+    timed out (1 s wall) at 480x, devices faulted, and 3 of 10 overloaded intervals stayed."""
+    settings = replace(LoopSettings(n_sites=10, seed=2, bacnet=False), speed=240.0)
     scenario = build_scenario(settings, build_schutterwald_region())
     async with ClosedLoop(scenario, tmp_path / "loop") as loop:
         await loop.run_until(settings.end)

@@ -46,6 +46,7 @@ def test_demo_quick_runs_and_reports(tmp_path: Path) -> None:
         assert (out / name).stat().st_size > 0
 
 
+@pytest.mark.timeout(600)  # 12 h at 240x is 180 s of wall time before set-up and drain
 async def test_ten_sites_congestion_episode_relieved(tmp_path: Path) -> None:
     """10 buildings, a winter afternoon and evening (12:00-24:00) at 240x: the intervals over
     the constructed HV/MV threshold drop by >= 80 % against the no-control twin.

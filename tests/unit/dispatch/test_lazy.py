@@ -36,6 +36,13 @@ def _tight(p: Problem, *, line_kw: float, v_min: float = 0.9) -> Problem:
     )
 
 
+def _station_case(seed: int, horizon: int) -> tuple[np.random.Generator, RadialGrid, Problem]:
+    """Three stations with 36 households on their LV buses (the rng goes on to the inputs)."""
+    rng = np.random.default_rng(seed)
+    g = stations_grid()
+    return rng, g, build_problem(g, rng.choice(_lv_buses(g), 36), mixed_assets(36), horizon=horizon)
+
+
 def _evening(rng: np.random.Generator, p: Problem, **extra: Any) -> StepInputs:
     """Every site imports (no PV): the stores relieve lines and voltages."""
     x = _inputs(rng, p, **extra)
@@ -58,9 +65,7 @@ def _violation_total(s: Schedule) -> dict[str, float]:
 
 @pytest.mark.parametrize("horizon", [1, 4])
 def test_binding_lines_and_voltages_give_the_whole_lps_optimum(horizon: int) -> None:
-    rng = np.random.default_rng(20 + horizon)
-    g = stations_grid()
-    p = build_problem(g, rng.choice(_lv_buses(g), 36), mixed_assets(36), horizon=horizon)
+    rng, g, p = _station_case(20 + horizon, horizon)
     state = _state(rng, p)
     x = _evening(rng, p)
     free = DispatchEngine(p).solve(x, state)
@@ -88,9 +93,7 @@ def test_binding_lines_and_voltages_give_the_whole_lps_optimum(horizon: int) -> 
 
 
 def test_nothing_binding_adds_no_row_and_costs_no_round() -> None:
-    rng = np.random.default_rng(1)
-    g = stations_grid()
-    p = build_problem(g, rng.choice(_lv_buses(g), 36), mixed_assets(36), horizon=3)
+    rng, g, p = _station_case(1, 3)
     state = _state(rng, p)
     x = _inputs(rng, p)
     lazy = DispatchEngine(p, lazy_grid=True)
@@ -191,9 +194,7 @@ def test_every_lp_family_has_a_place_in_the_joined_basis() -> None:
 def test_by_area_with_lazy_rows_inside_the_areas(horizon: int) -> None:
     """Lines inside the stations bind (rows added in the areas), the shared path does not:
     certified by area, equal to the whole LP."""
-    rng = np.random.default_rng(30 + horizon)
-    g = stations_grid()
-    p = build_problem(g, rng.choice(_lv_buses(g), 36), mixed_assets(36), horizon=horizon)
+    rng, _g, p = _station_case(30 + horizon, horizon)
     state = _state(rng, p)
     x = _evening(rng, p)
     free = DispatchEngine(p).solve(x, state)
@@ -206,9 +207,7 @@ def test_by_area_with_lazy_rows_inside_the_areas(horizon: int) -> None:
 
 
 def test_by_area_a_binding_voltage_band_goes_to_the_whole_lp() -> None:
-    rng = np.random.default_rng(4)
-    g = stations_grid()
-    p = build_problem(g, rng.choice(_lv_buses(g), 36), mixed_assets(36), horizon=2)
+    rng, _g, p = _station_case(4, 2)
     state = _state(rng, p)
     x = _evening(rng, p)
     loose = DispatchEngine(p).solve(x, state)
@@ -248,9 +247,7 @@ def test_a_binding_threshold_starts_the_whole_lp_from_the_areas(horizon: int, cu
 
 def test_a_pwl_root_cost_is_kept_in_the_gridless_lp() -> None:
     """The slack bus's own cost and bound stay where they are: on the slack bus."""
-    rng = np.random.default_rng(6)
-    g = stations_grid()
-    p = build_problem(g, rng.choice(_lv_buses(g), 36), mixed_assets(36), horizon=2)
+    rng, _g, p = _station_case(6, 2)
     p = dataclasses.replace(p, root_cost=PwlCost(slopes=(1.0, 4.0), offsets=(0.0, -120.0)))
     state = _state(rng, p)
     x = _evening(rng, p)
@@ -260,9 +257,7 @@ def test_a_pwl_root_cost_is_kept_in_the_gridless_lp() -> None:
 def test_by_area_a_binding_shared_branch_is_not_certified() -> None:
     """The HV/MV transformer (on every area's path) rated below what the areas draw: the
     areas add its row, it binds with a dual, and only the whole LP may answer."""
-    rng = np.random.default_rng(7)
-    g = stations_grid()
-    p = build_problem(g, rng.choice(_lv_buses(g), 36), mixed_assets(36), horizon=3)
+    rng, g, p = _station_case(7, 3)
     state = _state(rng, p)
     x = _evening(rng, p)
     free = DispatchEngine(p).solve(x, state)
@@ -280,9 +275,7 @@ def test_by_area_a_binding_shared_branch_is_not_certified() -> None:
 def test_a_threshold_broken_in_most_periods_starts_the_whole_lp_cold() -> None:
     """Where the areas' answer breaks the threshold in more than a quarter of the periods,
     their bases are a poor start (measured: 22 s against 3.9 s cold, decompose.py)."""
-    rng = np.random.default_rng(50)
-    g = stations_grid()
-    p = build_problem(g, rng.choice(_lv_buses(g), 36), mixed_assets(36), horizon=8)
+    rng, _g, p = _station_case(50, 8)
     state = _state(rng, p)
     x = _evening(rng, p)
     free = DispatchEngine(p).solve(x, state)
@@ -371,9 +364,7 @@ def test_a_slack_bus_outside_its_own_band_is_charged_once() -> None:
 def test_a_binding_threshold_by_area_under_other_engine_options(options: dict[str, Any]) -> None:
     """With `by_site` the whole LP was built too late for the areas' rows (a crash); with the
     pyomo builder there is no full index to join bases on (a crash): both start cold now."""
-    rng = np.random.default_rng(9)
-    g = stations_grid()
-    p = build_problem(g, rng.choice(_lv_buses(g), 36), mixed_assets(36), horizon=1)
+    rng, _g, p = _station_case(9, 1)
     state = _state(rng, p)
     x = _evening(rng, p)
     free = DispatchEngine(p).solve(x, state)

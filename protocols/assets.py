@@ -1,0 +1,88 @@
+"""Asset roles, standard asset ids and point keys: the names both sides use, written once.
+
+A site YAML may name its assets freely; the simulators' buildings, the test bed, the twin
+and the controller's defaults use these standard ids, so no other module spells them.
+A point is addressed on the wire as `Sample.asset` + `Sample.point`; `PointKey` is that
+pair as one value, and `str(key)` is the `"asset/point"` form the agent's telemetry and
+the controller's history use as a dict key.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final, NamedTuple
+
+__all__ = [
+    "BATTERY",
+    "BMS",
+    "EV",
+    "HP",
+    "METER",
+    "PV",
+    "STANDARD_ASSET_ID",
+    "ZONE",
+    "PointKey",
+    "Points",
+    "Role",
+]
+
+
+class Role(StrEnum):
+    """What an asset is, as far as control is concerned (the `kind` of a site YAML asset)."""
+
+    METER = "meter"
+    PV = "pv"
+    BATTERY = "battery"
+    EV = "ev"
+    HP = "hp"
+    HVAC = "hvac"
+
+
+#: The asset id each role has in a simulated building (one asset of each role per site).
+STANDARD_ASSET_ID: Final[dict[Role, str]] = {
+    Role.METER: "meter",
+    Role.PV: "pv1",
+    Role.BATTERY: "bat1",
+    Role.EV: "ev1",
+    Role.HP: "hp1",
+    Role.HVAC: "zone1",
+}
+
+METER: Final = STANDARD_ASSET_ID[Role.METER]
+PV: Final = STANDARD_ASSET_ID[Role.PV]
+BATTERY: Final = STANDARD_ASSET_ID[Role.BATTERY]
+EV: Final = STANDARD_ASSET_ID[Role.EV]
+HP: Final = STANDARD_ASSET_ID[Role.HP]
+ZONE: Final = STANDARD_ASSET_ID[Role.HVAC]
+#: The BACnet device id a site YAML gives its building management system.
+BMS: Final = "bms"
+
+
+class PointKey(NamedTuple):
+    """One measured or writable point of one asset: `PointKey("meter", "p_kw")`."""
+
+    asset: str
+    point: str
+
+    def __str__(self) -> str:
+        return f"{self.asset}/{self.point}"
+
+    @classmethod
+    def parse(cls, text: str) -> PointKey:
+        """`"meter/p_kw"` → `PointKey("meter", "p_kw")`; a ValueError names the bad text."""
+        asset, sep, point = text.partition("/")
+        if not sep or not asset or not point or "/" in point:
+            raise ValueError(f"a point key is 'asset/point', not {text!r}")
+        return cls(asset, point)
+
+
+class Points:
+    """The standard point keys of a simulated building (what the twin and tests read)."""
+
+    METER_P_KW: Final = PointKey(METER, "p_kw")
+    PV_P_KW: Final = PointKey(PV, "p_kw")
+    BATTERY_P_KW: Final = PointKey(BATTERY, "p_kw")
+    BATTERY_SOC_PCT: Final = PointKey(BATTERY, "soc_pct")
+    EV_P_KW: Final = PointKey(EV, "p_kw")
+    HP_P_KW: Final = PointKey(HP, "p_kw")
+    HP_T_TANK_C: Final = PointKey(HP, "t_tank_c")

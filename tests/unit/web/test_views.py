@@ -130,3 +130,13 @@ def test_store_history_and_events(tmp_path: Path) -> None:
     assert [e.kind for e in store.read_events(site="b1", limit=1)] == ["fallback_left"]
     assert [e.kind for e in store.read_events(since=T0 + timedelta(seconds=1))] == ["fallback_left", "fault"]
     store.close()
+
+
+def test_study_html_figures_load_plotly_from_beside_them(tmp_path: Path) -> None:
+    from cloud_controller.study.report import figure_bars
+
+    summary = {"results": {"critical": {"stor": {"load_violations": 3, "feed_in_violations": 1}}}}
+    files = figure_bars(summary, tmp_path)
+    html = next(f for f in files if f.suffix == ".html").read_text()
+    assert '<script charset="utf-8" src="plotly.min.js"></script>' in html
+    assert "cdn.plot.ly" not in html and (tmp_path / "plotly.min.js").stat().st_size > 1_000_000

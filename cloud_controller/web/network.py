@@ -121,7 +121,9 @@ def network_drawing(region: Region) -> dict[str, Any]:
             element = group[k] if group[k] != MV_GROUP else name
             x, y = xy[c]
             trafos.append({"element": element, "branch": name, "x": round(x, 7), "y": round(y, 7)})
-            continue
+            if k == region.hvmv_branch:
+                continue
+            group[k] = MV_GROUP  # a station's transformer is drawn as its link to the MV side
         seg = lines.setdefault(group[k], {"x": [], "y": []})
         seg["x"] += [round(xy[p][0], 7), round(xy[c][0], 7), None]
         seg["y"] += [round(xy[p][1], 7), round(xy[c][1], 7), None]

@@ -197,7 +197,7 @@ const PAGES = {
       for (const ser of h.series) {
         const soc = ser.point.endsWith("_pct");
         if (!ser.point.endsWith("_kw") && !soc) continue;
-        traces.push({ x: ser.ts.map(GF.local), y: ser.value, customdata: ser.ts.map(GF.utc), name: ser.point, mode: "lines",
+        traces.push({ x: ser.ts.map(GF.local), y: ser.value, customdata: ser.ts.map(GF.utc), name: ser.point, mode: "lines+markers", marker: { size: 3 },
           yaxis: soc ? "y2" : "y", hovertemplate: tmpl(soc ? "%" : "kW") });
       }
       const caps = h.commands.filter((c) => c.kind === "p_limit_kw");

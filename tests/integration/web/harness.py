@@ -61,7 +61,12 @@ def registry(n: int) -> Registry:
 
 
 class StandInPlanner:
-    """A plan with every field the pages draw (horizon, bands, congestion, one command per site)."""
+    """A plan with every field the pages draw (horizon, bands, congestion, one command per site).
+
+    `region`: a network for the grid page to draw (the real planner exposes its own)."""
+
+    def __init__(self, region: Any = None) -> None:
+        self.region = region
 
     def plan(self, now: datetime, sites: Any, history: History) -> Plan:
         n = len(sites)
@@ -163,9 +168,14 @@ def config(broker_port: int, tmp: Path, **dashboard: Any) -> CloudConfig:
 
 
 @contextmanager
-def controller(broker_port: int, tmp: Path, n_sites: int, **dashboard: Any) -> Iterator[RunningController]:
+def controller(
+    broker_port: int, tmp: Path, n_sites: int, *, region: Any = None, **dashboard: Any
+) -> Iterator[RunningController]:
     ctl = CloudController(
-        config(broker_port, tmp, **dashboard), registry(n_sites), clock=RealClock(), planner=StandInPlanner()
+        config(broker_port, tmp, **dashboard),
+        registry(n_sites),
+        clock=RealClock(),
+        planner=StandInPlanner(region),
     )
     running = RunningController(ctl).start()
     try:
@@ -174,16 +184,20 @@ def controller(broker_port: int, tmp: Path, n_sites: int, **dashboard: Any) -> I
         running.stop()
 
 
-def telemetry(site: str, seq0: int, at: Sequence[datetime], p_kw: Sequence[float], soc_pct: float) -> bytes:
+def telemetry(
+    site: str, seq0: int, at: Sequence[datetime], p_kw: Sequence[float], soc_pct: float | Sequence[float]
+) -> bytes:
+    """Meter power and battery SoC at each time of `at` (seq0, seq0 + 1, ... in that order)."""
+    socs = [soc_pct] * len(at) if isinstance(soc_pct, float | int) else list(soc_pct)
     samples = []
-    for k, (ts, p) in enumerate(zip(at, p_kw, strict=True)):
+    for k, (ts, p, soc) in enumerate(zip(at, p_kw, socs, strict=True)):
         samples.append(Sample(seq=seq0 + 2 * k, asset=METER, point="p_kw", value=p, unit="kW", ts=ts))
         samples.append(
             Sample(
                 seq=seq0 + 2 * k + 1,
                 asset=BATTERY,
                 point=Points.BATTERY_SOC_PCT.point,
-                value=soc_pct,
+                value=soc,
                 unit="pct",
                 ts=ts,
             )
@@ -202,6 +216,16 @@ def publish(running: RunningController, port: int, messages: Sequence[tuple[str,
                 await c.publish(topic, payload, qos=1, retain=retain)
 
     running.call(go())
+
+
+def publish_last_hour(running: RunningController, port: int, site: str, seq0: int) -> int:
+    """A minute-by-minute hour of an evening profile for `site`; returns the next free seq."""
+    now = datetime.now(UTC)
+    at = [now - timedelta(minutes=60 - m) for m in range(60)]
+    p_kw = [2.0 + 3.0 * np.sin(m / 9.0) + (4.0 if 20 <= m < 35 else 0.0) for m in range(60)]
+    soc = [30.0 + 0.8 * m for m in range(60)]
+    publish(running, port, [(site_topic(site, "telemetry"), telemetry(site, seq0, at, p_kw, soc), False)])
+    return seq0 + 2 * len(at)
 
 
 def bring_online(running: RunningController, port: int, sites: Sequence[str], p_kw: float = 1.0) -> None:

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from cloud_controller.grid import build_schutterwald_region
 from gridflex.broker import MosquittoBroker
 from protocols.topics import site_topic
 from tests.integration.web import harness
@@ -33,6 +34,14 @@ PAGES = [
     ("/docs", ".swagger-ui .info"),
     ("/redoc", "redoc .api-content, [role=main], .redoc-wrap"),
 ]
+
+
+def _shot_name(path: str) -> str:
+    if path == "/":
+        return "overview"
+    if path.startswith("/ui/sites/"):
+        return "site"
+    return path.removeprefix("/ui/").strip("/")
 
 
 @pytest.fixture(scope="module")
@@ -85,10 +94,15 @@ def test_every_page_loads_without_errors_or_foreign_requests(
     n_sites: int, mosquitto: MosquittoBroker, tmp_path: Path, watched: Watched
 ) -> None:
     shots = os.environ.get("GRIDFLEX_SCREENSHOTS") if n_sites == 20 else None
-    with harness.controller(mosquitto.port, tmp_path, n_sites) as running:
+    # the 20-site run draws seed 001's region from its geodata; the others the generated layout
+    region = build_schutterwald_region() if n_sites == 20 else None
+    with harness.controller(mosquitto.port, tmp_path, n_sites, region=region) as running:
         sites = harness.site_ids(n_sites)
         if sites:
             harness.bring_online(running, mosquitto.port, sites, p_kw=1.5)
+        if n_sites == 20:  # one site with an hour of history (and the screenshot of its page)
+            harness.publish_last_hour(running, mosquitto.port, sites[1], seq0=2)
+            harness.wait_until(lambda: running.ctl.store.count_samples(sites[1]) == 122)
         running.call(running.ctl.dispatch_once())
         pages = list(PAGES)
         if sites:
@@ -104,10 +118,12 @@ def test_every_page_loads_without_errors_or_foreign_requests(
                 rows = page.locator("#sites tbody tr")
                 assert rows.count() == min(50, n_sites)
                 assert page.locator("#site-count").inner_text() == f"{n_sites} of {n_sites} sites"
+            if path == "/ui/grid":
+                source = "pandapower geodata" if region is not None else "generated one-line layout"
+                assert page.locator("#network-note").inner_text().startswith(source)
             if shots:
                 Path(shots).mkdir(parents=True, exist_ok=True)
-                name = {"/": "overview"}.get(path, path.strip("/").replace("ui/", "").replace("/", "-"))
-                page.screenshot(path=str(Path(shots) / f"{name.split('-b')[0]}.png"))
+                page.screenshot(path=str(Path(shots) / f"{_shot_name(path)}.png"))
         assert watched.foreign(running.url) == []
         assert watched.errors == []
         assert any(u.endswith("/static/vendor/plotly.min.js") for u in watched.requests)

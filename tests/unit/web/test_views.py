@@ -99,7 +99,8 @@ def test_schutterwald_draws_from_geodata_with_lines_grouped_by_station() -> None
     groups = {line["group"] for line in d["lines"]}
     assert set(region.station_branch) <= groups
     assert {t["element"] for t in d["trafos"]} >= {"hvmv", *region.station_branch}
-    assert sum(len(line["x"]) for line in d["lines"]) == 3 * d["n_lines"]
+    n_segments = d["n_lines"] + len(d["trafos"]) - 1  # each line, each station's link to the MV bus
+    assert sum(len(line["x"]) for line in d["lines"]) == 3 * n_segments
     assert all(x is None or 7.0 < x < 9.0 for line in d["lines"] for x in line["x"])  # longitudes
 
 

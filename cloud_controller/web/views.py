@@ -202,6 +202,7 @@ class _Lookups:
     battery: dict[str, str]
     caps_kw: dict[str, dict[str, float | str]]
     last_ack: dict[str, Tracked]
+    watermark: dict[str, int]  # one query for every site, not one per row
 
 
 def _lookups(controller: CloudController) -> _Lookups:
@@ -219,7 +220,7 @@ def _lookups(controller: CloudController) -> _Lookups:
             prev = last_ack.get(cmd.site)
             if prev is None or prev.ack is None or t.ack.ts >= prev.ack.ts:
                 last_ack[cmd.site] = t
-    return _Lookups(battery, caps, last_ack)
+    return _Lookups(battery, caps, last_ack, controller.store.watermarks())
 
 
 def site_row(controller: CloudController, snap: SiteSnapshot, facts: _Lookups) -> dict[str, Any]:
@@ -232,7 +233,7 @@ def site_row(controller: CloudController, snap: SiteSnapshot, facts: _Lookups) -
         "site": snap.site,
         "mode": snap.mode,
         "last_seen": snap.last_seen,
-        "watermark": controller.store.highest_contiguous_seq(snap.site),
+        "watermark": facts.watermark.get(snap.site, -1),
         "p_net_kw": snap.p_net_kw,
         "assets_p_kw": _asset_values(snap, "p_kw"),
         "soc_pct": round(soc, 2) if soc is not None else None,

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from cloud_controller.api import create_app
 from cloud_controller.config import CloudConfig, DashboardConfig
-from cloud_controller.live.types import AssetRef, SiteRef
+from cloud_controller.live.types import AssetRef, Plan, SiteRef
 from cloud_controller.registry import Registry
 from cloud_controller.service import CloudController
 from protocols.assets import BATTERY, METER, Points
@@ -153,3 +153,43 @@ def test_unknown_time_zone_is_a_config_error() -> None:
     with pytest.raises(ValidationError, match="unknown time zone 'Mars/Olympus'"):
         DashboardConfig(timezone="Mars/Olympus")
     assert DashboardConfig(timezone="Europe/Berlin").timezone == "Europe/Berlin"
+
+
+def _plan_at(at: datetime, planned_kw: list[float]) -> Plan:
+    return Plan(
+        at=at,
+        period_s=900.0,
+        commands=[],
+        root_baseline_kw=[p + 5.0 for p in planned_kw],
+        root_planned_kw=planned_kw,
+        station_limit_kw=30.0,
+        congestion=[],
+        site_setpoints={"b1": {BATTERY: -2.0}},
+        solve_ms=1.0,
+        excluded_sites=[],
+    )
+
+
+def test_overview_counts_planned_overloads_today_only(client: tuple[TestClient, CloudController]) -> None:
+    c, ctl = client
+    # 16:00 .. 23:45 today, then 00:00 tomorrow: overloads at 16:15 and 00:00 (tomorrow: not counted)
+    planned = [29.0] * 33
+    planned[1] = planned[32] = 31.0
+    ctl.last_plan = _plan_at(NOW - timedelta(hours=2), planned)
+    ctl.snapshots["b1"].p_net_kw, ctl.snapshots["b1"].mode = 12.0, "online"
+    o = c.get("/fleet/overview").json()
+    assert o["overloaded_today"]["count"] == 1
+    assert o["overloaded_today"]["intervals"][0]["start"] == "2030-01-15T16:15:00Z"
+    assert o["fleet_kw"] == 12.0 and o["loading_now_pct"] == 40.0
+    assert o["sites"] == {"total": 2, "online": 1, "offline": 0, "fallback": 0, "unknown": 1}
+    row = c.get("/fleet/sites", params={"q": "b1"}).json()["rows"][0]
+    assert row["setpoints_kw"] == {BATTERY: -2.0} and row["p_net_kw"] == 12.0
+
+
+def test_a_plan_two_periods_old_is_stale(client: tuple[TestClient, CloudController]) -> None:
+    c, ctl = client
+    ctl.last_plan = _plan_at(NOW - timedelta(seconds=1801), [1.0])
+    st = c.get("/fleet/status").json()
+    assert st["plan_stale"] is True and any("plan is stale" in b for b in st["banners"])
+    ctl.last_plan = _plan_at(NOW - timedelta(seconds=900), [1.0])
+    assert c.get("/fleet/status").json()["plan_stale"] is False

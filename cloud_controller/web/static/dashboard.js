@@ -83,8 +83,9 @@ const PAGES = {
       const lat = o.commands.ack_latency_ms;
       document.getElementById("ack-latency").textContent = `ack latency p50 ${GF.num(lat.p50, 0)} ms · p99 ${GF.num(lat.p99, 0)} ms (${lat.n} acks)`;
       const h = o.horizon;
-      if (drawnAt === h.at && drawnAt !== null) return;
-      drawnAt = h.at;
+      const key = `${h.at}|${o.fleet_kw}`;  // redraw for a new plan or a new measurement only
+      if (drawnAt === key) return;
+      drawnAt = key;
       const x = h.start.map(GF.local);
       const hover = h.start.map(GF.utc);
       const traces = [];
@@ -110,10 +111,14 @@ const PAGES = {
   },
 
   grid() {
-    let scenario = null;
+    let scenario = null, net = null, netAt = null;
     const colour = (pct) => (pct === null || pct === undefined ? "#9aa5ad" : pct >= 100 ? "#b3261e" : pct >= 80 ? "#e08e0b" : "#1f7a4d");
     const draw = async () => {
-      const [net, loading, overview] = await Promise.all([GF.getJSON("/grid/network"), GF.getJSON("/grid/loading"), GF.getJSON("/fleet/overview")]);
+      const [loading, overview] = await Promise.all([GF.getJSON("/grid/loading"), GF.getJSON("/fleet/overview")]);
+      if (!net || (net.source === "generated" && loading.at !== netAt)) {  // the drawing changes rarely
+        net = await GF.getJSON("/grid/network");
+        netAt = loading.at;
+      }
       const el = {};
       el.hvmv = { now: overview.loading_now_pct, max: loading.loading_pct.length ? Math.max(...loading.loading_pct) : null, p: loading.p_exceed.length ? Math.max(...loading.p_exceed) : null, src: "plan" };
       if (scenario) {

@@ -86,6 +86,10 @@ def status(controller: CloudController) -> dict[str, Any]:
         "plan_age_s": plan_age_s,
         "plan_stale": stale,
         "period_s": period_s,
+        # /forecast/congestion?scenarios=N can answer (a planner with a per-site forecast)
+        "scenario_forecast": plan is not None
+        and plan.site_forecast_kw is not None
+        and hasattr(controller.built_planner, "congestion_forecast"),
         "banners": banners,
     }
 

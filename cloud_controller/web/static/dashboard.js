@@ -114,7 +114,10 @@ const PAGES = {
     let scenario = null, net = null, netAt = null;
     const colour = (pct) => (pct === null || pct === undefined ? "#9aa5ad" : pct >= 100 ? "#b3261e" : pct >= 80 ? "#e08e0b" : "#1f7a4d");
     const draw = async () => {
-      const [loading, overview] = await Promise.all([GF.getJSON("/grid/loading"), GF.getJSON("/fleet/overview")]);
+      const [loading, overview, st] = await Promise.all([GF.getJSON("/grid/loading"), GF.getJSON("/fleet/overview"), GF.getJSON("/fleet/status")]);
+      const button = document.getElementById("run-scenarios");
+      button.disabled = !st.scenario_forecast;
+      button.title = st.scenario_forecast ? "" : "needs a plan from a planner with a per-site forecast";
       if (!net || (net.source === "generated" && loading.at !== netAt)) {  // the drawing changes rarely
         net = await GF.getJSON("/grid/network");
         netAt = loading.at;

@@ -121,6 +121,7 @@ def test_every_page_loads_without_errors_or_foreign_requests(
             if path == "/ui/grid":
                 source = "pandapower geodata" if region is not None else "generated one-line layout"
                 assert page.locator("#network-note").inner_text().startswith(source)
+                assert page.locator("#run-scenarios").is_disabled()  # the stand-in planner has no scenarios
             if shots:
                 Path(shots).mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(Path(shots) / f"{_shot_name(path)}.png"))

@@ -193,3 +193,39 @@ def test_a_plan_two_periods_old_is_stale(client: tuple[TestClient, CloudControll
     assert st["plan_stale"] is True and any("plan is stale" in b for b in st["banners"])
     ctl.last_plan = _plan_at(NOW - timedelta(seconds=900), [1.0])
     assert c.get("/fleet/status").json()["plan_stale"] is False
+
+
+def test_active_caps_last_ack_and_command_latency(client: tuple[TestClient, CloudController]) -> None:
+    from protocols.messages import Ack, Command
+
+    c, ctl = client
+    ticks = iter([10.0, 10.25])  # host monotonic s: decided, acked
+    ctl.tracker.host_clock = lambda: next(ticks)
+    cap = Command(
+        site="b1",
+        ts=NOW,
+        cmd_id="c1",
+        asset="ev1",
+        kind="p_limit_kw",
+        value=4.2,
+        valid_from=NOW - timedelta(minutes=1),
+        valid_until=NOW + timedelta(minutes=14),
+    )
+    ctl.tracker.on_sent(cap)
+    ctl.tracker.on_ack(Ack(site="b1", ts=NOW, cmd_id="c1", asset="ev1", status="clamped", reason="below min"))
+    row = c.get("/fleet/sites", params={"q": "b1"}).json()["rows"][0]
+    assert row["caps_kw"] == {"ev1": 4.2}
+    assert row["last_ack"]["status"] == "clamped" and row["last_ack"]["reason"] == "below min"
+    log = c.get("/commands/log").json()
+    assert log["counts"]["clamped"] == 1 and log["ack_latency_ms"]["p50"] == 250.0
+    assert log["recent"][0] | {"ts": None} == log["recent"][0] | {
+        "ts": None,
+        "cmd_id": "c1",
+        "status": "clamped",
+        "reason": "below min",
+        "latency_ms": 250.0,
+    }
+    hist = c.get(
+        "/sites/b1/history", params={"from": "2030-01-15T17:00:00Z", "to": "2030-01-15T18:01:00Z"}
+    ).json()
+    assert [x["cmd_id"] for x in hist["commands"]] == ["c1"]

@@ -1,4 +1,9 @@
-"""HTTP API (FastAPI, OpenAPI at /docs): read-only views of the controller; writes need a token."""
+"""HTTP API (FastAPI, OpenAPI at /docs): read-only views of the controller; writes need a token.
+
+The operator's dashboard (`cloud_controller/web`) is mounted on the same app: its pages at
+`/` and `/ui/...`, the JSON they draw beside these endpoints; `/docs` and `/redoc` are
+served from local assets, so they work offline.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,33 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi.middleware.gzip import GZipMiddleware
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from pydantic import ValidationError
 
+from cloud_controller.web import mount_dashboard, mount_offline_docs
+from cloud_controller.web.views import grid_loading
 from protocols.messages import DRRequest
 
 if TYPE_CHECKING:
     from cloud_controller.service import CloudController
 
-__all__ = ["create_app"]
+__all__ = ["API_DESCRIPTION", "create_app"]
+
+API_DESCRIPTION = """Read-only views of the GridFlex cloud controller; writes need a Bearer token.
+
+**Sign convention** (everywhere, as in `protocols.units`): power is *load-positive*, seen
+from the grid. `p_kw` > 0 is consumption or battery charging, `p_kw` < 0 is generation,
+feed-in or battery discharge. `/schedule` and every `*_kw` series and setpoint are in
+this convention, so a PV plant planned to produce 8 kW shows as **-8 kW**.
+
+A **command** carries what the device is told: `p_limit_kw` is a *magnitude* (the cap on
+a PV inverter's output or on an EV charger's / heat pump's consumption, always >= 0), so
+the same PV plant is commanded `p_limit_kw` = **+8**; `p_setpoint_kw` of a battery is
+load-positive (+ = charge).
+
+Times are UTC (ISO 8601). The dashboard's pages (`/`) draw the `dashboard` endpoints.
+"""
 
 
 def _metrics(controller: CloudController) -> bytes:
@@ -64,7 +87,15 @@ def _site(controller: CloudController, site: str) -> dict[str, Any]:
 
 
 def create_app(controller: CloudController) -> FastAPI:
-    app = FastAPI(title="GridFlex cloud controller", version="1")
+    app = FastAPI(
+        title="GridFlex cloud controller",
+        version="1",
+        description=API_DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+    )
+    mount_offline_docs(app)
+    app.add_middleware(GZipMiddleware, minimum_size=1000)  # plotly.js: 4.8 MB raw, 1.4 MB compressed
 
     def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
         token = controller.api_token
@@ -98,17 +129,13 @@ def create_app(controller: CloudController) -> FastAPI:
         return _site(controller, site)
 
     @app.get("/grid/loading")
-    def grid_loading() -> dict[str, Any]:
-        plan = controller.last_plan
-        if plan is None:
-            return {"at": None, "intervals": []}
-        return {
-            "at": plan.at,
-            "period_s": plan.period_s,
-            "limit_kw": plan.station_limit_kw,
-            "baseline_kw": plan.root_baseline_kw,
-            "planned_kw": plan.root_planned_kw,
-        }
+    def grid_loading_view() -> dict[str, Any]:
+        """The constrained element's (HV/MV) forecast load over the plan horizon, one shape before
+        and after the first plan (lists empty and `at` null before it): `start` per interval (UTC),
+        `baseline_kw` (no control, p50), `p10_kw`/`p90_kw` (forecast band), `planned_kw`,
+        `loading_pct` of `limit_kw` and `p_exceed` (probability of exceeding it)."""
+        control = controller.config.control
+        return grid_loading(controller.last_plan, control.period_s, control.station_limit_kw)
 
     @app.get("/forecast/congestion")
     def congestion(scenarios: Annotated[int, Query(ge=0, le=1000)] = 0) -> list[dict[str, Any]]:
@@ -185,4 +212,5 @@ def create_app(controller: CloudController) -> FastAPI:
         controller.dr_requests.append(dr)
         return dr
 
+    mount_dashboard(app, controller)  # last: its static mount must not shadow the routes above
     return app

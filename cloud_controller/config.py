@@ -21,6 +21,7 @@ __all__ = [
     "BrokerSettings",
     "CloudConfig",
     "ControlConfig",
+    "DashboardConfig",
     "RegionConfig",
     "StoreConfig",
     "load_cloud_config",
@@ -89,6 +90,29 @@ class ApiConfig(_Model):
     token_file: Path | None = None  # Bearer token for write endpoints; none = writes refused
 
 
+class DashboardConfig(_Model):
+    """The operator's web pages (served by the API at `/`)."""
+
+    enabled: bool = True
+    #: IANA time zone the pages show times in (e.g. "Europe/Berlin"); None = the browser's own.
+    timezone: str | None = None
+    #: Seconds between the pages' polls of the API for live values.
+    poll_s: float = Field(default=2.0, ge=0.2, le=300.0)
+
+    @model_validator(mode="after")
+    def _known_zone(self) -> DashboardConfig:
+        if self.timezone is not None:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(self.timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f"unknown time zone {self.timezone!r} (an IANA name like 'Europe/Berlin')"
+                ) from None
+        return self
+
+
 class CloudConfig(_Model):
     broker: BrokerSettings = BrokerSettings()
     store: StoreConfig = StoreConfig()
@@ -97,6 +121,7 @@ class CloudConfig(_Model):
     control: ControlConfig = ControlConfig()
     signing_keys_dir: Path | None = None  # <site>.key files (hex) to sign commands
     api: ApiConfig = ApiConfig()
+    dashboard: DashboardConfig = DashboardConfig()
 
 
 def _dotted(loc: tuple[int | str, ...]) -> str:

@@ -141,6 +141,11 @@ class CloudController:
 
     # -- planner ---------------------------------------------------------------------
 
+    @property
+    def built_planner(self) -> Planner | None:
+        """The planner if it exists yet (the dashboard draws its network; never builds one)."""
+        return self._planner
+
     def planner(self) -> Planner:
         if self._planner is None:
             from cloud_controller.grid import build_schutterwald_region, region_from_json

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from protocols.assets import PointKey
 from protocols.messages import Ack, Event, Sample
 
 __all__ = ["SqliteStore", "WriteResult"]
@@ -40,6 +41,7 @@ CREATE TABLE IF NOT EXISTS latest (
 CREATE TABLE IF NOT EXISTS events (
     site TEXT NOT NULL, ts REAL NOT NULL, kind TEXT NOT NULL, severity TEXT NOT NULL, json TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
 CREATE TABLE IF NOT EXISTS acks (
     site TEXT NOT NULL, cmd_id TEXT NOT NULL, ts REAL NOT NULL, status TEXT NOT NULL, json TEXT NOT NULL,
     PRIMARY KEY (site, cmd_id)
@@ -175,6 +177,37 @@ class SqliteStore:
             ).fetchall()
         return [(datetime.fromtimestamp(ts, UTC), float(v)) for ts, v in rows]
 
+    def read_history(
+        self,
+        site: str,
+        start: datetime,
+        end: datetime,
+        points: Sequence[PointKey] | None = None,
+        *,
+        max_rows: int = 200_000,
+    ) -> dict[PointKey, list[tuple[datetime, float]]]:
+        """Good, non-null values of several points of one site in [start, end), oldest first.
+
+        `points=None` means every point the site reported in the window. `max_rows` bounds
+        what one dashboard request can pull out of the file (the newest rows are dropped)."""
+        sql = (
+            "SELECT asset, point, ts, value FROM samples WHERE site = ? AND ts >= ? AND ts < ? "
+            "AND value IS NOT NULL AND quality = 'good'"
+        )
+        args: list[object] = [site, start.timestamp(), end.timestamp()]
+        if points:
+            sql += " AND (" + " OR ".join("(asset = ? AND point = ?)" for _ in points) + ")"
+            for key in points:
+                args += [key.asset, key.point]
+        sql += " ORDER BY ts LIMIT ?"
+        args.append(max_rows)
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        out: dict[PointKey, list[tuple[datetime, float]]] = {key: [] for key in points or ()}
+        for asset, point, ts, value in rows:
+            out.setdefault(PointKey(asset, point), []).append((datetime.fromtimestamp(ts, UTC), float(value)))
+        return out
+
     # -- events and acks -------------------------------------------------------------
 
     def write_event(self, event: Event) -> None:
@@ -196,6 +229,27 @@ class SqliteStore:
             if kind is None:
                 return int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
             return int(self._db.execute("SELECT COUNT(*) FROM events WHERE kind = ?", (kind,)).fetchone()[0])
+
+    def read_events(
+        self,
+        *,
+        site: str | None = None,
+        kind: str | None = None,
+        since: datetime | None = None,
+        limit: int = 200,
+    ) -> list[Event]:
+        """The newest events first (at most `limit`), optionally of one site / kind / after `since`."""
+        sql, args = "SELECT json FROM events WHERE 1 = 1", list[object]()
+        if site is not None:
+            sql, args = sql + " AND site = ?", [*args, site]
+        if kind is not None:
+            sql, args = sql + " AND kind = ?", [*args, kind]
+        if since is not None:
+            sql, args = sql + " AND ts >= ?", [*args, since.timestamp()]
+        sql += " ORDER BY ts DESC, rowid DESC LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(sql, [*args, limit]).fetchall()
+        return [Event.model_validate_json(js) for (js,) in rows]
 
     def close(self) -> None:
         with self._lock:

@@ -23,6 +23,11 @@ LABELS = {
     "mpc": "MPC, oracle forecast (beyond)",
 }
 
+#: The HTML figures load plotly.js from a `plotly.min.js` written beside them (plotly's own
+#: bundle), not from a CDN: the study is read offline too, and one shared 4.8 MB file beats
+#: embedding it into every figure.
+PLOTLYJS = "directory"
+
 # Seed 001's stated results (critical grid unless said), as fractions of load violations resolved.
 PAPER = {
     "stor": "35 % of load violations resolved (critical grid); feed-in violations mitigated",
@@ -91,7 +96,7 @@ def figure_heatmap(res: StudyResult, out: Path, stress: str = "critical") -> lis
     pfig.update_layout(
         title=f"HV/MV violations by day and time of day, {stress} grid (blue load, red feed-in)"
     )
-    pfig.write_html(html, include_plotlyjs="cdn")
+    pfig.write_html(html, include_plotlyjs=PLOTLYJS)
     return [png, html]
 
 
@@ -126,7 +131,7 @@ def figure_bars(summary: dict[str, Any], out: Path) -> list[Path]:
     pfig.update_layout(
         barmode="group", title="Load violations at the HV/MV station per scenario and stress level"
     )
-    pfig.write_html(html, include_plotlyjs="cdn")
+    pfig.write_html(html, include_plotlyjs=PLOTLYJS)
     return [png, html]
 
 

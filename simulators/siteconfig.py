@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from protocols.testbed import BacnetEndpoint, ModbusEndpoint
 from simulators.building import Building
-from simulators.manifest import BacnetEndpoint, ModbusEndpoint
 from simulators.modbus import RegisterMap
 
 __all__ = ["GUARANTEED_MIN_KW", "site_config"]

@@ -24,10 +24,10 @@ from typing import Any
 import yaml
 
 from protocols.clock import Clock
+from protocols.testbed import AssetInfo, BacnetEndpoint, Manifest, ModbusEndpoint, SiteManifest
 from simulators.bacnet import BmsDevice
 from simulators.building import Building, build
 from simulators.fleet import AssetMix, SiteSpec, draw_specs, fleet_profiles
-from simulators.manifest import AssetInfo, BacnetEndpoint, Manifest, ModbusEndpoint, SiteManifest
 from simulators.modbus import (
     FaultKind,
     ModbusDeviceServer,

@@ -14,8 +14,8 @@ import yaml
 from pymodbus.client import AsyncModbusTcpClient
 
 from protocols.clock import SimClock
+from protocols.testbed import Manifest
 from simulators.fleet import SiteSpec
-from simulators.manifest import Manifest
 from simulators.testbed import TestBed, TestBedConfig
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from protocols.assets import BMS
+from protocols.assets import BMS, Role
 from protocols.errors import ConfigError
 
 __all__ = ["AssetInfo", "BacnetEndpoint", "Manifest", "ModbusEndpoint", "SiteManifest"]
@@ -46,7 +46,7 @@ class AssetInfo(_Model):
     """One asset of a simulated site: its id, role (`protocols.assets.Role` value) and ratings."""
 
     id: str
-    kind: Literal["meter", "pv", "battery", "ev", "hp", "hvac"]
+    kind: Role
     device: str  # the Modbus device (or "bms") serving it
     p_nominal_kw: float | None = None
     capacity_kwh: float | None = None

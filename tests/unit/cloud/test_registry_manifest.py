@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
+from cloud_controller.live.types import AssetKindName
 from cloud_controller.registry import load_registry
+from protocols.assets import Role
 from protocols.errors import ConfigError
 from protocols.testbed import AssetInfo, Manifest, SiteManifest
 
@@ -75,3 +77,7 @@ def test_a_manifest_that_is_not_json_is_a_config_error(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(ConfigError, match=r"manifest\.json: Invalid JSON"):
         load_registry(path, n_region_sites=10)
+
+
+def test_the_controllers_asset_kinds_are_the_protocols_roles() -> None:
+    assert set(get_args(AssetKindName)) == {r.value for r in Role}

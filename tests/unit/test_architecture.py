@@ -18,8 +18,24 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[2]
-PACKAGES = ("protocols", "profiles", "edge_agent", "cloud_controller", "simulators", "gridflex")
-PROJECT = {"protocols", "profiles", "edge_agent", "cloud_controller", "simulators", "gridflex"}
+PACKAGES = (
+    "protocols",
+    "profiles",
+    "device_templates",
+    "edge_agent",
+    "cloud_controller",
+    "simulators",
+    "gridflex",
+)
+PROJECT = {
+    "protocols",
+    "profiles",
+    "device_templates",
+    "edge_agent",
+    "cloud_controller",
+    "simulators",
+    "gridflex",
+}
 
 
 def _imports(path: Path) -> set[str]:
@@ -38,7 +54,7 @@ def _files(package: str) -> list[Path]:
 
 
 FORBIDDEN = {
-    "protocols": {"profiles", "edge_agent", "cloud_controller", "simulators", "gridflex"},
+    "protocols": {"profiles", "device_templates", "edge_agent", "cloud_controller", "simulators", "gridflex"},
     "edge_agent": {"cloud_controller", "simulators", "gridflex"},
     "cloud_controller": {"edge_agent", "simulators", "gridflex"},
     "simulators": {"edge_agent", "cloud_controller", "gridflex"},
@@ -57,7 +73,7 @@ def test_package_imports_point_inward(package: str) -> None:
     assert not violations, "\n".join(violations)
 
 
-@pytest.mark.parametrize("package", ["profiles"])
+@pytest.mark.parametrize("package", ["profiles", "device_templates"])
 def test_leaf_packages_import_only_protocols_of_the_project(package: str) -> None:
     violations = [
         f"{path.relative_to(ROOT)}: imports {name}"
@@ -82,3 +98,14 @@ def test_protocols_depends_on_pydantic_and_aiomqtt_only() -> None:
 def test_every_package_exists() -> None:
     for package in PACKAGES:
         assert (ROOT / package / "__init__.py").is_file(), package
+
+
+def test_device_templates_depend_on_pydantic_pyyaml_and_protocols_only() -> None:
+    allowed = {"pydantic", "yaml", "protocols", "device_templates", "__future__", *sys.stdlib_module_names}
+    violations = [
+        f"{path.relative_to(ROOT)}: imports {name}"
+        for path in _files("device_templates")
+        for name in _imports(path)
+        if name.split(".")[0] not in allowed
+    ]
+    assert not violations, "\n".join(violations)

@@ -197,3 +197,16 @@ def test_a_bad_user_template_names_its_own_file(tmp_path: Path) -> None:
 
 def test_builtin_templates_are_the_device_types_the_simulators_serve() -> None:
     assert sorted(builtin_catalog()) == sorted([*DEVICE_TEMPLATES.values(), "bacnet-bms"])
+
+
+def test_shipped_template_example_validates() -> None:
+    cfg = load_config(HERE.parents[2] / "examples" / "site-templates.yaml")
+    assert [p.name for p in cfg.asset("meter").points] == [
+        "p_kw",
+        "e_import_kwh",
+        "e_export_kwh",
+        "grid_target_kw",
+        "battery_mode",
+    ]
+    assert [p.name for p in cfg.asset("ev1").points] == ["p_kw", "e_remaining_kwh", "p_limit_kw"]
+    assert cfg.asset("bat1").point("p_setpoint_kw").min == -4.0

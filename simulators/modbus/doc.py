@@ -57,9 +57,15 @@ def register_tables() -> str:
                 sunspec_pv,
             ),
             _table(
-                "Meter — SunSpec 1 / 203 (`sunspec-meter`, template `sunspec-meter`)", meter_map(Meter(), serial="-"), sunspec_meter
+                "Meter — SunSpec 1 / 203 (`sunspec-meter`, template `sunspec-meter`)",
+                meter_map(Meter(), serial="-"),
+                sunspec_meter,
             ),
-            _table("Battery inverter (`vendor-battery`, template `vendor-battery`)", battery_map(Battery(capacity_kwh=16.0)), vendor),
+            _table(
+                "Battery inverter (`vendor-battery`, template `vendor-battery`)",
+                battery_map(Battery(capacity_kwh=16.0)),
+                vendor,
+            ),
             _table("EV charger (`vendor-ev`, template `vendor-ev`)", ev_map(EvCharger()), vendor),
             _table("Heat pump + tank (`vendor-hp`, template `vendor-hp`)", hp_map(HeatPump()), vendor),
         ]

@@ -16,6 +16,7 @@ from cloud_controller.commands import CommandTracker
 from cloud_controller.live.types import SiteSnapshot
 from cloud_controller.store import SqliteStore
 from cloud_controller.store.influx import InfluxSink
+from protocols.assets import Points
 from protocols.codec import decode
 from protocols.errors import ContractError
 from protocols.messages import Ack, Event, FlexEnvelope, SiteState, TelemetryBatch
@@ -23,6 +24,9 @@ from protocols.messages import Ack, Event, FlexEnvelope, SiteState, TelemetryBat
 __all__ = ["Ingest", "IngestStats"]
 
 log = logging.getLogger(__name__)
+
+#: The telemetry key ("asset/point") of the grid meter's power: the site's net load.
+METER_P_KW = str(Points.METER_P_KW)
 
 FLOOR_EVENTS = frozenset({"queue_dropped", "queue_floor"})
 
@@ -113,7 +117,7 @@ class Ingest:
                 continue  # an older sample replayed after an outage
             self._latest_ts[site, key] = s.ts
             snap.points[key] = float(s.value)
-            if key == "meter/p_kw":
+            if key == METER_P_KW:
                 snap.p_net_kw = float(s.value)
             if snap.measured_at is None or s.ts > snap.measured_at:
                 snap.measured_at = s.ts

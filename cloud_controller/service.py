@@ -28,6 +28,7 @@ from cloud_controller.ingest import Ingest
 from cloud_controller.live.types import Plan, Planner, SiteSnapshot
 from cloud_controller.registry import Registry
 from cloud_controller.store import SqliteStore
+from protocols.assets import Points
 from protocols.clock import Clock
 from protocols.codec import encode
 from protocols.errors import ConfigError, GridflexError
@@ -38,6 +39,9 @@ from protocols.topics import shared, site_topic, site_wildcard
 __all__ = ["CloudController", "ControllerStats", "Role"]
 
 log = logging.getLogger(__name__)
+
+#: The telemetry key ("asset/point") of the grid meter's power: the site's net load.
+METER_P_KW = str(Points.METER_P_KW)
 
 Role = Literal["all", "ingest", "dispatch"]
 INGEST_GROUP = "gridflex-ingest"
@@ -286,7 +290,7 @@ class CloudController:
                 continue
             for key, (ts, value) in points.items():
                 snap.points[key] = value
-                if key == "meter/p_kw":
+                if key == METER_P_KW:
                     snap.p_net_kw = value
                 if snap.measured_at is None or ts > snap.measured_at:
                     snap.measured_at = ts

@@ -3,6 +3,8 @@
 Validation happens once, at start: unknown keys, a point on a missing device, a
 control on a read-only point or a safe state below the §14a minimum all fail here
 with the dotted key that is wrong, instead of at 3 a.m. when fallback runs.
+A device that says `template: <name>` is expanded first (`device_templates.expand_site`)
+into the points a hand-written config has, so the same checks apply to both forms.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Annotated, Any, Final, Literal, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from device_templates import expand_site
 from edge_agent.config_rules import check_rules
 from protocols.errors import ConfigError
 from protocols.messages import AssetKind, CommandKind
@@ -353,6 +356,7 @@ def load_config(path: str | Path) -> SiteConfig:
                 file=file,
                 key=".".join(secret_key),
             )
+    raw = expand_site(raw, file=file, base=path.parent)
     try:
         cfg = SiteConfig.model_validate(raw)
     except ValidationError as exc:

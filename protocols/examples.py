@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from protocols.assets import BATTERY, PV
 from protocols.messages import (
     Ack,
     AssetFlex,
@@ -42,8 +43,8 @@ def examples(site: str = "b001") -> list[tuple[str, Message]]:
                 ts=ts,
                 msg_id="m2",
                 samples=[
-                    Sample(seq=41, asset="pv1", point="p_kw", value=-4.2, unit="kW", ts=ts),
-                    Sample(seq=42, asset="bat1", point="soc_pct", value=63.5, unit="pct", ts=ts),
+                    Sample(seq=41, asset=PV, point="p_kw", value=-4.2, unit="kW", ts=ts),
+                    Sample(seq=42, asset=BATTERY, point="soc_pct", value=63.5, unit="pct", ts=ts),
                 ],
             ),
         ),
@@ -55,7 +56,7 @@ def examples(site: str = "b001") -> list[tuple[str, Message]]:
                 msg_id="m3",
                 assets=[
                     AssetFlex(
-                        asset="bat1",
+                        asset=BATTERY,
                         kind="battery",
                         intervals=[
                             FlexInterval(
@@ -77,7 +78,7 @@ def examples(site: str = "b001") -> list[tuple[str, Message]]:
                 ts=ts,
                 msg_id="m4",
                 cmd_id="c-2030011517-bat1",
-                asset="bat1",
+                asset=BATTERY,
                 kind="p_setpoint_kw",
                 value=-3.0,
                 valid_from=ts,
@@ -91,7 +92,7 @@ def examples(site: str = "b001") -> list[tuple[str, Message]]:
                 ts=ts,
                 msg_id="m5",
                 cmd_id="c-2030011517-bat1",
-                asset="bat1",
+                asset=BATTERY,
                 status="applied",
                 requested=-3.0,
                 applied_value=-3.0,

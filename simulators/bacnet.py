@@ -15,9 +15,12 @@ Objects (instance numbers are fixed so site configs can name them):
 | binaryValue:1 | ahu_enable | - | commandable, relinquish default active; inactive stops the fan |
 | binaryValue:2 | hp_running | - | compressor on (heat-pump sites), read-only |
 
-`sync()` applies the commandable objects' present values (the highest-priority entry
-of their 16-level priority array, else the relinquish default) to the physics and
-publishes the measured values; the test bed calls it after every physics step.
+The objects are the device template `bacnet-bms` (device_templates/builtin/), the same
+file the edge agent's BACnet points are expanded from; this module binds each object's
+`quantity` to the building's physics. `sync()` applies the commandable objects' present
+values (the highest-priority entry of their 16-level priority array, else the relinquish
+default) to the physics and publishes the measured values; the test bed calls it after
+every physics step.
 """
 
 from __future__ import annotations
@@ -25,9 +28,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from dataclasses import dataclass
 from typing import Any
 
+from device_templates import BacnetObject, DeviceTemplate, builtin
+from protocols.assets import Role
 from simulators.building import Building
+from simulators.quantities import Quantity
 
 __all__ = ["BmsDevice", "free_udp_port", "quiet_bac0"]
 
@@ -59,11 +66,75 @@ def _is_active(value: Any) -> bool:
     return str(value).strip().lower() in ("active", "1", "true")
 
 
+@dataclass
+class _Ahu:
+    """The air handler's two commands: the fan runs at `pct` only while `on`."""
+
+    pct: float = FAN_DEFAULT_PCT
+    on: bool = True
+
+
+def bms_quantities(b: Building) -> dict[str, Quantity]:
+    """What the `bacnet-bms` template's objects name, over building `b` (heat-pump ones if it has one)."""
+    ahu = _Ahu()
+
+    def set_setpoint(v: float) -> None:
+        b.zone.setpoint_c = v
+
+    def set_fan_pct(v: float) -> None:
+        ahu.pct = v
+        b.zone.fan_cmd_pct = ahu.pct if ahu.on else 0.0
+
+    def set_enable(v: float) -> None:
+        ahu.on = bool(v)
+        b.zone.fan_cmd_pct = ahu.pct if ahu.on else 0.0
+
+    q = {
+        "zone_t_c": Quantity(lambda: b.zone.t_c),
+        "zone_co2_ppm": Quantity(lambda: b.zone.co2_ppm),
+        "outdoor_t_c": Quantity(lambda: b.t_amb_c),
+        "ahu_fan_kw": Quantity(lambda: b.zone.p_fan_kw),
+        "zone_setpoint_c": Quantity(lambda: b.zone.setpoint_c, set_setpoint),
+        "ahu_fan_pct": Quantity(lambda: ahu.pct, set_fan_pct),
+        "ahu_enable": Quantity(lambda: float(ahu.on), set_enable),
+    }
+    hp = b.hp
+    if hp is not None:
+
+        def set_limit(v: float) -> None:
+            hp.p_limit_bms_kw = None if v >= hp.p_max_kw else max(0.0, v)
+
+        q |= {
+            "tank_t_c": Quantity(lambda: hp.t_tank_c),
+            "hp_p_max_kw": Quantity(lambda: hp.p_max_kw),
+            "hp_p_limit_kw": Quantity(lambda: hp.p_max_kw, set_limit),
+            "hp_running": Quantity(lambda: float(hp.running)),
+        }
+    return q
+
+
+def _has(b: Building, role: Role | None) -> bool:
+    """Whether building `b` has an asset of `role` (every building has a meter and a zone)."""
+    present = {Role.PV: b.pv, Role.BATTERY: b.battery, Role.EV: b.ev, Role.HP: b.hp}
+    return role is None or present.get(role, True) is not None
+
+
 class BmsDevice:
     """The BMS of one building: a BAC0 device whose objects mirror and command the physics."""
 
-    def __init__(self, building: Building, *, device_id: int, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        building: Building,
+        *,
+        device_id: int,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        template: DeviceTemplate | None = None,
+    ) -> None:
         self.building = building
+        self.template = template or builtin("bacnet-bms")
+        self._q = bms_quantities(building)
+        self._objects: list[BacnetObject] = [o for o in self.template.objects if _has(building, o.requires)]
         self.device_id = device_id
         self.host = host
         self.port = port
@@ -81,6 +152,7 @@ class BmsDevice:
             ObjectFactory,
             analog_input,
             analog_value,
+            binary_input,
             binary_value,
         )
 
@@ -94,49 +166,29 @@ class BmsDevice:
             localObjName=f"{self.building.site}-bms",
         )
         self._dev = await self._ctx.__aenter__()
-        b = self.building
         async with _lock:
             ObjectFactory.clear_objects()
-            c = {"units": "degreesCelsius"}
-            analog_input(instance=1, name="zone_t_c", presentValue=b.zone.t_c, properties=c)
-            analog_input(
-                instance=2,
-                name="zone_co2_ppm",
-                presentValue=b.zone.co2_ppm,
-                properties={"units": "partsPerMillion"},
-            )
-            analog_input(instance=3, name="outdoor_t_c", presentValue=b.t_amb_c, properties=c)
-            analog_input(
-                instance=4, name="ahu_fan_kw", presentValue=b.zone.p_fan_kw, properties={"units": "kilowatts"}
-            )
-            analog_value(
-                instance=1,
-                name="zone_setpoint_c",
-                presentValue=ZONE_SETPOINT_DEFAULT_C,
-                is_commandable=True,
-                relinquishDefault=ZONE_SETPOINT_DEFAULT_C,
-                properties=c,
-            )
-            analog_value(
-                instance=2,
-                name="ahu_fan_pct",
-                presentValue=FAN_DEFAULT_PCT,
-                is_commandable=True,
-                relinquishDefault=FAN_DEFAULT_PCT,
-                properties={"units": "percent"},
-            )
-            binary_value(instance=1, name="ahu_enable", presentValue=True, is_commandable=True)
-            if b.hp is not None:
-                analog_input(instance=5, name="tank_t_c", presentValue=b.hp.t_tank_c, properties=c)
-                analog_value(
-                    instance=3,
-                    name="hp_p_limit_kw",
-                    presentValue=b.hp.p_max_kw,
-                    is_commandable=True,
-                    relinquishDefault=b.hp.p_max_kw,
-                    properties={"units": "kilowatts"},
-                )
-                binary_value(instance=2, name="hp_running", presentValue=b.hp.running)
+            factories = {
+                "analogInput": analog_input,
+                "analogValue": analog_value,
+                "binaryInput": binary_input,
+                "binaryValue": binary_value,
+            }
+            for o in self._objects:
+                kind, instance = o.object.split(":")
+                kwargs: dict[str, Any] = {"instance": int(instance), "name": o.name}
+                if o.commandable:
+                    default = self._default(o)
+                    kwargs["presentValue"] = True if default is None else default
+                    kwargs["is_commandable"] = True
+                    if default is not None:
+                        kwargs["relinquishDefault"] = default
+                else:
+                    value = self._q[o.quantity or ""].get()
+                    kwargs["presentValue"] = bool(value) if kind.startswith("binary") else value
+                if o.units is not None:
+                    kwargs["properties"] = {"units": o.units}
+                factories[kind](**kwargs)
             objects = dict(ObjectFactory.objects)
             ObjectFactory.clear_objects()
         app = self._dev.this_application.app
@@ -151,20 +203,27 @@ class BmsDevice:
             ctx, self._ctx = self._ctx, None
             await ctx.__aexit__(None, None, None)
 
+    def _default(self, o: BacnetObject) -> float | None:
+        if o.default is None or isinstance(o.default, float | int):
+            return o.default
+        return float(self._q[o.default].get())
+
     def sync(self) -> None:
         """Commands in (present values of the commandable objects) → physics; measurements out."""
-        o, b = self._obj, self.building
-        if not o:
+        objs = self._obj
+        if not objs:
             return
-        b.zone.setpoint_c = float(o["zone_setpoint_c"].presentValue)
-        fan_on = _is_active(o["ahu_enable"].presentValue)
-        b.zone.fan_cmd_pct = float(o["ahu_fan_pct"].presentValue) if fan_on else 0.0
-        o["zone_t_c"].presentValue = round(b.zone.t_c, 3)
-        o["zone_co2_ppm"].presentValue = round(b.zone.co2_ppm, 1)
-        o["outdoor_t_c"].presentValue = round(b.t_amb_c, 3)
-        o["ahu_fan_kw"].presentValue = round(b.zone.p_fan_kw, 4)
-        if b.hp is not None:
-            limit = float(o["hp_p_limit_kw"].presentValue)
-            b.hp.p_limit_bms_kw = None if limit >= b.hp.p_max_kw else max(0.0, limit)
-            o["tank_t_c"].presentValue = round(b.hp.t_tank_c, 3)
-            o["hp_running"].presentValue = "active" if b.hp.running else "inactive"
+        for o in self._objects:
+            if o.commandable and o.quantity is not None:
+                setter = self._q[o.quantity].set
+                assert setter is not None, o.name
+                value = objs[o.name].presentValue
+                setter(float(_is_active(value)) if o.object.startswith("binary") else float(value))
+        for o in self._objects:
+            if o.commandable or o.quantity is None:
+                continue
+            v = self._q[o.quantity].get()
+            if o.object.startswith("binary"):
+                objs[o.name].presentValue = "active" if v else "inactive"
+            else:
+                objs[o.name].presentValue = round(float(v), o.digits) if o.digits is not None else v

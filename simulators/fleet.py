@@ -1,6 +1,6 @@
 """A seeded fleet of simulated sites: which assets each has, and their profile windows.
 
-Profiles come from `simulators.profiles` at 15-min resolution for a window starting at
+Profiles come from `profiles` at 15-min resolution for a window starting at
 the configured start (so an evening in January shows the H0 peak and heat demand).
 All sites share one neighbourhood: the same weather and clouds, their own household
 load, heat demand and EV sessions (decorrelated by the profile generators).
@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from simulators.profiles import (
+from profiles import (
     ambient_temperature_c,
     clear_sky_index,
     ev_sessions,
@@ -22,7 +22,7 @@ from simulators.profiles import (
     household_load_kw,
     poa_irradiance,
 )
-from simulators.profiles.ev import EvSession
+from profiles.ev import EvSession
 
 __all__ = ["AssetMix", "SiteProfiles", "SiteSpec", "draw_specs", "fleet_profiles", "site_id"]
 

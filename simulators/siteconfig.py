@@ -1,75 +1,45 @@
 """Edge-agent site YAML for a simulated building, following docs/site-config.md to the letter.
 
-Addresses come from the same register maps the servers serve (looked up by field name),
-so a YAML can never point at a register the simulator does not have.
+Devices are written as `template:` devices (device_templates/builtin/): the agent expands
+them at config load into the points the simulators' own register maps were built from,
+so a YAML can never point at a register the simulator does not have. Only what depends
+on the building (ratings as write limits, controls, safe states, models) is written here.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
+from device_templates import builtin
+from protocols.assets import BATTERY, EV, HP, METER, PV, ZONE, Role
+from protocols.testbed import BacnetEndpoint, ModbusEndpoint
 from simulators.building import Building
-from simulators.manifest import BacnetEndpoint, ModbusEndpoint
 from simulators.modbus import RegisterMap
 
-__all__ = ["GUARANTEED_MIN_KW", "site_config"]
+__all__ = ["DEVICE_TEMPLATES", "GRID_TARGET_RANGE_KW", "GUARANTEED_MIN_KW", "site_config"]
 
 GUARANTEED_MIN_KW = 4.2  # §14a EnWG
-GRID_TARGET_RANGE_KW = 100.0  # a house connection's range for the inverter's grid target
+
+#: The template each simulated device serves, by device id (the device ids are role names).
+DEVICE_TEMPLATES: Final[dict[str, str]] = {
+    Role.METER: "sunspec-meter",
+    Role.PV: "sunspec-inverter",
+    Role.BATTERY: "vendor-battery",
+    Role.EV: "vendor-ev",
+    Role.HP: "vendor-hp",
+}
+BMS_TEMPLATE: Final = "bacnet-bms"
 
 
-def _point(
-    m: RegisterMap,
-    field: str,
-    name: str,
-    device: str,
-    *,
-    unit: str,
-    scale: float = 1.0,
-    sign: float = 1.0,
-    writable: bool = False,
-    lo: float | None = None,
-    hi: float | None = None,
-    deadband: float | None = None,
-) -> dict[str, Any]:
-    """A Modbus point over map field `field`; `scale` turns the field's engineering unit into `unit`."""
-    f = m.by_name[field]
-    p: dict[str, Any] = {
-        "name": name,
-        "device": device,
-        "table": "holding",
-        "address": f.address,
-        "type": "uint32" if f.type == "acc32" else f.type,
-    }
-    if f.sf_address is not None:
-        p["scale"] = f.scale * scale
-        p["sf_address"] = f.sf_address
-    else:
-        p["scale"] = f.factor * scale
-    if sign != 1.0:
-        p["sign"] = sign
-    p["unit"] = unit
-    if deadband is not None:
-        p["deadband"] = deadband
-    if writable:
-        p.update({"writable": True, "min": lo, "max": hi})
-    return p
+def _grid_target_range_kw() -> float:
+    point = next(p for p in builtin("vendor-battery").points if p.name == "grid_target_kw")
+    assert point.max is not None
+    return point.max
 
 
-def _bacnet_point(
-    name: str,
-    obj: str,
-    unit: str,
-    *,
-    writable: bool = False,
-    lo: float | None = None,
-    hi: float | None = None,
-) -> dict[str, Any]:
-    p: dict[str, Any] = {"name": name, "device": "bms", "object": obj, "unit": unit}
-    if writable:
-        p.update({"writable": True, "priority": 8, "min": lo, "max": hi})
-    return p
+#: A house connection's range for the battery inverter's grid target (the template's limit).
+GRID_TARGET_RANGE_KW: Final = _grid_target_range_kw()
 
 
 def site_config(
@@ -82,75 +52,66 @@ def site_config(
     broker_port: int,
     state_dir: Path,
 ) -> dict[str, Any]:
-    """The YAML document (as a dict) for building `b` served at `modbus` / `bacnet`."""
-    devices: list[dict[str, Any]] = [
-        {
+    """The YAML document (as a dict) for building `b` served at `modbus` / `bacnet`.
+
+    `maps` is accepted for callers that built the servers' maps; the points now come from
+    the same templates those maps were built from.
+    """
+    del maps
+    overrides: dict[str, dict[str, Any]] = {}
+    if b.battery is not None:
+        bat = b.battery
+        overrides[Role.BATTERY] = {
+            "p_setpoint_kw": {"min": -bat.p_discharge_max_kw, "max": bat.p_charge_max_kw}
+        }
+    if b.ev is not None:
+        overrides[Role.EV] = {"p_limit_kw": {"max": b.ev.p_max_kw}}
+    if b.hp is not None:
+        overrides[Role.HP] = {"p_limit_kw": {"max": b.hp.p_max_kw}}
+    devices: list[dict[str, Any]] = []
+    for e in modbus:
+        dev: dict[str, Any] = {
             "id": e.device,
             "driver": "modbus",
+            "template": DEVICE_TEMPLATES[e.device],
             "host": e.host,
             "port": e.port,
             "unit_id": e.unit_id,
             "timeout_s": 1.0,
         }
-        for e in modbus
-    ]
+        if e.device in overrides:
+            dev["overrides"] = overrides[e.device]
+        devices.append(dev)
     if bacnet is not None:
-        devices.append(
-            {
-                "id": bacnet.device,
-                "driver": "bacnet",
-                "address": bacnet.address,
-                "device_id": bacnet.device_id,
-                "timeout_s": 2.0,
-            }
-        )
+        bms: dict[str, Any] = {
+            "id": bacnet.device,
+            "driver": "bacnet",
+            "template": BMS_TEMPLATE,
+            "address": bacnet.address,
+            "device_id": bacnet.device_id,
+            "timeout_s": 2.0,
+        }
+        if b.hp is not None:
+            bms["overrides"] = {"bms_p_limit_kw": {"max": b.hp.p_max_kw}}
+        devices.append(bms)
     assets: list[dict[str, Any]] = []
-    m = maps["meter"]
-    meter: dict[str, Any] = {
-        "id": "meter",
-        "kind": "meter",
-        "points": [
-            _point(m, "W", "p_kw", "meter", unit="kW", scale=0.001, deadband=0.01),
-            _point(m, "TotWhImp", "e_import_kwh", "meter", unit="kWh", scale=0.001),
-            _point(m, "TotWhExp", "e_export_kwh", "meter", unit="kWh", scale=0.001),
-        ],
-    }
+    meter: dict[str, Any] = {"id": METER, "kind": Role.METER.value}
     if b.battery is not None:
         # The site's grid power, held by the battery inverter's own loop (mode 0): a
-        # `p_setpoint_kw` command on the meter sets the target the inverter tracks.
-        mb = maps["battery"]
-        meter["points"] += [
-            _point(
-                mb,
-                "grid_target_w",
-                "grid_target_kw",
-                "battery",
-                unit="kW",
-                scale=0.001,
-                writable=True,
-                lo=-GRID_TARGET_RANGE_KW,
-                hi=GRID_TARGET_RANGE_KW,
-            ),
-            _point(mb, "mode", "battery_mode", "battery", unit="", writable=True, lo=0.0, hi=1.0),
-        ]
+        # `p_setpoint_kw` command on the meter sets the target the inverter tracks
+        # (the battery template gives the meter its `grid_target_kw` and `battery_mode`).
         meter["controls"] = {
             "p_setpoint_kw": {"point": "grid_target_kw", "enable": {"point": "battery_mode", "value": 0}}
         }
         meter["safe_state"] = [{"point": "grid_target_kw", "write": 0}]
     assets.append(meter)
     if b.pv is not None:
-        m = maps["pv"]
         kw = b.pv.inverter_kw
         assets.append(
             {
-                "id": "pv1",
-                "kind": "pv",
+                "id": PV,
+                "kind": Role.PV.value,
                 "p_nominal_kw": kw,
-                "points": [
-                    _point(m, "W", "p_kw", "pv", unit="kW", scale=0.001, sign=-1.0, deadband=0.01),
-                    _point(m, "WMaxLimPct", "wmaxlim_pct", "pv", unit="%", writable=True, lo=0.0, hi=100.0),
-                    _point(m, "WMaxLim_Ena", "wmaxlim_ena", "pv", unit="", writable=True, lo=0.0, hi=1.0),
-                ],
                 "controls": {
                     "p_limit_kw": {
                         "point": "wmaxlim_pct",
@@ -165,28 +126,12 @@ def site_config(
             }
         )
     if b.battery is not None:
-        m, bat = maps["battery"], b.battery
+        bat = b.battery
         assets.append(
             {
-                "id": "bat1",
-                "kind": "battery",
+                "id": BATTERY,
+                "kind": Role.BATTERY.value,
                 "p_nominal_kw": bat.p_charge_max_kw,
-                "points": [
-                    _point(m, "soc_pct", "soc_pct", "battery", unit="%", deadband=0.1),
-                    _point(m, "p_w", "p_kw", "battery", unit="kW", scale=0.001, deadband=0.01),
-                    _point(m, "mode", "mode", "battery", unit="", writable=True, lo=0.0, hi=1.0),
-                    _point(
-                        m,
-                        "p_setpoint_w",
-                        "p_setpoint_kw",
-                        "battery",
-                        unit="kW",
-                        scale=0.001,
-                        writable=True,
-                        lo=-bat.p_discharge_max_kw,
-                        hi=bat.p_charge_max_kw,
-                    ),
-                ],
                 "controls": {
                     "p_setpoint_kw": {"point": "p_setpoint_kw", "enable": {"point": "mode", "value": 1}},
                 },
@@ -202,28 +147,12 @@ def site_config(
             }
         )
     if b.ev is not None:
-        m, kw = maps["ev"], b.ev.p_max_kw
+        kw = b.ev.p_max_kw
         assets.append(
             {
-                "id": "ev1",
-                "kind": "ev",
+                "id": EV,
+                "kind": Role.EV.value,
                 "p_nominal_kw": kw,
-                "points": [
-                    _point(m, "p_w", "p_kw", "ev", unit="kW", scale=0.001, deadband=0.01),
-                    _point(m, "state", "state", "ev", unit=""),
-                    _point(m, "e_remaining_wh", "e_remaining_kwh", "ev", unit="kWh", scale=0.001),
-                    _point(
-                        m,
-                        "p_limit_w",
-                        "p_limit_kw",
-                        "ev",
-                        unit="kW",
-                        scale=0.001,
-                        writable=True,
-                        lo=0.0,
-                        hi=kw,
-                    ),
-                ],
                 "controls": {"p_limit_kw": {"point": "p_limit_kw"}},
                 "limits": {"p_min_kw": 0.0, "p_max_kw": kw, "p_guaranteed_min_kw": GUARANTEED_MIN_KW},
                 "safe_state": [{"point": "p_limit_kw", "write": kw}],
@@ -231,25 +160,15 @@ def site_config(
             }
         )
     if b.hp is not None:
-        m, kw = maps["hp"], b.hp.p_max_kw
-        points = [
-            _point(m, "p_w", "p_kw", "hp", unit="kW", scale=0.001, deadband=0.01),
-            _point(m, "t_tank_c", "t_tank_c", "hp", unit="degC", deadband=0.1),
-            _point(m, "cop", "cop", "hp", unit=""),
-            _point(m, "p_limit_w", "p_limit_kw", "hp", unit="kW", scale=0.001, writable=True, lo=0.0, hi=kw),
-        ]
+        kw = b.hp.p_max_kw
         safe: list[dict[str, Any]] = [{"point": "p_limit_kw", "write": kw}]
         if bacnet is not None:
-            points.append(
-                _bacnet_point("bms_p_limit_kw", "analogValue:3", "kW", writable=True, lo=0.0, hi=kw)
-            )
             safe.append({"point": "bms_p_limit_kw", "relinquish": True})
         assets.append(
             {
-                "id": "hp1",
-                "kind": "hp",
+                "id": HP,
+                "kind": Role.HP.value,
                 "p_nominal_kw": kw,
-                "points": points,
                 "controls": {"p_limit_kw": {"point": "p_limit_kw"}},
                 "limits": {"p_min_kw": 0.0, "p_max_kw": kw, "p_guaranteed_min_kw": GUARANTEED_MIN_KW},
                 "safe_state": safe,
@@ -259,16 +178,8 @@ def site_config(
     if bacnet is not None:
         assets.append(
             {
-                "id": "zone1",
-                "kind": "hvac",
-                "points": [
-                    _bacnet_point("zone_t_c", "analogInput:1", "degC"),
-                    _bacnet_point("co2_ppm", "analogInput:2", "ppm"),
-                    _bacnet_point("outdoor_t_c", "analogInput:3", "degC"),
-                    _bacnet_point("fan_kw", "analogInput:4", "kW"),
-                    _bacnet_point("t_setpoint_c", "analogValue:1", "degC", writable=True, lo=16.0, hi=26.0),
-                    _bacnet_point("fan_pct", "analogValue:2", "%", writable=True, lo=0.0, hi=100.0),
-                ],
+                "id": ZONE,
+                "kind": Role.HVAC.value,
                 "controls": {"t_setpoint_c": {"point": "t_setpoint_c"}},
                 "safe_state": [
                     {"point": "t_setpoint_c", "relinquish": True},

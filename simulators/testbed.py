@@ -23,11 +23,12 @@ from typing import Any
 
 import yaml
 
+from protocols.assets import BATTERY, EV, HP, METER, PV, ZONE, Role
 from protocols.clock import Clock
+from protocols.testbed import AssetInfo, BacnetEndpoint, Manifest, ModbusEndpoint, SiteManifest
 from simulators.bacnet import BmsDevice
 from simulators.building import Building, build
 from simulators.fleet import AssetMix, SiteSpec, draw_specs, fleet_profiles
-from simulators.manifest import AssetInfo, BacnetEndpoint, Manifest, ModbusEndpoint, SiteManifest
 from simulators.modbus import (
     FaultKind,
     ModbusDeviceServer,
@@ -164,16 +165,17 @@ class TestBed:
 
     @staticmethod
     def _maps(b: Building) -> dict[str, RegisterMap]:
-        maps = {"meter": meter_map(b.meter, serial=f"{b.site}-meter")}
+        """The Modbus devices of `b`, by device id (the role's name: one device per role)."""
+        maps: dict[str, RegisterMap] = {Role.METER: meter_map(b.meter, serial=f"{b.site}-meter")}
         if b.pv is not None:
-            maps["pv"] = pv_map(b.pv, serial=f"{b.site}-pv")
+            maps[Role.PV] = pv_map(b.pv, serial=f"{b.site}-pv")
         if b.battery is not None:
-            maps["battery"] = battery_map(b.battery)
+            maps[Role.BATTERY] = battery_map(b.battery)
         if b.ev is not None:
-            maps["ev"] = ev_map(b.ev)
+            maps[Role.EV] = ev_map(b.ev)
         if b.hp is not None:
-            maps["hp"] = hp_map(b.hp)
-        return maps
+            maps[Role.HP] = hp_map(b.hp)
+        return {str(k): v for k, v in maps.items()}
 
     def _write_files(self, maps: dict[str, dict[str, RegisterMap]]) -> Manifest:
         cfg = self.config
@@ -182,11 +184,11 @@ class TestBed:
         sites_dir.mkdir(parents=True, exist_ok=True)
         state_dir.mkdir(parents=True, exist_ok=True)
         map_names: dict[str, Any] = {
-            "meter": "sunspec-meter",
-            "pv": "sunspec-pv",
-            "battery": "vendor-battery",
-            "ev": "vendor-ev",
-            "hp": "vendor-hp",
+            Role.METER: "sunspec-meter",
+            Role.PV: "sunspec-pv",
+            Role.BATTERY: "vendor-battery",
+            Role.EV: "vendor-ev",
+            Role.HP: "vendor-hp",
         }
         sites: list[SiteManifest] = []
         for site, b in self.buildings.items():
@@ -207,33 +209,33 @@ class TestBed:
             )
             path = sites_dir / f"{site}.yaml"
             path.write_text(yaml.safe_dump(doc, sort_keys=False))
-            assets = [AssetInfo(id="meter", kind="meter", device="meter")]
+            assets = [AssetInfo(id=METER, kind=Role.METER, device=Role.METER)]
             if b.pv is not None:
-                assets.append(AssetInfo(id="pv1", kind="pv", device="pv", p_nominal_kw=b.pv.inverter_kw))
+                assets.append(AssetInfo(id=PV, kind=Role.PV, device=Role.PV, p_nominal_kw=b.pv.inverter_kw))
             if b.battery is not None:
                 assets.append(
                     AssetInfo(
-                        id="bat1",
-                        kind="battery",
-                        device="battery",
+                        id=BATTERY,
+                        kind=Role.BATTERY,
+                        device=Role.BATTERY,
                         p_nominal_kw=b.battery.p_charge_max_kw,
                         capacity_kwh=b.battery.capacity_kwh,
                     )
                 )
             if b.ev is not None:
-                assets.append(AssetInfo(id="ev1", kind="ev", device="ev", p_nominal_kw=b.ev.p_max_kw))
+                assets.append(AssetInfo(id=EV, kind=Role.EV, device=Role.EV, p_nominal_kw=b.ev.p_max_kw))
             if b.hp is not None:
                 assets.append(
                     AssetInfo(
-                        id="hp1",
-                        kind="hp",
-                        device="hp",
+                        id=HP,
+                        kind=Role.HP,
+                        device=Role.HP,
                         p_nominal_kw=b.hp.p_max_kw,
                         capacity_kwh=round(b.hp.tank_kwh, 3),
                     )
                 )
             if bacnet is not None:
-                assets.append(AssetInfo(id="zone1", kind="hvac", device="bms"))
+                assets.append(AssetInfo(id=ZONE, kind=Role.HVAC, device=bacnet.device))
             sites.append(SiteManifest(site=site, config=path, assets=assets, modbus=endpoints, bacnet=bacnet))
         manifest = Manifest(
             created=datetime.now(UTC),

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from cloud_controller.dispatch.engine import Schedule
 from cloud_controller.live.types import AssetRef, SiteRef
+from protocols.assets import Role
 from protocols.messages import Command
 from protocols.signing import sign
 
@@ -51,9 +52,9 @@ class CommandBuilder:
         planned grid exchange ("grid_target", where the site has a meter control)."""
         out: dict[str, float] = {}
         for i, s in enumerate(sites):
-            if i in excluded or i not in bat_index or (bat := s.asset_of("battery")) is None:
+            if i in excluded or i not in bat_index or (bat := s.asset_of(Role.BATTERY)) is None:
                 continue
-            if self.battery_control == "grid_target" and s.asset_of("meter") is not None:
+            if self.battery_control == "grid_target" and s.asset_of(Role.METER) is not None:
                 out[s.site] = float(schedule.p_site_kw[0, i])
             else:
                 p_kw = float(schedule.p_bat_kw[0, bat_index[i]])
@@ -63,7 +64,7 @@ class CommandBuilder:
 
     def battery_target(self, site: SiteRef) -> tuple[str, str]:
         """(asset, kind) a battery value is sent to."""
-        meter, bat = site.asset_of("meter"), site.asset_of("battery")
+        meter, bat = site.asset_of(Role.METER), site.asset_of(Role.BATTERY)
         if self.battery_control == "grid_target" and meter is not None:
             return meter.asset, "p_setpoint_kw"
         assert bat is not None
@@ -125,7 +126,7 @@ class CommandBuilder:
                     continue
                 plan[a.asset] = self.cap_value(a, capped=(s.site, a.asset) in caps)
                 out.append(self._command(now, s.site, a.asset, "p_limit_kw", plan[a.asset]))
-            if (pv := s.asset_of("pv")) is not None and pv.p_nominal_kw:
+            if (pv := s.asset_of(Role.PV)) is not None and pv.p_nominal_kw:
                 # every period, like the other assets (nominal = no curtailment): a PV-only site
                 # would otherwise fall back for lack of commands while the controller is alive
                 curtail = float(schedule.curtail_kw[0, i])

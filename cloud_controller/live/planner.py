@@ -45,6 +45,7 @@ from cloud_controller.grid.reduce import station_grid
 from cloud_controller.live.commands import CommandBuilder
 from cloud_controller.live.guard import FleetGuard
 from cloud_controller.live.types import CongestionInterval, History, Plan, SiteRef, SiteSnapshot
+from protocols.assets import BATTERY, Points, Role
 from protocols.messages import AssetFlex, Command
 
 __all__ = ["MpcPlanner", "build_planner"]
@@ -171,7 +172,7 @@ class MpcPlanner:
         base = np.zeros((T, n))
         site_sigma = np.zeros((T, n))
         for i, s in enumerate(self.sites):
-            meter = self._baseline(history, s.site, "meter", "p_kw", start=start, now=now)
+            meter = self._baseline(history, s.site, *Points.METER_P_KW, start=start, now=now)
             base[:, i] = meter.p50
             if self.bat_e_kwh[i]:
                 base[:, i] -= self._baseline(
@@ -198,14 +199,14 @@ class MpcPlanner:
 
     def _bat_asset(self, site_i: int) -> str:
         """The asset id of site `site_i`'s battery (its telemetry points are "<id>/p_kw", ...)."""
-        bat = self.sites[site_i].asset_of("battery")
-        return bat.asset if bat is not None else "bat1"
+        bat = self.sites[site_i].asset_of(Role.BATTERY)
+        return bat.asset if bat is not None else BATTERY
 
     def _battery_flex(self, snapshots: Mapping[str, SiteSnapshot], site_i: int) -> AssetFlex | None:
         snap = snapshots.get(self.sites[site_i].site)
         if snap is None or snap.flex is None:
             return None
-        bat = self.sites[site_i].asset_of("battery")
+        bat = self.sites[site_i].asset_of(Role.BATTERY)
         return next((a for a in snap.flex.assets if bat is not None and a.asset == bat.asset), None)
 
     def _state(self, snapshots: Mapping[str, SiteSnapshot]) -> StorageState:

@@ -22,6 +22,7 @@ __all__ = [
 ]
 
 SiteMode = Literal["online", "offline", "fallback", "unknown"]
+#: The values of `protocols.assets.Role` (a Literal, so the dataclasses type-check).
 AssetKindName = Literal["meter", "pv", "battery", "ev", "hp", "hvac"]
 
 
@@ -29,7 +30,7 @@ AssetKindName = Literal["meter", "pv", "battery", "ev", "hp", "hvac"]
 class AssetRef:
     """One asset of a registered site, with the ratings the planner needs."""
 
-    asset: str  # asset id as in the site YAML: "meter", "pv1", "bat1", "ev1", "hp1", "zone1"
+    asset: str  # asset id as in the site YAML (simulated sites: protocols.assets.STANDARD_ASSET_ID)
     kind: AssetKindName
     p_nominal_kw: float | None = None  # pv inverter kW, battery charge kW, ev max kW, hp max electric kW
     capacity_kwh: float | None = None  # battery kWh, hp thermal tank kWh

@@ -1,13 +1,13 @@
 """Registered sites, their assets and the household (bus) of the region each connects to.
 
 Two sources: a registry YAML (`sites: [{site, region_site, assets: [...]}]`) or a test
-bed's `manifest.json` (read as plain JSON: the controller never imports the simulators),
-whose sites get households assigned deterministically (seeded, spread over the region).
+bed's `manifest.json`, validated with the contract's `protocols.testbed.Manifest` (the
+controller never imports the simulators), whose sites get households assigned
+deterministically (seeded, spread over the region).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
@@ -17,6 +17,7 @@ import yaml
 
 from cloud_controller.live.types import AssetKindName, AssetRef, SiteRef
 from protocols.errors import ConfigError
+from protocols.testbed import Manifest
 from protocols.topics import validate_id
 
 __all__ = ["Registry", "load_registry", "registry_from_manifest"]
@@ -126,15 +127,9 @@ def load_registry(path: Path, *, n_region_sites: int | None = None) -> Registry:
 
 def registry_from_manifest(path: Path, n_region_sites: int, *, seed: int = 0) -> Registry:
     """Sites of a test bed's manifest.json on distinct households chosen with `seed`."""
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError("file not found", file=str(path)) from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"not valid JSON: {exc}", file=str(path)) from None
-    entries = doc.get("sites") if isinstance(doc, dict) else None
-    if not isinstance(entries, list):
-        raise ConfigError("expected `sites` (a test bed manifest)", file=str(path), key="sites")
+    if not path.is_file():
+        raise ConfigError("file not found", file=str(path))
+    entries = Manifest.load(path).sites  # a ConfigError names file, key and reason
     if len(entries) > n_region_sites:
         raise ConfigError(
             f"{len(entries)} sites but the region has {n_region_sites} households", file=str(path)
@@ -146,17 +141,19 @@ def registry_from_manifest(path: Path, n_region_sites: int, *, seed: int = 0) ->
         assets = tuple(
             _asset(
                 {
-                    "asset": a["id"],
-                    "kind": a["kind"],
-                    "p_nominal_kw": a.get("p_nominal_kw"),
-                    "capacity_kwh": a.get("capacity_kwh"),
+                    "asset": a.id,
+                    "kind": a.kind,
+                    "p_nominal_kw": a.p_nominal_kw,
+                    "capacity_kwh": a.capacity_kwh,
                 },
                 f"sites[{i}].assets[{j}]",
                 str(path),
             )
-            for j, a in enumerate(entry.get("assets", []))
+            for j, a in enumerate(entry.assets)
         )
-        sites.append(
-            SiteRef(site=validate_id(entry["site"], what="site id"), region_site=household, assets=assets)
-        )
+        try:
+            site = validate_id(entry.site, what="site id")
+        except ValueError as exc:
+            raise ConfigError(str(exc), file=str(path), key=f"sites[{i}].site") from None
+        sites.append(SiteRef(site=site, region_site=household, assets=assets))
     return Registry(sites=tuple(sites))

@@ -1,6 +1,6 @@
-"""A year (or the --quick weeks) of 15-min profiles for every household, from the simulators' physics.
+"""A year (or the --quick weeks) of 15-min profiles for every household, from the shared `profiles` generators.
 
-Reuses `simulators.profiles` (H0 standard load profile with fluctuations and time shifts,
+Reuses the `profiles` package (H0 standard load profile with fluctuations and time shifts,
 Zhou PV model on seeded clear-sky × clouds, agent-based EV sessions, degree-day heat
 demand, time-dependent COP) so the study and the hardware-in-the-loop test bed see the
 same physics. Seeded: same config, same arrays.
@@ -16,7 +16,7 @@ import pandas as pd
 
 from cloud_controller.study.config import StudyConfig
 from cloud_controller.study.population import Population
-from simulators.profiles import (
+from profiles import (
     ambient_temperature_c,
     ev_demand,
     heat_demand_kw,
@@ -24,7 +24,7 @@ from simulators.profiles import (
     hp_cop,
     time_index,
 )
-from simulators.profiles import pv_kw_per_kwp as pv_profile
+from profiles import pv_kw_per_kwp as pv_profile
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

@@ -197,7 +197,7 @@ def write_report(res: StudyResult, summary: dict[str, Any], out: Path, figures: 
         + "; ".join(f"{k}: {v.model_dump()}" for k, v in cfg.mix.items())
         + f"; roles {json.dumps(cfg.station_roles)}.",
         f"- Household demand {cfg.demand.e_avg_kwh:.0f} kWh/a × area/{cfg.demand.area_avg_m2:.0f} m²; heat "
-        f"{cfg.demand.heat_kwh_per_m2} kWh/m²·a (Efficiency House 40); profiles from `simulators.profiles` "
+        f"{cfg.demand.heat_kwh_per_m2} kWh/m²·a (Efficiency House 40); profiles from the `profiles` package "
         "(H0 with fluctuations and shifts, Zhou PV model on seeded clear-sky × clouds, agent-based EV "
         "sessions, degree-day heat with time-dependent COP); seeded synthetic weather, not MERRA-2.",
         f"- CurA: EVs at {cfg.cura.ev_cap_kw} kW from onset to midnight, backlog at full power next morning. "

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from simulators.profiles.ev import EvSession
+from profiles.ev import EvSession
 
 __all__ = ["EvCharger"]
 

@@ -2,7 +2,7 @@
 
 The heat pump charges a tank; the building draws its heat demand from the tank.
 1000 L of water over 10 K hold 1000 × 4.18 × 10 / 3600 ≈ 11.6 kWh. The COP follows the
-ambient temperature (`simulators.profiles.hp_cop`). A power limit (§14a, a DSO signal)
+ambient temperature (`profiles.hp_cop`). A power limit (§14a, a DSO signal)
 caps the electric power: the tank drains, and once it is empty the unmet heat becomes a
 deficit (the house cools) that the heat pump pays back when the limit is lifted — the
 "cold load pickup" seed 001 observes. Energy is deferred, not deleted.
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simulators.profiles.thermal import hp_cop
+from profiles.thermal import hp_cop
 
 __all__ = ["WATER_KWH_PER_L_K", "HeatPump"]
 

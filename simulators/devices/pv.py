@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simulators.profiles.pv import ZHOU_250WP, module_power_w, module_temperature_c
+from profiles.pv import ZHOU_250WP, module_power_w, module_temperature_c
 
 __all__ = ["PvInverter"]
 

@@ -1,6 +1,7 @@
 """Markdown tables of every register map, generated from the maps the servers serve.
 
-`docs/simulators.md` embeds this output; a unit test fails when the two drift apart.
+`docs/simulators.md` embeds this output; a unit test fails when the two drift apart. The maps
+are built from the device templates, so these tables are the templates' registers.
 """
 
 from __future__ import annotations
@@ -51,15 +52,21 @@ def register_tables() -> str:
     return "\n\n".join(
         [
             _table(
-                "PV inverter — SunSpec 1 / 103 / 120 / 123 (`sunspec-pv`)",
+                "PV inverter — SunSpec 1 / 103 / 120 / 123 (`sunspec-pv`, template `sunspec-inverter`)",
                 pv_map(PvInverter(), serial="-"),
                 sunspec_pv,
             ),
             _table(
-                "Meter — SunSpec 1 / 203 (`sunspec-meter`)", meter_map(Meter(), serial="-"), sunspec_meter
+                "Meter — SunSpec 1 / 203 (`sunspec-meter`, template `sunspec-meter`)",
+                meter_map(Meter(), serial="-"),
+                sunspec_meter,
             ),
-            _table("Battery inverter (`vendor-battery`)", battery_map(Battery(capacity_kwh=16.0)), vendor),
-            _table("EV charger (`vendor-ev`)", ev_map(EvCharger()), vendor),
-            _table("Heat pump + tank (`vendor-hp`)", hp_map(HeatPump()), vendor),
+            _table(
+                "Battery inverter (`vendor-battery`, template `vendor-battery`)",
+                battery_map(Battery(capacity_kwh=16.0)),
+                vendor,
+            ),
+            _table("EV charger (`vendor-ev`, template `vendor-ev`)", ev_map(EvCharger()), vendor),
+            _table("Heat pump + tank (`vendor-hp`, template `vendor-hp`)", hp_map(HeatPump()), vendor),
         ]
     )

@@ -3,8 +3,10 @@
 - `protocols` is the contract: it imports none of the other packages, and of third-party
   code only pydantic and aiomqtt (with paho, aiomqtt's engine).
 - `edge_agent` and `cloud_controller` never import each other.
-- `simulators` are equipment: they import neither the agent nor the controller.
-- Only the offline study may reuse the simulators' pure profile generators.
+- `simulators` are equipment: they import neither the agent nor the controller, and the
+  controller imports no simulators at all (they are reached over sockets only).
+- `profiles` (pure generators) and `device_templates` (device descriptions as data) are
+  leaves: they import `protocols` and third-party code only, and anyone may import them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,24 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[2]
-PACKAGES = ("protocols", "edge_agent", "cloud_controller", "simulators", "gridflex")
+PACKAGES = (
+    "protocols",
+    "profiles",
+    "device_templates",
+    "edge_agent",
+    "cloud_controller",
+    "simulators",
+    "gridflex",
+)
+PROJECT = {
+    "protocols",
+    "profiles",
+    "device_templates",
+    "edge_agent",
+    "cloud_controller",
+    "simulators",
+    "gridflex",
+}
 
 
 def _imports(path: Path) -> set[str]:
@@ -35,9 +54,9 @@ def _files(package: str) -> list[Path]:
 
 
 FORBIDDEN = {
-    "protocols": {"edge_agent", "cloud_controller", "simulators", "gridflex"},
+    "protocols": {"profiles", "device_templates", "edge_agent", "cloud_controller", "simulators", "gridflex"},
     "edge_agent": {"cloud_controller", "simulators", "gridflex"},
-    "cloud_controller": {"edge_agent", "gridflex"},
+    "cloud_controller": {"edge_agent", "simulators", "gridflex"},
     "simulators": {"edge_agent", "cloud_controller", "gridflex"},
 }
 
@@ -51,12 +70,17 @@ def test_package_imports_point_inward(package: str) -> None:
             top = name.split(".")[0]
             if top in FORBIDDEN[package]:
                 violations.append(f"{rel}: imports {name}")
-            if package == "cloud_controller" and top == "simulators":
-                study = rel.parts[:2] == ("cloud_controller", "study")
-                if not (study and name.startswith("simulators.profiles")):
-                    violations.append(
-                        f"{rel}: imports {name} (only cloud_controller.study may use simulators.profiles)"
-                    )
+    assert not violations, "\n".join(violations)
+
+
+@pytest.mark.parametrize("package", ["profiles", "device_templates"])
+def test_leaf_packages_import_only_protocols_of_the_project(package: str) -> None:
+    violations = [
+        f"{path.relative_to(ROOT)}: imports {name}"
+        for path in _files(package)
+        for name in _imports(path)
+        if name.split(".")[0] in PROJECT - {"protocols", package}
+    ]
     assert not violations, "\n".join(violations)
 
 
@@ -74,3 +98,14 @@ def test_protocols_depends_on_pydantic_and_aiomqtt_only() -> None:
 def test_every_package_exists() -> None:
     for package in PACKAGES:
         assert (ROOT / package / "__init__.py").is_file(), package
+
+
+def test_device_templates_depend_on_pydantic_pyyaml_and_protocols_only() -> None:
+    allowed = {"pydantic", "yaml", "protocols", "device_templates", "__future__", *sys.stdlib_module_names}
+    violations = [
+        f"{path.relative_to(ROOT)}: imports {name}"
+        for path in _files("device_templates")
+        for name in _imports(path)
+        if name.split(".")[0] not in allowed
+    ]
+    assert not violations, "\n".join(violations)

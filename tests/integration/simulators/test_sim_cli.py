@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
-from simulators.manifest import Manifest
+from protocols.errors import ConfigError
+from protocols.testbed import Manifest
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +28,7 @@ def _wait_manifest(proc: subprocess.Popen[bytes], out: Path, timeout_s: float = 
         if path.exists():
             try:
                 return Manifest.load(path)
-            except ValueError:
+            except ConfigError:
                 pass  # being written
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.1)

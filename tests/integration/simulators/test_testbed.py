@@ -13,9 +13,10 @@ import pytest
 import yaml
 from pymodbus.client import AsyncModbusTcpClient
 
+from device_templates import expand_site
 from protocols.clock import SimClock
+from protocols.testbed import Manifest
 from simulators.fleet import SiteSpec
-from simulators.manifest import Manifest
 from simulators.testbed import TestBed, TestBedConfig
 
 pytestmark = pytest.mark.integration
@@ -88,6 +89,12 @@ def _expected(bed: TestBed, site: str, asset: str, point: str) -> float | None:
     return None if f is None else float(f())
 
 
+def _expanded(path: Path) -> dict[str, Any]:
+    """The site YAML with its `template:` devices expanded, as the agent sees it."""
+    doc: dict[str, Any] = expand_site(yaml.safe_load(path.read_text()), file=str(path), base=path.parent)
+    return doc
+
+
 async def test_site_yamls_match_the_live_servers(bed: TestBed, tmp_path: Path) -> None:
     manifest = Manifest.load(tmp_path / "manifest.json")
     assert manifest == bed.manifest
@@ -97,7 +104,7 @@ async def test_site_yamls_match_the_live_servers(bed: TestBed, tmp_path: Path) -
     checked = 0
     async with asyncio.timeout(60):
         for sm in manifest.sites:
-            doc = yaml.safe_load(sm.config.read_text())
+            doc = _expanded(sm.config)
             assert doc["site"] == sm.site
             assert doc["broker"] == {"host": "127.0.0.1", "port": 18830, "tls": None, "keepalive_s": 30}
             assert doc["health"]["port"] is None
@@ -142,7 +149,7 @@ async def test_site_yamls_pass_the_edge_agent_config_loader(bed: TestBed) -> Non
 async def test_controls_written_as_the_yaml_says_act_on_the_physics(bed: TestBed) -> None:
     async with asyncio.timeout(60):
         for sm in bed.manifest.sites:
-            doc = yaml.safe_load(sm.config.read_text())
+            doc = _expanded(sm.config)
             devices = {d["id"]: d for d in doc["devices"]}
             b = bed.buildings[sm.site]
             for asset in doc["assets"]:

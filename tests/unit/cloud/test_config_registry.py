@@ -54,13 +54,29 @@ def test_registry_yaml_and_errors(tmp_path: Path) -> None:
 
 def test_manifest_registry_is_deterministic(tmp_path: Path) -> None:
     doc = {
+        "created": "2030-01-15T00:00:00Z",
+        "start": "2030-01-15T00:00:00Z",
+        "seed": 1,
+        "step_s": 1.0,
+        "broker_host": "127.0.0.1",
+        "broker_port": 1883,
         "sites": [
             {
                 "site": f"b00{i}",
-                "assets": [{"id": "bat1", "kind": "battery", "p_nominal_kw": 5, "capacity_kwh": 10}],
+                "config": f"/tmp/b00{i}.yaml",
+                "assets": [
+                    {
+                        "id": "bat1",
+                        "kind": "battery",
+                        "device": "battery",
+                        "p_nominal_kw": 5,
+                        "capacity_kwh": 10,
+                    }
+                ],
+                "modbus": [],
             }
             for i in range(1, 4)
-        ]
+        ],
     }
     path = tmp_path / "manifest.json"
     path.write_text(json.dumps(doc))

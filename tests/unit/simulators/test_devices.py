@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from profiles import hp_cop
 from simulators.devices import Battery, EvCharger, HeatPump, Meter, PvInverter, Zone
-from simulators.profiles import hp_cop
 
 
 def test_battery_cycle_loses_exactly_the_efficiency_losses() -> None:

@@ -1,4 +1,8 @@
-"""What a running test bed serves: `DIR/manifest.json` (pydantic, strict) for tests and tools."""
+"""The test-bed manifest schema: what a running test bed serves, as `DIR/manifest.json`.
+
+Written by `simulators.testbed`, read by tests, tools and the controller's registry, so
+the one schema lives here in the contract package (strict: unknown keys are an error).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from protocols.assets import BMS, Role
+from protocols.errors import ConfigError
 
 __all__ = ["AssetInfo", "BacnetEndpoint", "Manifest", "ModbusEndpoint", "SiteManifest"]
 
@@ -28,20 +35,26 @@ class ModbusEndpoint(_Model):
 
 
 class BacnetEndpoint(_Model):
-    device: str = "bms"
+    """The building's BACnet/IP BMS device and where it listens."""
+
+    device: str = BMS
     address: str  # "127.0.0.1:47809"
     device_id: int
 
 
 class AssetInfo(_Model):
+    """One asset of a simulated site: its id, role (`protocols.assets.Role` value) and ratings."""
+
     id: str
-    kind: Literal["meter", "pv", "battery", "ev", "hp", "hvac"]
+    kind: Role
     device: str  # the Modbus device (or "bms") serving it
     p_nominal_kw: float | None = None
     capacity_kwh: float | None = None
 
 
 class SiteManifest(_Model):
+    """One simulated building: its site YAML and the devices serving it."""
+
     site: str
     config: Path  # the site YAML (absolute)
     assets: list[AssetInfo]
@@ -56,6 +69,8 @@ class SiteManifest(_Model):
 
 
 class Manifest(_Model):
+    """The whole test bed: when and how it runs, the broker, every site."""
+
     created: datetime  # wall time the test bed started (UTC)
     start: datetime  # simulated start
     seed: int
@@ -72,4 +87,14 @@ class Manifest(_Model):
 
     @classmethod
     def load(cls, path: Path) -> Manifest:
-        return cls.model_validate_json(path.read_text())
+        """Read and validate `path`; a `ConfigError` names the file, the key and the reason."""
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read: {exc.strerror}", file=str(path)) from None
+        try:
+            return cls.model_validate_json(text)
+        except ValidationError as exc:
+            err = exc.errors(include_url=False, include_input=False)[0]
+            key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+            raise ConfigError(err["msg"], file=str(path), key=key or None) from None

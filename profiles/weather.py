@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from simulators.profiles._common import ar1, day_of_year_frac, hour_of_day_utc, step_h
+from profiles._common import ar1, day_of_year_frac, hour_of_day_utc, step_h
 
 __all__ = ["ambient_temperature_c", "time_index"]
 

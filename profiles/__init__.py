@@ -6,9 +6,9 @@ Importable without sockets. Default step 15 min; every function takes a UTC
 
 from __future__ import annotations
 
-from simulators.profiles.ev import EvFleet, EvSession, ev_demand, ev_sessions
-from simulators.profiles.load import h0_kw_per_kwh, heat_demand_kw, household_load_kw
-from simulators.profiles.pv import (
+from profiles.ev import EvFleet, EvSession, ev_demand, ev_sessions
+from profiles.load import h0_kw_per_kwh, heat_demand_kw, household_load_kw
+from profiles.pv import (
     ZHOU_250WP,
     ZhouModule,
     clear_sky_index,
@@ -17,8 +17,8 @@ from simulators.profiles.pv import (
     poa_irradiance,
     pv_kw_per_kwp,
 )
-from simulators.profiles.thermal import hp_cop
-from simulators.profiles.weather import ambient_temperature_c, time_index
+from profiles.thermal import hp_cop
+from profiles.weather import ambient_temperature_c, time_index
 
 __all__ = [
     "ZHOU_250WP",

@@ -16,7 +16,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from simulators.profiles._common import (
+from profiles._common import (
     ar1,
     hour_of_day_utc,
     per_column_shift,

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulators.profiles import (
+from profiles import (
     ambient_temperature_c,
     ev_demand,
     heat_demand_kw,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from simulators.profiles._common import step_h
+from profiles._common import step_h
 
 __all__ = ["EvFleet", "EvSession", "ev_demand", "ev_sessions"]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from simulators.profiles._common import ar1, step_h
+from profiles._common import ar1, step_h
 
 __all__ = ["ZHOU_250WP", "ZhouModule", "clear_sky_index", "module_power_w", "poa_irradiance", "pv_kw_per_kwp"]
 
@@ -161,7 +161,7 @@ def pv_kw_per_kwp(
 ) -> np.ndarray:
     """(T,) AC output per kWp installed: Zhou module model at the seeded POA irradiance and
     NOCT module temperature, times inverter efficiency; 0 at night, ≤ 1."""
-    from simulators.profiles.weather import ambient_temperature_c
+    from profiles.weather import ambient_temperature_c
 
     t_amb = ambient_temperature_c(index, seed=seed) if ambient_t_c is None else np.asarray(ambient_t_c, float)
     k = clear_sky_index(index, seed=seed + 7919)

@@ -1,15 +1,47 @@
-"""Grid-aware dispatch: seed 001's rolling-horizon OPF and an MPC mode, pyomo model solved by HiGHS."""
+"""Grid-aware dispatch: seed 001's rolling-horizon OPF and an MPC mode, solved by HiGHS.
 
-from cloud_controller.dispatch.build import SiteAssets, build_problem
-from cloud_controller.dispatch.decompose import DecomposedEngine
-from cloud_controller.dispatch.engine import DispatchEngine, DispatchInfeasible, Schedule, Violation
-from cloud_controller.dispatch.model import build_model
-from cloud_controller.dispatch.problem import Problem, PwlCost, StepInputs, StorageState, Weights
+The public face: code outside `cloud_controller.dispatch` imports from here only. Layout
+(docs/dispatch.md): `model/` states the LP (pyomo and numpy, one family table), `highs/`
+holds it in HiGHS, `routes/` are the ways a call is answered, `areas/` the decomposition,
+`engine.py` runs the routes in order.
+"""
+
+from cloud_controller.dispatch.areas.decompose import DecomposedEngine, DecompositionStats
+from cloud_controller.dispatch.engine import DispatchEngine
+from cloud_controller.dispatch.model.build import SiteAssets, build_problem
+from cloud_controller.dispatch.model.ppcase import KW_PER_MW, problem_from_pandapower
+from cloud_controller.dispatch.model.problem import (
+    FloatArray,
+    IntArray,
+    Problem,
+    PwlCost,
+    StepInputs,
+    StorageState,
+    Weights,
+)
+from cloud_controller.dispatch.model.pyomo_model import build_model
+from cloud_controller.dispatch.model.schedule import DispatchInfeasible, Schedule, Violation
+from cloud_controller.dispatch.options import EngineOptions
+from cloud_controller.dispatch.protocol import Engine
+from cloud_controller.dispatch.routes.base import AREAS, LAZY, LP, MEND, SITE, THRESHOLD, Answer
 
 __all__ = [
+    "AREAS",
+    "KW_PER_MW",
+    "LAZY",
+    "LP",
+    "MEND",
+    "SITE",
+    "THRESHOLD",
+    "Answer",
     "DecomposedEngine",
+    "DecompositionStats",
     "DispatchEngine",
     "DispatchInfeasible",
+    "Engine",
+    "EngineOptions",
+    "FloatArray",
+    "IntArray",
     "Problem",
     "PwlCost",
     "Schedule",
@@ -20,4 +52,5 @@ __all__ = [
     "Weights",
     "build_model",
     "build_problem",
+    "problem_from_pandapower",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
-from cloud_controller.dispatch.engine import Schedule
+from cloud_controller.dispatch import Schedule
 from cloud_controller.live.types import AssetRef, SiteRef
 from protocols.assets import Role
 from protocols.messages import Command

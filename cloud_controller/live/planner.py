@@ -30,8 +30,11 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from cloud_controller.dispatch import (
+    Answer,
     DecomposedEngine,
     DispatchEngine,
+    Engine,
+    EngineOptions,
     Schedule,
     SiteAssets,
     StepInputs,
@@ -138,19 +141,23 @@ class MpcPlanner:
         self.problem = problem
         # cold start: presolve and interior point for the first plan (1,000 sites: 666 -> 221 s),
         # then warm dual simplex from the basis the crossover leaves (~1 s per period)
-        self.engine: DispatchEngine | DecomposedEngine
+        self.engine: Engine
         if by_area:
             # max_sites=0: as fine as the tree allows, one area per station on this network;
             # lazy grid rows: where the HV/MV threshold binds, the whole LP starts from the
             # areas' joined bases instead of cold (dispatch/joined_basis.py)
             self.engine = DecomposedEngine(
-                problem, max_sites=0, threads=2, presolve_first=True, cold_solver="ipm", lazy_grid=True
+                problem,
+                EngineOptions(presolve_first=True, cold_solver="ipm", lazy_grid=True),
+                max_sites=0,
+                threads=2,
             )
         else:
-            self.engine = DispatchEngine(problem, presolve_first=True, cold_solver="ipm")
+            self.engine = DispatchEngine(problem, EngineOptions(presolve_first=True, cold_solver="ipm"))
         self.bat_index = {int(s): k for k, s in enumerate(problem.bat_site)}
         self._congestion: ScenarioCongestion | None = None
         self.last_schedule: Schedule | None = None
+        self.last_answer: Answer | None = None  # the last plan's route and certificate
         self.guard = (
             FleetGuard(self.sites, limit_kw=self.limit_kw, period_s=period_s, battery_control=battery_control)
             if np.isfinite(self.limit_kw)
@@ -273,11 +280,12 @@ class MpcPlanner:
         c_import = 1.0 + EARLY_IMPORT_PREFERENCE * np.arange(self.horizon) / self.horizon
         # The window moves one period between plans: the last basis, unshifted, is the better
         # start (measured, 100 sites: 105 ms per plan; shifted with engine.shift_basis: 998 ms).
-        schedule = self.engine.solve(
+        answer = self.engine.answer(
             StepInputs(base_kw=fc.base_kw, station_limit_kw=limit_t, c_import=c_import),
             state,
         )
-        self.last_schedule = schedule
+        self.last_answer = answer
+        self.last_schedule = schedule = answer.schedule
         planned = schedule.p_site_kw.sum(axis=1)
         battery_kw = self.commands.battery_values(self.sites, excluded, schedule, self.bat_index)
         caps: set[tuple[str, str]] = set()

@@ -17,7 +17,14 @@ import time
 
 import numpy as np
 
-from cloud_controller.dispatch import DispatchEngine, StepInputs, StorageState, build_problem
+from cloud_controller.dispatch import (
+    DispatchEngine,
+    Engine,
+    EngineOptions,
+    StepInputs,
+    StorageState,
+    build_problem,
+)
 from cloud_controller.grid.reduce import station_grid
 from cloud_controller.study.runner import Recorder, ScenarioRun, StudyInputs, _assets
 
@@ -49,7 +56,7 @@ def run_mpc(
         enforce_voltage=False,
         site_pv=inp.pop.pv_2030,
     )
-    engine = DispatchEngine(problem, cop_rtol=cfg.cop_rtol)
+    engine: Engine = DispatchEngine(problem, EngineOptions(cop_rtol=cfg.cop_rtol))
     pv = inp.pv_kw(2030)
     base_real = prof.load_kw + inp.ev_by_site(prof.ev_kw) - pv
     heat_real = prof.heat_kw
@@ -74,7 +81,7 @@ def run_mpc(
         )
         if t:
             engine.shift_basis(replan)  # the window moved `replan` periods: so does the basis
-        sch = engine.solve(x, state)
+        sch = engine.answer(x, state).schedule
         # Apply the first `replan` steps of the plan.
         n_apply = min(replan, n_t - t)
         for k in range(n_apply):

@@ -20,14 +20,19 @@ import numpy as np
 import numpy.typing as npt
 
 from cloud_controller.dispatch import (
+    MEND,
+    SITE,
+    THRESHOLD,
     DispatchEngine,
+    Engine,
+    EngineOptions,
+    Problem,
     Schedule,
     SiteAssets,
     StepInputs,
     StorageState,
     build_problem,
 )
-from cloud_controller.dispatch.problem import Problem
 from cloud_controller.grid.reduce import station_grid
 from cloud_controller.grid.region import Region
 from cloud_controller.study import policies
@@ -381,7 +386,8 @@ def run_opf(
         w_discharge_hold=cfg.prob.w_discharge_hold,
     )
     grid_aware = scenario == "grid_opf"
-    engine = DispatchEngine(problem, cop_rtol=cfg.cop_rtol, by_site=cfg.opf_by_site)
+    options = EngineOptions(cop_rtol=cfg.cop_rtol, by_site=cfg.opf_by_site)
+    engine: Engine = DispatchEngine(problem, options)
     pv = inp.pv_kw(2030)
     base = prof.load_kw + inp.ev_by_site(ev) - pv
     n_t = prof.n_steps
@@ -395,11 +401,7 @@ def run_opf(
     st_feed = np.full(n_t, limit * (1.0 - cfg.grid_aware.margin) if grid_aware else np.inf)
     use_fixed = fixed_sites and cfg.opf_network == "station"
     fixed = FixedSites.of(problem, base, st_lim, st_feed) if use_fixed else None
-    small = (
-        None
-        if fixed is None
-        else DispatchEngine(fixed.problem, cop_rtol=cfg.cop_rtol, by_site=cfg.opf_by_site)
-    )
+    small: Engine | None = None if fixed is None else DispatchEngine(fixed.problem, options)
     same = np.zeros(n_t, dtype=bool)
     ref_bat = ref_ts = np.zeros((n_t + 1, 0))
     if reference is not None and reference.state_kwh is not None:
@@ -419,6 +421,7 @@ def run_opf(
     hist_bat = np.zeros((n_t + 1, problem.n_bat)) if keep_state else None
     hist_ts = np.zeros((n_t + 1, problem.n_hp)) if keep_state else None
     reused = np.zeros(n_t, dtype=bool)
+    steps_by_site = 0  # answered without the whole LP: routes site, threshold, mend
     t_solve = time.perf_counter()
     with gc_paused():
         for t in range(n_t):
@@ -447,12 +450,15 @@ def run_opf(
                 station_feed_limit_kw=st_feed[sl],
             )
             if fixed is not None and small is not None and fixed.exact[t]:
-                sch = small.solve(fixed.inputs(x, t), state)
+                ans = small.answer(fixed.inputs(x, t), state)
+                sch = ans.schedule
                 p_site = base[t].copy()
                 p_site[fixed.flex] = sch.p_site_kw[0]
             else:
-                sch = engine.solve(x, state)
+                ans = engine.answer(x, state)
+                sch = ans.schedule
                 p_site = sch.p_site_kw[0]
+            steps_by_site += ans.route in (SITE, THRESHOLD, MEND)
             state = StorageState(e_bat_kwh=sch.e_bat_kwh[0].copy(), e_ts_kwh=sch.e_ts_kwh[0].copy())
             rec.record(t, sch, 0, p_site)
     if reference is not None and reused.any():
@@ -467,11 +473,7 @@ def run_opf(
     )
     if reference is not None:
         out.reused = reused
-    out.steps_by_site = sum(
-        e.sites.certified + e.priced + e.mended
-        for e in (engine, small)
-        if e is not None and e.sites is not None
-    )
+    out.steps_by_site = steps_by_site
     if hist_bat is not None and hist_ts is not None:
         hist_bat[n_t] = state.e_bat_kwh
         hist_ts[n_t] = state.e_ts_kwh

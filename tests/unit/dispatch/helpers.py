@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cloud_controller.dispatch.build import SiteAssets
+from cloud_controller.dispatch import SiteAssets
 from cloud_controller.grid.radial import RadialGrid
 
 

@@ -5,9 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cloud_controller.dispatch import DispatchEngine, StepInputs, StorageState, build_problem
-from cloud_controller.dispatch.crash import basis_for, count_check
-from cloud_controller.dispatch.problem import Problem
+from cloud_controller.dispatch import (
+    DispatchEngine,
+    EngineOptions,
+    Problem,
+    StepInputs,
+    StorageState,
+    build_problem,
+)
+from cloud_controller.dispatch.highs.crash import basis_for, count_check
 from tests.unit.dispatch.helpers import feeder, mixed_assets
 
 
@@ -33,8 +39,8 @@ def test_crash_basis_is_square_and_gives_the_same_optimum(seed: int) -> None:
             station_limit_kw=np.array([10.0 if k % 2 else np.inf]),
             station_feed_limit_kw=np.array([12.0]),
         )
-        warm = DispatchEngine(p, crash=True)
-        cold = DispatchEngine(p, crash=False)
+        warm = DispatchEngine(p, EngineOptions(crash=True))
+        cold = DispatchEngine(p, EngineOptions(crash=False))
         col, row = basis_for(p, warm.ix, x, state)
         assert count_check(col, row) == 0
         a, b = warm.solve(x, state), cold.solve(x, state)
@@ -52,7 +58,7 @@ def test_crash_basis_saves_most_iterations() -> None:
     state = StorageState(np.full(p.n_bat, 5.0), np.full(p.n_hp, 5.0))
     pv = rng.uniform(0.0, 6.0, (1, p.n_sites))
     x = StepInputs(base_kw=rng.uniform(0.2, 3.0, (1, p.n_sites)) - pv, pv_kw=pv, heat_kw=np.ones((1, p.n_hp)))
-    warm, cold = DispatchEngine(p, crash=True), DispatchEngine(p, crash=False)
+    warm, cold = DispatchEngine(p, EngineOptions(crash=True)), DispatchEngine(p, EngineOptions(crash=False))
     warm.solve(x, state)
     cold.solve(x, state)
     it_warm = warm.h.getInfo().simplex_iteration_count

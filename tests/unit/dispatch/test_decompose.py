@@ -7,10 +7,19 @@ import dataclasses
 import numpy as np
 import pytest
 
-from cloud_controller.dispatch import DispatchEngine, Schedule, StepInputs, StorageState, build_problem
-from cloud_controller.dispatch.areas import split_areas, subtree_matrix
-from cloud_controller.dispatch.decompose import DecomposedEngine
-from cloud_controller.dispatch.problem import Problem, PwlCost, Weights
+from cloud_controller.dispatch import (
+    DecomposedEngine,
+    DispatchEngine,
+    EngineOptions,
+    Problem,
+    PwlCost,
+    Schedule,
+    StepInputs,
+    StorageState,
+    Weights,
+    build_problem,
+)
+from cloud_controller.dispatch.areas.areas import split_areas, subtree_matrix
 from cloud_controller.grid.radial import RadialGrid
 from tests.unit.dispatch.helpers import mixed_assets
 
@@ -119,7 +128,7 @@ def test_certified_answer_equals_the_full_lp(horizon: int, threads: int, lazy: b
     rng = np.random.default_rng(10 + horizon)
     p = _problem(rng, horizon=horizon)
     full = DispatchEngine(p)
-    dec = DecomposedEngine(p, max_sites=20, threads=threads, lazy_grid=lazy)
+    dec = DecomposedEngine(p, EngineOptions(lazy_grid=lazy), max_sites=20, threads=threads)
     assert dec.n_areas == 3
     state = _state(rng, p)
     for _ in range(4):
@@ -185,7 +194,7 @@ def _full_lp_answers(
         grid = dataclasses.replace(grid, v_max_pu=np.full(g.n_bus, v_max))
     tight = dataclasses.replace(p, grid=grid)
     a = DispatchEngine(tight).solve(x, state)
-    dec = DecomposedEngine(tight, max_sites=20, lazy_grid=lazy)
+    dec = DecomposedEngine(tight, EngineOptions(lazy_grid=lazy), max_sites=20)
     b = dec.solve(x, state)
     assert not dec.last_by_area
     assert b.objective == pytest.approx(a.objective, rel=1e-9)

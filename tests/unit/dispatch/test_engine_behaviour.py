@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cloud_controller.dispatch import DispatchEngine, SiteAssets, StepInputs, StorageState, build_problem
+from cloud_controller.dispatch import (
+    DispatchEngine,
+    EngineOptions,
+    SiteAssets,
+    StepInputs,
+    StorageState,
+    build_problem,
+)
 from tests.unit.dispatch.helpers import feeder
 
 DT = 0.25
@@ -134,7 +141,7 @@ def test_engines_with_other_thread_counts_share_one_process() -> None:
     thread count than the first failed to run ("Not Set"). It now takes the first count."""
     import warnings as _warnings
 
-    from cloud_controller.dispatch import engine as engine_module
+    from cloud_controller.dispatch.highs import threads as engine_module
     from tests.unit.dispatch.test_decompose import _inputs, _problem, _state
 
     rng = np.random.default_rng(3)
@@ -142,8 +149,8 @@ def test_engines_with_other_thread_counts_share_one_process() -> None:
     x, st = _inputs(rng, p), _state(rng, p)
     with _warnings.catch_warnings(record=True) as caught:
         _warnings.simplefilter("always")
-        one = DispatchEngine(p, threads=1).solve(x, st)
-        two = DispatchEngine(p, threads=2).solve(x, st)
+        one = DispatchEngine(p, EngineOptions(threads=1)).solve(x, st)
+        two = DispatchEngine(p, EngineOptions(threads=2)).solve(x, st)
     assert two.objective == pytest.approx(one.objective, rel=1e-9)
     assert engine_module._THREADS_IN_USE  # the process's count is fixed by the first engine
     assert any("thread(s) in this process" in str(w.message) for w in caught)

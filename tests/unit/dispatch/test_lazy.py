@@ -8,9 +8,18 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cloud_controller.dispatch import DispatchEngine, Schedule, StepInputs, StorageState, build_problem
-from cloud_controller.dispatch.decompose import DecomposedEngine
-from cloud_controller.dispatch.joined_basis import (
+from cloud_controller.dispatch import (
+    DecomposedEngine,
+    DispatchEngine,
+    EngineOptions,
+    Problem,
+    PwlCost,
+    Schedule,
+    StepInputs,
+    StorageState,
+    build_problem,
+)
+from cloud_controller.dispatch.highs.joined_basis import (
     BATTERY_FAMILIES,
     EMPTY_FAMILIES,
     HEAT_PUMP_FAMILIES,
@@ -18,9 +27,8 @@ from cloud_controller.dispatch.joined_basis import (
     SITE_FAMILIES,
     STORE_FAMILIES,
 )
-from cloud_controller.dispatch.lazy import BRANCH_UP, V_DN, gridless
-from cloud_controller.dispatch.lp import LpIndex
-from cloud_controller.dispatch.problem import Problem, PwlCost
+from cloud_controller.dispatch.model.lp import LpIndex
+from cloud_controller.dispatch.routes.lazy import BRANCH_UP, V_DN, gridless
 from cloud_controller.grid.radial import RadialGrid
 from tests.unit.dispatch.helpers import mixed_assets
 from tests.unit.dispatch.test_decompose import _inputs, _lv_buses, _state, stations_grid
@@ -73,7 +81,7 @@ def test_binding_lines_and_voltages_give_the_whole_lps_optimum(horizon: int) -> 
     tight = _tight(
         p, line_kw=0.9 * float(np.abs(free.branch_flow_kw[:, 4:]).max()), v_min=float(free.v_pu.min()) + 1e-4
     )
-    whole, lazy = DispatchEngine(tight), DispatchEngine(tight, lazy_grid=True)
+    whole, lazy = DispatchEngine(tight), DispatchEngine(tight, EngineOptions(lazy_grid=True))
     a, b = whole.solve(x, state), lazy.solve(x, state)
     _same_answer(a, b)
     assert lazy.lazy is not None and len(lazy.lazy.rows.row) > 0 and lazy.lazy_rounds >= 1
@@ -96,7 +104,7 @@ def test_nothing_binding_adds_no_row_and_costs_no_round() -> None:
     rng, g, p = _station_case(1, 3)
     state = _state(rng, p)
     x = _inputs(rng, p)
-    lazy = DispatchEngine(p, lazy_grid=True)
+    lazy = DispatchEngine(p, EngineOptions(lazy_grid=True))
     _same_answer(DispatchEngine(p).solve(x, state), lazy.solve(x, state))
     assert lazy.lazy is not None and lazy.lazy.rows.row == [] and lazy.lazy_rounds == 0
     # no flow, voltage or slack columns but the slack bus's voltage and its two slacks
@@ -114,7 +122,7 @@ def test_unavoidable_breaches_are_reported_as_the_whole_lp_reports_them() -> Non
     fixed[:, 4] = 80.0  # on the last bus of station 0's chain: its lines carry > 60 kW regardless
     x = _evening(rng, p, bus_fixed_kw=fixed)
     a = DispatchEngine(p).solve(x, state)
-    lazy = DispatchEngine(p, lazy_grid=True)
+    lazy = DispatchEngine(p, EngineOptions(lazy_grid=True))
     b = lazy.solve(x, state)
     _same_answer(a, b)
     assert _violation_total(a)["branch"] > 19.9
@@ -127,7 +135,7 @@ def test_rows_stay_and_their_bounds_move_with_the_fixed_loads() -> None:
     g = stations_grid()
     p = _tight(build_problem(g, rng.choice(_lv_buses(g), 36), mixed_assets(36), horizon=2), line_kw=40.0)
     state = _state(rng, p)
-    whole, lazy = DispatchEngine(p), DispatchEngine(p, lazy_grid=True)
+    whole, lazy = DispatchEngine(p), DispatchEngine(p, EngineOptions(lazy_grid=True))
     for level in (0.0, 25.0, 5.0, 0.0):
         fixed = np.zeros((2, g.n_bus))
         fixed[:, [4, 9]] = level
@@ -145,7 +153,7 @@ def test_units_and_a_bounded_slack_with_costs() -> None:
         base_kw=rng.uniform(1.0, 6.0, (3, p.n_sites)) - pv, pv_kw=pv, heat_kw=rng.uniform(0, 4, (3, p.n_hp))
     )
     state = StorageState(np.full(p.n_bat, 4.0), np.full(p.n_hp, 5.0))
-    lazy = DispatchEngine(p, lazy_grid=True)
+    lazy = DispatchEngine(p, EngineOptions(lazy_grid=True))
     _same_answer(DispatchEngine(p).solve(x, state), lazy.solve(x, state))
     assert lazy.lazy is not None and len(lazy.lazy.rows.row) > 0  # the 12 kW lines bind
 
@@ -157,9 +165,9 @@ def test_the_pyomo_builder_and_a_moved_basis_work_with_lazy_rows() -> None:
     state = _state(rng, p)
     x = _evening(rng, p)
     a = DispatchEngine(p).solve(x, state)
-    lazy = DispatchEngine(p, lazy_grid=True, builder="pyomo")
+    lazy = DispatchEngine(p, EngineOptions(lazy_grid=True, builder="pyomo"))
     _same_answer(a, lazy.solve(x, state))
-    numpy_lazy = DispatchEngine(p, lazy_grid=True)
+    numpy_lazy = DispatchEngine(p, EngineOptions(lazy_grid=True))
     numpy_lazy.solve(x, state)
     assert numpy_lazy.shift_basis(1)  # the added rows keep their status
     _same_answer(a, numpy_lazy.solve(x, state))
@@ -199,7 +207,7 @@ def test_by_area_with_lazy_rows_inside_the_areas(horizon: int) -> None:
     x = _evening(rng, p)
     free = DispatchEngine(p).solve(x, state)
     tight = _tight(p, line_kw=0.9 * float(np.abs(free.branch_flow_kw[:, 4:]).max()))
-    dec = DecomposedEngine(tight, max_sites=20, lazy_grid=True)
+    dec = DecomposedEngine(tight, EngineOptions(lazy_grid=True), max_sites=20)
     b = dec.solve(x, state)
     _same_answer(DispatchEngine(tight).solve(x, state), b)
     assert dec.last_by_area
@@ -212,7 +220,7 @@ def test_by_area_a_binding_voltage_band_goes_to_the_whole_lp() -> None:
     x = _evening(rng, p)
     loose = DispatchEngine(p).solve(x, state)
     tight = _tight(p, line_kw=1e6, v_min=float(loose.v_pu.min()) + 2e-4)
-    dec = DecomposedEngine(tight, max_sites=20, lazy_grid=True)
+    dec = DecomposedEngine(tight, EngineOptions(lazy_grid=True), max_sites=20)
     b = dec.solve(x, state)
     assert not dec.last_by_area
     _same_answer(DispatchEngine(tight).solve(x, state), b)
@@ -232,7 +240,7 @@ def test_a_binding_threshold_starts_the_whole_lp_from_the_areas(horizon: int, cu
     x.station_limit_kw = np.full(horizon, np.inf)
     x.station_limit_kw[int(free.p_root_kw.argmax())] = float(free.p_root_kw.max()) - cut_kw
     a = DispatchEngine(p).solve(x, state)
-    dec = DecomposedEngine(p, max_sites=20, lazy_grid=True, presolve_first=True, retry_after=1)
+    dec = DecomposedEngine(p, EngineOptions(lazy_grid=True, presolve_first=True), max_sites=20, retry_after=1)
     b = dec.solve(x, state)
     assert not dec.last_by_area and dec.stats.full_from_areas == 1
     _same_answer(a, b)
@@ -251,7 +259,9 @@ def test_a_pwl_root_cost_is_kept_in_the_gridless_lp() -> None:
     p = dataclasses.replace(p, root_cost=PwlCost(slopes=(1.0, 4.0), offsets=(0.0, -120.0)))
     state = _state(rng, p)
     x = _evening(rng, p)
-    _same_answer(DispatchEngine(p).solve(x, state), DispatchEngine(p, lazy_grid=True).solve(x, state))
+    _same_answer(
+        DispatchEngine(p).solve(x, state), DispatchEngine(p, EngineOptions(lazy_grid=True)).solve(x, state)
+    )
 
 
 def test_by_area_a_binding_shared_branch_is_not_certified() -> None:
@@ -264,7 +274,7 @@ def test_by_area_a_binding_shared_branch_is_not_certified() -> None:
     rating = g.rating_kw.copy()
     rating[0] = float(free.branch_flow_kw[:, 0].max()) - 8.0
     tight = dataclasses.replace(p, grid=dataclasses.replace(g, rating_kw=rating))
-    dec = DecomposedEngine(tight, max_sites=20, lazy_grid=True)
+    dec = DecomposedEngine(tight, EngineOptions(lazy_grid=True), max_sites=20)
     b = dec.solve(x, state)
     assert not dec.last_by_area and dec.stats.full_lp == 1
     assert dec.stats.failed_checks["coupling row binding in an area"] == 1
@@ -280,7 +290,7 @@ def test_a_threshold_broken_in_most_periods_starts_the_whole_lp_cold() -> None:
     x = _evening(rng, p)
     free = DispatchEngine(p).solve(x, state)
     x.station_limit_kw = np.full(8, float(free.p_root_kw.min()) - 3.0)  # breaks in every period
-    dec = DecomposedEngine(p, max_sites=20, lazy_grid=True)
+    dec = DecomposedEngine(p, EngineOptions(lazy_grid=True), max_sites=20)
     b = dec.solve(x, state)
     assert dec.stats.full_lp == 1 and dec.stats.full_from_areas == 0
     _same_answer(DispatchEngine(p).solve(x, state), b)
@@ -326,7 +336,7 @@ def _random_case(seed: int) -> tuple[Problem, StepInputs, StorageState]:
     if rng.random() < 0.3:
         x.station_limit_kw = np.full(T, rng.uniform(0, 40))
     state = StorageState(rng.uniform(0, 10, p.n_bat), rng.uniform(0, 11.6, p.n_hp))
-    free = DispatchEngine(p, lazy_grid=False).solve(x, state)
+    free = DispatchEngine(p, EngineOptions(lazy_grid=False)).solve(x, state)
     flow = np.abs(free.branch_flow_kw).max(axis=0)
     rating = np.where(rng.random(g.n_branch) < 0.6, flow * rng.uniform(0.5, 1.0, g.n_branch), g.rating_kw)
     v = free.v_pu
@@ -342,8 +352,8 @@ def test_randomized_cases_give_the_whole_lps_optimum() -> None:
     (found by review; 1 case in ~1,500 of 3,000 seeds; none with the rows in 1e-4 pu)."""
     for seed in [1388, 1585, *range(30)]:
         p, x, state = _random_case(seed)
-        a = DispatchEngine(p, lazy_grid=False).solve(x, state)
-        b = DispatchEngine(p, lazy_grid=True).solve(x, state)
+        a = DispatchEngine(p, EngineOptions(lazy_grid=False)).solve(x, state)
+        b = DispatchEngine(p, EngineOptions(lazy_grid=True)).solve(x, state)
         assert b.objective == pytest.approx(a.objective, rel=1e-8, abs=1e-8), seed
 
 
@@ -354,8 +364,8 @@ def test_a_slack_bus_outside_its_own_band_is_charged_once() -> None:
     rng = np.random.default_rng(8)
     p = build_problem(g, rng.choice(_lv_buses(g), 36), mixed_assets(36), horizon=2)
     x, state = _inputs(rng, p), _state(rng, p)
-    a = DispatchEngine(p, lazy_grid=False).solve(x, state)
-    b = DispatchEngine(p, lazy_grid=True).solve(x, state)
+    a = DispatchEngine(p, EngineOptions(lazy_grid=False)).solve(x, state)
+    b = DispatchEngine(p, EngineOptions(lazy_grid=True)).solve(x, state)
     _same_answer(a, b)
     assert sorted((v.element, v.t) for v in b.violations if v.element == "0") == [("0", 0), ("0", 1)]
 
@@ -370,7 +380,7 @@ def test_a_binding_threshold_by_area_under_other_engine_options(options: dict[st
     free = DispatchEngine(p).solve(x, state)
     x.station_limit_kw = np.array([float(free.p_root_kw[0]) - 1.0])
     a = DispatchEngine(p).solve(x, state)
-    dec = DecomposedEngine(p, max_sites=20, lazy_grid=True, **options)
+    dec = DecomposedEngine(p, EngineOptions(lazy_grid=True, **options), max_sites=20)
     b = dec.solve(x, state)
     assert dec.stats.full_lp == 1 and not dec.last_by_area
     _same_answer(a, b)

@@ -16,9 +16,18 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cloud_controller.dispatch import DispatchEngine, SiteAssets, StepInputs, StorageState, build_problem
-from cloud_controller.dispatch.lp import LpIndex
-from cloud_controller.dispatch.problem import Problem, PwlCost
+from cloud_controller.dispatch import (
+    DispatchEngine,
+    EngineOptions,
+    Problem,
+    PwlCost,
+    SiteAssets,
+    StepInputs,
+    StorageState,
+    build_problem,
+)
+from cloud_controller.dispatch.model.families import FAMILIES, SEGMENTED, shape
+from cloud_controller.dispatch.model.lp import LpIndex
 from tests.unit.dispatch.helpers import feeder
 
 
@@ -80,8 +89,8 @@ def _rounded(values: Any) -> Counter[Any]:
 @pytest.mark.parametrize(("horizon", "units"), [(1, False), (3, True)])
 def test_numpy_and_pyomo_build_the_same_lp(horizon: int, units: bool) -> None:
     p = _problem(horizon, units=units)
-    fast = DispatchEngine(p, builder="numpy")
-    ref = DispatchEngine(p, builder="pyomo")
+    fast = DispatchEngine(p, EngineOptions(builder="numpy"))
+    ref = DispatchEngine(p, EngineOptions(builder="pyomo"))
     assert (fast.n_cols, fast.n_rows) == (ref.n_cols, ref.n_rows)
     assert (fast.ix.c_shed >= 0).any() == units  # shedding only with a bounded slack
     assert int((fast.ix.c_curt[0] >= 0).sum()) == (4 if units else p.n_sites)
@@ -134,8 +143,8 @@ def test_numpy_and_pyomo_build_the_same_lp(horizon: int, units: bool) -> None:
 @pytest.mark.parametrize(("horizon", "units"), [(1, False), (4, True)])
 def test_numpy_and_pyomo_engines_give_the_same_schedules(horizon: int, units: bool) -> None:
     p = _problem(horizon, units=units)
-    fast = DispatchEngine(p, builder="numpy", cop_rtol=0.01)
-    ref = DispatchEngine(p, builder="pyomo", cop_rtol=0.01)
+    fast = DispatchEngine(p, EngineOptions(builder="numpy", cop_rtol=0.01))
+    ref = DispatchEngine(p, EngineOptions(builder="pyomo", cop_rtol=0.01))
     rng = np.random.default_rng(7)
     state = StorageState(0.5 * p.bat_e_max_kwh, 0.3 * p.ts_e_max_kwh)
     n_viol = 0
@@ -163,3 +172,24 @@ def test_numpy_and_pyomo_engines_give_the_same_schedules(horizon: int, units: bo
         n_viol += len(sa.violations)
         state = sb.next_state()
     assert n_viol > 0  # the limits did bind in some calls: the slacks were compared too
+
+
+@pytest.mark.parametrize(("horizon", "units"), [(1, False), (3, True)])
+def test_both_builders_give_every_family_of_the_table_its_stated_shape(horizon: int, units: bool) -> None:
+    """The family table (`model/families.py`) names every index family of `LpIndex` once, and
+    each builder puts each family it knows where the table says, with the table's shape."""
+    index_fields = {n for n in LpIndex.__dataclass_fields__ if n.startswith(("c_", "r_"))}
+    table = [f.field for f in FAMILIES]
+    assert len(table) == len(set(table)) and set(table) | set(SEGMENTED) == index_fields
+    p = _problem(horizon, units=units)
+    fast = DispatchEngine(p, EngineOptions(builder="numpy"))
+    ref = DispatchEngine(p, EngineOptions(builder="pyomo"))
+    for fam in FAMILIES:
+        engines = (fast,) if fam.pyomo is None else (fast, ref)
+        for engine in engines:
+            idx = getattr(engine.ix, fam.field)
+            assert idx is not None and idx.shape == shape(p, fam), (fam.field, engine.options.builder)
+            n = engine.n_cols if fam.is_column else engine.n_rows
+            assert idx.max(initial=-1) < n, fam.field
+        if fam.pyomo is None:
+            assert getattr(ref.ix, fam.field) is None, fam.field

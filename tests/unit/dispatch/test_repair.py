@@ -8,9 +8,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from cloud_controller.dispatch import DispatchEngine, StorageState
-from cloud_controller.dispatch import repair as repair_module
-from cloud_controller.dispatch.problem import Problem
+from cloud_controller.dispatch import DispatchEngine, EngineOptions, Problem, StorageState
+from cloud_controller.dispatch.routes import repair as repair_module
 from cloud_controller.grid.radial import RadialGrid
 from tests.unit.dispatch.test_decompose import _problem, stations_grid
 from tests.unit.dispatch.test_sites import _varied
@@ -28,7 +27,7 @@ def _run(p: Problem, steps: int, seed: int) -> tuple[DispatchEngine, int]:
     """Both engines over varied steps (battery limits changed now and then); every answer
     must be the LP's optimum. Returns the per-site engine and how many steps broke a limit."""
     rng = np.random.default_rng(seed)
-    lp, fast = DispatchEngine(p), DispatchEngine(p, by_site=True)
+    lp, fast = DispatchEngine(p), DispatchEngine(p, EngineOptions(by_site=True))
     lo, hi = np.zeros(p.n_bat), p.bat_e_max_kwh
     for i in range(steps):
         x, st = _varied(rng, p, i % 7)
@@ -70,7 +69,7 @@ def test_a_subtree_too_large_to_pay_is_left_to_highs(monkeypatch: pytest.MonkeyP
     p = _problem(rng, n_sites=60, grid=_tight(30.0, 10.0))
     fast, broke = _run(p, 20, seed=7)
     assert broke > 0 and fast.mended == 0
-    assert fast._repair is not None and fast._repair.refused == broke
+    assert fast.repair is not None and fast.repair.refused == broke
 
 
 def test_a_coupling_row_on_its_bound_with_a_dual_refuses_the_patch() -> None:
@@ -118,7 +117,7 @@ def test_areas_never_mend_so_a_shared_branch_binding_goes_to_the_full_lp() -> No
     """Review regression: an area's engine that mended an overloaded *shared* branch (here the
     HV/MV transformer on every area's path) returned an answer without duals, which the
     decomposition took for idle coupling rows: certified answers 3 % off the optimum."""
-    from cloud_controller.dispatch.decompose import DecomposedEngine
+    from cloud_controller.dispatch import DecomposedEngine
     from tests.unit.dispatch.test_decompose import _inputs, _state
 
     g = stations_grid(2, 4, station_kw=4000.0)
@@ -127,7 +126,7 @@ def test_areas_never_mend_so_a_shared_branch_binding_goes_to_the_full_lp() -> No
         rng = np.random.default_rng(seed)
         p = _problem(rng, n_sites=30, grid=g)
         full = DispatchEngine(p)
-        with DecomposedEngine(p, max_sites=20, by_site=True) as dec:
+        with DecomposedEngine(p, EngineOptions(by_site=True), max_sites=20) as dec:
             assert dec.n_areas == 2
             x, st = _inputs(rng, p), _state(rng, p)
             a, b = full.solve(x, st), dec.solve(x, st)
@@ -142,7 +141,7 @@ def test_mending_under_other_engine_options(options: dict[str, object]) -> None:
     rng = np.random.default_rng(8)
     p = _problem(rng, n_sites=30, grid=_tight(4000.0, 12.0))
     exact = DispatchEngine(p)  # the LP with each step's COP
-    fast = DispatchEngine(p, by_site=True, **options)  # type: ignore[arg-type]
+    fast = DispatchEngine(p, EngineOptions(by_site=True, **options))  # type: ignore[arg-type]
     for i in range(12):
         x, st = _varied(rng, p, i % 7)
         x = dataclasses.replace(x, cop=np.array([3.0 + 0.1 * (i % 2)]))

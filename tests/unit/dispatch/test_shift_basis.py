@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cloud_controller.dispatch import DispatchEngine, SiteAssets, StepInputs, StorageState, build_problem
+from cloud_controller.dispatch import (
+    DispatchEngine,
+    EngineOptions,
+    SiteAssets,
+    StepInputs,
+    StorageState,
+    build_problem,
+)
 from tests.unit.dispatch.helpers import feeder, mixed_assets
 
 H = 24
@@ -55,7 +62,7 @@ def test_shift_needs_a_basis_and_a_window() -> None:
 def test_interior_point_cold_start_then_warm_simplex() -> None:
     n = 30
     problem = build_problem(feeder(4, rating_kw=60.0), np.arange(n) % 3 + 1, mixed_assets(n), horizon=H)
-    ipm = DispatchEngine(problem, presolve_first=True, cold_solver="ipm")
+    ipm = DispatchEngine(problem, EngineOptions(presolve_first=True, cold_solver="ipm"))
     simplex = DispatchEngine(problem)
     state = StorageState(np.full(problem.n_bat, 5.0), np.full(problem.n_hp, 4.0))
     x = _inputs(60, n, np.random.default_rng(0))

@@ -8,15 +8,23 @@ import dataclasses
 import numpy as np
 import pytest
 
-from cloud_controller.dispatch import DispatchEngine, Schedule, StepInputs, StorageState, build_problem
-from cloud_controller.dispatch.problem import Problem, PwlCost
-from cloud_controller.dispatch.sites import SiteSolver
+from cloud_controller.dispatch import (
+    DispatchEngine,
+    EngineOptions,
+    Problem,
+    PwlCost,
+    Schedule,
+    StepInputs,
+    StorageState,
+    build_problem,
+)
+from cloud_controller.dispatch.routes.sites import SiteSolver
 from tests.unit.dispatch.helpers import mixed_assets
 from tests.unit.dispatch.test_decompose import _inputs, _problem, _state, stations_grid
 
 
 def _pair(p: Problem) -> tuple[DispatchEngine, DispatchEngine]:
-    return DispatchEngine(p), DispatchEngine(p, by_site=True)
+    return DispatchEngine(p), DispatchEngine(p, EngineOptions(by_site=True))
 
 
 def _same_optimum(a: Schedule, b: Schedule) -> None:
@@ -64,7 +72,7 @@ def test_without_binding_grid_limits_every_step_is_answered_by_site_and_optimal(
 def test_certified_answers_meet_every_row_and_bound_and_never_cycle_storage() -> None:
     rng = np.random.default_rng(3)
     p = _problem(rng, n_sites=40, grid=stations_grid(2, 4, station_kw=4000.0))
-    fast = DispatchEngine(p, by_site=True)
+    fast = DispatchEngine(p, EngineOptions(by_site=True))
     assert fast.sites is not None
     dt = p.dt_h
     hs = np.flatnonzero(p.ts_e_max_kwh > 0)
@@ -195,7 +203,7 @@ def test_problems_the_sites_cannot_answer_are_named() -> None:
         unit_cost=(PwlCost((1.0,), (0.0,)),),
     )
     assert SiteSolver.why_not(units) is not None
-    assert DispatchEngine(units, by_site=True).sites is None
+    assert DispatchEngine(units, EngineOptions(by_site=True)).sites is None
     assert SiteSolver.why_not(build_problem(g, sites, mixed_assets(4))) is None
 
 
@@ -237,7 +245,7 @@ def test_highs_gets_the_lp_only_when_a_period_needs_it_with_the_limits_set_befor
     lp, fast = _pair(p)
     x, st = _inputs(rng, p), _state(rng, p)
     _same_optimum(lp.solve(x, st), fast.solve(x, st))
-    assert fast._h is None  # answered site by site: no LP was built
+    assert not fast.lp_built  # answered site by site: no LP was built
     limits = (np.full(p.n_bat, 2.0), np.full(p.n_bat, 1.0), np.full(p.n_bat, 9.0))
     for e in (lp, fast):
         e.set_battery_limits(*limits)
@@ -248,7 +256,7 @@ def test_highs_gets_the_lp_only_when_a_period_needs_it_with_the_limits_set_befor
     own_prices = rng.uniform(0.5, 1.0, (1, p.n_sites))
     x = dataclasses.replace(x, station_limit_kw=np.array([free.p_root_kw[0] - 10.0]), c_import=own_prices)
     a, b = lp.solve(x, st), fast.solve(x, st)
-    assert fast._h is not None  # HiGHS answered, with the limits set above
+    assert fast.lp_built  # HiGHS answered, with the limits set above
     _same_optimum(a, b)
     assert np.all(b.p_bat_ch_kw <= 2.0 + 1e-9) and np.all(b.p_bat_dis_kw <= 2.0 + 1e-9)
 
@@ -259,7 +267,7 @@ def test_highs_gets_the_lp_only_when_a_period_needs_it_with_the_limits_set_befor
 def test_a_nan_input_is_never_certified(field: str) -> None:
     rng = np.random.default_rng(11)
     p = _problem(rng, n_sites=12, grid=stations_grid(1, 3, station_kw=4000.0))
-    fast = DispatchEngine(p, by_site=True)
+    fast = DispatchEngine(p, EngineOptions(by_site=True))
     assert fast.sites is not None
     x, st = _inputs(rng, p), _state(rng, p)
     shapes = {"hp_cap_frac": (1, p.n_hp), "bat_w_discharge": (1,), "bus_fixed_kw": (1, p.grid.n_bus)}
@@ -284,7 +292,7 @@ def test_a_problem_without_sites_is_left_to_highs() -> None:
     g = stations_grid(1, 2)
     p = build_problem(g, np.zeros(0, dtype=np.int64), mixed_assets(0))
     assert SiteSolver.why_not(p) == "no sites"
-    assert DispatchEngine(p, by_site=True).sites is None
+    assert DispatchEngine(p, EngineOptions(by_site=True)).sites is None
 
 
 @pytest.mark.parametrize("side", ["load", "feed-in"])

@@ -9,8 +9,7 @@ import numpy as np
 import pandapower as pp
 import pytest
 
-from cloud_controller.dispatch import DispatchEngine, StorageState
-from cloud_controller.dispatch.ppcase import problem_from_pandapower
+from cloud_controller.dispatch import DispatchEngine, StorageState, problem_from_pandapower
 from cloud_controller.grid import build_schutterwald_region
 
 NO_STORAGE = StorageState(np.zeros(0), np.zeros(0))

@@ -1,7 +1,7 @@
 """A starting basis for the first (cold) solve, built from the first inputs in O(size).
 
-Why: from HiGHS's all-slack start the first solve at 1,000 buildings takes ~13,000 simplex
-iterations (160 ms). But the dispatch LP has an obvious near-optimal basis: every store
+Why: from HiGHS's all-slack start the first solve pivots through most of the LP's rows
+one by one (docs/benchmarks.md). But the dispatch LP has an obvious near-optimal basis: every store
 idle, every heat pump making the heat it must, each site importing or exporting its net
 load, the flows and voltages of the radial network following from the loads, and a soft
 limit's slack basic only where that "do nothing" point breaks the limit. That basis is
@@ -18,8 +18,8 @@ import highspy
 import numpy as np
 import numpy.typing as npt
 
-from cloud_controller.dispatch.lp import LpIndex
-from cloud_controller.dispatch.problem import FloatArray, IntArray, Problem, StepInputs, StorageState
+from cloud_controller.dispatch.model.lp import LpIndex
+from cloud_controller.dispatch.model.problem import FloatArray, IntArray, Problem, StepInputs, StorageState
 
 BoolArray = npt.NDArray[np.bool_]
 LOWER = int(highspy.HighsBasisStatus.kLower)

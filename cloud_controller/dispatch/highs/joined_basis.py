@@ -1,13 +1,12 @@
 """A start basis for the whole gridless LP, joined from the areas' optimal bases.
 
 Why: where the HV/MV threshold binds, the areas' answer (decompose.py) breaks it and the
-whole LP must answer. Cold, with presolve, that LP costs more than the areas did (1,000
-buildings x 96 periods: ~12-16 s). But with `lazy_grid` the areas' LPs and the whole LP
+whole LP must answer. Cold, with presolve, that LP costs more than the areas did. But with `lazy_grid` the areas' LPs and the whole LP
 are the same families of columns and rows over different sites (no grid in any of them;
 the grid rows each added lazily), so the areas' optimal bases put side by side are a basis
 of the whole LP that is optimal for everything but the threshold rows. The dual simplex
-then only has to pull the threshold in: measured, 900 iterations and 3.3 s instead of a
-cold 16 s (docs/dispatch.md).
+then only has to pull the threshold in, a fraction of a cold solve's iterations
+(docs/benchmarks.md).
 
 The per-period part (slack-bus balance and power, its voltage and the HV/MV rows) comes
 from the first area; grid rows an area added lazily are left out. The joined statuses may
@@ -20,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cloud_controller.dispatch.crash import BASIC, LOWER
-from cloud_controller.dispatch.lp import LpIndex
-from cloud_controller.dispatch.problem import IntArray
+from cloud_controller.dispatch.highs.crash import BASIC, LOWER
+from cloud_controller.dispatch.model.lp import LpIndex
+from cloud_controller.dispatch.model.problem import IntArray
 
 # LpIndex families by what their second axis counts. Every (T, n) family of the gridless
 # LP is in exactly one of them (a test checks it, so a new family cannot be forgotten).

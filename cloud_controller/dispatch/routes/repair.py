@@ -1,8 +1,7 @@
 """Mend a per-site answer that overloads branches: re-solve only the subtrees below them.
 
 Why: a period in which one LV line or one MV/LV transformer binds otherwise goes to HiGHS
-with the whole LP (1,000 buildings: ~3 ms on the station-level network, ~11 ms on the full
-LV network), although only the households below that branch have a reason to change.
+with the whole LP, although only the households below that branch have a reason to change.
 
 How: the per-site answer (`sites.py`, optimal without any grid row) overloads a set of
 branches. The subtrees below the overloaded branches that have no overloaded branch above
@@ -32,7 +31,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from cloud_controller.dispatch.areas import (
+from cloud_controller.dispatch.areas.areas import (
     Area,
     areas_joined,
     columns,
@@ -42,8 +41,8 @@ from cloud_controller.dispatch.areas import (
     rows_idle,
     sub_problem,
 )
-from cloud_controller.dispatch.problem import FloatArray, IntArray, Problem, StepInputs, StorageState
-from cloud_controller.dispatch.sites import SiteAnswer
+from cloud_controller.dispatch.model.problem import FloatArray, IntArray, Problem, StepInputs, StorageState
+from cloud_controller.dispatch.routes.sites import SiteAnswer
 
 MAX_SITES = 400  # larger subtrees cost about what the whole LP costs: leave them to HiGHS
 MAX_PATCHES = 64  # subtree LPs kept (one per set of overloaded branches seen)

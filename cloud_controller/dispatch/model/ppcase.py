@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from cloud_controller.dispatch.problem import Problem, PwlCost, StepInputs
+from cloud_controller.dispatch.model.problem import Problem, PwlCost, StepInputs
 from cloud_controller.grid.radial import radial_from_pandapower
 from protocols.errors import ConfigError
 

@@ -2,9 +2,10 @@
 
 Periods t = 0..T-1 (T = 1: seed 001's per-step rolling-horizon OPF; T > 1: MPC). Values
 that change between calls (loads, PV, heat, COP, SOC at t=0, costs, limits) are written
-with placeholder numbers; `engine.DispatchEngine` changes them directly in HiGHS.
-`lp.py` builds the same LP with numpy for speed; `tests/unit/dispatch/test_lp_builder.py`
-keeps the two equal, so a change here needs the same change there.
+with placeholder numbers; `highs.session.LpSession` changes them directly in HiGHS.
+`lp.py` builds the same LP with numpy for speed; both are checked against the family table
+(`families.py`) by `tests/unit/dispatch/test_lp_builder.py`, so a change here needs the
+same change there.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import Any
 import numpy as np
 import pyomo.environ as pyo
 
-from cloud_controller.dispatch.lp import LpIndex
-from cloud_controller.dispatch.problem import BIG, IntArray, Problem
+from cloud_controller.dispatch.model.families import FAMILIES, shape
+from cloud_controller.dispatch.model.lp import LpIndex
+from cloud_controller.dispatch.model.problem import BIG, IntArray, Problem
 
 
 def build_model(problem: Problem) -> Any:
@@ -212,7 +214,7 @@ def _index(smap: Any, comp: Any, shape: tuple[int, ...], keyfn: Any, names: dict
 
 
 def pyomo_lp(problem: Problem, h: Any) -> LpIndex:
-    """Write `model.py`'s pyomo model as an LP file with symbolic names, load it into `h`,
+    """Write `build_model`'s pyomo model as an LP file with symbolic names, load it into `h`,
     and map every family to its HiGHS columns/rows through pyomo's symbol map."""
     model = build_model(problem)
     fd, path = tempfile.mkstemp(suffix=".lp")
@@ -227,8 +229,6 @@ def pyomo_lp(problem: Problem, h: Any) -> LpIndex:
     cols = {n: i for i, n in enumerate(lp.col_names_)}
     rows = {n: i for i, n in enumerate(lp.row_names_)}
     p = problem
-    T = p.horizon
-    g = p.grid
     hs = [k for k in range(p.n_hp) if p.ts_e_max_kwh[k] > 0]
     pos_hs = {k: i for i, k in enumerate(hs)}
 
@@ -238,36 +238,15 @@ def pyomo_lp(problem: Problem, h: Any) -> LpIndex:
     def hs_key(k: Any) -> tuple[int, int]:
         return (int(k[1]), pos_hs[int(k[0])])
 
+    families: dict[str, IntArray] = {}
+    for fam in FAMILIES:
+        if fam.pyomo is None:
+            continue
+        keyfn = int if fam.entity == "" else hs_key if fam.entity == "store" else st
+        names = cols if fam.is_column else rows
+        families[fam.field] = _index(smap, getattr(model, fam.pyomo), shape(p, fam), keyfn, names)
     return LpIndex(
-        c_imp=_index(smap, model.p_imp, (T, p.n_sites), st, cols),
-        c_exp=_index(smap, model.p_exp, (T, p.n_sites), st, cols),
-        c_curt=_index(smap, model.curt, (T, p.n_sites), st, cols),
-        c_shed=_index(smap, model.shed, (T, p.n_sites), st, cols),
-        c_ch=_index(smap, model.ch, (T, p.n_bat), st, cols),
-        c_dis=_index(smap, model.dis, (T, p.n_bat), st, cols),
-        c_ebat=_index(smap, model.e_bat, (T, p.n_bat), st, cols),
-        c_hp=_index(smap, model.hp, (T, p.n_hp), st, cols),
-        c_unmet=_index(smap, model.unmet, (T, p.n_hp), st, cols),
-        c_qch=_index(smap, model.q_ch, (T, len(hs)), hs_key, cols),
-        c_qdis=_index(smap, model.q_dis, (T, len(hs)), hs_key, cols),
-        c_ets=_index(smap, model.e_ts, (T, len(hs)), hs_key, cols),
-        c_u=_index(smap, model.u, (T, p.n_units), st, cols),
-        c_root=_index(smap, model.p_root, (T,), int, cols),
-        c_f=_index(smap, model.f, (T, g.n_branch), st, cols),
-        c_v=_index(smap, model.v, (T, g.n_bus), st, cols),
-        c_sup=_index(smap, model.s_up, (T, g.n_branch), st, cols),
-        c_sdn=_index(smap, model.s_dn, (T, g.n_branch), st, cols),
-        c_svu=_index(smap, model.sv_up, (T, g.n_bus), st, cols),
-        c_svd=_index(smap, model.sv_dn, (T, g.n_bus), st, cols),
-        c_sst=_index(smap, model.s_st, (T,), int, cols),
-        c_sstf=_index(smap, model.s_st_feed, (T,), int, cols),
-        r_site=_index(smap, model.site_balance, (T, p.n_sites), st, rows),
-        r_heat=_index(smap, model.heat_balance, (T, p.n_hp), st, rows),
-        r_bat=_index(smap, model.bat_soc, (T, p.n_bat), st, rows),
-        r_ts=_index(smap, model.ts_soc, (T, len(hs)), hs_key, rows),
-        r_bus=_index(smap, model.bus_balance, (T, g.n_bus), st, rows),
-        r_st=_index(smap, model.station_up, (T,), int, rows),
-        r_stf=_index(smap, model.station_dn, (T,), int, rows),
+        **families,
         hs=np.asarray(hs, dtype=np.int64),
         n_cols=len(lp.col_names_),
         n_rows=len(lp.row_names_),

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cloud_controller.dispatch.problem import FloatArray, Problem, Weights
+from cloud_controller.dispatch.model.problem import FloatArray, Problem, Weights
 from cloud_controller.grid.radial import RadialGrid
 
 

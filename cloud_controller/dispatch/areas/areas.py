@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from cloud_controller.dispatch.lp import LpIndex
-from cloud_controller.dispatch.problem import BIG, FloatArray, IntArray, Problem
+from cloud_controller.dispatch.model.lp import LpIndex
+from cloud_controller.dispatch.model.problem import BIG, FloatArray, IntArray, Problem
 from cloud_controller.grid.radial import RadialGrid
 
 
@@ -129,9 +129,8 @@ def split_areas(
     Starting from the branches out of the slack bus, a subtree with more than `max_sites`
     sites or `max_buses` buses is replaced by the subtrees below its top bus (which becomes
     a shared bus), as long as no site sits on that bus. (The bus count matters too: a
-    feeder with few sites but a whole LV network costs as much as a full one; measured,
-    1,000 buildings x 96 on the full LV network: an area of 43 sites and 630 buses took
-    3.6 s, one of 56 sites and ~200 buses 1 s.) Subtrees without sites are not areas: their fixed
+    feeder with few sites but a whole LV network costs about as much as one with many
+    sites.) Subtrees without sites are not areas: their fixed
     loads are carried as fixed loads. Raises ValueError if a site sits on the slack bus.
     """
     site_bus = np.asarray(site_bus, dtype=np.int64)

@@ -32,14 +32,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
 
-from cloud_controller.dispatch.areas import (
-    Area,
+from cloud_controller.dispatch.areas.areas import (
     columns,
     coupling_rows,
     decomposable,
@@ -50,11 +48,12 @@ from cloud_controller.dispatch.areas import (
     sub_problem,
     subtree_matrix,
 )
-from cloud_controller.dispatch.crash import BASIC, LOWER
-from cloud_controller.dispatch.engine import DispatchEngine, Schedule, Violation
-from cloud_controller.dispatch.joined_basis import AreaBasis, joined_basis
-from cloud_controller.dispatch.lazy import V_UP
-from cloud_controller.dispatch.problem import FloatArray, IntArray, Problem, StepInputs, StorageState
+from cloud_controller.dispatch.areas.join import AreaLp, assemble, start_from_areas
+from cloud_controller.dispatch.engine import DispatchEngine
+from cloud_controller.dispatch.model.problem import FloatArray, Problem, StepInputs, StorageState
+from cloud_controller.dispatch.model.schedule import Schedule
+from cloud_controller.dispatch.options import EngineOptions
+from cloud_controller.dispatch.routes.base import AREAS, SITE, Answer
 
 # The assembled answer may break a coupling row of the full LP only by round-off: what the
 # full LP would charge for it (penalty x violation) bounds the answer's distance from the
@@ -64,19 +63,6 @@ GAP_TOL = 1e-9
 # threshold (by more than THRESHOLD_TOL_KW) in at most 1/JOINED_START_SHARE of the periods.
 JOINED_START_SHARE = 4
 THRESHOLD_TOL_KW = 1e-6
-
-
-@dataclass
-class _Sub:
-    """One area's engine and the maps between its LP and the full problem."""
-
-    area: Area
-    engine: DispatchEngine
-    bats: IntArray  # full battery indices
-    hps: IntArray  # full heat-pump indices
-    fold: sp.csr_matrix  # (n_sub_bus, N): every full bus to its own or nearest path bus
-    coupling_rows: IntArray  # voltage bands and path-branch limits
-    coupling_upper: FloatArray  # their upper bounds (all are <= rows)
 
 
 @dataclass
@@ -92,10 +78,10 @@ class DecompositionStats:
 
 
 class DecomposedEngine:
-    """Same interface as `DispatchEngine` (`solve`, `set_battery_limits`, `shift_basis`).
+    """The `Engine` protocol by area: `answer`/`solve`, `set_battery_limits`, `shift_basis`.
 
-    `threads` > 1 solves areas in a thread pool (HiGHS releases the GIL while it solves);
-    engine options (`presolve_first`, `cold_solver`, ...) apply to every area's engine and
+    `threads` > 1 solves areas in a thread pool (HiGHS releases the GIL while it solves; the
+    HiGHS thread count of each LP is `options.threads`); the engine options apply to every area's engine and
     to the full LP when it is needed. With `cop_rtol` > 0 each engine holds the COP it saw
     first, so a full LP built late may hold another COP than the areas did (within cop_rtol).
     Where the LP has ties (e.g. which store moves first), the areas and the full LP may
@@ -105,33 +91,32 @@ class DecomposedEngine:
     def __init__(
         self,
         problem: Problem,
+        options: EngineOptions | None = None,
         *,
         max_sites: int = 200,
         max_buses: int = 300,
         threads: int = 1,
         retry_after: int = 8,
-        **engine_options: Any,
     ) -> None:
         """`retry_after`: once the full LP had to answer (a coupling limit binds, which in a
         congested hour stays so for a while), the next `retry_after` solves go to the full
         LP directly instead of paying for two decomposed rounds first.
 
-        Every LP holds its grid rows lazily unless `lazy_grid=False` is given (`lazy.py`):
-        measured on the 96-period MPC over 1,000 buildings, by area lazily is faster on both
-        networks (full LV 22.0 -> 4.2 s, station-level 4.4 -> 3.7 s) and, where the HV/MV
-        threshold binds in a few periods, lets the whole LP start from the areas' bases
-        (27.8 -> 7.9 s)."""
+        Every LP holds its grid rows lazily unless `options.lazy_grid` is False (`lazy.py`):
+        by area, lazily is faster on both kinds of network, and where the HV/MV threshold
+        binds in a few periods it lets the whole LP start from the areas' bases."""
         reason = decomposable(problem)
         if reason:
             raise ValueError(f"cannot decompose by area: {reason}")
         self.problem = problem
-        self._options = {"lazy_grid": True} | engine_options
+        options = options or EngineOptions()
+        self._options = options if options.lazy_grid is not None else replace(options, lazy_grid=True)
         self.areas = split_areas(problem.grid, problem.site_bus, max_sites=max_sites, max_buses=max_buses)
         g = problem.grid
         self._d = subtree_matrix(g)
         self._dt = self._d.T.tocsr()
         self._shared_branch = np.ones(g.n_branch, dtype=bool)
-        self._subs: list[_Sub] = []
+        self._subs: list[AreaLp] = []
         self._site_of_bus = sp.csr_matrix(
             (np.ones(problem.n_sites), (problem.site_bus, np.arange(problem.n_sites))),
             shape=(g.n_bus, problem.n_sites),
@@ -144,12 +129,12 @@ class DecomposedEngine:
             sub, buses, bats, hps = sub_problem(problem, area)
             # no mending inside an area: a mended answer binds rows whose duals the
             # certificate below needs (HiGHS answers the area's LP instead)
-            eng = DispatchEngine(sub, **(self._options | {"mend": False}))
+            eng = DispatchEngine(sub, replace(self._options, mend=False))
             if not eng.lazy_grid:
                 rows, upper = coupling_rows(problem, sub, eng.ix, area)
             else:  # lazy_grid: the coupling rows are whichever grid rows get added (_coupling_idle)
                 rows, upper = np.zeros(0, dtype=np.int64), np.zeros(0)
-            self._subs.append(_Sub(area, eng, bats, hps, fold_matrix(g, area, buses, lift), rows, upper))
+            self._subs.append(AreaLp(area, eng, bats, hps, fold_matrix(g, area, buses, lift), rows, upper))
         self._in_area = [np.zeros(problem.n_sites, dtype=bool) for _ in self._subs]
         for mask, s in zip(self._in_area, self._subs, strict=True):
             mask[s.area.sites] = True
@@ -158,7 +143,7 @@ class DecomposedEngine:
         self._last_p_site: FloatArray | None = None
         self._full: DispatchEngine | None = None
         self.stats = DecompositionStats()
-        self.last_by_area = False  # the last answer came from the areas (certified), not the full LP
+        self.last_answer: Answer | None = None
         self._battery_limits: tuple[FloatArray, FloatArray, FloatArray] | None = None
         self._retry_after = retry_after
         self._direct_left = 0
@@ -204,7 +189,7 @@ class DecomposedEngine:
             loads = loads + np.asarray(inputs.bus_fixed_kw, dtype=float)
         return loads
 
-    def _sub_inputs(self, s: _Sub, inputs: StepInputs, others_kw: FloatArray) -> StepInputs:
+    def _sub_inputs(self, s: AreaLp, inputs: StepInputs, others_kw: FloatArray) -> StepInputs:
         T = self.problem.horizon
         fixed = np.asarray((s.fold @ others_kw.T).T)
         p = self.problem
@@ -249,7 +234,8 @@ class DecomposedEngine:
         """Every area's coupling rows off their bound or with a round-off dual."""
         for s in self._subs:
             sol = s.engine.last_solution
-            if s.engine.last_kind == "site":
+            last = s.engine.last_answer
+            if last is not None and last.route == SITE:
                 # answered site by site (`by_site=True`) with no grid row broken: optimal
                 # without any of the area's grid rows, so every one of their duals is zero
                 continue
@@ -304,10 +290,22 @@ class DecomposedEngine:
             return None, flows, v, root
         return max(cost, key=lambda k: cost[k]), flows, v, root
 
+    @property
+    def last_by_area(self) -> bool:
+        """The last answer came from the areas (certified), not the full LP."""
+        return self.last_answer is not None and self.last_answer.route == AREAS
+
     def solve(self, inputs: StepInputs, state: StorageState) -> Schedule:
+        """`answer(...).schedule`."""
+        return self.answer(inputs, state).schedule
+
+    def answer(self, inputs: StepInputs, state: StorageState) -> Answer:
         """Solve by area; certify; solve again or fall back to the full LP if needed."""
+        self.last_answer = got = self._answer(inputs, state)
+        return got
+
+    def _answer(self, inputs: StepInputs, state: StorageState) -> Answer:
         T = self.problem.horizon
-        self.last_by_area = False
         if self._direct_left > 0:
             self._direct_left -= 1
             self.stats.full_lp_direct += 1
@@ -328,8 +326,7 @@ class DecomposedEngine:
                 else:
                     self.stats.certified_second += 1
                 self._last_p_site = p_site
-                self.last_by_area = True
-                return self._assemble(parts, p_site, flows, v, root)
+                return Answer(assemble(self.problem, self._subs, parts, p_site, flows, v, root), AREAS, True)
             self.stats.failed_checks[failed] = self.stats.failed_checks.get(failed, 0) + 1
             if failed == "hv/mv threshold":
                 break  # the areas' optimum (of a relaxation) breaks it: only the full LP can help
@@ -338,74 +335,22 @@ class DecomposedEngine:
         self._direct_left = self._retry_after
         # The areas' bases are a good start where the threshold breaks in few periods (the
         # dual simplex pulls those in); where it breaks in most (a fleet that cannot meet it
-        # all day) the engine's own cold start is better. Measured: 5 of 96 periods,
-        # 1,000 buildings: 6.6 s from the areas vs 17.7 s cold; 100 buildings under a
-        # threshold they cannot meet: 22 s from the areas vs 3.9 s cold (interior point).
+        # all day) the engine's own cold start is better (docs/benchmarks.md).
         from_areas = self._threshold_periods <= max(1, T // JOINED_START_SHARE)
         return self._solve_full(inputs, state, from_areas=from_areas)
 
-    def _solve_full(self, inputs: StepInputs, state: StorageState, *, from_areas: bool = False) -> Schedule:
+    def _solve_full(self, inputs: StepInputs, state: StorageState, *, from_areas: bool = False) -> Answer:
         """The whole LP answers. Its first solve after a round of the areas starts from their
         joined bases where they map exactly (`lazy_grid`: every LP gridless), else cold."""
         if self._full is None:
-            self._full = DispatchEngine(self.problem, **self._options)
+            self._full = DispatchEngine(self.problem, self._options)
             if self._battery_limits is not None:
                 self._full.set_battery_limits(*self._battery_limits)
-            if from_areas and self._full.lazy_grid and self._start_from_areas(self._full):
+            if from_areas and self._full.lazy_grid and start_from_areas(self.problem, self._subs, self._full):
                 self.stats.full_from_areas += 1
-        sched = self._full.solve(inputs, state)
-        self._last_p_site = sched.p_site_kw
-        return sched
-
-    def _start_from_areas(self, full: DispatchEngine) -> bool:
-        """Give the whole gridless LP the grid rows the areas added and the areas' joined
-        bases as its start (`joined_basis.py`). False if an area has no basis (answered
-        site by site) or HiGHS refuses the start."""
-        p = self.problem
-        hs_pos = np.full(p.n_hp, -1, dtype=np.int64)
-        hs_full = np.flatnonzero(p.ts_e_max_kwh > 0)
-        hs_pos[hs_full] = np.arange(len(hs_full))
-        if full.lazy is None or full.ix.r_v_up is None:  # builds the LP (by_site builds it late)
-            return False  # the joined basis needs the numpy builder's full index
-        parts: list[AreaBasis] = []
-        kinds, elems, ts, row_st, slack_st = [], [], [], [], []
-        for s in self._subs:
-            status = s.engine.basis_status()
-            if status is None or s.engine.lazy is None or s.engine.ix.r_v_up is None:
-                return False
-            sub_hs = np.flatnonzero(s.engine.problem.ts_e_max_kwh > 0)
-            parts.append(
-                AreaBasis(
-                    ix=s.engine.ix,
-                    col_status=status[0],
-                    row_status=status[1],
-                    sites=s.area.sites,
-                    batteries=s.bats,
-                    heat_pumps=s.hps,
-                    stores=hs_pos[s.hps[sub_hs]],
-                )
-            )
-            kind, elem, t, rows, slacks = s.engine.lazy.added_arrays()
-            # the area LP's branches and buses are its path's, then its own (sub_problem)
-            branch_of = np.concatenate([s.area.path_branches, s.area.branches])
-            bus_of = np.concatenate([s.area.path_buses, s.area.buses])
-            kinds.append(kind)
-            elems.append(np.where(kind < V_UP, branch_of[np.minimum(elem, len(branch_of) - 1)], bus_of[elem]))
-            ts.append(t)
-            row_st.append(status[1][rows])
-            slack_st.append(status[0][slacks])
-        kind, elem, t = np.concatenate(kinds), np.concatenate(elems), np.concatenate(ts)
-        # a path row two areas both added goes in once, with the first area's statuses
-        key = (kind * (p.horizon + 1) + t) * (p.grid.n_bus + p.grid.n_branch + 1) + elem
-        _, first = np.unique(key, return_index=True)
-        rows, slacks = full.add_grid_rows(kind[first], elem[first], t[first])
-        col, row = joined_basis(full.ix, parts)
-        n_col, n_row = full.ix.n_cols + len(slacks), full.ix.n_rows + len(rows)
-        col = np.concatenate([col, np.full(n_col - len(col), LOWER)])
-        row = np.concatenate([row, np.full(n_row - len(row), BASIC)])
-        col[slacks] = np.concatenate(slack_st)[first]
-        row[rows] = np.concatenate(row_st)[first]
-        return full.start_from(col, row)
+        got = self._full.answer(inputs, state)
+        self._last_p_site = got.schedule.p_site_kw
+        return got
 
     def _gather_p_site(self, parts: list[Schedule]) -> FloatArray:
         T = self.problem.horizon
@@ -413,51 +358,3 @@ class DecomposedEngine:
         for s, part in zip(self._subs, parts, strict=True):
             out[:, s.area.sites] = part.p_site_kw
         return out
-
-    def _assemble(
-        self, parts: list[Schedule], p_site: FloatArray, flows: FloatArray, v: FloatArray, root_kw: FloatArray
-    ) -> Schedule:
-        p = self.problem
-        T = p.horizon
-
-        def gather(name: str, n: int, idx: Callable[[_Sub], IntArray]) -> FloatArray:
-            out = np.zeros((T, n))
-            for s, part in zip(self._subs, parts, strict=True):
-                out[:, idx(s)] = getattr(part, name)
-            return out
-
-        def by_site(s: _Sub) -> IntArray:
-            return s.area.sites
-
-        def by_bat(s: _Sub) -> IntArray:
-            return s.bats
-
-        def by_hp(s: _Sub) -> IntArray:
-            return s.hps
-
-        violations: list[Violation] = []
-        for s, part in zip(self._subs, parts, strict=True):
-            for viol in part.violations:
-                kind, elem = viol.kind, viol.element
-                if kind == "heat_unmet":
-                    elem = f"hp:{int(s.hps[int(elem.split(':')[1])])}"
-                elif kind == "shed":
-                    elem = f"site:{int(s.area.sites[int(elem.split(':')[1])])}"
-                violations.append(Violation(kind, elem, viol.t, viol.amount))
-        return Schedule(
-            p_site_kw=p_site,
-            p_bat_kw=gather("p_bat_kw", p.n_bat, by_bat),
-            p_bat_ch_kw=gather("p_bat_ch_kw", p.n_bat, by_bat),
-            p_bat_dis_kw=gather("p_bat_dis_kw", p.n_bat, by_bat),
-            e_bat_kwh=gather("e_bat_kwh", p.n_bat, by_bat),
-            p_hp_kw=gather("p_hp_kw", p.n_hp, by_hp),
-            q_ts_kw=gather("q_ts_kw", p.n_hp, by_hp),
-            e_ts_kwh=gather("e_ts_kwh", p.n_hp, by_hp),
-            curtail_kw=gather("curtail_kw", p.n_sites, by_site),
-            p_unit_kw=np.zeros((T, 0)),
-            p_root_kw=root_kw,
-            branch_flow_kw=flows,
-            v_pu=v,
-            objective=float(sum(part.objective for part in parts)),
-            violations=violations,
-        )

@@ -27,9 +27,9 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from cloud_controller.dispatch.areas import subtree_matrix
-from cloud_controller.dispatch.lp import LpIndex
-from cloud_controller.dispatch.problem import FloatArray, IntArray, Problem
+from cloud_controller.dispatch.areas.areas import subtree_matrix
+from cloud_controller.dispatch.model.lp import LpIndex
+from cloud_controller.dispatch.model.problem import FloatArray, IntArray, Problem
 from cloud_controller.grid.radial import RadialGrid
 
 # Rows left out may be broken by at most this share of max(1, |objective|) in penalty

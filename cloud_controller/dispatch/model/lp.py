@@ -1,15 +1,15 @@
-"""The dispatch LP of `model.py`, assembled directly as sparse arrays for HiGHS.
+"""The dispatch LP of `pyomo_model.py`, assembled directly as sparse arrays for HiGHS.
 
-Why a second builder: `model.py` states the LP in pyomo, the form users read and extend,
-but building a pyomo model and writing it as an LP file costs ~0.85 s at 1,000 buildings
-and 87 s for a 96-step MPC over 1,000 buildings (docs/dispatch.md). This module builds the
-*same* LP (same columns, rows, bounds, costs and coefficients, in families with the same
-shapes) with numpy in milliseconds and hands it to HiGHS with one `passModel`.
-`tests/unit/dispatch/test_lp_builder.py` checks that both builders give the same LP, so
-a change to one that is not made to the other fails the tests.
+Why a second builder: `pyomo_model.py` states the LP in pyomo, the form users read and
+extend, but building a pyomo model and writing it as an LP file costs far more than the
+solves it serves, most of all for a multi-period MPC (docs/benchmarks.md). This module
+builds the *same* LP (same columns, rows, bounds, costs and coefficients, in the families
+of `families.py`) with numpy and hands it to HiGHS with one `passModel`.
+`tests/unit/dispatch/test_lp_builder.py` checks, family by family, that both builders give
+the same LP, so a change to one that is not made to the other fails the tests.
 
 Every family's index array has shape (T, n) (period first), -1 where an entry does not
-exist; `LpIndex` is what `engine.DispatchEngine` needs to change bounds and costs and to
+exist; `LpIndex` is what `highs.session.LpSession` needs to change bounds and costs and to
 read the schedule, whichever builder made the LP.
 """
 
@@ -21,7 +21,7 @@ import highspy
 import numpy as np
 import scipy.sparse as sp
 
-from cloud_controller.dispatch.problem import BIG, FloatArray, IntArray, Problem
+from cloud_controller.dispatch.model.problem import BIG, FloatArray, IntArray, Problem
 
 INF = highspy.kHighsInf
 
@@ -143,7 +143,7 @@ def build_lp(problem: Problem, h: highspy.Highs) -> LpIndex:
     b = _Builder()
     eta_c, eta_d = p.bat_eta_c, p.bat_eta_d
 
-    # -- columns (same order as model.py declares them) ------------------------------------
+    # -- columns (same order as pyomo_model.py declares them) ------------------------------------
     c_imp = b.cols((T, nS), 0.0, INF, w.c_import * dt)
     c_exp = b.cols((T, nS), 0.0, INF, -w.c_export * dt)
     pv = p.pv_sites
@@ -242,7 +242,7 @@ def build_lp(problem: Problem, h: highspy.Highs) -> LpIndex:
     b.coef(r_stf, c_root, -1.0)
     b.coef(r_stf, c_sstf, -1.0)
 
-    # -- piecewise-linear unit and root costs (epigraph rows, as model.py) -----------------
+    # -- piecewise-linear unit and root costs (epigraph rows, as pyomo_model.py) -----------------
     nseg = max([len(c.slopes) for c in p.unit_cost] + [1])
     r_uepi = np.full((T, nU, nseg), -1, dtype=np.int64)
     for k in range(nseg):

@@ -253,7 +253,8 @@ class TestBed:
 
     def step(self, dt_s: float, *, now: datetime | None = None) -> None:
         """Advance every building by `dt_s` ending at `now` (default `clock.now()`), then refresh
-        registers and BMS objects."""
+        registers and BMS objects.
+        """
         now = self.clock.now() if now is None else now
         for site, b in self.buildings.items():
             b.step(now, dt_s)

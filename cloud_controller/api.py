@@ -133,7 +133,8 @@ def create_app(controller: CloudController) -> FastAPI:
         """The constrained element's (HV/MV) forecast load over the plan horizon, one shape before
         and after the first plan (lists empty and `at` null before it): `start` per interval (UTC),
         `baseline_kw` (no control, p50), `p10_kw`/`p90_kw` (forecast band), `planned_kw`,
-        `loading_pct` of `limit_kw` and `p_exceed` (probability of exceeding it)."""
+        `loading_pct` of `limit_kw` and `p_exceed` (probability of exceeding it).
+        """
         control = controller.config.control
         return grid_loading(controller.last_plan, control.period_s, control.station_limit_kw)
 
@@ -141,7 +142,8 @@ def create_app(controller: CloudController) -> FastAPI:
     def congestion(scenarios: Annotated[int, Query(ge=0, le=1000)] = 0) -> list[dict[str, Any]]:
         """scenarios=0: the plan's HV/MV forecast (normal approximation, every period);
         scenarios=N: AC power flows of the region over N sampled load scenarios, per
-        transformer and the most loaded line (seed 002; seconds of CPU, on demand)."""
+        transformer and the most loaded line (seed 002; seconds of CPU, on demand).
+        """
         plan = controller.last_plan
         if plan is None:
             return []

@@ -283,7 +283,8 @@ class CloudController:
 
     def _refresh_from_store(self) -> None:
         """A dispatch-only worker does not ingest telemetry: it reads each site's newest values
-        from the store the ingest workers write (the `latest` table)."""
+        from the store the ingest workers write (the `latest` table).
+        """
         for site, points in self.store.latest().items():
             snap = self.snapshots.get(site)
             if snap is None:
@@ -337,7 +338,7 @@ class CloudController:
         # belong to whoever runs the controller (the CLI cancels on SIGTERM).
         task = asyncio.create_task(server._serve())
         try:
-            while not server.started and not task.done():  # noqa: ASYNC110 (uvicorn exposes a flag only)
+            while not server.started and not task.done():
                 await asyncio.sleep(0.05)
             if server.started:
                 self.api_port = int(server.servers[0].sockets[0].getsockname()[1])

@@ -114,7 +114,8 @@ class DispatchEngine:
 
     def start_from(self, col_status: IntArray, row_status: IntArray) -> bool:
         """Start the next HiGHS solve from these statuses instead of presolving or crashing
-        (used by `DecomposedEngine` with the areas' joined bases, `joined_basis.py`)."""
+        (used by `DecomposedEngine` with the areas' joined bases, `joined_basis.py`).
+        """
         return self._lp().start_from(col_status, row_status)
 
     def basis_status(self) -> tuple[IntArray, IntArray] | None:
@@ -124,7 +125,8 @@ class DispatchEngine:
     def add_grid_rows(self, kind: IntArray, element: IntArray, t: IntArray) -> tuple[IntArray, IntArray]:
         """With `lazy_grid`: add these grid rows now (kinds as in `lazy.py`) before they are
         found broken; their row and slack-column positions (`DecomposedEngine` passes the
-        rows its areas needed to the whole LP)."""
+        rows its areas needed to the whole LP).
+        """
         rows = self._lp().grid_rows
         assert rows is not None, "add_grid_rows needs lazy_grid=True"
         return rows.add(kind, element, t)
@@ -132,7 +134,8 @@ class DispatchEngine:
     def lazy_rows_idle(self, branches: IntArray) -> bool:
         """With `lazy_grid`: every added voltage row and every added row of `branches` is off
         its bound or has a round-off dual in the last solution (what `DecomposedEngine`'s
-        certificate asks of an area's coupling rows)."""
+        certificate asks of an area's coupling rows).
+        """
         rows = self._lp().grid_rows
         assert rows is not None and self.last_solution is not None
         return rows.rows_idle(self.last_solution, branches)

@@ -179,7 +179,8 @@ class BatchPowerFlow:
         """`method`: PGM's iterative current method (default) or Newton-Raphson. Measured on a
         year of the 319-load region, sequential: 6.4 s vs 17.4 s, results equal to 3e-6 kW and
         5e-10 pu; iterative current is PGM's method for distribution grids and keeps one
-        factorisation for the whole batch."""
+        factorisation for the whole batch.
+        """
         from power_grid_model import PowerGridModel
 
         self._method = method

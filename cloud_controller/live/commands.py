@@ -39,7 +39,7 @@ class CommandBuilder:
         """End of the period after `now`'s plus the margin: what a plan's command is valid for."""
         return now + timedelta(seconds=self.period_s + self.margin_s)
 
-    def one(  # noqa: PLR0917
+    def one(
         self, now: datetime, site: str, asset: str, kind: str, value: float, valid_until: datetime
     ) -> Command:
         """One command (the fleet guard's corrections between plans)."""
@@ -49,7 +49,8 @@ class CommandBuilder:
         self, sites: Sequence[SiteRef], excluded: set[int], schedule: Schedule, bat_index: Mapping[int, int]
     ) -> dict[str, float]:
         """Per battery site the value the plan commands: battery kW ("setpoint") or the site's
-        planned grid exchange ("grid_target", where the site has a meter control)."""
+        planned grid exchange ("grid_target", where the site has a meter control).
+        """
         out: dict[str, float] = {}
         for i, s in enumerate(sites):
             if i in excluded or i not in bat_index or (bat := s.asset_of(Role.BATTERY)) is None:
@@ -96,7 +97,7 @@ class CommandBuilder:
         key = self.keys.get(site)
         return sign(cmd, key) if key is not None else cmd
 
-    def build(  # noqa: PLR0917
+    def build(
         self,
         now: datetime,
         sites: Sequence[SiteRef],

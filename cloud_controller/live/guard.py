@@ -82,7 +82,8 @@ class FleetGuard:
         settle_s: float = 10.0,
     ) -> None:
         """`settle_s`: how long after a command a measurement may still show the old power
-        (the agent's write plus the device's response)."""
+        (the agent's write plus the device's response).
+        """
         self.limit_kw = limit_kw
         self.period_s = period_s
         self.battery_control = battery_control
@@ -125,7 +126,8 @@ class FleetGuard:
         snapshots: Mapping[str, SiteSnapshot],
     ) -> None:
         """A new plan: battery values from the plan, guard offsets cleared, and the plan's
-        expected effect on each battery site pending until measured."""
+        expected effect on each battery site pending until measured.
+        """
         self.planned_battery_kw = dict(planned_battery_kw)
         self.offset_kw = {}
         self.excluded = set(excluded)
@@ -183,7 +185,8 @@ class FleetGuard:
     ) -> GuardChanges:
         """One guard step on the latest measurements (plus the pending effects of commands
         sent since); returns what changed. Without a new measurement since the last step
-        nothing is decided unless `force` (at a plan)."""
+        nothing is decided unless `force` (at a plan).
+        """
         measured_kw = sum(s.p_net_kw for s in snapshots.values() if s.p_net_kw is not None)
         self._integrate(now, measured_kw)
         newest = max((s.measured_at for s in snapshots.values() if s.measured_at is not None), default=None)

@@ -98,7 +98,8 @@ class MpcPlanner:
         the battery inverter holds on its own at its control rate, so the household's
         deviations from the forecast are absorbed locally within the period (sites without
         a meter control fall back to "setpoint"). `forecast_z`: the limit is planned against
-        the fleet's forecast at this many standard deviations above the median."""
+        the fleet's forecast at this many standard deviations above the median.
+        """
         if battery_control not in ("setpoint", "grid_target"):
             raise ValueError(f"battery_control must be setpoint or grid_target, got {battery_control!r}")
         self.forecast_z = forecast_z
@@ -191,7 +192,8 @@ class MpcPlanner:
     def _with_measurements(self, fc: _Forecast, sites: Mapping[str, SiteSnapshot]) -> _Forecast:
         """Blend the latest measurement into the forecast: it rules the first period and fades
         out over MEASUREMENT_FADE_H (a household's next quarter hour looks like its last one
-        far more than like yesterday's)."""
+        far more than like yesterday's).
+        """
         base = fc.base_kw.copy()
         k = np.arange(self.horizon)
         weight = np.exp(-k * self.period_s / (MEASUREMENT_FADE_H * 3600.0))
@@ -218,7 +220,8 @@ class MpcPlanner:
 
     def _state(self, snapshots: Mapping[str, SiteSnapshot]) -> StorageState:
         """Battery energy now: the site's FlexEnvelope (`e_now_kwh`) if it sent one, else its
-        SOC telemetry, else half full."""
+        SOC telemetry, else half full.
+        """
         p = self.problem
         e_bat = np.zeros(p.n_bat)
         for site_i, k in self.bat_index.items():
@@ -240,7 +243,8 @@ class MpcPlanner:
         """Per battery: power 0 when the site is excluded (it follows its owner), else its
         rating; energy within the window its FlexEnvelope states (`e_min_kwh`/`e_max_kwh`:
         the owner's reserve and the agent's SOC limits), never above what it holds now if it
-        is already below the reserve (the plan may not start infeasible)."""
+        is already below the reserve (the plan may not start infeasible).
+        """
         p = self.problem
         p_max = p.bat_p_max_kw.astype(float).copy()
         e_lo = p.bat_e_min_kwh.astype(float).copy()
@@ -326,7 +330,8 @@ class MpcPlanner:
     def congestion_forecast(self, plan: Plan, n_scenarios: int = 100) -> CongestionForecast:
         """Seed 002's probabilistic congestion forecast for `plan`'s horizon (AC power flows of
         the whole region over sampled scenarios; see forecast/congestion.py). Seconds of CPU:
-        called on demand (API), not every period."""
+        called on demand (API), not every period.
+        """
         if plan.site_forecast_kw is None or plan.site_sigma_kw is None:
             raise ValueError("the plan carries no per-site forecast")
         if self._congestion is None or self._congestion.n_scenarios != n_scenarios:

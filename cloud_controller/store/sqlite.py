@@ -189,7 +189,8 @@ class SqliteStore:
         """Good, non-null values of several points of one site in [start, end), oldest first.
 
         `points=None` means every point the site reported in the window. `max_rows` bounds
-        what one dashboard request can pull out of the file (the newest rows are dropped)."""
+        what one dashboard request can pull out of the file (the newest rows are dropped).
+        """
         sql = (
             "SELECT asset, point, ts, value FROM samples WHERE site = ? AND ts >= ? AND ts < ? "
             "AND value IS NOT NULL AND quality = 'good'"

@@ -141,7 +141,8 @@ def pro_ab(
     """ProA: cheap grid for the lowest-forecast `window_steps` within `search_steps` before
     each onset, so storage pre-charges from the grid. ProB: discharge priced above grid
     import from that window until the onset, so storage holds its energy and starts to
-    discharge exactly when congestion begins (seed 001 Fig. 7)."""
+    discharge exactly when congestion begins (seed 001 Fig. 7).
+    """
     f = np.asarray(forecast_kw, dtype=float)
     t_total = len(f)
     c = np.full(t_total, c_import_base)

@@ -85,7 +85,8 @@ def _execute(
     inp: StudyInputs, job: Job, *, validate: bool, reference: ScenarioRun | None = None
 ) -> ScenarioRun:
     """One run plus its AC check; the (T, H) site powers are dropped afterwards to save memory,
-    except Stor's, which later runs take steps over from (`runner.run_opf`)."""
+    except Stor's, which later runs take steps over from (`runner.run_opf`).
+    """
     if job[0] == "mpc":
         from cloud_controller.study.mpc import run_mpc
 

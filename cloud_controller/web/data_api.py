@@ -39,14 +39,16 @@ def data_router(controller: CloudController) -> APIRouter:
     @router.get("/fleet/status")
     def fleet_status() -> dict[str, Any]:
         """Broker connection, plan age (stale after two periods) and the newest telemetry time
-        ("data as of"), with the banners the pages show."""
+        ("data as of"), with the banners the pages show.
+        """
         return views.status(controller)
 
     @router.get("/fleet/overview")
     def fleet_overview() -> dict[str, Any]:
         """The fleet's measured load (kW, load-positive) against every configured limit; the plan's
         horizon (see /grid/loading); overloaded intervals today; sites by mode; command counts and
-        decision-to-ack latency p50/p99 (host ms)."""
+        decision-to-ack latency p50/p99 (host ms).
+        """
         return views.overview(controller)
 
     @router.get("/fleet/sites")
@@ -63,7 +65,8 @@ def data_router(controller: CloudController) -> APIRouter:
 
         `assets_p_kw`: each asset's measured power (kW, + = load / charging); `caps_kw`: the
         active `p_limit_kw` commands (a magnitude: PV output or EV/HP consumption cap);
-        `setpoints_kw`: the plan's first-period power per asset (load-positive)."""
+        `setpoints_kw`: the plan's first-period power per asset (load-positive).
+        """
         try:
             return views.query_rows(
                 views.site_rows(controller),
@@ -91,7 +94,8 @@ def data_router(controller: CloudController) -> APIRouter:
     ) -> dict[str, Any]:
         """Stored telemetry of one site in [from, to) from the controller's SQLite store (which
         holds every sample also with an InfluxDB sink), plus the commands sent to the site in
-        that window, on one time axis."""
+        that window, on one time axis.
+        """
         if site not in controller.snapshots:
             raise HTTPException(404, f"unknown site {site!r}")
         end = to or controller.clock.now()
@@ -136,7 +140,8 @@ def data_router(controller: CloudController) -> APIRouter:
     ) -> dict[str, Any]:
         """Commands newest first with status, the agent's reason and decision-to-ack latency (ms).
         `value` is what the device is told: `p_limit_kw` a magnitude (>= 0), `p_setpoint_kw`
-        load-positive (battery + = charge)."""
+        load-positive (battery + = charge).
+        """
         return {
             **views.command_summary(controller.tracker),
             "recent": views.command_rows(controller.tracker, site=site, status=status, limit=limit),
@@ -145,7 +150,8 @@ def data_router(controller: CloudController) -> APIRouter:
     @router.get("/grid/network")
     def grid_network() -> dict[str, Any]:
         """The network to draw: pandapower bus geodata where present, else a generated one-line
-        layout; lines grouped by the station (element) that feeds them."""
+        layout; lines grouped by the station (element) that feeds them.
+        """
         region = getattr(controller.built_planner, "region", None)
         if region is not None:
             if "region" not in drawing:

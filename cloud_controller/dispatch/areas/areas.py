@@ -98,7 +98,8 @@ def area_below(grid: RadialGrid, site_bus: IntArray, k: int) -> Area:
 
 def areas_joined(grid: RadialGrid, site_bus: IntArray, ks: list[int]) -> Area:
     """The subtrees below branches `ks` (none below another) as one area, with the union of
-    their paths: one LP for all of them instead of one each. `top_branch` is the first."""
+    their paths: one LP for all of them instead of one each. `top_branch` is the first.
+    """
     parts = [area_below(grid, site_bus, k) for k in ks]
     if len(parts) == 1:
         return parts[0]
@@ -174,7 +175,8 @@ def subtree_matrix(grid: RadialGrid) -> sp.csr_matrix:
     """(K, N) matrix D with D[k, n] = 1 if bus n is below branch k.
 
     Branch flows are `loads @ D.T`; voltages are `v_root - (r * flows) @ D`, since the
-    branches above a bus are the branches it is below."""
+    branches above a bus are the branches it is below.
+    """
     parent_of, branch_of = _up_maps(grid)
     rows: list[IntArray] = []
     cols: list[IntArray] = []
@@ -256,7 +258,8 @@ def fold_matrix(grid: RadialGrid, area: Area, sub_buses: IntArray, lift: IntArra
 
 def per_entry(value: FloatArray | None, T: int, idx: IntArray) -> FloatArray | None:
     """A per-period or per-entry input (as the engine reads it: reshaped to (T, -1), one
-    column meaning one value per period) for the entries `idx`."""
+    column meaning one value per period) for the entries `idx`.
+    """
     if value is None:
         return None
     arr = np.asarray(value, dtype=float).reshape(T, -1)
@@ -282,7 +285,8 @@ def rows_idle(sol: Any, rows: IntArray, upper: FloatArray, *, scale: FloatArray 
     """The `<=` rows `rows` (upper bounds `upper`) of a HiGHS solution are each off their
     bound or have a round-off dual: what an area's answer needs to be optimal for its part
     of the whole (decompose.py, repair.py). `scale`: what each row was multiplied by in
-    the LP (lazy.py's voltage rows), so the tolerances apply to the rows as stated."""
+    the LP (lazy.py's voltage rows), so the tolerances apply to the rows as stated.
+    """
     slack = (upper - np.asarray(sol.row_value)[rows]) / scale
     duals = np.asarray(sol.row_dual)[rows] * scale
     return not bool(np.any((slack <= ROW_SLACK_TOL) & (np.abs(duals) > DUAL_TOL)))
@@ -292,7 +296,8 @@ def coupling_rows(problem: Problem, sub: Problem, ix: LpIndex, area: Area) -> tu
     """Rows of the area's LP that couple it to the rest (all `<=` rows): every voltage band
     (path voltages carry the others' load) and the limits of the path branches; and their
     upper bounds. An area's answer is optimal for its part of the whole only if each of them
-    is off its bound or has a round-off dual."""
+    is off its bound or has a round-off dual.
+    """
     path_k = np.arange(len(area.path_branches))
     assert ix.r_v_up is not None and ix.r_v_dn is not None
     assert ix.r_branch_up is not None and ix.r_branch_dn is not None

@@ -104,7 +104,8 @@ class DecomposedEngine:
 
         Every LP holds its grid rows lazily unless `options.lazy_grid` is False (`lazy.py`):
         by area, lazily is faster on both kinds of network, and where the HV/MV threshold
-        binds in a few periods it lets the whole LP start from the areas' bases."""
+        binds in a few periods it lets the whole LP start from the areas' bases.
+        """
         reason = decomposable(problem)
         if reason:
             raise ValueError(f"cannot decompose by area: {reason}")
@@ -256,7 +257,8 @@ class DecomposedEngine:
         none); its flows, voltages and slack-bus power (lossless: the sum of the bus loads).
 
         "Beyond round-off": what the full LP would charge for the breaches (each soft limit's
-        penalty times the breach) exceeds GAP_TOL x max(1, |objective|)."""
+        penalty times the breach) exceeds GAP_TOL x max(1, |objective|).
+        """
         p = self.problem
         g = p.grid
         w = p.weights
@@ -341,7 +343,8 @@ class DecomposedEngine:
 
     def _solve_full(self, inputs: StepInputs, state: StorageState, *, from_areas: bool = False) -> Answer:
         """The whole LP answers. Its first solve after a round of the areas starts from their
-        joined bases where they map exactly (`lazy_grid`: every LP gridless), else cold."""
+        joined bases where they map exactly (`lazy_grid`: every LP gridless), else cold.
+        """
         if self._full is None:
             self._full = DispatchEngine(self.problem, self._options)
             if self._battery_limits is not None:

@@ -54,7 +54,8 @@ def _battery_moves(
     p: Problem, ix: LpIndex, state: StorageState, net: FloatArray, *, col: IntArray, taken: BoolArray
 ) -> None:
     """Charge from surplus / discharge into deficit; update `net` (what the site still
-    exchanges), the batteries' statuses, and mark sites whose battery takes the site row."""
+    exchanges), the batteries' statuses, and mark sites whose battery takes the site row.
+    """
     dt = p.dt_h
     s = p.bat_site
     e0 = np.asarray(state.e_bat_kwh, float)

@@ -1,5 +1,6 @@
 """The HiGHS side of lazy grid rows (`routes.lazy`): rows added where an answer breaks them,
-their bounds moved with every call's fixed loads, re-solved until none is left broken."""
+their bounds moved with every call's fixed loads, re-solved until none is left broken.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ INF = highspy.kHighsInf
 
 def run_checked(h: Any) -> None:
     """Re-solve after grid rows were added; once more from scratch if HiGHS gives up
-    from the basis it had (never silently: still not optimal raises)."""
+    from the basis it had (never silently: still not optimal raises).
+    """
     h.run()
     status = h.getModelStatus()
     if status != highspy.HighsModelStatus.kOptimal:
@@ -44,7 +46,8 @@ class GridRows:
 
     def apply_fixed(self, fixed_kw: FloatArray | None) -> None:
         """Fixed bus loads: their sum on the slack bus's balance, and the bounds of every
-        grid row added so far moved with them."""
+        grid row added so far moved with them.
+        """
         lz = self.lazy
         T = self.problem.horizon
         fixed = (
@@ -69,7 +72,8 @@ class GridRows:
     def solve(self) -> tuple[Any, FloatArray, FloatArray]:
         """Re-solve, adding the grid rows the answer breaks, until it breaks none (beyond
         GAP_TOL of the objective in penalty): then it is optimal for the whole LP (`lazy.py`).
-        Returns the HiGHS solution and the answer's flows and voltages."""
+        Returns the HiGHS solution and the answer's flows and voltages.
+        """
         lz = self.lazy
         g = self.problem.grid
         max_rounds = 4 * self.problem.horizon * (g.n_bus + g.n_branch) + 1
@@ -87,7 +91,8 @@ class GridRows:
 
     def _add(self, b: Breach) -> tuple[IntArray, IntArray]:
         """Grid rows (each with its slack column at the full LP's penalty) into HiGHS; their
-        row and slack-column positions."""
+        row and slack-column positions.
+        """
         lz = self.lazy
         n = len(b)
         first_row = int(self.h.getNumRow())
@@ -125,7 +130,8 @@ class GridRows:
 
     def add(self, kind: IntArray, element: IntArray, t: IntArray) -> tuple[IntArray, IntArray]:
         """These grid rows now (rows already in the LP are skipped); their row and slack-column
-        positions."""
+        positions.
+        """
         new = ~self.lazy.is_added(kind, element, t)
         b = Breach(kind[new], element[new], t[new], np.zeros(int(new.sum())))
         if len(b) == 0:
@@ -134,7 +140,8 @@ class GridRows:
 
     def rows_idle(self, solution: Any, branches: IntArray) -> bool:
         """Every added voltage row and every added row of `branches` is off its bound or has a
-        round-off dual in `solution` (rows never added have no dual)."""
+        round-off dual in `solution` (rows never added have no dual).
+        """
         lz = self.lazy
         kind, elem, t, rows, _ = lz.added_arrays()
         pick = (kind >= V_UP) | np.isin(elem, branches)
@@ -146,7 +153,8 @@ class GridRows:
 
     def report(self, sched: Schedule, x: FloatArray, flows: FloatArray, v: FloatArray) -> Schedule:
         """A schedule read from the gridless LP, with the answer's flows and voltages and the
-        added grid rows' slacks reported as the whole LP's would be."""
+        added grid rows' slacks reported as the whole LP's would be.
+        """
         sched.branch_flow_kw = flows
         sched.v_pu = v
         kind, elem, t, _, slack = self.lazy.added_arrays()

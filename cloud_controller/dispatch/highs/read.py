@@ -14,7 +14,8 @@ class ScheduleReader:
 
     def __init__(self, problem: Problem, lp_problem: Problem, ix: LpIndex) -> None:
         """`lp_problem` is the problem the LP was built from (gridless with lazy grid rows):
-        the slacks' names are of its own grid rows."""
+        the slacks' names are of its own grid rows.
+        """
         p = problem
         g = lp_problem.grid
         self.problem = p

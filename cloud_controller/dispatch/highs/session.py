@@ -306,7 +306,8 @@ class LpSession:
     def start_from(self, col_status: IntArray, row_status: IntArray) -> bool:
         """Start the next solve from these statuses instead of presolving or crashing (as an
         "alien" basis, completed by HiGHS). Columns and rows beyond the statuses given (grid
-        rows added lazily) start nonbasic and basic. False (nothing changed) if refused."""
+        rows added lazily) start nonbasic and basic. False (nothing changed) if refused.
+        """
         n_col, n_row = int(self.h.getNumCol()), int(self.h.getNumRow())
         col = np.full(n_col, LOWER, dtype=np.int64)
         row = np.full(n_row, BASIC, dtype=np.int64)

@@ -137,7 +137,8 @@ class Problem:
     @property
     def has_shed(self) -> bool:
         """Load shedding (the last relaxation) exists only where it can be needed: when the
-        slack bus's own power is bounded. Otherwise import is unbounded and never infeasible."""
+        slack bus's own power is bounded. Otherwise import is unbounded and never infeasible.
+        """
         return bool(np.isfinite(self.root_p_min_kw) or np.isfinite(self.root_p_max_kw))
 
     @property

@@ -21,7 +21,8 @@ HIGHS_ROUTES = (LAZY, LP)  # the routes that leave a HiGHS solution (row duals) 
 @dataclass(frozen=True)
 class Answer:
     """One call's answer: the schedule, which route produced it, and whether it is certified
-    optimal for the whole LP of that call (checked, not assumed)."""
+    optimal for the whole LP of that call (checked, not assumed).
+    """
 
     schedule: Schedule
     route: str

@@ -56,7 +56,8 @@ class SiteRoute:
 
 class ThresholdRoute:
     """The per-site answer broke an HV/MV threshold (and no branch): the threshold's price on
-    every site's exchange (`threshold.clear_threshold`), certified, or pass."""
+    every site's exchange (`threshold.clear_threshold`), certified, or pass.
+    """
 
     name = THRESHOLD
 
@@ -78,7 +79,8 @@ class ThresholdRoute:
 
 class MendRoute:
     """The per-site answer overloads branches (and breaks nothing else): the subtrees below
-    them re-solved (`repair.SubtreeRepair`), certified, or pass."""
+    them re-solved (`repair.SubtreeRepair`), certified, or pass.
+    """
 
     name = MEND
 
@@ -111,7 +113,8 @@ class MendRoute:
 
 class WholeLpRoute:
     """HiGHS re-solves the whole LP warm (or, as `LazyGridRoute`, the LP without the grid rows
-    it does not need). Always answers; certified unless it held another COP than the step's."""
+    it does not need). Always answers; certified unless it held another COP than the step's.
+    """
 
     name = LP
 
@@ -126,6 +129,7 @@ class WholeLpRoute:
 
 class LazyGridRoute(WholeLpRoute):
     """The whole LP by row generation (`lazy.py`): optimal for the whole LP once no row left
-    out is broken."""
+    out is broken.
+    """
 
     name = LAZY

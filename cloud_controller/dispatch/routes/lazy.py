@@ -99,7 +99,8 @@ class LazyGrid:
     """The grid rows of a problem, evaluated on an answer and written as LP rows on demand.
 
     Pure: it computes flows, voltages, breaches, row coefficients and bounds; the engine
-    moves them into HiGHS."""
+    moves them into HiGHS.
+    """
 
     def __init__(self, problem: Problem, ix: LpIndex) -> None:
         p = problem
@@ -198,7 +199,8 @@ class LazyGrid:
 
     def uppers(self, kind: IntArray, element: IntArray, t: IntArray) -> FloatArray:
         """Upper bounds of rows (kind, element, t) for the fixed loads last set, as in the LP
-        (voltage rows scaled by V_SCALE)."""
+        (voltage rows scaled by V_SCALE).
+        """
         g = self.problem.grid
         out = np.empty(len(kind))
         for k, sign in ((BRANCH_UP, -1.0), (BRANCH_DN, 1.0)):
@@ -213,7 +215,8 @@ class LazyGrid:
 
     def _drop_per_kw(self, bus: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         """Voltage drop at `bus` per kW of each site's and unit's load: the resistance of
-        the path they share with it."""
+        the path they share with it.
+        """
         g = self.problem.grid
         col = self._dc[:, bus]  # branches above the bus
         r_path = col.multiply(g.r_pu_per_kw[:, None]).T.tocsr()  # (1, K)
@@ -221,7 +224,8 @@ class LazyGrid:
 
     def coefficients(self, kind: int, element: int, t: int) -> tuple[IntArray, FloatArray]:
         """LP columns and coefficients of row (kind, element, t) in its `<=` form, slack aside
-        (voltage rows scaled by V_SCALE)."""
+        (voltage rows scaled by V_SCALE).
+        """
         ix = self.ix
         if kind in (BRANCH_UP, BRANCH_DN):
             s_row = self._branch_sites[element]

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from cloud_controller.dispatch.routes.sites import SiteSolver
 
 
-def kkt_holds(  # noqa: PLR0917 (the step's prices, each an array)
+def kkt_holds(
     sv: SiteSolver,
     x: StepData,
     lam: FloatArray,
@@ -29,7 +29,8 @@ def kkt_holds(  # noqa: PLR0917 (the step's prices, each an array)
     down, rc >= 0 where it may move up, so 0 in between). lambda (the site row's dual) is
     given; each condition on the others is a bound on one unknown, so existence is an
     interval test: the battery row's dual mu_b; the heat price lam_h and s = lam_h + dt *
-    mu_t (mu_t the store row's dual), whose difference the store's position bounds."""
+    mu_t (mu_t the store row's dual), whose difference the store's position bounds.
+    """
     dt, eta_c, eta_d, cop = sv.dt, sv.eta_c, sv.eta_d, x.cop
     tol, dtol = PRIMAL_TOL, DUAL_TOL
     inf = np.inf

@@ -155,12 +155,14 @@ class SiteSolver:
 
     def clear_threshold(self, x: StepData) -> SiteAnswer | None:
         """The period's optimum when an HV/MV threshold binds and all sites share their prices
-        (`threshold.clear_threshold`); None when that cannot be certified."""
+        (`threshold.clear_threshold`); None when that cannot be certified.
+        """
         return clear_threshold(self, x)
 
     def overloaded(self, x: StepData, ans: SiteAnswer) -> IntArray | None:
         """The branches `ans` overloads, if that is all it breaks (None if it also breaks an
-        HV/MV threshold or a voltage band, or nothing is overloaded)."""
+        HV/MV threshold or a voltage band, or nothing is overloaded).
+        """
         root, v = ans.root_kw, ans.v_pu
         if root > x.station_limit_kw + GRID_TOL_KW or -root > x.station_feed_limit_kw + GRID_TOL_KW:
             return None
@@ -172,7 +174,8 @@ class SiteSolver:
     @property
     def declined(self) -> int:
         """Periods the per-site answer alone could not answer: a site's check failed, or a
-        grid row would break (the engine may still mend those, see `DispatchEngine._mend`)."""
+        grid row would break (the engine may still mend those, see `DispatchEngine._mend`).
+        """
         return self.declined_by_site + self.declined_by_grid
 
     def _sites(self, x: StepData) -> SiteAnswer | None:
@@ -183,7 +186,8 @@ class SiteSolver:
 
     def prepare(self, x: StepData, shift: float) -> Picked | None:
         """Each site's price and its devices' least/most draws there, with the grid's import
-        and export prices raised by `shift` (the HV/MV threshold's price, 0 without one)."""
+        and export prices raised by `shift` (the HV/MV threshold's price, 0 without one).
+        """
         dt, eta_c, eta_d = self.dt, self.eta_c, self.eta_d
         cop = x.cop
         if not cop > 0:
@@ -233,7 +237,8 @@ class SiteSolver:
 
     def assemble(self, x: StepData, m: Picked, d: FloatArray) -> SiteAnswer | None:
         """The site answer for total device draws `d` (each within the draws at the site's
-        price), checked: None unless every site passes its KKT test at the shifted prices."""
+        price), checked: None unless every site passes its KKT test at the shifted prices.
+        """
         dt, eta_c, eta_d, cop = self.dt, self.eta_c, self.eta_d, x.cop
         ce, a_ch, a_qch, pen = self.c_export, self.a_ch, self.a_qch, self.pen_unmet
         ci, a_dis, a_qdis, qdis_max = m.ci, m.a_dis, m.a_qdis, m.qdis_max
@@ -298,7 +303,8 @@ class SiteSolver:
 
     def grid_ok(self, x: StepData, ans: SiteAnswer) -> bool:
         """Flows, voltages and slack power of the answer (stored in it); True if no grid row
-        of the full LP is broken beyond round-off."""
+        of the full LP is broken beyond round-off.
+        """
         bus_kw: FloatArray = np.bincount(  # type: ignore[assignment]
             self.site_bus, weights=ans.imp_kw - ans.exp_kw, minlength=self.n_bus
         )

@@ -23,7 +23,8 @@ def clear_threshold(sv: SiteSolver, x: StepData) -> SiteAnswer | None:
     fleet's exchange can meet the threshold is the threshold's price; the sites' ranges
     are then filled to meet it exactly. Certified like `solve`: every site's KKT test at
     the shifted prices; a nonzero price only with the threshold met with equality; the
-    caller checks every grid row. None when any of that fails."""
+    caller checks every grid row. None when any of that fails.
+    """
     m = sv.prepare(x, 0.0)
     if m is None or not m.same:
         return None
@@ -101,7 +102,8 @@ def clear_threshold(sv: SiteSolver, x: StepData) -> SiteAnswer | None:
 
 def exchange_range(sv: SiteSolver, x: StepData, m: Picked) -> tuple[FloatArray, FloatArray]:
     """Each site's least and most grid exchange (import positive) at its price: it imports
-    at the import price, exports at the export price, and balances exactly in between."""
+    at the import price, exports at the export price, and balances exactly in between.
+    """
     lo = x.base_kw + m.d_lo
     hi = x.base_kw + m.d_hi
     at_import = m.lam >= m.ci + m.shift

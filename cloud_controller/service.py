@@ -338,7 +338,7 @@ class CloudController:
         # belong to whoever runs the controller (the CLI cancels on SIGTERM).
         task = asyncio.create_task(server._serve())
         try:
-            while not server.started and not task.done():
+            while not server.started and not task.done():  # noqa: ASYNC110 (uvicorn exposes a flag only)
                 await asyncio.sleep(0.05)
             if server.started:
                 self.api_port = int(server.servers[0].sockets[0].getsockname()[1])

@@ -54,7 +54,7 @@ def free_udp_port(host: str = "127.0.0.1") -> int:
 def quiet_bac0() -> None:
     """BAC0 gives every class its own logger with INFO handlers on stdout; keep them to errors."""
     import BAC0
-    import BAC0.core.devices.local.factory
+    import BAC0.core.devices.local.factory  # noqa: F401
     from BAC0.core.utils.notes import LogList
 
     for lg in list(LogList.LOGGERS):

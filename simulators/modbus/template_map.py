@@ -59,7 +59,7 @@ def _field(r: Register, i: int, q: Mapping[str, Quantity], t: DeviceTemplate) ->
         get, set_ = cell.get, cell.set
     elif r.value is not None:
         value = r.value
-        get = lambda: value
+        get = lambda: value  # noqa: E731 - a constant register
     return Field(
         r.name,
         r.address,

@@ -65,6 +65,7 @@ class ScenarioCongestion:
 
     @property
     def elements(self) -> tuple[str, ...]:
+        """Names of the elements forecast: each transformer column, then "lines" (the most loaded line)."""
         return (*(name for name, _ in self._columns), "lines")
 
     def forecast(

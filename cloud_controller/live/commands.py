@@ -21,6 +21,8 @@ __all__ = ["CommandBuilder"]
 
 
 class CommandBuilder:
+    """Builds (and optionally signs) the period's commands for every controllable asset from a schedule."""
+
     def __init__(
         self,
         *,
@@ -48,8 +50,10 @@ class CommandBuilder:
     def battery_values(
         self, sites: Sequence[SiteRef], excluded: set[int], schedule: Schedule, bat_index: Mapping[int, int]
     ) -> dict[str, float]:
-        """Per battery site the value the plan commands: battery kW ("setpoint") or the site's
-        planned grid exchange ("grid_target", where the site has a meter control).
+        """Per battery site the value the plan commands.
+
+        Battery kW ("setpoint") or the site's planned grid exchange ("grid_target", where the
+        site has a meter control).
         """
         out: dict[str, float] = {}
         for i, s in enumerate(sites):

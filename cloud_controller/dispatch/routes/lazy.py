@@ -198,8 +198,9 @@ class LazyGrid:
         self._fixed_drop = g.v_root_pu - v
 
     def uppers(self, kind: IntArray, element: IntArray, t: IntArray) -> FloatArray:
-        """Upper bounds of rows (kind, element, t) for the fixed loads last set, as in the LP
-        (voltage rows scaled by V_SCALE).
+        """Upper bounds of rows (kind, element, t) for the fixed loads last set, as in the LP.
+
+        Voltage rows are scaled by V_SCALE.
         """
         g = self.problem.grid
         out = np.empty(len(kind))
@@ -214,8 +215,9 @@ class LazyGrid:
         return scaled
 
     def _drop_per_kw(self, bus: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-        """Voltage drop at `bus` per kW of each site's and unit's load: the resistance of
-        the path they share with it.
+        """Voltage drop at `bus` per kW of each site's and unit's load.
+
+        That is the resistance of the path they share with it.
         """
         g = self.problem.grid
         col = self._dc[:, bus]  # branches above the bus
@@ -223,8 +225,9 @@ class LazyGrid:
         return (r_path @ self._branch_sites).tocsr(), (r_path @ self._branch_units).tocsr()
 
     def coefficients(self, kind: int, element: int, t: int) -> tuple[IntArray, FloatArray]:
-        """LP columns and coefficients of row (kind, element, t) in its `<=` form, slack aside
-        (voltage rows scaled by V_SCALE).
+        """LP columns and coefficients of row (kind, element, t) in its `<=` form, slack aside.
+
+        Voltage rows are scaled by V_SCALE.
         """
         ix = self.ix
         if kind in (BRANCH_UP, BRANCH_DN):
@@ -246,6 +249,7 @@ class LazyGrid:
         return np.asarray(self._added[kind, t, element], dtype=bool)
 
     def mark_added(self, b: Breach, rows: IntArray, slacks: IntArray) -> None:
+        """Record that breach `b`'s rows are in the LP now, at rows `rows` with slack columns `slacks`."""
         self._added[b.kind, b.t, b.element] = True
         self.rows.kind.extend(b.kind.tolist())
         self.rows.element.extend(b.element.tolist())

@@ -87,6 +87,7 @@ def _site(controller: CloudController, site: str) -> dict[str, Any]:
 
 
 def create_app(controller: CloudController) -> FastAPI:
+    """The controller's HTTP API (and, when enabled, the dashboard) as a FastAPI app over `controller`."""
     app = FastAPI(
         title="GridFlex cloud controller",
         version="1",
@@ -97,13 +98,15 @@ def create_app(controller: CloudController) -> FastAPI:
     mount_offline_docs(app)
     app.add_middleware(GZipMiddleware, minimum_size=1000)  # plotly.js: 4.8 MB raw, 1.4 MB compressed
 
-    def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
-        token = controller.api_token
-        if token is None:
-            raise HTTPException(403, "writes are disabled: no api.token_file configured")
-        given = (authorization or "").removeprefix("Bearer ").strip()
-        if not authorization or not hmac.compare_digest(given.encode(), token.encode()):
-            raise HTTPException(401, "missing or wrong Bearer token", headers={"WWW-Authenticate": "Bearer"})
+    _status_routes(app, controller)
+    _plan_routes(app, controller)
+    _dr_routes(app, controller)
+    mount_dashboard(app, controller)  # last: its static mount must not shadow the routes above
+    return app
+
+
+def _status_routes(app: FastAPI, controller: CloudController) -> None:
+    """Health, metrics and the registered sites' state."""
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
@@ -128,20 +131,29 @@ def create_app(controller: CloudController) -> FastAPI:
             raise HTTPException(404, f"unknown site {site!r}")
         return _site(controller, site)
 
+
+def _plan_routes(app: FastAPI, controller: CloudController) -> None:
+    """The last plan: forecast load, congestion, schedule, and the commands sent."""
+
     @app.get("/grid/loading")
     def grid_loading_view() -> dict[str, Any]:
-        """The constrained element's (HV/MV) forecast load over the plan horizon, one shape before
-        and after the first plan (lists empty and `at` null before it): `start` per interval (UTC),
-        `baseline_kw` (no control, p50), `p10_kw`/`p90_kw` (forecast band), `planned_kw`,
-        `loading_pct` of `limit_kw` and `p_exceed` (probability of exceeding it)."""
+        """The constrained element's (HV/MV) forecast load over the plan horizon.
+
+        One shape before and after the first plan (lists empty and `at` null before it): `start` per
+        interval (UTC), `baseline_kw` (no control, p50), `p10_kw`/`p90_kw` (forecast band), `planned_kw`,
+        `loading_pct` of `limit_kw` and `p_exceed` (probability of exceeding it).
+        """
         control = controller.config.control
         return grid_loading(controller.last_plan, control.period_s, control.station_limit_kw)
 
     @app.get("/forecast/congestion")
     def congestion(scenarios: Annotated[int, Query(ge=0, le=1000)] = 0) -> list[dict[str, Any]]:
-        """scenarios=0: the plan's HV/MV forecast (normal approximation, every period);
+        """The congestion forecast: the plan's own (scenarios=0) or from AC power flows (scenarios=N).
+
+        scenarios=0: the plan's HV/MV forecast (normal approximation, every period);
         scenarios=N: AC power flows of the region over N sampled load scenarios, per
-        transformer and the most loaded line (seed 002; seconds of CPU, on demand)."""
+        transformer and the most loaded line (seed 002; seconds of CPU, on demand).
+        """
         plan = controller.last_plan
         if plan is None:
             return []
@@ -197,6 +209,18 @@ def create_app(controller: CloudController) -> FastAPI:
             ],
         }
 
+
+def _dr_routes(app: FastAPI, controller: CloudController) -> None:
+    """Demand-response requests: listed openly, posted with the API's Bearer token."""
+
+    def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
+        token = controller.api_token
+        if token is None:
+            raise HTTPException(403, "writes are disabled: no api.token_file configured")
+        given = (authorization or "").removeprefix("Bearer ").strip()
+        if not authorization or not hmac.compare_digest(given.encode(), token.encode()):
+            raise HTTPException(401, "missing or wrong Bearer token", headers={"WWW-Authenticate": "Bearer"})
+
     @app.get("/dr/requests")
     def dr_requests() -> list[DRRequest]:
         return controller.dr_requests
@@ -211,6 +235,3 @@ def create_app(controller: CloudController) -> FastAPI:
             raise HTTPException(422, exc.errors(include_url=False, include_context=False)) from None
         controller.dr_requests.append(dr)
         return dr
-
-    mount_dashboard(app, controller)  # last: its static mount must not shadow the routes above
-    return app

@@ -21,6 +21,8 @@ ACK_GRACE_S = 30.0  # simulated seconds after valid_until before an unanswered c
 
 @dataclass
 class Tracked:
+    """One command sent and what became of it: its ack (or "missing") and the round trip's host times."""
+
     command: Command
     status: str | None = None  # None until acked
     ack: Ack | None = None
@@ -32,6 +34,7 @@ class Tracked:
 
     @property
     def ack_latency_ms(self) -> float | None:
+        """Host milliseconds from the plan's decision to the ack, or None while unanswered."""
         if self.decided_mono is None or self.acked_mono is None:
             return None
         return (self.acked_mono - self.decided_mono) * 1000.0
@@ -39,6 +42,8 @@ class Tracked:
 
 @dataclass
 class CommandTracker:
+    """Every command sent, matched to its ack; counts per status and the sites currently uncontrollable."""
+
     sent: dict[str, Tracked] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=lambda: {"sent": 0})
     missing: int = 0
@@ -89,4 +94,5 @@ class CommandTracker:
         return sorted(v for t in self.sent.values() if (v := t.ack_latency_ms) is not None)
 
     def recent(self, limit: int = 200) -> list[Tracked]:
+        """The `limit` most recently sent commands still kept, oldest first."""
         return list(self.sent.values())[-limit:]

@@ -33,6 +33,8 @@ class _Model(BaseModel):
 
 
 class BrokerSettings(_Model):
+    """The MQTT broker the controller connects to, and as whom."""
+
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
     username: str | None = None
@@ -41,6 +43,8 @@ class BrokerSettings(_Model):
 
 
 class StoreConfig(_Model):
+    """Where telemetry is stored: a SQLite file, or InfluxDB v2 (with the watermark side file at `path`)."""
+
     kind: Literal["sqlite", "influxdb"] = "sqlite"
     path: Path = Path("state/cloud.sqlite")  # SQLite store, or the watermark side file for InfluxDB
     url: str = "http://127.0.0.1:8086"
@@ -57,11 +61,15 @@ class StoreConfig(_Model):
 
 class RegionConfig(_Model):
     #: "schutterwald" (bundled, seed 001's three stations) or a pandapower JSON file.
+    """The region's network, and optionally the name of its HV/MV transformer."""
+
     network: str = "schutterwald"
     hvmv_trafo_name: str | None = None
 
 
 class ControlConfig(_Model):
+    """The control loop: period, horizon, margins, the HV/MV limit and how batteries are commanded."""
+
     period_s: float = Field(default=900.0, ge=60.0, le=3600.0)
     horizon_steps: int = Field(default=96, ge=1, le=672)
     margin_s: float = Field(default=120.0, ge=0.0)
@@ -84,6 +92,8 @@ class ControlConfig(_Model):
 
 
 class ApiConfig(_Model):
+    """The HTTP API: where it listens, and the token that write endpoints require."""
+
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)  # 0 = any free port
     enabled: bool = True
@@ -114,6 +124,8 @@ class DashboardConfig(_Model):
 
 
 class CloudConfig(_Model):
+    """The whole `cloud.yaml`: broker, store, registry, region, control loop, signing keys, API."""
+
     broker: BrokerSettings = BrokerSettings()
     store: StoreConfig = StoreConfig()
     registry: Path | None = None  # registry YAML or a test bed's manifest.json

@@ -33,6 +33,8 @@ FLOOR_EVENTS = frozenset({"queue_dropped", "queue_floor"})
 
 @dataclass
 class IngestStats:
+    """Counters of what ingest saw: batches, samples stored, duplicates, gaps, rejects, events."""
+
     batches: int = 0
     samples_stored: int = 0
     duplicates: int = 0
@@ -46,6 +48,8 @@ class IngestStats:
 
 
 class Ingest:
+    """Validates every agent message and routes it to the store, site snapshots and command tracker."""
+
     def __init__(
         self,
         store: SqliteStore,
@@ -61,6 +65,7 @@ class Ingest:
         self._latest_ts: dict[tuple[str, str], datetime] = {}
 
     async def handle(self, topic: str, payload: bytes) -> None:
+        """Take one MQTT message; invalid or unregistered ones are counted and logged, never raised."""
         try:
             msg = decode(topic, payload)
         except ContractError as exc:

@@ -86,6 +86,8 @@ def _signing_keys(config: CloudConfig, registry: Registry) -> dict[str, bytes]:
 
 
 class CloudController:
+    """The cloud controller: ingest, the control loop, commands and the HTTP API over one MQTT session."""
+
     def __init__(
         self,
         config: CloudConfig,
@@ -151,6 +153,7 @@ class CloudController:
         return self._planner
 
     def planner(self) -> Planner:
+        """The planner, built on first use from the configured region and registry unless one was given."""
         if self._planner is None:
             from cloud_controller.grid import build_schutterwald_region, region_from_json
             from cloud_controller.live.planner import build_planner
@@ -282,8 +285,10 @@ class CloudController:
                 log.warning("command %s not published: %s", cmd.cmd_id, exc)
 
     def _refresh_from_store(self) -> None:
-        """A dispatch-only worker does not ingest telemetry: it reads each site's newest values
-        from the store the ingest workers write (the `latest` table)."""
+        """A dispatch-only worker does not ingest telemetry: it reads each site's newest stored values.
+
+        It reads them from the store the ingest workers write (the `latest` table).
+        """
         for site, points in self.store.latest().items():
             snap = self.snapshots.get(site)
             if snap is None:

@@ -1,5 +1,6 @@
-"""A site YAML's `template:` devices expanded into the points the edge agent reads (pure, no I/O
-beyond reading template files).
+"""A site YAML's `template:` devices expanded into the points the edge agent reads.
+
+Pure: no I/O beyond reading template files.
 
 A device entry may say `template: <name>` plus `assets:` (template role → asset id; default
 the standard ids of `protocols.assets`), `address_offset:` and `overrides:` (per point:
@@ -161,44 +162,54 @@ def expand_site(raw: dict[str, Any], *, file: str, base: Path) -> dict[str, Any]
     for i, dev in enumerate(devices):
         if not isinstance(dev, dict) or "template" not in dev:
             continue
-        key = f"devices[{i}]"
-        name = dev.pop("template")
-        t = catalog.get(name) if isinstance(name, str) else None
-        if t is None:
-            known = ", ".join(sorted(catalog))
-            raise ConfigError(f"unknown template {name!r} (known: {known})", file=file, key=f"{key}.template")
-        driver = dev.setdefault("driver", t.driver)
-        if driver != t.driver:
-            raise ConfigError(
-                f"template {t.name!r} is a {t.driver} device, not {driver!r}", file=file, key=f"{key}.driver"
-            )
-        roles = _roles(dev.pop("assets", None), f"{key}.assets", file)
-        offset = dev.pop("address_offset", 0)
-        if isinstance(offset, bool) or not isinstance(offset, int) or not -65535 <= offset <= 65535:
-            raise ConfigError(
-                f"address_offset is a whole number of registers, got {offset!r}",
-                file=file,
-                key=f"{key}.address_offset",
-            )
-        if offset and t.driver != "modbus":
-            raise ConfigError("address_offset is for Modbus devices", file=file, key=f"{key}.address_offset")
-        overrides = _overrides(dev.pop("overrides", None), t, f"{key}.overrides", file)
-        device_id = str(dev.get("id", ""))
-        for role, point in template_points(
-            t, device_id=device_id, address_offset=offset, overrides=overrides
-        ):
-            asset_id = roles.get(role, STANDARD_ASSET_ID[role])
-            asset = by_id.get(asset_id)
-            if asset is None:
-                if role in roles:
-                    raise ConfigError(
-                        f"no asset {asset_id!r} in `assets`", file=file, key=f"{key}.assets.{role.value}"
-                    )
-                continue  # the site has no asset of this role: the template's points for it are not used
-            points = asset.setdefault("points", [])
-            if points is None:
-                points = asset["points"] = []
-            if not isinstance(points, list):
-                raise ConfigError("points is a list", file=file, key=f"assets[{assets.index(asset)}].points")
-            points.append(point)
+        _expand_device(dev, f"devices[{i}]", catalog=catalog, assets=assets, by_id=by_id, file=file)
     return doc
+
+
+def _expand_device(
+    dev: dict[str, Any],
+    key: str,
+    *,
+    catalog: dict[str, DeviceTemplate],
+    assets: list[Any],
+    by_id: dict[Any, Any],
+    file: str,
+) -> None:
+    """Expand one `template:` device entry in place, appending its points to the site's assets."""
+    name = dev.pop("template")
+    t = catalog.get(name) if isinstance(name, str) else None
+    if t is None:
+        known = ", ".join(sorted(catalog))
+        raise ConfigError(f"unknown template {name!r} (known: {known})", file=file, key=f"{key}.template")
+    driver = dev.setdefault("driver", t.driver)
+    if driver != t.driver:
+        raise ConfigError(
+            f"template {t.name!r} is a {t.driver} device, not {driver!r}", file=file, key=f"{key}.driver"
+        )
+    roles = _roles(dev.pop("assets", None), f"{key}.assets", file)
+    offset = dev.pop("address_offset", 0)
+    if isinstance(offset, bool) or not isinstance(offset, int) or not -65535 <= offset <= 65535:
+        raise ConfigError(
+            f"address_offset is a whole number of registers, got {offset!r}",
+            file=file,
+            key=f"{key}.address_offset",
+        )
+    if offset and t.driver != "modbus":
+        raise ConfigError("address_offset is for Modbus devices", file=file, key=f"{key}.address_offset")
+    overrides = _overrides(dev.pop("overrides", None), t, f"{key}.overrides", file)
+    device_id = str(dev.get("id", ""))
+    for role, point in template_points(t, device_id=device_id, address_offset=offset, overrides=overrides):
+        asset_id = roles.get(role, STANDARD_ASSET_ID[role])
+        asset = by_id.get(asset_id)
+        if asset is None:
+            if role in roles:
+                raise ConfigError(
+                    f"no asset {asset_id!r} in `assets`", file=file, key=f"{key}.assets.{role.value}"
+                )
+            continue  # the site has no asset of this role: the template's points for it are not used
+        points = asset.setdefault("points", [])
+        if points is None:
+            points = asset["points"] = []
+        if not isinstance(points, list):
+            raise ConfigError("points is a list", file=file, key=f"assets[{assets.index(asset)}].points")
+        points.append(point)

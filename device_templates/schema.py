@@ -73,6 +73,7 @@ class Register(_Model):
 
     @property
     def count(self) -> int:
+        """How many 16-bit registers the value spans: `size` for a string, 2 for 32-bit types, else 1."""
         if self.type == "string":
             return self.size
         return 2 if self.type in ("uint32", "int32", "acc32") else 1
@@ -86,6 +87,8 @@ class Constant(_Model):
 
 
 class SunspecModel(_Model):
+    """One SunSpec model of the chain: its id and length in registers (the header the chain serves)."""
+
     id: int = Field(ge=1, le=65534)
     length: int = Field(ge=0, le=2000)
 
@@ -163,25 +166,11 @@ class DeviceTemplate(_Model):
             if p.name in seen:
                 raise ValueError(f"duplicate point name {p.name!r}")
             seen.add(p.name)
-            if p.register_name is not None:
-                r = regs.get(p.register_name)
-                if r is None:
-                    raise ValueError(f"point {p.name!r}: no register {p.register_name!r}")
-                if r.type in ("string", "sunssf"):
-                    raise ValueError(f"point {p.name!r}: a {r.type} register is not a point")
-                if p.writable and r.access != "RW":
-                    raise ValueError(f"point {p.name!r} is writable but register {r.name!r} is read-only")
-            else:
-                o = objs.get(p.object or "")
-                if o is None:
-                    raise ValueError(f"point {p.name!r}: no object {p.object!r}")
-                if p.writable and not o.commandable:
-                    raise ValueError(
-                        f"point {p.name!r} is writable but object {o.object!r} is not commandable"
-                    )
+            _check_point_source(p, regs, objs)
         return self
 
     def register(self, name: str) -> Register:
+        """The register called `name`; `KeyError` if the template has none."""
         for r in self.registers:
             if r.name == name:
                 return r
@@ -200,3 +189,21 @@ class DeviceTemplate(_Model):
         for c in self.constants:
             out[c.address] = (unit_id if c.value == "unit_id" else c.value) & 0xFFFF
         return out
+
+
+def _check_point_source(p: TemplatePoint, regs: dict[str, Register], objs: dict[str, BacnetObject]) -> None:
+    """A point's register or object exists, can be a point, and is writable if the point is."""
+    if p.register_name is not None:
+        r = regs.get(p.register_name)
+        if r is None:
+            raise ValueError(f"point {p.name!r}: no register {p.register_name!r}")
+        if r.type in ("string", "sunssf"):
+            raise ValueError(f"point {p.name!r}: a {r.type} register is not a point")
+        if p.writable and r.access != "RW":
+            raise ValueError(f"point {p.name!r} is writable but register {r.name!r} is read-only")
+    else:
+        o = objs.get(p.object or "")
+        if o is None:
+            raise ValueError(f"point {p.name!r}: no object {p.object!r}")
+        if p.writable and not o.commandable:
+            raise ValueError(f"point {p.name!r} is writable but object {o.object!r} is not commandable")

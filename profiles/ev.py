@@ -45,8 +45,11 @@ class EvFleet:
 
 
 def ev_sessions(index: pd.DatetimeIndex, *, n_ev: int, seed: int) -> list[EvSession]:
-    """Draw the sessions: weekday arrival ~ N(18 h, 1.5 h) local, stay until ~N(7.5 h, 1 h) next day;
-    weekend arrival ~ N(14 h, 3 h), stay ~ 4-12 h; energy ~ N(14, 4) kWh clipped to [4, 30]."""
+    """Draw the seeded charging sessions of `n_ev` cars over `index`.
+
+    Weekday arrival ~ N(18 h, 1.5 h) local, stay until ~N(7.5 h, 1 h) next day;
+    weekend arrival ~ N(14 h, 3 h), stay ~ 4-12 h; energy ~ N(14, 4) kWh clipped to [4, 30].
+    """
     rng = np.random.default_rng(seed)
     dt_h = step_h(index)
     t_steps = len(index)

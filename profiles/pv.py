@@ -159,8 +159,10 @@ def pv_kw_per_kwp(
     azimuth_deg: float = 180.0,
     inverter_eff: float = 0.96,
 ) -> np.ndarray:
-    """(T,) AC output per kWp installed: Zhou module model at the seeded POA irradiance and
-    NOCT module temperature, times inverter efficiency; 0 at night, ≤ 1."""
+    """(T,) AC output per kWp installed; 0 at night, ≤ 1.
+
+    Zhou module model at the seeded POA irradiance and NOCT module temperature, times inverter efficiency.
+    """
     from profiles.weather import ambient_temperature_c
 
     t_amb = ambient_temperature_c(index, seed=seed) if ambient_t_c is None else np.asarray(ambient_t_c, float)

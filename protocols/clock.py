@@ -38,12 +38,15 @@ class RealClock:
     """Wall-clock time."""
 
     def now(self) -> datetime:
+        """Current wall time, UTC, timezone-aware."""
         return datetime.now(UTC)
 
     def monotonic(self) -> float:
+        """Host monotonic seconds (`time.monotonic`), never going backwards."""
         return time.monotonic()
 
     async def sleep(self, seconds: float) -> None:
+        """Sleep `seconds` of wall time; a negative duration does not sleep."""
         await asyncio.sleep(max(0.0, seconds))
 
 
@@ -75,17 +78,24 @@ class SimClock:
 
     @property
     def start(self) -> datetime:
+        """The simulated time at which this clock started (UTC)."""
         return self._start
 
     def monotonic(self) -> float:
+        """Simulated seconds since `start`: stepped in manual mode, `speed` x host elapsed otherwise."""
         if self._speed is None:
             return self._elapsed_s
         return (time.monotonic() - self._host_t0) * self._speed
 
     def now(self) -> datetime:
+        """Simulated time now: `start` plus `monotonic()` seconds."""
         return self._start + timedelta(seconds=self.monotonic())
 
     async def sleep(self, seconds: float) -> None:
+        """Sleep `seconds` of simulated time.
+
+        Accelerated: `seconds / speed` host seconds. Manual: until `advance`/`step` passes the deadline.
+        """
         seconds = max(0.0, seconds)
         if self._speed is not None:
             await asyncio.sleep(seconds / self._speed)

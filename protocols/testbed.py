@@ -62,6 +62,7 @@ class SiteManifest(_Model):
     bacnet: BacnetEndpoint | None = None
 
     def endpoint(self, device: str) -> ModbusEndpoint:
+        """The Modbus endpoint of `device` at this site; `KeyError` if the site has none by that name."""
         for e in self.modbus:
             if e.device == device:
                 return e
@@ -80,6 +81,7 @@ class Manifest(_Model):
     sites: list[SiteManifest]
 
     def site(self, site: str) -> SiteManifest:
+        """The manifest of site `site`; `KeyError` if the test bed has no such site."""
         for s in self.sites:
             if s.site == site:
                 return s

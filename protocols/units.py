@@ -53,10 +53,12 @@ def to_grid_sign(p_kw: float, *, is_generation: bool) -> float:
 
 
 def w_to_kw(p_w: float) -> float:
+    """Watts to kilowatts."""
     return p_w / 1000.0
 
 
 def kw_to_w(p_kw: float) -> float:
+    """Kilowatts to watts."""
     return p_kw * 1000.0
 
 
@@ -66,4 +68,5 @@ def energy_kwh(p_kw: float, dt_s: float) -> float:
 
 
 def pct_to_fraction(value_pct: float) -> float:
+    """A percentage (0-100) as a fraction (0-1)."""
     return value_pct / 100.0

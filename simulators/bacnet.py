@@ -46,6 +46,7 @@ _lock = asyncio.Lock()  # BAC0's ObjectFactory is a process-wide registry: build
 
 
 def free_udp_port(host: str = "127.0.0.1") -> int:
+    """A UDP port free on `host` now (bound and released; another process may still take it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
@@ -144,9 +145,11 @@ class BmsDevice:
 
     @property
     def address(self) -> str:
+        """The BACnet/IP address "host:port" clients reach the device at."""
         return f"{self.host}:{self.port}"
 
     async def start(self) -> None:
+        """Start the BAC0 device with the template's objects, at the physics' current values."""
         import BAC0
         from BAC0.core.devices.local.factory import (
             ObjectFactory,
@@ -199,6 +202,7 @@ class BmsDevice:
         log.info("%s: BACnet device %d on %s", self.building.site, self.device_id, self.address)
 
     async def stop(self) -> None:
+        """Stop the BAC0 device; a no-op when it is not running."""
         if self._ctx is not None:
             ctx, self._ctx = self._ctx, None
             await ctx.__aexit__(None, None, None)

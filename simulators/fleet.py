@@ -108,6 +108,7 @@ class SiteProfiles:
 
     @property
     def window_s(self) -> float:
+        """Length of the profile window in seconds; `at` wraps around it."""
         return self.step_s * len(self.load_kw)
 
     def at(self, t_rel_s: float) -> tuple[float, float, float, float]:

@@ -42,22 +42,10 @@ def _grid_target_range_kw() -> float:
 GRID_TARGET_RANGE_KW: Final = _grid_target_range_kw()
 
 
-def site_config(
-    b: Building,
-    maps: dict[str, RegisterMap],
-    modbus: list[ModbusEndpoint],
-    bacnet: BacnetEndpoint | None,
-    *,
-    broker_host: str,
-    broker_port: int,
-    state_dir: Path,
-) -> dict[str, Any]:
-    """The YAML document (as a dict) for building `b` served at `modbus` / `bacnet`.
-
-    `maps` is accepted for callers that built the servers' maps; the points now come from
-    the same templates those maps were built from.
-    """
-    del maps
+def _devices(
+    b: Building, modbus: list[ModbusEndpoint], bacnet: BacnetEndpoint | None
+) -> list[dict[str, Any]]:
+    """The `devices:` entries: each served device by its template, with the building's own limits."""
     overrides: dict[str, dict[str, Any]] = {}
     if b.battery is not None:
         bat = b.battery
@@ -94,6 +82,26 @@ def site_config(
         if b.hp is not None:
             bms["overrides"] = {"bms_p_limit_kw": {"max": b.hp.p_max_kw}}
         devices.append(bms)
+    return devices
+
+
+def site_config(
+    b: Building,
+    maps: dict[str, RegisterMap],
+    modbus: list[ModbusEndpoint],
+    bacnet: BacnetEndpoint | None,
+    *,
+    broker_host: str,
+    broker_port: int,
+    state_dir: Path,
+) -> dict[str, Any]:
+    """The YAML document (as a dict) for building `b` served at `modbus` / `bacnet`.
+
+    `maps` is accepted for callers that built the servers' maps; the points now come from
+    the same templates those maps were built from.
+    """
+    del maps
+    devices = _devices(b, modbus, bacnet)
     assets: list[dict[str, Any]] = []
     meter: dict[str, Any] = {"id": METER, "kind": Role.METER.value}
     if b.battery is not None:

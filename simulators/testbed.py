@@ -100,6 +100,7 @@ class TestBed:
 
     @property
     def manifest(self) -> Manifest:
+        """The running test bed's manifest; `RuntimeError` outside `async with`."""
         if self._manifest is None:
             raise RuntimeError("the test bed is not running (use `async with TestBed(...)`)")
         return self._manifest
@@ -252,8 +253,10 @@ class TestBed:
     # -- running ---------------------------------------------------------------------
 
     def step(self, dt_s: float, *, now: datetime | None = None) -> None:
-        """Advance every building by `dt_s` ending at `now` (default `clock.now()`), then refresh
-        registers and BMS objects."""
+        """Advance every building by `dt_s` ending at `now` (default `clock.now()`).
+
+        Then refresh registers and BMS objects.
+        """
         now = self.clock.now() if now is None else now
         for site, b in self.buildings.items():
             b.step(now, dt_s)
@@ -299,10 +302,12 @@ class TestBed:
 
     @property
     def modbus_reads(self) -> int:
+        """Modbus reads served so far, over every device of every site."""
         return sum(s.reads for servers in self.modbus.values() for s in servers.values())
 
     @property
     def modbus_writes(self) -> int:
+        """Modbus writes served so far, over every device of every site."""
         return sum(s.writes for servers in self.modbus.values() for s in servers.values())
 
     def ports(self) -> list[tuple[str, int]]:

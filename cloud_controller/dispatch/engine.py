@@ -113,8 +113,10 @@ class DispatchEngine:
         return self._session is not None and self._session.shift_basis(k)
 
     def start_from(self, col_status: IntArray, row_status: IntArray) -> bool:
-        """Start the next HiGHS solve from these statuses instead of presolving or crashing
-        (used by `DecomposedEngine` with the areas' joined bases, `joined_basis.py`)."""
+        """Start the next HiGHS solve from these statuses instead of presolving or crashing.
+
+        Used by `DecomposedEngine` with the areas' joined bases (`joined_basis.py`).
+        """
         return self._lp().start_from(col_status, row_status)
 
     def basis_status(self) -> tuple[IntArray, IntArray] | None:
@@ -122,17 +124,21 @@ class DispatchEngine:
         return None if self._session is None else self._session.basis_status()
 
     def add_grid_rows(self, kind: IntArray, element: IntArray, t: IntArray) -> tuple[IntArray, IntArray]:
-        """With `lazy_grid`: add these grid rows now (kinds as in `lazy.py`) before they are
-        found broken; their row and slack-column positions (`DecomposedEngine` passes the
-        rows its areas needed to the whole LP)."""
+        """With `lazy_grid`: add these grid rows now, before they are found broken.
+
+        Kinds as in `lazy.py`. Returns their row and slack-column positions (`DecomposedEngine`
+        passes the rows its areas needed to the whole LP).
+        """
         rows = self._lp().grid_rows
         assert rows is not None, "add_grid_rows needs lazy_grid=True"
         return rows.add(kind, element, t)
 
     def lazy_rows_idle(self, branches: IntArray) -> bool:
-        """With `lazy_grid`: every added voltage row and every added row of `branches` is off
-        its bound or has a round-off dual in the last solution (what `DecomposedEngine`'s
-        certificate asks of an area's coupling rows)."""
+        """With `lazy_grid`: whether the added grid rows are each off their bound or have a round-off dual.
+
+        Every added voltage row and every added row of `branches`, in the last solution (what
+        `DecomposedEngine`'s certificate asks of an area's coupling rows).
+        """
         rows = self._lp().grid_rows
         assert rows is not None and self.last_solution is not None
         return rows.rows_idle(self.last_solution, branches)
@@ -155,10 +161,12 @@ class DispatchEngine:
 
     @property
     def n_cols(self) -> int:
+        """Number of columns of the LP index."""
         return self.ix.n_cols
 
     @property
     def n_rows(self) -> int:
+        """Number of rows of the LP index."""
         return self.ix.n_rows
 
     @property

@@ -65,6 +65,7 @@ class ScenarioCongestion:
 
     @property
     def elements(self) -> tuple[str, ...]:
+        """Names of the elements forecast: each transformer column, then "lines" (the most loaded line)."""
         return (*(name for name, _ in self._columns), "lines")
 
     def forecast(
@@ -74,7 +75,8 @@ class ScenarioCongestion:
 
         `hvmv_limit_kw`: the congestion limit at the HV/MV transformer as the planner states it
         (kW of the registered sites' load); None = the transformer's rating. Other elements
-        are judged against their rating (100 % loading)."""
+        are judged against their rating (100 % loading).
+        """
         p50 = np.atleast_2d(np.asarray(p50_kw, dtype=float))
         sigma = np.broadcast_to(np.maximum(np.asarray(sigma_kw, dtype=float), 0.0), p50.shape)
         T, n = p50.shape

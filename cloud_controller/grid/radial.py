@@ -41,10 +41,12 @@ class RadialGrid:
 
     @property
     def n_bus(self) -> int:
+        """Number of buses."""
         return len(self.bus_ids)
 
     @property
     def n_branch(self) -> int:
+        """Number of branches (one per bus below the slack: each bus's branch to its parent)."""
         return len(self.parent)
 
     def index_of(self, pp_bus: int) -> int:

@@ -34,6 +34,7 @@ class Region:
 
     @property
     def n_sites(self) -> int:
+        """Number of households (sites) in the region."""
         return len(self.site_names)
 
 

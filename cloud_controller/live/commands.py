@@ -21,6 +21,8 @@ __all__ = ["CommandBuilder"]
 
 
 class CommandBuilder:
+    """Builds (and optionally signs) the period's commands for every controllable asset from a schedule."""
+
     def __init__(
         self,
         *,
@@ -39,7 +41,7 @@ class CommandBuilder:
         """End of the period after `now`'s plus the margin: what a plan's command is valid for."""
         return now + timedelta(seconds=self.period_s + self.margin_s)
 
-    def one(  # noqa: PLR0917
+    def one(
         self, now: datetime, site: str, asset: str, kind: str, value: float, valid_until: datetime
     ) -> Command:
         """One command (the fleet guard's corrections between plans)."""
@@ -48,8 +50,11 @@ class CommandBuilder:
     def battery_values(
         self, sites: Sequence[SiteRef], excluded: set[int], schedule: Schedule, bat_index: Mapping[int, int]
     ) -> dict[str, float]:
-        """Per battery site the value the plan commands: battery kW ("setpoint") or the site's
-        planned grid exchange ("grid_target", where the site has a meter control)."""
+        """Per battery site the value the plan commands.
+
+        Battery kW ("setpoint") or the site's planned grid exchange ("grid_target", where the
+        site has a meter control).
+        """
         out: dict[str, float] = {}
         for i, s in enumerate(sites):
             if i in excluded or i not in bat_index or (bat := s.asset_of(Role.BATTERY)) is None:
@@ -96,7 +101,7 @@ class CommandBuilder:
         key = self.keys.get(site)
         return sign(cmd, key) if key is not None else cmd
 
-    def build(  # noqa: PLR0917
+    def build(
         self,
         now: datetime,
         sites: Sequence[SiteRef],

@@ -81,8 +81,10 @@ class FleetGuard:
         release_margin_kw: float = 1.0,
         settle_s: float = 10.0,
     ) -> None:
-        """`settle_s`: how long after a command a measurement may still show the old power
-        (the agent's write plus the device's response)."""
+        """Set up the guard; `settle_s` is how long a measurement may still show the old power.
+
+        That is, how long after a command: the agent's write plus the device's response.
+        """
         self.limit_kw = limit_kw
         self.period_s = period_s
         self.battery_control = battery_control
@@ -124,8 +126,10 @@ class FleetGuard:
         excluded: set[str],
         snapshots: Mapping[str, SiteSnapshot],
     ) -> None:
-        """A new plan: battery values from the plan, guard offsets cleared, and the plan's
-        expected effect on each battery site pending until measured."""
+        """A new plan: battery values from the plan and guard offsets cleared.
+
+        The plan's expected effect on each battery site stays pending until measured.
+        """
         self.planned_battery_kw = dict(planned_battery_kw)
         self.offset_kw = {}
         self.excluded = set(excluded)
@@ -181,9 +185,11 @@ class FleetGuard:
     def step(
         self, now: datetime, snapshots: Mapping[str, SiteSnapshot], *, force: bool = False
     ) -> GuardChanges:
-        """One guard step on the latest measurements (plus the pending effects of commands
-        sent since); returns what changed. Without a new measurement since the last step
-        nothing is decided unless `force` (at a plan)."""
+        """One guard step on the latest measurements (plus the pending effects of commands sent since).
+
+        Returns what changed. Without a new measurement since the last step nothing is decided
+        unless `force` (at a plan).
+        """
         measured_kw = sum(s.p_net_kw for s in snapshots.values() if s.p_net_kw is not None)
         self._integrate(now, measured_kw)
         newest = max((s.measured_at for s in snapshots.values() if s.measured_at is not None), default=None)
@@ -239,16 +245,30 @@ class FleetGuard:
 
     def _reduce(self, need_kw: float, snapshots: Mapping[str, SiteSnapshot], changes: GuardChanges) -> None:
         active = [b for b in self.battery_kw_max if b in self.planned_battery_kw and b not in self._skip]
-        # 1. stop charging
+        need_kw = self._stop_charging(active, need_kw, changes)
+        if need_kw <= 0:
+            return
+        need_kw = self._cap_devices(need_kw, snapshots, changes)
+        if need_kw <= 0:
+            return
+        self._discharge_more(active, need_kw, snapshots, changes)
+
+    def _stop_charging(self, active: list[str], need_kw: float, changes: GuardChanges) -> float:
+        """Step 1 of `_reduce`: cut charging batteries; returns what is still needed."""
         for site in active:
             p_bat = self._bat_kw.get(site, 0.0)
             if need_kw <= 0:
-                return
+                break
             if p_bat > RUNNING_KW:
                 cut = min(p_bat, need_kw)
                 self._set_offset(site, self.offset_kw.get(site, 0.0) - cut, changes)
                 need_kw -= cut
-        # 2./3. caps: EVs before heat pumps, running ones by their saving
+        return need_kw
+
+    def _cap_devices(
+        self, need_kw: float, snapshots: Mapping[str, SiteSnapshot], changes: GuardChanges
+    ) -> float:
+        """Steps 2./3. of `_reduce`: caps, EVs before heat pumps, running ones by their saving."""
         for kind in ("ev", "hp"):
             running = []
             for f in self.flexible:
@@ -270,9 +290,12 @@ class FleetGuard:
                 if f.kind == "ev" and f.key not in self.caps and f.site not in self._skip:
                     self.caps.add(f.key)
                     changes.capped.add(f.key)
-        # 4. extra discharge, shared by what each battery has left
-        if need_kw <= 0:
-            return
+        return need_kw
+
+    def _discharge_more(
+        self, active: list[str], need_kw: float, snapshots: Mapping[str, SiteSnapshot], changes: GuardChanges
+    ) -> None:
+        """Step 4. of `_reduce`: extra discharge, shared by what each battery has left."""
         room = {}
         for site in active:
             if self._point(snapshots, site, f"{self.battery_asset[site]}/soc_pct") < MIN_SOC_PCT:

@@ -91,14 +91,17 @@ class MpcPlanner:
         forecast_z: float = Z_90,
         by_area: bool = False,
     ) -> None:
-        """`by_area`: solve one LP per MV/LV station while the HV/MV threshold idles (answers
+        """Set up the planner; `by_area`, `battery_control` and `forecast_z` choose how it plans.
+
+        `by_area`: solve one LP per MV/LV station while the HV/MV threshold idles (answers
         certified optimal for the whole LP; `DecomposedEngine`), the whole LP when it binds.
         `battery_control`: "setpoint" commands the battery's power for the period;
         "grid_target" commands the site's grid exchange (the meter's `p_setpoint_kw`), which
         the battery inverter holds on its own at its control rate, so the household's
         deviations from the forecast are absorbed locally within the period (sites without
         a meter control fall back to "setpoint"). `forecast_z`: the limit is planned against
-        the fleet's forecast at this many standard deviations above the median."""
+        the fleet's forecast at this many standard deviations above the median.
+        """
         if battery_control not in ("setpoint", "grid_target"):
             raise ValueError(f"battery_control must be setpoint or grid_target, got {battery_control!r}")
         self.forecast_z = forecast_z
@@ -189,9 +192,11 @@ class MpcPlanner:
         return _Forecast(base, np.sqrt((site_sigma**2).sum(axis=1)), site_sigma)
 
     def _with_measurements(self, fc: _Forecast, sites: Mapping[str, SiteSnapshot]) -> _Forecast:
-        """Blend the latest measurement into the forecast: it rules the first period and fades
-        out over MEASUREMENT_FADE_H (a household's next quarter hour looks like its last one
-        far more than like yesterday's)."""
+        """Blend the latest measurement into the forecast.
+
+        It rules the first period and fades out over MEASUREMENT_FADE_H (a household's next
+        quarter hour looks like its last one far more than like yesterday's).
+        """
         base = fc.base_kw.copy()
         k = np.arange(self.horizon)
         weight = np.exp(-k * self.period_s / (MEASUREMENT_FADE_H * 3600.0))
@@ -217,8 +222,10 @@ class MpcPlanner:
         return next((a for a in snap.flex.assets if bat is not None and a.asset == bat.asset), None)
 
     def _state(self, snapshots: Mapping[str, SiteSnapshot]) -> StorageState:
-        """Battery energy now: the site's FlexEnvelope (`e_now_kwh`) if it sent one, else its
-        SOC telemetry, else half full."""
+        """Battery energy now.
+
+        The site's FlexEnvelope (`e_now_kwh`) if it sent one, else its SOC telemetry, else half full.
+        """
         p = self.problem
         e_bat = np.zeros(p.n_bat)
         for site_i, k in self.bat_index.items():
@@ -237,10 +244,13 @@ class MpcPlanner:
     def _battery_bounds(
         self, excluded: set[int], snapshots: Mapping[str, SiteSnapshot], state: StorageState
     ) -> None:
-        """Per battery: power 0 when the site is excluded (it follows its owner), else its
-        rating; energy within the window its FlexEnvelope states (`e_min_kwh`/`e_max_kwh`:
-        the owner's reserve and the agent's SOC limits), never above what it holds now if it
-        is already below the reserve (the plan may not start infeasible)."""
+        """Per battery: the power and energy bounds the plan may use.
+
+        Power 0 when the site is excluded (it follows its owner), else its rating; energy
+        within the window its FlexEnvelope states (`e_min_kwh`/`e_max_kwh`: the owner's reserve
+        and the agent's SOC limits), never above what it holds now if it is already below the
+        reserve (the plan may not start infeasible).
+        """
         p = self.problem
         p_max = p.bat_p_max_kw.astype(float).copy()
         e_lo = p.bat_e_min_kwh.astype(float).copy()
@@ -259,6 +269,7 @@ class MpcPlanner:
     # -- plan ------------------------------------------------------------------------
 
     def plan(self, now: datetime, sites: Mapping[str, SiteSnapshot], history: History) -> Plan:
+        """Plan the horizon from now: forecast, solve the dispatch, and build the first period's commands."""
         t0 = time.perf_counter()
         excluded = {
             i
@@ -324,9 +335,11 @@ class MpcPlanner:
         )
 
     def congestion_forecast(self, plan: Plan, n_scenarios: int = 100) -> CongestionForecast:
-        """Seed 002's probabilistic congestion forecast for `plan`'s horizon (AC power flows of
-        the whole region over sampled scenarios; see forecast/congestion.py). Seconds of CPU:
-        called on demand (API), not every period."""
+        """Seed 002's probabilistic congestion forecast for `plan`'s horizon.
+
+        AC power flows of the whole region over sampled scenarios (see forecast/congestion.py).
+        Seconds of CPU: called on demand (API), not every period.
+        """
         if plan.site_forecast_kw is None or plan.site_sigma_kw is None:
             raise ValueError("the plan carries no per-site forecast")
         if self._congestion is None or self._congestion.n_scenarios != n_scenarios:

@@ -39,11 +39,14 @@ class AssetRef:
 
 @dataclass(frozen=True)
 class SiteRef:
+    """A registered site: its id, the household of the region it stands for, and its assets."""
+
     site: str
     region_site: int  # index into Region.site_names: the household (bus) this site stands for
     assets: tuple[AssetRef, ...]
 
     def asset_of(self, kind: str) -> AssetRef | None:
+        """The site's first asset of kind `kind`, or None if it has none."""
         return next((a for a in self.assets if a.kind == kind), None)
 
 
@@ -68,11 +71,15 @@ class History(Protocol):
 
     def read_series(
         self, site: str, asset: str, point: str, start: datetime, end: datetime
-    ) -> list[tuple[datetime, float]]: ...
+    ) -> list[tuple[datetime, float]]:
+        """Stored samples of one point in [start, end), oldest first."""
+        ...
 
 
 @dataclass(frozen=True)
 class CongestionInterval:
+    """One forecast interval of an element: expected loading and probability of exceeding its limit."""
+
     start: datetime
     element: str  # "hvmv" or a station name
     loading_pct: float  # expected (deterministic) loading, % of the limit
@@ -81,6 +88,8 @@ class CongestionInterval:
 
 @dataclass
 class Plan:
+    """One period's plan: its commands, the forecast with and without control, and congestion ahead."""
+
     at: datetime
     period_s: float
     commands: list[Command]
@@ -98,7 +107,11 @@ class Plan:
 
 
 class Planner(Protocol):
-    def plan(self, now: datetime, sites: Mapping[str, SiteSnapshot], history: History) -> Plan: ...
+    """What the service needs of a planner: a plan per period and corrections in between."""
+
+    def plan(self, now: datetime, sites: Mapping[str, SiteSnapshot], history: History) -> Plan:
+        """The plan for the period starting `now`, from the sites' snapshots and stored history."""
+        ...
 
     def correct(self, now: datetime, sites: Mapping[str, SiteSnapshot]) -> list[Command]:
         """Corrections between plans from the latest measurements (may be none)."""

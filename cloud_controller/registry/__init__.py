@@ -28,6 +28,8 @@ KINDS = set(get_args(AssetKindName))
 
 @dataclass(frozen=True)
 class Registry:
+    """The registered sites (unique ids, one site per household)."""
+
     sites: tuple[SiteRef, ...]
 
     def __post_init__(self) -> None:
@@ -39,6 +41,7 @@ class Registry:
             raise ConfigError("two sites on one household of the region", key="sites")
 
     def site(self, site_id: str) -> SiteRef:
+        """The registered site `site_id`; `KeyError` if there is none."""
         for s in self.sites:
             if s.site == site_id:
                 return s
@@ -46,6 +49,7 @@ class Registry:
 
     @property
     def ids(self) -> list[str]:
+        """The registered site ids, in registry order."""
         return [s.site for s in self.sites]
 
 

@@ -47,6 +47,8 @@ def line_protocol(site: str, samples: Sequence[Sample]) -> list[str]:
 
 @dataclass
 class InfluxSinkStats:
+    """Counters of the InfluxDB sink: lines and batches written, write errors, lines dropped."""
+
     lines_written: int = 0
     batches_written: int = 0
     write_errors: int = 0
@@ -54,6 +56,8 @@ class InfluxSinkStats:
 
 
 class InfluxSink:
+    """Batched, retried, non-blocking copy of every stored sample to InfluxDB v2."""
+
     def __init__(
         self,
         url: str,
@@ -87,6 +91,7 @@ class InfluxSink:
 
     @property
     def queued(self) -> int:
+        """Lines waiting to be written."""
         return len(self._queue)
 
     def _write(self, lines: list[str]) -> None:

@@ -156,10 +156,12 @@ class SqliteStore:
         return out
 
     def watermarks(self) -> dict[str, int]:
+        """Each site's watermark: the highest contiguous `seq` stored (what its agent may delete up to)."""
         with self._lock:
             return dict(self._db.execute("SELECT site, seq FROM watermark").fetchall())
 
     def count_samples(self, site: str | None = None) -> int:
+        """Number of stored samples, of one site or of all."""
         with self._lock:
             if site is None:
                 return int(self._db.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
@@ -189,7 +191,8 @@ class SqliteStore:
         """Good, non-null values of several points of one site in [start, end), oldest first.
 
         `points=None` means every point the site reported in the window. `max_rows` bounds
-        what one dashboard request can pull out of the file (the newest rows are dropped)."""
+        what one dashboard request can pull out of the file (the newest rows are dropped).
+        """
         sql = (
             "SELECT asset, point, ts, value FROM samples WHERE site = ? AND ts >= ? AND ts < ? "
             "AND value IS NOT NULL AND quality = 'good'"
@@ -211,6 +214,7 @@ class SqliteStore:
     # -- events and acks -------------------------------------------------------------
 
     def write_event(self, event: Event) -> None:
+        """Store an agent's event."""
         with self._lock:
             self._db.execute(
                 "INSERT INTO events VALUES (?, ?, ?, ?, ?)",
@@ -218,6 +222,7 @@ class SqliteStore:
             )
 
     def write_ack(self, ack: Ack) -> None:
+        """Store a command's ack (a repeated ack replaces the earlier one)."""
         with self._lock:
             self._db.execute(
                 "INSERT OR REPLACE INTO acks VALUES (?, ?, ?, ?, ?)",
@@ -225,6 +230,7 @@ class SqliteStore:
             )
 
     def count_events(self, kind: str | None = None) -> int:
+        """Number of stored events, of one kind or of all."""
         with self._lock:
             if kind is None:
                 return int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
@@ -252,5 +258,6 @@ class SqliteStore:
         return [Event.model_validate_json(js) for (js,) in rows]
 
     def close(self) -> None:
+        """Close the database."""
         with self._lock:
             self._db.close()

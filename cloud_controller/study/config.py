@@ -50,6 +50,8 @@ class StationMix(_Strict):
 
 
 class AssetSizes(_Strict):
+    """Sizes of the households' PV, EV, battery, heat pump and thermal store."""
+
     pv_2024_kwp: PositiveKw = 6.6
     pv_2030_kwp: PositiveKw = 8.0
     ev_p_max_kw: PositiveKw = 11.0
@@ -77,10 +79,14 @@ class HouseholdDemand(_Strict):
 
 
 class CurASettings(_Strict):
+    """CurA: the EV charging cap from the congestion onset to the end of the day."""
+
     ev_cap_kw: PositiveKw = 3.7
 
 
 class CurBSettings(_Strict):
+    """CurB: heat pumps held at `hp_share` of capacity for `duration_h`, recovered over `recovery_h`."""
+
     hp_share: Share = 0.30
     duration_h: Annotated[float, Field(gt=0.0, le=12.0)] = 2.0
     recovery_h: Annotated[float, Field(gt=0.0, le=24.0)] = 6.0
@@ -133,6 +139,8 @@ class GridAwareSettings(_Strict):
 
 
 class StudyConfig(_Strict):
+    """The whole study: region, households and their mix, asset sizes, policies and OPF options."""
+
     seed: int = 2030
     year: Annotated[int, Field(ge=2000, le=2100)] = 2030
     latitude_deg: Annotated[float, Field(ge=-90, le=90)] = 48.45  # Schutterwald

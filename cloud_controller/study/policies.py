@@ -65,6 +65,8 @@ def cur_a(
 
 @dataclass(frozen=True)
 class CurBResult:
+    """CurB's outcome: the controlled thermal demand, the heat pumps' caps and the energy deferred."""
+
     heat_kw: FloatArray  # (T, n_hp) controlled thermal demand
     hp_cap_frac: FloatArray  # (T, n_hp) electric cap as a share of the rating
     deferred_kwh: float  # thermal energy moved out of the curtailment windows
@@ -117,6 +119,8 @@ def cur_b(
 
 @dataclass(frozen=True)
 class ProResult:
+    """ProA/ProB's per-step cost parameters for the OPF, and where the pre-charge windows lie."""
+
     c_import: FloatArray  # (T,) grid cost per kWh
     bat_w_discharge: FloatArray  # (T,) value of stored battery energy when discharged
     ts_w_discharge: FloatArray  # (T,)
@@ -138,10 +142,13 @@ def pro_ab(
     ts_w_discharge_base: float,
     w_discharge_hold: float,
 ) -> ProResult:
-    """ProA: cheap grid for the lowest-forecast `window_steps` within `search_steps` before
+    """Prices of the proactive policies ProA and ProB around each congestion onset.
+
+    ProA: cheap grid for the lowest-forecast `window_steps` within `search_steps` before
     each onset, so storage pre-charges from the grid. ProB: discharge priced above grid
     import from that window until the onset, so storage holds its energy and starts to
-    discharge exactly when congestion begins (seed 001 Fig. 7)."""
+    discharge exactly when congestion begins (seed 001 Fig. 7).
+    """
     f = np.asarray(forecast_kw, dtype=float)
     t_total = len(f)
     c = np.full(t_total, c_import_base)

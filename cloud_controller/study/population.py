@@ -35,9 +35,11 @@ class Population:
 
     @property
     def n(self) -> int:
+        """Number of households."""
         return len(self.station)
 
     def counts(self) -> dict[str, int]:
+        """How many households, and how many have each kind of asset."""
         return {
             "households": self.n,
             "pv_2024": int(self.pv_2024.sum()),

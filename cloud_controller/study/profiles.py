@@ -47,10 +47,12 @@ class Profiles:
 
     @property
     def dt_h(self) -> float:
+        """Step length in hours."""
         return float((self.index[1] - self.index[0]).total_seconds() / 3600.0)
 
     @property
     def n_steps(self) -> int:
+        """Number of time steps."""
         return len(self.index)
 
 

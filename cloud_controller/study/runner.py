@@ -49,6 +49,8 @@ TOL_SAME_KWH = 1e-6  # storage states this close are the same state
 
 @dataclass(frozen=True)
 class StudyInputs:
+    """Everything a run needs: the configuration, region, household population and profiles."""
+
     cfg: StudyConfig
     region: Region
     pop: Population
@@ -56,6 +58,7 @@ class StudyInputs:
 
     @property
     def steps_per_day(self) -> int:
+        """Time steps per day."""
         return round(24.0 / self.prof.dt_h)
 
     def pv_kw(self, year: int) -> FloatArray:
@@ -69,6 +72,7 @@ class StudyInputs:
         return self.prof.pv_kw_per_kwp[:, None] * kwp[None, :]
 
     def ev_by_site(self, ev_kw: FloatArray) -> FloatArray:
+        """(T, H) EV charging summed per household, from the per-EV (T, n_ev) powers."""
         out = np.zeros((self.prof.n_steps, self.pop.n))
         np.add.at(out.T, self.prof.ev_site, ev_kw.T)
         return out
@@ -80,9 +84,11 @@ class StudyInputs:
         return out
 
     def status_quo_site_kw(self) -> FloatArray:
+        """(T, H) household grid exchange in the status quo: load minus the 2024 PV."""
         return self.prof.load_kw - self.pv_kw(2024)
 
     def no_control_site_kw(self) -> FloatArray:
+        """(T, H) household grid exchange in 2030 without control: load, EVs, direct heat pumps minus PV."""
         return (
             self.prof.load_kw
             + self.ev_by_site(self.prof.ev_kw)
@@ -92,6 +98,7 @@ class StudyInputs:
 
     @cached_property
     def status_quo_peak_kw(self) -> float:
+        """Peak HV/MV load of the status quo (lossless sum of the households)."""
         return float(self.status_quo_site_kw().sum(axis=1).max())
 
     def limit_kw(self, stress: str) -> float:
@@ -101,6 +108,8 @@ class StudyInputs:
 
 @dataclass
 class ScenarioRun:
+    """One scenario's result: per-household and HV/MV powers, per-step aggregates and energy totals."""
+
     scenario: str
     stress: str | None  # None: the run does not depend on the stress level
     p_site_kw: npt.NDArray[np.float32]  # (T, H) household grid exchange, load positive
@@ -177,6 +186,7 @@ class Recorder:
             v[steps] = other.extras[k][steps]
 
     def run(self, scenario: str, stress: str | None, solve_s: float, **energy_kwh: float) -> ScenarioRun:
+        """The recorded steps as a `ScenarioRun` of `scenario` at `stress`."""
         return ScenarioRun(
             scenario,
             stress,
@@ -239,6 +249,7 @@ class FixedSites:
     def of(
         problem: Problem, base_kw: FloatArray, st_lim_kw: FloatArray, st_feed_kw: FloatArray
     ) -> FixedSites | None:
+        """The LP for `problem` with the households that have nothing to dispatch fixed, or None."""
         p = problem
         g = p.grid
         w = p.weights
@@ -305,6 +316,36 @@ def _differs(a: FloatArray, b: object, n_t: int) -> npt.NDArray[np.bool_]:
     return out
 
 
+def _curtailment(
+    inp: StudyInputs, parts: set[str], onsets: policies.IntArray
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """EV, heat demand and heat-pump caps after the curtailment policies in `parts` (CurA, CurB)."""
+    cfg = inp.cfg
+    prof = inp.prof
+    dt = prof.dt_h
+    spd = inp.steps_per_day
+    ev = prof.ev_kw
+    heat = prof.heat_kw
+    hp_cap = np.ones_like(heat)
+    if "cura" in parts:
+        ev = policies.cur_a(
+            ev, onsets, spd, cap_kw=cfg.cura.ev_cap_kw, p_max_kw=cfg.sizes.ev_p_max_kw, dt_h=dt
+        )
+    if "curb" in parts:
+        cb = policies.cur_b(
+            heat,
+            prof.cop,
+            prof.hp_p_max_kw,
+            onsets,
+            share=cfg.curb.hp_share,
+            duration_steps=round(cfg.curb.duration_h / dt),
+            recovery_steps=round(cfg.curb.recovery_h / dt),
+            dt_h=dt,
+        )
+        heat, hp_cap = cb.heat_kw, cb.hp_cap_frac
+    return ev, heat, hp_cap
+
+
 def run_opf(
     inp: StudyInputs,
     scenario: str,
@@ -331,27 +372,9 @@ def run_opf(
     limit = inp.limit_kw(stress) if stress else float("inf")
     forecast = inp.no_control_site_kw().sum(axis=1)  # seed 001's pseudo-forecast
     onsets = policies.congestion_onsets(forecast, limit, spd)
-    ev = prof.ev_kw
-    heat = prof.heat_kw
-    hp_cap = np.ones_like(heat)
     # "grid_opf" (beyond the paper) = ProA + ProB with the HV/MV limit in every step's OPF.
     parts = {"proa", "prob"} if scenario == "grid_opf" else set(scenario.split("_")[1:])
-    if "cura" in parts:
-        ev = policies.cur_a(
-            ev, onsets, spd, cap_kw=cfg.cura.ev_cap_kw, p_max_kw=cfg.sizes.ev_p_max_kw, dt_h=dt
-        )
-    if "curb" in parts:
-        cb = policies.cur_b(
-            heat,
-            prof.cop,
-            prof.hp_p_max_kw,
-            onsets,
-            share=cfg.curb.hp_share,
-            duration_steps=round(cfg.curb.duration_h / dt),
-            recovery_steps=round(cfg.curb.recovery_h / dt),
-            dt_h=dt,
-        )
-        heat, hp_cap = cb.heat_kw, cb.hp_cap_frac
+    ev, heat, hp_cap = _curtailment(inp, parts, onsets)
     assets = _assets(inp)
     eta_c, eta_d = cfg.sizes.battery_eta_charge, cfg.sizes.battery_eta_discharge
     ts_loss = 1.0 - (1.0 - cfg.sizes.thermal_store_loss_per_day) ** (dt / 24.0)

@@ -32,6 +32,8 @@ REFERENCE = "stor"
 
 @dataclass
 class StudyResult:
+    """Every run of a study, the limit per stress level, and how long it took."""
+
     inputs: StudyInputs
     runs: dict[Job, ScenarioRun]
     limits_kw: dict[str, float]
@@ -39,14 +41,17 @@ class StudyResult:
     wall_s: float
 
     def run_for(self, scenario: str, stress: str) -> ScenarioRun | None:
+        """The run of `scenario` at `stress` (stress-free scenarios have one run for all), or None."""
         key: Job = (scenario, None) if scenario in STRESS_FREE else (scenario, stress)
         return self.runs.get(key)
 
     def has(self, scenario: str, stress: str) -> bool:
+        """Whether the study has a run of `scenario` at `stress`."""
         return self.run_for(scenario, stress) is not None
 
 
 def load_inputs(cfg: StudyConfig, *, quick: bool) -> StudyInputs:
+    """Region, household population and profiles for `cfg` (`quick`: only the quick weeks of the year)."""
     from cloud_controller.grid.region import build_schutterwald_region, region_from_json
     from cloud_controller.study.population import draw_population
     from cloud_controller.study.profiles import build_profiles
@@ -84,8 +89,11 @@ def plan_jobs(
 def _execute(
     inp: StudyInputs, job: Job, *, validate: bool, reference: ScenarioRun | None = None
 ) -> ScenarioRun:
-    """One run plus its AC check; the (T, H) site powers are dropped afterwards to save memory,
-    except Stor's, which later runs take steps over from (`runner.run_opf`)."""
+    """One run plus its AC check.
+
+    The (T, H) site powers are dropped afterwards to save memory, except Stor's, which later
+    runs take steps over from (`runner.run_opf`).
+    """
     if job[0] == "mpc":
         from cloud_controller.study.mpc import run_mpc
 
@@ -171,7 +179,6 @@ def run_study(
     where their LP is Stor's LP instead of solving them again (`runner.run_opf`); runs
     started earlier (to keep every worker busy) and `reuse=False` solve every step.
     """
-    global _INPUTS
     t0 = time.perf_counter()
     scen = scenarios or cfg.scenarios
     # Counting violations needs the status quo (the limit) and the no-control reference.
@@ -188,38 +195,9 @@ def run_study(
             on_progress(_label(job), len(runs), total)
 
     if jobs <= 1 or total <= 1:
-        reference: ScenarioRun | None = None
-        for job in queue:
-            run = _execute(inp, job, validate=validate, reference=reference)
-            finished(job, run)
-            if reuse and job == (REFERENCE, None):
-                reference = run
+        _run_serial(inp, queue, finished, validate=validate, reuse=reuse)
     else:
-        _INPUTS = inp
-        with (
-            tempfile.TemporaryDirectory(prefix="gridflex-study-") as tmp,
-            cf.ProcessPoolExecutor(max_workers=min(jobs, total), mp_context=mp.get_context("fork")) as pool,
-        ):
-            ref_path: str | None = None
-            pending: dict[cf.Future[ScenarioRun], Job] = {}
-
-            def submit_next() -> None:
-                job = queue.pop(0)
-                pending[pool.submit(_worker, (job, validate, ref_path))] = job
-
-            while queue and len(pending) < min(jobs, total):
-                submit_next()
-            while pending:
-                done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-                for fut in done:
-                    job = pending.pop(fut)
-                    run = fut.result()
-                    if reuse and job == (REFERENCE, None):
-                        ref_path = str(_save_reference(run, Path(tmp)))
-                    finished(job, run)
-                while queue and len(pending) < jobs:
-                    submit_next()
-        _INPUTS = None
+        _run_parallel(inp, queue, finished, jobs=jobs, validate=validate, reuse=reuse)
     ref = runs.get((REFERENCE, None))
     if ref is not None:  # its per-step state and AC results were only for the other runs
         ref.state_kwh = None
@@ -227,6 +205,62 @@ def run_study(
         ref.p_site_kw = np.zeros((0, 0), dtype=np.float32)
     limits = {st: inp.limit_kw(st) for st in stress}
     return StudyResult(inp, runs, limits, quick, time.perf_counter() - t0)
+
+
+def _run_serial(
+    inp: StudyInputs,
+    queue: list[Job],
+    finished: Callable[[Job, ScenarioRun], None],
+    *,
+    validate: bool,
+    reuse: bool,
+) -> None:
+    """`run_study`'s runs one after the other in this process, Stor's steps reused when `reuse`."""
+    reference: ScenarioRun | None = None
+    for job in queue:
+        run = _execute(inp, job, validate=validate, reference=reference)
+        finished(job, run)
+        if reuse and job == (REFERENCE, None):
+            reference = run
+
+
+def _run_parallel(
+    inp: StudyInputs,
+    queue: list[Job],
+    finished: Callable[[Job, ScenarioRun], None],
+    *,
+    jobs: int,
+    validate: bool,
+    reuse: bool,
+) -> None:
+    """`run_study`'s runs on `jobs` forked workers sharing `inp`; Stor's result is passed on via a file."""
+    global _INPUTS
+    total = len(queue)
+    _INPUTS = inp
+    with (
+        tempfile.TemporaryDirectory(prefix="gridflex-study-") as tmp,
+        cf.ProcessPoolExecutor(max_workers=min(jobs, total), mp_context=mp.get_context("fork")) as pool,
+    ):
+        ref_path: str | None = None
+        pending: dict[cf.Future[ScenarioRun], Job] = {}
+
+        def submit_next() -> None:
+            job = queue.pop(0)
+            pending[pool.submit(_worker, (job, validate, ref_path))] = job
+
+        while queue and len(pending) < min(jobs, total):
+            submit_next()
+        while pending:
+            done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            for fut in done:
+                job = pending.pop(fut)
+                run = fut.result()
+                if reuse and job == (REFERENCE, None):
+                    ref_path = str(_save_reference(run, Path(tmp)))
+                finished(job, run)
+            while queue and len(pending) < jobs:
+                submit_next()
+    _INPUTS = None
 
 
 def _label(job: Job) -> str:

@@ -27,8 +27,11 @@ def _flow(region: Region) -> BatchPowerFlow:
 
 
 def ac_steps(inp: StudyInputs, run: ScenarioRun, reference: ScenarioRun | None = None) -> PowerFlowResult:
-    """Per-step AC results of a run; steps it took over from `reference` (see
-    `runner.run_opf`) take the reference's results, so only its own steps are computed."""
+    """Per-step AC results of a run.
+
+    Steps it took over from `reference` (see `runner.run_opf`) take the reference's results,
+    so only its own steps are computed.
+    """
     flow = _flow(inp.region)
     if run.reused is not None and reference is not None and reference.ac_steps is not None:
         rows = np.flatnonzero(~run.reused)

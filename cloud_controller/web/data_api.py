@@ -33,20 +33,32 @@ def _parse_points(text: str | None) -> list[PointKey] | None:
 
 
 def data_router(controller: CloudController) -> APIRouter:
+    """The dashboard's JSON endpoints over `controller`."""
     router = APIRouter(tags=["dashboard"])
-    drawing: dict[str, Any] = {}
+    _fleet_routes(router, controller)
+    _site_routes(router, controller)
+    _grid_routes(router, controller)
+    return router
+
+
+def _fleet_routes(router: APIRouter, controller: CloudController) -> None:
+    """The fleet: status banners, overview and the sites table."""
 
     @router.get("/fleet/status")
     def fleet_status() -> dict[str, Any]:
-        """Broker connection, plan age (stale after two periods) and the newest telemetry time
-        ("data as of"), with the banners the pages show."""
+        """Broker connection, plan age and the newest telemetry time, with the banners the pages show.
+
+        The plan is stale after two periods; the telemetry time is the "data as of".
+        """
         return views.status(controller)
 
     @router.get("/fleet/overview")
     def fleet_overview() -> dict[str, Any]:
-        """The fleet's measured load (kW, load-positive) against every configured limit; the plan's
-        horizon (see /grid/loading); overloaded intervals today; sites by mode; command counts and
-        decision-to-ack latency p50/p99 (host ms)."""
+        """The fleet's measured load (kW, load-positive) against every configured limit, and more.
+
+        Also the plan's horizon (see /grid/loading); overloaded intervals today; sites by mode;
+        command counts and decision-to-ack latency p50/p99 (host ms).
+        """
         return views.overview(controller)
 
     @router.get("/fleet/sites")
@@ -63,7 +75,8 @@ def data_router(controller: CloudController) -> APIRouter:
 
         `assets_p_kw`: each asset's measured power (kW, + = load / charging); `caps_kw`: the
         active `p_limit_kw` commands (a magnitude: PV output or EV/HP consumption cap);
-        `setpoints_kw`: the plan's first-period power per asset (load-positive)."""
+        `setpoints_kw`: the plan's first-period power per asset (load-positive).
+        """
         try:
             return views.query_rows(
                 views.site_rows(controller),
@@ -77,6 +90,10 @@ def data_router(controller: CloudController) -> APIRouter:
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
 
+
+def _site_routes(router: APIRouter, controller: CloudController) -> None:
+    """Per-site history, the event log and the command log."""
+
     @router.get("/sites/{site}/history")
     def site_history(
         site: str,
@@ -89,9 +106,11 @@ def data_router(controller: CloudController) -> APIRouter:
             Query(description="comma-separated asset/point keys, e.g. meter/p_kw,bat1/soc_pct; default all"),
         ] = None,
     ) -> dict[str, Any]:
-        """Stored telemetry of one site in [from, to) from the controller's SQLite store (which
-        holds every sample also with an InfluxDB sink), plus the commands sent to the site in
-        that window, on one time axis."""
+        """Stored telemetry of one site in [from, to) plus the commands sent to it, on one time axis.
+
+        The telemetry comes from the controller's SQLite store (which holds every sample also
+        with an InfluxDB sink); the commands are those sent to the site in that window.
+        """
         if site not in controller.snapshots:
             raise HTTPException(404, f"unknown site {site!r}")
         end = to or controller.clock.now()
@@ -135,17 +154,26 @@ def data_router(controller: CloudController) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=5000)] = 200,
     ) -> dict[str, Any]:
         """Commands newest first with status, the agent's reason and decision-to-ack latency (ms).
+
         `value` is what the device is told: `p_limit_kw` a magnitude (>= 0), `p_setpoint_kw`
-        load-positive (battery + = charge)."""
+        load-positive (battery + = charge).
+        """
         return {
             **views.command_summary(controller.tracker),
             "recent": views.command_rows(controller.tracker, site=site, status=status, limit=limit),
         }
 
+
+def _grid_routes(router: APIRouter, controller: CloudController) -> None:
+    """The network drawing (the region's, computed once per router and kept)."""
+    drawing: dict[str, Any] = {}
+
     @router.get("/grid/network")
     def grid_network() -> dict[str, Any]:
-        """The network to draw: pandapower bus geodata where present, else a generated one-line
-        layout; lines grouped by the station (element) that feeds them."""
+        """The network to draw, lines grouped by the station (element) that feeds them.
+
+        Pandapower bus geodata where present, else a generated one-line layout.
+        """
         region = getattr(controller.built_planner, "region", None)
         if region is not None:
             if "region" not in drawing:
@@ -156,5 +184,3 @@ def data_router(controller: CloudController) -> APIRouter:
         if plan is not None:
             elements += sorted({c.element for c in plan.congestion} - {"hvmv"})
         return generated_drawing(elements)
-
-    return router

@@ -23,7 +23,7 @@ MV_GROUP = "mv"  # lines above every MV/LV station (coloured by the HV/MV transf
 
 
 def _geo_xy(value: Any) -> tuple[float, float] | None:
-    """pandapower 3 stores a bus position as a GeoJSON Point string; anything else is 'no position'."""
+    """Pandapower 3 stores a bus position as a GeoJSON Point string; anything else is 'no position'."""
     if not isinstance(value, str):
         return None
     try:

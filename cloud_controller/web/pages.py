@@ -33,6 +33,8 @@ ContextFn = Callable[["CloudController", Request], dict[str, Any]]
 
 @dataclass(frozen=True)
 class NavItem:
+    """One entry of the dashboard's navigation."""
+
     path: str
     title: str
 
@@ -55,6 +57,7 @@ class Dashboard:
         self.env.filters["tojson_safe"] = lambda v: json.dumps(v, default=_json_default).replace("</", "<\\/")
 
     def render(self, template: str, request: Request, **context: Any) -> HTMLResponse:
+        """Render page `template` with the navigation, status banners and dashboard settings."""
         cfg = self.controller.config.dashboard
         page = {
             "nav": self.nav,

@@ -111,7 +111,8 @@ def grid_loading(plan: Plan | None, period_s: float, limit_kw: float | None) -> 
     """The constrained element's load over the plan horizon, one shape before and after the first plan.
 
     Before a plan every list is empty and `at` is null; `start` holds each interval's start
-    (UTC), so a client never has to reconstruct the time axis from `at` and `period_s`."""
+    (UTC), so a client never has to reconstruct the time axis from `at` and `period_s`.
+    """
     if plan is None:
         return {
             "at": None,

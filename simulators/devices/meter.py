@@ -27,4 +27,5 @@ class Meter:
 
     @property
     def i_phase_a(self) -> float:
+        """Phase current (A) of a balanced three-phase connection at `v_phase_v`."""
         return abs(self.p_kw) * 1000.0 / (3.0 * self.v_phase_v)

@@ -64,12 +64,14 @@ class Field:
 
     @property
     def count(self) -> int:
+        """How many 16-bit registers the field spans: `size` for a string, 2 for 32-bit types, else 1."""
         if self.type == "string":
             return self.size
         return 2 if self.type in ("uint32", "int32", "acc32") else 1
 
     @property
     def factor(self) -> float:
+        """Register value x factor = engineering value: `scale` times the SunSpec scale factor 10^`sf`."""
         return self.scale * 10.0**self.sf
 
     def encode(self, value: float | str) -> list[int]:
@@ -148,6 +150,7 @@ class RegisterMap:
             img[i : i + len(regs)] = regs
 
     def read(self, address: int, count: int) -> list[int] | ExcCode:
+        """The `count` registers from `address`, or `ILLEGAL_ADDRESS` if any lies outside the map."""
         if count < 1 or address < self.base or address + count > self.base + self.size:
             return ExcCode.ILLEGAL_ADDRESS
         i = address - self.base

@@ -106,6 +106,7 @@ class ModbusDeviceServer:
         regmap.refresh()
 
     async def start(self) -> None:
+        """Listen on `host`:`port` (a free port when 0) in the background; `port` then holds the bound one."""
         server = ModbusTcpServer(
             SimDevice(self.unit_id, simdata=[SimData(0, values=0)]),  # placeholder, replaced below
             address=(self.host, self._want_port),
@@ -118,6 +119,7 @@ class ModbusDeviceServer:
         self._server = server
 
     async def stop(self) -> None:
+        """Close every connection and shut the server down; a no-op when it is not running."""
         if self._server is not None:
             self.drop_connections()
             await self._server.shutdown()  # type: ignore[no-untyped-call]
@@ -130,6 +132,7 @@ class ModbusDeviceServer:
         self.regmap.refresh(garbage=self.fault == "out_of_range")
 
     def set_fault(self, kind: FaultKind) -> None:
+        """Inject fault `kind` (`FAULT_KINDS`): "disconnect" drops clients now, "none" clears and refreshes."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault {kind!r}; one of {FAULT_KINDS}")
         self.fault = kind
@@ -140,6 +143,7 @@ class ModbusDeviceServer:
         log.info("%s: fault %s", self.name, kind)
 
     def drop_connections(self) -> None:
+        """Close every open client connection (the clients see the device go away)."""
         if self._server is None:
             return
         for conn in list(self._server.active_connections.values()):
@@ -147,4 +151,5 @@ class ModbusDeviceServer:
 
     @property
     def connections(self) -> int:
+        """How many clients are connected now."""
         return 0 if self._server is None else len(self._server.active_connections)

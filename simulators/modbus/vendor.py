@@ -17,8 +17,11 @@ __all__ = ["battery_map", "ev_map", "hp_map"]
 
 
 def battery_map(bat: Battery) -> RegisterMap:
-    """Battery inverter. `mode` 0 = local control: hold the site's grid power at `grid_target_w`
-    (0 W = self-consumption, the default); 1 = remote (follow `p_setpoint_w`)."""
+    """Battery inverter register map.
+
+    `mode` 0 = local control: hold the site's grid power at `grid_target_w`
+    (0 W = self-consumption, the default); 1 = remote (follow `p_setpoint_w`).
+    """
     return register_map(builtin("vendor-battery"), battery_quantities(bat))
 
 

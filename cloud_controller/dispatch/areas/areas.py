@@ -1,5 +1,6 @@
-"""Areas of a radial network for the per-area dispatch (`decompose.py`): where to cut,
-and each area's own LP problem.
+"""Areas of a radial network for the per-area dispatch (`decompose.py`).
+
+Where to cut, and each area's own LP problem.
 
 An area is the subtree below one branch (an MV/LV station, or smaller); what lies above the
 areas (the slack bus, the HV/MV transformer, MV lines) is shared. An area's LP holds its
@@ -97,8 +98,10 @@ def area_below(grid: RadialGrid, site_bus: IntArray, k: int) -> Area:
 
 
 def areas_joined(grid: RadialGrid, site_bus: IntArray, ks: list[int]) -> Area:
-    """The subtrees below branches `ks` (none below another) as one area, with the union of
-    their paths: one LP for all of them instead of one each. `top_branch` is the first."""
+    """The subtrees below branches `ks` (none below another) as one area, with the union of their paths.
+
+    One LP for all of them instead of one each. `top_branch` is the first.
+    """
     parts = [area_below(grid, site_bus, k) for k in ks]
     if len(parts) == 1:
         return parts[0]
@@ -123,8 +126,7 @@ def areas_joined(grid: RadialGrid, site_bus: IntArray, ks: list[int]) -> Area:
 def split_areas(
     grid: RadialGrid, site_bus: IntArray, *, max_sites: int = 200, max_buses: int = 300
 ) -> list[Area]:
-    """Cut the tree into areas of at most `max_sites` sites and `max_buses` buses where the
-    tree allows it.
+    """Cut the tree into areas of at most `max_sites` sites and `max_buses` buses where the tree allows it.
 
     Starting from the branches out of the slack bus, a subtree with more than `max_sites`
     sites or `max_buses` buses is replaced by the subtrees below its top bus (which becomes
@@ -174,7 +176,8 @@ def subtree_matrix(grid: RadialGrid) -> sp.csr_matrix:
     """(K, N) matrix D with D[k, n] = 1 if bus n is below branch k.
 
     Branch flows are `loads @ D.T`; voltages are `v_root - (r * flows) @ D`, since the
-    branches above a bus are the branches it is below."""
+    branches above a bus are the branches it is below.
+    """
     parent_of, branch_of = _up_maps(grid)
     rows: list[IntArray] = []
     cols: list[IntArray] = []
@@ -255,8 +258,10 @@ def fold_matrix(grid: RadialGrid, area: Area, sub_buses: IntArray, lift: IntArra
 
 
 def per_entry(value: FloatArray | None, T: int, idx: IntArray) -> FloatArray | None:
-    """A per-period or per-entry input (as the engine reads it: reshaped to (T, -1), one
-    column meaning one value per period) for the entries `idx`."""
+    """A per-period or per-entry input for the entries `idx`.
+
+    As the engine reads it: reshaped to (T, -1), one column meaning one value per period.
+    """
     if value is None:
         return None
     arr = np.asarray(value, dtype=float).reshape(T, -1)
@@ -279,20 +284,24 @@ DUAL_TOL = 1e-9
 
 
 def rows_idle(sol: Any, rows: IntArray, upper: FloatArray, *, scale: FloatArray | float = 1.0) -> bool:
-    """The `<=` rows `rows` (upper bounds `upper`) of a HiGHS solution are each off their
-    bound or have a round-off dual: what an area's answer needs to be optimal for its part
+    """Whether each `<=` row `rows` (upper bounds `upper`) is off its bound or has a round-off dual.
+
+    Checked on a HiGHS solution: what an area's answer needs to be optimal for its part
     of the whole (decompose.py, repair.py). `scale`: what each row was multiplied by in
-    the LP (lazy.py's voltage rows), so the tolerances apply to the rows as stated."""
+    the LP (lazy.py's voltage rows), so the tolerances apply to the rows as stated.
+    """
     slack = (upper - np.asarray(sol.row_value)[rows]) / scale
     duals = np.asarray(sol.row_dual)[rows] * scale
     return not bool(np.any((slack <= ROW_SLACK_TOL) & (np.abs(duals) > DUAL_TOL)))
 
 
 def coupling_rows(problem: Problem, sub: Problem, ix: LpIndex, area: Area) -> tuple[IntArray, FloatArray]:
-    """Rows of the area's LP that couple it to the rest (all `<=` rows): every voltage band
-    (path voltages carry the others' load) and the limits of the path branches; and their
-    upper bounds. An area's answer is optimal for its part of the whole only if each of them
-    is off its bound or has a round-off dual."""
+    """Rows of the area's LP that couple it to the rest (all `<=` rows), and their upper bounds.
+
+    Every voltage band (path voltages carry the others' load) and the limits of the path
+    branches. An area's answer is optimal for its part of the whole only if each of them
+    is off its bound or has a round-off dual.
+    """
     path_k = np.arange(len(area.path_branches))
     assert ix.r_v_up is not None and ix.r_v_dn is not None
     assert ix.r_branch_up is not None and ix.r_branch_dn is not None

@@ -98,13 +98,16 @@ class DecomposedEngine:
         threads: int = 1,
         retry_after: int = 8,
     ) -> None:
-        """`retry_after`: once the full LP had to answer (a coupling limit binds, which in a
+        """Set up the per-area engine; `retry_after` and `options.lazy_grid` tune when and how it solves.
+
+        `retry_after`: once the full LP had to answer (a coupling limit binds, which in a
         congested hour stays so for a while), the next `retry_after` solves go to the full
         LP directly instead of paying for two decomposed rounds first.
 
         Every LP holds its grid rows lazily unless `options.lazy_grid` is False (`lazy.py`):
         by area, lazily is faster on both kinds of network, and where the HV/MV threshold
-        binds in a few periods it lets the whole LP start from the areas' bases."""
+        binds in a few periods it lets the whole LP start from the areas' bases.
+        """
         reason = decomposable(problem)
         if reason:
             raise ValueError(f"cannot decompose by area: {reason}")
@@ -151,6 +154,7 @@ class DecomposedEngine:
 
     @property
     def n_areas(self) -> int:
+        """How many areas the network is cut into (one LP each)."""
         return len(self._subs)
 
     def close(self) -> None:
@@ -167,6 +171,7 @@ class DecomposedEngine:
 
     # -- control ------------------------------------------------------------------------
     def set_battery_limits(self, p_max_kw: FloatArray, e_min_kwh: FloatArray, e_max_kwh: FloatArray) -> None:
+        """Set the batteries' power and energy limits on every area's LP (and the whole LP, once built)."""
         for s in self._subs:
             s.engine.set_battery_limits(
                 np.asarray(p_max_kw)[s.bats], np.asarray(e_min_kwh)[s.bats], np.asarray(e_max_kwh)[s.bats]
@@ -176,6 +181,7 @@ class DecomposedEngine:
             self._full.set_battery_limits(p_max_kw, e_min_kwh, e_max_kwh)
 
     def shift_basis(self, k: int) -> bool:
+        """Shift every area's basis (and the whole LP's) `k` periods on; True if every area's shift took."""
         done = [s.engine.shift_basis(k) for s in self._subs]
         if self._full is not None:
             self._full.shift_basis(k)
@@ -252,11 +258,13 @@ class DecomposedEngine:
     def _check(
         self, inputs: StepInputs, p_site_kw: FloatArray, objective: float
     ) -> tuple[str | None, FloatArray, FloatArray, FloatArray]:
-        """Which coupling family the assembled solution breaks beyond round-off (None if
-        none); its flows, voltages and slack-bus power (lossless: the sum of the bus loads).
+        """Which coupling family the assembled solution breaks beyond round-off (None if none).
+
+        Also its flows, voltages and slack-bus power (lossless: the sum of the bus loads).
 
         "Beyond round-off": what the full LP would charge for the breaches (each soft limit's
-        penalty times the breach) exceeds GAP_TOL x max(1, |objective|)."""
+        penalty times the breach) exceeds GAP_TOL x max(1, |objective|).
+        """
         p = self.problem
         g = p.grid
         w = p.weights
@@ -340,8 +348,11 @@ class DecomposedEngine:
         return self._solve_full(inputs, state, from_areas=from_areas)
 
     def _solve_full(self, inputs: StepInputs, state: StorageState, *, from_areas: bool = False) -> Answer:
-        """The whole LP answers. Its first solve after a round of the areas starts from their
-        joined bases where they map exactly (`lazy_grid`: every LP gridless), else cold."""
+        """The whole LP answers.
+
+        Its first solve after a round of the areas starts from their joined bases where they
+        map exactly (`lazy_grid`: every LP gridless), else cold.
+        """
         if self._full is None:
             self._full = DispatchEngine(self.problem, self._options)
             if self._battery_limits is not None:

@@ -31,9 +31,11 @@ class AreaLp:
 
 
 def start_from_areas(problem: Problem, subs: list[AreaLp], full: DispatchEngine) -> bool:
-    """Give the whole gridless LP the grid rows the areas added and the areas' joined
-    bases as its start (`joined_basis.py`). False if an area has no basis (answered
-    site by site) or HiGHS refuses the start."""
+    """Give the whole gridless LP the areas' grid rows and their joined bases as its start.
+
+    The grid rows are those the areas added; the bases are joined by `joined_basis.py`.
+    False if an area has no basis (answered site by site) or HiGHS refuses the start.
+    """
     p = problem
     hs_pos = np.full(p.n_hp, -1, dtype=np.int64)
     hs_full = np.flatnonzero(p.ts_e_max_kwh > 0)
@@ -81,7 +83,7 @@ def start_from_areas(problem: Problem, subs: list[AreaLp], full: DispatchEngine)
     return full.start_from(col, row)
 
 
-def assemble(  # noqa: PLR0917 (the assembled answer's arrays)
+def assemble(
     problem: Problem,
     subs: list[AreaLp],
     parts: list[Schedule],

@@ -34,9 +34,11 @@ def set_alien_basis(h: Any, col: IntArray, row: IntArray) -> bool:
 
 
 def shifted(ix: LpIndex, horizon: int, col: IntArray, row: IntArray, k: int) -> tuple[IntArray, IntArray]:
-    """Statuses of a window that starts `k` periods later: period t takes the old period
-    t + k's, the new tail repeats the old last period. Columns and rows outside the index's
-    period families (grid rows added lazily) keep theirs."""
+    """Statuses of a window that starts `k` periods later.
+
+    Period t takes the old period t + k's, the new tail repeats the old last period. Columns
+    and rows outside the index's period families (grid rows added lazily) keep theirs.
+    """
     T = horizon
     new_col, new_row = col.copy(), row.copy()
     for name, value in vars(ix).items():

@@ -53,8 +53,11 @@ def _set(status: IntArray, idx: IntArray, mask: object, value: int) -> None:
 def _battery_moves(
     p: Problem, ix: LpIndex, state: StorageState, net: FloatArray, *, col: IntArray, taken: BoolArray
 ) -> None:
-    """Charge from surplus / discharge into deficit; update `net` (what the site still
-    exchanges), the batteries' statuses, and mark sites whose battery takes the site row."""
+    """Charge from surplus / discharge into deficit.
+
+    Updates `net` (what the site still exchanges), the batteries' statuses, and marks sites
+    whose battery takes the site row.
+    """
     dt = p.dt_h
     s = p.bat_site
     e0 = np.asarray(state.e_bat_kwh, float)

@@ -1,5 +1,8 @@
-"""The HiGHS side of lazy grid rows (`routes.lazy`): rows added where an answer breaks them,
-their bounds moved with every call's fixed loads, re-solved until none is left broken."""
+"""The HiGHS side of lazy grid rows (`routes.lazy`).
+
+Rows are added where an answer breaks them, their bounds moved with every call's fixed
+loads, re-solved until none is left broken.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +21,10 @@ INF = highspy.kHighsInf
 
 
 def run_checked(h: Any) -> None:
-    """Re-solve after grid rows were added; once more from scratch if HiGHS gives up
-    from the basis it had (never silently: still not optimal raises)."""
+    """Re-solve after grid rows were added; once more from scratch if HiGHS gives up from its basis.
+
+    Never silently: still not optimal raises.
+    """
     h.run()
     status = h.getModelStatus()
     if status != highspy.HighsModelStatus.kOptimal:
@@ -43,8 +48,11 @@ class GridRows:
         self._fixed_kw: FloatArray | None = None  # this call's fixed bus loads
 
     def apply_fixed(self, fixed_kw: FloatArray | None) -> None:
-        """Fixed bus loads: their sum on the slack bus's balance, and the bounds of every
-        grid row added so far moved with them."""
+        """Set the fixed bus loads.
+
+        Their sum goes on the slack bus's balance, and the bounds of every grid row added so far
+        move with them.
+        """
         lz = self.lazy
         T = self.problem.horizon
         fixed = (
@@ -67,9 +75,11 @@ class GridRows:
         self._fixed_kw = fixed
 
     def solve(self) -> tuple[Any, FloatArray, FloatArray]:
-        """Re-solve, adding the grid rows the answer breaks, until it breaks none (beyond
-        GAP_TOL of the objective in penalty): then it is optimal for the whole LP (`lazy.py`).
-        Returns the HiGHS solution and the answer's flows and voltages."""
+        """Re-solve, adding the grid rows the answer breaks, until it breaks none.
+
+        None beyond GAP_TOL of the objective in penalty: then it is optimal for the whole LP
+        (`lazy.py`). Returns the HiGHS solution and the answer's flows and voltages.
+        """
         lz = self.lazy
         g = self.problem.grid
         max_rounds = 4 * self.problem.horizon * (g.n_bus + g.n_branch) + 1
@@ -86,8 +96,10 @@ class GridRows:
         raise DispatchInfeasible("lazy grid rows did not converge")  # pragma: no cover (see bound above)
 
     def _add(self, b: Breach) -> tuple[IntArray, IntArray]:
-        """Grid rows (each with its slack column at the full LP's penalty) into HiGHS; their
-        row and slack-column positions."""
+        """Put grid rows into HiGHS, each with its slack column at the full LP's penalty.
+
+        Returns their row and slack-column positions.
+        """
         lz = self.lazy
         n = len(b)
         first_row = int(self.h.getNumRow())
@@ -124,8 +136,10 @@ class GridRows:
         return rows, slacks
 
     def add(self, kind: IntArray, element: IntArray, t: IntArray) -> tuple[IntArray, IntArray]:
-        """These grid rows now (rows already in the LP are skipped); their row and slack-column
-        positions."""
+        """Add these grid rows now (rows already in the LP are skipped).
+
+        Returns their row and slack-column positions.
+        """
         new = ~self.lazy.is_added(kind, element, t)
         b = Breach(kind[new], element[new], t[new], np.zeros(int(new.sum())))
         if len(b) == 0:
@@ -133,8 +147,10 @@ class GridRows:
         return self._add(b)
 
     def rows_idle(self, solution: Any, branches: IntArray) -> bool:
-        """Every added voltage row and every added row of `branches` is off its bound or has a
-        round-off dual in `solution` (rows never added have no dual)."""
+        """Whether the added grid rows are each off their bound or have a round-off dual in `solution`.
+
+        Every added voltage row and every added row of `branches` (rows never added have no dual).
+        """
         lz = self.lazy
         kind, elem, t, rows, _ = lz.added_arrays()
         pick = (kind >= V_UP) | np.isin(elem, branches)
@@ -145,8 +161,10 @@ class GridRows:
         )
 
     def report(self, sched: Schedule, x: FloatArray, flows: FloatArray, v: FloatArray) -> Schedule:
-        """A schedule read from the gridless LP, with the answer's flows and voltages and the
-        added grid rows' slacks reported as the whole LP's would be."""
+        """A schedule read from the gridless LP, reported as the whole LP's would be.
+
+        With the answer's flows and voltages and the added grid rows' slacks.
+        """
         sched.branch_flow_kw = flows
         sched.v_pu = v
         kind, elem, t, _, slack = self.lazy.added_arrays()

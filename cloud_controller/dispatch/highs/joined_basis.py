@@ -75,7 +75,8 @@ def joined_basis(full: LpIndex, areas: list[AreaBasis]) -> tuple[IntArray, IntAr
     """Column and row statuses for the whole gridless LP `full` from the areas' bases.
 
     Entries no area covers (there should be none) start nonbasic at their lower bound
-    (columns) or basic (rows); HiGHS completes the basis."""
+    (columns) or basic (rows); HiGHS completes the basis.
+    """
     col = np.full(full.n_cols, LOWER, dtype=np.int64)
     row = np.full(full.n_rows, BASIC, dtype=np.int64)
     for i, a in enumerate(areas):

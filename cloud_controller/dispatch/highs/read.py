@@ -13,8 +13,11 @@ class ScheduleReader:
     """Static gathers of one LP: the schedule's columns and the soft limits' slacks."""
 
     def __init__(self, problem: Problem, lp_problem: Problem, ix: LpIndex) -> None:
-        """`lp_problem` is the problem the LP was built from (gridless with lazy grid rows):
-        the slacks' names are of its own grid rows."""
+        """Set up the gathers of `problem` over the LP index `ix`.
+
+        `lp_problem` is the problem the LP was built from (gridless with lazy grid rows):
+        the slacks' names are of its own grid rows.
+        """
         p = problem
         g = lp_problem.grid
         self.problem = p

@@ -104,10 +104,12 @@ class LpSession:
 
     @property
     def n_cols(self) -> int:
+        """Number of columns of the LP index."""
         return self.ix.n_cols
 
     @property
     def n_rows(self) -> int:
+        """Number of rows of the LP index."""
         return self.ix.n_rows
 
     # -- per-call updates -------------------------------------------------------------
@@ -169,6 +171,7 @@ class LpSession:
         self._cop = cop.copy()
 
     def apply(self, x: StepInputs, state: StorageState) -> None:
+        """Set one call's inputs and storage state in HiGHS: COPs, row bounds, column bounds and costs."""
         p = self.problem
         ix = self.ix
         T = p.horizon
@@ -304,9 +307,11 @@ class LpSession:
         return basis.basis_status(self.h)
 
     def start_from(self, col_status: IntArray, row_status: IntArray) -> bool:
-        """Start the next solve from these statuses instead of presolving or crashing (as an
-        "alien" basis, completed by HiGHS). Columns and rows beyond the statuses given (grid
-        rows added lazily) start nonbasic and basic. False (nothing changed) if refused."""
+        """Start the next solve from these statuses instead of presolving or crashing.
+
+        As an "alien" basis, completed by HiGHS. Columns and rows beyond the statuses given (grid
+        rows added lazily) start nonbasic and basic. False (nothing changed) if refused.
+        """
         n_col, n_row = int(self.h.getNumCol()), int(self.h.getNumRow())
         col = np.full(n_col, LOWER, dtype=np.int64)
         row = np.full(n_row, BASIC, dtype=np.int64)

@@ -13,7 +13,8 @@ def process_threads(wanted: int) -> int:
     Why: HiGHS starts one global scheduler per process with the first instance's thread
     count, and a later instance asking for another count fails to run ("Not Set"; found by
     a review with a 1-thread and a 2-thread engine in one process). The count only changes
-    HiGHS's internal parallelism, so later engines take the first count and say so."""
+    HiGHS's internal parallelism, so later engines take the first count and say so.
+    """
     if not _THREADS_IN_USE:
         _THREADS_IN_USE.append(wanted)
     elif wanted != _THREADS_IN_USE[0]:

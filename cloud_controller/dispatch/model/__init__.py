@@ -1,0 +1,1 @@
+"""The dispatch LP stated: problem data, the family table, the numpy builder and the pyomo model."""

@@ -21,6 +21,7 @@ class SiteAssets:
 
     @staticmethod
     def none(n_sites: int) -> SiteAssets:
+        """No flexible assets at any of `n_sites` sites."""
         z = np.zeros(n_sites)
         return SiteAssets(z, z.copy(), z.copy(), z.copy())
 

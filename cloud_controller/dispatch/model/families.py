@@ -25,6 +25,7 @@ class Family:
 
     @property
     def is_column(self) -> bool:
+        """Whether the family is of columns (fields named `c_...`) rather than rows."""
         return self.field.startswith("c_")
 
 

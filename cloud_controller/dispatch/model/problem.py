@@ -136,24 +136,31 @@ class Problem:
 
     @property
     def has_shed(self) -> bool:
-        """Load shedding (the last relaxation) exists only where it can be needed: when the
-        slack bus's own power is bounded. Otherwise import is unbounded and never infeasible."""
+        """Whether load shedding (the last relaxation) exists: only where it can be needed.
+
+        That is when the slack bus's own power is bounded. Otherwise import is unbounded and
+        never infeasible.
+        """
         return bool(np.isfinite(self.root_p_min_kw) or np.isfinite(self.root_p_max_kw))
 
     @property
     def n_sites(self) -> int:
+        """Number of sites."""
         return len(self.site_bus)
 
     @property
     def n_bat(self) -> int:
+        """Number of batteries."""
         return len(self.bat_site)
 
     @property
     def n_hp(self) -> int:
+        """Number of heat pumps."""
         return len(self.hp_site)
 
     @property
     def n_units(self) -> int:
+        """Number of dispatchable units (each at its bus, with power bounds and a piecewise-linear cost)."""
         return len(self.unit_bus)
 
 

@@ -214,8 +214,10 @@ def _index(smap: Any, comp: Any, shape: tuple[int, ...], keyfn: Any, names: dict
 
 
 def pyomo_lp(problem: Problem, h: Any) -> LpIndex:
-    """Write `build_model`'s pyomo model as an LP file with symbolic names, load it into `h`,
-    and map every family to its HiGHS columns/rows through pyomo's symbol map."""
+    """Write `build_model`'s pyomo model as an LP file with symbolic names and load it into `h`.
+
+    Then map every family to its HiGHS columns/rows through pyomo's symbol map.
+    """
     model = build_model(problem)
     fd, path = tempfile.mkstemp(suffix=".lp")
     os.close(fd)

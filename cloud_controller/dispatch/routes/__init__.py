@@ -1,0 +1,1 @@
+"""The ways one dispatch call is answered, tried in order behind one `Route` protocol."""

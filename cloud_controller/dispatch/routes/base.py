@@ -20,8 +20,10 @@ HIGHS_ROUTES = (LAZY, LP)  # the routes that leave a HiGHS solution (row duals) 
 
 @dataclass(frozen=True)
 class Answer:
-    """One call's answer: the schedule, which route produced it, and whether it is certified
-    optimal for the whole LP of that call (checked, not assumed)."""
+    """One call's answer: the schedule, the route that produced it, and whether it is certified.
+
+    Certified means optimal for the whole LP of that call (checked, not assumed).
+    """
 
     schedule: Schedule
     route: str
@@ -33,4 +35,6 @@ class Route(Protocol):
 
     name: str
 
-    def answer(self, inputs: StepInputs, state: StorageState) -> Answer | None: ...
+    def answer(self, inputs: StepInputs, state: StorageState) -> Answer | None:
+        """This route's answer to the call, or None to pass it to the next route."""
+        ...

@@ -42,6 +42,7 @@ class SiteRoute:
         self.broken: Broken | None = None  # set on every call
 
     def answer(self, inputs: StepInputs, state: StorageState) -> Answer | None:
+        """Solve site by site; certified if every site passes its check and no grid row breaks."""
         sv = self.sites
         data = self.inputs.step_data(inputs, state)
         ans = sv.solve(data)
@@ -55,8 +56,11 @@ class SiteRoute:
 
 
 class ThresholdRoute:
-    """The per-site answer broke an HV/MV threshold (and no branch): the threshold's price on
-    every site's exchange (`threshold.clear_threshold`), certified, or pass."""
+    """The per-site answer broke an HV/MV threshold (and no branch): price the threshold.
+
+    The threshold's price on every site's exchange (`threshold.clear_threshold`),
+    certified, or pass.
+    """
 
     name = THRESHOLD
 
@@ -65,6 +69,7 @@ class ThresholdRoute:
         self.priced = 0  # periods answered this way
 
     def answer(self, inputs: StepInputs, state: StorageState) -> Answer | None:
+        """Price the broken HV/MV threshold over the per-site answer; None unless certified."""
         b = self.site.broken
         if b is None or b.overloaded is not None:
             return None
@@ -77,8 +82,10 @@ class ThresholdRoute:
 
 
 class MendRoute:
-    """The per-site answer overloads branches (and breaks nothing else): the subtrees below
-    them re-solved (`repair.SubtreeRepair`), certified, or pass."""
+    """The per-site answer overloads branches (and breaks nothing else): repair the subtrees.
+
+    The subtrees below them re-solved (`repair.SubtreeRepair`), certified, or pass.
+    """
 
     name = MEND
 
@@ -90,9 +97,11 @@ class MendRoute:
 
     @property
     def mended(self) -> int:
+        """How many calls the subtree repair answered so far."""
         return 0 if self.repair is None else self.repair.mended
 
     def answer(self, inputs: StepInputs, state: StorageState) -> Answer | None:
+        """Re-solve the subtrees below the overloaded branches; None unless certified."""
         b = self.site.broken
         if b is None or b.overloaded is None:
             return None
@@ -110,8 +119,11 @@ class MendRoute:
 
 
 class WholeLpRoute:
-    """HiGHS re-solves the whole LP warm (or, as `LazyGridRoute`, the LP without the grid rows
-    it does not need). Always answers; certified unless it held another COP than the step's."""
+    """HiGHS re-solves the whole LP warm.
+
+    Or, as `LazyGridRoute`, the LP without the grid rows it does not need. Always answers;
+    certified unless it held another COP than the step's.
+    """
 
     name = LP
 
@@ -119,13 +131,16 @@ class WholeLpRoute:
         self._session = session  # built on first need: a period answered site by site never needs it
 
     def answer(self, inputs: StepInputs, state: StorageState) -> Answer | None:
+        """Solve the whole LP warm in HiGHS; certified unless the COP held differs from the step's."""
         s = self._session()
         schedule = s.solve(inputs, state)
         return Answer(schedule, self.name, certified=s.cop_exact)
 
 
 class LazyGridRoute(WholeLpRoute):
-    """The whole LP by row generation (`lazy.py`): optimal for the whole LP once no row left
-    out is broken."""
+    """The whole LP by row generation (`lazy.py`).
+
+    Optimal for the whole LP once no row left out is broken.
+    """
 
     name = LAZY

@@ -99,7 +99,8 @@ class LazyGrid:
     """The grid rows of a problem, evaluated on an answer and written as LP rows on demand.
 
     Pure: it computes flows, voltages, breaches, row coefficients and bounds; the engine
-    moves them into HiGHS."""
+    moves them into HiGHS.
+    """
 
     def __init__(self, problem: Problem, ix: LpIndex) -> None:
         p = problem
@@ -197,8 +198,10 @@ class LazyGrid:
         self._fixed_drop = g.v_root_pu - v
 
     def uppers(self, kind: IntArray, element: IntArray, t: IntArray) -> FloatArray:
-        """Upper bounds of rows (kind, element, t) for the fixed loads last set, as in the LP
-        (voltage rows scaled by V_SCALE)."""
+        """Upper bounds of rows (kind, element, t) for the fixed loads last set, as in the LP.
+
+        Voltage rows are scaled by V_SCALE.
+        """
         g = self.problem.grid
         out = np.empty(len(kind))
         for k, sign in ((BRANCH_UP, -1.0), (BRANCH_DN, 1.0)):
@@ -212,16 +215,20 @@ class LazyGrid:
         return scaled
 
     def _drop_per_kw(self, bus: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-        """Voltage drop at `bus` per kW of each site's and unit's load: the resistance of
-        the path they share with it."""
+        """Voltage drop at `bus` per kW of each site's and unit's load.
+
+        That is the resistance of the path they share with it.
+        """
         g = self.problem.grid
         col = self._dc[:, bus]  # branches above the bus
         r_path = col.multiply(g.r_pu_per_kw[:, None]).T.tocsr()  # (1, K)
         return (r_path @ self._branch_sites).tocsr(), (r_path @ self._branch_units).tocsr()
 
     def coefficients(self, kind: int, element: int, t: int) -> tuple[IntArray, FloatArray]:
-        """LP columns and coefficients of row (kind, element, t) in its `<=` form, slack aside
-        (voltage rows scaled by V_SCALE)."""
+        """LP columns and coefficients of row (kind, element, t) in its `<=` form, slack aside.
+
+        Voltage rows are scaled by V_SCALE.
+        """
         ix = self.ix
         if kind in (BRANCH_UP, BRANCH_DN):
             s_row = self._branch_sites[element]
@@ -242,6 +249,7 @@ class LazyGrid:
         return np.asarray(self._added[kind, t, element], dtype=bool)
 
     def mark_added(self, b: Breach, rows: IntArray, slacks: IntArray) -> None:
+        """Record that breach `b`'s rows are in the LP now, at rows `rows` with slack columns `slacks`."""
         self._added[b.kind, b.t, b.element] = True
         self.rows.kind.extend(b.kind.tolist())
         self.rows.element.extend(b.element.tolist())

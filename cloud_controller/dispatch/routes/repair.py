@@ -137,9 +137,11 @@ class SubtreeRepair:
         broken: IntArray,
         bat_limits: tuple[FloatArray, FloatArray, FloatArray],
     ) -> SiteAnswer | None:
-        """`ans` with the subtrees below the topmost overloaded branches re-solved by one LP,
-        certified on its coupling rows; None where that is not possible. The caller still
-        has to check the grid rows of the assembled answer."""
+        """`ans` with the subtrees below the topmost overloaded branches re-solved by one LP.
+
+        Certified on its coupling rows; None where that is not possible. The caller still
+        has to check the grid rows of the assembled answer.
+        """
         pt = self._patch(self._topmost(broken))
         if pt is None:
             self.refused += 1

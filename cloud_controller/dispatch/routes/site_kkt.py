@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from cloud_controller.dispatch.routes.sites import SiteSolver
 
 
-def kkt_holds(  # noqa: PLR0917 (the step's prices, each an array)
+def kkt_holds(
     sv: SiteSolver,
     x: StepData,
     lam: FloatArray,
@@ -23,13 +23,16 @@ def kkt_holds(  # noqa: PLR0917 (the step's prices, each an array)
     xs: FloatArray,
     shift: float = 0.0,
 ) -> bool:
-    """Optimality of each site's LP for the variables `xs` (11, S) (imp, exp, curt, ch, dis,
-    e_bat, hp, unmet, q_ch, q_dis, e_ts): bounds met, and duals exist under which every
-    reduced cost rc has the sign its variable's position needs (rc <= 0 where it may move
-    down, rc >= 0 where it may move up, so 0 in between). lambda (the site row's dual) is
-    given; each condition on the others is a bound on one unknown, so existence is an
-    interval test: the battery row's dual mu_b; the heat price lam_h and s = lam_h + dt *
-    mu_t (mu_t the store row's dual), whose difference the store's position bounds."""
+    """Optimality of each site's LP for the variables `xs` (11, S).
+
+    The variables are (imp, exp, curt, ch, dis, e_bat, hp, unmet, q_ch, q_dis, e_ts): bounds
+    met, and duals exist under which every reduced cost rc has the sign its variable's
+    position needs (rc <= 0 where it may move down, rc >= 0 where it may move up, so 0 in
+    between). lambda (the site row's dual) is given; each condition on the others is a bound
+    on one unknown, so existence is an interval test: the battery row's dual mu_b; the heat
+    price lam_h and s = lam_h + dt * mu_t (mu_t the store row's dual), whose difference the
+    store's position bounds.
+    """
     dt, eta_c, eta_d, cop = sv.dt, sv.eta_c, sv.eta_d, x.cop
     tol, dtol = PRIMAL_TOL, DUAL_TOL
     inf = np.inf

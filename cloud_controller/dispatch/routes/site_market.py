@@ -1,5 +1,8 @@
-"""The per-site markets: what one period's data look like per site, what each device draws at
-a price, and each site's price (the construction `sites.SiteSolver` checks)."""
+"""The per-site markets: one period's data per site, each device's draw at a price, each site's price.
+
+What one period's data look like per site, what each device draws at a price, and each
+site's price (the construction `sites.SiteSolver` checks).
+"""
 
 from __future__ import annotations
 
@@ -84,14 +87,16 @@ class Devices:
     cop: float
 
     def draws(self, lam: FloatArray) -> tuple[FloatArray, ...]:
-        """Each device's least and most draw (kW) at prices `lam` (m, S): step functions of the
-        price, with the whole step as the range at the device's own price. Battery: charges
-        below its charge value, discharges above its discharge cost. Curtailment (costs
-        c_curt, draws what it curtails): only below -c_curt. Heat pump: the levels lv0-lv2.
+        """Each device's least and most draw (kW) at prices `lam` (m, S).
+
+        Step functions of the price, with the whole step as the range at the device's own price.
+        Battery: charges below its charge value, discharges above its discharge cost. Curtailment
+        (costs c_curt, draws what it curtails): only below -c_curt. Heat pump: the levels lv0-lv2.
 
         Most and least draw are the draws just below and just above the price (by PRICE_STEP,
         far below any gap between two devices' prices and far above round-off): one pass
-        over both halves of a stacked array instead of two with different comparisons."""
+        over both halves of a stacked array instead of two with different comparisons.
+        """
         m = lam.shape[0]
         step = PRICE_STEP * (1.0 + np.abs(lam))
         both = np.concatenate((lam - step, lam + step))
@@ -105,8 +110,11 @@ class Devices:
         return b[m:], b[:m], c[m:], c[:m], h[m:], h[:m]
 
     def at_price(self, p: float, a_dis: float, t2: float, zeros: FloatArray) -> tuple[FloatArray, ...]:
-        """Battery, curtailment and heat-pump draws at a price p that is none of theirs, when
-        every site has the same prices (a_dis, t2 as numbers): a choice of arrays, no arithmetic."""
+        """Battery, curtailment and heat-pump draws at a price p that is none of theirs.
+
+        For when every site has the same prices (a_dis, t2 as numbers): a choice of arrays, no
+        arithmetic.
+        """
         b = self.ch_max if p < -self.a_ch else (zeros if p < a_dis else -self.dis_max)
         c = self.pv_max if p < -self.c_curt else zeros
         h = self.lv0 if p < self.t1 else self.lv1 if p < t2 else self.lv2 if p < self.t3 else zeros
@@ -134,11 +142,13 @@ class Picked:
 
     @property
     def d_lo(self) -> FloatArray:
+        """Each site's least total device draw (battery + curtailment + heat pump)."""
         out: FloatArray = self.bl + self.cl + self.hl
         return out
 
     @property
     def d_hi(self) -> FloatArray:
+        """Each site's most total device draw (battery + curtailment + heat pump)."""
         out: FloatArray = self.bh + self.chh + self.hh
         return out
 
@@ -146,8 +156,10 @@ class Picked:
 def same_prices(
     sv: SiteSolver, ci: FloatArray, a_dis: FloatArray, a_qdis: FloatArray
 ) -> tuple[float, float, float] | None:
-    """(import, battery discharge, store discharge) prices if every site has the same
-    (the usual case: costs change per period, not per site), else None."""
+    """(import, battery discharge, store discharge) prices if every site has the same, else None.
+
+    Sharing them is the usual case: costs change per period, not per site.
+    """
     c0 = float(ci[0])
     if ci.min() != c0 or ci.max() != c0:
         return None
@@ -165,11 +177,13 @@ def same_prices(
 def market_same(
     sv: SiteSolver, base: FloatArray, dev: Devices, ce: float, same: tuple[float, float, float]
 ) -> tuple[FloatArray, ...] | None:
-    """Each site's price and the devices' least/most draws there, when all sites share their
-    prices. The device prices between the export and import price cut the price axis into
+    """Each site's price and the devices' least/most draws there, when all sites share their prices.
+
+    The device prices between the export and import price cut the price axis into
     plateaus on which every draw is constant; a site's net load falls from plateau to
     plateau, and its price is the edge where it turns from import to export (or the
-    import/export price itself when it never does)."""
+    import/export price itself when it never does).
+    """
     ci, a_dis, a_qdis = same
     t2 = a_qdis * dev.cop
     own = sorted({-sv.c_curt, -dev.a_ch, a_dis, dev.t1, t2, dev.t3})
@@ -206,8 +220,11 @@ def market_same(
 def market(
     sv: SiteSolver, x: StepData, dev: Devices, ce: float, ci: FloatArray
 ) -> tuple[FloatArray, ...] | None:
-    """The same as `market_same` when sites have prices of their own: every site's draws at
-    each of eight candidate prices (the grid's two and every device's own)."""
+    """The same as `market_same` when sites have prices of their own.
+
+    Every site's draws at each of eight candidate prices (the grid's two and every
+    device's own).
+    """
     cand = np.empty((8, sv.n_sites))
     cand[0] = ce
     cand[1] = ci

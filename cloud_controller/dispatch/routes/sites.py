@@ -154,13 +154,17 @@ class SiteSolver:
         return market_same(self, base, dev, ce, same)
 
     def clear_threshold(self, x: StepData) -> SiteAnswer | None:
-        """The period's optimum when an HV/MV threshold binds and all sites share their prices
-        (`threshold.clear_threshold`); None when that cannot be certified."""
+        """The period's optimum when an HV/MV threshold binds and all sites share their prices.
+
+        See `threshold.clear_threshold`; None when that cannot be certified.
+        """
         return clear_threshold(self, x)
 
     def overloaded(self, x: StepData, ans: SiteAnswer) -> IntArray | None:
-        """The branches `ans` overloads, if that is all it breaks (None if it also breaks an
-        HV/MV threshold or a voltage band, or nothing is overloaded)."""
+        """The branches `ans` overloads, if that is all it breaks.
+
+        None if it also breaks an HV/MV threshold or a voltage band, or nothing is overloaded.
+        """
         root, v = ans.root_kw, ans.v_pu
         if root > x.station_limit_kw + GRID_TOL_KW or -root > x.station_feed_limit_kw + GRID_TOL_KW:
             return None
@@ -171,8 +175,11 @@ class SiteSolver:
 
     @property
     def declined(self) -> int:
-        """Periods the per-site answer alone could not answer: a site's check failed, or a
-        grid row would break (the engine may still mend those, see `DispatchEngine._mend`)."""
+        """Periods the per-site answer alone could not answer.
+
+        A site's check failed, or a grid row would break (the engine may still mend those, see
+        `DispatchEngine._mend`).
+        """
         return self.declined_by_site + self.declined_by_grid
 
     def _sites(self, x: StepData) -> SiteAnswer | None:
@@ -182,8 +189,11 @@ class SiteSolver:
         return self.assemble(x, m, np.clip(-x.base_kw, m.d_lo, m.d_hi))
 
     def prepare(self, x: StepData, shift: float) -> Picked | None:
-        """Each site's price and its devices' least/most draws there, with the grid's import
-        and export prices raised by `shift` (the HV/MV threshold's price, 0 without one)."""
+        """Each site's price and its devices' least/most draws there, with the grid's prices shifted.
+
+        The grid's import and export prices are raised by `shift` (the HV/MV threshold's price,
+        0 without one).
+        """
         dt, eta_c, eta_d = self.dt, self.eta_c, self.eta_d
         cop = x.cop
         if not cop > 0:
@@ -232,8 +242,11 @@ class SiteSolver:
         return Picked(shift, ci, a_dis, a_qdis, qdis_max, same is not None, dev, *picked)
 
     def assemble(self, x: StepData, m: Picked, d: FloatArray) -> SiteAnswer | None:
-        """The site answer for total device draws `d` (each within the draws at the site's
-        price), checked: None unless every site passes its KKT test at the shifted prices."""
+        """The site answer for total device draws `d`, checked.
+
+        Each draw is within the draws at the site's price. None unless every site passes its
+        KKT test at the shifted prices.
+        """
         dt, eta_c, eta_d, cop = self.dt, self.eta_c, self.eta_d, x.cop
         ce, a_ch, a_qch, pen = self.c_export, self.a_ch, self.a_qch, self.pen_unmet
         ci, a_dis, a_qdis, qdis_max = m.ci, m.a_dis, m.a_qdis, m.qdis_max
@@ -297,8 +310,10 @@ class SiteSolver:
         )
 
     def grid_ok(self, x: StepData, ans: SiteAnswer) -> bool:
-        """Flows, voltages and slack power of the answer (stored in it); True if no grid row
-        of the full LP is broken beyond round-off."""
+        """Flows, voltages and slack power of the answer (stored in it).
+
+        True if no grid row of the full LP is broken beyond round-off.
+        """
         bus_kw: FloatArray = np.bincount(  # type: ignore[assignment]
             self.site_bus, weights=ans.imp_kw - ans.exp_kw, minlength=self.n_bus
         )

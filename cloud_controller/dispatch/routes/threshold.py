@@ -14,8 +14,9 @@ if TYPE_CHECKING:
 
 
 def clear_threshold(sv: SiteSolver, x: StepData) -> SiteAnswer | None:
-    """The period's optimum when an HV/MV threshold binds and all sites share their
-    prices. The threshold's dual acts as a price added to every site's import and export
+    """The period's optimum when an HV/MV threshold binds and all sites share their prices.
+
+    The threshold's dual acts as a price added to every site's import and export
     price (positive for the load threshold, negative for the feed-in one), so the whole
     fleet is one market in that price. Between the device prices (shifted by the grid
     prices) every site's exchange is constant; at each of them some sites' exchange has
@@ -23,7 +24,8 @@ def clear_threshold(sv: SiteSolver, x: StepData) -> SiteAnswer | None:
     fleet's exchange can meet the threshold is the threshold's price; the sites' ranges
     are then filled to meet it exactly. Certified like `solve`: every site's KKT test at
     the shifted prices; a nonzero price only with the threshold met with equality; the
-    caller checks every grid row. None when any of that fails."""
+    caller checks every grid row. None when any of that fails.
+    """
     m = sv.prepare(x, 0.0)
     if m is None or not m.same:
         return None
@@ -100,8 +102,11 @@ def clear_threshold(sv: SiteSolver, x: StepData) -> SiteAnswer | None:
 
 
 def exchange_range(sv: SiteSolver, x: StepData, m: Picked) -> tuple[FloatArray, FloatArray]:
-    """Each site's least and most grid exchange (import positive) at its price: it imports
-    at the import price, exports at the export price, and balances exactly in between."""
+    """Each site's least and most grid exchange (import positive) at its price.
+
+    It imports at the import price, exports at the export price, and balances exactly in
+    between.
+    """
     lo = x.base_kw + m.d_lo
     hi = x.base_kw + m.d_hi
     at_import = m.lam >= m.ci + m.shift

@@ -24,6 +24,7 @@ from edge_agent.fallback import FallbackPolicy
 from edge_agent.flex import asset_flex, flex_signature
 from edge_agent.health import AgentStats, HealthServer
 from edge_agent.poller import DevicePoller, Latest
+from edge_agent.replay import PersistentReplayGuard, replay_path
 from edge_agent.telemetry import TelemetryPipe, wait_event
 from protocols.clock import Clock, RealClock
 from protocols.codec import decode, encode
@@ -101,6 +102,16 @@ class EdgeAgent:
         """Run until cancelled; cancellation publishes `offline`, closes MQTT, drivers and SQLite."""
         cfg = self.config
         pipe = self._pipe = TelemetryPipe(cfg, self.clock, self.stats, self.event)
+        guard = PersistentReplayGuard(replay_path(cfg.buffer.path), now=self.clock.now())
+        self._commands.guard = guard
+        if guard.moved_aside is not None:
+            self.event(
+                "replay_memory_corrupt",
+                "error",
+                f"replay memory was corrupt, kept as {guard.moved_aside.name}; commands issued "
+                "before now are refused",
+                None,
+            )
         broker = cfg.broker
         mqtt = MqttConfig(
             host=broker.host,
@@ -184,6 +195,7 @@ class EdgeAgent:
             if self._own_stack:
                 await self._stack.close()
             pipe.close()
+            guard.close()
 
     async def _say_goodbye(self) -> None:
         """A clean stop sends no will, so publish `offline` ourselves (best effort, bounded)."""

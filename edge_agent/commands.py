@@ -19,6 +19,7 @@ from typing import Literal
 from edge_agent.config import AssetConfig, ControlConfig, PointConfig, SiteConfig
 from edge_agent.drivers.base import DeviceError, Driver, PointRef
 from edge_agent.poller import Latest
+from edge_agent.replay import CommandGuard
 from protocols.clock import Clock
 from protocols.codec import decode
 from protocols.errors import ContractError
@@ -90,7 +91,7 @@ def decide(
     *,
     config: SiteConfig,
     key: bytes | None,
-    guard: ReplayGuard,
+    guard: CommandGuard,
     now: datetime,
     ramp: RampState | None,
     now_mono: float,
@@ -171,7 +172,7 @@ class CommandExecutor:
     latest: dict[str, Latest]
     publish_ack: Publish
     events: Notify
-    guard: ReplayGuard = field(default_factory=ReplayGuard)
+    guard: CommandGuard = field(default_factory=ReplayGuard)
     ramps: dict[tuple[str, str], RampState] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     on_valid: Callable[[Command], None] | None = None

@@ -20,8 +20,9 @@ import aiomqtt
 from edge_agent.commands import CommandExecutor
 from edge_agent.config import AssetConfig, SiteConfig
 from edge_agent.drivers import BacnetStack, DeviceError, Driver, PointRef, make_driver
-from edge_agent.fallback import FallbackPolicy
+from edge_agent.fallback import FallbackPolicy, plan_safe_state, relinquish_needs_check
 from edge_agent.flex import asset_flex, flex_signature
+from edge_agent.floor import floor_problems, min_power_kw
 from edge_agent.health import AgentStats, HealthServer
 from edge_agent.poller import DevicePoller, Latest
 from edge_agent.replay import PersistentReplayGuard, replay_path
@@ -95,6 +96,8 @@ class EdgeAgent:
             on_valid=self._on_valid_command,
         )
         self.stats.commands = self._commands.counts
+        #: asset -> point -> the BMS relinquish default read from the device (None: unknown).
+        self.relinquish_defaults: dict[str, dict[str, float | None]] = {}
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -171,6 +174,7 @@ class EdgeAgent:
                 spawn(self._supervised("publisher", self._publish_telemetry), "publisher")
                 spawn(self._supervised("events", self._event_loop), "events")
                 spawn(self._supervised("supervisor", self._supervise_loop), "supervisor")
+                spawn(self._supervised("floor-check", self.check_floor_at_start), "floor-check")
                 try:
                     await asyncio.Future()  # until cancelled
                 except asyncio.CancelledError:
@@ -376,18 +380,65 @@ class EdgeAgent:
         self.event("fallback_entered", "warning", reason, None)
         await self._publish_state(reason)
 
+    async def check_floor_at_start(self) -> None:
+        """Report config the §14a floor will override, and read every BMS relinquish default it relies on."""
+        for asset in self.config.assets:
+            for problem in floor_problems(asset):
+                self.event("floor_config", "warning", f"{asset.id}: {problem}", asset.id)
+            for step in asset.safe_state:
+                if step.relinquish and relinquish_needs_check(asset, step.point):
+                    await self._read_relinquish_default(asset, step.point)
+
+    async def _read_relinquish_default(self, asset: AssetConfig, point_name: str) -> float | None:
+        point = asset.point(point_name)
+        probe = point.model_copy(update={"bacnet_property": "relinquishDefault"})
+        try:
+            got = await self.drivers[point.device].read([PointRef(asset.id, probe)])
+            value = got[f"{asset.id}.{probe.name}"].value
+        except DeviceError as exc:
+            log.warning("cannot read the relinquish default of %s.%s: %s", asset.id, point_name, exc)
+            value = None
+        self.relinquish_defaults.setdefault(asset.id, {})[point_name] = value
+        plan = plan_safe_state(asset, self.relinquish_defaults[asset.id])
+        step = next(w for w in plan if w.point == point_name)
+        if value is not None and not step.relinquish:
+            self.event(
+                "unsafe_relinquish_default",
+                "critical",
+                f"{asset.id}.{point_name}: the BMS relinquish default {value:g} is below the guaranteed "
+                f"minimum of {min_power_kw(asset):g} kW; fallback writes the minimum instead",
+                asset.id,
+            )
+        return value
+
     async def apply_safe_state(self, asset: AssetConfig) -> None:
+        """Write `asset`'s safe state as `plan_safe_state` allows it (never below the §14a floor)."""
+        defaults = self.relinquish_defaults.setdefault(asset.id, {})
         for step in asset.safe_state:
-            point = asset.point(step.point)
+            if (
+                step.relinquish
+                and relinquish_needs_check(asset, step.point)
+                and defaults.get(step.point) is None
+            ):
+                await self._read_relinquish_default(asset, step.point)  # unknown at start: try once more
+        for safe in plan_safe_state(asset, defaults):
+            point = asset.point(safe.point)
+            if safe.skip:
+                self.event(
+                    "safe_state_refused", "critical", f"{asset.id}.{safe.point}: {safe.note}", asset.id
+                )
+                continue
+            if safe.note is not None:
+                self.event("safe_state_floored", "warning", f"{asset.id}.{safe.point}: {safe.note}", asset.id)
             driver = self.drivers[point.device]
             try:
-                if step.relinquish:
+                if safe.relinquish:
                     await driver.relinquish(point)
                 else:
-                    assert step.write is not None
-                    await driver.write(point, step.write, priority=point.priority)
+                    assert safe.value is not None
+                    await driver.write(point, safe.value, priority=point.priority)
             except DeviceError as exc:
-                self.event("safe_state_failed", "critical", f"{asset.id}.{step.point}: {exc}", asset.id)
+                self.event("safe_state_failed", "critical", f"{asset.id}.{safe.point}: {exc}", asset.id)
         self._commands.ramps = {k: v for k, v in self._commands.ramps.items() if k[0] != asset.id}
 
     async def _maybe_publish_flex(self, now: float) -> None:

@@ -18,6 +18,7 @@ from typing import Literal
 
 from edge_agent.config import AssetConfig, ControlConfig, PointConfig, SiteConfig
 from edge_agent.drivers.base import DeviceError, Driver, PointRef
+from edge_agent.floor import floor_write, min_power_kw, power_scale
 from edge_agent.poller import Latest
 from edge_agent.replay import CommandGuard
 from protocols.clock import Clock
@@ -75,11 +76,12 @@ def _bounds(asset: AssetConfig, cmd: Command) -> tuple[float, float]:
             lo = lim.p_min_kw
         if lim.p_max_kw is not None:
             hi = lim.p_max_kw
+        floor = min_power_kw(asset)
+        if floor is not None:
+            lo = max(lo, floor)  # §14a: never limit or set an EV/HP below its guaranteed minimum
     if cmd.kind == "p_limit_kw":
         lo = max(lo, 0.0)  # a limit on magnitude
-        floor = asset.guaranteed_min_kw
-        if floor is not None:
-            lo = max(lo, floor)  # §14a: never limit an EV/HP below its guaranteed minimum
+    if cmd.kind in ("p_limit_kw", "p_setpoint_kw"):
         hi = max(hi, lo)
     if cmd.kind == "soc_target_pct":
         lo, hi = max(lo, 0.0), min(hi, 100.0)
@@ -117,6 +119,12 @@ def decide(
         if cmd.value not in control.values:
             return Decision("rejected", f"mode {cmd.value!r} not configured for {asset.id!r}")
         write = control.values[cmd.value]
+        checked = floor_write(asset, control.point, write)
+        if checked.value is None:
+            return Decision("rejected", checked.note, None, None, control, asset)
+        if checked.value != write:
+            p_kw = _floor_kw(asset, control.point, checked.value)
+            return Decision("clamped", f"clamped to {checked.note}", p_kw, checked.value, control, asset)
         return Decision("applied", None, cmd.value, write, control, asset)
     requested = float(cmd.value)
     value = requested
@@ -153,9 +161,22 @@ def decide(
         if abs(rounded - value) > 1e-6:
             notes.append("register resolution")
         value = rounded
+    checked = floor_write(asset, control.point, write)  # the last word on every power write
+    if checked.value is None:
+        return Decision("rejected", checked.note, None, None, control, asset)
+    if checked.value != write:
+        write = checked.value
+        value = (write - control.offset) / control.factor
+        notes.append(str(checked.note))
     if abs(value - requested) > 1e-6:
         return Decision("clamped", "clamped to " + ", ".join(notes), value, write, control, asset)
     return Decision("applied", None, value, write, control, asset)
+
+
+def _floor_kw(asset: AssetConfig, point: str, write: float) -> float:
+    scale = power_scale(asset, point)
+    assert scale is not None  # floor_write raised the value, so the point has a power meaning
+    return round(scale.to_kw(write), 6)
 
 
 Publish = Callable[[Ack], Awaitable[None]]

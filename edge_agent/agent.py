@@ -12,6 +12,7 @@ import collections
 import contextlib
 import logging
 import signal
+import sqlite3
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Literal
 
@@ -86,6 +87,7 @@ class EdgeAgent:
         self._background: set[asyncio.Task[None]] = set()
         self._flex_sig: tuple[object, ...] | None = None
         self._flex_mono = -1e18
+        self._state_degraded: str | None = None  # the degraded reason last published on `state`
         self._commands = CommandExecutor(
             config=config,
             clock=clock,
@@ -104,7 +106,14 @@ class EdgeAgent:
     async def run(self) -> None:
         """Run until cancelled; cancellation publishes `offline`, closes MQTT, drivers and SQLite."""
         cfg = self.config
-        pipe = self._pipe = TelemetryPipe(cfg, self.clock, self.stats, self.event)
+        try:
+            pipe = self._pipe = TelemetryPipe(cfg, self.clock, self.stats, self.event)
+        except (sqlite3.Error, OSError) as exc:
+            # No queue at all (not corruption: that is handled by moving the file aside).
+            # Leave the equipment safe before exiting, so a restart loop cannot strand it.
+            log.critical("cannot open the queue %s: %s; safe state, then exit", cfg.buffer.path, exc)
+            await self._safe_state_before_exit()
+            raise
         guard = PersistentReplayGuard(replay_path(cfg.buffer.path), now=self.clock.now())
         self._commands.guard = guard
         if guard.moved_aside is not None:
@@ -201,6 +210,20 @@ class EdgeAgent:
             pipe.close()
             guard.close()
 
+    async def _safe_state_before_exit(self) -> None:
+        """Every asset to its safe state (bounded), then close the drivers: the agent cannot run."""
+        try:
+            async with asyncio.timeout(15.0):
+                for asset in self.config.assets:
+                    await self.apply_safe_state(asset)
+        except TimeoutError:
+            log.error("safe state before exit did not finish within 15 s")
+        for driver in self.drivers.values():
+            with contextlib.suppress(GridflexError):
+                await driver.close()
+        if self._own_stack:
+            await self._stack.close()
+
     async def _say_goodbye(self) -> None:
         """A clean stop sends no will, so publish `offline` ourselves (best effort, bounded)."""
         if self._session is None or not self._session.connected.is_set():
@@ -276,19 +299,30 @@ class EdgeAgent:
         await self._publish("ack", ack)
 
     async def _publish_state(self, reason: str | None = None) -> None:
-        status: Literal["fallback", "online"] = "fallback" if self.stats.state == "fallback" else "online"
+        status: Literal["fallback", "online", "degraded"] = "online"
+        if self.stats.state == "fallback":
+            status = "fallback"
+        elif self.stats.degraded is not None:
+            status, reason = "degraded", reason or self.stats.degraded
+        degraded = self.stats.degraded
         state = SiteState(
             site=self.config.site,
             ts=self.clock.now(),
             status=status,
             agent_version=AGENT_VERSION,
             config_hash=self.config.config_hash,
-            reason=reason,
+            reason=reason[:500] if reason else None,
         )
-        await self._publish("state", state, retain=True)
+        if await self._publish("state", state, retain=True):
+            self._state_degraded = degraded
 
     def event(
-        self, kind: str, severity: str, message: str, asset: str | None, details: dict[str, int] | None = None
+        self,
+        kind: str,
+        severity: str,
+        message: str,
+        asset: str | None,
+        details: dict[str, int | str] | None = None,
     ) -> None:
         """Queue an `Event` for the `event` topic (kept in memory, newest 1,000)."""
         self._events.append(
@@ -367,6 +401,8 @@ class EdgeAgent:
                     cmd.asset,
                 )
                 await self.apply_safe_state(self.config.asset(cmd.asset))
+        if connected and self.stats.degraded != self._state_degraded:
+            await self._publish_state()  # a queue fault appeared or cleared: say so on `state`
         if connected:
             await self._maybe_publish_flex(now)
 

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import aiomqtt
 
+from edge_agent.clock_skew import SkewMonitor
 from edge_agent.commands import CommandExecutor
 from edge_agent.config import AssetConfig, SiteConfig
 from edge_agent.drivers import BacnetStack, DeviceError, Driver, PointRef, make_driver
@@ -96,6 +97,7 @@ class EdgeAgent:
             publish_ack=self._publish_ack,
             events=self.event,
             on_valid=self._on_valid_command,
+            skew=SkewMonitor(config.commands.clock_skew_tolerance_s),
         )
         self.stats.commands = self._commands.counts
         #: asset -> point -> the BMS relinquish default read from the device (None: unknown).
@@ -282,6 +284,8 @@ class EdgeAgent:
             self.event("bad_message", "warning", f"{topic}: {exc.reason}"[:500], None)
             return
         if isinstance(msg, Stored) and self._pipe is not None:
+            if not message.retain:  # a retained watermark carries the time it was stored, not now
+                self._commands.observe_clock(msg.ts)
             self._pipe.on_stored(msg)
 
     async def _publish(self, kind: str, msg: Message, *, retain: bool = False) -> bool:

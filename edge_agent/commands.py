@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from edge_agent.clock_skew import SkewMonitor
 from edge_agent.config import AssetConfig, ControlConfig, PointConfig, SiteConfig
 from edge_agent.drivers.base import DeviceError, Driver, PointRef
 from edge_agent.floor import floor_write, min_power_kw, power_scale
@@ -25,7 +26,7 @@ from protocols.clock import Clock
 from protocols.codec import decode
 from protocols.errors import ContractError
 from protocols.messages import Ack, AckStatus, Command
-from protocols.signing import ExpiredCommandError, ReplayGuard, verify
+from protocols.signing import CommandNotYetValidError, ExpiredCommandError, ReplayGuard, verify
 
 __all__ = ["CommandExecutor", "Decision", "decide", "recover_ids"]
 
@@ -97,14 +98,18 @@ def decide(
     now: datetime,
     ramp: RampState | None,
     now_mono: float,
+    skew: SkewMonitor | None = None,
 ) -> Decision:
     """Verify and clamp one decoded command; pure apart from the replay guard's memory."""
     if key is not None and not verify(cmd, key):
         return Decision("rejected", "missing or invalid signature")
     try:
         guard.check(cmd, now)
-    except ExpiredCommandError as exc:
-        return Decision("expired", exc.reason)
+    except (ExpiredCommandError, CommandNotYetValidError) as exc:
+        skewed = skew.explain(cmd, now) if skew is not None else None
+        if skewed is not None:  # valid on the cloud's clock: name the cause, not "expired"
+            return Decision("rejected", skewed)
+        return Decision("expired" if isinstance(exc, ExpiredCommandError) else "rejected", exc.reason)
     except ContractError as exc:
         return Decision("rejected", exc.reason)
     try:
@@ -197,6 +202,26 @@ class CommandExecutor:
     ramps: dict[tuple[str, str], RampState] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     on_valid: Callable[[Command], None] | None = None
+    skew: SkewMonitor | None = None
+
+    def observe_clock(self, cloud_ts: datetime) -> None:
+        """One measurement of the cloud's clock (a live `stored` or a command); event on a change."""
+        if self.skew is None:
+            return
+        change = self.skew.observe(cloud_ts, self.clock.now())
+        lead = self.skew.lead_s
+        if change == "exceeded" and lead is not None:
+            side = "ahead of" if lead > 0 else "behind"
+            log.warning("agent clock %.1f s %s the cloud's: check NTP", abs(lead), side)
+            self.events(
+                "clock_skew",
+                "warning",
+                f"the agent's clock is {abs(lead):.1f} s {side} the cloud's (tolerance "
+                f"{self.skew.tolerance_s:g} s): commands may be refused; check NTP",
+                None,
+            )
+        elif change == "cleared" and lead is not None:
+            self.events("clock_skew_cleared", "info", f"clock skew back to {lead:.1f} s", None)
 
     def _ack(self, cmd_id: str, asset: str, status: AckStatus, **kw: float | str | None) -> Ack:
         self.counts[status] = self.counts.get(status, 0) + 1
@@ -224,6 +249,7 @@ class CommandExecutor:
             ack = self._ack(ids[0], ids[1], "rejected", reason=exc.reason[:500])
             await self.publish_ack(ack)
             return ack
+        self.observe_clock(msg.ts)
         ack = await self.execute(msg)
         await self.publish_ack(ack)
         return ack
@@ -240,6 +266,7 @@ class CommandExecutor:
             now=self.clock.now(),
             ramp=ramp,
             now_mono=self.clock.monotonic(),
+            skew=self.skew,
         )
         requested = cmd.value
         if d.status in ("rejected", "expired"):

@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 AGENT_VERSION = "0.1.0"
 FLEX_HEARTBEAT_S = 900.0
+ACK_BATCH = 100  # acks in flight at once
+ACK_OUTBOX_MAX = 100_000
 
 
 class EdgeAgent:
@@ -76,6 +78,8 @@ class EdgeAgent:
         }
         self._events: collections.deque[Event] = collections.deque(maxlen=1000)
         self._event_wake = asyncio.Event()
+        self._acks: collections.deque[Ack] = collections.deque()
+        self._ack_wake = asyncio.Event()
         self._pipe: TelemetryPipe | None = None
         self._session: MqttSession | None = None
         self.fallback = FallbackPolicy(
@@ -98,6 +102,7 @@ class EdgeAgent:
             events=self.event,
             on_valid=self._on_valid_command,
             skew=SkewMonitor(config.commands.clock_skew_tolerance_s),
+            queue_size=config.commands.queue_size,
         )
         self.stats.commands = self._commands.counts
         #: asset -> point -> the BMS relinquish default read from the device (None: unknown).
@@ -182,6 +187,9 @@ class EdgeAgent:
                     )
                     self._pollers.append(poller)
                     spawn(self._supervised(f"poll-{device_id}", poller.run), f"poll-{device_id}")
+                spawn(self._supervised("commands", self._commands.run_worker), "commands")
+                spawn(self._supervised("busy-acks", self._commands.run_busy_acks), "busy-acks")
+                spawn(self._supervised("acks", self._ack_loop), "acks")
                 spawn(self._supervised("publisher", self._publish_telemetry), "publisher")
                 spawn(self._supervised("events", self._event_loop), "events")
                 spawn(self._supervised("supervisor", self._supervise_loop), "supervisor")
@@ -276,7 +284,7 @@ class EdgeAgent:
             else str(message.payload).encode()
         )
         if topic == self._topics["cmd"]:
-            await self._commands.handle(topic, bytes(payload))
+            self._commands.submit(topic, bytes(payload))  # the worker decides, writes and acks
             return
         try:
             msg = decode(topic, payload)
@@ -300,7 +308,29 @@ class EdgeAgent:
             return False
 
     async def _publish_ack(self, ack: Ack) -> None:
-        await self._publish("ack", ack)
+        """Hand an ack to the `acks` task: the command worker never waits for a PUBACK."""
+        if len(self._acks) >= ACK_OUTBOX_MAX:
+            log.warning("ack outbox full: ack of %s dropped", ack.cmd_id)
+            return
+        self._acks.append(ack)
+        self._ack_wake.set()
+
+    async def _ack_loop(self) -> None:
+        """Publish queued acks, up to ACK_BATCH at a time concurrently (QoS 1), in order of batches."""
+        assert self._session is not None
+        while not self._stopping:
+            if not self._acks:
+                self._ack_wake.clear()
+                await wait_event(self._ack_wake, 1.0)
+                continue
+            if not await wait_event(self._session.connected, 1.0):
+                continue
+            batch = [self._acks.popleft() for _ in range(min(ACK_BATCH, len(self._acks)))]
+            sent = await asyncio.gather(*(self._publish("ack", ack) for ack in batch))
+            unsent = [ack for ack, ok in zip(batch, sent, strict=True) if not ok]
+            self._acks.extendleft(reversed(unsent))  # retried once connected again
+            if unsent:
+                await asyncio.sleep(0.2)
 
     async def _publish_state(self, reason: str | None = None) -> None:
         status: Literal["fallback", "online", "degraded"] = "online"

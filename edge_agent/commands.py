@@ -1,5 +1,11 @@
 """Commands: the pure decision (verify, clamp, translate) and the shell that writes and acks.
 
+Commands are taken off the MQTT receive loop: `submit` only queues the payload (bounded,
+`commands.queue_size`) and one worker decides, writes, reads back and acks in order, so a
+flood of commands cannot hold up the `stored` watermarks behind it. A command that
+finds the queue full is acked `rejected` with reason `busy` (its id is not burnt: the
+cloud may send it again).
+
 Order matters for safety: the signature is checked before the replay guard (a forged
 command must not burn a real `cmd_id`), and every refusal happens before any I/O, so
 nothing rejected or expired can reach a device.
@@ -7,6 +13,8 @@ nothing rejected or expired can reach a device.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import json
 import logging
 import math
@@ -203,6 +211,49 @@ class CommandExecutor:
     counts: dict[str, int] = field(default_factory=dict)
     on_valid: Callable[[Command], None] | None = None
     skew: SkewMonitor | None = None
+    queue_size: int = 1_000
+    busy_refused: int = 0
+
+    def __post_init__(self) -> None:
+        self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(self.queue_size)
+        # Busy acks wait here for their own task, so refusing costs the receive loop no PUBACK wait.
+        self._busy_acks: collections.deque[Ack] = collections.deque()
+        self._busy_wake = asyncio.Event()
+
+    def submit(self, topic: str, payload: bytes) -> None:
+        """Queue one `cmd` message for the worker (called from the MQTT receive loop; never waits)."""
+        try:
+            self._queue.put_nowait((topic, payload))
+        except asyncio.QueueFull:
+            self._refuse_busy(payload)
+
+    def _refuse_busy(self, payload: bytes) -> None:
+        self.busy_refused += 1
+        ids = recover_ids(payload)
+        if ids is None or len(self._busy_acks) >= 10 * self.queue_size:
+            self.counts["rejected"] = self.counts.get("rejected", 0) + 1
+            if self.busy_refused % self.queue_size == 1:  # not one event per refused command
+                self.events(
+                    "command_busy", "warning", f"{self.busy_refused} commands refused: queue full", None
+                )
+            return
+        reason = f"busy: {self.queue_size} commands already waiting"
+        self._busy_acks.append(self._ack(ids[0], ids[1], "rejected", reason=reason))
+        self._busy_wake.set()
+
+    async def run_worker(self) -> None:
+        """Handle queued commands one by one, in arrival order, until cancelled."""
+        while True:
+            topic, payload = await self._queue.get()
+            await self.handle(topic, payload)
+
+    async def run_busy_acks(self) -> None:
+        """Publish the `busy` refusals, until cancelled."""
+        while True:
+            await self._busy_wake.wait()
+            self._busy_wake.clear()
+            while self._busy_acks:
+                await self.publish_ack(self._busy_acks.popleft())
 
     def observe_clock(self, cloud_ts: datetime) -> None:
         """One measurement of the cloud's clock (a live `stored` or a command); event on a change."""

@@ -18,16 +18,17 @@ from typing import Any, Literal
 
 import aiomqtt
 
+from edge_agent.acks import AckOutbox
 from edge_agent.clock_skew import SkewMonitor
 from edge_agent.commands import CommandExecutor
 from edge_agent.config import AssetConfig, SiteConfig
-from edge_agent.drivers import BacnetStack, DeviceError, Driver, PointRef, make_driver
-from edge_agent.fallback import FallbackPolicy, plan_safe_state, relinquish_needs_check
+from edge_agent.drivers import BacnetStack, Driver, PointRef, make_driver
+from edge_agent.fallback import FallbackPolicy
 from edge_agent.flex import asset_flex, flex_signature
-from edge_agent.floor import floor_problems, min_power_kw
 from edge_agent.health import AgentStats, HealthServer
 from edge_agent.poller import DevicePoller, Latest
 from edge_agent.replay import PersistentReplayGuard, replay_path
+from edge_agent.safe_state import SafeStateWriter
 from edge_agent.telemetry import TelemetryPipe, wait_event
 from protocols.clock import Clock, RealClock
 from protocols.codec import decode, encode
@@ -42,8 +43,6 @@ log = logging.getLogger(__name__)
 
 AGENT_VERSION = "0.1.0"
 FLEX_HEARTBEAT_S = 900.0
-ACK_BATCH = 100  # acks in flight at once
-ACK_OUTBOX_MAX = 100_000
 
 
 class EdgeAgent:
@@ -78,8 +77,7 @@ class EdgeAgent:
         }
         self._events: collections.deque[Event] = collections.deque(maxlen=1000)
         self._event_wake = asyncio.Event()
-        self._acks: collections.deque[Ack] = collections.deque()
-        self._ack_wake = asyncio.Event()
+        self._acks = AckOutbox()
         self._pipe: TelemetryPipe | None = None
         self._session: MqttSession | None = None
         self.fallback = FallbackPolicy(
@@ -105,8 +103,7 @@ class EdgeAgent:
             queue_size=config.commands.queue_size,
         )
         self.stats.commands = self._commands.counts
-        #: asset -> point -> the BMS relinquish default read from the device (None: unknown).
-        self.relinquish_defaults: dict[str, dict[str, float | None]] = {}
+        self.safe_state = SafeStateWriter(config, self.drivers, self.event)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -193,7 +190,7 @@ class EdgeAgent:
                 spawn(self._supervised("publisher", self._publish_telemetry), "publisher")
                 spawn(self._supervised("events", self._event_loop), "events")
                 spawn(self._supervised("supervisor", self._supervise_loop), "supervisor")
-                spawn(self._supervised("floor-check", self.check_floor_at_start), "floor-check")
+                spawn(self._supervised("floor-check", self.safe_state.check_at_start), "floor-check")
                 try:
                     await asyncio.Future()  # until cancelled
                 except asyncio.CancelledError:
@@ -309,28 +306,13 @@ class EdgeAgent:
 
     async def _publish_ack(self, ack: Ack) -> None:
         """Hand an ack to the `acks` task: the command worker never waits for a PUBACK."""
-        if len(self._acks) >= ACK_OUTBOX_MAX:
-            log.warning("ack outbox full: ack of %s dropped", ack.cmd_id)
-            return
-        self._acks.append(ack)
-        self._ack_wake.set()
+        self._acks.put(ack)
 
     async def _ack_loop(self) -> None:
-        """Publish queued acks, up to ACK_BATCH at a time concurrently (QoS 1), in order of batches."""
         assert self._session is not None
-        while not self._stopping:
-            if not self._acks:
-                self._ack_wake.clear()
-                await wait_event(self._ack_wake, 1.0)
-                continue
-            if not await wait_event(self._session.connected, 1.0):
-                continue
-            batch = [self._acks.popleft() for _ in range(min(ACK_BATCH, len(self._acks)))]
-            sent = await asyncio.gather(*(self._publish("ack", ack) for ack in batch))
-            unsent = [ack for ack, ok in zip(batch, sent, strict=True) if not ok]
-            self._acks.extendleft(reversed(unsent))  # retried once connected again
-            if unsent:
-                await asyncio.sleep(0.2)
+        await self._acks.run(
+            lambda ack: self._publish("ack", ack), self._session.connected, lambda: self._stopping
+        )
 
     async def _publish_state(self, reason: str | None = None) -> None:
         status: Literal["fallback", "online", "degraded"] = "online"
@@ -450,65 +432,9 @@ class EdgeAgent:
         self.event("fallback_entered", "warning", reason, None)
         await self._publish_state(reason)
 
-    async def check_floor_at_start(self) -> None:
-        """Report config the §14a floor will override, and read every BMS relinquish default it relies on."""
-        for asset in self.config.assets:
-            for problem in floor_problems(asset):
-                self.event("floor_config", "warning", f"{asset.id}: {problem}", asset.id)
-            for step in asset.safe_state:
-                if step.relinquish and relinquish_needs_check(asset, step.point):
-                    await self._read_relinquish_default(asset, step.point)
-
-    async def _read_relinquish_default(self, asset: AssetConfig, point_name: str) -> float | None:
-        point = asset.point(point_name)
-        probe = point.model_copy(update={"bacnet_property": "relinquishDefault"})
-        try:
-            got = await self.drivers[point.device].read([PointRef(asset.id, probe)])
-            value = got[f"{asset.id}.{probe.name}"].value
-        except DeviceError as exc:
-            log.warning("cannot read the relinquish default of %s.%s: %s", asset.id, point_name, exc)
-            value = None
-        self.relinquish_defaults.setdefault(asset.id, {})[point_name] = value
-        plan = plan_safe_state(asset, self.relinquish_defaults[asset.id])
-        step = next(w for w in plan if w.point == point_name)
-        if value is not None and not step.relinquish:
-            self.event(
-                "unsafe_relinquish_default",
-                "critical",
-                f"{asset.id}.{point_name}: the BMS relinquish default {value:g} is below the guaranteed "
-                f"minimum of {min_power_kw(asset):g} kW; fallback writes the minimum instead",
-                asset.id,
-            )
-        return value
-
     async def apply_safe_state(self, asset: AssetConfig) -> None:
-        """Write `asset`'s safe state as `plan_safe_state` allows it (never below the §14a floor)."""
-        defaults = self.relinquish_defaults.setdefault(asset.id, {})
-        for step in asset.safe_state:
-            if (
-                step.relinquish
-                and relinquish_needs_check(asset, step.point)
-                and defaults.get(step.point) is None
-            ):
-                await self._read_relinquish_default(asset, step.point)  # unknown at start: try once more
-        for safe in plan_safe_state(asset, defaults):
-            point = asset.point(safe.point)
-            if safe.skip:
-                self.event(
-                    "safe_state_refused", "critical", f"{asset.id}.{safe.point}: {safe.note}", asset.id
-                )
-                continue
-            if safe.note is not None:
-                self.event("safe_state_floored", "warning", f"{asset.id}.{safe.point}: {safe.note}", asset.id)
-            driver = self.drivers[point.device]
-            try:
-                if safe.relinquish:
-                    await driver.relinquish(point)
-                else:
-                    assert safe.value is not None
-                    await driver.write(point, safe.value, priority=point.priority)
-            except DeviceError as exc:
-                self.event("safe_state_failed", "critical", f"{asset.id}.{safe.point}: {exc}", asset.id)
+        """Write `asset`'s safe state through the floor (`SafeStateWriter`), forget its ramps."""
+        await self.safe_state.apply(asset)
         self._commands.ramps = {k: v for k, v in self._commands.ramps.items() if k[0] != asset.id}
 
     async def _maybe_publish_flex(self, now: float) -> None:

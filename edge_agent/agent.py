@@ -12,18 +12,23 @@ import collections
 import contextlib
 import logging
 import signal
+import sqlite3
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Literal
 
 import aiomqtt
 
+from edge_agent.acks import AckOutbox
+from edge_agent.clock_skew import SkewMonitor
 from edge_agent.commands import CommandExecutor
 from edge_agent.config import AssetConfig, SiteConfig
-from edge_agent.drivers import BacnetStack, DeviceError, Driver, PointRef, make_driver
+from edge_agent.drivers import BacnetStack, Driver, PointRef, make_driver
 from edge_agent.fallback import FallbackPolicy
 from edge_agent.flex import asset_flex, flex_signature
 from edge_agent.health import AgentStats, HealthServer
 from edge_agent.poller import DevicePoller, Latest
+from edge_agent.replay import PersistentReplayGuard, replay_path
+from edge_agent.safe_state import SafeStateWriter
 from edge_agent.telemetry import TelemetryPipe, wait_event
 from protocols.clock import Clock, RealClock
 from protocols.codec import decode, encode
@@ -72,6 +77,7 @@ class EdgeAgent:
         }
         self._events: collections.deque[Event] = collections.deque(maxlen=1000)
         self._event_wake = asyncio.Event()
+        self._acks = AckOutbox()
         self._pipe: TelemetryPipe | None = None
         self._session: MqttSession | None = None
         self.fallback = FallbackPolicy(
@@ -84,6 +90,7 @@ class EdgeAgent:
         self._background: set[asyncio.Task[None]] = set()
         self._flex_sig: tuple[object, ...] | None = None
         self._flex_mono = -1e18
+        self._state_degraded: str | None = None  # the degraded reason last published on `state`
         self._commands = CommandExecutor(
             config=config,
             clock=clock,
@@ -92,15 +99,43 @@ class EdgeAgent:
             publish_ack=self._publish_ack,
             events=self.event,
             on_valid=self._on_valid_command,
+            skew=SkewMonitor(config.commands.clock_skew_tolerance_s),
+            queue_size=config.commands.queue_size,
         )
         self.stats.commands = self._commands.counts
+        self.safe_state = SafeStateWriter(config, self.drivers, self.event)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Run until cancelled; cancellation publishes `offline`, closes MQTT, drivers and SQLite."""
         cfg = self.config
-        pipe = self._pipe = TelemetryPipe(cfg, self.clock, self.stats, self.event)
+        try:
+            pipe = self._pipe = TelemetryPipe(cfg, self.clock, self.stats, self.event)
+        except (sqlite3.Error, OSError) as exc:
+            # No queue at all (not corruption: that is handled by moving the file aside).
+            # Leave the equipment safe before exiting, so a restart loop cannot strand it.
+            log.critical("cannot open the queue %s: %s; safe state, then exit", cfg.buffer.path, exc)
+            await self._safe_state_before_exit()
+            self.stats.state = "stopped"
+            raise
+        try:
+            guard = PersistentReplayGuard(replay_path(cfg.buffer.path), now=self.clock.now())
+        except (sqlite3.Error, OSError) as exc:  # same rule: no replay memory, no commands, safe state
+            log.critical("cannot open the replay memory: %s; safe state, then exit", exc)
+            pipe.close()
+            await self._safe_state_before_exit()
+            self.stats.state = "stopped"
+            raise
+        self._commands.guard = guard
+        if guard.moved_aside is not None:
+            self.event(
+                "replay_memory_corrupt",
+                "error",
+                f"replay memory was corrupt, kept as {guard.moved_aside.name}; commands issued "
+                "before now are refused",
+                None,
+            )
         broker = cfg.broker
         mqtt = MqttConfig(
             host=broker.host,
@@ -157,9 +192,13 @@ class EdgeAgent:
                     )
                     self._pollers.append(poller)
                     spawn(self._supervised(f"poll-{device_id}", poller.run), f"poll-{device_id}")
+                spawn(self._supervised("commands", self._commands.run_worker), "commands")
+                spawn(self._supervised("busy-acks", self._commands.run_busy_acks), "busy-acks")
+                spawn(self._supervised("acks", self._ack_loop), "acks")
                 spawn(self._supervised("publisher", self._publish_telemetry), "publisher")
                 spawn(self._supervised("events", self._event_loop), "events")
                 spawn(self._supervised("supervisor", self._supervise_loop), "supervisor")
+                spawn(self._supervised("floor-check", self.safe_state.check_at_start), "floor-check")
                 try:
                     await asyncio.Future()  # until cancelled
                 except asyncio.CancelledError:
@@ -184,6 +223,21 @@ class EdgeAgent:
             if self._own_stack:
                 await self._stack.close()
             pipe.close()
+            guard.close()
+
+    async def _safe_state_before_exit(self) -> None:
+        """Every asset to its safe state (bounded), then close the drivers: the agent cannot run."""
+        try:
+            async with asyncio.timeout(15.0):
+                for asset in self.config.assets:
+                    await self.apply_safe_state(asset)
+        except TimeoutError:
+            log.error("safe state before exit did not finish within 15 s")
+        for driver in self.drivers.values():
+            with contextlib.suppress(GridflexError):
+                await driver.close()
+        if self._own_stack:
+            await self._stack.close()
 
     async def _say_goodbye(self) -> None:
         """A clean stop sends no will, so publish `offline` ourselves (best effort, bounded)."""
@@ -235,7 +289,7 @@ class EdgeAgent:
             else str(message.payload).encode()
         )
         if topic == self._topics["cmd"]:
-            await self._commands.handle(topic, bytes(payload))
+            self._commands.submit(topic, bytes(payload))  # the worker decides, writes and acks
             return
         try:
             msg = decode(topic, payload)
@@ -243,6 +297,8 @@ class EdgeAgent:
             self.event("bad_message", "warning", f"{topic}: {exc.reason}"[:500], None)
             return
         if isinstance(msg, Stored) and self._pipe is not None:
+            if not message.retain:  # a retained watermark carries the time it was stored, not now
+                self._commands.observe_clock(msg.ts)
             self._pipe.on_stored(msg)
 
     async def _publish(self, kind: str, msg: Message, *, retain: bool = False) -> bool:
@@ -257,22 +313,40 @@ class EdgeAgent:
             return False
 
     async def _publish_ack(self, ack: Ack) -> None:
-        await self._publish("ack", ack)
+        """Hand an ack to the `acks` task: the command worker never waits for a PUBACK."""
+        self._acks.put(ack)
+
+    async def _ack_loop(self) -> None:
+        assert self._session is not None
+        await self._acks.run(
+            lambda ack: self._publish("ack", ack), self._session.connected, lambda: self._stopping
+        )
 
     async def _publish_state(self, reason: str | None = None) -> None:
-        status: Literal["fallback", "online"] = "fallback" if self.stats.state == "fallback" else "online"
+        status: Literal["fallback", "online", "degraded"] = "online"
+        if self.stats.state == "fallback":
+            status = "fallback"
+        elif self.stats.degraded is not None:
+            status, reason = "degraded", reason or self.stats.degraded
+        degraded = self.stats.degraded
         state = SiteState(
             site=self.config.site,
             ts=self.clock.now(),
             status=status,
             agent_version=AGENT_VERSION,
             config_hash=self.config.config_hash,
-            reason=reason,
+            reason=reason[:500] if reason else None,
         )
-        await self._publish("state", state, retain=True)
+        if await self._publish("state", state, retain=True):
+            self._state_degraded = degraded
 
     def event(
-        self, kind: str, severity: str, message: str, asset: str | None, details: dict[str, int] | None = None
+        self,
+        kind: str,
+        severity: str,
+        message: str,
+        asset: str | None,
+        details: dict[str, int | str] | None = None,
     ) -> None:
         """Queue an `Event` for the `event` topic (kept in memory, newest 1,000)."""
         self._events.append(
@@ -351,6 +425,8 @@ class EdgeAgent:
                     cmd.asset,
                 )
                 await self.apply_safe_state(self.config.asset(cmd.asset))
+        if connected and self.stats.degraded != self._state_degraded:
+            await self._publish_state()  # a queue fault appeared or cleared: say so on `state`
         if connected:
             await self._maybe_publish_flex(now)
 
@@ -365,17 +441,8 @@ class EdgeAgent:
         await self._publish_state(reason)
 
     async def apply_safe_state(self, asset: AssetConfig) -> None:
-        for step in asset.safe_state:
-            point = asset.point(step.point)
-            driver = self.drivers[point.device]
-            try:
-                if step.relinquish:
-                    await driver.relinquish(point)
-                else:
-                    assert step.write is not None
-                    await driver.write(point, step.write, priority=point.priority)
-            except DeviceError as exc:
-                self.event("safe_state_failed", "critical", f"{asset.id}.{step.point}: {exc}", asset.id)
+        """Write `asset`'s safe state through the floor (`SafeStateWriter`), forget its ramps."""
+        await self.safe_state.apply(asset)
         self._commands.ramps = {k: v for k, v in self._commands.ramps.items() if k[0] != asset.id}
 
     async def _maybe_publish_flex(self, now: float) -> None:

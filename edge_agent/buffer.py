@@ -14,6 +14,7 @@ commit (about one poll cycle of samples per fsync) and survives power cuts too.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,9 +24,10 @@ from pathlib import Path
 from pydantic import TypeAdapter
 
 from edge_agent.poller import PendingSample
+from edge_agent.sqlite_files import is_corruption, move_aside
 from protocols.messages import Sample
 
-__all__ = ["Batch", "SampleBuffer"]
+__all__ = ["Batch", "SampleBuffer", "open_buffer"]
 
 _SAMPLE_JSON = TypeAdapter(Sample)
 
@@ -48,6 +50,14 @@ class SampleBuffer:
         self.max_rows = max_rows
         self.max_age_s = max_age_s
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        try:
+            self._open(synchronous)
+        except BaseException:
+            self._db.close()
+            raise
+        self.dropped = 0
+
+    def _open(self, synchronous: str) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
         self._db.executescript(
@@ -63,7 +73,6 @@ class SampleBuffer:
             self.next_seq = int(top) + 1
         low = self._db.execute("SELECT MIN(seq) FROM sample").fetchone()[0]
         self.min_seq = int(low) if low is not None else self.next_seq
-        self.dropped = 0
 
     @property
     def depth(self) -> int:
@@ -94,7 +103,7 @@ class SampleBuffer:
             dropped = self._enforce_bounds(samples[-1].ts if samples else None, nxt)
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
         self.next_seq = nxt
         self.dropped += dropped
@@ -157,7 +166,7 @@ class SampleBuffer:
             db.execute("UPDATE meta SET value=? WHERE key='next_seq'", (self.next_seq + shift,))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
         self.min_seq += shift
         self.next_seq += shift
@@ -165,6 +174,35 @@ class SampleBuffer:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    """Undo an open transaction without hiding the error that caused it.
+
+    SQLite rolls a transaction back by itself on some errors (SQLITE_FULL among them);
+    a second ROLLBACK then fails with "cannot rollback - no transaction is active", and
+    that message used to replace the real cause.
+    """
+    if db.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+
+
+def open_buffer(
+    path: Path, *, max_rows: int, max_age_s: float, synchronous: str, now: datetime
+) -> tuple[SampleBuffer, Path | None]:
+    """Open the queue; a corrupt file is moved aside (kept) and a new queue opened in its place.
+
+    Returns the queue and, if the file was corrupt, where it was moved. Any other error
+    (permissions, a full disk at creation) is raised: nothing sensible can replace it.
+    """
+    try:
+        return SampleBuffer(path, max_rows=max_rows, max_age_s=max_age_s, synchronous=synchronous), None
+    except sqlite3.DatabaseError as exc:
+        if not is_corruption(exc):
+            raise
+    moved = move_aside(path, now)
+    return SampleBuffer(path, max_rows=max_rows, max_age_s=max_age_s, synchronous=synchronous), moved
 
 
 def _with_seq(body: bytes, seq: int) -> bytes:

@@ -1,5 +1,11 @@
 """Commands: the pure decision (verify, clamp, translate) and the shell that writes and acks.
 
+Commands are taken off the MQTT receive loop: `submit` only queues the payload (bounded,
+`commands.queue_size`) and one worker decides, writes, reads back and acks in order, so a
+flood of commands cannot hold up the `stored` watermarks behind it. A command that
+finds the queue full is acked `rejected` with reason `busy` (its id is not burnt: the
+cloud may send it again).
+
 Order matters for safety: the signature is checked before the replay guard (a forged
 command must not burn a real `cmd_id`), and every refusal happens before any I/O, so
 nothing rejected or expired can reach a device.
@@ -7,6 +13,8 @@ nothing rejected or expired can reach a device.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import json
 import logging
 import math
@@ -16,14 +24,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from edge_agent.clock_skew import SkewMonitor
 from edge_agent.config import AssetConfig, ControlConfig, PointConfig, SiteConfig
 from edge_agent.drivers.base import DeviceError, Driver, PointRef
+from edge_agent.floor import floor_write, min_power_kw, power_scale
 from edge_agent.poller import Latest
+from edge_agent.replay import CommandGuard
 from protocols.clock import Clock
 from protocols.codec import decode
 from protocols.errors import ContractError
 from protocols.messages import Ack, AckStatus, Command
-from protocols.signing import ExpiredCommandError, ReplayGuard, verify
+from protocols.signing import CommandNotYetValidError, ExpiredCommandError, ReplayGuard, verify
 
 __all__ = ["CommandExecutor", "Decision", "decide", "recover_ids"]
 
@@ -74,11 +85,12 @@ def _bounds(asset: AssetConfig, cmd: Command) -> tuple[float, float]:
             lo = lim.p_min_kw
         if lim.p_max_kw is not None:
             hi = lim.p_max_kw
+        floor = min_power_kw(asset)
+        if floor is not None:
+            lo = max(lo, floor)  # §14a: never limit or set an EV/HP below its guaranteed minimum
     if cmd.kind == "p_limit_kw":
         lo = max(lo, 0.0)  # a limit on magnitude
-        floor = asset.guaranteed_min_kw
-        if floor is not None:
-            lo = max(lo, floor)  # §14a: never limit an EV/HP below its guaranteed minimum
+    if cmd.kind in ("p_limit_kw", "p_setpoint_kw"):
         hi = max(hi, lo)
     if cmd.kind == "soc_target_pct":
         lo, hi = max(lo, 0.0), min(hi, 100.0)
@@ -90,18 +102,22 @@ def decide(
     *,
     config: SiteConfig,
     key: bytes | None,
-    guard: ReplayGuard,
+    guard: CommandGuard,
     now: datetime,
     ramp: RampState | None,
     now_mono: float,
+    skew: SkewMonitor | None = None,
 ) -> Decision:
     """Verify and clamp one decoded command; pure apart from the replay guard's memory."""
     if key is not None and not verify(cmd, key):
         return Decision("rejected", "missing or invalid signature")
     try:
         guard.check(cmd, now)
-    except ExpiredCommandError as exc:
-        return Decision("expired", exc.reason)
+    except (ExpiredCommandError, CommandNotYetValidError) as exc:
+        skewed = skew.explain(cmd, now) if skew is not None else None
+        if skewed is not None:  # valid on the cloud's clock: name the cause, not "expired"
+            return Decision("rejected", skewed)
+        return Decision("expired" if isinstance(exc, ExpiredCommandError) else "rejected", exc.reason)
     except ContractError as exc:
         return Decision("rejected", exc.reason)
     try:
@@ -116,6 +132,12 @@ def decide(
         if cmd.value not in control.values:
             return Decision("rejected", f"mode {cmd.value!r} not configured for {asset.id!r}")
         write = control.values[cmd.value]
+        checked = floor_write(asset, control.point, write)
+        if checked.value is None:
+            return Decision("rejected", checked.note, None, None, control, asset)
+        if checked.value != write:
+            p_kw = _floor_kw(asset, control.point, checked.value)
+            return Decision("clamped", f"clamped to {checked.note}", p_kw, checked.value, control, asset)
         return Decision("applied", None, cmd.value, write, control, asset)
     requested = float(cmd.value)
     value = requested
@@ -152,9 +174,22 @@ def decide(
         if abs(rounded - value) > 1e-6:
             notes.append("register resolution")
         value = rounded
+    checked = floor_write(asset, control.point, write)  # the last word on every power write
+    if checked.value is None:
+        return Decision("rejected", checked.note, None, None, control, asset)
+    if checked.value != write:
+        write = checked.value
+        value = (write - control.offset) / control.factor
+        notes.append(str(checked.note))
     if abs(value - requested) > 1e-6:
         return Decision("clamped", "clamped to " + ", ".join(notes), value, write, control, asset)
     return Decision("applied", None, value, write, control, asset)
+
+
+def _floor_kw(asset: AssetConfig, point: str, write: float) -> float:
+    scale = power_scale(asset, point)
+    assert scale is not None  # floor_write raised the value, so the point has a power meaning
+    return round(scale.to_kw(write), 6)
 
 
 Publish = Callable[[Ack], Awaitable[None]]
@@ -171,10 +206,73 @@ class CommandExecutor:
     latest: dict[str, Latest]
     publish_ack: Publish
     events: Notify
-    guard: ReplayGuard = field(default_factory=ReplayGuard)
+    guard: CommandGuard = field(default_factory=ReplayGuard)
     ramps: dict[tuple[str, str], RampState] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     on_valid: Callable[[Command], None] | None = None
+    skew: SkewMonitor | None = None
+    queue_size: int = 1_000
+    busy_refused: int = 0
+
+    def __post_init__(self) -> None:
+        self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(self.queue_size)
+        # Busy acks wait here for their own task, so refusing costs the receive loop no PUBACK wait.
+        self._busy_acks: collections.deque[Ack] = collections.deque()
+        self._busy_wake = asyncio.Event()
+
+    def submit(self, topic: str, payload: bytes) -> None:
+        """Queue one `cmd` message for the worker (called from the MQTT receive loop; never waits)."""
+        try:
+            self._queue.put_nowait((topic, payload))
+        except asyncio.QueueFull:
+            self._refuse_busy(payload)
+
+    def _refuse_busy(self, payload: bytes) -> None:
+        self.busy_refused += 1
+        ids = recover_ids(payload)
+        if ids is None or len(self._busy_acks) >= 10 * self.queue_size:
+            self.counts["rejected"] = self.counts.get("rejected", 0) + 1
+            if (self.busy_refused - 1) % self.queue_size == 0:  # not one event per refused command
+                self.events(
+                    "command_busy", "warning", f"{self.busy_refused} commands refused: queue full", None
+                )
+            return
+        reason = f"busy: {self.queue_size} commands already waiting"
+        self._busy_acks.append(self._ack(ids[0], ids[1], "rejected", reason=reason))
+        self._busy_wake.set()
+
+    async def run_worker(self) -> None:
+        """Handle queued commands one by one, in arrival order, until cancelled."""
+        while True:
+            topic, payload = await self._queue.get()
+            await self.handle(topic, payload)
+
+    async def run_busy_acks(self) -> None:
+        """Publish the `busy` refusals, until cancelled."""
+        while True:
+            await self._busy_wake.wait()
+            self._busy_wake.clear()
+            while self._busy_acks:
+                await self.publish_ack(self._busy_acks.popleft())
+
+    def observe_clock(self, cloud_ts: datetime) -> None:
+        """One measurement of the cloud's clock (a live `stored` or a command); event on a change."""
+        if self.skew is None:
+            return
+        change = self.skew.observe(cloud_ts, self.clock.now())
+        lead = self.skew.lead_s
+        if change == "exceeded" and lead is not None:
+            side = "ahead of" if lead > 0 else "behind"
+            log.warning("agent clock %.1f s %s the cloud's: check NTP", abs(lead), side)
+            self.events(
+                "clock_skew",
+                "warning",
+                f"the agent's clock is {abs(lead):.1f} s {side} the cloud's (tolerance "
+                f"{self.skew.tolerance_s:g} s): commands may be refused; check NTP",
+                None,
+            )
+        elif change == "cleared" and lead is not None:
+            self.events("clock_skew_cleared", "info", f"clock skew back to {lead:.1f} s", None)
 
     def _ack(self, cmd_id: str, asset: str, status: AckStatus, **kw: float | str | None) -> Ack:
         self.counts[status] = self.counts.get(status, 0) + 1
@@ -202,6 +300,7 @@ class CommandExecutor:
             ack = self._ack(ids[0], ids[1], "rejected", reason=exc.reason[:500])
             await self.publish_ack(ack)
             return ack
+        self.observe_clock(msg.ts)
         ack = await self.execute(msg)
         await self.publish_ack(ack)
         return ack
@@ -218,6 +317,7 @@ class CommandExecutor:
             now=self.clock.now(),
             ramp=ramp,
             now_mono=self.clock.monotonic(),
+            skew=self.skew,
         )
         requested = cmd.value
         if d.status in ("rejected", "expired"):

@@ -32,6 +32,7 @@ __all__ = [
     "BrokerConfig",
     "BufferConfig",
     "CloudConfig",
+    "CommandsConfig",
     "ControlConfig",
     "DeviceConfig",
     "EnableWrite",
@@ -111,6 +112,16 @@ class BufferConfig(_Model):
     batch_max: int = Field(default=500, ge=1, le=2_000)
     #: SQLite fsync policy: normal = survives an agent crash; full = survives a power cut too.
     synchronous: Literal["normal", "full"] = "normal"
+
+
+class CommandsConfig(_Model):
+    """How commands are taken in: a bounded queue in front of one worker, and the clock check."""
+
+    #: Commands waiting for the worker; beyond this a command is refused with reason `busy`.
+    queue_size: int = Field(default=1_000, ge=1, le=1_000_000)
+    #: Allowed difference between the agent's and the cloud's clocks (seconds) before an
+    #: event, and before a command refused for its validity is refused as `clock_skew`.
+    clock_skew_tolerance_s: float = Field(default=5.0, gt=0, allow_inf_nan=False)
 
 
 class FallbackConfig(_Model):
@@ -283,6 +294,7 @@ class SiteConfig(_Model):
     cloud: CloudConfig = CloudConfig()
     signing: SigningConfig = SigningConfig()
     buffer: BufferConfig = BufferConfig()
+    commands: CommandsConfig = CommandsConfig()
     fallback: FallbackConfig = FallbackConfig()
     health: HealthConfig = HealthConfig()
     poll: PollConfig = PollConfig()

@@ -23,6 +23,10 @@ class AgentStats:
     connected: bool = False
     published: int = 0
     dropped: int = 0
+    #: samples lost because the queue refused the write (full disk, I/O error)
+    write_dropped: int = 0
+    #: why the agent runs degraded (queue faults), None when healthy; published on `state`
+    degraded: str | None = None
     queue_depth: int = 0
     device_faults: int = 0
     commands: dict[str, int] = field(default_factory=dict)
@@ -62,6 +66,16 @@ class _StatsCollector:
         )
         yield CounterMetricFamily(
             "gridflex_edge_samples_dropped", "Samples dropped by the queue bounds", value=s.dropped
+        )
+        yield CounterMetricFamily(
+            "gridflex_edge_samples_write_dropped",
+            "Samples dropped because the queue refused the write (disk full, I/O error)",
+            value=s.write_dropped,
+        )
+        yield GaugeMetricFamily(
+            "gridflex_edge_degraded",
+            "1 while a queue fault degrades the agent",
+            value=1.0 if s.degraded else 0.0,
         )
         yield CounterMetricFamily(
             "gridflex_edge_device_faults", "Device fault episodes", value=s.device_faults
@@ -115,7 +129,13 @@ class HealthServer:
             if path == "/healthz":
                 s = self._stats()
                 body = json.dumps(
-                    {"status": "ok", "state": s.state, "connected": s.connected, "queue_depth": s.queue_depth}
+                    {
+                        "status": "ok",
+                        "state": s.state,
+                        "connected": s.connected,
+                        "queue_depth": s.queue_depth,
+                        "degraded": s.degraded,
+                    }
                 ).encode()
                 status, ctype = "200 OK", "application/json"
             elif path == "/metrics":

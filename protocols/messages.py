@@ -89,9 +89,13 @@ class _Envelope(_Strict):
 
 
 class SiteState(_Envelope):
-    """Retained on `state`; the agent's last will publishes `offline`."""
+    """Retained on `state`; the agent's last will publishes `offline`.
 
-    status: Literal["online", "offline", "fallback"]
+    `degraded`: running and controllable, but a local fault (the queue file was corrupt
+    and replaced, or the disk refuses writes) loses or has lost telemetry; `reason` says which.
+    """
+
+    status: Literal["online", "offline", "fallback", "degraded"]
     agent_version: ShortText = ""
     config_hash: ShortText = ""
     reason: Text | None = None

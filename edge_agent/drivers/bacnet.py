@@ -3,11 +3,18 @@
 All BACnet devices of a site share one BAC0 application (one UDP port), `BacnetStack`;
 each device gets a light `BacnetDriver` that addresses it. BAC0 answers an unknown
 object with `None` rather than an error; that becomes a `bad` reading, not a fault.
+
+BAC0 is imported off the event loop (`asyncio.to_thread`): the import takes a second
+or more on a gateway, and done on the agent's loop it stalled every Modbus poll at
+start, which showed as false `device_fault` events and `bad` samples. `BAC0.start`
+itself needs the running loop (it creates tasks), so it stays here; with its debug
+notes made cheap (`bac0_logging`) it is short.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import socket
 from collections.abc import Sequence
@@ -57,7 +64,9 @@ class BacnetStack:
     async def app(self) -> Any:
         async with self._lock:
             if self._app is None:
-                import BAC0  # heavy import, only for sites with BACnet devices
+                # heavy import, only for sites with BACnet devices, and never on the event loop
+                BAC0: Any = await asyncio.to_thread(importlib.import_module, "BAC0")
+                await asyncio.to_thread(importlib.import_module, "edge_agent.drivers.bac0_logging")
 
                 from edge_agent.drivers.bac0_logging import make_bac0_logging_cheap
 

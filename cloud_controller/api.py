@@ -65,7 +65,7 @@ def _metrics(controller: CloudController) -> bytes:
     for name, frac in (("0.5", 0.5), ("0.99", 0.99)):
         q.labels(quantile=name).set(lat[int(frac * (len(lat) - 1))] if lat else float("nan"))
     m = Gauge("gridflex_sites", "Sites by mode", ["mode"], registry=reg)
-    for mode in ("online", "offline", "fallback", "unknown"):
+    for mode in ("online", "offline", "fallback", "degraded", "unknown"):
         m.labels(mode=mode).set(sum(1 for s in controller.snapshots.values() if s.mode == mode))
     return generate_latest(reg)
 

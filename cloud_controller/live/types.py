@@ -21,7 +21,8 @@ __all__ = [
     "SiteSnapshot",
 ]
 
-SiteMode = Literal["online", "offline", "fallback", "unknown"]
+#: "degraded": the agent runs and obeys commands but its own storage is failing (it says why in an event).
+SiteMode = Literal["online", "offline", "fallback", "degraded", "unknown"]
 #: The values of `protocols.assets.Role` (a Literal, so the dataclasses type-check).
 AssetKindName = Literal["meter", "pv", "battery", "ev", "hp", "hvac"]
 

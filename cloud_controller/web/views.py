@@ -176,7 +176,7 @@ def overview(controller: CloudController) -> dict[str, Any]:
         and today <= t < today + timedelta(days=1)
         and p > loading["limit_kw"]
     ]
-    modes = {m: 0 for m in ("online", "offline", "fallback", "unknown")}
+    modes = {m: 0 for m in ("online", "offline", "fallback", "degraded", "unknown")}
     for s in controller.snapshots.values():
         modes[s.mode] = modes.get(s.mode, 0) + 1
     return {

@@ -181,7 +181,7 @@ def test_overview_counts_planned_overloads_today_only(client: tuple[TestClient, 
     assert o["overloaded_today"]["count"] == 1
     assert o["overloaded_today"]["intervals"][0]["start"] == "2030-01-15T16:15:00Z"
     assert o["fleet_kw"] == 12.0 and o["loading_now_pct"] == 40.0
-    assert o["sites"] == {"total": 2, "online": 1, "offline": 0, "fallback": 0, "unknown": 1}
+    assert o["sites"] == {"total": 2, "online": 1, "offline": 0, "fallback": 0, "degraded": 0, "unknown": 1}
     row = c.get("/fleet/sites", params={"q": "b1"}).json()["rows"][0]
     assert row["setpoints_kw"] == {BATTERY: -2.0} and row["p_net_kw"] == 12.0
 

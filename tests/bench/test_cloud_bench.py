@@ -22,8 +22,8 @@ from cloud_controller.live.planner import build_planner
 from cloud_controller.live.types import AssetRef, SiteRef, SiteSnapshot
 from cloud_controller.registry import Registry
 from cloud_controller.service import CloudController
-from gridflex.broker import MosquittoBroker
-from gridflex.ingest_bench import telemetry_payloads
+from gridflex.ops.broker import MosquittoBroker
+from gridflex.bench.ingest import telemetry_payloads
 from protocols.clock import RealClock
 
 pytestmark = pytest.mark.bench
@@ -132,7 +132,7 @@ def test_plan_time_per_period(n_sites: int, by_area: bool) -> None:
 
 def test_ingest_two_workers_on_share(mosquitto: MosquittoBroker, tmp_path: Path) -> None:
     """Two ingest worker processes on `$share/gridflex-ingest`, one SQLite file: the split."""
-    from gridflex.ingest_bench import bench_ingest_workers
+    from gridflex.bench.ingest import bench_ingest_workers
 
     one = bench_ingest_workers(1, port=mosquitto.port, workdir=tmp_path)
     two = bench_ingest_workers(2, port=mosquitto.port, workdir=tmp_path)

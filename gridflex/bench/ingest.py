@@ -46,10 +46,7 @@ def _worker(  # noqa: PLR0917 (a spawn target takes positional args)
     port: int, store: str, n_sites: int, index: int, ready: MpEvent, stop: MpEvent, out: Any
 ) -> None:
     """Spawn target: one ingest worker until `stop`; puts its stored-sample count on `out`."""
-    from cloud_controller.config import CloudConfig
-    from cloud_controller.live.types import AssetRef, SiteRef
-    from cloud_controller.registry import Registry
-    from cloud_controller.service import CloudController
+    from cloud_controller import AssetRef, CloudConfig, CloudController, Registry, SiteRef
     from protocols.clock import RealClock
 
     registry = Registry(
@@ -129,7 +126,7 @@ def bench_ingest_workers(
     workers: int, *, port: int, workdir: Path, n_sites: int = 20, n_batches: int = 20, size: int = 500
 ) -> IngestFigures:
     """Run `workers` ingest processes against the broker on `port`; time the whole load."""
-    from cloud_controller.store import SqliteStore
+    from cloud_controller import SqliteStore
 
     workdir.mkdir(parents=True, exist_ok=True)
     store_path = workdir / f"ingest-{workers}.sqlite"

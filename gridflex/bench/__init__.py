@@ -182,7 +182,7 @@ def bench_contract(
     for name, value in codec.items():
         table.add_row(name, f"{value:,.1f}", targets.get(name, ""))
     if not skip_mqtt:
-        from gridflex.broker import MosquittoBroker
+        from gridflex.ops.broker import MosquittoBroker
 
         with MosquittoBroker() as broker:
             runs = [
@@ -236,10 +236,7 @@ def bench_study(
     """One scenario-year (35,040 steps) of the seed-001 study: solve time, AC check time, RSS."""
     import resource
 
-    from cloud_controller.study.config import StudyConfig
-    from cloud_controller.study.runner import run_scenario
-    from cloud_controller.study.study import load_inputs
-    from cloud_controller.study.validate import validate_run
+    from cloud_controller.study import StudyConfig, load_inputs, run_scenario, validate_run
 
     t0 = time.perf_counter()
     inputs = load_inputs(StudyConfig(), quick=False)
@@ -288,8 +285,8 @@ def bench_ingest(
     import tempfile
     from pathlib import Path
 
-    from gridflex.broker import MosquittoBroker
-    from gridflex.ingest_bench import bench_ingest_workers
+    from gridflex.bench.ingest import bench_ingest_workers
+    from gridflex.ops.broker import MosquittoBroker
 
     counts = workers or [1, 2]
     table = Table(title=f"gridflex bench ingest ({sites} sites x {batches} batches x {size} samples, QoS 1)")
@@ -316,7 +313,7 @@ def bench_loop(
     minutes: Annotated[float, typer.Option(min=1.0, help="real minutes to run (one plan a minute)")] = 3.0,
 ) -> None:
     """Command round trip (plan decision to `applied` ack) p50/p99 in the real-time closed loop."""
-    from gridflex.loop_bench import bench_command_latency
+    from gridflex.bench.loop import bench_command_latency
 
     fig = bench_command_latency(sites, minutes)
     table = _figures_table(f"gridflex bench loop ({sites} sites, {minutes:g} min real time, 60 s period)")

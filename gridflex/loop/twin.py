@@ -20,12 +20,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from cloud_controller.live.planner import build_planner
-from cloud_controller.live.types import AssetRef, Plan, SiteRef, SiteSnapshot
-from gridflex.grid_truth import count_overloads
-from gridflex.prior_history import PlannerWithPrior, prior_from_reference
-from gridflex.reference_run import initialise
-from gridflex.scenario import LoopScenario
+from cloud_controller import AssetRef, Plan, SiteRef, SiteSnapshot, build_planner
+from gridflex.loop.grid_truth import count_overloads
+from gridflex.loop.prior_history import PlannerWithPrior, prior_from_reference
+from gridflex.loop.reference_run import initialise
+from gridflex.loop.scenario import LoopScenario
 from protocols.messages import Command
 from simulators.building import Building, build
 from simulators.fleet import fleet_profiles

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["bench_app", "parse_parts"]
+__all__ = ["CONTRACT_PARTS", "DISPATCH_PARTS", "bench_app", "parse_parts"]
 
 bench_app = typer.Typer(help="Benchmarks that print figures.", no_args_is_help=True)
 console = Console()

@@ -26,7 +26,7 @@ from gridflex.loop.prior_history import PlannerWithPrior, prior_from_reference
 from gridflex.loop.reference_run import initialise
 from gridflex.loop.scenario import LoopScenario
 from gridflex.loop.twin_site import TwinSite
-from protocols.assets import BATTERY, EV, HP, METER, PV, ZONE, PointKey, Points, Role
+from protocols.assets import BATTERY, EV, HP, METER, PV, ZONE, PointKey, Points
 from protocols.messages import Command
 from simulators.building import Building, build
 from simulators.fleet import fleet_profiles
@@ -42,14 +42,14 @@ def site_refs(
     them (with `bacnet`, each building's BMS zone too)."""
     refs: list[SiteRef] = []
     for site, b in buildings.items():
-        assets = [AssetRef(asset=METER, kind=Role.METER)]
+        assets = [AssetRef(asset=METER, kind="meter")]
         if b.pv is not None:
-            assets.append(AssetRef(asset=PV, kind=Role.PV, p_nominal_kw=b.pv.inverter_kw))
+            assets.append(AssetRef(asset=PV, kind="pv", p_nominal_kw=b.pv.inverter_kw))
         if b.battery is not None:
             assets.append(
                 AssetRef(
                     asset=BATTERY,
-                    kind=Role.BATTERY,
+                    kind="battery",
                     p_nominal_kw=b.battery.p_charge_max_kw,
                     capacity_kwh=b.battery.capacity_kwh,
                 )
@@ -57,21 +57,21 @@ def site_refs(
         if b.ev is not None:
             assets.append(
                 AssetRef(
-                    asset=EV, kind=Role.EV, p_nominal_kw=b.ev.p_max_kw, p_guaranteed_min_kw=GUARANTEED_MIN_KW
+                    asset=EV, kind="ev", p_nominal_kw=b.ev.p_max_kw, p_guaranteed_min_kw=GUARANTEED_MIN_KW
                 )
             )
         if b.hp is not None:
             assets.append(
                 AssetRef(
                     asset=HP,
-                    kind=Role.HP,
+                    kind="hp",
                     p_nominal_kw=b.hp.p_max_kw,
                     capacity_kwh=round(b.hp.tank_kwh, 3),
                     p_guaranteed_min_kw=GUARANTEED_MIN_KW,
                 )
             )
         if bacnet:
-            assets.append(AssetRef(asset=ZONE, kind=Role.HVAC))
+            assets.append(AssetRef(asset=ZONE, kind="hvac"))
         refs.append(SiteRef(site=site, region_site=household_of_site[site], assets=tuple(assets)))
     return tuple(refs)
 

@@ -21,6 +21,7 @@ from edge_agent.commands import Decision, decide
 from edge_agent.config import AssetConfig, PointConfig, SiteConfig
 from edge_agent.drivers.registers import decode, encode, engineering_to_raw
 from edge_agent.fallback import FallbackPolicy
+from protocols.assets import METER
 from protocols.messages import Command
 from protocols.signing import ReplayGuard
 from simulators.building import Building
@@ -41,7 +42,7 @@ _MAP_NAME = {
 
 def equipment_maps(b: Building) -> dict[str, RegisterMap]:
     """The register map of every Modbus device of `b`, by the device id its site YAML uses."""
-    maps = {"meter": meter_map(b.meter, serial=f"{b.site}-meter")}
+    maps = {METER: meter_map(b.meter, serial=f"{b.site}-meter")}
     if b.pv is not None:
         maps["pv"] = pv_map(b.pv, serial=f"{b.site}-pv")
     if b.battery is not None:
@@ -60,7 +61,7 @@ class TwinSite:
         self.building = building
         self.maps = equipment_maps(building)
         endpoints = [
-            ModbusEndpoint(device=dev, map=_MAP_NAME[dev], host="127.0.0.1", port=1, unit_id=1)  # type: ignore[arg-type]
+            ModbusEndpoint(device=dev, map=_MAP_NAME[dev], host="127.0.0.1", port=1, unit_id=1)
             for dev in self.maps
         ]
         doc = site_config(

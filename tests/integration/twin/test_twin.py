@@ -16,8 +16,8 @@ import pytest
 import typer
 
 from cloud_controller.grid import Region, build_schutterwald_region
-from gridflex.loop.scenario import LoopSettings, build_scenario
 from gridflex.cli.twin import parse_seeds
+from gridflex.loop.scenario import LoopSettings, build_scenario
 from gridflex.loop.twin import run_twin
 
 pytestmark = pytest.mark.integration

@@ -1,1 +1,70 @@
-"""cloud_controller."""
+"""cloud_controller: ingest, store, forecast, grid-aware dispatch, commands and the HTTP API.
+
+The public face, what the composition root (`gridflex`) builds the service from: the
+service and its config, the registry, the live planner and its types, the region and the
+store. Each name is imported on first use, so `import cloud_controller` does not load
+pandapower, pyomo or aiomqtt (`gridflex --help` stays fast). The offline study and the
+dispatch engine have their own faces, `cloud_controller.study` and `cloud_controller.dispatch`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cloud_controller.config import CloudConfig, load_cloud_config
+    from cloud_controller.grid import Region, build_schutterwald_region
+    from cloud_controller.live.planner import MpcPlanner, build_planner
+    from cloud_controller.live.types import AssetRef, History, Plan, Planner, SiteRef, SiteSnapshot
+    from cloud_controller.registry import Registry, load_registry
+    from cloud_controller.service import CloudController
+    from cloud_controller.store import SqliteStore
+
+__all__ = [
+    "AssetRef",
+    "CloudConfig",
+    "CloudController",
+    "History",
+    "MpcPlanner",
+    "Plan",
+    "Planner",
+    "Region",
+    "Registry",
+    "SiteRef",
+    "SiteSnapshot",
+    "SqliteStore",
+    "build_planner",
+    "build_schutterwald_region",
+    "load_cloud_config",
+    "load_registry",
+]
+
+_WHERE = {
+    "AssetRef": "cloud_controller.live.types",
+    "CloudConfig": "cloud_controller.config",
+    "CloudController": "cloud_controller.service",
+    "History": "cloud_controller.live.types",
+    "MpcPlanner": "cloud_controller.live.planner",
+    "Plan": "cloud_controller.live.types",
+    "Planner": "cloud_controller.live.types",
+    "Region": "cloud_controller.grid",
+    "Registry": "cloud_controller.registry",
+    "SiteRef": "cloud_controller.live.types",
+    "SiteSnapshot": "cloud_controller.live.types",
+    "SqliteStore": "cloud_controller.store",
+    "build_planner": "cloud_controller.live.planner",
+    "build_schutterwald_region": "cloud_controller.grid",
+    "load_cloud_config": "cloud_controller.config",
+    "load_registry": "cloud_controller.registry",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'cloud_controller' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

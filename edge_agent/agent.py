@@ -11,7 +11,6 @@ import asyncio
 import collections
 import contextlib
 import logging
-import signal
 import sqlite3
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Literal
@@ -30,14 +29,14 @@ from edge_agent.poller import DevicePoller, Latest
 from edge_agent.replay import PersistentReplayGuard, replay_path
 from edge_agent.safe_state import SafeStateWriter
 from edge_agent.telemetry import TelemetryPipe, wait_event
-from protocols.clock import Clock, RealClock
+from protocols.clock import Clock
 from protocols.codec import decode, encode
 from protocols.errors import ContractError, GridflexError
 from protocols.messages import Ack, Command, Event, FlexEnvelope, Message, SiteState, Stored
 from protocols.mqtt import MqttConfig, MqttSession, NotConnectedError, PublishError, Will
 from protocols.topics import site_topic
 
-__all__ = ["AGENT_VERSION", "EdgeAgent", "run_until_signal"]
+__all__ = ["AGENT_VERSION", "EdgeAgent"]
 
 log = logging.getLogger(__name__)
 
@@ -464,20 +463,3 @@ async def _cancel_until_done(task: asyncio.Task[None], attempts: int = 50) -> No
         if done:
             return
     log.error("task %s ignores cancellation", task.get_name())
-
-
-def run_until_signal(config: SiteConfig) -> None:
-    """`gridflex edge --config`: run with RealClock; SIGTERM/SIGINT stop it cleanly (exit 0)."""
-
-    async def main() -> None:
-        agent = EdgeAgent(config, clock=RealClock())
-        task = asyncio.create_task(agent.run())
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
-        try:
-            await task
-        except asyncio.CancelledError:
-            log.info("edge agent stopped")
-
-    asyncio.run(main())

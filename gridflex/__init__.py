@@ -1,5 +1,7 @@
-"""GridFlex command line and operations glue (CLI, embedded broker, demo orchestration).
+"""GridFlex's composition root: the one place that wires the domain packages together.
 
 The domain packages are `protocols`, `edge_agent`, `cloud_controller` and `simulators`;
-this package only wires them into the `gridflex` console script.
+this package holds, by role, the `gridflex` console script (`cli`), the closed loop and
+its twin (`loop`), operations glue (`ops`: broker, deploy config, signal runner) and the
+benchmarks (`bench`).
 """

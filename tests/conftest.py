@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gridflex.broker import MosquittoBroker, site_acl
+from gridflex.ops.broker import MosquittoBroker, site_acl
 from protocols.clock import SimClock
 
 

@@ -1,1 +1,70 @@
-"""Seed 001's year-long congestion study: scenarios, control policies, rolling-horizon OPF, AC check."""
+"""The offline study: seed 001's rolling-horizon OPF over a year, per scenario and stress level.
+
+The public face for the `gridflex study` and `gridflex bench study` commands; names are
+imported on first use, so importing the package loads neither pandapower nor pyomo.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cloud_controller.study.config import BEYOND, SCENARIOS, StudyConfig, load_study_config
+    from cloud_controller.study.report import LABELS
+    from cloud_controller.study.runner import ScenarioRun, StudyInputs, run_scenario
+    from cloud_controller.study.study import (
+        StudyResult,
+        load_inputs,
+        plan_jobs,
+        run_study,
+        summarise,
+        write_steps,
+    )
+    from cloud_controller.study.validate import validate_run
+
+__all__ = [
+    "BEYOND",
+    "LABELS",
+    "SCENARIOS",
+    "ScenarioRun",
+    "StudyConfig",
+    "StudyInputs",
+    "StudyResult",
+    "load_inputs",
+    "load_study_config",
+    "plan_jobs",
+    "run_scenario",
+    "run_study",
+    "summarise",
+    "validate_run",
+    "write_steps",
+]
+
+_WHERE = {
+    "BEYOND": "cloud_controller.study.config",
+    "SCENARIOS": "cloud_controller.study.config",
+    "StudyConfig": "cloud_controller.study.config",
+    "load_study_config": "cloud_controller.study.config",
+    "LABELS": "cloud_controller.study.report",
+    "ScenarioRun": "cloud_controller.study.runner",
+    "StudyInputs": "cloud_controller.study.runner",
+    "run_scenario": "cloud_controller.study.runner",
+    "StudyResult": "cloud_controller.study.study",
+    "load_inputs": "cloud_controller.study.study",
+    "plan_jobs": "cloud_controller.study.study",
+    "run_study": "cloud_controller.study.study",
+    "summarise": "cloud_controller.study.study",
+    "write_steps": "cloud_controller.study.study",
+    "validate_run": "cloud_controller.study.validate",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'cloud_controller.study' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -27,7 +27,7 @@ from edge_agent.buffer import SampleBuffer
 from edge_agent.config import ModbusDevice, PointConfig, load_config
 from edge_agent.drivers import ModbusDriver, PointRef
 from edge_agent.poller import PendingSample
-from gridflex.broker import MosquittoBroker
+from gridflex.ops.broker import MosquittoBroker
 from protocols.messages import Command
 from tests.integration.edge_agent.cloud import Cloud
 from tests.integration.edge_agent.helpers import make_config, running_agent, site_dict, write_site

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from cloud_controller.grid import build_schutterwald_region
-from gridflex.closed_loop import ClosedLoop
-from gridflex.grid_truth import count_overloads
-from gridflex.scenario import LoopSettings, build_scenario
+from gridflex.loop.closed_loop import ClosedLoop
+from gridflex.loop.grid_truth import count_overloads
+from gridflex.loop.scenario import LoopSettings, build_scenario
 
 pytestmark = pytest.mark.integration
 

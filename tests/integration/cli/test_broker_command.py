@@ -13,7 +13,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gridflex.broker import free_port, wait_for_port
+from gridflex.ops.broker import free_port, wait_for_port
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,7 @@ from cloud_controller.config import CloudConfig
 from cloud_controller.live.types import AssetRef, SiteRef
 from cloud_controller.registry import Registry
 from cloud_controller.service import CloudController
-from gridflex.broker import MosquittoBroker, free_port, wait_for_port
+from gridflex.ops.broker import MosquittoBroker, free_port, wait_for_port
 from protocols.clock import RealClock
 from protocols.codec import encode
 from protocols.messages import Sample, TelemetryBatch

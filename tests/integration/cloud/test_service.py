@@ -22,7 +22,7 @@ from cloud_controller.config import CloudConfig
 from cloud_controller.live.types import AssetRef, History, Plan, SiteRef
 from cloud_controller.registry import Registry
 from cloud_controller.service import CloudController
-from gridflex.broker import MosquittoBroker
+from gridflex.ops.broker import MosquittoBroker
 from protocols.clock import RealClock
 from protocols.codec import decode, encode
 from protocols.messages import Ack, Command, Sample, SiteState, Stored, TelemetryBatch

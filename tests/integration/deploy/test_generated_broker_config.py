@@ -10,8 +10,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from gridflex.broker import MosquittoBroker, free_port
-from gridflex.deploy_config import site_ids, write_deployment
+from gridflex.ops.broker import MosquittoBroker, free_port
+from gridflex.ops.deploy_config import site_ids, write_deployment
 
 
 @pytest.mark.integration

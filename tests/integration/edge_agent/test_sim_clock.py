@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gridflex.broker import MosquittoBroker
+from gridflex.ops.broker import MosquittoBroker
 from protocols.clock import SimClock
 
 from .cloud import Cloud

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.drivers.registers import encode
-from gridflex.broker import MosquittoBroker
+from gridflex.ops.broker import MosquittoBroker
 
 from .cloud import Cloud
 from .helpers import make_config, running_agent

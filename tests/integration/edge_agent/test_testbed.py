@@ -9,7 +9,7 @@ import pytest
 
 from edge_agent.config import load_config
 from edge_agent.drivers import BacnetStack
-from gridflex.broker import MosquittoBroker
+from gridflex.ops.broker import MosquittoBroker
 from protocols.clock import SimClock
 from protocols.messages import Command
 from simulators.modbus.server import FaultKind

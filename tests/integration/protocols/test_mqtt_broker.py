@@ -15,7 +15,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gridflex.broker import MosquittoBroker
+from gridflex.ops.broker import MosquittoBroker
 from protocols import SiteState, decode, encode
 from protocols.examples import EXAMPLE_TS
 from protocols.mqtt import MqttConfig, MqttSession, Will

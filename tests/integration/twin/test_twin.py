@@ -16,9 +16,9 @@ import pytest
 import typer
 
 from cloud_controller.grid import Region, build_schutterwald_region
-from gridflex.scenario import LoopSettings, build_scenario
-from gridflex.twin_cmd import parse_seeds
-from gridflex.twin_loop import run_twin
+from gridflex.cli.twin import parse_seeds
+from gridflex.loop.scenario import LoopSettings, build_scenario
+from gridflex.loop.twin import run_twin
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ import typer.main
 import yaml
 
 from gridflex.cli import app
-from gridflex.deploy_config import render_deployment, site_ids, write_deployment
+from gridflex.ops.deploy_config import render_deployment, site_ids, write_deployment
 
 REPO = Path(__file__).resolve().parents[3]
 DEPLOY = REPO / "deploy"

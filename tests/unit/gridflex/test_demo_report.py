@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gridflex.demo_report import CommandFigures, DemoSummary, TelemetryFigures, run_figures, write_outputs
-from gridflex.grid_truth import TruthInterval
+from gridflex.loop.grid_truth import TruthInterval
+from gridflex.loop.report import CommandFigures, DemoSummary, TelemetryFigures, run_figures, write_outputs
 
 
 def _truth(values: list[float]) -> list[TruthInterval]:

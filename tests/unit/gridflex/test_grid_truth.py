@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cloud_controller.grid import build_schutterwald_region
-from gridflex.grid_truth import GridTruth, congestion_threshold_kw, count_overloads
+from gridflex.loop.grid_truth import GridTruth, congestion_threshold_kw, count_overloads
 from protocols.errors import ConfigError
 
 

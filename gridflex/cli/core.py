@@ -50,7 +50,7 @@ def broker(
     """Run an MQTT broker for local use until Ctrl-C (mosquitto when installed, else amqtt)."""
     import shutil
 
-    from gridflex.broker import AmqttBroker, MosquittoBroker
+    from gridflex.ops.broker import AmqttBroker, MosquittoBroker
 
     chosen = backend
     if backend is BrokerBackend.auto:
@@ -97,7 +97,7 @@ def deploy_config(
     rotate: Annotated[bool, typer.Option(help="Generate new passwords even where some exist.")] = False,
 ) -> None:
     """Write a deployment's Mosquitto config, per-site passwords and ACL (see deploy/README.md)."""
-    from gridflex.deploy_config import site_ids, write_deployment
+    from gridflex.ops.deploy_config import site_ids, write_deployment
 
     ids = site_ids(sites)
     write_deployment(out, ids, rotate=rotate)

@@ -20,7 +20,15 @@ from multiprocessing.synchronize import Event as MpEvent
 from pathlib import Path
 from typing import Any
 
-__all__ = ["IngestFigures", "bench_ingest_workers", "telemetry_payloads"]
+from protocols.assets import METER, Points
+
+__all__ = [
+    "InProcessIngest",
+    "IngestFigures",
+    "bench_ingest_workers",
+    "ingest_in_process",
+    "telemetry_payloads",
+]
 
 T0 = datetime(2030, 1, 15, 12, tzinfo=UTC)
 
@@ -46,14 +54,11 @@ def _worker(  # noqa: PLR0917 (a spawn target takes positional args)
     port: int, store: str, n_sites: int, index: int, ready: MpEvent, stop: MpEvent, out: Any
 ) -> None:
     """Spawn target: one ingest worker until `stop`; puts its stored-sample count on `out`."""
-    from cloud_controller.config import CloudConfig
-    from cloud_controller.live.types import AssetRef, SiteRef
-    from cloud_controller.registry import Registry
-    from cloud_controller.service import CloudController
+    from cloud_controller import AssetRef, CloudConfig, CloudController, Registry, SiteRef
     from protocols.clock import RealClock
 
     registry = Registry(
-        sites=tuple(SiteRef(s, i, (AssetRef("meter", "meter"),)) for i, s in enumerate(_sites(n_sites)))
+        sites=tuple(SiteRef(s, i, (AssetRef(METER, "meter"),)) for i, s in enumerate(_sites(n_sites)))
     )
     cfg = CloudConfig.model_validate(
         {
@@ -92,8 +97,8 @@ def telemetry_payloads(sites: list[str], n_batches: int, size: int) -> list[tupl
             samples = [
                 Sample(
                     seq=b * size + i,
-                    asset="meter",
-                    point="p_kw",
+                    asset=Points.METER_P_KW.asset,
+                    point=Points.METER_P_KW.point,
                     value=float(i),
                     unit="kW",
                     ts=T0 + timedelta(seconds=b * size + i),
@@ -129,7 +134,7 @@ def bench_ingest_workers(
     workers: int, *, port: int, workdir: Path, n_sites: int = 20, n_batches: int = 20, size: int = 500
 ) -> IngestFigures:
     """Run `workers` ingest processes against the broker on `port`; time the whole load."""
-    from cloud_controller.store import SqliteStore
+    from cloud_controller import SqliteStore
 
     workdir.mkdir(parents=True, exist_ok=True)
     store_path = workdir / f"ingest-{workers}.sqlite"
@@ -181,3 +186,55 @@ def bench_ingest_workers(
         per_worker=tuple(counts.get(k, 0) for k in range(workers)),
         watermarks_ok=watermarks_ok,
     )
+
+
+@dataclass(frozen=True)
+class InProcessIngest:
+    samples: int
+    seconds: float
+    duplicates: int
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.samples / self.seconds if self.seconds > 0 else 0.0
+
+
+async def ingest_in_process(
+    port: int, store_path: Path, *, n_sites: int = 20, n_batches: int = 20, size: int = 500
+) -> InProcessIngest:
+    """One controller (all roles, dispatch off) in this process; an aiomqtt publisher pushes the
+    batches QoS 1; timed from the first publish until every sample is stored."""
+    import aiomqtt
+
+    from cloud_controller import AssetRef, CloudConfig, CloudController, Registry, SiteRef
+    from protocols.clock import RealClock
+
+    sites = _sites(n_sites)
+    registry = Registry(sites=tuple(SiteRef(s, i, (AssetRef(METER, "meter"),)) for i, s in enumerate(sites)))
+    cfg = CloudConfig.model_validate(
+        {
+            "broker": {"port": port, "client_id": "bench-cloud"},
+            "store": {"path": str(store_path)},
+            "control": {"dispatch": False},
+            "api": {"enabled": False},
+        }
+    )
+    ctl = CloudController(cfg, registry, clock=RealClock())
+    task = asyncio.create_task(ctl.run())
+    payloads = telemetry_payloads(sites, n_batches, size)
+    total = n_sites * n_batches * size
+    try:
+        await ctl.session.wait_connected(10)
+        async with aiomqtt.Client("127.0.0.1", port, max_queued_outgoing_messages=0) as pub:
+            t0 = time.perf_counter()
+            for topic, payload in payloads:
+                await pub.publish(topic, payload, qos=1)
+            async with asyncio.timeout(120):
+                while ctl.ingest.stats.samples_stored < total:  # noqa: ASYNC110 (a counter, no event to wait on)
+                    await asyncio.sleep(0.01)
+            seconds = time.perf_counter() - t0
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    return InProcessIngest(samples=total, seconds=seconds, duplicates=ctl.ingest.stats.duplicates)

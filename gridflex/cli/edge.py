@@ -55,9 +55,11 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(EXIT_CONFIG)
         cfg = _load(config)
         _configure_logging(log_json or cfg.health.log_json, log_level)
-        from edge_agent.agent import run_until_signal
+        from edge_agent import EdgeAgent
+        from gridflex.ops.runner import run_until_signal
+        from protocols.clock import RealClock
 
-        run_until_signal(cfg)
+        run_until_signal(lambda: EdgeAgent(cfg, clock=RealClock()).run(), name="edge agent")
 
     @edge.command("check-config")
     def check_config(file: Annotated[Path, typer.Argument(help="site YAML")]) -> None:

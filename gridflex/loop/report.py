@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gridflex.grid_truth import TruthInterval, count_overloads
+from gridflex.loop.grid_truth import TruthInterval, count_overloads
 
 __all__ = ["CommandFigures", "DemoSummary", "RunFigures", "TelemetryFigures", "run_figures", "write_outputs"]
 

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from cloud_controller.live.types import History, Plan, Planner, SiteSnapshot
-from gridflex.reference_run import ReferenceRun
+from cloud_controller import History, Plan, Planner, SiteSnapshot
+from gridflex.loop.reference_run import ReferenceRun
 from protocols.messages import Command
 
 __all__ = ["PlannerWithPrior", "PriorHistory", "prior_from_reference"]

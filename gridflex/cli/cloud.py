@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -18,8 +16,7 @@ EXIT_CONFIG = 2
 
 
 def _load(config: Path, registry_path: Path | None) -> tuple[object, object]:
-    from cloud_controller.config import load_cloud_config
-    from cloud_controller.registry import load_registry
+    from cloud_controller import load_cloud_config, load_registry
 
     cfg = load_cloud_config(config)
     path = registry_path or cfg.registry
@@ -77,7 +74,7 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(EXIT_CONFIG) from None
 
         if worker is not None or api_port is not None:
-            from cloud_controller.config import CloudConfig
+            from cloud_controller import CloudConfig
 
             assert isinstance(cfg, CloudConfig)
             if worker is not None:
@@ -86,24 +83,15 @@ def register(app: typer.Typer) -> None:
             if api_port is not None:
                 cfg = cfg.model_copy(update={"api": cfg.api.model_copy(update={"port": api_port})})
 
-        async def main() -> None:
-            from cloud_controller.config import CloudConfig
-            from cloud_controller.registry import Registry
-            from cloud_controller.service import CloudController
-            from protocols.clock import RealClock
+        from cloud_controller import CloudConfig, CloudController, Registry
+        from gridflex.ops.runner import run_until_signal
+        from protocols.clock import RealClock
 
-            assert isinstance(cfg, CloudConfig) and isinstance(reg, Registry)
-            controller = CloudController(cfg, reg, clock=RealClock(), role=role)  # type: ignore[arg-type]
-            task = asyncio.create_task(controller.run())
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, task.cancel)
-            try:
-                await task
-            except asyncio.CancelledError:
-                logging.getLogger("cloud_controller").info("controller stopped")
-
-        asyncio.run(main())
+        assert isinstance(cfg, CloudConfig) and isinstance(reg, Registry)
+        run_until_signal(
+            lambda: CloudController(cfg, reg, clock=RealClock(), role=role).run(),  # type: ignore[arg-type]
+            name="controller",
+        )
 
     @cloud_app.command("check-config")
     def check_config(
@@ -116,8 +104,7 @@ def register(app: typer.Typer) -> None:
         except ConfigError as exc:
             typer.echo(f"gridflex cloud check-config: {exc}", err=True)
             raise typer.Exit(EXIT_CONFIG) from None
-        from cloud_controller.config import CloudConfig
-        from cloud_controller.registry import Registry
+        from cloud_controller import CloudConfig, Registry
 
         assert isinstance(cfg, CloudConfig) and isinstance(reg, Registry)
         typer.echo(cfg.model_dump_json(indent=2))

@@ -17,9 +17,9 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
-from cloud_controller.grid import build_schutterwald_region
-from gridflex.closed_loop import ClosedLoop
-from gridflex.scenario import LoopSettings, build_scenario
+from cloud_controller import build_schutterwald_region
+from gridflex.loop.closed_loop import ClosedLoop
+from gridflex.loop.scenario import LoopSettings, build_scenario
 
 __all__ = ["LoopLatency", "bench_command_latency"]
 

@@ -1,7 +1,7 @@
 """`gridflex twin`: judge the live controller over many fleets offline (seconds per fleet).
 
 The live demo needs minutes per fleet; a control strategy judged on one fleet is judged
-on luck. The twin (gridflex/twin_loop.py) runs the same physics and the same planner
+on luck. The twin (`gridflex.loop.twin`) runs the same physics and the same planner
 without sockets, so ten fleets take about a minute: overloaded intervals with vs.
 without control, the EV energy delivered and the heat still owed at the end (what the
 caps cost the owners), commands and guard corrections.
@@ -102,17 +102,19 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option("--out", help="output directory")] = Path("twin-out"),
     ) -> None:
         """Run the controller against offline twins of several fleets; print the relief per fleet."""
+        # Bad options are refused before the heavy imports (pandapower, pyomo) are paid for.
+        if battery_control not in ("setpoint", "grid_target"):
+            raise typer.BadParameter("must be setpoint or grid_target", param_hint="--battery-control")
+        seed_list = parse_seeds(seeds)
+
         from rich.console import Console
         from rich.progress import Progress
         from rich.table import Table
 
-        from cloud_controller.grid import build_schutterwald_region
-        from gridflex.scenario import LoopSettings, build_scenario
-        from gridflex.twin_loop import run_twin
+        from cloud_controller import build_schutterwald_region
+        from gridflex.loop.scenario import LoopSettings, build_scenario
+        from gridflex.loop.twin import run_twin
 
-        if battery_control not in ("setpoint", "grid_target"):
-            raise typer.BadParameter("must be setpoint or grid_target", param_hint="--battery-control")
-        seed_list = parse_seeds(seeds)
         console = Console()
         region = build_schutterwald_region()
         rows: list[TwinRow] = []

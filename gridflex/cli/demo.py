@@ -27,10 +27,10 @@ console = Console()
 async def _run(settings: object, out: Path) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from cloud_controller.grid import build_schutterwald_region
-    from gridflex.closed_loop import ClosedLoop
-    from gridflex.demo_report import DemoSummary, render_markdown, run_figures, write_outputs
-    from gridflex.scenario import LoopSettings, build_scenario
+    from cloud_controller import build_schutterwald_region
+    from gridflex.loop.closed_loop import ClosedLoop
+    from gridflex.loop.report import DemoSummary, render_markdown, run_figures, write_outputs
+    from gridflex.loop.scenario import LoopSettings, build_scenario
 
     assert isinstance(settings, LoopSettings)
     t0 = time.monotonic()
@@ -125,7 +125,7 @@ def register(app: typer.Typer) -> None:
         log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "WARNING",
     ) -> None:
         """Run the closed loop (buildings, agents, Mosquitto, controller) with vs. without control."""
-        from gridflex.scenario import LoopSettings
+        from gridflex.loop.scenario import LoopSettings
 
         logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         settings = LoopSettings(n_sites=sites, seed=seed, bacnet=bacnet)

@@ -44,7 +44,7 @@ async def _main(  # noqa: PLR0917
     duration: float | None,
     poll_s: float,
 ) -> None:
-    from gridflex.fleet import Fleet, FleetOptions
+    from gridflex.loop.agents import Fleet, FleetOptions
     from protocols.clock import SimClock
     from simulators.testbed import TestBedConfig
 

@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from cloud_controller.grid import Region
-from gridflex.grid_truth import GridTruth, TruthInterval, congestion_threshold_kw
-from gridflex.reference_run import ReferenceRun, demo_specs, run_reference
+from cloud_controller import Region
+from gridflex.loop.grid_truth import GridTruth, TruthInterval, congestion_threshold_kw
+from gridflex.loop.reference_run import ReferenceRun, demo_specs, run_reference
 from simulators.fleet import SiteSpec
 
 __all__ = ["LoopScenario", "LoopSettings", "build_scenario", "place_sites"]

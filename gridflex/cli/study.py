@@ -13,7 +13,7 @@ from rich.table import Table
 from protocols.errors import ConfigError
 
 if TYPE_CHECKING:
-    from cloud_controller.study.config import StudyConfig
+    from cloud_controller.study import StudyConfig
 
 console = Console(stderr=True)
 
@@ -44,7 +44,7 @@ def study(  # noqa: PLR0917 (typer options are parameters)
 ) -> None:
     """Rolling-horizon OPF over the region for every scenario × stress level (seed 001)."""
 
-    from cloud_controller.study.config import BEYOND, SCENARIOS, StudyConfig, load_study_config
+    from cloud_controller.study import BEYOND, SCENARIOS, StudyConfig, load_study_config
 
     try:
         cfg = load_study_config(config)
@@ -71,8 +71,7 @@ def study(  # noqa: PLR0917 (typer options are parameters)
 def _run(cfg: StudyConfig, out: Path, *, quick: bool, jobs: int, validate: bool) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from cloud_controller.study import report
-    from cloud_controller.study.study import load_inputs, plan_jobs, run_study, summarise, write_steps
+    from cloud_controller.study import load_inputs, plan_jobs, report, run_study, summarise, write_steps
 
     out.mkdir(parents=True, exist_ok=True)
     console.print("building region, households and profiles …")
@@ -117,7 +116,7 @@ def _run(cfg: StudyConfig, out: Path, *, quick: bool, jobs: int, validate: bool)
 
 
 def _print_table(summary: dict[str, object], stress: str) -> None:
-    from cloud_controller.study.report import LABELS
+    from cloud_controller.study import LABELS
 
     results = summary["results"]
     assert isinstance(results, dict)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from cloud_controller.grid import Region
+from cloud_controller import Region
 from protocols.errors import ConfigError
 
 __all__ = ["GridTruth", "TruthInterval", "congestion_threshold_kw", "count_overloads"]

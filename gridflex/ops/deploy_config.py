@@ -5,7 +5,7 @@ any Mosquitto deployment):
 
     DIR/mosquitto/mosquitto.conf   listener, persistence, TCP_NODELAY, password file, ACL
     DIR/mosquitto/passwd           `$7$` PBKDF2 lines for the cloud user and every site
-    DIR/mosquitto/acl              per-site isolation (`gridflex.broker.site_acl`)
+    DIR/mosquitto/acl              per-site isolation (`gridflex.ops.broker.site_acl`)
     DIR/secrets/<user>.pw          one random password per user (mode 0600)
     DIR/secrets/influxdb.token     admin token for InfluxDB 2 (compose passes it as a _FILE; 0644)
     DIR/secrets/influxdb.password  admin password for InfluxDB 2 (0644, see below)
@@ -22,7 +22,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from gridflex.broker import mosquitto_password_line, site_acl
+from gridflex.ops.broker import mosquitto_password_line, site_acl
 from protocols.topics import validate_id
 
 __all__ = ["Deployment", "render_deployment", "site_ids", "write_deployment"]

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import numpy.typing as npt
 
+from protocols.assets import Points
 from simulators.building import Building, build
 from simulators.fleet import SiteSpec, fleet_profiles, site_id
 
@@ -60,7 +61,7 @@ class ReferenceRun:
     sites: tuple[str, ...]
     times: tuple[datetime, ...]
     p_net_kw: FloatArray
-    series: dict[tuple[str, str], FloatArray]  # ("bat1", "p_kw") -> (N, n_sites), NaN where absent
+    series: dict[tuple[str, str], FloatArray]  # Points.BATTERY_P_KW -> (N, n_sites), NaN where absent
 
     def interval_means_kw(self, interval_s: float) -> tuple[list[datetime], FloatArray]:
         """Mean p_net per site over consecutive intervals (e.g. 900 s): the metered energy view."""
@@ -89,17 +90,17 @@ def initialise(buildings: list[Building], *, seed: int) -> None:
 
 
 def _record(b: Building) -> dict[tuple[str, str], float]:
-    out: dict[tuple[str, str], float] = {("meter", "p_kw"): b.p_net_kw}
+    out: dict[tuple[str, str], float] = {Points.METER_P_KW: b.p_net_kw}
     if b.pv is not None:
-        out["pv1", "p_kw"] = b.pv.p_kw
+        out[Points.PV_P_KW] = b.pv.p_kw
     if b.battery is not None:
-        out["bat1", "p_kw"] = b.battery.p_kw
-        out["bat1", "soc_pct"] = b.battery.soc_pct
+        out[Points.BATTERY_P_KW] = b.battery.p_kw
+        out[Points.BATTERY_SOC_PCT] = b.battery.soc_pct
     if b.ev is not None:
-        out["ev1", "p_kw"] = b.ev.p_kw
+        out[Points.EV_P_KW] = b.ev.p_kw
     if b.hp is not None:
-        out["hp1", "p_kw"] = b.hp.p_kw
-        out["hp1", "t_tank_c"] = b.hp.t_tank_c
+        out[Points.HP_P_KW] = b.hp.p_kw
+        out[Points.HP_T_TANK_C] = b.hp.t_tank_c
     return out
 
 

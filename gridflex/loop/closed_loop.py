@@ -23,17 +23,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 
-from cloud_controller.config import CloudConfig
-from cloud_controller.live.types import SiteSnapshot
-from cloud_controller.registry import Registry
-from cloud_controller.service import CloudController
-from gridflex.broker import MosquittoBroker
-from gridflex.demo_report import CommandFigures, TelemetryFigures
-from gridflex.fleet import Fleet, FleetOptions
-from gridflex.prior_history import PlannerWithPrior
-from gridflex.reference_run import initialise
-from gridflex.scenario import LoopScenario
-from gridflex.twin_loop import scenario_planner, site_refs
+from cloud_controller import CloudConfig, CloudController, Registry, SiteSnapshot
+from gridflex.loop.agents import Fleet, FleetOptions
+from gridflex.loop.prior_history import PlannerWithPrior
+from gridflex.loop.reference_run import initialise
+from gridflex.loop.report import CommandFigures, TelemetryFigures
+from gridflex.loop.scenario import LoopScenario
+from gridflex.loop.twin import scenario_planner, site_refs
+from gridflex.ops.broker import MosquittoBroker
 from protocols.clock import SimClock
 from simulators.testbed import TestBedConfig
 

@@ -1,15 +1,15 @@
 """The closed loop without sockets: the same physics, the same planner, commands applied directly.
 
-Why: the live loop (`closed_loop.py`) runs real Modbus, BACnet and MQTT and needs minutes
+Why: the live loop (`gridflex.loop.closed_loop`) runs real Modbus, BACnet and MQTT and needs minutes
 of wall time per simulated day; judging a control strategy needs many fleets (seeds),
 which only an offline twin affords. The twin steps the same buildings as the `TestBed`
 (same specs, profiles, seed and initial conditions), samples what an agent would
 publish every `poll_s` (the controller's history and snapshots), calls the same
-`MpcPlanner` at every period boundary, and applies each command the way the edge
-agent does (clamped to the point's range; a battery setpoint switches the inverter to
-remote mode, a meter `p_setpoint_kw` sets the inverter's grid target; a command that
-expires returns the asset to its safe state). What it leaves out is transport: no
-message loss, no latency, no deadband.
+`MpcPlanner` at every period boundary, and applies each command through the edge
+agent's own decision and the building's site YAML (`twin_site.TwinSite`: clamped as
+the agent clamps, written as its driver writes, back to the YAML's safe state when a
+command expires). What it leaves out is transport: no message loss, no latency, no
+deadband.
 
 The live end-to-end test confirms on real sockets what the twin predicts.
 """
@@ -20,20 +20,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from cloud_controller.live.planner import build_planner
-from cloud_controller.live.types import AssetRef, Plan, SiteRef, SiteSnapshot
-from gridflex.grid_truth import count_overloads
-from gridflex.prior_history import PlannerWithPrior, prior_from_reference
-from gridflex.reference_run import initialise
-from gridflex.scenario import LoopScenario
+from cloud_controller import AssetRef, Plan, SiteRef, SiteSnapshot, build_planner
+from gridflex.loop.grid_truth import count_overloads
+from gridflex.loop.prior_history import PlannerWithPrior, prior_from_reference
+from gridflex.loop.reference_run import initialise
+from gridflex.loop.scenario import LoopScenario
+from gridflex.loop.twin_site import TwinSite
+from protocols.assets import BATTERY, EV, HP, METER, PV, ZONE, PointKey, Points
 from protocols.messages import Command
 from simulators.building import Building, build
 from simulators.fleet import fleet_profiles
-from simulators.siteconfig import GRID_TARGET_RANGE_KW
+from simulators.siteconfig import GUARANTEED_MIN_KW
 
-__all__ = ["GUARANTEED_MIN_KW", "TwinResult", "run_twin", "scenario_planner", "site_refs"]
-
-GUARANTEED_MIN_KW = 4.2  # §14a EnWG: controllable consumers keep at least this much
+__all__ = ["TwinResult", "run_twin", "scenario_planner", "site_refs"]
 
 
 def site_refs(
@@ -43,13 +42,13 @@ def site_refs(
     them (with `bacnet`, each building's BMS zone too)."""
     refs: list[SiteRef] = []
     for site, b in buildings.items():
-        assets = [AssetRef(asset="meter", kind="meter")]
+        assets = [AssetRef(asset=METER, kind="meter")]
         if b.pv is not None:
-            assets.append(AssetRef(asset="pv1", kind="pv", p_nominal_kw=b.pv.inverter_kw))
+            assets.append(AssetRef(asset=PV, kind="pv", p_nominal_kw=b.pv.inverter_kw))
         if b.battery is not None:
             assets.append(
                 AssetRef(
-                    asset="bat1",
+                    asset=BATTERY,
                     kind="battery",
                     p_nominal_kw=b.battery.p_charge_max_kw,
                     capacity_kwh=b.battery.capacity_kwh,
@@ -58,13 +57,13 @@ def site_refs(
         if b.ev is not None:
             assets.append(
                 AssetRef(
-                    asset="ev1", kind="ev", p_nominal_kw=b.ev.p_max_kw, p_guaranteed_min_kw=GUARANTEED_MIN_KW
+                    asset=EV, kind="ev", p_nominal_kw=b.ev.p_max_kw, p_guaranteed_min_kw=GUARANTEED_MIN_KW
                 )
             )
         if b.hp is not None:
             assets.append(
                 AssetRef(
-                    asset="hp1",
+                    asset=HP,
                     kind="hp",
                     p_nominal_kw=b.hp.p_max_kw,
                     capacity_kwh=round(b.hp.tank_kwh, 3),
@@ -72,24 +71,24 @@ def site_refs(
                 )
             )
         if bacnet:
-            assets.append(AssetRef(asset="zone1", kind="hvac"))
+            assets.append(AssetRef(asset=ZONE, kind="hvac"))
         refs.append(SiteRef(site=site, region_site=household_of_site[site], assets=tuple(assets)))
     return tuple(refs)
 
 
 def _points(b: Building) -> dict[str, float]:
     """What the site's agent publishes ("asset/point" → value)."""
-    out = {"meter/p_kw": b.p_net_kw}
+    out = {str(Points.METER_P_KW): b.p_net_kw}
     if b.pv is not None:
-        out["pv1/p_kw"] = b.pv.p_kw
+        out[str(Points.PV_P_KW)] = b.pv.p_kw
     if b.battery is not None:
-        out["bat1/p_kw"] = b.battery.p_kw
-        out["bat1/soc_pct"] = b.battery.soc_pct
+        out[str(Points.BATTERY_P_KW)] = b.battery.p_kw
+        out[str(Points.BATTERY_SOC_PCT)] = b.battery.soc_pct
     if b.ev is not None:
-        out["ev1/p_kw"] = b.ev.p_kw
+        out[str(Points.EV_P_KW)] = b.ev.p_kw
     if b.hp is not None:
-        out["hp1/p_kw"] = b.hp.p_kw
-        out["hp1/t_tank_c"] = b.hp.t_tank_c
+        out[str(Points.HP_P_KW)] = b.hp.p_kw
+        out[str(Points.HP_T_TANK_C)] = b.hp.t_tank_c
     return out
 
 
@@ -101,51 +100,13 @@ class _MemoryHistory:
 
     def add(self, site: str, now: datetime, points: Mapping[str, float]) -> None:
         for key, value in points.items():
-            asset, point = key.split("/")
+            asset, point = PointKey.parse(key)
             self.rows.setdefault((site, asset, point), []).append((now, value))
 
     def read_series(
         self, site: str, asset: str, point: str, start: datetime, end: datetime
     ) -> list[tuple[datetime, float]]:
         return [(t, v) for t, v in self.rows.get((site, asset, point), []) if start <= t < end]
-
-
-def _clamp(value: float, lo: float, hi: float) -> float:
-    return min(max(value, lo), hi)
-
-
-def apply_command(b: Building, cmd: Command) -> None:
-    """What the edge agent writes for `cmd` (see simulators/siteconfig.py for the point ranges)."""
-    value = float(cmd.value)
-    if cmd.asset == "meter" and cmd.kind == "p_setpoint_kw" and b.battery is not None:
-        b.battery.remote = False
-        b.battery.grid_target_kw = _clamp(value, -GRID_TARGET_RANGE_KW, GRID_TARGET_RANGE_KW)
-    elif cmd.asset == "bat1" and cmd.kind == "p_setpoint_kw" and b.battery is not None:
-        b.battery.remote = True
-        b.battery.setpoint_kw = _clamp(value, -b.battery.p_discharge_max_kw, b.battery.p_charge_max_kw)
-    elif cmd.asset == "ev1" and cmd.kind == "p_limit_kw" and b.ev is not None:
-        b.ev.p_limit_kw = _clamp(value, 0.0, b.ev.p_max_kw)
-    elif cmd.asset == "hp1" and cmd.kind == "p_limit_kw" and b.hp is not None:
-        b.hp.p_limit_kw = _clamp(value, 0.0, b.hp.p_max_kw)
-    elif cmd.asset == "pv1" and cmd.kind == "p_limit_kw" and b.pv is not None:
-        b.pv.limit_enabled = True
-        b.pv.limit_pct = _clamp(100.0 * value / b.pv.inverter_kw, 0.0, 100.0)
-    else:
-        raise ValueError(f"{cmd.site}: no control {cmd.kind} on {cmd.asset}")
-
-
-def safe_state(b: Building, asset: str) -> None:
-    """The site YAML's safe state of `asset` (what the agent writes when a command expires)."""
-    if asset == "meter" and b.battery is not None:
-        b.battery.grid_target_kw = 0.0
-    elif asset == "bat1" and b.battery is not None:
-        b.battery.remote = False
-    elif asset == "ev1" and b.ev is not None:
-        b.ev.p_limit_kw = b.ev.p_max_kw
-    elif asset == "hp1" and b.hp is not None:
-        b.hp.p_limit_kw = None
-    elif asset == "pv1" and b.pv is not None:
-        b.pv.limit_enabled = False
 
 
 @dataclass
@@ -157,6 +118,8 @@ class TwinResult:
     root_kw: list[float] = field(default_factory=list)
     commands: int = 0
     corrections: int = 0
+    #: Commands the agent's decision rejected or found expired (never written).
+    refused: int = 0
     plans: int = 0
     #: Every polled sample, (site, asset, point) → [(t, value)] (what the controller stored).
     samples: dict[tuple[str, str, str], list[tuple[datetime, float]]] = field(default_factory=dict)
@@ -168,6 +131,13 @@ class TwinResult:
 
     def overloads(self, threshold_kw: float) -> int:
         return count_overloads(self.root_kw, threshold_kw)
+
+
+def _apply(site: TwinSite, cmd: Command, now: datetime, result: TwinResult) -> None:
+    """Hand `cmd` to the site's agent logic; count it, and count what the agent refused."""
+    result.commands += 1
+    if site.apply(cmd, now).status in ("rejected", "expired"):
+        result.refused += 1
 
 
 def scenario_planner(scenario: LoopScenario, refs: tuple[SiteRef, ...]) -> PlannerWithPrior:
@@ -202,7 +172,7 @@ def run_twin(
     planner = scenario_planner(scenario, refs)
     history = _MemoryHistory()
     snapshots: dict[str, SiteSnapshot] = {}
-    active: dict[tuple[str, str], Command] = {}
+    sites = {site: TwinSite(b) for site, b in buildings.items()}
     result = TwinResult()
     dt_s = s.physics_step_s
     per_poll = max(1, round(s.poll_s / dt_s))
@@ -218,7 +188,7 @@ def run_twin(
             snapshots[site] = SiteSnapshot(
                 site=site,
                 mode="online",
-                p_net_kw=pts["meter/p_kw"],
+                p_net_kw=pts[str(Points.METER_P_KW)],
                 points=pts,
                 last_seen=now,
                 measured_at=now,
@@ -227,19 +197,15 @@ def run_twin(
     poll(s.start)
     for k in range(1, n_steps + 1):
         now = s.start + timedelta(seconds=k * dt_s)
-        for key, cmd in list(active.items()):
-            if now > cmd.valid_until:
-                safe_state(buildings[key[0]], key[1])
-                del active[key]
+        for twin_site in sites.values():
+            twin_site.expire(now)
         for site, b in buildings.items():
             energy[site] += b.step(now, dt_s) * dt_s / 3600.0
         if k % per_poll == 0:
             poll(now)
             if control and guard and now < next_plan:
                 for cmd in planner.correct(now, snapshots):
-                    apply_command(buildings[cmd.site], cmd)
-                    active[cmd.site, cmd.asset] = cmd
-                    result.commands += 1
+                    _apply(sites[cmd.site], cmd, now, result)
                     result.corrections += 1
         if k % per_period == 0:
             result.interval_starts.append(now - timedelta(seconds=s.period_s))
@@ -251,9 +217,7 @@ def run_twin(
             result.plans += 1
             result.plans_log.append(plan)
             for cmd in plan.commands:
-                apply_command(buildings[cmd.site], cmd)
-                active[cmd.site, cmd.asset] = cmd
-                result.commands += 1
+                _apply(sites[cmd.site], cmd, now, result)
             ts = now.timestamp()
             next_plan = datetime.fromtimestamp(ts - ts % s.period_s + s.period_s, tz=now.tzinfo)
     truth = scenario.truth.evaluate_series(result.site_p_kw)

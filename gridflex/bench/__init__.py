@@ -1,0 +1,208 @@
+"""`gridflex bench ...`: benchmarks that print figures (never pass/fail timing tests).
+
+One home for every benchmark, one module per subject (`contract`, `study`, `ingest`,
+`loop`; `dispatch` is a package of its own). This module holds only the typer commands:
+they call a subject's public functions and print its figures as a table. Each command
+with several sections takes `--only` to run some of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["CONTRACT_PARTS", "DISPATCH_PARTS", "bench_app", "parse_parts"]
+
+bench_app = typer.Typer(help="Benchmarks that print figures.", no_args_is_help=True)
+console = Console()
+
+CONTRACT_PARTS = ("codec", "mqtt")
+DISPATCH_PARTS = ("rundcopp", "step", "mpc")
+
+
+def parse_parts(values: Sequence[str] | None, known: Sequence[str]) -> tuple[str, ...]:
+    """`--only a --only b` or `--only a,b` → the parts in `known`'s order (all when none given)."""
+    if not values:
+        return tuple(known)
+    chosen = {p.strip() for v in values for p in v.split(",") if p.strip()}
+    unknown = sorted(chosen - set(known))
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown part(s) {', '.join(unknown)}; known: {', '.join(known)}", param_hint="--only"
+        )
+    if not chosen:
+        raise typer.BadParameter("no part given", param_hint="--only")
+    return tuple(p for p in known if p in chosen)
+
+
+def _figures_table(title: str) -> Table:
+    """The figure / value / target table every benchmark prints."""
+    table = Table(title=title)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("target", justify="right")
+    return table
+
+
+@bench_app.command("contract")
+def bench_contract(
+    n_messages: Annotated[int, typer.Option(help="Messages per MQTT throughput run.")] = 50_000,
+    skip_mqtt: Annotated[bool, typer.Option(help="Only the in-process codec figures.")] = False,
+    protocol: Annotated[str, typer.Option(help="MQTT protocol of the subscriber: 5 or 3.1.1.")] = "5",
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help="parts to run (repeat or comma list): codec, mqtt")
+    ] = None,
+) -> None:
+    """Codec µs per message, and ingest msg/s + latency through a real Mosquitto on loopback."""
+    from gridflex.bench.contract import codec_figures, mqtt_ingest_figures
+
+    parts = parse_parts(only, CONTRACT_PARTS)
+    table = _figures_table(f"gridflex bench contract (subscriber MQTT {protocol})")
+    if "codec" in parts:
+        targets = {"decode x1 msgs/s (one core)": ">= 100,000"}
+        for name, value in codec_figures().items():
+            table.add_row(name, f"{value:,.1f}", targets.get(name, ""))
+    if "mqtt" in parts and not skip_mqtt:
+        from gridflex.ops.broker import MosquittoBroker
+
+        with MosquittoBroker() as broker:
+            runs = [
+                ("QoS 0 ingest", 0, n_messages, None, ">= 15,000 msg/s"),
+                ("QoS 1 ingest", 1, n_messages, None, ">= 5,000 msg/s"),
+                ("QoS 1 at 1,000 msg/s", 1, 5_000, 1000.0, "p99 < 5 ms"),
+            ]
+            for label, qos, n, rate, target in runs:
+                result = asyncio.run(
+                    mqtt_ingest_figures(broker.port, n, qos, rate, "3.1.1" if protocol == "3.1.1" else "5")
+                )
+                table.add_row(
+                    f"{label}: msgs/s (received {result['received']:,.0f}/{result['sent']:,.0f})",
+                    f"{result['msgs/s']:,.0f}",
+                    target if rate is None else "",
+                )
+                table.add_row(
+                    f"{label}: publish->receive p50 / p99 ms",
+                    f"{result['p50 ms']:.2f} / {result['p99 ms']:.2f}",
+                    target if rate else "",
+                )
+    console.print(table)
+
+
+@bench_app.command("dispatch")
+def bench_dispatch(  # noqa: PLR0917 (typer options are parameters)
+    steps: Annotated[int, typer.Option(help="rundcopp comparison steps and warm re-solves per size.")] = 20,
+    sizes: Annotated[str, typer.Option(help="Comma-separated building counts.")] = "100,1000,10000",
+    mpc_sites: Annotated[int, typer.Option(help="Buildings in the multi-period MPC case.")] = 1000,
+    mpc_steps: Annotated[int, typer.Option(help="Periods of the MPC case (15 min each).")] = 96,
+    time_limit_s: Annotated[float, typer.Option(help="Give up on a size after this long.")] = 120.0,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="parts to run (repeat or comma list): rundcopp, step, mpc"),
+    ] = None,
+) -> None:
+    """Engine vs pandapower rundcopp (ms/step, ratio), single-step dispatch at scale, MPC."""
+    from gridflex.bench.dispatch import format_result, run_dispatch_bench
+
+    result = run_dispatch_bench(
+        steps=steps,
+        sizes=tuple(int(s) for s in sizes.split(",") if s.strip()),
+        mpc_sites=mpc_sites,
+        mpc_steps=mpc_steps,
+        time_limit_s=time_limit_s,
+        only=parse_parts(only, DISPATCH_PARTS),
+    )
+    print(format_result(result))
+
+
+@bench_app.command("study")
+def bench_study(
+    scenario: Annotated[str, typer.Option(help="Scenario to time over the whole year.")] = "stor",
+    stress: Annotated[str, typer.Option(help="Stress level for policy scenarios.")] = "critical",
+) -> None:
+    """One scenario-year (35,040 steps) of the seed-001 study: solve time, AC check time, RSS."""
+    from gridflex.bench.study import run_study_bench
+
+    fig = run_study_bench(scenario, stress)
+    steps = fig.steps
+    table = _figures_table(
+        f"gridflex bench study: {scenario}, one year ({steps:,} steps, {fig.households} households)"
+    )
+    table.add_row("region + households + year profiles (s)", f"{fig.inputs_s:.1f}", "")
+    table.add_row("per-step OPF over the year, incl. engine build (s)", f"{fig.run_s:.1f}", "<= 15")
+    table.add_row("  of which solves (by site or HiGHS) + updates (s)", f"{fig.solve_s:.1f}", "")
+    table.add_row("  ms per step", f"{fig.solve_ms_per_step:.2f}", "")
+    table.add_row(
+        "  steps answered site by site (certified, no HiGHS)",
+        f"{fig.steps_by_site:,} of {steps:,} ({fig.steps_by_site / steps:.1%})",
+        "",
+    )
+    table.add_row("AC check, power-grid-model batch (s)", f"{fig.ac_check_s:.1f}", "")
+    table.add_row("OPF + AC check (s)", f"{fig.run_s + fig.ac_check_s:.1f}", "<= 30")
+    table.add_row(
+        "AC vs DC at the HV/MV station, mean / max (%)",
+        f"{fig.ac_dc_mean_rel_pct:.2f} / {fig.ac_dc_max_rel_pct:.2f}",
+        "< 5 (seed 001)",
+    )
+    table.add_row("peak RSS (MB)", f"{fig.rss_mb:,.0f}", "< 4,096")
+    Console().print(table)
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    workers: Annotated[
+        list[int] | None, typer.Option("--workers", help="worker counts to run (repeat)")
+    ] = None,
+    sites: Annotated[int, typer.Option(help="sites publishing")] = 20,
+    batches: Annotated[int, typer.Option(help="batches per site")] = 20,
+    size: Annotated[int, typer.Option(help="samples per batch")] = 500,
+) -> None:
+    """Controller ingest samples/s through Mosquitto with 1 and 2 workers on `$share/gridflex-ingest`."""
+    import tempfile
+    from pathlib import Path
+
+    from gridflex.bench.ingest import bench_ingest_workers
+    from gridflex.ops.broker import MosquittoBroker
+
+    counts = workers or [1, 2]
+    table = Table(title=f"gridflex bench ingest ({sites} sites x {batches} batches x {size} samples, QoS 1)")
+    for col in ("workers", "samples/s", "per worker (samples stored)", "watermarks right", "target"):
+        table.add_column(col, justify="right")
+    with tempfile.TemporaryDirectory() as tmp, MosquittoBroker(workdir=Path(tmp) / "mosquitto") as broker:
+        for n in counts:
+            fig = bench_ingest_workers(
+                n, port=broker.port, workdir=Path(tmp), n_sites=sites, n_batches=batches, size=size
+            )
+            table.add_row(
+                str(n),
+                f"{fig.samples_per_s:,.0f}",
+                " / ".join(f"{c:,}" for c in fig.per_worker),
+                "yes" if fig.watermarks_ok else "NO",
+                ">= 50,000 per worker" if n == 1 else "the split",
+            )
+    console.print(table)
+
+
+@bench_app.command("loop")
+def bench_loop(
+    sites: Annotated[int, typer.Option(min=1, max=319, help="simulated buildings, one agent each")] = 100,
+    minutes: Annotated[float, typer.Option(min=1.0, help="real minutes to run (one plan a minute)")] = 3.0,
+) -> None:
+    """Command round trip (plan decision to `applied` ack) p50/p99 in the real-time closed loop."""
+    from gridflex.bench.loop import bench_command_latency
+
+    fig = bench_command_latency(sites, minutes)
+    table = _figures_table(f"gridflex bench loop ({sites} sites, {minutes:g} min real time, 60 s period)")
+    table.add_row("commands sent / answered", f"{fig.commands:,} / {fig.answered:,}", "")
+    table.add_row(
+        "decision -> ack p50 / p99 / max (ms)",
+        f"{fig.p50_ms:.0f} / {fig.p99_ms:.0f} / {fig.max_ms:.0f}",
+        "p99 < 250",
+    )
+    table.add_row("plans, last solve (ms)", f"{fig.plans}, {fig.last_solve_ms:.0f}", "")
+    table.add_row("process peak RSS (buildings + agents + controller)", f"{fig.rss_mb:,.0f} MB", "")
+    console.print(table)

@@ -1,4 +1,4 @@
-"""The offline study: seed 001's rolling-horizon OPF over a year, per scenario and stress level.
+"""The offline study: the Schutterwald rolling-horizon OPF over a year, per scenario and stress level.
 
 The public face for the `gridflex study` and `gridflex bench study` commands; names are
 imported on first use, so importing the package loads neither pandapower nor pyomo.

@@ -24,8 +24,8 @@ from edge_agent.fallback import FallbackPolicy
 from protocols.assets import METER
 from protocols.messages import Command
 from protocols.signing import ReplayGuard
+from protocols.testbed import ModbusEndpoint
 from simulators.building import Building
-from simulators.manifest import ModbusEndpoint
 from simulators.modbus import RegisterMap, battery_map, ev_map, hp_map, meter_map, pv_map
 from simulators.siteconfig import site_config
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from playwright.sync_api import sync_playwright
 
-from gridflex.broker import MosquittoBroker
+from gridflex.ops.broker import MosquittoBroker
 from tests.integration.web import harness
 from tests.integration.web.test_browser import PAGES
 

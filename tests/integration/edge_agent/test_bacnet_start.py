@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from gridflex.broker import MosquittoBroker
+from gridflex.ops.broker import MosquittoBroker
 
 from .cloud import Cloud
 from .helpers import site_dict, write_site

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gridflex.broker import MosquittoBroker
+from gridflex.ops.broker import MosquittoBroker
 from protocols.assets import BATTERY
 from protocols.clock import RealClock
 from protocols.messages import Command

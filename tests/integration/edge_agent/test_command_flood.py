@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gridflex.broker import MosquittoBroker
+from gridflex.ops.broker import MosquittoBroker
 from protocols.assets import PV
 from protocols.messages import Command
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from edge_agent.config import ControlConfig, SiteConfig, load_config
-from gridflex.broker import MosquittoBroker
+from gridflex.ops.broker import MosquittoBroker
 from protocols.assets import EV, HP
 from protocols.clock import SimClock
 from protocols.messages import Command

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gridflex.broker import MosquittoBroker
+from gridflex.ops.broker import MosquittoBroker
 from protocols.assets import EV
 from protocols.codec import encode
 from protocols.messages import Command

@@ -19,7 +19,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from cloud_controller.grid import build_schutterwald_region
-from gridflex.broker import MosquittoBroker
+from gridflex.ops.broker import MosquittoBroker
 from protocols.topics import site_topic
 from tests.integration.web import harness
 

@@ -1,4 +1,4 @@
-"""Study outputs: figures (PNG + interactive HTML) and `report.md` beside seed 001's results."""
+"""Study outputs: figures (PNG + interactive HTML) and `report.md` beside the Schutterwald study's results."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ LABELS = {
 #: embedding it into every figure.
 PLOTLYJS = "directory"
 
-# Seed 001's stated results (critical grid unless said), as fractions of load violations resolved.
+# The Schutterwald study's stated results (critical grid unless said), as fractions of load violations resolved.
 PAPER = {
     "stor": "35 % of load violations resolved (critical grid); feed-in violations mitigated",
     "stor_cura": "+11 % over Stor",
@@ -49,7 +49,7 @@ def _violation_grid(p_root_kw: np.ndarray, limit_kw: float, index: Any) -> tuple
 
 
 def figure_heatmap(res: StudyResult, out: Path, stress: str = "critical") -> list[Path]:
-    """Seed 001 Fig. 8: violations by day of year and time of day, without and with storage."""
+    """The Schutterwald study Fig. 8: violations by day of year and time of day, without and with storage."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -101,7 +101,7 @@ def figure_heatmap(res: StudyResult, out: Path, stress: str = "critical") -> lis
 
 
 def figure_bars(summary: dict[str, Any], out: Path) -> list[Path]:
-    """Seed 001 Fig. 9: load and feed-in violation counts per scenario and stress level."""
+    """The Schutterwald study Fig. 9: load and feed-in violation counts per scenario and stress level."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -136,7 +136,7 @@ def figure_bars(summary: dict[str, Any], out: Path) -> list[Path]:
 
 
 def figure_curb_day(res: StudyResult, out: Path, stress: str = "critical") -> list[Path]:
-    """Seed 001 Fig. 10: one congested day with Stor vs Stor+CurB (cold load pickup)."""
+    """The Schutterwald study Fig. 10: one congested day with Stor vs Stor+CurB (cold load pickup)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -178,7 +178,7 @@ def write_report(res: StudyResult, summary: dict[str, Any], out: Path, figures: 
     """report.md: our counts beside the paper's statements, and why they differ."""
     cfg = res.inputs.cfg
     lines = [
-        "# GridFlex study: seed 001 reproduced on the Schutterwald region",
+        "# GridFlex study: the Schutterwald rolling-horizon OPF study (Energies 2024, 17(17), 4217) reproduced",
         "",
         f"Period: {summary['period'][0]} – {summary['period'][1]} ({summary['steps']} steps of 15 min"
         + (", the --quick weeks" if res.quick else "")
@@ -188,7 +188,7 @@ def write_report(res: StudyResult, summary: dict[str, Any], out: Path, figures: 
         f"limits: {json.dumps(summary['limits_kw'])} kW (status-quo peak = stress × limit); "
         f"on the AC station load (out of the HV/MV transformer): {json.dumps(summary.get('limits_ac_kw', {}))} kW.",
         "",
-        "## Assumptions (seed 001's Table 1 is not in our copy; these are our defaults, all in the YAML)",
+        "## Assumptions (the Schutterwald study's Table 1 is not in our copy; these are our defaults, all in the YAML)",
         "",
         f"- 2024: PV {cfg.sizes.pv_2024_kwp} kWp on {cfg.pv_share_2024:.0%} of households per station.",
         f"- 2030: PV {cfg.sizes.pv_2030_kwp} kWp, EV {cfg.sizes.ev_p_max_kw} kW, batteries {cfg.sizes.battery_kwh} kWh / "
@@ -216,7 +216,7 @@ def write_report(res: StudyResult, summary: dict[str, Any], out: Path, figures: 
         lines += [
             f"### {st} (limit {summary['limits_kw'][st]} kW)",
             "",
-            "| scenario | load viol. | feed-in viol. | AC load viol. | resolved vs 2030 | AC resolved | resolved of Stor's | max load % | AC/DC gap mean % | seed 001 says |",
+            "| scenario | load viol. | feed-in viol. | AC load viol. | resolved vs 2030 | AC resolved | resolved of Stor's | max load % | AC/DC gap mean % | the Schutterwald study says |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for sc, row in table.items():
@@ -241,9 +241,9 @@ def _pct(v: Any) -> str:
 
 
 def _discussion(summary: dict[str, Any]) -> list[str]:
-    """Compare with seed 001's statements, with the numbers of this run."""
+    """Compare with the Schutterwald study's statements, with the numbers of this run."""
     res = summary["results"].get("critical") or next(iter(summary["results"].values()))
-    out = ["## Against seed 001", ""]
+    out = ["## Against the Schutterwald study", ""]
 
     def lv(sc: str) -> int | None:
         return res[sc]["load_violations"] if sc in res else None

@@ -152,7 +152,7 @@ def _plan_routes(app: FastAPI, controller: CloudController) -> None:
 
         scenarios=0: the plan's HV/MV forecast (normal approximation, every period);
         scenarios=N: AC power flows of the region over N sampled load scenarios, per
-        transformer and the most loaded line (seed 002; seconds of CPU, on demand).
+        transformer and the most loaded line (the FlexiGrid DSO guide; seconds of CPU, on demand).
         """
         plan = controller.last_plan
         if plan is None:

@@ -60,7 +60,7 @@ class StoreConfig(_Model):
 
 
 class RegionConfig(_Model):
-    #: "schutterwald" (bundled, seed 001's three stations) or a pandapower JSON file.
+    #: "schutterwald" (bundled, the Schutterwald study's three stations) or a pandapower JSON file.
     """The region's network, and optionally the name of its HV/MV transformer."""
 
     network: str = "schutterwald"

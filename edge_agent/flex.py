@@ -2,7 +2,7 @@
 
 Pure functions of (asset config, latest readings, now). Measured inputs are the asset's
 points named `p_kw` (power, load-positive) and `soc_pct` (battery); the model
-parameters come from the asset's `model:` block (seed 003: battery SOC bookkeeping
+parameters come from the asset's `model:` block (O'Connell & Keane 2021: battery SOC bookkeeping
 with separate charge/discharge efficiencies). Each interval's bounds are what the
 asset could sustain for that whole interval starting from the state measured now.
 """

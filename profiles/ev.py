@@ -1,4 +1,4 @@
-"""Agent-based EV home-charging sessions (seed 001 §2.2 uses an agent-based model [31]).
+"""Agent-based EV home-charging sessions (the Schutterwald study §2.2 uses an agent-based model [31]).
 
 Each EV decides day by day whether it comes home (weekday evenings likely, weekends
 less and earlier), when it arrives and leaves, and how much energy it wants; sessions

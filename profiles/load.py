@@ -1,9 +1,9 @@
-"""Household electric and thermal load profiles (seed 001 §2.2), vectorised and seeded.
+"""Household electric and thermal load profiles (the Schutterwald study §2.2), vectorised and seeded.
 
 Electric: the BDEW H0 standard load profile (demandlib, shipped with the package, no
 download) normalised to 1 kWh/a, scaled to each household's annual consumption, then
 decorrelated between households by a random time shift and a multiplicative
-fluctuation, as seed 001 does "to reduce cross-correlation effects between households".
+fluctuation, as the Schutterwald study does "to reduce cross-correlation effects between households".
 Thermal: degree-day space heating on the daily mean temperature plus a hot-water draw
 profile, shifted and fluctuated per household the same way.
 """

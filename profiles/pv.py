@@ -1,4 +1,4 @@
-"""PV: seed 003's module model (Zhou et al.) on pvlib clear-sky irradiance × seeded clouds.
+"""PV: O'Connell & Keane's module model (Zhou et al.) on pvlib clear-sky irradiance × seeded clouds.
 
 `module_power_w` is the physics (also used by the live PV inverter simulator);
 `clear_sky_index` is the stochastic cloud process; `pv_kw_per_kwp` puts them together
@@ -22,7 +22,7 @@ Q_E = 1.602176634e-19
 
 @dataclass(frozen=True)
 class ZhouModule:
-    """Seed 003's PV module parameters (Zhou et al. [47]), with the 60-cell module they fit."""
+    """O'Connell & Keane's PV module parameters (Zhou et al. [47]), with the 60-cell module they fit."""
 
     alpha: float = 1.21
     beta: float = 0.058
@@ -44,7 +44,7 @@ ZHOU_250WP = ZhouModule()
 def module_power_w(
     g_w_m2: np.ndarray | float, t_module_c: np.ndarray | float, m: ZhouModule = ZHOU_250WP
 ) -> np.ndarray:
-    """Maximum power of one module (W) at irradiance G and module temperature T (seed 003 eq.).
+    """Maximum power of one module (W) at irradiance G and module temperature T (O'Connell & Keane 2021 eq.).
 
     Isc = Isc0 (G/G0)^α; Voc = Voc0 / (1 + β ln(G0/G)) · (T0/T)^γ;
     voc = Voc / (n k T / q · cells); PM = (voc − ln(voc + 0.72)) / (1 + voc) · (1 − Rs Isc/Voc) · Voc · Isc.

@@ -1,4 +1,4 @@
-"""Heat pump COP as a function of ambient (source) temperature (seed 001's time-dependent COP)."""
+"""Heat pump COP as a function of ambient (source) temperature (the Schutterwald study's time-dependent COP)."""
 
 from __future__ import annotations
 

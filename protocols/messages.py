@@ -247,7 +247,7 @@ class Stored(_Envelope):
 
 
 class DRRequest(_Strict):
-    """A demand-response request of a program (seed 003), retained on `dr/{program}/request`.
+    """A demand-response request of a program (O'Connell & Keane 2021), retained on `dr/{program}/request`.
 
     It is addressed to a program, not a site, so it carries `program` (and optional
     target `sites`) where the site messages carry `site`.

@@ -27,7 +27,7 @@ from profiles.ev import EvSession
 __all__ = ["AssetMix", "SiteProfiles", "SiteSpec", "draw_specs", "fleet_profiles", "site_id"]
 
 PROFILE_STEP_S = 900.0
-LAT_DEG, LON_DEG = 48.45, 7.88  # Schutterwald (seed 001)
+LAT_DEG, LON_DEG = 48.45, 7.88  # Schutterwald (the Schutterwald study)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Grid-aware dispatch: seed 001's rolling-horizon OPF and an MPC mode, solved by HiGHS.
+"""Grid-aware dispatch: the Schutterwald study's rolling-horizon OPF and an MPC mode, solved by HiGHS.
 
 The public face: code outside `cloud_controller.dispatch` imports from here only. Layout
 (docs/dispatch.md): `model/` states the LP (pyomo and numpy, one family table), `highs/`

@@ -1,4 +1,4 @@
-"""Probabilistic congestion forecast (seed 002): AC power flows over sampled load scenarios.
+"""Probabilistic congestion forecast (the FlexiGrid DSO guide): AC power flows over sampled load scenarios.
 
 Why sampled scenarios and not one deterministic flow: what a grid operator needs to act
 on is the probability that an element exceeds its limit, and that depends on how far

@@ -1,6 +1,14 @@
 """Grid model: pandapower networks, the radial linear model the optimiser uses, power-flow checks."""
 
 from cloud_controller.grid.radial import RadialGrid, radial_from_pandapower
+from cloud_controller.grid.reduce import station_grid
 from cloud_controller.grid.region import Region, build_schutterwald_region, region_from_json
 
-__all__ = ["RadialGrid", "Region", "build_schutterwald_region", "radial_from_pandapower", "region_from_json"]
+__all__ = [
+    "RadialGrid",
+    "Region",
+    "build_schutterwald_region",
+    "radial_from_pandapower",
+    "region_from_json",
+    "station_grid",
+]

@@ -10,7 +10,7 @@ cap their power (§14a EnWG: never below 4.2 kW), and a real heat pump's thermos
 the controller, decides when it runs. Caps, and corrections of the batteries between
 plans, belong to the fleet guard (guard.py): a fast loop on measurements that keeps
 each interval's mean under the limit; `correct` runs it between plans, and every plan
-runs it once with the plan's battery values counted as pending (seed 001's CurA/CurB as
+runs it once with the plan's battery values counted as pending (the Schutterwald study's CurA/CurB as
 real-time rules).
 
 Sites that are offline (or unknown, or ignored their last commands) are "excluded":
@@ -287,7 +287,7 @@ class MpcPlanner:
         limit_t = np.maximum(self.limit_kw - self.forecast_z * fc.sigma_kw, 0.5 * self.limit_kw)
         # A slight preference for earlier imports makes the LP charge as soon as headroom
         # allows instead of "just in time" (ties are otherwise broken arbitrarily), and hold
-        # energy for later: pre-charging, seed 001's ProA, without a separate rule.
+        # energy for later: pre-charging, the Schutterwald study's ProA, without a separate rule.
         c_import = 1.0 + EARLY_IMPORT_PREFERENCE * np.arange(self.horizon) / self.horizon
         # The window moves one period between plans: the last basis, unshifted, is the better
         # start (measured, 100 sites: 105 ms per plan; shifted with engine.shift_basis: 998 ms).
@@ -335,7 +335,7 @@ class MpcPlanner:
         )
 
     def congestion_forecast(self, plan: Plan, n_scenarios: int = 100) -> CongestionForecast:
-        """Seed 002's probabilistic congestion forecast for `plan`'s horizon.
+        """The FlexiGrid DSO guide's probabilistic congestion forecast for `plan`'s horizon.
 
         AC power flows of the whole region over sampled scenarios (see forecast/congestion.py).
         Seconds of CPU: called on demand (API), not every period.

@@ -1,6 +1,6 @@
 """The study's scenario file (`examples/schutterwald/study.yaml`): region, asset mix, policies.
 
-Seed 001's Table 1 (2030 adoption rates) is not in our copy of the paper, so the rates
+The Schutterwald study's Table 1 (2030 adoption rates) is not in our copy of the paper, so the rates
 below are our documented defaults, derived from REPowerEU-era national targets for
 Germany (15 M EVs, 6 M heat pumps and ~215 GW PV by 2030, i.e. roughly a quarter of
 single-family homes with an EV, a third with a heat pump, four in ten with rooftop PV,
@@ -67,7 +67,7 @@ class AssetSizes(_Strict):
 
 
 class HouseholdDemand(_Strict):
-    """Seed 001 §2.2: E_i = E_avg × A_i / A_avg; heat (space + hot water) 40 kWh/m²·a (Efficiency House 40)."""
+    """The Schutterwald study §2.2: E_i = E_avg × A_i / A_avg; heat (space + hot water) 40 kWh/m²·a (Efficiency House 40)."""
 
     e_avg_kwh: Annotated[float, Field(gt=0.0)] = 4_000.0
     area_avg_m2: Annotated[float, Field(gt=0.0)] = 130.0

@@ -1,4 +1,4 @@
-"""Beyond seed 001: a multi-period MPC that plans a whole horizon at once.
+"""Beyond the Schutterwald study: a multi-period MPC that plans a whole horizon at once.
 
 Every `replan_h` hours the engine (the same pyomo/HiGHS formulation, horizon > 1) plans
 the next `horizon_h` hours with the HV/MV limit as a soft constraint, and the first

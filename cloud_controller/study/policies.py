@@ -1,6 +1,6 @@
-"""Seed 001's control measures as pure functions of a day-ahead forecast (§2.3.3–2.3.4).
+"""The Schutterwald study's control measures as pure functions of a day-ahead forecast (§2.3.3–2.3.4).
 
-Each takes the forecast HV/MV load (seed 001: a power flow of the 2030 scenario without
+Each takes the forecast HV/MV load (the Schutterwald study: a power flow of the 2030 scenario without
 storage, the "pseudo-forecast") and a limit, finds each day's congestion onset, and
 returns modified profiles (CurA, CurB) or per-step cost parameters (ProA, ProB) for the
 rolling-horizon OPF. Nothing here touches the solver.
@@ -40,7 +40,7 @@ def cur_a(
 
     The energy the EVs wanted in that window is delivered as fast as the cap allows
     (a backlog), and what is still missing at midnight is charged at the original power
-    from the start of the next day (seed 001 Fig. 6 top). Energy is conserved exactly,
+    from the start of the next day (the Schutterwald study Fig. 6 top). Energy is conserved exactly,
     except a backlog left at the very end of the profile, which is dropped.
     """
     out = np.array(ev_kw, dtype=float, copy=True)
@@ -86,7 +86,7 @@ def cur_b(
     """CurB: heat pumps at `share` of their capacity for `duration_steps` from the onset.
 
     The thermal demand above that is deferred and recovered over the next
-    `recovery_steps`, in proportion to each heat pump's spare capacity (seed 001 Fig. 6
+    `recovery_steps`, in proportion to each heat pump's spare capacity (the Schutterwald study Fig. 6
     bottom): the "cold load pickup" that can create new peaks.
     """
     heat = np.array(heat_kw, dtype=float, copy=True)
@@ -147,7 +147,7 @@ def pro_ab(
     ProA: cheap grid for the lowest-forecast `window_steps` within `search_steps` before
     each onset, so storage pre-charges from the grid. ProB: discharge priced above grid
     import from that window until the onset, so storage holds its energy and starts to
-    discharge exactly when congestion begins (seed 001 Fig. 7).
+    discharge exactly when congestion begins (the Schutterwald study Fig. 7).
     """
     f = np.asarray(forecast_kw, dtype=float)
     t_total = len(f)

@@ -1,4 +1,4 @@
-"""Who has what: seeded allocation of households' sizes and 2024/2030 assets (seed 001 §2.1–2.2).
+"""Who has what: seeded allocation of households' sizes and 2024/2030 assets (the Schutterwald study §2.1–2.2).
 
 Pure: arrays in, arrays out. Households are the region's sites; each belongs to one MV/LV
 station whose role (reference / focus PV / focus EV) picks its 2030 adoption shares.

@@ -1,6 +1,6 @@
 """One scenario at one stress level: profiles + policy → rolling-horizon OPF over every step.
 
-The per-step OPF is `cloud_controller.dispatch.DispatchEngine` with horizon 1 (seed 001's
+The per-step OPF is `cloud_controller.dispatch.DispatchEngine` with horizon 1 (the Schutterwald study's
 rolling horizon): built once per run, then only bounds and costs change per step.
 Scenarios without storage need no optimisation: their HV/MV load is the sum of the
 households' net loads (lossless, as the DC OPF sees it); the AC power flow in `validate`
@@ -102,7 +102,7 @@ class StudyInputs:
         return float(self.status_quo_site_kw().sum(axis=1).max())
 
     def limit_kw(self, stress: str) -> float:
-        """The status-quo peak HV/MV load is `stress` × the limit (seed 001 §3.1)."""
+        """The status-quo peak HV/MV load is `stress` × the limit (the Schutterwald study §3.1)."""
         return self.status_quo_peak_kw / STRESS_LEVELS[stress]
 
 
@@ -370,7 +370,7 @@ def run_opf(
     dt = prof.dt_h
     spd = inp.steps_per_day
     limit = inp.limit_kw(stress) if stress else float("inf")
-    forecast = inp.no_control_site_kw().sum(axis=1)  # seed 001's pseudo-forecast
+    forecast = inp.no_control_site_kw().sum(axis=1)  # the Schutterwald study's pseudo-forecast
     onsets = policies.congestion_onsets(forecast, limit, spd)
     # "grid_opf" (beyond the paper) = ProA + ProB with the HV/MV limit in every step's OPF.
     parts = {"proa", "prob"} if scenario == "grid_opf" else set(scenario.split("_")[1:])
@@ -416,7 +416,7 @@ def run_opf(
     n_t = prof.n_steps
     state = StorageState(e_bat_kwh=0.5 * problem.bat_e_max_kwh, e_ts_kwh=0.5 * problem.ts_e_max_kwh)
     rec = Recorder(n_t, inp.pop.n, dt)
-    # Seed 001's OPF optimises self-consumption; the HV/MV limit binds only while ProA
+    # The Schutterwald study's OPF optimises self-consumption; the HV/MV limit binds only while ProA
     # pre-charges (so charging fills the headroom, not more) and in the grid-aware mode.
     st_lim = np.where(pro.precharge, cfg.proa.headroom * limit, np.inf)
     if grid_aware:

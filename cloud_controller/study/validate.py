@@ -1,8 +1,8 @@
-"""Check every step of a run with an AC power flow (power-grid-model batch), seed 001 §2.3.
+"""Check every step of a run with an AC power flow (power-grid-model batch), the Schutterwald study §2.3.
 
 The OPF plans on a lossless linear model; the AC flow adds losses and reactive effects.
 We report the AC HV/MV load (violations are counted on both), the AC-vs-DC gap at the
-HV/MV station (seed 001 found < 5 %), the MV/LV transformer loadings and the voltage band.
+HV/MV station (the Schutterwald study found < 5 %), the MV/LV transformer loadings and the voltage band.
 """
 
 from __future__ import annotations

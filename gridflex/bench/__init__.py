@@ -124,7 +124,7 @@ def bench_study(
     scenario: Annotated[str, typer.Option(help="Scenario to time over the whole year.")] = "stor",
     stress: Annotated[str, typer.Option(help="Stress level for policy scenarios.")] = "critical",
 ) -> None:
-    """One scenario-year (35,040 steps) of the seed-001 study: solve time, AC check time, RSS."""
+    """One scenario-year (35,040 steps) of the Schutterwald study: solve time, AC check time, RSS."""
     from gridflex.bench.study import run_study_bench
 
     fig = run_study_bench(scenario, stress)
@@ -146,7 +146,7 @@ def bench_study(
     table.add_row(
         "AC vs DC at the HV/MV station, mean / max (%)",
         f"{fig.ac_dc_mean_rel_pct:.2f} / {fig.ac_dc_max_rel_pct:.2f}",
-        "< 5 (seed 001)",
+        "< 5 (the Schutterwald study)",
     )
     table.add_row("peak RSS (MB)", f"{fig.rss_mb:,.0f}", "< 4,096")
     Console().print(table)

@@ -1,4 +1,4 @@
-"""`gridflex bench study`'s measurement: one scenario-year of the seed-001 study, timed by phase.
+"""`gridflex bench study`'s measurement: one scenario-year of the Schutterwald study, timed by phase.
 
 The phases are timed apart because they scale differently: the inputs (region,
 households, a year of profiles) are built once per study, the per-step OPF runs once per

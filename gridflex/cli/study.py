@@ -1,4 +1,4 @@
-"""`gridflex study`: run seed 001's study (and beyond) and write results, figures and report."""
+"""`gridflex study`: run the Schutterwald study's study (and beyond) and write results, figures and report."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def study(  # noqa: PLR0917 (typer options are parameters)
     jobs: Annotated[int, typer.Option(min=1, max=64, help="Scenario runs in parallel (processes).")] = 1,
     validate: Annotated[bool, typer.Option(help="Check every step with an AC power flow.")] = True,
 ) -> None:
-    """Rolling-horizon OPF over the region for every scenario × stress level (seed 001)."""
+    """Rolling-horizon OPF over the region for every scenario × stress level (the Schutterwald study)."""
 
     from cloud_controller.study import BEYOND, SCENARIOS, StudyConfig, load_study_config
 

@@ -1,4 +1,4 @@
-"""Battery physics (seed 003 §3.4): SOC bookkeeping with separate charge/discharge efficiencies.
+"""Battery physics (O'Connell & Keane 2021 §3.4): SOC bookkeeping with separate charge/discharge efficiencies.
 
 ηe (energy efficiency while charging) and ηc (coulombic efficiency while discharging)
 differ because the charging voltage exceeds the discharging voltage. Whatever setpoint

@@ -1,11 +1,11 @@
-"""Heat pump + hot-water/thermal tank (seed 001 §2.2, seed 003 §3.2).
+"""Heat pump + hot-water/thermal tank (the Schutterwald study §2.2, O'Connell & Keane (2021) §3.2).
 
 The heat pump charges a tank; the building draws its heat demand from the tank.
 1000 L of water over 10 K hold 1000 × 4.18 × 10 / 3600 ≈ 11.6 kWh. The COP follows the
 ambient temperature (`profiles.hp_cop`). A power limit (§14a, a DSO signal)
 caps the electric power: the tank drains, and once it is empty the unmet heat becomes a
 deficit (the house cools) that the heat pump pays back when the limit is lifted — the
-"cold load pickup" seed 001 observes. Energy is deferred, not deleted.
+"cold load pickup" the Schutterwald study observes. Energy is deferred, not deleted.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""PV inverter physics: Zhou module model (seed 003) on plane-of-array irradiance, with curtailment.
+"""PV inverter physics: Zhou module model (O'Connell & Keane 2021) on plane-of-array irradiance, with curtailment.
 
 The active power limit is SunSpec's WMaxLimPct: a percentage of nameplate (WMax) that
 applies while the limit is enabled (WMaxLim_Ena). The inverter follows the lower of

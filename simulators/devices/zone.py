@@ -1,4 +1,4 @@
-"""BMS zone: grey-box 1R1C temperature model and AHU fan ↔ CO2 (seed 003 §3.1, §3.2).
+"""BMS zone: grey-box 1R1C temperature model and AHU fan ↔ CO2 (O'Connell & Keane 2021 §3.1, §3.2).
 
 Temperature: C dT/dt = (T_out − T)/R + Q_heat + Q_gains, with an ideal heating
 controller that holds the setpoint but delivers only the share of heat the plant can

@@ -64,7 +64,7 @@ async def test_ten_sites_congestion_episode_relieved(tmp_path: Path) -> None:
             lambda: json.loads(urllib.request.urlopen(url, timeout=60).read())
         )
         result = await loop.finish()
-    # seed 002's probabilistic forecast over the region, per element and interval
+    # the FlexiGrid DSO guide's probabilistic forecast over the region, per element and interval
     assert {c["element"] for c in congestion} == {"hvmv", "T_idx_118", "T_idx_77", "T_idx_80", "lines"}
     assert len(congestion) == 5 * settings.horizon_steps and all(0 <= c["p_exceed"] <= 1 for c in congestion)
     assert all(c["scenarios"] == 20 for c in congestion)

@@ -115,7 +115,7 @@ def basis_for(problem: Problem, ix: LpIndex, x: StepInputs, state: StorageState)
     _set(col, ix.c_ets, None, BASIC)
 
     # sites import or export their net load; in a single period a battery first covers its
-    # site's surplus or deficit (seed 001's self-consumption) as far as power and energy allow
+    # site's surplus or deficit (the Schutterwald study's self-consumption) as far as power and energy allow
     net = np.broadcast_to(np.asarray(x.base_kw, float), (T, p.n_sites)).copy()
     np.add.at(net.T, p.hp_site, hp_kw.T)
     site_row_taken = np.zeros((T, p.n_sites), dtype=bool)  # a battery is basic in the site row

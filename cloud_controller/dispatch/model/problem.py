@@ -21,7 +21,7 @@ IntArray = npt.NDArray[np.int64]
 
 @dataclass(frozen=True)
 class Weights:
-    """Virtual cost parameters (per kWh) that encode seed 001's priorities, not money.
+    """Virtual cost parameters (per kWh) that encode the Schutterwald study's priorities, not money.
 
     Self-consumption: import costs `c_import`, export earns `-c_export` (0), stored energy is
     worth `bat_w_*` / `ts_w_*` per kWh stored. Battery before thermal store when charging
@@ -49,7 +49,7 @@ class Weights:
     pen_shed: float = 10_000.0
 
     def check(self, cop_max: float = 6.0, eta_c: float = 0.95, eta_d: float = 0.95) -> None:
-        """Raise ConfigError if the weights break the seed-001 priorities or allow cycling."""
+        """Raise ConfigError if the weights break the Schutterwald study priorities or allow cycling."""
         if self.bat_w_discharge < self.bat_w_charge or self.ts_w_discharge < self.ts_w_charge:
             raise ConfigError("discharge weight below charge weight lets storage cycle", key="weights")
         if self.bat_w_charge * eta_c <= self.ts_w_charge * cop_max:

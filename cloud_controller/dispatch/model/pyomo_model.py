@@ -1,6 +1,6 @@
 """The dispatch LP stated once in pyomo (the layer users read and extend).
 
-Periods t = 0..T-1 (T = 1: seed 001's per-step rolling-horizon OPF; T > 1: MPC). Values
+Periods t = 0..T-1 (T = 1: the Schutterwald study's per-step rolling-horizon OPF; T > 1: MPC). Values
 that change between calls (loads, PV, heat, COP, SOC at t=0, costs, limits) are written
 with placeholder numbers; `highs.session.LpSession` changes them directly in HiGHS.
 `lp.py` builds the same LP with numpy for speed; both are checked against the family table

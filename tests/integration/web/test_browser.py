@@ -94,7 +94,7 @@ def test_every_page_loads_without_errors_or_foreign_requests(
     n_sites: int, mosquitto: MosquittoBroker, tmp_path: Path, watched: Watched
 ) -> None:
     shots = os.environ.get("GRIDFLEX_SCREENSHOTS") if n_sites == 20 else None
-    # the 20-site run draws seed 001's region from its geodata; the others the generated layout
+    # the 20-site run draws the Schutterwald study's region from its geodata; the others the generated layout
     region = build_schutterwald_region() if n_sites == 20 else None
     with harness.controller(mosquitto.port, tmp_path, n_sites, region=region) as running:
         sites = harness.site_ids(n_sites)

@@ -1,4 +1,4 @@
-"""Seed 002's probabilistic congestion forecast: sampled scenarios through power-grid-model."""
+"""The FlexiGrid DSO guide's probabilistic congestion forecast: sampled scenarios through power-grid-model."""
 
 from __future__ import annotations
 

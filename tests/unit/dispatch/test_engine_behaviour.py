@@ -1,4 +1,4 @@
-"""Seed-001 priorities, storage bookkeeping and the no-burning guarantee on constructed data."""
+"""The Schutterwald study priorities, storage bookkeeping and the no-burning guarantee on constructed data."""
 
 from __future__ import annotations
 

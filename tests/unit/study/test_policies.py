@@ -1,4 +1,4 @@
-"""Seed 001's curative and proactive measures as pure functions: energy conserved, caps respected."""
+"""The Schutterwald study's curative and proactive measures as pure functions: energy conserved, caps respected."""
 
 from __future__ import annotations
 

@@ -262,7 +262,8 @@ class TelemetryPipe:
 
     def _maybe_rewind(self) -> None:
         """Sent but not stored for too long: the cloud missed batches (e.g. it was offline
-        while the broker was up, and the broker had no session to queue them). Resend."""
+        while the broker was up, and the broker had no session to queue them). Resend.
+        """
         if not self.config.cloud.watermark or self.sent_upto <= self.stats.stored_seq:
             self._progress_at = time.monotonic()
             return

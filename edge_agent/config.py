@@ -101,14 +101,14 @@ class CloudConfig(_Model):
 
 
 class SigningConfig(_Model):
-    """The key that signs and verifies messages; read from `key_file` (hex), never from the YAML."""
+    """The key commands must be signed with; read from `key_file` (hex), never from the YAML."""
 
     key_file: Path | None = None
     #: Resolved by `load_config` from key_file (hex); not a YAML key.
     key: SecretStr | None = Field(default=None, exclude=True)
 
     def key_bytes(self) -> bytes | None:
-        """The signing key as bytes, or None when the site signs nothing."""
+        """The command-signing key as bytes, or None when commands are not signature-checked."""
         return bytes.fromhex(self.key.get_secret_value()) if self.key is not None else None
 
 

@@ -33,6 +33,7 @@ class AckOutbox:
         return len(self._acks)
 
     def put(self, ack: Ack) -> None:
+        """Queue an ack for the publisher; dropped with a warning when the outbox is full."""
         if len(self._acks) >= ACK_OUTBOX_MAX:
             log.warning("ack outbox full: ack of %s dropped", ack.cmd_id)
             return

@@ -109,58 +109,8 @@ class EdgeAgent:
     async def run(self) -> None:
         """Run until cancelled; cancellation publishes `offline`, closes MQTT, drivers and SQLite."""
         cfg = self.config
-        try:
-            pipe = self._pipe = TelemetryPipe(cfg, self.clock, self.stats, self.event)
-        except (sqlite3.Error, OSError) as exc:
-            # No queue at all (not corruption: that is handled by moving the file aside).
-            # Leave the equipment safe before exiting, so a restart loop cannot strand it.
-            log.critical("cannot open the queue %s: %s; safe state, then exit", cfg.buffer.path, exc)
-            await self._safe_state_before_exit()
-            self.stats.state = "stopped"
-            raise
-        try:
-            guard = PersistentReplayGuard(replay_path(cfg.buffer.path), now=self.clock.now())
-        except (sqlite3.Error, OSError) as exc:  # same rule: no replay memory, no commands, safe state
-            log.critical("cannot open the replay memory: %s; safe state, then exit", exc)
-            pipe.close()
-            await self._safe_state_before_exit()
-            self.stats.state = "stopped"
-            raise
-        self._commands.guard = guard
-        if guard.moved_aside is not None:
-            self.event(
-                "replay_memory_corrupt",
-                "error",
-                f"replay memory was corrupt, kept as {guard.moved_aside.name}; commands issued "
-                "before now are refused",
-                None,
-            )
-        broker = cfg.broker
-        mqtt = MqttConfig(
-            host=broker.host,
-            port=broker.port,
-            client_id=f"gridflex-edge-{cfg.site}",
-            username=broker.username,
-            password=broker.password,
-            tls=broker.tls is not None,
-            ca_file=broker.tls.ca_file if broker.tls else None,
-            keepalive_s=broker.keepalive_s,
-            publish_timeout_s=5.0,
-            reconnect_max_s=10.0,
-        )
-        offline = SiteState(
-            site=cfg.site,
-            ts=self.clock.now(),
-            status="offline",
-            agent_version=AGENT_VERSION,
-            config_hash=cfg.config_hash,
-        )
-        self._session = MqttSession(
-            mqtt,
-            subscriptions=[(self._topics["cmd"], 1), (self._topics["stored"], 1)],
-            will=Will(self._topics["state"], encode(offline)),
-            on_connect=self._on_connect,
-        )
+        pipe, guard = await self._open_stores()
+        self._session = self._make_session()
         health = None
         try:
             if cfg.health.port is not None:
@@ -174,23 +124,7 @@ class EdgeAgent:
                     children.append(tg.create_task(coro, name=name))
 
                 spawn(self._session.run(self._on_message), "mqtt")
-                by_device: dict[str, list[PointRef]] = {}
-                for asset in cfg.assets:
-                    for point in asset.points:
-                        by_device.setdefault(point.device, []).append(PointRef(asset.id, point))
-                for device_id, refs in by_device.items():
-                    poller = DevicePoller(
-                        device_id,
-                        self.drivers[device_id],
-                        refs,
-                        poll=cfg.poll,
-                        clock=self.clock,
-                        sink=pipe.store,
-                        events=self.event,
-                        latest=self.latest,
-                    )
-                    self._pollers.append(poller)
-                    spawn(self._supervised(f"poll-{device_id}", poller.run), f"poll-{device_id}")
+                self._spawn_pollers(spawn, pipe)
                 spawn(self._supervised("commands", self._commands.run_worker), "commands")
                 spawn(self._supervised("busy-acks", self._commands.run_busy_acks), "busy-acks")
                 spawn(self._supervised("acks", self._ack_loop), "acks")
@@ -223,6 +157,89 @@ class EdgeAgent:
                 await self._stack.close()
             pipe.close()
             guard.close()
+
+    async def _open_stores(self) -> tuple[TelemetryPipe, PersistentReplayGuard]:
+        """The telemetry queue and the replay memory; if either cannot open: safe state, then raise."""
+        cfg = self.config
+        try:
+            pipe = self._pipe = TelemetryPipe(cfg, self.clock, self.stats, self.event)
+        except (sqlite3.Error, OSError) as exc:
+            # No queue at all (not corruption: that is handled by moving the file aside).
+            # Leave the equipment safe before exiting, so a restart loop cannot strand it.
+            log.critical("cannot open the queue %s: %s; safe state, then exit", cfg.buffer.path, exc)
+            await self._safe_state_before_exit()
+            self.stats.state = "stopped"
+            raise
+        try:
+            guard = PersistentReplayGuard(replay_path(cfg.buffer.path), now=self.clock.now())
+        except (sqlite3.Error, OSError) as exc:  # same rule: no replay memory, no commands, safe state
+            log.critical("cannot open the replay memory: %s; safe state, then exit", exc)
+            pipe.close()
+            await self._safe_state_before_exit()
+            self.stats.state = "stopped"
+            raise
+        self._commands.guard = guard
+        if guard.moved_aside is not None:
+            self.event(
+                "replay_memory_corrupt",
+                "error",
+                f"replay memory was corrupt, kept as {guard.moved_aside.name}; commands issued "
+                "before now are refused",
+                None,
+            )
+        return pipe, guard
+
+    def _make_session(self) -> MqttSession:
+        """The MQTT session: subscribed to `cmd` and `stored`, with `offline` as its will."""
+        cfg = self.config
+        broker = cfg.broker
+        mqtt = MqttConfig(
+            host=broker.host,
+            port=broker.port,
+            client_id=f"gridflex-edge-{cfg.site}",
+            username=broker.username,
+            password=broker.password,
+            tls=broker.tls is not None,
+            ca_file=broker.tls.ca_file if broker.tls else None,
+            keepalive_s=broker.keepalive_s,
+            publish_timeout_s=5.0,
+            reconnect_max_s=10.0,
+        )
+        offline = SiteState(
+            site=cfg.site,
+            ts=self.clock.now(),
+            status="offline",
+            agent_version=AGENT_VERSION,
+            config_hash=cfg.config_hash,
+        )
+        return MqttSession(
+            mqtt,
+            subscriptions=[(self._topics["cmd"], 1), (self._topics["stored"], 1)],
+            will=Will(self._topics["state"], encode(offline)),
+            on_connect=self._on_connect,
+        )
+
+    def _spawn_pollers(
+        self, spawn: Callable[[Coroutine[Any, Any, None], str], None], pipe: TelemetryPipe
+    ) -> None:
+        """One supervised poller per device, over the points of every asset on that device."""
+        by_device: dict[str, list[PointRef]] = {}
+        for asset in self.config.assets:
+            for point in asset.points:
+                by_device.setdefault(point.device, []).append(PointRef(asset.id, point))
+        for device_id, refs in by_device.items():
+            poller = DevicePoller(
+                device_id,
+                self.drivers[device_id],
+                refs,
+                poll=self.config.poll,
+                clock=self.clock,
+                sink=pipe.store,
+                events=self.event,
+                latest=self.latest,
+            )
+            self._pollers.append(poller)
+            spawn(self._supervised(f"poll-{device_id}", poller.run), f"poll-{device_id}")
 
     async def _safe_state_before_exit(self) -> None:
         """Every asset to its safe state (bounded), then close the drivers: the agent cannot run."""

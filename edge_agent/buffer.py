@@ -76,6 +76,7 @@ class SampleBuffer:
 
     @property
     def depth(self) -> int:
+        """How many samples the queue holds: the seq span from its oldest row to the next seq."""
         return self.next_seq - self.min_seq
 
     def append(self, samples: Sequence[PendingSample]) -> tuple[int, int]:
@@ -173,6 +174,7 @@ class SampleBuffer:
         return shift
 
     def close(self) -> None:
+        """Close the SQLite connection."""
         self._db.close()
 
 

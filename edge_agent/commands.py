@@ -97,18 +97,10 @@ def _bounds(asset: AssetConfig, cmd: Command) -> tuple[float, float]:
     return lo, hi
 
 
-def decide(
-    cmd: Command,
-    *,
-    config: SiteConfig,
-    key: bytes | None,
-    guard: CommandGuard,
-    now: datetime,
-    ramp: RampState | None,
-    now_mono: float,
-    skew: SkewMonitor | None = None,
-) -> Decision:
-    """Verify and clamp one decoded command; pure apart from the replay guard's memory."""
+def _validity(
+    cmd: Command, key: bytes | None, guard: CommandGuard, now: datetime, skew: SkewMonitor | None
+) -> Decision | None:
+    """The refusal for a bad signature, replay or validity window, or None when the command may go on."""
     if key is not None and not verify(cmd, key):
         return Decision("rejected", "missing or invalid signature")
     try:
@@ -120,32 +112,34 @@ def decide(
         return Decision("expired" if isinstance(exc, ExpiredCommandError) else "rejected", exc.reason)
     except ContractError as exc:
         return Decision("rejected", exc.reason)
-    try:
-        asset = config.asset(cmd.asset)
-    except KeyError:
-        return Decision("rejected", f"unknown asset {cmd.asset!r}")
-    control = asset.controls.get(cmd.kind)
-    if control is None:
-        return Decision("rejected", f"asset {asset.id!r} does not accept {cmd.kind!r}")
-    point = asset.point(control.point)
-    if isinstance(cmd.value, str):
-        if cmd.value not in control.values:
-            return Decision("rejected", f"mode {cmd.value!r} not configured for {asset.id!r}")
-        write = control.values[cmd.value]
-        checked = floor_write(asset, control.point, write)
-        if checked.value is None:
-            return Decision("rejected", checked.note, None, None, control, asset)
-        if checked.value != write:
-            p_kw = _floor_kw(asset, control.point, checked.value)
-            return Decision("clamped", f"clamped to {checked.note}", p_kw, checked.value, control, asset)
-        return Decision("applied", None, cmd.value, write, control, asset)
-    requested = float(cmd.value)
-    value = requested
-    lo, hi = _bounds(asset, cmd)
-    value = min(max(value, lo), hi)
-    notes = []
-    if value != requested:
-        notes.append(f"asset limits [{lo:g}, {hi:g}]")
+    return None
+
+
+def _decide_mode(cmd: Command, mode: str, asset: AssetConfig, control: ControlConfig) -> Decision:
+    """A `mode` command: the configured value for the mode name, still subject to the floor."""
+    if mode not in control.values:
+        return Decision("rejected", f"mode {mode!r} not configured for {asset.id!r}")
+    write = control.values[mode]
+    checked = floor_write(asset, control.point, write)
+    if checked.value is None:
+        return Decision("rejected", checked.note, None, None, control, asset)
+    if checked.value != write:
+        p_kw = _floor_kw(asset, control.point, checked.value)
+        return Decision("clamped", f"clamped to {checked.note}", p_kw, checked.value, control, asset)
+    return Decision("applied", None, cmd.value, write, control, asset)
+
+
+def _ramped(
+    cmd: Command,
+    asset: AssetConfig,
+    value: float,
+    bounds: tuple[float, float],
+    ramp: RampState | None,
+    now_mono: float,
+    notes: list[str],
+) -> float:
+    """The value moved no further from the last one than the asset's ramp rate allows since then."""
+    lo, hi = bounds
     rate = asset.limits.ramp_kw_per_s
     if rate is not None and ramp is not None and cmd.kind in ("p_limit_kw", "p_setpoint_kw"):
         step = rate * max(0.0, now_mono - ramp.mono)
@@ -154,6 +148,18 @@ def decide(
         if ramped != value:
             notes.append(f"ramp {rate:g} kW/s")
             value = ramped
+    return value
+
+
+def _to_register(
+    value: float,
+    bounds: tuple[float, float],
+    control: ControlConfig,
+    point: PointConfig,
+    notes: list[str],
+) -> tuple[float, float]:
+    """(value, write): the written value inside the point's range and at the register's resolution."""
+    lo, hi = bounds
     write = value * control.factor + control.offset
     p_lo = point.min if point.min is not None else -math.inf
     p_hi = point.max if point.max is not None else math.inf
@@ -174,6 +180,43 @@ def decide(
         if abs(rounded - value) > 1e-6:
             notes.append("register resolution")
         value = rounded
+    return value, write
+
+
+def decide(
+    cmd: Command,
+    *,
+    config: SiteConfig,
+    key: bytes | None,
+    guard: CommandGuard,
+    now: datetime,
+    ramp: RampState | None,
+    now_mono: float,
+    skew: SkewMonitor | None = None,
+) -> Decision:
+    """Verify and clamp one decoded command; pure apart from the replay guard's memory."""
+    refused = _validity(cmd, key, guard, now, skew)
+    if refused is not None:
+        return refused
+    try:
+        asset = config.asset(cmd.asset)
+    except KeyError:
+        return Decision("rejected", f"unknown asset {cmd.asset!r}")
+    control = asset.controls.get(cmd.kind)
+    if control is None:
+        return Decision("rejected", f"asset {asset.id!r} does not accept {cmd.kind!r}")
+    point = asset.point(control.point)
+    if isinstance(cmd.value, str):
+        return _decide_mode(cmd, cmd.value, asset, control)
+    requested = float(cmd.value)
+    value = requested
+    lo, hi = _bounds(asset, cmd)
+    value = min(max(value, lo), hi)
+    notes: list[str] = []
+    if value != requested:
+        notes.append(f"asset limits [{lo:g}, {hi:g}]")
+    value = _ramped(cmd, asset, value, (lo, hi), ramp, now_mono, notes)
+    value, write = _to_register(value, (lo, hi), control, point, notes)
     checked = floor_write(asset, control.point, write)  # the last word on every power write
     if checked.value is None:
         return Decision("rejected", checked.note, None, None, control, asset)
@@ -306,6 +349,7 @@ class CommandExecutor:
         return ack
 
     async def execute(self, cmd: Command) -> Ack:
+        """Decide one decoded command, write it (enable point first) and read it back; return its ack."""
         ramp = self.ramps.get((cmd.asset, cmd.kind))
         if ramp is None:
             ramp = self._ramp_from_measurement(cmd)

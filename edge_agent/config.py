@@ -63,6 +63,8 @@ class _Model(BaseModel):
 
 
 class TlsConfig(_Model):
+    """TLS files for the broker connection; relative paths are resolved against the YAML's folder."""
+
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
@@ -89,6 +91,8 @@ class BrokerConfig(_Model):
 
 
 class CloudConfig(_Model):
+    """Whether the cloud's stored-upto watermark frees buffer rows, and when to resend if it stalls."""
+
     #: False = edge-only install: a broker PUBACK frees queue rows (see docs/edge-agent.md).
     watermark: bool = True
     #: Watermark stuck below what we sent for this long -> resend from the watermark
@@ -97,15 +101,20 @@ class CloudConfig(_Model):
 
 
 class SigningConfig(_Model):
+    """The key commands must be signed with; read from `key_file` (hex), never from the YAML."""
+
     key_file: Path | None = None
     #: Resolved by `load_config` from key_file (hex); not a YAML key.
     key: SecretStr | None = Field(default=None, exclude=True)
 
     def key_bytes(self) -> bytes | None:
+        """The command-signing key as bytes, or None when commands are not signature-checked."""
         return bytes.fromhex(self.key.get_secret_value()) if self.key is not None else None
 
 
 class BufferConfig(_Model):
+    """The SQLite telemetry buffer that keeps readings while the cloud or broker is unreachable."""
+
     path: Path = Path("state/edge.sqlite")
     max_rows: int = Field(default=1_000_000, ge=10)
     max_age_s: float = Field(default=604_800.0, gt=0)
@@ -125,16 +134,22 @@ class CommandsConfig(_Model):
 
 
 class FallbackConfig(_Model):
+    """How long without a valid command before the assets are put into their safe state."""
+
     after_s: PositiveS = 300.0
 
 
 class HealthConfig(_Model):
+    """The local health/metrics HTTP endpoint (port None = off, 0 = a free port) and log format."""
+
     host: str = "127.0.0.1"
     port: int | None = Field(default=9101, ge=0, le=65535)
     log_json: bool = False
 
 
 class PollConfig(_Model):
+    """Site-wide poll interval and the age after which a reading counts as stale (per point overridable)."""
+
     interval_s: PositiveS = 1.0
     max_age_s: PositiveS = 60.0
 
@@ -148,6 +163,8 @@ class BacnetClientConfig(_Model):
 
 
 class ModbusDevice(_Model):
+    """A Modbus/TCP device: where it is, its unit id, timeout and how far reads may coalesce."""
+
     id: Id
     driver: Literal["modbus"]
     host: str
@@ -158,6 +175,8 @@ class ModbusDevice(_Model):
 
 
 class BacnetDevice(_Model):
+    """A BACnet/IP device, by its address and device instance."""
+
     id: Id
     driver: Literal["bacnet"]
     address: str = Field(pattern=r"^[^\s]+$")
@@ -206,10 +225,13 @@ class PointConfig(_Model):
 
     @property
     def register_count(self) -> int:
+        """How many 16-bit registers the point's type occupies (2 for 32-bit types)."""
         return 2 if self.type in ("int32", "uint32", "float32") else 1
 
 
 class EnableWrite(_Model):
+    """A write that must precede a control write (e.g. enabling remote control on the device)."""
+
     point: PointName
     value: float
 
@@ -233,6 +255,8 @@ class ControlConfig(_Model):
 
 
 class LimitsConfig(_Model):
+    """An asset's power bounds, ramp rate and §14a guaranteed minimum, applied to commands and flex."""
+
     p_min_kw: float | None = None
     p_max_kw: float | None = None
     ramp_kw_per_s: float | None = Field(default=None, gt=0)
@@ -240,6 +264,8 @@ class LimitsConfig(_Model):
 
 
 class SafeAction(_Model):
+    """One step of an asset's safe state: write a value to a point, or relinquish it (BACnet)."""
+
     point: PointName
     write: float | None = None
     relinquish: bool = False
@@ -252,6 +278,8 @@ class SafeAction(_Model):
 
 
 class AssetModel(_Model):
+    """Physical parameters of an asset (battery, tank, heat pump) for the local flexibility estimate."""
+
     capacity_kwh: float | None = Field(default=None, gt=0)
     soc_min_pct: float | None = Field(default=None, ge=0, le=100)
     soc_max_pct: float | None = Field(default=None, ge=0, le=100)
@@ -265,6 +293,8 @@ class AssetModel(_Model):
 
 
 class AssetConfig(_Model):
+    """A controllable asset: its points, how each command kind is applied, limits and safe state."""
+
     id: Id
     kind: AssetKind
     p_nominal_kw: float | None = Field(default=None, ge=0)
@@ -282,6 +312,7 @@ class AssetConfig(_Model):
         return DEFAULT_GUARANTEED_MIN_KW if self.kind in GUARANTEED_KINDS else None
 
     def point(self, name: str) -> PointConfig:
+        """The asset's point called `name`; KeyError if it has none."""
         for p in self.points:
             if p.name == name:
                 return p
@@ -289,6 +320,8 @@ class AssetConfig(_Model):
 
 
 class SiteConfig(_Model):
+    """The whole site YAML, validated: connections, devices, assets and the agent's own settings."""
+
     site: Id
     broker: BrokerConfig = BrokerConfig()
     cloud: CloudConfig = CloudConfig()
@@ -305,12 +338,14 @@ class SiteConfig(_Model):
     config_hash: str = Field(default="", exclude=True)
 
     def device(self, device_id: str) -> ModbusDevice | BacnetDevice:
+        """The device with id `device_id`; KeyError if the site has none."""
         for d in self.devices:
             if d.id == device_id:
                 return d
         raise KeyError(device_id)
 
     def asset(self, asset_id: str) -> AssetConfig:
+        """The asset with id `asset_id`; KeyError if the site has none."""
         for a in self.assets:
             if a.id == asset_id:
                 return a
@@ -344,14 +379,8 @@ def _read_secret(path: Path, *, file: str, key: str) -> str:
         raise ConfigError(f"cannot read secret file {path}: {exc.strerror}", file=file, key=key) from None
 
 
-def load_config(path: str | Path) -> SiteConfig:
-    """Read, validate and resolve a site YAML; raise `ConfigError(reason, file=, key=)`."""
-    path = Path(path)
-    file = str(path)
-    try:
-        raw_bytes = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", file=file) from None
+def _parse_yaml(raw_bytes: bytes, file: str) -> dict[str, Any]:
+    """The YAML's top-level mapping; refuses bad YAML, a non-mapping and secrets written inline."""
     try:
         raw: Any = yaml.safe_load(raw_bytes)
     except yaml.YAMLError as exc:
@@ -368,14 +397,11 @@ def load_config(path: str | Path) -> SiteConfig:
                 file=file,
                 key=".".join(secret_key),
             )
-    raw = expand_site(raw, file=file, base=path.parent)
-    try:
-        cfg = SiteConfig.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors(include_url=False, include_input=False)[0]
-        raise ConfigError(err["msg"], file=file, key=_key(err["loc"]) or None) from None
-    base = path.parent
-    broker = cfg.broker
+    return raw
+
+
+def _resolve_broker(broker: BrokerConfig, base: Path, file: str) -> BrokerConfig:
+    """The broker section with its password read and its file paths made absolute."""
     password: SecretStr | None = None
     if broker.password_file is not None:
         password = SecretStr(
@@ -397,27 +423,48 @@ def load_config(path: str | Path) -> SiteConfig:
                 "key_file": _resolve(base, tls.key_file),
             }
         )
-    broker = broker.model_copy(
+    return broker.model_copy(
         update={"password": password, "tls": tls, "password_file": _resolve(base, broker.password_file)}
     )
-    signing = cfg.signing
-    if signing.key_file is not None:
-        key_path = _resolve(base, signing.key_file)
-        assert key_path is not None
-        key_hex = _read_secret(key_path, file=file, key="signing.key_file")
-        try:
-            if not bytes.fromhex(key_hex):
-                raise ValueError
-        except ValueError:
-            raise ConfigError(
-                "key file must hold a non-empty hex key", file=file, key="signing.key_file"
-            ) from None
-        signing = signing.model_copy(update={"key_file": key_path, "key": SecretStr(key_hex)})
+
+
+def _resolve_signing(signing: SigningConfig, base: Path, file: str) -> SigningConfig:
+    """The signing section with its key read from `key_file` and checked to be non-empty hex."""
+    if signing.key_file is None:
+        return signing
+    key_path = _resolve(base, signing.key_file)
+    assert key_path is not None
+    key_hex = _read_secret(key_path, file=file, key="signing.key_file")
+    try:
+        if not bytes.fromhex(key_hex):
+            raise ValueError
+    except ValueError:
+        raise ConfigError(
+            "key file must hold a non-empty hex key", file=file, key="signing.key_file"
+        ) from None
+    return signing.model_copy(update={"key_file": key_path, "key": SecretStr(key_hex)})
+
+
+def load_config(path: str | Path) -> SiteConfig:
+    """Read, validate and resolve a site YAML; raise `ConfigError(reason, file=, key=)`."""
+    path = Path(path)
+    file = str(path)
+    try:
+        raw_bytes = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=file) from None
+    raw = expand_site(_parse_yaml(raw_bytes, file), file=file, base=path.parent)
+    try:
+        cfg = SiteConfig.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False, include_input=False)[0]
+        raise ConfigError(err["msg"], file=file, key=_key(err["loc"]) or None) from None
+    base = path.parent
     buffer = cfg.buffer.model_copy(update={"path": _resolve(base, cfg.buffer.path)})
     cfg = cfg.model_copy(
         update={
-            "broker": broker,
-            "signing": signing,
+            "broker": _resolve_broker(cfg.broker, base, file),
+            "signing": _resolve_signing(cfg.signing, base, file),
             "buffer": buffer,
             "config_hash": hashlib.sha256(raw_bytes).hexdigest()[:16],
         }

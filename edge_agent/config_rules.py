@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from protocols.errors import ConfigError
 
 if TYPE_CHECKING:
-    from edge_agent.config import BacnetDevice, ModbusDevice, PointConfig, SiteConfig
+    from edge_agent.config import AssetConfig, BacnetDevice, ModbusDevice, PointConfig, SiteConfig
 
 __all__ = ["check_rules"]
 
@@ -26,79 +26,119 @@ def _writable(names: dict[str, PointConfig], asset_id: str, name: str, key: str,
     return pt
 
 
+def _check_point(point: PointConfig, dev: ModbusDevice | BacnetDevice, pk: str, file: str) -> None:
+    """A point carries the fields of its device's driver, and only those."""
+    if dev.driver == "modbus":
+        for field in ("table", "address", "type"):
+            if getattr(point, field) is None:
+                raise ConfigError(f"a Modbus point needs `{field}`", file=file, key=f"{pk}.{field}")
+        if point.object is not None:
+            raise ConfigError(
+                "`object` is for BACnet points; this device is Modbus", file=file, key=f"{pk}.object"
+            )
+        if point.table in ("coil", "discrete") and point.type != "bool":
+            raise ConfigError(f"a {point.table} point has type bool", file=file, key=f"{pk}.type")
+        if point.table in ("holding", "input") and point.type == "bool":
+            raise ConfigError("type bool lives in a coil or discrete table", file=file, key=f"{pk}.type")
+        if point.writable and point.table in ("input", "discrete"):
+            raise ConfigError(f"a {point.table} point cannot be writable", file=file, key=f"{pk}.writable")
+    else:
+        if point.object is None:
+            raise ConfigError("a BACnet point needs `object` (type:instance)", file=file, key=f"{pk}.object")
+        if point.table is not None or point.address is not None:
+            raise ConfigError(
+                "`table`/`address` are for Modbus points; this device is BACnet", file=file, key=f"{pk}.table"
+            )
+
+
+def _check_points(
+    asset: AssetConfig, where: str, devices: dict[str, ModbusDevice | BacnetDevice], file: str
+) -> dict[str, PointConfig]:
+    """An asset's points: unique names, known devices, driver fields; returns them by name."""
+    names: dict[str, PointConfig] = {}
+    for p, point in enumerate(asset.points):
+        pk = f"{where}.points[{p}]"
+        if point.name in names:
+            raise ConfigError(
+                f"duplicate point name {point.name!r} in asset {asset.id!r}", file=file, key=f"{pk}.name"
+            )
+        names[point.name] = point
+        found = devices.get(point.device)
+        if found is None:
+            raise ConfigError(
+                f"unknown device {point.device!r} (devices: {sorted(devices)})", file=file, key=f"{pk}.device"
+            )
+        _check_point(point, found, pk, file)
+    return names
+
+
+def _check_controls(asset: AssetConfig, where: str, names: dict[str, PointConfig], file: str) -> None:
+    """Each control writes a writable point of the asset; read-back and enable points exist."""
+    for kind, control in asset.controls.items():
+        ck = f"{where}.controls.{kind}"
+        _writable(names, asset.id, control.point, f"{ck}.point", file)
+        if control.read_back is not None and control.read_back not in names:
+            raise ConfigError(
+                f"no point {control.read_back!r} in asset {asset.id!r}", file=file, key=f"{ck}.read_back"
+            )
+        if control.enable is not None:
+            _writable(names, asset.id, control.enable.point, f"{ck}.enable.point", file)
+
+
+def _check_safe_state(
+    asset: AssetConfig,
+    where: str,
+    names: dict[str, PointConfig],
+    devices: dict[str, ModbusDevice | BacnetDevice],
+    file: str,
+) -> None:
+    """Safe-state steps write writable points, relinquish only on BACnet, never below the §14a floor."""
+    floor_kw = asset.guaranteed_min_kw
+    limit_ctl = asset.controls.get("p_limit_kw")
+    for s, step in enumerate(asset.safe_state):
+        sk = f"{where}.safe_state[{s}]"
+        pt = _writable(names, asset.id, step.point, f"{sk}.point", file)
+        if step.relinquish and devices[pt.device].driver != "bacnet":
+            raise ConfigError(
+                "relinquish is a BACnet operation; write a value to a Modbus point",
+                file=file,
+                key=f"{sk}.relinquish",
+            )
+        if (
+            step.write is not None
+            and floor_kw is not None
+            and limit_ctl is not None
+            and step.point == limit_ctl.point
+            and (step.write - limit_ctl.offset) / limit_ctl.factor < floor_kw - 1e-9
+        ):
+            raise ConfigError(
+                f"safe state limits {asset.id!r} below its guaranteed minimum of {floor_kw} kW",
+                file=file,
+                key=f"{sk}.write",
+            )
+
+
 def check_rules(cfg: SiteConfig, file: str) -> None:
     """The rules of docs/site-config.md that span several keys."""
-
-    def fail(reason: str, key: str) -> None:
-        raise ConfigError(reason, file=file, key=key)
-
     tls = cfg.broker.tls
     if tls is not None and (tls.cert_file is not None or tls.key_file is not None):
         # Refuse rather than connect without the client certificate the operator asked for.
-        fail(
+        raise ConfigError(
             "client certificates are not supported yet (protocols.mqtt has no cert/key)",
-            "broker.tls.cert_file",
+            file=file,
+            key="broker.tls.cert_file",
         )
     devices: dict[str, ModbusDevice | BacnetDevice] = {}
     for i, dev in enumerate(cfg.devices):
         if dev.id in devices:
-            fail(f"duplicate device id {dev.id!r}", f"devices[{i}].id")
+            raise ConfigError(f"duplicate device id {dev.id!r}", file=file, key=f"devices[{i}].id")
         devices[dev.id] = dev
     asset_ids: set[str] = set()
     for a, asset in enumerate(cfg.assets):
         where = f"assets[{a}]"
         if asset.id in asset_ids:
-            fail(f"duplicate asset id {asset.id!r}", f"{where}.id")
+            raise ConfigError(f"duplicate asset id {asset.id!r}", file=file, key=f"{where}.id")
         asset_ids.add(asset.id)
-        names: dict[str, PointConfig] = {}
-        for p, point in enumerate(asset.points):
-            pk = f"{where}.points[{p}]"
-            if point.name in names:
-                fail(f"duplicate point name {point.name!r} in asset {asset.id!r}", f"{pk}.name")
-            names[point.name] = point
-            found = devices.get(point.device)
-            if found is None:
-                fail(f"unknown device {point.device!r} (devices: {sorted(devices)})", f"{pk}.device")
-            elif found.driver == "modbus":
-                for field in ("table", "address", "type"):
-                    if getattr(point, field) is None:
-                        fail(f"a Modbus point needs `{field}`", f"{pk}.{field}")
-                if point.object is not None:
-                    fail("`object` is for BACnet points; this device is Modbus", f"{pk}.object")
-                if point.table in ("coil", "discrete") and point.type != "bool":
-                    fail(f"a {point.table} point has type bool", f"{pk}.type")
-                if point.table in ("holding", "input") and point.type == "bool":
-                    fail("type bool lives in a coil or discrete table", f"{pk}.type")
-                if point.writable and point.table in ("input", "discrete"):
-                    fail(f"a {point.table} point cannot be writable", f"{pk}.writable")
-            else:
-                if point.object is None:
-                    fail("a BACnet point needs `object` (type:instance)", f"{pk}.object")
-                if point.table is not None or point.address is not None:
-                    fail("`table`/`address` are for Modbus points; this device is BACnet", f"{pk}.table")
-
-        for kind, control in asset.controls.items():
-            ck = f"{where}.controls.{kind}"
-            _writable(names, asset.id, control.point, f"{ck}.point", file)
-            if control.read_back is not None and control.read_back not in names:
-                fail(f"no point {control.read_back!r} in asset {asset.id!r}", f"{ck}.read_back")
-            if control.enable is not None:
-                _writable(names, asset.id, control.enable.point, f"{ck}.enable.point", file)
-        floor_kw = asset.guaranteed_min_kw
-        limit_ctl = asset.controls.get("p_limit_kw")
-        for s, step in enumerate(asset.safe_state):
-            sk = f"{where}.safe_state[{s}]"
-            pt = _writable(names, asset.id, step.point, f"{sk}.point", file)
-            if step.relinquish and devices[pt.device].driver != "bacnet":
-                fail("relinquish is a BACnet operation; write a value to a Modbus point", f"{sk}.relinquish")
-            if (
-                step.write is not None
-                and floor_kw is not None
-                and limit_ctl is not None
-                and step.point == limit_ctl.point
-                and (step.write - limit_ctl.offset) / limit_ctl.factor < floor_kw - 1e-9
-            ):
-                fail(
-                    f"safe state limits {asset.id!r} below its guaranteed minimum of {floor_kw} kW",
-                    f"{sk}.write",
-                )
+        names = _check_points(asset, where, devices, file)
+        _check_controls(asset, where, names, file)
+        _check_safe_state(asset, where, names, devices, file)

@@ -80,10 +80,12 @@ class FallbackPolicy:
     active: dict[str, Command] = field(default_factory=dict)  # asset -> command in force
 
     def on_valid(self, cmd: Command, mono: float) -> None:
+        """A valid command arrived: restart the fallback timer and remember it as in force for its asset."""
         self.last_valid_mono = mono
         self.active[cmd.asset] = cmd
 
     def on_broker(self, connected: bool, mono: float) -> None:
+        """Track the broker connection: the time it went down, cleared when it is back."""
         if connected:
             self.broker_down_since = None
         elif self.broker_down_since is None:

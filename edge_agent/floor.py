@@ -41,9 +41,11 @@ class PowerScale:
     offset: float
 
     def to_kw(self, value: float) -> float:
+        """Point value -> kW."""
         return (value - self.offset) / self.factor
 
     def to_point(self, p_kw: float) -> float:
+        """Power in kW -> point value."""
         return p_kw * self.factor + self.offset
 
 
@@ -77,6 +79,7 @@ class Floored:
 
     @property
     def refused(self) -> bool:
+        """True when the write must not happen at all."""
         return self.value is None
 
 

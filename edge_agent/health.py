@@ -39,6 +39,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line (ts, level, logger, msg, exc), for journald/Loki."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """Render `record` as one JSON line."""
         out = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname,
@@ -109,10 +110,12 @@ class HealthServer:
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
+        """Listen for `/healthz` and `/metrics`; `port` becomes the bound port (useful with 0)."""
         self._server = await asyncio.start_server(self._handle, self.host, self.port)
         self.port = int(self._server.sockets[0].getsockname()[1])
 
     async def close(self) -> None:
+        """Stop listening."""
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()

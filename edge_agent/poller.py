@@ -63,6 +63,7 @@ class SampleFilter:
     _last: dict[str, _Published] = field(default_factory=dict)
 
     def accept(self, ref: PointRef, reading: Reading, mono: float) -> bool:
+        """Whether `reading` of `ref` is published, remembering it as the last published if so."""
         last = self._last.get(ref.key)
         # A quarter interval of slack: a fixed-rate poll lands a hair early as often as late.
         interval_s = ref.point.interval_s or self.poll.interval_s
@@ -123,9 +124,11 @@ class DevicePoller:
         self.stopping = False  # set by the agent on stop; see EdgeAgent._stopping
 
     def interval_s(self, ref: PointRef) -> float:
+        """The point's poll interval, else the site's."""
         return ref.point.interval_s or self.poll.interval_s
 
     async def run(self) -> None:
+        """Poll each point on its fixed-rate schedule until stopped, backing off after a device fault."""
         due = dict.fromkeys((r.key for r in self.points), self.clock.monotonic())
         while not self.stopping:
             now = self.clock.monotonic()

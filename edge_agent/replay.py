@@ -32,7 +32,9 @@ PURGE_EVERY = timedelta(seconds=60)
 class CommandGuard(Protocol):
     """What `commands.decide` needs: refuse replays and commands outside their validity."""
 
-    def check(self, cmd: Command, now: datetime) -> None: ...
+    def check(self, cmd: Command, now: datetime) -> None:
+        """Raise if `cmd` is a replay or outside its validity window at `now`; return if it may run."""
+        ...
 
 
 def replay_path(queue_path: Path) -> Path:
@@ -117,4 +119,5 @@ class PersistentReplayGuard:
         return int(self._db.execute("SELECT COUNT(*) FROM seen_cmd").fetchone()[0])
 
     def close(self) -> None:
+        """Close the SQLite connection."""
         self._db.close()

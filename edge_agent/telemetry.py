@@ -261,8 +261,11 @@ class TelemetryPipe:
             self.sent_upto = max(self.sent_upto, min(stored.seq, buf.next_seq - 1))
 
     def _maybe_rewind(self) -> None:
-        """Sent but not stored for too long: the cloud missed batches (e.g. it was offline
-        while the broker was up, and the broker had no session to queue them). Resend."""
+        """Resend from the watermark when what was sent has gone unstored for too long.
+
+        The cloud missed those batches (e.g. it was offline while the broker was up, and
+        the broker had no session to queue them).
+        """
         if not self.config.cloud.watermark or self.sent_upto <= self.stats.stored_seq:
             self._progress_at = time.monotonic()
             return
@@ -323,4 +326,5 @@ class TelemetryPipe:
                 self._sync_stats()
 
     def close(self) -> None:
+        """Close the queue."""
         self.buffer.close()

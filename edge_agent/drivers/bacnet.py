@@ -62,6 +62,7 @@ class BacnetStack:
         self._lock = asyncio.Lock()
 
     async def app(self) -> Any:
+        """The shared BAC0 application, started on first use (BAC0 imported off the event loop)."""
         async with self._lock:
             if self._app is None:
                 # heavy import, only for sites with BACnet devices, and never on the event loop
@@ -85,6 +86,7 @@ class BacnetStack:
             return self._app
 
     async def close(self) -> None:
+        """Stop the BAC0 application if it was started (bounded; a failure is only logged)."""
         async with self._lock:
             if self._app is not None:
                 app, self._app = self._app, None
@@ -103,6 +105,7 @@ class BacnetDriver:
 
     @classmethod
     def from_config(cls, device: BacnetDevice, stack: BacnetStack) -> BacnetDriver:
+        """A driver for `device` on the shared `stack`."""
         return cls(device, stack)
 
     def _obj(self, point: PointConfig) -> str:
@@ -120,6 +123,7 @@ class BacnetDriver:
             raise DeviceError(f"{self.device.id}: {what} failed: {exc!r}") from exc
 
     async def read(self, points: Sequence[PointRef]) -> dict[str, Reading]:
+        """Read `points` with one ReadPropertyMultiple, or one by one if that fails; unknown objects read as bad."""
         if not points:
             return {}
         addr = self.device.address
@@ -148,6 +152,7 @@ class BacnetDriver:
         return out
 
     async def write(self, point: PointConfig, value: float, *, priority: int | None = None) -> None:
+        """Write `value` (engineering units) at `priority`, else the point's, else 8."""
         raw = (value / point.sign - point.offset) / point.scale
         prio = priority or point.priority or 8
         text = repr(float(raw)) if point.object and point.object.startswith("analog") else str(round(raw))
@@ -158,6 +163,7 @@ class BacnetDriver:
         )
 
     async def relinquish(self, point: PointConfig) -> None:
+        """Release our write at the point's priority (default 8) by writing `null`."""
         prio = point.priority or 8
         await self._call(
             f"relinquish {point.object}", "_write", f"{self.device.address} {self._obj(point)} null - {prio}"

@@ -32,6 +32,7 @@ class PointRef:
 
     @property
     def key(self) -> str:
+        """`asset.point`: the name of the point's reading in `Latest` maps and samples."""
         return f"{self.asset}.{self.point.name}"
 
 

@@ -45,6 +45,7 @@ class ModbusDriver:
 
     @classmethod
     def from_config(cls, device: ModbusDevice) -> ModbusDriver:
+        """A driver for `device` (connects on first use)."""
         return cls(device)
 
     async def _connected(self) -> AsyncModbusTcpClient:
@@ -123,6 +124,7 @@ class ModbusDriver:
         return values, errors
 
     async def read(self, points: Sequence[PointRef]) -> dict[str, Reading]:
+        """Read `points` in coalesced blocks; a point whose block failed reads as bad."""
         async with self._lock:
             values, errors = await self._read_points([r.point for r in points])
         out: dict[str, Reading] = {}
@@ -156,6 +158,7 @@ class ModbusDriver:
         return out
 
     async def write(self, point: PointConfig, value: float, *, priority: int | None = None) -> None:
+        """Write `value` (engineering units), reading the point's scale-factor register first if it has one."""
         del priority  # Modbus has no command priorities
         p = point
         assert p.table is not None and p.address is not None and p.type is not None
@@ -188,9 +191,11 @@ class ModbusDriver:
                 )
 
     async def relinquish(self, point: PointConfig) -> None:
+        """Always fails: Modbus has no priorities, so a safe state writes a value instead."""
         raise DeviceError(f"{self.device.id}: Modbus has no priorities to relinquish ({point.name})")
 
     async def close(self) -> None:
+        """Close the TCP connection, if any; the next read or write reconnects."""
         if self._client is not None:
             self._client.close()
             self._client = None

@@ -63,7 +63,7 @@ def encode(value: float, type_: str, word_order: str = "big", byte_order: str = 
 
 
 def raw_to_engineering(raw: float, point: PointConfig, sf: int = 0) -> float:
-    """engineering = sign * (raw * scale * 10**sf + offset) (docs/site-config.md)."""
+    """Engineering = sign * (raw * scale * 10**sf + offset) (docs/site-config.md)."""
     return point.sign * (raw * point.scale * 10.0**sf + point.offset)
 
 

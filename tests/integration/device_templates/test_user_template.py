@@ -12,7 +12,10 @@ import yaml
 from device_templates import load_template
 from edge_agent.config import ModbusDevice, load_config
 from edge_agent.drivers import ModbusDriver, PointRef
+from gridflex.ops.broker import MosquittoBroker
 from simulators.modbus.template_map import template_server
+from tests.integration.edge_agent.cloud import Cloud
+from tests.integration.edge_agent.helpers import running_agent
 
 pytestmark = pytest.mark.integration
 
@@ -82,5 +85,55 @@ async def test_a_device_type_from_a_template_file_is_served_and_read(tmp_path: P
             assert server.writes == 1
         finally:
             await driver.close()
+    finally:
+        await server.stop()
+
+
+async def test_an_agent_runs_a_template_only_device_end_to_end(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """The whole edge agent, configured only by `template: acme-heatmeter`, publishes the device's values
+    over a real Mosquitto to a cloud subscriber, scaled as the template says."""
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    (folder / "acme-heatmeter.yaml").write_text(ACME)
+    server = template_server(load_template(folder / "acme-heatmeter.yaml"), unit_id=4)
+    await server.start()
+    try:
+        site = {
+            "site": "b042",
+            "template_dirs": ["templates"],
+            "broker": {"host": "127.0.0.1", "port": mosquitto.port, "keepalive_s": 5},
+            "buffer": {"path": str(tmp_path / "buf.sqlite")},
+            "health": {"port": None},
+            "poll": {"interval_s": 0.1, "max_age_s": 60},
+            "devices": [
+                {
+                    "id": "heat",
+                    "template": "acme-heatmeter",
+                    "host": "127.0.0.1",
+                    "port": server.port,
+                    "unit_id": 4,
+                }
+            ],
+            "assets": [{"id": "hp1", "kind": "hp"}],
+        }
+        (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))
+        cfg = load_config(tmp_path / "site.yaml")
+        async with Cloud("b042", mosquitto.port).running() as cloud, running_agent(cfg):
+            await cloud.wait_for(
+                lambda: all(
+                    cloud.values("hp1", p) for p in ("p_kw", "e_heat_kwh", "t_supply_c", "flow_limit_l_h")
+                ),
+                timeout_s=20,
+            )
+            got = {
+                p: cloud.values("hp1", p)[0].value
+                for p in ("p_kw", "e_heat_kwh", "t_supply_c", "flow_limit_l_h")
+            }
+        assert got == pytest.approx(
+            {"p_kw": -1.234, "e_heat_kwh": 56.78, "t_supply_c": 61.5, "flow_limit_l_h": 800.0}
+        )
+        assert cloud.values("hp1", "p_kw")[0].unit == "kW"
     finally:
         await server.stop()

@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from cloud_controller.grid.powerflow import BatchPowerFlow, PowerFlowResult, dc_ac_discrepancy
+from cloud_controller.grid import BatchPowerFlow, PowerFlowResult, dc_ac_discrepancy
 from cloud_controller.grid.region import Region
 from cloud_controller.study.runner import ScenarioRun, StudyInputs
 

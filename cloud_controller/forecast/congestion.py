@@ -20,8 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from cloud_controller.grid import Region
-from cloud_controller.grid.powerflow import BatchPowerFlow
+from cloud_controller.grid import BatchPowerFlow, Region
 
 __all__ = ["CongestionForecast", "ScenarioCongestion"]
 

@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from cloud_controller.study.config import BEYOND, SCENARIOS, StudyConfig, load_study_config
+    from cloud_controller.study.inputs import StudyInputs
     from cloud_controller.study.report import LABELS
-    from cloud_controller.study.runner import ScenarioRun, StudyInputs, run_scenario
+    from cloud_controller.study.results import ScenarioRun
+    from cloud_controller.study.runner import run_scenario
     from cloud_controller.study.study import (
         StudyResult,
         load_inputs,
@@ -47,8 +49,8 @@ _WHERE = {
     "StudyConfig": "cloud_controller.study.config",
     "load_study_config": "cloud_controller.study.config",
     "LABELS": "cloud_controller.study.report",
-    "ScenarioRun": "cloud_controller.study.runner",
-    "StudyInputs": "cloud_controller.study.runner",
+    "ScenarioRun": "cloud_controller.study.results",
+    "StudyInputs": "cloud_controller.study.inputs",
     "run_scenario": "cloud_controller.study.runner",
     "StudyResult": "cloud_controller.study.study",
     "load_inputs": "cloud_controller.study.study",

@@ -26,7 +26,8 @@ from cloud_controller.dispatch import (
     build_problem,
 )
 from cloud_controller.grid.reduce import station_grid
-from cloud_controller.study.runner import Recorder, ScenarioRun, StudyInputs, _assets
+from cloud_controller.study.inputs import StudyInputs, _assets
+from cloud_controller.study.results import Recorder, ScenarioRun
 
 
 def run_mpc(

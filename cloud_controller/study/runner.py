@@ -5,6 +5,10 @@ rolling horizon): built once per run, then only bounds and costs change per step
 Scenarios without storage need no optimisation: their HV/MV load is the sum of the
 households' net loads (lossless, as the DC OPF sees it); the AC power flow in `validate`
 adds the losses.
+
+This module holds the loop and the choice of run; what it reads and returns is in
+`inputs.py` and `results.py`, the fixed-household LP in `fixed_sites.py`, and the
+curtailment policies' profiles in `curtailment.py`.
 """
 
 from __future__ import annotations
@@ -12,9 +16,6 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
-from functools import cached_property
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -26,105 +27,21 @@ from cloud_controller.dispatch import (
     DispatchEngine,
     Engine,
     EngineOptions,
-    Problem,
-    Schedule,
-    SiteAssets,
     StepInputs,
     StorageState,
     build_problem,
 )
 from cloud_controller.grid.reduce import station_grid
-from cloud_controller.grid.region import Region
 from cloud_controller.study import policies
-from cloud_controller.study.config import STRESS_LEVELS, StudyConfig
-from cloud_controller.study.population import Population
-from cloud_controller.study.profiles import Profiles
+from cloud_controller.study.curtailment import _curtailment
+from cloud_controller.study.fixed_sites import FixedSites
+from cloud_controller.study.inputs import StudyInputs, _assets
+from cloud_controller.study.results import STRESS_FREE, Recorder, ScenarioRun
 
 FloatArray = npt.NDArray[np.float64]
 
-STRESS_FREE = ("status_quo", "no_control", "stor")
 TOL_SAME_KW = 1e-6  # Stor's HV/MV power within a policy's limit: its step is the policy's
 TOL_SAME_KWH = 1e-6  # storage states this close are the same state
-
-
-@dataclass(frozen=True)
-class StudyInputs:
-    """Everything a run needs: the configuration, region, household population and profiles."""
-
-    cfg: StudyConfig
-    region: Region
-    pop: Population
-    prof: Profiles
-
-    @property
-    def steps_per_day(self) -> int:
-        """Time steps per day."""
-        return round(24.0 / self.prof.dt_h)
-
-    def pv_kw(self, year: int) -> FloatArray:
-        """(T, H) PV output of the 2024 or 2030 roofs."""
-        s = self.cfg.sizes
-        kwp = (
-            np.where(self.pop.pv_2024, s.pv_2024_kwp, 0.0)
-            if year == 2024
-            else np.where(self.pop.pv_2030, s.pv_2030_kwp, 0.0)
-        )
-        return self.prof.pv_kw_per_kwp[:, None] * kwp[None, :]
-
-    def ev_by_site(self, ev_kw: FloatArray) -> FloatArray:
-        """(T, H) EV charging summed per household, from the per-EV (T, n_ev) powers."""
-        out = np.zeros((self.prof.n_steps, self.pop.n))
-        np.add.at(out.T, self.prof.ev_site, ev_kw.T)
-        return out
-
-    def hp_direct_kw(self, heat_kw: FloatArray) -> FloatArray:
-        """(T, H) heat-pump electric load when heat is made as it is needed (no thermal store)."""
-        out = np.zeros((self.prof.n_steps, self.pop.n))
-        np.add.at(out.T, self.prof.hp_site, (heat_kw / self.prof.cop[:, None]).T)
-        return out
-
-    def status_quo_site_kw(self) -> FloatArray:
-        """(T, H) household grid exchange in the status quo: load minus the 2024 PV."""
-        return self.prof.load_kw - self.pv_kw(2024)
-
-    def no_control_site_kw(self) -> FloatArray:
-        """(T, H) household grid exchange in 2030 without control: load, EVs, direct heat pumps minus PV."""
-        return (
-            self.prof.load_kw
-            + self.ev_by_site(self.prof.ev_kw)
-            + self.hp_direct_kw(self.prof.heat_kw)
-            - self.pv_kw(2030)
-        )
-
-    @cached_property
-    def status_quo_peak_kw(self) -> float:
-        """Peak HV/MV load of the status quo (lossless sum of the households)."""
-        return float(self.status_quo_site_kw().sum(axis=1).max())
-
-    def limit_kw(self, stress: str) -> float:
-        """The status-quo peak HV/MV load is `stress` × the limit (the Schutterwald study §3.1)."""
-        return self.status_quo_peak_kw / STRESS_LEVELS[stress]
-
-
-@dataclass
-class ScenarioRun:
-    """One scenario's result: per-household and HV/MV powers, per-step aggregates and energy totals."""
-
-    scenario: str
-    stress: str | None  # None: the run does not depend on the stress level
-    p_site_kw: npt.NDArray[np.float32]  # (T, H) household grid exchange, load positive
-    p_root_kw: FloatArray  # (T,) HV/MV load as the OPF's lossless model sees it
-    extras: dict[str, FloatArray] = field(default_factory=dict)  # per-step aggregates
-    energy_kwh: dict[str, float] = field(default_factory=dict)
-    solve_s: float = 0.0
-    ac: dict[str, Any] | None = None  # AC power-flow check (study.validate), when run
-    # Steps taken over from the Stor run instead of solved (see `StorReference`); None: all solved.
-    reused: npt.NDArray[np.bool_] | None = None
-    # What a later run needs to reuse this one (kept for Stor only): the storage state at the
-    # start of each step and the per-step AC results.
-    state_kwh: tuple[FloatArray, FloatArray] | None = None
-    ac_steps: Any = None
-    steps_by_site: int = 0  # steps answered without the whole LP (dispatch/sites.py, repair.py)
 
 
 @contextmanager
@@ -144,169 +61,10 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-class Recorder:
-    """Per-step bookkeeping shared by the rolling-horizon OPF and the MPC: one row per applied step."""
-
-    def __init__(self, n_steps: int, n_sites: int, dt_h: float) -> None:
-        self.dt_h = dt_h
-        self.p_site = np.zeros((n_steps, n_sites), dtype=np.float32)
-        self.root = np.zeros(n_steps)
-        self.extras = {
-            k: np.zeros(n_steps)
-            for k in (
-                "e_bat_kwh",
-                "e_ts_kwh",
-                "p_bat_kw",
-                "p_hp_kw",
-                "curtail_kw",
-                "bat_discharged_kwh",  # energy per step
-                "heat_unmet_kwh",
-            )
-        }
-
-    def record(self, t: int, sch: Schedule, k: int, p_site_kw: FloatArray) -> None:
-        """Step t of the study is period k of the schedule; `p_site_kw` is what the sites drew."""
-        self.p_site[t] = p_site_kw
-        self.root[t] = float(p_site_kw.sum())
-        self.extras["e_bat_kwh"][t] = sch.e_bat_kwh[k].sum()
-        self.extras["e_ts_kwh"][t] = sch.e_ts_kwh[k].sum()
-        self.extras["p_bat_kw"][t] = sch.p_bat_kw[k].sum()
-        self.extras["p_hp_kw"][t] = sch.p_hp_kw[k].sum()
-        self.extras["curtail_kw"][t] = sch.curtail_kw[k].sum()
-        self.extras["bat_discharged_kwh"][t] = float(sch.p_bat_dis_kw[k].sum()) * self.dt_h
-        self.extras["heat_unmet_kwh"][t] = (
-            sum(v.amount for v in sch.violations if v.kind == "heat_unmet" and v.t == k) * self.dt_h
-        )
-
-    def copy_steps(self, other: ScenarioRun, steps: npt.NDArray[np.bool_]) -> None:
-        """Take `steps` over from another run of the same sites and year."""
-        self.p_site[steps] = other.p_site_kw[steps]
-        self.root[steps] = other.p_root_kw[steps]
-        for k, v in self.extras.items():
-            v[steps] = other.extras[k][steps]
-
-    def run(self, scenario: str, stress: str | None, solve_s: float, **energy_kwh: float) -> ScenarioRun:
-        """The recorded steps as a `ScenarioRun` of `scenario` at `stress`."""
-        return ScenarioRun(
-            scenario,
-            stress,
-            self.p_site,
-            self.root,
-            extras=self.extras,
-            energy_kwh={
-                "battery_discharged": float(self.extras["bat_discharged_kwh"].sum()),
-                "pv_curtailed": float(self.extras["curtail_kw"].sum() * self.dt_h),
-                "heat_unmet": float(self.extras["heat_unmet_kwh"].sum()),
-                **energy_kwh,
-            },
-            solve_s=solve_s,
-        )
-
-
-def _assets(inp: StudyInputs) -> SiteAssets:
-    s = inp.cfg.sizes
-    n = inp.pop.n
-    hp = np.zeros(n)
-    hp[inp.prof.hp_site] = inp.prof.hp_p_max_kw
-    ts = np.where(inp.pop.thermal_store & inp.pop.hp, s.thermal_store_kwh, 0.0)
-    return SiteAssets(
-        bat_e_kwh=np.where(inp.pop.battery, s.battery_kwh, 0.0),
-        bat_p_kw=np.where(inp.pop.battery, s.battery_kw, 0.0),
-        hp_p_max_kw=hp,
-        ts_e_kwh=ts,
-    )
-
-
 def run_fixed(inp: StudyInputs, scenario: str) -> ScenarioRun:
     """Status quo or 2030 without control: no storage, no optimisation."""
     site = inp.status_quo_site_kw() if scenario == "status_quo" else inp.no_control_site_kw()
     return ScenarioRun(scenario, None, site.astype(np.float32), site.sum(axis=1))
-
-
-@dataclass
-class FixedSites:
-    """The per-step OPF without the households that have nothing to dispatch.
-
-    A household without battery and heat pump has one decision: curtail its PV. Curtailing
-    costs (0.01/kWh) and earns nothing unless a limit on *feed-in* binds, so wherever no
-    feed-in limit can bind its grid exchange is its net load, exactly. Such households then
-    enter the LP as a fixed load on their bus, and the LP has 43 % fewer sites here.
-    `exact[t]` holds that condition per step: no HV/MV feed-in limit, and on every limited
-    branch the most any optimal dispatch could feed back within the rating. That most is the
-    households' PV surplus; batteries add their full discharge only where exporting could
-    pay, i.e. where the HV/MV load limit is set or a branch above another limited branch
-    could be overloaded by load (a battery never discharges into the grid for nothing:
-    discharging costs, exporting earns 0). Steps where it fails are solved with every
-    household, as before.
-    """
-
-    problem: Problem
-    flex: npt.NDArray[np.bool_]  # households in the small LP (battery or heat pump)
-    bus_kw: FloatArray  # (T, n_bus) the others' net load per bus
-    exact: npt.NDArray[np.bool_]  # (T,) the small LP is the full LP at this step
-
-    @staticmethod
-    def of(
-        problem: Problem, base_kw: FloatArray, st_lim_kw: FloatArray, st_feed_kw: FloatArray
-    ) -> FixedSites | None:
-        """The LP for `problem` with the households that have nothing to dispatch fixed, or None."""
-        p = problem
-        g = p.grid
-        w = p.weights
-        flex = np.zeros(p.n_sites, dtype=bool)
-        flex[p.bat_site] = True
-        flex[p.hp_site] = True
-        if flex.all() or w.c_curtail <= 0 or w.c_export < 0 or p.has_shed or p.n_units:
-            return None
-        n_t = base_kw.shape[0]
-        bus_kw = np.zeros((n_t, g.n_bus))
-        np.add.at(bus_kw.T, p.site_bus[~flex], base_kw[:, ~flex].T)
-
-        def branch_sum(per_site: FloatArray) -> FloatArray:
-            per_bus = np.zeros((n_t, g.n_bus))
-            np.add.at(per_bus.T, p.site_bus, per_site.T)
-            return g.branch_flows_kw(per_bus)  # (T, K): sum over each branch's subtree
-
-        limited = np.isfinite(g.rating_kw) & p.enforce_branches
-        rating = g.rating_kw[limited]
-        surplus = np.maximum(-base_kw, 0.0)
-        pv_back_ok = (branch_sum(surplus)[:, limited] <= rating).all(axis=1)
-        with_bat = surplus.copy()
-        with_bat[:, p.bat_site] += p.bat_p_max_kw[None, :]
-        bat_back_ok = (branch_sum(with_bat)[:, limited] <= rating).all(axis=1)
-        # branches above another limited branch, and the most load they could carry
-        above = np.zeros(g.n_branch, dtype=bool)
-        into = {int(c): k for k, c in enumerate(g.child)}
-        for k in np.flatnonzero(limited):
-            bus = int(g.parent[k])
-            while bus in into:
-                above[into[bus]] = True
-                bus = int(g.parent[into[bus]])
-        most_load = np.maximum(base_kw, 0.0)
-        most_load[:, p.bat_site] += p.bat_p_max_kw[None, :]
-        most_load[:, p.hp_site] += p.hp_p_max_kw[None, :]
-        upper = above & limited
-        load_ok = (branch_sum(most_load)[:, upper] <= g.rating_kw[upper]).all(axis=1)
-        export_pays = np.isfinite(st_lim_kw) | ~load_ok
-        exact = ~np.isfinite(st_feed_kw) & pv_back_ok & (bat_back_ok | ~export_pays)
-        site_pv = None if p.site_pv is None else p.site_pv[flex]
-        small = replace(
-            p,
-            site_bus=p.site_bus[flex],
-            bat_site=np.searchsorted(np.flatnonzero(flex), p.bat_site),
-            hp_site=np.searchsorted(np.flatnonzero(flex), p.hp_site),
-            site_pv=site_pv,
-        )
-        return FixedSites(small, flex, bus_kw, exact)
-
-    def inputs(self, x: StepInputs, t: int) -> StepInputs:
-        """The step's inputs for the small LP (the others' load moved to their bus)."""
-        return replace(
-            x,
-            base_kw=x.base_kw[:, self.flex],
-            pv_kw=None if x.pv_kw is None else x.pv_kw[:, self.flex],
-            bus_fixed_kw=self.bus_kw[t : t + 1],
-        )
 
 
 def _differs(a: FloatArray, b: object, n_t: int) -> npt.NDArray[np.bool_]:
@@ -314,36 +72,6 @@ def _differs(a: FloatArray, b: object, n_t: int) -> npt.NDArray[np.bool_]:
     diff = np.asarray(a) != np.broadcast_to(np.asarray(b), np.shape(a))
     out: npt.NDArray[np.bool_] = diff.reshape(n_t, -1).any(axis=1)
     return out
-
-
-def _curtailment(
-    inp: StudyInputs, parts: set[str], onsets: policies.IntArray
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """EV, heat demand and heat-pump caps after the curtailment policies in `parts` (CurA, CurB)."""
-    cfg = inp.cfg
-    prof = inp.prof
-    dt = prof.dt_h
-    spd = inp.steps_per_day
-    ev = prof.ev_kw
-    heat = prof.heat_kw
-    hp_cap = np.ones_like(heat)
-    if "cura" in parts:
-        ev = policies.cur_a(
-            ev, onsets, spd, cap_kw=cfg.cura.ev_cap_kw, p_max_kw=cfg.sizes.ev_p_max_kw, dt_h=dt
-        )
-    if "curb" in parts:
-        cb = policies.cur_b(
-            heat,
-            prof.cop,
-            prof.hp_p_max_kw,
-            onsets,
-            share=cfg.curb.hp_share,
-            duration_steps=round(cfg.curb.duration_h / dt),
-            recovery_steps=round(cfg.curb.recovery_h / dt),
-            dt_h=dt,
-        )
-        heat, hp_cap = cb.heat_kw, cb.hp_cap_frac
-    return ev, heat, hp_cap
 
 
 def run_opf(

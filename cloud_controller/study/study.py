@@ -21,7 +21,9 @@ from typing import Any
 import numpy as np
 
 from cloud_controller.study.config import BEYOND, SCENARIOS, STRESS_LEVELS, StudyConfig
-from cloud_controller.study.runner import STRESS_FREE, ScenarioRun, StudyInputs, run_scenario
+from cloud_controller.study.inputs import StudyInputs
+from cloud_controller.study.results import STRESS_FREE, ScenarioRun
+from cloud_controller.study.runner import run_scenario
 
 TOL_KW = 0.1  # a step violates the limit only if it exceeds it by more than this
 

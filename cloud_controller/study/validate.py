@@ -11,9 +11,10 @@ from typing import Any, cast
 
 import numpy as np
 
-from cloud_controller.grid.powerflow import BatchPowerFlow, PowerFlowResult, dc_ac_discrepancy
+from cloud_controller.grid import BatchPowerFlow, PowerFlowResult, dc_ac_discrepancy
 from cloud_controller.grid.region import Region
-from cloud_controller.study.runner import ScenarioRun, StudyInputs
+from cloud_controller.study.inputs import StudyInputs
+from cloud_controller.study.results import ScenarioRun
 
 _FLOWS: dict[int, BatchPowerFlow] = {}  # per region object (a pandapower net is not hashable)
 

@@ -10,8 +10,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cloud_controller.grid import Region, build_schutterwald_region
-from cloud_controller.grid.powerflow import BatchPowerFlow, PowerFlowResult, dc_ac_discrepancy
+from cloud_controller.grid import (
+    BatchPowerFlow,
+    PowerFlowResult,
+    Region,
+    build_schutterwald_region,
+    dc_ac_discrepancy,
+)
 from protocols.errors import ConfigError
 
 

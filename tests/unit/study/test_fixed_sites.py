@@ -1,4 +1,4 @@
-"""Households without flexibility as fixed loads (`runner.FixedSites`): the same study."""
+"""Households without flexibility as fixed loads (`fixed_sites.FixedSites`): the same study."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import pytest
 
 from cloud_controller.dispatch import SiteAssets, build_problem
 from cloud_controller.study.config import StudyConfig
-from cloud_controller.study.runner import FixedSites, StudyInputs, run_opf
+from cloud_controller.study.fixed_sites import FixedSites
+from cloud_controller.study.inputs import StudyInputs
+from cloud_controller.study.runner import run_opf
 from cloud_controller.study.study import load_inputs
 from tests.unit.dispatch.helpers import feeder
 

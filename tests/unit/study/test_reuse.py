@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from cloud_controller.study.config import StudyConfig
-from cloud_controller.study.runner import ScenarioRun, StudyInputs, run_scenario
+from cloud_controller.study.inputs import StudyInputs
+from cloud_controller.study.results import ScenarioRun
+from cloud_controller.study.runner import run_scenario
 from cloud_controller.study.study import load_inputs, run_study, summarise
 
 TINY = {

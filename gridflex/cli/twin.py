@@ -22,6 +22,8 @@ __all__ = ["TwinRow", "parse_seeds", "register"]
 
 @dataclass(frozen=True)
 class TwinRow:
+    """One fleet's line of `gridflex twin`: the twin without and with control, side by side."""
+
     seed: int
     threshold_kw: float
     overloads_without: int
@@ -37,13 +39,14 @@ class TwinRow:
 
     @property
     def relief_pct(self) -> float:
+        """Share of the uncontrolled overloaded intervals that control removed (0 if there were none)."""
         if self.overloads_without == 0:
             return 0.0
         return 100.0 * (self.overloads_without - self.overloads_with) / self.overloads_without
 
 
 def parse_seeds(text: str) -> list[int]:
-    """ "1-5", "1,3,7" or "2-4,9" → the seeds, in order, without repeats."""
+    """Parse "1-5", "1,3,7" or "2-4,9" into the seeds, in order, without repeats."""
     seeds: list[int] = []
     for raw in text.split(","):
         part = raw.strip()

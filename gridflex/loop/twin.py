@@ -38,8 +38,10 @@ __all__ = ["TwinResult", "run_twin", "scenario_planner", "site_refs"]
 def site_refs(
     buildings: Mapping[str, Building], household_of_site: Mapping[str, int], *, bacnet: bool = False
 ) -> tuple[SiteRef, ...]:
-    """The registry's view of simulated buildings: asset ids and ratings as the TestBed serves
-    them (with `bacnet`, each building's BMS zone too)."""
+    """The registry's view of simulated buildings: asset ids and ratings as the TestBed serves them.
+
+    With `bacnet`, each building's BMS zone too.
+    """
     refs: list[SiteRef] = []
     for site, b in buildings.items():
         assets = [AssetRef(asset=METER, kind="meter")]
@@ -130,6 +132,7 @@ class TwinResult:
     heat_owed_kwh: float = 0.0
 
     def overloads(self, threshold_kw: float) -> int:
+        """Intervals whose HV/MV import exceeds `threshold_kw`."""
         return count_overloads(self.root_kw, threshold_kw)
 
 
@@ -141,8 +144,10 @@ def _apply(site: TwinSite, cmd: Command, now: datetime, result: TwinResult) -> N
 
 
 def scenario_planner(scenario: LoopScenario, refs: tuple[SiteRef, ...]) -> PlannerWithPrior:
-    """The controller's planner for a loop scenario, with yesterday's physics as imported
-    history (used by the live loop and the twin alike)."""
+    """The controller's planner for a loop scenario, with yesterday's physics as imported history.
+
+    Used by the live loop and the twin alike.
+    """
     s = scenario.settings
     inner = build_planner(
         scenario.region,
@@ -160,8 +165,10 @@ def scenario_planner(scenario: LoopScenario, refs: tuple[SiteRef, ...]) -> Plann
 def run_twin(
     scenario: LoopScenario, *, control: bool = True, guard: bool = True, first_plan_delay_s: float = 60.0
 ) -> TwinResult:
-    """Step the scenario's fleet from start to end under the planner (or, with `control`
-    False, the owners' own behaviour); return the grid truth."""
+    """Step the scenario's fleet from start to end under the planner; return the grid truth.
+
+    With `control` False, the fleet follows the owners' own behaviour instead.
+    """
     s = scenario.settings
     profiles = fleet_profiles(list(scenario.specs), start=s.profile_start, seed=s.seed, days=s.profile_days)
     buildings = {spec.site: build(spec, p) for spec, p in zip(scenario.specs, profiles, strict=True)}

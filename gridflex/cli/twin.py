@@ -1,9 +1,9 @@
-"""`gridflex twin`: judge the live controller over many fleets offline (seconds per fleet).
+"""`gridflex twin`: judge the live controller over many fleets offline.
 
-The live demo needs minutes per fleet; a control strategy judged on one fleet is judged
-on luck. The twin (`gridflex.loop.twin`) runs the same physics and the same planner
-without sockets, so ten fleets take about a minute: overloaded intervals with vs.
-without control, the EV energy delivered and the heat still owed at the end (what the
+The live demo runs on real sockets in wall time, one fleet at a time; a control strategy
+judged on one fleet is judged on luck. The twin (`gridflex.loop.twin`) runs the same
+physics and the same planner without sockets, so many fleets fit in one run: overloaded
+intervals with vs. without control, the EV energy delivered and the heat still owed at the end (what the
 caps cost the owners), commands and guard corrections.
 """
 

@@ -3,8 +3,8 @@
 `MosquittoBroker` runs Debian's `mosquitto` as a child process with a generated
 config (loopback listener, `set_tcp_nodelay true`, optional password file + ACL);
 it is what tests, benchmarks and deployments use. `AmqttBroker` runs amqtt in
-process when mosquitto is not installed: MQTT 3.1.1 only, no `$share`, about
-2,000 QoS 1 msg/s (measured) - enough for a demo of up to ~100 sites, not more.
+process when mosquitto is not installed: MQTT 3.1.1 only, no `$share`, and far
+slower than mosquitto - enough for a demo of up to ~100 sites, not more.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 The live demo runs on real sockets in wall time, one fleet at a time; a control strategy
 judged on one fleet is judged on luck. The twin (`gridflex.loop.twin`) runs the same
 physics and the same planner without sockets, so many fleets fit in one run: overloaded
-intervals with vs. without control, the EV energy delivered and the heat still owed at the end (what the
-caps cost the owners), commands and guard corrections.
+intervals with vs. without control, the EV energy delivered and the heat still owed at
+the end (what the caps cost the owners), commands and guard corrections.
 """
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ def bench_contract(
 
 
 @bench_app.command("dispatch")
-def bench_dispatch(  # noqa: PLR0917 (typer options are parameters)
+def bench_dispatch(
     steps: Annotated[int, typer.Option(help="rundcopp comparison steps and warm re-solves per size.")] = 20,
     sizes: Annotated[str, typer.Option(help="Comma-separated building counts.")] = "100,1000,10000",
     mpc_sites: Annotated[int, typer.Option(help="Buildings in the multi-period MPC case.")] = 1000,

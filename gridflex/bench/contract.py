@@ -28,6 +28,7 @@ TOPIC = site_topic("b001", "telemetry")
 
 
 def telemetry(n_samples: int, msg_id: str = "m") -> TelemetryBatch:
+    """A battery telemetry batch of `n_samples` samples at a fixed time, the payload being timed."""
     return TelemetryBatch(
         site="b001",
         ts=TS,

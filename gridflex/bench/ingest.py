@@ -35,6 +35,8 @@ T0 = datetime(2030, 1, 15, 12, tzinfo=UTC)
 
 @dataclass(frozen=True)
 class IngestFigures:
+    """One `bench_ingest_workers` run: samples stored, seconds, each worker's share, watermark check."""
+
     workers: int
     samples: int
     seconds: float
@@ -43,6 +45,7 @@ class IngestFigures:
 
     @property
     def samples_per_s(self) -> float:
+        """Ingest throughput of all workers together (0 if nothing was timed)."""
         return self.samples / self.seconds if self.seconds > 0 else 0.0
 
 
@@ -50,9 +53,7 @@ def _sites(n: int) -> list[str]:
     return [f"s{i:03d}" for i in range(n)]
 
 
-def _worker(  # noqa: PLR0917 (a spawn target takes positional args)
-    port: int, store: str, n_sites: int, index: int, ready: MpEvent, stop: MpEvent, out: Any
-) -> None:
+def _worker(port: int, store: str, n_sites: int, index: int, ready: MpEvent, stop: MpEvent, out: Any) -> None:
     """Spawn target: one ingest worker until `stop`; puts its stored-sample count on `out`."""
     from cloud_controller import AssetRef, CloudConfig, CloudController, Registry, SiteRef
     from protocols.clock import RealClock
@@ -85,8 +86,10 @@ def _worker(  # noqa: PLR0917 (a spawn target takes positional args)
 
 
 def telemetry_payloads(sites: list[str], n_batches: int, size: int) -> list[tuple[str, bytes]]:
-    """(topic, encoded batch) for every site's `n_batches` batches of `size` meter samples,
-    seq 0.. contiguous per site, batch by batch across the sites."""
+    """(topic, encoded batch) for every site's `n_batches` batches of `size` meter samples.
+
+    Seq 0.. contiguous per site, batch by batch across the sites.
+    """
     from protocols.codec import encode
     from protocols.messages import Sample, TelemetryBatch
     from protocols.topics import site_topic
@@ -190,20 +193,25 @@ def bench_ingest_workers(
 
 @dataclass(frozen=True)
 class InProcessIngest:
+    """One `ingest_in_process` run: samples stored, seconds, duplicates the controller dropped."""
+
     samples: int
     seconds: float
     duplicates: int
 
     @property
     def samples_per_s(self) -> float:
+        """Ingest throughput of the one controller (0 if nothing was timed)."""
         return self.samples / self.seconds if self.seconds > 0 else 0.0
 
 
 async def ingest_in_process(
     port: int, store_path: Path, *, n_sites: int = 20, n_batches: int = 20, size: int = 500
 ) -> InProcessIngest:
-    """One controller (all roles, dispatch off) in this process; an aiomqtt publisher pushes the
-    batches QoS 1; timed from the first publish until every sample is stored."""
+    """One controller (all roles, dispatch off) in this process; an aiomqtt publisher pushes the batches.
+
+    Published QoS 1; timed from the first publish until every sample is stored.
+    """
     import aiomqtt
 
     from cloud_controller import AssetRef, CloudConfig, CloudController, Registry, SiteRef

@@ -26,6 +26,8 @@ __all__ = ["LoopLatency", "bench_command_latency"]
 
 @dataclass(frozen=True)
 class LoopLatency:
+    """Command-to-ack latency of one closed-loop run, with the plans made, last solve time and memory."""
+
     sites: int
     commands: int
     answered: int

@@ -27,6 +27,8 @@ T0 = datetime(2030, 1, 15, 12, tzinfo=UTC)
 
 @dataclass(frozen=True)
 class PlanTimeFigures:
+    """What one fleet planner costs: build, first and warm plan times, memory."""
+
     n_sites: int
     by_area: bool
     build_s: float  # planner construction (region model, per-site forecasts)

@@ -54,8 +54,11 @@ BLOCK = {"meter": (40072, 21), "pv": (40072, 14), "battery": (0, 16), "ev": (0, 
 async def measure_simulators(
     n_sites: int, bacnet: bool, workdir: Path, *, load_s: float = LOAD_S
 ) -> dict[str, float]:
-    """Start `n_sites` buildings, step the physics alone for 2 s, then under `load_s` of Modbus load
-    from another process; steps/s, reads/s served, worst step under load, start-up time."""
+    """Start `n_sites` buildings, step the physics alone for 2 s, then under `load_s` of Modbus load.
+
+    The load comes from another process. Returns steps/s, reads/s served, worst step under
+    load, start-up time.
+    """
     clock = SimClock(START)
     t0 = time.perf_counter()
     cfg = TestBedConfig(n_sites=n_sites, seed=7, start=START, bacnet=bacnet)

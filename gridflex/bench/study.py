@@ -16,6 +16,8 @@ __all__ = ["StudyBenchFigures", "run_study_bench"]
 
 @dataclass(frozen=True)
 class StudyBenchFigures:
+    """One scenario-year of the study, timed by phase, with the AC check's deviation from DC."""
+
     scenario: str
     steps: int
     households: int
@@ -30,12 +32,15 @@ class StudyBenchFigures:
 
     @property
     def solve_ms_per_step(self) -> float:
+        """Mean solve time per step (NaN for an empty run)."""
         return self.solve_s / self.steps * 1e3 if self.steps else float("nan")
 
 
 def run_study_bench(scenario: str = "stor", stress: str = "critical") -> StudyBenchFigures:
-    """Build the study's inputs, run `scenario` (at `stress` unless it is `stor`) over the year,
-    check it with an AC power flow; time each phase."""
+    """Build the study's inputs, run `scenario` over the year, check it with an AC power flow.
+
+    `scenario` runs at `stress` unless it is `stor`; each phase is timed.
+    """
     from cloud_controller.study import StudyConfig, load_inputs, run_scenario, validate_run
 
     t0 = time.perf_counter()

@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
     )
 
     @cloud_app.callback()
-    def cloud(  # noqa: PLR0917 (typer options are parameters)
+    def cloud(
         ctx: typer.Context,
         config: Annotated[Path | None, typer.Option("--config", help="cloud.yaml")] = None,
         registry: Annotated[Path | None, typer.Option("--registry", help="overrides `registry:`")] = None,
@@ -57,7 +57,8 @@ def register(app: typer.Typer) -> None:
         """Run the controller service until SIGTERM/Ctrl-C (exit 2 on a bad config).
 
         Scale-out: one `--role dispatch` worker and any number of `--role ingest` workers
-        (each with its own `--worker` name) sharing one store file."""
+        (each with its own `--worker` name) sharing one store file.
+        """
         if ctx.invoked_subcommand is not None:
             return
         if config is None:

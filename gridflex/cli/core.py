@@ -17,6 +17,8 @@ console = Console(stderr=True)
 
 
 class BrokerBackend(StrEnum):
+    """The MQTT broker `gridflex broker` runs; `auto`: mosquitto when installed, else amqtt."""
+
     auto = "auto"
     mosquitto = "mosquitto"
     amqtt = "amqtt"

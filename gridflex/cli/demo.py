@@ -109,7 +109,7 @@ def register(app: typer.Typer) -> None:
     """Add `gridflex demo` to the `gridflex` app."""
 
     @app.command("demo")
-    def demo(  # noqa: PLR0917 (typer options are parameters)
+    def demo(
         sites: Annotated[int, typer.Option("--sites", min=1, max=200, help="simulated buildings")] = 20,
         quick: Annotated[
             bool, typer.Option("--quick", help="short window (14:00-21:00) at 480x, for CI")

@@ -22,7 +22,7 @@ def _split(value: str | None) -> tuple[str, ...] | None:
     return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
 
 
-def study(  # noqa: PLR0917 (typer options are parameters)
+def study(
     config: Annotated[
         Path, typer.Option("--config", help="Study YAML (examples/schutterwald/study.yaml).")
     ] = Path("examples/schutterwald/study.yaml"),
@@ -136,4 +136,5 @@ def _print_table(summary: dict[str, object], stress: str) -> None:
 
 
 def register(app: typer.Typer) -> None:
+    """Add `gridflex study` to the `gridflex` app."""
     app.command("study")(study)

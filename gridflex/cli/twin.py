@@ -1,10 +1,10 @@
-"""`gridflex twin`: judge the live controller over many fleets offline (seconds per fleet).
+"""`gridflex twin`: judge the live controller over many fleets offline.
 
-The live demo needs minutes per fleet; a control strategy judged on one fleet is judged
-on luck. The twin (`gridflex.loop.twin`) runs the same physics and the same planner
-without sockets, so ten fleets take about a minute: overloaded intervals with vs.
-without control, the EV energy delivered and the heat still owed at the end (what the
-caps cost the owners), commands and guard corrections.
+The live demo runs on real sockets in wall time, one fleet at a time; a control strategy
+judged on one fleet is judged on luck. The twin (`gridflex.loop.twin`) runs the same
+physics and the same planner without sockets, so many fleets fit in one run: overloaded
+intervals with vs. without control, the EV energy delivered and the heat still owed at
+the end (what the caps cost the owners), commands and guard corrections.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ __all__ = ["TwinRow", "parse_seeds", "register"]
 
 @dataclass(frozen=True)
 class TwinRow:
+    """One fleet's line of `gridflex twin`: the twin without and with control, side by side."""
+
     seed: int
     threshold_kw: float
     overloads_without: int
@@ -37,13 +39,14 @@ class TwinRow:
 
     @property
     def relief_pct(self) -> float:
+        """Share of the uncontrolled overloaded intervals that control removed (0 if there were none)."""
         if self.overloads_without == 0:
             return 0.0
         return 100.0 * (self.overloads_without - self.overloads_with) / self.overloads_without
 
 
 def parse_seeds(text: str) -> list[int]:
-    """ "1-5", "1,3,7" or "2-4,9" → the seeds, in order, without repeats."""
+    """Parse "1-5", "1,3,7" or "2-4,9" into the seeds, in order, without repeats."""
     seeds: list[int] = []
     for raw in text.split(","):
         part = raw.strip()

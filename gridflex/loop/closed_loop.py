@@ -143,6 +143,7 @@ class ClosedLoop:
         return wrapped
 
     def cloud_config(self) -> CloudConfig:
+        """The controller's configuration: this loop's broker and store, the scenario's control settings."""
         s = self.settings
         return CloudConfig.model_validate(
             {
@@ -173,8 +174,11 @@ class ClosedLoop:
         self._controller_task = asyncio.create_task(self.controller.run(), name="controller")
 
     async def stop_controller(self) -> None:
-        """Stop the controller between two periods: in-flight acks are awaited (≤ 2 s wall),
-        then the task is cancelled (no state is saved beyond what the store already holds)."""
+        """Stop the controller between two periods.
+
+        In-flight acks are awaited (≤ 2 s wall), then the task is cancelled (no state is
+        saved beyond what the store already holds).
+        """
         task, self._controller_task = self._controller_task, None
         if task is not None:
             if not task.done():
@@ -231,8 +235,11 @@ class ClosedLoop:
                 progress(self.clock.now())
 
     async def drain(self, timeout_s: float = 30.0) -> dict[str, int]:
-        """Wait (wall time) until the controller stored every sample the agents had queued at the
-        end of the run, and for the last acks; returns that per-site count of samples."""
+        """Wait (wall time) until the controller stored every queued sample, and for the last acks.
+
+        The samples are those the agents had queued at the end of the run; returns that
+        per-site count of samples.
+        """
         assert self.fleet is not None and self.controller is not None
         deadline = time.monotonic() + timeout_s
         produced = {s: a.stats.next_seq for s, a in self.fleet.agents.items()}

@@ -43,6 +43,7 @@ class PriorHistory:
     def read_series(
         self, site: str, asset: str, point: str, start: datetime, end: datetime
     ) -> list[tuple[datetime, float]]:
+        """Imported rows in [start, end) older than the first live row, then the live rows."""
         live = self.live.read_series(site, asset, point, start, end)
         first_live = live[0][0] if live else end
         old = [
@@ -59,9 +60,11 @@ class PlannerWithPrior:
         self.prior = prior
 
     def plan(self, now: datetime, sites: Mapping[str, SiteSnapshot], history: History) -> Plan:
+        """The inner planner's plan, reading `history` with the imported rows before it."""
         return self.inner.plan(now, sites, PriorHistory(history, self.prior))
 
     def correct(self, now: datetime, sites: Mapping[str, SiteSnapshot]) -> list[Command]:
+        """The inner planner's corrections (they read no history)."""
         return self.inner.correct(now, sites)
 
     def __getattr__(self, name: str) -> Any:

@@ -33,6 +33,8 @@ class RunFigures:
 
 @dataclass(frozen=True)
 class CommandFigures:
+    """The controller's commands issued before the end of the run, by how the agents answered."""
+
     sent: int = 0
     applied: int = 0
     clamped: int = 0
@@ -49,6 +51,8 @@ class CommandFigures:
 
 @dataclass(frozen=True)
 class TelemetryFigures:
+    """Telemetry the agents queued vs. what the controller stored, with its duplicates and gaps."""
+
     produced: int  # samples the agents accepted into their queues
     delivered: int  # distinct (site, seq) the controller stored
     duplicates: int = 0
@@ -56,11 +60,14 @@ class TelemetryFigures:
 
     @property
     def lost(self) -> int:
+        """Samples queued but never stored."""
         return max(0, self.produced - self.delivered)
 
 
 @dataclass(frozen=True)
 class DemoSummary:
+    """Everything the demo reports: both runs' grid truth, commands, telemetry, wall time."""
+
     sites: int
     start: datetime
     interval_min: float
@@ -75,12 +82,14 @@ class DemoSummary:
 
     @property
     def overload_reduction_pct(self) -> float:
+        """Share of the no-control overloaded intervals that control removed (0 if there were none)."""
         before = self.no_control.overloaded_intervals
         if before == 0:
             return 0.0
         return 100.0 * (before - self.control.overloaded_intervals) / before
 
     def to_json(self) -> str:
+        """The summary as indented JSON, with the derived percentages and the lost count added."""
         doc = asdict(self)
         doc["start"] = self.start.isoformat()
         doc["overload_reduction_pct"] = round(self.overload_reduction_pct, 1)

@@ -60,10 +60,12 @@ class LoopSettings:
 
     @property
     def start(self) -> datetime:
+        """Start of the demo window (`day` + `start_h`)."""
         return self.day + timedelta(hours=self.start_h)
 
     @property
     def end(self) -> datetime:
+        """End of the demo window (`day` + `end_h`)."""
         return self.day + timedelta(hours=self.end_h)
 
     @property
@@ -73,11 +75,14 @@ class LoopSettings:
 
     @property
     def intervals(self) -> int:
+        """Whole control periods in the demo window."""
         return int((self.end - self.start).total_seconds() // self.period_s)
 
 
 @dataclass(frozen=True)
 class LoopScenario:
+    """A built demo scenario: fleet, region, grid truth, and the no-control runs it is judged against."""
+
     settings: LoopSettings
     specs: tuple[SiteSpec, ...]
     region: Region

@@ -38,8 +38,10 @@ __all__ = ["TwinResult", "run_twin", "scenario_planner", "site_refs"]
 def site_refs(
     buildings: Mapping[str, Building], household_of_site: Mapping[str, int], *, bacnet: bool = False
 ) -> tuple[SiteRef, ...]:
-    """The registry's view of simulated buildings: asset ids and ratings as the TestBed serves
-    them (with `bacnet`, each building's BMS zone too)."""
+    """The registry's view of simulated buildings: asset ids and ratings as the TestBed serves them.
+
+    With `bacnet`, each building's BMS zone too.
+    """
     refs: list[SiteRef] = []
     for site, b in buildings.items():
         assets = [AssetRef(asset=METER, kind="meter")]
@@ -130,6 +132,7 @@ class TwinResult:
     heat_owed_kwh: float = 0.0
 
     def overloads(self, threshold_kw: float) -> int:
+        """Intervals whose HV/MV import exceeds `threshold_kw`."""
         return count_overloads(self.root_kw, threshold_kw)
 
 
@@ -141,8 +144,10 @@ def _apply(site: TwinSite, cmd: Command, now: datetime, result: TwinResult) -> N
 
 
 def scenario_planner(scenario: LoopScenario, refs: tuple[SiteRef, ...]) -> PlannerWithPrior:
-    """The controller's planner for a loop scenario, with yesterday's physics as imported
-    history (used by the live loop and the twin alike)."""
+    """The controller's planner for a loop scenario, with yesterday's physics as imported history.
+
+    Used by the live loop and the twin alike.
+    """
     s = scenario.settings
     inner = build_planner(
         scenario.region,
@@ -160,14 +165,12 @@ def scenario_planner(scenario: LoopScenario, refs: tuple[SiteRef, ...]) -> Plann
 def run_twin(
     scenario: LoopScenario, *, control: bool = True, guard: bool = True, first_plan_delay_s: float = 60.0
 ) -> TwinResult:
-    """Step the scenario's fleet from start to end under the planner (or, with `control`
-    False, the owners' own behaviour); return the grid truth."""
+    """Step the scenario's fleet from start to end under the planner; return the grid truth.
+
+    With `control` False, the fleet follows the owners' own behaviour instead.
+    """
     s = scenario.settings
-    profiles = fleet_profiles(list(scenario.specs), start=s.profile_start, seed=s.seed, days=s.profile_days)
-    buildings = {spec.site: build(spec, p) for spec, p in zip(scenario.specs, profiles, strict=True)}
-    for b in buildings.values():
-        b.step(s.start, 0.0)
-    initialise(list(buildings.values()), seed=s.seed)
+    buildings = _fleet(scenario)
     refs = site_refs(buildings, scenario.household_of_site)
     planner = scenario_planner(scenario, refs)
     history = _MemoryHistory()
@@ -181,52 +184,104 @@ def run_twin(
     next_plan = s.start + timedelta(seconds=first_plan_delay_s)
     energy = {site: 0.0 for site in buildings}
 
-    def poll(now: datetime) -> None:
-        for site, b in buildings.items():
-            pts = _points(b)
-            history.add(site, now, pts)
-            snapshots[site] = SiteSnapshot(
-                site=site,
-                mode="online",
-                p_net_kw=pts[str(Points.METER_P_KW)],
-                points=pts,
-                last_seen=now,
-                measured_at=now,
-            )
-
-    poll(s.start)
+    _poll(buildings, history, snapshots, s.start)
     for k in range(1, n_steps + 1):
         now = s.start + timedelta(seconds=k * dt_s)
-        for twin_site in sites.values():
-            twin_site.expire(now)
-        for site, b in buildings.items():
-            energy[site] += b.step(now, dt_s) * dt_s / 3600.0
+        _step(buildings, sites, energy, now, dt_s)
         if k % per_poll == 0:
-            poll(now)
+            _poll(buildings, history, snapshots, now)
             if control and guard and now < next_plan:
                 for cmd in planner.correct(now, snapshots):
                     _apply(sites[cmd.site], cmd, now, result)
                     result.corrections += 1
         if k % per_period == 0:
-            result.interval_starts.append(now - timedelta(seconds=s.period_s))
-            for site in buildings:
-                result.site_p_kw.setdefault(site, []).append(energy[site] * 3600.0 / s.period_s)
-                energy[site] = 0.0
+            _close_interval(result, energy, now, s.period_s)
         if control and now >= next_plan:
-            plan = planner.plan(now, snapshots, history)
-            result.plans += 1
-            result.plans_log.append(plan)
-            for cmd in plan.commands:
-                _apply(sites[cmd.site], cmd, now, result)
-            ts = now.timestamp()
-            next_plan = datetime.fromtimestamp(ts - ts % s.period_s + s.period_s, tz=now.tzinfo)
+            next_plan = _plan(planner, now, snapshots, history, sites, result, s.period_s)
     truth = scenario.truth.evaluate_series(result.site_p_kw)
     result.root_kw = [t.root_p_kw for t in truth]
     result.samples = history.rows
+    _tally_owed(buildings, result)
+    return result
+
+
+def _fleet(scenario: LoopScenario) -> dict[str, Building]:
+    """The scenario's buildings on their profiles, stepped to the start and initialised as the TestBed's."""
+    s = scenario.settings
+    profiles = fleet_profiles(list(scenario.specs), start=s.profile_start, seed=s.seed, days=s.profile_days)
+    buildings = {spec.site: build(spec, p) for spec, p in zip(scenario.specs, profiles, strict=True)}
+    for b in buildings.values():
+        b.step(s.start, 0.0)
+    initialise(list(buildings.values()), seed=s.seed)
+    return buildings
+
+
+def _poll(
+    buildings: Mapping[str, Building],
+    history: _MemoryHistory,
+    snapshots: dict[str, SiteSnapshot],
+    now: datetime,
+) -> None:
+    """What the agents publish at `now`: into the history, and as each site's snapshot."""
+    for site, b in buildings.items():
+        pts = _points(b)
+        history.add(site, now, pts)
+        snapshots[site] = SiteSnapshot(
+            site=site,
+            mode="online",
+            p_net_kw=pts[str(Points.METER_P_KW)],
+            points=pts,
+            last_seen=now,
+            measured_at=now,
+        )
+
+
+def _step(
+    buildings: Mapping[str, Building],
+    sites: Mapping[str, TwinSite],
+    energy: dict[str, float],
+    now: datetime,
+    dt_s: float,
+) -> None:
+    """One physics step to `now`: expired commands back to safe state, then every building's energy."""
+    for twin_site in sites.values():
+        twin_site.expire(now)
+    for site, b in buildings.items():
+        energy[site] += b.step(now, dt_s) * dt_s / 3600.0
+
+
+def _close_interval(result: TwinResult, energy: dict[str, float], now: datetime, period_s: float) -> None:
+    """At a period boundary: each site's mean power over the period just ended; energy restarts at 0."""
+    result.interval_starts.append(now - timedelta(seconds=period_s))
+    for site, e_kwh in energy.items():
+        result.site_p_kw.setdefault(site, []).append(e_kwh * 3600.0 / period_s)
+        energy[site] = 0.0  # a value, not a key: safe while iterating
+
+
+def _plan(
+    planner: PlannerWithPrior,
+    now: datetime,
+    snapshots: Mapping[str, SiteSnapshot],
+    history: _MemoryHistory,
+    sites: Mapping[str, TwinSite],
+    result: TwinResult,
+    period_s: float,
+) -> datetime:
+    """Plan at `now` and apply the plan's commands; returns the next period boundary."""
+    plan = planner.plan(now, snapshots, history)
+    result.plans += 1
+    result.plans_log.append(plan)
+    for cmd in plan.commands:
+        _apply(sites[cmd.site], cmd, now, result)
+    ts = now.timestamp()
+    return datetime.fromtimestamp(ts - ts % period_s + period_s, tz=now.tzinfo)
+
+
+def _tally_owed(buildings: Mapping[str, Building], result: TwinResult) -> None:
+    """At the end: the fleet's EV energy delivered and still owed, and the heat still owed."""
     for b in buildings.values():
         if b.ev is not None:
             result.ev_delivered_kwh += b.ev.e_total_kwh
             result.ev_owed_kwh += b.ev.e_remaining_kwh + b.ev.e_unmet_kwh
         if b.hp is not None:
             result.heat_owed_kwh += b.hp.e_deficit_kwh + max(0.0, b.hp.tank_kwh - b.hp.e_tank_kwh)
-    return result

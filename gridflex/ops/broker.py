@@ -3,8 +3,8 @@
 `MosquittoBroker` runs Debian's `mosquitto` as a child process with a generated
 config (loopback listener, `set_tcp_nodelay true`, optional password file + ACL);
 it is what tests, benchmarks and deployments use. `AmqttBroker` runs amqtt in
-process when mosquitto is not installed: MQTT 3.1.1 only, no `$share`, about
-2,000 QoS 1 msg/s (measured) - enough for a demo of up to ~100 sites, not more.
+process when mosquitto is not installed: MQTT 3.1.1 only, no `$share`, and far
+slower than mosquitto - enough for a demo of up to ~100 sites, not more.
 """
 
 from __future__ import annotations
@@ -137,14 +137,17 @@ class MosquittoBroker:
 
     @property
     def pid(self) -> int | None:
+        """The mosquitto process id while started, else None."""
         return self._proc.pid if self._proc is not None else None
 
     @property
     def running(self) -> bool:
+        """Whether the mosquitto process is started and has not exited."""
         return self._proc is not None and self._proc.poll() is None
 
     @property
     def log_path(self) -> Path:
+        """The broker's log file in the working directory (appended to across restarts)."""
         return self.workdir / "mosquitto.log"
 
     def _write_config(self) -> Path:
@@ -232,6 +235,7 @@ class MosquittoBroker:
             proc.wait(timeout=5)
 
     def log_tail(self, n_bytes: int = 2000) -> str:
+        """The last `n_bytes` of the broker log ("" if there is none), for error messages."""
         try:
             return self.log_path.read_bytes()[-n_bytes:].decode(errors="replace")
         except OSError:
@@ -259,6 +263,7 @@ class AmqttBroker:
         self._broker: Any = None
 
     async def start(self) -> Self:
+        """Start listening on `host:port`, anonymous clients allowed."""
         from amqtt.broker import Broker
 
         config = {
@@ -272,6 +277,7 @@ class AmqttBroker:
         return self
 
     async def stop(self) -> None:
+        """Shut the broker down; a no-op when it is not running."""
         if self._broker is not None:
             await self._broker.shutdown()
             self._broker = None

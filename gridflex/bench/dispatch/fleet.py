@@ -128,6 +128,7 @@ def fleet_inputs(fleet: Fleet, t0: int, horizon: int, rng: np.random.Generator) 
 
 
 def initial_state(fleet: Fleet, rng: np.random.Generator) -> StorageState:
+    """Random starting energies: batteries at 20-80 % of BAT_E_KWH, heat-pump tanks at 10-60 % of TS_E_KWH."""
     n_bat = int((fleet.assets.bat_e_kwh > 0).sum())
     n_hp = int((fleet.assets.hp_p_max_kw > 0).sum())
     return StorageState(

@@ -36,7 +36,8 @@ def run_mpc(
     `binding`: the HV/MV threshold is set to BINDING_SHARE of the peak the fleet draws
     without it (found by an untimed solve first), so the threshold binds in the evening.
     `lazy` (with `by_area`): every LP without its grid rows, added where broken (lazy.py);
-    where the threshold binds, the whole LP starts from the areas' joined bases."""
+    where the threshold binds, the whole LP starts from the areas' joined bases.
+    """
     rng = np.random.default_rng(seed)
     n = len(site_bus)
     fleet = make_fleet(n, rng)
@@ -89,26 +90,31 @@ def run_mpc(
 
 
 def run_mpc_by_area(grid: RadialGrid, site_bus: IntArray, horizon: int, seed: int, report: Report) -> None:
+    """`run_mpc` by area (one LP per station), threshold free."""
     run_mpc(grid, site_bus, horizon, seed, report, by_area=True)
 
 
 def run_mpc_binding(grid: RadialGrid, site_bus: IntArray, horizon: int, seed: int, report: Report) -> None:
+    """`run_mpc` as one LP with the HV/MV threshold binding."""
     run_mpc(grid, site_bus, horizon, seed, report, binding=True)
 
 
 def run_mpc_by_area_binding(
     grid: RadialGrid, site_bus: IntArray, horizon: int, seed: int, report: Report
 ) -> None:
+    """`run_mpc` by area with the HV/MV threshold binding."""
     run_mpc(grid, site_bus, horizon, seed, report, by_area=True, binding=True)
 
 
 def run_mpc_by_area_lazy(
     grid: RadialGrid, site_bus: IntArray, horizon: int, seed: int, report: Report
 ) -> None:
+    """`run_mpc` by area with the grid rows added lazily, threshold free."""
     run_mpc(grid, site_bus, horizon, seed, report, by_area=True, lazy=True)
 
 
 def run_mpc_by_area_lazy_binding(
     grid: RadialGrid, site_bus: IntArray, horizon: int, seed: int, report: Report
 ) -> None:
+    """`run_mpc` by area with the grid rows added lazily and the HV/MV threshold binding."""
     run_mpc(grid, site_bus, horizon, seed, report, by_area=True, binding=True, lazy=True)

@@ -134,9 +134,9 @@ def run_dispatch_bench(
     seed: int = 0,
     only: Sequence[str] | None = None,
 ) -> DispatchBenchResult:
-    """Run the parts named in `only` (every part of `PARTS` if None) and return the figures;
-    `time_limit_s=None` runs sizes in-process.
+    """Run the parts named in `only` (every part of `PARTS` if None) and return the figures.
 
+    `time_limit_s=None` runs sizes in-process.
     `steps` is both the number of rundcopp comparison steps and of warm re-solves per size.
     """
     parts = PARTS if only is None else tuple(only)

@@ -28,6 +28,7 @@ PYOMO_BUILD_MAX_SITES = 1000  # the pyomo build is timed for comparison up to th
 
 
 def ms(seconds: float) -> float:
+    """Seconds as milliseconds, the unit the size figures are reported in."""
     return seconds * 1e3
 
 
@@ -122,8 +123,10 @@ def _cold_and_warm(
     warm: list[StepInputs],
     t0: float,
 ) -> tuple[float, list[float]]:
-    """Seconds from `t0` (before the engine was built) to the first answer, and of each
-    warm re-solve of the series, rolling the storage state forward."""
+    """Seconds from `t0` (before the engine was built) to the first answer, and of each warm re-solve.
+
+    The warm series rolls the storage state forward from one answer to the next.
+    """
     sched = engine.solve(first, state)
     cold = time.perf_counter() - t0
     times: list[float] = []
@@ -138,8 +141,11 @@ def _cold_and_warm(
 def _run_size_by_site(
     problem: Problem, first: StepInputs, state: StorageState, warm: list[StepInputs], report: Report
 ) -> None:
-    """The same first step and warm series with `by_site=True`: site by site where that is
-    certified optimal, HiGHS where a grid limit binds. Cold includes building the HiGHS LP."""
+    """The same first step and warm series with `by_site=True`.
+
+    Site by site where that is certified optimal, HiGHS where a grid limit binds. Cold
+    includes building the HiGHS LP.
+    """
     t0 = time.perf_counter()
     # HiGHS's LP lazily on an LV network (default)
     engine = DispatchEngine(problem, EngineOptions(by_site=True))
@@ -161,8 +167,10 @@ def _run_size_by_site(
 def _run_size_by_area(
     problem: Problem, first: StepInputs, state: StorageState, warm: list[StepInputs], report: Report
 ) -> None:
-    """The same first step and warm series by area (one LP per station, 2 threads), then the
-    same with every area answered site by site where that is certified (`by_site=True`)."""
+    """The same first step and warm series by area (one LP per station, 2 threads).
+
+    Then the same with every area answered site by site where that is certified (`by_site=True`).
+    """
     for by_site in (False, True):
         key = "by_area_site" if by_site else "by_area"
         t0 = time.perf_counter()

@@ -17,6 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+from device_templates import expand_site
 from edge_agent.commands import Decision, decide
 from edge_agent.config import AssetConfig, PointConfig, SiteConfig
 from edge_agent.drivers.registers import decode, encode, engineering_to_raw
@@ -73,7 +74,8 @@ class TwinSite:
             broker_port=1883,
             state_dir=Path("twin-state"),  # never opened: the twin has no buffer
         )
-        self.config = SiteConfig.model_validate(doc)
+        # the test bed writes `template:` devices; expand them as the agent's loader does
+        self.config = SiteConfig.model_validate(expand_site(doc, file="<twin site YAML>", base=Path(".")))
         self.guard = ReplayGuard()
         # Only its validity bookkeeping is used: the twin has no broker to lose and sends a
         # command every period, so the "no valid command for after_s" rule never fires.

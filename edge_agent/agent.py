@@ -8,12 +8,10 @@ second) so one bug in one path cannot stop telemetry or the safety fallback.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
-import sqlite3
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import Any, Literal
+from typing import Any
 
 import aiomqtt
 
@@ -22,25 +20,27 @@ from edge_agent.clock_skew import SkewMonitor
 from edge_agent.commands import CommandExecutor
 from edge_agent.config import AssetConfig, SiteConfig
 from edge_agent.drivers import BacnetStack, Driver, PointRef, make_driver
+from edge_agent.events import EventOutbox
 from edge_agent.fallback import FallbackPolicy
 from edge_agent.flex import asset_flex, flex_signature
 from edge_agent.health import AgentStats, HealthServer
 from edge_agent.poller import DevicePoller, Latest
-from edge_agent.replay import PersistentReplayGuard, replay_path
+from edge_agent.replay import PersistentReplayGuard
 from edge_agent.safe_state import SafeStateWriter
-from edge_agent.telemetry import TelemetryPipe, wait_event
+from edge_agent.session import make_session, say_goodbye, site_state
+from edge_agent.stores import open_queue, open_replay_memory
+from edge_agent.telemetry import TelemetryPipe
 from protocols.clock import Clock
 from protocols.codec import decode, encode
 from protocols.errors import ContractError, GridflexError
-from protocols.messages import Ack, Command, Event, FlexEnvelope, Message, SiteState, Stored
-from protocols.mqtt import MqttConfig, MqttSession, NotConnectedError, PublishError, Will
+from protocols.messages import Ack, Command, FlexEnvelope, Message, Stored
+from protocols.mqtt import MqttSession, NotConnectedError, PublishError
 from protocols.topics import site_topic
 
-__all__ = ["AGENT_VERSION", "EdgeAgent"]
+__all__ = ["EdgeAgent"]
 
 log = logging.getLogger(__name__)
 
-AGENT_VERSION = "0.1.0"
 FLEX_HEARTBEAT_S = 900.0
 
 
@@ -74,8 +74,7 @@ class EdgeAgent:
             k: site_topic(config.site, k)
             for k in ("state", "telemetry", "flex", "cmd", "ack", "event", "stored")
         }
-        self._events: collections.deque[Event] = collections.deque(maxlen=1000)
-        self._event_wake = asyncio.Event()
+        self._events = EventOutbox(config.site, clock)
         self._acks = AckOutbox()
         self._pipe: TelemetryPipe | None = None
         self._session: MqttSession | None = None
@@ -110,7 +109,7 @@ class EdgeAgent:
         """Run until cancelled; cancellation publishes `offline`, closes MQTT, drivers and SQLite."""
         cfg = self.config
         pipe, guard = await self._open_stores()
-        self._session = self._make_session()
+        self._session = make_session(cfg, self.clock, self._topics, self._on_connect)
         health = None
         try:
             if cfg.health.port is not None:
@@ -139,7 +138,7 @@ class EdgeAgent:
                     pipe.stopping = True
                     for poller in self._pollers:
                         poller.stopping = True
-                    await self._say_goodbye()
+                    await say_goodbye(self._session, cfg, self.clock, self._topics["state"])
                     # Cancel each child until it is done: a swallowed cancellation (see
                     # _stopping) must not leave the TaskGroup waiting forever.
                     for child in children:
@@ -161,23 +160,10 @@ class EdgeAgent:
     async def _open_stores(self) -> tuple[TelemetryPipe, PersistentReplayGuard]:
         """The telemetry queue and the replay memory; if either cannot open: safe state, then raise."""
         cfg = self.config
-        try:
-            pipe = self._pipe = TelemetryPipe(cfg, self.clock, self.stats, self.event)
-        except (sqlite3.Error, OSError) as exc:
-            # No queue at all (not corruption: that is handled by moving the file aside).
-            # Leave the equipment safe before exiting, so a restart loop cannot strand it.
-            log.critical("cannot open the queue %s: %s; safe state, then exit", cfg.buffer.path, exc)
-            await self._safe_state_before_exit()
-            self.stats.state = "stopped"
-            raise
-        try:
-            guard = PersistentReplayGuard(replay_path(cfg.buffer.path), now=self.clock.now())
-        except (sqlite3.Error, OSError) as exc:  # same rule: no replay memory, no commands, safe state
-            log.critical("cannot open the replay memory: %s; safe state, then exit", exc)
-            pipe.close()
-            await self._safe_state_before_exit()
-            self.stats.state = "stopped"
-            raise
+        pipe = self._pipe = await open_queue(
+            cfg, self.clock, self.stats, self.event, self._safe_state_before_exit
+        )
+        guard = await open_replay_memory(cfg, self.clock, self.stats, pipe, self._safe_state_before_exit)
         self._commands.guard = guard
         if guard.moved_aside is not None:
             self.event(
@@ -188,36 +174,6 @@ class EdgeAgent:
                 None,
             )
         return pipe, guard
-
-    def _make_session(self) -> MqttSession:
-        """The MQTT session: subscribed to `cmd` and `stored`, with `offline` as its will."""
-        cfg = self.config
-        broker = cfg.broker
-        mqtt = MqttConfig(
-            host=broker.host,
-            port=broker.port,
-            client_id=f"gridflex-edge-{cfg.site}",
-            username=broker.username,
-            password=broker.password,
-            tls=broker.tls is not None,
-            ca_file=broker.tls.ca_file if broker.tls else None,
-            keepalive_s=broker.keepalive_s,
-            publish_timeout_s=5.0,
-            reconnect_max_s=10.0,
-        )
-        offline = SiteState(
-            site=cfg.site,
-            ts=self.clock.now(),
-            status="offline",
-            agent_version=AGENT_VERSION,
-            config_hash=cfg.config_hash,
-        )
-        return MqttSession(
-            mqtt,
-            subscriptions=[(self._topics["cmd"], 1), (self._topics["stored"], 1)],
-            will=Will(self._topics["state"], encode(offline)),
-            on_connect=self._on_connect,
-        )
 
     def _spawn_pollers(
         self, spawn: Callable[[Coroutine[Any, Any, None], str], None], pipe: TelemetryPipe
@@ -255,24 +211,6 @@ class EdgeAgent:
         if self._own_stack:
             await self._stack.close()
 
-    async def _say_goodbye(self) -> None:
-        """A clean stop sends no will, so publish `offline` ourselves (best effort, bounded)."""
-        if self._session is None or not self._session.connected.is_set():
-            return
-        state = SiteState(
-            site=self.config.site,
-            ts=self.clock.now(),
-            status="offline",
-            agent_version=AGENT_VERSION,
-            config_hash=self.config.config_hash,
-            reason="agent stopped",
-        )
-        try:
-            async with asyncio.timeout(1.0):
-                await self._session.publish(self._topics["state"], encode(state), qos=1, retain=True)
-        except (TimeoutError, GridflexError):
-            pass
-
     async def _publish_telemetry(self) -> None:
         assert self._pipe is not None and self._session is not None
         await self._pipe.run(self._session)
@@ -295,7 +233,7 @@ class EdgeAgent:
         self._pipe.on_connect()
         self._flex_sig = None
         await self._publish_state()
-        self._event_wake.set()
+        self._events.wake.set()
 
     async def _on_message(self, message: aiomqtt.Message) -> None:
         topic = str(message.topic)
@@ -339,21 +277,8 @@ class EdgeAgent:
         )
 
     async def _publish_state(self, reason: str | None = None) -> None:
-        status: Literal["fallback", "online", "degraded"] = "online"
-        if self.stats.state == "fallback":
-            status = "fallback"
-        elif self.stats.degraded is not None:
-            status, reason = "degraded", reason or self.stats.degraded
         degraded = self.stats.degraded
-        state = SiteState(
-            site=self.config.site,
-            ts=self.clock.now(),
-            status=status,
-            agent_version=AGENT_VERSION,
-            config_hash=self.config.config_hash,
-            reason=reason[:500] if reason else None,
-        )
-        if await self._publish("state", state, retain=True):
+        if await self._publish("state", site_state(self.config, self.clock, self.stats, reason), retain=True):
             self._state_degraded = degraded
 
     def event(
@@ -365,32 +290,13 @@ class EdgeAgent:
         details: dict[str, int | str] | None = None,
     ) -> None:
         """Queue an `Event` for the `event` topic (kept in memory, newest 1,000)."""
-        self._events.append(
-            Event.model_validate(
-                {
-                    "site": self.config.site,
-                    "ts": self.clock.now(),
-                    "kind": kind,
-                    "severity": severity,
-                    "message": message[:500],
-                    "asset": asset,
-                    "details": details or {},
-                }
-            )
-        )
-        self._event_wake.set()
+        self._events.put(kind, severity, message, asset, details)
 
     async def _event_loop(self) -> None:
         assert self._session is not None
-        while not self._stopping:
-            if not await wait_event(self._session.connected, 1.0):
-                continue
-            while self._events:
-                if not await self._publish("event", self._events[0]):
-                    break
-                self._events.popleft()
-            self._event_wake.clear()
-            await wait_event(self._event_wake, 1.0)
+        await self._events.run(
+            lambda ev: self._publish("event", ev), self._session.connected, lambda: self._stopping
+        )
 
     # ---- fallback, validity, flex ------------------------------------------------------------
 

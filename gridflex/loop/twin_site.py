@@ -3,7 +3,7 @@
 Why: the twin must apply a command exactly as the agent would, or it judges a different
 controller. So it does not restate the agent's rules: each building gets the site YAML
 the test bed writes for it (`simulators.siteconfig.site_config`), each command goes
-through the agent's own `edge_agent.commands.decide` (signature, replay and validity
+through the agent's own `edge_agent.decision.decide` (signature, replay and validity
 checks, asset limits, §14a floor, point range, register resolution), and the decided
 value is written the way the agent's Modbus driver writes it — engineering units to raw,
 raw to registers — into the building's own register maps, whose fields drive the
@@ -18,8 +18,8 @@ from datetime import datetime
 from pathlib import Path
 
 from device_templates import expand_site
-from edge_agent.commands import Decision, decide
 from edge_agent.config import AssetConfig, PointConfig, SiteConfig
+from edge_agent.decision import Decision, decide
 from edge_agent.drivers.registers import decode, encode, engineering_to_raw
 from edge_agent.fallback import FallbackPolicy
 from protocols.assets import METER

@@ -13,8 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_agent.commands import CommandExecutor, RampState, decide, recover_ids
+from edge_agent.commands import CommandExecutor, recover_ids
 from edge_agent.config import PointConfig, SiteConfig, load_config
+from edge_agent.decision import RampState, decide
 from edge_agent.drivers.base import PointRef, Reading
 from protocols.codec import decode, encode
 from protocols.errors import ContractError

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_agent.commands import RampState, decide
 from edge_agent.config import AssetConfig, PointConfig, SafeAction, SiteConfig
+from edge_agent.decision import RampState, decide
 from edge_agent.fallback import plan_safe_state
 from edge_agent.floor import floor_problems, floor_write, min_power_kw, power_scale
 from protocols.assets import EV, HP

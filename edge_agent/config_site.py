@@ -1,0 +1,267 @@
+"""The site YAML's top-level `SiteConfig`, its sections, and the asset models.
+
+Split out of `edge_agent.config` (which re-exports these names, and is where callers
+import them from): connections (broker, TLS, signing), the agent's own settings (buffer,
+commands, fallback, health, poll) and the assets with their controls, limits and safe
+state. The device and point models they refer to are in `edge_agent.config_devices`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final, Literal, Self
+
+from pydantic import Field, SecretStr, model_validator
+
+from edge_agent.config_devices import (
+    BacnetClientConfig,
+    BacnetDevice,
+    DeviceConfig,
+    Id,
+    ModbusDevice,
+    PointConfig,
+    PointName,
+    PositiveS,
+    _Model,
+)
+from protocols.messages import AssetKind, CommandKind
+
+__all__ = [
+    "DEFAULT_GUARANTEED_MIN_KW",
+    "GUARANTEED_KINDS",
+    "AssetConfig",
+    "AssetModel",
+    "BrokerConfig",
+    "BufferConfig",
+    "CloudConfig",
+    "CommandsConfig",
+    "ControlConfig",
+    "EnableWrite",
+    "FallbackConfig",
+    "HealthConfig",
+    "LimitsConfig",
+    "PollConfig",
+    "SafeAction",
+    "SigningConfig",
+    "SiteConfig",
+    "TlsConfig",
+]
+
+#: German §14a EnWG: a controllable EV charger / heat pump may be limited, never below this.
+DEFAULT_GUARANTEED_MIN_KW: Final = 4.2
+GUARANTEED_KINDS: Final = frozenset({"ev", "hp"})
+
+
+class TlsConfig(_Model):
+    """TLS files for the broker connection; relative paths are resolved against the YAML's folder."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+class BrokerConfig(_Model):
+    """MQTT broker; the password comes from a file or an env variable, never from the YAML."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password_file: Path | None = None
+    password_env: str | None = None
+    tls: TlsConfig | None = None
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    #: Resolved by `load_config` from password_file / password_env (not a YAML key).
+    password: SecretStr | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _one_secret_source(self) -> Self:
+        if self.password_file is not None and self.password_env is not None:
+            raise ValueError("set password_file or password_env, not both")
+        return self
+
+
+class CloudConfig(_Model):
+    """Whether the cloud's stored-upto watermark frees buffer rows, and when to resend if it stalls."""
+
+    #: False = edge-only install: a broker PUBACK frees queue rows (see docs/edge-agent.md).
+    watermark: bool = True
+    #: Watermark stuck below what we sent for this long -> resend from the watermark
+    #: (doubling on each resend without progress, up to 600 s).
+    resend_after_s: float = Field(default=10.0, gt=0)
+
+
+class SigningConfig(_Model):
+    """The key commands must be signed with; read from `key_file` (hex), never from the YAML."""
+
+    key_file: Path | None = None
+    #: Resolved by `load_config` from key_file (hex); not a YAML key.
+    key: SecretStr | None = Field(default=None, exclude=True)
+
+    def key_bytes(self) -> bytes | None:
+        """The command-signing key as bytes, or None when commands are not signature-checked."""
+        return bytes.fromhex(self.key.get_secret_value()) if self.key is not None else None
+
+
+class BufferConfig(_Model):
+    """The SQLite telemetry buffer that keeps readings while the cloud or broker is unreachable."""
+
+    path: Path = Path("state/edge.sqlite")
+    max_rows: int = Field(default=1_000_000, ge=10)
+    max_age_s: float = Field(default=604_800.0, gt=0)
+    batch_max: int = Field(default=500, ge=1, le=2_000)
+    #: SQLite fsync policy: normal = survives an agent crash; full = survives a power cut too.
+    synchronous: Literal["normal", "full"] = "normal"
+
+
+class CommandsConfig(_Model):
+    """How commands are taken in: a bounded queue in front of one worker, and the clock check."""
+
+    #: Commands waiting for the worker; beyond this a command is refused with reason `busy`.
+    queue_size: int = Field(default=1_000, ge=1, le=1_000_000)
+    #: Allowed difference between the agent's and the cloud's clocks (seconds) before an
+    #: event, and before a command refused for its validity is refused as `clock_skew`.
+    clock_skew_tolerance_s: float = Field(default=5.0, gt=0, allow_inf_nan=False)
+
+
+class FallbackConfig(_Model):
+    """How long without a valid command before the assets are put into their safe state."""
+
+    after_s: PositiveS = 300.0
+
+
+class HealthConfig(_Model):
+    """The local health/metrics HTTP endpoint (port None = off, 0 = a free port) and log format."""
+
+    host: str = "127.0.0.1"
+    port: int | None = Field(default=9101, ge=0, le=65535)
+    log_json: bool = False
+
+
+class PollConfig(_Model):
+    """Site-wide poll interval and the age after which a reading counts as stale (per point overridable)."""
+
+    interval_s: PositiveS = 1.0
+    max_age_s: PositiveS = 60.0
+
+
+class EnableWrite(_Model):
+    """A write that must precede a control write (e.g. enabling remote control on the device)."""
+
+    point: PointName
+    value: float
+
+
+class ControlConfig(_Model):
+    """How a command kind is applied: written value = command value * factor + offset."""
+
+    point: PointName
+    factor: float = 1.0
+    offset: float = 0.0
+    read_back: PointName | None = None
+    enable: EnableWrite | None = None
+    #: `mode` commands: mode name -> value written (e.g. {self_consumption: 0, hold: 2}).
+    values: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _factor(self) -> Self:
+        if self.factor == 0:
+            raise ValueError("factor must not be 0")
+        return self
+
+
+class LimitsConfig(_Model):
+    """An asset's power bounds, ramp rate and §14a guaranteed minimum, applied to commands and flex."""
+
+    p_min_kw: float | None = None
+    p_max_kw: float | None = None
+    ramp_kw_per_s: float | None = Field(default=None, gt=0)
+    p_guaranteed_min_kw: float | None = Field(default=None, ge=0)
+
+
+class SafeAction(_Model):
+    """One step of an asset's safe state: write a value to a point, or relinquish it (BACnet)."""
+
+    point: PointName
+    write: float | None = None
+    relinquish: bool = False
+
+    @model_validator(mode="after")
+    def _one(self) -> Self:
+        if (self.write is None) == (not self.relinquish):
+            raise ValueError("a safe_state step needs exactly one of `write: <value>` or `relinquish: true`")
+        return self
+
+
+class AssetModel(_Model):
+    """Physical parameters of an asset (battery, tank, heat pump) for the local flexibility estimate."""
+
+    capacity_kwh: float | None = Field(default=None, gt=0)
+    soc_min_pct: float | None = Field(default=None, ge=0, le=100)
+    soc_max_pct: float | None = Field(default=None, ge=0, le=100)
+    eta_charge: float | None = Field(default=None, gt=0, le=1)
+    eta_discharge: float | None = Field(default=None, gt=0, le=1)
+    tank_kwh: float | None = Field(default=None, gt=0)
+    cop: float | None = Field(default=None, gt=0)
+    p_max_kw: float | None = Field(default=None, ge=0)
+    t_min_c: float | None = None
+    t_max_c: float | None = None
+
+
+class AssetConfig(_Model):
+    """A controllable asset: its points, how each command kind is applied, limits and safe state."""
+
+    id: Id
+    kind: AssetKind
+    p_nominal_kw: float | None = Field(default=None, ge=0)
+    points: list[PointConfig] = Field(default_factory=list)
+    controls: dict[CommandKind, ControlConfig] = Field(default_factory=dict)
+    limits: LimitsConfig = LimitsConfig()
+    safe_state: list[SafeAction] = Field(default_factory=list)
+    model: AssetModel = AssetModel()
+
+    @property
+    def guaranteed_min_kw(self) -> float | None:
+        """§14a floor for `p_limit_kw` (EV/HP default 4.2 kW), None for other kinds unless set."""
+        if self.limits.p_guaranteed_min_kw is not None:
+            return self.limits.p_guaranteed_min_kw
+        return DEFAULT_GUARANTEED_MIN_KW if self.kind in GUARANTEED_KINDS else None
+
+    def point(self, name: str) -> PointConfig:
+        """The asset's point called `name`; KeyError if it has none."""
+        for p in self.points:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+
+class SiteConfig(_Model):
+    """The whole site YAML, validated: connections, devices, assets and the agent's own settings."""
+
+    site: Id
+    broker: BrokerConfig = BrokerConfig()
+    cloud: CloudConfig = CloudConfig()
+    signing: SigningConfig = SigningConfig()
+    buffer: BufferConfig = BufferConfig()
+    commands: CommandsConfig = CommandsConfig()
+    fallback: FallbackConfig = FallbackConfig()
+    health: HealthConfig = HealthConfig()
+    poll: PollConfig = PollConfig()
+    bacnet: BacnetClientConfig = BacnetClientConfig()
+    devices: list[DeviceConfig] = Field(default_factory=list)
+    assets: list[AssetConfig] = Field(default_factory=list)
+    #: sha256 prefix of the file's bytes (published on `state`); set by `load_config`.
+    config_hash: str = Field(default="", exclude=True)
+
+    def device(self, device_id: str) -> ModbusDevice | BacnetDevice:
+        """The device with id `device_id`; KeyError if the site has none."""
+        for d in self.devices:
+            if d.id == device_id:
+                return d
+        raise KeyError(device_id)
+
+    def asset(self, asset_id: str) -> AssetConfig:
+        """The asset with id `asset_id`; KeyError if the site has none."""
+        for a in self.assets:
+            if a.id == asset_id:
+                return a
+        raise KeyError(asset_id)

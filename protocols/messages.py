@@ -138,10 +138,12 @@ class TelemetryBatch(_Envelope):
 
     @property
     def first_seq(self) -> int:
+        """The batch's lowest sequence number (its first sample: seqs strictly increase)."""
         return self.samples[0].seq
 
     @property
     def last_seq(self) -> int:
+        """The batch's highest sequence number (what a resend after it continues from)."""
         return self.samples[-1].seq
 
 

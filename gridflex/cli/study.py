@@ -43,7 +43,6 @@ def study(
     validate: Annotated[bool, typer.Option(help="Check every step with an AC power flow.")] = True,
 ) -> None:
     """Rolling-horizon OPF over the region for every scenario × stress level (the Schutterwald study)."""
-
     from cloud_controller.study import BEYOND, SCENARIOS, StudyConfig, load_study_config
 
     try:

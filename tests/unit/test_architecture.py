@@ -109,3 +109,63 @@ def test_device_templates_depend_on_pydantic_pyyaml_and_protocols_only() -> None
         if name.split(".")[0] not in allowed
     ]
     assert not violations, "\n".join(violations)
+
+
+# The composition root reaches the controller through its public faces only, so a module
+# moved inside `cloud_controller` breaks no import outside it.
+CONTROLLER_FACES = {
+    "cloud_controller",
+    "cloud_controller.dispatch",
+    "cloud_controller.grid",
+    "cloud_controller.study",
+}
+
+
+def test_gridflex_imports_the_controller_through_its_public_faces() -> None:
+    violations = [
+        f"{path.relative_to(ROOT)}: imports {name} (use one of {sorted(CONTROLLER_FACES)})"
+        for path in _files("gridflex")
+        for name in _imports(path)
+        if name.split(".")[0] == "cloud_controller" and name not in CONTROLLER_FACES
+    ]
+    assert not violations, "\n".join(violations)
+
+
+def test_every_controller_face_declares_its_names() -> None:
+    for face in sorted(CONTROLLER_FACES):
+        init = ROOT / face.replace(".", "/") / "__init__.py"
+        tree = ast.parse(init.read_text(), filename=str(init))
+        declared = [
+            node
+            for node in tree.body
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets)
+        ]
+        assert declared, f"{init.relative_to(ROOT)} has no __all__"
+
+
+# Benchmarks are not product: their code lives in `gridflex/bench/`, and the only module
+# that reaches it is the command line, which wires the `gridflex bench` commands to it.
+BENCH = "gridflex.bench"
+BENCH_DIR = ROOT / "gridflex" / "bench"
+COMMAND_LINE_DIR = ROOT / "gridflex" / "cli"
+
+
+def test_no_product_module_imports_a_bench_module() -> None:
+    violations = []
+    for package in PACKAGES:
+        for path in _files(package):
+            if path.is_relative_to(BENCH_DIR) or path.is_relative_to(COMMAND_LINE_DIR):
+                continue
+            violations += [
+                f"{path.relative_to(ROOT)}: imports {name}"
+                for name in _imports(path)
+                if name == BENCH or name.startswith(BENCH + ".")
+            ]
+    assert not violations, "\n".join(violations)
+
+
+def test_the_bench_rule_sees_a_bench_import(tmp_path: Path) -> None:
+    """The rule above would catch a product module that imported the bench (it reads imports right)."""
+    module = tmp_path / "m.py"
+    module.write_text("from gridflex.bench.dispatch import run_dispatch_bench\nimport gridflex.bench\n")
+    assert {BENCH + ".dispatch", BENCH} <= _imports(module)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cloud_controller.dispatch import FloatArray, IntArray, SiteAssets, StepInputs, StorageState
-from cloud_controller.grid.radial import RadialGrid
+from cloud_controller.grid import RadialGrid
 
 BAT_P_KW = 10.0
 BAT_E_KWH = 16.0

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from cloud_controller.dispatch import DecomposedEngine, DispatchEngine, EngineOptions, IntArray, build_problem
-from cloud_controller.grid.radial import RadialGrid
+from cloud_controller.grid import RadialGrid
 from gridflex.bench.dispatch.fleet import DT_H, fleet_inputs, initial_state, make_fleet
 from gridflex.bench.dispatch.step import BY_AREA_THREADS, Report
 

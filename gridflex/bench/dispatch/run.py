@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cloud_controller.dispatch import IntArray
-from cloud_controller.grid.radial import RadialGrid
+from cloud_controller.grid import RadialGrid
 from gridflex.bench.dispatch.fleet import replicated_sites
 from gridflex.bench.dispatch.mpc import (
     MPC_SOLVERS,
@@ -156,7 +156,7 @@ def run_dispatch_bench(
         say("engine vs rundcopp on the Schutterwald region")
         comparison = compare_with_rundcopp(steps, seed=seed, progress=say)
     region = build_schutterwald_region()
-    from cloud_controller.grid.reduce import station_grid
+    from cloud_controller.grid import station_grid
 
     stations, station_bus = station_grid(region)
     networks = (

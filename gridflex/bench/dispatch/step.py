@@ -20,7 +20,7 @@ from cloud_controller.dispatch import (
     StorageState,
     build_problem,
 )
-from cloud_controller.grid.radial import RadialGrid
+from cloud_controller.grid import RadialGrid
 from gridflex.bench.dispatch.fleet import DT_H, fleet_inputs, initial_state, make_fleet
 
 BY_AREA_THREADS = 2  # the machine the targets are for has two cores

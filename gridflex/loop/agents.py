@@ -13,7 +13,6 @@ control periods.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +23,17 @@ import yaml
 
 from edge_agent import EdgeAgent, SiteConfig, load_config
 from edge_agent.drivers import BacnetStack
+from gridflex.ops.runner import cancel_until_done
 from protocols.clock import Clock
 from simulators.testbed import TestBed, TestBedConfig
 
 __all__ = ["Fleet", "FleetOptions"]
 
 log = logging.getLogger(__name__)
+
+#: Wall seconds a stopping agent, physics or controller task gets before it is given up (and logged):
+#: a stop that hangs must not keep a demo or a test from finishing.
+STOP_BOUND_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -131,9 +135,7 @@ class Fleet:
         """Stop one agent cleanly (it publishes `offline`), as when a gateway is switched off."""
         task = self._tasks.pop(site, None)
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_until_done(task, bound_s=STOP_BOUND_S)
 
     def failed(self) -> dict[str, BaseException]:
         """Agents (and the physics) whose task ended with an error: a demo must not hide them."""
@@ -149,9 +151,7 @@ class Fleet:
         for site in list(self._tasks):
             await self.stop_agent(site)
         if self._bed_task is not None:
-            self._bed_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._bed_task
+            await cancel_until_done(self._bed_task, bound_s=STOP_BOUND_S)
         if self._stack is not None:
             await self._stack.close()
         await self.bed.__aexit__(exc_type, exc, tb)

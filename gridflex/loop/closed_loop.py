@@ -14,7 +14,6 @@ pandapower AC power flow turns those into transformer loadings.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -24,13 +23,14 @@ from pathlib import Path
 from types import TracebackType
 
 from cloud_controller import CloudConfig, CloudController, Registry, SiteSnapshot
-from gridflex.loop.agents import Fleet, FleetOptions
+from gridflex.loop.agents import STOP_BOUND_S, Fleet, FleetOptions
 from gridflex.loop.prior_history import PlannerWithPrior
 from gridflex.loop.reference_run import initialise
 from gridflex.loop.report import CommandFigures, TelemetryFigures
 from gridflex.loop.scenario import LoopScenario
 from gridflex.loop.twin import scenario_planner, site_refs
 from gridflex.ops.broker import MosquittoBroker
+from gridflex.ops.runner import cancel_until_done
 from protocols.clock import SimClock
 from simulators.testbed import TestBedConfig
 
@@ -183,9 +183,7 @@ class ClosedLoop:
         if task is not None:
             if not task.done():
                 await self._wait_acks(2.0)
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_until_done(task, bound_s=STOP_BOUND_S)
             self._absorb_controller_stats()
 
     # -- running ---------------------------------------------------------------------

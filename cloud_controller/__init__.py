@@ -9,8 +9,9 @@ dispatch engine have their own faces, `cloud_controller.study` and `cloud_contro
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from protocols.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from cloud_controller.config import CloudConfig, load_cloud_config
@@ -60,11 +61,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module 'cloud_controller' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, __all__)

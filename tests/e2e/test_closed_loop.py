@@ -33,7 +33,7 @@ def test_demo_quick_runs_and_reports(tmp_path: Path) -> None:
         [sys.executable, "-m", "gridflex", "demo", "--sites", "5", "--quick", "--out", str(out)],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=280,  # under pytest's 300 s, so a stall shows the demo's own output
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
@@ -46,15 +46,35 @@ def test_demo_quick_runs_and_reports(tmp_path: Path) -> None:
         assert (out / name).stat().st_size > 0
 
 
-@pytest.mark.timeout(600)  # 12 h at 240x is 180 s of wall time before set-up and drain
+@pytest.mark.timeout(300)  # 7 h at 240x is 105 s of wall time before set-up and drain
 async def test_ten_sites_congestion_episode_relieved(tmp_path: Path) -> None:
-    """10 buildings, a winter afternoon and evening (12:00-24:00) at 240x: the intervals over
+    """10 buildings, a winter afternoon and evening (15:00-22:00) at 240x: the intervals over
     the constructed HV/MV threshold drop by >= 80 % against the no-control twin.
 
     240x, not 480x: simulators, agents and controller share one event loop here, and on a
-    loaded 2-core machine (2026-12-01, 1.5-2x slower than usual) agents' Modbus connects
-    timed out (1 s wall) at 480x, devices faulted, and 3 of 10 overloaded intervals stayed."""
-    settings = replace(LoopSettings(n_sites=10, seed=2, bacnet=False), speed=240.0)
+    loaded 2-core machine agents' Modbus connects timed out (1 s wall) at 480x, devices
+    faulted, and overloaded intervals stayed. The 12-hour run (12:00-24:00) is
+    `test_ten_sites_twelve_hours_relieved`, marked slow."""
+    await _ten_sites_relieved(
+        tmp_path, start_h=15.0, end_h=22.0, min_overloaded=5, min_sent=250, min_samples=2500
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)  # 12 h at 240x is 180 s of wall time before set-up and drain
+async def test_ten_sites_twelve_hours_relieved(tmp_path: Path) -> None:
+    """The same over 12:00-24:00 (48 intervals, the constructed episode 20 % of them)."""
+    await _ten_sites_relieved(
+        tmp_path, start_h=12.0, end_h=24.0, min_overloaded=8, min_sent=500, min_samples=5000
+    )
+
+
+async def _ten_sites_relieved(
+    tmp_path: Path, *, start_h: float, end_h: float, min_overloaded: int, min_sent: int, min_samples: int
+) -> None:
+    settings = replace(
+        LoopSettings(n_sites=10, seed=2, bacnet=False), speed=240.0, start_h=start_h, end_h=end_h
+    )
     scenario = build_scenario(settings, build_schutterwald_region())
     async with ClosedLoop(scenario, tmp_path / "loop") as loop:
         await loop.run_until(settings.end)
@@ -76,12 +96,12 @@ async def test_ten_sites_congestion_episode_relieved(tmp_path: Path) -> None:
     print(
         f"overloaded intervals {n_without} -> {n_with}; peak {max(without):.1f} -> {max(with_control):.1f} kW"
     )
-    assert len(with_control) == settings.intervals == 48
-    assert n_without >= 8  # the constructed episode: 20 % of the 48 intervals
+    assert len(with_control) == settings.intervals == round((end_h - start_h) * 4)
+    assert n_without >= min_overloaded  # the constructed episode: 20 % of the intervals
     assert n_with <= 0.2 * n_without
     c = result.commands
-    assert c.sent > 500 and (c.applied + c.clamped) >= 0.99 * c.sent
-    assert result.telemetry.lost == 0 and result.telemetry.produced > 5000
+    assert c.sent > min_sent and (c.applied + c.clamped) >= 0.99 * c.sent
+    assert result.telemetry.lost == 0 and result.telemetry.produced > min_samples
 
 
 async def test_site_offline_and_controller_restart(tmp_path: Path) -> None:

@@ -99,6 +99,7 @@ def command_summary(tracker: CommandTracker) -> dict[str, Any]:
     counts = {k: tracker.counts.get(k, 0) for k in ("sent", "applied", "clamped", "rejected", "failed")}
     counts["expired"] = tracker.counts.get("expired", 0)
     counts["missing"] = tracker.missing
+    counts["publish_failed"] = tracker.counts.get("publish_failed", 0)
     counts["pending"] = sum(1 for t in tracker.sent.values() if t.status is None)
     lat = tracker.ack_latencies_ms()
     return {

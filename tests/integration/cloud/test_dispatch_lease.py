@@ -93,7 +93,7 @@ async def test_only_one_dispatcher_runs_and_a_clean_exit_hands_over_at_once(
         with pytest.raises(asyncio.CancelledError):
             await task_a
         # released on exit: taken at the standby's next attempt, not after the 600 s expiry
-        await _until(lambda: b.status.state == "held", 5 * RENEW_S + 5, "takeover after a release")
+        await _until(lambda: _state(b) == "held", 5 * RENEW_S + 5, "takeover after a release")
         assert b.token == 2
         await second.session.wait_connected(10)
     finally:
@@ -102,6 +102,11 @@ async def test_only_one_dispatcher_runs_and_a_clean_exit_hands_over_at_once(
                 t.cancel()
                 with pytest.raises(asyncio.CancelledError):
                     await t
+
+
+def _state(lease: DispatchLease) -> str:
+    """The lease's state, read afresh (a lambda over `lease.status.state` keeps mypy's narrowing)."""
+    return lease.status.state
 
 
 async def _until(pred: Any, timeout_s: float, what: str) -> None:
@@ -174,7 +179,7 @@ async def test_second_dispatcher_stands_by_then_takes_over_a_killed_holder(
 
         os.kill(holder.pid, signal.SIGKILL)  # no release: the standby waits for the expiry
         killed_at = datetime.now(UTC).timestamp()
-        await _until(lambda: lease.status.state == "held", TTL_S + 10, "takeover after expiry")
+        await _until(lambda: _state(lease) == "held", TTL_S + 10, "takeover after expiry")
         assert lease.token == 2 and lease.status.expires_at is not None
         assert lease.acquired_at is not None and lease.acquired_at.timestamp() >= killed_at
         await standby.session.wait_connected(10)

@@ -151,21 +151,23 @@ async def test_a_command_whose_publish_fails_is_rolled_back_and_counted(tmp_path
 async def test_readyz_goes_503_naming_the_broker_when_it_stops(
     mosquitto: MosquittoBroker, tmp_path: Path
 ) -> None:
-    async with running(_config(mosquitto.port, tmp_path)) as ctl:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ctl.api_port}") as http:
-            ready = await http.get("/readyz")
-            assert ready.status_code == 200, ready.text
-            assert ready.json()["failing"] == [] and set(ready.json()["checks"]) == {"broker", "store"}
-            assert ctl.store.read_lease("dispatch") is None  # dispatch off: no lease taken
-            mosquitto.close()
-            await _wait(lambda: not ctl.session.connected.is_set())
-            lost = await http.get("/readyz")
-            assert lost.status_code == 503 and lost.json()["failing"] == ["broker"]
-            assert f"not connected to 127.0.0.1:{mosquitto.port}" in lost.json()["checks"]["broker"]["detail"]
-            assert lost.json()["checks"]["store"]["ok"]  # a real write still succeeds
-            assert (await http.get("/livez")).status_code == 200  # alive: only waiting for the broker
-            old = (await http.get("/healthz")).json()
-            assert old["status"] == "ok" and old["mqtt_connected"] is False and "deprecated" in old
+    async with (
+        running(_config(mosquitto.port, tmp_path)) as ctl,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{ctl.api_port}") as http,
+    ):
+        ready = await http.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["failing"] == [] and set(ready.json()["checks"]) == {"broker", "store"}
+        assert ctl.store.read_lease("dispatch") is None  # dispatch off: no lease taken
+        mosquitto.close()
+        await _wait(lambda: not ctl.session.connected.is_set())
+        lost = await http.get("/readyz")
+        assert lost.status_code == 503 and lost.json()["failing"] == ["broker"]
+        assert f"not connected to 127.0.0.1:{mosquitto.port}" in lost.json()["checks"]["broker"]["detail"]
+        assert lost.json()["checks"]["store"]["ok"]  # a real write still succeeds
+        assert (await http.get("/livez")).status_code == 200  # alive: only waiting for the broker
+        old = (await http.get("/healthz")).json()
+        assert old["status"] == "ok" and old["mqtt_connected"] is False and "deprecated" in old
 
 
 async def test_an_empty_viewer_token_file_is_refused_at_start(tmp_path: Path) -> None:
@@ -252,33 +254,29 @@ async def test_dashboard_login_sets_an_httponly_strict_session_without_the_token
         operator_token_file=str(tmp_path / "op"),
         viewer_token_file=str(tmp_path / "vi"),
     )
-    async with running(cfg) as ctl:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ctl.api_port}") as http:
-            page = await http.get("/ui/grid")
-            assert page.status_code == 303 and page.headers["location"] == "/login?next=%2Fui%2Fgrid"
-            wrong = await http.post("/login", data={"token": "not-the-token-0123456", "next": "/ui/grid"})
-            assert wrong.status_code == 401 and "Wrong token." in wrong.text and not wrong.cookies
-            evil = await http.post("/login", data={"token": VIEWER, "next": "//evil.example/"})
-            assert evil.status_code == 303 and evil.headers["location"] == "/"
-            http.cookies.clear()
-            ok = await http.post("/login", data={"token": VIEWER, "next": "/ui/grid"})
-            assert ok.status_code == 303 and ok.headers["location"] == "/ui/grid"
-            cookie = ok.headers["set-cookie"]
-            assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
-            assert VIEWER not in cookie
-            grid = await http.get("/ui/grid")
-            assert (
-                grid.status_code == 200
-                and 'data-role="viewer"' in grid.text
-                and "run-scenarios" not in grid.text
-            )
-            assert (
-                await http.get("/fleet/status")
-            ).status_code == 200  # the pages' JSON polls send the cookie
-            assert (
-                await http.post("/dr/requests", json={})
-            ).status_code == 403  # a viewer's cookie cannot write
-            await http.post("/logout")
-            assert (await http.get("/", follow_redirects=False)).status_code == 303
-            await http.post("/login", data={"token": OPERATOR, "next": "/ui/grid"})
-            assert "run-scenarios" in (await http.get("/ui/grid")).text
+    async with (
+        running(cfg) as ctl,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{ctl.api_port}") as http,
+    ):
+        page = await http.get("/ui/grid")
+        assert page.status_code == 303 and page.headers["location"] == "/login?next=%2Fui%2Fgrid"
+        wrong = await http.post("/login", data={"token": "not-the-token-0123456", "next": "/ui/grid"})
+        assert wrong.status_code == 401 and "Wrong token." in wrong.text and not wrong.cookies
+        evil = await http.post("/login", data={"token": VIEWER, "next": "//evil.example/"})
+        assert evil.status_code == 303 and evil.headers["location"] == "/"
+        http.cookies.clear()
+        ok = await http.post("/login", data={"token": VIEWER, "next": "/ui/grid"})
+        assert ok.status_code == 303 and ok.headers["location"] == "/ui/grid"
+        cookie = ok.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+        assert VIEWER not in cookie
+        grid = await http.get("/ui/grid")
+        assert (
+            grid.status_code == 200 and 'data-role="viewer"' in grid.text and "run-scenarios" not in grid.text
+        )
+        assert (await http.get("/fleet/status")).status_code == 200  # the pages' JSON polls send the cookie
+        assert (await http.post("/dr/requests", json={})).status_code == 403  # a viewer's cookie cannot write
+        await http.post("/logout")
+        assert (await http.get("/", follow_redirects=False)).status_code == 303
+        await http.post("/login", data={"token": OPERATOR, "next": "/ui/grid"})
+        assert "run-scenarios" in (await http.get("/ui/grid")).text

@@ -52,7 +52,9 @@ def test_viewer_token_equal_to_operator_token_is_refused(tmp_path: Path) -> None
     (tmp_path / "op").write_text(OPERATOR)
     (tmp_path / "vi").write_text(OPERATOR)
     with pytest.raises(ConfigError, match="equals the operator token"):
-        ApiTokens.from_config(ApiConfig(operator_token_file=tmp_path / "op", viewer_token_file=tmp_path / "vi"))
+        ApiTokens.from_config(
+            ApiConfig(operator_token_file=tmp_path / "op", viewer_token_file=tmp_path / "vi")
+        )
 
 
 def test_config_keeps_token_file_as_operator_and_refuses_two_different_names(tmp_path: Path) -> None:

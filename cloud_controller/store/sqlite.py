@@ -291,7 +291,9 @@ class SqliteStore:
                 if row is not None and row[0] != holder and row[2] > now_s:
                     self._db.execute("COMMIT")
                     return LeaseState(name, str(row[0]), int(row[1]), float(row[2]), held=False)
-                renewal = row is not None and row[0] == holder and row[2] > now_s
+                # a late renewal of one's own lease that nobody took meanwhile keeps the token (a
+                # loaded loop on an accelerated clock); only a new holder or a release bumps it
+                renewal = row is not None and row[0] == holder and row[2] > 0
                 token = int(row[1]) if renewal else (int(row[1]) + 1 if row is not None else 1)
                 expires = now_s + ttl_s
                 self._db.execute(

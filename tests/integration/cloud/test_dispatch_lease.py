@@ -79,7 +79,10 @@ async def test_only_one_dispatcher_runs_and_a_clean_exit_hands_over_at_once(
         await _until(lambda: b.status.state == "standby" and second.api_port is not None, 10, "standby")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{second.api_port}") as http:
             waiting = await http.get("/readyz")
+            banners = (await http.get("/fleet/status")).json()["banners"]
         assert waiting.status_code == 503
+        assert len(banners) == 1 and banners[0].endswith("; it does not dispatch.")
+        assert banners[0].startswith(f"This controller is on standby: lease held by {a.holder} until ")
         assert waiting.json()["checks"]["lease"]["detail"].startswith(
             f"standby: lease held by {a.holder} until "
         )

@@ -30,9 +30,11 @@ def test_second_holder_waits_until_expiry_and_gets_a_larger_token(tmp_path: Path
     renewed = a.acquire_lease("dispatch", "A", T0 + 20, 30)
     assert renewed.held and renewed.token == 1 and renewed.expires_at == T0 + 50  # a renewal keeps the token
     assert not b.acquire_lease("dispatch", "B", T0 + 49, 30).held
-    taken = b.acquire_lease("dispatch", "B", T0 + 50, 30)  # A stopped renewing: expired
+    late = a.acquire_lease("dispatch", "A", T0 + 55, 30)  # late, but nobody took it: same token
+    assert late.held and late.token == 1 and late.expires_at == T0 + 85
+    taken = b.acquire_lease("dispatch", "B", T0 + 85, 30)  # A stopped renewing: expired
     assert taken.held and taken.token == 2
-    assert not a.acquire_lease("dispatch", "A", T0 + 51, 30).held  # the old holder is fenced off
+    assert not a.acquire_lease("dispatch", "A", T0 + 86, 30).held  # the old holder is fenced off
 
 
 def test_release_hands_over_at_once_and_the_token_still_grows(tmp_path: Path) -> None:

@@ -241,6 +241,11 @@ async def test_roles_guard_reads_writes_metrics_and_scenarios(
             assert planner.forecasts == 3
             for limit in (0, 5001):
                 assert (await http.get(f"/commands?limit={limit}", headers=viewer)).status_code == 422
+            week = {"from": "2030-01-01T00:00:00Z", "to": "2030-01-08T00:00:01Z"}  # a week and a second
+            assert (await http.get("/sites/b001/history", params=week, headers=viewer)).status_code == 422
+            many = ",".join(f"a{k}/p_kw" for k in range(101))
+            too_many = await http.get("/sites/b001/history", params={"points": many}, headers=viewer)
+            assert too_many.status_code == 422 and "at most 100 keys" in too_many.json()["detail"]
 
 
 async def test_dashboard_login_sets_an_httponly_strict_session_without_the_token(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from cloud_controller.web.assets import mount_assets, mount_offline_docs
 from cloud_controller.web.data_api import data_router
@@ -24,7 +24,7 @@ __all__ = ["Dashboard", "NavItem", "mount_dashboard", "mount_offline_docs"]
 
 def mount_dashboard(app: FastAPI, controller: CloudController) -> Dashboard:
     """The JSON endpoints always (they are API); the pages and assets unless `dashboard.enabled` is off."""
-    app.include_router(data_router(controller))
+    app.include_router(data_router(controller), dependencies=[Depends(controller.auth.read)])
     dashboard = Dashboard(controller)
     if controller.config.dashboard.enabled:
         mount_assets(app)

@@ -160,6 +160,9 @@ class ClosedLoop:
                     "guard_period_s": s.poll_s / 4.0,
                 },
                 "api": {"host": "127.0.0.1", "port": 0},
+                # one dispatcher and an accelerated clock: the default 10 s renewals would be
+                # dozens of store writes per wall second; a restart follows a release anyway
+                "lease": {"ttl_s": min(3600.0, 2 * s.period_s), "renew_s": s.period_s / 3},
             }
         )
 

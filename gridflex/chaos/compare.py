@@ -7,6 +7,7 @@ duplicated or reordered. Unit-tested on hand-made cases (tests/unit/chaos).
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -95,7 +96,7 @@ def check_samples(polled: Sequence[Polled], stored: Iterable[StoredSample]) -> S
     out_of_order = 0
     for series in by_point.values():
         series.sort(key=lambda r: r.seq)
-        out_of_order += sum(1 for a, b in zip(series, series[1:], strict=False) if b.ts <= a.ts)
+        out_of_order += sum(1 for a, b in itertools.pairwise(series) if b.ts <= a.ts)
     n_stored = sum(n for k, n in keys.items() if k in wanted)
     return SampleCheck(len(wanted), n_stored, lost, duplicates, out_of_order)
 

@@ -185,6 +185,20 @@ class Observer:
     commands: list[tuple[float, Command]] = field(default_factory=list)
     other: list[str] = field(default_factory=list)  # topics of anything else received
     _task: asyncio.Task[None] | None = None
+    _ack: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def wait_acks(self, n: int, *, timeout_s: float) -> bool:
+        """Until at least `n` acks were recorded, at most `timeout_s`; whether they were."""
+        deadline = time.monotonic() + timeout_s
+        while len(self.acks) < n:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._ack.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(remaining, 0.5)):
+                    await self._ack.wait()
+        return True
 
     async def _handle(self, message: aiomqtt.Message) -> None:
         payload = message.payload
@@ -198,6 +212,7 @@ class Observer:
         now = time.time()
         if isinstance(msg, Ack):
             self.acks.append(msg)
+            self._ack.set()
         elif isinstance(msg, Event):
             self.events.append((now, msg))
         elif isinstance(msg, Command):

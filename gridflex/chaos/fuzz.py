@@ -213,7 +213,11 @@ async def _fuzz_agent(ctx: Ctx, n: int, rng: random.Random) -> tuple[dict[str, i
             now = datetime.now(UTC)
             for i in range(n):
                 site = rng.choice(list(agents))
-                cmd = random_command(rng, site, [a.id for a in configs[site].assets], now, i)
+                if rng.random() < 0.7:  # mostly at a control the asset has: the clamp path
+                    asset = rng.choice([a for a in configs[site].assets if a.controls])
+                    cmd = random_command(rng, site, [asset.id], now, i, kinds=tuple(sorted(asset.controls)))
+                else:
+                    cmd = random_command(rng, site, [a.id for a in configs[site].assets], now, i)
                 cmds["inputs"] += 1
                 if cmd is None:
                     cmds["contract refused"] += 1

@@ -40,12 +40,17 @@ def _command(cmd_id: str, value: float, *, age_s: float = 0.0, ttl_s: float = 60
     )
 
 
+def _answered(obs: Observer) -> int:
+    """Acks of everything but the readiness probes (those may be answered more than once)."""
+    return sum(1 for a in obs.acks if not a.cmd_id.startswith("probe-"))
+
+
 async def _send(obs: Observer, payloads: list[bytes], what: str) -> None:
-    want = len(obs.acks) + len(payloads)
+    want = _answered(obs) + len(payloads)
     for p in payloads:
         await obs.session.publish(site_topic(SITE, "cmd"), p, qos=1)
-    if not await obs.wait_acks(want, timeout_s=120.0):
-        raise TimeoutError(f"{what}: {want - len(obs.acks)} commands unanswered")
+    if not await obs.wait_until(lambda: _answered(obs) >= want, timeout_s=120.0):
+        raise TimeoutError(f"{what}: {want - _answered(obs)} commands unanswered")
 
 
 async def _restart(agent: Child, obs: Observer, n: int) -> None:

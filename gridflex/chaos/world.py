@@ -16,7 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,6 +186,20 @@ class Observer:
     other: list[str] = field(default_factory=list)  # topics of anything else received
     _task: asyncio.Task[None] | None = None
     _ack: asyncio.Event = field(default_factory=asyncio.Event)
+    _any: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def wait_until(self, predicate: Callable[[], bool], *, timeout_s: float) -> bool:
+        """Until `predicate()` holds (checked on every message, and every 0.5 s), at most `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while not predicate():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._any.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(remaining, 0.5)):
+                    await self._any.wait()
+        return True
 
     async def wait_acks(self, n: int, *, timeout_s: float) -> bool:
         """Until at least `n` acks were recorded, at most `timeout_s`; whether they were."""
@@ -210,6 +224,7 @@ class Observer:
             self.other.append(str(message.topic))
             return
         now = time.time()
+        self._any.set()
         if isinstance(msg, Ack):
             self.acks.append(msg)
             self._ack.set()

@@ -91,7 +91,12 @@ async def fuzz_modbus(n_values: int, rng: random.Random) -> dict[str, int]:
     task = asyncio.create_task(server.serve_forever(), name="faulty-modbus")
     driver = ModbusDriver(device.model_copy(update={"port": port, "host": "127.0.0.1"}))
     addresses = sorted(
-        {(p.point.table, p.point.address + i) for p in refs for i in range(p.point.register_count)}
+        {
+            (p.point.table, p.point.address + i)
+            for p in refs
+            if p.point.address is not None
+            for i in range(p.point.register_count)
+        }
         | {(p.point.table, p.point.sf_address) for p in refs if p.point.sf_address is not None}
     )
     counts = {"register values": 0, "reads": 0, "good": 0, "bad": 0, "crashes": 0, "unsafe": 0}
@@ -146,9 +151,25 @@ def _runs(addresses: list[int]) -> list[tuple[int, int]]:
     return out
 
 
+def _step_kw(config: SiteConfig, asset_id: str, kind: str) -> float:
+    """One register step of the asset's control in kW (whole amps: 0.69 kW), 0 for float registers."""
+    asset = config.asset(asset_id)
+    control = asset.controls.get(kind)  # type: ignore[call-overload]
+    if control is None:
+        return 0.0
+    point = asset.point(control.point)
+    if point.type not in ("int16", "uint16", "int32", "uint32"):
+        return 0.0
+    return abs(point.scale / control.factor)
+
+
 def unsafe_ack(ack: Ack, kind: str | None, config: SiteConfig) -> bool:
-    """An applied/clamped power command whose read-back from the device is outside limits or floor."""
-    if ack.status not in ("applied", "clamped") or kind not in _POWER or ack.read_back is None:
+    """An applied/clamped power command written, or read back from the device, outside limits or floor.
+
+    Tolerance: one register step (a limit in whole amps cannot hit 11.0 kW exactly); the
+    read-back may show the asset's safe state if its fallback wrote in between.
+    """
+    if ack.status not in ("applied", "clamped") or kind not in _POWER:
         return False
     asset = config.asset(ack.asset)
     lo = asset.limits.p_min_kw if asset.limits.p_min_kw is not None else -math.inf
@@ -156,7 +177,9 @@ def unsafe_ack(ack: Ack, kind: str | None, config: SiteConfig) -> bool:
     floor = asset.guaranteed_min_kw
     if floor and kind == "p_limit_kw":
         lo = max(lo, floor)
-    return not (lo - _TOL <= ack.read_back <= hi + _TOL)
+    tol = max(_TOL, _step_kw(config, ack.asset, kind))
+    values = [v for v in (ack.applied_value, ack.read_back) if isinstance(v, float | int)]
+    return any(not (lo - tol <= float(v) <= hi + tol) for v in values)
 
 
 async def _send_paced(

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 #: scenario name -> (module, bound on its wall time in short mode, in the full run), in run order
 SCENARIOS: dict[str, tuple[str, float, float]] = {
     "floor": ("gridflex.chaos.floor", 60.0, 300.0),
-    "fuzz": ("gridflex.chaos.fuzz", 120.0, 1200.0),
+    "fuzz": ("gridflex.chaos.fuzz", 120.0, 3000.0),
     "isolation": ("gridflex.chaos.isolation", 60.0, 120.0),
     "replay": ("gridflex.chaos.replay", 120.0, 600.0),
     "broker_kill": ("gridflex.chaos.broker_kill", 180.0, 1200.0),

@@ -54,7 +54,11 @@ def test_metrics_export_counters_a_latency_histogram_and_unknown_sites_after_rea
             running,
             port,
             [
-                (site_topic(sites[0], "telemetry"), harness.telemetry(sites[0], 0, [now], [1.0], 50.0), False),
+                (
+                    site_topic(sites[0], "telemetry"),
+                    harness.telemetry(sites[0], 0, [now], [1.0], 50.0),
+                    False,
+                ),
                 (site_topic("zz99", "telemetry"), harness.telemetry("zz99", 0, [now], [1.0], 50.0), False),
                 (site_topic(sites[1], "telemetry"), b"{not json", False),
             ],
@@ -88,10 +92,14 @@ def test_metrics_export_counters_a_latency_histogram_and_unknown_sites_after_rea
 
         hist = "gridflex_command_ack_latency_seconds"
         assert types[hist] == "histogram"
-        buckets = [values[(f"{hist}_bucket", (("le", le),))] for le in [*map(repr, ACK_LATENCY_BUCKETS_S), "+Inf"]]
+        buckets = [
+            values[(f"{hist}_bucket", (("le", le),))] for le in [*map(repr, ACK_LATENCY_BUCKETS_S), "+Inf"]
+        ]
         assert buckets == sorted(buckets) and buckets[-1] == 3  # cumulative; three of ours answered
         assert values[(f"{hist}_count", ())] == 3
-        expected_sum = sum(v for v in (t.ack_latency_ms for t in ctl.tracker.sent.values()) if v is not None) / 1e3
+        expected_sum = (
+            sum(v for v in (t.ack_latency_ms for t in ctl.tracker.sent.values()) if v is not None) / 1e3
+        )
         assert abs(values[(f"{hist}_sum", ())] - expected_sum) < 1e-9 and expected_sum > 0
 
         assert types["gridflex_sites"] == "gauge"

@@ -65,7 +65,10 @@ async def _run(settings: object, out: Path, port: int | None, outcome: _Outcome)
     assert isinstance(settings, LoopSettings)
     t0 = time.monotonic()
     if port is not None:
-        console.print(f"dashboard: {_url(port)} once the controller runs, and after the run until Ctrl-C")
+        console.print(
+            f"dashboard: {_url(port)} once the controller runs, and after the run until Ctrl-C",
+            soft_wrap=True,
+        )
     with console.status("building the region, the fleet and its no-control twin ..."):
         region = await asyncio.to_thread(build_schutterwald_region)
         scenario = await asyncio.to_thread(build_scenario, settings, region)
@@ -126,7 +129,7 @@ async def _serve_until_interrupted(
     dashboard: asyncio.Task[None], port: int | None, outcome: _Outcome
 ) -> None:
     """The finished run's dashboard until Ctrl-C (exit 0 then); a port it cannot get back is exit 2."""
-    console.print(f"serving the run's dashboard at {_url(port)} until Ctrl-C")
+    console.print(f"serving the run's dashboard at {_url(port)} until Ctrl-C", soft_wrap=True)
     try:
         await dashboard
     except OSError as exc:
@@ -254,7 +257,12 @@ def register(app: typer.Typer) -> None:
         ] = 8080,
     ) -> None:
         """Run the closed loop (buildings, agents, Mosquitto, controller) with vs. without control."""
-        from gridflex.loop.scenario import LoopSettings
+        if serve and _port_in_use(port):
+            console.print(
+                f"port {port} on 127.0.0.1 is already in use: free it or pass --port", soft_wrap=True
+            )
+            raise typer.Exit(2)
+        from gridflex.loop.scenario import LoopSettings  # after the port check: this import takes seconds
 
         logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         settings = LoopSettings(n_sites=sites, seed=seed, bacnet=bacnet)
@@ -262,9 +270,6 @@ def register(app: typer.Typer) -> None:
             settings = replace(settings, start_h=14.0, end_h=21.0, speed=480.0, poll_s=240.0)
         if speed is not None:
             settings = replace(settings, speed=speed)
-        if serve and _port_in_use(port):
-            console.print(f"port {port} on 127.0.0.1 is already in use: free it or pass --port", markup=False)
-            raise typer.Exit(2)
         outcome = _Outcome()
         try:
             asyncio.run(_run(settings, out, port if serve else None, outcome))

@@ -374,7 +374,7 @@ async def serve_dashboard(controller: CloudController, port: int) -> None:
     )
     task = asyncio.create_task(server._serve(sockets=[sock]), name="dashboard")
     try:
-        await task
+        await asyncio.shield(task)  # a cancel stops uvicorn below, by should_exit, so it shuts down
     finally:
         server.should_exit = True  # a graceful stop first, then cancels, all bounded
         await asyncio.wait({task}, timeout=5.0)

@@ -285,13 +285,12 @@ def figure(
     for label, values in series_kw.items():
         v = list(values)
         ax.stairs(v, x[: len(v) + 1], label=label, linewidth=1.6, baseline=None)
-    names = list(series_kw)
+    baseline, *controlled = list(series_kw)  # the first series is the no-control run
     for k in range(len(times)):
-        over = [n for n in names if series_kw[n][k] > threshold_kw]
-        if over:  # darker where control did not remove the overload either
-            alpha = 0.28 if len(over) == len(names) else 0.12
+        with_control = any(series_kw[n][k] > threshold_kw for n in controlled)
+        if with_control or series_kw[baseline][k] > threshold_kw:
             for a in (row[0] for row in axes):
-                a.axvspan(x[k], x[k + 1], color="tab:red", alpha=alpha, linewidth=0)
+                a.axvspan(x[k], x[k + 1], color="tab:red", alpha=0.28 if with_control else 0.12, linewidth=0)
     ax.axhline(threshold_kw, color="tab:red", linestyle="--", linewidth=1.2, label="congestion threshold")
     ax.set_ylabel("HV/MV import (kW)")
     ax.set_title("Grid truth: HV/MV transformer import, with and without GridFlex control")
@@ -328,8 +327,8 @@ def figure(
         bottom.set_xlim(x[0], x[-1])
     tzname = times[0].astimezone(zone).tzname() if times else ""
     bottom.set_xlabel(
-        f"local time ({timezone}, {tzname}); shaded: over the threshold without control "
-        "(darker: with control too)"
+        f"local time ({timezone}, {tzname}); shaded: an overloaded interval without control, "
+        "darker: with control"
     )
     fig.tight_layout()
     return fig

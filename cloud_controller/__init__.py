@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from protocols.lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from cloud_controller.api import create_app
     from cloud_controller.config import CloudConfig, load_cloud_config
     from cloud_controller.grid import Region, build_schutterwald_region
     from cloud_controller.live.planner import MpcPlanner, build_planner
@@ -37,6 +38,7 @@ __all__ = [
     "SqliteStore",
     "build_planner",
     "build_schutterwald_region",
+    "create_app",
     "load_cloud_config",
     "load_registry",
 ]
@@ -56,6 +58,7 @@ _WHERE = {
     "SqliteStore": "cloud_controller.store",
     "build_planner": "cloud_controller.live.planner",
     "build_schutterwald_region": "cloud_controller.grid",
+    "create_app": "cloud_controller.api",
     "load_cloud_config": "cloud_controller.config",
     "load_registry": "cloud_controller.registry",
 }

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.middleware.gzip import GZipMiddleware
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from pydantic import ValidationError
 
 from cloud_controller.health import health_routes
 from cloud_controller.live.types import Plan
+from cloud_controller.metrics import CONTENT_TYPE, ControllerMetrics
 from cloud_controller.web import mount_dashboard, mount_offline_docs
 from cloud_controller.web.views import grid_loading
 from protocols.messages import DRRequest
@@ -49,35 +49,6 @@ Times are UTC (ISO 8601). The dashboard's pages (`/`) draw the `dashboard` endpo
 """
 
 
-def _metrics(controller: CloudController) -> bytes:
-    reg = CollectorRegistry()
-    st, ing = controller.stats, controller.ingest.stats
-
-    def gauge(name: str, doc: str, value: float, **labels: str) -> None:
-        g = Gauge(name, doc, list(labels), registry=reg)
-        (g.labels(**labels) if labels else g).set(value)
-
-    gauge("gridflex_samples_stored_total", "Samples stored (distinct site, seq)", ing.samples_stored)
-    gauge("gridflex_duplicates_total", "Duplicate samples dropped", ing.duplicates)
-    gauge("gridflex_gaps_total", "Batches that arrived after a gap", ing.gaps)
-    gauge("gridflex_invalid_messages_total", "Messages refused by the contract", ing.invalid)
-    gauge("gridflex_dispatch_total", "Control periods planned", st.dispatch_count)
-    gauge("gridflex_dispatch_solve_ms", "Solve time of the last plan", st.last_solve_ms)
-    g = Gauge("gridflex_commands_total", "Commands by status", ["status"], registry=reg)
-    for status, n in controller.tracker.counts.items():
-        g.labels(status=status).set(n)
-    g.labels(status="missing").set(controller.tracker.missing)
-    gauge("gridflex_guard_commands_total", "Commands sent by the fleet guard", st.guard_commands)
-    lat = controller.tracker.ack_latencies_ms()
-    q = Gauge("gridflex_command_ack_latency_ms", "Plan decision to ack, host ms", ["quantile"], registry=reg)
-    for name, frac in (("0.5", 0.5), ("0.99", 0.99)):
-        q.labels(quantile=name).set(lat[int(frac * (len(lat) - 1))] if lat else float("nan"))
-    m = Gauge("gridflex_sites", "Sites by mode", ["mode"], registry=reg)
-    for mode in ("online", "offline", "fallback", "degraded", "unknown"):
-        m.labels(mode=mode).set(sum(1 for s in controller.snapshots.values() if s.mode == mode))
-    return generate_latest(reg)
-
-
 def _site(controller: CloudController, site: str) -> dict[str, Any]:
     snap = controller.snapshots[site]
     plan = controller.last_plan
@@ -104,7 +75,7 @@ def create_app(controller: CloudController) -> FastAPI:
         redoc_url=None,
     )
     mount_offline_docs(app)
-    app.add_middleware(GZipMiddleware, minimum_size=1000)  # plotly.js: 4.8 MB raw, 1.4 MB compressed
+    app.add_middleware(GZipMiddleware, minimum_size=1000)  # pages and JSON; plotly.js comes pre-compressed
 
     health_routes(app, controller)
     _status_routes(app, controller)
@@ -118,10 +89,15 @@ def _status_routes(app: FastAPI, controller: CloudController) -> None:
     """Metrics and the registered sites' state (a read: the viewer role once roles are on)."""
     read = [Depends(controller.auth.read)]
 
+    exposition = ControllerMetrics(controller)
+
     @app.get("/metrics", dependencies=read)
     def metrics() -> Response:
-        """Prometheus text; once roles are on, scrape it with a viewer token (`authorization.credentials_file`)."""
-        return Response(_metrics(controller), media_type="text/plain; version=0.0.4")
+        """Prometheus text: counters, the ack-latency histogram, sites by mode (`cloud_controller/metrics.py`).
+
+        Once roles are on, scrape it with a viewer token (`authorization.credentials_file`).
+        """
+        return Response(exposition.render(), media_type=CONTENT_TYPE)
 
     @app.get("/sites", dependencies=read)
     def sites() -> list[dict[str, Any]]:

@@ -382,7 +382,9 @@ class CloudController:
             if server.started:
                 self.api_port = int(server.servers[0].sockets[0].getsockname()[1])
                 log.info("API on http://%s:%d/docs", self.config.api.host, self.api_port)
-            await task
+            # shielded: a cancel reaching uvicorn's main loop skips its shutdown, and the
+            # listening socket stays open after the controller stopped (the port is never freed)
+            await asyncio.shield(task)
         finally:
             server.should_exit = True
             with contextlib.suppress(asyncio.CancelledError):

@@ -160,7 +160,7 @@ def _step_kw(config: SiteConfig, asset_id: str, kind: str) -> float:
     point = asset.point(control.point)
     if point.type not in ("int16", "uint16", "int32", "uint32"):
         return 0.0
-    return abs(point.scale / control.factor)
+    return float(abs(point.scale / control.factor))
 
 
 def unsafe_ack(ack: Ack, kind: str | None, config: SiteConfig) -> bool:

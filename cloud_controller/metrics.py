@@ -24,7 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 if TYPE_CHECKING:
     from cloud_controller.service import CloudController
 
-__all__ = ["ACK_LATENCY_BUCKETS_S", "CONTENT_TYPE", "SITE_MODES", "ControllerMetrics"]
+__all__ = ["ACK_LATENCY_BUCKETS_S", "COMMAND_STATUSES", "CONTENT_TYPE", "SITE_MODES", "ControllerMetrics"]
 
 #: Prometheus text format 0.0.4 (what prometheus_client writes and every scraper reads)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -1,0 +1,233 @@
+"""A pandapower net → the `DcNetwork` that pandapower's own `rundcopp` would solve.
+
+What is kept, as pandapower's `_pd2ppc` does for the OPF: in-service buses, lines and
+two-winding transformers; closed bus-bus switches fuse their buses; an open line or
+transformer switch takes that branch out; buses that no in-service branch connects to a
+reference bus (an `ext_grid`) are dropped with their elements. Injections: `ext_grid`s and
+`gen`s are units (a gen with ``controllable = False`` is held at its ``p_mw``); sgens,
+loads and storage are units when ``controllable`` is True, fixed injections
+(``p_mw * scaling``) otherwise; shunts count as loads of ``p_mw * step * (vn_bus / vn_kv)²``.
+Limits: ``min_p_mw`` / ``max_p_mw`` where given (a load's range flips sign), unbounded
+otherwise. Elements the DC OPF here does not model (three-winding transformers,
+impedances, wards, DC lines, …) raise a ConfigError when in service, rather than being
+silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cloud_controller.grid.meshed.branches import line_params, trafo_params
+from cloud_controller.grid.meshed.costs import read_costs
+from cloud_controller.grid.meshed.network import DcNetwork
+from protocols.errors import ConfigError
+
+UNSUPPORTED = ("trafo3w", "impedance", "ward", "xward", "dcline", "tcsc", "svc", "ssc", "vsc", "line_dc",
+               "motor", "asymmetric_load", "asymmetric_sgen")
+UNIT_TABLES = ("ext_grid", "gen", "sgen", "load", "storage")  # pandapower's ppc gen order
+
+
+class _Fuse:
+    """Union-find over pandapower bus ids: closed bus-bus switches make one bus."""
+
+    def __init__(self, ids: list[int]) -> None:
+        self.parent = {b: b for b in ids}
+
+    def find(self, b: int) -> int:
+        while self.parent[b] != b:
+            self.parent[b] = self.parent[self.parent[b]]
+            b = self.parent[b]
+        return b
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def _in_service(df: Any) -> Any:
+    return df[df.in_service.astype(bool)] if "in_service" in df.columns else df
+
+
+def _check_supported(net: Any) -> None:
+    for table in UNSUPPORTED:
+        if table in net and len(net[table]) and len(_in_service(net[table])):
+            raise ConfigError(f"in-service {table} elements are not modelled by the DC OPF", key=table)
+    gen = _in_service(net.gen)
+    if "slack" in gen.columns and gen.slack.fillna(False).astype(bool).any():
+        raise ConfigError("slack gens are not supported; feed the net through ext_grids", key="gen")
+
+
+def _open_branches(net: Any, table_code: str) -> set[int]:
+    sw = net.switch
+    if not len(sw):
+        return set()
+    hit = sw[(sw.et == table_code) & ~sw.closed.astype(bool)]
+    return {int(e) for e in hit.element}
+
+
+def _flag(df: Any, name: str, default: bool) -> np.ndarray:
+    if name not in df.columns:
+        return np.full(len(df), default, dtype=bool)
+    return np.asarray(df[name].fillna(default).astype(bool).to_numpy(), dtype=bool)
+
+
+def _limits(df: Any, sign: float) -> tuple[np.ndarray, np.ndarray]:
+    lo = df["min_p_mw"].to_numpy(dtype=float) if "min_p_mw" in df.columns else np.full(len(df), np.nan)
+    hi = df["max_p_mw"].to_numpy(dtype=float) if "max_p_mw" in df.columns else np.full(len(df), np.nan)
+    lo, hi = np.where(np.isfinite(lo), lo, -np.inf), np.where(np.isfinite(hi), hi, np.inf)
+    return (lo, hi) if sign > 0 else (-hi, -lo)
+
+
+def dc_network_from_pandapower(net: Any) -> DcNetwork:  # noqa: PLR0915 - one pass, in pd2ppc's order
+    """Translate a pandapower net; raises ConfigError for what the DC OPF cannot model."""
+    _check_supported(net)
+    sn = float(net.sn_mva)
+    buses = _in_service(net.bus)
+    fuse = _Fuse([int(b) for b in buses.index])
+    sw = net.switch
+    if len(sw):
+        bb = sw[(sw.et == "b") & sw.closed.astype(bool)]
+        for _, s in bb.iterrows():
+            if "z_ohm" in bb.columns and float(s.z_ohm) > 0:
+                raise ConfigError(f"bus-bus switch {s.name} with an impedance is not supported", key="switch")
+            if int(s.bus) in fuse.parent and int(s.element) in fuse.parent:
+                fuse.union(int(s.bus), int(s.element))
+    alive = set(fuse.parent)
+    vn = net.bus.vn_kv
+
+    names: list[str] = []
+    f_pp: list[int] = []
+    t_pp: list[int] = []
+    parts_b: list[np.ndarray] = []
+    parts_shift: list[np.ndarray] = []
+    parts_rate: list[np.ndarray] = []
+    line = _in_service(net.line)
+    line = line[line.from_bus.isin(alive) & line.to_bus.isin(alive) & ~line.index.isin(_open_branches(net, "l"))]
+    if len(line):
+        x, rate = line_params(line, vn.loc[line.from_bus].to_numpy(dtype=float), sn)
+        names += [f"line:{i}" for i in line.index]
+        f_pp += [int(b) for b in line.from_bus]
+        t_pp += [int(b) for b in line.to_bus]
+        parts_b.append(1.0 / x)
+        parts_shift.append(np.zeros(len(line)))
+        parts_rate.append(rate)
+    trafo = _in_service(net.trafo)
+    trafo = trafo[trafo.hv_bus.isin(alive) & trafo.lv_bus.isin(alive) & ~trafo.index.isin(_open_branches(net, "t"))]
+    if len(trafo):
+        hv_kv = vn.loc[trafo.hv_bus].to_numpy(dtype=float)
+        lv_kv = vn.loc[trafo.lv_bus].to_numpy(dtype=float)
+        x, ratio, shift, rate = trafo_params(trafo, hv_kv, lv_kv, sn)
+        names += [f"trafo:{i}" for i in trafo.index]
+        f_pp += [int(b) for b in trafo.hv_bus]
+        t_pp += [int(b) for b in trafo.lv_bus]
+        parts_b.append(1.0 / (x * ratio))
+        parts_shift.append(shift)
+        parts_rate.append(rate)
+
+    eg = _in_service(net.ext_grid)
+    eg = eg[eg.bus.isin(alive)]
+    if not len(eg):
+        raise ConfigError("no in-service ext_grid: a DC OPF needs a reference bus", key="ext_grid")
+    # islands: breadth-first over the fused buses from every reference bus
+    adj: dict[int, list[int]] = {}
+    for a, b in zip(f_pp, t_pp, strict=True):
+        ra, rb = fuse.find(a), fuse.find(b)
+        adj.setdefault(ra, []).append(rb)
+        adj.setdefault(rb, []).append(ra)
+    island_of: dict[int, int] = {}
+    for root in (fuse.find(int(b)) for b in eg.bus):
+        if root in island_of:
+            continue
+        k = len(set(island_of.values()))
+        island_of[root] = k
+        stack = [root]
+        while stack:
+            u = stack.pop()
+            for w in adj.get(u, []):
+                if w not in island_of:
+                    island_of[w] = k
+                    stack.append(w)
+    reps = sorted(island_of)
+    index = {b: i for i, b in enumerate(reps)}
+
+    def at(pp_bus: int) -> int:
+        return index.get(fuse.find(pp_bus), -1) if pp_bus in alive else -1
+
+    keep = [k for k, a in enumerate(f_pp) if at(a) >= 0]
+    b_pu = np.concatenate(parts_b) if parts_b else np.zeros(0)
+    shift_rad = np.concatenate(parts_shift) if parts_shift else np.zeros(0)
+    rate_mw = np.concatenate(parts_rate) if parts_rate else np.zeros(0)
+
+    fixed = np.zeros(len(reps))
+    unit_bus: list[int] = []
+    unit_names: list[str] = []
+    lo_parts: list[np.ndarray] = []
+    hi_parts: list[np.ndarray] = []
+    ref_bus: list[int] = []
+    ref_va: list[float] = []
+    for table in UNIT_TABLES:
+        if table not in net or not len(net[table]):
+            continue
+        df = _in_service(net[table])
+        df = df[[at(int(b)) >= 0 for b in df.bus]]
+        if table == "ext_grid":
+            ctrl = np.ones(len(df), dtype=bool)
+        elif table == "gen":
+            ctrl = np.ones(len(df), dtype=bool)  # a non-controllable gen is a unit held at p_mw
+        else:
+            ctrl = _flag(df, "controllable", False)
+        sign = -1.0 if table in ("load", "storage") else 1.0
+        if table != "ext_grid":
+            scaling = df["scaling"].to_numpy(dtype=float) if "scaling" in df.columns else np.ones(len(df))
+            for b, p in zip(df.bus[~ctrl], (df.p_mw.to_numpy(dtype=float) * scaling)[~ctrl], strict=True):
+                fixed[at(int(b))] -= sign * p
+        units = df[ctrl]
+        lo, hi = _limits(units, sign)
+        if table == "gen" and "controllable" in units.columns:
+            held = ~_flag(units, "controllable", True)
+            lo = np.where(held, units.p_mw.to_numpy(dtype=float), lo)
+            hi = np.where(held, units.p_mw.to_numpy(dtype=float), hi)
+        unit_bus += [at(int(b)) for b in units.bus]
+        unit_names += [f"{table}:{i}" for i in units.index]
+        lo_parts.append(lo)
+        hi_parts.append(hi)
+        if table == "ext_grid":
+            for b, va in zip(units.bus, units.va_degree.to_numpy(dtype=float), strict=True):
+                if at(int(b)) not in ref_bus:
+                    ref_bus.append(at(int(b)))
+                    ref_va.append(float(np.deg2rad(va)))
+    sh = _in_service(net.shunt) if len(net.shunt) else net.shunt
+    for _, s in sh.iterrows():
+        i = at(int(s.bus))
+        if i >= 0:
+            vn_s = float(s.vn_kv) if np.isfinite(float(s.vn_kv)) else float(vn.at[int(s.bus)])
+            fixed[i] += float(s.p_mw) * float(s.step) * (float(vn.at[int(s.bus)]) / vn_s) ** 2
+    p_min = np.concatenate(lo_parts) if lo_parts else np.zeros(0)
+    p_max = np.concatenate(hi_parts) if hi_parts else np.zeros(0)
+    costs = read_costs(net, tuple(unit_names), p_min, p_max)
+    return DcNetwork(
+        base_mva=sn,
+        bus_ids=np.asarray(reps, dtype=np.int64),
+        island=np.asarray([island_of[b] for b in reps], dtype=np.int64),
+        ref_bus=np.asarray(ref_bus, dtype=np.int64),
+        ref_va_rad=np.asarray(ref_va),
+        fixed_load_mw=fixed,
+        branch_from=np.asarray([at(f_pp[k]) for k in keep], dtype=np.int64),
+        branch_to=np.asarray([at(t_pp[k]) for k in keep], dtype=np.int64),
+        branch_b_pu=b_pu[keep],
+        branch_shift_rad=shift_rad[keep],
+        branch_rating_mw=rate_mw[keep],
+        branch_names=tuple(names[k] for k in keep),
+        unit_bus=np.asarray(unit_bus, dtype=np.int64),
+        unit_names=tuple(unit_names),
+        unit_p_min_mw=p_min,
+        unit_p_max_mw=p_max,
+        cost_c0_eur=costs.c0,
+        cost_c1_eur_per_mw=costs.c1,
+        cost_c2_eur_per_mw2=costs.c2,
+        cost_pwl=costs.pwl,
+        cost_note=costs.note,
+    )

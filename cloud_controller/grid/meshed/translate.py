@@ -3,7 +3,9 @@
 What is kept, as pandapower's `_pd2ppc` does for the OPF: in-service buses, lines and
 two-winding transformers; closed bus-bus switches fuse their buses; an open line or
 transformer switch takes that branch out; buses that no in-service branch connects to a
-reference bus (an `ext_grid`) are dropped with their elements. Injections: `ext_grid`s and
+reference bus (an `ext_grid`) are dropped with their elements. Several ext_grids in one island:
+the one at the lowest bus holds the angle reference, the others are dispatchable units with
+their limits and costs but a free angle — pandapower demotes them to PV generators. Injections: `ext_grid`s and
 `gen`s are units (a gen with ``controllable = False`` is held at its ``p_mw``); sgens,
 loads and storage are units when ``controllable`` is True, fixed injections
 (``p_mw * scaling``) otherwise; shunts count as loads of ``p_mw * step * (vn_bus / vn_kv)²``.
@@ -195,9 +197,13 @@ def dc_network_from_pandapower(net: Any) -> DcNetwork:  # noqa: PLR0915 - one pa
         lo_parts.append(lo)
         hi_parts.append(hi)
         if table == "ext_grid":
-            for b, va in zip(units.bus, units.va_degree.to_numpy(dtype=float), strict=True):
-                if at(int(b)) not in ref_bus:
-                    ref_bus.append(at(int(b)))
+            # one angle reference per island: pandapower's `_check_connectivity_opf` keeps the
+            # slack of the lowest ppc bus and demotes the others of its island to generators
+            seen = {int(island_of[reps[r]]) for r in ref_bus}
+            for b, va in sorted(zip((at(int(b)) for b in units.bus), units.va_degree.to_numpy(dtype=float))):
+                if int(island_of[reps[b]]) not in seen:
+                    seen.add(int(island_of[reps[b]]))
+                    ref_bus.append(b)
                     ref_va.append(float(np.deg2rad(va)))
     sh = _in_service(net.shunt) if len(net.shunt) else net.shunt
     for _, s in sh.iterrows():

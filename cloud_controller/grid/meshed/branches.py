@@ -47,14 +47,14 @@ def line_params(line: Any, vn_from_kv: FloatArray, sn_mva: float) -> tuple[Float
     """(x_pu, rating_mw) of in-service lines, x on the net's base at the from-bus voltage."""
     base_ohm = vn_from_kv**2 / sn_mva
     parallel = _col(line, "parallel", 1.0)
-    x_pu = line.x_ohm_per_km.to_numpy(dtype=float) * line.length_km.to_numpy(dtype=float) / base_ohm / parallel
+    x_pu = (
+        line.x_ohm_per_km.to_numpy(dtype=float) * line.length_km.to_numpy(dtype=float) / base_ohm / parallel
+    )
     full = line.max_i_ka.to_numpy(dtype=float) * _col(line, "df", 1.0) * parallel * vn_from_kv * np.sqrt(3.0)
     return x_pu, _rating(_col(line, "max_loading_percent", np.nan), full)
 
 
-def _tap_shift(
-    trafo: Any, t: str, vnh: FloatArray, vnl: FloatArray, shift_deg: FloatArray
-) -> None:
+def _tap_shift(trafo: Any, t: str, vnh: FloatArray, vnl: FloatArray, shift_deg: FloatArray) -> None:
     """Apply tap changer `t` ("" or "2") to the rated voltages and the shift, in place.
 
     Pandapower's `_calc_tap_from_dataframe` without characteristic tables: a "Ratio" or
@@ -104,7 +104,10 @@ def trafo_params(
     trafo: Any, vn_hv_bus_kv: FloatArray, vn_lv_bus_kv: FloatArray, sn_mva: float
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """(x_pu, tap ratio, shift_rad, rating_mw) of in-service two-winding transformers."""
-    if "tap_dependency_table" in trafo.columns and trafo.tap_dependency_table.fillna(False).astype(bool).any():
+    if (
+        "tap_dependency_table" in trafo.columns
+        and trafo.tap_dependency_table.fillna(False).astype(bool).any()
+    ):
         raise ConfigError("tap-dependent transformer impedance tables are not supported", key="trafo")
     vnh = trafo.vn_hv_kv.to_numpy(dtype=float).copy()
     vnl = trafo.vn_lv_kv.to_numpy(dtype=float).copy()

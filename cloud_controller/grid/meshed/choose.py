@@ -55,7 +55,9 @@ def _ratings_all_set(net: Any) -> bool:
     for table in ("line", "trafo"):
         df = net[table]
         df = df[df.in_service.astype(bool)]
-        if len(df) and ("max_loading_percent" not in df.columns or not np.isfinite(df.max_loading_percent).all()):
+        if len(df) and (
+            "max_loading_percent" not in df.columns or not np.isfinite(df.max_loading_percent).all()
+        ):
             return False
     return True
 
@@ -70,7 +72,9 @@ def choose_engine(net: Any, network: DcNetwork | None = None) -> EngineChoice:
     if len(net.poly_cost) or not len(net.pwl_cost):
         return EngineChoice(MESHED, "radial, but the radial engine reads pwl_cost only", shape)
     if not _ratings_all_set(net):
-        return EngineChoice(MESHED, "radial, but a branch without max_loading_percent (rundcopp: unlimited)", shape)
+        return EngineChoice(
+            MESHED, "radial, but a branch without max_loading_percent (rundcopp: unlimited)", shape
+        )
     return EngineChoice(RADIAL, "radial with one feeding point", shape)
 
 

@@ -62,11 +62,13 @@ def _segments(points: Any, sign: float) -> PwlSegments:
     x, y = np.asarray(xs), np.asarray(ys)
     slope = np.diff(y) / np.diff(x)
     if np.any(np.diff(slope) < -1e-12):
-        raise ConfigError("pwl_cost is not convex in the injection; the DC OPF needs convex costs", key="pwl_cost")
+        raise ConfigError(
+            "pwl_cost is not convex in the injection; the DC OPF needs convex costs", key="pwl_cost"
+        )
     return PwlSegments(slope_eur_per_mw=slope, offset_eur=y[:-1] - slope * x[:-1])
 
 
-def read_costs(net: Any, unit_names: tuple[str, ...], p_min: FloatArray, p_max: FloatArray) -> UnitCosts:
+def read_costs(net: Any, unit_names: tuple[str, ...]) -> UnitCosts:
     """Costs of the units named "table:index", as pandapower's `_make_objective` writes them."""
     n = len(unit_names)
     pos = {name: i for i, name in enumerate(unit_names)}
@@ -105,7 +107,6 @@ def read_costs(net: Any, unit_names: tuple[str, ...], p_min: FloatArray, p_max: 
         else:
             pwl[i] = seg
     note = "poly_cost (quadratic)" if quadratic else ("pwl_cost" if len(pw) else "poly_cost (linear)")
-    del p_min, p_max  # the linear-as-segment rule needs no range: a segment is a line
     return UnitCosts(c0, c1, c2, tuple(pwl), note)
 
 
@@ -138,12 +139,12 @@ def approximate_quadratic(
         width = float(hi[i] - lo[i])
         if not math.isfinite(width):
             raise ConfigError(f"unit {i} has no finite range to approximate its quadratic cost on", key="pwl")
-        n = max(1, math.ceil(width * math.sqrt(float(c2[i]) / (4 * eps)))) if width > 0 else 1
-        x = np.linspace(float(lo[i]), float(hi[i]), n + 1)
-        y = c1[i] * x + c2[i] * x**2
-        slope = np.diff(y) / np.diff(x) if width > 0 else np.asarray([c1[i] + 2 * c2[i] * lo[i]])
-        segs[i] = PwlSegments(slope_eur_per_mw=slope, offset_eur=y[:-1] - slope * x[:-1] if width > 0 else
-                              np.asarray([c2[i] * lo[i] ** 2 - 2 * c2[i] * lo[i] ** 2]))
+        n = max(1, math.ceil(width * math.sqrt(float(c2[i]) / (4 * eps))))
+        # a unit held at one point (width 0) gets the tangent there: exact at that point
+        x = np.linspace(float(lo[i]), float(hi[i]), n + 1) if width > 0 else np.asarray([lo[i], lo[i] + 1.0])
+        y = c1[i] * x + c2[i] * x**2 if width > 0 else c1[i] * x + c2[i] * lo[i] * (2 * x - lo[i])
+        slope = np.diff(y) / np.diff(x)
+        segs[i] = PwlSegments(slope_eur_per_mw=slope, offset_eur=y[:-1] - slope * x[:-1])
         counts[i] = n
         bound += float(c2[i]) * width**2 / (4 * n**2)
     return PwlApproximation(tuple(segs), tuple(counts), bound)

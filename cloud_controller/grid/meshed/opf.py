@@ -20,14 +20,14 @@ them by chords with a stated objective error instead (`costs.approximate_quadrat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import highspy
 import numpy as np
 import scipy.sparse as sp
 
 from cloud_controller.grid.meshed.costs import approximate_quadratic
-from cloud_controller.grid.meshed.network import DcNetwork, FloatArray, PwlSegments
+from cloud_controller.grid.meshed.network import DcNetwork, FloatArray, IntArray, PwlSegments
 from protocols.errors import GridflexError
 
 BINDING_REL_TOL = 1e-6  # a flow within this fraction of its rating is reported as binding
@@ -67,7 +67,7 @@ class DcOpfResult:
     flow_mw: FloatArray  # from-side flow (hv side of a transformer)
     rating_mw: FloatArray
     binding: tuple[str, ...]  # branches whose flow sits at its rating
-    bus_ids: FloatArray
+    bus_ids: IntArray
     va_degree: FloatArray
     lmp_eur_per_mw: FloatArray  # the balance rows' duals: marginal cost of 1 MW more load at each bus
     pwl_segments: tuple[int, ...]  # per unit, the chords its quadratic cost was replaced by (0: none)
@@ -110,106 +110,145 @@ def implied_range(net: DcNetwork) -> tuple[FloatArray, FloatArray]:
     return lo, hi
 
 
-def solve_network(net: DcNetwork, options: DcOpfOptions | None = None, *, reason: str = "") -> DcOpfResult:
-    """Build the B-theta DC-OPF of `net` in HiGHS, solve it, read the optimum back."""
-    from cloud_controller.dispatch.highs.threads import process_threads  # one thread count per process
+@dataclass(frozen=True)
+class _Costs:
+    c1: FloatArray
+    c2: FloatArray
+    pwl: tuple[PwlSegments | None, ...]
+    n_segments: tuple[int, ...]
+    error_bound_eur: float
 
-    opts = options or DcOpfOptions()
+
+def _costs(net: DcNetwork, opts: DcOpfOptions) -> _Costs:
+    """The costs the model holds: as given, or with every quadratic replaced by chords."""
+    c1, c2 = net.cost_c1_eur_per_mw.copy(), net.cost_c2_eur_per_mw2.copy()
+    pwl = list(net.cost_pwl)
+    if opts.costs != "pwl" or not np.any(c2 != 0):
+        return _Costs(c1, c2, tuple(pwl), (0,) * net.n_unit, 0.0)
+    lo, hi = implied_range(net)
+    approx = approximate_quadratic(c1, c2, lo, hi, opts.pwl_max_error_eur)
+    for g, seg in enumerate(approx.segments):
+        if seg is not None:
+            pwl[g], c1[g], c2[g] = seg, 0.0, 0.0
+    return _Costs(c1, c2, tuple(pwl), approx.n_segments, approx.error_bound_eur)
+
+
+def _pwl_rows(seg: PwlSegments, p_col: int, y_col: int, n_col: int) -> sp.csr_matrix:
+    """``y - slope_j p >= offset_j`` for every segment j (the epigraph of a convex PWL cost)."""
+    m = len(seg.slope_eur_per_mw)
+    data = np.concatenate([-seg.slope_eur_per_mw, np.ones(m)])
+    rows = np.concatenate([np.arange(m), np.arange(m)])
+    cols = np.concatenate([np.full(m, p_col), np.full(m, y_col)])
+    return sp.csr_matrix((data, (rows, cols)), shape=(m, n_col))
+
+
+def _pass_model(h: Any, net: DcNetwork, costs: _Costs) -> list[int]:
+    """Columns va | p | f | y and rows balance | flow | PWL into HiGHS; returns the PWL units."""
     N, G, K = net.n_bus, net.n_unit, net.n_branch
-    c0, c1, c2 = net.cost_c0_eur, net.cost_c1_eur_per_mw.copy(), net.cost_c2_eur_per_mw2.copy()
-    pwl: list[PwlSegments | None] = list(net.cost_pwl)
-    counts = (0,) * G
-    bound = 0.0
-    if opts.costs == "pwl" and np.any(c2 != 0):
-        lo, hi = implied_range(net)
-        approx = approximate_quadratic(c1, c2, lo, hi, opts.pwl_max_error_eur)
-        for g, seg in enumerate(approx.segments):
-            if seg is not None:
-                pwl[g], c1[g], c2[g] = seg, 0.0, 0.0
-        counts, bound = approx.n_segments, approx.error_bound_eur
-    has_pwl = [g for g in range(G) if pwl[g] is not None]
+    has_pwl = [g for g in range(G) if costs.pwl[g] is not None]
     n_y = len(has_pwl)
-    # columns: va (N) | p (G) | f (K) | y (n_y)
-    iv, ip, i_f, iy = 0, N, N + G, N + G + K
     n_col = N + G + K + n_y
     va_lo, va_hi = np.full(N, -np.inf), np.full(N, np.inf)
     va_lo[net.ref_bus] = va_hi[net.ref_bus] = net.ref_va_rad
     rate = net.branch_rating_mw
     col_lo = np.concatenate([va_lo, net.unit_p_min_mw, -rate, np.full(n_y, -np.inf)])
     col_hi = np.concatenate([va_hi, net.unit_p_max_mw, rate, np.full(n_y, np.inf)])
-    cost = np.concatenate([np.zeros(N), c1, np.zeros(K), np.ones(n_y)])
+    cost = np.concatenate([np.zeros(N), costs.c1, np.zeros(K), np.ones(n_y)])
     inc = _incidence(net)
     unit_at = sp.csr_matrix((np.ones(G), (net.unit_bus, np.arange(G))), shape=(N, G))
-    scaled_b = net.base_mva * net.branch_b_pu
-    bal = sp.hstack([sp.csr_matrix((N, N)), -unit_at, inc, sp.csr_matrix((N, n_y))])
-    flow = sp.hstack([-sp.diags(scaled_b) @ inc.T, sp.csr_matrix((K, G)), sp.identity(K), sp.csr_matrix((K, n_y))])
-    blocks = [bal, flow]
-    row_lo = [-net.fixed_load_mw, -scaled_b * net.branch_shift_rad]
-    row_hi = [-net.fixed_load_mw, -scaled_b * net.branch_shift_rad]
+    sb = net.base_mva * net.branch_b_pu
+    blocks = [
+        sp.hstack([sp.csr_matrix((N, N)), -unit_at, inc, sp.csr_matrix((N, n_y))]),
+        sp.hstack([-sp.diags(sb) @ inc.T, sp.csr_matrix((K, G)), sp.identity(K), sp.csr_matrix((K, n_y))]),
+    ]
+    row_lo = [-net.fixed_load_mw, -sb * net.branch_shift_rad]
+    row_hi = [-net.fixed_load_mw, -sb * net.branch_shift_rad]
     for j, g in enumerate(has_pwl):
-        seg = pwl[g]
+        seg = costs.pwl[g]
         assert seg is not None
-        m = len(seg.slope_eur_per_mw)
-        rows = sp.csr_matrix(
-            (np.concatenate([-seg.slope_eur_per_mw, np.ones(m)]),
-             (np.concatenate([np.arange(m), np.arange(m)]), np.concatenate([np.full(m, ip + g), np.full(m, iy + j)]))),
-            shape=(m, n_col),
-        )
-        blocks.append(rows)
+        blocks.append(_pwl_rows(seg, N + g, N + G + K + j, n_col))
         row_lo.append(seg.offset_eur)
-        row_hi.append(np.full(m, np.inf))
+        row_hi.append(np.full(len(seg.offset_eur), np.inf))
     a = sp.vstack(blocks).tocsc()
-    lo_r, hi_r = np.concatenate(row_lo), np.concatenate(row_hi)
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("threads", process_threads(opts.threads))
-    # the QP solver adds qp_regularization_value · x² on every column by default (1e-7): on MW-sized
-    # flows that moves the optimum by ~1e-4 MW (measured on case118), so it is switched off
-    h.setOptionValue("qp_regularization_value", QP_REGULARIZATION)
     inf = highspy.kHighsInf
     status = h.passModel(
-        n_col, a.shape[0], a.nnz, int(highspy.MatrixFormat.kColwise), int(highspy.ObjSense.kMinimize), 0.0,
-        cost, np.clip(col_lo, -inf, inf), np.clip(col_hi, -inf, inf), np.clip(lo_r, -inf, inf),
-        np.clip(hi_r, -inf, inf), a.indptr.astype(np.int32), a.indices.astype(np.int32), a.data.astype(float),
+        n_col,
+        a.shape[0],
+        a.nnz,
+        int(highspy.MatrixFormat.kColwise),
+        int(highspy.ObjSense.kMinimize),
+        0.0,
+        cost,
+        np.clip(col_lo, -inf, inf),
+        np.clip(col_hi, -inf, inf),
+        np.clip(np.concatenate(row_lo), -inf, inf),
+        np.clip(np.concatenate(row_hi), -inf, inf),
+        a.indptr.astype(np.int32),
+        a.indices.astype(np.int32),
+        a.data.astype(float),
         np.zeros(n_col, dtype=np.int32),
     )
     if status != highspy.HighsStatus.kOk:
         raise RuntimeError(f"HiGHS passModel returned {status}")
-    quad = np.flatnonzero(c2 != 0)
+    quad = np.flatnonzero(costs.c2 != 0)
     if len(quad):
-        if np.any(c2[quad] < 0):
+        if np.any(costs.c2[quad] < 0):
             raise DcOpfInfeasible("a negative quadratic cost makes the problem non-convex")
         # HiGHS minimises c'x + ½ x'Qx: Q's diagonal holds 2 c2 (the lower triangle is enough)
+        cols = N + quad
         start = np.zeros(n_col + 1, dtype=np.int32)
-        cols = ip + quad
         start[cols + 1] = 1
-        start = np.cumsum(start).astype(np.int32)
-        h.passHessian(n_col, len(quad), int(highspy.HessianFormat.kTriangular), start,
-                      cols.astype(np.int32), 2.0 * c2[quad])
+        h.passHessian(
+            n_col,
+            len(quad),
+            int(highspy.HessianFormat.kTriangular),
+            np.cumsum(start).astype(np.int32),
+            cols.astype(np.int32),
+            2.0 * costs.c2[quad],
+        )
+    return has_pwl
+
+
+def solve_network(net: DcNetwork, options: DcOpfOptions | None = None, *, reason: str = "") -> DcOpfResult:
+    """Build the B-theta DC-OPF of `net` in HiGHS, solve it, read the optimum back."""
+    from cloud_controller.dispatch.highs.threads import process_threads  # one thread count per process
+
+    opts = options or DcOpfOptions()
+    N, G, K = net.n_bus, net.n_unit, net.n_branch
+    costs = _costs(net, opts)
+    h: Any = highspy.Highs()  # type: ignore[no-untyped-call]
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("threads", process_threads(opts.threads))
+    # the QP solver adds qp_regularization_value · x² on every column by default (1e-7): on MW-sized
+    # flows that moves the optimum by ~1e-3 MW (measured on case118), so it is switched off
+    h.setOptionValue("qp_regularization_value", QP_REGULARIZATION)
+    has_pwl = _pass_model(h, net, costs)
     h.run()
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         raise DcOpfInfeasible(f"HiGHS: {h.modelStatusToString(h.getModelStatus())}")
     sol = h.getSolution()
     x = np.asarray(sol.col_value)
-    p = x[ip : ip + G]
-    f = x[i_f : i_f + K]
+    p, f = x[N : N + G], x[N + G : N + G + K]
     true_cost = float(np.sum(net.cost_c0_eur + net.cost_c1_eur_per_mw * p + net.cost_c2_eur_per_mw2 * p**2))
-    true_cost += float(np.sum(x[iy : iy + n_y])) if opts.costs == "exact" else _pwl_given(net, p)
+    if opts.costs == "exact":
+        true_cost += float(np.sum(x[N + G + K : N + G + K + len(has_pwl)]))
+    else:
+        true_cost += _pwl_given(net, p)
     return DcOpfResult(
         objective_eur=true_cost,
-        objective_error_bound_eur=bound,
+        objective_error_bound_eur=costs.error_bound_eur,
         engine="meshed",
         reason=reason,
         unit_names=net.unit_names,
         p_mw=p.copy(),
         branch_names=net.branch_names,
         flow_mw=f.copy(),
-        rating_mw=rate.copy(),
+        rating_mw=net.branch_rating_mw.copy(),
         binding=_binding(net, f),
-        bus_ids=net.bus_ids.astype(float),
-        va_degree=np.rad2deg(x[iv : iv + N]),
+        bus_ids=net.bus_ids.copy(),
+        va_degree=np.rad2deg(x[:N]),
         lmp_eur_per_mw=-np.asarray(sol.row_dual)[:N],
-        pwl_segments=tuple(counts),
+        pwl_segments=costs.n_segments,
     )
 
 

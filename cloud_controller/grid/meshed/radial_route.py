@@ -66,7 +66,7 @@ def solve_radial(net: Any, network: DcNetwork, *, reason: str) -> DcOpfResult:
         flow_mw=flow,
         rating_mw=network.branch_rating_mw.copy(),
         binding=_binding(network, flow),
-        bus_ids=network.bus_ids.astype(float),
+        bus_ids=network.bus_ids.copy(),
         va_degree=np.rad2deg(va),
         lmp_eur_per_mw=np.full(network.n_bus, np.nan),  # the dispatch engine's duals are not mapped
         pwl_segments=(0,) * network.n_unit,

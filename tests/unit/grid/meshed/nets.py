@@ -76,8 +76,15 @@ def radial_with_pwl_costs() -> Any:
     pp.create_ext_grid(net, buses[0])
     for a, b in ((0, 1), (1, 2), (2, 3), (1, 4), (4, 5)):
         pp.create_line_from_parameters(
-            net, buses[a], buses[b], length_km=2.0, r_ohm_per_km=0.2, x_ohm_per_km=0.35,
-            c_nf_per_km=0.0, max_i_ka=0.1, max_loading_percent=100.0,
+            net,
+            buses[a],
+            buses[b],
+            length_km=2.0,
+            r_ohm_per_km=0.2,
+            x_ohm_per_km=0.35,
+            c_nf_per_km=0.0,
+            max_i_ka=0.1,
+            max_loading_percent=100.0,
         )
     for b, p in ((2, 1.0), (3, 1.5), (5, 2.0)):
         pp.create_load(net, buses[b], p_mw=p, controllable=False)

@@ -32,7 +32,12 @@ CHOICES = [
     ("case9", lambda: case("case9"), "meshed", "meshed: 1 loop(s)"),
     ("case118", lambda: case("case118"), "meshed", "meshed: 69 loop(s)"),
     ("mv_oberrhein", oberrhein_with_costs, "meshed", "2 feeding points"),
-    ("mv_oberrhein-one-feeder", _oberrhein_one_feeder, "meshed", "radial, but the radial engine reads pwl_cost only"),
+    (
+        "mv_oberrhein-one-feeder",
+        _oberrhein_one_feeder,
+        "meshed",
+        "radial, but the radial engine reads pwl_cost only",
+    ),
     ("radial-pwl", radial_with_pwl_costs, "radial", "radial with one feeding point"),
     ("radial-poly", _radial_with_poly_cost, "meshed", "radial, but the radial engine reads pwl_cost only"),
 ]

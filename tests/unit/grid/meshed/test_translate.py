@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -9,7 +11,7 @@ from cloud_controller.grid import dc_network_from_pandapower
 from tests.unit.grid.meshed.nets import case, oberrhein_with_costs, rundcopp
 
 
-def _pandapower_bdc(net):
+def _pandapower_bdc(net: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Bbus, Pbusinj and the fixed load of rundcopp's internal case, indexed by pandapower bus id."""
     from pandapower.pypower.idx_bus import GS, PD
     from pandapower.pypower.makeBdc import makeBdc

@@ -90,10 +90,14 @@ def test_a_second_ext_grid_in_one_island_is_a_unit_with_a_free_angle_as_in_rundc
     g = int(net.gen.index[1])
     bus = int(net.gen.bus.at[g])
     cost = net.poly_cost[(net.poly_cost.et == "gen") & (net.poly_cost.element == g)].iloc[0]
-    net.poly_cost = net.poly_cost.drop(net.poly_cost[(net.poly_cost.et == "gen") & (net.poly_cost.element == g)].index)
+    net.poly_cost = net.poly_cost.drop(
+        net.poly_cost[(net.poly_cost.et == "gen") & (net.poly_cost.element == g)].index
+    )
     net.gen = net.gen.drop(g)
     e = pp.create_ext_grid(net, bus, va_degree=-2.0, min_p_mw=10.0, max_p_mw=270.0)
-    pp.create_poly_cost(net, e, "ext_grid", cp1_eur_per_mw=cost.cp1_eur_per_mw, cp2_eur_per_mw2=cost.cp2_eur_per_mw2)
+    pp.create_poly_cost(
+        net, e, "ext_grid", cp1_eur_per_mw=cost.cp1_eur_per_mw, cp2_eur_per_mw2=cost.cp2_eur_per_mw2
+    )
     ours = solve_dc_opf(net)
     rundcopp(net)
     assert ours.reason == "2 feeding points"
@@ -112,7 +116,9 @@ def test_a_reduced_line_rating_binds_and_both_engines_meet_it_alike() -> None:
     table, idx = free.branch_names[k].split(":")
     assert table == "line"
     # rate the most loaded line at 80 % of its unconstrained flow
-    full_mw = float(net.line.max_i_ka.at[int(idx)] * net.bus.vn_kv.at[int(net.line.from_bus.at[int(idx)])] * 3**0.5)
+    full_mw = float(
+        net.line.max_i_ka.at[int(idx)] * net.bus.vn_kv.at[int(net.line.from_bus.at[int(idx)])] * 3**0.5
+    )
     net.line.loc[int(idx), "max_loading_percent"] = 100 * 0.8 * abs(free.flow_mw[k]) / full_mw
     ours = solve_dc_opf(net)
     rundcopp(net)

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import warnings
 from typing import Any
 
 import numpy as np
+import pytest
 
 CASES = ("case9", "case14", "case30", "case118")
+SLOW = pytest.mark.slow  # case118 and mv_oberrhein: under `make test-all`, not the default run
+DEFAULT_CASES = [pytest.param(c, marks=SLOW) if c == "case118" else c for c in CASES]
 
 
-def case(name: str) -> Any:
+@functools.cache
+def _loaded(name: str) -> Any:
     import pandapower.networks as pn
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return getattr(pn, name)()
+
+
+def case(name: str) -> Any:
+    """A fresh copy of a pandapower network (loaded once per test session: its JSON costs seconds)."""
+    return copy.deepcopy(_loaded(name))
 
 
 def rundcopp(net: Any) -> None:
@@ -45,11 +56,8 @@ def oberrhein_with_costs(*, close_all_switches: bool = False) -> Any:
     and unique; loads stay fixed; lines and transformers are rated at 100 %.
     """
     import pandapower as pp
-    import pandapower.networks as pn
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        net = pn.mv_oberrhein()
+    net = case("mv_oberrhein")
     if close_all_switches:
         net.switch["closed"] = True
     net.load["controllable"] = False

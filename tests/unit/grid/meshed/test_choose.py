@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cloud_controller.grid import DcOpfOptions, choose_engine, solve_dc_opf
-from tests.unit.grid.meshed.nets import case, oberrhein_with_costs, radial_with_pwl_costs, rundcopp
+from tests.unit.grid.meshed.nets import SLOW, case, oberrhein_with_costs, radial_with_pwl_costs, rundcopp
 
 
 def _oberrhein_one_feeder():
@@ -43,12 +43,19 @@ CHOICES = [
 ]
 
 
-@pytest.mark.parametrize(("make", "engine", "reason"), [c[1:] for c in CHOICES], ids=[c[0] for c in CHOICES])
+HEAVY = {"case118", "mv_oberrhein", "mv_oberrhein-one-feeder"}
+
+
+@pytest.mark.parametrize(
+    ("make", "engine", "reason"),
+    [pytest.param(*c[1:], id=c[0], marks=[SLOW] if c[0] in HEAVY else []) for c in CHOICES],
+)
 def test_the_choice_picks_the_engine_that_models_the_net(make, engine, reason) -> None:
     choice = choose_engine(make())
     assert (choice.engine, choice.reason) == (engine, reason)
 
 
+@SLOW
 def test_shape_counts_feeding_points_islands_and_loops() -> None:
     shape = choose_engine(oberrhein_with_costs(close_all_switches=True)).shape
     assert (shape.n_feeding_points, shape.n_islands, shape.n_loops) == (2, 1, 5)

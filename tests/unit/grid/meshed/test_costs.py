@@ -8,7 +8,7 @@ import pytest
 from cloud_controller.grid import DcOpfOptions, dc_network_from_pandapower, solve_dc_opf
 from cloud_controller.grid.meshed.costs import approximate_quadratic
 from protocols.errors import ConfigError
-from tests.unit.grid.meshed.nets import oberrhein_with_costs, radial_with_pwl_costs
+from tests.unit.grid.meshed.nets import SLOW, oberrhein_with_costs, radial_with_pwl_costs
 
 
 def test_chords_of_a_parabola_stay_within_the_stated_error() -> None:
@@ -35,15 +35,15 @@ def test_a_controllable_load_pays_its_linear_cost_on_its_consumption() -> None:
 def test_a_quadratic_cost_on_a_load_is_refused_not_solved_as_concave() -> None:
     import pandapower as pp
 
-    net = oberrhein_with_costs()
-    ld = int(net.load.index[0])
-    net.load["controllable"] = net.load.index == ld
-    net.load["min_p_mw"], net.load["max_p_mw"] = 0.0, 1.0
+    net = radial_with_pwl_costs()
+    net.pwl_cost = net.pwl_cost.iloc[0:0]
+    ld = int(net.load.index[net.load.controllable.astype(bool)][0])
     pp.create_poly_cost(net, ld, "load", cp1_eur_per_mw=-50.0, cp2_eur_per_mw2=1.0)
     with pytest.raises(ConfigError, match="concave"):
         dc_network_from_pandapower(net)
 
 
+@SLOW
 def test_pwl_needs_a_finite_range_and_says_so_when_two_slacks_share_an_island() -> None:
     net = oberrhein_with_costs(close_all_switches=True)
     with pytest.raises(ConfigError, match="finite range"):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cloud_controller.grid import dc_network_from_pandapower
-from tests.unit.grid.meshed.nets import case, oberrhein_with_costs, rundcopp
+from tests.unit.grid.meshed.nets import SLOW, case, oberrhein_with_costs, rundcopp
 
 
 def _pandapower_bdc(net: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -25,8 +25,15 @@ def _pandapower_bdc(net: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
 
 @pytest.mark.parametrize(
     "make",
-    [lambda: case("case14"), lambda: case("case118"), lambda: oberrhein_with_costs(close_all_switches=True)],
-    ids=["case14-tapped-trafos", "case118-tapped-trafos", "mv_oberrhein-150deg-shift-and-magnetising"],
+    [
+        pytest.param(lambda: case("case14"), id="case14-tapped-trafos"),
+        pytest.param(lambda: case("case118"), id="case118-tapped-trafos", marks=SLOW),
+        pytest.param(
+            lambda: oberrhein_with_costs(close_all_switches=True),
+            id="mv_oberrhein-150deg-shift-and-magnetising",
+            marks=SLOW,
+        ),
+    ],
 )
 def test_b_matrix_phase_shift_injections_and_loads_equal_pandapowers(make) -> None:
     net = make()
@@ -43,6 +50,7 @@ def test_b_matrix_phase_shift_injections_and_loads_equal_pandapowers(make) -> No
     np.testing.assert_allclose(ours.fixed_load_mw, load[ix], atol=1e-9)
 
 
+@SLOW
 def test_ratings_follow_max_i_ka_times_voltage_and_transformer_sn_mva() -> None:
     net = oberrhein_with_costs()
     ours = dc_network_from_pandapower(net)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cloud_controller.grid import DcOpfOptions, solve_dc_opf
-from tests.unit.grid.meshed.nets import CASES, case, oberrhein_with_costs, rundcopp, unit_p_mw
+from tests.unit.grid.meshed.nets import DEFAULT_CASES, SLOW, case, oberrhein_with_costs, rundcopp, unit_p_mw
 
 OBJ_REL = 1e-4  # objective: relative to rundcopp's res_cost
 P_ABS_MW = 1e-4  # every unit's injection: absolute, in MW
@@ -18,7 +18,7 @@ VA_ABS_DEG = 1e-4
 MATPOWER_DC_OBJECTIVE = {"case9": 5216.03, "case14": 7642.59}
 
 
-@pytest.fixture(scope="module", params=CASES)
+@pytest.fixture(scope="module", params=DEFAULT_CASES)
 def solved_case(request: pytest.FixtureRequest) -> tuple[str, object, object]:
     net = case(request.param)
     ours = solve_dc_opf(net)
@@ -57,6 +57,7 @@ def test_branch_flows_equal_rundcopp_on_each_matpower_case(solved_case) -> None:
     np.testing.assert_allclose(ours.flow_mw, theirs, atol=1e-4)
 
 
+@SLOW
 def test_whole_mv_oberrhein_with_documented_costs_equals_rundcopp() -> None:
     net = oberrhein_with_costs()
     ours = solve_dc_opf(net)
@@ -71,6 +72,7 @@ def test_whole_mv_oberrhein_with_documented_costs_equals_rundcopp() -> None:
     assert inner.sum() >= 10
 
 
+@SLOW
 def test_mv_oberrhein_closed_into_one_mesh_with_two_ext_grids_equals_rundcopp() -> None:
     net = oberrhein_with_costs(close_all_switches=True)
     ours = solve_dc_opf(net)

@@ -33,8 +33,8 @@ def test_yaml_fuzz_finds_no_crash() -> None:
 
 
 async def test_faulty_modbus_device_gives_bad_readings_never_a_crash_or_a_non_finite_good() -> None:
-    got = await fuzz_modbus(2_000, random.Random(5))
-    assert got["register values"] >= 2_000 and got["reads"] > 0
+    got = await fuzz_modbus(500, random.Random(5))
+    assert got["register values"] >= 500 and got["reads"] > 0
     assert (got["crashes"], got["unsafe"]) == (0, 0)
     assert got["bad"] > 0  # the fuzz reached the refusals (NaN, out-of-range scale factors)
 

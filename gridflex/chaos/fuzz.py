@@ -154,13 +154,13 @@ def _runs(addresses: list[int]) -> list[tuple[int, int]]:
 def _step_kw(config: SiteConfig, asset_id: str, kind: str) -> float:
     """One register step of the asset's control in kW (whole amps: 0.69 kW), 0 for float registers."""
     asset = config.asset(asset_id)
-    control = asset.controls.get(kind)  # type: ignore[call-overload]
+    control = next((c for k, c in asset.controls.items() if k == kind), None)
     if control is None:
         return 0.0
     point = asset.point(control.point)
     if point.type not in ("int16", "uint16", "int32", "uint32"):
         return 0.0
-    return float(abs(point.scale / control.factor))
+    return abs(float(point.scale) / float(control.factor))
 
 
 def unsafe_ack(ack: Ack, kind: str | None, config: SiteConfig) -> bool:

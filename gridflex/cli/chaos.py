@@ -55,9 +55,7 @@ def register(app: typer.Typer) -> None:
         started = datetime.now(UTC)
 
         def show(r: Result) -> None:
-            console.print(
-                f"{'PASS' if r.ok else 'FAIL'} {r.scenario} ({r.wall_s:.0f} s): {r.figure_text()} {r.note}"
-            )
+            console.print(f"{r.verdict} {r.scenario} ({r.wall_s:.0f} s): {r.figure_text()} {r.note}")
 
         try:
             results = asyncio.run(run_chaos(only, short=short, workdir=workdir, seed=seed, progress=show))

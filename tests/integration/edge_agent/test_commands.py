@@ -118,7 +118,7 @@ async def test_command_outcomes(mosquitto: MosquittoBroker, tmp_path: Path) -> N
         await server.stop()
 
 
-FUZZ_N = 400
+FUZZ_N = 200
 WINDOW = 50
 
 

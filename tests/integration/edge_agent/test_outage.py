@@ -1,4 +1,4 @@
-"""Broker outages at 10 Hz polling: after the broker returns (5 kills), every polled sample arrives once, in order."""
+"""Broker outages at 10 Hz polling: after each restart (2x by default, 5x slow) every polled sample arrives once, in order."""
 
 from __future__ import annotations
 
@@ -22,9 +22,6 @@ def _heartbeat_every_poll(data: dict[str, Any]) -> None:
     data["poll"]["max_age_s"] = 0.1  # every 10 Hz poll publishes every point
 
 
-KILLS = 5
-
-
 def _stored(cloud: Cloud) -> list[StoredSample]:
     return [
         StoredSample(seq, f"{s.asset}/{s.point}", round(s.ts.timestamp(), 6))
@@ -32,11 +29,19 @@ def _stored(cloud: Cloud) -> list[StoredSample]:
     ]
 
 
+# Each restart waits out the agent's jittered reconnect backoff (up to tens of seconds after
+# several kills), so the default run kills twice; five kills run in the slow suite and in
+# `gridflex chaos` (broker_kill: 5 kills in 10 min at >= 100 samples/s, docs/reliability.md).
 @pytest.mark.parametrize(
-    "outage_s", [pytest.param(1.0, id="5x1s"), pytest.param(6.0, id="5x6s", marks=pytest.mark.slow)]
+    ("kills", "outage_s"),
+    [
+        pytest.param(2, 1.0, id="2x1s"),
+        pytest.param(5, 1.0, id="5x1s", marks=pytest.mark.slow),
+        pytest.param(5, 6.0, id="5x6s", marks=pytest.mark.slow),
+    ],
 )
-async def test_broker_killed_5x_loses_nothing_duplicates_nothing_and_keeps_order(
-    mosquitto: MosquittoBroker, tmp_path: Path, outage_s: float
+async def test_broker_killed_repeatedly_loses_nothing_duplicates_nothing_and_keeps_order(
+    mosquitto: MosquittoBroker, tmp_path: Path, kills: int, outage_s: float
 ) -> None:
     server = await ModbusServer().start()
 
@@ -51,7 +56,7 @@ async def test_broker_killed_5x_loses_nothing_duplicates_nothing_and_keeps_order
         queued: list[int] = []
         async with Cloud("t1", mosquitto.port).running() as cloud, running_agent(cfg) as agent:
             await cloud.wait_for(lambda: len(cloud.samples) > 50)
-            for _ in range(KILLS):
+            for _ in range(kills):
                 await asyncio.to_thread(mosquitto.kill)  # SIGKILL by PID: in-flight messages are lost
                 await asyncio.sleep(outage_s)
                 queued.append(agent.stats.queue_depth)
@@ -74,7 +79,7 @@ async def test_broker_killed_5x_loses_nothing_duplicates_nothing_and_keeps_order
         # and in poll order per point (batches are ordered within; resends may interleave,
         # the cloud sorts by seq).
         assert set(range(cloud.stored_seq + 1)) <= set(cloud.samples)
-        assert check.polled > KILLS * 20
+        assert check.polled > kills * 20
         assert (check.lost, check.duplicates, check.out_of_order) == (0, 0, 0), check
     finally:
         await server.stop()

@@ -1,0 +1,122 @@
+"""A real Mosquitto TLS listener with client certificates: who gets in, and who is refused.
+
+Each refusal is paired with the good case on the same broker, so a test cannot pass
+because nothing connects at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+
+import aiomqtt
+import pytest
+
+from gridflex.ops.broker import MosquittoBroker, site_acl
+from protocols.mqtt import MqttConfig, MqttSession
+from protocols.topics import site_topic
+from tests.integration.tls.conftest import CLOUD_ID, Pki, client_context
+
+pytestmark = pytest.mark.integration
+
+
+def _connect_packet(client_id: str) -> bytes:
+    """An MQTT 3.1.1 CONNECT (clean session, 60 s keepalive): enough to ask for a CONNACK."""
+    cid = client_id.encode()
+    body = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(cid).to_bytes(2, "big") + cid
+    return bytes([0x10, len(body)]) + body
+
+
+def _probe(port: int, ctx: ssl.SSLContext, host: str) -> str:
+    """'connected' if the broker answers CONNECT with a CONNACK over TLS, else what the client saw.
+
+    A raw socket, not a client library: a library waits out its connect timeout when the
+    broker closes the connection, while the socket sees the TLS alert at once. (TLS 1.3
+    checks the client certificate after the handshake, hence the CONNECT round trip.)
+    """
+    try:
+        with (
+            socket.create_connection((host, port), timeout=10) as raw,
+            ctx.wrap_socket(raw, server_hostname=host) as tls,
+        ):
+            tls.sendall(_connect_packet("probe"))
+            reply = tls.recv(4)
+    except (ssl.SSLError, OSError) as exc:
+        return f"refused: {exc}"
+    if reply[:1] == b"\x20" and reply[3:4] == b"\x00":
+        return "connected"
+    return f"refused: reply {reply!r}"
+
+
+async def _try_connect(port: int, ctx: ssl.SSLContext, *, host: str = "127.0.0.1") -> str:
+    return await asyncio.to_thread(_probe, port, ctx, host)
+
+
+async def test_good_client_certificate_connects(tls_broker: MosquittoBroker, pki: Pki) -> None:
+    assert await _try_connect(tls_broker.port, client_context(pki, "a")) == "connected"
+
+
+@pytest.mark.parametrize(
+    ("client", "alert"),
+    [(None, "certificate required"), ("foreign-a", "unknown ca"), ("expired-a", "certificate expired")],
+    ids=["no-certificate", "certificate-from-another-ca", "expired-certificate"],
+)
+async def test_client_without_a_valid_certificate_is_refused(
+    tls_broker: MosquittoBroker, pki: Pki, client: str | None, alert: str
+) -> None:
+    """The broker's TLS alert names the reason; the good certificate still connects right after."""
+    outcome = await _try_connect(tls_broker.port, client_context(pki, client))
+    assert outcome.startswith("refused") and alert in outcome, outcome
+    assert await _try_connect(tls_broker.port, client_context(pki, "a")) == "connected"
+
+
+async def test_broker_certificate_for_another_host_is_refused_by_the_client(pki: Pki) -> None:
+    """Broker certificate names `broker.example`; we dial 127.0.0.1 with host name checks on."""
+    with MosquittoBroker(
+        tls=pki.broker_tls("broker-elsewhere"), acl=site_acl(), bind_client_id=True
+    ) as broker:
+        outcome = await _try_connect(broker.port, client_context(pki, "a"))
+        assert outcome.startswith("refused") and "mismatch" in outcome, outcome
+        # The same certificate is accepted when host name checks are off: the name is the only fault.
+        lax = client_context(pki, "a")
+        lax.check_hostname = False
+        assert await _try_connect(broker.port, lax) == "connected"
+
+
+async def test_session_over_mutual_tls_publishes_and_receives(tls_broker: MosquittoBroker, pki: Pki) -> None:
+    """Our `MqttSession` with ca/cert/key: the controller's identity receives what site a publishes."""
+    cert, key = pki.client(CLOUD_ID)
+    cloud = MqttSession(
+        MqttConfig(
+            port=tls_broker.port, client_id=CLOUD_ID, tls=True, ca_file=pki.ca, cert_file=cert, key_file=key
+        ),
+        subscriptions=[("gridflex/v1/site/+/event", 1)],
+    )
+    got: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
+
+    async def handler(message: aiomqtt.Message) -> None:
+        await got.put(message)
+
+    a_cert, a_key = pki.client("a")
+    site = MqttSession(
+        MqttConfig(
+            port=tls_broker.port,
+            client_id="gridflex-edge-a",
+            tls=True,
+            ca_file=pki.ca,
+            cert_file=a_cert,
+            key_file=a_key,
+        )
+    )
+    tasks = [asyncio.create_task(cloud.run(handler)), asyncio.create_task(site.run())]
+    try:
+        await cloud.wait_connected(10)
+        await site.wait_connected(10)
+        await site.publish(site_topic("a", "event"), b"hello over mTLS")
+        message = await asyncio.wait_for(got.get(), 10)
+        assert str(message.topic) == site_topic("a", "event") and message.payload == b"hello over mTLS"
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

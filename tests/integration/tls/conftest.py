@@ -7,6 +7,7 @@ and a broker certificate for a name the tests never dial.
 from __future__ import annotations
 
 import queue
+import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -105,7 +106,7 @@ class Peer:
         if username is not None:
             self.client.username_pw_set(username, password)
         self.client.tls_set_context(ctx)
-        self.client.on_message = lambda _c, _u, m: self.got.put((m.topic, m.payload, bool(m.retain)))
+        self.client.on_message = lambda _c, _u, m: self.got.put((m.topic, bytes(m.payload), bool(m.retain)))
         self.client.on_connect = lambda _c, _u, _f, rc, _p: self.connack.put(str(rc))
         self.client.connect(host, port)
         self.client.loop_start()
@@ -134,3 +135,31 @@ class Peer:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+def _connect_packet(client_id: str) -> bytes:
+    """An MQTT 3.1.1 CONNECT (clean session, 60 s keepalive): enough to ask for a CONNACK."""
+    cid = client_id.encode()
+    body = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(cid).to_bytes(2, "big") + cid
+    return bytes([0x10, len(body)]) + body
+
+
+def probe(port: int, ctx: ssl.SSLContext, host: str) -> str:
+    """'connected' if the broker answers CONNECT with a CONNACK over TLS, else what the client saw.
+
+    A raw socket, not a client library: a library waits out its connect timeout when the
+    broker closes the connection, while the socket sees the TLS alert at once. (TLS 1.3
+    checks the client certificate after the handshake, hence the CONNECT round trip.)
+    """
+    try:
+        with (
+            socket.create_connection((host, port), timeout=10) as raw,
+            ctx.wrap_socket(raw, server_hostname=host) as tls,
+        ):
+            tls.sendall(_connect_packet("probe"))
+            reply = tls.recv(4)
+    except (ssl.SSLError, OSError) as exc:
+        return f"refused: {exc}"
+    if reply[:1] == b"\x20" and reply[3:4] == b"\x00":
+        return "connected"
+    return f"refused: reply {reply!r}"

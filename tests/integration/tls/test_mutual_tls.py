@@ -7,7 +7,6 @@ because nothing connects at all.
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 
 import aiomqtt
@@ -16,41 +15,13 @@ import pytest
 from gridflex.ops.broker import MosquittoBroker, site_acl
 from protocols.mqtt import MqttConfig, MqttSession
 from protocols.topics import site_topic
-from tests.integration.tls.conftest import CLOUD_ID, Pki, client_context
+from tests.integration.tls.conftest import CLOUD_ID, Pki, client_context, probe
 
 pytestmark = pytest.mark.integration
 
 
-def _connect_packet(client_id: str) -> bytes:
-    """An MQTT 3.1.1 CONNECT (clean session, 60 s keepalive): enough to ask for a CONNACK."""
-    cid = client_id.encode()
-    body = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(cid).to_bytes(2, "big") + cid
-    return bytes([0x10, len(body)]) + body
-
-
-def _probe(port: int, ctx: ssl.SSLContext, host: str) -> str:
-    """'connected' if the broker answers CONNECT with a CONNACK over TLS, else what the client saw.
-
-    A raw socket, not a client library: a library waits out its connect timeout when the
-    broker closes the connection, while the socket sees the TLS alert at once. (TLS 1.3
-    checks the client certificate after the handshake, hence the CONNECT round trip.)
-    """
-    try:
-        with (
-            socket.create_connection((host, port), timeout=10) as raw,
-            ctx.wrap_socket(raw, server_hostname=host) as tls,
-        ):
-            tls.sendall(_connect_packet("probe"))
-            reply = tls.recv(4)
-    except (ssl.SSLError, OSError) as exc:
-        return f"refused: {exc}"
-    if reply[:1] == b"\x20" and reply[3:4] == b"\x00":
-        return "connected"
-    return f"refused: reply {reply!r}"
-
-
 async def _try_connect(port: int, ctx: ssl.SSLContext, *, host: str = "127.0.0.1") -> str:
-    return await asyncio.to_thread(_probe, port, ctx, host)
+    return await asyncio.to_thread(probe, port, ctx, host)
 
 
 async def test_good_client_certificate_connects(tls_broker: MosquittoBroker, pki: Pki) -> None:

@@ -30,7 +30,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from protocols.errors import ConfigError
 
-__all__ = ["CertificateAuthority", "IssuedCert", "write_pem"]
+__all__ = ["CertificateAuthority", "IssuedCert", "LoopbackPki", "write_pem"]
 
 #: Clock skew a freshly issued certificate tolerates (its not-before lies this far back).
 BACKDATE = timedelta(minutes=5)
@@ -247,3 +247,54 @@ def write_pem(path: Path, data: bytes, *, private: bool) -> None:
     else:
         path.write_bytes(data)
         path.chmod(0o644)
+
+
+class LoopbackPki:
+    """Throwaway TLS and signing material for a demo on loopback, generated at start in the run's folder.
+
+    Files follow `gridflex deploy-config`'s layout, so the same agent overrides serve both:
+    `ca.crt`, `<identity>.crt` / `.key` (issued on first use), `broker.crt` / `.key` for
+    127.0.0.1 and localhost, and `signing/<site>.<kid>.key` (one HMAC key per site).
+    """
+
+    KID = "demo1"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.signing_dir = root / "signing"
+        self._ca: CertificateAuthority | None = None
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA every client verifies the broker against."""
+        return self.root / "ca.crt"
+
+    def generate(self) -> None:
+        """Make the CA and the broker's certificate (a fresh CA each run: nothing outlives the demo)."""
+        self._ca = CertificateAuthority.generate("GridFlex demo CA", valid_days=30)
+        write_pem(self.ca_file, self._ca.cert_pem, private=False)
+        broker = self._ca.issue_server(["127.0.0.1", "localhost"], valid_days=30)
+        write_pem(self.root / "broker.crt", broker.cert_pem, private=False)
+        write_pem(self.root / "broker.key", broker.key_pem, private=True)
+
+    def broker_files(self) -> tuple[Path, Path, Path]:
+        """(CA, certificate, key) of the broker's TLS listener."""
+        return self.ca_file, self.root / "broker.crt", self.root / "broker.key"
+
+    def client(self, identity: str) -> tuple[Path, Path]:
+        """(certificate, key) for `identity`, issued now if this run has none yet."""
+        cert, key = self.root / f"{identity}.crt", self.root / f"{identity}.key"
+        if not cert.exists():
+            if self._ca is None:
+                raise RuntimeError("LoopbackPki.generate() first")
+            issued = self._ca.issue_client(identity, valid_days=30)
+            write_pem(cert, issued.cert_pem, private=False)
+            write_pem(key, issued.key_pem, private=True)
+        return cert, key
+
+    def signing_key(self, site: str) -> tuple[str, Path]:
+        """(kid, file) of the site's command-signing key, made now if this run has none yet."""
+        path = self.signing_dir / f"{site}.{self.KID}.key"
+        if not path.exists():
+            write_pem(path, (os.urandom(32).hex() + "\n").encode(), private=True)
+        return self.KID, path

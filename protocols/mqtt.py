@@ -84,7 +84,6 @@ class MqttConfig(BaseModel):
     reconnect_min_s: float = Field(default=0.2, gt=0)
     reconnect_max_s: float = Field(default=30.0, gt=0)
 
-
     @model_validator(mode="after")
     def _tls_files(self) -> Self:
         if (self.cert_file is None) != (self.key_file is None):

@@ -117,7 +117,9 @@ class Keyring:
                 raise ValueError(f"key id {k.kid!r} given twice")
             self._keys[k.kid] = k.key
         if not self._keys:
-            raise ValueError("a keyring needs at least one key (no keys = commands are not signature-checked)")
+            raise ValueError(
+                "a keyring needs at least one key (no keys = commands are not signature-checked)"
+            )
 
     @property
     def kids(self) -> list[str | None]:

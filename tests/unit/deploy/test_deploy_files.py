@@ -182,3 +182,28 @@ def test_rerun_keeps_ca_certificates_keys_and_passwords_unless_rotated(tmp_path:
     certs_again = write_deployment(tmp_path / "tls", site_ids(2))
     assert certs_again.files["secrets/b001.crt"] == certs.files["secrets/b001.crt"]
     assert oct((tmp_path / "tls" / "secrets" / "b001.key").stat().st_mode & 0o777) == "0o600"
+
+
+def test_compose_and_k8s_controller_configs_run_mutual_tls_and_signing(tmp_path: Path) -> None:
+    """deploy/cloud.yaml and the k8s ConfigMap: TLS to 8883 with a certificate per worker, signing keys set."""
+    from cloud_controller.config import load_cloud_config
+
+    configmap = next(
+        doc
+        for doc in yaml.safe_load_all((DEPLOY / "k8s" / "configmap.yaml").read_text())
+        if doc["kind"] == "ConfigMap"
+    )
+    k8s = tmp_path / "cloud.yaml"
+    k8s.write_text(configmap["data"]["cloud.yaml"])
+    for path in (DEPLOY / "cloud.yaml", k8s):
+        cfg = load_cloud_config(path)
+        assert cfg.broker.port == 8883 and cfg.signing_keys_dir is not None, path
+        broker = cfg.broker.for_identity("dispatch")
+        assert broker.tls is not None and broker.tls.cert_file is not None, path
+        assert broker.tls.cert_file.name == "gridflex-cloud-dispatch.crt", path
+        assert broker.tls.cert_file.name.removesuffix(".crt") in CONTROLLER_IDENTITIES
+    services = _compose()["services"]
+    assert services["mosquitto"]["ports"] == ["127.0.0.1:8883:8883"]
+    argv = services["testbed"]["command"]
+    assert argv[argv.index("--broker-port") + 1] == "8883"
+    assert "listener 8883 0.0.0.0" in render_deployment(site_ids(1)).text("mosquitto/mosquitto.conf")

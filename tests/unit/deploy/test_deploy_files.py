@@ -207,3 +207,23 @@ def test_compose_and_k8s_controller_configs_run_mutual_tls_and_signing(tmp_path:
     argv = services["testbed"]["command"]
     assert argv[argv.index("--broker-port") + 1] == "8883"
     assert "listener 8883 0.0.0.0" in render_deployment(site_ids(1)).text("mosquitto/mosquitto.conf")
+
+
+def test_testbed_agents_take_certificate_and_signing_key_from_the_generated_secrets(tmp_path: Path) -> None:
+    """`gridflex testbed --secrets DIR` (compose): each agent gets its site's certificate and key id."""
+    from gridflex.loop.agents import FleetOptions, _override
+
+    deployment = write_deployment(tmp_path, site_ids(2))
+    doc = _override(
+        {"site": "b002", "broker": {"host": "mosquitto", "port": 8883}},
+        "b002",
+        FleetOptions(secrets_dir=tmp_path / "secrets"),
+    )
+    assert doc["broker"]["tls"] == {
+        "ca_file": str(tmp_path / "secrets" / "ca.crt"),
+        "cert_file": str(tmp_path / "secrets" / "b002.crt"),
+        "key_file": str(tmp_path / "secrets" / "b002.key"),
+    }
+    kid, _key = deployment.signing_keys["b002"]
+    assert doc["signing"] == {"keys": {kid: str(tmp_path / "secrets" / "signing" / f"b002.{kid}.key")}}
+    assert "username" not in doc["broker"]  # the certificate is the identity

@@ -28,17 +28,27 @@ async def test_good_client_certificate_connects(tls_broker: MosquittoBroker, pki
     assert await _try_connect(tls_broker.port, client_context(pki, "a")) == "connected"
 
 
+@pytest.mark.parametrize("tls_version", ["1.2", "1.3"])
 @pytest.mark.parametrize(
     ("client", "alert"),
-    [(None, "certificate required"), ("foreign-a", "unknown ca"), ("expired-a", "certificate expired")],
+    [(None, "handshake failure"), ("foreign-a", "unknown ca"), ("expired-a", "certificate expired")],
     ids=["no-certificate", "certificate-from-another-ca", "expired-certificate"],
 )
 async def test_client_without_a_valid_certificate_is_refused(
-    tls_broker: MosquittoBroker, pki: Pki, client: str | None, alert: str
+    tls_broker: MosquittoBroker, pki: Pki, client: str | None, alert: str, tls_version: str
 ) -> None:
-    """The broker's TLS alert names the reason; the good certificate still connects right after."""
-    outcome = await _try_connect(tls_broker.port, client_context(pki, client))
-    assert outcome.startswith("refused") and alert in outcome, outcome
+    """Refused, and the good certificate still connects right after.
+
+    TLS 1.2 checks the client certificate inside the handshake, so the broker's alert (the
+    reason) always reaches us; TLS 1.3 checks it after, and the alert can be lost to the
+    connection's close, so there only the refusal is asserted.
+    """
+    ctx = client_context(pki, client)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2 if tls_version == "1.2" else ssl.TLSVersion.TLSv1_3
+    outcome = await _try_connect(tls_broker.port, ctx)
+    assert outcome.startswith("refused"), outcome
+    if tls_version == "1.2":
+        assert alert in outcome, outcome
     assert await _try_connect(tls_broker.port, client_context(pki, "a")) == "connected"
 
 

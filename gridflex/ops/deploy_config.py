@@ -197,9 +197,9 @@ def render_deployment(
     """Render every file for `sites`; what `existing` holds is reused, the rest generated."""
     for site in sites:
         validate_id(site, what="site id")
-    reserved = set(controller_identities) & set(sites)
-    if reserved or "cloud" in sites:
-        raise ValueError(f"site id {sorted(reserved) or ['cloud']} is reserved for the controller")
+    reserved = (set(controller_identities) | {"cloud"}) & set(sites)
+    if reserved:
+        raise ValueError(f"site id {sorted(reserved)} is reserved for the controller")
     old = existing or _Existing()
     known = {**old.secrets, **(passwords or {})}
     identities = [*controller_identities, *sites]

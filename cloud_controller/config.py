@@ -8,6 +8,7 @@ files named in it (the deployment's secret mounts).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +20,7 @@ from protocols.errors import ConfigError
 __all__ = [
     "ApiConfig",
     "BrokerSettings",
+    "BrokerTlsSettings",
     "CloudConfig",
     "ControlConfig",
     "DashboardConfig",
@@ -33,14 +35,63 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: In `broker.username`, `password_file`, `tls.cert_file` and `tls.key_file`: this worker's
+#: broker identity, `<client_id>-<role>` (e.g. gridflex-cloud-dispatch), so one cloud.yaml
+#: serves every worker and each still logs in as itself.
+IDENTITY = "{identity}"
+
+
+class BrokerTlsSettings(_Model):
+    """TLS to the broker: the CA its certificate must chain to, and this worker's client certificate."""
+
+    ca_file: Path | None = None  # none = the system's trust store
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> BrokerTlsSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (a client certificate needs its key)")
+        return self
+
+
 class BrokerSettings(_Model):
-    """The MQTT broker the controller connects to, and as whom."""
+    """The MQTT broker the controller connects to, and as whom.
+
+    Each worker needs its own identity (username or certificate): a broker that binds
+    client ids to identities, as `deploy-config`'s does, disconnects a client when
+    another logs in with the same identity. `{identity}` in the file names and the
+    username is replaced with the worker's `identity(role)`.
+    """
 
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
     username: str | None = None
     password_file: Path | None = None
     client_id: str = Field(default="gridflex-cloud", pattern=r"^[A-Za-z0-9_-]{1,100}$")
+    tls: BrokerTlsSettings | None = None
+
+    def identity(self, role: str) -> str:
+        """This worker's broker identity and client id: `<client_id>-<role>`."""
+        return f"{self.client_id}-{role}"
+
+    def for_identity(self, role: str) -> BrokerSettings:
+        """These settings with `{identity}` filled in for the worker of `role`."""
+        ident = self.identity(role)
+
+        def fill(p: Path | None) -> Path | None:
+            return None if p is None else Path(str(p).replace(IDENTITY, ident))
+
+        tls = self.tls
+        if tls is not None:
+            tls = tls.model_copy(update={"cert_file": fill(tls.cert_file), "key_file": fill(tls.key_file)})
+        return self.model_copy(
+            update={
+                "username": None if self.username is None else self.username.replace(IDENTITY, ident),
+                "password_file": fill(self.password_file),
+                "tls": tls,
+            }
+        )
 
 
 class StoreConfig(_Model):
@@ -171,7 +222,9 @@ class CloudConfig(_Model):
     registry: Path | None = None  # registry YAML or a test bed's manifest.json
     region: RegionConfig = RegionConfig()
     control: ControlConfig = ControlConfig()
-    signing_keys_dir: Path | None = None  # <site>.key files (hex) to sign commands
+    #: `<site>.<kid>.key` files (hex), one per site: commands to that site are signed under
+    #: key id `kid` (a legacy `<site>.key` signs without one). See `protocols.signing`.
+    signing_keys_dir: Path | None = None
     api: ApiConfig = ApiConfig()
     dashboard: DashboardConfig = DashboardConfig()
     lease: LeaseConfig = LeaseConfig()
@@ -199,6 +252,21 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
     return doc
 
 
+def _broker_paths(broker: BrokerSettings, rel: Callable[[Path | None], Path | None]) -> BrokerSettings:
+    """The broker section with its files taken relative to the config file."""
+    tls = broker.tls
+    if tls is not None:
+        tls = tls.model_copy(
+            update={
+                name: rel(getattr(tls, name)) or getattr(tls, name)
+                for name in ("ca_file", "cert_file", "key_file")
+            }
+        )
+    return broker.model_copy(
+        update={"password_file": rel(broker.password_file) or broker.password_file, "tls": tls}
+    )
+
+
 def load_cloud_config(path: Path) -> CloudConfig:
     """Read and validate `path`; relative paths in it are taken relative to the file."""
     doc = read_yaml_mapping(path)
@@ -221,9 +289,7 @@ def load_cloud_config(path: Path) -> CloudConfig:
                 "token_file": rel(cfg.store.token_file) or cfg.store.token_file,
             }
         ),
-        "broker": cfg.broker.model_copy(
-            update={"password_file": rel(cfg.broker.password_file) or cfg.broker.password_file}
-        ),
+        "broker": _broker_paths(cfg.broker, rel),
         "api": cfg.api.model_copy(
             update={
                 k: rel(getattr(cfg.api, k)) or getattr(cfg.api, k)

@@ -36,6 +36,7 @@ from protocols.codec import encode
 from protocols.errors import ConfigError, GridflexError
 from protocols.messages import Command, DRRequest, Stored
 from protocols.mqtt import MqttConfig, MqttSession, NotConnectedError, PublishError
+from protocols.signing import SigningKey
 from protocols.topics import shared, site_topic, site_wildcard
 
 __all__ = ["CloudController", "ControllerStats", "Role"]
@@ -73,17 +74,39 @@ def _read_secret(path: Path | None, what: str) -> str | None:
         raise ConfigError(f"cannot read {what}: {exc.strerror}", file=str(path)) from None
 
 
-def _signing_keys(config: CloudConfig, registry: Registry) -> dict[str, bytes]:
-    keys: dict[str, bytes] = {}
-    if config.signing_keys_dir is None:
+def _signing_keys(config: CloudConfig, registry: Registry) -> dict[str, SigningKey]:
+    """Per site the key its commands are signed with: `<site>.<kid>.key` (or a legacy `<site>.key`).
+
+    Exactly one per site: the controller signs with one key; a rotation gives the sites
+    the next key first, then replaces the controller's file (`protocols.signing`).
+    """
+    keys: dict[str, SigningKey] = {}
+    folder = config.signing_keys_dir
+    if folder is None:
         return keys
+    if not folder.is_dir():
+        raise ConfigError("not a directory", file=str(folder), key="signing_keys_dir")
+    by_site: dict[str, list[Path]] = {}
+    for path in folder.glob("*.key"):
+        by_site.setdefault(path.name.split(".", 1)[0], []).append(path)
     for site in registry.ids:
-        path = config.signing_keys_dir / f"{site}.key"
-        if path.exists():
-            try:
-                keys[site] = bytes.fromhex(path.read_text().strip())
-            except ValueError:
-                raise ConfigError("not a hex key", file=str(path)) from None
+        found = sorted(by_site.get(site, []))
+        if not found:
+            continue
+        if len(found) > 1:
+            names = ", ".join(p.name for p in found)
+            raise ConfigError(
+                f"{len(found)} keys for site {site!r} ({names}); the controller signs with one: "
+                "remove the old one once every site holds the new",
+                file=str(folder),
+                key="signing_keys_dir",
+            )
+        path = found[0]
+        kid = path.name.removeprefix(f"{site}.").removesuffix(".key") or None
+        try:
+            keys[site] = SigningKey(bytes.fromhex(path.read_text().strip()), None if kid == "key" else kid)
+        except (ValueError, OSError) as exc:
+            raise ConfigError(f"not a hex signing key with a valid key id: {exc}", file=str(path)) from None
     return keys
 
 
@@ -120,7 +143,8 @@ class CloudController:
         self._plan_lock = asyncio.Lock()  # plan and guard share the planner's state
         self.planner_lock = threading.Lock()  # on-demand forecasts from API threads
         self._signing_keys = _signing_keys(config, registry)
-        password = _read_secret(config.broker.password_file, "broker password")
+        broker = config.broker.for_identity(role)
+        password = _read_secret(broker.password_file, "broker password")
         subs: list[tuple[str, int]] = []
         if role in ("all", "ingest"):
             subs += [(shared(INGEST_GROUP, site_wildcard(k)), 1) for k in ("telemetry", "event")]
@@ -128,12 +152,16 @@ class CloudController:
             subs += [(site_wildcard(k), 1) for k in ("state", "flex", "ack")]
         self.session = MqttSession(
             MqttConfig(
-                host=config.broker.host,
-                port=config.broker.port,
-                client_id=f"{config.broker.client_id}-{role}",
-                username=config.broker.username,
+                host=broker.host,
+                port=broker.port,
+                client_id=broker.identity(role),
+                username=broker.username,
                 password=password,
                 clean_start=False,
+                tls=broker.tls is not None,
+                ca_file=broker.tls.ca_file if broker.tls else None,
+                cert_file=broker.tls.cert_file if broker.tls else None,
+                key_file=broker.tls.key_file if broker.tls else None,
             ),
             subscriptions=subs,
             on_connect=self._on_connect,

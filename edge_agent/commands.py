@@ -80,6 +80,8 @@ class CommandExecutor:
     busy_refused: int = 0
 
     def __post_init__(self) -> None:
+        # Built once from the resolved config (the key files were read by `load_config`).
+        self.keyring = self.config.signing.keyring()
         self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(self.queue_size)
         # Busy acks wait here for their own task, so refusing costs the receive loop no PUBACK wait.
         self._busy_acks: collections.deque[Ack] = collections.deque()
@@ -178,7 +180,7 @@ class CommandExecutor:
         d = decide(
             cmd,
             config=self.config,
-            key=self.config.signing.key_bytes(),
+            key=self.keyring,
             guard=self.guard,
             now=self.clock.now(),
             ramp=ramp,

@@ -103,21 +103,36 @@ def _resolve_broker(broker: BrokerConfig, base: Path, file: str) -> BrokerConfig
     )
 
 
-def _resolve_signing(signing: SigningConfig, base: Path, file: str) -> SigningConfig:
-    """The signing section with its key read from `key_file` and checked to be non-empty hex."""
-    if signing.key_file is None:
-        return signing
-    key_path = _resolve(base, signing.key_file)
-    assert key_path is not None
-    key_hex = _read_secret(key_path, file=file, key="signing.key_file")
+def _read_hex_key(path: Path, *, file: str, key: str) -> SecretStr:
+    """A signing key file's content, checked to be a non-empty hex key."""
+    key_hex = _read_secret(path, file=file, key=key)
     try:
         if not bytes.fromhex(key_hex):
             raise ValueError
     except ValueError:
-        raise ConfigError(
-            "key file must hold a non-empty hex key", file=file, key="signing.key_file"
-        ) from None
-    return signing.model_copy(update={"key_file": key_path, "key": SecretStr(key_hex)})
+        raise ConfigError(f"key file {path} must hold a non-empty hex key", file=file, key=key) from None
+    return SecretStr(key_hex)
+
+
+def _resolve_signing(signing: SigningConfig, base: Path, file: str) -> SigningConfig:
+    """The signing section with its keys read from `key_file` / `keys` and checked to be non-empty hex."""
+    update: dict[str, Any] = {}
+    if signing.key_file is not None:
+        key_path = _resolve(base, signing.key_file)
+        assert key_path is not None
+        update["key_file"] = key_path
+        update["key"] = _read_hex_key(key_path, file=file, key="signing.key_file")
+    paths: dict[str, Path] = {}
+    hexes: dict[str, SecretStr] = {}
+    for kid, rel in signing.keys.items():
+        path = _resolve(base, rel)
+        assert path is not None
+        paths[kid] = path
+        hexes[kid] = _read_hex_key(path, file=file, key=f"signing.keys.{kid}")
+    if paths:
+        update["keys"] = paths
+        update["key_hex"] = hexes
+    return signing.model_copy(update=update) if update else signing
 
 
 def load_config(path: str | Path) -> SiteConfig:

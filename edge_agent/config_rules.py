@@ -7,6 +7,7 @@ key that is wrong.
 
 from __future__ import annotations
 
+import ssl
 from typing import TYPE_CHECKING
 
 from protocols.errors import ConfigError
@@ -118,16 +119,31 @@ def _check_safe_state(
             )
 
 
+def _check_tls(cfg: SiteConfig, file: str) -> None:
+    """The TLS files exist and load (CA bundle; certificate with its key), so a bad one fails at start."""
+    tls = cfg.broker.tls
+    if tls is None:
+        return
+    for name in ("ca_file", "cert_file", "key_file"):
+        path = getattr(tls, name)
+        if path is not None and not path.is_file():
+            raise ConfigError(f"no such file: {path}", file=file, key=f"broker.tls.{name}")
+    try:
+        ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"not a CA bundle: {exc}", file=file, key="broker.tls.ca_file") from None
+    if tls.cert_file is not None and tls.key_file is not None:
+        try:
+            ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"certificate and key do not load as a pair: {exc}", file=file, key="broker.tls.cert_file"
+            ) from None
+
+
 def check_rules(cfg: SiteConfig, file: str) -> None:
     """The rules of docs/site-config.md that span several keys."""
-    tls = cfg.broker.tls
-    if tls is not None and (tls.cert_file is not None or tls.key_file is not None):
-        # Refuse rather than connect without the client certificate the operator asked for.
-        raise ConfigError(
-            "client certificates are not supported yet (protocols.mqtt has no cert/key)",
-            file=file,
-            key="broker.tls.cert_file",
-        )
+    _check_tls(cfg, file)
     devices: dict[str, ModbusDevice | BacnetDevice] = {}
     for i, dev in enumerate(cfg.devices):
         if dev.id in devices:

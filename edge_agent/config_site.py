@@ -24,7 +24,8 @@ from edge_agent.config_devices import (
     PositiveS,
     _Model,
 )
-from protocols.messages import AssetKind, CommandKind
+from protocols.messages import AssetKind, CommandKind, KeyId
+from protocols.signing import Keyring, SigningKey
 
 __all__ = [
     "DEFAULT_GUARANTEED_MIN_KW",
@@ -53,11 +54,23 @@ GUARANTEED_KINDS: Final = frozenset({"ev", "hp"})
 
 
 class TlsConfig(_Model):
-    """TLS files for the broker connection; relative paths are resolved against the YAML's folder."""
+    """TLS files for the broker connection; relative paths are resolved against the YAML's folder.
+
+    `ca_file` is what the broker's certificate must chain to (none = the system's trust
+    store); the host name dialled is always checked against it. `cert_file` + `key_file`
+    are the site's client certificate (mutual TLS): the broker takes its common name as
+    the username, so the certificate is the site's identity and the ACL is keyed on it.
+    """
 
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> Self:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (a client certificate needs its key)")
+        return self
 
 
 class BrokerConfig(_Model):
@@ -91,15 +104,30 @@ class CloudConfig(_Model):
 
 
 class SigningConfig(_Model):
-    """The key commands must be signed with; read from `key_file` (hex), never from the YAML."""
+    """The keys commands must be signed with, by key id; read from files (hex), never from the YAML.
+
+    `keys` maps a key id to its file; during a rotation it holds the current and the next
+    key. `key_file` is the single key of configs from before key ids (it verifies commands
+    without a `kid`). With any key set, unsigned and unknown-key commands are refused.
+    """
 
     key_file: Path | None = None
+    keys: dict[KeyId, Path] = Field(default_factory=dict)
     #: Resolved by `load_config` from key_file (hex); not a YAML key.
     key: SecretStr | None = Field(default=None, exclude=True)
+    #: Resolved by `load_config` from `keys` (hex by key id); not a YAML key.
+    key_hex: dict[str, SecretStr] = Field(default_factory=dict, exclude=True)
 
     def key_bytes(self) -> bytes | None:
-        """The command-signing key as bytes, or None when commands are not signature-checked."""
+        """The key-id-less `key_file` key as bytes, or None when there is none."""
         return bytes.fromhex(self.key.get_secret_value()) if self.key is not None else None
+
+    def keyring(self) -> Keyring | None:
+        """The keys commands are checked against, or None when commands are not signature-checked."""
+        held = [SigningKey(bytes.fromhex(v.get_secret_value()), kid) for kid, v in self.key_hex.items()]
+        if self.key is not None:
+            held.append(SigningKey(bytes.fromhex(self.key.get_secret_value())))
+        return Keyring(held) if held else None
 
 
 class BufferConfig(_Model):

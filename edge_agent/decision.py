@@ -22,7 +22,13 @@ from edge_agent.floor import floor_write, min_power_kw, power_scale
 from edge_agent.replay import CommandGuard
 from protocols.errors import ContractError
 from protocols.messages import AckStatus, Command
-from protocols.signing import CommandNotYetValidError, ExpiredCommandError, verify
+from protocols.signing import (
+    CommandNotYetValidError,
+    ExpiredCommandError,
+    Keyring,
+    SignatureError,
+    SigningKey,
+)
 
 __all__ = ["Decision", "RampState", "decide"]
 
@@ -70,11 +76,19 @@ def _bounds(asset: AssetConfig, cmd: Command) -> tuple[float, float]:
 
 
 def _validity(
-    cmd: Command, key: bytes | None, guard: CommandGuard, now: datetime, skew: SkewMonitor | None
+    cmd: Command, key: bytes | Keyring | None, guard: CommandGuard, now: datetime, skew: SkewMonitor | None
 ) -> Decision | None:
-    """The refusal for a bad signature, replay or validity window, or None when the command may go on."""
-    if key is not None and not verify(cmd, key):
-        return Decision("rejected", "missing or invalid signature")
+    """The refusal for a bad signature, replay or validity window, or None when the command may go on.
+
+    Where keys are configured, an unsigned command, one signed under a key id the site
+    does not hold, and a bad signature are each refused with their own reason.
+    """
+    if key is not None:
+        keyring = Keyring([SigningKey(key)]) if isinstance(key, bytes) else key
+        try:
+            keyring.check(cmd)
+        except SignatureError as exc:
+            return Decision("rejected", exc.reason)
     try:
         guard.check(cmd, now)
     except (ExpiredCommandError, CommandNotYetValidError) as exc:
@@ -159,7 +173,7 @@ def decide(
     cmd: Command,
     *,
     config: SiteConfig,
-    key: bytes | None,
+    key: bytes | Keyring | None,
     guard: CommandGuard,
     now: datetime,
     ramp: RampState | None,

@@ -30,7 +30,12 @@ def make_session(
     topics: dict[str, str],
     on_connect: Callable[[MqttSession], Awaitable[None]],
 ) -> MqttSession:
-    """The MQTT session: subscribed to `cmd` and `stored`, with `offline` as its will."""
+    """The MQTT session: subscribed to `cmd` and `stored`, with `offline` as its will.
+
+    The client id asked for is `gridflex-edge-<site>`; a broker that binds ids to
+    credentials (`use_username_as_clientid`, as `deploy-config`'s does) replaces it with
+    the site's username or certificate name, so no other client can take it over.
+    """
     cfg = config
     broker = cfg.broker
     mqtt = MqttConfig(
@@ -41,6 +46,8 @@ def make_session(
         password=broker.password,
         tls=broker.tls is not None,
         ca_file=broker.tls.ca_file if broker.tls else None,
+        cert_file=broker.tls.cert_file if broker.tls else None,
+        key_file=broker.tls.key_file if broker.tls else None,
         keepalive_s=broker.keepalive_s,
         publish_timeout_s=5.0,
         reconnect_max_s=10.0,

@@ -28,6 +28,7 @@ __all__ = [
     "Event",
     "FlexEnvelope",
     "FlexInterval",
+    "KeyId",
     "Message",
     "Quality",
     "Sample",
@@ -56,6 +57,8 @@ MsgId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
+#: A signing key's id (`kid`): lets a site hold the current and the next key during a rotation.
+KeyId = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")]
 ShortText = Annotated[str, Field(max_length=64)]
 
 Quality = Literal["good", "stale", "bad"]
@@ -195,7 +198,7 @@ class FlexEnvelope(_Envelope):
 
 
 class Command(_Envelope):
-    """A setpoint for one asset, valid in [valid_from, valid_until); `sig` is an optional HMAC."""
+    """A setpoint for one asset, valid in [valid_from, valid_until); `sig` is an optional HMAC under key `kid`."""
 
     cmd_id: MsgId
     asset: AssetId
@@ -204,6 +207,7 @@ class Command(_Envelope):
     valid_from: UtcDatetime
     valid_until: UtcDatetime
     priority: Annotated[int, Field(ge=1, le=16)] | None = None
+    kid: KeyId | None = None
     sig: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
 
     @model_validator(mode="after")

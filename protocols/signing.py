@@ -1,11 +1,20 @@
-"""Optional HMAC-SHA256 signing of commands, with replay protection.
+"""HMAC-SHA256 signing of commands with key ids for rotation, and replay protection.
 
 The signature covers every field of the command except `sig` itself, serialised
 canonically (sorted keys, compact JSON, UTC timestamps), so any change to value,
-asset, validity or site breaks it. Keys are per site: a key leaked from one
-gateway cannot command another. `ReplayGuard` refuses a `cmd_id` seen before and
-anything outside its validity window; it forgets ids once their window has passed,
-so its memory is bounded by the commands valid at any one time.
+asset, validity, site or key id breaks it. Keys are per site: a key leaked from one
+gateway cannot command another.
+
+Rotation by key id (`kid`): the controller signs with one key per site and names it in
+the command; the site holds a `Keyring` of the keys it accepts, which during a rotation
+is the current and the next. So the order is: give every site the next key, switch the
+controller to it, then remove the old key from the sites. A keyring refuses an unsigned
+command, an unknown key id and a bad signature, each with its own reason. A key without
+an id (the single `key_file` of earlier configs) verifies commands that carry no `kid`.
+
+`ReplayGuard` refuses a `cmd_id` seen before and anything outside its validity window;
+it forgets ids once their window has passed, so its memory is bounded by the commands
+valid at any one time.
 """
 
 from __future__ import annotations
@@ -13,20 +22,30 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from protocols.errors import ContractError
 from protocols.messages import Command
 
 __all__ = [
+    "KID_PATTERN",
     "CommandNotYetValidError",
     "ExpiredCommandError",
+    "Keyring",
     "ReplayGuard",
     "ReplayedCommandError",
+    "SignatureError",
+    "SigningKey",
     "canonical_bytes",
     "sign",
     "verify",
 ]
+
+#: What a key id may look like (the `kid` field of `Command`); it also names key files.
+KID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 
 
 class ExpiredCommandError(ContractError):
@@ -41,9 +60,29 @@ class CommandNotYetValidError(ContractError):
     """`valid_from` lies in the future beyond the allowed clock skew (ack status `rejected`)."""
 
 
+class SignatureError(ContractError):
+    """Where keys are configured: the command is unsigned, names an unknown key, or its signature is bad."""
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """One HMAC key and its id (None: a key from before key ids, for commands without `kid`)."""
+
+    key: bytes = field(repr=False)
+    kid: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            raise ValueError("signing key must not be empty")
+        if self.kid is not None and not KID_PATTERN.match(self.kid):
+            raise ValueError(f"key id {self.kid!r} must match {KID_PATTERN.pattern}")
+
+
 def canonical_bytes(cmd: Command) -> bytes:
-    """The bytes a signature is computed over."""
+    """The bytes a signature is computed over (an absent `kid` is left out, as before key ids)."""
     body = cmd.model_dump(mode="json", exclude={"sig"})
+    if body.get("kid") is None:
+        body.pop("kid", None)
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
@@ -53,8 +92,11 @@ def _mac(cmd: Command, key: bytes) -> str:
     return hmac.new(key, canonical_bytes(cmd), hashlib.sha256).hexdigest()
 
 
-def sign(cmd: Command, key: bytes) -> Command:
-    """Return a copy of `cmd` carrying its HMAC-SHA256 signature."""
+def sign(cmd: Command, key: bytes | SigningKey) -> Command:
+    """Return a copy of `cmd` carrying its key id (for a `SigningKey` with one) and HMAC-SHA256 signature."""
+    if isinstance(key, SigningKey):
+        cmd = cmd.model_copy(update={"kid": key.kid})
+        key = key.key
     return cmd.model_copy(update={"sig": _mac(cmd, key)})
 
 
@@ -63,6 +105,40 @@ def verify(cmd: Command, key: bytes) -> bool:
     if cmd.sig is None:
         return False
     return hmac.compare_digest(cmd.sig, _mac(cmd, key))
+
+
+class Keyring:
+    """The keys a site accepts commands under, by key id: the current and, during a rotation, the next."""
+
+    def __init__(self, keys: Iterable[SigningKey]) -> None:
+        self._keys: dict[str | None, bytes] = {}
+        for k in keys:
+            if k.kid in self._keys:
+                raise ValueError(f"key id {k.kid!r} given twice")
+            self._keys[k.kid] = k.key
+        if not self._keys:
+            raise ValueError(
+                "a keyring needs at least one key (no keys = commands are not signature-checked)"
+            )
+
+    @property
+    def kids(self) -> list[str | None]:
+        """The key ids held (None for a key without an id)."""
+        return list(self._keys)
+
+    def _held(self) -> str:
+        return ", ".join("(no id)" if k is None else k for k in self._keys)
+
+    def check(self, cmd: Command) -> None:
+        """Raise `SignatureError` with the reason unless `cmd` is signed by a held key."""
+        if cmd.sig is None:
+            raise SignatureError("unsigned command refused: this site requires signed commands")
+        key = self._keys.get(cmd.kid)
+        if key is None:
+            named = "no key id" if cmd.kid is None else f"unknown key id {cmd.kid!r}"
+            raise SignatureError(f"command signed with {named}; this site holds: {self._held()}")
+        if not hmac.compare_digest(cmd.sig, _mac(cmd, key)):
+            raise SignatureError(f"invalid signature under key id {cmd.kid or '(no id)'}")
 
 
 class ReplayGuard:

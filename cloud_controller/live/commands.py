@@ -15,7 +15,7 @@ from cloud_controller.dispatch import Schedule
 from cloud_controller.live.types import AssetRef, SiteRef
 from protocols.assets import Role
 from protocols.messages import Command
-from protocols.signing import sign
+from protocols.signing import SigningKey, sign
 
 __all__ = ["CommandBuilder"]
 
@@ -28,7 +28,7 @@ class CommandBuilder:
         *,
         period_s: float,
         margin_s: float,
-        signing_keys: Mapping[str, bytes] | None = None,
+        signing_keys: Mapping[str, bytes | SigningKey] | None = None,
         battery_control: str = "setpoint",
     ) -> None:
         self.battery_control = battery_control

@@ -50,6 +50,7 @@ from cloud_controller.live.guard import FleetGuard
 from cloud_controller.live.types import CongestionInterval, History, Plan, SiteRef, SiteSnapshot
 from protocols.assets import BATTERY, Points, Role
 from protocols.messages import AssetFlex, Command
+from protocols.signing import SigningKey
 
 __all__ = ["MpcPlanner", "build_planner"]
 
@@ -86,7 +87,7 @@ class MpcPlanner:
         horizon_steps: int = 48,
         margin_s: float = 120.0,
         station_limit_kw: float | None = None,
-        signing_keys: Mapping[str, bytes] | None = None,
+        signing_keys: Mapping[str, bytes | SigningKey] | None = None,
         battery_control: str = "setpoint",
         forecast_z: float = Z_90,
         by_area: bool = False,
@@ -378,7 +379,7 @@ def build_planner(
     horizon_steps: int,
     margin_s: float,
     station_limit_kw: float | None,
-    signing_keys: Mapping[str, bytes] | None = None,
+    signing_keys: Mapping[str, bytes | SigningKey] | None = None,
     battery_control: str = "setpoint",
     forecast_z: float = Z_90,
     by_area: bool = False,

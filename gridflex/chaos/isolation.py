@@ -20,10 +20,12 @@ import aiomqtt
 from gridflex.chaos.context import Ctx
 from gridflex.chaos.result import Result
 from gridflex.ops.broker import MosquittoBroker
-from gridflex.ops.deploy_config import CLOUD_USER, render_deployment, site_ids
+from gridflex.ops.deploy_config import render_deployment, site_ids
 from protocols.topics import ROOT, site_topic
 
 __all__ = ["certificate_isolation", "run"]
+
+CLOUD_USER = "cloud"  # the controller's broker identity here (deploy-config makes one per worker)
 
 EDGE_KINDS = ("state", "telemetry", "flex", "ack", "event")
 CLOUD_KINDS = ("cmd", "stored")
@@ -59,9 +61,9 @@ async def run(ctx: Ctx) -> Result:
     """`rounds` rounds of cross-site reads and writes; count what crossed."""
     rounds = 5 if ctx.short else 100
     sites = site_ids(3)
-    deployment = render_deployment(sites)
+    deployment = render_deployment(sites, auth="password", controller_identities=(CLOUD_USER,))
     users = {u: deployment.passwords[u] for u in (CLOUD_USER, *sites)}
-    acl = deployment.files["mosquitto/acl"]
+    acl = deployment.text("mosquitto/acl")
     t0 = time.monotonic()
     broker = MosquittoBroker(users=users, acl=acl, workdir=ctx.workdir / "isolation-broker")
     await asyncio.to_thread(broker.start)

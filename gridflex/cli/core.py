@@ -92,18 +92,34 @@ def broker(
 
 
 def deploy_config(
-    out: Annotated[Path, typer.Option("--out", help="Directory for mosquitto/, secrets/ and sites.txt.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory for mosquitto/, ca/, secrets/ and sites.txt.")
+    ],
     sites: Annotated[
         int, typer.Option("--sites", min=1, max=100_000, help="Number of sites b001..bNNN.")
     ] = 10,
-    rotate: Annotated[bool, typer.Option(help="Generate new passwords even where some exist.")] = False,
+    rotate: Annotated[
+        bool, typer.Option(help="Generate a new CA, certificates, keys and passwords even where some exist.")
+    ] = False,
+    auth: Annotated[
+        str,
+        typer.Option("--auth", help="certificate (mutual TLS, the default) or password (TLS + passwords)"),
+    ] = "certificate",
+    broker_name: Annotated[
+        list[str] | None,
+        typer.Option("--broker-name", help="Host name/IP clients dial the broker by (repeatable)."),
+    ] = None,
 ) -> None:
-    """Write a deployment's Mosquitto config, per-site passwords and ACL (see deploy/README.md)."""
-    from gridflex.ops.deploy_config import site_ids, write_deployment
+    """Write a deployment's Mosquitto TLS config, CA and certificates, signing keys and ACL (deploy/README.md)."""
+    from gridflex.ops.deploy_config import BROKER_NAMES, site_ids, write_deployment
 
+    if auth not in ("certificate", "password"):
+        raise typer.BadParameter("must be certificate or password", param_hint="--auth")
     ids = site_ids(sites)
-    write_deployment(out, ids, rotate=rotate)
-    console.print(f"wrote broker config and credentials for {len(ids)} sites + cloud to {out}")
+    write_deployment(out, ids, rotate=rotate, auth=auth, broker_names=broker_name or BROKER_NAMES)  # type: ignore[arg-type]
+    console.print(
+        f"wrote broker TLS config, certificates and signing keys for {len(ids)} sites + controller to {out}"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -23,6 +23,7 @@ import yaml
 
 from edge_agent import EdgeAgent, SiteConfig, load_config
 from edge_agent.drivers import BacnetStack
+from gridflex.ops.certs import LoopbackPki
 from gridflex.ops.runner import cancel_until_done
 from protocols.clock import Clock
 from simulators.testbed import TestBed, TestBedConfig
@@ -44,8 +45,40 @@ class FleetOptions:
     poll_max_age_s: float = 900.0
     fallback_after_s: float = 2400.0
     resend_after_s: float = 30.0  # wall seconds (the agent measures resend stalls on the host clock)
-    secrets_dir: Path | None = None  # broker password per site: <secrets_dir>/<site>.pw, user = site id
+    #: `gridflex deploy-config`'s secrets folder: per site a client certificate (<site>.crt/.key,
+    #: with ca.crt) or a broker password (<site>.pw, user = site id), and signing keys
+    #: (signing/<site>.<kid>.key); whichever the folder holds is used.
+    secrets_dir: Path | None = None
     batch_max: int = 500
+    #: The demo's throwaway certificates and signing keys (mutual TLS, signed commands).
+    pki: LoopbackPki | None = None
+
+
+def _security(site: str, opts: FleetOptions) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Broker-section updates and signing keys (kid -> file) for one site, from the PKI or the secrets folder."""
+    broker: dict[str, Any] = {}
+    keys: dict[str, Any] = {}
+    if opts.pki is not None:
+        cert, key = opts.pki.client(site)
+        broker["tls"] = {"ca_file": str(opts.pki.ca_file), "cert_file": str(cert), "key_file": str(key)}
+        kid, path = opts.pki.signing_key(site)
+        keys[kid] = str(path)
+    elif opts.secrets_dir is not None:
+        d = opts.secrets_dir
+        if (d / f"{site}.crt").is_file():
+            tls = {
+                "ca_file": str(d / "ca.crt"),
+                "cert_file": str(d / f"{site}.crt"),
+                "key_file": str(d / f"{site}.key"),
+            }
+            broker["tls"] = tls
+        else:
+            broker.update({"username": site, "password_file": str(d / f"{site}.pw")})
+            if (d / "ca.crt").is_file():
+                broker["tls"] = {"ca_file": str(d / "ca.crt")}
+        for path in sorted((d / "signing").glob(f"{site}.*.key")):
+            keys[path.name.removeprefix(f"{site}.").removesuffix(".key")] = str(path)
+    return broker, keys
 
 
 def _override(doc: dict[str, Any], site: str, opts: FleetOptions) -> dict[str, Any]:
@@ -59,12 +92,11 @@ def _override(doc: dict[str, Any], site: str, opts: FleetOptions) -> dict[str, A
         for point in asset.get("points", []):
             point.pop("interval_s", None)
             point.pop("max_age_s", None)
-    if opts.secrets_dir is not None:
-        doc["broker"] = {
-            **doc.get("broker", {}),
-            "username": site,
-            "password_file": str(opts.secrets_dir / f"{site}.pw"),
-        }
+    broker, keys = _security(site, opts)
+    if broker:
+        doc["broker"] = {**doc.get("broker", {}), **broker}
+    if keys:
+        doc["signing"] = {"keys": keys}
     return doc
 
 

@@ -30,14 +30,20 @@ from gridflex.loop.reference_run import initialise
 from gridflex.loop.report import OPERATOR_TIMEZONE, CommandFigures, TelemetryFigures
 from gridflex.loop.scenario import LoopScenario
 from gridflex.loop.twin import scenario_planner, site_refs
-from gridflex.ops.broker import MosquittoBroker
+from gridflex.ops.broker import BrokerTls, MosquittoBroker, site_acl
+from gridflex.ops.certs import LoopbackPki
 from gridflex.ops.runner import cancel_until_done
 from protocols.clock import SimClock
+from protocols.signing import SigningKey
 from simulators.testbed import TestBedConfig
 
 __all__ = ["ClosedLoop", "LoopResult"]
 
 log = logging.getLogger(__name__)
+
+#: The controller's broker identity (`<client_id>-<role>`, role all): its certificate's name.
+CONTROLLER_CLIENT_ID = "gridflex-cloud"
+CONTROLLER_IDENTITY = f"{CONTROLLER_CLIENT_ID}-all"
 
 
 @dataclass
@@ -77,7 +83,16 @@ class ClosedLoop:
         self.api_port = api_port
         self.settings = scenario.settings
         self.out_dir = out_dir
-        self.broker = MosquittoBroker(workdir=out_dir / "mosquitto")
+        # Mutual TLS and signed commands, as deployed: throwaway CA, certificates and keys
+        # made at start in the run's folder; the broker listens on loopback only.
+        self.pki = LoopbackPki(out_dir / "pki")
+        ca, cert, key = self.pki.broker_files()
+        self.broker = MosquittoBroker(
+            workdir=out_dir / "mosquitto",
+            tls=BrokerTls(ca_file=ca, cert_file=cert, key_file=key),
+            acl=site_acl(cloud_users=[CONTROLLER_IDENTITY]),
+            bind_client_id=True,
+        )
         self.clock = SimClock(self.settings.start, speed=self.settings.speed)
         self.fleet: Fleet | None = None
         self.controller: CloudController | None = None
@@ -94,6 +109,7 @@ class ClosedLoop:
     async def __aenter__(self) -> ClosedLoop:
         self._wall0 = time.monotonic()
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(self.pki.generate)
         await asyncio.to_thread(self.broker.start)
         s = self.settings
         bed = TestBedConfig(
@@ -110,6 +126,7 @@ class ClosedLoop:
             poll_interval_s=s.poll_s,
             poll_max_age_s=s.period_s,
             fallback_after_s=3 * s.period_s,
+            pki=self.pki,
         )
         self.fleet = Fleet(
             bed, bed_clock=SimClock(s.start), out_dir=self.out_dir / "testbed", options=options
@@ -140,7 +157,11 @@ class ClosedLoop:
 
     def _build_planner(self) -> PlannerWithPrior:
         s = self.settings
-        wrapped = scenario_planner(self.scenario, self.registry.sites)
+        keys = {}
+        for site in self.registry.ids:
+            kid, path = self.pki.signing_key(site)
+            keys[site] = SigningKey(bytes.fromhex(path.read_text().strip()), kid)
+        wrapped = scenario_planner(self.scenario, self.registry.sites, signing_keys=keys)
         snapshots = {site.site: SiteSnapshot(site=site.site, mode="unknown") for site in self.registry.sites}
         wrapped.plan(s.start, snapshots, _NoHistory())  # warm-up: the first HiGHS solve is the slow one
         return wrapped
@@ -148,9 +169,16 @@ class ClosedLoop:
     def cloud_config(self) -> CloudConfig:
         """The controller's configuration: this loop's broker and store, the scenario's control settings."""
         s = self.settings
+        cert, key = self.pki.client(CONTROLLER_IDENTITY)
         return CloudConfig.model_validate(
             {
-                "broker": {"host": "127.0.0.1", "port": self.broker.port},
+                "broker": {
+                    "host": "127.0.0.1",
+                    "port": self.broker.port,
+                    "client_id": CONTROLLER_CLIENT_ID,
+                    "tls": {"ca_file": str(self.pki.ca_file), "cert_file": str(cert), "key_file": str(key)},
+                },
+                "signing_keys_dir": str(self.pki.signing_dir),
                 "store": {"kind": "sqlite", "path": str(self.out_dir / "cloud" / "store.sqlite")},
                 "control": {
                     "period_s": s.period_s,

@@ -28,6 +28,7 @@ from gridflex.loop.scenario import LoopScenario
 from gridflex.loop.twin_site import TwinSite
 from protocols.assets import BATTERY, EV, HP, METER, PV, ZONE, PointKey, Points
 from protocols.messages import Command
+from protocols.signing import SigningKey
 from simulators.building import Building, build
 from simulators.fleet import fleet_profiles
 from simulators.siteconfig import GUARANTEED_MIN_KW
@@ -143,10 +144,15 @@ def _apply(site: TwinSite, cmd: Command, now: datetime, result: TwinResult) -> N
         result.refused += 1
 
 
-def scenario_planner(scenario: LoopScenario, refs: tuple[SiteRef, ...]) -> PlannerWithPrior:
+def scenario_planner(
+    scenario: LoopScenario,
+    refs: tuple[SiteRef, ...],
+    *,
+    signing_keys: Mapping[str, bytes | SigningKey] | None = None,
+) -> PlannerWithPrior:
     """The controller's planner for a loop scenario, with yesterday's physics as imported history.
 
-    Used by the live loop and the twin alike.
+    Used by the live loop (which signs its commands, `signing_keys`) and the twin alike.
     """
     s = scenario.settings
     inner = build_planner(
@@ -158,6 +164,7 @@ def scenario_planner(scenario: LoopScenario, refs: tuple[SiteRef, ...]) -> Plann
         station_limit_kw=scenario.controller_limit_kw,
         battery_control=s.battery_control,
         forecast_z=s.forecast_z,
+        signing_keys=signing_keys,
     )
     return PlannerWithPrior(inner, prior_from_reference(scenario.yesterday))
 

@@ -93,4 +93,8 @@ def test_shipped_examples_validate() -> None:
     reg = load_registry(cfg.registry, n_region_sites=319)
     assert reg.ids == ["b001", "b002"]
     deploy = load_cloud_config(root / "deploy" / "cloud.yaml")
-    assert deploy.store.kind == "influxdb" and deploy.broker.password_file is not None
+    assert (
+        deploy.store.kind == "influxdb"
+        and deploy.broker.tls is not None
+        and deploy.broker.tls.cert_file is not None
+    )

@@ -15,9 +15,11 @@ from typing import Any
 import pytest
 import typer.main
 import yaml
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from gridflex.cli import app
-from gridflex.ops.deploy_config import render_deployment, site_ids, write_deployment
+from gridflex.ops.deploy_config import CONTROLLER_IDENTITIES, render_deployment, site_ids, write_deployment
 
 REPO = Path(__file__).resolve().parents[3]
 DEPLOY = REPO / "deploy"
@@ -119,24 +121,109 @@ def test_systemd_unit_runs_a_real_subcommand() -> None:
     _assert_real_invocation(argv[1:])
 
 
-def test_rendered_deployment_isolates_sites_and_keeps_secrets_out_of_the_conf() -> None:
+def test_rendered_deployment_is_mutual_tls_with_ids_bound_and_no_secret_in_the_conf() -> None:
     deployment = render_deployment(site_ids(3))
-    conf = deployment.files["mosquitto/mosquitto.conf"]
-    assert "allow_anonymous false" in conf and "set_tcp_nodelay true" in conf
-    for user, password in deployment.passwords.items():
-        assert password not in conf
-        assert len(password) >= 24, user
-    assert {"cloud", "b001", "b002", "b003"} <= set(deployment.passwords)
+    conf = deployment.text("mosquitto/mosquitto.conf")
+    for line in (
+        "listener 8883 0.0.0.0",
+        "require_certificate true",
+        "use_identity_as_username true",
+        "use_username_as_clientid true",
+        "allow_anonymous false",
+        "set_tcp_nodelay true",
+    ):
+        assert line in conf.splitlines(), line
+    assert "password_file" not in conf and "listener 1883" not in conf  # no plaintext, no passwords
+    for site in ("b001", "b002", "b003", *CONTROLLER_IDENTITIES):
+        cert = x509.load_pem_x509_certificate(deployment.files[f"secrets/{site}.crt"])
+        assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == site
+        assert f"secrets/{site}.key" in deployment.private
+    acl = deployment.text("mosquitto/acl")
+    assert all(f"user {ident}" in acl for ident in CONTROLLER_IDENTITIES)
+    # signing on by default: one key per site, under a key id, the controller holding all
+    assert set(deployment.signing_keys) == {"b001", "b002", "b003"}
+    for site, (kid, key_hex) in deployment.signing_keys.items():
+        assert deployment.text(f"secrets/signing/{site}.{kid}.key").strip() == key_hex
+        assert len(bytes.fromhex(key_hex)) == 32
+    assert len({k for _, k in deployment.signing_keys.values()}) == 3
     with pytest.raises(ValueError, match="reserved"):
         render_deployment(["cloud"])
+    with pytest.raises(ValueError, match="reserved"):
+        render_deployment(["gridflex-cloud-all"])
     with pytest.raises(ValueError):
         render_deployment(["Bad Site"])
 
 
-def test_rerun_keeps_existing_credentials_unless_rotated(tmp_path: Path) -> None:
-    first = write_deployment(tmp_path, site_ids(2))
-    again = write_deployment(tmp_path, site_ids(2))
+def test_password_mode_keeps_tls_and_binds_ids_to_usernames() -> None:
+    deployment = render_deployment(site_ids(2), auth="password")
+    conf = deployment.text("mosquitto/mosquitto.conf").splitlines()
+    assert "use_username_as_clientid true" in conf and "require_certificate true" not in conf
+    assert any(line.startswith("certfile ") for line in conf)  # still TLS, server certificate only
+    for user, password in deployment.passwords.items():
+        assert password not in "\n".join(conf)
+        assert len(password) >= 24, user
+    passwd = deployment.text("mosquitto/passwd")
+    assert all(f"{ident}:$7$" in passwd for ident in ("b001", "b002", *CONTROLLER_IDENTITIES))
+
+
+def test_rerun_keeps_ca_certificates_keys_and_passwords_unless_rotated(tmp_path: Path) -> None:
+    first = write_deployment(tmp_path, site_ids(2), auth="password")
+    again = write_deployment(tmp_path, site_ids(2), auth="password")
     assert again.passwords == first.passwords
-    rotated = write_deployment(tmp_path, site_ids(2), rotate=True)
+    assert again.signing_keys == first.signing_keys
+    for rel in ("ca/ca.crt", "mosquitto/certs/broker.crt", "secrets/ca.crt"):
+        assert again.files[rel] == first.files[rel], rel
+    rotated = write_deployment(tmp_path, site_ids(2), rotate=True, auth="password")
     assert rotated.passwords["b001"] != first.passwords["b001"]
-    assert oct((tmp_path / "secrets" / "b001.pw").stat().st_mode & 0o777) == "0o600"
+    assert rotated.files["ca/ca.crt"] != first.files["ca/ca.crt"]
+    for rel in ("secrets/b001.pw", "ca/ca.key", "mosquitto/certs/broker.key", "mosquitto/passwd"):
+        assert oct((tmp_path / rel).stat().st_mode & 0o777) == "0o600", rel
+    certs = write_deployment(tmp_path / "tls", site_ids(2))
+    certs_again = write_deployment(tmp_path / "tls", site_ids(2))
+    assert certs_again.files["secrets/b001.crt"] == certs.files["secrets/b001.crt"]
+    assert oct((tmp_path / "tls" / "secrets" / "b001.key").stat().st_mode & 0o777) == "0o600"
+
+
+def test_compose_and_k8s_controller_configs_run_mutual_tls_and_signing(tmp_path: Path) -> None:
+    """deploy/cloud.yaml and the k8s ConfigMap: TLS to 8883 with a certificate per worker, signing keys set."""
+    from cloud_controller.config import load_cloud_config
+
+    configmap = next(
+        doc
+        for doc in yaml.safe_load_all((DEPLOY / "k8s" / "configmap.yaml").read_text())
+        if doc["kind"] == "ConfigMap"
+    )
+    k8s = tmp_path / "cloud.yaml"
+    k8s.write_text(configmap["data"]["cloud.yaml"])
+    for path in (DEPLOY / "cloud.yaml", k8s):
+        cfg = load_cloud_config(path)
+        assert cfg.broker.port == 8883 and cfg.signing_keys_dir is not None, path
+        broker = cfg.broker.for_identity("dispatch")
+        assert broker.tls is not None and broker.tls.cert_file is not None, path
+        assert broker.tls.cert_file.name == "gridflex-cloud-dispatch.crt", path
+        assert broker.tls.cert_file.name.removesuffix(".crt") in CONTROLLER_IDENTITIES
+    services = _compose()["services"]
+    assert services["mosquitto"]["ports"] == ["127.0.0.1:8883:8883"]
+    argv = services["testbed"]["command"]
+    assert argv[argv.index("--broker-port") + 1] == "8883"
+    assert "listener 8883 0.0.0.0" in render_deployment(site_ids(1)).text("mosquitto/mosquitto.conf")
+
+
+def test_testbed_agents_take_certificate_and_signing_key_from_the_generated_secrets(tmp_path: Path) -> None:
+    """`gridflex testbed --secrets DIR` (compose): each agent gets its site's certificate and key id."""
+    from gridflex.loop.agents import FleetOptions, _override
+
+    deployment = write_deployment(tmp_path, site_ids(2))
+    doc = _override(
+        {"site": "b002", "broker": {"host": "mosquitto", "port": 8883}},
+        "b002",
+        FleetOptions(secrets_dir=tmp_path / "secrets"),
+    )
+    assert doc["broker"]["tls"] == {
+        "ca_file": str(tmp_path / "secrets" / "ca.crt"),
+        "cert_file": str(tmp_path / "secrets" / "b002.crt"),
+        "key_file": str(tmp_path / "secrets" / "b002.key"),
+    }
+    kid, _key = deployment.signing_keys["b002"]
+    assert doc["signing"] == {"keys": {kid: str(tmp_path / "secrets" / "signing" / f"b002.{kid}.key")}}
+    assert "username" not in doc["broker"]  # the certificate is the identity

@@ -114,7 +114,7 @@ BAD = [
     ("batch_too_big", "buffer.batch_max", 5000, "buffer.batch_max"),
     ("secret_in_yaml", "broker.password", "hunter2", "broker.password"),
     (
-        "tls_client_cert_unsupported",
+        "tls_client_cert_file_missing",
         "broker.tls",
         {"cert_file": "c.pem", "key_file": "k.pem"},
         "broker.tls.cert_file",

@@ -66,6 +66,8 @@ def _cloud_yaml(workdir: Path, port: int) -> Path:
                 "store": {"path": str(workdir / "store.sqlite")},
                 "control": {"period_s": PERIOD_S, "horizon_steps": 8, "margin_s": 0, "station_limit_kw": 5.0},
                 "api": {"enabled": False},
+                # the SIGKILLed holder's lease must lapse before the restarted one may dispatch
+                "lease": {"ttl_s": 10.0, "renew_s": 2.0},
             }
         )
     )

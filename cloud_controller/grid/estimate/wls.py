@@ -1,0 +1,195 @@
+"""A numpy WLS linearisation of the net, for what power-grid-model does not expose.
+
+Why: power-grid-model returns the estimated state and each sensor's residual, but not the
+gain matrix or the residual covariance, and the largest-normalised-residual test needs
+both: r_N,i = |r_i| / sqrt(Ω_ii) with Ω = R − H E Hᵀ, H the measurement Jacobian at the
+estimate and E the state covariance. So the same network is built a second time as
+pandapower's own admittance matrices (`to_ppc` + `makeYbus`, which the power-flow tests
+show equal to PGM's model to 2e-5 pu), and H is formed at PGM's estimate with
+pandapower's `dSbus_dV` / `dSbr_dV`. Zero injections enter as equality constraints
+(a KKT system, as PGM treats them), not as heavily weighted measurements, so the gain
+matrix stays well conditioned. Everything is per unit on the net's `sn_mva`.
+
+Open line ends are modelled as out-of-service lines here (PGM keeps their shunt
+capacitance: a few var on LV cables, far below any σ).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+__all__ = ["Rows", "WlsModel"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+RowKind = Literal["v", "p_inj", "q_inj", "p_flow", "q_flow"]
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Measurement rows of one period in the WLS model (all per unit)."""
+
+    kind: tuple[RowKind, ...]
+    bus: IntArray  # ppc bus (v, injections) or -1
+    branch: IntArray  # ppc branch (flows) or -1
+    to_side: npt.NDArray[np.bool_]  # flow at the branch's "to" end
+    z: FloatArray  # measured value (injections generation-positive)
+    sigma: FloatArray
+
+
+class WlsModel:
+    """Admittance matrices of `net` (pandapower's ppc) and the measurement functions h(V), H(V)."""
+
+    def __init__(self, net: Any) -> None:
+        import pandapower as pp
+        from pandapower.pypower.makeYbus import makeYbus
+
+        work = copy.deepcopy(net)
+        sw = work.switch
+        if len(sw):
+            open_lines = sw[(sw.et == "l") & ~sw.closed.astype(bool)].element.unique()
+            work.line.loc[work.line.index.isin(open_lines), "in_service"] = False
+            work.switch = sw[~((sw.et == "l") & ~sw.closed.astype(bool))]
+        # one power flow of the unloaded copy builds pandapower's ppc (buses renumbered to its
+        # internal order, every branch row kept); the admittances do not depend on the loads
+        work.load["p_mw"] = 0.0
+        work.load["q_mvar"] = 0.0
+        pp.runpp(work, init="dc", calculate_voltage_angles=True, check_connectivity=False)
+        ppc = work._ppc
+        look = work._pd2ppc_lookups
+        self.base_mva = float(ppc["baseMVA"])
+        self.bus_lookup: IntArray = np.asarray(look["bus"], dtype=np.int64)
+        self.branch = ppc["branch"]
+        self._line_rows = look["branch"].get("line", (0, 0))
+        self._trafo_rows = look["branch"].get("trafo", (0, 0))
+        ybus, yf, yt = makeYbus(self.base_mva, ppc["bus"], ppc["branch"])
+        self.ybus, self.yf, self.yt = sp.csr_matrix(ybus), sp.csr_matrix(yf), sp.csr_matrix(yt)
+        # pandapower numbers branch rows in table order, every line then every trafo
+        self._order = {"line": pd.Index(work.line.index), "trafo": pd.Index(work.trafo.index)}
+        self.n_bus = int(ppc["bus"].shape[0])
+        eg = work.ext_grid[work.ext_grid.in_service.astype(bool)]
+        self.ref = int(self.bus_lookup[int(eg.bus.iloc[0])])
+        self._nonref = np.array([b for b in range(self.n_bus) if b != self.ref], dtype=np.int64)
+
+    def ppc_bus(self, pp_bus: IntArray | list[int]) -> IntArray:
+        """ppc bus index of pandapower buses."""
+        return np.asarray(self.bus_lookup[np.asarray(pp_bus, dtype=np.int64)], dtype=np.int64)
+
+    def ppc_branch(self, name: str) -> int:
+        """ppc branch row of "line:<idx>" or "trafo:<idx>" (pandapower index)."""
+        table, idx = name.split(":")
+        lo, _ = self._line_rows if table == "line" else self._trafo_rows
+        return int(lo + self._order[table].get_loc(int(idx)))
+
+    @property
+    def n_state(self) -> int:
+        """Angles of every non-reference bus, then every magnitude."""
+        return len(self._nonref) + self.n_bus
+
+    # -------------------------------------------------------------- functions
+
+    def h(self, v: npt.NDArray[np.complex128], rows: Rows) -> FloatArray:
+        """Measurement functions at complex bus voltages `v` (pu)."""
+        s_bus = v * np.conj(self.ybus @ v)
+        f = self.branch[:, 0].real.astype(np.int64)
+        t = self.branch[:, 1].real.astype(np.int64)
+        s_f = v[f] * np.conj(self.yf @ v)
+        s_t = v[t] * np.conj(self.yt @ v)
+        out = np.empty(len(rows.kind))
+        for i, k in enumerate(rows.kind):
+            if k == "v":
+                out[i] = abs(v[rows.bus[i]])
+            elif k == "p_inj":
+                out[i] = s_bus[rows.bus[i]].real
+            elif k == "q_inj":
+                out[i] = s_bus[rows.bus[i]].imag
+            else:
+                s = s_t[rows.branch[i]] if rows.to_side[i] else s_f[rows.branch[i]]
+                out[i] = s.real if k == "p_flow" else s.imag
+        return out
+
+    def jacobian(self, v: npt.NDArray[np.complex128], rows: Rows) -> sp.csr_matrix:
+        """∂h/∂x at `v`, x = (angles of non-reference buses, all magnitudes)."""
+        from pandapower.pypower.dSbr_dV import dSbr_dV
+        from pandapower.pypower.dSbus_dV import dSbus_dV
+
+        ds_dvm, ds_dva = dSbus_dV(self.ybus, v)
+        dsf_dva, dsf_dvm, dst_dva, dst_dvm, _, _ = dSbr_dV(self.branch, self.yf, self.yt, v)
+        kinds = np.asarray(rows.kind)
+        nr = self._nonref
+        n_nr = len(nr)
+        m = len(kinds)
+        groups: list[sp.csr_matrix] = []
+        order: list[IntArray] = []
+        sel_v = np.flatnonzero(kinds == "v")
+        if len(sel_v):
+            cols = n_nr + rows.bus[sel_v]
+            groups.append(sp.csr_matrix((np.ones(len(sel_v)), (np.arange(len(sel_v)), cols)), (len(sel_v), self.n_state)))
+            order.append(sel_v)
+        for kind, dva_all, dvm_all, index in (
+            ("p_inj", ds_dva, ds_dvm, rows.bus),
+            ("q_inj", ds_dva, ds_dvm, rows.bus),
+        ):
+            sel = np.flatnonzero(kinds == kind)
+            if len(sel):
+                dva, dvm = dva_all[index[sel]], dvm_all[index[sel]]
+                part = (lambda x: x.real) if kind == "p_inj" else (lambda x: x.imag)
+                groups.append(sp.csr_matrix(sp.hstack([part(dva)[:, nr], part(dvm)])))
+                order.append(sel)
+        for kind in ("p_flow", "q_flow"):
+            for to_side, dva_all, dvm_all in ((False, dsf_dva, dsf_dvm), (True, dst_dva, dst_dvm)):
+                sel = np.flatnonzero((kinds == kind) & (rows.to_side == to_side))
+                if len(sel):
+                    dva, dvm = dva_all[rows.branch[sel]], dvm_all[rows.branch[sel]]
+                    part = (lambda x: x.real) if kind == "p_flow" else (lambda x: x.imag)
+                    groups.append(sp.csr_matrix(sp.hstack([part(dva)[:, nr], part(dvm)])))
+                    order.append(sel)
+        if not groups:
+            return sp.csr_matrix((0, self.n_state))
+        stacked = sp.csr_matrix(sp.vstack(groups))
+        inv = np.empty(m, dtype=np.int64)
+        inv[np.concatenate(order)] = np.arange(m)
+        return sp.csr_matrix(stacked[inv])
+
+    def covariances(
+        self, v: npt.NDArray[np.complex128], rows: Rows, zero_buses: IntArray, *, want_state: bool
+    ) -> tuple[FloatArray, FloatArray | None, sp.csr_matrix]:
+        """diag Ω (residual variances) and, if asked, the state covariance E of the constrained WLS.
+
+        KKT system [[HᵀWH, Cᵀ], [C, 0]] with C the zero-injection rows (P and Q).
+        Returns (omega_diag, E or None, H).
+        """
+        hm = self.jacobian(v, rows)
+        zr = Rows(
+            kind=tuple(["p_inj"] * len(zero_buses) + ["q_inj"] * len(zero_buses)),
+            bus=np.concatenate([zero_buses, zero_buses]).astype(np.int64),
+            branch=np.full(2 * len(zero_buses), -1, dtype=np.int64),
+            to_side=np.zeros(2 * len(zero_buses), dtype=bool),
+            z=np.zeros(2 * len(zero_buses)),
+            sigma=np.ones(2 * len(zero_buses)),
+        )
+        cm = self.jacobian(v, zr)
+        w = sp.diags(1.0 / rows.sigma**2)
+        gain = hm.T @ w @ hm
+        kkt = sp.bmat([[gain, cm.T], [cm, None]], format="csc")
+        lu = spla.splu(kkt)
+        n = self.n_state
+        rhs = np.zeros((kkt.shape[0], hm.shape[0]))
+        rhs[:n] = hm.T.toarray()
+        x = lu.solve(rhs)[:n]  # E Hᵀ
+        hehT = np.asarray(hm.multiply(x.T).sum(axis=1)).ravel()
+        omega = rows.sigma**2 - hehT
+        cov = None
+        if want_state:
+            eye = np.zeros((kkt.shape[0], n))
+            eye[:n] = np.eye(n)
+            cov = lu.solve(eye)[:n]
+        return omega, cov, hm

@@ -51,3 +51,74 @@ def truth(net: Any) -> Any:
 
     pp.runpp(net, calculate_voltage_angles=True, init="dc")
     return net
+
+
+
+
+def measurements(
+    net: Any,
+    *,
+    metered: Any = None,
+    noise_seed: int | None = None,
+    station_meters: bool = True,
+    n_steps: int = 1,
+    load_scale: Any = None,
+) -> Any:
+    """Measurements of the solved `net` (its res_* tables are the truth).
+
+    Households: class 1 meters (rated 10 kW) with P and Q where `metered` (default all),
+    pseudo-measurements at truth with a p10..p90 of ±50 % elsewhere. Voltage meters
+    (σ 0.2 %) at the HV bus and, with `station_meters`, at each station's LV busbar, plus
+    class 0.2 flow meters at each station's LV end. `noise_seed`: add Gaussian errors of
+    each meter's σ.
+    """
+    from cloud_controller.grid.estimate import (
+        FlowSensors,
+        MeasurementBatch,
+        MeterClass,
+        VoltageSensors,
+        load_sensors,
+        meter_sigma,
+    )
+
+    ld = net.load
+    n = len(ld)
+    p = np.tile((ld.p_mw * 1e3).to_numpy(), (n_steps, 1))
+    q = np.tile((ld.q_mvar * 1e3).to_numpy(), (n_steps, 1))
+    mask = np.ones(n, dtype=bool) if metered is None else np.asarray(metered, dtype=bool)
+    rng = np.random.default_rng(noise_seed)
+    cls = MeterClass(1.0)
+    sig = meter_sigma(p, 10.0, cls)
+    read_p = np.where(mask, p + (sig * rng.standard_normal(p.shape) if noise_seed is not None else 0.0), np.nan)
+    read_q = np.where(mask, q + (sig * rng.standard_normal(q.shape) if noise_seed is not None else 0.0), np.nan)
+    loads = load_sensors(
+        ld.index.to_numpy(),
+        reading_p_kw=read_p,
+        reading_q_kvar=read_q,
+        p10_kw=0.5 * p,
+        p50_kw=p,
+        p90_kw=1.5 * p,
+        rated_kw=np.full(n, 10.0),
+        meter=cls,
+        site=[f"site-{i}" for i in ld.index],
+    )
+    hv = int(net.ext_grid.bus.iloc[0])
+    stations = net.trafo.index[net.trafo.vn_lv_kv < 1.0]
+    buses = [hv] + ([int(b) for b in net.trafo.lv_bus.loc[stations]] if station_meters else [])
+    vm = np.tile(net.res_bus.vm_pu.loc[buses].to_numpy(), (n_steps, 1))
+    vsig = np.full_like(vm, 0.002)
+    if noise_seed is not None:
+        vm = vm + vsig * rng.standard_normal(vm.shape)
+    volt = VoltageSensors(np.array(buses), vm, vsig, tuple(f"v:{b}" for b in buses))
+    tr = list(stations) if station_meters else []
+    fp = np.tile(net.res_trafo.p_lv_mw.loc[tr].to_numpy() * 1e3, (n_steps, 1))
+    fq = np.tile(net.res_trafo.q_lv_mvar.loc[tr].to_numpy() * 1e3, (n_steps, 1))
+    sub = MeterClass(0.2, 0.01)
+    fsp, fsq = meter_sigma(fp, 630.0, sub), meter_sigma(fq, 630.0, sub)
+    if noise_seed is not None:
+        fp = fp + fsp * rng.standard_normal(fp.shape)
+        fq = fq + fsq * rng.standard_normal(fq.shape)
+    flows = FlowSensors(
+        tuple(f"trafo:{i}" for i in tr), ("to",) * len(tr), fp, fq, fsp, fsq, tuple(f"station:{i}" for i in tr)
+    )
+    return MeasurementBatch(volt, loads, flows)

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from pydantic import ValidationError
 
 from cloud_controller.web import mount_dashboard, mount_offline_docs
+from cloud_controller.web.grid_state_api import grid_state_router
 from cloud_controller.web.views import grid_loading
 from protocols.messages import DRRequest
 
@@ -101,6 +102,7 @@ def create_app(controller: CloudController) -> FastAPI:
     _status_routes(app, controller)
     _plan_routes(app, controller)
     _dr_routes(app, controller)
+    app.include_router(grid_state_router(controller))
     mount_dashboard(app, controller)  # last: its static mount must not shadow the routes above
     return app
 

@@ -138,7 +138,13 @@ class StateEstimator(PgmInputBuilder):
         )
 
     def observability(
-        self, mb: MeasurementBatch, t: int = 0, *, count_pseudo: bool = False, flow_candidates: bool = True
+        self,
+        mb: MeasurementBatch,
+        t: int = 0,
+        *,
+        count_pseudo: bool = False,
+        flow_candidates: bool = True,
+        max_suggestions: int | None = None,
     ) -> Observability:
         """Observability of period `t`; by default from real meters alone (pseudo-measurements excluded)."""
         topo = self.topology()
@@ -151,7 +157,9 @@ class StateEstimator(PgmInputBuilder):
             [topo.branch_names.index(fl.branch[c]) for c in np.flatnonzero(ok)], dtype=np.int64
         )
         vb = self.wls.ppc_bus(mb.voltage.bus[np.isfinite(mb.voltage.sigma_pu[t])]) if len(mb.voltage.bus) else np.zeros(0, dtype=np.int64)
-        return check_observability(topo, measured, pos, vb, flow_candidates=flow_candidates)
+        return check_observability(
+            topo, measured, pos, vb, flow_candidates=flow_candidates, max_suggestions=max_suggestions
+        )
 
     # ------------------------------------------------------------------ PGM model per sensor layout
 

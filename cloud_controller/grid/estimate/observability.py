@@ -168,12 +168,14 @@ def check_observability(
     *,
     suggest: bool = True,
     flow_candidates: bool = True,
+    max_suggestions: int | None = None,
 ) -> Observability:
     """Check observability of one period's measurements and suggest meters for what is unobservable.
 
     load_measured: per load column, True if it has a usable measurement (real, or pseudo if
     the caller counts them); flow_branches: branch positions (in `topo`) with a flow meter;
-    voltage_buses: buses with a voltage meter.
+    voltage_buses: buses with a voltage meter; max_suggestions: stop the greedy after that many
+    (then `suggestions_verified` is False unless they already suffice).
     """
     n, nb = topo.n_bus, len(topo.f)
     has_app = np.zeros(n, dtype=bool)
@@ -195,7 +197,7 @@ def check_observability(
     suggestions: list[MeterSuggestion] = []
     verified = observable
     if suggest and not observable:
-        suggestions = _greedy(topo, inj.copy(), flow.copy(), flow_candidates)
+        suggestions = _greedy(topo, inj.copy(), flow.copy(), flow_candidates, max_suggestions)
         inj2, flow2 = inj.copy(), flow.copy()
         for s in suggestions:
             if s.kind == "site" and s.bus is not None:
@@ -207,7 +209,11 @@ def check_observability(
 
 
 def _greedy(
-    topo: Topology, inj: npt.NDArray[np.bool_], flow: npt.NDArray[np.bool_], flow_candidates: bool
+    topo: Topology,
+    inj: npt.NDArray[np.bool_],
+    flow: npt.NDArray[np.bool_],
+    flow_candidates: bool,
+    max_suggestions: int | None,
 ) -> list[MeterSuggestion]:
     adj: list[list[int]] = [[] for _ in range(topo.n_bus)]
     for k in range(len(topo.f)):
@@ -220,7 +226,7 @@ def _greedy(
         loads_at.setdefault(int(b), []).append(c)
     trafo = [k for k, nm in enumerate(topo.branch_names) if nm.startswith("trafo:")] if flow_candidates else []
     out: list[MeterSuggestion] = []
-    while not known.all():
+    while not known.all() and (max_suggestions is None or len(out) < max_suggestions):
         best: tuple[int, MeterSuggestion | None, npt.NDArray[np.bool_] | None, npt.NDArray[np.bool_] | None] = (0, None, None, None)
         for b, cols in loads_at.items():
             if inj[b] or sum(1 for k in adj[b] if not known[k]) != 1:

@@ -24,10 +24,13 @@ from fastapi import APIRouter, HTTPException, Query
 
 from cloud_controller.grid.estimate import (
     EstimateOptions,
+    LoadForecast,
+    LoadReadings,
     MeasurementBatch,
     MeterClass,
     Observability,
     QualityPolicy,
+    SensorSpec,
     StateEstimate,
     StateEstimator,
     VoltageSensors,
@@ -92,16 +95,9 @@ def live_measurements(
     cos_phi = loads.cos_phi.fillna(0.95).to_numpy(dtype=float) if "cos_phi" in loads.columns else 0.95
     ls = load_sensors(
         load_idx,
-        reading_p_kw=reading[None, :],
-        p10_kw=(p50 - half)[None, :],
-        p50_kw=p50[None, :],
-        p90_kw=(p50 + half)[None, :],
-        rated_kw=np.full(n, SITE_METER_RATED_KW),
-        meter=SITE_METER,
-        quality=quality.astype(str)[None, :],
-        age_s=age[None, :],
-        policy=policy,
-        cos_phi=cos_phi,
+        LoadReadings(reading[None, :], quality=quality.astype(str)[None, :], age_s=age[None, :]),
+        LoadForecast((p50 - half)[None, :], p50[None, :], (p50 + half)[None, :]),
+        SensorSpec(SITE_METER, SITE_METER_RATED_KW, policy or QualityPolicy(), cos_phi),
         site=site_of,
     )
     eg = net.ext_grid[net.ext_grid.in_service.astype(bool)]
@@ -139,9 +135,15 @@ def state_view(
     """The JSON of `/grid/state` (loadings in % of rating, voltages in pu, powers load-positive kW)."""
     net = region.net
     vsig = res.vm_sigma_pu[0] if res.vm_sigma_pu is not None else np.full(len(res.bus_idx), np.nan)
-    lsig = res.line_loading_sigma[0] if res.line_loading_sigma is not None else np.full(len(res.line_idx), np.nan)
+    lsig = (
+        res.line_loading_sigma[0]
+        if res.line_loading_sigma is not None
+        else np.full(len(res.line_idx), np.nan)
+    )
     tsig = (
-        res.trafo_loading_sigma[0] if res.trafo_loading_sigma is not None else np.full(len(res.trafo_names), np.nan)
+        res.trafo_loading_sigma[0]
+        if res.trafo_loading_sigma is not None
+        else np.full(len(res.trafo_names), np.nan)
     )
     trafos = []
     for k, name in enumerate(res.trafo_names):
@@ -181,7 +183,12 @@ def state_view(
             "islands": len(obs.islands),
             "unobservable_buses": list(obs.unobservable_buses),
             "suggested_meters": [
-                {"kind": s.kind, "bus": s.bus, "branch": s.branch, "branches_determined": s.branches_determined}
+                {
+                    "kind": s.kind,
+                    "bus": s.bus,
+                    "branch": s.branch,
+                    "branches_determined": s.branches_determined,
+                }
                 for s in obs.suggestions
             ],
             "note": "from real meters alone; the estimate itself also uses the pseudo-measurements",
@@ -190,10 +197,15 @@ def state_view(
         "v_max_pu": _num(np.nanmax(vm)) if len(vm) else None,
         "transformers": trafos,
         "buses": [
-            {"bus": int(b), "vm_pu": _num(vm[k]), "vm_sigma_pu": _num(vsig[k])} for k, b in enumerate(res.bus_idx)
+            {"bus": int(b), "vm_pu": _num(vm[k]), "vm_sigma_pu": _num(vsig[k])}
+            for k, b in enumerate(res.bus_idx)
         ],
         "lines": [
-            {"line": int(ln), "loading_pct": _num(100 * res.line_loading[0, k]), "loading_sigma_pct": _num(100 * lsig[k])}
+            {
+                "line": int(ln),
+                "loading_pct": _num(100 * res.line_loading[0, k]),
+                "loading_sigma_pct": _num(100 * lsig[k]),
+            }
             for k, ln in enumerate(res.line_idx)
         ],
     }
@@ -218,7 +230,11 @@ def grid_state_router(controller: CloudController) -> APIRouter:
         if region is None:
             raise HTTPException(503, "no grid model yet: the planner is built with the first plan")
         mb, metered = live_measurements(
-            region, controller.registry.sites, controller.snapshots, controller.last_plan, controller.clock.now()
+            region,
+            controller.registry.sites,
+            controller.snapshots,
+            controller.last_plan,
+            controller.clock.now(),
         )
         with lock:
             est = cache.get(id(region))

@@ -21,7 +21,6 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-
 import scipy.sparse as sp
 
 from cloud_controller.grid.estimate.measurements import MeasurementBatch
@@ -105,7 +104,9 @@ class StateEstimator(PgmInputBuilder):
             sorted(set(self._ppc_of_node.tolist()) - with_appliance), dtype=np.int64
         )
         self._line_rating_va = (
-            np.sqrt(3) * net.bus.vn_kv.loc[line.loc[self.line_idx].from_bus].to_numpy(dtype=float) * 1e3
+            np.sqrt(3)
+            * net.bus.vn_kv.loc[line.loc[self.line_idx].from_bus].to_numpy(dtype=float)
+            * 1e3
             * base[ComponentType.line]["i_n"].astype(float)
         )
         self._branch_rows = np.array(
@@ -152,11 +153,17 @@ class StateEstimator(PgmInputBuilder):
         usable = np.isfinite(ld.sigma_p_kw[t]) & np.isfinite(ld.sigma_q_kvar[t])
         measured = usable if count_pseudo else usable & ld.metered[t]
         fl = mb.flows
-        ok = np.isfinite(fl.sigma_p_kw[t]) & np.isfinite(fl.sigma_q_kvar[t]) if len(fl.branch) else np.zeros(0, bool)
-        pos = np.asarray(
-            [topo.branch_names.index(fl.branch[c]) for c in np.flatnonzero(ok)], dtype=np.int64
+        ok = (
+            np.isfinite(fl.sigma_p_kw[t]) & np.isfinite(fl.sigma_q_kvar[t])
+            if len(fl.branch)
+            else np.zeros(0, bool)
         )
-        vb = self.wls.ppc_bus(mb.voltage.bus[np.isfinite(mb.voltage.sigma_pu[t])]) if len(mb.voltage.bus) else np.zeros(0, dtype=np.int64)
+        pos = np.asarray([topo.branch_names.index(fl.branch[c]) for c in np.flatnonzero(ok)], dtype=np.int64)
+        vb = (
+            self.wls.ppc_bus(mb.voltage.bus[np.isfinite(mb.voltage.sigma_pu[t])])
+            if len(mb.voltage.bus)
+            else np.zeros(0, dtype=np.int64)
+        )
         return check_observability(
             topo, measured, pos, vb, flow_candidates=flow_candidates, max_suggestions=max_suggestions
         )
@@ -188,7 +195,10 @@ class StateEstimator(PgmInputBuilder):
         ps["id"] = self._new_ids(n_l + n_f)
         ps["measured_object"][:n_l] = self._all_load_ids
         ps["measured_terminal_type"][:n_l] = MeasuredTerminalType.load
-        ids = {"line": self._base[ComponentType.line]["id"], "trafo": self._base[ComponentType.transformer]["id"]}
+        ids = {
+            "line": self._base[ComponentType.line]["id"],
+            "trafo": self._base[ComponentType.transformer]["id"],
+        }
         order = {"line": list(self.line_idx), "trafo": list(self._trafo_pp_idx)}
         for k, (name, side) in enumerate(zip(mb.flows.branch, mb.flows.side, strict=True)):
             table, idx = name.split(":")
@@ -202,9 +212,11 @@ class StateEstimator(PgmInputBuilder):
         ps["q_measured"] = 0.0
         data[ComponentType.sym_power_sensor] = ps
         model = PowerGridModel(data, system_frequency=self._f_hz)
-        info = {"v_ids": vs["id"].copy(), "p_ids": ps["id"].copy(), "v_urated": self._u_rated[
-            [int(np.flatnonzero(self.bus_idx == b)[0]) for b in mb.voltage.bus]
-        ]}
+        info = {
+            "v_ids": vs["id"].copy(),
+            "p_ids": ps["id"].copy(),
+            "v_urated": self._u_rated[[int(np.flatnonzero(self.bus_idx == b)[0]) for b in mb.voltage.bus]],
+        }
         self._models[key] = (model, info)
         return model, info
 
@@ -413,7 +425,7 @@ class StateEstimator(PgmInputBuilder):
             chi2=j_all,
             chi2_threshold=thr_all,
             chi2_failed=chi_failed,
-            converged=~res["failed"],
+            converged=~res["failed"].astype(bool),
             bad_data=tuple(bad),
             vm_sigma_pu=vm_sigma,
             line_loading_sigma=None if br_sigma is None else br_sigma[:, :n_l],
@@ -427,8 +439,9 @@ class StateEstimator(PgmInputBuilder):
         """Switch off the sensor behind row k; a load falls back to its pseudo-measurement."""
         base = self.wls.base_mva * 1e3
         if m.family == "load":
-            measured = float(step.loads.p_kw[0, m.col])
-            est = measured + float(r[k] if rows.kind[k] == "q_inj" else r[k]) * base  # z - h, load sign flipped
+            is_q = rows.kind[k] == "q_inj"
+            measured = float((step.loads.q_kvar if is_q else step.loads.p_kw)[0, m.col])
+            est = measured + float(r[k]) * base  # r = z - h with z = -load: the estimate is measured + r
             return step.with_pseudo(0, m.col), BadDatum(t, m.sensor, m.label, measured, est, rn, "pseudo")
         if m.family == "voltage":
             measured = float(step.voltage.u_pu[0, m.col])
@@ -461,5 +474,3 @@ class StateEstimator(PgmInputBuilder):
         sigma_s_va = np.sqrt(np.maximum(var, 0.0)) * self.wls.base_mva * 1e6
         rating = np.concatenate([self._line_rating_va, self._trafo_sn_va])
         return vm_sigma, sigma_s_va / rating
-
-

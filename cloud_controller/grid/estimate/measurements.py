@@ -32,10 +32,13 @@ import numpy.typing as npt
 __all__ = [
     "Z_P10_P90",
     "FlowSensors",
+    "LoadForecast",
+    "LoadReadings",
     "LoadSensors",
     "MeasurementBatch",
     "MeterClass",
     "QualityPolicy",
+    "SensorSpec",
     "VoltageSensors",
     "age_widened_sigma",
     "load_sensors",
@@ -68,13 +71,15 @@ def meter_sigma(value: FloatArray | float, rated: float, meter: MeterClass) -> F
     """σ of a reading of a class-`meter` instrument rated `rated` (same unit as `value`)."""
     mag = np.maximum(np.abs(np.asarray(value, dtype=float)), meter.p_floor_frac * rated)
     # never exactly zero: PGM refuses σ <= 0 and a zero weight is no measurement
-    return np.maximum(meter.class_pct / 100.0 * mag / 3.0, 1e-9 * max(rated, 1e-9))
+    out: FloatArray = np.maximum(meter.class_pct / 100.0 * mag / 3.0, 1e-9 * max(rated, 1e-9))
+    return out
 
 
 def pseudo_sigma_kw(p10_kw: FloatArray, p90_kw: FloatArray, sigma_floor_kw: float) -> FloatArray:
     """σ of a pseudo-measurement from its forecast p10..p90 band (normal assumption), floored."""
     width = np.abs(np.asarray(p90_kw, dtype=float) - np.asarray(p10_kw, dtype=float))
-    return np.maximum(width / Z_P10_P90, sigma_floor_kw)
+    out: FloatArray = np.maximum(width / Z_P10_P90, sigma_floor_kw)
+    return out
 
 
 @dataclass(frozen=True)
@@ -225,31 +230,58 @@ class MeasurementBatch:
         return replace(self, flows=replace(self.flows, sigma_p_kw=sp, sigma_q_kvar=sq))
 
 
+@dataclass(frozen=True)
+class LoadReadings:
+    """Meter readings of the loads: (T, n) kW, NaN where a load has no meter or no reading."""
+
+    p_kw: FloatArray
+    q_kvar: FloatArray | None = None  # None: the meters report active power only
+    quality: npt.NDArray[np.str_] | None = None  # default "good"
+    age_s: FloatArray | None = None  # default 0 s
+
+
+@dataclass(frozen=True)
+class LoadForecast:
+    """The forecast quantiles of every load, (T, n) kW: the pseudo-measurements."""
+
+    p10_kw: FloatArray
+    p50_kw: FloatArray
+    p90_kw: FloatArray
+
+
+@dataclass(frozen=True)
+class SensorSpec:
+    """How readings become sensors: meter class and rating, quality policy, the Q pseudo-value."""
+
+    meter: MeterClass
+    rated_kw: FloatArray | float
+    policy: QualityPolicy = field(default_factory=QualityPolicy)
+    cos_phi: FloatArray | float = 0.95
+    q_sigma_frac: float = 0.3
+    sigma_floor_kw: float = 0.05
+
+
 def load_sensors(
     load_idx: npt.NDArray[np.int64],
-    *,
-    reading_p_kw: FloatArray,
-    p10_kw: FloatArray,
-    p50_kw: FloatArray,
-    p90_kw: FloatArray,
-    rated_kw: FloatArray,
-    meter: MeterClass,
-    reading_q_kvar: FloatArray | None = None,
-    quality: npt.NDArray[np.str_] | None = None,
-    age_s: FloatArray | None = None,
-    policy: QualityPolicy | None = None,
-    cos_phi: FloatArray | float = 0.95,
-    q_sigma_frac: float = 0.3,
-    sigma_floor_kw: float = 0.05,
+    readings: LoadReadings,
+    forecast: LoadForecast,
+    spec: SensorSpec,
     site: Sequence[str] = (),
 ) -> LoadSensors:
     """Appliance sensors for every load: its meter reading where usable, else its pseudo-measurement.
 
-    reading_p_kw: (T, n) metered active power, NaN where the load has no meter (or no reading);
-    quality / age_s: per reading (default good, 0 s); p10/p50/p90: the forecast of every load;
-    rated_kw: the meter's rating per load (its low-current floor). Q is metered only if
-    `reading_q_kvar` is given, else a pseudo-value at `cos_phi` with σ = `q_sigma_frac` · |S|.
+    The meter's rating sets its low-current floor. Q is metered only if the readings have
+    it, else a pseudo-value at `spec.cos_phi` with σ = `q_sigma_frac` · |S|.
     """
+    reading_p_kw, reading_q_kvar, quality, age_s = (
+        readings.p_kw,
+        readings.q_kvar,
+        readings.quality,
+        readings.age_s,
+    )
+    p10_kw, p50_kw, p90_kw = forecast.p10_kw, forecast.p50_kw, forecast.p90_kw
+    meter, rated_kw, policy = spec.meter, spec.rated_kw, spec.policy
+    cos_phi, q_sigma_frac, sigma_floor_kw = spec.cos_phi, spec.q_sigma_frac, spec.sigma_floor_kw
     p_read = np.atleast_2d(np.asarray(reading_p_kw, dtype=float))
     shape = p_read.shape
     p50 = np.broadcast_to(np.asarray(p50_kw, dtype=float), shape)
@@ -259,7 +291,7 @@ def load_sensors(
     sig_meter = np.maximum(sig_meter, meter.class_pct / 100.0 * meter.p_floor_frac * rated / 3.0)
     q_arr = np.full(shape, "good") if quality is None else np.broadcast_to(np.asarray(quality), shape)
     age = np.zeros(shape) if age_s is None else np.broadcast_to(np.asarray(age_s, dtype=float), shape)
-    sig_meter = age_widened_sigma(sig_meter, sig_pseudo, age, q_arr, policy or QualityPolicy())
+    sig_meter = age_widened_sigma(sig_meter, sig_pseudo, age, q_arr, policy)
     metered = np.isfinite(p_read) & np.isfinite(sig_meter)
     p = np.where(metered, p_read, p50)
     sp = np.where(metered, sig_meter, sig_pseudo)

@@ -81,7 +81,9 @@ class Observability:
     suggestions_verified: bool  # the numerical check passes with the suggestions added
 
 
-def _h_matrix(topo: Topology, inj: npt.NDArray[np.bool_], flow: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
+def _h_matrix(
+    topo: Topology, inj: npt.NDArray[np.bool_], flow: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.float64]:
     """P-θ measurement matrix with unit susceptances (structure is what observability needs)."""
     n, nb = topo.n_bus, len(topo.f)
     rows: list[npt.NDArray[np.float64]] = []
@@ -115,7 +117,11 @@ def _numerical(
 
 
 def _propagate(
-    topo: Topology, adj: list[list[int]], inj: npt.NDArray[np.bool_], known: npt.NDArray[np.bool_], start: list[int]
+    topo: Topology,
+    adj: list[list[int]],
+    inj: npt.NDArray[np.bool_],
+    known: npt.NDArray[np.bool_],
+    start: list[int],
 ) -> int:
     """Flow propagation from `start` buses, in place; returns the number of branches newly determined."""
     gained = 0
@@ -224,10 +230,14 @@ def _greedy(
     loads_at: dict[int, list[int]] = {}
     for c, b in enumerate(topo.load_bus):
         loads_at.setdefault(int(b), []).append(c)
-    trafo = [k for k, nm in enumerate(topo.branch_names) if nm.startswith("trafo:")] if flow_candidates else []
+    trafo = (
+        [k for k, nm in enumerate(topo.branch_names) if nm.startswith("trafo:")] if flow_candidates else []
+    )
     out: list[MeterSuggestion] = []
     while not known.all() and (max_suggestions is None or len(out) < max_suggestions):
-        best: tuple[int, MeterSuggestion | None, npt.NDArray[np.bool_] | None, npt.NDArray[np.bool_] | None] = (0, None, None, None)
+        best: tuple[
+            int, MeterSuggestion | None, npt.NDArray[np.bool_] | None, npt.NDArray[np.bool_] | None
+        ] = (0, None, None, None)
         for b, cols in loads_at.items():
             if inj[b] or sum(1 for k in adj[b] if not known[k]) != 1:
                 continue  # metering it determines nothing by itself (see the module docstring)
@@ -244,7 +254,12 @@ def _greedy(
             known2[k] = True
             gain = 1 + _propagate(topo, adj, inj, known2, [int(topo.f[k]), int(topo.t[k])])
             if gain > best[0]:
-                best = (gain, MeterSuggestion("flow", None, (), topo.branch_names[k], gain), inj.copy(), known2)
+                best = (
+                    gain,
+                    MeterSuggestion("flow", None, (), topo.branch_names[k], gain),
+                    inj.copy(),
+                    known2,
+                )
         if best[1] is None or best[2] is None or best[3] is None:
             break  # meshed net or an unmeterable bus: the numerical check says what is left
         out.append(best[1])

@@ -45,6 +45,12 @@ class Rows:
     sigma: FloatArray
 
 
+def _real_or_imag(dva: Any, dvm: Any, nonref: IntArray, *, imag: bool) -> sp.csr_matrix:
+    """[∂/∂θ (non-reference columns) | ∂/∂|V|] of the real (P) or imaginary (Q) part."""
+    a, m = (dva.imag, dvm.imag) if imag else (dva.real, dvm.real)
+    return sp.csr_matrix(sp.hstack([a[:, nonref], m]))
+
+
 class WlsModel:
     """Admittance matrices of `net` (pandapower's ppc) and the measurement functions h(V), H(V)."""
 
@@ -80,11 +86,11 @@ class WlsModel:
         self._nonref = np.array([b for b in range(self.n_bus) if b != self.ref], dtype=np.int64)
 
     def ppc_bus(self, pp_bus: IntArray | list[int]) -> IntArray:
-        """ppc bus index of pandapower buses."""
+        """The ppc bus index of pandapower buses."""
         return np.asarray(self.bus_lookup[np.asarray(pp_bus, dtype=np.int64)], dtype=np.int64)
 
     def ppc_branch(self, name: str) -> int:
-        """ppc branch row of "line:<idx>" or "trafo:<idx>" (pandapower index)."""
+        """The ppc branch row of "line:<idx>" or "trafo:<idx>" (pandapower index)."""
         table, idx = name.split(":")
         lo, _ = self._line_rows if table == "line" else self._trafo_rows
         return int(lo + self._order[table].get_loc(int(idx)))
@@ -132,7 +138,11 @@ class WlsModel:
         sel_v = np.flatnonzero(kinds == "v")
         if len(sel_v):
             cols = n_nr + rows.bus[sel_v]
-            groups.append(sp.csr_matrix((np.ones(len(sel_v)), (np.arange(len(sel_v)), cols)), (len(sel_v), self.n_state)))
+            groups.append(
+                sp.csr_matrix(
+                    (np.ones(len(sel_v)), (np.arange(len(sel_v)), cols)), (len(sel_v), self.n_state)
+                )
+            )
             order.append(sel_v)
         for kind, dva_all, dvm_all, index in (
             ("p_inj", ds_dva, ds_dvm, rows.bus),
@@ -141,16 +151,14 @@ class WlsModel:
             sel = np.flatnonzero(kinds == kind)
             if len(sel):
                 dva, dvm = dva_all[index[sel]], dvm_all[index[sel]]
-                part = (lambda x: x.real) if kind == "p_inj" else (lambda x: x.imag)
-                groups.append(sp.csr_matrix(sp.hstack([part(dva)[:, nr], part(dvm)])))
+                groups.append(_real_or_imag(dva, dvm, nr, imag=kind == "q_inj"))
                 order.append(sel)
         for kind in ("p_flow", "q_flow"):
             for to_side, dva_all, dvm_all in ((False, dsf_dva, dsf_dvm), (True, dst_dva, dst_dvm)):
                 sel = np.flatnonzero((kinds == kind) & (rows.to_side == to_side))
                 if len(sel):
                     dva, dvm = dva_all[rows.branch[sel]], dvm_all[rows.branch[sel]]
-                    part = (lambda x: x.real) if kind == "p_flow" else (lambda x: x.imag)
-                    groups.append(sp.csr_matrix(sp.hstack([part(dva)[:, nr], part(dvm)])))
+                    groups.append(_real_or_imag(dva, dvm, nr, imag=kind == "q_flow"))
                     order.append(sel)
         if not groups:
             return sp.csr_matrix((0, self.n_state))
@@ -162,14 +170,16 @@ class WlsModel:
     def covariances(
         self, v: npt.NDArray[np.complex128], rows: Rows, zero_buses: IntArray, *, want_state: bool
     ) -> tuple[FloatArray, FloatArray | None, sp.csr_matrix]:
-        """diag Ω (residual variances) and, if asked, the state covariance E of the constrained WLS.
+        """The diagonal of Ω (residual variances) and, if asked, the state covariance E of the constrained WLS.
 
         KKT system [[HᵀWH, Cᵀ], [C, 0]] with C the zero-injection rows (P and Q).
         Returns (omega_diag, E or None, H).
         """
         hm = self.jacobian(v, rows)
+        zk: list[RowKind] = ["p_inj"] * len(zero_buses)
+        zk += ["q_inj"] * len(zero_buses)
         zr = Rows(
-            kind=tuple(["p_inj"] * len(zero_buses) + ["q_inj"] * len(zero_buses)),
+            kind=tuple(zk),
             bus=np.concatenate([zero_buses, zero_buses]).astype(np.int64),
             branch=np.full(2 * len(zero_buses), -1, dtype=np.int64),
             to_side=np.zeros(2 * len(zero_buses), dtype=bool),

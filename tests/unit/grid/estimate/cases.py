@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -20,8 +20,17 @@ def small_net(n_feeder_buses: int = 4) -> Any:
     mv = pp.create_bus(net, 20.0, name="MV busbar")
     pp.create_ext_grid(net, hv, vm_pu=1.02, name="HV grid")
     pp.create_transformer_from_parameters(
-        net, hv, mv, sn_mva=25.0, vn_hv_kv=110.0, vn_lv_kv=20.0, vkr_percent=0.32,
-        vk_percent=12.0, pfe_kw=14.0, i0_percent=0.07, name="HV/MV",
+        net,
+        hv,
+        mv,
+        sn_mva=25.0,
+        vn_hv_kv=110.0,
+        vn_lv_kv=20.0,
+        vkr_percent=0.32,
+        vk_percent=12.0,
+        pfe_kw=14.0,
+        i0_percent=0.07,
+        name="HV/MV",
     )
     rng = np.random.default_rng(7)
     for s in range(2):
@@ -36,8 +45,13 @@ def small_net(n_feeder_buses: int = 4) -> Any:
                 pp.create_line(net, prev, b, 0.05 + 0.02 * k, "NAYY 4x150 SE")
                 if k % 2 == 1:
                     p_kw = float(rng.uniform(2.0, 6.0))
-                    pp.create_load(net, b, p_mw=p_kw / 1e3, q_mvar=p_kw / 1e3 * np.tan(np.arccos(0.95)),
-                                   name=f"HH s{s}f{f}b{k}")
+                    pp.create_load(
+                        net,
+                        b,
+                        p_mw=p_kw / 1e3,
+                        q_mvar=p_kw / 1e3 * np.tan(np.arccos(0.95)),
+                        name=f"HH s{s}f{f}b{k}",
+                    )
                 prev = b
     # Dyn5 stations shift the LV angle by 150 degrees; pandapower's WLS starts flat and does not
     # converge across that shift, so the cross-check case uses an unshifted winding
@@ -51,8 +65,6 @@ def truth(net: Any) -> Any:
 
     pp.runpp(net, calculate_voltage_angles=True, init="dc")
     return net
-
-
 
 
 def measurements(
@@ -74,8 +86,11 @@ def measurements(
     """
     from cloud_controller.grid.estimate import (
         FlowSensors,
+        LoadForecast,
+        LoadReadings,
         MeasurementBatch,
         MeterClass,
+        SensorSpec,
         VoltageSensors,
         load_sensors,
         meter_sigma,
@@ -89,17 +104,17 @@ def measurements(
     rng = np.random.default_rng(noise_seed)
     cls = MeterClass(1.0)
     sig = meter_sigma(p, 10.0, cls)
-    read_p = np.where(mask, p + (sig * rng.standard_normal(p.shape) if noise_seed is not None else 0.0), np.nan)
-    read_q = np.where(mask, q + (sig * rng.standard_normal(q.shape) if noise_seed is not None else 0.0), np.nan)
+    read_p = np.where(
+        mask, p + (sig * rng.standard_normal(p.shape) if noise_seed is not None else 0.0), np.nan
+    )
+    read_q = np.where(
+        mask, q + (sig * rng.standard_normal(q.shape) if noise_seed is not None else 0.0), np.nan
+    )
     loads = load_sensors(
         ld.index.to_numpy(),
-        reading_p_kw=read_p,
-        reading_q_kvar=read_q,
-        p10_kw=0.5 * p,
-        p50_kw=p,
-        p90_kw=1.5 * p,
-        rated_kw=np.full(n, 10.0),
-        meter=cls,
+        LoadReadings(read_p, read_q),
+        LoadForecast(0.5 * p, p, 1.5 * p),
+        SensorSpec(cls, rated_kw=10.0),
         site=[f"site-{i}" for i in ld.index],
     )
     hv = int(net.ext_grid.bus.iloc[0])
@@ -118,7 +133,15 @@ def measurements(
     if noise_seed is not None:
         fp = fp + fsp * rng.standard_normal(fp.shape)
         fq = fq + fsq * rng.standard_normal(fq.shape)
+    to: Literal["from", "to"] = "to"
+    side = tuple(to for _ in tr)
     flows = FlowSensors(
-        tuple(f"trafo:{i}" for i in tr), ("to",) * len(tr), fp, fq, fsp, fsq, tuple(f"station:{i}" for i in tr)
+        tuple(f"trafo:{i}" for i in tr),
+        side,
+        fp,
+        fq,
+        fsp,
+        fsq,
+        tuple(f"station:{i}" for i in tr),
     )
     return MeasurementBatch(volt, loads, flows)

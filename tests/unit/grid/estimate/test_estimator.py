@@ -48,7 +48,9 @@ def test_same_noisy_measurements_give_pandapowers_wls_estimate(net: Any, est: St
     for c, name in enumerate(fl.branch):
         t = int(name.split(":")[1])
         pp.create_measurement(ref, "p", "trafo", fl.p_kw[0, c] / 1e3, fl.sigma_p_kw[0, c] / 1e3, t, side="lv")
-        pp.create_measurement(ref, "q", "trafo", fl.q_kvar[0, c] / 1e3, fl.sigma_q_kvar[0, c] / 1e3, t, side="lv")
+        pp.create_measurement(
+            ref, "q", "trafo", fl.q_kvar[0, c] / 1e3, fl.sigma_q_kvar[0, c] / 1e3, t, side="lv"
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = estimate(ref, init="flat", zero_injection="no_inj_bus", tolerance=1e-10)
@@ -63,7 +65,9 @@ def test_full_exact_metering_recovers_the_grid_truth(net: Any, est: StateEstimat
     r = est.estimate(measurements(net), EstimateOptions(with_sigma=True))
     assert _vm_err(r.vm_pu[0], net, r.bus_idx) < 1e-6
     tr_idx = [int(n.split(":")[1]) for n in r.trafo_names]
-    assert np.max(np.abs(r.trafo_loading[0] - net.res_trafo.loading_percent.loc[tr_idx].to_numpy() / 100)) < 1e-5
+    assert (
+        np.max(np.abs(r.trafo_loading[0] - net.res_trafo.loading_percent.loc[tr_idx].to_numpy() / 100)) < 1e-5
+    )
     assert np.max(np.abs(r.load_p_kw[0] - net.res_load.p_mw.loc[r.load_idx].to_numpy() * 1e3)) < 1e-3
     assert r.bad_data == () and not r.chi2_failed[0]
     assert r.vm_sigma_pu is not None and np.all(r.vm_sigma_pu[0] > 0) and np.all(r.vm_sigma_pu[0] < 0.01)

@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 
 from cloud_controller.grid.estimate import (
+    LoadForecast,
+    LoadReadings,
     MeterClass,
     QualityPolicy,
+    SensorSpec,
     age_widened_sigma,
     load_sensors,
     meter_sigma,
@@ -48,7 +51,9 @@ def test_pseudo_sigma_is_the_p10_p90_width_over_2_563_with_a_floor() -> None:
     ids=["fresh", "aged-blended", "flagged-stale", "too-old-dropped", "bad-dropped"],
 )
 def test_quality_and_age_widen_or_drop_a_reading(quality: str, age_s: float, expected: float) -> None:
-    s = age_widened_sigma(np.array([0.01]), np.array([1.0]), np.array([age_s]), np.array([quality]), QualityPolicy())
+    s = age_widened_sigma(
+        np.array([0.01]), np.array([1.0]), np.array([age_s]), np.array([quality]), QualityPolicy()
+    )
     assert float(s[0]) == pytest.approx(expected)
 
 
@@ -61,13 +66,9 @@ def test_a_dropped_site_reading_falls_back_to_its_pseudo_measurement() -> None:
     read = np.array([[3.0, 4.0]])
     sens = load_sensors(
         np.array([0, 1]),
-        reading_p_kw=read,
-        quality=np.array([["good", "bad"]]),
-        p10_kw=np.array([[1.0, 1.0]]),
-        p50_kw=np.array([[2.0, 2.0]]),
-        p90_kw=np.array([[3.5632, 3.5632]]),
-        rated_kw=np.array([10.0, 10.0]),
-        meter=MeterClass(1.0),
+        LoadReadings(read, quality=np.array([["good", "bad"]])),
+        LoadForecast(np.array([[1.0, 1.0]]), np.array([[2.0, 2.0]]), np.array([[3.5632, 3.5632]])),
+        SensorSpec(MeterClass(1.0), rated_kw=10.0),
     )
     assert sens.metered.tolist() == [[True, False]]
     assert sens.p_kw.tolist() == [[3.0, 2.0]]

@@ -192,7 +192,9 @@ def test_state_estimation_time_and_accuracy_on_the_region() -> None:
     )
     print(
         f"{'metered':>8} {'one ms':>8} {'+σ ms':>8} {'96 ms':>8} {'pp ms':>8} {'pp/one':>7} "
-        f"{'max|ΔV| pu':>11} {'|PGM-pp| pu':>12} " + " ".join(f"{n + ' Δ%':>12}" for n in names) + "  bad"
+        f"{'max|ΔV| pu':>11} {'|PGM-pp| pu':>12} "
+        + " ".join(f"{n + ' Δ%':>12}" for n in names)
+        + "  removed/χ²-failed periods"
     )
     for share, one_s, sig_s, b_s, pp_s, dv, dpp, dl, nbad in rows:
         print(

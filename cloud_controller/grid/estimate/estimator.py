@@ -47,7 +47,7 @@ class EstimateOptions:
     rn_max_threshold: float = 3.0
     max_bad_data_iterations: int = 10
     bad_data: bool = True
-    with_sigma: bool = False  # state and loading σ: one KKT solve per period
+    with_sigma: bool = False  # state and loading σ: one gain-matrix inverse per period
     threading: int = -1  # PGM batch threads (-1 sequential, 0 all)
 
 

@@ -4,11 +4,13 @@ Why: power-grid-model returns the estimated state and each sensor's residual, bu
 gain matrix or the residual covariance, and the largest-normalised-residual test needs
 both: r_N,i = |r_i| / sqrt(Ω_ii) with Ω = R − H E Hᵀ, H the measurement Jacobian at the
 estimate and E the state covariance. So the same network is built a second time as
-pandapower's own admittance matrices (`to_ppc` + `makeYbus`, which the power-flow tests
+pandapower's own admittance matrices (`makeYbus` on its ppc, which the power-flow tests
 show equal to PGM's model to 2e-5 pu), and H is formed at PGM's estimate with
-pandapower's `dSbus_dV` / `dSbr_dV`. Zero injections enter as equality constraints
-(a KKT system, as PGM treats them), not as heavily weighted measurements, so the gain
-matrix stays well conditioned. Everything is per unit on the net's `sn_mva`.
+pandapower's `dSbus_dV` / `dSbr_dV`. Zero injections enter as virtual
+measurements with σ a thousandth of the tightest meter's (PGM treats them as exact
+constraints; the difference in Ω is of that order), which keeps the gain matrix symmetric
+positive definite with the net's tree sparsity: a minimum-degree ordering factorises it
+with almost no fill, where the KKT form filled in badly. Everything is per unit on the net's `sn_mva`.
 
 Open line ends are modelled as out-of-service lines here (PGM keeps their shunt
 capacitance: a few var on LV cables, far below any σ).
@@ -170,9 +172,9 @@ class WlsModel:
     def covariances(
         self, v: npt.NDArray[np.complex128], rows: Rows, zero_buses: IntArray, *, want_state: bool
     ) -> tuple[FloatArray, FloatArray | None, sp.csr_matrix]:
-        """The diagonal of Ω (residual variances) and, if asked, the state covariance E of the constrained WLS.
+        """The diagonal of Ω (residual variances) and, if asked, the state covariance E.
 
-        KKT system [[HᵀWH, Cᵀ], [C, 0]] with C the zero-injection rows (P and Q).
+        C, the zero-injection rows (P and Q), enter as near-exact virtual measurements.
         Returns (omega_diag, E or None, H).
         """
         hm = self.jacobian(v, rows)
@@ -187,19 +189,17 @@ class WlsModel:
             sigma=np.ones(2 * len(zero_buses)),
         )
         cm = self.jacobian(v, zr)
+        # zero injections as virtual measurements 1e-3 of the tightest σ: the gain matrix stays
+        # symmetric positive definite with the net's tree sparsity, so a minimum-degree ordering
+        # factorises it with almost no fill (the KKT form fills in badly under SuperLU's pivoting)
+        s_zi = 1e-3 * float(rows.sigma.min()) if len(rows.sigma) else 1e-6
         w = sp.diags(1.0 / rows.sigma**2)
-        gain = hm.T @ w @ hm
-        kkt = sp.bmat([[gain, cm.T], [cm, None]], format="csc")
-        lu = spla.splu(kkt)
-        n = self.n_state
-        rhs = np.zeros((kkt.shape[0], hm.shape[0]))
-        rhs[:n] = hm.T.toarray()
-        x = lu.solve(rhs)[:n]  # E Hᵀ
+        gain = (hm.T @ w @ hm + (cm.T @ cm) / s_zi**2).tocsc()
+        lu = spla.splu(
+            gain, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True}
+        )
+        x = lu.solve(hm.T.toarray())  # E Hᵀ
         hehT = np.asarray(hm.multiply(x.T).sum(axis=1)).ravel()
         omega = rows.sigma**2 - hehT
-        cov = None
-        if want_state:
-            eye = np.zeros((kkt.shape[0], n))
-            eye[:n] = np.eye(n)
-            cov = lu.solve(eye)[:n]
+        cov = lu.solve(np.eye(self.n_state)) if want_state else None
         return omega, cov, hm

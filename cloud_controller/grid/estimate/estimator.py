@@ -384,10 +384,14 @@ class StateEstimator(PgmInputBuilder):
             if opt.bad_data and chi_failed[t]:
                 step = mb.step(t)
                 for _ in range(opt.max_bad_data_iterations):
-                    omega, _, _ = self.wls.covariances(v, rows, self.zero_buses, want_state=False)
-                    crit = omega <= 1e-10 * rows.sigma**2  # critical: residual always 0, undetectable
-                    rn = np.where(crit, 0.0, np.abs(r) / np.sqrt(np.maximum(omega, 1e-300)))
-                    rn = np.where([m.removable for m in meta], rn, 0.0)
+                    # candidates: real meters' P, V and flow rows (a site meter's Q is a pseudo-value)
+                    cand = np.flatnonzero(
+                        [m.removable and kd != "q_inj" for m, kd in zip(meta, rows.kind, strict=True)]
+                    )
+                    omega, _, _ = self.wls.covariances(v, rows, self.zero_buses, want_state=False, only=cand)
+                    om = np.nan_to_num(omega, nan=0.0)
+                    crit = om <= 1e-10 * rows.sigma**2  # critical: residual always 0, undetectable
+                    rn = np.where(crit, 0.0, np.abs(r) / np.sqrt(np.maximum(om, 1e-300)))
                     k = int(np.argmax(rn)) if len(rn) else -1
                     if k < 0 or rn[k] <= opt.rn_max_threshold:
                         break

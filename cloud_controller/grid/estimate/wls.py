@@ -9,8 +9,8 @@ show equal to PGM's model to 2e-5 pu), and H is formed at PGM's estimate with
 pandapower's `dSbus_dV` / `dSbr_dV`. Zero injections enter as virtual
 measurements with σ a thousandth of the tightest meter's (PGM treats them as exact
 constraints; the difference in Ω is of that order), which keeps the gain matrix symmetric
-positive definite with the net's tree sparsity: a minimum-degree ordering factorises it
-with almost no fill, where the KKT form filled in badly. Everything is per unit on the net's `sn_mva`.
+positive definite with the net's tree sparsity, so it factorises with little fill, where
+the KKT form filled in badly. Everything is per unit on the net's `sn_mva`.
 
 Open line ends are modelled as out-of-service lines here (PGM keeps their shunt
 capacitance: a few var on LV cables, far below any σ).
@@ -170,11 +170,19 @@ class WlsModel:
         return sp.csr_matrix(stacked[inv])
 
     def covariances(
-        self, v: npt.NDArray[np.complex128], rows: Rows, zero_buses: IntArray, *, want_state: bool
+        self,
+        v: npt.NDArray[np.complex128],
+        rows: Rows,
+        zero_buses: IntArray,
+        *,
+        want_state: bool,
+        only: IntArray | None = None,
     ) -> tuple[FloatArray, FloatArray | None, sp.csr_matrix]:
         """The diagonal of Ω (residual variances) and, if asked, the state covariance E.
 
         C, the zero-injection rows (P and Q), enter as near-exact virtual measurements.
+        `only`: the rows whose Ω is wanted (the rest are NaN): each row is one solve with the
+        factorised gain matrix, and only real meters can be bad data.
         Returns (omega_diag, E or None, H).
         """
         hm = self.jacobian(v, rows)
@@ -189,17 +197,16 @@ class WlsModel:
             sigma=np.ones(2 * len(zero_buses)),
         )
         cm = self.jacobian(v, zr)
-        # zero injections as virtual measurements 1e-3 of the tightest σ: the gain matrix stays
-        # symmetric positive definite with the net's tree sparsity, so a minimum-degree ordering
-        # factorises it with almost no fill (the KKT form fills in badly under SuperLU's pivoting)
+        # zero injections as virtual measurements 1e-3 of the tightest σ: the gain matrix keeps
+        # the net's tree sparsity and factorises with little fill (the KKT form filled in badly)
         s_zi = 1e-3 * float(rows.sigma.min()) if len(rows.sigma) else 1e-6
         w = sp.diags(1.0 / rows.sigma**2)
         gain = (hm.T @ w @ hm + (cm.T @ cm) / s_zi**2).tocsc()
-        lu = spla.splu(
-            gain, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True}
-        )
-        x = lu.solve(hm.T.toarray())  # E Hᵀ
-        hehT = np.asarray(hm.multiply(x.T).sum(axis=1)).ravel()
-        omega = rows.sigma**2 - hehT
-        cov = lu.solve(np.eye(self.n_state)) if want_state else None
+        lu = spla.splu(gain)
+        sel = np.arange(hm.shape[0]) if only is None else np.asarray(only, dtype=np.int64)
+        h_sel = hm[sel]
+        x = lu.solve(np.asfortranarray(h_sel.T.toarray()))  # E Hᵀ of the wanted rows
+        omega = np.full(hm.shape[0], np.nan)
+        omega[sel] = rows.sigma[sel] ** 2 - np.asarray(h_sel.multiply(x.T).sum(axis=1)).ravel()
+        cov = lu.solve(np.eye(self.n_state, order="F")) if want_state else None
         return omega, cov, hm

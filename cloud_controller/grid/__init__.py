@@ -1,7 +1,19 @@
-"""Grid model: pandapower networks, the radial linear model the optimiser uses, power-flow checks."""
+"""Grid model: pandapower networks, the radial linear model the optimiser uses, the meshed DC-OPF, power-flow checks."""
 
 from cloud_controller.grid.ac_check import dc_ac_discrepancy
 from cloud_controller.grid.estimate import MeasurementBatch, StateEstimate, StateEstimator
+from cloud_controller.grid.meshed import (
+    DcNetwork,
+    DcOpfInfeasible,
+    DcOpfOptions,
+    DcOpfResult,
+    EngineChoice,
+    NetworkShape,
+    choose_engine,
+    dc_network_from_pandapower,
+    network_shape,
+    solve_dc_opf,
+)
 from cloud_controller.grid.powerflow import BatchPowerFlow, PowerFlowResult
 from cloud_controller.grid.radial import RadialGrid, radial_from_pandapower
 from cloud_controller.grid.reduce import station_grid
@@ -9,15 +21,25 @@ from cloud_controller.grid.region import Region, build_schutterwald_region, regi
 
 __all__ = [
     "BatchPowerFlow",
+    "DcNetwork",
+    "DcOpfInfeasible",
+    "DcOpfOptions",
+    "DcOpfResult",
+    "EngineChoice",
     "MeasurementBatch",
+    "NetworkShape",
     "PowerFlowResult",
     "RadialGrid",
     "Region",
     "StateEstimate",
     "StateEstimator",
     "build_schutterwald_region",
+    "choose_engine",
     "dc_ac_discrepancy",
+    "dc_network_from_pandapower",
+    "network_shape",
     "radial_from_pandapower",
     "region_from_json",
+    "solve_dc_opf",
     "station_grid",
 ]

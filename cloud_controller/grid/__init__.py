@@ -1,6 +1,7 @@
 """Grid model: pandapower networks, the radial linear model the optimiser uses, the meshed DC-OPF, power-flow checks."""
 
 from cloud_controller.grid.ac_check import dc_ac_discrepancy
+from cloud_controller.grid.estimate import MeasurementBatch, StateEstimate, StateEstimator
 from cloud_controller.grid.meshed import (
     DcNetwork,
     DcOpfInfeasible,
@@ -25,10 +26,13 @@ __all__ = [
     "DcOpfOptions",
     "DcOpfResult",
     "EngineChoice",
+    "MeasurementBatch",
     "NetworkShape",
     "PowerFlowResult",
     "RadialGrid",
     "Region",
+    "StateEstimate",
+    "StateEstimator",
     "build_schutterwald_region",
     "choose_engine",
     "dc_ac_discrepancy",

@@ -1,0 +1,212 @@
+"""A numpy WLS linearisation of the net, for what power-grid-model does not expose.
+
+Why: power-grid-model returns the estimated state and each sensor's residual, but not the
+gain matrix or the residual covariance, and the largest-normalised-residual test needs
+both: r_N,i = |r_i| / sqrt(Ω_ii) with Ω = R − H E Hᵀ, H the measurement Jacobian at the
+estimate and E the state covariance. So the same network is built a second time as
+pandapower's own admittance matrices (`makeYbus` on its ppc, which the power-flow tests
+show equal to PGM's model to 2e-5 pu), and H is formed at PGM's estimate with
+pandapower's `dSbus_dV` / `dSbr_dV`. Zero injections enter as virtual
+measurements with σ a thousandth of the tightest meter's (PGM treats them as exact
+constraints; the difference in Ω is of that order), which keeps the gain matrix symmetric
+positive definite with the net's tree sparsity, so it factorises with little fill, where
+the KKT form filled in badly. Everything is per unit on the net's `sn_mva`.
+
+Open line ends are modelled as out-of-service lines here (PGM keeps their shunt
+capacitance: a few var on LV cables, far below any σ).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+__all__ = ["Rows", "WlsModel"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+RowKind = Literal["v", "p_inj", "q_inj", "p_flow", "q_flow"]
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Measurement rows of one period in the WLS model (all per unit)."""
+
+    kind: tuple[RowKind, ...]
+    bus: IntArray  # ppc bus (v, injections) or -1
+    branch: IntArray  # ppc branch (flows) or -1
+    to_side: npt.NDArray[np.bool_]  # flow at the branch's "to" end
+    z: FloatArray  # measured value (injections generation-positive)
+    sigma: FloatArray
+
+
+def _real_or_imag(dva: Any, dvm: Any, nonref: IntArray, *, imag: bool) -> sp.csr_matrix:
+    """[∂/∂θ (non-reference columns) | ∂/∂|V|] of the real (P) or imaginary (Q) part."""
+    a, m = (dva.imag, dvm.imag) if imag else (dva.real, dvm.real)
+    return sp.csr_matrix(sp.hstack([a[:, nonref], m]))
+
+
+class WlsModel:
+    """Admittance matrices of `net` (pandapower's ppc) and the measurement functions h(V), H(V)."""
+
+    def __init__(self, net: Any) -> None:
+        import pandapower as pp
+        from pandapower.pypower.makeYbus import makeYbus
+
+        work = copy.deepcopy(net)
+        sw = work.switch
+        if len(sw):
+            open_lines = sw[(sw.et == "l") & ~sw.closed.astype(bool)].element.unique()
+            work.line.loc[work.line.index.isin(open_lines), "in_service"] = False
+            work.switch = sw[~((sw.et == "l") & ~sw.closed.astype(bool))]
+        # one power flow of the unloaded copy builds pandapower's ppc (buses renumbered to its
+        # internal order, every branch row kept); the admittances do not depend on the loads
+        work.load["p_mw"] = 0.0
+        work.load["q_mvar"] = 0.0
+        pp.runpp(work, init="dc", calculate_voltage_angles=True, check_connectivity=False)
+        ppc = work._ppc
+        look = work._pd2ppc_lookups
+        self.base_mva = float(ppc["baseMVA"])
+        self.bus_lookup: IntArray = np.asarray(look["bus"], dtype=np.int64)
+        self.branch = ppc["branch"]
+        self._line_rows = look["branch"].get("line", (0, 0))
+        self._trafo_rows = look["branch"].get("trafo", (0, 0))
+        ybus, yf, yt = makeYbus(self.base_mva, ppc["bus"], ppc["branch"])
+        self.ybus, self.yf, self.yt = sp.csr_matrix(ybus), sp.csr_matrix(yf), sp.csr_matrix(yt)
+        # pandapower numbers branch rows in table order, every line then every trafo
+        self._order = {"line": pd.Index(work.line.index), "trafo": pd.Index(work.trafo.index)}
+        self.n_bus = int(ppc["bus"].shape[0])
+        eg = work.ext_grid[work.ext_grid.in_service.astype(bool)]
+        self.ref = int(self.bus_lookup[int(eg.bus.iloc[0])])
+        self._nonref = np.array([b for b in range(self.n_bus) if b != self.ref], dtype=np.int64)
+
+    def ppc_bus(self, pp_bus: IntArray | list[int]) -> IntArray:
+        """The ppc bus index of pandapower buses."""
+        return np.asarray(self.bus_lookup[np.asarray(pp_bus, dtype=np.int64)], dtype=np.int64)
+
+    def ppc_branch(self, name: str) -> int:
+        """The ppc branch row of "line:<idx>" or "trafo:<idx>" (pandapower index)."""
+        table, idx = name.split(":")
+        lo, _ = self._line_rows if table == "line" else self._trafo_rows
+        return int(lo + self._order[table].get_loc(int(idx)))
+
+    @property
+    def n_state(self) -> int:
+        """Angles of every non-reference bus, then every magnitude."""
+        return len(self._nonref) + self.n_bus
+
+    # -------------------------------------------------------------- functions
+
+    def h(self, v: npt.NDArray[np.complex128], rows: Rows) -> FloatArray:
+        """Measurement functions at complex bus voltages `v` (pu)."""
+        s_bus = v * np.conj(self.ybus @ v)
+        f = self.branch[:, 0].real.astype(np.int64)
+        t = self.branch[:, 1].real.astype(np.int64)
+        s_f = v[f] * np.conj(self.yf @ v)
+        s_t = v[t] * np.conj(self.yt @ v)
+        out = np.empty(len(rows.kind))
+        for i, k in enumerate(rows.kind):
+            if k == "v":
+                out[i] = abs(v[rows.bus[i]])
+            elif k == "p_inj":
+                out[i] = s_bus[rows.bus[i]].real
+            elif k == "q_inj":
+                out[i] = s_bus[rows.bus[i]].imag
+            else:
+                s = s_t[rows.branch[i]] if rows.to_side[i] else s_f[rows.branch[i]]
+                out[i] = s.real if k == "p_flow" else s.imag
+        return out
+
+    def jacobian(self, v: npt.NDArray[np.complex128], rows: Rows) -> sp.csr_matrix:
+        """∂h/∂x at `v`, x = (angles of non-reference buses, all magnitudes)."""
+        from pandapower.pypower.dSbr_dV import dSbr_dV
+        from pandapower.pypower.dSbus_dV import dSbus_dV
+
+        ds_dvm, ds_dva = dSbus_dV(self.ybus, v)
+        dsf_dva, dsf_dvm, dst_dva, dst_dvm, _, _ = dSbr_dV(self.branch, self.yf, self.yt, v)
+        kinds = np.asarray(rows.kind)
+        nr = self._nonref
+        n_nr = len(nr)
+        m = len(kinds)
+        groups: list[sp.csr_matrix] = []
+        order: list[IntArray] = []
+        sel_v = np.flatnonzero(kinds == "v")
+        if len(sel_v):
+            cols = n_nr + rows.bus[sel_v]
+            groups.append(
+                sp.csr_matrix(
+                    (np.ones(len(sel_v)), (np.arange(len(sel_v)), cols)), (len(sel_v), self.n_state)
+                )
+            )
+            order.append(sel_v)
+        for kind, dva_all, dvm_all, index in (
+            ("p_inj", ds_dva, ds_dvm, rows.bus),
+            ("q_inj", ds_dva, ds_dvm, rows.bus),
+        ):
+            sel = np.flatnonzero(kinds == kind)
+            if len(sel):
+                dva, dvm = dva_all[index[sel]], dvm_all[index[sel]]
+                groups.append(_real_or_imag(dva, dvm, nr, imag=kind == "q_inj"))
+                order.append(sel)
+        for kind in ("p_flow", "q_flow"):
+            for to_side, dva_all, dvm_all in ((False, dsf_dva, dsf_dvm), (True, dst_dva, dst_dvm)):
+                sel = np.flatnonzero((kinds == kind) & (rows.to_side == to_side))
+                if len(sel):
+                    dva, dvm = dva_all[rows.branch[sel]], dvm_all[rows.branch[sel]]
+                    groups.append(_real_or_imag(dva, dvm, nr, imag=kind == "q_flow"))
+                    order.append(sel)
+        if not groups:
+            return sp.csr_matrix((0, self.n_state))
+        stacked = sp.csr_matrix(sp.vstack(groups))
+        inv = np.empty(m, dtype=np.int64)
+        inv[np.concatenate(order)] = np.arange(m)
+        return sp.csr_matrix(stacked[inv])
+
+    def covariances(
+        self,
+        v: npt.NDArray[np.complex128],
+        rows: Rows,
+        zero_buses: IntArray,
+        *,
+        want_state: bool,
+        only: IntArray | None = None,
+    ) -> tuple[FloatArray, FloatArray | None, sp.csr_matrix]:
+        """The diagonal of Ω (residual variances) and, if asked, the state covariance E.
+
+        C, the zero-injection rows (P and Q), enter as near-exact virtual measurements.
+        `only`: the rows whose Ω is wanted (the rest are NaN): each row is one solve with the
+        factorised gain matrix, and only real meters can be bad data.
+        Returns (omega_diag, E or None, H).
+        """
+        hm = self.jacobian(v, rows)
+        zk: list[RowKind] = ["p_inj"] * len(zero_buses)
+        zk += ["q_inj"] * len(zero_buses)
+        zr = Rows(
+            kind=tuple(zk),
+            bus=np.concatenate([zero_buses, zero_buses]).astype(np.int64),
+            branch=np.full(2 * len(zero_buses), -1, dtype=np.int64),
+            to_side=np.zeros(2 * len(zero_buses), dtype=bool),
+            z=np.zeros(2 * len(zero_buses)),
+            sigma=np.ones(2 * len(zero_buses)),
+        )
+        cm = self.jacobian(v, zr)
+        # zero injections as virtual measurements 1e-3 of the tightest σ: the gain matrix keeps
+        # the net's tree sparsity and factorises with little fill (the KKT form filled in badly)
+        s_zi = 1e-3 * float(rows.sigma.min()) if len(rows.sigma) else 1e-6
+        w = sp.diags(1.0 / rows.sigma**2)
+        gain = (hm.T @ w @ hm + (cm.T @ cm) / s_zi**2).tocsc()
+        lu = spla.splu(gain)
+        sel = np.arange(hm.shape[0]) if only is None else np.asarray(only, dtype=np.int64)
+        h_sel = hm[sel]
+        x = lu.solve(np.asfortranarray(h_sel.T.toarray()))  # E Hᵀ of the wanted rows
+        omega = np.full(hm.shape[0], np.nan)
+        omega[sel] = rows.sigma[sel] ** 2 - np.asarray(h_sel.multiply(x.T).sum(axis=1)).ravel()
+        cov = lu.solve(np.eye(self.n_state, order="F")) if want_state else None
+        return omega, cov, hm

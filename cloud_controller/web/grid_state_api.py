@@ -1,0 +1,247 @@
+"""`GET /grid/state`: the estimated state of the grid from what the controller measures now.
+
+What is metered today: each registered site's grid meter (active power, from ingest's latest
+values; reactive power is a pseudo-value at the load's power factor). Everything else is a
+pseudo-measurement: a registered site without a usable reading takes its forecast from the
+last plan (p50 and σ); a household outside the fleet takes its pandapower load as p50 with
+a wide σ (`OUTSIDE_FLEET_SIGMA_KW`); the only voltage is the HV/MV station's set-point (the
+ext_grid's vm_pu, σ 1 %) until a substation meter exists. The response says all of this in
+`metered`, and `observability` says what the real meters alone can and cannot see.
+
+`live_measurements` is pure (snapshots in, a MeasurementBatch out); the route caches one
+`StateEstimator` per region and runs the estimate in FastAPI's thread pool.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Query
+
+from cloud_controller.grid.estimate import (
+    EstimateOptions,
+    LoadForecast,
+    LoadReadings,
+    MeasurementBatch,
+    MeterClass,
+    Observability,
+    QualityPolicy,
+    SensorSpec,
+    StateEstimate,
+    StateEstimator,
+    VoltageSensors,
+    load_sensors,
+)
+from cloud_controller.grid.estimate.measurements import FlowSensors
+
+if TYPE_CHECKING:
+    from cloud_controller.grid import Region
+    from cloud_controller.live.types import Plan, SiteRef, SiteSnapshot
+    from cloud_controller.service import CloudController
+
+__all__ = ["OUTSIDE_FLEET_SIGMA_KW", "grid_state_router", "live_measurements", "state_view"]
+
+#: σ of a household the controller knows nothing about (no meter, no forecast), kW.
+OUTSIDE_FLEET_SIGMA_KW = 1.5
+#: A site grid meter: class 1 (IEC 62053-21), rated for a 35 A x 3 house connection.
+SITE_METER = MeterClass(1.0, 0.05)
+SITE_METER_RATED_KW = 24.0
+HV_SETPOINT_SIGMA_PU = 0.01
+
+
+def live_measurements(
+    region: Region,
+    sites: Sequence[SiteRef],
+    snapshots: Mapping[str, SiteSnapshot],
+    plan: Plan | None,
+    now: datetime,
+    *,
+    policy: QualityPolicy | None = None,
+) -> tuple[MeasurementBatch, dict[str, Any]]:
+    """One period's measurements of the region from the site snapshots and the last plan's forecast."""
+    net = region.net
+    load_idx = np.asarray(region.site_load_idx, dtype=np.int64)
+    n = len(load_idx)
+    loads = net.load.loc[load_idx]
+    scaling = loads.scaling.to_numpy(dtype=float) if "scaling" in loads.columns else np.ones(n)
+    p50 = loads.p_mw.to_numpy(dtype=float) * scaling * 1e3
+    sigma = np.full(n, OUTSIDE_FLEET_SIGMA_KW)
+    reading = np.full(n, np.nan)
+    age = np.zeros(n)
+    quality = np.full(n, "good", dtype=object)
+    site_of = [""] * n
+    fc = None if plan is None or plan.site_forecast_kw is None else np.asarray(plan.site_forecast_kw, float)
+    fs = None if plan is None or plan.site_sigma_kw is None else np.asarray(plan.site_sigma_kw, float)
+    for i, ref in enumerate(sites):
+        h = int(ref.region_site)
+        if not 0 <= h < n:
+            continue
+        site_of[h] = ref.site
+        if fc is not None and fs is not None and fc.ndim == 2 and i < fc.shape[1]:
+            p50[h], sigma[h] = float(fc[0, i]), float(np.broadcast_to(fs, fc.shape)[0, i])
+        snap = snapshots.get(ref.site)
+        if snap is None or snap.p_net_kw is None:
+            continue
+        reading[h] = snap.p_net_kw
+        at = snap.measured_at or snap.last_seen
+        age[h] = (now - at).total_seconds() if at is not None else np.inf
+        if snap.mode == "offline":
+            quality[h] = "stale"
+    half = 1.2815515655446004 * np.maximum(sigma, 0.0)
+    cos_phi = loads.cos_phi.fillna(0.95).to_numpy(dtype=float) if "cos_phi" in loads.columns else 0.95
+    ls = load_sensors(
+        load_idx,
+        LoadReadings(reading[None, :], quality=quality.astype(str)[None, :], age_s=age[None, :]),
+        LoadForecast((p50 - half)[None, :], p50[None, :], (p50 + half)[None, :]),
+        SensorSpec(SITE_METER, SITE_METER_RATED_KW, policy or QualityPolicy(), cos_phi),
+        site=site_of,
+    )
+    eg = net.ext_grid[net.ext_grid.in_service.astype(bool)]
+    hv = int(eg.bus.iloc[0])
+    volt = VoltageSensors(
+        np.array([hv]),
+        np.array([[float(eg.vm_pu.iloc[0])]]),
+        np.array([[HV_SETPOINT_SIGMA_PU]]),
+        ("pseudo:ext_grid set-point",),
+    )
+    z = np.zeros((1, 0))
+    flows = FlowSensors((), (), z, z.copy(), z.copy(), z.copy(), ())
+    n_metered = int(ls.metered.sum())
+    metered = {
+        "site_meters": n_metered,
+        "registered_sites": len(sites),
+        "households": n,
+        "metered_share": n_metered / n if n else 0.0,
+        "pseudo_from_forecast": int(sum(1 for s in site_of if s)) - n_metered,
+        "pseudo_outside_fleet": n - int(sum(1 for s in site_of if s)),
+        "substation_meters": 0,
+        "voltage": "pseudo: the HV/MV station's set-point (no substation meter yet)",
+        "reactive_power": "pseudo: each load's power factor",
+    }
+    return MeasurementBatch(volt, ls, flows), metered
+
+
+def _num(x: float) -> float | None:
+    return None if not np.isfinite(x) else round(float(x), 6)
+
+
+def state_view(
+    region: Region, est: StateEstimator, res: StateEstimate, obs: Observability, metered: dict[str, Any]
+) -> dict[str, Any]:
+    """The JSON of `/grid/state` (loadings in % of rating, voltages in pu, powers load-positive kW)."""
+    net = region.net
+    vsig = res.vm_sigma_pu[0] if res.vm_sigma_pu is not None else np.full(len(res.bus_idx), np.nan)
+    lsig = (
+        res.line_loading_sigma[0]
+        if res.line_loading_sigma is not None
+        else np.full(len(res.line_idx), np.nan)
+    )
+    tsig = (
+        res.trafo_loading_sigma[0]
+        if res.trafo_loading_sigma is not None
+        else np.full(len(res.trafo_names), np.nan)
+    )
+    trafos = []
+    for k, name in enumerate(res.trafo_names):
+        idx = int(name.split(":")[1])
+        trafos.append(
+            {
+                "trafo": name,
+                "name": str(net.trafo.name.at[idx]),
+                "loading_pct": _num(100 * res.trafo_loading[0, k]),
+                "loading_sigma_pct": _num(100 * tsig[k]),
+                "p_lv_kw": _num(res.trafo_p_lv_kw[0, k]),
+            }
+        )
+    vm = res.vm_pu[0]
+    return {
+        "converged": bool(res.converged[0]),
+        "metered": metered,
+        "chi2": {
+            "value": _num(res.chi2[0]),
+            "threshold": _num(res.chi2_threshold[0]),
+            "failed": bool(res.chi2_failed[0]),
+        },
+        "bad_data": [
+            {
+                "sensor": b.sensor,
+                "label": b.label,
+                "measured": b.measured,
+                "estimated": b.estimated,
+                "normalised_residual": b.normalised_residual,
+                "replaced_by": b.replaced_by,
+            }
+            for b in res.bad_data
+        ],
+        "observability": {
+            "observable_from_meters": obs.observable,
+            "rank_deficiency": obs.rank_deficiency,
+            "islands": len(obs.islands),
+            "unobservable_buses": list(obs.unobservable_buses),
+            "suggested_meters": [
+                {
+                    "kind": s.kind,
+                    "bus": s.bus,
+                    "branch": s.branch,
+                    "branches_determined": s.branches_determined,
+                }
+                for s in obs.suggestions
+            ],
+            "note": "from real meters alone; the estimate itself also uses the pseudo-measurements",
+        },
+        "v_min_pu": _num(np.nanmin(vm)) if len(vm) else None,
+        "v_max_pu": _num(np.nanmax(vm)) if len(vm) else None,
+        "transformers": trafos,
+        "buses": [
+            {"bus": int(b), "vm_pu": _num(vm[k]), "vm_sigma_pu": _num(vsig[k])}
+            for k, b in enumerate(res.bus_idx)
+        ],
+        "lines": [
+            {
+                "line": int(ln),
+                "loading_pct": _num(100 * res.line_loading[0, k]),
+                "loading_sigma_pct": _num(100 * lsig[k]),
+            }
+            for k, ln in enumerate(res.line_idx)
+        ],
+    }
+
+
+def grid_state_router(controller: CloudController) -> APIRouter:
+    """`GET /grid/state` over `controller` (the planner's region, ingest's latest readings)."""
+    router = APIRouter(tags=["grid"])
+    cache: dict[int, StateEstimator] = {}
+    lock = threading.Lock()
+
+    @router.get("/grid/state")
+    def grid_state(
+        max_suggestions: Annotated[int, Query(ge=0, le=500)] = 20,
+    ) -> dict[str, Any]:
+        """Estimated state now: per bus voltage and σ, per line / transformer loading and σ, bad data removed.
+
+        Also what is metered (`metered`) and whether the real meters alone make the grid observable,
+        with up to `max_suggestions` meters that would (`observability`).
+        """
+        region = getattr(controller.built_planner, "region", None)
+        if region is None:
+            raise HTTPException(503, "no grid model yet: the planner is built with the first plan")
+        mb, metered = live_measurements(
+            region,
+            controller.registry.sites,
+            controller.snapshots,
+            controller.last_plan,
+            controller.clock.now(),
+        )
+        with lock:
+            est = cache.get(id(region))
+            if est is None:
+                est = cache[id(region)] = StateEstimator(region.net)
+            res = est.estimate(mb, EstimateOptions(with_sigma=True))
+            obs = est.observability(mb, max_suggestions=max_suggestions)
+        return state_view(region, est, res, obs, metered)
+
+    return router

@@ -16,6 +16,7 @@ import numpy as np
 from cloud_controller.dispatch.highs import basis
 from cloud_controller.dispatch.highs.crash import BASIC, LOWER, basis_for, set_basis
 from cloud_controller.dispatch.highs.grid_rows import GridRows
+from cloud_controller.dispatch.highs.quiet import quiet_highs
 from cloud_controller.dispatch.highs.read import ScheduleReader
 from cloud_controller.dispatch.highs.threads import process_threads
 from cloud_controller.dispatch.model.lp import LpIndex, build_lp
@@ -40,7 +41,7 @@ class LpSession:
         self.problem = problem
         self.cop_rtol = options.cop_rtol
         presolve_first = options.presolve_first
-        self.h: Any = highspy.Highs()  # type: ignore[no-untyped-call]
+        self.h: Any = quiet_highs()  # no banner on stdout; output_flag off
         self.h.setOptionValue("output_flag", False)
         self.h.setOptionValue("threads", process_threads(options.threads))
         # Presolve would discard the previous basis: keep it off so every re-solve is warm

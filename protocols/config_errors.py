@@ -23,13 +23,16 @@ Loc = tuple[int | str, ...]
 
 
 def unknown_key_reason(key: str, allowed: Iterable[str]) -> str:
-    """ "unknown key 'perod_s' (did you mean 'period_s'?)" — the suggestion only when one is close."""
+    """The reason for a misspelt key, with a suggestion only when one is close.
+
+    `unknown key 'perod_s' (did you mean 'period_s'?)`, or `unknown key 'zzz'`.
+    """
     close = difflib.get_close_matches(key, sorted(set(allowed)), n=1, cutoff=0.6)
     return f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
 
 
 def dotted_key(loc: Loc) -> str:
-    """pydantic's error location as the YAML key: `control.period_s`, `sites[0].assets[1]`."""
+    """The YAML key of a pydantic error location: `control.period_s`, `sites[0].assets[1]`."""
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))

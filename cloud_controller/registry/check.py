@@ -3,12 +3,13 @@
 A registry written by hand drifts from the buildings it describes (the README's own
 example once registered a battery the simulated building did not have, and every
 command to it was rejected). Ingest feeds every telemetry sample's point key and time
-here. A registered asset is *missing* once the site's samples span `grace_s` of its own
-time (and `grace_batches` batches) without one of that asset: batches are not polls (an
-agent replays its backlog in chunks, one device's points may come in one batch and
-another's in the next), but every polled point appears within any window longer than
-the agent's poll interval. A point of an asset the registry does not list is
-*unregistered*; a site not in the registry at all is *unknown*. Each asset or site is
+here with the time it arrived. A registered asset is *missing* once the site's set of
+reporting assets has not grown for `grace_s` seconds of arrival time (and
+`grace_batches` batches). Arrival time, not sample time: batches are not polls (an agent
+replays its backlog in chunks, one device's points in one batch and another's in the
+next), a driver can take a minute of wall time to connect (BACnet under load), and under
+an accelerated clock a minute of samples passes in a quarter of a second. A point of an
+asset the registry does not list is *unregistered*; a site not in the registry at all is *unknown*. Each asset or site is
 reported once (the caller logs it and writes a warning event); the planner sends no
 command to a missing asset. Pure: no I/O, no clock.
 """
@@ -17,15 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from cloud_controller.registry import Registry
 
 __all__ = ["DEFAULT_GRACE_BATCHES", "DEFAULT_GRACE_S", "RegistryCheck", "SiteFindings", "SiteMismatch"]
 
-#: Sample time a site's telemetry must span before a registered asset that never appeared
-#: in it is called missing: many poll intervals (the test bed polls every 1-5 s).
-DEFAULT_GRACE_S = 60.0
+#: Seconds (arrival time) without a newly reporting asset after which a registered asset
+#: that never appeared is called missing: many poll intervals, and longer than a slow
+#: driver takes to connect.
+DEFAULT_GRACE_S = 120.0
 #: ... and telemetry batches it must have sent (a first batch can be partial).
 DEFAULT_GRACE_BATCHES = 3
 
@@ -63,8 +64,7 @@ class SiteFindings:
 class _SiteState:
     registered: frozenset[str]
     batches: int = 0
-    first_ts: datetime | None = None
-    last_ts: datetime | None = None
+    grown_s: float | None = None  # arrival time (monotonic s) at which the reporting assets last grew
     seen_assets: set[str] = field(default_factory=set)
     missing: set[str] = field(default_factory=set)
     reported_missing: set[str] = field(default_factory=set)
@@ -97,36 +97,37 @@ class RegistryCheck:
         self.unregistered_sites[site] = self.unregistered_sites.get(site, 0) + 1
         return first
 
-    def observe(self, site: str, samples: Iterable[tuple[str, datetime]]) -> SiteFindings:
-        """Take one telemetry batch ("asset/point" key, sample time) of registered `site`; what it newly shows."""
+    def observe(self, site: str, point_keys: Iterable[str], *, now_s: float) -> SiteFindings:
+        """What one batch of registered `site` newly shows: its "asset/point" keys, arrived at `now_s` (wall s)."""
         st = self._sites[site]
         st.batches += 1
         seen_unregistered = {k.partition("/")[0] for k in st.unregistered}
         batch_assets: set[str] = set()
         new_points: set[str] = set()
-        for key, ts in samples:
-            batch_assets.add(key.partition("/")[0])
-            if key.partition("/")[0] not in st.registered and key not in st.unregistered:
+        for key in point_keys:
+            asset = key.partition("/")[0]
+            batch_assets.add(asset)
+            if asset not in st.registered and key not in st.unregistered:
                 new_points.add(key)
-            st.first_ts = ts if st.first_ts is None or ts < st.first_ts else st.first_ts
-            st.last_ts = ts if st.last_ts is None or ts > st.last_ts else st.last_ts
+        if st.grown_s is None or not batch_assets <= st.seen_assets:
+            st.grown_s = now_s
         st.unregistered |= new_points
         new_assets = sorted({k.partition("/")[0] for k in new_points} - seen_unregistered)
         st.seen_assets |= batch_assets
         back = sorted(st.missing & batch_assets)
         st.missing -= batch_assets
         new_missing: list[str] = []
-        if self._past_grace(st):
+        if self._past_grace(st, now_s):
             st.missing = set(st.registered - st.seen_assets)
             new_missing = sorted(st.missing - st.reported_missing)
             st.reported_missing |= st.missing
         points = tuple(sorted(k for k in st.unregistered if k.partition("/")[0] in new_assets))
         return SiteFindings(tuple(new_missing), tuple(new_assets), points, tuple(back))
 
-    def _past_grace(self, st: _SiteState) -> bool:
-        if st.batches < self.grace_batches or st.first_ts is None or st.last_ts is None:
+    def _past_grace(self, st: _SiteState, now_s: float) -> bool:
+        if st.batches < self.grace_batches or st.grown_s is None:
             return False
-        return (st.last_ts - st.first_ts).total_seconds() >= self.grace_s
+        return now_s - st.grown_s >= self.grace_s
 
     def missing_assets(self, site: str) -> frozenset[str]:
         """Registered assets of `site` that have not reported within the grace (none for unknown sites)."""

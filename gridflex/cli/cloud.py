@@ -122,7 +122,7 @@ def register(app: typer.Typer) -> None:
 
         assert isinstance(cfg, CloudConfig) and isinstance(reg, Registry)
         run_until_signal(
-            lambda: CloudController(cfg, reg, clock=RealClock(), role=role.value).run(),  # type: ignore[arg-type]
+            lambda: CloudController(cfg, reg, clock=RealClock(), role=role.value).run(),
             name="controller",
         )
 

@@ -46,7 +46,7 @@ def show_flags_as_flags() -> None:
         return None if self.is_flag else original(self, ctx)
 
     display_type_rich._flags_as_flags = True  # type: ignore[attr-defined]
-    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign,assignment]
 
 
 class BrokerBackend(StrEnum):

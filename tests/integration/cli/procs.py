@@ -45,7 +45,7 @@ class Proc:
             time.sleep(0.2)
         raise AssertionError(f"no {pattern!r} (rc {self.popen.poll()}):\n{self.text()[-3000:]}")
 
-    def stop(self, timeout_s: float = 20.0) -> int:
+    def stop(self, timeout_s: float = 40.0) -> int:
         """SIGTERM, wait up to `timeout_s`, then SIGKILL: this process only, by PID."""
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)

@@ -20,7 +20,7 @@ import yaml
 from gridflex.ops.broker import MosquittoBroker
 from tests.integration.cli.procs import NOISE, Proc, start
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
 EXAMPLES = Path(__file__).parents[3] / "examples"
 SITES = ("b001", "b002", "b003")

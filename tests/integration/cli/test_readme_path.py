@@ -151,7 +151,7 @@ def test_wrong_registry_is_flagged_and_the_missing_asset_never_commanded(fleet: 
     )
     proc, api = _cloud(fleet, "cloud-wrong", wrong)
     try:
-        site = _until(api, "/sites/b001", lambda b: b["registry_mismatch"]["missing_assets"] == ["bat1"], 180)
+        site = _until(api, "/sites/b001", lambda b: b["registry_mismatch"]["missing_assets"] == ["bat1"], 400)
         unregistered = site["registry_mismatch"]["unregistered_points"]
         assert unregistered and all(p.startswith("zone1/") for p in unregistered), unregistered
         reg = _until(api, "/registry", lambda b: len(b["unregistered_sites"]) == 2, 60)

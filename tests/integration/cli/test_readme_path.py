@@ -20,7 +20,7 @@ import yaml
 from gridflex.ops.broker import MosquittoBroker
 from tests.integration.cli.procs import NOISE, Proc, start
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1200)]
 
 EXAMPLES = Path(__file__).parents[3] / "examples"
 SITES = ("b001", "b002", "b003")
@@ -103,7 +103,7 @@ def test_readme_path_commands_are_all_accepted(fleet: Fleet) -> None:
                 r["status"] is not None for r in recent[: len(EXPECTED_PER_PLAN)]
             )
 
-        body = _until(api, "/commands", first_plan_acked, 240)
+        body = _until(api, "/commands", first_plan_acked, 600)  # the planner is built first
         recent = body["recent"]
         assert {(r["site"], r["asset"]) for r in recent} <= EXPECTED_PER_PLAN | {("b001", "ev1")}
         assert {(r["site"], r["asset"]) for r in recent} >= EXPECTED_PER_PLAN

@@ -25,7 +25,7 @@ def test_example_registry_is_the_simulated_fleet() -> None:
     specs = draw_specs(SIM_DEFAULT_SITES, seed=SIM_DEFAULT_SEED)
     assert registry.ids == [s.site for s in specs]
     for spec, site in zip(specs, registry.sites, strict=True):
-        expected = {METER: None, ZONE: None}  # every simulated building: a meter and a BACnet zone
+        expected: dict[str, float | None] = {METER: None, ZONE: None}  # a meter and a BACnet zone each
         if spec.pv_kwp is not None:
             expected[PV] = None
         if spec.battery_kwh is not None:

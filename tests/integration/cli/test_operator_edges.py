@@ -1,9 +1,10 @@
-"""`gridflex cloud` as a process: a taken API port is one stderr line and exit 2; a normal start, up
-to its first plan, prints none of the start-up noise (HiGHS banner, pandapower's numba and plotly
-notices) on stdout or stderr."""
+"""`gridflex cloud` as a process: a taken API port is one stderr line and exit 2; none of the start-up
+noise (HiGHS banner, pandapower's numba and plotly notices): at its sources in the default run, and
+(slow) from the grid model and solver at DEBUG and from the cloud process up to its first plan."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import subprocess
 import sys
@@ -14,12 +15,14 @@ import httpx
 import pytest
 import yaml
 
+from cloud_controller.grid.quiet import quiet_pandapower
 from gridflex.ops.broker import MosquittoBroker
 from tests.integration.cli.procs import NOISE, start
 
 pytestmark = pytest.mark.integration
 
-EXAMPLES = Path(__file__).parents[3] / "examples"
+ROOT = Path(__file__).parents[3]
+EXAMPLES = ROOT / "examples"
 
 
 def _config(tmp_path: Path, *, broker_port: int, api_port: int) -> Path:
@@ -67,6 +70,48 @@ print("commands", len(plan.commands))
 """
 
 
+HIGHS_ONCE = """
+import importlib.util, sys
+print("before", flush=True)
+# the module alone, without the dispatch package's heavy __init__ (pyomo, the grid model)
+spec = importlib.util.spec_from_file_location("quiet", "cloud_controller/dispatch/highs/quiet.py")
+quiet = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(quiet)
+quiet_highs = quiet.quiet_highs
+h = quiet_highs()
+h2 = quiet_highs()
+print("after", h.getOptionValue("output_flag")[1], h2.getOptionValue("output_flag")[1], flush=True)
+"""
+
+
+def test_highs_starts_without_its_banner_and_keeps_stdout() -> None:
+    """The banner HiGHS prints at C level on the first `Highs()`: gone; the process's own output kept."""
+    proc = subprocess.run(
+        [sys.executable, "-c", HIGHS_ONCE], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "before\nafter False False\n"
+    assert [n for n in NOISE if n in proc.stdout + proc.stderr] == []
+
+
+def test_only_pandapowers_two_notices_are_dropped(caplog: pytest.LogCaptureFixture) -> None:
+    quiet_pandapower()
+    quiet_pandapower()  # idempotent: one filter per logger
+    caplog.set_level(logging.DEBUG)
+    plotting = logging.getLogger("pandapower.plotting.plotly.draw_layers")
+    aux = logging.getLogger("pandapower.auxiliary")
+    plotting.info("Failed to import plotly - interactive plotting will not be available")
+    aux.warning("numba cannot be imported and numba functions are disabled.\nProbably the execution is slow.")
+    aux.warning("a real pandapower warning")
+    plotting.warning("plotly version 2 is no longer supported")
+    assert [r.getMessage() for r in caplog.records] == [
+        "a real pandapower warning",
+        "plotly version 2 is no longer supported",
+    ]
+    assert len(aux.filters) == len(plotting.filters) == 1
+
+
+@pytest.mark.slow
 def test_the_controllers_grid_and_solver_start_silently() -> None:
     """The sources themselves (the region from pandapower, the HiGHS LP, one solve), logging at DEBUG."""
     proc = subprocess.run([sys.executable, "-c", PLAN_ONCE], capture_output=True, text=True, timeout=300)

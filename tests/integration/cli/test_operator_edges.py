@@ -112,6 +112,7 @@ def test_only_pandapowers_two_notices_are_dropped(caplog: pytest.LogCaptureFixtu
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_the_controllers_grid_and_solver_start_silently() -> None:
     """The sources themselves (the region from pandapower, the HiGHS LP, one solve), logging at DEBUG."""
     proc = subprocess.run([sys.executable, "-c", PLAN_ONCE], capture_output=True, text=True, timeout=300)
@@ -121,14 +122,15 @@ def test_the_controllers_grid_and_solver_start_silently() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_the_cloud_starts_and_plans_without_start_up_noise(
     tmp_path: Path, mosquitto: MosquittoBroker
 ) -> None:
     cfg = _config(tmp_path, broker_port=mosquitto.port, api_port=0)
     proc = start(tmp_path, "cloud", "cloud", "--config", str(cfg))
     try:
-        api_port = int(proc.wait_for(r"API on http://127\.0\.0\.1:(\d+)/", 120).group(1))
-        deadline = time.monotonic() + 180
+        api_port = int(proc.wait_for(r"API on http://127\.0\.0\.1:(\d+)/", 300).group(1))
+        deadline = time.monotonic() + 600
         health: dict[str, object] = {}
         while time.monotonic() < deadline:  # the first plan: pandapower region, HiGHS LP, solve
             health = httpx.get(f"http://127.0.0.1:{api_port}/healthz", timeout=10).json()

@@ -13,9 +13,8 @@ each interval's mean under the limit; `correct` runs it between plans, and every
 runs it once with the plan's battery values counted as pending (the Schutterwald study's CurA/CurB as
 real-time rules).
 
-A registered asset the site never reported (`SiteSnapshot.missing_assets`, from the
-registry check at ingest) does not exist as far as the plan goes: its battery is pinned
-to zero and it gets no command.
+A registered asset the site never reported (`SiteSnapshot.missing_assets`, from ingest's
+registry check) is not there: a missing battery is pinned to zero, no asset of them is commanded.
 
 Sites that are offline (or unknown, or ignored their last commands) are "excluded":
 their forecast stays in the grid balance, their batteries are pinned to zero in the LP
@@ -283,8 +282,7 @@ class MpcPlanner:
             or snap.uncontrollable
         }
         missing = _missing_assets(sites)
-        # a battery the site never reported is not there: pinned to 0, never commanded
-        no_battery = {
+        no_battery = {  # a battery the site never reported: pinned to 0, never commanded
             i
             for i, s in enumerate(self.sites)
             if (bat := s.asset_of(Role.BATTERY)) is not None and (s.site, bat.asset) in missing

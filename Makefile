@@ -15,13 +15,14 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := mosquitto mosquitto-clients victoria-metrics chromium
 APT_BINARIES := /usr/sbin/mosquitto /usr/bin/mosquitto_sub /usr/bin/victoria-metrics /usr/bin/chromium
 
-.PHONY: help setup system-deps venv lint typecheck test test-all bench demo clean
+.PHONY: help setup system-deps venv lint typecheck test test-all bench chaos demo clean
 
 help:
 	@echo "make test   - set up everything, then ruff, mypy and the test suite (unit + integration)"
 	@echo "make demo   - set up everything, then run the demo on embedded defaults"
 	@echo "make bench  - benchmarks that print figures (see docs/benchmarks.md)"
 	@echo "make test-all - also the slow tests"
+	@echo "make chaos  - the full chaos run against real processes, ~15 min (see docs/reliability.md)"
 
 system-deps:
 	@missing=""; for f in $(APT_BINARIES); do [ -x "$$f" ] || missing=1; done; \
@@ -61,6 +62,9 @@ bench: setup
 	$(VENV)/bin/gridflex bench study
 	$(VENV)/bin/gridflex bench ingest
 	$(VENV)/bin/gridflex bench loop --sites 100 --minutes 3
+
+chaos: setup
+	$(VENV)/bin/gridflex chaos --out chaos-table.md
 
 demo: setup
 	$(VENV)/bin/gridflex demo

@@ -9,10 +9,12 @@ dispatch engine have their own faces, `cloud_controller.study` and `cloud_contro
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from protocols.lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from cloud_controller.api import create_app
     from cloud_controller.config import CloudConfig, load_cloud_config
     from cloud_controller.grid import Region, build_schutterwald_region
     from cloud_controller.live.planner import MpcPlanner, build_planner
@@ -36,6 +38,7 @@ __all__ = [
     "SqliteStore",
     "build_planner",
     "build_schutterwald_region",
+    "create_app",
     "load_cloud_config",
     "load_registry",
 ]
@@ -55,16 +58,10 @@ _WHERE = {
     "SqliteStore": "cloud_controller.store",
     "build_planner": "cloud_controller.live.planner",
     "build_schutterwald_region": "cloud_controller.grid",
+    "create_app": "cloud_controller.api",
     "load_cloud_config": "cloud_controller.config",
     "load_registry": "cloud_controller.registry",
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module 'cloud_controller' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, __all__)

@@ -1,4 +1,4 @@
-"""HTTP API (FastAPI, OpenAPI at /docs): read-only views of the controller; writes need a token.
+"""HTTP API (FastAPI, OpenAPI at /docs): views of the controller by role (cloud_controller/auth.py).
 
 The operator's dashboard (`cloud_controller/web`) is mounted on the same app: its pages at
 `/` and `/ui/...`, the JSON they draw beside these endpoints; `/docs` and `/redoc` are
@@ -7,15 +7,17 @@ served from local assets, so they work offline.
 
 from __future__ import annotations
 
-import hmac
+import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.middleware.gzip import GZipMiddleware
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from pydantic import ValidationError
 
+from cloud_controller.health import health_routes
+from cloud_controller.live.types import Plan
+from cloud_controller.metrics import CONTENT_TYPE, ControllerMetrics
 from cloud_controller.web import mount_dashboard, mount_offline_docs
 from cloud_controller.web.views import grid_loading
 from protocols.messages import DRRequest
@@ -25,7 +27,13 @@ if TYPE_CHECKING:
 
 __all__ = ["API_DESCRIPTION", "create_app"]
 
-API_DESCRIPTION = """Read-only views of the GridFlex cloud controller; writes need a Bearer token.
+API_DESCRIPTION = """Views of the GridFlex cloud controller and its few writes, by role.
+
+**Roles** (`Authorization: Bearer <token>`, the scheme case-insensitive, one token): writes
+need the *operator* token (`api.operator_token_file`). Once `api.viewer_token_file` is set,
+every read (these endpoints, the dashboard's JSON and pages, `/metrics`) needs the viewer or
+the operator token and `/forecast/congestion?scenarios=N` (N > 0) the operator's; unset,
+reads are open (the loopback demo). `/livez`, `/readyz` and `/healthz` are always open.
 
 **Sign convention** (everywhere, as in `protocols.units`): power is *load-positive*, seen
 from the grid. `p_kw` > 0 is consumption or battery charging, `p_kw` < 0 is generation,
@@ -39,35 +47,6 @@ load-positive (+ = charge).
 
 Times are UTC (ISO 8601). The dashboard's pages (`/`) draw the `dashboard` endpoints.
 """
-
-
-def _metrics(controller: CloudController) -> bytes:
-    reg = CollectorRegistry()
-    st, ing = controller.stats, controller.ingest.stats
-
-    def gauge(name: str, doc: str, value: float, **labels: str) -> None:
-        g = Gauge(name, doc, list(labels), registry=reg)
-        (g.labels(**labels) if labels else g).set(value)
-
-    gauge("gridflex_samples_stored_total", "Samples stored (distinct site, seq)", ing.samples_stored)
-    gauge("gridflex_duplicates_total", "Duplicate samples dropped", ing.duplicates)
-    gauge("gridflex_gaps_total", "Batches that arrived after a gap", ing.gaps)
-    gauge("gridflex_invalid_messages_total", "Messages refused by the contract", ing.invalid)
-    gauge("gridflex_dispatch_total", "Control periods planned", st.dispatch_count)
-    gauge("gridflex_dispatch_solve_ms", "Solve time of the last plan", st.last_solve_ms)
-    g = Gauge("gridflex_commands_total", "Commands by status", ["status"], registry=reg)
-    for status, n in controller.tracker.counts.items():
-        g.labels(status=status).set(n)
-    g.labels(status="missing").set(controller.tracker.missing)
-    gauge("gridflex_guard_commands_total", "Commands sent by the fleet guard", st.guard_commands)
-    lat = controller.tracker.ack_latencies_ms()
-    q = Gauge("gridflex_command_ack_latency_ms", "Plan decision to ack, host ms", ["quantile"], registry=reg)
-    for name, frac in (("0.5", 0.5), ("0.99", 0.99)):
-        q.labels(quantile=name).set(lat[int(frac * (len(lat) - 1))] if lat else float("nan"))
-    m = Gauge("gridflex_sites", "Sites by mode", ["mode"], registry=reg)
-    for mode in ("online", "offline", "fallback", "degraded", "unknown"):
-        m.labels(mode=mode).set(sum(1 for s in controller.snapshots.values() if s.mode == mode))
-    return generate_latest(reg)
 
 
 def _site(controller: CloudController, site: str) -> dict[str, Any]:
@@ -107,8 +86,9 @@ def create_app(controller: CloudController) -> FastAPI:
         redoc_url=None,
     )
     mount_offline_docs(app)
-    app.add_middleware(GZipMiddleware, minimum_size=1000)  # plotly.js: 4.8 MB raw, 1.4 MB compressed
+    app.add_middleware(GZipMiddleware, minimum_size=1000)  # pages and JSON; plotly.js comes pre-compressed
 
+    health_routes(app, controller)
     _status_routes(app, controller)
     _plan_routes(app, controller)
     _dr_routes(app, controller)
@@ -117,26 +97,24 @@ def create_app(controller: CloudController) -> FastAPI:
 
 
 def _status_routes(app: FastAPI, controller: CloudController) -> None:
-    """Health, metrics and the registered sites' state."""
+    """Metrics and the registered sites' state (a read: the viewer role once roles are on)."""
+    read = [Depends(controller.auth.read)]
 
-    @app.get("/healthz")
-    def healthz() -> dict[str, Any]:
-        return {
-            "status": "ok",
-            "mqtt_connected": controller.session.connected.is_set(),
-            "role": controller.role,
-            "last_plan_at": controller.stats.last_plan_at,
-        }
+    exposition = ControllerMetrics(controller)
 
-    @app.get("/metrics")
+    @app.get("/metrics", dependencies=read)
     def metrics() -> Response:
-        return Response(_metrics(controller), media_type="text/plain; version=0.0.4")
+        """Prometheus text: counters, the ack-latency histogram, sites by mode (`cloud_controller/metrics.py`).
 
-    @app.get("/sites")
+        Once roles are on, scrape it with a viewer token (`authorization.credentials_file`).
+        """
+        return Response(exposition.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/sites", dependencies=read)
     def sites() -> list[dict[str, Any]]:
         return [_site(controller, s) for s in controller.snapshots]
 
-    @app.get("/registry")
+    @app.get("/registry", dependencies=read)
     def registry() -> dict[str, Any]:
         """Registered sites, sites that send but are not registered, and sites whose reports disagree."""
         check = controller.ingest.check
@@ -149,7 +127,7 @@ def _status_routes(app: FastAPI, controller: CloudController) -> None:
             },
         }
 
-    @app.get("/sites/{site}")
+    @app.get("/sites/{site}", dependencies=read)
     def site(site: str) -> dict[str, Any]:
         if site not in controller.snapshots:
             raise HTTPException(404, f"unknown site {site!r}")
@@ -158,8 +136,10 @@ def _status_routes(app: FastAPI, controller: CloudController) -> None:
 
 def _plan_routes(app: FastAPI, controller: CloudController) -> None:
     """The last plan: forecast load, congestion, schedule, and the commands sent."""
+    read = [Depends(controller.auth.read)]
+    scenario_cache = ScenarioCache()
 
-    @app.get("/grid/loading")
+    @app.get("/grid/loading", dependencies=read)
     def grid_loading_view() -> dict[str, Any]:
         """The constrained element's (HV/MV) forecast load over the plan horizon.
 
@@ -170,38 +150,30 @@ def _plan_routes(app: FastAPI, controller: CloudController) -> None:
         control = controller.config.control
         return grid_loading(controller.last_plan, control.period_s, control.station_limit_kw)
 
-    @app.get("/forecast/congestion")
-    def congestion(scenarios: Annotated[int, Query(ge=0, le=1000)] = 0) -> list[dict[str, Any]]:
+    @app.get("/forecast/congestion", dependencies=read)
+    def congestion(
+        request: Request, scenarios: Annotated[int, Query(ge=0, le=1000)] = 0
+    ) -> list[dict[str, Any]]:
         """The congestion forecast: the plan's own (scenarios=0) or from AC power flows (scenarios=N).
 
         scenarios=0: the plan's HV/MV forecast (normal approximation, every period);
         scenarios=N: AC power flows of the region over N sampled load scenarios, per
         transformer and the most loaded line (the FlexiGrid DSO guide; seconds of CPU, on demand).
+        N is capped by `api.max_scenarios` (422 above it; default 200), needs the operator role
+        once roles are on, and is computed once per plan and N (repeated calls are cached).
         """
+        cap = controller.config.api.max_scenarios
+        if scenarios > cap:
+            raise HTTPException(422, f"scenarios: at most {cap} (api.max_scenarios), not {scenarios}")
         plan = controller.last_plan
         if plan is None:
             return []
         if scenarios == 0:
             return [c.__dict__ for c in plan.congestion]
-        forecast = getattr(controller.planner(), "congestion_forecast", None)
-        if forecast is None or plan.site_forecast_kw is None:
-            raise HTTPException(status_code=409, detail="this planner has no per-site forecast")
-        with controller.planner_lock:
-            f = forecast(plan, scenarios)
-        start = plan.at.timestamp() - plan.at.timestamp() % plan.period_s
-        return [
-            {
-                "start": datetime.fromtimestamp(start + k * plan.period_s, tz=UTC),
-                "element": element,
-                "loading_pct": round(float(f.loading_pct[k, e]), 2),
-                "p_exceed": round(float(f.p_exceed[k, e]), 4),
-                "scenarios": f.n_scenarios,
-            }
-            for k in range(f.loading_pct.shape[0])
-            for e, element in enumerate(f.elements)
-        ]
+        controller.auth.expensive(request)
+        return scenario_cache.get(controller, plan, scenarios)
 
-    @app.get("/schedule")
+    @app.get("/schedule", dependencies=read)
     def schedule() -> dict[str, Any]:
         plan = controller.last_plan
         if plan is None:
@@ -213,8 +185,8 @@ def _plan_routes(app: FastAPI, controller: CloudController) -> None:
             "excluded": plan.excluded_sites,
         }
 
-    @app.get("/commands")
-    def commands(limit: int = 200) -> dict[str, Any]:
+    @app.get("/commands", dependencies=read)
+    def commands(limit: Annotated[int, Query(ge=1, le=5000)] = 200) -> dict[str, Any]:
         t = controller.tracker
         return {
             "counts": {**t.counts, "missing": t.missing},
@@ -229,27 +201,19 @@ def _plan_routes(app: FastAPI, controller: CloudController) -> None:
                     "status": x.status,
                     "reason": x.ack.reason if x.ack else None,
                 }
-                for x in t.recent(max(1, min(limit, 5000)))
+                for x in t.recent(limit)
             ],
         }
 
 
 def _dr_routes(app: FastAPI, controller: CloudController) -> None:
-    """Demand-response requests: listed openly, posted with the API's Bearer token."""
+    """Demand-response requests: listed to readers, posted by the operator role."""
 
-    def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
-        token = controller.api_token
-        if token is None:
-            raise HTTPException(403, "writes are disabled: no api.token_file configured")
-        given = (authorization or "").removeprefix("Bearer ").strip()
-        if not authorization or not hmac.compare_digest(given.encode(), token.encode()):
-            raise HTTPException(401, "missing or wrong Bearer token", headers={"WWW-Authenticate": "Bearer"})
-
-    @app.get("/dr/requests")
+    @app.get("/dr/requests", dependencies=[Depends(controller.auth.read)])
     def dr_requests() -> list[DRRequest]:
         return controller.dr_requests
 
-    @app.post("/dr/requests", status_code=201, dependencies=[Depends(require_token)])
+    @app.post("/dr/requests", status_code=201, dependencies=[Depends(controller.auth.write)])
     async def post_dr_request(request: Request) -> DRRequest:
         """Validated as JSON by the contract's strict model (timestamps as ISO 8601 strings)."""
         body = await request.body()
@@ -259,3 +223,47 @@ def _dr_routes(app: FastAPI, controller: CloudController) -> None:
             raise HTTPException(422, exc.errors(include_url=False, include_context=False)) from None
         controller.dr_requests.append(dr)
         return dr
+
+
+class ScenarioCache:
+    """AC scenario forecasts of the current plan, one per N: a repeated call costs nothing.
+
+    Why per plan object: a new plan (every period) makes every cached answer stale, so the
+    cache holds only the newest plan's; one lock makes concurrent identical calls compute once.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._plan: Plan | None = None
+        self._rows: dict[int, list[dict[str, Any]]] = {}
+        self.computed = 0  # forecasts actually run (the tests count them)
+
+    def get(self, controller: CloudController, plan: Plan, scenarios: int) -> list[dict[str, Any]]:
+        """The rows of `scenarios` AC scenarios over `plan` (computed on the first call only)."""
+        with self._lock:
+            if self._plan is not plan:
+                self._plan, self._rows = plan, {}
+            if scenarios not in self._rows:
+                self._rows[scenarios] = _scenario_rows(controller, plan, scenarios)
+                self.computed += 1
+            return self._rows[scenarios]
+
+
+def _scenario_rows(controller: CloudController, plan: Plan, scenarios: int) -> list[dict[str, Any]]:
+    forecast = getattr(controller.planner(), "congestion_forecast", None)
+    if forecast is None or plan.site_forecast_kw is None:
+        raise HTTPException(status_code=409, detail="this planner has no per-site forecast")
+    with controller.planner_lock:
+        f = forecast(plan, scenarios)
+    start = plan.at.timestamp() - plan.at.timestamp() % plan.period_s
+    return [
+        {
+            "start": datetime.fromtimestamp(start + k * plan.period_s, tz=UTC),
+            "element": element,
+            "loading_pct": round(float(f.loading_pct[k, e]), 2),
+            "p_exceed": round(float(f.p_exceed[k, e]), 4),
+            "scenarios": f.n_scenarios,
+        }
+        for k in range(f.loading_pct.shape[0])
+        for e, element in enumerate(f.elements)
+    ]

@@ -53,12 +53,31 @@ class CommandTracker:
     host_clock: Callable[[], float] = time.monotonic
 
     def on_sent(self, cmd: Command, *, decided_mono: float | None = None) -> None:
-        """`decided_mono`: host time the plan decided it (default: now)."""
+        """Register `cmd` as sent (pending) BEFORE it is published, so an early ack finds it.
+
+        An agent may answer before the publisher has handled the broker's PUBACK; registering
+        afterwards lost that ack (the command then counted missing). `decided_mono`: host time
+        the plan decided it (default: now).
+        """
         self.sent[cmd.cmd_id] = Tracked(cmd, decided_mono=decided_mono or self.host_clock())
         self.counts["sent"] = self.counts.get("sent", 0) + 1
         if len(self.sent) > self.max_kept:  # forget the oldest answered ones
             for cmd_id in [k for k, t in self.sent.items() if t.status is not None][: self.max_kept // 10]:
                 del self.sent[cmd_id]
+
+    def on_publish_failed(self, cmd: Command) -> bool:
+        """Roll back a command registered by `on_sent` whose publish raised; counted `publish_failed`.
+
+        A command already acked did reach its agent (the publish failed after delivery, e.g.
+        a PUBACK timeout): it is kept and False is returned.
+        """
+        tracked = self.sent.get(cmd.cmd_id)
+        if tracked is None or tracked.status is not None:
+            return False
+        del self.sent[cmd.cmd_id]
+        self.counts["sent"] = self.counts.get("sent", 0) - 1
+        self.counts["publish_failed"] = self.counts.get("publish_failed", 0) + 1
+        return True
 
     def on_ack(self, ack: Ack) -> bool:
         """Record an ack; False if it answers no command we sent (logged by the caller)."""

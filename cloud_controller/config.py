@@ -23,6 +23,7 @@ __all__ = [
     "CloudConfig",
     "ControlConfig",
     "DashboardConfig",
+    "LeaseConfig",
     "RegionConfig",
     "StoreConfig",
     "load_cloud_config",
@@ -93,12 +94,51 @@ class ControlConfig(_Model):
 
 
 class ApiConfig(_Model):
-    """The HTTP API: where it listens, and the token that write endpoints require."""
+    """The HTTP API: where it listens, and the tokens of its roles (cloud_controller/auth.py).
+
+    `operator_token_file` (or its older name `token_file`): the Bearer token writes need;
+    none = writes refused. `viewer_token_file`: once set, every read (JSON, dashboard pages,
+    /metrics) needs the viewer or the operator token, and the dashboard asks for a login;
+    unset = reads open (the loopback demo). Token files hold one token of >= 16 characters.
+    """
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)  # 0 = any free port
     enabled: bool = True
-    token_file: Path | None = None  # Bearer token for write endpoints; none = writes refused
+    token_file: Path | None = None  # the operator token's older key, kept working
+    operator_token_file: Path | None = None
+    viewer_token_file: Path | None = None
+    #: Most AC scenarios one `/forecast/congestion?scenarios=N` may ask for (seconds of CPU each 50).
+    max_scenarios: int = Field(default=200, ge=1, le=1000)
+    #: Hours a dashboard login lasts (the session cookie's lifetime).
+    session_hours: float = Field(default=12.0, gt=0.0, le=24.0 * 30)
+
+    @model_validator(mode="after")
+    def _one_operator_file(self) -> ApiConfig:
+        both = self.token_file is not None and self.operator_token_file is not None
+        if both and self.token_file != self.operator_token_file:
+            raise ValueError("set operator_token_file or its older name token_file, not both")
+        return self
+
+    @property
+    def operator_file(self) -> Path | None:
+        """The operator token's file under either name."""
+        return self.operator_token_file or self.token_file
+
+
+class LeaseConfig(_Model):
+    """The dispatcher's lease in the store: exactly one dispatching controller per store file."""
+
+    #: Seconds a lease lasts without renewal: how long a killed holder blocks its successor.
+    ttl_s: float = Field(default=30.0, ge=1.0, le=3600.0)
+    #: Seconds between renewals (and between a standby's attempts); below ttl_s.
+    renew_s: float = Field(default=10.0, gt=0.0, le=1200.0)
+
+    @model_validator(mode="after")
+    def _renew_within_ttl(self) -> LeaseConfig:
+        if self.renew_s >= self.ttl_s:
+            raise ValueError(f"renew_s ({self.renew_s}) must be below ttl_s ({self.ttl_s})")
+        return self
 
 
 class DashboardConfig(_Model):
@@ -135,6 +175,7 @@ class CloudConfig(_Model):
     signing_keys_dir: Path | None = None  # <site>.key files (hex) to sign commands
     api: ApiConfig = ApiConfig()
     dashboard: DashboardConfig = DashboardConfig()
+    lease: LeaseConfig = LeaseConfig()
 
 
 def _dotted(loc: tuple[int | str, ...]) -> str:
@@ -183,6 +224,11 @@ def load_cloud_config(path: Path) -> CloudConfig:
         "broker": cfg.broker.model_copy(
             update={"password_file": rel(cfg.broker.password_file) or cfg.broker.password_file}
         ),
-        "api": cfg.api.model_copy(update={"token_file": rel(cfg.api.token_file) or cfg.api.token_file}),
+        "api": cfg.api.model_copy(
+            update={
+                k: rel(getattr(cfg.api, k)) or getattr(cfg.api, k)
+                for k in ("token_file", "operator_token_file", "viewer_token_file")
+            }
+        ),
     }
     return cfg.model_copy(update=updates)

@@ -22,9 +22,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from cloud_controller.auth import ApiTokens, Auth
 from cloud_controller.commands import CommandTracker
 from cloud_controller.config import CloudConfig
 from cloud_controller.ingest import Ingest
+from cloud_controller.lease import DispatchLease, holder_id
 from cloud_controller.live.types import Plan, Planner, SiteSnapshot
 from cloud_controller.registry import Registry
 from cloud_controller.registry.check import RegistryCheck
@@ -112,7 +114,9 @@ class CloudController:
         self.last_plan: Plan | None = None
         self.dr_requests: list[DRRequest] = []
         self.api_port: int | None = None
-        self.api_token = _read_secret(config.api.token_file, "API token")
+        self.auth = Auth(
+            ApiTokens.from_config(config.api), clock=clock, session_s=config.api.session_hours * 3600
+        )
         self._planner = planner
         self._plan_lock = asyncio.Lock()  # plan and guard share the planner's state
         self.planner_lock = threading.Lock()  # on-demand forecasts from API threads
@@ -135,6 +139,15 @@ class CloudController:
             subscriptions=subs,
             on_connect=self._on_connect,
         )
+        self.lease: DispatchLease | None = None
+        if role in ("all", "dispatch") and config.control.dispatch:
+            self.lease = DispatchLease(
+                self.store,
+                holder=holder_id(self.session.config.client_id or config.broker.client_id),
+                clock=clock,
+                ttl_s=config.lease.ttl_s,
+                renew_s=config.lease.renew_s,
+            )
         if role in ("all", "ingest"):
             self.ingest.dirty.update(self.registry.ids)  # republish what the store holds (-1: nothing)
             self.ingest.dirty.update(self.store.watermarks())
@@ -183,22 +196,35 @@ class CloudController:
     # -- running ---------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run until cancelled; the store is closed on the way out."""
+        """Run until cancelled; the lease is released and the store closed on the way out.
+
+        A dispatcher takes the dispatch lease before it connects to MQTT (its client id would
+        knock the holder off the broker); the API answers meanwhile, so `/readyz` can say
+        "standby".
+        """
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self.session.run(self._on_message), name="mqtt")
-                if self.role in ("all", "ingest"):
-                    tg.create_task(self._watermark_loop(), name="watermarks")
-                if self.ingest.sink is not None:
-                    tg.create_task(self.ingest.sink.run(), name="influxdb")
-                if self.role in ("all", "dispatch") and self.config.control.dispatch:
-                    tg.create_task(self._dispatch_loop(), name="dispatch")
-                    if self.config.control.guard_period_s > 0:
-                        tg.create_task(self._guard_loop(), name="guard")
-                if self.config.api.enabled:  # every role answers /healthz (probes)
+                if self.config.api.enabled:  # every role answers /livez and /readyz (probes)
                     tg.create_task(self._serve_api(), name="api")
+                tg.create_task(self._start(tg), name="start")
         finally:
+            if self.lease is not None:
+                self.lease.release()
             self.store.close()
+
+    async def _start(self, tg: asyncio.TaskGroup) -> None:
+        if self.lease is not None:
+            await self.lease.acquire()
+            tg.create_task(self.lease.keep(), name="lease")
+        tg.create_task(self.session.run(self._on_message), name="mqtt")
+        if self.role in ("all", "ingest"):
+            tg.create_task(self._watermark_loop(), name="watermarks")
+        if self.ingest.sink is not None:
+            tg.create_task(self.ingest.sink.run(), name="influxdb")
+        if self.role in ("all", "dispatch") and self.config.control.dispatch:
+            tg.create_task(self._dispatch_loop(), name="dispatch")
+            if self.config.control.guard_period_s > 0:
+                tg.create_task(self._guard_loop(), name="guard")
 
     async def _on_connect(self, session: MqttSession) -> None:
         # Every registered site gets its watermark, -1 where nothing is stored yet: an agent
@@ -279,10 +305,12 @@ class CloudController:
     async def _publish_commands(self, commands: list[Command]) -> None:
         decided = self.tracker.host_clock()
         for cmd in commands:
+            # registered first: the agent's ack can be handled before this publish returns
+            self.tracker.on_sent(cmd, decided_mono=decided)
             try:
                 await self.session.publish(site_topic(cmd.site, "cmd"), encode(cmd))
-                self.tracker.on_sent(cmd, decided_mono=decided)
             except (NotConnectedError, PublishError) as exc:
+                self.tracker.on_publish_failed(cmd)
                 self.stats.commands_publish_failed += 1
                 log.warning("command %s not published: %s", cmd.cmd_id, exc)
 
@@ -323,6 +351,13 @@ class CloudController:
         self.stats.dispatch_count += 1
         self.stats.last_plan_at = now
         self.stats.last_solve_ms = plan.solve_ms
+        # the contract's Command has no field for the fencing token: it is logged with the plan
+        log.info(
+            "plan at %s: %d commands (fencing token %s)",
+            now.isoformat(),
+            len(plan.commands),
+            self.lease.token if self.lease is not None else "-",
+        )
         await self._publish_commands(plan.commands)
         return plan
 
@@ -349,7 +384,9 @@ class CloudController:
             if server.started:
                 self.api_port = int(server.servers[0].sockets[0].getsockname()[1])
                 log.info("API on http://%s:%d/docs", self.config.api.host, self.api_port)
-            await task
+            # shielded: a cancel reaching uvicorn's main loop skips its shutdown, and the
+            # listening socket stays open after the controller stopped (the port is never freed)
+            await asyncio.shield(task)
         finally:
             server.should_exit = True
             with contextlib.suppress(asyncio.CancelledError):

@@ -6,7 +6,9 @@ Public surface, imported lazily so `gridflex --help` does not load pymodbus/aiom
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from protocols.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from edge_agent.agent import EdgeAgent
@@ -23,9 +25,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        import importlib
-
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module 'edge_agent' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, __all__)

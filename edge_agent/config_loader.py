@@ -51,6 +51,8 @@ def _read_secret(path: Path, *, file: str, key: str) -> str:
         return path.read_text().strip()
     except OSError as exc:
         raise ConfigError(f"cannot read secret file {path}: {exc.strerror}", file=file, key=key) from None
+    except ValueError as exc:  # a path no file can have (a NUL byte): found by `gridflex chaos`
+        raise ConfigError(f"cannot read secret file {path!r}: {exc}", file=file, key=key) from None
 
 
 def _parse_yaml(raw_bytes: bytes, file: str) -> dict[str, Any]:

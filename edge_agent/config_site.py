@@ -111,6 +111,10 @@ class BufferConfig(_Model):
     batch_max: int = Field(default=500, ge=1, le=2_000)
     #: SQLite fsync policy: normal = survives an agent crash; full = survives a power cut too.
     synchronous: Literal["normal", "full"] = "normal"
+    #: Off by default. A file the agent appends `site,asset/point,ts,seq` to for every sample,
+    #: flushed before the sample is committed: what was polled, to compare with what was
+    #: stored (`gridflex chaos`); `seq` is the one the queue is about to give it.
+    poll_log_file: Path | None = None
 
 
 class CommandsConfig(_Model):

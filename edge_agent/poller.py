@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from edge_agent.config import PollConfig
 from edge_agent.drivers.base import DeviceError, Driver, PointRef, Reading
@@ -20,7 +21,7 @@ from protocols.backoff import Backoff
 from protocols.clock import Clock
 from protocols.messages import Quality
 
-__all__ = ["DevicePoller", "Latest", "PendingSample", "SampleFilter"]
+__all__ = ["DevicePoller", "Latest", "PendingSample", "PollLog", "SampleFilter"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,36 @@ class PendingSample:
     ts: datetime
     quality: Quality
     reason: str | None
+
+
+class PollLog:
+    """`buffer.poll_log_file`: one `site,asset/point,ts,seq` line per sample, flushed per poll.
+
+    Why: "samples lost" is only provable against what was polled, and a sample lost
+    between poll and queue commit leaves no trace anywhere else. Lines are written and
+    flushed *before* the commit, so a SIGKILL after the flush shows the sample as polled;
+    `seq` is the one the queue is about to assign (a refused commit reuses it: compare by
+    point and ts, not by seq alone).
+    """
+
+    def __init__(self, path: Path, site: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.site = site
+        self._file = path.open("a", encoding="utf-8")
+
+    def write(self, samples: Sequence[PendingSample], first_seq: int) -> None:
+        """Append and flush one line per sample (to the OS: it survives a crash of the agent)."""
+        self._file.write(
+            "".join(
+                f"{self.site},{s.asset}/{s.point},{s.ts.isoformat()},{first_seq + i}\n"
+                for i, s in enumerate(samples)
+            )
+        )
+        self._file.flush()
+
+    def close(self) -> None:
+        """Close the file."""
+        self._file.close()
 
 
 @dataclass(slots=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 from edge_agent.buffer import SampleBuffer, batch_payload, open_buffer
 from edge_agent.config import SiteConfig
 from edge_agent.health import AgentStats
-from edge_agent.poller import PendingSample
+from edge_agent.poller import PendingSample, PollLog
 from edge_agent.sqlite_files import is_corruption, move_aside
 from protocols.clock import Clock
 from protocols.messages import Stored, new_msg_id
@@ -89,6 +89,8 @@ class TelemetryPipe:
         self._watermark_seen = asyncio.Event()
         self._drop_event_at = -1e18
         self._sync_stats()
+        log_path = config.buffer.poll_log_file
+        self.poll_log = None if log_path is None else PollLog(log_path, config.site)
 
     def _sync_stats(self) -> None:
         self.stats.queue_depth = self.buffer.depth
@@ -187,6 +189,8 @@ class TelemetryPipe:
         A refused write is counted and reported, never raised: the pollers, and with them
         `latest` (what commands and the flex estimate read), keep running.
         """
+        if self.poll_log is not None and samples:
+            self.poll_log.write(samples, self.buffer.next_seq)
         dropped = self._append(samples)
         if dropped is None:
             return
@@ -326,5 +330,7 @@ class TelemetryPipe:
                 self._sync_stats()
 
     def close(self) -> None:
-        """Close the queue."""
+        """Close the queue (and the poll log)."""
         self.buffer.close()
+        if self.poll_log is not None:
+            self.poll_log.close()

@@ -195,6 +195,11 @@ class DispatchEngine:
         return self._session.last_solution
 
     @property
+    def time_limit_hits(self) -> int:
+        """HiGHS solves that ended at `EngineOptions.time_limit_s` (each raised `DispatchTimeLimit`)."""
+        return 0 if self._session is None else self._session.time_limit_hits
+
+    @property
     def crash_used(self) -> bool:
         """The first HiGHS solve started from the crash basis (`highs.crash`)."""
         return self._session is not None and self._session.crash_used

@@ -18,13 +18,14 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from protocols.assets import PointKey
 from protocols.messages import Ack, Event, Sample
 
-__all__ = ["SqliteStore", "WriteResult"]
+__all__ = ["LeaseState", "SqliteStore", "WriteResult"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS samples (
@@ -46,6 +47,10 @@ CREATE TABLE IF NOT EXISTS acks (
     site TEXT NOT NULL, cmd_id TEXT NOT NULL, ts REAL NOT NULL, status TEXT NOT NULL, json TEXT NOT NULL,
     PRIMARY KEY (site, cmd_id)
 );
+CREATE TABLE IF NOT EXISTS leases (
+    name TEXT PRIMARY KEY, holder TEXT NOT NULL, token INTEGER NOT NULL, expires_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS probes (name TEXT PRIMARY KEY, ts REAL NOT NULL);
 """
 
 
@@ -58,6 +63,17 @@ class WriteResult:
         self.inserted = inserted
         self.duplicates = duplicates
         self.watermark = watermark
+
+
+@dataclass(frozen=True)
+class LeaseState:
+    """A lease as the file holds it after an acquire/renew: who holds it, its fencing token, until when."""
+
+    name: str
+    holder: str
+    token: int  # incremented on every change of holder (and re-acquisition after a release)
+    expires_at: float  # POSIX seconds of the injected clock; 0 after a release
+    held: bool  # whether the caller holds it now
 
 
 class SqliteStore:
@@ -256,6 +272,60 @@ class SqliteStore:
         with self._lock:
             rows = self._db.execute(sql, [*args, limit]).fetchall()
         return [Event.model_validate_json(js) for (js,) in rows]
+
+    # -- leases and health --------------------------------------------------------------
+
+    def acquire_lease(self, name: str, holder: str, now_s: float, ttl_s: float) -> LeaseState:
+        """Take or renew lease `name` for `holder` until `now_s + ttl_s`, unless another holds it unexpired.
+
+        One transaction under SQLite's write lock, so two processes on one file cannot both
+        win. The fencing token grows by one whenever the lease changes hands (or is taken
+        again after a release), never on a renewal: a later holder always has a larger token.
+        """
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(
+                    "SELECT holder, token, expires_at FROM leases WHERE name = ?", (name,)
+                ).fetchone()
+                if row is not None and row[0] != holder and row[2] > now_s:
+                    self._db.execute("COMMIT")
+                    return LeaseState(name, str(row[0]), int(row[1]), float(row[2]), held=False)
+                # a late renewal of one's own lease that nobody took meanwhile keeps the token (a
+                # loaded loop on an accelerated clock); only a new holder or a release bumps it
+                renewal = row is not None and row[0] == holder and row[2] > 0
+                token = int(row[1]) if renewal else (int(row[1]) + 1 if row is not None else 1)
+                expires = now_s + ttl_s
+                self._db.execute(
+                    "INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?)", (name, holder, token, expires)
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return LeaseState(name, holder, token, expires, held=True)
+
+    def release_lease(self, name: str, holder: str) -> bool:
+        """End `holder`'s lease now (the token is kept, so the next holder's is larger); False if not held."""
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE leases SET expires_at = 0 WHERE name = ? AND holder = ? AND expires_at > 0",
+                (name, holder),
+            )
+            return cur.rowcount > 0
+
+    def read_lease(self, name: str) -> tuple[str, int, float] | None:
+        """(holder, token, expires_at) of lease `name` as stored, or None if never taken."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT holder, token, expires_at FROM leases WHERE name = ?", (name,)
+            ).fetchone()
+        return None if row is None else (str(row[0]), int(row[1]), float(row[2]))
+
+    def probe_write(self, name: str, now_s: float) -> None:
+        """A real write (under the write lock) the readiness check makes: raises if the file is not writable."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO probes VALUES (?, ?)", (name, now_s))
 
     def close(self) -> None:
         """Close the database."""

@@ -6,8 +6,9 @@ imported on first use, so importing the package loads neither pandapower nor pyo
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from protocols.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from cloud_controller.study.config import BEYOND, SCENARIOS, StudyConfig, load_study_config
@@ -62,11 +63,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module 'cloud_controller.study' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, __all__)

@@ -18,16 +18,20 @@ from protocols.assets import PointKey
 if TYPE_CHECKING:
     from cloud_controller.service import CloudController
 
-__all__ = ["MAX_HISTORY_S", "data_router"]
+__all__ = ["MAX_HISTORY_S", "MAX_POINTS", "data_router"]
 
 MAX_HISTORY_S = 7 * 86400.0  # one history request spans at most a week
+MAX_POINTS = 100  # points one history request may name (each is a term of its SQL query)
 
 
 def _parse_points(text: str | None) -> list[PointKey] | None:
     if not text:
         return None
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    if len(names) > MAX_POINTS:
+        raise HTTPException(422, f"points: at most {MAX_POINTS} keys, not {len(names)}")
     try:
-        return [PointKey.parse(p.strip()) for p in text.split(",") if p.strip()]
+        return [PointKey.parse(p) for p in names]
     except ValueError as exc:
         raise HTTPException(422, f"points: {exc}") from None
 
@@ -103,7 +107,11 @@ def _site_routes(router: APIRouter, controller: CloudController) -> None:
         to: Annotated[datetime | None, Query(description="UTC end (default: now)")] = None,
         points: Annotated[
             str | None,
-            Query(description="comma-separated asset/point keys, e.g. meter/p_kw,bat1/soc_pct; default all"),
+            Query(
+                max_length=10_000,
+                description=f"comma-separated asset/point keys (at most {MAX_POINTS}), e.g. "
+                "meter/p_kw,bat1/soc_pct; default all",
+            ),
         ] = None,
     ) -> dict[str, Any]:
         """Stored telemetry of one site in [from, to) plus the commands sent to it, on one time axis.

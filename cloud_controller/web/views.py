@@ -73,7 +73,12 @@ def status(controller: CloudController) -> dict[str, Any]:
     measured = [s.measured_at for s in controller.snapshots.values() if s.measured_at is not None]
     connected = controller.session.connected.is_set()
     banners = []
-    if not connected:
+    lease = controller.lease
+    standby = lease is not None and lease.status.state == "standby"
+    if standby:
+        assert lease is not None
+        banners.append(f"This controller is on {lease.status.describe()}; it does not dispatch.")
+    elif not connected:
         banners.append("The controller has lost the MQTT broker: no telemetry in, no commands out.")
     if stale:
         banners.append(f"The plan is stale: last plan {plan_age_s:.0f} s ago (period {period_s:.0f} s).")
@@ -82,6 +87,7 @@ def status(controller: CloudController) -> dict[str, Any]:
         "data_as_of": max(measured) if measured else None,
         "broker_connected": connected,
         "role": controller.role,
+        "lease": lease.status.describe() if lease is not None else None,
         "last_plan_at": plan.at if plan is not None else None,
         "plan_age_s": plan_age_s,
         "plan_stale": stale,
@@ -99,6 +105,7 @@ def command_summary(tracker: CommandTracker) -> dict[str, Any]:
     counts = {k: tracker.counts.get(k, 0) for k in ("sent", "applied", "clamped", "rejected", "failed")}
     counts["expired"] = tracker.counts.get("expired", 0)
     counts["missing"] = tracker.missing
+    counts["publish_failed"] = tracker.counts.get("publish_failed", 0)
     counts["pending"] = sum(1 for t in tracker.sent.values() if t.status is None)
     lat = tracker.ack_latencies_ms()
     return {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,7 @@ from edge_agent.drivers.registers import (
 __all__ = ["ModbusDriver"]
 
 #: SunSpec "not implemented" sentinels (for points with a scale factor, i.e. SunSpec models).
+SF_RANGE = 10  # SunSpec scale factors (sunssf) lie in -10..10
 _SUNSPEC_NOT_IMPLEMENTED = {"int16": -32768.0, "uint16": 65535.0, "int32": -(2.0**31), "uint32": 2.0**32 - 1}
 
 log = logging.getLogger(__name__)
@@ -152,7 +154,16 @@ class ModbusDriver:
                     if sf == -32768:  # SunSpec "not implemented"
                         out[ref.key] = Reading(None, "bad", "scale factor not implemented")
                         continue
-                out[ref.key] = Reading(raw_to_engineering(raw, p, sf))
+                    if not -SF_RANGE <= sf <= SF_RANGE:  # a faulty device: 10**sf would overflow
+                        out[ref.key] = Reading(
+                            None, "bad", f"scale factor {sf} outside SunSpec's ±{SF_RANGE}"
+                        )
+                        continue
+                value = raw_to_engineering(raw, p, sf)
+                if not math.isfinite(value):  # NaN/inf float32 from the device is no measurement
+                    out[ref.key] = Reading(None, "bad", "value is not a finite number")
+                    continue
+                out[ref.key] = Reading(value)
             except KeyError:
                 out[ref.key] = Reading(None, "bad", "register missing from response")
         return out

@@ -16,6 +16,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gridflex.ops import children
 from protocols.clock import SimClock
 from simulators.testbed import TestBed, TestBedConfig
 
@@ -75,20 +76,24 @@ async def measure_simulators(
         fleet_steps_s = steps / (time.perf_counter() - t)
         # 2. Modbus load from another process while the physics steps once per wall second.
         eps = [(e.host, e.port, *BLOCK[e.device]) for s in bed.manifest.sites for e in s.modbus]
-        proc = await asyncio.create_subprocess_exec(
+        proc = await children.spawn_async(
             sys.executable, "-c", CLIENT, json.dumps(eps), str(load_s), stdout=asyncio.subprocess.PIPE
         )
         step_ms: list[float] = []
         reads0 = bed.modbus_reads
         t = time.perf_counter()
-        while proc.returncode is None:
+        while proc.returncode is None and time.perf_counter() - t < load_s + 30.0:  # bounded
             s0 = time.perf_counter()
             clock.advance(1.0)
             bed.step(1.0)
             step_ms.append((time.perf_counter() - s0) * 1000)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(proc.wait(), 1.0)
-        out, _ = await proc.communicate()
+        try:
+            async with asyncio.timeout(10.0):  # the client has ended (or is stopped below)
+                out, _ = await proc.communicate()
+        finally:
+            await children.stop_async(proc)
         client_reads = int(out.decode().strip() or 0)
         served = bed.modbus_reads - reads0
         elapsed = time.perf_counter() - t

@@ -4,36 +4,71 @@ Default: 20 buildings on the Schutterwald region, a winter afternoon and evening
 (12:00–24:00 simulated) at 240x, so about three minutes of wall time. `--quick` runs a
 shorter window at a higher speed for CI. Writes `demo-out/` (summary.json, summary.md,
 demo.png, series.csv) and exits 0 only if every part ran and the figures were produced.
+`--serve` keeps the controller's dashboard at http://127.0.0.1:PORT during the run and,
+after it, the finished run's until Ctrl-C. Ctrl-C during the run reports the intervals
+measured so far and exits 130; a port in use is one line and exit 2.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
-from dataclasses import replace
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
+if TYPE_CHECKING:
+    from gridflex.loop.closed_loop import ClosedLoop, LoopResult
+    from gridflex.loop.report import ControlActions
+    from gridflex.loop.scenario import LoopScenario, LoopSettings
+
 __all__ = ["register"]
 
 console = Console()
+#: what a shell reports for a process ended by SIGINT (128 + 2)
+EXIT_INTERRUPTED = 130
 
 
-async def _run(settings: object, out: Path) -> int:
+@dataclass
+class _Outcome:
+    """The exit code, kept outside the coroutine: after Ctrl-C, asyncio.run raises instead of returning."""
+
+    code: int = EXIT_INTERRUPTED
+    said_interrupted: bool = False
+
+
+def _port_in_use(port: int) -> bool:
+    """Whether 127.0.0.1:`port` is taken (bound as uvicorn binds it, so a TIME_WAIT socket does not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+async def _run(settings: object, out: Path, port: int | None, outcome: _Outcome) -> None:
+    """The demo; `port`: serve the dashboard there during the run and, after it, until Ctrl-C."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from cloud_controller import build_schutterwald_region
-    from gridflex.loop.closed_loop import ClosedLoop
-    from gridflex.loop.report import DemoSummary, render_markdown, run_figures, write_outputs
+    from gridflex.loop.closed_loop import ClosedLoop, serve_dashboard
     from gridflex.loop.scenario import LoopSettings, build_scenario
 
     assert isinstance(settings, LoopSettings)
     t0 = time.monotonic()
+    if port is not None:
+        console.print(
+            f"dashboard: {_url(port)} once the controller runs, and after the run until Ctrl-C",
+            soft_wrap=True,
+        )
     with console.status("building the region, the fleet and its no-control twin ..."):
         region = await asyncio.to_thread(build_schutterwald_region)
         scenario = await asyncio.to_thread(build_scenario, settings, region)
@@ -43,6 +78,8 @@ async def _run(settings: object, out: Path) -> int:
         f"{scenario.threshold_kw:.1f} kW, controller plans against {scenario.controller_limit_kw:.1f} kW "
         f"of site load"
     )
+    interrupted = False
+    dashboard: asyncio.Task[None] | None = None
     total_s = (settings.end - settings.start).total_seconds()
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -52,7 +89,9 @@ async def _run(settings: object, out: Path) -> int:
         console=console,
     ) as progress:
         task = progress.add_task("starting broker, buildings, agents, controller", total=total_s, now="")
-        async with ClosedLoop(scenario, out / "run") as loop:
+        async with ClosedLoop(scenario, out / "run", api_port=port or 0) as loop:
+            if port is not None:
+                progress.console.print(f"dashboard up: {_url(port)}")
             progress.update(task, description="closed loop")
 
             def show(now: datetime) -> None:
@@ -60,10 +99,95 @@ async def _run(settings: object, out: Path) -> int:
                     task, completed=(now - settings.start).total_seconds(), now=f"{now:%Y-%m-%d %H:%M} UTC"
                 )
 
-            await loop.run_until(settings.end, progress=show)
+            try:
+                await loop.run_until(settings.end, progress=show)
+            except asyncio.CancelledError:  # Ctrl-C: report the part that ran
+                interrupted = True
+                progress.update(task, description="interrupted")
             progress.update(task, description="draining telemetry and acks")
             result = await loop.finish()
+            actions = _control_actions(loop, result.interval_starts)
+            if port is not None and not interrupted:
+                dashboard = asyncio.create_task(
+                    serve_dashboard(loop.finished_controller(), port), name="dashboard"
+                )
+    try:
+        outcome.said_interrupted = interrupted
+        code = await _report(settings, scenario, result, actions, out, time.monotonic() - t0, interrupted)
+        if interrupted or dashboard is None or code != 0:
+            outcome.code = EXIT_INTERRUPTED if interrupted else code
+            return
+        outcome.code = 0
+        await _serve_until_interrupted(dashboard, port, outcome)
+    finally:
+        if dashboard is not None and not dashboard.done():
+            dashboard.cancel()
+            await asyncio.wait({dashboard}, timeout=15.0)
+
+
+async def _serve_until_interrupted(
+    dashboard: asyncio.Task[None], port: int | None, outcome: _Outcome
+) -> None:
+    """The finished run's dashboard until Ctrl-C (exit 0 then); a port it cannot get back is exit 2."""
+    console.print(f"serving the run's dashboard at {_url(port)} until Ctrl-C", soft_wrap=True)
+    try:
+        await dashboard
+    except OSError as exc:
+        console.print(f"port {port} on 127.0.0.1 could not be bound after the run: {exc}", markup=False)
+        outcome.code = 2
+
+
+def _control_actions(loop: ClosedLoop, starts: list[datetime]) -> ControlActions:
+    """What the run's controller did: battery SoC as it stored it, its EV/HP caps as it sent them."""
+    from cloud_controller import SqliteStore
+    from gridflex.loop.report import CapCommand, control_actions
+
+    ctl = loop.controller
+    assert ctl is not None
+    assets = {(s.site, a.asset): a for s in loop.registry.sites for a in s.assets}
+    caps = [
+        CapCommand(c.valid_from, c.site, c.asset, a.kind, float(c.value), float(a.p_nominal_kw or 0.0))
+        for c in (t.command for t in list(ctl.tracker.sent.values()))
+        if c.kind == "p_limit_kw"
+        and (a := assets.get((c.site, c.asset))) is not None
+        and a.kind in ("ev", "hp")
+        and isinstance(c.value, float | int)
+    ]
+    end = starts[-1] + timedelta(seconds=loop.settings.period_s) if starts else loop.settings.start
+    store = SqliteStore(ctl.config.store.path)  # the run's controller closed its own
+    try:
+        soc = {
+            s.site: store.read_series(s.site, a.asset, "soc_pct", loop.settings.start, end)
+            for s in loop.registry.sites
+            for a in s.assets
+            if a.kind == "battery"
+        }
+    finally:
+        store.close()
+    return control_actions(starts, loop.settings.period_s, soc, caps)
+
+
+def _url(port: int | None) -> str:
+    return f"http://127.0.0.1:{port}/"
+
+
+async def _report(
+    settings: LoopSettings,
+    scenario: LoopScenario,
+    result: LoopResult,
+    actions: ControlActions,
+    out: Path,
+    wall_s: float,
+    interrupted: bool,
+) -> int:
+    """Grid truth of the measured intervals, the summary and its files; 1 if nothing was measured."""
+    from gridflex.loop.report import DemoSummary, render_markdown, run_figures, write_outputs
+
     n = min(len(result.interval_starts), len(scenario.no_control_truth))
+    if interrupted:
+        console.print(
+            f"[bold]interrupted[/bold] after {n} of {settings.intervals} intervals; the part that ran:"
+        )
     if n == 0:
         console.print("[red]no complete interval was measured[/red]")
         return 1
@@ -82,13 +206,14 @@ async def _run(settings: object, out: Path) -> int:
         control=run_figures(truth_control, scenario.threshold_kw, interval_h),
         commands=result.commands,
         telemetry=result.telemetry,
-        wall_s=time.monotonic() - t0,
+        wall_s=wall_s,
         notes=[
             "Threshold constructed so that "
             f"{settings.overload_share:.0%} of the no-control intervals exceed it (households outside "
             "the fleet carry no load).",
             f"Simulated {settings.start:%Y-%m-%d %H:%M} to {settings.end:%H:%M} UTC at {settings.speed:g}x; "
             f"control period {settings.period_s / 60:g} min, agents poll every {settings.poll_s:g} s.",
+            *(["Interrupted (Ctrl-C): the figures cover the intervals before it."] if interrupted else []),
         ],
     )
     paths = write_outputs(
@@ -99,6 +224,7 @@ async def _run(settings: object, out: Path) -> int:
             "no control": [t.root_p_kw for t in scenario.no_control_truth[:n]],
             "with GridFlex": [t.root_p_kw for t in truth_control],
         },
+        actions=actions.head(n),
     )
     console.print(render_markdown(summary), markup=False, highlight=False)
     console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
@@ -109,7 +235,7 @@ def register(app: typer.Typer) -> None:
     """Add `gridflex demo` to the `gridflex` app."""
 
     @app.command("demo")
-    def demo(
+    def demo(  # noqa: PLR0917 (typer options are parameters)
         sites: Annotated[int, typer.Option("--sites", min=1, max=200, help="simulated buildings")] = 20,
         quick: Annotated[
             bool, typer.Option("--quick", help="short window (14:00-21:00) at 480x, for CI")
@@ -123,9 +249,20 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--bacnet/--no-bacnet", help="a BACnet BMS per building")
         ] = True,
         log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "WARNING",
+        serve: Annotated[
+            bool, typer.Option("--serve", help="keep the dashboard up during and after the run, until Ctrl-C")
+        ] = False,
+        port: Annotated[
+            int, typer.Option("--port", min=1, max=65535, help="the dashboard's port (--serve)")
+        ] = 8080,
     ) -> None:
         """Run the closed loop (buildings, agents, Mosquitto, controller) with vs. without control."""
-        from gridflex.loop.scenario import LoopSettings
+        if serve and _port_in_use(port):
+            console.print(
+                f"port {port} on 127.0.0.1 is already in use: free it or pass --port", soft_wrap=True
+            )
+            raise typer.Exit(2)
+        from gridflex.loop.scenario import LoopSettings  # after the port check: this import takes seconds
 
         logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         settings = LoopSettings(n_sites=sites, seed=seed, bacnet=bacnet)
@@ -133,4 +270,10 @@ def register(app: typer.Typer) -> None:
             settings = replace(settings, start_h=14.0, end_h=21.0, speed=480.0, poll_s=240.0)
         if speed is not None:
             settings = replace(settings, speed=speed)
-        raise typer.Exit(asyncio.run(_run(settings, out)))
+        outcome = _Outcome()
+        try:
+            asyncio.run(_run(settings, out, port if serve else None, outcome))
+        except KeyboardInterrupt:  # what ran is reported; before the first interval there is nothing
+            if outcome.code == EXIT_INTERRUPTED and not outcome.said_interrupted:
+                console.print("interrupted: no complete interval was measured")
+        raise typer.Exit(outcome.code)

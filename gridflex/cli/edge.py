@@ -1,4 +1,4 @@
-"""`gridflex edge --config site.yaml` (run the agent) and `gridflex edge check-config site.yaml`."""
+"""`gridflex edge --config site.yaml` (run the agent), `edge check-config` and `edge safe-state`."""
 
 from __future__ import annotations
 
@@ -77,5 +77,27 @@ def register(app: typer.Typer) -> None:
         data["signing"]["key"] = "**********" if cfg.signing.key is not None else None
         data["config_hash"] = cfg.config_hash
         typer.echo(json.dumps(data, indent=2))
+
+    @edge.command("safe-state")
+    def safe_state(
+        file: Annotated[Path, typer.Argument(help="site YAML")],
+        timeout_s: Annotated[
+            float, typer.Option("--timeout-s", min=1.0, help="bound on all writes, s")
+        ] = 15.0,
+    ) -> None:
+        """Write every asset's safe state once, without broker or queue (systemd `ExecStopPost=`).
+
+        Exit 0 when every write was made, 1 when one failed or was refused (each printed), 2 on bad config.
+        """
+        import asyncio
+
+        from edge_agent.safe_exit import write_safe_state
+
+        cfg = _load(file)
+        report = asyncio.run(write_safe_state(cfg, timeout_s=timeout_s))
+        for e in report.events:
+            typer.echo(f"{e.severity}: {e.kind}: {e.message}", err=e.severity == "critical")
+        typer.echo(f"{cfg.site}: safe state {'written' if report.ok else 'NOT fully written'}")
+        raise typer.Exit(0 if report.ok else 1)
 
     app.add_typer(edge, name="edge")

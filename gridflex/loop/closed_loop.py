@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,11 +23,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 
-from cloud_controller import CloudConfig, CloudController, Registry, SiteSnapshot
+from cloud_controller import CloudConfig, CloudController, Registry, SiteSnapshot, create_app
 from gridflex.loop.agents import STOP_BOUND_S, Fleet, FleetOptions
 from gridflex.loop.prior_history import PlannerWithPrior
 from gridflex.loop.reference_run import initialise
-from gridflex.loop.report import CommandFigures, TelemetryFigures
+from gridflex.loop.report import OPERATOR_TIMEZONE, CommandFigures, TelemetryFigures
 from gridflex.loop.scenario import LoopScenario
 from gridflex.loop.twin import scenario_planner, site_refs
 from gridflex.ops.broker import MosquittoBroker
@@ -70,8 +71,10 @@ def _registry(scenario: LoopScenario, fleet: Fleet) -> Registry:
 class ClosedLoop:
     """`async with ClosedLoop(scenario, out_dir) as loop: await loop.run_until(t)`."""
 
-    def __init__(self, scenario: LoopScenario, out_dir: Path) -> None:
+    def __init__(self, scenario: LoopScenario, out_dir: Path, *, api_port: int = 0) -> None:
+        """`api_port`: where the controller serves its API and dashboard (0: a free port)."""
         self.scenario = scenario
+        self.api_port = api_port
         self.settings = scenario.settings
         self.out_dir = out_dir
         self.broker = MosquittoBroker(workdir=out_dir / "mosquitto")
@@ -159,7 +162,11 @@ class ClosedLoop:
                     # the guard steps a few times per telemetry interval and acts on fresh data only
                     "guard_period_s": s.poll_s / 4.0,
                 },
-                "api": {"host": "127.0.0.1", "port": 0},
+                "api": {"host": "127.0.0.1", "port": self.api_port},
+                "dashboard": {"timezone": OPERATOR_TIMEZONE},
+                # one dispatcher and an accelerated clock: the default 10 s renewals would be
+                # dozens of store writes per wall second; a restart follows a release anyway
+                "lease": {"ttl_s": min(3600.0, 2 * s.period_s), "renew_s": s.period_s / 3},
             }
         )
 
@@ -313,3 +320,67 @@ class ClosedLoop:
         await self.stop_controller()
         self.result.wall_s = time.monotonic() - self._wall0
         return self.result
+
+    # -- after the run ----------------------------------------------------------------
+
+    def finished_controller(self) -> CloudController:
+        """The finished run as a controller that only answers HTTP: its store, last plan, commands, sites.
+
+        Why a second one: the run's controller closed its store when it stopped, and its
+        clock kept running. This one reopens the same store file, keeps the final state
+        and stands its clock still at the end, so "the last hour" stays the run's last hour.
+        """
+        run = self.controller
+        if run is None:
+            raise RuntimeError("the loop never started its controller")
+        after = CloudController(
+            self.cloud_config(), self.registry, clock=SimClock(self.clock.now()), planner=self.planner
+        )
+        after.snapshots.update(run.snapshots)
+        after.tracker, after.stats, after.last_plan = run.tracker, run.stats, run.last_plan
+        after.ingest.stats, after.dr_requests = run.ingest.stats, run.dr_requests
+        return after
+
+
+async def _bind(port: int, bound_s: float = 10.0) -> socket.socket:
+    """127.0.0.1:`port`, retried for `bound_s`: the run's controller may still be letting it go."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + bound_s
+    while True:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            sock.close()
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+        else:
+            return sock
+
+
+async def serve_dashboard(controller: CloudController, port: int) -> None:
+    """Serve `controller`'s API and dashboard on 127.0.0.1:`port` until cancelled; its store closes after.
+
+    The socket is bound here, not by uvicorn, which exits the process when a bind fails;
+    here that is an OSError. uvicorn's `_serve`, not `serve`, as the controller does:
+    `serve` takes the process's SIGINT handler, which belongs to the command line.
+    """
+    import uvicorn
+
+    sock = await _bind(port)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(controller), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        )
+    )
+    task = asyncio.create_task(server._serve(sockets=[sock]), name="dashboard")
+    try:
+        await asyncio.shield(task)  # a cancel stops uvicorn below, by should_exit, so it shuts down
+    finally:
+        server.should_exit = True  # a graceful stop first, then cancels, all bounded
+        await asyncio.wait({task}, timeout=5.0)
+        await cancel_until_done(task, bound_s=STOP_BOUND_S)
+        sock.close()
+        controller.store.close()

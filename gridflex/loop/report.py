@@ -1,21 +1,46 @@
 """The demo's summary: congestion with vs. without control, commands, telemetry; JSON, text, plot.
 
 Pure functions over interval series so the figures are tested without running a demo.
+demo.png shows the grid truth and, below it on the same time axis, what the controller
+did (fleet battery SoC, EV chargers and heat pumps under a cap), overloaded intervals
+shaded, in the operator's local time (`OPERATOR_TIMEZONE`: the region is in Germany).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 from gridflex.loop.grid_truth import TruthInterval, count_overloads
 
-__all__ = ["CommandFigures", "DemoSummary", "RunFigures", "TelemetryFigures", "run_figures", "write_outputs"]
+__all__ = [
+    "OPERATOR_TIMEZONE",
+    "CapCommand",
+    "CommandFigures",
+    "ControlActions",
+    "DemoSummary",
+    "RunFigures",
+    "TelemetryFigures",
+    "control_actions",
+    "figure",
+    "plot",
+    "run_figures",
+    "write_outputs",
+]
+
+#: The zone the demo's operator reads times in: the dashboard's and demo.png's axis.
+OPERATOR_TIMEZONE = "Europe/Berlin"
 
 
 @dataclass(frozen=True)
@@ -163,32 +188,163 @@ def render_markdown(summary: DemoSummary) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(
-    out: Path,
+@dataclass(frozen=True)
+class CapCommand:
+    """One `p_limit_kw` command to an EV charger or heat pump, with the asset's nominal power."""
+
+    valid_from: datetime
+    site: str
+    asset: str
+    kind: str  # "ev" or "hp"
+    value_kw: float
+    nominal_kw: float
+
+    @property
+    def capped(self) -> bool:
+        """Below nominal: a cap (nominal is the controller's release)."""
+        return self.value_kw < self.nominal_kw - 1e-6
+
+
+@dataclass(frozen=True)
+class ControlActions:
+    """What the controller did per interval: fleet-mean battery SoC, EV chargers and heat pumps capped."""
+
+    soc_pct: list[float]  # mean of the sites' mean SoC over the interval; nan where none reported
+    ev_capped: list[int]  # EV chargers under a cap at the interval's midpoint
+    hp_capped: list[int]
+
+    def head(self, n: int) -> ControlActions:
+        """The first `n` intervals."""
+        return ControlActions(self.soc_pct[:n], self.ev_capped[:n], self.hp_capped[:n])
+
+
+def control_actions(
+    starts: Sequence[datetime],
+    period_s: float,
+    soc_by_site: Mapping[str, Sequence[tuple[datetime, float]]],
+    caps: Sequence[CapCommand],
+) -> ControlActions:
+    """Per interval: the fleet's mean SoC from stored telemetry, and assets whose latest command is a cap."""
+    period = timedelta(seconds=period_s)
+    soc: list[float] = []
+    for t in starts:
+        means = [
+            float(np.mean(vals))
+            for series in soc_by_site.values()
+            if (vals := [v for ts, v in series if t <= ts < t + period])
+        ]
+        soc.append(float(np.mean(means)) if means else math.nan)
+    latest: dict[tuple[str, str], CapCommand] = {}
+    ordered = sorted(caps, key=lambda c: c.valid_from)
+    counts: dict[str, list[int]] = {"ev": [], "hp": []}
+    j = 0
+    for t in starts:
+        mid = t + period / 2
+        while j < len(ordered) and ordered[j].valid_from <= mid:
+            latest[(ordered[j].site, ordered[j].asset)] = ordered[j]
+            j += 1
+        for kind, out in counts.items():
+            out.append(sum(1 for c in latest.values() if c.kind == kind and c.capped))
+    return ControlActions(soc, counts["ev"], counts["hp"])
+
+
+def figure(
     times: Sequence[datetime],
     series_kw: Mapping[str, Sequence[float]],
     threshold_kw: float,
-) -> Path:
-    """HV/MV import with and without control against the threshold (PNG)."""
+    actions: ControlActions | None = None,
+    *,
+    timezone: str = OPERATOR_TIMEZONE,
+) -> Figure:
+    """HV/MV import with and without control against the threshold, in `timezone`.
+
+    With `actions`, two panels below on the same axis: what the controller did. Intervals
+    over the threshold are shaded on every panel, so cause and action line up.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=110)
-    x = mdates.date2num(list(times))  # type: ignore[no-untyped-call]
+    zone = ZoneInfo(timezone)
+    rows = 3 if actions is not None else 1
+    fig, axes = plt.subplots(
+        rows,
+        1,
+        sharex=True,
+        figsize=(10, 4.5 + 2.4 * (rows - 1)),
+        dpi=110,
+        gridspec_kw={"height_ratios": [2.2, 1, 1][:rows]},
+        squeeze=False,
+    )
+    ax = axes[0][0]
+    step = (times[1] - times[0]) if len(times) > 1 else timedelta(minutes=15)
+    edges = [*times, times[-1] + step] if times else []
+    x = mdates.date2num(edges)  # type: ignore[no-untyped-call]
     for label, values in series_kw.items():
-        ax.step(x, list(values), where="post", label=label, linewidth=1.6)
-    ax.xaxis_date()
+        v = list(values)
+        ax.stairs(v, x[: len(v) + 1], label=label, linewidth=1.6, baseline=None)
+    baseline, *controlled = list(series_kw)  # the first series is the no-control run
+    for k in range(len(times)):
+        with_control = any(series_kw[n][k] > threshold_kw for n in controlled)
+        if with_control or series_kw[baseline][k] > threshold_kw:
+            for a in (row[0] for row in axes):
+                a.axvspan(x[k], x[k + 1], color="tab:red", alpha=0.28 if with_control else 0.12, linewidth=0)
     ax.axhline(threshold_kw, color="tab:red", linestyle="--", linewidth=1.2, label="congestion threshold")
     ax.set_ylabel("HV/MV import (kW)")
-    ax.set_xlabel("time (UTC)")
     ax.set_title("Grid truth: HV/MV transformer import, with and without GridFlex control")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left")
-    fig.autofmt_xdate()
+    ax.legend(loc="upper left", fontsize=8)
+    if actions is not None:
+        soc_ax, cap_ax = axes[1][0], axes[2][0]
+        soc_ax.stairs(actions.soc_pct, x[: len(actions.soc_pct) + 1], color="tab:green", baseline=None)
+        soc_ax.set_ylabel("battery SoC (%)\nfleet mean")
+        soc_ax.set_ylim(0, 100)
+        cap_ax.stairs(
+            actions.ev_capped,
+            x[: len(actions.ev_capped) + 1],
+            label="EV chargers capped",
+            color="tab:purple",
+            baseline=None,
+        )
+        cap_ax.stairs(
+            actions.hp_capped,
+            x[: len(actions.hp_capped) + 1],
+            label="heat pumps capped",
+            color="tab:orange",
+            baseline=None,
+        )
+        cap_ax.set_ylabel("assets capped")
+        cap_ax.set_ylim(bottom=0)
+        cap_ax.yaxis.get_major_locator().set_params(integer=True)
+        cap_ax.legend(loc="upper left", fontsize=8)
+    for row in axes:
+        row[0].grid(alpha=0.3)
+    bottom = axes[-1][0]
+    bottom.xaxis.set_major_locator(mdates.AutoDateLocator(tz=zone))  # type: ignore[no-untyped-call]
+    bottom.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=zone))  # type: ignore[no-untyped-call]
+    if len(x) > 1:
+        bottom.set_xlim(x[0], x[-1])
+    tzname = times[0].astimezone(zone).tzname() if times else ""
+    bottom.set_xlabel(
+        f"local time ({timezone}, {tzname}); shaded: an overloaded interval without control, "
+        "darker: with control"
+    )
     fig.tight_layout()
+    return fig
+
+
+def plot(
+    out: Path,
+    times: Sequence[datetime],
+    series_kw: Mapping[str, Sequence[float]],
+    threshold_kw: float,
+    actions: ControlActions | None = None,
+) -> Path:
+    """`figure(...)` as a PNG at `out` (demo.png)."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(times, series_kw, threshold_kw, actions)
     fig.savefig(out)
     plt.close(fig)
     return out
@@ -199,8 +355,9 @@ def write_outputs(
     out_dir: Path,
     times: Sequence[datetime],
     series_kw: Mapping[str, Sequence[float]],
+    actions: ControlActions | None = None,
 ) -> dict[str, Path]:
-    """summary.json, summary.md, demo.png and series.csv under `out_dir`."""
+    """summary.json, summary.md, demo.png and series.csv (with `actions`: their columns too) under `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
         "json": out_dir / "summary.json",
@@ -210,10 +367,14 @@ def write_outputs(
     }
     paths["json"].write_text(summary.to_json() + "\n")
     paths["markdown"].write_text(render_markdown(summary))
-    plot(paths["plot"], times, series_kw, summary.threshold_kw)
+    plot(paths["plot"], times, series_kw, summary.threshold_kw, actions)
     names = list(series_kw)
-    lines = ["time," + ",".join(names)]
+    extra = ",battery_soc_pct_mean,ev_capped,hp_capped" if actions is not None else ""
+    lines = ["time," + ",".join(names) + extra]
     for i, t in enumerate(times):
-        lines.append(t.isoformat() + "," + ",".join(f"{series_kw[n][i]:.3f}" for n in names))
+        row = t.isoformat() + "," + ",".join(f"{series_kw[n][i]:.3f}" for n in names)
+        if actions is not None:
+            row += f",{actions.soc_pct[i]:.1f},{actions.ev_capped[i]},{actions.hp_capped[i]}"
+        lines.append(row)
     paths["series"].write_text("\n".join(lines) + "\n")
     return paths

@@ -24,6 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from gridflex.ops import children
 from protocols.errors import GridflexError
 from protocols.topics import ROOT
 
@@ -195,13 +196,8 @@ class MosquittoBroker:
             return self
         conf = self._write_config()
         log_file = self.log_path.open("ab")
-        self._proc = subprocess.Popen(
-            [self.executable, "-c", str(conf)],
-            stdout=log_file,
-            stderr=log_file,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        # dies with this process (PR_SET_PDEATHSIG), in its own group: gridflex/ops/children.py
+        self._proc = children.spawn([self.executable, "-c", str(conf)], stdout=log_file, stderr=log_file)
         log_file.close()
         try:
             wait_for_port(self.host, self.port, timeout_s)
@@ -216,16 +212,10 @@ class MosquittoBroker:
         return self
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop the process we started (SIGTERM, then SIGKILL), by its PID."""
+        """Stop the process we started (SIGTERM, then SIGKILL), by its PID; bounded by 2 x `timeout_s`."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=timeout_s)
+        if proc is not None:
+            children.stop(proc, term_s=timeout_s, kill_s=timeout_s)
 
     def kill(self) -> None:
         """SIGKILL, as a crash would (no graceful goodbye to clients)."""

@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import signal
 import subprocess
 import sys
+import threading
+import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -23,38 +28,119 @@ from cloud_controller.grid import build_schutterwald_region
 from gridflex.loop.closed_loop import ClosedLoop
 from gridflex.loop.grid_truth import count_overloads
 from gridflex.loop.scenario import LoopSettings, build_scenario
+from gridflex.ops.broker import free_port
 
 pytestmark = pytest.mark.integration
 
 
 def test_demo_quick_runs_and_reports(tmp_path: Path) -> None:
-    out = tmp_path / "demo-out"
-    r = subprocess.run(
-        [sys.executable, "-m", "gridflex", "demo", "--sites", "5", "--quick", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    """`gridflex demo --quick --serve`: the figures, and the dashboard during and after the run."""
+    out, port = tmp_path / "demo-out", free_port()
+    cmd = [sys.executable, "-m", "gridflex", "demo", "--sites", "5", "--quick", "--out", str(out)]
+    proc = subprocess.Popen([*cmd, "--serve", "--port", str(port)], stdout=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        during = _poll_metrics(base, proc, lambda m: m.get("gridflex_dispatch_total", 0) >= 1, 240)
+        _poll(lambda: any("serving the run's dashboard" in x for x in lines), proc, 240)
+        after = _poll_metrics(base, proc, lambda m: True, 30)
+        pages = {
+            path: urllib.request.urlopen(base + path, timeout=30).status for path in ("/", "/ui/sites/b001")
+        }
+        proc.send_signal(signal.SIGINT)  # the operator is done looking
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    reader.join(10)
+    stdout = "".join(lines)
+    assert proc.returncode == 0, stdout[-3000:]
+    assert f"dashboard: {base}/" in stdout  # the URL, printed at start
+    assert during["gridflex_mqtt_connected"] == 1  # the live controller during the run
+    assert (
+        after["gridflex_mqtt_connected"] == 0
+        and after["gridflex_dispatch_total"] >= during["gridflex_dispatch_total"]
     )
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert pages == {"/": 200, "/ui/sites/b001": 200}
     summary = json.loads((out / "summary.json").read_text())
     print(json.dumps({k: summary[k] for k in ("no_control", "control", "commands", "telemetry")}, indent=1))
+    assert after['gridflex_commands_total{status="sent"}'] >= summary["commands"]["sent"]
     assert summary["intervals"] == 28 and summary["sites"] == 5
     assert summary["no_control"]["overloaded_intervals"] >= 1  # the constructed episode exists
     assert summary["commands"]["sent"] > 0 and summary["commands"]["acked_ok_pct"] >= 99.0
     assert summary["telemetry"]["produced"] > 1000 and summary["telemetry"]["lost"] == 0
     for name in ("summary.md", "demo.png", "series.csv"):
         assert (out / name).stat().st_size > 0
+    series = (out / "series.csv").read_text().splitlines()
+    assert series[0].endswith(",battery_soc_pct_mean,ev_capped,hp_capped") and len(series) == 29
+    soc = [float(row.split(",")[3]) for row in series[1:]]
+    seen = [v for v in soc if not math.isnan(v)]  # nan: no SoC stored in that interval (a poll every 240 s)
+    assert len(seen) >= 20 and all(0.0 <= v <= 100.0 for v in seen)  # the controller's stored SoC
 
 
-@pytest.mark.timeout(600)  # 12 h at 240x is 180 s of wall time before set-up and drain
+def _poll(pred: Callable[[], bool], proc: subprocess.Popen[str], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not pred():
+        assert proc.poll() is None, f"the demo exited ({proc.returncode})"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.5)
+
+
+def _poll_metrics(
+    base: str, proc: subprocess.Popen[str], pred: Callable[[dict[str, float]], bool], timeout_s: float
+) -> dict[str, float]:
+    """The first scrape of /metrics (sample name with labels -> value) that satisfies `pred`."""
+    found: dict[str, float] = {}
+
+    def scrape() -> bool:
+        try:
+            text = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
+        except OSError:
+            return False
+        found.clear()
+        found.update(
+            (line.rsplit(" ", 1)[0], float(line.rsplit(" ", 1)[1]))
+            for line in text.splitlines()
+            if line and not line.startswith("#")
+        )
+        return pred(found)
+
+    _poll(scrape, proc, timeout_s)
+    return found
+
+
+@pytest.mark.timeout(300)  # 7 h at 240x is 105 s of wall time before set-up and drain
 async def test_ten_sites_congestion_episode_relieved(tmp_path: Path) -> None:
-    """10 buildings, a winter afternoon and evening (12:00-24:00) at 240x: the intervals over
+    """10 buildings, a winter afternoon and evening (15:00-22:00) at 240x: the intervals over
     the constructed HV/MV threshold drop by >= 80 % against the no-control twin.
 
     240x, not 480x: simulators, agents and controller share one event loop here, and on a
-    loaded 2-core machine (2026-12-01, 1.5-2x slower than usual) agents' Modbus connects
-    timed out (1 s wall) at 480x, devices faulted, and 3 of 10 overloaded intervals stayed."""
-    settings = replace(LoopSettings(n_sites=10, seed=2, bacnet=False), speed=240.0)
+    loaded 2-core machine agents' Modbus connects timed out (1 s wall) at 480x, devices
+    faulted, and overloaded intervals stayed. The 12-hour run (12:00-24:00) is
+    `test_ten_sites_twelve_hours_relieved`, marked slow."""
+    await _ten_sites_relieved(
+        tmp_path, start_h=15.0, end_h=22.0, min_overloaded=5, min_sent=250, min_samples=2500
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)  # 12 h at 240x is 180 s of wall time before set-up and drain
+async def test_ten_sites_twelve_hours_relieved(tmp_path: Path) -> None:
+    """The same over 12:00-24:00 (48 intervals, the constructed episode 20 % of them)."""
+    await _ten_sites_relieved(
+        tmp_path, start_h=12.0, end_h=24.0, min_overloaded=8, min_sent=500, min_samples=5000
+    )
+
+
+async def _ten_sites_relieved(
+    tmp_path: Path, *, start_h: float, end_h: float, min_overloaded: int, min_sent: int, min_samples: int
+) -> None:
+    settings = replace(
+        LoopSettings(n_sites=10, seed=2, bacnet=False), speed=240.0, start_h=start_h, end_h=end_h
+    )
     scenario = build_scenario(settings, build_schutterwald_region())
     async with ClosedLoop(scenario, tmp_path / "loop") as loop:
         await loop.run_until(settings.end)
@@ -76,12 +162,12 @@ async def test_ten_sites_congestion_episode_relieved(tmp_path: Path) -> None:
     print(
         f"overloaded intervals {n_without} -> {n_with}; peak {max(without):.1f} -> {max(with_control):.1f} kW"
     )
-    assert len(with_control) == settings.intervals == 48
-    assert n_without >= 8  # the constructed episode: 20 % of the 48 intervals
+    assert len(with_control) == settings.intervals == round((end_h - start_h) * 4)
+    assert n_without >= min_overloaded  # the constructed episode: 20 % of the intervals
     assert n_with <= 0.2 * n_without
     c = result.commands
-    assert c.sent > 500 and (c.applied + c.clamped) >= 0.99 * c.sent
-    assert result.telemetry.lost == 0 and result.telemetry.produced > 5000
+    assert c.sent > min_sent and (c.applied + c.clamped) >= 0.99 * c.sent
+    assert result.telemetry.lost == 0 and result.telemetry.produced > min_samples
 
 
 async def test_site_offline_and_controller_restart(tmp_path: Path) -> None:

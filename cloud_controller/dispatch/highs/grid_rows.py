@@ -12,6 +12,7 @@ import highspy
 import numpy as np
 
 from cloud_controller.dispatch.areas.areas import rows_idle
+from cloud_controller.dispatch.highs.limit import check_optimal
 from cloud_controller.dispatch.model.lp import LpIndex
 from cloud_controller.dispatch.model.problem import FloatArray, IntArray, Problem
 from cloud_controller.dispatch.model.schedule import DispatchInfeasible, Schedule, Violation
@@ -23,16 +24,16 @@ INF = highspy.kHighsInf
 def run_checked(h: Any) -> None:
     """Re-solve after grid rows were added; once more from scratch if HiGHS gives up from its basis.
 
-    Never silently: still not optimal raises.
+    Never silently: still not optimal raises (`DispatchTimeLimit` when out of time).
     """
     h.run()
     status = h.getModelStatus()
+    if status == highspy.HighsModelStatus.kTimeLimit:
+        check_optimal(h)  # out of time: a second run from scratch would only be slower
     if status != highspy.HighsModelStatus.kOptimal:
         h.clearSolver()
         h.run()
-        status = h.getModelStatus()
-    if status != highspy.HighsModelStatus.kOptimal:
-        raise DispatchInfeasible(f"HiGHS status {h.modelStatusToString(status)}")
+    check_optimal(h)
 
 
 class GridRows:

@@ -16,13 +16,14 @@ import numpy as np
 from cloud_controller.dispatch.highs import basis
 from cloud_controller.dispatch.highs.crash import BASIC, LOWER, basis_for, set_basis
 from cloud_controller.dispatch.highs.grid_rows import GridRows
+from cloud_controller.dispatch.highs.limit import DispatchTimeLimit, check_optimal, set_time_limit
 from cloud_controller.dispatch.highs.quiet import quiet_highs
 from cloud_controller.dispatch.highs.read import ScheduleReader
 from cloud_controller.dispatch.highs.threads import process_threads
 from cloud_controller.dispatch.model.lp import LpIndex, build_lp
 from cloud_controller.dispatch.model.problem import FloatArray, IntArray, Problem, StepInputs, StorageState
 from cloud_controller.dispatch.model.pyomo_model import pyomo_lp
-from cloud_controller.dispatch.model.schedule import DispatchInfeasible, Schedule
+from cloud_controller.dispatch.model.schedule import Schedule
 from cloud_controller.dispatch.options import EngineOptions
 from cloud_controller.dispatch.routes.lazy import gridless
 
@@ -44,6 +45,8 @@ class LpSession:
         self.h: Any = quiet_highs()  # no banner on stdout; output_flag off
         self.h.setOptionValue("output_flag", False)
         self.h.setOptionValue("threads", process_threads(options.threads))
+        set_time_limit(self.h, options.time_limit_s)  # every run() bounded (limit.py)
+        self.time_limit_hits = 0  # solves that ended at the time limit, over all calls
         # Presolve would discard the previous basis: keep it off so every re-solve is warm
         # (`presolve_first`: only the first solve presolves).
         self._presolve_first = presolve_first
@@ -279,19 +282,20 @@ class LpSession:
             self.crash_used = set_basis(self.h, col, row)
         self.h.run()
         self._warm_from_now()
-        status = self.h.getModelStatus()
-        if status != highspy.HighsModelStatus.kOptimal:
-            raise DispatchInfeasible(f"HiGHS status {self.h.modelStatusToString(status)}")
-        objective = float(self.h.getObjectiveValue())
-        if self.grid_rows is not None:
+        try:
+            check_optimal(self.h)
+            if self.grid_rows is None:
+                sol = self.h.getSolution()
+                self.last_solution = sol
+                return self.reader.read(np.asarray(sol.col_value), float(self.h.getObjectiveValue()))
             sol, flows, v = self.grid_rows.solve()
-            self.last_solution = sol
-            x = np.asarray(sol.col_value)
-            sched = self.reader.read(x[: self.ix.n_cols], float(self.h.getObjectiveValue()))
-            return self.grid_rows.report(sched, x, flows, v)
-        sol = self.h.getSolution()
+        except DispatchTimeLimit:
+            self.time_limit_hits += 1
+            raise
         self.last_solution = sol
-        return self.reader.read(np.asarray(sol.col_value), objective)
+        x = np.asarray(sol.col_value)
+        sched = self.reader.read(x[: self.ix.n_cols], float(self.h.getObjectiveValue()))
+        return self.grid_rows.report(sched, x, flows, v)
 
     def _warm_from_now(self) -> None:
         """After the first solve (or a given start): no presolve, no interior point."""

@@ -115,9 +115,11 @@ const PAGES = {
     const colour = (pct) => (pct === null || pct === undefined ? "#9aa5ad" : pct >= 100 ? "#b3261e" : pct >= 80 ? "#e08e0b" : "#1f7a4d");
     const draw = async () => {
       const [loading, overview, st] = await Promise.all([GF.getJSON("/grid/loading"), GF.getJSON("/fleet/overview"), GF.getJSON("/fleet/status")]);
-      const button = document.getElementById("run-scenarios");
-      button.disabled = !st.scenario_forecast;
-      button.title = st.scenario_forecast ? "" : "needs a plan from a planner with a per-site forecast";
+      const button = document.getElementById("run-scenarios");  // absent for a viewer (operator only)
+      if (button) {
+        button.disabled = !st.scenario_forecast;
+        button.title = st.scenario_forecast ? "" : "needs a plan from a planner with a per-site forecast";
+      }
       if (!net || (net.source === "generated" && loading.at !== netAt)) {  // the drawing changes rarely
         net = await GF.getJSON("/grid/network");
         netAt = loading.at;
@@ -155,7 +157,7 @@ const PAGES = {
         `<tr><td>${GF.esc(name)}</td><td class="num">${GF.num(e.now, 0)}</td><td class="num">${GF.num(e.max, 0)}</td><td class="num">${GF.num(e.p, 2)}</td><td>${GF.esc(e.src)}</td></tr>`);
       document.querySelector("#elements tbody").innerHTML = rows.join("");
     };
-    document.getElementById("run-scenarios").addEventListener("click", async () => {
+    document.getElementById("run-scenarios")?.addEventListener("click", async () => {
       const note = document.getElementById("scenario-note");
       note.textContent = "running…";
       const r = await fetch("/forecast/congestion?scenarios=50");

@@ -93,7 +93,7 @@ async def _wait(pred: object, timeout_s: float = 10.0) -> None:
 
 
 async def test_watermark_commands_acks_restart_and_api(mosquitto: MosquittoBroker, tmp_path: Path) -> None:
-    (tmp_path / "token").write_text("s3cret\n")
+    (tmp_path / "token").write_text("s3cret-0123456789abcdef\n")
     cfg = _config(mosquitto.port, tmp_path)
     async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="site-b001") as site:
         await site.subscribe(site_topic("b001", "stored"), qos=1)
@@ -153,11 +153,15 @@ async def test_watermark_commands_acks_restart_and_api(mosquitto: MosquittoBroke
                     "p_kw": 50.0,
                 }
                 assert (await http.post("/dr/requests", json=dr)).status_code == 401
-                ok = await http.post("/dr/requests", json=dr, headers={"Authorization": "Bearer s3cret"})
+                ok = await http.post(
+                    "/dr/requests", json=dr, headers={"Authorization": "Bearer s3cret-0123456789abcdef"}
+                )
                 assert ok.status_code == 201 and len((await http.get("/dr/requests")).json()) == 1
                 assert (
                     await http.post(
-                        "/dr/requests", json={**dr, "p_kw": "x"}, headers={"Authorization": "Bearer s3cret"}
+                        "/dr/requests",
+                        json={**dr, "p_kw": "x"},
+                        headers={"Authorization": "Bearer s3cret-0123456789abcdef"},
                     )
                 ).status_code == 422
     # restart: the watermark comes from the store and is republished (retained) on connect

@@ -116,3 +116,52 @@ async def test_command_outcomes(mosquitto: MosquittoBroker, tmp_path: Path) -> N
             }
     finally:
         await server.stop()
+
+
+FUZZ_N = 400
+WINDOW = 50
+
+
+async def test_unsigned_fuzzed_commands_through_the_clamp_path_never_write_unsafe_values(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """Signing off, so every well-formed command reaches the clamp path; after every window the
+    real device's registers are read: PV limit 0..100 %, EV 7..16 A (the 4.2 kW floor in whole
+    amps), battery setpoint -5..5 kW; every read-back in an ack is inside the asset's limits."""
+    import random
+
+    from gridflex.chaos.fuzz import unsafe_ack
+    from gridflex.chaos.inputs import random_command
+
+    rng = random.Random(2030)
+    server = await ModbusServer().start()
+    try:
+        cfg = make_config(tmp_path, broker_port=mosquitto.port, modbus_port=server.port)
+        controlled = [a for a in cfg.assets if a.controls]
+        async with Cloud("t1", mosquitto.port).running() as cloud, running_agent(cfg):
+            await cloud.wait_for(lambda: cloud.states)
+            kinds: dict[str, str] = {}
+            sent = 0
+            for start in range(0, FUZZ_N, WINDOW):
+                now = datetime.now(UTC)
+                for i in range(start, start + WINDOW):
+                    asset = rng.choice(controlled)
+                    cmd = random_command(rng, "t1", [asset.id], now, i, kinds=tuple(sorted(asset.controls)))
+                    if cmd is None:  # the contract refused the value before it was sent
+                        continue
+                    kinds[cmd.cmd_id] = cmd.kind
+                    await cloud.send(cmd)
+                    sent += 1
+                await cloud.wait_for(lambda n=sent: len(cloud.acks) >= n, timeout_s=60)
+                pv_pct, ev_a = (await server.get_holding(152))[0], (await server.get_holding(400))[0]
+                bat_kw = decode(await server.get_holding(204, 2), "float32")
+                assert 0 <= pv_pct <= 100 and (ev_a == 0 or 7 <= ev_a <= 16) and -5.0 <= bat_kw <= 5.0, (
+                    pv_pct,
+                    ev_a,
+                    bat_kw,
+                )
+        written = [a for a in cloud.acks if a.status in ("applied", "clamped")]
+        assert len(cloud.acks) == sent and len(written) > FUZZ_N // 4
+        assert not [a for a in cloud.acks if unsafe_ack(a, kinds.get(a.cmd_id), cfg)]
+    finally:
+        await server.stop()

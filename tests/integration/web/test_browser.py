@@ -19,6 +19,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from cloud_controller.grid import build_schutterwald_region
+from cloud_controller.web.assets import PLOTLY_URL
 from gridflex.ops.broker import MosquittoBroker
 from protocols.topics import site_topic
 from tests.integration.web import harness
@@ -127,7 +128,7 @@ def test_every_page_loads_without_errors_or_foreign_requests(
                 page.screenshot(path=str(Path(shots) / f"{_shot_name(path)}.png"))
         assert watched.foreign(running.url) == []
         assert watched.errors == []
-        assert any(u.endswith("/static/vendor/plotly.min.js") for u in watched.requests)
+        assert any(u.endswith(PLOTLY_URL) for u in watched.requests)
 
 
 def test_sites_table_filters_sorts_and_pages_1000_sites(

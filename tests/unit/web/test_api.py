@@ -16,6 +16,7 @@ from cloud_controller.config import CloudConfig, DashboardConfig
 from cloud_controller.live.types import AssetRef, Plan, SiteRef
 from cloud_controller.registry import Registry
 from cloud_controller.service import CloudController
+from cloud_controller.web.assets import PLOTLY_JS, PLOTLY_URL, accepts_gzip
 from protocols.assets import BATTERY, METER, Points
 from protocols.clock import SimClock
 from protocols.messages import Event, Sample
@@ -60,13 +61,49 @@ def test_page_references_only_this_server(client: tuple[TestClient, CloudControl
 
 def test_assets_are_served_locally_and_compressed(client: tuple[TestClient, CloudController]) -> None:
     c, _ = client
-    plotly = c.get("/static/vendor/plotly.min.js", headers={"Accept-Encoding": "gzip"})
+    for page in ("/", "/ui/grid", "/ui/sites/b1"):
+        assert f'<script src="{PLOTLY_URL}"></script>' in c.get(page).text, page
+    plotly = c.get(PLOTLY_URL, headers={"Accept-Encoding": "gzip"})
     assert plotly.status_code == 200 and plotly.headers["content-encoding"] == "gzip"
-    assert len(plotly.content) > 1_000_000  # the full bundle (decoded by the client)
+    assert plotly.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert plotly.headers["vary"] == "Accept-Encoding"
+    wire = int(plotly.headers["content-length"])
+    assert 300_000 < wire < 500_000  # what the browser downloads: under half of the 1 MB page budget
+    assert plotly.content == PLOTLY_JS.read_bytes() and plotly.content.startswith(b"/**\n* plotly.js (basic")
     redoc = c.get("/static/vendor/redoc.standalone.js")
     assert redoc.status_code == 200 and b"cdn.redoc.ly" not in redoc.content
     for path in ("/static/docs/swagger-ui-bundle.js", "/static/docs/swagger-ui.css", "/static/dashboard.js"):
         assert c.get(path).status_code == 200, path
+
+
+def test_plotly_bundle_is_revalidated_by_etag_and_sent_plain_without_gzip(
+    client: tuple[TestClient, CloudController],
+) -> None:
+    c, _ = client
+    first = c.get(PLOTLY_URL, headers={"Accept-Encoding": "gzip"})
+    again = c.get(PLOTLY_URL, headers={"If-None-Match": first.headers["etag"], "Accept-Encoding": "gzip"})
+    assert again.status_code == 304 and again.content == b""
+    plain = c.get(PLOTLY_URL, headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    assert int(plain.headers["content-length"]) == PLOTLY_JS.stat().st_size
+    assert c.get("/static/vendor/plotly.min.js").status_code == 404  # the full 4.8 MB bundle is not served
+
+
+@pytest.mark.parametrize(
+    ("header", "gzip"),
+    [
+        ("gzip, deflate", True),
+        ("deflate, gzip;q=0.5", True),
+        ("*", True),
+        ("gzip;q=0", False),
+        ("identity", False),
+        ("", False),
+        ("gzip;q=bogus", False),
+    ],
+    ids=["plain", "weighted", "star", "refused", "identity", "none", "bad-weight"],
+)
+def test_accept_encoding_is_read_with_its_weights(header: str, gzip: bool) -> None:
+    assert accepts_gzip(header) is gzip
 
 
 def test_openapi_states_the_sign_convention_and_lists_the_dashboard_api(

@@ -1,0 +1,152 @@
+"""Exactly one dispatcher: a lease in the store, taken before the MQTT connection, with a fencing token.
+
+Why before connecting: Mosquitto disconnects a client when another connects with the same
+client id, so a second dispatcher that connected first would silently knock the holder
+off the broker and both would fight. The second one waits instead, says so in its log
+and in `/readyz` ("standby: lease held by X until T"), and takes over once the holder's
+lease expires (a killed holder) or is released (a clean exit releases at once).
+
+The fencing token grows with every change of holder. The message contract has no field
+for it (protocols/messages.py `Command` forbids extra keys), so it is kept in the store's
+`leases` table and logged with every plan; agents rejecting older tokens come later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from cloud_controller.store.sqlite import LeaseState, SqliteStore
+from protocols.clock import Clock
+from protocols.errors import GridflexError
+
+__all__ = ["DISPATCH_LEASE", "DispatchLease", "LeaseLostError", "LeaseStatus", "holder_id"]
+
+log = logging.getLogger(__name__)
+
+DISPATCH_LEASE = "dispatch"
+
+
+class LeaseLostError(GridflexError):
+    """This process's lease expired or passed to another holder: it must stop dispatching."""
+
+
+def holder_id(client_id: str) -> str:
+    """A holder name unique to this process: client id, host, pid and a random tail."""
+    return f"{client_id}@{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True)
+class LeaseStatus:
+    """What readiness and the logs say about the lease."""
+
+    state: Literal["acquiring", "standby", "held", "released"]
+    holder: str | None = None
+    token: int | None = None
+    expires_at: datetime | None = None
+
+    def describe(self) -> str:
+        """One line: "held (token 3) until T" or "standby: lease held by X until T"."""
+        until = self.expires_at.isoformat() if self.expires_at else "?"
+        if self.state == "held":
+            return f"held (fencing token {self.token}) until {until}"
+        if self.state == "standby":
+            return f"standby: lease held by {self.holder} until {until}"
+        return self.state
+
+
+class DispatchLease:
+    """Acquire (waiting as standby), renew every `renew_s`, release on exit: one holder per store file."""
+
+    def __init__(
+        self,
+        store: SqliteStore,
+        *,
+        holder: str,
+        clock: Clock,
+        ttl_s: float,
+        renew_s: float,
+        name: str = DISPATCH_LEASE,
+    ) -> None:
+        self.store = store
+        self.holder = holder
+        self.clock = clock
+        self.ttl_s = ttl_s
+        self.renew_s = renew_s
+        self.name = name
+        self.status = LeaseStatus("acquiring")
+        self.acquired_at: datetime | None = None
+
+    @property
+    def token(self) -> int | None:
+        """The fencing token while held, else None."""
+        return self.status.token if self.status.state == "held" else None
+
+    async def _try(self) -> LeaseState:
+        now_s = self.clock.now().timestamp()
+        async with asyncio.timeout(self.renew_s):
+            return await asyncio.to_thread(
+                self.store.acquire_lease, self.name, self.holder, now_s, self.ttl_s
+            )
+
+    def _set(self, st: LeaseState) -> None:
+        expires = datetime.fromtimestamp(st.expires_at, tz=UTC)
+        self.status = LeaseStatus("held" if st.held else "standby", st.holder, st.token, expires)
+
+    async def acquire(self) -> None:
+        """Return once this process holds the lease; until then retry every `renew_s` as standby."""
+        told: str | None = None
+        while True:
+            try:
+                st = await self._try()
+            except (TimeoutError, sqlite3.Error) as exc:
+                log.warning("dispatch lease: cannot reach the store (%s); retry in %.0f s", exc, self.renew_s)
+            else:
+                self._set(st)
+                if st.held:
+                    self.acquired_at = self.clock.now()
+                    log.info("dispatch lease acquired by %s: fencing token %d", self.holder, st.token)
+                    return
+                if st.holder != told:  # a state change logs once
+                    log.warning("dispatch %s", self.status.describe())
+                    told = st.holder
+            await self.clock.sleep(self.renew_s)
+
+    async def keep(self) -> None:
+        """Renew every `renew_s` until cancelled; raise LeaseLostError once the lease is gone."""
+        while True:
+            await self.clock.sleep(self.renew_s)
+            try:
+                st = await self._try()
+            except (TimeoutError, sqlite3.Error) as exc:
+                expires = self.status.expires_at
+                if expires is not None and self.clock.now() >= expires:
+                    log.error("dispatch lease expired while the store was unreachable (%s)", exc)
+                    raise LeaseLostError(f"dispatch lease expired: {exc}") from exc
+                log.warning("dispatch lease: renewal failed (%s); retry in %.0f s", exc, self.renew_s)
+                continue
+            if not st.held or st.token != self.status.token:
+                self._set(st)
+                log.error("dispatch lease lost to %s (token %d): stopping", st.holder, st.token)
+                raise LeaseLostError(f"dispatch lease lost to {st.holder}")
+            self._set(st)
+
+    def release(self) -> bool:
+        """End the lease now if held (a clean exit: the standby takes over at its next attempt)."""
+        if self.status.state != "held":
+            return False
+        try:
+            released = self.store.release_lease(self.name, self.holder)
+        except sqlite3.Error as exc:
+            log.warning("dispatch lease not released (%s): it expires by itself", exc)
+            return False
+        self.status = LeaseStatus("released", self.holder, self.status.token, None)
+        log.info("dispatch lease released by %s", self.holder)
+        return released

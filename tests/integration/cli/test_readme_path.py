@@ -157,12 +157,17 @@ def test_wrong_registry_is_flagged_and_the_missing_asset_never_commanded(fleet: 
         reg = _until(api, "/registry", lambda b: len(b["unregistered_sites"]) == 2, 60)
         assert [s["site"] for s in reg["unregistered_sites"]] == ["b002", "b003"]
         assert set(reg["mismatched_sites"]) == {"b001"}
-        # plans go on for what exists: the EV charger is commanded and accepts, the battery never
-        body = _until(api, "/commands", lambda b: any(r["status"] is not None for r in b["recent"]), 240)
-        assets = {(r["site"], r["asset"]) for r in body["recent"]}
-        assert ("b001", "bat1") not in assets
-        assert ("b001", "ev1") in assets
-        assert not any("unknown asset" in (r["reason"] or "") for r in body["recent"])
+        # plans go on for what exists: after the flag (plans inside the grace still commanded the
+        # battery), the next plan commands the EV charger and never the battery
+        before = {r["cmd_id"] for r in api.get("/commands", params={"limit": 5000}).json()["recent"]}
+
+        def new_ev_command(b: dict[str, Any]) -> bool:
+            return any(r["cmd_id"] not in before and r["asset"] == "ev1" for r in b["recent"])
+
+        body = _until(api, "/commands?limit=5000", new_ev_command, 300)
+        after = [r for r in body["recent"] if r["cmd_id"] not in before]
+        assert ("b001", "bat1") not in {(r["site"], r["asset"]) for r in after}, after
+        assert not any("unknown asset" in (r["reason"] or "") for r in after)
         assert api.get("/schedule").json()["sites"]["b001"].get("bat1") is None
         events = [
             e for e in api.get("/events", params={"site": "b001"}).json() if e["kind"] == "registry_mismatch"

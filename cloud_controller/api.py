@@ -63,6 +63,17 @@ def _site(controller: CloudController, site: str) -> dict[str, Any]:
         "watermark": controller.store.highest_contiguous_seq(site),
         "last_seen": snap.last_seen,
         "setpoints": plan.site_setpoints.get(site, {}) if plan else {},
+        "registry_mismatch": _mismatch(controller, site),
+    }
+
+
+def _mismatch(controller: CloudController, site: str) -> dict[str, list[str]]:
+    """The registry against the site's reports: assets that never report, points of unregistered assets."""
+    check = controller.ingest.check
+    m = check.mismatch(site) if check is not None else None
+    return {
+        "missing_assets": m.missing_assets if m else [],
+        "unregistered_points": m.unregistered_points if m else [],
     }
 
 
@@ -104,6 +115,19 @@ def _status_routes(app: FastAPI, controller: CloudController) -> None:
     @app.get("/sites", dependencies=read)
     def sites() -> list[dict[str, Any]]:
         return [_site(controller, s) for s in controller.snapshots]
+
+    @app.get("/registry", dependencies=read)
+    def registry() -> dict[str, Any]:
+        """Registered sites, sites that send but are not registered, and sites whose reports disagree."""
+        check = controller.ingest.check
+        unregistered = check.unregistered_sites if check is not None else {}
+        return {
+            "registered_sites": list(controller.snapshots),
+            "unregistered_sites": [{"site": s, "messages": n} for s, n in sorted(unregistered.items())],
+            "mismatched_sites": {
+                s: m for s in controller.snapshots if any((m := _mismatch(controller, s)).values())
+            },
+        }
 
     @app.get("/sites/{site}", dependencies=read)
     def site(site: str) -> dict[str, Any]:

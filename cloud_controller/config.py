@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from protocols.config_errors import config_error
 from protocols.errors import ConfigError
 
 __all__ = [
@@ -272,9 +273,8 @@ def load_cloud_config(path: Path) -> CloudConfig:
     doc = read_yaml_mapping(path)
     try:
         cfg = CloudConfig.model_validate(doc)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise ConfigError(err["msg"], file=str(path), key=_dotted(tuple(err["loc"]))) from None
+    except ValidationError as exc:  # "file:key: reason"; a misspelt key gets "did you mean"
+        raise config_error(exc, CloudConfig, file=str(path), key_of=_dotted) from None
     base = path.parent
 
     def rel(p: Path | None) -> Path | None:

@@ -3,17 +3,24 @@
 Pure of sockets: `Ingest.handle(topic, payload)` is called by the service's MQTT session
 for every message, so the same code is unit-tested with bytes. Invalid payloads are
 counted and logged, never raised: one broken agent must not stop the others' ingest.
+With a `RegistryCheck`, what the sites report is checked against the registry: an
+unregistered site, a registered asset that never reports, a point of an unregistered
+asset are each logged once at WARNING (the asset findings also as a warning event in the
+store), and the snapshot's `missing_assets` keeps the planner from commanding them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from cloud_controller.commands import CommandTracker
 from cloud_controller.live.types import SiteSnapshot
+from cloud_controller.registry.check import RegistryCheck, SiteFindings
 from cloud_controller.store import SqliteStore
 from cloud_controller.store.influx import InfluxSink
 from protocols.assets import Points
@@ -41,6 +48,7 @@ class IngestStats:
     gaps: int = 0
     invalid: int = 0
     unknown_site: int = 0
+    registry_mismatches: int = 0  # warning events written for registry/report mismatches
     events: int = 0
     acks: int = 0
     last_error: str = ""
@@ -55,8 +63,15 @@ class Ingest:
         store: SqliteStore,
         snapshots: dict[str, SiteSnapshot],
         tracker: CommandTracker,
+        check: RegistryCheck | None = None,
+        *,
+        wall_s: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
+        self.check = check
+        # wall time, not the service's clock: the registry check's grace is about drivers
+        # connecting and backlogs replaying, which an accelerated demo clock does not speed up
+        self._wall_s = wall_s
         self.snapshots = snapshots
         self.tracker = tracker
         self.stats = IngestStats()
@@ -76,7 +91,14 @@ class Ingest:
         snap = self.snapshots.get(msg.site) if hasattr(msg, "site") else None
         if snap is None:
             self.stats.unknown_site += 1
-            log.debug("message from unregistered site on %s", topic)
+            site = getattr(msg, "site", None)
+            if self.check is not None and isinstance(site, str):
+                if self.check.unknown_site(site):
+                    log.warning(
+                        "site %r is not in the registry: its messages are dropped (first on %s)", site, topic
+                    )
+            else:
+                log.debug("message from unregistered site on %s", topic)
             return
         if isinstance(msg, TelemetryBatch):
             await self._telemetry(msg, snap)
@@ -127,3 +149,44 @@ class Ingest:
             if snap.measured_at is None or s.ts > snap.measured_at:
                 snap.measured_at = s.ts
         snap.last_seen = batch.ts
+        if self.check is not None:
+            keys = (f"{s.asset}/{s.point}" for s in batch.samples)
+            found = self.check.observe(site, keys, now_s=self._wall_s())
+            snap.missing_assets = self.check.missing_assets(site)
+            if found.any:
+                await self._report(batch, found)
+
+    async def _report(self, batch: TelemetryBatch, found: SiteFindings) -> None:
+        """Log a registry mismatch once per asset and keep it as a warning event beside the agents' own."""
+        site = batch.site
+        for asset in found.reappeared_assets:
+            log.info("site %s: asset %r reports now; it is commanded again", site, asset)
+        if not (found.missing_assets or found.unregistered_assets):
+            return
+        parts = []
+        if found.missing_assets:
+            parts.append(
+                f"registered assets not reporting: {', '.join(found.missing_assets)} (never commanded)"
+            )
+        if found.unregistered_assets:
+            parts.append(
+                f"assets not in the registry: {', '.join(found.unregistered_assets)} "
+                f"(points {', '.join(found.unregistered_points)})"
+            )
+        message = f"registry mismatch at {site}: " + "; ".join(parts)
+        log.warning("%s", message)
+        details: dict[str, str | int] = {
+            "missing_assets": ",".join(found.missing_assets)[:64],
+            "unregistered_assets": ",".join(found.unregistered_assets)[:64],
+            "n_unregistered_points": len(found.unregistered_points),
+        }
+        event = Event(
+            site=site,
+            ts=batch.ts,
+            kind="registry_mismatch",
+            severity="warning",
+            message=message[:500],
+            details=details,  # type: ignore[arg-type]
+        )
+        self.stats.registry_mismatches += 1
+        await asyncio.to_thread(self.store.write_event, event)

@@ -29,6 +29,7 @@ from cloud_controller.ingest import Ingest
 from cloud_controller.lease import DispatchLease, holder_id
 from cloud_controller.live.types import Plan, Planner, SiteSnapshot
 from cloud_controller.registry import Registry
+from cloud_controller.registry.check import RegistryCheck
 from cloud_controller.store import SqliteStore
 from protocols.assets import Points
 from protocols.clock import Clock
@@ -131,7 +132,7 @@ class CloudController:
             s: SiteSnapshot(site=s, mode="unknown") for s in registry.ids
         }
         self.tracker = CommandTracker()
-        self.ingest = Ingest(self.store, self.snapshots, self.tracker)
+        self.ingest = Ingest(self.store, self.snapshots, self.tracker, RegistryCheck(registry))
         self.stats = ControllerStats()
         self.last_plan: Plan | None = None
         self.dr_requests: list[DRRequest] = []
@@ -324,6 +325,7 @@ class CloudController:
                 uncontrollable=v.uncontrollable,
                 last_seen=v.last_seen,
                 measured_at=v.measured_at,
+                missing_assets=v.missing_assets,
             )
             for s, v in self.snapshots.items()
         }

@@ -20,6 +20,7 @@ from pydantic import SecretStr, ValidationError
 from device_templates import expand_site
 from edge_agent.config_rules import check_rules
 from edge_agent.config_site import BrokerConfig, SigningConfig, SiteConfig
+from protocols.config_errors import config_error
 from protocols.errors import ConfigError
 
 __all__ = ["load_config"]
@@ -146,9 +147,8 @@ def load_config(path: str | Path) -> SiteConfig:
     raw = expand_site(_parse_yaml(raw_bytes, file), file=file, base=path.parent)
     try:
         cfg = SiteConfig.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors(include_url=False, include_input=False)[0]
-        raise ConfigError(err["msg"], file=file, key=_key(err["loc"]) or None) from None
+    except ValidationError as exc:  # "file:key: reason"; a misspelt key gets "did you mean"
+        raise config_error(exc, SiteConfig, file=file, key_of=_key) from None
     base = path.parent
     buffer = cfg.buffer.model_copy(update={"path": _resolve(base, cfg.buffer.path)})
     cfg = cfg.model_copy(

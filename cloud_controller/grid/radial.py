@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from cloud_controller.grid.quiet import quiet_pandapower
 from protocols.errors import ConfigError
 
 FloatArray = npt.NDArray[np.float64]
@@ -100,6 +101,7 @@ def radial_from_pandapower(net: Any, *, v_min_pu: float = 0.9, v_max_pu: float =
 
     Open switches are respected; a mesh raises ConfigError (the linear model would be wrong).
     """
+    quiet_pandapower()
     import pandapower.topology as top
 
     eg = net.ext_grid[net.ext_grid.in_service]

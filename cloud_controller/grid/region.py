@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from cloud_controller.grid.quiet import quiet_pandapower
 from cloud_controller.grid.radial import RadialGrid, radial_from_pandapower
 from protocols.errors import ConfigError
 
@@ -86,6 +87,7 @@ def build_schutterwald_region(
     stations: Sequence[str] = DEFAULT_STATIONS, *, hvmv_sn_mva: float = 25.0
 ) -> Region:
     """Cut the chosen stations out of `lv_schutterwald` and feed them from one 25 MVA HV/MV trafo."""
+    quiet_pandapower()
     import pandapower as pp
     import pandapower.networks as pn
     import pandapower.toolbox as tb
@@ -127,6 +129,7 @@ def build_schutterwald_region(
 
 def region_from_json(path: str, *, hvmv_trafo_name: str | None = None) -> Region:
     """Load any radial pandapower JSON; its loads are the sites."""
+    quiet_pandapower()
     import pandapower as pp
 
     net = pp.from_json(path)

@@ -13,6 +13,9 @@ each interval's mean under the limit; `correct` runs it between plans, and every
 runs it once with the plan's battery values counted as pending (the Schutterwald study's CurA/CurB as
 real-time rules).
 
+A registered asset the site never reported (`SiteSnapshot.missing_assets`, from ingest's
+registry check) is not there: a missing battery is pinned to zero, no asset of them is commanded.
+
 Sites that are offline (or unknown, or ignored their last commands) are "excluded":
 their forecast stays in the grid balance, their batteries are pinned to zero in the LP
 and they get no commands. Sites in fallback are commanded: a valid command is what
@@ -279,10 +282,16 @@ class MpcPlanner:
             or snap.mode in ("offline", "unknown")
             or snap.uncontrollable
         }
+        missing = _missing_assets(sites)
+        no_battery = {  # a battery the site never reported: pinned to 0, never commanded
+            i
+            for i, s in enumerate(self.sites)
+            if (bat := s.asset_of(Role.BATTERY)) is not None and (s.site, bat.asset) in missing
+        }
         fc = self._with_measurements(self.forecast(now, history), sites)
         base_total = fc.base_kw.sum(axis=1)
         state = self._state(sites)
-        self._battery_bounds(excluded, sites, state)
+        self._battery_bounds(excluded | no_battery, sites, state)
         # Chance constraint: plan against the fleet's p90, not its median (forecast error is
         # what breaks a plan); never tighter than half the limit.
         limit_t = np.maximum(self.limit_kw - self.forecast_z * fc.sigma_kw, 0.5 * self.limit_kw)
@@ -299,7 +308,7 @@ class MpcPlanner:
         self.last_answer = answer
         self.last_schedule = schedule = answer.schedule
         planned = schedule.p_site_kw.sum(axis=1)
-        battery_kw = self.commands.battery_values(self.sites, excluded, schedule, self.bat_index)
+        battery_kw = self.commands.battery_values(self.sites, excluded | no_battery, schedule, self.bat_index)
         caps: set[tuple[str, str]] = set()
         if self.guard is not None:
             self.guard.on_plan(now, battery_kw, {self.sites[i].site for i in excluded}, sites)
@@ -307,6 +316,11 @@ class MpcPlanner:
             battery_kw = {site: self.guard.battery_value(site) for site in battery_kw}
             caps = set(self.guard.caps)
         commands, setpoints = self.commands.build(now, self.sites, excluded, schedule, battery_kw, caps)
+        commands = [c for c in commands if (c.site, c.asset) not in missing]
+        setpoints = {
+            site: {a: v for a, v in plan.items() if (site, a) not in missing}
+            for site, plan in setpoints.items()
+        }
         z = (self.limit_kw - base_total) / np.maximum(fc.sigma_kw, 1e-6)
         p_exceed = 0.5 * np.vectorize(math.erfc)(z / math.sqrt(2.0))
         congestion = [
@@ -368,7 +382,13 @@ class MpcPlanner:
             ref = next(a for a in by_site[site].assets if a.asset == asset)
             value = self.commands.cap_value(ref, capped=(site, asset) in self.guard.caps)
             out.append(self.commands.one(now, site, asset, "p_limit_kw", value, valid_until))
-        return out
+        missing = _missing_assets(sites)
+        return [c for c in out if (c.site, c.asset) not in missing]
+
+
+def _missing_assets(sites: Mapping[str, SiteSnapshot]) -> set[tuple[str, str]]:
+    """(site, asset) of registered assets that never reported (ingest's registry check): never commanded."""
+    return {(site, asset) for site, snap in sites.items() for asset in snap.missing_assets}
 
 
 def build_planner(

@@ -65,6 +65,8 @@ class SiteSnapshot:
     #: Time of the newest telemetry sample (the poll it came from): what the fleet guard
     #: compares its commands against (state and ack messages move `last_seen`, not this).
     measured_at: datetime | None = None
+    #: Registered assets that never reported (registry/check.py): the planner never commands them.
+    missing_assets: frozenset[str] = frozenset()
 
 
 class History(Protocol):

@@ -16,6 +16,7 @@ import numpy as np
 import yaml
 
 from cloud_controller.live.types import AssetKindName, AssetRef, SiteRef
+from protocols.config_errors import unknown_key_reason
 from protocols.errors import ConfigError
 from protocols.testbed import Manifest
 from protocols.topics import validate_id
@@ -24,6 +25,8 @@ __all__ = ["Registry", "load_registry", "registry_from_manifest"]
 
 GUARANTEED_MIN_KW = 4.2  # §14a EnWG for controllable consumers (EV chargers, heat pumps)
 KINDS = set(get_args(AssetKindName))
+SITE_KEYS = frozenset({"site", "region_site", "assets"})
+ASSET_KEYS = frozenset({"asset", "kind", "p_nominal_kw", "capacity_kwh", "p_guaranteed_min_kw"})
 
 
 @dataclass(frozen=True)
@@ -56,9 +59,9 @@ class Registry:
 def _asset(doc: Any, where: str, file: str) -> AssetRef:
     if not isinstance(doc, dict):
         raise ConfigError("an asset must be a mapping", file=file, key=where)
-    unknown = set(doc) - {"asset", "kind", "p_nominal_kw", "capacity_kwh", "p_guaranteed_min_kw"}
+    unknown = sorted(set(doc) - ASSET_KEYS)
     if unknown:
-        raise ConfigError(f"unknown keys {sorted(unknown)}", file=file, key=where)
+        raise ConfigError(unknown_key_reason(unknown[0], ASSET_KEYS), file=file, key=f"{where}.{unknown[0]}")
     try:
         asset = validate_id(str(doc["asset"]), what="asset id")
         kind = doc["kind"]
@@ -107,6 +110,10 @@ def load_registry(path: Path, *, n_region_sites: int | None = None) -> Registry:
         where = f"sites[{i}]"
         if not isinstance(s, dict):
             raise ConfigError("a site must be a mapping", file=str(path), key=where)
+        unknown = sorted(set(s) - SITE_KEYS)
+        if unknown:
+            reason = unknown_key_reason(unknown[0], SITE_KEYS)
+            raise ConfigError(reason, file=str(path), key=f"{where}.{unknown[0]}")
         try:
             site = validate_id(str(s["site"]), what="site id")
             region_site = s["region_site"]

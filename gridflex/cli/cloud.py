@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import logging
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from gridflex.cli.core import LogLevel
+from gridflex.cli.ports import require_free_port
 from protocols.errors import ConfigError
 
-__all__ = ["register"]
+__all__ = ["CloudRole", "register"]
 
 EXIT_CONFIG = 2
+
+
+class CloudRole(StrEnum):
+    """`--role`: ingest and dispatch together (all), or one of them (scale-out)."""
+
+    all = "all"
+    ingest = "ingest"
+    dispatch = "dispatch"
 
 
 def _load(config: Path, registry_path: Path | None) -> tuple[object, object]:
@@ -40,21 +51,40 @@ def register(app: typer.Typer) -> None:
     @cloud_app.callback()
     def cloud(
         ctx: typer.Context,
-        config: Annotated[Path | None, typer.Option("--config", help="cloud.yaml")] = None,
-        registry: Annotated[Path | None, typer.Option("--registry", help="overrides `registry:`")] = None,
-        role: Annotated[str, typer.Option("--role", help="all | ingest | dispatch")] = "all",
+        config: Annotated[
+            Path | None,
+            typer.Option("--config", metavar="FILE", help="cloud.yaml (required to run the service)"),
+        ] = None,
+        registry: Annotated[
+            Path | None,
+            typer.Option(
+                "--registry", metavar="FILE", help="registry YAML or manifest.json; overrides `registry:`"
+            ),
+        ] = None,
+        role: Annotated[
+            CloudRole, typer.Option("--role", help="which part of the service this process runs")
+        ] = (CloudRole.all),
         worker: Annotated[
             str | None,
             typer.Option(
-                "--worker", help="name of this worker among several of a role (MQTT client id suffix)"
+                "--worker",
+                help="name of this worker among several of a role (MQTT client id suffix)",
+                show_default="none",
             ),
         ] = None,
         api_port: Annotated[
-            int | None, typer.Option("--api-port", min=0, max=65535, help="overrides `api.port`")
+            int | None,
+            typer.Option(
+                "--api-port",
+                min=0,
+                max=65535,
+                help="overrides `api.port`; 0 = any free port",
+                show_default="api.port",
+            ),
         ] = None,
-        log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
+        log_level: Annotated[LogLevel, typer.Option(case_sensitive=False, help="log level")] = LogLevel.INFO,
     ) -> None:
-        """Run the controller service until SIGTERM/Ctrl-C (exit 2 on a bad config).
+        """Run the controller service until SIGTERM/Ctrl-C (exit 2 on a bad config or a taken port).
 
         Scale-out: one `--role dispatch` worker and any number of `--role ingest` workers
         (each with its own `--worker` name) sharing one store file.
@@ -64,20 +94,22 @@ def register(app: typer.Typer) -> None:
         if config is None:
             typer.echo("gridflex cloud: --config FILE is required", err=True)
             raise typer.Exit(EXIT_CONFIG)
-        if role not in ("all", "ingest", "dispatch"):
-            typer.echo(f"gridflex cloud: --role must be all, ingest or dispatch, not {role!r}", err=True)
-            raise typer.Exit(EXIT_CONFIG)
-        logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         try:
             cfg, reg = _load(config, registry)
         except ConfigError as exc:
             typer.echo(f"gridflex cloud: {exc}", err=True)
             raise typer.Exit(EXIT_CONFIG) from None
+        from cloud_controller import CloudConfig
+
+        assert isinstance(cfg, CloudConfig)
+        if cfg.api.enabled:  # before anything is built: a taken port is one line, not a traceback
+            port = cfg.api.port if api_port is None else api_port
+            where = "--api-port" if api_port is not None else f"`api.port` in {config}"
+            hint = f"set by {where}; stop what listens there or choose another port"
+            require_free_port("gridflex cloud", cfg.api.host, port, hint)
+        logging.basicConfig(level=log_level.value, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
         if worker is not None or api_port is not None:
-            from cloud_controller import CloudConfig
-
-            assert isinstance(cfg, CloudConfig)
             if worker is not None:
                 broker = cfg.broker.model_copy(update={"client_id": f"{cfg.broker.client_id}-{worker}"})
                 cfg = cfg.model_copy(update={"broker": broker})
@@ -90,14 +122,19 @@ def register(app: typer.Typer) -> None:
 
         assert isinstance(cfg, CloudConfig) and isinstance(reg, Registry)
         run_until_signal(
-            lambda: CloudController(cfg, reg, clock=RealClock(), role=role).run(),  # type: ignore[arg-type]
+            lambda: CloudController(cfg, reg, clock=RealClock(), role=role.value).run(),
             name="controller",
         )
 
     @cloud_app.command("check-config")
     def check_config(
-        config: Annotated[Path, typer.Argument(help="cloud.yaml")],
-        registry: Annotated[Path | None, typer.Option("--registry")] = None,
+        config: Annotated[Path, typer.Argument(metavar="FILE", help="cloud.yaml")],
+        registry: Annotated[
+            Path | None,
+            typer.Option(
+                "--registry", metavar="FILE", help="registry YAML or manifest.json; overrides `registry:`"
+            ),
+        ] = None,
     ) -> None:
         """Validate cloud.yaml (and its registry); print the resolved config or exit 2 with the reason."""
         try:

@@ -15,6 +15,39 @@ from rich.console import Console
 
 console = Console(stderr=True)
 
+#: The most simulated buildings a command runs (`sim`, `testbed`, `twin`, `demo`): one per
+#: household of the bundled Schutterwald region (319), so a test bed's manifest.json can
+#: always serve as the controller's registry.
+SITES_MAX = 319
+
+
+class LogLevel(StrEnum):
+    """The log levels a command accepts (case-insensitive on the command line)."""
+
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+def show_flags_as_flags() -> None:
+    """Help lists a boolean flag (`--quick`, `--bacnet/--no-bacnet`, `--help`) without a `<bool>` type.
+
+    typer 0.29 prints every option's Python type beside it, so a flag read as if it took
+    a value (`--quick <bool>`); a flag takes none, and its help says what it switches.
+    """
+    from typer.core import TyperOption
+
+    if getattr(TyperOption.display_type_rich, "_flags_as_flags", False):
+        return
+    original = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: typer.Context) -> str | None:
+        return None if self.is_flag else original(self, ctx)
+
+    display_type_rich._flags_as_flags = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign,assignment]
+
 
 class BrokerBackend(StrEnum):
     """The MQTT broker `gridflex broker` runs; `auto`: mosquitto when installed, else amqtt."""
@@ -43,7 +76,7 @@ def schema(
 
 
 def broker(
-    port: Annotated[int, typer.Option(help="TCP port on the host address.")] = 1883,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port to listen on.")] = 1883,
     host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
     backend: Annotated[
         BrokerBackend, typer.Option(help="mosquitto (child process), amqtt (in-process), or auto.")
@@ -96,10 +129,20 @@ def deploy_config(
         Path, typer.Option("--out", help="Directory for mosquitto/, ca/, secrets/ and sites.txt.")
     ],
     sites: Annotated[
-        int, typer.Option("--sites", min=1, max=100_000, help="Number of sites b001..bNNN.")
+        int,
+        typer.Option(
+            "--sites",
+            min=1,
+            max=100_000,
+            help="Number of sites b001..bNNN (real deployments: not bound to the simulated region).",
+        ),
     ] = 10,
     rotate: Annotated[
-        bool, typer.Option(help="Generate a new CA, certificates, keys and passwords even where some exist.")
+        bool,
+        typer.Option(
+            "--rotate/--no-rotate",
+            help="Generate a new CA, certificates, keys and passwords even where some exist.",
+        ),
     ] = False,
     auth: Annotated[
         str,
@@ -123,9 +166,10 @@ def deploy_config(
 
 
 def register(app: typer.Typer) -> None:
-    """Add the core commands to the `gridflex` app."""
+    """Add the core commands to the `gridflex` app (and make its help show flags as flags)."""
     from gridflex.bench import bench_app
 
+    show_flags_as_flags()
     app.command("schema")(schema)
     app.command("broker")(broker)
     app.command("deploy-config")(deploy_config)

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from gridflex.cli.core import LogLevel
 from protocols.errors import ConfigError
 
 EXIT_CONFIG = 2
@@ -43,18 +44,24 @@ def register(app: typer.Typer) -> None:
     @edge.callback(invoke_without_command=True)
     def run(
         ctx: typer.Context,
-        config: Annotated[Path | None, typer.Option("--config", "-c", help="site YAML")] = None,
-        log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
-        log_json: Annotated[bool, typer.Option("--log-json", help="JSON log lines")] = False,
+        config: Annotated[
+            Path | None,
+            typer.Option("--config", "-c", metavar="FILE", help="site YAML (required to run the agent)"),
+        ] = None,
+        log_level: Annotated[LogLevel, typer.Option(case_sensitive=False, help="log level")] = LogLevel.INFO,
+        log_json: Annotated[
+            bool, typer.Option("--log-json", help="JSON log lines (or `health.log_json` in the YAML)")
+        ] = False,
     ) -> None:
         """Run the edge agent on CONFIG until SIGTERM/SIGINT (exit 0)."""
         if ctx.invoked_subcommand is not None:
             return
         if config is None:
             typer.echo(ctx.get_help())
+            typer.echo("gridflex edge: --config FILE is required", err=True)
             raise typer.Exit(EXIT_CONFIG)
         cfg = _load(config)
-        _configure_logging(log_json or cfg.health.log_json, log_level)
+        _configure_logging(log_json or cfg.health.log_json, log_level.value)
         from edge_agent import EdgeAgent
         from gridflex.ops.runner import run_until_signal
         from protocols.clock import RealClock
@@ -62,7 +69,7 @@ def register(app: typer.Typer) -> None:
         run_until_signal(lambda: EdgeAgent(cfg, clock=RealClock()).run(), name="edge agent")
 
     @edge.command("check-config")
-    def check_config(file: Annotated[Path, typer.Argument(help="site YAML")]) -> None:
+    def check_config(file: Annotated[Path, typer.Argument(metavar="FILE", help="site YAML")]) -> None:
         """Validate FILE and print the resolved config (secrets masked), or the error (exit 2)."""
         cfg = _load(file)
         data = cfg.model_dump(mode="json")

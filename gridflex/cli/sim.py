@@ -14,6 +14,9 @@ from typing import Annotated
 
 import typer
 
+from gridflex.cli.core import SITES_MAX, LogLevel
+from gridflex.cli.ports import address_in_use
+
 __all__ = ["register"]
 
 EXIT_USAGE = 2
@@ -122,54 +125,80 @@ def register(app: typer.Typer) -> None:
 
     @app.command("sim")
     def sim(  # noqa: PLR0917 (typer options are parameters)
-        out: Annotated[Path, typer.Option("--out", help="directory for manifest.json, sites/*.yaml, state/")],
-        sites: Annotated[int, typer.Option("--sites", min=1, max=999, help="number of buildings")] = 3,
+        out: Annotated[
+            Path,
+            typer.Option("--out", metavar="DIR", help="directory for manifest.json, sites/*.yaml, state/"),
+        ],
+        sites: Annotated[int, typer.Option("--sites", min=1, max=SITES_MAX, help="number of buildings")] = 3,
         speed: Annotated[
-            float, typer.Option("--speed", min=0.001, help="simulated seconds per wall second")
+            float, typer.Option("--speed", min=0.001, help="simulated s per wall s (1 = real time)")
         ] = 1.0,
-        seed: Annotated[int, typer.Option("--seed", help="seed of asset mix and profiles")] = 1,
+        seed: Annotated[int, typer.Option("--seed", help="seed of the asset mix and profiles")] = 1,
         duration: Annotated[
-            float | None, typer.Option("--duration", min=0.0, help="stop after this many wall seconds")
+            float | None,
+            typer.Option(
+                "--duration",
+                min=0.0,
+                help="stop after this long (wall s)",
+                show_default="until Ctrl-C/SIGTERM",
+            ),
         ] = None,
         start: Annotated[
             str, typer.Option("--start", help="simulated start, ISO 8601 (UTC)")
         ] = "2030-01-15T16:00:00",
         step: Annotated[
             float | None,
-            typer.Option("--step", min=0.001, help="physics step, simulated s (default max(1, speed/10))"),
+            typer.Option(
+                "--step", min=0.001, help="physics step (simulated s)", show_default="max(1, speed/10)"
+            ),
         ] = None,
         bacnet: Annotated[
             bool, typer.Option("--bacnet/--no-bacnet", help="one BACnet BMS per building")
         ] = True,
         broker_host: Annotated[
-            str, typer.Option(help="MQTT broker written into the site configs")
+            str, typer.Option(help="MQTT broker host written into the site YAMLs")
         ] = "127.0.0.1",
-        broker_port: Annotated[int, typer.Option(help="MQTT broker port for the site configs")] = 1883,
-        log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "WARNING",
+        broker_port: Annotated[
+            int, typer.Option(min=1, max=65535, help="MQTT broker port written into the site YAMLs")
+        ] = 1883,
+        log_level: Annotated[
+            LogLevel, typer.Option(case_sensitive=False, help="log level")
+        ] = LogLevel.WARNING,
     ) -> None:
         """Run simulated buildings speaking Modbus TCP and BACnet/IP on loopback until Ctrl-C/SIGTERM.
 
         Writes OUT/manifest.json and one edge-agent config per building (OUT/sites/<site>.yaml).
         """
         logging.basicConfig(
-            level=log_level.upper(),
+            level=log_level.value,
             stream=sys.stderr,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
             force=True,
         )
         for noisy in ("pymodbus", "pymodbus.logging"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
-        asyncio.run(
-            _main(
-                sites=sites,
-                speed=speed,
-                seed=seed,
-                duration=duration,
-                start=_parse_start(start),
-                step_s=step,
-                out=out,
-                bacnet=bacnet,
-                broker_host=broker_host,
-                broker_port=broker_port,
+        try:
+            asyncio.run(
+                _main(
+                    sites=sites,
+                    speed=speed,
+                    seed=seed,
+                    duration=duration,
+                    start=_parse_start(start),
+                    step_s=step,
+                    out=out,
+                    bacnet=bacnet,
+                    broker_host=broker_host,
+                    broker_port=broker_port,
+                )
             )
-        )
+        except (OSError, BaseExceptionGroup) as exc:  # a free port taken between pick and bind
+            found = address_in_use(exc)
+            if found is None:
+                raise
+            typer.echo(
+                f"gridflex sim: a simulator's port on 127.0.0.1 is in use ({found.strerror}); "
+                "run it again (ports are picked anew)",
+                err=True,
+            )
+            raise typer.Exit(EXIT_USAGE) from None

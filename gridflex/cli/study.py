@@ -28,10 +28,11 @@ def study(
     ] = Path("examples/schutterwald/study.yaml"),
     out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("results"),
     scenarios: Annotated[
-        str | None, typer.Option(help="Comma-separated scenarios (default: the YAML's).")
+        str | None, typer.Option(help="Comma-separated scenarios.", show_default="the YAML's")
     ] = None,
     stress: Annotated[
-        str | None, typer.Option(help="Comma-separated: safe, near_critical, critical.")
+        str | None,
+        typer.Option(help="Comma-separated: safe, near_critical, critical.", show_default="the YAML's"),
     ] = None,
     quick: Annotated[
         bool,

@@ -18,6 +18,8 @@ from typing import Annotated
 
 import typer
 
+from gridflex.cli.core import SITES_MAX, LogLevel
+
 __all__ = ["register"]
 
 
@@ -95,30 +97,52 @@ def register(app: typer.Typer) -> None:
 
     @app.command("testbed")
     def testbed(  # noqa: PLR0917 (typer options are parameters)
-        out: Annotated[Path, typer.Option("--out", help="directory for manifest.json, sites/*.yaml, state/")],
-        sites: Annotated[int, typer.Option("--sites", min=1, max=999)] = 10,
-        seed: Annotated[int, typer.Option("--seed")] = 1,
+        out: Annotated[
+            Path,
+            typer.Option("--out", metavar="DIR", help="directory for manifest.json, sites/*.yaml, state/"),
+        ],
+        sites: Annotated[int, typer.Option("--sites", min=1, max=SITES_MAX, help="number of buildings")] = 10,
+        seed: Annotated[int, typer.Option("--seed", help="seed of the asset mix and profiles")] = 1,
         speed: Annotated[
             float, typer.Option("--speed", min=0.001, help="simulated s per wall s (1 = real time)")
         ] = 1.0,
         start: Annotated[
-            str, typer.Option("--start", help="simulated start, ISO 8601 UTC, or 'now'")
+            str, typer.Option("--start", help="simulated start, ISO 8601 (UTC), or 'now'")
         ] = "now",
-        broker_host: Annotated[str, typer.Option("--broker-host")] = "127.0.0.1",
-        broker_port: Annotated[int, typer.Option("--broker-port", min=1, max=65535)] = 1883,
+        broker_host: Annotated[str, typer.Option("--broker-host", help="MQTT broker host")] = "127.0.0.1",
+        broker_port: Annotated[
+            int, typer.Option("--broker-port", min=1, max=65535, help="MQTT broker port")
+        ] = 1883,
         secrets: Annotated[
             Path | None,
-            typer.Option("--secrets", help="directory with <site>.pw broker passwords (user = site id)"),
+            typer.Option(
+                "--secrets",
+                metavar="DIR",
+                help="directory with <site>.pw broker passwords (user = site id)",
+                show_default="anonymous",
+            ),
         ] = None,
-        bacnet: Annotated[bool, typer.Option("--bacnet/--no-bacnet")] = True,
+        bacnet: Annotated[
+            bool, typer.Option("--bacnet/--no-bacnet", help="one BACnet BMS per building")
+        ] = True,
         duration: Annotated[
-            float | None, typer.Option("--duration", help="stop after N wall seconds")
+            float | None,
+            typer.Option(
+                "--duration",
+                min=0.0,
+                help="stop after this long (wall s)",
+                show_default="until Ctrl-C/SIGTERM",
+            ),
         ] = None,
-        poll_s: Annotated[float, typer.Option("--poll-s", min=0.1, help="agent poll interval (sim s)")] = 5.0,
-        log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "WARNING",
+        poll_s: Annotated[
+            float, typer.Option("--poll-s", min=0.1, help="agent poll interval (simulated s)")
+        ] = 5.0,
+        log_level: Annotated[
+            LogLevel, typer.Option(case_sensitive=False, help="log level")
+        ] = LogLevel.WARNING,
     ) -> None:
         """Run simulated buildings, each with its edge agent, publishing to an external MQTT broker."""
-        logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(level=log_level.value, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         if secrets is not None and not secrets.is_dir():
             raise typer.BadParameter(f"{secrets}: not a directory", param_hint="--secrets")
         asyncio.run(

@@ -12,12 +12,22 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-__all__ = ["TwinRow", "parse_seeds", "register"]
+from gridflex.cli.core import SITES_MAX
+
+__all__ = ["BatteryControl", "TwinRow", "parse_seeds", "register"]
+
+
+class BatteryControl(StrEnum):
+    """`--battery-control`: what a battery is commanded (see `ControlConfig.battery_control`)."""
+
+    setpoint = "setpoint"
+    grid_target = "grid_target"
 
 
 @dataclass(frozen=True)
@@ -94,11 +104,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command("twin")
     def twin(
-        sites: Annotated[int, typer.Option("--sites", min=1, max=200, help="buildings per fleet")] = 10,
+        sites: Annotated[int, typer.Option("--sites", min=1, max=SITES_MAX, help="buildings per fleet")] = 10,
         seeds: Annotated[str, typer.Option("--seeds", help="fleets: 1-5, 1,3,7 or 2-4,9")] = "1-5",
         battery_control: Annotated[
-            str, typer.Option("--battery-control", help="setpoint or grid_target")
-        ] = "setpoint",
+            BatteryControl,
+            typer.Option("--battery-control", help="battery power per period, or the site's grid exchange"),
+        ] = BatteryControl.setpoint,
         guard: Annotated[
             bool, typer.Option("--guard/--no-guard", help="the fleet guard between plans")
         ] = True,
@@ -106,9 +117,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the controller against offline twins of several fleets; print the relief per fleet."""
         # Bad options are refused before the heavy imports (pandapower, pyomo) are paid for.
-        if battery_control not in ("setpoint", "grid_target"):
-            raise typer.BadParameter("must be setpoint or grid_target", param_hint="--battery-control")
         seed_list = parse_seeds(seeds)
+        control = battery_control.value
 
         from rich.console import Console
         from rich.progress import Progress
@@ -125,9 +135,7 @@ def register(app: typer.Typer) -> None:
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("fleets", total=len(seed_list))
             for seed in seed_list:
-                settings = LoopSettings(
-                    n_sites=sites, seed=seed, bacnet=False, battery_control=battery_control
-                )
+                settings = LoopSettings(n_sites=sites, seed=seed, bacnet=False, battery_control=control)
                 scenario = build_scenario(settings, region)
                 scenario = replace(scenario, settings=settings)
                 base = run_twin(scenario, control=False)
@@ -150,9 +158,7 @@ def register(app: typer.Typer) -> None:
                     )
                 )
                 progress.advance(task)
-        table = Table(
-            title=f"{sites} buildings, 12:00-24:00, battery control {battery_control}, guard {guard}"
-        )
+        table = Table(title=f"{sites} buildings, 12:00-24:00, battery control {control}, guard {guard}")
         for col in (
             "seed",
             "threshold kW",
@@ -186,7 +192,7 @@ def register(app: typer.Typer) -> None:
         out.mkdir(parents=True, exist_ok=True)
         doc = {
             "sites": sites,
-            "battery_control": battery_control,
+            "battery_control": control,
             "guard": guard,
             "relief_pct": round(relief, 1),
             "fleets": [asdict(r) | {"relief_pct": round(r.relief_pct, 1)} for r in rows],

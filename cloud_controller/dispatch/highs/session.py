@@ -17,6 +17,7 @@ from cloud_controller.dispatch.highs import basis
 from cloud_controller.dispatch.highs.crash import BASIC, LOWER, basis_for, set_basis
 from cloud_controller.dispatch.highs.grid_rows import GridRows
 from cloud_controller.dispatch.highs.limit import DispatchTimeLimit, check_optimal, set_time_limit
+from cloud_controller.dispatch.highs.quiet import quiet_highs
 from cloud_controller.dispatch.highs.read import ScheduleReader
 from cloud_controller.dispatch.highs.threads import process_threads
 from cloud_controller.dispatch.model.lp import LpIndex, build_lp
@@ -41,7 +42,7 @@ class LpSession:
         self.problem = problem
         self.cop_rtol = options.cop_rtol
         presolve_first = options.presolve_first
-        self.h: Any = highspy.Highs()  # type: ignore[no-untyped-call]
+        self.h: Any = quiet_highs()  # no banner on stdout; output_flag off
         self.h.setOptionValue("output_flag", False)
         self.h.setOptionValue("threads", process_threads(options.threads))
         set_time_limit(self.h, options.time_limit_s)  # every run() bounded (limit.py)

@@ -211,12 +211,13 @@ def _pass_model(h: Any, net: DcNetwork, costs: _Costs) -> list[int]:
 
 def solve_network(net: DcNetwork, options: DcOpfOptions | None = None, *, reason: str = "") -> DcOpfResult:
     """Build the B-theta DC-OPF of `net` in HiGHS, solve it, read the optimum back."""
+    from cloud_controller.dispatch.highs.quiet import quiet_highs  # no banner on stdout
     from cloud_controller.dispatch.highs.threads import process_threads  # one thread count per process
 
     opts = options or DcOpfOptions()
     N, G, K = net.n_bus, net.n_unit, net.n_branch
     costs = _costs(net, opts)
-    h: Any = highspy.Highs()  # type: ignore[no-untyped-call]
+    h: Any = quiet_highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", process_threads(opts.threads))
     # the QP solver adds qp_regularization_value · x² on every column by default (1e-7): on MW-sized

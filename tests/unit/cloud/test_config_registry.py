@@ -23,7 +23,7 @@ def test_defaults_and_relative_paths(tmp_path: Path) -> None:
     ("text", "key", "reason"),
     [
         ("control: {period_s: 30}\n", "control.period_s", "greater than or equal to 60"),
-        ("brokr: {}\n", "brokr", "Extra inputs"),
+        ("brokr: {}\n", "brokr", "unknown key 'brokr' (did you mean 'broker'?)"),
         ("store: {kind: influxdb}\n", "store", "token_file"),
     ],
 )
@@ -91,7 +91,7 @@ def test_shipped_examples_validate() -> None:
     cfg = load_cloud_config(root / "examples" / "cloud.yaml")
     assert cfg.registry is not None
     reg = load_registry(cfg.registry, n_region_sites=319)
-    assert reg.ids == ["b001", "b002"]
+    assert reg.ids == ["b001", "b002", "b003"]  # the buildings of `gridflex sim --sites 3`
     deploy = load_cloud_config(root / "deploy" / "cloud.yaml")
     assert (
         deploy.store.kind == "influxdb"

@@ -7,6 +7,7 @@ file's write lock between them); time is a manually stepped SimClock.
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -49,6 +50,8 @@ def test_release_hands_over_at_once_and_the_token_still_grows(tmp_path: Path) ->
 async def test_standby_waits_logs_and_takes_over_after_expiry(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # the logger's own level: an earlier in-process CLI test may have raised the root's
+    caplog.set_level(logging.INFO, logger="cloud_controller.lease")
     clock = SimClock(datetime(2030, 1, 15, tzinfo=UTC), speed=200.0)  # 10 s of lease time = 50 host ms
     holder = DispatchLease(SqliteStore(tmp_path / "s.sqlite"), holder="A", clock=clock, ttl_s=30, renew_s=10)
     standby = DispatchLease(SqliteStore(tmp_path / "s.sqlite"), holder="B", clock=clock, ttl_s=30, renew_s=10)

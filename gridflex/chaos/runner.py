@@ -74,10 +74,10 @@ async def run_chaos(
         try:
             for name in [n for n in SCENARIOS if n in chosen]:
                 rows = [await _one(name, ctx)]
-                if name == "isolation":  # the certificate variant's hook (a SKIP row until it is wired)
+                if name == "isolation":  # the same rounds over mutual TLS, the deployment default
                     from gridflex.chaos.isolation import certificate_isolation
 
-                    rows.append(certificate_isolation(ctx))
+                    rows.append(await certificate_isolation(ctx))
                 for row in rows:
                     results.append(row)
                     if progress is not None:

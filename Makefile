@@ -19,7 +19,7 @@ APT_BINARIES := /usr/sbin/mosquitto /usr/bin/mosquitto_sub /usr/bin/victoria-met
 
 help:
 	@echo "make test   - set up everything, then ruff, mypy and the test suite (unit + integration)"
-	@echo "make demo   - set up everything, then run the demo on embedded defaults"
+	@echo "make demo   - set up everything, run the demo, serve its dashboard (URL printed) until Ctrl-C"
 	@echo "make bench  - benchmarks that print figures (see docs/benchmarks.md)"
 	@echo "make test-all - also the slow tests"
 	@echo "make chaos  - the full chaos run against real processes, ~15 min (see docs/reliability.md)"
@@ -67,7 +67,7 @@ chaos: setup
 	$(VENV)/bin/gridflex chaos --out chaos-table.md
 
 demo: setup
-	$(VENV)/bin/gridflex demo
+	$(VENV)/bin/gridflex demo --serve
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from gridflex.cli.core import SITES_MAX
+
 if TYPE_CHECKING:
     from gridflex.loop.closed_loop import ClosedLoop, LoopResult
     from gridflex.loop.report import ControlActions
@@ -236,14 +238,17 @@ def register(app: typer.Typer) -> None:
 
     @app.command("demo")
     def demo(  # noqa: PLR0917 (typer options are parameters)
-        sites: Annotated[int, typer.Option("--sites", min=1, max=200, help="simulated buildings")] = 20,
+        sites: Annotated[int, typer.Option("--sites", min=1, max=SITES_MAX, help="simulated buildings")] = 20,
         quick: Annotated[
             bool, typer.Option("--quick", help="short window (14:00-21:00) at 480x, for CI")
         ] = False,
         out: Annotated[Path, typer.Option("--out", help="output directory")] = Path("demo-out"),
         seed: Annotated[int, typer.Option("--seed")] = 1,
         speed: Annotated[
-            float | None, typer.Option("--speed", min=1.0, help="simulated s per wall s")
+            float | None,
+            typer.Option(
+                "--speed", min=1.0, help="simulated s per wall s [default: 240, or 480 with --quick]"
+            ),
         ] = None,
         bacnet: Annotated[
             bool, typer.Option("--bacnet/--no-bacnet", help="a BACnet BMS per building")

@@ -26,6 +26,7 @@ import scipy.sparse as sp
 from cloud_controller.grid.estimate.measurements import MeasurementBatch
 from cloud_controller.grid.estimate.observability import Observability, Topology, check_observability
 from cloud_controller.grid.estimate.result import BadDatum, StateEstimate
+from cloud_controller.grid.estimate.rows import RowMeta, wls_rows
 from cloud_controller.grid.estimate.wls import Rows, WlsModel
 from cloud_controller.grid.pgm_input import PgmInputBuilder, _finite, _in_service
 from protocols.errors import ConfigError
@@ -49,17 +50,6 @@ class EstimateOptions:
     bad_data: bool = True
     with_sigma: bool = False  # state and loading σ: one gain-matrix inverse per period
     threading: int = -1  # PGM batch threads (-1 sequential, 0 all)
-
-
-@dataclass(frozen=True)
-class _Row:
-    """What one WLS row stands for: the sensor to remove if it is bad."""
-
-    sensor: str
-    label: str
-    col: int  # load column, voltage sensor column or flow sensor column
-    family: Literal["load", "voltage", "flow"]
-    removable: bool  # real meters only: a pseudo-measurement is never "bad data"
 
 
 class StateEstimator(PgmInputBuilder):
@@ -283,74 +273,6 @@ class StateEstimator(PgmInputBuilder):
                 a[failed] = np.nan
         return res
 
-    # ------------------------------------------------------------------ WLS rows of one period
-
-    def _rows(self, mb: MeasurementBatch, t: int) -> tuple[Rows, list[_Row]]:
-        base = self.wls.base_mva * 1e3  # kW per pu
-        kind: list[str] = []
-        bus: list[int] = []
-        branch: list[int] = []
-        to_side: list[bool] = []
-        z: list[float] = []
-        sig: list[float] = []
-        meta: list[_Row] = []
-        v = mb.voltage
-        vb = self.wls.ppc_bus(v.bus) if len(v.bus) else np.zeros(0, dtype=np.int64)
-        for c in range(len(v.bus)):
-            if np.isfinite(v.sigma_pu[t, c]):
-                kind.append("v")
-                bus.append(int(vb[c]))
-                branch.append(-1)
-                to_side.append(False)
-                z.append(float(v.u_pu[t, c]))
-                sig.append(float(v.sigma_pu[t, c]))
-                meta.append(_Row(f"voltage:{int(v.bus[c])}", v.source[c], c, "voltage", True))
-        ld = mb.loads
-        ok = np.isfinite(ld.sigma_p_kw[t]) & np.isfinite(ld.sigma_q_kvar[t])
-        for b in np.unique(self._load_ppc_bus):
-            cols = np.flatnonzero(self._load_ppc_bus == b)
-            if not ok[cols].all():
-                continue  # PGM: a bus injection is known only if every appliance on it is measured
-            real = cols[ld.metered[t, cols]]
-            # the real meter that dominates the row is the one to blame
-            blame = int(real[np.argmin(ld.sigma_p_kw[t, real])]) if len(real) else int(cols[0])
-            label = ld.site[blame] or f"load:{int(ld.load[blame])}"
-            for k, val, s in (
-                ("p_inj", ld.p_kw[t, cols], ld.sigma_p_kw[t, cols]),
-                ("q_inj", ld.q_kvar[t, cols], ld.sigma_q_kvar[t, cols]),
-            ):
-                kind.append(k)
-                bus.append(int(b))
-                branch.append(-1)
-                to_side.append(False)
-                z.append(-float(val.sum()) / base)
-                sig.append(float(np.sqrt((s**2).sum())) / base)
-                meta.append(_Row(f"load:{int(ld.load[blame])}", label, blame, "load", len(real) > 0))
-        fl = mb.flows
-        for c in range(len(fl.branch)):
-            if not (np.isfinite(fl.sigma_p_kw[t, c]) and np.isfinite(fl.sigma_q_kvar[t, c])):
-                continue
-            for k, val, s in (
-                ("p_flow", fl.p_kw[t, c], fl.sigma_p_kw[t, c]),
-                ("q_flow", fl.q_kvar[t, c], fl.sigma_q_kvar[t, c]),
-            ):
-                kind.append(k)
-                bus.append(-1)
-                branch.append(self.wls.ppc_branch(fl.branch[c]))
-                to_side.append(fl.side[c] == "to")
-                z.append(float(val) / base)
-                sig.append(float(s) / base)
-                meta.append(_Row(f"flow:{fl.branch[c]}:{fl.side[c]}", fl.source[c], c, "flow", True))
-        rows = Rows(
-            kind=tuple(kind),  # type: ignore[arg-type]
-            bus=np.asarray(bus, dtype=np.int64),
-            branch=np.asarray(branch, dtype=np.int64),
-            to_side=np.asarray(to_side, dtype=bool),
-            z=np.asarray(z, dtype=float),
-            sigma=np.asarray(sig, dtype=float),
-        )
-        return rows, meta
-
     def _voltages(self, res: dict[str, FloatArray], t: int) -> npt.NDArray[np.complex128]:
         v = np.ones(self.wls.n_bus, dtype=np.complex128)
         v[self._ppc_of_node] = res["u_pu"][t] * np.exp(1j * res["u_angle"][t])
@@ -374,7 +296,7 @@ class StateEstimator(PgmInputBuilder):
         for t in range(T):
             if res["failed"][t]:
                 continue
-            rows, meta = self._rows(mb, t)
+            rows, meta = wls_rows(mb, t, self.wls, self._load_ppc_bus)
             v = self._voltages(res, t)
             dof = len(rows.z) + 2 * len(self.zero_buses) - self.wls.n_state
             thr = float(chi2_dist.ppf(1.0 - opt.chi2_prob_false, dof)) if dof > 0 else np.inf
@@ -403,7 +325,7 @@ class StateEstimator(PgmInputBuilder):
                         break
                     for key in res:
                         res[key][t] = sub[key][0]
-                    rows, meta = self._rows(step, 0)
+                    rows, meta = wls_rows(step, 0, self.wls, self._load_ppc_bus)
                     v = self._voltages(res, t)
                     r = rows.z - self.wls.h(v, rows)
                     j = float(np.sum((r / rows.sigma) ** 2))
@@ -438,7 +360,7 @@ class StateEstimator(PgmInputBuilder):
         )
 
     def _remove(
-        self, step: MeasurementBatch, m: _Row, rows: Rows, r: FloatArray, k: int, t: int, rn: float
+        self, step: MeasurementBatch, m: RowMeta, rows: Rows, r: FloatArray, k: int, t: int, rn: float
     ) -> tuple[MeasurementBatch, BadDatum]:
         """Switch off the sensor behind row k; a load falls back to its pseudo-measurement."""
         base = self.wls.base_mva * 1e3

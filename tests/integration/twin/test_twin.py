@@ -28,7 +28,7 @@ def region() -> Region:
     return build_schutterwald_region()
 
 
-# seed 1 runs guarded in the guard test below too; both fleets in the slow run
+# both fleets in the slow run (seed 1 also runs guarded and unguarded in the guard ablation)
 @pytest.mark.parametrize("seed", [pytest.param(1, marks=pytest.mark.slow), 3])
 def test_controller_relieves_the_episode_on_several_fleets(region: Region, seed: int) -> None:
     scenario = build_scenario(LoopSettings(n_sites=10, seed=seed, bacnet=False), region)
@@ -45,6 +45,7 @@ def test_controller_relieves_the_episode_on_several_fleets(region: Region, seed:
     assert with_control.plans >= 48 and with_control.corrections > 0  # a plan per period, guard between
 
 
+@pytest.mark.slow  # an ablation of the guard: runs seed 1 twice
 def test_without_the_guard_the_plan_alone_relieves_less(region: Region) -> None:
     scenario = build_scenario(LoopSettings(n_sites=10, seed=1, bacnet=False), region)
     thr = scenario.threshold_kw

@@ -49,6 +49,10 @@ async def test_command_flood_keeps_watermarks_and_telemetry_flowing_and_acks_eve
     def small_queue(data: dict[str, Any]) -> None:
         data["commands"] = {"queue_size": QUEUE_SIZE}
         data["poll"]["max_age_s"] = 0.1  # every point every poll: a steady telemetry stream
+        # The device's default timeout, not the helpers' 0.3 s: the test is about the agent's
+        # queue under a flood, and a 2-core CI machine running the suite answered one read in
+        # more than 0.3 s (a device timeout is its own, tested fault, not this test's subject).
+        data["devices"][0]["timeout_s"] = 1.0
 
     server = await ModbusServer().start()
     try:

@@ -20,7 +20,7 @@ import typer
 
 from gridflex.cli.core import SITES_MAX
 
-__all__ = ["BatteryControl", "TwinRow", "parse_seeds", "register"]
+__all__ = ["BatteryControl", "TwinRow", "parse_hours", "parse_seeds", "register"]
 
 
 class BatteryControl(StrEnum):
@@ -79,6 +79,20 @@ def parse_seeds(text: str) -> list[int]:
     return list(dict.fromkeys(seeds))
 
 
+def parse_hours(text: str) -> tuple[float, float]:
+    """`--hours 15-21` -> (15.0, 21.0): the window of the simulated day, end after start, at most 48 h."""
+    try:
+        lo, hi = (float(x) for x in text.split("-", 1))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a window like 12-24", param_hint="--hours") from None
+    if not 0.0 <= lo < hi <= 48.0:
+        raise typer.BadParameter(
+            f"{text!r}: need 0 <= start < end <= 48 (hours from midnight of the simulated day)",
+            param_hint="--hours",
+        )
+    return lo, hi
+
+
 def _plot(rows: list[TwinRow], path: Path) -> None:
     import matplotlib
 
@@ -113,11 +127,15 @@ def register(app: typer.Typer) -> None:
         guard: Annotated[
             bool, typer.Option("--guard/--no-guard", help="the fleet guard between plans")
         ] = True,
+        hours: Annotated[
+            str, typer.Option("--hours", help="the window of the simulated day, START-END in hours")
+        ] = "12-24",
         out: Annotated[Path, typer.Option("--out", help="output directory")] = Path("twin-out"),
     ) -> None:
         """Run the controller against offline twins of several fleets; print the relief per fleet."""
         # Bad options are refused before the heavy imports (pandapower, pyomo) are paid for.
         seed_list = parse_seeds(seeds)
+        start_h, end_h = parse_hours(hours)
         control = battery_control.value
 
         from rich.console import Console
@@ -135,7 +153,14 @@ def register(app: typer.Typer) -> None:
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("fleets", total=len(seed_list))
             for seed in seed_list:
-                settings = LoopSettings(n_sites=sites, seed=seed, bacnet=False, battery_control=control)
+                settings = LoopSettings(
+                    n_sites=sites,
+                    seed=seed,
+                    bacnet=False,
+                    battery_control=control,
+                    start_h=start_h,
+                    end_h=end_h,
+                )
                 scenario = build_scenario(settings, region)
                 scenario = replace(scenario, settings=settings)
                 base = run_twin(scenario, control=False)

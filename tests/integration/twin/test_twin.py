@@ -16,7 +16,7 @@ import pytest
 import typer
 
 from cloud_controller.grid import Region, build_schutterwald_region
-from gridflex.cli.twin import parse_seeds
+from gridflex.cli.twin import parse_hours, parse_seeds
 from gridflex.loop.scenario import LoopSettings, build_scenario
 from gridflex.loop.twin import run_twin
 
@@ -64,8 +64,22 @@ def test_parse_seeds() -> None:
 
 
 def test_twin_command_writes_figures(tmp_path: Path) -> None:
+    # The evening (15:00-21:00) holds the fleet's overloads; the default window is 12-24.
+    window = ["--hours", "15-21"]
     r = subprocess.run(
-        [sys.executable, "-m", "gridflex", "twin", "--sites", "4", "--seeds", "2", "--out", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "gridflex",
+            "twin",
+            "--sites",
+            "4",
+            "--seeds",
+            "2",
+            *window,
+            "--out",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -80,3 +94,11 @@ def test_twin_command_writes_figures(tmp_path: Path) -> None:
         [sys.executable, "-m", "gridflex", "twin", "--seeds", "x"], capture_output=True, text=True, timeout=60
     )
     assert bad.returncode == 2 and "not a seed" in bad.stdout + bad.stderr
+
+
+def test_parse_hours_takes_a_window_and_refuses_bad_ones() -> None:
+    assert parse_hours("15-21") == (15.0, 21.0)
+    assert parse_hours("0-48") == (0.0, 48.0)
+    for bad in ("21-15", "x", "10", "0-49", "-1-3"):
+        with pytest.raises(typer.BadParameter):
+            parse_hours(bad)

@@ -96,20 +96,39 @@ class BrokerSettings(_Model):
 
 
 class StoreConfig(_Model):
-    """Where telemetry is stored: a SQLite file, or InfluxDB v2 (with the watermark side file at `path`)."""
+    """Where telemetry is stored: a SQLite file, plus optionally a copy of every sample in InfluxDB.
+
+    `api` picks the InfluxDB write API: `v2` (`/api/v2/write` with org, bucket and a token:
+    InfluxDB 2.x/3.x, VictoriaMetrics) or `v1` (`/write?db=`: InfluxDB 1.x, and 2.x through
+    its v1 compatibility API). `history` picks where `/sites/{id}/history` reads: the local
+    SQLite file, or InfluxDB by InfluxQL on `/query` (1.x natively; 2.x and 3.x answer it
+    through a database → bucket mapping) — the choice for an API worker that ingests
+    nothing itself, or a SQLite file pruned sooner than the long history.
+    """
 
     kind: Literal["sqlite", "influxdb"] = "sqlite"
     path: Path = Path("state/cloud.sqlite")  # SQLite store, or the watermark side file for InfluxDB
     url: str = "http://127.0.0.1:8086"
+    api: Literal["v2", "v1"] = "v2"
     org: str = "gridflex"
     bucket: str = "telemetry"
+    #: InfluxQL database for v1 writes and history reads (default: the bucket's name).
+    database: str | None = Field(default=None, min_length=1, max_length=200)
     token_file: Path | None = None
+    history: Literal["sqlite", "influxdb"] = "sqlite"
 
     @model_validator(mode="after")
     def _influx_needs_token(self) -> StoreConfig:
-        if self.kind == "influxdb" and self.token_file is None:
-            raise ValueError("store.kind influxdb needs token_file")
+        if self.kind == "influxdb" and self.api == "v2" and self.token_file is None:
+            raise ValueError("store.kind influxdb with api v2 needs token_file")
+        if self.history == "influxdb" and self.kind != "influxdb":
+            raise ValueError("store.history influxdb needs store.kind influxdb (nothing is written there)")
         return self
+
+    @property
+    def influx_database(self) -> str:
+        """The InfluxQL database name: `database`, else the bucket's."""
+        return self.database or self.bucket
 
 
 class RegionConfig(_Model):

@@ -31,6 +31,7 @@ from cloud_controller.live.types import Plan, Planner, SiteSnapshot
 from cloud_controller.registry import Registry
 from cloud_controller.registry.check import RegistryCheck
 from cloud_controller.store import SqliteStore
+from cloud_controller.store.influx_history import InfluxHistory
 from protocols.assets import Points
 from protocols.clock import Clock
 from protocols.codec import encode
@@ -184,8 +185,18 @@ class CloudController:
 
             token = _read_secret(config.store.token_file, "InfluxDB token") or ""
             self.ingest.sink = InfluxSink(
-                config.store.url, org=config.store.org, bucket=config.store.bucket, token=token
+                config.store.url,
+                org=config.store.org,
+                bucket=config.store.bucket,
+                token=token,
+                api=config.store.api,
+                database=config.store.influx_database,
             )
+        #: Where `/sites/{id}/history` reads: this process's SQLite file, or InfluxDB's long history.
+        self.history: SqliteStore | InfluxHistory = self.store
+        if config.store.history == "influxdb":
+            token = _read_secret(config.store.token_file, "InfluxDB token") or ""
+            self.history = InfluxHistory(config.store.url, database=config.store.influx_database, token=token)
 
     # -- planner ---------------------------------------------------------------------
 
@@ -239,6 +250,8 @@ class CloudController:
             if self.lease is not None:
                 self.lease.release()
             self.store.close()
+            if self.history is not self.store:
+                self.history.close()
 
     async def _start(self, tg: asyncio.TaskGroup) -> None:
         if self.lease is not None:

@@ -1,4 +1,8 @@
-"""Production time-series sink: every stored sample also goes to InfluxDB v2 (line protocol).
+"""Production time-series sink: every stored sample also goes to InfluxDB (line protocol).
+
+Two write APIs: v2 (`/api/v2/write`, org + bucket + token, through `influxdb-client`) for
+InfluxDB 2.x/3.x and VictoriaMetrics, and v1 (`/write?db=`, plain HTTP) for InfluxDB 1.x
+and 2.x's compatibility endpoint. The history is read back by `influx_history`.
 
 Why a sink next to SQLite and not instead of it: the watermark that lets agents delete
 their queues must only move once a sample is durable, and InfluxDB acknowledges writes
@@ -17,6 +21,8 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import httpx
 
 from protocols.backoff import Backoff
 from protocols.messages import Sample
@@ -56,7 +62,7 @@ class InfluxSinkStats:
 
 
 class InfluxSink:
-    """Batched, retried, non-blocking copy of every stored sample to InfluxDB v2."""
+    """Batched, retried, non-blocking copy of every stored sample to InfluxDB (v1 or v2 write API)."""
 
     def __init__(
         self,
@@ -65,15 +71,27 @@ class InfluxSink:
         org: str,
         bucket: str,
         token: str,
+        api: str = "v2",
+        database: str | None = None,
         batch_lines: int = 5_000,
         max_queued_lines: int = 2_000_000,
     ) -> None:
-        from influxdb_client.client.influxdb_client import InfluxDBClient
-        from influxdb_client.client.write_api import SYNCHRONOUS
+        if api not in ("v1", "v2"):
+            raise ValueError(f"InfluxDB api must be v1 or v2, not {api!r}")
+        self.org, self.bucket, self.api = org, bucket, api
+        self.database = database or bucket
+        self._client: Any = None
+        self._write_api: Any = None
+        self._http: httpx.Client | None = None
+        if api == "v2":
+            from influxdb_client.client.influxdb_client import InfluxDBClient
+            from influxdb_client.client.write_api import SYNCHRONOUS
 
-        self.org, self.bucket = org, bucket
-        self._client = InfluxDBClient(url=url, token=token, org=org, timeout=10_000)
-        self._write_api: Any = self._client.write_api(write_options=SYNCHRONOUS)
+            self._client = InfluxDBClient(url=url, token=token, org=org, timeout=10_000)
+            self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+        else:
+            headers = {"Authorization": f"Token {token}"} if token else {}
+            self._http = httpx.Client(base_url=url, headers=headers, timeout=10.0)
         self.batch_lines = batch_lines
         self.max_queued_lines = max_queued_lines
         self._queue: deque[str] = deque()
@@ -95,6 +113,13 @@ class InfluxSink:
         return len(self._queue)
 
     def _write(self, lines: list[str]) -> None:
+        if self._http is not None:  # v1: 204 on success; 4xx/5xx carry InfluxDB's reason
+            r = self._http.post(
+                "/write", params={"db": self.database, "precision": "ms"}, content="\n".join(lines)
+            )
+            if r.status_code != 204:
+                raise RuntimeError(f"HTTP {r.status_code}: {r.text.strip()[:200]}")
+            return
         from influxdb_client.domain.write_precision import WritePrecision
 
         self._write_api.write(
@@ -127,4 +152,7 @@ class InfluxSink:
                 self.stats.lines_written += len(batch)
                 self.stats.batches_written += 1
         finally:
-            self._client.close()  # type: ignore[no-untyped-call]
+            if self._client is not None:
+                self._client.close()
+            if self._http is not None:
+                self._http.close()

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
+from cloud_controller.store.influx_history import InfluxHistoryError
 from cloud_controller.web import views
 from cloud_controller.web.network import generated_drawing, network_drawing
 from protocols.assets import PointKey
@@ -116,8 +117,9 @@ def _site_routes(router: APIRouter, controller: CloudController) -> None:
     ) -> dict[str, Any]:
         """Stored telemetry of one site in [from, to) plus the commands sent to it, on one time axis.
 
-        The telemetry comes from the controller's SQLite store (which holds every sample also
-        with an InfluxDB sink); the commands are those sent to the site in that window.
+        The telemetry comes from the controller's SQLite store, or from InfluxDB where
+        `store.history` says so (503 naming the reason when InfluxDB does not answer); the
+        commands are those sent to the site in that window.
         """
         if site not in controller.snapshots:
             raise HTTPException(404, f"unknown site {site!r}")
@@ -127,7 +129,10 @@ def _site_routes(router: APIRouter, controller: CloudController) -> None:
             raise HTTPException(422, "from/to need a time zone (e.g. 2030-01-15T12:00:00Z)")
         if not start < end or (end - start).total_seconds() > MAX_HISTORY_S:
             raise HTTPException(422, f"need from < to, at most {MAX_HISTORY_S / 86400:.0f} days apart")
-        series = controller.store.read_history(site, start, end, _parse_points(points))
+        try:
+            series = controller.history.read_history(site, start, end, _parse_points(points))
+        except InfluxHistoryError as exc:
+            raise HTTPException(503, f"history unavailable: {exc}") from None
         commands = [
             c for c in views.command_rows(controller.tracker, site=site, limit=5000) if start <= c["ts"] < end
         ]

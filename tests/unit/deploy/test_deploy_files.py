@@ -113,6 +113,23 @@ def test_k8s_manifests_parse_and_run_real_subcommands() -> None:
     assert containers >= 1, "expected the controller"
 
 
+def test_k8s_files_apply_in_name_order_each_object_after_what_it_refers_to() -> None:
+    """`kubectl apply -f deploy/k8s/` goes file by file in name order: namespace, then config, then pods."""
+    seen: set[tuple[str, str]] = set()  # (kind, name) applied so far
+    for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            meta = doc["metadata"]
+            if doc["kind"] != "Namespace":
+                assert ("Namespace", meta["namespace"]) in seen, f"{path.name}: namespace not created yet"
+            if doc["kind"] == "Deployment":
+                pod = doc["spec"]["template"]["spec"]
+                for vol in pod.get("volumes", []):
+                    if "configMap" in vol:
+                        assert ("ConfigMap", vol["configMap"]["name"]) in seen, f"{path.name}: {vol}"
+            seen.add((doc["kind"], meta["name"]))
+    assert ("Namespace", "gridflex") in seen and ("ConfigMap", "gridflex-cloud") in seen
+
+
 def test_systemd_unit_runs_a_real_subcommand() -> None:
     unit = (DEPLOY / "systemd" / "gridflex-edge.service").read_text()
     exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
@@ -190,7 +207,7 @@ def test_compose_and_k8s_controller_configs_run_mutual_tls_and_signing(tmp_path:
 
     configmap = next(
         doc
-        for doc in yaml.safe_load_all((DEPLOY / "k8s" / "configmap.yaml").read_text())
+        for doc in yaml.safe_load_all((DEPLOY / "k8s" / "10-configmap.yaml").read_text())
         if doc["kind"] == "ConfigMap"
     )
     k8s = tmp_path / "cloud.yaml"

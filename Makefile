@@ -10,12 +10,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the tests talk to for real: an MQTT broker and its command-line clients,
-# VictoriaMetrics, which accepts the InfluxDB v2 write API (/api/v2/write) on loopback, InfluxDB
-# 1.x (the v1 write API and the InfluxQL history reads), and Chromium, the headless browser the dashboard's tests drive (Playwright, system browser).
+# VictoriaMetrics, which accepts the InfluxDB v2 write API (/api/v2/write) on loopback,
+# InfluxDB 1.x (the v1 write API and the InfluxQL history reads), and Chromium, the headless
+# browser the dashboard's tests drive (Playwright, system browser).
 APT_PACKAGES := mosquitto mosquitto-clients victoria-metrics influxdb chromium
 APT_BINARIES := /usr/sbin/mosquitto /usr/bin/mosquitto_sub /usr/bin/victoria-metrics /usr/bin/influxd /usr/bin/chromium
 
-.PHONY: help setup system-deps venv lint typecheck test test-all bench chaos demo clean
+BUNDLE := dist/bundle
+
+.PHONY: help setup system-deps venv lint typecheck test test-all bench chaos demo bundle clean
 
 help:
 	@echo "make test   - set up everything, then ruff, mypy and the test suite (unit + integration)"
@@ -23,6 +26,7 @@ help:
 	@echo "make bench  - benchmarks that print figures (see docs/benchmarks.md)"
 	@echo "make test-all - also the slow tests"
 	@echo "make chaos  - the full chaos run against real processes, ~15 min (see docs/reliability.md)"
+	@echo "make bundle - gridflex's wheel + every locked runtime wheel in $(BUNDLE), for gateways without PyPI"
 
 system-deps:
 	@missing=""; for f in $(APT_BINARIES); do [ -x "$$f" ] || missing=1; done; \
@@ -68,6 +72,16 @@ chaos: setup
 
 demo: setup
 	$(VENV)/bin/gridflex demo --serve
+
+# The offline install for a site gateway: the project's wheel and every runtime wheel the
+# lock pins (no dev group), for `pip install --no-index --find-links DIR gridflex`.
+bundle: $(UV)
+	rm -rf $(BUNDLE) && mkdir -p $(BUNDLE)
+	$(UV) build --wheel --out-dir $(BUNDLE) -q
+	$(UV) export --frozen --no-dev --no-hashes --no-emit-project --no-header -q -o $(BUNDLE)/requirements.txt
+	$(TOOLS)/bin/pip download -q --only-binary=:all: -r $(BUNDLE)/requirements.txt -d $(BUNDLE)
+	@echo "$(BUNDLE): $$(ls $(BUNDLE)/*.whl | wc -l) wheels, $$(du -sh $(BUNDLE) | cut -f1); install with:"
+	@echo "  python3 -m venv /opt/gridflex && /opt/gridflex/bin/pip install --no-index --find-links $(BUNDLE) gridflex"
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .hypothesis

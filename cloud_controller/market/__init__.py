@@ -1,0 +1,60 @@
+"""The local flexibility market (seed 002, numbers from USEF/UFTP, NODES and GOPACS): pure core.
+
+`products` (requests, offers, options, gate closure), `clearing` (welfare MILP with grid
+rows, pay-as-bid or pay-as-clear, shortfall reported) and `settlement` (baselines,
+delivered, deficiency, penalty, net). The shell (API, MQTT topics, UFTP) builds on these.
+"""
+
+from cloud_controller.market.clearing import (
+    Clearing,
+    ClearingOptions,
+    GridRow,
+    Order,
+    clear,
+    headroom_at_risk,
+)
+from cloud_controller.market.products import (
+    DEFAULT_GATE_CLOSURE_S,
+    ISP_S,
+    FlexOffer,
+    FlexRequest,
+    MarketRefusal,
+    OfferOption,
+    Product,
+    check_activation_factor,
+    check_gate,
+)
+from cloud_controller.market.settlement import (
+    BaselineAccuracy,
+    OrderSettlement,
+    baseline_accuracy,
+    nodes_baseline,
+    settle,
+    working_days_before,
+    x_of_y_baseline,
+)
+
+__all__ = [
+    "DEFAULT_GATE_CLOSURE_S",
+    "ISP_S",
+    "BaselineAccuracy",
+    "Clearing",
+    "ClearingOptions",
+    "FlexOffer",
+    "FlexRequest",
+    "GridRow",
+    "MarketRefusal",
+    "OfferOption",
+    "Order",
+    "OrderSettlement",
+    "Product",
+    "baseline_accuracy",
+    "check_activation_factor",
+    "check_gate",
+    "clear",
+    "headroom_at_risk",
+    "nodes_baseline",
+    "settle",
+    "working_days_before",
+    "x_of_y_baseline",
+]

@@ -55,7 +55,7 @@ IMPORT_CASES = [
         10.75,
         [_bat(low=0.0), _ev(p_kw=4.2), _hp(p_kw=6.0)],
         {"ev1": Override(4.2, "import")},
-        {"ev1": 4.2, "hp1": 4.75},
+        {"ev1": 4.2, "hp1": 5.0},
         0.0,
     ),
     # 12 kW with 3 kW allowed: the EV goes to its 4.2 kW minimum and not lower; 2.2 kW stay above

@@ -50,6 +50,7 @@ LIMIT_POINTS: dict[str, str] = {
     "limit_excess_kw": "kW",
 }
 _SOC_SLACK_PCT = 0.5
+_FRESH_WAIT_POLLS = 5
 _CONTROL: dict[LeverRole, CommandKind] = {
     "battery": "p_setpoint_kw",
     "ev": "p_limit_kw",
@@ -136,6 +137,7 @@ class ConnectionGuard:
             return
         if role is not None and _CONTROL[role] == kind:
             self.targets[asset_id] = value_kw
+            self._last_write_mono = self.clock.monotonic()  # wait for readings that show it
 
     def forget(self, asset_id: str) -> None:
         """The asset went to its safe state: no target, no override (re-engaged next poll if needed)."""
@@ -181,11 +183,31 @@ class ConnectionGuard:
                 )
             return
         self._blind = False
-        if reading.mono <= self._last_write_mono:
-            return  # taken before our last write: it does not show that write's effect yet
+        if not self._fresh(reading):
+            return  # readings from before the last write do not show its effect yet
         async with self.lock:
             await self._decide(reading.value, limits)
         self._report(limits)
+
+    def _fresh(self, meter: Latest) -> bool:
+        """The meter and every lever were read after the last write (ours or a command's).
+
+        Bounded: a lever polled less often than the meter does not block the limit for
+        more than `_FRESH_WAIT_POLLS` poll intervals.
+        """
+        last = self._last_write_mono
+        if meter.mono <= last:
+            return False
+        if self.clock.monotonic() - last > _FRESH_WAIT_POLLS * self.config.poll.interval_s:
+            return True
+        for asset in self.config.assets:
+            if _role(asset) is None:
+                continue
+            for name in ("p_kw", "soc_pct"):
+                got = self.latest.get(f"{asset.id}.{name}")
+                if got is not None and got.quality != "bad" and got.mono <= last:
+                    return False
+        return True
 
     async def _decide(self, net_kw: float, limits: Limits) -> None:
         levers = self._levers()

@@ -159,7 +159,7 @@ async def test_a_site_above_its_import_limit_is_brought_under_it_within_n_polls_
         print(f"import limit {limit} kW: under it {polls} meter polls after the excess appeared")
         assert polls <= N_POLLS, f"{polls} polls to get under {limit} kW"
         settled = site.meter_reads()
-        await site.polls(8)
+        await site.polls(5)
         assert _within(site.trace, settled + 1, limit), "the site left its limit again"
         # Battery first (charge 5 -> discharge), then the EV capped: the order of measures
         assert bat.setpoint_kw < 0 and bat.remote

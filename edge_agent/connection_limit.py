@@ -211,9 +211,10 @@ def decide_limit(
     overrides: Mapping[str, Override],
 ) -> LimitDecision:
     """The overrides for the next poll from the meter's net power (load-positive) and the levers."""
-    out = {a: o for a, o in overrides.items() if any(lv.asset == a for lv in levers)}
-    changed: list[str] = [a for a in overrides if a not in out]  # a lever gone (unreadable): release
-    released: list[str] = list(changed)
+    # A lever that cannot be read this poll keeps its measure: easing it blind could only add load.
+    out = dict(overrides)
+    changed: list[str] = []
+    released: list[str] = []
     excess = 0.0
     half = limits.margin_kw / 2.0
     sides: tuple[tuple[Side, float | None], ...] = (

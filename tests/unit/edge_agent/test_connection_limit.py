@@ -173,9 +173,12 @@ def test_a_limit_that_ends_releases_its_measures_at_once() -> None:
     assert set(d.overrides) == {"pv1"} and d.released == ("ev1",)
 
 
-def test_a_lever_that_cannot_be_read_is_released() -> None:
+def test_a_lever_that_cannot_be_read_keeps_its_measure() -> None:
     d = decide_limit(12.0, LIMITS, [_bat()], {"ev1": Override(6.0, "import")})
-    assert "ev1" in d.released and "ev1" not in d.overrides
+    assert d.overrides["ev1"] == Override(6.0, "import") and "ev1" not in d.changed
+    assert d.overrides["bat1"].value_kw == pytest.approx(-2.25)  # the others still act
+    eased = decide_limit(2.0, LIMITS, [], {"ev1": Override(6.0, "import")})
+    assert eased.overrides == {"ev1": Override(6.0, "import")}  # not eased blind either
 
 
 @pytest.mark.parametrize(

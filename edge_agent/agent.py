@@ -19,6 +19,7 @@ from edge_agent.acks import AckOutbox
 from edge_agent.clock_skew import SkewMonitor
 from edge_agent.commands import CommandExecutor
 from edge_agent.config import AssetConfig, SiteConfig
+from edge_agent.connection_guard import ConnectionGuard
 from edge_agent.drivers import BacnetStack, Driver, PointRef, make_driver
 from edge_agent.events import EventOutbox
 from edge_agent.fallback import FallbackPolicy
@@ -89,6 +90,11 @@ class EdgeAgent:
         self._flex_sig: tuple[object, ...] | None = None
         self._flex_mono = -1e18
         self._state_degraded: str | None = None  # the degraded reason last published on `state`
+        self.safe_state = SafeStateWriter(config, self.drivers, self.event)
+        #: The site's connection limit (grid_connection, DSO caps), held locally every poll.
+        self.limiter = ConnectionGuard(
+            config, clock, self.drivers, self.latest, self.event, self.stats, restore=self.safe_state.apply
+        )
         self._commands = CommandExecutor(
             config=config,
             clock=clock,
@@ -99,9 +105,9 @@ class EdgeAgent:
             on_valid=self._on_valid_command,
             skew=SkewMonitor(config.commands.clock_skew_tolerance_s),
             queue_size=config.commands.queue_size,
+            limiter=self.limiter,
         )
         self.stats.commands = self._commands.counts
-        self.safe_state = SafeStateWriter(config, self.drivers, self.event)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -131,6 +137,7 @@ class EdgeAgent:
                 spawn(self._supervised("events", self._event_loop), "events")
                 spawn(self._supervised("supervisor", self._supervise_loop), "supervisor")
                 spawn(self._supervised("floor-check", self.safe_state.check_at_start), "floor-check")
+                spawn(self._supervised("limit", self._limit_loop), "limit")
                 try:
                     await asyncio.Future()  # until cancelled
                 except asyncio.CancelledError:
@@ -165,6 +172,7 @@ class EdgeAgent:
         )
         guard = await open_replay_memory(cfg, self.clock, self.stats, pipe, self._safe_state_before_exit)
         self._commands.guard = guard
+        self.limiter.sink = pipe.store
         if guard.moved_aside is not None:
             self.event(
                 "replay_memory_corrupt",
@@ -210,6 +218,9 @@ class EdgeAgent:
                 await driver.close()
         if self._own_stack:
             await self._stack.close()
+
+    async def _limit_loop(self) -> None:
+        await self.limiter.run(lambda: self._stopping)
 
     async def _publish_telemetry(self) -> None:
         assert self._pipe is not None and self._session is not None
@@ -365,6 +376,7 @@ class EdgeAgent:
     async def apply_safe_state(self, asset: AssetConfig) -> None:
         """Write `asset`'s safe state through the floor (`SafeStateWriter`), forget its ramps."""
         await self.safe_state.apply(asset)
+        self.limiter.forget(asset.id)  # no cloud target now; a limit still breached re-engages next poll
         self._commands.ramps = {k: v for k, v in self._commands.ramps.items() if k[0] != asset.id}
 
     async def _maybe_publish_flex(self, now: float) -> None:

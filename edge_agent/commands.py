@@ -25,14 +25,16 @@ from typing import Literal
 
 from edge_agent.clock_skew import SkewMonitor
 from edge_agent.config import AssetConfig, PointConfig, SiteConfig
-from edge_agent.decision import RampState, decide
+from edge_agent.connection_guard import ConnectionGuard
+from edge_agent.decision import Decision, RampState, decide
 from edge_agent.drivers.base import DeviceError, Driver, PointRef
+from edge_agent.floor import floor_write
 from edge_agent.poller import Latest
 from edge_agent.replay import CommandGuard
 from protocols.clock import Clock
 from protocols.codec import decode
 from protocols.errors import ContractError
-from protocols.messages import Ack, AckStatus, Command
+from protocols.messages import SITE_COMMAND_KINDS, Ack, AckStatus, Command
 from protocols.signing import ReplayGuard
 
 __all__ = ["CommandExecutor", "recover_ids"]
@@ -78,6 +80,8 @@ class CommandExecutor:
     skew: SkewMonitor | None = None
     queue_size: int = 1_000
     busy_refused: int = 0
+    #: The site's connection limit: site caps go to it, and it tightens power commands.
+    limiter: ConnectionGuard | None = None
 
     def __post_init__(self) -> None:
         # Built once from the resolved config (the key files were read by `load_config`).
@@ -187,10 +191,50 @@ class CommandExecutor:
             now_mono=self.clock.monotonic(),
             skew=self.skew,
         )
-        requested = cmd.value
         if d.status in ("rejected", "expired"):
             log.info("command %s %s: %s", cmd.cmd_id, d.status, d.reason)
-            return self._ack(cmd.cmd_id, cmd.asset, d.status, requested=requested, reason=d.reason)
+            return self._ack(cmd.cmd_id, cmd.asset, d.status, requested=cmd.value, reason=d.reason)
+        if cmd.kind in SITE_COMMAND_KINDS:
+            return self._site_cap(cmd, d)
+        if self.limiter is None:
+            return await self._write(cmd, d)
+        async with self.limiter.lock:  # a local measure and a command never interleave on a device
+            # the cloud's value (asset-clamped, before the local limit) is the target to restore
+            target = d.value if isinstance(d.value, float) else None
+            ack = await self._write(cmd, self._tightened(cmd, d))
+            if target is not None and ack.status in ("applied", "clamped"):
+                self.limiter.on_command(cmd.asset, cmd.kind, target)
+            return ack
+
+    def _site_cap(self, cmd: Command, d: Decision) -> Ack:
+        """A DSO cap: handed to the connection limit, nothing written here."""
+        if self.limiter is None:
+            return self._ack(
+                cmd.cmd_id, cmd.asset, "rejected", requested=cmd.value, reason="no connection limit"
+            )
+        self.limiter.apply_cap(cmd)
+        return self._ack(cmd.cmd_id, cmd.asset, "applied", requested=cmd.value, applied_value=d.value)
+
+    def _tightened(self, cmd: Command, d: Decision) -> Decision:
+        """`d` with its value tightened by the local connection-limit measure on the asset, if any."""
+        assert self.limiter is not None and d.asset is not None and d.control is not None
+        if not isinstance(d.value, float) or cmd.kind not in ("p_limit_kw", "p_setpoint_kw"):
+            return d
+        value, why = self.limiter.tighten(d.asset, cmd.kind, d.value)
+        if why is None:
+            return d
+        control = d.control
+        write = value * control.factor + control.offset
+        checked = floor_write(d.asset, control.point, write)
+        if checked.value is not None:
+            write = checked.value
+            value = (write - control.offset) / control.factor
+        reason = f"{d.reason}; {why}" if d.reason else f"clamped: {why}"
+        return Decision("clamped", reason, value, write, control, d.asset)
+
+    async def _write(self, cmd: Command, d: Decision) -> Ack:
+        """Write a decided command (enable point first), read it back; its ack."""
+        requested = cmd.value
         assert d.asset is not None and d.control is not None and d.write_value is not None
         asset, control = d.asset, d.control
         point = asset.point(control.point)

@@ -11,6 +11,7 @@ import ssl
 from typing import TYPE_CHECKING
 
 from protocols.errors import ConfigError
+from protocols.messages import SITE_COMMAND_KINDS
 
 if TYPE_CHECKING:
     from edge_agent.config import AssetConfig, BacnetDevice, ModbusDevice, PointConfig, SiteConfig
@@ -77,6 +78,12 @@ def _check_controls(asset: AssetConfig, where: str, names: dict[str, PointConfig
     """Each control writes a writable point of the asset; read-back and enable points exist."""
     for kind, control in asset.controls.items():
         ck = f"{where}.controls.{kind}"
+        if kind in SITE_COMMAND_KINDS:
+            raise ConfigError(
+                f"{kind!r} is a site-level command (the agent holds it), not a device control",
+                file=file,
+                key=ck,
+            )
         _writable(names, asset.id, control.point, f"{ck}.point", file)
         if control.read_back is not None and control.read_back not in names:
             raise ConfigError(
@@ -141,6 +148,34 @@ def _check_tls(cfg: SiteConfig, file: str) -> None:
             ) from None
 
 
+def _check_grid_connection(cfg: SiteConfig, file: str) -> None:
+    """A connection limit needs the site's net power: one meter asset with a `p_kw` point."""
+    gc = cfg.grid_connection
+    if gc.meter is not None:
+        named = next((a for a in cfg.assets if a.id == gc.meter), None)
+        if named is None:
+            raise ConfigError(f"no asset {gc.meter!r}", file=file, key="grid_connection.meter")
+        if named.kind != "meter":
+            raise ConfigError(
+                f"asset {gc.meter!r} is a {named.kind}, not a meter", file=file, key="grid_connection.meter"
+            )
+    elif sum(a.kind == "meter" for a in cfg.assets) > 1 and (gc.import_max_kw or gc.export_max_kw):
+        raise ConfigError(
+            "the site has several meter assets: name the one at the grid connection",
+            file=file,
+            key="grid_connection.meter",
+        )
+    if gc.import_max_kw is None and gc.export_max_kw is None:
+        return
+    meter = cfg.site_meter()
+    if meter is None or not any(p.name == "p_kw" for p in meter.points):
+        raise ConfigError(
+            "a connection limit needs the site's net power: a meter asset with a `p_kw` point",
+            file=file,
+            key="grid_connection",
+        )
+
+
 def check_rules(cfg: SiteConfig, file: str) -> None:
     """The rules of docs/site-config.md that span several keys."""
     _check_tls(cfg, file)
@@ -158,3 +193,4 @@ def check_rules(cfg: SiteConfig, file: str) -> None:
         names = _check_points(asset, where, devices, file)
         _check_controls(asset, where, names, file)
         _check_safe_state(asset, where, names, devices, file)
+    _check_grid_connection(cfg, file)

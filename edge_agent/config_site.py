@@ -9,7 +9,7 @@ state. The device and point models they refer to are in `edge_agent.config_devic
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Final, Literal, Self
+from typing import Annotated, Final, Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 
@@ -39,6 +39,7 @@ __all__ = [
     "ControlConfig",
     "EnableWrite",
     "FallbackConfig",
+    "GridConnectionConfig",
     "HealthConfig",
     "LimitsConfig",
     "PollConfig",
@@ -176,6 +177,27 @@ class PollConfig(_Model):
     max_age_s: PositiveS = 60.0
 
 
+PositiveKw = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class GridConnectionConfig(_Model):
+    """The site's grid connection limits, held locally by the agent with its own devices every poll.
+
+    Like an EMS's peak shaving: above `import_max_kw` the battery discharges first, then EV
+    chargers and heat pumps are capped down to their §14a minimum (never below it); below
+    `-export_max_kw` the battery charges, then PV is curtailed. Measures are released when
+    the site is back under the limit by `margin_kw` (the hysteresis band). Both limits are
+    optional; a DSO's `site_import_max_kw` command tightens the import limit while valid.
+    """
+
+    import_max_kw: PositiveKw | None = None
+    export_max_kw: PositiveKw | None = None
+    #: Hysteresis: measures aim at limit - margin/2 and are released below limit - margin.
+    margin_kw: PositiveKw = 0.5
+    #: The asset whose `p_kw` is the site's net power (default: the site's one `meter` asset).
+    meter: Id | None = None
+
+
 class EnableWrite(_Model):
     """A write that must precede a control write (e.g. enabling remote control on the device)."""
 
@@ -278,6 +300,7 @@ class SiteConfig(_Model):
     fallback: FallbackConfig = FallbackConfig()
     health: HealthConfig = HealthConfig()
     poll: PollConfig = PollConfig()
+    grid_connection: GridConnectionConfig = GridConnectionConfig()
     bacnet: BacnetClientConfig = BacnetClientConfig()
     devices: list[DeviceConfig] = Field(default_factory=list)
     assets: list[AssetConfig] = Field(default_factory=list)
@@ -297,3 +320,10 @@ class SiteConfig(_Model):
             if a.id == asset_id:
                 return a
         raise KeyError(asset_id)
+
+    def site_meter(self) -> AssetConfig | None:
+        """The asset whose `p_kw` is the site's net power: `grid_connection.meter`, else the one meter."""
+        if self.grid_connection.meter is not None:
+            return next((a for a in self.assets if a.id == self.grid_connection.meter), None)
+        meters = [a for a in self.assets if a.kind == "meter"]
+        return meters[0] if len(meters) == 1 else None

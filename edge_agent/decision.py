@@ -21,7 +21,7 @@ from edge_agent.config import AssetConfig, ControlConfig, PointConfig, SiteConfi
 from edge_agent.floor import floor_write, min_power_kw, power_scale
 from edge_agent.replay import CommandGuard
 from protocols.errors import ContractError
-from protocols.messages import AckStatus, Command
+from protocols.messages import SITE_COMMAND_KINDS, AckStatus, Command
 from protocols.signing import (
     CommandNotYetValidError,
     ExpiredCommandError,
@@ -188,6 +188,8 @@ def decide(
         asset = config.asset(cmd.asset)
     except KeyError:
         return Decision("rejected", f"unknown asset {cmd.asset!r}")
+    if cmd.kind in SITE_COMMAND_KINDS:
+        return _decide_site(cmd, config, asset)
     control = asset.controls.get(cmd.kind)
     if control is None:
         return Decision("rejected", f"asset {asset.id!r} does not accept {cmd.kind!r}")
@@ -213,6 +215,21 @@ def decide(
     if abs(value - requested) > 1e-6:
         return Decision("clamped", "clamped to " + ", ".join(notes), value, write, control, asset)
     return Decision("applied", None, value, write, control, asset)
+
+
+def _decide_site(cmd: Command, config: SiteConfig, asset: AssetConfig) -> Decision:
+    """A site-level command (a DSO cap): addressed to the site's meter, which must read `p_kw`.
+
+    It writes no register (`write_value` None): the agent holds it with its own devices.
+    """
+    meter = config.site_meter()
+    if meter is None or asset.id != meter.id:
+        where = f"the site's meter {meter.id!r}" if meter is not None else "the site's meter (it has none)"
+        return Decision("rejected", f"{cmd.kind!r} is a site cap: address it to {where}, not {asset.id!r}")
+    if not any(p.name == "p_kw" for p in meter.points):
+        return Decision("rejected", f"meter {meter.id!r} reads no `p_kw`: the site cap cannot be held")
+    assert not isinstance(cmd.value, str)  # the contract refuses a non-positive or non-numeric cap
+    return Decision("applied", None, float(cmd.value), None, None, asset)
 
 
 def _floor_kw(asset: AssetConfig, point: str, write: float) -> float:

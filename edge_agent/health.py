@@ -33,6 +33,15 @@ class AgentStats:
     last_broker_ack: datetime | None = None
     stored_seq: int = -1  # the cloud's retained watermark
     next_seq: int = 0  # seq the next stored sample gets
+    #: the connection limit in force (the tighter of grid_connection and a valid DSO cap), kW
+    limit_import_max_kw: float | None = None
+    limit_export_max_kw: float | None = None
+    #: True while a local measure (battery, EV/HP cap, PV curtailment) holds the limit
+    limit_active: bool = False
+    #: what no measure could remove (the §14a minimum plus uncontrollable load above the limit)
+    limit_excess_kw: float = 0.0
+    #: episodes of such a residual excess
+    limit_exceeded: int = 0
 
 
 class JsonFormatter(logging.Formatter):
@@ -91,6 +100,19 @@ class _StatsCollector:
         )
         yield GaugeMetricFamily(
             "gridflex_edge_fallback", "1 while in fallback", value=1.0 if s.state == "fallback" else 0.0
+        )
+        yield GaugeMetricFamily(
+            "gridflex_edge_limit_active",
+            "1 while a local measure holds the site's connection limit",
+            value=1.0 if s.limit_active else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "gridflex_edge_limit_excess_kw",
+            "Import/export above the connection limit that no measure removes",
+            value=s.limit_excess_kw,
+        )
+        yield CounterMetricFamily(
+            "gridflex_edge_limit_exceeded", "Episodes of excess above the limit", value=s.limit_exceeded
         )
         commands = CounterMetricFamily("gridflex_edge_commands", "Commands by ack status", labels=["status"])
         for status in ("applied", "clamped", "rejected", "expired", "failed"):

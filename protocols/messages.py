@@ -18,6 +18,8 @@ from protocols.topics import ID_PATTERN
 __all__ = [
     "MAX_BATCH_SAMPLES",
     "SCHEMA_VERSION",
+    "SITE_COMMAND_KINDS",
+    "SITE_IMPORT_MAX_KW",
     "Ack",
     "AckStatus",
     "AssetFlex",
@@ -63,7 +65,16 @@ ShortText = Annotated[str, Field(max_length=64)]
 
 Quality = Literal["good", "stale", "bad"]
 AckStatus = Literal["applied", "clamped", "rejected", "expired", "failed"]
-CommandKind = Literal["p_limit_kw", "p_setpoint_kw", "soc_target_pct", "t_setpoint_c", "mode"]
+CommandKind = Literal[
+    "p_limit_kw", "p_setpoint_kw", "soc_target_pct", "t_setpoint_c", "mode", "site_import_max_kw"
+]
+#: A DSO's dynamic site cap (§14a-style "dimming"): the most the whole site may import, in kW,
+#: over the command's validity window. It is a site-level kind: addressed to the site's meter
+#: asset (kind `meter`), it writes no register; the agent holds it with its own devices
+#: (docs/contract.md, "Site caps").
+SITE_IMPORT_MAX_KW: Final = "site_import_max_kw"
+#: The command kinds addressed to the site as a whole (through its meter asset), not to one device.
+SITE_COMMAND_KINDS: Final[frozenset[str]] = frozenset({SITE_IMPORT_MAX_KW})
 Mode = Literal["auto", "self_consumption", "hold", "fallback"]
 AssetKind = Literal["battery", "pv", "ev", "hp", "thermal_storage", "hvac", "meter", "load", "other"]
 
@@ -219,6 +230,10 @@ class Command(_Envelope):
                 raise ValueError("a 'mode' command needs a mode name as value")
         elif isinstance(self.value, str):
             raise ValueError(f"a {self.kind!r} command needs a number as value")
+        elif self.kind == SITE_IMPORT_MAX_KW and not self.value > 0:
+            raise ValueError(
+                f"a {SITE_IMPORT_MAX_KW!r} command needs a positive kW value, not {self.value:g}"
+            )
         return self
 
 

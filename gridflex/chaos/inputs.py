@@ -16,7 +16,7 @@ from protocols.messages import Command
 
 __all__ = ["EXAMPLE_SITE", "mutate", "random_command", "random_payload", "random_value"]
 
-KINDS = ("p_limit_kw", "p_setpoint_kw", "soc_target_pct", "t_setpoint_c", "mode")
+KINDS = ("p_limit_kw", "p_setpoint_kw", "soc_target_pct", "t_setpoint_c", "mode", "site_import_max_kw")
 MODES = ("auto", "self_consumption", "hold", "fallback", "party")
 _NASTY = (0.0, -0.0, 1e-300, -1e-300, 1e300, -1e300, 4.2, 4.19999, 4.2000001, -4.2, 2**31, -(2**31), 65535.5)
 

@@ -23,7 +23,7 @@ from edge_agent.decision import Decision, decide
 from edge_agent.drivers.registers import decode, encode, engineering_to_raw
 from edge_agent.fallback import FallbackPolicy
 from protocols.assets import METER
-from protocols.messages import Command
+from protocols.messages import SITE_COMMAND_KINDS, Command
 from protocols.signing import ReplayGuard
 from protocols.testbed import ModbusEndpoint
 from simulators.building import Building
@@ -83,6 +83,8 @@ class TwinSite:
 
     def apply(self, cmd: Command, now: datetime) -> Decision:
         """Decide `cmd` as the agent does; write the decided value unless refused."""
+        if cmd.kind in SITE_COMMAND_KINDS:  # held by the agent's connection guard, which the twin lacks
+            return Decision("rejected", f"the twin does not hold site-level {cmd.kind} commands")
         d = decide(cmd, config=self.config, key=None, guard=self.guard, now=now, ramp=None, now_mono=0.0)
         if d.status in ("rejected", "expired"):
             return d

@@ -117,6 +117,7 @@ CONTROLLER_FACES = {
     "cloud_controller",
     "cloud_controller.dispatch",
     "cloud_controller.grid",
+    "cloud_controller.market",
     "cloud_controller.study",
 }
 

@@ -1,5 +1,5 @@
-"""`quiet_highs` lives in `cloud_controller.highs_quiet` (the market uses it without this package)."""
+"""Moved to `cloud_controller.highs.quiet` (shared with the market); kept for existing imports."""
 
-from cloud_controller.highs_quiet import quiet_highs
+from cloud_controller.highs.quiet import quiet_highs
 
 __all__ = ["quiet_highs"]

@@ -1,0 +1,112 @@
+"""The backtest's result as people read it: a markdown table and a figure (PNG, no CDN).
+
+Both take the JSON dict `BacktestResult.to_json` makes (the same one `GET /forecast/quality`
+serves), so a report can be redrawn from a saved result without rerunning the backtest.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["QualityOutputs", "markdown_table", "write_figure", "write_quality_outputs"]
+
+_COLUMNS = (
+    ("pinball_p10_kw", "pinball p10"),
+    ("pinball_p50_kw", "pinball p50"),
+    ("pinball_p90_kw", "pinball p90"),
+    ("coverage_p10_p90", "p10–p90 coverage"),
+    ("mae_p50_kw", "MAE p50"),
+    ("rmse_p50_kw", "RMSE p50"),
+    ("band_width_kw", "band width"),
+)
+
+
+def _fmt(v: Any, pct: bool = False) -> str:
+    if v is None:
+        return "–"
+    return f"{100 * float(v):.1f} %" if pct else f"{float(v):.3f}"
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    """Scores per horizon bucket and forecast, then skill vs each persistence reference."""
+    cfg = result["config"]
+    head = (
+        f"{cfg['sites']} sites, {len(result['days'])} days, seed {cfg['seed']}, year {cfg['year']}, "
+        f"a forecast every {cfg['origin_every_steps']} × {cfg['period_s'] / 60:.0f} min, "
+        f"{result['origins']} forecasts per kind; losses in kW per site and 15-min period."
+    )
+    lines = [head, "", "| horizon | forecast | " + " | ".join(c[1] for c in _COLUMNS) + " |"]
+    lines.append("|---|---|" + "---:|" * len(_COLUMNS))
+    for b in result["buckets"]:
+        for name, m in b["metrics"].items():
+            cells = [_fmt(m.get(k), pct=k.startswith("coverage")) for k, _ in _COLUMNS]
+            lines.append(f"| {b['bucket']} | {name} | " + " | ".join(cells) + " |")
+    refs = list(next(iter(result["buckets"]))["skill"]["baseline"])
+    lines += ["", "Skill = 1 − loss / loss of the reference (mean pinball of p10/p50/p90; MAE of p50):", ""]
+    lines.append("| horizon | forecast | " + " | ".join(f"vs {r} (pinball / MAE)" for r in refs) + " |")
+    lines.append("|---|---|" + "---:|" * len(refs))
+    for b in result["buckets"]:
+        for f, per_ref in b["skill"].items():
+            cells = [
+                f"{_fmt(per_ref[r].get('pinball_mean_kw'), True)} / {_fmt(per_ref[r].get('mae_p50_kw'), True)}"
+                for r in refs
+            ]
+            lines.append(f"| {b['bucket']} | {f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_figure(result: dict[str, Any], path: Path) -> Path:
+    """Mean pinball loss and p10–p90 coverage per horizon step, every forecast and reference (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    period_min = float(result["config"]["period_s"]) / 60.0
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
+    for name, series in result["per_step"].items():
+        hours = [k * period_min / 60.0 for k in range(len(series["pinball_mean_kw"]))]
+        ax1.plot(hours, [float("nan") if v is None else v for v in series["pinball_mean_kw"]], label=name)
+        if not name.startswith("persistence"):
+            cov = [float("nan") if v is None else 100 * v for v in series["coverage_p10_p90"]]
+            ax2.plot(hours, cov, label=name)
+    ax1.set(xlabel="hours ahead", ylabel="mean pinball loss (kW)", title="Loss per horizon step")
+    ax2.axhline(100 * result["method"]["nominal_coverage"], color="k", ls="--", lw=1, label="nominal 80 %")
+    ax2.set(xlabel="hours ahead", ylabel="actuals inside p10–p90 (%)", title="Band coverage", ylim=(0, 100))
+    ax1.legend(fontsize=8)
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+@dataclass(frozen=True)
+class QualityOutputs:
+    """The files one backtest wrote."""
+
+    json_path: Path
+    markdown_path: Path
+    figure_path: Path
+    published: Path | None
+
+
+def write_quality_outputs(
+    result: dict[str, Any], out: Path, *, publish: Path | None = None
+) -> QualityOutputs:
+    """`forecast_quality.json`, `.md` and `.png` into `out`; the JSON also copied to `publish` if given."""
+    out.mkdir(parents=True, exist_ok=True)
+    js = out / "forecast_quality.json"
+    js.write_text(json.dumps(result, indent=1), encoding="utf-8")
+    md = out / "forecast_quality.md"
+    md.write_text(markdown_table(result), encoding="utf-8")
+    png = write_figure(result, out / "forecast_quality.png")
+    if publish is not None:
+        publish.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(js, publish)
+    return QualityOutputs(js, md, png, publish)

@@ -74,6 +74,9 @@ class BacktestConfig:
     period_s: float = 900.0  # the control period (cloud.yaml control.period_s)
     horizon_steps: int = 96  # the planner's default horizon (control.horizon_steps), 24 h
     origin_every_steps: int = 4  # a forecast every hour; 1 = every period, as the planner does
+    fade_h: float | None = (
+        None  # a what-if: the baseline's level fade (h); None = its default, as the planner
+    )
 
     def __post_init__(self) -> None:
         if not 1 <= self.sites <= REGION_HOUSEHOLDS:
@@ -86,6 +89,8 @@ class BacktestConfig:
             raise ValueError(f"horizon_steps must be 1..96 (a day), got {self.horizon_steps}")
         if not 1 <= self.origin_every_steps <= 96:
             raise ValueError(f"origin_every_steps must be 1..96, got {self.origin_every_steps}")
+        if self.fade_h is not None and not self.fade_h > 0:
+            raise ValueError(f"fade_h must be > 0 hours, got {self.fade_h}")
 
 
 @dataclass
@@ -221,6 +226,7 @@ def run_backtest(
     k = np.arange(h)
     blend = np.exp(-k * cfg.period_s / (PLANNER_MEASUREMENT_FADE_H * 3600.0))
     hist_n = 2 * per_day
+    options = {} if cfg.fade_h is None else {"fade_h": cfg.fade_h}
     per_day_origins = len(range(0, per_day, cfg.origin_every_steps))
     total, done = cfg.sites * len(days), 0
     for s in range(cfg.sites):
@@ -231,7 +237,7 @@ def run_backtest(
         p10, p50, p90 = np.empty((n_o, h)), np.empty((n_o, h)), np.empty((n_o, h))
         for i, o in enumerate(origins):
             rows = list(zip(times[o - hist_n : o], vals[o - hist_n : o], strict=True))
-            b = seasonal_naive_smoothing(rows, now=times[o], period_s=cfg.period_s, horizon=h)
+            b = seasonal_naive_smoothing(rows, now=times[o], period_s=cfg.period_s, horizon=h, **options)
             y[i], p10[i], p50[i], p90[i] = col[o : o + h], b.p10, b.p50, b.p90
             if on_progress is not None and (i + 1) % per_day_origins == 0:
                 done += 1

@@ -39,6 +39,8 @@ def markdown_table(result: dict[str, Any]) -> str:
         f"a forecast every {cfg['origin_every_steps']} × {cfg['period_s'] / 60:.0f} min, "
         f"{result['origins']} forecasts per kind; losses in kW per site and 15-min period."
     )
+    if cfg.get("fade_h") is not None:
+        head += f" What-if: the baseline's level fades over {cfg['fade_h']} h (the planner's: 6 h)."
     lines = [head, "", "| horizon | forecast | " + " | ".join(c[1] for c in _COLUMNS) + " |"]
     lines.append("|---|---|" + "---:|" * len(_COLUMNS))
     for b in result["buckets"]:

@@ -37,6 +37,15 @@ def forecast_quality(
         int,
         typer.Option("--every", min=1, max=96, help="a forecast every N 15-min periods (1 = as the planner)"),
     ] = 4,
+    fade_h: Annotated[
+        float | None,
+        typer.Option(
+            "--fade-h",
+            min=0.01,
+            help="what-if: the baseline's level fade in hours",
+            show_default="6, as the planner",
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option("--out", help="output directory")] = Path("results/forecast-quality"),
     publish: Annotated[
         Path | None,
@@ -51,7 +60,7 @@ def forecast_quality(
 
     from cloud_controller import BacktestConfig, run_backtest, write_quality_outputs
 
-    cfg = BacktestConfig(sites=sites, days=days, seed=seed, origin_every_steps=every)
+    cfg = BacktestConfig(sites=sites, days=days, seed=seed, origin_every_steps=every, fade_h=fade_h)
     console.print(f"backtesting {sites} sites, {days or 'all'} days, a forecast every {every} periods …")
     with Progress(
         TextColumn("[bold]{task.description}"),

@@ -96,3 +96,25 @@ def test_a_file_that_is_no_result_is_503_naming_file_and_reason(
     r = c.get("/forecast/quality")
     assert r.status_code == 503
     assert r.json()["detail"] == f"{path}: {reason}"
+
+
+def test_it_is_a_read_the_viewer_token_opens_once_roles_are_on(tmp_path: Path) -> None:
+    viewer, operator = "viewer-token-for-quality", "operator-token-for-quality"
+    (tmp_path / "vi").write_text(viewer)
+    (tmp_path / "op").write_text(operator)
+    cfg = CloudConfig.model_validate(
+        {
+            "store": {"path": str(tmp_path / "s.sqlite")},
+            "api": {"viewer_token_file": str(tmp_path / "vi"), "operator_token_file": str(tmp_path / "op")},
+        }
+    )
+    quality_path(cfg.store.path).write_text(json.dumps(_result(0.5)), encoding="utf-8")
+    ctl = CloudController(cfg, Registry(sites=()), clock=SimClock(NOW))
+    try:
+        with TestClient(create_app(ctl)) as c:
+            assert c.get("/forecast/quality").status_code == 401
+            for token in (viewer, operator):
+                r = c.get("/forecast/quality", headers={"Authorization": f"Bearer {token}"})
+                assert r.status_code == 200 and r.json()["kind"] == "gridflex.forecast_quality"
+    finally:
+        ctl.store.close()

@@ -104,8 +104,9 @@ def test_sites_spread_over_the_region_and_days_over_the_year() -> None:
         ({"horizon_steps": 97}, "horizon_steps must be 1..96"),
         ({"origin_every_steps": 0}, "origin_every_steps must be 1..96"),
         ({"period_s": 300.0}, "15-min"),
+        ({"fade_h": 0.0}, "fade_h must be > 0 hours"),
     ],
-    ids=["no-sites", "beyond-region", "negative-days", "beyond-a-day", "no-stride", "not-15-min"],
+    ids=["no-sites", "beyond-region", "negative-days", "beyond-a-day", "no-stride", "not-15-min", "no-fade"],
 )
 def test_backtest_config_refuses_what_it_cannot_run(kwargs: dict[str, float], match: str) -> None:
     with pytest.raises(ValueError, match=match):

@@ -1,4 +1,4 @@
-"""The backtest's result as people read it: a markdown table and a figure (PNG, no CDN).
+"""The backtest's result as people read it: a markdown table and a figure (offline HTML, no CDN).
 
 Both take the JSON dict `BacktestResult.to_json` makes (the same one `GET /forecast/quality`
 serves), so a report can be redrawn from a saved result without rerunning the backtest.
@@ -62,29 +62,43 @@ def markdown_table(result: dict[str, Any]) -> str:
 
 
 def write_figure(result: dict[str, Any], path: Path) -> Path:
-    """Mean pinball loss and p10–p90 coverage per horizon step, every forecast and reference (PNG)."""
-    import matplotlib
+    """Mean pinball loss and p10–p90 coverage per horizon step, every forecast and reference (HTML).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Interactive plotly, offline: the HTML loads `plotly.min.js` written beside it (plotly's
+    own bundle, as the study's figures do), never a CDN.
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
 
-    period_min = float(result["config"]["period_s"]) / 60.0
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
-    for name, series in result["per_step"].items():
-        hours = [k * period_min / 60.0 for k in range(len(series["pinball_mean_kw"]))]
-        ax1.plot(hours, [float("nan") if v is None else v for v in series["pinball_mean_kw"]], label=name)
+    period_h = float(result["config"]["period_s"]) / 3600.0
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=("Mean pinball loss per horizon step (kW)", "Actuals inside p10–p90 (%)"),
+    )
+    palette = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
+    for i, (name, series) in enumerate(result["per_step"].items()):
+        hours = [k * period_h for k in range(len(series["pinball_mean_kw"]))]
+        line = {"color": palette[i % len(palette)]}
+        fig.add_trace(
+            go.Scatter(x=hours, y=series["pinball_mean_kw"], name=name, legendgroup=name, line=line), 1, 1
+        )
         if not name.startswith("persistence"):
-            cov = [float("nan") if v is None else 100 * v for v in series["coverage_p10_p90"]]
-            ax2.plot(hours, cov, label=name)
-    ax1.set(xlabel="hours ahead", ylabel="mean pinball loss (kW)", title="Loss per horizon step")
-    ax2.axhline(100 * result["method"]["nominal_coverage"], color="k", ls="--", lw=1, label="nominal 80 %")
-    ax2.set(xlabel="hours ahead", ylabel="actuals inside p10–p90 (%)", title="Band coverage", ylim=(0, 100))
-    ax1.legend(fontsize=8)
-    ax2.legend(fontsize=8)
-    fig.tight_layout()
+            cov = [None if v is None else 100 * v for v in series["coverage_p10_p90"]]
+            fig.add_trace(
+                go.Scatter(x=hours, y=cov, name=name, legendgroup=name, showlegend=False, line=line), 1, 2
+            )
+    nominal = 100 * float(result["method"]["nominal_coverage"])
+    fig.add_hline(y=nominal, line_dash="dash", annotation_text=f"nominal {nominal:.0f} %", row=1, col=2)
+    fig.update_xaxes(title_text="hours ahead")
+    fig.update_yaxes(range=[0, 100], row=1, col=2)
+    cfg = result["config"]
+    fig.update_layout(
+        title=f"Site baselines backtested: {cfg['sites']} sites, {len(result['days'])} days, seed {cfg['seed']}",
+        height=460,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    fig.write_html(path, include_plotlyjs="directory")
     return path
 
 
@@ -101,14 +115,14 @@ class QualityOutputs:
 def write_quality_outputs(
     result: dict[str, Any], out: Path, *, publish: Path | None = None
 ) -> QualityOutputs:
-    """`forecast_quality.json`, `.md` and `.png` into `out`; the JSON also copied to `publish` if given."""
+    """`forecast_quality.json`, `.md` and `.html` into `out`; the JSON also copied to `publish` if given."""
     out.mkdir(parents=True, exist_ok=True)
     js = out / "forecast_quality.json"
     js.write_text(json.dumps(result, indent=1), encoding="utf-8")
     md = out / "forecast_quality.md"
     md.write_text(markdown_table(result), encoding="utf-8")
-    png = write_figure(result, out / "forecast_quality.png")
+    html = write_figure(result, out / "forecast_quality.html")
     if publish is not None:
         publish.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(js, publish)
-    return QualityOutputs(js, md, png, publish)
+    return QualityOutputs(js, md, html, publish)

@@ -1,8 +1,8 @@
 """`gridflex forecast-quality`: backtest the site baselines over a simulated year and write the scores.
 
 Writes `forecast_quality.json` (what `GET /forecast/quality` serves once published),
-`forecast_quality.md` (the tables of docs/forecast-quality.md) and `forecast_quality.png`
-(loss and band coverage per horizon step) into --out.
+`forecast_quality.md` (the tables of docs/forecast-quality.md) and `forecast_quality.html`
+(loss and band coverage per horizon step, plotly offline: `plotly.min.js` beside it) into --out.
 """
 
 from __future__ import annotations

@@ -39,7 +39,9 @@ def test_tiny_run_writes_json_table_and_figure_and_the_controller_serves_what_it
     md = (out / "forecast_quality.md").read_text(encoding="utf-8")
     assert md.startswith("3 sites, 2 days, seed 2030, year 2030")
     assert md.count("| all | ") == 5 + 2  # five scored kinds, then the two forecasts' skill rows
-    assert (out / "forecast_quality.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (out / "forecast_quality.html").read_text(encoding="utf-8")
+    assert '<script charset="utf-8" src="plotly.min.js"></script>' in html and "cdn" not in html.lower()
+    assert (out / "plotly.min.js").stat().st_size > 1_000_000  # offline: plotly's own bundle beside it
     assert "skill vs yesterday" in r.output and "published" in r.output
 
     cfg = CloudConfig.model_validate({"store": {"path": str(state / "cloud.sqlite")}})

@@ -16,6 +16,8 @@ from protocols.lazy import lazy_exports
 if TYPE_CHECKING:
     from cloud_controller.api import create_app
     from cloud_controller.config import CloudConfig, load_cloud_config
+    from cloud_controller.forecast.quality_backtest import BacktestConfig, run_backtest
+    from cloud_controller.forecast.quality_report import write_quality_outputs
     from cloud_controller.grid import Region, build_schutterwald_region
     from cloud_controller.live.planner import MpcPlanner, build_planner
     from cloud_controller.live.types import AssetRef, History, Plan, Planner, SiteRef, SiteSnapshot
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AssetRef",
+    "BacktestConfig",
     "CloudConfig",
     "CloudController",
     "History",
@@ -41,10 +44,13 @@ __all__ = [
     "create_app",
     "load_cloud_config",
     "load_registry",
+    "run_backtest",
+    "write_quality_outputs",
 ]
 
 _WHERE = {
     "AssetRef": "cloud_controller.live.types",
+    "BacktestConfig": "cloud_controller.forecast.quality_backtest",
     "CloudConfig": "cloud_controller.config",
     "CloudController": "cloud_controller.service",
     "History": "cloud_controller.live.types",
@@ -61,6 +67,8 @@ _WHERE = {
     "create_app": "cloud_controller.api",
     "load_cloud_config": "cloud_controller.config",
     "load_registry": "cloud_controller.registry",
+    "run_backtest": "cloud_controller.forecast.quality_backtest",
+    "write_quality_outputs": "cloud_controller.forecast.quality_report",
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from gridflex.cli import chaos, cloud, core, demo, edge, sim, study, testbed, twin
+from gridflex.cli import chaos, cloud, core, demo, edge, forecast_quality, sim, study, testbed, twin
 
 __all__ = ["app"]
 
@@ -30,6 +30,7 @@ testbed.register(app)
 demo.register(app)
 twin.register(app)
 chaos.register(app)
+forecast_quality.register(app)
 
 
 if __name__ == "__main__":  # pragma: no cover

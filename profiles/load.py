@@ -139,6 +139,8 @@ def heat_demand_kw(
     t_amb = np.asarray(ambient_t_c, dtype=float)
     if t_amb.shape != (len(index),):
         raise ValueError(f"ambient_t_c must have shape ({len(index)},), got {t_amb.shape}")
+    if annual.size == 0:  # no heat pump in the fleet: no columns (not a broadcasting error)
+        return np.zeros((len(index), 0))
     rng = np.random.default_rng(seed)
     dt_h = step_h(index)
     steps_per_day = max(1, round(24.0 / dt_h))

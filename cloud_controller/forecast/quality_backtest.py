@@ -169,9 +169,6 @@ def synthetic_net_load(
     full = draw_population(cfg, stations)
     pick = region_sample(sites)
     counts = _sliced(full, pick).counts()
-    if not full.hp[pick].any():
-        # profiles.heat_demand_kw cannot make zero columns: generate one heat pump more, drop it below
-        pick = np.append(pick, np.flatnonzero(full.hp)[0])
     pop = _sliced(full, pick)
     prof = build_profiles(cfg, pop)
     net = prof.load_kw.copy()

@@ -118,6 +118,12 @@ def test_heat_demand_energy_and_winter_peak(year: pd.DatetimeIndex, t_amb: np.nd
     assert q[year.month == 7].mean() > 0  # hot water all year
 
 
+def test_heat_demand_of_no_heat_pump_is_no_column() -> None:
+    index = pd.date_range("2030-01-01", periods=96, freq="15min", tz="UTC")
+    q = heat_demand_kw(index, ambient_t_c=np.zeros(96), annual_kwh=np.array([]), seed=1)
+    assert q.shape == (96, 0)
+
+
 def test_cop_rises_with_ambient_and_is_clipped() -> None:
     t = np.linspace(-25, 40, 50)
     cop = hp_cop(t)

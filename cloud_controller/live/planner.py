@@ -24,6 +24,7 @@ ends an agent's fallback after a controller outage.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -32,6 +33,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
+from cloud_controller.config import GridConfig
 from cloud_controller.dispatch import (
     Answer,
     DecomposedEngine,
@@ -47,16 +49,19 @@ from cloud_controller.dispatch import (
 from cloud_controller.forecast.baseline import Baseline, seasonal_naive_smoothing
 from cloud_controller.forecast.congestion import CongestionForecast, ScenarioCongestion
 from cloud_controller.grid import Region
+from cloud_controller.grid.limits_config import LimitsBook, envelopes_from_json, limits_for_region
 from cloud_controller.grid.reduce import station_grid
 from cloud_controller.live.commands import CommandBuilder
 from cloud_controller.live.guard import FleetGuard
 from cloud_controller.live.types import CongestionInterval, History, Plan, SiteRef, SiteSnapshot
 from protocols.assets import BATTERY, Points, Role
+from protocols.errors import ConfigError
 from protocols.messages import AssetFlex, Command
 from protocols.signing import SigningKey
 
 __all__ = ["MpcPlanner", "build_planner"]
 
+log = logging.getLogger(__name__)
 Z_80 = 2.5631  # p90 − p10 of a normal distribution, in standard deviations
 Z_90 = 1.2816  # p90 of a standard normal
 EARLY_IMPORT_PREFERENCE = 0.01  # relative import-cost rise over the horizon
@@ -94,6 +99,7 @@ class MpcPlanner:
         battery_control: str = "setpoint",
         forecast_z: float = Z_90,
         by_area: bool = False,
+        grid_limits: GridConfig | None = None,
     ) -> None:
         """Set up the planner; `by_area`, `battery_control` and `forecast_z` choose how it plans.
 
@@ -116,6 +122,11 @@ class MpcPlanner:
         self.period_s = period_s
         self.horizon = horizon_steps
         self.limit_kw = float(station_limit_kw) if station_limit_kw is not None else float("inf")
+        # every element's limits (grid/limits.py): the net's, the config's overrides and
+        # envelopes, and the operator's envelopes (PUT /grid/limits, kept in the store)
+        self.limits_book = LimitsBook(
+            limits_for_region(region, grid_limits, station_limit_kw=station_limit_kw)
+        )
         self.commands = CommandBuilder(
             period_s=period_s, margin_s=margin_s, signing_keys=signing_keys, battery_control=battery_control
         )
@@ -270,6 +281,18 @@ class MpcPlanner:
                     e_hi[k] = max(e_lo[k], min(e_hi[k], max(flex.e_max_kwh, float(state.e_bat_kwh[k]))))
         self.engine.set_battery_limits(p_max, e_lo, e_hi)
 
+    # -- limits ----------------------------------------------------------------------
+
+    def refresh_envelopes(self, history: History, now: datetime) -> None:
+        """Take the operator's envelopes from the store (`PUT /grid/limits` wrote them; a restart reads them)."""
+        read = getattr(history, "read_envelopes", None)
+        if read is None:
+            return
+        try:
+            self.limits_book.set_operator(envelopes_from_json(read(now.timestamp())))
+        except ConfigError as exc:  # the net or the config changed under a stored envelope
+            log.warning("stored grid envelopes ignored: %s", exc)
+
     # -- plan ------------------------------------------------------------------------
 
     def plan(self, now: datetime, sites: Mapping[str, SiteSnapshot], history: History) -> Plan:
@@ -403,6 +426,7 @@ def build_planner(
     battery_control: str = "setpoint",
     forecast_z: float = Z_90,
     by_area: bool = False,
+    grid_limits: GridConfig | None = None,
 ) -> MpcPlanner:
     """The default planner of the cloud service (see `MpcPlanner`)."""
     return MpcPlanner(
@@ -416,4 +440,5 @@ def build_planner(
         battery_control=battery_control,
         forecast_z=forecast_z,
         by_area=by_area,
+        grid_limits=grid_limits,
     )

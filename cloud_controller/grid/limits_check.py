@@ -12,15 +12,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from cloud_controller.grid.limits import GridLimits
-from cloud_controller.grid.powerflow import PowerFlowResult
 
-__all__ = ["LimitViolation", "ViolationKind", "branch_violations", "powerflow_violations"]
+if TYPE_CHECKING:  # the live plan imports this module; power-grid-model only where AC is checked
+    from cloud_controller.grid.powerflow import PowerFlowResult
+
+__all__ = ["LimitViolation", "ViolationKind", "branch_violations", "interval_starts", "powerflow_violations"]
 
 ViolationKind = Literal["trafo_loading", "line_loading", "voltage_low", "voltage_high"]
 #: Below this a flow over its rating is round-off of the LP (its row tolerance), not a violation.

@@ -49,10 +49,12 @@ from cloud_controller.dispatch import (
 from cloud_controller.forecast.baseline import Baseline, seasonal_naive_smoothing
 from cloud_controller.forecast.congestion import CongestionForecast, ScenarioCongestion
 from cloud_controller.grid import Region
+from cloud_controller.grid.limits import GridLimits
+from cloud_controller.grid.limits_check import branch_violations, interval_starts
 from cloud_controller.grid.limits_config import LimitsBook, envelopes_from_json, limits_for_region
 from cloud_controller.grid.reduce import station_grid
 from cloud_controller.live.commands import CommandBuilder
-from cloud_controller.live.guard import FleetGuard
+from cloud_controller.live.guard import FleetGuard, GuardElement
 from cloud_controller.live.types import CongestionInterval, History, Plan, SiteRef, SiteSnapshot
 from protocols.assets import BATTERY, Points, Role
 from protocols.errors import ConfigError
@@ -176,11 +178,15 @@ class MpcPlanner:
         self._congestion: ScenarioCongestion | None = None
         self.last_schedule: Schedule | None = None
         self.last_answer: Answer | None = None  # the last plan's route and certificate
-        self.guard = (
-            FleetGuard(self.sites, limit_kw=self.limit_kw, period_s=period_s, battery_control=battery_control)
-            if np.isfinite(self.limit_kw)
-            else None
-        )
+        self._battery_control = battery_control
+        # the registered sites below each MV/LV station (by the station's "<table>:<index>")
+        self._station_sites: dict[str, frozenset[str]] = {
+            grid.branch_names[k]: frozenset(
+                s.site for s, b in zip(self.sites, site_bus.tolist(), strict=True) if b == int(grid.child[k])
+            )
+            for k in range(1, grid.n_branch)
+        }
+        self.guard = self._new_guard() if np.isfinite(self.limit_kw) else None
 
     # -- inputs ----------------------------------------------------------------------
 
@@ -293,6 +299,36 @@ class MpcPlanner:
         except ConfigError as exc:  # the net or the config changed under a stored envelope
             log.warning("stored grid envelopes ignored: %s", exc)
 
+    def _guard_elements(self, limits: GridLimits, now: datetime) -> None:
+        """Give the fleet guard each MV/LV station with the fleet's sites below it and its limit now.
+
+        A guard exists once any limit can bind: a station limit, or an element limit other than
+        the net's own (a config override, a DSO envelope).
+        """
+        if self.guard is None and (
+            limits.envelopes or any(b.source != "net" for b in limits.branches.values())
+        ):
+            self.guard = self._new_guard()
+        if self.guard is None:
+            return
+        end = now + timedelta(seconds=self.period_s)
+        self.guard.set_elements(
+            [
+                GuardElement(limits.name_of_ref(ref), sites, limits.rating_kw(ref, now, end))
+                for ref, sites in self._station_sites.items()
+                if limits.name_of_ref(ref) in limits.branches
+            ]
+        )
+
+    def _new_guard(self) -> FleetGuard:
+        return FleetGuard(
+            self.sites,
+            limit_kw=self.limit_kw,
+            period_s=self.period_s,
+            battery_control=self._battery_control,
+            fleet_name=self.limits_book.base.hvmv or "hvmv",
+        )
+
     # -- plan ------------------------------------------------------------------------
 
     def plan(self, now: datetime, sites: Mapping[str, SiteSnapshot], history: History) -> Plan:
@@ -311,6 +347,13 @@ class MpcPlanner:
             for i, s in enumerate(self.sites)
             if (bat := s.asset_of(Role.BATTERY)) is not None and (s.site, bat.asset) in missing
         }
+        self.refresh_envelopes(history, now)
+        limits = self.limits_book.current(now)
+        starts = interval_starts(_period_start(now, self.period_s), self.horizon, self.period_s)
+        # every branch of the planning network at the limit in force in each interval
+        # (the net's rating, the config's override, a DSO envelope): the engine honours them
+        rating = limits.ratings_kw(self.problem.grid.branch_names, starts, self.period_s)
+        self._guard_elements(limits, now)
         fc = self._with_measurements(self.forecast(now, history), sites)
         base_total = fc.base_kw.sum(axis=1)
         state = self._state(sites)
@@ -325,7 +368,9 @@ class MpcPlanner:
         # The window moves one period between plans: the last basis, unshifted, is the better
         # start (measured, 100 sites: 105 ms per plan; shifted with engine.shift_basis: 998 ms).
         answer = self.engine.answer(
-            StepInputs(base_kw=fc.base_kw, station_limit_kw=limit_t, c_import=c_import),
+            StepInputs(
+                base_kw=fc.base_kw, station_limit_kw=limit_t, c_import=c_import, branch_rating_kw=rating
+            ),
             state,
         )
         self.last_answer = answer
@@ -370,6 +415,9 @@ class MpcPlanner:
             excluded_sites=sorted(self.sites[i].site for i in excluded),
             site_forecast_kw=fc.base_kw,
             site_sigma_kw=fc.site_sigma_kw,
+            violations=branch_violations(
+                limits, self.problem.grid.branch_names, schedule.branch_flow_kw, starts, self.period_s
+            ),
         )
 
     def congestion_forecast(self, plan: Plan, n_scenarios: int = 100) -> CongestionForecast:

@@ -244,37 +244,37 @@ class GridLimits:
         return out
 
 
-def _names(table: Any, prefix: str) -> dict[int, str]:
-    """Each row's name where unique and non-empty, else `<prefix>:<index>`."""
-    raw = table["name"] if "name" in table.columns else None
-    names: dict[int, str] = {}
+def _names(table: Any, prefix: str) -> list[str]:
+    """Each row's name where unique and non-empty, else `<prefix>:<index>` (row order)."""
+    idx = [int(i) for i in table.index]
+    raw = list(table["name"]) if "name" in table.columns else [None] * len(idx)
     counts: dict[str, int] = {}
-    if raw is not None:
-        for v in raw:
-            if isinstance(v, str) and v:
-                counts[v] = counts.get(v, 0) + 1
-    for idx in table.index:
-        v = raw.at[idx] if raw is not None else None
-        ok = isinstance(v, str) and v and counts.get(v, 0) == 1
-        names[int(idx)] = str(v) if ok else f"{prefix}:{int(idx)}"
-    return names
+    for v in raw:
+        if isinstance(v, str) and v:
+            counts[v] = counts.get(v, 0) + 1
+    return [
+        str(v) if isinstance(v, str) and v and counts[v] == 1 else f"{prefix}:{i}"
+        for i, v in zip(idx, raw, strict=True)
+    ]
 
 
-def _pct(row: Any) -> float:
-    v = float(row.get("max_loading_percent", 100.0))
-    return v if math.isfinite(v) and v > 0 else 100.0
+def _col(table: Any, name: str, default: float) -> FloatArray:
+    """A numeric column as floats (`default` where the column is absent)."""
+    if name not in table.columns:
+        return np.full(len(table), default)
+    return np.asarray(table[name].to_numpy(dtype=float), dtype=float)
 
 
-def trafo_nominal_kw(row: Any) -> float:
-    """A transformer's 100 % loading: sn_mva x parallel, in kW (kVA at unity power factor)."""
-    return float(row.sn_mva) * 1e3 * float(row.get("parallel", 1))
+def _pct(table: Any) -> FloatArray:
+    """`max_loading_percent` per row, 100 where absent, NaN or not positive."""
+    v = _col(table, "max_loading_percent", 100.0)
+    return np.where(np.isfinite(v) & (v > 0), v, 100.0)
 
 
-def line_nominal_kw(row: Any, vn_kv: float) -> float:
-    """A line's 100 % loading: max_i_ka x df x parallel x vn_kv x sqrt(3), in kW at 1 pu."""
-    df = float(row.get("df", 1.0))
-    par = float(row.get("parallel", 1))
-    return float(row.max_i_ka) * df * par * vn_kv * math.sqrt(3) * 1e3
+def _in_service(table: Any) -> npt.NDArray[np.bool_]:
+    if "in_service" not in table.columns:
+        return np.ones(len(table), dtype=bool)
+    return np.asarray(table["in_service"].to_numpy(dtype=bool), dtype=bool)
 
 
 def limits_from_pandapower(
@@ -285,39 +285,52 @@ def limits_from_pandapower(
     v_min_pu: float = DEFAULT_V_MIN_PU,
     v_max_pu: float = DEFAULT_V_MAX_PU,
 ) -> GridLimits:
-    """Every in-service transformer's and line's rating and every bus's band from a pandapower net."""
+    """Every in-service transformer's and line's rating and every bus's band from a pandapower net.
+
+    Transformer: nominal `sn_mva · parallel` (kW); line: `max_i_ka · df · parallel · vn_kv · √3`
+    at its from bus; each rating is the nominal times `max_loading_percent` / 100.
+    """
     branches: dict[str, BranchLimit] = {}
-    tr_names = _names(net.trafo, "trafo")
-    for idx, row in net.trafo.iterrows():
-        if not bool(row.get("in_service", True)):
-            continue
-        name = tr_names[int(idx)]
-        nom = trafo_nominal_kw(row)
-        branches[name] = BranchLimit(name, "trafo", f"trafo:{int(idx)}", nom * _pct(row) / 100.0, "net", nom)
-    ln_names = _names(net.line, "line")
-    for idx, row in net.line.iterrows():
-        if not bool(row.get("in_service", True)):
-            continue
-        name = ln_names[int(idx)]
-        vn = float(net.bus.vn_kv.at[row.from_bus])
-        nom = line_nominal_kw(row, vn)
-        branches[name] = BranchLimit(name, "line", f"line:{int(idx)}", nom * _pct(row) / 100.0, "net", nom)
+    tr = net.trafo
+    tr_nom = _col(tr, "sn_mva", np.nan) * 1e3 * _col(tr, "parallel", 1.0)
+    for name, i, on, nom, pct in zip(
+        _names(tr, "trafo"), tr.index, _in_service(tr), tr_nom, _pct(tr), strict=True
+    ):
+        if on:
+            branches[name] = BranchLimit(
+                name, "trafo", f"trafo:{int(i)}", float(nom * pct / 100.0), "net", float(nom)
+            )
+    ln = net.line
+    vn = net.bus.vn_kv.reindex(ln.from_bus).to_numpy(dtype=float) if len(ln) else np.zeros(0)
+    ln_nom = (
+        _col(ln, "max_i_ka", np.nan)
+        * _col(ln, "df", 1.0)
+        * _col(ln, "parallel", 1.0)
+        * vn
+        * math.sqrt(3)
+        * 1e3
+    )
+    for name, i, on, nom, pct in zip(
+        _names(ln, "line"), ln.index, _in_service(ln), ln_nom, _pct(ln), strict=True
+    ):
+        if on:
+            branches[name] = BranchLimit(
+                name, "line", f"line:{int(i)}", float(nom * pct / 100.0), "net", float(nom)
+            )
     buses: dict[str, BusBand] = {}
-    bus_names = _names(net.bus, "bus")
-    for idx, row in net.bus.iterrows():
-        if not bool(row.get("in_service", True)):
-            continue
-        lo = float(row.get("min_vm_pu", np.nan))
-        hi = float(row.get("max_vm_pu", np.nan))
-        from_net = math.isfinite(lo) or math.isfinite(hi)
-        name = bus_names[int(idx)]
-        buses[name] = BusBand(
-            name,
-            f"bus:{int(idx)}",
-            lo if math.isfinite(lo) else v_min_pu,
-            hi if math.isfinite(hi) else v_max_pu,
-            "net" if from_net else "default",
-        )
+    bus = net.bus
+    lo, hi = _col(bus, "min_vm_pu", np.nan), _col(bus, "max_vm_pu", np.nan)
+    for name, i, on, a, b in zip(_names(bus, "bus"), bus.index, _in_service(bus), lo, hi, strict=True):
+        if on:
+            source = "net" if math.isfinite(a) or math.isfinite(b) else "default"
+            band = BusBand(
+                name,
+                f"bus:{int(i)}",
+                float(a) if math.isfinite(a) else v_min_pu,
+                float(b) if math.isfinite(b) else v_max_pu,
+                source,
+            )
+            buses[name] = band
     hvmv = None
     if hvmv_ref is not None:
         hvmv = next((b.name for b in branches.values() if b.ref == hvmv_ref), None)

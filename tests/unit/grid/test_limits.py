@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from datetime import UTC, datetime, timedelta
 
@@ -20,9 +21,15 @@ from protocols.errors import ConfigError
 T0 = datetime(2026, 12, 2, 16, tzinfo=UTC)
 
 
+@functools.cache
+def cached_region() -> Region:
+    """The bundled region, built once per test session (the limits, API and planner tests share it)."""
+    return build_schutterwald_region()
+
+
 @pytest.fixture(scope="module")
 def region() -> Region:
-    return build_schutterwald_region()
+    return cached_region()
 
 
 def _grid(doc: dict[str, object]) -> GridConfig:

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from cloud_controller.config import CloudConfig
-from cloud_controller.grid import Region, build_schutterwald_region
+from cloud_controller.grid import Region
 from cloud_controller.live.planner import MpcPlanner, build_planner
 from cloud_controller.live.types import AssetRef, SiteRef, SiteSnapshot
+from tests.unit.grid.test_limits import cached_region
 
 NOW = datetime(2030, 1, 15, 17, tzinfo=UTC)
 STATION = "T_idx_118"  # region sites 0..55 sit below it
@@ -32,7 +33,7 @@ SITES = [
 
 @pytest.fixture(scope="module")
 def region() -> Region:
-    return build_schutterwald_region()
+    return cached_region()
 
 
 def _planner(region: Region, envelope_kw: float) -> MpcPlanner:

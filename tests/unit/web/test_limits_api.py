@@ -11,13 +11,14 @@ from fastapi.testclient import TestClient
 
 from cloud_controller.api import create_app
 from cloud_controller.config import CloudConfig
-from cloud_controller.grid import Region, build_schutterwald_region
+from cloud_controller.grid import Region
 from cloud_controller.live.planner import MpcPlanner, build_planner
 from cloud_controller.live.types import AssetRef, SiteRef
 from cloud_controller.registry import Registry
 from cloud_controller.service import CloudController
 from protocols.assets import BATTERY, METER
 from protocols.clock import SimClock
+from tests.unit.grid.test_limits import cached_region
 
 NOW = datetime(2026, 12, 2, 16, 0, tzinfo=UTC)
 OPERATOR = "operator-token-0123456789"
@@ -44,7 +45,7 @@ ENVELOPES = {
 
 @pytest.fixture(scope="module")
 def region() -> Region:
-    return build_schutterwald_region()
+    return cached_region()
 
 
 def _controller(tmp: Path, region: Region) -> CloudController:

@@ -12,12 +12,14 @@ from fastapi.testclient import TestClient
 from cloud_controller.api import create_app
 from cloud_controller.config import CloudConfig
 from cloud_controller.grid import Region
+from cloud_controller.grid.limits_check import LimitViolation
 from cloud_controller.live.planner import MpcPlanner, build_planner
-from cloud_controller.live.types import AssetRef, SiteRef
+from cloud_controller.live.types import AssetRef, Plan, SiteRef
 from cloud_controller.registry import Registry
 from cloud_controller.service import CloudController
 from protocols.assets import BATTERY, METER
 from protocols.clock import SimClock
+from protocols.errors import ConfigError
 from tests.unit.grid.test_limits import cached_region
 
 NOW = datetime(2026, 12, 2, 16, 0, tzinfo=UTC)
@@ -96,6 +98,45 @@ def test_viewer_reads_limits_and_is_refused_the_put(client: tuple[TestClient, Cl
     assert len(view["buses"]) == 631 and view["envelopes"] == [] and view["violations"] == []
     assert c.put("/grid/limits", json=ENVELOPES, headers=_auth(VIEWER)).status_code == 403
     assert c.put("/grid/limits", json=ENVELOPES).status_code == 401
+
+
+def test_the_last_plans_violations_are_shown_by_element(client: tuple[TestClient, CloudController]) -> None:
+    c, ctl = client
+    v = LimitViolation("T_idx_77", "trafo_loading", NOW, 131.25, 120.0, "kW")
+    ctl.last_plan = Plan(NOW, 900.0, [], [], [], 30.0, [], {}, 1.0, [], violations=[v])
+    got = c.get("/grid/limits", headers=_auth(VIEWER)).json()["violations"]
+    assert got == [
+        {
+            "element": "T_idx_77",
+            "kind": "trafo_loading",
+            "start": "2026-12-02T16:00:00Z",
+            "value": 131.25,
+            "limit": 120.0,
+            "unit": "kW",
+        }
+    ]
+
+
+@pytest.mark.slow
+def test_the_service_builds_its_planner_with_the_configs_limits(tmp_path: Path) -> None:
+    """The wiring in service.py: `grid:` of cloud.yaml reaches the planner (an unknown name stops it)."""
+    cfg = CloudConfig.model_validate(
+        {"store": {"path": str(tmp_path / "s.sqlite")}, "grid": {"limits": {"T_idx_80": {"max_kw": 500}}}}
+    )
+    ctl = CloudController(cfg, Registry(sites=SITES), clock=SimClock(NOW))
+    planner = ctl.planner()
+    assert isinstance(planner, MpcPlanner)
+    assert planner.limits_book.base.branches["T_idx_80"].rating_kw == 500.0
+    ctl.store.close()
+    bad = cfg.model_copy(
+        update={"grid": CloudConfig.model_validate({"grid": {"limits": {"T_idx_8": {"max_kw": 1}}}}).grid}
+    )
+    ctl = CloudController(bad, Registry(sites=SITES), clock=SimClock(NOW))
+    with pytest.raises(
+        ConfigError, match=r"grid.limits.T_idx_8: unknown grid element 'T_idx_8' \(did you mean"
+    ):
+        ctl.planner()
+    ctl.store.close()
 
 
 def test_operator_puts_envelopes_that_survive_a_restart_and_expire(

@@ -45,6 +45,7 @@ ENGINES: dict[str, Callable[[Problem], Engine]] = {
     "lazy": lambda p: DispatchEngine(p, EngineOptions(lazy_grid=True)),
     "site-mend": lambda p: DispatchEngine(p, EngineOptions(by_site=True)),
     "areas": lambda p: DecomposedEngine(p, max_sites=20),
+    "areas-lazy": lambda p: DecomposedEngine(p, EngineOptions(lazy_grid=True), max_sites=20),
 }
 
 

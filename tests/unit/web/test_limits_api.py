@@ -73,12 +73,26 @@ def _controller(tmp: Path, region: Region) -> CloudController:
     return CloudController(cfg, Registry(sites=SITES), clock=SimClock(NOW), planner=planner)
 
 
-@pytest.fixture
-def client(tmp_path: Path, region: Region) -> Iterator[tuple[TestClient, CloudController]]:
-    ctl = _controller(tmp_path, region)
+@pytest.fixture(scope="module")
+def app(
+    tmp_path_factory: pytest.TempPathFactory, region: Region
+) -> Iterator[tuple[TestClient, CloudController]]:
+    """One app for the module (its start costs more than the tests); each test starts without envelopes."""
+    ctl = _controller(tmp_path_factory.mktemp("limits-api"), region)
     with TestClient(create_app(ctl)) as c:
         yield c, ctl
     ctl.store.close()
+
+
+@pytest.fixture
+def client(app: tuple[TestClient, CloudController]) -> tuple[TestClient, CloudController]:
+    _, ctl = app
+    ctl.store.replace_envelopes([])
+    planner = ctl.planner()
+    assert isinstance(planner, MpcPlanner)
+    planner.limits_book.set_operator([])
+    ctl.last_plan = None
+    return app
 
 
 def _auth(token: str) -> dict[str, str]:
@@ -140,7 +154,7 @@ def test_the_service_builds_its_planner_with_the_configs_limits(tmp_path: Path) 
 
 
 def test_operator_puts_envelopes_that_survive_a_restart_and_expire(
-    client: tuple[TestClient, CloudController], tmp_path: Path, region: Region
+    client: tuple[TestClient, CloudController], region: Region
 ) -> None:
     c, ctl = client
     put = c.put("/grid/limits", json=ENVELOPES, headers=_auth(OPERATOR))
@@ -152,9 +166,8 @@ def test_operator_puts_envelopes_that_survive_a_restart_and_expire(
     ]
     line = next(b for b in put.json()["branches"] if b["name"] == "L_w318873043")
     assert line["limit_now_kw"] == 49.19
-    ctl.store.close()
     # a restarted controller on the same store plans within them again
-    again = _controller(tmp_path, region)
+    again = _controller(ctl.config.store.path.parent, region)
     planner = again.planner()
     assert isinstance(planner, MpcPlanner)
     planner.refresh_envelopes(again.store, NOW)  # what every plan does first

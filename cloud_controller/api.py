@@ -21,6 +21,7 @@ from cloud_controller.metrics import CONTENT_TYPE, ControllerMetrics
 from cloud_controller.web import mount_dashboard, mount_offline_docs
 from cloud_controller.web.forecast_quality_api import forecast_quality_router
 from cloud_controller.web.grid_state_api import grid_state_router
+from cloud_controller.web.limits_api import limits_router
 from cloud_controller.web.views import grid_loading
 from protocols.messages import DRRequest
 
@@ -96,6 +97,7 @@ def create_app(controller: CloudController) -> FastAPI:
     _dr_routes(app, controller)
     app.include_router(grid_state_router(controller), dependencies=[Depends(controller.auth.read)])
     app.include_router(forecast_quality_router(controller), dependencies=[Depends(controller.auth.read)])
+    app.include_router(limits_router(controller))  # reads: viewer; PUT: operator (web/limits_api.py)
     mount_dashboard(app, controller)  # last: its static mount must not shadow the routes above
     return app
 

@@ -9,11 +9,12 @@ files named in it (the deployment's secret mounts).
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from protocols.config_errors import config_error
 from protocols.errors import ConfigError
@@ -25,6 +26,9 @@ __all__ = [
     "CloudConfig",
     "ControlConfig",
     "DashboardConfig",
+    "ElementLimitConfig",
+    "EnvelopeConfig",
+    "GridConfig",
     "LeaseConfig",
     "RegionConfig",
     "StoreConfig",
@@ -234,6 +238,61 @@ class DashboardConfig(_Model):
         return self
 
 
+class ElementLimitConfig(_Model):
+    """An override of one element's static limit (cloud_controller/grid/limits.py): a rating or a band."""
+
+    max_kw: float | None = Field(default=None, gt=0)
+    max_loading_pct: float | None = Field(default=None, gt=0, le=1000)  # of the net's rating
+    v_min_pu: float | None = Field(default=None, gt=0.5, lt=1.5)
+    v_max_pu: float | None = Field(default=None, gt=0.5, lt=1.5)
+
+    @model_validator(mode="after")
+    def _one_rating(self) -> ElementLimitConfig:
+        if self.max_kw is not None and self.max_loading_pct is not None:
+            raise ValueError("give max_kw or max_loading_pct, not both")
+        if all(v is None for v in (self.max_kw, self.max_loading_pct, self.v_min_pu, self.v_max_pu)):
+            raise ValueError("an override needs max_kw, max_loading_pct, v_min_pu or v_max_pu")
+        return self
+
+
+class EnvelopeConfig(_Model):
+    """A DSO's operating envelope: a branch capped in [from, until) (times with a zone)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    element: str = Field(min_length=1)
+    start: AwareDatetime = Field(alias="from")
+    until: AwareDatetime
+    max_kw: float | None = Field(default=None, ge=0)
+    max_loading_pct: float | None = Field(default=None, ge=0, le=1000)
+
+    @model_validator(mode="after")
+    def _valid(self) -> EnvelopeConfig:
+        if (self.max_kw is None) == (self.max_loading_pct is None):
+            raise ValueError("an envelope needs exactly one of max_kw and max_loading_pct")
+        if self.until <= self.start:
+            raise ValueError(f"until ({self.until.isoformat()}) is not after from ({self.start.isoformat()})")
+        return self
+
+    @property
+    def window(self) -> tuple[datetime, datetime]:
+        """[from, until) of the envelope."""
+        return self.start, self.until
+
+
+class GridConfig(_Model):
+    """Limits of the region's elements beyond the net's own (docs/grid.md, "Limits").
+
+    `limits`: overrides keyed by element name (a transformer's or line's `max_kw` or
+    `max_loading_pct`, a bus's `v_min_pu`/`v_max_pu`); `envelopes`: time-varying caps
+    (`{element, from, until, max_kw | max_loading_pct}`). Names are checked against the
+    region's net when the planner is built (unknown ones stop it, with did-you-mean).
+    """
+
+    limits: dict[str, ElementLimitConfig] = {}
+    envelopes: list[EnvelopeConfig] = []
+
+
 class CloudConfig(_Model):
     """The whole `cloud.yaml`: broker, store, registry, region, control loop, signing keys, API."""
 
@@ -248,6 +307,7 @@ class CloudConfig(_Model):
     api: ApiConfig = ApiConfig()
     dashboard: DashboardConfig = DashboardConfig()
     lease: LeaseConfig = LeaseConfig()
+    grid: GridConfig = GridConfig()
 
 
 def _dotted(loc: tuple[int | str, ...]) -> str:

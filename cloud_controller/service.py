@@ -229,6 +229,7 @@ class CloudController:
                 battery_control=c.battery_control,
                 forecast_z=c.forecast_z,
                 by_area=c.solve_by_area,
+                grid_limits=self.config.grid,  # grid.limits / grid.envelopes (grid/limits.py)
             )
         return self._planner
 

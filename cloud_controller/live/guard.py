@@ -22,6 +22,14 @@ deferred EV energy comes back as the headroom allows, not as a rebound spike.
 Caps persist across periods (the MPC renews them with its commands); battery offsets
 are reset by every new plan, which re-optimises the batteries from the measured state.
 Pure: time comes in as arguments, commands go out as values.
+
+Elements: `limit_kw` is the limit of the whole fleet's sum (the HV/MV element); each
+`GuardElement` (`set_elements`, e.g. an MV/LV station with the registered sites below it
+and its rating, or a DSO envelope on it, in force now) is watched the same way with its own
+sites. An element over its limit is relieved by its own sites only (stations first, then
+the fleet); nothing is released while any element is over, and a device is released only
+where every element above it has the room. `GuardChanges.over` names the elements over
+their limit, with the excess, and the step logs each by name.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from datetime import datetime, timedelta
 
 from cloud_controller.live.types import SiteRef, SiteSnapshot
 
-__all__ = ["FleetGuard", "GuardChanges"]
+__all__ = ["FleetGuard", "GuardChanges", "GuardElement"]
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +58,39 @@ class GuardChanges:
     capped: set[tuple[str, str]] = field(default_factory=set)
     released: set[tuple[str, str]] = field(default_factory=set)
     battery_kw: dict[str, float] = field(default_factory=dict)  # site -> new setpoint or grid target
+    over: dict[str, float] = field(default_factory=dict)  # element name -> projected excess, kW
 
     def __bool__(self) -> bool:
         return bool(self.capped or self.released or self.battery_kw)
+
+
+@dataclass(frozen=True)
+class GuardElement:
+    """A grid element the guard keeps under its limit: its name, the fleet's sites below it, its limit."""
+
+    name: str
+    sites: frozenset[str]
+    limit_kw: float
+
+
+@dataclass
+class _Energy:
+    """Energy one element's sites drew since the interval began (held last value between measurements)."""
+
+    interval_start: datetime | None = None
+    energy_kwh: float = 0.0
+    last: tuple[datetime, float] | None = None
+
+    def integrate(self, now: datetime, kw: float, period_s: float) -> None:
+        start = datetime.fromtimestamp(now.timestamp() - now.timestamp() % period_s, tz=now.tzinfo)
+        if self.interval_start != start:
+            self.interval_start, self.energy_kwh = start, 0.0
+            if self.last is not None:
+                self.last = (start, self.last[1])
+        if self.last is not None:
+            dt_h = max(0.0, (now - self.last[0]).total_seconds()) / 3600.0
+            self.energy_kwh += self.last[1] * dt_h
+        self.last = (now, kw)
 
 
 @dataclass
@@ -80,12 +118,16 @@ class FleetGuard:
         battery_control: str,
         release_margin_kw: float = 1.0,
         settle_s: float = 10.0,
+        fleet_name: str = "hvmv",
     ) -> None:
         """Set up the guard; `settle_s` is how long a measurement may still show the old power.
 
         That is, how long after a command: the agent's write plus the device's response.
         """
         self.limit_kw = limit_kw
+        self.fleet_name = fleet_name  # the element whose limit `limit_kw` is (all the sites)
+        self.elements: tuple[GuardElement, ...] = ()  # further elements (set_elements)
+        self._energy: dict[str, _Energy] = {}
         self.period_s = period_s
         self.battery_control = battery_control
         self.release_margin_kw = release_margin_kw
@@ -105,9 +147,6 @@ class FleetGuard:
         self.planned_battery_kw: dict[str, float] = {}  # the plan's setpoint / grid target
         self.offset_kw: dict[str, float] = {}  # guard's change to it (<= 0)
         self.excluded: set[str] = set()
-        self._interval_start: datetime | None = None
-        self._energy_kwh = 0.0
-        self._last: tuple[datetime, float] | None = None
         self._newest: datetime | None = None  # newest measurement the last step saw
         #: Effects of commands not yet visible in a site's measurements: site -> [(sent, what, kW)],
         #: what = "site" (the site's power) or "bat" (its battery's power, also in the site's).
@@ -118,6 +157,14 @@ class FleetGuard:
         self._skip: set[str] = set()
 
     # -- inputs ----------------------------------------------------------------------
+
+    def set_elements(self, elements: Sequence[GuardElement]) -> None:
+        """The elements watched besides the fleet's sum, with their limits now (each plan renews them)."""
+        self.elements = tuple(elements)
+
+    def _watched(self) -> list[GuardElement | None]:
+        """The elements in the order they are relieved: each of `elements`, then the fleet (None)."""
+        return [*self.elements, None]
 
     def on_plan(
         self,
@@ -150,9 +197,9 @@ class FleetGuard:
     def _expect(self, site: str, now: datetime, delta_kw: float, *, battery: bool = False) -> None:
         self._pending.setdefault(site, []).append((now, "bat" if battery else "site", delta_kw))
 
-    def _view(self, snapshots: Mapping[str, SiteSnapshot]) -> tuple[float, dict[str, float]]:
-        """Fleet power and battery powers as measured plus what commands changed since."""
-        fleet_kw = 0.0
+    def _view(self, snapshots: Mapping[str, SiteSnapshot]) -> tuple[dict[str, float], dict[str, float]]:
+        """Each site's power and battery power as measured plus what commands changed since."""
+        site_kw: dict[str, float] = {}
         bat_kw: dict[str, float] = {}
         for site, snap in snapshots.items():
             seen = snap.measured_at
@@ -163,22 +210,15 @@ class FleetGuard:
             ]
             self._pending[site] = pending
             if snap.p_net_kw is not None:
-                fleet_kw += snap.p_net_kw + sum(d for _, _, d in pending)
+                site_kw[site] = snap.p_net_kw + sum(d for _, _, d in pending)
             p_bat = snap.points.get(f"{self.battery_asset.get(site)}/p_kw", 0.0)
             bat_kw[site] = p_bat + sum(d for _, w, d in pending if w == "bat")
-        return fleet_kw, bat_kw
+        return site_kw, bat_kw
 
-    def _integrate(self, now: datetime, fleet_kw: float) -> None:
-        """Energy drawn since the interval began (held last value between measurements)."""
-        start = datetime.fromtimestamp(now.timestamp() - now.timestamp() % self.period_s, tz=now.tzinfo)
-        if self._interval_start != start:
-            self._interval_start, self._energy_kwh = start, 0.0
-            if self._last is not None:
-                self._last = (start, self._last[1])
-        if self._last is not None:
-            dt_h = max(0.0, (now - self._last[0]).total_seconds()) / 3600.0
-            self._energy_kwh += self._last[1] * dt_h
-        self._last = (now, fleet_kw)
+    @staticmethod
+    def _sum(by_site: Mapping[str, float], el: GuardElement | None) -> float:
+        """The power of an element's sites (the fleet's: every site)."""
+        return sum(v for s, v in by_site.items() if el is None or s in el.sites)
 
     # -- the step --------------------------------------------------------------------
 
@@ -190,8 +230,10 @@ class FleetGuard:
         Returns what changed. Without a new measurement since the last step nothing is decided
         unless `force` (at a plan).
         """
-        measured_kw = sum(s.p_net_kw for s in snapshots.values() if s.p_net_kw is not None)
-        self._integrate(now, measured_kw)
+        measured = {site: s.p_net_kw for site, s in snapshots.items() if s.p_net_kw is not None}
+        for el in self._watched():
+            name = self.fleet_name if el is None else el.name
+            self._energy.setdefault(name, _Energy()).integrate(now, self._sum(measured, el), self.period_s)
         newest = max((s.measured_at for s in snapshots.values() if s.measured_at is not None), default=None)
         if not force and newest is not None and self._newest is not None and newest <= self._newest:
             return GuardChanges()
@@ -199,29 +241,53 @@ class FleetGuard:
         self._now = now
         # sites gone since the plan get nothing until the next plan excludes them
         self._skip = self.excluded | {s for s, v in snapshots.items() if v.mode in ("offline", "unknown")}
-        fleet_kw, self._bat_kw = self._view(snapshots)
-        assert self._interval_start is not None
-        elapsed_s = (now - self._interval_start).total_seconds()
+        changes = GuardChanges()
+        room: dict[str | None, float] = {}  # element name (None: the fleet) -> kW of room
+        for el in self._watched():
+            site_kw, self._bat_kw = self._view(snapshots)  # again after each element's relief
+            name = self.fleet_name if el is None else el.name
+            limit_kw = self.limit_kw if el is None else el.limit_kw
+            need_kw = self._sum(site_kw, el) - self._allowed_kw(name, limit_kw, now)
+            if need_kw > 0:
+                log.info("guard: %s projected %.1f kW over its %.1f kW limit", name, need_kw, limit_kw)
+                changes.over[name] = need_kw
+                self._reduce(need_kw, snapshots, changes, None if el is None else el.sites)
+            else:
+                room[None if el is None else el.name] = -need_kw
+        if not changes.over:
+            self._release(room, snapshots, changes)
+        return changes
+
+    def _allowed_kw(self, name: str, limit_kw: float, now: datetime) -> float:
+        """Mean power an element may still draw for the rest of the interval, against the power now."""
+        energy = self._energy[name]
+        assert energy.interval_start is not None
+        elapsed_s = (now - energy.interval_start).total_seconds()
         remaining_s = max(self.period_s - elapsed_s, MIN_REMAINING_FRACTION * self.period_s)
-        # Mean power still allowed for the rest of the interval, against the power now.
-        budget_kwh = self.limit_kw * self.period_s / 3600.0 - self._energy_kwh
+        budget_kwh = limit_kw * self.period_s / 3600.0 - energy.energy_kwh
         allowed_kw = budget_kwh / (remaining_s / 3600.0)
-        need_kw = fleet_kw - allowed_kw
         log.debug(
-            "guard %s: fleet %.1f kW (measured %.1f), allowed %.1f kW for %.0f s, energy %.2f kWh",
+            "guard %s %s: allowed %.1f kW for %.0f s, energy %.2f kWh",
             now.isoformat(timespec="seconds"),
-            fleet_kw,
-            measured_kw,
+            name,
             allowed_kw,
             remaining_s,
-            self._energy_kwh,
+            energy.energy_kwh,
         )
-        changes = GuardChanges()
-        if need_kw > 0:
-            self._reduce(need_kw, snapshots, changes)
-        else:
-            self._release(-need_kw, snapshots, changes)
-        return changes
+        return allowed_kw
+
+    def _room_of(self, room: Mapping[str | None, float], site: str) -> float:
+        """The room every element above `site` has (the least of them)."""
+        return min(
+            [room.get(None, 0.0)] + [room.get(el.name, 0.0) for el in self.elements if site in el.sites]
+        )
+
+    def _take(self, room: dict[str | None, float], site: str, kw: float) -> None:
+        """`kw` of room used at `site`: gone from every element above it."""
+        room[None] = room.get(None, 0.0) - kw
+        for el in self.elements:
+            if site in el.sites:
+                room[el.name] = room.get(el.name, 0.0) - kw
 
     def _point(self, snapshots: Mapping[str, SiteSnapshot], site: str, key: str) -> float:
         snap = snapshots.get(site)
@@ -243,12 +309,23 @@ class FleetGuard:
             value = min(max(value, -p_max), p_max)
         return value
 
-    def _reduce(self, need_kw: float, snapshots: Mapping[str, SiteSnapshot], changes: GuardChanges) -> None:
-        active = [b for b in self.battery_kw_max if b in self.planned_battery_kw and b not in self._skip]
+    def _reduce(
+        self,
+        need_kw: float,
+        snapshots: Mapping[str, SiteSnapshot],
+        changes: GuardChanges,
+        sites: frozenset[str] | None,
+    ) -> None:
+        """Relieve `need_kw` with the sites of one element (`sites`; None: the whole fleet)."""
+        active = [
+            b
+            for b in self.battery_kw_max
+            if b in self.planned_battery_kw and b not in self._skip and (sites is None or b in sites)
+        ]
         need_kw = self._stop_charging(active, need_kw, changes)
         if need_kw <= 0:
             return
-        need_kw = self._cap_devices(need_kw, snapshots, changes)
+        need_kw = self._cap_devices(need_kw, snapshots, changes, sites)
         if need_kw <= 0:
             return
         self._discharge_more(active, need_kw, snapshots, changes)
@@ -266,12 +343,17 @@ class FleetGuard:
         return need_kw
 
     def _cap_devices(
-        self, need_kw: float, snapshots: Mapping[str, SiteSnapshot], changes: GuardChanges
+        self,
+        need_kw: float,
+        snapshots: Mapping[str, SiteSnapshot],
+        changes: GuardChanges,
+        sites: frozenset[str] | None = None,
     ) -> float:
         """Steps 2./3. of `_reduce`: caps, EVs before heat pumps, running ones by their saving."""
+        mine = [f for f in self.flexible if sites is None or f.site in sites]
         for kind in ("ev", "hp"):
             running = []
-            for f in self.flexible:
+            for f in mine:
                 if f.kind != kind or f.key in self.caps or f.site in self._skip:
                     continue
                 p_now = self._point(snapshots, f.site, f"{f.asset}/p_kw")
@@ -286,7 +368,7 @@ class FleetGuard:
                     need_kw -= saving
         if need_kw > 0:
             # idle chargers too: a plug-in now would add its full power unseen for a poll
-            for f in self.flexible:
+            for f in mine:
                 if f.kind == "ev" and f.key not in self.caps and f.site not in self._skip:
                     self.caps.add(f.key)
                     changes.capped.add(f.key)
@@ -309,23 +391,26 @@ class FleetGuard:
             if r > 0:
                 self._set_offset(site, self.offset_kw.get(site, 0.0) - share * r, changes)
 
-    def _release(self, room_kw: float, snapshots: Mapping[str, SiteSnapshot], changes: GuardChanges) -> None:
-        room_kw -= self.release_margin_kw
-        if room_kw <= 0:
-            return
+    def _release(
+        self, room: dict[str | None, float], snapshots: Mapping[str, SiteSnapshot], changes: GuardChanges
+    ) -> None:
+        """Undo relief where every element above a site has the room (`room`: kW per element)."""
+        room = {k: v - self.release_margin_kw for k, v in room.items()}
         # 4./1. battery offsets back towards the plan
         for site, off in sorted(self.offset_kw.items(), key=lambda x: x[1]):
-            if off < 0 and room_kw > 0 and site not in self._skip:
-                back = min(-off, room_kw)
+            here = self._room_of(room, site)
+            if off < 0 and here > 0 and site not in self._skip:
+                back = min(-off, here)
                 self._set_offset(site, off + back, changes)
-                room_kw -= back
+                self._take(room, site, back)
         # 3./2. one capped device per step, heat pumps first, if the room takes its full power
         for kind in ("hp", "ev"):
             for f in self.flexible:
                 take_kw = f.nominal_kw - f.floor_kw
                 if f.site in self._skip:
                     continue
-                if f.kind == kind and f.key in self.caps and take_kw + self.release_margin_kw <= room_kw:
+                fits = take_kw + self.release_margin_kw <= self._room_of(room, f.site)
+                if f.kind == kind and f.key in self.caps and fits:
                     self.caps.discard(f.key)
                     changes.released.add(f.key)
                     if self._point(snapshots, f.site, f"{f.asset}/p_kw") >= f.floor_kw - RUNNING_KW:

@@ -24,6 +24,7 @@ ends an agent's fallback after a controller outage.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -32,6 +33,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
+from cloud_controller.config import GridConfig
 from cloud_controller.dispatch import (
     Answer,
     DecomposedEngine,
@@ -47,16 +49,21 @@ from cloud_controller.dispatch import (
 from cloud_controller.forecast.baseline import Baseline, seasonal_naive_smoothing
 from cloud_controller.forecast.congestion import CongestionForecast, ScenarioCongestion
 from cloud_controller.grid import Region
+from cloud_controller.grid.limits import GridLimits
+from cloud_controller.grid.limits_check import branch_violations, interval_starts
+from cloud_controller.grid.limits_config import LimitsBook, envelopes_from_json, limits_for_region
 from cloud_controller.grid.reduce import station_grid
 from cloud_controller.live.commands import CommandBuilder
-from cloud_controller.live.guard import FleetGuard
+from cloud_controller.live.guard import FleetGuard, GuardElement
 from cloud_controller.live.types import CongestionInterval, History, Plan, SiteRef, SiteSnapshot
 from protocols.assets import BATTERY, Points, Role
+from protocols.errors import ConfigError
 from protocols.messages import AssetFlex, Command
 from protocols.signing import SigningKey
 
 __all__ = ["MpcPlanner", "build_planner"]
 
+log = logging.getLogger(__name__)
 Z_80 = 2.5631  # p90 − p10 of a normal distribution, in standard deviations
 Z_90 = 1.2816  # p90 of a standard normal
 EARLY_IMPORT_PREFERENCE = 0.01  # relative import-cost rise over the horizon
@@ -94,6 +101,7 @@ class MpcPlanner:
         battery_control: str = "setpoint",
         forecast_z: float = Z_90,
         by_area: bool = False,
+        grid_limits: GridConfig | None = None,
     ) -> None:
         """Set up the planner; `by_area`, `battery_control` and `forecast_z` choose how it plans.
 
@@ -116,6 +124,11 @@ class MpcPlanner:
         self.period_s = period_s
         self.horizon = horizon_steps
         self.limit_kw = float(station_limit_kw) if station_limit_kw is not None else float("inf")
+        # every element's limits (grid/limits.py): the net's, the config's overrides and
+        # envelopes, and the operator's envelopes (PUT /grid/limits, kept in the store)
+        self.limits_book = LimitsBook(
+            limits_for_region(region, grid_limits, station_limit_kw=station_limit_kw)
+        )
         self.commands = CommandBuilder(
             period_s=period_s, margin_s=margin_s, signing_keys=signing_keys, battery_control=battery_control
         )
@@ -165,11 +178,15 @@ class MpcPlanner:
         self._congestion: ScenarioCongestion | None = None
         self.last_schedule: Schedule | None = None
         self.last_answer: Answer | None = None  # the last plan's route and certificate
-        self.guard = (
-            FleetGuard(self.sites, limit_kw=self.limit_kw, period_s=period_s, battery_control=battery_control)
-            if np.isfinite(self.limit_kw)
-            else None
-        )
+        self._battery_control = battery_control
+        # the registered sites below each MV/LV station (by the station's "<table>:<index>")
+        self._station_sites: dict[str, frozenset[str]] = {
+            grid.branch_names[k]: frozenset(
+                s.site for s, b in zip(self.sites, site_bus.tolist(), strict=True) if b == int(grid.child[k])
+            )
+            for k in range(1, grid.n_branch)
+        }
+        self.guard = self._new_guard() if np.isfinite(self.limit_kw) else None
 
     # -- inputs ----------------------------------------------------------------------
 
@@ -270,6 +287,48 @@ class MpcPlanner:
                     e_hi[k] = max(e_lo[k], min(e_hi[k], max(flex.e_max_kwh, float(state.e_bat_kwh[k]))))
         self.engine.set_battery_limits(p_max, e_lo, e_hi)
 
+    # -- limits ----------------------------------------------------------------------
+
+    def refresh_envelopes(self, history: History, now: datetime) -> None:
+        """Take the operator's envelopes from the store (`PUT /grid/limits` wrote them; a restart reads them)."""
+        read = getattr(history, "read_envelopes", None)
+        if read is None:
+            return
+        try:
+            self.limits_book.set_operator(envelopes_from_json(read(now.timestamp())))
+        except ConfigError as exc:  # the net or the config changed under a stored envelope
+            log.warning("stored grid envelopes ignored: %s", exc)
+
+    def _guard_elements(self, limits: GridLimits, now: datetime) -> None:
+        """Give the fleet guard each MV/LV station with the fleet's sites below it and its limit now.
+
+        A guard exists once any limit can bind: a station limit, or an element limit other than
+        the net's own (a config override, a DSO envelope).
+        """
+        if self.guard is None and (
+            limits.envelopes or any(b.source != "net" for b in limits.branches.values())
+        ):
+            self.guard = self._new_guard()
+        if self.guard is None:
+            return
+        end = now + timedelta(seconds=self.period_s)
+        self.guard.set_elements(
+            [
+                GuardElement(limits.name_of_ref(ref), sites, limits.rating_kw(ref, now, end))
+                for ref, sites in self._station_sites.items()
+                if limits.name_of_ref(ref) in limits.branches
+            ]
+        )
+
+    def _new_guard(self) -> FleetGuard:
+        return FleetGuard(
+            self.sites,
+            limit_kw=self.limit_kw,
+            period_s=self.period_s,
+            battery_control=self._battery_control,
+            fleet_name=self.limits_book.base.hvmv or "hvmv",
+        )
+
     # -- plan ------------------------------------------------------------------------
 
     def plan(self, now: datetime, sites: Mapping[str, SiteSnapshot], history: History) -> Plan:
@@ -288,6 +347,13 @@ class MpcPlanner:
             for i, s in enumerate(self.sites)
             if (bat := s.asset_of(Role.BATTERY)) is not None and (s.site, bat.asset) in missing
         }
+        self.refresh_envelopes(history, now)
+        limits = self.limits_book.current(now)
+        starts = interval_starts(_period_start(now, self.period_s), self.horizon, self.period_s)
+        # every branch of the planning network at the limit in force in each interval
+        # (the net's rating, the config's override, a DSO envelope): the engine honours them
+        rating = limits.ratings_kw(self.problem.grid.branch_names, starts, self.period_s)
+        self._guard_elements(limits, now)
         fc = self._with_measurements(self.forecast(now, history), sites)
         base_total = fc.base_kw.sum(axis=1)
         state = self._state(sites)
@@ -302,7 +368,9 @@ class MpcPlanner:
         # The window moves one period between plans: the last basis, unshifted, is the better
         # start (measured, 100 sites: 105 ms per plan; shifted with engine.shift_basis: 998 ms).
         answer = self.engine.answer(
-            StepInputs(base_kw=fc.base_kw, station_limit_kw=limit_t, c_import=c_import),
+            StepInputs(
+                base_kw=fc.base_kw, station_limit_kw=limit_t, c_import=c_import, branch_rating_kw=rating
+            ),
             state,
         )
         self.last_answer = answer
@@ -347,6 +415,9 @@ class MpcPlanner:
             excluded_sites=sorted(self.sites[i].site for i in excluded),
             site_forecast_kw=fc.base_kw,
             site_sigma_kw=fc.site_sigma_kw,
+            violations=branch_violations(
+                limits, self.problem.grid.branch_names, schedule.branch_flow_kw, starts, self.period_s
+            ),
         )
 
     def congestion_forecast(self, plan: Plan, n_scenarios: int = 100) -> CongestionForecast:
@@ -403,6 +474,7 @@ def build_planner(
     battery_control: str = "setpoint",
     forecast_z: float = Z_90,
     by_area: bool = False,
+    grid_limits: GridConfig | None = None,
 ) -> MpcPlanner:
     """The default planner of the cloud service (see `MpcPlanner`)."""
     return MpcPlanner(
@@ -416,4 +488,5 @@ def build_planner(
         battery_control=battery_control,
         forecast_z=forecast_z,
         by_area=by_area,
+        grid_limits=grid_limits,
     )

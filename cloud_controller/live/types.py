@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from cloud_controller.grid.limits_check import LimitViolation
 from protocols.messages import Command, FlexEnvelope
 
 __all__ = [
@@ -107,6 +108,9 @@ class Plan:
     #: probabilistic congestion forecast); None from planners that do not forecast per site.
     site_forecast_kw: Any = None
     site_sigma_kw: Any = None
+    #: Elements the plan leaves over a limit in force (grid/limits.py), by name and interval:
+    #: what the fleet's flexibility cannot relieve (GET /grid/limits shows them).
+    violations: list[LimitViolation] = field(default_factory=list)
 
 
 class Planner(Protocol):

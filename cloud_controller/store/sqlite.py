@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS leases (
     name TEXT PRIMARY KEY, holder TEXT NOT NULL, token INTEGER NOT NULL, expires_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS probes (name TEXT PRIMARY KEY, ts REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS grid_envelopes (pos INTEGER PRIMARY KEY, until REAL NOT NULL, json TEXT NOT NULL);
 """
 
 
@@ -326,6 +327,30 @@ class SqliteStore:
         """A real write (under the write lock) the readiness check makes: raises if the file is not writable."""
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO probes VALUES (?, ?)", (name, now_s))
+
+    # -- grid operating envelopes (cloud_controller/web/limits_api.py) ---------------
+
+    def replace_envelopes(self, rows: Sequence[tuple[float, str]]) -> None:
+        """Store the operator's envelopes (until as epoch s, the envelope as JSON), replacing the last set."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM grid_envelopes")
+                self._db.executemany(
+                    "INSERT INTO grid_envelopes VALUES (?, ?, ?)",
+                    [(i, until, js) for i, (until, js) in enumerate(rows)],
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def read_envelopes(self, now_s: float) -> list[str]:
+        """The stored envelopes (JSON) not expired by `now_s`, in the order given; expired ones are deleted."""
+        with self._lock:
+            self._db.execute("DELETE FROM grid_envelopes WHERE until <= ?", (now_s,))
+            rows = self._db.execute("SELECT json FROM grid_envelopes ORDER BY pos").fetchall()
+        return [str(r[0]) for r in rows]
 
     def close(self) -> None:
         """Close the database."""

@@ -194,11 +194,21 @@ def subtree_matrix(grid: RadialGrid) -> sp.csr_matrix:
     return sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(grid.n_branch, grid.n_bus))
 
 
+def sub_branches(area: Area) -> IntArray:
+    """The full-grid branch of each branch of the area's LP (`sub_problem`'s order: path first)."""
+    return np.concatenate([area.path_branches, area.branches])
+
+
+def sub_rating(rating_kw: FloatArray | None, area: Area) -> FloatArray | None:
+    """A call's (T, K) branch ratings for the area's LP (None stays None: the grid's)."""
+    return None if rating_kw is None else np.asarray(rating_kw, float)[:, sub_branches(area)]
+
+
 def sub_problem(problem: Problem, area: Area) -> tuple[Problem, IntArray, IntArray, IntArray]:
     """The area's Problem (path + subtree), its buses in full indices, its batteries and heat pumps."""
     g = problem.grid
     buses = np.concatenate([area.path_buses, area.buses])
-    branches = np.concatenate([area.path_branches, area.branches])
+    branches = sub_branches(area)
     local = np.full(g.n_bus, -1, dtype=np.int64)
     local[buses] = np.arange(len(buses))
     sub_grid = RadialGrid(
@@ -295,12 +305,15 @@ def rows_idle(sol: Any, rows: IntArray, upper: FloatArray, *, scale: FloatArray 
     return not bool(np.any((slack <= ROW_SLACK_TOL) & (np.abs(duals) > DUAL_TOL)))
 
 
-def coupling_rows(problem: Problem, sub: Problem, ix: LpIndex, area: Area) -> tuple[IntArray, FloatArray]:
+def coupling_rows(
+    problem: Problem, sub: Problem, ix: LpIndex, area: Area, rating_kw: FloatArray | None = None
+) -> tuple[IntArray, FloatArray]:
     """Rows of the area's LP that couple it to the rest (all `<=` rows), and their upper bounds.
 
     Every voltage band (path voltages carry the others' load) and the limits of the path
-    branches. An area's answer is optimal for its part of the whole only if each of them
-    is off its bound or has a round-off dual.
+    branches, at `rating_kw` ((T, K_sub), a call's ratings) or the grid's. An area's answer
+    is optimal for its part of the whole only if each of them is off its bound or has a
+    round-off dual.
     """
     path_k = np.arange(len(area.path_branches))
     assert ix.r_v_up is not None and ix.r_v_dn is not None
@@ -313,7 +326,8 @@ def coupling_rows(problem: Problem, sub: Problem, ix: LpIndex, area: Area) -> tu
     v_max = sg.v_max_pu if problem.enforce_voltage else np.full(sg.n_bus, BIG)
     v_min = sg.v_min_pu if problem.enforce_voltage else np.full(sg.n_bus, -BIG)
     limited = ix.r_branch_up[:, path_k] >= 0  # the same branches have both rows
-    b_upper = np.broadcast_to(sg.rating_kw[path_k][None, :], limited.shape)[limited]
+    rating = sg.rating_kw[None, :] if rating_kw is None else np.asarray(rating_kw, float)
+    b_upper = np.broadcast_to(rating[:, path_k], limited.shape)[limited]
     upper = np.concatenate(
         [
             np.broadcast_to(v_max[None, :], ix.r_v_up.shape).ravel(),

@@ -46,11 +46,18 @@ from cloud_controller.dispatch.areas.areas import (
     rows_idle,
     split_areas,
     sub_problem,
+    sub_rating,
     subtree_matrix,
 )
 from cloud_controller.dispatch.areas.join import AreaLp, assemble, start_from_areas
 from cloud_controller.dispatch.engine import DispatchEngine
-from cloud_controller.dispatch.model.problem import FloatArray, Problem, StepInputs, StorageState
+from cloud_controller.dispatch.model.problem import (
+    FloatArray,
+    Problem,
+    StepInputs,
+    StorageState,
+    branch_rating,
+)
 from cloud_controller.dispatch.model.schedule import Schedule
 from cloud_controller.dispatch.options import EngineOptions
 from cloud_controller.dispatch.routes.base import AREAS, SITE, Answer
@@ -137,7 +144,9 @@ class DecomposedEngine:
                 rows, upper = coupling_rows(problem, sub, eng.ix, area)
             else:  # lazy_grid: the coupling rows are whichever grid rows get added (_coupling_idle)
                 rows, upper = np.zeros(0, dtype=np.int64), np.zeros(0)
-            self._subs.append(AreaLp(area, eng, bats, hps, fold_matrix(g, area, buses, lift), rows, upper))
+            self._subs.append(
+                AreaLp(area, eng, bats, hps, fold_matrix(g, area, buses, lift), rows, upper, sub)
+            )
         self._in_area = [np.zeros(problem.n_sites, dtype=bool) for _ in self._subs]
         for mask, s in zip(self._in_area, self._subs, strict=True):
             mask[s.area.sites] = True
@@ -195,7 +204,9 @@ class DecomposedEngine:
             loads = loads + np.asarray(inputs.bus_fixed_kw, dtype=float)
         return loads
 
-    def _sub_inputs(self, s: AreaLp, inputs: StepInputs, others_kw: FloatArray) -> StepInputs:
+    def _sub_inputs(
+        self, s: AreaLp, inputs: StepInputs, others_kw: FloatArray, rating_kw: FloatArray | None
+    ) -> StepInputs:
         T = self.problem.horizon
         fixed = np.asarray((s.fold @ others_kw.T).T)
         p = self.problem
@@ -216,9 +227,12 @@ class DecomposedEngine:
             # assembled answer instead; where that breaks one, the threshold truly binds.
             station_limit_kw=None,
             station_feed_limit_kw=None,
+            branch_rating_kw=sub_rating(rating_kw, s.area),
         )
 
-    def _round(self, inputs: StepInputs, state: StorageState, guess_kw: FloatArray) -> list[Schedule]:
+    def _round(
+        self, inputs: StepInputs, state: StorageState, guess_kw: FloatArray, rating_kw: FloatArray | None
+    ) -> list[Schedule]:
         """Solve every area with the other areas' site loads taken from `guess_kw` (T, n_sites)."""
 
         def one(i: int) -> Schedule:
@@ -227,7 +241,8 @@ class DecomposedEngine:
             sub_state = StorageState(
                 e_bat_kwh=np.asarray(state.e_bat_kwh)[s.bats], e_ts_kwh=np.asarray(state.e_ts_kwh)[s.hps]
             )
-            return s.engine.solve(self._sub_inputs(s, inputs, self._bus_loads(inputs, others)), sub_state)
+            sub_inputs = self._sub_inputs(s, inputs, self._bus_loads(inputs, others), rating_kw)
+            return s.engine.solve(sub_inputs, sub_state)
 
         run: Callable[[int], Schedule] = one
         if self._pool is not None:
@@ -236,8 +251,8 @@ class DecomposedEngine:
             return [done[i] for i in range(len(self._subs))]
         return [run(i) for i in range(len(self._subs))]
 
-    def _coupling_idle(self) -> bool:
-        """Every area's coupling rows off their bound or with a round-off dual."""
+    def _coupling_idle(self, rating_kw: FloatArray | None) -> bool:
+        """Every area's coupling rows off their bound or with a round-off dual (at the call's ratings)."""
         for s in self._subs:
             sol = s.engine.last_solution
             last = s.engine.last_answer
@@ -251,12 +266,18 @@ class DecomposedEngine:
                 # path branches are the first of the area's LP (sub_problem's order)
                 if not s.engine.lazy_rows_idle(np.arange(len(s.area.path_branches))):
                     return False
-            elif not rows_idle(sol, s.coupling_rows, s.coupling_upper):
+            elif not rows_idle(sol, s.coupling_rows, self._coupling_upper(s, rating_kw)):
                 return False
         return True
 
+    def _coupling_upper(self, s: AreaLp, rating_kw: FloatArray | None) -> FloatArray:
+        """The area's coupling rows' upper bounds at the call's ratings (the grid's: as built)."""
+        if rating_kw is None or s.sub is None:
+            return s.coupling_upper
+        return coupling_rows(self.problem, s.sub, s.engine.ix, s.area, sub_rating(rating_kw, s.area))[1]
+
     def _check(
-        self, inputs: StepInputs, p_site_kw: FloatArray, objective: float
+        self, inputs: StepInputs, p_site_kw: FloatArray, objective: float, rating_kw: FloatArray | None
     ) -> tuple[str | None, FloatArray, FloatArray, FloatArray]:
         """Which coupling family the assembled solution breaks beyond round-off (None if none).
 
@@ -279,7 +300,8 @@ class DecomposedEngine:
             cost["voltage"] = w.pen_voltage_per_pu * float(over.sum())
         if p.enforce_branches:
             shared = self._shared_branch & np.isfinite(g.rating_kw)
-            over_kw = np.maximum(np.abs(flows[:, shared]) - g.rating_kw[shared][None, :], 0.0)
+            rating = g.rating_kw[None, :] if rating_kw is None else rating_kw
+            over_kw = np.maximum(np.abs(flows[:, shared]) - rating[:, shared], 0.0)
             cost["shared branch"] = w.pen_branch * p.dt_h * float(over_kw.sum())
         lim = (
             np.full(T, np.inf)
@@ -321,12 +343,13 @@ class DecomposedEngine:
         guess = self._last_p_site
         if guess is None or guess.shape[0] != T:
             guess = np.broadcast_to(np.asarray(inputs.base_kw, dtype=float), (T, self.problem.n_sites))
+        rating = branch_rating(self.problem, inputs)
         for attempt in (1, 2):
-            parts = self._round(inputs, state, guess)
+            parts = self._round(inputs, state, guess, rating)
             p_site = self._gather_p_site(parts)
             objective = float(sum(part.objective for part in parts))
-            failed, flows, v, root = self._check(inputs, p_site, objective)
-            if failed is None and not self._coupling_idle():
+            failed, flows, v, root = self._check(inputs, p_site, objective, rating)
+            if failed is None and not self._coupling_idle(rating):
                 failed = "coupling row binding in an area"
             if failed is None:
                 if attempt == 1:

@@ -27,7 +27,8 @@ class AreaLp:
     hps: IntArray  # full heat-pump indices
     fold: sp.csr_matrix  # (n_sub_bus, N): every full bus to its own or nearest path bus
     coupling_rows: IntArray  # voltage bands and path-branch limits
-    coupling_upper: FloatArray  # their upper bounds (all are <= rows)
+    coupling_upper: FloatArray  # their upper bounds (all are <= rows) at the grid's ratings
+    sub: Problem | None = None  # the area's problem (to restate coupling bounds at a call's ratings)
 
 
 def start_from_areas(problem: Problem, subs: list[AreaLp], full: DispatchEngine) -> bool:

@@ -19,7 +19,14 @@ import numpy as np
 import numpy.typing as npt
 
 from cloud_controller.dispatch.model.lp import LpIndex
-from cloud_controller.dispatch.model.problem import FloatArray, IntArray, Problem, StepInputs, StorageState
+from cloud_controller.dispatch.model.problem import (
+    FloatArray,
+    IntArray,
+    Problem,
+    StepInputs,
+    StorageState,
+    branch_rating,
+)
 
 BoolArray = npt.NDArray[np.bool_]
 LOWER = int(highspy.HighsBasisStatus.kLower)
@@ -146,7 +153,8 @@ def basis_for(problem: Problem, ix: LpIndex, x: StepInputs, state: StorageState)
         _set(col, slack, ok, BASIC)
         _set(row, rows, ok, UPPER)
 
-    rating = g.rating_kw[None, :]
+    call_rating = branch_rating(p, x)  # this call's ratings (a DSO envelope), else the grid's
+    rating = g.rating_kw[None, :] if call_rating is None else call_rating
     swap(flow > rating, ix.c_sup, ix.r_branch_up)
     swap(-flow > rating, ix.c_sdn, ix.r_branch_dn)
     if p.enforce_voltage:

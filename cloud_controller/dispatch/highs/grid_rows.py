@@ -48,11 +48,11 @@ class GridRows:
         self._fixed_set = False
         self._fixed_kw: FloatArray | None = None  # this call's fixed bus loads
 
-    def apply_fixed(self, fixed_kw: FloatArray | None) -> None:
-        """Set the fixed bus loads.
+    def apply_fixed(self, fixed_kw: FloatArray | None, rating_kw: FloatArray | None = None) -> None:
+        """Set the fixed bus loads and the branch ratings (None: the grid's) of this call.
 
-        Their sum goes on the slack bus's balance, and the bounds of every grid row added so far
-        move with them.
+        The loads' sum goes on the slack bus's balance, and the bounds of every grid row added
+        so far move with both.
         """
         lz = self.lazy
         T = self.problem.horizon
@@ -61,7 +61,9 @@ class GridRows:
             if fixed_kw is None
             else np.broadcast_to(np.asarray(fixed_kw, float), (T, self.problem.grid.n_bus))
         )
-        if fixed is not None or self._fixed_set:
+        rating_moved = lz.set_rating(rating_kw)
+        was_set = self._fixed_set
+        if fixed is not None or was_set:
             total = np.zeros((T, 1)) if fixed is None else fixed.sum(axis=1, keepdims=True)
             i = self.ix.r_bus.ravel()
             v = total.ravel()
@@ -69,6 +71,7 @@ class GridRows:
                 self.h.changeRowsBounds(len(i), i.astype(np.int32), v, v)
             self._fixed_set = fixed is not None
             lz.set_fixed(fixed)
+        if fixed is not None or was_set or rating_moved:
             kind, elem, t, rows, _ = lz.added_arrays()
             if len(rows):
                 up = lz.uppers(kind, elem, t)

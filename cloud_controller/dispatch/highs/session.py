@@ -21,7 +21,14 @@ from cloud_controller.dispatch.highs.quiet import quiet_highs
 from cloud_controller.dispatch.highs.read import ScheduleReader
 from cloud_controller.dispatch.highs.threads import process_threads
 from cloud_controller.dispatch.model.lp import LpIndex, build_lp
-from cloud_controller.dispatch.model.problem import FloatArray, IntArray, Problem, StepInputs, StorageState
+from cloud_controller.dispatch.model.problem import (
+    FloatArray,
+    IntArray,
+    Problem,
+    StepInputs,
+    StorageState,
+    branch_rating,
+)
 from cloud_controller.dispatch.model.pyomo_model import pyomo_lp
 from cloud_controller.dispatch.model.schedule import Schedule
 from cloud_controller.dispatch.options import EngineOptions
@@ -81,6 +88,9 @@ class LpSession:
         T = p.horizon
         self._cop = np.full(T, np.nan)
         self._bus_fixed_set = False
+        # branch ratings of the last call that gave them (None: the grid's, as built)
+        self._last_rating: FloatArray | None = None
+        self._static_rating = np.broadcast_to(p.grid.rating_kw[None, :], (T, p.grid.n_branch))
         w = p.weights
         # Rows set on every call, in one changeRowsBounds: site and heat balances, storage
         # at t = 0, HV/MV limits. Columns likewise (PV curtailment range, heat-pump cap) and
@@ -174,6 +184,25 @@ class LpSession:
                 self.h.changeCoeff(r, c, value)
         self._cop = cop.copy()
 
+    def _set_branch_rows(self, rating: FloatArray | None) -> None:
+        """The branch rows' bounds at this call's ratings (or back at the grid's), where they moved."""
+        if rating is None and self._last_rating is None:
+            return
+        up, dn = self.ix.r_branch_up, self.ix.r_branch_dn
+        if up is None or dn is None:
+            raise ValueError("branch_rating_kw needs the numpy LP builder (EngineOptions(builder='numpy'))")
+        g = self.problem.grid
+        new = np.broadcast_to(g.rating_kw[None, :], up.shape) if rating is None else rating
+        have = up >= 0
+        moved = have & (new != (self._static_rating if self._last_rating is None else self._last_rating))
+        self._last_rating = None if rating is None else np.array(rating, copy=True)
+        if not moved.any():
+            return
+        rows = np.concatenate([up[moved], dn[moved]]).astype(np.int32)
+        hi = np.where(np.isfinite(new[moved]), new[moved], INF)
+        hi2 = np.concatenate([hi, hi])
+        self.h.changeRowsBounds(len(rows), rows, np.full(len(rows), -INF), hi2)
+
     def apply(self, x: StepInputs, state: StorageState) -> None:
         """Set one call's inputs and storage state in HiGHS: COPs, row bounds, column bounds and costs."""
         p = self.problem
@@ -209,14 +238,17 @@ class LpSession:
             if len(moved):
                 self.h.changeRowsBounds(len(moved), self._rows_every[moved], lo[moved], hi[moved])
         self._last_rows = (lo, hi)
-        if self.grid_rows is not None:
-            self.grid_rows.apply_fixed(x.bus_fixed_kw)
-        elif x.bus_fixed_kw is not None:
-            self._rows_eq(ix.r_bus, x.bus_fixed_kw)
-            self._bus_fixed_set = True
-        elif self._bus_fixed_set:
-            self._rows_eq(ix.r_bus, np.zeros((T, p.grid.n_bus)))
-            self._bus_fixed_set = False
+        rating = branch_rating(p, x)
+        if self.grid_rows is not None:  # the gridless LP: both move its grid rows' bounds
+            self.grid_rows.apply_fixed(x.bus_fixed_kw, rating)
+        else:
+            self._set_branch_rows(rating)
+            if x.bus_fixed_kw is not None:
+                self._rows_eq(ix.r_bus, x.bus_fixed_kw)
+                self._bus_fixed_set = True
+            elif self._bus_fixed_set:
+                self._rows_eq(ix.r_bus, np.zeros((T, p.grid.n_bus)))
+                self._bus_fixed_set = False
         # -- column bounds (one call, only when changed) --
         pv = (
             self._zeros_curt
@@ -275,9 +307,10 @@ class LpSession:
             lp_problem, start_inputs = self.problem, inputs
             if self.grid_rows is not None:  # the gridless LP: every fixed load on the slack bus
                 lp_problem = self._lp_problem
+                start_inputs = dataclasses.replace(inputs, branch_rating_kw=None)  # it has no branches
                 if inputs.bus_fixed_kw is not None:
                     total = np.asarray(inputs.bus_fixed_kw, float).sum(axis=-1, keepdims=True)
-                    start_inputs = dataclasses.replace(inputs, bus_fixed_kw=total)
+                    start_inputs = dataclasses.replace(start_inputs, bus_fixed_kw=total)
             col, row = basis_for(lp_problem, self.ix, start_inputs, state)
             self.crash_used = set_basis(self.h, col, row)
         self.h.run()

@@ -181,6 +181,39 @@ class StepInputs:
     station_feed_limit_kw: FloatArray | None = None  # (T,) feed-in threshold (positive number)
     unit_p_min_kw: FloatArray | None = None
     unit_p_max_kw: FloatArray | None = None
+    #: (T, n_branch) or (n_branch,) branch ratings for this call (kW; inf = unlimited in that
+    #: interval), e.g. a DSO's operating envelope; None = the grid's fixed `rating_kw`. Only
+    #: branches the LP limits (finite `rating_kw`, `enforce_branches`) may get a finite value.
+    branch_rating_kw: FloatArray | None = None
+
+
+def branch_rating(problem: Problem, x: StepInputs) -> FloatArray | None:
+    """The call's (T, K) branch ratings, checked; None when the call keeps the grid's fixed ones.
+
+    Why checked here, once: every route reads them (the LP's row bounds, the lazy rows, the
+    per-site certificate, the subtree and area LPs), and a rating on a branch the LP has no
+    row for would be ignored by some routes and honoured by others.
+    """
+    if x.branch_rating_kw is None:
+        return None
+    g = problem.grid
+    T, K = problem.horizon, g.n_branch
+    raw = np.asarray(x.branch_rating_kw, dtype=float)
+    try:
+        rating = np.broadcast_to(raw, (T, K))
+    except ValueError:
+        raise ValueError(f"branch_rating_kw has shape {raw.shape}, the problem has ({T}, {K})") from None
+    if np.isnan(rating).any() or (rating < 0).any():
+        raise ValueError("branch_rating_kw holds a NaN or a negative rating")
+    limited = np.isfinite(g.rating_kw) & problem.enforce_branches
+    loose = ~limited[None, :] & np.isfinite(rating)
+    if loose.any():
+        k = int(np.flatnonzero(loose.any(axis=0))[0])
+        raise ValueError(
+            f"branch_rating_kw rates branch {g.branch_names[k]}, which the LP does not limit "
+            "(no finite rating_kw in the grid, or enforce_branches off)"
+        )
+    return rating
 
 
 @dataclass

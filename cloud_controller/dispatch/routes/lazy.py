@@ -132,6 +132,8 @@ class LazyGrid:
         self.rows = _Rows()
         self._fixed_flow = np.zeros((T, g.n_branch))  # flows and voltage drops of the fixed loads
         self._fixed_drop = np.zeros((T, g.n_bus))
+        self._static_rating = np.broadcast_to(g.rating_kw[None, :], (T, g.n_branch))
+        self.rating_kw: FloatArray = self._static_rating  # (T, K) this call's (set_rating)
 
     # -- evaluation -------------------------------------------------------------------
     def bus_loads(self, x: FloatArray, fixed_kw: FloatArray | None) -> FloatArray:
@@ -158,8 +160,8 @@ class LazyGrid:
         g = p.grid
         K, N = g.n_branch, g.n_bus
         over: list[FloatArray] = [
-            np.where(self._limited[None, :], flows - g.rating_kw[None, :], -np.inf),
-            np.where(self._limited[None, :], -flows - g.rating_kw[None, :], -np.inf),
+            np.where(self._limited[None, :], flows - self.rating_kw, -np.inf),
+            np.where(self._limited[None, :], -flows - self.rating_kw, -np.inf),
         ]
         if p.enforce_voltage:
             over += [
@@ -197,6 +199,13 @@ class LazyGrid:
         self._fixed_flow = flows
         self._fixed_drop = g.v_root_pu - v
 
+    def set_rating(self, rating_kw: FloatArray | None) -> bool:
+        """This call's (T, K) branch ratings (None: the grid's); True if they moved since the last call."""
+        new = self._static_rating if rating_kw is None else rating_kw
+        moved = new is not self.rating_kw and not np.array_equal(new, self.rating_kw)
+        self.rating_kw = new if rating_kw is None else np.array(rating_kw, copy=True)
+        return bool(moved)
+
     def uppers(self, kind: IntArray, element: IntArray, t: IntArray) -> FloatArray:
         """Upper bounds of rows (kind, element, t) for the fixed loads last set, as in the LP.
 
@@ -206,7 +215,7 @@ class LazyGrid:
         out = np.empty(len(kind))
         for k, sign in ((BRANCH_UP, -1.0), (BRANCH_DN, 1.0)):
             m = kind == k
-            out[m] = g.rating_kw[element[m]] + sign * self._fixed_flow[t[m], element[m]]
+            out[m] = self.rating_kw[t[m], element[m]] + sign * self._fixed_flow[t[m], element[m]]
         m = kind == V_UP
         out[m] = g.v_max_pu[element[m]] - g.v_root_pu + self._fixed_drop[t[m], element[m]]
         m = kind == V_DN

@@ -40,8 +40,16 @@ from cloud_controller.dispatch.areas.areas import (
     per_entry,
     rows_idle,
     sub_problem,
+    sub_rating,
 )
-from cloud_controller.dispatch.model.problem import FloatArray, IntArray, Problem, StepInputs, StorageState
+from cloud_controller.dispatch.model.problem import (
+    FloatArray,
+    IntArray,
+    Problem,
+    StepInputs,
+    StorageState,
+    branch_rating,
+)
 from cloud_controller.dispatch.routes.sites import SiteAnswer
 
 MAX_SITES = 400  # larger subtrees cost about what the whole LP costs: leave them to HiGHS
@@ -73,8 +81,10 @@ class _Patch:
     hps: IntArray
     fold: sp.csr_matrix
     coupling_rows: IntArray
-    coupling_upper: FloatArray
+    coupling_upper: FloatArray  # at the grid's ratings
     limits: tuple[FloatArray, FloatArray, FloatArray] | None = None  # battery limits it holds
+    #: the coupling rows' upper bounds at a call's (T, K_sub) ratings (None: a lazy LP's added rows)
+    restate: Callable[[FloatArray], FloatArray] | None = None
 
 
 class SubtreeRepair:
@@ -114,6 +124,8 @@ class SubtreeRepair:
                 rows, upper = coupling_rows(p, sub, engine.ix, area)
             fold = fold_matrix(p.grid, area, buses, np.arange(p.grid.n_bus, dtype=np.int64))
             patch = _Patch(area, engine, bats, hps, fold, rows, upper)
+            if not engine.lazy_grid:
+                patch.restate = lambda r, sub=sub, ix=engine.ix, a=area: coupling_rows(p, sub, ix, a, r)[1]
             self._patches[key] = patch
         return patch
 
@@ -155,8 +167,9 @@ class SubtreeRepair:
         if pt.limits is not bat_limits:
             pt.engine.set_battery_limits(*(np.asarray(a)[pt.bats] for a in bat_limits))
             pt.limits = bat_limits
-        sch = pt.engine.solve(self._inputs(pt, inputs, pt.fold @ bus_kw), self._state(pt, state))
-        if not self._coupling_idle(pt):
+        rating = sub_rating(branch_rating(self.problem, inputs), pt.area)
+        sch = pt.engine.solve(self._inputs(pt, inputs, pt.fold @ bus_kw, rating), self._state(pt, state))
+        if not self._coupling_idle(pt, rating):
             self.refused += 1
             return None
         out = replace(ans, **{f: getattr(ans, f).copy() for f in _PER_SITE})
@@ -164,7 +177,9 @@ class SubtreeRepair:
         self._write(out, pt, sch)
         return out
 
-    def _inputs(self, pt: _Patch, x: StepInputs, fixed_kw: FloatArray) -> StepInputs:
+    def _inputs(
+        self, pt: _Patch, x: StepInputs, fixed_kw: FloatArray, rating_kw: FloatArray | None
+    ) -> StepInputs:
         p = self.problem
         sites = pt.area.sites
         base = columns(x.base_kw, 1, p.n_sites, sites)
@@ -181,6 +196,7 @@ class SubtreeRepair:
             hp_cap_frac=columns(x.hp_cap_frac, 1, p.n_hp, pt.hps),
             station_limit_kw=None,  # checked on the assembled answer by the caller
             station_feed_limit_kw=None,
+            branch_rating_kw=rating_kw,
         )
 
     @staticmethod
@@ -190,13 +206,16 @@ class SubtreeRepair:
         )
 
     @staticmethod
-    def _coupling_idle(pt: _Patch) -> bool:
+    def _coupling_idle(pt: _Patch, rating_kw: FloatArray | None = None) -> bool:
         sol = pt.engine.last_solution
         if sol is None:
             return True
         if pt.engine.lazy_grid:  # the path's branches come first in the subtree LP (sub_problem)
             return bool(pt.engine.lazy_rows_idle(np.arange(len(pt.area.path_branches))))
-        return rows_idle(sol, pt.coupling_rows, pt.coupling_upper)
+        upper = pt.coupling_upper
+        if rating_kw is not None and pt.restate is not None:  # the path branches at this call's ratings
+            upper = pt.restate(rating_kw)
+        return rows_idle(sol, pt.coupling_rows, upper)
 
     def _write(self, out: SiteAnswer, pt: _Patch, sch: Any) -> None:
         """The subtree's schedule into the per-site arrays of `out`."""

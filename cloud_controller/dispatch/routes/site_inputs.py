@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from cloud_controller.dispatch.model.problem import FloatArray, Problem, StepInputs, StorageState
+from cloud_controller.dispatch.model.problem import (
+    FloatArray,
+    Problem,
+    StepInputs,
+    StorageState,
+    branch_rating,
+)
 from cloud_controller.dispatch.model.schedule import Schedule, Violation
 from cloud_controller.dispatch.routes.site_market import SiteAnswer, StepData
 
@@ -84,6 +90,7 @@ class SiteInputs:
         if len(self._hs):
             e_ts0[self._site_ts] = self._ts_keep * np.asarray(state.e_ts_kwh, float)[self._hs]
         pm, emin, emax = self._site_bat
+        rating = branch_rating(p, x)
         return StepData(
             base_kw=base,
             pv_max_kw=pv,
@@ -101,6 +108,7 @@ class SiteInputs:
             bus_fixed_kw=None if x.bus_fixed_kw is None else np.asarray(x.bus_fixed_kw, float).reshape(-1),
             station_limit_kw=_limit(x.station_limit_kw),
             station_feed_limit_kw=_limit(x.station_feed_limit_kw),
+            branch_rating_kw=None if rating is None else rating[0],
         )
 
     def schedule(self, a: SiteAnswer) -> Schedule:

@@ -66,6 +66,7 @@ class StepData:
     bus_fixed_kw: FloatArray | None  # (N,)
     station_limit_kw: float
     station_feed_limit_kw: float
+    branch_rating_kw: FloatArray | None = None  # (K,) this period's ratings; None = the grid's
 
 
 @dataclass

@@ -89,7 +89,7 @@ class SiteSolver:
         self._d_t: sp.csr_matrix | FloatArray = d_mat.T.toarray() if dense else d_mat.T.tocsr()
         self.r_pu_per_kw = g.r_pu_per_kw
         self.v_root = g.v_root_pu
-        limited = np.isfinite(g.rating_kw) & p.enforce_branches
+        self._limited = limited = np.isfinite(g.rating_kw) & p.enforce_branches
         # a branch may carry its rating plus round-off; unlimited ones anything
         self._rating = np.where(limited, g.rating_kw + GRID_TOL_KW, np.inf)
         self.v_max = g.v_max_pu + GRID_TOL_PU if p.enforce_voltage else None
@@ -170,8 +170,15 @@ class SiteSolver:
             return None
         if self.v_max is not None and ((v > self.v_max).any() or (v < self.v_min).any()):
             return None
-        over: IntArray = np.flatnonzero(np.abs(ans.flows_kw) > self._rating)
+        over: IntArray = np.flatnonzero(np.abs(ans.flows_kw) > self.rating_of(x))
         return over if len(over) else None
+
+    def rating_of(self, x: StepData) -> FloatArray:
+        """What each branch may carry this period: its rating (the call's, else the grid's) plus round-off."""
+        if x.branch_rating_kw is None:
+            return self._rating
+        out: FloatArray = np.where(self._limited, x.branch_rating_kw + GRID_TOL_KW, np.inf)
+        return out
 
     @property
     def declined(self) -> int:
@@ -327,6 +334,6 @@ class SiteSolver:
             return False
         if root > x.station_limit_kw + GRID_TOL_KW or -root > x.station_feed_limit_kw + GRID_TOL_KW:
             return False
-        if (np.abs(flows) > self._rating).any():
+        if (np.abs(flows) > self.rating_of(x)).any():
             return False
         return self.v_max is None or not ((v > self.v_max).any() or (v < self.v_min).any())

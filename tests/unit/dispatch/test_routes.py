@@ -93,6 +93,36 @@ def by_area() -> Case:
     return DecomposedEngine(p, max_sites=20), p, x, st
 
 
+def _rated(engine: Engine, p: Problem, x: StepInputs, st: StorageState, share: float = 0.8) -> Case:
+    """The call with station st0's rating at `share` of the flow it carries without one (`branch_rating_kw`)."""
+    k = p.grid.branch_names.index("trafo:st0")
+    free = DispatchEngine(p, EngineOptions(lazy_grid=False)).solve(x, st).branch_flow_kw[:, k]
+    rating = np.broadcast_to(p.grid.rating_kw, (p.horizon, p.grid.n_branch)).copy()
+    rating[:, k] = share * np.abs(free)
+    return engine, p, dataclasses.replace(x, branch_rating_kw=rating), st
+
+
+def a_call_rating_binds_site_by_site() -> Case:
+    p, x, st = _station_level(0)
+    return _rated(_by_site(p), p, x, st)
+
+
+def a_call_rating_binds_in_the_lp() -> Case:
+    p, x, st = _station_level(0)
+    return _rated(DispatchEngine(p), p, x, st)
+
+
+def a_call_rating_binds_lazily() -> Case:
+    rng = np.random.default_rng(0)
+    p = _problem(rng, n_sites=12, grid=stations_grid(3, 8, station_kw=4000.0))
+    return _rated(DispatchEngine(p), p, _inputs(rng, p), _state(rng, p))
+
+
+def a_call_rating_binds_in_an_area() -> Case:
+    p, x, st = _station_level(0)
+    return _rated(DecomposedEngine(p, max_sites=20), p, x, st)
+
+
 CASES: list[tuple[Callable[[], Case], str, bool]] = [
     (nothing_binds, SITE, True),
     (threshold_binds, THRESHOLD, True),
@@ -102,6 +132,10 @@ CASES: list[tuple[Callable[[], Case], str, bool]] = [
     (first_call_lv_network, LAZY, True),
     (held_cop, LP, False),
     (by_area, AREAS, True),
+    (a_call_rating_binds_site_by_site, MEND, True),
+    (a_call_rating_binds_in_the_lp, LP, True),
+    (a_call_rating_binds_lazily, LAZY, True),
+    (a_call_rating_binds_in_an_area, AREAS, True),
 ]
 
 
@@ -117,6 +151,10 @@ def test_the_route_that_answers_and_its_certificate(
         assert got.schedule.objective == pytest.approx(whole.objective, rel=1e-9, abs=1e-9)
     if case is infeasible:
         assert {v.kind for v in got.schedule.violations} >= {"station_load"}
+    if x.branch_rating_kw is not None:  # the call's rating holds, with no slack paid for it
+        flows = np.abs(got.schedule.branch_flow_kw)
+        assert (flows <= np.asarray(x.branch_rating_kw) + 1e-6).all()
+        assert not [v for v in got.schedule.violations if v.kind == "branch"]
 
 
 def test_solve_is_the_answers_schedule() -> None:

@@ -141,7 +141,7 @@ def test_engines_with_other_thread_counts_share_one_process() -> None:
     thread count than the first failed to run ("Not Set"). It now takes the first count."""
     import warnings as _warnings
 
-    from cloud_controller.dispatch.highs import threads as engine_module
+    from cloud_controller.highs import threads as engine_module
     from tests.unit.dispatch.test_decompose import _inputs, _problem, _state
 
     rng = np.random.default_rng(3)

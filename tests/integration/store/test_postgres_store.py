@@ -1,0 +1,223 @@
+"""PostgreSQL-only behaviour: concurrent writer processes, migrations, reconnects, config and the service.
+
+The contract both stores share is in test_store_contract.py; here is what only a shared
+database has to get right: two worker processes writing interleaved seqs of the same
+sites at once end with the right watermarks, every sample stored once and every
+duplicate counted once.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from cloud_controller.api import create_app
+from cloud_controller.config import CloudConfig
+from cloud_controller.live.types import AssetRef, SiteRef
+from cloud_controller.registry import Registry
+from cloud_controller.service import CloudController
+from cloud_controller.store import StoreError
+from cloud_controller.store.postgres import SCHEMA_VERSION, PostgresStore, public_dsn
+from protocols.assets import METER
+from protocols.clock import SimClock
+from tests.integration.store import pg_writer
+from tests.integration.store.conftest import PgServer
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[3]
+STOP_S = 60.0
+
+
+def _store(pg: PgServer, schema: str) -> PostgresStore:
+    return PostgresStore(pg.dsn(schema), password=pg.password)
+
+
+def _check_shared_writes(pg: PgServer, schema: str, reports: list[dict[str, int]], n_workers: int) -> None:
+    """Every site's watermark at its last seq, every sample once, duplicates = attempts − stored."""
+    n_site = pg_writer.N_BATCHES * pg_writer.BATCH
+    attempts = sum(len(pg_writer.plan(w, n_workers)) for w in range(n_workers)) * pg_writer.BATCH
+    store = _store(pg, schema)
+    try:
+        assert store.watermarks() == {site: n_site - 1 for site in pg_writer.SITES}
+        for site in pg_writer.SITES:
+            assert store.count_samples(site) == n_site
+            series = store.read_series(site, "meter", "p_kw", pg_writer.T0, pg_writer.T0 + timedelta(days=1))
+            assert [v for _, v in series] == [float(q) for q in range(n_site)]  # none lost, none twice
+    finally:
+        store.close()
+    assert sum(r["inserted"] for r in reports) == n_site * len(pg_writer.SITES)
+    assert sum(r["duplicates"] for r in reports) == attempts - n_site * len(pg_writer.SITES)
+    assert all(r["inserted"] > 0 for r in reports)  # every worker stored some: they interleaved
+
+
+def test_two_writers_on_separate_connections_agree_on_every_watermark(pg_server: PgServer) -> None:
+    """Two threads, two connections (the process variant below is slower to start: `slow`)."""
+    schema = pg_server.fresh_schema()
+    n_workers = 2
+    stores = [_store(pg_server, schema) for _ in range(n_workers)]
+    barrier = threading.Barrier(n_workers, timeout=30)
+    reports: list[dict[str, int]] = [{} for _ in range(n_workers)]
+
+    def work(w: int) -> None:
+        barrier.wait()
+        results = [
+            stores[w].write_samples(site, pg_writer.batch(b)) for site, b in pg_writer.plan(w, n_workers)
+        ]
+        reports[w] = {
+            "inserted": sum(r.inserted for r in results),
+            "duplicates": sum(r.duplicates for r in results),
+        }
+
+    threads = [threading.Thread(target=work, args=(w,), name=f"writer-{w}") for w in range(n_workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=STOP_S)
+    for st in stores:
+        st.close()
+    assert not any(t.is_alive() for t in threads)
+    _check_shared_writes(pg_server, schema, reports, n_workers)
+
+
+@pytest.mark.slow
+def test_two_writer_processes_with_interleaved_seqs_agree_on_every_watermark(pg_server: PgServer) -> None:
+    schema = pg_server.fresh_schema()
+    _store(pg_server, schema).close()  # migrate once, so the workers race on samples, not on DDL
+    n_workers = 2
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.integration.store.pg_writer",
+                pg_server.dsn(schema),
+                str(pg_server.password_file),
+                str(w),
+                str(n_workers),
+            ],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(n_workers)
+    ]
+    reports: list[dict[str, int]] = []
+    try:
+        for p in procs:
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        for p in procs:  # both connected: start them together
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        for p in procs:
+            out, err = p.communicate(timeout=STOP_S)
+            assert p.returncode == 0, err
+            reports.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=5)
+    _check_shared_writes(pg_server, schema, reports, n_workers)
+
+
+def test_migrations_are_versioned_applied_once_and_a_newer_schema_is_refused(pg_server: PgServer) -> None:
+    schema = pg_server.fresh_schema()
+    first = _store(pg_server, schema)
+    first.write_samples("b1", pg_writer.batch(0))
+    assert first.schema_note.startswith("plain samples table")  # Debian's server has no timescaledb
+    first.close()
+    again = _store(pg_server, schema)  # a restart: nothing re-created, the data is there
+    assert again.count_samples("b1") == pg_writer.BATCH and again.highest_contiguous_seq("b1") == 9
+    again.close()
+    with psycopg.connect(pg_server.dsn(schema), password=pg_server.password, autocommit=True) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+        db.execute("INSERT INTO schema_version (version, note) VALUES (99, 'from the future')")
+    with pytest.raises(StoreError, match="schema version 99 is newer"):
+        _store(pg_server, schema)
+
+
+def test_a_dropped_connection_fails_one_call_then_the_store_reconnects(pg_server: PgServer) -> None:
+    store = _store(pg_server, pg_server.fresh_schema())
+    store.write_samples("b1", pg_writer.batch(0))
+    with psycopg.connect(pg_server.dsn(), password=pg_server.password, autocommit=True) as db:
+        killed = db.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'gridflex' AND pid <> pg_backend_pid()"
+        ).fetchall()
+    assert killed and all(ok for (ok,) in killed)
+    with pytest.raises(StoreError, match=r"PostgreSQL store .*host=127\.0\.0\.1.*terminating connection"):
+        store.probe_write("readyz", 1.0)
+    assert store.write_samples("b1", pg_writer.batch(1)).watermark == 19
+    store.close()
+
+
+def test_an_unreachable_database_is_a_store_error_naming_it_without_the_password(pg_server: PgServer) -> None:
+    dsn = "host=127.0.0.1 port=1 user=gridflex dbname=postgres password=hunter2"
+    assert sorted(public_dsn(dsn).split()) == ["dbname=postgres", "host=127.0.0.1", "port=1", "user=gridflex"]
+    with pytest.raises(StoreError, match="port=1") as caught:
+        PostgresStore(dsn)
+    assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("store", "reason"),
+    [
+        ({"kind": "postgres"}, "needs store.dsn"),
+        ({"kind": "postgres", "dsn": "host=db user=gf password=x"}, "must not hold a password"),
+        ({"kind": "postgres", "dsn": "postgresql://gf:x@db/gridflex"}, "must not hold a password"),
+        ({"kind": "postgres", "dsn": "host=db = ="}, "not a PostgreSQL connection string"),
+    ],
+    ids=["no-dsn", "password-in-dsn", "password-in-url", "garbage"],
+)
+def test_store_config_for_postgres_is_validated(store: dict[str, str], reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        CloudConfig.model_validate({"store": store})
+
+
+def test_the_controller_with_kind_postgres_stores_serves_history_and_is_ready_on_it(
+    pg_server: PgServer,
+) -> None:
+    schema = pg_server.fresh_schema()
+    cfg = CloudConfig.model_validate(
+        {
+            "store": {
+                "kind": "postgres",
+                "dsn": pg_server.dsn(schema),
+                "password_file": str(pg_server.password_file),
+            },
+            "control": {"dispatch": False},
+        }
+    )
+    registry = Registry(sites=(SiteRef("b1", 0, (AssetRef(METER, "meter"),)),))
+    ctl = CloudController(cfg, registry, clock=SimClock(datetime(2030, 1, 15, 1, tzinfo=UTC)))
+    assert isinstance(ctl.store, PostgresStore) and ctl.history is ctl.store
+    assert ctl.store.write_samples("b1", pg_writer.batch(0)).watermark == 9
+    try:
+        with TestClient(create_app(ctl)) as client:
+            r = client.get(
+                "/sites/b1/history",
+                params={
+                    "from": pg_writer.T0.isoformat(),
+                    "to": (pg_writer.T0 + timedelta(hours=1)).isoformat(),
+                },
+            )
+            assert r.status_code == 200, r.text
+            assert {s["point"]: s["value"] for s in r.json()["series"]} == {
+                "meter/p_kw": [float(q) for q in range(10)]
+            }
+            store_check = client.get("/readyz").json()["checks"]["store"]
+        assert store_check["ok"] is True and "host=127.0.0.1" in store_check["detail"]
+        assert pg_server.password not in store_check["detail"]
+    finally:
+        ctl.store.close()

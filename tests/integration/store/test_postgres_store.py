@@ -8,6 +8,7 @@ duplicate counted once.
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from cloud_controller.config import CloudConfig
 from cloud_controller.live.types import AssetRef, SiteRef
 from cloud_controller.registry import Registry
 from cloud_controller.service import CloudController
-from cloud_controller.store import StoreError
+from cloud_controller.store import LeaseState, StoreError
 from cloud_controller.store.postgres import SCHEMA_VERSION, PostgresStore, public_dsn
 from protocols.assets import METER
 from protocols.clock import SimClock
@@ -86,6 +87,47 @@ def test_two_writers_on_separate_connections_agree_on_every_watermark(pg_server:
         st.close()
     assert not any(t.is_alive() for t in threads)
     _check_shared_writes(pg_server, schema, reports, n_workers)
+
+
+def test_two_contenders_never_both_hold_the_lease_and_a_new_holder_always_has_a_larger_token(
+    pg_server: PgServer,
+) -> None:
+    """Each round the lease has expired and both ask at the same instant on their own connections."""
+    schema = pg_server.fresh_schema()
+    holders = ("A", "B")
+    stores = [_store(pg_server, schema) for _ in holders]
+    n_rounds, ttl_s = 60, 5.0
+    barrier = threading.Barrier(len(holders), timeout=30)
+    got: dict[str, list[LeaseState]] = {h: [] for h in holders}
+
+    def contend(i: int) -> None:
+        for r in range(n_rounds):
+            barrier.wait()
+            got[holders[i]].append(
+                stores[i].acquire_lease("dispatch", holders[i], now_s=10.0 * r, ttl_s=ttl_s)
+            )
+
+    threads = [threading.Thread(target=contend, args=(i,), name=f"lease-{h}") for i, h in enumerate(holders)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=STOP_S)
+    for st in stores:
+        st.close()
+    assert not any(t.is_alive() for t in threads)
+    winners: list[tuple[str, int]] = []
+    for r in range(n_rounds):
+        answers = [got[h][r] for h in holders]
+        held = [a for a in answers if a.held]
+        assert len(held) == 1, (r, answers)  # exactly one holder per round
+        assert all(
+            a.holder == held[0].holder and a.token == held[0].token for a in answers
+        )  # the loser sees it
+        winners.append((held[0].holder, held[0].token))
+    for (prev_holder, prev_token), (holder, token) in itertools.pairwise(winners):
+        # a change of holder bumps the token; the same holder re-taking its expired lease keeps it
+        assert token == (prev_token + 1 if holder != prev_holder else prev_token)
+    assert winners[0][1] == 1
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ from cloud_controller.store.postgres import PostgresStore
 from protocols.messages import Sample
 
 SITES = ("s1", "s2", "s3")
-N_BATCHES = 40  # per site
+N_BATCHES = 16  # per site
 BATCH = 10  # samples per batch
 T0 = datetime(2030, 1, 15, tzinfo=UTC)
 

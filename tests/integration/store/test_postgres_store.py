@@ -27,10 +27,10 @@ from cloud_controller.registry import Registry
 from cloud_controller.service import CloudController
 from cloud_controller.store import LeaseState, StoreError
 from cloud_controller.store.postgres import SCHEMA_VERSION, PostgresStore, public_dsn
+from gridflex.ops.postgres import LoopbackPostgres
 from protocols.assets import METER
 from protocols.clock import SimClock
 from tests.integration.store import pg_writer
-from tests.integration.store.conftest import PgServer
 
 pytestmark = pytest.mark.integration
 
@@ -38,15 +38,17 @@ REPO = Path(__file__).resolve().parents[3]
 STOP_S = 60.0
 
 
-def _store(pg: PgServer, schema: str) -> PostgresStore:
-    return PostgresStore(pg.dsn(schema), password=pg.password)
+def _store(pg: LoopbackPostgres, dsn: str) -> PostgresStore:
+    return PostgresStore(dsn, password=pg.password)
 
 
-def _check_shared_writes(pg: PgServer, schema: str, reports: list[dict[str, int]], n_workers: int) -> None:
+def _check_shared_writes(
+    pg: LoopbackPostgres, dsn: str, reports: list[dict[str, int]], n_workers: int
+) -> None:
     """Every site's watermark at its last seq, every sample once, duplicates = attempts − stored."""
     n_site = pg_writer.N_BATCHES * pg_writer.BATCH
     attempts = sum(len(pg_writer.plan(w, n_workers)) for w in range(n_workers)) * pg_writer.BATCH
-    store = _store(pg, schema)
+    store = _store(pg, dsn)
     try:
         assert store.watermarks() == {site: n_site - 1 for site in pg_writer.SITES}
         for site in pg_writer.SITES:
@@ -60,11 +62,12 @@ def _check_shared_writes(pg: PgServer, schema: str, reports: list[dict[str, int]
     assert all(r["inserted"] > 0 for r in reports)  # every worker stored some: they interleaved
 
 
-def test_two_writers_on_separate_connections_agree_on_every_watermark(pg_server: PgServer) -> None:
+def test_two_writers_on_separate_connections_agree_on_every_watermark(
+    pg_server: LoopbackPostgres, pg_dsn: str
+) -> None:
     """Two threads, two connections (the process variant below is slower to start: `slow`)."""
-    schema = pg_server.fresh_schema()
     n_workers = 2
-    stores = [_store(pg_server, schema) for _ in range(n_workers)]
+    stores = [_store(pg_server, pg_dsn) for _ in range(n_workers)]
     barrier = threading.Barrier(n_workers, timeout=30)
     reports: list[dict[str, int]] = [{} for _ in range(n_workers)]
 
@@ -86,17 +89,16 @@ def test_two_writers_on_separate_connections_agree_on_every_watermark(pg_server:
     for st in stores:
         st.close()
     assert not any(t.is_alive() for t in threads)
-    _check_shared_writes(pg_server, schema, reports, n_workers)
+    _check_shared_writes(pg_server, pg_dsn, reports, n_workers)
 
 
 def test_two_contenders_never_both_hold_the_lease_and_a_new_holder_always_has_a_larger_token(
-    pg_server: PgServer,
+    pg_server: LoopbackPostgres, pg_dsn: str
 ) -> None:
     """Each round the lease has expired and both ask at the same instant on their own connections."""
-    schema = pg_server.fresh_schema()
     holders = ("A", "B")
-    stores = [_store(pg_server, schema) for _ in holders]
-    n_rounds, ttl_s = 60, 5.0
+    stores = [_store(pg_server, pg_dsn) for _ in holders]
+    n_rounds, ttl_s = 40, 5.0
     barrier = threading.Barrier(len(holders), timeout=30)
     got: dict[str, list[LeaseState]] = {h: [] for h in holders}
 
@@ -131,9 +133,13 @@ def test_two_contenders_never_both_hold_the_lease_and_a_new_holder_always_has_a_
 
 
 @pytest.mark.slow
-def test_two_writer_processes_with_interleaved_seqs_agree_on_every_watermark(pg_server: PgServer) -> None:
+def test_two_writer_processes_with_interleaved_seqs_agree_on_every_watermark(
+    pg_server: LoopbackPostgres,
+) -> None:
     schema = pg_server.fresh_schema()
-    _store(pg_server, schema).close()  # migrate once, so the workers race on samples, not on DDL
+    _store(
+        pg_server, pg_server.dsn(schema)
+    ).close()  # migrate once, so the workers race on samples, not on DDL
     n_workers = 2
     procs = [
         subprocess.Popen(
@@ -171,27 +177,31 @@ def test_two_writer_processes_with_interleaved_seqs_agree_on_every_watermark(pg_
             if p.poll() is None:
                 p.kill()
                 p.wait(timeout=5)
-    _check_shared_writes(pg_server, schema, reports, n_workers)
+    _check_shared_writes(pg_server, pg_server.dsn(schema), reports, n_workers)
 
 
-def test_migrations_are_versioned_applied_once_and_a_newer_schema_is_refused(pg_server: PgServer) -> None:
+def test_migrations_are_versioned_applied_once_and_a_newer_schema_is_refused(
+    pg_server: LoopbackPostgres,
+) -> None:
     schema = pg_server.fresh_schema()
-    first = _store(pg_server, schema)
+    first = _store(pg_server, pg_server.dsn(schema))
     first.write_samples("b1", pg_writer.batch(0))
     assert first.schema_note.startswith("plain samples table")  # Debian's server has no timescaledb
     first.close()
-    again = _store(pg_server, schema)  # a restart: nothing re-created, the data is there
+    again = _store(pg_server, pg_server.dsn(schema))  # a restart: nothing re-created, the data is there
     assert again.count_samples("b1") == pg_writer.BATCH and again.highest_contiguous_seq("b1") == 9
     again.close()
     with psycopg.connect(pg_server.dsn(schema), password=pg_server.password, autocommit=True) as db:
         assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
         db.execute("INSERT INTO schema_version (version, note) VALUES (99, 'from the future')")
     with pytest.raises(StoreError, match="schema version 99 is newer"):
-        _store(pg_server, schema)
+        _store(pg_server, pg_server.dsn(schema))
 
 
-def test_a_dropped_connection_fails_one_call_then_the_store_reconnects(pg_server: PgServer) -> None:
-    store = _store(pg_server, pg_server.fresh_schema())
+def test_a_dropped_connection_fails_one_call_then_the_store_reconnects(
+    pg_server: LoopbackPostgres, pg_dsn: str
+) -> None:
+    store = _store(pg_server, pg_dsn)
     store.write_samples("b1", pg_writer.batch(0))
     with psycopg.connect(pg_server.dsn(), password=pg_server.password, autocommit=True) as db:
         killed = db.execute(
@@ -204,7 +214,9 @@ def test_a_dropped_connection_fails_one_call_then_the_store_reconnects(pg_server
     store.close()
 
 
-def test_an_unreachable_database_is_a_store_error_naming_it_without_the_password(pg_server: PgServer) -> None:
+def test_an_unreachable_database_is_a_store_error_naming_it_without_the_password(
+    pg_server: LoopbackPostgres,
+) -> None:
     dsn = "host=127.0.0.1 port=1 user=gridflex dbname=postgres password=hunter2"
     assert sorted(public_dsn(dsn).split()) == ["dbname=postgres", "host=127.0.0.1", "port=1", "user=gridflex"]
     with pytest.raises(StoreError, match="port=1") as caught:
@@ -228,14 +240,13 @@ def test_store_config_for_postgres_is_validated(store: dict[str, str], reason: s
 
 
 def test_the_controller_with_kind_postgres_stores_serves_history_and_is_ready_on_it(
-    pg_server: PgServer,
+    pg_server: LoopbackPostgres, pg_dsn: str
 ) -> None:
-    schema = pg_server.fresh_schema()
     cfg = CloudConfig.model_validate(
         {
             "store": {
                 "kind": "postgres",
-                "dsn": pg_server.dsn(schema),
+                "dsn": pg_dsn,
                 "password_file": str(pg_server.password_file),
             },
             "control": {"dispatch": False},

@@ -16,9 +16,9 @@ import pytest
 
 from cloud_controller.store import STORE_ERRORS, SqliteStore, Store
 from cloud_controller.store.postgres import PostgresStore
+from gridflex.ops.postgres import LoopbackPostgres
 from protocols.assets import PointKey
 from protocols.messages import Ack, Event, Quality, Sample, new_msg_id
-from tests.integration.store.conftest import PgServer
 
 pytestmark = pytest.mark.integration
 
@@ -49,13 +49,13 @@ def _s(
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """A fresh, empty store of each kind (Postgres: a new schema on the session's server)."""
+    """An empty store of each kind (Postgres: the session's schema, emptied)."""
     st: Store
     if request.param == "sqlite":
         st = SqliteStore(tmp_path / "cloud.sqlite")
     else:
-        pg: PgServer = request.getfixturevalue("pg_server")
-        st = PostgresStore(pg.dsn(pg.fresh_schema()), password=pg.password_file.read_text().strip())
+        pg: LoopbackPostgres = request.getfixturevalue("pg_server")
+        st = PostgresStore(request.getfixturevalue("pg_dsn"), password=pg.password_file.read_text().strip())
     try:
         yield st
     finally:

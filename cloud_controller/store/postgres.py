@@ -109,8 +109,8 @@ SCHEMA_VERSION = max(MIGRATIONS)
 
 INSERT_SAMPLES = """
 WITH batch AS (
-    SELECT * FROM unnest(%(seq)s::bigint[], %(asset)s::text[], %(point)s::text[], %(ts)s::timestamptz[],
-                         %(value)s::float8[], %(unit)s::text[], %(quality)s::text[])
+    SELECT * FROM unnest(%(seq)b::bigint[], %(asset)b::text[], %(point)b::text[], %(ts)b::timestamptz[],
+                         %(value)b::float8[], %(unit)b::text[], %(quality)b::text[])
         AS b(seq, asset, point, ts, value, unit, quality)
 ), fresh AS (
     INSERT INTO sample_keys (site, seq) SELECT %(site)s, seq FROM batch ON CONFLICT DO NOTHING RETURNING seq
@@ -120,7 +120,7 @@ SELECT %(site)s, b.seq, b.asset, b.point, b.ts, b.value, b.unit, b.quality FROM 
 """
 UPSERT_LATEST = """
 INSERT INTO latest AS l (site, asset, point, ts, value)
-SELECT %(site)s, * FROM unnest(%(asset)s::text[], %(point)s::text[], %(ts)s::timestamptz[], %(value)s::float8[])
+SELECT %(site)s, * FROM unnest(%(asset)b::text[], %(point)b::text[], %(ts)b::timestamptz[], %(value)b::float8[])
 ON CONFLICT (site, asset, point) DO UPDATE SET ts = excluded.ts, value = excluded.value WHERE excluded.ts >= l.ts
 """
 ACQUIRE_LEASE = """

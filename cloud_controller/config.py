@@ -329,6 +329,7 @@ def load_cloud_config(path: Path) -> CloudConfig:
             update={
                 "path": rel(cfg.store.path) or cfg.store.path,
                 "token_file": rel(cfg.store.token_file) or cfg.store.token_file,
+                "password_file": rel(cfg.store.password_file) or cfg.store.password_file,
             }
         ),
         "broker": _broker_paths(cfg.broker, rel),

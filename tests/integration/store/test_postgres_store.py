@@ -21,7 +21,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cloud_controller.api import create_app
-from cloud_controller.config import CloudConfig
+from cloud_controller.config import CloudConfig, load_cloud_config
 from cloud_controller.live.types import AssetRef, SiteRef
 from cloud_controller.registry import Registry
 from cloud_controller.service import CloudController
@@ -30,6 +30,7 @@ from cloud_controller.store.postgres import SCHEMA_VERSION, PostgresStore, publi
 from gridflex.ops.postgres import LoopbackPostgres
 from protocols.assets import METER
 from protocols.clock import SimClock
+from protocols.errors import ConfigError
 from tests.integration.store import pg_writer
 
 pytestmark = pytest.mark.integration
@@ -237,6 +238,20 @@ def test_an_unreachable_database_is_a_store_error_naming_it_without_the_password
 def test_store_config_for_postgres_is_validated(store: dict[str, str], reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
         CloudConfig.model_validate({"store": store})
+
+
+def test_cloud_yaml_for_postgres_resolves_the_password_file_and_names_a_dsn_with_a_password(
+    tmp_path: Path,
+) -> None:
+    good = tmp_path / "cloud.yaml"
+    good.write_text("store:\n  kind: postgres\n  dsn: host=db user=gridflex\n  password_file: secrets/pg\n")
+    cfg = load_cloud_config(good)
+    assert cfg.store.password_file == tmp_path / "secrets" / "pg" and cfg.store.dsn == "host=db user=gridflex"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("store:\n  kind: postgres\n  dsn: postgresql://gridflex:hunter2@db/gf\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml:store: .*must not hold a password") as caught:
+        load_cloud_config(bad)
+    assert "hunter2" not in str(caught.value)
 
 
 def test_the_controller_with_kind_postgres_stores_serves_history_and_is_ready_on_it(

@@ -19,12 +19,15 @@ SITES = ("s1", "s2", "s3")
 N_BATCHES = 16  # per site
 BATCH = 10  # samples per batch
 T0 = datetime(2030, 1, 15, tzinfo=UTC)
+#: Each worker reports its own point: on one shared point the `latest` row's lock would
+#: serialize the workers and hide a missing watermark lock.
+POINTS = ("p_kw", "q_kvar")
 
 
-def batch(index: int) -> list[Sample]:
-    """Batch `index` of a site: seqs index*BATCH … index*BATCH + BATCH − 1."""
+def batch(index: int, point: str = "p_kw") -> list[Sample]:
+    """Batch `index` of a site: seqs index*BATCH … index*BATCH + BATCH − 1, value = seq."""
     return [
-        Sample(seq=q, asset="meter", point="p_kw", value=float(q), unit="kW", ts=T0 + timedelta(seconds=q))
+        Sample(seq=q, asset="meter", point=point, value=float(q), unit="kW", ts=T0 + timedelta(seconds=q))
         for q in range(index * BATCH, (index + 1) * BATCH)
     ]
 
@@ -46,7 +49,7 @@ def main() -> None:
         raise SystemExit("no go")
     inserted = duplicates = 0
     for site, b in plan(worker, n_workers):
-        result = store.write_samples(site, batch(b))
+        result = store.write_samples(site, batch(b, POINTS[worker % len(POINTS)]))
         inserted += result.inserted
         duplicates += result.duplicates
     store.close()

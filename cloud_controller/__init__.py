@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from cloud_controller.registry import Registry, load_registry
     from cloud_controller.service import CloudController
     from cloud_controller.store import SqliteStore
+    from cloud_controller.store.postgres import PostgresStore
 
 __all__ = [
     "AssetRef",
@@ -31,6 +32,7 @@ __all__ = [
     "MpcPlanner",
     "Plan",
     "Planner",
+    "PostgresStore",
     "Region",
     "Registry",
     "SiteRef",
@@ -51,6 +53,7 @@ _WHERE = {
     "MpcPlanner": "cloud_controller.live.planner",
     "Plan": "cloud_controller.live.types",
     "Planner": "cloud_controller.live.types",
+    "PostgresStore": "cloud_controller.store.postgres",
     "Region": "cloud_controller.grid",
     "Registry": "cloud_controller.registry",
     "SiteRef": "cloud_controller.live.types",

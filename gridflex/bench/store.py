@@ -42,8 +42,7 @@ class StoreFigures:
 
 
 def _open(kind: StoreKind, location: str, password: str | None) -> Any:
-    from cloud_controller.store import SqliteStore
-    from cloud_controller.store.postgres import PostgresStore
+    from cloud_controller import PostgresStore, SqliteStore
 
     return SqliteStore(Path(location)) if kind == "sqlite" else PostgresStore(location, password=password)
 

@@ -11,10 +11,11 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the tests talk to for real: an MQTT broker and its command-line clients,
 # VictoriaMetrics, which accepts the InfluxDB v2 write API (/api/v2/write) on loopback,
-# InfluxDB 1.x (the v1 write API and the InfluxQL history reads), and Chromium, the headless
-# browser the dashboard's tests drive (Playwright, system browser).
-APT_PACKAGES := mosquitto mosquitto-clients victoria-metrics influxdb chromium
-APT_BINARIES := /usr/sbin/mosquitto /usr/bin/mosquitto_sub /usr/bin/victoria-metrics /usr/bin/influxd /usr/bin/chromium
+# InfluxDB 1.x (the v1 write API and the InfluxQL history reads), Chromium, the headless
+# browser the dashboard's tests drive (Playwright, system browser), and PostgreSQL (the
+# shared store's tests start their own server with initdb; pg_ctlcluster comes with it).
+APT_PACKAGES := mosquitto mosquitto-clients victoria-metrics influxdb chromium postgresql
+APT_BINARIES := /usr/sbin/mosquitto /usr/bin/mosquitto_sub /usr/bin/victoria-metrics /usr/bin/influxd /usr/bin/chromium /usr/bin/pg_ctlcluster
 
 BUNDLE := dist/bundle
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from cloud_controller.registry import Registry, load_registry
     from cloud_controller.service import CloudController
     from cloud_controller.store import SqliteStore
+    from cloud_controller.store.postgres import PostgresStore
 
 __all__ = [
     "AssetRef",
@@ -34,6 +35,7 @@ __all__ = [
     "MpcPlanner",
     "Plan",
     "Planner",
+    "PostgresStore",
     "Region",
     "Registry",
     "SiteRef",
@@ -57,6 +59,7 @@ _WHERE = {
     "MpcPlanner": "cloud_controller.live.planner",
     "Plan": "cloud_controller.live.types",
     "Planner": "cloud_controller.live.types",
+    "PostgresStore": "cloud_controller.store.postgres",
     "Region": "cloud_controller.grid",
     "Registry": "cloud_controller.registry",
     "SiteRef": "cloud_controller.live.types",

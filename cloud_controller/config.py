@@ -108,9 +108,12 @@ class StoreConfig(_Model):
     SQLite file, or InfluxDB by InfluxQL on `/query` (1.x natively; 2.x and 3.x answer it
     through a database → bucket mapping) — the choice for an API worker that ingests
     nothing itself, or a SQLite file pruned sooner than the long history.
+    `kind: postgres` replaces the SQLite file with a PostgreSQL database that every
+    controller process on every machine shares: `dsn` (libpq form, without a password)
+    and the password in `password_file`.
     """
 
-    kind: Literal["sqlite", "influxdb"] = "sqlite"
+    kind: Literal["sqlite", "influxdb", "postgres"] = "sqlite"
     path: Path = Path("state/cloud.sqlite")  # SQLite store, or the watermark side file for InfluxDB
     url: str = "http://127.0.0.1:8086"
     api: Literal["v2", "v1"] = "v2"
@@ -120,6 +123,26 @@ class StoreConfig(_Model):
     database: str | None = Field(default=None, min_length=1, max_length=200)
     token_file: Path | None = None
     history: Literal["sqlite", "influxdb"] = "sqlite"
+    #: PostgreSQL connection string for kind postgres, e.g. "host=db port=5432 user=gridflex dbname=gridflex".
+    dsn: str | None = Field(default=None, min_length=1, max_length=1000)
+    #: File holding the PostgreSQL password (never in the YAML or the DSN).
+    password_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _postgres_needs_dsn(self) -> StoreConfig:
+        if self.kind == "postgres" and self.dsn is None:
+            raise ValueError("store.kind postgres needs store.dsn")
+        if self.dsn is not None:
+            from psycopg import ProgrammingError  # only a postgres set-up pays for the import
+            from psycopg.conninfo import conninfo_to_dict
+
+            try:
+                parts = conninfo_to_dict(self.dsn)
+            except ProgrammingError as exc:
+                raise ValueError(f"store.dsn is not a PostgreSQL connection string: {exc}") from None
+            if "password" in parts:
+                raise ValueError("store.dsn must not hold a password: put it in store.password_file")
+        return self
 
     @model_validator(mode="after")
     def _influx_needs_token(self) -> StoreConfig:
@@ -366,6 +389,7 @@ def load_cloud_config(path: Path) -> CloudConfig:
             update={
                 "path": rel(cfg.store.path) or cfg.store.path,
                 "token_file": rel(cfg.store.token_file) or cfg.store.token_file,
+                "password_file": rel(cfg.store.password_file) or cfg.store.password_file,
             }
         ),
         "broker": _broker_paths(cfg.broker, rel),

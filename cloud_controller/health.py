@@ -14,13 +14,13 @@ a readiness probe must fail then, so traffic and operators see it. Readiness che
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from cloud_controller.store.base import STORE_ERRORS
 from cloud_controller.web.views import STALE_PERIODS
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ async def _store_check(controller: CloudController) -> Check:
             await asyncio.to_thread(controller.store.probe_write, "readyz", now_s)
     except TimeoutError:
         return Check("store", False, f"a write to {controller.store.path} took over {STORE_PROBE_S:.0f} s")
-    except sqlite3.Error as exc:
+    except STORE_ERRORS as exc:
         return Check("store", False, f"cannot write {controller.store.path}: {exc}")
     return Check("store", True, f"writable ({controller.store.path})")
 

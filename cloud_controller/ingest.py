@@ -21,7 +21,7 @@ from datetime import datetime
 from cloud_controller.commands import CommandTracker
 from cloud_controller.live.types import SiteSnapshot
 from cloud_controller.registry.check import RegistryCheck, SiteFindings
-from cloud_controller.store import SqliteStore
+from cloud_controller.store import Store
 from cloud_controller.store.influx import InfluxSink
 from protocols.assets import Points
 from protocols.codec import decode
@@ -60,7 +60,7 @@ class Ingest:
 
     def __init__(
         self,
-        store: SqliteStore,
+        store: Store,
         snapshots: dict[str, SiteSnapshot],
         tracker: CommandTracker,
         check: RegistryCheck | None = None,

@@ -18,16 +18,18 @@ import logging
 import os
 import secrets
 import socket
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from cloud_controller.store.sqlite import LeaseState, SqliteStore
+from cloud_controller.store.base import STORE_ERRORS, LeaseState, Store
 from protocols.clock import Clock
 from protocols.errors import GridflexError
 
 __all__ = ["DISPATCH_LEASE", "DispatchLease", "LeaseLostError", "LeaseStatus", "holder_id"]
+
+#: A store call that timed out or that the store could not do: retried, not fatal.
+_UNREACHABLE: tuple[type[Exception], ...] = (TimeoutError, *STORE_ERRORS)
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,7 @@ class DispatchLease:
 
     def __init__(
         self,
-        store: SqliteStore,
+        store: Store,
         *,
         holder: str,
         clock: Clock,
@@ -106,7 +108,7 @@ class DispatchLease:
         while True:
             try:
                 st = await self._try()
-            except (TimeoutError, sqlite3.Error) as exc:
+            except _UNREACHABLE as exc:
                 log.warning("dispatch lease: cannot reach the store (%s); retry in %.0f s", exc, self.renew_s)
             else:
                 self._set(st)
@@ -125,7 +127,7 @@ class DispatchLease:
             await self.clock.sleep(self.renew_s)
             try:
                 st = await self._try()
-            except (TimeoutError, sqlite3.Error) as exc:
+            except _UNREACHABLE as exc:
                 expires = self.status.expires_at
                 if expires is not None and self.clock.now() >= expires:
                     log.error("dispatch lease expired while the store was unreachable (%s)", exc)
@@ -144,7 +146,7 @@ class DispatchLease:
             return False
         try:
             released = self.store.release_lease(self.name, self.holder)
-        except sqlite3.Error as exc:
+        except STORE_ERRORS as exc:
             log.warning("dispatch lease not released (%s): it expires by itself", exc)
             return False
         self.status = LeaseStatus("released", self.holder, self.status.token, None)

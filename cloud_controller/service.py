@@ -30,7 +30,7 @@ from cloud_controller.lease import DispatchLease, holder_id
 from cloud_controller.live.types import Plan, Planner, SiteSnapshot
 from cloud_controller.registry import Registry
 from cloud_controller.registry.check import RegistryCheck
-from cloud_controller.store import SqliteStore
+from cloud_controller.store import SqliteStore, Store
 from cloud_controller.store.influx_history import InfluxHistory
 from protocols.assets import Points
 from protocols.clock import Clock
@@ -74,6 +74,17 @@ def _read_secret(path: Path | None, what: str) -> str | None:
         return path.read_text().strip()
     except OSError as exc:
         raise ConfigError(f"cannot read {what}: {exc.strerror}", file=str(path)) from None
+
+
+def _open_store(config: CloudConfig) -> Store:
+    """The store `store.kind` names: PostgreSQL (shared by every worker), else the SQLite file."""
+    if config.store.kind != "postgres":
+        return SqliteStore(config.store.path)
+    from cloud_controller.store.postgres import PostgresStore  # psycopg only where asked for
+
+    password = _read_secret(config.store.password_file, "PostgreSQL password")
+    assert config.store.dsn is not None  # StoreConfig requires it for kind postgres
+    return PostgresStore(config.store.dsn, password=password)
 
 
 def _signing_keys(config: CloudConfig, registry: Registry) -> dict[str, SigningKey]:
@@ -128,7 +139,7 @@ class CloudController:
         self.registry = registry
         self.clock = clock
         self.role = role
-        self.store = SqliteStore(config.store.path)
+        self.store: Store = _open_store(config)
         self.snapshots: dict[str, SiteSnapshot] = {
             s: SiteSnapshot(site=s, mode="unknown") for s in registry.ids
         }
@@ -193,7 +204,7 @@ class CloudController:
                 database=config.store.influx_database,
             )
         #: Where `/sites/{id}/history` reads: this process's SQLite file, or InfluxDB's long history.
-        self.history: SqliteStore | InfluxHistory = self.store
+        self.history: Store | InfluxHistory = self.store
         if config.store.history == "influxdb":
             token = _read_secret(config.store.token_file, "InfluxDB token") or ""
             self.history = InfluxHistory(config.store.url, database=config.store.influx_database, token=token)

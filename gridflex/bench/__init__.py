@@ -187,6 +187,52 @@ def bench_ingest(
     console.print(table)
 
 
+@bench_app.command("store")
+def bench_store(
+    writers: Annotated[
+        list[int] | None, typer.Option("--workers", help="writer process counts (repeat)")
+    ] = None,
+    sites: Annotated[int, typer.Option(help="sites written")] = 20,
+    batches: Annotated[int, typer.Option(help="batches per site")] = 20,
+    size: Annotated[int, typer.Option(help="samples per batch")] = 500,
+) -> None:
+    """Store samples/s, SQLite vs a loopback PostgreSQL, with 1 and 2 writer processes (anchor: SQLite x1)."""
+    import tempfile
+    from pathlib import Path
+
+    from gridflex.bench.store import bench_store_writers
+    from gridflex.ops.postgres import LoopbackPostgres
+
+    counts = writers or [1, 2]
+    table = Table(title=f"gridflex bench store ({sites} sites x {batches} batches x {size} samples)")
+    for col in ("store", "writers", "samples/s", "vs SQLite x1", "watermarks right"):
+        table.add_column(col, justify="right")
+    anchor: float | None = None
+    with tempfile.TemporaryDirectory() as tmp, LoopbackPostgres() as pg:
+        runs = [("sqlite", n) for n in counts] + [("postgres", n) for n in counts]
+        for kind, n in runs:
+            location = str(Path(tmp) / f"s{n}.sqlite") if kind == "sqlite" else pg.dsn(pg.fresh_schema())
+            fig = bench_store_writers(
+                "sqlite" if kind == "sqlite" else "postgres",
+                n,
+                location=location,
+                password=pg.password,
+                n_sites=sites,
+                n_batches=batches,
+                size=size,
+            )
+            anchor = anchor or fig.samples_per_s
+            ratio = fig.samples_per_s / anchor if anchor else 0.0
+            table.add_row(
+                kind,
+                str(n),
+                f"{fig.samples_per_s:,.0f}",
+                f"{ratio:.2f}",
+                "yes" if fig.watermarks_ok else "NO",
+            )
+    console.print(table)
+
+
 @bench_app.command("loop")
 def bench_loop(
     sites: Annotated[int, typer.Option(min=1, max=319, help="simulated buildings, one agent each")] = 100,

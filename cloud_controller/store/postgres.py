@@ -1,0 +1,477 @@
+"""Shared store: PostgreSQL, for several controller processes on several machines writing at once.
+
+Same methods and meaning as `SqliteStore` (`cloud_controller.store.base.Store`); what
+changes is how concurrent writers agree:
+
+- **Duplicates.** The key (site, seq) lives in `sample_keys`; a batch inserts its keys
+  `ON CONFLICT DO NOTHING RETURNING seq` and only the returned rows go into `samples`,
+  so a resend, or the same seq from two workers at once, is stored once and counted as a
+  duplicate by the one that lost (a conflicting insert waits for the other's commit).
+  `samples` itself has no unique key, which lets it be a TimescaleDB hypertable on `ts`.
+- **Watermark.** Every write to a site first takes `pg_advisory_xact_lock(GF, hashtext(site))`:
+  writers of one site take turns, writers of different sites do not wait for each other,
+  and the lock ends with the transaction (a crashed worker leaves nothing held). The
+  connection runs READ COMMITTED, so each statement after the lock sees every sample the
+  previous holder committed (its commit is visible before its locks are released); the
+  highest contiguous seq is computed from what is in the table, not from a per-process
+  copy. Two workers with interleaved seqs therefore end at the right watermark. (The
+  `latest` upsert's row lock happens to serialize batches of the same points too, but
+  batches split by the broker need not share points; without this lock a probe left 37 of
+  100 concurrent rounds at a stale watermark.)
+- **Lease.** One statement, `INSERT … ON CONFLICT (name) DO UPDATE … WHERE holder = me OR
+  expires_at <= now RETURNING token`: Postgres locks the row and evaluates the WHERE on
+  its newest version, so of two contenders exactly one wins, and the token is bumped in
+  the same statement whenever the holder changes (never on a renewal). A row (not an
+  advisory lock) because the lease must outlive the session that took it and be
+  readable by others (`read_lease`, `/readyz`). `now_s` is the caller's clock, as with
+  SQLite: the TTL must exceed the clock skew between machines.
+- **Schema.** Versioned migrations under an advisory lock (`schema_version`); migration 1
+  creates the tables, and turns `samples` into a hypertable where TimescaleDB can be
+  created in the database (a plain table otherwise).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import TupleRow
+
+from cloud_controller.store.base import StoreError
+from cloud_controller.store.sqlite import LeaseState, WriteResult
+from protocols.assets import PointKey
+from protocols.messages import Ack, Event, Sample
+
+__all__ = ["SCHEMA_VERSION", "PostgresStore", "public_dsn"]
+
+log = logging.getLogger(__name__)
+
+Cursor = psycopg.Cursor[TupleRow]
+LOCK_CLASS = 0x6766  # first key of GridFlex's advisory locks ("gf"); the second is per site
+MIGRATION_LOCK = 0  # second key of the migration lock (hashtext never collides with it on purpose)
+CONNECT_TIMEOUT_S = 10
+
+MIGRATION_1 = """
+CREATE TABLE sample_keys (site text NOT NULL, seq bigint NOT NULL, PRIMARY KEY (site, seq));
+CREATE TABLE samples (
+    site text NOT NULL, seq bigint NOT NULL, asset text NOT NULL, point text NOT NULL,
+    ts timestamptz NOT NULL, value double precision, unit text NOT NULL, quality text NOT NULL
+);
+CREATE INDEX samples_series ON samples (site, asset, point, ts);
+CREATE INDEX samples_site_ts ON samples (site, ts);
+CREATE TABLE watermark (site text PRIMARY KEY, seq bigint NOT NULL);
+CREATE TABLE latest (
+    site text NOT NULL, asset text NOT NULL, point text NOT NULL,
+    ts timestamptz NOT NULL, value double precision NOT NULL, PRIMARY KEY (site, asset, point)
+);
+CREATE TABLE events (
+    id bigserial PRIMARY KEY, site text NOT NULL, ts timestamptz NOT NULL,
+    kind text NOT NULL, severity text NOT NULL, json text NOT NULL
+);
+CREATE INDEX events_ts ON events (ts);
+CREATE TABLE acks (
+    site text NOT NULL, cmd_id text NOT NULL, ts timestamptz NOT NULL, status text NOT NULL,
+    json text NOT NULL, PRIMARY KEY (site, cmd_id)
+);
+CREATE TABLE leases (
+    name text PRIMARY KEY, holder text NOT NULL, token bigint NOT NULL, expires_at double precision NOT NULL
+);
+CREATE TABLE probes (name text PRIMARY KEY, ts double precision NOT NULL);
+"""
+
+
+def _hypertable(cur: Cursor) -> str:
+    """Make `samples` a TimescaleDB hypertable if the extension can be had here; says what it did."""
+    cur.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
+    if cur.fetchone() is None:
+        return "plain samples table (timescaledb not available)"
+    try:
+        with cur.connection.transaction():  # a savepoint: a refusal leaves migration 1 intact
+            cur.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+            cur.execute("SELECT create_hypertable('samples', 'ts', if_not_exists => TRUE)")
+    except psycopg.Error as exc:
+        log.warning("store: timescaledb is available but not usable (%s); samples stay a plain table", exc)
+        return f"plain samples table (timescaledb refused: {exc})"
+    return "samples is a timescaledb hypertable on ts"
+
+
+def _migration_1(cur: Cursor) -> str:
+    cur.execute(MIGRATION_1)
+    return _hypertable(cur)
+
+
+#: Ordered migrations: version -> step (returns a note kept in schema_version). Append only.
+MIGRATIONS: dict[int, Callable[[Cursor], str]] = {1: _migration_1}
+SCHEMA_VERSION = max(MIGRATIONS)
+
+INSERT_SAMPLES = """
+WITH batch AS (
+    SELECT * FROM unnest(%(seq)b::bigint[], %(asset)b::text[], %(point)b::text[], %(ts)b::timestamptz[],
+                         %(value)b::float8[], %(unit)b::text[], %(quality)b::text[])
+        AS b(seq, asset, point, ts, value, unit, quality)
+), fresh AS (
+    INSERT INTO sample_keys (site, seq) SELECT %(site)s, seq FROM batch ON CONFLICT DO NOTHING RETURNING seq
+)
+INSERT INTO samples (site, seq, asset, point, ts, value, unit, quality)
+SELECT %(site)s, b.seq, b.asset, b.point, b.ts, b.value, b.unit, b.quality FROM batch b JOIN fresh USING (seq)
+"""
+UPSERT_LATEST = """
+INSERT INTO latest AS l (site, asset, point, ts, value)
+SELECT %(site)s, * FROM unnest(%(asset)b::text[], %(point)b::text[], %(ts)b::timestamptz[], %(value)b::float8[])
+ON CONFLICT (site, asset, point) DO UPDATE SET ts = excluded.ts, value = excluded.value WHERE excluded.ts >= l.ts
+"""
+ACQUIRE_LEASE = """
+INSERT INTO leases AS l (name, holder, token, expires_at) VALUES (%(name)s, %(holder)s, 1, %(expires)s)
+ON CONFLICT (name) DO UPDATE SET
+    token = CASE WHEN l.holder = excluded.holder AND l.expires_at > 0 THEN l.token ELSE l.token + 1 END,
+    holder = excluded.holder, expires_at = excluded.expires_at
+WHERE l.holder = excluded.holder OR l.expires_at <= %(now)s
+RETURNING token
+"""
+
+
+def public_dsn(dsn: str) -> str:
+    """The DSN without any password in it: what messages and /readyz may show."""
+    try:
+        parts = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise StoreError(f"store.dsn is not a PostgreSQL connection string: {exc}") from None
+    parts.pop("password", None)
+    return make_conninfo("", **parts)
+
+
+def _ts(when: datetime) -> datetime:
+    return when.astimezone(UTC)
+
+
+class PostgresStore:
+    """One connection, thread-safe (one lock): the service calls it from worker threads like SqliteStore."""
+
+    def __init__(self, dsn: str, *, password: str | None = None) -> None:
+        self.path = public_dsn(dsn)
+        self._dsn = dsn
+        self._password = password
+        self._lock = threading.Lock()
+        self._db: psycopg.Connection[TupleRow] | None = None
+        self._closed = False
+        self.schema_note = ""
+        self._migrate()
+
+    # -- connection, transactions, migrations -----------------------------------------
+
+    def _connect(self) -> psycopg.Connection[TupleRow]:
+        extra: dict[str, Any] = {"password": self._password} if self._password is not None else {}
+        db = psycopg.connect(self._dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, **extra)
+        # READ COMMITTED is what makes the per-site lock correct (see the module docstring)
+        db.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
+        db.execute("SET TIME ZONE 'UTC'")
+        return db
+
+    @contextmanager
+    def _tx(self) -> Iterator[Cursor]:
+        """One transaction on the (re)connected connection; database failures become StoreError."""
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"PostgreSQL store {self.path} is closed")
+            try:
+                if self._db is None or self._db.closed or self._db.broken:
+                    self._db = self._connect()
+                with self._db.transaction(), self._db.cursor() as cur:
+                    yield cur
+            except psycopg.Error as exc:
+                raise StoreError(f"PostgreSQL store {self.path}: {exc}") from exc
+
+    def _migrate(self) -> None:
+        """Apply the migrations this database lacks, one process at a time (advisory lock)."""
+        with self._tx() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS, MIGRATION_LOCK))
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version "
+                "(version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now(), note text NOT NULL)"
+            )
+            cur.execute("SELECT coalesce(max(version), 0) FROM schema_version")
+            row = cur.fetchone()
+            current = int(row[0]) if row is not None else 0
+            if current > SCHEMA_VERSION:
+                raise StoreError(
+                    f"PostgreSQL store {self.path}: schema version {current} is newer than this "
+                    f"program's {SCHEMA_VERSION}; upgrade the controller"
+                )
+            for version in sorted(v for v in MIGRATIONS if v > current):
+                note = MIGRATIONS[version](cur)
+                cur.execute("INSERT INTO schema_version (version, note) VALUES (%s, %s)", (version, note))
+                log.info("store: migration %d applied (%s)", version, note)
+            cur.execute("SELECT note FROM schema_version WHERE version = 1")
+            noted = cur.fetchone()
+            self.schema_note = str(noted[0]) if noted is not None else ""
+
+    @staticmethod
+    def _lock_site(cur: Cursor, site: str) -> None:
+        cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_CLASS, site))
+
+    @staticmethod
+    def _stored_watermark(cur: Cursor, site: str) -> int:
+        cur.execute("SELECT seq FROM watermark WHERE site = %s", (site,))
+        row = cur.fetchone()
+        return int(row[0]) if row is not None else -1
+
+    @staticmethod
+    def _advance(cur: Cursor, site: str, wm: int) -> int:
+        cur.execute(
+            "SELECT seq FROM sample_keys WHERE site = %s AND seq > %s ORDER BY seq LIMIT 100000", (site, wm)
+        )
+        for (seq,) in cur.fetchall():
+            if seq != wm + 1:
+                break
+            wm = int(seq)
+        return wm
+
+    @staticmethod
+    def _put_watermark(cur: Cursor, site: str, wm: int) -> None:
+        cur.execute(
+            "INSERT INTO watermark (site, seq) VALUES (%s, %s) ON CONFLICT (site) DO UPDATE SET seq = excluded.seq",
+            (site, wm),
+        )
+
+    # -- telemetry -------------------------------------------------------------------
+
+    def write_samples(self, site: str, samples: Sequence[Sample]) -> WriteResult:
+        """Insert (a seq already stored is a duplicate), then advance the watermark, in one transaction."""
+        first: dict[int, Sample] = {}
+        for s in samples:
+            first.setdefault(s.seq, s)  # a seq repeated inside the batch: the first one counts
+        batch = list(first.values())
+        newest: dict[tuple[str, str], tuple[datetime, float]] = {}
+        for s in samples:
+            key = (s.asset, s.point)
+            if s.value is not None and s.quality == "good" and (key not in newest or s.ts >= newest[key][0]):
+                newest[key] = (s.ts, float(s.value))
+        with self._tx() as cur:
+            self._lock_site(cur, site)
+            inserted = 0
+            if batch:
+                cur.execute(
+                    INSERT_SAMPLES,
+                    {
+                        "site": site,
+                        "seq": [s.seq for s in batch],
+                        "asset": [s.asset for s in batch],
+                        "point": [s.point for s in batch],
+                        "ts": [_ts(s.ts) for s in batch],
+                        "value": [s.value for s in batch],
+                        "unit": [s.unit for s in batch],
+                        "quality": [s.quality for s in batch],
+                    },
+                )
+                inserted = cur.rowcount
+            if newest:
+                cur.execute(
+                    UPSERT_LATEST,
+                    {
+                        "site": site,
+                        "asset": [a for a, _ in newest],
+                        "point": [p for _, p in newest],
+                        "ts": [_ts(ts) for ts, _ in newest.values()],
+                        "value": [v for _, v in newest.values()],
+                    },
+                )
+            stored = self._stored_watermark(cur, site)
+            wm = self._advance(cur, site, stored)
+            if wm != stored:
+                self._put_watermark(cur, site, wm)
+        return WriteResult(inserted, len(samples) - inserted, wm)
+
+    def raise_floor(self, site: str, seq: int) -> int:
+        """The agent dropped everything below `seq` (queue_floor): the watermark is at least seq − 1."""
+        with self._tx() as cur:
+            self._lock_site(cur, site)
+            wm = self._advance(cur, site, max(self._stored_watermark(cur, site), seq - 1))
+            self._put_watermark(cur, site, wm)
+        return wm
+
+    def highest_contiguous_seq(self, site: str) -> int:
+        """From the database: another worker may have advanced it since our last write."""
+        with self._tx() as cur:
+            return self._stored_watermark(cur, site)
+
+    def latest(self) -> dict[str, dict[str, tuple[datetime, float]]]:
+        """Newest good value of every point: site -> "asset/point" -> (ts, value)."""
+        with self._tx() as cur:
+            cur.execute("SELECT site, asset, point, ts, value FROM latest")
+            rows = cur.fetchall()
+        out: dict[str, dict[str, tuple[datetime, float]]] = {}
+        for site, asset, point, ts, value in rows:
+            out.setdefault(site, {})[f"{asset}/{point}"] = (_ts(ts), float(value))
+        return out
+
+    def watermarks(self) -> dict[str, int]:
+        """Each site's watermark: the highest contiguous `seq` stored (what its agent may delete up to)."""
+        with self._tx() as cur:
+            cur.execute("SELECT site, seq FROM watermark")
+            return {str(site): int(seq) for site, seq in cur.fetchall()}
+
+    def count_samples(self, site: str | None = None) -> int:
+        """Number of stored samples, of one site or of all."""
+        with self._tx() as cur:
+            if site is None:
+                cur.execute("SELECT count(*) FROM sample_keys")
+            else:
+                cur.execute("SELECT count(*) FROM sample_keys WHERE site = %s", (site,))
+            row = cur.fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def read_series(
+        self, site: str, asset: str, point: str, start: datetime, end: datetime
+    ) -> list[tuple[datetime, float]]:
+        """Good, non-null values of one point in [start, end), oldest first."""
+        with self._tx() as cur:
+            cur.execute(
+                "SELECT ts, value FROM samples WHERE site = %s AND asset = %s AND point = %s AND ts >= %s "
+                "AND ts < %s AND value IS NOT NULL AND quality = 'good' ORDER BY ts, seq",
+                (site, asset, point, _ts(start), _ts(end)),
+            )
+            rows = cur.fetchall()
+        return [(_ts(ts), float(v)) for ts, v in rows]
+
+    def read_history(
+        self,
+        site: str,
+        start: datetime,
+        end: datetime,
+        points: Sequence[PointKey] | None = None,
+        *,
+        max_rows: int = 200_000,
+    ) -> dict[PointKey, list[tuple[datetime, float]]]:
+        """Good, non-null values of several points of one site in [start, end), oldest first.
+
+        `points=None` means every point the site reported in the window; `max_rows` bounds
+        one request (the newest rows are dropped), as in SqliteStore.
+        """
+        sql = (
+            "SELECT asset, point, ts, value FROM samples WHERE site = %(site)s AND ts >= %(start)s "
+            "AND ts < %(end)s AND value IS NOT NULL AND quality = 'good'"
+        )
+        args: dict[str, object] = {"site": site, "start": _ts(start), "end": _ts(end), "limit": max_rows}
+        if points:
+            sql += " AND (asset, point) IN (SELECT * FROM unnest(%(assets)s::text[], %(points)s::text[]))"
+            args["assets"] = [k.asset for k in points]
+            args["points"] = [k.point for k in points]
+        sql += " ORDER BY ts, seq LIMIT %(limit)s"
+        with self._tx() as cur:
+            cur.execute(sql, args)
+            rows = cur.fetchall()
+        out: dict[PointKey, list[tuple[datetime, float]]] = {key: [] for key in points or ()}
+        for asset, point, ts, value in rows:
+            out.setdefault(PointKey(asset, point), []).append((_ts(ts), float(value)))
+        return out
+
+    # -- events and acks -------------------------------------------------------------
+
+    def write_event(self, event: Event) -> None:
+        """Store an agent's event."""
+        with self._tx() as cur:
+            cur.execute(
+                "INSERT INTO events (site, ts, kind, severity, json) VALUES (%s, %s, %s, %s, %s)",
+                (event.site, _ts(event.ts), event.kind, event.severity, event.model_dump_json()),
+            )
+
+    def write_ack(self, ack: Ack) -> None:
+        """Store a command's ack (a repeated ack replaces the earlier one)."""
+        with self._tx() as cur:
+            cur.execute(
+                "INSERT INTO acks (site, cmd_id, ts, status, json) VALUES (%s, %s, %s, %s, %s) "
+                "ON CONFLICT (site, cmd_id) DO UPDATE SET ts = excluded.ts, status = excluded.status, "
+                "json = excluded.json",
+                (ack.site, ack.cmd_id, _ts(ack.ts), ack.status, ack.model_dump_json()),
+            )
+
+    def count_events(self, kind: str | None = None) -> int:
+        """Number of stored events, of one kind or of all."""
+        with self._tx() as cur:
+            if kind is None:
+                cur.execute("SELECT count(*) FROM events")
+            else:
+                cur.execute("SELECT count(*) FROM events WHERE kind = %s", (kind,))
+            row = cur.fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def read_events(
+        self,
+        *,
+        site: str | None = None,
+        kind: str | None = None,
+        since: datetime | None = None,
+        limit: int = 200,
+    ) -> list[Event]:
+        """The newest events first (at most `limit`), optionally of one site / kind / after `since`."""
+        sql, args = "SELECT json FROM events WHERE true", list[object]()
+        if site is not None:
+            sql, args = sql + " AND site = %s", [*args, site]
+        if kind is not None:
+            sql, args = sql + " AND kind = %s", [*args, kind]
+        if since is not None:
+            sql, args = sql + " AND ts >= %s", [*args, _ts(since)]
+        sql += " ORDER BY ts DESC, id DESC LIMIT %s"
+        with self._tx() as cur:
+            cur.execute(sql, [*args, limit])
+            rows = cur.fetchall()
+        return [Event.model_validate_json(js) for (js,) in rows]
+
+    # -- leases and health --------------------------------------------------------------
+
+    def acquire_lease(self, name: str, holder: str, now_s: float, ttl_s: float) -> LeaseState:
+        """Take or renew lease `name` for `holder` until `now_s + ttl_s`, unless another holds it unexpired.
+
+        One upsert whose WHERE Postgres evaluates on the locked newest row: of two
+        contenders one wins. The token grows by one whenever the lease changes hands (or
+        is taken again after a release), never on a renewal.
+        """
+        expires = now_s + ttl_s
+        with self._tx() as cur:
+            cur.execute(ACQUIRE_LEASE, {"name": name, "holder": holder, "expires": expires, "now": now_s})
+            won = cur.fetchone()
+            if won is not None:
+                return LeaseState(name, holder, int(won[0]), expires, held=True)
+            cur.execute("SELECT holder, token, expires_at FROM leases WHERE name = %s", (name,))
+            row = cur.fetchone()
+        if row is None:  # pragma: no cover - leases are never deleted
+            raise StoreError(f"PostgreSQL store {self.path}: lease {name!r} vanished")
+        return LeaseState(name, str(row[0]), int(row[1]), float(row[2]), held=False)
+
+    def release_lease(self, name: str, holder: str) -> bool:
+        """End `holder`'s lease now (the token is kept, so the next holder's is larger); False if not held."""
+        with self._tx() as cur:
+            cur.execute(
+                "UPDATE leases SET expires_at = 0 WHERE name = %s AND holder = %s AND expires_at > 0",
+                (name, holder),
+            )
+            return cur.rowcount > 0
+
+    def read_lease(self, name: str) -> tuple[str, int, float] | None:
+        """(holder, token, expires_at) of lease `name` as stored, or None if never taken."""
+        with self._tx() as cur:
+            cur.execute("SELECT holder, token, expires_at FROM leases WHERE name = %s", (name,))
+            row = cur.fetchone()
+        return None if row is None else (str(row[0]), int(row[1]), float(row[2]))
+
+    def probe_write(self, name: str, now_s: float) -> None:
+        """A real write the readiness check makes: raises StoreError if the database does not take it."""
+        with self._tx() as cur:
+            cur.execute(
+                "INSERT INTO probes (name, ts) VALUES (%s, %s) ON CONFLICT (name) DO UPDATE SET ts = excluded.ts",
+                (name, now_s),
+            )
+
+    def close(self) -> None:
+        """Close the connection; later calls raise StoreError."""
+        with self._lock:
+            self._closed = True
+            if self._db is not None:
+                self._db.close()
+                self._db = None

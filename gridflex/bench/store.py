@@ -1,0 +1,144 @@
+"""Store write throughput: samples/s into SQLite (one file) and PostgreSQL with 1 and 2 writer processes.
+
+Each writer is its own process with its own store object (its own connection, as two
+controller workers have), writing interleaved batches of the same sites: batch b of
+every site goes to writer b mod n. Batches are built before the clock starts; the time
+runs from one `go` to the last writer's end. The anchor is SQLite with one writer in
+the same run, so the ratios say what the shared database costs or gains here. After
+each run every site's watermark must be its last seq (the check the tests make).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from multiprocessing.synchronize import Event as MpEvent
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = ["StoreFigures", "bench_store_writers"]
+
+T0 = datetime(2030, 1, 15, 12, tzinfo=UTC)
+StoreKind = Literal["sqlite", "postgres"]
+WAIT_S = 600.0
+
+
+@dataclass(frozen=True)
+class StoreFigures:
+    """One run: store kind, writers, samples stored, seconds, and whether every watermark came out right."""
+
+    kind: StoreKind
+    writers: int
+    samples: int
+    seconds: float
+    watermarks_ok: bool
+
+    @property
+    def samples_per_s(self) -> float:
+        """All writers together (0 if nothing was timed)."""
+        return self.samples / self.seconds if self.seconds > 0 else 0.0
+
+
+def _open(kind: StoreKind, location: str, password: str | None) -> Any:
+    from cloud_controller import PostgresStore, SqliteStore
+
+    return SqliteStore(Path(location)) if kind == "sqlite" else PostgresStore(location, password=password)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What one writer process does (picklable for spawn)."""
+
+    kind: StoreKind
+    location: str
+    password: str | None
+    index: int
+    n_writers: int
+    sites: tuple[str, ...]
+    n_batches: int
+    size: int
+
+
+def _writer(job: _Job, go: MpEvent, out: Any) -> None:
+    """Spawn target: build this writer's batches, say ready, write them on `go`, report the count."""
+    from protocols.messages import Sample
+
+    work = [
+        (
+            site,
+            [
+                Sample(
+                    seq=q,
+                    asset="meter",
+                    point="p_kw",
+                    value=float(q),
+                    unit="kW",
+                    ts=T0 + timedelta(seconds=q),
+                )
+                for q in range(b * job.size, (b + 1) * job.size)
+            ],
+        )
+        for b in range(job.n_batches)
+        if b % job.n_writers == job.index
+        for site in job.sites
+    ]
+    store = _open(job.kind, job.location, job.password)
+    out.put(("ready", job.index, 0))
+    go.wait(WAIT_S)
+    inserted = sum(store.write_samples(site, batch).inserted for site, batch in work)
+    store.close()
+    out.put(("done", job.index, inserted))
+
+
+def bench_store_writers(
+    kind: StoreKind,
+    n_writers: int,
+    *,
+    location: str,
+    password: str | None = None,
+    n_sites: int = 20,
+    n_batches: int = 20,
+    size: int = 500,
+) -> StoreFigures:
+    """Time `n_writers` processes writing n_sites × n_batches × size samples into an empty store at `location`.
+
+    `location` is the SQLite file or the PostgreSQL DSN (its tables empty or absent).
+    """
+    ctx = mp.get_context("spawn")
+    go = ctx.Event()
+    out = ctx.Queue()
+    sites = [f"s{i:03d}" for i in range(n_sites)]
+    _open(kind, location, password).close()  # create/migrate once, outside the timing
+    procs = [
+        ctx.Process(
+            target=_writer,
+            args=(_Job(kind, location, password, i, n_writers, tuple(sites), n_batches, size), go, out),
+            name=f"store-writer-{i}",
+        )
+        for i in range(n_writers)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        for _ in procs:
+            out.get(timeout=WAIT_S)  # every writer's batches are built and its store is open
+        t0 = time.perf_counter()
+        go.set()
+        inserted = sum(int(out.get(timeout=WAIT_S)[2]) for _ in procs)
+        seconds = time.perf_counter() - t0
+        for p in procs:
+            p.join(timeout=30)
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+                p.join(timeout=10)
+    store = _open(kind, location, password)
+    try:
+        last = n_batches * size - 1
+        ok = store.watermarks() == dict.fromkeys(sites, last) and store.count_samples() == inserted
+    finally:
+        store.close()
+    return StoreFigures(kind, n_writers, inserted, seconds, ok and inserted == n_sites * n_batches * size)

@@ -120,6 +120,14 @@ class Store(Protocol):
         """A real write the readiness check makes: raises if the store is not writable."""
         ...
 
+    def replace_envelopes(self, rows: Sequence[tuple[float, str]]) -> None:
+        """Store the operator's grid envelopes ((until as epoch s, JSON) each), replacing the last set."""
+        ...
+
+    def read_envelopes(self, now_s: float) -> list[str]:
+        """The stored envelopes (JSON) not expired by `now_s`, in the order given; expired ones are deleted."""
+        ...
+
     def close(self) -> None:
         """Release the connection or file."""
         ...

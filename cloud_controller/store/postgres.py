@@ -106,8 +106,15 @@ def _migration_1(cur: Cursor) -> str:
     return _hypertable(cur)
 
 
+def _migration_2(cur: Cursor) -> str:
+    cur.execute(
+        "CREATE TABLE grid_envelopes (pos integer PRIMARY KEY, until double precision NOT NULL, json text NOT NULL)"
+    )
+    return "grid_envelopes: the operator's operating envelopes (web/limits_api.py)"
+
+
 #: Ordered migrations: version -> step (returns a note kept in schema_version). Append only.
-MIGRATIONS: dict[int, Callable[[Cursor], str]] = {1: _migration_1}
+MIGRATIONS: dict[int, Callable[[Cursor], str]] = {1: _migration_1, 2: _migration_2}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 INSERT_SAMPLES = """
@@ -467,6 +474,23 @@ class PostgresStore:
                 "INSERT INTO probes (name, ts) VALUES (%s, %s) ON CONFLICT (name) DO UPDATE SET ts = excluded.ts",
                 (name, now_s),
             )
+
+    def replace_envelopes(self, rows: Sequence[tuple[float, str]]) -> None:
+        """Store the operator's envelopes (until as epoch s, the envelope as JSON), replacing the last set."""
+        with self._tx() as cur:
+            cur.execute("DELETE FROM grid_envelopes")
+            cur.executemany(
+                "INSERT INTO grid_envelopes (pos, until, json) VALUES (%s, %s, %s)",
+                [(i, until, js) for i, (until, js) in enumerate(rows)],
+            )
+
+    def read_envelopes(self, now_s: float) -> list[str]:
+        """The stored envelopes (JSON) not expired by `now_s`, in the order given; expired ones are deleted."""
+        with self._tx() as cur:
+            cur.execute("DELETE FROM grid_envelopes WHERE until <= %s", (now_s,))
+            cur.execute("SELECT json FROM grid_envelopes ORDER BY pos")
+            rows = cur.fetchall()
+        return [str(r[0]) for r in rows]
 
     def close(self) -> None:
         """Close the connection; later calls raise StoreError."""

@@ -28,7 +28,7 @@ def pg_server() -> Iterator[LoopbackPostgres]:
         server.close()
 
 
-TABLES = ("sample_keys", "samples", "watermark", "latest", "events", "acks", "leases", "probes")
+TABLES = ("sample_keys", "samples", "watermark", "latest", "events", "acks", "leases", "probes", "grid_envelopes")
 
 
 @pytest.fixture(scope="session")

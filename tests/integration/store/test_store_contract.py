@@ -177,6 +177,17 @@ def test_lease_is_renewed_refused_taken_over_and_its_token_only_grows(store: Sto
     assert store.read_lease("never") is None
 
 
+def test_envelopes_are_replaced_as_a_set_kept_in_order_and_dropped_when_expired(store: Store) -> None:
+    store.replace_envelopes([(100.0, '{"e": "b"}'), (50.0, '{"e": "a"}'), (200.0, '{"e": "c"}')])
+    assert store.read_envelopes(10.0) == ['{"e": "b"}', '{"e": "a"}', '{"e": "c"}']  # the order given
+    assert store.read_envelopes(60.0) == ['{"e": "b"}', '{"e": "c"}']  # until 50 has passed
+    assert store.read_envelopes(10.0) == ['{"e": "b"}', '{"e": "c"}']  # ... and is gone for good
+    store.replace_envelopes([(300.0, '{"e": "d"}')])
+    assert store.read_envelopes(60.0) == ['{"e": "d"}']
+    store.replace_envelopes([])
+    assert store.read_envelopes(0.0) == []
+
+
 def test_probe_write_writes_and_a_closed_store_raises_a_store_error(store: Store) -> None:
     store.probe_write("readyz", 1.0)
     store.probe_write("readyz", 2.0)

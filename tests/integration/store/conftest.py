@@ -28,7 +28,17 @@ def pg_server() -> Iterator[LoopbackPostgres]:
         server.close()
 
 
-TABLES = ("sample_keys", "samples", "watermark", "latest", "events", "acks", "leases", "probes", "grid_envelopes")
+TABLES = (
+    "sample_keys",
+    "samples",
+    "watermark",
+    "latest",
+    "events",
+    "acks",
+    "leases",
+    "probes",
+    "grid_envelopes",
+)
 
 
 @pytest.fixture(scope="session")

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 
 from gridflex.cli.core import LogLevel
 from gridflex.cli.ports import require_free_port
-from protocols.errors import ConfigError
+from protocols.errors import ConfigError, GridflexError
 
 __all__ = ["CloudRole", "register"]
 
@@ -38,6 +39,22 @@ def _load(config: Path, registry_path: Path | None) -> tuple[object, object]:
             key="registry",
         )
     return cfg, load_registry(path)
+
+
+T = TypeVar("T")
+
+
+def _start(build: Callable[[], T]) -> T:
+    """Build the controller (its store opens here): a store that cannot open is one line, not a traceback."""
+    try:
+        return build()
+    except ConfigError as exc:
+        typer.echo(f"gridflex cloud: {exc}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+    except GridflexError as exc:
+        reason = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())  # libpq: 2 lines
+        typer.echo(f"gridflex cloud: cannot start: {reason}", err=True)
+        raise typer.Exit(1) from None
 
 
 def register(app: typer.Typer) -> None:
@@ -121,10 +138,8 @@ def register(app: typer.Typer) -> None:
         from protocols.clock import RealClock
 
         assert isinstance(cfg, CloudConfig) and isinstance(reg, Registry)
-        run_until_signal(
-            lambda: CloudController(cfg, reg, clock=RealClock(), role=role.value).run(),
-            name="controller",
-        )
+        controller = _start(lambda: CloudController(cfg, reg, clock=RealClock(), role=role.value))
+        run_until_signal(controller.run, name="controller")
 
     @cloud_app.command("check-config")
     def check_config(

@@ -53,6 +53,20 @@ def test_a_taken_api_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert str(cfg) in err[0]
 
 
+def test_an_unreachable_postgres_store_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    from gridflex.ops.broker import free_port
+
+    cfg = _config(tmp_path, broker_port=1, api_port=free_port())
+    doc = yaml.safe_load(cfg.read_text())
+    doc["store"] = {"kind": "postgres", "dsn": f"postgresql://gridflex@127.0.0.1:{free_port()}/gridflex"}
+    cfg.write_text(yaml.safe_dump(doc))
+    proc = start(tmp_path, "cloud-pg", "cloud", "--config", str(cfg))
+    rc = proc.popen.wait(120)
+    err = proc.err.read_text().strip().splitlines()
+    assert rc == 1 and len(err) == 1, err
+    assert err[0].startswith("gridflex cloud: cannot start: ") and "127.0.0.1" in err[0]
+
+
 PLAN_ONCE = """
 import logging, sys
 from datetime import UTC, datetime

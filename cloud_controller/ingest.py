@@ -123,7 +123,7 @@ class Ingest:
 
     async def _telemetry(self, batch: TelemetryBatch, snap: SiteSnapshot) -> None:
         site = batch.site
-        before = self.store.highest_contiguous_seq(site)
+        before = await asyncio.to_thread(self.store.highest_contiguous_seq, site)
         result = await asyncio.to_thread(self.store.write_samples, site, batch.samples)
         self.stats.batches += 1
         self.stats.samples_stored += result.inserted

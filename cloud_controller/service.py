@@ -283,7 +283,7 @@ class CloudController:
         # Every registered site gets its watermark, -1 where nothing is stored yet: an agent
         # waits for it before sending (to know where to resume), so a fresh cloud says so.
         self.ingest.dirty.update(self.registry.ids)
-        self.ingest.dirty.update(self.store.watermarks())
+        self.ingest.dirty.update(await asyncio.to_thread(self.store.watermarks))
 
     async def _on_message(self, message: Any) -> None:
         await self.ingest.handle(str(message.topic), bytes(message.payload))
@@ -294,8 +294,10 @@ class CloudController:
             if not self.ingest.dirty or not self.session.connected.is_set():
                 continue
             dirty, self.ingest.dirty = self.ingest.dirty, set()
+            # one store call per round, off the event loop (PostgreSQL: one round trip, not one per site)
+            stored = await asyncio.to_thread(self.store.watermarks)
             for site in sorted(dirty):
-                msg = Stored(site=site, ts=self.clock.now(), seq=self.store.highest_contiguous_seq(site))
+                msg = Stored(site=site, ts=self.clock.now(), seq=stored.get(site, -1))
                 try:
                     await self.session.publish(site_topic(site, "stored"), encode(msg), retain=True)
                     self.stats.watermarks_published += 1

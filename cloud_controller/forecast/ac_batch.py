@@ -125,7 +125,9 @@ class ElementPowerFlow(BatchPowerFlow):
             q_rec[:, self._trafo_k] = -col(ComponentType.transformer, "q_to")[:, tc] / 1e6
         vm = col(ComponentType.node, "u_pu")[:, self._bus_c]
         err = self._model.batch_error
-        failed = np.asarray(err.failed_scenarios, dtype=np.int64) if err is not None else np.zeros(0, np.int64)
+        failed = (
+            np.asarray(err.failed_scenarios, dtype=np.int64) if err is not None else np.zeros(0, np.int64)
+        )
         for arr in (loading, p_rec, q_rec, vm):
             arr[failed] = np.nan
         return ElementFlows(loading, p_rec, q_rec, vm, failed)

@@ -65,7 +65,9 @@ class BlockStats:
             np.full((n_elements, n_scenarios), -np.inf),
         )
 
-    def add(self, t_idx: npt.ArrayLike, values: F32, n_exceed: npt.NDArray[np.int64], worst: F32) -> None:
+    def add(
+        self, t_idx: npt.NDArray[np.int64], values: F32, n_exceed: npt.NDArray[np.int64], worst: F32
+    ) -> None:
         """One block: `values` (E, Tb, S), sorted here in place; `n_exceed` (E, Tb) scenarios past the limit.
 
         `worst` (E, S): each scenario's worst value over the block's intervals (taken before sorting).

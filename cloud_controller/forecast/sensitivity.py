@@ -64,6 +64,51 @@ class TreeModel:
         self.grid = grid
         self.site_bus = np.asarray(site_bus, dtype=np.int64)
         k_n = grid.n_branch
+        self._impedances(net, grid)
+        # depth levels for the sweeps (parents before children within the BFS branch order)
+        depth = np.zeros(grid.n_bus, dtype=np.int64)
+        branch_of_bus = np.full(grid.n_bus, -1, dtype=np.int64)
+        for k in range(k_n):  # BFS order: a parent's depth is set before its children's
+            depth[grid.child[k]] = depth[grid.parent[k]] + 1
+            branch_of_bus[grid.child[k]] = k
+        self.branch_of_bus = branch_of_bus
+        bdepth = depth[grid.child]
+        self.levels = [np.flatnonzero(bdepth == d) for d in range(1, int(bdepth.max(initial=0)) + 1)]
+        # parent branch of each branch (-1 below the root)
+        self.parent_branch = branch_of_bus[grid.parent]
+        # downstream incidence: branch k x site i = 1 where site i is below branch k
+        rows: list[int] = []
+        cols: list[int] = []
+        for i, b in enumerate(self.site_bus):
+            k = int(branch_of_bus[int(b)])
+            while k >= 0:
+                rows.append(k)
+                cols.append(i)
+                k = int(self.parent_branch[k])
+        # BFS order makes branch k feed bus k + 1: the child voltages are then a view, not a gather
+        self._child_is_next = bool(np.array_equal(grid.child, np.arange(1, k_n + 1)))
+        # the sweeps' plans: (branch, its parent branch) bottom-up; (branch, child, parent, 1/t) top-down
+        self._up = [
+            (k, int(self.parent_branch[k])) for k in range(k_n - 1, -1, -1) if self.parent_branch[k] >= 0
+        ]
+        self._down = [
+            (k, int(grid.child[k]), int(grid.parent[k]), float(1.0 / self.ratio[k])) for k in range(k_n)
+        ]
+        at_root = branch_of_bus[self.site_bus] < 0
+        self._own = sp.csr_matrix(
+            (
+                np.ones(int((~at_root).sum()), dtype=np.float32),
+                (branch_of_bus[self.site_bus[~at_root]], np.flatnonzero(~at_root)),
+            ),
+            shape=(k_n, len(self.site_bus)),
+        )
+        self.below = sp.csr_matrix(
+            (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(k_n, len(self.site_bus))
+        )
+
+    def _impedances(self, net: Any, grid: RadialGrid) -> None:
+        """Per branch: per-unit r and x (1 MVA base), rating at 1 pu, loading limit, off-nominal ratio."""
+        k_n = grid.n_branch
         self.r_pu = np.zeros(k_n)
         self.x_pu = np.zeros(k_n)
         self.ratio = np.ones(k_n)
@@ -93,44 +138,6 @@ class TreeModel:
                 self.rated_mva[k] = sn
                 self.limit_pct[k] = _finite(tr.get("max_loading_percent"), 100.0)
                 self.ratio[k] = _trafo_ratio(net, tr)
-        # depth levels for the sweeps (parents before children within the BFS branch order)
-        depth = np.zeros(grid.n_bus, dtype=np.int64)
-        branch_of_bus = np.full(grid.n_bus, -1, dtype=np.int64)
-        for k in range(k_n):  # BFS order: a parent's depth is set before its children's
-            depth[grid.child[k]] = depth[grid.parent[k]] + 1
-            branch_of_bus[grid.child[k]] = k
-        self.branch_of_bus = branch_of_bus
-        bdepth = depth[grid.child]
-        self.levels = [np.flatnonzero(bdepth == d) for d in range(1, int(bdepth.max(initial=0)) + 1)]
-        # parent branch of each branch (-1 below the root)
-        self.parent_branch = branch_of_bus[grid.parent]
-        # downstream incidence: branch k x site i = 1 where site i is below branch k
-        rows: list[int] = []
-        cols: list[int] = []
-        for i, b in enumerate(self.site_bus):
-            k = int(branch_of_bus[int(b)])
-            while k >= 0:
-                rows.append(k)
-                cols.append(i)
-                k = int(self.parent_branch[k])
-        # BFS order makes branch k feed bus k + 1: the child voltages are then a view, not a gather
-        self._child_is_next = bool(np.array_equal(grid.child, np.arange(1, k_n + 1)))
-        # the sweeps' plans: (branch, its parent branch) bottom-up; (branch, child, parent, 1/t) top-down
-        self._up = [(k, int(self.parent_branch[k])) for k in range(k_n - 1, -1, -1) if self.parent_branch[k] >= 0]
-        self._down = [
-            (k, int(grid.child[k]), int(grid.parent[k]), float(1.0 / self.ratio[k])) for k in range(k_n)
-        ]
-        at_root = branch_of_bus[self.site_bus] < 0
-        self._own = sp.csr_matrix(
-            (
-                np.ones(int((~at_root).sum()), dtype=np.float32),
-                (branch_of_bus[self.site_bus[~at_root]], np.flatnonzero(~at_root)),
-            ),
-            shape=(k_n, len(self.site_bus)),
-        )
-        self.below = sp.csr_matrix(
-            (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(k_n, len(self.site_bus))
-        )
 
     @property
     def n_sites(self) -> int:
@@ -165,8 +172,12 @@ class TreeModel:
             parent = self.parent_branch[level]
             has = parent >= 0
             lv, par = level[has], parent[has]
-            dloss_p = 2.0 * self.r_pu[lv] * (p_rec_mw[:, lv] * g[:, lv] + q_rec_mvar[:, lv] * h[:, lv]) / v2[:, lv]
-            dloss_q = 2.0 * self.x_pu[lv] * (p_rec_mw[:, lv] * g[:, lv] + q_rec_mvar[:, lv] * h[:, lv]) / v2[:, lv]
+            dloss_p = (
+                2.0 * self.r_pu[lv] * (p_rec_mw[:, lv] * g[:, lv] + q_rec_mvar[:, lv] * h[:, lv]) / v2[:, lv]
+            )
+            dloss_q = (
+                2.0 * self.x_pu[lv] * (p_rec_mw[:, lv] * g[:, lv] + q_rec_mvar[:, lv] * h[:, lv]) / v2[:, lv]
+            )
             np.add.at(g.T, par, (g[:, lv] + dloss_p).T)
             np.add.at(h.T, par, (h[:, lv] + dloss_q).T)
         safe = np.where(flow_w > 1e-12, flow_w, 1.0)

@@ -16,6 +16,8 @@ from protocols.lazy import lazy_exports
 if TYPE_CHECKING:
     from cloud_controller.api import create_app
     from cloud_controller.config import CloudConfig, load_cloud_config
+    from cloud_controller.forecast.probabilistic import ProbabilisticCongestion
+    from cloud_controller.forecast.result import ForecastOptions
     from cloud_controller.grid import Region, build_schutterwald_region
     from cloud_controller.live.planner import MpcPlanner, build_planner
     from cloud_controller.live.types import AssetRef, History, Plan, Planner, SiteRef, SiteSnapshot
@@ -27,10 +29,12 @@ __all__ = [
     "AssetRef",
     "CloudConfig",
     "CloudController",
+    "ForecastOptions",
     "History",
     "MpcPlanner",
     "Plan",
     "Planner",
+    "ProbabilisticCongestion",
     "Region",
     "Registry",
     "SiteRef",
@@ -47,10 +51,12 @@ _WHERE = {
     "AssetRef": "cloud_controller.live.types",
     "CloudConfig": "cloud_controller.config",
     "CloudController": "cloud_controller.service",
+    "ForecastOptions": "cloud_controller.forecast.result",
     "History": "cloud_controller.live.types",
     "MpcPlanner": "cloud_controller.live.planner",
     "Plan": "cloud_controller.live.types",
     "Planner": "cloud_controller.live.types",
+    "ProbabilisticCongestion": "cloud_controller.forecast.probabilistic",
     "Region": "cloud_controller.grid",
     "Registry": "cloud_controller.registry",
     "SiteRef": "cloud_controller.live.types",

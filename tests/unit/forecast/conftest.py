@@ -7,18 +7,20 @@ linear model's error would show. The region-sized check is `test_region_accuracy
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from cloud_controller.forecast.probabilistic import ProbabilisticCongestion
-from cloud_controller.grid import Region, region_from_json
+from cloud_controller.grid import Region
+from cloud_controller.grid.region import _region
 
 HOUSES = 10
 
 
-def _feeder_json(path: Path) -> None:
+def feeder_net() -> Any:
+    """The pandapower net (in memory: a JSON round trip costs seconds on a loaded machine)."""
     import pandapower as pp
 
     net = pp.create_empty_network()
@@ -37,15 +39,13 @@ def _feeder_json(path: Path) -> None:
             pp.create_line(net, a, c, 0.04, "NAYY 4x50 SE", name=f"f{feeder}-{j}")
             pp.create_load(net, b, p_mw=0.0, name=f"h{feeder}-{j}")
             prev = b
-    pp.to_json(net, str(path))
+    return net
 
 
 @pytest.fixture(scope="session")
-def feeder(tmp_path_factory: pytest.TempPathFactory) -> Region:
-    """The feeder as a Region (households = its ten loads)."""
-    path = tmp_path_factory.mktemp("feeder") / "feeder.json"
-    _feeder_json(path)
-    return region_from_json(str(path), hvmv_trafo_name="HV/MV")
+def feeder() -> Region:
+    """The feeder as a Region (households = its ten loads), as `region_from_json` builds it."""
+    return _region(feeder_net(), "trafo:0")
 
 
 @pytest.fixture(scope="session")

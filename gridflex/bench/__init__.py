@@ -167,8 +167,9 @@ def bench_congestion(
             fmt(r.p_exceed_diff, ".3f"),
             "fast <= 0.3 s, <= 1 pp" if r.scenarios == 100 else "",
         )
-    console.print(table)
-    console.print(
+    wide = Console(width=max(console.width, 160))  # ten numeric columns: never truncated
+    wide.print(table)
+    wide.print(
         f"peak expected loading {st['peak_loading_pct']:.1f} %, lowest p10 voltage {st['min_p10_pu']:.3f} pu"
     )
 

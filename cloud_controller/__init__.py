@@ -16,8 +16,10 @@ from protocols.lazy import lazy_exports
 if TYPE_CHECKING:
     from cloud_controller.api import create_app
     from cloud_controller.config import CloudConfig, load_cloud_config
+    from cloud_controller.forecast.probabilistic import ProbabilisticCongestion
     from cloud_controller.forecast.quality_backtest import BacktestConfig, run_backtest
     from cloud_controller.forecast.quality_report import write_quality_outputs
+    from cloud_controller.forecast.result import ForecastOptions
     from cloud_controller.grid import Region, build_schutterwald_region
     from cloud_controller.live.planner import MpcPlanner, build_planner
     from cloud_controller.live.types import AssetRef, History, Plan, Planner, SiteRef, SiteSnapshot
@@ -31,11 +33,13 @@ __all__ = [
     "BacktestConfig",
     "CloudConfig",
     "CloudController",
+    "ForecastOptions",
     "History",
     "MpcPlanner",
     "Plan",
     "Planner",
     "PostgresStore",
+    "ProbabilisticCongestion",
     "Region",
     "Registry",
     "SiteRef",
@@ -55,11 +59,13 @@ _WHERE = {
     "BacktestConfig": "cloud_controller.forecast.quality_backtest",
     "CloudConfig": "cloud_controller.config",
     "CloudController": "cloud_controller.service",
+    "ForecastOptions": "cloud_controller.forecast.result",
     "History": "cloud_controller.live.types",
     "MpcPlanner": "cloud_controller.live.planner",
     "Plan": "cloud_controller.live.types",
     "Planner": "cloud_controller.live.types",
     "PostgresStore": "cloud_controller.store.postgres",
+    "ProbabilisticCongestion": "cloud_controller.forecast.probabilistic",
     "Region": "cloud_controller.grid",
     "Registry": "cloud_controller.registry",
     "SiteRef": "cloud_controller.live.types",

@@ -7,8 +7,6 @@ served from local assets, so they work offline.
 
 from __future__ import annotations
 
-import threading
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
@@ -16,9 +14,9 @@ from fastapi.middleware.gzip import GZipMiddleware
 from pydantic import ValidationError
 
 from cloud_controller.health import health_routes
-from cloud_controller.live.types import Plan
 from cloud_controller.metrics import CONTENT_TYPE, ControllerMetrics
 from cloud_controller.web import mount_dashboard, mount_offline_docs
+from cloud_controller.web.forecast_api import forecast_router
 from cloud_controller.web.forecast_quality_api import forecast_quality_router
 from cloud_controller.web.grid_state_api import grid_state_router
 from cloud_controller.web.limits_api import limits_router
@@ -98,6 +96,7 @@ def create_app(controller: CloudController) -> FastAPI:
     app.include_router(grid_state_router(controller), dependencies=[Depends(controller.auth.read)])
     app.include_router(forecast_quality_router(controller), dependencies=[Depends(controller.auth.read)])
     app.include_router(limits_router(controller))  # reads: viewer; PUT: operator (web/limits_api.py)
+    app.include_router(forecast_router(controller), dependencies=[Depends(controller.auth.read)])
     mount_dashboard(app, controller)  # last: its static mount must not shadow the routes above
     return app
 
@@ -143,7 +142,6 @@ def _status_routes(app: FastAPI, controller: CloudController) -> None:
 def _plan_routes(app: FastAPI, controller: CloudController) -> None:
     """The last plan: forecast load, congestion, schedule, and the commands sent."""
     read = [Depends(controller.auth.read)]
-    scenario_cache = ScenarioCache()
 
     @app.get("/grid/loading", dependencies=read)
     def grid_loading_view() -> dict[str, Any]:
@@ -155,29 +153,6 @@ def _plan_routes(app: FastAPI, controller: CloudController) -> None:
         """
         control = controller.config.control
         return grid_loading(controller.last_plan, control.period_s, control.station_limit_kw)
-
-    @app.get("/forecast/congestion", dependencies=read)
-    def congestion(
-        request: Request, scenarios: Annotated[int, Query(ge=0, le=1000)] = 0
-    ) -> list[dict[str, Any]]:
-        """The congestion forecast: the plan's own (scenarios=0) or from AC power flows (scenarios=N).
-
-        scenarios=0: the plan's HV/MV forecast (normal approximation, every period);
-        scenarios=N: AC power flows of the region over N sampled load scenarios, per
-        transformer and the most loaded line (the FlexiGrid DSO guide; seconds of CPU, on demand).
-        N is capped by `api.max_scenarios` (422 above it; default 200), needs the operator role
-        once roles are on, and is computed once per plan and N (repeated calls are cached).
-        """
-        cap = controller.config.api.max_scenarios
-        if scenarios > cap:
-            raise HTTPException(422, f"scenarios: at most {cap} (api.max_scenarios), not {scenarios}")
-        plan = controller.last_plan
-        if plan is None:
-            return []
-        if scenarios == 0:
-            return [c.__dict__ for c in plan.congestion]
-        controller.auth.expensive(request)
-        return scenario_cache.get(controller, plan, scenarios)
 
     @app.get("/schedule", dependencies=read)
     def schedule() -> dict[str, Any]:
@@ -229,47 +204,3 @@ def _dr_routes(app: FastAPI, controller: CloudController) -> None:
             raise HTTPException(422, exc.errors(include_url=False, include_context=False)) from None
         controller.dr_requests.append(dr)
         return dr
-
-
-class ScenarioCache:
-    """AC scenario forecasts of the current plan, one per N: a repeated call costs nothing.
-
-    Why per plan object: a new plan (every period) makes every cached answer stale, so the
-    cache holds only the newest plan's; one lock makes concurrent identical calls compute once.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._plan: Plan | None = None
-        self._rows: dict[int, list[dict[str, Any]]] = {}
-        self.computed = 0  # forecasts actually run (the tests count them)
-
-    def get(self, controller: CloudController, plan: Plan, scenarios: int) -> list[dict[str, Any]]:
-        """The rows of `scenarios` AC scenarios over `plan` (computed on the first call only)."""
-        with self._lock:
-            if self._plan is not plan:
-                self._plan, self._rows = plan, {}
-            if scenarios not in self._rows:
-                self._rows[scenarios] = _scenario_rows(controller, plan, scenarios)
-                self.computed += 1
-            return self._rows[scenarios]
-
-
-def _scenario_rows(controller: CloudController, plan: Plan, scenarios: int) -> list[dict[str, Any]]:
-    forecast = getattr(controller.planner(), "congestion_forecast", None)
-    if forecast is None or plan.site_forecast_kw is None:
-        raise HTTPException(status_code=409, detail="this planner has no per-site forecast")
-    with controller.planner_lock:
-        f = forecast(plan, scenarios)
-    start = plan.at.timestamp() - plan.at.timestamp() % plan.period_s
-    return [
-        {
-            "start": datetime.fromtimestamp(start + k * plan.period_s, tz=UTC),
-            "element": element,
-            "loading_pct": round(float(f.loading_pct[k, e]), 2),
-            "p_exceed": round(float(f.p_exceed[k, e]), 4),
-            "scenarios": f.n_scenarios,
-        }
-        for k in range(f.loading_pct.shape[0])
-        for e, element in enumerate(f.elements)
-    ]

@@ -188,6 +188,9 @@ class ControlConfig(_Model):
     #: Seconds between fleet-guard steps (measurement-based corrections between plans, see
     #: cloud_controller/live/guard.py); 0 = off. Match it to the agents' telemetry interval.
     guard_period_s: float = Field(default=60.0, ge=0.0, le=900.0)
+    #: Scenarios of the probabilistic congestion forecast computed after every plan, in a worker
+    #: thread (`GET /forecast/congestion`, cloud_controller/forecast/probabilistic.py); 0 = off.
+    congestion_scenarios: int = Field(default=100, ge=0, le=1000)
 
 
 class ApiConfig(_Model):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 from collections.abc import Mapping
@@ -25,6 +26,8 @@ from typing import Any, Literal
 from cloud_controller.auth import ApiTokens, Auth
 from cloud_controller.commands import CommandTracker
 from cloud_controller.config import CloudConfig
+from cloud_controller.forecast.background import BackgroundForecast
+from cloud_controller.forecast.result import ForecastOptions
 from cloud_controller.ingest import Ingest
 from cloud_controller.lease import DispatchLease, holder_id
 from cloud_controller.live.types import Plan, Planner, SiteSnapshot
@@ -155,6 +158,9 @@ class CloudController:
         self._planner = planner
         self._plan_lock = asyncio.Lock()  # plan and guard share the planner's state
         self.planner_lock = threading.Lock()  # on-demand forecasts from API threads
+        #: the probabilistic congestion forecast after every plan (GET /forecast/congestion)
+        self.congestion = BackgroundForecast()
+        self._forecast_task: asyncio.Task[None] | None = None
         self._signing_keys = _signing_keys(config, registry)
         broker = config.broker.for_identity(role)
         password = _read_secret(broker.password_file, "broker password")
@@ -259,6 +265,8 @@ class CloudController:
                     tg.create_task(self._serve_api(), name="api")
                 tg.create_task(self._start(tg), name="start")
         finally:
+            if self._forecast_task is not None:
+                self._forecast_task.cancel()  # its worker thread ends on its own (bounded: one forecast)
             if self.lease is not None:
                 self.lease.release()
             self.store.close()
@@ -414,7 +422,38 @@ class CloudController:
             self.lease.token if self.lease is not None else "-",
         )
         await self._publish_commands(plan.commands)
+        self._forecast_in_background(plan)
         return plan
+
+    def _forecast_in_background(self, plan: Plan) -> None:
+        """Start the probabilistic congestion forecast of `plan` in a worker thread, or queue it.
+
+        At most one runs; a plan arriving meanwhile is the next (forecast/background.py).
+        """
+        if self.config.control.congestion_scenarios <= 0 or plan.site_forecast_kw is None:
+            return
+        if not hasattr(self._planner, "probabilistic_forecast"):
+            return
+        if self.congestion.claim(plan):
+            self._forecast_task = asyncio.create_task(self._forecast_loop(plan), name="congestion-forecast")
+
+    async def _forecast_loop(self, first: Plan) -> None:
+        compute = self._planner.probabilistic_forecast  # type: ignore[union-attr]
+        options = ForecastOptions(n_scenarios=self.config.control.congestion_scenarios)
+        plan: Plan | None = first
+        try:
+            while plan is not None:
+                await asyncio.to_thread(
+                    self.congestion.run,
+                    functools.partial(compute, plan, options),
+                    plan_at=plan.at,
+                    period_s=plan.period_s,
+                    now=self.clock.now,
+                )
+                plan = self.congestion.release()
+        except asyncio.CancelledError:
+            self.congestion.abandon()
+            raise
 
     async def _serve_api(self) -> None:
         import uvicorn

@@ -1,1 +1,1 @@
-"""Forecasts: per-site baselines from history (congestion is forecast by the planner over them)."""
+"""Forecasts: per-site baselines from history (`baseline.py`) and the probabilistic congestion forecast over them (`probabilistic.py`, `sensitivity.py`, `indicators.py`; the older on-demand AC view in `congestion.py`)."""

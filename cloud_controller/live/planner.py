@@ -48,6 +48,8 @@ from cloud_controller.dispatch import (
 )
 from cloud_controller.forecast.baseline import Baseline, seasonal_naive_smoothing
 from cloud_controller.forecast.congestion import CongestionForecast, ScenarioCongestion
+from cloud_controller.forecast.probabilistic import ProbabilisticCongestion
+from cloud_controller.forecast.result import ForecastOptions, ProbabilisticForecast
 from cloud_controller.grid import Region
 from cloud_controller.grid.limits import GridLimits
 from cloud_controller.grid.limits_check import branch_violations, interval_starts
@@ -176,6 +178,7 @@ class MpcPlanner:
             self.engine = DispatchEngine(problem, EngineOptions(presolve_first=True, cold_solver="ipm"))
         self.bat_index = {int(s): k for k, s in enumerate(problem.bat_site)}
         self._congestion: ScenarioCongestion | None = None
+        self._probabilistic: ProbabilisticCongestion | None = None
         self.last_schedule: Schedule | None = None
         self.last_answer: Answer | None = None  # the last plan's route and certificate
         self._battery_control = battery_control
@@ -434,6 +437,23 @@ class MpcPlanner:
             )
         limit = self.limit_kw if np.isfinite(self.limit_kw) else None
         return self._congestion.forecast(plan.site_forecast_kw, plan.site_sigma_kw, hvmv_limit_kw=limit)
+
+    def probabilistic_forecast(
+        self, plan: Plan, options: ForecastOptions | None = None
+    ) -> ProbabilisticForecast:
+        """The full probabilistic congestion forecast of `plan` (every element; forecast/probabilistic.py).
+
+        Reads only the plan and a model built once per planner, never the LP: the service runs
+        it in a worker thread after every plan without holding the plan lock.
+        """
+        if plan.site_forecast_kw is None or plan.site_sigma_kw is None:
+            raise ValueError("the plan carries no per-site forecast")
+        if self._probabilistic is None:
+            self._probabilistic = ProbabilisticCongestion(self.region, [s.region_site for s in self.sites])
+        limit = self.limit_kw if np.isfinite(self.limit_kw) else None
+        return self._probabilistic.forecast(
+            plan.site_forecast_kw, plan.site_sigma_kw, options, hvmv_limit_kw=limit
+        )
 
     def correct(self, now: datetime, sites: Mapping[str, SiteSnapshot]) -> list[Command]:
         """The fleet guard's step between plans (see guard.py): commands for what changed."""

@@ -99,6 +99,9 @@ class ControllerMetrics:
         yield from self._control()
         yield from self._commands()
         yield from self._sites()
+        from cloud_controller.web.forecast_api import forecast_metrics  # web imports this module
+
+        yield from forecast_metrics(self.controller.congestion)
 
     def _ingest(self) -> Iterator[Metric]:
         ing = self.controller.ingest.stats

@@ -270,7 +270,7 @@ def register(app: typer.Typer) -> None:
         from gridflex.loop.scenario import LoopSettings  # after the port check: this import takes seconds
 
         logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        settings = LoopSettings(n_sites=sites, seed=seed, bacnet=bacnet)
+        settings = LoopSettings(n_sites=sites, seed=seed, bacnet=bacnet, congestion_scenarios=100)
         if quick:
             settings = replace(settings, start_h=14.0, end_h=21.0, speed=480.0, poll_s=240.0)
         if speed is not None:

@@ -189,6 +189,7 @@ class ClosedLoop:
                     "forecast_z": s.forecast_z,
                     # the guard steps a few times per telemetry interval and acts on fresh data only
                     "guard_period_s": s.poll_s / 4.0,
+                    "congestion_scenarios": s.congestion_scenarios,
                 },
                 "api": {"host": "127.0.0.1", "port": self.api_port},
                 "dashboard": {"timezone": OPERATOR_TIMEZONE},

@@ -41,6 +41,9 @@ class LoopSettings:
     battery_control: str = "setpoint"
     #: Standard deviations of the fleet forecast the controller plans above the median.
     forecast_z: float = 1.2816
+    #: Scenarios of the controller's background congestion forecast after each plan (0 = off:
+    #: the tests' accelerated loops; `gridflex demo` turns it on for the dashboard).
+    congestion_scenarios: int = 0
     poll_s: float = 120.0
     physics_step_s: float = 30.0
     bacnet: bool = True

@@ -27,6 +27,7 @@ from cloud_controller.commands import CommandTracker
 from cloud_controller.config import CloudConfig
 from cloud_controller.ingest import Ingest
 from cloud_controller.lease import DispatchLease, holder_id
+from cloud_controller.live.commands import fence_commands, lease_fence
 from cloud_controller.live.types import Plan, Planner, SiteSnapshot
 from cloud_controller.registry import Registry
 from cloud_controller.registry.check import RegistryCheck
@@ -65,6 +66,7 @@ class ControllerStats:
     commands_publish_failed: int = 0
     guard_steps: int = 0
     guard_commands: int = 0
+    commands_without_lease: int = 0  # not sent: the dispatch lease was not held (or had expired)
 
 
 def _read_secret(path: Path | None, what: str) -> str | None:
@@ -344,6 +346,14 @@ class CloudController:
         }
 
     async def _publish_commands(self, commands: list[Command]) -> None:
+        if self.lease is not None:  # every command carries the lease's fencing token; no lease, none sent
+            st = self.lease.status
+            fence = lease_fence(st.state, st.token, st.expires_at, self.clock.now())
+            if fence is None:
+                self.stats.commands_without_lease += len(commands)
+                log.error("%d commands not sent: dispatch lease %s", len(commands), st.describe())
+                return
+            commands = fence_commands(commands, fence, self._signing_keys)
         decided = self.tracker.host_clock()
         for cmd in commands:
             # registered first: the agent's ack can be handled before this publish returns
@@ -392,7 +402,6 @@ class CloudController:
         self.stats.dispatch_count += 1
         self.stats.last_plan_at = now
         self.stats.last_solve_ms = plan.solve_ms
-        # the contract's Command has no field for the fencing token: it is logged with the plan
         log.info(
             "plan at %s: %d commands (fencing token %s)",
             now.isoformat(),

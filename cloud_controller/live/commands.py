@@ -4,12 +4,18 @@ Every controllable asset of an included site gets a command every period, valid 
 the end of the next period plus a margin: the agent's fallback is "no valid command",
 so a silent controller is noticed within one period and the equipment returns to its
 owner's behaviour. Values respect the asset's ratings and the §14a guaranteed minimum.
+
+Fencing: the dispatcher stamps its lease's token on every command it publishes
+(`fence_commands`, at the one place commands leave the service, so planners need not
+know about leases); `lease_fence` says which token that is, or that there is none and
+nothing may be sent. Agents refuse a token lower than the highest they have seen.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Literal
 
 from cloud_controller.dispatch import Schedule
 from cloud_controller.live.types import AssetRef, SiteRef
@@ -17,7 +23,48 @@ from protocols.assets import Role
 from protocols.messages import Command
 from protocols.signing import SigningKey, sign
 
-__all__ = ["CommandBuilder"]
+__all__ = ["CommandBuilder", "fence_commands", "lease_fence"]
+
+
+def lease_fence(
+    state: Literal["acquiring", "standby", "held", "released"],
+    token: int | None,
+    expires_at: datetime | None,
+    now: datetime,
+) -> int | None:
+    """The fencing token commands may carry now, or None: no lease held, so send nothing.
+
+    A lease that the holder still believes held but whose expiry has passed (the process
+    was paused longer than the TTL) counts as lost: a standby may already hold the next token.
+    """
+    if state != "held" or token is None or expires_at is None or now >= expires_at:
+        return None
+    return token
+
+
+def fence_commands(
+    commands: Sequence[Command], fence: int, keys: Mapping[str, bytes | SigningKey]
+) -> list[Command]:
+    """`commands` carrying `fence`, signed again with their site's key where they were signed.
+
+    A command already carrying `fence` is returned as it is. Raises ValueError for a signed
+    command whose site has no key here (re-stamping it would break its signature).
+    """
+    out: list[Command] = []
+    for cmd in commands:
+        if cmd.fence == fence:
+            out.append(cmd)
+            continue
+        stamped = cmd.model_copy(update={"fence": fence, "sig": None})
+        key = keys.get(cmd.site)
+        if key is not None:
+            stamped = sign(stamped, key)
+        elif cmd.sig is not None:
+            raise ValueError(
+                f"command {cmd.cmd_id!r} is signed but site {cmd.site!r} has no key to re-sign it"
+            )
+        out.append(stamped)
+    return out
 
 
 class CommandBuilder:

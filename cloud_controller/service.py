@@ -220,7 +220,7 @@ class CloudController:
                 else region_from_json(rc.network, hvmv_trafo_name=rc.hvmv_trafo_name)
             )
             c = self.config.control
-            self._planner = build_planner(
+            planner = build_planner(
                 region,
                 self.registry.sites,
                 period_s=c.period_s,
@@ -232,6 +232,8 @@ class CloudController:
                 forecast_z=c.forecast_z,
                 by_area=c.solve_by_area,
             )
+            planner.commands.fence = self._fence_now  # stamped before signing: signed once
+            self._planner = planner
         return self._planner
 
     # -- running ---------------------------------------------------------------------
@@ -345,13 +347,18 @@ class CloudController:
             for s, v in self.snapshots.items()
         }
 
+    def _fence_now(self) -> int | None:
+        st = self.lease.status if self.lease is not None else None
+        return lease_fence(st.state, st.token, st.expires_at, self.clock.now()) if st else None
+
     async def _publish_commands(self, commands: list[Command]) -> None:
         if self.lease is not None:  # every command carries the lease's fencing token; no lease, none sent
-            st = self.lease.status
-            fence = lease_fence(st.state, st.token, st.expires_at, self.clock.now())
+            fence = self._fence_now()
             if fence is None:
                 self.stats.commands_without_lease += len(commands)
-                log.error("%d commands not sent: dispatch lease %s", len(commands), st.describe())
+                log.error(
+                    "%d commands not sent: dispatch lease %s", len(commands), self.lease.status.describe()
+                )
                 return
             commands = fence_commands(commands, fence, self._signing_keys)
         decided = self.tracker.host_clock()

@@ -5,15 +5,17 @@ the end of the next period plus a margin: the agent's fallback is "no valid comm
 so a silent controller is noticed within one period and the equipment returns to its
 owner's behaviour. Values respect the asset's ratings and the §14a guaranteed minimum.
 
-Fencing: the dispatcher stamps its lease's token on every command it publishes
-(`fence_commands`, at the one place commands leave the service, so planners need not
-know about leases); `lease_fence` says which token that is, or that there is none and
-nothing may be sent. Agents refuse a token lower than the highest they have seen.
+Fencing: every command the dispatcher publishes carries its lease's token. The builder
+stamps it before signing when told where the token comes from (`CommandBuilder.fence`),
+so it signs once; `fence_commands`, at the one place commands leave the service, stamps
+(and signs again) whatever arrives without it, so a planner need not know about leases.
+`lease_fence` says which token that is, or that there is none and nothing may be sent.
+Agents refuse a token lower than the highest they have seen.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -83,6 +85,8 @@ class CommandBuilder:
         self.margin_s = margin_s
         self.keys = dict(signing_keys or {})
         self._seq = 0
+        #: Where the fencing token comes from (the service's lease), read per command; None: no token.
+        self.fence: Callable[[], int | None] | None = None
 
     def valid_until(self, now: datetime) -> datetime:
         """End of the period after `now`'s plus the margin: what a plan's command is valid for."""
@@ -143,6 +147,7 @@ class CommandBuilder:
                 "value": round(float(value), 3),
                 "valid_from": now,
                 "valid_until": valid_until or self.valid_until(now),
+                "fence": self.fence() if self.fence is not None else None,
             }
         )
         key = self.keys.get(site)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from cloud_controller.config import CloudConfig
-from cloud_controller.live.commands import fence_commands, lease_fence
+from cloud_controller.live.commands import CommandBuilder, fence_commands, lease_fence
 from cloud_controller.live.types import AssetRef, SiteRef
 from cloud_controller.registry import Registry
 from cloud_controller.service import CloudController
@@ -151,3 +151,16 @@ def test_fence_commands_re_signs_and_keeps_unsigned_unsigned() -> None:
     assert fence_commands(out, 7, {"b001": key})[0] is out[0]  # already carrying it: as it is
     with pytest.raises(ValueError, match="no key to re-sign"):
         fence_commands([sign(_cmd("c3", site="b003"), key)], 7, {})
+
+
+def test_builder_stamps_the_token_before_signing_so_publishing_signs_nothing_again() -> None:
+    key = SigningKey(KEY, "k1")
+    builder = CommandBuilder(period_s=900, margin_s=60, signing_keys={"b001": key})
+    tokens = iter([5, None])
+    builder.fence = lambda: next(tokens)
+    stamped = builder.one(T0, "b001", "bat1", "p_setpoint_kw", 2.0, T0 + timedelta(minutes=20))
+    assert stamped.fence == 5
+    Keyring([key]).check(stamped)
+    assert fence_commands([stamped], 5, {"b001": key})[0] is stamped
+    lapsed = builder.one(T0, "b001", "bat1", "p_setpoint_kw", 2.0, T0 + timedelta(minutes=20))
+    assert lapsed.fence is None  # no lease at build time: the publish step decides (none sent)

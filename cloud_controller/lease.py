@@ -6,9 +6,9 @@ off the broker and both would fight. The second one waits instead, says so in it
 and in `/readyz` ("standby: lease held by X until T"), and takes over once the holder's
 lease expires (a killed holder) or is released (a clean exit releases at once).
 
-The fencing token grows with every change of holder. The message contract has no field
-for it (protocols/messages.py `Command` forbids extra keys), so it is kept in the store's
-`leases` table and logged with every plan; agents rejecting older tokens come later.
+The fencing token grows with every change of holder. The service stamps it on every
+command it publishes (`Command.fence`, `cloud_controller.live.commands.fence_commands`)
+and agents refuse a token lower than the highest they have seen (`edge_agent.fence`).
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from cloud_controller.forecast.background import BackgroundForecast
 from cloud_controller.forecast.result import ForecastOptions
 from cloud_controller.ingest import Ingest
 from cloud_controller.lease import DispatchLease, holder_id
+from cloud_controller.live.commands import fence_commands, lease_fence
 from cloud_controller.live.types import Plan, Planner, SiteSnapshot
 from cloud_controller.registry import Registry
 from cloud_controller.registry.check import RegistryCheck
@@ -68,6 +69,7 @@ class ControllerStats:
     commands_publish_failed: int = 0
     guard_steps: int = 0
     guard_commands: int = 0
+    commands_without_lease: int = 0  # not sent: the dispatch lease was not held (or had expired)
 
 
 def _read_secret(path: Path | None, what: str) -> str | None:
@@ -235,7 +237,7 @@ class CloudController:
                 else region_from_json(rc.network, hvmv_trafo_name=rc.hvmv_trafo_name)
             )
             c = self.config.control
-            self._planner = build_planner(
+            planner = build_planner(
                 region,
                 self.registry.sites,
                 period_s=c.period_s,
@@ -248,6 +250,8 @@ class CloudController:
                 by_area=c.solve_by_area,
                 grid_limits=self.config.grid,  # grid.limits / grid.envelopes (grid/limits.py)
             )
+            planner.commands.fence = self._fence_now  # stamped before signing: signed once
+            self._planner = planner
         return self._planner
 
     # -- running ---------------------------------------------------------------------
@@ -365,7 +369,20 @@ class CloudController:
             for s, v in self.snapshots.items()
         }
 
+    def _fence_now(self) -> int | None:
+        st = self.lease.status if self.lease is not None else None
+        return lease_fence(st.state, st.token, st.expires_at, self.clock.now()) if st else None
+
     async def _publish_commands(self, commands: list[Command]) -> None:
+        if self.lease is not None:  # every command carries the lease's fencing token; no lease, none sent
+            fence = self._fence_now()
+            if fence is None:
+                self.stats.commands_without_lease += len(commands)
+                log.error(
+                    "%d commands not sent: dispatch lease %s", len(commands), self.lease.status.describe()
+                )
+                return
+            commands = fence_commands(commands, fence, self._signing_keys)
         decided = self.tracker.host_clock()
         for cmd in commands:
             # registered first: the agent's ack can be handled before this publish returns
@@ -414,7 +431,6 @@ class CloudController:
         self.stats.dispatch_count += 1
         self.stats.last_plan_at = now
         self.stats.last_solve_ms = plan.solve_ms
-        # the contract's Command has no field for the fencing token: it is logged with the plan
         log.info(
             "plan at %s: %d commands (fencing token %s)",
             now.isoformat(),

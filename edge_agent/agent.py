@@ -172,6 +172,7 @@ class EdgeAgent:
         )
         guard = await open_replay_memory(cfg, self.clock, self.stats, pipe, self._safe_state_before_exit)
         self._commands.guard = guard
+        self._commands.fence = guard.fence  # the highest fencing token, in the same file
         self.limiter.sink = pipe.store
         if guard.moved_aside is not None:
             self.event(

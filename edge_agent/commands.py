@@ -6,9 +6,11 @@ flood of commands cannot hold up the `stored` watermarks behind it. A command th
 finds the queue full is acked `rejected` with reason `busy` (its id is not burnt: the
 cloud may send it again).
 
-The decision itself (signature, replay, validity, limits, ramp, register, floor) is the
-pure `edge_agent.decision.decide`; every refusal happens there, before any I/O, so
-nothing rejected or expired can reach a device.
+The decision itself (signature, fencing token, replay, validity, limits, ramp, register,
+floor) is the pure `edge_agent.decision.decide`; every refusal happens there, before any
+I/O, so nothing rejected or expired can reach a device. A command refused by the fencing
+check (a dispatcher that lost its lease) is also counted (`counts["fence_refused"]`) and
+named in an `event`, once per stale token rather than once per command.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from edge_agent.config import AssetConfig, PointConfig, SiteConfig
 from edge_agent.connection_guard import ConnectionGuard
 from edge_agent.decision import Decision, RampState, decide
 from edge_agent.drivers.base import DeviceError, Driver, PointRef
+from edge_agent.fence import FenceGuard, FenceMemory
 from edge_agent.floor import floor_write
 from edge_agent.poller import Latest
 from edge_agent.replay import CommandGuard
@@ -74,6 +77,8 @@ class CommandExecutor:
     publish_ack: Publish
     events: Notify
     guard: CommandGuard = field(default_factory=ReplayGuard)
+    #: The highest fencing token seen; the agent sets the persistent one (`PersistentReplayGuard.fence`).
+    fence: FenceMemory = field(default_factory=FenceGuard)
     ramps: dict[tuple[str, str], RampState] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     on_valid: Callable[[Command], None] | None = None
@@ -90,6 +95,7 @@ class CommandExecutor:
         # Busy acks wait here for their own task, so refusing costs the receive loop no PUBACK wait.
         self._busy_acks: collections.deque[Ack] = collections.deque()
         self._busy_wake = asyncio.Event()
+        self._fence_told: tuple[int | None, int | None] | None = None  # the last stale token evented
 
     def submit(self, topic: str, payload: bytes) -> None:
         """Queue one `cmd` message for the worker (called from the MQTT receive loop; never waits)."""
@@ -190,9 +196,12 @@ class CommandExecutor:
             ramp=ramp,
             now_mono=self.clock.monotonic(),
             skew=self.skew,
+            fence=self.fence,
         )
         if d.status in ("rejected", "expired"):
             log.info("command %s %s: %s", cmd.cmd_id, d.status, d.reason)
+            if d.fenced:
+                self._fenced_off(cmd, str(d.reason))
             return self._ack(cmd.cmd_id, cmd.asset, d.status, requested=cmd.value, reason=d.reason)
         if cmd.kind in SITE_COMMAND_KINDS:
             return self._site_cap(cmd, d)
@@ -205,6 +214,22 @@ class CommandExecutor:
             if target is not None and ack.status in ("applied", "clamped"):
                 self.limiter.on_command(cmd.asset, cmd.kind, target)
             return ack
+
+    def _fenced_off(self, cmd: Command, reason: str) -> None:
+        """Count a command the fencing check refused; an event the first time for this token."""
+        self.counts["fence_refused"] = self.counts.get("fence_refused", 0) + 1
+        told = (cmd.fence, self.fence.highest)
+        if told == self._fence_told:
+            return
+        self._fence_told = told
+        log.warning("command %s from a fenced-off dispatcher refused: %s", cmd.cmd_id, reason)
+        self.events(
+            "command_fence_refused",
+            "warning",
+            f"command {cmd.cmd_id} refused: {reason}"
+            + (" (a dispatcher that lost its lease is still sending)" if cmd.fence is not None else ""),
+            cmd.asset,
+        )
 
     def _site_cap(self, cmd: Command, d: Decision) -> Ack:
         """A DSO cap: handed to the connection limit, nothing written here."""

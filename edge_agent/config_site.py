@@ -147,13 +147,17 @@ class BufferConfig(_Model):
 
 
 class CommandsConfig(_Model):
-    """How commands are taken in: a bounded queue in front of one worker, and the clock check."""
+    """How commands are taken in: a bounded queue in front of one worker, the clock and fencing checks."""
 
     #: Commands waiting for the worker; beyond this a command is refused with reason `busy`.
     queue_size: int = Field(default=1_000, ge=1, le=1_000_000)
     #: Allowed difference between the agent's and the cloud's clocks (seconds) before an
     #: event, and before a command refused for its validity is refused as `clock_skew`.
     clock_skew_tolerance_s: float = Field(default=5.0, gt=0, allow_inf_nan=False)
+    #: Refuse a command that carries no fencing token (`Command.fence`, the dispatcher's lease
+    #: token; `edge_agent.fence`). False during the rollout, so controllers from before the
+    #: token still command; set it true once the controller stamps tokens (docs/site-config.md).
+    require_fence: bool = False
 
 
 class FallbackConfig(_Model):

@@ -2,12 +2,14 @@
 
 Split out of `edge_agent.commands`, which is the I/O shell around it (queue, driver
 writes, read-back, acks). `decide` touches no device and no broker: apart from the replay
-guard's memory it is a function of the command, the site config, the clock readings and
+guard's and the fencing token's memory it is a function of the command, the site config, the clock readings and
 the last ramp value, so it is also what `gridflex.loop.twin_site` applies commands with.
 
-Order matters for safety: the signature is checked before the replay guard (a forged
-command must not burn a real `cmd_id`), and every refusal happens before any I/O, so
-nothing rejected or expired can reach a device.
+Order matters for safety: the signature is checked first (a forged command must neither
+burn a real `cmd_id` nor raise the fencing token), then the fencing token (a stale
+dispatcher's command is refused as stale, whatever else is wrong with it), then the replay
+guard; every refusal happens before any I/O, so nothing rejected or expired can reach a
+device.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from datetime import datetime
 
 from edge_agent.clock_skew import SkewMonitor
 from edge_agent.config import AssetConfig, ControlConfig, PointConfig, SiteConfig
+from edge_agent.fence import FenceMemory, check_fence
 from edge_agent.floor import floor_write, min_power_kw, power_scale
 from edge_agent.replay import CommandGuard
 from protocols.errors import ContractError
@@ -45,6 +48,8 @@ class Decision:
     write_value: float | None = None  # engineering units of the control point
     control: ControlConfig | None = None
     asset: AssetConfig | None = None
+    #: Refused by the fencing check (a stale or, where required, a missing token).
+    fenced: bool = False
 
 
 @dataclass
@@ -76,9 +81,15 @@ def _bounds(asset: AssetConfig, cmd: Command) -> tuple[float, float]:
 
 
 def _validity(
-    cmd: Command, key: bytes | Keyring | None, guard: CommandGuard, now: datetime, skew: SkewMonitor | None
+    cmd: Command,
+    key: bytes | Keyring | None,
+    guard: CommandGuard,
+    now: datetime,
+    skew: SkewMonitor | None,
+    fence: FenceMemory | None,
+    require_fence: bool,
 ) -> Decision | None:
-    """The refusal for a bad signature, replay or validity window, or None when the command may go on.
+    """The refusal for a bad signature, stale token, replay or validity window, or None when the command may go on.
 
     Where keys are configured, an unsigned command, one signed under a key id the site
     does not hold, and a bad signature are each refused with their own reason.
@@ -89,6 +100,13 @@ def _validity(
             keyring.check(cmd)
         except SignatureError as exc:
             return Decision("rejected", exc.reason)
+    try:
+        if fence is not None:
+            fence.check(cmd, require=require_fence)
+        else:  # no memory of tokens (the twin, the fuzzers): only the rule for a missing one
+            check_fence(cmd, None, require=require_fence)
+    except ContractError as exc:
+        return Decision("rejected", exc.reason, fenced=True)
     try:
         guard.check(cmd, now)
     except (ExpiredCommandError, CommandNotYetValidError) as exc:
@@ -169,7 +187,7 @@ def _to_register(
     return value, write
 
 
-def decide(
+def decide(  # noqa: PLR0913 (keyword-only collaborators, named at every call site)
     cmd: Command,
     *,
     config: SiteConfig,
@@ -179,9 +197,10 @@ def decide(
     ramp: RampState | None,
     now_mono: float,
     skew: SkewMonitor | None = None,
+    fence: FenceMemory | None = None,
 ) -> Decision:
-    """Verify and clamp one decoded command; pure apart from the replay guard's memory."""
-    refused = _validity(cmd, key, guard, now, skew)
+    """Verify and clamp one decoded command; pure apart from the replay guard's and the fence's memory."""
+    refused = _validity(cmd, key, guard, now, skew, fence, config.commands.require_fence)
     if refused is not None:
         return refused
     try:

@@ -7,6 +7,9 @@ each accepted `cmd_id` with its `valid_until` before the command is acted on (WA
 by primary key (one indexed lookup, not a scan), and purges expired ids at most once a
 minute through an index on `valid_until`.
 
+The same file keeps the highest fencing token seen (`edge_agent.fence`, table
+`fence_seen`): both are "what this agent has been commanded", with one corruption rule.
+
 The file sits beside the sample queue (`<queue>.replay.sqlite`), not inside it: a
 corrupt queue is moved aside and replaced, and that must not wipe the replay memory.
 If this file itself is corrupt it is moved aside too; the guard then refuses every
@@ -20,6 +23,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
+from edge_agent.fence import FENCE_SCHEMA, PersistentFenceGuard
 from edge_agent.sqlite_files import is_corruption, move_aside
 from protocols.messages import Command
 from protocols.signing import CommandNotYetValidError, ExpiredCommandError, ReplayedCommandError
@@ -66,6 +70,8 @@ class PersistentReplayGuard:
             self.moved_aside = move_aside(path, now)
             self.trust_from = now
             self._db = self._open(path)
+        #: The highest fencing token seen, in the same file (`edge_agent.fence`).
+        self.fence = PersistentFenceGuard(self._db)
         self._purged_at = now - PURGE_EVERY
 
     @staticmethod
@@ -81,7 +87,9 @@ class PersistentReplayGuard:
                 CREATE INDEX IF NOT EXISTS seen_cmd_valid_until ON seen_cmd (valid_until);
                 """
             )
+            db.execute(FENCE_SCHEMA)
             db.execute("SELECT COUNT(*) FROM seen_cmd").fetchone()
+            db.execute("SELECT COUNT(*) FROM fence_seen").fetchone()
         except sqlite3.DatabaseError:
             db.close()
             raise

@@ -209,7 +209,12 @@ class FlexEnvelope(_Envelope):
 
 
 class Command(_Envelope):
-    """A setpoint for one asset, valid in [valid_from, valid_until); `sig` is an optional HMAC under key `kid`."""
+    """A setpoint for one asset, valid in [valid_from, valid_until); `sig` is an optional HMAC under key `kid`.
+
+    `fence` is the dispatcher's fencing token (its lease's, growing with every change of
+    dispatcher): an agent refuses a command whose token is lower than the highest it has
+    seen, so a dispatcher that lost its lease cannot command equipment (docs/contract.md).
+    """
 
     cmd_id: MsgId
     asset: AssetId
@@ -218,6 +223,7 @@ class Command(_Envelope):
     valid_from: UtcDatetime
     valid_until: UtcDatetime
     priority: Annotated[int, Field(ge=1, le=16)] | None = None
+    fence: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = None
     kid: KeyId | None = None
     sig: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
 

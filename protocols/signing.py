@@ -2,7 +2,7 @@
 
 The signature covers every field of the command except `sig` itself, serialised
 canonically (sorted keys, compact JSON, UTC timestamps), so any change to value,
-asset, validity, site or key id breaks it. Keys are per site: a key leaked from one
+asset, validity, site, key id or fencing token breaks it. Keys are per site: a key leaked from one
 gateway cannot command another.
 
 Rotation by key id (`kid`): the controller signs with one key per site and names it in
@@ -79,10 +79,16 @@ class SigningKey:
 
 
 def canonical_bytes(cmd: Command) -> bytes:
-    """The bytes a signature is computed over (an absent `kid` is left out, as before key ids)."""
+    """The bytes a signature is computed over.
+
+    An absent `kid` or `fence` is left out, so a command without them signs exactly as
+    before those fields existed; a present `fence` is covered like every other field (a
+    token raised in transit would let a stale dispatcher's command through).
+    """
     body = cmd.model_dump(mode="json", exclude={"sig"})
-    if body.get("kid") is None:
-        body.pop("kid", None)
+    for optional in ("kid", "fence"):
+        if body.get(optional) is None:
+            body.pop(optional, None)
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 

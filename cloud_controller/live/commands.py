@@ -4,12 +4,20 @@ Every controllable asset of an included site gets a command every period, valid 
 the end of the next period plus a margin: the agent's fallback is "no valid command",
 so a silent controller is noticed within one period and the equipment returns to its
 owner's behaviour. Values respect the asset's ratings and the §14a guaranteed minimum.
+
+Fencing: every command the dispatcher publishes carries its lease's token. The builder
+stamps it before signing when told where the token comes from (`CommandBuilder.fence`),
+so it signs once; `fence_commands`, at the one place commands leave the service, stamps
+(and signs again) whatever arrives without it, so a planner need not know about leases.
+`lease_fence` says which token that is, or that there is none and nothing may be sent.
+Agents refuse a token lower than the highest they have seen.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Literal
 
 from cloud_controller.dispatch import Schedule
 from cloud_controller.live.types import AssetRef, SiteRef
@@ -17,7 +25,48 @@ from protocols.assets import Role
 from protocols.messages import Command
 from protocols.signing import SigningKey, sign
 
-__all__ = ["CommandBuilder"]
+__all__ = ["CommandBuilder", "fence_commands", "lease_fence"]
+
+
+def lease_fence(
+    state: Literal["acquiring", "standby", "held", "released"],
+    token: int | None,
+    expires_at: datetime | None,
+    now: datetime,
+) -> int | None:
+    """The fencing token commands may carry now, or None: no lease held, so send nothing.
+
+    A lease that the holder still believes held but whose expiry has passed (the process
+    was paused longer than the TTL) counts as lost: a standby may already hold the next token.
+    """
+    if state != "held" or token is None or expires_at is None or now >= expires_at:
+        return None
+    return token
+
+
+def fence_commands(
+    commands: Sequence[Command], fence: int, keys: Mapping[str, bytes | SigningKey]
+) -> list[Command]:
+    """`commands` carrying `fence`, signed again with their site's key where they were signed.
+
+    A command already carrying `fence` is returned as it is. Raises ValueError for a signed
+    command whose site has no key here (re-stamping it would break its signature).
+    """
+    out: list[Command] = []
+    for cmd in commands:
+        if cmd.fence == fence:
+            out.append(cmd)
+            continue
+        stamped = cmd.model_copy(update={"fence": fence, "sig": None})
+        key = keys.get(cmd.site)
+        if key is not None:
+            stamped = sign(stamped, key)
+        elif cmd.sig is not None:
+            raise ValueError(
+                f"command {cmd.cmd_id!r} is signed but site {cmd.site!r} has no key to re-sign it"
+            )
+        out.append(stamped)
+    return out
 
 
 class CommandBuilder:
@@ -36,6 +85,8 @@ class CommandBuilder:
         self.margin_s = margin_s
         self.keys = dict(signing_keys or {})
         self._seq = 0
+        #: Where the fencing token comes from (the service's lease), read per command; None: no token.
+        self.fence: Callable[[], int | None] | None = None
 
     def valid_until(self, now: datetime) -> datetime:
         """End of the period after `now`'s plus the margin: what a plan's command is valid for."""
@@ -96,6 +147,7 @@ class CommandBuilder:
                 "value": round(float(value), 3),
                 "valid_from": now,
                 "valid_until": valid_until or self.valid_until(now),
+                "fence": self.fence() if self.fence is not None else None,
             }
         )
         key = self.keys.get(site)

@@ -63,7 +63,7 @@ def test_a_request_inside_every_rule_is_accepted() -> None:
     ids=list(RULES),
 )
 def test_each_rule_refuses_and_names_itself(
-    rule: str, req: dict[str, object], con: dict[str, object], events: int
+    rule: str, req: dict[str, Any], con: dict[str, Any], events: int
 ) -> None:
     verdict = check_request(contract(**con), request(**req), events_that_day=events)
     assert not verdict.accepted

@@ -17,15 +17,46 @@ from cloud_controller.dr.contracts import (
     check_request,
     eligible_sites,
 )
+from cloud_controller.dr.problem import (
+    OBJECTIVES,
+    BatteryPhysics,
+    Feeder,
+    Objective,
+    Selection,
+    SelectionError,
+    SelectionRequest,
+    SiteLimit,
+    Source,
+    ZonePhysics,
+)
+from cloud_controller.dr.selection import SelectionOptions, select
+from cloud_controller.dr.sources import battery_source, fan_source, heatpump_source, pv_source, site_limit
 from cloud_controller.dr.store import DrStore
 
 __all__ = [
+    "OBJECTIVES",
     "RULES",
+    "BatteryPhysics",
     "Contract",
     "Direction",
     "DrStore",
     "Eligibility",
+    "Feeder",
+    "Objective",
     "Refusal",
+    "Selection",
+    "SelectionError",
+    "SelectionOptions",
+    "SelectionRequest",
+    "SiteLimit",
+    "Source",
+    "ZonePhysics",
+    "battery_source",
     "check_request",
     "eligible_sites",
+    "fan_source",
+    "heatpump_source",
+    "pv_source",
+    "select",
+    "site_limit",
 ]

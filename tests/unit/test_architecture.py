@@ -138,6 +138,7 @@ def test_device_templates_depend_on_pydantic_pyyaml_and_protocols_only() -> None
 CONTROLLER_FACES = {
     "cloud_controller",
     "cloud_controller.dispatch",
+    "cloud_controller.dr",
     "cloud_controller.grid",
     "cloud_controller.study",
 }

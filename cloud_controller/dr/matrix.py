@@ -160,6 +160,7 @@ class MilpIndex:
     up: IntArray  # (R, T)
     dn: IntArray  # (R, T)
     unmet: IntArray  # (T,)
+    z: IntArray  # the exclusivity binaries' columns (cells: `needs_binary`)
     n_cols: int
     n_rows: int
     n_integer: int
@@ -272,7 +273,7 @@ def build_milp(x: MilpInputs, h: Any) -> MilpIndex:
     up = b.cols((n_r, n_t), 0.0, x.up_max, c_up)
     dn = b.cols((n_r, n_t), 0.0, x.dn_max, c_dn)
     unmet = b.cols((n_t,), 0.0, x.target_abs_kw, unmet_cost(x))
-    _exclusivity(b, x, up, dn)
+    z = _exclusivity(b, x, up, dn)
     _batteries(b, x, up, dn)
     _zones(b, x, up, dn)
     # each step: s_t · Σ (up − dn) + unmet = |target|
@@ -284,6 +285,7 @@ def build_milp(x: MilpInputs, h: Any) -> MilpIndex:
         up=up,
         dn=dn,
         unmet=unmet,
+        z=z,
         n_cols=b.n_cols,
         n_rows=b.n_rows,
         n_integer=int(sum(int(i.sum()) for i in b.integer)),
@@ -344,9 +346,10 @@ def needs_binary(x: MilpInputs) -> NDArray[np.bool_]:
     return need & x.partial[:, None] & (x.up_max > 0) & (x.dn_max > 0)
 
 
-def _exclusivity(b: _Builder, x: MilpInputs, up: IntArray, dn: IntArray) -> None:
+def _exclusivity(b: _Builder, x: MilpInputs, up: IntArray, dn: IntArray) -> IntArray:
     both = needs_binary(x)
     rr, tt = np.nonzero(both)
+    z = np.zeros(0, dtype=np.int64)
     if rr.size:
         z = b.cols((rr.size,), 0.0, 1.0, integer=True)
         r1 = b.rows((rr.size,), -INF, 0.0)  # up − U z ≤ 0
@@ -369,6 +372,7 @@ def _exclusivity(b: _Builder, x: MilpInputs, up: IntArray, dn: IntArray) -> None
         ry = b.rows((onoff.size, n_t), -INF, 1.0)
         b.coef(ry, yu, 1.0)
         b.coef(ry, yd, 1.0)
+    return z
 
 
 def _batteries(b: _Builder, x: MilpInputs, up: IntArray, dn: IntArray) -> None:

@@ -158,6 +158,7 @@ class Selection:
     build_s: float
     solve_s: float
     builder: str
+    route: str = "milp"  # `lp` (no binaries), `lp-certified` (relaxation integral) or `milp`
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property

@@ -134,8 +134,8 @@ def _objective_columns(m: Any, x: MilpInputs) -> Any:
     return 0.0
 
 
-def load_pyomo(x: MilpInputs, h: Any) -> tuple[IntArray, IntArray, IntArray]:
-    """Write `build_model(x)` as an LP file, read it into `h`; return the columns of up, dn and unmet."""
+def load_pyomo(x: MilpInputs, h: Any) -> tuple[IntArray, IntArray, IntArray, IntArray]:
+    """Write `build_model(x)` as an LP file, read it into `h`; return the columns of up, dn, unmet and z."""
     model = build_model(x)
     fd, path = tempfile.mkstemp(suffix=".lp")
     os.close(fd)
@@ -157,8 +157,10 @@ def load_pyomo(x: MilpInputs, h: Any) -> tuple[IntArray, IntArray, IntArray]:
         return out
 
     up, dn, unmet = where(model.up, (n_r, n_t)), where(model.dn, (n_r, n_t)), where(model.unmet, (n_t,))
+    labels = (smap.byObject.get(id(model.z[key])) for key in model.z)
+    z = np.array([cols[label] for label in labels if label in cols], dtype=np.int64)
     # a column fixed at zero (cap 0) may be dropped from the LP file: read it as 0 through a spare index
-    return _fill_missing(up, h), _fill_missing(dn, h), _fill_missing(unmet, h)
+    return _fill_missing(up, h), _fill_missing(dn, h), _fill_missing(unmet, h), z
 
 
 def _fill_missing(ix: IntArray, h: Any) -> IntArray:

@@ -29,12 +29,13 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
+import highspy
 import numpy as np
 
 from cloud_controller.dispatch.highs.quiet import quiet_highs
-from cloud_controller.dr.matrix import MilpInputs, build_milp, inputs_of, source_costs
+from cloud_controller.dr.matrix import IntArray, MilpInputs, build_milp, inputs_of, source_costs
 from cloud_controller.dr.problem import (
     Feeder,
     FloatArray,
@@ -49,6 +50,7 @@ from cloud_controller.dr.problem import (
 __all__ = ["SelectionOptions", "select"]
 
 Builder = Literal["matrix", "pyomo"]
+Route = Literal["lp", "lp-certified", "milp"]
 
 
 @dataclass(frozen=True)
@@ -79,12 +81,12 @@ def select(
     if options.builder == "pyomo":
         from cloud_controller.dr.pyomo_model import load_pyomo
 
-        up_ix, dn_ix, unmet_ix = load_pyomo(x, h)
+        up_ix, dn_ix, unmet_ix, z_ix = load_pyomo(x, h)
     else:
         ix = build_milp(x, h)
-        up_ix, dn_ix, unmet_ix = ix.up, ix.dn, ix.unmet
+        up_ix, dn_ix, unmet_ix, z_ix = ix.up, ix.dn, ix.unmet, ix.z
     t1 = time.perf_counter()
-    h.run()
+    route = _solve(h, up_ix, dn_ix, z_ix, options.tolerance_kw)
     t2 = time.perf_counter()
     status = h.modelStatusToString(h.getModelStatus())
     if status not in ("Optimal", "Time limit reached"):
@@ -112,8 +114,43 @@ def select(
         build_s=t1 - t0,
         solve_s=t2 - t1,
         builder=options.builder,
+        route=route,
         notes=notes,
     )
+
+
+def _solve(h: Any, up_ix: IntArray, dn_ix: IntArray, z_ix: IntArray, tol_kw: float) -> Route:
+    """Solve the LP relaxation first; keep it when it is certified integral, else solve the MILP.
+
+    Certified: every binary other than the exclusivity z's is integral, and no exclusivity
+    cell has both up and dn above the tolerance (then z = [up > 0] is integral and the same
+    point: the relaxation's bound is met by an integer solution, so it is optimal). The
+    binaries' presolve, probing and heuristics are most of HiGHS's time on a large
+    selection whose relaxation is already integral; when it is not, the MILP decides
+    (route `milp`), never the relaxation.
+    """
+    lp = h.getLp()
+    n = int(lp.num_col_)
+    kinds = (
+        np.array([int(v) for v in lp.integrality_], dtype=np.int64) if len(lp.integrality_) else np.zeros(n)
+    )
+    integer = np.flatnonzero(kinds == int(highspy.HighsVarType.kInteger))
+    if integer.size == 0:
+        h.run()
+        return "lp"
+    zeros = np.zeros(integer.size, dtype=np.uint8)
+    h.changeColsIntegrality(integer.size, integer.astype(np.int32), zeros)
+    h.run()
+    if h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
+        col = np.asarray(h.getSolution().col_value, dtype=np.float64)
+        others = np.setdiff1d(integer, z_ix)
+        integral = bool(np.all(np.abs(col[others] - np.round(col[others])) <= 1e-6))
+        exclusive = bool(np.all(np.minimum(col[up_ix], col[dn_ix]) <= tol_kw))
+        if integral and exclusive:
+            return "lp-certified"
+    h.changeColsIntegrality(integer.size, integer.astype(np.int32), np.ones(integer.size, dtype=np.uint8))
+    h.run()
+    return "milp"
 
 
 def _objective_value(x: MilpInputs, up: FloatArray, dn: FloatArray, delivered: FloatArray) -> float:

@@ -134,18 +134,21 @@ def test_a_full_battery_does_not_absorb_power_by_charging_and_discharging_at_onc
         assert sel.status == "partial"
         assert sel.unmet_kw.tolist() == pytest.approx([0.4])
         assert kw(sel, "A", "bat") == [0.0]
+        assert sel.route == "milp"  # the relaxation burns (z fractional): the MILP decides
 
 
 def test_a_battery_gives_down_then_up_never_both_in_a_step() -> None:
     bat = Source("A", "bat", "battery", [5.0, 5.0], [5.0, 5.0],
                  battery=BatteryPhysics(5.0, 0.5, 10.0, eta_charge=0.95, eta_discharge=0.95))  # fmt: skip
     sel = select(SelectionRequest([-3.0, 3.0], 1.0), [bat])
+    assert sel.route == "lp-certified"  # the relaxation never gives both at once here
     assert sel.status == "full"
     assert kw(sel, "A", "bat") == [-3.0, 3.0]
 
 
 def test_an_infeasible_request_answers_partial_with_the_unmet_kw_of_each_step() -> None:
     sel = select(SelectionRequest([-10.0, -10.0], 1.0), [B, C])  # 7 then 5 kW available
+    assert sel.route == "lp"  # no binaries at all
     assert sel.status == "partial"
     assert sel.unmet_kw.tolist() == pytest.approx([3.0, 5.0])
     assert sel.delivered_kw.tolist() == pytest.approx([7.0, 5.0])

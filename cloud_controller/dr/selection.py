@@ -92,8 +92,12 @@ def select(
     if status not in ("Optimal", "Time limit reached"):
         raise SelectionError(f"HiGHS: {status} (the unmet columns make every request feasible: a bug)")
     col = np.asarray(h.getSolution().col_value, dtype=np.float64)
-    if col.size == 0:
-        raise SelectionError(f"HiGHS: {status} without a solution")
+    feasible = int(h.getInfo().primal_solution_status) == 2  # kSolutionStatusFeasible
+    if col.size == 0 or not feasible:
+        # a time-limited simplex holds a point that breaks rows: never answer with it
+        raise SelectionError(
+            f"HiGHS: {status} after {time.perf_counter() - t1:.1f} s without a feasible selection"
+        )
     net = col[up_ix] - col[dn_ix]  # netting: a source gives up or down, never both (see matrix.needs_binary)
     up = np.maximum(net, 0.0)
     dn = np.maximum(-net, 0.0)
@@ -141,6 +145,8 @@ def _solve(h: Any, up_ix: IntArray, dn_ix: IntArray, z_ix: IntArray, tol_kw: flo
     zeros = np.zeros(integer.size, dtype=np.uint8)
     h.changeColsIntegrality(integer.size, integer.astype(np.int32), zeros)
     h.run()
+    if h.getModelStatus() == highspy.HighsModelStatus.kTimeLimit:
+        return "lp"  # out of time in the relaxation: `select` refuses the point unless it is feasible
     if h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
         col = np.asarray(h.getSolution().col_value, dtype=np.float64)
         others = np.setdiff1d(integer, z_ix)

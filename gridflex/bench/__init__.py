@@ -338,3 +338,30 @@ def bench_market(
             target,
         )
     console.print(table)
+
+
+@bench_app.command("dr-selection")
+def bench_dr_selection(
+    buildings: Annotated[int, typer.Option(min=1, help="buildings, four sources each")] = 1000,
+    steps: Annotated[str, typer.Option(help="comma-separated step counts (15 min each)")] = "8,96",
+    objective: Annotated[
+        str, typer.Option(help="flexibility, financial, bid_length, power_peak, min_cost")
+    ] = "min_cost",
+    pyomo_anchor: Annotated[bool, typer.Option(help="also build the shortest case with pyomo")] = True,
+    time_limit_s: Annotated[float, typer.Option(help="HiGHS time limit per case")] = 120.0,
+) -> None:
+    """DR selection MILP (sources x steps, HiGHS): build and solve seconds, pyomo vs numpy build."""
+    from cloud_controller.dr import OBJECTIVES
+    from gridflex.bench.dr_selection import format_figures, run_dr_selection_bench
+
+    chosen = next((o for o in OBJECTIVES if o == objective), None)
+    if chosen is None:
+        raise typer.BadParameter(f"unknown objective {objective!r}; known: {', '.join(OBJECTIVES)}")
+    figures = run_dr_selection_bench(
+        buildings,
+        tuple(int(s) for s in steps.split(",") if s.strip()),
+        pyomo_anchor=pyomo_anchor,
+        objective=chosen,
+        time_limit_s=time_limit_s,
+    )
+    print(format_figures(figures))

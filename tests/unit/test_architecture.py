@@ -5,7 +5,8 @@
 - `edge_agent` and `cloud_controller` never import each other.
 - `simulators` are equipment: they import neither the agent nor the controller, and the
   controller imports no simulators at all (they are reached over sockets only).
-- `profiles` (pure generators) and `device_templates` (device descriptions as data) are
+- `profiles` (pure generators), `device_templates` (device descriptions as data) and
+  `flexmodels` (building flexibility models, shared by the agent and the controller) are
   leaves: they import `protocols` and third-party code only, and anyone may import them.
 """
 
@@ -22,6 +23,7 @@ PACKAGES = (
     "protocols",
     "profiles",
     "device_templates",
+    "flexmodels",
     "edge_agent",
     "cloud_controller",
     "simulators",
@@ -31,6 +33,7 @@ PROJECT = {
     "protocols",
     "profiles",
     "device_templates",
+    "flexmodels",
     "edge_agent",
     "cloud_controller",
     "simulators",
@@ -54,7 +57,15 @@ def _files(package: str) -> list[Path]:
 
 
 FORBIDDEN = {
-    "protocols": {"profiles", "device_templates", "edge_agent", "cloud_controller", "simulators", "gridflex"},
+    "protocols": {
+        "profiles",
+        "device_templates",
+        "flexmodels",
+        "edge_agent",
+        "cloud_controller",
+        "simulators",
+        "gridflex",
+    },
     "edge_agent": {"cloud_controller", "simulators", "gridflex"},
     "cloud_controller": {"edge_agent", "simulators", "gridflex"},
     "simulators": {"edge_agent", "cloud_controller", "gridflex"},
@@ -73,7 +84,7 @@ def test_package_imports_point_inward(package: str) -> None:
     assert not violations, "\n".join(violations)
 
 
-@pytest.mark.parametrize("package", ["profiles", "device_templates"])
+@pytest.mark.parametrize("package", ["profiles", "device_templates", "flexmodels"])
 def test_leaf_packages_import_only_protocols_of_the_project(package: str) -> None:
     violations = [
         f"{path.relative_to(ROOT)}: imports {name}"
@@ -100,6 +111,17 @@ def test_every_package_exists() -> None:
         assert (ROOT / package / "__init__.py").is_file(), package
 
 
+def test_flexmodels_depend_on_numpy_and_protocols_only() -> None:
+    allowed = {"numpy", "protocols", "flexmodels", "__future__", *sys.stdlib_module_names}
+    violations = [
+        f"{path.relative_to(ROOT)}: imports {name}"
+        for path in _files("flexmodels")
+        for name in _imports(path)
+        if name.split(".")[0] not in allowed
+    ]
+    assert not violations, "\n".join(violations)
+
+
 def test_device_templates_depend_on_pydantic_pyyaml_and_protocols_only() -> None:
     allowed = {"pydantic", "yaml", "protocols", "device_templates", "__future__", *sys.stdlib_module_names}
     violations = [
@@ -116,6 +138,7 @@ def test_device_templates_depend_on_pydantic_pyyaml_and_protocols_only() -> None
 CONTROLLER_FACES = {
     "cloud_controller",
     "cloud_controller.dispatch",
+    "cloud_controller.dr",
     "cloud_controller.grid",
     "cloud_controller.market",
     "cloud_controller.study",

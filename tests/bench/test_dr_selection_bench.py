@@ -1,0 +1,33 @@
+"""DR selection figures (marker `bench`, printed): the MILP at 1,000 buildings × 4 sources × 8 and 96 steps.
+
+The measuring code is `gridflex.bench.dr_selection`; `gridflex bench dr-selection` prints
+the same table. The smoke runs a small portfolio through both builders and checks they
+agree; the full sizes print their figures against the targets (≤ 2 s, ≤ 10 s), no timed
+assertion.
+
+Run: `.venv/bin/pytest -m bench -s tests/bench/test_dr_selection_bench.py`
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from gridflex.bench.dr_selection import bench_case, format_figures, run_dr_selection_bench
+
+pytestmark = pytest.mark.bench
+
+
+def test_dr_selection_smoke_both_builders_agree() -> None:
+    fast, fast_sel = bench_case(40, 8)
+    stated, stated_sel = bench_case(40, 8, builder="pyomo")
+    print("\n" + format_figures([fast, stated]))
+    assert fast_sel is not None and stated_sel is not None
+    assert fast.status == stated.status == "full"
+    assert stated_sel.objective_value == pytest.approx(fast_sel.objective_value, rel=1e-4)
+
+
+@pytest.mark.timeout(1800)
+def test_dr_selection_at_1000_buildings() -> None:
+    figures = run_dr_selection_bench(1000, (8, 96))
+    print("\n" + format_figures(figures))
+    assert all(f.status in ("full", "partial", "timeout") for f in figures)

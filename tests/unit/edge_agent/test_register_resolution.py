@@ -7,7 +7,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_agent.config_site import ControlConfig, PointConfig
+from edge_agent.config import ControlConfig, PointConfig
 from edge_agent.decision import _to_register
 
 

@@ -20,7 +20,6 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Literal
 
 from cloud_controller.auth import ApiTokens, Auth
@@ -34,15 +33,15 @@ from cloud_controller.live.commands import fence_commands, lease_fence
 from cloud_controller.live.types import Plan, Planner, SiteSnapshot
 from cloud_controller.registry import Registry
 from cloud_controller.registry.check import RegistryCheck
-from cloud_controller.store import SqliteStore, Store
+from cloud_controller.service_setup import open_store, read_secret, signing_keys
+from cloud_controller.store import Store
 from cloud_controller.store.influx_history import InfluxHistory
 from protocols.assets import Points
 from protocols.clock import Clock
 from protocols.codec import encode
-from protocols.errors import ConfigError, GridflexError
+from protocols.errors import GridflexError
 from protocols.messages import Command, DRRequest, Stored
 from protocols.mqtt import MqttConfig, MqttSession, NotConnectedError, PublishError
-from protocols.signing import SigningKey
 from protocols.topics import shared, site_topic, site_wildcard
 
 __all__ = ["CloudController", "ControllerStats", "Role"]
@@ -72,62 +71,6 @@ class ControllerStats:
     commands_without_lease: int = 0  # not sent: the dispatch lease was not held (or had expired)
 
 
-def _read_secret(path: Path | None, what: str) -> str | None:
-    if path is None:
-        return None
-    try:
-        return path.read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {what}: {exc.strerror}", file=str(path)) from None
-
-
-def _open_store(config: CloudConfig) -> Store:
-    """The store `store.kind` names: PostgreSQL (shared by every worker), else the SQLite file."""
-    if config.store.kind != "postgres":
-        return SqliteStore(config.store.path)
-    from cloud_controller.store.postgres import PostgresStore  # psycopg only where asked for
-
-    password = _read_secret(config.store.password_file, "PostgreSQL password")
-    assert config.store.dsn is not None  # StoreConfig requires it for kind postgres
-    return PostgresStore(config.store.dsn, password=password)
-
-
-def _signing_keys(config: CloudConfig, registry: Registry) -> dict[str, SigningKey]:
-    """Per site the key its commands are signed with: `<site>.<kid>.key` (or a legacy `<site>.key`).
-
-    Exactly one per site: the controller signs with one key; a rotation gives the sites
-    the next key first, then replaces the controller's file (`protocols.signing`).
-    """
-    keys: dict[str, SigningKey] = {}
-    folder = config.signing_keys_dir
-    if folder is None:
-        return keys
-    if not folder.is_dir():
-        raise ConfigError("not a directory", file=str(folder), key="signing_keys_dir")
-    by_site: dict[str, list[Path]] = {}
-    for path in folder.glob("*.key"):
-        by_site.setdefault(path.name.split(".", 1)[0], []).append(path)
-    for site in registry.ids:
-        found = sorted(by_site.get(site, []))
-        if not found:
-            continue
-        if len(found) > 1:
-            names = ", ".join(p.name for p in found)
-            raise ConfigError(
-                f"{len(found)} keys for site {site!r} ({names}); the controller signs with one: "
-                "remove the old one once every site holds the new",
-                file=str(folder),
-                key="signing_keys_dir",
-            )
-        path = found[0]
-        kid = path.name.removeprefix(f"{site}.").removesuffix(".key") or None
-        try:
-            keys[site] = SigningKey(bytes.fromhex(path.read_text().strip()), None if kid == "key" else kid)
-        except (ValueError, OSError) as exc:
-            raise ConfigError(f"not a hex signing key with a valid key id: {exc}", file=str(path)) from None
-    return keys
-
-
 class CloudController:
     """The cloud controller: ingest, the control loop, commands and the HTTP API over one MQTT session."""
 
@@ -144,7 +87,7 @@ class CloudController:
         self.registry = registry
         self.clock = clock
         self.role = role
-        self.store: Store = _open_store(config)
+        self.store: Store = open_store(config)
         self.snapshots: dict[str, SiteSnapshot] = {
             s: SiteSnapshot(site=s, mode="unknown") for s in registry.ids
         }
@@ -163,9 +106,9 @@ class CloudController:
         #: the probabilistic congestion forecast after every plan (GET /forecast/congestion)
         self.congestion = BackgroundForecast()
         self._forecast_task: asyncio.Task[None] | None = None
-        self._signing_keys = _signing_keys(config, registry)
+        self._signing_keys = signing_keys(config, registry)
         broker = config.broker.for_identity(role)
-        password = _read_secret(broker.password_file, "broker password")
+        password = read_secret(broker.password_file, "broker password")
         subs: list[tuple[str, int]] = []
         if role in ("all", "ingest"):
             subs += [(shared(INGEST_GROUP, site_wildcard(k)), 1) for k in ("telemetry", "event")]
@@ -202,7 +145,7 @@ class CloudController:
         if config.store.kind == "influxdb" and role in ("all", "ingest"):
             from cloud_controller.store.influx import InfluxSink
 
-            token = _read_secret(config.store.token_file, "InfluxDB token") or ""
+            token = read_secret(config.store.token_file, "InfluxDB token") or ""
             self.ingest.sink = InfluxSink(
                 config.store.url,
                 org=config.store.org,
@@ -214,7 +157,7 @@ class CloudController:
         #: Where `/sites/{id}/history` reads: this process's SQLite file, or InfluxDB's long history.
         self.history: Store | InfluxHistory = self.store
         if config.store.history == "influxdb":
-            token = _read_secret(config.store.token_file, "InfluxDB token") or ""
+            token = read_secret(config.store.token_file, "InfluxDB token") or ""
             self.history = InfluxHistory(config.store.url, database=config.store.influx_database, token=token)
 
     # -- planner ---------------------------------------------------------------------

@@ -174,11 +174,16 @@ def _to_register(
     if point.type in _INTEGER_TYPES and point.scale == 1 and point.sf_address is None:
         # The register holds whole units: round, then step back inside the command bounds
         # (an EV at 6.09 A must not be written 6 A = 4.14 kW under a 4.2 kW guarantee).
+        # The point's own range holds too: a register limited to 10.7 A is written 10, never 11.
         write = float(round(write))
+        if write > p_hi:
+            write = float(math.floor(p_hi + 1e-9))
+        elif write < p_lo:
+            write = float(math.ceil(p_lo - 1e-9))
         step_w = math.copysign(1.0, control.factor)
-        if (write - control.offset) / control.factor < lo - 1e-9:
+        if (write - control.offset) / control.factor < lo - 1e-9 and p_lo <= write + step_w <= p_hi:
             write += step_w
-        elif (write - control.offset) / control.factor > hi + 1e-9:
+        elif (write - control.offset) / control.factor > hi + 1e-9 and p_lo <= write - step_w <= p_hi:
             write -= step_w
         rounded = (write - control.offset) / control.factor
         if abs(rounded - value) > 1e-6:

@@ -18,6 +18,8 @@ from typing import Any
 
 import highspy
 
+from cloud_controller.highs.threads import process_threads
+
 __all__ = ["quiet_highs"]
 
 _lock = threading.Lock()
@@ -25,7 +27,7 @@ _bannered = False
 
 
 def quiet_highs() -> Any:
-    """A new `highspy.Highs()` with `output_flag` false; the one-time banner goes to /dev/null."""
+    """A new `highspy.Highs()`: `output_flag` off, the process's thread count, the one-time banner to /dev/null."""
     global _bannered
     with _lock:
         if _bannered:
@@ -34,6 +36,9 @@ def quiet_highs() -> Any:
             h = _construct_muted()
             _bannered = True
     h.setOptionValue("output_flag", False)
+    # HiGHS runs one scheduler per process: every instance takes the process's thread count
+    # (threads.py), or one made with HiGHS's default would make a later engine end "Not Set".
+    h.setOptionValue("threads", process_threads(1))
     return h
 
 

@@ -43,7 +43,6 @@ from cloud_controller.dispatch import (
     Schedule,
     SiteAssets,
     StepInputs,
-    StorageState,
     build_problem,
 )
 from cloud_controller.forecast.baseline import Baseline, seasonal_naive_smoothing
@@ -55,12 +54,13 @@ from cloud_controller.grid.limits import GridLimits
 from cloud_controller.grid.limits_check import branch_violations, interval_starts
 from cloud_controller.grid.limits_config import LimitsBook, envelopes_from_json, limits_for_region
 from cloud_controller.grid.reduce import station_grid
+from cloud_controller.live.battery_state import battery_asset, battery_bounds, storage_state
 from cloud_controller.live.commands import CommandBuilder
 from cloud_controller.live.guard import FleetGuard, GuardElement
 from cloud_controller.live.types import CongestionInterval, History, Plan, SiteRef, SiteSnapshot
-from protocols.assets import BATTERY, Points, Role
+from protocols.assets import Points, Role
 from protocols.errors import ConfigError
-from protocols.messages import AssetFlex, Command
+from protocols.messages import Command
 from protocols.signing import SigningKey
 
 __all__ = ["MpcPlanner", "build_planner"]
@@ -210,7 +210,7 @@ class MpcPlanner:
             base[:, i] = meter.p50
             if self.bat_e_kwh[i]:
                 base[:, i] -= self._baseline(
-                    history, s.site, self._bat_asset(i), "p_kw", start=start, now=now
+                    history, s.site, battery_asset(self.sites[i]), "p_kw", start=start, now=now
                 ).p50
             site_sigma[:, i] = np.maximum(meter.p90 - meter.p10, 0.0) / Z_80
         return _Forecast(base, np.sqrt((site_sigma**2).sum(axis=1)), site_sigma)
@@ -228,67 +228,10 @@ class MpcPlanner:
             snap = sites.get(s.site)
             if snap is None or snap.p_net_kw is None:
                 continue
-            p_bat = snap.points.get(f"{self._bat_asset(i)}/p_kw", 0.0) if self.bat_e_kwh[i] else 0.0
+            p_bat = snap.points.get(f"{battery_asset(self.sites[i])}/p_kw", 0.0) if self.bat_e_kwh[i] else 0.0
             now_kw = snap.p_net_kw - p_bat
             base[:, i] += weight * (now_kw - base[0, i])
         return _Forecast(base, fc.sigma_kw, fc.site_sigma_kw)
-
-    def _bat_asset(self, site_i: int) -> str:
-        """The asset id of site `site_i`'s battery (its telemetry points are "<id>/p_kw", ...)."""
-        bat = self.sites[site_i].asset_of(Role.BATTERY)
-        return bat.asset if bat is not None else BATTERY
-
-    def _battery_flex(self, snapshots: Mapping[str, SiteSnapshot], site_i: int) -> AssetFlex | None:
-        snap = snapshots.get(self.sites[site_i].site)
-        if snap is None or snap.flex is None:
-            return None
-        bat = self.sites[site_i].asset_of(Role.BATTERY)
-        return next((a for a in snap.flex.assets if bat is not None and a.asset == bat.asset), None)
-
-    def _state(self, snapshots: Mapping[str, SiteSnapshot]) -> StorageState:
-        """Battery energy now.
-
-        The site's FlexEnvelope (`e_now_kwh`) if it sent one, else its SOC telemetry, else half full.
-        """
-        p = self.problem
-        e_bat = np.zeros(p.n_bat)
-        for site_i, k in self.bat_index.items():
-            snap = snapshots.get(self.sites[site_i].site)
-            cap = p.bat_e_max_kwh[k]
-            flex = self._battery_flex(snapshots, site_i)
-            soc = snap.points.get(f"{self._bat_asset(site_i)}/soc_pct") if snap else None
-            if flex is not None and flex.e_now_kwh is not None:
-                e_now = flex.e_now_kwh
-            else:
-                e_now = (soc if soc is not None else 50.0) / 100.0 * cap
-            e_bat[k] = np.clip(e_now, p.bat_e_min_kwh[k], cap)
-        e_ts = np.zeros(p.n_hp)
-        return StorageState(e_bat_kwh=e_bat, e_ts_kwh=e_ts)
-
-    def _battery_bounds(
-        self, excluded: set[int], snapshots: Mapping[str, SiteSnapshot], state: StorageState
-    ) -> None:
-        """Per battery: the power and energy bounds the plan may use.
-
-        Power 0 when the site is excluded (it follows its owner), else its rating; energy
-        within the window its FlexEnvelope states (`e_min_kwh`/`e_max_kwh`: the owner's reserve
-        and the agent's SOC limits), never above what it holds now if it is already below the
-        reserve (the plan may not start infeasible).
-        """
-        p = self.problem
-        p_max = p.bat_p_max_kw.astype(float).copy()
-        e_lo = p.bat_e_min_kwh.astype(float).copy()
-        e_hi = p.bat_e_max_kwh.astype(float).copy()
-        for site_i, k in self.bat_index.items():
-            if site_i in excluded:
-                p_max[k] = 0.0
-            flex = self._battery_flex(snapshots, site_i)
-            if flex is not None:
-                if flex.e_min_kwh is not None:
-                    e_lo[k] = max(e_lo[k], min(flex.e_min_kwh, float(state.e_bat_kwh[k])))
-                if flex.e_max_kwh is not None:
-                    e_hi[k] = max(e_lo[k], min(e_hi[k], max(flex.e_max_kwh, float(state.e_bat_kwh[k]))))
-        self.engine.set_battery_limits(p_max, e_lo, e_hi)
 
     # -- limits ----------------------------------------------------------------------
 
@@ -359,8 +302,9 @@ class MpcPlanner:
         self._guard_elements(limits, now)
         fc = self._with_measurements(self.forecast(now, history), sites)
         base_total = fc.base_kw.sum(axis=1)
-        state = self._state(sites)
-        self._battery_bounds(excluded | no_battery, sites, state)
+        state = storage_state(self.problem, self.sites, self.bat_index, sites)
+        bounds = battery_bounds(self.problem, self.sites, self.bat_index, excluded | no_battery, sites, state)
+        self.engine.set_battery_limits(*bounds)
         # Chance constraint: plan against the fleet's p90, not its median (forecast error is
         # what breaks a plan); never tighter than half the limit.
         limit_t = np.maximum(self.limit_kw - self.forecast_z * fc.sigma_kw, 0.5 * self.limit_kw)

@@ -99,7 +99,6 @@ def solve_milp(
     from scipy.sparse import coo_matrix
 
     from cloud_controller.highs.quiet import quiet_highs
-    from cloud_controller.highs.threads import process_threads
 
     n_opt = len(usable)
     lumpy = [i for i, (_, opt) in enumerate(usable) if opt.min_activation_factor > 0.0]
@@ -121,7 +120,6 @@ def solve_milp(
     integrality = np.zeros(n_cols, dtype=np.int32)
     integrality[c_u0:c_s0] = 1
     h = quiet_highs()
-    h.setOptionValue("threads", process_threads(1))  # one count per process (highs/threads.py)
     h.setOptionValue("time_limit", float(time_limit_s))
     h.setOptionValue("mip_rel_gap", float(mip_rel_gap))
     status = h.passModel(

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cloud_controller import CloudConfig, Registry, SiteRef
-from cloud_controller.service import _signing_keys
+from cloud_controller.service_setup import signing_keys
 from protocols.errors import ConfigError
 from protocols.signing import SigningKey
 
@@ -15,7 +15,7 @@ REGISTRY = Registry(sites=(SiteRef("b001", 0, ()), SiteRef("b002", 1, ()), SiteR
 
 
 def _keys(folder: Path) -> dict[str, SigningKey]:
-    return _signing_keys(CloudConfig(signing_keys_dir=folder), REGISTRY)
+    return signing_keys(CloudConfig(signing_keys_dir=folder), REGISTRY)
 
 
 def test_controller_signs_each_site_under_the_key_id_in_its_file_name(tmp_path: Path) -> None:

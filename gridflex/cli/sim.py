@@ -104,7 +104,6 @@ async def _main(
 
     from gridflex.loop.substations import SUBSTATIONS_FILE, Substations, region_truth
     from protocols.clock import SimClock
-    from simulators.fleet import site_id
     from simulators.testbed import TestBed, TestBedConfig
 
     console = Console(stderr=False)
@@ -127,12 +126,6 @@ async def _main(
     console.print(f"sim: starting {sites} buildings (seed {seed}, speed {speed:g}x, step {step:g} s) ...")
     t0 = time.monotonic()
     async with contextlib.AsyncExitStack() as stack:
-        # The region (pandapower) loads while the buildings start: seconds either way.
-        truth = (
-            asyncio.create_task(asyncio.to_thread(region_truth, [site_id(i) for i in range(sites)]))
-            if substations
-            else None
-        )
         bed = await stack.enter_async_context(TestBed(cfg, clock, out))
         n_modbus = sum(len(s) for s in bed.modbus.values())
         console.print(
@@ -142,9 +135,12 @@ async def _main(
             soft_wrap=True,
         )
         subs = None
-        if truth is not None:
+        if substations:
+            # After the manifest: the region (pandapower's import, the cut) takes seconds of CPU
+            # that would otherwise delay the buildings, which serve meanwhile on a still clock.
+            truth = await asyncio.to_thread(region_truth, list(bed.buildings))
             subs = await stack.enter_async_context(
-                Substations(await truth, out_dir=out, broker_host=broker_host, broker_port=broker_port)
+                Substations(truth, out_dir=out, broker_host=broker_host, broker_port=broker_port)
             )
             names = ", ".join(s.site for s in subs.sites)
             where = bed.out_dir / SUBSTATIONS_FILE

@@ -22,6 +22,7 @@ __all__ = [
     "DEVICE_TEMPLATES",
     "GRID_TARGET_RANGE_KW",
     "GUARANTEED_MIN_KW",
+    "METERING_FALLBACK_AFTER_S",
     "SUBSTATION_TEMPLATE",
     "site_config",
     "substation_site_config",
@@ -38,6 +39,8 @@ DEVICE_TEMPLATES: Final[dict[str, str]] = {
     Role.HP: "vendor-hp",
 }
 BMS_TEMPLATE: Final = "bacnet-bms"
+#: A metering-only site's command watchdog (s): it has nothing to command or make safe.
+METERING_FALLBACK_AFTER_S: Final = 365 * 86_400.0
 #: The template a secondary substation's meter serves.
 SUBSTATION_TEMPLATE: Final = SUBSTATION_METER_TEMPLATE
 
@@ -139,6 +142,9 @@ def substation_site_config(
         "timeout_s": 1.0,
     }
     doc = _common(site, broker_host=broker_host, broker_port=broker_port, state_dir=state_dir)
+    # Nothing is ever commanded here: the command watchdog must not report a metering
+    # site in `fallback` because no command came (a year, not 300 s).
+    doc["fallback"] = {"after_s": METERING_FALLBACK_AFTER_S}
     return {**doc, "devices": [device], "assets": [{"id": METER, "kind": Role.METER.value}]}
 
 

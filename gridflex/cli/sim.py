@@ -20,7 +20,6 @@ from gridflex.cli.ports import address_in_use
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from gridflex.loop.substations import Substations
     from simulators.testbed import TestBed
 
 __all__ = ["register"]
@@ -46,18 +45,6 @@ def _status(bed: object) -> str:
         f"{now} UTC | steps {bed.steps} | sites {len(bed.buildings)} | Σp_net {bed.p_net_kw:8.1f} kW | "
         f"modbus reads {bed.modbus_reads} writes {bed.modbus_writes} | faults {faults}"
     )
-
-
-def _drive(stack: contextlib.AsyncExitStack, subs: Substations, bed: TestBed, *, update_s: float) -> None:
-    """Drive the substation meters from the grid truth over `bed`'s buildings until `stack` closes."""
-    from gridflex.ops.runner import cancel_until_done
-
-    buildings = bed.buildings
-    meters = asyncio.create_task(
-        subs.run(bed.clock, lambda: {s: b.p_net_kw for s, b in buildings.items()}, update_s=update_s),
-        name="substations",
-    )
-    stack.push_async_callback(cancel_until_done, meters, bound_s=10.0)
 
 
 async def _watch(
@@ -149,7 +136,7 @@ async def _main(
         runner = asyncio.create_task(bed.run(), name="testbed")
         if subs is not None:
             # at most ~4 power flows per wall second, whatever the speed
-            _drive(stack, subs, bed, update_s=max(step, 0.25 * speed))
+            subs.start(bed.clock, bed.buildings, update_s=max(step, 0.25 * speed))
         deadline = None if duration is None else time.monotonic() + duration
         try:
             await _watch(console, bed, runner, stop, deadline)

@@ -26,20 +26,30 @@ from types import TracebackType
 import yaml
 
 from gridflex.loop.grid_truth import GridTruth, TruthInterval
+from gridflex.ops.runner import cancel_until_done
 from protocols.assets import substation_site_id
 from protocols.clock import Clock
+from simulators.building import Building
 from simulators.devices import SubstationMeter
 from simulators.modbus import ModbusDeviceServer
 from simulators.modbus.sunspec import substation_meter_map
 from simulators.siteconfig import substation_site_config
 
-__all__ = ["SUBSTATIONS_FILE", "SubstationSite", "Substations", "read_substation_sites", "region_truth"]
+__all__ = [
+    "SUBSTATIONS_FILE",
+    "SubstationSite",
+    "Substations",
+    "read_substation_sites",
+    "region_truth",
+]
 
 log = logging.getLogger(__name__)
 
 #: Written beside manifest.json: the substation sites (the manifest lists buildings only,
 #: and the controller's registry places every manifest site on a household).
 SUBSTATIONS_FILE = "substations.json"
+#: Wall seconds the driving task gets to stop when the block ends.
+STOP_BOUND_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -103,6 +113,7 @@ class Substations:
         self.sites: list[SubstationSite] = []
         self.last: TruthInterval | None = None
         self.failures = 0
+        self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Substations:
         try:
@@ -120,6 +131,8 @@ class Substations:
         await self._stop()
 
     async def _stop(self) -> None:
+        if self._task is not None:
+            await cancel_until_done(self._task, bound_s=STOP_BOUND_S)
         await asyncio.gather(*(s.stop() for s in self.servers.values()), return_exceptions=True)
 
     def _write_files(self) -> list[SubstationSite]:
@@ -165,6 +178,22 @@ class Substations:
         interval = await asyncio.to_thread(self.truth.evaluate, dict(p_kw_by_site))
         self.apply(interval, dt_s)
         return interval
+
+    def start(self, clock: Clock, buildings: Mapping[str, Building], *, update_s: float) -> None:
+        """Drive the meters from `buildings`' grid power in the background (`run`) until the block ends."""
+        if self._task is not None:
+            raise RuntimeError("substations already driven")
+        self._task = asyncio.create_task(
+            self.run(clock, lambda: {site: b.p_net_kw for site, b in buildings.items()}, update_s=update_s),
+            name="substations",
+        )
+
+    def failed(self) -> BaseException | None:
+        """The driving task's error, if it ended with one (a loop must not hide it)."""
+        task = self._task
+        if task is None or not task.done() or task.cancelled():
+            return None
+        return task.exception()
 
     async def run(
         self, clock: Clock, p_kw_by_site: Callable[[], Mapping[str, float]], *, update_s: float

@@ -17,7 +17,7 @@ def test_energy_is_booked_import_or_export_by_the_sign_of_p() -> None:
     m = SubstationMeter()
     m.step(1800.0, p_kw=40.0, q_kvar=8.0, v_ln_v=V, i_a=(58.0, 58.0, 58.0))
     m.step(900.0, p_kw=-20.0, q_kvar=-2.0, v_ln_v=V, i_a=(29.0, 29.0, 29.0))
-    assert (m.e_import_kwh, m.e_export_kwh) == (pytest.approx(20.0), pytest.approx(5.0))
+    assert m.e_import_kwh == pytest.approx(20.0) and m.e_export_kwh == pytest.approx(5.0)
     assert m.p_kw == -20.0 and m.updates == 2
     assert m.pf == pytest.approx(-20.0 / (20.0**2 + 2.0**2) ** 0.5)
     assert m.v_ll_v[0] == pytest.approx((231.0 + 230.0) / 2 * 3**0.5)

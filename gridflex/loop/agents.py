@@ -142,17 +142,19 @@ class Fleet:
             raise
         return self
 
-    def add_site(self, site: str, config: Path) -> None:
+    def add_site(self, site: str, config: Path, *, watermark: bool = True) -> None:
         """Run an agent for a site served outside the test bed (a substation meter) with the others.
 
         Its YAML gets the fleet's overrides like the buildings', except its own `fallback`
-        (a metering site has nothing to command); call before `start`.
+        (a metering site has nothing to command); `watermark=False` where the controller will
+        not store the site (a PUBACK frees its queue rows then); call before `start`.
         """
         own = yaml.safe_load(config.read_text())
         doc = {
             **_override(own, site, self.options),
             **({"fallback": own["fallback"]} if "fallback" in own else {}),
         }
+        doc["cloud"] = {**doc.get("cloud", {}), "watermark": watermark}
         config.write_text(yaml.safe_dump(doc, sort_keys=False))
         self.configs[site] = load_config(config)
 
@@ -165,8 +167,8 @@ class Fleet:
         own = GridTruth(truth.region, truth.household_of_site)
         self.substations = Substations(own, out_dir=self.bed.out_dir, broker_port=broker_port)
         await self.substations.__aenter__()
-        for sub in self.substations.sites:
-            self.add_site(sub.site, sub.config)
+        for sub in self.substations.sites:  # not registered sites: the controller drops them
+            self.add_site(sub.site, sub.config, watermark=False)
         return self.substations
 
     def start(self, clock: Clock) -> None:

@@ -161,7 +161,7 @@ class Fleet:
     async def add_substations(self, truth: GridTruth, *, broker_port: int) -> Substations:
         """Serve a substation meter per MV/LV station of `truth`'s region, each with an agent; before `start`.
 
-        `start` drives them from the buildings every poll interval. `truth` is copied (a net of
+        `start` drives them from the buildings every two poll intervals. `truth` is copied (a net of
         its own): the meters' power flows run in a thread while the caller may use `truth`.
         """
         own = GridTruth(truth.region, truth.household_of_site)
@@ -178,8 +178,8 @@ class Fleet:
         self.clock = clock
         self.bed.clock = clock
         self._bed_task = asyncio.create_task(self.bed.run(), name="testbed")
-        if self.substations is not None:
-            self.substations.start(clock, self.bed.buildings, update_s=self.options.poll_interval_s)
+        if self.substations is not None:  # every other poll: each power flow holds the GIL for ~50 ms
+            self.substations.start(clock, self.bed.buildings, update_s=2 * self.options.poll_interval_s)
         for site in self.configs:
             self.start_agent(site)
 

@@ -106,7 +106,7 @@ def _ports(m: Manifest) -> list[tuple[str, int]]:
 async def test_sim_runs_for_its_duration_serves_and_exits_cleanly(tmp_path: Path) -> None:
     out = tmp_path / "sim"
     proc = subprocess.Popen(
-        [str(GRIDFLEX), "sim", "--sites", "3", "--duration", "4", "--out", str(out)],
+        [str(GRIDFLEX), "sim", "--sites", "3", "--duration", "3", "--out", str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

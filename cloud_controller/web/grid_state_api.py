@@ -91,7 +91,8 @@ def _substation_sensors(
         q_kvar = snap.points.get(str(Points.METER_Q_KVAR), 0.0)
         sigma_p = float(meter_sigma(p_kw, rated_kva, SUBSTATION_METER)) * widen
         sigma_q = float(meter_sigma(q_kvar, rated_kva, SUBSTATION_METER)) * widen
-        cols.append((name, -p_kw, -q_kvar, sigma_p, sigma_q, f"substation:{site}"))  # meter: into the LV network
+        # the meter reads into the LV network; the sensor wants power into the transformer
+        cols.append((name, -p_kw, -q_kvar, sigma_p, sigma_q, f"substation:{site}"))
         v_ln = snap.points.get(str(Points.METER_V_LN_V))
         if v_ln is not None:
             bus = int(net.trafo.lv_bus.at[trafo])

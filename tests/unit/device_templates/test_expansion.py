@@ -196,7 +196,9 @@ def test_a_bad_user_template_names_its_own_file(tmp_path: Path) -> None:
 
 
 def test_builtin_templates_are_the_device_types_the_simulators_serve() -> None:
-    assert sorted(builtin_catalog()) == sorted([*DEVICE_TEMPLATES.values(), "bacnet-bms", SUBSTATION_TEMPLATE])
+    assert sorted(builtin_catalog()) == sorted(
+        [*DEVICE_TEMPLATES.values(), "bacnet-bms", SUBSTATION_TEMPLATE]
+    )
 
 
 def test_shipped_template_example_validates() -> None:

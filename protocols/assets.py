@@ -20,10 +20,12 @@ __all__ = [
     "METER",
     "PV",
     "STANDARD_ASSET_ID",
+    "SUBSTATION_SITE_PREFIX",
     "ZONE",
     "PointKey",
     "Points",
     "Role",
+    "substation_site_id",
 ]
 
 
@@ -56,6 +58,15 @@ HP: Final = STANDARD_ASSET_ID[Role.HP]
 ZONE: Final = STANDARD_ASSET_ID[Role.HVAC]
 #: The BACnet device id a site YAML gives its building management system.
 BMS: Final = "bms"
+#: A secondary (MV/LV) substation's meter is a site of its own: `sub-<station>`.
+SUBSTATION_SITE_PREFIX: Final = "sub-"
+_ID_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+def substation_site_id(station: str) -> str:
+    """The site id of station `station`'s meter: `T_idx_118` -> `sub-t_idx_118` (a valid site id)."""
+    slug = "".join(c if c in _ID_CHARS else "-" for c in station.lower()).lstrip("-_")
+    return f"{SUBSTATION_SITE_PREFIX}{slug}"[:64]
 
 
 class PointKey(NamedTuple):
@@ -86,3 +97,11 @@ class Points:
     EV_P_KW: Final = PointKey(EV, "p_kw")
     HP_P_KW: Final = PointKey(HP, "p_kw")
     HP_T_TANK_C: Final = PointKey(HP, "t_tank_c")
+    # What a substation meter adds (its site's asset is `meter` too; P is `METER_P_KW`):
+    # reactive power and energies load-positive, per-phase L-N voltage and current, frequency.
+    METER_Q_KVAR: Final = PointKey(METER, "q_kvar")
+    METER_V_LN_V: Final = PointKey(METER, "v_ln_v")
+    METER_I_A: Final = PointKey(METER, "i_a")
+    METER_F_HZ: Final = PointKey(METER, "f_hz")
+    METER_E_IMPORT_KWH: Final = PointKey(METER, "e_import_kwh")
+    METER_E_EXPORT_KWH: Final = PointKey(METER, "e_export_kwh")

@@ -16,8 +16,17 @@ from protocols.assets import BATTERY, EV, HP, METER, PV, ZONE, Role
 from protocols.testbed import BacnetEndpoint, ModbusEndpoint
 from simulators.building import Building
 from simulators.modbus import RegisterMap
+from simulators.modbus.sunspec import SUBSTATION_METER_TEMPLATE
 
-__all__ = ["DEVICE_TEMPLATES", "GRID_TARGET_RANGE_KW", "GUARANTEED_MIN_KW", "site_config"]
+__all__ = [
+    "DEVICE_TEMPLATES",
+    "GRID_TARGET_RANGE_KW",
+    "GUARANTEED_MIN_KW",
+    "METERING_FALLBACK_AFTER_S",
+    "SUBSTATION_TEMPLATE",
+    "site_config",
+    "substation_site_config",
+]
 
 GUARANTEED_MIN_KW = 4.2  # §14a EnWG
 
@@ -30,6 +39,10 @@ DEVICE_TEMPLATES: Final[dict[str, str]] = {
     Role.HP: "vendor-hp",
 }
 BMS_TEMPLATE: Final = "bacnet-bms"
+#: A metering-only site's command watchdog (s): it has nothing to command or make safe.
+METERING_FALLBACK_AFTER_S: Final = 365 * 86_400.0
+#: The template a secondary substation's meter serves.
+SUBSTATION_TEMPLATE: Final = SUBSTATION_METER_TEMPLATE
 
 
 def _grid_target_range_kw() -> float:
@@ -83,6 +96,56 @@ def _devices(
             bms["overrides"] = {"bms_p_limit_kw": {"max": b.hp.p_max_kw}}
         devices.append(bms)
     return devices
+
+
+def _common(site: str, *, broker_host: str, broker_port: int, state_dir: Path) -> dict[str, Any]:
+    """The top-level sections every generated site YAML shares (broker, buffer, poll, ...)."""
+    return {
+        "site": site,
+        "broker": {"host": broker_host, "port": broker_port, "tls": None, "keepalive_s": 30},
+        "cloud": {"watermark": True},
+        "signing": {"key_file": None},
+        "buffer": {
+            "path": str(state_dir / f"{site}.sqlite"),
+            "max_rows": 1_000_000,
+            "max_age_s": 604_800,
+            "batch_max": 500,
+        },
+        "fallback": {"after_s": 300},
+        "health": {"host": "127.0.0.1", "port": None},
+        "poll": {"interval_s": 1.0, "max_age_s": 60.0},
+    }
+
+
+def substation_site_config(
+    site: str,
+    *,
+    host: str,
+    port: int,
+    unit_id: int = 1,
+    broker_host: str,
+    broker_port: int,
+    state_dir: Path,
+) -> dict[str, Any]:
+    """The YAML document for the agent at a secondary substation: one meter, nothing to command.
+
+    Its asset is a `meter` like a house's (id `meter`): the template adds `q_kvar`,
+    `v_ln_v`, `i_a` and `f_hz` (`protocols.assets.Points`) to `p_kw` and the energies.
+    """
+    device = {
+        "id": METER,
+        "driver": "modbus",
+        "template": SUBSTATION_TEMPLATE,
+        "host": host,
+        "port": port,
+        "unit_id": unit_id,
+        "timeout_s": 1.0,
+    }
+    doc = _common(site, broker_host=broker_host, broker_port=broker_port, state_dir=state_dir)
+    # Nothing is ever commanded here: the command watchdog must not report a metering
+    # site in `fallback` because no command came (a year, not 300 s).
+    doc["fallback"] = {"after_s": METERING_FALLBACK_AFTER_S}
+    return {**doc, "devices": [device], "assets": [{"id": METER, "kind": Role.METER.value}]}
 
 
 def site_config(
@@ -196,20 +259,5 @@ def site_config(
                 "model": {"t_min_c": 19.0, "t_max_c": 24.0},
             }
         )
-    return {
-        "site": b.site,
-        "broker": {"host": broker_host, "port": broker_port, "tls": None, "keepalive_s": 30},
-        "cloud": {"watermark": True},
-        "signing": {"key_file": None},
-        "buffer": {
-            "path": str(state_dir / f"{b.site}.sqlite"),
-            "max_rows": 1_000_000,
-            "max_age_s": 604_800,
-            "batch_max": 500,
-        },
-        "fallback": {"after_s": 300},
-        "health": {"host": "127.0.0.1", "port": None},
-        "poll": {"interval_s": 1.0, "max_age_s": 60.0},
-        "devices": devices,
-        "assets": assets,
-    }
+    doc = _common(b.site, broker_host=broker_host, broker_port=broker_port, state_dir=state_dir)
+    return {**doc, "devices": devices, "assets": assets}

@@ -4,9 +4,14 @@ What is metered today: each registered site's grid meter (active power, from ing
 values; reactive power is a pseudo-value at the load's power factor). Everything else is a
 pseudo-measurement: a registered site without a usable reading takes its forecast from the
 last plan (p50 and σ); a household outside the fleet takes its pandapower load as p50 with
-a wide σ (`OUTSIDE_FLEET_SIGMA_KW`); the only voltage is the HV/MV station's set-point (the
-ext_grid's vm_pu, σ 1 %) until a substation meter exists. The response says all of this in
-`metered`, and `observability` says what the real meters alone can and cannot see.
+a wide σ (`OUTSIDE_FLEET_SIGMA_KW`); the HV/MV station's set-point (the ext_grid's vm_pu,
+σ 1 %) is a pseudo voltage. Where a secondary substation's meter reports (site
+`sub-<station>`, `protocols.assets.substation_site_id`), its P and Q are a transformer flow
+measurement at the LV side and its L-N voltage one of the LV busbar, each with the σ of a
+class 0.5 meter (`SUBSTATION_METER`, rated at the transformer); a reading older than the
+policy's `max_age_s` or from an offline site is left out, one older than `stale_after_s`
+has its σ widened. The response says all of this in `metered`, and `observability` says
+what the real meters alone can and cannot see.
 
 `live_measurements` is pure (snapshots in, a MeasurementBatch out); the route caches one
 `StateEstimator` per region and runs the estimate in FastAPI's thread pool.
@@ -17,7 +22,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query
@@ -36,14 +41,21 @@ from cloud_controller.grid.estimate import (
     VoltageSensors,
     load_sensors,
 )
-from cloud_controller.grid.estimate.measurements import FlowSensors
+from cloud_controller.grid.estimate.measurements import FlowSensors, meter_sigma
+from protocols.assets import Points, substation_site_id
 
 if TYPE_CHECKING:
     from cloud_controller.grid import Region
     from cloud_controller.live.types import Plan, SiteRef, SiteSnapshot
     from cloud_controller.service import CloudController
 
-__all__ = ["OUTSIDE_FLEET_SIGMA_KW", "grid_state_router", "live_measurements", "state_view"]
+__all__ = [
+    "OUTSIDE_FLEET_SIGMA_KW",
+    "SUBSTATION_METER",
+    "grid_state_router",
+    "live_measurements",
+    "state_view",
+]
 
 #: σ of a household the controller knows nothing about (no meter, no forecast), kW.
 OUTSIDE_FLEET_SIGMA_KW = 1.5
@@ -51,6 +63,46 @@ OUTSIDE_FLEET_SIGMA_KW = 1.5
 SITE_METER = MeterClass(1.0, 0.05)
 SITE_METER_RATED_KW = 24.0
 HV_SETPOINT_SIGMA_PU = 0.01
+#: A secondary substation's meter on its LV busbar: class 0.5 (IEC 62053-22), rated at the transformer.
+SUBSTATION_METER = MeterClass(0.5, 0.01)
+
+
+def _substation_sensors(
+    region: Region, snapshots: Mapping[str, SiteSnapshot], now: datetime, policy: QualityPolicy
+) -> tuple[list[tuple[int, float, float, str]], FlowSensors]:
+    """Each reporting station meter as a flow (into the trafo at its LV side) and an LV busbar voltage."""
+    net = region.net
+    volts: list[tuple[int, float, float, str]] = []
+    cols: list[tuple[str, float, float, float, float, str]] = []
+    for station, k in region.station_branch.items():
+        site = substation_site_id(station)
+        snap = snapshots.get(site)
+        p_kw = None if snap is None else snap.points.get(str(Points.METER_P_KW), snap.p_net_kw)
+        if snap is None or p_kw is None or snap.mode == "offline":
+            continue
+        at = snap.measured_at or snap.last_seen
+        age_s = (now - at).total_seconds() if at is not None else float("inf")
+        if age_s > policy.max_age_s:
+            continue
+        widen = policy.stale_sigma_factor if age_s > policy.stale_after_s else 1.0
+        name = region.grid.branch_names[k]
+        trafo = int(name.split(":")[1])
+        rated_kva = float(net.trafo.sn_mva.at[trafo]) * 1e3
+        q_kvar = snap.points.get(str(Points.METER_Q_KVAR), 0.0)
+        sigma_p = float(meter_sigma(p_kw, rated_kva, SUBSTATION_METER)) * widen
+        sigma_q = float(meter_sigma(q_kvar, rated_kva, SUBSTATION_METER)) * widen
+        # the meter reads into the LV network; the sensor wants power into the transformer
+        cols.append((name, -p_kw, -q_kvar, sigma_p, sigma_q, f"substation:{site}"))
+        v_ln = snap.points.get(str(Points.METER_V_LN_V))
+        if v_ln is not None:
+            bus = int(net.trafo.lv_bus.at[trafo])
+            u_pu = v_ln / (float(net.bus.vn_kv.at[bus]) * 1e3 / np.sqrt(3.0))
+            su = float(meter_sigma(u_pu, 1.0, SUBSTATION_METER)) * widen
+            volts.append((bus, u_pu, su, f"substation:{site}"))
+    to: tuple[Literal["to"], ...] = tuple("to" for _ in cols)
+    vals = np.array([c[1:5] for c in cols], dtype=float).reshape(len(cols), 4)
+    p, q, sp, sq = (vals[:, j][None, :] for j in range(4))  # one period: (1, n)
+    return volts, FlowSensors(tuple(c[0] for c in cols), to, p, q, sp, sq, tuple(c[5] for c in cols))
 
 
 def live_measurements(
@@ -102,15 +154,16 @@ def live_measurements(
     )
     eg = net.ext_grid[net.ext_grid.in_service.astype(bool)]
     hv = int(eg.bus.iloc[0])
+    sub_volts, flows = _substation_sensors(region, snapshots, now, policy or QualityPolicy())
+    volts = [(hv, float(eg.vm_pu.iloc[0]), HV_SETPOINT_SIGMA_PU, "pseudo:ext_grid set-point"), *sub_volts]
     volt = VoltageSensors(
-        np.array([hv]),
-        np.array([[float(eg.vm_pu.iloc[0])]]),
-        np.array([[HV_SETPOINT_SIGMA_PU]]),
-        ("pseudo:ext_grid set-point",),
+        np.array([v[0] for v in volts], dtype=np.int64),
+        np.array([[v[1] for v in volts]]),
+        np.array([[v[2] for v in volts]]),
+        tuple(v[3] for v in volts),
     )
-    z = np.zeros((1, 0))
-    flows = FlowSensors((), (), z, z.copy(), z.copy(), z.copy(), ())
     n_metered = int(ls.metered.sum())
+    n_sub = len(flows.branch)
     metered = {
         "site_meters": n_metered,
         "registered_sites": len(sites),
@@ -118,8 +171,12 @@ def live_measurements(
         "metered_share": n_metered / n if n else 0.0,
         "pseudo_from_forecast": int(sum(1 for s in site_of if s)) - n_metered,
         "pseudo_outside_fleet": n - int(sum(1 for s in site_of if s)),
-        "substation_meters": 0,
-        "voltage": "pseudo: the HV/MV station's set-point (no substation meter yet)",
+        "substation_meters": n_sub,
+        "voltage": (
+            f"{len(sub_volts)} substation meters at LV busbars, and the HV/MV set-point as a pseudo-value"
+            if sub_volts
+            else "pseudo: the HV/MV station's set-point (no substation meter reports)"
+        ),
         "reactive_power": "pseudo: each load's power factor",
     }
     return MeasurementBatch(volt, ls, flows), metered

@@ -10,12 +10,17 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from gridflex.cli.core import SITES_MAX, LogLevel
 from gridflex.cli.ports import address_in_use
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from simulators.testbed import TestBed
 
 __all__ = ["register"]
 
@@ -42,6 +47,32 @@ def _status(bed: object) -> str:
     )
 
 
+async def _watch(
+    console: Console, bed: TestBed, runner: asyncio.Task[None], stop: asyncio.Event, deadline: float | None
+) -> None:
+    """Show the status (live on a terminal, every 2 s otherwise) until stopped, the deadline or the physics end."""
+    from rich.live import Live
+
+    if console.is_terminal:
+        with Live(_status(bed), console=console, refresh_per_second=4, transient=False) as live:
+            while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.25)
+                live.update(_status(bed))
+                if runner.done():
+                    break
+        return
+    last = 0.0
+    while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.25)
+        if time.monotonic() - last >= 2.0:
+            last = time.monotonic()
+            print(_status(bed), flush=True)
+        if runner.done():
+            break
+
+
 async def _main(
     *,
     sites: int,
@@ -54,10 +85,11 @@ async def _main(
     bacnet: bool,
     broker_host: str,
     broker_port: int,
+    substations: bool = True,
 ) -> None:
     from rich.console import Console
-    from rich.live import Live
 
+    from gridflex.loop.substations import SUBSTATIONS_FILE, Substations, region_truth
     from protocols.clock import SimClock
     from simulators.testbed import TestBed, TestBedConfig
 
@@ -80,7 +112,8 @@ async def _main(
         loop.add_signal_handler(sig, stop.set)
     console.print(f"sim: starting {sites} buildings (seed {seed}, speed {speed:g}x, step {step:g} s) ...")
     t0 = time.monotonic()
-    async with TestBed(cfg, clock, out) as bed:
+    async with contextlib.AsyncExitStack() as stack:
+        bed = await stack.enter_async_context(TestBed(cfg, clock, out))
         n_modbus = sum(len(s) for s in bed.modbus.values())
         console.print(
             f"sim: {sites} buildings up in {time.monotonic() - t0:.1f} s: {n_modbus} Modbus servers, "
@@ -88,34 +121,35 @@ async def _main(
             highlight=False,
             soft_wrap=True,
         )
+        subs = None
+        if substations:
+            # After the manifest: the region (pandapower's import, the cut) takes seconds of CPU
+            # that would otherwise delay the buildings, which serve meanwhile on a still clock.
+            truth = await asyncio.to_thread(region_truth, list(bed.buildings))
+            subs = await stack.enter_async_context(
+                Substations(truth, out_dir=out, broker_host=broker_host, broker_port=broker_port)
+            )
+            names = ", ".join(s.site for s in subs.sites)
+            where = bed.out_dir / SUBSTATIONS_FILE
+            console.print(f"sim: substation meters up: {names}; {where}", highlight=False, soft_wrap=True)
         bed.clock = SimClock(start, speed=speed)  # ... and runs from `start` once they serve
         runner = asyncio.create_task(bed.run(), name="testbed")
+        if subs is not None:
+            # at most ~4 power flows per wall second, whatever the speed
+            subs.start(bed.clock, bed.buildings, update_s=max(step, 0.25 * speed))
         deadline = None if duration is None else time.monotonic() + duration
         try:
-            if console.is_terminal:
-                with Live(_status(bed), console=console, refresh_per_second=4, transient=False) as live:
-                    while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(stop.wait(), 0.25)
-                        live.update(_status(bed))
-                        if runner.done():
-                            break
-            else:
-                last = 0.0
-                while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), 0.25)
-                    if time.monotonic() - last >= 2.0:
-                        last = time.monotonic()
-                        print(_status(bed), flush=True)
-                    if runner.done():
-                        break
+            await _watch(console, bed, runner, stop, deadline)
         finally:
             runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await runner
         if runner.done() and not runner.cancelled() and runner.exception() is not None:
             raise runner.exception()  # type: ignore[misc]
+        if subs is not None and subs.last is not None:
+            flows = subs.last.station_flow.items()
+            text = ", ".join(f"{k} {f.p_kw:.1f} kW {f.v_ln_v:.1f} V" for k, f in flows)
+            console.print(f"sim: substations {text}", highlight=False, soft_wrap=True)
         console.print(f"sim: stopping ({_status(bed)})", highlight=False, soft_wrap=True)
     console.print("sim: stopped, ports released")
 
@@ -155,6 +189,13 @@ def register(app: typer.Typer) -> None:
         bacnet: Annotated[
             bool, typer.Option("--bacnet/--no-bacnet", help="one BACnet BMS per building")
         ] = True,
+        substations: Annotated[
+            bool,
+            typer.Option(
+                "--substations/--no-substations",
+                help="one SunSpec substation meter per MV/LV station, driven by the grid truth",
+            ),
+        ] = True,
         broker_host: Annotated[
             str, typer.Option(help="MQTT broker host written into the site YAMLs")
         ] = "127.0.0.1",
@@ -167,7 +208,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run simulated buildings speaking Modbus TCP and BACnet/IP on loopback until Ctrl-C/SIGTERM.
 
-        Writes OUT/manifest.json and one edge-agent config per building (OUT/sites/<site>.yaml).
+        Writes OUT/manifest.json and one edge-agent config per building (OUT/sites/<site>.yaml);
+        with substations also OUT/substations.json and OUT/sites/sub-<station>.yaml.
         """
         logging.basicConfig(
             level=log_level.value,
@@ -190,6 +232,7 @@ def register(app: typer.Typer) -> None:
                     bacnet=bacnet,
                     broker_host=broker_host,
                     broker_port=broker_port,
+                    substations=substations,
                 )
             )
         except (OSError, BaseExceptionGroup) as exc:  # a free port taken between pick and bind

@@ -23,6 +23,8 @@ import yaml
 
 from edge_agent import EdgeAgent, SiteConfig, load_config
 from edge_agent.drivers import BacnetStack
+from gridflex.loop.grid_truth import GridTruth
+from gridflex.loop.substations import Substations
 from gridflex.ops.certs import LoopbackPki
 from gridflex.ops.runner import cancel_until_done
 from protocols.clock import Clock
@@ -124,6 +126,7 @@ class Fleet:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._bed_task: asyncio.Task[None] | None = None
         self._stack: BacnetStack | None = None
+        self.substations: Substations | None = None
 
     async def __aenter__(self) -> Fleet:
         await self.bed.__aenter__()
@@ -139,6 +142,35 @@ class Fleet:
             raise
         return self
 
+    def add_site(self, site: str, config: Path, *, watermark: bool = True) -> None:
+        """Run an agent for a site served outside the test bed (a substation meter) with the others.
+
+        Its YAML gets the fleet's overrides like the buildings', except its own `fallback`
+        (a metering site has nothing to command); `watermark=False` where the controller will
+        not store the site (a PUBACK frees its queue rows then); call before `start`.
+        """
+        own = yaml.safe_load(config.read_text())
+        doc = {
+            **_override(own, site, self.options),
+            **({"fallback": own["fallback"]} if "fallback" in own else {}),
+        }
+        doc["cloud"] = {**doc.get("cloud", {}), "watermark": watermark}
+        config.write_text(yaml.safe_dump(doc, sort_keys=False))
+        self.configs[site] = load_config(config)
+
+    async def add_substations(self, truth: GridTruth, *, broker_port: int) -> Substations:
+        """Serve a substation meter per MV/LV station of `truth`'s region, each with an agent; before `start`.
+
+        `start` drives them from the buildings every two poll intervals. `truth` is copied (a net of
+        its own): the meters' power flows run in a thread while the caller may use `truth`.
+        """
+        own = GridTruth(truth.region, truth.household_of_site)
+        self.substations = Substations(own, out_dir=self.bed.out_dir, broker_port=broker_port)
+        await self.substations.__aenter__()
+        for sub in self.substations.sites:  # not registered sites: the controller drops them
+            self.add_site(sub.site, sub.config, watermark=False)
+        return self.substations
+
     def start(self, clock: Clock) -> None:
         """Start the physics and every agent on `clock` (call once, inside the `async with`)."""
         if self._bed_task is not None:
@@ -146,6 +178,8 @@ class Fleet:
         self.clock = clock
         self.bed.clock = clock
         self._bed_task = asyncio.create_task(self.bed.run(), name="testbed")
+        if self.substations is not None:  # every other poll: each power flow holds the GIL for ~50 ms
+            self.substations.start(clock, self.bed.buildings, update_s=2 * self.options.poll_interval_s)
         for site in self.configs:
             self.start_agent(site)
 
@@ -175,6 +209,8 @@ class Fleet:
         for name, task in [*self._tasks.items(), ("testbed", self._bed_task)]:
             if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
                 out[name] = task.exception()  # type: ignore[assignment]
+        if self.substations is not None and (error := self.substations.failed()) is not None:
+            out["substations"] = error
         return out
 
     async def __aexit__(
@@ -184,6 +220,8 @@ class Fleet:
             await self.stop_agent(site)
         if self._bed_task is not None:
             await cancel_until_done(self._bed_task, bound_s=STOP_BOUND_S)
+        if self.substations is not None:
+            await self.substations.__aexit__(exc_type, exc, tb)
         if self._stack is not None:
             await self._stack.close()
         await self.bed.__aexit__(exc_type, exc, tb)

@@ -8,7 +8,8 @@ physics, the agents and the controller.
 
 The grid truth is measured from the physics, not from telemetry: each building's meter
 energy at every control-period boundary gives its mean power over the interval, and a
-pandapower AC power flow turns those into transformer loadings.
+pandapower AC power flow turns those into transformer loadings. Substation meters and
+their agents run beside the fleet (`Fleet.add_substations`); they are not registered sites.
 """
 
 from __future__ import annotations
@@ -133,6 +134,7 @@ class ClosedLoop:
         )
         try:
             await self.fleet.__aenter__()
+            await self.fleet.add_substations(self.scenario.truth, broker_port=self.broker.port)
             initialise(list(self.fleet.bed.buildings.values()), seed=s.seed)
             self.registry = _registry(self.scenario, self.fleet)
             # The LP is built and solved once before time runs: building it takes seconds of
@@ -276,7 +278,7 @@ class ClosedLoop:
         """
         assert self.fleet is not None and self.controller is not None
         deadline = time.monotonic() + timeout_s
-        produced = {s: a.stats.next_seq for s, a in self.fleet.agents.items()}
+        produced = {s: a.stats.next_seq for s, a in self.fleet.agents.items() if s in self.registry.ids}
         while time.monotonic() < deadline:
             stored = {s: self.controller.store.highest_contiguous_seq(s) + 1 for s in produced}
             if all(stored[s] >= produced[s] for s in produced):

@@ -6,13 +6,18 @@ the demo and the end-to-end tests feed each building's *physical* grid-connectio
 of the region and read the transformer loadings. Households of the region that are not
 simulated buildings carry no load here: the demo's congestion threshold is set on the
 fleet it controls (see `congestion_threshold_kw`).
+
+Each interval also yields what a meter on every MV/LV station's LV busbar reads
+(`StationFlow`): the transformer's LV-side P and Q into the LV network, the busbar's
+L-N voltage and the phase current: the values the simulated substation meters serve.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,7 +26,22 @@ import numpy.typing as npt
 from cloud_controller import Region
 from protocols.errors import ConfigError
 
-__all__ = ["GridTruth", "TruthInterval", "congestion_threshold_kw", "count_overloads"]
+__all__ = ["GridTruth", "StationFlow", "TruthInterval", "congestion_threshold_kw", "count_overloads"]
+
+#: The grid frequency the power flow assumes (a distribution grid does not move it).
+F_HZ = 50.0
+
+
+@dataclass(frozen=True)
+class StationFlow:
+    """A station's LV busbar as its meter sees it: balanced three-phase, load-positive (into the LV network)."""
+
+    p_kw: float
+    q_kvar: float
+    v_pu: float
+    v_ln_v: float  # per phase: vm_pu × vn_kv / √3
+    i_a: float  # per phase, LV side
+    f_hz: float = F_HZ
 
 
 @dataclass(frozen=True)
@@ -33,6 +53,8 @@ class TruthInterval:
     station_loading_pct: dict[str, float]  # MV/LV transformers by station name
     v_min_pu: float
     v_max_pu: float
+    #: What each MV/LV station's LV busbar meter reads, by station name.
+    station_flow: dict[str, StationFlow] = field(default_factory=dict)
 
 
 class GridTruth:
@@ -57,6 +79,26 @@ class GridTruth:
         self._station_trafo = {
             name: int(region.grid.branch_names[k].split(":")[1]) for name, k in region.station_branch.items()
         }
+        self._station_lv_bus = {
+            name: int(self._net.trafo.lv_bus.at[t]) for name, t in self._station_trafo.items()
+        }
+
+    @property
+    def stations(self) -> list[str]:
+        """The MV/LV stations (transformer names) of the region, in the region's order."""
+        return list(self._station_trafo)
+
+    def _station_flow(self, station: str) -> StationFlow:
+        """Read one station's LV side from the solved net (pandapower's `p_lv_mw` flows into the trafo)."""
+        net, t, bus = self._net, self._station_trafo[station], self._station_lv_bus[station]
+        vm_pu = float(net.res_bus.vm_pu.at[bus])
+        return StationFlow(
+            p_kw=-float(net.res_trafo.p_lv_mw.at[t]) * 1000.0,
+            q_kvar=-float(net.res_trafo.q_lv_mvar.at[t]) * 1000.0,
+            v_pu=vm_pu,
+            v_ln_v=vm_pu * float(net.bus.vn_kv.at[bus]) * 1000.0 / math.sqrt(3.0),
+            i_a=float(net.res_trafo.i_lv_ka.at[t]) * 1000.0,
+        )
 
     def evaluate(self, p_kw_by_site: Mapping[str, float]) -> TruthInterval:
         """Power flow for one interval; unknown sites are an error, missing sites draw 0."""
@@ -81,6 +123,7 @@ class GridTruth:
             },
             v_min_pu=float(net.res_bus.vm_pu.min()),
             v_max_pu=float(net.res_bus.vm_pu.max()),
+            station_flow={name: self._station_flow(name) for name in self._station_trafo},
         )
 
     def evaluate_series(self, p_kw_by_site: Mapping[str, Sequence[float]]) -> list[TruthInterval]:

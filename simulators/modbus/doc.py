@@ -6,9 +6,9 @@ are built from the device templates, so these tables are the templates' register
 
 from __future__ import annotations
 
-from simulators.devices import Battery, EvCharger, HeatPump, Meter, PvInverter
+from simulators.devices import Battery, EvCharger, HeatPump, Meter, PvInverter, SubstationMeter
 from simulators.modbus.regmap import RegisterMap
-from simulators.modbus.sunspec import meter_map, pv_map
+from simulators.modbus.sunspec import meter_map, pv_map, substation_meter_map
 from simulators.modbus.vendor import battery_map, ev_map, hp_map
 
 __all__ = ["register_tables"]
@@ -59,6 +59,11 @@ def register_tables() -> str:
             _table(
                 "Meter — SunSpec 1 / 203 (`sunspec-meter`, template `sunspec-meter`)",
                 meter_map(Meter(), serial="-"),
+                sunspec_meter,
+            ),
+            _table(
+                "Substation meter — SunSpec 1 / 203 (template `sunspec-substation-meter`)",
+                substation_meter_map(SubstationMeter(), serial="-"),
                 sunspec_meter,
             ),
             _table(

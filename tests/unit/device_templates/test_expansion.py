@@ -17,7 +17,7 @@ from protocols.errors import ConfigError
 from protocols.testbed import BacnetEndpoint, ModbusEndpoint
 from simulators.building import Building
 from simulators.devices import Battery, EvCharger, HeatPump, PvInverter
-from simulators.siteconfig import DEVICE_TEMPLATES, site_config
+from simulators.siteconfig import DEVICE_TEMPLATES, SUBSTATION_TEMPLATE, site_config
 
 HERE = Path(__file__).parent
 BEFORE = HERE / "site_before_templates.yaml"  # what simulators.siteconfig wrote before templates
@@ -196,7 +196,9 @@ def test_a_bad_user_template_names_its_own_file(tmp_path: Path) -> None:
 
 
 def test_builtin_templates_are_the_device_types_the_simulators_serve() -> None:
-    assert sorted(builtin_catalog()) == sorted([*DEVICE_TEMPLATES.values(), "bacnet-bms"])
+    assert sorted(builtin_catalog()) == sorted(
+        [*DEVICE_TEMPLATES.values(), "bacnet-bms", SUBSTATION_TEMPLATE]
+    )
 
 
 def test_shipped_template_example_validates() -> None:

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -60,10 +61,10 @@ def test_an_unknown_sweep_key_exits_2_naming_it_before_any_run(tmp_path: Path) -
     assert result.exit_code == 2 and "--scheduler needs --sweep" in result.output
 
 
-def _table(out: Path) -> list[dict[str, object]]:
+def _table(out: Path) -> list[dict[str, Any]]:
     doc = json.loads((out / "sweep.json").read_text())
     assert doc["axes"] == [{"key": "sizes.battery_kwh", "values": [4.0, 32.0]}]
-    points: list[dict[str, object]] = doc["points"]
+    points: list[dict[str, Any]] = doc["points"]
     return points
 
 
@@ -83,11 +84,9 @@ def test_sweep_on_the_local_cluster_writes_points_table_and_figure(tmp_path: Pat
         for sc in ("no_control", "stor", "stor_proa_prob"):
             assert (
                 p["results"]["critical"][sc]["load_violations"]
-                == (  # type: ignore[index]
-                    summary["results"]["critical"][sc]["load_violations"]
-                )
+                == (summary["results"]["critical"][sc]["load_violations"])
             )
-    small, large = (p["results"]["critical"] for p in points)  # type: ignore[index]
+    small, large = (p["results"]["critical"] for p in points)
     assert large["stor_proa_prob"]["load_violations"] < small["stor_proa_prob"]["load_violations"]
     md = (out / "sweep.md").read_text()
     assert md.startswith("| sizes.battery_kwh | critical: no-control viol. | critical: Stor resolved % |")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cloud_controller.study.config import StudyConfig
-from cloud_controller.study.sweep import SweepAxis, parse_axis, sweep_points, sweep_row
+from cloud_controller.study.sweep import Scalar, SweepAxis, parse_axis, sweep_points, sweep_row
 from protocols.errors import ConfigError
 
 BASE = StudyConfig()
@@ -24,7 +24,7 @@ BASE = StudyConfig()
     ],
     ids=["float", "dict-role", "wildcard", "int", "literal", "bool", "optional"],
 )
-def test_values_are_parsed_to_the_fields_type(spec: str, key: str, values: tuple[object, ...]) -> None:
+def test_values_are_parsed_to_the_fields_type(spec: str, key: str, values: tuple[Scalar, ...]) -> None:
     axis = parse_axis(spec, BASE)
     assert axis == SweepAxis(key, values)
     assert [type(v) for v in axis.values] == [type(v) for v in values]

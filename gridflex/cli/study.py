@@ -101,7 +101,7 @@ def _sweep(
     """`--sweep`: every grid point a whole study on Dask; per point its summary, then the table and plot."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from cloud_controller.study.sweep import SweepPoint, parse_axis, sweep_points, sweep_row
+    from cloud_controller.study import SweepPoint, parse_axis, sweep_points, sweep_row
 
     try:
         axes = [parse_axis(spec, cfg) for spec in specs]
@@ -109,8 +109,7 @@ def _sweep(
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    from cloud_controller.study.sweep_report import figure_sweep, write_sweep_table
-    from cloud_controller.study.sweep_run import run_sweep
+    from cloud_controller.study import figure_sweep, run_sweep, write_sweep_table
 
     out.mkdir(parents=True, exist_ok=True)
     where = scheduler or f"a local Dask cluster of {min(jobs, len(points))} process(es)"

@@ -81,9 +81,10 @@ def figure_sweep(
     for row in rows:
         groups.setdefault(tuple(row["overrides"][a.key] for a in others), []).append(row)
     fig, panels = plt.subplots(
-        1, len(stresses), figsize=(max(5.0, 4.2 * len(stresses)), 3.8), sharey=True, squeeze=False
+        1, len(stresses), figsize=(max(5.0, 4.2 * len(stresses)), 4.4), sharey=True, squeeze=False
     )
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    handles: dict[str, Any] = {}
     for ax, st in zip(panels[0], stresses, strict=True):
         for n, (label_values, group) in enumerate(groups.items()):
             colour = colours[n % len(colours)]
@@ -93,9 +94,9 @@ def figure_sweep(
                 ys = [by_x.get(v, {}).get(sc, {}).get("load_violations_resolved_pct") for v in x_axis.values]
                 if all(y is None for y in ys):
                     continue
-                ys_plot = [float("nan") if y is None else y for y in ys]
-                name = LABELS.get(sc, sc) + (f" ({label})" if label else "")
-                ax.plot(xs, ys_plot, style, color=colour, label=name if sc == scenario or n == 0 else None)
+                (line,) = ax.plot(xs, [float("nan") if y is None else y for y in ys], style, color=colour)
+                if sc == scenario:
+                    handles.setdefault(label or LABELS.get(sc, sc), line)
         ax.axhline(PAPER_PROA_PROB_PCT, color="grey", lw=0.8, ls=":")
         ax.set_title(f"{st} grid")
         ax.set_xlabel(x_axis.key)
@@ -104,9 +105,16 @@ def figure_sweep(
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
     panels[0][0].set_ylabel("load violations resolved (%)")
-    panels[0][-1].legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"2030 load violations resolved (dotted: the paper's {PAPER_PROA_PROB_PCT:g} %)", fontsize=9)
-    fig.tight_layout()
+    rows_of_legend = -(-len(handles) // 3)
+    fig.legend(
+        list(handles.values()), list(handles), loc="lower center", ncol=min(3, len(handles)), fontsize=7
+    )
+    fig.suptitle(
+        f"2030 load violations resolved: solid {LABELS.get(scenario, scenario)}, dashed Stor,"
+        f" dotted the paper's {PAPER_PROA_PROB_PCT:g} %",
+        fontsize=9,
+    )
+    fig.tight_layout(rect=(0.0, 0.05 + 0.045 * rows_of_legend, 1.0, 1.0))
     png = out / "sweep_resolved.png"
     fig.savefig(png, dpi=90)
     plt.close(fig)

@@ -101,6 +101,8 @@ def _leaf(key: str, base: StudyConfig) -> tuple[Any, list[tuple[str, ...]]]:
                 chosen = [part]
             else:
                 raise ConfigError(unknown_key_reason(part, [*names, WILDCARD]), file=SOURCE, key=where)
+            if not chosen:
+                raise ConfigError("is empty in the study config: nothing to set", file=SOURCE, key=where)
             tp = get_args(tp)[1]
             value = value[chosen[0]]
             paths = [(*p, c) for p in paths for c in chosen]

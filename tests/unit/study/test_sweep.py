@@ -162,3 +162,9 @@ def test_a_row_keeps_counts_and_shares_not_timings() -> None:
     }
     assert row["results"]["critical"]["no_control"]["load_violations_resolved_pct"] is None
     assert "wall_s" not in row
+
+
+def test_a_wildcard_over_an_empty_mapping_is_an_error() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_axis("mix.*.ev=0.1", StudyConfig(mix={}))
+    assert str(err.value) == "--sweep:mix.*: is empty in the study config: nothing to set"

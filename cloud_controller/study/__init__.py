@@ -24,6 +24,9 @@ if TYPE_CHECKING:
         summarise,
         write_steps,
     )
+    from cloud_controller.study.sweep import SweepAxis, SweepPoint, parse_axis, sweep_points, sweep_row
+    from cloud_controller.study.sweep_report import figure_sweep, write_sweep_table
+    from cloud_controller.study.sweep_run import run_sweep
     from cloud_controller.study.validate import validate_run
 
 __all__ = [
@@ -34,14 +37,22 @@ __all__ = [
     "StudyConfig",
     "StudyInputs",
     "StudyResult",
+    "SweepAxis",
+    "SweepPoint",
+    "figure_sweep",
     "load_inputs",
     "load_study_config",
+    "parse_axis",
     "plan_jobs",
     "run_scenario",
     "run_study",
+    "run_sweep",
     "summarise",
+    "sweep_points",
+    "sweep_row",
     "validate_run",
     "write_steps",
+    "write_sweep_table",
 ]
 
 _WHERE = {
@@ -60,6 +71,14 @@ _WHERE = {
     "summarise": "cloud_controller.study.study",
     "write_steps": "cloud_controller.study.study",
     "validate_run": "cloud_controller.study.validate",
+    "SweepAxis": "cloud_controller.study.sweep",
+    "SweepPoint": "cloud_controller.study.sweep",
+    "parse_axis": "cloud_controller.study.sweep",
+    "sweep_points": "cloud_controller.study.sweep",
+    "sweep_row": "cloud_controller.study.sweep",
+    "figure_sweep": "cloud_controller.study.sweep_report",
+    "write_sweep_table": "cloud_controller.study.sweep_report",
+    "run_sweep": "cloud_controller.study.sweep_run",
 }
 
 

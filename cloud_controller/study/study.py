@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from cloud_controller.study.config import BEYOND, SCENARIOS, STRESS_LEVELS, Stud
 from cloud_controller.study.inputs import StudyInputs
 from cloud_controller.study.results import STRESS_FREE, ScenarioRun
 from cloud_controller.study.runner import run_scenario
+
+if TYPE_CHECKING:
+    from cloud_controller.grid.region import Region
 
 TOL_KW = 0.1  # a step violates the limit only if it exceeds it by more than this
 
@@ -52,15 +55,19 @@ class StudyResult:
         return self.run_for(scenario, stress) is not None
 
 
-def load_inputs(cfg: StudyConfig, *, quick: bool) -> StudyInputs:
-    """Region, household population and profiles for `cfg` (`quick`: only the quick weeks of the year)."""
+def load_inputs(cfg: StudyConfig, *, quick: bool, region: Region | None = None) -> StudyInputs:
+    """Region, household population and profiles for `cfg` (`quick`: only the quick weeks of the year).
+
+    `region`: the one `cfg` names, already built (a sweep reuses it across points: reading
+    `lv_schutterwald` is most of the inputs' cost).
+    """
     from cloud_controller.grid.region import build_schutterwald_region, region_from_json
     from cloud_controller.study.population import draw_population
     from cloud_controller.study.profiles import build_profiles
 
-    if cfg.network_json:
+    if region is None and cfg.network_json:
         region = region_from_json(cfg.network_json)
-    else:
+    elif region is None:
         region = build_schutterwald_region(cfg.stations, hvmv_sn_mva=cfg.hvmv_sn_mva)
     pop = draw_population(cfg, region.site_station)
     prof = build_profiles(cfg, pop, quick=quick)

@@ -22,7 +22,7 @@ def _split(value: str | None) -> tuple[str, ...] | None:
     return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
 
 
-def study(
+def study(  # noqa: PLR0917 (typer options are parameters)
     config: Annotated[
         Path, typer.Option("--config", help="Study YAML (examples/schutterwald/study.yaml).")
     ] = Path("examples/schutterwald/study.yaml"),
@@ -42,6 +42,20 @@ def study(
     ] = False,
     jobs: Annotated[int, typer.Option(min=1, max=64, help="Scenario runs in parallel (processes).")] = 1,
     validate: Annotated[bool, typer.Option(help="Check every step with an AC power flow.")] = True,
+    sweep: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--sweep",
+            help="KEY=V1,V2,…: run the study at every value (repeat for a grid); KEY is a dotted"
+            " path into the study YAML, `*` for every mix role (mix.*.ev=0.1,0.25).",
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="Dask scheduler address for --sweep.", show_default="a local cluster of --jobs processes"
+        ),
+    ] = None,
 ) -> None:
     """Rolling-horizon OPF over the region for every scenario × stress level (the Schutterwald study)."""
     from cloud_controller.study import BEYOND, SCENARIOS, StudyConfig, load_study_config
@@ -65,7 +79,66 @@ def study(
             f"[red]error:[/red] bad --scenarios/--stress: {exc.errors()[0]['msg'] if hasattr(exc, 'errors') else exc}; known scenarios: {known}"
         )
         raise typer.Exit(2) from None
+    if sweep:
+        _sweep(cfg, sweep, out, quick=quick, jobs=jobs, validate=validate, scheduler=scheduler)
+        return
+    if scheduler:
+        typer.echo("error: --scheduler needs --sweep", err=True)
+        raise typer.Exit(2)
     _run(cfg, out, quick=quick, jobs=jobs, validate=validate)
+
+
+def _sweep(
+    cfg: StudyConfig,
+    specs: list[str],
+    out: Path,
+    *,
+    quick: bool,
+    jobs: int,
+    validate: bool,
+    scheduler: str | None,
+) -> None:
+    """`--sweep`: every grid point a whole study on Dask; per point its summary, then the table and plot."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from cloud_controller.study import SweepPoint, parse_axis, sweep_points, sweep_row
+
+    try:
+        axes = [parse_axis(spec, cfg) for spec in specs]
+        points = sweep_points(cfg, axes)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    from cloud_controller.study import figure_sweep, run_sweep, write_sweep_table
+
+    out.mkdir(parents=True, exist_ok=True)
+    where = scheduler or f"a local Dask cluster of {min(jobs, len(points))} process(es)"
+    console.print(f"{len(points)} points × ({', '.join(cfg.scenarios)}) on {where}")
+    rows: dict[int, dict[str, object]] = {}
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} points"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task("sweep", total=len(points))
+
+        def done(point: SweepPoint, summary: dict[str, object], n_done: int, total: int) -> None:
+            folder = out / "points" / point.name
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+            rows[point.index] = sweep_row(point, summary)
+            bar.update(task, completed=n_done, description=f"done: {point.name}")
+
+        run_sweep(points, quick=quick, validate=validate, scheduler=scheduler, n_workers=jobs, on_done=done)
+    ordered = [rows[p.index] for p in points]
+    paths = write_sweep_table(ordered, axes, out)
+    paths.append(figure_sweep(ordered, axes, out))
+    Console().print((out / "sweep.md").read_text(encoding="utf-8"))
+    console.print(
+        f"wrote {len(points)} point summaries under {out / 'points'}, " + ", ".join(map(str, paths))
+    )
 
 
 def _run(cfg: StudyConfig, out: Path, *, quick: bool, jobs: int, validate: bool) -> None:

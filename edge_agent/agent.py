@@ -22,7 +22,7 @@ from edge_agent.config import AssetConfig, SiteConfig
 from edge_agent.connection_guard import ConnectionGuard
 from edge_agent.drivers import BacnetStack, Driver, PointRef, make_driver
 from edge_agent.events import EventOutbox
-from edge_agent.fallback import FallbackPolicy
+from edge_agent.fallback import FallbackPolicy, release_delay_s
 from edge_agent.flex import asset_flex, flex_signature
 from edge_agent.health import AgentStats, HealthServer
 from edge_agent.poller import DevicePoller, Latest
@@ -80,7 +80,10 @@ class EdgeAgent:
         self._pipe: TelemetryPipe | None = None
         self._session: MqttSession | None = None
         self.fallback = FallbackPolicy(
-            config.fallback.after_s, last_valid_mono=clock.monotonic(), broker_down_since=clock.monotonic()
+            config.fallback.after_s,
+            last_valid_mono=clock.monotonic(),
+            broker_down_since=clock.monotonic(),
+            release_delay_s=release_delay_s(config.site, config.fallback.release_spread_s),
         )
         self._pollers: list[DevicePoller] = []
         # Python 3.11's asyncio.wait_for (inside aiomqtt, pymodbus) can swallow a cancellation

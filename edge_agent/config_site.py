@@ -164,6 +164,11 @@ class FallbackConfig(_Model):
     """How long without a valid command before the assets are put into their safe state."""
 
     after_s: PositiveS = 300.0
+    #: Fleet-wide spread of cap releases (s): this site lifts its caps — fallback entry, a
+    #: command ended without a successor — up to this much later, in a slot fixed by its id
+    #: (`fallback.release_delay_s`), so a fleet that loses its controller does not rebound at
+    #: once. 0 = release at once. 300-900 s suits a fleet of many sites on one feeder.
+    release_spread_s: float = Field(default=0.0, ge=0.0, le=3600.0, allow_inf_nan=False)
 
 
 class HealthConfig(_Model):

@@ -10,16 +10,17 @@ is itself at or above the minimum; otherwise the minimum is written instead.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from edge_agent.config import AssetConfig
 from edge_agent.floor import floor_write, min_power_kw, power_scale
 from protocols.messages import Command
 
-__all__ = ["FallbackPolicy", "SafeWrite", "plan_safe_state", "relinquish_needs_check"]
+__all__ = ["FallbackPolicy", "SafeWrite", "plan_safe_state", "release_delay_s", "relinquish_needs_check"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,14 +71,34 @@ def plan_safe_state(asset: AssetConfig, relinquish_defaults: Mapping[str, float 
     return out
 
 
+def release_delay_s(site: str, spread_s: float) -> float:
+    """This site's share of a fleet-wide release spread: SHA-256 of the site id → [0, spread_s).
+
+    Why: when the controller goes away, every site's commands end and its fallback timer
+    runs out within the same few seconds; lifting every cap at once makes a fleet-wide
+    rebound peak (IEEE 2030.5 and OpenADR randomise event starts and ends for the same
+    reason). A hash, not a random draw, so a site keeps its slot across restarts and a
+    test can predict it; SHA-256 spreads any set of ids evenly over the interval.
+    """
+    if spread_s <= 0:
+        return 0.0
+    u = int.from_bytes(hashlib.sha256(site.encode()).digest()[:8], "big") / 2**64
+    return u * spread_s
+
+
 @dataclass
 class FallbackPolicy:
-    """Monotonic-time bookkeeping of the last valid command and the broker connection."""
+    """Monotonic-time bookkeeping of the last valid command and the broker connection.
+
+    `release_delay_s` (from `release_delay_s()`) postpones both ways a cap is lifted — the
+    fallback entry and a command's end without a successor — by this site's slot.
+    """
 
     after_s: float
     last_valid_mono: float
     broker_down_since: float | None = None
     active: dict[str, Command] = field(default_factory=dict)  # asset -> command in force
+    release_delay_s: float = 0.0
 
     def on_valid(self, cmd: Command, mono: float) -> None:
         """A valid command arrived: restart the fallback timer and remember it as in force for its asset."""
@@ -93,15 +114,18 @@ class FallbackPolicy:
 
     def reason(self, mono: float) -> str | None:
         """Why the site must be in fallback now, or None."""
-        if mono - self.last_valid_mono >= self.after_s:
-            return f"no valid command for {self.after_s:g} s"
-        if self.broker_down_since is not None and mono - self.broker_down_since >= self.after_s:
-            return f"no broker connection for {self.after_s:g} s"
+        after = self.after_s + self.release_delay_s
+        spread = f" (+{self.release_delay_s:.0f} s: this site's release slot)" if self.release_delay_s else ""
+        if mono - self.last_valid_mono >= after:
+            return f"no valid command for {self.after_s:g} s{spread}"
+        if self.broker_down_since is not None and mono - self.broker_down_since >= after:
+            return f"no broker connection for {self.after_s:g} s{spread}"
         return None
 
     def pop_expired(self, now: datetime) -> list[Command]:
-        """Commands whose validity ended without a successor for the same asset."""
-        ended = [cmd for cmd in self.active.values() if now >= cmd.valid_until]
+        """Commands whose validity (plus this site's release slot) ended without a successor."""
+        delay = timedelta(seconds=self.release_delay_s)
+        ended = [cmd for cmd in self.active.values() if now >= cmd.valid_until + delay]
         for cmd in ended:
             del self.active[cmd.asset]
         return ended

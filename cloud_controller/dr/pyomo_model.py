@@ -9,14 +9,13 @@ map, so HiGHS is called the same way whichever builder made the model.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Any
 
 import numpy as np
 import pyomo.environ as pyo
 
 from cloud_controller.dr.inputs import IntArray, MilpInputs, needs_binary, source_costs, unmet_cost
+from cloud_controller.highs.pyomo_lp import load_pyomo_model
 
 __all__ = ["build_model", "load_pyomo"]
 
@@ -137,14 +136,7 @@ def _objective_columns(m: Any, x: MilpInputs) -> Any:
 def load_pyomo(x: MilpInputs, h: Any) -> tuple[IntArray, IntArray, IntArray, IntArray]:
     """Write `build_model(x)` as an LP file, read it into `h`; return the columns of up, dn, unmet and z."""
     model = build_model(x)
-    fd, path = tempfile.mkstemp(suffix=".lp")
-    os.close(fd)
-    try:
-        _, sid = model.write(path, io_options={"symbolic_solver_labels": True})
-        h.readModel(path)
-    finally:
-        os.unlink(path)
-    smap = model.solutions.symbol_map[sid]
+    smap = load_pyomo_model(model, h)
     cols = {name: i for i, name in enumerate(h.getLp().col_names_)}
     n_r, n_t = x.up_max.shape
 

@@ -10,8 +10,6 @@ same change there.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -20,6 +18,7 @@ import pyomo.environ as pyo
 from cloud_controller.dispatch.model.families import FAMILIES, shape
 from cloud_controller.dispatch.model.lp import LpIndex
 from cloud_controller.dispatch.model.problem import BIG, IntArray, Problem
+from cloud_controller.highs.pyomo_lp import load_pyomo_model
 
 
 def build_model(problem: Problem) -> Any:
@@ -219,14 +218,7 @@ def pyomo_lp(problem: Problem, h: Any) -> LpIndex:
     Then map every family to its HiGHS columns/rows through pyomo's symbol map.
     """
     model = build_model(problem)
-    fd, path = tempfile.mkstemp(suffix=".lp")
-    os.close(fd)
-    try:
-        _, sid = model.write(path, io_options={"symbolic_solver_labels": True})
-        h.readModel(path)
-    finally:
-        os.unlink(path)
-    smap = model.solutions.symbol_map[sid]
+    smap = load_pyomo_model(model, h)
     lp = h.getLp()
     cols = {n: i for i, n in enumerate(lp.col_names_)}
     rows = {n: i for i, n in enumerate(lp.row_names_)}

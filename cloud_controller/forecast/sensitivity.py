@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from cloud_controller.grid.pgm_input import finite_or
 from cloud_controller.grid.radial import RadialGrid
 
 __all__ = ["BaseCase", "TreeModel"]
@@ -127,7 +128,7 @@ class TreeModel:
                 self.x_pu[k] = float(ln.x_ohm_per_km) * float(ln.length_km) / par / vn**2
                 df = float(ln.get("df", 1.0))
                 self.rated_mva[k] = np.sqrt(3) * vn * float(ln.max_i_ka) * df * par
-                self.limit_pct[k] = _finite(ln.get("max_loading_percent"), 100.0)
+                self.limit_pct[k] = finite_or(ln.get("max_loading_percent"), 100.0)
             elif table == "trafo":
                 tr = net.trafo.loc[idx]
                 sn = float(tr.sn_mva) * float(tr.get("parallel", 1)) * float(tr.get("df", 1.0))
@@ -136,7 +137,7 @@ class TreeModel:
                 self.r_pu[k] = vkr / sn * ref
                 self.x_pu[k] = np.sqrt(max(vk**2 - vkr**2, 0.0)) / sn * ref
                 self.rated_mva[k] = sn
-                self.limit_pct[k] = _finite(tr.get("max_loading_percent"), 100.0)
+                self.limit_pct[k] = finite_or(tr.get("max_loading_percent"), 100.0)
                 self.ratio[k] = _trafo_ratio(net, tr)
 
     @property
@@ -252,23 +253,15 @@ def _rows(base: BaseCase, t_idx: IntArray) -> dict[str, F32]:
     }
 
 
-def _finite(value: Any, default: float) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return default
-    return out if np.isfinite(out) else default
-
-
 def _trafo_ratio(net: Any, tr: Any) -> float:
     """Off-nominal voltage ratio of a transformer (HV pu / LV pu at no load), taps included."""
     hv_bus_kv = float(net.bus.vn_kv.at[int(tr.hv_bus)])
     lv_bus_kv = float(net.bus.vn_kv.at[int(tr.lv_bus)])
     hv, lv = float(tr.vn_hv_kv), float(tr.vn_lv_kv)
-    pos = _finite(tr.get("tap_pos"), np.nan)
-    step = _finite(tr.get("tap_step_percent"), 0.0)
+    pos = finite_or(tr.get("tap_pos"), np.nan)
+    step = finite_or(tr.get("tap_step_percent"), 0.0)
     if np.isfinite(pos) and step:
-        shift = 1.0 + (pos - _finite(tr.get("tap_neutral"), 0.0)) * step / 100.0
+        shift = 1.0 + (pos - finite_or(tr.get("tap_neutral"), 0.0)) * step / 100.0
         if tr.get("tap_side") == "hv":
             hv *= shift
         elif tr.get("tap_side") == "lv":

@@ -69,7 +69,8 @@ def _open_line_ends(net: Any) -> set[tuple[int, int]]:
     return {(int(e), int(b)) for e, b in zip(op.element, op.bus, strict=True)}
 
 
-def _finite(value: Any, default: float) -> float:
+def finite_or(value: Any, default: float) -> float:
+    """`value` as a float if it is a finite number (a pandapower cell may be None or NaN), else `default`."""
     try:
         out = float(value)
     except (TypeError, ValueError):
@@ -201,8 +202,8 @@ class PgmInputBuilder:
         tap_nom = np.zeros(n, dtype=np.int8)
         tap_size = np.zeros(n)
         for k, (_, row) in enumerate(tr.iterrows()):
-            pos = _finite(row.get("tap_pos"), np.nan)
-            step = _finite(row.get("tap_step_percent"), 0.0)
+            pos = finite_or(row.get("tap_pos"), np.nan)
+            step = finite_or(row.get("tap_step_percent"), 0.0)
             side = row.get("tap_side")
             if not np.isfinite(pos) or step == 0.0 or side not in ("hv", "lv"):
                 continue
@@ -211,14 +212,14 @@ class PgmInputBuilder:
                 raise ConfigError(
                     f"trafo {row.name}: tap changer type {ttype!r} is not supported", key="trafo"
                 )
-            if _finite(row.get("tap_step_degree"), 0.0) != 0.0:
+            if finite_or(row.get("tap_step_degree"), 0.0) != 0.0:
                 raise ConfigError(f"trafo {row.name}: phase-shifting taps are not supported", key="trafo")
-            neutral = _finite(row.get("tap_neutral"), 0.0)
+            neutral = finite_or(row.get("tap_neutral"), 0.0)
             tap_side[k] = BranchSide.from_side if side == "hv" else BranchSide.to_side
             tap_pos[k] = round(pos)
             tap_nom[k] = round(neutral)
-            tap_min[k] = round(_finite(row.get("tap_min"), min(pos, neutral)))
-            tap_max[k] = round(_finite(row.get("tap_max"), max(pos, neutral)))
+            tap_min[k] = round(finite_or(row.get("tap_min"), min(pos, neutral)))
+            tap_max[k] = round(finite_or(row.get("tap_max"), max(pos, neutral)))
             vn = u1[k] if side == "hv" else u2[k]
             tap_size[k] = step / 100.0 * vn
         arr["tap_side"] = tap_side

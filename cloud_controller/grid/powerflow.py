@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from cloud_controller.grid.pgm_input import PgmInputBuilder, _finite
+from cloud_controller.grid.pgm_input import PgmInputBuilder, finite_or
 from protocols.errors import ConfigError
 
 FloatArray = npt.NDArray[np.float64]
@@ -131,7 +131,7 @@ class BatchPowerFlow(PgmInputBuilder):
 
         self._method = method
         self._check_supported(net)
-        self._f_hz = _finite(getattr(net, "f_hz", 50.0), 50.0)
+        self._f_hz = finite_or(getattr(net, "f_hz", 50.0), 50.0)
         self._ids = 0
         input_data: dict[str, Any] = {}
         input_data["node"], node_id = self._nodes(net)

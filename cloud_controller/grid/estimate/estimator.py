@@ -28,7 +28,7 @@ from cloud_controller.grid.estimate.observability import Observability, Topology
 from cloud_controller.grid.estimate.result import BadDatum, StateEstimate
 from cloud_controller.grid.estimate.rows import RowMeta, wls_rows
 from cloud_controller.grid.estimate.wls import Rows, WlsModel
-from cloud_controller.grid.pgm_input import PgmInputBuilder, _finite, _in_service
+from cloud_controller.grid.pgm_input import PgmInputBuilder, _in_service, finite_or
 from protocols.errors import ConfigError
 
 __all__ = ["EstimateOptions", "StateEstimator"]
@@ -59,7 +59,7 @@ class StateEstimator(PgmInputBuilder):
         from power_grid_model import ComponentType
 
         self._check_supported(net)
-        self._f_hz = _finite(getattr(net, "f_hz", 50.0), 50.0)
+        self._f_hz = finite_or(getattr(net, "f_hz", 50.0), 50.0)
         self._ids = 0
         self._net = net
         base: dict[Any, Any] = {}

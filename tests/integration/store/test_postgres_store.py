@@ -26,7 +26,8 @@ from cloud_controller.live.types import AssetRef, SiteRef
 from cloud_controller.registry import Registry
 from cloud_controller.service import CloudController
 from cloud_controller.store import LeaseState, StoreError
-from cloud_controller.store.postgres import SCHEMA_VERSION, PostgresStore, public_dsn
+from cloud_controller.store.postgres import PostgresStore, public_dsn
+from cloud_controller.store.postgres_schema import SCHEMA_VERSION
 from gridflex.ops.postgres import LoopbackPostgres
 from protocols.assets import METER
 from protocols.clock import SimClock

@@ -1,0 +1,105 @@
+"""The PostgreSQL store's schema: versioned migrations and the statements its hot paths run.
+
+Kept apart from `postgres.py` (the store's behaviour) so a migration is read and reviewed
+on its own. Migrations are append-only: version -> step, each returning the note kept in
+`schema_version`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import psycopg
+from psycopg.rows import TupleRow
+
+__all__ = ["ACQUIRE_LEASE", "INSERT_SAMPLES", "MIGRATIONS", "SCHEMA_VERSION", "UPSERT_LATEST", "Cursor"]
+
+log = logging.getLogger(__name__)
+
+Cursor = psycopg.Cursor[TupleRow]
+
+MIGRATION_1 = """
+CREATE TABLE sample_keys (site text NOT NULL, seq bigint NOT NULL, PRIMARY KEY (site, seq));
+CREATE TABLE samples (
+    site text NOT NULL, seq bigint NOT NULL, asset text NOT NULL, point text NOT NULL,
+    ts timestamptz NOT NULL, value double precision, unit text NOT NULL, quality text NOT NULL
+);
+CREATE INDEX samples_series ON samples (site, asset, point, ts);
+CREATE INDEX samples_site_ts ON samples (site, ts);
+CREATE TABLE watermark (site text PRIMARY KEY, seq bigint NOT NULL);
+CREATE TABLE latest (
+    site text NOT NULL, asset text NOT NULL, point text NOT NULL,
+    ts timestamptz NOT NULL, value double precision NOT NULL, PRIMARY KEY (site, asset, point)
+);
+CREATE TABLE events (
+    id bigserial PRIMARY KEY, site text NOT NULL, ts timestamptz NOT NULL,
+    kind text NOT NULL, severity text NOT NULL, json text NOT NULL
+);
+CREATE INDEX events_ts ON events (ts);
+CREATE TABLE acks (
+    site text NOT NULL, cmd_id text NOT NULL, ts timestamptz NOT NULL, status text NOT NULL,
+    json text NOT NULL, PRIMARY KEY (site, cmd_id)
+);
+CREATE TABLE leases (
+    name text PRIMARY KEY, holder text NOT NULL, token bigint NOT NULL, expires_at double precision NOT NULL
+);
+CREATE TABLE probes (name text PRIMARY KEY, ts double precision NOT NULL);
+"""
+
+
+def _hypertable(cur: Cursor) -> str:
+    """Make `samples` a TimescaleDB hypertable if the extension can be had here; says what it did."""
+    cur.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
+    if cur.fetchone() is None:
+        return "plain samples table (timescaledb not available)"
+    try:
+        with cur.connection.transaction():  # a savepoint: a refusal leaves migration 1 intact
+            cur.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+            cur.execute("SELECT create_hypertable('samples', 'ts', if_not_exists => TRUE)")
+    except psycopg.Error as exc:
+        log.warning("store: timescaledb is available but not usable (%s); samples stay a plain table", exc)
+        return f"plain samples table (timescaledb refused: {exc})"
+    return "samples is a timescaledb hypertable on ts"
+
+
+def _migration_1(cur: Cursor) -> str:
+    cur.execute(MIGRATION_1)
+    return _hypertable(cur)
+
+
+def _migration_2(cur: Cursor) -> str:
+    cur.execute(
+        "CREATE TABLE grid_envelopes (pos integer PRIMARY KEY, until double precision NOT NULL, json text NOT NULL)"
+    )
+    return "grid_envelopes: the operator's operating envelopes (web/limits_api.py)"
+
+
+#: Ordered migrations: version -> step (returns a note kept in schema_version). Append only.
+MIGRATIONS: dict[int, Callable[[Cursor], str]] = {1: _migration_1, 2: _migration_2}
+SCHEMA_VERSION = max(MIGRATIONS)
+
+INSERT_SAMPLES = """
+WITH batch AS (
+    SELECT * FROM unnest(%(seq)b::bigint[], %(asset)b::text[], %(point)b::text[], %(ts)b::timestamptz[],
+                         %(value)b::float8[], %(unit)b::text[], %(quality)b::text[])
+        AS b(seq, asset, point, ts, value, unit, quality)
+), fresh AS (
+    INSERT INTO sample_keys (site, seq) SELECT %(site)s, seq FROM batch ON CONFLICT DO NOTHING RETURNING seq
+)
+INSERT INTO samples (site, seq, asset, point, ts, value, unit, quality)
+SELECT %(site)s, b.seq, b.asset, b.point, b.ts, b.value, b.unit, b.quality FROM batch b JOIN fresh USING (seq)
+"""
+UPSERT_LATEST = """
+INSERT INTO latest AS l (site, asset, point, ts, value)
+SELECT %(site)s, * FROM unnest(%(asset)b::text[], %(point)b::text[], %(ts)b::timestamptz[], %(value)b::float8[])
+ON CONFLICT (site, asset, point) DO UPDATE SET ts = excluded.ts, value = excluded.value WHERE excluded.ts >= l.ts
+"""
+ACQUIRE_LEASE = """
+INSERT INTO leases AS l (name, holder, token, expires_at) VALUES (%(name)s, %(holder)s, 1, %(expires)s)
+ON CONFLICT (name) DO UPDATE SET
+    token = CASE WHEN l.holder = excluded.holder AND l.expires_at > 0 THEN l.token ELSE l.token + 1 END,
+    holder = excluded.holder, expires_at = excluded.expires_at
+WHERE l.holder = excluded.holder OR l.expires_at <= %(now)s
+RETURNING token
+"""

@@ -28,7 +28,6 @@ import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -45,7 +44,6 @@ from cloud_controller.dispatch import (
     StepInputs,
     build_problem,
 )
-from cloud_controller.forecast.baseline import Baseline, seasonal_naive_smoothing
 from cloud_controller.forecast.congestion import CongestionForecast, ScenarioCongestion
 from cloud_controller.forecast.probabilistic import ProbabilisticCongestion
 from cloud_controller.forecast.result import ForecastOptions, ProbabilisticForecast
@@ -54,11 +52,12 @@ from cloud_controller.grid.limits import GridLimits
 from cloud_controller.grid.limits_check import branch_violations, interval_starts
 from cloud_controller.grid.limits_config import LimitsBook, envelopes_from_json, limits_for_region
 from cloud_controller.grid.reduce import station_grid
-from cloud_controller.live.battery_state import battery_asset, battery_bounds, storage_state
+from cloud_controller.live.battery_state import battery_bounds, storage_state
 from cloud_controller.live.commands import CommandBuilder
 from cloud_controller.live.guard import FleetGuard, GuardElement
+from cloud_controller.live.site_forecast import FleetForecast, fleet_forecast, period_start, with_measurements
 from cloud_controller.live.types import CongestionInterval, History, Plan, SiteRef, SiteSnapshot
-from protocols.assets import Points, Role
+from protocols.assets import Role
 from protocols.errors import ConfigError
 from protocols.messages import Command
 from protocols.signing import SigningKey
@@ -66,25 +65,9 @@ from protocols.signing import SigningKey
 __all__ = ["MpcPlanner", "build_planner"]
 
 log = logging.getLogger(__name__)
-Z_80 = 2.5631  # p90 − p10 of a normal distribution, in standard deviations
 Z_90 = 1.2816  # p90 of a standard normal
 EARLY_IMPORT_PREFERENCE = 0.01  # relative import-cost rise over the horizon
-MEASUREMENT_FADE_H = 1.0
 BAT_SOC_MIN = 0.05
-
-
-@dataclass(frozen=True)
-class _Forecast:
-    base_kw: np.ndarray  # (T, n) meter − battery: household + EV + heat pump − PV
-    #: (T,) standard deviation of the fleet total, from the sites' p10–p90 spreads (independent
-    #: sites, normal approximation): the congestion forecast's probability of exceeding the limit.
-    sigma_kw: np.ndarray
-    site_sigma_kw: np.ndarray  # (T, n) each site's standard deviation
-
-
-def _period_start(now: datetime, period_s: float) -> datetime:
-    ts = now.timestamp()
-    return datetime.fromtimestamp(ts - ts % period_s, tz=now.tzinfo)
 
 
 class MpcPlanner:
@@ -193,45 +176,16 @@ class MpcPlanner:
 
     # -- inputs ----------------------------------------------------------------------
 
-    def _baseline(
-        self, history: History, site: str, asset: str, point: str, *, start: datetime, now: datetime
-    ) -> Baseline:
-        rows = history.read_series(site, asset, point, now - timedelta(days=2), now)
-        return seasonal_naive_smoothing(rows, now=start, period_s=self.period_s, horizon=self.horizon)
-
-    def forecast(self, now: datetime, history: History) -> _Forecast:
-        """Per-site forecasts: net load without the battery (household + EV + heat pump − PV)."""
-        T, n = self.horizon, len(self.sites)
-        start = _period_start(now, self.period_s)
-        base = np.zeros((T, n))
-        site_sigma = np.zeros((T, n))
-        for i, s in enumerate(self.sites):
-            meter = self._baseline(history, s.site, *Points.METER_P_KW, start=start, now=now)
-            base[:, i] = meter.p50
-            if self.bat_e_kwh[i]:
-                base[:, i] -= self._baseline(
-                    history, s.site, battery_asset(self.sites[i]), "p_kw", start=start, now=now
-                ).p50
-            site_sigma[:, i] = np.maximum(meter.p90 - meter.p10, 0.0) / Z_80
-        return _Forecast(base, np.sqrt((site_sigma**2).sum(axis=1)), site_sigma)
-
-    def _with_measurements(self, fc: _Forecast, sites: Mapping[str, SiteSnapshot]) -> _Forecast:
-        """Blend the latest measurement into the forecast.
-
-        It rules the first period and fades out over MEASUREMENT_FADE_H (a household's next
-        quarter hour looks like its last one far more than like yesterday's).
-        """
-        base = fc.base_kw.copy()
-        k = np.arange(self.horizon)
-        weight = np.exp(-k * self.period_s / (MEASUREMENT_FADE_H * 3600.0))
-        for i, s in enumerate(self.sites):
-            snap = sites.get(s.site)
-            if snap is None or snap.p_net_kw is None:
-                continue
-            p_bat = snap.points.get(f"{battery_asset(self.sites[i])}/p_kw", 0.0) if self.bat_e_kwh[i] else 0.0
-            now_kw = snap.p_net_kw - p_bat
-            base[:, i] += weight * (now_kw - base[0, i])
-        return _Forecast(base, fc.sigma_kw, fc.site_sigma_kw)
+    def forecast(self, now: datetime, history: History) -> FleetForecast:
+        """Per-site forecasts: net load without the battery (see live/site_forecast.py)."""
+        return fleet_forecast(
+            self.sites,
+            (self.bat_e_kwh > 0).tolist(),
+            history,
+            now,
+            period_s=self.period_s,
+            horizon=self.horizon,
+        )
 
     # -- limits ----------------------------------------------------------------------
 
@@ -295,12 +249,18 @@ class MpcPlanner:
         }
         self.refresh_envelopes(history, now)
         limits = self.limits_book.current(now)
-        starts = interval_starts(_period_start(now, self.period_s), self.horizon, self.period_s)
+        starts = interval_starts(period_start(now, self.period_s), self.horizon, self.period_s)
         # every branch of the planning network at the limit in force in each interval
         # (the net's rating, the config's override, a DSO envelope): the engine honours them
         rating = limits.ratings_kw(self.problem.grid.branch_names, starts, self.period_s)
         self._guard_elements(limits, now)
-        fc = self._with_measurements(self.forecast(now, history), sites)
+        fc = with_measurements(
+            self.forecast(now, history),
+            self.sites,
+            (self.bat_e_kwh > 0).tolist(),
+            sites,
+            period_s=self.period_s,
+        )
         base_total = fc.base_kw.sum(axis=1)
         state = storage_state(self.problem, self.sites, self.bat_index, sites)
         bounds = battery_bounds(self.problem, self.sites, self.bat_index, excluded | no_battery, sites, state)
@@ -340,7 +300,7 @@ class MpcPlanner:
         p_exceed = 0.5 * np.vectorize(math.erfc)(z / math.sqrt(2.0))
         congestion = [
             CongestionInterval(
-                start=_period_start(now, self.period_s) + timedelta(seconds=k * self.period_s),
+                start=period_start(now, self.period_s) + timedelta(seconds=k * self.period_s),
                 element="hvmv",
                 loading_pct=float(100.0 * base_total[k] / self.limit_kw)
                 if np.isfinite(self.limit_kw)
@@ -406,7 +366,7 @@ class MpcPlanner:
         changes = self.guard.step(now, sites)
         if not changes:
             return []
-        start = _period_start(now, self.period_s)
+        start = period_start(now, self.period_s)
         valid_until = self.commands.valid_until(start)
         by_site = {s.site: s for s in self.sites}
         out: list[Command] = []

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -75,17 +72,10 @@ def test_planner_forecast_starts_at_the_last_measurement(tiny: BacktestResult) -
 
 
 def test_planner_fade_is_the_planners_own_constant() -> None:
-    """The backtest blends as MpcPlanner._with_measurements does (read from the source: no heavy import)."""
-    src = Path("cloud_controller/live/planner.py").read_text(encoding="utf-8")
-    consts = {
-        t.id: n.value
-        for n in ast.parse(src).body
-        if isinstance(n, ast.Assign)
-        for t in n.targets
-        if isinstance(t, ast.Name)
-    }
-    fade = consts["MEASUREMENT_FADE_H"]
-    assert isinstance(fade, ast.Constant) and fade.value == PLANNER_MEASUREMENT_FADE_H
+    """The backtest blends as the planner's `with_measurements` does (live/site_forecast.py)."""
+    from cloud_controller.live.site_forecast import MEASUREMENT_FADE_H
+
+    assert MEASUREMENT_FADE_H == PLANNER_MEASUREMENT_FADE_H
 
 
 def test_sites_spread_over_the_region_and_days_over_the_year() -> None:

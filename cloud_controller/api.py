@@ -240,8 +240,9 @@ def _dr_write_routes(app: FastAPI, controller: CloudController) -> None:
             req = DRRequest.model_validate_json(body)
         except ValidationError as exc:
             raise HTTPException(422, exc.errors(include_url=False, include_context=False)) from None
-        if dr.requests.get(req.request_id) is not None:
-            raise HTTPException(409, f"DR request {req.request_id!r} exists already")
+        known = dr.requests.get(req.request_id)
+        if known is not None and known.status != "refused":  # a refused request may be posted again
+            raise HTTPException(409, f"DR request {req.request_id!r} exists already ({known.status})")
         try:
             record = await asyncio.to_thread(dr.submit, req, dict(controller.snapshots))
         except DrRefused as exc:

@@ -84,10 +84,10 @@ class DrRequestStore:
         return None if row is None else _record(row)
 
     def all(self) -> list[DrRecord]:
-        """Every record, oldest first."""
+        """Every record, oldest first (then by id)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT received, status, request, selection, refusals FROM dr_requests ORDER BY received"
+                "SELECT received, status, request, selection, refusals FROM dr_requests ORDER BY received, request_id"
             ).fetchall()
         return [_record(r) for r in rows]
 

@@ -7,8 +7,9 @@ snapshots: a contract whose site names a battery in the contracts file is a batt
 source at the snapshot's `{asset}/soc_pct` (documented default `DEFAULT_SOC_PCT` when the
 site has not reported one); any other contract is a flat curtailable load of its
 `p_max_kw` in the directions it offers. `select()` (HiGHS) answers; the record
-(`selected`, `partial` with unmet kW per interval, later `cancelled`) is stored, and each
-site's participation counts against its `events_per_day`.
+(`selected`, `partial` with unmet kW per interval, `refused` with its refusals, later
+`cancelled`) is stored, and each selected site's participation counts against its
+`events_per_day`.
 
 Pure of I/O except the two SQLite stores; the controller publishes (service.py).
 """
@@ -154,7 +155,7 @@ class DrService:
             self.batteries = dict(loaded.batteries)
 
     def submit(self, request: DRRequest, snapshots: Mapping[str, SiteSnapshot]) -> DrRecord:
-        """Check, select and record `request`; raise `DrRefused` when no contract accepts it."""
+        """Check, select and record `request`; record it `refused` and raise `DrRefused` when no contract accepts it."""
         received: datetime = self.clock.now()
         with self._lock:
             counts = self.contracts.events_on_day(request.program, request.start)
@@ -166,6 +167,7 @@ class DrService:
                     refusals = [
                         {"site": "", "rule": "program", "reason": f"no contract under {request.program!r}"}
                     ]
+                self.requests.put(DrRecord(request, received.timestamp(), "refused", {}, refusals))
                 raise DrRefused(refusals)
             sreq = selection_request(request, step_minutes=self.step_minutes)
             sources = [

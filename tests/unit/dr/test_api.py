@@ -97,7 +97,12 @@ def test_refused_request_names_its_rules(client: tuple[TestClient, CloudControll
     assert "notice" in short.json()["detail"]["reason"]
     other = http.post("/dr/requests", json=_request(program="nobody"))
     assert other.status_code == 422 and other.json()["detail"]["refusals"][0]["rule"] == "program"
-    assert http.get("/dr/requests").json() == []
+    listed = {r["request"]["program"]: r for r in http.get("/dr/requests").json()}
+    assert listed["nobody"]["status"] == "refused"  # kept, with its refusals (same id: the later one)
+    assert [r["rule"] for r in listed["nobody"]["refusals"]] == ["program"]
+    fixed = http.post("/dr/requests", json=_request())  # a refused id may be posted again
+    assert fixed.status_code == 201 and fixed.json()["status"] == "selected"
+    assert http.get("/dr/requests/r1/selection").json()["status"] == "full"
 
 
 def test_selected_cheapest_first_then_persisted_and_cancelled(
@@ -124,10 +129,14 @@ def test_selected_cheapest_first_then_persisted_and_cancelled(
     try:
         with TestClient(create_app(ctl2), headers=AUTH) as http2:
             listed = http2.get("/dr/requests").json()
-            assert [(r["request"]["request_id"], r["status"]) for r in listed] == [("r1", "cancelled")]
+            assert [(r["request"]["request_id"], r["status"]) for r in listed] == [
+                ("r1", "cancelled"),
+                ("r2", "refused"),
+            ]
             assert http2.get("/dr/requests/r1").json()["status"] == "cancelled"
             assert _kw(http2.get("/dr/requests/r1/selection").json())["b"] == [-30.0] * 4
-            assert http2.get("/dr/requests/r2").status_code == 404
+            assert http2.get("/dr/requests/r2").json()["refusals"][0]["rule"] == "count"
+            assert http2.get("/dr/requests/r3").status_code == 404
     finally:
         ctl2.store.close()
         ctl2.dr.close()

@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cloud_controller.api import create_app
-from cloud_controller.config import CloudConfig
+from cloud_controller.config import CloudConfig, load_cloud_config
 from cloud_controller.dr.contracts_file import load_contracts
 from cloud_controller.live.types import SiteSnapshot
 from cloud_controller.registry import Registry
@@ -167,3 +167,9 @@ def test_contracts_file_errors_name_file_key_and_reason(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_contracts(bad)
     assert err.value.key == "contracts[3].battery.capacity_kwh" and "greater than 0" in err.value.reason
+
+
+def test_cloud_yaml_dr_paths_are_relative_to_the_file(tmp_path: Path) -> None:
+    (tmp_path / "cloud.yaml").write_text("dr: {contracts: c.yaml, step_minutes: 30}\n", encoding="utf-8")
+    cfg = load_cloud_config(tmp_path / "cloud.yaml")
+    assert cfg.dr.contracts == tmp_path / "c.yaml" and cfg.dr.step_minutes == 30 and cfg.dr.store_path is None

@@ -226,11 +226,12 @@ def _dr_write_routes(app: FastAPI, controller: CloudController) -> None:
     dr = controller.dr
 
     @app.post("/dr/requests/{request_id}/cancel", dependencies=[Depends(controller.auth.write)])
-    def dr_cancel(request_id: str) -> dict[str, Any]:
-        record = dr.cancel(request_id)
+    async def dr_cancel(request_id: str) -> dict[str, Any]:
+        """Mark it cancelled; its programme's retained topic falls back to the newest live request, or is cleared."""
+        record = await asyncio.to_thread(dr.cancel, request_id)
         if record is None:
             raise HTTPException(404, f"no DR request {request_id!r}")
-        return record.summary()
+        return {**record.summary(), "published": await controller.retain_dr(record.request.program)}
 
     @app.post("/dr/requests", status_code=201, dependencies=[Depends(controller.auth.write)])
     async def post_dr_request(request: Request) -> dict[str, Any]:

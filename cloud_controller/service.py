@@ -258,6 +258,17 @@ class CloudController:
             return False
         return True
 
+    async def retain_dr(self, program: str) -> bool:
+        """After a cancel: the programme's topic retains its newest live request again, or nothing (cleared)."""
+        live = await asyncio.to_thread(self.dr.newest_accepted, program)
+        try:
+            payload = b"" if live is None else encode(live.request)
+            await self.session.publish(dr_request(program), payload, retain=True)
+        except (NotConnectedError, PublishError) as exc:
+            log.warning("DR topic of %s not updated: %s", program, exc)
+            return False
+        return True
+
     async def _on_message(self, message: Any) -> None:
         await self.ingest.handle(str(message.topic), bytes(message.payload))
 

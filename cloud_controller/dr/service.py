@@ -200,6 +200,15 @@ class DrService:
             self.requests.put(cancelled)
         return cancelled
 
+    def newest_accepted(self, program: str) -> DrRecord | None:
+        """The programme's newest `selected` or `partial` request: the one its retained topic should hold."""
+        live = [
+            r
+            for r in self.requests.all()
+            if r.request.program == program and r.status in ("selected", "partial")
+        ]
+        return live[-1] if live else None
+
     def close(self) -> None:
         """Close both stores."""
         self.requests.close()

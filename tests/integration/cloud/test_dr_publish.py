@@ -1,4 +1,5 @@
-"""An accepted DR request is published on its programme's topic, retained, through the controller's session."""
+"""An accepted DR request is published on its programme's topic, retained, through the controller's session;
+a cancel clears the retained message when no other request of the programme is live."""
 
 from __future__ import annotations
 
@@ -59,18 +60,26 @@ async def test_accepted_request_is_retained_on_its_program_topic(
             "direction": "reduce",
             "p_kw": 15.0,
         }
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ctl.api_port}") as http:
-            posted = await http.post("/dr/requests", json=body, headers={"Authorization": f"Bearer {TOKEN}"})
-        assert posted.status_code == 201, posted.text
-        assert posted.json()["published"] is True and posted.json()["status"] == "selected"
-        # a subscriber arriving afterwards still gets it: retained
-        async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="dr-probe") as probe:
-            await probe.subscribe(dr_request("peak"), qos=1)
-            async with asyncio.timeout(10):
-                msg = await anext(aiter(probe.messages))
-        assert msg.retain and str(msg.topic) == dr_request("peak")
-        got = decode(str(msg.topic), bytes(msg.payload))
-        assert isinstance(got, DRRequest) and got.request_id == "pub1" and got.p_kw == 15.0
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ctl.api_port}", headers=auth) as http:
+            posted = await http.post("/dr/requests", json=body)
+            assert posted.status_code == 201, posted.text
+            assert posted.json()["published"] is True and posted.json()["status"] == "selected"
+            # a subscriber arriving afterwards still gets it: retained
+            async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="dr-probe") as probe:
+                await probe.subscribe(dr_request("peak"), qos=1)
+                messages = aiter(probe.messages)
+                async with asyncio.timeout(10):
+                    msg = await anext(messages)
+                assert msg.retain and str(msg.topic) == dr_request("peak")
+                got = decode(str(msg.topic), bytes(msg.payload))
+                assert isinstance(got, DRRequest) and got.request_id == "pub1" and got.p_kw == 15.0
+                # cancelled, and no other live request of the programme: the retained message is cleared
+                cancelled = await http.post("/dr/requests/pub1/cancel")
+                assert cancelled.json()["status"] == "cancelled" and cancelled.json()["published"] is True
+                async with asyncio.timeout(10):
+                    cleared = await anext(messages)
+                assert str(cleared.topic) == dr_request("peak") and bytes(cleared.payload) == b""
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

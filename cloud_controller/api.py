@@ -7,12 +7,16 @@ served from local assets, so they work offline.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.middleware.gzip import GZipMiddleware
 from pydantic import ValidationError
 
+from cloud_controller.dr.problem import SelectionError
+from cloud_controller.dr.requests_store import DrRecord
+from cloud_controller.dr.service import DrRefused
 from cloud_controller.health import health_routes
 from cloud_controller.metrics import CONTENT_TYPE, ControllerMetrics
 from cloud_controller.web import mount_dashboard, mount_offline_docs
@@ -188,19 +192,64 @@ def _plan_routes(app: FastAPI, controller: CloudController) -> None:
 
 
 def _dr_routes(app: FastAPI, controller: CloudController) -> None:
-    """Demand-response requests: listed to readers, posted by the operator role."""
+    """Demand-response requests (docs/dr.md): listed to readers; posted and cancelled by the operator role.
+
+    A post runs the contract check (no contract accepts → 422 naming every broken rule),
+    the selection in a worker thread (HiGHS), stores request, selection and status in the
+    DR store, and publishes the accepted request on `dr/{program}/request` (retained).
+    """
+    dr = controller.dr
+
+    def _record(request_id: str) -> DrRecord:
+        record = dr.requests.get(request_id)
+        if record is None:
+            raise HTTPException(404, f"no DR request {request_id!r}")
+        return record
 
     @app.get("/dr/requests", dependencies=[Depends(controller.auth.read)])
-    def dr_requests() -> list[DRRequest]:
-        return controller.dr_requests
+    def dr_requests() -> list[dict[str, Any]]:
+        return [r.summary() for r in dr.requests.all()]
+
+    @app.get("/dr/requests/{request_id}", dependencies=[Depends(controller.auth.read)])
+    def dr_request(request_id: str) -> dict[str, Any]:
+        return _record(request_id).summary()
+
+    @app.get("/dr/requests/{request_id}/selection", dependencies=[Depends(controller.auth.read)])
+    def dr_selection(request_id: str) -> dict[str, Any]:
+        return _record(request_id).selection
+
+    _dr_write_routes(app, controller)
+
+
+def _dr_write_routes(app: FastAPI, controller: CloudController) -> None:
+    """Post and cancel (the operator role)."""
+    dr = controller.dr
+
+    @app.post("/dr/requests/{request_id}/cancel", dependencies=[Depends(controller.auth.write)])
+    async def dr_cancel(request_id: str) -> dict[str, Any]:
+        """Mark it cancelled; its programme's retained topic falls back to the newest live request, or is cleared."""
+        record = await asyncio.to_thread(dr.cancel, request_id)
+        if record is None:
+            raise HTTPException(404, f"no DR request {request_id!r}")
+        return {**record.summary(), "published": await controller.retain_dr(record.request.program)}
 
     @app.post("/dr/requests", status_code=201, dependencies=[Depends(controller.auth.write)])
-    async def post_dr_request(request: Request) -> DRRequest:
+    async def post_dr_request(request: Request) -> dict[str, Any]:
         """Validated as JSON by the contract's strict model (timestamps as ISO 8601 strings)."""
         body = await request.body()
         try:
-            dr = DRRequest.model_validate_json(body)
+            req = DRRequest.model_validate_json(body)
         except ValidationError as exc:
             raise HTTPException(422, exc.errors(include_url=False, include_context=False)) from None
-        controller.dr_requests.append(dr)
-        return dr
+        known = dr.requests.get(req.request_id)
+        if known is not None and known.status != "refused":  # a refused request may be posted again
+            raise HTTPException(409, f"DR request {req.request_id!r} exists already ({known.status})")
+        try:
+            record = await asyncio.to_thread(dr.submit, req, dict(controller.snapshots))
+        except DrRefused as exc:
+            raise HTTPException(422, {"reason": str(exc), "refusals": exc.refusals}) from None
+        except SelectionError as exc:
+            raise HTTPException(422, {"reason": str(exc), "refusals": []}) from None
+        controller.dr_requests.append(req)
+        published = await controller.publish_dr(req)
+        return {**record.summary(), "selection": record.selection, "published": published}

@@ -26,6 +26,7 @@ __all__ = [
     "CloudConfig",
     "ControlConfig",
     "DashboardConfig",
+    "DrConfig",
     "ElementLimitConfig",
     "EnvelopeConfig",
     "GridConfig",
@@ -319,6 +320,19 @@ class GridConfig(_Model):
     envelopes: list[EnvelopeConfig] = []
 
 
+class DrConfig(_Model):
+    """Demand response: the contracts file loaded into the DR store at start, and where that store lives.
+
+    `contracts` is a YAML file (`contracts: [...]`, see docs/dr.md); `store_path` the DR
+    store's SQLite file (default: `dr.sqlite` beside `store.path`); `step_minutes` the
+    selection's step when a request gives no intervals.
+    """
+
+    contracts: Path | None = None
+    store_path: Path | None = None
+    step_minutes: int = Field(default=15, ge=1, le=1440)
+
+
 class CloudConfig(_Model):
     """The whole `cloud.yaml`: broker, store, registry, region, control loop, signing keys, API."""
 
@@ -334,6 +348,7 @@ class CloudConfig(_Model):
     dashboard: DashboardConfig = DashboardConfig()
     lease: LeaseConfig = LeaseConfig()
     grid: GridConfig = GridConfig()
+    dr: DrConfig = DrConfig()
 
 
 def _dotted(loc: tuple[int | str, ...]) -> str:
@@ -396,6 +411,12 @@ def load_cloud_config(path: Path) -> CloudConfig:
             }
         ),
         "broker": _broker_paths(cfg.broker, rel),
+        "dr": cfg.dr.model_copy(
+            update={
+                "contracts": rel(cfg.dr.contracts) or cfg.dr.contracts,
+                "store_path": rel(cfg.dr.store_path) or cfg.dr.store_path,
+            }
+        ),
         "api": cfg.api.model_copy(
             update={
                 k: rel(getattr(cfg.api, k)) or getattr(cfg.api, k)

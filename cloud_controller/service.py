@@ -25,6 +25,7 @@ from typing import Any, Literal
 from cloud_controller.auth import ApiTokens, Auth
 from cloud_controller.commands import CommandTracker
 from cloud_controller.config import CloudConfig
+from cloud_controller.dr.service import DrService
 from cloud_controller.forecast.background import BackgroundForecast
 from cloud_controller.forecast.result import ForecastOptions
 from cloud_controller.ingest import Ingest
@@ -42,7 +43,7 @@ from protocols.codec import encode
 from protocols.errors import GridflexError
 from protocols.messages import Command, DRRequest, Stored
 from protocols.mqtt import MqttConfig, MqttSession, NotConnectedError, PublishError
-from protocols.topics import shared, site_topic, site_wildcard
+from protocols.topics import dr_request, shared, site_topic, site_wildcard
 
 __all__ = ["CloudController", "ControllerStats", "Role"]
 
@@ -95,7 +96,14 @@ class CloudController:
         self.ingest = Ingest(self.store, self.snapshots, self.tracker, RegistryCheck(registry))
         self.stats = ControllerStats()
         self.last_plan: Plan | None = None
+        #: Requests accepted by this process (the DR store in `dr` holds every request across restarts).
         self.dr_requests: list[DRRequest] = []
+        self.dr = DrService(
+            config.dr.store_path or config.store.path.with_name("dr.sqlite"),
+            clock=clock,
+            contracts_file=config.dr.contracts,
+            step_minutes=config.dr.step_minutes,
+        )
         self.api_port: int | None = None
         self.auth = Auth(
             ApiTokens.from_config(config.api), clock=clock, session_s=config.api.session_hours * 3600
@@ -217,6 +225,7 @@ class CloudController:
             if self.lease is not None:
                 self.lease.release()
             self.store.close()
+            self.dr.close()
             if self.history is not self.store:
                 self.history.close()
 
@@ -239,6 +248,26 @@ class CloudController:
         # waits for it before sending (to know where to resume), so a fresh cloud says so.
         self.ingest.dirty.update(self.registry.ids)
         self.ingest.dirty.update(await asyncio.to_thread(self.store.watermarks))
+
+    async def publish_dr(self, request: DRRequest) -> bool:
+        """Publish an accepted DR request on its programme's topic, retained (ARCHITECTURE §3); False if offline."""
+        try:
+            await self.session.publish(dr_request(request.program), encode(request), retain=True)
+        except (NotConnectedError, PublishError) as exc:
+            log.warning("DR request %s not published: %s", request.request_id, exc)
+            return False
+        return True
+
+    async def retain_dr(self, program: str) -> bool:
+        """After a cancel: the programme's topic retains its newest live request again, or nothing (cleared)."""
+        live = await asyncio.to_thread(self.dr.newest_accepted, program)
+        try:
+            payload = b"" if live is None else encode(live.request)
+            await self.session.publish(dr_request(program), payload, retain=True)
+        except (NotConnectedError, PublishError) as exc:
+            log.warning("DR topic of %s not updated: %s", program, exc)
+            return False
+        return True
 
     async def _on_message(self, message: Any) -> None:
         await self.ingest.handle(str(message.topic), bytes(message.payload))

@@ -26,6 +26,8 @@ __all__ = [
     "AssetId",
     "Command",
     "CommandKind",
+    "DRInterval",
+    "DRObjective",
     "DRRequest",
     "Event",
     "FlexEnvelope",
@@ -273,11 +275,30 @@ class Stored(_Envelope):
     seq: int = Field(ge=-1, le=2**63 - 1)
 
 
+DRObjective = Literal["flexibility", "financial", "bid_length", "power_peak", "min_cost"]
+
+
+class DRInterval(_Strict):
+    """One interval of a DR request: its kW and what it is worth (price, the seed's weight W, CO2 intensity).
+
+    Intervals split the request's window into equal steps, in order; absent, the request
+    asks `p_kw` over the whole window.
+    """
+
+    p_kw: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    price_eur_per_kwh: Finite | None = None
+    weight: Annotated[float, Field(ge=0, le=2.5, allow_inf_nan=False)] | None = None
+    co2_g_per_kwh: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+
+
 class DRRequest(_Strict):
     """A demand-response request of a program (O'Connell & Keane 2021), retained on `dr/{program}/request`.
 
     It is addressed to a program, not a site, so it carries `program` (and optional
-    target `sites`) where the site messages carry `site`.
+    target `sites`) where the site messages carry `site`. The fields after `sites` were
+    added later and are all optional, so a v1 request without them is still valid: the
+    selection's objective, per-interval kW and values, the seed's minimum bid power
+    P_min, the notice and respond-by times, a contract reference and a service type.
     """
 
     v: Literal[1] = 1
@@ -291,11 +312,20 @@ class DRRequest(_Strict):
     p_kw: Annotated[float, Field(gt=0, allow_inf_nan=False)]
     price_eur_per_kwh: Finite | None = None
     sites: list[SiteId] = Field(default_factory=list, max_length=10_000)
+    objective: DRObjective | None = None  # default: the programme's (`flexibility`)
+    intervals: list[DRInterval] = Field(default_factory=list, max_length=10_000)
+    min_bid_kw: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    notice_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    respond_by: UtcDatetime | None = None
+    contract: MsgId | None = None
+    service_type: Annotated[str, Field(min_length=1, max_length=64)] | None = None
 
     @model_validator(mode="after")
     def _window(self) -> Self:
         if self.end <= self.start:
             raise ValueError("end must be after start")
+        if self.respond_by is not None and self.respond_by > self.start:
+            raise ValueError("respond_by must not be after start")
         return self
 
 

@@ -77,6 +77,7 @@ def _config(port: int, tmp: Path, **api: Any) -> CloudConfig:
             "store": {"path": str(tmp / "store.sqlite")},
             "control": {"dispatch": False, "guard_period_s": 0},
             "api": {"port": 0, **api},
+            "dr": {"contracts": str(Path(__file__).with_name("dso1_contracts.yaml"))},
         }
     )
 

@@ -63,6 +63,7 @@ def _config(port: int, tmp: Path) -> CloudConfig:
             "store": {"path": str(tmp / "store.sqlite")},
             "control": {"period_s": 60},
             "api": {"port": 0, "token_file": str(tmp / "token")},
+            "dr": {"contracts": str(Path(__file__).with_name("dso1_contracts.yaml"))},
         }
     )
 

@@ -1,0 +1,108 @@
+"""DR requests with their status and selection on SQLite, so a restart keeps them.
+
+A table of its own (`dr_requests`) in the DR store's file, beside `dr_contracts` and
+`dr_events` (`cloud_controller.dr.store`). The request is stored as its wire JSON (the
+strict model validates it again when read back), the selection and refusals as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from protocols.messages import DRRequest
+
+__all__ = ["DrRecord", "DrRequestStore", "RequestStatus"]
+
+RequestStatus = Literal["selected", "partial", "refused", "cancelled"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS dr_requests (
+    request_id TEXT PRIMARY KEY, received REAL NOT NULL, status TEXT NOT NULL,
+    request TEXT NOT NULL, selection TEXT NOT NULL, refusals TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class DrRecord:
+    """One request as the controller answered it: status, selection (JSON-ready) and refused sites."""
+
+    request: DRRequest
+    received_ts: float
+    status: RequestStatus
+    selection: dict[str, Any]
+    refusals: list[dict[str, str]]
+
+    def summary(self) -> dict[str, Any]:
+        """The request and its status, without the per-source selection."""
+        return {
+            "request": self.request.model_dump(mode="json"),
+            "status": self.status,
+            "unmet_kw": self.selection.get("unmet_kw", []),
+            "refusals": self.refusals,
+        }
+
+
+class DrRequestStore:
+    """Thread-safe (one lock), WAL and a busy timeout like the other stores."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(SCHEMA)
+
+    def put(self, record: DrRecord) -> None:
+        """Insert or replace the record of its request id."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO dr_requests VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    record.request.request_id,
+                    record.received_ts,
+                    record.status,
+                    record.request.model_dump_json(),
+                    json.dumps(record.selection),
+                    json.dumps(record.refusals),
+                ),
+            )
+
+    def get(self, request_id: str) -> DrRecord | None:
+        """The record of `request_id`, or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT received, status, request, selection, refusals FROM dr_requests WHERE request_id = ?",
+                (request_id,),
+            ).fetchone()
+        return None if row is None else _record(row)
+
+    def all(self) -> list[DrRecord]:
+        """Every record, oldest first (then by id)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT received, status, request, selection, refusals FROM dr_requests ORDER BY received, request_id"
+            ).fetchall()
+        return [_record(r) for r in rows]
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._db.close()
+
+
+def _record(row: tuple[Any, ...]) -> DrRecord:
+    received, status, request, selection, refusals = row
+    return DrRecord(
+        request=DRRequest.model_validate_json(request),
+        received_ts=float(received),
+        status=status,
+        selection=json.loads(selection),
+        refusals=json.loads(refusals),
+    )

@@ -1,0 +1,215 @@
+"""The DR service behind `/dr/requests`: check → sources → selection → persisted record.
+
+On a request: every contract of its programme is checked (`contracts.eligible_sites`);
+when none accepts, the request is refused with every broken rule (`DrRefused`, the API's
+422). The accepted contracts become selection sources from the controller's latest site
+snapshots: a contract whose site names a battery in the contracts file is a battery
+source at the snapshot's `{asset}/soc_pct` (documented default `DEFAULT_SOC_PCT` when the
+site has not reported one); any other contract is a flat curtailable load of its
+`p_max_kw` in the directions it offers. `select()` (HiGHS) answers; the record
+(`selected`, `partial` with unmet kW per interval, `refused` with its refusals, later
+`cancelled`) is stored, and each selected site's participation counts against its
+`events_per_day`.
+
+Pure of I/O except the two SQLite stores; the controller publishes (service.py).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cloud_controller.dr.contracts import Contract, Eligibility, eligible_sites
+from cloud_controller.dr.contracts_file import SiteBattery, load_contracts
+from cloud_controller.dr.problem import Selection, SelectionRequest, Source
+from cloud_controller.dr.requests_store import DrRecord, DrRequestStore
+from cloud_controller.dr.selection import select
+from cloud_controller.dr.sources import battery_source, site_limit
+from cloud_controller.dr.store import DrStore
+from cloud_controller.live.types import SiteSnapshot
+from flexmodels import BatteryFlexState
+from protocols.clock import Clock
+from protocols.errors import GridflexError
+from protocols.messages import DRRequest
+
+__all__ = ["DEFAULT_SOC_PCT", "DrRefused", "DrService", "selection_request"]
+
+#: SOC assumed for a contracted battery whose site has not reported one yet.
+DEFAULT_SOC_PCT = 50.0
+
+
+class DrRefused(GridflexError):
+    """No contract accepts the request: every refusal, each naming its rule."""
+
+    def __init__(self, refusals: list[dict[str, str]]) -> None:
+        self.refusals = refusals
+        rules = sorted({r["rule"] for r in refusals})
+        super().__init__(f"refused by rule(s) {', '.join(rules)}")
+
+
+@dataclass(frozen=True)
+class _Steps:
+    n: int
+    dt_h: float
+
+
+def _steps(request: DRRequest, step_minutes: int) -> _Steps:
+    window_h = (request.end - request.start).total_seconds() / 3600.0
+    n = len(request.intervals) or max(1, math.ceil(window_h * 60.0 / step_minutes - 1e-9))
+    return _Steps(n, window_h / n)
+
+
+def selection_request(request: DRRequest, *, step_minutes: int) -> SelectionRequest:
+    """The selection's request: signed kW per step (reduce = less load = negative) and per-step values."""
+    steps = _steps(request, step_minutes)
+    sign = -1.0 if request.direction == "reduce" else 1.0
+    if request.intervals:
+        kw = [sign * iv.p_kw for iv in request.intervals]
+        weights = [iv.weight for iv in request.intervals]
+        use_weight = all(w is not None for w in weights)
+        values = [
+            (iv.weight if use_weight else iv.price_eur_per_kwh) or request.price_eur_per_kwh or 0.0
+            for iv in request.intervals
+        ]
+    else:
+        kw = [sign * request.p_kw] * steps.n
+        use_weight = False
+        values = [request.price_eur_per_kwh or 0.0] * steps.n
+    return SelectionRequest(
+        target_kw=kw,
+        dt_h=steps.dt_h,
+        objective=request.objective or "flexibility",
+        value_per_kwh=values,
+        value_is_weight=use_weight,
+        bid_min_kw=request.min_bid_kw or 0.0,
+    )
+
+
+def _load_source(contract: Contract, n: int) -> Source:
+    red = np.full(n, contract.p_max_kw if "reduce" in contract.directions else 0.0)
+    inc = np.full(n, contract.p_max_kw if "increase" in contract.directions else 0.0)
+    return Source(contract.site, "load", "load", red, inc, cost_eur_per_kwh=contract.price_eur_per_kwh or 0.0)
+
+
+def _source(contract: Contract, battery: SiteBattery | None, snap: SiteSnapshot | None, n: int) -> Source:
+    if battery is None:
+        return _load_source(contract, n)
+    soc = (snap.points if snap else {}).get(f"{battery.asset}/soc_pct", DEFAULT_SOC_PCT)
+    state = BatteryFlexState(
+        capacity_kwh=battery.capacity_kwh,
+        soc_pct=min(max(float(soc), 0.0), 100.0),
+        soc_min_pct=contract.soc_floor_pct,
+        p_charge_max_kw=contract.p_max_kw,
+        p_discharge_max_kw=contract.p_max_kw,
+    )
+    return battery_source(battery.asset, state, contract, n_steps=n)
+
+
+def _selection_json(sel: Selection, sources: list[Source]) -> dict[str, Any]:
+    return {
+        "status": sel.status,
+        "objective": sel.objective,
+        "objective_value": sel.objective_value,
+        "delivered_kw": [round(float(v), 6) for v in sel.delivered_kw],
+        "unmet_kw": [round(float(v), 6) for v in sel.unmet_kw],
+        "sources": [
+            {
+                "site": s.site,
+                "asset": s.asset,
+                "kind": s.kind,
+                "kw": [round(float(v), 6) for v in sel.flex_kw[(s.site, s.asset)]],
+            }
+            for s in sources
+        ],
+        "sites": sel.sites,
+        "route": sel.route,
+        "notes": list(sel.notes),
+    }
+
+
+def _refusals(refused: list[Eligibility]) -> list[dict[str, str]]:
+    return [{"site": e.site, "rule": r.rule, "reason": r.reason} for e in refused for r in e.refusals]
+
+
+class DrService:
+    """The DR store, its requests and the contracts file, behind one lock for check-and-record."""
+
+    def __init__(self, path: Path, *, clock: Clock, contracts_file: Path | None, step_minutes: int) -> None:
+        self.clock = clock
+        self.step_minutes = step_minutes
+        self.contracts = DrStore(path)
+        self.requests = DrRequestStore(path)
+        self.batteries: dict[tuple[str, str], SiteBattery] = {}
+        self._lock = threading.Lock()  # the events-per-day count and the event record are one step
+        if contracts_file is not None:
+            loaded = load_contracts(contracts_file)
+            for c in loaded.contracts:
+                self.contracts.put_contract(c)
+            self.batteries = dict(loaded.batteries)
+
+    def submit(self, request: DRRequest, snapshots: Mapping[str, SiteSnapshot]) -> DrRecord:
+        """Check, select and record `request`; record it `refused` and raise `DrRefused` when no contract accepts it."""
+        received: datetime = self.clock.now()
+        with self._lock:
+            counts = self.contracts.events_on_day(request.program, request.start)
+            contracts = self.contracts.contracts(request.program)
+            accepted, refused = eligible_sites(contracts, request, events_that_day=counts, received=received)
+            refusals = _refusals(refused)
+            if not accepted:
+                if not contracts:
+                    refusals = [
+                        {"site": "", "rule": "program", "reason": f"no contract under {request.program!r}"}
+                    ]
+                self.requests.put(DrRecord(request, received.timestamp(), "refused", {}, refusals))
+                raise DrRefused(refusals)
+            sreq = selection_request(request, step_minutes=self.step_minutes)
+            sources = [
+                _source(c, self.batteries.get(c.key), snapshots.get(c.site), sreq.n_steps) for c in accepted
+            ]
+            sel = select(sreq, sources, limits=[site_limit(c) for c in accepted])
+            record = DrRecord(
+                request=request,
+                received_ts=received.timestamp(),
+                status="selected" if sel.status == "full" else "partial",
+                selection=_selection_json(sel, sources),
+                refusals=refusals,
+            )
+            self.requests.put(record)
+            for site in sel.sites:
+                self.contracts.record_event(
+                    request.request_id, site, request.program, request.start, request.end
+                )
+        return record
+
+    def cancel(self, request_id: str) -> DrRecord | None:
+        """Mark a request `cancelled` (kept, with its selection); None if unknown."""
+        with self._lock:
+            record = self.requests.get(request_id)
+            if record is None:
+                return None
+            cancelled = DrRecord(
+                record.request, record.received_ts, "cancelled", record.selection, record.refusals
+            )
+            self.requests.put(cancelled)
+        return cancelled
+
+    def newest_accepted(self, program: str) -> DrRecord | None:
+        """The programme's newest `selected` or `partial` request: the one its retained topic should hold."""
+        live = [
+            r
+            for r in self.requests.all()
+            if r.request.program == program and r.status in ("selected", "partial")
+        ]
+        return live[-1] if live else None
+
+    def close(self) -> None:
+        """Close both stores."""
+        self.requests.close()
+        self.contracts.close()

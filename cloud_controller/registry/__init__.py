@@ -253,8 +253,9 @@ def registry_from_manifest(path: Path, n_region_sites: int, *, seed: int = 0) ->
         except ValueError as exc:
             raise ConfigError(str(exc), file=str(path), key=f"sites[{i}].site") from None
         sites.append(SiteRef(site=site, region_site=household, assets=assets))
+    meters = _substations_beside(path)  # its own errors name substations.json
     try:
-        return Registry(sites=tuple(sites), grid_meters=_substations_beside(path))
+        return Registry(sites=tuple(sites), grid_meters=meters)
     except ConfigError as exc:
         blamed = path.parent / SUBSTATIONS_FILE if exc.key == "grid_meters" else path
         raise ConfigError(exc.reason, file=str(blamed), key=exc.key) from None

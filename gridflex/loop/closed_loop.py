@@ -25,8 +25,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 
-from cloud_controller import CloudConfig, CloudController, Registry, SiteSnapshot, create_app
-from cloud_controller.live.types import GridMeterRef
+from cloud_controller import CloudConfig, CloudController, GridMeterRef, Registry, SiteSnapshot, create_app
 from gridflex.loop.agents import STOP_BOUND_S, Fleet, FleetOptions
 from gridflex.loop.prior_history import PlannerWithPrior
 from gridflex.loop.reference_run import initialise

@@ -25,7 +25,6 @@ from types import TracebackType
 
 import yaml
 
-from cloud_controller.registry import SUBSTATIONS_FILE as REGISTRY_SUBSTATIONS_FILE
 from gridflex.loop.grid_truth import GridTruth, TruthInterval
 from gridflex.ops.runner import cancel_until_done
 from protocols.assets import substation_site_id
@@ -48,8 +47,9 @@ log = logging.getLogger(__name__)
 
 #: Written beside manifest.json: the substation sites (the manifest lists buildings only,
 #: and the controller's registry places every manifest site on a household); a registry
-#: loaded from that manifest.json reads them as grid meters.
-SUBSTATIONS_FILE = REGISTRY_SUBSTATIONS_FILE
+#: loaded from that manifest.json reads them as grid meters (cloud_controller.registry's
+#: SUBSTATIONS_FILE, the same name: tests/unit/cloud/test_registry_grid_meters.py pins it).
+SUBSTATIONS_FILE = "substations.json"
 #: Wall seconds the driving task gets to stop when the block ends.
 STOP_BOUND_S = 10.0
 

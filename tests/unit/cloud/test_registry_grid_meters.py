@@ -101,6 +101,9 @@ def _manifest(tmp_path: Path) -> Path:
 
 
 def test_substations_json_beside_a_manifest_registers_its_meters(tmp_path: Path) -> None:
+    from gridflex.loop import substations
+
+    assert substations.SUBSTATIONS_FILE == SUBSTATIONS_FILE  # what `gridflex sim` writes, the registry reads
     manifest = _manifest(tmp_path)
     assert load_registry(manifest).grid_meters == ()  # a test bed without substations
     listing = {

@@ -167,7 +167,7 @@ class Fleet:
         own = GridTruth(truth.region, truth.household_of_site)
         self.substations = Substations(own, out_dir=self.bed.out_dir, broker_port=broker_port)
         await self.substations.__aenter__()
-        for sub in self.substations.sites:  # not registered sites: the controller drops them
+        for sub in self.substations.sites:  # the closed loop registers them as grid meters
             self.add_site(sub.site, sub.config)  # registered grid meters: the controller watermarks them
         return self.substations
 

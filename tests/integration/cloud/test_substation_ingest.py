@@ -29,6 +29,7 @@ from cloud_controller.live.types import History, Plan
 from cloud_controller.registry import load_registry
 from cloud_controller.service import CloudController
 from cloud_controller.web import views
+from cloud_controller.web.data_api import data_router
 from cloud_controller.web.grid_state_api import grid_state_router
 from edge_agent.config import load_config
 from gridflex.loop.grid_truth import GridTruth
@@ -189,13 +190,18 @@ async def test_substation_meter_is_stored_watermarked_never_planned_and_metered_
                 # the state estimate takes it as S1's transformer flow and LV busbar voltage
                 app = FastAPI()
                 app.include_router(grid_state_router(ctl))
-                body = TestClient(app).get("/grid/state").json()
+                app.include_router(data_router(ctl))
+                http = TestClient(app)
+                body = http.get("/grid/state").json()
+                history = http.get("/sites/sub-s1/history", params={"points": "meter/p_kw"}).json()
         finally:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
     assert body["metered"]["substation_meters"] == 1
     assert "1 substation meters at LV busbars" in body["metered"]["voltage"]
+    assert history["series"][0]["point"] == "meter/p_kw" and history["series"][0]["value"]
+    assert history["commands"] == []
     assert body["bad_data"] == [] and not body["chi2"]["failed"]
     tr = {t["name"]: t for t in body["transformers"]}
     truth_s1_kw = interval.station_flow["S1"].p_kw  # 40.2: the houses' 40 kW and their lines' losses

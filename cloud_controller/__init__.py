@@ -22,7 +22,15 @@ if TYPE_CHECKING:
     from cloud_controller.forecast.result import ForecastOptions
     from cloud_controller.grid import Region, build_schutterwald_region
     from cloud_controller.live.planner import MpcPlanner, build_planner
-    from cloud_controller.live.types import AssetRef, History, Plan, Planner, SiteRef, SiteSnapshot
+    from cloud_controller.live.types import (
+        AssetRef,
+        GridMeterRef,
+        History,
+        Plan,
+        Planner,
+        SiteRef,
+        SiteSnapshot,
+    )
     from cloud_controller.registry import Registry, load_registry
     from cloud_controller.service import CloudController
     from cloud_controller.store import SqliteStore
@@ -34,6 +42,7 @@ __all__ = [
     "CloudConfig",
     "CloudController",
     "ForecastOptions",
+    "GridMeterRef",
     "History",
     "MpcPlanner",
     "Plan",
@@ -60,6 +69,7 @@ _WHERE = {
     "CloudConfig": "cloud_controller.config",
     "CloudController": "cloud_controller.service",
     "ForecastOptions": "cloud_controller.forecast.result",
+    "GridMeterRef": "cloud_controller.live.types",
     "History": "cloud_controller.live.types",
     "MpcPlanner": "cloud_controller.live.planner",
     "Plan": "cloud_controller.live.types",

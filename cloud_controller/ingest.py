@@ -65,14 +65,17 @@ class Ingest:
         tracker: CommandTracker,
         check: RegistryCheck | None = None,
         *,
+        meters: dict[str, SiteSnapshot] | None = None,
         wall_s: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`meters`: the grid meters' snapshots, kept apart from the sites' (`snapshots`)."""
         self.store = store
         self.check = check
         # wall time, not the service's clock: the registry check's grace is about drivers
         # connecting and backlogs replaying, which an accelerated demo clock does not speed up
         self._wall_s = wall_s
         self.snapshots = snapshots
+        self.meters: dict[str, SiteSnapshot] = {} if meters is None else meters
         self.tracker = tracker
         self.stats = IngestStats()
         self.dirty: set[str] = set()  # sites whose watermark must be (re)published
@@ -88,17 +91,8 @@ class Ingest:
             self.stats.last_error = str(exc)
             log.warning("invalid message on %s: %s", topic, exc)
             return
-        snap = self.snapshots.get(msg.site) if hasattr(msg, "site") else None
+        snap = self._snapshot_of(msg, topic)
         if snap is None:
-            self.stats.unknown_site += 1
-            site = getattr(msg, "site", None)
-            if self.check is not None and isinstance(site, str):
-                if self.check.unknown_site(site):
-                    log.warning(
-                        "site %r is not in the registry: its messages are dropped (first on %s)", site, topic
-                    )
-            else:
-                log.debug("message from unregistered site on %s", topic)
             return
         if isinstance(msg, TelemetryBatch):
             await self._telemetry(msg, snap)
@@ -120,6 +114,23 @@ class Ingest:
             if msg.kind in FLOOR_EVENTS and isinstance(min_seq, int) and not isinstance(min_seq, bool):
                 await asyncio.to_thread(self.store.raise_floor, msg.site, min_seq)
                 self.dirty.add(msg.site)
+
+    def _snapshot_of(self, msg: object, topic: str) -> SiteSnapshot | None:
+        """The message's site's (or grid meter's) snapshot; None (counted, logged once) if unregistered."""
+        site = getattr(msg, "site", None)
+        snap = None
+        if isinstance(site, str):
+            snap = self.snapshots.get(site) or self.meters.get(site)
+        if snap is None:
+            self.stats.unknown_site += 1
+            if self.check is not None and isinstance(site, str):
+                if self.check.unknown_site(site):
+                    log.warning(
+                        "site %r is not in the registry: its messages are dropped (first on %s)", site, topic
+                    )
+            else:
+                log.debug("message from unregistered site on %s", topic)
+        return snap
 
     async def _telemetry(self, batch: TelemetryBatch, snap: SiteSnapshot) -> None:
         site = batch.site
@@ -149,7 +160,7 @@ class Ingest:
             if snap.measured_at is None or s.ts > snap.measured_at:
                 snap.measured_at = s.ts
         snap.last_seen = batch.ts
-        if self.check is not None:
+        if self.check is not None and site in self.snapshots:  # a grid meter has no assets to check
             keys = (f"{s.asset}/{s.point}" for s in batch.samples)
             found = self.check.observe(site, keys, now_s=self._wall_s())
             snap.missing_assets = self.check.missing_assets(site)

@@ -92,8 +92,14 @@ class CloudController:
         self.snapshots: dict[str, SiteSnapshot] = {
             s: SiteSnapshot(site=s, mode="unknown") for s in registry.ids
         }
+        #: grid meters (registry.grid_meters): ingested like sites, never planned, guarded or counted
+        self.meter_snapshots: dict[str, SiteSnapshot] = {
+            m: SiteSnapshot(site=m, mode="unknown") for m in registry.meter_ids
+        }
         self.tracker = CommandTracker()
-        self.ingest = Ingest(self.store, self.snapshots, self.tracker, RegistryCheck(registry))
+        self.ingest = Ingest(
+            self.store, self.snapshots, self.tracker, RegistryCheck(registry), meters=self.meter_snapshots
+        )
         self.stats = ControllerStats()
         self.last_plan: Plan | None = None
         #: Requests accepted by this process (the DR store in `dr` holds every request across restarts).
@@ -148,7 +154,8 @@ class CloudController:
                 renew_s=config.lease.renew_s,
             )
         if role in ("all", "ingest"):
-            self.ingest.dirty.update(self.registry.ids)  # republish what the store holds (-1: nothing)
+            # republish what the store holds (-1: nothing)
+            self.ingest.dirty.update(self.registry.ids + self.registry.meter_ids)
             self.ingest.dirty.update(self.store.watermarks())
         if config.store.kind == "influxdb" and role in ("all", "ingest"):
             from cloud_controller.store.influx import InfluxSink
@@ -187,6 +194,7 @@ class CloudController:
                 if rc.network == "schutterwald"
                 else region_from_json(rc.network, hvmv_trafo_name=rc.hvmv_trafo_name)
             )
+            self.registry.check_stations(region.station_branch)  # names a grid meter's unknown station
             c = self.config.control
             planner = build_planner(
                 region,
@@ -247,6 +255,7 @@ class CloudController:
         # Every registered site gets its watermark, -1 where nothing is stored yet: an agent
         # waits for it before sending (to know where to resume), so a fresh cloud says so.
         self.ingest.dirty.update(self.registry.ids)
+        self.ingest.dirty.update(self.registry.meter_ids)
         self.ingest.dirty.update(await asyncio.to_thread(self.store.watermarks))
 
     async def publish_dr(self, request: DRRequest) -> bool:
@@ -372,7 +381,7 @@ class CloudController:
         It reads them from the store the ingest workers write (the `latest` table).
         """
         for site, points in self.store.latest().items():
-            snap = self.snapshots.get(site)
+            snap = self.snapshots.get(site) or self.meter_snapshots.get(site)
             if snap is None:
                 continue
             for key, (ts, value) in points.items():

@@ -14,6 +14,7 @@ __all__ = [
     "AssetKindName",
     "AssetRef",
     "CongestionInterval",
+    "GridMeterRef",
     "History",
     "Plan",
     "Planner",
@@ -50,6 +51,19 @@ class SiteRef:
     def asset_of(self, kind: str) -> AssetRef | None:
         """The site's first asset of kind `kind`, or None if it has none."""
         return next((a for a in self.assets if a.kind == kind), None)
+
+
+@dataclass(frozen=True)
+class GridMeterRef:
+    """A registered grid meter: a site that measures a grid element and is never load nor commanded.
+
+    Its agent publishes telemetry like any site's (stored, watermarked, kept as a snapshot),
+    but the planner, the fleet guard and the fleet totals never see it; the state estimate
+    (`GET /grid/state`) takes its readings as the station's transformer flow and busbar voltage.
+    """
+
+    site: str  # e.g. protocols.assets.substation_site_id(station): "sub-<station>"
+    station: str  # the MV/LV station (Region.station_branch key) whose transformer it measures
 
 
 @dataclass

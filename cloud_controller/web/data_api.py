@@ -121,7 +121,7 @@ def _site_routes(router: APIRouter, controller: CloudController) -> None:
         `store.history` says so (503 naming the reason when InfluxDB does not answer); the
         commands are those sent to the site in that window.
         """
-        if site not in controller.snapshots:
+        if site not in controller.snapshots and site not in controller.meter_snapshots:  # grid meters too
             raise HTTPException(404, f"unknown site {site!r}")
         end = to or controller.clock.now()
         start = from_ or end - timedelta(hours=1)

@@ -289,7 +289,7 @@ def grid_state_router(controller: CloudController) -> APIRouter:
         mb, metered = live_measurements(
             region,
             controller.registry.sites,
-            controller.snapshots,
+            {**controller.snapshots, **getattr(controller, "meter_snapshots", {})},  # + grid meters (sub-*)
             controller.last_plan,
             controller.clock.now(),
         )

@@ -167,8 +167,8 @@ class Fleet:
         own = GridTruth(truth.region, truth.household_of_site)
         self.substations = Substations(own, out_dir=self.bed.out_dir, broker_port=broker_port)
         await self.substations.__aenter__()
-        for sub in self.substations.sites:  # not registered sites: the controller drops them
-            self.add_site(sub.site, sub.config, watermark=False)
+        for sub in self.substations.sites:  # the closed loop registers them as grid meters
+            self.add_site(sub.site, sub.config)  # registered grid meters: the controller watermarks them
         return self.substations
 
     def start(self, clock: Clock) -> None:

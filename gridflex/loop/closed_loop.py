@@ -9,7 +9,8 @@ physics, the agents and the controller.
 The grid truth is measured from the physics, not from telemetry: each building's meter
 energy at every control-period boundary gives its mean power over the interval, and a
 pandapower AC power flow turns those into transformer loadings. Substation meters and
-their agents run beside the fleet (`Fleet.add_substations`); they are not registered sites.
+their agents run beside the fleet (`Fleet.add_substations`); the registry lists them as
+grid meters (stored, watermarked, used by `/grid/state`; never planned or commanded).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 
-from cloud_controller import CloudConfig, CloudController, Registry, SiteSnapshot, create_app
+from cloud_controller import CloudConfig, CloudController, GridMeterRef, Registry, SiteSnapshot, create_app
 from gridflex.loop.agents import STOP_BOUND_S, Fleet, FleetOptions
 from gridflex.loop.prior_history import PlannerWithPrior
 from gridflex.loop.reference_run import initialise
@@ -69,9 +70,14 @@ class _NoHistory:
 
 
 def _registry(scenario: LoopScenario, fleet: Fleet) -> Registry:
-    """The registry of the TestBed's buildings (the same view the offline twin plans with)."""
+    """The registry of the TestBed's buildings (the same view the offline twin plans with).
+
+    With substation meters, each is a grid meter: stored and used by `/grid/state`, never planned.
+    """
+    subs = fleet.substations.sites if fleet.substations is not None else []
     return Registry(
-        sites=site_refs(fleet.bed.buildings, scenario.household_of_site, bacnet=scenario.settings.bacnet)
+        sites=site_refs(fleet.bed.buildings, scenario.household_of_site, bacnet=scenario.settings.bacnet),
+        grid_meters=tuple(GridMeterRef(site=s.site, station=s.station) for s in subs),
     )
 
 

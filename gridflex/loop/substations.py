@@ -46,7 +46,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Written beside manifest.json: the substation sites (the manifest lists buildings only,
-#: and the controller's registry places every manifest site on a household).
+#: and the controller's registry places every manifest site on a household); a registry
+#: loaded from that manifest.json reads them as grid meters (cloud_controller.registry's
+#: SUBSTATIONS_FILE, the same name: tests/unit/cloud/test_registry_grid_meters.py pins it).
 SUBSTATIONS_FILE = "substations.json"
 #: Wall seconds the driving task gets to stop when the block ends.
 STOP_BOUND_S = 10.0

@@ -130,6 +130,14 @@ def _status_routes(app: FastAPI, controller: CloudController) -> None:
         unregistered = check.unregistered_sites if check is not None else {}
         return {
             "registered_sites": list(controller.snapshots),
+            "grid_meters": [
+                {
+                    "site": m.site,
+                    "station": m.station,
+                    "last_seen": controller.meter_snapshots[m.site].last_seen,
+                }
+                for m in controller.registry.grid_meters
+            ],
             "unregistered_sites": [{"site": s, "messages": n} for s, n in sorted(unregistered.items())],
             "mismatched_sites": {
                 s: m for s in controller.snapshots if any((m := _mismatch(controller, s)).values())

@@ -23,6 +23,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from cloud_controller.api import create_app
 from cloud_controller.config import CloudConfig
 from cloud_controller.grid.region import Region, region_from_json
 from cloud_controller.live.types import History, Plan
@@ -194,11 +195,18 @@ async def test_substation_meter_is_stored_watermarked_never_planned_and_metered_
                 http = TestClient(app)
                 body = http.get("/grid/state").json()
                 history = http.get("/sites/sub-s1/history", params={"points": "meter/p_kw"}).json()
+                registered = TestClient(create_app(ctl)).get("/registry").json()
         finally:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
     assert body["metered"]["substation_meters"] == 1
+    meters = {m["site"]: m for m in registered["grid_meters"]}
+    assert {(m["site"], m["station"]) for m in meters.values()} == {("sub-s1", "S1"), ("sub-s2", "S2")}
+    assert (
+        meters["sub-s1"]["last_seen"] is not None and meters["sub-s2"]["last_seen"] is None
+    )  # s2 has no agent
+    assert registered["registered_sites"] == ["b001"]  # a grid meter is not a site
     assert "1 substation meters at LV busbars" in body["metered"]["voltage"]
     assert history["series"][0]["point"] == "meter/p_kw" and history["series"][0]["value"]
     assert history["commands"] == []

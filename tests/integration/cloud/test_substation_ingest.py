@@ -201,11 +201,10 @@ async def test_substation_meter_is_stored_watermarked_never_planned_and_metered_
             with pytest.raises(asyncio.CancelledError):
                 await task
     assert body["metered"]["substation_meters"] == 1
-    meters = {m["site"]: m for m in registered["grid_meters"]}
-    assert {(m["site"], m["station"]) for m in meters.values()} == {("sub-s1", "S1"), ("sub-s2", "S2")}
-    assert (
-        meters["sub-s1"]["last_seen"] is not None and meters["sub-s2"]["last_seen"] is None
-    )  # s2 has no agent
+    listed = {m["site"]: m for m in registered["grid_meters"]}
+    assert {(m["site"], m["station"]) for m in listed.values()} == {("sub-s1", "S1"), ("sub-s2", "S2")}
+    assert listed["sub-s1"]["last_seen"] is not None  # it reported
+    assert listed["sub-s2"]["last_seen"] is None  # no agent at S2
     assert registered["registered_sites"] == ["b001"]  # a grid meter is not a site
     assert "1 substation meters at LV busbars" in body["metered"]["voltage"]
     assert history["series"][0]["point"] == "meter/p_kw" and history["series"][0]["value"]

@@ -34,7 +34,14 @@ from cloud_controller.live.commands import fence_commands, lease_fence
 from cloud_controller.live.types import Plan, Planner, SiteSnapshot
 from cloud_controller.registry import Registry
 from cloud_controller.registry.check import RegistryCheck
-from cloud_controller.service_setup import open_store, read_secret, signing_keys
+from cloud_controller.service_setup import (
+    configured_planner,
+    history_reader,
+    influx_sink,
+    mqtt_session,
+    open_store,
+    signing_keys,
+)
 from cloud_controller.store import Store
 from cloud_controller.store.influx_history import InfluxHistory
 from protocols.assets import Points
@@ -42,8 +49,8 @@ from protocols.clock import Clock
 from protocols.codec import encode
 from protocols.errors import GridflexError
 from protocols.messages import Command, DRRequest, Stored
-from protocols.mqtt import MqttConfig, MqttSession, NotConnectedError, PublishError
-from protocols.topics import dr_request, shared, site_topic, site_wildcard
+from protocols.mqtt import MqttSession, NotConnectedError, PublishError
+from protocols.topics import dr_request, site_topic
 
 __all__ = ["CloudController", "ControllerStats", "Role"]
 
@@ -53,7 +60,6 @@ log = logging.getLogger(__name__)
 METER_P_KW = str(Points.METER_P_KW)
 
 Role = Literal["all", "ingest", "dispatch"]
-INGEST_GROUP = "gridflex-ingest"
 WATERMARK_EVERY_S = 0.2  # wall seconds between watermark publications (coalesced per site)
 
 
@@ -121,29 +127,7 @@ class CloudController:
         self.congestion = BackgroundForecast()
         self._forecast_task: asyncio.Task[None] | None = None
         self._signing_keys = signing_keys(config, registry)
-        broker = config.broker.for_identity(role)
-        password = read_secret(broker.password_file, "broker password")
-        subs: list[tuple[str, int]] = []
-        if role in ("all", "ingest"):
-            subs += [(shared(INGEST_GROUP, site_wildcard(k)), 1) for k in ("telemetry", "event")]
-        if role in ("all", "dispatch"):
-            subs += [(site_wildcard(k), 1) for k in ("state", "flex", "ack")]
-        self.session = MqttSession(
-            MqttConfig(
-                host=broker.host,
-                port=broker.port,
-                client_id=broker.identity(role),
-                username=broker.username,
-                password=password,
-                clean_start=False,
-                tls=broker.tls is not None,
-                ca_file=broker.tls.ca_file if broker.tls else None,
-                cert_file=broker.tls.cert_file if broker.tls else None,
-                key_file=broker.tls.key_file if broker.tls else None,
-            ),
-            subscriptions=subs,
-            on_connect=self._on_connect,
-        )
+        self.session = mqtt_session(config, role, on_connect=self._on_connect)
         self.lease: DispatchLease | None = None
         if role in ("all", "dispatch") and config.control.dispatch:
             self.lease = DispatchLease(
@@ -158,22 +142,9 @@ class CloudController:
             self.ingest.dirty.update(self.registry.ids + self.registry.meter_ids)
             self.ingest.dirty.update(self.store.watermarks())
         if config.store.kind == "influxdb" and role in ("all", "ingest"):
-            from cloud_controller.store.influx import InfluxSink
-
-            token = read_secret(config.store.token_file, "InfluxDB token") or ""
-            self.ingest.sink = InfluxSink(
-                config.store.url,
-                org=config.store.org,
-                bucket=config.store.bucket,
-                token=token,
-                api=config.store.api,
-                database=config.store.influx_database,
-            )
+            self.ingest.sink = influx_sink(config)
         #: Where `/sites/{id}/history` reads: this process's SQLite file, or InfluxDB's long history.
-        self.history: Store | InfluxHistory = self.store
-        if config.store.history == "influxdb":
-            token = read_secret(config.store.token_file, "InfluxDB token") or ""
-            self.history = InfluxHistory(config.store.url, database=config.store.influx_database, token=token)
+        self.history: Store | InfluxHistory = history_reader(config, self.store)
 
     # -- planner ---------------------------------------------------------------------
 
@@ -185,30 +156,7 @@ class CloudController:
     def planner(self) -> Planner:
         """The planner, built on first use from the configured region and registry unless one was given."""
         if self._planner is None:
-            from cloud_controller.grid import build_schutterwald_region, region_from_json
-            from cloud_controller.live.planner import build_planner
-
-            rc = self.config.region
-            region = (
-                build_schutterwald_region()
-                if rc.network == "schutterwald"
-                else region_from_json(rc.network, hvmv_trafo_name=rc.hvmv_trafo_name)
-            )
-            self.registry.check_stations(region.station_branch)  # names a grid meter's unknown station
-            c = self.config.control
-            planner = build_planner(
-                region,
-                self.registry.sites,
-                period_s=c.period_s,
-                horizon_steps=c.horizon_steps,
-                margin_s=c.margin_s,
-                station_limit_kw=c.station_limit_kw,
-                signing_keys=self._signing_keys,
-                battery_control=c.battery_control,
-                forecast_z=c.forecast_z,
-                by_area=c.solve_by_area,
-                grid_limits=self.config.grid,  # grid.limits / grid.envelopes (grid/limits.py)
-            )
+            planner = configured_planner(self.config, self.registry, self._signing_keys)
             planner.commands.fence = self._fence_now  # stamped before signing: signed once
             self._planner = planner
         return self._planner

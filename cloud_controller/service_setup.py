@@ -1,4 +1,4 @@
-"""What the controller opens at start from its config: secret files, the store, the sites' signing keys.
+"""What the controller builds at start from its config: secrets, store, keys, MQTT session, sinks, planner.
 
 Each fails once, at start, with the file and the reason (a `ConfigError`), before any
 connection is made: a missing key file or an unreadable password is not found later
@@ -7,15 +7,34 @@ inside the control loop.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cloud_controller.config import CloudConfig
 from cloud_controller.registry import Registry
 from cloud_controller.store import SqliteStore, Store
+from cloud_controller.store.influx_history import InfluxHistory
 from protocols.errors import ConfigError
+from protocols.mqtt import MqttConfig, MqttSession
 from protocols.signing import SigningKey
+from protocols.topics import shared, site_wildcard
 
-__all__ = ["open_store", "read_secret", "signing_keys"]
+if TYPE_CHECKING:
+    from cloud_controller.live.planner import MpcPlanner
+    from cloud_controller.store.influx import InfluxSink
+
+__all__ = [
+    "configured_planner",
+    "history_reader",
+    "influx_sink",
+    "mqtt_session",
+    "open_store",
+    "read_secret",
+    "signing_keys",
+]
+
+INGEST_GROUP = "gridflex-ingest"
 
 
 def read_secret(path: Path | None, what: str) -> str | None:
@@ -73,3 +92,83 @@ def signing_keys(config: CloudConfig, registry: Registry) -> dict[str, SigningKe
         except (ValueError, OSError) as exc:
             raise ConfigError(f"not a hex signing key with a valid key id: {exc}", file=str(path)) from None
     return keys
+
+
+def mqtt_session(
+    config: CloudConfig, role: str, *, on_connect: Callable[[MqttSession], Awaitable[None]]
+) -> MqttSession:
+    """The worker's MQTT 5 session: its own identity, a persistent session, the role's subscriptions."""
+    broker = config.broker.for_identity(role)
+    password = read_secret(broker.password_file, "broker password")
+    subs: list[tuple[str, int]] = []
+    if role in ("all", "ingest"):
+        subs += [(shared(INGEST_GROUP, site_wildcard(k)), 1) for k in ("telemetry", "event")]
+    if role in ("all", "dispatch"):
+        subs += [(site_wildcard(k), 1) for k in ("state", "flex", "ack")]
+    return MqttSession(
+        MqttConfig(
+            host=broker.host,
+            port=broker.port,
+            client_id=broker.identity(role),
+            username=broker.username,
+            password=password,
+            clean_start=False,
+            tls=broker.tls is not None,
+            ca_file=broker.tls.ca_file if broker.tls else None,
+            cert_file=broker.tls.cert_file if broker.tls else None,
+            key_file=broker.tls.key_file if broker.tls else None,
+        ),
+        subscriptions=subs,
+        on_connect=on_connect,
+    )
+
+
+def influx_sink(config: CloudConfig) -> InfluxSink:
+    """The InfluxDB copy of every stored sample (`store.kind: influxdb`)."""
+    from cloud_controller.store.influx import InfluxSink
+
+    token = read_secret(config.store.token_file, "InfluxDB token") or ""
+    return InfluxSink(
+        config.store.url,
+        org=config.store.org,
+        bucket=config.store.bucket,
+        token=token,
+        api=config.store.api,
+        database=config.store.influx_database,
+    )
+
+
+def history_reader(config: CloudConfig, store: Store) -> Store | InfluxHistory:
+    """Where `/sites/{id}/history` reads: the store itself, or InfluxDB (`store.history: influxdb`)."""
+    if config.store.history != "influxdb":
+        return store
+    token = read_secret(config.store.token_file, "InfluxDB token") or ""
+    return InfluxHistory(config.store.url, database=config.store.influx_database, token=token)
+
+
+def configured_planner(config: CloudConfig, registry: Registry, keys: Mapping[str, SigningKey]) -> MpcPlanner:
+    """The planner of `config.region` and `config.control` over the registry's sites."""
+    from cloud_controller.grid import build_schutterwald_region, region_from_json
+    from cloud_controller.live.planner import build_planner
+
+    rc = config.region
+    region = (
+        build_schutterwald_region()
+        if rc.network == "schutterwald"
+        else region_from_json(rc.network, hvmv_trafo_name=rc.hvmv_trafo_name)
+    )
+    registry.check_stations(region.station_branch)  # names a grid meter's unknown station
+    c = config.control
+    return build_planner(
+        region,
+        registry.sites,
+        period_s=c.period_s,
+        horizon_steps=c.horizon_steps,
+        margin_s=c.margin_s,
+        station_limit_kw=c.station_limit_kw,
+        signing_keys=keys,
+        battery_control=c.battery_control,
+        forecast_z=c.forecast_z,
+        by_area=c.solve_by_area,
+        grid_limits=config.grid,  # grid.limits / grid.envelopes (grid/limits.py)
+    )

@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
-from cloud_controller.grid.region import region_from_json
 from edge_agent.config import load_config
 from gridflex.loop.grid_truth import GridTruth
 from gridflex.loop.substations import Substations, read_substation_sites
 from gridflex.ops.broker import MosquittoBroker
 from protocols.assets import Points, substation_site_id
+from tests.integration.two_stations import two_station_region
 
 from ..edge_agent.cloud import Cloud
 from ..edge_agent.helpers import running_agent
@@ -88,25 +88,7 @@ async def read_model_203(port: int) -> dict[str, float]:
 @pytest.fixture(scope="module")
 def small_region(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """HV grid - 25 MVA HV/MV - 20 kV bus - stations S1 (0.4 MVA) and S2 (0.63 MVA); houses h1, h2 on S1, h3 on S2."""
-    import pandapower as pp
-
-    net = pp.create_empty_network()
-    hv, mv = pp.create_bus(net, 110.0, name="HV"), pp.create_bus(net, 20.0, name="MV")
-    lv1, lv2 = pp.create_bus(net, 0.4, name="S1 LV"), pp.create_bus(net, 0.4, name="S2 LV")
-    houses = [pp.create_bus(net, 0.4, name=f"h{i}") for i in (1, 2, 3)]
-    pp.create_ext_grid(net, hv, vm_pu=1.0)
-    pp.create_transformer_from_parameters(
-        net, hv, mv, sn_mva=25.0, vn_hv_kv=110.0, vn_lv_kv=20.0, vkr_percent=0.32, vk_percent=12.0,
-        pfe_kw=14.0, i0_percent=0.07, name="HV/MV",
-    )  # fmt: skip
-    pp.create_transformer(net, mv, lv1, std_type="0.4 MVA 20/0.4 kV", name="S1")
-    pp.create_transformer(net, mv, lv2, std_type="0.63 MVA 20/0.4 kV", name="S2")
-    for bus, lv in zip(houses, (lv1, lv1, lv2), strict=True):
-        pp.create_line(net, lv, bus, length_km=0.15, std_type="NAYY 4x150 SE")
-        pp.create_load(net, bus, p_mw=0.0, name=f"load {bus}")
-    path = tmp_path_factory.mktemp("region") / "small.json"
-    pp.to_json(net, str(path))
-    return region_from_json(str(path), hvmv_trafo_name="HV/MV")
+    return two_station_region(tmp_path_factory.mktemp("region"))
 
 
 @pytest.fixture

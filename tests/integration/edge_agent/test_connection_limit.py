@@ -146,8 +146,9 @@ async def test_a_site_above_its_import_limit_is_brought_under_it_within_n_polls_
     async with _site(mosquitto, tmp_path, {"import_max_kw": limit}, battery=True) as site:
         ev, bat, cloud = site.building.ev, site.building.battery, site.cloud
         assert ev is not None and bat is not None
-        # A cloud plan charges the battery at 5 kW, then a car arrives: 11 + 5 kW + the house
-        await cloud.send(_cmd("c1", BATTERY, "p_setpoint_kw", 5.0))
+        # A cloud plan charges the battery at 3 kW, then a car arrives: 11 + 3 kW + the house.
+        # 3 kW leaves room for the house's evening load (up to ~1.5 kW here) under the 5 kW limit.
+        await cloud.send(_cmd("c1", BATTERY, "p_setpoint_kw", 3.0))
         await cloud.wait_for(lambda: len(cloud.acks) == 1)
         assert cloud.acks[0].status == "applied"
         await site.polls(2)
@@ -161,7 +162,7 @@ async def test_a_site_above_its_import_limit_is_brought_under_it_within_n_polls_
         settled = site.meter_reads()
         await site.polls(5)
         assert _within(site.trace, settled + 1, limit), "the site left its limit again"
-        # Battery first (charge 5 -> discharge), then the EV capped: the order of measures
+        # Battery first (charge 3 -> discharge), then the EV capped: the order of measures
         assert bat.setpoint_kw < 0 and bat.remote
         assert ev.p_limit_kw is not None and 4.2 <= ev.p_limit_kw < 11.0
         assert site.agent.stats.limit_active and site.agent.stats.limit_import_max_kw == limit

@@ -43,6 +43,7 @@ async def test_agent_with_a_bacnet_device_reports_no_false_modbus_faults_at_star
 
     def add_bms(data: dict[str, Any]) -> None:
         data["poll"]["max_age_s"] = 0.1  # every Modbus point every 0.1 s: a stall shows at once
+        data["devices"][0]["timeout_s"] = 2.0  # a slow read under load is not the fault this test looks for
         data["devices"].append(
             {
                 "id": "bms",

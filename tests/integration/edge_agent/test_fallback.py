@@ -22,6 +22,19 @@ AFTER_S = 1.5
 INTERVAL_S = 0.2
 
 
+async def _holding_becomes(
+    modbus: ModbusServer, address: int, expected: list[int], timeout_s: float = 5.0
+) -> bool:
+    """True once holding register `address` reads `expected` (the agent's write lands after its event)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while await modbus.get_holding(address) != expected:
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
 def _cmd(cmd_id: str, asset: str, value: float, ttl_s: float = 30) -> Command:
     now = datetime.now(UTC)
     return Command.model_validate(
@@ -94,7 +107,9 @@ async def test_fallback_safe_state_guaranteed_minimum_and_resume(
             await cloud.wait_for(lambda: any(e.kind == "fallback_entered" for e in cloud.events))
             entered = next(e for e in cloud.events if e.kind == "fallback_entered")
             online_ts = cloud.states[0].ts
-            assert (entered.ts - online_ts).total_seconds() <= AFTER_S + INTERVAL_S + 0.3
+            assert (
+                AFTER_S - 0.2 <= (entered.ts - online_ts).total_seconds() <= AFTER_S + 2.0
+            )  # slack for a loaded machine
             assert await modbus.get_holding(400) == [16]  # EV safe state: full 16 A, never below 4.2 kW
             assert await modbus.get_holding(165) == [0]  # PV limit disabled
             # 2. A valid command: normal again; the HP is limited, but not below 4.2 kW.
@@ -108,13 +123,15 @@ async def test_fallback_safe_state_guaranteed_minimum_and_resume(
             await cloud.send(_cmd("e1", "ev1", 7 * 0.69, ttl_s=0.4))
             await cloud.wait_for(lambda: len(cloud.acks) == 2)
             assert await modbus.get_holding(400) == [7]
-            await asyncio.sleep(0.4 + 2 * INTERVAL_S)
-            assert await modbus.get_holding(400) == [16]
-            assert agent.stats.state == "online"
+            # `command_expired` is the online path's event (fallback would say `fallback_entered`)
+            await cloud.wait_for(
+                lambda: any(e.kind == "command_expired" and "e1" in e.message for e in cloud.events),
+                timeout_s=5,
+            )
+            assert await _holding_becomes(modbus, 400, [16])
             # 4. Silence again: fallback relinquishes the BMS priority (BMS default 9 kW rules).
             await cloud.wait_for(lambda: agent.stats.state == "fallback", timeout_s=AFTER_S + 5)
-            await asyncio.sleep(0.2)
-            assert bms.present_value("av3") == pytest.approx(9.0)
+            await cloud.wait_for(lambda: bms.present_value("av3") == pytest.approx(9.0), timeout_s=5)
     finally:
         await bms.stop()
         await modbus.stop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -132,9 +131,8 @@ async def test_bms_relinquish_default_below_the_floor_is_reported_at_start_and_n
             event = next(e for e in cloud.events if e.kind == "unsafe_relinquish_default")
             assert event.severity == "critical" and event.asset == HP and "2" in event.message
             await cloud.wait_for(lambda: agent.stats.state == "fallback", timeout_s=8)
-            await asyncio.sleep(0.3)
             # the relinquish would have left 2 kW; the agent wrote the guaranteed minimum instead
-            assert bms.present_value("av3") == pytest.approx(4.2)
+            await cloud.wait_for(lambda: bms.present_value("av3") == pytest.approx(4.2), timeout_s=5)
             await cloud.wait_for(lambda: any(e.kind == "safe_state_floored" for e in cloud.events))
     finally:
         await bms.stop()

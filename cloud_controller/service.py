@@ -136,6 +136,7 @@ class CloudController:
             config.market.store_path or config.store.path.with_name("market.sqlite"),
             clock=clock,
             session=self.session,
+            registered=registry.ids,
         )
         self.lease: DispatchLease | None = None
         if role in ("all", "dispatch") and config.control.dispatch:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +25,7 @@ from cloud_controller.market.book import Book, ClearingRecord, Metering, Refused
 from cloud_controller.market.config import MarketConfig
 from cloud_controller.market.store import MarketStore
 from protocols.clock import Clock
-from protocols.errors import ContractError
+from protocols.errors import ConfigError, ContractError
 from protocols.market import MarketKind, MarketRequest, MarketSettlement, decode_offer, market_topic
 from protocols.mqtt import MqttSession, NotConnectedError, PublishError
 
@@ -48,10 +49,28 @@ class MarketStats:
     clearing_errors: int = 0
 
 
+def _check_sites(config: MarketConfig, registered: set[str]) -> None:
+    """Every site behind a congestion point is a registered site (ConfigError naming the key)."""
+    for cp, sites in config.congestion_points.items():
+        unknown = sorted(set(sites) - registered)
+        if unknown:
+            raise ConfigError(f"not registered: {', '.join(unknown)}", key=f"market.congestion_points.{cp}")
+
+
 class MarketShell:
     """The controller's market: `book` behind the API, offers from MQTT, publications to the FSPs."""
 
-    def __init__(self, config: MarketConfig, store_path: Path, *, clock: Clock, session: MqttSession) -> None:
+    def __init__(
+        self,
+        config: MarketConfig,
+        store_path: Path,
+        *,
+        clock: Clock,
+        session: MqttSession,
+        registered: Collection[str] | None = None,
+    ) -> None:
+        if registered is not None and config.enabled:
+            _check_sites(config, set(registered))
         self.config = config
         self.clock = clock
         self.session = session

@@ -22,10 +22,12 @@ import httpx
 import pytest
 
 from cloud_controller.config import CloudConfig
+from cloud_controller.live.types import AssetRef, SiteRef
 from cloud_controller.registry import Registry
 from cloud_controller.service import CloudController
 from gridflex.ops.broker import MosquittoBroker, site_acl
 from gridflex.ops.market_acl import fsp_acl
+from protocols.assets import METER
 from protocols.clock import RealClock
 from protocols.market import (
     MarketIsp,
@@ -98,7 +100,11 @@ async def test_fsp_offers_over_mqtt_and_acl_isolates_fsps(tmp_path: Path) -> Non
             },
         }
     )
-    ctl = CloudController(cfg, Registry(sites=()), clock=RealClock())
+    ctl = CloudController(
+        cfg,
+        Registry(sites=tuple(SiteRef(s, i, (AssetRef(METER, "meter"),)) for i, s in enumerate(("a1", "b1")))),
+        clock=RealClock(),
+    )
     task = asyncio.create_task(ctl.run())
     now = datetime.now(UTC)
     delivery = datetime.fromtimestamp(now.timestamp() - now.timestamp() % 900, UTC) + timedelta(hours=3)

@@ -1,7 +1,7 @@
 """The market and settlement pages in a real headless Chromium against a real controller and Mosquitto.
 
 The book holds one request (15 kW for an hour at feeder-1), three offers of 10 kW at 10, 20
-and 30 €/kWh and their clearing (10 + 5 kW: 15.00 kW cleared per ISP); site a1 was metered
+and 30 €/kWh and their clearing (10 + 5 kW: 15.00 kW cleared per ISP); site b0000 was metered
 at 20 kW on the weeks before and 12 kW during the order, so its 10 kW order settles as
 8 kW delivered, 2 kWh short: 100 € − 20 € = 80.00 € net. Both pages load without a console
 error and without a request to another host, and show those numbers.
@@ -69,13 +69,13 @@ def _fill_market(ctl: CloudController) -> None:
             ts=now,
             expires=delivery + timedelta(hours=2),
             options=[option],
-            sites=["a1"] if fsp == "fsp-a" else ["b1"],
+            sites=["b0000"] if fsp == "fsp-a" else ["b0001"],
         )
         book.post_offer(offer, fsp, now)
     assert book.clear(now) is not None
     values = {t - timedelta(days=d) + timedelta(minutes=5): 20.0 for t in isps for d in range(1, 22)}
     values |= {t + timedelta(minutes=5): 12.0 for t in isps}
-    for site in ("a1", "b1"):
+    for site in ("b0000", "b0001"):
         ctl.store.write_samples(
             site,
             [
@@ -97,7 +97,7 @@ def _fill_market(ctl: CloudController) -> None:
 def test_market_and_settlement_pages(mosquitto: MosquittoBroker, tmp_path: Path, browser: Browser) -> None:
     cfg = harness.config(mosquitto.port, tmp_path)
     market = MarketConfig(
-        fsps={"fsp-a": {}, "fsp-b": {}}, congestion_points={"feeder-1": ["a1", "b1"]}, auto_clear=False
+        fsps={"fsp-a": {}, "fsp-b": {}}, congestion_points={"feeder-1": ["b0000", "b0001"]}, auto_clear=False
     )
     ctl = CloudController(
         cfg.model_copy(update={"market": market}),

@@ -20,10 +20,12 @@ from fastapi.testclient import TestClient
 
 from cloud_controller.api import create_app
 from cloud_controller.config import CloudConfig
+from cloud_controller.live.types import AssetRef, SiteRef
 from cloud_controller.registry import Registry
 from cloud_controller.service import CloudController
-from protocols.assets import Points
+from protocols.assets import METER, Points
 from protocols.clock import SimClock
+from protocols.errors import ConfigError
 from protocols.messages import Sample
 
 TOKENS = {
@@ -34,6 +36,12 @@ TOKENS = {
 }
 NOW = datetime(2030, 1, 15, 12, 0, tzinfo=UTC)  # a Tuesday
 DELIVERY = datetime(2030, 1, 15, 17, 0, tzinfo=UTC)
+
+
+#: the sites behind the congestion points, registered
+REGISTRY = Registry(
+    sites=tuple(SiteRef(s, i, (AssetRef(METER, "meter"),)) for i, s in enumerate(("a1", "a2", "b1", "c1")))
+)
 
 
 def auth(who: str) -> dict[str, str]:
@@ -67,7 +75,7 @@ def clock() -> SimClock:
 
 @pytest.fixture
 def client(tmp_path: Path, clock: SimClock) -> Iterator[tuple[TestClient, CloudController]]:
-    ctl = CloudController(_config(tmp_path), Registry(sites=()), clock=clock)
+    ctl = CloudController(_config(tmp_path), REGISTRY, clock=clock)
     with TestClient(create_app(ctl)) as c:
         yield c, ctl
     ctl.store.close()
@@ -254,7 +262,7 @@ def test_revoked_offer_is_not_ordered_and_orange_reports_the_shortfall(
 
 
 def test_market_survives_a_restart(tmp_path: Path, clock: SimClock) -> None:
-    ctl = CloudController(_config(tmp_path), Registry(sites=()), clock=clock)
+    ctl = CloudController(_config(tmp_path), REGISTRY, clock=clock)
     with TestClient(create_app(ctl)) as http:
         http.post("/market/requests", json=request(), headers=auth("dso"))
         http.post("/market/offers", json=offer("a-10", "fsp-a", 10), headers=auth("fsp-a"))
@@ -266,7 +274,7 @@ def test_market_survives_a_restart(tmp_path: Path, clock: SimClock) -> None:
         orders = http.get("/market/orders", headers=auth("operator")).json()
     for closable in (ctl.store, ctl.dr, ctl.market):
         closable.close()
-    again = CloudController(_config(tmp_path), Registry(sites=()), clock=clock)
+    again = CloudController(_config(tmp_path), REGISTRY, clock=clock)
     with TestClient(create_app(again)) as http:
         assert http.get("/market/orders", headers=auth("operator")).json() == orders
         assert len(orders) == 2
@@ -328,3 +336,9 @@ def test_an_order_without_meter_data_stays_unsettled_with_the_reason(
     assert done["failed"] == [
         {"order_id": "a-10:o1", "reason": "no metered power at 2030-01-15T17:00:00+00:00 for site(s) a1"}
     ]
+
+
+def test_congestion_points_name_only_registered_sites(tmp_path: Path, clock: SimClock) -> None:
+    cfg = _config(tmp_path)
+    with pytest.raises(ConfigError, match=r"market.congestion_points.feeder-2: not registered: c1"):
+        CloudController(cfg, Registry(sites=REGISTRY.sites[:3]), clock=clock)

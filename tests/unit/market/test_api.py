@@ -342,3 +342,33 @@ def test_congestion_points_name_only_registered_sites(tmp_path: Path, clock: Sim
     cfg = _config(tmp_path)
     with pytest.raises(ConfigError, match=r"market.congestion_points.feeder-2: not registered: c1"):
         CloudController(cfg, Registry(sites=REGISTRY.sites[:3]), clock=clock)
+
+
+def test_a_revision_replaces_the_open_request_and_a_second_request_at_its_point_is_refused(
+    client: tuple[TestClient, CloudController],
+) -> None:
+    http, _ = client
+    dso = auth("dso")
+    assert http.post("/market/requests", json=request(), headers=dso).status_code == 201
+    stale = http.post("/market/requests", json=request(), headers=dso)
+    assert stale.status_code == 409 and stale.json()["detail"][0]["field"] == "revision"
+    other = http.post("/market/requests", json=request(request_id="r2"), headers=dso)
+    assert other.status_code == 409 and "revise it instead" in other.json()["detail"][0]["reason"]
+    assert (
+        http.post("/market/requests", json=request(revision=1, isps=isps(8.0)), headers=dso).status_code
+        == 201
+    )
+    (stored,) = http.get("/market/requests").json()
+    assert stored["request"]["revision"] == 1 and stored["request"]["isps"][0]["kw"] == 8.0
+
+
+def test_two_actors_sharing_a_token_stop_the_start(tmp_path: Path, clock: SimClock) -> None:
+    cfg = _config(tmp_path)
+    (tmp_path / "fsp-b").write_text(TOKENS["fsp-a"], encoding="utf-8")
+    ctl = CloudController(cfg, REGISTRY, clock=clock)
+    try:
+        with pytest.raises(ConfigError, match="share a token"):
+            create_app(ctl)
+    finally:
+        for closable in (ctl.store, ctl.dr, ctl.market):
+            closable.close()

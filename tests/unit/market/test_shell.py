@@ -148,3 +148,29 @@ async def test_clears_by_itself_at_gate_closure(tmp_path: Path) -> None:
             await task
     finally:
         shell.close()
+
+
+def test_an_offer_expired_by_the_clearing_is_marked_and_not_ordered(tmp_path: Path) -> None:
+    config = MarketConfig(fsps={"fsp-a": {}}, congestion_points={"feeder-1": ["a1"]})
+    shell = MarketShell(
+        config, tmp_path / "market.sqlite", clock=SimClock(NOW), session=MqttSession(MqttConfig(port=1))
+    )
+    try:
+        book = shell.book
+        book.post_request(
+            MarketRequest(
+                request_id="r1", congestion_point="feeder-1", ts=NOW, isps=_isps(5.0), value_eur_per_kwh=50.0
+            ),
+            NOW,
+        )
+        book.post_offer(
+            _offer("cheap", "fsp-a", 1.0).model_copy(update={"expires": NOW + timedelta(hours=1)}),
+            "fsp-a",
+            NOW,
+        )
+        book.post_offer(_offer("dear", "fsp-a", 9.0), "fsp-a", NOW)
+        record = book.clear(NOW + timedelta(hours=2))
+        assert record is not None and [o.offer_id for o in record.orders] == ["dear"]
+        assert {o.offer_id: s for o, s, _ in shell.store.offers()} == {"cheap": "expired", "dear": "ordered"}
+    finally:
+        shell.close()

@@ -55,9 +55,15 @@ def region() -> Region:
     return cached_region()
 
 
-def _planner(region: Region) -> MpcPlanner:
+def _planner(region: Region, *, by_area: bool = False) -> MpcPlanner:
     return build_planner(
-        region, [SITE, FREE], period_s=900, horizon_steps=HORIZON, margin_s=60, station_limit_kw=None
+        region,
+        [SITE, FREE],
+        period_s=900,
+        horizon_steps=HORIZON,
+        margin_s=60,
+        station_limit_kw=None,
+        by_area=by_area,
     )
 
 
@@ -70,9 +76,12 @@ def _snaps(soc_pct: float) -> dict[str, SiteSnapshot]:
     }
 
 
-def test_a_peak_above_the_import_limit_its_battery_covers_is_planned_within_it(region: Region) -> None:
+@pytest.mark.parametrize("by_area", [False, True], ids=["whole-lp", "by-area"])
+def test_a_peak_above_the_import_limit_its_battery_covers_is_planned_within_it(
+    region: Region, by_area: bool
+) -> None:
     # 8 kW from 19:00 to 20:00 on a 5 kW connection: 3 kWh (3.2 from the battery), of 5 kWh held
-    planner = _planner(region)
+    planner = _planner(region, by_area=by_area)
     plan = planner.plan(NOW, _snaps(soc_pct=50.0), _DailyHistory(8.0, 19, 20))
     schedule = planner.last_schedule
     assert schedule is not None

@@ -57,17 +57,17 @@ from cloud_controller.live.commands import CommandBuilder
 from cloud_controller.live.guard import FleetGuard, GuardElement
 from cloud_controller.live.site_forecast import FleetForecast, fleet_forecast, period_start, with_measurements
 from cloud_controller.live.site_limits import (
+    SentCapLog,
     SiteLimits,
     clamp_battery_values,
     fleet_limits,
     limit_battery_steps,
-    sent_caps,
     shortfalls,
 )
 from cloud_controller.live.types import CongestionInterval, History, Plan, SiteRef, SiteSnapshot
 from protocols.assets import Role
 from protocols.errors import ConfigError
-from protocols.messages import SITE_IMPORT_MAX_KW, Command
+from protocols.messages import Command
 from protocols.signing import SigningKey
 
 __all__ = ["MpcPlanner", "build_planner"]
@@ -181,7 +181,7 @@ class MpcPlanner:
             for k in range(1, grid.n_branch)
         }
         self.guard = self._new_guard() if np.isfinite(self.limit_kw) else None
-        self._cap_commands: list[Command] = []  # site_import_max_kw commands sent (note_sent)
+        self._caps_sent = SentCapLog()  # site_import_max_kw commands sent (note_sent)
         self._site_limits: dict[int, SiteLimits] = {}  # the last plan's, by site index
         self._base_kw: np.ndarray | None = None  # the last plan's forecast, for its limits
 
@@ -277,7 +277,7 @@ class MpcPlanner:
         bounds = battery_bounds(self.problem, self.sites, self.bat_index, excluded | no_battery, sites, state)
         # each site's connection limit / DSO cap: per-interval battery bounds (live/site_limits.py)
         start = period_start(now, self.period_s)
-        caps = sent_caps(self._cap_commands, now)
+        caps = self._caps_sent.valid(now)
         self._site_limits = site_lims = fleet_limits(
             self.sites, sites, caps, start, self.horizon, self.period_s
         )
@@ -384,12 +384,7 @@ class MpcPlanner:
 
     def note_sent(self, commands: Sequence[Command]) -> None:
         """Commands the service sent: a `site_import_max_kw` among them caps that site's plan while valid."""
-        self._cap_commands += [c for c in commands if c.kind == SITE_IMPORT_MAX_KW]
-        if len(self._cap_commands) > 1000:  # only the valid ones matter
-            newest = max(c.valid_until for c in self._cap_commands)
-            self._cap_commands = [
-                c for c in self._cap_commands if c.valid_until >= newest - timedelta(days=1)
-            ]
+        self._caps_sent.note(commands)
 
     def correct(self, now: datetime, sites: Mapping[str, SiteSnapshot]) -> list[Command]:
         """The fleet guard's step between plans (see guard.py): commands for what changed."""

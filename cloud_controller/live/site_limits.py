@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -40,6 +40,7 @@ from protocols.messages import SITE_IMPORT_MAX_KW, Command
 __all__ = [
     "BatteryNow",
     "SentCap",
+    "SentCapLog",
     "SiteLimits",
     "StepBounds",
     "clamp_battery_values",
@@ -96,15 +97,33 @@ class StepBounds:
 
 
 def sent_caps(commands: Iterable[Command], now: datetime) -> dict[str, SentCap]:
-    """Per site, the newest `site_import_max_kw` command sent that is still valid at `now`."""
+    """Per site, the cap in force at `now`: the last `site_import_max_kw` sent, if still valid.
+
+    The last, not the tightest: the agent holds the last cap it applied.
+    """
     out: dict[str, SentCap] = {}
-    for cmd in commands:
-        if cmd.kind != SITE_IMPORT_MAX_KW or cmd.valid_until <= now or isinstance(cmd.value, str):
-            continue
-        held = out.get(cmd.site)
-        if held is None or cmd.valid_until >= held.valid_until:
+    for cmd in sorted((c for c in commands if c.kind == SITE_IMPORT_MAX_KW), key=lambda c: c.ts):
+        if not isinstance(cmd.value, str):
             out[cmd.site] = SentCap(float(cmd.value), cmd.valid_until, cmd.cmd_id)
-    return out
+    return {site: cap for site, cap in out.items() if cap.valid_until > now}
+
+
+@dataclass
+class SentCapLog:
+    """The `site_import_max_kw` commands the controller sent, kept while they can still be valid."""
+
+    commands: list[Command] = field(default_factory=list)
+    max_kept: int = 1000
+
+    def note(self, commands: Iterable[Command]) -> None:
+        """Keep the caps among `commands` (the oldest-ending go first beyond `max_kept`)."""
+        self.commands += [c for c in commands if c.kind == SITE_IMPORT_MAX_KW]
+        if len(self.commands) > self.max_kept:
+            self.commands = sorted(self.commands, key=lambda c: c.valid_until)[-self.max_kept :]
+
+    def valid(self, now: datetime) -> dict[str, SentCap]:
+        """Per site, the cap in force at `now` (see `sent_caps`)."""
+        return sent_caps(self.commands, now)
 
 
 def _telemetry_kw(site: SiteRef, snap: SiteSnapshot | None, point: str) -> float | None:

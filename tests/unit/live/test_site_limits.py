@@ -10,6 +10,7 @@ import pytest
 
 from cloud_controller.live.site_limits import (
     BatteryNow,
+    SentCapLog,
     SiteLimits,
     StepBounds,
     clamp_battery_values,
@@ -109,8 +110,14 @@ def test_limits_come_from_registry_telemetry_and_a_sent_cap_the_tightest_winning
     assert lim.import_source[5].startswith("registry grid_connection import_max_kw 6")
     assert lim.export_max_kw.tolist() == [3.0] * 8
     assert lim.export_source[0] == "agent's limit_export_max_kw 3 kW"
-    # an expired cap is no cap; a site without any limit has none
+    # an expired cap is no cap; a later cap replaces an earlier one (the agent holds the last);
+    # a site without any limit has none
     assert sent_caps([cap_cmd], NOW + timedelta(hours=1)) == {}
+    later = cap_cmd.model_copy(update={"cmd_id": "cap-2", "ts": NOW + timedelta(minutes=1), "value": 6.0})
+    assert sent_caps([later, cap_cmd], NOW)["b1"].cmd_id == "cap-2"
+    log = SentCapLog(max_kept=1)
+    log.note([cap_cmd, later])
+    assert [c.cmd_id for c in log.commands] == ["cap-2"] and log.valid(NOW)["b1"].import_max_kw == 6.0
     assert site_limits(_site(), SiteSnapshot("b1", "online"), None, STARTS) is None
 
 

@@ -78,12 +78,16 @@ class SiteLimits:
 
 @dataclass(frozen=True)
 class BatteryNow:
-    """One battery as a plan may use it: power rating and energy now and its window (kW, kWh)."""
+    """Batteries as a plan may use them: power rating, energy now and its window (kW, kWh).
 
-    p_max_kw: float
-    e_now_kwh: float
-    e_min_kwh: float
-    e_max_kwh: float
+    Floats for one battery, or (m,) arrays for m batteries at once (`step_bounds` is vectorised
+    over them: a fleet of 1,000 limited sites costs one pass over the horizon, not 1,000).
+    """
+
+    p_max_kw: float | FloatArray
+    e_now_kwh: float | FloatArray
+    e_min_kwh: float | FloatArray
+    e_max_kwh: float | FloatArray
 
 
 @dataclass(frozen=True)
@@ -171,19 +175,15 @@ def site_limits(
     if not imp_candidates and not exp_candidates and cap is None:
         return None
     T = len(starts)
-    imp = np.full(T, np.inf)
-    exp = np.full(T, np.inf)
-    imp_src = [""] * T
-    exp_src = [""] * T
-    for t, start in enumerate(starts):
-        cands = list(imp_candidates)
-        if cap is not None and start < cap.valid_until:
-            cands.append((cap.import_max_kw, f"DSO cap {cap.import_max_kw:g} kW (command {cap.cmd_id})"))
-        if cands:
-            imp[t], imp_src[t] = min(cands, key=lambda c: c[0])
-        if exp_candidates:
-            exp[t], exp_src[t] = min(exp_candidates, key=lambda c: c[0])
-    return SiteLimits(imp, exp, tuple(imp_src), tuple(exp_src))
+    imp_kw, imp_from = min(imp_candidates, default=(np.inf, ""), key=lambda c: c[0])
+    exp_kw, exp_from = min(exp_candidates, default=(np.inf, ""), key=lambda c: c[0])
+    imp = np.full(T, imp_kw)
+    imp_src = [imp_from] * T
+    if cap is not None and cap.import_max_kw < imp_kw:
+        k = sum(1 for start in starts if start < cap.valid_until)  # starts are in order
+        imp[:k] = cap.import_max_kw
+        imp_src[:k] = [f"DSO cap {cap.import_max_kw:g} kW (command {cap.cmd_id})"] * k
+    return SiteLimits(imp, np.full(T, exp_kw), tuple(imp_src), (exp_from,) * T)
 
 
 def fleet_limits(
@@ -206,7 +206,7 @@ def fleet_limits(
 
 def step_bounds(
     base_kw: FloatArray,
-    limits: SiteLimits,
+    limits: SiteLimits | tuple[FloatArray, FloatArray],
     battery: BatteryNow,
     *,
     eta_c: float,
@@ -221,22 +221,27 @@ def step_bounds(
     charge headroom in between (backward pass), so the LP charges before a peak. Both are
     within what the battery can reach from its energy now: the LP stays feasible.
     """
+    imp_kw, exp_kw = (
+        (limits.import_max_kw, limits.export_max_kw) if isinstance(limits, SiteLimits) else limits
+    )
     p_max_kw, e_min_kwh, e_max_kwh = battery.p_max_kw, battery.e_min_kwh, battery.e_max_kwh
     base = np.asarray(base_kw, float)
-    T = len(base)
-    ch_max = np.clip(limits.import_max_kw - base, 0.0, p_max_kw)
-    dis_max = np.clip(base + limits.export_max_kw, 0.0, p_max_kw)
-    want = np.clip(base - limits.import_max_kw, 0.0, p_max_kw)
-    dis_min = np.zeros(T)
-    reach = np.zeros(T)  # the most energy a battery that charged at every chance has at the end of t
-    e = max(battery.e_now_kwh, e_min_kwh)
+    T = base.shape[0]
+    ch_max = np.clip(imp_kw - base, 0.0, p_max_kw)
+    dis_max = np.clip(base + exp_kw, 0.0, p_max_kw)
+    want = np.clip(base - imp_kw, 0.0, p_max_kw)
+    dis_min = np.zeros_like(base)
+    reach = np.zeros_like(base)  # the most energy a battery that charged at every chance has at the end of t
+    e = np.maximum(battery.e_now_kwh, e_min_kwh)
     for t in range(T):
-        dis_min[t] = min(want[t], dis_max[t], max(e - e_min_kwh, 0.0) * eta_d / dt_h)
-        e = min(e_max_kwh, e + eta_c * dt_h * ch_max[t] - dt_h / eta_d * dis_min[t])
+        dis_min[t] = np.minimum(
+            np.minimum(want[t], dis_max[t]), np.maximum(e - e_min_kwh, 0.0) * eta_d / dt_h
+        )
+        e = np.minimum(e_max_kwh, e + eta_c * dt_h * ch_max[t] - dt_h / eta_d * dis_min[t])
         reach[t] = e
-    need = np.full(T, e_min_kwh)
+    need = np.zeros_like(base) + e_min_kwh
     for t in range(T - 1, 0, -1):
-        need[t - 1] = max(e_min_kwh, need[t] + dt_h / eta_d * dis_min[t] - eta_c * dt_h * ch_max[t])
+        need[t - 1] = np.maximum(e_min_kwh, need[t] + dt_h / eta_d * dis_min[t] - eta_c * dt_h * ch_max[t])
     floor = np.minimum(np.minimum(need, e_max_kwh), reach)
     return StepBounds(ch_max, dis_min, np.maximum(dis_max, dis_min), np.maximum(floor, e_min_kwh))
 
@@ -257,27 +262,28 @@ def limit_battery_steps(
     dis_min = np.zeros((T, p.n_bat))
     dis_max = ch.copy()
     e_min = np.broadcast_to(e_lo[None, :], (T, p.n_bat)).copy()
-    touched = False
-    for site_i, k in bat_index.items():
-        lim = limits.get(site_i)
-        if lim is None or p_max[k] <= 0:
-            continue
-        b = step_bounds(
-            base_kw[:, site_i],
-            lim,
-            BatteryNow(float(p_max[k]), float(state.e_bat_kwh[k]), float(e_lo[k]), float(e_hi[k])),
-            eta_c=p.bat_eta_c,
-            eta_d=p.bat_eta_d,
-            dt_h=p.dt_h,
-        )
-        ch[:, k], dis_min[:, k], dis_max[:, k], e_min[:, k] = (
-            b.ch_max_kw,
-            b.dis_min_kw,
-            b.dis_max_kw,
-            b.e_min_kwh,
-        )
-        touched = True
-    return BatterySteps(ch, dis_min, dis_max, e_min) if touched else None
+    pairs = [(i, k) for i, k in bat_index.items() if i in limits and p_max[k] > 0]
+    if not pairs:
+        return None
+    at = np.asarray([i for i, _ in pairs])
+    ks = np.asarray([k for _, k in pairs])
+    imp = np.stack([limits[i].import_max_kw for i, _ in pairs], axis=1)
+    exp = np.stack([limits[i].export_max_kw for i, _ in pairs], axis=1)
+    b = step_bounds(
+        base_kw[:, at],
+        (imp, exp),
+        BatteryNow(p_max[ks], state.e_bat_kwh[ks], e_lo[ks], e_hi[ks]),
+        eta_c=p.bat_eta_c,
+        eta_d=p.bat_eta_d,
+        dt_h=p.dt_h,
+    )
+    ch[:, ks], dis_min[:, ks], dis_max[:, ks], e_min[:, ks] = (
+        b.ch_max_kw,
+        b.dis_min_kw,
+        b.dis_max_kw,
+        b.e_min_kwh,
+    )
+    return BatterySteps(ch, dis_min, dis_max, e_min)
 
 
 def clamp_battery_values(

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from cloud_controller import AssetRef, Plan, SiteRef, SiteSnapshot, build_planner
-from gridflex.loop.grid_truth import count_overloads
-from gridflex.loop.prior_history import PlannerWithPrior, prior_from_reference
+from cloud_controller.config import GridConfig
+from gridflex.loop.grid_truth import TruthInterval, count_overloads
+from gridflex.loop.prior_history import PlannerWithPrior, prior_from_meters, prior_from_reference
 from gridflex.loop.reference_run import initialise
 from gridflex.loop.scenario import LoopScenario
 from gridflex.loop.twin_site import TwinSite
@@ -119,6 +120,8 @@ class TwinResult:
     interval_starts: list[datetime] = field(default_factory=list)
     site_p_kw: dict[str, list[float]] = field(default_factory=dict)
     root_kw: list[float] = field(default_factory=list)
+    #: The grid truth of every interval (element loadings, voltages).
+    truth: list[TruthInterval] = field(default_factory=list)
     commands: int = 0
     corrections: int = 0
     #: Commands the agent's decision rejected or found expired (never written).
@@ -152,9 +155,13 @@ def scenario_planner(
 ) -> PlannerWithPrior:
     """The controller's planner for a loop scenario, with yesterday's physics as imported history.
 
+    Yesterday's history holds the buildings' points and the substation meters' readings
+    (grid truth incl. the background). With a physical congestion the planner's limits are
+    the net's, the congested element's tightened to `scenario.element_limit_pct`.
     Used by the live loop (which signs its commands, `signing_keys`) and the twin alike.
     """
     s = scenario.settings
+    limits = scenario.grid_limits()
     inner = build_planner(
         scenario.region,
         refs,
@@ -165,8 +172,11 @@ def scenario_planner(
         battery_control=s.battery_control,
         forecast_z=s.forecast_z,
         signing_keys=signing_keys,
+        grid_limits=GridConfig.model_validate({"limits": limits}) if limits else None,
     )
-    return PlannerWithPrior(inner, prior_from_reference(scenario.yesterday))
+    prior = prior_from_reference(scenario.yesterday)
+    prior.update(prior_from_meters(*scenario.yesterday_meters, period_s=s.period_s, sample_s=s.poll_s))
+    return PlannerWithPrior(inner, prior)
 
 
 def run_twin(
@@ -205,8 +215,9 @@ def run_twin(
             _close_interval(result, energy, now, s.period_s)
         if control and now >= next_plan:
             next_plan = _plan(planner, now, snapshots, history, sites, result, s.period_s)
-    truth = scenario.truth.evaluate_series(result.site_p_kw)
+    truth = scenario.truth.evaluate_series(result.site_p_kw, starts=result.interval_starts)
     result.root_kw = [t.root_p_kw for t in truth]
+    result.truth = truth
     result.samples = history.rows
     _tally_owed(buildings, result)
     return result

@@ -140,9 +140,13 @@ async def _ten_sites_relieved(
     tmp_path: Path, *, start_h: float, end_h: float, min_overloaded: int, min_sent: int, min_samples: int
 ) -> None:
     settings = replace(
-        LoopSettings(n_sites=10, seed=2, bacnet=False), speed=240.0, start_h=start_h, end_h=end_h
+        LoopSettings(n_sites=10, seed=2, bacnet=False, congestion="threshold"),
+        speed=240.0,
+        start_h=start_h,
+        end_h=end_h,
     )
     scenario = build_scenario(settings, build_schutterwald_region())
+    assert scenario.threshold_kw is not None  # this test judges the constructed HV/MV threshold
     async with ClosedLoop(scenario, tmp_path / "loop") as loop:
         await loop.run_until(settings.end)
         assert loop.controller is not None and loop.controller.api_port

@@ -92,6 +92,7 @@ class GridTruth:
         self._bg_load_idx = (
             region.site_load_idx[background.households] if background is not None else np.zeros(0, np.int64)
         )
+        self.cos_phi = cos_phi
         self._q_per_p = float(np.tan(np.arccos(cos_phi)))
         self._net: Any = copy.deepcopy(region.net)
         self._net.load["p_mw"] = 0.0
@@ -104,6 +105,12 @@ class GridTruth:
         self._station_lv_bus = {
             name: int(self._net.trafo.lv_bus.at[t]) for name, t in self._station_trafo.items()
         }
+
+    def copy(self) -> GridTruth:
+        """The same truth (sites, background, cos φ) on a net of its own: for another thread."""
+        return GridTruth(
+            self.region, self.household_of_site, cos_phi=self.cos_phi, background=self.background
+        )
 
     @property
     def stations(self) -> list[str]:
@@ -145,15 +152,10 @@ class GridTruth:
             load = int(self.region.site_load_idx[idx])
             net.load.at[load, "p_mw"] = float(p_kw) / 1000.0
             net.load.at[load, "q_mvar"] = float(p_kw) / 1000.0 * self._q_per_p
-        # Only the loads change between calls: pandapower reuses its internal case and updates
-        # the PQ injections (`recycle`), half the time of a fresh conversion, same result.
-        pp.runpp(
-            net,
-            init="auto",
-            calculate_voltage_angles=False,
-            numba=False,
-            recycle={"bus_pq": True, "trafo": False, "gen": False},
-        )
+        # A fresh conversion every call (no `recycle`): pandapower's recycled case halves the
+        # time but is not bit-for-bit repeatable (same loads, results 1e-13 apart), and the
+        # meters must read the same flow for the same powers.
+        pp.runpp(net, init="auto", calculate_voltage_angles=False, numba=False)
         return TruthInterval(
             root_p_kw=float(net.res_ext_grid.p_mw.sum() * 1000.0),
             hvmv_loading_pct=float(net.res_trafo.loading_percent.at[self._hvmv_trafo]),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pandapower as pp
@@ -11,6 +13,7 @@ import pytest
 from cloud_controller import Region, build_schutterwald_region
 from gridflex.loop.prior_history import prior_from_meters
 from gridflex.loop.scenario import LoopScenario, LoopSettings, build_scenario, place_sites
+from gridflex.loop.substations import Substations
 from gridflex.loop.twin import scenario_planner, site_refs
 from protocols.assets import substation_site_id
 
@@ -118,3 +121,24 @@ def test_the_default_twelve_hours_overload_T_idx_77_by_110_to_125_percent(region
     loading = scenario.element_loading_pct()
     print(f"T_idx_77 no-control peak {max(loading):.1f} %, {sum(v > 100 for v in loading)} intervals over")
     assert 110.0 <= max(loading) <= 125.0 and sum(v > 100.0 for v in loading) >= 6
+
+
+async def test_substation_meters_read_the_truth_with_the_background(
+    evening: LoopScenario, tmp_path: Path
+) -> None:
+    """What `Fleet.add_substations` serves: a copy of the truth, background included, at the clock's time."""
+    subs = Substations(evening.truth.copy(), out_dir=tmp_path)
+    assert subs.truth.background is evening.background and subs.truth.cos_phi == evening.truth.cos_phi
+    k = int(np.argmax(evening.element_loading_pct()))
+    _, blocks = evening.no_control.interval_means_kw(evening.settings.period_s)
+    powers = {site: float(blocks[k, j]) for j, site in enumerate(evening.no_control.sites)}
+    at = evening.no_control_times[k] + timedelta(minutes=7)
+    interval = await subs.update(powers, 900.0, at=at)
+    flow = interval.station_flow["T_idx_77"]
+    assert flow.p_kw > 3.0 * sum(powers.values())  # the fleet is a small part of the station's load
+    assert interval.station_loading_pct["T_idx_77"] == pytest.approx(
+        evening.element_loading_pct()[k], abs=1e-3
+    )
+    assert subs.meters["T_idx_77"].p_kw == pytest.approx(flow.p_kw)
+    with pytest.raises(ValueError, match="needs `at`"):
+        await subs.update(powers, 900.0)

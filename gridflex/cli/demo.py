@@ -175,8 +175,8 @@ def _scenario_line(scenario: LoopScenario) -> str:
         peak = max(scenario.element_loading_pct())
         return (
             f"{s.n_sites} buildings below {scenario.element} ({scenario.element_rating_kva:.0f} kVA) of the "
-            f"Schutterwald region, its other households as profiles; no-control peak loading {peak:.1f} %, "
-            f"the controller plans {scenario.element} at {scenario.element_limit_pct:.1f} % of its rating"
+            f"Schutterwald region, its other households as profiles; no-control peak loading {peak:.1f} %; "
+            f"the controller plans against {scenario.element}'s rating"
         )
     return (
         f"{s.n_sites} buildings placed on the Schutterwald region; no-control HV/MV peak "
@@ -195,9 +195,9 @@ def _notes(settings: LoopSettings, scenario: LoopScenario, interrupted: bool) ->
             f"region is a seeded profile (H0 load {b.annual_kwh[0]:.0f}-{b.annual_kwh[1]:.0f} kWh/a, "
             f"{b.hp_share:.0%} with a {b.hp_kw:g} kW heat pump for {b.heat_annual_kwh[0]:.0f}-"
             f"{b.heat_annual_kwh[1]:.0f} kWh/a of heat, {b.ev_share:.0%} with an EV charging uncontrolled "
-            f"at {b.ev_kw:g} kW), cos phi {b.cos_phi:g}, the same in both runs. The controller plans "
-            f"{scenario.element} at {scenario.element_limit_pct:.1f} % of its rating (cos phi and a "
-            f"{settings.safety_pct:g} % margin); it sees the non-fleet load only through the station's meter."
+            f"at {b.ev_kw:g} kW), cos phi {b.cos_phi:g}, the same in both runs. The controller plans against "
+            f"{scenario.element}'s rating from the net and sees the non-fleet load only through the "
+            "station's meter."
         )
     else:
         first = (

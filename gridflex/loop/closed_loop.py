@@ -199,8 +199,6 @@ class ClosedLoop:
                     "guard_period_s": s.poll_s / 4.0,
                     "congestion_scenarios": s.congestion_scenarios,
                 },
-                # a physical congestion: the net's limits, the congested element's with its margin
-                "grid": {"limits": self.scenario.grid_limits()},
                 "api": {"host": "127.0.0.1", "port": self.api_port},
                 "dashboard": {"timezone": OPERATOR_TIMEZONE},
                 # one dispatcher and an accelerated clock: the default 10 s renewals would be

@@ -9,7 +9,8 @@ Two kinds of congestion (`LoopSettings.congestion`):
 - `"station"` (the default): physical. The fleet sits below one MV/LV transformer
   (`congested_station`, T_idx_77, 0.40 MVA, 123 households), every other household of the
   region carries a background profile (`gridflex.loop.background`), and the element's
-  own rating from the net is the limit. No HV/MV threshold.
+  own rating from the net is the limit the planner holds (its limits from the net,
+  docs/grid.md "Limits"). No HV/MV threshold.
 - `"threshold"`: the constructed one. The fleet spread over the region, households outside
   it at 0, and an HV/MV threshold set so that `overload_share` of the no-control intervals
   exceed it (the end-to-end relief tests, which the controller can meet without seeing
@@ -60,7 +61,8 @@ class LoopSettings:
     background: BackgroundSettings = field(default_factory=BackgroundSettings)
     #: Share of the no-control intervals the constructed threshold leaves overloaded.
     overload_share: float = 0.2
-    #: The controller aims this much below the limit (forecast error, 15-min setpoints).
+    #: The controller aims this much below the constructed threshold (forecast error, 15-min
+    #: setpoints); with a physical congestion the planner's own chance margin applies.
     safety_pct: float = 8.0
     #: How the controller commands batteries (see cloud_controller.live.planner.MpcPlanner).
     battery_control: str = "setpoint"
@@ -143,17 +145,6 @@ class LoopScenario:
             return None
         return (self.threshold_kw - self.losses_kw) * (1.0 - self.settings.safety_pct / 100.0)
 
-    @property
-    def element_limit_pct(self) -> float | None:
-        """The congested element's planning limit, % of its rating: cos φ and the safety margin.
-
-        The planner's rating is kW at unity power factor while the truth loads at `COS_PHI`,
-        and it plans on a forecast: it aims at `rating · cos φ · (1 − safety)` of P.
-        """
-        if self.element is None:
-            return None
-        return 100.0 * COS_PHI * (1.0 - self.settings.safety_pct / 100.0)
-
     @cached_property
     def yesterday_meters(self) -> tuple[list[datetime], list[TruthInterval]]:
         """Yesterday's grid truth per interval (incl. the background): what the substation meters read.
@@ -164,13 +155,6 @@ class LoopScenario:
         times, blocks = self.yesterday.interval_means_kw(self.settings.period_s)
         series = {site: blocks[:, j].tolist() for j, site in enumerate(self.yesterday.sites)}
         return times, self.truth.evaluate_series(series, starts=times)
-
-    def grid_limits(self) -> dict[str, dict[str, float]]:
-        """The controller's `grid.limits` override for the congested element (empty with the threshold)."""
-        pct = self.element_limit_pct
-        return (
-            {} if self.element is None or pct is None else {self.element: {"max_loading_pct": round(pct, 3)}}
-        )
 
     def element_loading_pct(self, truth: list[TruthInterval] | None = None) -> list[float]:
         """The congested element's loading per interval (the no-control truth by default)."""

@@ -20,14 +20,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from cloud_controller import AssetRef, Plan, SiteRef, SiteSnapshot, build_planner
-from cloud_controller.config import GridConfig
+from cloud_controller import AssetRef, GridMeterRef, Plan, SiteRef, SiteSnapshot, build_planner
 from gridflex.loop.grid_truth import TruthInterval, count_overloads
 from gridflex.loop.prior_history import PlannerWithPrior, prior_from_meters, prior_from_reference
 from gridflex.loop.reference_run import initialise
 from gridflex.loop.scenario import LoopScenario
 from gridflex.loop.twin_site import TwinSite
-from protocols.assets import BATTERY, EV, HP, METER, PV, ZONE, PointKey, Points
+from protocols.assets import BATTERY, EV, HP, METER, PV, ZONE, PointKey, Points, substation_site_id
 from protocols.messages import Command
 from protocols.signing import SigningKey
 from simulators.building import Building, build
@@ -156,12 +155,11 @@ def scenario_planner(
     """The controller's planner for a loop scenario, with yesterday's physics as imported history.
 
     Yesterday's history holds the buildings' points and the substation meters' readings
-    (grid truth incl. the background). With a physical congestion the planner's limits are
-    the net's, the congested element's tightened to `scenario.element_limit_pct`.
+    (grid truth incl. the background). The planner's limits are the net's (with the
+    constructed scenario, also its HV/MV threshold).
     Used by the live loop (which signs its commands, `signing_keys`) and the twin alike.
     """
     s = scenario.settings
-    limits = scenario.grid_limits()
     inner = build_planner(
         scenario.region,
         refs,
@@ -172,7 +170,6 @@ def scenario_planner(
         battery_control=s.battery_control,
         forecast_z=s.forecast_z,
         signing_keys=signing_keys,
-        grid_limits=GridConfig.model_validate({"limits": limits}) if limits else None,
     )
     prior = prior_from_reference(scenario.yesterday)
     prior.update(prior_from_meters(*scenario.yesterday_meters, period_s=s.period_s, sample_s=s.poll_s))
@@ -201,12 +198,21 @@ def run_twin(
     next_plan = s.start + timedelta(seconds=first_plan_delay_s)
     energy = {site: 0.0 for site in buildings}
 
+    meters = _Meters(scenario) if scenario.background is not None else None
     _poll(buildings, history, snapshots, s.start)
+    if meters is not None:
+        meters.update(buildings, s.start)
+        meters.poll(history, s.start)
     for k in range(1, n_steps + 1):
         now = s.start + timedelta(seconds=k * dt_s)
         _step(buildings, sites, energy, now, dt_s)
         if k % per_poll == 0:
             _poll(buildings, history, snapshots, now)
+            if meters is not None:
+                if k % (2 * per_poll) == 0:  # as the live loop: a power flow every other poll
+                    meters.update(buildings, now)
+                meters.poll(history, now)
+                meters.observe(planner)
             if control and guard and now < next_plan:
                 for cmd in planner.correct(now, snapshots):
                     _apply(sites[cmd.site], cmd, now, result)
@@ -221,6 +227,42 @@ def run_twin(
     result.samples = history.rows
     _tally_owed(buildings, result)
     return result
+
+
+class _Meters:
+    """The substation meters of a physical scenario: the grid truth (fleet + background) at the poll.
+
+    What the live loop's `Substations` serve and the station agents publish, without
+    sockets: history rows and a snapshot per meter, handed to a planner that reads
+    meters (`observe_meters`, where the planner has it).
+    """
+
+    def __init__(self, scenario: LoopScenario) -> None:
+        self.truth = scenario.truth
+        self.refs = tuple(GridMeterRef(site=substation_site_id(st), station=st) for st in self.truth.stations)
+        self.flows: dict[str, tuple[float, float]] = {}
+        self.snapshots: dict[str, SiteSnapshot] = {}
+
+    def update(self, buildings: Mapping[str, Building], now: datetime) -> None:
+        """One power flow over what the buildings draw now, with the background of now's interval."""
+        interval = self.truth.evaluate({site: b.p_net_kw for site, b in buildings.items()}, at=now)
+        self.flows = {st: (f.p_kw, f.q_kvar) for st, f in interval.station_flow.items()}
+
+    def poll(self, history: _MemoryHistory, now: datetime) -> None:
+        """Each meter's latest flow as its agent publishes it: history rows and a snapshot."""
+        for ref in self.refs:
+            p_kw, q_kvar = self.flows[ref.station]
+            pts = {str(Points.METER_P_KW): p_kw, str(Points.METER_Q_KVAR): q_kvar}
+            history.add(ref.site, now, pts)
+            self.snapshots[ref.site] = SiteSnapshot(
+                site=ref.site, mode="online", p_net_kw=p_kw, points=pts, last_seen=now, measured_at=now
+            )
+
+    def observe(self, planner: PlannerWithPrior) -> None:
+        """Hand the planner the meters and their snapshots, as the service does before plan and correct."""
+        observe = getattr(planner, "observe_meters", None)
+        if observe is not None:
+            observe(self.refs, dict(self.snapshots))
 
 
 def _fleet(scenario: LoopScenario) -> dict[str, Building]:

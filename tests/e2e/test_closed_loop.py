@@ -69,7 +69,13 @@ def test_demo_quick_runs_and_reports(tmp_path: Path) -> None:
     print(json.dumps({k: summary[k] for k in ("no_control", "control", "commands", "telemetry")}, indent=1))
     assert after['gridflex_commands_total{status="sent"}'] >= summary["commands"]["sent"]
     assert summary["intervals"] == 28 and summary["sites"] == 5
-    assert summary["no_control"]["overloaded_intervals"] >= 1  # the constructed episode exists
+    # the default congestion is physical: T_idx_77 over its own rating without control
+    assert summary["element"] == "T_idx_77" and summary["element_rating_kva"] == 400.0
+    assert summary["no_control"]["element"]["overloaded_intervals"] >= 1
+    assert (
+        summary["no_control"]["overloaded_intervals"]
+        == summary["no_control"]["element"]["overloaded_intervals"]
+    )
     assert summary["commands"]["sent"] > 0 and summary["commands"]["acked_ok_pct"] >= 99.0
     assert summary["telemetry"]["produced"] > 1000 and summary["telemetry"]["lost"] == 0
     for name in ("summary.md", "demo.png", "series.csv"):

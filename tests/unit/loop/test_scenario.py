@@ -39,8 +39,6 @@ def test_the_fleet_sits_below_the_congested_station_and_everyone_else_is_backgro
     bg = evening.background
     assert bg is not None and bg.households.size == region.n_sites - 20
     assert not set(bg.households.tolist()) & set(evening.household_of_site.values())
-    # the planner's limit for the element: its rating x cos phi x (1 - 8 % safety)
-    assert evening.grid_limits() == {"T_idx_77": {"max_loading_pct": pytest.approx(97.0 * 0.92)}}
 
 
 def test_no_control_loading_of_T_idx_77_is_over_its_rating(evening: LoopScenario, region: Region) -> None:

@@ -12,8 +12,8 @@ CO2 at or below the limit minus `co2_hysteresis_ppm` (`cleared`) before the zone
 new DR write; the vetoed command itself is never re-applied. Without the margin a zone at
 the edge of its band would flap between held and released every poll.
 
-A configured point without a good reading counts as a veto too ("unreadable"): a DR
-write nobody can check is not held.
+A configured point without a usable reading (none yet, or `bad`) counts as a veto too
+("unreadable"): a DR write nobody can check is not held.
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ class DrWrites:
     def _readings(self, limits: ComfortLimits, asset: str) -> tuple[float | None, float | None]:
         def good(point: str | None) -> float | None:
             entry = self.latest.get(f"{asset}.{point}") if point is not None else None
-            return entry.value if entry is not None and entry.quality == "good" else None
+            return entry.value if entry is not None and entry.quality != "bad" else None
 
         return good(limits.t_point), good(limits.co2_point)
 

@@ -154,6 +154,11 @@ async def test_co2_reaching_the_limit_vetoes_the_fan_write_relinquishes_acks_cla
         await r.wait_slot(SETPOINT, None)
         await r.cloud.wait_for(lambda: any(e.kind == "dr_released" for e in r.cloud.events))
         assert await r.slot(FAN) == 0.0  # the fan's own command still holds
+        # the envelope covers the fan (flexmodels' CO2 dynamics), not only the battery
+        await r.cloud.wait_for(lambda: any(a.asset == ZONE for f in r.cloud.flex for a in f.assets))
+        fan = next(a for a in r.cloud.flex[-1].assets if a.asset == ZONE)
+        assert fan.intervals and fan.intervals[0].p_max_kw == pytest.approx(0.25)  # full speed
+        assert fan.intervals[0].p_min_kw <= fan.intervals[-1].p_min_kw  # a longer hold keeps more air
         zone = r.building.zone
         zone.people = 40.0  # a crowded room with its fan stopped: CO2 rises ~20 ppm per 30 s step
         start_ppm = zone.co2_ppm

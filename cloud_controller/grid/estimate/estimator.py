@@ -17,6 +17,7 @@ zero-injection constraint, and `wls.py` adds the same constraints.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -308,7 +309,7 @@ class StateEstimator(PgmInputBuilder):
         for t in range(T):
             if res["failed"][t]:
                 continue
-            rows, _ = wls_rows(mb, t, self.wls, self._load_ppc_bus)
+            rows, _ = wls_rows(mb, t, self.wls, self._load_ppc_bus, with_meta=False)
             v = self._voltages(res, t)
             j, thr = self._chi2(rows, v, opt)
             chi_failed[t] = j > thr
@@ -343,12 +344,9 @@ class StateEstimator(PgmInputBuilder):
 
     def _chi2(self, rows: Rows, v: npt.NDArray[np.complex128], opt: EstimateOptions) -> tuple[float, float]:
         """J(x̂) = Σ (r/σ)² and its χ² threshold (m counts the zero-injection constraints)."""
-        from scipy.stats import chi2 as chi2_dist
-
         r = rows.z - self.wls.h(v, rows)
         dof = len(rows.z) + 2 * len(self.zero_buses) - self.wls.n_state
-        thr = float(chi2_dist.ppf(1.0 - opt.chi2_prob_false, dof)) if dof > 0 else np.inf
-        return float(np.sum((r / rows.sigma) ** 2)), thr
+        return float(np.sum((r / rows.sigma) ** 2)), _chi2_threshold(opt.chi2_prob_false, dof)
 
     def _clean(
         self,
@@ -439,3 +437,11 @@ class StateEstimator(PgmInputBuilder):
         sigma_s_va = np.sqrt(np.maximum(var, 0.0)) * self.wls.base_mva * 1e6
         rating = np.concatenate([self._line_rating_va, self._trafo_sn_va])
         return vm_sigma, sigma_s_va / rating
+
+
+@functools.lru_cache(maxsize=256)
+def _chi2_threshold(prob_false: float, dof: int) -> float:
+    """χ²(1 − prob_false, dof); inf without redundancy (cached: the periods of a batch share a few dof)."""
+    from scipy.stats import chi2 as chi2_dist
+
+    return float(chi2_dist.ppf(1.0 - prob_false, dof)) if dof > 0 else float("inf")

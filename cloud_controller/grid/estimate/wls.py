@@ -28,7 +28,7 @@ import pandas as pd
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-__all__ = ["Rows", "WlsModel"]
+__all__ = ["Gain", "Rows", "WlsModel", "solve_chunked"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -45,6 +45,19 @@ class Rows:
     to_side: npt.NDArray[np.bool_]  # flow at the branch's "to" end
     z: FloatArray  # measured value (injections generation-positive)
     sigma: FloatArray
+
+
+#: Right-hand sides per SuperLU solve: on the region (1,261 states) 650 columns in one call took
+#: 3.7 s and the same in chunks of 50 took 0.06 s (SuperLU's multi-column solve degrades with width).
+SOLVE_CHUNK = 50
+
+
+def solve_chunked(lu: Any, b: FloatArray) -> FloatArray:
+    """lu⁻¹ b for a dense (n, m) b, SOLVE_CHUNK columns at a time."""
+    out = np.empty(b.shape, dtype=float)
+    for a in range(0, b.shape[1], SOLVE_CHUNK):
+        out[:, a : a + SOLVE_CHUNK] = lu.solve(np.asfortranarray(b[:, a : a + SOLVE_CHUNK]))
+    return out
 
 
 def _real_or_imag(dva: Any, dvm: Any, nonref: IntArray, *, imag: bool) -> sp.csr_matrix:
@@ -111,17 +124,17 @@ class WlsModel:
         t = self.branch[:, 1].real.astype(np.int64)
         s_f = v[f] * np.conj(self.yf @ v)
         s_t = v[t] * np.conj(self.yt @ v)
-        out = np.empty(len(rows.kind))
-        for i, k in enumerate(rows.kind):
-            if k == "v":
-                out[i] = abs(v[rows.bus[i]])
-            elif k == "p_inj":
-                out[i] = s_bus[rows.bus[i]].real
-            elif k == "q_inj":
-                out[i] = s_bus[rows.bus[i]].imag
-            else:
-                s = s_t[rows.branch[i]] if rows.to_side[i] else s_f[rows.branch[i]]
-                out[i] = s.real if k == "p_flow" else s.imag
+        kinds = np.asarray(rows.kind)
+        out = np.zeros(len(kinds))
+        for kind, fn in (("v", np.abs), ("p_inj", np.real), ("q_inj", np.imag)):
+            sel = kinds == kind
+            if sel.any():
+                out[sel] = fn(v[rows.bus[sel]] if kind == "v" else s_bus[rows.bus[sel]])
+        for kind, fn in (("p_flow", np.real), ("q_flow", np.imag)):
+            for to_side, s_br in ((False, s_f), (True, s_t)):
+                sel = (kinds == kind) & (rows.to_side == to_side)
+                if sel.any():
+                    out[sel] = fn(s_br[rows.branch[sel]])
         return out
 
     def jacobian(self, v: npt.NDArray[np.complex128], rows: Rows) -> sp.csr_matrix:
@@ -210,10 +223,10 @@ class WlsModel:
         hm, lu = g.hm, g.lu
         sel = np.arange(hm.shape[0]) if only is None else np.asarray(only, dtype=np.int64)
         h_sel = hm[sel]
-        x = lu.solve(np.asfortranarray(h_sel.T.toarray()))  # E Hᵀ of the wanted rows
+        x = solve_chunked(lu, h_sel.T.toarray())  # E Hᵀ of the wanted rows
         omega = np.full(hm.shape[0], np.nan)
         omega[sel] = rows.sigma[sel] ** 2 - np.asarray(h_sel.multiply(x.T).sum(axis=1)).ravel()
-        cov = lu.solve(np.eye(self.n_state, order="F")) if want_state else None
+        cov = solve_chunked(lu, np.eye(self.n_state)) if want_state else None
         return omega, cov, hm
 
     def residual_covariance(
@@ -225,7 +238,7 @@ class WlsModel:
         omega = np.full(g.hm.shape[0], np.nan)
         if len(sel):
             h_sel = g.hm[sel]
-            x = g.lu.solve(np.asfortranarray(h_sel.T.toarray()))
+            x = solve_chunked(g.lu, h_sel.T.toarray())
             omega[sel] = rows.sigma[sel] ** 2 - np.asarray(h_sel.multiply(x.T).sum(axis=1)).ravel()
         return omega, g
 

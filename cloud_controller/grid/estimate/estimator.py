@@ -23,7 +23,6 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp
 
 from cloud_controller.grid.estimate.baddata import (
     conflict_rows,
@@ -113,6 +112,7 @@ class StateEstimator(PgmInputBuilder):
             * 1e3
             * base[ComponentType.line]["i_n"].astype(float)
         )
+        self._rating_va = np.concatenate([self._line_rating_va, self._trafo_sn_va])
         self._branch_rows = np.array(
             [self.wls.ppc_branch(f"line:{i}") for i in self.line_idx]
             + [self.wls.ppc_branch(n) for n in self.trafo_names],
@@ -317,7 +317,9 @@ class StateEstimator(PgmInputBuilder):
                 rows, v, j, thr = self._clean(mb, t, res, opt, bad, widened)
             j_all[t], thr_all[t] = j, thr
             if vm_sigma is not None and br_sigma is not None:
-                vm_sigma[t], br_sigma[t] = self._sigmas(v, rows)
+                vm_sigma[t], br_sigma[t] = self.wls.sigmas(
+                    v, rows, self.zero_buses, self._ppc_of_node, self._branch_rows, self._rating_va
+                )
         n_l = len(self.line_idx)
         return StateEstimate(
             bus_idx=self.bus_idx.copy(),
@@ -415,28 +417,6 @@ class StateEstimator(PgmInputBuilder):
             if j <= thr:
                 break
         return rows, v, j, thr
-
-    def _sigmas(self, v: npt.NDArray[np.complex128], rows: Rows) -> tuple[FloatArray, FloatArray]:
-        """σ of each bus voltage (pu) and each branch loading (fraction), from the state covariance."""
-        from pandapower.pypower.dSbr_dV import dSbr_dV
-
-        _, cov, _ = self.wls.covariances(v, rows, self.zero_buses, want_state=True)
-        assert cov is not None
-        n_nr = self.wls.n_state - self.wls.n_bus
-        vm_var = np.diag(cov)[n_nr:]
-        vm_sigma = np.sqrt(np.maximum(vm_var[self._ppc_of_node], 0.0))
-        dsf_dva, dsf_dvm, _, _, s_f, _ = dSbr_dV(self.wls.branch, self.wls.yf, self.wls.yt, v)
-        br = self._branch_rows
-        s = s_f[br]
-        mag = np.maximum(np.abs(s), 1e-12)
-        nr = np.array([b for b in range(self.wls.n_bus) if b != self.wls.ref])
-        dva, dvm = dsf_dva[br][:, nr], dsf_dvm[br]
-        ds = sp.hstack([dva, dvm]).tocsr()
-        g = (sp.diags(s.real / mag) @ ds.real + sp.diags(s.imag / mag) @ ds.imag).tocsr()
-        var = (np.asarray(g @ cov) * g.toarray()).sum(axis=1)
-        sigma_s_va = np.sqrt(np.maximum(var, 0.0)) * self.wls.base_mva * 1e6
-        rating = np.concatenate([self._line_rating_va, self._trafo_sn_va])
-        return vm_sigma, sigma_s_va / rating
 
 
 @functools.lru_cache(maxsize=256)

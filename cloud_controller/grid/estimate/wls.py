@@ -229,6 +229,34 @@ class WlsModel:
         cov = solve_chunked(lu, np.eye(self.n_state)) if want_state else None
         return omega, cov, hm
 
+    def sigmas(
+        self,
+        v: npt.NDArray[np.complex128],
+        rows: Rows,
+        zero_buses: IntArray,
+        bus_rows: IntArray,
+        branch_rows: IntArray,
+        rating_va: FloatArray,
+    ) -> tuple[FloatArray, FloatArray]:
+        """σ of the voltage at ppc buses `bus_rows` (pu) and of the loading of `branch_rows` (fraction of `rating_va`).
+
+        From the state covariance E (one solve per state) and the linearised |S| at each branch's from end.
+        """
+        from pandapower.pypower.dSbr_dV import dSbr_dV
+
+        _, cov, _ = self.covariances(v, rows, zero_buses, want_state=True)
+        assert cov is not None
+        vm_var = np.diag(cov)[len(self._nonref) :]
+        vm_sigma = np.sqrt(np.maximum(vm_var[bus_rows], 0.0))
+        dsf_dva, dsf_dvm, _, _, s_f, _ = dSbr_dV(self.branch, self.yf, self.yt, v)
+        s = s_f[branch_rows]
+        mag = np.maximum(np.abs(s), 1e-12)
+        ds = sp.hstack([dsf_dva[branch_rows][:, self._nonref], dsf_dvm[branch_rows]]).tocsr()
+        g = (sp.diags(s.real / mag) @ ds.real + sp.diags(s.imag / mag) @ ds.imag).tocsr()
+        var = (np.asarray(g @ cov) * g.toarray()).sum(axis=1)
+        sigma_s_va = np.sqrt(np.maximum(var, 0.0)) * self.base_mva * 1e6
+        return vm_sigma, sigma_s_va / rating_va
+
     def residual_covariance(
         self, v: npt.NDArray[np.complex128], rows: Rows, zero_buses: IntArray, only: IntArray
     ) -> tuple[FloatArray, Gain]:

@@ -15,7 +15,10 @@ pseudo-measurements whose residuals are significant (r_N above the threshold) an
 correlated with the meter's residual (|ρ| ≥ `pseudo_coupling`) are that meter's conflict
 group; their σ is widened by `pseudo_widen_factor` and the period re-estimated, at most up to
 `max_pseudo_factor` per load (8: the √n of 64 households), before any real meter is removed.
-A meter whose conflict is with other real meters (a redundant meter with a gross error) has
+Power meters only (flows, site meters): a voltage meter's misfit is a voltage drop, which
+widened loads explain only by implausible ones — on the region a busbar meter 30σ off was
+absorbed by loads widened 8x instead of being removed — so voltage meters go straight to
+removal. A meter whose conflict is with other real meters (a redundant meter with a gross error) has
 no such group and is removed as before; among real meters tied in one group, the one
 `largest_residual` names.
 """

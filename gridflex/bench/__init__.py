@@ -172,6 +172,12 @@ def bench_congestion(
     wide.print(
         f"peak expected loading {st['peak_loading_pct']:.1f} %, lowest p10 voltage {st['min_p10_pu']:.3f} pu"
     )
+    wide.print(
+        f"first forecast of a new model (100 scenarios, target <= 0.3 s): cold {st['first_cold_s']:.3f} s, "
+        f"after prepare() {st['first_prepared_s']:.3f} s (prepare {st['prepare_s']:.2f} s), "
+        f"warm {st['first_warm_s']:.3f} s; cold / warm {st['first_cold_s'] / st['first_warm_s']:.2f}, "
+        f"cold / anchor {st['first_cold_s'] / st['anchor_s']:.2f}"
+    )
 
 
 @bench_app.command("study")

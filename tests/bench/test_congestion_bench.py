@@ -29,4 +29,9 @@ def test_congestion_bench_measures_fast_and_ac_and_the_error() -> None:
         assert r.loading_err_pp is not None and r.loading_err_pp <= 1.0
         assert r.voltage_err_pu is not None and r.voltage_err_pu <= 0.002
     print(f"anchor {setting['anchor_s']:.2f} s, model build {setting['build_s']:.2f} s")
+    print(
+        f"first call: cold {setting['first_cold_s']:.3f} s, after prepare {setting['first_prepared_s']:.3f} s "
+        f"(prepare {setting['prepare_s']:.2f} s), warm {setting['first_warm_s']:.3f} s"
+    )
+    assert all(setting[k] > 0 for k in ("first_cold_s", "first_prepared_s", "prepare_s", "first_warm_s"))
     assert setting["households"] == 319 and setting["intervals"] == 96

@@ -30,7 +30,7 @@ from cloud_controller.grid.estimate.observability import (
     Topology,
     check_observability,
 )
-from cloud_controller.grid.estimate.result import BadDatum, StateEstimate
+from cloud_controller.grid.estimate.result import BadDatum, PseudoWidening, StateEstimate
 
 __all__ = [
     "BadDatum",
@@ -44,6 +44,7 @@ __all__ = [
     "MeterClass",
     "MeterSuggestion",
     "Observability",
+    "PseudoWidening",
     "QualityPolicy",
     "SensorSpec",
     "StateEstimate",

@@ -6,7 +6,8 @@ are one scenario of a single PGM batch call, as the power flows are. Bad data th
 pandapower's recipe (`chi2_analysis`, `remove_bad_data`): if J(x̂) = Σ (r/σ)² exceeds the
 χ² quantile at 1 − 0.05, the real measurement with the largest normalised residual above
 3.0 is removed (a site meter falls back to its pseudo-measurement) and that period is
-re-estimated, up to 10 times. PGM gives neither the gain matrix nor residual covariances,
+re-estimated, up to 10 times. Unless the pseudo-measurements share that meter's conflict:
+then they are widened first (`baddata.py` says why and how far). PGM gives neither the gain matrix nor residual covariances,
 so the normalised residuals come from the numpy WLS linearisation in `wls.py`, evaluated
 at PGM's estimate; only periods that fail the χ² test pay for it.
 
@@ -16,17 +17,24 @@ zero-injection constraint, and `wls.py` adds the same constraints.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp
 
+from cloud_controller.grid.estimate.baddata import (
+    conflict_rows,
+    largest_residual,
+    normalised_residuals,
+    pseudo_rows,
+    remove_sensor,
+)
 from cloud_controller.grid.estimate.measurements import MeasurementBatch
 from cloud_controller.grid.estimate.observability import Observability, Topology, check_observability
-from cloud_controller.grid.estimate.result import BadDatum, StateEstimate
-from cloud_controller.grid.estimate.rows import RowMeta, wls_rows
+from cloud_controller.grid.estimate.result import BadDatum, PseudoWidening, StateEstimate
+from cloud_controller.grid.estimate.rows import wls_rows
 from cloud_controller.grid.estimate.wls import Rows, WlsModel
 from cloud_controller.grid.pgm_input import PgmInputBuilder, _in_service, finite_or
 from protocols.errors import ConfigError
@@ -48,6 +56,11 @@ class EstimateOptions:
     rn_max_threshold: float = 3.0
     max_bad_data_iterations: int = 10
     bad_data: bool = True
+    # before a real meter is removed, the pseudo-measurements sharing its conflict are widened
+    # (baddata.py): σ × pseudo_widen_factor per step, at most max_pseudo_factor per load; 1 = off
+    pseudo_widen_factor: float = 2.0
+    max_pseudo_factor: float = 8.0
+    pseudo_coupling: float = 0.5
     with_sigma: bool = False  # state and loading σ: one gain-matrix inverse per period
     threading: int = -1  # PGM batch threads (-1 sequential, 0 all)
 
@@ -99,6 +112,7 @@ class StateEstimator(PgmInputBuilder):
             * 1e3
             * base[ComponentType.line]["i_n"].astype(float)
         )
+        self._rating_va = np.concatenate([self._line_rating_va, self._trafo_sn_va])
         self._branch_rows = np.array(
             [self.wls.ppc_branch(f"line:{i}") for i in self.line_idx]
             + [self.wls.ppc_branch(n) for n in self.trafo_names],
@@ -282,8 +296,6 @@ class StateEstimator(PgmInputBuilder):
 
     def estimate(self, mb: MeasurementBatch, options: EstimateOptions | None = None) -> StateEstimate:
         """Estimate every period of `mb`; bad data removed per period as the module docstring says."""
-        from scipy.stats import chi2 as chi2_dist
-
         opt = options or EstimateOptions()
         res = self._pgm_run(mb, opt)
         T = mb.n_steps
@@ -293,49 +305,21 @@ class StateEstimator(PgmInputBuilder):
         vm_sigma = np.full((T, len(self.bus_idx)), np.nan) if opt.with_sigma else None
         n_br = len(self.line_idx) + len(self.trafo_names)
         br_sigma = np.full((T, n_br), np.nan) if opt.with_sigma else None
+        widened: list[PseudoWidening] = []
         for t in range(T):
             if res["failed"][t]:
                 continue
-            rows, meta = wls_rows(mb, t, self.wls, self._load_ppc_bus)
+            rows, _ = wls_rows(mb, t, self.wls, self._load_ppc_bus, with_meta=False)
             v = self._voltages(res, t)
-            dof = len(rows.z) + 2 * len(self.zero_buses) - self.wls.n_state
-            thr = float(chi2_dist.ppf(1.0 - opt.chi2_prob_false, dof)) if dof > 0 else np.inf
-            r = rows.z - self.wls.h(v, rows)
-            j = float(np.sum((r / rows.sigma) ** 2))
+            j, thr = self._chi2(rows, v, opt)
             chi_failed[t] = j > thr
             if opt.bad_data and chi_failed[t]:
-                step = mb.step(t)
-                for _ in range(opt.max_bad_data_iterations):
-                    # candidates: real meters' P, V and flow rows (a site meter's Q is a pseudo-value)
-                    cand = np.flatnonzero(
-                        [m.removable and kd != "q_inj" for m, kd in zip(meta, rows.kind, strict=True)]
-                    )
-                    omega, _, _ = self.wls.covariances(v, rows, self.zero_buses, want_state=False, only=cand)
-                    om = np.nan_to_num(omega, nan=0.0)
-                    crit = om <= 1e-10 * rows.sigma**2  # critical: residual always 0, undetectable
-                    rn = np.where(crit, 0.0, np.abs(r) / np.sqrt(np.maximum(om, 1e-300)))
-                    k = int(np.argmax(rn)) if len(rn) else -1
-                    if k < 0 or rn[k] <= opt.rn_max_threshold:
-                        break
-                    m = meta[k]
-                    step, datum = self._remove(step, m, rows, r, k, t, float(rn[k]))
-                    bad.append(datum)
-                    sub = self._pgm_run(step, opt)
-                    if sub["failed"][0]:
-                        break
-                    for key in res:
-                        res[key][t] = sub[key][0]
-                    rows, meta = wls_rows(step, 0, self.wls, self._load_ppc_bus)
-                    v = self._voltages(res, t)
-                    r = rows.z - self.wls.h(v, rows)
-                    j = float(np.sum((r / rows.sigma) ** 2))
-                    dof = len(rows.z) + 2 * len(self.zero_buses) - self.wls.n_state
-                    thr = float(chi2_dist.ppf(1.0 - opt.chi2_prob_false, dof)) if dof > 0 else np.inf
-                    if j <= thr:
-                        break
+                rows, v, j, thr = self._clean(mb, t, res, opt, bad, widened)
             j_all[t], thr_all[t] = j, thr
             if vm_sigma is not None and br_sigma is not None:
-                vm_sigma[t], br_sigma[t] = self._sigmas(v, rows)
+                vm_sigma[t], br_sigma[t] = self.wls.sigmas(
+                    v, rows, self.zero_buses, self._ppc_of_node, self._branch_rows, self._rating_va
+                )
         n_l = len(self.line_idx)
         return StateEstimate(
             bus_idx=self.bus_idx.copy(),
@@ -353,50 +337,93 @@ class StateEstimator(PgmInputBuilder):
             chi2_failed=chi_failed,
             converged=~res["failed"].astype(bool),
             bad_data=tuple(bad),
+            pseudo_widened=tuple(widened),
             vm_sigma_pu=vm_sigma,
             line_loading_sigma=None if br_sigma is None else br_sigma[:, :n_l],
             trafo_loading_sigma=None if br_sigma is None else br_sigma[:, n_l:],
             meta={"method": opt.method},
         )
 
-    def _remove(
-        self, step: MeasurementBatch, m: RowMeta, rows: Rows, r: FloatArray, k: int, t: int, rn: float
-    ) -> tuple[MeasurementBatch, BadDatum]:
-        """Switch off the sensor behind row k; a load falls back to its pseudo-measurement."""
-        base = self.wls.base_mva * 1e3
-        if m.family == "load":
-            is_q = rows.kind[k] == "q_inj"
-            measured = float((step.loads.q_kvar if is_q else step.loads.p_kw)[0, m.col])
-            est = measured + float(r[k]) * base  # r = z - h with z = -load: the estimate is measured + r
-            return step.with_pseudo(0, m.col), BadDatum(t, m.sensor, m.label, measured, est, rn, "pseudo")
-        if m.family == "voltage":
-            measured = float(step.voltage.u_pu[0, m.col])
-            return step.without_voltage(0, m.col), BadDatum(
-                t, m.sensor, m.label, measured, measured - float(r[k]), rn, "nothing"
+    def _chi2(self, rows: Rows, v: npt.NDArray[np.complex128], opt: EstimateOptions) -> tuple[float, float]:
+        """J(x̂) = Σ (r/σ)² and its χ² threshold (m counts the zero-injection constraints)."""
+        r = rows.z - self.wls.h(v, rows)
+        dof = len(rows.z) + 2 * len(self.zero_buses) - self.wls.n_state
+        return float(np.sum((r / rows.sigma) ** 2)), _chi2_threshold(opt.chi2_prob_false, dof)
+
+    def _clean(
+        self,
+        mb: MeasurementBatch,
+        t: int,
+        res: dict[str, FloatArray],
+        opt: EstimateOptions,
+        bad: list[BadDatum],
+        widened: list[PseudoWidening],
+    ) -> tuple[Rows, npt.NDArray[np.complex128], float, float]:
+        """Period t's bad-data loop (module docstring; the widening rule in `baddata.py`); `res` row t updated."""
+        step = mb.step(t)
+        rows, meta = wls_rows(step, 0, self.wls, self._load_ppc_bus)
+        v = self._voltages(res, t)
+        j, thr = self._chi2(rows, v, opt)
+        factor = np.ones(len(self.load_idx))
+        kw_per_pu = self.wls.base_mva * 1e3
+        for _ in range(opt.max_bad_data_iterations):
+            r = rows.z - self.wls.h(v, rows)
+            metered = step.loads.metered[0]
+            # candidates: real meters' P, V and flow rows (a site meter's Q is a pseudo-value)
+            cand = np.flatnonzero(
+                [m.removable and kd != "q_inj" for m, kd in zip(meta, rows.kind, strict=True)]
             )
-        measured = float(step.flows.p_kw[0, m.col])
-        return step.without_flow(0, m.col), BadDatum(
-            t, m.sensor, m.label, measured, measured - float(r[k]) * base, rn, "nothing"
-        )
+            pseudo = pseudo_rows(rows, meta, metered, self._load_ppc_bus)
+            omega, gain = self.wls.residual_covariance(v, rows, self.zero_buses, np.union1d(cand, pseudo))
+            r = gain.refined(rows, r)  # consistent with Ω (wls.Gain.refined says why)
+            rn = normalised_residuals(r, omega, rows.sigma)
+            if not len(cand):
+                break
+            k = largest_residual(cand, rn, r, rows.sigma)
+            if rn[k] <= opt.rn_max_threshold:
+                break
+            cols = np.zeros(0, dtype=np.int64)
+            # power meters only: a voltage meter's misfit is a voltage drop, which widened loads
+            # explain only by implausible ones (a 30σ busbar error was absorbed at x8)
+            if opt.pseudo_widen_factor > 1.0 and len(pseudo) and rows.kind[k] != "v":
+                group = conflict_rows(
+                    k,
+                    rn,
+                    omega,
+                    gain.omega_column(rows, k),
+                    pseudo,
+                    rn_threshold=opt.rn_max_threshold,
+                    coupling=opt.pseudo_coupling,
+                )
+                cols = np.flatnonzero(np.isin(self._load_ppc_bus, rows.bus[group]) & ~metered)
+                cols = cols[factor[cols] * opt.pseudo_widen_factor <= opt.max_pseudo_factor * (1 + 1e-9)]
+            m = meta[k]
+            if len(cols):
+                step = step.with_pseudo_widened(0, cols, opt.pseudo_widen_factor)
+                factor[cols] *= opt.pseudo_widen_factor
+                loads = tuple(int(i) for i in self.load_idx[cols])
+                widened.append(
+                    PseudoWidening(t, m.sensor, m.label, float(rn[k]), loads, float(factor[cols].max()))
+                )
+            else:
+                step, datum = remove_sensor(step, m, rows, r, k, t, float(rn[k]), kw_per_pu)
+                bad.append(datum)
+            sub = self._pgm_run(step, opt)
+            if sub["failed"][0]:
+                break
+            for key, arr in res.items():
+                arr[t] = sub[key][0]
+            rows, meta = wls_rows(step, 0, self.wls, self._load_ppc_bus)
+            v = self._voltages(res, t)
+            j, thr = self._chi2(rows, v, opt)
+            if j <= thr:
+                break
+        return rows, v, j, thr
 
-    def _sigmas(self, v: npt.NDArray[np.complex128], rows: Rows) -> tuple[FloatArray, FloatArray]:
-        """σ of each bus voltage (pu) and each branch loading (fraction), from the state covariance."""
-        from pandapower.pypower.dSbr_dV import dSbr_dV
 
-        _, cov, _ = self.wls.covariances(v, rows, self.zero_buses, want_state=True)
-        assert cov is not None
-        n_nr = self.wls.n_state - self.wls.n_bus
-        vm_var = np.diag(cov)[n_nr:]
-        vm_sigma = np.sqrt(np.maximum(vm_var[self._ppc_of_node], 0.0))
-        dsf_dva, dsf_dvm, _, _, s_f, _ = dSbr_dV(self.wls.branch, self.wls.yf, self.wls.yt, v)
-        br = self._branch_rows
-        s = s_f[br]
-        mag = np.maximum(np.abs(s), 1e-12)
-        nr = np.array([b for b in range(self.wls.n_bus) if b != self.wls.ref])
-        dva, dvm = dsf_dva[br][:, nr], dsf_dvm[br]
-        ds = sp.hstack([dva, dvm]).tocsr()
-        g = (sp.diags(s.real / mag) @ ds.real + sp.diags(s.imag / mag) @ ds.imag).tocsr()
-        var = (np.asarray(g @ cov) * g.toarray()).sum(axis=1)
-        sigma_s_va = np.sqrt(np.maximum(var, 0.0)) * self.wls.base_mva * 1e6
-        rating = np.concatenate([self._line_rating_va, self._trafo_sn_va])
-        return vm_sigma, sigma_s_va / rating
+@functools.lru_cache(maxsize=256)
+def _chi2_threshold(prob_false: float, dof: int) -> float:
+    """χ²(1 − prob_false, dof); inf without redundancy (cached: the periods of a batch share a few dof)."""
+    from scipy.stats import chi2 as chi2_dist
+
+    return float(chi2_dist.ppf(1.0 - prob_false, dof)) if dof > 0 else float("inf")

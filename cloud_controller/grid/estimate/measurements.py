@@ -216,6 +216,22 @@ class MeasurementBatch:
         m[t, load_col] = False
         return replace(self, loads=replace(ld, p_kw=p, sigma_p_kw=sp, metered=m))
 
+    def with_pseudo_widened(self, t: int, load_cols: npt.ArrayLike, factor: float) -> MeasurementBatch:
+        """This batch with the pseudo-measurements among `load_cols` in period `t` given σ × `factor` (P and Q).
+
+        Real meter readings in `load_cols` are left as they are: only a forecast's σ is widened.
+        """
+        if not factor >= 1.0:
+            raise ValueError("a widening factor must be >= 1")
+        ld = self.loads
+        cols = np.asarray(load_cols, dtype=np.int64)
+        cols = cols[~ld.metered[t, cols]]
+        sp, sq, ps = ld.sigma_p_kw.copy(), ld.sigma_q_kvar.copy(), ld.pseudo_sigma_p_kw.copy()
+        sp[t, cols] *= factor
+        sq[t, cols] *= factor
+        ps[t, cols] *= factor
+        return replace(self, loads=replace(ld, sigma_p_kw=sp, sigma_q_kvar=sq, pseudo_sigma_p_kw=ps))
+
     def without_voltage(self, t: int, col: int) -> MeasurementBatch:
         """This batch with voltage sensor `col` switched off in period `t`."""
         s = self.voltage.sigma_pu.copy()

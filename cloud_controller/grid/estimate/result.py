@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["BadDatum", "StateEstimate"]
+__all__ = ["BadDatum", "PseudoWidening", "StateEstimate"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -25,6 +25,21 @@ class BadDatum:
     estimated: float  # the estimate of the same quantity before removal
     normalised_residual: float
     replaced_by: str  # "pseudo" (a load's forecast) or "nothing"
+
+
+@dataclass(frozen=True)
+class PseudoWidening:
+    """One re-weighting step: the pseudo-measurements that shared a real meter's conflict got a wider σ.
+
+    Recorded so it is never silent: the estimate then trusts the meter over the forecast there.
+    """
+
+    period: int
+    meter: str  # the real meter whose normalised residual triggered it ("flow:trafo:3:to")
+    label: str
+    normalised_residual: float  # the meter's r_N before this step
+    loads: tuple[int, ...]  # pandapower load indices whose pseudo σ was widened
+    factor: float  # cumulative σ factor of those loads after this step
 
 
 @dataclass(frozen=True)
@@ -50,6 +65,7 @@ class StateEstimate:
     chi2_failed: npt.NDArray[np.bool_]  # (T,) the first estimate failed the χ² test
     converged: npt.NDArray[np.bool_]  # (T,) PGM converged
     bad_data: tuple[BadDatum, ...] = ()
+    pseudo_widened: tuple[PseudoWidening, ...] = ()
     vm_sigma_pu: FloatArray | None = None
     line_loading_sigma: FloatArray | None = None
     trafo_loading_sigma: FloatArray | None = None

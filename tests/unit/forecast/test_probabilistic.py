@@ -168,3 +168,18 @@ def test_bad_inputs_are_refused(model: ProbabilisticCongestion) -> None:
         model.forecast(np.full_like(p50, np.nan), sigma)
     with pytest.raises(ValueError, match="background_kw"):
         model.forecast(p50, sigma, background_kw=np.zeros((2, 3)))
+
+
+def test_prepare_caches_the_draws_and_leaves_the_forecast_unchanged(feeder: Region) -> None:
+    """`prepare()` (the planner's build) pays the first call's costs and changes no number."""
+    p50, sigma = evening(6)
+    opt = ForecastOptions(n_scenarios=40, seed=9)
+    plain = ProbabilisticCongestion(feeder, list(range(10))).forecast(p50, sigma, opt)
+    prepared = ProbabilisticCongestion(feeder, list(range(10)))
+    assert prepared.prepare(6, opt) > 0
+    assert sorted(prepared._z) == [(9, t, 40) for t in range(6)]
+    again = prepared.forecast(p50, sigma, opt)
+    np.testing.assert_array_equal(again.quantiles, plain.quantiles)
+    np.testing.assert_array_equal(again.p_exceed, plain.p_exceed)
+    with pytest.raises(ValueError, match="n_intervals"):
+        prepared.prepare(0)

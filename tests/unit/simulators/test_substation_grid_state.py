@@ -36,8 +36,9 @@ def region(tmp_path_factory: pytest.TempPathFactory) -> Region:
 def heavier(region: Region) -> Any:
     """The same grid with every household drawing 20 % more than the model's loads (the pseudo p50).
 
-    Not much more: at +45 % (+30 % passes) the bad-data step removes a station meter (normalised
-    residual 12.8 against the pseudo-loads' σ of 1.5 kW each) rather than the pseudo-values.
+    (At +45 % the bad-data step used to remove a station meter, its normalised residual
+    inflated by the PGM-numpy model mismatch; it now keeps it, and further off it widens the
+    pseudo-loads first: docs/grid-state.md, tests/unit/grid/estimate/test_bad_data.py.)
     """
     import pandapower as pp
 

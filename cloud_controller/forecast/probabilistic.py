@@ -56,6 +56,11 @@ class _Fleet:
     background_kw: FloatArray  # (T, n_loads)
     hvmv_limit_kw: float | None = None
     totals: list[F32] = field(default_factory=list)
+    #: (K, T) each branch's loading limit in % per interval (the limits in force: net, override, envelope)
+    branch_limit_pct: F32 | None = None
+    #: (n_bus, 1, 1) each bus's band (pu), else the options' one band
+    v_lo_pu: F32 | None = None
+    v_hi_pu: F32 | None = None
 
 
 class ProbabilisticCongestion:
@@ -112,6 +117,16 @@ class ProbabilisticCongestion:
         return time.perf_counter() - t0
 
     @property
+    def branch_refs(self) -> tuple[str, ...]:
+        """The transformers and lines the forecast reports, as `<table>:<index>`, in its order."""
+        return tuple(self._ids[: len(self._branch_el)])
+
+    @property
+    def bus_refs(self) -> tuple[str, ...]:
+        """The buses the forecast reports, as `bus:<index>`, in its order."""
+        return tuple(self._ids[len(self._branch_el) :])
+
+    @property
     def n_sites(self) -> int:
         """Fleet sites the forecast takes medians and spreads of."""
         return len(self.households)
@@ -124,12 +139,20 @@ class ProbabilisticCongestion:
         *,
         background_kw: npt.ArrayLike | None = None,
         hvmv_limit_kw: float | None = None,
+        branch_limit_pct: npt.ArrayLike | None = None,
+        bus_band_pu: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
     ) -> ProbabilisticForecast:
         """The forecast over T intervals of per-site medians and standard deviations (T, n_sites), kW.
 
         `background_kw` (T, households) is the load of the region's households outside the fleet
         (median, no spread; default 0: the controller knows only its sites). `hvmv_limit_kw`: the
         planner's limit on the fleet's load, reported as an extra element "fleet_limit".
+        `branch_limit_pct` (T, branches in `branch_refs` order): each branch's limit in % of its
+        nominal loading per interval — the limits in force (grid/limits.py: the net's, the
+        config's overrides, a DSO's envelopes); default the net's `max_loading_percent`.
+        `bus_band_pu` (low, high), each per bus in `bus_refs` order; default the options' band.
+        An element's reported limit (`limit_hi`) is the tightest over the horizon; P(exceed) is
+        judged against the limit of each interval.
         """
         opt = options or ForecastOptions()
         p50 = np.atleast_2d(np.asarray(p50_kw, dtype=float))
@@ -145,6 +168,20 @@ class ProbabilisticCongestion:
         if hvmv_limit_kw is not None and not hvmv_limit_kw > 0:
             raise ValueError("hvmv_limit_kw must be > 0")
         fleet = _Fleet(p50, sigma, bg, hvmv_limit_kw)
+        n_b = len(self._branch_el)
+        if branch_limit_pct is not None:
+            lim = np.asarray(branch_limit_pct, dtype=float)
+            if lim.shape != (T, n_b) or np.any(np.isnan(lim)) or np.any(lim <= 0):
+                raise ValueError(f"branch_limit_pct must be ({T}, {n_b}) and > 0, got {lim.shape}")
+            fleet.branch_limit_pct = np.ascontiguousarray(lim.T, dtype=np.float32)
+        if bus_band_pu is not None:
+            lo = np.asarray(bus_band_pu[0], dtype=float)
+            hi = np.asarray(bus_band_pu[1], dtype=float)
+            n_v = self.region.grid.n_bus
+            if lo.shape != (n_v,) or hi.shape != (n_v,) or not np.all((lo > 0) & (lo < hi)):
+                raise ValueError(f"bus_band_pu must be two ({n_v},) arrays with 0 < low < high")
+            fleet.v_lo_pu = lo.astype(np.float32)[:, None, None]
+            fleet.v_hi_pu = hi.astype(np.float32)[:, None, None]
         with self._lock:
             t0 = time.perf_counter()
             load_st, volt_st, failed, checked = self._run(fleet, opt)
@@ -238,7 +275,7 @@ class ProbabilisticCongestion:
             loading, vm = self.tree.scenarios(base, t_idx, dp, _mw(fleet.p50_kw, t_idx))
             if not self._all_branches:
                 loading = loading[self._branch_el]
-            self._add(opt, t_idx, loading, vm, load_st, volt_st)
+            self._add(fleet, opt, t_idx, loading, vm, load_st, volt_st)
             self._fleet_total(fleet, t_idx, z)
         checked: tuple[int, ...] = ()
         if opt.ac_intervals:
@@ -269,11 +306,12 @@ class ProbabilisticCongestion:
         vm = res.vm_pu.T.reshape(-1, tb, S).astype(np.float32)
         if totals:
             self._fleet_total(fleet, t_idx, z)
-        self._add(opt, t_idx, loading, vm, load_st, volt_st)
+        self._add(fleet, opt, t_idx, loading, vm, load_st, volt_st)
         return len(res.failed_steps)
 
     def _add(
         self,
+        fleet: _Fleet,
         opt: ForecastOptions,
         t_idx: IntArray,
         loading: F32,
@@ -282,8 +320,12 @@ class ProbabilisticCongestion:
         volt_st: BlockStats,
     ) -> None:
         """Both indicators' statistics of one block (the blocks are consumed: sorted in place)."""
-        lo, hi = opt.v_band_pu
-        limit = self.tree.limit_pct[self._branch_el].astype(np.float32)[:, None, None] / 100.0
+        lo: float | F32 = opt.v_band_pu[0] if fleet.v_lo_pu is None else fleet.v_lo_pu
+        hi: float | F32 = opt.v_band_pu[1] if fleet.v_hi_pu is None else fleet.v_hi_pu
+        if fleet.branch_limit_pct is None:
+            limit = self.tree.limit_pct[self._branch_el].astype(np.float32)[:, None, None] / 100.0
+        else:
+            limit = fleet.branch_limit_pct[:, t_idx][:, :, None] / np.float32(100.0)
         n_over = np.count_nonzero(loading > limit, axis=-1)
         loading *= np.float32(100.0)
         load_st.add(t_idx, loading, n_over, loading.max(axis=1))
@@ -314,8 +356,15 @@ class ProbabilisticCongestion:
         n_b = len(self._branch_el)
         n_v = self.region.grid.n_bus
         ids, names, kinds = list(self._ids), list(self._names), list(self._kinds)
-        limit_lo = np.concatenate([np.full(n_b, -np.inf), np.full(n_v, lo)])
-        limit_hi = np.concatenate([self.tree.limit_pct[self._branch_el], np.full(n_v, hi)])
+        bus_lo = np.full(n_v, lo) if fleet.v_lo_pu is None else fleet.v_lo_pu.ravel().astype(float)
+        bus_hi = np.full(n_v, hi) if fleet.v_hi_pu is None else fleet.v_hi_pu.ravel().astype(float)
+        branch_hi = (
+            self.tree.limit_pct[self._branch_el]
+            if fleet.branch_limit_pct is None
+            else fleet.branch_limit_pct.min(axis=1).astype(float)
+        )
+        limit_lo = np.concatenate([np.full(n_b, -np.inf), bus_lo])
+        limit_hi = np.concatenate([branch_hi, bus_hi])
         expected = np.concatenate([load_st.expected, volt_st.expected])
         quant = np.concatenate([load_st.quantiles, volt_st.quantiles], axis=1)
         p_exc = np.concatenate([load_st.p_exceed, volt_st.p_exceed])

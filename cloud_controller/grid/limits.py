@@ -244,14 +244,20 @@ class GridLimits:
         return out
 
 
-def _names(table: Any, prefix: str) -> list[str]:
-    """Each row's name where unique and non-empty, else `<prefix>:<index>` (row order)."""
+def _name_counts(*tables: Any) -> dict[str, int]:
+    """How often each non-empty name occurs over all `tables` (a bus and a line may share one)."""
+    counts: dict[str, int] = {}
+    for table in tables:
+        for v in list(table["name"]) if "name" in table.columns else []:
+            if isinstance(v, str) and v:
+                counts[v] = counts.get(v, 0) + 1
+    return counts
+
+
+def _names(table: Any, prefix: str, counts: Mapping[str, int]) -> list[str]:
+    """Each row's name where unique over the net's elements and non-empty, else `<prefix>:<index>` (row order)."""
     idx = [int(i) for i in table.index]
     raw = list(table["name"]) if "name" in table.columns else [None] * len(idx)
-    counts: dict[str, int] = {}
-    for v in raw:
-        if isinstance(v, str) and v:
-            counts[v] = counts.get(v, 0) + 1
     return [
         str(v) if isinstance(v, str) and v and counts[v] == 1 else f"{prefix}:{i}"
         for i, v in zip(idx, raw, strict=True)
@@ -291,10 +297,11 @@ def limits_from_pandapower(
     at its from bus; each rating is the nominal times `max_loading_percent` / 100.
     """
     branches: dict[str, BranchLimit] = {}
+    counts = _name_counts(net.trafo, net.line, net.bus)  # names are unique over all three tables
     tr = net.trafo
     tr_nom = _col(tr, "sn_mva", np.nan) * 1e3 * _col(tr, "parallel", 1.0)
     for name, i, on, nom, pct in zip(
-        _names(tr, "trafo"), tr.index, _in_service(tr), tr_nom, _pct(tr), strict=True
+        _names(tr, "trafo", counts), tr.index, _in_service(tr), tr_nom, _pct(tr), strict=True
     ):
         if on:
             branches[name] = BranchLimit(
@@ -311,7 +318,7 @@ def limits_from_pandapower(
         * 1e3
     )
     for name, i, on, nom, pct in zip(
-        _names(ln, "line"), ln.index, _in_service(ln), ln_nom, _pct(ln), strict=True
+        _names(ln, "line", counts), ln.index, _in_service(ln), ln_nom, _pct(ln), strict=True
     ):
         if on:
             branches[name] = BranchLimit(
@@ -320,7 +327,9 @@ def limits_from_pandapower(
     buses: dict[str, BusBand] = {}
     bus = net.bus
     lo, hi = _col(bus, "min_vm_pu", np.nan), _col(bus, "max_vm_pu", np.nan)
-    for name, i, on, a, b in zip(_names(bus, "bus"), bus.index, _in_service(bus), lo, hi, strict=True):
+    for name, i, on, a, b in zip(
+        _names(bus, "bus", counts), bus.index, _in_service(bus), lo, hi, strict=True
+    ):
         if on:
             source = "net" if math.isfinite(a) or math.isfinite(b) else "default"
             band = BusBand(

@@ -1,0 +1,125 @@
+"""The live planner on a meshed region with two feeding points: DC flows, a binding line, the basis kept."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pytest
+
+from cloud_controller.dispatch import LP
+from cloud_controller.grid import Region
+from cloud_controller.grid.meshed.planning import DcGrid, meshed_region
+from cloud_controller.live.planner import MpcPlanner, build_planner
+from cloud_controller.live.types import AssetRef, SiteRef, SiteSnapshot
+from tests.unit.grid.meshed.nets import loop_two_feeds
+
+NOW = datetime(2030, 1, 15, 17, tzinfo=UTC)
+LIMIT_PCT = 0.15  # line L01 (bus 0 - bus 1): 0.1 kA at 20 kV = 3,464 kW, here 5.2 kW
+FLOW_TOL_KW = 0.1  # 1e-4 MW
+
+
+class _History:
+    def read_series(
+        self, site: str, asset: str, point: str, start: datetime, end: datetime
+    ) -> list[tuple[datetime, float]]:
+        return []
+
+
+#: the region's six households, each with a 5 kW / 10 kWh battery
+SITES = [
+    SiteRef(f"h{i}", i, (AssetRef("meter", "meter"), AssetRef("bat1", "battery", 5.0, 10.0)))
+    for i in range(6)
+]
+
+
+def _net() -> Any:
+    return loop_two_feeds(site_p_mw=0.005, limit_pct=LIMIT_PCT)
+
+
+@pytest.fixture(scope="module")
+def region() -> Region:
+    return meshed_region(_net())
+
+
+def _snaps(p_kw: float = 9.0) -> dict[str, SiteSnapshot]:
+    return {
+        s.site: SiteSnapshot(site=s.site, mode="online", p_net_kw=p_kw, points={"bat1/soc_pct": 50.0})
+        for s in SITES
+    }
+
+
+@pytest.fixture(scope="module")
+def planned(region: Region) -> MpcPlanner:
+    planner = build_planner(region, SITES, period_s=900, horizon_steps=8, margin_s=60, station_limit_kw=None)
+    planner.plan(NOW, _snaps(), _History())
+    return planner
+
+
+def _rundcpp_flows_kw(region: Region, planner: MpcPlanner, t: int) -> np.ndarray:
+    """pandapower's DC power flow of step t's planned injections: sites as loads, feed B as an sgen."""
+    import pandapower as pp
+
+    s = planner.last_schedule
+    assert s is not None
+    net = copy.deepcopy(region.net)
+    for i, site in enumerate(SITES):
+        net.load.loc[int(region.site_load_idx[site.region_site]), "p_mw"] = s.p_site_kw[t, i] / 1000.0
+    grid = planner.problem.grid
+    assert isinstance(grid, DcGrid)
+    (feed,) = grid.feed_names
+    eg = int(feed.split(":")[1])
+    net.ext_grid.loc[eg, "in_service"] = False
+    pp.create_sgen(net, int(net.ext_grid.bus.at[eg]), p_mw=-s.p_unit_kw[t, 0] / 1000.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pp.rundcpp(net)
+    by_name = {f"line:{k}": float(v) * 1000.0 for k, v in net.res_line.p_from_mw.items()}
+    return np.asarray([by_name[n] for n in grid.branch_names])
+
+
+def test_a_meshed_region_is_planned_on_its_dc_network_with_both_feeding_points(
+    region: Region, planned: MpcPlanner
+) -> None:
+    assert planned.planning.engine == "meshed"
+    assert planned.planning.reason == "meshed: 2 loop(s)"
+    grid = planned.problem.grid
+    assert isinstance(grid, DcGrid)
+    assert (grid.root_name, grid.feed_names) == ("ext_grid:0", ("ext_grid:1",))
+    assert planned.problem.meshed and planned.problem.n_units == 1
+    assert planned.last_answer is not None and planned.last_answer.route == LP
+    s = planned.last_schedule
+    assert s is not None
+    # at 17:00 (the batteries cannot cover it all) both feeds import: the cheap one (A) as
+    # much as line L01 lets through, the dear one (B) the rest; neither ever exports
+    assert s.p_root_kw[0] > 1.0 and s.p_unit_kw[0, 0] < -1.0
+    assert (s.p_root_kw > -1e-6).all() and (s.p_unit_kw[:, 0] < 1e-6).all()
+    # the power balance: both feeds' import is the sites' planned load (lossless DC)
+    np.testing.assert_allclose(s.p_root_kw - s.p_unit_kw[:, 0], s.p_site_kw.sum(axis=1), atol=1e-6)
+
+
+def test_the_planned_flows_equal_pandapowers_dc_power_flow_in_every_step(
+    region: Region, planned: MpcPlanner
+) -> None:
+    s = planned.last_schedule
+    assert s is not None
+    for t in range(planned.horizon):
+        np.testing.assert_allclose(
+            s.branch_flow_kw[t], _rundcpp_flows_kw(region, planned, t), atol=FLOW_TOL_KW
+        )
+
+
+def test_the_line_limit_binds_and_holds_in_every_step(region: Region, planned: MpcPlanner) -> None:
+    s = planned.last_schedule
+    assert s is not None
+    k = planned.problem.grid.branch_names.index("line:0")
+    rating = 3464.1016 * LIMIT_PCT / 100.0
+    assert planned.problem.grid.rating_kw[k] == pytest.approx(rating, rel=1e-6)
+    flow = np.abs(s.branch_flow_kw[:, k])
+    assert (flow <= rating + 1e-6).all()
+    assert flow[0] == pytest.approx(rating, abs=1e-6)  # binding where feed B had to help
+    assert np.all(np.abs(s.branch_flow_kw) <= planned.problem.grid.rating_kw + 1e-6)
+    assert s.violations == []

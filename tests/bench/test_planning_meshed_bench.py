@@ -92,7 +92,7 @@ def _problem(*, meshed: bool) -> Any:
 def _base_kw(rng: np.random.Generator, t0: int) -> np.ndarray:
     hours = (t0 + np.arange(HORIZON)) * 0.25
     evening = 0.6 + 1.4 * np.exp(-(((hours % 24) - 18.5) ** 2) / 4.0)
-    return evening[:, None] * rng.uniform(0.5, 1.5, (HORIZON, N_SITES))
+    return np.asarray(evening[:, None] * rng.uniform(0.5, 1.5, (HORIZON, N_SITES)), dtype=float)
 
 
 def _run(meshed: bool) -> tuple[int, int, float, float, int]:

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import copy
 import warnings
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
 from cloud_controller.dispatch import LP
-from cloud_controller.grid import Region
+from cloud_controller.grid import Region, region_from_json
 from cloud_controller.grid.meshed.planning import DcGrid, meshed_region
 from cloud_controller.live.planner import MpcPlanner, build_planner
 from cloud_controller.live.types import AssetRef, SiteRef, SiteSnapshot
+from protocols.errors import ConfigError
 from tests.unit.grid.meshed.nets import loop_two_feeds
 
 NOW = datetime(2030, 1, 15, 17, tzinfo=UTC)
@@ -123,3 +125,77 @@ def test_the_line_limit_binds_and_holds_in_every_step(region: Region, planned: M
     assert flow[0] == pytest.approx(rating, abs=1e-6)  # binding where feed B had to help
     assert np.all(np.abs(s.branch_flow_kw) <= planned.problem.grid.rating_kw + 1e-6)
     assert s.violations == []
+
+
+def test_the_next_period_re_plans_warm_from_the_last_basis(region: Region) -> None:
+    planner = build_planner(region, SITES, period_s=900, horizon_steps=8, margin_s=60, station_limit_kw=None)
+    planner.plan(NOW, _snaps(9.0), _History())
+    h = planner.engine.h  # type: ignore[attr-defined]
+    # after the cold plan (presolve + interior point): no presolve, simplex from the basis
+    assert (h.getOptionValue("presolve")[1], h.getOptionValue("solver")[1]) == ("off", "simplex")
+    n_rows = int(h.getNumRow())
+    planner.plan(NOW + timedelta(minutes=15), _snaps(7.5), _History())
+    assert 0 < h.getInfo().simplex_iteration_count < n_rows // 10  # a few pivots, not a cold solve
+    planner.plan(NOW + timedelta(minutes=15), _snaps(7.5), _History())
+    assert h.getInfo().simplex_iteration_count == 0  # the same inputs: the basis is optimal as it is
+
+
+def test_a_station_limit_holds_the_import_of_both_feeding_points(region: Region) -> None:
+    planner = build_planner(region, SITES, period_s=900, horizon_steps=8, margin_s=60, station_limit_kw=20.0)
+    plan = planner.plan(NOW, _snaps(), _History())
+    s = planner.last_schedule
+    assert s is not None
+    total = s.p_root_kw - s.p_unit_kw[:, 0]  # both feeds' import
+    np.testing.assert_allclose(total, plan.root_planned_kw, atol=1e-6)
+    # 17:00: six sites at 9 kW measured, every battery at its 5 kW, still 4 kW over
+    assert plan.root_baseline_kw[0] == pytest.approx(54.0, abs=1e-6)
+    assert total[0] == pytest.approx(24.0, abs=1e-6)
+    assert (total[1:] <= 20.0 + 1e-6).all()  # then the limit holds
+    assert total[1] == pytest.approx(20.0, abs=1e-6)  # and binds
+
+
+def test_a_meshed_json_becomes_a_dc_region_and_refuses_an_hvmv_transformer(tmp_path: Path) -> None:
+    import pandapower as pp
+
+    path = tmp_path / "loop.json"
+    pp.to_json(_net(), str(path))
+    region = region_from_json(str(path))
+    assert isinstance(region.grid, DcGrid) and region.n_sites == 6
+    assert region.site_names == tuple(f"site{i}" for i in range(6))
+    with pytest.raises(ConfigError, match="hvmv_trafo_name"):
+        region_from_json(str(path), hvmv_trafo_name="HV/MV")
+
+
+@pytest.mark.slow
+def test_mv_oberrhein_with_its_loops_closed_is_planned_within_every_line() -> None:
+    import pandapower.networks as pn
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = pn.mv_oberrhein()
+    net.switch["closed"] = True
+    region = meshed_region(net)
+    sites = [
+        SiteRef(f"s{i}", i, (AssetRef("meter", "meter"), AssetRef("bat1", "battery", 5.0, 10.0)))
+        for i in range(0, region.n_sites, 3)
+    ]
+    planner = build_planner(region, sites, period_s=900, horizon_steps=8, margin_s=60, station_limit_kw=None)
+    snaps = {
+        s.site: SiteSnapshot(site=s.site, mode="online", p_net_kw=9.0, points={"bat1/soc_pct": 50.0})
+        for s in sites
+    }
+    plan = planner.plan(NOW, snaps, _History())
+    assert (planner.planning.engine, planner.planning.reason) == ("meshed", "meshed: 5 loop(s)")
+    s = planner.last_schedule
+    assert s is not None
+    grid = planner.problem.grid
+    assert isinstance(grid, DcGrid) and grid.feed_names == ("ext_grid:1",)
+    # flows: the DC power flow of the planned injections on the same grid
+    on_bus = np.zeros((len(sites), grid.n_bus))
+    on_bus[np.arange(len(sites)), planner.planning.site_bus] = 1.0
+    inj = -s.p_site_kw @ on_bus
+    inj[:, grid.root] += s.p_root_kw
+    inj[:, grid.feed_bus[0]] -= s.p_unit_kw[:, 0]
+    for t in range(planner.horizon):
+        np.testing.assert_allclose(s.branch_flow_kw[t], grid.dc_flows_kw(inj[t]), atol=FLOW_TOL_KW)
+    assert plan.violations == []

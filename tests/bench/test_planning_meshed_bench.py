@@ -9,8 +9,8 @@ horizon as the live planner does (presolve + interior point cold, then warm dual
 - meshed: the same tree with `N_LOOPS` extra lines closing loops and a second ext_grid at
   its far end, on the DC network (`DcGrid`: B-theta rows, both feeds as import columns).
 
-Per variant: LP size, the cold first plan, and the median warm re-plan over `STEPS` rolling
-periods (new forecasts every period, the storage carried on). Prints figures and the ratio
+Per variant: LP size, the cold first plan, and the median warm re-plan (ms and simplex
+pivots) over `STEPS` rolling periods (new forecasts every period, the storage carried on). Prints figures and the ratio
 meshed / radial; a loose sanity bound only (no timing assertion beyond "it finished").
 """
 
@@ -95,7 +95,7 @@ def _base_kw(rng: np.random.Generator, t0: int) -> np.ndarray:
     return np.asarray(evening[:, None] * rng.uniform(0.5, 1.5, (HORIZON, N_SITES)), dtype=float)
 
 
-def _run(meshed: bool) -> tuple[int, int, float, float, int]:
+def _run(meshed: bool) -> tuple[int, int, float, float, int, float]:
     problem = _problem(meshed=meshed)
     engine = DispatchEngine(problem, EngineOptions(presolve_first=True, cold_solver="ipm"))
     rng = np.random.default_rng(7)
@@ -104,6 +104,7 @@ def _run(meshed: bool) -> tuple[int, int, float, float, int]:
     s = engine.solve(StepInputs(base_kw=_base_kw(rng, 64)), state)
     cold_ms = 1e3 * (time.perf_counter() - t0)
     warm = []
+    pivots = []
     binding = 0
     for step in range(1, STEPS + 1):
         state = s.next_state()
@@ -111,9 +112,17 @@ def _run(meshed: bool) -> tuple[int, int, float, float, int]:
         t0 = time.perf_counter()
         s = engine.solve(x, state)
         warm.append(time.perf_counter() - t0)
+        pivots.append(engine.h.getInfo().simplex_iteration_count)
         k = problem.grid.branch_names.index("line:1")
         binding += int(np.isclose(np.abs(s.branch_flow_kw[:, k]), problem.grid.rating_kw[k], atol=1e-6).any())
-    return engine.n_rows, engine.n_cols, cold_ms, 1e3 * statistics.median(warm), binding
+    return (
+        engine.n_rows,
+        engine.n_cols,
+        cold_ms,
+        1e3 * statistics.median(warm),
+        binding,
+        statistics.median(pivots),
+    )
 
 
 def test_plan_time_radial_vs_meshed() -> None:
@@ -127,8 +136,10 @@ def test_plan_time_radial_vs_meshed() -> None:
     print(
         f"{N_BUS} buses, {N_SITES} sites ({N_SITES // 2} batteries), horizon {HORIZON}, {STEPS} warm re-plans"
     )
-    print(f"{'variant':8s} {'rows':>7s} {'cols':>7s} {'cold ms':>9s} {'warm ms':>9s} {'binding plans':>14s}")
-    for name, (rows, cols, cold, warm, binding) in (("radial", radial), ("meshed", meshed)):
-        print(f"{name:8s} {rows:7d} {cols:7d} {cold:9.1f} {warm:9.1f} {binding:>10d}/{STEPS}")
+    print(
+        f"{'variant':8s} {'rows':>7s} {'cols':>7s} {'cold ms':>9s} {'warm ms':>9s} {'pivots':>7s} {'binding':>8s}"
+    )
+    for name, (rows, cols, cold, warm, binding, piv) in (("radial", radial), ("meshed", meshed)):
+        print(f"{name:8s} {rows:7d} {cols:7d} {cold:9.1f} {warm:9.1f} {piv:7.0f} {binding:>5d}/{STEPS}")
     print(f"meshed / radial: cold {meshed[2] / radial[2]:.2f}x, warm {meshed[3] / radial[3]:.2f}x")
     assert meshed[4] > 0 and radial[4] > 0  # the line limit binds in some plans of both

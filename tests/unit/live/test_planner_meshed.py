@@ -199,3 +199,16 @@ def test_mv_oberrhein_with_its_loops_closed_is_planned_within_every_line() -> No
     for t in range(planner.horizon):
         np.testing.assert_allclose(s.branch_flow_kw[t], grid.dc_flows_kw(inj[t]), atol=FLOW_TOL_KW)
     assert plan.violations == []
+
+
+def test_the_dashboard_draws_a_dc_region_along_a_spanning_tree(region: Region) -> None:
+    from cloud_controller.web.network import network_drawing
+
+    drawing = network_drawing(region)  # the ring has no geodata: the generated layout
+    assert drawing["source"] == "generated"
+    xs = [x for group in drawing["lines"] for x in group["x"] if x is not None]
+    assert len(xs) == 2 * region.grid.n_branch == 2 * drawing["n_lines"]  # every line, the loops' too
+    assert (
+        len({(x, y) for g in drawing["lines"] for x, y in zip(g["x"], g["y"], strict=True)} - {(None, None)})
+        == 6
+    )

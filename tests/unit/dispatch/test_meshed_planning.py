@@ -125,3 +125,31 @@ def test_the_station_rows_count_every_feeding_point() -> None:
     assert imported == pytest.approx(3.0e3 + capped.violations[0].amount, abs=1e-3)
     assert [v.kind for v in capped.violations] == ["station_load"]  # the load is fixed: 800 kW over
     assert capped.violations[0].amount == pytest.approx(800.0, abs=1e-3)
+
+
+def test_each_island_keeps_its_own_angle_reference_and_balance() -> None:
+    import pandapower as pp
+
+    net = loop_two_feeds()
+    a, b = pp.create_bus(net, vn_kv=20.0), pp.create_bus(net, vn_kv=20.0)  # a second island
+    c = pp.create_ext_grid(net, a, va_degree=10.0, name="feed C")
+    pp.create_poly_cost(net, c, "ext_grid", cp1_eur_per_mw=70.0)
+    pp.create_line_from_parameters(
+        net, a, b, length_km=1.0, r_ohm_per_km=0.2, x_ohm_per_km=0.35, c_nf_per_km=0.0, max_i_ka=0.1
+    )
+    pp.create_load(net, b, p_mw=0.5)
+    network = dc_network_from_pandapower(net)
+    assert network.n_island == 2
+    problem, inputs = problem_from_dc_network(network)
+    grid = problem.grid
+    assert isinstance(grid, DcGrid) and len(grid.ref_bus) == 2
+    s = DispatchEngine(problem).solve(inputs, NO_STORE)
+    ours = solve_dc_opf(net)
+    feed_c = [g for g, name in enumerate(network.unit_names) if name != grid.root_name].index(
+        network.unit_names.index(f"ext_grid:{c}")
+    )
+    assert -s.p_unit_kw[0, feed_c] == pytest.approx(500.0, abs=1e-6)  # its island's load, alone
+    assert s.v_pu[0, grid.ref_bus[1]] == pytest.approx(np.deg2rad(10.0))  # its own reference angle
+    np.testing.assert_allclose(s.branch_flow_kw[0] / 1000.0, ours.flow_mw, atol=P_ABS_MW)
+    np.testing.assert_allclose(np.rad2deg(s.v_pu[0]), ours.va_degree, atol=1e-4)
+    assert s.objective == pytest.approx(ours.objective_eur, rel=1e-4)

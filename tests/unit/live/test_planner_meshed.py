@@ -212,3 +212,34 @@ def test_the_dashboard_draws_a_dc_region_along_a_spanning_tree(region: Region) -
         len({(x, y) for g in drawing["lines"] for x, y in zip(g["x"], g["y"], strict=True)} - {(None, None)})
         == 6
     )
+
+
+def test_what_the_plan_cannot_relieve_is_reported_by_line_name(region: Region) -> None:
+    from cloud_controller.config import CloudConfig
+
+    # bus 2 (sites 1 and 2, 9 kW each, 10 kW of batteries) is reached by L12 and L23 only
+    limits = CloudConfig.model_validate(
+        {"grid": {"limits": {"L12": {"max_kw": 2.0}, "L23": {"max_kw": 2.0}}}}
+    ).grid
+    planner = build_planner(
+        region, SITES, period_s=900, horizon_steps=8, margin_s=60, station_limit_kw=None, grid_limits=limits
+    )
+    plan = planner.plan(NOW, _snaps(), _History())
+    s = planner.last_schedule
+    assert s is not None
+    assert plan.violations and {v.kind for v in plan.violations} == {"line_loading"}
+    assert {v.element for v in plan.violations} <= {"L12", "L23"}
+    assert min(v.start for v in plan.violations) == NOW  # 17:00: 2 x 9 kW against 2 x 5 kW of batteries
+    k = {
+        "L12": planner.problem.grid.branch_names.index("line:1"),
+        "L23": planner.problem.grid.branch_names.index("line:2"),
+    }
+    for v in plan.violations:  # each names its line with the planned flow over its 2 kW
+        t = int((v.start - NOW).total_seconds() // 900)
+        assert v.limit == 2.0
+        assert v.value == pytest.approx(abs(s.branch_flow_kw[t, k[v.element]]), abs=1e-9)
+        assert v.value > 2.0
+    # what the two lines bring is what bus 2's sites draw beyond their batteries
+    assert s.branch_flow_kw[0, k["L12"]] - s.branch_flow_kw[0, k["L23"]] == pytest.approx(
+        s.p_site_kw[0, 1] + s.p_site_kw[0, 2], abs=1e-6
+    )

@@ -143,17 +143,16 @@ def pp_bus_index(net: Any, network: DcNetwork) -> dict[int, int]:
 def is_meshed_net(net: Any) -> bool:
     """Whether `net` has a loop or several in-service ext_grids (`network_shape`): then it is planned as a `DcGrid`.
 
-    Cheap first: one ext_grid and no more in-service branches than a tree's is radial
-    without translating (the radial path then checks the tree itself).
+    A net the DC translation refuses (e.g. a ward, a three-winding transformer) is left to
+    the radial model, which accepts or refuses it with its own error.
     """
     from cloud_controller.grid.meshed.choose import network_shape
 
-    ext = net.ext_grid[net.ext_grid.in_service.astype(bool)]
-    if len(ext) <= 1:
-        n_branch = int(net.line.in_service.astype(bool).sum()) + int(net.trafo.in_service.astype(bool).sum())
-        if n_branch < int(net.bus.in_service.astype(bool).sum()):
-            return False
-    return not network_shape(dc_network_from_pandapower(net)).radial
+    try:
+        network = dc_network_from_pandapower(net)
+    except ConfigError:
+        return False
+    return not network_shape(network).radial
 
 
 def meshed_region(net: Any, *, rating_kw: FloatArray | None = None) -> Region:

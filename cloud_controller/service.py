@@ -32,6 +32,7 @@ from cloud_controller.ingest import Ingest
 from cloud_controller.lease import DispatchLease, holder_id
 from cloud_controller.live.commands import fence_commands, lease_fence
 from cloud_controller.live.types import Plan, Planner, SiteSnapshot
+from cloud_controller.market.shell import MarketShell
 from cloud_controller.registry import Registry
 from cloud_controller.registry.check import RegistryCheck
 from cloud_controller.service_setup import (
@@ -48,6 +49,7 @@ from protocols.assets import Points
 from protocols.clock import Clock
 from protocols.codec import encode
 from protocols.errors import GridflexError
+from protocols.market import is_market_topic
 from protocols.messages import Command, DRRequest, Stored
 from protocols.mqtt import MqttSession, NotConnectedError, PublishError
 from protocols.topics import dr_request, site_topic
@@ -128,6 +130,14 @@ class CloudController:
         self._forecast_task: asyncio.Task[None] | None = None
         self._signing_keys = signing_keys(config, registry)
         self.session = mqtt_session(config, role, on_connect=self._on_connect)
+        #: the local flexibility market (docs/market.md): its book, its FSP topics, clearing at gate closure
+        self.market = MarketShell(
+            config.market,
+            config.market.store_path or config.store.path.with_name("market.sqlite"),
+            clock=clock,
+            session=self.session,
+            registered=registry.ids,
+        )
         self.lease: DispatchLease | None = None
         if role in ("all", "dispatch") and config.control.dispatch:
             self.lease = DispatchLease(
@@ -182,6 +192,7 @@ class CloudController:
                 self.lease.release()
             self.store.close()
             self.dr.close()
+            self.market.close()
             if self.history is not self.store:
                 self.history.close()
 
@@ -194,6 +205,8 @@ class CloudController:
             tg.create_task(self._watermark_loop(), name="watermarks")
         if self.ingest.sink is not None:
             tg.create_task(self.ingest.sink.run(), name="influxdb")
+        if self.role in ("all", "dispatch") and self.config.market.enabled:
+            tg.create_task(self.market.run(), name="market")
         if self.role in ("all", "dispatch") and self.config.control.dispatch:
             tg.create_task(self._dispatch_loop(), name="dispatch")
             if self.config.control.guard_period_s > 0:
@@ -227,7 +240,11 @@ class CloudController:
         return True
 
     async def _on_message(self, message: Any) -> None:
-        await self.ingest.handle(str(message.topic), bytes(message.payload))
+        topic = str(message.topic)
+        if is_market_topic(topic):
+            await self.market.on_message(topic, bytes(message.payload))
+            return
+        await self.ingest.handle(topic, bytes(message.payload))
 
     async def _watermark_loop(self) -> None:
         while True:
@@ -322,6 +339,9 @@ class CloudController:
                 self.tracker.on_publish_failed(cmd)
                 self.stats.commands_publish_failed += 1
                 log.warning("command %s not published: %s", cmd.cmd_id, exc)
+        note_sent = getattr(self._planner, "note_sent", None)  # a DSO cap sent caps the site's plan
+        if note_sent is not None:
+            note_sent([c for c in commands if c.cmd_id in self.tracker.sent])
 
     def _refresh_from_store(self) -> None:
         """A dispatch-only worker does not ingest telemetry: it reads each site's newest stored values.

@@ -74,5 +74,9 @@ class EngineOptions:
             raise ValueError(f"time_limit_s must be a positive number of seconds, not {self.time_limit_s!r}")
 
     def lazy_for(self, problem: Problem) -> bool:
-        """Whether HiGHS holds `problem`'s grid rows lazily."""
+        """Whether HiGHS holds `problem`'s grid rows lazily (never on a meshed grid: `lazy.py` reads a tree)."""
+        if problem.meshed:
+            if self.lazy_grid:
+                raise ValueError("lazy_grid=True needs a radial grid; a meshed problem holds its grid rows")
+            return False
         return problem.grid.n_bus > problem.n_sites if self.lazy_grid is None else self.lazy_grid

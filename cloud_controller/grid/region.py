@@ -128,11 +128,25 @@ def build_schutterwald_region(
 
 
 def region_from_json(path: str, *, hvmv_trafo_name: str | None = None) -> Region:
-    """Load any radial pandapower JSON; its loads are the sites."""
+    """Load a pandapower JSON; its loads are the sites. A meshed or multi-feed net becomes a DC region.
+
+    (`grid/meshed/planning.meshed_region`: the planner plans it on its whole DC network.)
+    """
     quiet_pandapower()
     import pandapower as pp
 
+    from cloud_controller.grid.meshed.planning import is_meshed_net, meshed_region
+
     net = pp.from_json(path)
+    if is_meshed_net(net):
+        if hvmv_trafo_name is not None:
+            raise ConfigError(
+                "hvmv_trafo_name names the one HV/MV transformer of a radial net; this net is meshed "
+                "or has several feeding points (its branches are limited by name: grid.limits)",
+                file=path,
+                key="hvmv_trafo_name",
+            )
+        return meshed_region(net)
     name = None
     if hvmv_trafo_name is not None:
         idx = net.trafo.index[net.trafo.name == hvmv_trafo_name]

@@ -33,17 +33,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from cloud_controller.config import GridConfig
-from cloud_controller.dispatch import (
-    Answer,
-    DecomposedEngine,
-    DispatchEngine,
-    Engine,
-    EngineOptions,
-    Schedule,
-    SiteAssets,
-    StepInputs,
-    build_problem,
-)
+from cloud_controller.dispatch import Answer, Engine, Schedule, SiteAssets, StepInputs
 from cloud_controller.forecast.congestion import CongestionForecast, ScenarioCongestion
 from cloud_controller.forecast.probabilistic import ProbabilisticCongestion
 from cloud_controller.forecast.result import ForecastOptions, ProbabilisticForecast
@@ -51,10 +41,10 @@ from cloud_controller.grid import Region
 from cloud_controller.grid.limits import GridLimits
 from cloud_controller.grid.limits_check import branch_violations, interval_starts
 from cloud_controller.grid.limits_config import LimitsBook, envelopes_from_json, limits_for_region
-from cloud_controller.grid.reduce import station_grid
 from cloud_controller.live.battery_state import battery_bounds, storage_state
 from cloud_controller.live.commands import CommandBuilder
 from cloud_controller.live.guard import FleetGuard, GuardElement
+from cloud_controller.live.planning_network import planning_engine, planning_network, planning_problem
 from cloud_controller.live.site_forecast import FleetForecast, fleet_forecast, period_start, with_measurements
 from cloud_controller.live.site_limits import (
     SentCapLog,
@@ -138,35 +128,21 @@ class MpcPlanner:
         self.bat_e_kwh = rating("battery", "capacity_kwh")
         self.bat_p_kw = np.where(self.bat_e_kwh > 0, rating("battery", "p_nominal_kw"), 0.0)
         self.hp_p_kw = rating("hp", "p_nominal_kw")  # not LP variables (see the module docstring)
-        # The planner manages transformer limits: plan on the station-level network (see
-        # grid/reduce.py); the full LV network would triple the LP for limits it never sets.
-        grid, all_site_bus = station_grid(region)
-        site_bus = all_site_bus[[s.region_site for s in self.sites]]
-        problem = build_problem(
-            grid,
-            site_bus,
+        # The planning network (live/planning_network.py): a radial region's station level
+        # (the full LV network would triple the LP for limits it never sets), a meshed or
+        # multi-feed region's whole DC network with its feeding points.
+        self.planning = planning_network(
+            region, [s.region_site for s in self.sites], [s.site for s in self.sites]
+        )
+        problem = planning_problem(
+            self.planning,
             SiteAssets(self.bat_e_kwh, self.bat_p_kw, np.zeros(n), np.zeros(n)),
             horizon=horizon_steps,
             dt_h=period_s / 3600.0,
             bat_soc_min=BAT_SOC_MIN,
-            enforce_voltage=False,
         )
         self.problem = problem
-        # cold start: presolve and interior point for the first plan (1,000 sites: 666 -> 221 s),
-        # then warm dual simplex from the basis the crossover leaves (~1 s per period)
-        self.engine: Engine
-        if by_area:
-            # max_sites=0: as fine as the tree allows, one area per station on this network;
-            # lazy grid rows: where the HV/MV threshold binds, the whole LP starts from the
-            # areas' joined bases instead of cold (dispatch/joined_basis.py)
-            self.engine = DecomposedEngine(
-                problem,
-                EngineOptions(presolve_first=True, cold_solver="ipm", lazy_grid=True),
-                max_sites=0,
-                threads=2,
-            )
-        else:
-            self.engine = DispatchEngine(problem, EngineOptions(presolve_first=True, cold_solver="ipm"))
+        self.engine: Engine = planning_engine(problem, by_area=by_area)
         self.bat_index = {int(s): k for k, s in enumerate(problem.bat_site)}
         self._congestion: ScenarioCongestion | None = None
         self._probabilistic: ProbabilisticCongestion | None = None
@@ -174,12 +150,7 @@ class MpcPlanner:
         self.last_answer: Answer | None = None  # the last plan's route and certificate
         self._battery_control = battery_control
         # the registered sites below each MV/LV station (by the station's "<table>:<index>")
-        self._station_sites: dict[str, frozenset[str]] = {
-            grid.branch_names[k]: frozenset(
-                s.site for s, b in zip(self.sites, site_bus.tolist(), strict=True) if b == int(grid.child[k])
-            )
-            for k in range(1, grid.n_branch)
-        }
+        self._station_sites: dict[str, frozenset[str]] = self.planning.station_sites
         self.guard = self._new_guard() if np.isfinite(self.limit_kw) else None
         self._caps_sent = SentCapLog()  # site_import_max_kw commands sent (note_sent)
         self._site_limits: dict[int, SiteLimits] = {}  # the last plan's, by site index

@@ -35,26 +35,34 @@ def _geo_xy(value: Any) -> tuple[float, float] | None:
 
 
 def _tree_layout(region: Region) -> list[tuple[float, float]]:
-    """One-line layout of the radial tree: y = -depth, x = leaf order (parents centred over children)."""
+    """One-line layout of the radial tree: y = -depth, x = leaf order (parents centred over children).
+
+    A meshed region's grid (`DcGrid`) is laid out along a spanning tree: a bus is placed
+    below the first bus that reaches it (without that, a loop would walk forever).
+    """
     grid = region.grid
     children: dict[int, list[int]] = {}
     for k in range(grid.n_branch):
         children.setdefault(int(grid.parent[k]), []).append(int(grid.child[k]))
     xy = [(0.0, 0.0)] * grid.n_bus
     next_leaf = 0.0
+    seen = {grid.root}
+    tree: dict[int, list[int]] = {}
     # iterative post-order: a bus is placed once all its children are
     stack: list[tuple[int, int, bool]] = [(grid.root, 0, False)]
     while stack:
         bus, depth, expanded = stack.pop()
-        kids = children.get(bus, [])
-        if not kids:
-            xy[bus] = (next_leaf, -float(depth))
-            next_leaf += 1.0
-        elif not expanded:
+        if not expanded:
+            kids = tree[bus] = [c for c in dict.fromkeys(children.get(bus, [])) if c not in seen]
+            seen.update(kids)
+            if not kids:
+                xy[bus] = (next_leaf, -float(depth))
+                next_leaf += 1.0
+                continue
             stack.append((bus, depth, True))
             stack.extend((c, depth + 1, False) for c in reversed(kids))
         else:
-            xs = [xy[c][0] for c in kids]
+            xs = [xy[c][0] for c in tree[bus]]
             xy[bus] = ((min(xs) + max(xs)) / 2.0, -float(depth))
     return xy
 

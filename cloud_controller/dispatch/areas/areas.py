@@ -161,6 +161,8 @@ def split_areas(
 
 def decomposable(problem: Problem) -> str | None:
     """Why `problem` cannot be decomposed by area (None if it can)."""
+    if problem.meshed:
+        return "a meshed grid: an area's flows are not the sums over its subtree"
     if problem.n_units:
         return "generic units with their own costs couple through the slack-bus cost"
     if problem.root_cost is not None:

@@ -66,6 +66,10 @@ class LpSession:
         # with lazy_grid the LP is the problem without its grid; rows come in `grid_rows`
         lazy_on = options.lazy_for(problem)
         self._lp_problem = lp_problem = gridless(problem) if lazy_on else problem
+        if problem.meshed and options.builder == "pyomo":
+            raise ValueError(
+                "a meshed problem needs the numpy LP builder (pyomo_model.py states the radial LP)"
+            )
         ix = pyomo_lp(lp_problem, self.h) if options.builder == "pyomo" else build_lp(lp_problem, self.h)
         self.ix: LpIndex = ix
         self.grid_rows = GridRows(problem, self.h, ix) if lazy_on else None
@@ -73,7 +77,14 @@ class LpSession:
         # needs the numpy builder's full index and is pointless when presolve runs first.
         # Single-period problems only: that is where the cold time is the whole answer
         # (an MPC's first solve is dominated by the planning itself; the planner presolves).
-        self._crash = options.crash and ix.r_vdrop is not None and not presolve_first and problem.horizon == 1
+        # (not on a meshed grid: the start basis walks a tree)
+        self._crash = (
+            options.crash
+            and ix.r_vdrop is not None
+            and not presolve_first
+            and problem.horizon == 1
+            and not problem.meshed
+        )
         self.crash_used = False
         if self._crash:
             # Devex pricing: with an advanced start basis, HiGHS's default (dual steepest

@@ -22,6 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from cloud_controller.dispatch.model.problem import BIG, FloatArray, IntArray, Problem
+from cloud_controller.grid.meshed.planning import DcGrid
 
 INF = highspy.kHighsInf
 
@@ -170,6 +171,10 @@ def build_lp(problem: Problem, h: highspy.Highs) -> LpIndex:
     v_lo = np.full(N, -INF)
     v_hi = np.full(N, INF)
     v_lo[g.root] = v_hi[g.root] = g.v_root_pu
+    drop_rhs = np.zeros(K)
+    if isinstance(g, DcGrid):  # angles: every island's reference fixed, phase shifts on the right
+        v_lo[g.ref_bus] = v_hi[g.ref_bus] = g.ref_va_rad
+        drop_rhs = -g.shift_rad
     c_v = b.cols((T, N), v_lo[None, :], v_hi[None, :])
     c_svu = b.cols((T, N), 0.0, INF, w.pen_voltage_per_pu)
     c_svd = b.cols((T, N), 0.0, INF, w.pen_voltage_per_pu)
@@ -221,7 +226,7 @@ def build_lp(problem: Problem, h: highspy.Highs) -> LpIndex:
     r_bdn = b.rows((T, len(kl)), -INF, g.rating_kw[kl][None, :])
     b.coef(r_bdn, c_f[:, kl], -1.0)
     b.coef(r_bdn, c_sdn, -1.0)
-    r_vd = b.rows((T, K), 0.0, 0.0)
+    r_vd = b.rows((T, K), drop_rhs[None, :], drop_rhs[None, :])
     b.coef(r_vd, c_v[:, g.child], 1.0)
     b.coef(r_vd, c_v[:, g.parent], -1.0)
     b.coef(r_vd, c_f, g.r_pu_per_kw[None, :])
@@ -235,11 +240,15 @@ def build_lp(problem: Problem, h: highspy.Highs) -> LpIndex:
     b.coef(r_vdn, c_svd, -1.0)
 
     # -- HV/MV station (limits set per call) -----------------------------------------------
+    # (with several feeding points their import is the slack's plus the feeding units': -u)
+    feed = p.feed_units
     r_st = b.rows((T,), -INF, BIG)
     b.coef(r_st, c_root, 1.0)
+    b.coef(r_st[:, None], c_u[:, feed], -1.0)
     b.coef(r_st, c_sst, -1.0)
     r_stf = b.rows((T,), -INF, BIG)
     b.coef(r_stf, c_root, -1.0)
+    b.coef(r_stf[:, None], c_u[:, feed], 1.0)
     b.coef(r_stf, c_sstf, -1.0)
 
     # -- piecewise-linear unit and root costs (epigraph rows, as pyomo_model.py) -----------------

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from cloud_controller.grid.meshed.planning import DcGrid
 from cloud_controller.grid.radial import RadialGrid
 from protocols.errors import ConfigError
 
@@ -126,6 +127,25 @@ class Problem:
     # curtailment column: in the study that is half the sites, and every column costs
     # HiGHS time on every one of 35,040 re-solves.
     site_pv: npt.NDArray[np.bool_] | None = None
+    # Units that are feeding points (a meshed grid's ext_grids beside the slack,
+    # `grid.meshed.planning`): their import counts with the slack's in the station rows.
+    unit_feed: npt.NDArray[np.bool_] | None = None
+
+    @property
+    def feed_units(self) -> IntArray:
+        """Units that are feeding points (none on a radial grid)."""
+        if self.unit_feed is None:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(self.unit_feed).astype(np.int64)
+
+    @property
+    def meshed(self) -> bool:
+        """The grid is a DC network (`grid.meshed.planning.DcGrid`): loops or several feeding points.
+
+        Such a problem is answered by the whole LP only (no per-site, threshold, mend, lazy or
+        area route: those read flows as sums over a subtree).
+        """
+        return isinstance(self.grid, DcGrid)
 
     @property
     def pv_sites(self) -> IntArray:

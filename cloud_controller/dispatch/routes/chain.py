@@ -3,7 +3,9 @@
 Order (the engine's): `SiteRoute` (site by site, no grid row binds), `ThresholdRoute` (a
 binding HV/MV threshold priced into every site's exchange), `MendRoute` (the subtrees below
 overloaded branches re-solved), then HiGHS: `LazyGridRoute` (grid rows added where broken)
-or `WholeLpRoute`. The last one always answers.
+or `WholeLpRoute`. The last one always answers. A meshed problem (`Problem.meshed`: loops
+or several feeding points) has `WholeLpRoute` only: the per-site, threshold, mend and lazy
+routes read a branch's flow as the sum over its subtree, which holds on a tree only.
 """
 
 from __future__ import annotations

@@ -123,6 +123,8 @@ class SiteSolver:
         p = problem
         if p.n_sites == 0:
             return "no sites"
+        if p.meshed:
+            return "a meshed grid: branch flows are not the sums over a subtree"
         if p.horizon != 1:
             return "more than one period: storage couples the periods"
         if p.n_units:

@@ -104,3 +104,44 @@ def radial_with_pwl_costs() -> Any:
     pp.create_pwl_cost(net, 0, "ext_grid", [[-50.0, 50.0, 45.0]])
     net.sgen["controllable"] = net.sgen.controllable.astype(bool)
     return net
+
+
+LOOP_LINES = ((0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 0), (1, 4))  # a ring and a chord: two loops
+
+
+def loop_two_feeds(
+    *, site_buses: tuple[int, ...] = (1, 2, 2, 4, 5, 5), site_p_mw: float = 0.8, limit_pct: float = 30.0
+) -> Any:
+    """A 20 kV ring with a chord fed at bus 0 (40 €/MWh) and bus 3 (55 €/MWh): two loops, two feeding points.
+
+    Lines of 0.1 kA (3,464 kW) at 100 %, except line 0 (bus 0-1) at `limit_pct`: with the
+    loads below it, the cheap feed would carry more over it than its rating. One load per
+    entry of `site_buses` (the sites), and a controllable sgen at bus 4 (0-1 MW, 50 €/MWh).
+    """
+    import pandapower as pp
+
+    net = pp.create_empty_network(sn_mva=1.0)
+    buses = [pp.create_bus(net, vn_kv=20.0, name=f"bus{i}") for i in range(6)]
+    a = pp.create_ext_grid(net, buses[0], name="feed A")
+    b = pp.create_ext_grid(net, buses[3], name="feed B")
+    for k, (f, t) in enumerate(LOOP_LINES):
+        pp.create_line_from_parameters(
+            net,
+            buses[f],
+            buses[t],
+            length_km=1.0 + 0.5 * k,
+            r_ohm_per_km=0.2,
+            x_ohm_per_km=0.35,
+            c_nf_per_km=0.0,
+            max_i_ka=0.1,
+            max_loading_percent=limit_pct if k == 0 else 100.0,
+            name=f"L{f}{t}",
+        )
+    for i, bus in enumerate(site_buses):
+        pp.create_load(net, buses[bus], p_mw=site_p_mw, name=f"site{i}")
+    s = pp.create_sgen(net, buses[4], p_mw=0.0, controllable=True, min_p_mw=0.0, max_p_mw=1.0)
+    net.sgen["controllable"] = net.sgen.controllable.astype(bool)
+    pp.create_poly_cost(net, a, "ext_grid", cp1_eur_per_mw=40.0)
+    pp.create_poly_cost(net, b, "ext_grid", cp1_eur_per_mw=55.0)
+    pp.create_poly_cost(net, s, "sgen", cp1_eur_per_mw=50.0)
+    return net

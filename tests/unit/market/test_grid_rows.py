@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,7 +62,7 @@ def _offer(offer_id: str, fsp: str, site: str, price: float, min_factor: float) 
     )
 
 
-def _clear(tmp_path: Path, min_factor: float, *, with_view: bool) -> tuple[dict[str, float], dict]:  # type: ignore[type-arg]
+def _clear(tmp_path: Path, min_factor: float, *, with_view: bool) -> tuple[dict[str, float], dict[str, Any]]:
     store = MarketStore(tmp_path / f"m-{min_factor}-{with_view}.sqlite")
     try:
         book = Book(CONFIG, store)

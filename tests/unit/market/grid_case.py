@@ -11,6 +11,7 @@ feeder-a can take (100 − 90) % × 1 kW/% = 10 kW more export before it is over
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,28 @@ NOW = datetime(2030, 1, 15, 12, 0, tzinfo=UTC)
 DELIVERY = datetime(2030, 1, 15, 17, 0, tzinfo=UTC)
 T = 4
 STARTS = tuple(DELIVERY + timedelta(minutes=15 * k) for k in range(T))
+
+
+def three_feeder_net() -> Any:
+    """The AC tests' net: a 400 kVA station, a1 on a 50 mm² cable (~98 kW), b1 and c1 on 2 x 150 mm²."""
+    import pandapower as pp
+
+    net = pp.create_empty_network()
+    hv = pp.create_bus(net, 110.0, name="HV")
+    mv = pp.create_bus(net, 20.0, name="MV")
+    lv = pp.create_bus(net, 0.4, name="LV busbar")
+    pp.create_ext_grid(net, hv, vm_pu=1.0)
+    pp.create_transformer(net, hv, mv, "25 MVA 110/20 kV", name="HV/MV")
+    pp.create_transformer(net, mv, lv, "0.4 MVA 20/0.4 kV", name="station")
+    for name, cable, parallel in (
+        ("a", "NAYY 4x50 SE", 1),
+        ("b", "NAYY 4x150 SE", 2),
+        ("c", "NAYY 4x150 SE", 2),
+    ):
+        b = pp.create_bus(net, 0.4, name=f"house-{name}")
+        pp.create_line(net, lv, b, 0.04, cable, name=f"feeder-{name}", parallel=parallel)
+        pp.create_load(net, b, p_mw=0.0, name=f"h-{name}")
+    return net
 
 
 def grid() -> RadialGrid:

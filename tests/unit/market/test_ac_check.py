@@ -14,51 +14,28 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
-from typing import Any
+from pathlib import Path
 
 import numpy as np
-import pytest
 
 from cloud_controller.forecast.probabilistic import ProbabilisticCongestion
 from cloud_controller.forecast.result import ForecastOptions
 from cloud_controller.grid import Region
-from cloud_controller.grid.region import _region
 from cloud_controller.market.clearing import Clearing, ClearingOptions, clear
+from cloud_controller.market.config import MarketConfig
 from cloud_controller.market.grid_check import ac_check_of, clear_on_grid, pgm_power_flow
 from cloud_controller.market.grid_view import GridView
 from cloud_controller.market.products import FlexOffer, FlexRequest, OfferOption
+from cloud_controller.market.shell import MarketShell
+from protocols.clock import SimClock
+from protocols.market import MarketIsp, MarketOffer, MarketOption, MarketRequest
+from protocols.mqtt import MqttConfig, MqttSession
 from tests.unit.market.grid_case import DELIVERY, NOW, STARTS, T
 
 P50 = np.tile([-85.0, 250.0, 250.0], (T, 1))
 SIGMA = np.full((T, 3), 3.0)
 SITES = ("a1", "b1", "c1")
 CLEAR_AT = DELIVERY - timedelta(hours=2)
-
-
-def _net() -> Any:
-    import pandapower as pp
-
-    net = pp.create_empty_network()
-    hv = pp.create_bus(net, 110.0, name="HV")
-    mv = pp.create_bus(net, 20.0, name="MV")
-    lv = pp.create_bus(net, 0.4, name="LV busbar")
-    pp.create_ext_grid(net, hv, vm_pu=1.0)
-    pp.create_transformer(net, hv, mv, "25 MVA 110/20 kV", name="HV/MV")
-    pp.create_transformer(net, mv, lv, "0.4 MVA 20/0.4 kV", name="station")
-    for name, cable, parallel in (
-        ("a", "NAYY 4x50 SE", 1),
-        ("b", "NAYY 4x150 SE", 2),
-        ("c", "NAYY 4x150 SE", 2),
-    ):
-        b = pp.create_bus(net, 0.4, name=f"house-{name}")
-        pp.create_line(net, lv, b, 0.04, cable, name=f"feeder-{name}", parallel=parallel)
-        pp.create_load(net, b, p_mw=0.0, name=f"h-{name}")
-    return net
-
-
-@pytest.fixture(scope="module")
-def region() -> Region:
-    return _region(_net(), "trafo:0")
 
 
 def _view(region: Region, forecast_p50: np.ndarray) -> GridView:
@@ -134,3 +111,51 @@ def test_the_ac_check_trims_what_a_wrong_forecast_let_through(region: Region) ->
     assert [o.offer_id for o in got.orders] == ["dear"] and got.status == "cleared"
     reasons = dict(got.refused)
     assert reasons["cheap"].startswith("ac_check: line:0 at ") and "with the orders" in reasons["cheap"]
+
+
+async def test_orders_that_break_the_grid_only_together_are_blocked_and_reported(
+    region: Region, tmp_path: Path
+) -> None:
+    """Two 10 kW offers at a1: either alone leaves its cable at ~97 %, both at ~107 % -> no orders at all."""
+    config = MarketConfig(fsps={"fsp-a": {}}, congestion_points={"station": ["a1", "b1", "c1"]})
+    shell = MarketShell(
+        config, tmp_path / "m.sqlite", clock=SimClock(CLEAR_AT), session=MqttSession(MqttConfig(port=1))
+    )
+    try:
+        view = _view(region, np.tile([-20.0, 250.0, 250.0], (T, 1)))  # its rows let both through
+        shell.view = GridView(**{**view.__dict__, "p50_kw": P50})
+        isps = [MarketIsp(start=t, kw=20.0) for t in STARTS]
+        shell.book.post_request(
+            MarketRequest(
+                request_id="r", congestion_point="station", ts=NOW, isps=isps, value_eur_per_kwh=100.0
+            ),
+            NOW,
+        )
+        for oid in ("a-1", "a-2"):
+            opt = MarketOption(
+                option_id="o",
+                isps=[MarketIsp(start=t, kw=10.0) for t in STARTS],
+                price_eur_per_kwh=1.0,
+                min_activation_factor=1.0,
+            )
+            offer = MarketOffer(
+                offer_id=oid,
+                fsp="fsp-a",
+                congestion_point="station",
+                ts=NOW,
+                sites=["a1"],
+                expires=DELIVERY + timedelta(hours=2),
+                options=[opt],
+            )
+            shell.book.post_offer(offer, "fsp-a", NOW)
+        record = await shell.clear_now()
+        assert record is not None and record.orders == [] and record.summary["status"] == "ac_check_failed"
+        assert len(record.summary["violations"]) == T
+        assert all(v.startswith("line:0 at ") for v in record.summary["violations"])
+        assert shell.store.requests()[0][1] == "blocked" and shell.stats.ac_blocked == 1
+        assert {o.offer_id: s for o, s, _ in shell.store.offers()} == {
+            "a-1": "not_ordered",
+            "a-2": "not_ordered",
+        }
+    finally:
+        shell.close()

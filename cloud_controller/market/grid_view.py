@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -117,9 +118,13 @@ class GridView:
 
     # -- 2. GOPACS's rows ----------------------------------------------------------------
 
+    @cached_property
+    def _by_child(self) -> dict[int, int]:
+        return {int(c): k for k, c in enumerate(self.grid.child)}
+
     def path(self, bus: int) -> list[int]:
         """Branches from `bus` up to the root."""
-        by_child = {int(c): k for k, c in enumerate(self.grid.child)}
+        by_child = self._by_child
         out = []
         while bus != self.grid.root:
             k = by_child[bus]
@@ -127,6 +132,7 @@ class GridView:
             bus = int(self.grid.parent[k])
         return out
 
+    @cached_property
     def signed_p50_kw(self) -> FloatArray:
         """(T, K) lossless branch flows of the median site powers (positive towards the loads)."""
         loads = np.zeros((self.forecast.n_intervals, self.grid.n_bus))
@@ -142,7 +148,7 @@ class GridView:
         """
         row, k = self.branch(element)
         limit = float(self.forecast.limit_hi[row])
-        flow = self.signed_p50_kw()[:, k]
+        flow = self.signed_p50_kw[:, k]
         hi = quantile_pct(self.forecast, row, 1.0 - risk)
         lo = quantile_pct(self.forecast, row, risk)
         room_pct = np.where(flow < 0.0, limit - hi, limit + lo)

@@ -13,6 +13,7 @@ let the cheap offer through and the AC check of the real median trims it, with t
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -106,7 +107,7 @@ def test_the_ac_check_reports_what_an_order_would_break(region: Region) -> None:
 def test_the_ac_check_trims_what_a_wrong_forecast_let_through(region: Region) -> None:
     """Grid rows from a forecast that saw a1 exporting 20 kW; the AC check runs on the real -85 kW."""
     view = _view(region, np.tile([-20.0, 250.0, 250.0], (T, 1)))
-    view = GridView(**{**view.__dict__, "p50_kw": P50})
+    view = replace(view, p50_kw=P50)
     got = _clear(view, {t: 30.0 for t in STARTS})
     assert [o.offer_id for o in got.orders] == ["dear"] and got.status == "cleared"
     reasons = dict(got.refused)
@@ -123,7 +124,7 @@ async def test_orders_that_break_the_grid_only_together_are_blocked_and_reported
     )
     try:
         view = _view(region, np.tile([-20.0, 250.0, 250.0], (T, 1)))  # its rows let both through
-        shell.view = GridView(**{**view.__dict__, "p50_kw": P50})
+        shell.view = replace(view, p50_kw=P50)
         isps = [MarketIsp(start=t, kw=20.0) for t in STARTS]
         shell.book.post_request(
             MarketRequest(

@@ -10,6 +10,7 @@ without the rows a1's 40 kW would be ordered (40 EUR) and feeder-a would be at 1
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -94,3 +95,12 @@ def test_an_all_or_nothing_offer_that_would_overload_another_feeder_is_not_order
     assert kw == pytest.approx({"dear": 40.0}) and summary["cost_eur"] == pytest.approx(80.0)
     free, summary = _clear(tmp_path, 1.0, with_view=False)
     assert free == pytest.approx({"cheap": 40.0}) and summary["grid"] is None  # the rows kept it out
+
+
+def test_an_element_already_over_in_reverse_takes_nothing_more_and_the_clearing_still_solves() -> None:
+    """feeder-a's 90 % quantile at 105 %: its room is -5 kW, held at 0 (a negative bound would be infeasible)."""
+    v = view()
+    fc = replace(v.forecast, quantiles=v.forecast.quantiles.copy())
+    fc.quantiles[2, 1, :] = 105.0
+    gi = grid_inputs(replace(v, forecast=fc), [("cheap", "station", ["a1"])], ["station"], 0.1)
+    assert [r.headroom_kw for r in gi.rows] == [{t: 0.0 for t in STARTS}]

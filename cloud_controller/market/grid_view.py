@@ -84,9 +84,31 @@ class GridView:
 
     # -- elements --------------------------------------------------------------------
 
+    def row(self, element: str) -> int:
+        """The forecast row of `element`: by id or name, or as a market id names it.
+
+        Market ids are lowercase without ':' (protocols.topics.ID_PATTERN), so a congestion
+        point `t_idx_118` is the element `T_idx_118` and `trafo-12` is `trafo:12`
+        (case-insensitive, '-' for ':'); two elements that would both match are refused.
+        """
+        try:
+            return self.forecast.index(element)
+        except KeyError:
+            pass
+        key = element.lower()
+        hits = {
+            i
+            for i, (e, n) in enumerate(zip(self.forecast.elements, self.forecast.names, strict=True))
+            if key in (e.lower().replace(":", "-"), n.lower().replace(":", "-"))
+        }
+        if len(hits) != 1:
+            why = "no element" if not hits else f"{len(hits)} elements"
+            raise KeyError(f"{why} of the forecast is {element!r}")
+        return hits.pop()
+
     def branch(self, element: str) -> tuple[int, int]:
-        """(forecast row, branch index) of a line or transformer by id ("line:3") or name; KeyError if none."""
-        row = self.forecast.index(element)
+        """(forecast row, branch index) of a line or transformer (see `row`); KeyError if none."""
+        row = self.row(element)
         eid = self.forecast.elements[row]
         if self.forecast.kinds[row] not in ("line", "transformer") or eid not in self.grid.branch_names:
             raise KeyError(f"{element!r} is a {self.forecast.kinds[row]}, not a line or transformer")

@@ -30,6 +30,7 @@ def test_the_need_is_the_risk_quantile_above_the_limit_in_kw() -> None:
     # 70 % quantile: halfway between 105 % (50 %) and 110 % (90 %) = 107.5 % -> 7.5 % x 4 kW/% = 30 kW
     assert v.relief_needed_kw("station", 0.3) == pytest.approx({t: 30.0 for t in STARTS})
     assert v.relief_needed_kw("trafo:0", 0.5) == pytest.approx({t: 20.0 for t in STARTS})
+    assert v.relief_needed_kw("trafo-0", 0.5) == v.relief_needed_kw("STATION", 0.5)  # as market ids name it
     assert view((80.0, 90.0, 99.0)).relief_needed_kw("station", 0.1) == {t: 0.0 for t in STARTS}
     with pytest.raises(ValueError, match=r"outside the forecast's levels .* choose a risk in \[0.1, 0.9\]"):
         v.relief_needed_kw("station", 0.05)

@@ -169,17 +169,25 @@ class MarketShell:
         return record
 
     async def on_forecast(self, latest: LatestForecast, plan: Any, planner: Any) -> list[RequestAction]:
-        """The service's hook after each background forecast: build its grid view, then `forecast_done`."""
+        """The service's hook after each background forecast: build its grid view, then `forecast_done`.
+
+        Never raises (the service's forecast loop must go on): a failure is counted and kept
+        with its reason, and the last view stays.
+        """
         try:
             view = await asyncio.to_thread(self._views.view, latest, plan, planner)
-        except Exception as exc:  # a view that cannot be built leaves the last one; counted and kept
+            return [] if view is None else await self.forecast_done(view)
+        except Exception as exc:
             self.stats.auto_errors += 1
             self.auto_errors.append(
-                {"congestion_point": "*", "reason": f"grid view: {exc}", "at": self.clock.now().isoformat()}
+                {
+                    "congestion_point": "*",
+                    "reason": f"{type(exc).__name__}: {exc}",
+                    "at": self.clock.now().isoformat(),
+                }
             )
-            log.exception("market grid view of the forecast failed")
+            log.exception("the market's step after the forecast failed")
             return []
-        return [] if view is None else await self.forecast_done(view)
 
     async def forecast_done(self, view: GridView) -> list[RequestAction]:
         """A new forecast: keep it for the clearing and post, revise or withdraw the DSO's requests."""

@@ -20,16 +20,20 @@ import numpy as np
 import pytest
 
 from cloud_controller.config import CloudConfig
+from cloud_controller.forecast.background import LatestForecast
 from cloud_controller.forecast.probabilistic import ProbabilisticCongestion
 from cloud_controller.forecast.result import ForecastOptions, ProbabilisticForecast
 from cloud_controller.grid import Region
 from cloud_controller.live.types import AssetRef, History, Plan, SiteRef, SiteSnapshot
+from cloud_controller.market.config import MarketConfig
+from cloud_controller.market.shell import MarketShell
 from cloud_controller.registry import Registry
 from cloud_controller.service import CloudController
 from protocols.assets import METER
 from protocols.clock import SimClock
 from protocols.market import MarketIsp, MarketOffer, MarketOption
 from protocols.messages import Command
+from protocols.mqtt import MqttConfig, MqttSession
 
 NOW = datetime(2030, 1, 15, 17, 0, tzinfo=UTC)
 T = 8
@@ -127,3 +131,24 @@ async def test_the_forecast_becomes_the_dsos_request_and_the_grid_of_the_clearin
     finally:
         ctl.market.close()
         ctl.store.close()
+
+
+async def test_a_failed_step_after_the_forecast_is_counted_and_the_loop_goes_on(
+    tmp_path: Path, region: Region
+) -> None:
+    """A planner whose sites do not fit its region: the view fails, counted with its reason, nothing raised."""
+    planner = NetPlanner(region)
+    plan = planner.plan(NOW, {}, None)  # type: ignore[arg-type]
+    latest = LatestForecast(
+        planner.probabilistic_forecast(plan, ForecastOptions(n_scenarios=10)), NOW, 900.0, NOW
+    )
+    planner.sites = [SiteRef("a1", 99, ())]  # household 99 is not in the three-house region
+    shell = MarketShell(
+        MarketConfig(), tmp_path / "m.sqlite", clock=SimClock(NOW), session=MqttSession(MqttConfig(port=1))
+    )
+    try:
+        assert await shell.on_forecast(latest, plan, planner) == []
+        assert shell.stats.auto_errors == 1 and shell.view is None
+        assert "IndexError" in shell.status()["auto_errors"][0]["reason"]
+    finally:
+        shell.close()

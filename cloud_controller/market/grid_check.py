@@ -100,7 +100,8 @@ def ac_check_of(
 
     def check(orders: Sequence[Order]) -> list[str]:
         isps = sorted({t for o in orders for t in o.kw})
-        rows = [i for i, t in enumerate(view.interval_starts) if isp_start(t) in set(isps)]
+        wanted = set(isps)
+        rows = [i for i, t in enumerate(view.interval_starts) if isp_start(t) in wanted]
         missing = sorted(set(isps) - {isp_start(view.interval_starts[i]) for i in rows})
         out = [f"ISP {t.isoformat()} is outside the forecast: not checked, not sent" for t in missing]
         if not rows:

@@ -3,8 +3,9 @@
 Why its own module: the service hands over what it has after a forecast (the forecast, the
 plan it forecast, the planner with its region and sites); turning that into a `GridView`
 needs the region's AC power-flow model, which is built once per fleet here and not per
-forecast. Duck-typed on the planner (`region`, `sites`), so planners without a region give
-no view and the market clears without grid rows, as before.
+forecast. Duck-typed on the planner (`region`, `sites`): a planner without a region, or a meshed
+region (its grid is not a radial tree), gives no view, says why (`unavailable`, in
+`GET /market/status`), and the market clears without grid rows, as before.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from cloud_controller.forecast.background import LatestForecast
+from cloud_controller.grid.radial import RadialGrid
 from cloud_controller.market.grid_check import pgm_power_flow
 from cloud_controller.market.grid_view import GridView, PowerFlow
 
@@ -27,6 +29,8 @@ class ViewBuilder:
     def __init__(self) -> None:
         self._key: tuple[int, tuple[int, ...]] | None = None
         self._pf: PowerFlow | None = None
+        #: why the last forecast gave no view (shown by GET /market/status), None when it did
+        self.unavailable: str | None = None
 
     def view(self, latest: LatestForecast, plan: Any, planner: Any) -> GridView | None:
         """The view of `latest` (forecast of `plan` by `planner`), or None when the planner has no region."""
@@ -34,7 +38,15 @@ class ViewBuilder:
         sites = getattr(planner, "sites", None)
         p50 = getattr(plan, "site_forecast_kw", None)
         if region is None or sites is None or p50 is None:
+            self.unavailable = "the planner gives no region, sites or per-site forecast"
             return None
+        if not isinstance(region.grid, RadialGrid):
+            # a meshed or multi-feed region (a DC grid): the rows need each site's path to the root
+            self.unavailable = (
+                f"the region's grid is a {type(region.grid).__name__}, not radial: no grid rows"
+            )
+            return None
+        self.unavailable = None
         households = [int(s.region_site) for s in sites]
         key = (id(region), tuple(households))
         if key != self._key or self._pf is None:

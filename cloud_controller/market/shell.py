@@ -175,8 +175,13 @@ class MarketShell:
         with its reason, and the last view stays.
         """
         try:
+            before = self._views.unavailable
             view = await asyncio.to_thread(self._views.view, latest, plan, planner)
-            return [] if view is None else await self.forecast_done(view)
+            if view is None:
+                if self._views.unavailable != before:
+                    log.warning("market: no grid view of the forecast: %s", self._views.unavailable)
+                return []
+            return await self.forecast_done(view)
         except Exception as exc:
             self.stats.auto_errors += 1
             self.auto_errors.append(
@@ -292,7 +297,7 @@ class MarketShell:
             "refusals": list(self.refusals),
             "auto_request": self.config.auto_request.model_dump(),
             "auto_errors": list(self.auto_errors),
-            "grid_view": None
+            "grid_view": {"unavailable": self._views.unavailable or "no forecast yet"}
             if self.view is None
             else {
                 "intervals": self.view.forecast.n_intervals,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -150,5 +151,28 @@ async def test_a_failed_step_after_the_forecast_is_counted_and_the_loop_goes_on(
         assert await shell.on_forecast(latest, plan, planner) == []
         assert shell.stats.auto_errors == 1 and shell.view is None
         assert "IndexError" in shell.status()["auto_errors"][0]["reason"]
+    finally:
+        shell.close()
+
+
+async def test_a_region_that_is_not_a_radial_tree_gives_no_grid_view_and_says_why(
+    tmp_path: Path, region: Region
+) -> None:
+    planner = NetPlanner(region)
+    plan = planner.plan(NOW, {}, None)  # type: ignore[arg-type]
+    latest = LatestForecast(
+        planner.probabilistic_forecast(plan, ForecastOptions(n_scenarios=10)), NOW, 900.0, NOW
+    )
+    planner.region = replace(region, grid=object())  # type: ignore[arg-type]  # as a meshed region's DC grid
+    shell = MarketShell(
+        MarketConfig(), tmp_path / "m.sqlite", clock=SimClock(NOW), session=MqttSession(MqttConfig(port=1))
+    )
+    try:
+        assert shell.status()["grid_view"] == {"unavailable": "no forecast yet"}
+        assert await shell.on_forecast(latest, plan, planner) == []
+        assert shell.view is None and shell.stats.auto_errors == 0
+        assert shell.status()["grid_view"] == {
+            "unavailable": "the region's grid is a object, not radial: no grid rows"
+        }
     finally:
         shell.close()

@@ -20,7 +20,19 @@ from cloud_controller.grid.radial import RadialGrid
 from cloud_controller.market.grid_check import pgm_power_flow
 from cloud_controller.market.grid_view import GridView, PowerFlow
 
-__all__ = ["ViewBuilder"]
+__all__ = ["ViewBuilder", "is_tree"]
+
+
+def is_tree(grid: Any) -> bool:
+    """A radial tree: one branch into every bus but the root, so each bus has one path up.
+
+    `DcGrid` (a meshed or multi-feed region, grid/meshed) is a `RadialGrid` by type, but its
+    branches may form loops or several trees; those fail this count.
+    """
+    if not isinstance(grid, RadialGrid):
+        return False
+    child = [int(c) for c in grid.child]
+    return len(child) == grid.n_bus - 1 and len(set(child)) == len(child) and int(grid.root) not in child
 
 
 class ViewBuilder:
@@ -40,10 +52,10 @@ class ViewBuilder:
         if region is None or sites is None or p50 is None:
             self.unavailable = "the planner gives no region, sites or per-site forecast"
             return None
-        if not isinstance(region.grid, RadialGrid):
+        if not is_tree(region.grid):
             # a meshed or multi-feed region (a DC grid): the rows need each site's path to the root
             self.unavailable = (
-                f"the region's grid is a {type(region.grid).__name__}, not radial: no grid rows"
+                f"the region's grid ({type(region.grid).__name__}) is not a radial tree: no grid rows"
             )
             return None
         self.unavailable = None

@@ -27,6 +27,7 @@ from cloud_controller.forecast.result import ForecastOptions, ProbabilisticForec
 from cloud_controller.grid import Region
 from cloud_controller.live.types import AssetRef, History, Plan, SiteRef, SiteSnapshot
 from cloud_controller.market.config import MarketConfig
+from cloud_controller.market.forecast_hook import is_tree
 from cloud_controller.market.shell import MarketShell
 from cloud_controller.registry import Registry
 from cloud_controller.service import CloudController
@@ -172,7 +173,22 @@ async def test_a_region_that_is_not_a_radial_tree_gives_no_grid_view_and_says_wh
         assert await shell.on_forecast(latest, plan, planner) == []
         assert shell.view is None and shell.stats.auto_errors == 0
         assert shell.status()["grid_view"] == {
-            "unavailable": "the region's grid is a object, not radial: no grid rows"
+            "unavailable": "the region's grid (object) is not a radial tree: no grid rows"
         }
     finally:
         shell.close()
+
+
+def test_a_grid_with_a_loop_is_not_a_tree(region: Region) -> None:
+    """As a meshed region's DcGrid (a RadialGrid by type): one more branch closes a loop."""
+    g = region.grid
+    assert is_tree(g)
+    looped = replace(
+        g,
+        parent=np.append(g.parent, g.child[-1]),
+        child=np.append(g.child, g.child[-2]),
+        rating_kw=np.append(g.rating_kw, 100.0),
+        r_pu_per_kw=np.append(g.r_pu_per_kw, 0.0),
+        branch_names=(*g.branch_names, "line:99"),
+    )
+    assert not is_tree(looped)

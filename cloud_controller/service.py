@@ -408,13 +408,15 @@ class CloudController:
         plan: Plan | None = first
         try:
             while plan is not None:
-                await asyncio.to_thread(
+                latest = await asyncio.to_thread(
                     self.congestion.run,
                     functools.partial(compute, plan, options),
                     plan_at=plan.at,
                     period_s=plan.period_s,
                     now=self.clock.now,
                 )
+                if latest is not None and self.config.market.enabled:  # the DSO's request, the grid rows
+                    await self.market.on_forecast(latest, plan, self._planner)
                 plan = self.congestion.release()
         except asyncio.CancelledError:
             self.congestion.abandon()

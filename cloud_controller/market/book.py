@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cloud_controller.market.clearing import ClearingOptions, Order, clear
+from cloud_controller.market.clearing import ClearingOptions, Order
 from cloud_controller.market.config import MarketConfig
+from cloud_controller.market.grid_check import clear_on_grid
+from cloud_controller.market.grid_view import GridView
 from cloud_controller.market.products import (
     ISP_S,
     FlexOffer,
@@ -113,6 +115,16 @@ class Book:
             self.store.put_request(req, "open", _ts(now))
         return req
 
+    def withdraw_request(self, request_id: str) -> None:
+        """Withdraw an open request (the need is gone); its offers are refused at the next clearing."""
+        with self._lock:
+            found = self.store.request(request_id)
+            if found is None:
+                raise Refused(404, "request_id", f"no request {request_id!r}")
+            if found[1] != "open":
+                raise Refused(409, "request_id", f"request {request_id!r} is {found[1]}: only an open one")
+            self.store.set_request_status(request_id, "withdrawn")
+
     # -- offers -----------------------------------------------------------------------
 
     def post_offer(self, offer: MarketOffer, fsp: str, now: datetime) -> MarketOffer:
@@ -175,10 +187,15 @@ class Book:
         gates = [self.gate_of(r) for r, _ in self.store.requests("open")]
         return min(gates) if gates else None
 
-    def clear(self, now: datetime, *, gate_closed_only: bool = False) -> ClearingRecord | None:
+    def clear(
+        self, now: datetime, *, gate_closed_only: bool = False, view: GridView | None = None
+    ) -> ClearingRecord | None:
         """Clear the open requests (only those past gate closure if asked) against the open offers.
 
-        None when there is nothing to clear. Expired open offers are marked expired.
+        None when there is nothing to clear. Expired open offers are marked expired. With a
+        grid `view` (the latest forecast), the clearing has grid rows for every other element
+        and the AC check (grid_check.py); a clearing the AC check blocks marks its requests
+        `blocked` (no orders: the curative guard keeps the grid).
         """
         with self._lock:
             reqs = [
@@ -188,13 +205,23 @@ class Book:
                 return None
             cps = {r.congestion_point for r in reqs}
             offers = []
+            sites: dict[str, list[str]] = {}
             for offer, _, received in self.store.offers(status="open"):
                 if offer.expires <= now:
                     self.store.set_offer_status(offer.offer_id, "expired")
                 elif offer.congestion_point in cps:
                     offers.append(_core_offer(offer, datetime.fromtimestamp(received, UTC)))
+                    sites[offer.offer_id] = list(offer.sites)
             opts = ClearingOptions(pricing=self.config.pricing, gate_closure_s=self.config.gate_closure_s)
-            result = clear([_core_request(r) for r in reqs], offers, now=now, options=opts)
+            result = clear_on_grid(
+                [_core_request(r) for r in reqs],
+                offers,
+                sites,
+                now=now,
+                options=opts,
+                view=view,
+                risk=self.config.auto_request.risk,
+            )
             clearing_id = f"c{int(now.timestamp())}-{len(self.store.clearings()) + 1}"
             orders = [
                 MarketOrder(
@@ -227,13 +254,17 @@ class Book:
                 ],
                 "refused": [{"offer_id": o, "reason": why} for o, why in result.refused],
                 "violations": list(result.violations),
+                "grid": None
+                if view is None
+                else {"rows": result.grid_rows, "risk": self.config.auto_request.risk},
             }
             self.store.put_clearing(clearing_id, _ts(now), summary, orders)
             short_cps = {cp for cp, _ in result.shortfall_kw}
             for r in reqs:
-                self.store.set_request_status(
-                    r.request_id, "partial" if r.congestion_point in short_cps else "cleared"
-                )
+                status = "partial" if r.congestion_point in short_cps else "cleared"
+                if result.status == "ac_check_failed":
+                    status = "blocked"
+                self.store.set_request_status(r.request_id, status)
             ordered = {o.offer_id for o in orders}
             refused = {o for o, _ in result.refused}
             for off in offers:

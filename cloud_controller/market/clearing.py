@@ -105,6 +105,7 @@ class Clearing:
     #: HiGHS's relative gap of the welfare: <= the option's `mip_rel_gap` when solved, larger
     #: when the time limit stopped it with a feasible clearing (then said here, never hidden).
     mip_gap: float = 0.0
+    grid_rows: int = 0  # other elements held to their headroom (GOPACS), set by grid_check
 
 
 def headroom_at_risk(limit_kw: float, flow_scenarios_kw: npt.ArrayLike, risk: float) -> float:

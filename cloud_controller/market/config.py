@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from protocols.topics import validate_id
 
-__all__ = ["FspConfig", "MarketConfig"]
+__all__ = ["AutoRequestConfig", "FspConfig", "MarketConfig"]
 
 
 class FspConfig(BaseModel):
@@ -25,6 +25,22 @@ class FspConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     token_file: Path | None = None
+
+
+class AutoRequestConfig(BaseModel):
+    """The DSO's request from the congestion forecast, and the risk the grid rows are held to."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Post, revise and withdraw requests at every congestion point after each forecast.
+    enabled: bool = False
+    #: P(exceed) an element may keep (the request's target and the grid rows'); the forecast's
+    #: quantiles (0.1, 0.5, 0.9) allow 0.1..0.9.
+    risk: float = Field(default=0.1, ge=0.1, le=0.9)
+    #: The DSO's value of relief (its cost of the alternative), EUR per kWh.
+    value_eur_per_kwh: float = Field(default=0.5, gt=0.0, le=1e4)
+    #: A need under this is no need, and the open request is revised only by this much.
+    min_kw: float = Field(default=1.0, gt=0.0, le=1e6)
 
 
 class MarketConfig(BaseModel):
@@ -46,6 +62,8 @@ class MarketConfig(BaseModel):
     auto_clear: bool = True
     #: Our policy, not a standard's: each kWh short costs this x the order's price per kWh.
     penalty_factor: float = Field(default=1.0, ge=0.0, le=100.0)
+    #: Requests from the forecast; its `risk` also holds the grid rows (GOPACS) of every clearing.
+    auto_request: AutoRequestConfig = Field(default_factory=AutoRequestConfig)
 
     @model_validator(mode="after")
     def _ids(self) -> Self:

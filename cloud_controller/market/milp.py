@@ -81,7 +81,9 @@ def _grid_rows(
         loaded = [(i, sens, opt) for i, sens, opt in loaded if sens]
         for t, headroom in sorted(row.headroom_kw.items()):
             terms = [(i, sens * opt.kw.get(t, 0.0)) for i, sens, opt in loaded if opt.kw.get(t, 0.0)]
-            if terms:
+            # a row that every offer at full activation cannot reach is left out (a <= 1): most
+            # of an element-by-ISP grid never binds, and HiGHS would carry it anyway
+            if terms and sum(v for _, v in terms if v > 0) > headroom:
                 mat.row(terms, -np.inf, headroom)
 
 

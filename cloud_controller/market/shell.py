@@ -21,8 +21,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cloud_controller.forecast.background import LatestForecast
+from cloud_controller.market.auto_request import RequestAction, request_action
 from cloud_controller.market.book import Book, ClearingRecord, Metering, Refused
 from cloud_controller.market.config import MarketConfig
+from cloud_controller.market.forecast_hook import ViewBuilder
+from cloud_controller.market.grid_view import GridView
 from cloud_controller.market.store import MarketStore
 from protocols.clock import Clock
 from protocols.errors import ConfigError, ContractError
@@ -47,6 +51,14 @@ class MarketStats:
     publish_failed: int = 0
     auto_clearings: int = 0
     clearing_errors: int = 0
+    #: the DSO's requests from the forecast (auto_request.py), and what stopped them
+    auto_posted: int = 0
+    auto_revised: int = 0
+    auto_withdrawn: int = 0
+    auto_errors: int = 0
+    #: clearings the AC check blocked (no orders), and offers it trimmed
+    ac_blocked: int = 0
+    ac_trimmed: int = 0
 
 
 def _check_sites(config: MarketConfig, registered: set[str]) -> None:
@@ -79,6 +91,10 @@ class MarketShell:
         self.stats = MarketStats()
         self.refusals: deque[dict[str, str]] = deque(maxlen=MAX_REFUSALS_KEPT)
         self.wake = asyncio.Event()  # set by a new request: the next gate may be earlier
+        #: the latest forecast with its grid (grid rows and AC check of every clearing); None: none yet
+        self.view: GridView | None = None
+        self.auto_errors: deque[dict[str, str]] = deque(maxlen=MAX_REFUSALS_KEPT)
+        self._views = ViewBuilder()
 
     def close(self) -> None:
         """Close the store."""
@@ -138,11 +154,102 @@ class MarketShell:
         log.warning("market offer on %s refused: %s: %s", topic, field, reason)
 
     async def clear_now(self, *, gate_closed_only: bool = False) -> ClearingRecord | None:
-        """Clear (in a worker thread: HiGHS) and send the orders."""
-        record = await asyncio.to_thread(self.book.clear, self.clock.now(), gate_closed_only=gate_closed_only)
+        """Clear (in a worker thread: HiGHS) on the latest grid view and send the orders."""
+        record = await asyncio.to_thread(
+            self.book.clear, self.clock.now(), gate_closed_only=gate_closed_only, view=self.view
+        )
         if record is not None:
+            if record.summary["status"] == "ac_check_failed":
+                self.stats.ac_blocked += 1
+                log.warning("market clearing blocked by the AC check: %s", record.summary["violations"][:3])
+            self.stats.ac_trimmed += sum(
+                1 for r in record.summary["refused"] if r["reason"].startswith("ac_check")
+            )
             await self.clearing_done(record)
         return record
+
+    async def on_forecast(self, latest: LatestForecast, plan: Any, planner: Any) -> list[RequestAction]:
+        """The service's hook after each background forecast: build its grid view, then `forecast_done`.
+
+        Never raises (the service's forecast loop must go on): a failure is counted and kept
+        with its reason, and the last view stays.
+        """
+        try:
+            before = self._views.unavailable
+            view = await asyncio.to_thread(self._views.view, latest, plan, planner)
+            if view is None:
+                if self._views.unavailable != before:
+                    log.warning("market: no grid view of the forecast: %s", self._views.unavailable)
+                return []
+            return await self.forecast_done(view)
+        except Exception as exc:
+            self.stats.auto_errors += 1
+            self.auto_errors.append(
+                {
+                    "congestion_point": "*",
+                    "reason": f"{type(exc).__name__}: {exc}",
+                    "at": self.clock.now().isoformat(),
+                }
+            )
+            log.exception("the market's step after the forecast failed")
+            return []
+
+    async def forecast_done(self, view: GridView) -> list[RequestAction]:
+        """A new forecast: keep it for the clearing and post, revise or withdraw the DSO's requests."""
+        self.view = view
+        if not (self.config.enabled and self.config.auto_request.enabled):
+            return []
+        actions = await asyncio.to_thread(self._auto_actions, view, self.clock.now())
+        for action in actions:
+            if action.request is not None:
+                await self.request_posted(action.request)
+        return actions
+
+    def _auto_actions(self, view: GridView, now: datetime) -> list[RequestAction]:
+        cfg = self.config.auto_request
+        done: list[RequestAction] = []
+        for cp in sorted(self.config.congestion_points):
+            try:
+                needed = view.relief_needed_kw(cp, cfg.risk)
+                open_req = next(
+                    (r for r, _ in self.book.store.requests("open") if r.congestion_point == cp), None
+                )
+                ordered = {
+                    i.start
+                    for o in self.book.store.orders()
+                    if o.congestion_point == cp
+                    for i in o.isps
+                    if i.kw > 0
+                }
+                action = request_action(
+                    cp,
+                    needed,
+                    open_req,
+                    ordered,
+                    now=now,
+                    gate_closure_s=self.config.gate_closure_s,
+                    policy=cfg,
+                    serial=len(self.book.store.requests()),
+                )
+                if action is None:
+                    continue
+                if action.request is None:
+                    self.book.withdraw_request(action.request_id)
+                    self.stats.auto_withdrawn += 1
+                else:
+                    self.book.post_request(action.request, now)
+                    self.stats.auto_posted += action.kind == "post"
+                    self.stats.auto_revised += action.kind == "revise"
+                done.append(action)
+            except (
+                KeyError,
+                ValueError,
+                Refused,
+            ) as exc:  # counted and kept: a DSO that cannot ask is a fault
+                self.stats.auto_errors += 1
+                self.auto_errors.append({"congestion_point": cp, "reason": str(exc), "at": now.isoformat()})
+                log.warning("automatic request at %s failed: %s", cp, exc)
+        return done
 
     async def settle_now(self, metering: Metering) -> tuple[list[MarketSettlement], list[dict[str, str]]]:
         """Settle what is due from the metered data and send the settlements."""
@@ -188,4 +295,12 @@ class MarketShell:
             "next_gate": gate.isoformat() if gate else None,
             "stats": vars(self.stats).copy(),
             "refusals": list(self.refusals),
+            "auto_request": self.config.auto_request.model_dump(),
+            "auto_errors": list(self.auto_errors),
+            "grid_view": {"unavailable": self._views.unavailable or "no forecast yet"}
+            if self.view is None
+            else {
+                "intervals": self.view.forecast.n_intervals,
+                "from": self.view.interval_starts[0].isoformat(),
+            },
         }

@@ -11,7 +11,16 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Final, Literal, Self
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from protocols.topics import ID_PATTERN
 
@@ -68,7 +77,13 @@ ShortText = Annotated[str, Field(max_length=64)]
 Quality = Literal["good", "stale", "bad"]
 AckStatus = Literal["applied", "clamped", "rejected", "expired", "failed"]
 CommandKind = Literal[
-    "p_limit_kw", "p_setpoint_kw", "soc_target_pct", "t_setpoint_c", "mode", "site_import_max_kw"
+    "p_limit_kw",
+    "p_setpoint_kw",
+    "soc_target_pct",
+    "t_setpoint_c",
+    "mode",
+    "site_import_max_kw",
+    "fan_speed_pct",
 ]
 #: A DSO's dynamic site cap (§14a-style "dimming"): the most the whole site may import, in kW,
 #: over the command's validity window. It is a site-level kind: addressed to the site's meter
@@ -79,6 +94,17 @@ SITE_IMPORT_MAX_KW: Final = "site_import_max_kw"
 SITE_COMMAND_KINDS: Final[frozenset[str]] = frozenset({SITE_IMPORT_MAX_KW})
 Mode = Literal["auto", "self_consumption", "hold", "fallback"]
 AssetKind = Literal["battery", "pv", "ev", "hp", "thermal_storage", "hvac", "meter", "load", "other"]
+
+
+class _OmitUnsetRequestId(BaseModel):
+    """Leaves `request_id` off the wire when unset: agents from before the field still accept the message."""
+
+    @model_serializer(mode="wrap")
+    def _omit_request_id(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        data: dict[str, object] = handler(self)
+        if data.get("request_id", 0) is None:
+            del data["request_id"]
+        return data
 
 
 def new_msg_id() -> str:
@@ -210,12 +236,18 @@ class FlexEnvelope(_Envelope):
     assets: list[AssetFlex] = Field(max_length=256)
 
 
-class Command(_Envelope):
+class Command(_OmitUnsetRequestId, _Envelope):
     """A setpoint for one asset, valid in [valid_from, valid_until); `sig` is an optional HMAC under key `kid`.
 
     `fence` is the dispatcher's fencing token (its lease's, growing with every change of
     dispatcher): an agent refuses a command whose token is lower than the highest it has
     seen, so a dispatcher that lost its lease cannot command equipment (docs/contract.md).
+
+    `request_id` names the DR request a command activates (docs/dr.md), so its ack and the
+    request's delivery link back to it. Optional and, when absent, left out of the signed
+    bytes and of the wire (unlike the other optional fields, serialised as null): a
+    command without it is byte for byte what it was before the field, so agents from
+    before it accept it and its signature verifies unchanged.
     """
 
     cmd_id: MsgId
@@ -228,6 +260,7 @@ class Command(_Envelope):
     fence: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = None
     kid: KeyId | None = None
     sig: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    request_id: MsgId | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -245,8 +278,8 @@ class Command(_Envelope):
         return self
 
 
-class Ack(_Envelope):
-    """The edge's answer to one command."""
+class Ack(_OmitUnsetRequestId, _Envelope):
+    """The edge's answer to one command; `request_id` echoes the command's DR request (optional)."""
 
     cmd_id: MsgId
     asset: AssetId
@@ -255,6 +288,7 @@ class Ack(_Envelope):
     applied_value: Finite | Mode | None = None
     read_back: Finite | None = None
     reason: Text | None = None
+    request_id: MsgId | None = None
 
 
 class Event(_Envelope):

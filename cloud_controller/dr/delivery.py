@@ -1,0 +1,146 @@
+"""Measured DR delivery per site and interval against a stated baseline (pure).
+
+Baseline: what the site would have drawn without the request, fixed at selection time —
+the planner's per-site forecast (the median of its latest plan, the one the selection
+saw) averaged over each interval; where the plan does not cover an interval, or no plan
+exists (dispatch off), the site's latest measured power at selection time. Each
+interval's report names which (`baseline_source`).
+
+Actual: the mean of the site meter's good samples in the interval (load-positive kW).
+Delivered: baseline − actual for a `reduce` request, actual − baseline for `increase`.
+Shortfall: max(0, selected − delivered), selected being the site's share of the
+selection in that interval (a magnitude). An interval without telemetry has no actual:
+it reports `actual_kw = None`, nothing delivered and all of it short — never a silent 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+__all__ = ["IntervalDelivery", "baseline_per_interval", "interval_delivery", "site_selected_kw", "totals"]
+
+Direction = Literal["reduce", "increase"]
+
+
+@dataclass(frozen=True)
+class IntervalDelivery:
+    """One site's delivery in one interval (kW, load-positive baseline and actual)."""
+
+    site: str
+    step: int
+    start: str
+    end: str
+    baseline_kw: float
+    baseline_source: str
+    actual_kw: float | None
+    selected_kw: float
+    delivered_kw: float
+    shortfall_kw: float
+    samples: int
+
+    def json(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return asdict(self)
+
+
+def site_selected_kw(sources: Sequence[Mapping[str, Any]], n_steps: int) -> dict[str, list[float]]:
+    """Per site the selected magnitude per step (|Σ signed kW of its sources|)."""
+    out: dict[str, list[float]] = {}
+    for s in sources:
+        row = out.setdefault(str(s["site"]), [0.0] * n_steps)
+        for k, v in enumerate(s["kw"][:n_steps]):
+            row[k] += float(v)
+    return {site: [abs(v) for v in row] for site, row in out.items()}
+
+
+def baseline_per_interval(
+    bounds: Sequence[tuple[datetime, datetime]],
+    *,
+    plan_at: datetime | None,
+    period_s: float,
+    forecast_kw: Sequence[float] | None,
+    p_now_kw: float | None,
+) -> tuple[list[float], list[str]]:
+    """The baseline kW per interval and where each came from (`forecast` or `measured`).
+
+    An interval takes the time-weighted mean of the forecast periods it overlaps when the
+    plan covers all of it; otherwise the measured power (0 when the site never reported).
+    """
+    values: list[float] = []
+    sources: list[str] = []
+    for start, end in bounds:
+        mean = None
+        if plan_at is not None and forecast_kw is not None and len(forecast_kw) > 0 and period_s > 0:
+            mean = _forecast_mean(start, end, plan_at, period_s, forecast_kw)
+        if mean is None:
+            values.append(float(p_now_kw) if p_now_kw is not None else 0.0)
+            sources.append("measured" if p_now_kw is not None else "none")
+        else:
+            values.append(mean)
+            sources.append("forecast")
+    return values, sources
+
+
+def _forecast_mean(
+    start: datetime, end: datetime, plan_at: datetime, period_s: float, forecast_kw: Sequence[float]
+) -> float | None:
+    t0 = (start - plan_at).total_seconds() / period_s
+    t1 = (end - plan_at).total_seconds() / period_s
+    if t0 < 0 or t1 > len(forecast_kw) or t1 <= t0:
+        return None
+    total = 0.0
+    k = math.floor(t0)
+    while k < t1:
+        lo, hi = max(t0, k), min(t1, k + 1)
+        total += float(forecast_kw[k]) * (hi - lo)
+        k += 1
+    return total / (t1 - t0)
+
+
+def interval_delivery(
+    *,
+    site: str,
+    step: int,
+    bounds: tuple[datetime, datetime],
+    direction: Direction,
+    baseline_kw: float,
+    baseline_source: str,
+    samples_kw: Sequence[float],
+    selected_kw: float,
+) -> IntervalDelivery:
+    """The delivery of one site in one interval from its meter's samples there."""
+    actual = sum(samples_kw) / len(samples_kw) if samples_kw else None
+    if actual is None:
+        delivered = 0.0
+    else:
+        delivered = baseline_kw - actual if direction == "reduce" else actual - baseline_kw
+    return IntervalDelivery(
+        site=site,
+        step=step,
+        start=bounds[0].isoformat(),
+        end=bounds[1].isoformat(),
+        baseline_kw=round(baseline_kw, 6),
+        baseline_source=baseline_source,
+        actual_kw=None if actual is None else round(actual, 6),
+        selected_kw=round(selected_kw, 6),
+        delivered_kw=round(delivered, 6),
+        shortfall_kw=round(max(0.0, selected_kw - delivered), 6),
+        samples=len(samples_kw),
+    )
+
+
+def totals(rows: Sequence[Mapping[str, Any]], dt_h: float) -> dict[str, float]:
+    """Totals: kW summed over sites per interval, then energy over the intervals (kWh = Σ kW · Δt)."""
+    sel = sum(float(r["selected_kw"]) for r in rows)
+    dlv = sum(float(r["delivered_kw"]) for r in rows)
+    short = sum(float(r["shortfall_kw"]) for r in rows)
+    return {
+        "selected_kwh": round(sel * dt_h, 6),
+        "delivered_kwh": round(dlv * dt_h, 6),
+        "shortfall_kwh": round(short * dt_h, 6),
+        "delivered_pct": round(100.0 * dlv / sel, 3) if sel > 0 else 0.0,
+    }

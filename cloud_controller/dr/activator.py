@@ -53,6 +53,9 @@ log = logging.getLogger(__name__)
 #: Ack status → the name a request's counts use.
 ACK_NAMES = {"applied": "ok", "clamped": "clamped", "rejected": "rejected", "expired": "expired"}
 _METER = Points.METER_P_KW
+#: How far before an interval its opening meter value is looked for (agents report on change,
+#: and at least every `poll.max_age_s`, 60 s by default).
+HOLD_LOOKBACK_S = 900.0
 
 
 @dataclass(frozen=True)
@@ -256,7 +259,9 @@ class DrActivator:
                 continue
             rows = []
             for site, sel_kw in selected.items():
-                samples = self.ctx.store.read_series(site, _METER.asset, _METER.point, start, end)
+                samples = self.ctx.store.read_series(
+                    site, _METER.asset, _METER.point, start - timedelta(seconds=HOLD_LOOKBACK_S), end
+                )
                 base = run["baseline"].get(
                     site, {"kw": [0.0] * len(bounds), "source": ["none"] * len(bounds)}
                 )
@@ -268,7 +273,7 @@ class DrActivator:
                         direction=req.direction,
                         baseline_kw=float(base["kw"][k]),
                         baseline_source=str(base["source"][k]),
-                        samples_kw=[v for _, v in samples],
+                        samples=samples,
                         selected_kw=sel_kw[k],
                     ).json()
                 )

@@ -6,7 +6,10 @@ saw) averaged over each interval; where the plan does not cover an interval, or 
 exists (dispatch off), the site's latest measured power at selection time. Each
 interval's report names which (`baseline_source`).
 
-Actual: the mean of the site meter's good samples in the interval (load-positive kW).
+Actual: the time-weighted mean of the site meter's good samples over the interval
+(load-positive kW), each held until the next. Agents report on change (and at least
+every `poll.max_age_s`), so a steady value leaves no sample inside the interval: the last
+one before its start is its value until the next (`hold_mean`).
 Delivered: baseline − actual for a `reduce` request, actual − baseline for `increase`.
 Shortfall: max(0, selected − delivered), selected being the site's share of the
 selection in that interval (a magnitude). An interval without telemetry has no actual:
@@ -21,7 +24,14 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-__all__ = ["IntervalDelivery", "baseline_per_interval", "interval_delivery", "site_selected_kw", "totals"]
+__all__ = [
+    "IntervalDelivery",
+    "baseline_per_interval",
+    "hold_mean",
+    "interval_delivery",
+    "site_selected_kw",
+    "totals",
+]
 
 Direction = Literal["reduce", "increase"]
 
@@ -101,6 +111,27 @@ def _forecast_mean(
     return total / (t1 - t0)
 
 
+def hold_mean(
+    samples: Sequence[tuple[datetime, float]], start: datetime, end: datetime
+) -> tuple[float | None, int]:
+    """(time-weighted mean over [start, end) of the samples held until the next, samples used).
+
+    `samples` oldest first, any before `start` allowed (the last of them opens the
+    interval). Without one at or before `start`, the mean runs from the first sample
+    inside; None when there is none at all.
+    """
+    prior = [(t, v) for t, v in samples if t <= start]
+    inside = [(t, v) for t, v in samples if start < t < end]
+    points = ([(start, prior[-1][1])] if prior else []) + inside
+    if not points:
+        return None, 0
+    total = 0.0
+    for (t, v), nxt in zip(points, [*points[1:], (end, 0.0)], strict=True):
+        total += v * (nxt[0] - t).total_seconds()
+    span = (end - points[0][0]).total_seconds()
+    return (total / span if span > 0 else points[-1][1]), len(points)
+
+
 def interval_delivery(
     *,
     site: str,
@@ -109,11 +140,11 @@ def interval_delivery(
     direction: Direction,
     baseline_kw: float,
     baseline_source: str,
-    samples_kw: Sequence[float],
+    samples: Sequence[tuple[datetime, float]],
     selected_kw: float,
 ) -> IntervalDelivery:
-    """The delivery of one site in one interval from its meter's samples there."""
-    actual = sum(samples_kw) / len(samples_kw) if samples_kw else None
+    """The delivery of one site in one interval from its meter's samples (and the last one before it)."""
+    actual, n_used = hold_mean(samples, bounds[0], bounds[1])
     if actual is None:
         delivered = 0.0
     else:
@@ -129,7 +160,7 @@ def interval_delivery(
         selected_kw=round(selected_kw, 6),
         delivered_kw=round(delivered, 6),
         shortfall_kw=round(max(0.0, selected_kw - delivered), 6),
-        samples=len(samples_kw),
+        samples=n_used,
     )
 
 

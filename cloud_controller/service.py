@@ -140,6 +140,7 @@ class CloudController:
                 store=self.store,
                 tracker=self.tracker,
                 keys=self._signing_keys,
+                can_send=lambda: self.lease is None or self._fence_now() is not None,
             ),
             clock=clock,
             send=self._publish_commands,

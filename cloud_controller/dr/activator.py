@@ -69,6 +69,9 @@ class RunContext:
     store: Store
     tracker: CommandTracker
     keys: Mapping[str, bytes | SigningKey]
+    #: False while this worker may not command (a standby dispatcher: no lease): it then
+    #: changes nothing, so the lease holder sends every step.
+    can_send: Callable[[], bool] = lambda: True
 
 
 def _iso(t: datetime) -> str:
@@ -208,6 +211,8 @@ class DrActivator:
             await self.clock.sleep(period_s)
 
     async def _tick(self) -> None:
+        if not self.ctx.can_send():
+            return
         now = self.clock.now()
         for record in self.dr.requests.all():
             if record.status in ("refused", "completed"):

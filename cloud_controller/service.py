@@ -26,7 +26,7 @@ from cloud_controller.auth import ApiTokens, Auth
 from cloud_controller.commands import CommandTracker
 from cloud_controller.config import CloudConfig
 from cloud_controller.dr.activation import filter_planner
-from cloud_controller.dr.activator import DrActivator, RunContext
+from cloud_controller.dr.activator import controller_activator
 from cloud_controller.dr.service import DrService
 from cloud_controller.forecast.background import BackgroundForecast
 from cloud_controller.forecast.result import ForecastOptions
@@ -130,24 +130,7 @@ class CloudController:
         self._forecast_task: asyncio.Task[None] | None = None
         self._signing_keys = signing_keys(config, registry)
         self.session = mqtt_session(config, role, on_connect=self._on_connect)
-        self.dr_activator = DrActivator(
-            self.dr,
-            RunContext(
-                sites={s.site: s for s in registry.sites},
-                site_order=registry.ids,
-                snapshots=lambda: self.snapshots,
-                plan=lambda: self.last_plan,
-                store=self.store,
-                tracker=self.tracker,
-                keys=self._signing_keys,
-                can_send=lambda: self.lease is None or self._fence_now() is not None,
-            ),
-            clock=clock,
-            send=self._publish_commands,
-            publish_report=self.publish_dr_report,
-            lead_s=config.dr.lead_s,
-            report_after_s=config.dr.report_after_s,
-        )
+        self.dr_activator = controller_activator(self)
         self.lease: DispatchLease | None = None
         if role in ("all", "dispatch") and config.control.dispatch:
             self.lease = DispatchLease(

@@ -26,7 +26,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloud_controller.commands import CommandTracker
 from cloud_controller.dr.activation import (
@@ -46,7 +46,10 @@ from protocols.clock import Clock
 from protocols.messages import Command
 from protocols.signing import SigningKey
 
-__all__ = ["ACK_NAMES", "DrActivator", "RunContext"]
+if TYPE_CHECKING:
+    from cloud_controller.service import CloudController
+
+__all__ = ["ACK_NAMES", "DrActivator", "RunContext", "controller_activator"]
 
 log = logging.getLogger(__name__)
 
@@ -338,3 +341,29 @@ class DrActivator:
             "intervals": run.get("intervals", []),
             "totals": run.get("totals", {}),
         }
+
+
+def controller_activator(ctl: CloudController) -> DrActivator:
+    """The controller's activator: its sites, snapshots, latest plan, store, tracker, keys and sender.
+
+    Commands leave through `ctl._publish_commands` (the one sender: fence, signature,
+    tracker); nothing is changed while the dispatch lease is not held.
+    """
+    return DrActivator(
+        ctl.dr,
+        RunContext(
+            sites={s.site: s for s in ctl.registry.sites},
+            site_order=ctl.registry.ids,
+            snapshots=lambda: ctl.snapshots,
+            plan=lambda: ctl.last_plan,
+            store=ctl.store,
+            tracker=ctl.tracker,
+            keys=ctl._signing_keys,
+            can_send=lambda: ctl.lease is None or ctl._fence_now() is not None,
+        ),
+        clock=ctl.clock,
+        send=ctl._publish_commands,
+        publish_report=ctl.publish_dr_report,
+        lead_s=ctl.config.dr.lead_s,
+        report_after_s=ctl.config.dr.report_after_s,
+    )

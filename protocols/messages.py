@@ -11,16 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Final, Literal, Self
 
-from pydantic import (
-    AfterValidator,
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
-    Field,
-    SerializerFunctionWrapHandler,
-    model_serializer,
-    model_validator,
-)
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from protocols.topics import ID_PATTERN
 
@@ -96,15 +87,9 @@ Mode = Literal["auto", "self_consumption", "hold", "fallback"]
 AssetKind = Literal["battery", "pv", "ev", "hp", "thermal_storage", "hvac", "meter", "load", "other"]
 
 
-class _OmitUnsetRequestId(BaseModel):
-    """Leaves `request_id` off the wire when unset: agents from before the field still accept the message."""
-
-    @model_serializer(mode="wrap")
-    def _omit_request_id(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
-        data: dict[str, object] = handler(self)
-        if data.get("request_id", 0) is None:
-            del data["request_id"]
-        return data
+def _unset(value: object) -> bool:
+    """`exclude_if` of `request_id`: left off the wire when unset (older agents refuse unknown keys)."""
+    return value is None
 
 
 def new_msg_id() -> str:
@@ -236,7 +221,7 @@ class FlexEnvelope(_Envelope):
     assets: list[AssetFlex] = Field(max_length=256)
 
 
-class Command(_OmitUnsetRequestId, _Envelope):
+class Command(_Envelope):
     """A setpoint for one asset, valid in [valid_from, valid_until); `sig` is an optional HMAC under key `kid`.
 
     `fence` is the dispatcher's fencing token (its lease's, growing with every change of
@@ -260,7 +245,7 @@ class Command(_OmitUnsetRequestId, _Envelope):
     fence: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = None
     kid: KeyId | None = None
     sig: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
-    request_id: MsgId | None = None
+    request_id: MsgId | None = Field(default=None, exclude_if=_unset)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -278,7 +263,7 @@ class Command(_OmitUnsetRequestId, _Envelope):
         return self
 
 
-class Ack(_OmitUnsetRequestId, _Envelope):
+class Ack(_Envelope):
     """The edge's answer to one command; `request_id` echoes the command's DR request (optional)."""
 
     cmd_id: MsgId
@@ -288,7 +273,7 @@ class Ack(_OmitUnsetRequestId, _Envelope):
     applied_value: Finite | Mode | None = None
     read_back: Finite | None = None
     reason: Text | None = None
-    request_id: MsgId | None = None
+    request_id: MsgId | None = Field(default=None, exclude_if=_unset)
 
 
 class Event(_Envelope):

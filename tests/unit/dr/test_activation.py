@@ -150,6 +150,11 @@ def test_without_a_request_id_the_wire_and_the_signature_are_as_before() -> None
     assert isinstance(back, Ack) and back.request_id == "r"
     # a pre-field payload (no key at all) still decodes
     assert decode(site_topic("s1", "cmd"), encode(cmd)) == cmd
+    # the published JSON Schema (`gridflex schema`) still lists every field, the new one optional
+    for model in (Command, Ack):
+        schema = model.model_json_schema(mode="serialization")
+        assert "request_id" in schema["properties"] and "request_id" not in schema["required"]
+        assert "cmd_id" in schema["required"]
 
 
 def test_interval_bounds_end_on_the_window() -> None:

@@ -184,22 +184,23 @@ async def test_request_activates_the_battery_and_reports_delivery(
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{ctl.api_port}", headers=auth, timeout=30
         ) as http:
+            # starting inside the activator's 2 s lead: the post's own tick sends the commands
             posted = await http.post(
-                "/dr/requests", json=_request("e2e", datetime.now(UTC) + timedelta(seconds=2.5), 1, 4.0)
+                "/dr/requests", json=_request("e2e", datetime.now(UTC) + timedelta(seconds=1.5), 1, 4.0)
             )
             assert posted.status_code == 201, posted.text
-            assert posted.json()["status"] == "selected"
+            assert posted.json()["status"] == "selected"  # as selected; activated right after
             sel = {(s["site"], s["asset"]): s["kw"] for s in posted.json()["selection"]["sources"]}
             assert sel == {(SITE, BAT): [-3.0]}
+            assert (await http.get("/dr/requests/e2e")).json()["status"] == "active"
+            # the planner's command to the held battery is dropped during the event
+            await ctl.dispatch_once()
             truth = bed.buildings[SITE].battery
             assert truth is not None
             # the battery's setpoint register, written through Modbus by the agent (remote mode, -3 kW)
             await _until(
                 lambda: truth.setpoint_kw == pytest.approx(-3.0, abs=0.01), 15, "the setpoint register"
             )
-            assert (await http.get("/dr/requests/e2e")).json()["status"] == "active"
-            # the planner's command to the held battery is dropped during the event
-            await ctl.dispatch_once()
             await _until(
                 lambda: ctl.dr_activator.report("e2e")["status"] == "completed",  # type: ignore[index]
                 30,

@@ -5,7 +5,9 @@ service calls it about once a second, and right after a post or a cancel):
 
 1. a request whose first interval opens within `lead_s` goes `selected`/`partial` → `active`;
    each interval's commands are sent once, through the service's own sender (fenced with the
-   dispatch lease's token, signed per site, tracked for acks) — never a second publisher;
+   dispatch lease's token, signed per site, tracked for acks) — never a second publisher; a
+   command the sender could not publish (broker away) is counted (`send_failures`) and sent
+   again at the next tick while its interval is open;
 2. acks of the request's commands are counted from the service's command tracker
    (`ok` = applied, `clamped`, `rejected`, `expired`, `failed`, `missing`, `pending`);
 3. an interval `report_after_s` past its end (the agents' telemetry has reached the store)
@@ -236,14 +238,30 @@ class DrActivator:
         for k, (start, end) in enumerate(_bounds(run)):
             if k in run["sent_steps"] or not (start - timedelta(seconds=self.lead_s) <= now < end):
                 continue
-            cmds = step_commands(now, rid, k, (start, end), acts, self.ctx.keys)
-            run["sent_steps"].append(k)
+            cmds = [
+                c
+                for c in step_commands(now, rid, k, (start, end), acts, self.ctx.keys)
+                if c.cmd_id not in run["cmd_ids"]
+            ]
             run["cmd_ids"].update({c.cmd_id: k for c in cmds})
-            self.dr.requests.put_run(rid, run)  # before sending: a restart never sends a step twice
+            self.dr.requests.put_run(rid, run)  # before sending: a restart never sends a command twice
             if record.status in ("selected", "partial"):
                 record = self._status(record, "active")
-            await self._send(cmds)
-            log.info("DR %s: step %d, %d commands", rid, k, len(cmds))
+            failed = await self._send_tracked(cmds)
+            for cmd_id in failed:  # not published (broker away, lease lost): the next tick tries again
+                del run["cmd_ids"][cmd_id]
+            run["send_failures"] = run.get("send_failures", 0) + len(failed)
+            if not failed:
+                run["sent_steps"].append(k)
+            self.dr.requests.put_run(rid, run)
+            log.info("DR %s: step %d, %d commands, %d not published", rid, k, len(cmds), len(failed))
+
+    async def _send_tracked(self, cmds: list[Command]) -> list[str]:
+        """Send through the service; the ids the tracker did not keep (the publish failed or was refused)."""
+        if not cmds:
+            return []
+        await self._send(cmds)
+        return [c.cmd_id for c in cmds if c.cmd_id not in self.ctx.tracker.sent]
 
     def _count_acks(self, run: dict[str, Any]) -> None:
         """Counts per ack name; each command's last known answer is kept (the tracker forgets old ones)."""
@@ -303,15 +321,21 @@ class DrActivator:
 
     async def _release(self, record: DrRecord, run: dict[str, Any], now: datetime) -> None:
         rid = record.request.request_id
-        run["released"] = True
         live = _bounds(run)[-1][1] > now
         acts = [Actuation.from_json(a) for a in run["actuations"]]
-        cmds = release_commands(now, rid, acts, self.ctx.keys) if run["sent_steps"] and live else []
+        cmds = release_commands(now, rid, acts, self.ctx.keys) if run["cmd_ids"] and live else []
         run["cmd_ids"].update({c.cmd_id: -1 for c in cmds})
+        run["released"] = True
         self.dr.requests.put_run(rid, run)
+        failed = await self._send_tracked(cmds)
+        if failed:  # tried again at the next tick (new ids: the same release values)
+            for cmd_id in failed:
+                del run["cmd_ids"][cmd_id]
+            run["send_failures"] = run.get("send_failures", 0) + len(failed)
+            run["released"] = False
+            self.dr.requests.put_run(rid, run)
         if cmds:
-            await self._send(cmds)
-            log.info("DR %s cancelled: %d release commands", rid, len(cmds))
+            log.info("DR %s cancelled: %d release commands, %d not published", rid, len(cmds), len(failed))
 
     def _status(self, record: DrRecord, status: RequestStatus) -> DrRecord:
         current = self.dr.requests.get(record.request.request_id)
@@ -337,6 +361,7 @@ class DrActivator:
             "acks": run.get("acks", {}),
             "not_commandable": run.get("not_commandable", []),
             "dropped_planner_commands": run.get("dropped_planner_commands", 0),
+            "send_failures": run.get("send_failures", 0),
             "baseline": run.get("baseline", {}),
             "intervals": run.get("intervals", []),
             "totals": run.get("totals", {}),

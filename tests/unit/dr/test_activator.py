@@ -43,6 +43,7 @@ class Rig:
     snapshots: dict[str, SiteSnapshot]
     sent: list[Command] = field(default_factory=list)
     reports: list[bytes] = field(default_factory=list)
+    broker_down: bool = False  # the service's publish fails: it rolls the command back from its tracker
 
     def activator(self) -> DrActivator:
         ctx = RunContext(
@@ -61,7 +62,10 @@ class Rig:
     async def _send(self, cmds: list[Command]) -> None:
         for c in cmds:
             self.tracker.on_sent(c)
-        self.sent.extend(cmds)
+            if self.broker_down:
+                self.tracker.on_publish_failed(c)
+        if not self.broker_down:
+            self.sent.extend(cmds)
 
     async def _report(self, program: str, payload: bytes) -> bool:
         self.reports.append(payload)
@@ -182,3 +186,20 @@ async def test_a_request_runs_to_completed_and_an_interval_without_telemetry_is_
     assert (row["actual_kw"], row["delivered_kw"], row["shortfall_kw"], row["samples"]) == (None, 0.0, 4.0, 0)
     assert report["totals"]["shortfall_kwh"] == 1.0  # 4 kW for 15 min
     assert report["acks"] == {"pending": 1}  # the command was never answered: said, not hidden
+
+
+async def test_a_command_the_broker_did_not_take_is_counted_and_sent_again(rig: Rig) -> None:
+    act = rig.activator()
+    act.prepare(rig.dr.submit(_request("r3", 1), rig.snapshots))
+    rig.broker_down = True
+    _at(START, rig)
+    await act.tick()
+    report = act.report("r3")
+    assert report is not None and report["send_failures"] == 1 and report["commands_sent"] == 0
+    assert rig.sent == [] and report["status"] == "active"
+    rig.broker_down = False
+    _at(START + timedelta(seconds=5), rig)
+    await act.tick()
+    await act.tick()  # once sent, not again
+    assert [(c.cmd_id, c.value) for c in rig.sent] == [("dr-r3-0-s-bat1", -4.0)]
+    assert act.report("r3")["commands_sent"] == 1  # type: ignore[index]

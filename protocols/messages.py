@@ -16,6 +16,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from protocols.topics import ID_PATTERN
 
 __all__ = [
+    "FAN_SPEED_PCT",
     "MAX_BATCH_SAMPLES",
     "SCHEMA_VERSION",
     "SITE_COMMAND_KINDS",
@@ -72,10 +73,13 @@ CommandKind = Literal[
     "p_setpoint_kw",
     "soc_target_pct",
     "t_setpoint_c",
+    "fan_speed_pct",
     "mode",
     "site_import_max_kw",
-    "fan_speed_pct",
 ]
+#: An AHU fan's speed command, in % of full speed (0-100): a demand-response write to the BMS,
+#: like `t_setpoint_c` (the zone's setpoint in °C), held at the site's DR priority while valid.
+FAN_SPEED_PCT: Final = "fan_speed_pct"
 #: A DSO's dynamic site cap (§14a-style "dimming"): the most the whole site may import, in kW,
 #: over the command's validity window. It is a site-level kind: addressed to the site's meter
 #: asset (kind `meter`), it writes no register; the agent holds it with its own devices
@@ -256,6 +260,8 @@ class Command(_Envelope):
                 raise ValueError("a 'mode' command needs a mode name as value")
         elif isinstance(self.value, str):
             raise ValueError(f"a {self.kind!r} command needs a number as value")
+        elif self.kind == FAN_SPEED_PCT and not 0.0 <= self.value <= 100.0:
+            raise ValueError(f"a {FAN_SPEED_PCT!r} command needs a speed in [0, 100] %, not {self.value:g}")
         elif self.kind == SITE_IMPORT_MAX_KW and not self.value > 0:
             raise ValueError(
                 f"a {SITE_IMPORT_MAX_KW!r} command needs a positive kW value, not {self.value:g}"

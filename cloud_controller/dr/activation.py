@@ -7,8 +7,8 @@ stored with the selection, so a restarted controller sends the same values):
 |---|---|---|---|
 | battery | `p_setpoint_kw` | the selection's signed kW (the battery is idle without DR) | 0 kW |
 | EV / heat pump as a load | `p_limit_kw` | its power at selection time + the signed kW, ≥ 0 | its nominal kW |
-| heat-pump zone | `t_setpoint_c` | the setpoint the selection's step asks (`t_setpoint_c`) | the setpoint before |
-| AHU fan | `fan_speed_pct` | the fan speed the selection's step asks (`fan_speed_pct`) | the speed before |
+| heat-pump zone | `t_setpoint_c` | the setpoint the selection's step asks (`t_setpoint_c`) | a successor valid 1 s: the agent relinquishes its DR priority |
+| AHU fan | `fan_speed_pct` | the fan speed the selection's step asks (`fan_speed_pct`) | a successor valid 1 s, likewise |
 
 A source without an asset the registry knows (a contract's flat curtailable `load`) has
 no actuation: it is listed `not_commandable` with its reason, never silently skipped.
@@ -44,6 +44,9 @@ __all__ = [
 ]
 
 RELEASE_S = 120.0  # how long a release command holds before the planner's next period takes over
+#: Kinds the agent writes to the BMS at its DR priority and relinquishes when their validity ends.
+BMS_KINDS = frozenset({"t_setpoint_c", "fan_speed_pct"})
+BMS_RELEASE_S = 1.0  # a BMS write's successor on a cancel: relinquished a second later
 
 
 @dataclass(frozen=True)
@@ -174,18 +177,29 @@ def release_commands(
     actuations: Sequence[Actuation],
     keys: Mapping[str, bytes | SigningKey],
     *,
+    step: int = 0,
     hold_s: float = RELEASE_S,
 ) -> list[Command]:
-    """The final command per asset on a cancel: its release value for `hold_s`, then the planner's again."""
-    valid = (now, now + timedelta(seconds=hold_s))
+    """The final command per asset on a cancel.
+
+    Power kinds: the release value for `hold_s`, then the planner's commands again. BMS
+    writes (`t_setpoint_c`, `fan_speed_pct`), which the agent holds at its DR priority and
+    relinquishes when their validity ends (docs/edge-agent.md): a successor at the current
+    step's value valid for `BMS_RELEASE_S`, so the BMS's own value returns within a poll.
+    """
     stamp = int(now.timestamp())
-    return [
-        _command(
-            now, a, a.release, valid, request_id, f"dr-{request_id}-rel{stamp}-{a.site}-{a.asset}"[:64], keys
-        )
-        for a in actuations
-        if a.release is not None
-    ]
+    out: list[Command] = []
+    for a in actuations:
+        cmd_id = f"dr-{request_id}-rel{stamp}-{a.site}-{a.asset}"[:64]
+        if a.kind in BMS_KINDS:
+            value = a.values[min(step, len(a.values) - 1)]
+            valid = (now, now + timedelta(seconds=BMS_RELEASE_S))
+        elif a.release is not None:
+            value, valid = a.release, (now, now + timedelta(seconds=hold_s))
+        else:
+            continue
+        out.append(_command(now, a, value, valid, request_id, cmd_id, keys))
+    return out
 
 
 def filter_planner(

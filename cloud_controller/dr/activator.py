@@ -323,7 +323,8 @@ class DrActivator:
         rid = record.request.request_id
         live = _bounds(run)[-1][1] > now
         acts = [Actuation.from_json(a) for a in run["actuations"]]
-        cmds = release_commands(now, rid, acts, self.ctx.keys) if run["cmd_ids"] and live else []
+        step = max([k for k, (start, _) in enumerate(_bounds(run)) if start <= now] or [0])
+        cmds = release_commands(now, rid, acts, self.ctx.keys, step=step) if run["cmd_ids"] and live else []
         run["cmd_ids"].update({c.cmd_id: -1 for c in cmds})
         run["released"] = True
         self.dr.requests.put_run(rid, run)

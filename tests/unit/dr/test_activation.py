@@ -100,6 +100,10 @@ def test_zone_setpoint_and_fan_speed_when_the_selection_carries_them() -> None:
     )
     cmd = step_commands(T0, "r", 0, (T0, T0 + timedelta(hours=1)), [fan], {})[0]
     assert cmd.kind == "fan_speed_pct" and cmd.value == 30.0
+    # a cancel ends a BMS write by a successor valid one second (the agent then relinquishes it)
+    rel = release_commands(T0, "r", [hp, fan], {}, step=0)
+    assert [(c.kind, c.value) for c in rel] == [("t_setpoint_c", 20.0), ("fan_speed_pct", 30.0)]
+    assert {c.valid_until - c.valid_from for c in rel} == {timedelta(seconds=1)}
 
 
 def test_a_flat_contract_load_is_not_commandable_and_says_why() -> None:

@@ -18,12 +18,14 @@ from cloud_controller.dr.problem import SelectionError
 from cloud_controller.dr.requests_store import DrRecord
 from cloud_controller.dr.service import DrRefused
 from cloud_controller.health import health_routes
+from cloud_controller.market.roles import MarketAuth, MarketTokens
 from cloud_controller.metrics import CONTENT_TYPE, ControllerMetrics
 from cloud_controller.web import mount_dashboard, mount_offline_docs
 from cloud_controller.web.forecast_api import forecast_router
 from cloud_controller.web.forecast_quality_api import forecast_quality_router
 from cloud_controller.web.grid_state_api import grid_state_router
 from cloud_controller.web.limits_api import limits_router
+from cloud_controller.web.market_api import market_router, mount_market_pages
 from cloud_controller.web.views import grid_loading
 from protocols.messages import DRRequest
 
@@ -101,7 +103,14 @@ def create_app(controller: CloudController) -> FastAPI:
     app.include_router(forecast_quality_router(controller), dependencies=[Depends(controller.auth.read)])
     app.include_router(limits_router(controller))  # reads: viewer; PUT: operator (web/limits_api.py)
     app.include_router(forecast_router(controller), dependencies=[Depends(controller.auth.read)])
-    mount_dashboard(app, controller)  # last: its static mount must not shadow the routes above
+    if controller.config.market.enabled:
+        tokens = MarketTokens.from_config(
+            controller.config.market, (controller.auth.tokens.operator, controller.auth.tokens.viewer)
+        )
+        app.include_router(market_router(controller, controller.market, MarketAuth(tokens, controller.auth)))
+    dashboard = mount_dashboard(app, controller)  # last: its static mount must not shadow the routes above
+    if controller.config.market.enabled and controller.config.dashboard.enabled:
+        mount_market_pages(app, dashboard)
     return app
 
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from cloud_controller.market.config import MarketConfig
 from protocols.config_errors import config_error
 from protocols.errors import ConfigError
 
@@ -353,6 +354,7 @@ class CloudConfig(_Model):
     lease: LeaseConfig = LeaseConfig()
     grid: GridConfig = GridConfig()
     dr: DrConfig = DrConfig()
+    market: MarketConfig = MarketConfig()
 
 
 def _dotted(loc: tuple[int | str, ...]) -> str:

@@ -34,6 +34,7 @@ from cloud_controller.ingest import Ingest
 from cloud_controller.lease import DispatchLease, holder_id
 from cloud_controller.live.commands import fence_commands, lease_fence
 from cloud_controller.live.types import Plan, Planner, SiteSnapshot
+from cloud_controller.market.shell import MarketShell
 from cloud_controller.registry import Registry
 from cloud_controller.registry.check import RegistryCheck
 from cloud_controller.service_setup import (
@@ -50,6 +51,7 @@ from protocols.assets import Points
 from protocols.clock import Clock
 from protocols.codec import encode
 from protocols.errors import GridflexError
+from protocols.market import is_market_topic
 from protocols.messages import Command, DRRequest, Stored
 from protocols.mqtt import MqttSession, NotConnectedError, PublishError
 from protocols.topics import dr_report, dr_request, site_topic
@@ -131,6 +133,14 @@ class CloudController:
         self._signing_keys = signing_keys(config, registry)
         self.session = mqtt_session(config, role, on_connect=self._on_connect)
         self.dr_activator = controller_activator(self)
+        #: the local flexibility market (docs/market.md): its book, its FSP topics, clearing at gate closure
+        self.market = MarketShell(
+            config.market,
+            config.market.store_path or config.store.path.with_name("market.sqlite"),
+            clock=clock,
+            session=self.session,
+            registered=registry.ids,
+        )
         self.lease: DispatchLease | None = None
         if role in ("all", "dispatch") and config.control.dispatch:
             self.lease = DispatchLease(
@@ -185,6 +195,7 @@ class CloudController:
                 self.lease.release()
             self.store.close()
             self.dr.close()
+            self.market.close()
             if self.history is not self.store:
                 self.history.close()
 
@@ -199,6 +210,8 @@ class CloudController:
             tg.create_task(self.ingest.sink.run(), name="influxdb")
         if self.role in ("all", "dispatch"):
             tg.create_task(self.dr_activator.run(), name="dr-activation")
+        if self.role in ("all", "dispatch") and self.config.market.enabled:
+            tg.create_task(self.market.run(), name="market")
         if self.role in ("all", "dispatch") and self.config.control.dispatch:
             tg.create_task(self._dispatch_loop(), name="dispatch")
             if self.config.control.guard_period_s > 0:
@@ -241,7 +254,11 @@ class CloudController:
         return True
 
     async def _on_message(self, message: Any) -> None:
-        await self.ingest.handle(str(message.topic), bytes(message.payload))
+        topic = str(message.topic)
+        if is_market_topic(topic):
+            await self.market.on_message(topic, bytes(message.payload))
+            return
+        await self.ingest.handle(topic, bytes(message.payload))
 
     async def _watermark_loop(self) -> None:
         while True:

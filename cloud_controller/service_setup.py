@@ -16,6 +16,7 @@ from cloud_controller.registry import Registry
 from cloud_controller.store import SqliteStore, Store
 from cloud_controller.store.influx_history import InfluxHistory
 from protocols.errors import ConfigError
+from protocols.market import MarketKind, market_wildcard
 from protocols.mqtt import MqttConfig, MqttSession
 from protocols.signing import SigningKey
 from protocols.topics import shared, site_wildcard
@@ -105,6 +106,8 @@ def mqtt_session(
         subs += [(shared(INGEST_GROUP, site_wildcard(k)), 1) for k in ("telemetry", "event")]
     if role in ("all", "dispatch"):
         subs += [(site_wildcard(k), 1) for k in ("state", "flex", "ack")]
+        if config.market.enabled:
+            subs.append((market_wildcard(MarketKind.OFFER), 1))
     return MqttSession(
         MqttConfig(
             host=broker.host,

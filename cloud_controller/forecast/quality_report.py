@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cloud_controller.forecast.baseline import LEVEL_FADE_H
+
 __all__ = ["QualityOutputs", "markdown_table", "write_figure", "write_quality_outputs"]
 
 _COLUMNS = (
@@ -40,7 +42,9 @@ def markdown_table(result: dict[str, Any]) -> str:
         f"{result['origins']} forecasts per kind; losses in kW per site and 15-min period."
     )
     if cfg.get("fade_h") is not None:
-        head += f" What-if: the baseline's level fades over {cfg['fade_h']} h (the planner's: 6 h)."
+        head += (
+            f" What-if: the baseline's level fades over {cfg['fade_h']} h (the planner's: {LEVEL_FADE_H} h)."
+        )
     lines = [head, "", "| horizon | forecast | " + " | ".join(c[1] for c in _COLUMNS) + " |"]
     lines.append("|---|---|" + "---:|" * len(_COLUMNS))
     for b in result["buckets"]:

@@ -114,7 +114,8 @@ const PAGES = {
     let scenario = null, net = null, netAt = null;
     const colour = (pct) => (pct === null || pct === undefined ? "#9aa5ad" : pct >= 100 ? "#b3261e" : pct >= 80 ? "#e08e0b" : "#1f7a4d");
     const draw = async () => {
-      const [loading, overview, st] = await Promise.all([GF.getJSON("/grid/loading"), GF.getJSON("/fleet/overview"), GF.getJSON("/fleet/status")]);
+      const [loading, overview, st, fc, fcLines] = await Promise.all([GF.getJSON("/grid/loading"), GF.getJSON("/fleet/overview"), GF.getJSON("/fleet/status"),
+        GF.getJSON("/forecast/congestion?kind=transformer").catch(() => null), GF.getJSON("/forecast/congestion?kind=line&top=10").catch(() => null)]);
       const button = document.getElementById("run-scenarios");  // absent for a viewer (operator only)
       if (button) {
         button.disabled = !st.scenario_forecast;
@@ -126,6 +127,20 @@ const PAGES = {
       }
       const el = {};
       el.hvmv = { now: overview.loading_now_pct, max: loading.loading_pct.length ? Math.max(...loading.loading_pct) : null, p: loading.p_exceed.length ? Math.max(...loading.p_exceed) : null, src: "plan" };
+      // the background probabilistic forecast of every plan: every transformer, the most critical lines
+      const byBranch = Object.fromEntries(net.trafos.map((t) => [t.branch, t.element]));
+      const fcNote = [];
+      if (fc && fc.status !== "pending" && fc.elements) {
+        for (const f of [...fc.elements, ...(fcLines?.elements ?? [])]) {
+          const name = f.kind === "transformer" ? (byBranch[f.id] ?? f.name) : f.name;
+          const e = (el[name] ??= { now: null, max: null, p: null, src: "" });
+          e.max = Math.max(e.max ?? 0, ...f.expected.filter((v) => v !== null));
+          e.p = Math.max(e.p ?? 0, f.max_p_exceed ?? 0);
+          e.src = e.src === "plan" ? `plan + forecast (${fc.scenarios} scenarios)` : `forecast (${fc.scenarios} scenarios)`;
+        }
+        fcNote.push(`forecast of ${GF.local(fc.computed_at)}: ${fc.alerts.length} alert(s)` +
+          (fc.alerts.length ? ` — ${fc.alerts.slice(0, 3).map((a) => `${a.name} P ${GF.num(a.p_exceed, 2)}`).join(", ")}` : ""));
+      }
       if (scenario) {
         for (const r of scenario) {
           const e = (el[r.element] ??= { now: null, max: null, p: null, src: "" });
@@ -153,6 +168,7 @@ const PAGES = {
       }, GF.plotConfig);
       document.getElementById("network-note").textContent =
         `${geo ? "pandapower geodata" : "generated one-line layout"} · ${net.n_lines} lines · colour = max loading over the horizon (green < 80 %, amber < 100 %, red ≥ 100 %, grey = no forecast)`;
+      document.getElementById("forecast-note").textContent = fcNote.length ? fcNote.join("") : "no probabilistic forecast yet (it runs after each plan when control.congestion_scenarios > 0)";
       const rows = Object.entries(el).map(([name, e]) =>
         `<tr><td>${GF.esc(name)}</td><td class="num">${GF.num(e.now, 0)}</td><td class="num">${GF.num(e.max, 0)}</td><td class="num">${GF.num(e.p, 2)}</td><td>${GF.esc(e.src)}</td></tr>`);
       document.querySelector("#elements tbody").innerHTML = rows.join("");

@@ -220,3 +220,41 @@ def test_site_chart_shows_the_last_hour_in_the_operators_zone(
         assert len(meter["x"]) in (6, 7)
         assert all(c.endswith("Z") for c in meter["customdata"])
         assert watched.errors == []
+
+
+def test_grid_page_colours_each_transformer_from_the_background_forecast(
+    mosquitto: MosquittoBroker, tmp_path: Path, watched: Watched
+) -> None:
+    """The grid page reads the probabilistic forecast of every plan: each transformer's row and its alerts."""
+    import numpy as np
+
+    from cloud_controller.forecast.background import LatestForecast
+    from cloud_controller.forecast.probabilistic import ProbabilisticCongestion
+
+    region = build_schutterwald_region()
+    households = list(range(0, region.n_sites, 4))  # 80 sites over the three stations
+    forecast = ProbabilisticCongestion(region, households).forecast(
+        np.full((8, len(households)), 6.0), np.full((8, len(households)), 1.5)
+    )
+    now = datetime.now(UTC)
+    with harness.controller(mosquitto.port, tmp_path, 20, region=region) as running:
+        running.ctl.congestion.latest = LatestForecast(forecast, now, 900.0, now)
+        page = watched.page
+        page.goto(running.url + "/ui/grid")
+        page.wait_for_selector("#chart-network .main-svg")
+        page.wait_for_function(
+            "document.getElementById('forecast-note').textContent.startsWith('forecast of')"
+        )
+        rows = {
+            r.locator("td").nth(0).inner_text(): [r.locator("td").nth(i).inner_text() for i in range(1, 5)]
+            for r in page.locator("#elements tbody tr").all()
+        }
+        for station in ("T_idx_77", "T_idx_118", "T_idx_80"):
+            e = list(forecast.names).index(station)
+            assert rows[station][1] == f"{float(np.nanmax(forecast.expected[e])):.0f}"
+            assert rows[station][2] == f"{float(np.nanmax(forecast.p_exceed[e])):.2f}"
+            assert rows[station][3] == f"forecast ({forecast.n_scenarios} scenarios)"
+        assert rows["hvmv"][3].startswith("plan + forecast")  # the plan's HV/MV row, with the forecast's
+        note = page.locator("#forecast-note").inner_text()
+        assert f"{len(forecast.alerts)} alert(s)" in note
+        assert watched.errors == []

@@ -1,0 +1,354 @@
+"""The market's order book: the shell's rules around the pure core, over the market store.
+
+Everything an API call or an MQTT offer does goes through here, so both doors apply the
+same checks and each refusal names its field and reason (`Refused`: the API's 422, 409,
+404 or 403). Requests and offers arrive as wire models (`protocols.market`); the clearing
+turns them into the core's `FlexRequest`/`FlexOffer` and back into `MarketOrder`s. The
+submission time of an offer is the time it reached the book (the controller's Clock), not
+the `ts` the FSP wrote: gate closure is judged on what we saw. Pure of I/O except the store.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cloud_controller.market.clearing import ClearingOptions, Order, clear
+from cloud_controller.market.config import MarketConfig
+from cloud_controller.market.products import (
+    ISP_S,
+    FlexOffer,
+    FlexRequest,
+    MarketRefusal,
+    OfferOption,
+    Product,
+    check_gate,
+)
+from cloud_controller.market.settlement import settle
+from cloud_controller.market.store import MarketStore
+from protocols.errors import GridflexError
+from protocols.market import (
+    MarketIsp,
+    MarketOffer,
+    MarketOrder,
+    MarketRequest,
+    MarketSettlement,
+    SettledIsp,
+)
+
+__all__ = ["Book", "ClearingRecord", "Metering", "Refused"]
+
+#: (sites, ISP starts, baseline kind) -> (baseline kW, actual kW) per ISP; ValueError when it cannot.
+Metering = Callable[
+    [Sequence[str], Sequence[datetime], str], tuple[dict[datetime, float], dict[datetime, float]]
+]
+
+
+class Refused(GridflexError):
+    """A refused call: HTTP status, the field at fault and why (the rule when the core refused)."""
+
+    def __init__(self, status: int, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.status = status
+        self.field = field
+        self.reason = reason
+
+    def detail(self) -> dict[str, str]:
+        """The API's error body."""
+        return {"field": self.field, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class ClearingRecord:
+    """One clearing: its summary (stored) and the orders it sent."""
+
+    clearing_id: str
+    summary: dict[str, Any]
+    orders: list[MarketOrder]
+
+
+def _ts(t: datetime) -> float:
+    return t.timestamp()
+
+
+class Book:
+    """Requests, offers, clearing and settlement of one market (thread-safe: one lock per change)."""
+
+    def __init__(self, config: MarketConfig, store: MarketStore) -> None:
+        self.config = config
+        self.store = store
+        self._lock = threading.Lock()
+
+    # -- requests ---------------------------------------------------------------------
+
+    def post_request(self, req: MarketRequest, now: datetime) -> MarketRequest:
+        """Accept the DSO's request (or a newer revision of an open one)."""
+        if req.congestion_point not in self.config.congestion_points:
+            known = ", ".join(sorted(self.config.congestion_points)) or "none configured"
+            raise Refused(
+                422, "congestion_point", f"unknown congestion point {req.congestion_point!r} ({known})"
+            )
+        with self._lock:
+            known_req = self.store.request(req.request_id)
+            if known_req is not None:
+                old, status = known_req
+                if status != "open":
+                    raise Refused(409, "request_id", f"request {req.request_id!r} is {status} already")
+                if req.revision <= old.revision:
+                    raise Refused(
+                        409, "revision", f"revision {req.revision} is not above the stored {old.revision}"
+                    )
+                if req.congestion_point != old.congestion_point:
+                    raise Refused(422, "congestion_point", "a revision cannot move the request")
+            for other, _ in self.store.requests("open"):
+                if other.congestion_point == req.congestion_point and other.request_id != req.request_id:
+                    raise Refused(
+                        409,
+                        "congestion_point",
+                        f"request {other.request_id!r} is open at {req.congestion_point!r}: revise it instead",
+                    )
+            self.store.put_request(req, "open", _ts(now))
+        return req
+
+    # -- offers -----------------------------------------------------------------------
+
+    def post_offer(self, offer: MarketOffer, fsp: str, now: datetime) -> MarketOffer:
+        """Accept an FSP's offer: its own, at a known congestion point, before gate closure and expiry."""
+        if offer.fsp != fsp:
+            raise Refused(403, "fsp", f"FSP {fsp!r} may not offer for {offer.fsp!r}")
+        if fsp not in self.config.fsps:
+            raise Refused(403, "fsp", f"unknown FSP {fsp!r}")
+        sites = self.config.congestion_points.get(offer.congestion_point)
+        if sites is None:
+            raise Refused(422, "congestion_point", f"unknown congestion point {offer.congestion_point!r}")
+        outside = sorted(set(offer.sites) - set(sites))
+        if outside:
+            raise Refused(422, "sites", f"not behind {offer.congestion_point!r}: {', '.join(outside)}")
+        if offer.expires <= now:
+            raise Refused(422, "expires", f"expired at {offer.expires.isoformat()} (now {now.isoformat()})")
+        first = min(i.start for o in offer.options for i in o.isps)
+        try:
+            check_gate(now, first, self.config.gate_closure_s)
+        except MarketRefusal as exc:
+            raise Refused(422, "options", str(exc)) from None
+        with self._lock:
+            if offer.request_id is not None:
+                found = self.store.request(offer.request_id)
+                if found is None:
+                    raise Refused(422, "request_id", f"no request {offer.request_id!r}")
+                if found[0].congestion_point != offer.congestion_point:
+                    raise Refused(
+                        422, "request_id", f"request {offer.request_id!r} is at another congestion point"
+                    )
+            if self.store.offer(offer.offer_id) is not None:
+                raise Refused(409, "offer_id", f"offer {offer.offer_id!r} exists already")
+            self.store.put_offer(offer, "open", _ts(now))
+        return offer
+
+    def revoke_offer(self, offer_id: str, fsp: str | None) -> MarketOffer:
+        """Revoke an open offer (`fsp` None: the operator may revoke any)."""
+        with self._lock:
+            found = self.store.offer(offer_id)
+            if found is None:
+                raise Refused(404, "offer_id", f"no offer {offer_id!r}")
+            offer, status, _ = found
+            if fsp is not None and offer.fsp != fsp:
+                raise Refused(403, "offer_id", f"offer {offer_id!r} belongs to another FSP")
+            if status != "open":
+                raise Refused(
+                    409, "offer_id", f"offer {offer_id!r} is {status}: only an open offer can be revoked"
+                )
+            self.store.set_offer_status(offer_id, "revoked")
+        return offer
+
+    # -- clearing ---------------------------------------------------------------------
+
+    def gate_of(self, req: MarketRequest) -> datetime:
+        """When offers for `req` close: its first ISP minus the gate closure."""
+        return min(i.start for i in req.isps) - timedelta(seconds=self.config.gate_closure_s)
+
+    def next_gate(self) -> datetime | None:
+        """The earliest gate closure of the open requests (the automatic clearing's next time)."""
+        gates = [self.gate_of(r) for r, _ in self.store.requests("open")]
+        return min(gates) if gates else None
+
+    def clear(self, now: datetime, *, gate_closed_only: bool = False) -> ClearingRecord | None:
+        """Clear the open requests (only those past gate closure if asked) against the open offers.
+
+        None when there is nothing to clear. Expired open offers are marked expired.
+        """
+        with self._lock:
+            reqs = [
+                r for r, _ in self.store.requests("open") if not gate_closed_only or self.gate_of(r) <= now
+            ]
+            if not reqs:
+                return None
+            cps = {r.congestion_point for r in reqs}
+            offers = []
+            for offer, _, received in self.store.offers(status="open"):
+                if offer.expires <= now:
+                    self.store.set_offer_status(offer.offer_id, "expired")
+                elif offer.congestion_point in cps:
+                    offers.append(_core_offer(offer, datetime.fromtimestamp(received, UTC)))
+            opts = ClearingOptions(pricing=self.config.pricing, gate_closure_s=self.config.gate_closure_s)
+            result = clear([_core_request(r) for r in reqs], offers, now=now, options=opts)
+            clearing_id = f"c{int(now.timestamp())}-{len(self.store.clearings()) + 1}"
+            orders = [
+                MarketOrder(
+                    order_id=f"{o.offer_id}:{o.option_id}",
+                    clearing_id=clearing_id,
+                    offer_id=o.offer_id,
+                    option_id=o.option_id,
+                    fsp=o.fsp,
+                    congestion_point=o.congestion_point,
+                    ts=now,
+                    factor=min(1.0, max(0.0, o.factor)),
+                    isps=[MarketIsp(start=t, kw=max(0.0, kw)) for t, kw in sorted(o.kw.items())],
+                    price_eur_per_kwh=o.price_eur_per_kwh,
+                    price_eur=o.price_eur,
+                )
+                for o in result.orders
+            ]
+            summary = {
+                "clearing_id": clearing_id,
+                "at": now.isoformat(),
+                "status": result.status,
+                "pricing": self.config.pricing,
+                "requests": [r.request_id for r in reqs],
+                "cost_eur": result.cost_eur,
+                "welfare_eur": result.welfare_eur,
+                "mip_gap": result.mip_gap,
+                "shortfall": [
+                    {"congestion_point": cp, "start": t.isoformat(), "kw": kw}
+                    for (cp, t), kw in sorted(result.shortfall_kw.items())
+                ],
+                "refused": [{"offer_id": o, "reason": why} for o, why in result.refused],
+                "violations": list(result.violations),
+            }
+            self.store.put_clearing(clearing_id, _ts(now), summary, orders)
+            short_cps = {cp for cp, _ in result.shortfall_kw}
+            for r in reqs:
+                self.store.set_request_status(
+                    r.request_id, "partial" if r.congestion_point in short_cps else "cleared"
+                )
+            ordered = {o.offer_id for o in orders}
+            refused = {o for o, _ in result.refused}
+            for off in offers:
+                status = (
+                    "ordered"
+                    if off.offer_id in ordered
+                    else "refused"
+                    if off.offer_id in refused
+                    else "not_ordered"
+                )
+                self.store.set_offer_status(off.offer_id, status)
+        return ClearingRecord(clearing_id, summary, orders)
+
+    # -- settlement -------------------------------------------------------------------
+
+    def settle_due(
+        self, now: datetime, metering: Metering
+    ) -> tuple[list[MarketSettlement], list[dict[str, str]]]:
+        """Settle every unsettled order whose last ISP has ended; (settlements, failures with reasons)."""
+        done = {s.order_id for s in self.store.settlements()}
+        out: list[MarketSettlement] = []
+        failed: list[dict[str, str]] = []
+        for order in self.store.orders():
+            end = max(i.start for i in order.isps) + timedelta(seconds=ISP_S)
+            if order.order_id in done or end > now:
+                continue
+            found = self.store.offer(order.offer_id)
+            if found is None or not found[0].sites:
+                failed.append({"order_id": order.order_id, "reason": "its offer names no sites to meter"})
+                continue
+            offer = found[0]
+            isps = [i.start for i in order.isps]
+            try:
+                baseline, actual = metering(offer.sites, isps, offer.baseline)
+            except ValueError as exc:
+                failed.append({"order_id": order.order_id, "reason": str(exc)})
+                continue
+            s = settlement_of(order, baseline, actual, now, offer.baseline, self.config.penalty_factor)
+            self.store.put_settlement(s)
+            out.append(s)
+        return out, failed
+
+
+def settlement_of(
+    order: MarketOrder,
+    baseline_kw: Mapping[datetime, float],
+    actual_kw: Mapping[datetime, float],
+    now: datetime,
+    baseline: str,
+    penalty_factor: float,
+) -> MarketSettlement:
+    """The core's settlement of `order` as the wire's FlexSettlement."""
+    core = Order(
+        order_id=order.order_id,
+        offer_id=order.offer_id,
+        option_id=order.option_id,
+        fsp=order.fsp,
+        congestion_point=order.congestion_point,
+        factor=order.factor,
+        kw={i.start: i.kw for i in order.isps},
+        price_eur_per_kwh=order.price_eur_per_kwh,
+        price_eur=order.price_eur,
+    )
+    s = settle(core, baseline_kw, actual_kw, penalty_factor=penalty_factor)
+    return MarketSettlement(
+        order_id=order.order_id,
+        fsp=order.fsp,
+        congestion_point=order.congestion_point,
+        ts=now,
+        baseline="high_4_of_5" if baseline == "high_4_of_5" else "nodes_5wd",
+        isps=[
+            SettledIsp(
+                start=i.isp,
+                baseline_kw=i.baseline_kw,
+                ordered_kw=i.ordered_kw,
+                actual_kw=i.actual_kw,
+                delivered_kw=i.delivered_kw,
+                deficiency_kw=i.deficiency_kw,
+            )
+            for i in s.isps
+        ],
+        price_eur=s.price_eur,
+        penalty_eur=s.penalty_eur,
+        net_eur=s.net_eur,
+        delivered_kwh=s.delivered_kwh,
+        deficiency_kwh=s.deficiency_kwh,
+    )
+
+
+def _core_request(r: MarketRequest) -> FlexRequest:
+    return FlexRequest(
+        request_id=r.request_id,
+        congestion_point=r.congestion_point,
+        needed_kw={i.start: i.kw for i in r.isps},
+        value_eur_per_kwh=r.value_eur_per_kwh,
+        product=Product(r.product),
+        revision=r.revision,
+    )
+
+
+def _core_offer(o: MarketOffer, received: datetime) -> FlexOffer:
+    return FlexOffer(
+        offer_id=o.offer_id,
+        fsp=o.fsp,
+        congestion_point=o.congestion_point,
+        options=tuple(
+            OfferOption(
+                option_id=opt.option_id,
+                kw={i.start: i.kw for i in opt.isps},
+                price_eur_per_kwh=opt.price_eur_per_kwh,
+                min_activation_factor=opt.min_activation_factor,
+            )
+            for opt in o.options
+        ),
+        submitted=received,
+        expires=o.expires,
+        request_id=o.request_id,
+    )

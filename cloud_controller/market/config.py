@@ -1,0 +1,58 @@
+"""The `market:` section of cloud.yaml: actors, congestion points, gate closure, pricing, store.
+
+Actors (seed 002): the DSO buys (`dso_token_file`), FSPs sell (`fsps`, one token file
+each, keyed by the FSP id that is also its broker identity and topic subtree), and the
+market operator is the controller's own operator role (`api.operator_token_file`).
+Congestion points are grid elements (the names `grid/limits` uses) with the sites behind
+them; an offer may only name sites behind its congestion point.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from protocols.topics import validate_id
+
+__all__ = ["FspConfig", "MarketConfig"]
+
+
+class FspConfig(BaseModel):
+    """One flexibility service provider: the file holding its API token (>= 16 characters)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    token_file: Path | None = None
+
+
+class MarketConfig(BaseModel):
+    """The local flexibility market's shell (docs/market.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    #: SQLite file of requests, offers, orders and settlements (default: `market.sqlite` beside `store.path`).
+    store_path: Path | None = None
+    dso_token_file: Path | None = None
+    fsps: dict[str, FspConfig] = Field(default_factory=dict)
+    #: grid element -> the sites behind it
+    congestion_points: dict[str, list[str]] = Field(default_factory=dict)
+    #: NODES: 2 h before delivery; down to one control period (900 s) for intraday.
+    gate_closure_s: float = Field(default=7200.0, ge=0.0, le=7 * 86400.0)
+    pricing: Literal["pay_as_bid", "pay_as_clear"] = "pay_as_bid"
+    #: Clear by itself at the earliest gate closure of the open requests (the controller's Clock).
+    auto_clear: bool = True
+    #: Our policy, not a standard's: each kWh short costs this x the order's price per kWh.
+    penalty_factor: float = Field(default=1.0, ge=0.0, le=100.0)
+
+    @model_validator(mode="after")
+    def _ids(self) -> Self:
+        for fsp in self.fsps:
+            validate_id(fsp, what="FSP id")
+        for cp, sites in self.congestion_points.items():
+            validate_id(cp, what="congestion point")
+            for s in sites:
+                validate_id(s, what=f"site of congestion point {cp}")
+        return self

@@ -1,0 +1,83 @@
+"""What the settlement meters: the delivering sites' net load per ISP, and its baseline, from the store.
+
+Actual = the sum over the offer's sites of each site's mean grid-meter power (`meter/p_kw`,
+load-positive) over the ISP. The baseline is computed on the same sum from the weeks
+before: NODES' mean of the same ISP over the 5 preceding working days (`nodes_5wd`), or
+the mean of the 4 highest of 5 (`high_4_of_5`, PJM/CAISO style); the days of the order
+are event days and never part of their own baseline. A site or ISP without data is a
+ValueError naming it, so the order stays unsettled with that reason (never a zero).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Sequence
+from datetime import UTC, date, datetime, timedelta
+
+from cloud_controller.market.book import Metering
+from cloud_controller.market.products import ISP_S
+from cloud_controller.market.settlement import nodes_baseline, x_of_y_baseline
+from cloud_controller.store import Store
+from protocols.assets import Points
+
+__all__ = ["HISTORY_DAYS", "isp_means", "metered", "store_metering"]
+
+#: Days of history read before an order: 5 working days with weekends and a few holidays between.
+HISTORY_DAYS = 21
+
+
+def isp_means(samples: Iterable[tuple[datetime, float]]) -> dict[datetime, float]:
+    """The mean of the samples in each ISP, keyed by the ISP's start (UTC)."""
+    sums: dict[float, float] = defaultdict(float)
+    counts: dict[float, int] = defaultdict(int)
+    for ts, value in samples:
+        k = ts.timestamp() - ts.timestamp() % ISP_S
+        sums[k] += value
+        counts[k] += 1
+    return {datetime.fromtimestamp(k, UTC): sums[k] / counts[k] for k in sorted(sums)}
+
+
+def metered(
+    per_site: dict[str, dict[datetime, float]],
+    isps: Sequence[datetime],
+    baseline: str,
+    *,
+    holidays: Collection[date] = (),
+) -> tuple[dict[datetime, float], dict[datetime, float]]:
+    """(baseline, actual) kW per ISP of the sum of the sites' ISP means; ValueError naming what is missing."""
+    total: dict[datetime, float] = defaultdict(float)
+    seen: dict[datetime, int] = defaultdict(int)
+    for means in per_site.values():
+        for t, v in means.items():
+            total[t] += v
+            seen[t] += 1
+    complete = {t: v for t, v in total.items() if seen[t] == len(per_site)}
+    actual = {}
+    for t in isps:
+        if t not in complete:
+            missing = sorted(s for s, m in per_site.items() if t not in m)
+            raise ValueError(f"no metered power at {t.isoformat()} for site(s) {', '.join(missing)}")
+        actual[t] = complete[t]
+    events = {t.date() for t in isps}
+    if baseline == "high_4_of_5":
+        base = x_of_y_baseline(complete, isps, x=4, y=5, holidays=holidays, event_days=events)
+    else:
+        base = nodes_baseline(complete, isps, holidays=holidays, event_days=events)
+    return base, actual
+
+
+def store_metering(store: Store, *, holidays: Collection[date] = ()) -> Metering:
+    """A `Book.settle_due` metering function reading the sites' meter power from `store`."""
+
+    def meter(
+        sites: Sequence[str], isps: Sequence[datetime], baseline: str
+    ) -> tuple[dict[datetime, float], dict[datetime, float]]:
+        start = min(isps) - timedelta(days=HISTORY_DAYS)
+        end = max(isps) + timedelta(seconds=ISP_S)
+        per_site = {
+            s: isp_means(store.read_series(s, Points.METER_P_KW.asset, Points.METER_P_KW.point, start, end))
+            for s in sites
+        }
+        return metered(per_site, isps, baseline, holidays=holidays)
+
+    return meter

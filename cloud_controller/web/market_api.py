@@ -1,0 +1,201 @@
+"""The market's HTTP API (`/market/...`) and its two dashboard pages (market, settlement).
+
+Roles (`cloud_controller/market/roles.py`): the DSO posts requests, an FSP posts and
+revokes its own offers and reads only its own offers, orders and settlements, the market
+operator (the controller's operator role) clears and settles. A body is the wire model of
+`protocols.market`; anything wrong is a 422 whose detail names the field and the reason
+(`[{"field": "options.0.price_eur_per_kwh", "reason": "..."}]`), a late offer's reason
+names the gate closure. The pages are server-rendered tables (no script, nothing fetched
+from another host), like the rest of the dashboard offline.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from fastapi import APIRouter, FastAPI, HTTPException, Request
+from pydantic import BaseModel, ValidationError
+
+from cloud_controller.market.book import Refused
+from cloud_controller.market.metering import store_metering
+from cloud_controller.market.roles import Actor, MarketAuth
+from cloud_controller.web.pages import Dashboard
+from protocols.market import MarketOffer, MarketRequest
+
+if TYPE_CHECKING:
+    from cloud_controller.market.shell import MarketShell
+    from cloud_controller.service import CloudController
+
+__all__ = ["market_router", "mount_market_pages"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _parse(model: type[M], body: bytes) -> M:
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"]) or "body", "reason": e["msg"]}
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        raise HTTPException(422, errors) from None
+
+
+def _refused(exc: Refused) -> HTTPException:
+    return HTTPException(exc.status, [exc.detail()])
+
+
+def _visible(actor: Actor, fsp: str | None) -> str | None:
+    """The FSP whose rows `actor` reads: its own for an FSP (another's is 403), else the filter asked."""
+    if actor.role == "fsp":
+        if fsp is not None and fsp != actor.fsp:
+            raise HTTPException(403, f"FSP {actor.fsp!r} may not read FSP {fsp!r}'s market data")
+        return actor.fsp
+    return fsp
+
+
+def market_router(controller: CloudController, market: MarketShell, roles: MarketAuth) -> APIRouter:
+    """Every `/market/...` endpoint; each checks its caller's role itself."""
+    router = APIRouter(prefix="/market", tags=["market"])
+    book = market.book
+
+    @router.get("/status")
+    def status(request: Request) -> dict[str, Any]:
+        roles.actor(request)
+        return market.status()
+
+    @router.post("/requests", status_code=201)
+    async def post_request(request: Request) -> dict[str, Any]:
+        """The DSO's FlexRequest (a higher `revision` of an open request replaces it)."""
+        roles.need(request, "dso")
+        req = _parse(MarketRequest, await request.body())
+        try:
+            book.post_request(req, controller.clock.now())
+        except Refused as exc:
+            raise _refused(exc) from None
+        sent = await market.request_posted(req)
+        return {"request": req.model_dump(mode="json"), "status": "open", "sent_to_fsps": sent}
+
+    @router.get("/requests")
+    def requests(request: Request) -> list[dict[str, Any]]:
+        roles.actor(request)
+        return [{"request": r.model_dump(mode="json"), "status": s} for r, s in book.store.requests()]
+
+    @router.get("/requests/{request_id}")
+    def one_request(request_id: str, request: Request) -> dict[str, Any]:
+        roles.actor(request)
+        found = book.store.request(request_id)
+        if found is None:
+            raise HTTPException(404, f"no market request {request_id!r}")
+        return {"request": found[0].model_dump(mode="json"), "status": found[1]}
+
+    _offer_routes(router, controller, market, roles)
+    _clearing_routes(router, controller, market, roles)
+    return router
+
+
+def _offer_routes(
+    router: APIRouter, controller: CloudController, market: MarketShell, roles: MarketAuth
+) -> None:
+    """Offers: posted, listed and revoked."""
+    book = market.book
+
+    @router.post("/offers", status_code=201)
+    async def post_offer(request: Request) -> dict[str, Any]:
+        """An FSP's FlexOffer, its own only; refused after gate closure or expiry, naming which."""
+        actor = roles.need(request, "fsp")
+        offer = _parse(MarketOffer, await request.body())
+        try:
+            book.post_offer(offer, actor.fsp or "", controller.clock.now())
+        except Refused as exc:
+            raise _refused(exc) from None
+        return {"offer": offer.model_dump(mode="json"), "status": "open"}
+
+    @router.get("/offers")
+    def offers(request: Request, fsp: str | None = None) -> list[dict[str, Any]]:
+        who = _visible(roles.actor(request), fsp)
+        return [{"offer": o.model_dump(mode="json"), "status": s} for o, s, _ in book.store.offers(fsp=who)]
+
+    @router.delete("/offers/{offer_id}")
+    def revoke(offer_id: str, request: Request) -> dict[str, Any]:
+        """Revocation of an open offer by its FSP (or by the operator)."""
+        actor = roles.need(request, "fsp", "operator")
+        try:
+            offer = book.revoke_offer(offer_id, actor.fsp if actor.role == "fsp" else None)
+        except Refused as exc:
+            raise _refused(exc) from None
+        return {"offer": offer.model_dump(mode="json"), "status": "revoked"}
+
+
+def _clearing_routes(
+    router: APIRouter, controller: CloudController, market: MarketShell, roles: MarketAuth
+) -> None:
+    """Clearing, orders and settlement."""
+    book = market.book
+
+    @router.post("/clear")
+    async def clear_market(request: Request) -> dict[str, Any]:
+        """Clear every open request now (the operator's; automatic clearing waits for gate closure)."""
+        roles.need(request, "operator")
+        record = await market.clear_now()
+        if record is None:
+            raise HTTPException(409, [{"field": "requests", "reason": "no open request to clear"}])
+        return {**record.summary, "orders": [o.model_dump(mode="json") for o in record.orders]}
+
+    @router.get("/clearings")
+    def clearings(request: Request) -> list[dict[str, Any]]:
+        roles.actor(request)
+        return book.store.clearings()
+
+    @router.get("/orders")
+    def orders(request: Request, fsp: str | None = None) -> list[dict[str, Any]]:
+        who = _visible(roles.actor(request), fsp)
+        return [o.model_dump(mode="json") for o in book.store.orders(who)]
+
+    @router.post("/settle")
+    async def settle_market(request: Request) -> dict[str, Any]:
+        """Settle every order whose ISPs are over, from the sites' stored meter power."""
+        roles.need(request, "operator")
+        done, failed = await market.settle_now(store_metering(controller.store))
+        return {"settled": [s.model_dump(mode="json") for s in done], "failed": failed}
+
+    @router.get("/settlements")
+    def settlements(request: Request, fsp: str | None = None) -> list[dict[str, Any]]:
+        who = _visible(roles.actor(request), fsp)
+        return [s.model_dump(mode="json") for s in book.store.settlements(who)]
+
+
+def _market_context(controller: CloudController, request: Request) -> dict[str, Any]:
+    """The market page: requests, offers, and the cleared kW per congestion point and ISP."""
+    store = controller.market.store
+    cleared: dict[tuple[str, str], float] = defaultdict(float)
+    for o in store.orders():
+        for i in o.isps:
+            cleared[(o.congestion_point, i.start.isoformat())] += i.kw
+    return {
+        "requests": store.requests(),
+        "offers": [(o, s) for o, s, _ in store.offers()],
+        "cleared": [
+            {"congestion_point": cp, "start": t, "kw": kw} for (cp, t), kw in sorted(cleared.items())
+        ],
+        "orders": store.orders(),
+        "clearings": store.clearings(),
+    }
+
+
+def _settlement_context(controller: CloudController, request: Request) -> dict[str, Any]:
+    """The settlement page: per order and ISP, and the totals per FSP."""
+    settlements = controller.market.store.settlements()
+    per_fsp: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for s in settlements:
+        for key in ("price_eur", "penalty_eur", "net_eur", "delivered_kwh", "deficiency_kwh"):
+            per_fsp[s.fsp][key] += float(getattr(s, key))
+    return {"settlements": settlements, "per_fsp": {f: dict(v) for f, v in sorted(per_fsp.items())}}
+
+
+def mount_market_pages(app: FastAPI, dashboard: Dashboard) -> None:
+    """`/ui/market` and `/ui/settlement` in the dashboard's navigation."""
+    dashboard.add_page(app, "/ui/market", "Market", "market.html", _market_context)
+    dashboard.add_page(app, "/ui/settlement", "Settlement", "settlement.html", _settlement_context)

@@ -61,6 +61,7 @@ _METER = Points.METER_P_KW
 #: How far before an interval its opening meter value is looked for (agents report on change,
 #: and at least every `poll.max_age_s`, 60 s by default).
 HOLD_LOOKBACK_S = 900.0
+MIN_HOST_PERIOD_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class DrActivator:
         self.reports_unpublished = 0  # the broker was away: kept in the store and at the API
         self.tick_errors = 0  # requests whose step raised (logged with the request id)
         self._tick_lock = asyncio.Lock()  # the loop's tick and the API's (after a post or cancel)
+        self._live: bool | None = None  # did the last round find a request to look after? None: not yet
 
     # -- preparation (at selection time) --------------------------------------------
 
@@ -200,40 +202,51 @@ class DrActivator:
 
     # -- the tick ------------------------------------------------------------------
 
-    async def tick(self) -> None:
-        """One round over every request that may still need something done."""
+    async def tick(self, *, force: bool = True) -> None:
+        """One round over every request that may still need something done.
+
+        `force=False` (the loop) skips the DR store while the last round found nothing live;
+        a post or a cancel ticks with `force` and so wakes it.
+        """
         async with self._tick_lock:
-            await self._tick()
+            if force or self._live is not False:
+                await self._tick()
 
     async def run(self, period_s: float = 1.0) -> None:
-        """Tick every `period_s` of the clock until cancelled."""
+        """Tick every `period_s` of the clock, and at most every `MIN_HOST_PERIOD_S` of host time."""
         while True:
-            await self.tick()
+            await self.tick(force=False)
             await self.clock.sleep(period_s)
+            await asyncio.sleep(MIN_HOST_PERIOD_S)  # an accelerated clock must not spin the DR store
 
     async def _tick(self) -> None:
         if not self.ctx.can_send():
             return
         now = self.clock.now()
+        live = False
         for record in self.dr.requests.all():
             if record.status in ("refused", "completed"):
                 continue
             try:
-                await self._step(record, now)
+                live = await self._step(record, now) or live
             except Exception:  # one bad row must not stop every other request's activation
+                live = True
                 self.tick_errors += 1
                 log.exception("DR %s: activation step failed", record.request.request_id)
+        self._live = live
 
-    async def _step(self, record: DrRecord, now: datetime) -> None:
+    async def _step(self, record: DrRecord, now: datetime) -> bool:
+        """Do what `record` needs now; True while it still needs something later."""
         run = self.dr.requests.get_run(record.request.request_id) or self.prepare(record)
         if record.status == "cancelled":
             if not run["released"]:
                 await self._release(record, run, now)
-            return
+            return not run["released"]
         await self._activate(record, run, now)
         self._count_acks(run)
-        await self._report(record, run, now)
+        done = await self._report(record, run, now)
         self.dr.requests.put_run(record.request.request_id, run)
+        return not done
 
     async def _activate(self, record: DrRecord, run: dict[str, Any], now: datetime) -> None:
         acts = [Actuation.from_json(a) for a in run["actuations"]]
@@ -279,7 +292,7 @@ class DrActivator:
             counts[name] = counts.get(name, 0) + 1
         run["acks"] = counts
 
-    async def _report(self, record: DrRecord, run: dict[str, Any], now: datetime) -> None:
+    async def _report(self, record: DrRecord, run: dict[str, Any], now: datetime) -> bool:
         req = record.request
         bounds = _bounds(run)
         selected = site_selected_kw(record.selection.get("sources", []), len(bounds))
@@ -317,10 +330,10 @@ class DrActivator:
                 self.reports_published += 1
             else:
                 self.reports_unpublished += 1
-        if len(run["reported_steps"]) == len(bounds) and record.status == "active":
-            self._status(record, "completed")
-        elif len(run["reported_steps"]) == len(bounds) and record.status in ("selected", "partial"):
-            self._status(record, "completed")  # an event that ran while the controller was down
+        if len(run["reported_steps"]) < len(bounds):
+            return False
+        # (from selected/partial: an event that ran while the controller was down)
+        return self._status(record, "completed").status == "completed"
 
     async def _release(self, record: DrRecord, run: dict[str, Any], now: datetime) -> None:
         rid = record.request.request_id

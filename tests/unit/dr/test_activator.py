@@ -186,6 +186,16 @@ async def test_a_request_runs_to_completed_and_an_interval_without_telemetry_is_
     assert (row["actual_kw"], row["delivered_kw"], row["shortfall_kw"], row["samples"]) == (None, 0.0, 4.0, 0)
     assert report["totals"]["shortfall_kwh"] == 1.0  # 4 kW for 15 min
     assert report["acks"] == {"pending": 1}  # the command was never answered: said, not hidden
+    # nothing live any more: the loop's ticks leave the DR store alone until a post ticks with force
+    record = rig.dr.submit(
+        _request("r2b", 1).model_copy(update={"start": START + 2 * Q, "end": START + 3 * Q}), rig.snapshots
+    )
+    _at(START + 2 * Q, rig)
+    await act.tick(force=False)
+    assert len(rig.sent) == 1 and rig.dr.requests.get_run("r2b") is None
+    act.prepare(record)
+    await act.tick()
+    assert len(rig.sent) == 2 and rig.sent[1].request_id == "r2b"
 
 
 async def test_a_command_the_broker_did_not_take_is_counted_and_sent_again(rig: Rig) -> None:

@@ -221,6 +221,7 @@ class DrActivator:
 
     async def _tick(self) -> None:
         if not self.ctx.can_send():
+            self._live = None  # unknown: scanned again once this worker may send
             return
         now = self.clock.now()
         live = False

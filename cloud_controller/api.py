@@ -8,6 +8,7 @@ served from local assets, so they work offline.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
@@ -179,12 +180,14 @@ def _plan_routes(app: FastAPI, controller: CloudController) -> None:
     def schedule() -> dict[str, Any]:
         plan = controller.last_plan
         if plan is None:
-            return {"at": None, "sites": {}, "excluded": []}
+            return {"at": None, "sites": {}, "excluded": [], "site_limit_shortfalls": []}
         return {
             "at": plan.at,
             "solve_ms": plan.solve_ms,
             "sites": plan.site_setpoints,
             "excluded": plan.excluded_sites,
+            # sites whose plan stays over their connection limit (their battery cannot cover it)
+            "site_limit_shortfalls": [dataclasses.asdict(s) for s in plan.site_limit_shortfalls],
         }
 
     @app.get("/commands", dependencies=read)

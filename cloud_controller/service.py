@@ -353,6 +353,9 @@ class CloudController:
                 self.tracker.on_publish_failed(cmd)
                 self.stats.commands_publish_failed += 1
                 log.warning("command %s not published: %s", cmd.cmd_id, exc)
+        note_sent = getattr(self._planner, "note_sent", None)  # a DSO cap sent caps the site's plan
+        if note_sent is not None:
+            note_sent([c for c in commands if c.cmd_id in self.tracker.sent])
 
     def _refresh_from_store(self) -> None:
         """A dispatch-only worker does not ingest telemetry: it reads each site's newest stored values.

@@ -20,6 +20,7 @@ from edge_agent.clock_skew import SkewMonitor
 from edge_agent.commands import CommandExecutor
 from edge_agent.config import AssetConfig, SiteConfig
 from edge_agent.connection_guard import ConnectionGuard
+from edge_agent.dr_writes import DrWrites
 from edge_agent.drivers import BacnetStack, Driver, PointRef, make_driver
 from edge_agent.events import EventOutbox
 from edge_agent.fallback import FallbackPolicy, release_delay_s
@@ -111,6 +112,10 @@ class EdgeAgent:
             limiter=self.limiter,
         )
         self.stats.commands = self._commands.counts
+        #: DR writes on the BMS (zone setpoint, fan speed): held, relinquished at their end, vetoed.
+        self.dr = self._commands.dr = DrWrites(
+            config, clock, self.drivers, self.latest, self.event, self._publish_ack, self._commands.counts
+        )
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -133,7 +138,7 @@ class EdgeAgent:
 
                 spawn(self._session.run(self._on_message), "mqtt")
                 self._spawn_pollers(spawn, pipe)
-                spawn(self._supervised("commands", self._commands.run_worker), "commands")
+                spawn(self._supervised("commands", self._run_commands), "commands")
                 spawn(self._supervised("busy-acks", self._commands.run_busy_acks), "busy-acks")
                 spawn(self._supervised("acks", self._ack_loop), "acks")
                 spawn(self._supervised("publisher", self._publish_telemetry), "publisher")
@@ -148,6 +153,7 @@ class EdgeAgent:
                     pipe.stopping = True
                     for poller in self._pollers:
                         poller.stopping = True
+                    await self._release_dr_writes()
                     await say_goodbye(self._session, cfg, self.clock, self._topics["state"])
                     # Cancel each child until it is done: a swallowed cancellation (see
                     # _stopping) must not leave the TaskGroup waiting forever.
@@ -222,6 +228,18 @@ class EdgeAgent:
                 await driver.close()
         if self._own_stack:
             await self._stack.close()
+
+    async def _run_commands(self) -> None:
+        await self.dr.clear_at_start()  # a crashed run's DR writes, before the first command
+        await self._commands.run_worker()
+
+    async def _release_dr_writes(self) -> None:
+        """On stop: every DR write relinquished (bounded), so the BMS's own control resumes."""
+        try:
+            async with asyncio.timeout(10.0):
+                await self.dr.release_all("agent stopping")
+        except TimeoutError:
+            log.error("DR writes not all relinquished within 10 s of stopping")
 
     async def _limit_loop(self) -> None:
         await self.limiter.run(lambda: self._stopping)
@@ -302,7 +320,7 @@ class EdgeAgent:
         severity: str,
         message: str,
         asset: str | None,
-        details: dict[str, int | str] | None = None,
+        details: Mapping[str, float | int | str] | None = None,
     ) -> None:
         """Queue an `Event` for the `event` topic (kept in memory, newest 1,000)."""
         self._events.put(kind, severity, message, asset, details)
@@ -316,7 +334,7 @@ class EdgeAgent:
     # ---- fallback, validity, flex ------------------------------------------------------------
 
     def _on_valid_command(self, cmd: Command) -> None:
-        self.fallback.on_valid(cmd, self.clock.monotonic())
+        self.fallback.on_valid(cmd, self.clock.monotonic(), track=not self.dr.is_dr(cmd))
         if self.stats.state == "fallback":
             self.stats.state = "online"
             log.info("valid command %s: leaving fallback", cmd.cmd_id)
@@ -353,6 +371,7 @@ class EdgeAgent:
             reason = self.fallback.reason(now)
             if reason is not None:
                 await self.enter_fallback(reason)
+        await self.dr.tick()  # DR writes: ended ones relinquished, comfort vetoes
         for cmd in self.fallback.pop_expired(self.clock.now()):
             if self.stats.state != "fallback":
                 self.event(
@@ -379,13 +398,14 @@ class EdgeAgent:
 
     async def apply_safe_state(self, asset: AssetConfig) -> None:
         """Write `asset`'s safe state through the floor (`SafeStateWriter`), forget its ramps."""
+        await self.dr.release_asset(asset, "safe state")
         await self.safe_state.apply(asset)
         self.limiter.forget(asset.id)  # no cloud target now; a limit still breached re-engages next poll
         self._commands.ramps = {k: v for k, v in self._commands.ramps.items() if k[0] != asset.id}
 
     async def _maybe_publish_flex(self, now: float) -> None:
         wall = self.clock.now()
-        flex = [asset_flex(a, self.latest, wall) for a in self.config.assets]
+        flex = [asset_flex(a, self.latest, wall, self.config) for a in self.config.assets]
         sig = flex_signature(flex)
         if sig == self._flex_sig and now - self._flex_mono < FLEX_HEARTBEAT_S:
             return

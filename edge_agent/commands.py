@@ -29,6 +29,7 @@ from edge_agent.clock_skew import SkewMonitor
 from edge_agent.config import AssetConfig, PointConfig, SiteConfig
 from edge_agent.connection_guard import ConnectionGuard
 from edge_agent.decision import Decision, RampState, decide
+from edge_agent.dr_writes import DrWrites
 from edge_agent.drivers.base import DeviceError, Driver, PointRef
 from edge_agent.fence import FenceGuard, FenceMemory
 from edge_agent.floor import floor_write
@@ -87,6 +88,8 @@ class CommandExecutor:
     busy_refused: int = 0
     #: The site's connection limit: site caps go to it, and it tightens power commands.
     limiter: ConnectionGuard | None = None
+    #: DR writes (zone setpoint, fan speed): their priority, comfort refusal, and their end.
+    dr: DrWrites | None = None
 
     def __post_init__(self) -> None:
         # Built once from the resolved config (the key files were read by `load_config`).
@@ -205,6 +208,9 @@ class CommandExecutor:
             return self._ack(cmd.cmd_id, cmd.asset, d.status, requested=cmd.value, reason=d.reason)
         if cmd.kind in SITE_COMMAND_KINDS:
             return self._site_cap(cmd, d)
+        refused = self.dr.refusal(cmd) if self.dr is not None and self.dr.is_dr(cmd) else None
+        if refused is not None:  # a comfort veto holds, or the zone is out of its limits now
+            return self._ack(cmd.cmd_id, cmd.asset, "rejected", requested=cmd.value, reason=refused[:500])
         if self.limiter is None:
             return await self._write(cmd, d)
         async with self.limiter.lock:  # a local measure and a command never interleave on a device
@@ -264,12 +270,16 @@ class CommandExecutor:
         asset, control = d.asset, d.control
         point = asset.point(control.point)
         driver = self.drivers[point.device]
+        dr = self.dr if self.dr is not None and self.dr.is_dr(cmd) else None
+        priority = dr.priority(cmd) if dr is not None else cmd.priority or point.priority
         try:
             if control.enable is not None:
                 await driver.write(
                     asset.point(control.enable.point), control.enable.value, priority=cmd.priority
                 )
-            await driver.write(point, d.write_value, priority=cmd.priority or point.priority)
+            await driver.write(point, d.write_value, priority=priority)
+            if dr is not None and priority is not None:
+                await dr.on_written(cmd, point, priority)  # held from here: relinquished at its end
             rb_point = asset.point(control.read_back or control.point)
             got = await driver.read([PointRef(asset.id, rb_point)])
             rb = got[f"{asset.id}.{rb_point.name}"].value

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ssl
 from typing import TYPE_CHECKING
 
+from edge_agent.config_dr import DR_KINDS
 from protocols.errors import ConfigError
 from protocols.messages import SITE_COMMAND_KINDS
 
@@ -91,6 +92,24 @@ def _check_controls(asset: AssetConfig, where: str, names: dict[str, PointConfig
             )
         if control.enable is not None:
             _writable(names, asset.id, control.enable.point, f"{ck}.enable.point", file)
+
+
+def _check_dr_controls(
+    asset: AssetConfig,
+    where: str,
+    names: dict[str, PointConfig],
+    devices: dict[str, ModbusDevice | BacnetDevice],
+    file: str,
+) -> None:
+    """A DR write (zone setpoint, fan speed) is held at a BACnet priority and relinquished: BACnet only."""
+    for kind, control in asset.controls.items():
+        if kind in DR_KINDS and devices[names[control.point].device].driver != "bacnet":
+            raise ConfigError(
+                f"{kind!r} is a DR write held at a BACnet priority and relinquished at its end; "
+                f"point {control.point!r} is not on a BACnet device",
+                file=file,
+                key=f"{where}.controls.{kind}.point",
+            )
 
 
 def _check_safe_state(
@@ -192,5 +211,6 @@ def check_rules(cfg: SiteConfig, file: str) -> None:
         asset_ids.add(asset.id)
         names = _check_points(asset, where, devices, file)
         _check_controls(asset, where, names, file)
+        _check_dr_controls(asset, where, names, devices, file)
         _check_safe_state(asset, where, names, devices, file)
     _check_grid_connection(cfg, file)

@@ -24,6 +24,7 @@ from edge_agent.config_devices import (
     PositiveS,
     _Model,
 )
+from edge_agent.config_dr import ComfortConfig, DrConfig
 from protocols.messages import AssetKind, CommandKind, KeyId
 from protocols.signing import Keyring, SigningKey
 
@@ -268,6 +269,17 @@ class AssetModel(_Model):
     p_max_kw: float | None = Field(default=None, ge=0)
     t_min_c: float | None = None
     t_max_c: float | None = None
+    # The zone's 1R1C model (heat pump envelope, `flexmodels.thermal`): R, C and gains.
+    r_k_per_kw: float | None = Field(default=None, gt=0)
+    c_kwh_per_k: float | None = Field(default=None, gt=0)
+    gains_kw: float | None = Field(default=None, ge=0)
+    #: The `hvac` asset whose zone a heat pump heats (default: the site's one `hvac` asset).
+    zone: Id | None = None
+    # The AHU fan and the zone's air (fan envelope, `flexmodels.ventilation`).
+    volume_m3: float | None = Field(default=None, gt=0)
+    co2_gen_m3_h: float | None = Field(default=None, ge=0)
+    fan_flow_max_m3_h: float | None = Field(default=None, gt=0)
+    fan_p_max_kw: float | None = Field(default=None, ge=0)
 
 
 class AssetConfig(_Model):
@@ -281,6 +293,8 @@ class AssetConfig(_Model):
     limits: LimitsConfig = LimitsConfig()
     safe_state: list[SafeAction] = Field(default_factory=list)
     model: AssetModel = AssetModel()
+    #: An `hvac` zone's comfort limits for DR writes (the comfort veto); None = the defaults.
+    comfort: ComfortConfig | None = None
 
     @property
     def guaranteed_min_kw(self) -> float | None:
@@ -311,6 +325,7 @@ class SiteConfig(_Model):
     poll: PollConfig = PollConfig()
     grid_connection: GridConnectionConfig = GridConnectionConfig()
     bacnet: BacnetClientConfig = BacnetClientConfig()
+    dr: DrConfig = DrConfig()
     devices: list[DeviceConfig] = Field(default_factory=list)
     assets: list[AssetConfig] = Field(default_factory=list)
     #: sha256 prefix of the file's bytes (published on `state`); set by `load_config`.

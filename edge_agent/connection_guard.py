@@ -35,6 +35,7 @@ from edge_agent.drivers.base import DeviceError, Driver
 from edge_agent.floor import floor_write, min_power_kw
 from edge_agent.health import AgentStats
 from edge_agent.poller import Latest, PendingSample
+from protocols.assets import Points
 from protocols.clock import Clock
 from protocols.messages import Command, CommandKind
 
@@ -42,12 +43,13 @@ __all__ = ["LIMIT_POINTS", "ConnectionGuard"]
 
 log = logging.getLogger(__name__)
 
-#: The points the agent publishes on the site meter's asset about the limit (telemetry).
+#: The points the agent publishes on the site meter's asset about the limit (telemetry),
+#: named once in `protocols.assets.Points` (the controller reads them from there too).
 LIMIT_POINTS: dict[str, str] = {
-    "limit_import_max_kw": "kW",
-    "limit_export_max_kw": "kW",
-    "limit_active": "bool",
-    "limit_excess_kw": "kW",
+    Points.LIMIT_IMPORT_MAX_KW.point: "kW",
+    Points.LIMIT_EXPORT_MAX_KW.point: "kW",
+    Points.LIMIT_ACTIVE.point: "bool",
+    Points.LIMIT_EXCESS_KW.point: "kW",
 }
 _SOC_SLACK_PCT = 0.5
 _FRESH_WAIT_POLLS = 5
@@ -321,10 +323,10 @@ class ConnectionGuard:
         if meter is None or self.sink is None:
             return
         values = {
-            "limit_import_max_kw": limits.import_max_kw,
-            "limit_export_max_kw": limits.export_max_kw,
-            "limit_active": 1.0 if self.overrides else 0.0,
-            "limit_excess_kw": round(self.excess_kw, 3),
+            Points.LIMIT_IMPORT_MAX_KW.point: limits.import_max_kw,
+            Points.LIMIT_EXPORT_MAX_KW.point: limits.export_max_kw,
+            Points.LIMIT_ACTIVE.point: 1.0 if self.overrides else 0.0,
+            Points.LIMIT_EXCESS_KW.point: round(self.excess_kw, 3),
         }
         now = self.clock.now()
         out = []

@@ -75,7 +75,7 @@ def _bounds(asset: AssetConfig, cmd: Command) -> tuple[float, float]:
         lo = max(lo, 0.0)  # a limit on magnitude
     if cmd.kind in ("p_limit_kw", "p_setpoint_kw"):
         hi = max(hi, lo)
-    if cmd.kind == "soc_target_pct":
+    if cmd.kind in ("soc_target_pct", "fan_speed_pct"):
         lo, hi = max(lo, 0.0), min(hi, 100.0)
     return lo, hi
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from edge_agent.telemetry import wait_event
 from protocols.clock import Clock
@@ -36,7 +36,7 @@ class EventOutbox:
         severity: str,
         message: str,
         asset: str | None,
-        details: dict[str, int | str] | None = None,
+        details: Mapping[str, float | int | str] | None = None,
     ) -> None:
         """Queue an `Event` for the `event` topic (kept in memory, newest 1,000)."""
         self._events.append(
@@ -48,7 +48,7 @@ class EventOutbox:
                     "severity": severity,
                     "message": message[:500],
                     "asset": asset,
-                    "details": details or {},
+                    "details": dict(details or {}),
                 }
             )
         )

@@ -100,10 +100,15 @@ class FallbackPolicy:
     active: dict[str, Command] = field(default_factory=dict)  # asset -> command in force
     release_delay_s: float = 0.0
 
-    def on_valid(self, cmd: Command, mono: float) -> None:
-        """A valid command arrived: restart the fallback timer and remember it as in force for its asset."""
+    def on_valid(self, cmd: Command, mono: float, *, track: bool = True) -> None:
+        """A valid command arrived: restart the fallback timer and remember it as in force for its asset.
+
+        `track=False` (a DR write, which `edge_agent.dr_writes` relinquishes itself at its end)
+        only restarts the timer: its end must not put the whole asset into its safe state.
+        """
         self.last_valid_mono = mono
-        self.active[cmd.asset] = cmd
+        if track:
+            self.active[cmd.asset] = cmd
 
     def on_broker(self, connected: bool, mono: float) -> None:
         """Track the broker connection: the time it went down, cleared when it is back."""

@@ -2,9 +2,11 @@
 
 Pure functions of (asset config, latest readings, now). Measured inputs are the asset's
 points named `p_kw` (power, load-positive) and `soc_pct` (battery); the model
-parameters come from the asset's `model:` block (O'Connell & Keane 2021: battery SOC bookkeeping
-with separate charge/discharge efficiencies). Each interval's bounds are what the
-asset could sustain for that whole interval starting from the state measured now.
+parameters come from the asset's `model:` block (O'Connell & Keane 2021: battery SOC
+bookkeeping with separate charge/discharge efficiencies; the heat pump through its zone's
+RC model and COP and the AHU fan through the zone's CO2, both `flexmodels`, in
+`edge_agent.flex_zone`). Each interval's bounds are what the asset could sustain for that
+whole interval starting from the state measured now.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-from edge_agent.config import AssetConfig
+from edge_agent.comfort_veto import comfort_limits
+from edge_agent.config import AssetConfig, SiteConfig
+from edge_agent.flex_zone import fan_bounds, heatpump_bounds
 from edge_agent.poller import Latest
 from protocols.messages import AssetFlex, FlexInterval
 
@@ -43,12 +47,42 @@ def _intervals(now: datetime, bounds: list[tuple[float, float]]) -> list[FlexInt
     return out
 
 
-def asset_flex(asset: AssetConfig, latest: Mapping[str, Latest], now: datetime) -> AssetFlex:
-    """One asset's envelope; assets without a model get p_now as both bounds."""
+def asset_flex(
+    asset: AssetConfig, latest: Mapping[str, Latest], now: datetime, site: SiteConfig | None = None
+) -> AssetFlex:
+    """One asset's envelope; assets without a model get p_now as both bounds.
+
+    With the `site` (the heat pump's zone is another asset), a heat pump and an AHU fan
+    with their `flexmodels` keys get the zone models' envelopes (`edge_agent.flex_zone`).
+    """
     p_now = _value(asset, latest, "p_kw")
     m, lim = asset.model, asset.limits
     p_max = lim.p_max_kw if lim.p_max_kw is not None else (asset.p_nominal_kw or m.p_max_kw or 0.0)
     n = int(HORIZON_H / STEP_H)
+    durations = [(i + 1) * STEP_H for i in range(n)]
+    hp = heatpump_bounds(site, asset, latest, durations) if site is not None and asset.kind == "hp" else None
+    if hp is not None:
+        _, band, bounds = hp
+        return AssetFlex(
+            asset=asset.id,
+            kind=asset.kind,
+            p_now_kw=p_now,
+            p_guaranteed_min_kw=asset.guaranteed_min_kw or 0.0,
+            t_min_c=band.t_min_c,
+            t_max_c=band.t_max_c,
+            intervals=_intervals(now, bounds),
+        )
+    fan = fan_bounds(asset, latest, durations) if asset.kind == "hvac" else None
+    if fan is not None:
+        limits = comfort_limits(asset)
+        return AssetFlex(
+            asset=asset.id,
+            kind=asset.kind,
+            p_now_kw=round(fan[0], 4),
+            t_min_c=limits.t_min_c,
+            t_max_c=limits.t_max_c,
+            intervals=_intervals(now, fan[1]),
+        )
     if asset.kind == "battery":
         soc = _value(asset, latest, "soc_pct")
         p_min = lim.p_min_kw if lim.p_min_kw is not None else -p_max

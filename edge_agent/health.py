@@ -118,6 +118,11 @@ class _StatsCollector:
         for status in ("applied", "clamped", "rejected", "expired", "failed"):
             commands.add_metric([status], s.commands.get(status, 0))
         yield commands
+        yield CounterMetricFamily(
+            "gridflex_edge_comfort_vetoes",
+            "DR writes released by the comfort veto (zone out of its band, CO2 at the limit)",
+            value=s.commands.get("comfort_veto", 0),
+        )
 
 
 class HealthServer:

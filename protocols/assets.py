@@ -105,3 +105,11 @@ class Points:
     METER_F_HZ: Final = PointKey(METER, "f_hz")
     METER_E_IMPORT_KWH: Final = PointKey(METER, "e_import_kwh")
     METER_E_EXPORT_KWH: Final = PointKey(METER, "e_export_kwh")
+    # The site's connection limit as its agent holds it (edge_agent/connection_guard.py), on
+    # the site meter's asset: the import/export maximum in force (grid_connection tightened
+    # by a valid DSO cap), whether a local measure is active, and what is left above the limit.
+    # The controller plans within the first two (cloud_controller/live/site_limits.py).
+    LIMIT_IMPORT_MAX_KW: Final = PointKey(METER, "limit_import_max_kw")
+    LIMIT_EXPORT_MAX_KW: Final = PointKey(METER, "limit_export_max_kw")
+    LIMIT_ACTIVE: Final = PointKey(METER, "limit_active")
+    LIMIT_EXCESS_KW: Final = PointKey(METER, "limit_excess_kw")

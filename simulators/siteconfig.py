@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any, Final
 
 from device_templates import builtin
+from flexmodels import CO2_LIMIT_PPM
 from protocols.assets import BATTERY, EV, HP, METER, PV, ZONE, Role
 from protocols.testbed import BacnetEndpoint, ModbusEndpoint
 from simulators.building import Building
+from simulators.devices.zone import CO2_PER_PERSON_M3_H
 from simulators.modbus import RegisterMap
 from simulators.modbus.sunspec import SUBSTATION_METER_TEMPLATE
 
@@ -114,6 +116,40 @@ def _common(site: str, *, broker_host: str, broker_port: int, state_dir: Path) -
         "fallback": {"after_s": 300},
         "health": {"host": "127.0.0.1", "port": None},
         "poll": {"interval_s": 1.0, "max_age_s": 60.0},
+    }
+
+
+def _zone_asset(b: Building) -> dict[str, Any]:
+    """The BMS zone: setpoint and fan-speed DR writes, its comfort limits and its models' keys.
+
+    The model keys are the simulated zone's own parameters (`simulators.devices.zone.Zone`),
+    so the agent's envelopes (`edge_agent.flex_zone`) model the building the test bed runs;
+    CO2 generation is at full occupancy (the conservative end of the schedule).
+    """
+    z = b.zone
+    return {
+        "id": ZONE,
+        "kind": Role.HVAC.value,
+        "controls": {
+            "t_setpoint_c": {"point": "t_setpoint_c"},
+            "fan_speed_pct": {"point": "fan_pct"},
+        },
+        "safe_state": [
+            {"point": "t_setpoint_c", "relinquish": True},
+            {"point": "fan_pct", "relinquish": True},
+        ],
+        "model": {
+            "t_min_c": 19.0,
+            "t_max_c": 24.0,
+            "r_k_per_kw": z.r_k_per_kw,
+            "c_kwh_per_k": z.c_kwh_per_k,
+            "gains_kw": z.gains_kw,
+            "volume_m3": z.volume_m3,
+            "co2_gen_m3_h": round(CO2_PER_PERSON_M3_H * z.people, 6),
+            "fan_flow_max_m3_h": z.fan_flow_max_m3_h,
+            "fan_p_max_kw": z.fan_p_max_kw,
+        },
+        "comfort": {"co2_max_ppm": CO2_LIMIT_PPM},
     }
 
 
@@ -243,21 +279,10 @@ def site_config(
                 "controls": {"p_limit_kw": {"point": "p_limit_kw"}},
                 "limits": {"p_min_kw": 0.0, "p_max_kw": kw, "p_guaranteed_min_kw": GUARANTEED_MIN_KW},
                 "safe_state": safe,
-                "model": {"tank_kwh": round(b.hp.tank_kwh, 3)},
+                "model": {"tank_kwh": round(b.hp.tank_kwh, 3), "cop": b.hp.cop},
             }
         )
     if bacnet is not None:
-        assets.append(
-            {
-                "id": ZONE,
-                "kind": Role.HVAC.value,
-                "controls": {"t_setpoint_c": {"point": "t_setpoint_c"}},
-                "safe_state": [
-                    {"point": "t_setpoint_c", "relinquish": True},
-                    {"point": "fan_pct", "relinquish": True},
-                ],
-                "model": {"t_min_c": 19.0, "t_max_c": 24.0},
-            }
-        )
+        assets.append(_zone_asset(b))
     doc = _common(b.site, broker_host=broker_host, broker_port=broker_port, state_dir=state_dir)
     return {**doc, "devices": devices, "assets": assets}

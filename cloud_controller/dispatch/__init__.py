@@ -11,6 +11,7 @@ from cloud_controller.dispatch.engine import DispatchEngine
 from cloud_controller.dispatch.model.build import SiteAssets, build_problem
 from cloud_controller.dispatch.model.ppcase import KW_PER_MW, problem_from_pandapower
 from cloud_controller.dispatch.model.problem import (
+    BatterySteps,
     FloatArray,
     IntArray,
     Problem,
@@ -34,6 +35,7 @@ __all__ = [
     "SITE",
     "THRESHOLD",
     "Answer",
+    "BatterySteps",
     "DecomposedEngine",
     "DecompositionStats",
     "DispatchEngine",

@@ -16,7 +16,14 @@ import numpy as np
 
 from cloud_controller.dispatch.highs.session import BatteryLimits, LpSession
 from cloud_controller.dispatch.model.lp import LpIndex
-from cloud_controller.dispatch.model.problem import FloatArray, IntArray, Problem, StepInputs, StorageState
+from cloud_controller.dispatch.model.problem import (
+    BatterySteps,
+    FloatArray,
+    IntArray,
+    Problem,
+    StepInputs,
+    StorageState,
+)
 from cloud_controller.dispatch.model.schedule import Schedule
 from cloud_controller.dispatch.options import EngineOptions
 from cloud_controller.dispatch.routes.base import HIGHS_ROUTES, Answer, Route
@@ -41,6 +48,7 @@ class DispatchEngine:
         self.options = options = options or EngineOptions()
         self._lazy_on = options.lazy_for(problem)
         self._bat_limits: BatteryLimits = (problem.bat_p_max_kw, problem.bat_e_min_kwh, problem.bat_e_max_kwh)
+        self._bat_steps: BatterySteps | None = None
         self._session: LpSession | None = None
         self.last_answer: Answer | None = None
         self.sites: SiteSolver | None = None
@@ -70,6 +78,8 @@ class DispatchEngine:
     def _lp(self) -> LpSession:
         if self._session is None:
             self._session = LpSession(self.problem, self.options, self._bat_limits)
+            if self._bat_steps is not None:
+                self._session.set_battery_limits(self._bat_limits, self._bat_steps)
         return self._session
 
     # -- answering ------------------------------------------------------------------------
@@ -87,14 +97,27 @@ class DispatchEngine:
         return self.answer(inputs, state).schedule
 
     # -- control --------------------------------------------------------------------------
-    def set_battery_limits(self, p_max_kw: FloatArray, e_min_kwh: FloatArray, e_max_kwh: FloatArray) -> None:
-        """Per battery, for every period until changed again: power range and energy window."""
+    def set_battery_limits(
+        self,
+        p_max_kw: FloatArray,
+        e_min_kwh: FloatArray,
+        e_max_kwh: FloatArray,
+        steps: BatterySteps | None = None,
+    ) -> None:
+        """Per battery, for every period until changed again: power range and energy window.
+
+        `steps` tightens them per period (the LP routes only: the per-site route answers
+        single periods from per-battery limits, so an engine with it refuses them).
+        """
+        if steps is not None and self.sites is not None:
+            raise ValueError("per-period battery bounds need the LP routes (by_site=False)")
         p_max, e_min, e_max = (np.asarray(a, float).copy() for a in (p_max_kw, e_min_kwh, e_max_kwh))
         self._bat_limits = (p_max, e_min, e_max)
+        self._bat_steps = steps
         if self._site_inputs is not None:
             self._site_inputs.set_battery_limits(self._bat_limits)
         if self._session is not None:
-            self._session.set_battery_limits(self._bat_limits)
+            self._session.set_battery_limits(self._bat_limits, steps)
 
     def shift_basis(self, k: int) -> bool:
         """Before re-solving a window that starts `k` periods later, move the basis with it.

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from cloud_controller.dispatch.model.problem import FloatArray, Problem, StepInputs, StorageState
+from cloud_controller.dispatch.model.problem import (
+    BatterySteps,
+    FloatArray,
+    Problem,
+    StepInputs,
+    StorageState,
+)
 from cloud_controller.dispatch.model.schedule import Schedule
 from cloud_controller.dispatch.routes.base import Answer
 
@@ -22,8 +28,14 @@ class Engine(Protocol):
         """`answer(...).schedule`."""
         ...
 
-    def set_battery_limits(self, p_max_kw: FloatArray, e_min_kwh: FloatArray, e_max_kwh: FloatArray) -> None:
-        """Per battery, until changed again: power range and energy window."""
+    def set_battery_limits(
+        self,
+        p_max_kw: FloatArray,
+        e_min_kwh: FloatArray,
+        e_max_kwh: FloatArray,
+        steps: BatterySteps | None = None,
+    ) -> None:
+        """Per battery, until changed again: power range and energy window (`steps`: per period)."""
         ...
 
     def shift_basis(self, k: int) -> bool:

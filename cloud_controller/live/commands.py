@@ -118,6 +118,12 @@ class CommandBuilder:
                 out[s.site] = max(-rating, min(rating, p_kw))
         return out
 
+    def grid_target_sites(self, sites: Sequence[SiteRef]) -> set[str]:
+        """Sites whose battery value is their grid exchange (the meter's `p_setpoint_kw`), not the battery's."""
+        if self.battery_control != "grid_target":
+            return set()
+        return {s.site for s in sites if s.asset_of(Role.METER) is not None}
+
     def battery_target(self, site: SiteRef) -> tuple[str, str]:
         """(asset, kind) a battery value is sent to."""
         meter, bat = site.asset_of(Role.METER), site.asset_of(Role.BATTERY)

@@ -56,6 +56,14 @@ from cloud_controller.live.battery_state import battery_bounds, storage_state
 from cloud_controller.live.commands import CommandBuilder
 from cloud_controller.live.guard import FleetGuard, GuardElement
 from cloud_controller.live.site_forecast import FleetForecast, fleet_forecast, period_start, with_measurements
+from cloud_controller.live.site_limits import (
+    SentCapLog,
+    SiteLimits,
+    clamp_battery_values,
+    fleet_limits,
+    limit_battery_steps,
+    shortfalls,
+)
 from cloud_controller.live.types import CongestionInterval, History, Plan, SiteRef, SiteSnapshot
 from protocols.assets import Role
 from protocols.errors import ConfigError
@@ -173,6 +181,9 @@ class MpcPlanner:
             for k in range(1, grid.n_branch)
         }
         self.guard = self._new_guard() if np.isfinite(self.limit_kw) else None
+        self._caps_sent = SentCapLog()  # site_import_max_kw commands sent (note_sent)
+        self._site_limits: dict[int, SiteLimits] = {}  # the last plan's, by site index
+        self._base_kw: np.ndarray | None = None  # the last plan's forecast, for its limits
 
     # -- inputs ----------------------------------------------------------------------
 
@@ -264,7 +275,15 @@ class MpcPlanner:
         base_total = fc.base_kw.sum(axis=1)
         state = storage_state(self.problem, self.sites, self.bat_index, sites)
         bounds = battery_bounds(self.problem, self.sites, self.bat_index, excluded | no_battery, sites, state)
-        self.engine.set_battery_limits(*bounds)
+        # each site's connection limit / DSO cap: per-interval battery bounds (live/site_limits.py)
+        start = period_start(now, self.period_s)
+        caps = self._caps_sent.valid(now)
+        self._site_limits = site_lims = fleet_limits(
+            self.sites, sites, caps, start, self.horizon, self.period_s
+        )
+        self._base_kw = fc.base_kw
+        steps = limit_battery_steps(self.problem, self.bat_index, fc.base_kw, site_lims, bounds, state)
+        self.engine.set_battery_limits(*bounds, steps)
         # Chance constraint: plan against the fleet's p90, not its median (forecast error is
         # what breaks a plan); never tighter than half the limit.
         limit_t = np.maximum(self.limit_kw - self.forecast_z * fc.sigma_kw, 0.5 * self.limit_kw)
@@ -284,13 +303,16 @@ class MpcPlanner:
         self.last_schedule = schedule = answer.schedule
         planned = schedule.p_site_kw.sum(axis=1)
         battery_kw = self.commands.battery_values(self.sites, excluded | no_battery, schedule, self.bat_index)
-        caps: set[tuple[str, str]] = set()
+        held: set[tuple[str, str]] = set()
         if self.guard is not None:
             self.guard.on_plan(now, battery_kw, {self.sites[i].site for i in excluded}, sites)
             self.guard.step(now, sites, force=True)
             battery_kw = {site: self.guard.battery_value(site) for site in battery_kw}
-            caps = set(self.guard.caps)
-        commands, setpoints = self.commands.build(now, self.sites, excluded, schedule, battery_kw, caps)
+            held = set(self.guard.caps)
+        battery_kw = clamp_battery_values(
+            battery_kw, self.sites, site_lims, fc.base_kw, self.commands.grid_target_sites(self.sites)
+        )
+        commands, setpoints = self.commands.build(now, self.sites, excluded, schedule, battery_kw, held)
         commands = [c for c in commands if (c.site, c.asset) not in missing]
         setpoints = {
             site: {a: v for a, v in plan.items() if (site, a) not in missing}
@@ -325,6 +347,7 @@ class MpcPlanner:
             violations=branch_violations(
                 limits, self.problem.grid.branch_names, schedule.branch_flow_kw, starts, self.period_s
             ),
+            site_limit_shortfalls=shortfalls(self.sites, site_lims, schedule.p_site_kw, start, self.period_s),
         )
 
     def congestion_forecast(self, plan: Plan, n_scenarios: int = 100) -> CongestionForecast:
@@ -359,6 +382,10 @@ class MpcPlanner:
             plan.site_forecast_kw, plan.site_sigma_kw, options, hvmv_limit_kw=limit
         )
 
+    def note_sent(self, commands: Sequence[Command]) -> None:
+        """Commands the service sent: a `site_import_max_kw` among them caps that site's plan while valid."""
+        self._caps_sent.note(commands)
+
     def correct(self, now: datetime, sites: Mapping[str, SiteSnapshot]) -> list[Command]:
         """The fleet guard's step between plans (see guard.py): commands for what changed."""
         if self.guard is None:
@@ -370,7 +397,16 @@ class MpcPlanner:
         valid_until = self.commands.valid_until(start)
         by_site = {s.site: s for s in self.sites}
         out: list[Command] = []
-        for site, value in sorted(changes.battery_kw.items()):
+        battery_kw = changes.battery_kw
+        if self._site_limits and self._base_kw is not None:
+            battery_kw = clamp_battery_values(
+                battery_kw,
+                self.sites,
+                self._site_limits,
+                self._base_kw,
+                self.commands.grid_target_sites(self.sites),
+            )
+        for site, value in sorted(battery_kw.items()):
             asset, kind = self.commands.battery_target(by_site[site])
             out.append(self.commands.one(now, site, asset, kind, value, valid_until))
         for site, asset in sorted(changes.capped | changes.released):

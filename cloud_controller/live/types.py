@@ -18,6 +18,7 @@ __all__ = [
     "History",
     "Plan",
     "Planner",
+    "SiteLimitShortfall",
     "SiteMode",
     "SiteRef",
     "SiteSnapshot",
@@ -47,6 +48,10 @@ class SiteRef:
     site: str
     region_site: int  # index into Region.site_names: the household (bus) this site stands for
     assets: tuple[AssetRef, ...]
+    #: The site's grid connection (registry `grid_connection`), None = not stated there; the
+    #: agent's own `limit_*` telemetry and a DSO cap are merged with it (live/site_limits.py).
+    import_max_kw: float | None = None
+    export_max_kw: float | None = None
 
     def asset_of(self, kind: str) -> AssetRef | None:
         """The site's first asset of kind `kind`, or None if it has none."""
@@ -104,6 +109,24 @@ class CongestionInterval:
     p_exceed: float  # probability of exceeding the limit (0..1) from sampled scenarios
 
 
+@dataclass(frozen=True)
+class SiteLimitShortfall:
+    """Where a site's plan stays over its connection limit: its battery cannot cover it.
+
+    One per site and side over the horizon: the limit, the largest excess, how many
+    intervals and the first of them, and which limit binds (registry, telemetry, DSO cap).
+    The edge holds the limit with the rest of its devices (EV/HP down to their §14a minimum).
+    """
+
+    site: str
+    side: Literal["import", "export"]
+    limit_kw: float
+    max_excess_kw: float
+    intervals: int
+    first_start: datetime
+    source: str
+
+
 @dataclass
 class Plan:
     """One period's plan: its commands, the forecast with and without control, and congestion ahead."""
@@ -125,6 +148,8 @@ class Plan:
     #: Elements the plan leaves over a limit in force (grid/limits.py), by name and interval:
     #: what the fleet's flexibility cannot relieve (GET /grid/limits shows them).
     violations: list[LimitViolation] = field(default_factory=list)
+    #: Sites whose planned grid power stays over their connection limit (live/site_limits.py).
+    site_limit_shortfalls: list[SiteLimitShortfall] = field(default_factory=list)
 
 
 class Planner(Protocol):

@@ -33,7 +33,9 @@ __all__ = ["SUBSTATIONS_FILE", "GridMeterRef", "Registry", "load_registry", "reg
 
 GUARANTEED_MIN_KW = 4.2  # §14a EnWG for controllable consumers (EV chargers, heat pumps)
 KINDS = set(get_args(AssetKindName))
-SITE_KEYS = frozenset({"site", "region_site", "assets"})
+SITE_KEYS = frozenset({"site", "region_site", "assets", "grid_connection"})
+#: A site's connection limits as its contract states them (the agent's site YAML holds the same).
+GRID_CONNECTION_KEYS = frozenset({"import_max_kw", "export_max_kw"})
 METER_KEYS = frozenset({"site", "station"})
 #: Written by `gridflex sim` and the demo beside manifest.json: `{"substations": [{"site", "station", ...}]}`.
 SUBSTATIONS_FILE = "substations.json"
@@ -152,7 +154,34 @@ def _site(doc: Any, where: str, file: str, n_region_sites: int | None) -> SiteRe
             key=f"{where}.region_site",
         )
     assets = tuple(_asset(a, f"{where}.assets[{j}]", file) for j, a in enumerate(doc.get("assets", [])))
-    return SiteRef(site=site, region_site=region_site, assets=assets)
+    import_max, export_max = _grid_connection(doc.get("grid_connection"), f"{where}.grid_connection", file)
+    return SiteRef(
+        site=site, region_site=region_site, assets=assets, import_max_kw=import_max, export_max_kw=export_max
+    )
+
+
+def _grid_connection(doc: Any, where: str, file: str) -> tuple[float | None, float | None]:
+    """`grid_connection: {import_max_kw, export_max_kw}` (each optional, kW > 0, as the site YAML's)."""
+    if doc is None:
+        return None, None
+    if not isinstance(doc, dict):
+        raise ConfigError("must be a mapping {import_max_kw, export_max_kw}", file=file, key=where)
+    unknown = sorted(set(doc) - GRID_CONNECTION_KEYS)
+    if unknown:
+        raise ConfigError(
+            unknown_key_reason(unknown[0], GRID_CONNECTION_KEYS), file=file, key=f"{where}.{unknown[0]}"
+        )
+    out: list[float | None] = []
+    for key in ("import_max_kw", "export_max_kw"):
+        v = doc.get(key)
+        if v is not None and (
+            isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v) or v <= 0
+        ):
+            raise ConfigError(
+                f"must be a finite number of kW > 0, got {v!r}", file=file, key=f"{where}.{key}"
+            )
+        out.append(None if v is None else float(v))
+    return out[0], out[1]
 
 
 def load_registry(path: Path, *, n_region_sites: int | None = None) -> Registry:

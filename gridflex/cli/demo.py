@@ -1,7 +1,10 @@
 """`gridflex demo`: the closed loop on one machine, with control vs. a no-control twin, in minutes.
 
-Default: 20 buildings on the Schutterwald region, a winter afternoon and evening
-(12:00–24:00 simulated) at 240x, so about three minutes of wall time. `--quick` runs a
+Default: 20 buildings below the Schutterwald region's 0.40 MVA MV/LV transformer T_idx_77,
+the region's other households as profiles (an electrified winter evening overloads
+T_idx_77 by its own rating), a winter afternoon and evening (12:00–24:00 simulated) at
+240x, so about three minutes of wall time. `--congestion threshold` runs the former
+scenario: the fleet spread over the region and a constructed HV/MV threshold. `--quick` runs a
 shorter window at a higher speed for CI. Writes `demo-out/` (summary.json, summary.md,
 demo.png, series.csv) and exits 0 only if every part ran and the figures were produced.
 `--serve` keeps the controller's dashboard at http://127.0.0.1:PORT during the run and,
@@ -12,6 +15,7 @@ measured so far and exits 130; a port in use is one line and exit 2.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import time
@@ -74,12 +78,7 @@ async def _run(settings: object, out: Path, port: int | None, outcome: _Outcome)
     with console.status("building the region, the fleet and its no-control twin ..."):
         region = await asyncio.to_thread(build_schutterwald_region)
         scenario = await asyncio.to_thread(build_scenario, settings, region)
-    console.print(
-        f"{settings.n_sites} buildings placed on the Schutterwald region; no-control HV/MV peak "
-        f"{max(t.root_p_kw for t in scenario.no_control_truth):.1f} kW, congestion threshold "
-        f"{scenario.threshold_kw:.1f} kW, controller plans against {scenario.controller_limit_kw:.1f} kW "
-        f"of site load"
-    )
+    console.print(_scenario_line(scenario), soft_wrap=True)
     interrupted = False
     dashboard: asyncio.Task[None] | None = None
     total_s = (settings.end - settings.start).total_seconds()
@@ -169,6 +168,51 @@ def _control_actions(loop: ClosedLoop, starts: list[datetime]) -> ControlActions
     return control_actions(starts, loop.settings.period_s, soc, caps)
 
 
+def _scenario_line(scenario: LoopScenario) -> str:
+    """What the run is judged by, printed before it starts."""
+    s = scenario.settings
+    if scenario.element is not None:
+        peak = max(scenario.element_loading_pct())
+        return (
+            f"{s.n_sites} buildings below {scenario.element} ({scenario.element_rating_kva:.0f} kVA) of the "
+            f"Schutterwald region, its other households as profiles; no-control peak loading {peak:.1f} %; "
+            f"the controller plans against {scenario.element}'s rating"
+        )
+    return (
+        f"{s.n_sites} buildings placed on the Schutterwald region; no-control HV/MV peak "
+        f"{max(t.root_p_kw for t in scenario.no_control_truth):.1f} kW, congestion threshold "
+        f"{scenario.threshold_kw or 0.0:.1f} kW, controller plans against {scenario.controller_limit_kw or 0.0:.1f} kW "
+        "of site load"
+    )
+
+
+def _notes(settings: LoopSettings, scenario: LoopScenario, interrupted: bool) -> list[str]:
+    """The summary's notes: what the scenario assumes and how it ran."""
+    b = settings.background
+    if scenario.element is not None:
+        first = (
+            f"Physical congestion: the fleet sits below {scenario.element}; every other household of the "
+            f"region is a seeded profile (H0 load {b.annual_kwh[0]:.0f}-{b.annual_kwh[1]:.0f} kWh/a, "
+            f"{b.hp_share:.0%} with a {b.hp_kw:g} kW heat pump for {b.heat_annual_kwh[0]:.0f}-"
+            f"{b.heat_annual_kwh[1]:.0f} kWh/a of heat, {b.ev_share:.0%} with an EV charging uncontrolled "
+            f"at {b.ev_kw:g} kW), cos phi {b.cos_phi:g}, the same in both runs. The controller plans against "
+            f"{scenario.element}'s rating from the net and sees the non-fleet load only through the "
+            "station's meter."
+        )
+    else:
+        first = (
+            "Threshold constructed so that "
+            f"{settings.overload_share:.0%} of the no-control intervals exceed it (households outside "
+            "the fleet carry no load)."
+        )
+    return [
+        first,
+        f"Simulated {settings.start:%Y-%m-%d %H:%M} to {settings.end:%H:%M} UTC at {settings.speed:g}x; "
+        f"control period {settings.period_s / 60:g} min, agents poll every {settings.poll_s:g} s.",
+        *(["Interrupted (Ctrl-C): the figures cover the intervals before it."] if interrupted else []),
+    ]
+
+
 def _url(port: int | None) -> str:
     return f"http://127.0.0.1:{port}/"
 
@@ -193,41 +237,41 @@ async def _report(
     if n == 0:
         console.print("[red]no complete interval was measured[/red]")
         return 1
+    starts = scenario.no_control_times[:n]
     with console.status("grid truth: AC power flow of every interval ..."):
         truth_control = await asyncio.to_thread(
-            scenario.truth.evaluate_series, {s: v[:n] for s, v in result.site_p_kw.items()}
+            functools.partial(
+                scenario.truth.evaluate_series, {s: v[:n] for s, v in result.site_p_kw.items()}, starts=starts
+            )
         )
     interval_h = settings.period_s / 3600.0
+    element = {"element": scenario.element, "rating_kva": scenario.element_rating_kva}
     summary = DemoSummary(
         sites=settings.n_sites,
         start=settings.start,
         interval_min=settings.period_s / 60.0,
         intervals=n,
         threshold_kw=scenario.threshold_kw,
-        no_control=run_figures(scenario.no_control_truth[:n], scenario.threshold_kw, interval_h),
-        control=run_figures(truth_control, scenario.threshold_kw, interval_h),
+        no_control=run_figures(scenario.no_control_truth[:n], scenario.threshold_kw, interval_h, **element),  # type: ignore[arg-type]
+        control=run_figures(truth_control, scenario.threshold_kw, interval_h, **element),  # type: ignore[arg-type]
         commands=result.commands,
         telemetry=result.telemetry,
         wall_s=wall_s,
-        notes=[
-            "Threshold constructed so that "
-            f"{settings.overload_share:.0%} of the no-control intervals exceed it (households outside "
-            "the fleet carry no load).",
-            f"Simulated {settings.start:%Y-%m-%d %H:%M} to {settings.end:%H:%M} UTC at {settings.speed:g}x; "
-            f"control period {settings.period_s / 60:g} min, agents poll every {settings.poll_s:g} s.",
-            *(["Interrupted (Ctrl-C): the figures cover the intervals before it."] if interrupted else []),
-        ],
+        notes=_notes(settings, scenario, interrupted),
+        element=scenario.element,
+        element_rating_kva=scenario.element_rating_kva,
     )
-    paths = write_outputs(
-        summary,
-        out,
-        scenario.no_control_times[:n],
-        {
+    if scenario.element is not None:
+        series = {
+            f"no control ({scenario.element} %)": scenario.element_loading_pct(scenario.no_control_truth[:n]),
+            f"with GridFlex ({scenario.element} %)": scenario.element_loading_pct(truth_control),
+        }
+    else:
+        series = {
             "no control": [t.root_p_kw for t in scenario.no_control_truth[:n]],
             "with GridFlex": [t.root_p_kw for t in truth_control],
-        },
-        actions=actions.head(n),
-    )
+        }
+    paths = write_outputs(summary, out, starts, series, actions=actions.head(n))
     console.print(render_markdown(summary), markup=False, highlight=False)
     console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
     return 0
@@ -260,6 +304,13 @@ def register(app: typer.Typer) -> None:
         port: Annotated[
             int, typer.Option("--port", min=1, max=65535, help="the dashboard's port (--serve)")
         ] = 8080,
+        congestion: Annotated[
+            str,
+            typer.Option(
+                "--congestion",
+                help="station: T_idx_77 overloaded by its rating (default); threshold: a constructed HV/MV threshold",
+            ),
+        ] = "station",
     ) -> None:
         """Run the closed loop (buildings, agents, Mosquitto, controller) with vs. without control."""
         if serve and _port_in_use(port):
@@ -267,10 +318,15 @@ def register(app: typer.Typer) -> None:
                 f"port {port} on 127.0.0.1 is already in use: free it or pass --port", soft_wrap=True
             )
             raise typer.Exit(2)
-        from gridflex.loop.scenario import LoopSettings  # after the port check: this import takes seconds
+        from gridflex.loop.scenario import CONGESTION_KINDS, LoopSettings  # after the port check: slow import
 
+        if congestion not in CONGESTION_KINDS:
+            console.print(f"--congestion must be one of {', '.join(CONGESTION_KINDS)}, got {congestion!r}")
+            raise typer.Exit(2)
         logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        settings = LoopSettings(n_sites=sites, seed=seed, bacnet=bacnet, congestion_scenarios=100)
+        settings = LoopSettings(
+            n_sites=sites, seed=seed, bacnet=bacnet, congestion_scenarios=100, congestion=congestion
+        )
         if quick:
             settings = replace(settings, start_h=14.0, end_h=21.0, speed=480.0, poll_s=240.0)
         if speed is not None:

@@ -160,12 +160,14 @@ def register(app: typer.Typer) -> None:
                     battery_control=control,
                     start_h=start_h,
                     end_h=end_h,
+                    congestion="threshold",  # the twin compares fleets on the constructed threshold
                 )
                 scenario = build_scenario(settings, region)
                 scenario = replace(scenario, settings=settings)
                 base = run_twin(scenario, control=False)
                 ctl = run_twin(scenario, guard=guard)
                 thr = scenario.threshold_kw
+                assert thr is not None  # congestion="threshold"
                 rows.append(
                     TwinRow(
                         seed=seed,

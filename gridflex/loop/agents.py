@@ -162,9 +162,10 @@ class Fleet:
         """Serve a substation meter per MV/LV station of `truth`'s region, each with an agent; before `start`.
 
         `start` drives them from the buildings every two poll intervals. `truth` is copied (a net of
-        its own): the meters' power flows run in a thread while the caller may use `truth`.
+        its own, the same background households): the meters' power flows run in a thread while
+        the caller may use `truth`.
         """
-        own = GridTruth(truth.region, truth.household_of_site)
+        own = truth.copy()
         self.substations = Substations(own, out_dir=self.bed.out_dir, broker_port=broker_port)
         await self.substations.__aenter__()
         for sub in self.substations.sites:  # the closed loop registers them as grid meters

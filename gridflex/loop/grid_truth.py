@@ -4,8 +4,9 @@ The controller only sees its own estimate; to know whether congestion was reliev
 the demo and the end-to-end tests feed each building's *physical* grid-connection power
 (from the simulators' physics, not from telemetry) into a full pandapower AC power flow
 of the region and read the transformer loadings. Households of the region that are not
-simulated buildings carry no load here: the demo's congestion threshold is set on the
-fleet it controls (see `congestion_threshold_kw`).
+simulated buildings carry their `background` profile (`gridflex.loop.background`) for the
+interval that contains `at`; without one they draw 0 (the constructed-threshold scenario,
+`congestion_threshold_kw`).
 
 Each interval also yields what a meter on every MV/LV station's LV busbar reads
 (`StationFlow`): the transformer's LV-side P and Q into the LV network, the busbar's
@@ -18,12 +19,14 @@ import copy
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from cloud_controller import Region
+from gridflex.loop.background import BackgroundLoad
 from protocols.errors import ConfigError
 
 __all__ = ["GridTruth", "StationFlow", "TruthInterval", "congestion_threshold_kw", "count_overloads"]
@@ -55,21 +58,41 @@ class TruthInterval:
     v_max_pu: float
     #: What each MV/LV station's LV busbar meter reads, by station name.
     station_flow: dict[str, StationFlow] = field(default_factory=dict)
+    #: The most loaded line (pandapower's loading, % of its ampacity) and its name.
+    line_loading_max_pct: float = 0.0
+    line_max: str = ""
 
 
 class GridTruth:
     """AC power flow of `region` with each simulated site at its household's bus."""
 
     def __init__(
-        self, region: Region, household_of_site: Mapping[str, int], *, cos_phi: float = 0.97
+        self,
+        region: Region,
+        household_of_site: Mapping[str, int],
+        *,
+        cos_phi: float = 0.97,
+        background: BackgroundLoad | None = None,
     ) -> None:
         if region.hvmv_branch is None:
             raise ConfigError("the region has no HV/MV transformer to measure", key="region")
         for site, idx in household_of_site.items():
             if not 0 <= idx < region.n_sites:
                 raise ConfigError(f"site {site}: household index {idx} not in the region", key="sites")
+        if background is not None:
+            overlap = set(household_of_site.values()) & set(background.households.tolist())
+            if overlap:
+                raise ConfigError(
+                    f"households {sorted(overlap)[:5]} carry both a site and background load",
+                    key="background",
+                )
         self.region = region
         self.household_of_site = dict(household_of_site)
+        self.background = background
+        self._bg_load_idx = (
+            region.site_load_idx[background.households] if background is not None else np.zeros(0, np.int64)
+        )
+        self.cos_phi = cos_phi
         self._q_per_p = float(np.tan(np.arccos(cos_phi)))
         self._net: Any = copy.deepcopy(region.net)
         self._net.load["p_mw"] = 0.0
@@ -82,6 +105,12 @@ class GridTruth:
         self._station_lv_bus = {
             name: int(self._net.trafo.lv_bus.at[t]) for name, t in self._station_trafo.items()
         }
+
+    def copy(self) -> GridTruth:
+        """The same truth (sites, background, cos φ) on a net of its own: for another thread."""
+        return GridTruth(
+            self.region, self.household_of_site, cos_phi=self.cos_phi, background=self.background
+        )
 
     @property
     def stations(self) -> list[str]:
@@ -100,13 +129,22 @@ class GridTruth:
             i_a=float(net.res_trafo.i_lv_ka.at[t]) * 1000.0,
         )
 
-    def evaluate(self, p_kw_by_site: Mapping[str, float]) -> TruthInterval:
-        """Power flow for one interval; unknown sites are an error, missing sites draw 0."""
+    def evaluate(self, p_kw_by_site: Mapping[str, float], *, at: datetime | None = None) -> TruthInterval:
+        """Power flow for one interval; unknown sites are an error, missing sites draw 0.
+
+        With a background, `at` (any time inside the interval) picks its row; it is required.
+        """
         import pandapower as pp
 
         net = self._net
         net.load["p_mw"] = 0.0
         net.load["q_mvar"] = 0.0
+        if self.background is not None:
+            if at is None:
+                raise ValueError("this grid truth has a background load: evaluate needs `at`")
+            k = self.background.row(at)
+            net.load.loc[self._bg_load_idx, "p_mw"] = self.background.p_kw[k] / 1000.0
+            net.load.loc[self._bg_load_idx, "q_mvar"] = self.background.q_kvar[k] / 1000.0
         for site, p_kw in p_kw_by_site.items():
             idx = self.household_of_site.get(site)
             if idx is None:
@@ -114,6 +152,9 @@ class GridTruth:
             load = int(self.region.site_load_idx[idx])
             net.load.at[load, "p_mw"] = float(p_kw) / 1000.0
             net.load.at[load, "q_mvar"] = float(p_kw) / 1000.0 * self._q_per_p
+        # A fresh conversion every call (no `recycle`): pandapower's recycled case halves the
+        # time but is not bit-for-bit repeatable (same loads, results 1e-13 apart), and the
+        # meters must read the same flow for the same powers.
         pp.runpp(net, init="auto", calculate_voltage_angles=False, numba=False)
         return TruthInterval(
             root_p_kw=float(net.res_ext_grid.p_mw.sum() * 1000.0),
@@ -124,15 +165,30 @@ class GridTruth:
             v_min_pu=float(net.res_bus.vm_pu.min()),
             v_max_pu=float(net.res_bus.vm_pu.max()),
             station_flow={name: self._station_flow(name) for name in self._station_trafo},
+            line_loading_max_pct=float(net.res_line.loading_percent.max()) if len(net.line) else 0.0,
+            line_max=str(net.line.name.at[net.res_line.loading_percent.idxmax()]) if len(net.line) else "",
         )
 
-    def evaluate_series(self, p_kw_by_site: Mapping[str, Sequence[float]]) -> list[TruthInterval]:
-        """One power flow per interval; every site's series must have the same length."""
+    def evaluate_series(
+        self, p_kw_by_site: Mapping[str, Sequence[float]], *, starts: Sequence[datetime] | None = None
+    ) -> list[TruthInterval]:
+        """One power flow per interval; every site's series (and `starts`, if given) the same length.
+
+        `starts`: each interval's start, required with a background load.
+        """
         lengths = {len(v) for v in p_kw_by_site.values()}
         if len(lengths) > 1:
             raise ValueError(f"series of different lengths: {sorted(lengths)}")
-        n = lengths.pop() if lengths else 0
-        return [self.evaluate({s: float(v[t]) for s, v in p_kw_by_site.items()}) for t in range(n)]
+        n = lengths.pop() if lengths else (len(starts) if starts is not None else 0)
+        if starts is not None and len(starts) < n:
+            raise ValueError(f"{len(starts)} interval starts for {n} intervals")
+        return [
+            self.evaluate(
+                {s: float(v[t]) for s, v in p_kw_by_site.items()},
+                at=starts[t] if starts is not None else None,
+            )
+            for t in range(n)
+        ]
 
 
 def congestion_threshold_kw(no_control_root_kw: Sequence[float], *, overload_kw: float) -> float:

@@ -5,19 +5,27 @@ forecaster's seasonal-naive baseline needs at least the previous day, so the dem
 the planner yesterday's physics of the same buildings (the no-control twin, stepped
 offline) as history *before* the first stored sample, as a utility would import
 historical meter data on commissioning. Everything stored live takes precedence.
+
+The secondary-substation meters (`sub-<station>`) get yesterday's grid truth the same
+way (`prior_from_meters`): each station's P and Q from the AC power flow over yesterday's
+buildings *and* the background households, keyed and signed as the live grid-meter
+telemetry is (asset `meter`, points `p_kw`/`q_kvar`, load-positive, a row every poll), so
+a controller that forecasts a station's non-fleet load from its meter has a day-ago profile.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from cloud_controller import History, Plan, Planner, SiteSnapshot
+from gridflex.loop.grid_truth import TruthInterval
 from gridflex.loop.reference_run import ReferenceRun
+from protocols.assets import Points, substation_site_id
 from protocols.messages import Command
 
-__all__ = ["PlannerWithPrior", "PriorHistory", "prior_from_reference"]
+__all__ = ["PlannerWithPrior", "PriorHistory", "prior_from_meters", "prior_from_reference"]
 
 Key = tuple[str, str, str]  # (site, asset, point)
 
@@ -30,6 +38,26 @@ def prior_from_reference(ref: ReferenceRun) -> dict[Key, list[tuple[datetime, fl
             column = values[:, j]
             if column.size and column[0] == column[0]:  # NaN: the site lacks that asset
                 out[site, asset, point] = [(t, float(v)) for t, v in zip(ref.times, column, strict=True)]
+    return out
+
+
+def prior_from_meters(
+    starts: Sequence[datetime], truth: Sequence[TruthInterval], *, period_s: float, sample_s: float
+) -> dict[Key, list[tuple[datetime, float]]]:
+    """Every station meter's P and Q over the intervals `starts`, a row every `sample_s` (held per interval)."""
+    if len(starts) != len(truth):
+        raise ValueError(f"{len(starts)} interval starts for {len(truth)} intervals")
+    if not 0 < sample_s <= period_s:
+        raise ValueError("need 0 < sample_s <= period_s")
+    per = max(1, round(period_s / sample_s))
+    step = timedelta(seconds=period_s / per)
+    out: dict[Key, list[tuple[datetime, float]]] = {}
+    for t0, interval in zip(starts, truth, strict=True):
+        for station, flow in interval.station_flow.items():
+            site = substation_site_id(station)
+            for (asset, point), value in ((Points.METER_P_KW, flow.p_kw), (Points.METER_Q_KVAR, flow.q_kvar)):
+                rows = out.setdefault((site, asset, point), [])
+                rows.extend((t0 + k * step, float(value)) for k in range(per))
     return out
 
 

@@ -1,8 +1,11 @@
 """The demo's summary: congestion with vs. without control, commands, telemetry; JSON, text, plot.
 
 Pure functions over interval series so the figures are tested without running a demo.
-demo.png shows the grid truth and, below it on the same time axis, what the controller
-did (fleet battery SoC, EV chargers and heat pumps under a cap), overloaded intervals
+With a physical congestion the summary names the congested element, its rating (kVA) and
+its loading with and without control (peak %, intervals over 100 %, kVAh above the
+rating: loading % × rating, pandapower's current-based loading); with the constructed
+threshold, the HV/MV import against it. demo.png shows that series and, below it on the
+same time axis, what the controller did (fleet battery SoC, EV chargers and heat pumps under a cap), overloaded intervals
 shaded, in the operator's local time (`OPERATOR_TIMEZONE`: the region is in Germany).
 """
 
@@ -30,6 +33,7 @@ __all__ = [
     "CommandFigures",
     "ControlActions",
     "DemoSummary",
+    "ElementFigures",
     "RunFigures",
     "TelemetryFigures",
     "control_actions",
@@ -44,16 +48,34 @@ OPERATOR_TIMEZONE = "Europe/Berlin"
 
 
 @dataclass(frozen=True)
+class ElementFigures:
+    """One congested element's loading over a run, against its own rating."""
+
+    element: str
+    rating_kva: float
+    peak_loading_pct: float
+    overloaded_intervals: int  # loading > 100 %
+    overload_kvah: float  # (loading − 100 %) × rating, summed over the intervals above it
+
+
+@dataclass(frozen=True)
 class RunFigures:
-    """Grid-truth figures of one run over the demo window."""
+    """Grid-truth figures of one run over the demo window.
+
+    `overloaded_intervals` counts the congestion the run is judged by: the element's
+    intervals over its rating where there is one, else the HV/MV import over the threshold.
+    """
 
     hvmv_peak_kw: float
-    hvmv_peak_pct_of_threshold: float
+    hvmv_peak_pct_of_threshold: float | None  # None without a threshold
     overloaded_intervals: int
-    overload_energy_kwh: float  # energy above the threshold
+    overload_energy_kwh: float  # energy above the threshold (0 without one)
     station_peak_loading_pct: dict[str, float]
     energy_kwh: float
     v_min_pu: float
+    element: ElementFigures | None = None
+    line_peak_loading_pct: float = 0.0  # the most loaded line of the region, % of its ampacity
+    line_peak: str = ""
 
 
 @dataclass(frozen=True)
@@ -97,13 +119,15 @@ class DemoSummary:
     start: datetime
     interval_min: float
     intervals: int
-    threshold_kw: float
+    threshold_kw: float | None  # the constructed HV/MV threshold; None with a physical congestion
     no_control: RunFigures
     control: RunFigures
     commands: CommandFigures
     telemetry: TelemetryFigures
     wall_s: float
     notes: list[str] = field(default_factory=list)
+    element: str | None = None  # the congested element, by name
+    element_rating_kva: float = 0.0
 
     @property
     def overload_reduction_pct(self) -> float:
@@ -123,35 +147,98 @@ class DemoSummary:
         return json.dumps(doc, indent=2)
 
 
-def run_figures(truth: Sequence[TruthInterval], threshold_kw: float, interval_h: float) -> RunFigures:
-    """Peak, overloaded intervals and overload energy of one run's grid-truth series."""
+def element_figures(
+    loading_pct: Sequence[float], element: str, rating_kva: float, interval_h: float
+) -> ElementFigures:
+    """Peak, intervals over 100 % and kVAh above the rating of one element's loading series."""
+    if not loading_pct:
+        raise ValueError("no intervals")
+    pct = np.asarray(loading_pct, dtype=float)
+    return ElementFigures(
+        element=element,
+        rating_kva=float(rating_kva),
+        peak_loading_pct=float(pct.max()),
+        overloaded_intervals=int(np.sum(pct > 100.0)),
+        overload_kvah=float(np.clip(pct - 100.0, 0.0, None).sum() / 100.0 * rating_kva * interval_h),
+    )
+
+
+def run_figures(
+    truth: Sequence[TruthInterval],
+    threshold_kw: float | None,
+    interval_h: float,
+    *,
+    element: str | None = None,
+    rating_kva: float = 0.0,
+) -> RunFigures:
+    """Peak, overloaded intervals and overload energy of one run's grid-truth series.
+
+    With `element` (an MV/LV station's name), its loading against its rating is the
+    congestion counted; else the HV/MV import against `threshold_kw`.
+    """
     if not truth:
         raise ValueError("no intervals")
+    if element is None and threshold_kw is None:
+        raise ValueError("need a threshold or an element")
     root = np.array([t.root_p_kw for t in truth])
     stations = truth[0].station_loading_pct.keys()
+    elem = None
+    if element is not None:
+        if element not in stations:
+            raise ValueError(f"element {element!r} not among the stations ({', '.join(stations)})")
+        elem = element_figures(
+            [t.station_loading_pct[element] for t in truth], element, rating_kva, interval_h
+        )
+    worst_line = max(truth, key=lambda t: t.line_loading_max_pct)
     return RunFigures(
         hvmv_peak_kw=float(root.max()),
-        hvmv_peak_pct_of_threshold=float(100.0 * root.max() / threshold_kw),
-        overloaded_intervals=count_overloads(root, threshold_kw),
-        overload_energy_kwh=float(np.clip(root - threshold_kw, 0.0, None).sum() * interval_h),
+        hvmv_peak_pct_of_threshold=float(100.0 * root.max() / threshold_kw) if threshold_kw else None,
+        overloaded_intervals=(
+            elem.overloaded_intervals if elem is not None else count_overloads(root, float(threshold_kw or 0))
+        ),
+        overload_energy_kwh=float(np.clip(root - threshold_kw, 0.0, None).sum() * interval_h)
+        if threshold_kw
+        else 0.0,
         station_peak_loading_pct={s: max(t.station_loading_pct[s] for t in truth) for s in stations},
         energy_kwh=float(root.sum() * interval_h),
         v_min_pu=min(t.v_min_pu for t in truth),
+        element=elem,
+        line_peak_loading_pct=worst_line.line_loading_max_pct,
+        line_peak=worst_line.line_max,
     )
+
+
+def _congestion_rows(summary: DemoSummary) -> list[tuple[str, str, str]]:
+    nc, c = summary.no_control, summary.control
+    if nc.element is not None and c.element is not None:
+        e, ec = nc.element, c.element
+        return [
+            (
+                f"{e.element} peak loading (% of {e.rating_kva:.0f} kVA)",
+                f"{e.peak_loading_pct:.1f}",
+                f"{ec.peak_loading_pct:.1f}",
+            ),
+            (f"{e.element} intervals over 100 %", str(e.overloaded_intervals), str(ec.overloaded_intervals)),
+            (f"{e.element} kVAh above its rating", f"{e.overload_kvah:.1f}", f"{ec.overload_kvah:.1f}"),
+            ("HV/MV import, peak (kW)", f"{nc.hvmv_peak_kw:.1f}", f"{c.hvmv_peak_kw:.1f}"),
+        ]
+    return [
+        ("HV/MV peak import (kW)", f"{nc.hvmv_peak_kw:.1f}", f"{c.hvmv_peak_kw:.1f}"),
+        (
+            "peak, % of congestion threshold",
+            f"{nc.hvmv_peak_pct_of_threshold or 0.0:.1f}",
+            f"{c.hvmv_peak_pct_of_threshold or 0.0:.1f}",
+        ),
+        ("overloaded intervals", str(nc.overloaded_intervals), str(c.overloaded_intervals)),
+        ("energy above threshold (kWh)", f"{nc.overload_energy_kwh:.2f}", f"{c.overload_energy_kwh:.2f}"),
+    ]
 
 
 def render_markdown(summary: DemoSummary) -> str:
     """The summary as a short Markdown report (also printed by `gridflex demo`)."""
     nc, c = summary.no_control, summary.control
     rows = [
-        ("HV/MV peak import (kW)", f"{nc.hvmv_peak_kw:.1f}", f"{c.hvmv_peak_kw:.1f}"),
-        (
-            "peak, % of congestion threshold",
-            f"{nc.hvmv_peak_pct_of_threshold:.1f}",
-            f"{c.hvmv_peak_pct_of_threshold:.1f}",
-        ),
-        ("overloaded intervals", str(nc.overloaded_intervals), str(c.overloaded_intervals)),
-        ("energy above threshold (kWh)", f"{nc.overload_energy_kwh:.2f}", f"{c.overload_energy_kwh:.2f}"),
+        *_congestion_rows(summary),
         *(
             (
                 f"MV/LV {name} peak loading (%)",
@@ -160,16 +247,27 @@ def render_markdown(summary: DemoSummary) -> str:
             )
             for name in nc.station_peak_loading_pct
         ),
+        (
+            "most loaded line, peak (% of ampacity)",
+            f"{nc.line_peak_loading_pct:.1f}",
+            f"{c.line_peak_loading_pct:.1f}",
+        ),
         ("energy drawn (kWh)", f"{nc.energy_kwh:.1f}", f"{c.energy_kwh:.1f}"),
         ("lowest voltage (pu)", f"{nc.v_min_pu:.4f}", f"{c.v_min_pu:.4f}"),
     ]
+    if summary.element is not None:
+        what = (
+            f"congested element {summary.element} (MV/LV transformer, {summary.element_rating_kva:.0f} kVA), "
+            "judged by its own rating"
+        )
+    else:
+        what = f"congestion threshold {summary.threshold_kw or 0.0:.1f} kW at the HV/MV transformer"
     cmd, tel = summary.commands, summary.telemetry
     lines = [
         "# GridFlex demo summary",
         "",
         f"{summary.sites} simulated buildings, {summary.intervals} intervals of {summary.interval_min:g} min from "
-        f"{summary.start.isoformat()}, congestion threshold {summary.threshold_kw:.1f} kW at the HV/MV transformer "
-        f"(wall time {summary.wall_s:.0f} s).",
+        f"{summary.start.isoformat()}, {what} (wall time {summary.wall_s:.0f} s).",
         "",
         "| grid truth (AC power flow) | no control | with control |",
         "|---|---:|---:|",
@@ -255,8 +353,9 @@ def figure(
     actions: ControlActions | None = None,
     *,
     timezone: str = OPERATOR_TIMEZONE,
+    element: str | None = None,
 ) -> Figure:
-    """HV/MV import with and without control against the threshold, in `timezone`.
+    """HV/MV import against the threshold, or `element`'s loading (%) against 100 %, in `timezone`.
 
     With `actions`, two panels below on the same axis: what the controller did. Intervals
     over the threshold are shaded on every panel, so cause and action line up.
@@ -291,9 +390,16 @@ def figure(
         if with_control or series_kw[baseline][k] > threshold_kw:
             for a in (row[0] for row in axes):
                 a.axvspan(x[k], x[k + 1], color="tab:red", alpha=0.28 if with_control else 0.12, linewidth=0)
-    ax.axhline(threshold_kw, color="tab:red", linestyle="--", linewidth=1.2, label="congestion threshold")
-    ax.set_ylabel("HV/MV import (kW)")
-    ax.set_title("Grid truth: HV/MV transformer import, with and without GridFlex control")
+    if element is not None:
+        ax.axhline(
+            threshold_kw, color="tab:red", linestyle="--", linewidth=1.2, label=f"{element} rating (100 %)"
+        )
+        ax.set_ylabel(f"{element} loading (%)")
+        ax.set_title(f"Grid truth: MV/LV transformer {element} loading, with and without GridFlex control")
+    else:
+        ax.axhline(threshold_kw, color="tab:red", linestyle="--", linewidth=1.2, label="congestion threshold")
+        ax.set_ylabel("HV/MV import (kW)")
+        ax.set_title("Grid truth: HV/MV transformer import, with and without GridFlex control")
     ax.legend(loc="upper left", fontsize=8)
     if actions is not None:
         soc_ax, cap_ax = axes[1][0], axes[2][0]
@@ -340,11 +446,13 @@ def plot(
     series_kw: Mapping[str, Sequence[float]],
     threshold_kw: float,
     actions: ControlActions | None = None,
+    *,
+    element: str | None = None,
 ) -> Path:
     """`figure(...)` as a PNG at `out` (demo.png)."""
     import matplotlib.pyplot as plt
 
-    fig = figure(times, series_kw, threshold_kw, actions)
+    fig = figure(times, series_kw, threshold_kw, actions, element=element)
     fig.savefig(out)
     plt.close(fig)
     return out
@@ -357,7 +465,10 @@ def write_outputs(
     series_kw: Mapping[str, Sequence[float]],
     actions: ControlActions | None = None,
 ) -> dict[str, Path]:
-    """summary.json, summary.md, demo.png and series.csv (with `actions`: their columns too) under `out_dir`."""
+    """summary.json, summary.md, demo.png and series.csv (with `actions`: their columns too) under `out_dir`.
+
+    `series_kw`: the HV/MV import (kW) with a threshold, the element's loading (%) with an element.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
         "json": out_dir / "summary.json",
@@ -367,7 +478,8 @@ def write_outputs(
     }
     paths["json"].write_text(summary.to_json() + "\n")
     paths["markdown"].write_text(render_markdown(summary))
-    plot(paths["plot"], times, series_kw, summary.threshold_kw, actions)
+    limit = 100.0 if summary.element is not None else float(summary.threshold_kw or 0.0)
+    plot(paths["plot"], times, series_kw, limit, actions, element=summary.element)
     names = list(series_kw)
     extra = ",battery_soc_pct_mean,ev_capped,hp_capped" if actions is not None else ""
     lines = ["time," + ",".join(names) + extra]

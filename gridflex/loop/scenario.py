@@ -1,23 +1,42 @@
-"""The closed-loop scenario, computed before anything runs: fleet, placement, no-control twin, threshold.
+"""The closed-loop scenario, computed before anything runs: fleet, placement, background, no-control twin.
 
 Pure (no sockets): the demo and the end-to-end tests both start from a `LoopScenario`, so
-the numbers they compare against (the no-control grid truth and the constructed
-congestion threshold) come from one place.
+the numbers they compare against (the no-control grid truth and the congested element's
+rating) come from one place.
+
+Two kinds of congestion (`LoopSettings.congestion`):
+
+- `"station"` (the default): physical. The fleet sits below one MV/LV transformer
+  (`congested_station`, T_idx_77, 0.40 MVA, 123 households), every other household of the
+  region carries a background profile (`gridflex.loop.background`), and the element's
+  own rating from the net is the limit the planner holds (its limits from the net,
+  docs/grid.md "Limits"). No HV/MV threshold.
+- `"threshold"`: the constructed one. The fleet spread over the region, households outside
+  it at 0, and an HV/MV threshold set so that `overload_share` of the no-control intervals
+  exceed it (the end-to-end relief tests, which the controller can meet without seeing
+  the rest of the grid).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 
 import numpy as np
 
 from cloud_controller import Region
+from gridflex.loop.background import BackgroundLoad, BackgroundSettings, background_load
 from gridflex.loop.grid_truth import GridTruth, TruthInterval, congestion_threshold_kw
 from gridflex.loop.reference_run import ReferenceRun, demo_specs, run_reference
 from simulators.fleet import SiteSpec
 
-__all__ = ["LoopScenario", "LoopSettings", "build_scenario", "place_sites"]
+__all__ = ["CONGESTION_KINDS", "LoopScenario", "LoopSettings", "build_scenario", "place_sites"]
+
+#: `LoopSettings.congestion`: the congested element's own rating, or the constructed HV/MV threshold.
+CONGESTION_KINDS = ("station", "threshold")
+#: The grid truth's power factor of every load (fleet and background).
+COS_PHI = 0.97
 
 
 @dataclass(frozen=True)
@@ -33,9 +52,17 @@ class LoopSettings:
     period_s: float = 900.0
     horizon_steps: int = 48
     margin_s: float = 300.0
+    #: "station": a real MV/LV transformer overloaded by its rating; "threshold": the
+    #: constructed HV/MV threshold (see the module docstring).
+    congestion: str = "station"
+    #: The MV/LV transformer (by name) the fleet sits below and protects ("station").
+    congested_station: str = "T_idx_77"
+    #: What the non-fleet households draw ("station"; the threshold kind has none).
+    background: BackgroundSettings = field(default_factory=BackgroundSettings)
     #: Share of the no-control intervals the constructed threshold leaves overloaded.
     overload_share: float = 0.2
-    #: The controller aims this much below the threshold (forecast error, 15-min setpoints).
+    #: The controller aims this much below the constructed threshold (forecast error, 15-min
+    #: setpoints); with a physical congestion the planner's own chance margin applies.
     safety_pct: float = 8.0
     #: How the controller commands batteries (see cloud_controller.live.planner.MpcPlanner).
     battery_control: str = "setpoint"
@@ -60,6 +87,10 @@ class LoopSettings:
             raise ValueError("overload_share must be in (0, 1)")
         if self.period_s < 60:
             raise ValueError("period_s must be >= 60")
+        if self.congestion not in CONGESTION_KINDS:
+            raise ValueError(f"congestion must be one of {CONGESTION_KINDS}, got {self.congestion!r}")
+        if not 0 <= self.safety_pct < 100:
+            raise ValueError("safety_pct must be in [0, 100)")
 
     @property
     def start(self) -> datetime:
@@ -95,30 +126,79 @@ class LoopScenario:
     yesterday: ReferenceRun  # imported as history
     no_control_times: list[datetime]
     no_control_truth: list[TruthInterval]
-    threshold_kw: float
+    #: The constructed HV/MV threshold ("threshold"); None for a physical congestion.
+    threshold_kw: float | None
     #: Grid-truth import minus the sum of site powers at the no-control peak (losses, no-load).
     losses_kw: float
+    #: The congested MV/LV transformer ("station"; None with the threshold) and its rating.
+    element: str | None = None
+    element_rating_kva: float = 0.0
+    background: BackgroundLoad | None = None
 
     @property
-    def controller_limit_kw(self) -> float:
-        """The HV/MV limit the controller plans against: threshold - losses - safety margin."""
+    def controller_limit_kw(self) -> float | None:
+        """The HV/MV limit the controller plans against: threshold - losses - safety margin.
+
+        None for a physical congestion: the controller plans against the element's rating.
+        """
+        if self.threshold_kw is None:
+            return None
         return (self.threshold_kw - self.losses_kw) * (1.0 - self.settings.safety_pct / 100.0)
 
+    @cached_property
+    def yesterday_meters(self) -> tuple[list[datetime], list[TruthInterval]]:
+        """Yesterday's grid truth per interval (incl. the background): what the substation meters read.
 
-def place_sites(region: Region, sites: list[str], *, seed: int) -> dict[str, int]:
-    """Each site on a distinct household of the region, spread over every station (seeded)."""
-    if len(sites) > region.n_sites:
-        raise ValueError(f"{len(sites)} sites but the region has {region.n_sites} households")
+        Imported as the meters' history (`prior_history.prior_from_meters`); computed on first
+        use (an AC power flow per interval of the day: seconds).
+        """
+        times, blocks = self.yesterday.interval_means_kw(self.settings.period_s)
+        series = {site: blocks[:, j].tolist() for j, site in enumerate(self.yesterday.sites)}
+        return times, self.truth.evaluate_series(series, starts=times)
+
+    def element_loading_pct(self, truth: list[TruthInterval] | None = None) -> list[float]:
+        """The congested element's loading per interval (the no-control truth by default)."""
+        if self.element is None:
+            raise ValueError("the threshold scenario has no congested element")
+        return [t.station_loading_pct[self.element] for t in (truth or self.no_control_truth)]
+
+
+def place_sites(region: Region, sites: list[str], *, seed: int, station: str | None = None) -> dict[str, int]:
+    """Each site on a distinct household of the region (seeded): spread over every station, or below `station`."""
+    if station is None:
+        pool = np.arange(region.n_sites)
+    else:
+        if station not in region.station_branch:
+            raise ValueError(f"station {station!r} not in the region ({', '.join(region.station_branch)})")
+        pool = np.array([k for k, s in enumerate(region.site_station) if s == station])
+    if len(sites) > len(pool):
+        where = f"below {station}" if station else "in the region"
+        raise ValueError(f"{len(sites)} sites but {len(pool)} households {where}")
     rng = np.random.default_rng(seed)
-    chosen = sorted(rng.choice(region.n_sites, size=len(sites), replace=False).tolist())
-    return dict(zip(sites, (int(c) for c in chosen), strict=True))
+    chosen = sorted(int(pool[c]) for c in rng.choice(len(pool), size=len(sites), replace=False))
+    return dict(zip(sites, chosen, strict=True))
 
 
 def build_scenario(settings: LoopSettings, region: Region) -> LoopScenario:
-    """Fleet, placement, no-control twin today and yesterday, grid truth and threshold."""
+    """Fleet, placement, background, no-control twin today and yesterday, grid truth; threshold or element."""
     specs = demo_specs(settings.n_sites, seed=settings.seed)
-    household = place_sites(region, [s.site for s in specs], seed=settings.seed)
-    truth = GridTruth(region, household)
+    physical = settings.congestion == "station"
+    station = settings.congested_station if physical else None
+    household = place_sites(region, [s.site for s in specs], seed=settings.seed, station=station)
+    background = (
+        background_load(
+            region.n_sites,
+            list(household.values()),
+            start=settings.profile_start,
+            days=settings.profile_days,
+            period_s=settings.period_s,
+            seed=settings.seed,
+            settings=settings.background,
+        )
+        if physical
+        else None
+    )
+    truth = GridTruth(region, household, cos_phi=COS_PHI, background=background)
     common = {
         "profile_start": settings.profile_start,
         "seed": settings.seed,
@@ -134,14 +214,24 @@ def build_scenario(settings: LoopSettings, region: Region) -> LoopScenario:
     )
     times, blocks = today.interval_means_kw(settings.period_s)
     series = {site: blocks[:, j].tolist() for j, site in enumerate(today.sites)}
-    intervals = truth.evaluate_series(series)
+    intervals = truth.evaluate_series(series, starts=times)
     root = [t.root_p_kw for t in intervals]
-    # The threshold leaves `overload_share` of the no-control intervals above it: a
-    # congestion episode of a known size that the fleet's flexibility can relieve.
-    cut = float(np.quantile(root, 1.0 - settings.overload_share))
-    threshold = congestion_threshold_kw(root, overload_kw=max(root) - cut)
+    threshold: float | None = None
+    if not physical:
+        # The threshold leaves `overload_share` of the no-control intervals above it: a
+        # congestion episode of a known size that the fleet's flexibility can relieve.
+        cut = float(np.quantile(root, 1.0 - settings.overload_share))
+        threshold = congestion_threshold_kw(root, overload_kw=max(root) - cut)
     peak = int(np.argmax(root))
     losses = root[peak] - float(blocks[peak].sum())
+    if physical:
+        losses -= float(background.total_p_kw()[background.row(times[peak])]) if background else 0.0
+    element = settings.congested_station if physical else None
+    rating_kva = 0.0
+    if element is not None:
+        trafo = region.net.trafo
+        row = trafo[trafo.name == element].iloc[0]
+        rating_kva = float(row.sn_mva) * float(row.get("parallel", 1) or 1) * 1000.0
     return LoopScenario(
         settings=settings,
         specs=specs,
@@ -154,4 +244,7 @@ def build_scenario(settings: LoopSettings, region: Region) -> LoopScenario:
         no_control_truth=intervals,
         threshold_kw=threshold,
         losses_kw=losses,
+        element=element,
+        element_rating_kva=rating_kva,
+        background=background,
     )

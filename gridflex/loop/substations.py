@@ -4,7 +4,8 @@ One `SubstationMeter` (simulators.devices) per MV/LV station of the region, each
 own Modbus TCP server with SunSpec models 1 + 203 (template `sunspec-substation-meter`),
 and a site YAML (`sites/sub-<station>.yaml`) for an edge agent at the substation, which
 reads and publishes it like any site. Every `update_s` of simulated time the grid truth's
-AC power flow over what the buildings draw *now* sets each meter (P, Q, per-phase voltage
+AC power flow over what the buildings draw *now* (plus the truth's background households
+in the interval of the clock's now) sets each meter (P, Q, per-phase voltage
 and current, 50 Hz) and adds the energy of the time since the previous update.
 
 This lives in the composition root because the simulators may not import the grid model:
@@ -16,10 +17,12 @@ physics and the agents on the same event loop keep their pace.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 
@@ -175,9 +178,14 @@ class Substations:
             self.servers[station].refresh()
         self.last = interval
 
-    async def update(self, p_kw_by_site: Mapping[str, float], dt_s: float) -> TruthInterval:
-        """Power flow over the buildings' powers now (in a thread), then set the meters."""
-        interval = await asyncio.to_thread(self.truth.evaluate, dict(p_kw_by_site))
+    async def update(
+        self, p_kw_by_site: Mapping[str, float], dt_s: float, *, at: datetime | None = None
+    ) -> TruthInterval:
+        """Power flow over the buildings' powers now (in a thread), then set the meters.
+
+        `at`: the time of the powers (required when the truth has a background load).
+        """
+        interval = await asyncio.to_thread(functools.partial(self.truth.evaluate, dict(p_kw_by_site), at=at))
         self.apply(interval, dt_s)
         return interval
 
@@ -211,7 +219,7 @@ class Substations:
         pending_s = 0.0  # time since the last update that set the meters
         while True:
             try:
-                await self.update(p_kw_by_site(), pending_s)
+                await self.update(p_kw_by_site(), pending_s, at=clock.now())
                 pending_s = 0.0
             except Exception as exc:  # pandapower's LoadflowNotConverged and kin: hold the values
                 self.failures += 1

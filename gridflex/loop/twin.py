@@ -20,13 +20,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from cloud_controller import AssetRef, Plan, SiteRef, SiteSnapshot, build_planner
-from gridflex.loop.grid_truth import count_overloads
-from gridflex.loop.prior_history import PlannerWithPrior, prior_from_reference
+from cloud_controller import AssetRef, GridMeterRef, Plan, SiteRef, SiteSnapshot, build_planner
+from gridflex.loop.grid_truth import TruthInterval, count_overloads
+from gridflex.loop.prior_history import PlannerWithPrior, prior_from_meters, prior_from_reference
 from gridflex.loop.reference_run import initialise
 from gridflex.loop.scenario import LoopScenario
 from gridflex.loop.twin_site import TwinSite
-from protocols.assets import BATTERY, EV, HP, METER, PV, ZONE, PointKey, Points
+from protocols.assets import BATTERY, EV, HP, METER, PV, ZONE, PointKey, Points, substation_site_id
 from protocols.messages import Command
 from protocols.signing import SigningKey
 from simulators.building import Building, build
@@ -119,6 +119,8 @@ class TwinResult:
     interval_starts: list[datetime] = field(default_factory=list)
     site_p_kw: dict[str, list[float]] = field(default_factory=dict)
     root_kw: list[float] = field(default_factory=list)
+    #: The grid truth of every interval (element loadings, voltages).
+    truth: list[TruthInterval] = field(default_factory=list)
     commands: int = 0
     corrections: int = 0
     #: Commands the agent's decision rejected or found expired (never written).
@@ -152,6 +154,9 @@ def scenario_planner(
 ) -> PlannerWithPrior:
     """The controller's planner for a loop scenario, with yesterday's physics as imported history.
 
+    Yesterday's history holds the buildings' points and the substation meters' readings
+    (grid truth incl. the background). The planner's limits are the net's (with the
+    constructed scenario, also its HV/MV threshold).
     Used by the live loop (which signs its commands, `signing_keys`) and the twin alike.
     """
     s = scenario.settings
@@ -166,7 +171,9 @@ def scenario_planner(
         forecast_z=s.forecast_z,
         signing_keys=signing_keys,
     )
-    return PlannerWithPrior(inner, prior_from_reference(scenario.yesterday))
+    prior = prior_from_reference(scenario.yesterday)
+    prior.update(prior_from_meters(*scenario.yesterday_meters, period_s=s.period_s, sample_s=s.poll_s))
+    return PlannerWithPrior(inner, prior)
 
 
 def run_twin(
@@ -191,12 +198,21 @@ def run_twin(
     next_plan = s.start + timedelta(seconds=first_plan_delay_s)
     energy = {site: 0.0 for site in buildings}
 
+    meters = _Meters(scenario) if scenario.background is not None else None
     _poll(buildings, history, snapshots, s.start)
+    if meters is not None:
+        meters.update(buildings, s.start)
+        meters.poll(history, s.start)
     for k in range(1, n_steps + 1):
         now = s.start + timedelta(seconds=k * dt_s)
         _step(buildings, sites, energy, now, dt_s)
         if k % per_poll == 0:
             _poll(buildings, history, snapshots, now)
+            if meters is not None:
+                if k % (2 * per_poll) == 0:  # as the live loop: a power flow every other poll
+                    meters.update(buildings, now)
+                meters.poll(history, now)
+                meters.observe(planner)
             if control and guard and now < next_plan:
                 for cmd in planner.correct(now, snapshots):
                     _apply(sites[cmd.site], cmd, now, result)
@@ -205,11 +221,48 @@ def run_twin(
             _close_interval(result, energy, now, s.period_s)
         if control and now >= next_plan:
             next_plan = _plan(planner, now, snapshots, history, sites, result, s.period_s)
-    truth = scenario.truth.evaluate_series(result.site_p_kw)
+    truth = scenario.truth.evaluate_series(result.site_p_kw, starts=result.interval_starts)
     result.root_kw = [t.root_p_kw for t in truth]
+    result.truth = truth
     result.samples = history.rows
     _tally_owed(buildings, result)
     return result
+
+
+class _Meters:
+    """The substation meters of a physical scenario: the grid truth (fleet + background) at the poll.
+
+    What the live loop's `Substations` serve and the station agents publish, without
+    sockets: history rows and a snapshot per meter, handed to a planner that reads
+    meters (`observe_meters`, where the planner has it).
+    """
+
+    def __init__(self, scenario: LoopScenario) -> None:
+        self.truth = scenario.truth
+        self.refs = tuple(GridMeterRef(site=substation_site_id(st), station=st) for st in self.truth.stations)
+        self.flows: dict[str, tuple[float, float]] = {}
+        self.snapshots: dict[str, SiteSnapshot] = {}
+
+    def update(self, buildings: Mapping[str, Building], now: datetime) -> None:
+        """One power flow over what the buildings draw now, with the background of now's interval."""
+        interval = self.truth.evaluate({site: b.p_net_kw for site, b in buildings.items()}, at=now)
+        self.flows = {st: (f.p_kw, f.q_kvar) for st, f in interval.station_flow.items()}
+
+    def poll(self, history: _MemoryHistory, now: datetime) -> None:
+        """Each meter's latest flow as its agent publishes it: history rows and a snapshot."""
+        for ref in self.refs:
+            p_kw, q_kvar = self.flows[ref.station]
+            pts = {str(Points.METER_P_KW): p_kw, str(Points.METER_Q_KVAR): q_kvar}
+            history.add(ref.site, now, pts)
+            self.snapshots[ref.site] = SiteSnapshot(
+                site=ref.site, mode="online", p_net_kw=p_kw, points=pts, last_seen=now, measured_at=now
+            )
+
+    def observe(self, planner: PlannerWithPrior) -> None:
+        """Hand the planner the meters and their snapshots, as the service does before plan and correct."""
+        observe = getattr(planner, "observe_meters", None)
+        if observe is not None:
+            observe(self.refs, dict(self.snapshots))
 
 
 def _fleet(scenario: LoopScenario) -> dict[str, Building]:

@@ -69,7 +69,13 @@ def test_demo_quick_runs_and_reports(tmp_path: Path) -> None:
     print(json.dumps({k: summary[k] for k in ("no_control", "control", "commands", "telemetry")}, indent=1))
     assert after['gridflex_commands_total{status="sent"}'] >= summary["commands"]["sent"]
     assert summary["intervals"] == 28 and summary["sites"] == 5
-    assert summary["no_control"]["overloaded_intervals"] >= 1  # the constructed episode exists
+    # the default congestion is physical: T_idx_77 over its own rating without control
+    assert summary["element"] == "T_idx_77" and summary["element_rating_kva"] == 400.0
+    assert summary["no_control"]["element"]["overloaded_intervals"] >= 1
+    assert (
+        summary["no_control"]["overloaded_intervals"]
+        == summary["no_control"]["element"]["overloaded_intervals"]
+    )
     assert summary["commands"]["sent"] > 0 and summary["commands"]["acked_ok_pct"] >= 99.0
     assert summary["telemetry"]["produced"] > 1000 and summary["telemetry"]["lost"] == 0
     for name in ("summary.md", "demo.png", "series.csv"):
@@ -140,9 +146,13 @@ async def _ten_sites_relieved(
     tmp_path: Path, *, start_h: float, end_h: float, min_overloaded: int, min_sent: int, min_samples: int
 ) -> None:
     settings = replace(
-        LoopSettings(n_sites=10, seed=2, bacnet=False), speed=240.0, start_h=start_h, end_h=end_h
+        LoopSettings(n_sites=10, seed=2, bacnet=False, congestion="threshold"),
+        speed=240.0,
+        start_h=start_h,
+        end_h=end_h,
     )
     scenario = build_scenario(settings, build_schutterwald_region())
+    assert scenario.threshold_kw is not None  # this test judges the constructed HV/MV threshold
     async with ClosedLoop(scenario, tmp_path / "loop") as loop:
         await loop.run_until(settings.end)
         assert loop.controller is not None and loop.controller.api_port

@@ -52,6 +52,7 @@ from cloud_controller.dispatch.areas.areas import (
 from cloud_controller.dispatch.areas.join import AreaLp, assemble, start_from_areas
 from cloud_controller.dispatch.engine import DispatchEngine
 from cloud_controller.dispatch.model.problem import (
+    BatterySteps,
     FloatArray,
     Problem,
     StepInputs,
@@ -157,6 +158,7 @@ class DecomposedEngine:
         self.stats = DecompositionStats()
         self.last_answer: Answer | None = None
         self._battery_limits: tuple[FloatArray, FloatArray, FloatArray] | None = None
+        self._battery_steps: BatterySteps | None = None
         self._retry_after = retry_after
         self._direct_left = 0
         self._threshold_periods = 0  # periods where the last assembled answer broke the threshold
@@ -179,15 +181,25 @@ class DecomposedEngine:
         self.close()
 
     # -- control ------------------------------------------------------------------------
-    def set_battery_limits(self, p_max_kw: FloatArray, e_min_kwh: FloatArray, e_max_kwh: FloatArray) -> None:
+    def set_battery_limits(
+        self,
+        p_max_kw: FloatArray,
+        e_min_kwh: FloatArray,
+        e_max_kwh: FloatArray,
+        steps: BatterySteps | None = None,
+    ) -> None:
         """Set the batteries' power and energy limits on every area's LP (and the whole LP, once built)."""
         for s in self._subs:
             s.engine.set_battery_limits(
-                np.asarray(p_max_kw)[s.bats], np.asarray(e_min_kwh)[s.bats], np.asarray(e_max_kwh)[s.bats]
+                np.asarray(p_max_kw)[s.bats],
+                np.asarray(e_min_kwh)[s.bats],
+                np.asarray(e_max_kwh)[s.bats],
+                None if steps is None else steps.take(s.bats),
             )
         self._battery_limits = (p_max_kw, e_min_kwh, e_max_kwh)
+        self._battery_steps = steps
         if self._full is not None:
-            self._full.set_battery_limits(p_max_kw, e_min_kwh, e_max_kwh)
+            self._full.set_battery_limits(p_max_kw, e_min_kwh, e_max_kwh, steps)
 
     def shift_basis(self, k: int) -> bool:
         """Shift every area's basis (and the whole LP's) `k` periods on; True if every area's shift took."""
@@ -379,7 +391,7 @@ class DecomposedEngine:
         if self._full is None:
             self._full = DispatchEngine(self.problem, self._options)
             if self._battery_limits is not None:
-                self._full.set_battery_limits(*self._battery_limits)
+                self._full.set_battery_limits(*self._battery_limits, self._battery_steps)
             if from_areas and self._full.lazy_grid and start_from_areas(self.problem, self._subs, self._full):
                 self.stats.full_from_areas += 1
         got = self._full.answer(inputs, state)

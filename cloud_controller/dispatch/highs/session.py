@@ -22,6 +22,7 @@ from cloud_controller.dispatch.highs.read import ScheduleReader
 from cloud_controller.dispatch.highs.threads import process_threads
 from cloud_controller.dispatch.model.lp import LpIndex, build_lp
 from cloud_controller.dispatch.model.problem import (
+    BatterySteps,
     FloatArray,
     IntArray,
     Problem,
@@ -140,17 +141,27 @@ class LpSession:
                 len(i), i.astype(np.int32), np.asarray(lo, float).ravel(), np.asarray(hi, float).ravel()
             )
 
-    def set_battery_limits(self, limits: BatteryLimits) -> None:
-        """Per battery, for every period until changed again: power range and energy window."""
+    def set_battery_limits(self, limits: BatteryLimits, steps: BatterySteps | None = None) -> None:
+        """Per battery, for every period until changed again: power range and energy window.
+
+        `steps` tightens them per period: charge at most, discharge at least and at most,
+        energy at least (never above the window's top).
+        """
         self._bat_limits = limits
         ix = self.ix
         T = self.problem.horizon
         p_max_kw, e_min_kwh, e_max_kwh = limits
         hi = np.broadcast_to(p_max_kw[None, :], ix.c_ch.shape)
-        self._cols_bounds(ix.c_ch, np.zeros(ix.c_ch.shape), hi)
-        self._cols_bounds(ix.c_dis, np.zeros(ix.c_dis.shape), hi)
         lo_e = np.broadcast_to(e_min_kwh[None, :], (T, len(e_min_kwh)))
         hi_e = np.broadcast_to(e_max_kwh[None, :], (T, len(e_max_kwh)))
+        ch_hi, dis_lo, dis_hi = hi, np.zeros(ix.c_dis.shape), hi
+        if steps is not None:
+            ch_hi = np.minimum(hi, steps.ch_max_kw)
+            dis_lo = np.minimum(hi, steps.dis_min_kw)
+            dis_hi = np.maximum(dis_lo, np.minimum(hi, steps.dis_max_kw))
+            lo_e = np.minimum(np.maximum(lo_e, steps.e_min_kwh), hi_e)
+        self._cols_bounds(ix.c_ch, np.zeros(ix.c_ch.shape), ch_hi)
+        self._cols_bounds(ix.c_dis, dis_lo, dis_hi)
         self._cols_bounds(ix.c_ebat, lo_e, hi_e)
 
     def _set_cop(self, cop_in: FloatArray | None) -> None:

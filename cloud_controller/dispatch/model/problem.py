@@ -164,6 +164,31 @@ class Problem:
         return len(self.unit_bus)
 
 
+@dataclass(frozen=True)
+class BatterySteps:
+    """Per-period battery bounds, (T, n_bat) each, that tighten the per-battery limits.
+
+    Why per period: a site's connection limit leaves the battery a different charge headroom
+    in every period (import max minus the forecast load), and a load above the limit needs
+    a discharge in just those periods (cloud_controller/live/site_limits.py). The caller
+    keeps them feasible: `dis_min_kw <= dis_max_kw`, energy floors reachable from the state.
+    """
+
+    ch_max_kw: FloatArray
+    dis_min_kw: FloatArray
+    dis_max_kw: FloatArray
+    e_min_kwh: FloatArray
+
+    def take(self, bats: IntArray) -> BatterySteps:
+        """The same bounds for a subset of the batteries (an area's)."""
+        return BatterySteps(
+            self.ch_max_kw[:, bats],
+            self.dis_min_kw[:, bats],
+            self.dis_max_kw[:, bats],
+            self.e_min_kwh[:, bats],
+        )
+
+
 @dataclass
 class StepInputs:
     """What changes every call; arrays are (T, n). Missing optional arrays take defaults."""

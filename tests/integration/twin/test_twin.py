@@ -31,8 +31,11 @@ def region() -> Region:
 # both fleets in the slow run (seed 1 also runs guarded and unguarded in the guard ablation)
 @pytest.mark.parametrize("seed", [pytest.param(1, marks=pytest.mark.slow), 3])
 def test_controller_relieves_the_episode_on_several_fleets(region: Region, seed: int) -> None:
-    scenario = build_scenario(LoopSettings(n_sites=10, seed=seed, bacnet=False), region)
+    scenario = build_scenario(
+        LoopSettings(n_sites=10, seed=seed, bacnet=False, congestion="threshold"), region
+    )
     thr = scenario.threshold_kw
+    assert thr is not None  # the constructed HV/MV threshold is what these tests judge
     without = run_twin(scenario, control=False)
     with_control = run_twin(scenario)
     # the twin's own no-control run agrees with the scenario's reference (same physics)
@@ -47,8 +50,9 @@ def test_controller_relieves_the_episode_on_several_fleets(region: Region, seed:
 
 @pytest.mark.slow  # an ablation of the guard: runs seed 1 twice
 def test_without_the_guard_the_plan_alone_relieves_less(region: Region) -> None:
-    scenario = build_scenario(LoopSettings(n_sites=10, seed=1, bacnet=False), region)
+    scenario = build_scenario(LoopSettings(n_sites=10, seed=1, bacnet=False, congestion="threshold"), region)
     thr = scenario.threshold_kw
+    assert thr is not None
     guarded = run_twin(scenario)
     unguarded = run_twin(scenario, guard=False)
     assert unguarded.corrections == 0

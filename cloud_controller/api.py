@@ -216,7 +216,8 @@ def _dr_routes(app: FastAPI, controller: CloudController) -> None:
 
     A post runs the contract check (no contract accepts → 422 naming every broken rule),
     the selection in a worker thread (HiGHS), stores request, selection and status in the
-    DR store, and publishes the accepted request on `dr/{program}/request` (retained).
+    DR store, prepares its activation (`dr/activator.py`) and publishes the accepted request
+    on `dr/{program}/request` (retained). `/report` gives its acks and delivery.
     """
     dr = controller.dr
 
@@ -238,6 +239,14 @@ def _dr_routes(app: FastAPI, controller: CloudController) -> None:
     def dr_selection(request_id: str) -> dict[str, Any]:
         return _record(request_id).selection
 
+    @app.get("/dr/requests/{request_id}/report", dependencies=[Depends(controller.auth.read)])
+    def dr_report(request_id: str) -> dict[str, Any]:
+        """Activation (commands, acks) and delivery per site and interval against the stated baseline."""
+        report = controller.dr_activator.report(request_id)
+        if report is None:
+            raise HTTPException(404, f"no DR request {request_id!r}")
+        return report
+
     _dr_write_routes(app, controller)
 
 
@@ -251,6 +260,7 @@ def _dr_write_routes(app: FastAPI, controller: CloudController) -> None:
         record = await asyncio.to_thread(dr.cancel, request_id)
         if record is None:
             raise HTTPException(404, f"no DR request {request_id!r}")
+        await controller.dr_activator.tick()  # the release commands, now
         return {**record.summary(), "published": await controller.retain_dr(record.request.program)}
 
     @app.post("/dr/requests", status_code=201, dependencies=[Depends(controller.auth.write)])
@@ -271,5 +281,7 @@ def _dr_write_routes(app: FastAPI, controller: CloudController) -> None:
         except SelectionError as exc:
             raise HTTPException(422, {"reason": str(exc), "refusals": []}) from None
         controller.dr_requests.append(req)
+        await asyncio.to_thread(controller.dr_activator.prepare, record)  # baselines at selection time
+        await controller.dr_activator.tick()  # an event starting now gets its commands at once
         published = await controller.publish_dr(req)
         return {**record.summary(), "selection": record.selection, "published": published}

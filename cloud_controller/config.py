@@ -326,12 +326,16 @@ class DrConfig(_Model):
 
     `contracts` is a YAML file (`contracts: [...]`, see docs/dr.md); `store_path` the DR
     store's SQLite file (default: `dr.sqlite` beside `store.path`); `step_minutes` the
-    selection's step when a request gives no intervals.
+    selection's step when a request gives no intervals; `lead_s` how early an interval's
+    commands are sent (inside the agents' clock-skew tolerance, 5 s); `report_after_s` how
+    long after an interval's end its delivery is computed (the telemetry has arrived).
     """
 
     contracts: Path | None = None
     store_path: Path | None = None
     step_minutes: int = Field(default=15, ge=1, le=1440)
+    lead_s: float = Field(default=2.0, ge=0.0, le=4.0)
+    report_after_s: float = Field(default=10.0, ge=0.0, le=3600.0)
 
 
 class CloudConfig(_Model):

@@ -25,6 +25,8 @@ from typing import Any, Literal
 from cloud_controller.auth import ApiTokens, Auth
 from cloud_controller.commands import CommandTracker
 from cloud_controller.config import CloudConfig
+from cloud_controller.dr.activation import filter_planner
+from cloud_controller.dr.activator import controller_activator
 from cloud_controller.dr.service import DrService
 from cloud_controller.forecast.background import BackgroundForecast
 from cloud_controller.forecast.result import ForecastOptions
@@ -52,7 +54,7 @@ from protocols.errors import GridflexError
 from protocols.market import is_market_topic
 from protocols.messages import Command, DRRequest, Stored
 from protocols.mqtt import MqttSession, NotConnectedError, PublishError
-from protocols.topics import dr_request, site_topic
+from protocols.topics import dr_report, dr_request, site_topic
 
 __all__ = ["CloudController", "ControllerStats", "Role"]
 
@@ -130,6 +132,7 @@ class CloudController:
         self._forecast_task: asyncio.Task[None] | None = None
         self._signing_keys = signing_keys(config, registry)
         self.session = mqtt_session(config, role, on_connect=self._on_connect)
+        self.dr_activator = controller_activator(self)
         #: the local flexibility market (docs/market.md): its book, its FSP topics, clearing at gate closure
         self.market = MarketShell(
             config.market,
@@ -205,6 +208,8 @@ class CloudController:
             tg.create_task(self._watermark_loop(), name="watermarks")
         if self.ingest.sink is not None:
             tg.create_task(self.ingest.sink.run(), name="influxdb")
+        if self.role in ("all", "dispatch"):
+            tg.create_task(self.dr_activator.run(), name="dr-activation")
         if self.role in ("all", "dispatch") and self.config.market.enabled:
             tg.create_task(self.market.run(), name="market")
         if self.role in ("all", "dispatch") and self.config.control.dispatch:
@@ -236,6 +241,15 @@ class CloudController:
             await self.session.publish(dr_request(program), payload, retain=True)
         except (NotConnectedError, PublishError) as exc:
             log.warning("DR topic of %s not updated: %s", program, exc)
+            return False
+        return True
+
+    async def publish_dr_report(self, program: str, payload: bytes) -> bool:
+        """A DR delivery report on `dr/{program}/report`, not retained; False if offline (kept at the API)."""
+        try:
+            await self.session.publish(dr_report(program), payload)
+        except (NotConnectedError, PublishError) as exc:
+            log.warning("DR report of %s not published: %s", program, exc)
             return False
         return True
 
@@ -386,7 +400,10 @@ class CloudController:
             len(plan.commands),
             self.lease.token if self.lease is not None else "-",
         )
-        await self._publish_commands(plan.commands)
+        # DR wins for the assets a request holds: the plan's commands to them are dropped
+        commands, dropped = filter_planner(plan.commands, self.dr_activator.held(now))
+        self.dr_activator.count_dropped(dropped, now)
+        await self._publish_commands(commands)
         self._forecast_in_background(plan)
         return plan
 

@@ -91,6 +91,11 @@ Mode = Literal["auto", "self_consumption", "hold", "fallback"]
 AssetKind = Literal["battery", "pv", "ev", "hp", "thermal_storage", "hvac", "meter", "load", "other"]
 
 
+def _unset(value: object) -> bool:
+    """`exclude_if` of `request_id`: left off the wire when unset (older agents refuse unknown keys)."""
+    return value is None
+
+
 def new_msg_id() -> str:
     """A fresh message id (uuid4 hex)."""
     return uuid.uuid4().hex
@@ -226,6 +231,12 @@ class Command(_Envelope):
     `fence` is the dispatcher's fencing token (its lease's, growing with every change of
     dispatcher): an agent refuses a command whose token is lower than the highest it has
     seen, so a dispatcher that lost its lease cannot command equipment (docs/contract.md).
+
+    `request_id` names the DR request a command activates (docs/dr.md), so its ack and the
+    request's delivery link back to it. Optional and, when absent, left out of the signed
+    bytes and of the wire (unlike the other optional fields, serialised as null): a
+    command without it is byte for byte what it was before the field, so agents from
+    before it accept it and its signature verifies unchanged.
     """
 
     cmd_id: MsgId
@@ -238,6 +249,7 @@ class Command(_Envelope):
     fence: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = None
     kid: KeyId | None = None
     sig: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    request_id: MsgId | None = Field(default=None, exclude_if=_unset)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -258,7 +270,7 @@ class Command(_Envelope):
 
 
 class Ack(_Envelope):
-    """The edge's answer to one command."""
+    """The edge's answer to one command; `request_id` echoes the command's DR request (optional)."""
 
     cmd_id: MsgId
     asset: AssetId
@@ -267,6 +279,7 @@ class Ack(_Envelope):
     applied_value: Finite | Mode | None = None
     read_back: Finite | None = None
     reason: Text | None = None
+    request_id: MsgId | None = Field(default=None, exclude_if=_unset)
 
 
 class Event(_Envelope):

@@ -81,12 +81,13 @@ class SigningKey:
 def canonical_bytes(cmd: Command) -> bytes:
     """The bytes a signature is computed over.
 
-    An absent `kid` or `fence` is left out, so a command without them signs exactly as
-    before those fields existed; a present `fence` is covered like every other field (a
-    token raised in transit would let a stale dispatcher's command through).
+    An absent `kid`, `fence` or `request_id` is left out, so a command without them signs
+    exactly as before those fields existed; a present one is covered like every other
+    field (a token raised in transit would let a stale dispatcher's command through, a
+    request id swapped would credit another DR request).
     """
     body = cmd.model_dump(mode="json", exclude={"sig"})
-    for optional in ("kid", "fence"):
+    for optional in ("kid", "fence", "request_id"):
         if body.get(optional) is None:
             body.pop(optional, None)
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()

@@ -16,6 +16,7 @@ __all__ = [
     "ParsedTopic",
     "SiteTopic",
     "TopicKind",
+    "dr_report",
     "dr_request",
     "dr_wildcard",
     "parse",
@@ -91,6 +92,11 @@ def site_wildcard(kind: SiteTopic | str) -> str:
 def dr_request(program: str) -> str:
     """`gridflex/v1/dr/{program}/request`."""
     return f"{ROOT}/dr/{validate_id(program, what='DR program id')}/request"
+
+
+def dr_report(program: str) -> str:
+    """`gridflex/v1/dr/{program}/report`: a DR request's delivery when an interval closes (not retained)."""
+    return f"{ROOT}/dr/{validate_id(program, what='DR program id')}/report"
 
 
 def dr_wildcard() -> str:

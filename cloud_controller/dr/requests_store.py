@@ -3,6 +3,8 @@
 A table of its own (`dr_requests`) in the DR store's file, beside `dr_contracts` and
 `dr_events` (`cloud_controller.dr.store`). The request is stored as its wire JSON (the
 strict model validates it again when read back), the selection and refusals as JSON.
+A request's activation state (commands sent per step, acks, baseline, delivery report)
+is a JSON row of `dr_runs`, written after every change so a restart resumes it.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ from protocols.messages import DRRequest
 
 __all__ = ["DrRecord", "DrRequestStore", "RequestStatus"]
 
-RequestStatus = Literal["selected", "partial", "refused", "cancelled"]
+RequestStatus = Literal["selected", "partial", "active", "completed", "refused", "cancelled"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS dr_requests (
     request_id TEXT PRIMARY KEY, received REAL NOT NULL, status TEXT NOT NULL,
     request TEXT NOT NULL, selection TEXT NOT NULL, refusals TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS dr_runs (request_id TEXT PRIMARY KEY, run TEXT NOT NULL) WITHOUT ROWID;
 """
 
 
@@ -90,6 +93,17 @@ class DrRequestStore:
                 "SELECT received, status, request, selection, refusals FROM dr_requests ORDER BY received, request_id"
             ).fetchall()
         return [_record(r) for r in rows]
+
+    def put_run(self, request_id: str, run: dict[str, Any]) -> None:
+        """Insert or replace a request's activation state (`cloud_controller.dr.activator`)."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO dr_runs VALUES (?, ?)", (request_id, json.dumps(run)))
+
+    def get_run(self, request_id: str) -> dict[str, Any] | None:
+        """A request's activation state, or None before it was prepared."""
+        with self._lock:
+            row = self._db.execute("SELECT run FROM dr_runs WHERE request_id = ?", (request_id,)).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
 
     def close(self) -> None:
         """Close the connection."""

@@ -201,11 +201,11 @@ class DrService:
         return cancelled
 
     def newest_accepted(self, program: str) -> DrRecord | None:
-        """The programme's newest `selected` or `partial` request: the one its retained topic should hold."""
+        """The programme's newest live request (`selected`, `partial` or `active`): what its retained topic holds."""
         live = [
             r
             for r in self.requests.all()
-            if r.request.program == program and r.status in ("selected", "partial")
+            if r.request.program == program and r.status in ("selected", "partial", "active")
         ]
         return live[-1] if live else None
 

@@ -154,6 +154,10 @@ class CommandExecutor:
         elif change == "cleared" and lead is not None:
             self.events("clock_skew_cleared", "info", f"clock skew back to {lead:.1f} s", None)
 
+    def _ack_of(self, cmd: Command, status: AckStatus, **kw: float | str | None) -> Ack:
+        """The ack of a parsed command: its id, asset and DR request id (acks link back to the request)."""
+        return self._ack(cmd.cmd_id, cmd.asset, status, request_id=cmd.request_id, **kw)
+
     def _ack(self, cmd_id: str, asset: str, status: AckStatus, **kw: float | str | None) -> Ack:
         self.counts[status] = self.counts.get(status, 0) + 1
         body = {
@@ -205,12 +209,12 @@ class CommandExecutor:
             log.info("command %s %s: %s", cmd.cmd_id, d.status, d.reason)
             if d.fenced:
                 self._fenced_off(cmd, str(d.reason))
-            return self._ack(cmd.cmd_id, cmd.asset, d.status, requested=cmd.value, reason=d.reason)
+            return self._ack_of(cmd, d.status, requested=cmd.value, reason=d.reason)
         if cmd.kind in SITE_COMMAND_KINDS:
             return self._site_cap(cmd, d)
         refused = self.dr.refusal(cmd) if self.dr is not None and self.dr.is_dr(cmd) else None
         if refused is not None:  # a comfort veto holds, or the zone is out of its limits now
-            return self._ack(cmd.cmd_id, cmd.asset, "rejected", requested=cmd.value, reason=refused[:500])
+            return self._ack_of(cmd, "rejected", requested=cmd.value, reason=refused[:500])
         if self.limiter is None:
             return await self._write(cmd, d)
         async with self.limiter.lock:  # a local measure and a command never interleave on a device
@@ -240,11 +244,9 @@ class CommandExecutor:
     def _site_cap(self, cmd: Command, d: Decision) -> Ack:
         """A DSO cap: handed to the connection limit, nothing written here."""
         if self.limiter is None:
-            return self._ack(
-                cmd.cmd_id, cmd.asset, "rejected", requested=cmd.value, reason="no connection limit"
-            )
+            return self._ack_of(cmd, "rejected", requested=cmd.value, reason="no connection limit")
         self.limiter.apply_cap(cmd)
-        return self._ack(cmd.cmd_id, cmd.asset, "applied", requested=cmd.value, applied_value=d.value)
+        return self._ack_of(cmd, "applied", requested=cmd.value, applied_value=d.value)
 
     def _tightened(self, cmd: Command, d: Decision) -> Decision:
         """`d` with its value tightened by the local connection-limit measure on the asset, if any."""
@@ -285,15 +287,14 @@ class CommandExecutor:
             rb = got[f"{asset.id}.{rb_point.name}"].value
         except DeviceError as exc:
             log.warning("command %s failed: %s", cmd.cmd_id, exc)
-            return self._ack(cmd.cmd_id, cmd.asset, "failed", requested=requested, reason=str(exc)[:500])
+            return self._ack_of(cmd, "failed", requested=requested, reason=str(exc)[:500])
         read_back = None if rb is None else (rb - control.offset) / control.factor
         if isinstance(d.value, float):
             self.ramps[(cmd.asset, cmd.kind)] = RampState(d.value, self.clock.monotonic())
         if self.on_valid is not None:
             self.on_valid(cmd)
-        return self._ack(
-            cmd.cmd_id,
-            cmd.asset,
+        return self._ack_of(
+            cmd,
             d.status,
             requested=requested,
             applied_value=d.value,

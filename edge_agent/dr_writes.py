@@ -186,6 +186,7 @@ class DrWrites:
                         cmd_id=hold.cmd.cmd_id,
                         asset=asset,
                         status="clamped",
+                        request_id=hold.cmd.request_id,
                         requested=hold.cmd.value,
                         reason=f"{veto.reason}; DR write released (priority {hold.priority} relinquished)",
                     )

@@ -246,3 +246,39 @@ def test_fuzzed_commands_never_reach_the_device(cfg: SiteConfig, payload: bytes)
         assert events == ["command_rejected"]
     else:
         assert ack.status in ("rejected", "expired") and acks == [ack]
+
+
+def test_an_ack_carries_its_commands_dr_request_id(cfg: SiteConfig) -> None:
+    """A DR activation's command and its ack link back to the request: applied and rejected alike."""
+    signed_cfg = cfg.model_copy(
+        update={
+            "signing": cfg.signing.model_copy(update={"key": __import__("pydantic").SecretStr(KEY.hex())})
+        }
+    )
+    driver = RecordingDriver()
+
+    async def publish(ack: Ack) -> None:
+        return None
+
+    executor = CommandExecutor(
+        config=signed_cfg,
+        clock=_Clock(),
+        drivers={"inverter": driver, "bms": driver},
+        latest={},
+        publish_ack=publish,
+        events=lambda *_: None,
+    )
+    with_id = sign(_cmd("hp1", "p_limit_kw", 5.0).model_copy(update={"request_id": "dr-42"}), KEY)
+    ack = asyncio.run(executor.handle(site_topic("b001", "cmd"), encode(with_id)))
+    assert ack is not None and ack.status == "applied" and ack.request_id == "dr-42"
+    unknown = sign(
+        _cmd("nope", "p_limit_kw", 5.0, cmd_id="c2").model_copy(update={"request_id": "dr-42"}), KEY
+    )
+    ack = asyncio.run(executor.handle(site_topic("b001", "cmd"), encode(unknown)))
+    assert ack is not None and ack.status == "rejected" and ack.request_id == "dr-42"
+    plain = asyncio.run(
+        executor.handle(
+            site_topic("b001", "cmd"), encode(sign(_cmd("hp1", "p_limit_kw", 4.5, cmd_id="c3"), KEY))
+        )
+    )
+    assert plain is not None and plain.request_id is None and b"request_id" not in encode(plain)

@@ -65,7 +65,8 @@ def _runpp(net: Any, site_kw: np.ndarray) -> Any:
 
     out = copy.deepcopy(net)
     out.load["p_mw"] = site_kw / 1000.0
-    out.load["q_mvar"] = 0.0  # the forecast's sites are at unity power factor
+    out.load["q_mvar"] = 0.0  # the forecast's sites are at unity power factor, their kW as given
+    out.load["scaling"] = 1.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pp.runpp(out, calculate_voltage_angles=True, numba=False)
@@ -152,3 +153,26 @@ def test_limits_in_force_and_bus_bands_are_honoured(model: ProbabilisticCongesti
     np.testing.assert_allclose(f.limit_hi[:n_b], lim[1])
     assert f.p_exceed[n_b + 1, 0] == pytest.approx(0.5, abs=0.02)
     np.testing.assert_allclose(f.limit_lo[n_b:], lo)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("close_all_switches", [False, True], ids=["as_shipped", "switches_closed"])
+def test_mv_oberrhein_without_spread_is_runpp_on_every_element(close_all_switches: bool) -> None:
+    """The whole mv_oberrhein: two feeds, 150° transformers with taps, 153 sgens at scaling 1 (loops if closed)."""
+    import pandapower.networks as pn
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = pn.mv_oberrhein()
+    net.sgen["scaling"] = 1.0
+    if close_all_switches:
+        net.switch["closed"] = True
+    region = meshed_region(net)
+    model = ProbabilisticCongestion(region, list(range(region.n_sites)))
+    p50 = (net.load.p_mw * net.load.scaling).to_numpy(dtype=float)[None, :] * 1000.0
+    f = model.forecast(p50, np.zeros_like(p50), ForecastOptions(n_scenarios=2))
+    res = _runpp(net, p50[0])
+    assert f.method == "ac" and f.kinds.count("transformer") == 2
+    for e, (el, kind) in enumerate(zip(f.elements, f.kinds, strict=True)):
+        tol = VOLTAGE_TOL_PU if kind == "bus" else LOADING_TOL_PP
+        assert abs(f.expected[e, 0] - _want(res, el)) <= tol, el

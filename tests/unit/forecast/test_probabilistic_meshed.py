@@ -176,3 +176,29 @@ def test_mv_oberrhein_without_spread_is_runpp_on_every_element(close_all_switche
     for e, (el, kind) in enumerate(zip(f.elements, f.kinds, strict=True)):
         tol = VOLTAGE_TOL_PU if kind == "bus" else LOADING_TOL_PP
         assert abs(f.expected[e, 0] - _want(res, el)) <= tol, el
+
+
+def test_an_envelope_on_a_ring_line_is_judged_in_its_intervals(model: ProbabilisticCongestion) -> None:
+    """The limits in force (`limits_for_region`, a DSO envelope by line name) on a meshed region."""
+    from datetime import UTC, datetime, timedelta
+
+    from cloud_controller.forecast.limits_input import forecast_limits
+    from cloud_controller.grid.limits import Envelope
+    from cloud_controller.grid.limits_config import limits_for_region
+
+    t0, period_s, T = datetime(2030, 1, 15, 17, tzinfo=UTC), 900.0, 4
+    starts = [t0 + timedelta(seconds=k * period_s) for k in range(T)]
+    limits = limits_for_region(model.region).with_envelopes(
+        [Envelope("L12", starts[1], starts[3], max_loading_pct=1.0)]
+    )
+    pct, band = forecast_limits(limits, model.branch_refs, model.bus_refs, starts, period_s)
+    k = model.branch_refs.index("line:1")
+    np.testing.assert_allclose(pct[:, k], [100.0, 1.0, 1.0, 100.0])
+    p50 = _peak(model.region) * np.ones((T, 1))
+    f = model.forecast(
+        p50, 0.1 * p50, ForecastOptions(n_scenarios=50), branch_limit_pct=pct, bus_band_pu=band
+    )
+    e = f.elements.index("line:1")
+    assert f.names[e] == "L12" and f.limit_hi[e] == pytest.approx(1.0)
+    assert f.p_exceed[e].tolist() == [0.0, 1.0, 1.0, 0.0]
+    assert any(a.element == "line:1" for a in f.alerts)

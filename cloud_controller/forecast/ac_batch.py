@@ -7,8 +7,11 @@ models and loading definitions (lines: max(i_from, i_to) / i_n; transformers: pa
 "current" loading, rated voltage x current per side over sn), so a forecast element here is
 the same number the AC check reports.
 
-Everything is returned in the radial tree's order (`RadialGrid.branch_names`, `bus_ids`), so
-the linear scenario model (`sensitivity.py`) and this reference line up column by column.
+Everything is returned in the region grid's order (`RadialGrid.branch_names`, `bus_ids`), so
+the linear scenario model (`sensitivity.py`) and this reference line up column by column. On a
+meshed or multi-feed region (`DcGrid`: parent/child read as from/to bus) the same holds, and
+power-grid-model solves the loops and the several sources itself; the net's sgens, storages
+and shunts are modelled at their fixed values (`injections=True`), as pandapower's `runpp` does.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from cloud_controller.grid.pgm_input import _in_service
+from cloud_controller.grid.pgm_input import _in_service, finite_or
 from cloud_controller.grid.powerflow import BatchPowerFlow
 from cloud_controller.grid.radial import RadialGrid
 from protocols.errors import ConfigError
@@ -45,7 +48,9 @@ class ElementPowerFlow(BatchPowerFlow):
     """`BatchPowerFlow` that reports every line, transformer and bus of `grid` per step."""
 
     def __init__(self, net: Any, grid: RadialGrid, load_idx: npt.ArrayLike) -> None:
-        super().__init__(net, np.asarray(load_idx, dtype=np.int64), method="iterative_current")
+        super().__init__(
+            net, np.asarray(load_idx, dtype=np.int64), method="iterative_current", injections=True
+        )
         line = _in_service(net.line)
         node_set = set(self.bus_idx.tolist())
         line = line[line.from_bus.isin(node_set) & line.to_bus.isin(node_set)]
@@ -59,9 +64,19 @@ class ElementPowerFlow(BatchPowerFlow):
         self._line_child_is_to: list[bool] = []
         self._trafo_k: list[int] = []
         self._trafo_c: list[int] = []
+        #: per grid branch: its table ("line", "trafo") and loading limit (% of nominal, the net's)
+        self.branch_kind: list[str] = []
+        self.branch_limit_pct = np.full(grid.n_branch, 100.0)
         for k, name in enumerate(grid.branch_names):
             table, idx_s = name.split(":")
             idx = int(idx_s)
+            self.branch_kind.append(table)
+            if table in ("line", "trafo"):
+                self.branch_limit_pct[k] = (
+                    finite_or(net[table].max_loading_percent.at[idx], 100.0)
+                    if ("max_loading_percent" in net[table].columns)
+                    else 100.0
+                )
             child_pp = int(grid.bus_ids[grid.child[k]])
             if table == "line":
                 if idx not in line_col:

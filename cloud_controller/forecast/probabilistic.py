@@ -15,6 +15,12 @@ Two methods, one answer shape:
   (P(exceed) most uncertain) through the full AC batch and takes its numbers there;
 * `"ac"`: the reference, every scenario x interval through the AC batch.
 
+On a meshed or multi-feed region (`grid.meshed.planning.meshed_region`: a loop, several
+ext_grids) there is no tree for the linear model's sweeps, so every scenario goes through the
+AC batch whatever `options.method` says (power-grid-model solves loops and several sources;
+the net's sgens, storages and shunts are held at their values); the result's `method` says
+which ran ("ac"). Same answer shape, same limits in force.
+
 The error of the fast method against the AC batch is tested (tests/unit/forecast/) and printed
 by `gridflex bench congestion`. Pure computation on arrays: no store, no clock.
 """
@@ -33,6 +39,7 @@ from cloud_controller.forecast.indicators import BlockStats
 from cloud_controller.forecast.result import ForecastOptions, ProbabilisticForecast, build_alerts
 from cloud_controller.forecast.sensitivity import BaseCase, TreeModel
 from cloud_controller.grid import Region
+from cloud_controller.grid.meshed.planning import DcGrid
 
 __all__ = ["ForecastOptions", "ProbabilisticCongestion", "ProbabilisticForecast"]
 
@@ -72,13 +79,22 @@ class ProbabilisticCongestion:
         if self.households.size and (self.households.min() < 0 or self.households.max() >= region.n_sites):
             raise ValueError(f"site households must be in 0..{region.n_sites - 1}")
         self.pf = ElementPowerFlow(region.net, region.grid, region.site_load_idx)
-        self.tree = TreeModel(region.net, region.grid, region.site_bus[self.households])
+        #: the radial tree of the fast method; None on a meshed / multi-feed region (AC batch only)
+        self.tree: TreeModel | None = (
+            None
+            if isinstance(region.grid, DcGrid)
+            else TreeModel(region.net, region.grid, region.site_bus[self.households])
+        )
         self._lock = threading.Lock()  # one PGM model: one calculation at a time
         self._z: dict[tuple[int, int, int], F32] = {}
         self._z_values = 0
         self._base_failed = 0
         net, grid = region.net, region.grid
-        self._branch_el = np.asarray([k for k, kd in enumerate(self.tree.kind) if kd in ("line", "trafo")])
+        self._branch_el = np.asarray(
+            [k for k, kd in enumerate(self.pf.branch_kind) if kd in ("line", "trafo")], dtype=np.int64
+        )
+        #: each reported branch's loading limit (%): the net's max_loading_percent, else 100
+        self._limit_pct = self.pf.branch_limit_pct[self._branch_el]
         self._all_branches = len(self._branch_el) == grid.n_branch
         ids, names, kinds = [], [], []
         for k in self._branch_el:
@@ -125,6 +141,11 @@ class ProbabilisticCongestion:
     def bus_refs(self) -> tuple[str, ...]:
         """The buses the forecast reports, as `bus:<index>`, in its order."""
         return tuple(self._ids[len(self._branch_el) :])
+
+    def method_for(self, options: ForecastOptions | None = None) -> str:
+        """The method a forecast with `options` runs: "ac" on a meshed region (no tree), else the options'."""
+        opt = options or ForecastOptions()
+        return "ac" if self.tree is None else opt.method
 
     @property
     def n_sites(self) -> int:
@@ -206,25 +227,25 @@ class ProbabilisticCongestion:
         fleet = _Fleet(p50, sigma, np.zeros((p50.shape[0], self.pf.n_loads)))
         with self._lock:
             z = self._draws(opt, t_idx)
-            if opt.method == "ac":
+            if self.tree is None or opt.method == "ac":
                 draws = p50[t_idx].T[:, :, None] + sigma[t_idx].T[:, :, None] * z
                 loads = np.einsum("nts,nl->tsl", draws, self._to_loads)
                 res = self.pf.run_elements(loads.reshape(len(t_idx) * opt.n_scenarios, -1), threading=0)
                 tb, s = len(t_idx), opt.n_scenarios
                 loading = res.branch_loading.T.reshape(-1, tb, s)[self._branch_el].astype(np.float32)
                 return loading * np.float32(100.0), res.vm_pu.T.reshape(-1, tb, s).astype(np.float32)
-            base = self._base(fleet)
+            base = self._base(self.tree, fleet)
             dp = z * (sigma[t_idx].T / 1e3).astype(np.float32)[:, :, None]
             loading, vm = self.tree.scenarios(base, t_idx, dp, _mw(p50, t_idx))
             return loading[self._branch_el] * np.float32(100.0), vm
 
     # -- computation -------------------------------------------------------------------
 
-    def _base(self, fleet: _Fleet) -> BaseCase:
+    def _base(self, tree: TreeModel, fleet: _Fleet) -> BaseCase:
         """The AC base case of the interval medians and the sensitivities around it."""
         res = self.pf.run_elements(fleet.background_kw + fleet.p50_kw @ self._to_loads)
         self._base_failed = len(res.failed_steps)
-        return self.tree.base_case(
+        return tree.base_case(
             np.nan_to_num(res.branch_loading),
             np.nan_to_num(res.p_rec_mw),
             np.nan_to_num(res.q_rec_mvar),
@@ -263,16 +284,17 @@ class ProbabilisticCongestion:
         load_st = BlockStats.empty(len(self._branch_el), T, S)
         volt_st = BlockStats.empty(self.region.grid.n_bus, T, S)
         failed = 0
-        if opt.method == "ac":
+        tree = self.tree
+        if tree is None or opt.method == "ac":
             for t_idx in self._blocks(T, S):
                 failed += self._ac_block(fleet, opt, t_idx, load_st, volt_st)
             return load_st, volt_st, failed, ()
-        base = self._base(fleet)
+        base = self._base(tree, fleet)
         failed += self._base_failed
         for t_idx in self._blocks(T, S):
             z = self._draws(opt, t_idx)
             dp = z * (fleet.sigma_kw[t_idx].T / 1e3).astype(np.float32)[:, :, None]
-            loading, vm = self.tree.scenarios(base, t_idx, dp, _mw(fleet.p50_kw, t_idx))
+            loading, vm = tree.scenarios(base, t_idx, dp, _mw(fleet.p50_kw, t_idx))
             if not self._all_branches:
                 loading = loading[self._branch_el]
             self._add(fleet, opt, t_idx, loading, vm, load_st, volt_st)
@@ -323,7 +345,7 @@ class ProbabilisticCongestion:
         lo: float | F32 = opt.v_band_pu[0] if fleet.v_lo_pu is None else fleet.v_lo_pu
         hi: float | F32 = opt.v_band_pu[1] if fleet.v_hi_pu is None else fleet.v_hi_pu
         if fleet.branch_limit_pct is None:
-            limit = self.tree.limit_pct[self._branch_el].astype(np.float32)[:, None, None] / 100.0
+            limit = self._limit_pct.astype(np.float32)[:, None, None] / 100.0
         else:
             limit = fleet.branch_limit_pct[:, t_idx][:, :, None] / np.float32(100.0)
         n_over = np.count_nonzero(loading > limit, axis=-1)
@@ -359,7 +381,7 @@ class ProbabilisticCongestion:
         bus_lo = np.full(n_v, lo) if fleet.v_lo_pu is None else fleet.v_lo_pu.ravel().astype(float)
         bus_hi = np.full(n_v, hi) if fleet.v_hi_pu is None else fleet.v_hi_pu.ravel().astype(float)
         branch_hi = (
-            self.tree.limit_pct[self._branch_el]
+            self._limit_pct
             if fleet.branch_limit_pct is None
             else fleet.branch_limit_pct.min(axis=1).astype(float)
         )
@@ -389,7 +411,7 @@ class ProbabilisticCongestion:
             cdf = np.concatenate([cdf, st.cdf()])
         alerts = build_alerts(ids, kinds, expected, quant, p_exc, limit_hi, opt)
         return ProbabilisticForecast(
-            method=opt.method,
+            method=self.method_for(opt),
             n_scenarios=opt.n_scenarios,
             elements=tuple(ids),
             names=tuple(names),

@@ -10,8 +10,14 @@ models so that a PGM snapshot equals `pp.runpp` (see tests/unit/grid/test_powerf
   thermal current max_i_ka x df x parallel; open line switches open the line end;
 * transformers: short-circuit and no-load parameters of the pandapower trafo, ratio taps at
   their fixed `tap_pos` (taps change the voltage by a few percent, so they are not ignored);
-* ext_grid: a PGM source with a very high short-circuit power, i.e. the ideal slack of pandapower;
-* loads: constant-power symmetric loads, one per in-service pandapower load.
+* ext_grid: a PGM source with a very high short-circuit power, i.e. the ideal slack of pandapower
+  (several ext_grids: several sources, each holding its own voltage, as in pandapower);
+* loads: constant-power symmetric loads, one per in-service pandapower load;
+* only when asked for (`injections=True`: the congestion forecast on meshed and multi-feed nets
+  such as `mv_oberrhein`): sgens and storages as constant-power symmetric generators at their
+  p_mw x scaling / q_mvar x scaling (storage: load-positive, so a generator of minus it),
+  shunts as fixed admittances (p_mw - j q_mvar) x step at their vn_kv. Without it those
+  tables are refused, as before (the dispatch AC check and the estimator do not model them).
 """
 
 from __future__ import annotations
@@ -52,6 +58,8 @@ _UNSUPPORTED_TABLES = (
     "ssc",
     "vsc",
 )
+#: Tables `injections=True` translates (fixed injections, see the module docstring).
+INJECTION_TABLES = ("sgen", "storage", "shunt")
 
 
 def _in_service(df: Any) -> Any:
@@ -90,11 +98,13 @@ class PgmInputBuilder:
     _ids: int  # next free PGM id
 
     @staticmethod
-    def _check_supported(net: Any) -> None:
+    def _check_supported(net: Any, *, injections: bool = False) -> None:
         eg = _in_service(net.ext_grid)
         if len(eg) == 0:
             raise ConfigError("the net has no in-service ext_grid", key="ext_grid")
         for table in _UNSUPPORTED_TABLES:
+            if injections and table in INJECTION_TABLES:
+                continue
             if table in net and len(_in_service(net[table])) > 0:
                 raise ConfigError(f"pandapower table {table!r} is not supported by BatchPowerFlow", key=table)
         sw = net.switch
@@ -292,4 +302,54 @@ class PgmInputBuilder:
         self.load_idx: IntArray = cols
         self._load_ids = arr["id"][: len(cols)].copy()
         self._fixed_p_kw = float(np.sum(arr["p_specified"][len(cols) :])) / 1e3
+        return arr
+
+    def _sym_gens(self, net: Any, node_id: dict[int, int]) -> Any:
+        """In-service sgens and storages as constant-power generators (storage: minus its load-positive p)."""
+        from power_grid_model import LoadGenType, initialize_array
+
+        parts: list[tuple[Any, float]] = []
+        for table, sign in (("sgen", 1.0), ("storage", -1.0)):
+            if table in net and len(net[table]):
+                df = _in_service(net[table])
+                parts.append((df[df.bus.isin(node_id)], sign))
+        n = sum(len(df) for df, _ in parts)
+        arr = initialize_array("input", "sym_gen", n)
+        arr["id"] = self._new_ids(n)
+        arr["status"] = 1
+        arr["type"] = LoadGenType.const_power
+        pos = 0
+        for df, sign in parts:
+            sl = slice(pos, pos + len(df))
+            scaling = df.scaling.to_numpy(dtype=float) if "scaling" in df.columns else np.ones(len(df))
+            q = df.q_mvar.fillna(0.0).to_numpy(dtype=float) if "q_mvar" in df.columns else np.zeros(len(df))
+            arr["node"][sl] = [node_id[int(b)] for b in df.bus]
+            arr["p_specified"][sl] = sign * df.p_mw.to_numpy(dtype=float) * scaling * 1e6
+            arr["q_specified"][sl] = sign * q * scaling * 1e6
+            pos += len(df)
+        #: their active power (kW, generation positive), taken off the modelled load
+        self._gen_p_kw = float(np.sum(arr["p_specified"])) / 1e3
+        return arr
+
+    def _shunts(self, net: Any, node_id: dict[int, int]) -> Any:
+        """In-service shunts: admittance (p_mw - j q_mvar) x step / vn_kv² (pandapower's shunt at its vn_kv)."""
+        from power_grid_model import initialize_array
+
+        sh = _in_service(net.shunt) if "shunt" in net else None
+        sh = sh[sh.bus.isin(node_id)] if sh is not None else None
+        n = 0 if sh is None else len(sh)
+        arr = initialize_array("input", "shunt", n)
+        if sh is None or n == 0:
+            return arr
+        vn_bus = net.bus.vn_kv.loc[sh.bus].to_numpy(dtype=float)
+        vn = sh.vn_kv.to_numpy(dtype=float) if "vn_kv" in sh.columns else vn_bus
+        vn = np.where(np.isfinite(vn), vn, vn_bus)
+        step = sh.step.to_numpy(dtype=float) if "step" in sh.columns else np.ones(n)
+        arr["id"] = self._new_ids(n)
+        arr["node"] = [node_id[int(b)] for b in sh.bus]
+        arr["status"] = 1
+        arr["g1"] = sh.p_mw.to_numpy(dtype=float) * step / vn**2
+        arr["b1"] = -sh.q_mvar.to_numpy(dtype=float) * step / vn**2
+        arr["g0"] = arr["g1"]
+        arr["b0"] = arr["b1"]
         return arr

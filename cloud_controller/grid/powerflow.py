@@ -106,6 +106,13 @@ def _column(out: Any, component: Any, attribute: str) -> FloatArray:
     return np.asarray(data[attribute], dtype=np.float64)
 
 
+def _column_or_none(out: Any, component: Any, attribute: str, n_steps: int) -> FloatArray:
+    """`_column`, or (n_steps, 0) where the net has none of `component` (PGM then leaves it out)."""
+    if component not in out:
+        return np.zeros((n_steps, 0))
+    return _column(out, component, attribute)
+
+
 class BatchPowerFlow(PgmInputBuilder):
     """A power-grid-model copy of a pandapower net, built once, then run for many load vectors.
 
@@ -120,8 +127,13 @@ class BatchPowerFlow(PgmInputBuilder):
         load_idx: Sequence[int] | IntArray | None = None,
         *,
         method: Literal["iterative_current", "newton_raphson"] = "iterative_current",
+        injections: bool = False,
     ) -> None:
         """Set up the batch power flow; `method` is PGM's iterative current (default) or Newton-Raphson.
+
+        `injections`: also model the net's sgens, storages and shunts at their fixed values
+        (`pgm_input`); off for the dispatch AC check, which refuses them (its linear model
+        does not hold them either).
 
         Iterative current is the default because it is faster on a year of the 319-load region
         (sequential), with results equal to 3e-6 kW and 5e-10 pu; it is PGM's method for
@@ -130,7 +142,7 @@ class BatchPowerFlow(PgmInputBuilder):
         from power_grid_model import PowerGridModel
 
         self._method = method
-        self._check_supported(net)
+        self._check_supported(net, injections=injections)
         self._f_hz = finite_or(getattr(net, "f_hz", 50.0), 50.0)
         self._ids = 0
         input_data: dict[str, Any] = {}
@@ -143,6 +155,15 @@ class BatchPowerFlow(PgmInputBuilder):
             input_data["link"] = links
         input_data["source"] = self._sources(net, node_id)
         input_data["sym_load"] = self._loads(net, node_id, load_idx)
+        self._gen_p_kw = 0.0
+        if injections:
+            gens = self._sym_gens(net, node_id)
+            if len(gens):
+                input_data["sym_gen"] = gens
+                self._fixed_p_kw -= self._gen_p_kw
+            shunts = self._shunts(net, node_id)
+            if len(shunts):
+                input_data["shunt"] = shunts
         self._model = PowerGridModel(input_data, system_frequency=self._f_hz)
         self._energized = self._energized_nodes()
 
@@ -271,13 +292,13 @@ class BatchPowerFlow(PgmInputBuilder):
         line_max = np.nanmax(loading, axis=1) if loading.shape[1] else np.zeros(n_steps)
         # pandapower's "current" trafo loading: rated voltage x actual current per side, so it
         # stays a thermal measure when the bus voltage sags (PGM's own loading uses actual s)
-        i_from = _column(out, ComponentType.transformer, "i_from")
-        i_to = _column(out, ComponentType.transformer, "i_to")
+        i_from = _column_or_none(out, ComponentType.transformer, "i_from", n_steps)
+        i_to = _column_or_none(out, ComponentType.transformer, "i_to", n_steps)
         s_from = i_from * self._trafo_rated_v[:, 0] * np.sqrt(3)
         s_to = i_to * self._trafo_rated_v[:, 1] * np.sqrt(3)
         trafo = np.maximum(s_from, s_to) / self._trafo_sn_va
         # power delivered out of the LV side (p_to flows into the trafo), load positive
-        p_lv = -_column(out, ComponentType.transformer, "p_to") / 1e3
+        p_lv = -_column_or_none(out, ComponentType.transformer, "p_to", n_steps) / 1e3
         err = self._model.batch_error
         failed = (
             np.asarray(err.failed_scenarios, dtype=np.int64)

@@ -198,7 +198,7 @@ def _injections(net: Any, at: Callable[[int], int], island: np.ndarray, fixed: n
         if table not in net or not len(net[table]):
             continue
         df = _in_service(net[table])
-        df = df[[at(int(b)) >= 0 for b in df.bus]]
+        df = df[np.array([at(int(b)) >= 0 for b in df.bus], dtype=bool)]  # a list [] would select columns
         # ext_grids and gens are always units (a non-controllable gen is held at its p_mw)
         ctrl = (
             np.ones(len(df), dtype=bool) if table in ("ext_grid", "gen") else _flag(df, "controllable", False)

@@ -74,3 +74,20 @@ def test_an_open_line_switch_takes_the_line_out() -> None:
     pp.create_switch(net, int(net.line.from_bus.at[3]), 3, et="l", closed=False)
     ours = dc_network_from_pandapower(net)
     assert "line:3" not in ours.branch_names and ours.n_branch == len(net.line) - 1
+
+
+def test_a_table_whose_rows_are_all_out_of_service_adds_no_unit() -> None:
+    """Every sgen out of service: no sgen unit and no fixed injection (it used to select columns, not rows)."""
+    from tests.unit.grid.meshed.nets import loop_two_feeds
+
+    net = loop_two_feeds()
+    import pandapower as pp
+
+    pp.create_sgen(net, 3, p_mw=0.5, name="pv")
+    both = dc_network_from_pandapower(net)
+    net.sgen["in_service"] = False
+    off = dc_network_from_pandapower(net)
+    assert not any(n.startswith("sgen:") for n in off.unit_names)
+    assert np.isclose(
+        off.fixed_load_mw.sum() - both.fixed_load_mw.sum(), 0.5
+    )  # the PV no longer offsets load

@@ -276,13 +276,20 @@ class CloudController:
         if self.role == "dispatch":
             await asyncio.to_thread(self._refresh_from_store)
         async with self._plan_lock:
+            self._observe_meters()
             commands: list[Command] = correct(self.clock.now(), self._snapshot_copies())
         self.stats.guard_steps += 1
         self.stats.guard_commands += len(commands)
         await self._publish_commands(commands)
         return commands
 
-    def _snapshot_copies(self) -> dict[str, SiteSnapshot]:
+    def _observe_meters(self) -> None:
+        """Give the planner the grid meters' readings: each station's total load (live/stations.py)."""
+        observe = getattr(self.planner(), "observe_meters", None)
+        if observe is not None:
+            observe(self.registry.grid_meters, self._snapshot_copies(self.meter_snapshots))
+
+    def _snapshot_copies(self, source: Mapping[str, SiteSnapshot] | None = None) -> dict[str, SiteSnapshot]:
         return {
             s: SiteSnapshot(
                 site=v.site,
@@ -295,7 +302,7 @@ class CloudController:
                 measured_at=v.measured_at,
                 missing_assets=v.missing_assets,
             )
-            for s, v in self.snapshots.items()
+            for s, v in (self.snapshots if source is None else source).items()
         }
 
     def _fence_now(self) -> int | None:
@@ -351,6 +358,7 @@ class CloudController:
         snapshots: Mapping[str, SiteSnapshot] = self._snapshot_copies()
         try:
             async with self._plan_lock:
+                self._observe_meters()
                 plan = await asyncio.to_thread(self.planner().plan, now, snapshots, self.store)
         except GridflexError as exc:
             self.stats.dispatch_errors += 1

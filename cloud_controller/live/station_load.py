@@ -19,9 +19,10 @@ is what the fleet does not account for (the other households, and the LV lines' 
   baseline (`forecast/baseline.py`: same period yesterday plus a smoothed level shift, σ from
   the history's "yesterday" errors), with the latest measured background ruling the first
   period and fading over `MEASUREMENT_FADE_H` as in `live/site_forecast.py`. Without a day
-  of history: persistence of the latest value (σ a fixed fraction of it, or the history's
-  spread). Without a meter reading and any history: 0 with a warning, the fleet-only view the
-  controller had before station meters.
+  of history: persistence of the latest value, σ the history's period-to-period spread or at
+  least `PERSISTENCE_SIGMA_FRACTION` of the value (an assumption, not a measured figure),
+  growing from 0 as the measurement fades. Without a meter reading and any history: 0 with a
+  warning, the fleet-only view the controller had before station meters.
 - Reactive power: the meter's latest Q held over the horizon (None without a Q reading; the
   planner then takes the loads' power factor, see `station_plan.py`).
 
@@ -226,6 +227,8 @@ def forecast_background(
     if live is not None and method != "none":
         weight = np.exp(-k * period_s / (MEASUREMENT_FADE_H * 3600.0))
         p50 = p50 + weight * (live - p50[0])
+        if method == "persistence":  # the measurement rules the first periods: its σ grows as it fades
+            sigma = sigma * (1.0 - weight)
     elif method != "none":
         warning = f"station {station}: meter {measured.status}: background from its history only"
     q = None if measured.q_kvar is None or live is None else np.full(horizon, float(measured.q_kvar))

@@ -120,10 +120,12 @@ def test_without_a_day_of_history_the_forecast_persists_the_latest_value() -> No
     assert bg.p50_kw[0] == pytest.approx(28.0) and bg.p50_kw[-1] == pytest.approx(
         25.0 + 3.0 * math.exp(-7 / 4)
     )
-    assert bg.sigma_kw == pytest.approx(np.full(8, PERSISTENCE_SIGMA_FRACTION * 25.0))
+    fade = 1.0 - np.exp(-np.arange(8) / 4)  # the measurement's weight fades over an hour
+    assert bg.sigma_kw == pytest.approx(PERSISTENCE_SIGMA_FRACTION * 25.0 * fade)
     only_now = forecast_background(measured, [], NOW, period_s=PERIOD_S, horizon=8)
     assert only_now.method == "persistence" and only_now.p50_kw == pytest.approx(np.full(8, 28.0))
-    assert only_now.sigma_kw == pytest.approx(np.full(8, PERSISTENCE_SIGMA_FRACTION * 28.0))
+    assert only_now.sigma_kw == pytest.approx(PERSISTENCE_SIGMA_FRACTION * 28.0 * fade)
+    assert only_now.sigma_kw[0] == 0.0  # the first period is the measurement's
 
 
 def test_a_stale_meter_with_history_forecasts_from_history_and_warns() -> None:

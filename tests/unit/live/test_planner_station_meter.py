@@ -17,6 +17,7 @@ from cloud_controller.forecast.result import ForecastOptions
 from cloud_controller.grid import Region
 from cloud_controller.live.planner import MpcPlanner, build_planner
 from cloud_controller.live.types import AssetRef, GridMeterRef, SiteRef, SiteSnapshot
+from cloud_controller.web.views import grid_loading
 from protocols.assets import substation_site_id
 from tests.unit.grid.test_limits import cached_region
 
@@ -151,3 +152,14 @@ def test_the_probabilistic_forecast_loads_the_station_with_its_households_outsid
         blind.plan(NOW, _snaps(NOW), _History()), ForecastOptions(n_scenarios=10)
     )
     assert fc0.expected[e, 0] < 10.0  # the fleet's 36 kW alone
+
+
+def test_the_grid_loading_view_shows_each_metered_station_background(region: Region) -> None:
+    planner = _planner(region)
+    planner.observe_meters([GridMeterRef(METER, STATION)], _meter(NOW, BACKGROUND_KW + 4 * FLEET_KW))
+    view = grid_loading(planner.plan(NOW, _snaps(NOW), _History()), 900.0, None)
+    (row,) = view["station_background"]
+    assert (row["station"], row["method"], row["status"]) == (STATION, "seasonal", "measured")
+    assert row["measured_kw"] == BACKGROUND_KW and row["fleet_kw"] == 4 * FLEET_KW
+    assert row["p50_kw"] == [BACKGROUND_KW] * 8
+    assert grid_loading(None, 900.0, None)["station_background"] == []

@@ -163,3 +163,15 @@ def test_the_grid_loading_view_shows_each_metered_station_background(region: Reg
     assert row["measured_kw"] == BACKGROUND_KW and row["fleet_kw"] == 4 * FLEET_KW
     assert row["p50_kw"] == [BACKGROUND_KW] * 8
     assert grid_loading(None, 900.0, None)["station_background"] == []
+
+
+def test_the_forecast_holds_the_hvmv_threshold_against_the_fleet_and_the_backgrounds(region: Region) -> None:
+    planner = build_planner(
+        region, SITES, period_s=900, horizon_steps=8, margin_s=60, station_limit_kw=1000.0
+    )
+    planner.observe_meters([GridMeterRef(METER, STATION)], _meter(NOW, BACKGROUND_KW + 4 * FLEET_KW))
+    plan = planner.plan(NOW, _snaps(NOW), _History())
+    assert plan.root_baseline_kw[0] == pytest.approx(4 * FLEET_KW + 3.0 + BACKGROUND_KW)
+    fc = planner.probabilistic_forecast(plan, ForecastOptions(n_scenarios=10))
+    e = fc.kinds.index("fleet_limit")
+    assert fc.expected[e, 0] == pytest.approx(100.0 * (4 * FLEET_KW + 3.0 + BACKGROUND_KW) / 1000.0, abs=0.5)

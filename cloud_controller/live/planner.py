@@ -62,16 +62,8 @@ from cloud_controller.live.commands import CommandBuilder
 from cloud_controller.live.guard import FleetGuard, GuardElement
 from cloud_controller.live.site_forecast import FleetForecast, fleet_forecast, period_start, with_measurements
 from cloud_controller.live.station_load import SharedReads
-from cloud_controller.live.station_plan import station_inputs
 from cloud_controller.live.stations import StationMeters
-from cloud_controller.live.types import (
-    CongestionInterval,
-    GridMeterRef,
-    History,
-    Plan,
-    SiteRef,
-    SiteSnapshot,
-)
+from cloud_controller.live.types import CongestionInterval, GridMeterRef, History, Plan, SiteRef, SiteSnapshot
 from protocols.assets import Role
 from protocols.errors import ConfigError
 from protocols.messages import Command
@@ -188,7 +180,7 @@ class MpcPlanner:
             for k in range(1, grid.n_branch)
         }
         self.guard = self._new_guard() if np.isfinite(self.limit_kw) else None
-        self.stations = StationMeters(region, self.sites, grid.branch_names)
+        self.stations = StationMeters(region, self.sites, grid.branch_names, period_s=period_s)
         self._guard_base: list[GuardElement] = []  # the guard's station elements before backgrounds
         self._names: dict[str, str] = {}  # station transformer "<table>:<index>" -> element name
 
@@ -297,12 +289,8 @@ class MpcPlanner:
         )
         # each metered station's load outside the fleet, a fixed load at its bus (live/station_plan.py)
         fallback = {s.site: float(fc.base_kw[0, i]) for i, s in enumerate(self.sites)}
-        backgrounds = self.stations.forecast(
-            now, sites, history, fallback, period_s=self.period_s, horizon=self.horizon
-        )
-        g = self.problem.grid
-        st = station_inputs(
-            rating, self.stations.column, self.stations.bus(g.child), g.n_bus, backgrounds, z=self.forecast_z
+        backgrounds, st = self.stations.plan_inputs(
+            now, sites, history, fallback, rating, self.problem.grid, z=self.forecast_z, horizon=self.horizon
         )
         background_total = st.bus_fixed_kw.sum(axis=1)
         base_total = fc.base_kw.sum(axis=1) + background_total

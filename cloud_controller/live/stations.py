@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cloud_controller.grid import Region
+from cloud_controller.grid.radial import RadialGrid
 from cloud_controller.live.guard import GuardElement
 from cloud_controller.live.station_load import (
     BackgroundMeasurement,
@@ -27,7 +28,12 @@ from cloud_controller.live.station_load import (
     measure_background,
     read_background_rows,
 )
-from cloud_controller.live.station_plan import household_background, p_rating_kw
+from cloud_controller.live.station_plan import (
+    StationInputs,
+    household_background,
+    p_rating_kw,
+    station_inputs,
+)
 from cloud_controller.live.types import GridMeterRef, History, SiteRef, SiteSnapshot
 
 __all__ = ["StationMeters"]
@@ -39,8 +45,11 @@ FloatArray = npt.NDArray[np.float64]
 class StationMeters:
     """Each station's meter, its fleet sites and its place in the planning network."""
 
-    def __init__(self, region: Region, sites: Sequence[SiteRef], planning_branches: Sequence[str]) -> None:
+    def __init__(
+        self, region: Region, sites: Sequence[SiteRef], planning_branches: Sequence[str], *, period_s: float
+    ) -> None:
         self.region = region
+        self.period_s = period_s
         self.fleet_households = [s.region_site for s in sites]
         names = list(planning_branches)
         #: station -> its branch column in the planning network (its bus there is that branch's child)
@@ -104,9 +113,23 @@ class StationMeters:
             out[st] = bg
         return out
 
-    def bus(self, bus_of_column: npt.NDArray[np.int64]) -> dict[str, int]:
-        """Each station's bus in the planning network, from its branches' child buses."""
-        return {st: int(bus_of_column[k]) for st, k in self.column.items()}
+    def plan_inputs(
+        self,
+        now: datetime,
+        sites: Mapping[str, SiteSnapshot],
+        history: History,
+        fallback_kw: Mapping[str, float],
+        rating_kw: FloatArray,
+        grid: RadialGrid,
+        *,
+        z: float,
+        horizon: int,
+    ) -> tuple[dict[str, StationBackground], StationInputs]:
+        """The backgrounds over the horizon and what they change in the planning LP on `grid`."""
+        period_s = self.period_s
+        backgrounds = self.forecast(now, sites, history, fallback_kw, period_s=period_s, horizon=horizon)
+        bus = {st: int(grid.child[k]) for st, k in self.column.items()}
+        return backgrounds, station_inputs(rating_kw, self.column, bus, grid.n_bus, backgrounds, z=z)
 
     def guard_elements(
         self,

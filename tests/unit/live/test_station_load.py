@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from cloud_controller.forecast.baseline import resample_mean
 from cloud_controller.live.station_load import (
     PERSISTENCE_SIGMA_FRACTION,
     BackgroundMeasurement,
@@ -16,6 +17,7 @@ from cloud_controller.live.station_load import (
     background_rows,
     forecast_background,
     measure_background,
+    period_means,
     read_background_rows,
 )
 from cloud_controller.live.station_plan import (
@@ -212,3 +214,24 @@ def test_a_station_background_is_spread_over_its_households_outside_the_fleet() 
     assert out[:, 1] == pytest.approx([15.0, 5.0]) and out[:, 2] == pytest.approx([15.0, 5.0])
     assert out[:, 3] == pytest.approx([2.0, 2.0])
     assert shared == {"S1": 2, "S2": 2}
+
+
+def test_period_means_are_resample_mean_without_its_loop() -> None:
+    rng = np.random.default_rng(3)
+    start = NOW - timedelta(hours=6)
+    # irregular samples (deadband reporting), gaps of several periods, samples before the start
+    ts = np.sort(rng.uniform(-3600.0, 6 * 3600.0, 300))
+    ts = ts[(ts < 3600.0) | (ts > 3 * 3600.0)]
+    rows = [
+        (start + timedelta(seconds=float(t)), float(v))
+        for t, v in zip(ts, rng.normal(5.0, 2.0, ts.size), strict=True)
+    ]
+    n = 24
+    assert period_means(rows, start, PERIOD_S, n) == pytest.approx(
+        resample_mean(rows, start, PERIOD_S, n), nan_ok=True
+    )
+    late = [r for r in rows if r[0] > start + timedelta(hours=2)]  # NaN before the first sample
+    assert period_means(late, start, PERIOD_S, n) == pytest.approx(
+        resample_mean(late, start, PERIOD_S, n), nan_ok=True
+    )
+    assert np.isnan(period_means([], start, PERIOD_S, 4)).all()

@@ -98,7 +98,8 @@ class CloudController:
         self.snapshots: dict[str, SiteSnapshot] = {
             s: SiteSnapshot(site=s, mode="unknown") for s in registry.ids
         }
-        #: grid meters (registry.grid_meters): ingested like sites, never planned, guarded or counted
+        #: grid meters (registry.grid_meters): ingested like sites, never sites of the plan or guard nor
+        #: counted; the planner takes them as the stations' total load (observe_meters)
         self.meter_snapshots: dict[str, SiteSnapshot] = {
             m: SiteSnapshot(site=m, mode="unknown") for m in registry.meter_ids
         }

@@ -34,8 +34,9 @@ their limit, with the excess, and the step logs each by name.
 Measured elements: an element with a station meter carries its `background_kw` (the meter's
 P minus the fleet's sites' measured P below it, `station_load.py`), so the guard projects its
 measured total: background + the sites' measurements + the pending effects of commands
-(= the meter's reading + pending changes). `fleet_background_kw` does the same for the fleet's
-sum (the backgrounds of every metered station). Without a meter: the sites' sum, as before.
+(= the meter's reading + pending changes). `fleet_background_kw` can do the same for the
+fleet's sum (the live planner leaves it 0: docs/grid.md says why). Without a meter: the
+sites' sum, as before.
 """
 
 from __future__ import annotations

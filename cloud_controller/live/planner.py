@@ -240,10 +240,8 @@ class MpcPlanner:
         """The guard's elements with the stations' measured backgrounds now (live/stations.py)."""
         if self.guard is None:
             return
-        elements, fleet_bg = self.stations.guard_elements(
-            self._guard_base, self.stations.measured(now, sites), self._names
-        )
-        self.guard.set_elements(elements, fleet_background_kw=fleet_bg)
+        measured = self.stations.measured(now, sites)
+        self.guard.set_elements(self.stations.guard_elements(self._guard_base, measured, self._names))
 
     def _new_guard(self) -> FleetGuard:
         return FleetGuard(

@@ -46,6 +46,7 @@ from cloud_controller.live.types import History, SiteSnapshot
 from protocols.assets import Points
 
 __all__ = [
+    "GUARD_SMOOTHING_S",
     "HISTORY_DAYS",
     "METER_MAX_AGE_S",
     "PERSISTENCE_SIGMA_FRACTION",
@@ -57,6 +58,7 @@ __all__ = [
     "measure_background",
     "period_means",
     "read_background_rows",
+    "smoothed",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -64,6 +66,8 @@ FloatArray = npt.NDArray[np.float64]
 METER_MAX_AGE_S = 600.0
 #: σ of a persisted background without a history to take it from, as a fraction of its value.
 PERSISTENCE_SIGMA_FRACTION = 0.2
+#: Time constant of the guard's smoothed background (`smoothed`), s.
+GUARD_SMOOTHING_S = 300.0
 HISTORY_DAYS = 2  # what the site baselines read too (SharedReads serves both from one read)
 
 MeasurementStatus = Literal["measured", "stale", "offline", "no_reading", "no_meter"]
@@ -174,6 +178,25 @@ def period_means(
     held = np.where(last >= 0, v[np.maximum(last, 0)], np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.asarray(np.where(counts > 0, sums / np.maximum(counts, 1), held), dtype=float)
+
+
+def smoothed(
+    prev: tuple[datetime, float] | None, m: BackgroundMeasurement, *, tau_s: float = GUARD_SMOOTHING_S
+) -> tuple[datetime, float] | None:
+    """The guard's background: each new meter sample moves it by 1 − exp(−Δt/τ) of the way.
+
+    Why: the meter and the fleet's meters are not sampled at the same instant, so their
+    difference jumps when an EV switches or a battery answers a command between the two
+    samples (seen by one meter, not yet by the other); the guard would act on those jumps.
+    A sustained change outside the fleet comes through within a few τ. Returns (sample time,
+    value); None without a measurement.
+    """
+    if m.background_kw is None or m.at is None:
+        return None
+    if prev is None or m.at < prev[0]:
+        return (m.at, m.background_kw)
+    dt_s = (m.at - prev[0]).total_seconds()
+    return (m.at, prev[1] + (1.0 - math.exp(-dt_s / tau_s)) * (m.background_kw - prev[1]))
 
 
 def background_rows(

@@ -27,6 +27,7 @@ from cloud_controller.live.station_load import (
     forecast_background,
     measure_background,
     read_background_rows,
+    smoothed,
 )
 from cloud_controller.live.station_plan import (
     StationInputs,
@@ -68,6 +69,7 @@ class StationMeters:
         self.meters: dict[str, str] = {}  # station -> meter site
         self.snapshots: Mapping[str, SiteSnapshot] = {}
         self.warned: set[str] = set()  # stations whose background warning was logged
+        self._smooth: dict[str, tuple[datetime, float] | None] = {}  # the guard's background per station
 
     def observe(self, meters: Sequence[GridMeterRef], snapshots: Mapping[str, SiteSnapshot]) -> None:
         """The registered grid meters and their snapshots now (unknown stations are ignored)."""
@@ -136,30 +138,30 @@ class StationMeters:
         elements: Sequence[GuardElement],
         measured: Mapping[str, BackgroundMeasurement],
         name_of_ref: Mapping[str, str],
-    ) -> tuple[list[GuardElement], float]:
-        """The guard's elements with each metered station's measured background and active-power limit.
+    ) -> list[GuardElement]:
+        """The guard's station elements with each metered station's measured background and P limit.
 
-        A station with a measured background is watched on its measured total (background +
-        the fleet's sites), its limit its rating in active power at the meter's Q (`p_rating_kw`);
-        the rest as the fleet's sum. Also returns the backgrounds' sum (the HV/MV element's).
+        A station with a measured background is watched on its measured total (background,
+        smoothed over the meter's samples (`station_load.smoothed`), + the fleet's sites), its
+        limit its rating in active power at the meter's Q (`p_rating_kw`); the rest on the
+        fleet's sum. The fleet's HV/MV element is not given the backgrounds: the station
+        meters' samples lag the fleet's own, and on the threshold, where the fleet's
+        flexibility is tight, the guard acted on the lag (docs/grid.md).
         """
-        by_name = {name_of_ref.get(self.ref[st], self.ref[st]): m for st, m in measured.items()}
+        by_name: dict[str, BackgroundMeasurement] = {}
+        for st, m in measured.items():  # smoothed: the meters are not sampled with the fleet's
+            sm = self._smooth[st] = smoothed(self._smooth.get(st), m)
+            name = name_of_ref.get(self.ref[st], self.ref[st])
+            by_name[name] = replace(m, background_kw=None if sm is None else sm[1])
         out = []
-        total = 0.0
         for el in elements:
-            m = by_name.get(el.name)
-            if m is None or m.background_kw is None:
+            seen = by_name.get(el.name)
+            if seen is None or seen.background_kw is None:
                 out.append(el)
                 continue
-            total += m.background_kw
-            limit = float(p_rating_kw(el.limit_kw, m.q_kvar))
-            out.append(replace(el, limit_kw=limit, background_kw=m.background_kw))
-        # metered stations the guard does not watch as elements still count at the HV/MV element
-        watched = {el.name for el in elements}
-        total += sum(
-            m.background_kw for n, m in by_name.items() if n not in watched and m.background_kw is not None
-        )
-        return out, total
+            limit = float(p_rating_kw(el.limit_kw, seen.q_kvar))
+            out.append(replace(el, limit_kw=limit, background_kw=seen.background_kw))
+        return out
 
     def households_kw(self, backgrounds: Mapping[str, StationBackground]) -> FloatArray | None:
         """(T, households) the non-fleet households' load from the backgrounds (None: no background)."""

@@ -19,6 +19,7 @@ from cloud_controller.live.station_load import (
     measure_background,
     period_means,
     read_background_rows,
+    smoothed,
 )
 from cloud_controller.live.station_plan import (
     COS_PHI_DEFAULT,
@@ -235,3 +236,14 @@ def test_period_means_are_resample_mean_without_its_loop() -> None:
         resample_mean(late, start, PERIOD_S, n), nan_ok=True
     )
     assert np.isnan(period_means([], start, PERIOD_S, 4)).all()
+
+
+def test_the_guard_background_follows_new_meter_samples_with_a_time_constant() -> None:
+    m0 = BackgroundMeasurement("S1", "measured", background_kw=100.0, at=NOW)
+    first = smoothed(None, m0)
+    assert first == (NOW, 100.0)  # the first sample as it is
+    jump = BackgroundMeasurement("S1", "measured", background_kw=130.0, at=NOW + timedelta(seconds=300))
+    moved = smoothed(first, jump, tau_s=300.0)
+    assert moved is not None and moved[1] == pytest.approx(100.0 + 30.0 * (1 - math.exp(-1.0)))
+    assert smoothed(moved, jump, tau_s=300.0) == moved  # the same sample again: no move
+    assert smoothed(moved, BackgroundMeasurement("S1", "stale"), tau_s=300.0) is None

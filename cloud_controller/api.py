@@ -171,7 +171,8 @@ def _plan_routes(app: FastAPI, controller: CloudController) -> None:
 
         One shape before and after the first plan (lists empty and `at` null before it): `start` per
         interval (UTC), `baseline_kw` (no control, p50), `p10_kw`/`p90_kw` (forecast band), `planned_kw`,
-        `loading_pct` of `limit_kw` and `p_exceed` (probability of exceeding it).
+        `loading_pct` of `limit_kw` and `p_exceed` (probability of exceeding it); `station_background`:
+        each metered station's load outside the fleet, measured and forecast (live/station_load.py).
         """
         control = controller.config.control
         return grid_loading(controller.last_plan, control.period_s, control.station_limit_kw)

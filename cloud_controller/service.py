@@ -102,7 +102,8 @@ class CloudController:
         self.snapshots: dict[str, SiteSnapshot] = {
             s: SiteSnapshot(site=s, mode="unknown") for s in registry.ids
         }
-        #: grid meters (registry.grid_meters): ingested like sites, never planned, guarded or counted
+        #: grid meters (registry.grid_meters): ingested like sites, never sites of the plan or guard nor
+        #: counted; the planner takes them as the stations' total load (observe_meters)
         self.meter_snapshots: dict[str, SiteSnapshot] = {
             m: SiteSnapshot(site=m, mode="unknown") for m in registry.meter_ids
         }
@@ -307,13 +308,20 @@ class CloudController:
         if self.role == "dispatch":
             await asyncio.to_thread(self._refresh_from_store)
         async with self._plan_lock:
+            self._observe_meters()
             commands: list[Command] = correct(self.clock.now(), self._snapshot_copies())
         self.stats.guard_steps += 1
         self.stats.guard_commands += len(commands)
         await self._publish_commands(commands)
         return commands
 
-    def _snapshot_copies(self) -> dict[str, SiteSnapshot]:
+    def _observe_meters(self) -> None:
+        """Give the planner the grid meters' readings: each station's total load (live/stations.py)."""
+        observe = getattr(self.planner(), "observe_meters", None)
+        if observe is not None:
+            observe(self.registry.grid_meters, self._snapshot_copies(self.meter_snapshots))
+
+    def _snapshot_copies(self, source: Mapping[str, SiteSnapshot] | None = None) -> dict[str, SiteSnapshot]:
         return {
             s: SiteSnapshot(
                 site=v.site,
@@ -326,7 +334,7 @@ class CloudController:
                 measured_at=v.measured_at,
                 missing_assets=v.missing_assets,
             )
-            for s, v in self.snapshots.items()
+            for s, v in (self.snapshots if source is None else source).items()
         }
 
     def _fence_now(self) -> int | None:
@@ -385,6 +393,7 @@ class CloudController:
         snapshots: Mapping[str, SiteSnapshot] = self._snapshot_copies()
         try:
             async with self._plan_lock:
+                self._observe_meters()
                 plan = await asyncio.to_thread(self.planner().plan, now, snapshots, self.store)
         except GridflexError as exc:
             self.stats.dispatch_errors += 1

@@ -167,7 +167,8 @@ class ProbabilisticCongestion:
 
         `background_kw` (T, households) is the load of the region's households outside the fleet
         (median, no spread; default 0: the controller knows only its sites). `hvmv_limit_kw`: the
-        planner's limit on the fleet's load, reported as an extra element "fleet_limit".
+        planner's limit on the fleet's load plus that background (the planner gives it where station
+        meters measure it), reported as an extra element "fleet_limit".
         `branch_limit_pct` (T, branches in `branch_refs` order): each branch's limit in % of its
         nominal loading per interval — the limits in force (grid/limits.py: the net's, the
         config's overrides, a DSO's envelopes); default the net's `max_loading_percent`.
@@ -359,7 +360,9 @@ class ProbabilisticCongestion:
         if fleet.hvmv_limit_kw is None:
             return
         sig = fleet.sigma_kw[t_idx].T.astype(np.float32)[:, :, None]
-        total = fleet.p50_kw[t_idx].sum(axis=1).astype(np.float32)[:, None] + (sig * z).sum(axis=0)
+        # the planner's threshold is of the fleet plus the load it knows outside the fleet
+        known = fleet.p50_kw[t_idx].sum(axis=1) + fleet.background_kw[t_idx].sum(axis=1)
+        total = known.astype(np.float32)[:, None] + (sig * z).sum(axis=0)
         fleet.totals.append(total)
 
     # -- answer --------------------------------------------------------------------------

@@ -30,6 +30,13 @@ sites. An element over its limit is relieved by its own sites only (stations fir
 the fleet); nothing is released while any element is over, and a device is released only
 where every element above it has the room. `GuardChanges.over` names the elements over
 their limit, with the excess, and the step logs each by name.
+
+Measured elements: an element with a station meter carries its `background_kw` (the meter's
+P minus the fleet's sites' measured P below it, `station_load.py`), so the guard projects its
+measured total: background + the sites' measurements + the pending effects of commands
+(= the meter's reading + pending changes). `fleet_background_kw` can do the same for the
+fleet's sum (the live planner leaves it 0: docs/grid.md says why). Without a meter: the
+sites' sum, as before.
 """
 
 from __future__ import annotations
@@ -71,6 +78,7 @@ class GuardElement:
     name: str
     sites: frozenset[str]
     limit_kw: float
+    background_kw: float = 0.0  # load below it outside the fleet, measured (station meter); 0 without
 
 
 @dataclass
@@ -127,6 +135,7 @@ class FleetGuard:
         self.limit_kw = limit_kw
         self.fleet_name = fleet_name  # the element whose limit `limit_kw` is (all the sites)
         self.elements: tuple[GuardElement, ...] = ()  # further elements (set_elements)
+        self.fleet_background_kw = 0.0  # measured load outside the fleet under the fleet's limit
         self._energy: dict[str, _Energy] = {}
         self.period_s = period_s
         self.battery_control = battery_control
@@ -158,9 +167,13 @@ class FleetGuard:
 
     # -- inputs ----------------------------------------------------------------------
 
-    def set_elements(self, elements: Sequence[GuardElement]) -> None:
-        """The elements watched besides the fleet's sum, with their limits now (each plan renews them)."""
+    def set_elements(self, elements: Sequence[GuardElement], *, fleet_background_kw: float = 0.0) -> None:
+        """The elements watched besides the fleet's sum, with their limits and backgrounds now.
+
+        Each plan renews them, and each step between plans where station meters report.
+        """
         self.elements = tuple(elements)
+        self.fleet_background_kw = fleet_background_kw
 
     def _watched(self) -> list[GuardElement | None]:
         """The elements in the order they are relieved: each of `elements`, then the fleet (None)."""
@@ -215,10 +228,10 @@ class FleetGuard:
             bat_kw[site] = p_bat + sum(d for _, w, d in pending if w == "bat")
         return site_kw, bat_kw
 
-    @staticmethod
-    def _sum(by_site: Mapping[str, float], el: GuardElement | None) -> float:
-        """The power of an element's sites (the fleet's: every site)."""
-        return sum(v for s, v in by_site.items() if el is None or s in el.sites)
+    def _sum(self, by_site: Mapping[str, float], el: GuardElement | None) -> float:
+        """The power of an element: its sites' (the fleet's: every site) plus its measured background."""
+        background = self.fleet_background_kw if el is None else el.background_kw
+        return background + sum(v for s, v in by_site.items() if el is None or s in el.sites)
 
     # -- the step --------------------------------------------------------------------
 

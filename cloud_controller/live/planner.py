@@ -20,6 +20,11 @@ Sites that are offline (or unknown, or ignored their last commands) are "exclude
 their forecast stays in the grid balance, their batteries are pinned to zero in the LP
 and they get no commands. Sites in fallback are commanded: a valid command is what
 ends an agent's fallback after a controller outage.
+
+Stations with a meter (`observe_meters`; live/stations.py): their load outside the fleet
+(the background, measured and forecast) is a fixed load at the station's bus, so every
+limit is held against the total (live/station_plan.py says how, reactive power included);
+the guard watches their measured loading. Stations without one: the fleet alone, as before.
 """
 
 from __future__ import annotations
@@ -54,7 +59,9 @@ from cloud_controller.live.site_limits import (
     limit_battery_steps,
     shortfalls,
 )
-from cloud_controller.live.types import CongestionInterval, History, Plan, SiteRef, SiteSnapshot
+from cloud_controller.live.station_load import SharedReads
+from cloud_controller.live.stations import StationMeters
+from cloud_controller.live.types import CongestionInterval, GridMeterRef, History, Plan, SiteRef, SiteSnapshot
 from protocols.assets import Role
 from protocols.errors import ConfigError
 from protocols.messages import Command
@@ -155,8 +162,15 @@ class MpcPlanner:
         self._caps_sent = SentCapLog()  # site_import_max_kw commands sent (note_sent)
         self._site_limits: dict[int, SiteLimits] = {}  # the last plan's, by site index
         self._base_kw: np.ndarray | None = None  # the last plan's forecast, for its limits
+        self.stations = StationMeters(region, self.sites, problem.grid.branch_names, period_s=period_s)
+        self._guard_base: list[GuardElement] = []  # the guard's station elements before backgrounds
+        self._names: dict[str, str] = {}  # station transformer "<table>:<index>" -> element name
 
     # -- inputs ----------------------------------------------------------------------
+
+    def observe_meters(self, meters: Sequence[GridMeterRef], snapshots: Mapping[str, SiteSnapshot]) -> None:
+        """The grid meters (registry) and their snapshots now: the service calls it before plan and correct."""
+        self.stations.observe(meters, snapshots)
 
     def forecast(self, now: datetime, history: History) -> FleetForecast:
         """Per-site forecasts: net load without the battery (see live/site_forecast.py)."""
@@ -181,26 +195,35 @@ class MpcPlanner:
         except ConfigError as exc:  # the net or the config changed under a stored envelope
             log.warning("stored grid envelopes ignored: %s", exc)
 
-    def _guard_elements(self, limits: GridLimits, now: datetime) -> None:
+    def _guard_elements(self, limits: GridLimits, now: datetime, sites: Mapping[str, SiteSnapshot]) -> None:
         """Give the fleet guard each MV/LV station with the fleet's sites below it and its limit now.
 
         A guard exists once any limit can bind: a station limit, or an element limit other than
         the net's own (a config override, a DSO envelope).
         """
         if self.guard is None and (
-            limits.envelopes or any(b.source != "net" for b in limits.branches.values())
+            limits.envelopes
+            or any(b.source != "net" for b in limits.branches.values())
+            or self.stations.meters
         ):
             self.guard = self._new_guard()
         if self.guard is None:
             return
         end = now + timedelta(seconds=self.period_s)
-        self.guard.set_elements(
-            [
-                GuardElement(limits.name_of_ref(ref), sites, limits.rating_kw(ref, now, end))
-                for ref, sites in self._station_sites.items()
-                if limits.name_of_ref(ref) in limits.branches
-            ]
-        )
+        self._guard_base = [
+            GuardElement(limits.name_of_ref(ref), fleet, limits.rating_kw(ref, now, end))
+            for ref, fleet in self._station_sites.items()
+            if limits.name_of_ref(ref) in limits.branches
+        ]
+        self._names = {ref: limits.name_of_ref(ref) for ref in self._station_sites}
+        self._guard_backgrounds(now, sites)
+
+    def _guard_backgrounds(self, now: datetime, sites: Mapping[str, SiteSnapshot]) -> None:
+        """The guard's elements with the stations' measured backgrounds now (live/stations.py)."""
+        if self.guard is None:
+            return
+        measured = self.stations.measured(now, sites)
+        self.guard.set_elements(self.stations.guard_elements(self._guard_base, measured, self._names))
 
     def _new_guard(self) -> FleetGuard:
         return FleetGuard(
@@ -216,6 +239,7 @@ class MpcPlanner:
     def plan(self, now: datetime, sites: Mapping[str, SiteSnapshot], history: History) -> Plan:
         """Plan the horizon from now: forecast, solve the dispatch, and build the first period's commands."""
         t0 = time.perf_counter()
+        history = SharedReads(history)  # the fleet's baselines and the backgrounds read the same series
         excluded = {
             i
             for i, s in enumerate(self.sites)
@@ -235,7 +259,7 @@ class MpcPlanner:
         # every branch of the planning network at the limit in force in each interval
         # (the net's rating, the config's override, a DSO envelope): the engine honours them
         rating = limits.ratings_kw(self.problem.grid.branch_names, starts, self.period_s)
-        self._guard_elements(limits, now)
+        self._guard_elements(limits, now, sites)
         fc = with_measurements(
             self.forecast(now, history),
             self.sites,
@@ -243,7 +267,14 @@ class MpcPlanner:
             sites,
             period_s=self.period_s,
         )
-        base_total = fc.base_kw.sum(axis=1)
+        # each metered station's load outside the fleet, a fixed load at its bus (live/station_plan.py)
+        fallback = {s.site: float(fc.base_kw[0, i]) for i, s in enumerate(self.sites)}
+        backgrounds, st = self.stations.plan_inputs(
+            now, sites, history, fallback, rating, self.problem.grid, z=self.forecast_z, horizon=self.horizon
+        )
+        background_total = st.bus_fixed_kw.sum(axis=1)
+        base_total = fc.base_kw.sum(axis=1) + background_total
+        sigma_total = np.sqrt(fc.sigma_kw**2 + st.sigma_kw**2)
         state = storage_state(self.problem, self.sites, self.bat_index, sites)
         bounds = battery_bounds(self.problem, self.sites, self.bat_index, excluded | no_battery, sites, state)
         # each site's connection limit / DSO cap: per-interval battery bounds (live/site_limits.py)
@@ -257,7 +288,7 @@ class MpcPlanner:
         self.engine.set_battery_limits(*bounds, steps)
         # Chance constraint: plan against the fleet's p90, not its median (forecast error is
         # what breaks a plan); never tighter than half the limit.
-        limit_t = np.maximum(self.limit_kw - self.forecast_z * fc.sigma_kw, 0.5 * self.limit_kw)
+        limit_t = np.maximum(self.limit_kw - self.forecast_z * sigma_total, 0.5 * self.limit_kw)
         # A slight preference for earlier imports makes the LP charge as soon as headroom
         # allows instead of "just in time" (ties are otherwise broken arbitrarily), and hold
         # energy for later: pre-charging, the Schutterwald study's ProA, without a separate rule.
@@ -266,13 +297,17 @@ class MpcPlanner:
         # start (measured, 100 sites: 105 ms per plan; shifted with engine.shift_basis: 998 ms).
         answer = self.engine.answer(
             StepInputs(
-                base_kw=fc.base_kw, station_limit_kw=limit_t, c_import=c_import, branch_rating_kw=rating
+                base_kw=fc.base_kw,
+                station_limit_kw=limit_t,
+                c_import=c_import,
+                branch_rating_kw=st.rating_kw,
+                bus_fixed_kw=st.bus_fixed_kw if st.any else None,
             ),
             state,
         )
         self.last_answer = answer
         self.last_schedule = schedule = answer.schedule
-        planned = schedule.p_site_kw.sum(axis=1)
+        planned = schedule.p_site_kw.sum(axis=1) + background_total
         battery_kw = self.commands.battery_values(self.sites, excluded | no_battery, schedule, self.bat_index)
         held: set[tuple[str, str]] = set()
         if self.guard is not None:
@@ -289,7 +324,7 @@ class MpcPlanner:
             site: {a: v for a, v in plan.items() if (site, a) not in missing}
             for site, plan in setpoints.items()
         }
-        z = (self.limit_kw - base_total) / np.maximum(fc.sigma_kw, 1e-6)
+        z = (self.limit_kw - base_total) / np.maximum(sigma_total, 1e-6)
         p_exceed = 0.5 * np.vectorize(math.erfc)(z / math.sqrt(2.0))
         congestion = [
             CongestionInterval(
@@ -319,6 +354,7 @@ class MpcPlanner:
                 limits, self.problem.grid.branch_names, schedule.branch_flow_kw, starts, self.period_s
             ),
             site_limit_shortfalls=shortfalls(self.sites, site_lims, schedule.p_site_kw, start, self.period_s),
+            station_background=backgrounds,
         )
 
     def congestion_forecast(self, plan: Plan, n_scenarios: int = 100) -> CongestionForecast:
@@ -350,7 +386,11 @@ class MpcPlanner:
             self._probabilistic = ProbabilisticCongestion(self.region, [s.region_site for s in self.sites])
         limit = self.limit_kw if np.isfinite(self.limit_kw) else None
         return self._probabilistic.forecast(
-            plan.site_forecast_kw, plan.site_sigma_kw, options, hvmv_limit_kw=limit
+            plan.site_forecast_kw,
+            plan.site_sigma_kw,
+            options,
+            background_kw=self.stations.households_kw(plan.station_background),  # None: fleet only
+            hvmv_limit_kw=limit,
         )
 
     def note_sent(self, commands: Sequence[Command]) -> None:
@@ -361,6 +401,8 @@ class MpcPlanner:
         """The fleet guard's step between plans (see guard.py): commands for what changed."""
         if self.guard is None:
             return []
+        if self.stations.meters:
+            self._guard_backgrounds(now, sites)  # the meters' newest samples
         changes = self.guard.step(now, sites)
         if not changes:
             return []

@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from cloud_controller.grid.limits_check import LimitViolation
 from protocols.messages import Command, FlexEnvelope
+
+if TYPE_CHECKING:  # station_load imports this module
+    from cloud_controller.live.station_load import StationBackground
 
 __all__ = [
     "AssetKindName",
@@ -63,8 +66,10 @@ class GridMeterRef:
     """A registered grid meter: a site that measures a grid element and is never load nor commanded.
 
     Its agent publishes telemetry like any site's (stored, watermarked, kept as a snapshot),
-    but the planner, the fleet guard and the fleet totals never see it; the state estimate
-    (`GET /grid/state`) takes its readings as the station's transformer flow and busbar voltage.
+    but it is never load, never a site of the plan or the guard, nor counted in the fleet
+    totals. Its readings are the station's total: the planner and the guard hold the station
+    against them (live/stations.py), and the state estimate (`GET /grid/state`) takes them as
+    the station's transformer flow and busbar voltage.
     """
 
     site: str  # e.g. protocols.assets.substation_site_id(station): "sub-<station>"
@@ -150,6 +155,9 @@ class Plan:
     violations: list[LimitViolation] = field(default_factory=list)
     #: Sites whose planned grid power stays over their connection limit (live/site_limits.py).
     site_limit_shortfalls: list[SiteLimitShortfall] = field(default_factory=list)
+    #: Each metered MV/LV station's load outside the fleet (live/station_load.py), by station:
+    #: measured now and forecast over the horizon; planned as a fixed load at its bus.
+    station_background: dict[str, StationBackground] = field(default_factory=dict)
 
 
 class Planner(Protocol):

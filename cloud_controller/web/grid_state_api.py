@@ -4,7 +4,10 @@ What is metered today: each registered site's grid meter (active power, from ing
 values; reactive power is a pseudo-value at the load's power factor). Everything else is a
 pseudo-measurement: a registered site without a usable reading takes its forecast from the
 last plan (p50 and σ); a household outside the fleet takes its pandapower load as p50 with
-a wide σ (`OUTSIDE_FLEET_SIGMA_KW`); the HV/MV station's set-point (the ext_grid's vm_pu,
+a wide σ (`OUTSIDE_FLEET_SIGMA_KW`), or, below a station whose meter gives the last plan a
+background (`Plan.station_background`: the meter's P minus the fleet's sites, live/station_load.py),
+an even share of that background (measured, else its forecast's first period) with the same
+σ (how it splits between households is unknown); the HV/MV station's set-point (the ext_grid's vm_pu,
 σ 1 %) is a pseudo voltage. Where a secondary substation's meter reports (site
 `sub-<station>`, `protocols.assets.substation_site_id`), its P and Q are a transformer flow
 measurement at the LV side and its L-N voltage one of the LV busbar, each with the σ of a
@@ -42,6 +45,7 @@ from cloud_controller.grid.estimate import (
     load_sensors,
 )
 from cloud_controller.grid.estimate.measurements import FlowSensors, meter_sigma
+from cloud_controller.live.station_plan import household_background
 from protocols.assets import Points, substation_site_id
 
 if TYPE_CHECKING:
@@ -105,6 +109,29 @@ def _substation_sensors(
     return volts, FlowSensors(tuple(c[0] for c in cols), to, p, q, sp, sq, tuple(c[5] for c in cols))
 
 
+def _outside_fleet_from_stations(
+    region: Region, sites: Sequence[SiteRef], plan: Plan | None, p50_kw: np.ndarray
+) -> int:
+    """Put each metered station's background on its households outside the fleet (in place); how many."""
+    if plan is None or not plan.station_background:
+        return 0
+    now_kw = {
+        st: np.array([bg.measured.background_kw if bg.measured.background_kw is not None else bg.p50_kw[0]])
+        for st, bg in plan.station_background.items()
+        if bg.method != "none"
+    }
+    fleet = [int(s.region_site) for s in sites]
+    share, shared = household_background(region.site_station, fleet, now_kw)
+    fleet_set = set(fleet)
+    idx = [
+        h
+        for h in range(min(len(p50_kw), len(region.site_station)))
+        if h not in fleet_set and shared.get(region.site_station[h], 0) > 0
+    ]
+    p50_kw[idx] = share[0, idx]
+    return len(idx)
+
+
 def live_measurements(
     region: Region,
     sites: Sequence[SiteRef],
@@ -126,6 +153,7 @@ def live_measurements(
     age = np.zeros(n)
     quality = np.full(n, "good", dtype=object)
     site_of = [""] * n
+    from_station = _outside_fleet_from_stations(region, sites, plan, p50)
     fc = None if plan is None or plan.site_forecast_kw is None else np.asarray(plan.site_forecast_kw, float)
     fs = None if plan is None or plan.site_sigma_kw is None else np.asarray(plan.site_sigma_kw, float)
     for i, ref in enumerate(sites):
@@ -171,6 +199,7 @@ def live_measurements(
         "metered_share": n_metered / n if n else 0.0,
         "pseudo_from_forecast": int(sum(1 for s in site_of if s)) - n_metered,
         "pseudo_outside_fleet": n - int(sum(1 for s in site_of if s)),
+        "pseudo_outside_fleet_from_station_meters": from_station,
         "substation_meters": n_sub,
         "voltage": (
             f"{len(sub_volts)} substation meters at LV busbars, and the HV/MV set-point as a pseudo-value"

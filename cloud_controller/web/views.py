@@ -133,6 +133,7 @@ def grid_loading(plan: Plan | None, period_s: float, limit_kw: float | None) -> 
             "p90_kw": [],
             "loading_pct": [],
             "p_exceed": [],
+            "station_background": [],
         }
     first = _period_start(plan.at, plan.period_s)
     n = len(plan.root_baseline_kw)
@@ -158,6 +159,8 @@ def grid_loading(plan: Plan | None, period_s: float, limit_kw: float | None) -> 
         else [],
         "loading_pct": [round(100.0 * v / limit, 2) for v in plan.root_planned_kw[:n]] if limit else [],
         "p_exceed": [round(p_exceed.get(t, 0.0), 4) for t in starts] if limit else [],
+        # each metered station's load outside the fleet (in baseline_kw / planned_kw too)
+        "station_background": [bg.as_dict() for bg in plan.station_background.values()],
     }
 
 

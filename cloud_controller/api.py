@@ -15,6 +15,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.middleware.gzip import GZipMiddleware
 from pydantic import ValidationError
 
+from cloud_controller.dr.feeders import station_grid_of
 from cloud_controller.dr.problem import SelectionError
 from cloud_controller.dr.requests_store import DrRecord
 from cloud_controller.dr.service import DrRefused
@@ -275,7 +276,13 @@ def _dr_write_routes(app: FastAPI, controller: CloudController) -> None:
         if known is not None and known.status != "refused":  # a refused request may be posted again
             raise HTTPException(409, f"DR request {req.request_id!r} exists already ({known.status})")
         try:
-            record = await asyncio.to_thread(dr.submit, req, dict(controller.snapshots))
+            record = await asyncio.to_thread(
+                dr.submit,
+                req,
+                dict(controller.snapshots),
+                sites=controller.dr_activator.ctx.sites,
+                grid=station_grid_of(controller.built_planner, controller.congestion.latest),
+            )
         except DrRefused as exc:
             raise HTTPException(422, {"reason": str(exc), "refusals": exc.refusals}) from None
         except SelectionError as exc:

@@ -23,6 +23,7 @@ from cloud_controller.health import health_routes
 from cloud_controller.market.roles import MarketAuth, MarketTokens
 from cloud_controller.metrics import CONTENT_TYPE, ControllerMetrics
 from cloud_controller.web import mount_dashboard, mount_offline_docs
+from cloud_controller.web.dr_page import mount_dr_page
 from cloud_controller.web.forecast_api import forecast_router
 from cloud_controller.web.forecast_quality_api import forecast_quality_router
 from cloud_controller.web.grid_state_api import grid_state_router
@@ -111,6 +112,8 @@ def create_app(controller: CloudController) -> FastAPI:
         )
         app.include_router(market_router(controller, controller.market, MarketAuth(tokens, controller.auth)))
     dashboard = mount_dashboard(app, controller)  # last: its static mount must not shadow the routes above
+    if controller.config.dashboard.enabled:
+        mount_dr_page(app, dashboard)
     if controller.config.market.enabled and controller.config.dashboard.enabled:
         mount_market_pages(app, dashboard)
     return app

@@ -150,7 +150,7 @@ def test_feeder_headroom_is_the_limit_minus_p90_in_kw() -> None:
     by = {f.name: f for f in feeders}
     assert list(by["T0"].increase_headroom_kw) == [pytest.approx(-40.0), UNCHECKED_KW]
     assert list(by["T1"].increase_headroom_kw) == [pytest.approx(200.0), UNCHECKED_KW]
-    assert list(by["T0"].reduce_headroom_kw)[0] == pytest.approx((100.0 + 90.0) * 4.0)
+    assert float(by["T0"].reduce_headroom_kw[0]) == pytest.approx((100.0 + 90.0) * 4.0)
     assert by["T1"].sites == frozenset({"y"})  # only the contracted sites below it
     assert notes == ["steps [1] beyond the congestion forecast: feeder limits not checked there"]
     assert feeders_from_forecast(StationGrid(None, grid.station_sites, {}), bounds, ["x"]) == (

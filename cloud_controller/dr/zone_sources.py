@@ -10,8 +10,8 @@ to the contract's terms:
   envelope's time to that interval's end, so the source's cap is the first interval ending
   at or after the request's end (the last one, with a note, when the event ends beyond
   the envelope's horizon). The same cap holds every step: conservative, never more.
-- **heat pump** (an `hp` entry with a comfort band, on a site with a registered `hvac`
-  zone): base = its measured kW clipped into the bounds; reduce = base − p_min, increase =
+- **heat pump** (an `hp` entry with a comfort band and its measured kW, on a site with one
+  registered `hvac` zone): base = its measured kW clipped into the bounds; reduce = base − p_min, increase =
   p_max − base. The envelope's bounds move the setpoint from its value now (the zone's
   `t_setpoint_c`, else `zone_t_c`, else the band's middle) to the band's edges; the
   contract's comfort band narrows the edges and the cap in proportion (linear in the
@@ -89,10 +89,10 @@ def _share(span_contract: float, span_env: float) -> float:
 def _heatpump(
     entry: AssetFlex, zone: str, contract: Contract, points: Mapping[str, float], end: datetime, n: int
 ) -> ZoneSource | None:
-    if entry.t_min_c is None or entry.t_max_c is None or not entry.intervals:
-        return None
+    if entry.t_min_c is None or entry.t_max_c is None or entry.p_now_kw is None or not entry.intervals:
+        return None  # without its measured kW the bounds' base is unknown: no source rather than a guess
     lo, hi, note = _bounds(entry, end)
-    base = min(max(entry.p_now_kw if entry.p_now_kw is not None else lo, lo), hi)
+    base = min(max(entry.p_now_kw, lo), hi)
     t_now = points.get(f"{zone}/t_setpoint_c", points.get(f"{zone}/zone_t_c"))
     if t_now is None:
         t_now = (entry.t_min_c + entry.t_max_c) / 2.0

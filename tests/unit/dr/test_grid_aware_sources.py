@@ -15,24 +15,31 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 
 from cloud_controller.api import create_app
 from cloud_controller.config import CloudConfig
 from cloud_controller.dr.activation import Actuation, interval_bounds, step_commands
 from cloud_controller.dr.contracts import Contract
-from cloud_controller.dr.feeders import UNCHECKED_KW, StationGrid, feeders_from_forecast
+from cloud_controller.dr.feeders import UNCHECKED_KW, StationGrid, feeders_from_forecast, station_grid_of
 from cloud_controller.dr.service import DrService
 from cloud_controller.dr.zone_sources import fan_speeds_pct, setpoints_c, zone_sources
 from cloud_controller.forecast.background import LatestForecast
 from cloud_controller.forecast.result import ForecastOptions, ProbabilisticForecast
+from cloud_controller.grid.radial import RadialGrid
+from cloud_controller.live.planning_network import PlanningNetwork
 from cloud_controller.live.types import AssetRef, SiteRef, SiteSnapshot
 from cloud_controller.registry import Registry
 from cloud_controller.service import CloudController
+from edge_agent.config import load_config
+from edge_agent.flex import asset_flex
+from edge_agent.poller import Latest
 from protocols.clock import SimClock
 from protocols.messages import AssetFlex, DRRequest, FlexEnvelope, FlexInterval
 
@@ -169,11 +176,18 @@ def test_a_site_below_a_station_without_headroom_is_skipped_for_an_increase(tmp_
         {"trafo:0": 400.0, "trafo:1": 400.0},
     )
     req = DRRequest(
-        program="peak", ts=NOW, request_id="inc", start=START, end=END, direction="increase", p_kw=15.0
+        program="peak",
+        ts=NOW,
+        request_id="inc",
+        start=START,
+        end=END,
+        direction="increase",
+        p_kw=15.0,
+        objective="min_cost",
     )
     record = dr.submit(req, {}, grid=grid)
     kw = {s["site"]: s["kw"] for s in record.selection["sources"]}
-    assert kw["x"] == [0.0]  # x is cheaper, but its station is over its limit at p90
+    assert kw["x"] == [0.0]  # x is the cheaper, but its station is over its limit at p90
     assert kw["y"] == [pytest.approx(10.0)]
     assert record.status == "partial" and record.selection["unmet_kw"] == [pytest.approx(5.0)]
     assert record.selection["sites"] == ["y"]
@@ -229,3 +243,86 @@ def test_a_request_on_a_site_with_only_a_heat_pump_commands_its_zone_setpoint(tm
     [cmd] = step_commands(NOW, "hp1", 0, first, [act], {})
     assert (cmd.asset, cmd.kind, cmd.value, cmd.request_id) == ("zone", "t_setpoint_c", 20.0, "hp1")
     assert (cmd.valid_from, cmd.valid_until) == first
+
+
+def test_the_planners_stations_and_ratings_feed_the_rows() -> None:
+    grid = RadialGrid(
+        bus_ids=np.array([0, 1, 2]),
+        root=0,
+        parent=np.array([0, 1]),
+        child=np.array([1, 2]),
+        rating_kw=np.array([400.0, 250.0]),
+        r_pu_per_kw=np.zeros(2),
+        branch_names=("trafo:0", "line:0"),
+        v_root_pu=1.0,
+        v_min_pu=np.full(3, 0.9),
+        v_max_pu=np.full(3, 1.1),
+    )
+    planning = PlanningNetwork(grid, np.array([2]), "radial", "a tree", {"trafo:0": frozenset({"x"})})
+    latest = _forecast([110.0])
+    got = station_grid_of(SimpleNamespace(planning=planning), latest)
+    assert got == StationGrid(latest, {"trafo:0": frozenset({"x"})}, {"trafo:0": 400.0, "line:0": 250.0})
+    assert station_grid_of(None, latest) is None  # no planner built yet: no rows
+
+
+def test_the_edges_own_envelopes_become_sources_that_hold_the_zone_at_zero_kw(tmp_path: Path) -> None:
+    """The edge's `asset_flex` on the simulated zone's parameters, read by the cloud: 0 kW keeps today's values."""
+    bms = [
+        ("zone_t_c", "analogInput:1", False),
+        ("co2_ppm", "analogInput:2", False),
+        ("outdoor_t_c", "analogInput:3", False),
+        ("t_setpoint_c", "analogValue:1", True),
+        ("fan_pct", "analogValue:2", True),
+    ]
+    doc = {
+        "site": "h",
+        "buffer": {"path": str(tmp_path / "b.sqlite")},
+        "devices": [{"id": "bms", "driver": "bacnet", "address": "127.0.0.1:47809", "device_id": 7}],
+        "assets": [
+            {
+                "id": "zone",
+                "kind": "hvac",
+                "points": [{"name": n, "device": "bms", "object": o, "writable": w} for n, o, w in bms],
+                "controls": {
+                    "t_setpoint_c": {"point": "t_setpoint_c"},
+                    "fan_speed_pct": {"point": "fan_pct"},
+                },
+                "comfort": {"t_min_c": 20, "t_max_c": 24},
+                "model": {
+                    "r_k_per_kw": 5.0,
+                    "c_kwh_per_k": 8.0,
+                    "gains_kw": 0.3,
+                    "volume_m3": 300.0,
+                    "co2_gen_m3_h": 0.054,
+                    "fan_flow_max_m3_h": 450.0,
+                    "fan_p_max_kw": 0.25,
+                },
+            },
+            {
+                "id": "hp",
+                "kind": "hp",
+                "p_nominal_kw": 9.0,
+                "points": [{"name": "p_kw", "device": "bms", "object": "analogInput:4"}],
+                "model": {"cop": 3.0},
+            },
+        ],
+    }
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(doc))
+    site = load_config(tmp_path / "site.yaml")
+    values = {"zone.zone_t_c": 21.0, "zone.co2_ppm": 600.0, "zone.outdoor_t_c": 0.0, "zone.fan_pct": 40.0}
+    latest = {k: Latest(v, "good", NOW, 0.0) for k, v in {**values, "hp.p_kw": 1.3}.items()}
+    envelope = _envelope("h", [asset_flex(site.asset(a), latest, NOW, site) for a in ("zone", "hp")])
+    points = {k.replace(".", "/"): v for k, v in values.items()}
+    by = {
+        z.source.kind: z
+        for z in zone_sources(
+            _contract("h", comfort_t_min_c=20.0), envelope, HOUSE, points, end=END, n_steps=1
+        )
+    }
+    hp, fan = by["heatpump"], by["fan"]
+    assert hp.command_asset == "zone" and setpoints_c(hp, [0.0]) == [21.0]  # the zone's temperature now
+    assert float(hp.source.reduce_max_kw[0]) > 0.0 and float(hp.source.increase_max_kw[0]) > 0.0
+    assert fan_speeds_pct(fan, [0.0]) == [40.0]  # the cube law inverts the edge's own fan power
+    assert float(fan.source.reduce_max_kw[0]) == pytest.approx(
+        0.25 * 0.4**3, abs=1e-3
+    )  # 2 h: the fan may stop

@@ -6,11 +6,13 @@ the activator publishes the command, the site's ack (published on its `ack` topi
 `applied`; the meter then reads −1 kW through the interval, so the report says 2 − (−1) =
 3.00 kW delivered, 0.00 short, 3 kW × 2 s = 0.002 kWh. The page shows the request, its
 selection, the ack and the delivery, without a console error or a request to another host.
+GRIDFLEX_SCREENSHOTS=<dir> saves the page as `dr.png` there (docs/dashboard/).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -144,6 +146,8 @@ def test_dr_page_shows_request_selection_acks_and_delivery(
         assert delivery.locator(".shortfall").inner_text() == "0.00"
         assert section.locator(".delivered-kwh").inner_text() == "0.002"
         assert section.locator(".shortfall-kwh").inner_text() == "0.000"
+        if shots := os.environ.get("GRIDFLEX_SCREENSHOTS"):
+            page.screenshot(path=str(Path(shots) / "dr.png"), full_page=True)
         base = running.url
         assert [u for u in requests if not u.startswith(base + "/")] == []
         assert errors == []

@@ -144,6 +144,14 @@ def _command(
     return sign(cmd, key) if key is not None else cmd
 
 
+#: A BMS write's id names its kind too: a zone may take a setpoint and a fan speed in one step.
+_ID_SUFFIX = {"t_setpoint_c": "-sp", "fan_speed_pct": "-fan"}
+
+
+def _id_tail(a: Actuation) -> str:
+    return f"{a.site}-{a.asset}{_ID_SUFFIX.get(a.kind, '')}"
+
+
 def step_commands(
     now: datetime,
     request_id: str,
@@ -154,7 +162,8 @@ def step_commands(
 ) -> list[Command]:
     """Step `step`'s commands, valid over its interval, carrying the request id (signed where keyed).
 
-    The command ids name request, step and asset (`dr-<request>-<step>-<asset>`, cut to the
+    The command ids name request, step and asset (`dr-<request>-<step>-<site>-<asset>`, with
+    `-sp` / `-fan` for a BMS setpoint / fan speed, since one zone may take both; cut to the
     id's 64 characters), so a repeat after a restart is recognised by the agent as a replay.
     """
     return [
@@ -164,7 +173,7 @@ def step_commands(
             a.values[step],
             bounds,
             request_id,
-            f"dr-{request_id}-{step}-{a.site}-{a.asset}"[:64],
+            f"dr-{request_id}-{step}-{_id_tail(a)}"[:64],
             keys,
         )
         for a in actuations
@@ -191,7 +200,7 @@ def release_commands(
     stamp = int(now.timestamp())
     out: list[Command] = []
     for a in actuations:
-        cmd_id = f"dr-{request_id}-rel{stamp}-{a.site}-{a.asset}"[:64]
+        cmd_id = f"dr-{request_id}-rel{stamp}-{_id_tail(a)}"[:64]
         if a.kind in BMS_KINDS:
             value = a.values[min(step, len(a.values) - 1)]
             valid = (now, now + timedelta(seconds=BMS_RELEASE_S))

@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient
 
 from cloud_controller.api import create_app
 from cloud_controller.config import CloudConfig
-from cloud_controller.dr.activation import Actuation, interval_bounds, step_commands
+from cloud_controller.dr.activation import Actuation, actuation, interval_bounds, step_commands
 from cloud_controller.dr.contracts import Contract
 from cloud_controller.dr.feeders import UNCHECKED_KW, StationGrid, feeders_from_forecast, station_grid_of
 from cloud_controller.dr.service import DrService
@@ -326,3 +326,26 @@ def test_the_edges_own_envelopes_become_sources_that_hold_the_zone_at_zero_kw(tm
     assert float(fan.source.reduce_max_kw[0]) == pytest.approx(
         0.25 * 0.4**3, abs=1e-3
     )  # 2 h: the fan may stop
+
+
+def test_a_zone_selected_for_its_heat_pump_and_its_fan_gets_two_commands(tmp_path: Path) -> None:
+    """One zone, two BMS writes in one step: distinct ids, so the agent takes both (neither is a replay)."""
+    dr = DrService(tmp_path / "dr.sqlite", clock=SimClock(NOW), contracts_file=None, step_minutes=60)
+    dr.contracts.put_contract(_contract("h", directions=frozenset({"reduce"})))
+    snap = SiteSnapshot(site="h", mode="online", points=dict(POINTS), flex=_envelope("h", [HP, FAN]))
+    req = DRRequest(
+        program="peak", ts=NOW, request_id="both", start=START, end=END, direction="reduce", p_kw=5.0
+    )
+    record = dr.submit(req, {"h": snap}, sites={"h": HOUSE})
+    dr.close()
+    by = {s["kind"]: s for s in record.selection["sources"]}
+    assert by["heatpump"]["kw"] == [pytest.approx(-1.2)] and by["heatpump"]["t_setpoint_c"] == [19.0]
+    assert by["fan"]["kw"] == [pytest.approx(-0.0875)] and by["fan"]["fan_speed_pct"] == [25.0]
+    assert record.status == "partial"  # 5 kW asked, 1.2875 kW in the zone
+    acts = [actuation(s, HOUSE, POINTS) for s in record.selection["sources"]]
+    assert all(isinstance(a, Actuation) for a in acts)
+    cmds = step_commands(NOW, "both", 0, (START, END), [a for a in acts if isinstance(a, Actuation)], {})
+    assert sorted((c.asset, c.kind, c.value, c.cmd_id) for c in cmds) == [
+        ("zone", "fan_speed_pct", 25.0, "dr-both-0-h-zone-fan"),
+        ("zone", "t_setpoint_c", 19.0, "dr-both-0-h-zone-sp"),
+    ]

@@ -15,6 +15,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.middleware.gzip import GZipMiddleware
 from pydantic import ValidationError
 
+from cloud_controller.dr.feeders import station_grid_of
 from cloud_controller.dr.problem import SelectionError
 from cloud_controller.dr.requests_store import DrRecord
 from cloud_controller.dr.service import DrRefused
@@ -22,6 +23,7 @@ from cloud_controller.health import health_routes
 from cloud_controller.market.roles import MarketAuth, MarketTokens
 from cloud_controller.metrics import CONTENT_TYPE, ControllerMetrics
 from cloud_controller.web import mount_dashboard, mount_offline_docs
+from cloud_controller.web.dr_page import mount_dr_page
 from cloud_controller.web.forecast_api import forecast_router
 from cloud_controller.web.forecast_quality_api import forecast_quality_router
 from cloud_controller.web.grid_state_api import grid_state_router
@@ -110,6 +112,8 @@ def create_app(controller: CloudController) -> FastAPI:
         )
         app.include_router(market_router(controller, controller.market, MarketAuth(tokens, controller.auth)))
     dashboard = mount_dashboard(app, controller)  # last: its static mount must not shadow the routes above
+    if controller.config.dashboard.enabled:
+        mount_dr_page(app, dashboard)
     if controller.config.market.enabled and controller.config.dashboard.enabled:
         mount_market_pages(app, dashboard)
     return app
@@ -276,7 +280,13 @@ def _dr_write_routes(app: FastAPI, controller: CloudController) -> None:
         if known is not None and known.status != "refused":  # a refused request may be posted again
             raise HTTPException(409, f"DR request {req.request_id!r} exists already ({known.status})")
         try:
-            record = await asyncio.to_thread(dr.submit, req, dict(controller.snapshots))
+            record = await asyncio.to_thread(
+                dr.submit,
+                req,
+                dict(controller.snapshots),
+                sites=controller.dr_activator.ctx.sites,
+                grid=station_grid_of(controller.built_planner, controller.congestion.latest),
+            )
         except DrRefused as exc:
             raise HTTPException(422, {"reason": str(exc), "refusals": exc.refusals}) from None
         except SelectionError as exc:

@@ -7,7 +7,7 @@ stored with the selection, so a restarted controller sends the same values):
 |---|---|---|---|
 | battery | `p_setpoint_kw` | the selection's signed kW (the battery is idle without DR) | 0 kW |
 | EV / heat pump as a load | `p_limit_kw` | its power at selection time + the signed kW, ≥ 0 | its nominal kW |
-| heat-pump zone | `t_setpoint_c` | the setpoint the selection's step asks (`t_setpoint_c`) | a successor valid 1 s: the agent relinquishes its DR priority |
+| heat-pump zone | `t_setpoint_c` (to the entry's `command_asset`, its zone) | the setpoint the selection's step asks (`t_setpoint_c`) | a successor valid 1 s: the agent relinquishes its DR priority |
 | AHU fan | `fan_speed_pct` | the fan speed the selection's step asks (`fan_speed_pct`) | a successor valid 1 s, likewise |
 
 A source without an asset the registry knows (a contract's flat curtailable `load`) has
@@ -96,14 +96,15 @@ def actuation(
     if ref is None:
         return f"{source['site']}/{asset}: no registered asset to command (a contract's flat load)"
     s = source["site"]
+    target = str(source.get("command_asset", asset))  # a heat pump's setpoint is its zone's
     if kind == "battery":
         return Actuation(s, asset, "p_setpoint_kw", tuple(round(v, 3) for v in kw), 0.0)
     if kind == "fan" and "fan_speed_pct" in source:
         speeds = tuple(float(v) for v in source["fan_speed_pct"])
-        return Actuation(s, asset, "fan_speed_pct", speeds, source.get("fan_speed_release_pct"))
+        return Actuation(s, target, "fan_speed_pct", speeds, source.get("fan_speed_release_pct"))
     if kind == "heatpump" and "t_setpoint_c" in source:
         temps = tuple(float(v) for v in source["t_setpoint_c"])
-        return Actuation(s, asset, "t_setpoint_c", temps, source.get("t_setpoint_release_c"))
+        return Actuation(s, target, "t_setpoint_c", temps, source.get("t_setpoint_release_c"))
     if ref.kind in ("ev", "hp") and ref.p_nominal_kw:
         base = float(points.get(f"{asset}/p_kw", ref.p_nominal_kw))
         limits = tuple(round(min(max(base + v, 0.0), ref.p_nominal_kw), 3) for v in kw)
@@ -143,6 +144,14 @@ def _command(
     return sign(cmd, key) if key is not None else cmd
 
 
+#: A BMS write's id names its kind too: a zone may take a setpoint and a fan speed in one step.
+_ID_SUFFIX = {"t_setpoint_c": "-sp", "fan_speed_pct": "-fan"}
+
+
+def _id_tail(a: Actuation) -> str:
+    return f"{a.site}-{a.asset}{_ID_SUFFIX.get(a.kind, '')}"
+
+
 def step_commands(
     now: datetime,
     request_id: str,
@@ -153,7 +162,8 @@ def step_commands(
 ) -> list[Command]:
     """Step `step`'s commands, valid over its interval, carrying the request id (signed where keyed).
 
-    The command ids name request, step and asset (`dr-<request>-<step>-<asset>`, cut to the
+    The command ids name request, step and asset (`dr-<request>-<step>-<site>-<asset>`, with
+    `-sp` / `-fan` for a BMS setpoint / fan speed, since one zone may take both; cut to the
     id's 64 characters), so a repeat after a restart is recognised by the agent as a replay.
     """
     return [
@@ -163,7 +173,7 @@ def step_commands(
             a.values[step],
             bounds,
             request_id,
-            f"dr-{request_id}-{step}-{a.site}-{a.asset}"[:64],
+            f"dr-{request_id}-{step}-{_id_tail(a)}"[:64],
             keys,
         )
         for a in actuations
@@ -190,7 +200,7 @@ def release_commands(
     stamp = int(now.timestamp())
     out: list[Command] = []
     for a in actuations:
-        cmd_id = f"dr-{request_id}-rel{stamp}-{a.site}-{a.asset}"[:64]
+        cmd_id = f"dr-{request_id}-rel{stamp}-{_id_tail(a)}"[:64]
         if a.kind in BMS_KINDS:
             value = a.values[min(step, len(a.values) - 1)]
             valid = (now, now + timedelta(seconds=BMS_RELEASE_S))

@@ -6,7 +6,12 @@ when none accepts, the request is refused with every broken rule (`DrRefused`, t
 snapshots: a contract whose site names a battery in the contracts file is a battery
 source at the snapshot's `{asset}/soc_pct` (documented default `DEFAULT_SOC_PCT` when the
 site has not reported one); any other contract is a flat curtailable load of its
-`p_max_kw` in the directions it offers. `select()` (HiGHS) answers; the record
+`p_max_kw` in the directions it offers — unless its site publishes heat-pump or AHU-fan
+envelopes, which become `heatpump` / `fan` sources (`zone_sources.py`) with their BMS
+value per step (`t_setpoint_c`, `fan_speed_pct`) stored beside the kW for activation.
+With a `StationGrid`, each MV/LV station above a contracted site is a feeder row whose
+headroom comes from the latest congestion forecast (`feeders.py`), so the selection never
+moves a station over its limit. `select()` (HiGHS) answers; the record
 (`selected`, `partial` with unmet kW per interval, `refused` with its refusals, later
 `cancelled`) is stored, and each selected site's participation counts against its
 `events_per_day`.
@@ -26,14 +31,17 @@ from typing import Any
 
 import numpy as np
 
+from cloud_controller.dr.activation import interval_bounds
 from cloud_controller.dr.contracts import Contract, Eligibility, eligible_sites
 from cloud_controller.dr.contracts_file import SiteBattery, load_contracts
-from cloud_controller.dr.problem import Selection, SelectionRequest, Source
+from cloud_controller.dr.feeders import StationGrid, feeders_from_forecast
+from cloud_controller.dr.problem import Feeder, Selection, SelectionRequest, Source
 from cloud_controller.dr.requests_store import DrRecord, DrRequestStore
 from cloud_controller.dr.selection import select
 from cloud_controller.dr.sources import battery_source, site_limit
 from cloud_controller.dr.store import DrStore
-from cloud_controller.live.types import SiteSnapshot
+from cloud_controller.dr.zone_sources import ZoneSource, fan_speeds_pct, setpoints_c, zone_sources
+from cloud_controller.live.types import SiteRef, SiteSnapshot
 from flexmodels import BatteryFlexState
 from protocols.clock import Clock
 from protocols.errors import GridflexError
@@ -98,9 +106,7 @@ def _load_source(contract: Contract, n: int) -> Source:
     return Source(contract.site, "load", "load", red, inc, cost_eur_per_kwh=contract.price_eur_per_kwh or 0.0)
 
 
-def _source(contract: Contract, battery: SiteBattery | None, snap: SiteSnapshot | None, n: int) -> Source:
-    if battery is None:
-        return _load_source(contract, n)
+def _battery(contract: Contract, battery: SiteBattery, snap: SiteSnapshot | None, n: int) -> Source:
     soc = (snap.points if snap else {}).get(f"{battery.asset}/soc_pct", DEFAULT_SOC_PCT)
     state = BatteryFlexState(
         capacity_kwh=battery.capacity_kwh,
@@ -112,25 +118,55 @@ def _source(contract: Contract, battery: SiteBattery | None, snap: SiteSnapshot 
     return battery_source(battery.asset, state, contract, n_steps=n)
 
 
-def _selection_json(sel: Selection, sources: list[Source]) -> dict[str, Any]:
+def _sources(
+    contract: Contract,
+    battery: SiteBattery | None,
+    snap: SiteSnapshot | None,
+    site: SiteRef | None,
+    request: DRRequest,
+    n: int,
+) -> tuple[list[Source], list[ZoneSource]]:
+    """The contract's sources: its battery, its site's heat pumps and fans, else a flat load."""
+    zones = zone_sources(
+        contract, snap.flex if snap else None, site, snap.points if snap else {}, end=request.end, n_steps=n
+    )
+    out = [_battery(contract, battery, snap, n)] if battery is not None else []
+    out += [z.source for z in zones]
+    return (out or [_load_source(contract, n)]), zones
+
+
+def _entry(sel: Selection, s: Source, zones: Mapping[tuple[str, str], ZoneSource]) -> dict[str, Any]:
+    kw = [round(float(v), 6) for v in sel.flex_kw[(s.site, s.asset)]]
+    entry: dict[str, Any] = {"site": s.site, "asset": s.asset, "kind": s.kind, "kw": kw}
+    z = zones.get((s.site, s.asset))
+    if z is not None and s.kind == "heatpump":
+        entry["command_asset"] = z.command_asset
+        entry["t_setpoint_c"] = setpoints_c(z, kw)
+        entry["t_setpoint_release_c"] = round(z.t_now_c, 2)
+    elif z is not None and s.kind == "fan":
+        entry["command_asset"] = z.command_asset
+        entry["fan_speed_pct"] = fan_speeds_pct(z, kw)
+        entry["fan_speed_release_pct"] = fan_speeds_pct(z, [0.0])[0]
+    return entry
+
+
+def _selection_json(
+    sel: Selection,
+    sources: list[Source],
+    zones: Mapping[tuple[str, str], ZoneSource] | None = None,
+    notes: list[str] | None = None,
+) -> dict[str, Any]:
+    zones = zones or {}
     return {
         "status": sel.status,
         "objective": sel.objective,
         "objective_value": sel.objective_value,
         "delivered_kw": [round(float(v), 6) for v in sel.delivered_kw],
         "unmet_kw": [round(float(v), 6) for v in sel.unmet_kw],
-        "sources": [
-            {
-                "site": s.site,
-                "asset": s.asset,
-                "kind": s.kind,
-                "kw": [round(float(v), 6) for v in sel.flex_kw[(s.site, s.asset)]],
-            }
-            for s in sources
-        ],
+        "sources": [_entry(sel, s, zones) for s in sources],
         "sites": sel.sites,
         "route": sel.route,
-        "notes": list(sel.notes),
+        "notes": [*sel.notes, *(notes or [])],
     }
 
 
@@ -154,8 +190,19 @@ class DrService:
                 self.contracts.put_contract(c)
             self.batteries = dict(loaded.batteries)
 
-    def submit(self, request: DRRequest, snapshots: Mapping[str, SiteSnapshot]) -> DrRecord:
-        """Check, select and record `request`; record it `refused` and raise `DrRefused` when no contract accepts it."""
+    def submit(
+        self,
+        request: DRRequest,
+        snapshots: Mapping[str, SiteSnapshot],
+        *,
+        sites: Mapping[str, SiteRef] | None = None,
+        grid: StationGrid | None = None,
+    ) -> DrRecord:
+        """Check, select and record `request`; record it `refused` and raise `DrRefused` when no contract accepts it.
+
+        `sites` (the registry) lets a heat pump's envelope command its zone; `grid` adds the
+        stations' feeder rows from the congestion forecast (without it, none, as before).
+        """
         received: datetime = self.clock.now()
         with self._lock:
             counts = self.contracts.events_on_day(request.program, request.start)
@@ -170,15 +217,31 @@ class DrService:
                 self.requests.put(DrRecord(request, received.timestamp(), "refused", {}, refusals))
                 raise DrRefused(refusals)
             sreq = selection_request(request, step_minutes=self.step_minutes)
-            sources = [
-                _source(c, self.batteries.get(c.key), snapshots.get(c.site), sreq.n_steps) for c in accepted
-            ]
-            sel = select(sreq, sources, limits=[site_limit(c) for c in accepted])
+            sources: list[Source] = []
+            zones: dict[tuple[str, str], ZoneSource] = {}
+            for c in accepted:
+                got, zs = _sources(
+                    c,
+                    self.batteries.get(c.key),
+                    snapshots.get(c.site),
+                    (sites or {}).get(c.site),
+                    request,
+                    sreq.n_steps,
+                )
+                sources += got
+                zones.update({(z.source.site, z.source.asset): z for z in zs})
+            notes = [z.note for z in zones.values() if z.note]
+            feeders: list[Feeder] = []
+            if grid is not None:
+                bounds = interval_bounds(request.start, request.end, sreq.n_steps)
+                feeders, grid_notes = feeders_from_forecast(grid, bounds, [c.site for c in accepted])
+                notes += grid_notes
+            sel = select(sreq, sources, limits=[site_limit(c) for c in accepted], feeders=feeders)
             record = DrRecord(
                 request=request,
                 received_ts=received.timestamp(),
                 status="selected" if sel.status == "full" else "partial",
-                selection=_selection_json(sel, sources),
+                selection=_selection_json(sel, sources, zones, notes),
                 refusals=refusals,
             )
             self.requests.put(record)

@@ -84,8 +84,16 @@ def test_bl_and_ven_clients_round_trip_and_nlflex_accepts_the_flex_event(tmp_pat
         point = _station()
         flex, plan = flex_dispatch_event(point, prog.json()["id"], window_start=point.start)
         plain = capacity_limit_event(point, prog.json()["id"])
+        long_day = CongestionPoint(
+            "station-8",
+            point.start,
+            point.step,
+            [80.0] * 32 + [103.0] * 20 + [80.0] * 28 + [104.0] + [80.0] * 15,
+            100.0,
+        )
+        two, _ = flex_dispatch_event(long_day, prog.json()["id"], window_start=point.start)  # PT6H and PT2H
         ids = []
-        for ev in (flex, plain):
+        for ev in (flex, plain, two):
             r = httpx.post(f"{vtn.url}/events", json=ev, headers=bl_headers, timeout=30)
             assert r.status_code == 201, r.text
             ids.append(r.json()["id"])
@@ -113,6 +121,15 @@ def test_bl_and_ven_clients_round_trip_and_nlflex_accepts_the_flex_event(tmp_pat
     # the Dutch profile: GridFlex's FLEX dispatch passes, the plain IMPORT_CAPACITY_LIMIT event matches no kind
     assert out["nlflex"][ids[0]] == {"kind": "FLEXIBILITY_DISPATCH", "errors": []}
     assert out["nlflex"][ids[1]]["kind"] == "None" and out["nlflex"][ids[1]]["errors"]
+    assert out["nlflex"][ids[2]] == {"kind": "FLEXIBILITY_DISPATCH", "errors": []}
+    assert [iv["intervalPeriod"]["duration"] for iv in two["intervals"]] == [
+        "PT1H",
+        "PT6H",
+        "PT1H",
+        "PT1H",
+        "PT2H",
+        "PT1H",
+    ]
     assert [(d.start.hour, d.duration, d.flex_kw) for d in plan.dispatches] == [
         (17, timedelta(hours=2), 12.5)
     ]

@@ -109,10 +109,8 @@ def create_app(controller: CloudController) -> FastAPI:
             controller.config.market, (controller.auth.tokens.operator, controller.auth.tokens.viewer)
         )
         app.include_router(market_router(controller, controller.market, MarketAuth(tokens, controller.auth)))
-    if controller.config.openadr.enabled:  # the OpenADR 3.1 VTN under /openadr3 (docs/openadr.md)
-        from cloud_controller.openadr.router import build_vtn, openadr_router
-
-        app.include_router(openadr_router(*build_vtn(controller.config, controller.clock)))
+    if controller.openadr is not None:  # the OpenADR 3.1 VTN under /openadr3 (docs/openadr.md)
+        app.include_router(controller.openadr.router())
     dashboard = mount_dashboard(app, controller)  # last: its static mount must not shadow the routes above
     if controller.config.market.enabled and controller.config.dashboard.enabled:
         mount_market_pages(app, dashboard)

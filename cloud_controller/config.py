@@ -352,6 +352,9 @@ class OpenAdrConfig(_Model):
     credentials_file: Path | None = None
     store_path: Path | None = None
     token_ttl_s: int = Field(default=3600, ge=60, le=86400)
+    #: Auto mode: after each congestion forecast, one event per congested station in this
+    #: programme (created when missing); none = events only when something calls the function.
+    auto_program: str | None = Field(default=None, min_length=1, max_length=128)
 
 
 class CloudConfig(_Model):

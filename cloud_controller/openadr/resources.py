@@ -88,6 +88,13 @@ class Vtn:
         self.writes = 0
         self.refusals = 0
 
+    def _checked(self, kind: str, body: Any) -> dict[str, Any]:
+        try:
+            return _validated(kind, body)
+        except VtnError:
+            self.refusals += 1
+            raise
+
     def _refuse(self, status: int, title: str, detail: str) -> VtnError:
         self.refusals += 1
         return VtnError(status, title, detail)
@@ -135,7 +142,7 @@ class Vtn:
     def create(self, client: Client, kind: str, body: Any) -> dict[str, Any]:
         """Validate, check references and names, set the server fields, store."""
         self._may_write(client, kind)
-        obj = _validated(kind, body)
+        obj = self._checked(kind, body)
         self._references(kind, obj)
         self._unique_name(kind, obj, None)
         now = _iso(self.clock.now())
@@ -163,7 +170,7 @@ class Vtn:
         """Replace the writable fields; `id`, `createdDateTime` and `clientID` stay."""
         self._may_write(client, kind)
         old = self.get(client, kind, object_id)
-        obj = _validated(kind, body)
+        obj = self._checked(kind, body)
         self._references(kind, obj)
         self._unique_name(kind, obj, object_id)
         keep: dict[str, Any] = {
@@ -193,7 +200,11 @@ class Vtn:
         if targets:
             wanted = [targets] if isinstance(targets, str) else list(targets)
             out = [o for o in out if _has_targets(o, wanted)]
-        skip, limit = _int_param(query, "skip", 0), _int_param(query, "limit", 50)
+        try:
+            skip, limit = _int_param(query, "skip", 0), _int_param(query, "limit", 50)
+        except VtnError:
+            self.refusals += 1
+            raise
         return out[skip : skip + limit]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,8 +17,10 @@ from cloud_controller.openadr.from_forecast import (
     publish_congestion_events,
 )
 from cloud_controller.openadr.resources import Vtn
+from cloud_controller.openadr.side import OpenAdrSide
 from cloud_controller.openadr.store import OpenAdrStore
 from protocols.clock import RealClock
+from tests.integration.openadr.vtn_server import config
 
 DAY = datetime(2026, 12, 3, tzinfo=UTC)
 
@@ -72,3 +75,35 @@ def test_points_in_kw_and_events_replaced_by_a_newer_forecast(tmp_path: Path) ->
         assert [iv["payloads"][0]["values"][0] for iv in event2["intervals"]] == [0.0, 10.0, 0.0]
     finally:
         vtn.store.close()
+
+
+def test_auto_mode_takes_ratings_from_the_grid_model_and_counts_failures(tmp_path: Path) -> None:
+    import pandapower as pp
+
+    net = pp.create_empty_network()
+    hv, lv = pp.create_bus(net, 20.0), pp.create_bus(net, 0.4)
+    pp.create_transformer(net, hv, lv, std_type="0.4 MVA 20/0.4 kV", name="T1")  # 400 kW at 100 %
+    cfg = config(tmp_path).model_copy(
+        update={"openadr": config(tmp_path).openadr.model_copy(update={"auto_program": "congestion-auto"})}
+    )
+    side = OpenAdrSide(cfg, RealClock())
+    try:
+        p90 = np.full((3, 96), 80.0)
+        p90[0, 68:70] = (104.0, 110.0)
+        assert side.on_forecast(latest(p90), SimpleNamespace()) is None  # no grid model: counted, kept
+        assert side.errors == 1 and "no grid model" in str(side.last_error)
+        published = side.on_forecast(latest(p90), SimpleNamespace(region=SimpleNamespace(net=net)))
+        assert published is not None and list(published.events) == ["T1"]
+        (event,) = side.vtn.store.all("events")
+        assert [iv["payloads"][0]["values"][0] for iv in event["intervals"]] == [0.0, 40.0, 0.0]
+        (program,) = side.vtn.store.all("programs")
+        assert program["programName"] == "congestion-auto" and event["programID"] == program["id"]
+        status = side.status()
+        assert (status["runs"], status["errors"], status["last_error"], status["missing_ratings"]) == (
+            2,
+            1,
+            None,
+            ["T2"],
+        )
+    finally:
+        side.close()

@@ -97,6 +97,11 @@ def test_validation_names_the_field_and_roles_hold(tmp_path: Path) -> None:
             f"{vtn.url}/events", params={"programID": prog["id"], "limit": 51}, headers=ven, timeout=30
         )
         assert r.status_code == 400 and "limit" in r.json()["detail"]
+        assert httpx.get(f"{vtn.url}/status", headers=ven, timeout=30).status_code == 403
+        status = httpx.get(f"{vtn.url}/status", headers=bl, timeout=30).json()
+        # writes: programme, event, report, PUT; refused: the two 400s on fields, unknown programID, 409,
+        # VEN event, BL report, limit 51
+        assert (status["tokens_issued"], status["writes"], status["refusals"]) == (2, 4, 7)
 
 
 def test_a_restart_keeps_programs_events_reports_and_tokens(tmp_path: Path) -> None:

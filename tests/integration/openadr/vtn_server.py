@@ -75,6 +75,10 @@ def serving(cfg: CloudConfig) -> Iterator[Vtn]:
         server.should_exit = True
         thread.join(15)
         ctl.store.close()
+        ctl.dr.close()
+        ctl.market.close()
+        if ctl.openadr is not None:
+            ctl.openadr.close()
 
 
 def bearer(url: str, client_id: str, secret: str) -> dict[str, Any]:

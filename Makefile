@@ -56,9 +56,11 @@ $(OA3_VENV)/.installed: $(OA3_REQ)
 	@py=""; for c in python3.12 python3.13 $$HOME/.pyenv/versions/3.1[23].*/bin/python; do \
 	  if "$$c" -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null; then py=$$c; break; fi; \
 	done; \
-	if [ -z "$$py" ]; then echo "no Python >= 3.12 for $(OA3_VENV) (python3.12/3.13 on PATH or under ~/.pyenv)"; exit 1; fi; \
-	rm -rf $(OA3_VENV) && "$$py" -m venv $(OA3_VENV) && $(OA3_VENV)/bin/pip install -q --no-deps -r $(OA3_REQ)
-	@touch $@
+	if [ -z "$$py" ]; then echo "openadr-venv: no Python >= 3.12 (python3.12/3.13 on PATH or under ~/.pyenv)"; \
+	elif rm -rf $(OA3_VENV) && "$$py" -m venv $(OA3_VENV) && $(OA3_VENV)/bin/pip install -q --no-deps -r $(OA3_REQ); then \
+	  touch $@; \
+	else rm -rf $(OA3_VENV); fi; \
+	[ -f $@ ] || echo "openadr-venv: NOT built; the OpenADR interop test fails with CI=true and skips (saying so) otherwise"
 
 openadr-venv: $(OA3_VENV)/.installed
 

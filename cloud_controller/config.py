@@ -32,6 +32,7 @@ __all__ = [
     "EnvelopeConfig",
     "GridConfig",
     "LeaseConfig",
+    "OpenAdrConfig",
     "RegionConfig",
     "StoreConfig",
     "load_cloud_config",
@@ -338,6 +339,24 @@ class DrConfig(_Model):
     report_after_s: float = Field(default=10.0, ge=0.0, le=3600.0)
 
 
+class OpenAdrConfig(_Model):
+    """GridFlex's OpenADR 3.1 VTN (docs/openadr.md): off unless `enabled`.
+
+    `credentials_file` holds the OAuth2 clients (`clients: [{client_id, secret, role: bl|ven}]`);
+    when the file does not exist the VTN writes one with a BL and a VEN client and random
+    secrets (mode 0600), so no secret is ever in the repository. `store_path` is the VTN's
+    SQLite file (default: `openadr.sqlite` beside `store.path`).
+    """
+
+    enabled: bool = False
+    credentials_file: Path | None = None
+    store_path: Path | None = None
+    token_ttl_s: int = Field(default=3600, ge=60, le=86400)
+    #: Auto mode: after each congestion forecast, one event per congested station in this
+    #: programme (created when missing); none = events only when something calls the function.
+    auto_program: str | None = Field(default=None, min_length=1, max_length=128)
+
+
 class CloudConfig(_Model):
     """The whole `cloud.yaml`: broker, store, registry, region, control loop, signing keys, API."""
 
@@ -355,6 +374,7 @@ class CloudConfig(_Model):
     grid: GridConfig = GridConfig()
     dr: DrConfig = DrConfig()
     market: MarketConfig = MarketConfig()
+    openadr: OpenAdrConfig = OpenAdrConfig()
 
 
 def _dotted(loc: tuple[int | str, ...]) -> str:
@@ -421,6 +441,12 @@ def load_cloud_config(path: Path) -> CloudConfig:
             update={
                 "contracts": rel(cfg.dr.contracts) or cfg.dr.contracts,
                 "store_path": rel(cfg.dr.store_path) or cfg.dr.store_path,
+            }
+        ),
+        "openadr": cfg.openadr.model_copy(
+            update={
+                "credentials_file": rel(cfg.openadr.credentials_file) or cfg.openadr.credentials_file,
+                "store_path": rel(cfg.openadr.store_path) or cfg.openadr.store_path,
             }
         ),
         "api": cfg.api.model_copy(

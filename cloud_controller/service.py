@@ -35,6 +35,7 @@ from cloud_controller.lease import DispatchLease, holder_id
 from cloud_controller.live.commands import fence_commands, lease_fence
 from cloud_controller.live.types import Plan, Planner, SiteSnapshot
 from cloud_controller.market.shell import MarketShell
+from cloud_controller.openadr.side import OpenAdrSide
 from cloud_controller.registry import Registry
 from cloud_controller.registry.check import RegistryCheck
 from cloud_controller.service_setup import (
@@ -134,6 +135,8 @@ class CloudController:
         self._signing_keys = signing_keys(config, registry)
         self.session = mqtt_session(config, role, on_connect=self._on_connect)
         self.dr_activator = controller_activator(self)
+        #: the OpenADR 3.1 VTN (docs/openadr.md), served by the API, fed by the forecast in auto mode
+        self.openadr = OpenAdrSide(config, clock) if config.openadr.enabled else None
         #: the local flexibility market (docs/market.md): its book, its FSP topics, clearing at gate closure
         self.market = MarketShell(
             config.market,
@@ -197,6 +200,8 @@ class CloudController:
             self.store.close()
             self.dr.close()
             self.market.close()
+            if self.openadr is not None:
+                self.openadr.close()
             if self.history is not self.store:
                 self.history.close()
 
@@ -443,6 +448,8 @@ class CloudController:
                 )
                 if latest is not None and self.config.market.enabled:  # the DSO's request, the grid rows
                     await self.market.on_forecast(latest, plan, self._planner)
+                if latest is not None and self.openadr is not None:  # auto mode's events (docs/openadr.md)
+                    await asyncio.to_thread(self.openadr.on_forecast, latest, self._planner)
                 plan = self.congestion.release()
         except asyncio.CancelledError:
             self.congestion.abandon()

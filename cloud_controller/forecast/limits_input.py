@@ -40,7 +40,8 @@ def forecast_limits(
         if b is None or not (math.isfinite(b.nominal_kw) and b.nominal_kw > 0):
             continue
         col = ratings[:, k]
-        pct[:, k] = np.where(np.isfinite(col), 100.0 * col / b.nominal_kw, UNRATED_PCT)
+        # rounded: kW and back would make the net's own 0.15 % into 0.14999999999999997 %
+        pct[:, k] = np.where(np.isfinite(col), np.round(100.0 * col / b.nominal_kw, 9), UNRATED_PCT)
     lo = np.empty(len(bus_refs))
     hi = np.empty(len(bus_refs))
     for i, ref in enumerate(bus_refs):

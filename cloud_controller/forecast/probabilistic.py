@@ -64,10 +64,10 @@ class _Fleet:
     hvmv_limit_kw: float | None = None
     totals: list[F32] = field(default_factory=list)
     #: (K, T) each branch's loading limit in % per interval (the limits in force: net, override, envelope)
-    branch_limit_pct: F32 | None = None
-    #: (n_bus, 1, 1) each bus's band (pu), else the options' one band
-    v_lo_pu: F32 | None = None
-    v_hi_pu: F32 | None = None
+    branch_limit_pct: FloatArray | None = None
+    #: (n_bus,) each bus's band (pu), else the options' one band
+    v_lo_pu: FloatArray | None = None
+    v_hi_pu: FloatArray | None = None
 
 
 class ProbabilisticCongestion:
@@ -195,15 +195,14 @@ class ProbabilisticCongestion:
             lim = np.asarray(branch_limit_pct, dtype=float)
             if lim.shape != (T, n_b) or np.any(np.isnan(lim)) or np.any(lim <= 0):
                 raise ValueError(f"branch_limit_pct must be ({T}, {n_b}) and > 0, got {lim.shape}")
-            fleet.branch_limit_pct = np.ascontiguousarray(lim.T, dtype=np.float32)
+            fleet.branch_limit_pct = np.ascontiguousarray(lim.T)
         if bus_band_pu is not None:
             lo = np.asarray(bus_band_pu[0], dtype=float)
             hi = np.asarray(bus_band_pu[1], dtype=float)
             n_v = self.region.grid.n_bus
             if lo.shape != (n_v,) or hi.shape != (n_v,) or not np.all((lo > 0) & (lo < hi)):
                 raise ValueError(f"bus_band_pu must be two ({n_v},) arrays with 0 < low < high")
-            fleet.v_lo_pu = lo.astype(np.float32)[:, None, None]
-            fleet.v_hi_pu = hi.astype(np.float32)[:, None, None]
+            fleet.v_lo_pu, fleet.v_hi_pu = lo, hi
         with self._lock:
             t0 = time.perf_counter()
             load_st, volt_st, failed, checked = self._run(fleet, opt)
@@ -343,12 +342,12 @@ class ProbabilisticCongestion:
         volt_st: BlockStats,
     ) -> None:
         """Both indicators' statistics of one block (the blocks are consumed: sorted in place)."""
-        lo: float | F32 = opt.v_band_pu[0] if fleet.v_lo_pu is None else fleet.v_lo_pu
-        hi: float | F32 = opt.v_band_pu[1] if fleet.v_hi_pu is None else fleet.v_hi_pu
+        lo: float | F32 = opt.v_band_pu[0] if fleet.v_lo_pu is None else _per_row(fleet.v_lo_pu)
+        hi: float | F32 = opt.v_band_pu[1] if fleet.v_hi_pu is None else _per_row(fleet.v_hi_pu)
         if fleet.branch_limit_pct is None:
             limit = self._limit_pct.astype(np.float32)[:, None, None] / 100.0
         else:
-            limit = fleet.branch_limit_pct[:, t_idx][:, :, None] / np.float32(100.0)
+            limit = fleet.branch_limit_pct[:, t_idx].astype(np.float32)[:, :, None] / np.float32(100.0)
         n_over = np.count_nonzero(loading > limit, axis=-1)
         loading *= np.float32(100.0)
         load_st.add(t_idx, loading, n_over, loading.max(axis=1))
@@ -381,8 +380,8 @@ class ProbabilisticCongestion:
         n_b = len(self._branch_el)
         n_v = self.region.grid.n_bus
         ids, names, kinds = list(self._ids), list(self._names), list(self._kinds)
-        bus_lo = np.full(n_v, lo) if fleet.v_lo_pu is None else fleet.v_lo_pu.ravel().astype(float)
-        bus_hi = np.full(n_v, hi) if fleet.v_hi_pu is None else fleet.v_hi_pu.ravel().astype(float)
+        bus_lo = np.full(n_v, lo) if fleet.v_lo_pu is None else fleet.v_lo_pu
+        bus_hi = np.full(n_v, hi) if fleet.v_hi_pu is None else fleet.v_hi_pu
         branch_hi = (
             self._limit_pct
             if fleet.branch_limit_pct is None
@@ -431,6 +430,11 @@ class ProbabilisticCongestion:
             ac_checked=checked,
             failed_steps=failed,
         )
+
+
+def _per_row(v: FloatArray) -> F32:
+    """A per-bus value as float32 (n, 1, 1): broadcast against a block's (n, Tb, S) voltages."""
+    return v.astype(np.float32)[:, None, None]
 
 
 def _mw(p_kw: FloatArray, t_idx: IntArray) -> F32:

@@ -40,6 +40,7 @@ import numpy as np
 from cloud_controller.config import GridConfig
 from cloud_controller.dispatch import Answer, Engine, Schedule, SiteAssets, StepInputs
 from cloud_controller.forecast.congestion import CongestionForecast, ScenarioCongestion
+from cloud_controller.forecast.limits_input import forecast_limits
 from cloud_controller.forecast.probabilistic import ProbabilisticCongestion
 from cloud_controller.forecast.result import ForecastOptions, ProbabilisticForecast
 from cloud_controller.grid import Region
@@ -384,13 +385,24 @@ class MpcPlanner:
             raise ValueError("the plan carries no per-site forecast")
         if self._probabilistic is None:
             self._probabilistic = ProbabilisticCongestion(self.region, [s.region_site for s in self.sites])
+        pc = self._probabilistic
         limit = self.limit_kw if np.isfinite(self.limit_kw) else None
-        return self._probabilistic.forecast(
+        # every element against the limit in force in each interval: the net's, the config's
+        # overrides, a DSO's envelopes, each bus's own band (forecast/limits_input.py)
+        starts = interval_starts(
+            period_start(plan.at, self.period_s), len(plan.site_forecast_kw), self.period_s
+        )
+        branch_pct, band = forecast_limits(
+            self.limits_book.current(plan.at), pc.branch_refs, pc.bus_refs, starts, self.period_s
+        )
+        return pc.forecast(
             plan.site_forecast_kw,
             plan.site_sigma_kw,
             options,
             background_kw=self.stations.households_kw(plan.station_background),  # None: fleet only
             hvmv_limit_kw=limit,
+            branch_limit_pct=branch_pct,
+            bus_band_pu=band,
         )
 
     def note_sent(self, commands: Sequence[Command]) -> None:

@@ -176,3 +176,24 @@ def test_the_forecast_holds_the_hvmv_threshold_against_the_fleet_and_the_backgro
     fc = planner.probabilistic_forecast(plan, ForecastOptions(n_scenarios=10))
     e = fc.kinds.index("fleet_limit")
     assert fc.expected[e, 0] == pytest.approx(100.0 * (4 * FLEET_KW + 3.0 + BACKGROUND_KW) / 1000.0, abs=0.5)
+
+
+def test_the_probabilistic_forecast_judges_a_station_against_the_dsos_envelope(region: Region) -> None:
+    """An operator's envelope (PUT /grid/limits) caps the station in its intervals: the forecast says so."""
+    from cloud_controller.config import EnvelopeConfig
+
+    planner = _planner(region)
+    cap_from = NOW + timedelta(minutes=30)
+    planner.limits_book.set_operator(
+        [EnvelopeConfig(element=STATION, start=cap_from, until=cap_from + timedelta(hours=1), max_kw=30.0)]
+    )
+    plan = planner.plan(NOW, _snaps(NOW), _History())
+    fc = planner.probabilistic_forecast(plan, ForecastOptions(n_scenarios=10))
+    e = fc.names.index(STATION)
+    assert fc.limit_hi[e] == pytest.approx(
+        100.0 * 30.0 / 630.0
+    )  # 30 of 630 kVA, the tightest over the horizon
+    # the fleet's 36 kW alone: under the net's 100 % before and after, over the envelope's 30 kW in it
+    assert np.all(fc.p_exceed[e, :2] == 0.0) and np.all(fc.p_exceed[e, 6:] == 0.0)
+    assert np.all(fc.p_exceed[e, 2:6] == 1.0)  # 17:30-18:30, four intervals
+    assert any(a.element == fc.elements[e] for a in fc.alerts)

@@ -80,6 +80,7 @@ class ControllerStats:
     guard_steps: int = 0
     guard_commands: int = 0
     commands_without_lease: int = 0  # not sent: the dispatch lease was not held (or had expired)
+    periods_skipped: int = 0  # periods not planned: already dispatched (by a predecessor) or lease gone
 
 
 class CloudController:
@@ -286,10 +287,41 @@ class CloudController:
         await self.session.wait_connected(timeout_s=3600)
         await self.clock.sleep(min(60.0, self.config.control.period_s / 10))  # retained states arrive
         while True:
-            await self.dispatch_once()
+            if await self._claim_period():
+                await self.dispatch_once()
             now = self.clock.now()
             boundary = self._period_start(now) + timedelta(seconds=self.config.control.period_s)
             await self.clock.sleep(max(0.0, (boundary - now).total_seconds()))
+
+    async def _claim_period(self) -> bool:
+        """Claim the current period in the store before planning it: no period is dispatched twice.
+
+        A successor that took the lease within a period its predecessor already claimed skips
+        it (and plans at the next boundary); without a lease there is nothing to claim.
+        """
+        if self.lease is None:
+            return True
+        token = self._fence_now()
+        now = self.clock.now()
+        period = self._period_start(now)
+        if token is not None:
+            claimed = await asyncio.to_thread(
+                self.store.claim_period,
+                self.lease.name,
+                self.lease.holder,
+                token,
+                period.timestamp(),
+                now.timestamp(),
+            )
+            if claimed:
+                return True
+        self.stats.periods_skipped += 1
+        log.warning(
+            "period %s not dispatched: %s",
+            period.isoformat(),
+            "already dispatched (claimed by an earlier holder)" if token is not None else "no lease",
+        )
+        return False
 
     async def _guard_loop(self) -> None:
         period = self.config.control.guard_period_s

@@ -46,6 +46,7 @@ from cloud_controller.service_setup import (
     signing_keys,
 )
 from cloud_controller.store import Store
+from cloud_controller.store.base import STORE_ERRORS
 from cloud_controller.store.influx_history import InfluxHistory
 from protocols.assets import Points
 from protocols.clock import Clock
@@ -304,23 +305,25 @@ class CloudController:
         token = self._fence_now()
         now = self.clock.now()
         period = self._period_start(now)
+        why = "no lease"
         if token is not None:
-            claimed = await asyncio.to_thread(
-                self.store.claim_period,
-                self.lease.name,
-                self.lease.holder,
-                token,
-                period.timestamp(),
-                now.timestamp(),
-            )
+            try:
+                claimed = await asyncio.to_thread(
+                    self.store.claim_period,
+                    self.lease.name,
+                    self.lease.holder,
+                    token,
+                    period.timestamp(),
+                    now.timestamp(),
+                )
+            except STORE_ERRORS as exc:  # unsure whether another dispatched it: sending nothing is safe
+                claimed, why = False, f"the store did not answer the claim ({exc})"
+            else:
+                why = "already dispatched (claimed by an earlier holder)"
             if claimed:
                 return True
         self.stats.periods_skipped += 1
-        log.warning(
-            "period %s not dispatched: %s",
-            period.isoformat(),
-            "already dispatched (claimed by an earlier holder)" if token is not None else "no lease",
-        )
+        log.warning("period %s not dispatched: %s", period.isoformat(), why)
         return False
 
     async def _guard_loop(self) -> None:

@@ -121,8 +121,14 @@ def _holder(store: PostgresStore, pids: dict[str, int]) -> tuple[str, str, int] 
     return None
 
 
-async def run(setup: Setup, root: Path, *, before: int = 2, after: int = 2) -> Outcome:
-    """Start both processes, fail the holder over, and return what happened (both stopped on return)."""
+async def run(
+    setup: Setup, root: Path, *, before: int = 2, after: int = 2, stop_signal: int = signal.SIGKILL
+) -> Outcome:
+    """Start both processes, fail the holder over, and return what happened (both stopped on return).
+
+    `stop_signal`: SIGKILL (no release: the standby waits for the expiry) or SIGTERM (a clean
+    exit releases the lease: the standby takes it at its next attempt, the benchmark's anchor).
+    """
     procs = {name: start_controller(root / name, name, setup) for name in ("a", "b")}
     pids = {name: p.pid for name, p in procs.items() if p.pid is not None}
     store = PostgresStore(setup.dsn, password=setup.password)  # after the forks: no connection inherited
@@ -155,7 +161,7 @@ async def run(setup: Setup, root: Path, *, before: int = 2, after: int = 2) -> O
             (new,) = [n for n in procs if n != old]
             await _until(lambda: "dispatch standby: lease held by" in log(new), f"{new} on standby")
             await _until(lambda: len(seen.periods(old_token)) >= before, f"{before} periods from {old}")
-            os.kill(pids[old], signal.SIGKILL)
+            os.kill(pids[old], stop_signal)
             killed_at = time.monotonic()
             killed_sim = setup.clock.now()
             procs[old].join(WAIT_S)

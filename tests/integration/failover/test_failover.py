@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import signal
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,10 +48,14 @@ def _setup(mosquitto: MosquittoBroker, pg: LoopbackPostgres) -> Setup:
     return Setup(mosquitto.port, dsn, pg.password, clock, TTL_S, RENEW_S)
 
 
-def test_killed_dispatcher_is_replaced_without_a_period_twice_and_ingest_stores_all_once(
-    mosquitto: MosquittoBroker, pg_server: LoopbackPostgres, tmp_path: Path
+@pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_the_standby_replaces_a_stopped_dispatcher_without_a_period_twice_and_ingest_stores_all_once(
+    mosquitto: MosquittoBroker, pg_server: LoopbackPostgres, tmp_path: Path, stop_signal: int
 ) -> None:
-    out = asyncio.run(run(_setup(mosquitto, pg_server), tmp_path))
+    """SIGKILL: no release, the standby waits for the expiry. SIGTERM: released at once, so the
+    standby takes over within the period the holder just dispatched, and must skip it.
+    """
+    out = asyncio.run(run(_setup(mosquitto, pg_server), tmp_path, stop_signal=stop_signal))
     seen = out.seen
 
     # exactly one command per (period, site), across both dispatchers

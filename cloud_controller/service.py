@@ -288,11 +288,14 @@ class CloudController:
         await self.session.wait_connected(timeout_s=3600)
         await self.clock.sleep(min(60.0, self.config.control.period_s / 10))  # retained states arrive
         while True:
+            # the next boundary follows the period this round started in, not the time it ended:
+            # a plan that finishes past the boundary (one started late in its period, e.g. right
+            # after a takeover) is followed at once by the next period's, not a period later
+            started = self.clock.now()
             if await self._claim_period():
                 await self.dispatch_once()
-            now = self.clock.now()
-            boundary = self._period_start(now) + timedelta(seconds=self.config.control.period_s)
-            await self.clock.sleep(max(0.0, (boundary - now).total_seconds()))
+            boundary = self._period_start(started) + timedelta(seconds=self.config.control.period_s)
+            await self.clock.sleep(max(0.0, (boundary - self.clock.now()).total_seconds()))
 
     async def _claim_period(self) -> bool:
         """Claim the current period in the store before planning it: no period is dispatched twice.

@@ -34,7 +34,7 @@ from .controller_proc import SITES, Setup, period_index, start_controller, stop_
 
 BATCH = 5  # samples per telemetry batch
 PUBLISH_EVERY_S = 0.1  # wall seconds between a site's batches
-WAIT_S = 20.0  # bound of every wait (wall seconds)
+WAIT_S = 30.0  # bound of every wait (wall seconds)
 
 
 @dataclass
@@ -164,7 +164,7 @@ async def run(
             os.kill(pids[old], stop_signal)
             killed_at = time.monotonic()
             killed_sim = setup.clock.now()
-            procs[old].join(WAIT_S)
+            await asyncio.to_thread(procs[old].join, WAIT_S)  # the loop keeps receiving meanwhile
 
             def new_commands() -> list[tuple[float, Command]]:
                 return [(t, c) for t, c in seen.commands if c.fence is not None and c.fence > old_token]

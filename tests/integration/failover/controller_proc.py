@@ -28,7 +28,9 @@ from protocols.assets import EV
 from protocols.clock import SimClock
 from protocols.messages import Command
 
-SITES = ("s1", "s2", "s3")
+SITES = ("s1", "s2", "s3")  # telemetry published by the test
+AGENT_SITE = "t1"  # a real edge agent on a real Modbus server (tests/integration/edge_agent/helpers.py)
+COMMANDED = (*SITES, AGENT_SITE)
 PERIOD_S = 60.0  # simulated; the config's minimum
 STOP_S = 15.0  # a clean exit's bound before SIGKILL
 
@@ -69,7 +71,7 @@ class PeriodPlanner:
                 valid_from=now,
                 valid_until=now + timedelta(seconds=PERIOD_S),
             )
-            for site in SITES
+            for site in COMMANDED
         ]
         return Plan(now, PERIOD_S, commands, [1.0], [1.0], float("inf"), [], {}, 0.1, [])
 
@@ -80,10 +82,12 @@ class PeriodPlanner:
 def write_config(workdir: Path, name: str, setup: Setup) -> Path:
     """This process's own config and registry (client id per process, store on the shared database)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    assets = "[{asset: meter, kind: meter}, {asset: ev, kind: ev, p_nominal_kw: 11.0}]"
+    assets = f"[{{asset: meter, kind: meter}}, {{asset: {EV}, kind: ev, p_nominal_kw: 11.0}}]"
+    agent = f"[{{asset: pv1, kind: pv}}, {{asset: bat1, kind: battery}}, {{asset: {EV}, kind: ev}}]"
     (workdir / "reg.yaml").write_text(
         "sites:\n"
         + "".join(f"  - {{site: {s}, region_site: {i}, assets: {assets}}}\n" for i, s in enumerate(SITES))
+        + f"  - {{site: {AGENT_SITE}, region_site: {len(SITES)}, assets: {agent}}}\n"
     )
     (workdir / "pg.password").write_text(setup.password + "\n")
     cfg = workdir / "cloud.yaml"

@@ -17,6 +17,7 @@ import os
 import signal
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -27,10 +28,10 @@ import aiomqtt
 from cloud_controller.lease import DISPATCH_LEASE, EVENT_SITE
 from cloud_controller.store.postgres import PostgresStore
 from protocols.codec import decode, encode
-from protocols.messages import MAX_BATCH_SAMPLES, Command, Event, Sample, TelemetryBatch
+from protocols.messages import MAX_BATCH_SAMPLES, Ack, Command, Event, Sample, TelemetryBatch
 from protocols.topics import site_topic
 
-from .controller_proc import SITES, Setup, period_index, start_controller, stop_controller
+from .controller_proc import AGENT_SITE, SITES, Setup, period_index, start_controller, stop_controller
 
 BATCH = 5  # samples per telemetry batch
 PUBLISH_EVERY_S = 0.1  # wall seconds between a site's batches
@@ -42,15 +43,22 @@ class Seen:
     """What the sites' side saw: commands in arrival order (host monotonic time) and telemetry sent."""
 
     commands: list[tuple[float, Command]] = field(default_factory=list)
+    acks: list[Ack] = field(default_factory=list)  # the real agent's (site AGENT_SITE)
+    injected: set[str] = field(default_factory=set)  # cmd_ids this test sent itself (the late one)
+
+    def dispatched(self) -> list[Command]:
+        """The commands the controllers sent, in arrival order (the test's own left out)."""
+        return [c for _, c in self.commands if c.cmd_id not in self.injected]
+
     next_seq: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SITES, 0))
 
     def periods(self, fence: int) -> list[int]:
         """The distinct periods commanded with `fence`, in order."""
-        return sorted({period_index(c.ts) for _, c in self.commands if c.fence == fence})
+        return sorted({period_index(c.ts) for c in self.dispatched() if c.fence == fence})
 
     def per_period_and_site(self) -> Counter[tuple[int, str]]:
         """How many commands each (period, site) got, over both dispatchers."""
-        return Counter((period_index(c.ts), c.site) for _, c in self.commands)
+        return Counter((period_index(c.ts), c.site) for c in self.dispatched())
 
 
 @dataclass
@@ -64,6 +72,7 @@ class Outcome:
     new_token: int
     killed_at: float
     first_new_command_at: float
+    late_ack: Ack | None  # the agent's answer to a late command carrying the killed holder's token
     lease_wait_s: float | None  # host seconds from the kill to the survivor's lease (its event's time)
     watermarks: dict[str, int]
     samples: dict[str, int]
@@ -82,11 +91,15 @@ async def _until(pred: Any, what: str, timeout_s: float = WAIT_S) -> None:
 async def _observe(port: int, seen: Seen, subscribed: asyncio.Event) -> None:
     async with aiomqtt.Client("127.0.0.1", port, identifier="failover-sites-cmd") as client:
         await client.subscribe("gridflex/v1/site/+/cmd", qos=1)
+        await client.subscribe(site_topic(AGENT_SITE, "ack"), qos=1)
         subscribed.set()
         async for message in client.messages:
-            cmd = decode(str(message.topic), bytes(message.payload))
-            assert isinstance(cmd, Command)
-            seen.commands.append((time.monotonic(), cmd))
+            msg = decode(str(message.topic), bytes(message.payload))
+            if isinstance(msg, Ack):
+                seen.acks.append(msg)
+                continue
+            assert isinstance(msg, Command)
+            seen.commands.append((time.monotonic(), msg))
 
 
 def _batch(setup: Setup, site: str, first: int, n: int) -> bytes:
@@ -122,12 +135,20 @@ def _holder(store: PostgresStore, pids: dict[str, int]) -> tuple[str, str, int] 
 
 
 async def run(
-    setup: Setup, root: Path, *, before: int = 2, after: int = 2, stop_signal: int = signal.SIGKILL
+    setup: Setup,
+    root: Path,
+    *,
+    before: int = 2,
+    after: int = 2,
+    stop_signal: int = signal.SIGKILL,
+    agent: bool = True,
 ) -> Outcome:
     """Start both processes, fail the holder over, and return what happened (both stopped on return).
 
     `stop_signal`: SIGKILL (no release: the standby waits for the expiry) or SIGTERM (a clean
     exit releases the lease: the standby takes it at its next attempt, the benchmark's anchor).
+    `agent`: run a real edge agent for AGENT_SITE (a real Modbus server, `require_fence`) in
+    this process and send it, at the end, a late command with the killed holder's token.
     """
     procs = {name: start_controller(root / name, name, setup) for name in ("a", "b")}
     pids = {name: p.pid for name, p in procs.items() if p.pid is not None}
@@ -137,7 +158,12 @@ async def run(
     subscribed = asyncio.Event()
     observer = asyncio.create_task(_observe(setup.broker_port, seen, subscribed))
     try:
-        async with aiomqtt.Client("127.0.0.1", setup.broker_port, identifier="failover-sites-tm") as pub:
+        async with contextlib.AsyncExitStack() as stack:
+            if agent:
+                await stack.enter_async_context(_agent(setup, root / "agent"))
+            pub = await stack.enter_async_context(
+                aiomqtt.Client("127.0.0.1", setup.broker_port, identifier="failover-sites-tm")
+            )
             await asyncio.wait_for(subscribed.wait(), WAIT_S)
             publisher = asyncio.create_task(_publish(pub, setup, seen, stop))
 
@@ -173,6 +199,9 @@ async def run(
             first_new = new_commands()[0]
             new_token = first_new[1].fence or 0
             await _until(lambda: len(seen.periods(new_token)) >= after, f"{after} periods from {new}")
+            late_ack = None
+            if agent:
+                late_ack = await _send_late(pub, seen, old_token, new_token, setup)
             new_holder = (await asyncio.to_thread(store.read_lease, DISPATCH_LEASE) or ("", 0, 0.0))[0]
 
             stop.set()
@@ -195,6 +224,7 @@ async def run(
             new_token=new_token,
             killed_at=killed_at,
             first_new_command_at=first_new[0],
+            late_ack=late_ack,
             lease_wait_s=lease_wait_s,
             watermarks=watermarks,
             samples=samples,
@@ -208,6 +238,54 @@ async def run(
         for proc in procs.values():
             stop_controller(proc)
         store.close()
+
+
+@contextlib.asynccontextmanager
+async def _agent(setup: Setup, folder: Path) -> AsyncIterator[None]:
+    """A real `EdgeAgent` for AGENT_SITE on a real Modbus server, on the shared clock; fencing required."""
+    from tests.integration.edge_agent.helpers import make_config, running_agent
+    from tests.integration.edge_agent.servers import ModbusServer
+
+    def fenced(data: dict[str, Any]) -> None:
+        data["commands"] = {"require_fence": True}
+
+    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+    server = await ModbusServer().start()
+    try:
+        cfg = make_config(
+            folder, broker_port=setup.broker_port, modbus_port=server.port, site=AGENT_SITE, overrides=fenced
+        )
+        async with running_agent(cfg, clock=setup.clock):
+            yield
+    finally:
+        await server.stop()
+
+
+async def _send_late(pub: aiomqtt.Client, seen: Seen, old_token: int, new_token: int, setup: Setup) -> Ack:
+    """A command the killed holder had in flight, delivered now: its token, a fresh cmd_id. Returns its ack.
+
+    First waits until the agent has answered one of the survivor's commands (so it has seen the new token).
+    """
+    new_ids = {c.cmd_id for _, c in seen.commands if c.site == AGENT_SITE and c.fence == new_token}
+    await _until(
+        lambda: any(a.cmd_id in new_ids for a in seen.acks), "the agent's ack of a survivor's command"
+    )
+    (last,) = [c for _, c in seen.commands if c.site == AGENT_SITE and c.fence == old_token][-1:]
+    now = setup.clock.now()
+    late = last.model_copy(
+        update={
+            "cmd_id": f"{last.cmd_id}-late",
+            "ts": now,
+            "valid_from": now,
+            "valid_until": last.valid_until + (now - last.ts),
+        }
+    )
+    seen.injected.add(late.cmd_id)
+    await pub.publish(site_topic(AGENT_SITE, "cmd"), encode(late), qos=1)
+    await _until(
+        lambda: any(a.cmd_id == late.cmd_id for a in seen.acks), "the agent's answer to the late command"
+    )
+    return next(a for a in seen.acks if a.cmd_id == late.cmd_id)
 
 
 async def _resend_until_stored(

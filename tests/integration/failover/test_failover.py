@@ -6,8 +6,9 @@ holder is SIGKILLed by its PID; the standby takes over after the lease's expiry.
 broker (a subscriber on every command topic) every (period, site) got exactly one
 command, each dispatcher's periods run without a hole, and the only periods missed are
 the failover gap (bounded in periods: the TTL plus one period). The survivor's token is
-one higher; the agents' fencing check (`edge_agent.fence`, the agent's own persisted
-guard) accepts the stream as received and refuses a late command of the killed one.
+one higher; a real edge agent (site t1, a real Modbus server, `require_fence`) applies the
+survivor's commands and refuses a late command carrying the killed holder's token, and the
+agents' persisted fencing guard, fed what a site received in order, does the same.
 Ingest: every sample the sites published is stored exactly once and the watermark is the
 last seq, with the ingest worker of the killed process gone half-way.
 
@@ -30,7 +31,7 @@ from gridflex.ops.broker import MosquittoBroker
 from gridflex.ops.postgres import LoopbackPostgres
 from protocols.clock import SimClock
 
-from .controller_proc import PERIOD_S, SITES, Setup
+from .controller_proc import AGENT_SITE, COMMANDED, PERIOD_S, SITES, Setup
 from .scenario import run
 
 pytestmark = pytest.mark.integration
@@ -64,11 +65,11 @@ def test_the_standby_replaces_a_stopped_dispatcher_without_a_period_twice_and_in
     old_periods, new_periods = seen.periods(out.old_token), seen.periods(out.new_token)
     for periods in (old_periods, new_periods):
         assert periods == list(range(periods[0], periods[-1] + 1))  # no hole while one holds
-        assert all(counts[(k, s)] == 1 for k in periods for s in SITES)  # every site, every period
+        assert all(counts[(k, s)] == 1 for k in periods for s in COMMANDED)  # every site, every period
     assert new_periods[0] > old_periods[-1]
     missed = new_periods[0] - old_periods[-1] - 1
     assert missed <= math.ceil((TTL_S + RENEW_S) / PERIOD_S) + 1, (old_periods, new_periods)
-    assert {c.fence for _, c in seen.commands} == {out.old_token, out.new_token}
+    assert {c.fence for c in seen.dispatched()} == {out.old_token, out.new_token}
     assert out.new_token == out.old_token + 1
     assert out.new_holder != out.old_holder
 
@@ -77,15 +78,21 @@ def test_the_standby_replaces_a_stopped_dispatcher_without_a_period_twice_and_in
     try:
         guards = {site: PersistentFenceGuard(db) for site in SITES[:1]}
         site = SITES[0]
-        for _, cmd in seen.commands:
+        for cmd in seen.dispatched():
             if cmd.site == site:
                 guards[site].check(cmd, require=True)
         assert guards[site].highest == out.new_token
-        late = [c for _, c in seen.commands if c.site == site and c.fence == out.old_token][-1]
+        late = [c for c in seen.dispatched() if c.site == site and c.fence == out.old_token][-1]
         with pytest.raises(StaleFenceError, match=f"stale fencing token {out.old_token} < {out.new_token}"):
             PersistentFenceGuard(db).check(late, require=True)  # the highest token survives a restart
     finally:
         db.close()
+
+    # the real agent: the survivor's commands applied; a late one with the killed holder's token refused
+    new_ids = {c.cmd_id for _, c in seen.commands if c.site == AGENT_SITE and c.fence == out.new_token}
+    assert {a.status for a in seen.acks if a.cmd_id in new_ids} == {"applied"}
+    assert out.late_ack is not None and out.late_ack.status == "rejected"
+    assert out.late_ack.reason == f"stale fencing token {out.old_token} < {out.new_token}"
 
     # ingest: everything published is stored once; watermark = last seq
     for site in SITES:

@@ -37,7 +37,7 @@ def _round(broker: MosquittoBroker, pg: LoopbackPostgres, root: Path, sig: int) 
     PostgresStore(dsn, password=pg.password).close()
     clock = SimClock(datetime(2030, 1, 15, tzinfo=UTC), speed=SPEED)
     return asyncio.run(
-        run(Setup(broker.port, dsn, pg.password, clock, TTL_S, RENEW_S), root, stop_signal=sig)
+        run(Setup(broker.port, dsn, pg.password, clock, TTL_S, RENEW_S), root, stop_signal=sig, agent=False)
     )
 
 

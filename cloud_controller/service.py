@@ -47,6 +47,7 @@ from cloud_controller.service_setup import (
     signing_keys,
 )
 from cloud_controller.store import Store
+from cloud_controller.store.base import STORE_ERRORS
 from cloud_controller.store.influx_history import InfluxHistory
 from protocols.assets import Points
 from protocols.clock import Clock
@@ -81,6 +82,7 @@ class ControllerStats:
     guard_steps: int = 0
     guard_commands: int = 0
     commands_without_lease: int = 0  # not sent: the dispatch lease was not held (or had expired)
+    periods_skipped: int = 0  # periods not planned: already dispatched (by a predecessor) or lease gone
 
 
 class CloudController:
@@ -292,10 +294,46 @@ class CloudController:
         await self.session.wait_connected(timeout_s=3600)
         await self.clock.sleep(min(60.0, self.config.control.period_s / 10))  # retained states arrive
         while True:
-            await self.dispatch_once()
-            now = self.clock.now()
-            boundary = self._period_start(now) + timedelta(seconds=self.config.control.period_s)
-            await self.clock.sleep(max(0.0, (boundary - now).total_seconds()))
+            # the next boundary follows the period this round started in, not the time it ended:
+            # a plan that finishes past the boundary (one started late in its period, e.g. right
+            # after a takeover) is followed at once by the next period's, not a period later
+            started = self.clock.now()
+            if await self._claim_period():
+                await self.dispatch_once()
+            boundary = self._period_start(started) + timedelta(seconds=self.config.control.period_s)
+            await self.clock.sleep(max(0.0, (boundary - self.clock.now()).total_seconds()))
+
+    async def _claim_period(self) -> bool:
+        """Claim the current period in the store before planning it: no period is dispatched twice.
+
+        A successor that took the lease within a period its predecessor already claimed skips
+        it (and plans at the next boundary); without a lease there is nothing to claim.
+        """
+        if self.lease is None:
+            return True
+        token = self._fence_now()
+        now = self.clock.now()
+        period = self._period_start(now)
+        why = "no lease"
+        if token is not None:
+            try:
+                claimed = await asyncio.to_thread(
+                    self.store.claim_period,
+                    self.lease.name,
+                    self.lease.holder,
+                    token,
+                    period.timestamp(),
+                    now.timestamp(),
+                )
+            except STORE_ERRORS as exc:  # unsure whether another dispatched it: sending nothing is safe
+                claimed, why = False, f"the store did not answer the claim ({exc})"
+            else:
+                why = "already dispatched (claimed by an earlier holder)"
+            if claimed:
+                return True
+        self.stats.periods_skipped += 1
+        log.warning("period %s not dispatched: %s", period.isoformat(), why)
+        return False
 
     async def _guard_loop(self) -> None:
         period = self.config.control.guard_period_s

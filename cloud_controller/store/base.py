@@ -116,6 +116,15 @@ class Store(Protocol):
         """(holder, token, expires_at) as stored, or None if never taken."""
         ...
 
+    def claim_period(self, name: str, holder: str, token: int, period_s: float, now_s: float) -> bool:
+        """Record that lease `name`'s holder dispatches the period starting at `period_s` (POSIX s).
+
+        True only if `holder` holds the lease with `token`, unexpired at `now_s`, and no
+        period at or after this one was claimed before (by anyone): a successor that takes
+        over within a period its predecessor dispatched skips it, so no period is sent twice.
+        """
+        ...
+
     def probe_write(self, name: str, now_s: float) -> None:
         """A real write the readiness check makes: raises if the store is not writable."""
         ...

@@ -46,6 +46,7 @@ from psycopg.rows import TupleRow
 from cloud_controller.store.base import StoreError
 from cloud_controller.store.postgres_schema import (
     ACQUIRE_LEASE,
+    CLAIM_PERIOD,
     INSERT_SAMPLES,
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -388,6 +389,13 @@ class PostgresStore:
             cur.execute("SELECT holder, token, expires_at FROM leases WHERE name = %s", (name,))
             row = cur.fetchone()
         return None if row is None else (str(row[0]), int(row[1]), float(row[2]))
+
+    def claim_period(self, name: str, holder: str, token: int, period_s: float, now_s: float) -> bool:
+        """Claim the period starting at `period_s` for lease `name`'s holder (see `Store.claim_period`)."""
+        args = {"name": name, "holder": holder, "token": token, "period": period_s, "now": now_s}
+        with self._tx() as cur:
+            cur.execute(CLAIM_PERIOD, args)
+            return cur.fetchone() is not None
 
     def probe_write(self, name: str, now_s: float) -> None:
         """A real write the readiness check makes: raises StoreError if the database does not take it."""

@@ -13,7 +13,15 @@ from collections.abc import Callable
 import psycopg
 from psycopg.rows import TupleRow
 
-__all__ = ["ACQUIRE_LEASE", "INSERT_SAMPLES", "MIGRATIONS", "SCHEMA_VERSION", "UPSERT_LATEST", "Cursor"]
+__all__ = [
+    "ACQUIRE_LEASE",
+    "CLAIM_PERIOD",
+    "INSERT_SAMPLES",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "UPSERT_LATEST",
+    "Cursor",
+]
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +83,30 @@ def _migration_2(cur: Cursor) -> str:
     return "grid_envelopes: the operator's operating envelopes (web/limits_api.py)"
 
 
+def _migration_3(cur: Cursor) -> str:
+    cur.execute(
+        "CREATE TABLE dispatch_periods (name text PRIMARY KEY, period_s double precision NOT NULL, token bigint NOT NULL)"
+    )
+    return "dispatch_periods: the last period each lease's holder dispatched (no period sent twice)"
+
+
 #: Ordered migrations: version -> step (returns a note kept in schema_version). Append only.
-MIGRATIONS: dict[int, Callable[[Cursor], str]] = {1: _migration_1, 2: _migration_2}
+MIGRATIONS: dict[int, Callable[[Cursor], str]] = {1: _migration_1, 2: _migration_2, 3: _migration_3}
 SCHEMA_VERSION = max(MIGRATIONS)
+
+#: The lease row is locked (FOR UPDATE) so a takeover's upsert waits for the claim or the
+#: claim sees the new holder; a claim of a period not after the last one changes nothing.
+CLAIM_PERIOD = """
+WITH held AS (
+    SELECT name FROM leases
+    WHERE name = %(name)s AND holder = %(holder)s AND token = %(token)s AND expires_at > %(now)s
+    FOR UPDATE
+)
+INSERT INTO dispatch_periods AS d (name, period_s, token) SELECT name, %(period)s, %(token)s FROM held
+ON CONFLICT (name) DO UPDATE SET period_s = excluded.period_s, token = excluded.token
+WHERE d.period_s < excluded.period_s
+RETURNING period_s
+"""
 
 INSERT_SAMPLES = """
 WITH batch AS (

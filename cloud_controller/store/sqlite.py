@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS leases (
     name TEXT PRIMARY KEY, holder TEXT NOT NULL, token INTEGER NOT NULL, expires_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS probes (name TEXT PRIMARY KEY, ts REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS dispatch_periods (name TEXT PRIMARY KEY, period_s REAL NOT NULL, token INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS grid_envelopes (pos INTEGER PRIMARY KEY, until REAL NOT NULL, json TEXT NOT NULL);
 """
 
@@ -322,6 +323,33 @@ class SqliteStore:
                 "SELECT holder, token, expires_at FROM leases WHERE name = ?", (name,)
             ).fetchone()
         return None if row is None else (str(row[0]), int(row[1]), float(row[2]))
+
+    def claim_period(self, name: str, holder: str, token: int, period_s: float, now_s: float) -> bool:
+        """Claim the period starting at `period_s` for lease `name`'s holder (see `Store.claim_period`).
+
+        One transaction under SQLite's write lock: the lease check and the claim cannot interleave
+        with a takeover.
+        """
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                held = self._db.execute(
+                    "SELECT 1 FROM leases WHERE name = ? AND holder = ? AND token = ? AND expires_at > ?",
+                    (name, holder, token, now_s),
+                ).fetchone()
+                last = self._db.execute(
+                    "SELECT period_s FROM dispatch_periods WHERE name = ?", (name,)
+                ).fetchone()
+                ok = held is not None and (last is None or float(last[0]) < period_s)
+                if ok:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO dispatch_periods VALUES (?, ?, ?)", (name, period_s, token)
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return ok
 
     def probe_write(self, name: str, now_s: float) -> None:
         """A real write (under the write lock) the readiness check makes: raises if the file is not writable."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -122,6 +123,8 @@ def test_limits_come_from_registry_telemetry_and_a_sent_cap_the_tightest_winning
 
 
 def test_a_negative_limit_in_telemetry_is_dropped_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    # the logger's own level: an earlier test may have left the root logger above WARNING
+    caplog.set_level(logging.WARNING, logger="cloud_controller.live.site_limits")
     snap = SiteSnapshot("b1", "online", points={"meter/limit_import_max_kw": -1.0})
     assert site_limits(_site(), snap, None, STARTS) is None
     assert "limit_import_max_kw = -1.0 is no limit" in caplog.text

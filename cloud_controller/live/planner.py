@@ -39,9 +39,7 @@ import numpy as np
 
 from cloud_controller.config import GridConfig
 from cloud_controller.dispatch import Answer, Engine, Schedule, SiteAssets, StepInputs
-from cloud_controller.forecast.congestion import CongestionForecast, ScenarioCongestion
-from cloud_controller.forecast.limits_input import forecast_limits
-from cloud_controller.forecast.probabilistic import ProbabilisticCongestion
+from cloud_controller.forecast.congestion import CongestionForecast
 from cloud_controller.forecast.result import ForecastOptions, ProbabilisticForecast
 from cloud_controller.grid import Region
 from cloud_controller.grid.limits import GridLimits
@@ -50,6 +48,7 @@ from cloud_controller.grid.limits_config import LimitsBook, envelopes_from_json,
 from cloud_controller.live.battery_state import battery_bounds, storage_state
 from cloud_controller.live.commands import CommandBuilder
 from cloud_controller.live.guard import FleetGuard, GuardElement
+from cloud_controller.live.plan_forecasts import PlanForecasts
 from cloud_controller.live.planning_network import planning_engine, planning_network, planning_problem
 from cloud_controller.live.site_forecast import FleetForecast, fleet_forecast, period_start, with_measurements
 from cloud_controller.live.site_limits import (
@@ -152,8 +151,7 @@ class MpcPlanner:
         self.problem = problem
         self.engine: Engine = planning_engine(problem, by_area=by_area)
         self.bat_index = {int(s): k for k, s in enumerate(problem.bat_site)}
-        self._congestion: ScenarioCongestion | None = None
-        self._probabilistic: ProbabilisticCongestion | None = None
+        self.forecasts = PlanForecasts(region, [s.region_site for s in self.sites], period_s=period_s)
         self.last_schedule: Schedule | None = None
         self.last_answer: Answer | None = None  # the last plan's route and certificate
         self._battery_control = battery_control
@@ -359,50 +357,25 @@ class MpcPlanner:
         )
 
     def congestion_forecast(self, plan: Plan, n_scenarios: int = 100) -> CongestionForecast:
-        """The FlexiGrid DSO guide's probabilistic congestion forecast for `plan`'s horizon.
-
-        AC power flows of the whole region over sampled scenarios (see forecast/congestion.py).
-        Seconds of CPU: called on demand (API), not every period.
-        """
-        if plan.site_forecast_kw is None or plan.site_sigma_kw is None:
-            raise ValueError("the plan carries no per-site forecast")
-        if self._congestion is None or self._congestion.n_scenarios != n_scenarios:
-            self._congestion = ScenarioCongestion(
-                self.region, [s.region_site for s in self.sites], n_scenarios=n_scenarios
-            )
-        limit = self.limit_kw if np.isfinite(self.limit_kw) else None
-        return self._congestion.forecast(plan.site_forecast_kw, plan.site_sigma_kw, hvmv_limit_kw=limit)
+        """The on-demand AC scenario forecast of `plan` (API; seconds of CPU; live/plan_forecasts.py)."""
+        return self.forecasts.scenarios(
+            plan, n_scenarios, self.limit_kw if np.isfinite(self.limit_kw) else None
+        )
 
     def probabilistic_forecast(
         self, plan: Plan, options: ForecastOptions | None = None
     ) -> ProbabilisticForecast:
-        """The full probabilistic congestion forecast of `plan` (every element; forecast/probabilistic.py).
+        """The full probabilistic congestion forecast of `plan`: every element, the limits in force.
 
-        Reads only the plan and a model built once per planner, never the LP: the service runs
+        Reads only the plan and models built once per planner, never the LP: the service runs
         it in a worker thread after every plan without holding the plan lock.
         """
-        if plan.site_forecast_kw is None or plan.site_sigma_kw is None:
-            raise ValueError("the plan carries no per-site forecast")
-        if self._probabilistic is None:
-            self._probabilistic = ProbabilisticCongestion(self.region, [s.region_site for s in self.sites])
-        pc = self._probabilistic
-        limit = self.limit_kw if np.isfinite(self.limit_kw) else None
-        # every element against the limit in force in each interval: the net's, the config's
-        # overrides, a DSO's envelopes, each bus's own band (forecast/limits_input.py)
-        starts = interval_starts(
-            period_start(plan.at, self.period_s), len(plan.site_forecast_kw), self.period_s
-        )
-        branch_pct, band = forecast_limits(
-            self.limits_book.current(plan.at), pc.branch_refs, pc.bus_refs, starts, self.period_s
-        )
-        return pc.forecast(
-            plan.site_forecast_kw,
-            plan.site_sigma_kw,
+        return self.forecasts.probabilistic(
+            plan,
             options,
-            background_kw=self.stations.households_kw(plan.station_background),  # None: fleet only
-            hvmv_limit_kw=limit,
-            branch_limit_pct=branch_pct,
-            bus_band_pu=band,
+            limits=self.limits_book.current(plan.at),
+            limit_kw=self.limit_kw if np.isfinite(self.limit_kw) else None,
+            background_kw=self.stations.households_kw(plan.station_background),
         )
 
     def note_sent(self, commands: Sequence[Command]) -> None:

@@ -10,12 +10,12 @@ and UTC day for the contract's `events_per_day` rule.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cloud_controller.dr.contracts import Contract
+from cloud_controller.store.sqlite_file import open_sqlite
 
 __all__ = ["DrStore"]
 
@@ -35,13 +35,9 @@ class DrStore:
     """Thread-safe (one lock), like the controller's `SqliteStore`."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
+        self._db = open_sqlite(path, SCHEMA)
 
     def put_contract(self, contract: Contract) -> None:
         """Insert or replace the contract of (site, program)."""

@@ -9,11 +9,11 @@ one lock, explicit statements. Each row holds the wire model's JSON
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
 
+from cloud_controller.store.sqlite_file import open_sqlite
 from protocols.market import MarketOffer, MarketOrder, MarketRequest, MarketSettlement
 
 __all__ = ["MarketStore"]
@@ -43,13 +43,9 @@ class MarketStore:
     """Thread-safe (one lock), like the controller's other SQLite stores."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
+        self._db = open_sqlite(path, SCHEMA)
 
     def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:

@@ -9,10 +9,11 @@ rows: a VTN of a DSO holds hundreds of objects, not millions.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
+
+from cloud_controller.store.sqlite_file import open_sqlite
 
 __all__ = ["OpenAdrStore"]
 
@@ -28,13 +29,9 @@ class OpenAdrStore:
     """Thread-safe (one lock): FastAPI runs the sync handlers in worker threads."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
+        self._db = open_sqlite(path, SCHEMA)
 
     def put(self, kind: str, obj: dict[str, Any]) -> None:
         """Insert or replace; a new object goes to the end of its kind's order, a replaced one keeps its place."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from cloud_controller.grid import build_schutterwald_region
 from cloud_controller.web.assets import PLOTLY_URL
@@ -43,17 +43,6 @@ def _shot_name(path: str) -> str:
     if path.startswith("/ui/sites/"):
         return "site"
     return path.removeprefix("/ui/").strip("/")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    path = harness.chromium_or_fail()
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=path, args=["--no-sandbox", "--disable-gpu"])
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @dataclass

@@ -14,13 +14,12 @@ from __future__ import annotations
 import json
 import os
 import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
 from cloud_controller.service import CloudController
 from gridflex.ops.broker import MosquittoBroker
@@ -40,17 +39,6 @@ contracts:
   - {{site: {SITE}, program: peak, directions: [reduce], p_max_kw: 3, events_per_day: 5,
      max_duration: PT1H, battery: {{asset: {BATTERY}, capacity_kwh: 10}}}}
 """
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    path = harness.chromium_or_fail()
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=path, args=["--no-sandbox", "--disable-gpu"])
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:

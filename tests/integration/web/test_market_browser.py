@@ -9,12 +9,11 @@ error and without a request to another host, and show those numbers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
 from cloud_controller.market.config import MarketConfig
 from cloud_controller.market.metering import store_metering
@@ -27,17 +26,6 @@ from protocols.messages import Sample
 from tests.integration.web import harness
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    path = harness.chromium_or_fail()
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=path, args=["--no-sandbox", "--disable-gpu"])
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def _fill_market(ctl: CloudController) -> None:

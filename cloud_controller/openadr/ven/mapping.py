@@ -303,7 +303,7 @@ def _step_delivered_kw(dr_report: Mapping[str, Any]) -> dict[int, float]:
 
 def delivery_report(
     event: Mapping[str, Any],
-    mapped: Sequence[MappedRequest],
+    spans: Mapping[str, Sequence[tuple[int, int, int]]],
     dr_reports: Mapping[str, Mapping[str, Any]],
     rule: ProgramMap,
     *,
@@ -313,12 +313,13 @@ def delivery_report(
 
     An event interval is reported once every one of its DR steps has its delivery (the
     DR report's rows summed over sites); the value is the mean kW over those steps.
+    `spans` is each request's `MappedRequest.spans`, by request id (what the bridge keeps).
     """
     slots = {s.interval_id: s for s in event_slots(event, rule)}
     intervals: list[dict[str, Any]] = []
-    for m in mapped:
-        per_step = _step_delivered_kw(dr_reports.get(m.request.request_id) or {})
-        for interval_id, first, n in m.spans:
+    for request_id, request_spans in spans.items():
+        per_step = _step_delivered_kw(dr_reports.get(request_id) or {})
+        for interval_id, first, n in request_spans:
             steps = [per_step.get(first + j) for j in range(n)]
             if any(v is None for v in steps):
                 continue

@@ -210,8 +210,11 @@ def test_report_is_the_mean_delivered_kw_per_event_interval_once_all_its_steps_a
     rows = [
         {"site": s, "step": k, "delivered_kw": kw} for k in range(8) for s, kw in (("a", 6.0), ("b", 3.0 + k))
     ]
-    assert delivery_report(FLEX_DAY, [m], {rid: {"intervals": rows[:-2]}}, RULE, ven_name="agg") is None
-    report = delivery_report(FLEX_DAY, [m], {rid: {"intervals": rows}}, RULE, ven_name="agg")
+    assert (
+        delivery_report(FLEX_DAY, {rid: m.spans}, {rid: {"intervals": rows[:-2]}}, RULE, ven_name="agg")
+        is None
+    )
+    report = delivery_report(FLEX_DAY, {rid: m.spans}, {rid: {"intervals": rows}}, RULE, ven_name="agg")
     assert report is not None
     assert (report["eventID"], report["clientName"]) == ("ev-1", "agg")
     assert report["payloadDescriptors"][0]["payloadType"] == "DELIVERED_FLEX"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -38,7 +39,7 @@ def test_check_config_prints_the_config_without_the_secret(tmp_path: Path) -> No
 
 
 def _bad(key: str, value: object) -> dict[str, object]:
-    doc = yaml.safe_load(yaml.safe_dump(GOOD))
+    doc: dict[str, Any] = yaml.safe_load(yaml.safe_dump(GOOD))
     section, _, field = key.partition(".")
     if field:
         doc[section][field] = value

@@ -343,14 +343,10 @@ def delivery_report(
         "programID": event.get("programID"),
         "clientName": ven_name,
         "reportName": f"gridflex-delivery-{event['id']}",
-        "payloadDescriptors": [
-            {
-                "objectType": "REPORT_PAYLOAD_DESCRIPTOR",
-                "payloadType": rule.report_payload,
-                "readingType": "MEAN",
-                "units": "KW",
-            }
-        ],
+        # payloadType and units only: openadr3-client 2.4.2 parses a 3.1 report's descriptors
+        # as *event* payload descriptors (objectType must be EVENT_PAYLOAD_DESCRIPTOR, no
+        # readingType), so the spec's REPORT_PAYLOAD_DESCRIPTOR would make it refuse the report
+        "payloadDescriptors": [{"payloadType": rule.report_payload, "units": "KW"}],
         "resources": [
             {
                 "resourceName": targets[0] if len(targets) == 1 else "aggregate",

@@ -1,0 +1,225 @@
+"""GridFlex's VEN bridge end to end: the library's BL writes an event, the VEN turns it into a DR request, the BL reads the report.
+
+Parties, all real, on loopback: the controller's app under uvicorn (its VTN — the
+"utility's" VTN here — and its DR API, with the DR activator's loop running beside it), the
+ElaadNL `openadr3-client` BL in its 3.12 venv (`ven_party.py`, one subprocess for the whole
+test), and the VEN bridge over plain HTTP with its own httpx client and the VTN's VEN
+credentials.
+
+Numbers: one contract (site a, reduce ≤ 20 kW, no minimum notice); the site's snapshot at
+selection says 50 kW (the baseline) and its meter reads 35 kW, so a FLEX interval of 10 kW
+delivers 15 kW; the BL reads back a DELIVERED_FLEX report of 15.0 kW under the VEN's client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from cloud_controller.api import create_app
+from cloud_controller.config import CloudConfig
+from cloud_controller.live.types import SiteSnapshot
+from cloud_controller.openadr.ven.bridge import Bridge
+from cloud_controller.openadr.ven.clients import DrApiClient, VtnClient
+from cloud_controller.openadr.ven.config import VenConfig, VenCredentials
+from cloud_controller.registry import Registry
+from cloud_controller.service import CloudController
+from protocols.clock import RealClock
+from protocols.messages import Sample
+from tests.integration.openadr.test_openadr_interop import oa3_python
+from tests.integration.openadr.vtn_server import clients_of
+
+pytestmark = pytest.mark.integration
+
+PARTY = Path(__file__).with_name("ven_party.py")
+OPERATOR = "operator-0123456789abcdef"
+CONTRACTS = """
+contracts:
+  - {site: a, program: peak, directions: [reduce], p_max_kw: 20, events_per_day: 10,
+     max_duration: PT2H, min_notice: PT0S}
+"""
+
+
+def _config(tmp: Path) -> CloudConfig:
+    (tmp / "contracts.yaml").write_text(CONTRACTS, encoding="utf-8")
+    (tmp / "op").write_text(OPERATOR, encoding="utf-8")
+    return CloudConfig.model_validate(
+        {
+            "store": {"path": str(tmp / "store.sqlite")},
+            "control": {"dispatch": False, "guard_period_s": 0},
+            "api": {"host": "127.0.0.1", "port": 0, "operator_token_file": str(tmp / "op")},
+            "dashboard": {"enabled": False},
+            "dr": {"contracts": str(tmp / "contracts.yaml"), "report_after_s": 0},
+            "openadr": {"enabled": True, "credentials_file": str(tmp / "oa3-clients.yaml")},
+        }
+    )
+
+
+@contextmanager
+def _serving(ctl: CloudController) -> Iterator[str]:
+    """The app under uvicorn and the DR activator's loop (period 0.1 s) on one event loop, in a thread."""
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(ctl), host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    )
+
+    async def main() -> None:
+        activator = asyncio.create_task(ctl.dr_activator.run(period_s=0.1))
+        try:
+            await server._serve()
+        finally:
+            activator.cancel()
+            await asyncio.gather(activator, return_exceptions=True)
+
+    thread = threading.Thread(target=lambda: asyncio.run(main()), name="vtn", daemon=True)
+    thread.start()
+    try:
+        for _ in range(600):
+            if server.started or not thread.is_alive():
+                break
+            time.sleep(0.05)
+        assert server.started, "uvicorn did not start"
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+class Party:
+    """The BL subprocess: one JSON line per command, one per answer."""
+
+    def __init__(self, job: dict[str, Any]) -> None:
+        self.proc = subprocess.Popen(
+            [str(oa3_python()), str(PARTY)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={"OAUTHLIB_INSECURE_TRANSPORT": "1", "PATH": "/usr/bin:/bin"},
+        )
+        assert self.ask(job) == {"ready": True}
+
+    def ask(self, cmd: dict[str, Any]) -> Any:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            _, err = self.proc.communicate(timeout=10)
+            raise AssertionError(f"openadr3-client party died:\n{err[-4000:]}")
+        return json.loads(line)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write('{"op": "quit"}\n')
+            self.proc.stdin.flush()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+async def _wait(cond: Any, what: str, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def test_library_event_becomes_a_dr_request_and_its_delivery_a_report_the_library_reads(
+    tmp_path: Path,
+) -> None:
+    cfg = _config(tmp_path)
+    ctl = CloudController(cfg, Registry(sites=()), clock=RealClock())
+    ctl.snapshots["a"] = SiteSnapshot(site="a", mode="online", p_net_kw=50.0)
+    creds = clients_of(cfg)
+    party: Party | None = None
+    try:
+        with _serving(ctl) as base:
+            vtn_url = f"{base}/openadr3"
+            party = Party({"vtn_url": vtn_url, "bl_id": creds["bl"][0], "bl_secret": creds["bl"][1]})
+            t0 = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)  # 1-2 s ahead
+            ctl.store.write_samples(
+                "a",
+                [
+                    Sample(
+                        seq=0,
+                        asset="meter",
+                        point="p_kw",
+                        value=35.0,
+                        unit="kW",
+                        ts=t0 - timedelta(seconds=2),
+                    )
+                ],
+            )
+            made = party.ask(
+                {
+                    "op": "event",
+                    "program_name": "utility-flex",
+                    "event_name": "flex-station-1",
+                    "target": "station-1",
+                    "intervals": [[t0.isoformat(), 1, 10.0]],
+                }
+            )
+            ven_cfg = VenConfig.model_validate(
+                {
+                    "vtn": {"url": vtn_url, "ven_name": "gridflex-agg"},
+                    "dr_api": {"url": base, "operator_token_file": str(tmp_path / "op")},
+                    "programs": [{"program": "utility-flex", "dr_program": "peak"}],
+                }
+            )
+            clock = RealClock()
+            async with httpx.AsyncClient(timeout=10) as http:
+                ven_creds = VenCredentials(client_id=creds["ven"][0], secret=creds["ven"][1])
+                bridge = Bridge(
+                    ven_cfg,
+                    VtnClient(http, vtn_url, ven_creds, clock=clock),
+                    DrApiClient(http, base, OPERATOR),
+                    clock=clock,
+                )
+                stats = await bridge.poll_once()
+                assert (stats.events_seen, stats.accepted, stats.last_error) == (1, 1, None)
+                (record,) = ctl.dr.requests.all()
+                assert (record.request.program, record.request.p_kw, record.request.start) == (
+                    "peak",
+                    10.0,
+                    t0,
+                )
+                assert record.status in ("selected", "active")
+
+                async def delivered() -> bool:
+                    rep = await DrApiClient(http, base, OPERATOR).report(record.request.request_id)
+                    return rep is not None and rep["intervals_reported"] == 1
+
+                await _wait(delivered, "the DR delivery of the 1-second interval")
+                stats = await bridge.poll_once()
+                assert (stats.reports_created, stats.last_error) == (1, None)
+            reports = party.ask({"op": "reports", "event_id": made["event_id"]})
+    finally:
+        if party is not None:
+            party.close()
+        ctl.store.close()
+        ctl.dr.close()
+        ctl.market.close()
+        if ctl.openadr is not None:
+            ctl.openadr.close()
+
+    (report,) = reports
+    assert (report["client_id"], report["client_name"]) == (creds["ven"][0], "gridflex-agg")
+    assert report["resources"] == [
+        {"name": "station-1", "intervals": [{"id": 0, "type": "DELIVERED_FLEX", "values": [15.0]}]}
+    ]

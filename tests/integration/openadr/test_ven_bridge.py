@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +29,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+import yaml
 
 from cloud_controller.api import create_app
 from cloud_controller.config import CloudConfig
@@ -222,4 +225,125 @@ async def test_library_event_becomes_a_dr_request_and_its_delivery_a_report_the_
     assert (report["client_id"], report["client_name"]) == (creds["ven"][0], "gridflex-agg")
     assert report["resources"] == [
         {"name": "station-1", "intervals": [{"id": 0, "type": "DELIVERED_FLEX", "values": [15.0]}]}
+    ]
+
+
+def _ven_cli(args: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """`python -m gridflex ven run FILE --once` as an operator runs it (its own process); its status JSON."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "gridflex", "ven", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+        check=False,
+    )
+    assert proc.returncode == 0, (
+        f"gridflex ven failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-3000:]}"
+    )
+    return dict(json.loads(proc.stdout))
+
+
+@pytest.mark.slow
+async def test_nl_flex_day_through_the_cli_two_dispatches_one_report_and_a_restart_resubmits_nothing(
+    tmp_path: Path,
+) -> None:
+    """An NL-shaped FLEX event (0 kW hour, 10 kW dispatch, 0 kW hour, 6 kW dispatch) → two DR requests → one report.
+
+    The VEN runs as `gridflex ven run FILE --once`, three times over one state file: the first
+    submits both dispatches, the second (after both are delivered) posts the report with
+    intervals 1 and 3 at 15 kW each, the third finds nothing to do.
+    """
+    cfg = _config(tmp_path)
+    ctl = CloudController(cfg, Registry(sites=()), clock=RealClock())
+    ctl.snapshots["a"] = SiteSnapshot(site="a", mode="online", p_net_kw=50.0)
+    creds = clients_of(cfg)
+    party: Party | None = None
+    try:
+        with _serving(ctl) as base:
+            vtn_url = f"{base}/openadr3"
+            party = Party({"vtn_url": vtn_url, "bl_id": creds["bl"][0], "bl_secret": creds["bl"][1]})
+            ven_file = tmp_path / "ven.yaml"
+            ven_file.write_text(
+                yaml.safe_dump(
+                    {
+                        "vtn": {"url": vtn_url, "ven_name": "gridflex-agg"},
+                        "dr_api": {"url": base, "operator_token_file": "op"},
+                        "programs": [{"program": "utility-flex", "dr_program": "peak"}],
+                        "state_file": "ven-state.json",
+                    }
+                ),
+                encoding="utf-8",
+            )
+            env = {"GRIDFLEX_VEN_CLIENT_ID": creds["ven"][0], "GRIDFLEX_VEN_CLIENT_SECRET": creds["ven"][1]}
+            t0 = datetime.now(UTC).replace(microsecond=0) + timedelta(
+                seconds=6
+            )  # the CLI starts in ~2 s (more on a loaded machine)
+            ctl.store.write_samples(
+                "a",
+                [
+                    Sample(
+                        seq=0,
+                        asset="meter",
+                        point="p_kw",
+                        value=35.0,
+                        unit="kW",
+                        ts=t0 - timedelta(seconds=3),
+                    )
+                ],
+            )
+            sec = timedelta(seconds=1)
+            rows: list[tuple[datetime, int, float]] = [
+                (t0, 1, 0.0),
+                (t0 + sec, 2, 10.0),
+                (t0 + 3 * sec, 1, 0.0),
+                (t0 + 4 * sec, 1, 6.0),
+            ]
+            made = party.ask(
+                {
+                    "op": "event",
+                    "program_name": "utility-flex",
+                    "event_name": "flex-station-1-day",
+                    "target": "station-1",
+                    "intervals": [[t.isoformat(), s, kw] for t, s, kw in rows],
+                }
+            )
+            first = await asyncio.to_thread(_ven_cli, ["run", str(ven_file), "--once"], env)
+            assert (first["stats"]["accepted"], first["stats"]["last_error"]) == (2, None)
+            requests = sorted(ctl.dr.requests.all(), key=lambda r: r.request.start)
+            assert [(r.request.start, r.request.p_kw) for r in requests] == [
+                (t0 + sec, 10.0),
+                (t0 + 4 * sec, 6.0),
+            ]
+
+            async def delivered() -> bool:
+                reps = [ctl.dr_activator.report(r.request.request_id) for r in requests]
+                return all(rep is not None and rep["intervals_reported"] == 1 for rep in reps)
+
+            await _wait(delivered, "both dispatches delivered")
+            second = await asyncio.to_thread(_ven_cli, ["run", str(ven_file), "--once"], env)
+            assert (second["stats"]["reports_created"], second["stats"]["submitted"]) == (1, 0)
+            third = await asyncio.to_thread(_ven_cli, ["run", str(ven_file), "--once"], env)
+            assert (
+                third["stats"]["submitted"],
+                third["stats"]["reports_created"],
+                third["stats"]["reports_updated"],
+            ) == (
+                0,
+                0,
+                0,
+            )
+            reports = party.ask({"op": "reports", "event_id": made["event_id"]})
+    finally:
+        if party is not None:
+            party.close()
+        ctl.store.close()
+        ctl.dr.close()
+        ctl.market.close()
+        if ctl.openadr is not None:
+            ctl.openadr.close()
+    (report,) = reports
+    assert report["resources"][0]["intervals"] == [
+        {"id": 1, "type": "DELIVERED_FLEX", "values": [15.0]},
+        {"id": 3, "type": "DELIVERED_FLEX", "values": [15.0]},
     ]

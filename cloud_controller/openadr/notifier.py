@@ -194,11 +194,6 @@ class Notifier:
 
     # -- status and shutdown ---------------------------------------------------------
 
-    def pending(self) -> int:
-        """Notifications queued and not yet finished (sent, failed or dropped)."""
-        with self._lock:
-            return self.queued - self.sent - self.failed
-
     def status(self) -> dict[str, Any]:
         """Counters for `GET /openadr3/status`."""
         with self._lock:

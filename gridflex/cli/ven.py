@@ -24,7 +24,7 @@ EXIT_CONFIG = 2
 
 
 def _loaded(path: Path, cmd: str) -> tuple[Any, Any, str]:
-    from cloud_controller.openadr.ven.config import load_credentials, load_operator_token, load_ven_config
+    from cloud_controller.openadr.ven import load_credentials, load_operator_token, load_ven_config
 
     try:
         cfg = load_ven_config(path)
@@ -37,8 +37,7 @@ def _loaded(path: Path, cmd: str) -> tuple[Any, Any, str]:
 async def _serve(cfg: Any, creds: Any, token: str, *, once: bool) -> dict[str, Any]:
     import httpx
 
-    from cloud_controller.openadr.ven.bridge import Bridge
-    from cloud_controller.openadr.ven.clients import DrApiClient, VtnClient
+    from cloud_controller.openadr.ven import Bridge, DrApiClient, VtnClient
     from protocols.clock import RealClock
 
     clock = RealClock()

@@ -200,8 +200,8 @@ class Bridge:
 
     async def _report(self, tracked: TrackedEvent) -> None:
         live = {rid: e for rid, e in tracked.requests.items() if e["status"] in _LIVE}
-        if not live:
-            return
+        if not live or tracked.reported_intervals >= sum(len(e["spans"]) for e in live.values()):
+            return  # nothing accepted, or every interval reported already: no more DR calls
         reports: dict[str, dict[str, Any]] = {}
         for rid in live:
             got = await self.dr.report(rid)

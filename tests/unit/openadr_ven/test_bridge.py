@@ -238,3 +238,12 @@ async def test_an_unreachable_vtn_is_counted_and_named_not_raised(tmp_path: Path
         stats = await bridge.poll_once()
     assert (stats.polls, stats.poll_errors) == (1, 1)
     assert stats.last_error is not None and stats.last_error.startswith("GET /auth/server: no answer")
+
+
+@pytest.mark.asyncio
+async def test_a_refused_token_is_replaced_once_and_the_poll_goes_on(rig: Rig) -> None:
+    await rig.bridge.poll_once()
+    assert rig.bridge.vtn.tokens_fetched == 1
+    rig.bridge.vtn._token = "forged-token"  # still "valid" by its expiry: the VTN answers 401
+    stats = await rig.bridge.poll_once()
+    assert (stats.poll_errors, stats.last_error, rig.bridge.vtn.tokens_fetched) == (0, None, 2)

@@ -111,3 +111,13 @@ def test_credentials_from_the_environment_and_a_failed_poll_exits_1(
     result = runner.invoke(app, ["ven", "run", "--once", str(path)])  # nothing listens on 127.0.0.1:9
     assert result.exit_code == 1
     assert '"poll_errors": 1' in result.output and "GET /auth/server: no answer" in result.output
+
+
+def test_the_example_file_is_valid(tmp_path: Path) -> None:
+    from cloud_controller.openadr.ven.config import load_ven_config
+
+    cfg = load_ven_config(Path(__file__).parents[3] / "examples" / "ven.yaml")
+    assert [(p.program, p.dr_program, p.simple_levels_kw) for p in cfg.programs] == [
+        ("congestion-nl", "peak", {1: 10.0, 2: 20.0, 3: 40.0})
+    ]
+    assert cfg.dr_api.operator_token_file.name == "operator.token" and cfg.vtn.credentials_file is None

@@ -12,7 +12,9 @@ Each poll (`poll_once`):
 3. an event gone from the VTN cancels its requests;
 4. for every accepted request, the controller's DR report; once an event interval's steps
    all have their delivery, the event's report (`mapping.delivery_report`) is created on
-   the VTN, and updated (PUT) as more intervals come in.
+   the VTN, and updated (PUT) as more intervals come in. A programme with `profile: nlflex`
+   gets the Dutch profile's reports instead (`nlflex.py`): an ACK when the event's first
+   request is accepted, one delivery report once the whole event is over.
 
 A failed call (VTN or controller away) is counted and kept in `last_error`; what was not
 done is tried at the next poll — nothing is marked done before its call succeeded. What
@@ -30,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cloud_controller.openadr.ven import nlflex
 from cloud_controller.openadr.ven.clients import DrApiClient, VenHttpError, VtnClient
 from cloud_controller.openadr.ven.config import ProgramMap, VenConfig
 from cloud_controller.openadr.ven.mapping import Refusal, delivery_report, event_requests
@@ -53,6 +56,7 @@ class TrackedEvent:
     unmapped: str | None = None
     report_id: str | None = None
     reported_intervals: int = 0
+    ack_id: str | None = None  # the NL profile's ACK report
 
 
 @dataclass
@@ -71,6 +75,7 @@ class BridgeStats:
     cancelled: int = 0
     reports_created: int = 0
     reports_updated: int = 0
+    acks_posted: int = 0
     missing_programs: list[str] = field(default_factory=list)
     last_error: str | None = None
 
@@ -172,6 +177,7 @@ class Bridge:
                 tracked.requests[m.request.request_id] = {
                     "status": "new",
                     "spans": [list(s) for s in m.spans],
+                    "step_s": m.step_s,
                     "request": m.request.model_dump(mode="json"),
                 }
         self.events[event_id] = tracked
@@ -198,17 +204,26 @@ class Bridge:
                 entry["status"] = "cancelled"
                 self.stats.cancelled += 1
 
-    async def _report(self, tracked: TrackedEvent) -> None:
-        live = {rid: e for rid, e in tracked.requests.items() if e["status"] in _LIVE}
-        if not live or tracked.reported_intervals >= sum(len(e["spans"]) for e in live.values()):
-            return  # nothing accepted, or every interval reported already: no more DR calls
+    async def _dr_reports(self, live: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         reports: dict[str, dict[str, Any]] = {}
         for rid in live:
             got = await self.dr.report(rid)
             if got is not None:
                 reports[rid] = got
-        spans = {rid: [(int(a), int(b), int(c)) for a, b, c in e["spans"]] for rid, e in live.items()}
+        return reports
+
+    async def _report(self, tracked: TrackedEvent) -> None:
+        live = {rid: e for rid, e in tracked.requests.items() if e["status"] in _LIVE}
+        if not live:
+            return
         rule = self.rules[tracked.program]
+        spans = {rid: [(int(a), int(b), int(c)) for a, b, c in e["spans"]] for rid, e in live.items()}
+        if rule.profile == "nlflex":
+            await self._nl_reports(tracked, live, spans, rule)
+            return
+        if tracked.reported_intervals >= sum(len(v) for v in spans.values()):
+            return  # every interval reported already: no more DR calls
+        reports = await self._dr_reports(live)
         report = delivery_report(tracked.event, spans, reports, rule, ven_name=self.cfg.vtn.ven_name)
         if report is None:
             return
@@ -223,6 +238,39 @@ class Bridge:
             self.stats.reports_updated += 1
         tracked.reported_intervals = n
         log.info("VEN: event %s reported, %d interval(s)", tracked.event["id"], n)
+
+    async def _nl_reports(
+        self,
+        tracked: TrackedEvent,
+        live: Mapping[str, Any],
+        spans: Mapping[str, list[tuple[int, int, int]]],
+        rule: ProgramMap,
+    ) -> None:
+        """The NL profile: an ACK once an accepted request exists; one delivery report when all is over."""
+        ven_name = self.cfg.vtn.ven_name
+        if tracked.ack_id is None:
+            tracked.ack_id = str(
+                (await self.vtn.create_report(nlflex.ack_report(tracked.event, ven_name=ven_name)))["id"]
+            )
+            self.stats.acks_posted += 1
+        if tracked.report_id is not None:
+            return
+        steps = {rid: int(e.get("step_s", 0)) for rid, e in live.items()}
+        report = nlflex.delivery_report(
+            tracked.event,
+            spans,
+            steps,
+            await self._dr_reports(live),
+            rule,
+            ven_name=ven_name,
+            now=self.clock.now(),
+        )
+        if report is None:
+            return
+        tracked.report_id = str((await self.vtn.create_report(report))["id"])
+        tracked.reported_intervals = len(report["resources"][0]["intervals"])
+        self.stats.reports_created += 1
+        log.info("VEN: event %s delivery reported (NL profile)", tracked.event["id"])
 
     # -- the loop -------------------------------------------------------------------
 
@@ -245,6 +293,7 @@ class Bridge:
                     "unmapped": t.unmapped,
                     "requests": {rid: e["status"] for rid, e in t.requests.items()},
                     "report_id": t.report_id,
+                    "ack_id": t.ack_id,
                     "reported_intervals": t.reported_intervals,
                 }
                 for k, t in self.events.items()

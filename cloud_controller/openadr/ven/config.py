@@ -34,7 +34,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cloud_controller.auth import read_token_file
@@ -49,6 +57,7 @@ __all__ = [
     "VenConfig",
     "VenCredentials",
     "VtnConfig",
+    "is_ean13",
     "load_credentials",
     "load_operator_token",
     "load_ven_config",
@@ -115,6 +124,9 @@ class ProgramMap(_Model):
     target_sites: dict[Name, list[DrProgram]] = Field(default_factory=dict)
     #: The DR selection's longest step; an event's intervals are cut into equal steps no longer.
     step_minutes: int = Field(default=15, ge=1, le=240)
+    #: `nlflex`: the Dutch profile's reports (an ACK on receipt; one delivery report per event,
+    #: AGGREGATED_REPORT, a value per 15 min of every event interval) and whole quarter hours only.
+    profile: Literal["openadr", "nlflex"] = "openadr"
 
 
 class VenConfig(_Model):
@@ -135,6 +147,23 @@ class VenConfig(_Model):
         if dup:
             raise ValueError(f"programme(s) {dup} mapped twice")
         return programs
+
+    @model_validator(mode="after")
+    def _nl_ven_name(self) -> VenConfig:
+        if any(p.profile == "nlflex" for p in self.programs) and not is_ean13(self.vtn.ven_name):
+            raise ValueError(
+                f"vtn.ven_name {self.vtn.ven_name!r}: the NL profile's venName (our reports' clientName) "
+                "is the service provider's EAN13 (13 digits, valid check digit)"
+            )
+        return self
+
+
+def is_ean13(code: str) -> bool:
+    """13 digits whose last is the GS1 check digit (weights 1, 3 from the left)."""
+    if len(code) != 13 or not code.isdigit():
+        return False
+    total = sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(code[:12]))
+    return (10 - total % 10) % 10 == int(code[12])
 
 
 class VenCredentials(_Model):

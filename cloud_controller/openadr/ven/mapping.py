@@ -48,6 +48,7 @@ __all__ = [
 #: Payload types that say how many kW; PRICE only prices them.
 KW_TYPES = ("FLEX", "SIMPLE", "IMPORT_CAPACITY_LIMIT")
 MAX_STEPS = 10_000  # DRRequest.intervals' bound
+QUARTER_HOUR_S = 900
 
 _dt = TypeAdapter(datetime)
 _td = TypeAdapter(timedelta)
@@ -271,6 +272,12 @@ def event_requests(
     event_id = str(event.get("id", "?"))
     try:
         slots = event_slots(event, rule)
+        if rule.profile == "nlflex":
+            odd = [s.interval_id for s in slots if (s.end - s.start).total_seconds() % QUARTER_HOUR_S]
+            if odd:
+                raise _Refused(
+                    f"intervals {odd} are not whole quarter hours (the NL profile reports per 15 min)"
+                )
         sites = _sites(event, rule)
         blocks = _blocks(slots, now)
         if not blocks:

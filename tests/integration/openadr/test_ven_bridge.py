@@ -39,7 +39,7 @@ from cloud_controller.openadr.ven.clients import DrApiClient, VtnClient
 from cloud_controller.openadr.ven.config import VenConfig, VenCredentials
 from cloud_controller.registry import Registry
 from cloud_controller.service import CloudController
-from protocols.clock import RealClock
+from protocols.clock import RealClock, SimClock
 from protocols.messages import Sample
 from tests.integration.openadr.test_openadr_interop import oa3_python
 from tests.integration.openadr.vtn_server import clients_of
@@ -55,7 +55,7 @@ contracts:
 """
 
 
-def _config(tmp: Path) -> CloudConfig:
+def _config(tmp: Path, **openadr: Any) -> CloudConfig:
     (tmp / "contracts.yaml").write_text(CONTRACTS, encoding="utf-8")
     (tmp / "op").write_text(OPERATOR, encoding="utf-8")
     return CloudConfig.model_validate(
@@ -65,19 +65,27 @@ def _config(tmp: Path) -> CloudConfig:
             "api": {"host": "127.0.0.1", "port": 0, "operator_token_file": str(tmp / "op")},
             "dashboard": {"enabled": False},
             "dr": {"contracts": str(tmp / "contracts.yaml"), "report_after_s": 0},
-            "openadr": {"enabled": True, "credentials_file": str(tmp / "oa3-clients.yaml")},
+            "openadr": {"enabled": True, "credentials_file": str(tmp / "oa3-clients.yaml"), **openadr},
         }
     )
 
 
 @contextmanager
-def _serving(ctl: CloudController) -> Iterator[str]:
-    """The app under uvicorn and the DR activator's loop (period 0.1 s) on one event loop, in a thread."""
+def _serving(ctl: CloudController, loops: list[asyncio.AbstractEventLoop] | None = None) -> Iterator[str]:
+    """The app under uvicorn and the DR activator's loop (period 0.1 s) on one event loop, in a thread.
+
+    With `loops` given, the activator's loop is not started (a SimClock test ticks it itself)
+    and the server's event loop is appended, so the test can run coroutines on it.
+    """
     server = uvicorn.Server(
         uvicorn.Config(create_app(ctl), host="127.0.0.1", port=0, log_level="warning", lifespan="off")
     )
 
     async def main() -> None:
+        if loops is not None:
+            loops.append(asyncio.get_running_loop())
+            await server._serve()
+            return
         activator = asyncio.create_task(ctl.dr_activator.run(period_s=0.1))
         try:
             await server._serve()
@@ -347,3 +355,96 @@ async def test_nl_flex_day_through_the_cli_two_dispatches_one_report_and_a_resta
         {"id": 1, "type": "DELIVERED_FLEX", "values": [15.0]},
         {"id": 3, "type": "DELIVERED_FLEX", "values": [15.0]},
     ]
+
+
+async def test_nl_profile_ack_and_delivery_reports_pass_the_nlflex_validators(tmp_path: Path) -> None:
+    """`profile: nlflex` on a SimClock: an NL FLEX day (0 / 10.01 kW for PT2H / 0) → ACK, then the delivery report.
+
+    The library's BL reads both reports back and the nlflex plugin's direct validators find
+    no error in either — the delivery report also checked against the event's intervals
+    (same ids and periods, adjacent hours included, one value per 15 min): 4 × 0, 8 × 15, 4 × 0.
+    """
+    clock = SimClock(datetime(2030, 1, 15, 15, 0, tzinfo=UTC))
+    cfg = _config(tmp_path, token_ttl_s=86400)  # the clock jumps 4 h: tokens outlive it
+    ctl = CloudController(cfg, Registry(sites=()), clock=clock)
+    ctl.snapshots["a"] = SiteSnapshot(site="a", mode="online", p_net_kw=50.0)
+    ctl.store.write_samples(
+        "a",
+        [
+            Sample(
+                seq=k,
+                asset="meter",
+                point="p_kw",
+                value=35.0,
+                unit="kW",
+                ts=datetime(2030, 1, 15, 17, 15 * k % 60, tzinfo=UTC) + timedelta(hours=k // 4),
+            )
+            for k in range(8)
+        ],
+    )
+    creds = clients_of(cfg)
+    loops: list[asyncio.AbstractEventLoop] = []
+    party: Party | None = None
+    try:
+        with _serving(ctl, loops) as base:
+            vtn_url = f"{base}/openadr3"
+            party = Party({"vtn_url": vtn_url, "bl_id": creds["bl"][0], "bl_secret": creds["bl"][1]})
+            made = party.ask(
+                {
+                    "op": "event",
+                    "program_name": "utility-nl",
+                    "event_name": "flex-station-1-20300115",
+                    "target": "station-1",
+                    "intervals": [
+                        ["2030-01-15T16:00:00+00:00", 3600, 0.0],
+                        ["2030-01-15T17:00:00+00:00", 7200, 10.01],
+                        ["2030-01-15T19:00:00+00:00", 3600, 0.0],
+                    ],
+                }
+            )
+            ven_cfg = VenConfig.model_validate(
+                {
+                    "vtn": {"url": vtn_url, "ven_name": "8719999000008"},
+                    "dr_api": {"url": base, "operator_token_file": str(tmp_path / "op")},
+                    "programs": [{"program": "utility-nl", "dr_program": "peak", "profile": "nlflex"}],
+                }
+            )
+            async with httpx.AsyncClient(timeout=10) as http:
+                ven_creds = VenCredentials(client_id=creds["ven"][0], secret=creds["ven"][1])
+                bridge = Bridge(
+                    ven_cfg,
+                    VtnClient(http, vtn_url, ven_creds, clock=clock),
+                    DrApiClient(http, base, OPERATOR),
+                    clock=clock,
+                )
+                stats = await bridge.poll_once()
+                assert (stats.accepted, stats.acks_posted, stats.reports_created, stats.last_error) == (
+                    1,
+                    1,
+                    0,
+                    None,
+                )
+                clock.advance(4 * 3600 + 10)  # 19:00:10: the dispatch is over (report_after_s 0)
+                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(ctl.dr_activator.tick(), loops[0]))
+                stats = await bridge.poll_once()
+                assert (stats.reports_created, stats.last_error) == (
+                    0,
+                    None,
+                )  # the adjacent hour runs until 20:00
+                clock.advance(3600)
+                stats = await bridge.poll_once()
+                assert (stats.reports_created, stats.acks_posted, stats.last_error) == (1, 1, None)
+            checks = party.ask({"op": "nl_check", "event_id": made["event_id"]})
+    finally:
+        if party is not None:
+            party.close()
+        ctl.store.close()
+        ctl.dr.close()
+        ctl.market.close()
+        if ctl.openadr is not None:
+            ctl.openadr.close()
+    by_kind = {c["kind"]: c for c in checks}
+    assert sorted(by_kind) == ["FLEX_ACKNOWLEDGMENT", "FLEX_DELIVERY"]
+    assert by_kind["FLEX_ACKNOWLEDGMENT"]["errors"] == [] and by_kind["FLEX_DELIVERY"]["errors"] == []
+    assert by_kind["FLEX_ACKNOWLEDGMENT"]["values"] == [[True]]
+    assert by_kind["FLEX_DELIVERY"]["values"] == [[0.0] * 4, [15.0] * 8, [0.0] * 4]

@@ -8,6 +8,9 @@ line, so one interpreter start serves the whole test:
 - `{"op": "event", "program_name", "event_name", "target", "intervals": [[start, seconds, kw]]}`:
   creates the programme when missing and an event with FLEX (KW) intervals; answers ids.
 - `{"op": "reports", "event_id"}`: the reports on that event as the client parses them.
+- `{"op": "nl_check", "event_id"}`: each report on that event through the nlflex plugin's
+  direct validators (no global registration): its kind and errors, the delivery report also
+  against the event's intervals.
 - `{"op": "quit"}`.
 """
 
@@ -76,6 +79,32 @@ def main() -> None:
                 )
             )
             _answer({"program_id": programs[name], "event_id": event.id})
+        elif cmd["op"] == "nl_check":
+            from openadr3_client_nlflex_compliance.nlflex10.report_nlflex_compliant import (
+                ReportKind,
+                report_kind,
+                validate_flex_delivery_report_compliant,
+                validate_report_nlflex_compliant,
+            )
+
+            event = bl.events.get_event_by_id(cmd["event_id"])
+            out = []
+            for r in bl.reports.get_reports(
+                pagination=None, program_id=None, event_id=cmd["event_id"], client_name=None
+            ):
+                errors = list(validate_report_nlflex_compliant(r) or ())
+                if report_kind(r) is ReportKind.FLEX_DELIVERY:
+                    errors += list(
+                        validate_flex_delivery_report_compliant(r, event_intervals=event.intervals) or ()
+                    )
+                out.append(
+                    {
+                        "kind": str(report_kind(r)),
+                        "errors": [str(e.get("ctx", {}).get("error", e)) for e in errors],
+                        "values": [list(iv.payloads[0].values) for iv in r.resources[0].intervals],
+                    }
+                )
+            _answer(out)
         elif cmd["op"] == "reports":
             reports = bl.reports.get_reports(
                 pagination=None, program_id=None, event_id=cmd["event_id"], client_name=None

@@ -71,6 +71,9 @@ def _validated(kind: str, body: Any) -> dict[str, Any]:
     out = obj.model_dump(by_alias=True, mode="json", exclude_none=True)
     for f in SERVER_FIELDS:
         out.pop(f, None)
+    if kind == "subscriptions":  # openadr3-client cannot parse an objectOperation without it (null is fine)
+        for op in out["objectOperations"]:
+            op.setdefault("bearerToken", None)
     return out
 
 

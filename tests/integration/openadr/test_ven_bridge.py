@@ -42,7 +42,8 @@ from cloud_controller.service import CloudController
 from protocols.clock import RealClock, SimClock
 from protocols.messages import Sample
 from tests.integration.openadr.test_openadr_interop import oa3_python
-from tests.integration.openadr.vtn_server import clients_of
+from tests.integration.openadr.test_subscriptions import Receiver
+from tests.integration.openadr.vtn_server import bearer, clients_of
 
 pytestmark = pytest.mark.integration
 
@@ -143,6 +144,10 @@ class Party:
                 self.proc.wait(5)
 
 
+async def _true(value: bool) -> bool:
+    return value
+
+
 async def _wait(cond: Any, what: str, timeout_s: float = 20.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not await cond():
@@ -154,15 +159,28 @@ async def _wait(cond: Any, what: str, timeout_s: float = 20.0) -> None:
 async def test_library_event_becomes_a_dr_request_and_its_delivery_a_report_the_library_reads(
     tmp_path: Path,
 ) -> None:
-    cfg = _config(tmp_path)
+    cfg = _config(tmp_path, callback_hosts=["127.0.0.1"])
     ctl = CloudController(cfg, Registry(sites=()), clock=RealClock())
     ctl.snapshots["a"] = SiteSnapshot(site="a", mode="online", p_net_kw=50.0)
     creds = clients_of(cfg)
     party: Party | None = None
+    receiver = Receiver()  # the utility's BL hears of our report by callback, too
     try:
         with _serving(ctl) as base:
             vtn_url = f"{base}/openadr3"
             party = Party({"vtn_url": vtn_url, "bl_id": creds["bl"][0], "bl_secret": creds["bl"][1]})
+            sub = {
+                "clientName": "utility-bl",
+                "objectOperations": [
+                    {"objects": ["REPORT"], "operations": ["POST"], "callbackUrl": receiver.url}
+                ],
+            }
+            posted = await asyncio.to_thread(
+                lambda: httpx.post(
+                    f"{vtn_url}/subscriptions", json=sub, headers=bearer(vtn_url, *creds["bl"]), timeout=10
+                )
+            )
+            assert posted.status_code == 201, posted.text
             t0 = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)  # 1-2 s ahead
             ctl.store.write_samples(
                 "a",
@@ -220,9 +238,12 @@ async def test_library_event_becomes_a_dr_request_and_its_delivery_a_report_the_
                 stats = await bridge.poll_once()
                 assert (stats.reports_created, stats.last_error) == (1, None)
             reports = party.ask({"op": "reports", "event_id": made["event_id"]})
+            subscriptions = party.ask({"op": "subscriptions"})
+            await _wait(lambda: _true(len(receiver.got) == 1), "the report's notification")
     finally:
         if party is not None:
             party.close()
+        receiver.close()
         ctl.store.close()
         ctl.dr.close()
         ctl.market.close()
@@ -231,6 +252,11 @@ async def test_library_event_becomes_a_dr_request_and_its_delivery_a_report_the_
 
     (report,) = reports
     assert (report["client_id"], report["client_name"]) == (creds["ven"][0], "gridflex-agg")
+    assert subscriptions == [
+        {"client_name": "utility-bl", "callbacks": [receiver.url], "objects": ["REPORT"]}
+    ]
+    ((_, note),) = receiver.got
+    assert (note["objectType"], note["operation"], note["object"]["id"]) == ("REPORT", "POST", report["id"])
     assert report["resources"] == [
         {"name": "station-1", "intervals": [{"id": 0, "type": "DELIVERED_FLEX", "values": [15.0]}]}
     ]

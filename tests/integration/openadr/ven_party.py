@@ -11,6 +11,7 @@ line, so one interpreter start serves the whole test:
 - `{"op": "nl_check", "event_id"}`: each report on that event through the nlflex plugin's
   direct validators (no global registration): its kind and errors, the delivery report also
   against the event's intervals.
+- `{"op": "subscriptions"}`: every subscription as the client parses it (client name, callbacks).
 - `{"op": "quit"}`.
 """
 
@@ -105,6 +106,20 @@ def main() -> None:
                     }
                 )
             _answer(out)
+        elif cmd["op"] == "subscriptions":
+            subs = bl.subscriptions.get_subscriptions(
+                pagination=None, program_id=None, client_name=None, objects=None
+            )
+            _answer(
+                [
+                    {
+                        "client_name": s.client_name,
+                        "callbacks": [str(op.callback_url) for op in s.object_operations],
+                        "objects": [str(o) for op in s.object_operations for o in op.objects],
+                    }
+                    for s in subs
+                ]
+            )
         elif cmd["op"] == "reports":
             reports = bl.reports.get_reports(
                 pagination=None, program_id=None, event_id=cmd["event_id"], client_name=None

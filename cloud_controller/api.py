@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from cloud_controller.dr.feeders import station_grid_of
 from cloud_controller.dr.problem import SelectionError
 from cloud_controller.dr.requests_store import DrRecord
-from cloud_controller.dr.service import DrRefused
+from cloud_controller.dr.service import DrConflict, DrRefused
 from cloud_controller.health import health_routes
 from cloud_controller.market.roles import MarketAuth, MarketTokens
 from cloud_controller.metrics import CONTENT_TYPE, ControllerMetrics
@@ -289,6 +289,8 @@ def _dr_write_routes(app: FastAPI, controller: CloudController) -> None:
                 sites=controller.dr_activator.ctx.sites,
                 grid=station_grid_of(controller.built_planner, controller.congestion.latest),
             )
+        except DrConflict as exc:  # another controller on the same store recorded it meanwhile
+            raise HTTPException(409, str(exc)) from None
         except DrRefused as exc:
             raise HTTPException(422, {"reason": str(exc), "refusals": exc.refusals}) from None
         except SelectionError as exc:

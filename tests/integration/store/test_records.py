@@ -9,9 +9,11 @@ from __future__ import annotations
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
+from cloud_controller.config import CloudConfig
 from cloud_controller.dr.requests_store import DrRecord, DrRequestStore
 from cloud_controller.dr.service import DrConflict, DrRefused, DrService
 from cloud_controller.dr.store import DrStore
@@ -21,9 +23,10 @@ from cloud_controller.openadr.oauth import Client
 from cloud_controller.openadr.resources import Vtn, VtnError
 from cloud_controller.openadr.store import OpenAdrStore
 from cloud_controller.store.base import StoreError
-from cloud_controller.store.records import RecordConflict
+from cloud_controller.store.records import RecordConflict, SqliteRecords, records_of
 from gridflex.ops.postgres import LoopbackPostgres
 from protocols.clock import SimClock
+from protocols.errors import ConfigError
 from protocols.market import MarketIsp, MarketOrder, MarketSettlement, SettledIsp
 from tests.integration.store.conftest import Records
 from tests.integration.store.records_cases import (
@@ -267,3 +270,30 @@ def test_postgres_write_section_that_cannot_get_the_lock_fails_naming_the_area(
         holder.close()
         impatient.close()
         other_area.close()
+
+
+def test_records_of_follows_the_store_kind_and_names_an_unreadable_password_file(
+    pg_server: LoopbackPostgres, pg_schema: str, tmp_path: Path
+) -> None:
+    from cloud_controller.store.records_pg import PostgresRecords
+
+    local = records_of(
+        CloudConfig.model_validate({"store": {"path": str(tmp_path / "s.sqlite")}}),
+        "dr",
+        tmp_path / "dr.sqlite",
+    )
+    try:
+        assert isinstance(local, SqliteRecords) and local.where == str(tmp_path / "dr.sqlite")
+    finally:
+        local.close()
+    store = {"kind": "postgres", "dsn": pg_server.dsn(pg_schema), "password_file": str(tmp_path / "pw")}
+    with pytest.raises(ConfigError, match="cannot read PostgreSQL password") as err:
+        records_of(CloudConfig.model_validate({"store": store}), "market", tmp_path / "unused.sqlite")
+    assert str(tmp_path / "pw") in str(err.value)
+    (tmp_path / "pw").write_text(pg_server.password + "\n")
+    shared = records_of(CloudConfig.model_validate({"store": store}), "market", tmp_path / "unused.sqlite")
+    try:
+        assert isinstance(shared, PostgresRecords) and "password" not in shared.where
+        assert not (tmp_path / "unused.sqlite").exists()
+    finally:
+        shared.close()

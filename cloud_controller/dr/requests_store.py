@@ -101,6 +101,21 @@ class DrRequestStore:
             (request_id, json.dumps(run)),
         )
 
+    def create_run(self, request_id: str, run: dict[str, Any]) -> dict[str, Any]:
+        """Store a request's first activation state unless one is stored already; the stored one.
+
+        Two controllers preparing the same request at once (the API's and the dispatcher's)
+        keep the first, so a run that has sent steps is never reset by a late preparation.
+        """
+        with self.db.write():
+            self.db.execute(
+                "INSERT INTO dr_runs VALUES (?, ?) ON CONFLICT (request_id) DO NOTHING",
+                (request_id, json.dumps(run)),
+            )
+            stored = self.get_run(request_id)
+        assert stored is not None  # inserted or already there, in this section
+        return stored
+
     def get_run(self, request_id: str) -> dict[str, Any] | None:
         """A request's activation state, or None before it was prepared."""
         rows = self.db.query("SELECT run FROM dr_runs WHERE request_id = ?", (request_id,))

@@ -297,3 +297,15 @@ def test_records_of_follows_the_store_kind_and_names_an_unreadable_password_file
         assert not (tmp_path / "unused.sqlite").exists()
     finally:
         shared.close()
+
+
+def test_a_dr_run_is_created_once_and_a_late_preparation_gets_the_stored_one(records: Records) -> None:
+    first, late = DrRequestStore(records.open("dr")), DrRequestStore(records.open("dr"))
+    try:
+        assert first.create_run("r1", {"sent_steps": []}) == {"sent_steps": []}
+        first.put_run("r1", {"sent_steps": [0]})  # the dispatcher sent step 0
+        assert late.create_run("r1", {"sent_steps": []}) == {"sent_steps": [0]}  # not reset
+        assert first.get_run("r1") == {"sent_steps": [0]}
+    finally:
+        first.close()
+        late.close()

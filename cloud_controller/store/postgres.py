@@ -27,7 +27,8 @@ changes is how concurrent writers agree:
   SQLite: the TTL must exceed the clock skew between machines.
 - **Schema.** Versioned migrations under an advisory lock (`schema_version`); migration 1
   creates the tables, and turns `samples` into a hypertable where TimescaleDB can be
-  created in the database (a plain table otherwise).
+  created in the database (a plain table otherwise). `postgres_schema.migrate` is shared
+  with the record stores (`records_pg.py`; their tables are migration 4).
 """
 
 from __future__ import annotations

@@ -55,25 +55,23 @@ class _Job:
 
 
 def _open(job: _Job | tuple[RecordsKind, str, str | None]) -> Any:
-    from cloud_controller.market.store import MarketStore
+    from cloud_controller import MarketStore, PostgresRecords
 
     kind, location, password = (job.kind, job.location, job.password) if isinstance(job, _Job) else job
     if kind == "sqlite":
         return MarketStore(Path(location))
-    from cloud_controller.store.records_pg import PostgresRecords
-
     return MarketStore(PostgresRecords(location, "market", password=password))
 
 
 def _config() -> Any:
-    from cloud_controller.market.config import MarketConfig
+    from cloud_controller import MarketConfig
 
     return MarketConfig(fsps={"fsp-a": {}, "fsp-b": {}}, congestion_points={CP: ["a1"]})
 
 
 def _writer(job: _Job, go: MpEvent, out: Any) -> None:
     """Spawn target: build this writer's offers, say ready, post them on `go`, report the count."""
-    from cloud_controller.market.book import Book
+    from cloud_controller import Book
     from protocols.market import MarketIsp, MarketOffer, MarketOption
 
     fsp = ("fsp-a", "fsp-b")[job.index % 2]

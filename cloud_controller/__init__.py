@@ -2,8 +2,9 @@
 
 The public face, what the composition root (`gridflex`) builds the service from: the
 service and its config, the registry, the live planner and its types, the region and the
-store. Each name is imported on first use, so `import cloud_controller` does not load
-pandapower, pyomo or aiomqtt (`gridflex --help` stays fast). The offline study and the
+stores (time series; the record stores' back ends and the market's book over them, for
+`gridflex bench records`). Each name is imported on first use, so `import cloud_controller`
+does not load pandapower, pyomo or aiomqtt (`gridflex --help` stays fast). The offline study and the
 dispatch engine have their own faces, `cloud_controller.study` and `cloud_controller.dispatch`.
 """
 
@@ -31,28 +32,38 @@ if TYPE_CHECKING:
         SiteRef,
         SiteSnapshot,
     )
+    from cloud_controller.market.book import Book
+    from cloud_controller.market.config import MarketConfig
+    from cloud_controller.market.store import MarketStore
     from cloud_controller.registry import Registry, load_registry
     from cloud_controller.service import CloudController
     from cloud_controller.store import SqliteStore
     from cloud_controller.store.postgres import PostgresStore
+    from cloud_controller.store.records import SqliteRecords
+    from cloud_controller.store.records_pg import PostgresRecords
 
 __all__ = [
     "AssetRef",
     "BacktestConfig",
+    "Book",
     "CloudConfig",
     "CloudController",
     "ForecastOptions",
     "GridMeterRef",
     "History",
+    "MarketConfig",
+    "MarketStore",
     "MpcPlanner",
     "Plan",
     "Planner",
+    "PostgresRecords",
     "PostgresStore",
     "ProbabilisticCongestion",
     "Region",
     "Registry",
     "SiteRef",
     "SiteSnapshot",
+    "SqliteRecords",
     "SqliteStore",
     "build_planner",
     "build_schutterwald_region",
@@ -66,20 +77,25 @@ __all__ = [
 _WHERE = {
     "AssetRef": "cloud_controller.live.types",
     "BacktestConfig": "cloud_controller.forecast.quality_backtest",
+    "Book": "cloud_controller.market.book",
     "CloudConfig": "cloud_controller.config",
     "CloudController": "cloud_controller.service",
     "ForecastOptions": "cloud_controller.forecast.result",
     "GridMeterRef": "cloud_controller.live.types",
     "History": "cloud_controller.live.types",
+    "MarketConfig": "cloud_controller.market.config",
+    "MarketStore": "cloud_controller.market.store",
     "MpcPlanner": "cloud_controller.live.planner",
     "Plan": "cloud_controller.live.types",
     "Planner": "cloud_controller.live.types",
+    "PostgresRecords": "cloud_controller.store.records_pg",
     "PostgresStore": "cloud_controller.store.postgres",
     "ProbabilisticCongestion": "cloud_controller.forecast.probabilistic",
     "Region": "cloud_controller.grid",
     "Registry": "cloud_controller.registry",
     "SiteRef": "cloud_controller.live.types",
     "SiteSnapshot": "cloud_controller.live.types",
+    "SqliteRecords": "cloud_controller.store.records",
     "SqliteStore": "cloud_controller.store",
     "build_planner": "cloud_controller.live.planner",
     "build_schutterwald_region": "cloud_controller.grid",

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from cloud_controller.dr.feeders import station_grid_of
 from cloud_controller.dr.problem import SelectionError
 from cloud_controller.dr.requests_store import DrRecord
-from cloud_controller.dr.service import DrRefused
+from cloud_controller.dr.service import DrConflict, DrRefused
 from cloud_controller.health import health_routes
 from cloud_controller.market.roles import MarketAuth, MarketTokens
 from cloud_controller.metrics import CONTENT_TYPE, ControllerMetrics
@@ -278,9 +278,6 @@ def _dr_write_routes(app: FastAPI, controller: CloudController) -> None:
             req = DRRequest.model_validate_json(body)
         except ValidationError as exc:
             raise HTTPException(422, exc.errors(include_url=False, include_context=False)) from None
-        known = dr.requests.get(req.request_id)
-        if known is not None and known.status != "refused":  # a refused request may be posted again
-            raise HTTPException(409, f"DR request {req.request_id!r} exists already ({known.status})")
         try:
             record = await asyncio.to_thread(
                 dr.submit,
@@ -289,6 +286,8 @@ def _dr_write_routes(app: FastAPI, controller: CloudController) -> None:
                 sites=controller.dr_activator.ctx.sites,
                 grid=station_grid_of(controller.built_planner, controller.congestion.latest),
             )
+        except DrConflict as exc:  # recorded already, by this or another controller on the store
+            raise HTTPException(409, str(exc)) from None
         except DrRefused as exc:
             raise HTTPException(422, {"reason": str(exc), "refusals": exc.refusals}) from None
         except SelectionError as exc:

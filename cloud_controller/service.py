@@ -49,6 +49,7 @@ from cloud_controller.service_setup import (
 from cloud_controller.store import Store
 from cloud_controller.store.base import STORE_ERRORS
 from cloud_controller.store.influx_history import InfluxHistory
+from cloud_controller.store.records import records_of
 from protocols.assets import Points
 from protocols.clock import Clock
 from protocols.codec import encode
@@ -119,7 +120,7 @@ class CloudController:
         #: Requests accepted by this process (the DR store in `dr` holds every request across restarts).
         self.dr_requests: list[DRRequest] = []
         self.dr = DrService(
-            config.dr.store_path or config.store.path.with_name("dr.sqlite"),
+            records_of(config, "dr", config.dr.store_path or config.store.path.with_name("dr.sqlite")),
             clock=clock,
             contracts_file=config.dr.contracts,
             step_minutes=config.dr.step_minutes,
@@ -142,7 +143,9 @@ class CloudController:
         #: the local flexibility market (docs/market.md): its book, its FSP topics, clearing at gate closure
         self.market = MarketShell(
             config.market,
-            config.market.store_path or config.store.path.with_name("market.sqlite"),
+            records_of(
+                config, "market", config.market.store_path or config.store.path.with_name("market.sqlite")
+            ),
             clock=clock,
             session=self.session,
             registered=registry.ids,

@@ -165,8 +165,7 @@ class DrActivator:
         }
         if not_commandable:
             log.warning("DR %s: not commandable: %s", req.request_id, "; ".join(not_commandable))
-        self.dr.requests.put_run(req.request_id, run)
-        return run
+        return self.dr.requests.create_run(req.request_id, run)  # another controller's, if it came first
 
     # -- what the planner must leave alone -----------------------------------------
 

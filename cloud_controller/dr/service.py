@@ -16,7 +16,11 @@ moves a station over its limit. `select()` (HiGHS) answers; the record
 `cancelled`) is stored, and each selected site's participation counts against its
 `events_per_day`.
 
-Pure of I/O except the two SQLite stores; the controller publishes (service.py).
+Pure of I/O except the two stores (one record database: a SQLite file, or the PostgreSQL
+several controllers share); the controller publishes (service.py). The check and the
+record are one write section of the DR area, so of two controllers given the same
+request id one records it and the other gets `DrConflict` (the API's 409), and an
+`events_per_day` count is never read by one while the other records.
 """
 
 from __future__ import annotations
@@ -42,15 +46,25 @@ from cloud_controller.dr.sources import battery_source, site_limit
 from cloud_controller.dr.store import DrStore
 from cloud_controller.dr.zone_sources import ZoneSource, fan_speeds_pct, setpoints_c, zone_sources
 from cloud_controller.live.types import SiteRef, SiteSnapshot
+from cloud_controller.store.records import RecordDb, SqliteRecords
 from flexmodels import BatteryFlexState
 from protocols.clock import Clock
 from protocols.errors import GridflexError
 from protocols.messages import DRRequest
 
-__all__ = ["DEFAULT_SOC_PCT", "DrRefused", "DrService", "selection_request"]
+__all__ = ["DEFAULT_SOC_PCT", "DrConflict", "DrRefused", "DrService", "selection_request"]
 
 #: SOC assumed for a contracted battery whose site has not reported one yet.
 DEFAULT_SOC_PCT = 50.0
+
+
+class DrConflict(GridflexError):
+    """A request with that id is recorded already (by this controller or another one on the same store)."""
+
+    def __init__(self, request_id: str, status: str) -> None:
+        self.request_id = request_id
+        self.status = status
+        super().__init__(f"DR request {request_id!r} exists already ({status})")
 
 
 class DrRefused(GridflexError):
@@ -177,11 +191,14 @@ def _refusals(refused: list[Eligibility]) -> list[dict[str, str]]:
 class DrService:
     """The DR store, its requests and the contracts file, behind one lock for check-and-record."""
 
-    def __init__(self, path: Path, *, clock: Clock, contracts_file: Path | None, step_minutes: int) -> None:
+    def __init__(
+        self, path: Path | RecordDb, *, clock: Clock, contracts_file: Path | None, step_minutes: int
+    ) -> None:
         self.clock = clock
         self.step_minutes = step_minutes
-        self.contracts = DrStore(path)
-        self.requests = DrRequestStore(path)
+        db = SqliteRecords(path) if isinstance(path, Path) else path
+        self.contracts = DrStore(db)
+        self.requests = DrRequestStore(db)
         self.batteries: dict[tuple[str, str], SiteBattery] = {}
         self._lock = threading.Lock()  # the events-per-day count and the event record are one step
         if contracts_file is not None:
@@ -200,11 +217,17 @@ class DrService:
     ) -> DrRecord:
         """Check, select and record `request`; record it `refused` and raise `DrRefused` when no contract accepts it.
 
+        A request id recorded already (other than `refused`, which may be posted again) raises
+        `DrConflict`, whichever controller recorded it.
+
         `sites` (the registry) lets a heat pump's envelope command its zone; `grid` adds the
         stations' feeder rows from the congestion forecast (without it, none, as before).
         """
         received: datetime = self.clock.now()
-        with self._lock:
+        with self._lock, self.requests.write():
+            known = self.requests.get(request.request_id)
+            if known is not None and known.status != "refused":
+                raise DrConflict(request.request_id, known.status)
             counts = self.contracts.events_on_day(request.program, request.start)
             contracts = self.contracts.contracts(request.program)
             accepted, refused = eligible_sites(contracts, request, events_that_day=counts, received=received)
@@ -215,45 +238,60 @@ class DrService:
                         {"site": "", "rule": "program", "reason": f"no contract under {request.program!r}"}
                     ]
                 self.requests.put(DrRecord(request, received.timestamp(), "refused", {}, refusals))
-                raise DrRefused(refusals)
-            sreq = selection_request(request, step_minutes=self.step_minutes)
-            sources: list[Source] = []
-            zones: dict[tuple[str, str], ZoneSource] = {}
-            for c in accepted:
-                got, zs = _sources(
-                    c,
-                    self.batteries.get(c.key),
-                    snapshots.get(c.site),
-                    (sites or {}).get(c.site),
-                    request,
-                    sreq.n_steps,
-                )
-                sources += got
-                zones.update({(z.source.site, z.source.asset): z for z in zs})
-            notes = [z.note for z in zones.values() if z.note]
-            feeders: list[Feeder] = []
-            if grid is not None:
-                bounds = interval_bounds(request.start, request.end, sreq.n_steps)
-                feeders, grid_notes = feeders_from_forecast(grid, bounds, [c.site for c in accepted])
-                notes += grid_notes
-            sel = select(sreq, sources, limits=[site_limit(c) for c in accepted], feeders=feeders)
-            record = DrRecord(
-                request=request,
-                received_ts=received.timestamp(),
-                status="selected" if sel.status == "full" else "partial",
-                selection=_selection_json(sel, sources, zones, notes),
-                refusals=refusals,
+                record = None  # refused: raised after the section, so its record is committed
+            else:
+                record = self._selected(request, accepted, refusals, received, snapshots, sites, grid)
+        if record is None:
+            raise DrRefused(refusals)
+        return record
+
+    def _selected(
+        self,
+        request: DRRequest,
+        accepted: list[Contract],
+        refusals: list[dict[str, str]],
+        received: datetime,
+        snapshots: Mapping[str, SiteSnapshot],
+        sites: Mapping[str, SiteRef] | None,
+        grid: StationGrid | None,
+    ) -> DrRecord:
+        """Select among the accepted contracts and record the request and its events (in the caller's section)."""
+        sreq = selection_request(request, step_minutes=self.step_minutes)
+        sources: list[Source] = []
+        zones: dict[tuple[str, str], ZoneSource] = {}
+        for c in accepted:
+            got, zs = _sources(
+                c,
+                self.batteries.get(c.key),
+                snapshots.get(c.site),
+                (sites or {}).get(c.site),
+                request,
+                sreq.n_steps,
             )
-            self.requests.put(record)
-            for site in sel.sites:
-                self.contracts.record_event(
-                    request.request_id, site, request.program, request.start, request.end
-                )
+            sources += got
+            zones.update({(z.source.site, z.source.asset): z for z in zs})
+        notes = [z.note for z in zones.values() if z.note]
+        feeders: list[Feeder] = []
+        if grid is not None:
+            bounds = interval_bounds(request.start, request.end, sreq.n_steps)
+            feeders, grid_notes = feeders_from_forecast(grid, bounds, [c.site for c in accepted])
+            notes += grid_notes
+        sel = select(sreq, sources, limits=[site_limit(c) for c in accepted], feeders=feeders)
+        record = DrRecord(
+            request=request,
+            received_ts=received.timestamp(),
+            status="selected" if sel.status == "full" else "partial",
+            selection=_selection_json(sel, sources, zones, notes),
+            refusals=refusals,
+        )
+        self.requests.put(record)
+        for site in sel.sites:
+            self.contracts.record_event(request.request_id, site, request.program, request.start, request.end)
         return record
 
     def cancel(self, request_id: str) -> DrRecord | None:
         """Mark a request `cancelled` (kept, with its selection); None if unknown."""
-        with self._lock:
+        with self._lock, self.requests.write():
             record = self.requests.get(request_id)
             if record is None:
                 return None

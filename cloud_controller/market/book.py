@@ -6,6 +6,9 @@ same checks and each refusal names its field and reason (`Refused`: the API's 42
 turns them into the core's `FlexRequest`/`FlexOffer` and back into `MarketOrder`s. The
 submission time of an offer is the time it reached the book (the controller's Clock), not
 the `ts` the FSP wrote: gate closure is judged on what we saw. Pure of I/O except the store.
+Every check-and-write runs in the store's write section, so several controllers sharing
+one market store (PostgreSQL) never both accept one offer id, never number two clearings
+alike, and never clear the same open request twice.
 """
 
 from __future__ import annotations
@@ -93,7 +96,7 @@ class Book:
             raise Refused(
                 422, "congestion_point", f"unknown congestion point {req.congestion_point!r} ({known})"
             )
-        with self._lock:
+        with self._lock, self.store.write():
             known_req = self.store.request(req.request_id)
             if known_req is not None:
                 old, status = known_req
@@ -117,7 +120,7 @@ class Book:
 
     def withdraw_request(self, request_id: str) -> None:
         """Withdraw an open request (the need is gone); its offers are refused at the next clearing."""
-        with self._lock:
+        with self._lock, self.store.write():
             found = self.store.request(request_id)
             if found is None:
                 raise Refused(404, "request_id", f"no request {request_id!r}")
@@ -146,7 +149,7 @@ class Book:
             check_gate(now, first, self.config.gate_closure_s)
         except MarketRefusal as exc:
             raise Refused(422, "options", str(exc)) from None
-        with self._lock:
+        with self._lock, self.store.write():
             if offer.request_id is not None:
                 found = self.store.request(offer.request_id)
                 if found is None:
@@ -162,7 +165,7 @@ class Book:
 
     def revoke_offer(self, offer_id: str, fsp: str | None) -> MarketOffer:
         """Revoke an open offer (`fsp` None: the operator may revoke any)."""
-        with self._lock:
+        with self._lock, self.store.write():
             found = self.store.offer(offer_id)
             if found is None:
                 raise Refused(404, "offer_id", f"no offer {offer_id!r}")
@@ -197,7 +200,7 @@ class Book:
         and the AC check (grid_check.py); a clearing the AC check blocks marks its requests
         `blocked` (no orders: the curative guard keeps the grid).
         """
-        with self._lock:
+        with self._lock, self.store.write():
             reqs = [
                 r for r, _ in self.store.requests("open") if not gate_closed_only or self.gate_of(r) <= now
             ]
@@ -283,7 +286,16 @@ class Book:
     def settle_due(
         self, now: datetime, metering: Metering
     ) -> tuple[list[MarketSettlement], list[dict[str, str]]]:
-        """Settle every unsettled order whose last ISP has ended; (settlements, failures with reasons)."""
+        """Settle every unsettled order whose last ISP has ended; (settlements, failures with reasons).
+
+        In the write section: of two controllers settling at once, one settles, the other finds it done.
+        """
+        with self._lock, self.store.write():
+            return self._settle_due(now, metering)
+
+    def _settle_due(
+        self, now: datetime, metering: Metering
+    ) -> tuple[list[MarketSettlement], list[dict[str, str]]]:
         done = {s.order_id for s in self.store.settlements()}
         out: list[MarketSettlement] = []
         failed: list[dict[str, str]] = []

@@ -28,6 +28,7 @@ from cloud_controller.market.config import MarketConfig
 from cloud_controller.market.forecast_hook import ViewBuilder
 from cloud_controller.market.grid_view import GridView
 from cloud_controller.market.store import MarketStore
+from cloud_controller.store.records import RecordDb
 from protocols.clock import Clock
 from protocols.errors import ConfigError, ContractError
 from protocols.market import MarketKind, MarketRequest, MarketSettlement, decode_offer, market_topic
@@ -75,7 +76,7 @@ class MarketShell:
     def __init__(
         self,
         config: MarketConfig,
-        store_path: Path,
+        store_path: Path | RecordDb,
         *,
         clock: Clock,
         session: MqttSession,

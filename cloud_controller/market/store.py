@@ -1,7 +1,8 @@
-"""The market's requests, offers, clearings, orders and settlements on SQLite: a restart keeps them.
+"""The market's requests, offers, clearings, orders and settlements on SQLite or PostgreSQL: a restart keeps them.
 
-The DR store's pattern (`cloud_controller/dr/store.py`): its own file, WAL, a busy timeout,
-one lock, explicit statements. Each row holds the wire model's JSON
+The DR store's pattern (`cloud_controller/dr/store.py`): its own record database
+(`cloud_controller.store.records`: its own SQLite file, or the shared PostgreSQL), explicit
+statements, and the book's read-modify-writes inside `write()`. Each row holds the wire model's JSON
 (`protocols.market`), validated again when read back, plus the columns queries need
 (status, FSP, congestion point).
 """
@@ -9,11 +10,11 @@ one lock, explicit statements. Each row holds the wire model's JSON
 from __future__ import annotations
 
 import json
-import threading
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from cloud_controller.store.sqlite_file import open_sqlite
+from cloud_controller.store.records import RecordDb, SqliteRecords
 from protocols.market import MarketOffer, MarketOrder, MarketRequest, MarketSettlement
 
 __all__ = ["MarketStore"]
@@ -39,34 +40,60 @@ CREATE TABLE IF NOT EXISTS market_settlements (
 """
 
 
-class MarketStore:
-    """Thread-safe (one lock), like the controller's other SQLite stores."""
+#: Upserts in the dialect SQLite and PostgreSQL share (a revision replaces its request, …).
+_PUT_REQUEST = (
+    "INSERT INTO market_requests VALUES (?, ?, ?, ?, ?) ON CONFLICT (request_id) DO UPDATE SET "
+    "congestion_point = excluded.congestion_point, status = excluded.status, "
+    "received = excluded.received, json = excluded.json"
+)
+_PUT_OFFER = (
+    "INSERT INTO market_offers VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (offer_id) DO UPDATE SET "
+    "fsp = excluded.fsp, congestion_point = excluded.congestion_point, status = excluded.status, "
+    "received = excluded.received, json = excluded.json"
+)
+_PUT_CLEARING = (
+    "INSERT INTO market_clearings VALUES (?, ?, ?) "
+    "ON CONFLICT (clearing_id) DO UPDATE SET at = excluded.at, json = excluded.json"
+)
+_PUT_ORDER = (
+    "INSERT INTO market_orders (order_id, fsp, clearing_id, json) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (order_id) DO UPDATE SET fsp = excluded.fsp, clearing_id = excluded.clearing_id, "
+    "json = excluded.json"
+)
+_PUT_SETTLEMENT = (
+    "INSERT INTO market_settlements (order_id, fsp, json) VALUES (?, ?, ?) "
+    "ON CONFLICT (order_id) DO UPDATE SET fsp = excluded.fsp, json = excluded.json"
+)
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        self._db = open_sqlite(path, SCHEMA)
+
+class MarketStore:
+    """Thread-safe (the RecordDb's lock); the book's check-and-write goes inside `write()`."""
+
+    def __init__(self, db: RecordDb | Path) -> None:
+        self.db: RecordDb = SqliteRecords(db) if isinstance(db, Path) else db
+        self.path = self.db.where
+        self.db.apply_schema(SCHEMA)
+        #: insertion order: SQLite's rowid, PostgreSQL's `pos` (bigserial)
+        self._pos = "rowid" if self.db.dialect == "sqlite" else "pos"
+
+    def write(self) -> AbstractContextManager[None]:
+        """The market area's write section (one writer across controllers; `RecordDb.write`)."""
+        return self.db.write()
 
     def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+        return self.db.query(sql, args)
 
     # -- requests ---------------------------------------------------------------------
 
     def put_request(self, req: MarketRequest, status: str, received_ts: float) -> None:
         """Insert or replace (a revision replaces its request)."""
-        with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO market_requests VALUES (?, ?, ?, ?, ?)",
-                (req.request_id, req.congestion_point, status, received_ts, req.model_dump_json()),
-            )
+        self.db.execute(
+            _PUT_REQUEST, (req.request_id, req.congestion_point, status, received_ts, req.model_dump_json())
+        )
 
     def set_request_status(self, request_id: str, status: str) -> None:
         """Mark a request open, cleared or partial."""
-        with self._lock:
-            self._db.execute(
-                "UPDATE market_requests SET status = ? WHERE request_id = ?", (status, request_id)
-            )
+        self.db.execute("UPDATE market_requests SET status = ? WHERE request_id = ?", (status, request_id))
 
     def requests(self, status: str | None = None) -> list[tuple[MarketRequest, str]]:
         """(request, status), oldest first."""
@@ -85,23 +112,14 @@ class MarketStore:
 
     def put_offer(self, offer: MarketOffer, status: str, received_ts: float) -> None:
         """Insert or replace an offer with its status and the time it reached the book."""
-        with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO market_offers VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    offer.offer_id,
-                    offer.fsp,
-                    offer.congestion_point,
-                    status,
-                    received_ts,
-                    offer.model_dump_json(),
-                ),
-            )
+        self.db.execute(
+            _PUT_OFFER,
+            (offer.offer_id, offer.fsp, offer.congestion_point, status, received_ts, offer.model_dump_json()),
+        )
 
     def set_offer_status(self, offer_id: str, status: str) -> None:
         """Mark an offer open, revoked, expired, ordered, not_ordered or refused."""
-        with self._lock:
-            self._db.execute("UPDATE market_offers SET status = ? WHERE offer_id = ?", (status, offer_id))
+        self.db.execute("UPDATE market_offers SET status = ? WHERE offer_id = ?", (status, offer_id))
 
     def offers(
         self, *, fsp: str | None = None, status: str | None = None
@@ -136,21 +154,11 @@ class MarketStore:
         self, clearing_id: str, at_ts: float, summary: dict[str, Any], orders: list[MarketOrder]
     ) -> None:
         """A clearing's summary and its orders, in one transaction."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute(
-                    "INSERT OR REPLACE INTO market_clearings VALUES (?, ?, ?)",
-                    (clearing_id, at_ts, json.dumps(summary)),
-                )
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO market_orders VALUES (?, ?, ?, ?)",
-                    [(o.order_id, o.fsp, clearing_id, o.model_dump_json()) for o in orders],
-                )
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self.db.write():
+            self.db.execute(_PUT_CLEARING, (clearing_id, at_ts, json.dumps(summary)))
+            self.db.execute_many(
+                _PUT_ORDER, [(o.order_id, o.fsp, clearing_id, o.model_dump_json()) for o in orders]
+            )
 
     def clearings(self) -> list[dict[str, Any]]:
         """Every clearing's summary, oldest first."""
@@ -161,24 +169,19 @@ class MarketStore:
     def orders(self, fsp: str | None = None) -> list[MarketOrder]:
         """Every order (of one FSP if given), in the order they were cleared."""
         where, args = ("WHERE fsp = ?", (fsp,)) if fsp else ("", ())
-        rows = self._all(f"SELECT json FROM market_orders {where} ORDER BY rowid", args)
+        rows = self._all(f"SELECT json FROM market_orders {where} ORDER BY {self._pos}", args)
         return [MarketOrder.model_validate_json(j) for (j,) in rows]
 
     def put_settlement(self, s: MarketSettlement) -> None:
         """Insert or replace the settlement of its order."""
-        with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO market_settlements VALUES (?, ?, ?)",
-                (s.order_id, s.fsp, s.model_dump_json()),
-            )
+        self.db.execute(_PUT_SETTLEMENT, (s.order_id, s.fsp, s.model_dump_json()))
 
     def settlements(self, fsp: str | None = None) -> list[MarketSettlement]:
         """Every settlement (of one FSP if given), oldest first."""
         where, args = ("WHERE fsp = ?", (fsp,)) if fsp else ("", ())
-        rows = self._all(f"SELECT json FROM market_settlements {where} ORDER BY rowid", args)
+        rows = self._all(f"SELECT json FROM market_settlements {where} ORDER BY {self._pos}", args)
         return [MarketSettlement.model_validate_json(j) for (j,) in rows]
 
     def close(self) -> None:
-        """Close the connection."""
-        with self._lock:
-            self._db.close()
+        """Close the database."""
+        self.db.close()

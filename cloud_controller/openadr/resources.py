@@ -161,19 +161,24 @@ class Vtn:
         """Validate, check references and names, set the server fields, store."""
         self._may_write(client, kind)
         obj = self._checked(kind, body)
-        self._references(kind, obj)
-        self._unique_name(kind, obj, None)
-        now = _iso(self.clock.now())
-        head: dict[str, Any] = {"id": str(uuid.uuid4()), "createdDateTime": now, "modificationDateTime": now}
-        head["objectType"] = OBJECT_TYPES[kind]
-        if kind in _VEN_OWNED:
-            given = body.get("clientID") if isinstance(body, dict) else None
-            # a BL may register a VEN for a client; a VEN's objects always carry its own id
-            head["clientID"] = (
-                given if client.role == "bl" and isinstance(given, str) and given else client.client_id
-            )
-        full = {**head, **obj}
-        self.store.put(kind, full)
+        with self.store.write():  # the name check and the insert: one writer across controllers
+            self._references(kind, obj)
+            self._unique_name(kind, obj, None)
+            now = _iso(self.clock.now())
+            head: dict[str, Any] = {
+                "id": str(uuid.uuid4()),
+                "createdDateTime": now,
+                "modificationDateTime": now,
+            }
+            head["objectType"] = OBJECT_TYPES[kind]
+            if kind in _VEN_OWNED:
+                given = body.get("clientID") if isinstance(body, dict) else None
+                # a BL may register a VEN for a client; a VEN's objects always carry its own id
+                head["clientID"] = (
+                    given if client.role == "bl" and isinstance(given, str) and given else client.client_id
+                )
+            full = {**head, **obj}
+            self.store.put(kind, full)
         self.writes += 1
         self._changed(kind, "create", full)
         return full
@@ -188,15 +193,16 @@ class Vtn:
     def update(self, client: Client, kind: str, object_id: str, body: Any) -> dict[str, Any]:
         """Replace the writable fields; `id`, `createdDateTime` and `clientID` stay."""
         self._may_write(client, kind)
-        old = self.get(client, kind, object_id)
-        obj = self._checked(kind, body)
-        self._references(kind, obj)
-        self._unique_name(kind, obj, object_id)
-        keep: dict[str, Any] = {
-            f: old[f] for f in ("id", "createdDateTime", "objectType", "clientID") if f in old
-        }
-        full: dict[str, Any] = {**keep, "modificationDateTime": _iso(self.clock.now()), **obj}
-        self.store.put(kind, full)
+        with self.store.write():  # read, name check, replace: one writer across controllers
+            old = self.get(client, kind, object_id)
+            obj = self._checked(kind, body)
+            self._references(kind, obj)
+            self._unique_name(kind, obj, object_id)
+            keep: dict[str, Any] = {
+                f: old[f] for f in ("id", "createdDateTime", "objectType", "clientID") if f in old
+            }
+            full: dict[str, Any] = {**keep, "modificationDateTime": _iso(self.clock.now()), **obj}
+            self.store.put(kind, full)
         self.writes += 1
         self._changed(kind, "update", full)
         return full
@@ -204,8 +210,9 @@ class Vtn:
     def delete(self, client: Client, kind: str, object_id: str) -> dict[str, Any]:
         """Remove it and answer it as it was (the client parses the deleted object)."""
         self._may_write(client, kind)
-        old = self.get(client, kind, object_id)
-        self.store.delete(kind, object_id)
+        with self.store.write():  # one writer across controllers
+            old = self.get(client, kind, object_id)
+            self.store.delete(kind, object_id)
         self.writes += 1
         self._changed(kind, "delete", old)
         return old

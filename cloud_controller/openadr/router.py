@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from cloud_controller.openadr.oauth import Client, OAuthClients, OAuthError, load_or_create_clients
 from cloud_controller.openadr.resources import KINDS, Vtn, VtnError
 from cloud_controller.openadr.store import OpenAdrStore
+from cloud_controller.store.records import records_of
 
 if TYPE_CHECKING:
     from cloud_controller.config import CloudConfig
@@ -35,7 +36,7 @@ _NO_STORE = {"Cache-Control": "no-store"}
 def build_vtn(config: CloudConfig, clock: Clock) -> tuple[Vtn, OAuthClients]:
     """The VTN and its OAuth clients from `openadr.*` (files beside the controller's store by default)."""
     oa = config.openadr
-    store = OpenAdrStore(store_path_of(config))
+    store = OpenAdrStore(records_of(config, "openadr", store_path_of(config)))
     clients = load_or_create_clients(oa.credentials_file or config.store.path.parent / "openadr-clients.yaml")
     return Vtn(store, clock=clock), OAuthClients(clients, clock=clock, ttl_s=oa.token_ttl_s)
 

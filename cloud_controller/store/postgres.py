@@ -27,7 +27,8 @@ changes is how concurrent writers agree:
   SQLite: the TTL must exceed the clock skew between machines.
 - **Schema.** Versioned migrations under an advisory lock (`schema_version`); migration 1
   creates the tables, and turns `samples` into a hypertable where TimescaleDB can be
-  created in the database (a plain table otherwise).
+  created in the database (a plain table otherwise). `postgres_schema.migrate` is shared
+  with the record stores (`records_pg.py`; their tables are migration 4).
 """
 
 from __future__ import annotations
@@ -48,10 +49,11 @@ from cloud_controller.store.postgres_schema import (
     ACQUIRE_LEASE,
     CLAIM_PERIOD,
     INSERT_SAMPLES,
-    MIGRATIONS,
+    LOCK_CLASS,
     SCHEMA_VERSION,
     UPSERT_LATEST,
     Cursor,
+    migrate,
 )
 from cloud_controller.store.sqlite import LeaseState, WriteResult
 from protocols.assets import PointKey
@@ -61,8 +63,6 @@ __all__ = ["SCHEMA_VERSION", "PostgresStore", "public_dsn"]
 
 log = logging.getLogger(__name__)
 
-LOCK_CLASS = 0x6766  # first key of GridFlex's advisory locks ("gf"); the second is per site
-MIGRATION_LOCK = 0  # second key of the migration lock (hashtext never collides with it on purpose)
 CONNECT_TIMEOUT_S = 10
 
 
@@ -120,26 +120,7 @@ class PostgresStore:
     def _migrate(self) -> None:
         """Apply the migrations this database lacks, one process at a time (advisory lock)."""
         with self._tx() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS, MIGRATION_LOCK))
-            cur.execute(
-                "CREATE TABLE IF NOT EXISTS schema_version "
-                "(version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now(), note text NOT NULL)"
-            )
-            cur.execute("SELECT coalesce(max(version), 0) FROM schema_version")
-            row = cur.fetchone()
-            current = int(row[0]) if row is not None else 0
-            if current > SCHEMA_VERSION:
-                raise StoreError(
-                    f"PostgreSQL store {self.path}: schema version {current} is newer than this "
-                    f"program's {SCHEMA_VERSION}; upgrade the controller"
-                )
-            for version in sorted(v for v in MIGRATIONS if v > current):
-                note = MIGRATIONS[version](cur)
-                cur.execute("INSERT INTO schema_version (version, note) VALUES (%s, %s)", (version, note))
-                log.info("store: migration %d applied (%s)", version, note)
-            cur.execute("SELECT note FROM schema_version WHERE version = 1")
-            noted = cur.fetchone()
-            self.schema_note = str(noted[0]) if noted is not None else ""
+            self.schema_note = migrate(cur, self.path)
 
     @staticmethod
     def _lock_site(cur: Cursor, site: str) -> None:

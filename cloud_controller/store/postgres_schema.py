@@ -13,19 +13,30 @@ from collections.abc import Callable
 import psycopg
 from psycopg.rows import TupleRow
 
+from cloud_controller.store.base import StoreError
+
 __all__ = [
     "ACQUIRE_LEASE",
     "CLAIM_PERIOD",
     "INSERT_SAMPLES",
+    "LOCK_CLASS",
     "MIGRATIONS",
+    "RECORDS_LOCK_CLASS",
     "SCHEMA_VERSION",
     "UPSERT_LATEST",
     "Cursor",
+    "migrate",
 ]
 
 log = logging.getLogger(__name__)
 
 Cursor = psycopg.Cursor[TupleRow]
+
+LOCK_CLASS = 0x6766  # first key of GridFlex's advisory locks ("gf"); the second is per site
+MIGRATION_LOCK = 0  # second key of the migration lock (hashtext never collides with it on purpose)
+#: First key of the record stores' write sections ("gr"); the second is hashtext(area). A class
+#: of its own, so an area never shares a lock with a site of the same name.
+RECORDS_LOCK_CLASS = 0x6772
 
 MIGRATION_1 = """
 CREATE TABLE sample_keys (site text NOT NULL, seq bigint NOT NULL, PRIMARY KEY (site, seq));
@@ -90,9 +101,88 @@ def _migration_3(cur: Cursor) -> str:
     return "dispatch_periods: the last period each lease's holder dispatched (no period sent twice)"
 
 
+#: The record stores' tables (cloud_controller/store/records.py): the SQLite stores' columns,
+#: REAL as double precision, JSON as text (kept byte for byte; the models validate it when read).
+#: `pos` stands in for SQLite's rowid where a store lists rows in insertion order.
+MIGRATION_4 = """
+CREATE TABLE dr_contracts (
+    site text NOT NULL, program text NOT NULL, json text NOT NULL, PRIMARY KEY (site, program)
+);
+CREATE TABLE dr_events (
+    request_id text NOT NULL, site text NOT NULL, program text NOT NULL,
+    start double precision NOT NULL, end_ts double precision NOT NULL, PRIMARY KEY (request_id, site)
+);
+CREATE INDEX dr_events_day ON dr_events (site, program, start);
+CREATE TABLE dr_requests (
+    request_id text PRIMARY KEY, received double precision NOT NULL, status text NOT NULL,
+    request text NOT NULL, selection text NOT NULL, refusals text NOT NULL
+);
+CREATE TABLE dr_runs (request_id text PRIMARY KEY, run text NOT NULL);
+CREATE TABLE market_requests (
+    request_id text PRIMARY KEY, congestion_point text NOT NULL, status text NOT NULL,
+    received double precision NOT NULL, json text NOT NULL
+);
+CREATE TABLE market_offers (
+    offer_id text PRIMARY KEY, fsp text NOT NULL, congestion_point text NOT NULL,
+    status text NOT NULL, received double precision NOT NULL, json text NOT NULL
+);
+CREATE TABLE market_clearings (clearing_id text PRIMARY KEY, at double precision NOT NULL, json text NOT NULL);
+CREATE TABLE market_orders (
+    order_id text PRIMARY KEY, fsp text NOT NULL, clearing_id text NOT NULL, json text NOT NULL,
+    pos bigserial NOT NULL
+);
+CREATE TABLE market_settlements (
+    order_id text PRIMARY KEY, fsp text NOT NULL, json text NOT NULL, pos bigserial NOT NULL
+);
+CREATE TABLE oa3_objects (
+    kind text NOT NULL, id text NOT NULL, seq bigint NOT NULL, json text NOT NULL,
+    PRIMARY KEY (kind, id), UNIQUE (kind, seq)
+);
+"""
+
+
+def _migration_4(cur: Cursor) -> str:
+    cur.execute(MIGRATION_4)
+    return "dr_*, market_*, oa3_objects: the DR, market and OpenADR record stores (store/records.py)"
+
+
 #: Ordered migrations: version -> step (returns a note kept in schema_version). Append only.
-MIGRATIONS: dict[int, Callable[[Cursor], str]] = {1: _migration_1, 2: _migration_2, 3: _migration_3}
+MIGRATIONS: dict[int, Callable[[Cursor], str]] = {
+    1: _migration_1,
+    2: _migration_2,
+    3: _migration_3,
+    4: _migration_4,
+}
 SCHEMA_VERSION = max(MIGRATIONS)
+
+
+def migrate(cur: Cursor, where: str) -> str:
+    """Apply the migrations this database lacks, one process at a time (advisory lock); migration 1's note.
+
+    Run in the caller's transaction by every kind of connection that needs the schema
+    (the time-series store and the record stores alike), so whichever opens first migrates.
+    """
+    cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS, MIGRATION_LOCK))
+    cur.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version "
+        "(version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now(), note text NOT NULL)"
+    )
+    cur.execute("SELECT coalesce(max(version), 0) FROM schema_version")
+    row = cur.fetchone()
+    current = int(row[0]) if row is not None else 0
+    if current > SCHEMA_VERSION:
+        raise StoreError(
+            f"PostgreSQL store {where}: schema version {current} is newer than this "
+            f"program's {SCHEMA_VERSION}; upgrade the controller"
+        )
+    for version in sorted(v for v in MIGRATIONS if v > current):
+        note = MIGRATIONS[version](cur)
+        cur.execute("INSERT INTO schema_version (version, note) VALUES (%s, %s)", (version, note))
+        log.info("store: migration %d applied (%s)", version, note)
+    cur.execute("SELECT note FROM schema_version WHERE version = 1")
+    noted = cur.fetchone()
+    return str(noted[0]) if noted is not None else ""
+
 
 #: The lease row is locked (FOR UPDATE) so a takeover's upsert waits for the claim or the
 #: claim sees the new holder; a claim of a period not after the last one changes nothing.

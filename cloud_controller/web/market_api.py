@@ -11,6 +11,7 @@ from another host), like the rest of the dashboard offline.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -72,7 +73,8 @@ def market_router(controller: CloudController, market: MarketShell, roles: Marke
         roles.need(request, "dso")
         req = _parse(MarketRequest, await request.body())
         try:
-            book.post_request(req, controller.clock.now())
+            # a worker thread: the write section may wait for another controller's (store/records.py)
+            await asyncio.to_thread(book.post_request, req, controller.clock.now())
         except Refused as exc:
             raise _refused(exc) from None
         sent = await market.request_posted(req)
@@ -108,7 +110,7 @@ def _offer_routes(
         actor = roles.need(request, "fsp")
         offer = _parse(MarketOffer, await request.body())
         try:
-            book.post_offer(offer, actor.fsp or "", controller.clock.now())
+            await asyncio.to_thread(book.post_offer, offer, actor.fsp or "", controller.clock.now())
         except Refused as exc:
             raise _refused(exc) from None
         return {"offer": offer.model_dump(mode="json"), "status": "open"}

@@ -294,6 +294,44 @@ def bench_store(
     console.print(table)
 
 
+@bench_app.command("records")
+def bench_records(
+    writers: Annotated[
+        list[int] | None, typer.Option("--workers", help="writer process counts (repeat)")
+    ] = None,
+    offers: Annotated[int, typer.Option(min=1, help="offers per writer")] = 500,
+) -> None:
+    """Market offers/s through the book's write section, SQLite vs a loopback PostgreSQL, 1 and 2 writers."""
+    import tempfile
+    from pathlib import Path
+
+    from gridflex.bench.records import bench_offer_writers
+    from gridflex.ops.postgres import LoopbackPostgres
+
+    counts = writers or [1, 2]
+    table = Table(title=f"gridflex bench records ({offers} offers per writer, one transaction each)")
+    for col in ("store", "writers", "offers/s", "vs SQLite x1", "every offer once"):
+        table.add_column(col, justify="right")
+    anchor: float | None = None
+    with tempfile.TemporaryDirectory() as tmp, LoopbackPostgres() as pg:
+        runs = [("sqlite", n) for n in counts] + [("postgres", n) for n in counts]
+        for k, (kind, n) in enumerate(runs):  # each run on an empty store of its own
+            location = str(Path(tmp) / f"m{k}.sqlite") if kind == "sqlite" else pg.dsn(pg.fresh_schema())
+            fig = bench_offer_writers(
+                "sqlite" if kind == "sqlite" else "postgres",
+                n,
+                location=location,
+                password=pg.password,
+                n_offers=offers,
+            )
+            anchor = anchor or fig.offers_per_s
+            ratio = fig.offers_per_s / anchor if anchor else 0.0
+            table.add_row(
+                kind, str(n), f"{fig.offers_per_s:,.0f}", f"{ratio:.2f}", "yes" if fig.exact else "NO"
+            )
+    console.print(table)
+
+
 @bench_app.command("loop")
 def bench_loop(
     sites: Annotated[int, typer.Option(min=1, max=319, help="simulated buildings, one agent each")] = 100,

@@ -93,6 +93,7 @@ async def test_gridflex_dso_requests_books_the_library_agrs_offer_and_its_order_
             assert dso.requests[request_msg_id].result == "Accepted"
 
             [(offer, status, _)] = book.store.offers()
+            assert status == "open"
             assert (offer.fsp, offer.congestion_point, offer.request_id, offer.sites) == (
                 "agr1",
                 "station-7",

@@ -73,6 +73,10 @@ class UftpConfig(BaseModel):
     )
     #: how long our FlexOffers (AGR role) stay valid
     offer_validity_s: float = Field(default=3600.0, gt=0, le=7 * 86400.0)
+    #: AGR role: what our DR flexibility is offered at, EUR per kWh of reduction (our policy)
+    offer_price_eur_per_kwh: float = Field(default=0.3, ge=0.0, le=1e4)
+    #: AGR role: the least activation factor our offers accept (UFTP's MinActivationFactor)
+    offer_min_activation_factor: float = Field(default=0.5, ge=0.01, le=1.0)
     #: seconds per POST to a peer
     timeout_s: float = Field(default=10.0, gt=0, le=120.0)
     peers: list[UftpPeer] = Field(default_factory=list, max_length=1000)

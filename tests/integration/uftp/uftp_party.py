@@ -12,8 +12,9 @@ never imported by the project (the library needs FastAPI 0.136-0.139, the projec
   activation factor, `offer_fraction` of each requested ISP), a FlexOrder a
   FlexOrderResponse (Accepted only if its ISPs are the offer's and its factor is allowed).
 - `dso`: the library's ShapeshifterDsoService sending GridFlex the AGR a FlexRequest; a
-  FlexOffer gets a FlexOfferResponse and a FlexOrder of its first option; an Accepted
-  FlexOrderResponse gets the job's FlexSettlement.
+  FlexOffer gets a FlexOfferResponse and a FlexOrder of its first option (`activation_factor`,
+  the option's price x it, OrderReference `dso-order-1`); an Accepted FlexOrderResponse gets
+  the job's FlexSettlement (its `orders`, each with the numbers the test computed).
 
 Services print `READY` once listening, run until stdin closes, then print one JSON line:
 every message they received (as the library parsed it) and every handler error.
@@ -324,21 +325,22 @@ class Dso(_Recording, ShapeshifterDsoService):
                 currency="EUR",
                 flex_order_settlements=[
                     FlexOrderSettlement(
-                        order_reference="dso-order-1",
+                        order_reference=o["order_reference"],
                         period=period,
                         congestion_point=s["congestion_point"],
-                        price=Decimal(s["price"]),
-                        penalty=Decimal(s["penalty"]),
-                        net_settlement=Decimal(s["net"]),
-                        isps=[FlexOrderSettlementISP(**i) for i in s["isps"]],
+                        price=Decimal(o["price"]),
+                        penalty=Decimal(o["penalty"]),
+                        net_settlement=Decimal(o["net"]),
+                        isps=[FlexOrderSettlementISP(**i) for i in o["isps"]],
                     )
+                    for o in s["orders"]
                 ],
                 contract_settlements=[
                     ContractSettlement(
                         periods=[
                             ContractSettlementPeriod(
                                 period=period,
-                                isps=[ContractSettlementISP(start=s["isps"][0]["start"], reserved_power=0)],
+                                isps=[ContractSettlementISP(start=1, reserved_power=0)],
                             )
                         ]
                     )

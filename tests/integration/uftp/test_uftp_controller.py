@@ -1,0 +1,132 @@
+"""The controller with `market.uftp` on, as DSO, against the library's AGR service: through the market API.
+
+`POST /market/requests` (the DSO's 15 kW at 17:00-18:00 UTC, 4 ISPs) goes out as a
+FlexRequest to the library's AGR (the shell's outlet); its FlexOffer of the same 15 kW for
+6 EUR total (0.4 EUR/kWh over 15 kWh) is booked as fsp-a's offer; `POST /market/clear`
+orders it whole (6 EUR) and the FlexOrder is Accepted. `GET /uftp/status` counts it all.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cloud_controller.api import create_app
+from cloud_controller.config import CloudConfig
+from cloud_controller.live.types import AssetRef, SiteRef
+from cloud_controller.market.uftp.envelope import SigningKey
+from cloud_controller.registry import Registry
+from cloud_controller.service import CloudController
+from protocols.assets import METER
+from protocols.clock import SimClock
+from tests.integration.uftp.party import Party, serving, uftp_python, wait_for
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2030, 1, 15, 12, 0, tzinfo=UTC)
+DELIVERY = datetime(2030, 1, 15, 17, 0, tzinfo=UTC)
+REGISTRY = Registry(
+    sites=tuple(SiteRef(s, i, (AssetRef(METER, "meter"),)) for i, s in enumerate(("a1", "a2")))
+)
+DSO_TOKEN = "dso-token-0123456789abcdef"
+OPERATOR = "operator-0123456789abcdef"
+
+
+def _config(tmp: Path, party: Party, theirs: SigningKey) -> CloudConfig:
+    (tmp / "dso").write_text(DSO_TOKEN, encoding="utf-8")
+    (tmp / "operator").write_text(OPERATOR, encoding="utf-8")
+    return CloudConfig.model_validate(
+        {
+            "store": {"path": str(tmp / "s.sqlite")},
+            "api": {"operator_token_file": str(tmp / "operator")},
+            "market": {
+                "dso_token_file": str(tmp / "dso"),
+                "fsps": {"fsp-a": {}},
+                "congestion_points": {"feeder-1": ["a1", "a2"]},
+                "auto_clear": False,
+                "uftp": {
+                    "enabled": True,
+                    "roles": ["DSO"],
+                    "domain": "gridflex.test",
+                    "peers": [
+                        {
+                            "domain": "agr.test",
+                            "role": "AGR",
+                            "endpoint": party.endpoint,
+                            "public_key": theirs.public_b64,
+                            "fsp": "fsp-a",
+                            "sites": ["a1"],
+                        }
+                    ],
+                },
+            },
+        }
+    )
+
+
+async def test_controller_as_dso_trades_with_the_library_agr_through_the_market_api(tmp_path: Path) -> None:
+    uftp_python()
+    theirs = SigningKey.generate()
+    party = Party({"mode": "agr", "domain": "agr.test", "private_key": theirs.private_b64, "price_eur": 6.0})
+    ctl = CloudController(_config(tmp_path, party, theirs), REGISTRY, clock=SimClock(NOW))
+    assert ctl.uftp is not None and ctl.uftp.dso is not None and ctl.uftp.agr is None
+    try:
+        async with serving(create_app(ctl)) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+            party.job["peer"] = {
+                "domain": "gridflex.test",
+                "public_key": (await http.get("/uftp/key")).json()["public_key"],
+                "endpoint": f"{url}/uftp/dso",
+            }
+            await party.start()
+            try:
+                body = {
+                    "request_id": "r1",
+                    "congestion_point": "feeder-1",
+                    "ts": NOW.isoformat(),
+                    "isps": [
+                        {"start": (DELIVERY + timedelta(minutes=15 * k)).isoformat(), "kw": 15.0}
+                        for k in range(4)
+                    ],
+                    "value_eur_per_kwh": 1.0,
+                }
+                posted = await http.post(
+                    "/market/requests", json=body, headers={"Authorization": f"Bearer {DSO_TOKEN}"}
+                )
+                assert posted.status_code == 201, posted.text
+                await wait_for(
+                    lambda: (
+                        ctl.uftp is not None
+                        and ctl.uftp.dso is not None
+                        and ctl.uftp.dso.log.offers_booked == 1
+                    )
+                )
+                cleared = await http.post("/market/clear", headers={"Authorization": f"Bearer {OPERATOR}"})
+                assert cleared.status_code == 200, cleared.text
+                [order] = cleared.json()["orders"]
+                assert (order["fsp"], order["factor"]) == ("fsp-a", pytest.approx(1.0, abs=1e-6))
+                assert order["price_eur"] == pytest.approx(6.0, abs=1e-6)
+                assert [i["kw"] for i in order["isps"]] == pytest.approx([15.0] * 4)
+                dso = ctl.uftp.dso
+                await wait_for(lambda: all(o.result for o in dso.orders.values()) and len(dso.orders) == 1)
+                status = (await http.get("/uftp/status")).json()
+                got = await party.finish()
+            finally:
+                party.kill()
+    finally:
+        ctl.store.close()
+        ctl.dr.close()
+        ctl.market.close()
+        await ctl.uftp.aclose()
+
+    assert [o.result for o in dso.orders.values()] == ["Accepted"]
+    assert got["errors"] == []
+    flex_order = next(m for m in got["received"] if m["type"] == "FlexOrder")
+    assert (flex_order["price"], flex_order["activation_factor"]) == ("6.0000", "1.00")
+    assert [(i["power"], i["start"]) for i in flex_order["isps"]] == [(-15000, n) for n in (73, 74, 75, 76)]
+    assert (
+        status["sent"] == 3 and status["received"] == 3
+    )  # request, offer response, order / 2 responses + offer
+    assert status["refused"] == {} and status["handler_errors"] == 0

@@ -62,11 +62,13 @@ class MarketStats:
 
 
 class MarketOutlet(Protocol):
-    """Another door out of the market (UFTP's DSO role): told of each accepted request and clearing."""
+    """Another door out of the market (UFTP's DSO role): told of each request, clearing and settlement."""
 
     async def request_posted(self, req: MarketRequest) -> None: ...  # noqa: D102
 
     async def clearing_done(self, record: ClearingRecord) -> None: ...  # noqa: D102
+
+    async def settled(self, settlements: list[MarketSettlement]) -> None: ...  # noqa: D102
 
 
 def _check_sites(config: MarketConfig, registered: set[str]) -> None:
@@ -147,6 +149,8 @@ class MarketShell:
             await self._publish(market_topic(s.fsp, MarketKind.SETTLEMENT), s.model_dump_json().encode())
             for s in settlements
         ]
+        for outlet in self.outlets:
+            await outlet.settled(settlements)
         return sum(sent)
 
     async def on_message(self, topic: str, payload: bytes) -> None:

@@ -2,7 +2,8 @@
 
 Built by the controller when `market.uftp.enabled` (`controller_uftp`). As DSO it is one
 of the market shell's outlets: each accepted request goes out as FlexRequests, each
-clearing's orders on UFTP offers as FlexOrders (the MQTT FSPs are the shell's as before).
+clearing's orders on UFTP offers as FlexOrders, their settlements as FlexSettlements
+(the MQTT FSPs are the shell's as before).
 As AGR its offers come from `DrService.preview` and its orders run the same steps as
 `POST /dr/requests` (submit, baselines, the activator's first tick, the retained topic).
 A message that cannot be sent is counted (`node.stats.send_failed`) and kept in
@@ -26,7 +27,7 @@ from cloud_controller.market.uftp.node import UftpNode, UftpSendError
 from cloud_controller.market.uftp.router import uftp_router
 from protocols.clock import Clock
 from protocols.errors import ConfigError
-from protocols.market import MarketRequest
+from protocols.market import MarketRequest, MarketSettlement
 from protocols.messages import DRRequest
 
 if TYPE_CHECKING:
@@ -97,6 +98,14 @@ class UftpSide:
             except UftpSendError as exc:
                 self._failed("FlexOrder", exc)
 
+    async def settled(self, settlements: list[MarketSettlement]) -> None:
+        """The market shell's outlet: settlements of UFTP orders as FlexSettlements."""
+        if self.dso is not None:
+            try:
+                await self.dso.send_settlements(settlements)
+            except UftpSendError as exc:
+                self._failed("FlexSettlement", exc)
+
     def status(self) -> dict[str, Any]:
         """The node's counters and what each role saw."""
         out = self.node.status()
@@ -109,6 +118,7 @@ class UftpSide:
                     {"order_id": o.order_id, "peer": o.peer, "result": o.result, "reason": o.reason}
                     for o in self.dso.orders.values()
                 ],
+                "settlement_answers": self.dso.log.settlement_answers,
             }
         if self.agr is not None:
             out["agr"] = {

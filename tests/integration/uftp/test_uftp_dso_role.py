@@ -5,7 +5,9 @@ worth 5 EUR/kWh). Its FlexRequest goes to the library's ShapeshifterAgrService, 
 answers with a FlexOffer of 1.5 × the need (30 and 15 kW) for 15 EUR in total, minimum
 activation factor 0.5. GridFlex books it (1.3333 EUR/kWh over 11.25 kWh), clears (the
 need is 2/3 of the option: factor 0.67, 10 EUR pay-as-bid), and sends the FlexOrder;
-the library checks the ISPs are the offered ones and answers Accepted.
+the library checks the ISPs are the offered ones and answers Accepted. The order settled
+by the book's rule (18 of 20 kW, then 10 of 10) goes out as a FlexSettlement in watts, and
+the library accepts it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 
-from cloud_controller.market.book import Book
+from cloud_controller.market.book import Book, settlement_of
 from cloud_controller.market.config import FspConfig, MarketConfig
 from cloud_controller.market.store import MarketStore
 from cloud_controller.market.uftp.config import UftpConfig, UftpPeer
@@ -34,7 +36,7 @@ NOW = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
 T1, T2 = datetime(2026, 12, 3, 17, 0, tzinfo=UTC), datetime(2026, 12, 3, 17, 15, tzinfo=UTC)
 
 
-async def test_gridflex_dso_requests_books_the_library_agrs_offer_and_its_order_is_accepted(
+async def test_gridflex_dso_requests_books_the_library_agrs_offer_orders_and_settles_it(
     tmp_path: Path,
 ) -> None:
     uftp_python()
@@ -115,6 +117,18 @@ async def test_gridflex_dso_requests_books_the_library_agrs_offer_and_its_order_
             [sent] = await dso.send_orders(record)
             await wait_for(lambda: sent.result is not None, what="the FlexOrderResponse")
             assert (sent.result, sent.reason) == ("Accepted", None)
+
+            # settled by the book's own rule: 18 of 20 kW delivered in the first ISP, 10 of 10 in the second
+            settled = settlement_of(order, {T1: 50.0, T2: 40.0}, {T1: 32.0, T2: 30.0}, NOW, "nodes_5wd", 1.0)
+            assert (settled.price_eur, settled.deficiency_kwh) == (
+                pytest.approx(10.0, abs=1e-3),
+                pytest.approx(0.5),
+            )
+            await dso.send_settlements([settled])
+            await wait_for(lambda: dso.log.settlement_answers, what="the FlexSettlementResponse")
+            assert dso.log.settlement_answers == [
+                {"order_id": order.order_id, "disposition": "Accepted", "reason": None}
+            ]
             await node.idle()
             got = await party.finish()
         finally:
@@ -124,7 +138,8 @@ async def test_gridflex_dso_requests_books_the_library_agrs_offer_and_its_order_
 
     assert got["errors"] == []
     by_type = {m["type"]: m for m in got["received"]}  # the library's threads: any order
-    assert len(got["received"]) == 3 and sorted(by_type) == ["FlexOfferResponse", "FlexOrder", "FlexRequest"]
+    assert len(got["received"]) == 4
+    assert sorted(by_type) == ["FlexOfferResponse", "FlexOrder", "FlexRequest", "FlexSettlement"]
     flex_request, offer_response, flex_order = (
         by_type[k] for k in ("FlexRequest", "FlexOfferResponse", "FlexOrder")
     )
@@ -143,3 +158,22 @@ async def test_gridflex_dso_requests_books_the_library_agrs_offer_and_its_order_
         "EUR",
     )
     assert node.stats.refused == {} and node.stats.handler_errors == 0
+    [fs] = by_type["FlexSettlement"]["flex_order_settlements"]
+    assert (fs["order_reference"], fs["congestion_point"], fs["period"]) == (
+        order.order_id,
+        "ea1.2026-12.gridflex.test:station-7",
+        "2026-12-03",
+    )
+    assert [
+        (
+            i["start"],
+            i["baseline_power"],
+            i["ordered_flex_power"],
+            i["actual_power"],
+            i["delivered_flex_power"],
+            i["power_deficiency"],
+        )
+        for i in fs["isps"]
+    ] == [(73, 50000, -20000, 32000, -18000, -2000), (74, 40000, -10000, 30000, -10000, 0)]
+    # price 10 EUR; penalty (our policy, factor 1): 0.5 kWh short x 1.3333 EUR/kWh = 0.6667; net 9.3333
+    assert (fs["price"], fs["penalty"], fs["net_settlement"]) == ("10.0000", "0.6667", "9.3333")

@@ -10,7 +10,8 @@ never imported by the project (the library needs FastAPI 0.136-0.139, the projec
 - `agr`: the library's ShapeshifterAgrService on loopback answering GridFlex the DSO: a
   FlexRequest gets a FlexRequestResponse and a FlexOffer (the job's price and minimum
   activation factor, `offer_fraction` of each requested ISP), a FlexOrder a
-  FlexOrderResponse (Accepted only if its ISPs are the offer's and its factor is allowed).
+  FlexOrderResponse (Accepted only if its ISPs are the offer's and its factor is allowed), a
+  FlexSettlement a FlexSettlementResponse accepting every order.
 - `dso`: the library's ShapeshifterDsoService sending GridFlex the AGR a FlexRequest; a
   FlexOffer gets a FlexOfferResponse and a FlexOrder of its first option (`activation_factor`,
   the option's price x it, OrderReference `dso-order-1`); an Accepted FlexOrderResponse gets
@@ -277,6 +278,21 @@ class Agr(_Recording, ShapeshifterAgrService):
                 flex_order_message_id=order.message_id,
                 result=AcceptedRejected.REJECTED if reason else AcceptedRejected.ACCEPTED,
                 rejection_reason=reason,
+            )
+        )
+
+    def process_flex_settlement(self, message):
+        self.guarded(self._settlement, message)
+
+    def _settlement(self, s):
+        self.dso_client(s.sender_domain).send_flex_settlement_response(
+            FlexSettlementResponse(
+                conversation_id=s.conversation_id,
+                flex_settlement_message_id=s.message_id,
+                flex_order_settlement_statuses=[
+                    FlexOrderSettlementStatus(order_reference=o.order_reference, disposition="Accepted")
+                    for o in s.flex_order_settlements
+                ],
             )
         )
 

@@ -94,6 +94,7 @@ bench: setup
 	$(VENV)/bin/gridflex bench dispatch
 	$(VENV)/bin/gridflex bench study
 	$(VENV)/bin/gridflex bench ingest
+	$(VENV)/bin/gridflex bench uftp
 	$(VENV)/bin/gridflex bench loop --sites 100 --minutes 3
 
 chaos: setup

@@ -76,4 +76,7 @@ class MarketConfig(BaseModel):
             validate_id(cp, what="congestion point")
             for s in sites:
                 validate_id(s, what=f"site of congestion point {cp}")
+        for i, peer in enumerate(self.uftp.peers):  # a UFTP aggregator sells as one of our FSPs
+            if peer.role == "AGR" and "DSO" in self.uftp.roles and peer.fsp not in self.fsps:
+                raise ValueError(f"uftp.peers[{i}].fsp: {peer.fsp!r} is not in market.fsps")
         return self

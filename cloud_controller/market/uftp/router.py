@@ -27,12 +27,13 @@ def uftp_router(node: UftpNode) -> APIRouter:
     router = APIRouter(prefix="/uftp", tags=["uftp"])
 
     async def _take(role: Role, request: Request) -> Response:
-        body = await request.body()
-        if len(body) > 2 * MAX_XML_BYTES:
-            return JSONResponse(
-                {"kind": "size", "reason": f"{len(body)} bytes is too large"}, status_code=413
-            )
-        refusal = await node.receive(role, body)
+        body = bytearray()
+        async for chunk in request.stream():  # bounded: a peer cannot make us hold a huge body
+            body += chunk
+            if len(body) > 2 * MAX_XML_BYTES:
+                reason = f"body over {2 * MAX_XML_BYTES} bytes"
+                return JSONResponse({"kind": "size", "reason": reason}, status_code=413)
+        refusal = await node.receive(role, bytes(body))
         if refusal is None:
             return Response(status_code=200)
         return JSONResponse({"kind": refusal.kind, "reason": refusal.reason}, status_code=refusal.status)

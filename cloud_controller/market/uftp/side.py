@@ -62,14 +62,10 @@ class UftpSide:
         *,
         clock: Clock,
         book: Book,
-        fsps: set[str],
         preview: Preview,
         execute: Execute,
         key: SigningKey | None = None,
     ) -> None:
-        for i, p in enumerate(config.peers):
-            if p.role == "AGR" and "DSO" in config.roles and p.fsp not in fsps:
-                raise ConfigError(f"FSP {p.fsp!r} is not in market.fsps", key=f"market.uftp.peers[{i}].fsp")
         self.node = UftpNode(config, key or load_key(config), clock=clock)
         self.dso = UftpDso(self.node, book) if "DSO" in config.roles else None
         self.agr = UftpAgr(self.node, preview=preview, execute=execute) if "AGR" in config.roles else None
@@ -166,12 +162,10 @@ def controller_uftp(controller: CloudController) -> UftpSide:
         await controller.publish_dr(req)
         return record
 
-    market = controller.config.market
     return UftpSide(
-        market.uftp,
+        controller.config.market.uftp,
         clock=controller.clock,
         book=controller.market.book,
-        fsps=set(market.fsps),
         preview=preview,
         execute=execute,
     )

@@ -180,3 +180,8 @@ def test_isp_numbers_follow_the_local_day_across_dst() -> None:
     assert by_period([datetime(2026, 12, 3, 17, tzinfo=UTC)], "Europe/Amsterdam") == {
         date(2026, 12, 3): [(73, datetime(2026, 12, 3, 17, tzinfo=UTC))]
     }
+
+
+async def test_a_body_over_the_limit_is_refused_before_it_is_read_whole(node: UftpNode) -> None:
+    r = await _post(node, "/uftp/dso", b"<" * (2 * 1024 * 1024 + 1))
+    assert r.status_code == 413 and r.json()["kind"] == "size"

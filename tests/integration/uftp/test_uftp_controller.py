@@ -1,9 +1,14 @@
-"""The controller with `market.uftp` on, as DSO, against the library's AGR service: through the market API.
+"""The controller with `market.uftp` on, as DSO and as AGR, against the library's services, over loopback.
 
 `POST /market/requests` (the DSO's 15 kW at 17:00-18:00 UTC, 4 ISPs) goes out as a
 FlexRequest to the library's AGR (the shell's outlet); its FlexOffer of the same 15 kW for
 6 EUR total (0.4 EUR/kWh over 15 kWh) is booked as fsp-a's offer; `POST /market/clear`
 orders it whole (6 EUR) and the FlexOrder is Accepted. `GET /uftp/status` counts it all.
+
+As AGR, the library's DSO asks 8 kW in ISPs 73-74 of 15 Jan 2030; the controller's DR
+programme (one 10 kW load contract at a1) offers 8 kW per ISP for 4 kWh x 0.3 = 1.2 EUR,
+and the order (factor 1) runs through the controller's own DR path: the DR request is
+stored `selected` and listed by `GET /dr/requests`.
 """
 
 from __future__ import annotations
@@ -130,3 +135,94 @@ async def test_controller_as_dso_trades_with_the_library_agr_through_the_market_
         status["sent"] == 3 and status["received"] == 3
     )  # request, offer response, order / 2 responses + offer
     assert status["refused"] == {} and status["handler_errors"] == 0
+
+
+AGR_CONTRACTS = """
+contracts:
+  - {site: a1, program: dso-test, directions: [reduce], p_max_kw: 10, events_per_day: 3, max_duration: PT4H}
+"""
+
+
+async def test_controller_as_agr_answers_the_library_dso_from_its_dr_path(tmp_path: Path) -> None:
+    uftp_python()
+    theirs = SigningKey.generate()
+    party = Party(
+        {
+            "mode": "dso",
+            "domain": "dso.test",
+            "private_key": theirs.private_b64,
+            "request": {
+                "period": "2030-01-15",
+                "congestion_point": "ea1.2030-01.dso.test:mv-1",
+                "expiration": "2030-01-15T15:00:00+00:00",
+                "isps": [{"min_power": -8000, "max_power": 0, "start": 73, "duration": 2}],
+            },
+        }
+    )
+    (tmp_path / "operator").write_text(OPERATOR, encoding="utf-8")
+    (tmp_path / "contracts.yaml").write_text(AGR_CONTRACTS, encoding="utf-8")
+    cfg = CloudConfig.model_validate(
+        {
+            "store": {"path": str(tmp_path / "s.sqlite")},
+            "api": {"operator_token_file": str(tmp_path / "operator")},
+            "dr": {"contracts": str(tmp_path / "contracts.yaml")},
+            "market": {
+                "uftp": {
+                    "enabled": True,
+                    "roles": ["AGR"],
+                    "peers": [
+                        {
+                            "domain": "dso.test",
+                            "role": "DSO",
+                            "endpoint": party.endpoint,
+                            "public_key": theirs.public_b64,
+                            "program": "dso-test",
+                        }
+                    ],
+                }
+            },
+        }
+    )
+    ctl = CloudController(cfg, REGISTRY, clock=SimClock(NOW))
+    assert ctl.uftp is not None and ctl.uftp.agr is not None and ctl.uftp.dso is None
+    agr = ctl.uftp.agr
+    try:
+        async with serving(create_app(ctl)) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+            party.job["peer"] = {
+                "domain": "gridflex.test",
+                "public_key": ctl.uftp.node.key.public_b64,
+                "endpoint": f"{url}/uftp/agr",
+            }
+            await party.start()
+            try:
+                await wait_for(
+                    lambda: len(agr.orders) == 1 or agr.log.orders_rejected or agr.log.requests_rejected
+                )
+                await ctl.uftp.node.idle()
+                listed = (
+                    await http.get("/dr/requests", headers={"Authorization": f"Bearer {OPERATOR}"})
+                ).json()
+                got = await party.finish()
+            finally:
+                party.kill()
+    finally:
+        ctl.store.close()
+        ctl.dr.close()
+        ctl.market.close()
+        await ctl.uftp.aclose()
+
+    assert agr.log.requests_rejected == [] and agr.log.orders_rejected == []
+    assert got["errors"] == []
+    by_type = {m["type"]: m for m in got["received"]}
+    [opt] = by_type["FlexOffer"]["offer_options"]
+    assert [(i["power"], i["start"]) for i in opt["isps"]] == [(-8000, 73), (-8000, 74)]
+    assert opt["price"] == "1.2000"
+    assert by_type["FlexOrderResponse"]["result"] == "Accepted"
+    [executed] = agr.orders.values()
+    assert executed.status == "selected" and executed.ordered_w == {73: -8000, 74: -8000}
+    # only the order is a DR request (the offer's dry run recorded none), 8 kW per ISP, the DSO's service type
+    assert [(r["request"]["request_id"], r["status"]) for r in listed] == [
+        (executed.dr_request_id, "selected")
+    ]
+    assert [iv["p_kw"] for iv in listed[0]["request"]["intervals"]] == [8.0, 8.0]
+    assert listed[0]["request"]["service_type"] == "uftp"

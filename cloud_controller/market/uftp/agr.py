@@ -145,6 +145,8 @@ class UftpAgr:
                 if i.disposition != "Available"
             )
             kw = {n: kw_of_reduction(w) for n, w in need.items()}
+            if _utc(msg.expiration_date_time) <= self.node.clock.now():
+                raise ValueError(f"ExpirationDateTime {msg.expiration_date_time} has passed")
             if not any(kw.values()):
                 raise ValueError("no ISP requests a reduction")
             day = date.fromisoformat(msg.period)

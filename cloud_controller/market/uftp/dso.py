@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
+from pydantic import ValidationError
+
 from cloud_controller.market.book import Book, ClearingRecord, Refused
 from cloud_controller.market.uftp.config import UftpPeer
 from cloud_controller.market.uftp.isp import by_period, expand, isp_start, kw_of_reduction, reduction_w
@@ -308,8 +310,9 @@ class UftpDso:
             await asyncio.to_thread(self.book.post_offer, offer, offer.fsp, self.node.clock.now())
         except Refused as exc:
             reason = f"{exc.field}: {exc.reason}"
-        except ValueError as exc:  # a pydantic ValidationError of the book's model
-            reason = str(exc).splitlines()[0]
+        except ValidationError as exc:  # the book's model refuses what the UFTP schema allowed
+            err = exc.errors(include_url=False, include_input=False)[0]
+            reason = f"{'.'.join(str(p) for p in err['loc']) or 'offer'}: {err['msg']}"
         if reason is None:
             self._offers[offer.offer_id] = _Offered(msg, peer)
             self.log.offers_booked += 1

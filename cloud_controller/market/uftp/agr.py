@@ -23,6 +23,8 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from cloud_controller.dr.requests_store import DrRecord
 from cloud_controller.market.uftp.config import UftpPeer
 from cloud_controller.market.uftp.isp import ISP, expand, isp_start, kw_of_reduction, reduction_w
@@ -42,6 +44,7 @@ from cloud_controller.market.uftp.messages import (
     PayloadMessage,
 )
 from cloud_controller.market.uftp.node import UftpNode
+from cloud_controller.market.uftp.store import Ledger, UftpStore
 from protocols.errors import GridflexError
 from protocols.messages import DRInterval, DRRequest
 
@@ -55,8 +58,11 @@ CENT4 = Decimal("0.0001")
 ISP_H = ISP.total_seconds() / 3600.0
 
 
-@dataclass
-class OfferMade:
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OfferMade(_Record):
     """One FlexOffer we sent and what it promised."""
 
     message: FlexOffer
@@ -66,8 +72,7 @@ class OfferMade:
     result: str | None = None  # the DSO's FlexOfferResponse
 
 
-@dataclass
-class OrderExecuted:
+class OrderExecuted(_Record):
     """A FlexOrder we accepted and the DR request that carries it out."""
 
     order_reference: str
@@ -92,13 +97,17 @@ def _utc(ts: str) -> datetime:
 class UftpAgr:
     """GridFlex's AGR role over `node`, its flexibility from DR (`preview`, `execute`)."""
 
-    def __init__(self, node: UftpNode, *, preview: Preview, execute: Execute) -> None:
+    def __init__(
+        self, node: UftpNode, *, preview: Preview, execute: Execute, store: UftpStore | None = None
+    ) -> None:
         self.node = node
         self.config = node.config
         self.preview = preview
         self.execute = execute
-        self.offers: dict[str, OfferMade] = {}  # FlexOffer MessageID ->
-        self.orders: dict[str, OrderExecuted] = {}  # OrderReference ->
+        #: FlexOffer MessageID -> what it promised (kept in `store` across restarts)
+        self.offers = Ledger(OfferMade, "agr_offer", store)
+        #: OrderReference -> the DR request executing it
+        self.orders = Ledger(OrderExecuted, "agr_order", store)
         self.log = AgrLog()
         node.handlers["AGR"] = self.on_message
 
@@ -114,6 +123,7 @@ class UftpAgr:
             made = self.offers.get(msg.flex_offer_message_id)
             if made is not None:
                 made.result = msg.result
+                self.offers.put(msg.flex_offer_message_id, made)
 
     # -- request -> offer ----------------------------------------------------------------
 
@@ -199,7 +209,7 @@ class UftpAgr:
                 )
             ],
         )
-        self.offers[msg.message_id] = OfferMade(msg, peer.program, kw, price)
+        self.offers.put(msg.message_id, OfferMade(message=msg, program=peer.program, kw=kw, price_eur=price))
         return msg
 
     # -- order -> DR ---------------------------------------------------------------------
@@ -241,8 +251,14 @@ class UftpAgr:
             record = await self.execute(dr)
             if record.status not in ("selected", "partial", "active"):
                 raise ValueError(f"DR request {dr.request_id} is {record.status}")
-            self.orders[msg.order_reference] = OrderExecuted(
-                msg.order_reference, dr.request_id, record.status, {n: reduction_w(v) for n, v in kw.items()}
+            self.orders.put(
+                msg.order_reference,
+                OrderExecuted(
+                    order_reference=msg.order_reference,
+                    dr_request_id=dr.request_id,
+                    status=record.status,
+                    ordered_w={n: reduction_w(v) for n, v in kw.items()},
+                ),
             )
         except (ValueError, GridflexError) as exc:
             reason = str(exc).splitlines()[0]

@@ -66,6 +66,8 @@ class UftpConfig(BaseModel):
     #: our participant domain (`localhost` is refused by the schema: e.g. `gridflex.test`)
     domain: str = Field(default="gridflex.test", pattern=DOMAIN)
     signing_key_file: Path | None = None
+    #: SQLite file of the conversations (default: `uftp.sqlite` beside the market's store)
+    store_path: Path | None = None
     time_zone: str = "Europe/Amsterdam"
     #: our congestion point `cp` is `{entity_prefix}:{cp}` on the wire (an EA1 address)
     entity_prefix: str = Field(

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from cloud_controller.market.book import Book, ClearingRecord, Refused
 from cloud_controller.market.uftp.config import UftpPeer
@@ -46,7 +46,8 @@ from cloud_controller.market.uftp.messages import (
     FlexSettlementResponse,
     PayloadMessage,
 )
-from cloud_controller.market.uftp.node import UftpNode
+from cloud_controller.market.uftp.node import UftpNode, UftpSendError
+from cloud_controller.market.uftp.store import Ledger, UftpStore
 from protocols.market import MarketIsp, MarketOffer, MarketOption, MarketRequest, MarketSettlement
 
 __all__ = ["SentOrder", "SentRequest", "UftpDso", "cp_of", "entity_of"]
@@ -70,8 +71,11 @@ def _utc(ts: str) -> datetime:
     return datetime.fromisoformat(ts.replace("Z", "+00:00"))
 
 
-@dataclass
-class SentRequest:
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SentRequest(_Record):
     """A FlexRequest we sent: the book request it carries, to whom, and the AGR's receipt."""
 
     request_id: str
@@ -81,8 +85,7 @@ class SentRequest:
     reason: str | None = None
 
 
-@dataclass
-class SentOrder:
+class SentOrder(_Record):
     """A FlexOrder we sent: the book's order, to whom, and the AGR's answer."""
 
     order_id: str
@@ -92,10 +95,11 @@ class SentOrder:
     reason: str | None = None
 
 
-@dataclass
-class _Offered:
+class OfferToUs(_Record):
+    """An AGR's FlexOffer we booked (`peer`: its domain), to order from later."""
+
     message: FlexOffer
-    peer: UftpPeer
+    peer: str
 
 
 @dataclass
@@ -110,13 +114,16 @@ class DsoLog:
 class UftpDso:
     """GridFlex's DSO role over `node`, trading through `book`."""
 
-    def __init__(self, node: UftpNode, book: Book) -> None:
+    def __init__(self, node: UftpNode, book: Book, *, store: UftpStore | None = None) -> None:
         self.node = node
         self.book = book
         self.config = node.config
-        self.requests: dict[str, SentRequest] = {}  # FlexRequest MessageID ->
-        self.orders: dict[str, SentOrder] = {}  # FlexOrder MessageID ->
-        self._offers: dict[str, _Offered] = {}  # book offer id ->
+        #: FlexRequest MessageID -> what it carried (kept in `store` across restarts)
+        self.requests = Ledger(SentRequest, "dso_request", store)
+        #: FlexOrder MessageID -> the order and the AGR's answer
+        self.orders = Ledger(SentOrder, "dso_order", store)
+        #: book offer id -> the FlexOffer behind it
+        self.offers = Ledger(OfferToUs, "dso_offer", store)
         self.log = DsoLog()
         node.handlers["DSO"] = self.on_message
 
@@ -143,7 +150,10 @@ class UftpDso:
                         for n, t in numbered
                     ],
                 )
-                self.requests[msg.message_id] = SentRequest(req.request_id, peer.domain, msg.period)
+                self.requests.put(
+                    msg.message_id,
+                    SentRequest(request_id=req.request_id, peer=peer.domain, period=msg.period),
+                )
                 await self.node.send(peer, msg)
                 sent.append(msg.message_id)
         return sent
@@ -152,14 +162,17 @@ class UftpDso:
         """Each order of `record` on a UFTP offer as a FlexOrder to its AGR."""
         out: list[SentOrder] = []
         for order in record.orders:
-            offered = self._offers.get(order.offer_id)
+            offered = self.offers.get(order.offer_id)
             if offered is None:
                 continue  # an MQTT/API FSP's order: the market shell publishes it
+            peer = self.config.peer(offered.peer, "AGR")
+            if peer is None:
+                raise UftpSendError(f"order {order.order_id}: AGR {offered.peer} is no longer configured")
             offer = offered.message
             option = next(o for o in offer.offer_options if o.option_reference == order.option_id)
             factor = Decimal(str(order.factor)).quantize(Decimal("0.01"), ROUND_HALF_UP)
             msg = FlexOrder(
-                **self.node.header(offered.peer, offer.conversation_id),
+                **self.node.header(peer, offer.conversation_id),
                 time_zone=offer.time_zone,
                 period=offer.period,
                 congestion_point=offer.congestion_point,
@@ -173,9 +186,9 @@ class UftpDso:
                     FlexOrderIsp(power_w=i.power_w, start=i.start, duration=i.duration) for i in option.isps
                 ],
             )
-            sent = SentOrder(order.order_id, offered.peer.domain, msg)
-            self.orders[msg.message_id] = sent
-            await self.node.send(offered.peer, msg)
+            sent = SentOrder(order_id=order.order_id, peer=peer.domain, message=msg)
+            self.orders.put(msg.message_id, sent)
+            await self.node.send(peer, msg)
             out.append(sent)
         return out
 
@@ -250,11 +263,13 @@ class UftpDso:
             sent = self.requests.get(msg.flex_request_message_id)
             if sent is not None:
                 sent.result, sent.reason = msg.result, msg.rejection_reason
+                self.requests.put(msg.flex_request_message_id, sent)
         elif isinstance(msg, FlexOrderResponse):
             order = self.orders.get(msg.flex_order_message_id)
             if order is None:
                 raise KeyError(f"FlexOrderResponse for unknown FlexOrder {msg.flex_order_message_id}")
             order.result, order.reason = msg.result, msg.rejection_reason
+            self.orders.put(msg.flex_order_message_id, order)
         elif isinstance(msg, FlexSettlementResponse):
             self.log.settlement_answers += [
                 {"order_id": s.order_reference, "disposition": s.disposition, "reason": s.dispute_reason}
@@ -314,7 +329,7 @@ class UftpDso:
             err = exc.errors(include_url=False, include_input=False)[0]
             reason = f"{'.'.join(str(p) for p in err['loc']) or 'offer'}: {err['msg']}"
         if reason is None:
-            self._offers[offer.offer_id] = _Offered(msg, peer)
+            self.offers.put(offer.offer_id, OfferToUs(message=msg, peer=peer.domain))
             self.log.offers_booked += 1
         else:
             self.log.offers_rejected.append({"message_id": msg.message_id, "reason": reason})

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
@@ -25,6 +26,7 @@ from cloud_controller.market.uftp.dso import UftpDso
 from cloud_controller.market.uftp.envelope import SigningKey
 from cloud_controller.market.uftp.node import UftpNode, UftpSendError
 from cloud_controller.market.uftp.router import uftp_router
+from cloud_controller.market.uftp.store import UftpStore
 from protocols.clock import Clock
 from protocols.errors import ConfigError
 from protocols.market import MarketRequest, MarketSettlement
@@ -65,10 +67,16 @@ class UftpSide:
         preview: Preview,
         execute: Execute,
         key: SigningKey | None = None,
+        store_path: Path | None = None,
     ) -> None:
         self.node = UftpNode(config, key or load_key(config), clock=clock)
-        self.dso = UftpDso(self.node, book) if "DSO" in config.roles else None
-        self.agr = UftpAgr(self.node, preview=preview, execute=execute) if "AGR" in config.roles else None
+        self.store = UftpStore(store_path) if store_path is not None else None
+        self.dso = UftpDso(self.node, book, store=self.store) if "DSO" in config.roles else None
+        self.agr = (
+            UftpAgr(self.node, preview=preview, execute=execute, store=self.store)
+            if "AGR" in config.roles
+            else None
+        )
 
     def router(self) -> APIRouter:
         """`/uftp/dso`, `/uftp/agr`, `/uftp/status`, `/uftp/key`."""
@@ -119,7 +127,7 @@ class UftpSide:
         if self.agr is not None:
             out["agr"] = {
                 "offers": len(self.agr.offers),
-                "orders": [vars(o) for o in self.agr.orders.values()],
+                "orders": [o.model_dump(mode="json") for o in self.agr.orders.values()],
                 "requests_rejected": self.agr.log.requests_rejected,
                 "orders_rejected": self.agr.log.orders_rejected,
                 "settlements": self.agr.log.settlements,
@@ -127,8 +135,10 @@ class UftpSide:
         return out
 
     async def aclose(self) -> None:
-        """Wait for running handlers (bounded), close the HTTP client."""
+        """Wait for running handlers (bounded), close the HTTP client and the store."""
         await self.node.aclose()
+        if self.store is not None:
+            self.store.close()
 
 
 def controller_uftp(controller: CloudController) -> UftpSide:
@@ -162,8 +172,10 @@ def controller_uftp(controller: CloudController) -> UftpSide:
         await controller.publish_dr(req)
         return record
 
+    config = controller.config.market.uftp
     return UftpSide(
-        controller.config.market.uftp,
+        config,
+        store_path=config.store_path or controller.market.store.path.with_name("uftp.sqlite"),
         clock=controller.clock,
         book=controller.market.book,
         preview=preview,

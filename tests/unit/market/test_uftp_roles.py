@@ -40,6 +40,7 @@ from cloud_controller.market.uftp.messages import (
 )
 from cloud_controller.market.uftp.node import UftpNode
 from cloud_controller.market.uftp.router import uftp_router
+from cloud_controller.market.uftp.store import UftpStore
 from protocols.clock import SimClock
 from protocols.market import MarketIsp, MarketRequest
 from protocols.messages import DRRequest
@@ -183,7 +184,7 @@ async def test_an_expired_flex_request_gets_no_offer(pair: Pair) -> None:
     pair.book.post_request(req, NOW)
     await pair.dso.send_request(req)
     await _settle(pair)
-    assert pair.agr.offers == {} and pair.dso.log.offers_booked == 0
+    assert len(pair.agr.offers) == 0 and pair.dso.log.offers_booked == 0
     [rejected] = pair.agr.log.requests_rejected
     assert rejected["reason"] == "ExpirationDateTime 2026-12-03T07:00:00+00:00 has passed"
     assert [r.result for r in pair.dso.requests.values()] == ["Rejected"]
@@ -218,13 +219,13 @@ async def test_gridflex_to_gridflex_order_runs_and_a_changed_or_too_small_order_
 
     for ref, factor, powers in (("small", "0.30", (-8000, -8000)), ("changed", "1.00", (-8000, -4000))):
         msg = order(ref, factor, powers)
-        pair.dso.orders[msg.message_id] = SentOrder(ref, "agr.test", msg)
+        pair.dso.orders.put(msg.message_id, SentOrder(order_id=ref, peer="agr.test", message=msg))
         await pair.dso.node.send(pair.dso.config.peers[0], msg)
         await _settle(pair)
     reasons = {o.order_id: o.reason for o in pair.dso.orders.values()}
     assert reasons["small"] == "ActivationFactor 0.30 is below MinActivationFactor 0.50"
     assert reasons["changed"] == "ISPs differ from the offer's (UFTP: copied unchanged)"
-    assert pair.agr.orders == {} and pair.dr.requests.all() == []  # nothing executed
+    assert len(pair.agr.orders) == 0 and pair.dr.requests.all() == []  # nothing executed
 
     record = pair.book.clear(NOW)
     assert record is not None
@@ -235,3 +236,41 @@ async def test_gridflex_to_gridflex_order_runs_and_a_changed_or_too_small_order_
     assert executed.ordered_w == {73: -8000, 74: -8000}
     [dr_record] = pair.dr.requests.all()
     assert dr_record.status == "selected" and [iv.p_kw for iv in dr_record.request.intervals] == [8.0, 8.0]
+
+
+async def test_after_a_restart_both_sides_still_know_their_offer_and_order(
+    pair: Pair, tmp_path: Path
+) -> None:
+    def restart() -> tuple[UftpDso, UftpAgr, UftpStore, UftpStore]:
+        d, a = UftpStore(tmp_path / "dso-uftp.sqlite"), UftpStore(tmp_path / "agr-uftp.sqlite")
+        return (
+            UftpDso(pair.dso.node, pair.book, store=d),
+            UftpAgr(pair.agr.node, preview=pair.agr.preview, execute=pair.agr.execute, store=a),
+            d,
+            a,
+        )
+
+    dso, agr, d, a = restart()
+    req = _request(datetime(2026, 12, 3, 17, 0, tzinfo=UTC))
+    pair.book.post_request(req, NOW)
+    await dso.send_request(req)
+    await _settle(pair)
+    assert len(dso.offers) == 1 and len(agr.offers) == 1
+    d.close()
+    a.close()
+
+    dso, agr, d, a = restart()  # a new process: only the files remain
+    assert [o.peer for o in dso.offers.values()] == ["agr.test"]
+    record = pair.book.clear(NOW)
+    assert record is not None
+    [sent] = await dso.send_orders(record)
+    await _settle(pair)
+    assert (sent.result, len(agr.orders)) == ("Accepted", 1)
+    d.close()
+    a.close()
+
+    dso, agr, d, a = restart()
+    assert [(o.order_id, o.result) for o in dso.orders.values()] == [(record.orders[0].order_id, "Accepted")]
+    assert [o.ordered_w for o in agr.orders.values()] == [{73: -8000, 74: -8000}]
+    d.close()
+    a.close()

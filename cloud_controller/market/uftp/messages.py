@@ -13,10 +13,12 @@ messages, revocation and reservation updates are not.
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from typing import Annotated, ClassVar, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "MESSAGE_TYPES",
@@ -53,7 +55,22 @@ ENTITY = r"^(ea1\.[0-9]{4}-[0-9]{2}\..{1,244}:.{1,244}|ean\.[0-9]{12,34})$"
 Uuid = Annotated[str, Field(pattern=UUID)]
 Domain = Annotated[str, Field(pattern=DOMAIN, max_length=253)]
 Timestamp = Annotated[str, Field(pattern=TIMESTAMP)]
-Date = Annotated[str, Field(pattern=DATE)]
+
+
+def _real_date(v: str) -> str:
+    date.fromisoformat(v)  # ValueError on 2026-02-30
+    return v
+
+
+def _known_zone(v: str) -> str:
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {v!r}") from None
+    return v
+
+
+Date = Annotated[str, Field(pattern=DATE), AfterValidator(_real_date)]
 Entity = Annotated[str, Field(pattern=ENTITY)]
 Ref = Annotated[str, Field(min_length=1, max_length=256)]
 Watts = Annotated[int, Field(ge=-(10**12), le=10**12)]
@@ -93,7 +110,7 @@ class _Response(PayloadMessage):
 
 class _Flex(PayloadMessage):
     isp_duration: Literal["PT15M"] = Field(default="PT15M", alias="ISP-Duration")
-    time_zone: str = Field(
+    time_zone: Annotated[str, AfterValidator(_known_zone)] = Field(
         default="Europe/Amsterdam",
         alias="TimeZone",
         pattern=r"^(Africa|America|Australia|Europe|Pacific)/[a-zA-Z0-9_/]{3,}$",

@@ -15,7 +15,12 @@ from cloud_controller.market.uftp.config import UftpConfig, UftpPeer
 from cloud_controller.market.uftp.config import UftpPeer as _Peer
 from cloud_controller.market.uftp.envelope import SigningKey, seal
 from cloud_controller.market.uftp.isp import by_period, isp_start
-from cloud_controller.market.uftp.messages import FlexOfferResponse, FlexRequestResponse, PayloadMessage
+from cloud_controller.market.uftp.messages import (
+    FlexOfferResponse,
+    FlexOrderResponse,
+    FlexRequestResponse,
+    PayloadMessage,
+)
 from cloud_controller.market.uftp.node import UftpNode
 from cloud_controller.market.uftp.router import uftp_router
 from protocols.clock import SimClock
@@ -185,3 +190,37 @@ def test_isp_numbers_follow_the_local_day_across_dst() -> None:
 async def test_a_body_over_the_limit_is_refused_before_it_is_read_whole(node: UftpNode) -> None:
     r = await _post(node, "/uftp/dso", b"<" * (2 * 1024 * 1024 + 1))
     assert r.status_code == 413 and r.json()["kind"] == "size"
+
+
+def test_a_period_that_is_no_date_and_an_unknown_time_zone_are_schema_errors() -> None:
+    xml = encode(
+        FlexOrderResponse(
+            sender_domain="agr.test",
+            time_stamp="2026-12-03T08:00:00Z",
+            message_id=UUID,
+            conversation_id=UUID,
+            flex_order_message_id=UUID,
+        )
+    )
+    assert decode(xml).TAG == "FlexOrderResponse"
+    offer = (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<FlexOffer Version="3.1.0" SenderDomain="agr.test" '
+        b'TimeStamp="2026-12-03T08:00:00Z" MessageID="'
+        + UUID.encode()
+        + b'" ConversationID="'
+        + UUID.encode()
+        + b'" '
+        b'ISP-Duration="PT15M" TimeZone="Europe/Atlantis" Period="2026-02-30" '
+        b'CongestionPoint="ean.123456789012" ExpirationDateTime="2026-12-03T15:00:00Z" Unsolicited="true">'
+        b'<OfferOption OptionReference="o" Price="1"><ISP Power="-1" Start="1"/></OfferOption></FlexOffer>'
+    )
+    with pytest.raises(XmlError, match="unknown time zone 'Europe/Atlantis'"):
+        decode(offer)
+    with pytest.raises(XmlError, match="period: Value error, day is out of range"):
+        decode(offer.replace(b"Europe/Atlantis", b"Europe/Amsterdam"))
+    assert (
+        decode(
+            offer.replace(b"Europe/Atlantis", b"Europe/Amsterdam").replace(b"2026-02-30", b"2026-02-28")
+        ).TAG
+        == "FlexOffer"
+    )

@@ -10,6 +10,7 @@ taken (the reply comes later, as its own message); otherwise 400/401/403/404 wit
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -22,8 +23,12 @@ from cloud_controller.market.uftp.node import UftpNode
 __all__ = ["uftp_router"]
 
 
-def uftp_router(node: UftpNode) -> APIRouter:
-    """The routes of `node` (its handlers decide what a taken message does)."""
+def uftp_router(node: UftpNode, *, read: Sequence[Any] = ()) -> APIRouter:
+    """The routes of `node` (its handlers decide what a taken message does).
+
+    `read`: dependencies guarding `/uftp/status` (the controller's viewer role: it names
+    peers and failures); the message endpoints are guarded by the signature, the key is public.
+    """
     router = APIRouter(prefix="/uftp", tags=["uftp"])
 
     async def _take(role: Role, request: Request) -> Response:
@@ -48,7 +53,7 @@ def uftp_router(node: UftpNode) -> APIRouter:
         """A SignedMessage from a DSO to GridFlex as AGR."""
         return await _take("AGR", request)
 
-    @router.get("/status")
+    @router.get("/status", dependencies=list(read))
     async def uftp_status() -> dict[str, Any]:
         """Counters: received, sent, refused by kind, handler failures with reasons."""
         return node.status()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,9 +79,9 @@ class UftpSide:
             else None
         )
 
-    def router(self) -> APIRouter:
-        """`/uftp/dso`, `/uftp/agr`, `/uftp/status`, `/uftp/key`."""
-        return uftp_router(self.node)
+    def router(self, *, read: Sequence[Any] = ()) -> APIRouter:
+        """`/uftp/dso`, `/uftp/agr`, `/uftp/status` (behind `read`), `/uftp/key`."""
+        return uftp_router(self.node, read=read)
 
     def _failed(self, what: str, exc: Exception) -> None:
         self.node.failures.append({"message": what, "message_id": "", "reason": str(exc)})

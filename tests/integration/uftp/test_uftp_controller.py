@@ -43,10 +43,11 @@ OPERATOR = "operator-0123456789abcdef"
 def _config(tmp: Path, party: Party, theirs: SigningKey) -> CloudConfig:
     (tmp / "dso").write_text(DSO_TOKEN, encoding="utf-8")
     (tmp / "operator").write_text(OPERATOR, encoding="utf-8")
+    (tmp / "viewer").write_text("viewer-0123456789abcdef", encoding="utf-8")
     return CloudConfig.model_validate(
         {
             "store": {"path": str(tmp / "s.sqlite")},
-            "api": {"operator_token_file": str(tmp / "operator")},
+            "api": {"operator_token_file": str(tmp / "operator"), "viewer_token_file": str(tmp / "viewer")},
             "market": {
                 "dso_token_file": str(tmp / "dso"),
                 "fsps": {"fsp-a": {}},
@@ -116,7 +117,10 @@ async def test_controller_as_dso_trades_with_the_library_agr_through_the_market_
                 assert [i["kw"] for i in order["isps"]] == pytest.approx([15.0] * 4)
                 dso = ctl.uftp.dso
                 await wait_for(lambda: all(o.result for o in dso.orders.values()) and len(dso.orders) == 1)
-                status = (await http.get("/uftp/status")).json()
+                assert (await http.get("/uftp/status")).status_code == 401  # roles on: a viewer's read
+                status = (
+                    await http.get("/uftp/status", headers={"Authorization": f"Bearer {OPERATOR}"})
+                ).json()
                 got = await party.finish()
             finally:
                 party.kill()

@@ -81,6 +81,8 @@ class UftpConfig(BaseModel):
     offer_min_activation_factor: float = Field(default=0.5, ge=0.01, le=1.0)
     #: seconds per POST to a peer
     timeout_s: float = Field(default=10.0, gt=0, le=120.0)
+    #: POSTs per message when the peer is unreachable or answers 5xx/429 (jittered backoff between)
+    send_attempts: int = Field(default=3, ge=1, le=10)
     peers: list[UftpPeer] = Field(default_factory=list, max_length=1000)
 
     @model_validator(mode="after")

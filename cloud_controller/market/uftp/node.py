@@ -45,6 +45,7 @@ from cloud_controller.market.uftp.messages import (
     PayloadMessage,
     Role,
 )
+from protocols.backoff import Backoff
 from protocols.clock import Clock
 from protocols.errors import GridflexError
 
@@ -75,6 +76,7 @@ class NodeStats:
     received: int = 0
     sent: int = 0
     send_failed: int = 0
+    retries: int = 0
     handler_errors: int = 0
     #: refusals by reason class: unknown_sender, bad_signature, schema, sender_mismatch, ...
     refused: Counter[str] = field(default_factory=Counter)
@@ -197,20 +199,35 @@ class UftpNode:
         }
 
     async def send(self, peer: UftpPeer, message: PayloadMessage) -> None:
-        """Sign `message` as our role towards `peer` and POST it; UftpSendError unless HTTP 200."""
+        """Sign `message` as our role towards `peer` and POST it; UftpSendError unless HTTP 200.
+
+        An unreachable peer, a timeout, 5xx or 429 is tried again (`send_attempts`, jittered
+        backoff on our Clock); any other answer is the peer's verdict and is not repeated.
+        """
         body = seal(encode(message), self.key, self.config.domain, OTHER[peer.role])
-        try:
-            async with asyncio.timeout(self.config.timeout_s):
-                r = await self.client().post(
-                    peer.endpoint, content=body, headers={"Content-Type": "text/xml; charset=utf-8"}
+        backoff = Backoff(min_s=0.5, max_s=10.0)
+        for attempt in range(1, self.config.send_attempts + 1):
+            try:
+                async with asyncio.timeout(self.config.timeout_s):
+                    r = await self.client().post(
+                        peer.endpoint, content=body, headers={"Content-Type": "text/xml; charset=utf-8"}
+                    )
+            except (httpx.HTTPError, TimeoutError) as exc:
+                why, again = repr(exc), True
+            else:
+                if r.status_code == 200:
+                    self.stats.sent += 1
+                    return
+                why, again = (
+                    f"HTTP {r.status_code} {r.text[:300]}",
+                    r.status_code >= 500 or r.status_code == 429,
                 )
-        except (httpx.HTTPError, TimeoutError) as exc:
-            self.stats.send_failed += 1
-            raise UftpSendError(f"{message.TAG} to {peer.endpoint}: {exc!r}") from exc
-        if r.status_code != 200:
-            self.stats.send_failed += 1
-            raise UftpSendError(f"{message.TAG} to {peer.endpoint}: HTTP {r.status_code} {r.text[:300]}")
-        self.stats.sent += 1
+            if not again or attempt == self.config.send_attempts:
+                self.stats.send_failed += 1
+                raise UftpSendError(f"{message.TAG} to {peer.endpoint} (attempt {attempt}): {why}")
+            self.stats.retries += 1
+            log.warning("UFTP %s to %s failed (%s); trying again", message.TAG, peer.endpoint, why)
+            await self.clock.sleep(backoff.next_delay_s())
 
     def peers(self, role: Role) -> list[UftpPeer]:
         """The configured peers in `role`."""
@@ -229,6 +246,7 @@ class UftpNode:
             "received": s.received,
             "sent": s.sent,
             "send_failed": s.send_failed,
+            "retries": s.retries,
             "handler_errors": s.handler_errors,
             "refused": dict(s.refused),
             "failures": list(self.failures),

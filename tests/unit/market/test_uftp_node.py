@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 
 from cloud_controller.market.uftp.codec import XmlError, decode, encode
 from cloud_controller.market.uftp.config import UftpConfig, UftpPeer
@@ -21,7 +21,7 @@ from cloud_controller.market.uftp.messages import (
     FlexRequestResponse,
     PayloadMessage,
 )
-from cloud_controller.market.uftp.node import UftpNode
+from cloud_controller.market.uftp.node import UftpNode, UftpSendError
 from cloud_controller.market.uftp.router import uftp_router
 from protocols.clock import SimClock
 
@@ -223,4 +223,49 @@ def test_a_period_that_is_no_date_and_an_unknown_time_zone_are_schema_errors() -
             offer.replace(b"Europe/Atlantis", b"Europe/Amsterdam").replace(b"2026-02-30", b"2026-02-28")
         ).TAG
         == "FlexOffer"
+    )
+
+
+@pytest.mark.parametrize(
+    ("answers", "delivered", "posts", "retries"),
+    [([503, 503, 200], True, 3, 2), ([403], False, 1, 0), ([500, 500, 500], False, 3, 2)],
+    ids=["503-twice-then-taken", "403-not-repeated", "500-gives-up-after-3"],
+)
+async def test_a_send_is_tried_again_only_when_the_peer_could_not_answer(
+    answers: list[int], delivered: bool, posts: int, retries: int
+) -> None:
+    seen: list[bytes] = []
+    peer_app = FastAPI()
+
+    @peer_app.post("/m")
+    async def m(request: Request) -> Response:
+        seen.append(await request.body())
+        return Response(status_code=answers[len(seen) - 1])
+
+    peer = UftpPeer(
+        domain="agr.test",
+        role="AGR",
+        endpoint="http://agr/m",
+        public_key=SigningKey.generate().public_b64,
+        fsp="a",
+    )
+    n = UftpNode(
+        UftpConfig(enabled=True, roles=["DSO"], peers=[peer]),
+        SigningKey.generate(),
+        clock=SimClock(datetime(2026, 12, 3, 8, tzinfo=UTC), speed=1000.0),  # backoff sleeps ms
+        client=httpx.AsyncClient(transport=httpx.ASGITransport(app=peer_app)),
+    )
+    try:
+        if delivered:
+            await n.send(peer, _resp())
+        else:
+            with pytest.raises(UftpSendError, match=f"attempt {posts}\\): HTTP {answers[-1]}"):
+                await n.send(peer, _resp())
+    finally:
+        await n.aclose()
+    assert len(seen) == posts and len(set(seen)) == 1  # the same signed bytes each time
+    assert (n.stats.sent, n.stats.send_failed, n.stats.retries) == (
+        int(delivered),
+        int(not delivered),
+        retries,
     )

@@ -355,6 +355,12 @@ class OpenAdrConfig(_Model):
     #: Auto mode: after each congestion forecast, one event per congested station in this
     #: programme (created when missing); none = events only when something calls the function.
     auto_program: str | None = Field(default=None, min_length=1, max_length=128)
+    #: Subscription callbacks (cloud_controller/openadr/notifier.py): the hosts (`host` or
+    #: `host:port`) a notification may be sent to — the SSRF guard; empty = none leaves.
+    callback_hosts: list[str] = Field(default_factory=list, max_length=100)
+    notify_attempts: int = Field(default=3, ge=1, le=10)
+    notify_backoff_s: float = Field(default=1.0, ge=0.0, le=60.0)  # doubles after each attempt
+    notify_timeout_s: float = Field(default=5.0, gt=0.0, le=60.0)
 
 
 class CloudConfig(_Model):

@@ -15,11 +15,17 @@ is what the fleet does not account for (the other households, and the LV lines' 
   reading is subtracted at its `fallback_kw` (the planner's forecast) when given, else
   left in the background and named in `fleet_unmeasured`.
 - Ahead (`forecast_background`): the background's own history (the meter's stored series
-  minus the fleet sites' stored series, per period: `background_rows`) forecast like a site
-  baseline (`forecast/baseline.py`: same period yesterday plus a smoothed level shift, σ from
-  the history's "yesterday" errors), with the latest measured background ruling the first
-  period and fading over `MEASUREMENT_FADE_H` as in `live/site_forecast.py`. Without a day
-  of history: persistence of the latest value, σ the history's period-to-period spread or at
+  minus the fleet sites' stored series, per period: `background_rows`, the last
+  `BACKGROUND_HISTORY_DAYS`). With at least `forecast.multi_day.MIN_DAYS` days of it: the
+  same-time-of-day mean over those days and σ per time of day from their spread
+  (`forecast/multi_day.py`; method "multi-day"). Why not yesterday alone: a station's
+  evening background moves by 70-120 kW from one day to the next in the demo's region (EV
+  arrivals), its night by 15 kW, and one band for the whole day is far too narrow in the
+  evening for the planner's chance margin to pre-charge anything. With one or two days:
+  forecast like a site baseline (`forecast/baseline.py`: same period yesterday plus a
+  smoothed level shift, σ from the history's "yesterday" errors; method "seasonal"). Either
+  way the latest measured background rules the first period and fades over
+  `MEASUREMENT_FADE_H` as in `live/site_forecast.py`. Without a day of history: persistence of the latest value, σ the history's period-to-period spread or at
   least `PERSISTENCE_SIGMA_FRACTION` of the value (an assumption, not a measured figure),
   growing from 0 as the measurement fades. Without a meter reading and any history: 0 with a
   warning, the fleet-only view the controller had before station meters.
@@ -41,11 +47,13 @@ import numpy as np
 import numpy.typing as npt
 
 from cloud_controller.forecast.baseline import seasonal_naive_smoothing
+from cloud_controller.forecast.multi_day import multi_day_profile
 from cloud_controller.live.site_forecast import MEASUREMENT_FADE_H, Z_80, period_start
 from cloud_controller.live.types import History, SiteSnapshot
 from protocols.assets import Points
 
 __all__ = [
+    "BACKGROUND_HISTORY_DAYS",
     "GUARD_SMOOTHING_S",
     "HISTORY_DAYS",
     "METER_MAX_AGE_S",
@@ -68,10 +76,12 @@ METER_MAX_AGE_S = 600.0
 PERSISTENCE_SIGMA_FRACTION = 0.2
 #: Time constant of the guard's smoothed background (`smoothed`), s.
 GUARD_SMOOTHING_S = 300.0
-HISTORY_DAYS = 2  # what the site baselines read too (SharedReads serves both from one read)
+HISTORY_DAYS = 2  # what the site baselines read (`live/site_forecast.py`)
+#: Days of a station's background history its forecast reads (a week: every weekday once).
+BACKGROUND_HISTORY_DAYS = 7
 
 MeasurementStatus = Literal["measured", "stale", "offline", "no_reading", "no_meter"]
-ForecastMethod = Literal["seasonal", "persistence", "none"]
+ForecastMethod = Literal["multi-day", "seasonal", "persistence", "none"]
 
 
 @dataclass(frozen=True)
@@ -228,8 +238,8 @@ def read_background_rows(
     *,
     period_s: float,
 ) -> list[tuple[datetime, float]]:
-    """The background history of the last `HISTORY_DAYS` from the stored meter and site series."""
-    start = now - timedelta(days=HISTORY_DAYS)
+    """The background history of the last `BACKGROUND_HISTORY_DAYS` from the stored meter and site series."""
+    start = now - timedelta(days=BACKGROUND_HISTORY_DAYS)
     asset, point = Points.METER_P_KW
     meter = history.read_series(meter_site, asset, point, start, now)
     if not meter:
@@ -256,7 +266,14 @@ def forecast_background(
     live = measured.background_kw
     method: ForecastMethod
     warning = None
-    if hist:
+    profile = (
+        multi_day_profile(hist, now=start, period_s=period_s, horizon=horizon, days=BACKGROUND_HISTORY_DAYS)
+        if hist
+        else None
+    )
+    if profile is not None:
+        p50, sigma, method = profile.p50, profile.sigma, "multi-day"
+    elif hist:
         b = seasonal_naive_smoothing(hist, now=start, period_s=period_s, horizon=horizon)
         p50 = np.asarray(b.p50, dtype=float)
         method = "seasonal" if b.method == "seasonal+smoothing" else "persistence"

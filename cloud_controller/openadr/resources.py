@@ -9,8 +9,9 @@ that names the field (400) or the rule (403/404/409).
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +22,12 @@ from cloud_controller.openadr.oauth import Client
 from cloud_controller.openadr.store import OpenAdrStore
 from protocols.clock import Clock
 
-__all__ = ["KINDS", "Vtn", "VtnError"]
+__all__ = ["KINDS", "Listener", "Vtn", "VtnError"]
+
+log = logging.getLogger(__name__)
+
+#: Called after every stored write: (kind, "create" | "update" | "delete", the object as stored).
+Listener = Callable[[str, str, dict[str, Any]], None]
 
 KINDS = tuple(MODELS)
 #: Kinds a VEN may write, and whose objects it sees only when they carry its clientID.
@@ -65,6 +71,9 @@ def _validated(kind: str, body: Any) -> dict[str, Any]:
     out = obj.model_dump(by_alias=True, mode="json", exclude_none=True)
     for f in SERVER_FIELDS:
         out.pop(f, None)
+    if kind == "subscriptions":  # openadr3-client cannot parse an objectOperation without it (null is fine)
+        for op in out["objectOperations"]:
+            op.setdefault("bearerToken", None)
     return out
 
 
@@ -87,6 +96,15 @@ class Vtn:
         self.clock = clock
         self.writes = 0
         self.refusals = 0
+        self.listeners: list[Listener] = []  # e.g. the subscription notifier (notifier.py)
+
+    def _changed(self, kind: str, op: str, obj: dict[str, Any]) -> None:
+        """Tell the listeners; one that raises is logged, never fails the write that is already stored."""
+        for listener in self.listeners:
+            try:
+                listener(kind, op, obj)
+            except Exception:
+                log.exception("VTN listener failed on %s %s", op, kind)
 
     def _checked(self, kind: str, body: Any) -> dict[str, Any]:
         try:
@@ -157,6 +175,7 @@ class Vtn:
         full = {**head, **obj}
         self.store.put(kind, full)
         self.writes += 1
+        self._changed(kind, "create", full)
         return full
 
     def get(self, client: Client, kind: str, object_id: str) -> dict[str, Any]:
@@ -179,6 +198,7 @@ class Vtn:
         full: dict[str, Any] = {**keep, "modificationDateTime": _iso(self.clock.now()), **obj}
         self.store.put(kind, full)
         self.writes += 1
+        self._changed(kind, "update", full)
         return full
 
     def delete(self, client: Client, kind: str, object_id: str) -> dict[str, Any]:
@@ -187,6 +207,7 @@ class Vtn:
         old = self.get(client, kind, object_id)
         self.store.delete(kind, object_id)
         self.writes += 1
+        self._changed(kind, "delete", old)
         return old
 
     def search(self, client: Client, kind: str, query: Mapping[str, str | list[str]]) -> list[dict[str, Any]]:

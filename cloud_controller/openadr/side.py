@@ -7,6 +7,8 @@ that programme (created when missing), ratings taken from the planner's grid mod
 (`limits_from_pandapower`, the nominal kW a loading % is of). The window is the UTC day of
 the forecast's first step; dispatches past its end are counted in `dropped`. Every
 failure is counted and kept in `last_error` (`GET /openadr3/status`, a BL token), never raised into the controller's forecast loop.
+Every stored write also goes to the subscription notifier (`notifier.py`), whose counters
+are in the same status.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from cloud_controller.openadr.from_forecast import (
     points_from_forecast,
     publish_congestion_events,
 )
+from cloud_controller.openadr.notifier import Notifier
 from cloud_controller.openadr.oauth import OAuthError
 from cloud_controller.openadr.router import PREFIX, build_vtn, openadr_router
 
@@ -43,6 +46,17 @@ class OpenAdrSide:
 
     def __init__(self, config: CloudConfig, clock: Clock) -> None:
         self.vtn, self.oauth = build_vtn(config, clock)
+        oa = config.openadr
+        self.notifier = Notifier(
+            oa.callback_hosts,
+            clock=clock,
+            attempts=oa.notify_attempts,
+            backoff_s=oa.notify_backoff_s,
+            timeout_s=oa.notify_timeout_s,
+        )
+        self.vtn.listeners.append(
+            lambda kind, op, obj: self.notifier.on_change(self.vtn.store.all("subscriptions"), kind, op, obj)
+        )
         self.auto_program = config.openadr.auto_program
         self.runs = 0
         self.errors = 0
@@ -120,8 +134,10 @@ class OpenAdrSide:
             "refusals": self.vtn.refusals,
             "tokens_issued": self.oauth.issued,
             "tokens_refused": self.oauth.refused,
+            "notifications": self.notifier.status(),
         }
 
     def close(self) -> None:
-        """Close the VTN's store (the controller's shutdown)."""
+        """Stop the notifier (bounded) and close the VTN's store (the controller's shutdown)."""
+        self.notifier.close()
         self.vtn.store.close()

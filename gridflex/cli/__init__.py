@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from gridflex.cli import chaos, cloud, core, demo, edge, forecast_quality, sim, study, testbed, twin
+from gridflex.cli import chaos, cloud, core, demo, edge, forecast_quality, sim, study, testbed, twin, ven
 
 __all__ = ["app"]
 
@@ -31,6 +31,7 @@ demo.register(app)
 twin.register(app)
 chaos.register(app)
 forecast_quality.register(app)
+ven.register(app)
 
 
 if __name__ == "__main__":  # pragma: no cover

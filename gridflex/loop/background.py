@@ -109,11 +109,15 @@ def background_load(
     period_s: float,
     seed: int,
     settings: BackgroundSettings | None = None,
+    noise_seed: int | None = None,
 ) -> BackgroundLoad:
     """Profiles for every household in `range(n_households)` not in `fleet_households` (seeded).
 
     Seeds are offset from the fleet's (`seed` + 11, …) so the background households are not
     copies of the fleet's buildings; the weather uses `seed` itself, as the fleet does.
+    `noise_seed` (default `seed`) draws the days — load noise, heat demand, EV arrivals and
+    the weather — while `seed` alone draws who the households are (annual energy, heat
+    pump, EV): other days of the same households (the demo's imported history).
     """
     s = settings or BackgroundSettings()
     if start.tzinfo is None:
@@ -135,13 +139,14 @@ def background_load(
     heat_annual = rng.uniform(*s.heat_annual_kwh, size=n_households)
     has_hp = rng.random(n_households) < s.hp_share
     has_ev = rng.random(n_households) < s.ev_share
-    p = household_load_kw(index, annual_kwh=annual, seed=seed + 13)
-    t_amb = ambient_temperature_c(index, seed=seed)
+    days_seed = seed if noise_seed is None else noise_seed
+    p = household_load_kw(index, annual_kwh=annual, seed=days_seed + 13)
+    t_amb = ambient_temperature_c(index, seed=days_seed)
     if has_hp.any():
-        heat = heat_demand_kw(index, ambient_t_c=t_amb, annual_kwh=heat_annual[has_hp], seed=seed + 17)
+        heat = heat_demand_kw(index, ambient_t_c=t_amb, annual_kwh=heat_annual[has_hp], seed=days_seed + 17)
         p[:, has_hp] += np.minimum(heat / hp_cop(t_amb)[:, None], s.hp_kw)
     if has_ev.any():
-        ev = ev_demand(index, n_ev=int(has_ev.sum()), seed=seed + 19, p_max_kw=s.ev_kw)
+        ev = ev_demand(index, n_ev=int(has_ev.sum()), seed=days_seed + 19, p_max_kw=s.ev_kw)
         p[:, has_ev] += ev.uncontrolled_kw
     p, has_hp, has_ev = p[:, households], has_hp[households], has_ev[households]
     q = p * float(np.tan(np.arccos(s.cos_phi)))

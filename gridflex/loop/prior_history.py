@@ -15,6 +15,7 @@ a controller that forecasts a station's non-fleet load from its meter has a day-
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,7 +26,7 @@ from gridflex.loop.reference_run import ReferenceRun
 from protocols.assets import Points, substation_site_id
 from protocols.messages import Command
 
-__all__ = ["PlannerWithPrior", "PriorHistory", "prior_from_meters", "prior_from_reference"]
+__all__ = ["PlannerWithPrior", "PriorHistory", "merge_prior", "prior_from_meters", "prior_from_reference"]
 
 Key = tuple[str, str, str]  # (site, asset, point)
 
@@ -61,8 +62,29 @@ def prior_from_meters(
     return out
 
 
+def merge_prior(
+    parts: Sequence[Mapping[Key, list[tuple[datetime, float]]]],
+) -> dict[Key, list[tuple[datetime, float]]]:
+    """Several imports as one: each key's rows from every part, oldest first."""
+    out: dict[Key, list[tuple[datetime, float]]] = {}
+    for part in parts:
+        for key, rows in part.items():
+            out.setdefault(key, []).extend(rows)
+    for rows in out.values():
+        rows.sort(key=lambda r: r[0])
+    return out
+
+
+def _time(row: tuple[datetime, float]) -> datetime:
+    return row[0]
+
+
 class PriorHistory:
-    """`History` that serves imported rows up to the first live row, then the live store."""
+    """`History` that serves imported rows up to the first live row, then the live store.
+
+    Each key's imported rows must be oldest first (`merge_prior` and the `prior_from_*`
+    functions make them so).
+    """
 
     def __init__(self, live: History, prior: Mapping[Key, list[tuple[datetime, float]]]) -> None:
         self.live = live
@@ -74,10 +96,11 @@ class PriorHistory:
         """Imported rows in [start, end) older than the first live row, then the live rows."""
         live = self.live.read_series(site, asset, point, start, end)
         first_live = live[0][0] if live else end
-        old = [
-            (t, v) for t, v in self.prior.get((site, asset, point), []) if start <= t < min(end, first_live)
-        ]
-        return old + live
+        rows = self.prior.get((site, asset, point), [])
+        # the imported rows are oldest first: cut the window by bisection (a week of them per plan)
+        lo = bisect.bisect_left(rows, start, key=_time)
+        hi = bisect.bisect_left(rows, min(end, first_live), lo=lo, key=_time)
+        return rows[lo:hi] + live
 
 
 class PlannerWithPrior:

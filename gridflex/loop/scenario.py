@@ -31,12 +31,23 @@ from gridflex.loop.grid_truth import GridTruth, TruthInterval, congestion_thresh
 from gridflex.loop.reference_run import ReferenceRun, demo_specs, run_reference
 from simulators.fleet import SiteSpec
 
-__all__ = ["CONGESTION_KINDS", "LoopScenario", "LoopSettings", "build_scenario", "place_sites"]
+__all__ = [
+    "CONGESTION_KINDS",
+    "HISTORY_SEED_OFFSET",
+    "MAX_HISTORY_DAYS",
+    "LoopScenario",
+    "LoopSettings",
+    "build_scenario",
+    "place_sites",
+]
 
 #: `LoopSettings.congestion`: the congested element's own rating, or the constructed HV/MV threshold.
 CONGESTION_KINDS = ("station", "threshold")
 #: The grid truth's power factor of every load (fleet and background).
 COS_PHI = 0.97
+#: The imported history's days before yesterday are drawn with `seed` + this (see `LoopSettings`).
+HISTORY_SEED_OFFSET = 1_000
+MAX_HISTORY_DAYS = 14
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,12 @@ class LoopSettings:
     #: Profile window from `profile_start`; the TestBed and the twin must use the same one
     #: (the profile generators draw their noise over the whole window).
     profile_days: float = 3.0
+    #: Days of history imported before the demo window (meters and buildings), as a utility
+    #: imports meter data on commissioning. 1: yesterday only; from 3 on, each station's
+    #: background forecast has a mean and a σ per time of day (`forecast/multi_day.py`).
+    #: Days before yesterday are other days of the same buildings and households, drawn
+    #: with `seed + HISTORY_SEED_OFFSET` (so today's draws do not depend on this setting).
+    history_days: int = 1
 
     def __post_init__(self) -> None:
         if self.day.tzinfo is None:
@@ -91,6 +108,8 @@ class LoopSettings:
             raise ValueError(f"congestion must be one of {CONGESTION_KINDS}, got {self.congestion!r}")
         if not 0 <= self.safety_pct < 100:
             raise ValueError("safety_pct must be in [0, 100)")
+        if not 1 <= self.history_days <= MAX_HISTORY_DAYS:
+            raise ValueError(f"history_days must be in [1, {MAX_HISTORY_DAYS}], got {self.history_days}")
 
     @property
     def start(self) -> datetime:
@@ -134,6 +153,10 @@ class LoopScenario:
     element: str | None = None
     element_rating_kva: float = 0.0
     background: BackgroundLoad | None = None
+    #: The imported days before yesterday (`LoopSettings.history_days` > 1): the buildings'
+    #: physics and the background of those days; None with yesterday only.
+    older: ReferenceRun | None = None
+    older_background: BackgroundLoad | None = None
 
     @property
     def controller_limit_kw(self) -> float | None:
@@ -155,6 +178,21 @@ class LoopScenario:
         times, blocks = self.yesterday.interval_means_kw(self.settings.period_s)
         series = {site: blocks[:, j].tolist() for j, site in enumerate(self.yesterday.sites)}
         return times, self.truth.evaluate_series(series, starts=times)
+
+    @cached_property
+    def older_meters(self) -> tuple[list[datetime], list[TruthInterval]]:
+        """The substation meters' readings on the days before yesterday (empty without them).
+
+        An AC power flow per interval, as `yesterday_meters`, on the older days' background.
+        """
+        if self.older is None:
+            return [], []
+        truth = GridTruth(
+            self.region, self.household_of_site, cos_phi=COS_PHI, background=self.older_background
+        )
+        times, blocks = self.older.interval_means_kw(self.settings.period_s)
+        series = {site: blocks[:, j].tolist() for j, site in enumerate(self.older.sites)}
+        return times, truth.evaluate_series(series, starts=times)
 
     def element_loading_pct(self, truth: list[TruthInterval] | None = None) -> list[float]:
         """The congested element's loading per interval (the no-control truth by default)."""
@@ -212,6 +250,7 @@ def build_scenario(settings: LoopSettings, region: Region) -> LoopScenario:
         t_to=settings.start,
         **common,  # type: ignore[arg-type]
     )
+    older, older_background = _older_history(settings, region, specs, household, physical=physical)
     times, blocks = today.interval_means_kw(settings.period_s)
     series = {site: blocks[:, j].tolist() for j, site in enumerate(today.sites)}
     intervals = truth.evaluate_series(series, starts=times)
@@ -247,4 +286,51 @@ def build_scenario(settings: LoopSettings, region: Region) -> LoopScenario:
         element=element,
         element_rating_kva=rating_kva,
         background=background,
+        older=older,
+        older_background=older_background,
     )
+
+
+def _older_history(
+    settings: LoopSettings,
+    region: Region,
+    specs: tuple[SiteSpec, ...],
+    household: dict[str, int],
+    *,
+    physical: bool,
+) -> tuple[ReferenceRun | None, BackgroundLoad | None]:
+    """The imported days before yesterday: the same buildings and households on other days.
+
+    From `history_days` days before the demo window's start to a day before it (where
+    `yesterday` begins), drawn with `seed + HISTORY_SEED_OFFSET`.
+    """
+    n_older = settings.history_days - 1
+    if n_older < 1:
+        return None, None
+    seed = settings.seed + HISTORY_SEED_OFFSET
+    profile_start = settings.day - timedelta(days=settings.history_days)
+    days = float(settings.history_days + 1)
+    run = run_reference(
+        specs,
+        profile_start=profile_start,
+        seed=seed,
+        t_from=settings.start - timedelta(days=settings.history_days),
+        t_to=settings.start - timedelta(days=1),
+        dt_s=60.0,
+        profile_days=days,
+    )
+    bg = (
+        background_load(
+            region.n_sites,
+            list(household.values()),
+            start=profile_start,
+            days=days,
+            period_s=settings.period_s,
+            seed=settings.seed,
+            settings=settings.background,
+            noise_seed=seed,
+        )
+        if physical
+        else None
+    )
+    return run, bg

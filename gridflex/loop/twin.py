@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 
 from cloud_controller import AssetRef, GridMeterRef, Plan, SiteRef, SiteSnapshot, build_planner
 from gridflex.loop.grid_truth import TruthInterval, count_overloads
-from gridflex.loop.prior_history import PlannerWithPrior, prior_from_meters, prior_from_reference
+from gridflex.loop.prior_history import PlannerWithPrior, merge_prior, prior_from_meters, prior_from_reference
 from gridflex.loop.reference_run import initialise
 from gridflex.loop.scenario import LoopScenario
 from gridflex.loop.twin_site import TwinSite
@@ -171,9 +171,22 @@ def scenario_planner(
         forecast_z=s.forecast_z,
         signing_keys=signing_keys,
     )
-    prior = prior_from_reference(scenario.yesterday)
-    prior.update(prior_from_meters(*scenario.yesterday_meters, period_s=s.period_s, sample_s=s.poll_s))
-    return PlannerWithPrior(inner, prior)
+    return PlannerWithPrior(inner, scenario_prior(scenario))
+
+
+def scenario_prior(scenario: LoopScenario) -> dict[tuple[str, str, str], list[tuple[datetime, float]]]:
+    """The imported history: the buildings' points and the substation meters, older days and yesterday."""
+    s = scenario.settings
+    parts = [
+        prior_from_reference(scenario.yesterday),
+        prior_from_meters(*scenario.yesterday_meters, period_s=s.period_s, sample_s=s.poll_s),
+    ]
+    if scenario.older is not None:
+        parts += [
+            prior_from_reference(scenario.older),
+            prior_from_meters(*scenario.older_meters, period_s=s.period_s, sample_s=s.poll_s),
+        ]
+    return merge_prior(parts)
 
 
 def run_twin(

@@ -10,6 +10,7 @@ import pytest
 
 from cloud_controller.forecast.baseline import resample_mean
 from cloud_controller.live.station_load import (
+    BACKGROUND_HISTORY_DAYS,
     PERSISTENCE_SIGMA_FRACTION,
     BackgroundMeasurement,
     SharedReads,
@@ -113,6 +114,27 @@ def test_the_forecast_is_yesterday_with_the_latest_measurement_ruling_the_first_
     assert bg.p50_kw[-1] == pytest.approx(_daily(2 * 96 + 95), abs=0.1)
     assert np.all(bg.sigma_kw >= 0.0) and bg.sigma_kw.shape == (96,)
     assert bg.q_kvar is not None and np.all(bg.q_kvar == 9.0)  # the meter's Q held
+
+
+def test_a_week_of_history_gives_the_same_time_mean_and_a_sigma_per_time_of_day() -> None:
+    # seven days of the daily shape; at 17:00-17:15 the days differ by 0, 20, ..., 120 kW (EVs)
+    start = NOW - timedelta(days=BACKGROUND_HISTORY_DAYS)
+
+    def value(k: int) -> float:
+        t = start + timedelta(seconds=k * PERIOD_S)
+        return _daily(k) + (20.0 * (k // 96) if (t.hour, t.minute) == (17, 0) else 0.0)
+
+    hist = _rows(start, BACKGROUND_HISTORY_DAYS * 96, value)
+    measured = BackgroundMeasurement("S1", "measured", background_kw=_daily(0) + 4.0)
+    bg = forecast_background(measured, hist, NOW, period_s=PERIOD_S, horizon=8)
+    assert bg.method == "multi-day" and bg.warning is None
+    assert bg.p50_kw[0] == pytest.approx(measured.background_kw)  # the measurement rules "now" (17:00)
+    evening_sd = float(np.std(20.0 * np.arange(7), ddof=1))  # 0..120 kW over 7 days: 43.2 kW
+    assert bg.sigma_kw[0] == pytest.approx(evening_sd / math.sqrt(5.0))  # pooled over ±2 periods
+    assert bg.sigma_kw[3] == pytest.approx(0.0, abs=1e-9)  # 17:45: every day alike
+    # with two days only the one-day method stays
+    two = [r for r in hist if r[0] >= NOW - timedelta(days=2)]
+    assert forecast_background(measured, two, NOW, period_s=PERIOD_S, horizon=8).method == "seasonal"
 
 
 def test_without_a_day_of_history_the_forecast_persists_the_latest_value() -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from gridflex.loop.grid_truth import StationFlow, TruthInterval
-from gridflex.loop.prior_history import PriorHistory, prior_from_meters
+from gridflex.loop.prior_history import PriorHistory, merge_prior, prior_from_meters
 from protocols.assets import Points, substation_site_id
 
 T0 = datetime(2030, 1, 14, 12, tzinfo=UTC)
@@ -50,3 +50,13 @@ def test_mismatched_or_bad_inputs_are_refused() -> None:
         prior_from_meters([T0], [], period_s=900.0, sample_s=120.0)
     with pytest.raises(ValueError, match="sample_s"):
         prior_from_meters([T0], [_interval(1.0)], period_s=900.0, sample_s=0.0)
+
+
+def test_several_imports_merge_into_one_history_oldest_first() -> None:
+    key = ("sub-T_idx_77", "meter", "p_kw")
+    later = {key: [(T0 + timedelta(days=1), 2.0)], ("a", "meter", "p_kw"): [(T0, 5.0)]}
+    earlier = {key: [(T0, 1.0), (T0 + timedelta(hours=1), 1.5)]}
+    merged = merge_prior([later, earlier])
+    assert merged[key] == [(T0, 1.0), (T0 + timedelta(hours=1), 1.5), (T0 + timedelta(days=1), 2.0)]
+    assert merged["a", "meter", "p_kw"] == [(T0, 5.0)]
+    assert later[key] == [(T0 + timedelta(days=1), 2.0)]  # the parts are not changed

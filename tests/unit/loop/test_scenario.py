@@ -140,3 +140,44 @@ async def test_substation_meters_read_the_truth_with_the_background(
     assert subs.meters["T_idx_77"].p_kw == pytest.approx(flow.p_kw)
     with pytest.raises(ValueError, match="needs `at`"):
         await subs.update(powers, 900.0)
+
+
+@pytest.fixture(scope="module")
+def evening_with_history(region: Region) -> LoopScenario:
+    """The evening scenario with three days of imported history (two before yesterday)."""
+    return build_scenario(LoopSettings(start_h=17.0, end_h=19.0, history_days=3), region)
+
+
+def test_older_history_days_do_not_change_today_and_are_other_days_of_the_same_households(
+    evening: LoopScenario, evening_with_history: LoopScenario
+) -> None:
+    h3 = evening_with_history
+    # today and yesterday are drawn as without the older history (their own profile window)
+    assert np.array_equal(h3.no_control.p_net_kw, evening.no_control.p_net_kw)
+    assert np.array_equal(h3.yesterday.p_net_kw, evening.yesterday.p_net_kw)
+    assert evening.older is None and evening.older_meters == ([], [])
+    older, bg, bg_old = h3.older, h3.background, h3.older_background
+    assert older is not None and bg is not None and bg_old is not None
+    start = h3.settings.start
+    assert older.times[0] == start - timedelta(days=3) + timedelta(minutes=1)
+    assert older.times[-1] == start - timedelta(days=1)  # where yesterday begins
+    # the same households (who owns an EV or a heat pump) ...
+    assert np.array_equal(bg_old.households, bg.households)
+    assert np.array_equal(bg_old.has_ev, bg.has_ev) and np.array_equal(bg_old.has_hp, bg.has_hp)
+    # ... on days of their own: the older days' fleet is not a copy of yesterday's
+    day = 24 * 60
+    assert not np.allclose(older.p_net_kw[-day:], h3.yesterday.p_net_kw[:day])
+    with pytest.raises(ValueError, match="history_days"):
+        LoopSettings(history_days=0)
+
+
+@pytest.mark.slow  # 192 AC power flows for the two older days' meters (~16 s)
+def test_the_imported_meter_history_holds_every_day_oldest_first(evening_with_history: LoopScenario) -> None:
+    h3 = evening_with_history
+    times, truth = h3.older_meters
+    assert len(times) == len(truth) == 2 * 96 and times[-1] < h3.yesterday_meters[0][0]
+    planner = scenario_planner(h3, site_refs_of(h3))
+    rows = planner.prior[substation_site_id("T_idx_77"), "meter", "p_kw"]
+    per = round(h3.settings.period_s / h3.settings.poll_s)
+    assert len(rows) == 3 * 96 * per
+    assert [t for t, _ in rows] == sorted(t for t, _ in rows) and rows[0][0] == times[0]

@@ -22,17 +22,18 @@ import httpx
 import uvicorn
 from fastapi import FastAPI, Request, Response
 
-from cloud_controller.market.uftp.codec import encode
-from cloud_controller.market.uftp.config import UftpConfig, UftpPeer
-from cloud_controller.market.uftp.envelope import SigningKey
-from cloud_controller.market.uftp.messages import (
+from cloud_controller.market.uftp import (
     FlexRequest,
     FlexRequestIsp,
     FlexRequestResponse,
     PayloadMessage,
+    SigningKey,
+    UftpConfig,
+    UftpNode,
+    UftpPeer,
+    encode,
+    uftp_router,
 )
-from cloud_controller.market.uftp.node import UftpNode
-from cloud_controller.market.uftp.router import uftp_router
 from protocols.clock import RealClock
 
 __all__ = ["UftpFigures", "uftp_figures"]

@@ -33,6 +33,8 @@ from cloud_controller.market.uftp.messages import (
     FlexOfferOption,
     FlexOfferOptionIsp,
     FlexOfferResponse,
+    FlexOfferRevocation,
+    FlexOfferRevocationResponse,
     FlexOrder,
     FlexOrderResponse,
     FlexOrderSettlement,
@@ -70,6 +72,10 @@ class OfferMade(_Record):
     kw: dict[int, float]  # ISP number -> kW of reduction at factor 1
     price_eur: Decimal
     result: str | None = None  # the DSO's FlexOfferResponse
+    #: our FlexOfferRevocation's MessageID and the DSO's answer to it
+    revocation_id: str | None = None
+    revocation_result: str | None = None
+    revocation_reason: str | None = None
 
 
 class OrderExecuted(_Record):
@@ -119,6 +125,12 @@ class UftpAgr:
             await self._order(msg, peer)
         elif isinstance(msg, FlexSettlement):
             await self._settlement(msg, peer)
+        elif isinstance(msg, FlexOfferRevocationResponse):
+            for key in list(self.offers):
+                revoked = self.offers[key]
+                if revoked.revocation_id == msg.flex_offer_revocation_message_id:
+                    revoked.revocation_result, revoked.revocation_reason = msg.result, msg.rejection_reason
+                    self.offers.put(key, revoked)
         elif isinstance(msg, FlexOfferResponse):
             made = self.offers.get(msg.flex_offer_message_id)
             if made is not None:
@@ -211,6 +223,17 @@ class UftpAgr:
         )
         self.offers.put(msg.message_id, OfferMade(message=msg, program=peer.program, kw=kw, price_eur=price))
         return msg
+
+    async def revoke(self, offer_message_id: str, peer: UftpPeer) -> str:
+        """Void an offer we made (FlexOfferRevocation); its MessageID. KeyError if not ours."""
+        made = self.offers[offer_message_id]
+        msg = FlexOfferRevocation(
+            **self.node.header(peer, made.message.conversation_id), flex_offer_message_id=offer_message_id
+        )
+        made.revocation_id = msg.message_id
+        self.offers.put(offer_message_id, made)
+        await self.node.send(peer, msg)
+        return msg.message_id
 
     # -- order -> DR ---------------------------------------------------------------------
 

@@ -34,6 +34,8 @@ from cloud_controller.market.uftp.messages import (
     ContractSettlementPeriod,
     FlexOffer,
     FlexOfferResponse,
+    FlexOfferRevocation,
+    FlexOfferRevocationResponse,
     FlexOrder,
     FlexOrderIsp,
     FlexOrderResponse,
@@ -259,6 +261,8 @@ class UftpDso:
         """An AGR's message (the node checked its signature, sender and type)."""
         if isinstance(msg, FlexOffer):
             await self._offer(msg, peer)
+        elif isinstance(msg, FlexOfferRevocation):
+            await self._revocation(msg, peer)
         elif isinstance(msg, FlexRequestResponse):
             sent = self.requests.get(msg.flex_request_message_id)
             if sent is not None:
@@ -316,6 +320,28 @@ class UftpDso:
             options=options,
             request_id=request_id,
             sites=list(peer.sites),
+        )
+
+    async def _revocation(self, msg: FlexOfferRevocation, peer: UftpPeer) -> None:
+        """The AGR voids its offer: revoked in the book if still open, else Rejected with the book's reason."""
+        offer_id = f"uftp-{msg.flex_offer_message_id}"
+        offered = self.offers.get(offer_id)
+        reason = None
+        if offered is None or offered.peer != peer.domain:
+            reason = f"FlexOfferMessageID {msg.flex_offer_message_id}: no offer of {peer.domain} booked"
+        else:
+            try:
+                await asyncio.to_thread(self.book.revoke_offer, offer_id, peer.fsp)
+            except Refused as exc:
+                reason = f"{exc.field}: {exc.reason}"
+        await self.node.send(
+            peer,
+            FlexOfferRevocationResponse(
+                **self.node.header(peer, msg.conversation_id),
+                result="Rejected" if reason else "Accepted",
+                rejection_reason=reason,
+                flex_offer_revocation_message_id=msg.message_id,
+            ),
         )
 
     async def _offer(self, msg: FlexOffer, peer: UftpPeer) -> None:

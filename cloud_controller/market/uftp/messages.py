@@ -7,8 +7,8 @@ it). UFTP's units, not ours: power in whole **watts** per ISP, negative = less c
 (the sign the DSO's downward need and the AGR's reduction share); `Price` is the **total**
 EUR of an option or order (not per kWh); ISPs are numbered from 1 within `Period`, a local
 day in `TimeZone` (`isp.py` turns them into UTC instants). Only the Flex* conversation is
-modelled (request, offer, order, settlement and their responses); D-Prognosis, portfolio
-messages, revocation and reservation updates are not.
+modelled (request, offer, its revocation, order, settlement and their responses);
+D-Prognosis, portfolio messages, metering and reservation updates are not.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ __all__ = [
     "FlexOfferOption",
     "FlexOfferOptionIsp",
     "FlexOfferResponse",
+    "FlexOfferRevocation",
+    "FlexOfferRevocationResponse",
     "FlexOrder",
     "FlexOrderIsp",
     "FlexOrderResponse",
@@ -201,6 +203,20 @@ class FlexOfferResponse(_Response):
     flex_offer_message_id: Uuid = Field(alias="FlexOfferMessageID")
 
 
+class FlexOfferRevocation(PayloadMessage):
+    """The AGR voids an offer it made (before it is ordered)."""
+
+    TAG = "FlexOfferRevocation"
+    flex_offer_message_id: Uuid = Field(alias="FlexOfferMessageID")
+
+
+class FlexOfferRevocationResponse(_Response):
+    """The DSO's answer to a revocation (rejected, with the reason, when the offer is not open)."""
+
+    TAG = "FlexOfferRevocationResponse"
+    flex_offer_revocation_message_id: Uuid = Field(alias="FlexOfferRevocationMessageID")
+
+
 # -- FlexOrder ----------------------------------------------------------------------------
 
 
@@ -349,6 +365,8 @@ MESSAGE_TYPES: dict[str, type[PayloadMessage]] = {
         FlexRequestResponse,
         FlexOffer,
         FlexOfferResponse,
+        FlexOfferRevocation,
+        FlexOfferRevocationResponse,
         FlexOrder,
         FlexOrderResponse,
         FlexSettlement,

@@ -36,6 +36,8 @@ from cloud_controller.market.uftp.envelope import (
 from cloud_controller.market.uftp.messages import (
     FlexOffer,
     FlexOfferResponse,
+    FlexOfferRevocation,
+    FlexOfferRevocationResponse,
     FlexOrder,
     FlexOrderResponse,
     FlexRequest,
@@ -55,8 +57,8 @@ log = logging.getLogger(__name__)
 
 #: what each of our roles takes (the other party's messages to it)
 ACCEPTS: dict[Role, tuple[type[PayloadMessage], ...]] = {
-    "DSO": (FlexRequestResponse, FlexOffer, FlexOrderResponse, FlexSettlementResponse),
-    "AGR": (FlexRequest, FlexOfferResponse, FlexOrder, FlexSettlement),
+    "DSO": (FlexRequestResponse, FlexOffer, FlexOfferRevocation, FlexOrderResponse, FlexSettlementResponse),
+    "AGR": (FlexRequest, FlexOfferResponse, FlexOfferRevocationResponse, FlexOrder, FlexSettlement),
 }
 OTHER: dict[Role, Role] = {"DSO": "AGR", "AGR": "DSO"}
 MAX_FAILURES_KEPT = 100

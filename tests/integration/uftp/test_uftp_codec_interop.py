@@ -1,4 +1,4 @@
-"""GridFlex's UFTP XML and SignedMessage against shapeshifter-uftp 2.4.0's own, both ways, byte for byte.
+"""GridFlex's UFTP XML (10 messages) and SignedMessage against shapeshifter-uftp 2.4.0's own, both ways, byte for byte.
 
 One run of the library (`uftp_party.py codec`, its venv) parses every message GridFlex
 encodes and renders it again — the bytes must be GridFlex's — renders its own message of
@@ -22,6 +22,8 @@ from cloud_controller.market.uftp.messages import (
     FlexOfferOption,
     FlexOfferOptionIsp,
     FlexOfferResponse,
+    FlexOfferRevocation,
+    FlexOfferRevocationResponse,
     FlexOrder,
     FlexOrderIsp,
     FlexOrderResponse,
@@ -87,6 +89,8 @@ def ours() -> list[PayloadMessage]:
         FlexOfferResponse(
             **_h("dso.test"), result="Rejected", rejection_reason="too late", flex_offer_message_id=UUID1
         ),
+        FlexOfferRevocation(**_h("agr.test"), flex_offer_message_id=UUID1),
+        FlexOfferRevocationResponse(**_h("dso.test"), flex_offer_revocation_message_id=UUID1),
         FlexOrder(
             **_h("dso.test"),
             **flex,
@@ -159,6 +163,7 @@ def test_library_and_gridflex_read_and_write_each_others_messages_byte_for_byte(
         }
     )
     assert out["errors"] == []
+    assert len(encoded) == len(out["samples"]) == 10  # the 10 messages GridFlex speaks
     # the library parses each of ours and renders exactly our bytes again
     for mine, theirs in zip(encoded, out["rerendered"], strict=True):
         assert theirs == mine

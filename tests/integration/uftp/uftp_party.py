@@ -38,6 +38,8 @@ from shapeshifter_uftp.uftp import (
     FlexOfferOption,
     FlexOfferOptionISP,
     FlexOfferResponse,
+    FlexOfferRevocation,
+    FlexOfferRevocationResponse,
     FlexOrder,
     FlexOrderISP,
     FlexOrderResponse,
@@ -114,6 +116,8 @@ def library_samples():
         FlexOfferResponse(
             **dso, result=AcceptedRejected.REJECTED, rejection_reason="too late", flex_offer_message_id=UUID1
         ),
+        FlexOfferRevocation(**agr, flex_offer_message_id=UUID1),
+        FlexOfferRevocationResponse(**dso, flex_offer_revocation_message_id=UUID1),
         FlexOrder(
             **dso,
             **flex,

@@ -274,3 +274,27 @@ async def test_after_a_restart_both_sides_still_know_their_offer_and_order(
     assert [o.ordered_w for o in agr.orders.values()] == [{73: -8000, 74: -8000}]
     d.close()
     a.close()
+
+
+async def test_the_agr_revokes_its_offer_once_the_book_marks_it_revoked_and_a_second_revocation_is_rejected(
+    pair: Pair,
+) -> None:
+    req = _request(datetime(2026, 12, 3, 17, 0, tzinfo=UTC))
+    pair.book.post_request(req, NOW)
+    await pair.dso.send_request(req)
+    await _settle(pair)
+    [offer_msg_id] = list(pair.agr.offers)
+    to_dso = pair.agr.node.config.peers[0]
+    for _ in range(2):
+        await pair.agr.revoke(offer_msg_id, to_dso)
+        await _settle(pair)
+    made = pair.agr.offers[offer_msg_id]
+    assert made.revocation_result == "Rejected"  # the second one: the offer is revoked already
+    assert (
+        made.revocation_reason
+        == f"offer_id: offer 'uftp-{offer_msg_id}' is revoked: only an open offer can be revoked"
+    )
+    [(offer, status, _)] = pair.book.store.offers()
+    assert (offer.offer_id, status) == (f"uftp-{offer_msg_id}", "revoked")
+    record = pair.book.clear(NOW)
+    assert record is not None and record.orders == []  # nothing left to order

@@ -111,6 +111,8 @@ def create_app(controller: CloudController) -> FastAPI:
             controller.config.market, (controller.auth.tokens.operator, controller.auth.tokens.viewer)
         )
         app.include_router(market_router(controller, controller.market, MarketAuth(tokens, controller.auth)))
+    if controller.uftp is not None:  # UFTP's signed-XML endpoints (docs/market.md, "UFTP")
+        app.include_router(controller.uftp.router(read=[Depends(controller.auth.read)]))
     if controller.openadr is not None:  # the OpenADR 3.1 VTN under /openadr3 (docs/openadr.md)
         app.include_router(controller.openadr.router())
     dashboard = mount_dashboard(app, controller)  # last: its static mount must not shadow the routes above

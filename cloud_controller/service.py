@@ -35,6 +35,7 @@ from cloud_controller.lease import DispatchLease, holder_id
 from cloud_controller.live.commands import fence_commands, lease_fence
 from cloud_controller.live.types import Plan, Planner, SiteSnapshot
 from cloud_controller.market.shell import MarketShell
+from cloud_controller.market.uftp.side import controller_uftp
 from cloud_controller.openadr.side import OpenAdrSide
 from cloud_controller.registry import Registry
 from cloud_controller.registry.check import RegistryCheck
@@ -150,6 +151,10 @@ class CloudController:
             session=self.session,
             registered=registry.ids,
         )
+        #: UFTP towards configured peers, as DSO (an outlet of the market) and/or AGR (docs/market.md)
+        self.uftp = controller_uftp(self) if config.market.enabled and config.market.uftp.enabled else None
+        if self.uftp is not None:
+            self.market.outlets.append(self.uftp)
         self.lease: DispatchLease | None = None
         if role in ("all", "dispatch") and config.control.dispatch:
             self.lease = DispatchLease(
@@ -205,6 +210,8 @@ class CloudController:
             self.store.close()
             self.dr.close()
             self.market.close()
+            if self.uftp is not None:
+                await self.uftp.aclose()
             if self.openadr is not None:
                 self.openadr.close()
             if self.history is not self.store:

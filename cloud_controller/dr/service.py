@@ -256,6 +256,28 @@ class DrService:
         grid: StationGrid | None,
     ) -> DrRecord:
         """Select among the accepted contracts and record the request and its events (in the caller's section)."""
+        sel, selection = self._select(request, accepted, snapshots, sites, grid)
+        record = DrRecord(
+            request=request,
+            received_ts=received.timestamp(),
+            status="selected" if sel.status == "full" else "partial",
+            selection=selection,
+            refusals=refusals,
+        )
+        self.requests.put(record)
+        for site in sel.sites:
+            self.contracts.record_event(request.request_id, site, request.program, request.start, request.end)
+        return record
+
+    def _select(
+        self,
+        request: DRRequest,
+        accepted: list[Contract],
+        snapshots: Mapping[str, SiteSnapshot],
+        sites: Mapping[str, SiteRef] | None,
+        grid: StationGrid | None,
+    ) -> tuple[Selection, dict[str, Any]]:
+        """The accepted contracts' sources, feeder rows and selection (the selection as stored JSON)."""
         sreq = selection_request(request, step_minutes=self.step_minutes)
         sources: list[Source] = []
         zones: dict[tuple[str, str], ZoneSource] = {}
@@ -277,17 +299,29 @@ class DrService:
             feeders, grid_notes = feeders_from_forecast(grid, bounds, [c.site for c in accepted])
             notes += grid_notes
         sel = select(sreq, sources, limits=[site_limit(c) for c in accepted], feeders=feeders)
-        record = DrRecord(
-            request=request,
-            received_ts=received.timestamp(),
-            status="selected" if sel.status == "full" else "partial",
-            selection=_selection_json(sel, sources, zones, notes),
-            refusals=refusals,
-        )
-        self.requests.put(record)
-        for site in sel.sites:
-            self.contracts.record_event(request.request_id, site, request.program, request.start, request.end)
-        return record
+        return sel, _selection_json(sel, sources, zones, notes)
+
+    def preview(
+        self,
+        request: DRRequest,
+        snapshots: Mapping[str, SiteSnapshot],
+        *,
+        sites: Mapping[str, SiteRef] | None = None,
+        grid: StationGrid | None = None,
+    ) -> dict[str, Any]:
+        """What `submit` would select now, recording nothing (an offer's dry run); DrRefused as `submit`."""
+        with self._lock:
+            counts = self.contracts.events_on_day(request.program, request.start)
+            contracts = self.contracts.contracts(request.program)
+            accepted, refused = eligible_sites(
+                contracts, request, events_that_day=counts, received=self.clock.now()
+            )
+        if not accepted:
+            refusals = _refusals(refused) or [
+                {"site": "", "rule": "program", "reason": f"no contract under {request.program!r}"}
+            ]
+            raise DrRefused(refusals)
+        return self._select(request, accepted, snapshots, sites, grid)[1]
 
     def cancel(self, request_id: str) -> DrRecord | None:
         """Mark a request `cancelled` (kept, with its selection); None if unknown."""

@@ -14,6 +14,7 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from cloud_controller.market.uftp.config import UftpConfig
 from protocols.topics import validate_id
 
 __all__ = ["AutoRequestConfig", "FspConfig", "MarketConfig"]
@@ -64,6 +65,8 @@ class MarketConfig(BaseModel):
     penalty_factor: float = Field(default=1.0, ge=0.0, le=100.0)
     #: Requests from the forecast; its `risk` also holds the grid rows (GOPACS) of every clearing.
     auto_request: AutoRequestConfig = Field(default_factory=AutoRequestConfig)
+    #: UFTP (USEF Shapeshifter) towards configured peers, as DSO and/or AGR (docs/market.md, "UFTP")
+    uftp: UftpConfig = Field(default_factory=UftpConfig)
 
     @model_validator(mode="after")
     def _ids(self) -> Self:
@@ -73,4 +76,7 @@ class MarketConfig(BaseModel):
             validate_id(cp, what="congestion point")
             for s in sites:
                 validate_id(s, what=f"site of congestion point {cp}")
+        for i, peer in enumerate(self.uftp.peers):  # a UFTP aggregator sells as one of our FSPs
+            if peer.role == "AGR" and "DSO" in self.uftp.roles and peer.fsp not in self.fsps:
+                raise ValueError(f"uftp.peers[{i}].fsp: {peer.fsp!r} is not in market.fsps")
         return self

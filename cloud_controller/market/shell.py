@@ -19,7 +19,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cloud_controller.forecast.background import LatestForecast
 from cloud_controller.market.auto_request import RequestAction, request_action
@@ -34,7 +34,7 @@ from protocols.errors import ConfigError, ContractError
 from protocols.market import MarketKind, MarketRequest, MarketSettlement, decode_offer, market_topic
 from protocols.mqtt import MqttSession, NotConnectedError, PublishError
 
-__all__ = ["MarketShell", "MarketStats"]
+__all__ = ["MarketOutlet", "MarketShell", "MarketStats"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,16 @@ class MarketStats:
     #: clearings the AC check blocked (no orders), and offers it trimmed
     ac_blocked: int = 0
     ac_trimmed: int = 0
+
+
+class MarketOutlet(Protocol):
+    """Another door out of the market (UFTP's DSO role): told of each request, clearing and settlement."""
+
+    async def request_posted(self, req: MarketRequest) -> None: ...  # noqa: D102
+
+    async def clearing_done(self, record: ClearingRecord) -> None: ...  # noqa: D102
+
+    async def settled(self, settlements: list[MarketSettlement]) -> None: ...  # noqa: D102
 
 
 def _check_sites(config: MarketConfig, registered: set[str]) -> None:
@@ -96,6 +106,8 @@ class MarketShell:
         self.view: GridView | None = None
         self.auto_errors: deque[dict[str, str]] = deque(maxlen=MAX_REFUSALS_KEPT)
         self._views = ViewBuilder()
+        #: more doors out besides the FSP topics (the controller adds UFTP's DSO role here)
+        self.outlets: list[MarketOutlet] = []
 
     def close(self) -> None:
         """Close the store."""
@@ -118,6 +130,8 @@ class MarketShell:
         sent = [
             await self._publish(market_topic(fsp, MarketKind.REQUEST), payload) for fsp in self.config.fsps
         ]
+        for outlet in self.outlets:
+            await outlet.request_posted(req)
         return sum(sent)
 
     async def clearing_done(self, record: ClearingRecord) -> int:
@@ -126,6 +140,8 @@ class MarketShell:
             await self._publish(market_topic(o.fsp, MarketKind.ORDER), o.model_dump_json().encode())
             for o in record.orders
         ]
+        for outlet in self.outlets:
+            await outlet.clearing_done(record)
         return sum(sent)
 
     async def settled(self, settlements: list[MarketSettlement]) -> int:
@@ -134,6 +150,8 @@ class MarketShell:
             await self._publish(market_topic(s.fsp, MarketKind.SETTLEMENT), s.model_dump_json().encode())
             for s in settlements
         ]
+        for outlet in self.outlets:
+            await outlet.settled(settlements)
         return sum(sent)
 
     async def on_message(self, topic: str, payload: bytes) -> None:

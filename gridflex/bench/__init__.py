@@ -353,6 +353,24 @@ def bench_loop(
     console.print(table)
 
 
+@bench_app.command("uftp")
+def bench_uftp(
+    n: Annotated[int, typer.Option(help="Timed round trips (after 10 to warm up).")] = 500,
+) -> None:
+    """A UFTP FlexRequest -> FlexRequestResponse round trip on loopback against a bare HTTP POST."""
+    from gridflex.bench.uftp import uftp_figures
+
+    fig = uftp_figures(n)
+    table = _figures_table(f"gridflex bench uftp ({fig.n} round trips, {fig.request_bytes} B FlexRequest)")
+    table.add_row(
+        "UFTP round trip p50 (2 POSTs, 2 signatures, 2 verifications)", f"{fig.uftp_p50_ms:.2f} ms", ""
+    )
+    table.add_row("UFTP round trip p99", f"{fig.uftp_p99_ms:.2f} ms", "")
+    table.add_row("bare HTTP POST p50 (same size, same server)", f"{fig.post_p50_ms:.2f} ms", "")
+    table.add_row("bare HTTP POST p99", f"{fig.post_p99_ms:.2f} ms", "")
+    console.print(table)
+
+
 @bench_app.command("market")
 def bench_market(
     sizes: Annotated[

@@ -141,6 +141,7 @@ CONTROLLER_FACES = {
     "cloud_controller.dr",
     "cloud_controller.grid",
     "cloud_controller.market",
+    "cloud_controller.market.uftp",
     "cloud_controller.openadr.ven",
     "cloud_controller.study",
 }

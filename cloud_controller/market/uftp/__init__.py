@@ -1,0 +1,35 @@
+"""GridFlex's own side of UFTP (USEF Shapeshifter 3.1.0) in both roles: models, XML, signing, transport.
+
+The other party is shapeshifter-uftp, which GridFlex never imports (docs/market.md, "UFTP").
+This face exports the transport layer (what `gridflex bench uftp` builds two nodes from);
+the roles (`dso`, `agr`) and the controller's `side` sit on the market's book and are
+imported by their modules, so that `market.config` can read `uftp.config` without a cycle.
+"""
+
+from cloud_controller.market.uftp.codec import XmlError, decode, encode
+from cloud_controller.market.uftp.config import UftpConfig, UftpPeer
+from cloud_controller.market.uftp.envelope import SigningKey
+from cloud_controller.market.uftp.messages import (
+    FlexRequest,
+    FlexRequestIsp,
+    FlexRequestResponse,
+    PayloadMessage,
+)
+from cloud_controller.market.uftp.node import UftpNode, UftpSendError
+from cloud_controller.market.uftp.router import uftp_router
+
+__all__ = [
+    "FlexRequest",
+    "FlexRequestIsp",
+    "FlexRequestResponse",
+    "PayloadMessage",
+    "SigningKey",
+    "UftpConfig",
+    "UftpNode",
+    "UftpPeer",
+    "UftpSendError",
+    "XmlError",
+    "decode",
+    "encode",
+    "uftp_router",
+]

@@ -1,0 +1,184 @@
+"""The controller's UFTP participant: the transport, the DSO role on the book, the AGR role on DR.
+
+Built by the controller when `market.uftp.enabled` (`controller_uftp`). As DSO it is one
+of the market shell's outlets: each accepted request goes out as FlexRequests, each
+clearing's orders on UFTP offers as FlexOrders, their settlements as FlexSettlements
+(the MQTT FSPs are the shell's as before).
+As AGR its offers come from `DrService.preview` and its orders run the same steps as
+`POST /dr/requests` (submit, baselines, the activator's first tick, the retained topic).
+A message that cannot be sent is counted (`node.stats.send_failed`) and kept in
+`node.failures`, never raised into the market's own path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter
+
+from cloud_controller.market.book import Book, ClearingRecord
+from cloud_controller.market.uftp.agr import Execute, Preview, UftpAgr
+from cloud_controller.market.uftp.config import UftpConfig
+from cloud_controller.market.uftp.dso import UftpDso
+from cloud_controller.market.uftp.envelope import SigningKey
+from cloud_controller.market.uftp.node import UftpNode, UftpSendError
+from cloud_controller.market.uftp.router import uftp_router
+from cloud_controller.market.uftp.store import UftpStore
+from protocols.clock import Clock
+from protocols.errors import ConfigError
+from protocols.market import MarketRequest, MarketSettlement
+from protocols.messages import DRRequest
+
+if TYPE_CHECKING:
+    from cloud_controller.dr.requests_store import DrRecord
+    from cloud_controller.service import CloudController
+
+__all__ = ["UftpSide", "controller_uftp", "load_key"]
+
+log = logging.getLogger(__name__)
+
+
+def load_key(config: UftpConfig) -> SigningKey:
+    """Our signing key from `signing_key_file`, or a new one (its public half logged for the peers)."""
+    if config.signing_key_file is None:
+        key = SigningKey.generate()
+        log.info("UFTP signing key generated for %s; public key %s", config.domain, key.public_b64)
+        return key
+    try:
+        return SigningKey.from_b64(config.signing_key_file.read_text(encoding="utf-8").strip())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            str(exc), file=str(config.signing_key_file), key="market.uftp.signing_key_file"
+        ) from None
+
+
+class UftpSide:
+    """GridFlex in UFTP: `node` and the roles it plays."""
+
+    def __init__(
+        self,
+        config: UftpConfig,
+        *,
+        clock: Clock,
+        book: Book,
+        preview: Preview,
+        execute: Execute,
+        key: SigningKey | None = None,
+        store_path: Path | None = None,
+    ) -> None:
+        self.node = UftpNode(config, key or load_key(config), clock=clock)
+        self.store = UftpStore(store_path) if store_path is not None else None
+        self.dso = UftpDso(self.node, book, store=self.store) if "DSO" in config.roles else None
+        self.agr = (
+            UftpAgr(self.node, preview=preview, execute=execute, store=self.store)
+            if "AGR" in config.roles
+            else None
+        )
+
+    def router(self, *, read: Sequence[Any] = ()) -> APIRouter:
+        """`/uftp/dso`, `/uftp/agr`, `/uftp/status` (behind `read`), `/uftp/key`."""
+        return uftp_router(self.node, read=read)
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        self.node.failures.append({"message": what, "message_id": "", "reason": str(exc)})
+        log.warning("UFTP %s not sent: %s", what, exc)
+
+    async def request_posted(self, req: MarketRequest) -> None:
+        """The market shell's outlet: an accepted request to every AGR peer."""
+        if self.dso is not None:
+            try:
+                await self.dso.send_request(req)
+            except UftpSendError as exc:
+                self._failed("FlexRequest", exc)
+
+    async def clearing_done(self, record: ClearingRecord) -> None:
+        """The market shell's outlet: the orders on UFTP offers to their AGRs."""
+        if self.dso is not None:
+            try:
+                await self.dso.send_orders(record)
+            except UftpSendError as exc:
+                self._failed("FlexOrder", exc)
+
+    async def settled(self, settlements: list[MarketSettlement]) -> None:
+        """The market shell's outlet: settlements of UFTP orders as FlexSettlements."""
+        if self.dso is not None:
+            try:
+                await self.dso.send_settlements(settlements)
+            except UftpSendError as exc:
+                self._failed("FlexSettlement", exc)
+
+    def status(self) -> dict[str, Any]:
+        """The node's counters and what each role saw."""
+        out = self.node.status()
+        if self.dso is not None:
+            out["dso"] = {
+                "requests_sent": len(self.dso.requests),
+                "offers_booked": self.dso.log.offers_booked,
+                "offers_rejected": self.dso.log.offers_rejected,
+                "orders": [
+                    {"order_id": o.order_id, "peer": o.peer, "result": o.result, "reason": o.reason}
+                    for o in self.dso.orders.values()
+                ],
+                "settlement_answers": self.dso.log.settlement_answers,
+            }
+        if self.agr is not None:
+            out["agr"] = {
+                "offers": len(self.agr.offers),
+                "orders": [o.model_dump(mode="json") for o in self.agr.orders.values()],
+                "requests_rejected": self.agr.log.requests_rejected,
+                "orders_rejected": self.agr.log.orders_rejected,
+                "settlements": self.agr.log.settlements,
+            }
+        return out
+
+    async def aclose(self) -> None:
+        """Wait for running handlers (bounded), close the HTTP client and the store."""
+        await self.node.aclose()
+        if self.store is not None:
+            self.store.close()
+
+
+def controller_uftp(controller: CloudController) -> UftpSide:
+    """The controller's UFTP side: the book of `controller.market`, DR through `controller.dr`."""
+    from cloud_controller.dr.feeders import station_grid_of
+
+    def _grid() -> Any:
+        return station_grid_of(controller.built_planner, controller.congestion.latest)
+
+    async def preview(req: DRRequest) -> dict[str, Any]:
+        return await asyncio.to_thread(
+            controller.dr.preview,
+            req,
+            dict(controller.snapshots),
+            sites=controller.dr_activator.ctx.sites,
+            grid=_grid(),
+        )
+
+    async def execute(req: DRRequest) -> DrRecord:
+        """The steps of `POST /dr/requests` (api.py): submit, baselines, first tick, the retained topic."""
+        record = await asyncio.to_thread(
+            controller.dr.submit,
+            req,
+            dict(controller.snapshots),
+            sites=controller.dr_activator.ctx.sites,
+            grid=_grid(),
+        )
+        controller.dr_requests.append(req)
+        await asyncio.to_thread(controller.dr_activator.prepare, record)
+        await controller.dr_activator.tick()
+        await controller.publish_dr(req)
+        return record
+
+    config = controller.config.market.uftp
+    return UftpSide(
+        config,
+        store_path=config.store_path or controller.market.store.path.with_name("uftp.sqlite"),
+        clock=controller.clock,
+        book=controller.market.book,
+        preview=preview,
+        execute=execute,
+    )

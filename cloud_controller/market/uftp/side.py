@@ -176,7 +176,8 @@ def controller_uftp(controller: CloudController) -> UftpSide:
     config = controller.config.market.uftp
     return UftpSide(
         config,
-        store_path=config.store_path or controller.market.store.path.with_name("uftp.sqlite"),
+        # beside the time-series store (the market's own may be on PostgreSQL: no file to sit beside)
+        store_path=config.store_path or controller.config.store.path.with_name("uftp.sqlite"),
         clock=controller.clock,
         book=controller.market.book,
         preview=preview,

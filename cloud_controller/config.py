@@ -78,6 +78,15 @@ class BrokerSettings(_Model):
     password_file: Path | None = None
     client_id: str = Field(default="gridflex-cloud", pattern=r"^[A-Za-z0-9_-]{1,100}$")
     tls: BrokerTlsSettings | None = None
+    #: How long the broker keeps a disconnected worker's session (MQTT 5 session expiry).
+    #: An ingest worker's is short: while a dead worker's session lives, the broker keeps
+    #: handing it its share of the shared subscription's telemetry, which then waits for it
+    #: (the sites' watermarks stall); once the session expires the other workers get all of
+    #: it, and the agents resend whatever the expired session held (their watermark is not
+    #: advanced until a sample is stored). The dispatcher's stays long: its session holds
+    #: the acks and state of a restart.
+    session_expiry_s: int = Field(default=3600, ge=0, le=2**32 - 1)
+    ingest_session_expiry_s: int = Field(default=60, ge=0, le=2**32 - 1)
 
     def identity(self, role: str) -> str:
         """This worker's broker identity and client id: `<client_id>-<role>`."""

@@ -116,6 +116,7 @@ def mqtt_session(
             username=broker.username,
             password=password,
             clean_start=False,
+            session_expiry_s=broker.ingest_session_expiry_s if role == "ingest" else broker.session_expiry_s,
             tls=broker.tls is not None,
             ca_file=broker.tls.ca_file if broker.tls else None,
             cert_file=broker.tls.cert_file if broker.tls else None,

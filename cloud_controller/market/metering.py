@@ -3,7 +3,8 @@
 Actual = the sum over the offer's sites of each site's mean grid-meter power (`meter/p_kw`,
 load-positive) over the ISP. The baseline is computed on the same sum from the weeks
 before: NODES' mean of the same ISP over the 5 preceding working days (`nodes_5wd`), or
-the mean of the 4 highest of 5 (`high_4_of_5`, PJM/CAISO style); the days of the order
+the mean of the 4 highest of 5 (`high_4_of_5`, PJM/CAISO style); the FSP's prognosis and
+our forecast are stored, not metered (only the actuals are read for them); the days of the order
 are event days and never part of their own baseline. A site or ISP without data is a
 ValueError naming it, so the order stays unsettled with that reason (never a zero).
 """
@@ -14,9 +15,10 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 
-from cloud_controller.market.book import Metering
+from cloud_controller.market.baselines import HISTORY_BASELINES
 from cloud_controller.market.products import ISP_S
 from cloud_controller.market.settlement import nodes_baseline, x_of_y_baseline
+from cloud_controller.market.settling import Metering
 from cloud_controller.store import Store
 from protocols.assets import Points
 
@@ -61,8 +63,10 @@ def metered(
     events = {t.date() for t in isps}
     if baseline == "high_4_of_5":
         base = x_of_y_baseline(complete, isps, x=4, y=5, holidays=holidays, event_days=events)
-    else:
+    elif baseline == "nodes_5wd":
         base = nodes_baseline(complete, isps, holidays=holidays, event_days=events)
+    else:  # fsp_prognosis, our_forecast: stored, not metered (settling.py)
+        base = {}
     return base, actual
 
 
@@ -72,7 +76,7 @@ def store_metering(store: Store, *, holidays: Collection[date] = ()) -> Metering
     def meter(
         sites: Sequence[str], isps: Sequence[datetime], baseline: str
     ) -> tuple[dict[datetime, float], dict[datetime, float]]:
-        start = min(isps) - timedelta(days=HISTORY_DAYS)
+        start = min(isps) - timedelta(days=HISTORY_DAYS if baseline in HISTORY_BASELINES else 0)
         end = max(isps) + timedelta(seconds=ISP_S)
         per_site = {
             s: isp_means(store.read_series(s, Points.METER_P_KW.asset, Points.METER_P_KW.point, start, end))

@@ -22,7 +22,7 @@ from cloud_controller.market.book import Refused
 from cloud_controller.market.metering import store_metering
 from cloud_controller.market.roles import Actor, MarketAuth
 from cloud_controller.web.pages import Dashboard
-from protocols.market import MarketOffer, MarketRequest
+from protocols.market import MarketOffer, MarketPrognosis, MarketRequest
 
 if TYPE_CHECKING:
     from cloud_controller.market.shell import MarketShell
@@ -114,6 +114,22 @@ def _offer_routes(
         except Refused as exc:
             raise _refused(exc) from None
         return {"offer": offer.model_dump(mode="json"), "status": "open"}
+
+    @router.post("/prognoses", status_code=201)
+    async def post_prognosis(request: Request) -> dict[str, Any]:
+        """The FSP's own baseline for its open offer, before the offer's gate closure."""
+        actor = roles.need(request, "fsp")
+        prognosis = _parse(MarketPrognosis, await request.body())
+        try:
+            await asyncio.to_thread(book.post_prognosis, prognosis, actor.fsp or "", controller.clock.now())
+        except Refused as exc:
+            raise _refused(exc) from None
+        return {"prognosis": prognosis.model_dump(mode="json")}
+
+    @router.get("/prognoses")
+    def prognoses(request: Request, fsp: str | None = None) -> list[dict[str, Any]]:
+        who = _visible(roles.actor(request), fsp)
+        return [p.model_dump(mode="json") for p in book.store.prognoses(who)]
 
     @router.get("/offers")
     def offers(request: Request, fsp: str | None = None) -> list[dict[str, Any]]:

@@ -14,6 +14,8 @@ alike, and never clear the same open request twice.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -80,6 +82,12 @@ class Book:
         self.config = config
         self.store = store
         self._lock = threading.Lock()
+
+    @contextmanager
+    def section(self) -> Iterator[None]:
+        """The book's lock and the store's write section, for check-and-writes beside the book (disputes.py)."""
+        with self._lock, self.store.write():
+            yield
 
     # -- requests ---------------------------------------------------------------------
 

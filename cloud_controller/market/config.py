@@ -63,6 +63,8 @@ class MarketConfig(BaseModel):
     auto_clear: bool = True
     #: Our policy, not a standard's: each kWh short costs this x the order's price per kWh.
     penalty_factor: float = Field(default=1.0, ge=0.0, le=100.0)
+    #: Our policy: an FSP may dispute a settlement this long after it was first made (default 5 days).
+    dispute_window_s: float = Field(default=5 * 86400.0, gt=0.0, le=90 * 86400.0)
     #: Requests from the forecast; its `risk` also holds the grid rows (GOPACS) of every clearing.
     auto_request: AutoRequestConfig = Field(default_factory=AutoRequestConfig)
     #: UFTP (USEF Shapeshifter) towards configured peers, as DSO and/or AGR (docs/market.md, "UFTP")

@@ -23,12 +23,13 @@ from typing import Any
 import numpy as np
 
 from cloud_controller.market.products import ISP_S
-from cloud_controller.market.settlement import baseline_accuracy
 
 __all__ = [
     "HISTORY_BASELINES",
     "BaselineMethod",
+    "Pair",
     "accuracy_table",
+    "days_between",
     "forecast_baseline_kw",
     "prognosis_gap",
 ]
@@ -75,28 +76,31 @@ def forecast_baseline_kw(
     return out
 
 
-def accuracy_table(
-    actual_kw: Mapping[datetime, float],
-    baselines: Mapping[BaselineMethod, Mapping[datetime, float]],
-    event_days: Collection[date],
-) -> dict[BaselineMethod, dict[str, Any]]:
-    """Per method: n, bias, MAE, RMSE (kW) of its baseline against the actuals on days without an event.
+#: (ISP start, baseline kW, metered kW) of one comparison
+Pair = tuple[datetime, float, float]
 
-    A method with no ISP to compare (no prognosis given on a non-event day, say) gets
-    `{"n": 0, "reason": ...}` instead of numbers: absent, never zero.
+
+def accuracy_table(
+    pairs: Mapping[BaselineMethod, Sequence[Pair]], event_days: Collection[date]
+) -> dict[BaselineMethod, dict[str, Any]]:
+    """Per method: n, bias, MAE, RMSE (kW) of its baseline against the metered load on days without an event.
+
+    bias = mean(baseline − metered): above 0 the baseline pays for flexibility that was not
+    delivered. A method with nothing to compare (no prognosis on a day without an order,
+    say) gets `{"n": 0, "reason": ...}`: absent, never a zero error.
     """
     out: dict[BaselineMethod, dict[str, Any]] = {}
-    for method, base in baselines.items():
-        kept = {t: v for t, v in base.items() if t.date() not in event_days}
-        actual = {t: v for t, v in actual_kw.items() if t.date() not in event_days}
-        if not set(kept) & set(actual):
-            out[method] = {
-                "n": 0,
-                "reason": "no ISP on a day without an order with both a baseline and a meter",
-            }
+    for method, rows in pairs.items():
+        err = np.asarray([b - a for t, b, a in rows if t.date() not in event_days], dtype=float)
+        if err.size == 0:
+            out[method] = {"n": 0, "reason": "nothing to compare on a day without an order"}
             continue
-        acc = baseline_accuracy(kept, actual)
-        out[method] = {"n": acc.n, "bias_kw": acc.bias_kw, "mae_kw": acc.mae_kw, "rmse_kw": acc.rmse_kw}
+        out[method] = {
+            "n": int(err.size),
+            "bias_kw": float(err.mean()),
+            "mae_kw": float(np.abs(err).mean()),
+            "rmse_kw": float(np.sqrt((err**2).mean())),
+        }
     return out
 
 

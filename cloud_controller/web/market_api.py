@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from pydantic import BaseModel, ValidationError
 
+from cloud_controller.market.accuracy import accuracy_report
 from cloud_controller.market.book import Refused
 from cloud_controller.market.disputes import dispute_settlement, resolve_dispute
 from cloud_controller.market.metering import store_metering
@@ -209,6 +210,16 @@ def _dispute_routes(
         except Refused as exc:
             raise _refused(exc) from None
         return d.model_dump(mode="json")
+
+    @router.get("/baselines/accuracy")
+    def accuracy(request: Request, fsp: str | None = None, days: int = 28) -> dict[str, Any]:
+        """Per FSP and baseline method, the error against the metered load on days without an order."""
+        who = _visible(roles.actor(request), fsp)
+        fsps = sorted(market.config.fsps) if who is None else [who]
+        try:
+            return accuracy_report(book.store, controller.store, fsps, controller.clock.now(), days)
+        except ValueError as exc:
+            raise HTTPException(422, [{"field": "days", "reason": str(exc)}]) from None
 
     @router.get("/disputes")
     def disputes(request: Request, fsp: str | None = None, status: str | None = None) -> list[dict[str, Any]]:

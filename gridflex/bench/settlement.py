@@ -11,20 +11,28 @@ The case (seeded): S sites metered per ISP over 51 days (21 days of history and 
 - **per-order path** (`settlement.nodes_baseline` + `settle`, dicts per order, what
   `Book.settle_due` runs per order today) on the first few sites, scaled to S.
 
-Reading the meter data from the store is not in these figures.
+- **store read**: the meter data of the first few sites written to a fresh SQLite store
+  (one sample per ISP, 51 days) and read back as `store_metering` does (`read_series`,
+  ISP means) into the arrays, scaled to S.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cloud_controller.market import Order, nodes_baseline, settle
 from cloud_controller.market.batch import settle_month
+from cloud_controller.market.metering import isp_means
+from cloud_controller.store import SqliteStore
+from protocols.assets import Points
+from protocols.messages import Sample
 
 __all__ = ["SettlementFigures", "settlement_case", "settlement_figures"]
 
@@ -47,6 +55,13 @@ class SettlementFigures:
     net_eur: float
     net_eur_per_order_sample: float
     net_eur_batch_sample: float
+    store_sites: int
+    store_read_s: float  # for store_sites
+
+    @property
+    def store_read_scaled_s(self) -> float:
+        """The store read scaled to all sites."""
+        return self.store_read_s * self.sites / max(1, self.store_sites)
 
     @property
     def per_order_scaled_s(self) -> float:
@@ -100,7 +115,45 @@ def _per_order(metered: Any, days: list[date], ordered: Any, price: Any, sites: 
     return net
 
 
-def settlement_figures(sites: int = 1000, *, per_order_sites: int = 5) -> SettlementFigures:
+def _store_read(metered: Any, days: list[date], sites: int) -> float:
+    """Write `sites` sites' meter power to a fresh SQLite store, then time reading it back into arrays."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SqliteStore(Path(tmp) / "s.sqlite")
+        try:
+            t0 = datetime(days[0].year, days[0].month, days[0].day, tzinfo=UTC)
+            for s in range(sites):
+                samples = [
+                    Sample(
+                        seq=j * N_ISP + k,
+                        asset=Points.METER_P_KW.asset,
+                        point=Points.METER_P_KW.point,
+                        value=float(metered[s, j, k]),
+                        unit="kW",
+                        ts=t0 + timedelta(days=j, minutes=15 * k + 5),
+                    )
+                    for j in range(len(days))
+                    for k in range(N_ISP)
+                ]
+                store.write_samples(f"s{s}", samples)
+            end = t0 + timedelta(days=len(days))
+            out = np.empty((sites, len(days), N_ISP))
+            start = time.perf_counter()
+            for s in range(sites):
+                means = isp_means(
+                    store.read_series(f"s{s}", Points.METER_P_KW.asset, Points.METER_P_KW.point, t0, end)
+                )
+                out[s] = np.fromiter(means.values(), float, len(means)).reshape(len(days), N_ISP)
+            took = time.perf_counter() - start
+        finally:
+            store.close()
+    if not np.allclose(out, metered[:sites]):
+        raise AssertionError("the store gave back other values than written")
+    return took
+
+
+def settlement_figures(
+    sites: int = 1000, *, per_order_sites: int = 5, store_sites: int = 10
+) -> SettlementFigures:
     """Time the three ways on one seeded case."""
     metered, days, ordered, price = settlement_case(sites)
     t0 = time.perf_counter()
@@ -113,6 +166,8 @@ def settlement_figures(sites: int = 1000, *, per_order_sites: int = 5) -> Settle
     t0 = time.perf_counter()
     sample_net = _per_order(metered, days, ordered, price, n)
     per_order_s = time.perf_counter() - t0
+    n_store = min(store_sites, sites)
+    store_read_s = _store_read(metered, days, n_store)
     return SettlementFigures(
         sites=sites,
         orders=int((ordered > 0).any(axis=2).sum()),
@@ -123,4 +178,6 @@ def settlement_figures(sites: int = 1000, *, per_order_sites: int = 5) -> Settle
         net_eur=float(got.net_eur.sum()),
         net_eur_per_order_sample=sample_net,
         net_eur_batch_sample=float(got.net_eur[:n].sum()),
+        store_sites=n_store,
+        store_read_s=store_read_s,
     )

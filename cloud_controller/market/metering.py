@@ -15,6 +15,8 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 
+import numpy as np
+
 from cloud_controller.market.baselines import HISTORY_BASELINES
 from cloud_controller.market.products import ISP_S
 from cloud_controller.market.settlement import nodes_baseline, x_of_y_baseline
@@ -29,14 +31,15 @@ HISTORY_DAYS = 21
 
 
 def isp_means(samples: Iterable[tuple[datetime, float]]) -> dict[datetime, float]:
-    """The mean of the samples in each ISP, keyed by the ISP's start (UTC)."""
-    sums: dict[float, float] = defaultdict(float)
-    counts: dict[float, int] = defaultdict(int)
-    for ts, value in samples:
-        k = ts.timestamp() - ts.timestamp() % ISP_S
-        sums[k] += value
-        counts[k] += 1
-    return {datetime.fromtimestamp(k, UTC): sums[k] / counts[k] for k in sorted(sums)}
+    """The mean of the samples in each ISP, keyed by the ISP's start (UTC); numpy, a month of a site at once."""
+    rows = list(samples)
+    if not rows:
+        return {}
+    ts = np.fromiter((t.timestamp() for t, _ in rows), float, len(rows))
+    values = np.fromiter((v for _, v in rows), float, len(rows))
+    keys, inverse = np.unique(ts - ts % ISP_S, return_inverse=True)
+    means = np.bincount(inverse, weights=values) / np.bincount(inverse)
+    return {datetime.fromtimestamp(k, UTC): m for k, m in zip(keys.tolist(), means.tolist(), strict=True)}
 
 
 def metered(

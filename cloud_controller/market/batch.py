@@ -13,20 +13,32 @@ Pure numpy; `gridflex bench settlement` times it.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import numpy as np
 
 from cloud_controller.market.products import ISP_S
 
-__all__ = ["MonthSettlement", "baseline_day_index", "settle_month"]
+__all__ = ["MonthSettlement", "baseline_day_index", "isp_means", "settle_month"]
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 IntArray = np.ndarray[Any, np.dtype[np.int64]]
 H_PER_ISP = ISP_S / 3600.0
+
+
+def isp_means(samples: Iterable[tuple[datetime, float]]) -> dict[datetime, float]:
+    """The mean of the samples in each ISP, keyed by the ISP's start (UTC); numpy, a month of a site at once."""
+    rows = list(samples)
+    if not rows:
+        return {}
+    ts = np.fromiter((t.timestamp() for t, _ in rows), float, len(rows))
+    values = np.fromiter((v for _, v in rows), float, len(rows))
+    keys, inverse = np.unique(ts - ts % ISP_S, return_inverse=True)
+    means = np.bincount(inverse, weights=values) / np.bincount(inverse)
+    return {datetime.fromtimestamp(k, UTC): m for k, m in zip(keys.tolist(), means.tolist(), strict=True)}
 
 
 @dataclass(frozen=True)

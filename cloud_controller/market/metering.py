@@ -12,12 +12,11 @@ ValueError naming it, so the order stays unsettled with that reason (never a zer
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
-from datetime import UTC, date, datetime, timedelta
-
-import numpy as np
+from collections.abc import Collection, Sequence
+from datetime import date, datetime, timedelta
 
 from cloud_controller.market.baselines import HISTORY_BASELINES
+from cloud_controller.market.batch import isp_means
 from cloud_controller.market.products import ISP_S
 from cloud_controller.market.settlement import nodes_baseline, x_of_y_baseline
 from cloud_controller.market.settling import Metering
@@ -28,18 +27,6 @@ __all__ = ["HISTORY_DAYS", "isp_means", "metered", "store_metering"]
 
 #: Days of history read before an order: 5 working days with weekends and a few holidays between.
 HISTORY_DAYS = 21
-
-
-def isp_means(samples: Iterable[tuple[datetime, float]]) -> dict[datetime, float]:
-    """The mean of the samples in each ISP, keyed by the ISP's start (UTC); numpy, a month of a site at once."""
-    rows = list(samples)
-    if not rows:
-        return {}
-    ts = np.fromiter((t.timestamp() for t, _ in rows), float, len(rows))
-    values = np.fromiter((v for _, v in rows), float, len(rows))
-    keys, inverse = np.unique(ts - ts % ISP_S, return_inverse=True)
-    means = np.bincount(inverse, weights=values) / np.bincount(inverse)
-    return {datetime.fromtimestamp(k, UTC): m for k, m in zip(keys.tolist(), means.tolist(), strict=True)}
 
 
 def metered(

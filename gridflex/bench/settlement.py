@@ -27,10 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from cloud_controller.market import Order, nodes_baseline, settle
-from cloud_controller.market.batch import settle_month
-from cloud_controller.market.metering import isp_means
-from cloud_controller.store import SqliteStore
+from cloud_controller import SqliteStore
+from cloud_controller.market import Order, isp_means, nodes_baseline, settle, settle_month
 from protocols.assets import Points
 from protocols.messages import Sample
 

@@ -179,7 +179,9 @@ def _clearing_routes(
     async def settle_market(request: Request) -> dict[str, Any]:
         """Settle every order whose ISPs are over, from the sites' stored meter power."""
         roles.need(request, "operator")
-        done, failed = await market.settle_now(store_metering(controller.store))
+        done, failed = await market.settle_now(
+            store_metering(controller.store, holidays=market.config.holidays)
+        )
         return {"settled": [s.model_dump(mode="json") for s in done], "failed": failed}
 
     @router.get("/settlements")
@@ -217,7 +219,14 @@ def _dispute_routes(
         who = _visible(roles.actor(request), fsp)
         fsps = sorted(market.config.fsps) if who is None else [who]
         try:
-            return accuracy_report(book.store, controller.store, fsps, controller.clock.now(), days)
+            return accuracy_report(
+                book.store,
+                controller.store,
+                fsps,
+                controller.clock.now(),
+                days,
+                holidays=market.config.holidays,
+            )
         except ValueError as exc:
             raise HTTPException(422, [{"field": "days", "reason": str(exc)}]) from None
 
@@ -238,7 +247,7 @@ def _dispute_routes(
                 order_id,
                 body,
                 controller.clock.now(),
-                store_metering(controller.store),
+                store_metering(controller.store, holidays=market.config.holidays),
             )
         except Refused as exc:
             raise _refused(exc) from None

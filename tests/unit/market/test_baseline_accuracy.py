@@ -9,11 +9,13 @@ the mean of Mon 14, Fri 11, Thu 10, Wed 9, Tue 8 = 10.4 kW → bias −4.6; high
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from cloud_controller.api import create_app
 from cloud_controller.market.baselines import accuracy_table
 from cloud_controller.service import CloudController
 from protocols.clock import SimClock
@@ -77,3 +79,23 @@ def test_accuracy_per_fsp_and_method_on_a_day_without_an_order(
     # a wider window: Mon 14 Jan is compared too (mean of Fri 11 .. Mon 7 = (11+10+9+8+7)/5 = 9 vs 14)
     two = http.get("/market/baselines/accuracy?days=2").json()["fsps"]["fsp-a"]["methods"]["nodes_5wd"]
     assert (two["n"], two["bias_kw"]) == (8, pytest.approx((-4.6 * 4 - 5.0 * 4) / 8))
+
+
+def test_configured_holidays_are_no_baseline_days(tmp_path: Path) -> None:
+    cfg = test_api._config(tmp_path)
+    holiday = date(2030, 1, 11)  # Fri 11 Jan, a holiday by `market.holidays`
+    cfg = cfg.model_copy(update={"market": cfg.market.model_copy(update={"holidays": [holiday]})})
+    sim = SimClock(NOW)
+    ctl = CloudController(cfg, test_api.REGISTRY, clock=sim)
+    try:
+        with TestClient(create_app(ctl)) as http:
+            http.post("/market/requests", json=request(isps=isps(10.0)), headers=auth("dso"))
+            http.post("/market/offers", json=offer("a-10", "fsp-a", 10), headers=auth("fsp-a"))
+            _meter(ctl, "a1", {datetime(2030, 1, d, 17, 5, tzinfo=UTC): float(d) for d in range(1, 16)})
+            sim.advance((datetime(2030, 1, 16, 9, 0, tzinfo=UTC) - NOW).total_seconds())
+            m = http.get("/market/baselines/accuracy?days=1").json()["fsps"]["fsp-a"]["methods"]
+            # Tue 15 Jan: Mon 14, Thu 10, Wed 9, Tue 8, Mon 7 → 9.6 kW against 15 (Fri 11 skipped)
+            assert (m["nodes_5wd"]["n"], m["nodes_5wd"]["bias_kw"]) == (1, pytest.approx(9.6 - 15.0))
+    finally:
+        for closable in (ctl.store, ctl.dr, ctl.market):
+            closable.close()

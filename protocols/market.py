@@ -37,13 +37,18 @@ from protocols.topics import ID_PATTERN, ROOT, validate_id
 __all__ = [
     "ISP_S",
     "MAX_ISPS",
+    "DisputeBody",
+    "MarketDispute",
     "MarketIsp",
     "MarketKind",
     "MarketOffer",
     "MarketOption",
     "MarketOrder",
+    "MarketPrognosis",
     "MarketRequest",
     "MarketSettlement",
+    "PrognosisIsp",
+    "ResolveBody",
     "SettledIsp",
     "decode_offer",
     "market_topic",
@@ -113,8 +118,13 @@ Eur = Annotated[float, Field(allow_inf_nan=False)]
 Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Factor = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 Product = Literal["activation", "availability", "capacity_limitation"]
-#: The baseline an offer is settled against: NODES' 5-working-day same-ISP mean, or high 4 of 5.
-Baseline = Literal["nodes_5wd", "high_4_of_5"]
+#: The baseline an offer is settled against: NODES' 5-working-day same-ISP mean, high 4 of 5,
+#: the FSP's own prognosis (`MarketPrognosis`, before gate closure) or our site forecast
+#: (frozen when the offer is cleared).
+Baseline = Literal["nodes_5wd", "high_4_of_5", "fsp_prognosis", "our_forecast"]
+#: Net load of the delivering sites, kW (load positive; negative when they export).
+LoadKw = Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)]
+Reason = Annotated[str, Field(min_length=1, max_length=500)]
 
 
 class _Strict(BaseModel):
@@ -166,6 +176,35 @@ class MarketOption(_Strict):
         return self
 
 
+class PrognosisIsp(_Strict):
+    """The delivering sites' expected net load in one ISP without the activation (kW, load positive)."""
+
+    start: IspStart
+    kw: LoadKw
+
+
+class MarketPrognosis(_Strict):
+    """An FSP's own baseline for one of its offers (USEF's prognosis): kW per ISP of the offer's sites.
+
+    Submitted with the offer (`MarketOffer.prognosis`) or before the offer's gate closure
+    (`POST /market/prognoses`); a later one replaces it until gate closure. Used when the
+    offer (and so its order) names `baseline: fsp_prognosis`.
+    """
+
+    v: Literal[1] = 1
+    offer_id: MsgId
+    fsp: Id
+    ts: Utc
+    isps: list[PrognosisIsp] = Field(min_length=1, max_length=MAX_ISPS)
+
+    @model_validator(mode="after")
+    def _isps(self) -> Self:
+        starts = [i.start for i in self.isps]
+        if len(set(starts)) != len(starts):
+            raise ValueError("isps: an ISP is given twice")
+        return self
+
+
 class MarketOffer(_Strict):
     """An FSP's FlexOffer: solicited (`request_id`) or not, with options, an expiry and a baseline.
 
@@ -183,6 +222,8 @@ class MarketOffer(_Strict):
     request_id: MsgId | None = None
     sites: list[Id] = Field(default_factory=list, max_length=10_000)
     baseline: Baseline = "nodes_5wd"
+    #: the FSP's prognosis (kW per ISP of `sites`), or later as a `MarketPrognosis`
+    prognosis: list[PrognosisIsp] | None = Field(default=None, max_length=MAX_ISPS)
 
     @model_validator(mode="after")
     def _window(self) -> Self:
@@ -209,6 +250,8 @@ class MarketOrder(_Strict):
     isps: list[MarketIsp] = Field(min_length=1, max_length=MAX_ISPS)
     price_eur_per_kwh: Price
     price_eur: Eur
+    #: the baseline it is settled against (the offer's)
+    baseline: Baseline = "nodes_5wd"
 
 
 class SettledIsp(_Strict):
@@ -237,6 +280,51 @@ class MarketSettlement(_Strict):
     net_eur: Eur
     delivered_kwh: Kw
     deficiency_kwh: Kw
+    #: 0 as first settled; +1 each time an accepted dispute recomputes it
+    revision: int = Field(default=0, ge=0, le=1000)
+
+
+DisputeStatus = Literal["open", "accepted", "rejected"]
+
+
+class DisputeBody(_Strict):
+    """`POST /market/settlements/{order_id}/dispute`: the FSP's reason."""
+
+    reason: Reason
+
+
+class ResolveBody(_Strict):
+    """`POST /market/disputes/{order_id}/resolve`: the operator's decision (accept names the baseline)."""
+
+    decision: Literal["accept", "reject"]
+    reason: Reason
+    baseline: Baseline | None = None
+
+    @model_validator(mode="after")
+    def _baseline(self) -> Self:
+        if self.decision == "accept" and self.baseline is None:
+            raise ValueError("an accepted dispute states the baseline to settle against")
+        if self.decision == "reject" and self.baseline is not None:
+            raise ValueError("a rejected dispute keeps the settlement: no baseline")
+        return self
+
+
+class MarketDispute(_Strict):
+    """An FSP's dispute of one settlement and the market operator's resolution (open → accepted | rejected)."""
+
+    v: Literal[1] = 1
+    order_id: MsgId
+    fsp: Id
+    ts: Utc
+    reason: Reason
+    status: DisputeStatus = "open"
+    resolved_ts: Utc | None = None
+    resolution: Reason | None = None
+    #: the baseline the accepted dispute was settled again against
+    baseline: Baseline | None = None
+    #: net before and after (accepted only)
+    net_before_eur: Eur | None = None
+    net_after_eur: Eur | None = None
 
 
 def decode_offer(topic: str, payload: bytes) -> MarketOffer:

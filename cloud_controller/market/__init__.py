@@ -5,6 +5,7 @@ rows, pay-as-bid or pay-as-clear, shortfall reported) and `settlement` (baseline
 delivered, deficiency, penalty, net). The shell (API, MQTT topics, UFTP) builds on these.
 """
 
+from cloud_controller.market.batch import MonthSettlement, isp_means, settle_month
 from cloud_controller.market.clearing import (
     Clearing,
     ClearingOptions,
@@ -44,6 +45,7 @@ __all__ = [
     "FlexRequest",
     "GridRow",
     "MarketRefusal",
+    "MonthSettlement",
     "OfferOption",
     "Order",
     "OrderSettlement",
@@ -53,8 +55,10 @@ __all__ = [
     "check_gate",
     "clear",
     "headroom_at_risk",
+    "isp_means",
     "nodes_baseline",
     "settle",
+    "settle_month",
     "working_days_before",
     "x_of_y_baseline",
 ]

@@ -14,17 +14,18 @@ alike, and never clear the same open request twice.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cloud_controller.market.clearing import ClearingOptions, Order
+from cloud_controller.market.baselines import prognosis_gap
+from cloud_controller.market.clearing import ClearingOptions
 from cloud_controller.market.config import MarketConfig
 from cloud_controller.market.grid_check import clear_on_grid
 from cloud_controller.market.grid_view import GridView
 from cloud_controller.market.products import (
-    ISP_S,
     FlexOffer,
     FlexRequest,
     MarketRefusal,
@@ -32,24 +33,19 @@ from cloud_controller.market.products import (
     Product,
     check_gate,
 )
-from cloud_controller.market.settlement import settle
+from cloud_controller.market.settling import Metering, freeze_baselines, settle_due, settlement_of
 from cloud_controller.market.store import MarketStore
 from protocols.errors import GridflexError
 from protocols.market import (
     MarketIsp,
     MarketOffer,
     MarketOrder,
+    MarketPrognosis,
     MarketRequest,
     MarketSettlement,
-    SettledIsp,
 )
 
-__all__ = ["Book", "ClearingRecord", "Metering", "Refused"]
-
-#: (sites, ISP starts, baseline kind) -> (baseline kW, actual kW) per ISP; ValueError when it cannot.
-Metering = Callable[
-    [Sequence[str], Sequence[datetime], str], tuple[dict[datetime, float], dict[datetime, float]]
-]
+__all__ = ["Book", "ClearingRecord", "Metering", "Refused", "settlement_of"]
 
 
 class Refused(GridflexError):
@@ -86,6 +82,12 @@ class Book:
         self.config = config
         self.store = store
         self._lock = threading.Lock()
+
+    @contextmanager
+    def section(self) -> Iterator[None]:
+        """The book's lock and the store's write section, for check-and-writes beside the book (disputes.py)."""
+        with self._lock, self.store.write():
+            yield
 
     # -- requests ---------------------------------------------------------------------
 
@@ -136,12 +138,7 @@ class Book:
             raise Refused(403, "fsp", f"FSP {fsp!r} may not offer for {offer.fsp!r}")
         if fsp not in self.config.fsps:
             raise Refused(403, "fsp", f"unknown FSP {fsp!r}")
-        sites = self.config.congestion_points.get(offer.congestion_point)
-        if sites is None:
-            raise Refused(422, "congestion_point", f"unknown congestion point {offer.congestion_point!r}")
-        outside = sorted(set(offer.sites) - set(sites))
-        if outside:
-            raise Refused(422, "sites", f"not behind {offer.congestion_point!r}: {', '.join(outside)}")
+        self._check_place(offer)
         if offer.expires <= now:
             raise Refused(422, "expires", f"expired at {offer.expires.isoformat()} (now {now.isoformat()})")
         first = min(i.start for o in offer.options for i in o.isps)
@@ -149,6 +146,7 @@ class Book:
             check_gate(now, first, self.config.gate_closure_s)
         except MarketRefusal as exc:
             raise Refused(422, "options", str(exc)) from None
+        prognosis = _offer_prognosis(offer)
         with self._lock, self.store.write():
             if offer.request_id is not None:
                 found = self.store.request(offer.request_id)
@@ -161,7 +159,42 @@ class Book:
             if self.store.offer(offer.offer_id) is not None:
                 raise Refused(409, "offer_id", f"offer {offer.offer_id!r} exists already")
             self.store.put_offer(offer, "open", _ts(now))
+            if prognosis is not None:
+                self.store.put_prognosis(prognosis, _ts(now))
         return offer
+
+    def post_prognosis(self, prognosis: MarketPrognosis, fsp: str, now: datetime) -> MarketPrognosis:
+        """The FSP's prognosis for its own open offer, before the offer's gate closure (replaces an earlier one)."""
+        if prognosis.fsp != fsp:
+            raise Refused(403, "fsp", f"FSP {fsp!r} may not give a prognosis for {prognosis.fsp!r}")
+        with self._lock, self.store.write():
+            found = self.store.offer(prognosis.offer_id)
+            if found is None:
+                raise Refused(404, "offer_id", f"no offer {prognosis.offer_id!r}")
+            offer, status, _ = found
+            if offer.fsp != fsp:
+                raise Refused(403, "offer_id", f"offer {prognosis.offer_id!r} belongs to another FSP")
+            if status != "open":
+                raise Refused(
+                    409, "offer_id", f"offer {prognosis.offer_id!r} is {status}: only an open offer"
+                )
+            first = min(i.start for o in offer.options for i in o.isps)
+            try:
+                check_gate(now, first, self.config.gate_closure_s)
+            except MarketRefusal as exc:
+                raise Refused(422, "ts", str(exc)) from None
+            _check_prognosis(prognosis, offer, "isps")
+            self.store.put_prognosis(prognosis, _ts(now))
+        return prognosis
+
+    def _check_place(self, offer: MarketOffer) -> None:
+        """A known congestion point, and only sites behind it."""
+        sites = self.config.congestion_points.get(offer.congestion_point)
+        if sites is None:
+            raise Refused(422, "congestion_point", f"unknown congestion point {offer.congestion_point!r}")
+        outside = sorted(set(offer.sites) - set(sites))
+        if outside:
+            raise Refused(422, "sites", f"not behind {offer.congestion_point!r}: {', '.join(outside)}")
 
     def revoke_offer(self, offer_id: str, fsp: str | None) -> MarketOffer:
         """Revoke an open offer (`fsp` None: the operator may revoke any)."""
@@ -208,12 +241,22 @@ class Book:
                 return None
             cps = {r.congestion_point for r in reqs}
             offers = []
+            wires: dict[str, MarketOffer] = {}
             sites: dict[str, list[str]] = {}
-            for offer, _, received in self.store.offers(status="open"):
+            cand = [
+                (o, r)
+                for o, _, r in self.store.offers(status="open")
+                if o.congestion_point in cps or o.expires <= now
+            ]
+            unsettleable = freeze_baselines(self.store, [o for o, _ in cand if o.expires > now], view, now)
+            for offer, received in cand:
                 if offer.expires <= now:
                     self.store.set_offer_status(offer.offer_id, "expired")
-                elif offer.congestion_point in cps:
+                elif offer.offer_id in unsettleable:
+                    self.store.set_offer_status(offer.offer_id, "refused")
+                else:
                     offers.append(_core_offer(offer, datetime.fromtimestamp(received, UTC)))
+                    wires[offer.offer_id] = offer
                     sites[offer.offer_id] = list(offer.sites)
             opts = ClearingOptions(pricing=self.config.pricing, gate_closure_s=self.config.gate_closure_s)
             result = clear_on_grid(
@@ -239,6 +282,7 @@ class Book:
                     isps=[MarketIsp(start=t, kw=max(0.0, kw)) for t, kw in sorted(o.kw.items())],
                     price_eur_per_kwh=o.price_eur_per_kwh,
                     price_eur=o.price_eur,
+                    baseline=wires[o.offer_id].baseline,
                 )
                 for o in result.orders
             ]
@@ -255,7 +299,8 @@ class Book:
                     {"congestion_point": cp, "start": t.isoformat(), "kw": kw}
                     for (cp, t), kw in sorted(result.shortfall_kw.items())
                 ],
-                "refused": [{"offer_id": o, "reason": why} for o, why in result.refused],
+                "refused": [{"offer_id": o, "reason": why} for o, why in result.refused]
+                + [{"offer_id": o, "reason": why} for o, why in unsettleable.items()],
                 "violations": list(result.violations),
                 "grid": None
                 if view is None
@@ -291,79 +336,22 @@ class Book:
         In the write section: of two controllers settling at once, one settles, the other finds it done.
         """
         with self._lock, self.store.write():
-            return self._settle_due(now, metering)
-
-    def _settle_due(
-        self, now: datetime, metering: Metering
-    ) -> tuple[list[MarketSettlement], list[dict[str, str]]]:
-        done = {s.order_id for s in self.store.settlements()}
-        out: list[MarketSettlement] = []
-        failed: list[dict[str, str]] = []
-        for order in self.store.orders():
-            end = max(i.start for i in order.isps) + timedelta(seconds=ISP_S)
-            if order.order_id in done or end > now:
-                continue
-            found = self.store.offer(order.offer_id)
-            if found is None or not found[0].sites:
-                failed.append({"order_id": order.order_id, "reason": "its offer names no sites to meter"})
-                continue
-            offer = found[0]
-            isps = [i.start for i in order.isps]
-            try:
-                baseline, actual = metering(offer.sites, isps, offer.baseline)
-            except ValueError as exc:
-                failed.append({"order_id": order.order_id, "reason": str(exc)})
-                continue
-            s = settlement_of(order, baseline, actual, now, offer.baseline, self.config.penalty_factor)
-            self.store.put_settlement(s)
-            out.append(s)
-        return out, failed
+            return settle_due(self.store, now, metering, self.config.penalty_factor)
 
 
-def settlement_of(
-    order: MarketOrder,
-    baseline_kw: Mapping[datetime, float],
-    actual_kw: Mapping[datetime, float],
-    now: datetime,
-    baseline: str,
-    penalty_factor: float,
-) -> MarketSettlement:
-    """The core's settlement of `order` as the wire's FlexSettlement."""
-    core = Order(
-        order_id=order.order_id,
-        offer_id=order.offer_id,
-        option_id=order.option_id,
-        fsp=order.fsp,
-        congestion_point=order.congestion_point,
-        factor=order.factor,
-        kw={i.start: i.kw for i in order.isps},
-        price_eur_per_kwh=order.price_eur_per_kwh,
-        price_eur=order.price_eur,
-    )
-    s = settle(core, baseline_kw, actual_kw, penalty_factor=penalty_factor)
-    return MarketSettlement(
-        order_id=order.order_id,
-        fsp=order.fsp,
-        congestion_point=order.congestion_point,
-        ts=now,
-        baseline="high_4_of_5" if baseline == "high_4_of_5" else "nodes_5wd",
-        isps=[
-            SettledIsp(
-                start=i.isp,
-                baseline_kw=i.baseline_kw,
-                ordered_kw=i.ordered_kw,
-                actual_kw=i.actual_kw,
-                delivered_kw=i.delivered_kw,
-                deficiency_kw=i.deficiency_kw,
-            )
-            for i in s.isps
-        ],
-        price_eur=s.price_eur,
-        penalty_eur=s.penalty_eur,
-        net_eur=s.net_eur,
-        delivered_kwh=s.delivered_kwh,
-        deficiency_kwh=s.deficiency_kwh,
-    )
+def _offer_prognosis(offer: MarketOffer) -> MarketPrognosis | None:
+    """The prognosis given with the offer, checked against its ISPs (422 on `prognosis`)."""
+    if offer.prognosis is None:
+        return None
+    prognosis = MarketPrognosis(offer_id=offer.offer_id, fsp=offer.fsp, ts=offer.ts, isps=offer.prognosis)
+    _check_prognosis(prognosis, offer, "prognosis")
+    return prognosis
+
+
+def _check_prognosis(prognosis: MarketPrognosis, offer: MarketOffer, field: str) -> None:
+    gap = prognosis_gap([i.start for i in prognosis.isps], {i.start for o in offer.options for i in o.isps})
+    if gap is not None:
+        raise Refused(422, field, gap)
 
 
 def _core_request(r: MarketRequest) -> FlexRequest:

@@ -9,6 +9,7 @@ them; an offer may only name sites behind its congestion point.
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Literal, Self
 
@@ -63,6 +64,10 @@ class MarketConfig(BaseModel):
     auto_clear: bool = True
     #: Our policy, not a standard's: each kWh short costs this x the order's price per kWh.
     penalty_factor: float = Field(default=1.0, ge=0.0, le=100.0)
+    #: Our policy: an FSP may dispute a settlement this long after it was first made (default 5 days).
+    dispute_window_s: float = Field(default=5 * 86400.0, gt=0.0, le=90 * 86400.0)
+    #: Days that are no working day for the baselines (public holidays; NODES skips them).
+    holidays: list[date] = Field(default_factory=list, max_length=1000)
     #: Requests from the forecast; its `risk` also holds the grid rows (GOPACS) of every clearing.
     auto_request: AutoRequestConfig = Field(default_factory=AutoRequestConfig)
     #: UFTP (USEF Shapeshifter) towards configured peers, as DSO and/or AGR (docs/market.md, "UFTP")

@@ -3,7 +3,8 @@
 Actual = the sum over the offer's sites of each site's mean grid-meter power (`meter/p_kw`,
 load-positive) over the ISP. The baseline is computed on the same sum from the weeks
 before: NODES' mean of the same ISP over the 5 preceding working days (`nodes_5wd`), or
-the mean of the 4 highest of 5 (`high_4_of_5`, PJM/CAISO style); the days of the order
+the mean of the 4 highest of 5 (`high_4_of_5`, PJM/CAISO style); the FSP's prognosis and
+our forecast are stored, not metered (only the actuals are read for them); the days of the order
 are event days and never part of their own baseline. A site or ISP without data is a
 ValueError naming it, so the order stays unsettled with that reason (never a zero).
 """
@@ -11,12 +12,14 @@ ValueError naming it, so the order stays unsettled with that reason (never a zer
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Collection, Sequence
+from datetime import date, datetime, timedelta
 
-from cloud_controller.market.book import Metering
+from cloud_controller.market.baselines import HISTORY_BASELINES
+from cloud_controller.market.batch import isp_means
 from cloud_controller.market.products import ISP_S
 from cloud_controller.market.settlement import nodes_baseline, x_of_y_baseline
+from cloud_controller.market.settling import Metering
 from cloud_controller.store import Store
 from protocols.assets import Points
 
@@ -24,17 +27,6 @@ __all__ = ["HISTORY_DAYS", "isp_means", "metered", "store_metering"]
 
 #: Days of history read before an order: 5 working days with weekends and a few holidays between.
 HISTORY_DAYS = 21
-
-
-def isp_means(samples: Iterable[tuple[datetime, float]]) -> dict[datetime, float]:
-    """The mean of the samples in each ISP, keyed by the ISP's start (UTC)."""
-    sums: dict[float, float] = defaultdict(float)
-    counts: dict[float, int] = defaultdict(int)
-    for ts, value in samples:
-        k = ts.timestamp() - ts.timestamp() % ISP_S
-        sums[k] += value
-        counts[k] += 1
-    return {datetime.fromtimestamp(k, UTC): sums[k] / counts[k] for k in sorted(sums)}
 
 
 def metered(
@@ -61,8 +53,10 @@ def metered(
     events = {t.date() for t in isps}
     if baseline == "high_4_of_5":
         base = x_of_y_baseline(complete, isps, x=4, y=5, holidays=holidays, event_days=events)
-    else:
+    elif baseline == "nodes_5wd":
         base = nodes_baseline(complete, isps, holidays=holidays, event_days=events)
+    else:  # fsp_prognosis, our_forecast: stored, not metered (settling.py)
+        base = {}
     return base, actual
 
 
@@ -72,7 +66,7 @@ def store_metering(store: Store, *, holidays: Collection[date] = ()) -> Metering
     def meter(
         sites: Sequence[str], isps: Sequence[datetime], baseline: str
     ) -> tuple[dict[datetime, float], dict[datetime, float]]:
-        start = min(isps) - timedelta(days=HISTORY_DAYS)
+        start = min(isps) - timedelta(days=HISTORY_DAYS if baseline in HISTORY_BASELINES else 0)
         end = max(isps) + timedelta(seconds=ISP_S)
         per_site = {
             s: isp_means(store.read_series(s, Points.METER_P_KW.asset, Points.METER_P_KW.point, start, end))

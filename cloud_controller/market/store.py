@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from cloud_controller.store.records import RecordDb, SqliteRecords
-from protocols.market import MarketOffer, MarketOrder, MarketRequest, MarketSettlement
+from protocols.market import (
+    MarketDispute,
+    MarketOffer,
+    MarketOrder,
+    MarketPrognosis,
+    MarketRequest,
+    MarketSettlement,
+)
 
 __all__ = ["MarketStore"]
 
@@ -36,6 +43,15 @@ CREATE TABLE IF NOT EXISTS market_orders (
 );
 CREATE TABLE IF NOT EXISTS market_settlements (
     order_id TEXT PRIMARY KEY, fsp TEXT NOT NULL, json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS market_prognoses (
+    offer_id TEXT PRIMARY KEY, fsp TEXT NOT NULL, received REAL NOT NULL, json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS market_frozen_forecasts (
+    offer_id TEXT PRIMARY KEY, at REAL NOT NULL, json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS market_disputes (
+    order_id TEXT PRIMARY KEY, fsp TEXT NOT NULL, status TEXT NOT NULL, json TEXT NOT NULL
 );
 """
 
@@ -59,6 +75,15 @@ _PUT_ORDER = (
     "INSERT INTO market_orders (order_id, fsp, clearing_id, json) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (order_id) DO UPDATE SET fsp = excluded.fsp, clearing_id = excluded.clearing_id, "
     "json = excluded.json"
+)
+_PUT_PROGNOSIS = (
+    "INSERT INTO market_prognoses VALUES (?, ?, ?, ?) ON CONFLICT (offer_id) DO UPDATE SET "
+    "fsp = excluded.fsp, received = excluded.received, json = excluded.json"
+)
+_PUT_FROZEN = "INSERT INTO market_frozen_forecasts VALUES (?, ?, ?) ON CONFLICT (offer_id) DO NOTHING"
+_PUT_DISPUTE = (
+    "INSERT INTO market_disputes (order_id, fsp, status, json) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, json = excluded.json"
 )
 _PUT_SETTLEMENT = (
     "INSERT INTO market_settlements (order_id, fsp, json) VALUES (?, ?, ?) "
@@ -181,6 +206,59 @@ class MarketStore:
         where, args = ("WHERE fsp = ?", (fsp,)) if fsp else ("", ())
         rows = self._all(f"SELECT json FROM market_settlements {where} ORDER BY {self._pos}", args)
         return [MarketSettlement.model_validate_json(j) for (j,) in rows]
+
+    # -- baselines: the FSP's prognoses, our frozen forecasts -----------------------------
+
+    def put_prognosis(self, p: MarketPrognosis, received_ts: float) -> None:
+        """Insert or replace the prognosis of its offer."""
+        self.db.execute(_PUT_PROGNOSIS, (p.offer_id, p.fsp, received_ts, p.model_dump_json()))
+
+    def prognosis(self, offer_id: str) -> MarketPrognosis | None:
+        """The FSP's prognosis for `offer_id`, or None."""
+        rows = self._all("SELECT json FROM market_prognoses WHERE offer_id = ?", (offer_id,))
+        return MarketPrognosis.model_validate_json(rows[0][0]) if rows else None
+
+    def prognoses(self, fsp: str | None = None) -> list[MarketPrognosis]:
+        """Every prognosis (of one FSP if given)."""
+        where, args = ("WHERE fsp = ?", (fsp,)) if fsp else ("", ())
+        rows = self._all(f"SELECT json FROM market_prognoses {where} ORDER BY received, offer_id", args)
+        return [MarketPrognosis.model_validate_json(j) for (j,) in rows]
+
+    def freeze_forecast(self, offer_id: str, at_ts: float, kw: dict[str, float]) -> None:
+        """Our forecast of `offer_id`'s sites (ISP start ISO -> kW), written once: never changed after."""
+        self.db.execute(_PUT_FROZEN, (offer_id, at_ts, json.dumps(kw)))
+
+    def frozen_forecast(self, offer_id: str) -> tuple[float, dict[str, float]] | None:
+        """(frozen at, ISP start ISO -> kW) of `offer_id`, or None."""
+        rows = self._all("SELECT at, json FROM market_frozen_forecasts WHERE offer_id = ?", (offer_id,))
+        if not rows:
+            return None
+        kw = json.loads(rows[0][1])
+        return float(rows[0][0]), {str(k): float(v) for k, v in kw.items()}
+
+    # -- disputes ----------------------------------------------------------------------
+
+    def put_dispute(self, d: MarketDispute) -> None:
+        """Insert or replace the dispute of its order."""
+        self.db.execute(_PUT_DISPUTE, (d.order_id, d.fsp, d.status, d.model_dump_json()))
+
+    def dispute(self, order_id: str) -> MarketDispute | None:
+        """The dispute of `order_id`'s settlement, or None."""
+        rows = self._all("SELECT json FROM market_disputes WHERE order_id = ?", (order_id,))
+        return MarketDispute.model_validate_json(rows[0][0]) if rows else None
+
+    def disputes(self, fsp: str | None = None, status: str | None = None) -> list[MarketDispute]:
+        """Every dispute (of one FSP and/or status if given), oldest first."""
+        conds, args = [], []
+        if fsp is not None:
+            conds.append("fsp = ?")
+            args.append(fsp)
+        if status is not None:
+            conds.append("status = ?")
+            args.append(status)
+        where = f"WHERE {' AND '.join(conds)}" if conds else ""
+        rows = self._all(f"SELECT json FROM market_disputes {where} ORDER BY {self._pos}", tuple(args))
+        return [MarketDispute.model_validate_json(j) for (j,) in rows]
 
     def close(self) -> None:
         """Close the database."""

@@ -146,12 +146,32 @@ def _migration_4(cur: Cursor) -> str:
     return "dr_*, market_*, oa3_objects: the DR, market and OpenADR record stores (store/records.py)"
 
 
+MIGRATION_5 = """
+CREATE TABLE market_prognoses (
+    offer_id text PRIMARY KEY, fsp text NOT NULL, received double precision NOT NULL, json text NOT NULL
+);
+CREATE TABLE market_frozen_forecasts (offer_id text PRIMARY KEY, at double precision NOT NULL, json text NOT NULL);
+CREATE TABLE market_disputes (
+    order_id text PRIMARY KEY, fsp text NOT NULL, status text NOT NULL, json text NOT NULL,
+    pos bigserial NOT NULL
+);
+"""
+
+
+def _migration_5(cur: Cursor) -> str:
+    cur.execute(MIGRATION_5)
+    return (
+        "market_prognoses, market_frozen_forecasts, market_disputes: the settlement's baselines and disputes"
+    )
+
+
 #: Ordered migrations: version -> step (returns a note kept in schema_version). Append only.
 MIGRATIONS: dict[int, Callable[[Cursor], str]] = {
     1: _migration_1,
     2: _migration_2,
     3: _migration_3,
     4: _migration_4,
+    5: _migration_5,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from pydantic import BaseModel, ValidationError
 
+from cloud_controller.market.accuracy import accuracy_report
 from cloud_controller.market.book import Refused
+from cloud_controller.market.disputes import dispute_settlement, resolve_dispute
 from cloud_controller.market.metering import store_metering
 from cloud_controller.market.roles import Actor, MarketAuth
 from cloud_controller.web.pages import Dashboard
-from protocols.market import MarketOffer, MarketRequest
+from protocols.market import DisputeBody, MarketOffer, MarketPrognosis, MarketRequest, ResolveBody
 
 if TYPE_CHECKING:
     from cloud_controller.market.shell import MarketShell
@@ -95,6 +97,7 @@ def market_router(controller: CloudController, market: MarketShell, roles: Marke
 
     _offer_routes(router, controller, market, roles)
     _clearing_routes(router, controller, market, roles)
+    _dispute_routes(router, controller, market, roles)
     return router
 
 
@@ -114,6 +117,22 @@ def _offer_routes(
         except Refused as exc:
             raise _refused(exc) from None
         return {"offer": offer.model_dump(mode="json"), "status": "open"}
+
+    @router.post("/prognoses", status_code=201)
+    async def post_prognosis(request: Request) -> dict[str, Any]:
+        """The FSP's own baseline for its open offer, before the offer's gate closure."""
+        actor = roles.need(request, "fsp")
+        prognosis = _parse(MarketPrognosis, await request.body())
+        try:
+            await asyncio.to_thread(book.post_prognosis, prognosis, actor.fsp or "", controller.clock.now())
+        except Refused as exc:
+            raise _refused(exc) from None
+        return {"prognosis": prognosis.model_dump(mode="json")}
+
+    @router.get("/prognoses")
+    def prognoses(request: Request, fsp: str | None = None) -> list[dict[str, Any]]:
+        who = _visible(roles.actor(request), fsp)
+        return [p.model_dump(mode="json") for p in book.store.prognoses(who)]
 
     @router.get("/offers")
     def offers(request: Request, fsp: str | None = None) -> list[dict[str, Any]]:
@@ -160,13 +179,84 @@ def _clearing_routes(
     async def settle_market(request: Request) -> dict[str, Any]:
         """Settle every order whose ISPs are over, from the sites' stored meter power."""
         roles.need(request, "operator")
-        done, failed = await market.settle_now(store_metering(controller.store))
+        done, failed = await market.settle_now(
+            store_metering(controller.store, holidays=market.config.holidays)
+        )
         return {"settled": [s.model_dump(mode="json") for s in done], "failed": failed}
 
     @router.get("/settlements")
     def settlements(request: Request, fsp: str | None = None) -> list[dict[str, Any]]:
+        """Each settlement with its dispute's status (None: not disputed)."""
         who = _visible(roles.actor(request), fsp)
-        return [s.model_dump(mode="json") for s in book.store.settlements(who)]
+        disputes = {d.order_id: d.status for d in book.store.disputes(who)}
+        return [
+            s.model_dump(mode="json") | {"dispute": disputes.get(s.order_id)}
+            for s in book.store.settlements(who)
+        ]
+
+
+def _dispute_routes(
+    router: APIRouter, controller: CloudController, market: MarketShell, roles: MarketAuth
+) -> None:
+    """Disputes: the FSP disputes its settlement, the operator accepts (settled again) or rejects."""
+    book = market.book
+
+    @router.post("/settlements/{order_id}/dispute", status_code=201)
+    async def dispute(order_id: str, request: Request) -> dict[str, Any]:
+        actor = roles.need(request, "fsp")
+        body = _parse(DisputeBody, await request.body())
+        try:
+            d = await asyncio.to_thread(
+                dispute_settlement, book, order_id, actor.fsp or "", body.reason, controller.clock.now()
+            )
+        except Refused as exc:
+            raise _refused(exc) from None
+        return d.model_dump(mode="json")
+
+    @router.get("/baselines/accuracy")
+    def accuracy(request: Request, fsp: str | None = None, days: int = 28) -> dict[str, Any]:
+        """Per FSP and baseline method, the error against the metered load on days without an order."""
+        who = _visible(roles.actor(request), fsp)
+        fsps = sorted(market.config.fsps) if who is None else [who]
+        try:
+            return accuracy_report(
+                book.store,
+                controller.store,
+                fsps,
+                controller.clock.now(),
+                days,
+                holidays=market.config.holidays,
+            )
+        except ValueError as exc:
+            raise HTTPException(422, [{"field": "days", "reason": str(exc)}]) from None
+
+    @router.get("/disputes")
+    def disputes(request: Request, fsp: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        who = _visible(roles.actor(request), fsp)
+        return [d.model_dump(mode="json") for d in book.store.disputes(who, status)]
+
+    @router.post("/disputes/{order_id}/resolve")
+    async def resolve(order_id: str, request: Request) -> dict[str, Any]:
+        """Accept (settle again against the stated baseline, sent to the FSP) or reject, with the reason."""
+        roles.need(request, "operator")
+        body = _parse(ResolveBody, await request.body())
+        try:
+            d, new = await asyncio.to_thread(
+                resolve_dispute,
+                book,
+                order_id,
+                body,
+                controller.clock.now(),
+                store_metering(controller.store, holidays=market.config.holidays),
+            )
+        except Refused as exc:
+            raise _refused(exc) from None
+        if new is not None:
+            await market.settled([new])
+        return {
+            "dispute": d.model_dump(mode="json"),
+            "settlement": None if new is None else new.model_dump(mode="json"),
+        }
 
 
 def _market_context(controller: CloudController, request: Request) -> dict[str, Any]:
@@ -189,12 +279,17 @@ def _market_context(controller: CloudController, request: Request) -> dict[str, 
 
 def _settlement_context(controller: CloudController, request: Request) -> dict[str, Any]:
     """The settlement page: per order and ISP, and the totals per FSP."""
-    settlements = controller.market.store.settlements()
+    store = controller.market.store
+    settlements = store.settlements()
     per_fsp: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for s in settlements:
         for key in ("price_eur", "penalty_eur", "net_eur", "delivered_kwh", "deficiency_kwh"):
             per_fsp[s.fsp][key] += float(getattr(s, key))
-    return {"settlements": settlements, "per_fsp": {f: dict(v) for f, v in sorted(per_fsp.items())}}
+    return {
+        "settlements": settlements,
+        "per_fsp": {f: dict(v) for f, v in sorted(per_fsp.items())},
+        "disputes": store.disputes(),
+    }
 
 
 def mount_market_pages(app: FastAPI, dashboard: Dashboard) -> None:

@@ -371,6 +371,44 @@ def bench_uftp(
     console.print(table)
 
 
+@bench_app.command("settlement")
+def bench_settlement(
+    sites: Annotated[int, typer.Option(help="Sites settled for a month (30 days x 96 ISPs).")] = 1000,
+    per_order_sites: Annotated[int, typer.Option(help="Sites run through the per-order path (scaled).")] = 5,
+    store_sites: Annotated[
+        int, typer.Option(help="Sites written to and read from a SQLite store (scaled).")
+    ] = 10,
+) -> None:
+    """A month of settlement for many sites (arrays) against a plain numpy pass and the per-order path."""
+    from gridflex.bench.settlement import settlement_figures
+
+    fig = settlement_figures(sites, per_order_sites=per_order_sites, store_sites=store_sites)
+    table = _figures_table(
+        f"gridflex bench settlement ({fig.sites:,} sites x 30 days x 96 ISPs, {fig.orders:,} orders)"
+    )
+    table.add_row(
+        "settle_month (NODES 5 working days, event days per site)", f"{fig.batch_s:.2f} s", "<= 10 s"
+    )
+    table.add_row("anchor: plain numpy pass, same arrays (fixed 5 days)", f"{fig.anchor_s:.2f} s", "")
+    table.add_row(
+        f"per-order path (dicts), {fig.per_order_sites} sites scaled to {fig.sites:,}",
+        f"{fig.per_order_scaled_s:.1f} s",
+        "",
+    )
+    table.add_row(
+        f"store read (SQLite, read_series + ISP means), {fig.store_sites} sites scaled to {fig.sites:,}",
+        f"{fig.store_read_scaled_s:.1f} s",
+        "",
+    )
+    table.add_row("settle_month + store read", f"{fig.batch_s + fig.store_read_scaled_s:.1f} s", "<= 10 s")
+    same = abs(fig.net_eur_batch_sample - fig.net_eur_per_order_sample) < 1e-6 * max(
+        1.0, abs(fig.net_eur_batch_sample)
+    )
+    table.add_row("net EUR of the sample: arrays = per-order path", "yes" if same else "NO", "yes")
+    table.add_row("net EUR, all sites", f"{fig.net_eur:,.2f}", "")
+    console.print(table)
+
+
 @bench_app.command("market")
 def bench_market(
     sizes: Annotated[

@@ -27,7 +27,15 @@ from cloud_controller.store.records import RecordConflict, SqliteRecords, record
 from gridflex.ops.postgres import LoopbackPostgres
 from protocols.clock import SimClock
 from protocols.errors import ConfigError
-from protocols.market import MarketIsp, MarketOrder, MarketSettlement, SettledIsp
+from protocols.market import (
+    MarketDispute,
+    MarketIsp,
+    MarketOrder,
+    MarketPrognosis,
+    MarketSettlement,
+    PrognosisIsp,
+    SettledIsp,
+)
 from tests.integration.store.conftest import Records
 from tests.integration.store.records_cases import (
     CP,
@@ -309,3 +317,39 @@ def test_a_dr_run_is_created_once_and_a_late_preparation_gets_the_stored_one(rec
     finally:
         first.close()
         late.close()
+
+
+def test_prognoses_frozen_forecasts_and_disputes_survive_a_restart(records: Records) -> None:
+    store = MarketStore(records.open("market"))
+    prognosis = MarketPrognosis(
+        offer_id="off-a", fsp="fsp-a", ts=NOW, isps=[PrognosisIsp(start=DELIVERY, kw=-12.5)]
+    )
+    store.put_prognosis(prognosis, NOW.timestamp())
+    store.freeze_forecast("off-a", NOW.timestamp(), {DELIVERY.isoformat(): 40.0})
+    store.freeze_forecast("off-a", NOW.timestamp() + 60, {DELIVERY.isoformat(): 99.0})  # written once
+    for oid in ("off-b:o1", "off-a:o1"):  # disputed in this order
+        store.put_dispute(MarketDispute(order_id=oid, fsp="fsp-a", ts=NOW, reason="baseline too low"))
+    accepted = MarketDispute(
+        order_id="off-a:o1",
+        fsp="fsp-a",
+        ts=NOW,
+        reason="baseline too low",
+        status="accepted",
+        resolved_ts=NOW,
+        resolution="ok",
+        baseline="fsp_prognosis",
+        net_before_eur=80.0,
+        net_after_eur=100.0,
+    )
+    store.put_dispute(accepted)
+    store.close()
+
+    store = MarketStore(records.open("market"))
+    try:
+        assert store.prognosis("off-a") == prognosis and store.prognoses("fsp-b") == []
+        assert store.frozen_forecast("off-a") == (NOW.timestamp(), {DELIVERY.isoformat(): 40.0})
+        assert [d.order_id for d in store.disputes()] == ["off-b:o1", "off-a:o1"]
+        assert store.disputes(status="accepted") == [accepted]
+        assert store.dispute("off-b:o1") is not None and store.dispute("nope") is None
+    finally:
+        store.close()

@@ -1,0 +1,180 @@
+"""The book's settlement side over the market store: baselines of each kind, settling what is due.
+
+Each order is settled against the baseline its offer named (`MarketOrder.baseline`), and
+the settlement states it (`MarketSettlement.baseline`):
+
+| baseline | from |
+|---|---|
+| `nodes_5wd`, `high_4_of_5` | the sites' metered history (metering.py) |
+| `fsp_prognosis` | the FSP's `MarketPrognosis` for the offer, given before gate closure |
+| `our_forecast` | our forecast of the offer's sites, frozen when the offer was cleared |
+
+A baseline that is missing leaves the order unsettled with the reason, never a zero or a
+silent fallback to another kind. Called by `Book` inside the store's write section.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from cloud_controller.market.baselines import HISTORY_BASELINES, forecast_baseline_kw
+from cloud_controller.market.clearing import Order
+from cloud_controller.market.grid_view import GridView
+from cloud_controller.market.products import ISP_S
+from cloud_controller.market.settlement import settle
+from cloud_controller.market.store import MarketStore
+from protocols.market import Baseline, MarketOffer, MarketOrder, MarketSettlement, SettledIsp
+
+__all__ = ["Metering", "baseline_of", "freeze_baselines", "settle_due", "settlement_of"]
+
+#: (sites, ISP starts, baseline kind) -> (baseline kW, actual kW) per ISP; ValueError when it cannot.
+#: For a kind not computed from history (`fsp_prognosis`, `our_forecast`) the baseline is `{}`.
+Metering = Callable[
+    [Sequence[str], Sequence[datetime], str], tuple[dict[datetime, float], dict[datetime, float]]
+]
+
+
+def _offer_isps(offer: MarketOffer) -> set[datetime]:
+    return {i.start for o in offer.options for i in o.isps}
+
+
+def freeze_baselines(
+    store: MarketStore, offers: Sequence[MarketOffer], view: GridView | None, now: datetime
+) -> dict[str, str]:
+    """At a clearing: freeze our forecast for each offer (once), and say which offers cannot be settled.
+
+    Returns offer id -> reason for the offers to refuse: one naming `fsp_prognosis` without
+    a prognosis, one naming `our_forecast` that our forecast does not cover. The forecast
+    is frozen for every offer it covers, whatever its baseline, so the accuracy of our
+    forecast can be published on days without an order too.
+    """
+    refused: dict[str, str] = {}
+    columns = {} if view is None else {s: i for i, s in enumerate(view.sites)}
+    for offer in offers:
+        why: str | None = None
+        if store.frozen_forecast(offer.offer_id) is None:
+            if view is None:
+                why = "no forecast yet"
+            else:
+                try:
+                    kw = forecast_baseline_kw(
+                        view.interval_starts,
+                        np.asarray(view.p50_kw),
+                        columns,
+                        offer.sites,
+                        _offer_isps(offer),
+                    )
+                    store.freeze_forecast(
+                        offer.offer_id, now.timestamp(), {t.isoformat(): v for t, v in kw.items()}
+                    )
+                except ValueError as exc:
+                    why = str(exc)
+        if offer.baseline == "our_forecast" and why is not None:
+            refused[offer.offer_id] = f"baseline our_forecast: {why}"
+        if offer.baseline == "fsp_prognosis" and store.prognosis(offer.offer_id) is None:
+            refused[offer.offer_id] = (
+                f"baseline fsp_prognosis: FSP {offer.fsp!r} gave no prognosis by gate closure"
+            )
+    return refused
+
+
+def baseline_of(
+    store: MarketStore, order: MarketOrder, sites: Sequence[str], kind: Baseline, metering: Metering
+) -> tuple[dict[datetime, float], dict[datetime, float]]:
+    """(baseline, actual) kW per ISP of `order` with baseline `kind`; ValueError naming what is missing."""
+    isps = [i.start for i in order.isps]
+    baseline, actual = metering(sites, isps, kind)
+    if kind in HISTORY_BASELINES:
+        return baseline, actual
+    if kind == "fsp_prognosis":
+        prog = store.prognosis(order.offer_id)
+        if prog is None:
+            raise ValueError(f"baseline fsp_prognosis: no prognosis for offer {order.offer_id!r}")
+        given = {i.start: i.kw for i in prog.isps}
+    else:
+        frozen = store.frozen_forecast(order.offer_id)
+        if frozen is None:
+            raise ValueError(f"baseline our_forecast: none was frozen for offer {order.offer_id!r}")
+        given = {datetime.fromisoformat(t).astimezone(UTC): v for t, v in frozen[1].items()}
+    missing = [t for t in isps if t not in given]
+    if missing:
+        raise ValueError(f"baseline {kind}: no value at {missing[0].isoformat()}")
+    return {t: given[t] for t in isps}, actual
+
+
+def settle_due(
+    store: MarketStore, now: datetime, metering: Metering, penalty_factor: float
+) -> tuple[list[MarketSettlement], list[dict[str, str]]]:
+    """Settle every unsettled order whose last ISP has ended; (settlements, failures with reasons)."""
+    done = {s.order_id for s in store.settlements()}
+    out: list[MarketSettlement] = []
+    failed: list[dict[str, str]] = []
+    for order in store.orders():
+        end = max(i.start for i in order.isps) + timedelta(seconds=ISP_S)
+        if order.order_id in done or end > now:
+            continue
+        found = store.offer(order.offer_id)
+        if found is None or not found[0].sites:
+            failed.append({"order_id": order.order_id, "reason": "its offer names no sites to meter"})
+            continue
+        try:
+            baseline, actual = baseline_of(store, order, found[0].sites, order.baseline, metering)
+        except ValueError as exc:
+            failed.append({"order_id": order.order_id, "reason": str(exc)})
+            continue
+        s = settlement_of(order, baseline, actual, now, order.baseline, penalty_factor)
+        store.put_settlement(s)
+        out.append(s)
+    return out, failed
+
+
+def settlement_of(
+    order: MarketOrder,
+    baseline_kw: Mapping[datetime, float],
+    actual_kw: Mapping[datetime, float],
+    now: datetime,
+    baseline: Baseline,
+    penalty_factor: float,
+    *,
+    revision: int = 0,
+) -> MarketSettlement:
+    """The core's settlement of `order` as the wire's FlexSettlement, stating its baseline."""
+    core = Order(
+        order_id=order.order_id,
+        offer_id=order.offer_id,
+        option_id=order.option_id,
+        fsp=order.fsp,
+        congestion_point=order.congestion_point,
+        factor=order.factor,
+        kw={i.start: i.kw for i in order.isps},
+        price_eur_per_kwh=order.price_eur_per_kwh,
+        price_eur=order.price_eur,
+    )
+    s = settle(core, baseline_kw, actual_kw, penalty_factor=penalty_factor)
+    return MarketSettlement(
+        order_id=order.order_id,
+        fsp=order.fsp,
+        congestion_point=order.congestion_point,
+        ts=now,
+        baseline=baseline,
+        isps=[
+            SettledIsp(
+                start=i.isp,
+                baseline_kw=i.baseline_kw,
+                ordered_kw=i.ordered_kw,
+                actual_kw=i.actual_kw,
+                delivered_kw=i.delivered_kw,
+                deficiency_kw=i.deficiency_kw,
+            )
+            for i in s.isps
+        ],
+        price_eur=s.price_eur,
+        penalty_eur=s.penalty_eur,
+        net_eur=s.net_eur,
+        delivered_kwh=s.delivered_kwh,
+        deficiency_kwh=s.deficiency_kwh,
+        revision=revision,
+    )

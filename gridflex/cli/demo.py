@@ -373,7 +373,8 @@ def register(app: typer.Typer) -> None:
         if market:  # gridflex/cli/demo_market.py; its imported history gives the settlement's baseline
             from gridflex.cli.demo_market import run_market_demo
 
-            raise typer.Exit(run_market_demo(replace(settings, history_days=max(settings.history_days, 7)), out))
+            days = max(settings.history_days, DEMO_HISTORY_DAYS)
+            raise typer.Exit(run_market_demo(replace(settings, history_days=days), out))
         outcome = _Outcome()
         try:
             asyncio.run(_run(settings, out, port if serve else None, outcome))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cloud_controller.market.book import Book
-from cloud_controller.market.config import MarketConfig
+from cloud_controller.market.config import FspConfig, MarketConfig
 from cloud_controller.market.store import MarketStore
 from gridflex.loop.market_event import (
     AGG_FSP,
@@ -29,7 +29,7 @@ ISP = timedelta(minutes=15)
 AGG = FspPlan(AGG_FSP, ("b001", "b003"), cap_kw=12.0, price_eur_per_kwh=0.15)
 SCRIPTED = FspPlan(SCRIPTED_FSP, ("b002",), cap_kw=10.0, price_eur_per_kwh=0.30)
 CONFIG = MarketConfig(
-    fsps={AGG_FSP: {}, SCRIPTED_FSP: {}},  # type: ignore[dict-item]
+    fsps={AGG_FSP: FspConfig(), SCRIPTED_FSP: FspConfig()},
     congestion_points={"t_idx_77": ["b001", "b002", "b003"]},
     gate_closure_s=1800.0,
 )

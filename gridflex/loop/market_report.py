@@ -39,9 +39,10 @@ def market_section(
     per_fsp: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for o in orders:
         per_fsp[o.fsp]["ordered_kwh"] += sum(i.kw for i in o.isps) * ISP_H
-        per_fsp[o.fsp]["price_eur"] += o.price_eur
-    for s in settlements:
+        per_fsp[o.fsp]["ordered_eur"] += o.price_eur
+    for s in settlements:  # the settled orders only: net = price − penalty holds per FSP
         f = per_fsp[s.fsp]
+        f["price_eur"] += s.price_eur
         f["delivered_kwh"] += s.delivered_kwh
         f["deficiency_kwh"] += s.deficiency_kwh
         f["penalty_eur"] += s.penalty_eur
@@ -74,6 +75,7 @@ def market_section(
             },
             "delivered_kwh": round(sum(s.delivered_kwh for s in settlements), 3),
             "deficiency_kwh": round(sum(s.deficiency_kwh for s in settlements), 3),
+            "price_eur": round(sum(s.price_eur for s in settlements), 4),
             "penalty_eur": round(sum(s.penalty_eur for s in settlements), 4),
             "net_eur": round(sum(s.net_eur for s in settlements), 4),
         },
@@ -94,7 +96,7 @@ def market_markdown(m: dict[str, Any]) -> str:
         f"- offers: {m['offers']['count']}: {m['offers']['by_fsp_status']}",
         f"- orders: {o['count']}, {o['kwh']:.2f} kWh for {o['price_eur']:.2f} EUR",
         f"- settled orders: {st['settled_orders']}, delivered {st['delivered_kwh']:.2f} kWh, "
-        f"short {st['deficiency_kwh']:.2f} kWh, penalties {st['penalty_eur']:.2f} EUR, "
+        f"short {st['deficiency_kwh']:.2f} kWh, price {st['price_eur']:.2f} EUR, penalties {st['penalty_eur']:.2f} EUR, "
         f"net paid {st['net_eur']:.2f} EUR",
         "",
         "| ISP (UTC) | ordered kW | delivered kW |",
@@ -104,10 +106,12 @@ def market_markdown(m: dict[str, Any]) -> str:
             for t, v in st["ordered_vs_delivered_kw_per_isp"].items()
         ),
         "",
-        "| FSP | ordered kWh | price EUR | delivered kWh | short kWh | penalty EUR | net EUR |",
-        "|---|---|---|---|---|---|---|",
+        "Per FSP: ordered (every order) and settled (orders whose ISPs were metered).",
+        "",
+        "| FSP | ordered kWh | ordered EUR | settled price EUR | delivered kWh | short kWh | penalty EUR | net EUR |",
+        "|---|---|---|---|---|---|---|---|",
         *(
-            f"| {f} | {d.get('ordered_kwh', 0):.2f} | {d.get('price_eur', 0):.2f} | "
+            f"| {f} | {d.get('ordered_kwh', 0):.2f} | {d.get('ordered_eur', 0):.2f} | {d.get('price_eur', 0):.2f} | "
             f"{d.get('delivered_kwh', 0):.2f} | {d.get('deficiency_kwh', 0):.2f} | "
             f"{d.get('penalty_eur', 0):.2f} | {d.get('net_eur', 0):.2f} |"
             for f, d in m["per_fsp"].items()

@@ -131,11 +131,12 @@ def test_request_offers_orders_and_settlement_give_the_summary_numbers(tmp_path:
     assert per[SCRIPTED_FSP]["penalty_eur"] == pytest.approx(0.0)
     assert per[SCRIPTED_FSP]["net_eur"] == pytest.approx(1.20)
     assert m["settlement"]["net_eur"] == pytest.approx(1.95)
+    assert m["settlement"]["price_eur"] - m["settlement"]["penalty_eur"] == pytest.approx(1.95)
     assert m["settlement"]["ordered_vs_delivered_kw_per_isp"][T0.isoformat()]["ordered"] == pytest.approx(
         20.0
     )
     md = market_markdown(m)
     assert "net paid 1.95 EUR" in md
     # delivered is baseline − actual, not capped at the order: the scripted FSP's 5 kWh for 4 ordered
-    assert "| gridflex-agg | 6.00 | 0.90 | 5.00 | 1.00 | 0.15 | 0.75 |" in md
-    assert "| scripted-fsp | 4.00 | 1.20 | 5.00 | 0.00 | 0.00 | 1.20 |" in md
+    assert "| gridflex-agg | 6.00 | 0.90 | 0.90 | 5.00 | 1.00 | 0.15 | 0.75 |" in md
+    assert "| scripted-fsp | 4.00 | 1.20 | 1.20 | 5.00 | 0.00 | 0.00 | 1.20 |" in md

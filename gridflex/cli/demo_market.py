@@ -25,7 +25,7 @@ console = Console()
 async def _market_run(settings: Any, out: Path) -> int:
     from cloud_controller import build_schutterwald_region
     from gridflex.cli.demo import _control_actions, _report, _scenario_line
-    from gridflex.loop.market_event import MarketLoop, OrderBridge, ScriptedFsp, imported_metering
+    from gridflex.loop.market_event import ImportedMetering, MarketLoop, OrderBridge, ScriptedFsp
     from gridflex.loop.market_report import market_markdown, market_section
     from gridflex.ops.broker import free_port
 
@@ -70,7 +70,8 @@ async def _market_run(settings: Any, out: Path) -> int:
         await loop.drain()
         ctl = loop.controller
         assert ctl is not None
-        _, unsettled = await ctl.market.settle_now(imported_metering(loop))
+        metering = ImportedMetering(loop)
+        _, unsettled = await ctl.market.settle_now(metering)
         store = ctl.market.book.store
         section = market_section(
             store.requests(),
@@ -80,6 +81,7 @@ async def _market_run(settings: Any, out: Path) -> int:
             not_activated=bridge.failed,
             unsettled=unsettled,
         )
+        section["settlement"]["estimated_isps"] = [f"{s} {t:%H:%M}" for s, t in metering.estimated]
         section["fsp_refusals"] = [r for f in fsps for r in f.refused]
         section["market_status"] = ctl.market.status()["stats"]
         result = await loop.finish()

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import yaml
 
 from cloud_controller import CloudConfig
@@ -50,10 +51,11 @@ __all__ = [
     "MARKET_PROGRAM",
     "SCRIPTED_FSP",
     "FspPlan",
+    "ImportedMetering",
     "MarketLoop",
     "OrderBridge",
     "ScriptedFsp",
-    "imported_metering",
+    "gap_filled_means",
     "offer_for",
     "site_flex_kw",
     "split_sites",
@@ -253,34 +255,66 @@ class OrderBridge:
                 log.warning("order %s not activated: %s", order.order_id, exc)
 
 
-def imported_metering(loop: ClosedLoop) -> Any:
+def gap_filled_means(
+    samples: Sequence[tuple[datetime, float]], isps: Sequence[datetime]
+) -> tuple[dict[datetime, float], list[datetime]]:
+    """ISP means of `samples`; an ISP without a sample inside the samples' span is estimated.
+
+    The estimate is the linear interpolation at the ISP's middle between the neighbouring
+    samples (the usual estimation step of meter-data validation: an agent that misses a
+    poll under load leaves an ISP empty though the meter ran). Returns (means, the ISPs estimated).
+    """
+    means = isp_means(samples)
+    if not samples:
+        return means, []
+    ts = np.array([t.timestamp() for t, _ in samples])
+    vs = np.array([v for _, v in samples])
+    estimated = []
+    for isp in isps:
+        mid = isp + ISP / 2
+        if isp not in means and ts[0] < mid.timestamp() < ts[-1]:
+            means[isp] = float(np.interp(mid.timestamp(), ts, vs))
+            estimated.append(isp)
+    return means, estimated
+
+
+@dataclass
+class ImportedMetering:
     """A `Book.settle_due` metering: actual from the store, baseline from the imported meter history.
 
     The history is the same buildings' physics on the days before (`scenario.yesterday`,
     `scenario.older`), as a utility imports meter data when a controller is commissioned.
+    `estimated`: (site, ISP) whose actual was interpolated (`gap_filled_means`), reported.
     """
-    scenario = loop.scenario
-    history: dict[str, list[tuple[datetime, float]]] = defaultdict(list)
-    for ref in (scenario.older, scenario.yesterday):
-        if ref is None:
-            continue
-        for (site, asset, point), rows in prior_from_reference(ref).items():
-            if (asset, point) == (Points.METER_P_KW.asset, Points.METER_P_KW.point):
-                history[site].extend(rows)
-    ctl = loop.controller
-    assert ctl is not None
 
-    def meter(
-        sites: Sequence[str], isps: Sequence[datetime], baseline: str
+    loop: ClosedLoop
+    estimated: list[tuple[str, datetime]] = field(default_factory=list)
+    _history: dict[str, list[tuple[datetime, float]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        history: dict[str, list[tuple[datetime, float]]] = defaultdict(list)
+        for ref in (self.loop.scenario.older, self.loop.scenario.yesterday):
+            if ref is None:
+                continue
+            for (site, asset, point), rows in prior_from_reference(ref).items():
+                if (asset, point) == (Points.METER_P_KW.asset, Points.METER_P_KW.point):
+                    history[site].extend(rows)
+        self._history = dict(history)
+
+    def __call__(
+        self, sites: Sequence[str], isps: Sequence[datetime], baseline: str
     ) -> tuple[dict[datetime, float], dict[datetime, float]]:
-        start, end = min(isps), max(isps) + ISP
+        """(baseline, actual) kW per ISP of the sum of `sites`, as `metering.metered` computes them."""
+        ctl = self.loop.controller
+        assert ctl is not None
+        start, end = min(isps) - ISP, max(isps) + 2 * ISP  # a neighbour each side for the estimate
         per_site = {}
         for s in sites:
             live = ctl.store.read_series(s, Points.METER_P_KW.asset, Points.METER_P_KW.point, start, end)
-            per_site[s] = {**isp_means(history.get(s, [])), **isp_means(live)}
+            means, estimated = gap_filled_means(live, isps)
+            self.estimated += [(s, t) for t in estimated]
+            per_site[s] = {**isp_means(self._history.get(s, [])), **means}
         return metered(per_site, isps, baseline)
-
-    return meter
 
 
 def _token(path: Path) -> str:

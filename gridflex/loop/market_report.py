@@ -117,6 +117,11 @@ def market_markdown(m: dict[str, Any]) -> str:
             for f, d in m["per_fsp"].items()
         ),
     ]
+    if st.get("estimated_isps"):
+        lines += [
+            "",
+            f"- actual estimated (interpolated: a poll missed) for: {', '.join(st['estimated_isps'])}",
+        ]
     if o["not_activated"] or st["unsettled"]:
         lines += ["", f"- not activated: {o['not_activated']}", f"- unsettled: {st['unsettled']}"]
     return "\n".join(lines) + "\n"

@@ -17,6 +17,7 @@ from gridflex.loop.market_event import (
     SCRIPTED_FSP,
     FspPlan,
     dr_request_of,
+    gap_filled_means,
     offer_for,
     split_sites,
 )
@@ -140,3 +141,13 @@ def test_request_offers_orders_and_settlement_give_the_summary_numbers(tmp_path:
     # delivered is baseline − actual, not capped at the order: the scripted FSP's 5 kWh for 4 ordered
     assert "| gridflex-agg | 6.00 | 0.90 | 0.90 | 5.00 | 1.00 | 0.15 | 0.75 |" in md
     assert "| scripted-fsp | 4.00 | 1.20 | 1.20 | 5.00 | 0.00 | 0.00 | 1.20 |" in md
+
+
+def test_an_isp_without_a_sample_is_interpolated_between_its_neighbours_and_reported() -> None:
+    # samples at 15:59 (2 kW) and 16:16 (4 kW): ISP 16:00 has none; its middle (16:07:30) is 2 + 2 × 8.5/17
+    samples = [(T0 - timedelta(minutes=1), 2.0), (T0 + timedelta(minutes=16), 4.0)]
+    means, estimated = gap_filled_means(samples, [T0, T0 + ISP, T0 + 2 * ISP])
+    assert estimated == [T0]
+    assert means[T0] == pytest.approx(3.0)
+    assert means[T0 + ISP] == pytest.approx(4.0)  # a real sample: its mean, not an estimate
+    assert T0 + 2 * ISP not in means  # past the last sample: not invented

@@ -101,5 +101,12 @@ async def _market_run(settings: Any, out: Path) -> int:
 
 
 def run_market_demo(settings: Any, out: Path) -> int:
-    """Run it; the exit code (0: every part ran and something cleared)."""
+    """Run it; the exit code (0: every part ran and something cleared; 2: a scenario without an element).
+
+    The market needs a physical congestion point: `--congestion threshold` has none. Ctrl-C
+    ends it without a report (the plain demo's partial report is not built here); `--serve` is ignored.
+    """
+    if getattr(settings, "congestion", "station") != "station":
+        console.print("--market needs --congestion station (a grid element for the congestion point)")
+        return 2
     return asyncio.run(_market_run(settings, out))

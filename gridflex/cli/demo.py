@@ -338,6 +338,9 @@ def register(app: typer.Typer) -> None:
                 help="days of meter history imported before the run [default: 7, or 1 with --quick]",
             ),
         ] = None,
+        market: Annotated[
+            bool, typer.Option("--market", help="the local flexibility market at the congested element")
+        ] = False,
     ) -> None:
         """Run the closed loop (buildings, agents, Mosquitto, controller) with vs. without control."""
         if serve and _port_in_use(port):
@@ -367,6 +370,11 @@ def register(app: typer.Typer) -> None:
             settings = replace(settings, history_days=history_days)
         if speed is not None:
             settings = replace(settings, speed=speed)
+        if market:  # gridflex/cli/demo_market.py; its imported history gives the settlement's baseline
+            from gridflex.cli.demo_market import run_market_demo
+
+            days = max(settings.history_days, DEMO_HISTORY_DAYS)
+            raise typer.Exit(run_market_demo(replace(settings, history_days=days), out))
         outcome = _Outcome()
         try:
             asyncio.run(_run(settings, out, port if serve else None, outcome))

@@ -1,0 +1,383 @@
+"""The market in the closed loop: configuration, two FSPs, orders into the command path, settlement.
+
+`gridflex demo --market` (gridflex/cli/demo_market.py) runs the closed loop with the local
+flexibility market of docs/market.md switched on at the congested transformer:
+
+- the DSO's requests come from the controller's own congestion forecast
+  (`market.auto_request`, one congestion point: the element, the fleet's sites behind it);
+- two FSPs post offers over the controller's HTTP API with their own Bearer tokens, as a
+  real FSP would: GridFlex's aggregator (`gridflex-agg`, half the fleet, cheaper) and a
+  scripted one (`scripted-fsp`, the other half, dearer). Each offers, per ISP of an open
+  request, what its sites' contracts allow, up to the need (`ScriptedFsp`);
+- the controller clears at gate closure (`auto_clear`, 30 min before delivery: intraday);
+- `OrderBridge` turns each order into a DR request of the market programme for the
+  order's sites and runs the steps of `POST /dr/requests` (submit, the activator's first
+  tick, the retained topic): the orders reach the equipment through the command path;
+- settlement after delivery: actual = the sites' stored `meter/p_kw` (live telemetry),
+  baseline = NODES' 5 working days from the meter history the demo imports at start
+  (`imported_metering`; the controller's store begins with the run).
+
+Why the scripted FSP's sites are dispatched by GridFlex too: an FSP without its own
+head-end contracts dispatch; here both FSPs' orders go through the one command path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import yaml
+
+from cloud_controller import CloudConfig
+from cloud_controller.market.metering import isp_means, metered
+from gridflex.loop.closed_loop import ClosedLoop
+from gridflex.loop.prior_history import prior_from_reference
+from protocols.assets import Points
+from protocols.market import ISP_S, MarketOffer, MarketOrder
+from protocols.messages import DRInterval, DRRequest
+
+__all__ = [
+    "AGG_FSP",
+    "MARKET_PROGRAM",
+    "SCRIPTED_FSP",
+    "FspPlan",
+    "ImportedMetering",
+    "MarketLoop",
+    "OrderBridge",
+    "ScriptedFsp",
+    "gap_filled_means",
+    "offer_for",
+    "site_flex_kw",
+    "split_sites",
+]
+
+log = logging.getLogger(__name__)
+
+AGG_FSP = "gridflex-agg"
+SCRIPTED_FSP = "scripted-fsp"
+MARKET_PROGRAM = "market"
+ISP = timedelta(seconds=ISP_S)
+#: Intraday gate closure: two ISPs before delivery (NODES' 2 h would leave a 7 h window few requests).
+GATE_CLOSURE_S = 1800.0
+#: The DSO's value of relief, EUR/kWh (our assumption for the demo: the cost of its alternative).
+VALUE_EUR_PER_KWH = 0.5
+#: What each FSP asks, EUR/kWh: GridFlex's aggregator below the scripted one, both below the DSO's value.
+PRICE_EUR_PER_KWH = {AGG_FSP: 0.15, SCRIPTED_FSP: 0.30}
+#: An FSP offers at most this share of its sites' contracted kW (comfort and EV needs leave the rest).
+OFFER_SHARE = 0.5
+
+
+def site_flex_kw(loop: ClosedLoop) -> dict[str, float]:
+    """Each site's contracted reduction, kW: the nominal power of its EV and heat pump."""
+    return {
+        s.site: sum(float(a.p_nominal_kw or 0.0) for a in s.assets if a.kind in ("ev", "hp"))
+        for s in loop.registry.sites
+    }
+
+
+def split_sites(sites: Sequence[str]) -> dict[str, list[str]]:
+    """GridFlex's aggregator gets the even positions, the scripted FSP the odd ones."""
+    ordered = sorted(sites)
+    return {AGG_FSP: ordered[0::2], SCRIPTED_FSP: ordered[1::2]}
+
+
+@dataclass(frozen=True)
+class FspPlan:
+    """One FSP's portfolio and terms."""
+
+    fsp: str
+    sites: tuple[str, ...]
+    cap_kw: float  # the most it offers per ISP
+    price_eur_per_kwh: float
+
+
+def offer_for(plan: FspPlan, request: Mapping[str, Any], now: datetime, serial: int) -> MarketOffer | None:
+    """The FSP's offer for a request (its JSON from `GET /market/requests`): per ISP min(need, cap).
+
+    Only ISPs whose gate is still open a full ISP from `now` (the post takes time); None if
+    none is left or the FSP has nothing to offer. Divisible (minimum activation factor 0).
+    """
+    gate = timedelta(seconds=GATE_CLOSURE_S)
+    isps = [
+        {"start": i["start"], "kw": round(min(float(i["kw"]), plan.cap_kw), 1)}
+        for i in request["isps"]
+        if datetime.fromisoformat(i["start"]) - gate > now + ISP
+    ]
+    isps = [i for i in isps if i["kw"] > 0]
+    if not isps or not plan.sites:
+        return None
+    first = min(datetime.fromisoformat(str(i["start"])) for i in isps)
+    return MarketOffer.model_validate_json(
+        json.dumps(
+            {
+                "offer_id": f"{plan.fsp}-{request['request_id']}-r{request['revision']}-{serial}"[:64],
+                "fsp": plan.fsp,
+                "congestion_point": request["congestion_point"],
+                "ts": now.isoformat(),
+                # valid until delivery begins: the clearing at gate closure may run a little after it
+                "expires": first.isoformat(),
+                "request_id": request["request_id"],
+                "sites": list(plan.sites),
+                "options": [
+                    {
+                        "option_id": "all",
+                        "isps": isps,
+                        "price_eur_per_kwh": plan.price_eur_per_kwh,
+                        "min_activation_factor": 0.0,
+                    }
+                ],
+            }
+        )
+    )
+
+
+@dataclass
+class ScriptedFsp:
+    """An FSP on the controller's HTTP API: offers on each new request revision, revokes the one it replaces."""
+
+    plan: FspPlan
+    base_url: str
+    token: str
+    now: Any  # () -> datetime: the FSP's clock (the demo's simulated time)
+    posted: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    _answered: dict[str, int] = field(default_factory=dict)  # request id -> revision offered on
+    _open: dict[str, str] = field(default_factory=dict)  # request id -> our open offer id
+
+    async def run(self, poll_s: float = 0.5) -> None:
+        """Poll the open requests until cancelled."""
+        headers = {"Authorization": f"Bearer {self.token}"}
+        async with httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=10.0) as client:
+            while True:
+                try:
+                    await self.step(client)
+                except httpx.HTTPError as exc:  # the controller may be restarting: try again
+                    log.warning("%s: market API: %s", self.plan.fsp, exc)
+                except Exception as exc:  # kept with its reason: the summary reports it
+                    self.refused.append(f"{type(exc).__name__}: {exc}")
+                    log.exception("%s: offer step failed", self.plan.fsp)
+                await asyncio.sleep(poll_s)
+
+    async def step(self, client: httpx.AsyncClient) -> None:
+        """One look at the requests: an offer on every open request revision not yet answered."""
+        r = await client.get("/market/requests")
+        r.raise_for_status()
+        for row in r.json():
+            req = row["request"]
+            rid, rev = req["request_id"], int(req["revision"])
+            if row["status"] != "open" or self._answered.get(rid, -1) >= rev:
+                continue
+            self._answered[rid] = rev
+            offer = offer_for(self.plan, req, self.now(), len(self.posted))
+            if offer is None:
+                continue
+            if rid in self._open:  # the request changed: the old offer goes
+                await client.delete(f"/market/offers/{self._open.pop(rid)}")
+            p = await client.post("/market/offers", content=offer.model_dump_json())
+            if p.status_code == 201:
+                self.posted.append(offer.offer_id)
+                self._open[rid] = offer.offer_id
+            else:
+                self.refused.append(f"{offer.offer_id}: {p.status_code} {p.text[:200]}")
+                log.warning("%s: offer refused: %s", self.plan.fsp, self.refused[-1])
+
+
+def dr_request_of(order: MarketOrder, sites: Sequence[str], now: datetime) -> DRRequest:
+    """The DR request that delivers an order: the order's kW per ISP, its sites, the market programme."""
+    isps = sorted(order.isps, key=lambda i: i.start)
+    start, end = isps[0].start, isps[-1].start + ISP
+    by_start = {i.start: i.kw for i in isps}
+    steps = int((end - start) / ISP)
+    intervals = [DRInterval(p_kw=by_start.get(start + k * ISP, 0.0)) for k in range(steps)]
+    return DRRequest(
+        program=MARKET_PROGRAM,
+        ts=now,
+        request_id=f"mkt-{order.order_id}"[:64],
+        start=start,
+        end=end,
+        direction="reduce",
+        p_kw=max(by_start.values()),
+        price_eur_per_kwh=order.price_eur_per_kwh,
+        sites=list(sites),
+        intervals=intervals,
+    )
+
+
+@dataclass
+class OrderBridge:
+    """Each new order → a DR request through the controller's command path; settle what is due."""
+
+    loop: ClosedLoop
+    activated: dict[str, str] = field(default_factory=dict)  # order id -> DR status
+    failed: dict[str, str] = field(default_factory=dict)
+
+    async def run(self, poll_s: float = 0.5) -> None:
+        """Until cancelled."""
+        while True:
+            await self.step()
+            await asyncio.sleep(poll_s)
+
+    async def step(self) -> None:
+        """Activate the orders not yet activated."""
+        ctl = self.loop.controller
+        if ctl is None:
+            return
+        for order in await asyncio.to_thread(ctl.market.book.store.orders):
+            if order.order_id in self.activated or order.order_id in self.failed:
+                continue
+            if all(i.kw <= 0 for i in order.isps):
+                self.activated[order.order_id] = "nothing ordered"
+                continue
+            found = ctl.market.book.store.offer(order.offer_id)
+            sites = found[0].sites if found is not None else []
+            try:
+                req = dr_request_of(order, sites, ctl.clock.now())
+                record = await asyncio.to_thread(
+                    ctl.dr.submit, req, dict(ctl.snapshots), sites=ctl.dr_activator.ctx.sites, grid=None
+                )
+                ctl.dr_requests.append(req)
+                await asyncio.to_thread(ctl.dr_activator.prepare, record)
+                await ctl.dr_activator.tick()
+                await ctl.publish_dr(req)
+                self.activated[order.order_id] = str(record.status)
+            except Exception as exc:  # kept with its reason: the summary reports it
+                self.failed[order.order_id] = f"{type(exc).__name__}: {exc}"
+                log.warning("order %s not activated: %s", order.order_id, exc)
+
+
+def gap_filled_means(
+    samples: Sequence[tuple[datetime, float]], isps: Sequence[datetime]
+) -> tuple[dict[datetime, float], list[datetime]]:
+    """ISP means of `samples`; an ISP without a sample inside the samples' span is estimated.
+
+    The estimate is the linear interpolation at the ISP's middle between the neighbouring
+    samples (the usual estimation step of meter-data validation: an agent that misses a
+    poll under load leaves an ISP empty though the meter ran). Returns (means, the ISPs estimated).
+    """
+    means = isp_means(samples)
+    if not samples:
+        return means, []
+    ts = np.array([t.timestamp() for t, _ in samples])
+    vs = np.array([v for _, v in samples])
+    estimated = []
+    for isp in isps:
+        mid = isp + ISP / 2
+        if isp not in means and ts[0] < mid.timestamp() < ts[-1]:
+            means[isp] = float(np.interp(mid.timestamp(), ts, vs))
+            estimated.append(isp)
+    return means, estimated
+
+
+@dataclass
+class ImportedMetering:
+    """A `Book.settle_due` metering: actual from the store, baseline from the imported meter history.
+
+    The history is the same buildings' physics on the days before (`scenario.yesterday`,
+    `scenario.older`), as a utility imports meter data when a controller is commissioned.
+    `estimated`: (site, ISP) whose actual was interpolated (`gap_filled_means`), reported.
+    """
+
+    loop: ClosedLoop
+    estimated: list[tuple[str, datetime]] = field(default_factory=list)
+    _history: dict[str, list[tuple[datetime, float]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        history: dict[str, list[tuple[datetime, float]]] = defaultdict(list)
+        for ref in (self.loop.scenario.older, self.loop.scenario.yesterday):
+            if ref is None:
+                continue
+            for (site, asset, point), rows in prior_from_reference(ref).items():
+                if (asset, point) == (Points.METER_P_KW.asset, Points.METER_P_KW.point):
+                    history[site].extend(rows)
+        self._history = dict(history)
+
+    def __call__(
+        self, sites: Sequence[str], isps: Sequence[datetime], baseline: str
+    ) -> tuple[dict[datetime, float], dict[datetime, float]]:
+        """(baseline, actual) kW per ISP of the sum of `sites`, as `metering.metered` computes them."""
+        ctl = self.loop.controller
+        assert ctl is not None
+        start, end = min(isps) - ISP, max(isps) + 2 * ISP  # a neighbour each side for the estimate
+        per_site = {}
+        for s in sites:
+            live = ctl.store.read_series(s, Points.METER_P_KW.asset, Points.METER_P_KW.point, start, end)
+            means, estimated = gap_filled_means(live, isps)
+            self.estimated += [(s, t) for t in estimated]
+            per_site[s] = {**isp_means(self._history.get(s, [])), **means}
+        return metered(per_site, isps, baseline)
+
+
+def _token(path: Path) -> str:
+    token = secrets.token_urlsafe(24)
+    path.write_text(token + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    return token
+
+
+class MarketLoop(ClosedLoop):
+    """The closed loop with the market at the scenario's element and a DR programme for the orders."""
+
+    def __init__(self, scenario: Any, out_dir: Path, *, api_port: int = 0) -> None:
+        super().__init__(scenario, out_dir, api_port=api_port)
+        #: each FSP's API token (generated at start, in the run dir's market-config/, never in the repo)
+        self.tokens: dict[str, str] = {}
+
+    def market_files(self) -> dict[str, Any]:
+        """Tokens and the contracts file in the run dir; the `market` and `dr` config sections."""
+        cfg_dir = self.out_dir / "market-config"
+        cfg_dir.mkdir(parents=True, exist_ok=True)
+        if not self.tokens:
+            self.tokens = {fsp: _token(cfg_dir / f"{fsp}.token") for fsp in (AGG_FSP, SCRIPTED_FSP)}
+        flex = site_flex_kw(self)
+        contracts = [
+            {
+                "site": site,
+                "program": MARKET_PROGRAM,
+                "directions": ["reduce"],
+                "p_max_kw": kw,
+                "events_per_day": 48,
+                "max_duration": "PT12H",
+                "price_eur_per_kwh": PRICE_EUR_PER_KWH[AGG_FSP],
+            }
+            for site, kw in sorted(flex.items())
+            if kw > 0
+        ]
+        (cfg_dir / "contracts.yaml").write_text(yaml.safe_dump({"contracts": contracts}), encoding="utf-8")
+        cp = (self.scenario.element or "root").lower()  # market ids are lower case; the view matches either
+        return {
+            "market": {
+                "fsps": {f: {"token_file": str(cfg_dir / f"{f}.token")} for f in self.tokens},
+                "congestion_points": {cp: sorted(flex)},
+                "gate_closure_s": GATE_CLOSURE_S,
+                "auto_clear": True,
+                "auto_request": {"enabled": True, "risk": 0.1, "value_eur_per_kwh": VALUE_EUR_PER_KWH},
+            },
+            "dr": {"contracts": str(cfg_dir / "contracts.yaml")},
+        }
+
+    def cloud_config(self) -> CloudConfig:
+        """The closed loop's configuration plus the market's (also written to the run dir)."""
+        base = super().cloud_config().model_dump(mode="json", exclude_unset=True)
+        merged = CloudConfig.model_validate({**base, **self.market_files()})
+        (self.out_dir / "market-config" / "cloud.yaml").write_text(
+            yaml.safe_dump(merged.model_dump(mode="json", exclude_unset=True)), encoding="utf-8"
+        )
+        return merged
+
+    def fsp_plans(self) -> list[FspPlan]:
+        """Each FSP's sites, its offer cap (a share of their contracted kW) and its price."""
+        flex = site_flex_kw(self)
+        return [
+            FspPlan(fsp, tuple(sites), OFFER_SHARE * sum(flex[s] for s in sites), PRICE_EUR_PER_KWH[fsp])
+            for fsp, sites in split_sites([s for s, kw in flex.items() if kw > 0]).items()
+        ]

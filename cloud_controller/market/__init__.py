@@ -14,6 +14,7 @@ from cloud_controller.market.clearing import (
     clear,
     headroom_at_risk,
 )
+from cloud_controller.market.metering import metered
 from cloud_controller.market.products import (
     DEFAULT_GATE_CLOSURE_S,
     ISP_S,
@@ -56,6 +57,7 @@ __all__ = [
     "clear",
     "headroom_at_risk",
     "isp_means",
+    "metered",
     "nodes_baseline",
     "settle",
     "settle_month",

@@ -39,7 +39,7 @@ import numpy as np
 import yaml
 
 from cloud_controller import CloudConfig
-from cloud_controller.market.metering import isp_means, metered
+from cloud_controller.market import isp_means, metered
 from gridflex.loop.closed_loop import ClosedLoop
 from gridflex.loop.prior_history import prior_from_reference
 from protocols.assets import Points

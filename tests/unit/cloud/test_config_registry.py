@@ -19,6 +19,22 @@ def test_defaults_and_relative_paths(tmp_path: Path) -> None:
     assert CloudConfig().control.period_s == 900
 
 
+def test_the_market_files_are_relative_to_the_config_file_too(tmp_path: Path) -> None:
+    (tmp_path / "cloud.yaml").write_text(
+        "market:\n"
+        "  store_path: m/market.sqlite\n"
+        "  dso_token_file: keys/dso.token\n"
+        "  fsps: {agg1: {token_file: keys/agg1.token}}\n"
+        "  uftp: {store_path: m/uftp.sqlite, signing_key_file: /etc/gridflex/uftp.key}\n"
+    )
+    market = load_cloud_config(tmp_path / "cloud.yaml").market
+    assert market.store_path == tmp_path / "m/market.sqlite"
+    assert market.dso_token_file == tmp_path / "keys/dso.token"
+    assert market.fsps["agg1"].token_file == tmp_path / "keys/agg1.token"
+    assert market.uftp.store_path == tmp_path / "m/uftp.sqlite"
+    assert market.uftp.signing_key_file == Path("/etc/gridflex/uftp.key")  # absolute stays
+
+
 @pytest.mark.parametrize(
     ("text", "key", "reason"),
     [

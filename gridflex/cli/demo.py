@@ -338,6 +338,12 @@ def register(app: typer.Typer) -> None:
                 help="days of meter history imported before the run [default: 7, or 1 with --quick]",
             ),
         ] = None,
+        dr: Annotated[
+            bool,
+            typer.Option(
+                "--dr", help="plus a DR event: contracts, a request at 16:00 for 17:00-18:00 (docs/dr.md)"
+            ),
+        ] = False,
     ) -> None:
         """Run the closed loop (buildings, agents, Mosquitto, controller) with vs. without control."""
         if serve and _port_in_use(port):
@@ -367,6 +373,10 @@ def register(app: typer.Typer) -> None:
             settings = replace(settings, history_days=history_days)
         if speed is not None:
             settings = replace(settings, speed=speed)
+        if dr:  # the DR event scenario (gridflex/cli/demo_dr.py); its run has no --serve
+            from gridflex.cli.demo_dr import run_dr_demo
+
+            raise typer.Exit(run_dr_demo(settings, out))
         outcome = _Outcome()
         try:
             asyncio.run(_run(settings, out, port if serve else None, outcome))

@@ -27,6 +27,7 @@ from cloud_controller.config import DrConfig
 from cloud_controller.dr.activator import HOLD_LOOKBACK_S
 from gridflex.loop.closed_loop import ClosedLoop
 from gridflex.loop.dr_event import (
+    MEASURED_POINT,
     DrEventSettings,
     DrSection,
     asset_delivery,
@@ -49,9 +50,9 @@ EXIT_DR_FAILED = 3
 
 
 def default_event(settings: LoopSettings) -> DrEventSettings:
-    """The demo's event: 17:00-18:00 simulated (the winter evening peak), 4 × 15 min, posted an hour ahead."""
+    """The demo's event: 17:00-18:00 simulated (the winter evening peak), 4 × 15 min, posted 50 min ahead (30 min contracted, 20 min for the post itself on an accelerated clock)."""
     return DrEventSettings(
-        start=settings.day + timedelta(hours=17), intervals=4, step_min=15, notice_s=3600.0
+        start=settings.day + timedelta(hours=17), intervals=4, step_min=15, notice_s=3000.0
     )
 
 
@@ -128,11 +129,11 @@ class DrClosedLoop(ClosedLoop):
         ev = self.event
         bounds = interval_bounds(ev.start, ev.end, ev.intervals)
         since = ev.start - timedelta(seconds=HOLD_LOOKBACK_S)
+        store = self.controller.store
         series = {
-            (s["site"], s["asset"]): self.controller.store.read_series(
-                s["site"], s["asset"], "p_kw", since, ev.end
-            )
+            (s["site"], s["asset"], point): store.read_series(s["site"], s["asset"], point, since, ev.end)
             for s in sources
+            for point in (MEASURED_POINT.get(str(s.get("kind")), "p_kw"), "soc_pct")
         }
         return asset_delivery(sources, bounds, series)
 

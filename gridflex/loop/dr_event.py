@@ -163,35 +163,48 @@ def interval_bounds(start: datetime, end: datetime, n: int) -> list[tuple[dateti
     return [(start + k * step, start + (k + 1) * step) for k in range(n)]
 
 
+#: The point each source kind's power is measured by (a fan's selection is a change from its power now).
+MEASURED_POINT = {"battery": "p_kw", "ev": "p_kw", "hp": "p_kw", "fan": "fan_kw"}
+
+
 def asset_delivery(
     sources: Sequence[Mapping[str, Any]],
     bounds: Sequence[tuple[datetime, datetime]],
-    series: Mapping[tuple[str, str], Sequence[tuple[datetime, float]]],
+    series: Mapping[tuple[str, str, str], Sequence[tuple[datetime, float]]],
 ) -> list[dict[str, Any]]:
-    """Each selected source's measured power per interval against its selection (signed kW, load-positive).
+    """Each selected source's measured power per interval against its selection (kW, load-positive).
 
-    `series`: the asset's stored `p_kw` samples (site, asset) → [(ts, kW)], including the last
-    before the first interval. Why beside the site meter's delivery: the meter's baseline is
-    one reading an hour before the event (docs/dr.md §6), while a household's own load moves
-    by kilowatts within that hour; the asset's power shows whether the commanded source
-    did what was selected. `error_pct` = (measured − selected) / |selected|.
+    `series`: stored samples by (site, asset, point), including the last before the first
+    interval: the power point of `MEASURED_POINT` and, for a battery, `soc_pct` (its lowest
+    value in the interval is reported: a battery on its floor cannot give more). Why beside
+    the site meter's delivery: the meter's baseline is one reading at selection time
+    (docs/dr.md §6) while a household's own load moves by kilowatts within the notice; the
+    asset's power shows whether the commanded source did what was selected. `error_pct` =
+    (measured − selected) / |selected|, for batteries only (whose selection is an absolute
+    setpoint; a fan's or heat pump's is a change from its power at selection time).
     """
     rows = []
     for s in sources:
-        key = (str(s["site"]), str(s["asset"]))
+        site, asset, kind = str(s["site"]), str(s["asset"]), str(s.get("kind"))
+        power = series.get((site, asset, MEASURED_POINT.get(kind, "p_kw")), [])
+        soc = series.get((site, asset, "soc_pct"), [])
         for k, (start, end) in enumerate(bounds):
             sel = float(s["kw"][k]) if k < len(s["kw"]) else 0.0
-            mean, n = hold_mean(series.get(key, []), start, end)
+            mean, n = hold_mean(power, start, end)
+            socs = [v for t, v in soc if start <= t < end]
+            error = None
+            if kind == "battery" and mean is not None and abs(sel) > 1e-9:
+                error = round(100.0 * (mean - sel) / abs(sel), 2)
             rows.append(
                 {
-                    "site": key[0],
-                    "asset": key[1],
+                    "site": site,
+                    "asset": asset,
+                    "kind": kind,
                     "step": k,
                     "selected_kw": round(sel, 3),
                     "measured_kw": None if mean is None else round(mean, 3),
-                    "error_pct": None
-                    if mean is None or abs(sel) < 1e-9
-                    else round(100.0 * (mean - sel) / abs(sel), 2),
+                    "error_pct": error,
+                    "soc_min_pct": round(min(socs), 2) if socs else None,
                     "samples": n,
                 }
             )
@@ -320,10 +333,11 @@ def render_dr_markdown(section: DrSection) -> str:
         "",
         "Selected sources, measured at the asset (its `p_kw` telemetry):",
         "",
-        "| site | asset | interval | selected kW | measured kW | error % |",
-        "|---|---|---|---|---|---|",
+        "| site | asset | kind | interval | selected kW | measured kW | error % | lowest SoC % |",
+        "|---|---|---|---|---|---|---|---|",
         *(
-            f"| {a['site']} | {a['asset']} | {a['step']} | {a['selected_kw']:.2f} | {a['measured_kw']} | {a['error_pct']} |"
+            f"| {a['site']} | {a['asset']} | {a['kind']} | {a['step']} | {a['selected_kw']:.2f} | {a['measured_kw']} "
+            f"| {a['error_pct']} | {a['soc_min_pct']} |"
             for a in d["assets"]
         ),
         "",

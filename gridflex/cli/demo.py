@@ -341,7 +341,7 @@ def register(app: typer.Typer) -> None:
         dr: Annotated[
             bool,
             typer.Option(
-                "--dr", help="plus a DR event: contracts, a request at 16:10 for 17:00-18:00 (docs/dr.md §7)"
+                "--dr", help="plus a DR event: contracts, a request at 14:10 for 15:00-16:00 (docs/dr.md §7)"
             ),
         ] = False,
     ) -> None:

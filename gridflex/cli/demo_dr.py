@@ -50,9 +50,14 @@ EXIT_DR_FAILED = 3
 
 
 def default_event(settings: LoopSettings) -> DrEventSettings:
-    """The demo's event: 17:00-18:00 simulated (the winter evening peak), 4 × 15 min, posted 50 min ahead (30 min contracted, 20 min for the post itself on an accelerated clock)."""
+    """The demo's event: 15:00-16:00 simulated, 4 × 15 min, posted 50 min ahead (30 contracted + 20 for the post).
+
+    Why not the 17:00 peak: from about 16:00 the planner discharges the same batteries to
+    relieve T_idx_77, and its per-site forecast (the delivery's baseline) already counts
+    that discharge, so a 17:00 request measures ≈ 0 kWh delivered (docs/dr.md §7, measured).
+    """
     return DrEventSettings(
-        start=settings.day + timedelta(hours=17), intervals=4, step_min=15, notice_s=3000.0
+        start=settings.day + timedelta(hours=15), intervals=4, step_min=15, notice_s=3000.0
     )
 
 

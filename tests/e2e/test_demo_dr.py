@@ -6,7 +6,7 @@ About 85 s of wall time (a minute of it the region, the scenario and the importe
 the pure parts are tests/unit/loop/test_dr_event.py. 240x, not the demo's --quick 480x: at 480x one wall
 second of command latency is 8 simulated minutes of a 15-minute interval.
 
-The event is 16:00-16:30, before the station's evening congestion: at the demo's 17:00 the planner (and the
+The event is 16:00-16:30, before the station's evening congestion: at 17:00 the planner (and the
 guard, which DR does not filter) has already drained the selected battery to its floor relieving T_idx_77 —
 the selection saw its SoC at notice time and nothing reserves it until the event holds the asset (docs/dr.md
 "The demo's DR event"). What the physics gives is asserted: each battery interval within the seed's 10 % of

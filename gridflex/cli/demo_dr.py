@@ -23,8 +23,6 @@ import httpx
 from rich.console import Console
 
 from cloud_controller import CloudConfig
-from cloud_controller.config import DrConfig
-from cloud_controller.dr.activator import HOLD_LOOKBACK_S
 from gridflex.loop.closed_loop import ClosedLoop
 from gridflex.loop.dr_event import (
     MEASURED_POINT,
@@ -45,6 +43,9 @@ console = Console()
 #: Seconds (simulated) after an interval's end before its delivery is computed: the agents'
 #: telemetry of that interval has reached the store (they poll every `poll_s` or faster).
 REPORT_AFTER_S = 300.0
+#: How far before an interval the asset's samples are read (its last one opens the interval), as the
+#: controller's delivery does (`cloud_controller/dr/activator.py`).
+HOLD_LOOKBACK_S = 900.0
 #: The exit code when the DR event failed (not selected in full, or nothing delivered).
 EXIT_DR_FAILED = 3
 
@@ -81,7 +82,13 @@ class DrClosedLoop(ClosedLoop):
         token = folder / "operator.token"
         token.touch(mode=0o600)
         token.write_text(self._token, encoding="utf-8")
-        dr = DrConfig(contracts=contracts, step_minutes=self.event.step_min, report_after_s=REPORT_AFTER_S)
+        dr = base.dr.model_copy(
+            update={
+                "contracts": contracts,
+                "step_minutes": self.event.step_min,
+                "report_after_s": REPORT_AFTER_S,
+            }
+        )
         api = base.api.model_copy(update={"operator_token_file": token})
         return base.model_copy(update={"api": api, "dr": dr})
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import yaml
 
-from cloud_controller.dr.delivery import hold_mean
-from cloud_controller.live.types import SiteRef
+from cloud_controller import SiteRef
+from cloud_controller.dr import hold_mean
 
 __all__ = [
     "DrEventSettings",

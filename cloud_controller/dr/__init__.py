@@ -17,6 +17,7 @@ from cloud_controller.dr.contracts import (
     check_request,
     eligible_sites,
 )
+from cloud_controller.dr.delivery import hold_mean
 from cloud_controller.dr.problem import (
     OBJECTIVES,
     BatteryPhysics,
@@ -56,6 +57,7 @@ __all__ = [
     "eligible_sites",
     "fan_source",
     "heatpump_source",
+    "hold_mean",
     "pv_source",
     "select",
     "site_limit",

@@ -58,13 +58,17 @@ class IntervalDelivery:
 
 
 def site_selected_kw(sources: Sequence[Mapping[str, Any]], n_steps: int) -> dict[str, list[float]]:
-    """Per site the selected magnitude per step (|Σ signed kW of its sources|)."""
+    """Per site the selected magnitude per step (|Σ signed kW of its sources|).
+
+    A site whose sources are all 0 kW was not selected: it is left out, so its meter's
+    ordinary swings are not reported as shortfall against nothing.
+    """
     out: dict[str, list[float]] = {}
     for s in sources:
         row = out.setdefault(str(s["site"]), [0.0] * n_steps)
         for k, v in enumerate(s["kw"][:n_steps]):
             row[k] += float(v)
-    return {site: [abs(v) for v in row] for site, row in out.items()}
+    return {site: [abs(v) for v in row] for site, row in out.items() if any(abs(v) > 1e-9 for v in row)}
 
 
 def baseline_per_interval(

@@ -341,6 +341,12 @@ def register(app: typer.Typer) -> None:
         market: Annotated[
             bool, typer.Option("--market", help="the local flexibility market at the congested element")
         ] = False,
+        dr: Annotated[
+            bool,
+            typer.Option(
+                "--dr", help="plus a DR event: contracts, a request at 14:10 for 15:00-16:00 (docs/dr.md §7)"
+            ),
+        ] = False,
     ) -> None:
         """Run the closed loop (buildings, agents, Mosquitto, controller) with vs. without control."""
         if serve and _port_in_use(port):
@@ -370,11 +376,18 @@ def register(app: typer.Typer) -> None:
             settings = replace(settings, history_days=history_days)
         if speed is not None:
             settings = replace(settings, speed=speed)
+        if market and dr:
+            console.print("--market and --dr are separate scenarios: choose one")
+            raise typer.Exit(2)
         if market:  # gridflex/cli/demo_market.py; its imported history gives the settlement's baseline
             from gridflex.cli.demo_market import run_market_demo
 
             days = max(settings.history_days, DEMO_HISTORY_DAYS)
             raise typer.Exit(run_market_demo(replace(settings, history_days=days), out))
+        if dr:  # the DR event scenario (gridflex/cli/demo_dr.py); its run has no --serve
+            from gridflex.cli.demo_dr import run_dr_demo
+
+            raise typer.Exit(run_dr_demo(settings, out))
         outcome = _Outcome()
         try:
             asyncio.run(_run(settings, out, port if serve else None, outcome))

@@ -94,6 +94,11 @@ def test_selected_per_site_and_totals() -> None:
         {"site": "b", "asset": "bat1", "kw": [-2.0, -2.0]},
     ]
     assert site_selected_kw(sources, 2) == {"a": [4.0, 2.0], "b": [2.0, 2.0]}
+    # a contracted site the selection gave 0 kW is not part of the delivery
+    assert site_selected_kw([*sources, {"site": "c", "asset": "bat1", "kw": [0.0, 0.0]}], 2) == {
+        "a": [4.0, 2.0],
+        "b": [2.0, 2.0],
+    }
     rows = [
         {"selected_kw": 4.0, "delivered_kw": 3.0, "shortfall_kw": 1.0},
         {"selected_kw": 2.0, "delivered_kw": 2.5, "shortfall_kw": 0.0},

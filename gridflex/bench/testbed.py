@@ -61,7 +61,8 @@ class TestbedRun:
     #: long (None = `gridflex testbed`'s max(60, 15 x poll_s)); = poll_s sends every point every poll
     max_age_s: float | None = None
     seed: int = 1
-    anchor_messages: int = 20_000  # 0 = no anchor run
+    anchor_messages: int = 5_000  # 0 = no anchor run
+    anchor_rate_per_s: float = 1_000.0  # QoS 1 messages/s of the anchor (bench contract's paced run)
 
     def __post_init__(self) -> None:
         if self.processes < 1 or self.workers < 1:
@@ -404,7 +405,9 @@ def bench_testbed(run: TestbedRun, *, workdir: Path | None = None) -> TestbedFig
         results = _collect(w_procs, out)
         anchor: dict[str, float] = {}
         if run.anchor_messages:  # the same broker, the controller gone: what the bare path does
-            anchor = asyncio.run(mqtt_ingest_figures(broker.port, run.anchor_messages, 1, None))
+            anchor = asyncio.run(
+                mqtt_ingest_figures(broker.port, run.anchor_messages, 1, run.anchor_rate_per_s)
+            )
     finally:
         stop_b.set()
         stop_w.set()

@@ -13,9 +13,8 @@ import pytest
 
 from gridflex.bench.testbed import TestbedRun, bench_testbed
 
-pytestmark = pytest.mark.slow  # ~30 s: four spawned processes import the controller and the agents
 
-
+@pytest.mark.slow  # ~30-40 s: four spawned processes import the controller and the agents
 def test_testbed_bench_20_buildings_2_processes_stores_every_published_sample() -> None:
     run = TestbedRun(
         buildings=20,

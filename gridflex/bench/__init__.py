@@ -475,6 +475,8 @@ def bench_testbed(
     table.add_row("samples lost (published - stored after drain)", f"{fig.lost:,}", "0")
     table.add_row("latency sample ts -> stored p50 (ms)", f"{fig.latency_p50_ms:,.1f}", "")
     table.add_row("latency sample ts -> stored p99 (ms)", f"{fig.latency_p99_ms:,.1f}", "")
+    table.add_row("latency batch publish -> stored p50 (ms)", f"{fig.publish_p50_ms:,.1f}", "")
+    table.add_row("latency batch publish -> stored p99 (ms)", f"{fig.publish_p99_ms:,.1f}", "")
     table.add_row("stored per worker (whole run)", " / ".join(f"{c:,}" for c in fig.per_worker), "")
     for load in fig.loads:
         table.add_row(f"CPU % of a core / RSS MB: {load.role}", f"{load.cpu_pct:.0f} / {load.rss_mb:.0f}", "")

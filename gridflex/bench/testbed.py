@@ -111,6 +111,9 @@ class TestbedFigures:
     latency_p50_ms: float
     latency_p99_ms: float
     latency_n: int
+    #: from the batch's own ts (the agent's publish) to stored: the controller side's share
+    publish_p50_ms: float
+    publish_p99_ms: float
     loads: tuple[ProcessLoad, ...]
     per_worker: tuple[int, ...]
     anchor: dict[str, float] = field(default_factory=dict)
@@ -208,6 +211,7 @@ def _worker(
         }
     )
     timings: list[tuple[float, float]] = []
+    publish_lags: list[tuple[float, float]] = []
 
     async def run() -> int:
         ctl = CloudController(cfg, registry, clock=RealClock(), role="ingest")
@@ -223,6 +227,14 @@ def _worker(
             return result
 
         st.write_samples = timed  # type: ignore[method-assign]
+        telemetry = ctl.ingest._telemetry
+
+        async def timed_batch(batch: Any, snap: Any) -> None:
+            await telemetry(batch, snap)
+            now = time.time()
+            publish_lags.append((now, now - batch.ts.timestamp()))  # agent's publish → stored
+
+        ctl.ingest._telemetry = timed_batch  # type: ignore[method-assign]
         task = asyncio.create_task(ctl.run())
         await ctl.session.wait_connected(30)
         await asyncio.sleep(0.5)  # the subscription is in place before the agents start
@@ -237,7 +249,7 @@ def _worker(
         return ctl.ingest.stats.samples_stored
 
     n = asyncio.run(run())
-    out.put((index, n, timings))
+    out.put((index, n, timings, publish_lags))
 
 
 def _cpu_s(pid: int) -> float:
@@ -291,13 +303,15 @@ def _wait_for(cond: Any, timeout_s: float, what: str, errors: Any) -> float:
     return time.monotonic() - t0
 
 
-def _collect(procs: list[BaseProcess], out: Any) -> dict[int, tuple[int, list[tuple[float, float]]]]:
+def _collect(
+    procs: list[BaseProcess], out: Any
+) -> dict[int, tuple[int, list[tuple[float, float]], list[tuple[float, float]]]]:
     """Each stopped worker's (stored, [(t_commit, latency_s)]) by index, then the workers joined."""
-    results: dict[int, tuple[int, list[tuple[float, float]]]] = {}
+    results: dict[int, tuple[int, list[tuple[float, float]], list[tuple[float, float]]]] = {}
     for _ in procs:
         with contextlib.suppress(Exception):
-            i, n_i, timings = out.get(timeout=JOIN_S)
-            results[i] = (n_i, timings)
+            i, n_i, timings, lags = out.get(timeout=JOIN_S)
+            results[i] = (n_i, timings, lags)
     _stop_all(procs)
     return results
 
@@ -343,7 +357,7 @@ def bench_testbed(run: TestbedRun, *, workdir: Path | None = None) -> TestbedFig
     ready_b = [ctx.Event() for _ in split]
     ready_w = [ctx.Event() for _ in range(run.workers)]
     b_procs: list[BaseProcess] = []
-    results: dict[int, tuple[int, list[tuple[float, float]]]] = {}
+    results: dict[int, tuple[int, list[tuple[float, float]], list[tuple[float, float]]]] = {}
     w_procs: list[BaseProcess] = []
     store_path = root / "controller.sqlite"
     broker = MosquittoBroker(workdir=root / "mosquitto", max_queued_messages=1_000_000)
@@ -420,8 +434,9 @@ def bench_testbed(run: TestbedRun, *, workdir: Path | None = None) -> TestbedFig
             import shutil
 
             shutil.rmtree(root, ignore_errors=True)
+    pub = sorted(lag * 1000 for _, _, lags in results.values() for t, lag in lags if t0_wall <= t <= t1_wall)
     lat = sorted(
-        lat_s * 1000 for _, timings in results.values() for t, lat_s in timings if t0_wall <= t <= t1_wall
+        lat_s * 1000 for _, timings, _ in results.values() for t, lat_s in timings if t0_wall <= t <= t1_wall
     )
     return TestbedFigures(
         run=run,
@@ -434,7 +449,9 @@ def bench_testbed(run: TestbedRun, *, workdir: Path | None = None) -> TestbedFig
         latency_p50_ms=statistics.median(lat) if lat else float("nan"),
         latency_p99_ms=_percentile(lat, 0.99),
         latency_n=len(lat),
+        publish_p50_ms=statistics.median(pub) if pub else float("nan"),
+        publish_p99_ms=_percentile(pub, 0.99),
         loads=loads,
-        per_worker=tuple(results.get(i, (0, []))[0] for i in range(run.workers)),
+        per_worker=tuple(results.get(i, (0, [], []))[0] for i in range(run.workers)),
         anchor=anchor,
     )

@@ -1,0 +1,457 @@
+"""The N-building test bed, measured: buildings and their agents over P processes, one Mosquitto, k ingest workers.
+
+Why: the docs said the simulated test bed scales to "1,000 buildings across processes"
+without a figure. This runs it for real on loopback and measures it:
+
+- P building processes, each a `TestBed` (its Modbus servers on loopback ports) with a
+  real `EdgeAgent` per building (`gridflex.loop.agents.Fleet`): the agents poll Modbus and
+  publish their real telemetry batches, QoS 1, store-and-forward.
+- one Mosquitto (`MosquittoBroker`), and k controller processes in the `ingest` role
+  (`CloudController(role="ingest")`, the `$share` subscription) storing into one SQLite
+  file, as `deploy/k8s` runs them.
+
+Figures over a bounded window after every agent is connected and a warm-up: samples/s
+produced (PUBACKed by the broker, the agents' own counter) and stored (the workers'
+counter), loss (published minus stored in the file after a bounded drain), latency from a
+sample's timestamp (taken by the agent at its poll) to the worker's store commit, p50/p99,
+and CPU (% of one core) and RSS per process. The anchor in the same run: the same
+broker with no controller, a paho publisher and one decoding subscriber (bench contract).
+
+Every child is a `spawn` process stopped by its own event, then by PID (SIGTERM) if it
+does not end within a bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing as mp
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from multiprocessing.process import BaseProcess
+from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.synchronize import Event as MpEvent
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ProcessLoad", "TestbedFigures", "TestbedRun", "bench_testbed"]
+
+READY_S = 300.0  # bound on a building process's start (its Modbus servers, site files)
+CONNECT_S = 120.0  # bound on every agent connecting once started
+JOIN_S = 20.0  # bound on a child's orderly stop before SIGTERM by PID
+DRAIN_S = 30.0  # bound on the drain after the buildings stop
+
+
+@dataclass(frozen=True)
+class TestbedRun:
+    """What to run: `buildings` split evenly over `processes`, `workers` ingest processes."""
+
+    __test__ = False  # not a pytest class
+
+    buildings: int = 1000
+    processes: int = 2
+    workers: int = 2
+    duration_s: float = 30.0
+    warmup_s: float = 10.0
+    poll_s: float = 5.0  # agent poll interval (real seconds)
+    #: the agents' heartbeat: a point unchanged beyond its deadband is sent again after this
+    #: long (None = `gridflex testbed`'s max(60, 15 x poll_s)); = poll_s sends every point every poll
+    max_age_s: float | None = None
+    seed: int = 1
+    anchor_messages: int = 5_000  # 0 = no anchor run
+    anchor_rate_per_s: float = 1_000.0  # QoS 1 messages/s of the anchor (bench contract's paced run)
+
+    def __post_init__(self) -> None:
+        if self.processes < 1 or self.workers < 1:
+            raise ValueError("processes and workers must be >= 1")
+        if self.buildings < self.processes:
+            raise ValueError(f"{self.buildings} buildings cannot be split over {self.processes} processes")
+        if -(-self.buildings // self.processes) > 999:
+            raise ValueError("at most 999 buildings per process (site ids b001..b999)")
+        if self.duration_s <= 0 or self.warmup_s < 0 or self.poll_s <= 0:
+            raise ValueError("duration_s and poll_s must be > 0, warmup_s >= 0")
+        if self.max_age_s is not None and self.max_age_s < self.poll_s:
+            raise ValueError(f"max_age_s {self.max_age_s} must be >= poll_s {self.poll_s}")
+
+    @property
+    def heartbeat_s(self) -> float:
+        """The agents' max age of an unchanged point."""
+        return max(60.0, 15 * self.poll_s) if self.max_age_s is None else self.max_age_s
+
+    def split(self) -> list[int]:
+        """Buildings per process, as even as possible."""
+        q, r = divmod(self.buildings, self.processes)
+        return [q + (1 if k < r else 0) for k in range(self.processes)]
+
+
+@dataclass(frozen=True)
+class ProcessLoad:
+    """One process's CPU over the window (% of one core) and RSS at its end."""
+
+    role: str
+    pid: int
+    cpu_pct: float
+    rss_mb: float
+
+
+@dataclass(frozen=True)
+class TestbedFigures:
+    """One `bench_testbed` run's figures."""
+
+    run: TestbedRun
+    start_s: float  # building processes ready → every agent connected
+    window_s: float
+    produced: int  # samples PUBACKed in the window
+    stored: int  # samples stored in the window
+    published_total: int
+    stored_total: int  # rows in the store after the drain
+    latency_p50_ms: float
+    latency_p99_ms: float
+    latency_n: int
+    #: from the batch's own ts (the agent's publish) to stored: the controller side's share
+    publish_p50_ms: float
+    publish_p99_ms: float
+    loads: tuple[ProcessLoad, ...]
+    per_worker: tuple[int, ...]
+    anchor: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def produced_per_s(self) -> float:
+        """Samples/s the agents published (broker-acknowledged) in the window."""
+        return self.produced / self.window_s
+
+    @property
+    def stored_per_s(self) -> float:
+        """Samples/s the ingest workers stored in the window."""
+        return self.stored / self.window_s
+
+    @property
+    def lost(self) -> int:
+        """Published samples not in the store after the drain (never negative: a replayed sample counts once)."""
+        return max(0, self.published_total - self.stored_total)
+
+
+def _site_name(k: int, site: str) -> str:
+    return f"p{k}-{site}"
+
+
+def _buildings(  # noqa: PLR0913, PLR0917 (a spawn target's arguments)
+    port: int,
+    k: int,
+    n: int,
+    seed: int,
+    poll_s: float,
+    max_age_s: float,
+    out_dir: str,
+    ready: MpEvent,
+    go: MpEvent,
+    stop: MpEvent,
+    published: Synchronized[int],
+    connected: Synchronized[int],
+    errors: Any,
+) -> None:
+    """Spawn target: `n` buildings with their agents until `stop`; counters in `published`/`connected`."""
+    from datetime import UTC, datetime
+
+    from gridflex.loop.agents import Fleet, FleetOptions
+    from protocols.clock import RealClock, SimClock
+    from simulators.fleet import draw_specs
+    from simulators.testbed import TestBedConfig
+
+    async def run() -> None:
+        start = datetime.now(UTC).replace(microsecond=0)
+        specs = tuple(replace(s, site=_site_name(k, s.site)) for s in draw_specs(n, seed=seed + k))
+        cfg = TestBedConfig(
+            n_sites=n, seed=seed + k, start=start, step_s=1.0, broker_port=port, bacnet=False, specs=specs
+        )
+        options = FleetOptions(
+            poll_interval_s=poll_s, poll_max_age_s=max_age_s, fallback_after_s=max(300.0, 40 * poll_s)
+        )
+        async with Fleet(cfg, bed_clock=SimClock(start), out_dir=Path(out_dir), options=options) as fleet:
+            ready.set()
+            await asyncio.to_thread(go.wait, READY_S + CONNECT_S)
+            fleet.start(RealClock())
+            reported = False
+            while not stop.is_set():
+                await asyncio.sleep(0.25)
+                published.value = sum(a.stats.published for a in fleet.agents.values())
+                connected.value = sum(bool(a.stats.connected) for a in fleet.agents.values())
+                failed = fleet.failed()
+                if failed and not reported:
+                    errors.put((f"buildings-{k}", {name: repr(e) for name, e in failed.items()}))
+                    reported = True
+            published.value = sum(a.stats.published for a in fleet.agents.values())
+
+    asyncio.run(run())
+
+
+def _worker(
+    port: int,
+    store: str,
+    registry: Any,
+    index: int,
+    ready: MpEvent,
+    stop: MpEvent,
+    stored: Synchronized[int],
+    out: Any,
+) -> None:
+    """Spawn target: one ingest worker until `stop`; puts (index, stored, [(t_commit, latency_s)]) on `out`."""
+    from cloud_controller import CloudConfig, CloudController
+    from protocols.clock import RealClock
+
+    cfg = CloudConfig.model_validate(
+        {
+            "broker": {"port": port, "client_id": f"testbed-ingest-{index}"},
+            "store": {"path": store},
+            "control": {"dispatch": False},
+            "api": {"enabled": False},
+        }
+    )
+    timings: list[tuple[float, float]] = []
+    publish_lags: list[tuple[float, float]] = []
+
+    async def run() -> int:
+        ctl = CloudController(cfg, registry, clock=RealClock(), role="ingest")
+        st = ctl.ingest.store
+        write = st.write_samples
+
+        def timed(site: str, samples: Any) -> Any:
+            # instrumentation, not a stand-in: the real write, then its commit time per sample
+            result = write(site, samples)
+            if result.inserted:
+                now = time.time()
+                timings.extend((now, now - s.ts.timestamp()) for s in samples)
+            return result
+
+        st.write_samples = timed  # type: ignore[method-assign]
+        telemetry = ctl.ingest._telemetry
+
+        async def timed_batch(batch: Any, snap: Any) -> None:
+            await telemetry(batch, snap)
+            now = time.time()
+            publish_lags.append((now, now - batch.ts.timestamp()))  # agent's publish → stored
+
+        ctl.ingest._telemetry = timed_batch  # type: ignore[method-assign]
+        task = asyncio.create_task(ctl.run())
+        await ctl.session.wait_connected(30)
+        await asyncio.sleep(0.5)  # the subscription is in place before the agents start
+        ready.set()
+        while not stop.is_set():
+            await asyncio.sleep(0.25)
+            stored.value = ctl.ingest.stats.samples_stored
+        stored.value = ctl.ingest.stats.samples_stored
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return ctl.ingest.stats.samples_stored
+
+    n = asyncio.run(run())
+    out.put((index, n, timings, publish_lags))
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of `pid` from /proc (Linux; 0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def _rss_mb(pid: int) -> float:
+    """Resident set size of `pid` in MiB from /proc (0 once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _stop_all(procs: list[BaseProcess]) -> None:
+    """Join each child within JOIN_S, then SIGTERM it by PID, then SIGKILL: nothing is left running."""
+    for p in procs:
+        p.join(JOIN_S)
+        if p.is_alive():
+            p.terminate()  # SIGTERM to this PID
+            p.join(5)
+        if p.is_alive():
+            p.kill()
+            p.join(5)
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[int(q * (len(sorted_values) - 1))]
+
+
+def _wait_for(cond: Any, timeout_s: float, what: str, errors: Any) -> float:
+    """Poll `cond()` until true; raise with the children's errors if one failed or on timeout."""
+    t0 = time.monotonic()
+    while not cond():
+        with contextlib.suppress(Exception):
+            name, detail = errors.get_nowait()
+            raise RuntimeError(f"{name} failed: {detail}")
+        if time.monotonic() - t0 > timeout_s:
+            raise RuntimeError(f"{what} not within {timeout_s:.0f} s")
+        time.sleep(0.1)
+    return time.monotonic() - t0
+
+
+def _collect(
+    procs: list[BaseProcess], out: Any
+) -> dict[int, tuple[int, list[tuple[float, float]], list[tuple[float, float]]]]:
+    """Each stopped worker's (stored, [(t_commit, latency_s)]) by index, then the workers joined."""
+    results: dict[int, tuple[int, list[tuple[float, float]], list[tuple[float, float]]]] = {}
+    for _ in procs:
+        with contextlib.suppress(Exception):
+            i, n_i, timings, lags = out.get(timeout=JOIN_S)
+            results[i] = (n_i, timings, lags)
+    _stop_all(procs)
+    return results
+
+
+def _drain(store_path: Path, published_total: int) -> int:
+    """Rows in the store once it holds `published_total`, or it made no progress for 5 s, or DRAIN_S passed."""
+    from cloud_controller import SqliteStore
+
+    reader = SqliteStore(store_path)
+    try:
+        deadline, last, last_t = time.monotonic() + DRAIN_S, -1, time.monotonic()
+        while time.monotonic() < deadline:
+            n_stored = reader.count_samples()
+            if n_stored >= published_total:
+                break
+            if n_stored != last:
+                last, last_t = n_stored, time.monotonic()
+            elif time.monotonic() - last_t > 5.0:
+                break  # no progress for 5 s: what is missing is lost
+            time.sleep(0.2)
+        return reader.count_samples()
+    finally:
+        reader.close()
+
+
+def bench_testbed(run: TestbedRun, *, workdir: Path | None = None) -> TestbedFigures:  # noqa: PLR0915
+    """Run the test bed for `run.warmup_s + run.duration_s` after every agent connected; measure it."""
+    from cloud_controller.live.types import SiteRef
+    from cloud_controller.registry import Registry, registry_from_manifest
+    from gridflex.bench.contract import mqtt_ingest_figures
+    from gridflex.ops.broker import MosquittoBroker
+
+    own = workdir is None
+    root = Path(tempfile.mkdtemp(prefix="gridflex-testbed-bench-")) if workdir is None else workdir
+    root.mkdir(parents=True, exist_ok=True)
+    ctx = mp.get_context("spawn")
+    split = run.split()
+    stop_b, stop_w, go = ctx.Event(), ctx.Event(), ctx.Event()
+    errors, out = ctx.Queue(), ctx.Queue()
+    published = [ctx.Value("q", 0) for _ in split]
+    connected = [ctx.Value("q", 0) for _ in split]
+    stored = [ctx.Value("q", 0) for _ in range(run.workers)]
+    ready_b = [ctx.Event() for _ in split]
+    ready_w = [ctx.Event() for _ in range(run.workers)]
+    b_procs: list[BaseProcess] = []
+    results: dict[int, tuple[int, list[tuple[float, float]], list[tuple[float, float]]]] = {}
+    w_procs: list[BaseProcess] = []
+    store_path = root / "controller.sqlite"
+    broker = MosquittoBroker(workdir=root / "mosquitto", max_queued_messages=1_000_000)
+    broker.start()
+    try:
+        for k, n in enumerate(split):
+            d = root / f"buildings-{k}"
+            args = (broker.port, k, n, run.seed, run.poll_s, run.heartbeat_s, str(d), ready_b[k], go, stop_b)
+            b_procs.append(
+                ctx.Process(target=_buildings, args=(*args, published[k], connected[k], errors), name=f"b{k}")
+            )
+        for p in b_procs:
+            p.start()
+        _wait_for(lambda: all(e.is_set() for e in ready_b), READY_S, "building processes ready", errors)
+        sites: list[SiteRef] = []
+        for k in range(len(split)):
+            part = registry_from_manifest(root / f"buildings-{k}" / "manifest.json", run.buildings)
+            sites += [replace(s, region_site=len(sites) + i) for i, s in enumerate(part.sites)]
+        registry = Registry(sites=tuple(sites))
+        for i in range(run.workers):
+            args_w = (broker.port, str(store_path), registry, i, ready_w[i], stop_w, stored[i], out)
+            w_procs.append(ctx.Process(target=_worker, args=args_w, name=f"ingest-{i}"))
+        for p in w_procs:
+            p.start()
+        _wait_for(lambda: all(e.is_set() for e in ready_w), READY_S, "ingest workers connected", errors)
+        go.set()
+        start_s = _wait_for(
+            lambda: sum(c.value for c in connected) >= run.buildings,
+            CONNECT_S,
+            "every agent connected",
+            errors,
+        )
+        time.sleep(run.warmup_s)
+        pids = (
+            [(f"buildings-{k}", p.pid) for k, p in enumerate(b_procs)]
+            + [(f"ingest-{i}", p.pid) for i, p in enumerate(w_procs)]
+            + [("mosquitto", broker.pid)]
+        )
+        cpu0 = {pid: _cpu_s(pid) for _, pid in pids if pid is not None}
+        pub0, st0, t0 = sum(v.value for v in published), sum(v.value for v in stored), time.monotonic()
+        t0_wall = time.time()
+        time.sleep(run.duration_s)
+        pub1, st1, t1 = sum(v.value for v in published), sum(v.value for v in stored), time.monotonic()
+        t1_wall = time.time()
+        window = t1 - t0
+        loads = tuple(
+            ProcessLoad(role, pid, 100.0 * (_cpu_s(pid) - cpu0[pid]) / window, _rss_mb(pid))
+            for role, pid in pids
+            if pid is not None
+        )
+        with contextlib.suppress(Exception):
+            name, detail = errors.get_nowait()
+            raise RuntimeError(f"{name} failed during the window: {detail}")
+        stop_b.set()
+        _stop_all(b_procs)
+        published_total = sum(v.value for v in published)
+        stored_total = _drain(store_path, published_total)
+        stop_w.set()
+        results = _collect(w_procs, out)
+        anchor: dict[str, float] = {}
+        if run.anchor_messages:  # the same broker, the controller gone: what the bare path does
+            anchor = asyncio.run(
+                mqtt_ingest_figures(broker.port, run.anchor_messages, 1, run.anchor_rate_per_s)
+            )
+    finally:
+        stop_b.set()
+        stop_w.set()
+        go.set()
+        if not results:
+            results = _collect(w_procs, out)
+        _stop_all(b_procs + w_procs)
+        broker.close()
+        if own:
+            import shutil
+
+            shutil.rmtree(root, ignore_errors=True)
+    pub = sorted(lag * 1000 for _, _, lags in results.values() for t, lag in lags if t0_wall <= t <= t1_wall)
+    lat = sorted(
+        lat_s * 1000 for _, timings, _ in results.values() for t, lat_s in timings if t0_wall <= t <= t1_wall
+    )
+    return TestbedFigures(
+        run=run,
+        start_s=start_s,
+        window_s=window,
+        produced=pub1 - pub0,
+        stored=st1 - st0,
+        published_total=published_total,
+        stored_total=stored_total,
+        latency_p50_ms=statistics.median(lat) if lat else float("nan"),
+        latency_p99_ms=_percentile(lat, 0.99),
+        latency_n=len(lat),
+        publish_p50_ms=statistics.median(pub) if pub else float("nan"),
+        publish_p99_ms=_percentile(pub, 0.99),
+        loads=loads,
+        per_worker=tuple(results.get(i, (0, [], []))[0] for i in range(run.workers)),
+        anchor=anchor,
+    )

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from cloud_controller.market.book import Book
     from cloud_controller.market.config import MarketConfig
     from cloud_controller.market.store import MarketStore
-    from cloud_controller.registry import Registry, load_registry
+    from cloud_controller.registry import Registry, load_registry, registry_from_manifest
     from cloud_controller.service import CloudController
     from cloud_controller.store import SqliteStore
     from cloud_controller.store.postgres import PostgresStore
@@ -70,6 +70,7 @@ __all__ = [
     "create_app",
     "load_cloud_config",
     "load_registry",
+    "registry_from_manifest",
     "run_backtest",
     "write_quality_outputs",
 ]
@@ -102,6 +103,7 @@ _WHERE = {
     "create_app": "cloud_controller.api",
     "load_cloud_config": "cloud_controller.config",
     "load_registry": "cloud_controller.registry",
+    "registry_from_manifest": "cloud_controller.registry",
     "run_backtest": "cloud_controller.forecast.quality_backtest",
     "write_quality_outputs": "cloud_controller.forecast.quality_report",
 }

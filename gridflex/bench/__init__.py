@@ -16,6 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from gridflex.bench.chain import register as register_chain
+
 __all__ = ["CONTRACT_PARTS", "DISPATCH_PARTS", "bench_app", "parse_parts"]
 
 bench_app = typer.Typer(help="Benchmarks that print figures.", no_args_is_help=True)
@@ -294,44 +296,6 @@ def bench_store(
     console.print(table)
 
 
-@bench_app.command("records")
-def bench_records(
-    writers: Annotated[
-        list[int] | None, typer.Option("--workers", help="writer process counts (repeat)")
-    ] = None,
-    offers: Annotated[int, typer.Option(min=1, help="offers per writer")] = 500,
-) -> None:
-    """Market offers/s through the book's write section, SQLite vs a loopback PostgreSQL, 1 and 2 writers."""
-    import tempfile
-    from pathlib import Path
-
-    from gridflex.bench.records import bench_offer_writers
-    from gridflex.ops.postgres import LoopbackPostgres
-
-    counts = writers or [1, 2]
-    table = Table(title=f"gridflex bench records ({offers} offers per writer, one transaction each)")
-    for col in ("store", "writers", "offers/s", "vs SQLite x1", "every offer once"):
-        table.add_column(col, justify="right")
-    anchor: float | None = None
-    with tempfile.TemporaryDirectory() as tmp, LoopbackPostgres() as pg:
-        runs = [("sqlite", n) for n in counts] + [("postgres", n) for n in counts]
-        for k, (kind, n) in enumerate(runs):  # each run on an empty store of its own
-            location = str(Path(tmp) / f"m{k}.sqlite") if kind == "sqlite" else pg.dsn(pg.fresh_schema())
-            fig = bench_offer_writers(
-                "sqlite" if kind == "sqlite" else "postgres",
-                n,
-                location=location,
-                password=pg.password,
-                n_offers=offers,
-            )
-            anchor = anchor or fig.offers_per_s
-            ratio = fig.offers_per_s / anchor if anchor else 0.0
-            table.add_row(
-                kind, str(n), f"{fig.offers_per_s:,.0f}", f"{ratio:.2f}", "yes" if fig.exact else "NO"
-            )
-    console.print(table)
-
-
 @bench_app.command("loop")
 def bench_loop(
     sites: Annotated[int, typer.Option(min=1, max=319, help="simulated buildings, one agent each")] = 100,
@@ -351,120 +315,6 @@ def bench_loop(
     table.add_row("plans, last solve (ms)", f"{fig.plans}, {fig.last_solve_ms:.0f}", "")
     table.add_row("process peak RSS (buildings + agents + controller)", f"{fig.rss_mb:,.0f} MB", "")
     console.print(table)
-
-
-@bench_app.command("uftp")
-def bench_uftp(
-    n: Annotated[int, typer.Option(help="Timed round trips (after 10 to warm up).")] = 500,
-) -> None:
-    """A UFTP FlexRequest -> FlexRequestResponse round trip on loopback against a bare HTTP POST."""
-    from gridflex.bench.uftp import uftp_figures
-
-    fig = uftp_figures(n)
-    table = _figures_table(f"gridflex bench uftp ({fig.n} round trips, {fig.request_bytes} B FlexRequest)")
-    table.add_row(
-        "UFTP round trip p50 (2 POSTs, 2 signatures, 2 verifications)", f"{fig.uftp_p50_ms:.2f} ms", ""
-    )
-    table.add_row("UFTP round trip p99", f"{fig.uftp_p99_ms:.2f} ms", "")
-    table.add_row("bare HTTP POST p50 (same size, same server)", f"{fig.post_p50_ms:.2f} ms", "")
-    table.add_row("bare HTTP POST p99", f"{fig.post_p99_ms:.2f} ms", "")
-    console.print(table)
-
-
-@bench_app.command("settlement")
-def bench_settlement(
-    sites: Annotated[int, typer.Option(help="Sites settled for a month (30 days x 96 ISPs).")] = 1000,
-    per_order_sites: Annotated[int, typer.Option(help="Sites run through the per-order path (scaled).")] = 5,
-    store_sites: Annotated[
-        int, typer.Option(help="Sites written to and read from a SQLite store (scaled).")
-    ] = 10,
-) -> None:
-    """A month of settlement for many sites (arrays) against a plain numpy pass and the per-order path."""
-    from gridflex.bench.settlement import settlement_figures
-
-    fig = settlement_figures(sites, per_order_sites=per_order_sites, store_sites=store_sites)
-    table = _figures_table(
-        f"gridflex bench settlement ({fig.sites:,} sites x 30 days x 96 ISPs, {fig.orders:,} orders)"
-    )
-    table.add_row(
-        "settle_month (NODES 5 working days, event days per site)", f"{fig.batch_s:.2f} s", "<= 10 s"
-    )
-    table.add_row("anchor: plain numpy pass, same arrays (fixed 5 days)", f"{fig.anchor_s:.2f} s", "")
-    table.add_row(
-        f"per-order path (dicts), {fig.per_order_sites} sites scaled to {fig.sites:,}",
-        f"{fig.per_order_scaled_s:.1f} s",
-        "",
-    )
-    table.add_row(
-        f"store read (SQLite, read_series + ISP means), {fig.store_sites} sites scaled to {fig.sites:,}",
-        f"{fig.store_read_scaled_s:.1f} s",
-        "",
-    )
-    table.add_row("settle_month + store read", f"{fig.batch_s + fig.store_read_scaled_s:.1f} s", "<= 10 s")
-    same = abs(fig.net_eur_batch_sample - fig.net_eur_per_order_sample) < 1e-6 * max(
-        1.0, abs(fig.net_eur_batch_sample)
-    )
-    table.add_row("net EUR of the sample: arrays = per-order path", "yes" if same else "NO", "yes")
-    table.add_row("net EUR, all sites", f"{fig.net_eur:,.2f}", "")
-    console.print(table)
-
-
-@bench_app.command("market")
-def bench_market(
-    sizes: Annotated[
-        str, typer.Option(help="offers x ISPs x congestion points, comma-separated")
-    ] = "100x96x10,1000x96x10",
-) -> None:
-    """Market clearing time (lumpy MILP) against its divisible LP anchor, per size."""
-    from gridflex.bench.market import market_figures
-
-    table = Table(title="gridflex bench market (seeded offers; DSO value 50 EUR/kWh)")
-    for col in ("offers x ISPs x points", "MILP s", "LP anchor s", "ratio", "orders", "MIP gap", "target"):
-        table.add_column(col, justify="right")
-    for size in sizes.split(","):
-        try:
-            n_offers, n_isps, n_cps = (int(x) for x in size.strip().split("x"))
-        except ValueError:
-            raise typer.BadParameter(f"{size!r} is not like 1000x96x10", param_hint="--sizes") from None
-        fig = market_figures(n_offers, n_isps, n_cps)
-        target = "<= 5 s" if (n_offers, n_isps, n_cps) == (1000, 96, 10) else ""
-        table.add_row(
-            size.strip(),
-            f"{fig.milp_s:.2f}",
-            f"{fig.lp_s:.2f}",
-            f"{fig.ratio:.1f}",
-            f"{fig.orders:,}",
-            f"{fig.mip_gap:.1e}",
-            target,
-        )
-    console.print(table)
-
-
-@bench_app.command("dr-selection")
-def bench_dr_selection(
-    buildings: Annotated[int, typer.Option(min=1, help="buildings, four sources each")] = 1000,
-    steps: Annotated[str, typer.Option(help="comma-separated step counts (15 min each)")] = "8,96",
-    objective: Annotated[
-        str, typer.Option(help="flexibility, financial, bid_length, power_peak, min_cost")
-    ] = "min_cost",
-    pyomo_anchor: Annotated[bool, typer.Option(help="also build the shortest case with pyomo")] = True,
-    time_limit_s: Annotated[float, typer.Option(help="HiGHS time limit per case")] = 120.0,
-) -> None:
-    """DR selection MILP (sources x steps, HiGHS): build and solve seconds, pyomo vs numpy build."""
-    from cloud_controller.dr import OBJECTIVES
-    from gridflex.bench.dr_selection import format_figures, run_dr_selection_bench
-
-    chosen = next((o for o in OBJECTIVES if o == objective), None)
-    if chosen is None:
-        raise typer.BadParameter(f"unknown objective {objective!r}; known: {', '.join(OBJECTIVES)}")
-    figures = run_dr_selection_bench(
-        buildings,
-        tuple(int(s) for s in steps.split(",") if s.strip()),
-        pyomo_anchor=pyomo_anchor,
-        objective=chosen,
-        time_limit_s=time_limit_s,
-    )
-    print(format_figures(figures))
 
 
 @bench_app.command("testbed")
@@ -530,3 +380,6 @@ def bench_testbed(
             "",
         )
     console.print(table)
+
+
+register_chain(bench_app, console, _figures_table)  # records, uftp, settlement, market, dr-selection

@@ -339,8 +339,7 @@ def _drain(store_path: Path, published_total: int) -> int:
 
 def bench_testbed(run: TestbedRun, *, workdir: Path | None = None) -> TestbedFigures:  # noqa: PLR0915
     """Run the test bed for `run.warmup_s + run.duration_s` after every agent connected; measure it."""
-    from cloud_controller.live.types import SiteRef
-    from cloud_controller.registry import Registry, registry_from_manifest
+    from cloud_controller import Registry, SiteRef, registry_from_manifest
     from gridflex.bench.contract import mqtt_ingest_figures
     from gridflex.ops.broker import MosquittoBroker
 

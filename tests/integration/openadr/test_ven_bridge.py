@@ -182,19 +182,7 @@ async def test_library_event_becomes_a_dr_request_and_its_delivery_a_report_the_
             )
             assert posted.status_code == 201, posted.text
             t0 = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)  # 1-2 s ahead
-            ctl.store.write_samples(
-                "a",
-                [
-                    Sample(
-                        seq=0,
-                        asset="meter",
-                        point="p_kw",
-                        value=35.0,
-                        unit="kW",
-                        ts=t0 - timedelta(seconds=2),
-                    )
-                ],
-            )
+            _meter_35_kw(ctl, t0 - timedelta(seconds=2))
             made = party.ask(
                 {
                     "op": "event",
@@ -313,19 +301,7 @@ async def test_nl_flex_day_through_the_cli_two_dispatches_one_report_and_a_resta
             t0 = datetime.now(UTC).replace(microsecond=0) + timedelta(
                 seconds=6
             )  # the CLI starts in ~2 s (more on a loaded machine)
-            ctl.store.write_samples(
-                "a",
-                [
-                    Sample(
-                        seq=0,
-                        asset="meter",
-                        point="p_kw",
-                        value=35.0,
-                        unit="kW",
-                        ts=t0 - timedelta(seconds=3),
-                    )
-                ],
-            )
+            _meter_35_kw(ctl, t0 - timedelta(seconds=3))
             sec = timedelta(seconds=1)
             rows: list[tuple[datetime, int, float]] = [
                 (t0, 1, 0.0),
@@ -474,3 +450,8 @@ async def test_nl_profile_ack_and_delivery_reports_pass_the_nlflex_validators(tm
     assert by_kind["FLEX_ACKNOWLEDGMENT"]["errors"] == [] and by_kind["FLEX_DELIVERY"]["errors"] == []
     assert by_kind["FLEX_ACKNOWLEDGMENT"]["values"] == [[True]]
     assert by_kind["FLEX_DELIVERY"]["values"] == [[0.0] * 4, [15.0] * 8, [0.0] * 4]
+
+
+def _meter_35_kw(ctl: Any, at: datetime) -> None:
+    """Site a's meter reads 35 kW from `at` (its baseline is 50 kW: 15 kW delivered)."""
+    ctl.store.write_samples("a", [Sample(seq=0, asset="meter", point="p_kw", value=35.0, unit="kW", ts=at)])

@@ -9,33 +9,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cloud_controller.dr.contracts import Contract
 from cloud_controller.market.config import MarketConfig
 from protocols.market import MarketIsp, MarketOffer, MarketOption, MarketRequest
 from protocols.messages import DRRequest
+from tests.unit.dr.test_contracts import contract  # noqa: F401 (re-exported: the DR tests' contract)
 
 T0 = datetime(2030, 1, 15, 17, 0, tzinfo=UTC)  # DR events start here (and later the same day)
 NOW = datetime(2030, 1, 15, 12, 0, tzinfo=UTC)  # the market's clock; the DR requests arrive then
 DELIVERY = datetime(2030, 1, 15, 17, 0, tzinfo=UTC)
 CP = "feeder-1"
 MARKET = MarketConfig(fsps={"fsp-a": {}, "fsp-b": {}}, congestion_points={CP: ["a1", "b1"]})
-
-
-def contract(site: str = "b001", **kw: Any) -> Contract:
-    """A contract that accepts `dr_request()` (reduce, 20 kW, 2 events a day, 30 min notice)."""
-    base: dict[str, object] = {
-        "site": site,
-        "program": "peak",
-        "directions": {"reduce"},
-        "p_max_kw": 20.0,
-        "events_per_day": 2,
-        "max_duration": timedelta(hours=2),
-        "min_notice": timedelta(minutes=30),
-        "valid_from": T0 - timedelta(days=30),
-        "valid_until": T0 + timedelta(days=30),
-    }
-    base.update(kw)
-    return Contract.model_validate(base)
 
 
 def dr_request(request_id: str = "r1", start: datetime = T0, **kw: object) -> DRRequest:

@@ -12,7 +12,6 @@ from typing import Any
 from cloud_controller.market.config import MarketConfig
 from protocols.market import MarketIsp, MarketOffer, MarketOption, MarketRequest
 from protocols.messages import DRRequest
-from tests.unit.dr.test_contracts import contract  # noqa: F401 (re-exported: the DR tests' contract)
 
 T0 = datetime(2030, 1, 15, 17, 0, tzinfo=UTC)  # DR events start here (and later the same day)
 NOW = datetime(2030, 1, 15, 12, 0, tzinfo=UTC)  # the market's clock; the DR requests arrive then

@@ -43,12 +43,12 @@ from tests.integration.store.records_cases import (
     MARKET,
     NOW,
     T0,
-    contract,
     dr_request,
     market_request,
     offer,
     program,
 )
+from tests.unit.dr.test_contracts import contract  # the DR tests' contract (accepts dr_request())
 
 BL = Client(client_id="bl", secret="x", role="bl")
 

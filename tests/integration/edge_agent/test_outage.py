@@ -58,6 +58,12 @@ async def test_broker_killed_repeatedly_loses_nothing_duplicates_nothing_and_kee
             await cloud.wait_for(lambda: len(cloud.samples) > 50)
             for _ in range(kills):
                 await asyncio.to_thread(mosquitto.kill)  # SIGKILL by PID: in-flight messages are lost
+                # The agent learns of the loss from its socket; on a loaded machine that can take
+                # longer than the outage itself, so wait (bounded) before the outage is timed.
+                try:
+                    await cloud.wait_for(lambda: not agent.stats.connected, timeout_s=15)
+                except TimeoutError:
+                    raise AssertionError(f"agent did not notice the broker's death: {agent.stats}") from None
                 await asyncio.sleep(outage_s)
                 queued.append(agent.stats.queue_depth)
                 assert not agent.stats.connected

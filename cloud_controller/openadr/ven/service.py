@@ -44,6 +44,9 @@ class VenStats:
 
     ven_id: str | None = None
     resources: int = 0
+    #: VEN and resource objects this process created / updated on the VTN (0, 0 when all were there).
+    created: int = 0
+    updated: int = 0
     registration_errors: int = 0
     subscriptions: int = 0
     subscription_errors: int = 0
@@ -94,6 +97,7 @@ class VenService:
             return
         self._registered = True
         self.stats.ven_id, self.stats.resources = reg.ven_id, len(reg.resource_ids)
+        self.stats.created, self.stats.updated = reg.created, reg.updated
         self.bridge.ven_state = {"ven_id": reg.ven_id, "resource_ids": reg.resource_ids}
         log.info(
             "VEN %s registered: %s, %d resource(s)", self.cfg.vtn.ven_name, reg.ven_id, self.stats.resources

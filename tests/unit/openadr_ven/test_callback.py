@@ -2,21 +2,26 @@
 
 Limit 1,000 bytes: a 2,000-byte body (right token) is 413; a wrong token on the same
 body is 401 before the body is read. Also the pure bodies of registration and
-subscription, and the config's loopback rule for the callback host.
+subscription, the config's loopback rule for the callback host, and the stop that deletes
+the subscriptions while the runner keeps cancelling (a mock VTN transport, DELETE 0.6 s).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import pytest
 from pydantic import ValidationError
 
 from cloud_controller.openadr.ven.callback import PATH, CallbackServer
-from cloud_controller.openadr.ven.config import CallbackConfig, VenConfig
+from cloud_controller.openadr.ven.clients import DrApiClient, VtnClient
+from cloud_controller.openadr.ven.config import CallbackConfig, VenConfig, VenCredentials
 from cloud_controller.openadr.ven.registration import differs, resource_body, ven_body
-from cloud_controller.openadr.ven.subscription import new_token, subscription_body
+from cloud_controller.openadr.ven.service import STOP_S, VenService
+from cloud_controller.openadr.ven.subscription import Subscriptions, new_token, subscription_body
+from gridflex.ops.runner import cancel_until_done
 from protocols.clock import RealClock
 
 
@@ -115,3 +120,46 @@ def test_bodies_of_the_ven_its_resources_and_its_subscription() -> None:
             "bearerToken": token,
         }
     ]
+
+
+async def test_stop_deletes_the_subscriptions_while_the_runner_keeps_cancelling() -> None:
+    """The runner re-cancels every 0.2 s; a DELETE taking 0.6 s still completes (bounded by STOP_S)."""
+    deleted: list[str] = []
+
+    async def vtn(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/token"):
+            return httpx.Response(200, json={"access_token": "t", "expires_in": 3600})
+        if request.method == "DELETE":
+            await asyncio.sleep(0.6)
+            deleted.append(request.url.path)
+            return httpx.Response(200, json={"id": request.url.path.rsplit("/", 1)[1]})
+        return httpx.Response(404, json={})
+
+    cfg = VenConfig.model_validate(
+        {
+            "vtn": {"url": "https://vtn.example/openadr3", "ven_name": "agg"},
+            "dr_api": {"operator_token_file": "op"},
+            "programs": [{"program": "p", "dr_program": "peak"}],
+        }
+    )
+    clock = RealClock()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(vtn)) as http:
+        creds = VenCredentials(client_id="ven-1", secret="s" * 16)
+        client = VtnClient(http, cfg.vtn.url, creds, clock=clock)
+        service = VenService(cfg, client, DrApiClient(http, "http://127.0.0.1:9", "op"), clock=clock)
+        service.subscriptions = Subscriptions(client, "agg", "http://127.0.0.1:1/cb", "tok", ids={"p1": "s1"})
+
+        async def serving() -> None:
+            try:
+                await asyncio.sleep(3600)
+            finally:
+                await service.stop()
+
+        task = asyncio.create_task(serving())
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        assert await cancel_until_done(task, bound_s=10)
+        took_s = time.monotonic() - started
+    assert deleted == ["/openadr3/subscriptions/s1"]
+    assert (service.subscriptions.deleted, service.subscriptions.ids) == (1, {})
+    assert 0.6 <= took_s < STOP_S

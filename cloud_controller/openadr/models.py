@@ -166,7 +166,7 @@ class ObjectOperation(_Obj):
 
 
 class Subscription(_Server):
-    """A callback registration (stored; notifications are not sent yet, docs/openadr.md)."""
+    """A callback registration (its notifications: notifier.py, docs/openadr.md §6)."""
 
     client_id: str | None = Field(default=None, alias="clientID")
     client_name: str = Name

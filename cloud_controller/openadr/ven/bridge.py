@@ -18,7 +18,8 @@ Each poll (`poll_once`):
 
 A failed call (VTN or controller away) is counted and kept in `last_error`; what was not
 done is tried at the next poll — nothing is marked done before its call succeeded. What
-the bridge did is kept in `state_file` (JSON), so a restart neither resubmits nor reposts.
+the bridge did is kept in `state_file` (JSON), so a restart neither resubmits nor reposts;
+the same file keeps the VEN's registration (`ven_state`, written by `service.py`).
 Time is the injected clock's.
 """
 

@@ -70,7 +70,8 @@ def differs(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
 async def _ensure(
     vtn: VtnClient, kind: str, query: dict[str, str], wanted: dict[str, Any], reg: Registration
 ) -> str:
-    found = await vtn.search(kind, query)
+    # filtered again here: a VTN that ignores a query parameter must not hand us another's object
+    found = [o for o in await vtn.search(kind, query) if all(o.get(k) == v for k, v in query.items())]
     if not found:
         made = await vtn.create(kind, wanted)
         reg.created += 1

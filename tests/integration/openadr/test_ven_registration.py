@@ -11,12 +11,17 @@ creates the programme (seen by the VEN's first poll, which then subscribes); its
 event reaches the VEN only through the VTN's notification — the DR request for it exists
 long before any timer poll could have run. A notification with a wrong bearer token (or
 none) is refused 401 and counted, and wakes nothing. At the stop the subscription is gone.
+`@slow`: the same stop through `gridflex ven run FILE` and SIGTERM, in its own process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -245,3 +250,64 @@ async def test_library_event_reaches_the_ven_by_notification_and_a_wrong_token_i
 
 async def _is(value: bool) -> bool:
     return value
+
+
+@pytest.mark.slow
+async def test_cli_run_subscribes_and_deletes_its_subscription_on_sigterm(tmp_path: Path) -> None:
+    """`gridflex ven run FILE` (its own process, `subscribe: true`): one subscription while it runs, none after SIGTERM, exit 0."""
+    cfg = config(tmp_path)
+    (tmp_path / "op").write_text(OPERATOR, encoding="utf-8")
+    with serving(cfg) as vtn:
+        creds = clients_of(cfg)
+        bl = await asyncio.to_thread(bearer, vtn.url, *creds["bl"])
+        async with httpx.AsyncClient(timeout=10) as http:
+            made = await http.post(f"{vtn.url}/programs", json={"programName": "utility-flex"}, headers=bl)
+            assert made.status_code == 201, made.text
+            ven_file = tmp_path / "ven.yaml"
+            ven_file.write_text(
+                json.dumps(
+                    {
+                        "vtn": {"url": vtn.url, "ven_name": "gridflex-agg"},
+                        "dr_api": {"url": "http://127.0.0.1:9", "operator_token_file": "op"},
+                        "programs": [{"program": "utility-flex", "dr_program": "peak"}],
+                        "subscribe": True,
+                        "callback": {"port": 0},
+                    }
+                ),
+                encoding="utf-8",
+            )
+            env = {
+                **os.environ,
+                "GRIDFLEX_VEN_CLIENT_ID": creds["ven"][0],
+                "GRIDFLEX_VEN_CLIENT_SECRET": creds["ven"][1],
+            }
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "gridflex", "ven", "run", str(ven_file)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            try:
+
+                async def subscribed() -> bool:
+                    subs = (await http.get(f"{vtn.url}/subscriptions", headers=bl)).json()
+                    return len(subs) == 1 or proc.poll() is not None
+
+                await _wait(subscribed, "the CLI's subscription", timeout_s=120)
+                assert proc.poll() is None, proc.communicate(timeout=5)[1][-3000:]
+                during = (await http.get(f"{vtn.url}/subscriptions", headers=bl)).json()
+                proc.send_signal(signal.SIGTERM)
+                _, err = await asyncio.to_thread(proc.communicate, timeout=30)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(5)
+            after = (await http.get(f"{vtn.url}/subscriptions", headers=bl)).json()
+            vens = (await http.get(f"{vtn.url}/vens", headers=bl)).json()
+    assert proc.returncode == 0, err[-3000:]
+    (sub,) = during
+    assert (sub["programID"], sub["clientName"]) == (made.json()["id"], "gridflex-agg")
+    assert sub["objectOperations"][0]["callbackUrl"].startswith("http://127.0.0.1:")
+    assert after == []
+    assert [v["venName"] for v in vens] == ["gridflex-agg"]

@@ -3,7 +3,7 @@
 Why own models (no maintained library gives server-side 3.1 models for Python 3.11; the
 ElaadNL client's models need 3.12 and are the client's view): what a writer may send is
 validated here, and the server-set fields (`id`, `createdDateTime`, `modificationDateTime`,
-`objectType`, `clientID` on reports and VENs) are ignored on input and set by `resources.py`,
+`objectType`, `clientID` on reports, VENs and resources) are ignored on input and set by `resources.py`,
 because the client cannot parse a reply without them. The top-level objects forbid unknown
 keys, so a misspelt field is a 422 naming it; nested descriptors allow the spec's optional
 fields (readingType, accuracy, confidence, ...) the VTN stores but does not interpret.
@@ -26,12 +26,13 @@ __all__ = [
     "Program",
     "Report",
     "ReportResource",
+    "Resource",
     "Subscription",
     "ValuesMap",
     "Ven",
 ]
 
-Kind = Literal["programs", "events", "reports", "subscriptions", "vens"]
+Kind = Literal["programs", "events", "reports", "subscriptions", "vens", "resources"]
 
 #: Set by the server; accepted on input (a client may PUT back what it read) and overwritten.
 SERVER_FIELDS = ("id", "createdDateTime", "modificationDateTime", "objectType", "clientID")
@@ -165,7 +166,7 @@ class ObjectOperation(_Obj):
 
 
 class Subscription(_Server):
-    """A callback registration (stored; notifications are not sent yet, docs/openadr.md)."""
+    """A callback registration (its notifications: notifier.py, docs/openadr.md §6)."""
 
     client_id: str | None = Field(default=None, alias="clientID")
     client_name: str = Name
@@ -183,12 +184,23 @@ class Ven(_Server):
     targets: list[Any] | None = None
 
 
+class Resource(_Server):
+    """A VEN's resource (3.1 `/resources`): its name unique per VEN, `venID` an existing VEN of the same client."""
+
+    client_id: str | None = Field(default=None, alias="clientID")
+    resource_name: str = Name
+    ven_id: str = Field(alias="venID", min_length=1, max_length=128)
+    attributes: list[ValuesMap] | None = None
+    targets: list[Any] | None = None
+
+
 MODELS: dict[str, type[_Server]] = {
     "programs": Program,
     "events": Event,
     "reports": Report,
     "subscriptions": Subscription,
     "vens": Ven,
+    "resources": Resource,
 }
 OBJECT_TYPES: dict[str, str] = {
     "programs": "PROGRAM",
@@ -196,4 +208,5 @@ OBJECT_TYPES: dict[str, str] = {
     "reports": "REPORT",
     "subscriptions": "SUBSCRIPTION",
     "vens": "VEN",
+    "resources": "RESOURCE",
 }

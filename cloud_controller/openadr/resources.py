@@ -2,7 +2,7 @@
 
 Roles (OpenADR 3.1 user guide §"Security"): the BL writes programs, events and VENs and
 reads everything; a VEN reads programs and events, and creates, reads, updates and deletes
-only its own reports, subscriptions and VEN object (`clientID` = its OAuth client id, set
+only its own reports, subscriptions, VEN object and resources (`clientID` = its OAuth client id, set
 by the server). A refused call is a `VtnError` with the HTTP status and a problem detail
 that names the field (400) or the rule (403/404/409).
 """
@@ -31,7 +31,7 @@ Listener = Callable[[str, str, dict[str, Any]], None]
 
 KINDS = tuple(MODELS)
 #: Kinds a VEN may write, and whose objects it sees only when they carry its clientID.
-_VEN_OWNED = ("reports", "subscriptions", "vens")
+_VEN_OWNED = ("reports", "subscriptions", "vens", "resources")
 _READ_ALL = ("programs", "events")
 
 
@@ -129,8 +129,11 @@ class Vtn:
             return True
         return bool(obj.get("clientID") == client.client_id)
 
-    def _references(self, kind: str, obj: dict[str, Any]) -> None:
-        """An event names an existing program; a report an existing event (its programID is filled in)."""
+    def _references(self, client: Client, kind: str, obj: dict[str, Any]) -> None:
+        """References exist: an event's programme, a report's event (whose programID it gets), a resource's VEN.
+
+        A VEN client's resource must name a VEN of its own client.
+        """
         if kind == "events" and self.store.get("programs", obj["programID"]) is None:
             raise self._refuse(400, "invalid object", f"event: programID: no program {obj['programID']!r}")
         if kind == "reports":
@@ -146,12 +149,18 @@ class Vtn:
             raise self._refuse(
                 400, "invalid object", f"subscription: programID: no program {obj['programID']!r}"
             )
+        if kind == "resources":
+            ven = self.store.get("vens", obj["venID"])
+            if ven is None or (client.role == "ven" and ven.get("clientID") != client.client_id):
+                raise self._refuse(400, "invalid object", f"resource: venID: no VEN {obj['venID']!r}")
 
     def _unique_name(self, kind: str, obj: dict[str, Any], own_id: str | None) -> None:
-        field = {"programs": "programName", "vens": "venName"}.get(kind)
+        field = {"programs": "programName", "vens": "venName", "resources": "resourceName"}.get(kind)
         if field is None:
             return
         for other in self.store.all(kind):
+            if kind == "resources" and other.get("venID") != obj["venID"]:
+                continue  # a resource's name is unique per VEN
             if other[field] == obj[field] and other["id"] != own_id:
                 raise self._refuse(
                     409, "conflict", f"{field} {obj[field]!r} exists already (id {other['id']})"
@@ -162,7 +171,7 @@ class Vtn:
         self._may_write(client, kind)
         obj = self._checked(kind, body)
         with self.store.write():  # the name check and the insert: one writer across controllers
-            self._references(kind, obj)
+            self._references(client, kind, obj)
             self._unique_name(kind, obj, None)
             now = _iso(self.clock.now())
             head: dict[str, Any] = {
@@ -196,7 +205,7 @@ class Vtn:
         with self.store.write():  # read, name check, replace: one writer across controllers
             old = self.get(client, kind, object_id)
             obj = self._checked(kind, body)
-            self._references(kind, obj)
+            self._references(client, kind, obj)
             self._unique_name(kind, obj, object_id)
             keep: dict[str, Any] = {
                 f: old[f] for f in ("id", "createdDateTime", "objectType", "clientID") if f in old
@@ -218,9 +227,9 @@ class Vtn:
         return old
 
     def search(self, client: Client, kind: str, query: Mapping[str, str | list[str]]) -> list[dict[str, Any]]:
-        """Filtered by programID, eventID, clientName, venName, targets (all of them); then skip/limit."""
+        """Filtered by programID, eventID, clientName, venName, venID, resourceName, targets (all of them); then skip/limit."""
         out = [o for o in self.store.all(kind) if self._visible(client, kind, o)]
-        for key in ("programID", "eventID", "clientName", "venName"):
+        for key in ("programID", "eventID", "clientName", "venName", "venID", "resourceName"):
             value = query.get(key)
             if isinstance(value, str):
                 out = [o for o in out if o.get(key) == value]

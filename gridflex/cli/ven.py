@@ -1,8 +1,9 @@
 """`gridflex ven`: GridFlex as an OpenADR 3 VEN of a utility's VTN (docs/openadr.md §7).
 
 `check-config FILE` validates the VEN file, its credentials and the operator token file
-without calling anyone; `run FILE` polls the VTN until SIGTERM/Ctrl-C (`--once`: one poll,
-its counters printed as JSON, exit 1 when the poll failed). A bad file is one line
+without calling anyone; `run FILE` registers the VEN, subscribes (`subscribe: true`) and
+polls the VTN until SIGTERM/Ctrl-C (`--once`: registration and one poll, no subscription,
+the counters printed as JSON, exit 1 when the poll or the registration failed). A bad file is one line
 `file:key: reason` and exit 2.
 """
 
@@ -37,7 +38,7 @@ def _loaded(path: Path, cmd: str) -> tuple[Any, Any, str]:
 async def _serve(cfg: Any, creds: Any, token: str, *, once: bool) -> dict[str, Any]:
     import httpx
 
-    from cloud_controller.openadr.ven import Bridge, DrApiClient, VtnClient
+    from cloud_controller.openadr.ven import DrApiClient, VenService, VtnClient
     from protocols.clock import RealClock
 
     clock = RealClock()
@@ -45,14 +46,13 @@ async def _serve(cfg: Any, creds: Any, token: str, *, once: bool) -> dict[str, A
         httpx.AsyncClient(timeout=cfg.vtn.timeout_s, follow_redirects=False) as vtn_http,
         httpx.AsyncClient(timeout=cfg.dr_api.timeout_s, follow_redirects=False) as dr_http,
     ):
-        bridge = Bridge(
+        service = VenService(
             cfg,
             VtnClient(vtn_http, cfg.vtn.url, creds, clock=clock),
             DrApiClient(dr_http, cfg.dr_api.url, token),
             clock=clock,
         )
-        await bridge.run(once=once)
-        return bridge.status()
+        return await service.run(once=once)
 
 
 def register(app: typer.Typer) -> None:
@@ -82,7 +82,7 @@ def register(app: typer.Typer) -> None:
 
             status = asyncio.run(_serve(cfg, creds, token, once=True))
             typer.echo(json.dumps(status, indent=2))
-            if status["stats"]["poll_errors"]:
+            if status["stats"]["poll_errors"] or status["ven"]["registration_errors"]:
                 raise typer.Exit(1)
             return
         from gridflex.ops.runner import run_until_signal

@@ -2,7 +2,9 @@
 
 `config` (the VEN's YAML and its secrets), `mapping` (pure: event → DR requests or a
 refusal; DR delivery → report), `clients` (the two HTTP parties: the utility's VTN and the
-controller's DR API), `bridge` (the poll loop). The public face the command line uses.
+controller's DR API), `bridge` (the poll loop), `registration` (our VEN object and
+resources), `subscription` and `callback` (the VTN's notifications wake the poll),
+`service` (all of it in one loop). The public face the command line uses.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from cloud_controller.openadr.ven.config import (
     load_ven_config,
 )
 from cloud_controller.openadr.ven.mapping import MappedRequest, Refusal, delivery_report, event_requests
+from cloud_controller.openadr.ven.service import VenService, VenStats
 
 __all__ = [
     "Bridge",
@@ -29,6 +32,8 @@ __all__ = [
     "VenConfig",
     "VenCredentials",
     "VenHttpError",
+    "VenService",
+    "VenStats",
     "VtnClient",
     "delivery_report",
     "event_requests",

@@ -18,7 +18,8 @@ Each poll (`poll_once`):
 
 A failed call (VTN or controller away) is counted and kept in `last_error`; what was not
 done is tried at the next poll — nothing is marked done before its call succeeded. What
-the bridge did is kept in `state_file` (JSON), so a restart neither resubmits nor reposts.
+the bridge did is kept in `state_file` (JSON), so a restart neither resubmits nor reposts;
+the same file keeps the VEN's registration (`ven_state`, written by `service.py`).
 Time is the injected clock's.
 """
 
@@ -94,6 +95,10 @@ class Bridge:
         self.cfg, self.vtn, self.dr, self.clock = cfg, vtn, dr, clock
         self.rules: dict[str, ProgramMap] = {p.program: p for p in cfg.programs}
         self.stats = BridgeStats()
+        #: Mapped programme name → its id on the VTN, as the last poll found them (subscriptions).
+        self.program_ids: dict[str, str] = {}
+        #: The VEN's registration (`registration.py`: ven_id, resource_ids), kept in the state file.
+        self.ven_state: dict[str, Any] = {}
         self.events: dict[str, TrackedEvent] = self._load()
 
     # -- state file -----------------------------------------------------------------
@@ -103,6 +108,7 @@ class Bridge:
         if path is None or not path.exists():
             return {}
         doc = json.loads(path.read_text(encoding="utf-8"))
+        self.ven_state = dict(doc.get("ven", {}))
         return {k: TrackedEvent(**v) for k, v in doc.get("events", {}).items()}
 
     def _save(self) -> None:
@@ -111,7 +117,8 @@ class Bridge:
             return
         tmp = Path(f"{path}.tmp")
         tmp.write_text(
-            json.dumps({"events": {k: asdict(v) for k, v in self.events.items()}}), encoding="utf-8"
+            json.dumps({"ven": self.ven_state, "events": {k: asdict(v) for k, v in self.events.items()}}),
+            encoding="utf-8",
         )
         os.replace(tmp, path)  # atomic: a crash leaves the old state or the new, never half
 
@@ -138,6 +145,7 @@ class Bridge:
     async def _poll(self) -> None:
         programs = {str(p.get("programName")): str(p["id"]) for p in await self.vtn.programs()}
         self.stats.missing_programs = sorted(set(self.rules) - set(programs))
+        self.program_ids = {name: programs[name] for name in self.rules if name in programs}
         for name, rule in self.rules.items():
             program_id = programs.get(name)
             if program_id is None:

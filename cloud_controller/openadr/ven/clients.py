@@ -121,6 +121,30 @@ class VtnClient:
         """PUT /reports/{id}: the same report with more intervals in."""
         return dict(await self._call("PUT", f"/reports/{report_id}", json=report))
 
+    # -- registration and subscriptions (registration.py, subscription.py) ----------
+
+    async def search(self, kind: str, params: dict[str, str]) -> list[dict[str, Any]]:
+        """Every `kind` object (vens, resources, subscriptions) matching the query that we may see."""
+        return await self._all(f"/{kind}", params)
+
+    async def create(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /{kind}; the object as stored (server-set id)."""
+        return dict(await self._call("POST", f"/{kind}", json=body))
+
+    async def update(self, kind: str, object_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """PUT /{kind}/{id}."""
+        return dict(await self._call("PUT", f"/{kind}/{object_id}", json=body))
+
+    async def delete(self, kind: str, object_id: str) -> bool:
+        """DELETE /{kind}/{id}; False when it was gone already (404)."""
+        try:
+            await self._call("DELETE", f"/{kind}/{object_id}")
+        except VenHttpError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
 
 @dataclass(frozen=True)
 class Submitted:

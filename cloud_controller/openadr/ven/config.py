@@ -23,6 +23,11 @@ programs:
     simple_levels_kw: {1: 10, 2: 20, 3: 40}  # SIMPLE level → kW to take off
     import_baseline_kw: {station-1: 120}     # IMPORT_CAPACITY_LIMIT: kW off = baseline − limit
     target_sites: {station-1: [a, b]}        # event target → the sites it may use (else all)
+registration:                                # our VEN object (and resources) on the VTN, at start
+  targets: [station-1]
+  resources: [{resource_name: site-a, targets: [station-1]}]
+subscribe: true                              # a callback server on loopback; the VTN notifies it
+callback: {host: 127.0.0.1, port: 8091}
 ```
 """
 
@@ -52,8 +57,12 @@ from protocols.errors import ConfigError
 from protocols.messages import DRObjective
 
 __all__ = [
+    "Attribute",
+    "CallbackConfig",
     "DrApiConfig",
     "ProgramMap",
+    "RegistrationConfig",
+    "ResourceConfig",
     "VenConfig",
     "VenCredentials",
     "VtnConfig",
@@ -72,6 +81,13 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _is_loopback(host: str) -> bool:
+    loopback = host == "localhost"
+    with contextlib.suppress(ValueError):
+        loopback = loopback or ipaddress.ip_address(host).is_loopback
+    return loopback
+
+
 def _http_url(url: str) -> str:
     """http(s) only; plain http only to a loopback host (credentials and tokens travel on it)."""
     parts = urlsplit(url)
@@ -79,10 +95,7 @@ def _http_url(url: str) -> str:
         raise ValueError(f"an http(s) URL with a host, not {url!r}")
     if parts.scheme == "http":
         host = parts.hostname
-        loopback = host == "localhost"
-        with contextlib.suppress(ValueError):
-            loopback = loopback or ipaddress.ip_address(host).is_loopback
-        if not loopback:
+        if not _is_loopback(host):
             raise ValueError(f"plain http is allowed to a loopback host only, not {host!r}: use https")
     return url.rstrip("/")
 
@@ -129,6 +142,65 @@ class ProgramMap(_Model):
     profile: Literal["openadr", "nlflex"] = "openadr"
 
 
+class Attribute(_Model):
+    """An OpenADR `valuesMap` (a VEN's or a resource's attribute): a type and its values."""
+
+    type: Name
+    values: list[str | int | float | bool] = Field(min_length=1)
+
+
+class ResourceConfig(_Model):
+    """One resource the VEN registers (3.1 `POST /resources`): its name unique per VEN."""
+
+    resource_name: Name
+    attributes: list[Attribute] = Field(default_factory=list)
+    targets: list[Name] = Field(default_factory=list)
+
+
+class RegistrationConfig(_Model):
+    """Our VEN object on the VTN (found by `vtn.ven_name`, else created) and its resources."""
+
+    enabled: bool = True
+    attributes: list[Attribute] = Field(default_factory=list)
+    targets: list[Name] = Field(default_factory=list)
+    resources: list[ResourceConfig] = Field(default_factory=list)
+
+    @field_validator("resources")
+    @classmethod
+    def _unique(cls, resources: list[ResourceConfig]) -> list[ResourceConfig]:
+        names = [r.resource_name for r in resources]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"resource(s) {dup} listed twice")
+        return resources
+
+
+class CallbackConfig(_Model):
+    """Where the VEN listens for the VTN's notifications (`subscribe: true`); loopback only.
+
+    Loopback only because the callback is plain http with a bearer token: a VTN elsewhere
+    reaches it through the deployment's TLS proxy, whose address is `public_url`.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8091, ge=0, le=65535)  # 0: any free port (tests)
+    #: The URL the VTN is given; default `http://{host}:{port}/openadr3/notifications`.
+    public_url: str | None = None
+    max_body_bytes: int = Field(default=1_000_000, ge=1_000, le=16_000_000)
+
+    @field_validator("host")
+    @classmethod
+    def _loopback(cls, host: str) -> str:
+        if not _is_loopback(host):
+            raise ValueError(f"the callback server listens on loopback only, not {host!r}")
+        return host
+
+    @field_validator("public_url")
+    @classmethod
+    def _public(cls, url: str | None) -> str | None:
+        return None if url is None else _http_url(url)
+
+
 class VenConfig(_Model):
     """The whole VEN file."""
 
@@ -138,6 +210,10 @@ class VenConfig(_Model):
     programs: list[ProgramMap] = Field(min_length=1)
     #: Where the bridge keeps what it submitted and reported (JSON), so a restart resubmits nothing.
     state_file: Path | None = None
+    registration: RegistrationConfig = Field(default_factory=RegistrationConfig)
+    #: Subscribe to the VTN's EVENT notifications (a callback server on `callback`); polling stays.
+    subscribe: bool = False
+    callback: CallbackConfig = Field(default_factory=CallbackConfig)
 
     @field_validator("programs")
     @classmethod

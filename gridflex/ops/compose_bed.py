@@ -90,6 +90,8 @@ def missing_tools() -> list[str]:
             missing.append("root (to start dockerd)")
     if compose_command() is None:
         missing.append("docker compose v2 or docker-compose v1.29")
+    if "GRIDFLEX_BASE" not in os.environ and shutil.which("debootstrap") is None:
+        missing.append("debootstrap (or GRIDFLEX_BASE naming a Debian bookworm image the daemon has)")
     return missing
 
 

@@ -18,8 +18,14 @@ APT_PACKAGES := mosquitto mosquitto-clients victoria-metrics influxdb chromium p
 APT_BINARIES := /usr/sbin/mosquitto /usr/bin/mosquitto_sub /usr/bin/victoria-metrics /usr/bin/influxd /usr/bin/chromium /usr/bin/pg_ctlcluster
 
 BUNDLE := dist/bundle
+# The docker compose test bed (`make testbed` only; `make test` needs none of these):
+# Debian's Docker daemon, compose v1.29 (no v2 plugin in Debian), debootstrap for a base
+# image from Debian packages where Docker Hub is not reachable.
+TESTBED_APT := docker.io docker-compose debootstrap
+TESTBED_BINARIES := /usr/sbin/dockerd /usr/bin/docker-compose /usr/sbin/debootstrap
+TESTBED_SITES ?= 3
 
-.PHONY: help setup system-deps venv openadr-venv uftp-venv lint typecheck test test-all bench chaos demo bundle clean
+.PHONY: help setup system-deps testbed-deps venv openadr-venv uftp-venv lint typecheck test test-all bench chaos demo bundle testbed clean
 
 help:
 	@echo "make test   - set up everything, then ruff, mypy and the test suite (unit + integration)"
@@ -28,12 +34,20 @@ help:
 	@echo "make test-all - also the slow tests"
 	@echo "make chaos  - the full chaos run against real processes, ~15 min (see docs/reliability.md)"
 	@echo "make bundle - gridflex's wheel + every locked runtime wheel in $(BUNDLE), for gateways without PyPI"
+	@echo "make testbed - build the images, run the docker compose test bed, check it, tear it down (deploy/README.md)"
 
 system-deps:
 	@missing=""; for f in $(APT_BINARIES); do [ -x "$$f" ] || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing $(APT_PACKAGES) with apt-get"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES); \
+	fi
+
+testbed-deps:
+	@missing=""; for f in $(TESTBED_BINARIES); do [ -x "$$f" ] || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing $(TESTBED_APT) with apt-get"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(TESTBED_APT); \
 	fi
 
 $(UV):
@@ -112,6 +126,11 @@ bundle: $(UV)
 	$(TOOLS)/bin/pip download -q --only-binary=:all: -r $(BUNDLE)/requirements.txt -d $(BUNDLE)
 	@echo "$(BUNDLE): $$(ls $(BUNDLE)/*.whl | wc -l) wheels, $$(du -sh $(BUNDLE) | cut -f1); install with:"
 	@echo "  python3 -m venv /opt/gridflex && /opt/gridflex/bin/pip install --no-index --find-links $(BUNDLE) gridflex"
+
+# Builds the images from a Debian base, brings the bed up on the host's network, checks
+# telemetry stored, commands acked and a broker restart survived, then `down -v`.
+testbed: setup testbed-deps
+	$(PY) -m gridflex.ops.compose_bed --sites $(TESTBED_SITES)
 
 clean:
 	rm -rf $(VENV) $(OA3_VENV) $(UFTP_VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -152,14 +152,47 @@ def deploy_config(
         list[str] | None,
         typer.Option("--broker-name", help="Host name/IP clients dial the broker by (repeatable)."),
     ] = None,
+    listen: Annotated[
+        str,
+        typer.Option(
+            "--listen",
+            help="HOST:PORT of the broker's TLS listener (a host network: 127.0.0.1:PORT).",
+        ),
+    ] = "0.0.0.0:8883",
+    ingest_workers: Annotated[
+        int,
+        typer.Option(
+            "--ingest-workers",
+            min=0,
+            max=64,
+            help="Also an identity for each of N ingest pods (k8s StatefulSet `ingest`: --worker ingest-<i>).",
+        ),
+    ] = 0,
 ) -> None:
     """Write a deployment's Mosquitto TLS config, CA and certificates, signing keys and ACL (deploy/README.md)."""
-    from gridflex.ops.deploy_config import BROKER_NAMES, site_ids, write_deployment
+    from gridflex.ops.deploy_config import (
+        BROKER_NAMES,
+        CONTROLLER_IDENTITIES,
+        ingest_identities,
+        site_ids,
+        write_deployment,
+    )
 
     if auth not in ("certificate", "password"):
         raise typer.BadParameter("must be certificate or password", param_hint="--auth")
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise typer.BadParameter("must be HOST:PORT, e.g. 127.0.0.1:8883", param_hint="--listen")
     ids = site_ids(sites)
-    write_deployment(out, ids, rotate=rotate, auth=auth, broker_names=broker_name or BROKER_NAMES)  # type: ignore[arg-type]
+    write_deployment(
+        out,
+        ids,
+        rotate=rotate,
+        auth=auth,  # type: ignore[arg-type]
+        broker_names=broker_name or BROKER_NAMES,
+        listen=(host, int(port)),
+        controller_identities=(*CONTROLLER_IDENTITIES, *ingest_identities(ingest_workers)),
+    )
     console.print(
         f"wrote broker TLS config, certificates and signing keys for {len(ids)} sites + controller to {out}"
     )

@@ -45,6 +45,8 @@ async def _main(  # noqa: PLR0917
     bacnet: bool,
     duration: float | None,
     poll_s: float,
+    *,
+    start_now: bool = False,
 ) -> None:
     from gridflex.loop.agents import Fleet, FleetOptions
     from protocols.clock import SimClock
@@ -71,7 +73,10 @@ async def _main(  # noqa: PLR0917
         loop.add_signal_handler(sig, stop.set)
     print(f"testbed: starting {sites} buildings + agents (broker {broker_host}:{broker_port})", flush=True)
     async with Fleet(bed_cfg, bed_clock=SimClock(start), out_dir=out, options=options) as fleet:
-        fleet.start(SimClock(start, speed=speed))
+        # `--start now` means when the buildings start running: starting the servers and
+        # agents takes up to a minute on a busy machine, and agents whose clock lags the
+        # controller's wall clock by that reject every command (clock_skew).
+        fleet.start(SimClock(datetime.now(UTC) if start_now else start, speed=speed))
         print(f"testbed: running; manifest {out / 'manifest.json'}", flush=True)
         deadline = None if duration is None else time.monotonic() + duration
         while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
@@ -158,5 +163,6 @@ def register(app: typer.Typer) -> None:
                 bacnet,
                 duration,
                 poll_s,
+                start_now=start == "now",
             )
         )

@@ -14,6 +14,7 @@ any Mosquitto deployment), with mutual TLS and command signing on by default:
     DIR/secrets/signing/<site>.<kid>.key  one HMAC key per site (hex, 0600); the controller holds all
     DIR/secrets/influxdb.token     admin token for InfluxDB 2 (compose passes it as a _FILE; 0644)
     DIR/secrets/influxdb.password  admin password for InfluxDB 2 (0644, see below)
+    DIR/secrets/postgres.password  the controller's PostgreSQL password (`store.password_file`, 0600)
     DIR/sites.txt                  the site ids, one per line
 
 Identities: a site's is its id; each controller worker has its own (`CONTROLLER_IDENTITIES`,
@@ -40,6 +41,7 @@ from protocols.topics import validate_id
 __all__ = [
     "CONTROLLER_IDENTITIES",
     "Deployment",
+    "ingest_identities",
     "mosquitto_conf",
     "render_deployment",
     "site_ids",
@@ -55,9 +57,23 @@ CONTROLLER_IDENTITIES = (
     "gridflex-cloud-a-ingest",
     "gridflex-cloud-b-ingest",
 )
+
+
+def ingest_identities(n: int) -> tuple[str, ...]:
+    """The identities of `n` ingest pods of a StatefulSet `ingest` (`--worker ingest-<i>`, deploy/k8s/)."""
+    return tuple(f"gridflex-cloud-ingest-{i}-ingest" for i in range(n))
+
+
 #: The names the broker is dialled by (compose service, k8s service, the host's loopback).
 BROKER_NAMES = ("mosquitto", "mosquitto.gridflex.svc", "localhost", "127.0.0.1")
 MQTTS_PORT = 8883
+#: Where the broker listens by default: every address of its container (a bridge network).
+#: On a host network (deploy/docker-compose.host.yml) pass ("127.0.0.1", port) instead.
+LISTEN = ("0.0.0.0", MQTTS_PORT)
+#: Shared secrets generated beside the certificates: name -> world-readable (0644) or not (0600).
+#: InfluxDB's entrypoint runs as its own user, so its files are 0644; our Postgres image
+#: (deploy/postgres.Dockerfile) runs as uid 1883 like the controller, so its password is 0600.
+EXTRA_SECRETS = {"influxdb.token": True, "influxdb.password": True, "postgres.password": False}
 Auth = Literal["certificate", "password"]
 
 
@@ -193,6 +209,7 @@ def render_deployment(
     controller_identities: Sequence[str] = CONTROLLER_IDENTITIES,
     passwords: dict[str, str] | None = None,
     existing: _Existing | None = None,
+    listen: tuple[str, int] = LISTEN,
 ) -> Deployment:
     """Render every file for `sites`; what `existing` holds is reused, the rest generated."""
     for site in sites:
@@ -221,11 +238,11 @@ def render_deployment(
         else:
             pw[ident] = known.get(ident) or secrets.token_urlsafe(18)
             out.put(f"secrets/{ident}.pw", (pw[ident] + "\n").encode(), secret=True)
-    for extra in ("influxdb.token", "influxdb.password"):
+    for extra in EXTRA_SECRETS:
         pw[extra] = known.get(extra) or secrets.token_urlsafe(32)
         out.put(f"secrets/{extra}", (pw[extra] + "\n").encode(), secret=True)
     signing = _signing_keys(out, sites)
-    out.files["mosquitto/mosquitto.conf"] = mosquitto_conf(auth=auth).encode()
+    out.files["mosquitto/mosquitto.conf"] = mosquitto_conf(auth=auth, host=listen[0], port=listen[1]).encode()
     out.files["mosquitto/acl"] = site_acl(cloud_users=controller_identities).encode()
     if auth == "password":
         lines = [mosquitto_password_line(u, pw[u]) for u in identities]
@@ -248,7 +265,7 @@ def _existing(out: Path) -> _Existing:
                 continue
             rel = f"{sub}/{path.name}"
             data = path.read_bytes()
-            if path.suffix == ".pw" or path.name.startswith("influxdb."):
+            if path.suffix == ".pw" or path.name in EXTRA_SECRETS:
                 if data.strip():
                     found.secrets[path.name.removesuffix(".pw")] = data.decode().strip()
             elif data.strip() and (sub == "secrets/signing" or found.ca is not None):
@@ -264,17 +281,21 @@ def write_deployment(
     rotate: bool = False,
     auth: Auth = "certificate",
     broker_names: Sequence[str] = BROKER_NAMES,
+    listen: tuple[str, int] = LISTEN,
+    controller_identities: Sequence[str] = CONTROLLER_IDENTITIES,
 ) -> Deployment:
     """Write the rendered files under `out` (secrets 0600, readable by the containers' user)."""
     deployment = render_deployment(
         sites,
         auth=auth,
         broker_names=broker_names,
+        controller_identities=controller_identities,
         existing=None if rotate else _existing(out),
+        listen=listen,
     )
     for rel, data in deployment.files.items():
         path = out / rel
-        if rel.startswith("secrets/influxdb."):
+        if EXTRA_SECRETS.get(rel.removeprefix("secrets/"), False):
             # Read by the influxdb image's entrypoint, which runs as another user than ours;
             # the volume is mounted only by this deployment's own containers.
             write_pem(path, data, private=False)

@@ -68,12 +68,46 @@ def _our_services(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_compose_parses_and_has_the_test_bed_services() -> None:
     services = _compose()["services"]
-    assert {"init", "mosquitto", "influxdb", "controller", "testbed"} <= set(services)
+    assert set(services) == {"init", "mosquitto", "postgres", "testbed", "dispatcher", "ingest-a", "ingest-b"}
     assert services["mosquitto"]["depends_on"]["init"]["condition"] == "service_completed_successfully"
+    assert "name" not in _compose()  # compose v1.29 rejects a top-level name
+    for role in ("dispatcher", "ingest-a", "ingest-b"):
+        assert services[role]["depends_on"]["postgres"]["condition"] == "service_healthy", role
+    # every image is built here from one base (no registry pull needed)
+    for name, svc in services.items():
+        assert svc["build"]["args"]["BASE"] == "${GRIDFLEX_BASE:-python:3.11-slim-bookworm}", name
+
+
+def test_host_override_puts_every_service_on_the_loopback_with_its_own_ports() -> None:
+    """docker-compose.host.yml (a daemon without a bridge): host network, 127.0.0.1, ports that agree."""
+    from cloud_controller.config import load_cloud_config
+
+    base = _compose()["services"]
+    host = yaml.safe_load((DEPLOY / "docker-compose.host.yml").read_text())["services"]
+    assert set(host) == set(base)
+    for name, svc in host.items():
+        assert svc["network_mode"] == "host" and svc["build"] == {"network": "host"}, name
+    cfg = load_cloud_config(DEPLOY / "cloud.host.yaml")
+    init = host["init"]["command"]
+    assert init[init.index("--listen") + 1] == f"127.0.0.1:{cfg.broker.port}"
+    bed = host["testbed"]["command"]
+    assert bed[bed.index("--broker-port") + 1] == str(cfg.broker.port)
+    assert bed[bed.index("--broker-host") + 1] == "localhost" and cfg.broker.host == "localhost"
+    assert cfg.api.host == "127.0.0.1" and cfg.store.dsn is not None and "host=127.0.0.1" in cfg.store.dsn
+    assert f"port={host['postgres']['environment']['GRIDFLEX_PG_PORT']}" in cfg.store.dsn
+    assert host["postgres"]["environment"]["GRIDFLEX_PG_LISTEN"] == "127.0.0.1"
+    for name in ("dispatcher", "ingest-a", "ingest-b"):
+        argv = host[name]["command"]
+        assert argv[argv.index("--config") + 1] == "/etc/gridflex/cloud.host.yaml", name
+        _assert_real_invocation([str(a) for a in argv])
+    conf = render_deployment(site_ids(1), listen=("127.0.0.1", cfg.broker.port)).text(
+        "mosquitto/mosquitto.conf"
+    )
+    assert f"listener {cfg.broker.port} 127.0.0.1" in conf.splitlines()
 
 
 def test_every_build_context_and_copied_file_exists() -> None:
-    for svc in _our_services(_compose()).values():
+    for svc in _compose()["services"].values():
         build = svc["build"]
         context = (DEPLOY / build["context"]).resolve()
         dockerfile = context / build["dockerfile"]
@@ -104,13 +138,14 @@ def test_k8s_manifests_parse_and_run_real_subcommands() -> None:
     for path in manifests:
         for doc in yaml.safe_load_all(path.read_text()):
             assert isinstance(doc, dict) and "kind" in doc and "apiVersion" in doc, path
-            if doc["kind"] != "Deployment":
+            if doc["kind"] not in ("Deployment", "StatefulSet"):
                 continue
             for container in doc["spec"]["template"]["spec"]["containers"]:
-                if container["image"].startswith("gridflex"):
+                # the gridflex image's entrypoint is `gridflex` unless `command` replaces it (dask)
+                if container["image"] == OUR_IMAGE and "command" not in container:
                     _assert_real_invocation([str(a) for a in container["args"]])
                     containers += 1
-    assert containers >= 1, "expected the controller"
+    assert containers >= 2, "expected the dispatcher and the ingest workers"
 
 
 def test_k8s_files_apply_in_name_order_each_object_after_what_it_refers_to() -> None:
@@ -220,7 +255,10 @@ def test_compose_and_k8s_controller_configs_run_mutual_tls_and_signing(tmp_path:
         assert broker.tls.cert_file.name == "gridflex-cloud-dispatch.crt", path
         assert broker.tls.cert_file.name.removesuffix(".crt") in CONTROLLER_IDENTITIES
     services = _compose()["services"]
-    assert services["mosquitto"]["ports"] == ["127.0.0.1:8883:8883"]
+    published = yaml.safe_load((DEPLOY / "docker-compose.override.yml").read_text())["services"]
+    assert published["mosquitto"]["ports"] == ["127.0.0.1:8883:8883"]  # the bridge network's override
+    assert published["dispatcher"]["ports"] == ["127.0.0.1:8080:8080"]
+    assert all("ports" not in svc for svc in services.values())  # compose v1 refuses them on a host network
     argv = services["testbed"]["command"]
     assert argv[argv.index("--broker-port") + 1] == "8883"
     assert "listener 8883 0.0.0.0" in render_deployment(site_ids(1)).text("mosquitto/mosquitto.conf")

@@ -10,9 +10,10 @@ the array read, through `store_metering` (one order's baseline and actual) and t
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from functools import cache
 from datetime import UTC, date, datetime, timedelta
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -88,10 +89,10 @@ def _old_means(
     return [isp_means(store.read_series(s, P.asset, P.point, start, end)) for s in sites]
 
 
-def _close(a: object, b: object, store: Store) -> bool:
+def _close(a: Any, b: Any, store: Store) -> bool:
     """SQLite sums in the per-sample path's order (equal floats); PostgreSQL's avg may round in its own."""
     if isinstance(store, SqliteStore):
-        return bool(np.array_equal(a, b, equal_nan=True))
+        return bool(np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True))
     return bool(np.allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=0.0, equal_nan=True))
 
 

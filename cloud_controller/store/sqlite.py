@@ -24,6 +24,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -229,8 +230,8 @@ class SqliteStore:
                 rows = self._db.execute(
                     sql, (start_s, step_s, site, point.asset, point.point, end_s)
                 ).fetchall()
-            if rows:
-                got = np.array(rows, dtype=np.float64)
+            if rows:  # fromiter over the flattened rows: cheaper than np.array's shape discovery
+                got = np.fromiter(chain.from_iterable(rows), np.float64, 2 * len(rows)).reshape(-1, 2)
                 out[i] = bucket_means(got[:, 0], got[:, 1], n)
         return out
 

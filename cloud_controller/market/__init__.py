@@ -14,7 +14,7 @@ from cloud_controller.market.clearing import (
     clear,
     headroom_at_risk,
 )
-from cloud_controller.market.metering import metered
+from cloud_controller.market.metering import metered, metered_month_kw
 from cloud_controller.market.products import (
     DEFAULT_GATE_CLOSURE_S,
     ISP_S,
@@ -58,6 +58,7 @@ __all__ = [
     "headroom_at_risk",
     "isp_means",
     "metered",
+    "metered_month_kw",
     "nodes_baseline",
     "settle",
     "settle_month",

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from cloud_controller.store.buckets import FloatArray
 from cloud_controller.store.sqlite import LeaseState, WriteResult
 from protocols.assets import PointKey
 from protocols.errors import GridflexError
@@ -67,6 +68,16 @@ class Store(Protocol):
         self, site: str, asset: str, point: str, start: datetime, end: datetime
     ) -> list[tuple[datetime, float]]:
         """Good, non-null values of one point in [start, end), oldest first."""
+        ...
+
+    def read_bucket_means(
+        self, sites: Sequence[str], point: PointKey, start: datetime, end: datetime, step_s: float
+    ) -> FloatArray:
+        """(len(sites), buckets) mean of one point's good, non-null values per bucket, NaN where none.
+
+        Bucket k is [start + k * step_s, start + (k + 1) * step_s) up to `end`
+        (`store/buckets.py`): the settlement's ISP means of a fleet-month in one array.
+        """
         ...
 
     def read_history(

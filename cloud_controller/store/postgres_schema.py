@@ -17,6 +17,7 @@ from cloud_controller.store.base import StoreError
 
 __all__ = [
     "ACQUIRE_LEASE",
+    "BUCKET_MEANS",
     "CLAIM_PERIOD",
     "INSERT_SAMPLES",
     "LOCK_CLASS",
@@ -241,4 +242,15 @@ ON CONFLICT (name) DO UPDATE SET
     holder = excluded.holder, expires_at = excluded.expires_at
 WHERE l.holder = excluded.holder OR l.expires_at <= %(now)s
 RETURNING token
+"""
+#: `PostgresStore.read_bucket_means`: per site (its 1-based position in the list) and bucket, the mean.
+#: The bucket is the exact (numeric) epoch offset from start over the step, floored.
+BUCKET_MEANS = """
+SELECT s.i, floor(extract(epoch FROM x.ts - %(start)s::timestamptz) / %(step)s::numeric)::bigint AS b,
+       avg(x.value)
+FROM unnest(%(sites)s::text[]) WITH ORDINALITY AS s(site, i)
+JOIN samples x ON x.site = s.site
+WHERE x.asset = %(asset)s AND x.point = %(point)s AND x.ts >= %(start)s AND x.ts < %(end)s
+  AND x.value IS NOT NULL AND x.quality = 'good'
+GROUP BY s.i, b
 """

@@ -11,6 +11,10 @@ Several ingest workers may share one file (MQTT `$share` splits a site's batches
 them): each write takes SQLite's write lock (`BEGIN IMMEDIATE`) and advances the
 watermark from the value in the file, not from a per-process copy, so the workers
 agree on it.
+
+The series index covers the values (`samples_series_cover`: site, asset, point, ts,
+quality, value), so `read_series` and `read_bucket_means` read the index alone; a file
+made before it gets it built (and the narrower `samples_series` dropped) once when opened.
 """
 
 from __future__ import annotations
@@ -20,8 +24,12 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
 
+import numpy as np
+
+from cloud_controller.store.buckets import FloatArray, bucket_count, bucket_means
 from protocols.assets import PointKey
 from protocols.messages import Ack, Event, Sample
 
@@ -33,7 +41,9 @@ CREATE TABLE IF NOT EXISTS samples (
     ts REAL NOT NULL, value REAL, unit TEXT NOT NULL, quality TEXT NOT NULL,
     PRIMARY KEY (site, seq)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS samples_series ON samples (site, asset, point, ts);
+-- covering (quality, value in the index): a series or bucket read never visits the table
+CREATE INDEX IF NOT EXISTS samples_series_cover ON samples (site, asset, point, ts, quality, value);
+DROP INDEX IF EXISTS samples_series;
 CREATE TABLE IF NOT EXISTS watermark (site TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS latest (
     site TEXT NOT NULL, asset TEXT NOT NULL, point TEXT NOT NULL, ts REAL NOT NULL, value REAL NOT NULL,
@@ -196,6 +206,34 @@ class SqliteStore:
                 (site, asset, point, start.timestamp(), end.timestamp()),
             ).fetchall()
         return [(datetime.fromtimestamp(ts, UTC), float(v)) for ts, v in rows]
+
+    def read_bucket_means(
+        self, sites: Sequence[str], point: PointKey, start: datetime, end: datetime, step_s: float
+    ) -> FloatArray:
+        """(sites x buckets) mean of the good, non-null values per bucket of `step_s` from `start`, NaN if none.
+
+        SQLite computes each sample's bucket from `ts`; the means are a numpy bincount over
+        the rows in index order. Not `GROUP BY`: for an expression SQLite sorts every row
+        through a temporary b-tree, which costs more than the whole read does this way
+        (docs/benchmarks.md, settlement). One query per site, each under the lock, so ingest can
+        interleave with a fleet-wide read.
+        """
+        n = bucket_count(start, end, step_s)
+        out = np.full((len(sites), n), np.nan)
+        sql = (
+            "SELECT CAST((ts - ?1) / ?2 AS INTEGER), value FROM samples WHERE site = ?3 AND asset = ?4 "
+            "AND point = ?5 AND ts >= ?1 AND ts < ?6 AND value IS NOT NULL AND quality = 'good' ORDER BY ts"
+        )
+        start_s, end_s = start.timestamp(), end.timestamp()
+        for i, site in enumerate(sites):
+            with self._lock:
+                rows = self._db.execute(
+                    sql, (start_s, step_s, site, point.asset, point.point, end_s)
+                ).fetchall()
+            if rows:  # fromiter over the flattened rows: cheaper than np.array's shape discovery
+                got = np.fromiter(chain.from_iterable(rows), np.float64, 2 * len(rows)).reshape(-1, 2)
+                out[i] = bucket_means(got[:, 0], got[:, 1], n)
+        return out
 
     def read_history(
         self,

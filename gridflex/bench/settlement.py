@@ -11,13 +11,18 @@ The case (seeded): S sites metered per ISP over 51 days (21 days of history and 
 - **per-order path** (`settlement.nodes_baseline` + `settle`, dicts per order, what
   `Book.settle_due` runs per order today) on the first few sites, scaled to S.
 
-- **store read**: the meter data of the first few sites written to a fresh SQLite store
-  (one sample per ISP, 51 days) and read back as `store_metering` does (`read_series`,
-  ISP means) into the arrays, scaled to S.
+- **store, old path**: the meter data written to a fresh SQLite store (one sample per ISP,
+  51 days), the first few sites read back as `store_metering` did before issue 21's array
+  read (`read_series` per site, ISP means) into the arrays, scaled to S;
+- **store, new path**: all sites (or `array_sites`) read from the same file at once with
+  `metering.metered_month_kw` (`Store.read_bucket_means`), then `settle_month` on what it
+  gave: the settlement of a month from the store; its net is checked equal to the net
+  settled from the in-memory arrays.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import tempfile
 import time
 from dataclasses import dataclass
@@ -28,9 +33,8 @@ from typing import Any
 import numpy as np
 
 from cloud_controller import SqliteStore
-from cloud_controller.market import Order, isp_means, nodes_baseline, settle, settle_month
+from cloud_controller.market import Order, isp_means, metered_month_kw, nodes_baseline, settle, settle_month
 from protocols.assets import Points
-from protocols.messages import Sample
 
 __all__ = ["SettlementFigures", "settlement_case", "settlement_figures"]
 
@@ -54,12 +58,28 @@ class SettlementFigures:
     net_eur_per_order_sample: float
     net_eur_batch_sample: float
     store_sites: int
-    store_read_s: float  # for store_sites
+    store_read_s: float  # old path (read_series + ISP means), for store_sites
+    store_read_cpu_s: float  # the same, CPU seconds of this process
+    array_sites: int
+    array_read_s: float  # new path (read_bucket_means via metered_month_kw), for array_sites
+    array_read_cpu_s: float  # the same, CPU seconds of this process
+    array_settle_s: float  # settle_month on the array read's result, array_sites
+    net_eur_from_store: float  # net of the array_sites settled from the store
+    net_eur_array_sample: float  # the same sites settled from the in-memory arrays
+
+    @property
+    def from_store_scaled_s(self) -> float:
+        """Array read + settle_month from the store, scaled to all sites (1 when array_sites = sites)."""
+        return (self.array_read_s + self.array_settle_s) * self.sites / max(1, self.array_sites)
 
     @property
     def store_read_scaled_s(self) -> float:
-        """The store read scaled to all sites."""
+        """The old store read scaled to all sites."""
         return self.store_read_s * self.sites / max(1, self.store_sites)
+
+    def scaled(self, seconds: float, measured_sites: int) -> float:
+        """`seconds` measured on `measured_sites` sites, scaled to all sites."""
+        return seconds * self.sites / max(1, measured_sites)
 
     @property
     def per_order_scaled_s(self) -> float:
@@ -113,44 +133,83 @@ def _per_order(metered: Any, days: list[date], ordered: Any, price: Any, sites: 
     return net
 
 
-def _store_read(metered: Any, days: list[date], sites: int) -> float:
-    """Write `sites` sites' meter power to a fresh SQLite store, then time reading it back into arrays."""
+def _write_store(path: Path, metered: Any, days: list[date], sites: int) -> datetime:
+    """Write `sites` sites' meter power to a SQLite store at `path`, one good sample 5 min into each ISP.
+
+    Setup, untimed: the store makes its schema, then the rows go into its `samples` table
+    in bulk with sqlite3, a site per transaction (through `write_samples` a month of 1,000
+    sites takes minutes on a shared machine; what is timed is only the reads).
+    Returns the first day's start.
+    """
+    SqliteStore(path).close()
+    t0 = datetime(days[0].year, days[0].month, days[0].day, tzinfo=UTC)
+    n = len(days) * N_ISP
+    ts = (t0.timestamp() + 900.0 * np.arange(n) + 300.0).tolist()
+    seqs = list(range(n))
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        for s in range(sites):
+            site, asset, point = f"s{s}", Points.METER_P_KW.asset, Points.METER_P_KW.point
+            values = metered[s].reshape(n).tolist()
+            db.execute("BEGIN")
+            db.executemany(
+                "INSERT INTO samples (site, seq, asset, point, ts, value, unit, quality) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'kW', 'good')",
+                ((site, q, asset, point, t, v) for q, t, v in zip(seqs, ts, values, strict=True)),
+            )
+            db.execute("COMMIT")
+    finally:
+        db.close()
+    return t0
+
+
+def _per_sample_read(store: SqliteStore, t0: datetime, n_days: int, sites: int) -> tuple[float, float, Any]:
+    """The old path, timed (wall and CPU s): `read_series` per site, then ISP means (`store_metering` before)."""
+    end = t0 + timedelta(days=n_days)
+    out = np.empty((sites, n_days, N_ISP))
+    start, cpu = time.perf_counter(), time.process_time()
+    for s in range(sites):
+        means = isp_means(
+            store.read_series(f"s{s}", Points.METER_P_KW.asset, Points.METER_P_KW.point, t0, end)
+        )
+        out[s] = np.fromiter(means.values(), float, len(means)).reshape(n_days, N_ISP)
+    return time.perf_counter() - start, time.process_time() - cpu, out
+
+
+@dataclass(frozen=True)
+class _StoreFigures:
+    per_sample_read_s: float  # for store_sites
+    per_sample_read_cpu_s: float  # CPU seconds of this process
+    array_read_s: float  # for array_sites
+    array_read_cpu_s: float
+    array_settle_s: float  # settle_month on what the array read gave
+    net_eur: float  # of the month settled from the store
+
+
+def _from_store(
+    metered: Any, days: list[date], ordered: Any, price: Any, store_sites: int, array_sites: int
+) -> _StoreFigures:
+    """One fresh SQLite file with `array_sites` sites: the old read on the first `store_sites`, the new on all."""
     with tempfile.TemporaryDirectory() as tmp:
+        t0 = _write_store(Path(tmp) / "s.sqlite", metered, days, array_sites)
         store = SqliteStore(Path(tmp) / "s.sqlite")
         try:
-            t0 = datetime(days[0].year, days[0].month, days[0].day, tzinfo=UTC)
-            for s in range(sites):
-                samples = [
-                    Sample(
-                        seq=j * N_ISP + k,
-                        asset=Points.METER_P_KW.asset,
-                        point=Points.METER_P_KW.point,
-                        value=float(metered[s, j, k]),
-                        unit="kW",
-                        ts=t0 + timedelta(days=j, minutes=15 * k + 5),
-                    )
-                    for j in range(len(days))
-                    for k in range(N_ISP)
-                ]
-                store.write_samples(f"s{s}", samples)
-            end = t0 + timedelta(days=len(days))
-            out = np.empty((sites, len(days), N_ISP))
-            start = time.perf_counter()
-            for s in range(sites):
-                means = isp_means(
-                    store.read_series(f"s{s}", Points.METER_P_KW.asset, Points.METER_P_KW.point, t0, end)
-                )
-                out[s] = np.fromiter(means.values(), float, len(means)).reshape(len(days), N_ISP)
-            took = time.perf_counter() - start
+            old_s, old_cpu_s, old = _per_sample_read(store, t0, len(days), store_sites)
+            start, cpu = time.perf_counter(), time.process_time()
+            new = metered_month_kw(store, [f"s{s}" for s in range(array_sites)], days[0], len(days))
+            new_s, new_cpu_s = time.perf_counter() - start, time.process_time() - cpu
         finally:
             store.close()
-    if not np.allclose(out, metered[:sites]):
+    if not (np.allclose(old, metered[:store_sites]) and np.allclose(new, metered[:array_sites])):
         raise AssertionError("the store gave back other values than written")
-    return took
+    start = time.perf_counter()
+    got = settle_month(new, days, HISTORY_DAYS, ordered[:array_sites], price[:array_sites])
+    settle_s = time.perf_counter() - start
+    return _StoreFigures(old_s, old_cpu_s, new_s, new_cpu_s, settle_s, float(got.net_eur.sum()))
 
 
 def settlement_figures(
-    sites: int = 1000, *, per_order_sites: int = 5, store_sites: int = 10
+    sites: int = 1000, *, per_order_sites: int = 5, store_sites: int = 10, array_sites: int | None = None
 ) -> SettlementFigures:
     """Time the three ways on one seeded case."""
     metered, days, ordered, price = settlement_case(sites)
@@ -164,8 +223,9 @@ def settlement_figures(
     t0 = time.perf_counter()
     sample_net = _per_order(metered, days, ordered, price, n)
     per_order_s = time.perf_counter() - t0
-    n_store = min(store_sites, sites)
-    store_read_s = _store_read(metered, days, n_store)
+    n_array = sites if array_sites is None else max(1, min(array_sites, sites))
+    n_store = min(store_sites, n_array)
+    st = _from_store(metered, days, ordered, price, n_store, n_array)
     return SettlementFigures(
         sites=sites,
         orders=int((ordered > 0).any(axis=2).sum()),
@@ -177,5 +237,12 @@ def settlement_figures(
         net_eur_per_order_sample=sample_net,
         net_eur_batch_sample=float(got.net_eur[:n].sum()),
         store_sites=n_store,
-        store_read_s=store_read_s,
+        store_read_s=st.per_sample_read_s,
+        store_read_cpu_s=st.per_sample_read_cpu_s,
+        array_sites=n_array,
+        array_read_s=st.array_read_s,
+        array_read_cpu_s=st.array_read_cpu_s,
+        array_settle_s=st.array_settle_s,
+        net_eur_from_store=st.net_eur,
+        net_eur_array_sample=float(got.net_eur[:n_array].sum()),
     )

@@ -31,7 +31,7 @@ from scipy import sparse
 from cloud_controller.dr.inputs import IntArray, MilpInputs, needs_binary, source_costs, unmet_cost
 from cloud_controller.dr.problem import FloatArray
 
-__all__ = ["MilpIndex", "build_milp"]
+__all__ = ["MilpIndex", "build_milp", "crash_basis"]
 
 INF = highspy.kHighsInf
 
@@ -44,6 +44,10 @@ class MilpIndex:
     dn: IntArray  # (R, T)
     unmet: IntArray  # (T,)
     z: IntArray  # the exclusivity binaries' columns (cells: `needs_binary`)
+    step_rows: IntArray  # (T,) the request's rows: their duals are the step prices
+    chain_cols: IntArray  # SOC, zone, partial-sum and unmet columns, each paired with ...
+    chain_rows: IntArray  # ... the equality row that defines it (`crash_basis`)
+    integer: IntArray  # every binary's column
     n_cols: int
     n_rows: int
     n_integer: int
@@ -64,6 +68,13 @@ class _Builder:
         self.r: list[IntArray] = []
         self.c: list[IntArray] = []
         self.v: list[FloatArray] = []
+        self.chain_c: list[IntArray] = []
+        self.chain_r: list[IntArray] = []
+
+    def chain(self, cols: IntArray, rows: IntArray) -> None:
+        """Pair each column with the equality row that defines it (a triangular basis, `crash_basis`)."""
+        self.chain_c.append(cols.ravel())
+        self.chain_r.append(rows.ravel())
 
     def cols(
         self, shape: tuple[int, ...], lo: Any, hi: Any, cost: Any = 0.0, *, integer: bool = False
@@ -133,7 +144,7 @@ def build_milp(x: MilpInputs, h: Any) -> MilpIndex:
     _batteries(b, x, up, dn)
     _zones(b, x, up, dn)
     # each step: s_t · Σ (up − dn) + unmet = |target|
-    _step_rows(b, x, up, dn, unmet)
+    step_rows = _step_rows(b, x, up, dn, unmet)
     _sites_and_feeders(b, x, up, dn)
     _objective_columns(b, x, unmet)
     b.pass_to(h)
@@ -142,6 +153,10 @@ def build_milp(x: MilpInputs, h: Any) -> MilpIndex:
         dn=dn,
         unmet=unmet,
         z=z,
+        step_rows=step_rows,
+        chain_cols=np.concatenate(b.chain_c),
+        chain_rows=np.concatenate(b.chain_r),
+        integer=np.flatnonzero(np.concatenate(b.integer)).astype(np.int64),
         n_cols=b.n_cols,
         n_rows=b.n_rows,
         n_integer=int(sum(int(i.sum()) for i in b.integer)),
@@ -151,7 +166,7 @@ def build_milp(x: MilpInputs, h: Any) -> MilpIndex:
 GROUP = 32  # sources per partial sum: keeps every row short (see `_step_rows`)
 
 
-def _step_rows(b: _Builder, x: MilpInputs, up: IntArray, dn: IntArray, unmet: IntArray) -> None:
+def _step_rows(b: _Builder, x: MilpInputs, up: IntArray, dn: IntArray, unmet: IntArray) -> IntArray:
     """s_t · Σ_r (up − dn) + unmet_t = |target_t|, summed through a tree of partial sums.
 
     One row over every source would hold thousands of entries; HiGHS's presolve and simplex
@@ -172,6 +187,7 @@ def _step_rows(b: _Builder, x: MilpInputs, up: IntArray, dn: IntArray, unmet: In
         g = b.cols((n_groups, n_t), -INF, INF)
         r = b.rows((n_groups, n_t), 0.0, 0.0)  # g = Σ members of the group
         b.coef(r, g, -1.0)
+        b.chain(g, r)
         for cols, coef in level_cols:
             grp = np.arange(cols.shape[0]) // GROUP
             b.coef(r[grp], cols, coef)
@@ -181,6 +197,8 @@ def _step_rows(b: _Builder, x: MilpInputs, up: IntArray, dn: IntArray, unmet: In
     for cols, coef in level_cols:
         b.coef(np.broadcast_to(r_step[None, :], cols.shape), cols, coef)
     b.coef(r_step, unmet, 1.0)
+    b.chain(unmet, r_step)
+    return r_step
 
 
 def _exclusivity(b: _Builder, x: MilpInputs, up: IntArray, dn: IntArray) -> IntArray:
@@ -223,6 +241,7 @@ def _batteries(b: _Builder, x: MilpInputs, up: IntArray, dn: IntArray) -> None:
     rhs[:, 0] = x.bat_e0
     r = b.rows((nb, n_t), rhs, rhs)  # e_t − e_{t−1} − η_e Δt up + Δt/η_c dn = (E0 at t = 0)
     b.coef(r, e, 1.0)
+    b.chain(e, r)
     if n_t > 1:
         b.coef(r[:, 1:], e[:, :-1], -1.0)
     b.coef(r, up[x.bat_rows], -(x.bat_eta_c * dt)[:, None])
@@ -237,6 +256,7 @@ def _zones(b: _Builder, x: MilpInputs, up: IntArray, dn: IntArray) -> None:
     d_t = b.cols((nh, n_t), x.hp_lo, x.hp_hi)
     r = b.rows((nh, n_t), 0.0, 0.0)  # ΔT_t − a ΔT_{t−1} − gain_t (up − dn) = 0
     b.coef(r, d_t, 1.0)
+    b.chain(d_t, r)
     if n_t > 1:
         b.coef(r[:, 1:], d_t[:, :-1], -x.hp_decay[:, None])
     b.coef(r, up[x.hp_rows], -x.hp_gain)
@@ -276,3 +296,25 @@ def _objective_columns(b: _Builder, x: MilpInputs, unmet: IntArray) -> None:
         b.coef(r, peak[0], 1.0)
         b.coef(r, unmet, 1.0)
         b.coef(r, w, big_m)
+
+
+def crash_basis(ix: MilpIndex) -> Any:
+    """A starting basis: every SOC, zone, partial-sum and unmet column basic in its own row.
+
+    Those columns with their defining rows form a triangular, hence nonsingular, basis
+    matrix; every other column sits at its lower bound (0) and every other row's slack is
+    basic. It is the "nothing activated" point (SOC at its start, the zone on its baseline,
+    all of the request unmet), primal feasible for a selection without objective columns.
+    The dual simplex from here skips the pivots that a slack basis spends putting the
+    chains' columns into the basis (200 buildings × 96 steps: 30,669 iterations instead of
+    70,832, measured with the benchmark's portfolio).
+    """
+    col = np.full(ix.n_cols, highspy.HighsBasisStatus.kLower)
+    row = np.full(ix.n_rows, highspy.HighsBasisStatus.kBasic)
+    col[ix.chain_cols] = highspy.HighsBasisStatus.kBasic
+    row[ix.chain_rows] = highspy.HighsBasisStatus.kLower
+    basis = highspy.HighsBasis()
+    basis.col_status = list(col)
+    basis.row_status = list(row)
+    basis.valid = True
+    return basis

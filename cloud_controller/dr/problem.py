@@ -158,7 +158,7 @@ class Selection:
     build_s: float
     solve_s: float
     builder: str
-    route: str = "milp"  # `lp` (no binaries), `lp-certified` (relaxation integral) or `milp`
+    route: str = "milp"  # `lp`, `lp-certified`, `milp` or `blocks-certified` (docs/dr.md §3)
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property

@@ -186,6 +186,9 @@ def register(app: typer.Typer, console: Console, figures_table: Callable[[str], 
             str, typer.Option(help="flexibility, financial, bid_length, power_peak, min_cost")
         ] = "min_cost",
         pyomo_anchor: Annotated[bool, typer.Option(help="also build the shortest case with pyomo")] = True,
+        whole_anchor: Annotated[
+            bool, typer.Option(help="also solve the whole LP where blocks of sites answered")
+        ] = True,
         time_limit_s: Annotated[float, typer.Option(help="HiGHS time limit per case")] = 120.0,
     ) -> None:
         """DR selection MILP (sources x steps, HiGHS): build and solve seconds, pyomo vs numpy build."""
@@ -201,5 +204,6 @@ def register(app: typer.Typer, console: Console, figures_table: Callable[[str], 
             pyomo_anchor=pyomo_anchor,
             objective=chosen,
             time_limit_s=time_limit_s,
+            whole_anchor=whole_anchor,
         )
         print(format_figures(figures))

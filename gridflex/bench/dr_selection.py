@@ -6,6 +6,9 @@ AHU fan and PV, each made into a source by `cloud_controller.dr.sources` from it
 share of what it could give, so the batteries' energy and the zones' comfort bands bind.
 Figures: build and solve seconds of the numpy builder, and for the 8-step case the pyomo
 builder as the anchor measured in the same run (the ratio says what the numpy builder buys).
+Where the selection answers by blocks of sites (`cloud_controller.dr.blocks`, the 96-step
+day), the whole LP (`decompose="never"`, the path before the blocks) is the anchor in the
+same run, and the table says both objectives and unmet kWh so the two answers can be compared.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from cloud_controller.dr import (
 from flexmodels import BatteryFlexState, FanZone, RcZone
 
 Builder = Literal["matrix", "pyomo"]
+Decompose = Literal["auto", "never", "always"]
 
 __all__ = ["DrBenchFigure", "bench_case", "format_figures", "portfolio", "run_dr_selection_bench"]
 
@@ -54,6 +58,7 @@ class DrBenchFigure:
     solve_s: float
     cpu_s: float  # process CPU seconds of build + solve (all threads): less sensitive to a loaded machine
     note: str = ""
+    objective_value: float = float("nan")
 
     @property
     def total_s(self) -> float:
@@ -132,6 +137,7 @@ def bench_case(
     share: float = 0.5,
     objective: Objective = "min_cost",
     time_limit_s: float = 120.0,
+    decompose: Decompose = "auto",
 ) -> tuple[DrBenchFigure, Selection | None]:
     """One size: build the portfolio, ask for `share` of its reduce potential per step, select."""
     t0 = time.perf_counter()
@@ -144,7 +150,9 @@ def bench_case(
         loss_price_eur_per_kwh=0.3,
     )
     inputs_s = time.perf_counter() - t0
-    options = SelectionOptions(builder=builder, mip_rel_gap=1e-4, time_limit_s=time_limit_s)
+    options = SelectionOptions(
+        builder=builder, mip_rel_gap=1e-4, time_limit_s=time_limit_s, decompose=decompose
+    )
     cpu0 = time.process_time()
     t_sel = time.perf_counter()
     try:
@@ -167,6 +175,8 @@ def bench_case(
         build_s=sel.build_s,
         solve_s=sel.solve_s,
         cpu_s=cpu_s,
+        note="; ".join(sel.notes),
+        objective_value=sel.objective_value,
     )
     return fig, sel
 
@@ -178,9 +188,22 @@ def run_dr_selection_bench(
     pyomo_anchor: bool = True,
     objective: Objective = "min_cost",
     time_limit_s: float = 120.0,
+    whole_anchor: bool = True,
 ) -> list[DrBenchFigure]:
-    """Every size with the numpy builder, and the shortest with pyomo as the anchor measured in the same run."""
+    """Every size with the numpy builder; the whole LP where blocks answered, the shortest with pyomo: anchors of the same run."""
     figures = [bench_case(n_buildings, n, objective=objective, time_limit_s=time_limit_s)[0] for n in steps]
+    if whole_anchor:
+        for f in list(figures):
+            if f.route == "blocks-certified":
+                figures.append(
+                    bench_case(
+                        n_buildings,
+                        f.steps,
+                        objective=objective,
+                        time_limit_s=time_limit_s,
+                        decompose="never",
+                    )[0]
+                )
     if pyomo_anchor:
         figures.append(
             bench_case(
@@ -196,19 +219,28 @@ TARGETS_S = {8: 2.0, 96: 10.0}
 def format_figures(figures: list[DrBenchFigure]) -> str:
     """The figures as a plain table, with the target and the pyomo/numpy build ratio."""
     lines = [
-        f"{'buildings x sources x steps':<30}{'builder':>8}{'status':>9}{'route':>14}{'unmet kWh':>11}"
+        f"{'buildings x sources x steps':<30}{'builder':>8}{'status':>9}{'route':>18}{'unmet kWh':>11}"
         f"{'inputs s':>10}{'build s':>9}{'solve s':>9}{'total s':>9}{'cpu s':>8}{'target s':>10}"
     ]
     for f in figures:
         target = TARGETS_S.get(f.steps)
         lines.append(
-            f"{f'{f.buildings:,} x 4 x {f.steps}':<30}{f.builder:>8}{f.status:>9}{f.route:>14}{f.unmet_kwh:>11.2f}"
+            f"{f'{f.buildings:,} x 4 x {f.steps}':<30}{f.builder:>8}{f.status:>9}{f.route:>18}{f.unmet_kwh:>11.2f}"
             f"{f.inputs_s:>10.2f}{f.build_s:>9.2f}{f.solve_s:>9.2f}{f.total_s:>9.2f}{f.cpu_s:>8.2f}"
             f"{(f'<= {target:g}' if target and f.builder == 'matrix' else ''):>10}"
         )
-    by = {(f.steps, f.builder): f for f in figures}
+    by = {(f.steps, f.builder): f for f in figures if f.route != "blocks-certified" or f.builder == "pyomo"}
     for (n, builder), f in by.items():
         if builder == "pyomo" and (n, "matrix") in by:
             m = by[n, "matrix"]
             lines.append(f"pyomo / numpy build time at {n} steps: {f.build_s / max(m.build_s, 1e-9):.1f}x")
+    for b in (f for f in figures if f.route == "blocks-certified"):
+        w = next((f for f in figures if f.steps == b.steps and f.builder == "matrix" and f is not b), None)
+        lines.append(f"{b.steps} steps, blocks: {b.note}; objective {b.objective_value:.9g}")
+        if w is not None:
+            lines.append(
+                f"{b.steps} steps, whole LP ({w.route}): objective {w.objective_value:.9g}, unmet kWh"
+                f" {w.unmet_kwh:.3f} vs {b.unmet_kwh:.3f}; whole / blocks CPU s:"
+                f" {w.cpu_s:.2f} / {b.cpu_s:.2f} = {w.cpu_s / max(b.cpu_s, 1e-9):.1f}x"
+            )
     return "\n".join(lines)

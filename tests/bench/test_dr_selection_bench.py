@@ -2,7 +2,7 @@
 
 The measuring code is `gridflex.bench.dr_selection`; `gridflex bench dr-selection` prints
 the same table. The smoke runs a small portfolio through both builders and checks they
-agree; the full sizes print their figures against the targets (≤ 2 s, ≤ 10 s), no timed
+agree, and a small day through the blocks and the whole LP (same objective and unmet kWh); the full sizes print their figures against the targets (≤ 2 s, ≤ 10 s), no timed
 assertion.
 
 Run: `.venv/bin/pytest -m bench -s tests/bench/test_dr_selection_bench.py`
@@ -24,6 +24,18 @@ def test_dr_selection_smoke_both_builders_agree() -> None:
     assert fast_sel is not None and stated_sel is not None
     assert fast.status == stated.status == "full"
     assert stated_sel.objective_value == pytest.approx(fast_sel.objective_value, rel=1e-4)
+    assert fast.route == "lp-certified"  # 8 steps stay on the whole LP (`decompose="auto"`)
+
+
+def test_dr_selection_smoke_blocks_match_the_whole_lp_over_a_day() -> None:
+    blocks, blocks_sel = bench_case(40, 96, decompose="always")
+    whole, whole_sel = bench_case(40, 96, decompose="never")
+    print("\n" + format_figures([blocks, whole]))
+    assert blocks_sel is not None and whole_sel is not None
+    assert (blocks.route, whole.route) == ("blocks-certified", "lp-certified")
+    assert blocks.status == whole.status == "partial"
+    assert blocks_sel.objective_value == pytest.approx(whole_sel.objective_value, rel=1e-6)
+    assert blocks.unmet_kwh == pytest.approx(whole.unmet_kwh, rel=1e-6)
 
 
 @pytest.mark.timeout(1800)

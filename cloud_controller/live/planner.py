@@ -38,18 +38,34 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from cloud_controller.config import GridConfig
-from cloud_controller.dispatch import Answer, Engine, Schedule, SiteAssets, StepInputs
+from cloud_controller.dispatch import (
+    Answer,
+    BatterySteps,
+    Engine,
+    Schedule,
+    SiteAssets,
+    StepInputs,
+    StorageState,
+)
 from cloud_controller.forecast.congestion import CongestionForecast
 from cloud_controller.forecast.result import ForecastOptions, ProbabilisticForecast
 from cloud_controller.grid import Region
 from cloud_controller.grid.limits import GridLimits
 from cloud_controller.grid.limits_check import branch_violations, interval_starts
 from cloud_controller.grid.limits_config import LimitsBook, envelopes_from_json, limits_for_region
-from cloud_controller.live.battery_state import battery_bounds, storage_state
+from cloud_controller.live.battery_state import battery_asset, battery_bounds, storage_state
 from cloud_controller.live.commands import CommandBuilder
 from cloud_controller.live.guard import FleetGuard, GuardElement
 from cloud_controller.live.plan_forecasts import PlanForecasts
 from cloud_controller.live.planning_network import planning_engine, planning_network, planning_problem
+from cloud_controller.live.reservations import (
+    BatteryWindow,
+    Reservation,
+    ReservedSteps,
+    active_setpoints,
+    default_steps,
+    reserve_steps,
+)
 from cloud_controller.live.site_forecast import FleetForecast, fleet_forecast, period_start, with_measurements
 from cloud_controller.live.site_limits import (
     SentCapLog,
@@ -164,6 +180,16 @@ class MpcPlanner:
         self.stations = StationMeters(region, self.sites, problem.grid.branch_names, period_s=period_s)
         self._guard_base: list[GuardElement] = []  # the guard's station elements before backgrounds
         self._names: dict[str, str] = {}  # station transformer "<table>:<index>" -> element name
+        #: DR-selected batteries (live/reservations.py): set by the service before each plan and guard step
+        self.reservations: tuple[Reservation, ...] = ()
+        self.last_reserved: ReservedSteps | None = (
+            None  # the last plan's reservations, with what it could not keep
+        )
+        self._battery_of = {
+            (s.site, battery_asset(s)): self.bat_index[i]
+            for i, s in enumerate(self.sites)
+            if i in self.bat_index
+        }
 
     # -- inputs ----------------------------------------------------------------------
 
@@ -181,6 +207,36 @@ class MpcPlanner:
             period_s=self.period_s,
             horizon=self.horizon,
         )
+
+    def set_reservations(self, reservations: Sequence[Reservation]) -> None:
+        """The DR-selected batteries from now on (the DR activator's, live/reservations.py); () clears them."""
+        self.reservations = tuple(reservations)
+
+    def _reserve(
+        self,
+        steps: BatterySteps | None,
+        bounds: tuple[np.ndarray, np.ndarray, np.ndarray],
+        state: StorageState,
+        starts: Sequence[datetime],
+    ) -> BatterySteps | None:
+        """The per-period battery bounds with the reservations' fixed injections and SOC floors in."""
+        live = [r for r in self.reservations if r.end > starts[0]] if starts else []
+        if not live:
+            self.last_reserved = None
+            return steps
+        p_max, e_lo, e_hi = bounds
+        reserved = reserve_steps(
+            steps if steps is not None else default_steps(p_max, e_lo, self.horizon),
+            live,
+            self._battery_of,
+            BatteryWindow(state.e_bat_kwh, e_lo, e_hi, self.problem.bat_eta_c, self.problem.bat_eta_d),
+            starts=starts,
+            period_s=self.period_s,
+        )
+        for rid, short in reserved.short_kwh.items():
+            log.warning("DR %s: the reserved batteries cannot give %s kWh of the event", rid, short)
+        self.last_reserved = reserved
+        return reserved.steps
 
     # -- limits ----------------------------------------------------------------------
 
@@ -284,6 +340,7 @@ class MpcPlanner:
         )
         self._base_kw = fc.base_kw
         steps = limit_battery_steps(self.problem, self.bat_index, fc.base_kw, site_lims, bounds, state)
+        steps = self._reserve(steps, bounds, state, starts)  # DR-selected batteries (live/reservations.py)
         self.engine.set_battery_limits(*bounds, steps)
         # Chance constraint: plan against the fleet's p90, not its median (forecast error is
         # what breaks a plan); never tighter than half the limit.
@@ -311,6 +368,7 @@ class MpcPlanner:
         held: set[tuple[str, str]] = set()
         if self.guard is not None:
             self.guard.on_plan(now, battery_kw, {self.sites[i].site for i in excluded}, sites)
+            self.guard.set_reserved(active_setpoints(self.reservations, now))
             self.guard.step(now, sites, force=True)
             battery_kw = {site: self.guard.battery_value(site) for site in battery_kw}
             held = set(self.guard.caps)
@@ -388,6 +446,7 @@ class MpcPlanner:
             return []
         if self.stations.meters:
             self._guard_backgrounds(now, sites)  # the meters' newest samples
+        self.guard.set_reserved(active_setpoints(self.reservations, now))
         changes = self.guard.step(now, sites)
         if not changes:
             return []

@@ -33,8 +33,10 @@ their limit, with the excess, and the step logs each by name.
 
 DR reservations (`set_reserved`, live/reservations.py): a battery a DR request holds starts
 from the request's setpoint, not the plan's, so releasing an offset returns it to the DR
-value and nothing moves it while every element is under its limit. When an element is over,
-the grid's limit wins: the guard changes the reserved battery as any other, counts it
+value and nothing moves it while every element is under its limit; its extra discharge stops at
+the SoC the reservation keeps (`set_reserved_floors`), before and during the event, so the guard
+does not spend what a later interval needs. When an element is over, the grid's limit wins
+otherwise: the guard changes the reserved battery as any other, counts it
 (`dr_overrides`, `GuardChanges.dr_overrides`) and logs a warning naming the site.
 
 Measured elements: an element with a station meter carries its `background_kw` (the meter's
@@ -173,6 +175,7 @@ class FleetGuard:
         self._skip: set[str] = set()
         self.reserved_kw: dict[str, float] = {}  # site -> DR setpoint of a battery a request holds now
         self.dr_overrides = 0  # times a step moved a reserved battery off its DR setpoint (a limit was over)
+        self.reserved_floor_pct: dict[str, float] = {}  # site -> SoC % a DR reservation keeps (step 4 stops)
 
     # -- inputs ----------------------------------------------------------------------
 
@@ -225,6 +228,14 @@ class FleetGuard:
         (a known limit, docs/dr.md §6).
         """
         self.reserved_kw = dict(setpoints) if self.battery_control == "setpoint" else {}
+
+    def set_reserved_floors(self, soc_floor_pct: Mapping[str, float]) -> None:
+        """Site → the SoC (%) a DR reservation keeps in its battery now (the plan's floor for this period).
+
+        Extra discharge (step 4) stops there instead of at `MIN_SOC_PCT`: the guard may relieve a
+        limit with a reserved battery, but not spend the energy its event still needs.
+        """
+        self.reserved_floor_pct = dict(soc_floor_pct)
 
     def _expect(self, site: str, now: datetime, delta_kw: float, *, battery: bool = False) -> None:
         self._pending.setdefault(site, []).append((now, "bat" if battery else "site", delta_kw))
@@ -426,7 +437,8 @@ class FleetGuard:
         """Step 4. of `_reduce`: extra discharge, shared by what each battery has left."""
         room = {}
         for site in active:
-            if self._point(snapshots, site, f"{self.battery_asset[site]}/soc_pct") < MIN_SOC_PCT:
+            floor_pct = max(MIN_SOC_PCT, self.reserved_floor_pct.get(site, 0.0))
+            if self._point(snapshots, site, f"{self.battery_asset[site]}/soc_pct") < floor_pct:
                 continue
             room[site] = max(0.0, self._bat_kw.get(site, 0.0) + self.battery_kw_max[site])
         total = sum(room.values())

@@ -64,7 +64,9 @@ from cloud_controller.live.reservations import (
     ReservedSteps,
     active_setpoints,
     default_steps,
+    remaining_discharge_kwh,
     reserve_steps,
+    soc_floor_kwh,
 )
 from cloud_controller.live.site_forecast import FleetForecast, fleet_forecast, period_start, with_measurements
 from cloud_controller.live.site_limits import (
@@ -182,9 +184,9 @@ class MpcPlanner:
         self._names: dict[str, str] = {}  # station transformer "<table>:<index>" -> element name
         #: DR-selected batteries (live/reservations.py): set by the service before each plan and guard step
         self.reservations: tuple[Reservation, ...] = ()
-        self.last_reserved: ReservedSteps | None = (
-            None  # the last plan's reservations, with what it could not keep
-        )
+        #: the last plan's reservations, with what it could not keep
+        self.last_reserved: ReservedSteps | None = None
+        self._e_floor_kwh = self.problem.bat_e_min_kwh.astype(float).copy()  # the last plan's battery floors
         self._battery_of = {
             (s.site, battery_asset(s)): self.bat_index[i]
             for i, s in enumerate(self.sites)
@@ -225,6 +227,7 @@ class MpcPlanner:
             self.last_reserved = None
             return steps
         p_max, e_lo, e_hi = bounds
+        self._e_floor_kwh = e_lo.copy()
         reserved = reserve_steps(
             steps if steps is not None else default_steps(p_max, e_lo, self.horizon),
             live,
@@ -237,6 +240,23 @@ class MpcPlanner:
             log.warning("DR %s: the reserved batteries cannot give %s kWh of the event", rid, short)
         self.last_reserved = reserved
         return reserved.steps
+
+    def _reserved_floors(self, now: datetime) -> dict[str, float]:
+        """Site → SoC % its battery must hold now for the rest of its DR event (the guard's floor).
+
+        selected kWh still to come / η_d + the plan's floor for the battery, over its capacity.
+        """
+        out: dict[str, float] = {}
+        for res in self.reservations:
+            k = self._battery_of.get((res.site, res.asset))
+            cap = float(self.problem.bat_e_max_kwh[k]) if k is not None else 0.0
+            if k is None or cap <= 0 or res.end <= now:
+                continue
+            floor = soc_floor_kwh(
+                remaining_discharge_kwh(res, now), self.problem.bat_eta_d, self._e_floor_kwh[k]
+            )
+            out[res.site] = max(out.get(res.site, 0.0), 100.0 * floor / cap)
+        return out
 
     # -- limits ----------------------------------------------------------------------
 
@@ -369,6 +389,7 @@ class MpcPlanner:
         if self.guard is not None:
             self.guard.on_plan(now, battery_kw, {self.sites[i].site for i in excluded}, sites)
             self.guard.set_reserved(active_setpoints(self.reservations, now))
+            self.guard.set_reserved_floors(self._reserved_floors(now))
             self.guard.step(now, sites, force=True)
             battery_kw = {site: self.guard.battery_value(site) for site in battery_kw}
             held = set(self.guard.caps)
@@ -447,6 +468,7 @@ class MpcPlanner:
         if self.stations.meters:
             self._guard_backgrounds(now, sites)  # the meters' newest samples
         self.guard.set_reserved(active_setpoints(self.reservations, now))
+        self.guard.set_reserved_floors(self._reserved_floors(now))
         changes = self.guard.step(now, sites)
         if not changes:
             return []

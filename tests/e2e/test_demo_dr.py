@@ -81,14 +81,15 @@ async def test_an_evening_peak_event_gets_the_reserved_batteries_energy(tmp_path
     congestion from 16:00 and it reached the event on its floor; now the planner keeps
     selected kWh / η + floor in it and plans the DR setpoint as a fixed injection, so the
     batteries give at least 90 % of the selected energy, measured at the asset. The site meters'
-    figure is printed, not asserted: against a baseline fixed 45 minutes earlier, a household's
+    figure is printed, not asserted: against a baseline fixed 50 minutes earlier, a household's
     EV arriving moves it by more than the request (docs/dr.md §7).
     """
+    # 120x and 50 min of notice (20 over the contracts' 30): the post may lag ~10 wall seconds on a loaded machine
     settings = LoopSettings(
-        n_sites=3, start_h=16.0, end_h=17.75, speed=240.0, poll_s=120.0, history_days=1, bacnet=True
+        n_sites=3, start_h=15.75, end_h=17.75, speed=120.0, poll_s=120.0, history_days=1, bacnet=True
     )
     event = DrEventSettings(
-        start=settings.day + timedelta(hours=17), intervals=2, step_min=15, notice_s=2700.0
+        start=settings.day + timedelta(hours=17), intervals=2, step_min=15, notice_s=3000.0
     )
     out = tmp_path / "demo-out"
     await run_dr(settings, event, out)

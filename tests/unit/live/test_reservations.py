@@ -154,6 +154,8 @@ def test_the_planner_keeps_a_reserved_battery_for_its_event_and_plans_its_setpoi
     assert sched.e_bat_kwh[3, k] >= 4.0 / ETA + E_LO - 1e-6
     assert sched.p_bat_kw[4:8, k] == pytest.approx([-4.0] * 4, abs=1e-6)  # the fixed injection
     assert planner.last_reserved is not None and planner.last_reserved.short_kwh == {}
+    # the guard's floor for b1 now: the event's 4 kWh / 0.95 + the plan's 5 % floor, of 10 kWh
+    assert planner._reserved_floors(now) == {"b1": pytest.approx(100.0 * (4.0 / ETA + E_LO) / 10.0)}
     # without the reservation the LP has no reason to hold it at -4 kW then
     planner.set_reservations([])
     planner.plan(now, _snaps(soc_pct=30.0), _DailyHistory(8.0, 17, 19))
@@ -214,3 +216,13 @@ def test_the_guard_overrides_a_reserved_battery_only_over_the_limit_and_counts_i
     assert changes.battery_kw["a"] == pytest.approx(-4.0 - 1.0 * need / 6.0)
     assert changes.battery_kw["b"] == pytest.approx(-5.0 * need / 6.0)
     assert changes.dr_overrides == {"a"} and g.dr_overrides == 1
+
+
+def test_the_guards_extra_discharge_stops_at_the_soc_a_reservation_keeps() -> None:
+    g = _dr_guard(limit_kw=1.0)
+    _, snaps = _guard_sites()
+    g.set_reserved_floors({"a": 61.0})  # a holds 60 %: below what its event still needs
+    changes = g.step(EVENT + timedelta(minutes=1), snaps, force=True)
+    need = 5.0 - 1.0 * 900.0 / 840.0
+    assert "a" not in changes.battery_kw and changes.dr_overrides == set()
+    assert changes.battery_kw["b"] == pytest.approx(-min(need, 5.0))  # b alone gives what it can

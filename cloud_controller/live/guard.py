@@ -204,6 +204,7 @@ class FleetGuard:
         """
         self.planned_battery_kw = dict(planned_battery_kw)
         self.offset_kw = {}
+        self.reserved_kw = {}  # the planner gives them again (set_reserved), against this plan's values
         self.excluded = set(excluded)
         self.caps = {k for k in self.caps if k[0] not in self.excluded}
         self._pending = {}
@@ -219,15 +220,25 @@ class FleetGuard:
                 delta = min(max(value - snap.p_net_kw, -p_max - p_bat), p_max - p_bat)
             self._expect(site, now, delta, battery=True)
 
-    def set_reserved(self, setpoints: Mapping[str, float]) -> None:
+    def set_reserved(self, setpoints: Mapping[str, float], now: datetime | None = None) -> None:
         """Site → the DR setpoint of its battery while a request holds it (live/reservations.py).
 
         Those batteries' values start from the setpoint instead of the plan's; the planner
-        renews the map before every step. Only with battery setpoints: a grid target is the
+        renews the map before every step. With `now`, a change of a battery's starting value
+        (plan → DR setpoint, one DR step to the next) is expected in its measurements like a
+        command's, so a battery still charging for the reservation when the event's command
+        goes out is not read as charging against the DR setpoint. Only with battery setpoints: a grid target is the
         site's exchange, not the battery's power, so in that mode reservations are not seen
         (a known limit, docs/dr.md §6).
         """
-        self.reserved_kw = dict(setpoints) if self.battery_control == "setpoint" else {}
+        new = dict(setpoints) if self.battery_control == "setpoint" else {}
+        if now is not None:  # the DR command's effect is pending until measured, as a plan's is
+            for site in set(new) | set(self.reserved_kw):
+                planned = self.planned_battery_kw.get(site, 0.0)
+                delta = new.get(site, planned) - self.reserved_kw.get(site, planned)
+                if abs(delta) > 1e-9 and site in self.battery_kw_max:
+                    self._expect(site, now, delta, battery=True)
+        self.reserved_kw = new
 
     def set_reserved_floors(self, soc_floor_pct: Mapping[str, float]) -> None:
         """Site → the SoC (%) a DR reservation keeps in its battery now (the plan's floor for this period).

@@ -237,7 +237,8 @@ class MpcPlanner:
             period_s=self.period_s,
         )
         for rid, short in reserved.short_kwh.items():
-            log.warning("DR %s: the reserved batteries cannot give %s kWh of the event", rid, short)
+            kwh = {site: round(float(v), 3) for site, v in short.items()}
+            log.warning("DR %s: the reserved batteries cannot give %s kWh of the event", rid, kwh)
         self.last_reserved = reserved
         return reserved.steps
 
@@ -388,7 +389,7 @@ class MpcPlanner:
         held: set[tuple[str, str]] = set()
         if self.guard is not None:
             self.guard.on_plan(now, battery_kw, {self.sites[i].site for i in excluded}, sites)
-            self.guard.set_reserved(active_setpoints(self.reservations, now))
+            self.guard.set_reserved(active_setpoints(self.reservations, now), now)
             self.guard.set_reserved_floors(self._reserved_floors(now))
             self.guard.step(now, sites, force=True)
             battery_kw = {site: self.guard.battery_value(site) for site in battery_kw}
@@ -467,7 +468,7 @@ class MpcPlanner:
             return []
         if self.stations.meters:
             self._guard_backgrounds(now, sites)  # the meters' newest samples
-        self.guard.set_reserved(active_setpoints(self.reservations, now))
+        self.guard.set_reserved(active_setpoints(self.reservations, now), now)
         self.guard.set_reserved_floors(self._reserved_floors(now))
         changes = self.guard.step(now, sites)
         if not changes:

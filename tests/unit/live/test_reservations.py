@@ -226,3 +226,24 @@ def test_the_guards_extra_discharge_stops_at_the_soc_a_reservation_keeps() -> No
     need = 5.0 - 1.0 * 900.0 / 840.0
     assert "a" not in changes.battery_kw and changes.dr_overrides == set()
     assert changes.battery_kw["b"] == pytest.approx(-min(need, 5.0))  # b alone gives what it can
+
+
+def test_a_battery_still_charging_when_the_dr_command_goes_out_is_not_cut_against_it() -> None:
+    # the plan pre-charged a at +4 kW for the reservation; at the hold the base becomes -4 kW: the
+    # measured +4 kW is the old command's, expected to become -4 kW, so nothing is cut from the DR value
+    sites, snaps = _guard_sites()
+    now = EVENT + timedelta(seconds=30)  # 30 s into the interval: 12.41 kW allowed for the rest of it
+    snaps["a"].points["bat1/p_kw"], snaps["a"].p_net_kw = 4.0, 7.0
+    for snap in snaps.values():
+        snap.measured_at = now  # measured as the command went out: it does not show it yet
+    g = FleetGuard(sites, limit_kw=12.0, period_s=P_S, battery_control="setpoint")
+    g.on_plan(now - timedelta(minutes=14), {"a": 4.0, "b": 0.0}, set(), {})
+    res = Reservation("r1", "a", "bat1", ((EVENT, EVENT + timedelta(hours=1)),), (-4.0,), now)
+    g.set_reserved(active_setpoints([res], now), now)
+    changes = g.step(now, snaps, force=True)  # 13 kW measured, 5 kW once a's command is applied
+    assert changes.over == {} and "a" not in changes.battery_kw and g.dr_overrides == 0
+    # without the expectation the guard would read 13 kW, 0.59 kW over, and cut a's "charging"
+    blind = FleetGuard(sites, limit_kw=12.0, period_s=P_S, battery_control="setpoint")
+    blind.on_plan(now - timedelta(minutes=14), {"a": 4.0, "b": 0.0}, set(), {})
+    blind.set_reserved(active_setpoints([res], now))
+    assert blind.step(now, snaps, force=True).dr_overrides == {"a"}

@@ -25,6 +25,11 @@ Stations with a meter (`observe_meters`; live/stations.py): their load outside t
 (the background, measured and forecast) is a fixed load at the station's bus, so every
 limit is held against the total (live/station_plan.py says how, reactive power included);
 the guard watches their measured loading. Stations without one: the fleet alone, as before.
+
+DR reservations (`set_reservations`, live/reservations.py): a battery a DR request selected keeps
+its event's energy from selection on and has the DR setpoint as a fixed injection during the
+event, through the per-period battery bounds; the guard starts from the DR setpoint and stops
+its extra discharge at the SoC the event still needs.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ second of command latency is 8 simulated minutes of a 15-minute interval.
 
 The first event is 16:00-16:30, before the station's evening congestion; the second, 17:00-17:30, inside
 it, where the planner used to drain the selected battery against T_idx_77 before the event: DR
-reservations (cloud_controller/live/reservations.py, docs/dr.md §6) now keep its energy for the event.
+reservations (cloud_controller/live/reservations.py, docs/dr.md §6) now ask the planner to keep its energy.
 What the physics gives is asserted: each battery interval within the seed's 10 % of its setpoint, or the
 battery on its floor; at 17:00, the first interval ≥ 90 % of its setpoint at the battery
 (true with and without reservations: docs/dr.md §7).

@@ -129,6 +129,11 @@ class ControllerMetrics:
             ("gridflex_guard_steps", "Fleet-guard steps run", st.guard_steps),
             ("gridflex_guard_commands", "Commands sent by the fleet guard", st.guard_commands),
             (
+                "gridflex_guard_dr_overrides",
+                "Fleet-guard moves of a DR-reserved battery off its setpoint (a limit was over)",
+                st.guard_dr_overrides,
+            ),
+            (
                 "gridflex_commands_publish_failed",
                 "Commands the broker did not take",
                 st.commands_publish_failed,

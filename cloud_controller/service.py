@@ -83,6 +83,9 @@ class ControllerStats:
     commands_publish_failed: int = 0
     guard_steps: int = 0
     guard_commands: int = 0
+    guard_dr_overrides: int = (
+        0  # guard steps that moved a DR-reserved battery off its setpoint (a limit over)
+    )
     commands_without_lease: int = 0  # not sent: the dispatch lease was not held (or had expired)
     periods_skipped: int = 0  # periods not planned: already dispatched (by a predecessor) or lease gone
 
@@ -362,11 +365,20 @@ class CloudController:
             await asyncio.to_thread(self._refresh_from_store)
         async with self._plan_lock:
             self._observe_meters()
+            self._give_reservations(self.clock.now())
             commands: list[Command] = correct(self.clock.now(), self._snapshot_copies())
+            guard = getattr(self.planner(), "guard", None)
+            self.stats.guard_dr_overrides = int(getattr(guard, "dr_overrides", 0))
         self.stats.guard_steps += 1
         self.stats.guard_commands += len(commands)
         await self._publish_commands(commands)
         return commands
+
+    def _give_reservations(self, now: datetime) -> None:
+        """Tell the planner which batteries live DR requests selected (cloud_controller/live/reservations.py)."""
+        give = getattr(self.planner(), "set_reservations", None)
+        if give is not None:
+            give(self.dr_activator.reservations(now))
 
     def _observe_meters(self) -> None:
         """Give the planner the grid meters' readings: each station's total load (live/stations.py)."""
@@ -447,6 +459,7 @@ class CloudController:
         try:
             async with self._plan_lock:
                 self._observe_meters()
+                self._give_reservations(now)
                 plan = await asyncio.to_thread(self.planner().plan, now, snapshots, self.store)
         except GridflexError as exc:
             self.stats.dispatch_errors += 1

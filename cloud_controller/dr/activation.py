@@ -17,10 +17,14 @@ Timing: step k's command is valid over exactly the interval [start_k, end_k); it
 `lead_s` before the interval opens (the agent accepts a command up to its clock-skew
 tolerance early), so the device is at its setpoint when the interval begins.
 
-Coexistence with the planner: while a request holds an asset (from its first command to
-its release), the planner's commands to that asset are dropped (`filter_planner`) and
-the DR command stands. The fleet guard's corrections are not filtered: the guard keeps
-protecting station limits, and a DR interval it overrides shows as shortfall.
+Coexistence with the planner: from selection to the event's end a selected battery is
+reserved in the planner's LP (`DrActivator.reservations` → cloud_controller/live/reservations.py:
+its energy kept for the event, the DR setpoint a fixed injection during it); while a request
+holds an asset (from `lead_s` before its first interval to its end) the planner's commands to
+it are dropped (`filter_planner`) and the DR command stands. The fleet guard's corrections are
+not filtered, but a reserved battery's guard value starts from the DR setpoint: it moves only
+while a limit is over (counted, `ControllerStats.guard_dr_overrides`), and such an interval
+shows as shortfall (or surplus).
 """
 
 from __future__ import annotations

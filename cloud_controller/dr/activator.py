@@ -41,6 +41,7 @@ from cloud_controller.dr.activation import (
 from cloud_controller.dr.delivery import baseline_per_interval, interval_delivery, site_selected_kw, totals
 from cloud_controller.dr.requests_store import DrRecord, RequestStatus
 from cloud_controller.dr.service import DrService
+from cloud_controller.live.reservations import Reservation
 from cloud_controller.live.types import Plan, SiteRef, SiteSnapshot
 from cloud_controller.store import Store
 from protocols.assets import Points
@@ -181,6 +182,37 @@ class DrActivator:
             b = _bounds(run)
             if b[0][0] - timedelta(seconds=self.lead_s) <= now < b[-1][1]:
                 out.update((a["site"], a["asset"]) for a in run["actuations"])
+        return out
+
+    def reservations(self, now: datetime) -> list[Reservation]:
+        """The batteries live requests selected, for the planner's rows (live/reservations.py).
+
+        From selection time (the run is prepared) to the event's end: the planner keeps their
+        energy for the event and plans the DR setpoint as a fixed injection during it.
+        """
+        out: list[Reservation] = []
+        for record in self.dr.requests.all():
+            if record.status not in ("selected", "partial", "active"):
+                continue
+            run = self.dr.requests.get_run(record.request.request_id)
+            if run is None:
+                continue
+            b = _bounds(run)
+            if now >= b[-1][1]:
+                continue
+            for a in run["actuations"]:
+                if a["kind"] != "p_setpoint_kw":  # a battery's (activation.actuation)
+                    continue
+                out.append(
+                    Reservation(
+                        request_id=record.request.request_id,
+                        site=str(a["site"]),
+                        asset=str(a["asset"]),
+                        bounds=tuple(b),
+                        kw=tuple(float(v) for v in a["values"]),
+                        held_from=b[0][0] - timedelta(seconds=self.lead_s),
+                    )
+                )
         return out
 
     def count_dropped(self, dropped: list[Command], now: datetime) -> None:

@@ -31,6 +31,14 @@ the fleet); nothing is released while any element is over, and a device is relea
 where every element above it has the room. `GuardChanges.over` names the elements over
 their limit, with the excess, and the step logs each by name.
 
+DR reservations (`set_reserved`, live/reservations.py): a battery a DR request holds starts
+from the request's setpoint, not the plan's, so releasing an offset returns it to the DR
+value and nothing moves it while every element is under its limit; its extra discharge stops at
+the SoC the reservation keeps (`set_reserved_floors`), before and during the event, so the guard
+does not spend what a later interval needs. When an element is over, the grid's limit wins
+otherwise: the guard changes the reserved battery as any other, counts it
+(`dr_overrides`, `GuardChanges.dr_overrides`) and logs a warning naming the site.
+
 Measured elements: an element with a station meter carries its `background_kw` (the meter's
 P minus the fleet's sites' measured P below it, `station_load.py`), so the guard projects its
 measured total: background + the sites' measurements + the pending effects of commands
@@ -66,6 +74,7 @@ class GuardChanges:
     released: set[tuple[str, str]] = field(default_factory=set)
     battery_kw: dict[str, float] = field(default_factory=dict)  # site -> new setpoint or grid target
     over: dict[str, float] = field(default_factory=dict)  # element name -> projected excess, kW
+    dr_overrides: set[str] = field(default_factory=set)  # reserved batteries moved off their DR setpoint
 
     def __bool__(self) -> bool:
         return bool(self.capped or self.released or self.battery_kw)
@@ -164,6 +173,9 @@ class FleetGuard:
         self._now = datetime.min
         self._bat_kw: dict[str, float] = {}
         self._skip: set[str] = set()
+        self.reserved_kw: dict[str, float] = {}  # site -> DR setpoint of a battery a request holds now
+        self.dr_overrides = 0  # times a step moved a reserved battery off its DR setpoint (a limit was over)
+        self.reserved_floor_pct: dict[str, float] = {}  # site -> SoC % a DR reservation keeps (step 4 stops)
 
     # -- inputs ----------------------------------------------------------------------
 
@@ -192,6 +204,7 @@ class FleetGuard:
         """
         self.planned_battery_kw = dict(planned_battery_kw)
         self.offset_kw = {}
+        self.reserved_kw = {}  # the planner gives them again (set_reserved), against this plan's values
         self.excluded = set(excluded)
         self.caps = {k for k in self.caps if k[0] not in self.excluded}
         self._pending = {}
@@ -206,6 +219,34 @@ class FleetGuard:
                 p_max = self.battery_kw_max.get(site, 0.0)
                 delta = min(max(value - snap.p_net_kw, -p_max - p_bat), p_max - p_bat)
             self._expect(site, now, delta, battery=True)
+
+    def set_reserved(self, setpoints: Mapping[str, float], now: datetime | None = None) -> None:
+        """Site → the DR setpoint of its battery while a request holds it (live/reservations.py).
+
+        Those batteries' values start from the setpoint instead of the plan's; the planner
+        renews the map before every step. With `now`, a change of a battery's starting value
+        (plan → DR setpoint, one DR step to the next) is expected in its measurements like a
+        command's, so a battery still charging for the reservation when the event's command
+        goes out is not read as charging against the DR setpoint. Only with battery setpoints: a grid target is the
+        site's exchange, not the battery's power, so in that mode reservations are not seen
+        (a known limit, docs/dr.md §6).
+        """
+        new = dict(setpoints) if self.battery_control == "setpoint" else {}
+        if now is not None:  # the DR command's effect is pending until measured, as a plan's is
+            for site in set(new) | set(self.reserved_kw):
+                planned = self.planned_battery_kw.get(site, 0.0)
+                delta = new.get(site, planned) - self.reserved_kw.get(site, planned)
+                if abs(delta) > 1e-9 and site in self.battery_kw_max:
+                    self._expect(site, now, delta, battery=True)
+        self.reserved_kw = new
+
+    def set_reserved_floors(self, soc_floor_pct: Mapping[str, float]) -> None:
+        """Site → the SoC (%) a DR reservation keeps in its battery now (the plan's floor for this period).
+
+        Extra discharge (step 4) stops there instead of at `MIN_SOC_PCT`: the guard may relieve a
+        limit with a reserved battery, but not spend the energy its event still needs.
+        """
+        self.reserved_floor_pct = dict(soc_floor_pct)
 
     def _expect(self, site: str, now: datetime, delta_kw: float, *, battery: bool = False) -> None:
         self._pending.setdefault(site, []).append((now, "bat" if battery else "site", delta_kw))
@@ -307,16 +348,30 @@ class FleetGuard:
         return snap.points.get(key, 0.0) if snap is not None else 0.0
 
     def _set_offset(self, site: str, offset_kw: float, changes: GuardChanges) -> None:
-        delta = offset_kw - self.offset_kw.get(site, 0.0)
+        old = self.offset_kw.get(site, 0.0)
+        delta = offset_kw - old
         if abs(delta) < BATTERY_DEADBAND_KW:
             return
+        if site in self.reserved_kw and abs(offset_kw) > abs(
+            old
+        ):  # only `_reduce` moves away: a limit is over
+            self.dr_overrides += 1
+            changes.dr_overrides.add(site)
+            log.warning(
+                "guard: %s's battery moved %.2f kW off its DR setpoint %.2f kW (a limit is over: %s)",
+                site,
+                delta,
+                self.reserved_kw[site],
+                ", ".join(sorted(changes.over)) or "?",
+            )
         self._expect(site, self._now, delta, battery=True)
         self.offset_kw[site] = offset_kw
         changes.battery_kw[site] = self.battery_value(site)
 
     def battery_value(self, site: str) -> float:
-        """The battery command value now: the plan's value plus the guard's offset."""
-        value = self.planned_battery_kw.get(site, 0.0) + self.offset_kw.get(site, 0.0)
+        """The battery command value now: the plan's value (a DR setpoint if reserved) plus the guard's offset."""
+        base = self.reserved_kw.get(site, self.planned_battery_kw.get(site, 0.0))
+        value = base + self.offset_kw.get(site, 0.0)
         if self.battery_control == "setpoint":
             p_max = self.battery_kw_max.get(site, 0.0)
             value = min(max(value, -p_max), p_max)
@@ -393,7 +448,8 @@ class FleetGuard:
         """Step 4. of `_reduce`: extra discharge, shared by what each battery has left."""
         room = {}
         for site in active:
-            if self._point(snapshots, site, f"{self.battery_asset[site]}/soc_pct") < MIN_SOC_PCT:
+            floor_pct = max(MIN_SOC_PCT, self.reserved_floor_pct.get(site, 0.0))
+            if self._point(snapshots, site, f"{self.battery_asset[site]}/soc_pct") < floor_pct:
                 continue
             room[site] = max(0.0, self._bat_kw.get(site, 0.0) + self.battery_kw_max[site])
         total = sum(room.values())

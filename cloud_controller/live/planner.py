@@ -25,6 +25,11 @@ Stations with a meter (`observe_meters`; live/stations.py): their load outside t
 (the background, measured and forecast) is a fixed load at the station's bus, so every
 limit is held against the total (live/station_plan.py says how, reactive power included);
 the guard watches their measured loading. Stations without one: the fleet alone, as before.
+
+DR reservations (`set_reservations`, live/reservations.py): a battery a DR request selected keeps
+its event's energy from selection on and has the DR setpoint as a fixed injection during the
+event, through the per-period battery bounds; the guard starts from the DR setpoint and stops
+its extra discharge at the SoC the event still needs.
 """
 
 from __future__ import annotations
@@ -38,18 +43,36 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from cloud_controller.config import GridConfig
-from cloud_controller.dispatch import Answer, Engine, Schedule, SiteAssets, StepInputs
+from cloud_controller.dispatch import (
+    Answer,
+    BatterySteps,
+    Engine,
+    Schedule,
+    SiteAssets,
+    StepInputs,
+    StorageState,
+)
 from cloud_controller.forecast.congestion import CongestionForecast
 from cloud_controller.forecast.result import ForecastOptions, ProbabilisticForecast
 from cloud_controller.grid import Region
 from cloud_controller.grid.limits import GridLimits
 from cloud_controller.grid.limits_check import branch_violations, interval_starts
 from cloud_controller.grid.limits_config import LimitsBook, envelopes_from_json, limits_for_region
-from cloud_controller.live.battery_state import battery_bounds, storage_state
+from cloud_controller.live.battery_state import battery_asset, battery_bounds, storage_state
 from cloud_controller.live.commands import CommandBuilder
 from cloud_controller.live.guard import FleetGuard, GuardElement
 from cloud_controller.live.plan_forecasts import PlanForecasts
 from cloud_controller.live.planning_network import planning_engine, planning_network, planning_problem
+from cloud_controller.live.reservations import (
+    BatteryWindow,
+    Reservation,
+    ReservedSteps,
+    active_setpoints,
+    default_steps,
+    remaining_discharge_kwh,
+    reserve_steps,
+    soc_floor_kwh,
+)
 from cloud_controller.live.site_forecast import FleetForecast, fleet_forecast, period_start, with_measurements
 from cloud_controller.live.site_limits import (
     SentCapLog,
@@ -164,6 +187,16 @@ class MpcPlanner:
         self.stations = StationMeters(region, self.sites, problem.grid.branch_names, period_s=period_s)
         self._guard_base: list[GuardElement] = []  # the guard's station elements before backgrounds
         self._names: dict[str, str] = {}  # station transformer "<table>:<index>" -> element name
+        #: DR-selected batteries (live/reservations.py): set by the service before each plan and guard step
+        self.reservations: tuple[Reservation, ...] = ()
+        #: the last plan's reservations, with what it could not keep
+        self.last_reserved: ReservedSteps | None = None
+        self._e_floor_kwh = self.problem.bat_e_min_kwh.astype(float).copy()  # the last plan's battery floors
+        self._battery_of = {
+            (s.site, battery_asset(s)): self.bat_index[i]
+            for i, s in enumerate(self.sites)
+            if i in self.bat_index
+        }
 
     # -- inputs ----------------------------------------------------------------------
 
@@ -181,6 +214,55 @@ class MpcPlanner:
             period_s=self.period_s,
             horizon=self.horizon,
         )
+
+    def set_reservations(self, reservations: Sequence[Reservation]) -> None:
+        """The DR-selected batteries from now on (the DR activator's, live/reservations.py); () clears them."""
+        self.reservations = tuple(reservations)
+
+    def _reserve(
+        self,
+        steps: BatterySteps | None,
+        bounds: tuple[np.ndarray, np.ndarray, np.ndarray],
+        state: StorageState,
+        starts: Sequence[datetime],
+    ) -> BatterySteps | None:
+        """The per-period battery bounds with the reservations' fixed injections and SOC floors in."""
+        live = [r for r in self.reservations if r.end > starts[0]] if starts else []
+        if not live:
+            self.last_reserved = None
+            return steps
+        p_max, e_lo, e_hi = bounds
+        self._e_floor_kwh = e_lo.copy()
+        reserved = reserve_steps(
+            steps if steps is not None else default_steps(p_max, e_lo, self.horizon),
+            live,
+            self._battery_of,
+            BatteryWindow(state.e_bat_kwh, e_lo, e_hi, self.problem.bat_eta_c, self.problem.bat_eta_d),
+            starts=starts,
+            period_s=self.period_s,
+        )
+        for rid, short in reserved.short_kwh.items():
+            kwh = {site: round(float(v), 3) for site, v in short.items()}
+            log.warning("DR %s: the reserved batteries cannot give %s kWh of the event", rid, kwh)
+        self.last_reserved = reserved
+        return reserved.steps
+
+    def _reserved_floors(self, now: datetime) -> dict[str, float]:
+        """Site → SoC % its battery must hold now for the rest of its DR event (the guard's floor).
+
+        selected kWh still to come / η_d + the plan's floor for the battery, over its capacity.
+        """
+        out: dict[str, float] = {}
+        for res in self.reservations:
+            k = self._battery_of.get((res.site, res.asset))
+            cap = float(self.problem.bat_e_max_kwh[k]) if k is not None else 0.0
+            if k is None or cap <= 0 or res.end <= now:
+                continue
+            floor = soc_floor_kwh(
+                remaining_discharge_kwh(res, now), self.problem.bat_eta_d, self._e_floor_kwh[k]
+            )
+            out[res.site] = max(out.get(res.site, 0.0), 100.0 * floor / cap)
+        return out
 
     # -- limits ----------------------------------------------------------------------
 
@@ -284,6 +366,7 @@ class MpcPlanner:
         )
         self._base_kw = fc.base_kw
         steps = limit_battery_steps(self.problem, self.bat_index, fc.base_kw, site_lims, bounds, state)
+        steps = self._reserve(steps, bounds, state, starts)  # DR-selected batteries (live/reservations.py)
         self.engine.set_battery_limits(*bounds, steps)
         # Chance constraint: plan against the fleet's p90, not its median (forecast error is
         # what breaks a plan); never tighter than half the limit.
@@ -311,6 +394,8 @@ class MpcPlanner:
         held: set[tuple[str, str]] = set()
         if self.guard is not None:
             self.guard.on_plan(now, battery_kw, {self.sites[i].site for i in excluded}, sites)
+            self.guard.set_reserved(active_setpoints(self.reservations, now), now)
+            self.guard.set_reserved_floors(self._reserved_floors(now))
             self.guard.step(now, sites, force=True)
             battery_kw = {site: self.guard.battery_value(site) for site in battery_kw}
             held = set(self.guard.caps)
@@ -388,6 +473,8 @@ class MpcPlanner:
             return []
         if self.stations.meters:
             self._guard_backgrounds(now, sites)  # the meters' newest samples
+        self.guard.set_reserved(active_setpoints(self.reservations, now), now)
+        self.guard.set_reserved_floors(self._reserved_floors(now))
         changes = self.guard.step(now, sites)
         if not changes:
             return []

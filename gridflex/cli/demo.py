@@ -347,6 +347,13 @@ def register(app: typer.Typer) -> None:
                 "--dr", help="plus a DR event: contracts, a request at 14:10 for 15:00-16:00 (docs/dr.md §7)"
             ),
         ] = False,
+        dr_start: Annotated[
+            str | None,
+            typer.Option(
+                "--dr-start",
+                help="with --dr: the event's start, HH:MM simulated UTC (4 x 15 min, posted 50 min ahead) [default: 15:00]",
+            ),
+        ] = None,
     ) -> None:
         """Run the closed loop (buildings, agents, Mosquitto, controller) with vs. without control."""
         if serve and _port_in_use(port):
@@ -387,7 +394,7 @@ def register(app: typer.Typer) -> None:
         if dr:  # the DR event scenario (gridflex/cli/demo_dr.py); its run has no --serve
             from gridflex.cli.demo_dr import run_dr_demo
 
-            raise typer.Exit(run_dr_demo(settings, out))
+            raise typer.Exit(run_dr_demo(settings, out, dr_start))
         outcome = _Outcome()
         try:
             asyncio.run(_run(settings, out, port if serve else None, outcome))

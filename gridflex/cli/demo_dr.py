@@ -50,16 +50,24 @@ HOLD_LOOKBACK_S = 900.0
 EXIT_DR_FAILED = 3
 
 
-def default_event(settings: LoopSettings) -> DrEventSettings:
-    """The demo's event: 15:00-16:00 simulated, 4 × 15 min, posted 50 min ahead (30 contracted + 20 for the post).
+def default_event(settings: LoopSettings, start_hhmm: str | None = None) -> DrEventSettings:
+    """The demo's event: 4 × 15 min from 15:00 simulated (or `start_hhmm`), posted 50 min ahead (30 + 20 for the post).
 
-    Why not the 17:00 peak: from about 16:00 the planner discharges the same batteries to
-    relieve T_idx_77, and its per-site forecast (the delivery's baseline) already counts
-    that discharge, so a 17:00 request measures ≈ 0 kWh delivered (docs/dr.md §7, measured).
+    Why 15:00 by default: it is before T_idx_77's evening congestion, so the households' own
+    evening load (EVs arriving) moves the site meters' baseline less; `--dr-start 17:00` puts it
+    into the congestion, where the planner now keeps the selected batteries for it (DR
+    reservations, docs/dr.md §6-§7).
     """
-    return DrEventSettings(
-        start=settings.day + timedelta(hours=15), intervals=4, step_min=15, notice_s=3000.0
-    )
+    start = settings.day + timedelta(hours=15)
+    if start_hhmm is not None:
+        try:
+            hh, mm = (int(x) for x in start_hhmm.split(":"))
+        except ValueError:
+            raise ValueError(f"--dr-start must be HH:MM, got {start_hhmm!r}") from None
+        if not (0 <= hh <= 23 and 0 <= mm <= 59):
+            raise ValueError(f"--dr-start must be HH:MM, got {start_hhmm!r}")
+        start = settings.day + timedelta(hours=hh, minutes=mm)
+    return DrEventSettings(start=start, intervals=4, step_min=15, notice_s=3000.0)
 
 
 class DrClosedLoop(ClosedLoop):
@@ -219,10 +227,10 @@ async def run_dr(settings: LoopSettings, event: DrEventSettings, out: Path) -> i
     return 0 if section.ok else EXIT_DR_FAILED
 
 
-def run_dr_demo(settings: LoopSettings, out: Path) -> int:
-    """`gridflex demo --dr`'s entry: the default event in `settings`' window; Ctrl-C is exit 130."""
+def run_dr_demo(settings: LoopSettings, out: Path, start_hhmm: str | None = None) -> int:
+    """`gridflex demo --dr`'s entry: the event (`--dr-start`, default 15:00) in `settings`' window; Ctrl-C is 130."""
     try:
-        return asyncio.run(run_dr(settings, default_event(settings), out))
+        return asyncio.run(run_dr(settings, default_event(settings, start_hhmm), out))
     except KeyboardInterrupt:
         console.print("interrupted: the DR demo reports only a finished run")
         return 130

@@ -213,3 +213,18 @@ async def test_a_command_the_broker_did_not_take_is_counted_and_sent_again(rig: 
     await act.tick()  # once sent, not again
     assert [(c.cmd_id, c.value) for c in rig.sent] == [("dr-r3-0-s-bat1", -4.0)]
     assert act.report("r3")["commands_sent"] == 1  # type: ignore[index]
+
+
+async def test_a_selected_battery_is_reserved_for_the_planner_from_selection_to_the_events_end(
+    rig: Rig,
+) -> None:
+    act = rig.activator()
+    assert act.reservations(NOW) == []
+    act.prepare(rig.dr.submit(_request("r3", 2), rig.snapshots))
+    (res,) = act.reservations(NOW)  # an hour before the event: already reserved
+    assert (res.request_id, res.site, res.asset, res.kw) == ("r3", "s", "bat1", (-4.0, -4.0))
+    assert res.bounds == ((START, START + Q), (START + Q, START + 2 * Q))
+    assert res.held_from == START - timedelta(seconds=act.lead_s)
+    assert act.reservations(START + 2 * Q) == []  # over
+    rig.dr.cancel("r3")
+    assert act.reservations(START) == []  # a cancelled request frees the battery

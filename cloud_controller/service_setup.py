@@ -163,6 +163,10 @@ def configured_planner(config: CloudConfig, registry: Registry, keys: Mapping[st
     )
     registry.check_stations(region.station_branch)  # names a grid meter's unknown station
     c = config.control
+    registered = set(registry.ids)
+    for i, site in enumerate(c.market_only_sites):
+        if site not in registered:
+            raise ConfigError(f"{site!r} is not a registered site", key=f"control.market_only_sites[{i}]")
     return build_planner(
         region,
         registry.sites,
@@ -175,4 +179,5 @@ def configured_planner(config: CloudConfig, registry: Registry, keys: Mapping[st
         forecast_z=c.forecast_z,
         by_area=c.solve_by_area,
         grid_limits=config.grid,  # grid.limits / grid.envelopes (grid/limits.py)
+        market_only_sites=c.market_only_sites,
     )

@@ -10,15 +10,20 @@
   we do not have (or another peer's, or one that lacks an ISP) refuses the offer.
 - A **Metering** message (one EAN, one day, a `Power` profile in kW) is Accepted when the
   EAN is one of the peer's (`peer.eans`: EAN -> site) and kept per (site, ISP start, UTC):
-  `actual_kw` gives the settlement's actual for the peer's sites.
+  `actual_kw` gives the settlement's actual for the peer's sites; `uftp_metering` puts it
+  under `POST /market/settle`: an order whose sites all have Metering for all its ISPs is
+  settled on it (with a baseline that needs no history: the D-Prognosis, our forecast);
+  any other order on the stored telemetry as before.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict
 
+from cloud_controller.market.book import Metering as MeteringFn
 from cloud_controller.market.book import Refused
 from cloud_controller.market.uftp.config import UftpPeer
 from cloud_controller.market.uftp.isp import expand, isp_start
@@ -27,7 +32,10 @@ from cloud_controller.market.uftp.prognosis_messages import DPrognosis, Metering
 from cloud_controller.market.uftp.store import Ledger, UftpStore
 from protocols.market import PrognosisIsp
 
-__all__ = ["DsoPrognoses", "KeptMetering", "KeptPrognosis", "isps_of_day"]
+__all__ = ["DsoPrognoses", "KeptMetering", "KeptPrognosis", "isps_of_day", "uftp_metering"]
+
+#: baselines that need no metered history (settling.py stores them)
+STORED_BASELINES = ("fsp_prognosis", "our_forecast")
 
 
 def isps_of_day(period: date, tz: str) -> int:
@@ -161,3 +169,18 @@ class DsoPrognoses:
     def status(self) -> dict[str, int]:
         """Counts for `GET /uftp/status`."""
         return {"d_prognoses": len(self.prognoses), "metering_days": len(self.metering)}
+
+
+def uftp_metering(inner: MeteringFn, prognoses: DsoPrognoses) -> MeteringFn:
+    """`inner` (the store's metering), but the AGRs' Metering for orders it fully covers."""
+
+    def meter(
+        sites: Sequence[str], isps: Sequence[datetime], baseline: str
+    ) -> tuple[dict[datetime, float], dict[datetime, float]]:
+        if baseline in STORED_BASELINES and sites:
+            got = {(s, t): prognoses.actual_kw(s, t) for s in sites for t in isps}
+            if all(v is not None for v in got.values()):
+                return {}, {t: sum(got[s, t] or 0.0 for s in sites) for t in isps}
+        return inner(sites, isps, baseline)
+
+    return meter

@@ -54,9 +54,7 @@ from cloud_controller.market.uftp.messages import (
 from cloud_controller.market.uftp.node import UftpNode, UftpSendError
 from cloud_controller.market.uftp.prognosis_messages import (
     DPrognosis,
-    DPrognosisResponse,
     Metering,
-    MeteringResponse,
 )
 from cloud_controller.market.uftp.store import Ledger, UftpStore
 from protocols.market import MarketIsp, MarketOffer, MarketOption, MarketRequest, MarketSettlement
@@ -272,28 +270,9 @@ class UftpDso:
         """An AGR's message (the node checked its signature, sender and type)."""
         if isinstance(msg, FlexOffer):
             await self._offer(msg, peer)
-        elif isinstance(msg, DPrognosis):
-            reason = self.prognoses.accept_prognosis(msg, peer)
-            await self.node.send(
-                peer,
-                DPrognosisResponse(
-                    **self.node.header(peer, msg.conversation_id),
-                    result="Rejected" if reason else "Accepted",
-                    rejection_reason=reason,
-                    d_prognosis_message_id=msg.message_id,
-                ),
-            )
-        elif isinstance(msg, Metering):
-            reason = self.prognoses.accept_metering(msg, peer)
-            await self.node.send(
-                peer,
-                MeteringResponse(
-                    **self.node.header(peer, msg.conversation_id),
-                    result="Rejected" if reason else "Accepted",
-                    rejection_reason=reason,
-                    metering_message_id=msg.message_id,
-                ),
-            )
+        elif isinstance(msg, DPrognosis | Metering):
+            answer = self.prognoses.answer(msg, peer, self.node.header(peer, msg.conversation_id))
+            await self.node.send(peer, answer)
         elif isinstance(msg, FlexOfferRevocation):
             await self._revocation(msg, peer)
         elif isinstance(msg, FlexRequestResponse):

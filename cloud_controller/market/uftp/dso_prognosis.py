@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -28,7 +29,12 @@ from cloud_controller.market.book import Refused
 from cloud_controller.market.uftp.config import UftpPeer
 from cloud_controller.market.uftp.isp import expand, isp_start
 from cloud_controller.market.uftp.messages import FlexOffer
-from cloud_controller.market.uftp.prognosis_messages import DPrognosis, Metering
+from cloud_controller.market.uftp.prognosis_messages import (
+    DPrognosis,
+    DPrognosisResponse,
+    Metering,
+    MeteringResponse,
+)
 from cloud_controller.market.uftp.store import Ledger, UftpStore
 from protocols.market import PrognosisIsp
 
@@ -158,6 +164,26 @@ class DsoPrognoses:
             return f"Revision {msg.revision} is not above the accepted {old.revision}"
         self.metering.put(key, KeptMetering(peer=peer.domain, site=site, revision=msg.revision, kw=by_start))
         return None
+
+    def answer(
+        self, msg: DPrognosis | Metering, peer: UftpPeer, header: dict[str, Any]
+    ) -> DPrognosisResponse | MeteringResponse:
+        """Take `msg` and the response to send back (`header`: the node's, in its conversation)."""
+        if isinstance(msg, DPrognosis):
+            reason = self.accept_prognosis(msg, peer)
+            return DPrognosisResponse(
+                **header,
+                result="Rejected" if reason else "Accepted",
+                rejection_reason=reason,
+                d_prognosis_message_id=msg.message_id,
+            )
+        reason = self.accept_metering(msg, peer)
+        return MeteringResponse(
+            **header,
+            result="Rejected" if reason else "Accepted",
+            rejection_reason=reason,
+            metering_message_id=msg.message_id,
+        )
 
     def actual_kw(self, site: str, start: datetime) -> float | None:
         """The metered mean kW of `site` in the ISP starting at `start`; None if no Metering gave it."""

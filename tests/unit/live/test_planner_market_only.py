@@ -6,9 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from cloud_controller.config import CloudConfig
 from cloud_controller.grid import Region
 from cloud_controller.live.planner import MpcPlanner, build_planner
 from cloud_controller.live.types import AssetRef, SiteRef, SiteSnapshot
+from cloud_controller.registry import Registry
+from cloud_controller.service_setup import configured_planner
+from protocols.errors import ConfigError
 from tests.unit.grid.test_limits import cached_region
 from tests.unit.live.test_planner_site_limits import _DailyHistory
 
@@ -83,3 +87,10 @@ def test_a_market_only_site_gets_no_command_from_the_plan_nor_the_guard(region: 
 def test_an_unknown_market_only_site_is_refused(region: Region) -> None:
     with pytest.raises(ValueError, match="'zz' is not a registered site"):
         _planner(region, ("zz",))
+
+
+def test_an_unregistered_market_only_site_in_the_config_is_a_config_error() -> None:
+    config = CloudConfig.model_validate({"control": {"market_only_sites": ["b0", "zz"]}})
+    with pytest.raises(ConfigError, match=r"'zz' is not a registered site") as err:
+        configured_planner(config, Registry(sites=tuple(SITES)), {})
+    assert err.value.key == "control.market_only_sites[1]"

@@ -208,6 +208,9 @@ class ControlConfig(_Model):
     #: Scenarios of the probabilistic congestion forecast computed after every plan, in a worker
     #: thread (`GET /forecast/congestion`, cloud_controller/forecast/probabilistic.py); 0 = off.
     congestion_scenarios: int = Field(default=100, ge=0, le=1000)
+    #: Registered sites the planner and the guard never steer: an FSP's portfolio that only the
+    #: market's orders move (docs/market.md, "a fair comparison"). Their load stays in the forecast.
+    market_only_sites: list[str] = Field(default_factory=list)
 
 
 class ApiConfig(_Model):

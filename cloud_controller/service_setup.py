@@ -155,6 +155,11 @@ def configured_planner(config: CloudConfig, registry: Registry, keys: Mapping[st
     from cloud_controller.grid import build_schutterwald_region, region_from_json
     from cloud_controller.live.planner import build_planner
 
+    c = config.control
+    registered = set(registry.ids)
+    for i, site in enumerate(c.market_only_sites):  # before the region: it takes seconds to build
+        if site not in registered:
+            raise ConfigError(f"{site!r} is not a registered site", key=f"control.market_only_sites[{i}]")
     rc = config.region
     region = (
         build_schutterwald_region()
@@ -162,7 +167,6 @@ def configured_planner(config: CloudConfig, registry: Registry, keys: Mapping[st
         else region_from_json(rc.network, hvmv_trafo_name=rc.hvmv_trafo_name)
     )
     registry.check_stations(region.station_branch)  # names a grid meter's unknown station
-    c = config.control
     return build_planner(
         region,
         registry.sites,
@@ -175,4 +179,5 @@ def configured_planner(config: CloudConfig, registry: Registry, keys: Mapping[st
         forecast_z=c.forecast_z,
         by_area=c.solve_by_area,
         grid_limits=config.grid,  # grid.limits / grid.envelopes (grid/limits.py)
+        market_only_sites=c.market_only_sites,
     )

@@ -16,7 +16,10 @@ real-time rules).
 A registered asset the site never reported (`SiteSnapshot.missing_assets`, from ingest's
 registry check) is not there: a missing battery is pinned to zero, no asset of them is commanded.
 
-Sites that are offline (or unknown, or ignored their last commands) are "excluded":
+Sites that are offline (or unknown, or ignored their last commands) are "excluded", and so
+are the market-only sites (`market_only_sites`, config `control.market_only_sites`): an
+FSP's portfolio that only the market's orders move, so that what an order buys is not
+what the planner or the guard would have done anyway (docs/market.md). Excluded sites:
 their forecast stays in the grid balance, their batteries are pinned to zero in the LP
 and they get no commands. Sites in fallback are commanded: a valid command is what
 ends an agent's fallback after a controller outage.
@@ -37,7 +40,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -115,8 +118,12 @@ class MpcPlanner:
         forecast_z: float = Z_90,
         by_area: bool = False,
         grid_limits: GridConfig | None = None,
+        market_only_sites: Collection[str] = (),
     ) -> None:
         """Set up the planner; `by_area`, `battery_control` and `forecast_z` choose how it plans.
+
+        `market_only_sites`: registered sites the planner and the guard never steer (always
+        excluded); only the market's orders (DR requests) move them. An unknown id is a ValueError.
 
         `by_area`: solve one LP per MV/LV station while the HV/MV threshold idles (answers
         certified optimal for the whole LP; `DecomposedEngine`), the whole LP when it binds.
@@ -134,6 +141,11 @@ class MpcPlanner:
             raise ValueError("no sites to plan for")
         self.region = region
         self.sites = list(sites)
+        unknown = sorted(set(market_only_sites) - {s.site for s in self.sites})
+        if unknown:
+            raise ValueError(f"market-only site {unknown[0]!r} is not a registered site")
+        self.market_only_sites = frozenset(market_only_sites)
+        self._market_only_idx = {i for i, s in enumerate(self.sites) if s.site in self.market_only_sites}
         self.period_s = period_s
         self.horizon = horizon_steps
         self.limit_kw = float(station_limit_kw) if station_limit_kw is not None else float("inf")
@@ -307,13 +319,15 @@ class MpcPlanner:
         self.guard.set_elements(self.stations.guard_elements(self._guard_base, measured, self._names))
 
     def _new_guard(self) -> FleetGuard:
-        return FleetGuard(
+        guard = FleetGuard(
             self.sites,
             limit_kw=self.limit_kw,
             period_s=self.period_s,
             battery_control=self._battery_control,
             fleet_name=self.limits_book.base.hvmv or "hvmv",
         )
+        guard.excluded = set(self.market_only_sites)  # also before the first plan
+        return guard
 
     # -- plan ------------------------------------------------------------------------
 
@@ -327,7 +341,7 @@ class MpcPlanner:
             if (snap := sites.get(s.site)) is None
             or snap.mode in ("offline", "unknown")
             or snap.uncontrollable
-        }
+        } | self._market_only_idx
         missing = _missing_assets(sites)
         no_battery = {  # a battery the site never reported: pinned to 0, never commanded
             i
@@ -520,6 +534,7 @@ def build_planner(
     forecast_z: float = Z_90,
     by_area: bool = False,
     grid_limits: GridConfig | None = None,
+    market_only_sites: Collection[str] = (),
 ) -> MpcPlanner:
     """The default planner of the cloud service (see `MpcPlanner`)."""
     return MpcPlanner(
@@ -534,4 +549,5 @@ def build_planner(
         forecast_z=forecast_z,
         by_area=by_area,
         grid_limits=grid_limits,
+        market_only_sites=market_only_sites,
     )

@@ -23,6 +23,7 @@ from cloud_controller.market.book import Refused
 from cloud_controller.market.disputes import dispute_settlement, resolve_dispute
 from cloud_controller.market.metering import store_metering
 from cloud_controller.market.roles import Actor, MarketAuth
+from cloud_controller.market.uftp.dso_prognosis import uftp_metering
 from cloud_controller.web.pages import Dashboard
 from protocols.market import DisputeBody, MarketOffer, MarketPrognosis, MarketRequest, ResolveBody
 
@@ -179,9 +180,10 @@ def _clearing_routes(
     async def settle_market(request: Request) -> dict[str, Any]:
         """Settle every order whose ISPs are over, from the sites' stored meter power."""
         roles.need(request, "operator")
-        done, failed = await market.settle_now(
-            store_metering(controller.store, holidays=market.config.holidays)
-        )
+        metering = store_metering(controller.store, holidays=market.config.holidays)
+        if controller.uftp is not None and controller.uftp.dso is not None:  # the AGRs' Metering first
+            metering = uftp_metering(metering, controller.uftp.dso.prognoses)
+        done, failed = await market.settle_now(metering)
         return {"settled": [s.model_dump(mode="json") for s in done], "failed": failed}
 
     @router.get("/settlements")

@@ -341,6 +341,13 @@ def register(app: typer.Typer) -> None:
         market: Annotated[
             bool, typer.Option("--market", help="the local flexibility market at the congested element")
         ] = False,
+        market_compare: Annotated[
+            bool,
+            typer.Option(
+                "--market-compare/--no-market-compare",
+                help="with --market: first the same loop without the market, for relief per EUR",
+            ),
+        ] = True,
         dr: Annotated[
             bool,
             typer.Option(
@@ -390,7 +397,9 @@ def register(app: typer.Typer) -> None:
             from gridflex.cli.demo_market import run_market_demo
 
             days = max(settings.history_days, DEMO_HISTORY_DAYS)
-            raise typer.Exit(run_market_demo(replace(settings, history_days=days), out))
+            raise typer.Exit(
+                run_market_demo(replace(settings, history_days=days), out, compare=market_compare)
+            )
         if dr:  # the DR event scenario (gridflex/cli/demo_dr.py); its run has no --serve
             from gridflex.cli.demo_dr import run_dr_demo
 

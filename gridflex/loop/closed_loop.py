@@ -169,10 +169,16 @@ class ClosedLoop:
         for site in self.registry.ids:
             kid, path = self.pki.signing_key(site)
             keys[site] = SigningKey(bytes.fromhex(path.read_text().strip()), kid)
-        wrapped = scenario_planner(self.scenario, self.registry.sites, signing_keys=keys)
+        wrapped = scenario_planner(
+            self.scenario, self.registry.sites, signing_keys=keys, market_only_sites=self.market_only_sites()
+        )
         snapshots = {site.site: SiteSnapshot(site=site.site, mode="unknown") for site in self.registry.sites}
         wrapped.plan(s.start, snapshots, _NoHistory())  # warm-up: the first HiGHS solve is the slow one
         return wrapped
+
+    def market_only_sites(self) -> tuple[str, ...]:
+        """Sites the planner and guard never steer (none here; the market demo's FSP portfolios)."""
+        return ()
 
     def cloud_config(self) -> CloudConfig:
         """The controller's configuration: this loop's broker and store, the scenario's control settings."""

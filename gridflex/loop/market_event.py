@@ -56,6 +56,7 @@ __all__ = [
     "OrderBridge",
     "ScriptedFsp",
     "gap_filled_means",
+    "market_sites",
     "offer_for",
     "site_flex_kw",
     "split_sites",
@@ -83,6 +84,16 @@ def site_flex_kw(loop: ClosedLoop) -> dict[str, float]:
         s.site: sum(float(a.p_nominal_kw or 0.0) for a in s.assets if a.kind in ("ev", "hp"))
         for s in loop.registry.sites
     }
+
+
+def market_sites(flex_sites: Sequence[str]) -> list[str]:
+    """The FSPs' portfolios: every other site with flexibility (sorted ids, odd positions).
+
+    They are market-only: the planner and the guard never steer them (`control.market_only_sites`),
+    so an order buys relief the controller would not have produced anyway; the controller
+    keeps the even positions. Why half: both sides keep a share of the fleet.
+    """
+    return sorted(flex_sites)[1::2]
 
 
 def split_sites(sites: Sequence[str]) -> dict[str, list[str]]:
@@ -325,12 +336,22 @@ def _token(path: Path) -> str:
 
 
 class MarketLoop(ClosedLoop):
-    """The closed loop with the market at the scenario's element and a DR programme for the orders."""
+    """The closed loop with the market at the scenario's element and a DR programme for the orders.
 
-    def __init__(self, scenario: Any, out_dir: Path, *, api_port: int = 0) -> None:
+    The FSPs' sites (`market_sites`) are market-only in both variants: with `market=False`
+    the same loop runs without the market (guard-only control of the other sites, nobody
+    moves the FSPs' sites), the reference the market's relief per euro is measured against.
+    """
+
+    def __init__(self, scenario: Any, out_dir: Path, *, api_port: int = 0, market: bool = True) -> None:
         super().__init__(scenario, out_dir, api_port=api_port)
         #: each FSP's API token (generated at start, in the run dir's market-config/, never in the repo)
         self.tokens: dict[str, str] = {}
+        self.market = market
+
+    def market_only_sites(self) -> tuple[str, ...]:
+        """The FSPs' portfolios: only the market's orders move them."""
+        return tuple(market_sites([s for s, kw in site_flex_kw(self).items() if kw > 0]))
 
     def market_files(self) -> dict[str, Any]:
         """Tokens and the contracts file in the run dir; the `market` and `dr` config sections."""
@@ -339,6 +360,7 @@ class MarketLoop(ClosedLoop):
         if not self.tokens:
             self.tokens = {fsp: _token(cfg_dir / f"{fsp}.token") for fsp in (AGG_FSP, SCRIPTED_FSP)}
         flex = site_flex_kw(self)
+        fsp_sites = set(self.market_only_sites())
         contracts = [
             {
                 "site": site,
@@ -350,7 +372,7 @@ class MarketLoop(ClosedLoop):
                 "price_eur_per_kwh": PRICE_EUR_PER_KWH[AGG_FSP],
             }
             for site, kw in sorted(flex.items())
-            if kw > 0
+            if kw > 0 and site in fsp_sites
         ]
         (cfg_dir / "contracts.yaml").write_text(yaml.safe_dump({"contracts": contracts}), encoding="utf-8")
         cp = (self.scenario.element or "root").lower()  # market ids are lower case; the view matches either
@@ -368,6 +390,9 @@ class MarketLoop(ClosedLoop):
     def cloud_config(self) -> CloudConfig:
         """The closed loop's configuration plus the market's (also written to the run dir)."""
         base = super().cloud_config().model_dump(mode="json", exclude_unset=True)
+        base["control"] = {**base.get("control", {}), "market_only_sites": list(self.market_only_sites())}
+        if not self.market:  # the reference: the same exclusions, no market
+            return CloudConfig.model_validate(base)
         merged = CloudConfig.model_validate({**base, **self.market_files()})
         (self.out_dir / "market-config" / "cloud.yaml").write_text(
             yaml.safe_dump(merged.model_dump(mode="json", exclude_unset=True)), encoding="utf-8"
@@ -379,5 +404,5 @@ class MarketLoop(ClosedLoop):
         flex = site_flex_kw(self)
         return [
             FspPlan(fsp, tuple(sites), OFFER_SHARE * sum(flex[s] for s in sites), PRICE_EUR_PER_KWH[fsp])
-            for fsp, sites in split_sites([s for s, kw in flex.items() if kw > 0]).items()
+            for fsp, sites in split_sites(self.market_only_sites()).items()
         ]

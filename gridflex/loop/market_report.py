@@ -10,9 +10,10 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from gridflex.loop.report import ElementFigures
 from protocols.market import ISP_S, MarketOffer, MarketOrder, MarketRequest, MarketSettlement
 
-__all__ = ["market_markdown", "market_section"]
+__all__ = ["against_reference", "market_markdown", "market_section"]
 
 ISP_H = ISP_S / 3600.0
 
@@ -83,6 +84,50 @@ def market_section(
     }
 
 
+def against_reference(
+    reference: ElementFigures, with_market: ElementFigures, settlement: dict[str, Any]
+) -> dict[str, Any]:
+    """The market's relief against the same loop without it: kVAh above the rating removed, per euro.
+
+    `reference`: guard-only control with the FSPs' sites unsteered (nobody moves them);
+    `with_market`: the same seed and exclusions, plus the orders. Relief per euro is over the
+    net paid (price − penalty, the settled orders); None when nothing was paid. A negative
+    relief is reported as it is (the market made it worse, or run-to-run noise exceeds it).
+    """
+    relief = reference.overload_kvah - with_market.overload_kvah
+    net = float(settlement["net_eur"])
+    delivered = float(settlement["delivered_kwh"])
+    return {
+        "element": reference.element,
+        "reference_kvah": round(reference.overload_kvah, 2),
+        "with_market_kvah": round(with_market.overload_kvah, 2),
+        "reference_peak_pct": round(reference.peak_loading_pct, 2),
+        "with_market_peak_pct": round(with_market.peak_loading_pct, 2),
+        "reference_intervals_over": reference.overloaded_intervals,
+        "with_market_intervals_over": with_market.overloaded_intervals,
+        "relief_kvah": round(relief, 2),
+        "net_eur": round(net, 4),
+        "relief_kvah_per_eur": round(relief / net, 3) if net > 0 else None,
+        "relief_kvah_per_delivered_kwh": round(relief / delivered, 3) if delivered > 0 else None,
+    }
+
+
+def _against_markdown(a: dict[str, Any]) -> list[str]:
+    per_eur = "n/a (nothing paid)" if a["relief_kvah_per_eur"] is None else f"{a['relief_kvah_per_eur']:.2f}"
+    return [
+        "",
+        f"Against the same loop without the market (FSP sites unsteered, guard-only control of the rest), {a['element']}:",
+        "",
+        "| | without the market | with the market |",
+        "|---|---|---|",
+        f"| peak loading % | {a['reference_peak_pct']:.1f} | {a['with_market_peak_pct']:.1f} |",
+        f"| intervals over 100 % | {a['reference_intervals_over']} | {a['with_market_intervals_over']} |",
+        f"| kVAh above the rating | {a['reference_kvah']:.1f} | {a['with_market_kvah']:.1f} |",
+        "",
+        f"- relief {a['relief_kvah']:.1f} kVAh for {a['net_eur']:.2f} EUR net paid: {per_eur} kVAh per EUR",
+    ]
+
+
 def market_markdown(m: dict[str, Any]) -> str:
     """The section as Markdown, appended to summary.md."""
     r, o, st = m["requests"], m["orders"], m["settlement"]
@@ -117,6 +162,8 @@ def market_markdown(m: dict[str, Any]) -> str:
             for f, d in m["per_fsp"].items()
         ),
     ]
+    if m.get("against_reference"):
+        lines += _against_markdown(m["against_reference"])
     if st.get("estimated_isps"):
         lines += [
             "",

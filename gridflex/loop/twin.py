@@ -16,7 +16,7 @@ The live end-to-end test confirms on real sockets what the twin predicts.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -151,6 +151,7 @@ def scenario_planner(
     refs: tuple[SiteRef, ...],
     *,
     signing_keys: Mapping[str, bytes | SigningKey] | None = None,
+    market_only_sites: Collection[str] = (),
 ) -> PlannerWithPrior:
     """The controller's planner for a loop scenario, with yesterday's physics as imported history.
 
@@ -158,6 +159,7 @@ def scenario_planner(
     (grid truth incl. the background). The planner's limits are the net's (with the
     constructed scenario, also its HV/MV threshold).
     Used by the live loop (which signs its commands, `signing_keys`) and the twin alike.
+    `market_only_sites`: sites the planner and guard leave to the market's orders.
     """
     s = scenario.settings
     inner = build_planner(
@@ -170,6 +172,7 @@ def scenario_planner(
         battery_control=s.battery_control,
         forecast_z=s.forecast_z,
         signing_keys=signing_keys,
+        market_only_sites=market_only_sites,
     )
     return PlannerWithPrior(inner, scenario_prior(scenario))
 

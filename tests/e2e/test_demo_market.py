@@ -1,5 +1,7 @@
 """`gridflex demo --market` end to end: forecast requests → FSP offers → clearing → orders as DR commands → settlement.
 
+Also the reference run without the market (the FSPs' sites market-only in both) and the relief per EUR.
+
 Slow (the closed loop with 7 days of imported history: minutes on 2 cores), so not in the
 default run: `pytest -m slow tests/e2e/test_demo_market.py`.
 """
@@ -13,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1500)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(2500)]
 
 
 def test_demo_market_clears_activates_and_settles(tmp_path: Path) -> None:
     out = tmp_path / "demo-out"
     cmd = [sys.executable, "-m", "gridflex", "demo", "--market", "--quick", "--speed", "200"]
     cmd += ["--sites", "6", "--no-bacnet", "--out", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1400, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=2400, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     m = json.loads((out / "summary.json").read_text())["market"]
     assert m["requests"]["count"] >= 1 and max(m["requests"]["kw_per_isp"].values()) > 0
@@ -33,4 +35,11 @@ def test_demo_market_clears_activates_and_settles(tmp_path: Path) -> None:
     assert st["delivered_kwh"] > 0
     for isp, v in st["ordered_vs_delivered_kw_per_isp"].items():
         assert v["ordered"] > 0, isp
-    assert "## Market" in (out / "summary.md").read_text()
+    # the FSPs' sites are market-only, and the reference ran first on the same seed without the market
+    assert len(m["market_only_sites"]) >= 2 and (out / "reference").is_dir()
+    a = m["against_reference"]
+    assert a["relief_kvah"] == pytest.approx(a["reference_kvah"] - a["with_market_kvah"], abs=0.02)
+    if st["net_eur"] > 0:
+        assert a["relief_kvah_per_eur"] == pytest.approx(a["relief_kvah"] / st["net_eur"], rel=0.05, abs=0.01)
+    md = (out / "summary.md").read_text()
+    assert "## Market" in md and "kVAh per EUR" in md

@@ -21,6 +21,7 @@ from xml.sax.saxutils import quoteattr
 from pydantic import BaseModel, ValidationError
 
 from cloud_controller.market.uftp.messages import MESSAGE_TYPES, PayloadMessage, _Xml
+from cloud_controller.market.uftp.prognosis_messages import PROGNOSIS_TYPES
 from protocols.errors import ContractError
 
 __all__ = ["MAX_XML_BYTES", "XmlError", "decode", "decode_as", "encode"]
@@ -28,6 +29,8 @@ __all__ = ["MAX_XML_BYTES", "XmlError", "decode", "decode_as", "encode"]
 MAX_XML_BYTES = 1024 * 1024
 DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
 M = TypeVar("M", bound=PayloadMessage)
+#: every message the codec decodes: the Flex* conversation and D-Prognosis / Metering
+TYPES: dict[str, type[PayloadMessage]] = {**MESSAGE_TYPES, **PROGNOSIS_TYPES}
 
 
 class XmlError(ContractError):
@@ -110,7 +113,7 @@ def _attr_value(annotation: Any, value: str, where: str) -> Any:
 
 
 def decode(data: bytes) -> PayloadMessage:
-    """A UFTP message from XML bytes (one of `MESSAGE_TYPES`), or XmlError saying what is wrong."""
+    """A UFTP message from XML bytes (one of `TYPES`), or XmlError saying what is wrong."""
     if len(data) > MAX_XML_BYTES:
         raise XmlError(f"message of {len(data)} bytes exceeds {MAX_XML_BYTES}")
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
@@ -119,9 +122,9 @@ def decode(data: bytes) -> PayloadMessage:
         root = ET.fromstring(data)
     except ET.ParseError as exc:
         raise XmlError(f"not well-formed XML: {exc}") from None
-    cls = MESSAGE_TYPES.get(root.tag)
+    cls = TYPES.get(root.tag)
     if cls is None:
-        raise XmlError(f"<{root.tag}> is not a message GridFlex takes ({', '.join(MESSAGE_TYPES)})")
+        raise XmlError(f"<{root.tag}> is not a message GridFlex takes ({', '.join(TYPES)})")
     msg: PayloadMessage = _validate(cls, _fields(cls, root, root.tag), root.tag)
     return msg
 

@@ -12,7 +12,7 @@ the `sites` it delivers from; a DSO peer's requests are served by the DR program
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Self
+from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -39,6 +39,8 @@ class UftpPeer(BaseModel):
     sites: list[str] = Field(default_factory=list, max_length=10_000)
     #: DSO peers: the DR programme whose contracts answer its FlexRequests
     program: str | None = None
+    #: AGR peers: EAN of each meter its Metering messages name -> the site (one of `sites`)
+    eans: dict[Annotated[str, Field(pattern=r"^[Ee][0-9]{18}$")], str] = Field(default_factory=dict)
 
     @field_validator("public_key")
     @classmethod
@@ -52,6 +54,11 @@ class UftpPeer(BaseModel):
             raise ValueError(f"AGR peer {self.domain}: `fsp` (its market FSP id) is required")
         if self.role == "DSO" and self.program is None:
             raise ValueError(f"DSO peer {self.domain}: `program` (the DR programme serving it) is required")
+        for ean, site in self.eans.items():
+            if site not in self.sites:
+                raise ValueError(
+                    f"AGR peer {self.domain}: EAN {ean}'s site {site!r} is not one of its `sites`"
+                )
         return self
 
 

@@ -13,6 +13,8 @@
   is kept in `orders`.
 - `send_settlements(settlements)`: the book's settlements of UFTP orders as one
   FlexSettlement per AGR peer; its answer (accepted / disputed per order) is kept.
+- D-Prognosis and Metering from AGRs (`dso_prognosis.py`): answered (D-PrognosisResponse,
+  MeteringResponse) and kept; an offer naming an accepted D-Prognosis is settled against it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from cloud_controller.market.book import Book, ClearingRecord, Refused
 from cloud_controller.market.uftp.config import UftpPeer
+from cloud_controller.market.uftp.dso_prognosis import DsoPrognoses
 from cloud_controller.market.uftp.isp import by_period, expand, isp_start, kw_of_reduction, reduction_w
 from cloud_controller.market.uftp.messages import (
     ContractSettlement,
@@ -49,6 +52,10 @@ from cloud_controller.market.uftp.messages import (
     PayloadMessage,
 )
 from cloud_controller.market.uftp.node import UftpNode, UftpSendError
+from cloud_controller.market.uftp.prognosis_messages import (
+    DPrognosis,
+    Metering,
+)
 from cloud_controller.market.uftp.store import Ledger, UftpStore
 from protocols.market import MarketIsp, MarketOffer, MarketOption, MarketRequest, MarketSettlement
 
@@ -127,6 +134,8 @@ class UftpDso:
         #: book offer id -> the FlexOffer behind it
         self.offers = Ledger(OfferToUs, "dso_offer", store)
         self.log = DsoLog()
+        #: the AGRs' D-Prognoses (the offers' baselines) and Metering
+        self.prognoses = DsoPrognoses(self.config.entity_prefix, store)
         node.handlers["DSO"] = self.on_message
 
     # -- out -----------------------------------------------------------------------------
@@ -261,6 +270,9 @@ class UftpDso:
         """An AGR's message (the node checked its signature, sender and type)."""
         if isinstance(msg, FlexOffer):
             await self._offer(msg, peer)
+        elif isinstance(msg, DPrognosis | Metering):
+            answer = self.prognoses.answer(msg, peer, self.node.header(peer, msg.conversation_id))
+            await self.node.send(peer, answer)
         elif isinstance(msg, FlexOfferRevocation):
             await self._revocation(msg, peer)
         elif isinstance(msg, FlexRequestResponse):
@@ -311,7 +323,11 @@ class UftpDso:
                 )
             )
         assert peer.fsp is not None  # config: an AGR peer has its FSP id
+        starts = sorted({i.start for o in options for i in o.isps})
+        prognosis = self.prognoses.offer_prognosis(msg, peer, starts)
         return MarketOffer(
+            baseline="fsp_prognosis" if prognosis is not None else "nodes_5wd",
+            prognosis=prognosis,
             offer_id=f"uftp-{msg.message_id}",
             fsp=peer.fsp,
             congestion_point=cp,

@@ -6,9 +6,10 @@ byte what shapeshifter-uftp 2.4.0 renders for the same content (the interop test
 it). UFTP's units, not ours: power in whole **watts** per ISP, negative = less consumption
 (the sign the DSO's downward need and the AGR's reduction share); `Price` is the **total**
 EUR of an option or order (not per kWh); ISPs are numbered from 1 within `Period`, a local
-day in `TimeZone` (`isp.py` turns them into UTC instants). Only the Flex* conversation is
-modelled (request, offer, its revocation, order, settlement and their responses);
-D-Prognosis, portfolio messages, metering and reservation updates are not.
+day in `TimeZone` (`isp.py` turns them into UTC instants). The Flex* conversation
+(request, offer, its revocation, order, settlement and their responses) is here;
+D-Prognosis and Metering are in `prognosis_messages.py`; portfolio messages and
+reservation updates are not modelled.
 """
 
 from __future__ import annotations

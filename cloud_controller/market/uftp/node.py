@@ -47,6 +47,12 @@ from cloud_controller.market.uftp.messages import (
     PayloadMessage,
     Role,
 )
+from cloud_controller.market.uftp.prognosis_messages import (
+    DPrognosis,
+    DPrognosisResponse,
+    Metering,
+    MeteringResponse,
+)
 from protocols.backoff import Backoff
 from protocols.clock import Clock
 from protocols.errors import GridflexError
@@ -57,8 +63,24 @@ log = logging.getLogger(__name__)
 
 #: what each of our roles takes (the other party's messages to it)
 ACCEPTS: dict[Role, tuple[type[PayloadMessage], ...]] = {
-    "DSO": (FlexRequestResponse, FlexOffer, FlexOfferRevocation, FlexOrderResponse, FlexSettlementResponse),
-    "AGR": (FlexRequest, FlexOfferResponse, FlexOfferRevocationResponse, FlexOrder, FlexSettlement),
+    "DSO": (
+        FlexRequestResponse,
+        FlexOffer,
+        FlexOfferRevocation,
+        FlexOrderResponse,
+        FlexSettlementResponse,
+        DPrognosis,
+        Metering,
+    ),
+    "AGR": (
+        FlexRequest,
+        FlexOfferResponse,
+        FlexOfferRevocationResponse,
+        FlexOrder,
+        FlexSettlement,
+        DPrognosisResponse,
+        MeteringResponse,
+    ),
 }
 OTHER: dict[Role, Role] = {"DSO": "AGR", "AGR": "DSO"}
 MAX_FAILURES_KEPT = 100

@@ -1,4 +1,4 @@
-"""GridFlex's UFTP XML (10 messages) and SignedMessage against shapeshifter-uftp 2.4.0's own, both ways, byte for byte.
+"""GridFlex's UFTP XML (14 messages) and SignedMessage against shapeshifter-uftp 2.4.0's own, both ways, byte for byte.
 
 One run of the library (`uftp_party.py codec`, its venv) parses every message GridFlex
 encodes and renders it again — the bytes must be GridFlex's — renders its own message of
@@ -36,6 +36,16 @@ from cloud_controller.market.uftp.messages import (
     FlexSettlement,
     FlexSettlementResponse,
     PayloadMessage,
+)
+from cloud_controller.market.uftp.prognosis_messages import (
+    DPrognosis,
+    DPrognosisIsp,
+    DPrognosisResponse,
+    FlexOrderStatus,
+    Metering,
+    MeteringIsp,
+    MeteringProfile,
+    MeteringResponse,
 )
 from tests.integration.uftp.party import run_once
 
@@ -145,6 +155,31 @@ def ours() -> list[PayloadMessage]:
                 )
             ],
         ),
+        DPrognosis(
+            **_h("agr.test"), **flex, revision=1, isps=[DPrognosisIsp(power_w=50000, start=1, duration=96)]
+        ),
+        DPrognosisResponse(
+            **_h("dso.test"),
+            d_prognosis_message_id=UUID1,
+            flex_order_statuses=[FlexOrderStatus(flex_order_message_id=UUID2, is_validated=True)],
+        ),
+        Metering(
+            **_h("agr.test"),
+            revision=1,
+            period="2026-12-03",
+            ean="E123456789012345678",
+            profiles=[
+                MeteringProfile(
+                    profile_type="Power",
+                    unit="kW",
+                    isps=[
+                        MeteringIsp(start=73, value=Decimal("32.5")),
+                        MeteringIsp(start=74, value=Decimal("30")),
+                    ],
+                )
+            ],
+        ),
+        MeteringResponse(**_h("dso.test"), metering_message_id=UUID1),
     ]
 
 
@@ -163,7 +198,7 @@ def test_library_and_gridflex_read_and_write_each_others_messages_byte_for_byte(
         }
     )
     assert out["errors"] == []
-    assert len(encoded) == len(out["samples"]) == 10  # the 10 messages GridFlex speaks
+    assert len(encoded) == len(out["samples"]) == 14  # the 14 messages GridFlex speaks
     # the library parses each of ours and renders exactly our bytes again
     for mine, theirs in zip(encoded, out["rerendered"], strict=True):
         assert theirs == mine

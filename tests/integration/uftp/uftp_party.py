@@ -11,7 +11,9 @@ never imported by the project (the library needs FastAPI 0.136-0.139, the projec
   FlexRequest gets a FlexRequestResponse and a FlexOffer (the job's price and minimum
   activation factor, `offer_fraction` of each requested ISP), a FlexOrder a
   FlexOrderResponse (Accepted only if its ISPs are the offer's and its factor is allowed), a
-  FlexSettlement a FlexSettlementResponse accepting every order.
+  FlexSettlement a FlexSettlementResponse accepting every order. With `prognosis`
+  ([start, duration, W] elements) it sends a D-Prognosis first and names it in its offer;
+  with `metering` ({ean, kw: {ISP number: kW}}) a Metering message after an accepted order.
 - `dso`: the library's ShapeshifterDsoService sending GridFlex the AGR a FlexRequest; a
   FlexOffer gets a FlexOfferResponse and a FlexOrder of its first option (`activation_factor`,
   the option's price x it, OrderReference `dso-order-1`); an Accepted FlexOrderResponse gets
@@ -34,6 +36,9 @@ from shapeshifter_uftp.uftp import (
     ContractSettlement,
     ContractSettlementISP,
     ContractSettlementPeriod,
+    DPrognosis,
+    DPrognosisISP,
+    DPrognosisResponse,
     FlexOffer,
     FlexOfferOption,
     FlexOfferOptionISP,
@@ -51,8 +56,15 @@ from shapeshifter_uftp.uftp import (
     FlexRequestResponse,
     FlexSettlement,
     FlexSettlementResponse,
+    Metering,
+    MeteringISP,
+    MeteringProfile,
+    MeteringProfileEnum,
+    MeteringResponse,
+    MeteringUnit,
     SignedMessage,
 )
+from shapeshifter_uftp.uftp.messages.d_prognosis import FlexOrderStatus
 from xsdata.models.datatype import XmlDate, XmlDuration
 
 logging.getLogger("shapeshifter-uftp").setLevel(logging.WARNING)  # it logs every message at DEBUG
@@ -175,6 +187,31 @@ def library_samples():
                 )
             ],
         ),
+        DPrognosis(**agr, **flex, revision=1, isps=[DPrognosisISP(power=50000, start=1, duration=96)]),
+        DPrognosisResponse(
+            **dso,
+            d_prognosis_message_id=UUID1,
+            flex_order_statuses=[FlexOrderStatus(flex_order_message_id=UUID2, is_validated=True)],
+        ),
+        Metering(
+            **agr,
+            revision=1,
+            isp_duration=XmlDuration("PT15M"),
+            time_zone="Europe/Amsterdam",
+            period=XmlDate(2026, 12, 3),
+            ean="E123456789012345678",
+            profiles=[
+                MeteringProfile(
+                    profile_type=MeteringProfileEnum.POWER,
+                    unit=MeteringUnit.K_W,
+                    isps=[
+                        MeteringISP(start=73, value=Decimal("32.5")),
+                        MeteringISP(start=74, value=Decimal("30")),
+                    ],
+                )
+            ],
+        ),
+        MeteringResponse(**dso, metering_message_id=UUID1),
     ]
 
 
@@ -246,6 +283,19 @@ class Agr(_Recording, ShapeshifterAgrService):
             if i.disposition == "Requested"
         ]
         self.offered = {"isps": [(i.power, i.start, i.duration) for i in isps]}
+        prognosis_id = None
+        if "prognosis" in self.job:
+            prognosis = DPrognosis(
+                conversation_id=req.conversation_id,
+                isp_duration=req.isp_duration,
+                time_zone=req.time_zone,
+                period=req.period,
+                congestion_point=req.congestion_point,
+                revision=1,
+                isps=[DPrognosisISP(start=a, duration=d, power=w) for a, d, w in self.job["prognosis"]],
+            )
+            dso.send_d_prognosis(prognosis)
+            prognosis_id = prognosis.message_id
         dso.send_flex_offer(
             FlexOffer(
                 conversation_id=req.conversation_id,
@@ -255,6 +305,7 @@ class Agr(_Recording, ShapeshifterAgrService):
                 congestion_point=req.congestion_point,
                 expiration_date_time=req.expiration_date_time,
                 flex_request_message_id=req.message_id,
+                d_prognosis_message_id=prognosis_id,
                 offer_options=[
                     FlexOfferOption(
                         option_reference="agr-opt-1",
@@ -276,7 +327,8 @@ class Agr(_Recording, ShapeshifterAgrService):
             reason = f"ISPs {got} are not the offered {self.offered['isps']}"
         elif order.activation_factor < Decimal(str(self.job.get("min_activation_factor", 1.0))):
             reason = f"activation factor {order.activation_factor} below the minimum"
-        self.dso_client(order.sender_domain).send_flex_order_response(
+        dso = self.dso_client(order.sender_domain)
+        dso.send_flex_order_response(
             FlexOrderResponse(
                 conversation_id=order.conversation_id,
                 flex_order_message_id=order.message_id,
@@ -284,6 +336,27 @@ class Agr(_Recording, ShapeshifterAgrService):
                 rejection_reason=reason,
             )
         )
+        m = self.job.get("metering")
+        if m is not None and reason is None:
+            dso.send_metering(
+                Metering(
+                    conversation_id=order.conversation_id,
+                    revision=1,
+                    isp_duration=XmlDuration("PT15M"),
+                    time_zone=order.time_zone,
+                    period=order.period,
+                    ean=m["ean"],
+                    profiles=[
+                        MeteringProfile(
+                            profile_type=MeteringProfileEnum.POWER,
+                            unit=MeteringUnit.K_W,
+                            isps=[
+                                MeteringISP(start=int(n), value=Decimal(str(v))) for n, v in m["kw"].items()
+                            ],
+                        )
+                    ],
+                )
+            )
 
     def process_flex_settlement(self, message):
         self.guarded(self._settlement, message)

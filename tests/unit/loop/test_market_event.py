@@ -18,10 +18,12 @@ from gridflex.loop.market_event import (
     FspPlan,
     dr_request_of,
     gap_filled_means,
+    market_sites,
     offer_for,
     split_sites,
 )
-from gridflex.loop.market_report import market_markdown, market_section
+from gridflex.loop.market_report import against_reference, market_markdown, market_section
+from gridflex.loop.report import ElementFigures
 from protocols.market import MarketIsp, MarketOrder, MarketRequest
 
 NOW = datetime(2030, 1, 15, 15, 0, tzinfo=UTC)
@@ -151,3 +153,41 @@ def test_an_isp_without_a_sample_is_interpolated_between_its_neighbours_and_repo
     assert means[T0] == pytest.approx(3.0)
     assert means[T0 + ISP] == pytest.approx(4.0)  # a real sample: its mean, not an estimate
     assert T0 + 2 * ISP not in means  # past the last sample: not invented
+
+
+def test_the_fsps_get_every_other_flexible_site_and_split_them() -> None:
+    flex = ["b006", "b001", "b004", "b003", "b002", "b005"]
+    fsp_sites = market_sites(flex)
+    assert fsp_sites == ["b002", "b004", "b006"]  # the controller keeps b001, b003, b005
+    assert split_sites(fsp_sites) == {AGG_FSP: ["b002", "b006"], SCRIPTED_FSP: ["b004"]}
+
+
+def _element(kvah: float, peak: float, over: int) -> ElementFigures:
+    return ElementFigures("T_idx_77", 400.0, peak, over, kvah)
+
+
+def test_relief_per_euro_is_the_kvah_removed_against_the_reference_over_the_net_paid() -> None:
+    settlement = {"net_eur": 2.5, "delivered_kwh": 10.0}
+    a = against_reference(_element(40.0, 115.0, 6), _element(30.0, 111.0, 5), settlement)
+    assert (a["reference_kvah"], a["with_market_kvah"], a["relief_kvah"]) == (40.0, 30.0, 10.0)
+    assert a["relief_kvah_per_eur"] == pytest.approx(4.0)  # 10 kVAh / 2.5 EUR
+    assert a["relief_kvah_per_delivered_kwh"] == pytest.approx(1.0)
+    # worse with the market: said as it is, not clipped to zero
+    worse = against_reference(_element(40.0, 115.0, 6), _element(45.0, 116.0, 7), settlement)
+    assert worse["relief_kvah"] == -5.0 and worse["relief_kvah_per_eur"] == pytest.approx(-2.0)
+    nothing_paid = against_reference(
+        _element(40.0, 115.0, 6), _element(40.0, 115.0, 6), {"net_eur": 0.0, "delivered_kwh": 0.0}
+    )
+    assert (
+        nothing_paid["relief_kvah_per_eur"] is None and nothing_paid["relief_kvah_per_delivered_kwh"] is None
+    )
+
+
+def test_the_markdown_states_the_relief_per_euro() -> None:
+    section = market_section([], [], [], [])
+    section["against_reference"] = against_reference(
+        _element(40.0, 115.0, 6), _element(30.0, 111.0, 5), {"net_eur": 2.5, "delivered_kwh": 10.0}
+    )
+    md = market_markdown(section)
+    assert "| kVAh above the rating | 40.0 | 30.0 |" in md
+    assert "relief 10.0 kVAh for 2.50 EUR net paid: 4.00 kVAh per EUR" in md

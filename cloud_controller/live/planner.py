@@ -38,7 +38,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from cloud_controller.config import GridConfig
-from cloud_controller.dispatch import Answer, Engine, Schedule, SiteAssets, StepInputs
+from cloud_controller.dispatch import Answer, AreaExecution, Engine, Schedule, SiteAssets, StepInputs
 from cloud_controller.forecast.congestion import CongestionForecast
 from cloud_controller.forecast.result import ForecastOptions, ProbabilisticForecast
 from cloud_controller.grid import Region
@@ -92,6 +92,7 @@ class MpcPlanner:
         forecast_z: float = Z_90,
         by_area: bool = False,
         grid_limits: GridConfig | None = None,
+        area_execution: AreaExecution | None = None,
     ) -> None:
         """Set up the planner; `by_area`, `battery_control` and `forecast_z` choose how it plans.
 
@@ -103,6 +104,8 @@ class MpcPlanner:
         deviations from the forecast are absorbed locally within the period (sites without
         a meter control fall back to "setpoint"). `forecast_z`: the limit is planned against
         the fleet's forecast at this many standard deviations above the median.
+        `area_execution` (with `by_area`): where the areas are solved (worker processes,
+        Dask); started here, once, and stopped by `close`.
         """
         if battery_control not in ("setpoint", "grid_target"):
             raise ValueError(f"battery_control must be setpoint or grid_target, got {battery_control!r}")
@@ -149,7 +152,7 @@ class MpcPlanner:
             bat_soc_min=BAT_SOC_MIN,
         )
         self.problem = problem
-        self.engine: Engine = planning_engine(problem, by_area=by_area)
+        self.engine: Engine = planning_engine(problem, by_area=by_area, execution=area_execution)
         self.bat_index = {int(s): k for k, s in enumerate(problem.bat_site)}
         self.forecasts = PlanForecasts(region, [s.region_site for s in self.sites], period_s=period_s)
         self.last_schedule: Schedule | None = None
@@ -234,6 +237,12 @@ class MpcPlanner:
         )
 
     # -- plan ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop what the engine runs besides this process (the areas' worker processes or Dask actors)."""
+        close = getattr(self.engine, "close", None)  # a DispatchEngine holds nothing to stop
+        if close is not None:
+            close()
 
     def plan(self, now: datetime, sites: Mapping[str, SiteSnapshot], history: History) -> Plan:
         """Plan the horizon from now: forecast, solve the dispatch, and build the first period's commands."""
@@ -433,6 +442,7 @@ def build_planner(
     forecast_z: float = Z_90,
     by_area: bool = False,
     grid_limits: GridConfig | None = None,
+    area_execution: AreaExecution | None = None,
 ) -> MpcPlanner:
     """The default planner of the cloud service (see `MpcPlanner`)."""
     return MpcPlanner(
@@ -447,4 +457,5 @@ def build_planner(
         forecast_z=forecast_z,
         by_area=by_area,
         grid_limits=grid_limits,
+        area_execution=area_execution,
     )

@@ -200,7 +200,7 @@ class ProcessAreas:
         try:
             for w, group in enumerate(spread(specs, self.workers)):
                 here, there = ctx.Pipe()
-                proc = ctx.Process(
+                proc = ctx.Process(  # type: ignore[attr-defined]  # every concrete context has it
                     target=_serve, args=(there, group, options), daemon=True, name=f"areas-{w}"
                 )
                 proc.start()

@@ -70,7 +70,7 @@ def test_the_configured_execution_is_built_only_by_area(tmp_path: Path) -> None:
 
 @pytest.fixture
 def scheduler() -> Iterator[str]:
-    with LocalCluster(
+    with LocalCluster(  # type: ignore[no-untyped-call]
         n_workers=2,
         threads_per_worker=1,
         processes=False,

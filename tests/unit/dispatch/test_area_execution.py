@@ -77,7 +77,7 @@ def case() -> tuple[Problem, list[tuple[StepInputs, StorageState]], list[Schedul
 @pytest.fixture(scope="module")
 def dask_scheduler() -> Iterator[str]:
     """A 2-worker cluster of threads in this process, reached by its address as a remote one would be."""
-    with LocalCluster(
+    with LocalCluster(  # type: ignore[no-untyped-call]
         n_workers=2,
         threads_per_worker=1,
         processes=False,

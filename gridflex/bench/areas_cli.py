@@ -29,6 +29,13 @@ def register(app: typer.Typer) -> None:
 
         if execution not in EXECUTIONS:
             raise typer.BadParameter(f"one of {', '.join(EXECUTIONS)}", param_hint="--execution")
-        rows = run_area_scaling(buildings, horizon, execution, (1, workers) if workers > 1 else (1,))
+        import sys
+
+        def say(r: object) -> None:
+            print(f"[bench areas] {r}", file=sys.stderr, flush=True)
+
+        rows = run_area_scaling(
+            buildings, horizon, execution, (1, workers) if workers > 1 else (1,), progress=say
+        )
         load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
         print(format_area_scaling(rows, load))

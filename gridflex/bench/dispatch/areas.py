@@ -11,6 +11,7 @@ costs, only the parallelism differs). Engine options as the live planner's
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,9 +39,19 @@ class AreaScaling:
 
 
 def run_area_scaling(
-    n_sites: int, horizon: int, execution: str, workers: tuple[int, ...], *, seed: int = 0
+    n_sites: int,
+    horizon: int,
+    execution: str,
+    workers: tuple[int, ...],
+    *,
+    seed: int = 0,
+    progress: Callable[[AreaScaling], None] | None = None,
 ) -> list[AreaScaling]:
-    """The same MPC by area once per worker count in `workers`, on the station-level network."""
+    """The same MPC by area once per worker count in `workers`, on the station-level network.
+
+    `progress` gets each run's figures as soon as it has them (a run cut short by a time
+    limit still leaves the earlier ones).
+    """
     from cloud_controller.grid import build_schutterwald_region, station_grid
 
     stations, station_bus = station_grid(build_schutterwald_region())
@@ -68,6 +79,8 @@ def run_area_scaling(
                     engine.last_by_area, sched.objective,
                 )
             )  # fmt: skip
+        if progress is not None:
+            progress(out[-1])
     return out
 
 

@@ -98,3 +98,40 @@ def test_the_planner_solves_its_areas_on_dask_and_stops_them_on_close(region: Re
     here.close()
     with pytest.raises(RuntimeError, match="not started"):
         dask.lazy_rows()
+
+
+class _ClosingPlanner:
+    """A planner that only records being closed (the service never plans here: dispatch off)."""
+
+    def __init__(self) -> None:
+        self.closed = 0
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+async def test_the_service_closes_its_planner_on_shutdown(tmp_path: Path) -> None:
+    import asyncio
+    from datetime import UTC, datetime
+
+    from cloud_controller.registry import Registry
+    from cloud_controller.service import CloudController
+    from protocols.clock import SimClock
+
+    cfg = CloudConfig.model_validate(
+        {
+            "store": {"path": str(tmp_path / "s.sqlite")},
+            "api": {"enabled": False},
+            "control": {"dispatch": False},
+        }
+    )
+    planner = _ClosingPlanner()
+    ctl = CloudController(
+        cfg, Registry(sites=()), clock=SimClock(datetime(2030, 1, 1, tzinfo=UTC)), planner=planner
+    )  # type: ignore[arg-type]
+    task = asyncio.create_task(ctl.run())
+    await asyncio.sleep(0.2)  # the MQTT session retries a broker that is not there
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 10.0)
+    assert planner.closed == 1

@@ -20,6 +20,9 @@ def register(app: typer.Typer) -> None:
             str, typer.Option(help="serial (threads), processes or dask (a LocalCluster).")
         ] = "processes",
         workers: Annotated[int, typer.Option(min=1, help="Workers of the run compared with 1.")] = 2,
+        rounds: Annotated[
+            int, typer.Option(min=1, help="1 vs N this many times, alternating (a shared machine's noise).")
+        ] = 1,
     ) -> None:
         """MPC by area on 1 worker vs `--workers`: start-up, cold and warm solve, speed-up and per-worker scaling."""
         from pathlib import Path
@@ -35,7 +38,7 @@ def register(app: typer.Typer) -> None:
             print(f"[bench areas] {r}", file=sys.stderr, flush=True)
 
         rows = run_area_scaling(
-            buildings, horizon, execution, (1, workers) if workers > 1 else (1,), progress=say
+            buildings, horizon, execution, ((1, workers) if workers > 1 else (1,)) * rounds, progress=say
         )
         load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
         print(format_area_scaling(rows, load))

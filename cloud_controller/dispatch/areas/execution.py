@@ -215,6 +215,11 @@ class ProcessAreas:
             self.close()
             raise
 
+    @property
+    def pids(self) -> list[int]:
+        """The worker processes' ids (e.g. to read their CPU time)."""
+        return [int(p.pid) for p in self._procs if p.pid is not None]
+
     def _reply(self, w: int) -> Any:
         conn = self._conns[w]
         if not conn.poll(self._timeout_s):

@@ -126,9 +126,8 @@ async def test_the_service_closes_its_planner_on_shutdown(tmp_path: Path) -> Non
         }
     )
     planner = _ClosingPlanner()
-    ctl = CloudController(
-        cfg, Registry(sites=()), clock=SimClock(datetime(2030, 1, 1, tzinfo=UTC)), planner=planner
-    )  # type: ignore[arg-type]
+    clock = SimClock(datetime(2030, 1, 1, tzinfo=UTC))
+    ctl = CloudController(cfg, Registry(sites=()), clock=clock, planner=planner)  # type: ignore[arg-type]
     task = asyncio.create_task(ctl.run())
     await asyncio.sleep(0.2)  # the MQTT session retries a broker that is not there
     task.cancel()

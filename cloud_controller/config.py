@@ -16,7 +16,9 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from cloud_controller.config_sections import (
+    AreasConfig,
     DashboardConfig,
+    DispatchConfig,
     DrConfig,
     ElementLimitConfig,
     EnvelopeConfig,
@@ -31,11 +33,13 @@ from protocols.errors import ConfigError
 
 __all__ = [
     "ApiConfig",
+    "AreasConfig",
     "BrokerSettings",
     "BrokerTlsSettings",
     "CloudConfig",
     "ControlConfig",
     "DashboardConfig",
+    "DispatchConfig",
     "DrConfig",
     "ElementLimitConfig",
     "EnvelopeConfig",
@@ -264,6 +268,18 @@ class CloudConfig(_Model):
     dr: DrConfig = DrConfig()
     market: MarketConfig = MarketConfig()
     openadr: OpenAdrConfig = OpenAdrConfig()
+    #: Where the plan's areas are solved (`dispatch.areas`), with `control.solve_by_area`.
+    dispatch: DispatchConfig = DispatchConfig()
+
+    @model_validator(mode="after")
+    def _areas_need_by_area(self) -> CloudConfig:
+        ex = self.dispatch.areas.execution
+        if ex != "serial" and not self.control.solve_by_area:
+            raise ValueError(
+                f"dispatch.areas.execution: {ex} solves the plan's areas elsewhere; "
+                "it needs control.solve_by_area: true"
+            )
+        return self
 
 
 def _dotted(loc: tuple[int | str, ...]) -> str:

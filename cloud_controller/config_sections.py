@@ -1,4 +1,4 @@
-"""The sections of `cloud.yaml` that stand on their own: lease, dashboard, grid limits, DR, OpenADR.
+"""The sections of `cloud.yaml` that stand on their own: lease, dashboard, grid limits, DR, OpenADR, dispatch.
 
 Why a module of their own: `config.py` holds the file's frame (broker, store, region,
 control, API, the whole `CloudConfig`) and its loader; these sections are read by one part
@@ -8,13 +8,17 @@ re-exports them, so `from cloud_controller.config import GridConfig` keeps worki
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "AreasConfig",
     "DashboardConfig",
+    "DispatchConfig",
     "DrConfig",
     "ElementLimitConfig",
     "EnvelopeConfig",
@@ -160,3 +164,40 @@ class OpenAdrConfig(_Model):
     notify_attempts: int = Field(default=3, ge=1, le=10)
     notify_backoff_s: float = Field(default=1.0, ge=0.0, le=60.0)  # doubles after each attempt
     notify_timeout_s: float = Field(default=5.0, gt=0.0, le=60.0)
+
+
+_SCHEDULER = re.compile(r"^(tcp|tls)://[^\s/:]+:\d{1,5}$")
+
+
+class AreasConfig(_Model):
+    """Where the plan's areas are solved with `control.solve_by_area` (dispatch/areas/execution.py).
+
+    `serial`: in the dispatcher (2 threads); `processes`: `workers` worker processes on
+    this machine, started once with the planner and stopped at shutdown; `dask`: one
+    actor per worker of the Dask cluster at `scheduler` (at most `workers` of them, 0 =
+    all), or of a local cluster of `workers` processes when no scheduler is given. The
+    answers are the same in every case; only where the LPs run differs.
+    """
+
+    execution: Literal["serial", "processes", "dask"] = "serial"
+    workers: int = Field(default=2, ge=0, le=256)
+    #: A Dask scheduler's address, `tcp://host:port` or `tls://host:port` (dask only).
+    scheduler: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AreasConfig:
+        if self.scheduler is not None:
+            if self.execution != "dask":
+                raise ValueError(f"scheduler is for execution: dask, not {self.execution}")
+            if not _SCHEDULER.match(self.scheduler):
+                raise ValueError(f"scheduler must look like tcp://host:port, got {self.scheduler!r}")
+        elif self.execution in ("processes", "dask") and self.workers < 1:
+            why = "a local Dask cluster" if self.execution == "dask" else "worker processes"
+            raise ValueError(f"workers must be >= 1 for {why}, got {self.workers}")
+        return self
+
+
+class DispatchConfig(_Model):
+    """How the dispatcher's planning engine runs (today: where its areas are solved)."""
+
+    areas: AreasConfig = AreasConfig()

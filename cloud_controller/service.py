@@ -219,6 +219,16 @@ class CloudController:
                 self.openadr.close()
             if self.history is not self.store:
                 self.history.close()
+            self._close_planner()
+
+    def _close_planner(self) -> None:
+        """Stop the planner's area workers (bounded: ProcessAreas/DaskAreas give each ~10 s)."""
+        close = getattr(self._planner, "close", None)  # a given test planner may have none
+        if close is not None:
+            try:
+                close()
+            except Exception as exc:  # shutting down: log it, do not mask the reason we stop
+                log.warning("closing the planner failed: %s", exc)
 
     async def _start(self, tg: asyncio.TaskGroup) -> None:
         if self.lease is not None:

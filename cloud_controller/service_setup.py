@@ -22,6 +22,7 @@ from protocols.signing import SigningKey
 from protocols.topics import shared, site_wildcard
 
 if TYPE_CHECKING:
+    from cloud_controller.dispatch import AreaExecution
     from cloud_controller.live.planner import MpcPlanner
     from cloud_controller.store.influx import InfluxSink
 
@@ -180,4 +181,15 @@ def configured_planner(config: CloudConfig, registry: Registry, keys: Mapping[st
         by_area=c.solve_by_area,
         grid_limits=config.grid,  # grid.limits / grid.envelopes (grid/limits.py)
         market_only_sites=c.market_only_sites,
+        area_execution=_area_execution(config) if c.solve_by_area else None,
     )
+
+
+def _area_execution(config: CloudConfig) -> AreaExecution | None:
+    """`dispatch.areas` as the planner's area execution (None: serial, the engine's own 2 threads)."""
+    from cloud_controller.dispatch import area_execution
+
+    a = config.dispatch.areas
+    if a.execution == "serial":
+        return None
+    return area_execution(a.execution, a.workers, a.scheduler)

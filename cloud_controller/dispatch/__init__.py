@@ -6,7 +6,15 @@ holds it in HiGHS, `routes/` are the ways a call is answered, `areas/` the decom
 `engine.py` runs the routes in order.
 """
 
+from cloud_controller.dispatch.areas.dask_areas import DaskAreas
 from cloud_controller.dispatch.areas.decompose import DecomposedEngine, DecompositionStats
+from cloud_controller.dispatch.areas.execution import (
+    EXECUTIONS,
+    AreaExecution,
+    ProcessAreas,
+    SerialAreas,
+    area_execution,
+)
 from cloud_controller.dispatch.engine import DispatchEngine
 from cloud_controller.dispatch.model.build import SiteAssets, build_problem
 from cloud_controller.dispatch.model.ppcase import KW_PER_MW, problem_from_pandapower
@@ -28,6 +36,7 @@ from cloud_controller.dispatch.routes.base import AREAS, LAZY, LP, MEND, SITE, T
 
 __all__ = [
     "AREAS",
+    "EXECUTIONS",
     "KW_PER_MW",
     "LAZY",
     "LP",
@@ -35,7 +44,9 @@ __all__ = [
     "SITE",
     "THRESHOLD",
     "Answer",
+    "AreaExecution",
     "BatterySteps",
+    "DaskAreas",
     "DecomposedEngine",
     "DecompositionStats",
     "DispatchEngine",
@@ -45,13 +56,16 @@ __all__ = [
     "FloatArray",
     "IntArray",
     "Problem",
+    "ProcessAreas",
     "PwlCost",
     "Schedule",
+    "SerialAreas",
     "SiteAssets",
     "StepInputs",
     "StorageState",
     "Violation",
     "Weights",
+    "area_execution",
     "build_model",
     "build_problem",
     "problem_from_pandapower",

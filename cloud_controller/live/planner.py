@@ -48,6 +48,7 @@ import numpy as np
 from cloud_controller.config import GridConfig
 from cloud_controller.dispatch import (
     Answer,
+    AreaExecution,
     BatterySteps,
     Engine,
     Schedule,
@@ -119,6 +120,7 @@ class MpcPlanner:
         by_area: bool = False,
         grid_limits: GridConfig | None = None,
         market_only_sites: Collection[str] = (),
+        area_execution: AreaExecution | None = None,
     ) -> None:
         """Set up the planner; `by_area`, `battery_control` and `forecast_z` choose how it plans.
 
@@ -133,6 +135,8 @@ class MpcPlanner:
         deviations from the forecast are absorbed locally within the period (sites without
         a meter control fall back to "setpoint"). `forecast_z`: the limit is planned against
         the fleet's forecast at this many standard deviations above the median.
+        `area_execution` (with `by_area`): where the areas are solved (worker processes,
+        Dask); started here, once, and stopped by `close`.
         """
         if battery_control not in ("setpoint", "grid_target"):
             raise ValueError(f"battery_control must be setpoint or grid_target, got {battery_control!r}")
@@ -184,7 +188,7 @@ class MpcPlanner:
             bat_soc_min=BAT_SOC_MIN,
         )
         self.problem = problem
-        self.engine: Engine = planning_engine(problem, by_area=by_area)
+        self.engine: Engine = planning_engine(problem, by_area=by_area, execution=area_execution)
         self.bat_index = {int(s): k for k, s in enumerate(problem.bat_site)}
         self.forecasts = PlanForecasts(region, [s.region_site for s in self.sites], period_s=period_s)
         self.last_schedule: Schedule | None = None
@@ -330,6 +334,12 @@ class MpcPlanner:
         return guard
 
     # -- plan ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop what the engine runs besides this process (the areas' worker processes or Dask actors)."""
+        close = getattr(self.engine, "close", None)  # a DispatchEngine holds nothing to stop
+        if close is not None:
+            close()
 
     def plan(self, now: datetime, sites: Mapping[str, SiteSnapshot], history: History) -> Plan:
         """Plan the horizon from now: forecast, solve the dispatch, and build the first period's commands."""
@@ -535,6 +545,7 @@ def build_planner(
     by_area: bool = False,
     grid_limits: GridConfig | None = None,
     market_only_sites: Collection[str] = (),
+    area_execution: AreaExecution | None = None,
 ) -> MpcPlanner:
     """The default planner of the cloud service (see `MpcPlanner`)."""
     return MpcPlanner(
@@ -550,4 +561,5 @@ def build_planner(
         by_area=by_area,
         grid_limits=grid_limits,
         market_only_sites=market_only_sites,
+        area_execution=area_execution,
     )

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cloud_controller.dispatch import (
+    AreaExecution,
     DecomposedEngine,
     DispatchEngine,
     Engine,
@@ -99,16 +100,20 @@ def planning_problem(
     return with_feeding_points(problem, plan_net.network)
 
 
-def planning_engine(problem: Problem, *, by_area: bool) -> Engine:
+def planning_engine(problem: Problem, *, by_area: bool, execution: AreaExecution | None = None) -> Engine:
     """The engine the planner re-solves every period: presolve + interior point cold, then warm simplex.
 
     Cold start: presolve and interior point for the first plan (1,000 sites: 666 -> 221 s),
     then warm dual simplex from the basis the crossover leaves (~1 s per period).
+    `execution` (by area only): where the areas are solved (`dispatch.areas` in the
+    config); the engine starts it now and closes it with itself. None: 2 threads here.
     """
     options = EngineOptions(presolve_first=True, cold_solver="ipm")
     if problem.meshed:
         if by_area:
             log.warning("by_area ignored: a meshed region is planned as one LP (areas need a tree)")
+        if execution is not None:
+            execution.close()  # never started: nothing runs, but say it is done with
         return DispatchEngine(problem, options)
     if by_area:
         # max_sites=0: as fine as the tree allows, one area per station on this network;
@@ -119,5 +124,6 @@ def planning_engine(problem: Problem, *, by_area: bool) -> Engine:
             EngineOptions(presolve_first=True, cold_solver="ipm", lazy_grid=True),
             max_sites=0,
             threads=2,
+            execution=execution,
         )
     return DispatchEngine(problem, options)

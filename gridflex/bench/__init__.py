@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from gridflex.bench.areas_cli import register as register_areas
 from gridflex.bench.chain import register as register_chain
 
 __all__ = ["CONTRACT_PARTS", "DISPATCH_PARTS", "bench_app", "parse_parts"]
@@ -383,3 +384,4 @@ def bench_testbed(
 
 
 register_chain(bench_app, console, _figures_table)  # records, uftp, settlement, market, dr-selection
+register_areas(bench_app)  # the MPC by area on 1 worker vs N

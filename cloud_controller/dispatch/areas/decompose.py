@@ -30,8 +30,6 @@ each outcome.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -39,16 +37,16 @@ import scipy.sparse as sp
 
 from cloud_controller.dispatch.areas.areas import (
     columns,
-    coupling_rows,
     decomposable,
     fold_matrix,
     per_entry,
-    rows_idle,
     split_areas,
     sub_problem,
     sub_rating,
     subtree_matrix,
 )
+from cloud_controller.dispatch.areas.execution import AreaExecution, SerialAreas
+from cloud_controller.dispatch.areas.group import AreaCall, AreaLimits, AreaSpec
 from cloud_controller.dispatch.areas.join import AreaLp, assemble, start_from_areas
 from cloud_controller.dispatch.engine import DispatchEngine
 from cloud_controller.dispatch.model.problem import (
@@ -61,7 +59,7 @@ from cloud_controller.dispatch.model.problem import (
 )
 from cloud_controller.dispatch.model.schedule import Schedule
 from cloud_controller.dispatch.options import EngineOptions
-from cloud_controller.dispatch.routes.base import AREAS, SITE, Answer
+from cloud_controller.dispatch.routes.base import AREAS, Answer
 
 # The assembled answer may break a coupling row of the full LP only by round-off: what the
 # full LP would charge for it (penalty x violation) bounds the answer's distance from the
@@ -88,9 +86,12 @@ class DecompositionStats:
 class DecomposedEngine:
     """The `Engine` protocol by area: `answer`/`solve`, `set_battery_limits`, `shift_basis`.
 
-    `threads` > 1 solves areas in a thread pool (HiGHS releases the GIL while it solves; the
-    HiGHS thread count of each LP is `options.threads`); the engine options apply to every area's engine and
-    to the full LP when it is needed. With `cop_rtol` > 0 each engine holds the COP it saw
+    `execution` says where the areas' engines live and are solved (execution.py: in this
+    process, worker processes or Dask; the answers are the same); without one, `threads` > 1
+    solves areas in a thread pool here (HiGHS releases the GIL while it solves; the HiGHS
+    thread count of each LP is `options.threads`). The engine takes the execution over and
+    closes it. The engine options apply to every area's engine and to the full LP when it
+    is needed. With `cop_rtol` > 0 each engine holds the COP it saw
     first, so a full LP built late may hold another COP than the areas did (within cop_rtol).
     Where the LP has ties (e.g. which store moves first), the areas and the full LP may
     return different optimal schedules with the same objective.
@@ -105,6 +106,7 @@ class DecomposedEngine:
         max_buses: int = 300,
         threads: int = 1,
         retry_after: int = 8,
+        execution: AreaExecution | None = None,
     ) -> None:
         """Set up the per-area engine; `retry_after` and `options.lazy_grid` tune when and how it solves.
 
@@ -135,24 +137,20 @@ class DecomposedEngine:
         lift = np.arange(g.n_bus, dtype=np.int64)
         for area in self.areas:
             lift[area.buses] = area.path_buses[-1]
-        for area in self.areas:
+        specs: list[AreaSpec] = []
+        for i, area in enumerate(self.areas):
             self._shared_branch[area.branches] = False
             sub, buses, bats, hps = sub_problem(problem, area)
-            # no mending inside an area: a mended answer binds rows whose duals the
-            # certificate below needs (HiGHS answers the area's LP instead)
-            eng = DispatchEngine(sub, replace(self._options, mend=False))
-            if not eng.lazy_grid:
-                rows, upper = coupling_rows(problem, sub, eng.ix, area)
-            else:  # lazy_grid: the coupling rows are whichever grid rows get added (_coupling_idle)
-                rows, upper = np.zeros(0, dtype=np.int64), np.zeros(0)
-            self._subs.append(
-                AreaLp(area, eng, bats, hps, fold_matrix(g, area, buses, lift), rows, upper, sub)
-            )
+            specs.append(AreaSpec(i, area, sub))
+            self._subs.append(AreaLp(area, bats, hps, fold_matrix(g, area, buses, lift), sub))
         self._in_area = [np.zeros(problem.n_sites, dtype=bool) for _ in self._subs]
         for mask, s in zip(self._in_area, self._subs, strict=True):
             mask[s.area.sites] = True
-        self._pool = ThreadPoolExecutor(threads) if threads > 1 else None
-        self._by_size = sorted(range(len(self._subs)), key=lambda i: -self._subs[i].engine.n_cols)
+        # the areas' engines (no mending inside an area: a mended answer binds rows whose
+        # duals the certificate needs; AreaGroup turns it off)
+        self.execution: AreaExecution = execution if execution is not None else SerialAreas(threads)
+        self.execution.start(specs, self._options)
+        self._idle = [False] * len(self._subs)  # per area: coupling rows idle in its last answer
         self._last_p_site: FloatArray | None = None
         self._full: DispatchEngine | None = None
         self.stats = DecompositionStats()
@@ -168,11 +166,21 @@ class DecomposedEngine:
         """How many areas the network is cut into (one LP each)."""
         return len(self._subs)
 
+    @property
+    def area_engines(self) -> list[DispatchEngine]:
+        """The areas' engines in area order, where they run in this process (`SerialAreas`)."""
+        if not isinstance(self.execution, SerialAreas):
+            raise TypeError("the areas' engines run elsewhere (not SerialAreas)")
+        return self.execution.engines()
+
+    def lazy_rows(self) -> int:
+        """Grid rows added lazily: over the areas, and the whole LP once built."""
+        whole = 0 if self._full is None or self._full.lazy is None else len(self._full.lazy.rows.row)
+        return self.execution.lazy_rows() + whole
+
     def close(self) -> None:
-        """Stop the thread pool (if any)."""
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+        """Stop the areas' execution (its thread pool, worker processes or Dask actors)."""
+        self.execution.close()
 
     def __enter__(self) -> DecomposedEngine:
         return self
@@ -189,13 +197,18 @@ class DecomposedEngine:
         steps: BatterySteps | None = None,
     ) -> None:
         """Set the batteries' power and energy limits on every area's LP (and the whole LP, once built)."""
-        for s in self._subs:
-            s.engine.set_battery_limits(
-                np.asarray(p_max_kw)[s.bats],
-                np.asarray(e_min_kwh)[s.bats],
-                np.asarray(e_max_kwh)[s.bats],
-                None if steps is None else steps.take(s.bats),
-            )
+        self.execution.set_battery_limits(
+            [
+                AreaLimits(
+                    i,
+                    np.asarray(p_max_kw)[s.bats],
+                    np.asarray(e_min_kwh)[s.bats],
+                    np.asarray(e_max_kwh)[s.bats],
+                    None if steps is None else steps.take(s.bats),
+                )
+                for i, s in enumerate(self._subs)
+            ]
+        )
         self._battery_limits = (p_max_kw, e_min_kwh, e_max_kwh)
         self._battery_steps = steps
         if self._full is not None:
@@ -203,10 +216,10 @@ class DecomposedEngine:
 
     def shift_basis(self, k: int) -> bool:
         """Shift every area's basis (and the whole LP's) `k` periods on; True if every area's shift took."""
-        done = [s.engine.shift_basis(k) for s in self._subs]
+        done = self.execution.shift_basis(k)
         if self._full is not None:
             self._full.shift_basis(k)
-        return all(done)
+        return done
 
     # -- solving ------------------------------------------------------------------------
     def _bus_loads(self, inputs: StepInputs, p_site_kw: FloatArray) -> FloatArray:
@@ -245,48 +258,31 @@ class DecomposedEngine:
     def _round(
         self, inputs: StepInputs, state: StorageState, guess_kw: FloatArray, rating_kw: FloatArray | None
     ) -> list[Schedule]:
-        """Solve every area with the other areas' site loads taken from `guess_kw` (T, n_sites)."""
+        """Solve every area with the other areas' site loads taken from `guess_kw` (T, n_sites).
 
-        def one(i: int) -> Schedule:
-            s = self._subs[i]
+        Each area's call is numpy data only: the areas may be solved in other processes.
+        """
+        calls: list[AreaCall] = []
+        for i, s in enumerate(self._subs):
             others = np.where(self._in_area[i][None, :], 0.0, guess_kw)
             sub_state = StorageState(
                 e_bat_kwh=np.asarray(state.e_bat_kwh)[s.bats], e_ts_kwh=np.asarray(state.e_ts_kwh)[s.hps]
             )
             sub_inputs = self._sub_inputs(s, inputs, self._bus_loads(inputs, others), rating_kw)
-            return s.engine.solve(sub_inputs, sub_state)
+            calls.append(AreaCall(i, sub_inputs, sub_state, sub_rating(rating_kw, s.area)))
+        out: list[Schedule | None] = [None] * len(self._subs)
+        for r in self.execution.solve(calls):
+            out[r.index] = r.schedule
+            self._idle[r.index] = r.coupling_idle
+        assert all(o is not None for o in out), "an area went unanswered"
+        return [o for o in out if o is not None]
 
-        run: Callable[[int], Schedule] = one
-        if self._pool is not None:
-            # largest LPs first, so the last one to finish is a small one (longest first)
-            done = dict(zip(self._by_size, self._pool.map(run, self._by_size), strict=True))
-            return [done[i] for i in range(len(self._subs))]
-        return [run(i) for i in range(len(self._subs))]
+    def _coupling_idle(self) -> bool:
+        """Every area's coupling rows off their bound or with a round-off dual (at the call's ratings).
 
-    def _coupling_idle(self, rating_kw: FloatArray | None) -> bool:
-        """Every area's coupling rows off their bound or with a round-off dual (at the call's ratings)."""
-        for s in self._subs:
-            sol = s.engine.last_solution
-            last = s.engine.last_answer
-            if last is not None and last.route == SITE:
-                # answered site by site (`by_site=True`) with no grid row broken: optimal
-                # without any of the area's grid rows, so every one of their duals is zero
-                continue
-            if sol is None:
-                return False  # an answer without duals that is not purely site by site
-            if s.engine.lazy_grid:
-                # path branches are the first of the area's LP (sub_problem's order)
-                if not s.engine.lazy_rows_idle(np.arange(len(s.area.path_branches))):
-                    return False
-            elif not rows_idle(sol, s.coupling_rows, self._coupling_upper(s, rating_kw)):
-                return False
-        return True
-
-    def _coupling_upper(self, s: AreaLp, rating_kw: FloatArray | None) -> FloatArray:
-        """The area's coupling rows' upper bounds at the call's ratings (the grid's: as built)."""
-        if rating_kw is None or s.sub is None:
-            return s.coupling_upper
-        return coupling_rows(self.problem, s.sub, s.engine.ix, s.area, sub_rating(rating_kw, s.area))[1]
+        Checked where each area was solved (`AreaGroup`), next to its duals.
+        """
+        return all(self._idle)
 
     def _check(
         self, inputs: StepInputs, p_site_kw: FloatArray, objective: float, rating_kw: FloatArray | None
@@ -361,7 +357,7 @@ class DecomposedEngine:
             p_site = self._gather_p_site(parts)
             objective = float(sum(part.objective for part in parts))
             failed, flows, v, root = self._check(inputs, p_site, objective, rating)
-            if failed is None and not self._coupling_idle(rating):
+            if failed is None and not self._coupling_idle():
                 failed = "coupling row binding in an area"
             if failed is None:
                 if attempt == 1:
@@ -392,7 +388,11 @@ class DecomposedEngine:
             self._full = DispatchEngine(self.problem, self._options)
             if self._battery_limits is not None:
                 self._full.set_battery_limits(*self._battery_limits, self._battery_steps)
-            if from_areas and self._full.lazy_grid and start_from_areas(self.problem, self._subs, self._full):
+            if (
+                from_areas
+                and self._full.lazy_grid
+                and start_from_areas(self.problem, self._subs, self.execution.starts(), self._full)
+            ):
                 self.stats.full_from_areas += 1
         got = self._full.answer(inputs, state)
         self._last_p_site = got.schedule.p_site_kw

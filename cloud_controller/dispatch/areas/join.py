@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from cloud_controller.dispatch.areas.areas import Area
+from cloud_controller.dispatch.areas.group import AreaStart
 from cloud_controller.dispatch.engine import DispatchEngine
 from cloud_controller.dispatch.highs.crash import BASIC, LOWER
 from cloud_controller.dispatch.highs.joined_basis import AreaBasis, joined_basis
@@ -19,23 +20,23 @@ from cloud_controller.dispatch.routes.lazy import V_UP
 
 @dataclass
 class AreaLp:
-    """One area's engine and the maps between its LP and the full problem."""
+    """The maps between one area's LP and the full problem (its engine is in an `AreaGroup`)."""
 
     area: Area
-    engine: DispatchEngine
     bats: IntArray  # full battery indices
     hps: IntArray  # full heat-pump indices
     fold: sp.csr_matrix  # (n_sub_bus, N): every full bus to its own or nearest path bus
-    coupling_rows: IntArray  # voltage bands and path-branch limits
-    coupling_upper: FloatArray  # their upper bounds (all are <= rows) at the grid's ratings
-    sub: Problem | None = None  # the area's problem (to restate coupling bounds at a call's ratings)
+    sub: Problem  # the area's problem
 
 
-def start_from_areas(problem: Problem, subs: list[AreaLp], full: DispatchEngine) -> bool:
+def start_from_areas(
+    problem: Problem, subs: list[AreaLp], starts: dict[int, AreaStart | None], full: DispatchEngine
+) -> bool:
     """Give the whole gridless LP the areas' grid rows and their joined bases as its start.
 
-    The grid rows are those the areas added; the bases are joined by `joined_basis.py`.
-    False if an area has no basis (answered site by site) or HiGHS refuses the start.
+    The grid rows are those the areas added (`starts`, by area index, from wherever the
+    areas are solved); the bases are joined by `joined_basis.py`. False if an area has no
+    basis (answered site by site) or HiGHS refuses the start.
     """
     p = problem
     hs_pos = np.full(p.n_hp, -1, dtype=np.int64)
@@ -45,14 +46,15 @@ def start_from_areas(problem: Problem, subs: list[AreaLp], full: DispatchEngine)
         return False  # the joined basis needs the numpy builder's full index
     parts: list[AreaBasis] = []
     kinds, elems, ts, row_st, slack_st = [], [], [], [], []
-    for s in subs:
-        status = s.engine.basis_status()
-        if status is None or s.engine.lazy is None or s.engine.ix.r_v_up is None:
+    for i, s in enumerate(subs):
+        start = starts.get(i)
+        if start is None:
             return False
-        sub_hs = np.flatnonzero(s.engine.problem.ts_e_max_kwh > 0)
+        status = (start.col_status, start.row_status)
+        sub_hs = np.flatnonzero(start.ts_e_max_kwh > 0)
         parts.append(
             AreaBasis(
-                ix=s.engine.ix,
+                ix=start.ix,
                 col_status=status[0],
                 row_status=status[1],
                 sites=s.area.sites,
@@ -61,7 +63,7 @@ def start_from_areas(problem: Problem, subs: list[AreaLp], full: DispatchEngine)
                 stores=hs_pos[s.hps[sub_hs]],
             )
         )
-        kind, elem, t, rows, slacks = s.engine.lazy.added_arrays()
+        kind, elem, t, rows, slacks = start.added
         # the area LP's branches and buses are its path's, then its own (sub_problem)
         branch_of = np.concatenate([s.area.path_branches, s.area.branches])
         bus_of = np.concatenate([s.area.path_buses, s.area.buses])

@@ -73,10 +73,7 @@ def run_mpc(
         cold["by_area_certified"] = engine.last_by_area
         cold["full_from_areas"] = engine.stats.full_from_areas > 0
         if lazy:
-            cold["lazy_rows"] = sum(len(s.engine.lazy.rows.row) for s in engine._subs if s.engine.lazy)
-            full = engine._full
-            if full is not None and full.lazy is not None:
-                cold["lazy_rows"] += len(full.lazy.rows.row)
+            cold["lazy_rows"] = engine.lazy_rows()  # the areas' and the whole LP's (once built)
     if binding:
         lim = np.asarray(x0.station_limit_kw)
         cold["binding_periods"] = int((sched.p_root_kw >= lim - 1e-6).sum())

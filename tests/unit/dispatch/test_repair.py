@@ -131,7 +131,7 @@ def test_areas_never_mend_so_a_shared_branch_binding_goes_to_the_full_lp() -> No
             x, st = _inputs(rng, p), _state(rng, p)
             a, b = full.solve(x, st), dec.solve(x, st)
             assert b.objective == pytest.approx(a.objective, rel=1e-9, abs=1e-9), seed
-            assert all(s.engine.mended == 0 for s in dec._subs)
+            assert all(e.mended == 0 for e in dec.area_engines)
 
 
 @pytest.mark.parametrize("options", [{"builder": "pyomo"}, {"cop_rtol": 0.05}])

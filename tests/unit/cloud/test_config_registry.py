@@ -110,7 +110,7 @@ def test_shipped_examples_validate() -> None:
     assert reg.ids == ["b001", "b002", "b003"]  # the buildings of `gridflex sim --sites 3`
     deploy = load_cloud_config(root / "deploy" / "cloud.yaml")
     assert (
-        deploy.store.kind == "influxdb"
+        deploy.store.kind == "postgres"
         and deploy.broker.tls is not None
         and deploy.broker.tls.cert_file is not None
     )

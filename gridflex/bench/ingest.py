@@ -1,11 +1,14 @@
 """Ingest throughput with one or several controller workers on the `$share` subscription.
 
 Each worker is its own process (`CloudController(role="ingest")`, its own MQTT client
-id, the same SQLite file), as `deploy/k8s` runs them; a publisher process pushes
-batched telemetry of many sites through a real Mosquitto on loopback. Figures: samples/s
-from the first publish until every sample is stored, and how the broker split the
-batches between the workers (the watermark stays right because every worker advances it
-from the file; see cloud_controller/store/sqlite.py).
+id, the same SQLite file or the same PostgreSQL schema), as `deploy/k8s` runs them; a
+publisher process pushes batched telemetry of many sites through a real Mosquitto on
+loopback. Figures: samples/s from the first publish until every sample is stored, and
+how the broker split the batches between the workers (the watermark stays right because
+every worker advances it from the store; see cloud_controller/store/sqlite.py and
+postgres.py). `IngestStore.batch_messages` is the workers' `store.ingest_batch_messages`:
+0 stores each message in its own transaction (acked on receipt, the path before the
+write-behind queue), N flushes up to N messages per transaction (acked after the commit).
 """
 
 from __future__ import annotations
@@ -25,12 +28,23 @@ from protocols.assets import METER, Points
 __all__ = [
     "InProcessIngest",
     "IngestFigures",
+    "IngestStore",
     "bench_ingest_workers",
     "ingest_in_process",
     "telemetry_payloads",
 ]
 
 T0 = datetime(2030, 1, 15, 12, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class IngestStore:
+    """Where the workers store: SQLite (a file in the run's folder) or PostgreSQL (`dsn`, one schema a run)."""
+
+    kind: str = "sqlite"  # "sqlite" | "postgres"
+    dsn: str | None = None
+    password_file: str | None = None
+    batch_messages: int = 0
 
 
 @dataclass(frozen=True)
@@ -53,7 +67,9 @@ def _sites(n: int) -> list[str]:
     return [f"s{i:03d}" for i in range(n)]
 
 
-def _worker(port: int, store: str, n_sites: int, index: int, ready: MpEvent, stop: MpEvent, out: Any) -> None:
+def _worker(
+    port: int, store: dict[str, Any], n_sites: int, index: int, ready: MpEvent, stop: MpEvent, out: Any
+) -> None:
     """Spawn target: one ingest worker until `stop`; puts its stored-sample count on `out`."""
     from cloud_controller import AssetRef, CloudConfig, CloudController, Registry, SiteRef
     from protocols.clock import RealClock
@@ -64,7 +80,7 @@ def _worker(port: int, store: str, n_sites: int, index: int, ready: MpEvent, sto
     cfg = CloudConfig.model_validate(
         {
             "broker": {"port": port, "client_id": f"bench-ingest-{index}"},
-            "store": {"path": store},
+            "store": store,
             "control": {"dispatch": False},
             "api": {"enabled": False},
         }
@@ -133,20 +149,49 @@ def _publisher(port: int, n_sites: int, n_batches: int, size: int, go: MpEvent) 
     client.disconnect()
 
 
-def bench_ingest_workers(
-    workers: int, *, port: int, workdir: Path, n_sites: int = 20, n_batches: int = 20, size: int = 500
-) -> IngestFigures:
-    """Run `workers` ingest processes against the broker on `port`; time the whole load."""
+def _store_section(store: IngestStore, path: Path) -> dict[str, Any]:
+    """The workers' `store:` section."""
+    section: dict[str, Any] = {"path": str(path), "ingest_batch_messages": store.batch_messages}
+    if store.kind == "postgres":
+        section |= {"kind": "postgres", "dsn": store.dsn, "password_file": store.password_file}
+    return section
+
+
+def _reader(store: IngestStore, path: Path) -> Any:
+    """A store object of this process, to count what the workers stored."""
     from cloud_controller import SqliteStore
 
+    if store.kind != "postgres":
+        return SqliteStore(path)
+    from cloud_controller.store.postgres import PostgresStore
+
+    assert store.dsn is not None and store.password_file is not None
+    return PostgresStore(store.dsn, password=Path(store.password_file).read_text().strip())
+
+
+def bench_ingest_workers(
+    workers: int,
+    *,
+    port: int,
+    workdir: Path,
+    n_sites: int = 20,
+    n_batches: int = 20,
+    size: int = 500,
+    store: IngestStore | None = None,
+) -> IngestFigures:
+    """Run `workers` ingest processes against the broker on `port`; time the whole load."""
+    store = store or IngestStore()
     workdir.mkdir(parents=True, exist_ok=True)
-    store_path = workdir / f"ingest-{workers}.sqlite"
+    store_path = workdir / f"ingest-{workers}-{store.batch_messages}.sqlite"
+    store_path.unlink(missing_ok=True)
+    reader = _reader(store, store_path)  # PostgreSQL: migrates the run's schema before the workers start
+    section = _store_section(store, store_path)
     ctx = mp.get_context("spawn")
     stop, go = ctx.Event(), ctx.Event()
     out = ctx.Queue()
     readies = [ctx.Event() for _ in range(workers)]
     procs = [
-        ctx.Process(target=_worker, args=(port, str(store_path), n_sites, k, readies[k], stop, out))
+        ctx.Process(target=_worker, args=(port, section, n_sites, k, readies[k], stop, out))
         for k in range(workers)
     ]
     for p in procs:
@@ -159,7 +204,6 @@ def bench_ingest_workers(
         pub.start()
         time.sleep(1.0)  # the publisher builds its payloads before the clock starts
         total = n_sites * n_batches * size
-        reader = SqliteStore(store_path)
         t0 = time.perf_counter()
         go.set()
         deadline = t0 + 300

@@ -18,6 +18,10 @@ changes is how concurrent writers agree:
   `latest` upsert's row lock happens to serialize batches of the same points too, but
   batches split by the broker need not share points; without this lock a probe left 37 of
   100 concurrent rounds at a stale watermark.)
+- **Batches.** `write_batches` (ingest's write-behind queue) stores many messages of many
+  sites in one transaction with the same rules: every site's lock, taken in hash order
+  so two workers never deadlock, then one statement each for the keys and rows, `latest`,
+  and the watermarks (`postgres_batch.py`); `write_samples` is a batch of one.
 - **Lease.** One statement, `INSERT … ON CONFLICT (name) DO UPDATE … WHERE holder = me OR
   expires_at <= now RETURNING token`: Postgres locks the row and evaluates the WHERE on
   its newest version, so of two contenders exactly one wins, and the token is bumped in

@@ -278,7 +278,7 @@ def bench_ingest(
                         store=store,
                     )
                     anchor = anchor or fig.samples_per_s or None
-                    table.add_row(
+                    row = (
                         kind,
                         str(mode) if mode else "off",
                         str(n),
@@ -287,6 +287,41 @@ def bench_ingest(
                         " / ".join(f"{c:,}" for c in fig.per_worker),
                         "right" if fig.watermarks_ok else "WRONG",
                     )
+                    console.print(" | ".join(row))  # as it comes: a long sweep shows its rows early
+                    table.add_row(*row)
+    console.print(table)
+
+
+@bench_app.command("ingest-store")
+def bench_ingest_store(
+    messages: Annotated[int, typer.Option(help="agent messages written")] = 2_000,
+    size: Annotated[int, typer.Option(help="samples per message (agents report by exception: 1-2)")] = 2,
+    batch: Annotated[int, typer.Option(help="messages per transaction of the batched half")] = 200,
+) -> None:
+    """The store side of ingest alone: small messages a transaction each (anchor) vs `batch` per transaction."""
+    import tempfile
+    from pathlib import Path
+
+    from cloud_controller import PostgresStore, SqliteStore
+    from gridflex.bench.ingest import write_path_figures
+    from gridflex.ops.postgres import LoopbackPostgres
+
+    table = Table(title=f"gridflex bench ingest-store ({messages:,} messages x {size} samples, 20 sites)")
+    for col in ("store", "a transaction a message (msg/s)", f"{batch} a transaction (msg/s)", "x anchor"):
+        table.add_column(col, justify="right")
+    with tempfile.TemporaryDirectory() as tmp, LoopbackPostgres() as pg:
+        stores = {
+            "sqlite": lambda tag: SqliteStore(Path(tmp) / f"{tag}.sqlite"),
+            "postgres": lambda tag: PostgresStore(pg.dsn(pg.fresh_schema()), password=pg.password),
+        }
+        for kind, store_of in stores.items():
+            fig = write_path_figures(store_of, kind, n_messages=messages, size=size, batch=batch)
+            table.add_row(
+                kind,
+                f"{fig.messages / fig.per_message_s:,.0f}",
+                f"{fig.messages / fig.batched_s:,.0f}",
+                f"{fig.speedup:.1f}",
+            )
     console.print(table)
 
 

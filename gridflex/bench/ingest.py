@@ -29,9 +29,11 @@ __all__ = [
     "InProcessIngest",
     "IngestFigures",
     "IngestStore",
+    "WritePathFigures",
     "bench_ingest_workers",
     "ingest_in_process",
     "telemetry_payloads",
+    "write_path_figures",
 ]
 
 T0 = datetime(2030, 1, 15, 12, tzinfo=UTC)
@@ -290,3 +292,67 @@ async def ingest_in_process(
         with contextlib.suppress(asyncio.CancelledError):
             await task
     return InProcessIngest(samples=total, seconds=seconds, duplicates=ctl.ingest.stats.duplicates)
+
+
+@dataclass(frozen=True)
+class WritePathFigures:
+    """The store side alone: the same small messages one transaction each, then `batch` per transaction."""
+
+    kind: str
+    messages: int
+    per_message_s: float
+    batched_s: float
+    batch: int
+
+    @property
+    def speedup(self) -> float:
+        """How many times faster the batched writes stored the same messages."""
+        return self.per_message_s / self.batched_s if self.batched_s > 0 else 0.0
+
+
+def write_path_figures(
+    store_of: Any, kind: str, *, n_sites: int = 20, n_messages: int = 2_000, size: int = 2, batch: int = 200
+) -> WritePathFigures:
+    """Time `write_samples` per message (the anchor) against `write_batches` of `batch` messages.
+
+    `store_of(tag)` opens an empty store; both halves write the same messages (seq
+    contiguous per site, sites interleaved), so every watermark must end at the last seq.
+    """
+    from protocols.messages import Sample
+
+    sites = _sites(n_sites)
+    messages = [
+        (
+            sites[m % n_sites],
+            [
+                Sample(
+                    seq=(m // n_sites) * size + i,
+                    asset=Points.METER_P_KW.asset,
+                    point=Points.METER_P_KW.point,
+                    value=float(i),
+                    unit="kW",
+                    ts=T0 + timedelta(seconds=(m // n_sites) * size + i),
+                )
+                for i in range(size)
+            ],
+        )
+        for m in range(n_messages)
+    ]
+    last = (n_messages // n_sites) * size - 1
+    one = store_of("per-message")
+    t0 = time.perf_counter()
+    for site, samples in messages:
+        one.write_samples(site, samples)
+    per_message_s = time.perf_counter() - t0
+    ok = set(one.watermarks().values()) == {last}
+    one.close()
+    many = store_of("batched")
+    t0 = time.perf_counter()
+    for k in range(0, len(messages), batch):
+        many.write_batches(messages[k : k + batch])
+    batched_s = time.perf_counter() - t0
+    ok = ok and set(many.watermarks().values()) == {last}
+    many.close()
+    if not ok:
+        raise RuntimeError(f"{kind}: a watermark is not at seq {last}")
+    return WritePathFigures(kind, n_messages, per_message_s, batched_s, batch)

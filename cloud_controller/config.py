@@ -148,6 +148,17 @@ class StoreConfig(_Model):
     dsn: str | None = Field(default=None, min_length=1, max_length=1000)
     #: File holding the PostgreSQL password (never in the YAML or the DSN).
     password_file: Path | None = None
+    #: Ingest's write-behind batches (cloud_controller/ingest_writer.py): a flush (one store
+    #: transaction) after this many telemetry messages, or `ingest_batch_ms` after the first;
+    #: each message is acknowledged to the broker only after its commit. 0: one transaction
+    #: per message as it arrives, acknowledged on receipt (the behaviour before batching).
+    ingest_batch_messages: int = Field(default=200, ge=0, le=100_000)
+    ingest_batch_ms: float = Field(default=100.0, ge=0.0, le=10_000.0)
+    #: Messages accepted and not yet committed before ingest stops reading (the broker keeps the rest).
+    ingest_max_queued: int = Field(default=5_000, ge=1, le=1_000_000)
+    #: Attempts of a failing flush (pauses 0.2 s, doubling, at most 5 s) before its messages are
+    #: left unacknowledged for the broker to redeliver.
+    ingest_flush_attempts: int = Field(default=5, ge=1, le=100)
 
     @model_validator(mode="after")
     def _postgres_needs_dsn(self) -> StoreConfig:

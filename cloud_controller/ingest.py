@@ -7,6 +7,13 @@ With a `RegistryCheck`, what the sites report is checked against the registry: a
 unregistered site, a registered asset that never reports, a point of an unregistered
 asset are each logged once at WARNING (the asset findings also as a warning event in the
 store), and the snapshot's `missing_assets` keeps the planner from commanding them.
+
+Telemetry is stored in batches when `enable_batching` was called (the service does, unless
+`store.ingest_batch_messages` is 0): `handle` queues the validated message in the
+write-behind queue (`ingest_writer.BatchWriter`) and returns a future that completes when
+its batch is committed; the MQTT session acknowledges the message only then. The site's
+snapshot is updated at once (the planner's live view); counters, the `stored`
+watermark's "publish again" mark and the InfluxDB copy follow the commit (`_stored`).
 """
 
 from __future__ import annotations
@@ -19,10 +26,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from cloud_controller.commands import CommandTracker
+from cloud_controller.ingest_writer import BatchWriter, WriterSettings
 from cloud_controller.live.types import SiteSnapshot
 from cloud_controller.registry.check import RegistryCheck, SiteFindings
 from cloud_controller.store import Store
 from cloud_controller.store.influx import InfluxSink
+from cloud_controller.store.sqlite import WriteResult
 from protocols.assets import Points
 from protocols.codec import decode
 from protocols.errors import ContractError
@@ -51,6 +60,7 @@ class IngestStats:
     registry_mismatches: int = 0  # warning events written for registry/report mismatches
     events: int = 0
     acks: int = 0
+    flushes_abandoned: int = 0  # write-behind batches given up (not acked: the broker redelivers)
     last_error: str = ""
     per_site_gaps: dict[str, int] = field(default_factory=dict)
 
@@ -81,22 +91,37 @@ class Ingest:
         self.dirty: set[str] = set()  # sites whose watermark must be (re)published
         self.sink: InfluxSink | None = None  # production copy of every stored sample
         self._latest_ts: dict[tuple[str, str], datetime] = {}
+        self._fault_writes: set[asyncio.Task[None]] = set()  # fault events being written
+        self.writer: BatchWriter | None = None  # the write-behind queue, once `enable_batching` made it
+        #: called after every stored telemetry message with its result (instrumentation: the test bed)
+        self.on_stored: list[Callable[[TelemetryBatch, WriteResult], None]] = []
 
-    async def handle(self, topic: str, payload: bytes) -> None:
-        """Take one MQTT message; invalid or unregistered ones are counted and logged, never raised."""
+    def enable_batching(self, settings: WriterSettings) -> BatchWriter:
+        """Store telemetry through a write-behind queue; the caller runs `writer.run()` as a task."""
+        self.writer = BatchWriter(
+            self.store.write_batches, self._stored, settings, on_fault=self._flush_fault
+        )
+        return self.writer
+
+    async def handle(self, topic: str, payload: bytes) -> asyncio.Future[None] | None:
+        """Take one MQTT message; invalid or unregistered ones are counted and logged, never raised.
+
+        Returns a future when the message is not stored yet (a queued telemetry batch): it
+        completes at the commit, or fails if the batch was abandoned. None: handled.
+        """
         try:
             msg = decode(topic, payload)
         except ContractError as exc:
             self.stats.invalid += 1
             self.stats.last_error = str(exc)
             log.warning("invalid message on %s: %s", topic, exc)
-            return
+            return None
         snap = self._snapshot_of(msg, topic)
         if snap is None:
-            return
+            return None
         if isinstance(msg, TelemetryBatch):
-            await self._telemetry(msg, snap)
-        elif isinstance(msg, SiteState):
+            return await self._telemetry(msg, snap)
+        if isinstance(msg, SiteState):
             snap.mode = msg.status
             snap.last_seen = msg.ts
         elif isinstance(msg, FlexEnvelope):
@@ -114,6 +139,7 @@ class Ingest:
             if msg.kind in FLOOR_EVENTS and isinstance(min_seq, int) and not isinstance(min_seq, bool):
                 await asyncio.to_thread(self.store.raise_floor, msg.site, min_seq)
                 self.dirty.add(msg.site)
+        return None
 
     def _snapshot_of(self, msg: object, topic: str) -> SiteSnapshot | None:
         """The message's site's (or grid meter's) snapshot; None (counted, logged once) if unregistered."""
@@ -132,20 +158,62 @@ class Ingest:
                 log.debug("message from unregistered site on %s", topic)
         return snap
 
-    async def _telemetry(self, batch: TelemetryBatch, snap: SiteSnapshot) -> None:
+    async def _telemetry(self, batch: TelemetryBatch, snap: SiteSnapshot) -> asyncio.Future[None] | None:
+        await self._observe(batch, snap)
+        if self.writer is not None:
+            return await self.writer.put(batch)
+        result = await asyncio.to_thread(self.store.write_samples, batch.site, batch.samples)
+        self._stored(batch, result)
+        return None
+
+    def _stored(self, batch: TelemetryBatch, result: WriteResult) -> None:
+        """After the commit: counters, the InfluxDB copy, and the site marked if its watermark moved.
+
+        A gap is a message that starts above the watermark + 1 the commit left: a hole
+        remains below it (in a batch, a later message that fills the hole is no gap).
+        """
         site = batch.site
-        before = await asyncio.to_thread(self.store.highest_contiguous_seq, site)
-        result = await asyncio.to_thread(self.store.write_samples, site, batch.samples)
         self.stats.batches += 1
         self.stats.samples_stored += result.inserted
         if self.sink is not None and result.inserted:
             self.sink.enqueue(site, batch.samples)
         self.stats.duplicates += result.duplicates
-        if min(s.seq for s in batch.samples) > before + 1 and result.watermark == before:
+        if min(s.seq for s in batch.samples) > result.watermark + 1:
             self.stats.gaps += 1
             self.stats.per_site_gaps[site] = self.stats.per_site_gaps.get(site, 0) + 1
-        if result.watermark != before:
+        if result.watermark != result.previous:
             self.dirty.add(site)
+        for hook in self.on_stored:
+            hook(batch, result)
+
+    def _flush_fault(self, batches: list[TelemetryBatch], failures: int, error: str, abandoned: bool) -> None:
+        """A flush failed `failures` times: counted, and kept as an event (written when the store takes it)."""
+        sites = sorted({b.site for b in batches})
+        if abandoned:
+            self.stats.flushes_abandoned += 1
+            self.stats.last_error = f"{len(batches)} telemetry messages not stored: {error}"
+        event = Event(
+            site=sites[0],
+            ts=max(b.ts for b in batches),
+            kind="ingest_flush_abandoned" if abandoned else "ingest_flush_retried",
+            severity="error" if abandoned else "warning",
+            message=f"ingest: {len(batches)} messages of {len(sites)} sites, {failures} failed attempts: {error}"[
+                :500
+            ],
+            details={"messages": len(batches), "sites": len(sites), "failures": failures},
+        )
+        task = asyncio.create_task(asyncio.to_thread(self.store.write_event, event))
+        self._fault_writes.add(task)
+        task.add_done_callback(self._fault_written)
+
+    def _fault_written(self, task: asyncio.Task[None]) -> None:
+        self._fault_writes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("ingest flush fault event not stored: %s", task.exception())
+
+    async def _observe(self, batch: TelemetryBatch, snap: SiteSnapshot) -> None:
+        """The site's live snapshot and the registry check, from the message as received."""
+        site = batch.site
         for s in batch.samples:
             if s.value is None or s.quality != "good":
                 continue

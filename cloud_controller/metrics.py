@@ -120,6 +120,23 @@ class ControllerMetrics:
             ("gridflex_acks", "Acks received from registered sites", ing.acks),
         ):
             yield CounterMetricFamily(name, doc, value=value)
+        writer = self.controller.ingest.writer
+        if writer is None:
+            return
+        w = writer.stats
+        for name, doc, value in (
+            ("gridflex_ingest_flushes", "Write-behind flushes (one store transaction each)", w.flushes),
+            ("gridflex_ingest_flush_failures", "Failed flush attempts (each retried)", w.flush_failures),
+            (
+                "gridflex_ingest_flushes_abandoned",
+                "Flushes given up: their messages unacknowledged, redelivered by the broker",
+                w.batches_abandoned,
+            ),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
+        yield GaugeMetricFamily(
+            "gridflex_ingest_queued", "Telemetry messages accepted, not yet committed", writer.queued
+        )
 
     def _control(self) -> Iterator[Metric]:
         st = self.controller.stats

@@ -46,6 +46,7 @@ from cloud_controller.service_setup import (
     mqtt_session,
     open_store,
     signing_keys,
+    writer_settings,
 )
 from cloud_controller.store import Store
 from cloud_controller.store.base import STORE_ERRORS
@@ -140,7 +141,12 @@ class CloudController:
         self.congestion = BackgroundForecast()
         self._forecast_task: asyncio.Task[None] | None = None
         self._signing_keys = signing_keys(config, registry)
-        self.session = mqtt_session(config, role, on_connect=self._on_connect)
+        self.session = mqtt_session(
+            config,
+            role,
+            on_connect=self._on_connect,
+            manual_ack=role in ("all", "ingest") and config.store.ingest_batch_messages > 0,
+        )
         self.dr_activator = controller_activator(self)
         #: the OpenADR 3.1 VTN (docs/openadr.md), served by the API, fed by the forecast in auto mode
         self.openadr = OpenAdrSide(config, clock) if config.openadr.enabled else None
@@ -171,6 +177,8 @@ class CloudController:
             # republish what the store holds (-1: nothing)
             self.ingest.dirty.update(self.registry.ids + self.registry.meter_ids)
             self.ingest.dirty.update(self.store.watermarks())
+        if role in ("all", "ingest") and config.store.ingest_batch_messages > 0:
+            self.ingest.enable_batching(writer_settings(config))
         if config.store.kind == "influxdb" and role in ("all", "ingest"):
             self.ingest.sink = influx_sink(config)
         #: Where `/sites/{id}/history` reads: this process's SQLite file, or InfluxDB's long history.
@@ -239,6 +247,8 @@ class CloudController:
             tg.create_task(self._watermark_loop(), name="watermarks")
         if self.ingest.sink is not None:
             tg.create_task(self.ingest.sink.run(), name="influxdb")
+        if self.ingest.writer is not None:  # on cancel it flushes what it accepted (bounded)
+            tg.create_task(self.ingest.writer.run(), name="ingest-writer")
         if self.role in ("all", "dispatch"):
             tg.create_task(self.dr_activator.run(), name="dr-activation")
         if self.role in ("all", "dispatch") and self.config.market.enabled:
@@ -284,12 +294,13 @@ class CloudController:
             return False
         return True
 
-    async def _on_message(self, message: Any) -> None:
+    async def _on_message(self, message: Any) -> asyncio.Future[None] | None:
+        """Route one message; a future: not stored yet (the session acknowledges it at the commit)."""
         topic = str(message.topic)
         if is_market_topic(topic):
             await self.market.on_message(topic, bytes(message.payload))
-            return
-        await self.ingest.handle(topic, bytes(message.payload))
+            return None
+        return await self.ingest.handle(topic, bytes(message.payload))
 
     async def _watermark_loop(self) -> None:
         while True:

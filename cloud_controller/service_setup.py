@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cloud_controller.config import CloudConfig
+from cloud_controller.ingest_writer import WriterSettings
 from cloud_controller.registry import Registry
 from cloud_controller.store import SqliteStore, Store
 from cloud_controller.store.influx_history import InfluxHistory
@@ -97,9 +98,16 @@ def signing_keys(config: CloudConfig, registry: Registry) -> dict[str, SigningKe
 
 
 def mqtt_session(
-    config: CloudConfig, role: str, *, on_connect: Callable[[MqttSession], Awaitable[None]]
+    config: CloudConfig,
+    role: str,
+    *,
+    on_connect: Callable[[MqttSession], Awaitable[None]],
+    manual_ack: bool = False,
 ) -> MqttSession:
-    """The worker's MQTT 5 session: its own identity, a persistent session, the role's subscriptions."""
+    """The worker's MQTT 5 session: its own identity, a persistent session, the role's subscriptions.
+
+    `manual_ack`: a message is acknowledged when the handler's future is done (ingest's commit).
+    """
     broker = config.broker.for_identity(role)
     password = read_secret(broker.password_file, "broker password")
     subs: list[tuple[str, int]] = []
@@ -125,6 +133,18 @@ def mqtt_session(
         ),
         subscriptions=subs,
         on_connect=on_connect,
+        manual_ack=manual_ack,
+    )
+
+
+def writer_settings(config: CloudConfig) -> WriterSettings:
+    """Ingest's write-behind queue as `store.ingest_*` configures it."""
+    st = config.store
+    return WriterSettings(
+        max_messages=st.ingest_batch_messages,
+        max_wait_s=st.ingest_batch_ms / 1000.0,
+        max_queued=st.ingest_max_queued,
+        attempts=st.ingest_flush_attempts,
     )
 
 

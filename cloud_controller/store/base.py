@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from cloud_controller.store.batch import SiteSamples
 from cloud_controller.store.buckets import FloatArray
 from cloud_controller.store.sqlite import LeaseState, WriteResult
 from protocols.assets import PointKey
@@ -42,6 +43,14 @@ class Store(Protocol):
 
     def write_samples(self, site: str, samples: Sequence[Sample]) -> WriteResult:
         """Insert (a resent seq is a counted duplicate) and advance the watermark in one transaction."""
+        ...
+
+    def write_batches(self, batches: Sequence[SiteSamples]) -> list[WriteResult]:
+        """Several messages (any sites) in ONE transaction; one result per message, in order.
+
+        What ingest's write-behind queue flushes: one lock turn and one commit for many
+        small agent batches. Each site's watermark is advanced once, in the transaction.
+        """
         ...
 
     def raise_floor(self, site: str, seq: int) -> int:

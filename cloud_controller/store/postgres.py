@@ -18,6 +18,10 @@ changes is how concurrent writers agree:
   `latest` upsert's row lock happens to serialize batches of the same points too, but
   batches split by the broker need not share points; without this lock a probe left 37 of
   100 concurrent rounds at a stale watermark.)
+- **Batches.** `write_batches` (ingest's write-behind queue) stores many messages of many
+  sites in one transaction with the same rules: every site's lock, taken in hash order
+  so two workers never deadlock, then one statement each for the keys and rows, `latest`,
+  and the watermarks (`postgres_batch.py`); `write_samples` is a batch of one.
 - **Lease.** One statement, `INSERT … ON CONFLICT (name) DO UPDATE … WHERE holder = me OR
   expires_at <= now RETURNING token`: Postgres locks the row and evaluates the WHERE on
   its newest version, so of two contenders exactly one wins, and the token is bumped in
@@ -46,15 +50,15 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 
 from cloud_controller.store.base import StoreError
+from cloud_controller.store.batch import SiteSamples
 from cloud_controller.store.buckets import FloatArray, bucket_count
+from cloud_controller.store.postgres_batch import write_batches
 from cloud_controller.store.postgres_schema import (
     ACQUIRE_LEASE,
     BUCKET_MEANS,
     CLAIM_PERIOD,
-    INSERT_SAMPLES,
     LOCK_CLASS,
     SCHEMA_VERSION,
-    UPSERT_LATEST,
     Cursor,
     migrate,
 )
@@ -157,49 +161,18 @@ class PostgresStore:
 
     def write_samples(self, site: str, samples: Sequence[Sample]) -> WriteResult:
         """Insert (a seq already stored is a duplicate), then advance the watermark, in one transaction."""
-        first: dict[int, Sample] = {}
-        for s in samples:
-            first.setdefault(s.seq, s)  # a seq repeated inside the batch: the first one counts
-        batch = list(first.values())
-        newest: dict[tuple[str, str], tuple[datetime, float]] = {}
-        for s in samples:
-            key = (s.asset, s.point)
-            if s.value is not None and s.quality == "good" and (key not in newest or s.ts >= newest[key][0]):
-                newest[key] = (s.ts, float(s.value))
+        return self.write_batches([(site, samples)])[0]
+
+    def write_batches(self, batches: Sequence[SiteSamples]) -> list[WriteResult]:
+        """Several messages (of one or many sites) in ONE transaction, in a fixed number of statements.
+
+        The sites' locks are taken in one statement in hash order (two workers with
+        overlapping sites cannot deadlock); one insert, one `latest` upsert, one watermark
+        read and one advance serve every site. A seq sent twice in the batch counts for
+        the first message that holds it (a duplicate of the later).
+        """
         with self._tx() as cur:
-            self._lock_site(cur, site)
-            inserted = 0
-            if batch:
-                cur.execute(
-                    INSERT_SAMPLES,
-                    {
-                        "site": site,
-                        "seq": [s.seq for s in batch],
-                        "asset": [s.asset for s in batch],
-                        "point": [s.point for s in batch],
-                        "ts": [_ts(s.ts) for s in batch],
-                        "value": [s.value for s in batch],
-                        "unit": [s.unit for s in batch],
-                        "quality": [s.quality for s in batch],
-                    },
-                )
-                inserted = cur.rowcount
-            if newest:
-                cur.execute(
-                    UPSERT_LATEST,
-                    {
-                        "site": site,
-                        "asset": [a for a, _ in newest],
-                        "point": [p for _, p in newest],
-                        "ts": [_ts(ts) for ts, _ in newest.values()],
-                        "value": [v for _, v in newest.values()],
-                    },
-                )
-            stored = self._stored_watermark(cur, site)
-            wm = self._advance(cur, site, stored)
-            if wm != stored:
-                self._put_watermark(cur, site, wm)
-        return WriteResult(inserted, len(samples) - inserted, wm)
+            return write_batches(cur, batches)
 
     def raise_floor(self, site: str, seq: int) -> int:
         """The agent dropped everything below `seq` (queue_floor): the watermark is at least seq − 1."""

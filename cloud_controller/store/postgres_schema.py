@@ -19,12 +19,10 @@ __all__ = [
     "ACQUIRE_LEASE",
     "BUCKET_MEANS",
     "CLAIM_PERIOD",
-    "INSERT_SAMPLES",
     "LOCK_CLASS",
     "MIGRATIONS",
     "RECORDS_LOCK_CLASS",
     "SCHEMA_VERSION",
-    "UPSERT_LATEST",
     "Cursor",
     "migrate",
 ]
@@ -219,22 +217,6 @@ WHERE d.period_s < excluded.period_s
 RETURNING period_s
 """
 
-INSERT_SAMPLES = """
-WITH batch AS (
-    SELECT * FROM unnest(%(seq)b::bigint[], %(asset)b::text[], %(point)b::text[], %(ts)b::timestamptz[],
-                         %(value)b::float8[], %(unit)b::text[], %(quality)b::text[])
-        AS b(seq, asset, point, ts, value, unit, quality)
-), fresh AS (
-    INSERT INTO sample_keys (site, seq) SELECT %(site)s, seq FROM batch ON CONFLICT DO NOTHING RETURNING seq
-)
-INSERT INTO samples (site, seq, asset, point, ts, value, unit, quality)
-SELECT %(site)s, b.seq, b.asset, b.point, b.ts, b.value, b.unit, b.quality FROM batch b JOIN fresh USING (seq)
-"""
-UPSERT_LATEST = """
-INSERT INTO latest AS l (site, asset, point, ts, value)
-SELECT %(site)s, * FROM unnest(%(asset)b::text[], %(point)b::text[], %(ts)b::timestamptz[], %(value)b::float8[])
-ON CONFLICT (site, asset, point) DO UPDATE SET ts = excluded.ts, value = excluded.value WHERE excluded.ts >= l.ts
-"""
 ACQUIRE_LEASE = """
 INSERT INTO leases AS l (name, holder, token, expires_at) VALUES (%(name)s, %(holder)s, 1, %(expires)s)
 ON CONFLICT (name) DO UPDATE SET

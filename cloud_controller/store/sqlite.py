@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cloud_controller.store.batch import SiteSamples, newest_good
 from cloud_controller.store.buckets import FloatArray, bucket_count, bucket_means
 from protocols.assets import PointKey
 from protocols.messages import Ack, Event, Sample
@@ -67,14 +68,19 @@ CREATE TABLE IF NOT EXISTS grid_envelopes (pos INTEGER PRIMARY KEY, until REAL N
 
 
 class WriteResult:
-    """What one batch did: new rows, duplicates, and the site's watermark afterwards."""
+    """What one message's samples did: new rows, duplicates, the site's watermark before and after.
 
-    __slots__ = ("duplicates", "inserted", "watermark")
+    In a batched write (`write_batches`) `previous` and `watermark` are the site's before
+    and after the whole transaction: ingest's gap and "publish again" checks compare them.
+    """
 
-    def __init__(self, inserted: int, duplicates: int, watermark: int) -> None:
+    __slots__ = ("duplicates", "inserted", "previous", "watermark")
+
+    def __init__(self, inserted: int, duplicates: int, watermark: int, previous: int | None = None) -> None:
         self.inserted = inserted
         self.duplicates = duplicates
         self.watermark = watermark
+        self.previous = watermark if previous is None else previous
 
 
 @dataclass(frozen=True)
@@ -121,35 +127,52 @@ class SqliteStore:
 
     def write_samples(self, site: str, samples: Sequence[Sample]) -> WriteResult:
         """Insert (idempotent), then advance and persist the watermark in the same transaction."""
+        return self.write_batches([(site, samples)])[0]
+
+    def write_batches(self, batches: Sequence[SiteSamples]) -> list[WriteResult]:
+        """Several messages (of one or many sites) in ONE transaction: one write lock, one commit.
+
+        One result per message, in order; a seq already stored, or sent twice in the batch,
+        is a duplicate of the message that came later. Each site's watermark is advanced
+        once, after all its rows are in, inside the same transaction.
+        """
         rows = [
-            (site, s.seq, s.asset, s.point, s.ts.timestamp(), s.value, s.unit, s.quality) for s in samples
+            [(site, s.seq, s.asset, s.point, s.ts.timestamp(), s.value, s.unit, s.quality) for s in samples]
+            for site, samples in batches
         ]
-        newest: dict[tuple[str, str], tuple[float, float]] = {}
-        for s in samples:
-            if s.value is not None and s.quality == "good":
-                ts = s.ts.timestamp()
-                if (s.asset, s.point) not in newest or ts >= newest[s.asset, s.point][0]:
-                    newest[s.asset, s.point] = (ts, float(s.value))
+        latest = [(site, a, p, ts.timestamp(), v) for (site, a, p), (ts, v) in newest_good(batches).items()]
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                before = self._db.total_changes
-                self._db.executemany("INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-                inserted = self._db.total_changes - before
+                previous: dict[str, int] = {}
+                inserted: list[int] = []
+                for (site, _), message_rows in zip(batches, rows, strict=True):
+                    if site not in previous:
+                        previous[site] = max(self._watermark.get(site, -1), self._stored_watermark(site))
+                    before = self._db.total_changes
+                    self._db.executemany(
+                        "INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?)", message_rows
+                    )
+                    inserted.append(self._db.total_changes - before)
                 self._db.executemany(
                     "INSERT INTO latest VALUES (?, ?, ?, ?, ?) ON CONFLICT (site, asset, point) DO UPDATE "
                     "SET ts = excluded.ts, value = excluded.value WHERE excluded.ts >= latest.ts",
-                    [(site, a, p, ts, v) for (a, p), (ts, v) in newest.items()],
+                    latest,
                 )
-                wm = self._advance(site)
-                if wm != self._stored_watermark(site):
-                    self._db.execute("INSERT OR REPLACE INTO watermark VALUES (?, ?)", (site, wm))
+                after: dict[str, int] = {}
+                for site in previous:
+                    after[site] = wm = self._advance(site)
+                    if wm != self._stored_watermark(site):
+                        self._db.execute("INSERT OR REPLACE INTO watermark VALUES (?, ?)", (site, wm))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            self._watermark[site] = wm
-        return WriteResult(inserted, len(rows) - inserted, wm)
+            self._watermark.update(after)
+        return [
+            WriteResult(n, len(r) - n, after[site], previous[site])
+            for (site, _), r, n in zip(batches, rows, inserted, strict=True)
+        ]
 
     def raise_floor(self, site: str, seq: int) -> int:
         """The agent dropped everything below `seq` (queue_floor): the watermark is at least seq − 1."""

@@ -9,6 +9,7 @@ with several sections takes `--only` to run some of them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from typing import Annotated
 
@@ -224,29 +225,103 @@ def bench_ingest(
     sites: Annotated[int, typer.Option(help="sites publishing")] = 20,
     batches: Annotated[int, typer.Option(help="batches per site")] = 20,
     size: Annotated[int, typer.Option(help="samples per batch")] = 500,
+    stores: Annotated[
+        list[str] | None, typer.Option("--store", help="sqlite and/or postgres (repeat; default both)")
+    ] = None,
+    batch_messages: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--batch", help="store.ingest_batch_messages to run (repeat; 0 = a transaction a message)"
+        ),
+    ] = None,
 ) -> None:
-    """Controller ingest samples/s through Mosquitto with 1 and 2 workers on `$share/gridflex-ingest`."""
+    """Controller ingest samples/s through Mosquitto: 1, 2, 4 workers on `$share`, SQLite and PostgreSQL, batched or not.
+
+    The anchor, measured in the same run, is the first row (by default SQLite, 1 worker, a
+    transaction per message): every row's ratio is against it.
+    """
     import tempfile
     from pathlib import Path
 
-    from gridflex.bench.ingest import bench_ingest_workers
+    from gridflex.bench.ingest import IngestStore, bench_ingest_workers
     from gridflex.ops.broker import MosquittoBroker
+    from gridflex.ops.postgres import LoopbackPostgres
 
-    counts = workers or [1, 2]
+    counts = workers or [1, 2, 4]
+    kinds = stores or ["sqlite", "postgres"]
+    modes = batch_messages if batch_messages is not None else [0, 200]
     table = Table(title=f"gridflex bench ingest ({sites} sites x {batches} batches x {size} samples, QoS 1)")
-    for col in ("workers", "samples/s", "per worker (samples stored)", "watermarks right", "target"):
+    for col in ("store", "batch (messages)", "workers", "samples/s", "x anchor", "per worker", "watermarks"):
         table.add_column(col, justify="right")
-    with tempfile.TemporaryDirectory() as tmp, MosquittoBroker(workdir=Path(tmp) / "mosquitto") as broker:
-        for n in counts:
-            fig = bench_ingest_workers(
-                n, port=broker.port, workdir=Path(tmp), n_sites=sites, n_batches=batches, size=size
-            )
+    anchor: float | None = None
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        broker = stack.enter_context(MosquittoBroker(workdir=tmp / "mosquitto"))
+        pg = stack.enter_context(LoopbackPostgres()) if "postgres" in kinds else None
+        for kind in kinds:
+            for mode in modes:
+                for n in counts:
+                    store = IngestStore(kind=kind, batch_messages=mode)
+                    if kind == "postgres" and pg is not None:
+                        store = IngestStore(
+                            kind=kind,
+                            dsn=pg.dsn(pg.fresh_schema()),
+                            password_file=str(pg.password_file),
+                            batch_messages=mode,
+                        )
+                    fig = bench_ingest_workers(
+                        n,
+                        port=broker.port,
+                        workdir=tmp,
+                        n_sites=sites,
+                        n_batches=batches,
+                        size=size,
+                        store=store,
+                    )
+                    anchor = anchor or fig.samples_per_s or None
+                    row = (
+                        kind,
+                        str(mode) if mode else "off",
+                        str(n),
+                        f"{fig.samples_per_s:,.0f}",
+                        f"{fig.samples_per_s / anchor:.2f}" if anchor else "-",
+                        " / ".join(f"{c:,}" for c in fig.per_worker),
+                        "right" if fig.watermarks_ok else "WRONG",
+                    )
+                    console.print(" | ".join(row))  # as it comes: a long sweep shows its rows early
+                    table.add_row(*row)
+    console.print(table)
+
+
+@bench_app.command("ingest-store")
+def bench_ingest_store(
+    messages: Annotated[int, typer.Option(help="agent messages written")] = 2_000,
+    size: Annotated[int, typer.Option(help="samples per message (agents report by exception: 1-2)")] = 2,
+    batch: Annotated[int, typer.Option(help="messages per transaction of the batched half")] = 200,
+) -> None:
+    """The store side of ingest alone: small messages a transaction each (anchor) vs `batch` per transaction."""
+    import tempfile
+    from pathlib import Path
+
+    from cloud_controller import PostgresStore, SqliteStore
+    from gridflex.bench.ingest import write_path_figures
+    from gridflex.ops.postgres import LoopbackPostgres
+
+    table = Table(title=f"gridflex bench ingest-store ({messages:,} messages x {size} samples, 20 sites)")
+    for col in ("store", "a transaction a message (msg/s)", f"{batch} a transaction (msg/s)", "x anchor"):
+        table.add_column(col, justify="right")
+    with tempfile.TemporaryDirectory() as tmp, LoopbackPostgres() as pg:
+        stores = {
+            "sqlite": lambda tag: SqliteStore(Path(tmp) / f"{tag}.sqlite"),
+            "postgres": lambda tag: PostgresStore(pg.dsn(pg.fresh_schema()), password=pg.password),
+        }
+        for kind, store_of in stores.items():
+            fig = write_path_figures(store_of, kind, n_messages=messages, size=size, batch=batch)
             table.add_row(
-                str(n),
-                f"{fig.samples_per_s:,.0f}",
-                " / ".join(f"{c:,}" for c in fig.per_worker),
-                "yes" if fig.watermarks_ok else "NO",
-                ">= 50,000 per worker" if n == 1 else "the split",
+                kind,
+                f"{fig.messages / fig.per_message_s:,.0f}",
+                f"{fig.messages / fig.batched_s:,.0f}",
+                f"{fig.speedup:.1f}",
             )
     console.print(table)
 
@@ -319,7 +394,7 @@ def bench_loop(
 
 
 @bench_app.command("testbed")
-def bench_testbed(
+def bench_testbed(  # noqa: PLR0913, PLR0917 (typer: one parameter per option)
     buildings: Annotated[int, typer.Option(min=1, help="buildings, each with its edge agent")] = 1000,
     processes: Annotated[int, typer.Option(min=1, help="building processes (<= 999 buildings each)")] = 2,
     workers: Annotated[int, typer.Option(min=1, help="controller ingest worker processes")] = 2,
@@ -335,6 +410,9 @@ def bench_testbed(
     anchor: Annotated[
         int, typer.Option(min=0, help="messages of the bare broker anchor run at 1,000 msg/s (0 = none)")
     ] = 5_000,
+    batch_messages: Annotated[
+        int, typer.Option(min=0, help="workers' store.ingest_batch_messages (0 = a transaction per message)")
+    ] = 200,
 ) -> None:
     """N buildings with real agents over P processes, one Mosquitto, k ingest workers: rates, loss, latency, CPU."""
     from gridflex.bench.testbed import TestbedRun
@@ -350,13 +428,14 @@ def bench_testbed(
             poll_s=poll_s,
             max_age_s=max_age_s,
             anchor_messages=anchor,
+            batch_messages=batch_messages,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     fig = run_bench(run)
     table = _figures_table(
         f"gridflex bench testbed ({buildings} buildings x {processes} processes, {workers} ingest workers, "
-        f"poll {poll_s:g} s, heartbeat {run.heartbeat_s:g} s)"
+        f"poll {poll_s:g} s, heartbeat {run.heartbeat_s:g} s, ingest batches of <= {batch_messages} messages)"
     )
     table.add_row("start: every agent connected (s)", f"{fig.start_s:.1f}", "")
     table.add_row("samples/s produced (PUBACKed)", f"{fig.produced_per_s:,.0f}", "")

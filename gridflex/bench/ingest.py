@@ -1,11 +1,14 @@
 """Ingest throughput with one or several controller workers on the `$share` subscription.
 
 Each worker is its own process (`CloudController(role="ingest")`, its own MQTT client
-id, the same SQLite file), as `deploy/k8s` runs them; a publisher process pushes
-batched telemetry of many sites through a real Mosquitto on loopback. Figures: samples/s
-from the first publish until every sample is stored, and how the broker split the
-batches between the workers (the watermark stays right because every worker advances it
-from the file; see cloud_controller/store/sqlite.py).
+id, the same SQLite file or the same PostgreSQL schema), as `deploy/k8s` runs them; a
+publisher process pushes batched telemetry of many sites through a real Mosquitto on
+loopback. Figures: samples/s from the first publish until every sample is stored, and
+how the broker split the batches between the workers (the watermark stays right because
+every worker advances it from the store; see cloud_controller/store/sqlite.py and
+postgres.py). `IngestStore.batch_messages` is the workers' `store.ingest_batch_messages`:
+0 stores each message in its own transaction (acked on receipt, the path before the
+write-behind queue), N flushes up to N messages per transaction (acked after the commit).
 """
 
 from __future__ import annotations
@@ -25,12 +28,27 @@ from protocols.assets import METER, Points
 __all__ = [
     "InProcessIngest",
     "IngestFigures",
+    "IngestStore",
+    "WritePathFigures",
     "bench_ingest_workers",
     "ingest_in_process",
     "telemetry_payloads",
+    "write_path_figures",
 ]
 
 T0 = datetime(2030, 1, 15, 12, tzinfo=UTC)
+#: a worker's start (spawn, imports, connect): ~5 s idle, 40-90 s on a shared machine at load 10+
+READY_S = 240.0
+
+
+@dataclass(frozen=True)
+class IngestStore:
+    """Where the workers store: SQLite (a file in the run's folder) or PostgreSQL (`dsn`, one schema a run)."""
+
+    kind: str = "sqlite"  # "sqlite" | "postgres"
+    dsn: str | None = None
+    password_file: str | None = None
+    batch_messages: int = 0
 
 
 @dataclass(frozen=True)
@@ -53,7 +71,9 @@ def _sites(n: int) -> list[str]:
     return [f"s{i:03d}" for i in range(n)]
 
 
-def _worker(port: int, store: str, n_sites: int, index: int, ready: MpEvent, stop: MpEvent, out: Any) -> None:
+def _worker(
+    port: int, store: dict[str, Any], n_sites: int, index: int, ready: MpEvent, stop: MpEvent, out: Any
+) -> None:
     """Spawn target: one ingest worker until `stop`; puts its stored-sample count on `out`."""
     from cloud_controller import AssetRef, CloudConfig, CloudController, Registry, SiteRef
     from protocols.clock import RealClock
@@ -64,7 +84,7 @@ def _worker(port: int, store: str, n_sites: int, index: int, ready: MpEvent, sto
     cfg = CloudConfig.model_validate(
         {
             "broker": {"port": port, "client_id": f"bench-ingest-{index}"},
-            "store": {"path": store},
+            "store": store,
             "control": {"dispatch": False},
             "api": {"enabled": False},
         }
@@ -133,33 +153,59 @@ def _publisher(port: int, n_sites: int, n_batches: int, size: int, go: MpEvent) 
     client.disconnect()
 
 
+def _store_section(store: IngestStore, path: Path) -> dict[str, Any]:
+    """The workers' `store:` section."""
+    section: dict[str, Any] = {"path": str(path), "ingest_batch_messages": store.batch_messages}
+    if store.kind == "postgres":
+        section |= {"kind": "postgres", "dsn": store.dsn, "password_file": store.password_file}
+    return section
+
+
+def _reader(store: IngestStore, path: Path) -> Any:
+    """A store object of this process, to count what the workers stored."""
+    from cloud_controller import PostgresStore, SqliteStore
+
+    if store.kind != "postgres":
+        return SqliteStore(path)
+    assert store.dsn is not None and store.password_file is not None
+    return PostgresStore(store.dsn, password=Path(store.password_file).read_text().strip())
+
+
 def bench_ingest_workers(
-    workers: int, *, port: int, workdir: Path, n_sites: int = 20, n_batches: int = 20, size: int = 500
+    workers: int,
+    *,
+    port: int,
+    workdir: Path,
+    n_sites: int = 20,
+    n_batches: int = 20,
+    size: int = 500,
+    store: IngestStore | None = None,
 ) -> IngestFigures:
     """Run `workers` ingest processes against the broker on `port`; time the whole load."""
-    from cloud_controller import SqliteStore
-
+    store = store or IngestStore()
     workdir.mkdir(parents=True, exist_ok=True)
-    store_path = workdir / f"ingest-{workers}.sqlite"
+    store_path = workdir / f"ingest-{workers}-{store.batch_messages}.sqlite"
+    store_path.unlink(missing_ok=True)
+    reader = _reader(store, store_path)  # PostgreSQL: migrates the run's schema before the workers start
+    section = _store_section(store, store_path)
     ctx = mp.get_context("spawn")
     stop, go = ctx.Event(), ctx.Event()
     out = ctx.Queue()
     readies = [ctx.Event() for _ in range(workers)]
     procs = [
-        ctx.Process(target=_worker, args=(port, str(store_path), n_sites, k, readies[k], stop, out))
+        ctx.Process(target=_worker, args=(port, section, n_sites, k, readies[k], stop, out))
         for k in range(workers)
     ]
     for p in procs:
         p.start()
     try:
         for r in readies:
-            if not r.wait(60):
-                raise RuntimeError("an ingest worker did not connect within 60 s")
+            if not r.wait(READY_S):
+                raise RuntimeError(f"an ingest worker did not connect within {READY_S:.0f} s")
         pub = ctx.Process(target=_publisher, args=(port, n_sites, n_batches, size, go))
         pub.start()
         time.sleep(1.0)  # the publisher builds its payloads before the clock starts
         total = n_sites * n_batches * size
-        reader = SqliteStore(store_path)
         t0 = time.perf_counter()
         go.set()
         deadline = t0 + 300
@@ -246,3 +292,67 @@ async def ingest_in_process(
         with contextlib.suppress(asyncio.CancelledError):
             await task
     return InProcessIngest(samples=total, seconds=seconds, duplicates=ctl.ingest.stats.duplicates)
+
+
+@dataclass(frozen=True)
+class WritePathFigures:
+    """The store side alone: the same small messages one transaction each, then `batch` per transaction."""
+
+    kind: str
+    messages: int
+    per_message_s: float
+    batched_s: float
+    batch: int
+
+    @property
+    def speedup(self) -> float:
+        """How many times faster the batched writes stored the same messages."""
+        return self.per_message_s / self.batched_s if self.batched_s > 0 else 0.0
+
+
+def write_path_figures(
+    store_of: Any, kind: str, *, n_sites: int = 20, n_messages: int = 2_000, size: int = 2, batch: int = 200
+) -> WritePathFigures:
+    """Time `write_samples` per message (the anchor) against `write_batches` of `batch` messages.
+
+    `store_of(tag)` opens an empty store; both halves write the same messages (seq
+    contiguous per site, sites interleaved), so every watermark must end at the last seq.
+    """
+    from protocols.messages import Sample
+
+    sites = _sites(n_sites)
+    messages = [
+        (
+            sites[m % n_sites],
+            [
+                Sample(
+                    seq=(m // n_sites) * size + i,
+                    asset=Points.METER_P_KW.asset,
+                    point=Points.METER_P_KW.point,
+                    value=float(i),
+                    unit="kW",
+                    ts=T0 + timedelta(seconds=(m // n_sites) * size + i),
+                )
+                for i in range(size)
+            ],
+        )
+        for m in range(n_messages)
+    ]
+    last = (n_messages // n_sites) * size - 1
+    one = store_of("per-message")
+    t0 = time.perf_counter()
+    for site, samples in messages:
+        one.write_samples(site, samples)
+    per_message_s = time.perf_counter() - t0
+    ok = set(one.watermarks().values()) == {last}
+    one.close()
+    many = store_of("batched")
+    t0 = time.perf_counter()
+    for k in range(0, len(messages), batch):
+        many.write_batches(messages[k : k + batch])
+    batched_s = time.perf_counter() - t0
+    ok = ok and set(many.watermarks().values()) == {last}
+    many.close()
+    if not ok:
+        raise RuntimeError(f"{kind}: a watermark is not at seq {last}")
+    return WritePathFigures(kind, n_messages, per_message_s, batched_s, batch)

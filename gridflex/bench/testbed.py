@@ -63,6 +63,8 @@ class TestbedRun:
     seed: int = 1
     anchor_messages: int = 5_000  # 0 = no anchor run
     anchor_rate_per_s: float = 1_000.0  # QoS 1 messages/s of the anchor (bench contract's paced run)
+    #: the workers' `store.ingest_batch_messages` (0: one transaction per message, as before batching)
+    batch_messages: int = 200
 
     def __post_init__(self) -> None:
         if self.processes < 1 or self.workers < 1:
@@ -188,7 +190,7 @@ def _buildings(  # noqa: PLR0913, PLR0917 (a spawn target's arguments)
     asyncio.run(run())
 
 
-def _worker(
+def _worker(  # noqa: PLR0913, PLR0917 (a spawn target's arguments)
     port: int,
     store: str,
     registry: Any,
@@ -197,6 +199,7 @@ def _worker(
     stop: MpEvent,
     stored: Synchronized[int],
     out: Any,
+    batch_messages: int,
 ) -> None:
     """Spawn target: one ingest worker until `stop`; puts (index, stored, [(t_commit, latency_s)]) on `out`."""
     from cloud_controller import CloudConfig, CloudController
@@ -205,7 +208,7 @@ def _worker(
     cfg = CloudConfig.model_validate(
         {
             "broker": {"port": port, "client_id": f"testbed-ingest-{index}"},
-            "store": {"path": store},
+            "store": {"path": store, "ingest_batch_messages": batch_messages},
             "control": {"dispatch": False},
             "api": {"enabled": False},
         }
@@ -215,26 +218,15 @@ def _worker(
 
     async def run() -> int:
         ctl = CloudController(cfg, registry, clock=RealClock(), role="ingest")
-        st = ctl.ingest.store
-        write = st.write_samples
 
-        def timed(site: str, samples: Any) -> Any:
-            # instrumentation, not a stand-in: the real write, then its commit time per sample
-            result = write(site, samples)
-            if result.inserted:
-                now = time.time()
-                timings.extend((now, now - s.ts.timestamp()) for s in samples)
-            return result
-
-        st.write_samples = timed  # type: ignore[method-assign]
-        telemetry = ctl.ingest._telemetry
-
-        async def timed_batch(batch: Any, snap: Any) -> None:
-            await telemetry(batch, snap)
+        def on_stored(batch: Any, result: Any) -> None:
+            # instrumentation, not a stand-in: called after the real commit (batched or not)
             now = time.time()
+            if result.inserted:
+                timings.extend((now, now - s.ts.timestamp()) for s in batch.samples)
             publish_lags.append((now, now - batch.ts.timestamp()))  # agent's publish → stored
 
-        ctl.ingest._telemetry = timed_batch  # type: ignore[method-assign]
+        ctl.ingest.on_stored.append(on_stored)
         task = asyncio.create_task(ctl.run())
         await ctl.session.wait_connected(30)
         await asyncio.sleep(0.5)  # the subscription is in place before the agents start
@@ -377,7 +369,17 @@ def bench_testbed(run: TestbedRun, *, workdir: Path | None = None) -> TestbedFig
             sites += [replace(s, region_site=len(sites) + i) for i, s in enumerate(part.sites)]
         registry = Registry(sites=tuple(sites))
         for i in range(run.workers):
-            args_w = (broker.port, str(store_path), registry, i, ready_w[i], stop_w, stored[i], out)
+            args_w = (
+                broker.port,
+                str(store_path),
+                registry,
+                i,
+                ready_w[i],
+                stop_w,
+                stored[i],
+                out,
+                run.batch_messages,
+            )
             w_procs.append(ctx.Process(target=_worker, args=args_w, name=f"ingest-{i}"))
         for p in w_procs:
             p.start()

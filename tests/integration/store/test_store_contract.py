@@ -76,6 +76,38 @@ def test_duplicates_are_counted_and_the_watermark_stops_at_the_first_gap(store: 
     assert store.highest_contiguous_seq("b2") == -1 and store.highest_contiguous_seq("nobody") == -1
 
 
+def test_a_batch_of_messages_is_one_write_with_per_message_counts_and_each_sites_watermark(
+    store: Store,
+) -> None:
+    store.write_samples("b1", [_s(0), _s(1)])
+    results = store.write_batches(
+        [
+            ("b1", [_s(3), _s(4)]),  # above a hole: waits
+            ("b2", [_s(0), _s(1), _s(1)]),  # a seq twice in one message: a duplicate
+            ("b1", [_s(1), _s(2), _s(2)]),  # fills the hole; 1 was stored, 2 repeated
+            ("b3", [_s(5)]),  # nothing contiguous
+        ]
+    )
+    counts = [(r.inserted, r.duplicates, r.previous, r.watermark) for r in results]
+    assert counts == [(2, 0, 1, 4), (2, 1, -1, 1), (1, 2, 1, 4), (1, 0, -1, -1)]
+    assert store.watermarks() == {"b1": 4, "b2": 1}
+    assert store.count_samples("b1") == 5 and store.count_samples() == 8
+    assert store.latest()["b1"]["meter/p_kw"] == (T0 + timedelta(seconds=4), 4.0)
+    # a seq in two messages of one batch: stored once, counted for the first message
+    again = store.write_batches([("b3", [_s(0)]), ("b3", [_s(0), _s(1)])])
+    assert [(r.inserted, r.duplicates, r.watermark) for r in again] == [(1, 0, 1), (1, 1, 1)]
+    assert store.write_batches([]) == []
+
+
+def test_a_failed_batch_leaves_nothing_behind(store: Store) -> None:
+    store.write_samples("b1", [_s(0)])
+    bad = _s(3).model_copy(update={"unit": object()})  # no driver can bind it: the transaction fails
+    with pytest.raises(STORE_ERRORS):
+        store.write_batches([("b1", [_s(1), _s(2)]), ("b2", [_s(0)]), ("b1", [bad])])
+    assert store.count_samples() == 1 and store.watermarks() == {"b1": 0}
+    assert store.write_batches([("b1", [_s(1), _s(2)])])[0].watermark == 2
+
+
 def test_raise_floor_skips_what_the_agent_dropped_but_never_lowers(store: Store) -> None:
     store.write_samples("b1", [_s(0), _s(1), _s(5), _s(6)])
     assert store.raise_floor("b1", 5) == 6  # seqs 2-4 dropped at the edge: 5 and 6 are contiguous

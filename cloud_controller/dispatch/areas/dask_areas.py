@@ -12,14 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from cloud_controller.dispatch.areas.execution import by_size, spread
+from cloud_controller.dispatch.areas.execution import FannedAreas, spread
 from cloud_controller.dispatch.areas.group import (
-    AreaCall,
     AreaGroup,
-    AreaLimits,
-    AreaResult,
     AreaSpec,
-    AreaStart,
 )
 from cloud_controller.dispatch.options import EngineOptions
 
@@ -28,7 +24,7 @@ __all__ = ["DaskAreas"]
 CLOSE_TIMEOUT_S = 10.0
 
 
-class DaskAreas:
+class DaskAreas(FannedAreas):
     """The areas over the workers of a Dask cluster (`scheduler` address, or a local one of `workers`).
 
     `processes=False` runs a local cluster's workers as threads of this process (tests).
@@ -85,6 +81,9 @@ class DaskAreas:
             self.close()
             raise
 
+    def _workers(self) -> int:
+        return len(self._actors)
+
     def _all(self, method: str, per_actor: list[Any] | None = None) -> list[Any]:
         if not self._actors:
             raise RuntimeError("the area execution is not started (or closed)")
@@ -93,38 +92,6 @@ class DaskAreas:
             for w, a in enumerate(self._actors)
         ]
         return [p.result(timeout=self._timeout_s) for p in pending]
-
-    def _split(self, items: list[Any]) -> list[list[Any]]:
-        if not self._actors:
-            raise RuntimeError("the area execution is not started (or closed)")
-        out: list[list[Any]] = [[] for _ in self._actors]
-        for it in items:
-            out[self._owner[it.index]].append(it)
-        return out
-
-    def solve(self, calls: list[AreaCall]) -> list[AreaResult]:
-        """Every actor its areas' calls (largest first), at the same time."""
-        parts = self._all("solve", self._split(by_size(calls, self._sizes)))
-        return [r for part in parts for r in part]
-
-    def set_battery_limits(self, limits: list[AreaLimits]) -> None:
-        """Each actor its areas' limits."""
-        self._all("set_battery_limits", self._split(limits))
-
-    def shift_basis(self, k: int) -> bool:
-        """Every actor's areas."""
-        return all(ok for part in self._all("shift_basis", [k] * len(self._actors)) for ok in part.values())
-
-    def starts(self) -> dict[int, AreaStart | None]:
-        """Gathered from every actor."""
-        out: dict[int, AreaStart | None] = {}
-        for part in self._all("starts"):
-            out.update(part)
-        return out
-
-    def lazy_rows(self) -> int:
-        """Summed over the actors."""
-        return int(sum(self._all("lazy_rows")))
 
     def close(self) -> None:
         """Drop the actors, close the client and a local cluster (each bounded by CLOSE_TIMEOUT_S)."""

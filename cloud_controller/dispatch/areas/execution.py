@@ -164,7 +164,57 @@ def _serve(conn: Connection, specs: list[AreaSpec], options: EngineOptions) -> N
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
-class ProcessAreas:
+class FannedAreas:
+    """What the worker-process and Dask executions share: areas fanned out to workers by owner.
+
+    A subclass sets `_owner` (area index → worker) and `_sizes` at start and gives `_all`
+    (send one method to every worker, each its own argument, and read every answer) and
+    `_workers` (how many are running; 0 before start and after close).
+    """
+
+    _owner: dict[int, int]
+    _sizes: dict[int, int]
+
+    def _workers(self) -> int:
+        raise NotImplementedError
+
+    def _all(self, method: str, per_worker: list[Any] | None = None) -> list[Any]:
+        raise NotImplementedError
+
+    def _split(self, items: list[Any]) -> list[list[Any]]:
+        if not self._workers():
+            raise RuntimeError("the area execution is not started (or closed)")
+        out: list[list[Any]] = [[] for _ in range(self._workers())]
+        for it in items:
+            out[self._owner[it.index]].append(it)
+        return out
+
+    def solve(self, calls: list[AreaCall]) -> list[AreaResult]:
+        """Every worker its areas' calls (largest first), at the same time."""
+        parts = self._all("solve", self._split(by_size(calls, self._sizes)))
+        return [r for part in parts for r in part]
+
+    def set_battery_limits(self, limits: list[AreaLimits]) -> None:
+        """Each worker its areas' limits."""
+        self._all("set_battery_limits", self._split(limits))
+
+    def shift_basis(self, k: int) -> bool:
+        """Every worker's areas."""
+        return all(ok for part in self._all("shift_basis", [k] * self._workers()) for ok in part.values())
+
+    def starts(self) -> dict[int, AreaStart | None]:
+        """Gathered from every worker."""
+        out: dict[int, AreaStart | None] = {}
+        for part in self._all("starts"):
+            out.update(part)
+        return out
+
+    def lazy_rows(self) -> int:
+        """Summed over the workers."""
+        return int(sum(self._all("lazy_rows")))
+
+
+class ProcessAreas(FannedAreas):
     """The areas spread over `workers` spawned processes on this machine, one pipe each.
 
     Started by `start_method`: "forkserver" (the default) forks each worker from a clean
@@ -232,6 +282,9 @@ class ProcessAreas:
             raise RuntimeError(f"area worker {w}: {value}")
         return value
 
+    def _workers(self) -> int:
+        return len(self._conns)
+
     def _all(self, method: str, per_worker: list[Any] | None = None) -> list[Any]:
         """Send `method` to every worker (its own argument each), then read every answer."""
         if not self._conns:
@@ -239,38 +292,6 @@ class ProcessAreas:
         for w, conn in enumerate(self._conns):
             conn.send((method, None if per_worker is None else per_worker[w]))
         return [self._reply(w) for w in range(len(self._conns))]
-
-    def _split(self, items: list[Any]) -> list[list[Any]]:
-        if not self._conns:
-            raise RuntimeError("the area execution is not started (or closed)")
-        out: list[list[Any]] = [[] for _ in self._conns]
-        for it in items:
-            out[self._owner[it.index]].append(it)
-        return out
-
-    def solve(self, calls: list[AreaCall]) -> list[AreaResult]:
-        """Every worker its areas' calls (largest first), at the same time."""
-        parts = self._all("solve", self._split(by_size(calls, self._sizes)))
-        return [r for part in parts for r in part]
-
-    def set_battery_limits(self, limits: list[AreaLimits]) -> None:
-        """Each worker its areas' limits."""
-        self._all("set_battery_limits", self._split(limits))
-
-    def shift_basis(self, k: int) -> bool:
-        """Every worker's areas."""
-        return all(ok for part in self._all("shift_basis", [k] * len(self._conns)) for ok in part.values())
-
-    def starts(self) -> dict[int, AreaStart | None]:
-        """Gathered from every worker."""
-        out: dict[int, AreaStart | None] = {}
-        for part in self._all("starts"):
-            out.update(part)
-        return out
-
-    def lazy_rows(self) -> int:
-        """Summed over the workers."""
-        return int(sum(self._all("lazy_rows")))
 
     def close(self) -> None:
         """Ask every worker to end; terminate (then kill) one that has not within CLOSE_TIMEOUT_S."""

@@ -118,9 +118,9 @@ def _poll_metrics(
     return found
 
 
-@pytest.mark.timeout(300)  # 6 h at 240x is 90 s of wall time before set-up and drain
+@pytest.mark.timeout(300)  # 4 h at 240x is 60 s of wall time before set-up and drain
 async def test_ten_sites_congestion_episode_relieved(tmp_path: Path) -> None:
-    """10 buildings, a winter afternoon and evening (15:00-21:00, the episode 17:00-19:00) at
+    """10 buildings, a winter late afternoon and evening (16:00-20:00, the episode 17:00-19:00) at
     240x: the intervals over the constructed HV/MV threshold drop by >= 80 % against the
     no-control twin.
 
@@ -129,7 +129,7 @@ async def test_ten_sites_congestion_episode_relieved(tmp_path: Path) -> None:
     faulted, and overloaded intervals stayed. The 12-hour run (12:00-24:00) is
     `test_ten_sites_twelve_hours_relieved`, marked slow."""
     await _ten_sites_relieved(
-        tmp_path, start_h=15.0, end_h=21.0, min_overloaded=5, min_sent=200, min_samples=2000
+        tmp_path, start_h=16.0, end_h=20.0, min_overloaded=3, min_sent=130, min_samples=1300
     )
 
 

@@ -68,8 +68,8 @@ def test_parse_seeds() -> None:
 
 
 def test_twin_command_writes_figures(tmp_path: Path) -> None:
-    # The evening (15:00-21:00) holds the fleet's overloads; the default window is 12-24.
-    window = ["--hours", "15-21"]
+    # The evening (16:00-20:00) holds the fleet's overloads; the default window is 12-24.
+    window = ["--hours", "16-20"]
     r = subprocess.run(
         [
             sys.executable,

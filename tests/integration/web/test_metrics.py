@@ -63,7 +63,14 @@ def test_metrics_export_counters_a_latency_histogram_and_unknown_sites_after_rea
                 (site_topic(sites[1], "telemetry"), b"{not json", False),
             ],
         )
-        harness.wait_until(lambda: ctl.ingest.stats.invalid == 1 and ctl.ingest.stats.unknown_site == 1)
+        # Bad messages are counted on arrival, stored batches after their commit (ingest's write queue)
+        harness.wait_until(
+            lambda: (
+                ctl.ingest.stats.invalid == 1
+                and ctl.ingest.stats.unknown_site == 1
+                and ctl.ingest.stats.batches == 6
+            )
+        )
         running.call(ctl.dispatch_once())  # the stand-in planner: one battery command per site
         sent = {t.command.site: t.command.cmd_id for t in ctl.tracker.sent.values()}
         assert sorted(sent) == sites

@@ -13,13 +13,10 @@ QoS 1 messages that arrived while the controller was down are delivered on recon
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
 from cloud_controller.auth import ApiTokens, Auth
@@ -29,7 +26,6 @@ from cloud_controller.dr.activation import filter_planner
 from cloud_controller.dr.activator import controller_activator
 from cloud_controller.dr.service import DrService
 from cloud_controller.forecast.background import BackgroundForecast
-from cloud_controller.forecast.result import ForecastOptions
 from cloud_controller.ingest import Ingest
 from cloud_controller.lease import DispatchLease, holder_id
 from cloud_controller.live.commands import fence_commands, lease_fence
@@ -39,6 +35,16 @@ from cloud_controller.market.uftp.side import controller_uftp
 from cloud_controller.openadr.side import OpenAdrSide
 from cloud_controller.registry import Registry
 from cloud_controller.registry.check import RegistryCheck
+from cloud_controller.service_api import serve_api
+from cloud_controller.service_dr import publish_dr_report, publish_dr_request, retain_newest_dr
+from cloud_controller.service_forecast import forecast_loop
+from cloud_controller.service_loops import (
+    WATERMARK_EVERY_S,
+    claim_period,
+    dispatch_loop,
+    guard_loop,
+    watermark_loop,
+)
 from cloud_controller.service_setup import (
     configured_planner,
     history_reader,
@@ -48,47 +54,24 @@ from cloud_controller.service_setup import (
     signing_keys,
     writer_settings,
 )
+from cloud_controller.service_snapshots import METER_P_KW, refresh_from_latest, snapshot_copies
+from cloud_controller.service_stats import ControllerStats
 from cloud_controller.store import Store
-from cloud_controller.store.base import STORE_ERRORS
 from cloud_controller.store.influx_history import InfluxHistory
 from cloud_controller.store.records import records_of
-from protocols.assets import Points
 from protocols.clock import Clock
 from protocols.codec import encode
 from protocols.errors import GridflexError
 from protocols.market import is_market_topic
-from protocols.messages import Command, DRRequest, Stored
+from protocols.messages import Command, DRRequest
 from protocols.mqtt import MqttSession, NotConnectedError, PublishError
-from protocols.topics import dr_report, dr_request, site_topic
+from protocols.topics import site_topic
 
-__all__ = ["CloudController", "ControllerStats", "Role"]
+__all__ = ["METER_P_KW", "WATERMARK_EVERY_S", "CloudController", "ControllerStats", "Role"]
 
 log = logging.getLogger(__name__)
 
-#: The telemetry key ("asset/point") of the grid meter's power: the site's net load.
-METER_P_KW = str(Points.METER_P_KW)
-
 Role = Literal["all", "ingest", "dispatch"]
-WATERMARK_EVERY_S = 0.2  # wall seconds between watermark publications (coalesced per site)
-
-
-@dataclass
-class ControllerStats:
-    """Counters the API and the demo read (ingest figures live in `ingest.stats`)."""
-
-    dispatch_count: int = 0
-    dispatch_errors: int = 0
-    last_plan_at: datetime | None = None
-    last_solve_ms: float = 0.0
-    watermarks_published: int = 0
-    commands_publish_failed: int = 0
-    guard_steps: int = 0
-    guard_commands: int = 0
-    guard_dr_overrides: int = (
-        0  # guard steps that moved a DR-reserved battery off its setpoint (a limit over)
-    )
-    commands_without_lease: int = 0  # not sent: the dispatch lease was not held (or had expired)
-    periods_skipped: int = 0  # periods not planned: already dispatched (by a predecessor) or lease gone
 
 
 class CloudController:
@@ -211,7 +194,7 @@ class CloudController:
         try:
             async with asyncio.TaskGroup() as tg:
                 if self.config.api.enabled:  # every role answers /livez and /readyz (probes)
-                    tg.create_task(self._serve_api(), name="api")
+                    tg.create_task(serve_api(self), name="api")
                 tg.create_task(self._start(tg), name="start")
         finally:
             if self._forecast_task is not None:
@@ -244,7 +227,7 @@ class CloudController:
             tg.create_task(self.lease.keep(), name="lease")
         tg.create_task(self.session.run(self._on_message), name="mqtt")
         if self.role in ("all", "ingest"):
-            tg.create_task(self._watermark_loop(), name="watermarks")
+            tg.create_task(watermark_loop(self), name="watermarks")
         if self.ingest.sink is not None:
             tg.create_task(self.ingest.sink.run(), name="influxdb")
         if self.ingest.writer is not None:  # on cancel it flushes what it accepted (bounded)
@@ -254,9 +237,9 @@ class CloudController:
         if self.role in ("all", "dispatch") and self.config.market.enabled:
             tg.create_task(self.market.run(), name="market")
         if self.role in ("all", "dispatch") and self.config.control.dispatch:
-            tg.create_task(self._dispatch_loop(), name="dispatch")
+            tg.create_task(dispatch_loop(self), name="dispatch")
             if self.config.control.guard_period_s > 0:
-                tg.create_task(self._guard_loop(), name="guard")
+                tg.create_task(guard_loop(self), name="guard")
 
     async def _on_connect(self, session: MqttSession) -> None:
         # Every registered site gets its watermark, -1 where nothing is stored yet: an agent
@@ -267,32 +250,15 @@ class CloudController:
 
     async def publish_dr(self, request: DRRequest) -> bool:
         """Publish an accepted DR request on its programme's topic, retained (ARCHITECTURE §3); False if offline."""
-        try:
-            await self.session.publish(dr_request(request.program), encode(request), retain=True)
-        except (NotConnectedError, PublishError) as exc:
-            log.warning("DR request %s not published: %s", request.request_id, exc)
-            return False
-        return True
+        return await publish_dr_request(self.session, request)
 
     async def retain_dr(self, program: str) -> bool:
         """After a cancel: the programme's topic retains its newest live request again, or nothing (cleared)."""
-        live = await asyncio.to_thread(self.dr.newest_accepted, program)
-        try:
-            payload = b"" if live is None else encode(live.request)
-            await self.session.publish(dr_request(program), payload, retain=True)
-        except (NotConnectedError, PublishError) as exc:
-            log.warning("DR topic of %s not updated: %s", program, exc)
-            return False
-        return True
+        return await retain_newest_dr(self.session, self.dr, program)
 
     async def publish_dr_report(self, program: str, payload: bytes) -> bool:
         """A DR delivery report on `dr/{program}/report`, not retained; False if offline (kept at the API)."""
-        try:
-            await self.session.publish(dr_report(program), payload)
-        except (NotConnectedError, PublishError) as exc:
-            log.warning("DR report of %s not published: %s", program, exc)
-            return False
-        return True
+        return await publish_dr_report(self.session, program, payload)
 
     async def _on_message(self, message: Any) -> asyncio.Future[None] | None:
         """Route one message; a future: not stored yet (the session acknowledges it at the commit)."""
@@ -302,78 +268,9 @@ class CloudController:
             return None
         return await self.ingest.handle(topic, bytes(message.payload))
 
-    async def _watermark_loop(self) -> None:
-        while True:
-            await asyncio.sleep(WATERMARK_EVERY_S)
-            if not self.ingest.dirty or not self.session.connected.is_set():
-                continue
-            dirty, self.ingest.dirty = self.ingest.dirty, set()
-            # one store call per round, off the event loop (PostgreSQL: one round trip, not one per site)
-            stored = await asyncio.to_thread(self.store.watermarks)
-            for site in sorted(dirty):
-                msg = Stored(site=site, ts=self.clock.now(), seq=stored.get(site, -1))
-                try:
-                    await self.session.publish(site_topic(site, "stored"), encode(msg), retain=True)
-                    self.stats.watermarks_published += 1
-                except (NotConnectedError, PublishError):
-                    self.ingest.dirty.add(site)  # publish again after reconnecting
-
-    def _period_start(self, now: datetime) -> datetime:
-        period = self.config.control.period_s
-        ts = now.timestamp()
-        return datetime.fromtimestamp(ts - ts % period, tz=UTC)
-
-    async def _dispatch_loop(self) -> None:
-        await asyncio.to_thread(self.planner)  # build the LP before the first period
-        await self.session.wait_connected(timeout_s=3600)
-        await self.clock.sleep(min(60.0, self.config.control.period_s / 10))  # retained states arrive
-        while True:
-            # the next boundary follows the period this round started in, not the time it ended:
-            # a plan that finishes past the boundary (one started late in its period, e.g. right
-            # after a takeover) is followed at once by the next period's, not a period later
-            started = self.clock.now()
-            if await self._claim_period():
-                await self.dispatch_once()
-            boundary = self._period_start(started) + timedelta(seconds=self.config.control.period_s)
-            await self.clock.sleep(max(0.0, (boundary - self.clock.now()).total_seconds()))
-
     async def _claim_period(self) -> bool:
-        """Claim the current period in the store before planning it: no period is dispatched twice.
-
-        A successor that took the lease within a period its predecessor already claimed skips
-        it (and plans at the next boundary); without a lease there is nothing to claim.
-        """
-        if self.lease is None:
-            return True
-        token = self._fence_now()
-        now = self.clock.now()
-        period = self._period_start(now)
-        why = "no lease"
-        if token is not None:
-            try:
-                claimed = await asyncio.to_thread(
-                    self.store.claim_period,
-                    self.lease.name,
-                    self.lease.holder,
-                    token,
-                    period.timestamp(),
-                    now.timestamp(),
-                )
-            except STORE_ERRORS as exc:  # unsure whether another dispatched it: sending nothing is safe
-                claimed, why = False, f"the store did not answer the claim ({exc})"
-            else:
-                why = "already dispatched (claimed by an earlier holder)"
-            if claimed:
-                return True
-        self.stats.periods_skipped += 1
-        log.warning("period %s not dispatched: %s", period.isoformat(), why)
-        return False
-
-    async def _guard_loop(self) -> None:
-        period = self.config.control.guard_period_s
-        while True:
-            await self.clock.sleep(period)
-            await self.guard_once()
+        """Claim the current period in the store before planning it (service_loops.claim_period)."""
+        return await claim_period(self)
 
     async def guard_once(self) -> list[Command]:
         """One step of the fleet guard between plans (see cloud_controller/live/guard.py)."""
@@ -408,20 +305,7 @@ class CloudController:
             observe(self.registry.grid_meters, self._snapshot_copies(self.meter_snapshots))
 
     def _snapshot_copies(self, source: Mapping[str, SiteSnapshot] | None = None) -> dict[str, SiteSnapshot]:
-        return {
-            s: SiteSnapshot(
-                site=v.site,
-                mode=v.mode,
-                p_net_kw=v.p_net_kw,
-                points=dict(v.points),
-                flex=v.flex,
-                uncontrollable=v.uncontrollable,
-                last_seen=v.last_seen,
-                measured_at=v.measured_at,
-                missing_assets=v.missing_assets,
-            )
-            for s, v in (self.snapshots if source is None else source).items()
-        }
+        return snapshot_copies(self.snapshots if source is None else source)
 
     def _fence_now(self) -> int | None:
         st = self.lease.status if self.lease is not None else None
@@ -456,16 +340,7 @@ class CloudController:
 
         It reads them from the store the ingest workers write (the `latest` table).
         """
-        for site, points in self.store.latest().items():
-            snap = self.snapshots.get(site) or self.meter_snapshots.get(site)
-            if snap is None:
-                continue
-            for key, (ts, value) in points.items():
-                snap.points[key] = value
-                if key == METER_P_KW:
-                    snap.p_net_kw = value
-                if snap.measured_at is None or ts > snap.measured_at:
-                    snap.measured_at = ts
+        refresh_from_latest(self.store.latest(), self.snapshots, self.meter_snapshots)
 
     async def dispatch_once(self) -> Plan | None:
         """Plan and publish commands now (called every period; also usable from tests)."""
@@ -513,57 +388,4 @@ class CloudController:
         if not hasattr(self._planner, "probabilistic_forecast"):
             return
         if self.congestion.claim(plan):
-            self._forecast_task = asyncio.create_task(self._forecast_loop(plan), name="congestion-forecast")
-
-    async def _forecast_loop(self, first: Plan) -> None:
-        compute = self._planner.probabilistic_forecast  # type: ignore[union-attr]
-        options = ForecastOptions(n_scenarios=self.config.control.congestion_scenarios)
-        plan: Plan | None = first
-        try:
-            while plan is not None:
-                latest = await asyncio.to_thread(
-                    self.congestion.run,
-                    functools.partial(compute, plan, options),
-                    plan_at=plan.at,
-                    period_s=plan.period_s,
-                    now=self.clock.now,
-                )
-                if latest is not None and self.config.market.enabled:  # the DSO's request, the grid rows
-                    await self.market.on_forecast(latest, plan, self._planner)
-                if latest is not None and self.openadr is not None:  # auto mode's events (docs/openadr.md)
-                    await asyncio.to_thread(self.openadr.on_forecast, latest, self._planner)
-                plan = self.congestion.release()
-        except asyncio.CancelledError:
-            self.congestion.abandon()
-            raise
-
-    async def _serve_api(self) -> None:
-        import uvicorn
-
-        from cloud_controller.api import create_app
-
-        server = uvicorn.Server(
-            uvicorn.Config(
-                create_app(self),
-                host=self.config.api.host,
-                port=self.config.api.port,
-                log_level="warning",
-                lifespan="off",
-            )
-        )
-        # `_serve`, not `serve`: `serve` swaps the process's SIGINT/SIGTERM handlers, which
-        # belong to whoever runs the controller (the CLI cancels on SIGTERM).
-        task = asyncio.create_task(server._serve())
-        try:
-            while not server.started and not task.done():  # noqa: ASYNC110 (uvicorn exposes a flag only)
-                await asyncio.sleep(0.05)
-            if server.started:
-                self.api_port = int(server.servers[0].sockets[0].getsockname()[1])
-                log.info("API on http://%s:%d/docs", self.config.api.host, self.api_port)
-            # shielded: a cancel reaching uvicorn's main loop skips its shutdown, and the
-            # listening socket stays open after the controller stopped (the port is never freed)
-            await asyncio.shield(task)
-        finally:
-            server.should_exit = True
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(task), 5)
+            self._forecast_task = asyncio.create_task(forecast_loop(self, plan), name="congestion-forecast")

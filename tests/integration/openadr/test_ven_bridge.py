@@ -18,157 +18,53 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 
-from cloud_controller.api import create_app
-from cloud_controller.config import CloudConfig
-from cloud_controller.live.types import SiteSnapshot
 from cloud_controller.openadr.ven.bridge import Bridge
-from cloud_controller.openadr.ven.clients import DrApiClient, VtnClient
-from cloud_controller.openadr.ven.config import VenConfig, VenCredentials
-from cloud_controller.registry import Registry
+from cloud_controller.openadr.ven.clients import DrApiClient
+from cloud_controller.openadr.ven.config import VenConfig
 from cloud_controller.service import CloudController
 from protocols.clock import RealClock, SimClock
 from protocols.messages import Sample
-from tests.integration.openadr.test_openadr_interop import oa3_python
 from tests.integration.openadr.test_subscriptions import Receiver
+from tests.integration.openadr.ven_setup import (
+    OPERATOR,
+    Party,
+    bridge_config,
+    serving_app,
+    ven_clients,
+    wait_for,
+)
 from tests.integration.openadr.vtn_server import bearer, clients_of
 
+MakeController = Callable[..., CloudController]
+StartParty = Callable[[str, dict[str, tuple[str, str]]], Party]
+
 pytestmark = pytest.mark.integration
-
-PARTY = Path(__file__).with_name("ven_party.py")
-OPERATOR = "operator-0123456789abcdef"
-CONTRACTS = """
-contracts:
-  - {site: a, program: peak, directions: [reduce], p_max_kw: 20, events_per_day: 10,
-     max_duration: PT2H, min_notice: PT0S}
-"""
-
-
-def _config(tmp: Path, **openadr: Any) -> CloudConfig:
-    (tmp / "contracts.yaml").write_text(CONTRACTS, encoding="utf-8")
-    (tmp / "op").write_text(OPERATOR, encoding="utf-8")
-    return CloudConfig.model_validate(
-        {
-            "store": {"path": str(tmp / "store.sqlite")},
-            "control": {"dispatch": False, "guard_period_s": 0},
-            "api": {"host": "127.0.0.1", "port": 0, "operator_token_file": str(tmp / "op")},
-            "dashboard": {"enabled": False},
-            "dr": {"contracts": str(tmp / "contracts.yaml"), "report_after_s": 0},
-            "openadr": {"enabled": True, "credentials_file": str(tmp / "oa3-clients.yaml"), **openadr},
-        }
-    )
-
-
-@contextmanager
-def _serving(ctl: CloudController, loops: list[asyncio.AbstractEventLoop] | None = None) -> Iterator[str]:
-    """The app under uvicorn and the DR activator's loop (period 0.1 s) on one event loop, in a thread.
-
-    With `loops` given, the activator's loop is not started (a SimClock test ticks it itself)
-    and the server's event loop is appended, so the test can run coroutines on it.
-    """
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(ctl), host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    )
-
-    async def main() -> None:
-        if loops is not None:
-            loops.append(asyncio.get_running_loop())
-            await server._serve()
-            return
-        activator = asyncio.create_task(ctl.dr_activator.run(period_s=0.1))
-        try:
-            await server._serve()
-        finally:
-            activator.cancel()
-            await asyncio.gather(activator, return_exceptions=True)
-
-    thread = threading.Thread(target=lambda: asyncio.run(main()), name="vtn", daemon=True)
-    thread.start()
-    try:
-        for _ in range(600):
-            if server.started or not thread.is_alive():
-                break
-            time.sleep(0.05)
-        assert server.started, "uvicorn did not start"
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
-
-
-class Party:
-    """The BL subprocess: one JSON line per command, one per answer."""
-
-    def __init__(self, job: dict[str, Any]) -> None:
-        self.proc = subprocess.Popen(
-            [str(oa3_python()), str(PARTY)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={"OAUTHLIB_INSECURE_TRANSPORT": "1", "PATH": "/usr/bin:/bin"},
-        )
-        assert self.ask(job) == {"ready": True}
-
-    def ask(self, cmd: dict[str, Any]) -> Any:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps(cmd) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            _, err = self.proc.communicate(timeout=10)
-            raise AssertionError(f"openadr3-client party died:\n{err[-4000:]}")
-        return json.loads(line)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            assert self.proc.stdin is not None
-            self.proc.stdin.write('{"op": "quit"}\n')
-            self.proc.stdin.flush()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
 
 
 async def _true(value: bool) -> bool:
     return value
 
 
-async def _wait(cond: Any, what: str, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
 async def test_library_event_becomes_a_dr_request_and_its_delivery_a_report_the_library_reads(
-    tmp_path: Path,
+    tmp_path: Path, bridge_controller: MakeController, bl_party: StartParty
 ) -> None:
-    cfg = _config(tmp_path, callback_hosts=["127.0.0.1"])
-    ctl = CloudController(cfg, Registry(sites=()), clock=RealClock())
-    ctl.snapshots["a"] = SiteSnapshot(site="a", mode="online", p_net_kw=50.0)
+    cfg = bridge_config(tmp_path, callback_hosts=["127.0.0.1"])
+    ctl = bridge_controller(cfg)
     creds = clients_of(cfg)
-    party: Party | None = None
     receiver = Receiver()  # the utility's BL hears of our report by callback, too
     try:
-        with _serving(ctl) as base:
+        with serving_app(ctl) as base:
             vtn_url = f"{base}/openadr3"
-            party = Party({"vtn_url": vtn_url, "bl_id": creds["bl"][0], "bl_secret": creds["bl"][1]})
+            party = bl_party(vtn_url, creds)
             sub = {
                 "clientName": "utility-bl",
                 "objectOperations": [
@@ -201,13 +97,7 @@ async def test_library_event_becomes_a_dr_request_and_its_delivery_a_report_the_
             )
             clock = RealClock()
             async with httpx.AsyncClient(timeout=10) as http:
-                ven_creds = VenCredentials(client_id=creds["ven"][0], secret=creds["ven"][1])
-                bridge = Bridge(
-                    ven_cfg,
-                    VtnClient(http, vtn_url, ven_creds, clock=clock),
-                    DrApiClient(http, base, OPERATOR),
-                    clock=clock,
-                )
+                bridge = Bridge(ven_cfg, *ven_clients(http, vtn_url, base, creds["ven"], clock), clock=clock)
                 stats = await bridge.poll_once()
                 assert (stats.events_seen, stats.accepted, stats.last_error) == (1, 1, None)
                 (record,) = ctl.dr.requests.all()
@@ -222,21 +112,14 @@ async def test_library_event_becomes_a_dr_request_and_its_delivery_a_report_the_
                     rep = await DrApiClient(http, base, OPERATOR).report(record.request.request_id)
                     return rep is not None and rep["intervals_reported"] == 1
 
-                await _wait(delivered, "the DR delivery of the 1-second interval")
+                await wait_for(delivered, "the DR delivery of the 1-second interval")
                 stats = await bridge.poll_once()
                 assert (stats.reports_created, stats.last_error) == (1, None)
             reports = party.ask({"op": "reports", "event_id": made["event_id"]})
             subscriptions = party.ask({"op": "subscriptions"})
-            await _wait(lambda: _true(len(receiver.got) == 1), "the report's notification")
+            await wait_for(lambda: _true(len(receiver.got) == 1), "the report's notification")
     finally:
-        if party is not None:
-            party.close()
         receiver.close()
-        ctl.store.close()
-        ctl.dr.close()
-        ctl.market.close()
-        if ctl.openadr is not None:
-            ctl.openadr.close()
 
     (report,) = reports
     assert (report["client_id"], report["client_name"]) == (creds["ven"][0], "gridflex-agg")
@@ -268,7 +151,7 @@ def _ven_cli(args: list[str], env: dict[str, str]) -> dict[str, Any]:
 
 @pytest.mark.slow
 async def test_nl_flex_day_through_the_cli_two_dispatches_one_report_and_a_restart_resubmits_nothing(
-    tmp_path: Path,
+    tmp_path: Path, bridge_controller: MakeController, bl_party: StartParty
 ) -> None:
     """An NL-shaped FLEX event (0 kW hour, 10 kW dispatch, 0 kW hour, 6 kW dispatch) → two DR requests → one report.
 
@@ -276,82 +159,71 @@ async def test_nl_flex_day_through_the_cli_two_dispatches_one_report_and_a_resta
     submits both dispatches, the second (after both are delivered) posts the report with
     intervals 1 and 3 at 15 kW each, the third finds nothing to do.
     """
-    cfg = _config(tmp_path)
-    ctl = CloudController(cfg, Registry(sites=()), clock=RealClock())
-    ctl.snapshots["a"] = SiteSnapshot(site="a", mode="online", p_net_kw=50.0)
+    cfg = bridge_config(tmp_path)
+    ctl = bridge_controller(cfg)
     creds = clients_of(cfg)
-    party: Party | None = None
-    try:
-        with _serving(ctl) as base:
-            vtn_url = f"{base}/openadr3"
-            party = Party({"vtn_url": vtn_url, "bl_id": creds["bl"][0], "bl_secret": creds["bl"][1]})
-            ven_file = tmp_path / "ven.yaml"
-            ven_file.write_text(
-                yaml.safe_dump(
-                    {
-                        "vtn": {"url": vtn_url, "ven_name": "gridflex-agg"},
-                        "dr_api": {"url": base, "operator_token_file": "op"},
-                        "programs": [{"program": "utility-flex", "dr_program": "peak"}],
-                        "state_file": "ven-state.json",
-                    }
-                ),
-                encoding="utf-8",
-            )
-            env = {"GRIDFLEX_VEN_CLIENT_ID": creds["ven"][0], "GRIDFLEX_VEN_CLIENT_SECRET": creds["ven"][1]}
-            t0 = datetime.now(UTC).replace(microsecond=0) + timedelta(
-                seconds=6
-            )  # the CLI starts in ~2 s (more on a loaded machine)
-            _meter_35_kw(ctl, t0 - timedelta(seconds=3))
-            sec = timedelta(seconds=1)
-            rows: list[tuple[datetime, int, float]] = [
-                (t0, 1, 0.0),
-                (t0 + sec, 2, 10.0),
-                (t0 + 3 * sec, 1, 0.0),
-                (t0 + 4 * sec, 1, 6.0),
-            ]
-            made = party.ask(
+    with serving_app(ctl) as base:
+        vtn_url = f"{base}/openadr3"
+        party = bl_party(vtn_url, creds)
+        ven_file = tmp_path / "ven.yaml"
+        ven_file.write_text(
+            yaml.safe_dump(
                 {
-                    "op": "event",
-                    "program_name": "utility-flex",
-                    "event_name": "flex-station-1-day",
-                    "target": "station-1",
-                    "intervals": [[t.isoformat(), s, kw] for t, s, kw in rows],
+                    "vtn": {"url": vtn_url, "ven_name": "gridflex-agg"},
+                    "dr_api": {"url": base, "operator_token_file": "op"},
+                    "programs": [{"program": "utility-flex", "dr_program": "peak"}],
+                    "state_file": "ven-state.json",
                 }
-            )
-            first = await asyncio.to_thread(_ven_cli, ["run", str(ven_file), "--once"], env)
-            assert (first["stats"]["accepted"], first["stats"]["last_error"]) == (2, None)
-            requests = sorted(ctl.dr.requests.all(), key=lambda r: r.request.start)
-            assert [(r.request.start, r.request.p_kw) for r in requests] == [
-                (t0 + sec, 10.0),
-                (t0 + 4 * sec, 6.0),
-            ]
+            ),
+            encoding="utf-8",
+        )
+        env = {"GRIDFLEX_VEN_CLIENT_ID": creds["ven"][0], "GRIDFLEX_VEN_CLIENT_SECRET": creds["ven"][1]}
+        t0 = datetime.now(UTC).replace(microsecond=0) + timedelta(
+            seconds=6
+        )  # the CLI starts in ~2 s (more on a loaded machine)
+        _meter_35_kw(ctl, t0 - timedelta(seconds=3))
+        sec = timedelta(seconds=1)
+        rows: list[tuple[datetime, int, float]] = [
+            (t0, 1, 0.0),
+            (t0 + sec, 2, 10.0),
+            (t0 + 3 * sec, 1, 0.0),
+            (t0 + 4 * sec, 1, 6.0),
+        ]
+        made = party.ask(
+            {
+                "op": "event",
+                "program_name": "utility-flex",
+                "event_name": "flex-station-1-day",
+                "target": "station-1",
+                "intervals": [[t.isoformat(), s, kw] for t, s, kw in rows],
+            }
+        )
+        first = await asyncio.to_thread(_ven_cli, ["run", str(ven_file), "--once"], env)
+        assert (first["stats"]["accepted"], first["stats"]["last_error"]) == (2, None)
+        requests = sorted(ctl.dr.requests.all(), key=lambda r: r.request.start)
+        assert [(r.request.start, r.request.p_kw) for r in requests] == [
+            (t0 + sec, 10.0),
+            (t0 + 4 * sec, 6.0),
+        ]
 
-            async def delivered() -> bool:
-                reps = [ctl.dr_activator.report(r.request.request_id) for r in requests]
-                return all(rep is not None and rep["intervals_reported"] == 1 for rep in reps)
+        async def delivered() -> bool:
+            reps = [ctl.dr_activator.report(r.request.request_id) for r in requests]
+            return all(rep is not None and rep["intervals_reported"] == 1 for rep in reps)
 
-            await _wait(delivered, "both dispatches delivered")
-            second = await asyncio.to_thread(_ven_cli, ["run", str(ven_file), "--once"], env)
-            assert (second["stats"]["reports_created"], second["stats"]["submitted"]) == (1, 0)
-            third = await asyncio.to_thread(_ven_cli, ["run", str(ven_file), "--once"], env)
-            assert (
-                third["stats"]["submitted"],
-                third["stats"]["reports_created"],
-                third["stats"]["reports_updated"],
-            ) == (
-                0,
-                0,
-                0,
-            )
-            reports = party.ask({"op": "reports", "event_id": made["event_id"]})
-    finally:
-        if party is not None:
-            party.close()
-        ctl.store.close()
-        ctl.dr.close()
-        ctl.market.close()
-        if ctl.openadr is not None:
-            ctl.openadr.close()
+        await wait_for(delivered, "both dispatches delivered")
+        second = await asyncio.to_thread(_ven_cli, ["run", str(ven_file), "--once"], env)
+        assert (second["stats"]["reports_created"], second["stats"]["submitted"]) == (1, 0)
+        third = await asyncio.to_thread(_ven_cli, ["run", str(ven_file), "--once"], env)
+        assert (
+            third["stats"]["submitted"],
+            third["stats"]["reports_created"],
+            third["stats"]["reports_updated"],
+        ) == (
+            0,
+            0,
+            0,
+        )
+        reports = party.ask({"op": "reports", "event_id": made["event_id"]})
     (report,) = reports
     assert report["resources"][0]["intervals"] == [
         {"id": 1, "type": "DELIVERED_FLEX", "values": [15.0]},
@@ -359,7 +231,9 @@ async def test_nl_flex_day_through_the_cli_two_dispatches_one_report_and_a_resta
     ]
 
 
-async def test_nl_profile_ack_and_delivery_reports_pass_the_nlflex_validators(tmp_path: Path) -> None:
+async def test_nl_profile_ack_and_delivery_reports_pass_the_nlflex_validators(
+    tmp_path: Path, bridge_controller: MakeController, bl_party: StartParty
+) -> None:
     """`profile: nlflex` on a SimClock: an NL FLEX day (0 / 10.01 kW for PT2H / 0) → ACK, then the delivery report.
 
     The library's BL reads both reports back and the nlflex plugin's direct validators find
@@ -367,9 +241,8 @@ async def test_nl_profile_ack_and_delivery_reports_pass_the_nlflex_validators(tm
     (same ids and periods, adjacent hours included, one value per 15 min): 4 × 0, 8 × 15, 4 × 0.
     """
     clock = SimClock(datetime(2030, 1, 15, 15, 0, tzinfo=UTC))
-    cfg = _config(tmp_path, token_ttl_s=86400)  # the clock jumps 4 h: tokens outlive it
-    ctl = CloudController(cfg, Registry(sites=()), clock=clock)
-    ctl.snapshots["a"] = SiteSnapshot(site="a", mode="online", p_net_kw=50.0)
+    cfg = bridge_config(tmp_path, token_ttl_s=86400)  # the clock jumps 4 h: tokens outlive it
+    ctl = bridge_controller(cfg, clock)
     ctl.store.write_samples(
         "a",
         [
@@ -386,65 +259,49 @@ async def test_nl_profile_ack_and_delivery_reports_pass_the_nlflex_validators(tm
     )
     creds = clients_of(cfg)
     loops: list[asyncio.AbstractEventLoop] = []
-    party: Party | None = None
-    try:
-        with _serving(ctl, loops) as base:
-            vtn_url = f"{base}/openadr3"
-            party = Party({"vtn_url": vtn_url, "bl_id": creds["bl"][0], "bl_secret": creds["bl"][1]})
-            made = party.ask(
-                {
-                    "op": "event",
-                    "program_name": "utility-nl",
-                    "event_name": "flex-station-1-20300115",
-                    "target": "station-1",
-                    "intervals": [
-                        ["2030-01-15T16:00:00+00:00", 3600, 0.0],
-                        ["2030-01-15T17:00:00+00:00", 7200, 10.01],
-                        ["2030-01-15T19:00:00+00:00", 3600, 0.0],
-                    ],
-                }
+    with serving_app(ctl, loops) as base:
+        vtn_url = f"{base}/openadr3"
+        party = bl_party(vtn_url, creds)
+        made = party.ask(
+            {
+                "op": "event",
+                "program_name": "utility-nl",
+                "event_name": "flex-station-1-20300115",
+                "target": "station-1",
+                "intervals": [
+                    ["2030-01-15T16:00:00+00:00", 3600, 0.0],
+                    ["2030-01-15T17:00:00+00:00", 7200, 10.01],
+                    ["2030-01-15T19:00:00+00:00", 3600, 0.0],
+                ],
+            }
+        )
+        ven_cfg = VenConfig.model_validate(
+            {
+                "vtn": {"url": vtn_url, "ven_name": "8719999000008"},
+                "dr_api": {"url": base, "operator_token_file": str(tmp_path / "op")},
+                "programs": [{"program": "utility-nl", "dr_program": "peak", "profile": "nlflex"}],
+            }
+        )
+        async with httpx.AsyncClient(timeout=10) as http:
+            bridge = Bridge(ven_cfg, *ven_clients(http, vtn_url, base, creds["ven"], clock), clock=clock)
+            stats = await bridge.poll_once()
+            assert (stats.accepted, stats.acks_posted, stats.reports_created, stats.last_error) == (
+                1,
+                1,
+                0,
+                None,
             )
-            ven_cfg = VenConfig.model_validate(
-                {
-                    "vtn": {"url": vtn_url, "ven_name": "8719999000008"},
-                    "dr_api": {"url": base, "operator_token_file": str(tmp_path / "op")},
-                    "programs": [{"program": "utility-nl", "dr_program": "peak", "profile": "nlflex"}],
-                }
-            )
-            async with httpx.AsyncClient(timeout=10) as http:
-                ven_creds = VenCredentials(client_id=creds["ven"][0], secret=creds["ven"][1])
-                bridge = Bridge(
-                    ven_cfg,
-                    VtnClient(http, vtn_url, ven_creds, clock=clock),
-                    DrApiClient(http, base, OPERATOR),
-                    clock=clock,
-                )
-                stats = await bridge.poll_once()
-                assert (stats.accepted, stats.acks_posted, stats.reports_created, stats.last_error) == (
-                    1,
-                    1,
-                    0,
-                    None,
-                )
-                clock.advance(4 * 3600 + 10)  # 19:00:10: the dispatch is over (report_after_s 0)
-                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(ctl.dr_activator.tick(), loops[0]))
-                stats = await bridge.poll_once()
-                assert (stats.reports_created, stats.last_error) == (
-                    0,
-                    None,
-                )  # the adjacent hour runs until 20:00
-                clock.advance(3600)
-                stats = await bridge.poll_once()
-                assert (stats.reports_created, stats.acks_posted, stats.last_error) == (1, 1, None)
-            checks = party.ask({"op": "nl_check", "event_id": made["event_id"]})
-    finally:
-        if party is not None:
-            party.close()
-        ctl.store.close()
-        ctl.dr.close()
-        ctl.market.close()
-        if ctl.openadr is not None:
-            ctl.openadr.close()
+            clock.advance(4 * 3600 + 10)  # 19:00:10: the dispatch is over (report_after_s 0)
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(ctl.dr_activator.tick(), loops[0]))
+            stats = await bridge.poll_once()
+            assert (stats.reports_created, stats.last_error) == (
+                0,
+                None,
+            )  # the adjacent hour runs until 20:00
+            clock.advance(3600)
+            stats = await bridge.poll_once()
+            assert (stats.reports_created, stats.acks_posted, stats.last_error) == (1, 1, None)
+        checks = party.ask({"op": "nl_check", "event_id": made["event_id"]})
     by_kind = {c["kind"]: c for c in checks}
     assert sorted(by_kind) == ["FLEX_ACKNOWLEDGMENT", "FLEX_DELIVERY"]
     assert by_kind["FLEX_ACKNOWLEDGMENT"]["errors"] == [] and by_kind["FLEX_DELIVERY"]["errors"] == []

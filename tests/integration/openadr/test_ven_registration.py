@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,12 +31,17 @@ from typing import Any
 import httpx
 import pytest
 
-from cloud_controller.live.types import SiteSnapshot
-from cloud_controller.openadr.ven import DrApiClient, VenConfig, VenCredentials, VenService, VtnClient
-from cloud_controller.registry import Registry
+from cloud_controller.openadr.ven import VenConfig, VenService
 from cloud_controller.service import CloudController
 from protocols.clock import RealClock
-from tests.integration.openadr.test_ven_bridge import OPERATOR, Party, _config, _serving, _wait
+from tests.integration.openadr.ven_setup import (
+    OPERATOR,
+    Party,
+    bridge_config,
+    serving_app,
+    ven_clients,
+    wait_for,
+)
 from tests.integration.openadr.vtn_server import bearer, clients_of, config, serving
 
 pytestmark = pytest.mark.integration
@@ -56,12 +62,7 @@ def _ven_cfg(vtn_url: str, tmp: Path, **extra: Any) -> VenConfig:
 async def _once(cfg: VenConfig, vtn_url: str, creds: tuple[str, str]) -> dict[str, Any]:
     clock = RealClock()
     async with httpx.AsyncClient(timeout=10) as http:
-        service = VenService(
-            cfg,
-            VtnClient(http, vtn_url, VenCredentials(client_id=creds[0], secret=creds[1]), clock=clock),
-            DrApiClient(http, cfg.dr_api.url, OPERATOR),
-            clock=clock,
-        )
+        service = VenService(cfg, *ven_clients(http, vtn_url, cfg.dr_api.url, creds, clock), clock=clock)
         return await service.run(once=True)
 
 
@@ -134,97 +135,82 @@ async def test_registration_twice_and_without_state_leaves_one_ven_object_and_it
 
 async def test_library_event_reaches_the_ven_by_notification_and_a_wrong_token_is_refused(
     tmp_path: Path,
+    bridge_controller: Callable[..., CloudController],
+    bl_party: Callable[[str, dict[str, tuple[str, str]]], Party],
 ) -> None:
-    cfg = _config(tmp_path, callback_hosts=["127.0.0.1"], notify_backoff_s=0.05)
-    ctl = CloudController(cfg, Registry(sites=()), clock=RealClock())
-    ctl.snapshots["a"] = SiteSnapshot(site="a", mode="online", p_net_kw=50.0)
+    cfg = bridge_config(tmp_path, callback_hosts=["127.0.0.1"], notify_backoff_s=0.05)
+    ctl = bridge_controller(cfg)
     creds = clients_of(cfg)
-    party: Party | None = None
-    try:
-        with _serving(ctl) as base:
-            vtn_url = f"{base}/openadr3"
-            party = Party({"vtn_url": vtn_url, "bl_id": creds["bl"][0], "bl_secret": creds["bl"][1]})
-            t0 = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=5)
-            party.ask(
-                {
-                    "op": "event",
-                    "program_name": "utility-flex",
-                    "event_name": "flex-1",
-                    "target": "station-1",
-                    "intervals": [[t0.isoformat(), 60, 10.0]],
-                }
-            )
-            ven_cfg = _ven_cfg(
-                vtn_url,
-                tmp_path,
-                dr_api={"url": base, "operator_token_file": str(tmp_path / "op")},
-                poll_interval_s=3600,
-                subscribe=True,
-                callback={"port": 0},
-            )
-            clock = RealClock()
-            async with httpx.AsyncClient(timeout=10) as http:
-                ven_creds = VenCredentials(client_id=creds["ven"][0], secret=creds["ven"][1])
-                service = VenService(
-                    ven_cfg,
-                    VtnClient(http, vtn_url, ven_creds, clock=clock),
-                    DrApiClient(http, base, OPERATOR),
-                    clock=clock,
+    with serving_app(ctl) as base:
+        vtn_url = f"{base}/openadr3"
+        party = bl_party(vtn_url, creds)
+        t0 = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=5)
+        party.ask(
+            {
+                "op": "event",
+                "program_name": "utility-flex",
+                "event_name": "flex-1",
+                "target": "station-1",
+                "intervals": [[t0.isoformat(), 60, 10.0]],
+            }
+        )
+        ven_cfg = _ven_cfg(
+            vtn_url,
+            tmp_path,
+            dr_api={"url": base, "operator_token_file": str(tmp_path / "op")},
+            poll_interval_s=3600,
+            subscribe=True,
+            callback={"port": 0},
+        )
+        clock = RealClock()
+        async with httpx.AsyncClient(timeout=10) as http:
+            service = VenService(ven_cfg, *ven_clients(http, vtn_url, base, creds["ven"], clock), clock=clock)
+            task = asyncio.create_task(service.run())
+            try:
+                await wait_for(lambda: _is(service.stats.subscriptions == 1), "the VEN's subscription")
+                assert (service.bridge.stats.polls, service.bridge.stats.accepted) == (1, 1)
+                assert service.callback is not None
+                url = service.callback.url
+
+                # wrong and missing tokens: 401, counted, no poll
+                wrong = await http.post(
+                    url, json={"objectType": "EVENT"}, headers={"Authorization": "Bearer forged"}
                 )
-                task = asyncio.create_task(service.run())
-                try:
-                    await _wait(lambda: _is(service.stats.subscriptions == 1), "the VEN's subscription")
-                    assert (service.bridge.stats.polls, service.bridge.stats.accepted) == (1, 1)
-                    assert service.callback is not None
-                    url = service.callback.url
+                missing = await http.post(url, json={"objectType": "EVENT"})
+                assert (wrong.status_code, missing.status_code) == (401, 401)
+                assert service.callback.stats.refused == 2
+                await asyncio.sleep(0.3)
+                assert (service.bridge.stats.polls, service.stats.woken_rounds) == (1, 0)
 
-                    # wrong and missing tokens: 401, counted, no poll
-                    wrong = await http.post(
-                        url, json={"objectType": "EVENT"}, headers={"Authorization": "Bearer forged"}
-                    )
-                    missing = await http.post(url, json={"objectType": "EVENT"})
-                    assert (wrong.status_code, missing.status_code) == (401, 401)
-                    assert service.callback.stats.refused == 2
-                    await asyncio.sleep(0.3)
-                    assert (service.bridge.stats.polls, service.stats.woken_rounds) == (1, 0)
-
-                    sent = time.monotonic()
-                    party.ask(
-                        {
-                            "op": "event",
-                            "program_name": "utility-flex",
-                            "event_name": "flex-2",
-                            "target": "station-1",
-                            "intervals": [[(t0 + timedelta(minutes=10)).isoformat(), 60, 12.0]],
-                        }
-                    )
-                    await _wait(
-                        lambda: _is(len(ctl.dr.requests.all()) == 2), "the notified event's DR request"
-                    )
-                    latency_s = time.monotonic() - sent
-                    subs_while_running = await asyncio.to_thread(
-                        lambda: httpx.get(
-                            f"{vtn_url}/subscriptions", headers=bearer(vtn_url, *creds["bl"]), timeout=10
-                        ).json()
-                    )
-                finally:
-                    task.cancel()
-                    await asyncio.gather(task, return_exceptions=True)
-            subs_after = await asyncio.to_thread(
-                lambda: httpx.get(
-                    f"{vtn_url}/subscriptions", headers=bearer(vtn_url, *creds["bl"]), timeout=10
-                ).json()
-            )
-            notifications = ctl.openadr.notifier.status() if ctl.openadr is not None else {}
-            kw = sorted(r.request.p_kw for r in ctl.dr.requests.all())
-    finally:
-        if party is not None:
-            party.close()
-        ctl.store.close()
-        ctl.dr.close()
-        ctl.market.close()
-        if ctl.openadr is not None:
-            ctl.openadr.close()
+                sent = time.monotonic()
+                party.ask(
+                    {
+                        "op": "event",
+                        "program_name": "utility-flex",
+                        "event_name": "flex-2",
+                        "target": "station-1",
+                        "intervals": [[(t0 + timedelta(minutes=10)).isoformat(), 60, 12.0]],
+                    }
+                )
+                await wait_for(
+                    lambda: _is(len(ctl.dr.requests.all()) == 2), "the notified event's DR request"
+                )
+                latency_s = time.monotonic() - sent
+                subs_while_running = await asyncio.to_thread(
+                    lambda: httpx.get(
+                        f"{vtn_url}/subscriptions", headers=bearer(vtn_url, *creds["bl"]), timeout=10
+                    ).json()
+                )
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        subs_after = await asyncio.to_thread(
+            lambda: httpx.get(
+                f"{vtn_url}/subscriptions", headers=bearer(vtn_url, *creds["bl"]), timeout=10
+            ).json()
+        )
+        notifications = ctl.openadr.notifier.status() if ctl.openadr is not None else {}
+        kw = sorted(r.request.p_kw for r in ctl.dr.requests.all())
 
     assert kw == [10.0, 12.0]
     assert service.callback.stats.accepted >= 1 and service.callback.stats.refused == 2
@@ -294,7 +280,7 @@ async def test_cli_run_subscribes_and_deletes_its_subscription_on_sigterm(tmp_pa
                     subs = (await http.get(f"{vtn.url}/subscriptions", headers=bl)).json()
                     return len(subs) == 1 or proc.poll() is not None
 
-                await _wait(subscribed, "the CLI's subscription", timeout_s=120)
+                await wait_for(subscribed, "the CLI's subscription", timeout_s=120)
                 assert proc.poll() is None, proc.communicate(timeout=5)[1][-3000:]
                 during = (await http.get(f"{vtn.url}/subscriptions", headers=bl)).json()
                 proc.send_signal(signal.SIGTERM)

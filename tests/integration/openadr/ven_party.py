@@ -1,8 +1,8 @@
 # mypy: ignore-errors
 """The utility's business logic for the VEN test: ElaadNL's openadr3-client BL in its own 3.12 venv.
 
-Run by `test_ven_bridge.py` as a subprocess with `.venv-oa3/bin/python`; never imported by
-the project (mypy skips it). One JSON command per stdin line, one JSON answer per stdout
+Run by `ven_setup.Party` (the VEN bridge and registration tests) as a subprocess with
+`.venv-oa3/bin/python`; never imported by the project (mypy skips it). One JSON command per stdin line, one JSON answer per stdout
 line, so one interpreter start serves the whole test:
 
 - `{"op": "event", "program_name", "event_name", "target", "intervals": [[start, seconds, kw]]}`:

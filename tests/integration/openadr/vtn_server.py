@@ -1,6 +1,6 @@
 """The controller's real HTTP app (create_app) with the VTN enabled, served by uvicorn on loopback.
 
-No broker: the VTN's routes need none, and the API is served the way `CloudController._serve_api`
+No broker: the VTN's routes need none, and the API is served the way `service_api.serve_api`
 serves it (uvicorn's `_serve` on its own event loop, here in a thread so the test's thread can
 run a subprocess and plain HTTP calls). Stopping is bounded (should_exit, join with a timeout).
 """
@@ -25,7 +25,7 @@ from cloud_controller.registry import Registry
 from cloud_controller.service import CloudController
 from protocols.clock import RealClock
 
-__all__ = ["Vtn", "bearer", "clients_of", "config", "serving"]
+__all__ = ["Vtn", "bearer", "clients_of", "close_controller", "config", "serving"]
 
 
 def config(tmp: Path) -> CloudConfig:
@@ -74,11 +74,16 @@ def serving(cfg: CloudConfig) -> Iterator[Vtn]:
     finally:
         server.should_exit = True
         thread.join(15)
-        ctl.store.close()
-        ctl.dr.close()
-        ctl.market.close()
-        if ctl.openadr is not None:
-            ctl.openadr.close()
+        close_controller(ctl)
+
+
+def close_controller(ctl: CloudController) -> None:
+    """Close what a controller that was never run opened: its store, DR and market records, the VTN."""
+    ctl.store.close()
+    ctl.dr.close()
+    ctl.market.close()
+    if ctl.openadr is not None:
+        ctl.openadr.close()
 
 
 def bearer(url: str, client_id: str, secret: str) -> dict[str, Any]:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from distributed import LocalCluster
 
 from cloud_controller.config import CloudConfig, load_cloud_config
 from cloud_controller.dispatch import DaskAreas, DecomposedEngine, ProcessAreas
@@ -68,25 +66,14 @@ def test_the_configured_execution_is_built_only_by_area(tmp_path: Path) -> None:
     assert isinstance(remote, DaskAreas) and remote.scheduler == "tcp://10.0.0.5:8786" and remote.workers == 0
 
 
-@pytest.fixture
-def scheduler() -> Iterator[str]:
-    with LocalCluster(  # type: ignore[no-untyped-call]
-        n_workers=2,
-        threads_per_worker=1,
-        processes=False,
-        protocol="tcp://",
-        host="127.0.0.1",
-        dashboard_address=None,
-    ) as cluster:
-        yield cluster.scheduler_address
-
-
-def test_the_planner_solves_its_areas_on_dask_and_stops_them_on_close(region: Region, scheduler: str) -> None:  # noqa: F811
+def test_the_planner_solves_its_areas_on_dask_and_stops_them_on_close(
+    region: Region, dask_scheduler: str
+) -> None:  # noqa: F811
     sites = _sites(12)  # over the three stations
     snaps = {s.site: SiteSnapshot(site=s.site, mode="online", points={"bat1/soc_pct": 30.0}) for s in sites}
     common = {"period_s": PERIOD_S, "horizon_steps": 48, "margin_s": 120, "station_limit_kw": None}
     here = build_planner(region, sites, by_area=True, **common)  # type: ignore[arg-type]
-    dask = DaskAreas(2, scheduler)
+    dask = DaskAreas(2, dask_scheduler)
     there = build_planner(region, sites, by_area=True, area_execution=dask, **common)  # type: ignore[arg-type]
     here.plan(NOW, snaps, _History())
     there.plan(NOW, snaps, _History())

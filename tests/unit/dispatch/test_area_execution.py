@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import pytest
-from distributed import LocalCluster
 
 from cloud_controller.dispatch import (
     AreaExecution,
@@ -72,20 +71,6 @@ def case() -> tuple[Problem, list[tuple[StepInputs, StorageState]], list[Schedul
     binding = dataclasses.replace(x, station_limit_kw=limit)
     calls = [(free, state), (binding, state), (x, state)]
     return p, calls, _run(None, p, calls)
-
-
-@pytest.fixture(scope="module")
-def dask_scheduler() -> Iterator[str]:
-    """A 2-worker cluster of threads in this process, reached by its address as a remote one would be."""
-    with LocalCluster(  # type: ignore[no-untyped-call]
-        n_workers=2,
-        threads_per_worker=1,
-        processes=False,
-        protocol="tcp://",
-        host="127.0.0.1",
-        dashboard_address=None,
-    ) as cluster:
-        yield cluster.scheduler_address
 
 
 def _processes() -> AreaExecution:

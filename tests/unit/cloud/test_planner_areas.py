@@ -67,8 +67,9 @@ def test_the_configured_execution_is_built_only_by_area(tmp_path: Path) -> None:
 
 
 def test_the_planner_solves_its_areas_on_dask_and_stops_them_on_close(
-    region: Region, dask_scheduler: str
-) -> None:  # noqa: F811
+    region: Region,  # noqa: F811
+    dask_scheduler: str,
+) -> None:
     sites = _sites(12)  # over the three stations
     snaps = {s.site: SiteSnapshot(site=s.site, mode="online", points={"bat1/soc_pct": 30.0}) for s in sites}
     common = {"period_s": PERIOD_S, "horizon_steps": 48, "margin_s": 120, "station_limit_kw": None}

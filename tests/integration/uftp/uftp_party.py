@@ -17,7 +17,10 @@ never imported by the project (the library needs FastAPI 0.136-0.139, the projec
 - `dso`: the library's ShapeshifterDsoService sending GridFlex the AGR a FlexRequest; a
   FlexOffer gets a FlexOfferResponse and a FlexOrder of its first option (`activation_factor`,
   the option's price x it, OrderReference `dso-order-1`); an Accepted FlexOrderResponse gets
-  the job's FlexSettlement (its `orders`, each with the numbers the test computed).
+  the job's FlexSettlement (its `orders`, each with the numbers the test computed). A
+  D-Prognosis gets a D-PrognosisResponse: Accepted when its ISPs are exactly those of its
+  local day (92/96/100, counted here with zoneinfo), else Rejected with the reason; a
+  Metering a MeteringResponse Accepted.
 
 - `validate`: parse each of GridFlex's XML messages with the library, check every attribute
   against the schema restrictions its models carry (required, pattern) and that xsd:decimal
@@ -38,7 +41,9 @@ import sys
 import threading
 import time
 import types
+from datetime import datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from shapeshifter_uftp import ShapeshifterAgrService, ShapeshifterDsoService, transport
 from shapeshifter_uftp.uftp import (
@@ -449,8 +454,40 @@ class Agr(_Recording, ShapeshifterAgrService):
         )
 
 
+def _isps_of_day(period, tz):
+    """ISPs of the local day: the hours between its midnight and the next (DST: 23 or 25)."""
+    zone, day = ZoneInfo(tz), datetime.fromisoformat(period)
+    start = day.replace(tzinfo=zone).timestamp()
+    end = (day + timedelta(days=1)).replace(tzinfo=zone).timestamp()
+    return round((end - start) / 900)
+
+
 @_record_all
 class Dso(_Recording, ShapeshifterDsoService):
+    def process_d_prognosis(self, message):
+        self.guarded(self._prognosis, message)
+
+    def _prognosis(self, p):
+        n = _isps_of_day(str(p.period), p.time_zone)
+        got = sorted(k for i in p.isps for k in range(i.start, i.start + i.duration))
+        reason = None if got == list(range(1, n + 1)) else f"ISPs {got[:3]}..{got[-3:]} are not 1..{n}"
+        self.agr_client(p.sender_domain).send_d_prognosis_response(
+            DPrognosisResponse(
+                conversation_id=p.conversation_id,
+                d_prognosis_message_id=p.message_id,
+                result=AcceptedRejected.REJECTED if reason else AcceptedRejected.ACCEPTED,
+                rejection_reason=reason,
+            )
+        )
+
+    def process_metering(self, message):
+        self.guarded(self._metering, message)
+
+    def _metering(self, m):
+        self.agr_client(m.sender_domain).send_metering_response(
+            MeteringResponse(conversation_id=m.conversation_id, metering_message_id=m.message_id)
+        )
+
     def process_flex_offer(self, message):
         self.guarded(self._offer, message)
 

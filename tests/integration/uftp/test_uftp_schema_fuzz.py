@@ -7,7 +7,9 @@ messages with the library, checks those restrictions and xsd:decimal's lexical f
 and renders it back to our bytes. Inputs: every second of the four minutes around the
 local day boundary (Amsterdam midnight, 23:00 UTC) and around UTC midnight, with and
 without microseconds, random revisions (so some answers are Rejected with the reason) and
-random IDs. They all pass: the 400 was not in our bytes. What it was is the slow test
+random IDs; and our AGR's D-Prognosis and Metering on both DST days and two ordinary
+ones (92/100/96 ISPs), random kW from −500 to 500, 0, ±1e-9 and 5 MW. They all pass: the
+400 was not in our bytes. What it was is the slow test
 below: the library's parser, used from two threads while a module is imported, refuses
 valid messages ("No class found matching root"); our node now sends one message at a
 time per peer (tests/unit/uftp/test_uftp_send_in_flight.py, docs/market.md).
@@ -17,10 +19,12 @@ from __future__ import annotations
 
 import random
 import uuid
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from cloud_controller.market.uftp.agr_prognosis import AgrPrognoses, PrognosisSources, metering_isps
 from cloud_controller.market.uftp.codec import encode
 from cloud_controller.market.uftp.config import UftpConfig, UftpPeer
 from cloud_controller.market.uftp.dso_prognosis import DsoPrognoses
@@ -103,6 +107,63 @@ def our_dso_answers(rng: random.Random) -> list[str]:
                 answer = prognoses.answer(msg, peer, node.header(peer, msg.conversation_id))
                 out.append(encode(answer).decode())
     return out
+
+
+async def our_agr_messages(rng: random.Random) -> list[str]:
+    """Our AGR's D-Prognosis and Metering on DST and ordinary days, random kW (import and export, 0 to MW)."""
+    dso = UftpPeer(
+        domain="dso.test",
+        role="DSO",
+        endpoint="http://127.0.0.1:1/dso",
+        public_key=SigningKey.generate().public_b64,
+        program="p",
+        congestion_points={"ea1.2026-12.dso.test:mv-3": ["h1", "h2"]},
+        eans={EAN: "h1"},
+    )
+
+    def kw() -> float:
+        return rng.choice([0.0, 1e-9, -1e-9, 5e6]) if rng.random() < 0.2 else rng.uniform(-500.0, 500.0)
+
+    async def forecast(
+        sites: Sequence[str], bounds: Sequence[tuple[datetime, datetime]]
+    ) -> dict[str, list[float]]:
+        return {s: [kw() for _ in bounds] for s in sites}
+
+    node = UftpNode(
+        UftpConfig(enabled=True, roles=["AGR"], peers=[dso]),
+        SigningKey.generate(),
+        clock=SimClock(BOUNDARIES[0]),
+    )
+    prognoses = AgrPrognoses(node, PrognosisSources(forecast))
+    out: list[str] = []
+    for day in (date(2026, 3, 29), date(2026, 10, 25), date(2026, 12, 3), date(2026, 12, 4)):
+        for s in range(-5, 5):
+            node.clock = SimClock(
+                BOUNDARIES[0] + timedelta(seconds=s, microseconds=rng.randrange(2) * rng.randrange(10**6))
+            )
+            msg = await prognoses.build_prognosis(dso, "ea1.2026-12.dso.test:mv-3", day, "Europe/Amsterdam")
+            assert msg is not None
+            metering = Metering(
+                **node.header(dso),
+                revision=rng.randrange(1, 10**9),
+                period=day.isoformat(),
+                ean=EAN,
+                profiles=[
+                    MeteringProfile(
+                        profile_type="Power", unit="kW", isps=metering_isps({n: kw() for n in range(1, 93)})
+                    )
+                ],
+            )
+            out += [encode(msg).decode(), encode(metering).decode()]
+    return out
+
+
+async def test_our_agrs_d_prognosis_and_metering_on_dst_days_pass_the_librarys_schema() -> None:
+    messages = await our_agr_messages(random.Random(3))
+    assert len(messages) == 4 * 10 * 2
+    got = run_once({"mode": "validate", "ours": messages})
+    assert got["checked"] == len(messages)
+    assert got["failures"] == []
 
 
 def test_our_answers_around_the_day_boundaries_pass_the_librarys_schema() -> None:

@@ -75,7 +75,14 @@ async def _forecast(
 
 def _write_meters(store: SqliteStore) -> None:
     """One sample a minute in ISPs 73-74: h1 14 kW, then 11/10 alternating (8 x 11 + 7 x 10); h2 8 kW."""
-    for site, value in (("h1", lambda k: 14.0 if k < 15 else 10.0 + k % 2), ("h2", lambda k: 8.0)):
+
+    def h1(k: int) -> float:
+        return 14.0 if k < 15 else 10.0 + k % 2
+
+    def h2(k: int) -> float:
+        return 8.0
+
+    for site, value in (("h1", h1), ("h2", h2)):
         samples = [
             Sample(
                 seq=k,
@@ -156,9 +163,9 @@ async def test_library_dso_takes_our_d_prognosis_of_96_isps_and_our_metering_aft
             sent = await prognoses.send_metering(peer, date(2026, 12, 3))
             again = await prognoses.send_prognosis(peer, CP, date(2026, 12, 3), "Europe/Amsterdam")
             await wait_for(
-                lambda: all(
-                    r.result is not None
-                    for r in [*prognoses.prognoses.values(), *prognoses.metering.values()]
+                lambda: (
+                    all(r.result is not None for r in prognoses.prognoses.values())
+                    and all(r.result is not None for r in prognoses.metering.values())
                 ),
                 what="the responses",
             )

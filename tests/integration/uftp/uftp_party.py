@@ -26,7 +26,8 @@ never imported by the project (the library needs FastAPI 0.136-0.139, the projec
   against the schema restrictions its models carry (required, pattern) and that xsd:decimal
   values have no exponent, render it again; report each failure with the message.
 - `race`: the library's own `from_xml` on two threads while `sys.modules` grows (what a
-  service does when it first sends): counts the valid messages it refuses.
+  service does when it first sends): counts the valid messages it refuses. A service job
+  with `churn_modules` does the same to the running service (a module a millisecond).
 
 Services print `READY` once listening, run until stdin closes, then print one JSON line:
 every message they received (as the library parsed it), every handler error, and the
@@ -578,6 +579,14 @@ class _Kept(logging.Handler):
         self.lines.append(record.getMessage()[:4000])
 
 
+def _churn_modules(stop):
+    """A module imported every millisecond, as a service's lazy imports do now and then (`churn_modules`)."""
+    i = 0
+    while not stop.wait(0.001):
+        sys.modules[f"_gridflex_churn_{i}"] = types.ModuleType("m")
+        i += 1
+
+
 def serve(job, cls, own_role):
     peer = job["peer"]
     kept = _Kept()
@@ -591,6 +600,9 @@ def serve(job, cls, own_role):
         port=job["port"],
     )
     service.setup(job)
+    stop = threading.Event()
+    if job.get("churn_modules"):
+        threading.Thread(target=_churn_modules, args=(stop,), daemon=True).start()
     with service:
         print("READY", flush=True)
         if own_role == "DSO":
@@ -599,6 +611,7 @@ def serve(job, cls, own_role):
             except Exception as exc:
                 service.errors.append(f"send FlexRequest: {type(exc).__name__}: {exc}")
         sys.stdin.read()  # until the test closes stdin
+    stop.set()
     return {"received": service.received, "errors": service.errors, "library_log": kept.lines}
 
 

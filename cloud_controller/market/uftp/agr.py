@@ -16,7 +16,8 @@
 - With `prognoses` (`agr_prognosis.py`) and some of our sites behind the request's
   congestion point (`peer.congestion_points`): a D-Prognosis of that point's day goes
   out before the FlexOffer, which names it (`D-PrognosisMessageID`); the DSO's
-  D-PrognosisResponse and MeteringResponse are kept there.
+  D-PrognosisResponse and MeteringResponse are kept there; each executed order schedules
+  the Metering of its day one ISP after its last ISP ends.
 """
 
 from __future__ import annotations
@@ -301,6 +302,11 @@ class UftpAgr:
             record = await self.execute(dr)
             if record.status not in ("selected", "partial", "active"):
                 raise ValueError(f"DR request {dr.request_id} is {record.status}")
+            if self.prognoses is not None:
+                day = date.fromisoformat(msg.period)
+                self.prognoses.schedule_metering(
+                    peer, day, isp_start(day, max(kw), msg.time_zone) + 2 * ISP, msg.time_zone
+                )
             self.orders.put(
                 msg.order_reference,
                 OrderExecuted(

@@ -13,13 +13,18 @@
   a `Power` profile in kW per ISP: the ISP means of the site's meter power from the
   time-series store (`Store.read_bucket_means`), only ISPs that have ended and have
   samples; a day with none is not sent. Values with 3 decimals (an xsd:decimal, never an
-  exponent). Re-sending a day raises its Revision.
+  exponent). Re-sending a day raises its Revision. `schedule_metering` sends it once the
+  delivery is over (the AGR role calls it for each order it executes: one ISP after the
+  order's last, so the telemetry of that ISP has arrived); a failed send is kept in the
+  node's `failures`.
 - The DSO's D-PrognosisResponse / MeteringResponse are kept with the message (result,
   reason) for `GET /uftp/status` and the tests.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -33,7 +38,7 @@ from cloud_controller.dr.delivery import baseline_per_interval
 from cloud_controller.market.uftp.config import UftpPeer
 from cloud_controller.market.uftp.dso_prognosis import isps_of_day
 from cloud_controller.market.uftp.isp import ISP, isp_start
-from cloud_controller.market.uftp.node import UftpNode
+from cloud_controller.market.uftp.node import UftpNode, UftpSendError
 from cloud_controller.market.uftp.prognosis_messages import (
     DPrognosis,
     DPrognosisIsp,
@@ -57,6 +62,8 @@ __all__ = [
     "plan_portfolio_kw",
     "prognosis_isps",
 ]
+
+log = logging.getLogger(__name__)
 
 #: (sites, ISP bounds) -> kW per site per ISP (load positive)
 PortfolioForecast = Callable[
@@ -162,6 +169,7 @@ class AgrPrognoses:
         self.prognoses = Ledger(SentPrognosis, "agr_prognosis", store)
         #: Metering MessageID -> what it said and the DSO's answer
         self.metering = Ledger(SentMetering, "agr_metering", store)
+        self._scheduled: set[asyncio.Task[None]] = set()
 
     def _revision(self, ledger: Ledger[Any], **same: str) -> int:
         done = [r.revision for r in ledger.values() if all(getattr(r, k) == v for k, v in same.items())]
@@ -246,6 +254,30 @@ class AgrPrognoses:
             await self.node.send(peer, msg)
             sent.append(msg)
         return sent
+
+    def schedule_metering(self, peer: UftpPeer, day: date, at: datetime, tz: str | None = None) -> None:
+        """Send `send_metering(peer, day)` at `at` (our clock), in a task; nothing if the peer has no EANs."""
+        if self.means is None or not peer.eans:
+            return
+
+        async def later() -> None:
+            await self.node.clock.sleep((at - self.node.clock.now()).total_seconds())
+            try:
+                await self.send_metering(peer, day, tz)
+            except UftpSendError as exc:
+                self.node.failures.append({"message": "Metering", "message_id": "", "reason": str(exc)})
+                log.warning("UFTP Metering of %s to %s not sent: %s", day, peer.domain, exc)
+
+        task = asyncio.create_task(later(), name=f"uftp-metering-{peer.domain}-{day}")
+        self._scheduled.add(task)
+        task.add_done_callback(self._scheduled.discard)
+
+    async def aclose(self) -> None:
+        """Cancel the Metering still scheduled (a restart does not send it: `send_metering` can)."""
+        for task in list(self._scheduled):
+            task.cancel()
+        if self._scheduled:
+            await asyncio.wait(self._scheduled, timeout=5.0)
 
     def on_response(self, msg: DPrognosisResponse | MeteringResponse) -> None:
         """Keep the DSO's answer with the message it answers (unknown MessageIDs are ignored)."""

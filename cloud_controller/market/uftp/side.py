@@ -165,6 +165,8 @@ class UftpSide:
 
     async def aclose(self) -> None:
         """Wait for running handlers (bounded), close the HTTP client and the store."""
+        if self.agr is not None and self.agr.prognoses is not None:
+            await self.agr.prognoses.aclose()
         await self.node.aclose()
         if self.store is not None:
             self.store.close()

@@ -7,7 +7,8 @@ prognosis is the plan's (made 08:00 UTC, 48 periods of 15 min: h1 20 kW but 25 k
 kW): ISPs 1-36 (before the plan) 30,000 W, 37-72 35,000 W, 73-74 40,000 W, 75-84 35,000 W,
 85-96 (after the horizon) 30,000 W — 96 ISPs. It goes out before the FlexOffer, which
 names it; the library's DSO counts the day's ISPs itself and answers Accepted. After the
-order and the delivery (the clock at 18:00 UTC) the Metering of h1 and h2 comes from the
+order and the delivery (scheduled by the order for 17:45 UTC, one ISP after its last; the
+clock moved to 18:00 UTC) the Metering of h1 and h2 comes from the
 store's ISP means (h1 14 kW, then 10.533 kW — 15 samples alternating 11 and 10: 158 / 15 —
 h2 8 kW),
 Accepted; a re-sent D-Prognosis has Revision 2, Accepted. Pure rules: DST days (92/100
@@ -159,8 +160,9 @@ async def test_library_dso_takes_our_d_prognosis_of_96_isps_and_our_metering_aft
             [first] = prognoses.prognoses.values()
             await wait_for(lambda: first.result is not None, what="the D-PrognosisResponse")
 
+            assert len(prognoses.metering) == 0  # scheduled for 17:45 UTC: one ISP after ISP 74 ends
             clock.advance((datetime(2026, 12, 3, 18, 0, tzinfo=UTC) - NOW).total_seconds())  # delivered
-            sent = await prognoses.send_metering(peer, date(2026, 12, 3))
+            await wait_for(lambda: len(prognoses.metering) == 2, what="the scheduled Metering")
             again = await prognoses.send_prognosis(peer, CP, date(2026, 12, 3), "Europe/Amsterdam")
             await wait_for(
                 lambda: (
@@ -173,6 +175,7 @@ async def test_library_dso_takes_our_d_prognosis_of_96_isps_and_our_metering_aft
             got = await party.finish()
         finally:
             party.kill()
+            await prognoses.aclose()
             await node.aclose()
             ts.close()
             dr.close()
@@ -195,7 +198,7 @@ async def test_library_dso_takes_our_d_prognosis_of_96_isps_and_our_metering_aft
     assert again is not None and again.revision == 2
 
     metering = {m["ean"]: m for m in received if m["type"] == "Metering"}
-    assert sorted(metering) == sorted(EANS) and len(sent) == 2
+    assert sorted(metering) == sorted(EANS)
     values = {
         ean: [(i["start"], i["value"]) for i in m["profiles"][0]["isps"]] for ean, m in metering.items()
     }

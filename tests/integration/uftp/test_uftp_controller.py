@@ -13,7 +13,7 @@ stored `selected` and listed by `GET /dr/requests`.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -225,10 +225,10 @@ async def test_controller_as_agr_answers_the_library_dso_from_its_dr_path(tmp_pa
                         for k in range(30)
                     ],
                 )
-                clock.advance(6 * 3600.0)
-                assert await ctl.uftp.send_metering(date(2030, 1, 15)) == 1
+                clock.advance(6 * 3600.0)  # 18:00 UTC: past the Metering the order scheduled (17:45)
                 await wait_for(
-                    lambda: all(m.result for m in prognoses.metering.values()), what="the MeteringResponse"
+                    lambda: [m.result for m in prognoses.metering.values()] == ["Accepted"],
+                    what="the scheduled Metering's MeteringResponse",
                 )
                 await ctl.uftp.node.idle()
                 listed = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
@@ -178,3 +179,35 @@ def test_congestion_points_are_for_dso_peers_and_a_dso_peers_ean_must_sit_behind
             fsp="f",
             congestion_points={CP: ["a"]},
         )
+
+
+async def test_scheduled_metering_goes_out_at_its_time_not_before_and_aclose_cancels_the_rest() -> None:
+    ours, theirs = SigningKey.generate(), SigningKey.generate()
+    peer = _peer(theirs)
+    dso = Dso(ours)
+    row = np.full(96, np.nan)
+    row[72] = 14.0
+
+    async def means(sites: Sequence[str], start: datetime, end: datetime, step_s: float) -> Any:
+        return np.array([row])
+
+    clock = SimClock(datetime(2026, 12, 3, 17, 0, tzinfo=UTC))
+    node = _node(dso, ours, peer, clock.now())
+    node.clock = clock
+    prognoses = AgrPrognoses(node, PrognosisSources(_flat, means))
+    prognoses.schedule_metering(peer, date(2026, 12, 3), datetime(2026, 12, 3, 17, 30, tzinfo=UTC))
+    prognoses.schedule_metering(peer, date(2026, 12, 4), datetime(2026, 12, 4, 17, 30, tzinfo=UTC))
+    await asyncio.sleep(0.01)
+    clock.advance(29 * 60.0)
+    await asyncio.sleep(0.01)
+    assert dso.got == []  # 17:29
+    clock.advance(60.0)
+    for _ in range(100):
+        if dso.got:
+            break
+        await asyncio.sleep(0.01)
+    [got] = dso.got
+    assert isinstance(got, Metering) and got.period == "2026-12-03" and got.power_kw() == {73: 14.0}
+    await prognoses.aclose()
+    await node.aclose()
+    assert dso.got == [got]  # the 4 Dec one was cancelled

@@ -13,6 +13,11 @@
 - FlexSettlement → each order's settlement Accepted, or Disputed with the reason: an
   order we do not know, a net that is not price − penalty, ordered power that is not
   what we executed.
+- With `prognoses` (`agr_prognosis.py`) and some of our sites behind the request's
+  congestion point (`peer.congestion_points`): a D-Prognosis of that point's day goes
+  out before the FlexOffer, which names it (`D-PrognosisMessageID`); the DSO's
+  D-PrognosisResponse and MeteringResponse are kept there; each executed order schedules
+  the Metering of its day one ISP after its last ISP ends.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from cloud_controller.dr.requests_store import DrRecord
+from cloud_controller.market.uftp.agr_prognosis import AgrPrognoses
 from cloud_controller.market.uftp.config import UftpPeer
 from cloud_controller.market.uftp.isp import ISP, expand, isp_start, kw_of_reduction, reduction_w
 from cloud_controller.market.uftp.messages import (
@@ -46,6 +52,7 @@ from cloud_controller.market.uftp.messages import (
     PayloadMessage,
 )
 from cloud_controller.market.uftp.node import UftpNode
+from cloud_controller.market.uftp.prognosis_messages import DPrognosis, DPrognosisResponse, MeteringResponse
 from cloud_controller.market.uftp.store import Ledger, UftpStore
 from protocols.errors import GridflexError
 from protocols.messages import DRInterval, DRRequest
@@ -104,12 +111,20 @@ class UftpAgr:
     """GridFlex's AGR role over `node`, its flexibility from DR (`preview`, `execute`)."""
 
     def __init__(
-        self, node: UftpNode, *, preview: Preview, execute: Execute, store: UftpStore | None = None
+        self,
+        node: UftpNode,
+        *,
+        preview: Preview,
+        execute: Execute,
+        store: UftpStore | None = None,
+        prognoses: AgrPrognoses | None = None,
     ) -> None:
         self.node = node
         self.config = node.config
         self.preview = preview
         self.execute = execute
+        #: our D-Prognoses and Metering towards the DSO peers (None: we send neither)
+        self.prognoses = prognoses
         #: FlexOffer MessageID -> what it promised (kept in `store` across restarts)
         self.offers = Ledger(OfferMade, "agr_offer", store)
         #: OrderReference -> the DR request executing it
@@ -131,6 +146,9 @@ class UftpAgr:
                 if revoked.revocation_id == msg.flex_offer_revocation_message_id:
                     revoked.revocation_result, revoked.revocation_reason = msg.result, msg.rejection_reason
                     self.offers.put(key, revoked)
+        elif isinstance(msg, DPrognosisResponse | MeteringResponse):
+            if self.prognoses is not None:
+                self.prognoses.on_response(msg)
         elif isinstance(msg, FlexOfferResponse):
             made = self.offers.get(msg.flex_offer_message_id)
             if made is not None:
@@ -160,6 +178,7 @@ class UftpAgr:
         assert peer.program is not None  # config: a DSO peer names its programme
         reason = None
         offer = None
+        prognosis: DPrognosis | None = None
         try:
             need = expand(
                 (i.start, i.duration, min(i.min_power_w, i.max_power_w))
@@ -179,7 +198,11 @@ class UftpAgr:
             can = {n: round(abs(delivered[n - first]), 3) for n in kw if n - first < len(delivered)}
             if not any(can.values()):
                 raise ValueError(f"DR programme {peer.program!r} can deliver nothing in these ISPs")
-            offer = self._offer(msg, peer, can)
+            if self.prognoses is not None:
+                prognosis = await self.prognoses.build_prognosis(
+                    peer, msg.congestion_point, day, msg.time_zone, msg.conversation_id
+                )
+            offer = self._offer(msg, peer, can, prognosis.message_id if prognosis else None)
         except (ValueError, GridflexError) as exc:
             reason = str(exc).splitlines()[0]
             self.log.requests_rejected.append({"message_id": msg.message_id, "reason": reason})
@@ -192,10 +215,14 @@ class UftpAgr:
                 flex_request_message_id=msg.message_id,
             ),
         )
+        if prognosis is not None and offer is not None:
+            await self.node.send(peer, prognosis)
         if offer is not None:
             await self.node.send(peer, offer)
 
-    def _offer(self, req: FlexRequest, peer: UftpPeer, kw: dict[int, float]) -> FlexOffer:
+    def _offer(
+        self, req: FlexRequest, peer: UftpPeer, kw: dict[int, float], prognosis_id: str | None = None
+    ) -> FlexOffer:
         assert peer.program is not None
         energy_kwh = sum(kw.values()) * ISP_H
         price = Decimal(str(energy_kwh * self.config.offer_price_eur_per_kwh)).quantize(CENT4, ROUND_HALF_UP)
@@ -210,6 +237,7 @@ class UftpAgr:
             congestion_point=req.congestion_point,
             expiration_date_time=expires.isoformat(),
             flex_request_message_id=req.message_id,
+            d_prognosis_message_id=prognosis_id,
             offer_options=[
                 FlexOfferOption(
                     option_reference="dr-1",
@@ -274,6 +302,11 @@ class UftpAgr:
             record = await self.execute(dr)
             if record.status not in ("selected", "partial", "active"):
                 raise ValueError(f"DR request {dr.request_id} is {record.status}")
+            if self.prognoses is not None:
+                day = date.fromisoformat(msg.period)
+                self.prognoses.schedule_metering(
+                    peer, day, isp_start(day, max(kw), msg.time_zone) + 2 * ISP, msg.time_zone
+                )
             self.orders.put(
                 msg.order_reference,
                 OrderExecuted(

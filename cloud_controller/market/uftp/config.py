@@ -39,8 +39,12 @@ class UftpPeer(BaseModel):
     sites: list[str] = Field(default_factory=list, max_length=10_000)
     #: DSO peers: the DR programme whose contracts answer its FlexRequests
     program: str | None = None
-    #: AGR peers: EAN of each meter its Metering messages name -> the site (one of `sites`)
+    #: AGR peers: EAN of each meter its Metering messages name -> the site (one of `sites`);
+    #: DSO peers: EAN of each of our meters we send Metering of -> the site (behind a congestion point)
     eans: dict[Annotated[str, Field(pattern=r"^[Ee][0-9]{18}$")], str] = Field(default_factory=dict)
+    #: DSO peers: its congestion point (entity address, as on the wire) -> our sites behind it
+    #: (our D-Prognosis of that point sums their forecasts)
+    congestion_points: dict[str, list[str]] = Field(default_factory=dict, max_length=10_000)
 
     @field_validator("public_key")
     @classmethod
@@ -54,11 +58,13 @@ class UftpPeer(BaseModel):
             raise ValueError(f"AGR peer {self.domain}: `fsp` (its market FSP id) is required")
         if self.role == "DSO" and self.program is None:
             raise ValueError(f"DSO peer {self.domain}: `program` (the DR programme serving it) is required")
+        if self.role == "AGR" and self.congestion_points:
+            raise ValueError(f"AGR peer {self.domain}: `congestion_points` is for DSO peers")
+        known = set(self.sites) | {s for sites in self.congestion_points.values() for s in sites}
+        where = "its `sites`" if self.role == "AGR" else "behind one of its `congestion_points`"
         for ean, site in self.eans.items():
-            if site not in self.sites:
-                raise ValueError(
-                    f"AGR peer {self.domain}: EAN {ean}'s site {site!r} is not one of its `sites`"
-                )
+            if site not in known:
+                raise ValueError(f"{self.role} peer {self.domain}: EAN {ean}'s site {site!r} is not {where}")
         return self
 
 

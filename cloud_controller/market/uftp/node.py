@@ -9,6 +9,15 @@ reason (counted in `stats.refused`), and runs the role's handler as a task. A ha
 that fails is logged at ERROR, counted (`stats.handler_errors`) and kept in `failures`,
 never lost in a log only. The library's DSO/AGR would answer 500 to an unknown sender;
 we answer 403 with the reason.
+
+Sending is **one message in flight per peer endpoint** (`send` holds a lock per endpoint
+until the peer's HTTP answer): shapeshifter-uftp 2.4.0 parses every inbound message with
+one shared xsdata context whose root-type index is cleared and rebuilt whenever
+`sys.modules` has grown since the last parse, so two of our messages parsed at once in its
+threaded service can find the index empty and get HTTP 400 (`SchemaException`, "No class
+found matching root") for a valid message (docs/market.md, "The intermittent HTTP 400").
+A 4xx answer is the peer's verdict: logged at WARNING with the inner XML we signed and
+the peer's answer, and kept in `failures`, so such a refusal can be diagnosed afterwards.
 """
 
 from __future__ import annotations
@@ -130,6 +139,8 @@ class UftpNode:
         self.failures: deque[dict[str, str]] = deque(maxlen=MAX_FAILURES_KEPT)
         self._keys = {(p.domain, p.role): verify_key(p.public_key) for p in config.peers}
         self._tasks: set[asyncio.Task[None]] = set()
+        #: endpoint -> the lock that keeps one of our messages in flight to it (module docstring)
+        self._in_flight: dict[str, asyncio.Lock] = {}
 
     async def aclose(self) -> None:
         """Wait for running handlers (bounded by the client's timeout), then close the client."""
@@ -225,14 +236,17 @@ class UftpNode:
     async def send(self, peer: UftpPeer, message: PayloadMessage) -> None:
         """Sign `message` as our role towards `peer` and POST it; UftpSendError unless HTTP 200.
 
-        An unreachable peer, a timeout, 5xx or 429 is tried again (`send_attempts`, jittered
-        backoff on our Clock); any other answer is the peer's verdict and is not repeated.
+        One message in flight per endpoint (the module docstring says why). An unreachable
+        peer, a timeout, 5xx or 429 is tried again (`send_attempts`, jittered backoff on
+        our Clock); any other answer is the peer's verdict and is not repeated.
         """
-        body = seal(encode(message), self.key, self.config.domain, OTHER[peer.role])
+        inner = encode(message)
+        body = seal(inner, self.key, self.config.domain, OTHER[peer.role])
+        lock = self._in_flight.setdefault(peer.endpoint, asyncio.Lock())
         backoff = Backoff(min_s=0.5, max_s=10.0)
         for attempt in range(1, self.config.send_attempts + 1):
             try:
-                async with asyncio.timeout(self.config.timeout_s):
+                async with lock, asyncio.timeout(self.config.timeout_s):
                     r = await self.client().post(
                         peer.endpoint, content=body, headers={"Content-Type": "text/xml; charset=utf-8"}
                     )
@@ -246,12 +260,22 @@ class UftpNode:
                     f"HTTP {r.status_code} {r.text[:300]}",
                     r.status_code >= 500 or r.status_code == 429,
                 )
+                if 400 <= r.status_code < 500:
+                    self._refused_by_peer(peer, message, inner, why)
             if not again or attempt == self.config.send_attempts:
                 self.stats.send_failed += 1
                 raise UftpSendError(f"{message.TAG} to {peer.endpoint} (attempt {attempt}): {why}")
             self.stats.retries += 1
             log.warning("UFTP %s to %s failed (%s); trying again", message.TAG, peer.endpoint, why)
             await self.clock.sleep(backoff.next_delay_s())
+
+    def _refused_by_peer(self, peer: UftpPeer, message: PayloadMessage, inner: bytes, why: str) -> None:
+        """A 4xx from `peer`: the XML we signed and its answer, logged and kept (`failures`)."""
+        xml = inner.decode("utf-8")
+        log.warning("UFTP %s refused by %s: %s; the XML we signed:\n%s", message.TAG, peer.domain, why, xml)
+        self.failures.append(
+            {"message": message.TAG, "message_id": message.message_id, "reason": why, "xml": xml[:20_000]}
+        )
 
     def peers(self, role: Role) -> list[UftpPeer]:
         """The configured peers in `role`."""

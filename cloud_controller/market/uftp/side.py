@@ -5,7 +5,9 @@ of the market shell's outlets: each accepted request goes out as FlexRequests, e
 clearing's orders on UFTP offers as FlexOrders, their settlements as FlexSettlements
 (the MQTT FSPs are the shell's as before).
 As AGR its offers come from `DrService.preview` and its orders run the same steps as
-`POST /dr/requests` (submit, baselines, the activator's first tick, the retained topic).
+`POST /dr/requests` (submit, baselines, the activator's first tick, the retained topic);
+its D-Prognoses come from the last plan's per-site forecasts (measured power beyond the
+plan's horizon) and its Metering from the store's ISP means (`agr_prognosis.py`).
 A message that cannot be sent is counted (`node.stats.send_failed`) and kept in
 `node.failures`, never raised into the market's own path.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,12 +25,18 @@ from fastapi import APIRouter
 
 from cloud_controller.market.book import Book, ClearingRecord
 from cloud_controller.market.uftp.agr import Execute, Preview, UftpAgr
+from cloud_controller.market.uftp.agr_prognosis import (
+    AgrPrognoses,
+    PrognosisSources,
+    plan_portfolio_kw,
+)
 from cloud_controller.market.uftp.config import UftpConfig
 from cloud_controller.market.uftp.dso import UftpDso
 from cloud_controller.market.uftp.envelope import SigningKey
 from cloud_controller.market.uftp.node import UftpNode, UftpSendError
 from cloud_controller.market.uftp.router import uftp_router
 from cloud_controller.market.uftp.store import UftpStore
+from protocols.assets import Points
 from protocols.clock import Clock
 from protocols.errors import ConfigError
 from protocols.market import MarketRequest, MarketSettlement
@@ -69,12 +78,18 @@ class UftpSide:
         execute: Execute,
         key: SigningKey | None = None,
         store_path: Path | None = None,
+        sources: PrognosisSources | None = None,
     ) -> None:
         self.node = UftpNode(config, key or load_key(config), clock=clock)
         self.store = UftpStore(store_path) if store_path is not None else None
         self.dso = UftpDso(self.node, book, store=self.store) if "DSO" in config.roles else None
+        prognoses = (
+            AgrPrognoses(self.node, sources, store=self.store)
+            if sources is not None and "AGR" in config.roles
+            else None
+        )
         self.agr = (
-            UftpAgr(self.node, preview=preview, execute=execute, store=self.store)
+            UftpAgr(self.node, preview=preview, execute=execute, store=self.store, prognoses=prognoses)
             if "AGR" in config.roles
             else None
         )
@@ -111,6 +126,18 @@ class UftpSide:
             except UftpSendError as exc:
                 self._failed("FlexSettlement", exc)
 
+    async def send_metering(self, day: date) -> int:
+        """AGR role: Metering of `day` (local) to every DSO peer with EANs, after delivery; how many sent."""
+        if self.agr is None or self.agr.prognoses is None:
+            return 0
+        sent = 0
+        for peer in self.node.peers("DSO"):
+            try:
+                sent += len(await self.agr.prognoses.send_metering(peer, day))
+            except UftpSendError as exc:
+                self._failed("Metering", exc)
+        return sent
+
     def status(self) -> dict[str, Any]:
         """The node's counters and what each role saw."""
         out = self.node.status()
@@ -132,11 +159,14 @@ class UftpSide:
                 "requests_rejected": self.agr.log.requests_rejected,
                 "orders_rejected": self.agr.log.orders_rejected,
                 "settlements": self.agr.log.settlements,
+                **(self.agr.prognoses.status() if self.agr.prognoses is not None else {}),
             }
         return out
 
     async def aclose(self) -> None:
         """Wait for running handlers (bounded), close the HTTP client and the store."""
+        if self.agr is not None and self.agr.prognoses is not None:
+            await self.agr.prognoses.aclose()
         await self.node.aclose()
         if self.store is not None:
             self.store.close()
@@ -173,6 +203,26 @@ def controller_uftp(controller: CloudController) -> UftpSide:
         await controller.publish_dr(req)
         return record
 
+    async def forecast(
+        sites: Sequence[str], bounds: Sequence[tuple[datetime, datetime]]
+    ) -> dict[str, list[float]]:
+        plan = controller.last_plan
+        snaps = dict(controller.snapshots)
+        return plan_portfolio_kw(
+            sites,
+            bounds,
+            plan_at=plan.at if plan is not None else None,
+            period_s=plan.period_s if plan is not None else 0.0,
+            site_forecast_kw=plan.site_forecast_kw if plan is not None else None,
+            site_order=controller.dr_activator.ctx.site_order,
+            p_now_kw={s: snaps[s].p_net_kw if s in snaps else None for s in sites},
+        )
+
+    async def means(sites: Sequence[str], start: datetime, end: datetime, step_s: float) -> Any:
+        return await asyncio.to_thread(
+            controller.store.read_bucket_means, sites, Points.METER_P_KW, start, end, step_s
+        )
+
     config = controller.config.market.uftp
     return UftpSide(
         config,
@@ -182,4 +232,5 @@ def controller_uftp(controller: CloudController) -> UftpSide:
         book=controller.market.book,
         preview=preview,
         execute=execute,
+        sources=PrognosisSources(forecast, means),
     )

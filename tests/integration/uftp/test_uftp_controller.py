@@ -27,11 +27,14 @@ from cloud_controller.registry import Registry
 from cloud_controller.service import CloudController
 from protocols.assets import METER
 from protocols.clock import SimClock
+from protocols.messages import Sample
 from tests.integration.uftp.party import Party, serving, uftp_python, wait_for
 
 pytestmark = pytest.mark.integration
 
 NOW = datetime(2030, 1, 15, 12, 0, tzinfo=UTC)
+T73_UTC = datetime(2030, 1, 15, 17, 0, tzinfo=UTC)  # ISP 73 of the Amsterdam day: 18:00 local
+AGR_EAN = "E871690900000000003"
 DELIVERY = datetime(2030, 1, 15, 17, 0, tzinfo=UTC)
 REGISTRY = Registry(
     sites=tuple(SiteRef(s, i, (AssetRef(METER, "meter"),)) for i, s in enumerate(("a1", "a2")))
@@ -181,15 +184,20 @@ async def test_controller_as_agr_answers_the_library_dso_from_its_dr_path(tmp_pa
                             "endpoint": party.endpoint,
                             "public_key": theirs.public_b64,
                             "program": "dso-test",
+                            "congestion_points": {"ea1.2030-01.dso.test:mv-1": ["a1"]},
+                            "eans": {AGR_EAN: "a1"},
                         }
                     ],
                 }
             },
         }
     )
-    ctl = CloudController(cfg, REGISTRY, clock=SimClock(NOW))
+    clock = SimClock(NOW)
+    ctl = CloudController(cfg, REGISTRY, clock=clock)
     assert ctl.uftp is not None and ctl.uftp.agr is not None and ctl.uftp.dso is None
     agr = ctl.uftp.agr
+    prognoses = agr.prognoses
+    assert prognoses is not None
     try:
         async with serving(create_app(ctl)) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
             party.job["peer"] = {
@@ -201,6 +209,26 @@ async def test_controller_as_agr_answers_the_library_dso_from_its_dr_path(tmp_pa
             try:
                 await wait_for(
                     lambda: len(agr.orders) == 1 or agr.log.orders_rejected or agr.log.requests_rejected
+                )
+                # after delivery (ISPs 73-74: 17:00-17:30 UTC) the Metering of a1's meter
+                ctl.store.write_samples(
+                    "a1",
+                    [
+                        Sample(
+                            seq=k,
+                            asset="meter",
+                            point="p_kw",
+                            value=6.0,
+                            unit="kW",
+                            ts=T73_UTC + timedelta(minutes=k),
+                        )
+                        for k in range(30)
+                    ],
+                )
+                clock.advance(6 * 3600.0)  # 18:00 UTC: past the Metering the order scheduled (17:45)
+                await wait_for(
+                    lambda: [m.result for m in prognoses.metering.values()] == ["Accepted"],
+                    what="the scheduled Metering's MeteringResponse",
                 )
                 await ctl.uftp.node.idle()
                 listed = (
@@ -222,6 +250,15 @@ async def test_controller_as_agr_answers_the_library_dso_from_its_dr_path(tmp_pa
     assert [(i["power"], i["start"]) for i in opt["isps"]] == [(-8000, 73), (-8000, 74)]
     assert opt["price"] == "1.2000"
     assert by_type["FlexOrderResponse"]["result"] == "Accepted"
+    # the D-Prognosis of a1's point: no plan and no measurement yet, so 0 W in each of the 96 ISPs, Accepted
+    assert [(i["power"], i["start"], i["duration"]) for i in by_type["DPrognosis"]["isps"]] == [(0, 1, 96)]
+    assert by_type["FlexOffer"]["d_prognosis_message_id"] == by_type["DPrognosis"]["message_id"]
+    assert [p.result for p in prognoses.prognoses.values()] == ["Accepted"]
+    assert [(i["start"], i["value"]) for i in by_type["Metering"]["profiles"][0]["isps"]] == [
+        (73, "6.000"),
+        (74, "6.000"),
+    ]
+    assert [m.result for m in prognoses.metering.values()] == ["Accepted"]
     [executed] = agr.orders.values()
     assert executed.status == "selected" and executed.ordered_w == {73: -8000, 74: -8000}
     # only the order is a DR request (the offer's dry run recorded none), 8 kW per ISP, the DSO's service type

@@ -17,18 +17,34 @@ never imported by the project (the library needs FastAPI 0.136-0.139, the projec
 - `dso`: the library's ShapeshifterDsoService sending GridFlex the AGR a FlexRequest; a
   FlexOffer gets a FlexOfferResponse and a FlexOrder of its first option (`activation_factor`,
   the option's price x it, OrderReference `dso-order-1`); an Accepted FlexOrderResponse gets
-  the job's FlexSettlement (its `orders`, each with the numbers the test computed).
+  the job's FlexSettlement (its `orders`, each with the numbers the test computed). A
+  D-Prognosis gets a D-PrognosisResponse: Accepted when its ISPs are exactly those of its
+  local day (92/96/100, counted here with zoneinfo), else Rejected with the reason; a
+  Metering a MeteringResponse Accepted.
+
+- `validate`: parse each of GridFlex's XML messages with the library, check every attribute
+  against the schema restrictions its models carry (required, pattern) and that xsd:decimal
+  values have no exponent, render it again; report each failure with the message.
+- `race`: the library's own `from_xml` on two threads while `sys.modules` grows (what a
+  service does when it first sends): counts the valid messages it refuses. A service job
+  with `churn_modules` does the same to the running service (a module a millisecond).
 
 Services print `READY` once listening, run until stdin closes, then print one JSON line:
-every message they received (as the library parsed it) and every handler error.
+every message they received (as the library parsed it), every handler error, and the
+library's own WARNING/ERROR log lines (`library_log`: why it refused a message).
 """
 
 import dataclasses
 import json
 import logging
+import re
 import sys
 import threading
+import time
+import types
+from datetime import datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from shapeshifter_uftp import ShapeshifterAgrService, ShapeshifterDsoService, transport
 from shapeshifter_uftp.uftp import (
@@ -236,6 +252,71 @@ def codec(job):
     return out
 
 
+DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
+
+
+def _restrictions(obj, where):
+    """What in `obj` breaks its model's schema restrictions (required, pattern), as reasons."""
+    out = []
+    for f in dataclasses.fields(obj):
+        value, meta = getattr(obj, f.name), f.metadata
+        name = f"{where}@{meta.get('name', f.name)}"
+        if value is None and meta.get("required"):
+            out.append(f"{name}: required")
+        elif isinstance(value, str) and "pattern" in meta and not re.fullmatch(meta["pattern"], value):
+            out.append(f"{name}: {value!r} does not match {meta['pattern']}")
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if dataclasses.is_dataclass(item):
+                    out.extend(_restrictions(item, f"{name}[{i}]"))
+    return out
+
+
+def validate(job):
+    """Each XML: parsed by the library, within its restrictions, rendered back to the same bytes."""
+    failures = []
+    for xml in job["ours"]:
+        try:
+            msg = transport.from_xml(xml.encode())
+        except Exception as exc:
+            failures.append({"xml": xml, "error": f"{type(exc).__name__}: {exc}"})
+            continue
+        broken = _restrictions(msg, type(msg).__name__)
+        for m in re.finditer(r'(Value|Price|Penalty|NetSettlement|\w*Factor)="([^"]*)"', xml):
+            if not DECIMAL.match(m.group(2)):
+                broken.append(f"{m.group(1)}: {m.group(2)!r} is not an xsd:decimal")
+        if transport.to_xml(msg) != xml:
+            broken.append("the library renders it differently")
+        if broken:
+            failures.append({"xml": xml, "error": "; ".join(broken)})
+    return {"checked": len(job["ours"]), "failures": failures}
+
+
+def race(job):
+    """The library's parser on two threads while modules are imported; the valid messages it refused."""
+    xmls = [x.encode() for x in job["ours"]]
+    refused, lock = [], threading.Lock()
+    deadline = time.monotonic() + job.get("seconds", 10.0)
+
+    def parse(k):
+        i = 0
+        while time.monotonic() < deadline and not refused:
+            sys.modules[f"_gridflex_race_{k}_{i}"] = types.ModuleType("m")  # as a lazy import would
+            try:
+                transport.from_xml(xmls[(k + i) % len(xmls)])
+            except Exception as exc:
+                with lock:
+                    refused.append(f"{type(exc).__name__}: {exc}")
+            i += 1
+
+    threads = [threading.Thread(target=parse, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {"refused": refused}
+
+
 class _Recording:
     """Records every message; a handler's exception is kept (the library would only log it)."""
 
@@ -374,8 +455,40 @@ class Agr(_Recording, ShapeshifterAgrService):
         )
 
 
+def _isps_of_day(period, tz):
+    """ISPs of the local day: the hours between its midnight and the next (DST: 23 or 25)."""
+    zone, day = ZoneInfo(tz), datetime.fromisoformat(period)
+    start = day.replace(tzinfo=zone).timestamp()
+    end = (day + timedelta(days=1)).replace(tzinfo=zone).timestamp()
+    return round((end - start) / 900)
+
+
 @_record_all
 class Dso(_Recording, ShapeshifterDsoService):
+    def process_d_prognosis(self, message):
+        self.guarded(self._prognosis, message)
+
+    def _prognosis(self, p):
+        n = _isps_of_day(str(p.period), p.time_zone)
+        got = sorted(k for i in p.isps for k in range(i.start, i.start + i.duration))
+        reason = None if got == list(range(1, n + 1)) else f"ISPs {got[:3]}..{got[-3:]} are not 1..{n}"
+        self.agr_client(p.sender_domain).send_d_prognosis_response(
+            DPrognosisResponse(
+                conversation_id=p.conversation_id,
+                d_prognosis_message_id=p.message_id,
+                result=AcceptedRejected.REJECTED if reason else AcceptedRejected.ACCEPTED,
+                rejection_reason=reason,
+            )
+        )
+
+    def process_metering(self, message):
+        self.guarded(self._metering, message)
+
+    def _metering(self, m):
+        self.agr_client(m.sender_domain).send_metering_response(
+            MeteringResponse(conversation_id=m.conversation_id, metering_message_id=m.message_id)
+        )
+
     def process_flex_offer(self, message):
         self.guarded(self._offer, message)
 
@@ -455,8 +568,29 @@ class Dso(_Recording, ShapeshifterDsoService):
         )
 
 
+class _Kept(logging.Handler):
+    """The library's WARNING and ERROR lines (its reason for a 400, say), for the test's failure text."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage()[:4000])
+
+
+def _churn_modules(stop):
+    """A module imported every millisecond, as a service's lazy imports do now and then (`churn_modules`)."""
+    i = 0
+    while not stop.wait(0.001):
+        sys.modules[f"_gridflex_churn_{i}"] = types.ModuleType("m")
+        i += 1
+
+
 def serve(job, cls, own_role):
     peer = job["peer"]
+    kept = _Kept()
+    logging.getLogger("shapeshifter-uftp").addHandler(kept)
     service = cls(
         sender_domain=job["domain"],
         signing_key=job["private_key"],
@@ -466,6 +600,9 @@ def serve(job, cls, own_role):
         port=job["port"],
     )
     service.setup(job)
+    stop = threading.Event()
+    if job.get("churn_modules"):
+        threading.Thread(target=_churn_modules, args=(stop,), daemon=True).start()
     with service:
         print("READY", flush=True)
         if own_role == "DSO":
@@ -474,13 +611,18 @@ def serve(job, cls, own_role):
             except Exception as exc:
                 service.errors.append(f"send FlexRequest: {type(exc).__name__}: {exc}")
         sys.stdin.read()  # until the test closes stdin
-    return {"received": service.received, "errors": service.errors}
+    stop.set()
+    return {"received": service.received, "errors": service.errors, "library_log": kept.lines}
 
 
 def main():
     job = json.loads(sys.stdin.readline())
     if job["mode"] == "codec":
         out = codec(job)
+    elif job["mode"] == "validate":
+        out = validate(job)
+    elif job["mode"] == "race":
+        out = race(job)
     elif job["mode"] == "agr":
         out = serve(job, Agr, "AGR")
     else:

@@ -1,0 +1,311 @@
+"""GridFlex as UFTP AGR sends its D-Prognosis and Metering: what the DSO settles our orders on.
+
+- **D-Prognosis**: our portfolio's power at one of the DSO's congestion points (the sites
+  `peer.congestion_points` puts behind it) for every ISP of a local day (92/96/100 across
+  DST; UFTP: always all of them), W, positive = consumption. The source is what the
+  controller already has, not a new model: each site's median forecast of the last plan
+  where the plan's horizon covers the ISP, the site's measured power beyond it
+  (`plan_portfolio_kw`, the DR baselines' rule, `dr/delivery.baseline_per_interval`). Sent
+  with each FlexOffer we make (which names it, `D-PrognosisMessageID`) and whenever
+  `send_prognosis` is called again; each re-send of a (peer, point, day) has the next
+  Revision (kept in `uftp.sqlite`, so a restart does not send a revision twice).
+- **Metering**: after delivery, each of the peer's EANs (`peer.eans`: EAN -> our site) as
+  a `Power` profile in kW per ISP: the ISP means of the site's meter power from the
+  time-series store (`Store.read_bucket_means`), only ISPs that have ended and have
+  samples; a day with none is not sent. Values with 3 decimals (an xsd:decimal, never an
+  exponent). Re-sending a day raises its Revision. `schedule_metering` sends it once the
+  delivery is over (the AGR role calls it for each order it executes: one ISP after the
+  order's last, so the telemetry of that ISP has arrived); a failed send is kept in the
+  node's `failures`.
+- The DSO's D-PrognosisResponse / MeteringResponse are kept with the message (result,
+  reason) for `GET /uftp/status` and the tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from cloud_controller.dr.delivery import baseline_per_interval
+from cloud_controller.market.uftp.config import UftpPeer
+from cloud_controller.market.uftp.dso_prognosis import isps_of_day
+from cloud_controller.market.uftp.isp import ISP, isp_start
+from cloud_controller.market.uftp.node import UftpNode, UftpSendError
+from cloud_controller.market.uftp.prognosis_messages import (
+    DPrognosis,
+    DPrognosisIsp,
+    DPrognosisResponse,
+    Metering,
+    MeteringIsp,
+    MeteringProfile,
+    MeteringResponse,
+)
+from cloud_controller.market.uftp.store import Ledger, UftpStore
+
+__all__ = [
+    "AgrPrognoses",
+    "BucketMeans",
+    "PortfolioForecast",
+    "PrognosisSources",
+    "SentMetering",
+    "SentPrognosis",
+    "day_bounds",
+    "metering_isps",
+    "plan_portfolio_kw",
+    "prognosis_isps",
+]
+
+log = logging.getLogger(__name__)
+
+#: (sites, ISP bounds) -> kW per site per ISP (load positive)
+PortfolioForecast = Callable[
+    [Sequence[str], Sequence[tuple[datetime, datetime]]], Awaitable[dict[str, list[float]]]
+]
+#: (sites, start, end, step_s) -> (sites x buckets) mean meter kW, NaN where none (`Store.read_bucket_means`)
+BucketMeans = Callable[[Sequence[str], datetime, datetime, float], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class PrognosisSources:
+    """Where our D-Prognosis and Metering values come from (the controller's: `side.controller_uftp`)."""
+
+    forecast: PortfolioForecast
+    means: BucketMeans | None = None
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SentPrognosis(_Record):
+    """A D-Prognosis we sent and the DSO's answer."""
+
+    peer: str
+    congestion_point: str  # the DSO's entity address, as on the wire
+    period: str
+    revision: int
+    power_w: dict[int, int]
+    result: str | None = None
+    reason: str | None = None
+
+
+class SentMetering(_Record):
+    """A Metering message we sent (one EAN, one day) and the DSO's answer."""
+
+    peer: str
+    ean: str
+    site: str
+    period: str
+    revision: int
+    kw: dict[int, float]
+    result: str | None = None
+    reason: str | None = None
+
+
+def day_bounds(day: date, tz: str) -> list[tuple[datetime, datetime]]:
+    """[start, end) in UTC of every ISP of the local day `day` (92, 96 or 100)."""
+    starts = [isp_start(day, n, tz) for n in range(1, isps_of_day(day, tz) + 1)]
+    return [(t, t + ISP) for t in starts]
+
+
+def prognosis_isps(power_w: Mapping[int, int]) -> list[DPrognosisIsp]:
+    """W per ISP number as D-Prognosis ISP elements, runs of one value as one (Start, Duration)."""
+    out: list[DPrognosisIsp] = []
+    for n in sorted(power_w):
+        last = out[-1] if out else None
+        if last is not None and last.power_w == power_w[n] and last.start + last.duration == n:
+            out[-1] = DPrognosisIsp(power_w=last.power_w, start=last.start, duration=last.duration + 1)
+        else:
+            out.append(DPrognosisIsp(power_w=power_w[n], start=n))
+    return out
+
+
+def metering_isps(kw: Mapping[int, float]) -> list[MeteringIsp]:
+    """Metering ISPs from kW per ISP number, 3 decimals (no exponent, no −0)."""
+    return [
+        MeteringIsp(start=n, value=Decimal(f"{(v if abs(v) >= 0.0005 else 0.0):.3f}"))
+        for n, v in sorted(kw.items())
+    ]
+
+
+def plan_portfolio_kw(
+    sites: Sequence[str],
+    bounds: Sequence[tuple[datetime, datetime]],
+    *,
+    plan_at: datetime | None,
+    period_s: float,
+    site_forecast_kw: Any,
+    site_order: Sequence[str],
+    p_now_kw: Mapping[str, float | None],
+) -> dict[str, list[float]]:
+    """Per site kW per ISP: the plan's median forecast where it covers the ISP, else measured now (else 0)."""
+    out: dict[str, list[float]] = {}
+    for site in sites:
+        forecast = None
+        if site_forecast_kw is not None and site in site_order:
+            forecast = [float(v) for v in np.asarray(site_forecast_kw)[:, list(site_order).index(site)]]
+        out[site], _ = baseline_per_interval(
+            bounds, plan_at=plan_at, period_s=period_s, forecast_kw=forecast, p_now_kw=p_now_kw.get(site)
+        )
+    return out
+
+
+class AgrPrognoses:
+    """Our AGR's D-Prognoses and Metering towards DSO peers, over `node`."""
+
+    def __init__(self, node: UftpNode, sources: PrognosisSources, store: UftpStore | None = None) -> None:
+        self.node = node
+        self.forecast = sources.forecast
+        self.means = sources.means
+        #: D-Prognosis MessageID -> what it said and the DSO's answer
+        self.prognoses = Ledger(SentPrognosis, "agr_prognosis", store)
+        #: Metering MessageID -> what it said and the DSO's answer
+        self.metering = Ledger(SentMetering, "agr_metering", store)
+        self._scheduled: set[asyncio.Task[None]] = set()
+
+    def _revision(self, ledger: Ledger[Any], **same: str) -> int:
+        done = [r.revision for r in ledger.values() if all(getattr(r, k) == v for k, v in same.items())]
+        return max(done, default=0) + 1
+
+    async def build_prognosis(
+        self, peer: UftpPeer, congestion_point: str, day: date, tz: str, conversation_id: str | None = None
+    ) -> DPrognosis | None:
+        """The next revision of our D-Prognosis at `congestion_point` for `day`; None if no site of ours is there."""
+        sites = peer.congestion_points.get(congestion_point, [])
+        if not sites:
+            return None
+        bounds = day_bounds(day, tz)
+        per_site = await self.forecast(sites, bounds)
+        power_w = {n + 1: round(1000.0 * sum(per_site[s][n] for s in sites)) for n in range(len(bounds))}
+        period = day.isoformat()
+        revision = self._revision(
+            self.prognoses, peer=peer.domain, congestion_point=congestion_point, period=period
+        )
+        msg = DPrognosis(
+            **self.node.header(peer, conversation_id),
+            time_zone=tz,
+            period=period,
+            congestion_point=congestion_point,
+            revision=revision,
+            isps=prognosis_isps(power_w),
+        )
+        self.prognoses.put(
+            msg.message_id,
+            SentPrognosis(
+                peer=peer.domain,
+                congestion_point=congestion_point,
+                period=period,
+                revision=revision,
+                power_w=power_w,
+            ),
+        )
+        return msg
+
+    async def send_prognosis(
+        self, peer: UftpPeer, congestion_point: str, day: date, tz: str, conversation_id: str | None = None
+    ) -> DPrognosis | None:
+        """Build and send the next revision (UftpSendError if the DSO does not take it); None as `build_prognosis`."""
+        msg = await self.build_prognosis(peer, congestion_point, day, tz, conversation_id)
+        if msg is not None:
+            await self.node.send(peer, msg)
+        return msg
+
+    async def send_metering(self, peer: UftpPeer, day: date, tz: str | None = None) -> list[Metering]:
+        """Metering of each of `peer.eans` for the local `day`: ISP means of ended ISPs with samples."""
+        if self.means is None or not peer.eans:
+            return []
+        tz = tz or self.node.config.time_zone
+        bounds = day_bounds(day, tz)
+        now = self.node.clock.now()
+        eans = sorted(peer.eans)
+        sites = [peer.eans[e] for e in eans]
+        means = np.asarray(await self.means(sites, bounds[0][0], bounds[-1][1], ISP.total_seconds()))
+        sent: list[Metering] = []
+        for row, ean, site in zip(means, eans, sites, strict=True):
+            kw = {
+                n + 1: float(row[n])
+                for n, (_, end) in enumerate(bounds)
+                if n < len(row) and end <= now and not np.isnan(row[n])
+            }
+            if not kw:
+                continue
+            period = day.isoformat()
+            revision = self._revision(self.metering, peer=peer.domain, ean=ean, period=period)
+            msg = Metering(
+                **self.node.header(peer),
+                revision=revision,
+                time_zone=tz,
+                period=period,
+                ean=ean,
+                profiles=[MeteringProfile(profile_type="Power", unit="kW", isps=metering_isps(kw))],
+            )
+            self.metering.put(
+                msg.message_id,
+                SentMetering(peer=peer.domain, ean=ean, site=site, period=period, revision=revision, kw=kw),
+            )
+            await self.node.send(peer, msg)
+            sent.append(msg)
+        return sent
+
+    def schedule_metering(self, peer: UftpPeer, day: date, at: datetime, tz: str | None = None) -> None:
+        """Send `send_metering(peer, day)` at `at` (our clock), in a task; nothing if the peer has no EANs."""
+        if self.means is None or not peer.eans:
+            return
+
+        async def later() -> None:
+            await self.node.clock.sleep((at - self.node.clock.now()).total_seconds())
+            try:
+                await self.send_metering(peer, day, tz)
+            except UftpSendError as exc:
+                self.node.failures.append({"message": "Metering", "message_id": "", "reason": str(exc)})
+                log.warning("UFTP Metering of %s to %s not sent: %s", day, peer.domain, exc)
+
+        task = asyncio.create_task(later(), name=f"uftp-metering-{peer.domain}-{day}")
+        self._scheduled.add(task)
+        task.add_done_callback(self._scheduled.discard)
+
+    async def aclose(self) -> None:
+        """Cancel the Metering still scheduled (a restart does not send it: `send_metering` can)."""
+        for task in list(self._scheduled):
+            task.cancel()
+        if self._scheduled:
+            await asyncio.wait(self._scheduled, timeout=5.0)
+
+    def on_response(self, msg: DPrognosisResponse | MeteringResponse) -> None:
+        """Keep the DSO's answer with the message it answers (unknown MessageIDs are ignored)."""
+        if isinstance(msg, DPrognosisResponse):
+            sent_p = self.prognoses.get(msg.d_prognosis_message_id)
+            if sent_p is not None:
+                sent_p.result, sent_p.reason = msg.result, msg.rejection_reason
+                self.prognoses.put(msg.d_prognosis_message_id, sent_p)
+            return
+        sent_m = self.metering.get(msg.metering_message_id)
+        if sent_m is not None:
+            sent_m.result, sent_m.reason = msg.result, msg.rejection_reason
+            self.metering.put(msg.metering_message_id, sent_m)
+
+    def status(self) -> dict[str, Any]:
+        """What was sent and answered, for `GET /uftp/status`."""
+        return {
+            "d_prognoses": [
+                {
+                    "period": p.period,
+                    "congestion_point": p.congestion_point,
+                    "revision": p.revision,
+                    "result": p.result,
+                }
+                for p in self.prognoses.values()
+            ],
+            "metering": [
+                {"ean": m.ean, "period": m.period, "revision": m.revision, "result": m.result}
+                for m in self.metering.values()
+            ],
+        }

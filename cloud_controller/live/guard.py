@@ -54,6 +54,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from cloud_controller.live.guard_reserve import reserved_value_min_kw
 from cloud_controller.live.types import SiteRef, SiteSnapshot
 
 __all__ = ["FleetGuard", "GuardChanges", "GuardElement"]
@@ -64,6 +65,7 @@ RUNNING_KW = 0.1  # an EV or heat pump drawing more than this is running
 BATTERY_DEADBAND_KW = 0.1  # battery changes smaller than this are not sent
 MIN_SOC_PCT = 8.0  # batteries below this are not asked for extra discharge
 MIN_REMAINING_FRACTION = 1.0 / 3.0  # excess is spread over at least a third of the period
+DEFAULT_ETA_D = 0.95  # the dispatch LP's battery discharge efficiency (its default)
 
 
 @dataclass
@@ -152,6 +154,7 @@ class FleetGuard:
         self.flexible: list[_Flexible] = []
         self.battery_kw_max: dict[str, float] = {}
         self.battery_asset: dict[str, str] = {}  # site -> the battery's asset id (its points' prefix)
+        self.battery_kwh: dict[str, float] = {}  # site -> the battery's capacity (reserved floors)
         for s in sites:
             for a in s.assets:
                 if a.kind in ("ev", "hp") and a.p_nominal_kw and a.p_nominal_kw > a.p_guaranteed_min_kw:
@@ -161,6 +164,7 @@ class FleetGuard:
                 if a.kind == "battery" and a.p_nominal_kw:
                     self.battery_kw_max[s.site] = float(a.p_nominal_kw)
                     self.battery_asset[s.site] = a.asset
+                    self.battery_kwh[s.site] = float(a.capacity_kwh or 0.0)
         self.caps: set[tuple[str, str]] = set()
         self.planned_battery_kw: dict[str, float] = {}  # the plan's setpoint / grid target
         self.offset_kw: dict[str, float] = {}  # guard's change to it (<= 0)
@@ -176,6 +180,7 @@ class FleetGuard:
         self.reserved_kw: dict[str, float] = {}  # site -> DR setpoint of a battery a request holds now
         self.dr_overrides = 0  # times a step moved a reserved battery off its DR setpoint (a limit was over)
         self.reserved_floor_pct: dict[str, float] = {}  # site -> SoC % a DR reservation keeps (step 4 stops)
+        self.reserved_eta_d = DEFAULT_ETA_D  # the plan's discharge efficiency, for those floors
 
     # -- inputs ----------------------------------------------------------------------
 
@@ -240,13 +245,18 @@ class FleetGuard:
                     self._expect(site, now, delta, battery=True)
         self.reserved_kw = new
 
-    def set_reserved_floors(self, soc_floor_pct: Mapping[str, float]) -> None:
+    def set_reserved_floors(
+        self, soc_floor_pct: Mapping[str, float], *, eta_d: float = DEFAULT_ETA_D
+    ) -> None:
         """Site → the SoC (%) a DR reservation keeps in its battery now (the plan's floor for this period).
 
-        Extra discharge (step 4) stops there instead of at `MIN_SOC_PCT`: the guard may relieve a
-        limit with a reserved battery, but not spend the energy its event still needs.
+        Extra discharge (step 4) stops there instead of at `MIN_SOC_PCT`, and is bounded so that it
+        cannot cross it before the period ends (live/guard_reserve.py; `eta_d` the plan's discharge
+        efficiency): the guard may relieve a limit with a reserved battery, but not spend the
+        energy its event still needs.
         """
         self.reserved_floor_pct = dict(soc_floor_pct)
+        self.reserved_eta_d = eta_d
 
     def _expect(self, site: str, now: datetime, delta_kw: float, *, battery: bool = False) -> None:
         self._pending.setdefault(site, []).append((now, "bat" if battery else "site", delta_kw))
@@ -296,6 +306,7 @@ class FleetGuard:
         # sites gone since the plan get nothing until the next plan excludes them
         self._skip = self.excluded | {s for s, v in snapshots.items() if v.mode in ("offline", "unknown")}
         changes = GuardChanges()
+        self._keep_reserves(snapshots, changes)
         room: dict[str | None, float] = {}  # element name (None: the fleet) -> kW of room
         for el in self._watched():
             site_kw, self._bat_kw = self._view(snapshots)  # again after each element's relief
@@ -367,6 +378,32 @@ class FleetGuard:
         self._expect(site, self._now, delta, battery=True)
         self.offset_kw[site] = offset_kw
         changes.battery_kw[site] = self.battery_value(site)
+
+    def _value_min_kw(self, site: str, snapshots: Mapping[str, SiteSnapshot]) -> float | None:
+        """The lowest value a reserved battery may have to the period's end (guard_reserve.py); None: unbounded."""
+        floor_pct = self.reserved_floor_pct.get(site)
+        cap = self.battery_kwh.get(site, 0.0)
+        snap = snapshots.get(site)
+        soc_key = f"{self.battery_asset.get(site)}/soc_pct"
+        if floor_pct is None or cap <= 0 or snap is None or soc_key not in snap.points:
+            return None
+        t = self._now.timestamp()
+        hours_left = (self.period_s - t % self.period_s) / 3600.0
+        held = site in self.reserved_kw
+        base = self.reserved_kw.get(site, self.planned_battery_kw.get(site, 0.0))
+        return reserved_value_min_kw(
+            snap.points[soc_key], floor_pct, cap, self.reserved_eta_d, hours_left, base_kw=base, held=held
+        )
+
+    def _keep_reserves(self, snapshots: Mapping[str, SiteSnapshot], changes: GuardChanges) -> None:
+        """Pull back an extra discharge of a reserved battery that would now cross its floor by the period's end."""
+        for site, off in list(self.offset_kw.items()):
+            low = self._value_min_kw(site, snapshots)
+            if off >= 0 or low is None or site in self._skip:
+                continue
+            base = self.reserved_kw.get(site, self.planned_battery_kw.get(site, 0.0))
+            if base + off < low:
+                self._set_offset(site, min(0.0, low - base), changes)
 
     def battery_value(self, site: str) -> float:
         """The battery command value now: the plan's value (a DR setpoint if reserved) plus the guard's offset."""
@@ -452,6 +489,9 @@ class FleetGuard:
             if self._point(snapshots, site, f"{self.battery_asset[site]}/soc_pct") < floor_pct:
                 continue
             room[site] = max(0.0, self._bat_kw.get(site, 0.0) + self.battery_kw_max[site])
+            low = self._value_min_kw(site, snapshots)
+            if low is not None:  # a reserved battery: not under its floor by the period's end
+                room[site] = min(room[site], max(0.0, self.battery_value(site) - low))
         total = sum(room.values())
         if total <= 0:
             return

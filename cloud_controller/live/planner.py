@@ -419,7 +419,7 @@ class MpcPlanner:
         if self.guard is not None:
             self.guard.on_plan(now, battery_kw, {self.sites[i].site for i in excluded}, sites)
             self.guard.set_reserved(active_setpoints(self.reservations, now), now)
-            self.guard.set_reserved_floors(self._reserved_floors(now))
+            self.guard.set_reserved_floors(self._reserved_floors(now), eta_d=self.problem.bat_eta_d)
             self.guard.step(now, sites, force=True)
             battery_kw = {site: self.guard.battery_value(site) for site in battery_kw}
             held = set(self.guard.caps)
@@ -498,7 +498,7 @@ class MpcPlanner:
         if self.stations.meters:
             self._guard_backgrounds(now, sites)  # the meters' newest samples
         self.guard.set_reserved(active_setpoints(self.reservations, now), now)
-        self.guard.set_reserved_floors(self._reserved_floors(now))
+        self.guard.set_reserved_floors(self._reserved_floors(now), eta_d=self.problem.bat_eta_d)
         changes = self.guard.step(now, sites)
         if not changes:
             return []

@@ -51,10 +51,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
+from cloud_controller.live.guard_pending import PendingEffects
 from cloud_controller.live.guard_reserve import reserved_value_min_kw
+from cloud_controller.live.guard_types import FlexibleDevice, GuardChanges, GuardElement, IntervalEnergy
 from cloud_controller.live.types import SiteRef, SiteSnapshot
 
 __all__ = ["FleetGuard", "GuardChanges", "GuardElement"]
@@ -66,63 +67,6 @@ BATTERY_DEADBAND_KW = 0.1  # battery changes smaller than this are not sent
 MIN_SOC_PCT = 8.0  # batteries below this are not asked for extra discharge
 MIN_REMAINING_FRACTION = 1.0 / 3.0  # excess is spread over at least a third of the period
 DEFAULT_ETA_D = 0.95  # the dispatch LP's battery discharge efficiency (its default)
-
-
-@dataclass
-class GuardChanges:
-    """What a step decided: caps added/removed, and batteries with a new value."""
-
-    capped: set[tuple[str, str]] = field(default_factory=set)
-    released: set[tuple[str, str]] = field(default_factory=set)
-    battery_kw: dict[str, float] = field(default_factory=dict)  # site -> new setpoint or grid target
-    over: dict[str, float] = field(default_factory=dict)  # element name -> projected excess, kW
-    dr_overrides: set[str] = field(default_factory=set)  # reserved batteries moved off their DR setpoint
-
-    def __bool__(self) -> bool:
-        return bool(self.capped or self.released or self.battery_kw)
-
-
-@dataclass(frozen=True)
-class GuardElement:
-    """A grid element the guard keeps under its limit: its name, the fleet's sites below it, its limit."""
-
-    name: str
-    sites: frozenset[str]
-    limit_kw: float
-    background_kw: float = 0.0  # load below it outside the fleet, measured (station meter); 0 without
-
-
-@dataclass
-class _Energy:
-    """Energy one element's sites drew since the interval began (held last value between measurements)."""
-
-    interval_start: datetime | None = None
-    energy_kwh: float = 0.0
-    last: tuple[datetime, float] | None = None
-
-    def integrate(self, now: datetime, kw: float, period_s: float) -> None:
-        start = datetime.fromtimestamp(now.timestamp() - now.timestamp() % period_s, tz=now.tzinfo)
-        if self.interval_start != start:
-            self.interval_start, self.energy_kwh = start, 0.0
-            if self.last is not None:
-                self.last = (start, self.last[1])
-        if self.last is not None:
-            dt_h = max(0.0, (now - self.last[0]).total_seconds()) / 3600.0
-            self.energy_kwh += self.last[1] * dt_h
-        self.last = (now, kw)
-
-
-@dataclass
-class _Flexible:
-    site: str
-    asset: str
-    kind: str  # "ev" or "hp"
-    nominal_kw: float
-    floor_kw: float
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.site, self.asset)
 
 
 class FleetGuard:
@@ -147,11 +91,11 @@ class FleetGuard:
         self.fleet_name = fleet_name  # the element whose limit `limit_kw` is (all the sites)
         self.elements: tuple[GuardElement, ...] = ()  # further elements (set_elements)
         self.fleet_background_kw = 0.0  # measured load outside the fleet under the fleet's limit
-        self._energy: dict[str, _Energy] = {}
+        self._energy: dict[str, IntervalEnergy] = {}
         self.period_s = period_s
         self.battery_control = battery_control
         self.release_margin_kw = release_margin_kw
-        self.flexible: list[_Flexible] = []
+        self.flexible: list[FlexibleDevice] = []
         self.battery_kw_max: dict[str, float] = {}
         self.battery_asset: dict[str, str] = {}  # site -> the battery's asset id (its points' prefix)
         self.battery_kwh: dict[str, float] = {}  # site -> the battery's capacity (reserved floors)
@@ -159,7 +103,7 @@ class FleetGuard:
             for a in s.assets:
                 if a.kind in ("ev", "hp") and a.p_nominal_kw and a.p_nominal_kw > a.p_guaranteed_min_kw:
                     self.flexible.append(
-                        _Flexible(s.site, a.asset, a.kind, float(a.p_nominal_kw), a.p_guaranteed_min_kw)
+                        FlexibleDevice(s.site, a.asset, a.kind, float(a.p_nominal_kw), a.p_guaranteed_min_kw)
                     )
                 if a.kind == "battery" and a.p_nominal_kw:
                     self.battery_kw_max[s.site] = float(a.p_nominal_kw)
@@ -170,9 +114,7 @@ class FleetGuard:
         self.offset_kw: dict[str, float] = {}  # guard's change to it (<= 0)
         self.excluded: set[str] = set()
         self._newest: datetime | None = None  # newest measurement the last step saw
-        #: Effects of commands not yet visible in a site's measurements: site -> [(sent, what, kW)],
-        #: what = "site" (the site's power) or "bat" (its battery's power, also in the site's).
-        self._pending: dict[str, list[tuple[datetime, str, float]]] = {}
+        self._pending = PendingEffects(settle_s)  # effects of commands not yet measured
         self.settle_s = settle_s
         self._now = datetime.min
         self._bat_kw: dict[str, float] = {}
@@ -212,7 +154,7 @@ class FleetGuard:
         self.reserved_kw = {}  # the planner gives them again (set_reserved), against this plan's values
         self.excluded = set(excluded)
         self.caps = {k for k in self.caps if k[0] not in self.excluded}
-        self._pending = {}
+        self._pending.clear()
         for site, value in planned_battery_kw.items():
             snap = snapshots.get(site)
             if snap is None or snap.p_net_kw is None:
@@ -259,25 +201,11 @@ class FleetGuard:
         self.reserved_eta_d = eta_d
 
     def _expect(self, site: str, now: datetime, delta_kw: float, *, battery: bool = False) -> None:
-        self._pending.setdefault(site, []).append((now, "bat" if battery else "site", delta_kw))
+        self._pending.expect(site, now, delta_kw, battery=battery)
 
     def _view(self, snapshots: Mapping[str, SiteSnapshot]) -> tuple[dict[str, float], dict[str, float]]:
         """Each site's power and battery power as measured plus what commands changed since."""
-        site_kw: dict[str, float] = {}
-        bat_kw: dict[str, float] = {}
-        for site, snap in snapshots.items():
-            seen = snap.measured_at
-            pending = [
-                e
-                for e in self._pending.get(site, [])
-                if seen is None or seen < e[0] + timedelta(seconds=self.settle_s)
-            ]
-            self._pending[site] = pending
-            if snap.p_net_kw is not None:
-                site_kw[site] = snap.p_net_kw + sum(d for _, _, d in pending)
-            p_bat = snap.points.get(f"{self.battery_asset.get(site)}/p_kw", 0.0)
-            bat_kw[site] = p_bat + sum(d for _, w, d in pending if w == "bat")
-        return site_kw, bat_kw
+        return self._pending.view(snapshots, self.battery_asset)
 
     def _sum(self, by_site: Mapping[str, float], el: GuardElement | None) -> float:
         """The power of an element: its sites' (the fleet's: every site) plus its measured background."""
@@ -297,7 +225,9 @@ class FleetGuard:
         measured = {site: s.p_net_kw for site, s in snapshots.items() if s.p_net_kw is not None}
         for el in self._watched():
             name = self.fleet_name if el is None else el.name
-            self._energy.setdefault(name, _Energy()).integrate(now, self._sum(measured, el), self.period_s)
+            self._energy.setdefault(name, IntervalEnergy()).integrate(
+                now, self._sum(measured, el), self.period_s
+            )
         newest = max((s.measured_at for s in snapshots.values() if s.measured_at is not None), default=None)
         if not force and newest is not None and self._newest is not None and newest <= self._newest:
             return GuardChanges()

@@ -54,7 +54,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from cloud_controller.live.guard_pending import PendingEffects
-from cloud_controller.live.guard_reserve import reserved_value_min_kw
+from cloud_controller.live.guard_reserve import reserved_value_min_kw, soc_now_pct
 from cloud_controller.live.guard_types import FlexibleDevice, GuardChanges, GuardElement, IntervalEnergy
 from cloud_controller.live.types import SiteRef, SiteSnapshot
 
@@ -321,8 +321,11 @@ class FleetGuard:
         hours_left = (self.period_s - t % self.period_s) / 3600.0
         held = site in self.reserved_kw
         base = self.reserved_kw.get(site, self.planned_battery_kw.get(site, 0.0))
+        age_s = (self._now - snap.measured_at).total_seconds() if snap.measured_at is not None else 0.0
+        p_bat = snap.points.get(f"{self.battery_asset.get(site)}/p_kw", 0.0)
+        soc = soc_now_pct(snap.points[soc_key], p_bat, age_s, cap, self.reserved_eta_d)
         return reserved_value_min_kw(
-            snap.points[soc_key], floor_pct, cap, self.reserved_eta_d, hours_left, base_kw=base, held=held
+            soc, floor_pct, cap, self.reserved_eta_d, hours_left, base_kw=base, held=held
         )
 
     def _keep_reserves(self, snapshots: Mapping[str, SiteSnapshot], changes: GuardChanges) -> None:

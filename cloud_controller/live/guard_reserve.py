@@ -13,11 +13,17 @@ The floor (`FleetGuard.set_reserved_floors`) is the SoC the reservation keeps *n
 remaining AC kWh / η_d + the plan's own floor (live/reservations.py). While the request holds the
 battery, its DR setpoint's own energy is already in that floor, so only the guard's extra
 discharge spends the surplus; before, the plan's own discharge spends it as well.
+
+The SoC the guard reads is as old as the site's last report (a poll: minutes of simulated time
+in the demo); a battery discharging at 5 kW loses 1.3 points of 13.5 kWh in two minutes, and
+in the live 17:00 event that lag let the bound overshoot the floor by about that much
+(docs/dr.md §7). So the SoC is carried forward by the measured discharge over that age
+(`soc_now_pct`); a charge is not counted (the conservative side).
 """
 
 from __future__ import annotations
 
-__all__ = ["reserved_value_min_kw"]
+__all__ = ["reserved_value_min_kw", "soc_now_pct"]
 
 
 def reserved_value_min_kw(
@@ -45,3 +51,10 @@ def reserved_value_min_kw(
     if held:
         return base_kw - extra_kw
     return -max(extra_kw, -base_kw, 0.0)
+
+
+def soc_now_pct(soc_pct: float, p_bat_kw: float, age_s: float, capacity_kwh: float, eta_d: float) -> float:
+    """The SoC now from one read `age_s` ago: lowered by the measured discharge (p < 0) since, never raised."""
+    if capacity_kwh <= 0 or p_bat_kw >= 0 or age_s <= 0:
+        return soc_pct
+    return soc_pct - 100.0 * (-p_bat_kw) * (age_s / 3600.0) / eta_d / capacity_kwh

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cloud_controller.live.guard import FleetGuard
-from cloud_controller.live.guard_reserve import reserved_value_min_kw
+from cloud_controller.live.guard_reserve import reserved_value_min_kw, soc_now_pct
 from cloud_controller.live.types import AssetRef, SiteRef, SiteSnapshot
 
 P_S = 900.0
@@ -86,3 +86,15 @@ def test_an_offset_that_would_cross_the_floor_is_pulled_back_while_the_limit_is_
     assert "hvmv" in changes.over
     assert changes.battery_kw["a"] == pytest.approx(-0.95)
     assert g.battery_value("a") == pytest.approx(-0.95) and changes.dr_overrides == set()
+
+
+def test_the_soc_read_a_minute_ago_is_carried_forward_by_the_measured_discharge() -> None:
+    # −3.8 kW for 60 s from 10 kWh at η 0.95: 3.8 / 60 / 0.95 = 0.0667 kWh, 0.667 points; a charge is not counted
+    assert soc_now_pct(21.0, -3.8, 60.0, 10.0, 0.95) == pytest.approx(20.3333, abs=1e-4)
+    assert soc_now_pct(21.0, 2.0, 60.0, 10.0, 0.95) == 21.0
+    g = _guard(floor_pct=20.0)
+    g.step(T, _snaps(T, 30.0, 0.0), force=True)
+    now = T + timedelta(minutes=9)
+    # the read is from 8 min in: 20.333 % now, 0.0333 kWh × 0.95 over the 0.1 h left = 0.3167 kW (not 0.95)
+    changes = g.step(now, _snaps(now - timedelta(minutes=1), 21.0, -3.8))
+    assert changes.battery_kw["a"] == pytest.approx(-0.31667, abs=1e-4)

@@ -53,6 +53,13 @@ import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
+from cloud_controller.live.guard_devices import (
+    RUNNING_KW,
+    device_to_release,
+    devices_to_cap,
+    flexible_devices,
+    power_kw,
+)
 from cloud_controller.live.guard_pending import PendingEffects
 from cloud_controller.live.guard_reserve import reserved_value_min_kw, soc_now_pct
 from cloud_controller.live.guard_types import FlexibleDevice, GuardChanges, GuardElement, IntervalEnergy
@@ -62,7 +69,6 @@ __all__ = ["FleetGuard", "GuardChanges", "GuardElement"]
 
 log = logging.getLogger(__name__)
 
-RUNNING_KW = 0.1  # an EV or heat pump drawing more than this is running
 BATTERY_DEADBAND_KW = 0.1  # battery changes smaller than this are not sent
 MIN_SOC_PCT = 8.0  # batteries below this are not asked for extra discharge
 MIN_REMAINING_FRACTION = 1.0 / 3.0  # excess is spread over at least a third of the period
@@ -95,16 +101,12 @@ class FleetGuard:
         self.period_s = period_s
         self.battery_control = battery_control
         self.release_margin_kw = release_margin_kw
-        self.flexible: list[FlexibleDevice] = []
         self.battery_kw_max: dict[str, float] = {}
         self.battery_asset: dict[str, str] = {}  # site -> the battery's asset id (its points' prefix)
         self.battery_kwh: dict[str, float] = {}  # site -> the battery's capacity (reserved floors)
+        self.flexible: list[FlexibleDevice] = flexible_devices(sites)
         for s in sites:
             for a in s.assets:
-                if a.kind in ("ev", "hp") and a.p_nominal_kw and a.p_nominal_kw > a.p_guaranteed_min_kw:
-                    self.flexible.append(
-                        FlexibleDevice(s.site, a.asset, a.kind, float(a.p_nominal_kw), a.p_guaranteed_min_kw)
-                    )
                 if a.kind == "battery" and a.p_nominal_kw:
                     self.battery_kw_max[s.site] = float(a.p_nominal_kw)
                     self.battery_asset[s.site] = a.asset
@@ -387,29 +389,16 @@ class FleetGuard:
         changes: GuardChanges,
         sites: frozenset[str] | None = None,
     ) -> float:
-        """Steps 2./3. of `_reduce`: caps, EVs before heat pumps, running ones by their saving."""
+        """Steps 2./3. of `_reduce`: caps, EVs before heat pumps, running ones by their saving (guard_devices.py)."""
         mine = [f for f in self.flexible if sites is None or f.site in sites]
-        for kind in ("ev", "hp"):
-            running = []
-            for f in mine:
-                if f.kind != kind or f.key in self.caps or f.site in self._skip:
-                    continue
-                p_now = self._point(snapshots, f.site, f"{f.asset}/p_kw")
-                running.append((p_now - f.floor_kw, f))
-            for saving, f in sorted(running, key=lambda x: -x[0]):
-                if need_kw <= 0:
-                    break
-                if saving > RUNNING_KW:
-                    self.caps.add(f.key)
-                    changes.capped.add(f.key)
-                    self._expect(f.site, self._now, -saving)
-                    need_kw -= saving
-        if need_kw > 0:
-            # idle chargers too: a plug-in now would add its full power unseen for a poll
-            for f in mine:
-                if f.kind == "ev" and f.key not in self.caps and f.site not in self._skip:
-                    self.caps.add(f.key)
-                    changes.capped.add(f.key)
+        running, idle, need_kw = devices_to_cap(mine, need_kw, snapshots, self.caps | self._skip)
+        for f, saving in running:
+            self.caps.add(f.key)
+            changes.capped.add(f.key)
+            self._expect(f.site, self._now, -saving)
+        for f in idle:
+            self.caps.add(f.key)
+            changes.capped.add(f.key)
         return need_kw
 
     def _discharge_more(
@@ -446,15 +435,15 @@ class FleetGuard:
                 self._set_offset(site, off + back, changes)
                 self._take(room, site, back)
         # 3./2. one capped device per step, heat pumps first, if the room takes its full power
-        for kind in ("hp", "ev"):
-            for f in self.flexible:
-                take_kw = f.nominal_kw - f.floor_kw
-                if f.site in self._skip:
-                    continue
-                fits = take_kw + self.release_margin_kw <= self._room_of(room, f.site)
-                if f.kind == kind and f.key in self.caps and fits:
-                    self.caps.discard(f.key)
-                    changes.released.add(f.key)
-                    if self._point(snapshots, f.site, f"{f.asset}/p_kw") >= f.floor_kw - RUNNING_KW:
-                        self._expect(f.site, self._now, take_kw)
-                    return
+        f = device_to_release(
+            self.flexible,
+            self.caps,
+            self._skip,
+            lambda site: self._room_of(room, site),
+            self.release_margin_kw,
+        )
+        if f is not None:
+            self.caps.discard(f.key)
+            changes.released.add(f.key)
+            if power_kw(snapshots, f) >= f.floor_kw - RUNNING_KW:
+                self._expect(f.site, self._now, f.nominal_kw - f.floor_kw)

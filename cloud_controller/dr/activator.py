@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -38,7 +38,13 @@ from cloud_controller.dr.activation import (
     release_commands,
     step_commands,
 )
-from cloud_controller.dr.delivery import baseline_per_interval, interval_delivery, site_selected_kw, totals
+from cloud_controller.dr.delivery import (
+    baseline_per_interval,
+    household_kw,
+    interval_delivery,
+    site_selected_kw,
+    totals,
+)
 from cloud_controller.dr.requests_store import DrRecord, RequestStatus
 from cloud_controller.dr.service import DrService
 from cloud_controller.live.reservations import Reservation
@@ -83,6 +89,23 @@ class RunContext:
 
 def _iso(t: datetime) -> str:
     return t.isoformat()
+
+
+def _metered_assets(sources: Sequence[Mapping[str, Any]], site: str) -> list[str]:
+    """The site's selected assets with their own power telemetry: its batteries (`p_kw`).
+
+    A fan or a heat-pump zone has no power point of its own: it stays in the household, so its
+    share of the selection is not seen at the meter and reports as shortfall (docs/dr.md §6).
+    """
+    return sorted(
+        {
+            str(s["asset"])
+            for s in sources
+            if s["site"] == site
+            and str(s.get("kind")) == "battery"
+            and any(abs(float(v)) > 1e-9 for v in s["kw"])
+        }
+    )
 
 
 def _bounds(run: Mapping[str, Any]) -> list[tuple[datetime, datetime]]:
@@ -333,20 +356,25 @@ class DrActivator:
                 continue
             rows = []
             for site, sel_kw in selected.items():
-                samples = self.ctx.store.read_series(
-                    site, _METER.asset, _METER.point, start - timedelta(seconds=HOLD_LOOKBACK_S), end
-                )
+                since = start - timedelta(seconds=HOLD_LOOKBACK_S)
+                samples = self.ctx.store.read_series(site, _METER.asset, _METER.point, since, end)
+                metered = _metered_assets(record.selection.get("sources", []), site)
+                assets = [self.ctx.store.read_series(site, a, "p_kw", since, end) for a in metered]
                 base = run["baseline"].get(
                     site, {"kw": [0.0] * len(bounds), "source": ["none"] * len(bounds)}
                 )
+                base_kw, base_source = float(base["kw"][k]), str(base["source"][k])
+                household = household_kw(samples, assets, start, end) if assets else None
+                if household is not None:  # its batteries idle: what the site would have drawn (delivery.py)
+                    base_kw, base_source = household, "household"
                 rows.append(
                     interval_delivery(
                         site=site,
                         step=k,
                         bounds=(start, end),
                         direction=req.direction,
-                        baseline_kw=float(base["kw"][k]),
-                        baseline_source=str(base["source"][k]),
+                        baseline_kw=base_kw,
+                        baseline_source=base_source,
                         samples=samples,
                         selected_kw=sel_kw[k],
                     ).json()

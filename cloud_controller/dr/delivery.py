@@ -1,10 +1,28 @@
 """Measured DR delivery per site and interval against a stated baseline (pure).
 
-Baseline: what the site would have drawn without the request, fixed at selection time —
-the planner's per-site forecast (the median of its latest plan, the one the selection
-saw) averaged over each interval; where the plan does not cover an interval, or no plan
-exists (dispatch off), the site's latest measured power at selection time. Each
-interval's report names which (`baseline_source`).
+Baseline: what the site would have drawn without the request. Where the site's selected
+assets include batteries (they report their own power, `p_kw`), it is measured in the
+interval itself: the site's **household** — meter minus those batteries, time-weighted as
+the actual is — plus the batteries' counterfactual, idle (0 kW): the contract's flexibility
+is counted from idle. A selected fan or heat-pump zone has no power point of its own and
+stays in the household: its share is not seen and reports as shortfall.
+Then the household's own swings (an EV plugging in during the event) cancel out of the
+delivery instead of being credited to or charged against the request. Otherwise it is
+fixed at selection time: the planner's per-site forecast (the median of its latest plan,
+the one the selection saw) averaged over each interval — the plan's periods counted from
+its period start, not from the moment it was made — or, where the plan does not cover an
+interval or no plan exists (dispatch off), the site's latest measured power at selection
+time. Each interval's report names which (`baseline_source`: `household`, `forecast`,
+`measured`, `none`).
+
+Why not the forecast where assets are metered (docs/dr.md §7, the 5-site 17:00 event): the
+planner's forecast is "yesterday at this time + the smoothed error of the last hours"
+(forecast/baseline.py), built for the next hour of congestion control. Yesterday b003's
+EV and heat pump drew 11.5 kW at 15:30-16:15 and did not today, so at 16:15 the error
+was about −11 kW; faded over 45 minutes it still took 2.2 kW off yesterday's 0.76 kW at
+17:00: a household baseline of −1.40 kW (−1.44 in the live run), while the household
+drew 5.0 kW, then 8.6-9.1 kW when its EV arrived. No baseline fixed beforehand can know
+that EV; the household measured in the interval does.
 
 Actual: the time-weighted mean of the site meter's good samples over the interval
 (load-positive kW), each held until the next. Agents report on change (and at least
@@ -28,6 +46,7 @@ __all__ = [
     "IntervalDelivery",
     "baseline_per_interval",
     "hold_mean",
+    "household_kw",
     "interval_delivery",
     "site_selected_kw",
     "totals",
@@ -102,8 +121,11 @@ def baseline_per_interval(
 def _forecast_mean(
     start: datetime, end: datetime, plan_at: datetime, period_s: float, forecast_kw: Sequence[float]
 ) -> float | None:
-    t0 = (start - plan_at).total_seconds() / period_s
-    t1 = (end - plan_at).total_seconds() / period_s
+    # the plan's forecast[k] is its period k, counted from the period `plan_at` falls in
+    ts = plan_at.timestamp()
+    anchor = datetime.fromtimestamp(ts - ts % period_s, tz=plan_at.tzinfo)
+    t0 = (start - anchor).total_seconds() / period_s
+    t1 = (end - anchor).total_seconds() / period_s
     if t0 < 0 or t1 > len(forecast_kw) or t1 <= t0:
         return None
     total = 0.0
@@ -134,6 +156,23 @@ def hold_mean(
         total += v * (nxt[0] - t).total_seconds()
     span = (end - points[0][0]).total_seconds()
     return (total / span if span > 0 else points[-1][1]), len(points)
+
+
+def household_kw(
+    meter: Sequence[tuple[datetime, float]],
+    assets: Sequence[Sequence[tuple[datetime, float]]],
+    start: datetime,
+    end: datetime,
+) -> float | None:
+    """The site without its metered DR assets over [start, end): meter − Σ assets, each a held mean (`hold_mean`).
+
+    None when the meter or any asset has no sample to hold.
+    """
+    site, _ = hold_mean(meter, start, end)
+    means = [hold_mean(a, start, end)[0] for a in assets]
+    if site is None or any(m is None for m in means):
+        return None
+    return site - sum(m for m in means if m is not None)
 
 
 def interval_delivery(

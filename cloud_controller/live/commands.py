@@ -15,11 +15,12 @@ Agents refuse a token lower than the highest they have seen.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Literal
 
 from cloud_controller.dispatch import Schedule
+from cloud_controller.live.site_forecast import period_start
 from cloud_controller.live.types import AssetRef, SiteRef
 from protocols.assets import Role
 from protocols.messages import Command
@@ -97,6 +98,30 @@ class CommandBuilder:
     ) -> Command:
         """One command (the fleet guard's corrections between plans)."""
         return self._command(now, site, asset, kind, value, valid_until=valid_until)
+
+    def corrections(
+        self,
+        now: datetime,
+        sites: Sequence[SiteRef],
+        battery_kw: Mapping[str, float],
+        devices: Collection[tuple[str, str]],
+        caps: Collection[tuple[str, str]],
+    ) -> list[Command]:
+        """A guard step's commands, valid to the period's end: its battery values, then each device it capped or released.
+
+        A device in `caps` gets its cap (`cap_value`), the others their release.
+        """
+        valid_until = self.valid_until(period_start(now, self.period_s))
+        by_site = {s.site: s for s in sites}
+        out: list[Command] = []
+        for site, value in sorted(battery_kw.items()):
+            asset, kind = self.battery_target(by_site[site])
+            out.append(self.one(now, site, asset, kind, value, valid_until))
+        for site, asset in sorted(devices):
+            ref = next(a for a in by_site[site].assets if a.asset == asset)
+            value = self.cap_value(ref, capped=(site, asset) in caps)
+            out.append(self.one(now, site, asset, "p_limit_kw", value, valid_until))
+        return out
 
     def battery_values(
         self, sites: Sequence[SiteRef], excluded: set[int], schedule: Schedule, bat_index: Mapping[int, int]

@@ -51,76 +51,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
+from cloud_controller.live.guard_devices import (
+    RUNNING_KW,
+    device_to_release,
+    devices_to_cap,
+    flexible_devices,
+    power_kw,
+)
+from cloud_controller.live.guard_pending import PendingEffects
+from cloud_controller.live.guard_reserve import reserved_value_min_kw, soc_now_pct
+from cloud_controller.live.guard_types import FlexibleDevice, GuardChanges, GuardElement, IntervalEnergy
 from cloud_controller.live.types import SiteRef, SiteSnapshot
 
 __all__ = ["FleetGuard", "GuardChanges", "GuardElement"]
 
 log = logging.getLogger(__name__)
 
-RUNNING_KW = 0.1  # an EV or heat pump drawing more than this is running
 BATTERY_DEADBAND_KW = 0.1  # battery changes smaller than this are not sent
 MIN_SOC_PCT = 8.0  # batteries below this are not asked for extra discharge
 MIN_REMAINING_FRACTION = 1.0 / 3.0  # excess is spread over at least a third of the period
-
-
-@dataclass
-class GuardChanges:
-    """What a step decided: caps added/removed, and batteries with a new value."""
-
-    capped: set[tuple[str, str]] = field(default_factory=set)
-    released: set[tuple[str, str]] = field(default_factory=set)
-    battery_kw: dict[str, float] = field(default_factory=dict)  # site -> new setpoint or grid target
-    over: dict[str, float] = field(default_factory=dict)  # element name -> projected excess, kW
-    dr_overrides: set[str] = field(default_factory=set)  # reserved batteries moved off their DR setpoint
-
-    def __bool__(self) -> bool:
-        return bool(self.capped or self.released or self.battery_kw)
-
-
-@dataclass(frozen=True)
-class GuardElement:
-    """A grid element the guard keeps under its limit: its name, the fleet's sites below it, its limit."""
-
-    name: str
-    sites: frozenset[str]
-    limit_kw: float
-    background_kw: float = 0.0  # load below it outside the fleet, measured (station meter); 0 without
-
-
-@dataclass
-class _Energy:
-    """Energy one element's sites drew since the interval began (held last value between measurements)."""
-
-    interval_start: datetime | None = None
-    energy_kwh: float = 0.0
-    last: tuple[datetime, float] | None = None
-
-    def integrate(self, now: datetime, kw: float, period_s: float) -> None:
-        start = datetime.fromtimestamp(now.timestamp() - now.timestamp() % period_s, tz=now.tzinfo)
-        if self.interval_start != start:
-            self.interval_start, self.energy_kwh = start, 0.0
-            if self.last is not None:
-                self.last = (start, self.last[1])
-        if self.last is not None:
-            dt_h = max(0.0, (now - self.last[0]).total_seconds()) / 3600.0
-            self.energy_kwh += self.last[1] * dt_h
-        self.last = (now, kw)
-
-
-@dataclass
-class _Flexible:
-    site: str
-    asset: str
-    kind: str  # "ev" or "hp"
-    nominal_kw: float
-    floor_kw: float
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.site, self.asset)
+DEFAULT_ETA_D = 0.95  # the dispatch LP's battery discharge efficiency (its default)
 
 
 class FleetGuard:
@@ -145,30 +97,26 @@ class FleetGuard:
         self.fleet_name = fleet_name  # the element whose limit `limit_kw` is (all the sites)
         self.elements: tuple[GuardElement, ...] = ()  # further elements (set_elements)
         self.fleet_background_kw = 0.0  # measured load outside the fleet under the fleet's limit
-        self._energy: dict[str, _Energy] = {}
+        self._energy: dict[str, IntervalEnergy] = {}
         self.period_s = period_s
         self.battery_control = battery_control
         self.release_margin_kw = release_margin_kw
-        self.flexible: list[_Flexible] = []
         self.battery_kw_max: dict[str, float] = {}
         self.battery_asset: dict[str, str] = {}  # site -> the battery's asset id (its points' prefix)
+        self.battery_kwh: dict[str, float] = {}  # site -> the battery's capacity (reserved floors)
+        self.flexible: list[FlexibleDevice] = flexible_devices(sites)
         for s in sites:
             for a in s.assets:
-                if a.kind in ("ev", "hp") and a.p_nominal_kw and a.p_nominal_kw > a.p_guaranteed_min_kw:
-                    self.flexible.append(
-                        _Flexible(s.site, a.asset, a.kind, float(a.p_nominal_kw), a.p_guaranteed_min_kw)
-                    )
                 if a.kind == "battery" and a.p_nominal_kw:
                     self.battery_kw_max[s.site] = float(a.p_nominal_kw)
                     self.battery_asset[s.site] = a.asset
+                    self.battery_kwh[s.site] = float(a.capacity_kwh or 0.0)
         self.caps: set[tuple[str, str]] = set()
         self.planned_battery_kw: dict[str, float] = {}  # the plan's setpoint / grid target
         self.offset_kw: dict[str, float] = {}  # guard's change to it (<= 0)
         self.excluded: set[str] = set()
         self._newest: datetime | None = None  # newest measurement the last step saw
-        #: Effects of commands not yet visible in a site's measurements: site -> [(sent, what, kW)],
-        #: what = "site" (the site's power) or "bat" (its battery's power, also in the site's).
-        self._pending: dict[str, list[tuple[datetime, str, float]]] = {}
+        self._pending = PendingEffects(settle_s)  # effects of commands not yet measured
         self.settle_s = settle_s
         self._now = datetime.min
         self._bat_kw: dict[str, float] = {}
@@ -176,6 +124,7 @@ class FleetGuard:
         self.reserved_kw: dict[str, float] = {}  # site -> DR setpoint of a battery a request holds now
         self.dr_overrides = 0  # times a step moved a reserved battery off its DR setpoint (a limit was over)
         self.reserved_floor_pct: dict[str, float] = {}  # site -> SoC % a DR reservation keeps (step 4 stops)
+        self.reserved_eta_d = DEFAULT_ETA_D  # the plan's discharge efficiency, for those floors
 
     # -- inputs ----------------------------------------------------------------------
 
@@ -207,7 +156,7 @@ class FleetGuard:
         self.reserved_kw = {}  # the planner gives them again (set_reserved), against this plan's values
         self.excluded = set(excluded)
         self.caps = {k for k in self.caps if k[0] not in self.excluded}
-        self._pending = {}
+        self._pending.clear()
         for site, value in planned_battery_kw.items():
             snap = snapshots.get(site)
             if snap is None or snap.p_net_kw is None:
@@ -240,34 +189,25 @@ class FleetGuard:
                     self._expect(site, now, delta, battery=True)
         self.reserved_kw = new
 
-    def set_reserved_floors(self, soc_floor_pct: Mapping[str, float]) -> None:
+    def set_reserved_floors(
+        self, soc_floor_pct: Mapping[str, float], *, eta_d: float = DEFAULT_ETA_D
+    ) -> None:
         """Site → the SoC (%) a DR reservation keeps in its battery now (the plan's floor for this period).
 
-        Extra discharge (step 4) stops there instead of at `MIN_SOC_PCT`: the guard may relieve a
-        limit with a reserved battery, but not spend the energy its event still needs.
+        Extra discharge (step 4) stops there instead of at `MIN_SOC_PCT`, and is bounded so that it
+        cannot cross it before the period ends (live/guard_reserve.py; `eta_d` the plan's discharge
+        efficiency): the guard may relieve a limit with a reserved battery, but not spend the
+        energy its event still needs.
         """
         self.reserved_floor_pct = dict(soc_floor_pct)
+        self.reserved_eta_d = eta_d
 
     def _expect(self, site: str, now: datetime, delta_kw: float, *, battery: bool = False) -> None:
-        self._pending.setdefault(site, []).append((now, "bat" if battery else "site", delta_kw))
+        self._pending.expect(site, now, delta_kw, battery=battery)
 
     def _view(self, snapshots: Mapping[str, SiteSnapshot]) -> tuple[dict[str, float], dict[str, float]]:
         """Each site's power and battery power as measured plus what commands changed since."""
-        site_kw: dict[str, float] = {}
-        bat_kw: dict[str, float] = {}
-        for site, snap in snapshots.items():
-            seen = snap.measured_at
-            pending = [
-                e
-                for e in self._pending.get(site, [])
-                if seen is None or seen < e[0] + timedelta(seconds=self.settle_s)
-            ]
-            self._pending[site] = pending
-            if snap.p_net_kw is not None:
-                site_kw[site] = snap.p_net_kw + sum(d for _, _, d in pending)
-            p_bat = snap.points.get(f"{self.battery_asset.get(site)}/p_kw", 0.0)
-            bat_kw[site] = p_bat + sum(d for _, w, d in pending if w == "bat")
-        return site_kw, bat_kw
+        return self._pending.view(snapshots, self.battery_asset)
 
     def _sum(self, by_site: Mapping[str, float], el: GuardElement | None) -> float:
         """The power of an element: its sites' (the fleet's: every site) plus its measured background."""
@@ -287,7 +227,9 @@ class FleetGuard:
         measured = {site: s.p_net_kw for site, s in snapshots.items() if s.p_net_kw is not None}
         for el in self._watched():
             name = self.fleet_name if el is None else el.name
-            self._energy.setdefault(name, _Energy()).integrate(now, self._sum(measured, el), self.period_s)
+            self._energy.setdefault(name, IntervalEnergy()).integrate(
+                now, self._sum(measured, el), self.period_s
+            )
         newest = max((s.measured_at for s in snapshots.values() if s.measured_at is not None), default=None)
         if not force and newest is not None and self._newest is not None and newest <= self._newest:
             return GuardChanges()
@@ -296,6 +238,7 @@ class FleetGuard:
         # sites gone since the plan get nothing until the next plan excludes them
         self._skip = self.excluded | {s for s, v in snapshots.items() if v.mode in ("offline", "unknown")}
         changes = GuardChanges()
+        self._keep_reserves(snapshots, changes)
         room: dict[str | None, float] = {}  # element name (None: the fleet) -> kW of room
         for el in self._watched():
             site_kw, self._bat_kw = self._view(snapshots)  # again after each element's relief
@@ -368,6 +311,35 @@ class FleetGuard:
         self.offset_kw[site] = offset_kw
         changes.battery_kw[site] = self.battery_value(site)
 
+    def _value_min_kw(self, site: str, snapshots: Mapping[str, SiteSnapshot]) -> float | None:
+        """The lowest value a reserved battery may have to the period's end (guard_reserve.py); None: unbounded."""
+        floor_pct = self.reserved_floor_pct.get(site)
+        cap = self.battery_kwh.get(site, 0.0)
+        snap = snapshots.get(site)
+        soc_key = f"{self.battery_asset.get(site)}/soc_pct"
+        if floor_pct is None or cap <= 0 or snap is None or soc_key not in snap.points:
+            return None
+        t = self._now.timestamp()
+        hours_left = (self.period_s - t % self.period_s) / 3600.0
+        held = site in self.reserved_kw
+        base = self.reserved_kw.get(site, self.planned_battery_kw.get(site, 0.0))
+        age_s = (self._now - snap.measured_at).total_seconds() if snap.measured_at is not None else 0.0
+        p_bat = snap.points.get(f"{self.battery_asset.get(site)}/p_kw", 0.0)
+        soc = soc_now_pct(snap.points[soc_key], p_bat, age_s, cap, self.reserved_eta_d)
+        return reserved_value_min_kw(
+            soc, floor_pct, cap, self.reserved_eta_d, hours_left, base_kw=base, held=held
+        )
+
+    def _keep_reserves(self, snapshots: Mapping[str, SiteSnapshot], changes: GuardChanges) -> None:
+        """Pull back an extra discharge of a reserved battery that would now cross its floor by the period's end."""
+        for site, off in list(self.offset_kw.items()):
+            low = self._value_min_kw(site, snapshots)
+            if off >= 0 or low is None or site in self._skip:
+                continue
+            base = self.reserved_kw.get(site, self.planned_battery_kw.get(site, 0.0))
+            if base + off < low:
+                self._set_offset(site, min(0.0, low - base), changes)
+
     def battery_value(self, site: str) -> float:
         """The battery command value now: the plan's value (a DR setpoint if reserved) plus the guard's offset."""
         base = self.reserved_kw.get(site, self.planned_battery_kw.get(site, 0.0))
@@ -417,29 +389,16 @@ class FleetGuard:
         changes: GuardChanges,
         sites: frozenset[str] | None = None,
     ) -> float:
-        """Steps 2./3. of `_reduce`: caps, EVs before heat pumps, running ones by their saving."""
+        """Steps 2./3. of `_reduce`: caps, EVs before heat pumps, running ones by their saving (guard_devices.py)."""
         mine = [f for f in self.flexible if sites is None or f.site in sites]
-        for kind in ("ev", "hp"):
-            running = []
-            for f in mine:
-                if f.kind != kind or f.key in self.caps or f.site in self._skip:
-                    continue
-                p_now = self._point(snapshots, f.site, f"{f.asset}/p_kw")
-                running.append((p_now - f.floor_kw, f))
-            for saving, f in sorted(running, key=lambda x: -x[0]):
-                if need_kw <= 0:
-                    break
-                if saving > RUNNING_KW:
-                    self.caps.add(f.key)
-                    changes.capped.add(f.key)
-                    self._expect(f.site, self._now, -saving)
-                    need_kw -= saving
-        if need_kw > 0:
-            # idle chargers too: a plug-in now would add its full power unseen for a poll
-            for f in mine:
-                if f.kind == "ev" and f.key not in self.caps and f.site not in self._skip:
-                    self.caps.add(f.key)
-                    changes.capped.add(f.key)
+        running, idle, need_kw = devices_to_cap(mine, need_kw, snapshots, self.caps | self._skip)
+        for f, saving in running:
+            self.caps.add(f.key)
+            changes.capped.add(f.key)
+            self._expect(f.site, self._now, -saving)
+        for f in idle:
+            self.caps.add(f.key)
+            changes.capped.add(f.key)
         return need_kw
 
     def _discharge_more(
@@ -452,6 +411,9 @@ class FleetGuard:
             if self._point(snapshots, site, f"{self.battery_asset[site]}/soc_pct") < floor_pct:
                 continue
             room[site] = max(0.0, self._bat_kw.get(site, 0.0) + self.battery_kw_max[site])
+            low = self._value_min_kw(site, snapshots)
+            if low is not None:  # a reserved battery: not under its floor by the period's end
+                room[site] = min(room[site], max(0.0, self.battery_value(site) - low))
         total = sum(room.values())
         if total <= 0:
             return
@@ -473,15 +435,15 @@ class FleetGuard:
                 self._set_offset(site, off + back, changes)
                 self._take(room, site, back)
         # 3./2. one capped device per step, heat pumps first, if the room takes its full power
-        for kind in ("hp", "ev"):
-            for f in self.flexible:
-                take_kw = f.nominal_kw - f.floor_kw
-                if f.site in self._skip:
-                    continue
-                fits = take_kw + self.release_margin_kw <= self._room_of(room, f.site)
-                if f.kind == kind and f.key in self.caps and fits:
-                    self.caps.discard(f.key)
-                    changes.released.add(f.key)
-                    if self._point(snapshots, f.site, f"{f.asset}/p_kw") >= f.floor_kw - RUNNING_KW:
-                        self._expect(f.site, self._now, take_kw)
-                    return
+        f = device_to_release(
+            self.flexible,
+            self.caps,
+            self._skip,
+            lambda site: self._room_of(room, site),
+            self.release_margin_kw,
+        )
+        if f is not None:
+            self.caps.discard(f.key)
+            changes.released.add(f.key)
+            if power_kw(snapshots, f) >= f.floor_kw - RUNNING_KW:
+                self._expect(f.site, self._now, f.nominal_kw - f.floor_kw)

@@ -8,6 +8,9 @@ load outside the fleet.
 
 from __future__ import annotations
 
+import math
+from datetime import datetime, timedelta
+
 import numpy as np
 import numpy.typing as npt
 
@@ -19,9 +22,9 @@ from cloud_controller.grid import Region
 from cloud_controller.grid.limits import GridLimits
 from cloud_controller.grid.limits_check import interval_starts
 from cloud_controller.live.site_forecast import period_start
-from cloud_controller.live.types import Plan
+from cloud_controller.live.types import CongestionInterval, Plan
 
-__all__ = ["PlanForecasts"]
+__all__ = ["PlanForecasts", "hvmv_congestion"]
 
 
 class PlanForecasts:
@@ -70,3 +73,29 @@ class PlanForecasts:
             branch_limit_pct=branch_pct,
             bus_band_pu=band,
         )
+
+
+def hvmv_congestion(
+    start: datetime,
+    base_total_kw: npt.NDArray[np.float64],
+    sigma_total_kw: npt.NDArray[np.float64],
+    limit_kw: float,
+    period_s: float,
+) -> list[CongestionInterval]:
+    """The plan's own HV/MV congestion per period: the fleet's forecast loading and P(over the limit).
+
+    A normal forecast error of `sigma_total_kw` around the baseline `base_total_kw`; without a
+    limit (inf) every period reads 0 % and 0.
+    """
+    finite = bool(np.isfinite(limit_kw))
+    z = (limit_kw - base_total_kw) / np.maximum(sigma_total_kw, 1e-6)
+    p_exceed = 0.5 * np.vectorize(math.erfc)(z / math.sqrt(2.0))
+    return [
+        CongestionInterval(
+            start=start + timedelta(seconds=k * period_s),
+            element="hvmv",
+            loading_pct=float(100.0 * base_total_kw[k] / limit_kw) if finite else 0.0,
+            p_exceed=float(p_exceed[k]) if finite else 0.0,
+        )
+        for k in range(len(base_total_kw))
+    ]

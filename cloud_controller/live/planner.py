@@ -38,10 +38,9 @@ its extra discharge at the SoC the event still needs.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Collection, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import numpy as np
 
@@ -49,12 +48,10 @@ from cloud_controller.config import GridConfig
 from cloud_controller.dispatch import (
     Answer,
     AreaExecution,
-    BatterySteps,
     Engine,
     Schedule,
     SiteAssets,
     StepInputs,
-    StorageState,
 )
 from cloud_controller.forecast.congestion import CongestionForecast
 from cloud_controller.forecast.result import ForecastOptions, ProbabilisticForecast
@@ -65,18 +62,11 @@ from cloud_controller.grid.limits_config import LimitsBook, envelopes_from_json,
 from cloud_controller.live.battery_state import battery_asset, battery_bounds, storage_state
 from cloud_controller.live.commands import CommandBuilder
 from cloud_controller.live.guard import FleetGuard, GuardElement
-from cloud_controller.live.plan_forecasts import PlanForecasts
+from cloud_controller.live.plan_forecasts import PlanForecasts, hvmv_congestion
+from cloud_controller.live.planner_guard import guard_needed, new_guard, station_elements
+from cloud_controller.live.planner_reservations import PlannerReservations
 from cloud_controller.live.planning_network import planning_engine, planning_network, planning_problem
-from cloud_controller.live.reservations import (
-    BatteryWindow,
-    Reservation,
-    ReservedSteps,
-    active_setpoints,
-    default_steps,
-    remaining_discharge_kwh,
-    reserve_steps,
-    soc_floor_kwh,
-)
+from cloud_controller.live.reservations import Reservation, ReservedSteps
 from cloud_controller.live.site_forecast import FleetForecast, fleet_forecast, period_start, with_measurements
 from cloud_controller.live.site_limits import (
     SentCapLog,
@@ -88,7 +78,7 @@ from cloud_controller.live.site_limits import (
 )
 from cloud_controller.live.station_load import SharedReads
 from cloud_controller.live.stations import StationMeters
-from cloud_controller.live.types import CongestionInterval, GridMeterRef, History, Plan, SiteRef, SiteSnapshot
+from cloud_controller.live.types import GridMeterRef, History, Plan, SiteRef, SiteSnapshot
 from protocols.assets import Role
 from protocols.errors import ConfigError
 from protocols.messages import Command
@@ -203,16 +193,17 @@ class MpcPlanner:
         self.stations = StationMeters(region, self.sites, problem.grid.branch_names, period_s=period_s)
         self._guard_base: list[GuardElement] = []  # the guard's station elements before backgrounds
         self._names: dict[str, str] = {}  # station transformer "<table>:<index>" -> element name
-        #: DR-selected batteries (live/reservations.py): set by the service before each plan and guard step
-        self.reservations: tuple[Reservation, ...] = ()
-        #: the last plan's reservations, with what it could not keep
-        self.last_reserved: ReservedSteps | None = None
-        self._e_floor_kwh = self.problem.bat_e_min_kwh.astype(float).copy()  # the last plan's battery floors
-        self._battery_of = {
-            (s.site, battery_asset(s)): self.bat_index[i]
-            for i, s in enumerate(self.sites)
-            if i in self.bat_index
-        }
+        #: DR-selected batteries (live/planner_reservations.py): set before each plan and guard step
+        self.dr = PlannerReservations(
+            problem,
+            {
+                (s.site, battery_asset(s)): self.bat_index[i]
+                for i, s in enumerate(self.sites)
+                if i in self.bat_index
+            },
+            horizon=horizon_steps,
+            period_s=period_s,
+        )
 
     # -- inputs ----------------------------------------------------------------------
 
@@ -233,52 +224,17 @@ class MpcPlanner:
 
     def set_reservations(self, reservations: Sequence[Reservation]) -> None:
         """The DR-selected batteries from now on (the DR activator's, live/reservations.py); () clears them."""
-        self.reservations = tuple(reservations)
+        self.dr.set(reservations)
 
-    def _reserve(
-        self,
-        steps: BatterySteps | None,
-        bounds: tuple[np.ndarray, np.ndarray, np.ndarray],
-        state: StorageState,
-        starts: Sequence[datetime],
-    ) -> BatterySteps | None:
-        """The per-period battery bounds with the reservations' fixed injections and SOC floors in."""
-        live = [r for r in self.reservations if r.end > starts[0]] if starts else []
-        if not live:
-            self.last_reserved = None
-            return steps
-        p_max, e_lo, e_hi = bounds
-        self._e_floor_kwh = e_lo.copy()
-        reserved = reserve_steps(
-            steps if steps is not None else default_steps(p_max, e_lo, self.horizon),
-            live,
-            self._battery_of,
-            BatteryWindow(state.e_bat_kwh, e_lo, e_hi, self.problem.bat_eta_c, self.problem.bat_eta_d),
-            starts=starts,
-            period_s=self.period_s,
-        )
-        for rid, short in reserved.short_kwh.items():
-            kwh = {site: round(float(v), 3) for site, v in short.items()}
-            log.warning("DR %s: the reserved batteries cannot give %s kWh of the event", rid, kwh)
-        self.last_reserved = reserved
-        return reserved.steps
+    @property
+    def reservations(self) -> tuple[Reservation, ...]:
+        """The DR reservations in force (`set_reservations`)."""
+        return self.dr.reservations
 
-    def _reserved_floors(self, now: datetime) -> dict[str, float]:
-        """Site → SoC % its battery must hold now for the rest of its DR event (the guard's floor).
-
-        selected kWh still to come / η_d + the plan's floor for the battery, over its capacity.
-        """
-        out: dict[str, float] = {}
-        for res in self.reservations:
-            k = self._battery_of.get((res.site, res.asset))
-            cap = float(self.problem.bat_e_max_kwh[k]) if k is not None else 0.0
-            if k is None or cap <= 0 or res.end <= now:
-                continue
-            floor = soc_floor_kwh(
-                remaining_discharge_kwh(res, now), self.problem.bat_eta_d, self._e_floor_kwh[k]
-            )
-            out[res.site] = max(out.get(res.site, 0.0), 100.0 * floor / cap)
-        return out
+    @property
+    def last_reserved(self) -> ReservedSteps | None:
+        """The last plan's reservations, with what it could not keep (None: none in force)."""
+        return self.dr.last
 
     # -- limits ----------------------------------------------------------------------
 
@@ -293,26 +249,12 @@ class MpcPlanner:
             log.warning("stored grid envelopes ignored: %s", exc)
 
     def _guard_elements(self, limits: GridLimits, now: datetime, sites: Mapping[str, SiteSnapshot]) -> None:
-        """Give the fleet guard each MV/LV station with the fleet's sites below it and its limit now.
-
-        A guard exists once any limit can bind: a station limit, or an element limit other than
-        the net's own (a config override, a DSO envelope).
-        """
-        if self.guard is None and (
-            limits.envelopes
-            or any(b.source != "net" for b in limits.branches.values())
-            or self.stations.meters
-        ):
+        """Give the fleet guard each MV/LV station with the fleet's sites below it and its limit now."""
+        if self.guard is None and guard_needed(limits, has_meters=bool(self.stations.meters)):
             self.guard = self._new_guard()
         if self.guard is None:
             return
-        end = now + timedelta(seconds=self.period_s)
-        self._guard_base = [
-            GuardElement(limits.name_of_ref(ref), fleet, limits.rating_kw(ref, now, end))
-            for ref, fleet in self._station_sites.items()
-            if limits.name_of_ref(ref) in limits.branches
-        ]
-        self._names = {ref: limits.name_of_ref(ref) for ref in self._station_sites}
+        self._guard_base, self._names = station_elements(limits, self._station_sites, now, self.period_s)
         self._guard_backgrounds(now, sites)
 
     def _guard_backgrounds(self, now: datetime, sites: Mapping[str, SiteSnapshot]) -> None:
@@ -323,15 +265,14 @@ class MpcPlanner:
         self.guard.set_elements(self.stations.guard_elements(self._guard_base, measured, self._names))
 
     def _new_guard(self) -> FleetGuard:
-        guard = FleetGuard(
+        return new_guard(
             self.sites,
             limit_kw=self.limit_kw,
             period_s=self.period_s,
             battery_control=self._battery_control,
             fleet_name=self.limits_book.base.hvmv or "hvmv",
+            market_only_sites=self.market_only_sites,
         )
-        guard.excluded = set(self.market_only_sites)  # also before the first plan
-        return guard
 
     # -- plan ------------------------------------------------------------------------
 
@@ -390,7 +331,7 @@ class MpcPlanner:
         )
         self._base_kw = fc.base_kw
         steps = limit_battery_steps(self.problem, self.bat_index, fc.base_kw, site_lims, bounds, state)
-        steps = self._reserve(steps, bounds, state, starts)  # DR-selected batteries (live/reservations.py)
+        steps = self.dr.apply(steps, bounds, state, starts)  # DR-selected batteries (live/reservations.py)
         self.engine.set_battery_limits(*bounds, steps)
         # Chance constraint: plan against the fleet's p90, not its median (forecast error is
         # what breaks a plan); never tighter than half the limit.
@@ -418,8 +359,7 @@ class MpcPlanner:
         held: set[tuple[str, str]] = set()
         if self.guard is not None:
             self.guard.on_plan(now, battery_kw, {self.sites[i].site for i in excluded}, sites)
-            self.guard.set_reserved(active_setpoints(self.reservations, now), now)
-            self.guard.set_reserved_floors(self._reserved_floors(now))
+            self.dr.feed_guard(self.guard, now)
             self.guard.step(now, sites, force=True)
             battery_kw = {site: self.guard.battery_value(site) for site in battery_kw}
             held = set(self.guard.caps)
@@ -432,19 +372,7 @@ class MpcPlanner:
             site: {a: v for a, v in plan.items() if (site, a) not in missing}
             for site, plan in setpoints.items()
         }
-        z = (self.limit_kw - base_total) / np.maximum(sigma_total, 1e-6)
-        p_exceed = 0.5 * np.vectorize(math.erfc)(z / math.sqrt(2.0))
-        congestion = [
-            CongestionInterval(
-                start=period_start(now, self.period_s) + timedelta(seconds=k * self.period_s),
-                element="hvmv",
-                loading_pct=float(100.0 * base_total[k] / self.limit_kw)
-                if np.isfinite(self.limit_kw)
-                else 0.0,
-                p_exceed=float(p_exceed[k]) if np.isfinite(self.limit_kw) else 0.0,
-            )
-            for k in range(self.horizon)
-        ]
+        congestion = hvmv_congestion(start, base_total, sigma_total, self.limit_kw, self.period_s)
         return Plan(
             at=now,
             period_s=self.period_s,
@@ -497,15 +425,10 @@ class MpcPlanner:
             return []
         if self.stations.meters:
             self._guard_backgrounds(now, sites)  # the meters' newest samples
-        self.guard.set_reserved(active_setpoints(self.reservations, now), now)
-        self.guard.set_reserved_floors(self._reserved_floors(now))
+        self.dr.feed_guard(self.guard, now)
         changes = self.guard.step(now, sites)
         if not changes:
             return []
-        start = period_start(now, self.period_s)
-        valid_until = self.commands.valid_until(start)
-        by_site = {s.site: s for s in self.sites}
-        out: list[Command] = []
         battery_kw = changes.battery_kw
         if self._site_limits and self._base_kw is not None:
             battery_kw = clamp_battery_values(
@@ -515,13 +438,9 @@ class MpcPlanner:
                 self._base_kw,
                 self.commands.grid_target_sites(self.sites),
             )
-        for site, value in sorted(battery_kw.items()):
-            asset, kind = self.commands.battery_target(by_site[site])
-            out.append(self.commands.one(now, site, asset, kind, value, valid_until))
-        for site, asset in sorted(changes.capped | changes.released):
-            ref = next(a for a in by_site[site].assets if a.asset == asset)
-            value = self.commands.cap_value(ref, capped=(site, asset) in self.guard.caps)
-            out.append(self.commands.one(now, site, asset, "p_limit_kw", value, valid_until))
+        out = self.commands.corrections(
+            now, self.sites, battery_kw, changes.capped | changes.released, self.guard.caps
+        )
         missing = _missing_assets(sites)
         return [c for c in out if (c.site, c.asset) not in missing]
 

@@ -213,7 +213,7 @@ async def test_request_activates_the_battery_and_reports_delivery(
     assert report["acks"] == {"ok": 1} and report["commands_sent"] == 1
     assert report["dropped_planner_commands"] == 1
     (row,) = report["intervals"]
-    assert row["site"] == SITE and row["baseline_source"] == "measured" and row["samples"] >= 1
+    assert row["site"] == SITE and row["baseline_source"] == "household" and row["samples"] >= 1
     assert row["selected_kw"] == pytest.approx(3.0)
     assert row["delivered_kw"] == pytest.approx(3.0, rel=0.10)  # the seed's error margin
     assert report["totals"]["delivered_pct"] == pytest.approx(100.0, abs=10.0)

@@ -228,3 +228,31 @@ async def test_a_selected_battery_is_reserved_for_the_planner_from_selection_to_
     assert act.reservations(START + 2 * Q) == []  # over
     rig.dr.cancel("r3")
     assert act.reservations(START) == []  # a cancelled request frees the battery
+
+
+async def test_the_report_measures_the_household_with_the_selected_battery_taken_out(rig: Rig) -> None:
+    act = rig.activator()
+    act.prepare(rig.dr.submit(_request("r3", 1), rig.snapshots))  # stated baseline: 1.0 kW measured
+    _at(START, rig)
+    await act.tick()
+    # the household rises from 1.0 to 4.0 kW at 5 min (an EV), the battery gives -4.0 kW throughout
+    rig.meter(0, START - timedelta(minutes=1), -3.0)
+    rig.meter(1, START + timedelta(minutes=5), 0.0)
+    rig.store.write_samples(
+        "s",
+        [Sample(seq=2, asset="bat1", point="p_kw", value=-4.0, unit="kW", ts=START - timedelta(minutes=1))],
+    )
+    _at(START + Q + timedelta(seconds=10), rig)
+    await act.tick()
+    report = act.report("r3")
+    assert report is not None
+    (row,) = report["intervals"]
+    # household = meter (-3 for 5 min, 0 for 10: -1.0) minus the battery's -4.0 = 3.0 kW; delivered 3 - (-1) = 4
+    assert row["baseline_source"] == "household" and row["baseline_kw"] == pytest.approx(3.0)
+    assert (row["actual_kw"], row["delivered_kw"], row["shortfall_kw"]) == (
+        pytest.approx(-1.0),
+        pytest.approx(4.0),
+        pytest.approx(0.0),
+    )
+    # against the stated 1.0 kW it would have read 2.0 delivered: the EV charged against the battery
+    assert report["baseline"]["s"] == {"kw": [1.0], "source": ["measured"]}

@@ -11,6 +11,7 @@ import pytest
 from cloud_controller.dr.delivery import (
     baseline_per_interval,
     hold_mean,
+    household_kw,
     interval_delivery,
     site_selected_kw,
     totals,
@@ -110,3 +111,34 @@ def test_selected_per_site_and_totals() -> None:
         "shortfall_kwh": 0.25,
         "delivered_pct": pytest.approx(91.667),
     }
+
+
+def test_the_forecast_baseline_counts_the_plans_periods_from_its_period_start() -> None:
+    # b003's forecast of the 16:15 plan in the demo's 5-site twin, periods from 16:15; the plan ran 40 s late
+    forecast = [0.63, -3.31, -1.36, -0.32, 5.9, 6.65, 2.49, 0.85]
+    bounds = [(T0 + k * Q, T0 + (k + 1) * Q) for k in range(4)]  # 17:00-18:00: periods 3..6
+    plan_at = T0 - 3 * Q + timedelta(seconds=40)
+    kw, src = baseline_per_interval(bounds, plan_at=plan_at, period_s=900, forecast_kw=forecast, p_now_kw=0.8)
+    # not 0.044 of period 2 and 0.956 of period 3 (-0.366 kW) for 17:00, and so on
+    assert kw == pytest.approx([-0.32, 5.9, 6.65, 2.49]) and src == ["forecast"] * 4
+
+
+def test_the_household_baseline_takes_the_metered_battery_out_of_the_meter() -> None:
+    # b003 at 17:00-17:15 in the twin: meter 0.02 kW, battery -4.98 kW: the household drew 5.00 kW; the
+    # forecast said -1.40 (yesterday's 0.76 less the faded error of an EV session yesterday, not today)
+    meter, battery = _at((-1, 0.02)), _at((-1, -4.98))
+    household = household_kw(meter, [battery], T0, T0 + Q)
+    assert household == pytest.approx(5.0)
+    assert household_kw(meter, [[]], T0, T0 + Q) is None  # a battery without a sample: no household figure
+    assert household_kw([], [battery], T0, T0 + Q) is None
+    kw = {"site": "b003", "step": 0, "bounds": (T0, T0 + Q), "direction": "reduce", "selected_kw": 4.984}
+    by_forecast = interval_delivery(**kw, baseline_kw=-1.40, baseline_source="forecast", samples=meter)  # type: ignore[arg-type]
+    by_household = interval_delivery(**kw, baseline_kw=household, baseline_source="household", samples=meter)  # type: ignore[arg-type]
+    assert (by_forecast.delivered_kw, by_forecast.shortfall_kw) == (
+        pytest.approx(-1.42),
+        pytest.approx(6.404),
+    )
+    assert (by_household.delivered_kw, by_household.shortfall_kw) == (
+        pytest.approx(4.98),
+        pytest.approx(0.004),
+    )

@@ -155,7 +155,7 @@ def test_the_planner_keeps_a_reserved_battery_for_its_event_and_plans_its_setpoi
     assert sched.p_bat_kw[4:8, k] == pytest.approx([-4.0] * 4, abs=1e-6)  # the fixed injection
     assert planner.last_reserved is not None and planner.last_reserved.short_kwh == {}
     # the guard's floor for b1 now: the event's 4 kWh / 0.95 + the plan's 5 % floor, of 10 kWh
-    assert planner._reserved_floors(now) == {"b1": pytest.approx(100.0 * (4.0 / ETA + E_LO) / 10.0)}
+    assert planner.dr.floors_pct(now) == {"b1": pytest.approx(100.0 * (4.0 / ETA + E_LO) / 10.0)}
     # without the reservation the LP has no reason to hold it at -4 kW then
     planner.set_reservations([])
     planner.plan(now, _snaps(soc_pct=30.0), _DailyHistory(8.0, 17, 19))

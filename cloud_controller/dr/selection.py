@@ -64,11 +64,14 @@ class SelectionOptions:
     `decompose` (only for a separable objective without feeder rows, matrix builder):
     `auto` answers a selection of at least `decompose_min_cells` source-steps (the 96-step
     day over 1,000 buildings) by blocks with fixed shares (`blocks.py`), one of at least
-    `prices_min_cells` (the 8-step event over 1,000 buildings) by blocks coordinated by
-    step prices (`prices.py`, at most `price_rounds` rounds), a smaller one by the whole LP;
+    `prices_min_cells` source-steps (None: never, the default — the whole LP from its
+    crash basis was faster at the 8-step event, docs/dr.md §3) by blocks coordinated by
+    step prices (`prices.py`, at most `price_rounds` rounds), any other by the whole LP;
     `shares` (or `always`) and `prices` force one method on any size, `never` none. An
     uncertified answer is never kept: the whole LP answers then, counted in
-    `Selection.fallbacks` and said in its notes.
+    `Selection.fallbacks` and said in its notes. `whole_crash` starts the whole LP of a
+    separable objective from `matrix.crash_basis` (dual simplex, no presolve), as the
+    blocks are; False is the path before (presolve, HiGHS's own start).
     """
 
     builder: Builder = "matrix"
@@ -78,8 +81,9 @@ class SelectionOptions:
     decompose: Decompose = "auto"
     block_sources: int = 100
     decompose_min_cells: int = 100_000
-    prices_min_cells: int = 10_000
+    prices_min_cells: int | None = None
     price_rounds: int = 40
+    whole_crash: bool = True
 
 
 def select(
@@ -118,11 +122,11 @@ def select(
             notes.append(
                 f"{priced.n_blocks} blocks priced in {priced.rounds} rounds, Lagrangian gap {priced.gap:.1g}"
             )
-    if method != "" and solved is None:
-        fallbacks = 1
-        solved = _solve_inputs(x, options)
-    elif solved is None:
-        solved = _solve_inputs(x, options)
+    if solved is None:
+        fallbacks = 1 if method else 0
+        # the "nothing activated" basis is feasible unless objective columns couple the steps
+        crash = options.whole_crash and options.builder == "matrix" and x.objective in SEPARABLE
+        solved = _solve_inputs(x, options, crash=crash)
     t1 = time.perf_counter()
     if solved.status != "Optimal":
         notes.append(f"HiGHS stopped: {solved.status}")
@@ -164,7 +168,9 @@ def _decomposition(x: MilpInputs, options: SelectionOptions) -> Literal["", "sha
         return "prices"
     if x.up_max.size >= options.decompose_min_cells:
         return "shares"
-    return "prices" if x.up_max.size >= options.prices_min_cells else ""
+    if options.prices_min_cells is not None and x.up_max.size >= options.prices_min_cells:
+        return "prices"
+    return ""
 
 
 def _solve_inputs(x: MilpInputs, options: SelectionOptions, *, crash: bool = False) -> Solved:

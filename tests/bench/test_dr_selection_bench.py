@@ -28,8 +28,8 @@ def test_dr_selection_smoke_both_builders_agree() -> None:
 
 
 def test_dr_selection_smoke_blocks_match_the_whole_lp_over_a_day() -> None:
-    blocks, blocks_sel = bench_case(40, 96, decompose="always")
-    whole, whole_sel = bench_case(40, 96, decompose="never")
+    blocks, blocks_sel = bench_case(40, 96, method="shares")
+    whole, whole_sel = bench_case(40, 96, method="never")
     print("\n" + format_figures([blocks, whole]))
     assert blocks_sel is not None and whole_sel is not None
     assert (blocks.route, whole.route) == ("blocks-certified", "lp-certified")

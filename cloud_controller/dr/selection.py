@@ -99,31 +99,10 @@ def select(
     t0 = time.perf_counter()
     x = inputs_of(request, sources, limits, feeders)
     notes: list[str] = []
-    solved: Solved | None = None
-    fallbacks = 0
     method = _decomposition(x, options)
-    if method == "shares":
-        blocks = solve_by_blocks(
-            x, options.block_sources, lambda sub: _solve_inputs(sub, options, crash=True)
-        )
-        solved = blocks.solved
-        if solved is None:
-            notes.append(f"blocks not certified ({blocks.reason}): the whole LP answers")
-        else:
-            notes.append(f"{blocks.n_blocks} blocks, step prices equal to {blocks.price_spread:.1g}")
-    elif method == "prices":
-        priced = solve_by_prices(
-            x, options.block_sources, max_rounds=options.price_rounds, tolerance_kw=options.tolerance_kw
-        )
-        solved = priced.solved
-        if solved is None:
-            notes.append(f"prices not certified ({priced.reason}): the whole LP answers")
-        else:
-            notes.append(
-                f"{priced.n_blocks} blocks priced in {priced.rounds} rounds, Lagrangian gap {priced.gap:.1g}"
-            )
+    solved = _decomposed(x, options, method, notes) if method else None
+    fallbacks = 1 if method and solved is None else 0
     if solved is None:
-        fallbacks = 1 if method else 0
         # the "nothing activated" basis is feasible unless objective columns couple the steps
         crash = options.whole_crash and options.builder == "matrix" and x.objective in SEPARABLE
         solved = _solve_inputs(x, options, crash=crash)
@@ -154,6 +133,29 @@ def select(
         notes=tuple(notes),
         fallbacks=fallbacks,
     )
+
+
+def _decomposed(x: MilpInputs, options: SelectionOptions, method: str, notes: list[str]) -> Solved | None:
+    """The blocks' certified answer by `method` (`shares` or `prices`), or None; a note either way."""
+    if method == "shares":
+        blocks = solve_by_blocks(
+            x, options.block_sources, lambda sub: _solve_inputs(sub, options, crash=True)
+        )
+        if blocks.solved is None:
+            notes.append(f"blocks not certified ({blocks.reason}): the whole LP answers")
+        else:
+            notes.append(f"{blocks.n_blocks} blocks, step prices equal to {blocks.price_spread:.1g}")
+        return blocks.solved
+    priced = solve_by_prices(
+        x, options.block_sources, max_rounds=options.price_rounds, tolerance_kw=options.tolerance_kw
+    )
+    if priced.solved is None:
+        notes.append(f"prices not certified ({priced.reason}): the whole LP answers")
+    else:
+        notes.append(
+            f"{priced.n_blocks} blocks priced in {priced.rounds} rounds, Lagrangian gap {priced.gap:.1g}"
+        )
+    return priced.solved
 
 
 def _decomposition(x: MilpInputs, options: SelectionOptions) -> Literal["", "shares", "prices"]:

@@ -20,7 +20,8 @@ their sum on the whole column's bound (complementary slackness). A primal and a 
 solution that are feasible and complementary are optimal: the sum of the blocks'
 objectives is the whole selection's optimum. When the prices differ (a block meets its
 share at a lower marginal cost than another), the shares were wrong and nothing is
-claimed: `select` solves the whole LP. A request the portfolio cannot meet in any step
+claimed: `select` solves the whole LP. The blocks stop at the first one whose prices
+differ from the first block's, so a met request does not pay for every block first. A request the portfolio cannot meet in any step
 prices every step at the unmet price in every block, which is the day-long case.
 """
 
@@ -136,10 +137,18 @@ def solve_by_blocks(x: MilpInputs, block_sources: int, solve: Callable[[MilpInpu
     unmet = np.zeros(x.n_steps)
     prices: list[FloatArray] = []
     build_s = solve_s = 0.0
-    for rows, share in zip(blocks, shares_of(x, blocks), strict=True):
+    for k, (rows, share) in enumerate(zip(blocks, shares_of(x, blocks), strict=True)):
         s = solve(sub_inputs(x, rows, share))
         if s.step_price is None or s.status != "Optimal":
             return BlockAnswer(None, len(blocks), float("nan"), f"a block answered {s.route}, {s.status}")
+        if (
+            prices
+        ):  # fail fast: one block whose prices differ from the first's already rules the certificate out
+            first = prices[0]
+            differ = float((np.abs(s.step_price - first) / np.maximum(1.0, np.abs(first))).max(initial=0.0))
+            if differ > PRICE_TOL:
+                reason = f"the blocks' step prices differ by {differ:.2g} (block {k + 1} of {len(blocks)})"
+                return BlockAnswer(None, len(blocks), differ, reason)
         up[rows], dn[rows] = s.up_kw, s.dn_kw
         unmet += s.unmet_kw
         prices.append(s.step_price)

@@ -38,6 +38,7 @@ from cloud_controller.dispatch.highs.quiet import quiet_highs
 from cloud_controller.dr.blocks import SEPARABLE, Solved, solve_by_blocks
 from cloud_controller.dr.inputs import IntArray, MilpInputs, inputs_of, source_costs
 from cloud_controller.dr.matrix import build_milp, crash_basis
+from cloud_controller.dr.prices import solve_by_prices
 from cloud_controller.dr.problem import (
     Feeder,
     FloatArray,
@@ -53,17 +54,24 @@ __all__ = ["SelectionOptions", "select"]
 
 Builder = Literal["matrix", "pyomo"]
 Route = Literal["lp", "lp-certified", "milp"]
-Decompose = Literal["auto", "never", "always"]
+Decompose = Literal["auto", "never", "always", "shares", "prices"]
 
 
 @dataclass(frozen=True)
 class SelectionOptions:
     """How to build and solve: `matrix` (numpy, fast) or `pyomo` (the statement); HiGHS's MIP gap and time limit.
 
-    `decompose`: `auto` tries the blocks of `blocks.py` first on a separable selection
-    without feeder rows of at least `decompose_min_cells` source-steps (a 96-step day over
-    1,000 buildings, not the 8-step event), `always` on any separable one, `never` not.
-    An uncertified block answer is never kept: the whole LP answers then.
+    `decompose` (only for a separable objective without feeder rows, matrix builder):
+    `auto` answers a selection of at least `decompose_min_cells` source-steps (the 96-step
+    day over 1,000 buildings) by blocks with fixed shares (`blocks.py`), one of at least
+    `prices_min_cells` source-steps (None: never, the default — the whole LP from its
+    crash basis was faster at the 8-step event, docs/dr.md §3) by blocks coordinated by
+    step prices (`prices.py`, at most `price_rounds` rounds), any other by the whole LP;
+    `shares` (or `always`) and `prices` force one method on any size, `never` none. An
+    uncertified answer is never kept: the whole LP answers then, counted in
+    `Selection.fallbacks` and said in its notes. `whole_crash` starts the whole LP of a
+    separable objective from `matrix.crash_basis` (dual simplex, no presolve), as the
+    blocks are; False is the path before (presolve, HiGHS's own start).
     """
 
     builder: Builder = "matrix"
@@ -73,6 +81,9 @@ class SelectionOptions:
     decompose: Decompose = "auto"
     block_sources: int = 100
     decompose_min_cells: int = 100_000
+    prices_min_cells: int | None = None
+    price_rounds: int = 40
+    whole_crash: bool = True
 
 
 def select(
@@ -88,18 +99,13 @@ def select(
     t0 = time.perf_counter()
     x = inputs_of(request, sources, limits, feeders)
     notes: list[str] = []
-    solved: Solved | None = None
-    if _decompose(x, options):
-        blocks = solve_by_blocks(
-            x, options.block_sources, lambda sub: _solve_inputs(sub, options, crash=True)
-        )
-        solved = blocks.solved
-        if solved is None:
-            notes.append(f"blocks not certified ({blocks.reason}): the whole LP answers")
-        else:
-            notes.append(f"{blocks.n_blocks} blocks, step prices equal to {blocks.price_spread:.1g}")
+    method = _decomposition(x, options)
+    solved = _decomposed(x, options, method, notes) if method else None
+    fallbacks = 1 if method and solved is None else 0
     if solved is None:
-        solved = _solve_inputs(x, options)
+        # the "nothing activated" basis is feasible unless objective columns couple the steps
+        crash = options.whole_crash and options.builder == "matrix" and x.objective in SEPARABLE
+        solved = _solve_inputs(x, options, crash=crash)
     t1 = time.perf_counter()
     if solved.status != "Optimal":
         notes.append(f"HiGHS stopped: {solved.status}")
@@ -125,16 +131,48 @@ def select(
         builder=options.builder,
         route=solved.route,
         notes=tuple(notes),
+        fallbacks=fallbacks,
     )
 
 
-def _decompose(x: MilpInputs, options: SelectionOptions) -> bool:
-    """Whether to try the blocks first (`blocks.py`): asked for, or `auto` on a large separable selection."""
+def _decomposed(x: MilpInputs, options: SelectionOptions, method: str, notes: list[str]) -> Solved | None:
+    """The blocks' certified answer by `method` (`shares` or `prices`), or None; a note either way."""
+    if method == "shares":
+        blocks = solve_by_blocks(
+            x, options.block_sources, lambda sub: _solve_inputs(sub, options, crash=True)
+        )
+        if blocks.solved is None:
+            notes.append(f"blocks not certified ({blocks.reason}): the whole LP answers")
+        else:
+            notes.append(f"{blocks.n_blocks} blocks, step prices equal to {blocks.price_spread:.1g}")
+        return blocks.solved
+    priced = solve_by_prices(
+        x, options.block_sources, max_rounds=options.price_rounds, tolerance_kw=options.tolerance_kw
+    )
+    if priced.solved is None:
+        notes.append(f"prices not certified ({priced.reason}): the whole LP answers")
+    else:
+        notes.append(
+            f"{priced.n_blocks} blocks priced in {priced.rounds} rounds, Lagrangian gap {priced.gap:.1g}"
+        )
+    return priced.solved
+
+
+def _decomposition(x: MilpInputs, options: SelectionOptions) -> Literal["", "shares", "prices"]:
+    """Which decomposition to try first (`SelectionOptions`), or "" for the whole LP alone."""
     if options.decompose == "never" or options.builder != "matrix":
-        return False
+        return ""
     if x.feeder_sites or x.objective not in SEPARABLE:
-        return False
-    return options.decompose == "always" or x.up_max.size >= options.decompose_min_cells
+        return ""
+    if options.decompose in ("always", "shares"):
+        return "shares"
+    if options.decompose == "prices":
+        return "prices"
+    if x.up_max.size >= options.decompose_min_cells:
+        return "shares"
+    if options.prices_min_cells is not None and x.up_max.size >= options.prices_min_cells:
+        return "prices"
+    return ""
 
 
 def _solve_inputs(x: MilpInputs, options: SelectionOptions, *, crash: bool = False) -> Solved:

@@ -4,11 +4,14 @@ A seeded synthetic portfolio: every building has a battery, a heat pump in an RC
 AHU fan and PV, each made into a source by `cloud_controller.dr.sources` from its
 `flexmodels` model and a contract. The request asks the portfolio to reduce load by a
 share of what it could give, so the batteries' energy and the zones' comfort bands bind.
-Figures: build and solve seconds of the numpy builder, and for the 8-step case the pyomo
-builder as the anchor measured in the same run (the ratio says what the numpy builder buys).
-Where the selection answers by blocks of sites (`cloud_controller.dr.blocks`, the 96-step
-day), the whole LP (`decompose="never"`, the path before the blocks) is the anchor in the
-same run, and the table says both objectives and unmet kWh so the two answers can be compared.
+Each size is asked twice: a request the portfolio MEETS (`met`: half of the summed reduce
+caps over 2 h, 5 % over a day) and one it cannot (`partial`: 95 % over 2 h, half over a
+day). Figures: build and solve seconds of the numpy builder as `select` answers by
+default (`auto`), and as anchors measured in the same run: the whole LP as before this
+round (`whole-before`: `decompose="never"`, presolve and HiGHS's own start), for the
+8-step event the blocks coordinated by step prices (`prices`, `cloud_controller.dr.prices`)
+and, for the shortest met case, the pyomo builder (the ratio says what numpy buys). The
+table says every row's objective and unmet kWh so the answers can be compared.
 """
 
 from __future__ import annotations
@@ -37,7 +40,6 @@ from cloud_controller.dr import (
 from flexmodels import BatteryFlexState, FanZone, RcZone
 
 Builder = Literal["matrix", "pyomo"]
-Decompose = Literal["auto", "never", "always"]
 
 __all__ = ["DrBenchFigure", "bench_case", "format_figures", "portfolio", "run_dr_selection_bench"]
 
@@ -59,6 +61,8 @@ class DrBenchFigure:
     cpu_s: float  # process CPU seconds of build + solve (all threads): less sensitive to a loaded machine
     note: str = ""
     objective_value: float = float("nan")
+    case: str = ""  # `met` or `partial`
+    method: str = "auto"  # `auto`, `whole-before`, `prices`, `shares`
 
     @property
     def total_s(self) -> float:
@@ -129,6 +133,22 @@ def portfolio(n_buildings: int, n_steps: int, *, dt_h: float = 0.25, seed: int =
     return sources
 
 
+METHODS: dict[str, dict[str, object]] = {
+    "auto": {},
+    "whole-before": {"decompose": "never", "whole_crash": False},
+    "prices": {"decompose": "prices"},
+    "shares": {"decompose": "shares"},
+    "pyomo": {},
+}
+
+
+def share_of(case: str, n_steps: int) -> float:
+    """The request's share of the summed reduce caps: `met` is met, `partial` is not (module doc)."""
+    if case == "met":
+        return 0.5 if n_steps <= 8 else 0.05
+    return 0.95 if n_steps <= 8 else 0.5
+
+
 def bench_case(
     n_buildings: int,
     n_steps: int,
@@ -137,9 +157,13 @@ def bench_case(
     share: float = 0.5,
     objective: Objective = "min_cost",
     time_limit_s: float = 120.0,
-    decompose: Decompose = "auto",
+    method: str = "auto",
+    case: str = "",
 ) -> tuple[DrBenchFigure, Selection | None]:
-    """One size: build the portfolio, ask for `share` of its reduce potential per step, select."""
+    """One size: build the portfolio, ask for `share` of its reduce potential per step, select.
+
+    `method`: a key of `METHODS` or a `SelectionOptions.decompose` value; `case` labels the figure.
+    """
     t0 = time.perf_counter()
     sources = portfolio(n_buildings, n_steps)
     reduce_kw = np.sum([np.asarray(s.reduce_max_kw) for s in sources], axis=0)
@@ -150,9 +174,9 @@ def bench_case(
         loss_price_eur_per_kwh=0.3,
     )
     inputs_s = time.perf_counter() - t0
-    options = SelectionOptions(
-        builder=builder, mip_rel_gap=1e-4, time_limit_s=time_limit_s, decompose=decompose
-    )
+    extra = METHODS.get(method, {"decompose": method})
+    options = SelectionOptions(builder=builder, mip_rel_gap=1e-4, time_limit_s=time_limit_s, **extra)  # type: ignore[arg-type]
+    label = method
     cpu0 = time.process_time()
     t_sel = time.perf_counter()
     try:
@@ -160,7 +184,8 @@ def bench_case(
     except SelectionError as exc:  # out of time: a figure, not a crash
         wall = time.perf_counter() - t_sel
         fig = DrBenchFigure(n_buildings, n_steps, builder, len(sources), "timeout", float("nan"), "-",
-                            inputs_s, 0.0, wall, time.process_time() - cpu0, str(exc))  # fmt: skip
+                            inputs_s, 0.0, wall, time.process_time() - cpu0, str(exc),
+                            case=case, method=label)  # fmt: skip
         return fig, None
     cpu_s = time.process_time() - cpu0
     fig = DrBenchFigure(
@@ -177,6 +202,8 @@ def bench_case(
         cpu_s=cpu_s,
         note="; ".join(sel.notes),
         objective_value=sel.objective_value,
+        case=case,
+        method=label,
     )
     return fig, sel
 
@@ -190,24 +217,38 @@ def run_dr_selection_bench(
     time_limit_s: float = 120.0,
     whole_anchor: bool = True,
 ) -> list[DrBenchFigure]:
-    """Every size with the numpy builder; the whole LP where blocks answered, the shortest with pyomo: anchors of the same run."""
-    figures = [bench_case(n_buildings, n, objective=objective, time_limit_s=time_limit_s)[0] for n in steps]
-    if whole_anchor:
-        for f in list(figures):
-            if f.route == "blocks-certified":
-                figures.append(
-                    bench_case(
-                        n_buildings,
-                        f.steps,
-                        objective=objective,
-                        time_limit_s=time_limit_s,
-                        decompose="never",
-                    )[0]
+    """Met and partial at every size: `auto`, then the anchors of the same run (module doc)."""
+    figures: list[DrBenchFigure] = []
+    for n in steps:
+        for case in ("met", "partial"):
+            methods = ["auto"]
+            if whole_anchor:
+                methods.append("whole-before")
+            if n <= 8:
+                methods.append("prices")
+            for method in methods:
+                fig, _ = bench_case(
+                    n_buildings,
+                    n,
+                    share=share_of(case, n),
+                    objective=objective,
+                    time_limit_s=time_limit_s,
+                    method=method,
+                    case=case,
                 )
+                figures.append(fig)
     if pyomo_anchor:
+        n = min(steps)
         figures.append(
             bench_case(
-                n_buildings, min(steps), builder="pyomo", objective=objective, time_limit_s=time_limit_s
+                n_buildings,
+                n,
+                builder="pyomo",
+                share=share_of("met", n),
+                objective=objective,
+                time_limit_s=time_limit_s,
+                case="met",
+                method="pyomo",
             )[0]
         )
     return figures
@@ -217,30 +258,29 @@ TARGETS_S = {8: 2.0, 96: 10.0}
 
 
 def format_figures(figures: list[DrBenchFigure]) -> str:
-    """The figures as a plain table, with the target and the pyomo/numpy build ratio."""
+    """The figures as a plain table, with the targets and each row's CPU seconds against `auto` of its case."""
     lines = [
-        f"{'buildings x sources x steps':<30}{'builder':>8}{'status':>9}{'route':>18}{'unmet kWh':>11}"
-        f"{'inputs s':>10}{'build s':>9}{'solve s':>9}{'total s':>9}{'cpu s':>8}{'target s':>10}"
+        f"{'buildings x sources x steps':<24}{'case':>8}{'method':>13}{'status':>9}{'route':>18}{'unmet kWh':>11}"
+        f"{'objective':>14}{'inputs s':>9}{'build s':>8}{'solve s':>9}{'cpu s':>8}{'target s':>10}"
     ]
+    auto = {(f.steps, f.case): f for f in figures if f.method == "auto"}
     for f in figures:
         target = TARGETS_S.get(f.steps)
         lines.append(
-            f"{f'{f.buildings:,} x 4 x {f.steps}':<30}{f.builder:>8}{f.status:>9}{f.route:>18}{f.unmet_kwh:>11.2f}"
-            f"{f.inputs_s:>10.2f}{f.build_s:>9.2f}{f.solve_s:>9.2f}{f.total_s:>9.2f}{f.cpu_s:>8.2f}"
-            f"{(f'<= {target:g}' if target and f.builder == 'matrix' else ''):>10}"
+            f"{f'{f.buildings:,} x 4 x {f.steps}':<24}{f.case:>8}{f.method:>13}{f.status:>9}{f.route:>18}"
+            f"{f.unmet_kwh:>11.3f}{f.objective_value:>14.9g}{f.inputs_s:>9.2f}{f.build_s:>8.2f}{f.solve_s:>9.2f}"
+            f"{f.cpu_s:>8.2f}{(f'<= {target:g}' if target and f.method == 'auto' else ''):>10}"
         )
-    by = {(f.steps, f.builder): f for f in figures if f.route != "blocks-certified" or f.builder == "pyomo"}
-    for (n, builder), f in by.items():
-        if builder == "pyomo" and (n, "matrix") in by:
-            m = by[n, "matrix"]
-            lines.append(f"pyomo / numpy build time at {n} steps: {f.build_s / max(m.build_s, 1e-9):.1f}x")
-    for b in (f for f in figures if f.route == "blocks-certified"):
-        w = next((f for f in figures if f.steps == b.steps and f.builder == "matrix" and f is not b), None)
-        lines.append(f"{b.steps} steps, blocks: {b.note}; objective {b.objective_value:.9g}")
-        if w is not None:
+    for f in figures:
+        a = auto.get((f.steps, f.case))
+        if a is not None and f is not a:
             lines.append(
-                f"{b.steps} steps, whole LP ({w.route}): objective {w.objective_value:.9g}, unmet kWh"
-                f" {w.unmet_kwh:.3f} vs {b.unmet_kwh:.3f}; whole / blocks CPU s:"
-                f" {w.cpu_s:.2f} / {b.cpu_s:.2f} = {w.cpu_s / max(b.cpu_s, 1e-9):.1f}x"
+                f"{f.steps} steps {f.case}: {f.method} / auto CPU s {f.cpu_s:.2f} / {a.cpu_s:.2f} ="
+                f" {f.cpu_s / max(a.cpu_s, 1e-9):.2f}x; objective {f.objective_value:.9g} vs {a.objective_value:.9g}"
             )
+        if f.method == "pyomo" and a is not None:
+            lines.append(
+                f"pyomo / numpy build time at {f.steps} steps: {f.build_s / max(a.build_s, 1e-9):.1f}x"
+            )
+    lines.extend(f"{f.steps} steps {f.case} {f.method}: {f.note}" for f in figures if f.note)
     return "\n".join(lines)

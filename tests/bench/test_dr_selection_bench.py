@@ -28,8 +28,8 @@ def test_dr_selection_smoke_both_builders_agree() -> None:
 
 
 def test_dr_selection_smoke_blocks_match_the_whole_lp_over_a_day() -> None:
-    blocks, blocks_sel = bench_case(40, 96, decompose="always")
-    whole, whole_sel = bench_case(40, 96, decompose="never")
+    blocks, blocks_sel = bench_case(40, 96, method="shares")
+    whole, whole_sel = bench_case(40, 96, method="never")
     print("\n" + format_figures([blocks, whole]))
     assert blocks_sel is not None and whole_sel is not None
     assert (blocks.route, whole.route) == ("blocks-certified", "lp-certified")
@@ -43,3 +43,13 @@ def test_dr_selection_at_1000_buildings() -> None:
     figures = run_dr_selection_bench(1000, (8, 96))
     print("\n" + format_figures(figures))
     assert all(f.status in ("full", "partial", "timeout") for f in figures)
+
+
+def test_dr_selection_smoke_prices_match_the_whole_lp_on_a_met_event() -> None:
+    priced, priced_sel = bench_case(40, 8, method="prices", case="met")
+    whole, whole_sel = bench_case(40, 8, method="whole-before", case="met")
+    print("\n" + format_figures([priced, whole]))
+    assert priced_sel is not None and whole_sel is not None
+    assert (priced.route, whole.route) == ("prices-certified", "lp-certified")
+    assert priced.status == whole.status == "full"
+    assert priced_sel.objective_value == pytest.approx(whole_sel.objective_value, rel=1e-6)

@@ -71,6 +71,8 @@ def test_a_request_the_portfolio_meets_is_not_certified_and_the_whole_lp_answers
     assert blocks.status == "full"
     assert blocks.route == "lp-certified"
     assert blocks.notes[0].startswith("blocks not certified (the blocks' step prices differ")
+    assert "(block 2 of 4)" in blocks.notes[0]  # stopped at the first block whose prices differ
+    assert blocks.fallbacks == 1 and whole.fallbacks == 0
     assert blocks.objective_value == pytest.approx(whole.objective_value, rel=1e-9)
 
 

@@ -118,7 +118,7 @@ def test_a_mixed_direction_request_priced_by_blocks_is_the_whole_lps_optimum(see
     whole = select(request, sources, options=WHOLE)
     assert priced.route == "prices-certified", priced.notes
     _assert_same(priced, whole, request, sources)
-    net = sum(priced.flex_kw.values())
+    net = np.sum(list(priced.flex_kw.values()), axis=0)
     assert np.all(net[: N_STEPS // 2] < 0) and np.all(net[N_STEPS // 2 :] > 0)
 
 

@@ -271,5 +271,5 @@ def test_an_old_postgres_schema_is_backfilled_by_migration_6(request: pytest.Fix
     finally:
         store.close()
     with psycopg.connect(dsn, password=server.password) as db:
-        note = db.execute("SELECT note FROM schema_version WHERE version = 6").fetchone()
-    assert note is not None and f"{_days_with_data()} rows backfilled" in str(note[0])
+        noted = db.execute("SELECT note FROM schema_version WHERE version = 6").fetchone()
+    assert noted is not None and f"{_days_with_data()} rows backfilled" in str(noted[0])

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import psycopg
 from psycopg.rows import TupleRow
 
@@ -61,10 +62,9 @@ WHERE site = %s AND asset = %s AND point = %s AND ts >= to_timestamp(%s) AND ts 
 ORDER BY ts, seq
 """
 BACKFILL = """
-SELECT site, asset, point, floor(extract(epoch FROM ts) / 900)::bigint AS isp,
-       count(*), sum(value), max(extract(epoch FROM ts))::float8
-FROM samples WHERE value IS NOT NULL AND quality = 'good'
-GROUP BY site, asset, point, isp ORDER BY site, asset, point, isp
+SELECT floor(extract(epoch FROM ts) / 900)::bigint AS isp, count(*), sum(value), max(extract(epoch FROM ts))::float8
+FROM samples WHERE site = %s AND asset = %s AND point = %s AND value IS NOT NULL AND quality = 'good'
+GROUP BY isp
 """
 #: `read_bucket_means` on the rollups: (0-based site position, day, n, total) of every row in the window.
 READ = """
@@ -95,24 +95,22 @@ def _upsert(cur: Cursor, rows: dict[RollupKey, DayRow]) -> None:
 
 
 def backfill(cur: Cursor) -> int:
-    """Fill the rollups from the stored samples (migration 6, in its transaction); rows written."""
-    cur.execute(BACKFILL)
-    groups = cur.fetchall()
-    rows: dict[RollupKey, DayRow] = {}
-    start = 0
-    while start < len(groups):
-        series = groups[start][:3]
-        stop = start
-        while stop < len(groups) and groups[stop][:3] == series:
-            stop += 1
-        part = groups[start:stop]
-        for day, row in day_rows(
-            [g[3] for g in part], [g[4] for g in part], [g[5] for g in part], [g[6] for g in part]
-        ).items():
-            rows[(str(series[0]), str(series[1]), str(series[2]), day)] = row
-        start = stop
-    _upsert(cur, rows)
-    return len(rows)
+    """Fill the rollups from the stored samples (migration 6, in its transaction); rows written.
+
+    One grouped statement per series (the `samples_series` index), packed into day rows.
+    """
+    cur.execute("SELECT DISTINCT site, asset, point FROM samples")
+    written = 0
+    for site, asset, point in cur.fetchall():
+        cur.execute(BACKFILL, (site, asset, point))
+        got = cur.fetchall()
+        if not got:
+            continue
+        arr = np.array(got, dtype=np.float64)
+        days = day_rows(arr[:, 0].astype(np.int64), arr[:, 1], arr[:, 2], arr[:, 3])
+        _upsert(cur, {(str(site), str(asset), str(point), day): row for day, row in days.items()})
+        written += len(days)
+    return written
 
 
 def _recompute(cur: Cursor, series: SeriesKey, isp: int) -> tuple[int, float, float]:

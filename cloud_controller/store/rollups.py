@@ -147,12 +147,18 @@ def series_sums(ts_s: FloatArray, values: FloatArray) -> dict[int, DayRow]:
 
 def day_rows(isp: Any, n: Any, total: Any, last_ts: Any) -> dict[int, DayRow]:
     """Per-ISP (epoch ISP index, count, sum, newest ts) as day rows (ISPs without samples stay 0)."""
-    out: dict[int, DayRow] = {}
-    for i, c, t, lt in zip(np.asarray(isp).tolist(), np.asarray(n).tolist(), total, last_ts, strict=True):
-        day, k = divmod(int(i), ISPS_PER_DAY)
-        row = out.setdefault(day, DayRow.empty())
-        row.n[k], row.total[k], row.last_ts[k] = int(c), float(t), float(lt)
-    return out
+    isp_a = np.asarray(isp, np.int64)
+    if isp_a.size == 0:
+        return {}
+    days, where = np.unique(isp_a // ISPS_PER_DAY, return_inverse=True)
+    k = isp_a % ISPS_PER_DAY
+    count = np.zeros((days.size, ISPS_PER_DAY), np.int32)
+    sums = np.zeros((days.size, ISPS_PER_DAY))
+    last = np.zeros((days.size, ISPS_PER_DAY))
+    count[where, k] = np.asarray(n, np.int64)
+    sums[where, k] = np.asarray(total, np.float64)
+    last[where, k] = np.asarray(last_ts, np.float64)
+    return {int(d): DayRow(count[j], sums[j], last[j]) for j, d in enumerate(days.tolist())}
 
 
 def aligned_isps(start: datetime, end: datetime, step_s: float) -> tuple[int, int, int] | None:

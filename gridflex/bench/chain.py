@@ -91,11 +91,18 @@ def _write_cost_rows(table: Table, *, postgres: bool) -> None:
     for c in costs:
         kind = "SQLite" if c.kind == "sqlite" else "PostgreSQL"
         table.add_row(
-            f"{kind} write, messages of {c.size} samples: samples/s without / with rollups",
+            f"{kind} write, messages of {c.size} samples: samples/s without | with rollups",
             " / ".join(f"{v:,.0f}" for v in c.without_per_s)
             + " | "
             + " / ".join(f"{v:,.0f}" for v in c.with_per_s),
             f"{c.ratio:.2f} x",
+        )
+        table.add_row(
+            f"{kind} write, messages of {c.size}: writer CPU us/sample without | with",
+            " / ".join(f"{v:.1f}" for v in c.without_cpu_us)
+            + " | "
+            + " / ".join(f"{v:.1f}" for v in c.with_cpu_us),
+            "",
         )
 
 

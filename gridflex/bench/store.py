@@ -36,6 +36,7 @@ class StoreFigures:
     samples: int
     seconds: float
     watermarks_ok: bool
+    cpu_s: float = 0.0  # the writer processes' own CPU seconds while writing (not a server's)
 
     @property
     def samples_per_s(self) -> float:
@@ -94,9 +95,11 @@ def _writer(job: _Job, go: MpEvent, out: Any) -> None:
     store = _open(job.kind, job.location, job.password, rollups=job.rollups)
     out.put(("ready", job.index, 0))
     go.wait(WAIT_S)
+    cpu = time.process_time()
     inserted = sum(store.write_samples(site, batch).inserted for site, batch in work)
+    cpu = time.process_time() - cpu
     store.close()
-    out.put(("done", job.index, inserted))
+    out.put(("done", job.index, inserted, cpu))
 
 
 def bench_store_writers(
@@ -139,8 +142,10 @@ def bench_store_writers(
             out.get(timeout=WAIT_S)  # every writer's batches are built and its store is open
         t0 = time.perf_counter()
         go.set()
-        inserted = sum(int(out.get(timeout=WAIT_S)[2]) for _ in procs)
+        done = [out.get(timeout=WAIT_S) for _ in procs]
         seconds = time.perf_counter() - t0
+        inserted = sum(int(d[2]) for d in done)
+        cpu_s = sum(float(d[3]) for d in done)
         for p in procs:
             p.join(timeout=30)
     finally:
@@ -154,7 +159,9 @@ def bench_store_writers(
         ok = store.watermarks() == dict.fromkeys(sites, last) and store.count_samples() == inserted
     finally:
         store.close()
-    return StoreFigures(kind, n_writers, inserted, seconds, ok and inserted == n_sites * n_batches * size)
+    return StoreFigures(
+        kind, n_writers, inserted, seconds, ok and inserted == n_sites * n_batches * size, cpu_s
+    )
 
 
 @dataclass(frozen=True)
@@ -165,6 +172,8 @@ class RollupWriteCost:
     size: int  # samples per message (a transaction each)
     with_per_s: tuple[float, ...]
     without_per_s: tuple[float, ...]
+    with_cpu_us: tuple[float, ...] = ()  # the writer's CPU microseconds per sample, with the rollups
+    without_cpu_us: tuple[float, ...] = ()
 
     @property
     def ratio(self) -> float:
@@ -190,6 +199,8 @@ def rollup_write_cost(
     """
     with_s: list[float] = []
     without_s: list[float] = []
+    with_cpu: list[float] = []
+    without_cpu: list[float] = []
     n_batches = max(1, samples // (n_sites * size))
     for r in range(rounds):
         for keep in (False, True):
@@ -206,4 +217,5 @@ def rollup_write_cost(
             if not fig.watermarks_ok:
                 raise AssertionError(f"{kind}: a watermark or count came out wrong")
             (with_s if keep else without_s).append(fig.samples_per_s)
-    return RollupWriteCost(kind, size, tuple(with_s), tuple(without_s))
+            (with_cpu if keep else without_cpu).append(1e6 * fig.cpu_s / max(1, fig.samples))
+    return RollupWriteCost(kind, size, tuple(with_s), tuple(without_s), tuple(with_cpu), tuple(without_cpu))

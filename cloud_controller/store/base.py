@@ -98,6 +98,10 @@ class Store(Protocol):
         """
         ...
 
+    def rebuild_rollups(self) -> int:
+        """Rebuild the ISP rollups from the stored samples (what the migration does); rows written."""
+        ...
+
     def read_history(
         self,
         site: str,

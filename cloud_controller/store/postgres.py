@@ -53,7 +53,7 @@ from cloud_controller.store import postgres_rollups
 from cloud_controller.store.base import StoreError
 from cloud_controller.store.batch import SiteSamples
 from cloud_controller.store.buckets import FloatArray, bucket_count
-from cloud_controller.store.postgres_batch import write_batches
+from cloud_controller.store.postgres_batch import LOCK_SITES, write_batches
 from cloud_controller.store.postgres_schema import (
     ACQUIRE_LEASE,
     BUCKET_MEANS,
@@ -179,6 +179,19 @@ class PostgresStore:
         """
         with self._tx() as cur:
             return write_batches(cur, batches, keep_rollups=self.KEEP_ROLLUPS)
+
+    def rebuild_rollups(self) -> int:
+        """Rebuild the ISP rollups from the stored samples (what migration 6 does); rows written.
+
+        Takes the lock of every site with samples first (in hash order, as writers do), so
+        none of their writes interleaves; for a schema a writer without rollups touched.
+        """
+        with self._tx() as cur:
+            cur.execute("SELECT DISTINCT site FROM sample_keys")
+            sites = sorted(str(r[0]) for r in cur.fetchall())
+            cur.execute(LOCK_SITES, {"cls": LOCK_CLASS, "sites": sites})
+            cur.execute("DELETE FROM isp_rollups")
+            return postgres_rollups.backfill(cur)
 
     def raise_floor(self, site: str, seq: int) -> int:
         """The agent dropped everything below `seq` (queue_floor): the watermark is at least seq − 1."""

@@ -151,7 +151,7 @@ class SqliteStore:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                stored = self._stored_seqs(batches) if self.KEEP_ROLLUPS else {}
+                stored = sqlite_rollups.stored_seqs(self._db, batches) if self.KEEP_ROLLUPS else {}
                 previous: dict[str, int] = {}
                 inserted: list[int] = []
                 for (site, _), message_rows in zip(batches, rows, strict=True):
@@ -184,26 +184,21 @@ class SqliteStore:
             for (site, _), r, n in zip(batches, rows, inserted, strict=True)
         ]
 
-    def _stored_seqs(self, batches: Sequence[SiteSamples]) -> dict[str, set[int]]:
-        """Per site, which of the batch's seqs the file already holds (their samples are duplicates)."""
-        wanted: dict[str, set[int]] = {}
-        for site, samples in batches:
-            wanted.setdefault(site, set()).update(s.seq for s in samples)
-        out: dict[str, set[int]] = {}
-        for site, seqs in wanted.items():
-            listed = sorted(seqs)
-            got: set[int] = set()
-            for i in range(0, len(listed), 500):
-                chunk = listed[i : i + 500]
-                marks = ", ".join("?" * len(chunk))
-                got.update(
-                    r[0]
-                    for r in self._db.execute(
-                        f"SELECT seq FROM samples WHERE site = ? AND seq IN ({marks})", (site, *chunk)
-                    )
-                )
-            out[site] = got
-        return out
+    def rebuild_rollups(self) -> int:
+        """Rebuild the ISP rollups from the stored samples (what the migration does); rows written.
+
+        For a file that a writer without rollups touched (a controller from before them
+        sharing the file during an upgrade): one write transaction, the samples in index order.
+        """
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = sqlite_rollups.backfill(self._db)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return rows
 
     def raise_floor(self, site: str, seq: int) -> int:
         """The agent dropped everything below `seq` (queue_floor): the watermark is at least seq − 1."""

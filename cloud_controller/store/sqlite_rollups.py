@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from cloud_controller.store.batch import SiteSamples
 from cloud_controller.store.rollups import (
     ISP_S,
     DayRow,
@@ -29,7 +30,7 @@ from cloud_controller.store.rollups import (
     unpack,
 )
 
-__all__ = ["VERSION", "backfill", "migrate", "read_rows", "update"]
+__all__ = ["VERSION", "backfill", "migrate", "read_rows", "stored_seqs", "update"]
 
 VERSION = 1
 
@@ -127,3 +128,25 @@ def read_rows(
         "AND day >= ? AND day <= ?",
         (site, asset, point, first_day, last_day),
     ).fetchall()
+
+
+def stored_seqs(db: sqlite3.Connection, batches: Sequence[SiteSamples]) -> dict[str, set[int]]:
+    """Per site, which of the batch's seqs the file already holds: their samples are duplicates.
+
+    Asked before the insert (`INSERT OR IGNORE` does not say which rows it skipped), in the
+    same write transaction, so no other writer can add one in between.
+    """
+    wanted: dict[str, set[int]] = {}
+    for site, samples in batches:
+        wanted.setdefault(site, set()).update(s.seq for s in samples)
+    out: dict[str, set[int]] = {}
+    for site, seqs in wanted.items():
+        listed = sorted(seqs)
+        got: set[int] = set()
+        for i in range(0, len(listed), 500):
+            chunk = listed[i : i + 500]
+            marks = ", ".join("?" * len(chunk))
+            sql = f"SELECT seq FROM samples WHERE site = ? AND seq IN ({marks})"
+            got.update(r[0] for r in db.execute(sql, (site, *chunk)))
+        out[site] = got
+    return out

@@ -2,8 +2,8 @@
 
 For each store: the samples go in by bulk SQL (setup, untimed; through `write_samples` a
 month of 1,000 sites takes minutes on a shared machine), then the ISP rollups are built
-from them by the store's own backfill (timed: what migrating an old store of this size
-costs), then `metering.metered_month_kw` reads the month twice: from the samples
+from them by the store's own backfill (`rebuild_rollups`, timed: what migrating an old
+store of this size costs), then `metering.metered_month_kw` reads the month twice: from the samples
 (`read_bucket_means(rollups=False)`, the raw path: the anchor) and from the rollups, and
 `settle_month` settles what the rollups gave. CPU seconds are this process's, and for
 PostgreSQL also the server's (its processes' `/proc` counters; a query's work is there).
@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psycopg
 
 from cloud_controller import PostgresStore, SqliteStore
 from cloud_controller.market import metered_month_kw, settle_month
-from cloud_controller.store import postgres_rollups, sqlite_rollups
 from protocols.assets import Points
 
 __all__ = ["StoreMonth", "postgres_month", "sqlite_month"]
@@ -141,17 +141,11 @@ def sqlite_month(
             )
             db.execute("COMMIT")
 
-        def backfill() -> int:
-            db.execute("BEGIN IMMEDIATE")
-            rows = sqlite_rollups.backfill(db)
-            db.execute("COMMIT")
-            return rows
-
-        _, back_s, back_cpu_s, _ = _timed(backfill)
     finally:
         db.close()
     store = SqliteStore(path)
     try:
+        _, back_s, back_cpu_s, _ = _timed(store.rebuild_rollups)
         raw, rolled, settle_s, net = _months(store, sites, days, history_days, ordered, price, None)
     finally:
         store.close()
@@ -177,7 +171,7 @@ def postgres_month(
     n = len(days) * N_ISP
     store = PostgresStore(dsn, password=password)
     try:
-        with store._tx() as cur:  # setup: the rows straight in, a statement per site (untimed)
+        with psycopg.connect(dsn, password=password) as db, db.cursor() as cur:  # setup (untimed)
             for s in range(sites):
                 site = f"s{s}"
                 cur.execute(
@@ -189,14 +183,10 @@ def postgres_month(
                     "FROM unnest(%s::float8[]) WITH ORDINALITY AS u(v, g)",
                     (site, t0.timestamp(), metered[s].reshape(n).tolist()),
                 )
-        with store._tx() as cur:
+            db.commit()
             cur.execute("ANALYZE samples")
-
-        def backfill() -> int:
-            with store._tx() as cur:
-                return postgres_rollups.backfill(cur)
-
-        _, back_s, back_cpu_s, back_server_s = _timed(backfill, server_pid)
+            db.commit()
+        _, back_s, back_cpu_s, back_server_s = _timed(store.rebuild_rollups, server_pid)
         raw, rolled, settle_s, net = _months(store, sites, days, history_days, ordered, price, server_pid)
     finally:
         store.close()

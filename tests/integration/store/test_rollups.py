@@ -207,6 +207,26 @@ def test_a_late_sample_into_a_settled_isp_is_folded_in(store: Store) -> None:
     assert store.read_bucket_means(["a"], P, T0, END, 900)[0, 0] == after[0, 0]
 
 
+def test_rollups_left_stale_by_a_writer_without_them_are_rebuilt(store: Store) -> None:
+    for site in range(len(SITES)):
+        store.write_batches(_messages(site))
+    cls = type("WithoutRollups", (type(store),), {"KEEP_ROLLUPS": False})
+    old = cls(store.path) if isinstance(store, SqliteStore) else None
+    if isinstance(store, PostgresStore):
+        old = cls(store._dsn, password=store._password)  # the same schema, another connection
+    assert old is not None
+    late = Sample(
+        seq=10**6, asset=P.asset, point=P.point, value=1.0, unit="kW", ts=T0 + timedelta(seconds=10)
+    )
+    old.write_samples("a", [late])  # an old controller on the same store: samples only
+    old.close()
+    stale = store.read_bucket_means(["a"], P, T0, END, 900)
+    raw = store.read_bucket_means(["a"], P, T0, END, 900, rollups=False)
+    assert not _close(stale, raw, store)  # the rollups missed it
+    assert store.rebuild_rollups() == _days_with_data()
+    _check_against_raw(store)
+
+
 def _old_sqlite(path: Path) -> None:
     """A file as the store made it before the rollups (user_version 0), with the case's samples in."""
     db = sqlite3.connect(path, isolation_level=None)

@@ -35,13 +35,18 @@ __all__ = [
     "ISPS_PER_DAY",
     "ISP_S",
     "DayRow",
+    "Fresh",
+    "Recompute",
     "RollupKey",
     "SeriesKey",
     "aligned_isps",
     "apply_fresh",
     "day_rows",
+    "isp_of",
     "means_from_days",
     "pack",
+    "series_sums",
+    "touched_keys",
     "unpack",
 ]
 

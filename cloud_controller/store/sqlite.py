@@ -15,6 +15,9 @@ agree on it.
 The series index covers the values (`samples_series_cover`: site, asset, point, ts,
 quality, value), so `read_series` and `read_bucket_means` read the index alone; a file
 made before it gets it built (and the narrower `samples_series` dropped) once when opened.
+
+The ISP rollups (`sqlite_rollups.py`, `rollups.py`) are kept in every write's transaction
+from the rows the insert really added; ISP-aligned `read_bucket_means` reads them.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ our forecast are stored, not metered (only the actuals are read for them); the d
 are event days and never part of their own baseline. A site or ISP without data is a
 ValueError naming it, so the order stays unsettled with that reason (never a zero).
 
-The store is read as arrays (`Store.read_bucket_means`, ISP means bucketed by the store):
+The store is read as arrays (`Store.read_bucket_means`: ISP-aligned, so from the store's
+ISP rollups kept at write time, `store/rollups.py`):
 `store_metering` for one order's sites, `metered_month_kw` for a fleet-month that
 `batch.settle_month` settles at once. Both give the numbers `isp_means` over `read_series`
 gave (tests/integration/store/test_bucket_means.py).
@@ -90,13 +91,17 @@ def _by_isp(row: FloatArray, start: datetime) -> dict[datetime, float]:
     }
 
 
-def metered_month_kw(store: Store, sites: Sequence[str], first_day: date, n_days: int) -> FloatArray:
+def metered_month_kw(
+    store: Store, sites: Sequence[str], first_day: date, n_days: int, *, rollups: bool = True
+) -> FloatArray:
     """(sites, n_days, 96) mean meter kW per ISP of `n_days` UTC days from `first_day`: `settle_month`'s input.
 
     NaN where a site has no sample in an ISP: `settle_month` then gives NaN for what
     depends on it (never a zero), and the caller names the site-days it cannot settle.
+    Read from the store's ISP rollups; `rollups=False` reads the samples (the bench's anchor).
     """
     start = datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC)
     per_day = round(86_400 / ISP_S)
-    means = store.read_bucket_means(sites, Points.METER_P_KW, start, start + timedelta(days=n_days), ISP_S)
+    end = start + timedelta(days=n_days)
+    means = store.read_bucket_means(sites, Points.METER_P_KW, start, end, ISP_S, rollups=rollups)
     return means.reshape(len(sites), n_days, per_day)

@@ -80,13 +80,26 @@ class Store(Protocol):
         ...
 
     def read_bucket_means(
-        self, sites: Sequence[str], point: PointKey, start: datetime, end: datetime, step_s: float
+        self,
+        sites: Sequence[str],
+        point: PointKey,
+        start: datetime,
+        end: datetime,
+        step_s: float,
+        *,
+        rollups: bool = True,
     ) -> FloatArray:
         """(len(sites), buckets) mean of one point's good, non-null values per bucket, NaN where none.
 
         Bucket k is [start + k * step_s, start + (k + 1) * step_s) up to `end`
         (`store/buckets.py`): the settlement's ISP means of a fleet-month in one array.
+        ISP-aligned reads come from the ISP rollups kept at write time (`store/rollups.py`);
+        `rollups=False` reads the samples (the reference the tests and benchmarks compare).
         """
+        ...
+
+    def rebuild_rollups(self) -> int:
+        """Rebuild the ISP rollups from the stored samples (what the migration does); rows written."""
         ...
 
     def read_history(

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from protocols.messages import Sample
 
-__all__ = ["SiteSamples", "newest_good"]
+__all__ = ["SiteSamples", "fresh_good", "newest_good"]
 
 #: One agent message's samples: (site, samples in the order sent).
 SiteSamples = tuple[str, Sequence[Sample]]
@@ -33,3 +33,25 @@ def newest_good(batches: Sequence[SiteSamples]) -> dict[tuple[str, str, str], tu
             if seen is None or s.ts >= seen[0]:
                 newest[key] = (s.ts, float(s.value))
     return newest
+
+
+def fresh_good(
+    batches: Sequence[SiteSamples], stored: dict[str, set[int]]
+) -> list[tuple[str, str, str, float, float]]:
+    """(site, asset, point, ts epoch s, value) of the good, non-null samples the write adds.
+
+    `stored`: per site, the seqs already in the store before the write (duplicates). A seq
+    sent twice in the batch counts once, the first time, as the store's insert keeps it.
+    What the ISP rollups are fed (`rollups.py`), so a resent sample is never counted twice.
+    """
+    seen = {site: set(seqs) for site, seqs in stored.items()}
+    out: list[tuple[str, str, str, float, float]] = []
+    for site, samples in batches:
+        taken = seen.setdefault(site, set())
+        for s in samples:
+            if s.seq in taken:
+                continue
+            taken.add(s.seq)
+            if s.value is not None and s.quality == "good":
+                out.append((site, s.asset, s.point, s.ts.timestamp(), float(s.value)))
+    return out

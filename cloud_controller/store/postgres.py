@@ -49,10 +49,11 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 
+from cloud_controller.store import postgres_rollups
 from cloud_controller.store.base import StoreError
 from cloud_controller.store.batch import SiteSamples
 from cloud_controller.store.buckets import FloatArray, bucket_count
-from cloud_controller.store.postgres_batch import write_batches
+from cloud_controller.store.postgres_batch import LOCK_SITES, write_batches
 from cloud_controller.store.postgres_schema import (
     ACQUIRE_LEASE,
     BUCKET_MEANS,
@@ -62,6 +63,7 @@ from cloud_controller.store.postgres_schema import (
     Cursor,
     migrate,
 )
+from cloud_controller.store.rollups import ISPS_PER_DAY, aligned_isps, means_from_days
 from cloud_controller.store.sqlite import LeaseState, WriteResult
 from protocols.assets import PointKey
 from protocols.messages import Ack, Event, Sample
@@ -89,6 +91,10 @@ def _ts(when: datetime) -> datetime:
 
 class PostgresStore:
     """One connection, thread-safe (one lock): the service calls it from worker threads like SqliteStore."""
+
+    #: Keep the ISP rollups on write (`postgres_rollups.py`). Only a benchmark's subclass turns it
+    #: off, on a schema of its own, to measure what they cost: a schema written so has stale rollups.
+    KEEP_ROLLUPS = True
 
     def __init__(self, dsn: str, *, password: str | None = None) -> None:
         self.path = public_dsn(dsn)
@@ -172,7 +178,20 @@ class PostgresStore:
         the first message that holds it (a duplicate of the later).
         """
         with self._tx() as cur:
-            return write_batches(cur, batches)
+            return write_batches(cur, batches, keep_rollups=self.KEEP_ROLLUPS)
+
+    def rebuild_rollups(self) -> int:
+        """Rebuild the ISP rollups from the stored samples (what migration 6 does); rows written.
+
+        Takes the lock of every site with samples first (in hash order, as writers do), so
+        none of their writes interleaves; for a schema a writer without rollups touched.
+        """
+        with self._tx() as cur:
+            cur.execute("SELECT DISTINCT site FROM sample_keys")
+            sites = sorted(str(r[0]) for r in cur.fetchall())
+            cur.execute(LOCK_SITES, {"cls": LOCK_CLASS, "sites": sites})
+            cur.execute("DELETE FROM isp_rollups")
+            return postgres_rollups.backfill(cur)
 
     def raise_floor(self, site: str, seq: int) -> int:
         """The agent dropped everything below `seq` (queue_floor): the watermark is at least seq − 1."""
@@ -227,9 +246,35 @@ class PostgresStore:
         return [(_ts(ts), float(v)) for ts, v in rows]
 
     def read_bucket_means(
-        self, sites: Sequence[str], point: PointKey, start: datetime, end: datetime, step_s: float
+        self,
+        sites: Sequence[str],
+        point: PointKey,
+        start: datetime,
+        end: datetime,
+        step_s: float,
+        *,
+        rollups: bool = True,
     ) -> FloatArray:
         """(sites x buckets) mean of the good, non-null values per bucket of `step_s` from `start`, NaN if none.
+
+        ISP-aligned (start, end on ISP boundaries, `step_s` whole ISPs): one statement over
+        the ISP rollups (`postgres_rollups.py`, one row per site, point and day); otherwise,
+        or with `rollups=False`, the samples (`_raw_bucket_means`).
+        """
+        isps = aligned_isps(start, end, step_s) if rollups else None
+        if isps is None:
+            return self._raw_bucket_means(sites, point, start, end, step_s)
+        d0, d1 = isps[0] // ISPS_PER_DAY, (isps[1] - 1) // ISPS_PER_DAY
+        rows: list[tuple[int, int, bytes, bytes]] = []
+        if sites:
+            with self._tx() as cur:
+                rows = postgres_rollups.read_rows(cur, sites, point.asset, point.point, d0, d1)
+        return means_from_days(len(sites), rows, isps, start, end)
+
+    def _raw_bucket_means(
+        self, sites: Sequence[str], point: PointKey, start: datetime, end: datetime, step_s: float
+    ) -> FloatArray:
+        """The bucket means from the samples (any step and window).
 
         One statement for all sites: `GROUP BY` site and bucket (the exact epoch offset from
         `start` divided by `step_s`, floored) over the `samples_series` index, so only one

@@ -1,4 +1,4 @@
-"""The statements of `PostgresStore.write_batches`: many messages of many sites in five round trips.
+"""The statements of `PostgresStore.write_batches`: many messages of many sites in five round trips (+2 for rollups).
 
 Why each has its shape:
 - `LOCK_SITES` takes every site's `pg_advisory_xact_lock` in one statement, in the
@@ -6,8 +6,9 @@ Why each has its shape:
   shared ones in the same order, so they queue instead of deadlocking (a hash shared by
   two sites is one lock, taken once).
 - `INSERT_SAMPLES_MANY` keys first (`sample_keys ON CONFLICT DO NOTHING`), rows only for
-  the keys that were new, and answers how many each message (`msg`, its index in the
-  batch) inserted; a data-modifying CTE runs to completion whether read or not.
+  the keys that were new, and answers which rows (`j`, 1-based in the batch) were new:
+  each message's count, and what the ISP rollups add (`postgres_rollups.update`); a
+  data-modifying CTE runs to completion whether read or not.
 - `ADVANCE_MANY` finds each site's highest contiguous seq above its stored watermark in
   SQL (`seq - row_number()` is constant along a run without holes), reading at most
   100,000 keys per site like `PostgresStore._advance`; a site that did not advance
@@ -19,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from cloud_controller.store import postgres_rollups
 from cloud_controller.store.batch import SiteSamples, newest_good
 from cloud_controller.store.postgres_schema import LOCK_CLASS, Cursor
 from cloud_controller.store.sqlite import WriteResult
@@ -34,15 +36,15 @@ INSERT_SAMPLES_MANY = """
 WITH batch AS (
     SELECT * FROM unnest(%(msg)b::int[], %(site)b::text[], %(seq)b::bigint[], %(asset)b::text[],
                          %(point)b::text[], %(ts)b::timestamptz[], %(value)b::float8[], %(unit)b::text[],
-                         %(quality)b::text[])
-        AS b(msg, site, seq, asset, point, ts, value, unit, quality)
+                         %(quality)b::text[]) WITH ORDINALITY
+        AS b(msg, site, seq, asset, point, ts, value, unit, quality, j)
 ), fresh AS (
     INSERT INTO sample_keys (site, seq) SELECT site, seq FROM batch ON CONFLICT DO NOTHING RETURNING site, seq
 ), rows AS (
     INSERT INTO samples (site, seq, asset, point, ts, value, unit, quality)
     SELECT b.site, b.seq, b.asset, b.point, b.ts, b.value, b.unit, b.quality FROM batch b JOIN fresh USING (site, seq)
 )
-SELECT b.msg, count(*) FROM batch b JOIN fresh USING (site, seq) GROUP BY b.msg
+SELECT b.j FROM batch b JOIN fresh USING (site, seq)
 """
 UPSERT_LATEST_MANY = """
 INSERT INTO latest AS l (site, asset, point, ts, value)
@@ -70,8 +72,10 @@ def _ts(when: datetime) -> datetime:
     return when.astimezone(UTC)
 
 
-def write_batches(cur: Cursor, batches: Sequence[SiteSamples]) -> list[WriteResult]:
-    """Several messages (of one or many sites) on `cur`'s open transaction, in at most five statements.
+def write_batches(
+    cur: Cursor, batches: Sequence[SiteSamples], *, keep_rollups: bool = True
+) -> list[WriteResult]:
+    """Several messages (of one or many sites) on `cur`'s open transaction, in at most seven statements.
 
     One result per message, in order. A seq sent twice in the batch counts for the first
     message that holds it (a duplicate of the later).
@@ -106,8 +110,19 @@ def write_batches(cur: Cursor, batches: Sequence[SiteSamples]) -> list[WriteResu
                 "quality": [s.quality for _, s in rows],
             },
         )
-        for i, n in cur.fetchall():
-            inserted[int(i)] = int(n)
+        fresh = sorted(int(j) - 1 for (j,) in cur.fetchall())
+        for j in fresh:
+            inserted[msg[j]] += 1
+        if keep_rollups:
+            good = (rows[j] for j in fresh)
+            postgres_rollups.update(
+                cur,
+                [
+                    (site, s.asset, s.point, s.ts.timestamp(), float(s.value))
+                    for site, s in good
+                    if s.value is not None and s.quality == "good"
+                ],
+            )
     if newest:
         cur.execute(
             UPSERT_LATEST_MANY,

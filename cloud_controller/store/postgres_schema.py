@@ -13,6 +13,7 @@ from collections.abc import Callable
 import psycopg
 from psycopg.rows import TupleRow
 
+from cloud_controller.store import postgres_rollups
 from cloud_controller.store.base import StoreError
 
 __all__ = [
@@ -164,6 +165,12 @@ def _migration_5(cur: Cursor) -> str:
     )
 
 
+def _migration_6(cur: Cursor) -> str:
+    cur.execute(postgres_rollups.CREATE)
+    rows = postgres_rollups.backfill(cur)
+    return f"isp_rollups: per site, point and day the ISPs' count and sum (store/rollups.py); {rows} rows backfilled"
+
+
 #: Ordered migrations: version -> step (returns a note kept in schema_version). Append only.
 MIGRATIONS: dict[int, Callable[[Cursor], str]] = {
     1: _migration_1,
@@ -171,6 +178,7 @@ MIGRATIONS: dict[int, Callable[[Cursor], str]] = {
     3: _migration_3,
     4: _migration_4,
     5: _migration_5,
+    6: _migration_6,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

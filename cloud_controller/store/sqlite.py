@@ -15,6 +15,9 @@ agree on it.
 The series index covers the values (`samples_series_cover`: site, asset, point, ts,
 quality, value), so `read_series` and `read_bucket_means` read the index alone; a file
 made before it gets it built (and the narrower `samples_series` dropped) once when opened.
+
+The ISP rollups (`sqlite_rollups.py`, `rollups.py`) are kept in every write's transaction
+from the rows the insert really added; ISP-aligned `read_bucket_means` reads them.
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cloud_controller.store.batch import SiteSamples, newest_good
+from cloud_controller.store import sqlite_rollups
+from cloud_controller.store.batch import SiteSamples, fresh_good, newest_good
 from cloud_controller.store.buckets import FloatArray, bucket_count, bucket_means
+from cloud_controller.store.rollups import ISPS_PER_DAY, aligned_isps, means_from_days
 from protocols.assets import PointKey
 from protocols.messages import Ack, Event, Sample
 
@@ -97,6 +102,10 @@ class LeaseState:
 class SqliteStore:
     """Thread-safe (one lock): the service calls it from a worker thread to keep the loop free."""
 
+    #: Keep the ISP rollups on write (`sqlite_rollups.py`). Only a benchmark's subclass turns it
+    #: off, on a file of its own, to measure what they cost: a file written so has stale rollups.
+    KEEP_ROLLUPS = True
+
     def __init__(self, path: Path, *, synchronous: str = "NORMAL") -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
@@ -106,6 +115,7 @@ class SqliteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.executescript(SCHEMA)
+        sqlite_rollups.migrate(self._db)
         self._watermark: dict[str, int] = dict(self._db.execute("SELECT site, seq FROM watermark").fetchall())
 
     # -- telemetry -------------------------------------------------------------------
@@ -144,6 +154,7 @@ class SqliteStore:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                stored = sqlite_rollups.stored_seqs(self._db, batches) if self.KEEP_ROLLUPS else {}
                 previous: dict[str, int] = {}
                 inserted: list[int] = []
                 for (site, _), message_rows in zip(batches, rows, strict=True):
@@ -159,6 +170,8 @@ class SqliteStore:
                     "SET ts = excluded.ts, value = excluded.value WHERE excluded.ts >= latest.ts",
                     latest,
                 )
+                if self.KEEP_ROLLUPS:
+                    sqlite_rollups.update(self._db, fresh_good(batches, stored))
                 after: dict[str, int] = {}
                 for site in previous:
                     after[site] = wm = self._advance(site)
@@ -173,6 +186,22 @@ class SqliteStore:
             WriteResult(n, len(r) - n, after[site], previous[site])
             for (site, _), r, n in zip(batches, rows, inserted, strict=True)
         ]
+
+    def rebuild_rollups(self) -> int:
+        """Rebuild the ISP rollups from the stored samples (what the migration does); rows written.
+
+        For a file that a writer without rollups touched (a controller from before them
+        sharing the file during an upgrade): one write transaction, the samples in index order.
+        """
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = sqlite_rollups.backfill(self._db)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return rows
 
     def raise_floor(self, site: str, seq: int) -> int:
         """The agent dropped everything below `seq` (queue_floor): the watermark is at least seq − 1."""
@@ -231,9 +260,36 @@ class SqliteStore:
         return [(datetime.fromtimestamp(ts, UTC), float(v)) for ts, v in rows]
 
     def read_bucket_means(
-        self, sites: Sequence[str], point: PointKey, start: datetime, end: datetime, step_s: float
+        self,
+        sites: Sequence[str],
+        point: PointKey,
+        start: datetime,
+        end: datetime,
+        step_s: float,
+        *,
+        rollups: bool = True,
     ) -> FloatArray:
         """(sites x buckets) mean of the good, non-null values per bucket of `step_s` from `start`, NaN if none.
+
+        With `start` and `end` on ISP boundaries and `step_s` a whole number of ISPs the
+        ISP rollups answer (`rollups.py`: one row per site, point and day; for 900 s the
+        same floats as the samples give); otherwise, or with `rollups=False`, the samples.
+        """
+        isps = aligned_isps(start, end, step_s) if rollups else None
+        if isps is None:
+            return self._raw_bucket_means(sites, point, start, end, step_s)
+        d0, d1 = isps[0] // ISPS_PER_DAY, (isps[1] - 1) // ISPS_PER_DAY
+        rows: list[tuple[int, int, bytes, bytes]] = []
+        for i, site in enumerate(sites):
+            with self._lock:
+                got = sqlite_rollups.read_rows(self._db, site, point.asset, point.point, d0, d1)
+            rows.extend((i, day, n, total) for day, n, total in got)
+        return means_from_days(len(sites), rows, isps, start, end)
+
+    def _raw_bucket_means(
+        self, sites: Sequence[str], point: PointKey, start: datetime, end: datetime, step_s: float
+    ) -> FloatArray:
+        """The bucket means from the samples (any step and window).
 
         SQLite computes each sample's bucket from `ts`; the means are a numpy bincount over
         the rows in index order. Not `GROUP BY`: for an expression SQLite sorts every row

@@ -9,16 +9,104 @@ prints its figures as a table, with the anchor measured in the same run.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from gridflex.bench.settlement import SettlementFigures
+
 __all__ = ["register"]
 
 
-def register(app: typer.Typer, console: Console, figures_table: Callable[[str], Table]) -> None:  # noqa: PLR0915 (the commands)
+def _month_rows(table: Table, fig: SettlementFigures) -> None:
+    """The month from each store: backfill, raw read (anchor), rollup read, settle_month, checks."""
+    for month in (fig.sqlite, fig.postgres):
+        if month is None:
+            continue
+        kind = "SQLite" if month.kind == "sqlite" else "PostgreSQL"
+        server = " + server" if month.kind == "postgres" else ""
+        table.add_row(
+            f"{kind}: rollups backfilled from {month.samples:,} samples",
+            f"{month.backfill_s:.1f} s (CPU{server} {month.backfill_cpu_s:.1f} s)",
+            "",
+        )
+        table.add_row(
+            f"{kind}: anchor, read_bucket_means from the samples, {month.sites:,} sites",
+            f"{month.raw_s:.2f} s (CPU {month.raw_cpu_s:.2f} s{_server(month.raw_server_cpu_s, server)})",
+            "",
+        )
+        table.add_row(
+            f"{kind}: read_bucket_means from the ISP rollups",
+            f"{month.rollup_s:.2f} s (CPU {month.rollup_cpu_s:.2f} s{_server(month.rollup_server_cpu_s, server)})",
+            "",
+        )
+        table.add_row(f"{kind}: settle_month on what it read", f"{month.settle_s:.2f} s", "")
+        table.add_row(f"**{kind}: the month settled from the store**", f"{month.month_s:.2f} s", "<= 10 s")
+        table.add_row(
+            f"{kind}: samples / rollups (read, wall)",
+            f"{month.raw_s / max(month.rollup_s, 1e-9):.1f} x",
+            "",
+        )
+        same_net = abs(month.net_eur - fig.net_eur_array_sample) < 1e-6 * max(
+            1.0, abs(fig.net_eur_array_sample)
+        )
+        table.add_row(
+            f"{kind}: rollups = samples = written; net = from the arrays",
+            "yes" if month.same and same_net else "NO",
+            "yes",
+        )
+
+
+def _server(cpu_s: float, server: str) -> str:
+    return f", server {cpu_s:.2f} s" if server else ""
+
+
+def _write_cost_rows(table: Table, *, postgres: bool) -> None:
+    """Samples/s of one writer with and without the ISP rollups (fresh stores, alternating rounds)."""
+    import tempfile
+    from pathlib import Path
+
+    from gridflex.bench.store import RollupWriteCost, rollup_write_cost
+    from gridflex.ops.postgres import LoopbackPostgres
+
+    with tempfile.TemporaryDirectory() as tmp:
+
+        def sqlite_file(k: int) -> str:
+            return str(Path(tmp) / f"w{k}-{len(costs)}.sqlite")
+
+        costs: list[RollupWriteCost] = []
+        for size in (10, 500):
+            costs.append(rollup_write_cost("sqlite", sqlite_file, size=size))
+        if postgres:
+            with LoopbackPostgres() as pg:
+                costs += [
+                    rollup_write_cost(
+                        "postgres", lambda _k: pg.dsn(pg.fresh_schema()), password=pg.password, size=size
+                    )
+                    for size in (10, 500)
+                ]
+    for c in costs:
+        kind = "SQLite" if c.kind == "sqlite" else "PostgreSQL"
+        table.add_row(
+            f"{kind} write, messages of {c.size} samples: samples/s without | with rollups",
+            " / ".join(f"{v:,.0f}" for v in c.without_per_s)
+            + " | "
+            + " / ".join(f"{v:,.0f}" for v in c.with_per_s),
+            f"{c.ratio:.2f} x",
+        )
+        table.add_row(
+            f"{kind} write, messages of {c.size}: writer CPU us/sample without | with",
+            " / ".join(f"{v:.1f}" for v in c.without_cpu_us)
+            + " | "
+            + " / ".join(f"{v:.1f}" for v in c.with_cpu_us),
+            "",
+        )
+
+
+def register(app: typer.Typer, console: Console, figures_table: Callable[[str], Table]) -> None:  # noqa: C901, PLR0915 (the commands)
     """Add the chain's benchmarks to `gridflex bench`."""
     _figures_table = figures_table
 
@@ -88,14 +176,22 @@ def register(app: typer.Typer, console: Console, figures_table: Callable[[str], 
             int, typer.Option(help="Sites read from the SQLite store by the old per-sample path (scaled).")
         ] = 10,
         array_sites: Annotated[
-            int, typer.Option(help="Sites written to the SQLite store and read by the array path (0: all).")
+            int, typer.Option(help="Sites written to the stores and read by the array path (0: all).")
         ] = 0,
+        postgres: Annotated[bool, typer.Option(help="Also the month from a loopback PostgreSQL.")] = True,
+        write_cost: Annotated[
+            bool, typer.Option(help="Also samples/s written with and without the ISP rollups.")
+        ] = True,
     ) -> None:
         """A month of settlement for many sites (arrays) against a plain numpy pass and the per-order path."""
         from gridflex.bench.settlement import settlement_figures
 
         fig = settlement_figures(
-            sites, per_order_sites=per_order_sites, store_sites=store_sites, array_sites=array_sites or None
+            sites,
+            per_order_sites=per_order_sites,
+            store_sites=store_sites,
+            array_sites=array_sites or None,
+            postgres=postgres,
         )
         table = _figures_table(
             f"gridflex bench settlement ({fig.sites:,} sites x 30 days x 96 ISPs, {fig.orders:,} orders)"
@@ -109,30 +205,14 @@ def register(app: typer.Typer, console: Console, figures_table: Callable[[str], 
             f"{fig.per_order_scaled_s:.1f} s",
             "",
         )
-        old_total_s = fig.batch_s + fig.store_read_scaled_s
         table.add_row(
             f"old: store read (SQLite, read_series + ISP means), {fig.store_sites} sites scaled to {fig.sites:,}",
             f"{fig.store_read_scaled_s:.1f} s (CPU {fig.scaled(fig.store_read_cpu_s, fig.store_sites):.1f} s)",
             "",
         )
-        table.add_row("old: settle_month + store read", f"{old_total_s:.1f} s", "<= 10 s")
-        scaled = "" if fig.array_sites == fig.sites else f", scaled to {fig.sites:,}"
-        table.add_row(
-            f"new: store read (read_bucket_means), {fig.array_sites:,} sites",
-            f"{fig.array_read_s:.2f} s (CPU {fig.array_read_cpu_s:.2f} s)",
-            "",
-        )
-        table.add_row("new: settle_month on what it read", f"{fig.array_settle_s:.2f} s", "")
-        table.add_row(
-            f"new: month settled from the store{scaled}", f"{fig.from_store_scaled_s:.1f} s", "<= 10 s"
-        )
-        table.add_row("old / new", f"{old_total_s / max(fig.from_store_scaled_s, 1e-9):.1f} x", "")
-        same_store = abs(fig.net_eur_from_store - fig.net_eur_array_sample) < 1e-6 * max(
-            1.0, abs(fig.net_eur_array_sample)
-        )
-        table.add_row(
-            "net EUR settled from the store = from the arrays", "yes" if same_store else "NO", "yes"
-        )
+        _month_rows(table, fig)
+        if write_cost:
+            _write_cost_rows(table, postgres=postgres)
         same = abs(fig.net_eur_batch_sample - fig.net_eur_per_order_sample) < 1e-6 * max(
             1.0, abs(fig.net_eur_batch_sample)
         )

@@ -11,18 +11,18 @@ The case (seeded): S sites metered per ISP over 51 days (21 days of history and 
 - **per-order path** (`settlement.nodes_baseline` + `settle`, dicts per order, what
   `Book.settle_due` runs per order today) on the first few sites, scaled to S.
 
-- **store, old path**: the meter data written to a fresh SQLite store (one sample per ISP,
-  51 days), the first few sites read back as `store_metering` did before issue 21's array
+- **store, old path**: the meter data in a fresh SQLite store (one sample per ISP, 51
+  days), the first few sites read back as `store_metering` did before issue 21's array
   read (`read_series` per site, ISP means) into the arrays, scaled to S;
-- **store, new path**: all sites (or `array_sites`) read from the same file at once with
-  `metering.metered_month_kw` (`Store.read_bucket_means`), then `settle_month` on what it
-  gave: the settlement of a month from the store; its net is checked equal to the net
-  settled from the in-memory arrays.
+- **store, the month** (`settlement_store.py`), on SQLite and on a loopback PostgreSQL: the
+  ISP rollups backfilled from the samples, `metering.metered_month_kw` from the samples
+  (raw path, the anchor) and from the rollups for all sites (or `array_sites`), then
+  `settle_month` on what the rollups gave: the settlement of a month from the store; the
+  two reads are checked equal and the net equal to the net settled from the arrays.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import tempfile
 import time
 from dataclasses import dataclass
@@ -33,7 +33,9 @@ from typing import Any
 import numpy as np
 
 from cloud_controller import SqliteStore
-from cloud_controller.market import Order, isp_means, metered_month_kw, nodes_baseline, settle, settle_month
+from cloud_controller.market import Order, isp_means, nodes_baseline, settle, settle_month
+from gridflex.bench.settlement_store import StoreMonth, postgres_month, sqlite_month
+from gridflex.ops.postgres import LoopbackPostgres
 from protocols.assets import Points
 
 __all__ = ["SettlementFigures", "settlement_case", "settlement_figures"]
@@ -60,17 +62,19 @@ class SettlementFigures:
     store_sites: int
     store_read_s: float  # old path (read_series + ISP means), for store_sites
     store_read_cpu_s: float  # the same, CPU seconds of this process
-    array_sites: int
-    array_read_s: float  # new path (read_bucket_means via metered_month_kw), for array_sites
-    array_read_cpu_s: float  # the same, CPU seconds of this process
-    array_settle_s: float  # settle_month on the array read's result, array_sites
-    net_eur_from_store: float  # net of the array_sites settled from the store
-    net_eur_array_sample: float  # the same sites settled from the in-memory arrays
+    sqlite: StoreMonth  # the month from SQLite: raw read (anchor), rollup read, settle_month
+    postgres: StoreMonth | None  # the same from PostgreSQL (None: not run)
+    net_eur_array_sample: float  # the store's sites settled from the in-memory arrays
+
+    @property
+    def array_sites(self) -> int:
+        """Sites written to the stores and read back."""
+        return self.sqlite.sites
 
     @property
     def from_store_scaled_s(self) -> float:
-        """Array read + settle_month from the store, scaled to all sites (1 when array_sites = sites)."""
-        return (self.array_read_s + self.array_settle_s) * self.sites / max(1, self.array_sites)
+        """The month from SQLite's rollups (read + settle_month), scaled to all sites (x1 when all were written)."""
+        return self.sqlite.month_s * self.sites / max(1, self.array_sites)
 
     @property
     def store_read_scaled_s(self) -> float:
@@ -133,36 +137,6 @@ def _per_order(metered: Any, days: list[date], ordered: Any, price: Any, sites: 
     return net
 
 
-def _write_store(path: Path, metered: Any, days: list[date], sites: int) -> datetime:
-    """Write `sites` sites' meter power to a SQLite store at `path`, one good sample 5 min into each ISP.
-
-    Setup, untimed: the store makes its schema, then the rows go into its `samples` table
-    in bulk with sqlite3, a site per transaction (through `write_samples` a month of 1,000
-    sites takes minutes on a shared machine; what is timed is only the reads).
-    Returns the first day's start.
-    """
-    SqliteStore(path).close()
-    t0 = datetime(days[0].year, days[0].month, days[0].day, tzinfo=UTC)
-    n = len(days) * N_ISP
-    ts = (t0.timestamp() + 900.0 * np.arange(n) + 300.0).tolist()
-    seqs = list(range(n))
-    db = sqlite3.connect(path, isolation_level=None)
-    try:
-        for s in range(sites):
-            site, asset, point = f"s{s}", Points.METER_P_KW.asset, Points.METER_P_KW.point
-            values = metered[s].reshape(n).tolist()
-            db.execute("BEGIN")
-            db.executemany(
-                "INSERT INTO samples (site, seq, asset, point, ts, value, unit, quality) "
-                "VALUES (?, ?, ?, ?, ?, ?, 'kW', 'good')",
-                ((site, q, asset, point, t, v) for q, t, v in zip(seqs, ts, values, strict=True)),
-            )
-            db.execute("COMMIT")
-    finally:
-        db.close()
-    return t0
-
-
 def _per_sample_read(store: SqliteStore, t0: datetime, n_days: int, sites: int) -> tuple[float, float, Any]:
     """The old path, timed (wall and CPU s): `read_series` per site, then ISP means (`store_metering` before)."""
     end = t0 + timedelta(days=n_days)
@@ -176,42 +150,50 @@ def _per_sample_read(store: SqliteStore, t0: datetime, n_days: int, sites: int) 
     return time.perf_counter() - start, time.process_time() - cpu, out
 
 
-@dataclass(frozen=True)
-class _StoreFigures:
-    per_sample_read_s: float  # for store_sites
-    per_sample_read_cpu_s: float  # CPU seconds of this process
-    array_read_s: float  # for array_sites
-    array_read_cpu_s: float
-    array_settle_s: float  # settle_month on what the array read gave
-    net_eur: float  # of the month settled from the store
+def _from_stores(
+    metered: Any,
+    days: list[date],
+    ordered: Any,
+    price: Any,
+    store_sites: int,
+    array_sites: int,
+    *,
+    postgres: bool,
+) -> tuple[StoreMonth, StoreMonth | None, float, float]:
+    """The month from SQLite (and PostgreSQL), and the old per-sample read on the first `store_sites` of SQLite.
 
-
-def _from_store(
-    metered: Any, days: list[date], ordered: Any, price: Any, store_sites: int, array_sites: int
-) -> _StoreFigures:
-    """One fresh SQLite file with `array_sites` sites: the old read on the first `store_sites`, the new on all."""
+    Returns (SQLite, PostgreSQL or None, old read wall s, old read CPU s).
+    """
+    part = metered[:array_sites]
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = _write_store(Path(tmp) / "s.sqlite", metered, days, array_sites)
-        store = SqliteStore(Path(tmp) / "s.sqlite")
+        path = Path(tmp) / "s.sqlite"
+        lite = sqlite_month(path, part, days, HISTORY_DAYS, ordered, price)
+        store = SqliteStore(path)
         try:
+            t0 = datetime(days[0].year, days[0].month, days[0].day, tzinfo=UTC)
             old_s, old_cpu_s, old = _per_sample_read(store, t0, len(days), store_sites)
-            start, cpu = time.perf_counter(), time.process_time()
-            new = metered_month_kw(store, [f"s{s}" for s in range(array_sites)], days[0], len(days))
-            new_s, new_cpu_s = time.perf_counter() - start, time.process_time() - cpu
         finally:
             store.close()
-    if not (np.allclose(old, metered[:store_sites]) and np.allclose(new, metered[:array_sites])):
+    if not np.allclose(old, metered[:store_sites]):
         raise AssertionError("the store gave back other values than written")
-    start = time.perf_counter()
-    got = settle_month(new, days, HISTORY_DAYS, ordered[:array_sites], price[:array_sites])
-    settle_s = time.perf_counter() - start
-    return _StoreFigures(old_s, old_cpu_s, new_s, new_cpu_s, settle_s, float(got.net_eur.sum()))
+    pg_month = None
+    if postgres:
+        with LoopbackPostgres() as pg:
+            pg_month = postgres_month(
+                pg.dsn(pg.fresh_schema()), pg.password, pg.pid, part, days, HISTORY_DAYS, ordered, price
+            )
+    return lite, pg_month, old_s, old_cpu_s
 
 
 def settlement_figures(
-    sites: int = 1000, *, per_order_sites: int = 5, store_sites: int = 10, array_sites: int | None = None
+    sites: int = 1000,
+    *,
+    per_order_sites: int = 5,
+    store_sites: int = 10,
+    array_sites: int | None = None,
+    postgres: bool = True,
 ) -> SettlementFigures:
-    """Time the three ways on one seeded case."""
+    """Time the three ways on one seeded case, and the month from SQLite (and a loopback PostgreSQL)."""
     metered, days, ordered, price = settlement_case(sites)
     t0 = time.perf_counter()
     got = settle_month(metered, days, HISTORY_DAYS, ordered, price)
@@ -225,7 +207,9 @@ def settlement_figures(
     per_order_s = time.perf_counter() - t0
     n_array = sites if array_sites is None else max(1, min(array_sites, sites))
     n_store = min(store_sites, n_array)
-    st = _from_store(metered, days, ordered, price, n_store, n_array)
+    lite, pg_month, old_s, old_cpu_s = _from_stores(
+        metered, days, ordered, price, n_store, n_array, postgres=postgres
+    )
     return SettlementFigures(
         sites=sites,
         orders=int((ordered > 0).any(axis=2).sum()),
@@ -237,12 +221,9 @@ def settlement_figures(
         net_eur_per_order_sample=sample_net,
         net_eur_batch_sample=float(got.net_eur[:n].sum()),
         store_sites=n_store,
-        store_read_s=st.per_sample_read_s,
-        store_read_cpu_s=st.per_sample_read_cpu_s,
-        array_sites=n_array,
-        array_read_s=st.array_read_s,
-        array_read_cpu_s=st.array_read_cpu_s,
-        array_settle_s=st.array_settle_s,
-        net_eur_from_store=st.net_eur,
+        store_read_s=old_s,
+        store_read_cpu_s=old_cpu_s,
+        sqlite=lite,
+        postgres=pg_month,
         net_eur_array_sample=float(got.net_eur[:n_array].sum()),
     )

@@ -42,6 +42,7 @@ TABLES = (
     "leases",
     "probes",
     "grid_envelopes",
+    "isp_rollups",
 )
 
 

@@ -18,11 +18,13 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from cloud_controller import SiteSnapshot
 from cloud_controller.grid import build_schutterwald_region
 from cloud_controller.live.planner import MpcPlanner
 from cloud_controller.live.reservations import Reservation
 from gridflex.loop import twin as T  # the twin's own steps (its run_twin has no DR activator)
 from gridflex.loop.scenario import LoopSettings, build_scenario
+from gridflex.loop.twin_site import TwinSite
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -41,8 +43,8 @@ def test_the_reserved_battery_starts_the_evening_event_at_its_floor_and_delivers
     planner = T.scenario_planner(sc, T.site_refs(buildings, sc.household_of_site))
     inner = planner.inner
     assert isinstance(inner, MpcPlanner)
-    history, snaps = T._MemoryHistory(), {}
-    sites = {k: T.TwinSite(b) for k, b in buildings.items()}
+    history, snaps = T._MemoryHistory(), dict[str, SiteSnapshot]()
+    sites = {k: TwinSite(b) for k, b in buildings.items()}
     result, meters = T.TwinResult(), T._Meters(sc)
     bat = buildings[SITE].battery
     assert bat is not None and bat.capacity_kwh == 13.5

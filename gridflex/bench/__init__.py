@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -251,7 +252,17 @@ def bench_ingest(
     kinds = stores or ["sqlite", "postgres"]
     modes = batch_messages if batch_messages is not None else [0, 200]
     table = Table(title=f"gridflex bench ingest ({sites} sites x {batches} batches x {size} samples, QoS 1)")
-    for col in ("store", "batch (messages)", "workers", "samples/s", "x anchor", "per worker", "watermarks"):
+    cols = (
+        "store",
+        "batch (messages)",
+        "workers",
+        "samples/s",
+        "x anchor",
+        "per worker",
+        "watermarks",
+        "wall s",
+    )
+    for col in (*cols, "CPU s by role"):
         table.add_column(col, justify="right")
     anchor: float | None = None
     with contextlib.ExitStack() as stack:
@@ -269,6 +280,9 @@ def bench_ingest(
                             password_file=str(pg.password_file),
                             batch_messages=mode,
                         )
+                    watch = {"mosquitto": broker.pid} | (
+                        {"postgres": pg.pid} if kind == "postgres" and pg else {}
+                    )
                     fig = bench_ingest_workers(
                         n,
                         port=broker.port,
@@ -277,6 +291,7 @@ def bench_ingest(
                         n_batches=batches,
                         size=size,
                         store=store,
+                        watch={role: pid for role, pid in watch.items() if pid is not None},
                     )
                     anchor = anchor or fig.samples_per_s or None
                     row = (
@@ -287,10 +302,15 @@ def bench_ingest(
                         f"{fig.samples_per_s / anchor:.2f}" if anchor else "-",
                         " / ".join(f"{c:,}" for c in fig.per_worker),
                         "right" if fig.watermarks_ok else "WRONG",
+                        f"{fig.seconds:.2f}",
+                        ", ".join(f"{role} {c:.2f}" for role, c in fig.cpu_s.items()),
                     )
                     console.print(" | ".join(row))  # as it comes: a long sweep shows its rows early
                     table.add_row(*row)
     console.print(table)
+    console.print(
+        f"load average (1, 5, 15 min) at the end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}"
+    )
 
 
 @bench_app.command("ingest-store")
@@ -413,6 +433,9 @@ def bench_testbed(  # noqa: PLR0913, PLR0917 (typer: one parameter per option)
     batch_messages: Annotated[
         int, typer.Option(min=0, help="workers' store.ingest_batch_messages (0 = a transaction per message)")
     ] = 200,
+    store: Annotated[
+        str, typer.Option(help="the workers' store: sqlite (one file) or postgres (a loopback server)")
+    ] = "sqlite",
 ) -> None:
     """N buildings with real agents over P processes, one Mosquitto, k ingest workers: rates, loss, latency, CPU."""
     from gridflex.bench.testbed import TestbedRun
@@ -429,13 +452,15 @@ def bench_testbed(  # noqa: PLR0913, PLR0917 (typer: one parameter per option)
             max_age_s=max_age_s,
             anchor_messages=anchor,
             batch_messages=batch_messages,
+            store=store,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     fig = run_bench(run)
     table = _figures_table(
         f"gridflex bench testbed ({buildings} buildings x {processes} processes, {workers} ingest workers, "
-        f"poll {poll_s:g} s, heartbeat {run.heartbeat_s:g} s, ingest batches of <= {batch_messages} messages)"
+        f"poll {poll_s:g} s, heartbeat {run.heartbeat_s:g} s, ingest batches of <= {batch_messages} messages, "
+        f"store {store})"
     )
     table.add_row("start: every agent connected (s)", f"{fig.start_s:.1f}", "")
     table.add_row("samples/s produced (PUBACKed)", f"{fig.produced_per_s:,.0f}", "")
@@ -448,6 +473,9 @@ def bench_testbed(  # noqa: PLR0913, PLR0917 (typer: one parameter per option)
     table.add_row("stored per worker (whole run)", " / ".join(f"{c:,}" for c in fig.per_worker), "")
     for load in fig.loads:
         table.add_row(f"CPU % of a core / RSS MB: {load.role}", f"{load.cpu_pct:.0f} / {load.rss_mb:.0f}", "")
+    table.add_row(
+        "load average (1, 5, 15 min) at the end", " ".join(Path("/proc/loadavg").read_text().split()[:3]), ""
+    )
     if fig.anchor:
         table.add_row(
             "anchor: bare broker QoS 1 at 1,000 msg/s: received",

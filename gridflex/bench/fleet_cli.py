@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -56,6 +57,9 @@ def bench_testbed(  # noqa: PLR0913, PLR0917 (typer: one parameter per option)
     batch_messages: Annotated[
         int, typer.Option(min=0, help="workers' store.ingest_batch_messages (0 = a transaction per message)")
     ] = 200,
+    store: Annotated[
+        str, typer.Option(help="the workers' store: sqlite (one file) or postgres (a loopback server)")
+    ] = "sqlite",
 ) -> None:
     """N buildings with real agents over P processes, one Mosquitto, k ingest workers: rates, loss, latency, CPU."""
     from gridflex.bench.testbed import TestbedRun
@@ -72,13 +76,15 @@ def bench_testbed(  # noqa: PLR0913, PLR0917 (typer: one parameter per option)
             max_age_s=max_age_s,
             anchor_messages=anchor,
             batch_messages=batch_messages,
+            store=store,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     fig = run_bench(run)
     table = figures_table(
         f"gridflex bench testbed ({buildings} buildings x {processes} processes, {workers} ingest workers, "
-        f"poll {poll_s:g} s, heartbeat {run.heartbeat_s:g} s, ingest batches of <= {batch_messages} messages)"
+        f"poll {poll_s:g} s, heartbeat {run.heartbeat_s:g} s, ingest batches of <= {batch_messages} messages, "
+        f"store {store})"
     )
     table.add_row("start: every agent connected (s)", f"{fig.start_s:.1f}", "")
     table.add_row("samples/s produced (PUBACKed)", f"{fig.produced_per_s:,.0f}", "")
@@ -91,6 +97,9 @@ def bench_testbed(  # noqa: PLR0913, PLR0917 (typer: one parameter per option)
     table.add_row("stored per worker (whole run)", " / ".join(f"{c:,}" for c in fig.per_worker), "")
     for load in fig.loads:
         table.add_row(f"CPU % of a core / RSS MB: {load.role}", f"{load.cpu_pct:.0f} / {load.rss_mb:.0f}", "")
+    table.add_row(
+        "load average (1, 5, 15 min) at the end", " ".join(Path("/proc/loadavg").read_text().split()[:3]), ""
+    )
     if fig.anchor:
         table.add_row(
             "anchor: bare broker QoS 1 at 1,000 msg/s: received",

@@ -16,13 +16,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing as mp
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Event as MpEvent
 from pathlib import Path
 from typing import Any
 
+from gridflex.bench.proc import RoleCpu
 from protocols.assets import METER, Points
 
 __all__ = [
@@ -32,6 +35,8 @@ __all__ = [
     "WritePathFigures",
     "bench_ingest_workers",
     "ingest_in_process",
+    "store_reader",
+    "store_section",
     "telemetry_payloads",
     "write_path_figures",
 ]
@@ -60,6 +65,9 @@ class IngestFigures:
     seconds: float
     per_worker: tuple[int, ...]  # samples each worker stored
     watermarks_ok: bool
+    #: CPU seconds of each role over the timed phase (publisher, ingest-<k>, bench = this
+    #: process counting rows, and the `watch`ed ones: mosquitto, postgres with its backends)
+    cpu_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def samples_per_s(self) -> float:
@@ -72,9 +80,20 @@ def _sites(n: int) -> list[str]:
 
 
 def _worker(
-    port: int, store: dict[str, Any], n_sites: int, index: int, ready: MpEvent, stop: MpEvent, out: Any
+    port: int,
+    store: dict[str, Any],
+    n_sites: int,
+    index: int,
+    ready: MpEvent,
+    stop: MpEvent,
+    stored: Synchronized[int],
+    out: Any,
 ) -> None:
-    """Spawn target: one ingest worker until `stop`; puts its stored-sample count on `out`."""
+    """Spawn target: one ingest worker until `stop`; its stored-sample count in `stored` as it goes, then on `out`.
+
+    The bench waits on these counters (committed samples) rather than polling the store:
+    a `count(*)` every few ms would be PostgreSQL CPU the figures then charge to ingest.
+    """
     from cloud_controller import AssetRef, CloudConfig, CloudController, Registry, SiteRef
     from protocols.clock import RealClock
 
@@ -96,7 +115,9 @@ def _worker(
         await ctl.session.wait_connected(20)
         await asyncio.sleep(0.5)  # the subscription is in place before the publisher starts
         ready.set()
-        await asyncio.to_thread(stop.wait)
+        while not stop.is_set():
+            await asyncio.sleep(0.02)
+            stored.value = ctl.ingest.stats.samples_stored
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -134,8 +155,14 @@ def telemetry_payloads(sites: list[str], n_batches: int, size: int) -> list[tupl
     return out
 
 
-def _publisher(port: int, n_sites: int, n_batches: int, size: int, go: MpEvent) -> None:
-    """Spawn target: every site's batches, QoS 1, as fast as the broker takes them."""
+def _publisher(
+    port: int, n_sites: int, n_batches: int, size: int, built: MpEvent, go: MpEvent, done: MpEvent
+) -> None:
+    """Spawn target: every site's batches, QoS 1, as fast as the broker takes them.
+
+    Sets `built` once its payloads are encoded and it is connected (the clock starts at
+    `go`, not before), and stays alive until `done` so its CPU seconds can be read.
+    """
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
@@ -145,15 +172,17 @@ def _publisher(port: int, n_sites: int, n_batches: int, size: int, go: MpEvent) 
     client.max_queued_messages_set(0)
     client.connect("127.0.0.1", port)
     client.loop_start()
+    built.set()
     go.wait(60)
     infos = [client.publish(topic, payload, qos=1) for topic, payload in payloads]
     for info in infos:
         info.wait_for_publish(60)
+    done.wait(300)
     client.loop_stop()
     client.disconnect()
 
 
-def _store_section(store: IngestStore, path: Path) -> dict[str, Any]:
+def store_section(store: IngestStore, path: Path) -> dict[str, Any]:
     """The workers' `store:` section."""
     section: dict[str, Any] = {"path": str(path), "ingest_batch_messages": store.batch_messages}
     if store.kind == "postgres":
@@ -161,7 +190,7 @@ def _store_section(store: IngestStore, path: Path) -> dict[str, Any]:
     return section
 
 
-def _reader(store: IngestStore, path: Path) -> Any:
+def store_reader(store: IngestStore, path: Path) -> Any:
     """A store object of this process, to count what the workers stored."""
     from cloud_controller import PostgresStore, SqliteStore
 
@@ -180,20 +209,26 @@ def bench_ingest_workers(
     n_batches: int = 20,
     size: int = 500,
     store: IngestStore | None = None,
+    watch: dict[str, int] | None = None,
 ) -> IngestFigures:
-    """Run `workers` ingest processes against the broker on `port`; time the whole load."""
+    """Run `workers` ingest processes against the broker on `port`; time the whole load.
+
+    `watch`: more processes whose CPU seconds the figures give, role -> PID (a role
+    named "postgres" counts the PID with its children: the backends do the writes).
+    """
     store = store or IngestStore()
     workdir.mkdir(parents=True, exist_ok=True)
     store_path = workdir / f"ingest-{workers}-{store.batch_messages}.sqlite"
     store_path.unlink(missing_ok=True)
-    reader = _reader(store, store_path)  # PostgreSQL: migrates the run's schema before the workers start
-    section = _store_section(store, store_path)
+    reader = store_reader(store, store_path)  # PostgreSQL: migrates the run's schema before the workers start
+    section = store_section(store, store_path)
     ctx = mp.get_context("spawn")
-    stop, go = ctx.Event(), ctx.Event()
+    stop, go, built, done = ctx.Event(), ctx.Event(), ctx.Event(), ctx.Event()
     out = ctx.Queue()
     readies = [ctx.Event() for _ in range(workers)]
+    stored_by = [ctx.Value("q", 0) for _ in range(workers)]
     procs = [
-        ctx.Process(target=_worker, args=(port, section, n_sites, k, readies[k], stop, out))
+        ctx.Process(target=_worker, args=(port, section, n_sites, k, readies[k], stop, stored_by[k], out))
         for k in range(workers)
     ]
     for p in procs:
@@ -202,22 +237,30 @@ def bench_ingest_workers(
         for r in readies:
             if not r.wait(READY_S):
                 raise RuntimeError(f"an ingest worker did not connect within {READY_S:.0f} s")
-        pub = ctx.Process(target=_publisher, args=(port, n_sites, n_batches, size, go))
+        pub = ctx.Process(target=_publisher, args=(port, n_sites, n_batches, size, built, go, done))
         pub.start()
-        time.sleep(1.0)  # the publisher builds its payloads before the clock starts
+        if not built.wait(READY_S):  # the publisher builds its payloads before the clock starts
+            raise RuntimeError(f"the publisher did not build its payloads within {READY_S:.0f} s")
         total = n_sites * n_batches * size
+        roles = {"publisher": pub.pid or 0, "bench": os.getpid()}
+        roles |= {f"ingest-{k}": p.pid or 0 for k, p in enumerate(procs)} | (watch or {})
+        cpu = RoleCpu(roles, with_children=frozenset({"postgres"}))
+        cpu.start()
         t0 = time.perf_counter()
         go.set()
         deadline = t0 + 300
-        while reader.count_samples() < total and time.perf_counter() < deadline:
-            time.sleep(0.02)
+        while sum(v.value for v in stored_by) < total and time.perf_counter() < deadline:
+            time.sleep(0.01)
         seconds = time.perf_counter() - t0
+        cpu_used = cpu.stop()
+        done.set()
         stored = reader.count_samples()
         expected_wm = n_batches * size - 1
         watermarks_ok = all(reader.highest_contiguous_seq(s) == expected_wm for s in _sites(n_sites))
         reader.close()
         pub.join(60)
     finally:
+        done.set()
         stop.set()
         counts: dict[int, int] = {}
         for _ in procs:
@@ -234,6 +277,7 @@ def bench_ingest_workers(
         seconds=seconds,
         per_worker=tuple(counts.get(k, 0) for k in range(workers)),
         watermarks_ok=watermarks_ok,
+        cpu_s=cpu_used,
     )
 
 

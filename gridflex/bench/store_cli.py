@@ -53,7 +53,17 @@ def bench_ingest(
     kinds = stores or ["sqlite", "postgres"]
     modes = batch_messages if batch_messages is not None else [0, 200]
     table = Table(title=f"gridflex bench ingest ({sites} sites x {batches} batches x {size} samples, QoS 1)")
-    for col in ("store", "batch (messages)", "workers", "samples/s", "x anchor", "per worker", "watermarks"):
+    cols = (
+        "store",
+        "batch (messages)",
+        "workers",
+        "samples/s",
+        "x anchor",
+        "per worker",
+        "watermarks",
+        "wall s",
+    )
+    for col in (*cols, "CPU s by role"):
         table.add_column(col, justify="right")
     anchor: float | None = None
     with contextlib.ExitStack() as stack:
@@ -71,6 +81,9 @@ def bench_ingest(
                             password_file=str(pg.password_file),
                             batch_messages=mode,
                         )
+                    watch = {"mosquitto": broker.pid} | (
+                        {"postgres": pg.pid} if kind == "postgres" and pg else {}
+                    )
                     fig = bench_ingest_workers(
                         n,
                         port=broker.port,
@@ -79,6 +92,7 @@ def bench_ingest(
                         n_batches=batches,
                         size=size,
                         store=store,
+                        watch={role: pid for role, pid in watch.items() if pid is not None},
                     )
                     anchor = anchor or fig.samples_per_s or None
                     row = (
@@ -89,10 +103,15 @@ def bench_ingest(
                         f"{fig.samples_per_s / anchor:.2f}" if anchor else "-",
                         " / ".join(f"{c:,}" for c in fig.per_worker),
                         "right" if fig.watermarks_ok else "WRONG",
+                        f"{fig.seconds:.2f}",
+                        ", ".join(f"{role} {c:.2f}" for role, c in fig.cpu_s.items()),
                     )
                     console.print(" | ".join(row))  # as it comes: a long sweep shows its rows early
                     table.add_row(*row)
     console.print(table)
+    console.print(
+        f"load average (1, 5, 15 min) at the end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}"
+    )
 
 
 def bench_ingest_store(

@@ -8,13 +8,14 @@ without a figure. This runs it for real on loopback and measures it:
   publish their real telemetry batches, QoS 1, store-and-forward.
 - one Mosquitto (`MosquittoBroker`), and k controller processes in the `ingest` role
   (`CloudController(role="ingest")`, the `$share` subscription) storing into one SQLite
-  file, as `deploy/k8s` runs them.
+  file or one PostgreSQL schema (`LoopbackPostgres`, `TestbedRun.store`), as `deploy/k8s`
+  runs them. The processes themselves are in `gridflex/bench/testbed_roles.py`.
 
 Figures over a bounded window after every agent is connected and a warm-up: samples/s
 produced (PUBACKed by the broker, the agents' own counter) and stored (the workers'
 counter), loss (published minus stored in the file after a bounded drain), latency from a
 sample's timestamp (taken by the agent at its poll) to the worker's store commit, p50/p99,
-and CPU (% of one core) and RSS per process. The anchor in the same run: the same
+and CPU (% of one core) and RSS per process (PostgreSQL: the postmaster with its backends). The anchor in the same run: the same
 broker with no controller, a paho publisher and one decoding subscriber (bench contract).
 
 Every child is a `spawn` process stopped by its own event, then by PID (SIGTERM) if it
@@ -26,21 +27,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing as mp
-import os
 import statistics
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from multiprocessing.process import BaseProcess
-from multiprocessing.sharedctypes import Synchronized
-from multiprocessing.synchronize import Event as MpEvent
 from pathlib import Path
 from typing import Any
 
+from gridflex.bench.ingest import IngestStore, store_reader, store_section
+from gridflex.bench.proc import cpu_s, descendants, rss_mb
+from gridflex.bench.testbed_roles import CONNECT_S, READY_S, run_buildings, run_ingest_worker
+
 __all__ = ["ProcessLoad", "TestbedFigures", "TestbedRun", "bench_testbed"]
 
-READY_S = 300.0  # bound on a building process's start (its Modbus servers, site files)
-CONNECT_S = 120.0  # bound on every agent connecting once started
 JOIN_S = 20.0  # bound on a child's orderly stop before SIGTERM by PID
 DRAIN_S = 30.0  # bound on the drain after the buildings stop
 
@@ -65,6 +65,7 @@ class TestbedRun:
     anchor_rate_per_s: float = 1_000.0  # QoS 1 messages/s of the anchor (bench contract's paced run)
     #: the workers' `store.ingest_batch_messages` (0: one transaction per message, as before batching)
     batch_messages: int = 200
+    store: str = "sqlite"  # "sqlite" (one file) | "postgres" (a loopback server, one schema)
 
     def __post_init__(self) -> None:
         if self.processes < 1 or self.workers < 1:
@@ -75,6 +76,8 @@ class TestbedRun:
             raise ValueError("at most 999 buildings per process (site ids b001..b999)")
         if self.duration_s <= 0 or self.warmup_s < 0 or self.poll_s <= 0:
             raise ValueError("duration_s and poll_s must be > 0, warmup_s >= 0")
+        if self.store not in {"sqlite", "postgres"}:
+            raise ValueError(f"store {self.store!r}: sqlite or postgres")
         if self.max_age_s is not None and self.max_age_s < self.poll_s:
             raise ValueError(f"max_age_s {self.max_age_s} must be >= poll_s {self.poll_s}")
 
@@ -136,134 +139,6 @@ class TestbedFigures:
         return max(0, self.published_total - self.stored_total)
 
 
-def _site_name(k: int, site: str) -> str:
-    return f"p{k}-{site}"
-
-
-def _buildings(  # noqa: PLR0913, PLR0917 (a spawn target's arguments)
-    port: int,
-    k: int,
-    n: int,
-    seed: int,
-    poll_s: float,
-    max_age_s: float,
-    out_dir: str,
-    ready: MpEvent,
-    go: MpEvent,
-    stop: MpEvent,
-    published: Synchronized[int],
-    connected: Synchronized[int],
-    errors: Any,
-) -> None:
-    """Spawn target: `n` buildings with their agents until `stop`; counters in `published`/`connected`."""
-    from datetime import UTC, datetime
-
-    from gridflex.loop.agents import Fleet, FleetOptions
-    from protocols.clock import RealClock, SimClock
-    from simulators.fleet import draw_specs
-    from simulators.testbed import TestBedConfig
-
-    async def run() -> None:
-        start = datetime.now(UTC).replace(microsecond=0)
-        specs = tuple(replace(s, site=_site_name(k, s.site)) for s in draw_specs(n, seed=seed + k))
-        cfg = TestBedConfig(
-            n_sites=n, seed=seed + k, start=start, step_s=1.0, broker_port=port, bacnet=False, specs=specs
-        )
-        options = FleetOptions(
-            poll_interval_s=poll_s, poll_max_age_s=max_age_s, fallback_after_s=max(300.0, 40 * poll_s)
-        )
-        async with Fleet(cfg, bed_clock=SimClock(start), out_dir=Path(out_dir), options=options) as fleet:
-            ready.set()
-            await asyncio.to_thread(go.wait, READY_S + CONNECT_S)
-            fleet.start(RealClock())
-            reported = False
-            while not stop.is_set():
-                await asyncio.sleep(0.25)
-                published.value = sum(a.stats.published for a in fleet.agents.values())
-                connected.value = sum(bool(a.stats.connected) for a in fleet.agents.values())
-                failed = fleet.failed()
-                if failed and not reported:
-                    errors.put((f"buildings-{k}", {name: repr(e) for name, e in failed.items()}))
-                    reported = True
-            published.value = sum(a.stats.published for a in fleet.agents.values())
-
-    asyncio.run(run())
-
-
-def _worker(  # noqa: PLR0913, PLR0917 (a spawn target's arguments)
-    port: int,
-    store: str,
-    registry: Any,
-    index: int,
-    ready: MpEvent,
-    stop: MpEvent,
-    stored: Synchronized[int],
-    out: Any,
-    batch_messages: int,
-) -> None:
-    """Spawn target: one ingest worker until `stop`; puts (index, stored, [(t_commit, latency_s)]) on `out`."""
-    from cloud_controller import CloudConfig, CloudController
-    from protocols.clock import RealClock
-
-    cfg = CloudConfig.model_validate(
-        {
-            "broker": {"port": port, "client_id": f"testbed-ingest-{index}"},
-            "store": {"path": store, "ingest_batch_messages": batch_messages},
-            "control": {"dispatch": False},
-            "api": {"enabled": False},
-        }
-    )
-    timings: list[tuple[float, float]] = []
-    publish_lags: list[tuple[float, float]] = []
-
-    async def run() -> int:
-        ctl = CloudController(cfg, registry, clock=RealClock(), role="ingest")
-
-        def on_stored(batch: Any, result: Any) -> None:
-            # instrumentation, not a stand-in: called after the real commit (batched or not)
-            now = time.time()
-            if result.inserted:
-                timings.extend((now, now - s.ts.timestamp()) for s in batch.samples)
-            publish_lags.append((now, now - batch.ts.timestamp()))  # agent's publish → stored
-
-        ctl.ingest.on_stored.append(on_stored)
-        task = asyncio.create_task(ctl.run())
-        await ctl.session.wait_connected(30)
-        await asyncio.sleep(0.5)  # the subscription is in place before the agents start
-        ready.set()
-        while not stop.is_set():
-            await asyncio.sleep(0.25)
-            stored.value = ctl.ingest.stats.samples_stored
-        stored.value = ctl.ingest.stats.samples_stored
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        return ctl.ingest.stats.samples_stored
-
-    n = asyncio.run(run())
-    out.put((index, n, timings, publish_lags))
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of `pid` from /proc (Linux; 0 once it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
-
-
-def _rss_mb(pid: int) -> float:
-    """Resident set size of `pid` in MiB from /proc (0 once it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 def _stop_all(procs: list[BaseProcess]) -> None:
     """Join each child within JOIN_S, then SIGTERM it by PID, then SIGKILL: nothing is left running."""
     for p in procs:
@@ -308,25 +183,24 @@ def _collect(
     return results
 
 
-def _drain(store_path: Path, published_total: int) -> int:
+def _drain(reader: Any, published_total: int) -> int:
     """Rows in the store once it holds `published_total`, or it made no progress for 5 s, or DRAIN_S passed."""
-    from cloud_controller import SqliteStore
+    deadline, last, last_t = time.monotonic() + DRAIN_S, -1, time.monotonic()
+    while time.monotonic() < deadline:
+        n_stored = reader.count_samples()
+        if n_stored >= published_total:
+            break
+        if n_stored != last:
+            last, last_t = n_stored, time.monotonic()
+        elif time.monotonic() - last_t > 5.0:
+            break  # no progress for 5 s: what is missing is lost
+        time.sleep(0.2)
+    return int(reader.count_samples())
 
-    reader = SqliteStore(store_path)
-    try:
-        deadline, last, last_t = time.monotonic() + DRAIN_S, -1, time.monotonic()
-        while time.monotonic() < deadline:
-            n_stored = reader.count_samples()
-            if n_stored >= published_total:
-                break
-            if n_stored != last:
-                last, last_t = n_stored, time.monotonic()
-            elif time.monotonic() - last_t > 5.0:
-                break  # no progress for 5 s: what is missing is lost
-            time.sleep(0.2)
-        return reader.count_samples()
-    finally:
-        reader.close()
+
+def _role_pids(role: str, pid: int) -> list[int]:
+    """The PIDs a role's CPU and RSS sum: PostgreSQL's postmaster with its backends, else the one process."""
+    return descendants(pid) if role == "postgres" else [pid]
 
 
 def bench_testbed(run: TestbedRun, *, workdir: Path | None = None) -> TestbedFigures:  # noqa: PLR0915
@@ -334,6 +208,7 @@ def bench_testbed(run: TestbedRun, *, workdir: Path | None = None) -> TestbedFig
     from cloud_controller import Registry, SiteRef, registry_from_manifest
     from gridflex.bench.contract import mqtt_ingest_figures
     from gridflex.ops.broker import MosquittoBroker
+    from gridflex.ops.postgres import LoopbackPostgres
 
     own = workdir is None
     root = Path(tempfile.mkdtemp(prefix="gridflex-testbed-bench-")) if workdir is None else workdir
@@ -351,14 +226,23 @@ def bench_testbed(run: TestbedRun, *, workdir: Path | None = None) -> TestbedFig
     results: dict[int, tuple[int, list[tuple[float, float]], list[tuple[float, float]]]] = {}
     w_procs: list[BaseProcess] = []
     store_path = root / "controller.sqlite"
+    pg = LoopbackPostgres() if run.store == "postgres" else None
+    reader: Any = None
     broker = MosquittoBroker(workdir=root / "mosquitto", max_queued_messages=1_000_000)
-    broker.start()
     try:
+        store = IngestStore()
+        if pg is not None:
+            pg.start()
+            store = IngestStore("postgres", pg.dsn(pg.fresh_schema()), str(pg.password_file))
+        reader = store_reader(store, store_path)  # PostgreSQL: migrates the schema before the workers start
+        broker.start()
         for k, n in enumerate(split):
             d = root / f"buildings-{k}"
             args = (broker.port, k, n, run.seed, run.poll_s, run.heartbeat_s, str(d), ready_b[k], go, stop_b)
             b_procs.append(
-                ctx.Process(target=_buildings, args=(*args, published[k], connected[k], errors), name=f"b{k}")
+                ctx.Process(
+                    target=run_buildings, args=(*args, published[k], connected[k], errors), name=f"b{k}"
+                )
             )
         for p in b_procs:
             p.start()
@@ -371,7 +255,7 @@ def bench_testbed(run: TestbedRun, *, workdir: Path | None = None) -> TestbedFig
         for i in range(run.workers):
             args_w = (
                 broker.port,
-                str(store_path),
+                store_section(store, store_path),
                 registry,
                 i,
                 ready_w[i],
@@ -380,7 +264,7 @@ def bench_testbed(run: TestbedRun, *, workdir: Path | None = None) -> TestbedFig
                 out,
                 run.batch_messages,
             )
-            w_procs.append(ctx.Process(target=_worker, args=args_w, name=f"ingest-{i}"))
+            w_procs.append(ctx.Process(target=run_ingest_worker, args=args_w, name=f"ingest-{i}"))
         for p in w_procs:
             p.start()
         _wait_for(lambda: all(e.is_set() for e in ready_w), READY_S, "ingest workers connected", errors)
@@ -396,8 +280,9 @@ def bench_testbed(run: TestbedRun, *, workdir: Path | None = None) -> TestbedFig
             [(f"buildings-{k}", p.pid) for k, p in enumerate(b_procs)]
             + [(f"ingest-{i}", p.pid) for i, p in enumerate(w_procs)]
             + [("mosquitto", broker.pid)]
+            + ([("postgres", pg.pid)] if pg is not None else [])
         )
-        cpu0 = {pid: _cpu_s(pid) for _, pid in pids if pid is not None}
+        cpu0 = {p: cpu_s(p) for role, pid in pids if pid is not None for p in _role_pids(role, pid)}
         pub0, st0, t0 = sum(v.value for v in published), sum(v.value for v in stored), time.monotonic()
         t0_wall = time.time()
         time.sleep(run.duration_s)
@@ -405,7 +290,12 @@ def bench_testbed(run: TestbedRun, *, workdir: Path | None = None) -> TestbedFig
         t1_wall = time.time()
         window = t1 - t0
         loads = tuple(
-            ProcessLoad(role, pid, 100.0 * (_cpu_s(pid) - cpu0[pid]) / window, _rss_mb(pid))
+            ProcessLoad(
+                role,
+                pid,
+                100.0 * sum(max(0.0, cpu_s(p) - cpu0.get(p, 0.0)) for p in _role_pids(role, pid)) / window,
+                sum(rss_mb(p) for p in _role_pids(role, pid)),
+            )
             for role, pid in pids
             if pid is not None
         )
@@ -415,7 +305,7 @@ def bench_testbed(run: TestbedRun, *, workdir: Path | None = None) -> TestbedFig
         stop_b.set()
         _stop_all(b_procs)
         published_total = sum(v.value for v in published)
-        stored_total = _drain(store_path, published_total)
+        stored_total = _drain(reader, published_total)
         stop_w.set()
         results = _collect(w_procs, out)
         anchor: dict[str, float] = {}
@@ -431,6 +321,10 @@ def bench_testbed(run: TestbedRun, *, workdir: Path | None = None) -> TestbedFig
             results = _collect(w_procs, out)
         _stop_all(b_procs + w_procs)
         broker.close()
+        if reader is not None:
+            reader.close()
+        if pg is not None:
+            pg.close()
         if own:
             import shutil
 

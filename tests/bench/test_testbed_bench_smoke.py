@@ -44,9 +44,35 @@ def test_testbed_bench_20_buildings_2_processes_stores_every_published_sample() 
     assert not left, f"children left running: {left}"
 
 
+@pytest.mark.slow  # ~40-120 s: the same with a loopback PostgreSQL server for the ingest worker
+def test_testbed_bench_on_postgres_stores_every_published_sample_and_measures_the_server() -> None:
+    run = TestbedRun(
+        buildings=10,
+        processes=1,
+        workers=1,
+        duration_s=3.0,
+        warmup_s=1.0,
+        poll_s=1.0,
+        max_age_s=1.0,
+        anchor_messages=0,
+        store="postgres",
+    )
+    fig = bench_testbed(run)
+    assert fig.published_total > 0 and fig.lost == 0 and fig.stored_total >= fig.published_total
+    assert 0 < fig.latency_p50_ms <= fig.latency_p99_ms < 5_000
+    loads = {load.role: load for load in fig.loads}
+    assert set(loads) == {"buildings-0", "ingest-0", "mosquitto", "postgres"}
+    assert loads["postgres"].cpu_pct > 0 and loads["postgres"].rss_mb > 1
+    assert not fig.anchor
+    left = [load for load in fig.loads if Path(f"/proc/{load.pid}").exists()]
+    assert not left, f"children left running: {left}"
+
+
 def test_testbed_run_rejects_a_split_beyond_999_per_process() -> None:
     with pytest.raises(ValueError, match="999 buildings per process"):
         TestbedRun(buildings=1000, processes=1)
     with pytest.raises(ValueError, match="max_age_s"):
         TestbedRun(poll_s=5.0, max_age_s=1.0)
     assert TestbedRun(buildings=1001, processes=2).split() == [501, 500]
+    with pytest.raises(ValueError, match="sqlite or postgres"):
+        TestbedRun(store="influx")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import secrets
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -41,6 +42,7 @@ import yaml
 from cloud_controller import CloudConfig
 from cloud_controller.market import isp_means, metered
 from gridflex.loop.closed_loop import ClosedLoop
+from gridflex.loop.fsp_prognosis import device_prognosis
 from gridflex.loop.prior_history import prior_from_reference
 from protocols.assets import Points
 from protocols.market import ISP_S, MarketOffer, MarketOrder
@@ -55,9 +57,11 @@ __all__ = [
     "MarketLoop",
     "OrderBridge",
     "ScriptedFsp",
+    "fsp_plans",
     "gap_filled_means",
     "market_sites",
     "offer_for",
+    "offer_kw",
     "site_flex_kw",
     "split_sites",
 ]
@@ -104,52 +108,72 @@ def split_sites(sites: Sequence[str]) -> dict[str, list[str]]:
 
 @dataclass(frozen=True)
 class FspPlan:
-    """One FSP's portfolio and terms."""
+    """One FSP's portfolio and terms, and what its devices can give per ISP.
+
+    `available_kw`: the reducible kW of its running devices per ISP start
+    (`fsp_prognosis.DevicePrognosis.available_kw`); None offers up to `cap_kw` in every
+    ISP (nominal kW: the devices may be off). `prognosis_kw`: its sites' expected net load
+    per ISP without activation, sent with the offer (USEF's D-prognosis); `baseline`: the
+    baseline the offer names for its settlement.
+    """
 
     fsp: str
     sites: tuple[str, ...]
     cap_kw: float  # the most it offers per ISP
     price_eur_per_kwh: float
+    available_kw: Mapping[datetime, float] | None = None
+    prognosis_kw: Mapping[datetime, float] | None = None
+    baseline: str = "nodes_5wd"
+
+
+def offer_kw(plan: FspPlan, start: datetime, need_kw: float) -> float:
+    """What the FSP offers in the ISP at `start`: min(need, cap, what its running devices can give), 0.1 kW."""
+    kw = min(need_kw, plan.cap_kw)
+    if plan.available_kw is not None:
+        kw = min(kw, plan.available_kw.get(start, 0.0))
+    return math.floor(max(kw, 0.0) * 10.0) / 10.0  # rounded down: never more than the devices give
 
 
 def offer_for(plan: FspPlan, request: Mapping[str, Any], now: datetime, serial: int) -> MarketOffer | None:
-    """The FSP's offer for a request (its JSON from `GET /market/requests`): per ISP min(need, cap).
+    """The FSP's offer for a request (its JSON from `GET /market/requests`): per ISP `offer_kw`.
 
     Only ISPs whose gate is still open a full ISP from `now` (the post takes time); None if
     none is left or the FSP has nothing to offer. Divisible (minimum activation factor 0).
     """
     gate = timedelta(seconds=GATE_CLOSURE_S)
     isps = [
-        {"start": i["start"], "kw": round(min(float(i["kw"]), plan.cap_kw), 1)}
+        {"start": i["start"], "kw": offer_kw(plan, datetime.fromisoformat(str(i["start"])), float(i["kw"]))}
         for i in request["isps"]
-        if datetime.fromisoformat(i["start"]) - gate > now + ISP
+        if datetime.fromisoformat(str(i["start"])) - gate > now + ISP
     ]
-    isps = [i for i in isps if i["kw"] > 0]
+    isps = [i for i in isps if float(i["kw"]) > 0]
     if not isps or not plan.sites:
         return None
-    first = min(datetime.fromisoformat(str(i["start"])) for i in isps)
-    return MarketOffer.model_validate_json(
-        json.dumps(
+    starts = [datetime.fromisoformat(str(i["start"])) for i in isps]
+    doc: dict[str, Any] = {
+        "offer_id": f"{plan.fsp}-{request['request_id']}-r{request['revision']}-{serial}"[:64],
+        "fsp": plan.fsp,
+        "congestion_point": request["congestion_point"],
+        "ts": now.isoformat(),
+        # valid until delivery begins: the clearing at gate closure may run a little after it
+        "expires": min(starts).isoformat(),
+        "request_id": request["request_id"],
+        "sites": list(plan.sites),
+        "baseline": plan.baseline,
+        "options": [
             {
-                "offer_id": f"{plan.fsp}-{request['request_id']}-r{request['revision']}-{serial}"[:64],
-                "fsp": plan.fsp,
-                "congestion_point": request["congestion_point"],
-                "ts": now.isoformat(),
-                # valid until delivery begins: the clearing at gate closure may run a little after it
-                "expires": first.isoformat(),
-                "request_id": request["request_id"],
-                "sites": list(plan.sites),
-                "options": [
-                    {
-                        "option_id": "all",
-                        "isps": isps,
-                        "price_eur_per_kwh": plan.price_eur_per_kwh,
-                        "min_activation_factor": 0.0,
-                    }
-                ],
+                "option_id": "all",
+                "isps": isps,
+                "price_eur_per_kwh": plan.price_eur_per_kwh,
+                "min_activation_factor": 0.0,
             }
-        )
-    )
+        ],
+    }
+    if plan.prognosis_kw is not None:
+        doc["prognosis"] = [
+            {"start": t.isoformat(), "kw": round(plan.prognosis_kw.get(t, 0.0), 3)} for t in starts
+        ]
+    return MarketOffer.model_validate_json(json.dumps(doc))
 
 
 @dataclass
@@ -343,11 +367,21 @@ class MarketLoop(ClosedLoop):
     moves the FSPs' sites), the reference the market's relief per euro is measured against.
     """
 
-    def __init__(self, scenario: Any, out_dir: Path, *, api_port: int = 0, market: bool = True) -> None:
+    def __init__(
+        self,
+        scenario: Any,
+        out_dir: Path,
+        *,
+        api_port: int = 0,
+        market: bool = True,
+        prognosis: str = "schedule",
+    ) -> None:
         super().__init__(scenario, out_dir, api_port=api_port)
         #: each FSP's API token (generated at start, in the run dir's market-config/, never in the repo)
         self.tokens: dict[str, str] = {}
         self.market = market
+        #: where the FSPs' offers come from (`fsp_prognosis.PROGNOSIS_SOURCES`)
+        self.prognosis = prognosis
 
     def market_only_sites(self) -> tuple[str, ...]:
         """The FSPs' portfolios: only the market's orders move them."""
@@ -400,9 +434,29 @@ class MarketLoop(ClosedLoop):
         return merged
 
     def fsp_plans(self) -> list[FspPlan]:
-        """Each FSP's sites, its offer cap (a share of their contracted kW) and its price."""
-        flex = site_flex_kw(self)
-        return [
-            FspPlan(fsp, tuple(sites), OFFER_SHARE * sum(flex[s] for s in sites), PRICE_EUR_PER_KWH[fsp])
-            for fsp, sites in split_sites(self.market_only_sites()).items()
-        ]
+        """Each FSP's sites, its offer cap (a share of their contracted kW), its price and its devices' prognosis."""
+        return fsp_plans(site_flex_kw(self), self.market_only_sites(), self.scenario, self.prognosis)
+
+
+def fsp_plans(
+    flex_kw: Mapping[str, float],
+    fsp_sites: Sequence[str],
+    scenario: Any,
+    prognosis: str,
+    *,
+    baseline: str = "nodes_5wd",
+) -> list[FspPlan]:
+    """The two FSPs' plans: sites, cap, price and, unless `prognosis` is "nominal", what their devices can give."""
+    prog = device_prognosis(scenario, fsp_sites, prognosis)
+    return [
+        FspPlan(
+            fsp,
+            tuple(sites),
+            OFFER_SHARE * sum(flex_kw[s] for s in sites),
+            PRICE_EUR_PER_KWH[fsp],
+            available_kw=None if prog is None else prog.available_kw(sites),
+            prognosis_kw=None if prog is None else prog.baseline_kw(sites),
+            baseline=baseline,
+        )
+        for fsp, sites in split_sites(fsp_sites).items()
+    ]

@@ -131,7 +131,7 @@ def offer_kw(plan: FspPlan, start: datetime, need_kw: float) -> float:
     kw = min(need_kw, plan.cap_kw)
     if plan.available_kw is not None:
         kw = min(kw, plan.available_kw.get(start, 0.0))
-    return math.floor(max(kw, 0.0) * 10.0) / 10.0  # rounded down: never more than the devices give
+    return math.floor(max(kw, 0.0) * 10.0 + 1e-9) / 10.0  # rounded down: never more than the devices give
 
 
 def offer_for(plan: FspPlan, request: Mapping[str, Any], now: datetime, serial: int) -> MarketOffer | None:

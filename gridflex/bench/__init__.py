@@ -19,6 +19,7 @@ from rich.table import Table
 
 from gridflex.bench.areas_cli import register as register_areas
 from gridflex.bench.chain import register as register_chain
+from gridflex.bench.market_relief_cli import register as register_market_relief
 
 __all__ = ["CONTRACT_PARTS", "DISPATCH_PARTS", "bench_app", "parse_parts"]
 
@@ -464,3 +465,4 @@ def bench_testbed(  # noqa: PLR0913, PLR0917 (typer: one parameter per option)
 
 register_chain(bench_app, console, _figures_table)  # records, uftp, settlement, market, dr-selection
 register_areas(bench_app)  # the MPC by area on 1 worker vs N
+register_market_relief(bench_app)  # the market's relief per EUR on the twin, reference vs market per seed

@@ -35,6 +35,7 @@ from gridflex.loop.scenario import LoopScenario, LoopSettings, build_scenario
 from gridflex.loop.twin import TwinResult, run_twin
 from gridflex.loop.twin_market import TwinMarket, twin_metering
 from protocols.assets import EV, HP
+from protocols.market import ISP_S
 
 __all__ = ["ReliefRow", "demo_settings", "relief_of_seed", "summarise"]
 
@@ -127,51 +128,61 @@ def _market(scenario: LoopScenario, store_dir: Path, fsp_sites: Sequence[str], p
 
 
 def relief_of_seed(
-    settings: LoopSettings, region: Any, prognosis: str = "schedule"
-) -> tuple[ReliefRow, dict[str, Any]]:
-    """The reference and market twins of one seed; the row and the market's details (clearings, refusals)."""
+    settings: LoopSettings, region: Any, sources: Sequence[str] = ("schedule",)
+) -> list[tuple[ReliefRow, dict[str, Any]]]:
+    """One seed: the reference twin once, then the market twin per prognosis source; a row and details each.
+
+    The details: the DSO's request actions, refused offers, the clearings, unsettled orders
+    and the number of limit commands sent.
+    """
     t0 = time.process_time()
     scenario = build_scenario(settings, region)
     flex_sites = [s.site for s in scenario.specs if s.ev_kw or s.hp_kw]
     fsp_sites = market_sites(flex_sites)
     reference = run_twin(scenario, market_only_sites=fsp_sites)
-    with tempfile.TemporaryDirectory(prefix="gridflex-market-twin-") as tmp:
-        market = _market(scenario, Path(tmp), fsp_sites, prognosis)
-        with_market = run_twin(scenario, market_only_sites=fsp_sites, hook=market)
-        settlements, failed = market.book.settle_due(settings.end, twin_metering(with_market))
-        orders = market.book.store.orders()
-    ref_kvah, mkt_kvah = _overload_kvah(scenario, reference), _overload_kvah(scenario, with_market)
-    net = sum(s.net_eur for s in settlements)
-    relief = ref_kvah - mkt_kvah
-    row = ReliefRow(
-        seed=settings.seed,
-        prognosis=prognosis,
-        fsp_sites=len(fsp_sites),
-        reference_kvah=round(ref_kvah, 2),
-        market_kvah=round(mkt_kvah, 2),
-        relief_kvah=round(relief, 2),
-        orders=sum(1 for o in orders if any(i.kw > 0 for i in o.isps)),
-        ordered_kwh=round(sum(i.kw for o in orders for i in o.isps) * 0.25, 2),
-        delivered_kwh=round(sum(s.delivered_kwh for s in settlements), 2),
-        net_eur=round(net, 2),
-        relief_kvah_per_eur=round(relief / net, 3) if net > 0 else None,
-        cpu_s=round(time.process_time() - t0, 1),
-    )
-    details = {
-        "actions": market.actions,
-        "refused": market.refused,
-        "clearings": [
-            {k: c[k] for k in ("clearing_id", "status", "cost_eur", "shortfall", "refused")}
-            for c in market.clearings
-        ],
-        "unsettled": failed,
-        "commands": market.commands,
-    }
-    return row, details
+    ref_kvah = _overload_kvah(scenario, reference)
+    ref_cpu = time.process_time() - t0
+    out = []
+    for source in sources:
+        t1 = time.process_time()
+        with tempfile.TemporaryDirectory(prefix="gridflex-market-twin-") as tmp:
+            market = _market(scenario, Path(tmp), fsp_sites, source)
+            with_market = run_twin(scenario, market_only_sites=fsp_sites, hook=market)
+            settlements, failed = market.book.settle_due(settings.end, twin_metering(with_market))
+            orders = market.book.store.orders()
+        mkt_kvah = _overload_kvah(scenario, with_market)
+        net = sum(s.net_eur for s in settlements)
+        relief = ref_kvah - mkt_kvah
+        row = ReliefRow(
+            seed=settings.seed,
+            prognosis=source,
+            fsp_sites=len(fsp_sites),
+            reference_kvah=round(ref_kvah, 2),
+            market_kvah=round(mkt_kvah, 2),
+            relief_kvah=round(relief, 2),
+            orders=sum(1 for o in orders if any(i.kw > 0 for i in o.isps)),
+            ordered_kwh=round(sum(i.kw for o in orders for i in o.isps) * ISP_S / 3600.0, 2),
+            delivered_kwh=round(sum(s.delivered_kwh for s in settlements), 2),
+            net_eur=round(net, 2),
+            relief_kvah_per_eur=round(relief / net, 3) if net > 0 else None,
+            cpu_s=round(ref_cpu + time.process_time() - t1, 1),
+        )
+        details = {
+            "actions": market.actions,
+            "refused": market.refused,
+            "clearings": [
+                {k: c[k] for k in ("clearing_id", "status", "cost_eur", "shortfall", "refused")}
+                for c in market.clearings
+            ],
+            "unsettled": failed,
+            "commands": market.commands,
+        }
+        out.append((row, details))
+    return out
 
 
 def summarise(rows: Sequence[ReliefRow]) -> dict[str, Any]:
-    """Mean and spread (sample standard deviation) over the seeds of relief, net paid and relief per euro."""
+    """Per prognosis source: mean and spread (sample standard deviation) over the seeds, and the rows."""
 
     def stats(values: list[float]) -> dict[str, float]:
         if not values:
@@ -184,13 +195,18 @@ def summarise(rows: Sequence[ReliefRow]) -> dict[str, Any]:
             "max": max(values),
         }
 
-    per_eur = [r.relief_kvah_per_eur for r in rows if r.relief_kvah_per_eur is not None]
-    return {
-        "seeds": [r.seed for r in rows],
-        "relief_kvah": stats([r.relief_kvah for r in rows]),
-        "net_eur": stats([r.net_eur for r in rows]),
-        "delivered_kwh": stats([r.delivered_kwh for r in rows]),
-        "ordered_kwh": stats([r.ordered_kwh for r in rows]),
-        "relief_kvah_per_eur": stats(per_eur),
-        "rows": [asdict(r) for r in rows],
-    }
+    out: dict[str, Any] = {}
+    for source in dict.fromkeys(r.prognosis for r in rows):
+        mine = [r for r in rows if r.prognosis == source]
+        out[source] = {
+            "seeds": [r.seed for r in mine],
+            "relief_kvah": stats([r.relief_kvah for r in mine]),
+            "net_eur": stats([r.net_eur for r in mine]),
+            "ordered_kwh": stats([r.ordered_kwh for r in mine]),
+            "delivered_kwh": stats([r.delivered_kwh for r in mine]),
+            "relief_kvah_per_eur": stats(
+                [r.relief_kvah_per_eur for r in mine if r.relief_kvah_per_eur is not None]
+            ),
+            "rows": [asdict(r) for r in mine],
+        }
+    return out

@@ -117,10 +117,10 @@ class TwinMarket:
     _serial: int = 0
 
     def step(self, now: datetime, plan: Plan | None, planner: Any) -> list[Command]:
-        """After each physics step: with a new plan the forecast's request and the offers; clear; due limits."""
+        """After each physics step: with a new plan the forecast's request; the FSPs' offers; clear; due limits."""
         if plan is not None:
             self._forecast(now, plan, planner)
-            self._offer(now)
+        self._offer(now)
         gate = self.book.next_gate()
         if gate is not None and gate <= now:
             record = self.book.clear(now, gate_closed_only=True, view=self.view)

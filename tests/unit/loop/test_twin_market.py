@@ -105,3 +105,22 @@ def test_an_order_reaches_its_devices_as_limits_valid_over_its_isp_and_is_settle
     assert done[0].delivered_kwh == pytest.approx(7.5 / 4) and done[0].deficiency_kwh == pytest.approx(
         0.5 / 4
     )
+
+
+@pytest.mark.slow
+def test_the_twin_gives_one_relief_per_seed_and_the_orders_are_delivered() -> None:
+    """Seed 1 of `gridflex bench market-relief` twice: the same figures; orders delivered, relief above 0."""
+    from cloud_controller import build_schutterwald_region
+    from gridflex.loop.market_relief import demo_settings, relief_of_seed
+
+    region = build_schutterwald_region()
+    ((first, details),) = relief_of_seed(demo_settings(1), region, ("schedule",))
+    ((again, _),) = relief_of_seed(demo_settings(1), region, ("schedule",))
+    assert {k: v for k, v in vars(first).items() if k != "cpu_s"} == {
+        k: v for k, v in vars(again).items() if k != "cpu_s"
+    }
+    assert first.orders >= 1 and details["unsettled"] == []
+    assert first.delivered_kwh >= 0.8 * first.ordered_kwh  # offers from what runs are delivered
+    assert (
+        first.relief_kvah > 0.0 and first.relief_kvah_per_eur is not None and first.relief_kvah_per_eur > 0.0
+    )

@@ -140,3 +140,20 @@ def test_an_unknown_prognosis_source_is_refused() -> None:
     with pytest.raises(ValueError, match="schedule, yesterday, nominal"):
         device_prognosis(object(), ["b001"], "oracle")
     assert device_prognosis(object(), ["b001"], "nominal") is None
+
+
+def test_the_demos_fsp_plans_carry_each_fsps_own_devices() -> None:
+    """`MarketLoop.fsp_plans`: the aggregator gets b001, the scripted FSP b002, each with its own devices' kW."""
+    from types import SimpleNamespace
+
+    from gridflex.loop.market_event import SCRIPTED_FSP, fsp_plans
+
+    scenario = SimpleNamespace(no_control=_run(), yesterday=None)
+    flex = {"b001": 17.0, "b002": 6.0}
+    agg, scripted = fsp_plans(flex, ["b001", "b002"], scenario, "schedule")
+    assert (agg.fsp, agg.sites, agg.cap_kw) == (AGG_FSP, ("b001",), 8.5)  # half the contracted kW
+    assert (scripted.fsp, scripted.sites, scripted.cap_kw) == (SCRIPTED_FSP, ("b002",), 3.0)
+    assert agg.available_kw == pytest.approx({T0: 13.6 / 3 + 1.8, T0 + ISP: 1.8})
+    assert scripted.available_kw == pytest.approx({T0: 0.0, T0 + ISP: 1.8})
+    (old, _) = fsp_plans(flex, ["b001", "b002"], scenario, "nominal")
+    assert old.available_kw is None and old.prognosis_kw is None  # the former offers: the cap in every ISP

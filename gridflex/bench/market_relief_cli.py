@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
                 print(
                     f"seed {seed} {row.prognosis:>9}: reference {row.reference_kvah:7.2f} kVAh, "
                     f"market {row.market_kvah:7.2f}, relief {row.relief_kvah:6.2f} kVAh; "
-                    f"{row.orders} orders, {row.ordered_kwh:.2f} kWh ordered, {row.delivered_kwh:.2f} delivered, "
+                    f"{row.requested_kwh:.1f} kWh requested, {row.orders} orders, {row.ordered_kwh:.2f} kWh ordered, {row.delivered_kwh:.2f} delivered, "
                     f"{row.net_eur:.2f} EUR net: {per_eur} kVAh/EUR (CPU {row.cpu_s:.0f} s)",
                     flush=True,
                 )
@@ -66,7 +66,8 @@ def register(app: typer.Typer) -> None:
             d, o = s["delivered_kwh"], s["ordered_kwh"]
             print(
                 f"{source}: relief {r['mean']:.2f} ± {r['sd']:.2f} kVAh (mean ± sd over {len(s['seeds'])} seeds), "
-                f"delivered {d['mean']:.2f} of {o['mean']:.2f} kWh ordered, "
+                f"delivered {d['mean']:.2f} of {o['mean']:.2f} kWh ordered "
+                f"({s['requested_kwh']['mean']:.1f} kWh requested), "
                 + (f"{e['mean']:.3f} ± {e['sd']:.3f} kVAh/EUR" if e else "nothing paid")
             )
         print(f"wall {wall:.0f} s, CPU {cpu:.0f} s, load average {load}, {sites} sites")

@@ -66,6 +66,8 @@ class ReliefRow:
     reference_kvah: float
     market_kvah: float
     relief_kvah: float
+    #: the DSO's need: the kWh of its requests' ISPs (each request's last revision)
+    requested_kwh: float
     orders: int
     ordered_kwh: float
     delivered_kwh: float
@@ -150,6 +152,7 @@ def relief_of_seed(
             with_market = run_twin(scenario, market_only_sites=fsp_sites, hook=market)
             settlements, failed = market.book.settle_due(settings.end, twin_metering(with_market))
             orders = market.book.store.orders()
+            requested = sum(i.kw for r, _ in market.book.store.requests() for i in r.isps) * ISP_S / 3600.0
         mkt_kvah = _overload_kvah(scenario, with_market)
         net = sum(s.net_eur for s in settlements)
         relief = ref_kvah - mkt_kvah
@@ -160,6 +163,7 @@ def relief_of_seed(
             reference_kvah=round(ref_kvah, 2),
             market_kvah=round(mkt_kvah, 2),
             relief_kvah=round(relief, 2),
+            requested_kwh=round(requested, 2),
             orders=sum(1 for o in orders if any(i.kw > 0 for i in o.isps)),
             ordered_kwh=round(sum(i.kw for o in orders for i in o.isps) * ISP_S / 3600.0, 2),
             delivered_kwh=round(sum(s.delivered_kwh for s in settlements), 2),
@@ -202,6 +206,7 @@ def summarise(rows: Sequence[ReliefRow]) -> dict[str, Any]:
             "seeds": [r.seed for r in mine],
             "relief_kvah": stats([r.relief_kvah for r in mine]),
             "net_eur": stats([r.net_eur for r in mine]),
+            "requested_kwh": stats([r.requested_kwh for r in mine]),
             "ordered_kwh": stats([r.ordered_kwh for r in mine]),
             "delivered_kwh": stats([r.delivered_kwh for r in mine]),
             "relief_kvah_per_eur": stats(

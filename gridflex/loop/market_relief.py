@@ -21,8 +21,7 @@ from typing import Any
 from cloud_controller.market.book import Book
 from cloud_controller.market.config import MarketConfig
 from cloud_controller.market.store import MarketStore
-from gridflex.loop.fsp_prognosis import DevicePrognosis, device_prognosis
-from gridflex.loop.market_event import (
+from gridflex.loop.fsp_offers import (
     AGG_FSP,
     GATE_CLOSURE_S,
     SCRIPTED_FSP,
@@ -30,6 +29,7 @@ from gridflex.loop.market_event import (
     fsp_plans,
     market_sites,
 )
+from gridflex.loop.fsp_prognosis import DevicePrognosis, device_prognosis
 from gridflex.loop.report import element_figures
 from gridflex.loop.scenario import LoopScenario, LoopSettings, build_scenario
 from gridflex.loop.twin import TwinResult, run_twin

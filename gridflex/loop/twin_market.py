@@ -31,8 +31,8 @@ from cloud_controller.market.auto_request import request_action
 from cloud_controller.market.book import Book, Refused
 from cloud_controller.market.forecast_hook import ViewBuilder
 from cloud_controller.market.grid_view import GridView
+from gridflex.loop.fsp_offers import FspPlan, offer_for
 from gridflex.loop.fsp_prognosis import DevicePrognosis
-from gridflex.loop.market_event import FspPlan, offer_for
 from gridflex.loop.twin import TwinResult
 from protocols.market import ISP_S, MarketOrder
 from protocols.messages import Command

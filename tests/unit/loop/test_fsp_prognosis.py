@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from gridflex.loop.fsp_offers import AGG_FSP, FspPlan, offer_for, offer_kw
 from gridflex.loop.fsp_prognosis import DevicePrognosis, device_prognosis, isp_mean, reducible_kw
-from gridflex.loop.market_event import AGG_FSP, FspPlan, offer_for, offer_kw
 from gridflex.loop.reference_run import ReferenceRun
 from gridflex.loop.twin_market import limits_for
 from protocols.assets import EV, HP, Points
@@ -146,7 +146,7 @@ def test_the_demos_fsp_plans_carry_each_fsps_own_devices() -> None:
     """`MarketLoop.fsp_plans`: the aggregator gets b001, the scripted FSP b002, each with its own devices' kW."""
     from types import SimpleNamespace
 
-    from gridflex.loop.market_event import SCRIPTED_FSP, fsp_plans
+    from gridflex.loop.fsp_offers import SCRIPTED_FSP, fsp_plans
 
     scenario = SimpleNamespace(no_control=_run(), yesterday=None)
     flex = {"b001": 17.0, "b002": 6.0}

@@ -11,8 +11,8 @@ import pytest
 from cloud_controller.market.book import Book
 from cloud_controller.market.config import FspConfig, MarketConfig
 from cloud_controller.market.store import MarketStore
+from gridflex.loop.fsp_offers import AGG_FSP, SCRIPTED_FSP, FspPlan
 from gridflex.loop.fsp_prognosis import DevicePrognosis
-from gridflex.loop.market_event import AGG_FSP, SCRIPTED_FSP, FspPlan
 from gridflex.loop.reference_run import ReferenceRun
 from gridflex.loop.twin import TwinResult
 from gridflex.loop.twin_market import TwinMarket, twin_metering

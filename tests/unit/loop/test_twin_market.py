@@ -107,6 +107,24 @@ def test_an_order_reaches_its_devices_as_limits_valid_over_its_isp_and_is_settle
     )
 
 
+def test_the_benchs_summary_is_the_mean_and_sample_spread_per_source() -> None:
+    from gridflex.loop.market_relief import ReliefRow, summarise
+
+    def row(seed: int, source: str, relief: float, net: float) -> ReliefRow:
+        per_eur = round(relief / net, 3) if net > 0 else None
+        return ReliefRow(seed, source, 2, 10.0, 10.0 - relief, relief, 5.0, 1, 1.0, 0.9, net, per_eur, 1.0)
+
+    rows = [row(1, "schedule", 1.0, 0.5), row(2, "schedule", 3.0, 0.5), row(3, "schedule", 0.0, 0.0)]
+    got = summarise([*rows, row(1, "nominal", 2.0, 1.0)])
+    assert list(got) == ["schedule", "nominal"]
+    s = got["schedule"]
+    assert s["seeds"] == [1, 2, 3]
+    assert s["relief_kvah"] == {"mean": 1.333, "sd": 1.528, "min": 0.0, "max": 3.0}
+    # per euro over the seeds that paid: 2 and 6 kVAh/EUR
+    assert s["relief_kvah_per_eur"] == {"mean": 4.0, "sd": 2.828, "min": 2.0, "max": 6.0}
+    assert got["nominal"]["relief_kvah"]["sd"] == 0.0  # one seed: no spread
+
+
 @pytest.mark.slow
 def test_the_twin_gives_one_relief_per_seed_and_the_orders_are_delivered() -> None:
     """Seed 1 of `gridflex bench market-relief` twice: the same figures; orders delivered, relief above 0."""

@@ -8,7 +8,8 @@ flexibility market of docs/market.md switched on at the congested transformer:
 - two FSPs post offers over the controller's HTTP API with their own Bearer tokens, as a
   real FSP would: GridFlex's aggregator (`gridflex-agg`, half the fleet, cheaper) and a
   scripted one (`scripted-fsp`, the other half, dearer). Each offers, per ISP of an open
-  request, what its sites' contracts allow, up to the need (`ScriptedFsp`);
+  request, what its running EVs and heat pumps can give then, up to its cap and the need
+  (`ScriptedFsp`, `fsp_offers.offer_for`, `fsp_prognosis`);
 - the controller clears at gate closure (`auto_clear`, 30 min before delivery: intraday);
 - `OrderBridge` turns each order into a DR request of the market programme for the
   order's sites and runs the steps of `POST /dr/requests` (submit, the activator's first

@@ -18,9 +18,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from cloud_controller.market.book import Book
-from cloud_controller.market.config import MarketConfig
-from cloud_controller.market.store import MarketStore
+from cloud_controller import Book, MarketConfig, MarketStore
 from gridflex.loop.fsp_offers import (
     AGG_FSP,
     GATE_CLOSURE_S,

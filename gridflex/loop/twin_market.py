@@ -24,13 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from cloud_controller.forecast.background import LatestForecast
-from cloud_controller.forecast.result import ForecastOptions
-from cloud_controller.live.types import Plan
-from cloud_controller.market.auto_request import request_action
-from cloud_controller.market.book import Book, Refused
-from cloud_controller.market.forecast_hook import ViewBuilder
-from cloud_controller.market.grid_view import GridView
+from cloud_controller import Book, ForecastOptions, Plan
+from cloud_controller.market import GridView, LatestForecast, Refused, ViewBuilder, request_action
 from gridflex.loop.fsp_offers import FspPlan, offer_for
 from gridflex.loop.fsp_prognosis import DevicePrognosis
 from gridflex.loop.twin import TwinResult

@@ -125,6 +125,19 @@ def test_the_benchs_summary_is_the_mean_and_sample_spread_per_source() -> None:
     assert got["nominal"]["relief_kvah"]["sd"] == 0.0  # one seed: no spread
 
 
+def test_the_bench_refuses_an_unknown_offer_source_before_it_runs(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gridflex.bench import bench_app
+
+    out = tmp_path / "relief.json"
+    got = CliRunner().invoke(
+        bench_app, ["market-relief", "--prognosis", "schedule,oracle", "--out", str(out)]
+    )
+    assert got.exit_code == 2 and "schedule, yesterday, nominal" in got.output
+    assert not out.exists()
+
+
 @pytest.mark.slow
 def test_the_twin_gives_one_relief_per_seed_and_the_orders_are_delivered() -> None:
     """Seed 1 of `gridflex bench market-relief` twice: the same figures; orders delivered, relief above 0."""

@@ -3,9 +3,16 @@
 `products` (requests, offers, options, gate closure), `clearing` (welfare MILP with grid
 rows, pay-as-bid or pay-as-clear, shortfall reported) and `settlement` (baselines,
 delivered, deficiency, penalty, net). The shell (API, MQTT topics, UFTP) builds on these.
+Also the shell's steps a harness runs on its own clock (the demo's market on the twin,
+gridflex/loop/twin_market.py): the DSO's request from a forecast (`request_action`), the
+forecast's grid view (`ViewBuilder`, `GridView`, from a `LatestForecast`) and the book's
+refusal (`Refused`).
 """
 
+from cloud_controller.forecast.background import LatestForecast
+from cloud_controller.market.auto_request import request_action
 from cloud_controller.market.batch import MonthSettlement, isp_means, settle_month
+from cloud_controller.market.book import Refused
 from cloud_controller.market.clearing import (
     Clearing,
     ClearingOptions,
@@ -14,6 +21,8 @@ from cloud_controller.market.clearing import (
     clear,
     headroom_at_risk,
 )
+from cloud_controller.market.forecast_hook import ViewBuilder
+from cloud_controller.market.grid_view import GridView
 from cloud_controller.market.metering import metered, metered_month_kw
 from cloud_controller.market.products import (
     DEFAULT_GATE_CLOSURE_S,
@@ -45,12 +54,16 @@ __all__ = [
     "FlexOffer",
     "FlexRequest",
     "GridRow",
+    "GridView",
+    "LatestForecast",
     "MarketRefusal",
     "MonthSettlement",
     "OfferOption",
     "Order",
     "OrderSettlement",
     "Product",
+    "Refused",
+    "ViewBuilder",
     "baseline_accuracy",
     "check_activation_factor",
     "check_gate",
@@ -60,6 +73,7 @@ __all__ = [
     "metered",
     "metered_month_kw",
     "nodes_baseline",
+    "request_action",
     "settle",
     "settle_month",
     "working_days_before",

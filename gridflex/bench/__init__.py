@@ -16,6 +16,7 @@ from gridflex.bench import contract_cli, engine_cli, fleet_cli, store_cli
 from gridflex.bench.areas_cli import register as register_areas
 from gridflex.bench.chain import register as register_chain
 from gridflex.bench.common import CONTRACT_PARTS, DISPATCH_PARTS, console, figures_table, parse_parts
+from gridflex.bench.market_relief_cli import register as register_market_relief
 
 __all__ = ["CONTRACT_PARTS", "DISPATCH_PARTS", "bench_app", "parse_parts"]
 
@@ -27,3 +28,4 @@ store_cli.register(bench_app)  # ingest, ingest-store, store
 fleet_cli.register(bench_app)  # loop, testbed
 register_chain(bench_app, console, figures_table)  # records, uftp, settlement, market, dr-selection
 register_areas(bench_app)  # the MPC by area on 1 worker vs N
+register_market_relief(bench_app)  # the market's relief per EUR on the twin, reference vs market per seed

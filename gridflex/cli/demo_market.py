@@ -121,7 +121,7 @@ async def _market_run(settings: Any, out: Path, compare: bool) -> int:
         tasks = [asyncio.create_task(f.run(), name=f.plan.fsp) for f in fsps]
         tasks.append(asyncio.create_task(bridge.run(), name="order-bridge"))
         console.print(
-            "market: "
+            f"market (offers from the devices' {loop.prognosis} prognosis): "
             + "; ".join(
                 f"{f.plan.fsp} {len(f.plan.sites)} sites, ≤ {f.plan.cap_kw:.1f} kW "
                 f"at {f.plan.price_eur_per_kwh:g} EUR/kWh"

@@ -8,7 +8,8 @@ flexibility market of docs/market.md switched on at the congested transformer:
 - two FSPs post offers over the controller's HTTP API with their own Bearer tokens, as a
   real FSP would: GridFlex's aggregator (`gridflex-agg`, half the fleet, cheaper) and a
   scripted one (`scripted-fsp`, the other half, dearer). Each offers, per ISP of an open
-  request, what its sites' contracts allow, up to the need (`ScriptedFsp`);
+  request, what its running EVs and heat pumps can give then, up to its cap and the need
+  (`ScriptedFsp`, `fsp_offers.offer_for`, `fsp_prognosis`);
 - the controller clears at gate closure (`auto_clear`, 30 min before delivery: intraday);
 - `OrderBridge` turns each order into a DR request of the market programme for the
   order's sites and runs the steps of `POST /dr/requests` (submit, the activator's first
@@ -24,11 +25,10 @@ head-end contracts dispatch; here both FSPs' orders go through the one command p
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -41,9 +41,22 @@ import yaml
 from cloud_controller import CloudConfig
 from cloud_controller.market import isp_means, metered
 from gridflex.loop.closed_loop import ClosedLoop
+from gridflex.loop.fsp_offers import (
+    AGG_FSP,
+    GATE_CLOSURE_S,
+    PRICE_EUR_PER_KWH,
+    SCRIPTED_FSP,
+    VALUE_EUR_PER_KWH,
+    FspPlan,
+    fsp_plans,
+    market_sites,
+    offer_for,
+    offer_kw,
+    split_sites,
+)
 from gridflex.loop.prior_history import prior_from_reference
 from protocols.assets import Points
-from protocols.market import ISP_S, MarketOffer, MarketOrder
+from protocols.market import ISP_S, MarketOrder
 from protocols.messages import DRInterval, DRRequest
 
 __all__ = [
@@ -55,27 +68,19 @@ __all__ = [
     "MarketLoop",
     "OrderBridge",
     "ScriptedFsp",
+    "fsp_plans",
     "gap_filled_means",
     "market_sites",
     "offer_for",
+    "offer_kw",
     "site_flex_kw",
     "split_sites",
 ]
 
 log = logging.getLogger(__name__)
 
-AGG_FSP = "gridflex-agg"
-SCRIPTED_FSP = "scripted-fsp"
 MARKET_PROGRAM = "market"
 ISP = timedelta(seconds=ISP_S)
-#: Intraday gate closure: two ISPs before delivery (NODES' 2 h would leave a 7 h window few requests).
-GATE_CLOSURE_S = 1800.0
-#: The DSO's value of relief, EUR/kWh (our assumption for the demo: the cost of its alternative).
-VALUE_EUR_PER_KWH = 0.5
-#: What each FSP asks, EUR/kWh: GridFlex's aggregator below the scripted one, both below the DSO's value.
-PRICE_EUR_PER_KWH = {AGG_FSP: 0.15, SCRIPTED_FSP: 0.30}
-#: An FSP offers at most this share of its sites' contracted kW (comfort and EV needs leave the rest).
-OFFER_SHARE = 0.5
 
 
 def site_flex_kw(loop: ClosedLoop) -> dict[str, float]:
@@ -84,72 +89,6 @@ def site_flex_kw(loop: ClosedLoop) -> dict[str, float]:
         s.site: sum(float(a.p_nominal_kw or 0.0) for a in s.assets if a.kind in ("ev", "hp"))
         for s in loop.registry.sites
     }
-
-
-def market_sites(flex_sites: Sequence[str]) -> list[str]:
-    """The FSPs' portfolios: every other site with flexibility (sorted ids, odd positions).
-
-    They are market-only: the planner and the guard never steer them (`control.market_only_sites`),
-    so an order buys relief the controller would not have produced anyway; the controller
-    keeps the even positions. Why half: both sides keep a share of the fleet.
-    """
-    return sorted(flex_sites)[1::2]
-
-
-def split_sites(sites: Sequence[str]) -> dict[str, list[str]]:
-    """GridFlex's aggregator gets the even positions, the scripted FSP the odd ones."""
-    ordered = sorted(sites)
-    return {AGG_FSP: ordered[0::2], SCRIPTED_FSP: ordered[1::2]}
-
-
-@dataclass(frozen=True)
-class FspPlan:
-    """One FSP's portfolio and terms."""
-
-    fsp: str
-    sites: tuple[str, ...]
-    cap_kw: float  # the most it offers per ISP
-    price_eur_per_kwh: float
-
-
-def offer_for(plan: FspPlan, request: Mapping[str, Any], now: datetime, serial: int) -> MarketOffer | None:
-    """The FSP's offer for a request (its JSON from `GET /market/requests`): per ISP min(need, cap).
-
-    Only ISPs whose gate is still open a full ISP from `now` (the post takes time); None if
-    none is left or the FSP has nothing to offer. Divisible (minimum activation factor 0).
-    """
-    gate = timedelta(seconds=GATE_CLOSURE_S)
-    isps = [
-        {"start": i["start"], "kw": round(min(float(i["kw"]), plan.cap_kw), 1)}
-        for i in request["isps"]
-        if datetime.fromisoformat(i["start"]) - gate > now + ISP
-    ]
-    isps = [i for i in isps if i["kw"] > 0]
-    if not isps or not plan.sites:
-        return None
-    first = min(datetime.fromisoformat(str(i["start"])) for i in isps)
-    return MarketOffer.model_validate_json(
-        json.dumps(
-            {
-                "offer_id": f"{plan.fsp}-{request['request_id']}-r{request['revision']}-{serial}"[:64],
-                "fsp": plan.fsp,
-                "congestion_point": request["congestion_point"],
-                "ts": now.isoformat(),
-                # valid until delivery begins: the clearing at gate closure may run a little after it
-                "expires": first.isoformat(),
-                "request_id": request["request_id"],
-                "sites": list(plan.sites),
-                "options": [
-                    {
-                        "option_id": "all",
-                        "isps": isps,
-                        "price_eur_per_kwh": plan.price_eur_per_kwh,
-                        "min_activation_factor": 0.0,
-                    }
-                ],
-            }
-        )
-    )
 
 
 @dataclass
@@ -343,11 +282,21 @@ class MarketLoop(ClosedLoop):
     moves the FSPs' sites), the reference the market's relief per euro is measured against.
     """
 
-    def __init__(self, scenario: Any, out_dir: Path, *, api_port: int = 0, market: bool = True) -> None:
+    def __init__(
+        self,
+        scenario: Any,
+        out_dir: Path,
+        *,
+        api_port: int = 0,
+        market: bool = True,
+        prognosis: str = "schedule",
+    ) -> None:
         super().__init__(scenario, out_dir, api_port=api_port)
         #: each FSP's API token (generated at start, in the run dir's market-config/, never in the repo)
         self.tokens: dict[str, str] = {}
         self.market = market
+        #: where the FSPs' offers come from (`fsp_prognosis.PROGNOSIS_SOURCES`)
+        self.prognosis = prognosis
 
     def market_only_sites(self) -> tuple[str, ...]:
         """The FSPs' portfolios: only the market's orders move them."""
@@ -400,9 +349,5 @@ class MarketLoop(ClosedLoop):
         return merged
 
     def fsp_plans(self) -> list[FspPlan]:
-        """Each FSP's sites, its offer cap (a share of their contracted kW) and its price."""
-        flex = site_flex_kw(self)
-        return [
-            FspPlan(fsp, tuple(sites), OFFER_SHARE * sum(flex[s] for s in sites), PRICE_EUR_PER_KWH[fsp])
-            for fsp, sites in split_sites(self.market_only_sites()).items()
-        ]
+        """Each FSP's sites, its offer cap (a share of their contracted kW), its price and its devices' prognosis."""
+        return fsp_plans(site_flex_kw(self), self.market_only_sites(), self.scenario, self.prognosis)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from cloud_controller import AssetRef, GridMeterRef, Plan, SiteRef, SiteSnapshot, build_planner
 from gridflex.loop.grid_truth import TruthInterval, count_overloads
@@ -33,7 +34,7 @@ from simulators.building import Building, build
 from simulators.fleet import fleet_profiles
 from simulators.siteconfig import GUARANTEED_MIN_KW
 
-__all__ = ["TwinResult", "run_twin", "scenario_planner", "site_refs"]
+__all__ = ["TwinHook", "TwinResult", "run_twin", "scenario_planner", "site_refs"]
 
 
 def site_refs(
@@ -192,17 +193,33 @@ def scenario_prior(scenario: LoopScenario) -> dict[tuple[str, str, str], list[tu
     return merge_prior(parts)
 
 
+class TwinHook(Protocol):
+    """Something beside the planner that commands sites on simulated time (the market, gridflex/loop/twin_market.py)."""
+
+    def step(self, now: datetime, plan: Plan | None, planner: PlannerWithPrior) -> list[Command]:
+        """Called after every physics step (`plan`: the plan made at `now`, else None); the commands to apply now."""
+        ...
+
+
 def run_twin(
-    scenario: LoopScenario, *, control: bool = True, guard: bool = True, first_plan_delay_s: float = 60.0
+    scenario: LoopScenario,
+    *,
+    control: bool = True,
+    guard: bool = True,
+    first_plan_delay_s: float = 60.0,
+    market_only_sites: Collection[str] = (),
+    hook: TwinHook | None = None,
 ) -> TwinResult:
     """Step the scenario's fleet from start to end under the planner; return the grid truth.
 
     With `control` False, the fleet follows the owners' own behaviour instead.
+    `market_only_sites`: left alone by the planner and guard (the market demo's FSP sites);
+    `hook`: its commands are applied as the planner's are (the agent's decision, no transport).
     """
     s = scenario.settings
     buildings = _fleet(scenario)
     refs = site_refs(buildings, scenario.household_of_site)
-    planner = scenario_planner(scenario, refs)
+    planner = scenario_planner(scenario, refs, market_only_sites=market_only_sites)
     history = _MemoryHistory()
     snapshots: dict[str, SiteSnapshot] = {}
     sites = {site: TwinSite(b) for site, b in buildings.items()}
@@ -235,8 +252,13 @@ def run_twin(
                     result.corrections += 1
         if k % per_period == 0:
             _close_interval(result, energy, now, s.period_s)
+        plan = None
         if control and now >= next_plan:
             next_plan = _plan(planner, now, snapshots, history, sites, result, s.period_s)
+            plan = result.plans_log[-1]
+        if hook is not None:
+            for cmd in hook.step(now, plan, planner):
+                _apply(sites[cmd.site], cmd, now, result)
     truth = scenario.truth.evaluate_series(result.site_p_kw, starts=result.interval_starts)
     result.root_kw = [t.root_p_kw for t in truth]
     result.truth = truth

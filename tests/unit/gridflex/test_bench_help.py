@@ -29,6 +29,7 @@ COMMANDS = (
     "market",
     "dr-selection",
     "areas",
+    "market-relief",
 )
 WIDE = {"COLUMNS": "200", "TERM": "dumb", "NO_COLOR": "1"}
 

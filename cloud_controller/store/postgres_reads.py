@@ -15,6 +15,7 @@ import numpy as np
 
 from cloud_controller.store.buckets import FloatArray, bucket_count
 from cloud_controller.store.postgres_schema import BUCKET_MEANS
+from cloud_controller.store.results import history
 from protocols.assets import PointKey
 
 __all__ = ["Query", "latest", "raw_bucket_means", "read_history", "read_series", "utc"]
@@ -101,7 +102,4 @@ def read_history(
         args["points"] = [k.point for k in points]
     sql += " ORDER BY ts, seq LIMIT %(limit)s"
     rows = query(sql, args)
-    out: dict[PointKey, list[tuple[datetime, float]]] = {key: [] for key in points or ()}
-    for asset, point, ts, value in rows:
-        out.setdefault(PointKey(asset, point), []).append((utc(ts), float(value)))
-    return out
+    return history(rows, points, utc)

@@ -1,4 +1,4 @@
-"""What the stores' calls return, the same on SQLite and PostgreSQL: a write's result, a lease's state.
+"""What the stores' calls return, the same on SQLite and PostgreSQL: a write's result, a lease's state, a history.
 
 Their own module so each back end and the `Store` interface share them without importing
 one another; `sqlite.py` re-exports both (their first home, where importers still find them).
@@ -6,9 +6,14 @@ one another; `sqlite.py` re-exports both (their first home, where importers stil
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-__all__ = ["LeaseState", "WriteResult"]
+from protocols.assets import PointKey
+
+__all__ = ["LeaseState", "WriteResult", "history"]
 
 
 class WriteResult:
@@ -36,3 +41,16 @@ class LeaseState:
     token: int  # incremented on every change of holder (and re-acquisition after a release)
     expires_at: float  # POSIX seconds of the injected clock; 0 after a release
     held: bool  # whether the caller holds it now
+
+
+def history(
+    rows: Iterable[Sequence[Any]], points: Sequence[PointKey] | None, when: Callable[[Any], datetime]
+) -> dict[PointKey, list[tuple[datetime, float]]]:
+    """`read_history`'s answer from its (asset, point, ts, value) rows: every asked point, even one without rows.
+
+    `when` turns a row's `ts` into an aware datetime (epoch seconds on SQLite, a timestamp on PostgreSQL).
+    """
+    out: dict[PointKey, list[tuple[datetime, float]]] = {key: [] for key in points or ()}
+    for asset, point, ts, value in rows:
+        out.setdefault(PointKey(asset, point), []).append((when(ts), float(value)))
+    return out

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from cloud_controller.store.buckets import FloatArray, bucket_count, bucket_means
+from cloud_controller.store.results import history
 from protocols.assets import PointKey
 
 __all__ = ["Query", "latest", "raw_bucket_means", "read_history", "read_series"]
@@ -96,7 +97,4 @@ def read_history(
     sql += " ORDER BY ts LIMIT ?"
     args.append(max_rows)
     rows = query(sql, args)
-    out: dict[PointKey, list[tuple[datetime, float]]] = {key: [] for key in points or ()}
-    for asset, point, ts, value in rows:
-        out.setdefault(PointKey(asset, point), []).append((datetime.fromtimestamp(ts, UTC), float(value)))
-    return out
+    return history(rows, points, lambda ts: datetime.fromtimestamp(ts, UTC))

@@ -18,6 +18,8 @@ service calls it about once a second, and right after a post or a cancel):
 All of it lives in the DR store's `dr_runs` row of the request, written after each change,
 so a restarted controller resumes a running event where it was (a step already sent is
 not sent again; one missed while down is sent late, still valid for the rest of its interval).
+The run is built in `run_record.py`, what live runs hold against the planner is
+`run_holds.py`, an interval's delivery rows `run_report.py`; this module is the tick.
 """
 
 from __future__ import annotations
@@ -25,32 +27,22 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from cloud_controller.commands import CommandTracker
-from cloud_controller.dr.activation import (
-    Actuation,
-    actuation,
-    interval_bounds,
-    release_commands,
-    step_commands,
-)
-from cloud_controller.dr.delivery import (
-    baseline_per_interval,
-    household_kw,
-    interval_delivery,
-    site_selected_kw,
-    totals,
-)
+from cloud_controller.dr import run_holds
+from cloud_controller.dr.activation import Actuation, release_commands, step_commands
+from cloud_controller.dr.delivery import site_selected_kw, totals
 from cloud_controller.dr.requests_store import DrRecord, RequestStatus
+from cloud_controller.dr.run_record import new_run, run_bounds
+from cloud_controller.dr.run_report import interval_rows
 from cloud_controller.dr.service import DrService
 from cloud_controller.live.reservations import Reservation
 from cloud_controller.live.types import Plan, SiteRef, SiteSnapshot
 from cloud_controller.store import Store
-from protocols.assets import Points
 from protocols.clock import Clock
 from protocols.messages import Command
 from protocols.signing import SigningKey
@@ -64,10 +56,6 @@ log = logging.getLogger(__name__)
 
 #: Ack status → the name a request's counts use.
 ACK_NAMES = {"applied": "ok", "clamped": "clamped", "rejected": "rejected", "expired": "expired"}
-_METER = Points.METER_P_KW
-#: How far before an interval its opening meter value is looked for (agents report on change,
-#: and at least every `poll.max_age_s`, 60 s by default).
-HOLD_LOOKBACK_S = 900.0
 MIN_HOST_PERIOD_S = 0.02
 
 
@@ -85,31 +73,6 @@ class RunContext:
     #: False while this worker may not command (a standby dispatcher: no lease): it then
     #: changes nothing, so the lease holder sends every step.
     can_send: Callable[[], bool] = lambda: True
-
-
-def _iso(t: datetime) -> str:
-    return t.isoformat()
-
-
-def _metered_assets(sources: Sequence[Mapping[str, Any]], site: str) -> list[str]:
-    """The site's selected assets with their own power telemetry: its batteries (`p_kw`).
-
-    A fan or a heat-pump zone has no power point of its own: it stays in the household, so its
-    share of the selection is not seen at the meter and reports as shortfall (docs/dr.md §6).
-    """
-    return sorted(
-        {
-            str(s["asset"])
-            for s in sources
-            if s["site"] == site
-            and str(s.get("kind")) == "battery"
-            and any(abs(float(v)) > 1e-9 for v in s["kw"])
-        }
-    )
-
-
-def _bounds(run: Mapping[str, Any]) -> list[tuple[datetime, datetime]]:
-    return [(datetime.fromisoformat(a), datetime.fromisoformat(b)) for a, b in run["bounds"]]
 
 
 class DrActivator:
@@ -142,117 +105,27 @@ class DrActivator:
         known = self.dr.requests.get_run(record.request.request_id)
         if known is not None:
             return known
-        req, sel = record.request, record.selection
-        n = len(sel.get("delivered_kw", [])) or 1
-        bounds = interval_bounds(req.start, req.end, n)
-        snaps = self.ctx.snapshots()
-        acts: list[dict[str, Any]] = []
-        not_commandable: list[str] = []
-        for src in sel.get("sources", []):
-            if not any(abs(float(v)) > 1e-6 for v in src["kw"]):
-                continue  # not selected
-            snap = snaps.get(src["site"])
-            a = actuation(src, self.ctx.sites.get(src["site"]), snap.points if snap else {})
-            if isinstance(a, str):
-                not_commandable.append(a)
-            else:
-                acts.append(a.json())
-        plan = self.ctx.plan()
-        baselines: dict[str, Any] = {}
-        for site in site_selected_kw(sel.get("sources", []), n):
-            snap = snaps.get(site)
-            forecast = None
-            if plan is not None and plan.site_forecast_kw is not None and site in self.ctx.site_order:
-                forecast = [float(v) for v in plan.site_forecast_kw[:, self.ctx.site_order.index(site)]]
-            kw, src_names = baseline_per_interval(
-                bounds,
-                plan_at=plan.at if plan is not None else None,
-                period_s=plan.period_s if plan is not None else 0.0,
-                forecast_kw=forecast,
-                p_now_kw=snap.p_net_kw if snap else None,
+        run = new_run(record, self.ctx.sites, self.ctx.site_order, self.ctx.snapshots(), self.ctx.plan())
+        if run["not_commandable"]:
+            log.warning(
+                "DR %s: not commandable: %s", record.request.request_id, "; ".join(run["not_commandable"])
             )
-            baselines[site] = {"kw": kw, "source": src_names}
-        run: dict[str, Any] = {
-            "bounds": [[_iso(a), _iso(b)] for a, b in bounds],
-            "dt_h": (req.end - req.start).total_seconds() / 3600.0 / n,
-            "actuations": acts,
-            "not_commandable": not_commandable,
-            "baseline": baselines,
-            "sent_steps": [],
-            "cmd_ids": {},
-            "acks": {},
-            "released": False,
-            "dropped_planner_commands": 0,
-            "intervals": [],
-            "reported_steps": [],
-            "totals": {},
-        }
-        if not_commandable:
-            log.warning("DR %s: not commandable: %s", req.request_id, "; ".join(not_commandable))
-        return self.dr.requests.create_run(req.request_id, run)  # another controller's, if it came first
+        # another controller's run, if it came first
+        return self.dr.requests.create_run(record.request.request_id, run)
 
     # -- what the planner must leave alone -----------------------------------------
 
     def held(self, now: datetime) -> set[tuple[str, str]]:
         """(site, asset) pairs a live request holds now: from `lead_s` before its first interval to its end."""
-        out: set[tuple[str, str]] = set()
-        for record in self.dr.requests.all():
-            if record.status not in ("selected", "partial", "active"):
-                continue
-            run = self.dr.requests.get_run(record.request.request_id)
-            if run is None:
-                continue
-            b = _bounds(run)
-            if b[0][0] - timedelta(seconds=self.lead_s) <= now < b[-1][1]:
-                out.update((a["site"], a["asset"]) for a in run["actuations"])
-        return out
+        return run_holds.held(self.dr.requests, now, self.lead_s)
 
     def reservations(self, now: datetime) -> list[Reservation]:
-        """The batteries live requests selected, for the planner's rows (live/reservations.py).
-
-        From selection time (the run is prepared) to the event's end: the planner keeps their
-        energy for the event and plans the DR setpoint as a fixed injection during it.
-        """
-        out: list[Reservation] = []
-        for record in self.dr.requests.all():
-            if record.status not in ("selected", "partial", "active"):
-                continue
-            run = self.dr.requests.get_run(record.request.request_id)
-            if run is None:
-                continue
-            b = _bounds(run)
-            if now >= b[-1][1]:
-                continue
-            for a in run["actuations"]:
-                if a["kind"] != "p_setpoint_kw":  # a battery's (activation.actuation)
-                    continue
-                out.append(
-                    Reservation(
-                        request_id=record.request.request_id,
-                        site=str(a["site"]),
-                        asset=str(a["asset"]),
-                        bounds=tuple(b),
-                        kw=tuple(float(v) for v in a["values"]),
-                        held_from=b[0][0] - timedelta(seconds=self.lead_s),
-                    )
-                )
-        return out
+        """The batteries live requests selected, for the planner's rows (live/reservations.py, `run_holds.py`)."""
+        return run_holds.reservations(self.dr.requests, now, self.lead_s)
 
     def count_dropped(self, dropped: list[Command], now: datetime) -> None:
         """Count the planner's commands dropped for held assets against the request holding them."""
-        if not dropped:
-            return
-        for record in self.dr.requests.all():
-            if record.status != "active":
-                continue
-            run = self.dr.requests.get_run(record.request.request_id)
-            if run is None:
-                continue
-            mine = {(a["site"], a["asset"]) for a in run["actuations"]}
-            n = sum(1 for c in dropped if (c.site, c.asset) in mine)
-            if n:
-                run["dropped_planner_commands"] += n
-                self.dr.requests.put_run(record.request.request_id, run)
+        run_holds.count_dropped(self.dr.requests, dropped)
 
     # -- the tick ------------------------------------------------------------------
 
@@ -306,7 +179,7 @@ class DrActivator:
     async def _activate(self, record: DrRecord, run: dict[str, Any], now: datetime) -> None:
         acts = [Actuation.from_json(a) for a in run["actuations"]]
         rid = record.request.request_id
-        for k, (start, end) in enumerate(_bounds(run)):
+        for k, (start, end) in enumerate(run_bounds(run)):
             if k in run["sent_steps"] or not (start - timedelta(seconds=self.lead_s) <= now < end):
                 continue
             cmds = [
@@ -349,36 +222,12 @@ class DrActivator:
 
     async def _report(self, record: DrRecord, run: dict[str, Any], now: datetime) -> bool:
         req = record.request
-        bounds = _bounds(run)
+        bounds = run_bounds(run)
         selected = site_selected_kw(record.selection.get("sources", []), len(bounds))
         for k, (start, end) in enumerate(bounds):
             if k in run["reported_steps"] or now < end + timedelta(seconds=self.report_after_s):
                 continue
-            rows = []
-            for site, sel_kw in selected.items():
-                since = start - timedelta(seconds=HOLD_LOOKBACK_S)
-                samples = self.ctx.store.read_series(site, _METER.asset, _METER.point, since, end)
-                metered = _metered_assets(record.selection.get("sources", []), site)
-                assets = [self.ctx.store.read_series(site, a, "p_kw", since, end) for a in metered]
-                base = run["baseline"].get(
-                    site, {"kw": [0.0] * len(bounds), "source": ["none"] * len(bounds)}
-                )
-                base_kw, base_source = float(base["kw"][k]), str(base["source"][k])
-                household = household_kw(samples, assets, start, end) if assets else None
-                if household is not None:  # its batteries idle: what the site would have drawn (delivery.py)
-                    base_kw, base_source = household, "household"
-                rows.append(
-                    interval_delivery(
-                        site=site,
-                        step=k,
-                        bounds=(start, end),
-                        direction=req.direction,
-                        baseline_kw=base_kw,
-                        baseline_source=base_source,
-                        samples=samples,
-                        selected_kw=sel_kw[k],
-                    ).json()
-                )
+            rows = interval_rows(self.ctx.store, record, run, k, (start, end), selected)
             run["intervals"].extend(rows)
             run["reported_steps"].append(k)
             run["totals"] = totals(run["intervals"], float(run["dt_h"]))
@@ -397,9 +246,9 @@ class DrActivator:
 
     async def _release(self, record: DrRecord, run: dict[str, Any], now: datetime) -> None:
         rid = record.request.request_id
-        live = _bounds(run)[-1][1] > now
+        live = run_bounds(run)[-1][1] > now
         acts = [Actuation.from_json(a) for a in run["actuations"]]
-        step = max([k for k, (start, _) in enumerate(_bounds(run)) if start <= now] or [0])
+        step = max([k for k, (start, _) in enumerate(run_bounds(run)) if start <= now] or [0])
         cmds = release_commands(now, rid, acts, self.ctx.keys, step=step) if run["cmd_ids"] and live else []
         run["cmd_ids"].update({c.cmd_id: -1 for c in cmds})
         run["released"] = True

@@ -2,8 +2,7 @@
 
 Ingest, the dispatch lease, the planner's history reads, health and the API use only
 these methods, so a controller picks its store by `store.kind` and nothing else changes.
-The result types (`WriteResult`, `LeaseState`) were born in `sqlite.py` and are shared
-from there. `STORE_ERRORS` is what a store raises when it cannot do its job right now
+The result types (`WriteResult`, `LeaseState`) are shared from `results.py`. `STORE_ERRORS` is what a store raises when it cannot do its job right now
 (file locked or unwritable, database unreachable): callers that retry catch exactly it.
 """
 
@@ -17,7 +16,7 @@ from typing import Protocol
 
 from cloud_controller.store.batch import SiteSamples
 from cloud_controller.store.buckets import FloatArray
-from cloud_controller.store.sqlite import LeaseState, WriteResult
+from cloud_controller.store.results import LeaseState, WriteResult
 from protocols.assets import PointKey
 from protocols.errors import GridflexError
 from protocols.messages import Ack, Event, Sample

@@ -33,38 +33,33 @@ changes is how concurrent writers agree:
   creates the tables, and turns `samples` into a hypertable where TimescaleDB can be
   created in the database (a plain table otherwise). `postgres_schema.migrate` is shared
   with the record stores (`records_pg.py`; their tables are migration 4).
+
+This module owns the connection, its transactions and the writes; the reads are
+`postgres_reads.py`, the leases and period claims `postgres_leases.py`.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-import numpy as np
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 
-from cloud_controller.store import postgres_rollups
+from cloud_controller.store import postgres_leases, postgres_reads, postgres_rollups
 from cloud_controller.store.base import StoreError
 from cloud_controller.store.batch import SiteSamples
-from cloud_controller.store.buckets import FloatArray, bucket_count
+from cloud_controller.store.buckets import FloatArray
 from cloud_controller.store.postgres_batch import LOCK_SITES, write_batches
-from cloud_controller.store.postgres_schema import (
-    ACQUIRE_LEASE,
-    BUCKET_MEANS,
-    CLAIM_PERIOD,
-    LOCK_CLASS,
-    SCHEMA_VERSION,
-    Cursor,
-    migrate,
-)
+from cloud_controller.store.postgres_reads import utc as _ts
+from cloud_controller.store.postgres_schema import LOCK_CLASS, SCHEMA_VERSION, Cursor, migrate
+from cloud_controller.store.results import LeaseState, WriteResult
 from cloud_controller.store.rollups import ISPS_PER_DAY, aligned_isps, means_from_days
-from cloud_controller.store.sqlite import LeaseState, WriteResult
 from protocols.assets import PointKey
 from protocols.messages import Ack, Event, Sample
 
@@ -83,10 +78,6 @@ def public_dsn(dsn: str) -> str:
         raise StoreError(f"store.dsn is not a PostgreSQL connection string: {exc}") from None
     parts.pop("password", None)
     return make_conninfo("", **parts)
-
-
-def _ts(when: datetime) -> datetime:
-    return when.astimezone(UTC)
 
 
 class PostgresStore:
@@ -208,13 +199,7 @@ class PostgresStore:
 
     def latest(self) -> dict[str, dict[str, tuple[datetime, float]]]:
         """Newest good value of every point: site -> "asset/point" -> (ts, value)."""
-        with self._tx() as cur:
-            cur.execute("SELECT site, asset, point, ts, value FROM latest")
-            rows = cur.fetchall()
-        out: dict[str, dict[str, tuple[datetime, float]]] = {}
-        for site, asset, point, ts, value in rows:
-            out.setdefault(site, {})[f"{asset}/{point}"] = (_ts(ts), float(value))
-        return out
+        return postgres_reads.latest(self._query)
 
     def watermarks(self) -> dict[str, int]:
         """Each site's watermark: the highest contiguous `seq` stored (what its agent may delete up to)."""
@@ -236,14 +221,7 @@ class PostgresStore:
         self, site: str, asset: str, point: str, start: datetime, end: datetime
     ) -> list[tuple[datetime, float]]:
         """Good, non-null values of one point in [start, end), oldest first."""
-        with self._tx() as cur:
-            cur.execute(
-                "SELECT ts, value FROM samples WHERE site = %s AND asset = %s AND point = %s AND ts >= %s "
-                "AND ts < %s AND value IS NOT NULL AND quality = 'good' ORDER BY ts, seq",
-                (site, asset, point, _ts(start), _ts(end)),
-            )
-            rows = cur.fetchall()
-        return [(_ts(ts), float(v)) for ts, v in rows]
+        return postgres_reads.read_series(self._query, site, asset, point, start, end)
 
     def read_bucket_means(
         self,
@@ -263,42 +241,13 @@ class PostgresStore:
         """
         isps = aligned_isps(start, end, step_s) if rollups else None
         if isps is None:
-            return self._raw_bucket_means(sites, point, start, end, step_s)
+            return postgres_reads.raw_bucket_means(self._query, sites, point, start, end, step_s)
         d0, d1 = isps[0] // ISPS_PER_DAY, (isps[1] - 1) // ISPS_PER_DAY
         rows: list[tuple[int, int, bytes, bytes]] = []
         if sites:
             with self._tx() as cur:
                 rows = postgres_rollups.read_rows(cur, sites, point.asset, point.point, d0, d1)
         return means_from_days(len(sites), rows, isps, start, end)
-
-    def _raw_bucket_means(
-        self, sites: Sequence[str], point: PointKey, start: datetime, end: datetime, step_s: float
-    ) -> FloatArray:
-        """The bucket means from the samples (any step and window).
-
-        One statement for all sites: `GROUP BY` site and bucket (the exact epoch offset from
-        `start` divided by `step_s`, floored) over the `samples_series` index, so only one
-        row per site and bucket crosses the socket.
-        """
-        n = bucket_count(start, end, step_s)
-        out = np.full((len(sites), n), np.nan)
-        if not sites:
-            return out
-        args = {
-            "sites": list(sites),
-            "asset": point.asset,
-            "point": point.point,
-            "start": _ts(start),
-            "end": _ts(end),
-            "step": step_s,
-        }
-        with self._tx() as cur:
-            cur.execute(BUCKET_MEANS, args)
-            rows = cur.fetchall()
-        if rows:
-            got = np.array(rows, dtype=np.float64)
-            out[got[:, 0].astype(np.int64) - 1, got[:, 1].astype(np.int64)] = got[:, 2]
-        return out
 
     def read_history(
         self,
@@ -314,23 +263,13 @@ class PostgresStore:
         `points=None` means every point the site reported in the window; `max_rows` bounds
         one request (the newest rows are dropped), as in SqliteStore.
         """
-        sql = (
-            "SELECT asset, point, ts, value FROM samples WHERE site = %(site)s AND ts >= %(start)s "
-            "AND ts < %(end)s AND value IS NOT NULL AND quality = 'good'"
-        )
-        args: dict[str, object] = {"site": site, "start": _ts(start), "end": _ts(end), "limit": max_rows}
-        if points:
-            sql += " AND (asset, point) IN (SELECT * FROM unnest(%(assets)s::text[], %(points)s::text[]))"
-            args["assets"] = [k.asset for k in points]
-            args["points"] = [k.point for k in points]
-        sql += " ORDER BY ts, seq LIMIT %(limit)s"
+        return postgres_reads.read_history(self._query, site, start, end, points, max_rows)
+
+    def _query(self, sql: str, args: Sequence[Any] | Mapping[str, Any]) -> list[Any]:
+        """One statement in its own transaction (`postgres_reads.py`): every row it returns."""
         with self._tx() as cur:
             cur.execute(sql, args)
-            rows = cur.fetchall()
-        out: dict[PointKey, list[tuple[datetime, float]]] = {key: [] for key in points or ()}
-        for asset, point, ts, value in rows:
-            out.setdefault(PointKey(asset, point), []).append((_ts(ts), float(value)))
-        return out
+            return cur.fetchall()
 
     # -- events and acks -------------------------------------------------------------
 
@@ -389,52 +328,31 @@ class PostgresStore:
     def acquire_lease(self, name: str, holder: str, now_s: float, ttl_s: float) -> LeaseState:
         """Take or renew lease `name` for `holder` until `now_s + ttl_s`, unless another holds it unexpired.
 
-        One upsert whose WHERE Postgres evaluates on the locked newest row: of two
-        contenders one wins. The token grows by one whenever the lease changes hands (or
-        is taken again after a release), never on a renewal.
+        One upsert whose WHERE Postgres evaluates on the locked newest row (`postgres_leases.py`):
+        of two contenders one wins, and a later holder has a larger fencing token.
         """
-        expires = now_s + ttl_s
         with self._tx() as cur:
-            cur.execute(ACQUIRE_LEASE, {"name": name, "holder": holder, "expires": expires, "now": now_s})
-            won = cur.fetchone()
-            if won is not None:
-                return LeaseState(name, holder, int(won[0]), expires, held=True)
-            cur.execute("SELECT holder, token, expires_at FROM leases WHERE name = %s", (name,))
-            row = cur.fetchone()
-        if row is None:  # pragma: no cover - leases are never deleted
-            raise StoreError(f"PostgreSQL store {self.path}: lease {name!r} vanished")
-        return LeaseState(name, str(row[0]), int(row[1]), float(row[2]), held=False)
+            return postgres_leases.acquire_lease(cur, self.path, name, holder, now_s, ttl_s)
 
     def release_lease(self, name: str, holder: str) -> bool:
         """End `holder`'s lease now (the token is kept, so the next holder's is larger); False if not held."""
         with self._tx() as cur:
-            cur.execute(
-                "UPDATE leases SET expires_at = 0 WHERE name = %s AND holder = %s AND expires_at > 0",
-                (name, holder),
-            )
-            return cur.rowcount > 0
+            return postgres_leases.release_lease(cur, name, holder)
 
     def read_lease(self, name: str) -> tuple[str, int, float] | None:
         """(holder, token, expires_at) of lease `name` as stored, or None if never taken."""
         with self._tx() as cur:
-            cur.execute("SELECT holder, token, expires_at FROM leases WHERE name = %s", (name,))
-            row = cur.fetchone()
-        return None if row is None else (str(row[0]), int(row[1]), float(row[2]))
+            return postgres_leases.read_lease(cur, name)
 
     def claim_period(self, name: str, holder: str, token: int, period_s: float, now_s: float) -> bool:
         """Claim the period starting at `period_s` for lease `name`'s holder (see `Store.claim_period`)."""
-        args = {"name": name, "holder": holder, "token": token, "period": period_s, "now": now_s}
         with self._tx() as cur:
-            cur.execute(CLAIM_PERIOD, args)
-            return cur.fetchone() is not None
+            return postgres_leases.claim_period(cur, name, holder, token, period_s, now_s)
 
     def probe_write(self, name: str, now_s: float) -> None:
         """A real write the readiness check makes: raises StoreError if the database does not take it."""
         with self._tx() as cur:
-            cur.execute(
-                "INSERT INTO probes (name, ts) VALUES (%s, %s) ON CONFLICT (name) DO UPDATE SET ts = excluded.ts",
-                (name, now_s),
-            )
+            postgres_leases.probe_write(cur, name, now_s)
 
     def replace_envelopes(self, rows: Sequence[tuple[float, str]]) -> None:
         """Store the operator's envelopes (until as epoch s, the envelope as JSON), replacing the last set."""

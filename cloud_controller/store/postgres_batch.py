@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from cloud_controller.store import postgres_rollups
 from cloud_controller.store.batch import SiteSamples, newest_good
 from cloud_controller.store.postgres_schema import LOCK_CLASS, Cursor
-from cloud_controller.store.sqlite import WriteResult
+from cloud_controller.store.results import WriteResult
 from protocols.messages import Sample
 
 __all__ = ["write_batches"]

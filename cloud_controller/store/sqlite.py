@@ -18,6 +18,9 @@ made before it gets it built (and the narrower `samples_series` dropped) once wh
 
 The ISP rollups (`sqlite_rollups.py`, `rollups.py`) are kept in every write's transaction
 from the rows the insert really added; ISP-aligned `read_bucket_means` reads them.
+
+This module owns the file, its lock and the writes; the reads are `sqlite_reads.py`, the
+leases and period claims `sqlite_leases.py`, the result types `results.py`.
 """
 
 from __future__ import annotations
@@ -25,21 +28,19 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from itertools import chain
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-
-from cloud_controller.store import sqlite_rollups
+from cloud_controller.store import sqlite_leases, sqlite_reads, sqlite_rollups
 from cloud_controller.store.batch import SiteSamples, fresh_good, newest_good
-from cloud_controller.store.buckets import FloatArray, bucket_count, bucket_means
+from cloud_controller.store.buckets import FloatArray
+from cloud_controller.store.results import LeaseState, WriteResult
 from cloud_controller.store.rollups import ISPS_PER_DAY, aligned_isps, means_from_days
 from protocols.assets import PointKey
 from protocols.messages import Ack, Event, Sample
 
-__all__ = ["LeaseState", "SqliteStore", "WriteResult"]
+__all__ = ["LeaseState", "SqliteStore", "WriteResult"]  # the result types re-exported (results.py)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS samples (
@@ -70,33 +71,6 @@ CREATE TABLE IF NOT EXISTS probes (name TEXT PRIMARY KEY, ts REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS dispatch_periods (name TEXT PRIMARY KEY, period_s REAL NOT NULL, token INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS grid_envelopes (pos INTEGER PRIMARY KEY, until REAL NOT NULL, json TEXT NOT NULL);
 """
-
-
-class WriteResult:
-    """What one message's samples did: new rows, duplicates, the site's watermark before and after.
-
-    In a batched write (`write_batches`) `previous` and `watermark` are the site's before
-    and after the whole transaction: ingest's gap and "publish again" checks compare them.
-    """
-
-    __slots__ = ("duplicates", "inserted", "previous", "watermark")
-
-    def __init__(self, inserted: int, duplicates: int, watermark: int, previous: int | None = None) -> None:
-        self.inserted = inserted
-        self.duplicates = duplicates
-        self.watermark = watermark
-        self.previous = watermark if previous is None else previous
-
-
-@dataclass(frozen=True)
-class LeaseState:
-    """A lease as the file holds it after an acquire/renew: who holds it, its fencing token, until when."""
-
-    name: str
-    holder: str
-    token: int  # incremented on every change of holder (and re-acquisition after a release)
-    expires_at: float  # POSIX seconds of the injected clock; 0 after a release
-    held: bool  # whether the caller holds it now
 
 
 class SqliteStore:
@@ -228,12 +202,7 @@ class SqliteStore:
 
     def latest(self) -> dict[str, dict[str, tuple[datetime, float]]]:
         """Newest good value of every point: site -> "asset/point" -> (ts, value)."""
-        with self._lock:
-            rows = self._db.execute("SELECT site, asset, point, ts, value FROM latest").fetchall()
-        out: dict[str, dict[str, tuple[datetime, float]]] = {}
-        for site, asset, point, ts, value in rows:
-            out.setdefault(site, {})[f"{asset}/{point}"] = (datetime.fromtimestamp(ts, tz=UTC), float(value))
-        return out
+        return sqlite_reads.latest(self._query)
 
     def watermarks(self) -> dict[str, int]:
         """Each site's watermark: the highest contiguous `seq` stored (what its agent may delete up to)."""
@@ -251,13 +220,7 @@ class SqliteStore:
         self, site: str, asset: str, point: str, start: datetime, end: datetime
     ) -> list[tuple[datetime, float]]:
         """Good, non-null values of one point in [start, end), oldest first."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT ts, value FROM samples WHERE site = ? AND asset = ? AND point = ? AND ts >= ? AND ts < ? "
-                "AND value IS NOT NULL AND quality = 'good' ORDER BY ts",
-                (site, asset, point, start.timestamp(), end.timestamp()),
-            ).fetchall()
-        return [(datetime.fromtimestamp(ts, UTC), float(v)) for ts, v in rows]
+        return sqlite_reads.read_series(self._query, site, asset, point, start, end)
 
     def read_bucket_means(
         self,
@@ -277,7 +240,7 @@ class SqliteStore:
         """
         isps = aligned_isps(start, end, step_s) if rollups else None
         if isps is None:
-            return self._raw_bucket_means(sites, point, start, end, step_s)
+            return sqlite_reads.raw_bucket_means(self._query, sites, point, start, end, step_s)
         d0, d1 = isps[0] // ISPS_PER_DAY, (isps[1] - 1) // ISPS_PER_DAY
         rows: list[tuple[int, int, bytes, bytes]] = []
         for i, site in enumerate(sites):
@@ -285,34 +248,6 @@ class SqliteStore:
                 got = sqlite_rollups.read_rows(self._db, site, point.asset, point.point, d0, d1)
             rows.extend((i, day, n, total) for day, n, total in got)
         return means_from_days(len(sites), rows, isps, start, end)
-
-    def _raw_bucket_means(
-        self, sites: Sequence[str], point: PointKey, start: datetime, end: datetime, step_s: float
-    ) -> FloatArray:
-        """The bucket means from the samples (any step and window).
-
-        SQLite computes each sample's bucket from `ts`; the means are a numpy bincount over
-        the rows in index order. Not `GROUP BY`: for an expression SQLite sorts every row
-        through a temporary b-tree, which costs more than the whole read does this way
-        (docs/benchmarks.md, settlement). One query per site, each under the lock, so ingest can
-        interleave with a fleet-wide read.
-        """
-        n = bucket_count(start, end, step_s)
-        out = np.full((len(sites), n), np.nan)
-        sql = (
-            "SELECT CAST((ts - ?1) / ?2 AS INTEGER), value FROM samples WHERE site = ?3 AND asset = ?4 "
-            "AND point = ?5 AND ts >= ?1 AND ts < ?6 AND value IS NOT NULL AND quality = 'good' ORDER BY ts"
-        )
-        start_s, end_s = start.timestamp(), end.timestamp()
-        for i, site in enumerate(sites):
-            with self._lock:
-                rows = self._db.execute(
-                    sql, (start_s, step_s, site, point.asset, point.point, end_s)
-                ).fetchall()
-            if rows:  # fromiter over the flattened rows: cheaper than np.array's shape discovery
-                got = np.fromiter(chain.from_iterable(rows), np.float64, 2 * len(rows)).reshape(-1, 2)
-                out[i] = bucket_means(got[:, 0], got[:, 1], n)
-        return out
 
     def read_history(
         self,
@@ -328,23 +263,12 @@ class SqliteStore:
         `points=None` means every point the site reported in the window. `max_rows` bounds
         what one dashboard request can pull out of the file (the newest rows are dropped).
         """
-        sql = (
-            "SELECT asset, point, ts, value FROM samples WHERE site = ? AND ts >= ? AND ts < ? "
-            "AND value IS NOT NULL AND quality = 'good'"
-        )
-        args: list[object] = [site, start.timestamp(), end.timestamp()]
-        if points:
-            sql += " AND (" + " OR ".join("(asset = ? AND point = ?)" for _ in points) + ")"
-            for key in points:
-                args += [key.asset, key.point]
-        sql += " ORDER BY ts LIMIT ?"
-        args.append(max_rows)
+        return sqlite_reads.read_history(self._query, site, start, end, points, max_rows)
+
+    def _query(self, sql: str, args: Sequence[object]) -> list[Any]:
+        """One statement under the lock (`sqlite_reads.py`): a long read lets writes in between its statements."""
         with self._lock:
-            rows = self._db.execute(sql, args).fetchall()
-        out: dict[PointKey, list[tuple[datetime, float]]] = {key: [] for key in points or ()}
-        for asset, point, ts, value in rows:
-            out.setdefault(PointKey(asset, point), []).append((datetime.fromtimestamp(ts, UTC), float(value)))
-        return out
+            return self._db.execute(sql, args).fetchall()
 
     # -- events and acks -------------------------------------------------------------
 
@@ -397,81 +321,31 @@ class SqliteStore:
     def acquire_lease(self, name: str, holder: str, now_s: float, ttl_s: float) -> LeaseState:
         """Take or renew lease `name` for `holder` until `now_s + ttl_s`, unless another holds it unexpired.
 
-        One transaction under SQLite's write lock, so two processes on one file cannot both
-        win. The fencing token grows by one whenever the lease changes hands (or is taken
-        again after a release), never on a renewal: a later holder always has a larger token.
+        One transaction under SQLite's write lock (`sqlite_leases.py`): a later holder always
+        has a larger fencing token.
         """
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute(
-                    "SELECT holder, token, expires_at FROM leases WHERE name = ?", (name,)
-                ).fetchone()
-                if row is not None and row[0] != holder and row[2] > now_s:
-                    self._db.execute("COMMIT")
-                    return LeaseState(name, str(row[0]), int(row[1]), float(row[2]), held=False)
-                # a late renewal of one's own lease that nobody took meanwhile keeps the token (a
-                # loaded loop on an accelerated clock); only a new holder or a release bumps it
-                renewal = row is not None and row[0] == holder and row[2] > 0
-                token = int(row[1]) if renewal else (int(row[1]) + 1 if row is not None else 1)
-                expires = now_s + ttl_s
-                self._db.execute(
-                    "INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?)", (name, holder, token, expires)
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return LeaseState(name, holder, token, expires, held=True)
+            return sqlite_leases.acquire_lease(self._db, name, holder, now_s, ttl_s)
 
     def release_lease(self, name: str, holder: str) -> bool:
         """End `holder`'s lease now (the token is kept, so the next holder's is larger); False if not held."""
         with self._lock:
-            cur = self._db.execute(
-                "UPDATE leases SET expires_at = 0 WHERE name = ? AND holder = ? AND expires_at > 0",
-                (name, holder),
-            )
-            return cur.rowcount > 0
+            return sqlite_leases.release_lease(self._db, name, holder)
 
     def read_lease(self, name: str) -> tuple[str, int, float] | None:
         """(holder, token, expires_at) of lease `name` as stored, or None if never taken."""
         with self._lock:
-            row = self._db.execute(
-                "SELECT holder, token, expires_at FROM leases WHERE name = ?", (name,)
-            ).fetchone()
-        return None if row is None else (str(row[0]), int(row[1]), float(row[2]))
+            return sqlite_leases.read_lease(self._db, name)
 
     def claim_period(self, name: str, holder: str, token: int, period_s: float, now_s: float) -> bool:
-        """Claim the period starting at `period_s` for lease `name`'s holder (see `Store.claim_period`).
-
-        One transaction under SQLite's write lock: the lease check and the claim cannot interleave
-        with a takeover.
-        """
+        """Claim the period starting at `period_s` for lease `name`'s holder (see `Store.claim_period`)."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                held = self._db.execute(
-                    "SELECT 1 FROM leases WHERE name = ? AND holder = ? AND token = ? AND expires_at > ?",
-                    (name, holder, token, now_s),
-                ).fetchone()
-                last = self._db.execute(
-                    "SELECT period_s FROM dispatch_periods WHERE name = ?", (name,)
-                ).fetchone()
-                ok = held is not None and (last is None or float(last[0]) < period_s)
-                if ok:
-                    self._db.execute(
-                        "INSERT OR REPLACE INTO dispatch_periods VALUES (?, ?, ?)", (name, period_s, token)
-                    )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return ok
+            return sqlite_leases.claim_period(self._db, name, holder, token, period_s, now_s)
 
     def probe_write(self, name: str, now_s: float) -> None:
         """A real write (under the write lock) the readiness check makes: raises if the file is not writable."""
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO probes VALUES (?, ?)", (name, now_s))
+            sqlite_leases.probe_write(self._db, name, now_s)
 
     # -- grid operating envelopes (cloud_controller/web/limits_api.py) ---------------
 

@@ -6,7 +6,8 @@ and must not cause congestion elsewhere. We make it probabilistic with our own f
   the congestion points being cleared, gets one row per ISP: Σ kW of reduction below it ≤
   its room for reverse flow at the risk level (`GridView.reverse_headroom_kw`). An offer's
   sensitivity to a branch is 1 when any of its sites is below it (the whole offer may come
-  from that site: the conservative reading, since the book does not know the split);
+  from that site: the conservative reading, since the book does not know the split); on a
+  meshed or multi-feed grid the rows are PTDF rows per branch and direction (`meshed_rows`);
 - **AC check** (after the MILP, before the orders go out): an AC power flow of the plan's
   median site powers, then of the same minus the orders (each order's kW split evenly over
   its offer's sites). A violation is an element over its limit after the orders *and*
@@ -66,6 +67,11 @@ def grid_inputs(
             skip.add(view.forecast.elements[row])
         except KeyError:
             skip.add(cp)
+    if view.ptdf is not None:  # a meshed or multi-feed grid: PTDF rows in both directions
+        from cloud_controller.market.meshed_rows import meshed_rows
+
+        m_sens, m_rows, m_refused = meshed_rows(view, [(o, s) for o, _, s in offers], skip, risk)
+        return GridInputs(m_sens, m_rows, m_refused)
     sens: dict[str, dict[str, float]] = {}
     refused: list[tuple[str, str]] = []
     touched: set[str] = set()

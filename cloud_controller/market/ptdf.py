@@ -67,7 +67,7 @@ class _Solver:
         return va
 
 
-def reduction_ptdf(grid: DcGrid, buses: Sequence[int]) -> FloatArray:
+def reduction_ptdf(grid: DcGrid, buses: Sequence[int] | IntArray) -> FloatArray:
     """(K, len(buses)) change of each branch's from→to flow (kW) per kW of reduction at each bus.
 
     A reduction is an injection at the bus, taken up by the feeding points; at a feeding

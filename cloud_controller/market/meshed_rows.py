@@ -22,7 +22,7 @@ import numpy as np
 from cloud_controller.market.clearing import GridRow
 from cloud_controller.market.grid_view import GridView
 
-__all__ = ["DIRECTIONS", "MIN_SENS", "meshed_rows", "row_id"]
+__all__ = ["DIRECTIONS", "MIN_SENS", "cover_per_kw", "meshed_rows", "row_id"]
 
 #: A site that moves a branch by less than this (kW per kW) does not put an offer in its row:
 #: the AC check judges what is left, and a ring of thousands of buses would give dense rows.
@@ -77,3 +77,29 @@ def meshed_rows(
         for rid, (e, direction) in sorted(touched.items())
     ]
     return sens, rows, refused
+
+
+def cover_per_kw(view: GridView, offers: Sequence[tuple[str, str, Sequence[str]]]) -> dict[str, float]:
+    """The relief (kW) at its own congestion point per kW ordered, per offer (id, congestion point, sites).
+
+    Inside a mesh an offer relieves its congestion point by the PTDF of its sites only. The
+    least over its sites (the whole offer may come from that one) and over the view's
+    intervals (the median flow's direction decides what relieves), never below 0. An offer
+    whose congestion point is not a branch of the view, or with a site outside it, keeps 1:
+    the request and the rows refuse those on their own.
+    """
+    if view.ptdf is None:
+        raise ValueError("the grid view has no PTDF: a radial view relieves 1:1")
+    index = {s: i for i, s in enumerate(view.sites)}
+    out: dict[str, float] = {}
+    for offer_id, cp, sites in offers:
+        try:
+            _, k = view.branch(cp)
+        except KeyError:
+            continue
+        if not sites or any(s not in index for s in sites):
+            continue
+        toward = np.where(view.signed_p50_kw[:, k] >= 0.0, 1.0, -1.0)  # (T,) the median's direction
+        relief = -toward[:, None] * view.ptdf[k, [index[s] for s in sites]][None, :]  # (T, n)
+        out[offer_id] = max(0.0, float(np.min(relief)))
+    return out

@@ -246,3 +246,60 @@ def test_the_service_hook_builds_a_meshed_view(ring: Region) -> None:
     assert got.signed_p50_kw[0, ring.grid.branch_names.index("line:0")] == pytest.approx(
         -0.769 * 205.0, rel=1e-3
     )
+
+
+def test_inside_a_mesh_an_offer_covers_its_congestion_point_by_its_ptdf() -> None:
+    """`loop_two_feeds`: L01 (rated 30 %) is over; a site at bus 1 relieves it by 0.686 kW per kW, bus 2 by 0.392.
+
+    The cheaper 800 kW (bus 1) is ordered in full and relieves 549 kW; the rest of the ~563 kW
+    need comes from bus 2 at 1 / 0.392 kW per kW, not 1:1 as a tree would count it.
+    """
+    region = meshed_region(loop_two_feeds())
+    assert isinstance(region.grid, DcGrid)
+    n = region.n_sites
+    p50 = np.tile(np.resize([900.0, 600.0, 1000.0, 700.0, 400.0, 1300.0], n), (T, 1))
+    fc = ProbabilisticCongestion(region, list(range(n))).forecast(
+        p50, np.full((T, n), 10.0), ForecastOptions(n_scenarios=20)
+    )
+    site_bus = tuple(int(b) for b in region.site_bus)
+    ptdf, flows = meshed_view_parts(region.grid, site_bus, p50)
+    sites = tuple(f"s{i}" for i in range(n))
+    view = GridView(
+        fc, STARTS, region.grid, sites, site_bus, p50, pgm_power_flow(region, list(range(n))), ptdf, flows
+    )
+    need = view.relief_needed_kw("l01", 0.1)
+    assert all(500.0 < kw < 650.0 for kw in need.values()), need
+    sites_of = {"o0": ["s0"], "o1": ["s1"]}
+    gi = grid_inputs(view, [(o, "l01", s) for o, s in sites_of.items()], ["l01"], 0.1)
+    k = region.grid.branch_names.index("line:0")
+    assert gi.cover_per_kw == {"o0": pytest.approx(-ptdf[k, 0]), "o1": pytest.approx(-ptdf[k, 1])}
+    assert gi.cover_per_kw["o0"] == pytest.approx(0.686, abs=1e-3) and gi.cover_per_kw["o1"] == pytest.approx(
+        0.392, abs=1e-3
+    )
+    offers = [
+        FlexOffer(
+            o,
+            o,
+            "l01",
+            (OfferOption("o", {t: 800.0 for t in STARTS}, price, 0.0),),
+            NOW,
+            DELIVERY + timedelta(hours=2),
+        )
+        for o, price in (("o0", 1.0), ("o1", 1.5))
+    ]
+    got = clear_on_grid(
+        [FlexRequest("r", "l01", need, 100.0)],
+        offers,
+        sites_of,
+        now=CLEAR_AT,
+        options=ClearingOptions(),
+        view=view,
+        risk=0.1,
+    )
+    by = {o.offer_id: o.kw[STARTS[0]] for o in got.orders}
+    assert got.status == "cleared" and got.violations == () and got.shortfall_kw == {}
+    assert by["o0"] == pytest.approx(800.0)
+    worst = max(need.values())
+    assert by["o1"] == pytest.approx(
+        (worst - 800.0 * gi.cover_per_kw["o0"]) / gi.cover_per_kw["o1"], rel=1e-6
+    )

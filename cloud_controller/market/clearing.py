@@ -153,8 +153,13 @@ def clear(
     grid_rows: Sequence[GridRow] = (),
     options: ClearingOptions | None = None,
     ac_check: Callable[[Sequence[Order]], Sequence[str]] | None = None,
+    cover_per_kw: Mapping[str, float] | None = None,
 ) -> Clearing:
-    """Clear `offers` against `requests` (one request per congestion point) under `grid_rows`."""
+    """Clear `offers` against `requests` (one request per congestion point) under `grid_rows`.
+
+    `cover_per_kw` (offer id → kW of relief at its congestion point per kW ordered, 1 where
+    absent) is for meshed grids (`grid_check`), where an offer relieves its point by PTDF.
+    """
     opts = options or ClearingOptions()
     by_cp: dict[str, FlexRequest] = {}
     for r in requests:
@@ -165,7 +170,13 @@ def clear(
     needs = [(cp, t, kw) for cp, r in by_cp.items() for t, kw in sorted(r.needed_kw.items())]
     values = {cp: r.value_eur_per_kwh for cp, r in by_cp.items()}
     solution = solve_milp(
-        usable, needs, values, grid_rows, time_limit_s=opts.time_limit_s, mip_rel_gap=opts.mip_rel_gap
+        usable,
+        needs,
+        values,
+        grid_rows,
+        time_limit_s=opts.time_limit_s,
+        mip_rel_gap=opts.mip_rel_gap,
+        cover_per_kw=cover_per_kw,
     )
     return _result(usable, needs, values, refused, opts, ac_check, solution)
 

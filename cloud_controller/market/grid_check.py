@@ -6,7 +6,8 @@ and must not cause congestion elsewhere. We make it probabilistic with our own f
   the congestion points being cleared, gets one row per ISP: Σ kW of reduction below it ≤
   its room for reverse flow at the risk level (`GridView.reverse_headroom_kw`). An offer's
   sensitivity to a branch is 1 when any of its sites is below it (the whole offer may come
-  from that site: the conservative reading, since the book does not know the split);
+  from that site: the conservative reading, since the book does not know the split); on a
+  meshed or multi-feed grid the rows are PTDF rows per branch and direction (`meshed_rows`);
 - **AC check** (after the MILP, before the orders go out): an AC power flow of the plan's
   median site powers, then of the same minus the orders (each order's kW split evenly over
   its offer's sites). A violation is an element over its limit after the orders *and*
@@ -19,7 +20,7 @@ Pure except `pgm_power_flow`, which builds the power-grid-model copy of the regi
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -46,6 +47,8 @@ class GridInputs:
     sensitivity: dict[str, dict[str, float]]  # offer id -> branch id -> kW per kW of reduction
     rows: list[GridRow]
     refused: list[tuple[str, str]]  # (offer id, reason)
+    #: offer id -> kW of relief at its congestion point per kW ordered (meshed grids; 1 where absent)
+    cover_per_kw: dict[str, float] = field(default_factory=dict)
 
 
 def grid_inputs(
@@ -66,6 +69,11 @@ def grid_inputs(
             skip.add(view.forecast.elements[row])
         except KeyError:
             skip.add(cp)
+    if view.ptdf is not None:  # a meshed or multi-feed grid: PTDF rows in both directions
+        from cloud_controller.market.meshed_rows import cover_per_kw, meshed_rows
+
+        m_sens, m_rows, m_refused = meshed_rows(view, [(o, s) for o, _, s in offers], skip, risk)
+        return GridInputs(m_sens, m_rows, m_refused, cover_per_kw(view, offers))
     sens: dict[str, dict[str, float]] = {}
     refused: list[tuple[str, str]] = []
     touched: set[str] = set()
@@ -201,10 +209,13 @@ def clear_on_grid(
     judged = {o for o, _ in gi.refused}
     usable = [replace(o, sensitivity=gi.sensitivity[o.offer_id]) for o in offers if o.offer_id not in judged]
     check = ac_check_of(view, offer_sites) if view.power_flow is not None else None
-    result = clear(requests, usable, now=now, grid_rows=gi.rows, options=options, ac_check=check)
+    cover = gi.cover_per_kw
+    result = clear(
+        requests, usable, now=now, grid_rows=gi.rows, options=options, ac_check=check, cover_per_kw=cover
+    )
     refused = list(gi.refused)
     if result.status == "ac_check_failed" and check is not None:
-        first = clear(requests, usable, now=now, grid_rows=gi.rows, options=options)
+        first = clear(requests, usable, now=now, grid_rows=gi.rows, options=options, cover_per_kw=cover)
         bad = {}
         for order in first.orders:
             alone = check([order])
@@ -213,5 +224,13 @@ def clear_on_grid(
         if bad:
             refused += [(o, f"ac_check: {why}") for o, why in sorted(bad.items())]
             kept = [o for o in usable if o.offer_id not in bad]
-            result = clear(requests, kept, now=now, grid_rows=gi.rows, options=options, ac_check=check)
+            result = clear(
+                requests,
+                kept,
+                now=now,
+                grid_rows=gi.rows,
+                options=options,
+                ac_check=check,
+                cover_per_kw=cover,
+            )
     return replace(result, refused=(*result.refused, *refused), grid_rows=len(gi.rows))

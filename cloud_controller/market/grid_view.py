@@ -16,6 +16,8 @@ Conventions (docs/market.md):
 - a reduction at a site moves every branch on its path to the root by 1 kW per kW (radial,
   lossless). It relieves a branch carrying power towards the loads and loads it more when
   the branch carries power back (PV export): the grid rows are the room for reverse flow.
+  In a meshed or multi-feed grid it moves each branch by its PTDF (`ptdf`, market/ptdf.py)
+  and the rows are the room in each direction (`directed_headroom_kw`).
 
 Pure: arrays and dataclasses in, dicts out; the power flow is a callable the caller gives.
 """
@@ -72,6 +74,11 @@ class GridView:
     site_bus: tuple[int, ...]  # internal bus of `grid` per site
     p50_kw: FloatArray  # (T, n_sites) median net load per site (load positive)
     power_flow: PowerFlow | None = None  # AC power flow for the check before orders go out
+    #: a meshed or multi-feed grid (market/ptdf.py): (K, n_sites) change of each branch's
+    #: from→to flow (kW) per kW of reduction at each site; None for a radial tree (its paths)
+    ptdf: FloatArray | None = None
+    #: (T, K) median from→to branch flows when the grid's own `branch_flows_kw` cannot give them
+    flow_p50_kw: FloatArray | None = None
 
     def __post_init__(self) -> None:
         T = self.forecast.n_intervals
@@ -81,6 +88,11 @@ class GridView:
             )
         if len(self.site_bus) != len(self.sites):
             raise ValueError("one bus per site")
+        K = self.grid.n_branch
+        if self.ptdf is not None and self.ptdf.shape != (K, len(self.sites)):
+            raise ValueError(f"ptdf {self.ptdf.shape}, want ({K}, {len(self.sites)})")
+        if self.flow_p50_kw is not None and self.flow_p50_kw.shape != (T, K):
+            raise ValueError(f"flow_p50_kw {self.flow_p50_kw.shape}, want ({T}, {K})")
 
     # -- elements --------------------------------------------------------------------
 
@@ -156,7 +168,9 @@ class GridView:
 
     @cached_property
     def signed_p50_kw(self) -> FloatArray:
-        """(T, K) lossless branch flows of the median site powers (positive towards the loads)."""
+        """(T, K) lossless branch flows of the median site powers (positive towards the loads, or from→to)."""
+        if self.flow_p50_kw is not None:
+            return self.flow_p50_kw
         loads = np.zeros((self.forecast.n_intervals, self.grid.n_bus))
         np.add.at(loads.T, np.asarray(self.site_bus), self.p50_kw.T)
         return self.grid.branch_flows_kw(loads)
@@ -168,12 +182,21 @@ class GridView:
         Importing: limit + the `risk` quantile of its loading (the flow must first fall
         through zero). The worst interval of the ISP.
         """
+        return self.directed_headroom_kw(element, risk, -1)
+
+    def directed_headroom_kw(self, element: str, risk: float, direction: int) -> dict[datetime, float]:
+        """How many kW more `element` may carry per ISP in `direction` (+1 from→to, −1 to→from) at `risk`.
+
+        Flowing that way in the median: limit − the (1 − risk) quantile of its loading.
+        Otherwise: limit + the `risk` quantile (the flow must first fall through zero). The
+        worst interval of the ISP. For a tree, to→from is the reverse flow a reduction adds.
+        """
         row, k = self.branch(element)
         limit = float(self.forecast.limit_hi[row])
         flow = self.signed_p50_kw[:, k]
         hi = quantile_pct(self.forecast, row, 1.0 - risk)
         lo = quantile_pct(self.forecast, row, risk)
-        room_pct = np.where(flow < 0.0, limit - hi, limit + lo)
+        room_pct = np.where(direction * flow > 0.0, limit - hi, limit + lo)
         return self._by_isp(room_pct * self.kw_per_pct(row, k), min)
 
     def elements_below(self, sites: Sequence[str]) -> tuple[set[str], list[str]]:

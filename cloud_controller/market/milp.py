@@ -2,7 +2,7 @@
 
 Columns: a_o (activation factor of each usable option, [0, 1]), u_o (a binary per lumpy
 option, min_o > 0), short_n (shortfall per need, ≥ 0). Rows: one cover row per need
-(relief + short ≥ need), two per lumpy option (a − min·u ≥ 0, a − u ≤ 0), one per other
+(Σ cover·kW·a + short ≥ need, cover 1 but in a mesh), two per lumpy option (a − min·u ≥ 0, a − u ≤ 0), one per other
 element and ISP (Σ sens·kW·a ≤ headroom). `clearing.py` states the model and its sources;
 this module only builds and solves it. pyomo is not used: 1,000 offers × 96 ISPs is
 ~10^5 coefficients, which its expression build turns into most of the time.
@@ -61,14 +61,19 @@ class _Matrix:
 
 
 def _cover_rows(
-    mat: _Matrix, usable: Sequence[tuple[FlexOffer, OfferOption]], needs: Sequence[Need], c_s0: int
+    mat: _Matrix,
+    usable: Sequence[tuple[FlexOffer, OfferOption]],
+    needs: Sequence[Need],
+    c_s0: int,
+    cover_per_kw: Mapping[str, float],
 ) -> None:
     by_need: dict[tuple[str, datetime], list[tuple[int, float]]] = {(cp, t): [] for cp, t, _ in needs}
     for i, (off, opt) in enumerate(usable):
+        per_kw = cover_per_kw.get(off.offer_id, 1.0)
         for t, kw in opt.kw.items():
             terms = by_need.get((off.congestion_point, t))
-            if terms is not None and kw:
-                terms.append((i, kw))
+            if terms is not None and kw * per_kw:
+                terms.append((i, kw * per_kw))
     for n, (cp, t, need) in enumerate(needs):
         mat.row([*by_need[(cp, t)], (c_s0 + n, 1.0)], need, np.inf)
 
@@ -95,8 +100,13 @@ def solve_milp(
     *,
     time_limit_s: float,
     mip_rel_gap: float,
+    cover_per_kw: Mapping[str, float] | None = None,
 ) -> MilpSolution:
-    """Build and solve; a time limit with a feasible clearing returns it with its gap, else refuses."""
+    """Build and solve; a time limit with a feasible clearing returns it with its gap, else refuses.
+
+    `cover_per_kw`: kW of relief at its congestion point per kW ordered, per offer id (1
+    where absent; less inside a meshed grid, where the offer's sites relieve it by PTDF).
+    """
     import highspy
     from scipy.sparse import coo_matrix
 
@@ -112,7 +122,7 @@ def solve_milp(
     col_hi = np.ones(n_cols)
     col_hi[c_s0:] = np.inf
     mat = _Matrix()
-    _cover_rows(mat, usable, needs, c_s0)
+    _cover_rows(mat, usable, needs, c_s0, cover_per_kw or {})
     for j, i in enumerate(lumpy):
         m_i = usable[i][1].min_activation_factor
         mat.row([(i, 1.0), (c_u0 + j, -m_i)], 0.0, np.inf)

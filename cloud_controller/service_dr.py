@@ -13,7 +13,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from cloud_controller.dr.service import DrConflict, DrService
+from cloud_controller.dr.service import DrConflict, DrRefused, DrService
 from cloud_controller.market.own_orders import DrPath
 from protocols.codec import encode
 from protocols.messages import DRRequest, Event
@@ -77,6 +77,11 @@ def dr_path(ctl: CloudController) -> DrPath:
         except DrConflict:  # recorded by another controller on the shared store meanwhile: carried out there
             known = await asyncio.to_thread(ctl.dr.requests.get, req.request_id)
             return "refused" if known is None else str(known.status)
+        except DrRefused as exc:  # recorded `refused`; the reason names the sites and rules
+            why = "; ".join(f"{r['site'] or '*'}: {r['reason']}" for r in exc.refusals)
+            if not why:
+                why = f"no {req.program!r} contract covers {', '.join(req.sites) or 'a site'}"
+            raise ValueError(f"DR refused: {why}") from None
         ctl.dr_requests.append(req)
         await asyncio.to_thread(ctl.dr_activator.prepare, record)
         await ctl.dr_activator.tick()

@@ -96,7 +96,7 @@ class OwnOrders:
     path: DrPath | None = None
     executed: int = 0
     failed: int = 0
-    #: order id -> reason, for failures the DR store does not hold
+    #: order id -> why it failed in this process (a refusal is in the DR store too, without this reason)
     failures: dict[str, str] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -115,11 +115,12 @@ class OwnOrders:
         dr_status = self.path.status_of(rid) if self.path is not None else None
         if dr_status is not None:
             ok = dr_status in LIVE
+            why = self.failures.get(order.order_id, f"DR request {rid} is {dr_status}")
             return {
                 "status": "executed" if ok else "failed",
                 "dr_request_id": rid,
                 "dr_status": dr_status,
-                "reason": None if ok else f"DR request {rid} is {dr_status}",
+                "reason": None if ok else why,
             }
         if order.order_id in self.failures:
             return {
@@ -173,8 +174,7 @@ class OwnOrders:
             log.info("market order %s executed as DR request %s (%s)", order.order_id, rid, status)
             return True
         self.failed += 1
-        if await asyncio.to_thread(self.path.status_of, rid) is None:
-            self.failures[order.order_id] = reason
+        self.failures[order.order_id] = reason
         log.warning("market order %s not executed: %s", order.order_id, reason)
         self.path.event(
             "market_order_failed",

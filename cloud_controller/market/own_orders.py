@@ -162,13 +162,16 @@ class OwnOrders:
         else:
             found = await asyncio.to_thread(self.store.offer, order.offer_id)
             sites = found[0].sites if found is not None else []
-            try:
-                status = await self.path.execute(dr_request_of(order, sites, now, program))
-            except (GridflexError, ValueError) as exc:
-                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if not sites:  # a DR request without sites would call on the whole programme
+                reason = f"offer {order.offer_id!r} names no sites to dispatch"
             else:
-                if status not in LIVE:
-                    reason = f"DR request {rid} is {status}"
+                try:
+                    status = await self.path.execute(dr_request_of(order, sites, now, program))
+                except (GridflexError, ValueError) as exc:
+                    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                else:
+                    if status not in LIVE:
+                        reason = f"DR request {rid} is {status}"
         if reason is None:
             self.executed += 1
             log.info("market order %s executed as DR request %s (%s)", order.order_id, rid, status)
@@ -176,7 +179,8 @@ class OwnOrders:
         self.failed += 1
         self.failures[order.order_id] = reason
         log.warning("market order %s not executed: %s", order.order_id, reason)
-        self.path.event(
+        await asyncio.to_thread(
+            self.path.event,
             "market_order_failed",
             "error",
             f"market order {order.order_id} not executed: {reason}"[:500],

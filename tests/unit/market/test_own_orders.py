@@ -179,3 +179,36 @@ def test_the_dr_request_id_stays_within_64_characters_and_apart() -> None:
     a, b = "x" * 60 + ":o1", "x" * 60 + ":o2"
     assert dr_request_id("a-10:o1") == "mkt-a-10:o1"
     assert len(dr_request_id(a)) == 64 and dr_request_id(a) != dr_request_id(b)
+
+
+def test_an_own_order_whose_delivery_ended_before_a_restart_fails_with_the_reason(
+    tmp_path: Path, clock: SimClock
+) -> None:
+    ctl = CloudController(_config(tmp_path), REGISTRY, clock=clock)
+    ctl.market.own.path = None  # down from the clearing until after the delivery
+    with TestClient(create_app(ctl)) as http:
+        _clear(http, offer("a-10", "fsp-a", 10))
+    _close(ctl)
+    clock.advance((DELIVERY + timedelta(hours=1) - NOW).total_seconds())
+    again = CloudController(_config(tmp_path), REGISTRY, clock=clock)
+    with TestClient(create_app(again)) as http:
+        assert http.portal.call(again.market.execute_own_orders) == []  # type: ignore[union-attr]
+        (execution,) = [o["execution"] for o in http.get("/market/orders").json()]
+        assert execution["status"] == "failed" and execution["dr_status"] is None
+        assert (
+            execution["reason"] == "delivery ended at 2030-01-15T18:00:00+00:00 before the order was executed"
+        )
+        assert _market_dr(http) == [] and again.market.own.failed == 1
+    _close(again)
+
+
+def test_an_own_order_on_an_offer_without_sites_is_not_sent_to_the_whole_programme(
+    client: tuple[TestClient, CloudController],
+) -> None:
+    http, ctl = client
+    _clear(http, offer("a-10", "fsp-a", 10, sites=[]))
+    (execution,) = [o["execution"] for o in http.get("/market/orders").json()]
+    assert (
+        execution["status"] == "failed" and execution["reason"] == "offer 'a-10' names no sites to dispatch"
+    )
+    assert _market_dr(http) == [] and ctl.market.own.failed == 1

@@ -36,7 +36,7 @@ from cloud_controller.openadr.side import OpenAdrSide
 from cloud_controller.registry import Registry
 from cloud_controller.registry.check import RegistryCheck
 from cloud_controller.service_api import serve_api
-from cloud_controller.service_dr import publish_dr_report, publish_dr_request, retain_newest_dr
+from cloud_controller.service_dr import dr_path, publish_dr_report, publish_dr_request, retain_newest_dr
 from cloud_controller.service_forecast import forecast_loop
 from cloud_controller.service_loops import (
     WATERMARK_EVERY_S,
@@ -143,6 +143,7 @@ class CloudController:
             session=self.session,
             registered=registry.ids,
         )
+        self.market.own.path = dr_path(self)  # orders to our own aggregator -> DR requests
         #: UFTP towards configured peers, as DSO (an outlet of the market) and/or AGR (docs/market.md)
         self.uftp = controller_uftp(self) if config.market.enabled and config.market.uftp.enabled else None
         if self.uftp is not None:

@@ -33,7 +33,14 @@ from cloud_controller.market.products import (
     Product,
     check_gate,
 )
-from cloud_controller.market.settling import Metering, freeze_baselines, settle_due, settlement_of
+from cloud_controller.market.settling import (
+    Metering,
+    PeriodSettlement,
+    freeze_baselines,
+    settle_due,
+    settle_period,
+    settlement_of,
+)
 from cloud_controller.market.store import MarketStore
 from protocols.errors import GridflexError
 from protocols.market import (
@@ -337,6 +344,13 @@ class Book:
         """
         with self._lock, self.store.write():
             return settle_due(self.store, now, metering, self.config.penalty_factor)
+
+    def settle_period(
+        self, start: datetime, end: datetime, now: datetime, metering: Metering
+    ) -> PeriodSettlement:
+        """Settle every order of [start, end) from the store; revisions only where the numbers changed."""
+        with self._lock, self.store.write():
+            return settle_period(self.store, start, end, now, metering, self.config.penalty_factor)
 
 
 def _offer_prognosis(offer: MarketOffer) -> MarketPrognosis | None:

@@ -27,6 +27,9 @@ class FspConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     token_file: Path | None = None
+    #: Set for GridFlex's own aggregator: its orders are carried out inside the controller as
+    #: DR requests of this programme (own_orders.py); None: the FSP dispatches its own sites.
+    own_program: str | None = None
 
 
 class AutoRequestConfig(BaseModel):
@@ -75,8 +78,10 @@ class MarketConfig(BaseModel):
 
     @model_validator(mode="after")
     def _ids(self) -> Self:
-        for fsp in self.fsps:
+        for fsp, cfg in self.fsps.items():
             validate_id(fsp, what="FSP id")
+            if cfg.own_program is not None:
+                validate_id(cfg.own_program, what=f"fsps.{fsp}.own_program")
         for cp, sites in self.congestion_points.items():
             validate_id(cp, what="congestion point")
             for s in sites:

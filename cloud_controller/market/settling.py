@@ -11,11 +11,16 @@ the settlement states it (`MarketSettlement.baseline`):
 
 A baseline that is missing leaves the order unsettled with the reason, never a zero or a
 silent fallback to another kind. Called by `Book` inside the store's write section.
+
+`settle_period` settles every order of a period again from the store (the batch endpoint
+`POST /market/settlements`): an order's settlement is replaced, with `revision` + 1, only
+when its numbers changed (late meter data), so a second call returns the same settlements.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -28,7 +33,15 @@ from cloud_controller.market.settlement import settle
 from cloud_controller.market.store import MarketStore
 from protocols.market import Baseline, MarketOffer, MarketOrder, MarketSettlement, SettledIsp
 
-__all__ = ["Metering", "baseline_of", "freeze_baselines", "settle_due", "settlement_of"]
+__all__ = [
+    "Metering",
+    "PeriodSettlement",
+    "baseline_of",
+    "freeze_baselines",
+    "settle_due",
+    "settle_period",
+    "settlement_of",
+]
 
 #: (sites, ISP starts, baseline kind) -> (baseline kW, actual kW) per ISP; ValueError when it cannot.
 #: For a kind not computed from history (`fsp_prognosis`, `our_forecast`) the baseline is `{}`.
@@ -178,3 +191,78 @@ def settlement_of(
         deficiency_kwh=s.deficiency_kwh,
         revision=revision,
     )
+
+
+@dataclass
+class PeriodSettlement:
+    """What `settle_period` did: each order's settlement, and which were new, revised or unchanged."""
+
+    settlements: list[MarketSettlement] = field(default_factory=list)
+    new: list[str] = field(default_factory=list)
+    revised: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)
+    not_due: list[str] = field(default_factory=list)  # an ISP not over yet
+
+    @property
+    def changed(self) -> list[MarketSettlement]:
+        """The new and revised settlements (to send to their FSPs)."""
+        ids = set(self.new) | set(self.revised)
+        return [s for s in self.settlements if s.order_id in ids]
+
+
+def _same(a: MarketSettlement, b: MarketSettlement) -> bool:
+    """Equal numbers and baseline (the time and revision aside)."""
+    skip = {"ts", "revision"}
+    return a.model_dump(exclude=skip) == b.model_dump(exclude=skip)
+
+
+def settle_period(
+    store: MarketStore,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    metering: Metering,
+    penalty_factor: float,
+) -> PeriodSettlement:
+    """Settle every order whose first ISP starts in [start, end) and whose last has ended, from the store.
+
+    An order settled before is settled again against the baseline its settlement states
+    (after an accepted dispute: the dispute's); the stored one is kept when the numbers
+    are the same, replaced with `revision` + 1 when they changed.
+    """
+    known = {s.order_id: s for s in store.settlements()}
+    out = PeriodSettlement()
+    for order in store.orders():
+        first = min(i.start for i in order.isps)
+        if not start <= first < end:
+            continue
+        if max(i.start for i in order.isps) + timedelta(seconds=ISP_S) > now:
+            out.not_due.append(order.order_id)
+            continue
+        found = store.offer(order.offer_id)
+        if found is None or not found[0].sites:
+            out.failed.append({"order_id": order.order_id, "reason": "its offer names no sites to meter"})
+            continue
+        old = known.get(order.order_id)
+        kind = order.baseline if old is None else old.baseline
+        try:
+            baseline, actual = baseline_of(store, order, found[0].sites, kind, metering)
+        except ValueError as exc:
+            out.failed.append({"order_id": order.order_id, "reason": str(exc)})
+            if old is not None:
+                out.settlements.append(old)
+            continue
+        s = settlement_of(order, baseline, actual, now, kind, penalty_factor)
+        if old is not None and _same(old, s):
+            out.settlements.append(old)
+            out.unchanged.append(order.order_id)
+            continue
+        if old is not None:
+            s = s.model_copy(update={"revision": old.revision + 1})
+            out.revised.append(order.order_id)
+        else:
+            out.new.append(order.order_id)
+        store.put_settlement(s)
+        out.settlements.append(s)
+    return out

@@ -8,6 +8,8 @@ A refused MQTT offer cannot be answered on the HTTP response, so it is counted a
 with its reason (`refusals`, shown by `GET /market/status`), never dropped silently; a
 publish that fails is counted too (`publish_failed`). With `auto_clear`, `run()` clears the
 requests whose gate has closed, waking at the next gate closure on the controller's Clock.
+Orders to GridFlex's own aggregator (an FSP with `own_program`) are carried out here too,
+after each clearing and once at start (`own_orders.py`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from cloud_controller.market.book import Book, ClearingRecord, Metering, Refused
 from cloud_controller.market.config import MarketConfig
 from cloud_controller.market.forecast_hook import ViewBuilder
 from cloud_controller.market.grid_view import GridView
+from cloud_controller.market.own_orders import OwnOrders
 from cloud_controller.market.store import MarketStore
 from cloud_controller.store.records import RecordDb
 from protocols.clock import Clock
@@ -108,6 +111,8 @@ class MarketShell:
         self._views = ViewBuilder()
         #: more doors out besides the FSP topics (the controller adds UFTP's DSO role here)
         self.outlets: list[MarketOutlet] = []
+        #: orders to our own aggregator -> DR requests; its `path` is set by the controller (service_dr.py)
+        self.own = OwnOrders(config, self.store, clock)
 
     def close(self) -> None:
         """Close the store."""
@@ -142,7 +147,17 @@ class MarketShell:
         ]
         for outlet in self.outlets:
             await outlet.clearing_done(record)
+        await self.execute_own_orders()
         return sum(sent)
+
+    async def execute_own_orders(self) -> list[str]:
+        """Carry out the own aggregator's orders not yet carried out; never raises into the clearing."""
+        try:
+            return await self.own.run_pending()
+        except Exception:  # counted and logged: the market's own path goes on
+            self.own.failed += 1
+            log.exception("carrying out the own aggregator's orders failed")
+            return []
 
     async def settled(self, settlements: list[MarketSettlement]) -> int:
         """Send each settlement to its FSP."""
@@ -277,7 +292,8 @@ class MarketShell:
         return done, failed
 
     async def run(self) -> None:
-        """Clear at each gate closure (only when `auto_clear`), until cancelled."""
+        """Carry out own orders left from before a restart; clear at each gate closure (`auto_clear`)."""
+        await self.execute_own_orders()
         if not self.config.auto_clear:
             return
         while True:
@@ -312,7 +328,10 @@ class MarketShell:
             "pricing": self.config.pricing,
             "auto_clear": self.config.auto_clear,
             "next_gate": gate.isoformat() if gate else None,
-            "stats": vars(self.stats).copy(),
+            "stats": vars(self.stats).copy()
+            | {"own_executed": self.own.executed, "own_failed": self.own.failed},
+            "own_fsps": {f: c.own_program for f, c in self.config.fsps.items() if c.own_program},
+            "own_failures": [{"order_id": o, "reason": r} for o, r in self.own.failures.items()],
             "refusals": list(self.refusals),
             "auto_request": self.config.auto_request.model_dump(),
             "auto_errors": list(self.auto_errors),

@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any, TypeVar
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
-from pydantic import BaseModel, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError, model_validator
 
 from cloud_controller.market.accuracy import accuracy_report
 from cloud_controller.market.book import Refused
 from cloud_controller.market.disputes import dispute_settlement, resolve_dispute
 from cloud_controller.market.metering import store_metering
+from cloud_controller.market.products import ISP_S
 from cloud_controller.market.roles import Actor, MarketAuth
 from cloud_controller.market.uftp.dso_prognosis import uftp_metering
 from cloud_controller.web.pages import Dashboard
@@ -45,6 +47,44 @@ def _parse(model: type[M], body: bytes) -> M:
             for e in exc.errors(include_url=False, include_input=False)
         ]
         raise HTTPException(422, errors) from None
+
+
+#: the longest period one batch settlement covers (a quarter's orders)
+MAX_PERIOD_DAYS = 93
+
+
+class SettlePeriod(BaseModel):
+    """`POST /market/settlements`: a UTC `day`, or an ISP range `start` .. `end` (end excluded)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    day: date | None = None
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _one_period(self) -> Self:
+        if (self.day is None) == (self.start is None and self.end is None):
+            raise ValueError("give either day or start and end")
+        if self.day is None:
+            if self.start is None or self.end is None:
+                raise ValueError("give both start and end")
+            for t in (self.start, self.end):
+                if t.timestamp() % ISP_S:
+                    raise ValueError(f"{t.isoformat()} is not on the {ISP_S / 60:g}-min ISP grid")
+            if self.end <= self.start:
+                raise ValueError("end must be after start")
+            if self.end - self.start > timedelta(days=MAX_PERIOD_DAYS):
+                raise ValueError(f"a period of at most {MAX_PERIOD_DAYS} days")
+        return self
+
+    def bounds(self) -> tuple[datetime, datetime]:
+        """[start, end) in UTC."""
+        if self.day is not None:
+            start = datetime.combine(self.day, time(), tzinfo=UTC)
+            return start, start + timedelta(days=1)
+        assert self.start is not None and self.end is not None
+        return self.start.astimezone(UTC), self.end.astimezone(UTC)
 
 
 def _refused(exc: Refused) -> HTTPException:
@@ -173,8 +213,11 @@ def _clearing_routes(
 
     @router.get("/orders")
     def orders(request: Request, fsp: str | None = None) -> list[dict[str, Any]]:
+        """Each order with `execution`: how our own aggregator carries it out (None: another FSP's)."""
         who = _visible(roles.actor(request), fsp)
-        return [o.model_dump(mode="json") for o in book.store.orders(who)]
+        return [
+            o.model_dump(mode="json") | {"execution": market.own.state(o)} for o in book.store.orders(who)
+        ]
 
     @router.post("/settle")
     async def settle_market(request: Request) -> dict[str, Any]:
@@ -185,6 +228,37 @@ def _clearing_routes(
             metering = uftp_metering(metering, controller.uftp.dso.prognoses)
         done, failed = await market.settle_now(metering)
         return {"settled": [s.model_dump(mode="json") for s in done], "failed": failed}
+
+    @router.post("/settlements")
+    async def settle_period(request: Request) -> dict[str, Any]:
+        """Settle every order of a period from the store; a second call returns the same settlements."""
+        roles.need(request, "operator")
+        start, end = _parse(SettlePeriod, await request.body()).bounds()
+        metering = store_metering(controller.store, holidays=market.config.holidays)
+        if controller.uftp is not None and controller.uftp.dso is not None:  # the AGRs' Metering first
+            metering = uftp_metering(metering, controller.uftp.dso.prognoses)
+        done = await asyncio.to_thread(book.settle_period, start, end, controller.clock.now(), metering)
+        if done.changed:
+            await market.settled(done.changed)
+        totals = {
+            k: sum(float(getattr(s, k)) for s in done.settlements)
+            for k in ("price_eur", "penalty_eur", "net_eur", "delivered_kwh", "deficiency_kwh")
+        }
+        return {
+            "period": {"start": start.isoformat(), "end": end.isoformat()},
+            "counts": {
+                "settled": len(done.settlements),
+                "new": len(done.new),
+                "revised": len(done.revised),
+                "unchanged": len(done.unchanged),
+                "failed": len(done.failed),
+                "not_due": len(done.not_due),
+            },
+            "totals": totals,
+            "settlements": [s.model_dump(mode="json") for s in done.settlements],
+            "failed": done.failed,
+            "not_due": done.not_due,
+        }
 
     @router.get("/settlements")
     def settlements(request: Request, fsp: str | None = None) -> list[dict[str, Any]]:

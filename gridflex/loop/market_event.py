@@ -11,9 +11,12 @@ flexibility market of docs/market.md switched on at the congested transformer:
   request, what its running EVs and heat pumps can give then, up to its cap and the need
   (`ScriptedFsp`, `fsp_offers.offer_for`, `fsp_prognosis`);
 - the controller clears at gate closure (`auto_clear`, 30 min before delivery: intraday);
-- `OrderBridge` turns each order into a DR request of the market programme for the
-  order's sites and runs the steps of `POST /dr/requests` (submit, the activator's first
-  tick, the retained topic): the orders reach the equipment through the command path;
+- GridFlex's aggregator is the controller's own FSP (`own_program: market`): the
+  controller itself turns its orders into DR requests of the market programme
+  (`cloud_controller/market/own_orders.py`). `OrderBridge` does the same from outside for
+  the scripted FSP's orders only (the steps of `POST /dr/requests`: submit, the
+  activator's first tick, the retained topic), and reads the controller's execution of
+  the own orders: every order reaches the equipment through the command path;
 - settlement after delivery: actual = the sites' stored `meter/p_kw` (live telemetry),
   baseline = NODES' 5 working days from the meter history the demo imports at start
   (`imported_metering`; the controller's store begins with the run).
@@ -39,7 +42,7 @@ import numpy as np
 import yaml
 
 from cloud_controller import CloudConfig
-from cloud_controller.market import isp_means, metered
+from cloud_controller.market import isp_means, metered, own_orders
 from gridflex.loop.closed_loop import ClosedLoop
 from gridflex.loop.fsp_offers import (
     AGG_FSP,
@@ -57,7 +60,7 @@ from gridflex.loop.fsp_offers import (
 from gridflex.loop.prior_history import prior_from_reference
 from protocols.assets import Points
 from protocols.market import ISP_S, MarketOrder
-from protocols.messages import DRInterval, DRRequest
+from protocols.messages import DRRequest
 
 __all__ = [
     "AGG_FSP",
@@ -143,29 +146,20 @@ class ScriptedFsp:
 
 
 def dr_request_of(order: MarketOrder, sites: Sequence[str], now: datetime) -> DRRequest:
-    """The DR request that delivers an order: the order's kW per ISP, its sites, the market programme."""
-    isps = sorted(order.isps, key=lambda i: i.start)
-    start, end = isps[0].start, isps[-1].start + ISP
-    by_start = {i.start: i.kw for i in isps}
-    steps = int((end - start) / ISP)
-    intervals = [DRInterval(p_kw=by_start.get(start + k * ISP, 0.0)) for k in range(steps)]
-    return DRRequest(
-        program=MARKET_PROGRAM,
-        ts=now,
-        request_id=f"mkt-{order.order_id}"[:64],
-        start=start,
-        end=end,
-        direction="reduce",
-        p_kw=max(by_start.values()),
-        price_eur_per_kwh=order.price_eur_per_kwh,
-        sites=list(sites),
-        intervals=intervals,
-    )
+    """The DR request that delivers an order: the order's kW per ISP, its sites, the market programme.
+
+    The same request the controller makes for its own aggregator's orders (own_orders.py).
+    """
+    return own_orders.dr_request_of(order, sites, now, MARKET_PROGRAM)
 
 
 @dataclass
 class OrderBridge:
-    """Each new order → a DR request through the controller's command path; settle what is due."""
+    """The scripted FSP's orders → DR requests through the controller's command path; the own ones read back.
+
+    The controller carries out its own aggregator's orders itself; the bridge only copies
+    their state (`ctl.market.own.state`) into `activated` / `failed` for the summary.
+    """
 
     loop: ClosedLoop
     activated: dict[str, str] = field(default_factory=dict)  # order id -> DR status
@@ -184,6 +178,13 @@ class OrderBridge:
             return
         for order in await asyncio.to_thread(ctl.market.book.store.orders):
             if order.order_id in self.activated or order.order_id in self.failed:
+                continue
+            own = ctl.market.own.state(order)
+            if own is not None:  # our own aggregator's: the controller executes it
+                if own["status"] == "failed":
+                    self.failed[order.order_id] = str(own["reason"])
+                elif own["status"] != "pending":
+                    self.activated[order.order_id] = str(own["dr_status"] or own["status"])
                 continue
             if all(i.kw <= 0 for i in order.isps):
                 self.activated[order.order_id] = "nothing ordered"
@@ -327,7 +328,11 @@ class MarketLoop(ClosedLoop):
         cp = (self.scenario.element or "root").lower()  # market ids are lower case; the view matches either
         return {
             "market": {
-                "fsps": {f: {"token_file": str(cfg_dir / f"{f}.token")} for f in self.tokens},
+                "fsps": {
+                    f: {"token_file": str(cfg_dir / f"{f}.token")}
+                    | ({"own_program": MARKET_PROGRAM} if f == AGG_FSP else {})
+                    for f in self.tokens
+                },
                 "congestion_points": {cp: sorted(flex)},
                 "gate_closure_s": GATE_CLOSURE_S,
                 "auto_clear": True,

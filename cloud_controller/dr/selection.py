@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import highspy
@@ -174,7 +174,7 @@ def _decomposed(
         notes.append(
             f"blocks not certified ({blocks.reason}): the whole LP answers, warm-started from their sum"
         )
-        return warm, 1
+        return replace(warm, build_s=warm.build_s + blocks.point.build_s), 1  # every build, the blocks' too
     priced = solve_by_prices(
         x, options.block_sources, max_rounds=options.price_rounds, tolerance_kw=options.tolerance_kw
     )

@@ -65,6 +65,9 @@ class BlockAnswer:
     n_blocks: int
     price_spread: float  # max over steps of the blocks' step-price range, relative
     reason: str = ""
+    point: Solved | None = (
+        None  # the summed answer, certified or not, when every block answered (`fail_fast` off)
+    )
 
 
 def blocks_of(x: MilpInputs, block_sources: int) -> list[IntArray]:
@@ -127,8 +130,14 @@ def sub_inputs(x: MilpInputs, rows: IntArray, target_abs_kw: FloatArray) -> Milp
     )
 
 
-def solve_by_blocks(x: MilpInputs, block_sources: int, solve: Callable[[MilpInputs], Solved]) -> BlockAnswer:
-    """Solve every block with `solve`, add the answers up and certify them by their step prices (module doc)."""
+def solve_by_blocks(
+    x: MilpInputs, block_sources: int, solve: Callable[[MilpInputs], Solved], *, fail_fast: bool = True
+) -> BlockAnswer:
+    """Solve every block with `solve`, add the answers up and certify them by their step prices (module doc).
+
+    `fail_fast` stops at the first block whose prices differ; without it every block is
+    solved and an uncertified sum is still handed back as `point` (a warm start, `warm.py`).
+    """
     if x.feeder_sites or x.objective not in SEPARABLE:
         return BlockAnswer(None, 0, float("nan"), "feeder rows or a non-separable objective")
     blocks = blocks_of(x, block_sources)
@@ -142,8 +151,8 @@ def solve_by_blocks(x: MilpInputs, block_sources: int, solve: Callable[[MilpInpu
         if s.step_price is None or s.status != "Optimal":
             return BlockAnswer(None, len(blocks), float("nan"), f"a block answered {s.route}, {s.status}")
         if (
-            prices
-        ):  # fail fast: one block whose prices differ from the first's already rules the certificate out
+            prices and fail_fast
+        ):  # one block whose prices differ from the first's already rules the certificate out
             first = prices[0]
             differ = float((np.abs(s.step_price - first) / np.maximum(1.0, np.abs(first))).max(initial=0.0))
             if differ > PRICE_TOL:
@@ -157,7 +166,10 @@ def solve_by_blocks(x: MilpInputs, block_sources: int, solve: Callable[[MilpInpu
     p = np.array(prices)
     scale = np.maximum(1.0, np.abs(p).max(axis=0))
     spread = float(((p.max(axis=0) - p.min(axis=0)) / scale).max(initial=0.0))
-    if spread > PRICE_TOL:
-        return BlockAnswer(None, len(blocks), spread, f"the blocks' step prices differ by {spread:.2g}")
     solved = Solved(up, dn, unmet, "blocks-certified", "Optimal", p.mean(axis=0), 0.0, build_s, solve_s)
-    return BlockAnswer(solved, len(blocks), spread)
+    if spread > PRICE_TOL:
+        reason = f"the blocks' step prices differ by {spread:.2g}"
+        return BlockAnswer(
+            None, len(blocks), spread, reason, point=replace(solved, route="blocks-uncertified")
+        )
+    return BlockAnswer(solved, len(blocks), spread, point=solved)

@@ -51,6 +51,8 @@ class MilpIndex:
     n_cols: int
     n_rows: int
     n_integer: int
+    a: sparse.csc_matrix | None = None  # the constraint matrix, kept on request (`warm.warm_point`)
+    row_lo: FloatArray | None = None  # the rows' lower bounds (an equality's right-hand side)
 
 
 class _Builder:
@@ -102,7 +104,7 @@ class _Builder:
         self.c.append(c.ravel().astype(np.int64))
         self.v.append(v.ravel().astype(np.float64))
 
-    def pass_to(self, h: Any) -> None:
+    def pass_to(self, h: Any) -> sparse.csc_matrix:
         def cat(parts: list[Any], dtype: Any) -> Any:
             return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
 
@@ -130,10 +132,11 @@ class _Builder:
         )
         if status != highspy.HighsStatus.kOk:
             raise RuntimeError(f"HiGHS passModel returned {status}")
+        return a
 
 
-def build_milp(x: MilpInputs, h: Any) -> MilpIndex:
-    """Build the MILP of `x` into the HiGHS instance `h`."""
+def build_milp(x: MilpInputs, h: Any, *, keep_matrix: bool = False) -> MilpIndex:
+    """Build the MILP of `x` into the HiGHS instance `h`; `keep_matrix` keeps its matrix and row bounds in the index."""
     b = _Builder()
     n_r, n_t = x.up_max.shape
     c_up, c_dn = source_costs(x)
@@ -147,7 +150,7 @@ def build_milp(x: MilpInputs, h: Any) -> MilpIndex:
     step_rows = _step_rows(b, x, up, dn, unmet)
     _sites_and_feeders(b, x, up, dn)
     _objective_columns(b, x, unmet)
-    b.pass_to(h)
+    a = b.pass_to(h)
     return MilpIndex(
         up=up,
         dn=dn,
@@ -160,6 +163,8 @@ def build_milp(x: MilpInputs, h: Any) -> MilpIndex:
         n_cols=b.n_cols,
         n_rows=b.n_rows,
         n_integer=int(sum(int(i.sum()) for i in b.integer)),
+        a=a if keep_matrix else None,
+        row_lo=np.concatenate(b.row_lo) if keep_matrix else None,
     )
 
 

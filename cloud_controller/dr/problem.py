@@ -158,9 +158,7 @@ class Selection:
     build_s: float
     solve_s: float
     builder: str
-    route: str = (
-        "milp"  # `lp`, `lp-certified`, `milp`, `blocks-certified` or `prices-certified` (docs/dr.md §3)
-    )
+    route: str = "milp"  # `lp`, `lp-certified`, `milp`, `blocks-certified`, `prices-certified`, `lp-warm(-certified)` (docs/dr.md §3)
     notes: tuple[str, ...] = field(default_factory=tuple)
     fallbacks: int = 0  # decompositions tried and not certified (then the whole LP answered, `notes` say why)
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import highspy
@@ -49,6 +49,7 @@ from cloud_controller.dr.problem import (
     Source,
     validate,
 )
+from cloud_controller.dr.warm import solve_warm
 
 __all__ = ["SelectionOptions", "select"]
 
@@ -71,7 +72,10 @@ class SelectionOptions:
     uncertified answer is never kept: the whole LP answers then, counted in
     `Selection.fallbacks` and said in its notes. `whole_crash` starts the whole LP of a
     separable objective from `matrix.crash_basis` (dual simplex, no presolve), as the
-    blocks are; False is the path before (presolve, HiGHS's own start).
+    blocks are; False is the path before (presolve, HiGHS's own start). `warm_start`
+    solves every fixed-share block (no fail-fast) and, when their sum is not certified,
+    starts the whole LP from it (`warm.py`: crossover, then the dual simplex), the route
+    of a met day; False keeps the fail-fast shares and the crash-started whole LP.
     """
 
     builder: Builder = "matrix"
@@ -84,6 +88,7 @@ class SelectionOptions:
     prices_min_cells: int | None = None
     price_rounds: int = 40
     whole_crash: bool = True
+    warm_start: bool = True
 
 
 def select(
@@ -100,8 +105,7 @@ def select(
     x = inputs_of(request, sources, limits, feeders)
     notes: list[str] = []
     method = _decomposition(x, options)
-    solved = _decomposed(x, options, method, notes) if method else None
-    fallbacks = 1 if method and solved is None else 0
+    solved, fallbacks = _decomposed(x, options, method, notes) if method else (None, 0)
     if solved is None:
         # the "nothing activated" basis is feasible unless objective columns couple the steps
         crash = options.whole_crash and options.builder == "matrix" and x.objective in SEPARABLE
@@ -135,27 +139,52 @@ def select(
     )
 
 
-def _decomposed(x: MilpInputs, options: SelectionOptions, method: str, notes: list[str]) -> Solved | None:
-    """The blocks' certified answer by `method` (`shares` or `prices`), or None; a note either way."""
+def _decomposed(
+    x: MilpInputs, options: SelectionOptions, method: str, notes: list[str]
+) -> tuple[Solved | None, int]:
+    """The blocks' certified answer by `method` (`shares` or `prices`), or None; the uncertified tries; a note either way.
+
+    Uncertified fixed shares with `warm_start` hand their sum to the whole LP (`warm.py`),
+    whose answer is exact; the shares still count as one fallback, a failed warm start as
+    a second (then the whole LP from its crash basis answers).
+    """
     if method == "shares":
         blocks = solve_by_blocks(
-            x, options.block_sources, lambda sub: _solve_inputs(sub, options, crash=True)
+            x,
+            options.block_sources,
+            lambda sub: _solve_inputs(sub, options, crash=True),
+            fail_fast=not options.warm_start,
         )
-        if blocks.solved is None:
-            notes.append(f"blocks not certified ({blocks.reason}): the whole LP answers")
-        else:
+        if blocks.solved is not None:
             notes.append(f"{blocks.n_blocks} blocks, step prices equal to {blocks.price_spread:.1g}")
-        return blocks.solved
+            return blocks.solved, 0
+        if not (options.warm_start and blocks.point is not None):
+            notes.append(f"blocks not certified ({blocks.reason}): the whole LP answers")
+            return None, 1
+        warm, why = solve_warm(
+            x,
+            blocks.point.up_kw,
+            blocks.point.dn_kw,
+            time_limit_s=options.time_limit_s,
+            tol_kw=options.tolerance_kw,
+        )
+        if warm is None:
+            notes.append(f"blocks not certified ({blocks.reason}), {why}: the whole LP answers")
+            return None, 2
+        notes.append(
+            f"blocks not certified ({blocks.reason}): the whole LP answers, warm-started from their sum"
+        )
+        return replace(warm, build_s=warm.build_s + blocks.point.build_s), 1  # every build, the blocks' too
     priced = solve_by_prices(
         x, options.block_sources, max_rounds=options.price_rounds, tolerance_kw=options.tolerance_kw
     )
     if priced.solved is None:
         notes.append(f"prices not certified ({priced.reason}): the whole LP answers")
-    else:
-        notes.append(
-            f"{priced.n_blocks} blocks priced in {priced.rounds} rounds, Lagrangian gap {priced.gap:.1g}"
-        )
-    return priced.solved
+        return None, 1
+    notes.append(
+        f"{priced.n_blocks} blocks priced in {priced.rounds} rounds, Lagrangian gap {priced.gap:.1g}"
+    )
+    return priced.solved, 0
 
 
 def _decomposition(x: MilpInputs, options: SelectionOptions) -> Literal["", "shares", "prices"]:

@@ -135,6 +135,9 @@ def portfolio(n_buildings: int, n_steps: int, *, dt_h: float = 0.25, seed: int =
 
 METHODS: dict[str, dict[str, object]] = {
     "auto": {},
+    "whole": {
+        "decompose": "never"
+    },  # the whole LP from its crash basis (the met day's route before warm starts)
     "whole-before": {"decompose": "never", "whole_crash": False},
     "prices": {"decompose": "prices"},
     "shares": {"decompose": "shares"},
@@ -224,6 +227,8 @@ def run_dr_selection_bench(
             methods = ["auto"]
             if whole_anchor:
                 methods.append("whole-before")
+                if n > 8:
+                    methods.append("whole")
             if n <= 8:
                 methods.append("prices")
             for method in methods:

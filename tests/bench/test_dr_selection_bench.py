@@ -2,7 +2,8 @@
 
 The measuring code is `gridflex.bench.dr_selection`; `gridflex bench dr-selection` prints
 the same table. The smoke runs a small portfolio through both builders and checks they
-agree, and a small day through the blocks and the whole LP (same objective and unmet kWh); the full sizes print their figures against the targets (≤ 2 s, ≤ 10 s), no timed
+agree, a small day through the blocks and the whole LP (same objective and unmet kWh), and a
+small met day warm-started from the blocks against the whole LP; the full sizes print their figures against the targets (≤ 2 s, ≤ 10 s), no timed
 assertion.
 
 Run: `.venv/bin/pytest -m bench -s tests/bench/test_dr_selection_bench.py`
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from gridflex.bench.dr_selection import bench_case, format_figures, run_dr_selection_bench
+from gridflex.bench.dr_selection import bench_case, format_figures, run_dr_selection_bench, share_of
 
 pytestmark = pytest.mark.bench
 
@@ -36,6 +37,17 @@ def test_dr_selection_smoke_blocks_match_the_whole_lp_over_a_day() -> None:
     assert blocks.status == whole.status == "partial"
     assert blocks_sel.objective_value == pytest.approx(whole_sel.objective_value, rel=1e-6)
     assert blocks.unmet_kwh == pytest.approx(whole.unmet_kwh, rel=1e-6)
+
+
+def test_dr_selection_smoke_a_met_day_warm_started_matches_the_whole_lp() -> None:
+    warm, warm_sel = bench_case(40, 96, share=share_of("met", 96), method="shares", case="met")
+    whole, whole_sel = bench_case(40, 96, share=share_of("met", 96), method="whole", case="met")
+    print("\n" + format_figures([warm, whole]))
+    assert warm_sel is not None and whole_sel is not None
+    assert (warm.route, whole.route) == ("lp-warm-certified", "lp-certified")
+    assert warm.status == whole.status == "full"
+    assert warm_sel.fallbacks == 1  # the shares, not certified on a met day
+    assert warm_sel.objective_value == pytest.approx(whole_sel.objective_value, rel=1e-7)
 
 
 @pytest.mark.timeout(1800)

@@ -66,7 +66,8 @@ def test_blocks_keep_the_site_limits_and_the_flexibility_objective() -> None:
 def test_a_request_the_portfolio_meets_is_not_certified_and_the_whole_lp_answers() -> None:
     sources = portfolio(8, 16, seed=1)
     request = _request(sources, 0.2)
-    blocks = select(request, sources, options=BLOCKS)
+    cold = SelectionOptions(decompose="always", block_sources=8, warm_start=False)  # warm: test_warm.py
+    blocks = select(request, sources, options=cold)
     whole = select(request, sources, options=WHOLE)
     assert blocks.status == "full"
     assert blocks.route == "lp-certified"

@@ -51,7 +51,7 @@ from gridflex.bench.testbed_roles import (
     run_ingest_worker,
 )
 
-__all__ = ["CommandFigures", "ProcessLoad", "TestbedFigures", "TestbedRun", "bench_testbed"]
+__all__ = ["CommandFigures", "ProcessLoad", "TestbedFigures", "TestbedRun", "bench_testbed", "percentile"]
 
 JOIN_S = 20.0  # bound on a child's orderly stop before SIGTERM by PID
 DRAIN_S = 30.0  # bound on the drain after the buildings stop
@@ -168,7 +168,8 @@ def _stop_all(procs: list[BaseProcess]) -> None:
             p.join(5)
 
 
-def _percentile(sorted_values: list[float], q: float) -> float:
+def percentile(sorted_values: list[float], q: float) -> float:
+    """The `q` quantile of `sorted_values` (nearest rank below), NaN for none."""
     if not sorted_values:
         return float("nan")
     return sorted_values[int(q * (len(sorted_values) - 1))]
@@ -382,10 +383,10 @@ def bench_testbed(run: TestbedRun, *, workdir: Path | None = None) -> TestbedFig
         published_total=published_total,
         stored_total=stored_total,
         latency_p50_ms=statistics.median(lat) if lat else float("nan"),
-        latency_p99_ms=_percentile(lat, 0.99),
+        latency_p99_ms=percentile(lat, 0.99),
         latency_n=len(lat),
         publish_p50_ms=statistics.median(pub) if pub else float("nan"),
-        publish_p99_ms=_percentile(pub, 0.99),
+        publish_p99_ms=percentile(pub, 0.99),
         loads=loads,
         per_worker=tuple(results.get(i, (0, [], []))[0] for i in range(run.workers)),
         anchor=anchor,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from dataclasses import dataclass, replace
 from multiprocessing.sharedctypes import Synchronized
@@ -148,7 +149,8 @@ class CommandFigures:
 
     `acks` counts the first answer per command by status (applied, clamped, rejected,
     expired, failed); `missing` were sent and never answered within ACK_WAIT_S after the
-    window; `reasons` counts the refusals' reasons (rejected/failed/expired, the first 80 chars).
+    window; `reasons` counts the refusals' reasons (rejected/failed/expired, the first 80 chars,
+    every number as `#`, so "cannot connect to 127.0.0.1:#" is one reason over the sites).
     """
 
     rounds: int
@@ -250,7 +252,9 @@ def run_command_sender(
         reasons: dict[str, int] = {}
         for t in sent.values():
             if t.ack is not None and t.status not in ("applied", "clamped") and t.ack.reason:
-                key = f"{t.status}: {t.ack.reason[:80]}"
+                key = (
+                    f"{t.status}: {re.sub(r'[0-9]+', '#', t.ack.reason)[:80]}"  # ports, registers: one reason
+                )
                 reasons[key] = reasons.get(key, 0) + 1
         acks = {k: v for k, v in ctl.tracker.counts.items() if k not in ("sent", "publish_failed")}
         return CommandFigures(

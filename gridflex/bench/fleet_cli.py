@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from gridflex.bench.common import console, figures_table
+
+if TYPE_CHECKING:
+    from gridflex.bench.testbed import CommandFigures
 
 __all__ = ["bench_loop", "bench_testbed", "register"]
 
@@ -60,6 +63,12 @@ def bench_testbed(  # noqa: PLR0913, PLR0917 (typer: one parameter per option)
     store: Annotated[
         str, typer.Option(help="the workers' store: sqlite (one file) or postgres (a loopback server)")
     ] = "sqlite",
+    commands: Annotated[
+        bool, typer.Option(help="a command sender: every site one command per round, decision -> ack latency")
+    ] = True,
+    command_every_s: Annotated[
+        float, typer.Option("--command-every-s", min=0.1, help="the command sender's round interval (s)")
+    ] = 5.0,
 ) -> None:
     """N buildings with real agents over P processes, one Mosquitto, k ingest workers: rates, loss, latency, CPU."""
     from gridflex.bench.testbed import TestbedRun
@@ -77,6 +86,8 @@ def bench_testbed(  # noqa: PLR0913, PLR0917 (typer: one parameter per option)
             anchor_messages=anchor,
             batch_messages=batch_messages,
             store=store,
+            commands=commands,
+            command_every_s=command_every_s,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -95,6 +106,8 @@ def bench_testbed(  # noqa: PLR0913, PLR0917 (typer: one parameter per option)
     table.add_row("latency batch publish -> stored p50 (ms)", f"{fig.publish_p50_ms:,.1f}", "")
     table.add_row("latency batch publish -> stored p99 (ms)", f"{fig.publish_p99_ms:,.1f}", "")
     table.add_row("stored per worker (whole run)", " / ".join(f"{c:,}" for c in fig.per_worker), "")
+    if fig.commands is not None:
+        _command_rows(table, fig.commands, command_every_s)
     for load in fig.loads:
         table.add_row(f"CPU % of a core / RSS MB: {load.role}", f"{load.cpu_pct:.0f} / {load.rss_mb:.0f}", "")
     table.add_row(
@@ -112,3 +125,22 @@ def bench_testbed(  # noqa: PLR0913, PLR0917 (typer: one parameter per option)
             "",
         )
     console.print(table)
+
+
+def _command_rows(table: Any, c: CommandFigures, every_s: float) -> None:
+    """The command sender's rows: decision -> applied ack p50/p99 and what became of every command."""
+    from gridflex.bench.testbed import percentile
+
+    table.add_row(f"commands: rounds (every {every_s:g} s) / sent", f"{c.rounds} / {c.sent:,}", "")
+    acks = ", ".join(f"{k} {v:,}" for k, v in sorted(c.acks.items())) or "none"
+    table.add_row(
+        "commands: acks / missing / publish failed", f"{acks} / {c.missing:,} / {c.publish_failed:,}", ""
+    )
+    for reason, n in sorted(c.reasons.items(), key=lambda kv: -kv[1])[:5]:
+        table.add_row(f"  refused: {reason}", f"{n:,}", "")
+    table.add_row(
+        "decision -> applied ack p50 / p99 / max (ms)",
+        f"{percentile(list(c.applied_ms), 0.5):,.1f} / {percentile(list(c.applied_ms), 0.99):,.1f}"
+        f" / {max(c.applied_ms, default=float('nan')):,.1f}",
+        "",
+    )

@@ -6,6 +6,10 @@ without a figure. This runs it for real on loopback and measures it:
 - P building processes, each a `TestBed` (its Modbus servers on loopback ports) with a
   real `EdgeAgent` per building (`gridflex.loop.agents.Fleet`): the agents poll Modbus and
   publish their real telemetry batches, QoS 1, store-and-forward.
+- a command sender (`--commands`, `testbed_roles.run_command_sender`): a controller in the
+  `dispatch` role that, in the window, sends every site one valid command per round through
+  the dispatcher's own path (`CommandBuilder`, `_publish_commands`) and matches the acks in
+  its `CommandTracker`: decision → ack p50/p99 and what became of every command.
 - one Mosquitto (`MosquittoBroker`), and k controller processes in the `ingest` role
   (`CloudController(role="ingest")`, the `$share` subscription) storing into one SQLite
   file or one PostgreSQL schema (`LoopbackPostgres`, `TestbedRun.store`), as `deploy/k8s`
@@ -37,9 +41,17 @@ from typing import Any
 
 from gridflex.bench.ingest import IngestStore, store_reader, store_section
 from gridflex.bench.proc import cpu_s, descendants, rss_mb
-from gridflex.bench.testbed_roles import CONNECT_S, READY_S, run_buildings, run_ingest_worker
+from gridflex.bench.testbed_roles import (
+    ACK_WAIT_S,
+    CONNECT_S,
+    READY_S,
+    CommandFigures,
+    run_buildings,
+    run_command_sender,
+    run_ingest_worker,
+)
 
-__all__ = ["ProcessLoad", "TestbedFigures", "TestbedRun", "bench_testbed"]
+__all__ = ["CommandFigures", "ProcessLoad", "TestbedFigures", "TestbedRun", "bench_testbed", "percentile"]
 
 JOIN_S = 20.0  # bound on a child's orderly stop before SIGTERM by PID
 DRAIN_S = 30.0  # bound on the drain after the buildings stop
@@ -66,6 +78,8 @@ class TestbedRun:
     #: the workers' `store.ingest_batch_messages` (0: one transaction per message, as before batching)
     batch_messages: int = 200
     store: str = "sqlite"  # "sqlite" (one file) | "postgres" (a loopback server, one schema)
+    commands: bool = True  # a command sender: every site one command per round in the window
+    command_every_s: float = 5.0  # its round interval (wall s)
 
     def __post_init__(self) -> None:
         if self.processes < 1 or self.workers < 1:
@@ -78,6 +92,8 @@ class TestbedRun:
             raise ValueError("duration_s and poll_s must be > 0, warmup_s >= 0")
         if self.store not in {"sqlite", "postgres"}:
             raise ValueError(f"store {self.store!r}: sqlite or postgres")
+        if self.command_every_s <= 0:
+            raise ValueError("command_every_s must be > 0")
         if self.max_age_s is not None and self.max_age_s < self.poll_s:
             raise ValueError(f"max_age_s {self.max_age_s} must be >= poll_s {self.poll_s}")
 
@@ -122,6 +138,7 @@ class TestbedFigures:
     loads: tuple[ProcessLoad, ...]
     per_worker: tuple[int, ...]
     anchor: dict[str, float] = field(default_factory=dict)
+    commands: CommandFigures | None = None  # None: run without the command sender
 
     @property
     def produced_per_s(self) -> float:
@@ -151,7 +168,8 @@ def _stop_all(procs: list[BaseProcess]) -> None:
             p.join(5)
 
 
-def _percentile(sorted_values: list[float], q: float) -> float:
+def percentile(sorted_values: list[float], q: float) -> float:
+    """The `q` quantile of `sorted_values` (nearest rank below), NaN for none."""
     if not sorted_values:
         return float("nan")
     return sorted_values[int(q * (len(sorted_values) - 1))]
@@ -203,7 +221,7 @@ def _role_pids(role: str, pid: int) -> list[int]:
     return descendants(pid) if role == "postgres" else [pid]
 
 
-def bench_testbed(run: TestbedRun, *, workdir: Path | None = None) -> TestbedFigures:  # noqa: PLR0915
+def bench_testbed(run: TestbedRun, *, workdir: Path | None = None) -> TestbedFigures:  # noqa: C901, PLR0912, PLR0915
     """Run the test bed for `run.warmup_s + run.duration_s` after every agent connected; measure it."""
     from cloud_controller import Registry, SiteRef, registry_from_manifest
     from gridflex.bench.contract import mqtt_ingest_figures
@@ -223,6 +241,9 @@ def bench_testbed(run: TestbedRun, *, workdir: Path | None = None) -> TestbedFig
     ready_b = [ctx.Event() for _ in split]
     ready_w = [ctx.Event() for _ in range(run.workers)]
     b_procs: list[BaseProcess] = []
+    c_procs: list[BaseProcess] = []
+    ready_c, go_c, stop_c, c_out = ctx.Event(), ctx.Event(), ctx.Event(), ctx.Queue()
+    commands: CommandFigures | None = None
     results: dict[int, tuple[int, list[tuple[float, float]], list[tuple[float, float]]]] = {}
     w_procs: list[BaseProcess] = []
     store_path = root / "controller.sqlite"
@@ -265,9 +286,21 @@ def bench_testbed(run: TestbedRun, *, workdir: Path | None = None) -> TestbedFig
                 run.batch_messages,
             )
             w_procs.append(ctx.Process(target=run_ingest_worker, args=args_w, name=f"ingest-{i}"))
-        for p in w_procs:
+        if run.commands:
+            args_c = (broker.port, store_section(store, store_path), registry, run.command_every_s)
+            c_procs.append(
+                ctx.Process(
+                    target=run_command_sender, args=(*args_c, ready_c, go_c, stop_c, c_out), name="commands"
+                )
+            )
+        for p in w_procs + c_procs:
             p.start()
-        _wait_for(lambda: all(e.is_set() for e in ready_w), READY_S, "ingest workers connected", errors)
+        _wait_for(
+            lambda: all(e.is_set() for e in ready_w) and (ready_c.is_set() or not c_procs),
+            READY_S,
+            "ingest workers (and the command sender) connected",
+            errors,
+        )
         go.set()
         start_s = _wait_for(
             lambda: sum(c.value for c in connected) >= run.buildings,
@@ -279,12 +312,14 @@ def bench_testbed(run: TestbedRun, *, workdir: Path | None = None) -> TestbedFig
         pids = (
             [(f"buildings-{k}", p.pid) for k, p in enumerate(b_procs)]
             + [(f"ingest-{i}", p.pid) for i, p in enumerate(w_procs)]
+            + [("commands", p.pid) for p in c_procs]
             + [("mosquitto", broker.pid)]
             + ([("postgres", pg.pid)] if pg is not None else [])
         )
         cpu0 = {p: cpu_s(p) for role, pid in pids if pid is not None for p in _role_pids(role, pid)}
         pub0, st0, t0 = sum(v.value for v in published), sum(v.value for v in stored), time.monotonic()
         t0_wall = time.time()
+        go_c.set()
         time.sleep(run.duration_s)
         pub1, st1, t1 = sum(v.value for v in published), sum(v.value for v in stored), time.monotonic()
         t1_wall = time.time()
@@ -302,6 +337,10 @@ def bench_testbed(run: TestbedRun, *, workdir: Path | None = None) -> TestbedFig
         with contextlib.suppress(Exception):
             name, detail = errors.get_nowait()
             raise RuntimeError(f"{name} failed during the window: {detail}")
+        stop_c.set()  # the buildings keep running while the sender waits for the last acks
+        if c_procs:
+            commands = c_out.get(timeout=ACK_WAIT_S + JOIN_S)
+            _stop_all(c_procs)
         stop_b.set()
         _stop_all(b_procs)
         published_total = sum(v.value for v in published)
@@ -316,10 +355,12 @@ def bench_testbed(run: TestbedRun, *, workdir: Path | None = None) -> TestbedFig
     finally:
         stop_b.set()
         stop_w.set()
+        stop_c.set()
         go.set()
+        go_c.set()
         if not results:
             results = _collect(w_procs, out)
-        _stop_all(b_procs + w_procs)
+        _stop_all(b_procs + w_procs + c_procs)
         broker.close()
         if reader is not None:
             reader.close()
@@ -342,11 +383,12 @@ def bench_testbed(run: TestbedRun, *, workdir: Path | None = None) -> TestbedFig
         published_total=published_total,
         stored_total=stored_total,
         latency_p50_ms=statistics.median(lat) if lat else float("nan"),
-        latency_p99_ms=_percentile(lat, 0.99),
+        latency_p99_ms=percentile(lat, 0.99),
         latency_n=len(lat),
         publish_p50_ms=statistics.median(pub) if pub else float("nan"),
-        publish_p99_ms=_percentile(pub, 0.99),
+        publish_p99_ms=percentile(pub, 0.99),
         loads=loads,
         per_worker=tuple(results.get(i, (0, [], []))[0] for i in range(run.workers)),
         anchor=anchor,
+        commands=commands,
     )

@@ -1,4 +1,4 @@
-"""The test bed's roles, each a `spawn` process: N buildings with their edge agents, and one ingest worker.
+"""The test bed's roles, each a `spawn` process: N buildings with their agents, an ingest worker, a command sender.
 
 Why a module of their own: these are the processes the bench runs (`gridflex/bench/testbed.py`
 starts, measures and stops them); each reports through multiprocessing counters and a queue
@@ -9,17 +9,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Event as MpEvent
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CONNECT_S", "READY_S", "run_buildings", "run_ingest_worker", "site_name"]
+__all__ = [
+    "ACK_WAIT_S",
+    "CONNECT_S",
+    "READY_S",
+    "CommandFigures",
+    "command_target",
+    "run_buildings",
+    "run_command_sender",
+    "run_ingest_worker",
+    "site_name",
+]
 
 READY_S = 300.0  # bound on a building process's start (its Modbus servers, site files)
 CONNECT_S = 120.0  # bound on every agent connecting once started
+ACK_WAIT_S = 20.0  # bound on the wait for the last round's acks once the window closed
 
 
 def site_name(k: int, site: str) -> str:
@@ -129,3 +141,135 @@ def run_ingest_worker(  # noqa: PLR0913, PLR0917 (a spawn target's arguments)
 
     n = asyncio.run(run())
     out.put((index, n, timings, publish_lags))
+
+
+@dataclass(frozen=True)
+class CommandFigures:
+    """The command sender's figures: decision → ack host times (its monotonic clock) and what became of each command.
+
+    `acks` counts the first answer per command by status (applied, clamped, rejected,
+    expired, failed); `missing` were sent and never answered within ACK_WAIT_S after the
+    window; `reasons` counts the refusals' reasons (rejected/failed/expired, the first 80 chars,
+    every number as `#`, so "cannot connect to 127.0.0.1:#" is one reason over the sites).
+    """
+
+    rounds: int
+    sent: int
+    acks: dict[str, int]
+    missing: int
+    publish_failed: int
+    reasons: dict[str, int]
+    applied_ms: tuple[float, ...]  # decision → `applied` ack, sorted
+    answered_ms: tuple[float, ...]  # decision → any ack, sorted
+
+    @property
+    def applied(self) -> int:
+        """Commands acked `applied`."""
+        return self.acks.get("applied", 0)
+
+
+def command_target(site: Any) -> tuple[str, str, float]:
+    """(asset, kind, value) of the one command a test-bed site gets each round; valid for every site.
+
+    Battery: setpoint 0 kW (within any rating, no ramp); else the EV charger's, heat pump's or
+    PV's power limit at its nominal kW (a release: no behaviour changed); a meter-only site
+    its site import cap at 50 kW (a DSO cap the agent holds with its own devices).
+    """
+    from protocols.assets import Role
+    from protocols.messages import SITE_IMPORT_MAX_KW
+
+    if (bat := site.asset_of(Role.BATTERY)) is not None:
+        return bat.asset, "p_setpoint_kw", 0.0
+    for role in (Role.EV, Role.HP, Role.PV):
+        a = site.asset_of(role)
+        if a is not None and a.p_nominal_kw:
+            return a.asset, "p_limit_kw", float(a.p_nominal_kw)
+    meter = site.asset_of(Role.METER)
+    if meter is None:
+        raise ValueError(f"site {site.site!r} has no asset a command can address")
+    return meter.asset, SITE_IMPORT_MAX_KW, 50.0
+
+
+def run_command_sender(
+    port: int,
+    store: dict[str, Any],
+    registry: Any,
+    every_s: float,
+    ready: MpEvent,
+    go: MpEvent,
+    stop: MpEvent,
+    out: Any,
+) -> None:
+    """Spawn target: a controller in the `dispatch` role that sends every site one command per round.
+
+    Why not a stand-in: the commands are built by the dispatcher's `CommandBuilder` and leave
+    through `CloudController._publish_commands` (the one sender the plan, the guard and DR
+    use: fence, signature, tracker registration, QoS 1 publish); the acks come back on the
+    `+/ack` subscription of the dispatch role into the same `CommandTracker`. From `go` until
+    `stop`, a round every `every_s`; then up to ACK_WAIT_S for the last acks. Puts a
+    `CommandFigures` on `out`.
+    """
+    from cloud_controller import CloudConfig, CloudController
+    from cloud_controller.live.commands import CommandBuilder
+    from cloud_controller.service_setup import signing_keys
+    from protocols.clock import RealClock
+
+    cfg = CloudConfig.model_validate(
+        {
+            "broker": {"port": port, "client_id": "testbed-commands"},
+            "store": store,
+            "control": {"dispatch": False},  # no planner, no lease: the rounds below are the decisions
+            "api": {"enabled": False},
+        }
+    )
+
+    async def run() -> CommandFigures:
+        ctl = CloudController(cfg, registry, clock=RealClock(), role="dispatch")
+        builder = CommandBuilder(period_s=every_s, margin_s=60.0, signing_keys=signing_keys(cfg, registry))
+        targets = [(s.site, command_target(s)) for s in registry.sites]
+        task = asyncio.create_task(ctl.run())
+        await ctl.session.wait_connected(30)
+        await asyncio.sleep(0.5)  # the ack subscription is in place
+        ready.set()
+        await asyncio.to_thread(go.wait, READY_S + CONNECT_S)
+        rounds = 0
+        while not stop.is_set():
+            t_round = time.monotonic()
+            now = ctl.clock.now()
+            valid_until = builder.valid_until(now)
+            cmds = [builder.one(now, site, a, kind, v, valid_until) for site, (a, kind, v) in targets]
+            await ctl._publish_commands(cmds)  # the dispatcher's sender, as DR's activator uses it
+            rounds += 1
+            await asyncio.to_thread(stop.wait, max(0.0, t_round + every_s - time.monotonic()))
+        sent = ctl.tracker.sent
+        for _ in range(int(ACK_WAIT_S / 0.1)):  # the last round's acks, bounded
+            if all(t.status is not None for t in sent.values()):
+                break
+            await asyncio.sleep(0.1)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        reasons: dict[str, int] = {}
+        for t in sent.values():
+            if t.ack is not None and t.status not in ("applied", "clamped") and t.ack.reason:
+                key = (
+                    f"{t.status}: {re.sub(r'[0-9]+', '#', t.ack.reason)[:80]}"  # ports, registers: one reason
+                )
+                reasons[key] = reasons.get(key, 0) + 1
+        acks = {k: v for k, v in ctl.tracker.counts.items() if k not in ("sent", "publish_failed")}
+        return CommandFigures(
+            rounds=rounds,
+            sent=ctl.tracker.counts.get("sent", 0),
+            acks=acks,
+            missing=sum(t.status is None for t in sent.values()),
+            publish_failed=ctl.tracker.counts.get("publish_failed", 0),
+            reasons=reasons,
+            applied_ms=tuple(
+                sorted(
+                    v for t in sent.values() if t.status == "applied" and (v := t.ack_latency_ms) is not None
+                )
+            ),
+            answered_ms=tuple(ctl.tracker.ack_latencies_ms()),
+        )
+
+    out.put(asyncio.run(run()))

@@ -101,7 +101,10 @@ def test_command_target_addresses_the_battery_else_a_device_limit_else_the_site_
         AssetRef("pv1", "pv", p_nominal_kw=8.0),
         AssetRef("meter", "meter"),
     )
-    site = lambda *assets: SiteRef(site="b001", region_site=0, assets=(meter, *assets))  # noqa: E731
+
+    def site(*assets: AssetRef) -> SiteRef:
+        return SiteRef(site="b001", region_site=0, assets=(meter, *assets))
+
     assert command_target(site(pv, ev, bat)) == ("bat1", "p_setpoint_kw", 0.0)
     assert command_target(site(pv, ev)) == ("ev1", "p_limit_kw", 11.0)
     assert command_target(site(pv)) == ("pv1", "p_limit_kw", 8.0)

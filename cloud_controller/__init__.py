@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from cloud_controller.forecast.quality_report import write_quality_outputs
     from cloud_controller.forecast.result import ForecastOptions
     from cloud_controller.grid import Region, build_schutterwald_region
+    from cloud_controller.live.commands import CommandBuilder
     from cloud_controller.live.planner import MpcPlanner, build_planner
     from cloud_controller.live.types import (
         AssetRef,
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from cloud_controller.market.store import MarketStore
     from cloud_controller.registry import Registry, load_registry, registry_from_manifest
     from cloud_controller.service import CloudController
+    from cloud_controller.service_setup import signing_keys
     from cloud_controller.store import SqliteStore
     from cloud_controller.store.postgres import PostgresStore
     from cloud_controller.store.records import SqliteRecords
@@ -48,6 +50,7 @@ __all__ = [
     "Book",
     "CloudConfig",
     "CloudController",
+    "CommandBuilder",
     "ForecastOptions",
     "GridMeterRef",
     "History",
@@ -72,6 +75,7 @@ __all__ = [
     "load_registry",
     "registry_from_manifest",
     "run_backtest",
+    "signing_keys",
     "write_quality_outputs",
 ]
 
@@ -81,6 +85,7 @@ _WHERE = {
     "Book": "cloud_controller.market.book",
     "CloudConfig": "cloud_controller.config",
     "CloudController": "cloud_controller.service",
+    "CommandBuilder": "cloud_controller.live.commands",
     "ForecastOptions": "cloud_controller.forecast.result",
     "GridMeterRef": "cloud_controller.live.types",
     "History": "cloud_controller.live.types",
@@ -98,6 +103,7 @@ _WHERE = {
     "SiteSnapshot": "cloud_controller.live.types",
     "SqliteRecords": "cloud_controller.store.records",
     "SqliteStore": "cloud_controller.store",
+    "signing_keys": "cloud_controller.service_setup",
     "build_planner": "cloud_controller.live.planner",
     "build_schutterwald_region": "cloud_controller.grid",
     "create_app": "cloud_controller.api",

@@ -209,9 +209,7 @@ def run_command_sender(
     `stop`, a round every `every_s`; then up to ACK_WAIT_S for the last acks. Puts a
     `CommandFigures` on `out`.
     """
-    from cloud_controller import CloudConfig, CloudController
-    from cloud_controller.live.commands import CommandBuilder
-    from cloud_controller.service_setup import signing_keys
+    from cloud_controller import CloudConfig, CloudController, CommandBuilder, signing_keys
     from protocols.clock import RealClock
 
     cfg = CloudConfig.model_validate(

@@ -63,9 +63,14 @@ def test_the_standby_replaces_a_stopped_dispatcher_without_a_period_twice_and_in
     counts = seen.per_period_and_site()
     assert max(counts.values()) == 1, [k for k, n in counts.items() if n > 1]
     old_periods, new_periods = seen.periods(out.old_token), seen.periods(out.new_token)
-    for periods in (old_periods, new_periods):
-        assert periods == list(range(periods[0], periods[-1] + 1))  # no hole while one holds
-        assert all(counts[(k, s)] == 1 for k in periods for s in COMMANDED)  # every site, every period
+    for holder, periods in (("killed", old_periods), ("survivor", new_periods)):
+        assert periods == list(range(periods[0], periods[-1] + 1)), holder  # no hole while one holds
+        # every site, every period; a SIGKILL can land inside a period's burst of commands
+        # (sent site by site), so the killed holder's last period may have reached only some
+        # sites: the claim is per period, and the survivor never re-sends a claimed period
+        full = periods[:-1] if holder == "killed" and stop_signal == signal.SIGKILL else periods
+        missing = [(k, s) for k in full for s in COMMANDED if counts[(k, s)] != 1]
+        assert not missing, (holder, missing, periods)
     assert new_periods[0] > old_periods[-1]
     missed = new_periods[0] - old_periods[-1] - 1
     assert missed <= math.ceil((TTL_S + RENEW_S) / PERIOD_S) + 1, (old_periods, new_periods)

@@ -55,8 +55,10 @@ async def test_dr_event_selected_activated_and_delivered(tmp_path: Path) -> None
         assert sum(-s["kw"][k] for s in sel["sources"]) == pytest.approx(4.0, abs=1e-3)
     # every command the event sent was applied by its agent
     assert dr["commands_sent"] >= 2 and dr["acks"] == {"ok": dr["commands_sent"]}
-    # the batteries followed their setpoints within 10 %, or sat on their floor
-    batteries = [a for a in dr["assets"] if a["kind"] == "battery"]
+    # the batteries followed their setpoints within 10 %, or sat on their floor, in every interval
+    # they were selected for (the LP has several optimal answers: one battery may carry a whole
+    # interval and the other the next, so a battery's row with 0 kW selected asks nothing of it)
+    batteries = [a for a in dr["assets"] if a["kind"] == "battery" and a["selected_kw"] != 0.0]
     assert batteries
     within = [a for a in batteries if a["error_pct"] is not None and abs(a["error_pct"]) <= 10.0]
     floored = [

@@ -56,6 +56,34 @@ def run_once(job: dict[str, Any]) -> dict[str, Any]:
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
+def library_dso_config(
+    theirs_private_b64: str,
+    ours_public_b64: str,
+    agr_url: str,
+    congestion_point: str,
+    activation_factor: float,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The library DSO's job for our AGR: its key, us as its peer, one FlexRequest (ISPs 73-74, up to 15 kW down).
+
+    Written once for the AGR-role tests; `extra` adds job keys such as `settlement`.
+    """
+    return {
+        "mode": "dso",
+        "domain": "dso.test",
+        "private_key": theirs_private_b64,
+        "peer": {"domain": "gridflex.test", "public_key": ours_public_b64, "endpoint": agr_url},
+        "request": {
+            "period": "2026-12-03",
+            "congestion_point": congestion_point,
+            "expiration": "2026-12-03T15:00:00+00:00",
+            "isps": [{"min_power": -15000, "max_power": 0, "start": 73, "duration": 2}],
+        },
+        "activation_factor": activation_factor,
+        **extra,
+    }
+
+
 class Party:
     """The library's service in a child process, listening on `port`."""
 

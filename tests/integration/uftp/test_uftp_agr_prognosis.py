@@ -39,7 +39,7 @@ from cloud_controller.store.sqlite import SqliteStore
 from protocols.assets import Points
 from protocols.clock import SimClock
 from protocols.messages import DRRequest, Sample
-from tests.integration.uftp.party import Party, serving, uftp_python, wait_for
+from tests.integration.uftp.party import Party, library_dso_config, serving, uftp_python, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -122,25 +122,7 @@ async def test_library_dso_takes_our_d_prognosis_of_96_isps_and_our_metering_aft
     ours, theirs = SigningKey.generate(), SigningKey.generate()
     app = FastAPI()
     async with serving(app) as url:
-        party = Party(
-            {
-                "mode": "dso",
-                "domain": "dso.test",
-                "private_key": theirs.private_b64,
-                "peer": {
-                    "domain": "gridflex.test",
-                    "public_key": ours.public_b64,
-                    "endpoint": f"{url}/uftp/agr",
-                },
-                "request": {
-                    "period": "2026-12-03",
-                    "congestion_point": CP,
-                    "expiration": "2026-12-03T15:00:00+00:00",
-                    "isps": [{"min_power": -15000, "max_power": 0, "start": 73, "duration": 2}],
-                },
-                "activation_factor": 1.0,
-            }
-        )
+        party = Party(library_dso_config(theirs.private_b64, ours.public_b64, f"{url}/uftp/agr", CP, 1.0))
         peer = UftpPeer(
             domain="dso.test",
             role="DSO",

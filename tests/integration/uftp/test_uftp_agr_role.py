@@ -28,7 +28,7 @@ from cloud_controller.market.uftp.node import UftpNode
 from cloud_controller.market.uftp.router import uftp_router
 from protocols.clock import SimClock
 from protocols.messages import DRRequest
-from tests.integration.uftp.party import Party, serving, uftp_python, wait_for
+from tests.integration.uftp.party import Party, library_dso_config, serving, uftp_python, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -80,23 +80,13 @@ async def test_library_dso_gets_an_offer_from_dr_its_order_runs_through_dr_and_i
     app = FastAPI()
     async with serving(app) as url:
         party = Party(
-            {
-                "mode": "dso",
-                "domain": "dso.test",
-                "private_key": theirs.private_b64,
-                "peer": {
-                    "domain": "gridflex.test",
-                    "public_key": ours.public_b64,
-                    "endpoint": f"{url}/uftp/agr",
-                },
-                "request": {
-                    "period": "2026-12-03",
-                    "congestion_point": "ea1.2026-12.dso.test:mv-3",
-                    "expiration": "2026-12-03T15:00:00+00:00",
-                    "isps": [{"min_power": -15000, "max_power": 0, "start": 73, "duration": 2}],
-                },
-                "activation_factor": 0.8,
-                "settlement": {
+            library_dso_config(
+                theirs.private_b64,
+                ours.public_b64,
+                f"{url}/uftp/agr",
+                "ea1.2026-12.dso.test:mv-3",
+                0.8,
+                settlement={
                     "period": "2026-12-03",
                     "congestion_point": "ea1.2026-12.dso.test:mv-3",
                     "orders": [
@@ -116,7 +106,7 @@ async def test_library_dso_gets_an_offer_from_dr_its_order_runs_through_dr_and_i
                         },
                     ],
                 },
-            }
+            )
         )
         cfg = UftpConfig(
             enabled=True,

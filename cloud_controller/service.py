@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -65,11 +65,15 @@ from protocols.errors import GridflexError
 from protocols.market import is_market_topic
 from protocols.messages import Command, DRRequest
 from protocols.mqtt import MqttSession, NotConnectedError, PublishError
+from protocols.tasks import cancel_all_until_done
 from protocols.topics import site_topic
 
 __all__ = ["METER_P_KW", "WATERMARK_EVERY_S", "CloudController", "ControllerStats", "Role"]
 
 log = logging.getLogger(__name__)
+
+#: a child's own clean-up on cancel may take this long (the ingest writer's flush: 10 s)
+SHUTDOWN_GRACE_S = 15.0
 
 Role = Literal["all", "ingest", "dispatch"]
 
@@ -192,11 +196,23 @@ class CloudController:
         knock the holder off the broker); the API answers meanwhile, so `/readyz` can say
         "standby".
         """
+        children: list[asyncio.Task[None]] = []
         try:
             async with asyncio.TaskGroup() as tg:
+
+                def spawn(coro: Coroutine[Any, Any, None], name: str) -> None:
+                    children.append(tg.create_task(coro, name=name))
+
                 if self.config.api.enabled:  # every role answers /livez and /readyz (probes)
-                    tg.create_task(serve_api(self), name="api")
-                tg.create_task(self._start(tg), name="start")
+                    spawn(serve_api(self), "api")
+                spawn(self._start(spawn), "start")
+                try:
+                    await asyncio.Future()  # until cancelled (or a child fails)
+                except asyncio.CancelledError:
+                    # each child until it is done: one swallowed cancellation (protocols/tasks.py)
+                    # must not leave the TaskGroup, and the process, waiting forever
+                    await cancel_all_until_done(children, grace_s=SHUTDOWN_GRACE_S)
+                    raise
         finally:
             if self._forecast_task is not None:
                 self._forecast_task.cancel()  # its worker thread ends on its own (bounded: one forecast)
@@ -222,25 +238,25 @@ class CloudController:
             except Exception as exc:  # shutting down: log it, do not mask the reason we stop
                 log.warning("closing the planner failed: %s", exc)
 
-    async def _start(self, tg: asyncio.TaskGroup) -> None:
+    async def _start(self, spawn: Callable[[Coroutine[Any, Any, None], str], None]) -> None:
         if self.lease is not None:
             await self.lease.acquire()
-            tg.create_task(self.lease.keep(), name="lease")
-        tg.create_task(self.session.run(self._on_message), name="mqtt")
+            spawn(self.lease.keep(), "lease")
+        spawn(self.session.run(self._on_message), "mqtt")
         if self.role in ("all", "ingest"):
-            tg.create_task(watermark_loop(self), name="watermarks")
+            spawn(watermark_loop(self), "watermarks")
         if self.ingest.sink is not None:
-            tg.create_task(self.ingest.sink.run(), name="influxdb")
+            spawn(self.ingest.sink.run(), "influxdb")
         if self.ingest.writer is not None:  # on cancel it flushes what it accepted (bounded)
-            tg.create_task(self.ingest.writer.run(), name="ingest-writer")
+            spawn(self.ingest.writer.run(), "ingest-writer")
         if self.role in ("all", "dispatch"):
-            tg.create_task(self.dr_activator.run(), name="dr-activation")
+            spawn(self.dr_activator.run(), "dr-activation")
         if self.role in ("all", "dispatch") and self.config.market.enabled:
-            tg.create_task(self.market.run(), name="market")
+            spawn(self.market.run(), "market")
         if self.role in ("all", "dispatch") and self.config.control.dispatch:
-            tg.create_task(dispatch_loop(self), name="dispatch")
+            spawn(dispatch_loop(self), "dispatch")
             if self.config.control.guard_period_s > 0:
-                tg.create_task(guard_loop(self), name="guard")
+                spawn(guard_loop(self), "guard")
 
     async def _on_connect(self, session: MqttSession) -> None:
         # Every registered site gets its watermark, -1 where nothing is stored yet: an agent

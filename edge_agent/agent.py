@@ -37,6 +37,7 @@ from protocols.codec import decode, encode
 from protocols.errors import ContractError, GridflexError
 from protocols.messages import Ack, Command, FlexEnvelope, Message, Stored
 from protocols.mqtt import MqttSession, NotConnectedError, PublishError
+from protocols.tasks import cancel_all_until_done
 from protocols.topics import site_topic
 
 __all__ = ["EdgeAgent"]
@@ -157,8 +158,7 @@ class EdgeAgent:
                     await say_goodbye(self._session, cfg, self.clock, self._topics["state"])
                     # Cancel each child until it is done: a swallowed cancellation (see
                     # _stopping) must not leave the TaskGroup waiting forever.
-                    for child in children:
-                        await _cancel_until_done(child)
+                    await cancel_all_until_done(children)
                     raise
         finally:
             self.stats.state = "stopped"
@@ -413,12 +413,3 @@ class EdgeAgent:
             "flex", FlexEnvelope(site=self.config.site, ts=wall, assets=flex), retain=True
         ):
             self._flex_sig, self._flex_mono = sig, now
-
-
-async def _cancel_until_done(task: asyncio.Task[None], attempts: int = 50) -> None:
-    for _ in range(attempts):
-        task.cancel()
-        done, _ = await asyncio.wait({task}, timeout=0.2)
-        if done:
-            return
-    log.error("task %s ignores cancellation", task.get_name())

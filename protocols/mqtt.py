@@ -31,7 +31,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from protocols import _paho_speedup
+from protocols import _paho_speedup, mqtt_bounded
 from protocols.backoff import Backoff
 from protocols.errors import ConfigError, GridflexError
 from protocols.mqtt_acks import AckQueue
@@ -206,7 +206,7 @@ class MqttSession:
             password=cfg.password.get_secret_value() if cfg.password else None,
             will=will,
             keepalive=cfg.keepalive_s,
-            timeout=cfg.connect_timeout_s,
+            timeout=mqtt_bounded.UNBOUNDED,  # bounded in mqtt_bounded (3.11's wait_for loses cancels)
             tls_context=self._tls_context,
             max_inflight_messages=cfg.max_inflight,
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
@@ -219,10 +219,10 @@ class MqttSession:
             try:
                 client = self._make_client()
                 acks = self._ack_queue(client)
-                async with client:
+                async with mqtt_bounded.connection(client, self.config.connect_timeout_s):
                     self._client = client
                     for topic, qos in self.subscriptions:
-                        await client.subscribe(topic, qos=qos)
+                        await mqtt_bounded.subscribe(client, topic, qos, self.config.connect_timeout_s)
                     self.connect_count += 1
                     self._backoff.reset()
                     self.connected.set()
@@ -281,8 +281,8 @@ class MqttSession:
         if client is None or not self.connected.is_set():
             raise NotConnectedError(f"not connected to {self.config.host}:{self.config.port}")
         try:
-            await client.publish(
-                topic, payload, qos=qos, retain=retain, timeout=self.config.publish_timeout_s
+            await mqtt_bounded.publish(
+                client, topic, payload, qos=qos, retain=retain, timeout_s=self.config.publish_timeout_s
             )
         except aiomqtt.MqttCodeError as exc:
             raise PublishError(f"publish to {topic!r} refused: {exc}") from exc

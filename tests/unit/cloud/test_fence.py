@@ -10,8 +10,10 @@ tests/integration/edge_agent/test_fence_restart.py).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -117,7 +119,11 @@ async def test_a_standby_starts_neither_mqtt_nor_dispatch(tmp_path: Path) -> Non
     await a.lease.acquire()
     try:
         async with asyncio.TaskGroup() as tg:
-            starting = tg.create_task(b._start(tg), name="start")
+
+            def spawn(coro: Coroutine[Any, Any, None], name: str) -> None:
+                tg.create_task(coro, name=name)
+
+            starting = tg.create_task(b._start(spawn), name="start")
             for _ in range(5):  # A renews every 10 s; B retries as standby
                 await clock.step(10, tick_s=1)
                 a.store.acquire_lease("dispatch", a.lease.holder, clock.now().timestamp(), 30)

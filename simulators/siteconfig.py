@@ -58,7 +58,7 @@ GRID_TARGET_RANGE_KW: Final = _grid_target_range_kw()
 
 
 def _devices(
-    b: Building, modbus: list[ModbusEndpoint], bacnet: BacnetEndpoint | None
+    b: Building, modbus: list[ModbusEndpoint], bacnet: BacnetEndpoint | None, modbus_timeout_s: float = 1.0
 ) -> list[dict[str, Any]]:
     """The `devices:` entries: each served device by its template, with the building's own limits."""
     overrides: dict[str, dict[str, Any]] = {}
@@ -80,7 +80,7 @@ def _devices(
             "host": e.host,
             "port": e.port,
             "unit_id": e.unit_id,
-            "timeout_s": 1.0,
+            "timeout_s": modbus_timeout_s,
         }
         if e.device in overrides:
             dev["overrides"] = overrides[e.device]
@@ -193,14 +193,16 @@ def site_config(
     broker_host: str,
     broker_port: int,
     state_dir: Path,
+    modbus_timeout_s: float = 1.0,
 ) -> dict[str, Any]:
     """The YAML document (as a dict) for building `b` served at `modbus` / `bacnet`.
 
     `maps` is accepted for callers that built the servers' maps; the points now come from
-    the same templates those maps were built from.
+    the same templates those maps were built from. `modbus_timeout_s` is the agent's per-request
+    timeout (a loaded test bed's simulated devices answer late).
     """
     del maps
-    devices = _devices(b, modbus, bacnet)
+    devices = _devices(b, modbus, bacnet, modbus_timeout_s)
     assets: list[dict[str, Any]] = []
     meter: dict[str, Any] = {"id": METER, "kind": Role.METER.value}
     if b.battery is not None:

@@ -66,6 +66,8 @@ class TestBedConfig:
     profile_days: float = 14.0
     #: Explicit buildings (site ids, assets, consumption) instead of the seeded mix; len == n_sites.
     specs: tuple[SiteSpec, ...] = ()
+    #: the agents' Modbus request timeout in the site configs written (`devices[].timeout_s`)
+    modbus_timeout_s: float = 1.0
 
     def __post_init__(self) -> None:
         if self.specs and len(self.specs) != self.n_sites:
@@ -74,6 +76,8 @@ class TestBedConfig:
             raise ValueError("n_sites must be in 1..999 (site ids b001..b999)")
         if self.step_s <= 0:
             raise ValueError("step_s must be > 0")
+        if self.modbus_timeout_s <= 0:
+            raise ValueError("modbus_timeout_s must be > 0")
         if self.start.tzinfo is None:
             raise ValueError("start must be timezone-aware (UTC)")
 
@@ -207,6 +211,7 @@ class TestBed:
                 broker_host=cfg.broker_host,
                 broker_port=cfg.broker_port,
                 state_dir=state_dir,
+                modbus_timeout_s=cfg.modbus_timeout_s,
             )
             path = sites_dir / f"{site}.yaml"
             path.write_text(yaml.safe_dump(doc, sort_keys=False))

@@ -69,6 +69,12 @@ def bench_testbed(  # noqa: PLR0913, PLR0917 (typer: one parameter per option)
     command_every_s: Annotated[
         float, typer.Option("--command-every-s", min=0.1, help="the command sender's round interval (s)")
     ] = 5.0,
+    modbus_timeout_s: Annotated[
+        float,
+        typer.Option(
+            "--modbus-timeout-s", min=0.01, help="the agents' Modbus request timeout (s; product default 1)"
+        ),
+    ] = 1.0,
 ) -> None:
     """N buildings with real agents over P processes, one Mosquitto, k ingest workers: rates, loss, latency, CPU."""
     from gridflex.bench.testbed import TestbedRun
@@ -88,13 +94,14 @@ def bench_testbed(  # noqa: PLR0913, PLR0917 (typer: one parameter per option)
             store=store,
             commands=commands,
             command_every_s=command_every_s,
+            modbus_timeout_s=modbus_timeout_s,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     fig = run_bench(run)
     table = figures_table(
         f"gridflex bench testbed ({buildings} buildings x {processes} processes, {workers} ingest workers, "
-        f"poll {poll_s:g} s, heartbeat {run.heartbeat_s:g} s, ingest batches of <= {batch_messages} messages, "
+        f"poll {poll_s:g} s, Modbus timeout {modbus_timeout_s:g} s, heartbeat {run.heartbeat_s:g} s, ingest batches of <= {batch_messages} messages, "
         f"store {store})"
     )
     table.add_row("start: every agent connected (s)", f"{fig.start_s:.1f}", "")

@@ -80,6 +80,8 @@ class TestbedRun:
     store: str = "sqlite"  # "sqlite" (one file) | "postgres" (a loopback server, one schema)
     commands: bool = True  # a command sender: every site one command per round in the window
     command_every_s: float = 5.0  # its round interval (wall s)
+    #: the agents' Modbus request timeout (the product's default 1 s; a saturated bed's devices answer late)
+    modbus_timeout_s: float = 1.0
 
     def __post_init__(self) -> None:
         if self.processes < 1 or self.workers < 1:
@@ -94,6 +96,8 @@ class TestbedRun:
             raise ValueError(f"store {self.store!r}: sqlite or postgres")
         if self.command_every_s <= 0:
             raise ValueError("command_every_s must be > 0")
+        if self.modbus_timeout_s <= 0:
+            raise ValueError("modbus_timeout_s must be > 0")
         if self.max_age_s is not None and self.max_age_s < self.poll_s:
             raise ValueError(f"max_age_s {self.max_age_s} must be >= poll_s {self.poll_s}")
 
@@ -259,7 +263,19 @@ def bench_testbed(run: TestbedRun, *, workdir: Path | None = None) -> TestbedFig
         broker.start()
         for k, n in enumerate(split):
             d = root / f"buildings-{k}"
-            args = (broker.port, k, n, run.seed, run.poll_s, run.heartbeat_s, str(d), ready_b[k], go, stop_b)
+            args = (
+                broker.port,
+                k,
+                n,
+                run.seed,
+                run.poll_s,
+                run.heartbeat_s,
+                run.modbus_timeout_s,
+                str(d),
+                ready_b[k],
+                go,
+                stop_b,
+            )
             b_procs.append(
                 ctx.Process(
                     target=run_buildings, args=(*args, published[k], connected[k], errors), name=f"b{k}"

@@ -46,6 +46,7 @@ def run_buildings(  # noqa: PLR0913, PLR0917 (a spawn target's arguments)
     seed: int,
     poll_s: float,
     max_age_s: float,
+    modbus_timeout_s: float,
     out_dir: str,
     ready: MpEvent,
     go: MpEvent,
@@ -66,7 +67,14 @@ def run_buildings(  # noqa: PLR0913, PLR0917 (a spawn target's arguments)
         start = datetime.now(UTC).replace(microsecond=0)
         specs = tuple(replace(s, site=site_name(k, s.site)) for s in draw_specs(n, seed=seed + k))
         cfg = TestBedConfig(
-            n_sites=n, seed=seed + k, start=start, step_s=1.0, broker_port=port, bacnet=False, specs=specs
+            n_sites=n,
+            seed=seed + k,
+            start=start,
+            step_s=1.0,
+            broker_port=port,
+            bacnet=False,
+            specs=specs,
+            modbus_timeout_s=modbus_timeout_s,
         )
         options = FleetOptions(
             poll_interval_s=poll_s, poll_max_age_s=max_age_s, fallback_after_s=max(300.0, 40 * poll_s)

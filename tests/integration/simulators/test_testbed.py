@@ -251,3 +251,19 @@ async def test_explicit_specs_give_exactly_those_buildings(tmp_path: Path) -> No
         assert tb.buildings["pvbat"].battery.capacity_kwh == 10.0  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="specs"):
         TestBedConfig(n_sites=3, specs=specs)
+
+
+async def test_the_site_configs_carry_the_beds_modbus_timeout(tmp_path: Path) -> None:
+    """A saturated bed's devices answer late: its agents' Modbus timeout is the bed's, 4 s here."""
+    clock = SimClock(START)
+    cfg = TestBedConfig(n_sites=2, seed=2, start=START, bacnet=False, broker_port=18830, modbus_timeout_s=4.0)
+    async with asyncio.timeout(60), TestBed(cfg, clock, tmp_path) as tb:
+        timeouts = {
+            (site.site, d["id"]): d["timeout_s"]
+            for site in tb.manifest.sites
+            for d in yaml.safe_load(site.config.read_text())["devices"]
+            if d["driver"] == "modbus"
+        }
+    assert len(timeouts) >= 4 and set(timeouts.values()) == {4.0}
+    with pytest.raises(ValueError, match="modbus_timeout_s"):
+        TestBedConfig(n_sites=1, modbus_timeout_s=0.0)

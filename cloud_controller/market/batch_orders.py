@@ -136,16 +136,24 @@ def _answer(
         return {}, actual
     x, y = (4, 5) if ask.baseline == "high_4_of_5" else (5, 5)
     events = frozenset(t.date() for t in isps)
-    back = np.empty((len(isps), y), dtype=np.int64)
+    lags = np.zeros((len(isps), y), dtype=np.int64)  # days back from each ISP to its baseline days
+    failed: tuple[int, ValueError] | None = None  # the first ISP whose calendar fails
     for k, isp in enumerate(isps):
-        days = calendar.days_before(isp.date(), y, events)
-        for j, d in enumerate(days):
-            back[k, j] = round((datetime.combine(d, isp.timetz()).timestamp() - t0) / ISP_S)
-        hist = total[np.clip(back[k], 0, total.size - 1)]
-        outside = (back[k] < window[0]) | (back[k] >= window[1]) | np.isnan(hist)
-        if outside.any():  # the first day without a complete value, as `nodes_baseline` meets it
-            t = datetime.combine(days[int(np.argmax(outside))], isp.timetz())
-            raise ValueError(f"history has no value at {t.isoformat()} (baseline for {isp.isoformat()})")
+        got = calendar.days_back(isp.date(), y, events)
+        if isinstance(got, ValueError):
+            failed = (k, got)
+            break
+        lags[k] = got
+    n_ok = len(isps) if failed is None else failed[0]
+    back = cols[:, None] - lags * round(86_400 / ISP_S)  # the same ISP of those days (UTC: no DST)
+    hist = total[np.clip(back, 0, total.size - 1)]
+    missing_at = ((back < window[0]) | (back >= window[1]) | np.isnan(hist))[:n_ok]
+    if missing_at.any():  # the first day without a complete value, as `nodes_baseline` meets it
+        k, j = divmod(int(np.argmax(missing_at.ravel())), y)
+        t = isps[k] - timedelta(days=int(lags[k, j]))
+        raise ValueError(f"history has no value at {t.isoformat()} (baseline for {isps[k].isoformat()})")
+    if failed is not None:
+        raise ValueError(str(failed[1]))
     history = total[back]
     if x < y:  # the mean of the x highest (x_of_y_baseline: sorted, highest first)
         history = np.ascontiguousarray(np.sort(history, axis=1)[:, ::-1][:, :x])
@@ -158,17 +166,15 @@ class _Calendar:
 
     def __init__(self, holidays: Collection[date]) -> None:
         self.holidays = holidays
-        self._known: dict[tuple[date, int, frozenset[date]], list[date] | ValueError] = {}
+        self._known: dict[tuple[date, int, frozenset[date]], list[int] | ValueError] = {}
 
-    def days_before(self, day: date, n: int, events: frozenset[date]) -> list[date]:
-        """The `n` working days before `day`, newest first, none of them an event day."""
+    def days_back(self, day: date, n: int, events: frozenset[date]) -> list[int] | ValueError:
+        """How many days before `day` its `n` baseline days are (newest first), or the calendar's error."""
         key = (day, n, events)
         if key not in self._known:
             try:
-                self._known[key] = working_days_before(day, n, holidays=self.holidays, skip=events)
+                days = working_days_before(day, n, holidays=self.holidays, skip=events)
+                self._known[key] = [(day - d).days for d in days]
             except ValueError as exc:
                 self._known[key] = exc
-        got = self._known[key]
-        if isinstance(got, ValueError):
-            raise ValueError(str(got))
-        return got
+        return self._known[key]

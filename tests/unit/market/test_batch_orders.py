@@ -24,9 +24,9 @@ import numpy as np
 import pytest
 
 from cloud_controller import SqliteStore
-from cloud_controller.market.batch_orders import ArrayMetering
-from cloud_controller.market.metering import store_metering
-from cloud_controller.market.settling import settle_due, settle_period
+from cloud_controller.market.batch_orders import ArrayMetering, array_answers, read_window
+from cloud_controller.market.metering import metered, store_metering
+from cloud_controller.market.settling import MeterAsk, settle_due, settle_period
 from cloud_controller.market.store import MarketStore
 from cloud_controller.store.buckets import FloatArray
 from protocols.assets import PointKey, Points
@@ -225,3 +225,40 @@ def test_settle_period_revises_only_what_late_data_changed_as_the_per_order_path
     assert [s.revision for s in arr.settlements if s.order_id in arr.revised] == [1, 1]
     assert arr.unchanged == ref.unchanged and arr.failed == ref.failed and arr.new == []
     assert _dumps(arr.settlements) == _dumps(ref.settlements)
+
+
+#: every day of 2029 a holiday: five working days before 2030-01-03 cannot be found
+YEAR_OFF = [date(2029, 1, 1) + timedelta(days=k) for k in range(365)]
+
+
+@pytest.mark.parametrize(
+    ("baseline", "isps", "holidays"),
+    [
+        ("nodes_5wd", run(at("2030-02-20", 17), 6), []),
+        ("high_4_of_5", run(at("2030-02-20", 23), 4), []),  # across midnight: two event days
+        ("nodes_5wd", run(at("2030-01-03", 17), 2), YEAR_OFF),  # the calendar's error
+        ("nodes_5wd", [at("2030-02-25", 12), at("2030-01-03", 17)], YEAR_OFF),  # a value first, then it
+        ("our_forecast", run(at("2030-02-20", 17), 3), []),
+    ],
+    ids=["nodes", "x-of-y-midnight", "no-working-days", "calendar-after-history", "stored"],
+)
+def test_array_answers_equal_metered_on_the_same_sums(
+    baseline: Baseline, isps: list[datetime], holidays: list[date]
+) -> None:
+    start = datetime(2029, 12, 1, tzinfo=UTC)
+    n = round((datetime(2030, 3, 1, tzinfo=UTC) - start) / ISP)
+    kw = np.random.default_rng(7).uniform(0.0, 30.0, (2, n))
+    kw[1, 5] = np.nan  # a hole in s1, long before
+    ask = MeterAsk(("s0", "s1"), tuple(isps), baseline)
+    got = array_answers([ask], kw, {"s0": 0, "s1": 1}, start, holidays=holidays)[ask]
+    w0, w1 = read_window(ask)
+    per_site = {}
+    for row, site in enumerate(ask.sites):
+        c0 = round((w0 - start) / ISP)
+        values = kw[row, c0 : round((w1 - start) / ISP)]
+        per_site[site] = {w0 + ISP * k: float(v) for k, v in enumerate(values.tolist()) if not np.isnan(v)}
+    try:
+        want: Any = metered(per_site, isps, baseline, holidays=holidays)
+    except ValueError as exc:
+        want = str(exc)
+    assert (str(got) if isinstance(got, ValueError) else got) == want

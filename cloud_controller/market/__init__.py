@@ -6,13 +6,16 @@ delivered, deficiency, penalty, net). The shell (API, MQTT topics, UFTP) builds 
 Also the shell's steps a harness runs on its own clock (the demo's market on the twin,
 gridflex/loop/twin_market.py): the DSO's request from a forecast (`request_action`), the
 forecast's grid view (`ViewBuilder`, `GridView`, from a `LatestForecast`) and the book's
-refusal (`Refused`).
+refusal (`Refused`); and the book over a market store with the endpoints' settlement
+metering (`Book`, `MarketConfig`, `MarketStore`, `store_metering`, `ArrayMetering`), for the
+settlement benchmark.
 """
 
 from cloud_controller.forecast.background import LatestForecast
 from cloud_controller.market.auto_request import request_action
 from cloud_controller.market.batch import MonthSettlement, isp_means, settle_month
-from cloud_controller.market.book import Refused
+from cloud_controller.market.batch_orders import ArrayMetering
+from cloud_controller.market.book import Book, Refused
 from cloud_controller.market.clearing import (
     Clearing,
     ClearingOptions,
@@ -21,9 +24,10 @@ from cloud_controller.market.clearing import (
     clear,
     headroom_at_risk,
 )
+from cloud_controller.market.config import MarketConfig
 from cloud_controller.market.forecast_hook import ViewBuilder
 from cloud_controller.market.grid_view import GridView
-from cloud_controller.market.metering import metered, metered_month_kw
+from cloud_controller.market.metering import metered, metered_month_kw, store_metering
 from cloud_controller.market.products import (
     DEFAULT_GATE_CLOSURE_S,
     ISP_S,
@@ -44,11 +48,14 @@ from cloud_controller.market.settlement import (
     working_days_before,
     x_of_y_baseline,
 )
+from cloud_controller.market.store import MarketStore
 
 __all__ = [
     "DEFAULT_GATE_CLOSURE_S",
     "ISP_S",
+    "ArrayMetering",
     "BaselineAccuracy",
+    "Book",
     "Clearing",
     "ClearingOptions",
     "FlexOffer",
@@ -56,7 +63,9 @@ __all__ = [
     "GridRow",
     "GridView",
     "LatestForecast",
+    "MarketConfig",
     "MarketRefusal",
+    "MarketStore",
     "MonthSettlement",
     "OfferOption",
     "Order",
@@ -76,6 +85,7 @@ __all__ = [
     "request_action",
     "settle",
     "settle_month",
+    "store_metering",
     "working_days_before",
     "x_of_y_baseline",
 ]

@@ -22,11 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from cloud_controller import SqliteStore
-from cloud_controller.market.batch_orders import ArrayMetering
-from cloud_controller.market.book import Book
-from cloud_controller.market.config import MarketConfig
-from cloud_controller.market.metering import store_metering
-from cloud_controller.market.store import MarketStore
+from cloud_controller.market import ArrayMetering, Book, MarketConfig, MarketStore, store_metering
 from protocols.assets import Points
 from protocols.market import MarketIsp, MarketOffer, MarketOption, MarketOrder
 

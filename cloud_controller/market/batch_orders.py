@@ -3,7 +3,8 @@
 `POST /market/settle` and `POST /market/settlements` settle many orders. Asked order by
 order, `metering.store_metering` reads each order's sites and 21 days of history again and
 turns them into dicts of every ISP. `ArrayMetering.prepare` (the book's `Prefetch`) reads the
-sites of all the due orders in one `Store.read_bucket_means` (the ISP rollups), then
+sites of all the due orders in one `Store.read_bucket_means` (the ISP rollups; in parts of at
+most `MAX_CELLS` sites x ISPs, so a quarter of a large fleet does not sit in memory), then
 computes each order's actuals and history baseline (`nodes_5wd`, `high_4_of_5`) by
 indexing that array; the book then asks it order by order as before (`Metering`), so the
 AGRs' Metering (`uftp_metering`) still goes first and the settlement itself is
@@ -33,10 +34,13 @@ from cloud_controller.store import Store
 from cloud_controller.store.buckets import FloatArray
 from protocols.assets import Points
 
-__all__ = ["ArrayMetering", "Metered", "array_answers", "read_window"]
+__all__ = ["MAX_CELLS", "ArrayMetering", "Metered", "array_answers", "read_window"]
 
 #: (baseline kW, actual kW) per ISP, as a `Metering` answers
 Metered = tuple[dict[datetime, float], dict[datetime, float]]
+
+#: sites x ISPs of one read (32 MB of float64): a quarter of a large fleet is read in parts
+MAX_CELLS = 4_000_000
 
 
 def read_window(ask: MeterAsk) -> tuple[datetime, datetime]:
@@ -60,17 +64,15 @@ class ArrayMetering:
         self._direct: Metering = store_metering(store, holidays=self.holidays)
 
     def prepare(self, asks: Sequence[MeterAsk]) -> None:
-        """Read the asked orders' sites over all their windows at once and meter each order."""
-        todo = [a for a in dict.fromkeys(asks) if a.sites and a.isps]
-        if not todo:
-            return
-        sites = list(dict.fromkeys(s for a in todo for s in a.sites))
-        windows = [read_window(a) for a in todo]
-        start, end = min(w[0] for w in windows), max(w[1] for w in windows)
-        kw = self.store.read_bucket_means(sites, Points.METER_P_KW, start, end, ISP_S)
-        self.reads += 1
-        rows = {s: i for i, s in enumerate(sites)}
-        self._answers.update(array_answers(todo, kw, rows, start, holidays=self.holidays))
+        """Read the asked orders' sites over all their windows at once (in parts of `MAX_CELLS`) and meter each."""
+        todo = sorted((a for a in dict.fromkeys(asks) if a.sites and a.isps), key=read_window)
+        for part in _parts(todo):
+            sites = list(dict.fromkeys(s for a in part for s in a.sites))
+            start, end = read_window(part[0])[0], max(read_window(a)[1] for a in part)
+            kw = self.store.read_bucket_means(sites, Points.METER_P_KW, start, end, ISP_S)
+            self.reads += 1
+            rows = {s: i for i, s in enumerate(sites)}
+            self._answers.update(array_answers(part, kw, rows, start, holidays=self.holidays))
 
     def __call__(self, sites: Sequence[str], isps: Sequence[datetime], baseline: str) -> Metered:
         """The prepared answer for this order (a fresh copy), else the store's direct one."""
@@ -80,6 +82,28 @@ class ArrayMetering:
         if isinstance(got, ValueError):
             raise ValueError(str(got))
         return dict(got[0]), dict(got[1])
+
+
+def _parts(asks: Sequence[MeterAsk]) -> list[list[MeterAsk]]:
+    """`asks` (sorted by window) cut where one read would pass `MAX_CELLS` sites x ISPs."""
+    parts: list[list[MeterAsk]] = []
+    part: list[MeterAsk] = []
+    sites: set[str] = set()
+    start = end = 0.0
+    for ask in asks:
+        w0, w1 = (t.timestamp() for t in read_window(ask))
+        grown = len(sites | set(ask.sites)) * (max(end, w1) - (start if part else w0)) / ISP_S
+        if part and grown > MAX_CELLS:
+            parts.append(part)
+            part, sites = [], set()
+        if not part:
+            start, end = w0, w1
+        part.append(ask)
+        sites |= set(ask.sites)
+        end = max(end, w1)
+    if part:
+        parts.append(part)
+    return parts
 
 
 def array_answers(

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from cloud_controller import SqliteStore
+from cloud_controller.market import batch_orders
 from cloud_controller.market.batch_orders import ArrayMetering, array_answers, read_window
 from cloud_controller.market.metering import metered, store_metering
 from cloud_controller.market.settling import MeterAsk, settle_due, settle_period
@@ -262,3 +263,16 @@ def test_array_answers_equal_metered_on_the_same_sums(
     except ValueError as exc:
         want = str(exc)
     assert (str(got) if isinstance(got, ValueError) else got) == want
+
+
+def test_a_read_too_large_is_cut_in_parts_with_the_same_settlements(
+    meter_store: SqliteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ref_done, ref_failed = settle_due(
+        _market(tmp_path / "a.sqlite"), NOW, store_metering(meter_store, holidays=HOLIDAYS), PENALTY
+    )
+    monkeypatch.setattr(batch_orders, "MAX_CELLS", 3 * 96 * 24)  # about three sites' 24-day read
+    meter = ArrayMetering(meter_store, holidays=HOLIDAYS)
+    done, failed = settle_due(_market(tmp_path / "b.sqlite"), NOW, meter, PENALTY, prefetch=meter.prepare)
+    assert meter.reads > 3
+    assert failed == ref_failed and _dumps(done) == _dumps(ref_done)

@@ -6,7 +6,10 @@ delivered, deficiency, penalty, net). The shell (API, MQTT topics, UFTP) builds 
 Also the shell's steps a harness runs on its own clock (the demo's market on the twin,
 gridflex/loop/twin_market.py): the DSO's request from a forecast (`request_action`), the
 forecast's grid view (`ViewBuilder`, `GridView`, from a `LatestForecast`) and the book's
-refusal (`Refused`).
+refusal (`Refused`); and the book over a market store with the endpoints' settlement
+metering (`Book`, `MarketConfig`, `MarketStore`, `store_metering`, `ArrayMetering`), for the
+settlement benchmark.
+
 
 Names load on first use (protocols/lazy.py): the controller's config imports
 `market.config`, and loading a config must not pay for pandapower and pyomo.
@@ -22,7 +25,8 @@ if TYPE_CHECKING:
     from cloud_controller.forecast.background import LatestForecast
     from cloud_controller.market.auto_request import request_action
     from cloud_controller.market.batch import MonthSettlement, isp_means, settle_month
-    from cloud_controller.market.book import Refused
+    from cloud_controller.market.batch_orders import ArrayMetering
+    from cloud_controller.market.book import Book, Refused
     from cloud_controller.market.clearing import (
         Clearing,
         ClearingOptions,
@@ -31,9 +35,10 @@ if TYPE_CHECKING:
         clear,
         headroom_at_risk,
     )
+    from cloud_controller.market.config import MarketConfig
     from cloud_controller.market.forecast_hook import ViewBuilder
     from cloud_controller.market.grid_view import GridView
-    from cloud_controller.market.metering import metered, metered_month_kw
+    from cloud_controller.market.metering import metered, metered_month_kw, store_metering
     from cloud_controller.market.products import (
         DEFAULT_GATE_CLOSURE_S,
         ISP_S,
@@ -54,11 +59,14 @@ if TYPE_CHECKING:
         working_days_before,
         x_of_y_baseline,
     )
+    from cloud_controller.market.store import MarketStore
 
 __all__ = [
     "DEFAULT_GATE_CLOSURE_S",
     "ISP_S",
+    "ArrayMetering",
     "BaselineAccuracy",
+    "Book",
     "Clearing",
     "ClearingOptions",
     "FlexOffer",
@@ -66,7 +74,9 @@ __all__ = [
     "GridRow",
     "GridView",
     "LatestForecast",
+    "MarketConfig",
     "MarketRefusal",
+    "MarketStore",
     "MonthSettlement",
     "OfferOption",
     "Order",
@@ -86,12 +96,15 @@ __all__ = [
     "request_action",
     "settle",
     "settle_month",
+    "store_metering",
     "working_days_before",
     "x_of_y_baseline",
 ]
 
 _WHERE = {
+    "ArrayMetering": "cloud_controller.market.batch_orders",
     "BaselineAccuracy": "cloud_controller.market.settlement",
+    "Book": "cloud_controller.market.book",
     "Clearing": "cloud_controller.market.clearing",
     "ClearingOptions": "cloud_controller.market.clearing",
     "DEFAULT_GATE_CLOSURE_S": "cloud_controller.market.products",
@@ -101,7 +114,9 @@ _WHERE = {
     "GridView": "cloud_controller.market.grid_view",
     "ISP_S": "cloud_controller.market.products",
     "LatestForecast": "cloud_controller.forecast.background",
+    "MarketConfig": "cloud_controller.market.config",
     "MarketRefusal": "cloud_controller.market.products",
+    "MarketStore": "cloud_controller.market.store",
     "MonthSettlement": "cloud_controller.market.batch",
     "OfferOption": "cloud_controller.market.products",
     "Order": "cloud_controller.market.clearing",
@@ -121,6 +136,7 @@ _WHERE = {
     "request_action": "cloud_controller.market.auto_request",
     "settle": "cloud_controller.market.settlement",
     "settle_month": "cloud_controller.market.batch",
+    "store_metering": "cloud_controller.market.metering",
     "working_days_before": "cloud_controller.market.settlement",
     "x_of_y_baseline": "cloud_controller.market.settlement",
 }

@@ -36,6 +36,7 @@ from cloud_controller.market.products import (
 from cloud_controller.market.settling import (
     Metering,
     PeriodSettlement,
+    Prefetch,
     freeze_baselines,
     settle_due,
     settle_period,
@@ -336,21 +337,30 @@ class Book:
     # -- settlement -------------------------------------------------------------------
 
     def settle_due(
-        self, now: datetime, metering: Metering
+        self, now: datetime, metering: Metering, *, prefetch: Prefetch | None = None
     ) -> tuple[list[MarketSettlement], list[dict[str, str]]]:
         """Settle every unsettled order whose last ISP has ended; (settlements, failures with reasons).
 
         In the write section: of two controllers settling at once, one settles, the other finds it done.
+        `prefetch` is told every due order's metering first (the endpoints' one array read).
         """
         with self._lock, self.store.write():
-            return settle_due(self.store, now, metering, self.config.penalty_factor)
+            return settle_due(self.store, now, metering, self.config.penalty_factor, prefetch=prefetch)
 
     def settle_period(
-        self, start: datetime, end: datetime, now: datetime, metering: Metering
+        self,
+        start: datetime,
+        end: datetime,
+        now: datetime,
+        metering: Metering,
+        *,
+        prefetch: Prefetch | None = None,
     ) -> PeriodSettlement:
         """Settle every order of [start, end) from the store; revisions only where the numbers changed."""
         with self._lock, self.store.write():
-            return settle_period(self.store, start, end, now, metering, self.config.penalty_factor)
+            return settle_period(
+                self.store, start, end, now, metering, self.config.penalty_factor, prefetch=prefetch
+            )
 
 
 def _offer_prognosis(offer: MarketOffer) -> MarketPrognosis | None:

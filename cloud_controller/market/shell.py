@@ -30,6 +30,7 @@ from cloud_controller.market.config import MarketConfig
 from cloud_controller.market.forecast_hook import ViewBuilder
 from cloud_controller.market.grid_view import GridView
 from cloud_controller.market.own_orders import OwnOrders
+from cloud_controller.market.settling import Prefetch
 from cloud_controller.market.store import MarketStore
 from cloud_controller.store.records import RecordDb
 from protocols.clock import Clock
@@ -285,9 +286,13 @@ class MarketShell:
                 log.warning("automatic request at %s failed: %s", cp, exc)
         return done
 
-    async def settle_now(self, metering: Metering) -> tuple[list[MarketSettlement], list[dict[str, str]]]:
-        """Settle what is due from the metered data and send the settlements."""
-        done, failed = await asyncio.to_thread(self.book.settle_due, self.clock.now(), metering)
+    async def settle_now(
+        self, metering: Metering, *, prefetch: Prefetch | None = None
+    ) -> tuple[list[MarketSettlement], list[dict[str, str]]]:
+        """Settle what is due from the metered data and send the settlements (`prefetch`: Book.settle_due)."""
+        done, failed = await asyncio.to_thread(
+            self.book.settle_due, self.clock.now(), metering, prefetch=prefetch
+        )
         await self.settled(done)
         return done, failed
 

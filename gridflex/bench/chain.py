@@ -220,6 +220,38 @@ def register(app: typer.Typer, console: Console, figures_table: Callable[[str], 
         table.add_row("net EUR, all sites", f"{fig.net_eur:,.2f}", "")
         console.print(table)
 
+    @app.command("settlement-orders")
+    def bench_settlement_orders(
+        orders: Annotated[int, typer.Option(help="Orders of 12 ISPs, one per site (SQLite store).")] = 1000,
+    ) -> None:
+        """`POST /market/settlements` for N orders: the per-order path (anchor) vs one array read."""
+        import os
+
+        from gridflex.bench.settlement_orders import orders_figures
+
+        load = os.getloadavg()
+        fig = orders_figures(orders)
+        table = _figures_table(f"gridflex bench settlement-orders ({fig.orders:,} orders x 12 ISPs, SQLite)")
+        table.add_row(
+            "anchor: per-order path (store_metering per order)",
+            f"{fig.per_order_s:.2f} s (CPU {fig.per_order_cpu_s:.2f} s)",
+            "",
+        )
+        table.add_row(
+            f"array path (ArrayMetering, {fig.reads} read)",
+            f"{fig.array_s:.2f} s (CPU {fig.array_cpu_s:.2f} s)",
+            "",
+        )
+        table.add_row(
+            "per-order / array (wall, CPU)",
+            f"{fig.per_order_s / fig.array_s:.1f}x, {fig.per_order_cpu_s / fig.array_cpu_s:.1f}x",
+            "",
+        )
+        table.add_row("settlements equal field for field", "yes" if fig.same else "NO", "yes")
+        table.add_row("net EUR", f"{fig.net_eur:,.2f}", "")
+        table.add_row("load average at start (1, 5, 15 min)", ", ".join(f"{x:.2f}" for x in load), "")
+        console.print(table)
+
     @app.command("market")
     def bench_market(
         sizes: Annotated[

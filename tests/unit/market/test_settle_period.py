@@ -5,7 +5,9 @@ days before and 12 kW during: 8 kW delivered per ISP, price 100 €, 2 kWh short
 = 20 € penalty, net 80 €. A late sample of 4 kW at 17:10 brings the first ISP's mean to
 (12 + 4) / 2 = 8 kW: 12 kW delivered there (ordered 10: none short), 8 in the others,
 (12 + 8 + 8 + 8) kW x 0.25 h = 9 kWh delivered, 3 x 2 kW x 0.25 h = 1.5 kWh short x 10 €/kWh
-= 15 € penalty, net 85 €, revision 1.
+= 15 € penalty, net 85 €, revision 1. With a second order (fsp-b, 5 kW at 20 €/kWh on b1,
+metered 18 kW during: 2 kW delivered, 3 kWh short) the endpoint reads both sites in one
+array read: net 80 € and 100 − 60 = 40 €.
 """
 
 from __future__ import annotations
@@ -140,3 +142,35 @@ def test_the_period_is_checked_and_only_the_operator_settles(
         assert r.status_code == 422 and reason in r.json()["detail"][0]["reason"], (body, r.text)
     assert http.post("/market/settlements", json=DAY, headers=auth("fsp-a")).status_code == 403
     assert http.post("/market/settlements", json=DAY).status_code == 401
+
+
+def test_the_endpoints_read_every_due_orders_sites_in_one_array_read(
+    client: tuple[TestClient, CloudController], clock: SimClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    http, ctl = client
+    http.post("/market/requests", json=request(isps=isps(15.0)), headers=auth("dso"))
+    http.post("/market/offers", json=offer("a-10", "fsp-a", 10), headers=auth("fsp-a"))
+    http.post("/market/offers", json=offer("b-20", "fsp-b", 20), headers=auth("fsp-b"))
+    assert len(http.post("/market/clear", headers=auth("operator")).json()["orders"]) == 2
+    for site, during in (("a1", 12.0), ("b1", 18.0)):
+        values = {
+            DELIVERY - timedelta(days=day) + timedelta(minutes=15 * k + 5): 20.0
+            for day in range(1, 22)
+            for k in range(4)
+        }
+        _meter(ctl, site, values | {DELIVERY + timedelta(minutes=15 * k + 5): during for k in range(4)})
+    clock.advance((DELIVERY + timedelta(hours=1) - NOW).total_seconds())
+    reads: list[list[str]] = []
+    read = ctl.store.read_bucket_means
+
+    def counted(sites: Any, *args: Any, **kw: Any) -> Any:
+        reads.append(list(sites))
+        return read(sites, *args, **kw)
+
+    monkeypatch.setattr(ctl.store, "read_bucket_means", counted)
+    done = _settle(http, DAY)
+    assert reads == [["a1", "b1"]]  # one read for both orders' sites
+    by_order = {s["order_id"]: s for s in done["settlements"]}
+    # a1: 8 kW delivered of 10 (2 kWh short at 10 EUR); b1: 2 kW of 5 (3 kWh short at 20 EUR)
+    assert by_order["a-10:o1"]["net_eur"] == pytest.approx(100.0 - 20.0)
+    assert by_order["b-20:o1"]["net_eur"] == pytest.approx(5 * 20.0 - 3 * 20.0)

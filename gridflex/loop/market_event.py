@@ -11,12 +11,13 @@ flexibility market of docs/market.md switched on at the congested transformer:
   request, what its running EVs and heat pumps can give then, up to its cap and the need
   (`ScriptedFsp`, `fsp_offers.offer_for`, `fsp_prognosis`);
 - the controller clears at gate closure (`auto_clear`, 30 min before delivery: intraday);
-- GridFlex's aggregator is the controller's own FSP (`own_program: market`): the
-  controller itself turns its orders into DR requests of the market programme
-  (`cloud_controller/market/own_orders.py`). `OrderBridge` does the same from outside for
-  the scripted FSP's orders only (the steps of `POST /dr/requests`: submit, the
-  activator's first tick, the retained topic), and reads the controller's execution of
-  the own orders: every order reaches the equipment through the command path;
+- each order is dispatched as the twin does: `p_limit_kw` on its sites' EVs and heat
+  pumps per ordered ISP (`fsp_dispatch.LimitDispatch`, `twin_market.limits_for`), sent
+  through the controller's command path. GridFlex's aggregator is the controller's own
+  FSP (`own_program: market`): the controller's own-order execution hands its orders to
+  that dispatch (`OwnOrders.dispatch`); `OrderBridge` hands it the scripted FSP's and reads
+  the controller's execution of the own orders. With the `nominal` prognosis (no device
+  figures) orders become DR requests of the market programme instead;
 - settlement after delivery: actual = the sites' stored `meter/p_kw` (live telemetry),
   baseline = NODES' 5 working days from the meter history the demo imports at start
   (`imported_metering`; the controller's store begins with the run).

@@ -17,6 +17,12 @@ the store) is never submitted again — a second clearing pass, a restart or ano
 controller finds it there. A failure the DR store does not record (the selection raised)
 is kept here with its reason, counted and stored as an event; it is not retried in this
 process (after a restart it is tried once more while its delivery is still ahead).
+
+`dispatch`: an FSP that moves its own devices (the live demo's EVs and heat pumps,
+`gridflex/loop/fsp_dispatch.py`) sets it, and each own order is then handed to it instead
+of becoming a DR request. Why a hook: the order's device limits come from the FSP's own
+prognosis of its devices, which the controller does not hold; the controller keeps the
+once-only bookkeeping (`dispatched`, in this process: the DR store records no such order).
 """
 
 from __future__ import annotations
@@ -98,6 +104,10 @@ class OwnOrders:
     failed: int = 0
     #: order id -> why it failed in this process (a refusal is in the DR store too, without this reason)
     failures: dict[str, str] = field(default_factory=dict)
+    #: (order, its offer's sites) -> a status; when set, own orders go here, not to `path`
+    dispatch: Callable[[MarketOrder, Sequence[str]], Awaitable[str]] | None = None
+    #: order id -> the status `dispatch` returned
+    dispatched: dict[str, str] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def own_program(self, fsp: str) -> str | None:
@@ -112,6 +122,8 @@ class OwnOrders:
         rid = dr_request_id(order.order_id)
         if all(i.kw <= 0 for i in order.isps):
             return {"status": "nothing_ordered", "dr_request_id": None, "dr_status": None, "reason": None}
+        if order.order_id in self.dispatched:
+            return {"status": "executed", "dr_request_id": None, "dr_status": None, "reason": None}
         dr_status = self.path.status_of(rid) if self.path is not None else None
         if dr_status is not None:
             ok = dr_status in LIVE
@@ -133,22 +145,48 @@ class OwnOrders:
 
     async def run_pending(self) -> list[str]:
         """Execute every own order not yet executed nor failed; the order ids executed now."""
-        if self.path is None or not any(f.own_program for f in self.config.fsps.values()):
+        if (self.path is None and self.dispatch is None) or not any(
+            f.own_program for f in self.config.fsps.values()
+        ):
             return []
         async with self._lock:
             orders = await asyncio.to_thread(self.store.orders)
             done: list[str] = []
             for order in orders:
                 program = self.own_program(order.fsp)
-                if program is None or order.order_id in self.failures:
+                if program is None or order.order_id in self.failures or order.order_id in self.dispatched:
                     continue
                 if all(i.kw <= 0 for i in order.isps):
                     continue
+                if self.dispatch is not None:
+                    if await self._dispatch(order, self.dispatch):
+                        done.append(order.order_id)
+                    continue
+                assert self.path is not None
                 if await asyncio.to_thread(self.path.status_of, dr_request_id(order.order_id)) is not None:
                     continue  # carried out (or refused) already: by this process, before a restart, or another
                 if await self._execute(order, program):
                     done.append(order.order_id)
             return done
+
+    async def _dispatch(
+        self, order: MarketOrder, dispatch: Callable[[MarketOrder, Sequence[str]], Awaitable[str]]
+    ) -> bool:
+        """Hand `order` to the FSP's own dispatch once; a failure is kept with its reason (not retried)."""
+        found = await asyncio.to_thread(self.store.offer, order.offer_id)
+        sites = found[0].sites if found is not None else []
+        try:
+            if not sites:
+                raise ValueError(f"offer {order.offer_id!r} names no sites to dispatch")
+            self.dispatched[order.order_id] = await dispatch(order, sites)
+        except (GridflexError, ValueError) as exc:
+            self.failed += 1
+            self.failures[order.order_id] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            log.warning("market order %s not dispatched: %s", order.order_id, self.failures[order.order_id])
+            return False
+        self.executed += 1
+        log.info("market order %s dispatched: %s", order.order_id, self.dispatched[order.order_id])
+        return True
 
     async def _execute(self, order: MarketOrder, program: str) -> bool:
         assert self.path is not None

@@ -11,12 +11,13 @@ flexibility market of docs/market.md switched on at the congested transformer:
   request, what its running EVs and heat pumps can give then, up to its cap and the need
   (`ScriptedFsp`, `fsp_offers.offer_for`, `fsp_prognosis`);
 - the controller clears at gate closure (`auto_clear`, 30 min before delivery: intraday);
-- GridFlex's aggregator is the controller's own FSP (`own_program: market`): the
-  controller itself turns its orders into DR requests of the market programme
-  (`cloud_controller/market/own_orders.py`). `OrderBridge` does the same from outside for
-  the scripted FSP's orders only (the steps of `POST /dr/requests`: submit, the
-  activator's first tick, the retained topic), and reads the controller's execution of
-  the own orders: every order reaches the equipment through the command path;
+- each order is dispatched as the twin does: `p_limit_kw` on its sites' EVs and heat
+  pumps per ordered ISP (`fsp_dispatch.LimitDispatch`, `twin_market.limits_for`), sent
+  through the controller's command path. GridFlex's aggregator is the controller's own
+  FSP (`own_program: market`): the controller's own-order execution hands its orders to
+  that dispatch (`OwnOrders.dispatch`); `OrderBridge` hands it the scripted FSP's and reads
+  the controller's execution of the own orders. With the `nominal` prognosis (no device
+  figures) orders become DR requests of the market programme instead;
 - settlement after delivery: actual = the sites' stored `meter/p_kw` (live telemetry),
   baseline = NODES' 5 working days from the meter history the demo imports at start
   (`imported_metering`; the controller's store begins with the run).
@@ -30,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,9 +43,10 @@ import httpx
 import numpy as np
 import yaml
 
-from cloud_controller import CloudConfig
+from cloud_controller import CloudConfig, CommandBuilder
 from cloud_controller.market import isp_means, metered, own_orders
 from gridflex.loop.closed_loop import ClosedLoop
+from gridflex.loop.fsp_dispatch import LimitDispatch, device_nominal_kw
 from gridflex.loop.fsp_offers import (
     AGG_FSP,
     GATE_CLOSURE_S,
@@ -57,6 +60,7 @@ from gridflex.loop.fsp_offers import (
     offer_kw,
     split_sites,
 )
+from gridflex.loop.fsp_prognosis import device_prognosis
 from gridflex.loop.prior_history import prior_from_reference
 from protocols.assets import Points
 from protocols.market import ISP_S, MarketOrder
@@ -155,27 +159,60 @@ def dr_request_of(order: MarketOrder, sites: Sequence[str], now: datetime) -> DR
 
 @dataclass
 class OrderBridge:
-    """The scripted FSP's orders → DR requests through the controller's command path; the own ones read back.
+    """Both FSPs' orders → their devices' limits (`fsp_dispatch`); the own ones through the controller.
 
-    The controller carries out its own aggregator's orders itself; the bridge only copies
-    their state (`ctl.market.own.state`) into `activated` / `failed` for the summary.
+    With a device prognosis (`loop.prognosis` other than "nominal") the orders are
+    dispatched as `p_limit_kw` on the sites' EVs and heat pumps (`LimitDispatch`): the
+    scripted FSP's from here, the own aggregator's by the controller's own-order execution,
+    which hands them to the same dispatch (`OwnOrders.dispatch`). Without one ("nominal":
+    no device figures to cut by) the scripted FSP's orders become DR requests of the market
+    programme (the steps of `POST /dr/requests`) and the own ones the controller's. The
+    own orders' state is copied (`ctl.market.own.state`) into `activated` / `failed`.
     """
 
-    loop: ClosedLoop
-    activated: dict[str, str] = field(default_factory=dict)  # order id -> DR status
+    loop: MarketLoop
+    activated: dict[str, str] = field(default_factory=dict)  # order id -> status
     failed: dict[str, str] = field(default_factory=dict)
+    dispatch: LimitDispatch | None = None
+    _wired: bool = False
 
-    async def run(self, poll_s: float = 0.5) -> None:
-        """Until cancelled."""
+    async def run(self, poll_s: float = 0.5, send_poll_s: float = 0.05) -> None:
+        """Until cancelled: the orders every `poll_s`, the due limits every `send_poll_s` (host seconds).
+
+        The limits are polled often because the loop's clock is accelerated (240 simulated s per
+        host s by default): a limit sent late is a part of its ISP not delivered.
+        """
+        last = 0.0
         while True:
-            await self.step()
-            await asyncio.sleep(poll_s)
+            if time.monotonic() - last >= poll_s:
+                last = time.monotonic()
+                await self.step()
+            elif self.dispatch is not None:
+                await self.dispatch.step()
+            await asyncio.sleep(send_poll_s)
+
+    def _wire(self, ctl: Any) -> None:
+        """Build the dispatch from the FSPs' prognosis and hand it to the controller's own orders, once."""
+        self._wired = True
+        prognosis = device_prognosis(self.loop.scenario, self.loop.market_only_sites(), self.loop.prognosis)
+        if prognosis is None:
+            return
+        self.dispatch = LimitDispatch(
+            prognosis,
+            device_nominal_kw(self.loop.registry.sites),
+            CommandBuilder(period_s=ISP_S, margin_s=0.0, signing_keys=ctl.dr_activator.ctx.keys),
+            ctl._publish_commands,  # the controller's one sender: fence, tracker, MQTT
+            ctl.clock.now,
+        )
+        ctl.market.own.dispatch = self.dispatch.execute
 
     async def step(self) -> None:
-        """Activate the orders not yet activated."""
+        """Dispatch the orders not yet dispatched, then send the limits due."""
         ctl = self.loop.controller
         if ctl is None:
             return
+        if not self._wired:
+            self._wire(ctl)
         for order in await asyncio.to_thread(ctl.market.book.store.orders):
             if order.order_id in self.activated or order.order_id in self.failed:
                 continue
@@ -192,6 +229,10 @@ class OrderBridge:
             found = ctl.market.book.store.offer(order.offer_id)
             sites = found[0].sites if found is not None else []
             try:
+                if self.dispatch is not None:
+                    n = self.dispatch.accept(order, sites)
+                    self.activated[order.order_id] = f"{n} device limits"
+                    continue
                 req = dr_request_of(order, sites, ctl.clock.now())
                 record = await asyncio.to_thread(
                     ctl.dr.submit, req, dict(ctl.snapshots), sites=ctl.dr_activator.ctx.sites, grid=None
@@ -204,6 +245,8 @@ class OrderBridge:
             except Exception as exc:  # kept with its reason: the summary reports it
                 self.failed[order.order_id] = f"{type(exc).__name__}: {exc}"
                 log.warning("order %s not activated: %s", order.order_id, exc)
+        if self.dispatch is not None:
+            await self.dispatch.step()
 
 
 def gap_filled_means(

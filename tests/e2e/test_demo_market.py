@@ -1,4 +1,4 @@
-"""`gridflex demo --market` end to end: forecast requests → FSP offers → clearing → orders as DR commands → settlement.
+"""`gridflex demo --market` end to end: forecast requests → FSP offers → clearing → orders as EV/heat-pump limits → settlement.
 
 Also the reference run without the market (the FSPs' sites market-only in both) and the relief per EUR.
 

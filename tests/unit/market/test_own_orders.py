@@ -212,3 +212,29 @@ def test_an_own_order_on_an_offer_without_sites_is_not_sent_to_the_whole_program
         execution["status"] == "failed" and execution["reason"] == "offer 'a-10' names no sites to dispatch"
     )
     assert _market_dr(http) == [] and ctl.market.own.failed == 1
+
+
+def test_with_a_dispatch_an_own_order_goes_to_it_once_and_no_dr_request_is_made(
+    client: tuple[TestClient, CloudController],
+) -> None:
+    http, ctl = client
+    handed: list[tuple[str, list[str]]] = []
+
+    async def dispatch(order: Any, sites: Any) -> str:
+        handed.append((order.order_id, list(sites)))
+        return "2 device limits"
+
+    ctl.market.own.dispatch = dispatch
+    _clear(http, offer("a-10", "fsp-a", 10), offer("b-20", "fsp-b", 20))
+    http.post("/market/clear", headers=auth("operator"))  # a second pass hands nothing more
+    assert handed == [("a-10:o1", ["a1"])]  # fsp-b's order is not ours
+    assert _market_dr(http) == []
+    executions = {o["order_id"]: o["execution"] for o in http.get("/market/orders").json()}
+    assert executions["a-10:o1"] == {
+        "status": "executed",
+        "dr_request_id": None,
+        "dr_status": None,
+        "reason": None,
+    }
+    assert ctl.market.own.dispatched == {"a-10:o1": "2 device limits"}
+    assert http.get("/market/status").json()["stats"]["own_executed"] == 1

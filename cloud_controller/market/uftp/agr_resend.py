@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import date
+from datetime import date, datetime, timedelta
 
 from cloud_controller.market.uftp.agr_prognosis import AgrPrognoses, day_bounds
 from cloud_controller.market.uftp.node import UftpSendError
@@ -85,9 +85,9 @@ class PrognosisResender:
             if last is None or power_w is None or power_w == last.power_w:
                 return None
             if last.sent_at is not None:
-                wait_s = self.min_interval_s - (node.clock.now() - last.sent_at).total_seconds()
-                if wait_s > 0:
-                    self._wait(stream, wait_s)
+                due = last.sent_at + timedelta(seconds=self.min_interval_s)
+                if due > node.clock.now():
+                    self._wait(stream, due)
                     return None
             msg = await self.prognoses.build_prognosis(
                 peer, point, date.fromisoformat(period), tz, power_w=power_w
@@ -97,13 +97,14 @@ class PrognosisResender:
             await node.send(peer, msg)
         return msg
 
-    def _wait(self, stream: Stream, wait_s: float) -> None:
-        """Rebuild `stream` once its interval has passed (one waiting task per stream)."""
+    def _wait(self, stream: Stream, due: datetime) -> None:
+        """Rebuild `stream` at `due`, when its interval has passed (one waiting task per stream)."""
         if stream in self._waiting:
             return
 
         async def later() -> None:
-            await self.prognoses.node.clock.sleep(wait_s)
+            clock = self.prognoses.node.clock
+            await clock.sleep(max(0.0, (due - clock.now()).total_seconds()))
             self._waiting.pop(stream, None)
             try:
                 await self._resend(stream)

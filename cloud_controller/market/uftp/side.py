@@ -116,9 +116,10 @@ class UftpSide:
 
         With our AGR's prognoses and `write`: `POST /uftp/metering/{day}` too.
         """
-        router = uftp_router(self.node, read=read)
+        router = APIRouter()
+        router.include_router(uftp_router(self.node, read=read))
         if self.agr is not None and self.agr.prognoses is not None and self.write:
-            router.include_router(metering_router(self.agr.prognoses, write=self.write), prefix="")
+            router.include_router(metering_router(self.agr.prognoses, write=self.write))
         return router
 
     def start(self) -> int:

@@ -87,6 +87,7 @@ class UftpSide:
     ) -> None:
         #: the operator's dependency guarding `POST /uftp/metering/{day}` (none: route not mounted)
         self.write: list[Any] = []
+        self._plan_task: asyncio.Task[list[DPrognosis]] | None = None
         self.node = UftpNode(config, key or load_key(config), clock=clock)
         self.store = UftpStore(store_path) if store_path is not None else None
         self.dso = UftpDso(self.node, book, store=self.store) if "DSO" in config.roles else None
@@ -137,6 +138,17 @@ class UftpSide:
         except UftpSendError as exc:
             self._failed("D-Prognosis", exc)
             return []
+
+    def notify_plan(self) -> asyncio.Task[list[DPrognosis]] | None:
+        """`plan_changed` in a task, so the dispatch loop never waits on a DSO; None while one runs.
+
+        A plan that comes while the previous one's re-sends are still out is skipped: the
+        next plan rebuilds from the newest forecast anyway.
+        """
+        if self.resender is None or (self._plan_task is not None and not self._plan_task.done()):
+            return None
+        self._plan_task = asyncio.create_task(self.plan_changed(), name="uftp-plan-changed")
+        return self._plan_task
 
     def _failed(self, what: str, exc: Exception) -> None:
         self.node.failures.append({"message": what, "message_id": "", "reason": str(exc)})
@@ -205,6 +217,9 @@ class UftpSide:
 
     async def aclose(self) -> None:
         """Wait for running handlers (bounded), close the HTTP client and the store."""
+        if self._plan_task is not None and not self._plan_task.done():
+            self._plan_task.cancel()
+            await asyncio.wait([self._plan_task], timeout=5.0)
         if self.resender is not None:
             await self.resender.aclose()
         if self.agr is not None and self.agr.prognoses is not None:

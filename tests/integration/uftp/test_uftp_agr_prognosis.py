@@ -286,7 +286,9 @@ async def test_an_executed_order_resends_our_d_prognosis_and_after_a_restart_the
             app.router.routes.clear()  # the old side's routes
             app.include_router(side.router())
             assert side.start() == 1
-            assert await side.plan_changed() == []  # the order is in the store: nothing changed
+            task = side.notify_plan()  # as the controller after a plan: the order is in the store
+            assert task is not None and side.notify_plan() is None  # one at a time
+            assert await task == []  # nothing changed
             assert side.agr is not None and side.agr.prognoses is not None
             again = side.agr.prognoses
             parts.clock.advance(

@@ -35,7 +35,8 @@ class PrognosisResender:
     def __init__(self, prognoses: AgrPrognoses, min_interval_s: float) -> None:
         self.prognoses = prognoses
         self.min_interval_s = min_interval_s
-        self._lock = asyncio.Lock()  # one rebuild at a time: two callers must not send one Revision twice
+        #: one rebuild and send at a time: two callers must not send one Revision twice or out of order
+        self._lock = asyncio.Lock()
         self._waiting: dict[Stream, asyncio.Task[None]] = {}
 
     def streams(self) -> list[Stream]:
@@ -92,9 +93,11 @@ class PrognosisResender:
             msg = await self.prognoses.build_prognosis(
                 peer, point, date.fromisoformat(period), tz, power_w=power_w
             )
-        if msg is not None:
-            log.info("UFTP D-Prognosis %s %s %s re-sent as Revision %d", domain, point, period, msg.revision)
-            await node.send(peer, msg)
+            if msg is not None:  # sent under the lock: Revisions leave in their order
+                log.info(
+                    "UFTP D-Prognosis %s %s %s re-sent as Revision %d", domain, point, period, msg.revision
+                )
+                await node.send(peer, msg)
         return msg
 
     def _wait(self, stream: Stream, due: datetime) -> None:

@@ -17,7 +17,9 @@
   congestion point (`peer.congestion_points`): a D-Prognosis of that point's day goes
   out before the FlexOffer, which names it (`D-PrognosisMessageID`); the DSO's
   D-PrognosisResponse and MeteringResponse are kept there; each executed order schedules
-  the Metering of its day one ISP after its last ISP ends.
+  the Metering of its day one ISP after its last ISP ends, and its ordered W join our
+  prognosis of that point and day, re-sent after the FlexOrderResponse when it changed
+  (`resender`, `agr_resend.py`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pydantic import BaseModel, ConfigDict
 
 from cloud_controller.dr.requests_store import DrRecord
 from cloud_controller.market.uftp.agr_prognosis import AgrPrognoses
+from cloud_controller.market.uftp.agr_resend import PrognosisResender
 from cloud_controller.market.uftp.config import UftpPeer
 from cloud_controller.market.uftp.isp import ISP, expand, isp_start, kw_of_reduction, reduction_w
 from cloud_controller.market.uftp.messages import (
@@ -51,7 +54,7 @@ from cloud_controller.market.uftp.messages import (
     FlexSettlementResponse,
     PayloadMessage,
 )
-from cloud_controller.market.uftp.node import UftpNode
+from cloud_controller.market.uftp.node import UftpNode, UftpSendError
 from cloud_controller.market.uftp.prognosis_messages import DPrognosis, DPrognosisResponse, MeteringResponse
 from cloud_controller.market.uftp.store import Ledger, UftpStore
 from protocols.errors import GridflexError
@@ -118,6 +121,7 @@ class UftpAgr:
         execute: Execute,
         store: UftpStore | None = None,
         prognoses: AgrPrognoses | None = None,
+        resender: PrognosisResender | None = None,
     ) -> None:
         self.node = node
         self.config = node.config
@@ -125,6 +129,8 @@ class UftpAgr:
         self.execute = execute
         #: our D-Prognoses and Metering towards the DSO peers (None: we send neither)
         self.prognoses = prognoses
+        #: re-sends a D-Prognosis an executed order changed (None: only with the next offer)
+        self.resender = resender
         #: FlexOffer MessageID -> what it promised (kept in `store` across restarts)
         self.offers = Ledger(OfferMade, "agr_offer", store)
         #: OrderReference -> the DR request executing it
@@ -304,6 +310,13 @@ class UftpAgr:
                 raise ValueError(f"DR request {dr.request_id} is {record.status}")
             if self.prognoses is not None:
                 day = date.fromisoformat(msg.period)
+                self.prognoses.record_order(
+                    peer,
+                    msg.congestion_point,
+                    day,
+                    msg.order_reference,
+                    {n: reduction_w(v) for n, v in kw.items()},
+                )
                 self.prognoses.schedule_metering(
                     peer, day, isp_start(day, max(kw), msg.time_zone) + 2 * ISP, msg.time_zone
                 )
@@ -328,6 +341,11 @@ class UftpAgr:
                 flex_order_message_id=msg.message_id,
             ),
         )
+        if reason is None and self.resender is not None:  # what we expect there changed by the order
+            try:
+                await self.resender.resend_changed(peer.domain, msg.congestion_point)
+            except UftpSendError as exc:
+                self.node.failures.append({"message": "D-Prognosis", "message_id": "", "reason": str(exc)})
 
     # -- settlement ----------------------------------------------------------------------
 

@@ -8,7 +8,10 @@
   (`plan_portfolio_kw`, the DR baselines' rule, `dr/delivery.baseline_per_interval`). Sent
   with each FlexOffer we make (which names it, `D-PrognosisMessageID`) and whenever
   `send_prognosis` is called again; each re-send of a (peer, point, day) has the next
-  Revision (kept in `uftp.sqlite`, so a restart does not send a revision twice).
+  Revision (kept in `uftp.sqlite`, so a restart does not send a revision twice). The
+  FlexOrders we executed at that point and day are part of it (`record_order`: the ordered
+  W added to the forecast in their ISPs), because that is what we now expect there;
+  `agr_resend.py` re-sends it on its own when it changes.
 - **Metering**: after delivery, each of the peer's EANs (`peer.eans`: EAN -> our site) as
   a `Power` profile in kW per ISP: the ISP means of the site's meter power from the
   time-series store (`Store.read_bucket_means`), only ISPs that have ended and have
@@ -16,7 +19,8 @@
   exponent). Re-sending a day raises its Revision. `schedule_metering` sends it once the
   delivery is over (the AGR role calls it for each order it executes: one ISP after the
   order's last, so the telemetry of that ISP has arrived); a failed send is kept in the
-  node's `failures`.
+  node's `failures`. The schedule is kept in `uftp.sqlite` (`MeteringDue`): `start` arms
+  what a restart left undone and sends at once what fell due meanwhile.
 - The DSO's D-PrognosisResponse / MeteringResponse are kept with the message (result,
   reason) for `GET /uftp/status` and the tests.
 """
@@ -25,26 +29,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from cloud_controller.dr.delivery import baseline_per_interval
+from cloud_controller.market.uftp.agr_profiles import (
+    day_bounds,
+    metering_isps,
+    plan_portfolio_kw,
+    prognosis_isps,
+)
 from cloud_controller.market.uftp.config import UftpPeer
-from cloud_controller.market.uftp.dso_prognosis import isps_of_day
-from cloud_controller.market.uftp.isp import ISP, isp_start
+from cloud_controller.market.uftp.isp import ISP
 from cloud_controller.market.uftp.node import UftpNode, UftpSendError
 from cloud_controller.market.uftp.prognosis_messages import (
     DPrognosis,
-    DPrognosisIsp,
     DPrognosisResponse,
     Metering,
-    MeteringIsp,
     MeteringProfile,
     MeteringResponse,
 )
@@ -53,6 +58,8 @@ from cloud_controller.market.uftp.store import Ledger, UftpStore
 __all__ = [
     "AgrPrognoses",
     "BucketMeans",
+    "MeteringDue",
+    "OrderedPower",
     "PortfolioForecast",
     "PrognosisSources",
     "SentMetering",
@@ -95,6 +102,28 @@ class SentPrognosis(_Record):
     power_w: dict[int, int]
     result: str | None = None
     reason: str | None = None
+    #: when it was built to go out (our clock) and its TimeZone: the re-send rules need both
+    sent_at: datetime | None = None
+    time_zone: str | None = None
+
+
+class OrderedPower(_Record):
+    """A FlexOrder we executed: the W it changes our consumption by per ISP (negative = less)."""
+
+    peer: str
+    congestion_point: str
+    period: str
+    power_w: dict[int, int]
+
+
+class MeteringDue(_Record):
+    """A Metering send scheduled by an executed order, kept so that a restart still sends it."""
+
+    peer: str
+    period: str
+    at: datetime
+    time_zone: str | None = None
+    done: bool = False
 
 
 class SentMetering(_Record):
@@ -110,54 +139,6 @@ class SentMetering(_Record):
     reason: str | None = None
 
 
-def day_bounds(day: date, tz: str) -> list[tuple[datetime, datetime]]:
-    """[start, end) in UTC of every ISP of the local day `day` (92, 96 or 100)."""
-    starts = [isp_start(day, n, tz) for n in range(1, isps_of_day(day, tz) + 1)]
-    return [(t, t + ISP) for t in starts]
-
-
-def prognosis_isps(power_w: Mapping[int, int]) -> list[DPrognosisIsp]:
-    """W per ISP number as D-Prognosis ISP elements, runs of one value as one (Start, Duration)."""
-    out: list[DPrognosisIsp] = []
-    for n in sorted(power_w):
-        last = out[-1] if out else None
-        if last is not None and last.power_w == power_w[n] and last.start + last.duration == n:
-            out[-1] = DPrognosisIsp(power_w=last.power_w, start=last.start, duration=last.duration + 1)
-        else:
-            out.append(DPrognosisIsp(power_w=power_w[n], start=n))
-    return out
-
-
-def metering_isps(kw: Mapping[int, float]) -> list[MeteringIsp]:
-    """Metering ISPs from kW per ISP number, 3 decimals (no exponent, no −0)."""
-    return [
-        MeteringIsp(start=n, value=Decimal(f"{(v if abs(v) >= 0.0005 else 0.0):.3f}"))
-        for n, v in sorted(kw.items())
-    ]
-
-
-def plan_portfolio_kw(
-    sites: Sequence[str],
-    bounds: Sequence[tuple[datetime, datetime]],
-    *,
-    plan_at: datetime | None,
-    period_s: float,
-    site_forecast_kw: Any,
-    site_order: Sequence[str],
-    p_now_kw: Mapping[str, float | None],
-) -> dict[str, list[float]]:
-    """Per site kW per ISP: the plan's median forecast where it covers the ISP, else measured now (else 0)."""
-    out: dict[str, list[float]] = {}
-    for site in sites:
-        forecast = None
-        if site_forecast_kw is not None and site in site_order:
-            forecast = [float(v) for v in np.asarray(site_forecast_kw)[:, list(site_order).index(site)]]
-        out[site], _ = baseline_per_interval(
-            bounds, plan_at=plan_at, period_s=period_s, forecast_kw=forecast, p_now_kw=p_now_kw.get(site)
-        )
-    return out
-
-
 class AgrPrognoses:
     """Our AGR's D-Prognoses and Metering towards DSO peers, over `node`."""
 
@@ -169,22 +150,74 @@ class AgrPrognoses:
         self.prognoses = Ledger(SentPrognosis, "agr_prognosis", store)
         #: Metering MessageID -> what it said and the DSO's answer
         self.metering = Ledger(SentMetering, "agr_metering", store)
+        #: OrderReference -> the W an executed FlexOrder changes our consumption by
+        self.ordered = Ledger(OrderedPower, "agr_ordered", store)
+        #: "{peer} {period} {at}" -> a Metering send an order scheduled (done once sent)
+        self.metering_due = Ledger(MeteringDue, "agr_metering_due", store)
         self._scheduled: set[asyncio.Task[None]] = set()
 
     def _revision(self, ledger: Ledger[Any], **same: str) -> int:
         done = [r.revision for r in ledger.values() if all(getattr(r, k) == v for k, v in same.items())]
         return max(done, default=0) + 1
 
-    async def build_prognosis(
-        self, peer: UftpPeer, congestion_point: str, day: date, tz: str, conversation_id: str | None = None
-    ) -> DPrognosis | None:
-        """The next revision of our D-Prognosis at `congestion_point` for `day`; None if no site of ours is there."""
+    def record_order(
+        self, peer: UftpPeer, congestion_point: str, day: date, order_reference: str, power_w: dict[int, int]
+    ) -> None:
+        """Keep an executed order's W per ISP (negative = less consumption): later prognoses include it."""
+        self.ordered.put(
+            order_reference,
+            OrderedPower(
+                peer=peer.domain, congestion_point=congestion_point, period=day.isoformat(), power_w=power_w
+            ),
+        )
+
+    async def portfolio_w(
+        self, peer: UftpPeer, congestion_point: str, day: date, tz: str
+    ) -> dict[int, int] | None:
+        """W per ISP at the point: the sites' forecast plus our executed orders there; None without sites."""
         sites = peer.congestion_points.get(congestion_point, [])
         if not sites:
             return None
         bounds = day_bounds(day, tz)
         per_site = await self.forecast(sites, bounds)
         power_w = {n + 1: round(1000.0 * sum(per_site[s][n] for s in sites)) for n in range(len(bounds))}
+        for order in self.ordered.values():
+            if (order.peer, order.congestion_point, order.period) == (
+                peer.domain,
+                congestion_point,
+                day.isoformat(),
+            ):
+                for n, w in order.power_w.items():
+                    if n in power_w:
+                        power_w[n] += w
+        return power_w
+
+    def last_prognosis(self, peer: str, congestion_point: str, period: str) -> SentPrognosis | None:
+        """The highest revision we built for (peer, point, day), None if none."""
+        same = [
+            p
+            for p in self.prognoses.values()
+            if (p.peer, p.congestion_point, p.period) == (peer, congestion_point, period)
+        ]
+        return max(same, key=lambda p: p.revision, default=None)
+
+    async def build_prognosis(
+        self,
+        peer: UftpPeer,
+        congestion_point: str,
+        day: date,
+        tz: str,
+        conversation_id: str | None = None,
+        power_w: dict[int, int] | None = None,
+    ) -> DPrognosis | None:
+        """The next revision of our D-Prognosis at `congestion_point` for `day`; None if no site of ours is there.
+
+        Of `power_w` when given (the re-sender has just built it), else of `portfolio_w`.
+        """
+        if power_w is None:
+            power_w = await self.portfolio_w(peer, congestion_point, day, tz)
+        if power_w is None or not peer.congestion_points.get(congestion_point):
+            return None
         period = day.isoformat()
         revision = self._revision(
             self.prognoses, peer=peer.domain, congestion_point=congestion_point, period=period
@@ -205,15 +238,23 @@ class AgrPrognoses:
                 period=period,
                 revision=revision,
                 power_w=power_w,
+                sent_at=self.node.clock.now(),
+                time_zone=tz,
             ),
         )
         return msg
 
     async def send_prognosis(
-        self, peer: UftpPeer, congestion_point: str, day: date, tz: str, conversation_id: str | None = None
+        self,
+        peer: UftpPeer,
+        congestion_point: str,
+        day: date,
+        tz: str,
+        conversation_id: str | None = None,
+        power_w: dict[int, int] | None = None,
     ) -> DPrognosis | None:
         """Build and send the next revision (UftpSendError if the DSO does not take it); None as `build_prognosis`."""
-        msg = await self.build_prognosis(peer, congestion_point, day, tz, conversation_id)
+        msg = await self.build_prognosis(peer, congestion_point, day, tz, conversation_id, power_w)
         if msg is not None:
             await self.node.send(peer, msg)
         return msg
@@ -256,24 +297,47 @@ class AgrPrognoses:
         return sent
 
     def schedule_metering(self, peer: UftpPeer, day: date, at: datetime, tz: str | None = None) -> None:
-        """Send `send_metering(peer, day)` at `at` (our clock), in a task; nothing if the peer has no EANs."""
+        """Send `send_metering(peer, day)` at `at` (our clock), in a task; nothing if the peer has no EANs.
+
+        Kept in the store until sent, so that a restart's `start` still sends it.
+        """
         if self.means is None or not peer.eans:
             return
+        due = MeteringDue(peer=peer.domain, period=day.isoformat(), at=at, time_zone=tz)
+        key = f"{due.peer} {due.period} {at.isoformat()}"
+        self.metering_due.put(key, due)
+        self._arm(key, due)
 
+    def start(self) -> int:
+        """Arm every scheduled Metering not yet sent (a restart's); those past due go out at once. How many."""
+        armed = 0
+        for key in list(self.metering_due):
+            due = self.metering_due[key]
+            if not due.done and self.node.config.peer(due.peer, "DSO") is not None:
+                self._arm(key, due)
+                armed += 1
+        return armed
+
+    def _arm(self, key: str, due: MeteringDue) -> None:
         async def later() -> None:
-            await self.node.clock.sleep((at - self.node.clock.now()).total_seconds())
+            await self.node.clock.sleep(max(0.0, (due.at - self.node.clock.now()).total_seconds()))
+            peer = self.node.config.peer(due.peer, "DSO")
+            if peer is None:
+                return
             try:
-                await self.send_metering(peer, day, tz)
-            except UftpSendError as exc:
+                await self.send_metering(peer, date.fromisoformat(due.period), due.time_zone)
+            except UftpSendError as exc:  # left undone: the next start tries again
                 self.node.failures.append({"message": "Metering", "message_id": "", "reason": str(exc)})
-                log.warning("UFTP Metering of %s to %s not sent: %s", day, peer.domain, exc)
+                log.warning("UFTP Metering of %s to %s not sent: %s", due.period, due.peer, exc)
+                return
+            self.metering_due.put(key, due.model_copy(update={"done": True}))
 
-        task = asyncio.create_task(later(), name=f"uftp-metering-{peer.domain}-{day}")
+        task = asyncio.create_task(later(), name=f"uftp-metering-{due.peer}-{due.period}")
         self._scheduled.add(task)
         task.add_done_callback(self._scheduled.discard)
 
     async def aclose(self) -> None:
-        """Cancel the Metering still scheduled (a restart does not send it: `send_metering` can)."""
+        """Cancel the Metering still scheduled (kept in the store: the next `start` arms it again)."""
         for task in list(self._scheduled):
             task.cancel()
         if self._scheduled:

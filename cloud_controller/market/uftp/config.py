@@ -92,6 +92,9 @@ class UftpConfig(BaseModel):
     offer_price_eur_per_kwh: float = Field(default=0.3, ge=0.0, le=1e4)
     #: AGR role: the least activation factor our offers accept (UFTP's MinActivationFactor)
     offer_min_activation_factor: float = Field(default=0.5, ge=0.01, le=1.0)
+    #: AGR role: the least time between two D-Prognoses we re-send on our own for one
+    #: (peer, congestion point, day) when plan or orders change it (one ISP: our policy)
+    prognosis_min_interval_s: float = Field(default=900.0, ge=0.0, le=86400.0)
     #: seconds per POST to a peer
     timeout_s: float = Field(default=10.0, gt=0, le=120.0)
     #: POSTs per message when the peer is unreachable or answers 5xx/429 (jittered backoff between)

@@ -5,7 +5,7 @@ to GridFlex as AGR (the spec's single `/shapeshifter/api/v3/message` per partici
 split by role because GridFlex plays both). Authentication is the SignedMessage's
 signature under the configured peer key, not an API token. 200 with an empty body when
 taken (the reply comes later, as its own message); otherwise 400/401/403/404 with
-`{"kind", "reason"}`.
+`{"kind", "reason"}`. (`POST /uftp/metering/{day}`, an operator's, is `metering_api.py`.)
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ clearing's orders on UFTP offers as FlexOrders, their settlements as FlexSettlem
 As AGR its offers come from `DrService.preview` and its orders run the same steps as
 `POST /dr/requests` (submit, baselines, the activator's first tick, the retained topic);
 its D-Prognoses come from the last plan's per-site forecasts (measured power beyond the
-plan's horizon) and its Metering from the store's ISP means (`agr_prognosis.py`).
+plan's horizon) and its Metering from the store's ISP means (`agr_prognosis.py`);
+`plan_changed` (the controller calls it after each plan) re-sends a prognosis the new
+plan changed (`agr_resend.py`), `start` arms the Metering a restart left scheduled.
 A message that cannot be sent is counted (`node.stats.send_failed`) and kept in
 `node.failures`, never raised into the market's own path.
 """
@@ -21,7 +23,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from cloud_controller.market.book import Book, ClearingRecord
 from cloud_controller.market.uftp.agr import Execute, Preview, UftpAgr
@@ -30,10 +32,13 @@ from cloud_controller.market.uftp.agr_prognosis import (
     PrognosisSources,
     plan_portfolio_kw,
 )
+from cloud_controller.market.uftp.agr_resend import PrognosisResender
 from cloud_controller.market.uftp.config import UftpConfig
 from cloud_controller.market.uftp.dso import UftpDso
 from cloud_controller.market.uftp.envelope import SigningKey
+from cloud_controller.market.uftp.metering_api import metering_router
 from cloud_controller.market.uftp.node import UftpNode, UftpSendError
+from cloud_controller.market.uftp.prognosis_messages import DPrognosis
 from cloud_controller.market.uftp.router import uftp_router
 from cloud_controller.market.uftp.store import UftpStore
 from protocols.assets import Points
@@ -80,6 +85,9 @@ class UftpSide:
         store_path: Path | None = None,
         sources: PrognosisSources | None = None,
     ) -> None:
+        #: the operator's dependency guarding `POST /uftp/metering/{day}` (none: route not mounted)
+        self.write: list[Any] = []
+        self._plan_task: asyncio.Task[list[DPrognosis]] | None = None
         self.node = UftpNode(config, key or load_key(config), clock=clock)
         self.store = UftpStore(store_path) if store_path is not None else None
         self.dso = UftpDso(self.node, book, store=self.store) if "DSO" in config.roles else None
@@ -88,15 +96,59 @@ class UftpSide:
             if sources is not None and "AGR" in config.roles
             else None
         )
+        self.resender = (
+            PrognosisResender(prognoses, config.prognosis_min_interval_s) if prognoses is not None else None
+        )
         self.agr = (
-            UftpAgr(self.node, preview=preview, execute=execute, store=self.store, prognoses=prognoses)
+            UftpAgr(
+                self.node,
+                preview=preview,
+                execute=execute,
+                store=self.store,
+                prognoses=prognoses,
+                resender=self.resender,
+            )
             if "AGR" in config.roles
             else None
         )
 
     def router(self, *, read: Sequence[Any] = ()) -> APIRouter:
-        """`/uftp/dso`, `/uftp/agr`, `/uftp/status` (behind `read`), `/uftp/key`."""
-        return uftp_router(self.node, read=read)
+        """`/uftp/dso`, `/uftp/agr`, `/uftp/status` (behind `read`), `/uftp/key`.
+
+        With our AGR's prognoses and `write`: `POST /uftp/metering/{day}` too.
+        """
+        router = APIRouter()
+        router.include_router(uftp_router(self.node, read=read))
+        if self.agr is not None and self.agr.prognoses is not None and self.write:
+            router.include_router(metering_router(self.agr.prognoses, write=self.write))
+        return router
+
+    def start(self) -> int:
+        """At the controller's start (in its loop): arm the Metering still scheduled; how many."""
+        if self.agr is None or self.agr.prognoses is None:
+            return 0
+        return self.agr.prognoses.start()
+
+    async def plan_changed(self) -> list[DPrognosis]:
+        """After each plan: re-send each D-Prognosis the plan changed (at most one per interval); never raises."""
+        if self.resender is None:
+            return []
+        try:
+            return await self.resender.resend_changed()
+        except UftpSendError as exc:
+            self._failed("D-Prognosis", exc)
+            return []
+
+    def notify_plan(self) -> asyncio.Task[list[DPrognosis]] | None:
+        """`plan_changed` in a task, so the dispatch loop never waits on a DSO; None while one runs.
+
+        A plan that comes while the previous one's re-sends are still out is skipped: the
+        next plan rebuilds from the newest forecast anyway.
+        """
+        if self.resender is None or (self._plan_task is not None and not self._plan_task.done()):
+            return None
+        self._plan_task = asyncio.create_task(self.plan_changed(), name="uftp-plan-changed")
+        return self._plan_task
 
     def _failed(self, what: str, exc: Exception) -> None:
         self.node.failures.append({"message": what, "message_id": "", "reason": str(exc)})
@@ -165,6 +217,11 @@ class UftpSide:
 
     async def aclose(self) -> None:
         """Wait for running handlers (bounded), close the HTTP client and the store."""
+        if self._plan_task is not None and not self._plan_task.done():
+            self._plan_task.cancel()
+            await asyncio.wait([self._plan_task], timeout=5.0)
+        if self.resender is not None:
+            await self.resender.aclose()
         if self.agr is not None and self.agr.prognoses is not None:
             await self.agr.prognoses.aclose()
         await self.node.aclose()
@@ -224,7 +281,7 @@ def controller_uftp(controller: CloudController) -> UftpSide:
         )
 
     config = controller.config.market.uftp
-    return UftpSide(
+    side = UftpSide(
         config,
         # beside the time-series store (the market's own may be on PostgreSQL: no file to sit beside)
         store_path=config.store_path or controller.config.store.path.with_name("uftp.sqlite"),
@@ -234,3 +291,5 @@ def controller_uftp(controller: CloudController) -> UftpSide:
         execute=execute,
         sources=PrognosisSources(forecast, means),
     )
+    side.write = [Depends(controller.auth.write)]
+    return side

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,21 @@ from fastapi import FastAPI
 
 from cloud_controller.dr.requests_store import DrRecord
 from cloud_controller.dr.service import DrService
-from cloud_controller.market.uftp.agr import UftpAgr
-from cloud_controller.market.uftp.agr_prognosis import AgrPrognoses, PrognosisSources, plan_portfolio_kw
+from cloud_controller.market.book import Book
+from cloud_controller.market.config import MarketConfig
+from cloud_controller.market.store import MarketStore
+from cloud_controller.market.uftp.agr import Execute, Preview, UftpAgr
+from cloud_controller.market.uftp.agr_prognosis import (
+    AgrPrognoses,
+    BucketMeans,
+    PrognosisSources,
+    plan_portfolio_kw,
+)
 from cloud_controller.market.uftp.config import UftpConfig, UftpPeer
 from cloud_controller.market.uftp.envelope import SigningKey
 from cloud_controller.market.uftp.node import UftpNode
 from cloud_controller.market.uftp.router import uftp_router
+from cloud_controller.market.uftp.side import UftpSide
 from cloud_controller.store.sqlite import SqliteStore
 from protocols.assets import Points
 from protocols.clock import SimClock
@@ -98,9 +108,23 @@ def _write_meters(store: SqliteStore) -> None:
         store.write_samples(site, samples)
 
 
-async def test_library_dso_takes_our_d_prognosis_of_96_isps_and_our_metering_after_delivery(
-    tmp_path: Path,
-) -> None:
+@dataclass
+class AgrParts:
+    """What our AGR runs on in these tests: DR on two 10 kW contracts, the store with the meters."""
+
+    clock: SimClock
+    dr: DrService
+    ts: SqliteStore
+    preview: Preview
+    execute: Execute
+    means: BucketMeans
+
+    def close(self) -> None:
+        self.ts.close()
+        self.dr.close()
+
+
+def agr_parts(tmp_path: Path) -> AgrParts:
     uftp_python()
     (tmp_path / "contracts.yaml").write_text(CONTRACTS, encoding="utf-8")
     clock = SimClock(NOW)
@@ -119,6 +143,14 @@ async def test_library_dso_takes_our_d_prognosis_of_96_isps_and_our_metering_aft
     async def means(sites: Sequence[str], start: datetime, end: datetime, step_s: float) -> Any:
         return await asyncio.to_thread(ts.read_bucket_means, sites, Points.METER_P_KW, start, end, step_s)
 
+    return AgrParts(clock, dr, ts, preview, execute, means)
+
+
+async def test_library_dso_takes_our_d_prognosis_of_96_isps_and_our_metering_after_delivery(
+    tmp_path: Path,
+) -> None:
+    parts = agr_parts(tmp_path)
+    clock, preview, execute, means = parts.clock, parts.preview, parts.execute, parts.means
     ours, theirs = SigningKey.generate(), SigningKey.generate()
     app = FastAPI()
     async with serving(app) as url:
@@ -159,8 +191,7 @@ async def test_library_dso_takes_our_d_prognosis_of_96_isps_and_our_metering_aft
             party.kill()
             await prognoses.aclose()
             await node.aclose()
-            ts.close()
-            dr.close()
+            parts.close()
 
     assert got["errors"] == [], (got["library_log"], list(node.failures))
     assert node.stats.handler_errors == 0 and node.stats.send_failed == 0, list(node.failures)
@@ -193,3 +224,101 @@ async def test_library_dso_takes_our_d_prognosis_of_96_isps_and_our_metering_aft
     ]
     assert profiles == [("MeteringProfileEnum.POWER", "MeteringUnit.K_W", 1)] * 2  # the library's enums
     assert [m.result for m in prognoses.metering.values()] == ["Accepted", "Accepted"]
+
+
+def _side(parts: AgrParts, ours: SigningKey, peer: UftpPeer, tmp_path: Path) -> UftpSide:
+    """Our AGR as the controller builds it (`UftpSide`), on `uftp.sqlite` in `tmp_path`."""
+    config = UftpConfig(enabled=True, roles=["AGR"], peers=[peer], prognosis_min_interval_s=900.0)
+    book = Book(
+        MarketConfig(fsps={}, congestion_points={}, auto_clear=False), MarketStore(tmp_path / "m.sqlite")
+    )
+    return UftpSide(
+        config,
+        clock=parts.clock,
+        book=book,
+        preview=parts.preview,
+        execute=parts.execute,
+        key=ours,
+        store_path=tmp_path / "uftp.sqlite",
+        sources=PrognosisSources(_forecast, parts.means),
+    )
+
+
+async def test_an_executed_order_resends_our_d_prognosis_and_after_a_restart_the_scheduled_metering_arrives(
+    tmp_path: Path,
+) -> None:
+    """The order (15 kW down in ISPs 73-74) makes our prognosis there 40 - 15 = 25 kW: Revision 2 goes
+    out once the 900 s interval since Revision 1 has passed; then the side closes before the Metering
+    it scheduled for 17:45 UTC, a new side on the same `uftp.sqlite` arms it at start, and at 18:00
+    the library's DSO gets both EANs' Metering and answers them."""
+    parts = agr_parts(tmp_path)
+    ours, theirs = SigningKey.generate(), SigningKey.generate()
+    app = FastAPI()
+    async with serving(app) as url:
+        party = Party(library_dso_config(theirs.private_b64, ours.public_b64, f"{url}/uftp/agr", CP, 1.0))
+        peer = UftpPeer(
+            domain="dso.test",
+            role="DSO",
+            endpoint=party.endpoint,
+            public_key=theirs.public_b64,
+            program="dso-test",
+            congestion_points={CP: ["h1", "h2"]},
+            eans=EANS,
+        )
+        side = _side(parts, ours, peer, tmp_path)
+        app.include_router(side.router())
+        sides = [side]
+        try:
+            await party.start()
+            assert side.agr is not None and side.agr.prognoses is not None and side.resender is not None
+            first, resender = side.agr.prognoses, side.resender
+            await wait_for(lambda: len(resender.waiting()) == 1, timeout_s=15, what="the order's re-send")
+            assert resender.waiting() == [("dso.test", CP, "2026-12-03", "Europe/Amsterdam")]
+            assert [p.revision for p in first.prognoses.values()] == [1]  # within 900 s of Revision 1
+            parts.clock.advance(900.0)
+            await wait_for(lambda: len(first.prognoses) == 2, what="Revision 2")
+            await wait_for(lambda: all(p.result for p in first.prognoses.values()), what="its response")
+            await side.node.idle()
+            await side.aclose()  # the Metering scheduled for 17:45 UTC not sent yet
+
+            side = _side(parts, ours, peer, tmp_path)  # the restart: same store, same key
+            sides.append(side)
+            app.router.routes.clear()  # the old side's routes
+            app.include_router(side.router())
+            assert side.start() == 1
+            task = side.notify_plan()  # as the controller after a plan: the order is in the store
+            assert task is not None and side.notify_plan() is None  # one at a time
+            assert await task == []  # nothing changed
+            assert side.agr is not None and side.agr.prognoses is not None
+            again = side.agr.prognoses
+            parts.clock.advance(
+                (datetime(2026, 12, 3, 18, 0, tzinfo=UTC) - parts.clock.now()).total_seconds()
+            )
+            await wait_for(lambda: len(again.metering) == 2, what="the Metering after the restart")
+            await wait_for(
+                lambda: all(m.result for m in again.metering.values()), what="the MeteringResponses"
+            )
+            await side.node.idle()
+            got = await party.finish()
+        finally:
+            party.kill()
+            for s in sides:
+                await s.aclose()
+    third = _side(parts, ours, peer, tmp_path)
+    assert third.start() == 0  # sent: done in the store
+    await third.aclose()
+    parts.close()
+
+    assert got["errors"] == [], (got["library_log"], list(side.node.failures))
+    assert side.node.stats.handler_errors == 0 and side.node.stats.send_failed == 0, list(side.node.failures)
+    dprog = [m for m in got["received"] if m["type"] == "DPrognosis"]
+    assert [p["revision"] for p in dprog] == [1, 2]
+    isps = [(i["power"], i["start"], i["duration"]) for i in dprog[1]["isps"]]
+    assert isps == [(30000, 1, 36), (35000, 37, 36), (25000, 73, 2), (35000, 75, 10), (30000, 85, 12)]
+    assert [(p.revision, p.result) for p in again.prognoses.values()] == [(1, "Accepted"), (2, "Accepted")]
+    metering = {m["ean"]: m for m in got["received"] if m["type"] == "Metering"}
+    assert {e: [(i["start"], i["value"]) for i in m["profiles"][0]["isps"]] for e, m in metering.items()} == {
+        "E871690900000000001": [(73, "14.000"), (74, "10.533")],
+        "E871690900000000002": [(73, "8.000"), (74, "8.000")],
+    }
+    assert [m.result for m in again.metering.values()] == ["Accepted", "Accepted"]

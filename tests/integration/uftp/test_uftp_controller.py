@@ -230,6 +230,21 @@ async def test_controller_as_agr_answers_the_library_dso_from_its_dr_path(tmp_pa
                     lambda: [m.result for m in prognoses.metering.values()] == ["Accepted"],
                     what="the scheduled Metering's MeteringResponse",
                 )
+                await wait_for(
+                    lambda: [p.result for p in prognoses.prognoses.values()] == ["Accepted"] * 2,
+                    what="the re-sent D-Prognosis's response",
+                )
+                # the operator sends the day's Metering again by hand: Revision 2
+                assert (await http.post("/uftp/metering/2030-01-15")).status_code == 401
+                by_hand = await http.post(
+                    "/uftp/metering/2030-01-15", headers={"Authorization": f"Bearer {OPERATOR}"}
+                )
+                assert by_hand.status_code == 200, by_hand.text
+                assert [m["revision"] for m in by_hand.json()["sent"]] == [2]
+                await wait_for(
+                    lambda: [m.result for m in prognoses.metering.values()] == ["Accepted"] * 2,
+                    what="the second MeteringResponse",
+                )
                 await ctl.uftp.node.idle()
                 listed = (
                     await http.get("/dr/requests", headers={"Authorization": f"Bearer {OPERATOR}"})
@@ -250,15 +265,23 @@ async def test_controller_as_agr_answers_the_library_dso_from_its_dr_path(tmp_pa
     assert [(i["power"], i["start"]) for i in opt["isps"]] == [(-8000, 73), (-8000, 74)]
     assert opt["price"] == "1.2000"
     assert by_type["FlexOrderResponse"]["result"] == "Accepted"
-    # the D-Prognosis of a1's point: no plan and no measurement yet, so 0 W in each of the 96 ISPs, Accepted
-    assert [(i["power"], i["start"], i["duration"]) for i in by_type["DPrognosis"]["isps"]] == [(0, 1, 96)]
-    assert by_type["FlexOffer"]["d_prognosis_message_id"] == by_type["DPrognosis"]["message_id"]
-    assert [p.result for p in prognoses.prognoses.values()] == ["Accepted"]
+    # the D-Prognosis of a1's point: no plan and no measurement yet, so 0 W in each of the 96 ISPs, Accepted;
+    # the order (8 kW down in ISPs 73-74) changed it: Revision 2 once the 900 s interval had passed
+    first, second = [m for m in got["received"] if m["type"] == "DPrognosis"]
+    assert [(i["power"], i["start"], i["duration"]) for i in first["isps"]] == [(0, 1, 96)]
+    assert [(i["power"], i["start"], i["duration"]) for i in second["isps"]] == [
+        (0, 1, 72),
+        (-8000, 73, 2),
+        (0, 75, 22),
+    ]
+    assert (first["revision"], second["revision"]) == (1, 2)
+    assert by_type["FlexOffer"]["d_prognosis_message_id"] == first["message_id"]
+    assert [p.result for p in prognoses.prognoses.values()] == ["Accepted", "Accepted"]
     assert [(i["start"], i["value"]) for i in by_type["Metering"]["profiles"][0]["isps"]] == [
         (73, "6.000"),
         (74, "6.000"),
     ]
-    assert [m.result for m in prognoses.metering.values()] == ["Accepted"]
+    assert [m.result for m in prognoses.metering.values()] == ["Accepted", "Accepted"]
     [executed] = agr.orders.values()
     assert executed.status == "selected" and executed.ordered_w == {73: -8000, 74: -8000}
     # only the order is a DR request (the offer's dry run recorded none), 8 kW per ISP, the DSO's service type

@@ -10,7 +10,6 @@ refusal (`Refused`); and the book over a market store with the endpoints' settle
 metering (`Book`, `MarketConfig`, `MarketStore`, `store_metering`, `ArrayMetering`), for the
 settlement benchmark.
 
-
 Names load on first use (protocols/lazy.py): the controller's config imports
 `market.config`, and loading a config must not pay for pandapower and pyomo.
 """

@@ -253,6 +253,8 @@ class CloudController:
             spawn(self.dr_activator.run(), "dr-activation")
         if self.role in ("all", "dispatch") and self.config.market.enabled:
             spawn(self.market.run(), "market")
+        if self.role in ("all", "dispatch") and self.uftp is not None:  # one sender: the lease holder
+            self.uftp.start()  # the Metering a restart left scheduled: armed again, past due sent now
         if self.role in ("all", "dispatch") and self.config.control.dispatch:
             spawn(dispatch_loop(self), "dispatch")
             if self.config.control.guard_period_s > 0:
@@ -379,6 +381,8 @@ class CloudController:
             log.error("dispatch at %s failed: %s", now, exc)
             return None
         self.last_plan = plan
+        if self.uftp is not None:  # our AGR's D-Prognoses the plan changed, re-sent off this loop
+            self.uftp.notify_plan()
         self.stats.dispatch_count += 1
         self.stats.last_plan_at = now
         self.stats.last_solve_ms = plan.solve_ms

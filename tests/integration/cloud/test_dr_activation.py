@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,19 +21,18 @@ import aiomqtt
 import httpx
 import numpy as np
 import pytest
-import yaml
 
 from cloud_controller.config import CloudConfig
 from cloud_controller.live.types import AssetRef, History, Plan, SiteRef
 from cloud_controller.registry import Registry
 from cloud_controller.service import CloudController
-from edge_agent.config import load_config
 from gridflex.ops.broker import MosquittoBroker
 from protocols.clock import RealClock
 from protocols.messages import Command
 from protocols.topics import dr_report
 from simulators.fleet import SiteSpec
-from simulators.testbed import TestBed, TestBedConfig
+from simulators.testbed import TestBed
+from tests.integration.cloud.one_building import one_building, signed_fenced_agent, until
 from tests.integration.edge_agent.helpers import running_agent
 
 pytestmark = pytest.mark.integration
@@ -104,39 +103,7 @@ async def _controller(cfg: CloudConfig) -> AsyncIterator[CloudController]:
             await task
 
 
-@contextlib.asynccontextmanager
-async def _building(port: int, tmp: Path) -> AsyncIterator[TestBed]:
-    spec = SiteSpec(SITE, 0, annual_kwh=4000.0, heat_annual_kwh=8000.0, battery_kwh=10.0, battery_kw=5.0)
-    now = datetime.now(UTC)
-    cfg = TestBedConfig(n_sites=1, start=now, broker_port=port, bacnet=False, specs=(spec,))
-    async with TestBed(cfg, RealClock(), tmp / "bed") as bed:
-        bed.step(1.0)
-        physics = asyncio.create_task(bed.run())
-        try:
-            yield bed
-        finally:
-            physics.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await physics
-
-
-def _signed_fenced_agent(bed: TestBed, tmp: Path) -> Any:
-    path = bed.manifest.sites[0].config
-    doc = yaml.safe_load(path.read_text())
-    (tmp / "agent-k1.hex").write_text(KEY.hex(), encoding="utf-8")
-    doc["signing"] = {"keys": {"k1": str(tmp / "agent-k1.hex")}}
-    doc.setdefault("commands", {})["require_fence"] = True  # an applied ack proves the fence
-    path.write_text(yaml.safe_dump(doc))
-    return load_config(path)
-
-
-async def _until(pred: Callable[[], Any], timeout_s: float, what: str) -> None:
-    try:
-        async with asyncio.timeout(timeout_s):
-            while not pred():
-                await asyncio.sleep(0.1)
-    except TimeoutError:
-        raise AssertionError(f"timed out after {timeout_s} s waiting for {what}") from None
+SPEC = SiteSpec(SITE, 0, annual_kwh=4000.0, heat_annual_kwh=8000.0, battery_kwh=10.0, battery_kw=5.0)
 
 
 def _request(rid: str, start: datetime, steps: int, step_s: float) -> dict[str, Any]:
@@ -164,7 +131,7 @@ async def _idle_baseline(ctl: CloudController, bed: TestBed) -> None:
         idle = bat.remote and abs(bat.p_kw) < 1e-6
         return idle and snap is not None and abs(snap - building.p_net_kw) < 0.05
 
-    await _until(idle_and_measured, 20, "the battery idle and the site's power measured so")
+    await until(idle_and_measured, 20, "the battery idle and the site's power measured so")
 
 
 async def test_request_activates_the_battery_and_reports_delivery(
@@ -172,13 +139,13 @@ async def test_request_activates_the_battery_and_reports_delivery(
 ) -> None:
     cfg = _config(mosquitto.port, tmp_path)
     async with (
-        _building(mosquitto.port, tmp_path) as bed,
-        running_agent(_signed_fenced_agent(bed, tmp_path)),
+        one_building(SPEC, mosquitto.port, tmp_path) as bed,
+        running_agent(signed_fenced_agent(bed, tmp_path, KEY)),
         _controller(cfg) as ctl,
         aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="dr-report-probe") as probe,
     ):
         await probe.subscribe(dr_report("peak"), qos=1)
-        await _until(lambda: ctl.snapshots[SITE].mode == "online", 20, "the site online")
+        await until(lambda: ctl.snapshots[SITE].mode == "online", 20, "the site online")
         await _idle_baseline(ctl, bed)
         auth = {"Authorization": f"Bearer {TOKEN}"}
         async with httpx.AsyncClient(
@@ -198,10 +165,10 @@ async def test_request_activates_the_battery_and_reports_delivery(
             truth = bed.buildings[SITE].battery
             assert truth is not None
             # the battery's setpoint register, written through Modbus by the agent (remote mode, -3 kW)
-            await _until(
+            await until(
                 lambda: truth.setpoint_kw == pytest.approx(-3.0, abs=0.01), 15, "the setpoint register"
             )
-            await _until(
+            await until(
                 lambda: ctl.dr_activator.report("e2e")["status"] == "completed",  # type: ignore[index]
                 30,
                 "the request completed",
@@ -228,23 +195,26 @@ async def test_request_activates_the_battery_and_reports_delivery(
 async def test_restart_mid_event_resumes_the_request(mosquitto: MosquittoBroker, tmp_path: Path) -> None:
     cfg = _config(mosquitto.port, tmp_path)
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    async with _building(mosquitto.port, tmp_path) as bed, running_agent(_signed_fenced_agent(bed, tmp_path)):
+    async with (
+        one_building(SPEC, mosquitto.port, tmp_path) as bed,
+        running_agent(signed_fenced_agent(bed, tmp_path, KEY)),
+    ):
         truth = bed.buildings[SITE].battery
         assert truth is not None
         async with _controller(cfg) as ctl:
-            await _until(lambda: ctl.snapshots[SITE].mode == "online", 20, "the site online")
+            await until(lambda: ctl.snapshots[SITE].mode == "online", 20, "the site online")
             await _idle_baseline(ctl, bed)
             start = datetime.now(UTC) + timedelta(seconds=3)
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ctl.api_port}", headers=auth) as http:
                 body = _request("restart", start, 2, 8.0)
                 body["intervals"] = [{"p_kw": 3.0}, {"p_kw": 2.0}]
                 assert (await http.post("/dr/requests", json=body)).status_code == 201
-            await _until(lambda: truth.setpoint_kw == pytest.approx(-3.0, abs=0.01), 15, "step 0's setpoint")
+            await until(lambda: truth.setpoint_kw == pytest.approx(-3.0, abs=0.01), 15, "step 0's setpoint")
         # the controller is down during step 0; a new one on the same files resumes at step 1
         async with _controller(cfg) as ctl2:
             assert ctl2.dr.requests.get("restart").status == "active"  # type: ignore[union-attr]
-            await _until(lambda: truth.setpoint_kw == pytest.approx(-2.0, abs=0.01), 20, "step 1's setpoint")
-            await _until(
+            await until(lambda: truth.setpoint_kw == pytest.approx(-2.0, abs=0.01), 20, "step 1's setpoint")
+            await until(
                 lambda: ctl2.dr_activator.report("restart")["status"] == "completed",  # type: ignore[index]
                 30,
                 "the request completed",

@@ -11,21 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 
 from cloud_controller import CommandBuilder
 from cloud_controller.config import CloudConfig
 from cloud_controller.live.types import AssetRef, History, Plan, SiteRef
 from cloud_controller.registry import Registry
 from cloud_controller.service import CloudController
-from edge_agent.config import load_config
 from gridflex.loop.fsp_dispatch import LimitDispatch, device_nominal_kw
 from gridflex.loop.fsp_prognosis import DevicePrognosis
 from gridflex.ops.broker import MosquittoBroker
@@ -33,7 +31,7 @@ from protocols.assets import EV
 from protocols.clock import RealClock
 from protocols.market import ISP_S, MarketIsp, MarketOrder
 from simulators.fleet import SiteSpec
-from simulators.testbed import TestBed, TestBedConfig
+from tests.integration.cloud.one_building import one_building, signed_fenced_agent, until
 from tests.integration.edge_agent.helpers import running_agent
 
 pytestmark = pytest.mark.integration
@@ -83,38 +81,7 @@ async def _controller(cfg: CloudConfig) -> AsyncIterator[CloudController]:
             await task
 
 
-@contextlib.asynccontextmanager
-async def _building(port: int, tmp: Path) -> AsyncIterator[TestBed]:
-    spec = SiteSpec(SITE, 0, annual_kwh=4000.0, heat_annual_kwh=8000.0, ev_kw=11.0)
-    cfg = TestBedConfig(n_sites=1, start=datetime.now(UTC), broker_port=port, bacnet=False, specs=(spec,))
-    async with TestBed(cfg, RealClock(), tmp / "bed") as bed:
-        bed.step(1.0)
-        physics = asyncio.create_task(bed.run())
-        try:
-            yield bed
-        finally:
-            physics.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await physics
-
-
-def _signed_fenced_agent(bed: TestBed, tmp: Path) -> Any:
-    path = bed.manifest.sites[0].config
-    doc = yaml.safe_load(path.read_text())
-    (tmp / "agent-k1.hex").write_text(KEY.hex(), encoding="utf-8")
-    doc["signing"] = {"keys": {"k1": str(tmp / "agent-k1.hex")}}
-    doc.setdefault("commands", {})["require_fence"] = True  # an applied ack proves the fence
-    path.write_text(yaml.safe_dump(doc))
-    return load_config(path)
-
-
-async def _until(pred: Callable[[], Any], timeout_s: float, what: str) -> None:
-    try:
-        async with asyncio.timeout(timeout_s):
-            while not pred():
-                await asyncio.sleep(0.1)
-    except TimeoutError:
-        raise AssertionError(f"timed out after {timeout_s} s waiting for {what}") from None
+SPEC = SiteSpec(SITE, 0, annual_kwh=4000.0, heat_annual_kwh=8000.0, ev_kw=11.0)
 
 
 def _order(isp: datetime) -> MarketOrder:
@@ -141,32 +108,32 @@ async def test_an_ordered_isp_limits_the_ev_through_the_command_path_and_it_draw
     if (isp + timedelta(seconds=ISP_S) - now).total_seconds() < 12:
         isp += timedelta(seconds=ISP_S)  # too close to its end: the next one (sent when it starts)
         await asyncio.sleep((isp - now).total_seconds() + 0.1)
-    async with _building(mosquitto.port, tmp_path) as bed:
+    async with one_building(SPEC, mosquitto.port, tmp_path) as bed:
         charger = bed.buildings[SITE].ev
         assert charger is not None
         charger.plug_in(e_need_kwh=60.0, departure_s=10**7)  # charging at its 11 kW for the test
         async with (
-            running_agent(_signed_fenced_agent(bed, tmp_path)),
+            running_agent(signed_fenced_agent(bed, tmp_path, KEY)),
             _controller(_config(mosquitto.port, tmp_path)) as ctl,
         ):
             snap = ctl.snapshots
-            await _until(lambda: snap[SITE].points.get(EV_P, 0.0) > 10.5, 20, "the EV measured at 11 kW")
+            await until(lambda: snap[SITE].points.get(EV_P, 0.0) > 10.5, 20, "the EV measured at 11 kW")
             prognosis = DevicePrognosis({}, {(SITE, EV): {isp: 6.8}}, {})
             builder = CommandBuilder(period_s=ISP_S, margin_s=0.0, signing_keys=ctl.dr_activator.ctx.keys)
             dispatch = LimitDispatch(
                 prognosis, device_nominal_kw(REGISTRY.sites), builder, ctl._publish_commands, ctl.clock.now
             )
-            await _until(lambda: ctl._fence_now() is not None, 20, "the dispatch lease held")
+            await until(lambda: ctl._fence_now() is not None, 20, "the dispatch lease held")
             assert await dispatch.execute(_order(isp), [SITE]) == "1 device limits"
             (cmd_id,) = dispatch.sent["ev-offer:o1"]
             tracked = ctl.tracker.sent[cmd_id]
             assert (tracked.command.kind, tracked.command.value) == ("p_limit_kw", 7.6)
             assert tracked.command.valid_until == isp + timedelta(seconds=ISP_S)  # released at the ISP's end
-            await _until(lambda: ctl.tracker.sent[cmd_id].status is not None, 20, "the limit's ack")
+            await until(lambda: ctl.tracker.sent[cmd_id].status is not None, 20, "the limit's ack")
             assert ctl.tracker.sent[cmd_id].status == "applied"
             assert charger.p_limit_kw == pytest.approx(7.6)
             t_acked = datetime.now(UTC)
-            await _until(
+            await until(
                 lambda: (
                     (snap[SITE].measured_at or t_acked) > t_acked
                     and snap[SITE].points.get(EV_P, 99.0) <= 7.6 + 0.05

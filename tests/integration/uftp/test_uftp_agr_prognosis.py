@@ -146,6 +146,19 @@ def agr_parts(tmp_path: Path) -> AgrParts:
     return AgrParts(clock, dr, ts, preview, execute, means)
 
 
+def _library_dso_peer(party: Party, theirs: SigningKey) -> UftpPeer:
+    """The library's DSO as our peer: its endpoint and key, h1 and h2 at `CP`, both EANs."""
+    return UftpPeer(
+        domain="dso.test",
+        role="DSO",
+        endpoint=party.endpoint,
+        public_key=theirs.public_b64,
+        program="dso-test",
+        congestion_points={CP: ["h1", "h2"]},
+        eans=EANS,
+    )
+
+
 async def test_library_dso_takes_our_d_prognosis_of_96_isps_and_our_metering_after_delivery(
     tmp_path: Path,
 ) -> None:
@@ -155,15 +168,7 @@ async def test_library_dso_takes_our_d_prognosis_of_96_isps_and_our_metering_aft
     app = FastAPI()
     async with serving(app) as url:
         party = Party(library_dso_config(theirs.private_b64, ours.public_b64, f"{url}/uftp/agr", CP, 1.0))
-        peer = UftpPeer(
-            domain="dso.test",
-            role="DSO",
-            endpoint=party.endpoint,
-            public_key=theirs.public_b64,
-            program="dso-test",
-            congestion_points={CP: ["h1", "h2"]},
-            eans=EANS,
-        )
+        peer = _library_dso_peer(party, theirs)
         node = UftpNode(UftpConfig(enabled=True, roles=["AGR"], peers=[peer]), ours, clock=clock)
         prognoses = AgrPrognoses(node, PrognosisSources(_forecast, means))
         agr = UftpAgr(node, preview=preview, execute=execute, prognoses=prognoses)
@@ -256,15 +261,7 @@ async def test_an_executed_order_resends_our_d_prognosis_and_after_a_restart_the
     app = FastAPI()
     async with serving(app) as url:
         party = Party(library_dso_config(theirs.private_b64, ours.public_b64, f"{url}/uftp/agr", CP, 1.0))
-        peer = UftpPeer(
-            domain="dso.test",
-            role="DSO",
-            endpoint=party.endpoint,
-            public_key=theirs.public_b64,
-            program="dso-test",
-            congestion_points={CP: ["h1", "h2"]},
-            eans=EANS,
-        )
+        peer = _library_dso_peer(party, theirs)
         side = _side(parts, ours, peer, tmp_path)
         app.include_router(side.router())
         sides = [side]

@@ -26,6 +26,7 @@ COMMANDS = (
     "records",
     "uftp",
     "settlement",
+    "settlement-orders",
     "market",
     "dr-selection",
     "areas",

@@ -27,6 +27,9 @@ def register(app: typer.Typer) -> None:
         prognosis: Annotated[
             str, typer.Option(help="Comma-separated offer sources: schedule, yesterday, nominal.")
         ] = "schedule,nominal",
+        battery: Annotated[
+            bool, typer.Option(help="The FSPs also offer their sites' battery discharge (fsp_battery).")
+        ] = False,
         out: Annotated[Path, typer.Option(help="JSON of the rows and the summary.")] = Path(
             "market-relief.json"
         ),
@@ -47,12 +50,12 @@ def register(app: typer.Typer) -> None:
         region = build_schutterwald_region()
         rows, details = [], {}
         for seed in seed_list:
-            for row, det in relief_of_seed(demo_settings(seed, sites), region, sources):
+            for row, det in relief_of_seed(demo_settings(seed, sites), region, sources, batteries=battery):
                 rows.append(row)
                 details[f"{seed}:{row.prognosis}"] = det
                 per_eur = "n/a" if row.relief_kvah_per_eur is None else f"{row.relief_kvah_per_eur:.3f}"
                 print(
-                    f"seed {seed} {row.prognosis:>9}: reference {row.reference_kvah:7.2f} kVAh, "
+                    f"seed {seed} {row.prognosis:>9} ({row.battery_sites} batteries): reference {row.reference_kvah:7.2f} kVAh, "
                     f"market {row.market_kvah:7.2f}, relief {row.relief_kvah:6.2f} kVAh; "
                     f"{row.requested_kwh:.1f} kWh requested, {row.orders} orders, {row.ordered_kwh:.2f} kWh ordered, {row.delivered_kwh:.2f} delivered, "
                     f"{row.net_eur:.2f} EUR net: {per_eur} kVAh/EUR (CPU {row.cpu_s:.0f} s)",
@@ -70,7 +73,7 @@ def register(app: typer.Typer) -> None:
                 f"({s['requested_kwh']['mean']:.1f} kWh requested), "
                 + (f"{e['mean']:.3f} ± {e['sd']:.3f} kVAh/EUR" if e else "nothing paid")
             )
-        print(f"wall {wall:.0f} s, CPU {cpu:.0f} s, load average {load}, {sites} sites")
+        print(f"wall {wall:.0f} s, CPU {cpu:.0f} s, load average {load}, {sites} sites, batteries {battery}")
         doc = {
             "summary": summary,
             "details": details,
@@ -78,5 +81,6 @@ def register(app: typer.Typer) -> None:
             "cpu_s": cpu,
             "load": load,
             "sites": sites,
+            "batteries": battery,
         }
         out.write_text(json.dumps(doc, indent=1, default=str) + "\n", encoding="utf-8")

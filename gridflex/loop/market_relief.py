@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cloud_controller import Book, MarketConfig, MarketStore
+from gridflex.loop.fsp_battery import BatteryBook, SiteBattery
 from gridflex.loop.fsp_offers import (
     AGG_FSP,
     GATE_CLOSURE_S,
@@ -72,6 +73,8 @@ class ReliefRow:
     net_eur: float
     relief_kvah_per_eur: float | None
     cpu_s: float
+    #: FSP sites with a battery the FSP offers (0 without `batteries`)
+    battery_sites: int = 0
 
 
 def _overload_kvah(scenario: LoopScenario, result: TwinResult) -> float:
@@ -96,7 +99,22 @@ def _nominal_kw(scenario: LoopScenario) -> dict[tuple[str, str], float]:
     return out
 
 
-def _market(scenario: LoopScenario, store_dir: Path, fsp_sites: Sequence[str], prognosis: str) -> TwinMarket:
+def _batteries(scenario: LoopScenario, fsp_sites: Sequence[str]) -> BatteryBook:
+    """The FSP sites' batteries, their SoC and expected power from the sites' run without orders (their telemetry)."""
+    out: dict[str, SiteBattery] = {}
+    for spec in scenario.specs:
+        if spec.site in fsp_sites and spec.battery_kwh:
+            b = SiteBattery.from_run(
+                scenario.no_control, spec.site, float(spec.battery_kwh), float(spec.battery_kw or 5.0)
+            )
+            if b is not None:
+                out[spec.site] = b
+    return BatteryBook(out)
+
+
+def _market(
+    scenario: LoopScenario, store_dir: Path, fsp_sites: Sequence[str], prognosis: str, batteries: bool = False
+) -> TwinMarket:
     nominal = _nominal_kw(scenario)
     flex = {s.site: nominal.get((s.site, EV), 0.0) + nominal.get((s.site, HP), 0.0) for s in scenario.specs}
     cp = (scenario.element or "root").lower()
@@ -124,13 +142,16 @@ def _market(scenario: LoopScenario, store_dir: Path, fsp_sites: Sequence[str], p
         RISK,
         n_scenarios=scenario.settings.congestion_scenarios or 100,
         physics_step_s=scenario.settings.physics_step_s,
+        batteries=_batteries(scenario, fsp_sites) if batteries else None,
     )
 
 
 def relief_of_seed(
-    settings: LoopSettings, region: Any, sources: Sequence[str] = ("schedule",)
+    settings: LoopSettings, region: Any, sources: Sequence[str] = ("schedule",), *, batteries: bool = False
 ) -> list[tuple[ReliefRow, dict[str, Any]]]:
     """One seed: the reference twin once, then the market twin per prognosis source; a row and details each.
+
+    `batteries`: the FSPs also offer their sites' battery discharge (`fsp_battery`).
 
     The details: the DSO's request actions, refused offers, the clearings, unsettled orders
     and the number of limit commands sent.
@@ -146,7 +167,7 @@ def relief_of_seed(
     for source in sources:
         t1 = time.process_time()
         with tempfile.TemporaryDirectory(prefix="gridflex-market-twin-") as tmp:
-            market = _market(scenario, Path(tmp), fsp_sites, source)
+            market = _market(scenario, Path(tmp), fsp_sites, source, batteries)
             with_market = run_twin(scenario, market_only_sites=fsp_sites, hook=market)
             settlements, failed = market.book.settle_due(settings.end, twin_metering(with_market))
             orders = market.book.store.orders()
@@ -158,6 +179,7 @@ def relief_of_seed(
             seed=settings.seed,
             prognosis=source,
             fsp_sites=len(fsp_sites),
+            battery_sites=len(market.batteries.batteries) if market.batteries is not None else 0,
             reference_kvah=round(ref_kvah, 2),
             market_kvah=round(mkt_kvah, 2),
             relief_kvah=round(relief, 2),

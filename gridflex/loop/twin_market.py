@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from cloud_controller import Book, ForecastOptions, Plan
 from cloud_controller.market import GridView, LatestForecast, Refused, ViewBuilder, request_action
-from gridflex.loop.fsp_offers import FspPlan, offer_for
+from gridflex.loop.fsp_battery import BatteryBook
+from gridflex.loop.fsp_offers import GATE_CLOSURE_S, FspPlan, offer_for
 from gridflex.loop.fsp_prognosis import DevicePrognosis
 from gridflex.loop.twin import TwinResult
+from protocols.assets import BATTERY
 from protocols.market import ISP_S, MarketOrder
 from protocols.messages import Command
 from simulators.siteconfig import GUARANTEED_MIN_KW
@@ -101,6 +103,8 @@ class TwinMarket:
     n_scenarios: int = 100
     physics_step_s: float = 30.0
     view: GridView | None = None
+    #: the FSPs' site batteries (`fsp_battery`): offered and dispatched first; None: EVs and heat pumps only
+    batteries: BatteryBook | None = None
     actions: list[str] = field(default_factory=list)  # "post r0 at 15:15", ...
     refused: list[str] = field(default_factory=list)
     clearings: list[dict[str, Any]] = field(default_factory=list)
@@ -110,6 +114,9 @@ class TwinMarket:
     _answered: dict[tuple[str, str], int] = field(default_factory=dict)  # (fsp, request) -> revision
     _open: dict[tuple[str, str], str] = field(default_factory=dict)  # (fsp, request) -> offer id
     _serial: int = 0
+    _battery_kw: dict[datetime, dict[str, float]] = field(
+        default_factory=dict
+    )  # the last offer's, per ISP and site
 
     def step(self, now: datetime, plan: Plan | None, planner: Any) -> list[Command]:
         """After each physics step: with a new plan the forecast's request; the FSPs' offers; clear; due limits."""
@@ -167,7 +174,7 @@ class TwinMarket:
                 if self._answered.get(key, -1) >= req.revision:
                     continue
                 self._answered[key] = req.revision
-                offer = offer_for(plan, doc, now, self._serial)
+                offer = offer_for(self._with_batteries(plan, doc, now), doc, now, self._serial)
                 self._serial += 1
                 if offer is None:
                     continue
@@ -175,15 +182,54 @@ class TwinMarket:
                     if key in self._open:
                         self.book.revoke_offer(self._open.pop(key), plan.fsp)
                     self.book.post_offer(offer, plan.fsp, now)
+                    if self.batteries is not None:
+                        self.batteries.offered[offer.offer_id] = self._battery_kw
                     self._open[key] = offer.offer_id
                 except Refused as exc:
                     self.refused.append(f"{offer.offer_id}: {exc}")
+
+    def _with_batteries(self, plan: FspPlan, request: Mapping[str, Any], now: datetime) -> FspPlan:
+        """`plan` with its batteries' discharge added to what it can give in the request's open ISPs."""
+        self._battery_kw = {}
+        if self.batteries is None:
+            return plan
+        gate = timedelta(seconds=GATE_CLOSURE_S)
+        starts = [
+            t
+            for t in (datetime.fromisoformat(str(i["start"])) for i in request["isps"])
+            if t - gate > now + ISP
+        ]
+        self._battery_kw = self.batteries.offer(plan.sites, starts, now)
+        extra = {t: sum(v.values()) for t, v in self._battery_kw.items()}
+        if not any(extra.values()):
+            return plan
+        base = plan.available_kw
+        return replace(
+            plan,
+            cap_kw=plan.cap_kw + max(extra.values()),
+            available_kw={
+                t: (plan.cap_kw if base is None else base.get(t, 0.0)) + extra.get(t, 0.0)
+                for t in set(extra) | set(base or {})
+            },
+        )
 
     def _dispatch(self, order: MarketOrder, now: datetime) -> None:
         found = self.book.store.offer(order.offer_id)
         sites = list(found[0].sites) if found is not None else []
         hold = ISP + timedelta(seconds=self.physics_step_s)
-        for start, site, asset, limit_kw in limits_for(order, sites, self.prognosis, self.nominal_kw):
+        setpoints: list[tuple[datetime, str, float]] = []
+        if self.batteries is not None:
+            rest = []
+            for isp in order.isps:
+                bat, left_kw = self.batteries.dispatch(order.offer_id, isp.start, isp.kw)
+                setpoints += [(isp.start, site, kw) for site, kw in bat]
+                rest.append(isp.model_copy(update={"kw": left_kw}))
+            order = order.model_copy(update={"isps": rest})
+        out = [(start, site, BATTERY, "p_setpoint_kw", kw) for start, site, kw in setpoints] + [
+            (start, site, asset, "p_limit_kw", kw)
+            for start, site, asset, kw in limits_for(order, sites, self.prognosis, self.nominal_kw)
+        ]
+        for start, site, asset, kind, value in out:
             self.commands += 1
             self._pending.append(
                 Command.model_validate(
@@ -192,8 +238,8 @@ class TwinMarket:
                         "ts": now,
                         "cmd_id": f"mkt{self.commands}-{site}-{asset}"[:64],
                         "asset": asset,
-                        "kind": "p_limit_kw",
-                        "value": limit_kw,
+                        "kind": kind,
+                        "value": value,
                         "valid_from": start,
                         "valid_until": start + hold,
                         "request_id": order.order_id[:64],
